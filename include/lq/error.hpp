@@ -1,0 +1,77 @@
+// liblq: the single error type and its codes.
+#pragma once
+
+#include <lq/api.hpp>
+
+#include <fmt/format.h>
+
+#include <stdexcept>
+#include <string>
+#include <string_view>
+
+namespace lq {
+
+/// Error codes. Each maps to one CLI exit code (base contract 0-8, advanced contract 10-16).
+enum class Errc : int {
+  ok = 0,
+  general,             ///< exit 1
+  invalid_argument,    ///< exit 2: bad flag, bad option value, bad usage
+  not_found,           ///< exit 3: model path / Hub ID not found
+  auth_required,       ///< exit 4
+  out_of_memory,       ///< exit 5
+  invalid_model,       ///< exit 6: malformed file, unknown architecture, bad tensor
+  output_error,        ///< exit 7: cannot write the output
+  interrupted,         ///< exit 8: interrupted (checkpoint kept)
+  imatrix_error,       ///< exit 10: importance matrix missing or invalid
+  quality_degraded,    ///< exit 11
+  coherence_failed,    ///< exit 12
+  profile_error,       ///< exit 13: profile missing or invalid
+  smoothquant_failed,  ///< exit 14
+  calibration_error,   ///< exit 15: calibration data missing or malformed
+  importance_failed,   ///< exit 16
+};
+
+/// Static facts about one error code: CLI exit code and the JSON `error_type` name.
+struct ErrcInfo {
+  Errc code;
+  int exit_code;
+  const char* type_name;   ///< e.g. "InvalidModelError"
+  const char* suggestion;  ///< default hint for JSON error output (may be empty)
+};
+
+/// Row of the error table for `c`.
+LQ_API const ErrcInfo& errc_info(Errc c) noexcept;
+/// CLI exit code for `c`.
+inline int exit_code(Errc c) noexcept { return errc_info(c).exit_code; }
+
+/// The one exception type thrown by liblq. `what()` is a single human-readable line.
+class LQ_API Error : public std::runtime_error {
+ public:
+  Error(Errc code, const std::string& message, std::string suggestion = {})
+      : std::runtime_error(message), code_(code), suggestion_(std::move(suggestion)) {}
+  Errc code() const noexcept { return code_; }
+  /// Optional hint for the user ("" when none).
+  const std::string& suggestion() const noexcept { return suggestion_; }
+
+ private:
+  Errc code_;
+  std::string suggestion_;
+};
+
+/// The funnel every throw goes through: formats the message and throws lq::Error.
+[[noreturn]] LQ_API void throw_error(Errc code, std::string message, std::string suggestion = {});
+
+template <typename... Args>
+[[noreturn]] void fail(Errc code, fmt::format_string<Args...> f, Args&&... args) {
+  throw_error(code, fmt::format(f, std::forward<Args>(args)...));
+}
+
+/// Checks an internal invariant (never user input). Throws Errc::general on failure.
+#define LQ_ASSERT(cond)                                                                      \
+  do {                                                                                       \
+    if (!(cond)) ::lq::throw_error(::lq::Errc::general,                                      \
+                                   ::fmt::format("internal error: {} ({}:{})", #cond,        \
+                                                 __FILE__, __LINE__));                       \
+  } while (0)
+
+}  // namespace lq

@@ -1,0 +1,78 @@
+// liblq: file helpers: atomic output files, read-only mappings, interruption.
+#pragma once
+
+#include <lq/api.hpp>
+
+#include <cstdint>
+#include <filesystem>
+#include <span>
+#include <string>
+#include <vector>
+
+namespace lq {
+
+/// A buffered output file written to a temporary name in the destination directory and renamed
+/// over the destination by commit(). If destroyed (or the process interrupted) before commit(),
+/// the temporary file is removed. Errors throw Errc::output_error.
+class LQ_API OutputFile {
+ public:
+  explicit OutputFile(std::filesystem::path dest, size_t buffer_bytes = 8u << 20);
+  ~OutputFile();
+  OutputFile(const OutputFile&) = delete;
+  OutputFile& operator=(const OutputFile&) = delete;
+
+  void write(const void* data, size_t n);
+  void write_zeros(size_t n);
+  /// Bytes written so far.
+  uint64_t size() const { return written_; }
+  /// Flushes and atomically renames to the destination.
+  void commit();
+  const std::filesystem::path& dest() const { return dest_; }
+
+ private:
+  void flush();
+  std::filesystem::path dest_;
+  std::filesystem::path tmp_;
+  int fd_ = -1;
+  int tmp_slot_ = -1;
+  std::vector<uint8_t> buf_;
+  size_t used_ = 0;
+  uint64_t written_ = 0;
+  bool committed_ = false;
+};
+
+/// Writes a whole file atomically (temp + rename).
+LQ_API void write_file_atomic(const std::filesystem::path& dest, std::span<const uint8_t> bytes);
+LQ_API void write_file_atomic(const std::filesystem::path& dest, const std::string& text);
+/// Reads a whole file; throws Errc::not_found / Errc::general.
+LQ_API std::string read_file(const std::filesystem::path& path);
+
+/// A read-only memory mapping of a whole file.
+class LQ_API MappedFile {
+ public:
+  explicit MappedFile(const std::filesystem::path& path);
+  ~MappedFile();
+  MappedFile(const MappedFile&) = delete;
+  MappedFile& operator=(const MappedFile&) = delete;
+  const uint8_t* data() const { return data_; }
+  size_t size() const { return size_; }
+  /// Drops the pages of [offset, offset + n) from this process's resident set.
+  void release(size_t offset, size_t n) const;
+  const std::filesystem::path& path() const { return path_; }
+
+ private:
+  std::filesystem::path path_;
+  const uint8_t* data_ = nullptr;
+  size_t size_ = 0;
+};
+
+/// Installs SIGINT/SIGTERM handlers that set the interruption flag (idempotent). Long-running
+/// library loops call check_interrupted(), which throws Errc::interrupted once the flag is set.
+LQ_API void install_interrupt_handler();
+LQ_API bool interrupt_requested() noexcept;
+LQ_API void check_interrupted();
+/// Sets the flag by hand (tests, embedding applications).
+LQ_API void request_interrupt() noexcept;
+LQ_API void clear_interrupt() noexcept;
+
+}  // namespace lq

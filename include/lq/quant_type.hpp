@@ -1,0 +1,106 @@
+// liblq: tensor element types (ggml type ids) and the one trait table that describes them.
+#pragma once
+
+#include <lq/api.hpp>
+
+#include <cstddef>
+#include <cstdint>
+#include <optional>
+#include <span>
+#include <string_view>
+
+namespace lq {
+
+/// Tensor element type. Values are the GGUF/ggml type ids: pinned, never reused.
+/// Ids 4, 5, 31-33 and 36-38 were removed by ggml and must stay unused.
+enum class QuantType : int32_t {
+  F32 = 0,
+  F16 = 1,
+  Q4_0 = 2,
+  Q4_1 = 3,
+  Q5_0 = 6,
+  Q5_1 = 7,
+  Q8_0 = 8,
+  Q8_1 = 9,
+  Q2_K = 10,
+  Q3_K = 11,
+  Q4_K = 12,
+  Q5_K = 13,
+  Q6_K = 14,
+  Q8_K = 15,
+  IQ2_XXS = 16,
+  IQ2_XS = 17,
+  IQ3_XXS = 18,
+  IQ1_S = 19,
+  IQ4_NL = 20,
+  IQ3_S = 21,
+  IQ2_S = 22,
+  IQ4_XS = 23,
+  I8 = 24,
+  I16 = 25,
+  I32 = 26,
+  I64 = 27,
+  F64 = 28,
+  IQ1_M = 29,
+  BF16 = 30,
+  TQ1_0 = 34,
+  TQ2_0 = 35,
+};
+
+/// Number of slots in the type table (one past the largest id liblq knows).
+inline constexpr int kQuantTypeSlots = 36;
+
+/// Quantizes `nrows` rows of `n_per_row` floats; row r goes to dst + r * row_bytes(n_per_row).
+/// `imatrix` holds one importance weight per column (n_per_row values) or is nullptr.
+using QuantizeFn = void (*)(const float* src, void* dst, int64_t nrows, int64_t n_per_row,
+                            const float* imatrix);
+/// Decodes `n` values (a multiple of the block size) from packed blocks into floats.
+using DequantizeFn = void (*)(const void* src, float* dst, int64_t n);
+/// Dot product of `n` values: x is packed in this type, y in the row's `dot_type`.
+using DotFn = float (*)(int64_t n, const void* x, const void* y);
+
+/// One back-end's kernels for a type. An empty slot means "use the scalar reference".
+struct KernelSet {
+  QuantizeFn quantize = nullptr;
+  DequantizeFn dequantize = nullptr;
+  DotFn dot = nullptr;
+};
+
+/// One row of the type table. Read it through type_info().
+struct TypeInfo {
+  QuantType type;
+  const char* name;          ///< ggml name, e.g. "Q4_K"
+  int block_size;            ///< values per block (0 for an unused slot)
+  int block_bytes;           ///< bytes per block
+  bool storable;             ///< may appear as a weight tensor type in files we write
+  bool needs_imatrix;        ///< quantizing it without importance data is refused (llama.cpp rule)
+  QuantType dot_type;        ///< type the activations are packed in for dot()
+  double tolerance;          ///< max relative RMSE of a quantize/dequantize round trip on N(0,1) rows
+  QuantizeFn quantize_ref;   ///< scalar oracle (imatrix optional); nullptr: not quantizable
+  DequantizeFn dequantize_ref;  ///< scalar oracle; nullptr: cannot be decoded
+  DotFn dot_ref;             ///< scalar oracle (optional)
+  KernelSet cpu;             ///< xsimd kernels chosen at run time (optional slots)
+  KernelSet cuda;            ///< CUDA kernels (empty when CUDA is not built)
+
+  /// Bits per weight.
+  double bpw() const { return 8.0 * block_bytes / block_size; }
+  /// Bytes of a row of `n` values (n must be a multiple of block_size).
+  size_t row_bytes(int64_t n) const { return static_cast<size_t>(n / block_size) * block_bytes; }
+  /// True for the slots that describe a real type.
+  bool valid() const { return block_size > 0; }
+  /// True for F32/F16/BF16/F64 (no blocks, no quantization search).
+  bool is_float() const;
+};
+
+/// Row of the table for `t`. Throws Errc::invalid_model for an id liblq does not know.
+LQ_API const TypeInfo& type_info(QuantType t);
+/// True when `id` names a type of the table.
+LQ_API bool is_known_type_id(int32_t id) noexcept;
+/// Looks up a type by its ggml name (case-insensitive), e.g. "q4_k".
+LQ_API std::optional<QuantType> parse_quant_type(std::string_view name) noexcept;
+/// Every valid row of the table, in id order.
+LQ_API std::span<const TypeInfo> all_types() noexcept;
+/// The ggml name of `t` ("?" for an unknown id).
+LQ_API const char* type_name(QuantType t) noexcept;
+
+}  // namespace lq

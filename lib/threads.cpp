@@ -1,0 +1,157 @@
+#include <lq/threads.hpp>
+
+#include <algorithm>
+#include <atomic>
+#include <condition_variable>
+#include <exception>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+namespace lq {
+namespace {
+
+thread_local bool t_in_pool = false;
+
+// A persistent pool: workers sleep on a condition variable between jobs and spin briefly
+// after one, because the inference engine issues many short jobs per token.
+class Pool {
+ public:
+  static Pool& get() {
+    static Pool pool;
+    return pool;
+  }
+
+  void run(int n_threads, const std::function<void(int, int)>& fn) {
+    std::lock_guard<std::mutex> run_lock(run_mutex_);
+    ensure_workers(n_threads - 1);
+    std::exception_ptr first_error;
+    std::mutex err_mutex;
+    const std::function<void(int)> body = [&](int idx) {
+      try {
+        fn(idx, n_threads);
+      } catch (...) {
+        std::lock_guard<std::mutex> g(err_mutex);
+        if (!first_error) first_error = std::current_exception();
+      }
+    };
+    {
+      std::lock_guard<std::mutex> g(mutex_);
+      job_ = &body;
+      job_threads_ = n_threads;
+      pending_.store(n_threads - 1, std::memory_order_relaxed);
+      generation_.fetch_add(1, std::memory_order_release);
+    }
+    cv_.notify_all();
+    t_in_pool = true;
+    body(0);
+    t_in_pool = false;
+    while (pending_.load(std::memory_order_acquire) != 0) std::this_thread::yield();
+    {
+      std::lock_guard<std::mutex> g(mutex_);
+      job_ = nullptr;
+    }
+    if (first_error) std::rethrow_exception(first_error);
+  }
+
+  ~Pool() {
+    {
+      std::lock_guard<std::mutex> g(mutex_);
+      stop_ = true;
+      generation_.fetch_add(1);
+    }
+    cv_.notify_all();
+    for (auto& t : workers_) t.join();
+  }
+
+ private:
+  void ensure_workers(int n) {
+    while (static_cast<int>(workers_.size()) < n) {
+      int idx = static_cast<int>(workers_.size()) + 1;
+      workers_.emplace_back([this, idx] { loop(idx); });
+    }
+  }
+
+  void loop(int idx) {
+    t_in_pool = true;
+    uint64_t seen = generation_.load();
+    for (;;) {
+      // spin a little before sleeping
+      bool got = false;
+      for (int i = 0; i < 20000; ++i) {
+        if (generation_.load(std::memory_order_acquire) != seen) { got = true; break; }
+#if defined(__x86_64__)
+        __builtin_ia32_pause();
+#endif
+      }
+      if (!got) {
+        std::unique_lock<std::mutex> lk(mutex_);
+        cv_.wait(lk, [&] { return generation_.load() != seen; });
+      }
+      seen = generation_.load(std::memory_order_acquire);
+      const std::function<void(int)>* job;
+      int threads;
+      {
+        std::lock_guard<std::mutex> g(mutex_);
+        if (stop_) return;
+        job = job_;
+        threads = job_threads_;
+      }
+      if (job && idx < threads) {
+        (*job)(idx);
+        pending_.fetch_sub(1, std::memory_order_acq_rel);
+      }
+    }
+  }
+
+  std::mutex run_mutex_;
+  std::mutex mutex_;
+  std::condition_variable cv_;
+  std::vector<std::thread> workers_;
+  std::atomic<uint64_t> generation_{0};
+  std::atomic<int> pending_{0};
+  const std::function<void(int)>* job_ = nullptr;
+  int job_threads_ = 0;
+  bool stop_ = false;
+};
+
+}  // namespace
+
+int hardware_threads() noexcept {
+  unsigned n = std::thread::hardware_concurrency();
+  return n == 0 ? 1 : static_cast<int>(n);
+}
+
+void parallel_run(int threads, const std::function<void(int, int)>& fn) {
+  if (threads <= 0) threads = hardware_threads();
+  if (threads == 1 || t_in_pool) {
+    for (int i = 0; i < threads; ++i) fn(i, threads);
+    return;
+  }
+  Pool::get().run(threads, fn);
+}
+
+void parallel_for(int64_t n, int threads, int64_t grain,
+                  const std::function<void(int64_t, int64_t)>& fn) {
+  if (n <= 0) return;
+  if (threads <= 0) threads = hardware_threads();
+  grain = std::max<int64_t>(grain, 1);
+  const int64_t max_chunks = (n + grain - 1) / grain;
+  threads = static_cast<int>(std::min<int64_t>(threads, max_chunks));
+  if (threads <= 1 || t_in_pool) {
+    fn(0, n);
+    return;
+  }
+  // Dynamic scheduling: chunks of `grain` (at least n / (8 * threads)) handed out atomically.
+  const int64_t chunk = std::max<int64_t>(grain, n / (8 * threads));
+  std::atomic<int64_t> next{0};
+  Pool::get().run(threads, [&](int, int) {
+    for (;;) {
+      const int64_t b = next.fetch_add(chunk);
+      if (b >= n) break;
+      fn(b, std::min(n, b + chunk));
+    }
+  });
+}
+
+}  // namespace lq
