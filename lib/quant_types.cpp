@@ -8,6 +8,7 @@
 #include "ref/blocks.hpp"
 #include "ref/float.hpp"
 #include "ref/legacy.hpp"
+#include "ref/q8_k.hpp"
 
 #include <array>
 #include <cctype>
@@ -42,7 +43,7 @@ constexpr std::array<TypeInfo, kQuantTypeSlots> kTable = {{
   {QT::Q4_K,    "Q4_K",   256, 144,  true,  false, QT::Q8_K, 0.0,    nullptr, nullptr, nullptr, {}, {}},
   {QT::Q5_K,    "Q5_K",   256, 176,  true,  false, QT::Q8_K, 0.0,    nullptr, nullptr, nullptr, {}, {}},
   {QT::Q6_K,    "Q6_K",   256, 210,  true,  false, QT::Q8_K, 0.0,    nullptr, nullptr, nullptr, {}, {}},
-  {QT::Q8_K,    "Q8_K",   256, 292,  false, false, QT::Q8_K, 0.0,    nullptr, nullptr, nullptr, {}, {}},
+  {QT::Q8_K,    "Q8_K",   256, 292,  false, false, QT::Q8_K, 0.008,  ref::quantize_q8_k, ref::dequantize_q8_k, nullptr, {}, {}},
   {QT::IQ2_XXS, "IQ2_XXS",256,  66,  true,  true,  QT::Q8_K, 0.0,    nullptr, nullptr, nullptr, {}, {}},
   {QT::IQ2_XS,  "IQ2_XS", 256,  74,  true,  true,  QT::Q8_K, 0.0,    nullptr, nullptr, nullptr, {}, {}},
   {QT::IQ3_XXS, "IQ3_XXS",256,  98,  true,  false, QT::Q8_K, 0.0,    nullptr, nullptr, nullptr, {}, {}},
