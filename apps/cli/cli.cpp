@@ -1,0 +1,117 @@
+#include "cli.hpp"
+
+#include <lq/backend.hpp>
+
+#include <fmt/format.h>
+
+#include <cstdio>
+#include <iostream>
+
+#include <unistd.h>
+
+namespace lq::cli {
+
+void add_global_options(cxxopts::Options& opts, bool allow_csv) {
+  opts.add_options("Global")
+      ("format", allow_csv ? "Output format: human, json, csv" : "Output format: human, json",
+       cxxopts::value<std::string>())
+      ("threads", "Worker threads (0 = all cores)", cxxopts::value<int>())
+      ("backend", "Compute back-end: auto, cpu, cuda", cxxopts::value<std::string>())
+      ("quiet", "No progress output on stderr")
+      ("h,help", "Show this help");
+}
+
+std::optional<cxxopts::ParseResult> parse(Context& ctx, cxxopts::Options& opts, std::vector<std::string>& args) {
+  std::vector<char*> argv;
+  std::string prog = ctx.program;
+  argv.push_back(prog.data());
+  for (auto& a : args) argv.push_back(a.data());
+  cxxopts::ParseResult r;
+  try {
+    r = opts.parse(static_cast<int>(argv.size()), argv.data());
+  } catch (const cxxopts::exceptions::exception& e) {
+    throw Error(Errc::invalid_argument, e.what(), fmt::format("Run `{} --help`", opts.program()));
+  }
+  if (r.count("help")) {
+    std::cout << opts.help({"", "Global"}) << std::flush;
+    return std::nullopt;
+  }
+  if (r.count("format")) {
+    const std::string f = r["format"].as<std::string>();
+    if (f == "human") ctx.format = Format::human;
+    else if (f == "json") ctx.format = Format::json;
+    else if (f == "csv") ctx.format = Format::csv;
+    else fail(Errc::invalid_argument, "--format: unknown format '{}' (human, json{})", f, "");
+  }
+  if (r.count("threads")) {
+    ctx.threads = r["threads"].as<int>();
+    if (ctx.threads < 0) fail(Errc::invalid_argument, "--threads must be >= 0, got {}", ctx.threads);
+  }
+  if (r.count("backend")) Registry::instance().select(r["backend"].as<std::string>());
+  if (r.count("quiet")) ctx.quiet = true;
+  return r;
+}
+
+void print_json(const nlohmann::json& j) { std::cout << j.dump(2) << "\n" << std::flush; }
+
+std::string human_bytes(uint64_t n) {
+  const double v = static_cast<double>(n);
+  if (v >= 1e9) return fmt::format("{:.1f} GB", v / 1e9);
+  if (v >= 1e6) return fmt::format("{:.1f} MB", v / 1e6);
+  if (v >= 1e3) return fmt::format("{:.1f} KB", v / 1e3);
+  return fmt::format("{} B", n);
+}
+
+TermProgress::TermProgress(const Context& ctx)
+    : ctx_(ctx), tty_(::isatty(STDERR_FILENO) != 0), start_(std::chrono::steady_clock::now()) {}
+
+void TermProgress::message(std::string_view text) {
+  if (ctx_.quiet) return;
+  if (bar_open_) {
+    std::fputs("\n", stderr);
+    bar_open_ = false;
+  }
+  std::fprintf(stderr, "[%s] %.*s\n", ctx_.program.c_str(), static_cast<int>(text.size()), text.data());
+  std::fflush(stderr);
+}
+
+void TermProgress::update(std::string_view task, int64_t done, int64_t total, std::string_view unit) {
+  if (ctx_.quiet || total <= 0) return;
+  if (task_ != task) {
+    task_ = std::string(task);
+    start_ = std::chrono::steady_clock::now();
+    last_decile_ = -1;
+  }
+  const double frac = std::min(1.0, static_cast<double>(done) / static_cast<double>(total));
+  const auto secs = static_cast<int64_t>(
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count());
+  const std::string elapsed = fmt::format("{:02}:{:02}", secs / 60, secs % 60);
+  if (tty_) {
+    constexpr int kWidth = 20;
+    const int filled = static_cast<int>(frac * kWidth + 0.5);
+    std::string bar;
+    for (int i = 0; i < kWidth; ++i) bar += i < filled ? "\u2501" : "\u2500";
+    std::fprintf(stderr, "\r%.*s %s %3d%% %lld/%lld %.*s [%s elapsed]", static_cast<int>(task.size()), task.data(),
+                 bar.c_str(), static_cast<int>(frac * 100), static_cast<long long>(done), static_cast<long long>(total),
+                 static_cast<int>(unit.size()), unit.data(), elapsed.c_str());
+    bar_open_ = true;
+  } else {
+    const int decile = static_cast<int>(frac * 10);
+    if (decile == last_decile_) return;
+    last_decile_ = decile;
+    std::fprintf(stderr, "%.*s %3d%% %lld/%lld %.*s [%s elapsed]\n", static_cast<int>(task.size()), task.data(),
+                 static_cast<int>(frac * 100), static_cast<long long>(done), static_cast<long long>(total),
+                 static_cast<int>(unit.size()), unit.data(), elapsed.c_str());
+  }
+  std::fflush(stderr);
+}
+
+void TermProgress::finish(std::string_view) {
+  if (bar_open_) {
+    std::fputs("\n", stderr);
+    bar_open_ = false;
+  }
+  task_.clear();
+}
+
+}  // namespace lq::cli

@@ -1,0 +1,67 @@
+// The lq command-line tool: shared pieces of the commands (options, output, progress).
+#pragma once
+
+#include <lq/error.hpp>
+#include <lq/progress.hpp>
+
+#include <cxxopts.hpp>
+#include <nlohmann/json.hpp>
+
+#include <chrono>
+#include <functional>
+#include <string>
+#include <vector>
+
+namespace lq::cli {
+
+enum class Format { human, json, csv };
+
+/// Settings every command shares (global options).
+struct Context {
+  std::string program = "lq";  ///< name used in progress lines ("[lq] ...")
+  Format format = Format::human;
+  int threads = 0;
+  bool quiet = false;
+};
+
+/// A command: name, one-line summary, and its entry point taking the arguments after its name.
+struct Command {
+  const char* name;
+  const char* summary;
+  int (*run)(Context& ctx, std::vector<std::string> args);
+};
+
+/// The registered commands (defined in main.cpp).
+const std::vector<Command>& commands();
+
+/// Adds the global options (--format, --threads, --backend, --quiet) to a command's parser.
+void add_global_options(cxxopts::Options& opts, bool allow_csv = false);
+/// Parses `args` with `opts`, applies the global options to `ctx`. cxxopts errors throw
+/// Errc::invalid_argument. Returns the parse result; prints help and returns nullopt for --help.
+std::optional<cxxopts::ParseResult> parse(Context& ctx, cxxopts::Options& opts, std::vector<std::string>& args);
+
+/// Prints a JSON document on stdout (pretty, one trailing newline).
+void print_json(const nlohmann::json& j);
+
+/// "1.2 GB" style sizes.
+std::string human_bytes(uint64_t n);
+
+/// Progress on stderr: "[lq] message" lines, and a bar on a terminal ("Quantizing ━━━ 40% 23/57
+/// tensors [00:12 elapsed]") or plain lines at 10% steps otherwise. Silent with --quiet.
+class TermProgress final : public Progress {
+ public:
+  explicit TermProgress(const Context& ctx);
+  void message(std::string_view text) override;
+  void update(std::string_view task, int64_t done, int64_t total, std::string_view unit) override;
+  void finish(std::string_view task) override;
+
+ private:
+  const Context& ctx_;
+  bool tty_;
+  std::chrono::steady_clock::time_point start_;
+  std::string task_;
+  int last_decile_ = -1;
+  bool bar_open_ = false;
+};
+
+}  // namespace lq::cli

@@ -1,0 +1,48 @@
+// liblq: importance matrices in llama.cpp's two file formats (GGUF-based and legacy .dat).
+#pragma once
+
+#include <lq/api.hpp>
+
+#include <cstdint>
+#include <filesystem>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace lq {
+
+/// Activation statistics of one weight: per input column, the sum of squared activations, and
+/// the number of activation rows, per matrix (n_mat = 1 for dense weights, n_expert for MoE).
+struct ImatrixEntry {
+  int64_t n_cols = 0;
+  int64_t n_mat = 1;
+  std::vector<float> in_sum2;  ///< n_cols * n_mat raw sums of x^2
+  std::vector<float> counts;   ///< n_mat row counts
+
+  /// Per-column mean of x^2 for matrix `mat` (count 0 gives 1.0, as llama-quantize does).
+  std::vector<float> mean(int64_t mat = 0) const;
+};
+
+/// An importance matrix: entries keyed by GGUF weight name ("blk.0.attn_q.weight").
+struct Imatrix {
+  std::map<std::string, ImatrixEntry> entries;
+  std::vector<std::string> datasets;  ///< calibration data sources
+  int64_t chunk_count = 0;            ///< number of calibration chunks processed
+  int64_t chunk_size = 0;             ///< tokens per chunk
+
+  /// Loads a GGUF imatrix, or a legacy .dat one when the file is not GGUF (as llama.cpp does).
+  /// Missing, truncated or malformed files, or non-finite values, throw Errc::imatrix_error.
+  static Imatrix load(const std::filesystem::path& path);
+  /// Writes the GGUF-based format (tensors <name>.in_sum2 and <name>.counts, sorted by name).
+  void save_gguf(const std::filesystem::path& path) const;
+  /// Writes the legacy .dat format (values = mean * ncall, ncall = ceil(max count / chunk_size)).
+  void save_dat(const std::filesystem::path& path) const;
+
+  const ImatrixEntry* find(const std::string& name) const;
+  /// Column weights (mean x^2) for a dense weight of row length n_cols, or nullopt when absent.
+  /// Throws Errc::imatrix_error when the entry exists but its length differs.
+  std::optional<std::vector<float>> column_weights(const std::string& name, int64_t n_cols) const;
+};
+
+}  // namespace lq

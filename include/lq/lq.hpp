@@ -1,0 +1,20 @@
+// liblq: umbrella header of the public API.
+#pragma once
+
+#include <lq/api.hpp>
+#include <lq/backend.hpp>
+#include <lq/error.hpp>
+#include <lq/file_type.hpp>
+#include <lq/gguf.hpp>
+#include <lq/imatrix.hpp>
+#include <lq/io.hpp>
+#include <lq/model.hpp>
+#include <lq/progress.hpp>
+#include <lq/quant_type.hpp>
+#include <lq/quantizer.hpp>
+#include <lq/threads.hpp>
+
+namespace lq {
+/// liblq's version ("0.1.0").
+LQ_API const char* version() noexcept;
+}  // namespace lq

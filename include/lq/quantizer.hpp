@@ -1,0 +1,93 @@
+// liblq: quantizing tensors and whole models into GGUF.
+#pragma once
+
+#include <lq/api.hpp>
+#include <lq/file_type.hpp>
+#include <lq/imatrix.hpp>
+#include <lq/model.hpp>
+#include <lq/progress.hpp>
+#include <lq/quant_type.hpp>
+
+#include <cstdint>
+#include <filesystem>
+#include <functional>
+#include <map>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+namespace lq {
+
+/// Options of a model quantization (the llama-quantize switches and liblq's additions).
+struct QuantizeOptions {
+  FileType ftype = FileType::Q8_0;            ///< level: base type and mixture rules
+  int threads = 0;                            ///< 0 = all hardware threads
+  bool pure = false;                          ///< no mixture: every weight in the base type
+  std::optional<QuantType> output_tensor_type;     ///< --output-tensor-type
+  std::optional<QuantType> token_embedding_type;   ///< --token-embedding-type
+  bool leave_output_tensor = false;           ///< keep output.weight unquantized
+  /// --tensor-type REGEX=TYPE, first match wins (ECMAScript regex searched in the GGUF name).
+  std::vector<std::pair<std::string, QuantType>> tensor_types;
+  /// Exact per-tensor types (dynamic profiles); applied before the mixture, like tensor_types.
+  std::map<std::string, QuantType> tensor_type_map;
+  bool allow_requantize = false;              ///< allow re-quantizing already-quantized tensors
+  const Imatrix* imatrix = nullptr;           ///< importance data (optional)
+  std::string imatrix_path;                   ///< recorded as quantize.imatrix.file
+  Progress* progress = nullptr;               ///< optional
+};
+
+/// The decision for one tensor.
+struct TensorPlan {
+  std::string name;
+  std::vector<int64_t> ne;
+  QuantType source_type = QuantType::F32;
+  QuantType type = QuantType::F32;  ///< type written
+  bool quantize = false;            ///< false: bytes copied as they are
+  bool uses_imatrix = false;
+  bool fallback = false;            ///< row length forced a fallback type
+  uint64_t bytes = 0;               ///< bytes of the written tensor
+  int64_t n_elements() const;
+};
+
+/// What a quantization produced.
+struct QuantizeResult {
+  std::filesystem::path output;
+  FileType ftype = FileType::Q8_0;
+  std::vector<TensorPlan> tensors;
+  uint64_t file_bytes = 0;
+  uint64_t source_bytes = 0;
+  uint64_t n_weights = 0;
+  double bpw = 0;           ///< file bits / weights
+  double seconds = 0;
+  int n_fallback = 0;
+};
+
+/// Quantizes tensors and models. Stateless apart from its options; thread-safe to share.
+class LQ_API Quantizer {
+ public:
+  explicit Quantizer(QuantizeOptions opts) : opts_(std::move(opts)) {}
+  const QuantizeOptions& options() const { return opts_; }
+
+  /// Chooses every tensor's type (llama.cpp's mixture rules, overrides, fallbacks) and checks the
+  /// plan: requantization without allow_requantize (Errc::invalid_argument), importance data
+  /// required but absent (Errc::imatrix_error), non-finite weights are found later.
+  std::vector<TensorPlan> plan(const ModelSource& src) const;
+
+  /// Streams `src` into a GGUF file at `out` (temp file + rename). Peak memory is a few times
+  /// one chunk of rows, whatever the model size. Non-finite weights throw Errc::invalid_model.
+  QuantizeResult quantize(const ModelSource& src, const std::filesystem::path& out) const;
+
+  /// Quantizes `nrows` rows of `n_per_row` floats into `dst` (row_bytes * nrows bytes) on
+  /// `threads` threads with the active back-end's kernel. `imatrix` may be nullptr.
+  static void quantize_rows(QuantType t, const float* src, void* dst, int64_t nrows, int64_t n_per_row,
+                            const float* imatrix, int threads = 0);
+
+ private:
+  QuantizeOptions opts_;
+};
+
+/// The GGUF tensor order of llama-quantize: non-block tensors by name, then by layer, then name.
+LQ_API bool gguf_tensor_order_less(const std::string& a, const std::string& b);
+
+}  // namespace lq

@@ -1,0 +1,246 @@
+#include <lq/backend.hpp>
+#include <lq/error.hpp>
+#include <lq/gguf.hpp>
+#include <lq/io.hpp>
+#include <lq/quantizer.hpp>
+#include <lq/threads.hpp>
+
+#include "mixture.hpp"
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <regex>
+
+namespace lq {
+
+int64_t TensorPlan::n_elements() const {
+  int64_t n = 1;
+  for (int64_t d : ne) n *= d;
+  return n;
+}
+
+bool gguf_tensor_order_less(const std::string& a, const std::string& b) {
+  auto key = [](const std::string& n) -> std::tuple<int, long, std::string> {
+    if (n.rfind("blk.", 0) == 0) {
+      const size_t dot = n.find('.', 4);
+      if (dot != std::string::npos) {
+        try {
+          return {1, std::stol(n.substr(4, dot - 4)), n.substr(dot + 1)};
+        } catch (const std::exception&) {
+        }
+      }
+    }
+    return {0, 0, n};
+  };
+  return key(a) < key(b);
+}
+
+void Quantizer::quantize_rows(QuantType t, const float* src, void* dst, int64_t nrows, int64_t n_per_row,
+                              const float* imatrix, int threads) {
+  const TypeInfo& ti = type_info(t);
+  const QuantizeFn q = Registry::instance().quantize(t);
+  if (!q) fail(Errc::invalid_argument, "type {} cannot be quantized to", ti.name);
+  const size_t rb = ti.row_bytes(n_per_row);
+  // Rows are independent; each chunk goes to the kernel in one call so it can amortise setup.
+  const int64_t grain = std::max<int64_t>(1, 16384 / std::max<int64_t>(n_per_row, 1));
+  parallel_for(nrows, threads, grain, [&](int64_t r0, int64_t r1) {
+    q(src + r0 * n_per_row, static_cast<uint8_t*>(dst) + static_cast<size_t>(r0) * rb, r1 - r0, n_per_row, imatrix);
+  });
+}
+
+std::vector<TensorPlan> Quantizer::plan(const ModelSource& src) const {
+  const QuantizeOptions& o = opts_;
+  const FileTypeInfo& level = file_type_info(o.ftype);
+  const QuantType base = level.default_type;
+  const bool base_quantized = !type_info(base).is_float();
+
+  std::vector<const ModelTensor*> order;
+  for (const auto& t : src.tensors()) order.push_back(&t);
+  std::stable_sort(order.begin(), order.end(),
+                   [](const ModelTensor* a, const ModelTensor* b) { return gguf_tensor_order_less(a->name, b->name); });
+
+  MixtureState st{o.ftype, src.config()};
+  st.has_imatrix = o.imatrix != nullptr;
+  st.output_tensor_type = o.output_tensor_type;
+  st.token_embedding_type = o.token_embedding_type;
+  for (const ModelTensor* t : order) {
+    const TensorRole r = tensor_role(t->name);
+    if (role_is_attn_v(r)) ++st.n_attn_v;
+    if (r == TensorRole::output) st.tied_embeddings = false;
+  }
+  st.n_ffn_down = st.n_ffn_gate = st.n_ffn_up = static_cast<int>(src.config().n_layer);
+
+  std::vector<std::pair<std::regex, QuantType>> patterns;
+  for (const auto& [re, qt] : o.tensor_types) {
+    try {
+      patterns.emplace_back(std::regex(re), qt);
+    } catch (const std::regex_error& e) {
+      fail(Errc::invalid_argument, "--tensor-type: invalid regular expression '{}': {}", re, e.what());
+    }
+  }
+
+  std::vector<TensorPlan> plans;
+  for (const ModelTensor* t : order) {
+    TensorPlan p;
+    p.name = t->name;
+    p.ne = t->ne;
+    p.source_type = t->type;
+    const int n_dims = static_cast<int>(t->ne.size());
+    // What an unquantized tensor becomes: 1-D tensors are F32, others keep the stored type
+    // (GGUF), or take the level's float type when the level itself is a float level.
+    QuantType keep = t->type;
+    if (!src.is_gguf() && n_dims < 2) keep = QuantType::F32;
+    QuantType type = keep;
+    if (tensor_allows_quantization(t->name, n_dims, !o.leave_output_tensor)) {
+      const TensorRole role = tensor_role(t->name);
+      if (o.token_embedding_type && role == TensorRole::token_embd) {
+        type = *o.token_embedding_type;
+      } else if (o.output_tensor_type && role == TensorRole::output) {
+        type = *o.output_tensor_type;
+      } else {
+        type = base;
+        if (base_quantized) {
+          bool manual = false;
+          if (auto it = o.tensor_type_map.find(t->name); it != o.tensor_type_map.end()) {
+            type = it->second;
+            manual = true;
+          }
+          for (const auto& [re, qt] : patterns) {
+            if (manual) break;
+            if (std::regex_search(t->name, re)) {
+              type = qt;
+              manual = true;
+            }
+          }
+          if (!manual && !o.pure) type = mixture_type(st, t->name, t->ne[0], base);
+          if (auto fb = fallback_type(type, t->ne[0])) {
+            type = *fb;
+            p.fallback = true;
+          }
+        }
+      }
+    }
+    const TypeInfo& ti = type_info(type);
+    if (!ti.storable) fail(Errc::invalid_argument, "tensor '{}': type {} cannot be stored in a GGUF file", t->name, ti.name);
+    if (t->ne[0] % ti.block_size != 0)
+      fail(Errc::invalid_argument, "tensor '{}': row length {} is not a multiple of {}'s block size {}", t->name,
+           t->ne[0], ti.name, ti.block_size);
+    p.type = type;
+    p.quantize = type != t->type;
+    if (p.quantize && !type_info(t->type).is_float() && !o.allow_requantize)
+      fail(Errc::invalid_argument,
+           "tensor '{}' is already quantized ({}); requantizing to {} loses quality: pass --allow-requantize to do it anyway",
+           t->name, type_name(t->type), ti.name);
+    if (p.quantize && !ti.is_float() && o.imatrix) {
+      p.uses_imatrix = o.imatrix->find(t->name) != nullptr;
+      if (p.uses_imatrix) (void)o.imatrix->column_weights(t->name, t->ne[0]);  // validates the length
+    }
+    if (p.quantize && tensor_requires_imatrix(t->name, type, o.ftype) && !p.uses_imatrix) {
+      if (!o.imatrix)
+        throw Error(Errc::imatrix_error,
+                    fmt::format("level {} needs an importance matrix (tensor '{}' becomes {})", level.name, t->name, ti.name),
+                    "Compute one with `lq analyze MODEL` and pass it with --imatrix");
+      fail(Errc::imatrix_error, "the importance matrix has no entry for tensor '{}', which {} needs for type {}", t->name,
+           level.name, ti.name);
+    }
+    if (p.quantize && !ti.quantize_ref)
+      fail(Errc::invalid_argument, "tensor '{}': quantizing to {} is not supported", t->name, ti.name);
+    p.bytes = gguf::tensor_nbytes(type, p.ne);
+    plans.push_back(std::move(p));
+  }
+  return plans;
+}
+
+namespace {
+
+void check_finite(const float* x, int64_t n, const std::string& name, const std::string& file) {
+  for (int64_t i = 0; i < n; ++i)
+    if (!std::isfinite(x[i])) fail(Errc::invalid_model, "{}: tensor '{}' contains a non-finite value (NaN or Inf)", file, name);
+}
+
+}  // namespace
+
+QuantizeResult Quantizer::quantize(const ModelSource& src, const std::filesystem::path& out) const {
+  const auto t0 = std::chrono::steady_clock::now();
+  const QuantizeOptions& o = opts_;
+  Progress& progress = o.progress ? *o.progress : null_progress();
+  QuantizeResult res;
+  res.output = out;
+  res.ftype = o.ftype;
+  res.tensors = plan(src);
+  res.source_bytes = src.source_bytes();
+  for (const auto& p : res.tensors) res.n_fallback += p.fallback ? 1 : 0;
+
+  gguf::Writer w(out);
+  gguf::Metadata meta = src.gguf_metadata();
+  meta.erase("general.file_type");
+  meta.erase("general.quantization_version");
+  for (const char* k : {"quantize.imatrix.file", "quantize.imatrix.dataset", "quantize.imatrix.entries_count",
+                        "quantize.imatrix.chunks_count"})
+    meta.erase(k);
+  // General keys first, tokenizer keys last, as llama.cpp lays them out.
+  gguf::Metadata& m = w.metadata();
+  for (const auto& [k, v] : meta.entries())
+    if (k.rfind("tokenizer.", 0) != 0) m.set(k, v);
+  m.set("general.quantization_version", gguf::Value::u32(2));
+  m.set("general.file_type", gguf::Value::u32(static_cast<uint32_t>(o.ftype)));
+  if (o.imatrix) {
+    if (!o.imatrix_path.empty()) m.set("quantize.imatrix.file", gguf::Value::string(o.imatrix_path));
+    if (!o.imatrix->datasets.empty()) m.set("quantize.imatrix.dataset", gguf::Value::string(o.imatrix->datasets.front()));
+    m.set("quantize.imatrix.entries_count", gguf::Value::u32(static_cast<uint32_t>(o.imatrix->entries.size())));
+    m.set("quantize.imatrix.chunks_count", gguf::Value::u32(static_cast<uint32_t>(o.imatrix->chunk_count)));
+  }
+  for (const auto& [k, v] : meta.entries())
+    if (k.rfind("tokenizer.", 0) == 0) m.set(k, v);
+  for (const auto& p : res.tensors) w.add_tensor(p.name, p.type, p.ne);
+  w.write_header();
+
+  // Stream each tensor in chunks of rows: read -> (convert) -> quantize -> write.
+  constexpr int64_t kChunkFloats = 1 << 20;  // 4 MiB of f32 per chunk
+  std::vector<float> f32;
+  std::vector<uint8_t> raw, q;
+  const std::string file = src.path().string();
+  int64_t done = 0;
+  for (const auto& p : res.tensors) {
+    check_interrupted();
+    const ModelTensor& t = src.at(p.name);
+    const int64_t ncols = p.ne[0];
+    const int64_t nrows = t.n_rows();
+    const int64_t rows_per_chunk = std::max<int64_t>(1, kChunkFloats / std::max<int64_t>(ncols, 1));
+    std::optional<std::vector<float>> weights;
+    if (p.uses_imatrix) weights = o.imatrix->column_weights(p.name, ncols);
+    const TypeInfo& out_ti = type_info(p.type);
+    for (int64_t r0 = 0; r0 < nrows; r0 += rows_per_chunk) {
+      const int64_t n = std::min(rows_per_chunk, nrows - r0);
+      if (!p.quantize) {
+        raw.resize(static_cast<size_t>(n) * t.row_bytes());
+        src.read_rows_raw(t, r0, n, raw.data());
+        w.write(raw.data(), raw.size());
+        continue;
+      }
+      f32.resize(static_cast<size_t>(n * ncols));
+      src.read_rows_f32(t, r0, n, f32.data());
+      check_finite(f32.data(), n * ncols, p.name, file);
+      q.resize(out_ti.row_bytes(ncols) * static_cast<size_t>(n));
+      quantize_rows(p.type, f32.data(), q.data(), n, ncols, weights ? weights->data() : nullptr, o.threads);
+      w.write(q.data(), q.size());
+    }
+    src.release(t);
+    progress.update("Quantizing", ++done, static_cast<int64_t>(res.tensors.size()), "tensors");
+  }
+  progress.finish("Quantizing");
+  w.commit();
+  res.file_bytes = std::filesystem::file_size(out);
+  for (const auto& p : res.tensors) res.n_weights += static_cast<uint64_t>(p.n_elements());
+  res.bpw = res.n_weights ? 8.0 * static_cast<double>(res.file_bytes) / static_cast<double>(res.n_weights) : 0;
+  res.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  return res;
+}
+
+Progress& null_progress() {
+  static Progress p;
+  return p;
+}
+
+}  // namespace lq

@@ -1,0 +1,147 @@
+// Golden encode and golden mixtures: our quantization of tiny-llama against llama.cpp's files.
+#include <lq/lq.hpp>
+
+#include "support/support.hpp"
+
+#include <catch2/catch.hpp>
+#include <nlohmann/json.hpp>
+
+#include <cmath>
+#include <cstring>
+#include <fstream>
+
+using namespace lq;
+namespace fs = std::filesystem;
+
+namespace {
+
+nlohmann::json manifest() {
+  auto p = test::shared_file("golden/manifest.json");
+  if (!p) return {};
+  std::ifstream in(*p);
+  return nlohmann::json::parse(in);
+}
+
+}  // namespace
+
+TEST_CASE("quantize: golden mixtures assign llama.cpp's type to every tensor", "[quantize][golden][mixture]") {
+  const auto m = manifest();
+  auto model = test::shared_file("models/tiny-llama");
+  auto imatrix_path = test::shared_file("golden/imatrix.gguf");
+  if (m.is_null() || !model || !imatrix_path) return;
+  auto src = ModelSource::open(*model);
+  const Imatrix imatrix = Imatrix::load(*imatrix_path);
+  int checked = 0;
+  for (const auto& [key, entry] : m.at("files").items()) {
+    const bool mix = entry.value("kind", "") == "mix";
+    const bool pure = entry.value("kind", "") == "pure";
+    if (!mix && !pure) continue;
+    const std::string level = entry.at("ftype");
+    DYNAMIC_SECTION(key) {
+      QuantizeOptions o;
+      auto ft = parse_file_type(level);
+      REQUIRE(ft);
+      o.ftype = *ft;
+      o.pure = pure;
+      if (entry.value("imatrix", false)) {
+        o.imatrix = &imatrix;
+        if (pure) {
+          // llama.cpp made its pure files with an imatrix with token_embd and output forced to Q8_0
+          // (those two never have importance data).
+          o.token_embedding_type = QuantType::Q8_0;
+          o.output_tensor_type = QuantType::Q8_0;
+        }
+      }
+      if (entry.contains("error")) {
+        // llama.cpp refused this level (it needs an importance matrix): so must we, with exit 10.
+        try {
+          (void)Quantizer(o).plan(*src);
+          FAIL("level " << level << " accepted without an importance matrix");
+        } catch (const Error& e) {
+          CHECK(e.code() == Errc::imatrix_error);
+        }
+      } else {
+        const auto plan = Quantizer(o).plan(*src);
+        const auto& tensors = entry.at("tensors");
+        REQUIRE(plan.size() == tensors.size());
+        for (const auto& p : plan) {
+          INFO(key << " " << p.name);
+          CHECK(type_name(p.type) == std::string(type_name(static_cast<QuantType>(tensors.at(p.name).at("type").get<int>()))));
+        }
+      }
+      ++checked;
+    }
+  }
+}
+
+namespace {
+
+double rmse(const float* a, const float* b, int64_t n) {
+  double s = 0;
+  for (int64_t i = 0; i < n; ++i) s += (static_cast<double>(a[i]) - b[i]) * (static_cast<double>(a[i]) - b[i]);
+  return std::sqrt(s / static_cast<double>(n));
+}
+
+}  // namespace
+
+TEST_CASE("quantize: golden encode (float types byte-identical, legacy types no worse than llama.cpp)",
+          "[quantize][golden][encode]") {
+  const auto m = manifest();
+  auto model = test::shared_file("models/tiny-llama");
+  if (m.is_null() || !model) return;
+  auto src = ModelSource::open(*model);
+  test::TempDir tmp;
+  for (const char* level : {"F16", "BF16"}) {
+    DYNAMIC_SECTION("convert " << level) {
+      QuantizeOptions o;
+      o.ftype = *parse_file_type(level);
+      const fs::path out = tmp / (std::string(level) + ".gguf");
+      Quantizer(o).quantize(*src, out);
+      gguf::Reader ours(out);
+      auto gpath = test::shared_file(std::string("golden/tiny-llama-") + level + ".gguf");
+      REQUIRE(gpath);
+      gguf::Reader ref(*gpath);
+      REQUIRE(ours.tensors().size() == ref.tensors().size());
+      for (const auto& rt : ref.tensors()) {
+        INFO(rt.name);
+        const auto* t = ours.find_tensor(rt.name);
+        REQUIRE(t);
+        CHECK(t->type == rt.type);
+        CHECK(t->ne == rt.ne);
+        const auto a = ours.data(*t);
+        const auto b = ref.data(rt);
+        REQUIRE(a.size() == b.size());
+        CHECK(std::memcmp(a.data(), b.data(), a.size()) == 0);
+      }
+      for (const auto& [k, v] : ref.metadata().entries()) {
+        INFO(k);
+        const gguf::Value* mine = ours.metadata().find(k);
+        REQUIRE(mine);
+        CHECK(*mine == v);
+      }
+    }
+  }
+  for (const char* type : {"Q8_0", "Q4_0", "Q4_1", "Q5_0", "Q5_1"}) {
+    DYNAMIC_SECTION("pure " << type) {
+      const auto& entry = m.at("files").at(std::string("pure/") + type + ".gguf");
+      QuantizeOptions o;
+      o.ftype = *parse_file_type(type);
+      o.pure = true;
+      const fs::path out = tmp / (std::string(type) + ".gguf");
+      Quantizer(o).quantize(*src, out);
+      gguf::Reader ours(out);
+      CHECK(ours.metadata().at("general.file_type").as_uint() == static_cast<uint64_t>(o.ftype));
+      REQUIRE(ours.tensors().size() == entry.at("tensors").size());
+      for (const auto& t : ours.tensors()) {
+        INFO(type << " " << t.name);
+        const auto& rec = entry.at("tensors").at(t.name);
+        CHECK(static_cast<int>(t.type) == rec.at("type").get<int>());
+        std::vector<float> q(static_cast<size_t>(t.n_elements())), x(q.size());
+        ours.read_rows_f32(t, 0, t.n_rows(), q.data());
+        src->read_rows_f32(src->at(t.name), 0, t.n_rows(), x.data());
+        const double e = rmse(q.data(), x.data(), t.n_elements());
+        CHECK(e <= rec.at("rmse").get<double>() * (1 + 1e-6) + 1e-12);
+      }
+    }
+  }
+}
