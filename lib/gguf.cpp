@@ -569,7 +569,7 @@ uint64_t Writer::expected_size() const { return serialize_header().size() + data
 void Writer::write_header() {
   if (header_written_) return;
   const std::vector<uint8_t> h = serialize_header();
-  out_ = std::make_unique<OutputFile>(dest_);
+  out_ = std::make_unique<OutputFile>(dest_, 16u << 20, /*background=*/true);
   out_->write(h.data(), h.size());
   header_written_ = true;
   cur_ = 0;

@@ -1,7 +1,12 @@
 #include <lq/error.hpp>
 #include <lq/io.hpp>
 
+#include <algorithm>
 #include <atomic>
+#include <condition_variable>
+#include <cstdlib>
+#include <system_error>
+#include <thread>
 #include <cerrno>
 #include <csignal>
 #include <cstring>
@@ -58,7 +63,83 @@ std::string errno_text() { return std::strerror(errno); }
 
 }  // namespace
 
-OutputFile::OutputFile(fs::path dest, size_t buffer_bytes) : dest_(std::move(dest)), buf_(buffer_bytes) {
+// Two aligned buffers: the caller fills one while the writer (the caller itself, or a
+// background thread) writes the other at its file offset with pwrite.
+struct OutputFile::Impl {
+  int fd = -1;
+  bool direct = false;
+  bool background = false;
+  size_t cap = 0;
+  uint8_t* buf[2] = {nullptr, nullptr};
+  size_t used = 0;        // bytes in buf[cur]
+  int cur = 0;
+  uint64_t file_off = 0;  // offset of buf[cur]'s first byte
+  std::thread writer;
+  std::mutex m;
+  std::condition_variable cv;
+  bool job = false;       // a buffer is being written
+  int job_buf = 0;
+  size_t job_len = 0;
+  uint64_t job_off = 0;
+  bool stop = false;
+  int error = 0;
+
+  void write_all(const uint8_t* p, size_t n, uint64_t off) {
+    while (n > 0) {
+      const ssize_t w = ::pwrite(fd, p, n, static_cast<off_t>(off));
+      if (w < 0) {
+        if (errno == EINTR) continue;
+        throw std::system_error(errno, std::generic_category());
+      }
+      p += w;
+      off += static_cast<uint64_t>(w);
+      n -= static_cast<size_t>(w);
+    }
+  }
+
+  void loop() {
+    std::unique_lock<std::mutex> lk(m);
+    for (;;) {
+      cv.wait(lk, [&] { return job || stop; });
+      if (!job && stop) return;
+      const int b = job_buf;
+      const size_t len = job_len;
+      const uint64_t off = job_off;
+      lk.unlock();
+      int err = 0;
+      try {
+        write_all(buf[b], len, off);
+      } catch (const std::system_error& e) {
+        err = e.code().value();
+      }
+      lk.lock();
+      if (err && !error) error = err;
+      job = false;
+      cv.notify_all();
+    }
+  }
+
+  void wait_idle() {
+    std::unique_lock<std::mutex> lk(m);
+    cv.wait(lk, [&] { return !job; });
+  }
+
+  ~Impl() {
+    if (writer.joinable()) {
+      {
+        std::lock_guard<std::mutex> g(m);
+        stop = true;
+      }
+      cv.notify_all();
+      writer.join();
+    }
+    for (auto* b : buf) std::free(b);
+    if (fd >= 0) ::close(fd);
+  }
+};
+
+OutputFile::OutputFile(fs::path dest, size_t buffer_bytes, bool background)
+    : dest_(std::move(dest)), impl_(std::make_unique<Impl>()) {
   fs::path dir = dest_.parent_path();
   if (dir.empty()) dir = ".";
   std::error_code ec;
@@ -66,60 +147,75 @@ OutputFile::OutputFile(fs::path dest, size_t buffer_bytes) : dest_(std::move(des
     fail(Errc::output_error, "cannot write {}: directory {} does not exist", dest_.string(), dir.string());
   if (fs::is_directory(dest_, ec))
     fail(Errc::output_error, "cannot write {}: it is a directory", dest_.string());
+  Impl& im = *impl_;
+  im.background = background;
   std::random_device rd;
-  for (int attempt = 0; attempt < 8 && fd_ < 0; ++attempt) {
+  for (int attempt = 0; attempt < 8 && im.fd < 0; ++attempt) {
     tmp_ = dir / fmt::format(".{}.tmp-{:08x}", dest_.filename().string(), rd());
-    fd_ = ::open(tmp_.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
-    if (fd_ < 0 && errno != EEXIST) break;
+    int flags = O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC;
+    im.fd = ::open(tmp_.c_str(), flags, 0644);
+    if (im.fd < 0 && errno != EEXIST) break;
   }
-  if (fd_ < 0) fail(Errc::output_error, "cannot write {}: {}", dest_.string(), errno_text());
+  if (im.fd < 0) fail(Errc::output_error, "cannot write {}: {}", dest_.string(), errno_text());
   tmp_slot_ = register_tmp(tmp_.string());
+  if (background) {
+    // O_DIRECT needs block-aligned buffers, sizes and offsets; fall back to buffered I/O where
+    // the file system refuses it.
+    const int fl = ::fcntl(im.fd, F_GETFL);
+    im.direct = fl >= 0 && ::fcntl(im.fd, F_SETFL, fl | O_DIRECT) == 0;
+  }
+  constexpr size_t kAlign = 4096;
+  im.cap = std::max(kAlign, (buffer_bytes + kAlign - 1) / kAlign * kAlign);
+  for (auto& b : im.buf) {
+    b = static_cast<uint8_t*>(std::aligned_alloc(kAlign, im.cap));
+    if (!b) throw std::bad_alloc();
+  }
+  if (background) im.writer = std::thread([&im] { im.loop(); });
 }
 
 OutputFile::~OutputFile() {
-  if (fd_ >= 0) ::close(fd_);
-  if (!committed_) {
-    ::unlink(tmp_.c_str());
-  }
+  impl_.reset();  // stops the writer and closes the file
+  if (!committed_) ::unlink(tmp_.c_str());
   unregister_tmp(tmp_slot_);
 }
 
-void OutputFile::flush() {
-  size_t off = 0;
-  while (off < used_) {
-    const ssize_t w = ::write(fd_, buf_.data() + off, used_ - off);
-    if (w < 0) {
-      if (errno == EINTR) continue;
-      fail(Errc::output_error, "cannot write {}: {}", dest_.string(), errno_text());
+void OutputFile::submit_current() {
+  Impl& im = *impl_;
+  if (im.used == 0) return;
+  if (!im.background) {
+    try {
+      im.write_all(im.buf[im.cur], im.used, im.file_off);
+    } catch (const std::system_error& e) {
+      fail(Errc::output_error, "cannot write {}: {}", dest_.string(), std::strerror(e.code().value()));
     }
-    off += static_cast<size_t>(w);
+  } else {
+    im.wait_idle();
+    {
+      std::lock_guard<std::mutex> g(im.m);
+      if (im.error) fail(Errc::output_error, "cannot write {}: {}", dest_.string(), std::strerror(im.error));
+      im.job = true;
+      im.job_buf = im.cur;
+      im.job_len = im.used;
+      im.job_off = im.file_off;
+    }
+    im.cv.notify_all();
+    im.cur ^= 1;
   }
-  used_ = 0;
+  im.file_off += im.used;
+  im.used = 0;
 }
 
 void OutputFile::write(const void* data, size_t n) {
+  Impl& im = *impl_;
   const auto* p = static_cast<const uint8_t*>(data);
   written_ += n;
-  if (n >= buf_.size()) {
-    flush();
-    size_t off = 0;
-    while (off < n) {
-      const ssize_t w = ::write(fd_, p + off, n - off);
-      if (w < 0) {
-        if (errno == EINTR) continue;
-        fail(Errc::output_error, "cannot write {}: {}", dest_.string(), errno_text());
-      }
-      off += static_cast<size_t>(w);
-    }
-    return;
-  }
   while (n > 0) {
-    const size_t k = std::min(n, buf_.size() - used_);
-    std::memcpy(buf_.data() + used_, p, k);
-    used_ += k;
+    const size_t k = std::min(n, im.cap - im.used);
+    std::memcpy(im.buf[im.cur] + im.used, p, k);
+    im.used += k;
     p += k;
     n -= k;
-    if (used_ == buf_.size()) flush();
+    if (im.used == im.cap) submit_current();
   }
 }
 
@@ -134,12 +230,23 @@ void OutputFile::write_zeros(size_t n) {
 
 void OutputFile::commit() {
   check_interrupted();
-  flush();
-  if (::close(fd_) != 0) {
-    fd_ = -1;
+  Impl& im = *impl_;
+  if (im.direct && im.used % 4096 != 0) {
+    // The last block goes out padded to the block size; the file is then cut to its length.
+    const size_t pad = 4096 - im.used % 4096;
+    std::memset(im.buf[im.cur] + im.used, 0, pad);
+    im.used += pad;
+  }
+  submit_current();
+  if (im.background) im.wait_idle();
+  if (im.error) fail(Errc::output_error, "cannot write {}: {}", dest_.string(), std::strerror(im.error));
+  if (im.direct && ::ftruncate(im.fd, static_cast<off_t>(written_)) != 0)
+    fail(Errc::output_error, "cannot write {}: {}", dest_.string(), errno_text());
+  if (::close(im.fd) != 0) {
+    im.fd = -1;
     fail(Errc::output_error, "cannot write {}: {}", dest_.string(), errno_text());
   }
-  fd_ = -1;
+  im.fd = -1;
   if (::rename(tmp_.c_str(), dest_.c_str()) != 0)
     fail(Errc::output_error, "cannot write {}: {}", dest_.string(), errno_text());
   committed_ = true;

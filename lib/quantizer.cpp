@@ -5,6 +5,7 @@
 #include <lq/quantizer.hpp>
 #include <lq/threads.hpp>
 
+#include "kernels/cpu/cpu_kernels.hpp"
 #include "mixture.hpp"
 
 #include <algorithm>
@@ -152,15 +153,6 @@ std::vector<TensorPlan> Quantizer::plan(const ModelSource& src) const {
   return plans;
 }
 
-namespace {
-
-void check_finite(const float* x, int64_t n, const std::string& name, const std::string& file) {
-  for (int64_t i = 0; i < n; ++i)
-    if (!std::isfinite(x[i])) fail(Errc::invalid_model, "{}: tensor '{}' contains a non-finite value (NaN or Inf)", file, name);
-}
-
-}  // namespace
-
 QuantizeResult Quantizer::quantize(const ModelSource& src, const std::filesystem::path& out) const {
   const auto t0 = std::chrono::steady_clock::now();
   const QuantizeOptions& o = opts_;
@@ -196,9 +188,10 @@ QuantizeResult Quantizer::quantize(const ModelSource& src, const std::filesystem
   for (const auto& p : res.tensors) w.add_tensor(p.name, p.type, p.ne);
   w.write_header();
 
-  // Stream each tensor in chunks of rows: read -> (convert) -> quantize -> write.
-  constexpr int64_t kChunkFloats = 1 << 20;  // 4 MiB of f32 per chunk
-  std::vector<float> f32;
+  // Stream each tensor in chunks of rows. Within a chunk the threads each read, decode, check
+  // and quantize their own rows, so reading overlaps quantizing; the writer thread of the output
+  // file overlaps with the next chunk.
+  constexpr int64_t kChunkFloats = 1 << 22;  // 16 MiB of f32 per chunk
   std::vector<uint8_t> raw, q;
   const std::string file = src.path().string();
   int64_t done = 0;
@@ -210,7 +203,10 @@ QuantizeResult Quantizer::quantize(const ModelSource& src, const std::filesystem
     const int64_t rows_per_chunk = std::max<int64_t>(1, kChunkFloats / std::max<int64_t>(ncols, 1));
     std::optional<std::vector<float>> weights;
     if (p.uses_imatrix) weights = o.imatrix->column_weights(p.name, ncols);
+    const float* imatrix = weights ? weights->data() : nullptr;
     const TypeInfo& out_ti = type_info(p.type);
+    const QuantizeFn qfn = p.quantize ? Registry::instance().quantize(p.type) : nullptr;
+    const size_t out_rb = out_ti.row_bytes(ncols);
     for (int64_t r0 = 0; r0 < nrows; r0 += rows_per_chunk) {
       const int64_t n = std::min(rows_per_chunk, nrows - r0);
       if (!p.quantize) {
@@ -219,11 +215,16 @@ QuantizeResult Quantizer::quantize(const ModelSource& src, const std::filesystem
         w.write(raw.data(), raw.size());
         continue;
       }
-      f32.resize(static_cast<size_t>(n * ncols));
-      src.read_rows_f32(t, r0, n, f32.data());
-      check_finite(f32.data(), n * ncols, p.name, file);
-      q.resize(out_ti.row_bytes(ncols) * static_cast<size_t>(n));
-      quantize_rows(p.type, f32.data(), q.data(), n, ncols, weights ? weights->data() : nullptr, o.threads);
+      q.resize(out_rb * static_cast<size_t>(n));
+      const int64_t grain = std::max<int64_t>(1, (1 << 16) / std::max<int64_t>(ncols, 1));
+      parallel_for(n, o.threads, grain, [&](int64_t a0, int64_t a1) {
+        thread_local std::vector<float> f32;
+        f32.resize(static_cast<size_t>((a1 - a0) * ncols));
+        src.read_rows_f32(t, r0 + a0, a1 - a0, f32.data());
+        if (cpu::count_non_finite(f32.data(), (a1 - a0) * ncols) != 0)
+          fail(Errc::invalid_model, "{}: tensor '{}' contains a non-finite value (NaN or Inf)", file, p.name);
+        qfn(f32.data(), q.data() + static_cast<size_t>(a0) * out_rb, a1 - a0, ncols, imatrix);
+      });
       w.write(q.data(), q.size());
     }
     src.release(t);

@@ -5,6 +5,7 @@
 
 #include <cstdint>
 #include <filesystem>
+#include <memory>
 #include <span>
 #include <string>
 #include <vector>
@@ -16,7 +17,11 @@ namespace lq {
 /// the temporary file is removed. Errors throw Errc::output_error.
 class LQ_API OutputFile {
  public:
-  explicit OutputFile(std::filesystem::path dest, size_t buffer_bytes = 8u << 20);
+  /// `buffer_bytes`: size of each of the two write buffers. `background`: hand full buffers to
+  /// a writer thread (large outputs: computing and writing overlap) and bypass the page cache
+  /// with O_DIRECT where the file system allows it, so a multi-GB output is not throttled by
+  /// dirty-page write-back.
+  explicit OutputFile(std::filesystem::path dest, size_t buffer_bytes = 1u << 20, bool background = false);
   ~OutputFile();
   OutputFile(const OutputFile&) = delete;
   OutputFile& operator=(const OutputFile&) = delete;
@@ -30,15 +35,14 @@ class LQ_API OutputFile {
   const std::filesystem::path& dest() const { return dest_; }
 
  private:
-  void flush();
+  struct Impl;
+  void submit_current();
   std::filesystem::path dest_;
   std::filesystem::path tmp_;
-  int fd_ = -1;
   int tmp_slot_ = -1;
-  std::vector<uint8_t> buf_;
-  size_t used_ = 0;
   uint64_t written_ = 0;
   bool committed_ = false;
+  std::unique_ptr<Impl> impl_;
 };
 
 /// Writes a whole file atomically (temp + rename).

@@ -10,6 +10,8 @@ namespace lq::cpu {
 
 void dequantize_bf16(const void* src, float* dst, int64_t n);
 float dot_f32(int64_t n, const void* x, const void* y);
+/// Number of NaN or Inf values in x[0..n).
+int64_t count_non_finite(const float* x, int64_t n);
 void quantize_q8_0(const float* src, void* dst, int64_t nrows, int64_t n_per_row, const float* imatrix);
 
 constexpr KernelSet kernels_f32() { return {nullptr, nullptr, dot_f32}; }

@@ -10,6 +10,7 @@ namespace lq::cpu {
 
 void dequantize_bf16(const void* src, float* dst, int64_t n) { dispatch_call<DequantBf16>(src, dst, n); }
 float dot_f32(int64_t n, const void* x, const void* y) { return dispatch_call<DotF32>(n, x, y); }
+int64_t count_non_finite(const float* x, int64_t n) { return dispatch_call<CountNonFinite>(x, n); }
 void quantize_q8_0(const float* src, void* dst, int64_t nrows, int64_t n_per_row, const float* imatrix) {
   dispatch_call<QuantizeQ8_0>(src, dst, nrows, n_per_row, imatrix);
 }

@@ -46,6 +46,20 @@ float DotF32<Arch>::run(int64_t n, const void* xv, const void* yv) {
     return s;
 }
 
-#define LQ_CPU_FLOAT_KERNELS(X) X(DequantBf16) X(DotF32)
+// Number of NaN/Inf values among n floats (exponent bits all ones).
+template <class Arch>
+struct CountNonFinite {
+  static int64_t run(const float* x, int64_t n);
+};
+
+template <class Arch>
+int64_t CountNonFinite<Arch>::run(const float* x, int64_t n) {
+  const auto* u = reinterpret_cast<const uint32_t*>(x);
+  int64_t bad = 0;
+  for (int64_t i = 0; i < n; ++i) bad += (u[i] & 0x7f800000u) == 0x7f800000u;  // auto-vectorised
+  return bad;
+}
+
+#define LQ_CPU_FLOAT_KERNELS(X) X(DequantBf16) X(DotF32) X(CountNonFinite)
 
 }  // namespace lq::cpu
