@@ -34,9 +34,9 @@ if [ -n "${LLAMA_QUANTIZE:-}" ]; then
   cat "$bf16" > /dev/null
   for level in "${levels[@]}"; do
     for run in 1 2 3; do
-      /usr/bin/time -f "llama-quantize $level run $run: wall %e s, peak RSS %M KB" \
+      /usr/bin/time -o "$work/time.txt" -f "llama-quantize $level run $run: wall %e s, peak RSS %M KB" \
         "$LLAMA_QUANTIZE" "$bf16" "$work/llama-$level.gguf" "$level" "$threads" > /dev/null 2>&1 || true
-      tail -0 /dev/null
+      cat "$work/time.txt"
     done
     rm -f "$work/llama-$level.gguf"
   done
