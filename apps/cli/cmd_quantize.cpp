@@ -9,6 +9,8 @@
 #include <iostream>
 #include <map>
 
+#include <unistd.h>
+
 namespace fs = std::filesystem;
 
 namespace lq::cli {
@@ -85,6 +87,15 @@ int run_quantize(Context& ctx, std::vector<std::string> args) {
   const fs::path model = r["model"].as<std::string>();
   const fs::path out = r.count("output") ? fs::path(r["output"].as<std::string>()) : fs::path(default_output(model, level.name));
 
+  // Fail fast on an unusable output location, before any heavy work.
+  {
+    const fs::path dir = out.parent_path().empty() ? fs::path(".") : out.parent_path();
+    std::error_code ec;
+    if (!fs::is_directory(dir, ec))
+      fail(Errc::output_error, "cannot write {}: directory {} does not exist", out.string(), dir.string());
+    if (::access(dir.c_str(), W_OK) != 0)
+      fail(Errc::output_error, "cannot write {}: directory {} is not writable", out.string(), dir.string());
+  }
   TermProgress progress(ctx);
   qo.progress = &progress;
   Imatrix imatrix;
