@@ -2,12 +2,15 @@
 #include "cli.hpp"
 
 #include <lq/lq.hpp>
+#include <lq/profile.hpp>
+#include <lq/super_weights.hpp>
 
 #include <fmt/format.h>
 
 #include <filesystem>
 #include <iostream>
 #include <map>
+#include <set>
 
 #include <unistd.h>
 
@@ -15,6 +18,46 @@ namespace fs = std::filesystem;
 
 namespace lq::cli {
 namespace {
+
+// "blk.3.attn_q.weight" -> "model.layers.3"; non-block tensors keep their HF names.
+std::string hf_layer_name(const std::string& gguf) {
+  if (gguf.rfind("blk.", 0) == 0) return "model.layers." + gguf.substr(4, gguf.find('.', 4) - 4);
+  if (gguf == "token_embd.weight") return "model.embed_tokens";
+  if (gguf == "output.weight") return "lm_head";
+  return gguf;
+}
+
+std::string bits_label(double bpw) { return fmt::format("{:.2g}-bit", bpw); }
+
+void print_assignments(Progress& progress, const ProfileResolution& res, size_t n_protected) {
+  struct Group {
+    int64_t elements = 0;
+    uint64_t bytes = 0;
+    std::set<std::string> layers;
+  };
+  std::map<std::string, Group> groups;
+  for (const auto& a : res.tensors) {
+    std::string g = a.tensor.find("attn_") != std::string::npos ? "Attention"
+                    : a.tensor.find("ffn_") != std::string::npos ? "MLP"
+                    : a.tensor == "token_embd.weight"            ? "Embeddings"
+                                                                 : "Output";
+    auto& grp = groups[g];
+    grp.elements += a.n_elements;
+    grp.bytes += a.bytes;
+    grp.layers.insert(hf_layer_name(a.tensor));
+  }
+  progress.message("Layer assignments:");
+  for (const auto& [name, g] : groups)
+    progress.message(fmt::format("  - {} layers ({}): {} ({:.2f} bpw)", name, g.layers.size(),
+                                 bits_label(8.0 * static_cast<double>(g.bytes) / static_cast<double>(g.elements)),
+                                 8.0 * static_cast<double>(g.bytes) / static_cast<double>(g.elements)));
+  if (n_protected > 0) {
+    int raised = 0;
+    for (const auto& a : res.tensors) raised += a.protected_weights;
+    progress.message(fmt::format("  - Protected weights: {} ({} tensor(s) raised to keep them within 1%)", n_protected, raised));
+  }
+  progress.message(fmt::format("  - Effective: {:.3f} bpw, {}", res.effective_bpw(), human_bytes(res.total_bytes)));
+}
 
 QuantType parse_type_option(const std::string& opt, const std::string& v) {
   auto t = parse_quant_type(v);
@@ -49,7 +92,14 @@ int run_quantize(Context& ctx, std::vector<std::string> args) {
       ("leave-output-tensor", "Keep output.weight unquantized")
       ("tensor-type", "REGEX=TYPE: type for matching tensors (repeatable, first match wins)",
        cxxopts::value<std::vector<std::string>>())
-      ("allow-requantize", "Allow re-quantizing tensors that are already quantized");
+      ("allow-requantize", "Allow re-quantizing tensors that are already quantized")
+      ("dynamic", "Dynamic layer-wise quantization (same as -q dynamic)")
+      ("profile", "Dynamic profile: attention-high, balanced, compression-max, quality, speed, or a .dqprofile path",
+       cxxopts::value<std::string>())
+      ("protect-super-weights", "Keep the most important weights within 1% (requires --imatrix)")
+      ("protection-coverage", "Fraction of weights protected [default: 0.0001]", cxxopts::value<double>())
+      ("super-weights", "Protect the weights listed in this mask file (from `analyze --identify-super-weights`)",
+       cxxopts::value<std::string>());
   add_global_options(opts);
   opts.parse_positional({"model", "output_format"});
   auto parsed = parse(ctx, opts, args);
@@ -59,11 +109,23 @@ int run_quantize(Context& ctx, std::vector<std::string> args) {
   if (!r.count("output_format")) fail(Errc::invalid_argument, "missing OUTPUT_FORMAT (gguf)");
   const std::string format = r["output_format"].as<std::string>();
   if (format != "gguf") fail(Errc::invalid_argument, "unknown output format '{}' (supported: gguf)", format);
-  if (!r.count("quantization")) fail(Errc::invalid_argument, "missing -q LEVEL");
-  const std::string level_name = r["quantization"].as<std::string>();
-  auto ftype = parse_file_type(level_name);
+  if (!r.count("quantization") && !r.count("dynamic")) fail(Errc::invalid_argument, "missing -q LEVEL");
+  const std::string level_name = r.count("quantization") ? r["quantization"].as<std::string>() : "dynamic";
+  const bool dynamic = r.count("dynamic") > 0 || level_name == "dynamic" || level_name == "DYNAMIC";
+  auto ftype = dynamic ? std::optional<FileType>(FileType::Q4_K_M) : parse_file_type(level_name);
   if (!ftype) fail(Errc::invalid_argument, "unknown quantization level '{}' (run `{} info --levels`)", level_name, ctx.program);
   const FileTypeInfo& level = file_type_info(*ftype);
+  if (r.count("profile") && !dynamic)
+    fail(Errc::invalid_argument, "--profile selects a dynamic profile: use it with -q dynamic");
+  if (r.count("protect-super-weights") && !r.count("imatrix"))
+    throw Error(Errc::invalid_argument, "--protect-super-weights requires --imatrix",
+                "Compute an importance matrix with `lq analyze MODEL`");
+  if (r.count("protection-coverage") && !r.count("protect-super-weights"))
+    fail(Errc::invalid_argument, "--protection-coverage needs --protect-super-weights");
+  const double coverage = r.count("protection-coverage") ? r["protection-coverage"].as<double>() : 1e-4;
+  if (!(coverage > 0 && coverage < 1)) fail(Errc::invalid_argument, "--protection-coverage must be in (0, 1), got {}", coverage);
+  std::optional<Profile> profile;
+  if (dynamic) profile = Profile::load(r.count("profile") ? r["profile"].as<std::string>() : "balanced");
 
   QuantizeOptions qo;
   qo.ftype = *ftype;
@@ -85,7 +147,8 @@ int run_quantize(Context& ctx, std::vector<std::string> args) {
   }
 
   const fs::path model = r["model"].as<std::string>();
-  const fs::path out = r.count("output") ? fs::path(r["output"].as<std::string>()) : fs::path(default_output(model, level.name));
+  const fs::path out = r.count("output") ? fs::path(r["output"].as<std::string>())
+                                         : fs::path(default_output(model, dynamic ? "dynamic" : level.name));
 
   // Fail fast on an unusable output location, before any heavy work.
   {
@@ -108,7 +171,48 @@ int run_quantize(Context& ctx, std::vector<std::string> args) {
   }
   progress.message(fmt::format("Loading model: {}", model.string()));
   auto src = ModelSource::open(model);
-  progress.message(fmt::format("Quantizing to {} ({}){}", level.name, level.description, qo.pure ? ", pure" : ""));
+
+  // Dynamic profiles and super-weight protection decide the types tensor by tensor.
+  std::vector<ProtectedWeight> protect;
+  if (r.count("super-weights")) protect = load_super_weights(r["super-weights"].as<std::string>());
+  if (r.count("protect-super-weights") && protect.empty()) {
+    progress.message(fmt::format("Identifying super weights (coverage: {:g}%)", coverage * 100));
+    protect = select_by_coverage(*src, imatrix, coverage, ctx.threads);
+  }
+  std::optional<ProfileResolution> resolution;
+  if (dynamic || !protect.empty()) {
+    Profile pr = profile ? *profile : Profile{};
+    if (!profile) {
+      pr.name = level.name;
+      pr.default_method = level.name;
+    }
+    if (dynamic) {
+      std::string target;
+      if (pr.target_bpw) target = fmt::format(" (target: {:g} bpw)", *pr.target_bpw);
+      if (pr.target_bytes) target = fmt::format(" (target: {})", human_bytes(*pr.target_bytes));
+      progress.message(fmt::format("Applying profile: {}{}", pr.name, target));
+    }
+    ResolveOptions ro;
+    ro.imatrix = qo.imatrix;
+    ro.protect = protect;
+    ro.threads = ctx.threads;
+    ro.progress = &progress;
+    resolution = resolve_profile(pr, *src, ro);
+    for (const auto& w : resolution->problems) progress.message("warning: " + w);
+    for (const auto& a : resolution->tensors) qo.tensor_type_map[a.tensor] = a.type;
+    if (dynamic) {
+      // general.file_type: the level of the type that holds most weights.
+      std::map<QuantType, int64_t> by_type;
+      for (const auto& a : resolution->tensors) by_type[a.type] += a.n_elements;
+      const QuantType dominant = std::max_element(by_type.begin(), by_type.end(), [](auto& a, auto& b) {
+                                   return a.second < b.second;
+                                 })->first;
+      if (auto f = file_type_for(dominant)) qo.ftype = *f;
+      print_assignments(progress, *resolution, protect.size());
+    }
+  }
+  if (!dynamic)
+    progress.message(fmt::format("Quantizing to {} ({}){}", level.name, level.description, qo.pure ? ", pure" : ""));
   const QuantizeResult res = Quantizer(qo).quantize(*src, out);
 
   std::map<std::string, std::pair<int, uint64_t>> per_type;
@@ -124,6 +228,22 @@ int run_quantize(Context& ctx, std::vector<std::string> args) {
   progress.message(fmt::format("Complete: {} ({}, {:.2f} bpw)", out.string(), human_bytes(res.file_bytes), res.bpw));
 
   if (ctx.format == Format::json) {
+    nlohmann::json layer_summary = nlohmann::json::array();
+    if (resolution) {
+      std::map<std::string, std::pair<int64_t, uint64_t>> layers;  // elements, bytes
+      std::map<std::string, bool> prot;
+      for (const auto& a : resolution->tensors) {
+        const std::string layer = hf_layer_name(a.tensor);
+        layers[layer].first += a.n_elements;
+        layers[layer].second += a.bytes;
+        prot[layer] = prot[layer] || a.protected_weights;
+      }
+      for (const auto& [l, e] : layers)
+        layer_summary.push_back({{"layer_name", l},
+                                 {"bit_width", e.first ? 8.0 * static_cast<double>(e.second) / static_cast<double>(e.first) : 0},
+                                 {"parameter_count", e.first},
+                                 {"is_protected", prot[l]}});
+    }
     nlohmann::json types = nlohmann::json::object();
     for (const auto& [name, e] : per_type) types[name] = {{"tensors", e.first}, {"bytes", e.second}};
     nlohmann::json tensors = nlohmann::json::array();
@@ -134,7 +254,10 @@ int run_quantize(Context& ctx, std::vector<std::string> args) {
                 {"output_path", fs::absolute(out).string()},
                 {"model_path", model.string()},
                 {"format", "gguf"},
-                {"quantization_level", level.name},
+                {"quantization_level", dynamic ? std::string("dynamic") : std::string(level.name)},
+                {"profile", profile ? nlohmann::json(profile->name) : nlohmann::json(nullptr)},
+                {"layer_summary", layer_summary},
+                {"protected_weights", protect.size()},
                 {"file_size", res.file_bytes},
                 {"source_size", res.source_bytes},
                 {"parameter_count", res.n_weights},

@@ -9,9 +9,11 @@
 #include <lq/imatrix.hpp>
 #include <lq/io.hpp>
 #include <lq/model.hpp>
+#include <lq/profile.hpp>
 #include <lq/progress.hpp>
 #include <lq/quant_type.hpp>
 #include <lq/quantizer.hpp>
+#include <lq/super_weights.hpp>
 #include <lq/threads.hpp>
 
 namespace lq {

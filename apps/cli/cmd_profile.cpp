@@ -1,0 +1,232 @@
+// lq profile list | show PROFILE | create --imatrix PATH --name NAME [--target-bpw X | --target-size S]
+//            | validate PROFILE MODEL
+#include "cli.hpp"
+
+#include <lq/lq.hpp>
+#include <lq/profile.hpp>
+
+#include <fmt/format.h>
+
+#include <cstdlib>
+#include <ctime>
+#include <filesystem>
+#include <iostream>
+#include <regex>
+
+namespace fs = std::filesystem;
+
+namespace lq::cli {
+namespace {
+
+std::string now_iso() {
+  const std::time_t t = std::time(nullptr);
+  char buf[32];
+  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", std::gmtime(&t));
+  return buf;
+}
+
+// --target-size: a size with a unit ("3GB", "2.5 MB", "750000B"), a plain number of GB (> 1),
+// or a fraction of the F16 size (<= 1, the contract's "compression ratio").
+uint64_t parse_target_size(const std::string& s, int64_t n_params) {
+  static const std::regex re(R"(^\s*([0-9]*\.?[0-9]+)\s*([KkMmGgTt]?[Bb]?|[KkMmGgTt]i[Bb])?\s*$)");
+  std::smatch m;
+  if (!std::regex_match(s, m, re)) fail(Errc::invalid_argument, "--target-size: cannot read '{}' (e.g. 3GB, 750MB, 0.25)", s);
+  const double v = std::stod(m[1]);
+  std::string unit = m[2];
+  for (auto& c : unit) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+  if (unit.empty()) {
+    if (v <= 1.0) return static_cast<uint64_t>(v * static_cast<double>(n_params) * 2.0);
+    return static_cast<uint64_t>(v * 1e9);
+  }
+  double mult = 1;
+  if (unit[0] == 'K') mult = unit.find('I') != std::string::npos ? 1024.0 : 1e3;
+  if (unit[0] == 'M') mult = unit.find('I') != std::string::npos ? 1048576.0 : 1e6;
+  if (unit[0] == 'G') mult = unit.find('I') != std::string::npos ? 1073741824.0 : 1e9;
+  if (unit[0] == 'T') mult = unit.find('I') != std::string::npos ? 1099511627776.0 : 1e12;
+  return static_cast<uint64_t>(v * mult);
+}
+
+void print_profile(const Context& ctx, const Profile& p) {
+  if (ctx.format == Format::json) {
+    print_json(p.to_json());
+    return;
+  }
+  std::cout << fmt::format("Profile: {}\n", p.name);
+  if (!p.description.empty()) std::cout << fmt::format("  {}\n", p.description);
+  if (p.target_bpw) std::cout << fmt::format("Target: {:g} bits per weight (solver, with an importance matrix)\n", *p.target_bpw);
+  if (p.target_bytes) std::cout << fmt::format("Target: {} of tensors (solver)\n", human_bytes(*p.target_bytes));
+  std::cout << "Rules (first match wins):\n";
+  for (const auto& r : p.rules)
+    std::cout << fmt::format("  {:<28} {:<9} {:<8} {}\n", r.pattern, r.layers.empty() ? "" : r.layers, r.method, r.rationale);
+  std::cout << fmt::format("  {:<28} {:<9} {:<8} {}\n", "(others)", "", p.target_bpw || p.target_bytes ? "solver" : p.default_method,
+                           p.target_bpw || p.target_bytes ? "chosen by importance-weighted error" : "default");
+  if (!p.tensor_types.empty()) std::cout << fmt::format("Explicit tensor types: {}\n", p.tensor_types.size());
+}
+
+int cmd_list(Context& ctx) {
+  std::vector<Profile> all = preset_profiles();
+  fs::path dir;
+  if (const char* d = std::getenv("LLM_QUANTIZE_PROFILE_DIR"); d && *d) dir = d;
+  else if (const char* h = std::getenv("HOME"); h && *h) dir = fs::path(h) / ".config/llm-quantize/profiles";
+  std::error_code ec;
+  std::vector<std::pair<std::string, std::string>> custom;
+  if (!dir.empty() && fs::is_directory(dir, ec))
+    for (const auto& e : fs::directory_iterator(dir, ec))
+      if (e.path().extension() == ".dqprofile") {
+        try {
+          Profile p = Profile::load(e.path().string());
+          custom.emplace_back(p.name, e.path().string());
+          all.push_back(p);
+        } catch (const Error& err) {
+          std::cerr << ctx.program << ": warning: " << err.what() << "\n";
+        }
+      }
+  if (ctx.format == Format::json) {
+    nlohmann::json a = nlohmann::json::array();
+    for (const auto& p : all)
+      a.push_back({{"name", p.name}, {"description", p.description},
+                   {"target_bpw", p.target_bpw ? nlohmann::json(*p.target_bpw) : nlohmann::json(nullptr)},
+                   {"source", p.provenance.value("source", "file")}});
+    print_json({{"profiles", a}});
+    return 0;
+  }
+  for (const auto& p : all) std::cout << fmt::format("  {:<18}{}\n", p.name, p.description);
+  return 0;
+}
+
+}  // namespace
+
+int run_profile(Context& ctx, std::vector<std::string> args) {
+  if (args.empty() || args[0] == "--help" || args[0] == "-h") {
+    std::cout << fmt::format(
+        "Usage: {0} profile COMMAND\n\nCommands:\n"
+        "  list                                  List presets and profiles in $LLM_QUANTIZE_PROFILE_DIR\n"
+        "  show PROFILE [--format human|json]    Show a profile's rules\n"
+        "  create --imatrix PATH --name NAME --model MODEL [--target-bpw X | --target-size S] [-o PATH]\n"
+        "                                        Solve per-tensor types for a size target\n"
+        "  validate PROFILE MODEL                Check a profile against a model (exit 13 when invalid)\n",
+        ctx.program);
+    return args.empty() ? exit_code(Errc::invalid_argument) : 0;
+  }
+  const std::string sub = args[0];
+  args.erase(args.begin());
+  cxxopts::Options opts(ctx.program + " profile " + sub, "Manage dynamic quantization profiles.");
+  add_global_options(opts);
+  if (sub == "list") {
+    if (!parse(ctx, opts, args)) return 0;
+    return cmd_list(ctx);
+  }
+  if (sub == "show") {
+    opts.positional_help("PROFILE");
+    opts.add_options()("profile", "Preset name or .dqprofile path", cxxopts::value<std::string>());
+    opts.parse_positional({"profile"});
+    auto r = parse(ctx, opts, args);
+    if (!r) return 0;
+    if (!r->count("profile")) fail(Errc::invalid_argument, "missing PROFILE");
+    print_profile(ctx, Profile::load((*r)["profile"].as<std::string>()));
+    return 0;
+  }
+  if (sub == "validate") {
+    opts.positional_help("PROFILE MODEL");
+    opts.add_options()("profile", "Preset name or .dqprofile path", cxxopts::value<std::string>())(
+        "model", "Model to validate against", cxxopts::value<std::string>());
+    opts.parse_positional({"profile", "model"});
+    auto r = parse(ctx, opts, args);
+    if (!r) return 0;
+    if (!r->count("profile") || !r->count("model")) fail(Errc::invalid_argument, "usage: profile validate PROFILE MODEL");
+    const Profile p = Profile::load((*r)["profile"].as<std::string>());
+    auto model = ModelSource::open((*r)["model"].as<std::string>());
+    const ProfileResolution res = validate_profile(p, *model);
+    const bool ok = res.unmatched_rules.empty() && res.problems.empty();
+    if (ctx.format == Format::json) {
+      nlohmann::json tensors = nlohmann::json::array();
+      for (const auto& a : res.tensors)
+        tensors.push_back({{"tensor", a.tensor}, {"type", type_name(a.type)}, {"rule", a.rule}, {"bytes", a.bytes}});
+      print_json({{"status", ok ? "valid" : "invalid"}, {"profile", p.name}, {"model", (*r)["model"].as<std::string>()},
+                  {"effective_bpw", res.effective_bpw()}, {"size_bytes", res.total_bytes},
+                  {"unmatched_rules", res.unmatched_rules}, {"problems", res.problems}, {"tensors", tensors}});
+    } else {
+      std::cout << fmt::format("Profile {} on {}: {}\n", p.name, (*r)["model"].as<std::string>(), ok ? "valid" : "INVALID");
+      std::cout << fmt::format("Effective: {:.4f} bits per weight, {} of tensors\n", res.effective_bpw(),
+                               human_bytes(res.total_bytes));
+      for (const auto& u : res.unmatched_rules) std::cout << fmt::format("  rule matches no tensor: {}\n", u);
+      for (const auto& pr : res.problems) std::cout << fmt::format("  problem: {}\n", pr);
+    }
+    if (!ok)
+      fail(Errc::profile_error, "profile '{}' is not valid for this model ({} unmatched rule(s), {} problem(s))", p.name,
+           res.unmatched_rules.size(), res.problems.size());
+    return 0;
+  }
+  if (sub == "create") {
+    opts.add_options()("imatrix", "Importance matrix [required]", cxxopts::value<std::string>())(
+        "name", "Profile name [required]", cxxopts::value<std::string>())(
+        "model", "The model the importance matrix was computed on [required: errors are measured on its weights]",
+        cxxopts::value<std::string>())("target-bpw", "Target bits per weight", cxxopts::value<double>())(
+        "target-size", "Target size: 3GB, 750MB, or a fraction (<= 1) of the F16 size", cxxopts::value<std::string>())(
+        "base", "Preset whose fixed rules (output, embeddings) to keep [default: balanced]", cxxopts::value<std::string>())(
+        "o,output", "Output profile path [default: ./NAME.dqprofile]", cxxopts::value<std::string>());
+    auto r = parse(ctx, opts, args);
+    if (!r) return 0;
+    if (!r->count("imatrix")) fail(Errc::invalid_argument, "profile create needs --imatrix");
+    if (!r->count("name")) fail(Errc::invalid_argument, "profile create needs --name");
+    if (!r->count("model")) fail(Errc::invalid_argument, "profile create needs --model (errors are measured on the weights)");
+    if (r->count("target-bpw") && r->count("target-size"))
+      fail(Errc::invalid_argument, "give --target-bpw or --target-size, not both");
+    const std::string name = (*r)["name"].as<std::string>();
+    const fs::path out = r->count("output") ? fs::path((*r)["output"].as<std::string>()) : fs::path(name + ".dqprofile");
+    TermProgress progress(ctx);
+    progress.message(fmt::format("Loading importance matrix: {}", (*r)["imatrix"].as<std::string>()));
+    const Imatrix im = Imatrix::load((*r)["imatrix"].as<std::string>());
+    progress.message(fmt::format("Loading model: {}", (*r)["model"].as<std::string>()));
+    auto model = ModelSource::open((*r)["model"].as<std::string>());
+    int64_t n_params = 0;
+    for (const auto& t : model->tensors()) n_params += t.n_elements();
+    Profile base = Profile::load(r->count("base") ? (*r)["base"].as<std::string>() : "balanced");
+    Profile p;
+    p.name = name;
+    p.description = fmt::format("Solved from {} for {}", (*r)["imatrix"].as<std::string>(), (*r)["model"].as<std::string>());
+    p.rules = base.rules;
+    p.candidates = base.candidates;
+    p.default_method = base.default_method;
+    if (r->count("target-bpw")) {
+      const double t = (*r)["target-bpw"].as<double>();
+      if (!(t > 0)) fail(Errc::invalid_argument, "--target-bpw must be positive, got {}", t);
+      p.target_bpw = t;
+    } else if (r->count("target-size")) {
+      p.target_bytes = parse_target_size((*r)["target-size"].as<std::string>(), n_params);
+    } else {
+      p.target_bpw = base.target_bpw ? *base.target_bpw : 3.5;
+    }
+    if (p.candidates.empty() || (p.target_bpw && *p.target_bpw < 2.6) ||
+        (p.target_bytes && 8.0 * static_cast<double>(*p.target_bytes) / static_cast<double>(n_params) < 2.6))
+      p.candidates.clear();  // the full ladder, down to the 1.56-bpw i-quants
+    ResolveOptions ro;
+    ro.imatrix = &im;
+    ro.threads = ctx.threads;
+    ro.progress = &progress;
+    const ProfileResolution res = resolve_profile(p, *model, ro);
+    for (const auto& a : res.tensors) p.tensor_types[a.tensor] = type_name(a.type);
+    p.provenance = {{"created_by", fmt::format("lq {}", lq::version())},
+                    {"created", now_iso()},
+                    {"imatrix", (*r)["imatrix"].as<std::string>()},
+                    {"model", (*r)["model"].as<std::string>()},
+                    {"solver", "lagrangian relaxation + greedy fill, imatrix-weighted squared error"},
+                    {"effective_bpw", res.effective_bpw()},
+                    {"size_bytes", res.total_bytes}};
+    p.save(out);
+    progress.message(fmt::format("Profile written: {} ({:.4f} bpw, {})", out.string(), res.effective_bpw(),
+                                 human_bytes(res.total_bytes)));
+    if (ctx.format == Format::json)
+      print_json({{"status", "success"}, {"output_path", fs::absolute(out).string()}, {"name", name},
+                  {"effective_bpw", res.effective_bpw()}, {"size_bytes", res.total_bytes},
+                  {"target_bpw", p.target_bpw ? nlohmann::json(*p.target_bpw) : nlohmann::json(nullptr)},
+                  {"target_size_bytes", p.target_bytes ? nlohmann::json(*p.target_bytes) : nlohmann::json(nullptr)}});
+    else
+      std::cout << fmt::format("{}: {:.4f} bits per weight, {} of tensors\n", out.string(), res.effective_bpw(),
+                               human_bytes(res.total_bytes));
+    return 0;
+  }
+  fail(Errc::invalid_argument, "unknown profile command '{}' (list, show, create, validate)", sub);
+}
+
+}  // namespace lq::cli

@@ -1,0 +1,133 @@
+// liblq: dynamic layer-wise quantization: profiles (.dqprofile), presets and the size solver.
+#pragma once
+
+#include <lq/api.hpp>
+#include <lq/imatrix.hpp>
+#include <lq/model.hpp>
+#include <lq/progress.hpp>
+#include <lq/quant_type.hpp>
+
+#include <nlohmann/json.hpp>
+
+#include <cstdint>
+#include <filesystem>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace lq {
+
+/// One rule of a profile: tensors matching `pattern` (and `layers`, when given) get `method`.
+///
+/// `pattern` is a glob (`*`, `?`) matched against a tensor's GGUF name ("blk.3.attn_q.weight")
+/// and its Hugging Face name ("model.layers.3.self_attn.q_proj.weight"), also with the final
+/// ".weight" removed. A dot-separated segment of the form `A-B` matches layer numbers A..B, and
+/// `A%-B%` matches layers by relative depth (0% = first layer, 100% = last), so presets adapt to
+/// any depth. `method` is a tensor type ("Q4_K", "IQ2_XS", "F16") or a level ("Q4_K_M": that
+/// level's llama.cpp mixture decides the type of each matching tensor).
+struct ProfileRule {
+  std::string pattern;
+  std::string layers;     ///< optional extra layer range ("0-3", "0%-10%"); "" = any
+  std::string method;
+  std::string rationale;
+};
+
+/// A dynamic quantization profile. Rules apply in order, first match wins. Tensors no rule
+/// matches get `default_method`, or, when `target_bpw`/`target_bytes` is set and an importance
+/// matrix is available, the type the solver picks for them.
+struct Profile {
+  std::string name;
+  std::string description;
+  std::vector<ProfileRule> rules;
+  std::string default_method = "Q4_K";
+  std::optional<double> target_bpw;      ///< bits per weight over all tensors
+  std::optional<uint64_t> target_bytes;  ///< total tensor bytes
+  std::vector<std::string> candidates;   ///< types the solver may use ("" = default ladder)
+  std::map<std::string, std::string> tensor_types;  ///< explicit per-tensor types (solver output)
+  nlohmann::json provenance = nlohmann::json::object();
+
+  /// The .dqprofile JSON document.
+  nlohmann::json to_json() const;
+  /// Parses a .dqprofile document; malformed content throws Errc::profile_error.
+  static Profile from_json(const nlohmann::json& j, const std::string& source = "profile");
+  /// Loads a profile by preset name, by path, or by name from $LLM_QUANTIZE_PROFILE_DIR
+  /// (default ~/.config/llm-quantize/profiles). Throws Errc::profile_error when not found.
+  static Profile load(const std::string& name_or_path);
+  /// Writes the profile as JSON (temp + rename).
+  void save(const std::filesystem::path& path) const;
+};
+
+/// The built-in presets: attention-high, balanced, compression-max, quality, speed.
+LQ_API const std::vector<Profile>& preset_profiles();
+
+/// A per-tensor outcome of applying a profile to a model.
+struct ProfileAssignment {
+  std::string tensor;
+  QuantType type;
+  std::string rule;  ///< the rule (pattern) that decided it, "solver" or "default"
+  int64_t n_elements = 0;
+  uint64_t bytes = 0;
+  bool protected_weights = false;  ///< raised to keep protected (super) weights exact
+};
+
+/// Result of resolving or validating a profile against a model.
+struct ProfileResolution {
+  std::vector<ProfileAssignment> tensors;  ///< quantizable weights only
+  std::vector<std::string> unmatched_rules;   ///< patterns that matched no tensor
+  std::vector<std::string> problems;          ///< e.g. a type that does not fit a row length
+  uint64_t total_bytes = 0;                   ///< bytes of all tensors (quantized + others)
+  int64_t total_elements = 0;
+  double effective_bpw() const { return total_elements ? 8.0 * total_bytes / total_elements : 0; }
+};
+
+/// One weight that must survive quantization (a super weight): coordinates in GGUF order.
+struct ProtectedWeight {
+  std::string tensor;
+  int64_t row = 0;   ///< output channel (ggml ne[1] index)
+  int64_t col = 0;   ///< input channel (ggml ne[0] index)
+  float value = 0;   ///< original value
+};
+
+/// Options of profile resolution.
+struct ResolveOptions {
+  const Imatrix* imatrix = nullptr;             ///< needed by solver targets and i-quant types
+  std::vector<ProtectedWeight> protect;         ///< weights to keep within `protect_tolerance`
+  double protect_tolerance = 0.01;              ///< relative error allowed on protected weights
+  int threads = 0;
+  Progress* progress = nullptr;
+  int64_t max_rows_per_tensor = 512;            ///< rows sampled per tensor to measure errors
+};
+
+/// Decides every quantizable tensor's type: profile rules, explicit tensor_types, the solver for
+/// targets (Lagrangian relaxation of the size-constrained choice, then greedy upgrades to fill
+/// the budget), then protection. Throws Errc::profile_error for invalid rules, an unreachable
+/// target or a target without an importance matrix, Errc::imatrix_error for i-quant types
+/// without importance data.
+LQ_API ProfileResolution resolve_profile(const Profile& p, const ModelSource& model, const ResolveOptions& opts);
+
+/// Checks a profile against a model without quantizing: every rule matches some tensor, every
+/// type fits its rows, and the effective bpw/size (solver targets are not solved here).
+LQ_API ProfileResolution validate_profile(const Profile& p, const ModelSource& model);
+
+/// The per-tensor errors the solver works from: imatrix-weighted squared error (sum over the
+/// tensor, estimated from sampled rows) of quantizing `tensor` to each candidate type.
+struct TensorErrors {
+  std::string tensor;
+  int64_t n_elements = 0;
+  std::vector<QuantType> types;
+  std::vector<double> error;        ///< sum_rows sum_j w_j (x - q)^2
+  std::vector<uint64_t> bytes;
+  std::vector<double> protected_max_rel;  ///< max relative error over protected weights (0 if none)
+};
+
+/// Measures TensorErrors for every tensor in `tensors` and every type in `types` that fits.
+LQ_API std::vector<TensorErrors> measure_errors(const ModelSource& model, const std::vector<std::string>& tensors,
+                                                const std::vector<QuantType>& types, const ResolveOptions& opts);
+
+/// Chooses one type per tensor minimising the total error with total bytes <= budget
+/// (Lagrangian relaxation + greedy fill). Throws Errc::profile_error if even the smallest
+/// types exceed the budget.
+LQ_API std::vector<size_t> solve_allocation(const std::vector<TensorErrors>& errs, uint64_t budget_bytes);
+
+}  // namespace lq
