@@ -1,0 +1,36 @@
+// liblq: calibration data: loading texts (plain text, JSON, JSONL) and cutting token chunks.
+#pragma once
+
+#include <lq/api.hpp>
+
+#include <cstdint>
+#include <filesystem>
+#include <string>
+#include <vector>
+
+namespace lq {
+
+/// Calibration texts and where they came from.
+struct CalibrationData {
+  std::vector<std::string> texts;  ///< one entry for a plain-text file, one per sample otherwise
+  std::string source;              ///< file path, or "built-in: ..." for the default
+};
+
+/// Loads calibration data. By extension (and content): `.json` = a list of strings or of objects
+/// with a "text" field; `.jsonl` = one string or object with "text" per line; anything else is
+/// plain UTF-8 text used as one document. Missing, empty or malformed data throws
+/// Errc::calibration_error naming the file (and line).
+LQ_API CalibrationData load_calibration(const std::filesystem::path& path);
+
+/// The built-in calibration text used when none is given: the WikiText-2 test split (raw,
+/// non-empty rows of Salesforce/wikitext wikitext-2-raw-v1; CC BY-SA 3.0 / GFDL), shipped in
+/// data/calibration/wikitext2-test.txt and compiled into the library.
+LQ_API CalibrationData default_calibration();
+
+/// Token chunks as llama-imatrix and llama-perplexity cut them: `tokens` is the whole stream
+/// (BOS first when the model adds one); chunk i is tokens[i*ctx, (i+1)*ctx) with its first
+/// token replaced by `bos` (when bos >= 0). Returns at most `max_chunks` (< 0: all) chunks.
+LQ_API std::vector<std::vector<int32_t>> make_chunks(const std::vector<int32_t>& tokens, int64_t ctx,
+                                                     int64_t max_chunks, int32_t bos);
+
+}  // namespace lq

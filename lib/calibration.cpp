@@ -1,0 +1,105 @@
+#include <lq/calibration.hpp>
+#include <lq/error.hpp>
+#include <lq/io.hpp>
+
+#include <nlohmann/json.hpp>
+
+#include <fmt/format.h>
+
+#include <sstream>
+
+// The default calibration text is linked in with the assembler's .incbin (no multi-megabyte
+// initializer for the compiler to chew on).
+asm(".section .rodata\n"
+    ".balign 16\n"
+    ".global lq_default_calibration_begin\n"
+    "lq_default_calibration_begin:\n"
+    ".incbin \"" LQ_DEFAULT_CALIBRATION_FILE "\"\n"
+    ".global lq_default_calibration_end\n"
+    "lq_default_calibration_end:\n"
+    ".byte 0\n"
+    ".previous\n");
+extern "C" const char lq_default_calibration_begin[];
+extern "C" const char lq_default_calibration_end[];
+
+using nlohmann::json;
+
+namespace lq {
+namespace {
+
+std::string text_of(const json& item, const std::string& where) {
+  if (item.is_string()) return item.get<std::string>();
+  if (item.is_object() && item.contains("text") && item["text"].is_string()) return item["text"].get<std::string>();
+  fail(Errc::calibration_error, "{}: each sample must be a string or an object with a \"text\" string", where);
+}
+
+}  // namespace
+
+CalibrationData load_calibration(const std::filesystem::path& path) {
+  std::error_code ec;
+  if (!std::filesystem::exists(path, ec)) fail(Errc::calibration_error, "calibration data not found: {}", path.string());
+  if (std::filesystem::is_directory(path, ec)) fail(Errc::calibration_error, "calibration data is a directory: {}", path.string());
+  const std::string data = read_file(path);
+  const std::string file = path.string();
+  CalibrationData cd;
+  cd.source = file;
+  const std::string ext = path.extension().string();
+  if (ext == ".json") {
+    json j;
+    try {
+      j = json::parse(data);
+    } catch (const json::exception& e) {
+      fail(Errc::calibration_error, "{}: malformed JSON: {}", file, e.what());
+    }
+    if (j.is_object() && j.contains("samples")) j = j["samples"];
+    if (!j.is_array()) fail(Errc::calibration_error, "{}: expected a JSON list of strings or of objects with \"text\"", file);
+    for (size_t i = 0; i < j.size(); ++i) cd.texts.push_back(text_of(j[i], fmt::format("{}: item {}", file, i)));
+  } else if (ext == ".jsonl") {
+    std::istringstream in(data);
+    std::string line;
+    int n = 0;
+    while (std::getline(in, line)) {
+      ++n;
+      if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
+      json j;
+      try {
+        j = json::parse(line);
+      } catch (const json::exception& e) {
+        fail(Errc::calibration_error, "{}: line {}: malformed JSON: {}", file, n, e.what());
+      }
+      cd.texts.push_back(text_of(j, fmt::format("{}: line {}", file, n)));
+    }
+  } else {
+    if (data.find('\0') != std::string::npos) fail(Errc::calibration_error, "{}: not a text file (contains NUL bytes)", file);
+    cd.texts.push_back(data);
+  }
+  size_t chars = 0;
+  for (const auto& t : cd.texts) chars += t.find_first_not_of(" \t\r\n") == std::string::npos ? 0 : t.size();
+  if (chars == 0) fail(Errc::calibration_error, "{}: the calibration data is empty", file);
+  return cd;
+}
+
+CalibrationData default_calibration() {
+  CalibrationData cd;
+  cd.texts.emplace_back(lq_default_calibration_begin,
+                        static_cast<size_t>(lq_default_calibration_end - lq_default_calibration_begin));
+  cd.source = "built-in: WikiText-2 test (wikitext-2-raw-v1)";
+  return cd;
+}
+
+std::vector<std::vector<int32_t>> make_chunks(const std::vector<int32_t>& tokens, int64_t ctx, int64_t max_chunks,
+                                              int32_t bos) {
+  if (ctx <= 0) fail(Errc::invalid_argument, "context size must be positive, got {}", ctx);
+  const int64_t available = static_cast<int64_t>(tokens.size()) / ctx;
+  const int64_t n = max_chunks < 0 ? available : std::min(available, max_chunks);
+  std::vector<std::vector<int32_t>> out;
+  out.reserve(static_cast<size_t>(n));
+  for (int64_t i = 0; i < n; ++i) {
+    std::vector<int32_t> c(tokens.begin() + i * ctx, tokens.begin() + (i + 1) * ctx);
+    if (bos >= 0) c[0] = bos;
+    out.push_back(std::move(c));
+  }
+  return out;
+}
+
+}  // namespace lq
