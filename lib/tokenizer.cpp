@@ -414,9 +414,105 @@ void Tokenizer::Impl::encode_merges(std::string_view text, bool segment, bool& p
   }
 }
 
+// The precompiled map is a little-endian uint32 trie size, a double-array trie over UTF-8 bytes
+// (darts-clone layout, one uint32 unit per node) and a blob of NUL-terminated replacements that
+// the trie's leaf values point into.
+std::pair<std::string_view, size_t> Tokenizer::Impl::charsmap_match(std::string_view in) const {
+  if (charsmap.size() < 4) return {{}, 0};
+  uint32_t trie_bytes;
+  std::memcpy(&trie_bytes, charsmap.data(), 4);
+  const size_t n_units = trie_bytes / 4;
+  const char* units = charsmap.data() + 4;
+  const std::string_view blob(charsmap.data() + 4 + trie_bytes, charsmap.size() - 4 - trie_bytes);
+  auto unit_at = [&](size_t k) {
+    uint32_t u;
+    std::memcpy(&u, units + 4 * k, 4);
+    return u;
+  };
+  auto offset = [](uint32_t u) { return (u >> 10) << ((u & (1u << 9)) >> 6); };
+  size_t best_len = 0;
+  uint32_t best_value = 0;
+  if (n_units == 0) return {{}, 0};
+  size_t node = offset(unit_at(0));
+  for (size_t i = 0; i < in.size(); ++i) {
+    const auto c = static_cast<unsigned char>(in[i]);
+    node ^= c;
+    if (node >= n_units) break;
+    const uint32_t u = unit_at(node);
+    if ((u & ((1u << 31) | 0xFFu)) != c) break;  // label check
+    node ^= offset(u);
+    if (node >= n_units) break;
+    if ((u >> 8) & 1u) {  // has a leaf: its value is the replacement's offset
+      best_len = i + 1;
+      best_value = unit_at(node) & ((1u << 31) - 1);
+    }
+  }
+  if (best_len == 0 || best_value >= blob.size()) return {{}, 0};
+  const size_t end = blob.find('\0', best_value);
+  return {blob.substr(best_value, (end == std::string_view::npos ? blob.size() : end) - best_value), best_len};
+}
+
+int32_t Tokenizer::Impl::match_special(std::string_view text, size_t pos, bool parse_special) const {
+  for (int32_t id : specials[static_cast<unsigned char>(text[pos])]) {
+    const TokenType t = types[id];
+    if (!parse_special && (t == TokenType::control || t == TokenType::unknown)) continue;
+    const std::string& tok = tokens[id];
+    if (text.compare(pos, tok.size(), tok) == 0) return id;
+  }
+  return -1;
+}
+
+std::string Tokenizer::Impl::normalize_sentencepiece(std::string_view text, bool parse_special) const {
+  auto next = [&](size_t i) -> std::pair<std::string_view, size_t> {
+    const std::string_view rest = text.substr(i);
+    if (const int32_t id = match_special(text, i, parse_special); id >= 0)
+      return {rest.substr(0, tokens[id].size()), tokens[id].size()};
+    if (auto m = charsmap_match(rest); m.second > 0) return m;
+    const size_t len = std::min(detail::utf8_len(static_cast<unsigned char>(rest[0])), rest.size());
+    return {rest.substr(0, len), len};
+  };
+  const std::string_view space = escape_spaces ? kMetaSpace : std::string_view(" ");
+  std::string out;
+  size_t i = 0;
+  if (remove_extra_spaces) {
+    while (i < text.size()) {
+      const auto p = next(i);
+      if (p.first != " ") break;
+      i += p.second;
+    }
+  }
+  if (i >= text.size()) return out;
+  out.reserve(text.size() + 16);
+  if (prefix != Prefix::none) out += space;
+  bool prev_space = remove_extra_spaces;
+  while (i < text.size()) {
+    const auto p = next(i);
+    std::string_view sp = p.first;
+    while (prev_space && !sp.empty() && sp[0] == ' ') sp.remove_prefix(1);
+    if (!sp.empty()) {
+      for (char c : sp) {
+        if (c == ' ') out += space;
+        else out += c;
+      }
+      prev_space = sp.back() == ' ';
+    }
+    i += p.second;
+    if (!remove_extra_spaces) prev_space = false;
+  }
+  if (remove_extra_spaces)
+    while (out.size() >= space.size() && out.compare(out.size() - space.size(), space.size(), space) == 0)
+      out.resize(out.size() - space.size());
+  return out;
+}
+
 void Tokenizer::Impl::encode_fragment(std::string_view text, bool at_start, std::vector<int32_t>& out,
                                       Scratch& sc) const {
   std::string s;
+  if (sentencepiece_normalizer) {  // the whole input was normalized already
+    bool prev_unk = false;
+    encode_merges(text, true, prev_unk, out, sc);
+    return;
+  }
   if (remove_extra_spaces) {
     s.reserve(text.size());
     bool pending = false;
@@ -463,22 +559,19 @@ void Tokenizer::Impl::encode_fragment(std::string_view text, bool at_start, std:
 void Tokenizer::Impl::encode(std::string_view input, bool add_special, bool parse_special,
                              std::vector<int32_t>& out) const {
   std::string clean;
-  const std::string_view text = sanitize_utf8(input, clean) ? std::string_view(clean) : input;
+  std::string_view text = sanitize_utf8(input, clean) ? std::string_view(clean) : input;
+  // SentencePiece normalizes the whole text first and then finds its special symbols in it.
+  std::string normalized;
+  if (sentencepiece_normalizer) {
+    normalized = normalize_sentencepiece(text, parse_special);
+    text = normalized;
+  }
   if (add_special && add_bos && bos >= 0) out.push_back(bos);
   Scratch sc;
   size_t raw_begin = 0;
   size_t pos = 0;
   while (pos < text.size()) {
-    int32_t hit = -1;
-    for (int32_t id : specials[static_cast<unsigned char>(text[pos])]) {
-      const TokenType t = types[id];
-      if (!parse_special && (t == TokenType::control || t == TokenType::unknown)) continue;
-      const std::string& tok = tokens[id];
-      if (text.compare(pos, tok.size(), tok) == 0) {
-        hit = id;
-        break;
-      }
-    }
+    const int32_t hit = match_special(text, pos, parse_special);
     if (hit < 0) {
       ++pos;
       continue;
@@ -487,14 +580,7 @@ void Tokenizer::Impl::encode(std::string_view input, bool add_special, bool pars
     size_t raw_end = pos;
     if (flags & 1)
       while (raw_end > raw_begin && is_ascii_space(text[raw_end - 1])) --raw_end;
-    if (raw_end > raw_begin) {
-      encode_fragment(text.substr(raw_begin, raw_end - raw_begin), raw_begin == 0, out, sc);
-    } else if (raw_begin == 0 && prefix == Prefix::first_fragment && escape_spaces &&
-               kind == TokenizerKind::sentencepiece) {
-      // SentencePiece puts its dummy prefix in front of a leading user-defined symbol too.
-      bool prev_unk = false;
-      encode_merges(kMetaSpace, true, prev_unk, out, sc);
-    }
+    if (raw_end > raw_begin) encode_fragment(text.substr(raw_begin, raw_end - raw_begin), raw_begin == 0, out, sc);
     out.push_back(hit);
     pos += tokens[hit].size();
     if (flags & 2)

@@ -46,6 +46,8 @@ struct Tokenizer::Impl {
   Prefix prefix = Prefix::none;     // space added in front of text fragments
   bool escape_spaces = false;       // ' ' -> "▁" before the model runs
   bool remove_extra_spaces = false; // SentencePiece: trim and squeeze runs of ' '
+  bool sentencepiece_normalizer = false;  // normalize as SentencePiece does (charsmap, spaces)
+  std::string charsmap;             // SentencePiece precompiled normalization rules (may be empty)
   bool byte_fallback = false;       // unknown characters -> <0xXX> tokens
   bool fuse_unk = true;             // consecutive unknown characters -> one unk token
   bool ignore_merges = false;       // bpe: a piece that is a token is not merged (Llama 3)
@@ -113,6 +115,15 @@ struct Tokenizer::Impl {
   void encode(std::string_view text, bool add_special, bool parse_special,
               std::vector<int32_t>& out) const;
   void encode_fragment(std::string_view text, bool at_start, std::vector<int32_t>& out, Scratch& sc) const;
+  /// SentencePiece's normalizer over a whole text: precompiled character map, extra-space
+  /// removal, dummy prefix, escaped spaces; special tokens pass through unchanged.
+  std::string normalize_sentencepiece(std::string_view text, bool parse_special) const;
+  /// Id of the longest special token at text[pos] (user-defined ones always, control and unknown
+  /// ones when `parse_special`), or -1.
+  int32_t match_special(std::string_view text, size_t pos, bool parse_special) const;
+  /// Longest charsmap rule matching the start of `in`: the replacement and the bytes it covers
+  /// (0 when none matches).
+  std::pair<std::string_view, size_t> charsmap_match(std::string_view in) const;
   /// Splits `text` into characters, merges them and appends the ids. With `segment`, the text is
   /// first cut where no token can span two adjacent characters; the parts merge independently,
   /// so this is exact, and repeated parts come from a cache.

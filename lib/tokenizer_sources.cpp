@@ -96,6 +96,7 @@ struct SpModel {
   bool treat_whitespace_as_suffix = false;
   int64_t unk_id = 0, bos_id = 1, eos_id = 2, pad_id = -1;
   std::string normalizer_name;
+  std::string charsmap;
   bool add_dummy_prefix = true;
   bool remove_extra_whitespaces = true;
   bool escape_whitespaces = true;
@@ -232,6 +233,9 @@ SpModel parse_sentencepiece(const fs::path& path) {
         if (f == 1 && w == 2) {
           auto [s, len] = r.bytes();
           m.normalizer_name.assign(reinterpret_cast<const char*>(s), len);
+        } else if (f == 2 && w == 2) {
+          auto [s, len] = r.bytes();
+          m.charsmap.assign(reinterpret_cast<const char*>(s), len);
         } else if (w == 0 && (f == 3 || f == 4 || f == 5)) {
           const bool v = r.varint() != 0;
           if (f == 3) m.add_dummy_prefix = v;
@@ -246,6 +250,12 @@ SpModel parse_sentencepiece(const fs::path& path) {
     }
   }
   if (m.pieces.empty()) fail(Errc::invalid_model, "{}: SentencePiece model without pieces", file);
+  if (!m.charsmap.empty()) {
+    uint32_t trie_bytes = 0;
+    if (m.charsmap.size() >= 4) std::memcpy(&trie_bytes, m.charsmap.data(), 4);
+    if (m.charsmap.size() < 4 || trie_bytes % 4 != 0 || trie_bytes > m.charsmap.size() - 4)
+      fail(Errc::invalid_model, "{}: malformed SentencePiece model (precompiled normalization map)", file);
+  }
   return m;
 }
 
@@ -921,6 +931,8 @@ std::shared_ptr<Tokenizer::Impl> impl_from_sentencepiece(const fs::path& path) {
   d->prefix = sp.add_dummy_prefix ? Tokenizer::Impl::Prefix::first_fragment : Tokenizer::Impl::Prefix::none;
   d->escape_spaces = sp.escape_whitespaces;
   d->remove_extra_spaces = sp.remove_extra_whitespaces;
+  d->sentencepiece_normalizer = true;
+  d->charsmap = sp.charsmap;
   d->byte_fallback = sp.byte_fallback;
   d->fuse_unk = true;
   d->bos = static_cast<int32_t>(sp.bos_id);

@@ -148,6 +148,26 @@ TEST_CASE("tokenizer: tiny-llama eval.txt ids equal SentencePiece's, from every 
   }
 }
 
+TEST_CASE("tokenizer: SentencePiece normalization rules, extra spaces, user symbols, unk", "[tokenizer]") {
+  // A model with a precompiled character map and remove_extra_whitespaces, against
+  // SentencePiece's own ids (see tests/data/tokenizer/README.md).
+  const auto tok = Tokenizer::from_sentencepiece(test::data_file("tokenizer/spm_rules_bpe.model"));
+  std::istringstream inputs(read_file(test::data_file("tokenizer/spm_rules_bpe.inp")));
+  std::istringstream expected(read_file(test::data_file("tokenizer/spm_rules_bpe.ids")));
+  size_t n = 0, failed = 0;
+  for (std::string in, ids; std::getline(inputs, in) && std::getline(expected, ids); ++n) {
+    std::vector<int32_t> want;
+    std::istringstream ss(ids);
+    for (int32_t id; ss >> id;) want.push_back(id);
+    if (tok.encode(in, false) != want) {
+      ++failed;
+      UNSCOPED_INFO("input '" << in << "' expected '" << ids << "'");
+    }
+  }
+  CHECK(n == 134);
+  CHECK(failed == 0);
+}
+
 TEST_CASE("tokenizer: special tokens and BOS/EOS handling", "[tokenizer]") {
   const auto dir = test::shared_file("models/tiny-llama");
   if (!dir) return;
@@ -282,6 +302,96 @@ TEST_CASE("tokenizer: metadata appends after existing keys and round-trips throu
   }
   const auto tok = Tokenizer::from_gguf(p);
   CHECK(tok.encode("Hello world", false) == std::vector<int32_t>{15496, 995});
+}
+
+namespace {
+
+// A small byte-level BPE tokenizer.json: the 256 byte characters, a few merges, added tokens.
+nlohmann::json tiny_bpe_json() {
+  nlohmann::json vocab = nlohmann::json::object();
+  for (int b = 0; b < 256; ++b) {
+    std::string c;
+    detail::utf8_append(c, detail::byte_to_char(static_cast<uint8_t>(b)));
+    vocab[c] = b;
+  }
+  vocab["he"] = 256;
+  vocab["\xC4\xA0t"] = 257;        // "Ġt"
+  vocab["\xC4\xA0the"] = 258;      // "Ġthe"
+  vocab["ll"] = 259;
+  nlohmann::json j;
+  j["model"] = {{"type", "BPE"}, {"vocab", vocab},
+                {"merges", {"h e", "\xC4\xA0 t", "\xC4\xA0t he", "l l"}}};
+  j["pre_tokenizer"] = {{"type", "ByteLevel"}, {"add_prefix_space", false}, {"trim_offsets", true}, {"use_regex", true}};
+  j["decoder"] = {{"type", "ByteLevel"}};
+  j["added_tokens"] = nlohmann::json::array(
+      {{{"id", 260}, {"content", "<|end|>"}, {"special", true}, {"normalized", false}},
+       {{"id", 261}, {"content", "[X]"}, {"special", false}, {"lstrip", true}, {"rstrip", true}, {"normalized", false}}});
+  j["post_processor"] = {{"type", "TemplateProcessing"},
+                         {"single", {{{"SpecialToken", {{"id", "<|end|>"}, {"type_id", 0}}}},
+                                     {{"Sequence", {{"id", "A"}, {"type_id", 0}}}}}},
+                         {"pair", nlohmann::json::array()}};
+  return j;
+}
+
+}  // namespace
+
+TEST_CASE("tokenizer: converter rules on a synthetic byte-level BPE model", "[tokenizer]") {
+  test::TempDir tmp;
+  write_temp(tmp, "tokenizer.json", tiny_bpe_json().dump());
+  write_temp(tmp, "tokenizer_config.json",
+             R"({"bos_token": "<|end|>", "eos_token": {"content": "<|end|>"}, "add_eos_token": true,
+                 "chat_template": "{{ messages }}"})");
+  write_temp(tmp, "config.json", R"({"vocab_size": 264, "pad_token_id": 263, "eos_token_id": 7})");
+
+  gguf::Metadata m;
+  tokenizer_gguf_metadata(tmp.path(), m);
+  std::vector<std::string> keys;
+  for (const auto& [k, v] : m.entries()) keys.push_back(k);
+  CHECK(keys == std::vector<std::string>{"tokenizer.ggml.model", "tokenizer.ggml.pre", "tokenizer.ggml.tokens",
+                                         "tokenizer.ggml.token_type", "tokenizer.ggml.merges",
+                                         "tokenizer.ggml.bos_token_id", "tokenizer.ggml.eos_token_id",
+                                         "tokenizer.ggml.padding_token_id", "tokenizer.ggml.add_bos_token",
+                                         "tokenizer.ggml.add_eos_token", "tokenizer.chat_template"});
+  CHECK(m.at("tokenizer.ggml.pre").as_string() == "gpt-2");
+  const auto& tokens = m.at("tokenizer.ggml.tokens").as_strings();
+  REQUIRE(tokens.size() == 264);  // padded to config.json's vocab_size
+  CHECK(tokens[262] == "[PAD262]");
+  const auto& types = m.at("tokenizer.ggml.token_type");
+  CHECK(types.int_at(0) == 1);
+  CHECK(types.int_at(260) == 3);  // special added token: control
+  CHECK(types.int_at(261) == 4);  // plain added token: user-defined
+  CHECK(types.int_at(263) == 5);
+  CHECK(m.at("tokenizer.ggml.bos_token_id") == gguf::Value::u32(260));
+  CHECK(m.at("tokenizer.ggml.eos_token_id") == gguf::Value::u32(260));  // tokenizer_config wins over config.json
+  CHECK(m.at("tokenizer.ggml.padding_token_id") == gguf::Value::u32(263));
+  CHECK(m.at("tokenizer.ggml.add_bos_token") == gguf::Value::boolean(true));  // from the template
+  CHECK(m.at("tokenizer.ggml.add_eos_token") == gguf::Value::boolean(true));
+  CHECK(m.at("tokenizer.chat_template").as_string() == "{{ messages }}");
+
+  const auto tok = Tokenizer::from_hf_json(tmp / "tokenizer.json");
+  CHECK(tok.bos_id() == 260);
+  CHECK(tok.add_bos());
+  CHECK(tok.encode("hello the", false) == std::vector<int32_t>{256, 259, 'o', 258});
+  // The user-defined token matches in plain text and strips the spaces around it.
+  CHECK(tok.encode("he [X] he", false) == std::vector<int32_t>{256, 261, 256});
+  CHECK(tok.encode("<|end|>", false, false).size() == 7);
+  CHECK(tok.encode("<|end|>", true, true) == std::vector<int32_t>{260, 260, 260});
+  CHECK(tok.decode(tok.encode("hello the", false)) == "hello the");
+
+  SECTION("an unrecognised pre-tokenizer is refused, as the converter refuses it") {
+    auto j = tiny_bpe_json();
+    j["pre_tokenizer"]["add_prefix_space"] = true;
+    write_temp(tmp, "tokenizer.json", j.dump());
+    require_invalid_model([&] { tokenizer_gguf_metadata(tmp.path(), m); }, "not recognized");
+    CHECK(Tokenizer::from_hf_json(tmp / "tokenizer.json").encode("the", false) == std::vector<int32_t>{258});
+  }
+  SECTION("a SentencePiece-style tokenizer.json needs its tokenizer.model") {
+    auto j = tiny_bpe_json();
+    j["model"]["byte_fallback"] = true;
+    j["pre_tokenizer"] = nullptr;
+    write_temp(tmp, "tokenizer.json", j.dump());
+    require_invalid_model([&] { tokenizer_gguf_metadata(tmp.path(), m); }, "tokenizer.model");
+  }
 }
 
 // ---- pre-tokenizers and the regex engine ------------------------------------------------------
