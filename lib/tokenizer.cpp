@@ -603,8 +603,7 @@ std::vector<int32_t> Tokenizer::encode(std::string_view text, bool add_special, 
 std::string Tokenizer::decode(std::span<const int32_t> ids, bool special) const {
   const Impl& d = *impl_;
   std::string out;
-  // SentencePiece-style vocabularies drop the space their encoder put in front of the text.
-  bool strip_next = !d.byte_level_decode && d.prefix != Impl::Prefix::none;
+  bool strip_next = d.decode_strip;
   for (int32_t id : ids) {
     if (id < 0 || static_cast<size_t>(id) >= d.tokens.size())
       fail(Errc::invalid_argument, "decode: token id {} is outside the vocabulary (size {})", id,
@@ -628,7 +627,7 @@ std::string Tokenizer::decode(std::span<const int32_t> ids, bool special) const 
       out.push_back(static_cast<char>(b));
     } else {
       std::string piece = t;
-      if (d.escape_spaces) replace_all(piece, kMetaSpace, " ");
+      if (!d.decode_space.empty()) replace_all(piece, d.decode_space, " ");
       out += piece;
     }
     if (strip_next && before == 0 && out.size() > 0 && out[0] == ' ') out.erase(0, 1);

@@ -52,6 +52,8 @@ struct Tokenizer::Impl {
   bool fuse_unk = true;             // consecutive unknown characters -> one unk token
   bool ignore_merges = false;       // bpe: a piece that is a token is not merged (Llama 3)
   bool byte_level_decode = false;   // decode maps GPT-2 byte characters back to bytes
+  std::string decode_space;         // decode turns this visible space ("▁") back into ' '
+  bool decode_strip = false;        // decode drops the space the encoder put in front
   int32_t bos = -1, eos = -1, unk = -1, pad = -1;
   bool add_bos = false, add_eos = false;
   std::vector<uint8_t> strip;  // per token (optional): bit 0 = lstrip, bit 1 = rstrip

@@ -932,6 +932,8 @@ std::shared_ptr<Tokenizer::Impl> impl_from_sentencepiece(const fs::path& path) {
   d->escape_spaces = sp.escape_whitespaces;
   d->remove_extra_spaces = sp.remove_extra_whitespaces;
   d->sentencepiece_normalizer = true;
+  if (sp.escape_whitespaces) d->decode_space = kMetaSpace;
+  d->decode_strip = sp.add_dummy_prefix;
   d->charsmap = sp.charsmap;
   d->byte_fallback = sp.byte_fallback;
   d->fuse_unk = true;
@@ -977,6 +979,15 @@ std::shared_ptr<Tokenizer::Impl> impl_from_hf_json(const fs::path& path) {
   d->escape_spaces = h.replace_space;
   d->prefix = h.prepend_metaspace ? Tokenizer::Impl::Prefix::every_fragment : Tokenizer::Impl::Prefix::none;
   d->byte_level_decode = h.pre.byte_level() || h.decoder_byte_level;
+  if (h.replace_space) {
+    d->decode_space = kMetaSpace;
+    d->decode_strip = h.prepend_metaspace;
+  }
+  for (const auto& step : h.pre.steps())
+    if (step.kind == detail::PreStep::Kind::metaspace) {
+      d->decode_space = step.replacement;
+      d->decode_strip = step.prepend != detail::PreStep::Prepend::never;
+    }
   d->model_name = d->byte_level_decode ? "gpt2" : "llama";
   d->pre_name = detail::detect_pretokenizer(h.pre).value_or(h.pre.empty() ? "default" : "");
   if (h.unk_token) {
@@ -1039,6 +1050,8 @@ std::shared_ptr<Tokenizer::Impl> impl_from_gguf(const gguf::Metadata& meta, cons
     d->prefix = get_bool("tokenizer.ggml.add_space_prefix", true) ? Tokenizer::Impl::Prefix::every_fragment
                                                                   : Tokenizer::Impl::Prefix::none;
     d->escape_spaces = true;
+    d->decode_space = kMetaSpace;
+    d->decode_strip = d->prefix != Tokenizer::Impl::Prefix::none;
     d->byte_fallback = true;
     d->bos = 1;
     d->eos = 2;

@@ -10,6 +10,7 @@
 #include "support/support.hpp"
 
 #include <catch2/catch.hpp>
+#include <fmt/format.h>
 
 #include <cstring>
 #include <fstream>
@@ -392,6 +393,31 @@ TEST_CASE("tokenizer: converter rules on a synthetic byte-level BPE model", "[to
     write_temp(tmp, "tokenizer.json", j.dump());
     require_invalid_model([&] { tokenizer_gguf_metadata(tmp.path(), m); }, "tokenizer.model");
   }
+}
+
+TEST_CASE("tokenizer: SentencePiece-style tokenizer.json with a Metaspace pre-tokenizer", "[tokenizer]") {
+  nlohmann::json vocab = {{"<unk>", 0}, {"<s>", 1}, {"</s>", 2}};
+  for (int b = 0; b < 256; ++b) vocab[fmt::format("<0x{:02X}>", b)] = 3 + b;
+  int id = 259;
+  for (const char* t : {"▁", "h", "i", "▁h", "▁hi", "!"}) vocab[t] = id++;
+  nlohmann::json j;
+  j["model"] = {{"type", "BPE"}, {"vocab", vocab}, {"merges", {"▁ h", "▁h i"}}, {"byte_fallback", true},
+                {"fuse_unk", true}, {"unk_token", "<unk>"}};
+  j["pre_tokenizer"] = {{"type", "Metaspace"}, {"replacement", "▁"}, {"prepend_scheme", "first"}, {"split", false}};
+  j["added_tokens"] = nlohmann::json::array({{{"id", 1}, {"content", "<s>"}, {"special", true}}});
+  test::TempDir tmp;
+  write_temp(tmp, "tokenizer.json", j.dump());
+  const auto tok = Tokenizer::from_hf_json(tmp / "tokenizer.json");
+  const int32_t hi = 263, sp = 259;
+  CHECK(tok.encode("hi hi!", false) == std::vector<int32_t>{hi, hi, 264});
+  CHECK(tok.encode("hi  hi", false) == std::vector<int32_t>{hi, sp, hi});
+  // Byte fallback for characters outside the vocabulary: "é" is C3 A9.
+  CHECK(tok.encode("hé", false) == std::vector<int32_t>{262, 3 + 0xC3, 3 + 0xA9});
+  // "first": only the start of the input gets the prefix, not the text after a special token.
+  CHECK(tok.encode("hi<s>hi", false, true) == std::vector<int32_t>{hi, 1, 260, 261});
+  for (const std::string text : {"hi hi!", "hé  hi"}) CHECK(tok.decode(tok.encode(text, false)) == text);
+  // As with Hugging Face's Metaspace decoder, a leading space merges into the prefix.
+  CHECK(tok.decode(tok.encode(" hi", false)) == "hi");
 }
 
 // ---- pre-tokenizers and the regex engine ------------------------------------------------------
