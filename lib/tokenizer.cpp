@@ -47,7 +47,7 @@ void replace_all(std::string& s, std::string_view from, std::string_view to) {
 
 void Tokenizer::Impl::PairMap::reserve(size_t n) {
   size_t cap = 16;
-  while (cap < 2 * n) cap *= 2;
+  while (cap < n + n / 2) cap *= 2;  // load factor at most 2/3
   slots.assign(cap, Slot{kEmpty, -1, 0.0f});
   mask = cap - 1;
 }
@@ -177,7 +177,8 @@ void Tokenizer::Impl::build() {
       return it == mergeable.end() ? -1 : it->second;
     };
     size_t n_pairs = 0;
-    for (const auto& [text, id] : mergeable) n_pairs += text.size();
+    for (const auto& [text, id] : mergeable)
+      for (size_t k = 1; k < text.size(); ++k) n_pairs += (static_cast<unsigned char>(text[k]) & 0xC0) != 0x80;
     pairs.reserve(n_pairs);
     for (const auto& [text, id] : mergeable) {
       const std::string_view t(text);
@@ -361,6 +362,7 @@ void Tokenizer::Impl::encode_segment(std::string_view seg, bool cached, bool& pr
     if (!cached) {
       ids = &fresh;
     } else {
+      if (sc.cache.size() >= (1u << 18)) sc.cache.clear();  // bounds memory on huge, varied inputs
       ids = &sc.cache.emplace(std::string(seg), std::move(fresh)).first->second;
     }
   }

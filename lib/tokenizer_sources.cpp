@@ -22,6 +22,9 @@ namespace fs = std::filesystem;
 using json = nlohmann::json;
 using detail::kMetaSpace;
 
+// Vocabularies beyond this are taken as corrupt input rather than allocated.
+constexpr int64_t kMaxVocab = int64_t{1} << 24;
+
 // ---- files -----------------------------------------------------------------------------------
 
 std::string read_bytes(const fs::path& p) {
@@ -644,7 +647,8 @@ std::optional<int64_t> config_vocab_size(const fs::path& dir, bool per_layer_fir
       if (v.is_null() && config->contains("text_config")) v = member((*config)["text_config"], key);
       if (v.is_number_integer() || v.is_number_unsigned()) {
         const int64_t x = v.get<int64_t>();
-        if (x <= 0) fail(Errc::invalid_model, "{}: {} must be positive", file.string(), key);
+        if (x <= 0 || x > kMaxVocab)
+          fail(Errc::invalid_model, "{}: {} = {} is out of range (1..{})", file.string(), key, x, kMaxVocab);
         return x;
       }
     }
@@ -743,6 +747,12 @@ HfJson parse_hf_json(const fs::path& path) {
     if (id < 0 || id > INT32_MAX) fail(Errc::invalid_model, "{}: token id {} out of range", h.file, id);
   for (const auto& a : h.added)
     if (a.id < 0 || a.id > INT32_MAX) fail(Errc::invalid_model, "{}: token id {} out of range", h.file, a.id);
+  int64_t max_id = -1;
+  for (const auto& [tok, id] : h.vocab) max_id = std::max(max_id, id);
+  for (const auto& a : h.added) max_id = std::max(max_id, a.id);
+  if (max_id >= kMaxVocab || max_id >= 2 * static_cast<int64_t>(h.vocab.size() + h.added.size()) + 65536)
+    fail(Errc::invalid_model, "{}: token id {} is far beyond the {} tokens listed", h.file, max_id,
+         h.vocab.size() + h.added.size());
   return h;
 }
 

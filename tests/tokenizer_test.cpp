@@ -566,3 +566,41 @@ TEST_CASE("tokenizer: bad input gives one invalid_model error naming the file", 
   meta.set("tokenizer.ggml.model", gguf::Value::string("bert"));
   require_invalid_model([&] { Tokenizer::from_gguf(meta, "x.gguf"); }, "bert");
 }
+
+TEST_CASE("tokenizer: corrupted files give errors, never crashes", "[tokenizer]") {
+  const auto dir = test::shared_file("models/tiny-llama");
+  if (!dir) return;
+  test::TempDir tmp;
+  const std::string model = read_file(*dir / "tokenizer.model");
+  const std::string json = read_file(*dir / "tokenizer.json");
+  uint32_t state = 12345;
+  auto next = [&] {
+    state = state * 1664525u + 1013904223u;
+    return state >> 8;
+  };
+  size_t loaded = 0, refused = 0;
+  for (int round = 0; round < 150; ++round) {
+    std::string m = model, j = json;
+    for (int k = 0; k < 1 + round % 8; ++k) {
+      m[next() % m.size()] = static_cast<char>(next());
+      j[next() % j.size()] = static_cast<char>(next() % 2 ? next() : '"');
+    }
+    if (round % 5 == 0) m.resize(next() % m.size());
+    for (const auto& [name, bytes] : {std::pair{"t.model", m}, std::pair{"tokenizer.json", j}}) {
+      const std::string path = write_temp(tmp, name, bytes);
+      try {
+        const auto tok = std::string(name) == "t.model" ? Tokenizer::from_sentencepiece(path)
+                                                        : Tokenizer::from_hf_json(path);
+        const auto ids = tok.encode("Once upon a time, a llama \xF0\x9F\xA6\x99 said hello.", true, true);
+        (void)tok.decode(ids, true);
+        ++loaded;
+      } catch (const Error& e) {
+        CHECK(e.code() == Errc::invalid_model);
+        ++refused;
+      }
+    }
+  }
+  CHECK(loaded + refused == 300);
+  CHECK(refused > 0);
+}
+
