@@ -39,11 +39,16 @@ enum class TokenizerKind {
 /// the file.
 class LQ_API Tokenizer {
  public:
-  /// SentencePiece `tokenizer.model` (BPE model type). BOS/EOS/UNK ids come from the model's
-  /// trainer spec; add_bos is true and add_eos false, as llama.cpp assumes for these models.
+  /// SentencePiece `tokenizer.model` of the BPE model type (unigram models are refused), with its
+  /// normalizer (precompiled character map, extra-space removal, dummy prefix) and byte
+  /// fallback. BOS/EOS/UNK ids come from the trainer spec; add_bos is true and add_eos false, as
+  /// llama.cpp assumes for these models.
   static Tokenizer from_sentencepiece(const std::filesystem::path& model_file);
   /// Hugging Face `tokenizer.json` with a BPE model: byte-level (GPT-2, Llama 3, Qwen2, ...) or
-  /// SentencePiece-style with byte fallback. Special ids and add_bos/add_eos are read from the
+  /// SentencePiece-style with byte fallback. Pre-tokenizers: Sequence, ByteLevel, Split (regex
+  /// or string, every behaviour), Digits, Punctuation, Metaspace, Whitespace, WhitespaceSplit.
+  /// Normalizers: none, Prepend("▁") + Replace(" ", "▁"), and NFC, which is taken as the
+  /// identity (as llama.cpp does). Special ids and add_bos/add_eos are read from the
   /// tokenizer_config.json / config.json beside it when present, as llama.cpp's converter does.
   static Tokenizer from_hf_json(const std::filesystem::path& tokenizer_json);
   /// The `tokenizer.ggml.*` keys of GGUF metadata (model "llama" or "gpt2"; for "gpt2",
@@ -61,8 +66,9 @@ class LQ_API Tokenizer {
   /// llama_tokenize(text, add_special, parse_special).
   std::vector<int32_t> encode(std::string_view text, bool add_special = true,
                               bool parse_special = false) const;
-  /// Text for `ids`. Control and unknown tokens are dropped unless `special`. Out-of-range ids
-  /// throw Errc::invalid_argument. decode(encode(t, false)) == t for text the vocabulary covers.
+  /// Text for `ids`. Control and unknown tokens are dropped unless `special`; no clean-up of
+  /// spaces around punctuation is applied. Out-of-range ids throw Errc::invalid_argument.
+  /// decode(encode(t, false)) == t for text the vocabulary covers.
   std::string decode(std::span<const int32_t> ids, bool special = false) const;
 
   TokenizerKind kind() const;
