@@ -10,6 +10,7 @@
 #include <lq/backend.hpp>
 #include <lq/error.hpp>
 #include <lq/io.hpp>
+#include <lq/tokenizer.hpp>
 
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
@@ -489,6 +490,7 @@ class HfSource final : public ModelSource {
     }
     m.set(a + "vocab_size", gguf::Value::u32(static_cast<uint32_t>(c.n_vocab)));
     m.set(a + "rope.dimension_count", gguf::Value::u32(static_cast<uint32_t>(c.head_dim)));
+    tokenizer_gguf_metadata(dir_, m);
   }
 
   fs::path dir_;
