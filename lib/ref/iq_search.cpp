@@ -272,17 +272,16 @@ void iq_weights(const float* x, const float* imatrix, float floor, float sigma_m
   }
   // Relative weights only matter: evaluate the magnitude factor on x / max|x| so that it neither
   // overflows nor underflows.
-  float amax = 0;
+  float amax = 0, xn[256];
   for (int i = 0; i < 256; ++i) amax = std::max(amax, std::fabs(x[i]));
-  const float ia = amax > 0 && std::isfinite(amax) ? 1 / amax : 0.f;
+  const bool scaled = amax > 0 && std::isfinite(amax);
   float sumx2 = 0;
-  for (int i = 0; i < 256; ++i) sumx2 += (x[i] * ia) * (x[i] * ia);
-  const float sigma2 = sigma_mult * sumx2 / 256;
   for (int i = 0; i < 256; ++i) {
-    const float xi = x[i] * ia;
-    const float e = std::sqrt(sigma2 + xi * xi);
-    w[i] = e;
+    xn[i] = scaled ? x[i] / amax : 0.f;  // a division: 1 / amax overflows for subnormal amax
+    sumx2 += xn[i] * xn[i];
   }
+  const float sigma2 = sigma_mult * sumx2 / 256;
+  for (int i = 0; i < 256; ++i) w[i] = std::sqrt(sigma2 + xn[i] * xn[i]);
 }
 
 void iq_solve(const IqFormat& f, const float* a_in, const float* w_in, IqSolution& out) {
@@ -297,10 +296,9 @@ void iq_solve(const IqFormat& f, const float* a_in, const float* w_in, IqSolutio
   if (!(amax > 0) || !std::isfinite(amax)) return;
   const bool uniform = !(wmax > 0) || !std::isfinite(wmax);
   float a[256], w[256];
-  const float ia = 1 / amax, iw = uniform ? 0.f : 1 / wmax;
-  for (int i = 0; i < 256; ++i) {
-    a[i] = a_in[i] * ia;
-    w[i] = uniform ? 1.f : w_in[i] * iw;
+  for (int i = 0; i < 256; ++i) {  // divisions: a reciprocal of a subnormal maximum overflows
+    a[i] = a_in[i] / amax;
+    w[i] = uniform ? 1.f : w_in[i] / wmax;
   }
   // Stored scales are fp16 in the original units.
   auto round_d = [amax](float d) {
