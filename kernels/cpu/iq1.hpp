@@ -2,9 +2,9 @@
 //
 // Variants: DequantIq1S, DequantIq1M, DotIq1SQ8K, DotIq1MQ8K, each instantiated for SSE2, AVX2
 // and AVX-512 (isa.cpp.in) and chosen at run time (dispatch.cpp). Codebook entries are 8 signed
-// bytes (-1, 0, +1) copied side by side; the loops over them are left to the vectoriser under
-// each ISA's flags. The results equal the scalar references exactly (exact integer sums, the
-// reference's float steps in the same order).
+// bytes (-1, 0, +1) read in place; the loops over them are left to the vectoriser under
+// each ISA's flags. Dequantized values equal the scalar references bit for bit; dots have exact
+// integer sums and the reference's per-block float steps (which an FMA ISA may fuse).
 // Tests: ./build/tests/lq_tests "[iquants-b]"
 #pragma once
 
@@ -20,23 +20,27 @@
 namespace lq::cpu {
 
 // Members of an Arch-templated struct so that every ISA's object file keeps its own copy.
+// Codebook rows are gathered as 64-bit words, then the loops run over 16 or 32 bytes at a time:
+// the vectoriser leaves 8-value loops with int8 -> float conversion scalar.
 template <class Arch>
 struct Iq1Ops {
   static constexpr float kDelta = 0.125f;
-  static void entries(const uint16_t* idx, int count, int8_t* v) {
-    for (int k = 0; k < count; ++k) std::memcpy(v + 8 * k, &ref::iq1s_grid[idx[k]], 8);
+  // Per-value scale and shift arrays keep these loops uniform (and the float steps those of
+  // the reference: dl * (entry + shift)).
+  static void shifted32(const int8_t* __restrict v, const float* __restrict dl, const float* __restrict delta,
+                        float* __restrict y) {
+    for (int j = 0; j < 32; ++j) y[j] = dl[j] * (static_cast<float>(v[j]) + delta[j]);
   }
-  static void shifted8(const int8_t* v, float dl, float delta, float* y) {
-    for (int j = 0; j < 8; ++j) y[j] = dl * (static_cast<float>(v[j]) + delta);
+  static void scaled32(const int8_t* __restrict v, const int16_t* __restrict ls, int16_t* __restrict w) {
+    for (int j = 0; j < 32; ++j) w[j] = static_cast<int16_t>(v[j] * ls[j]);
   }
-  static int32_t dot(const int8_t* v, const int8_t* q8, int count) {
+  template <class T>
+  static void fill(T value, int count, T* out) {
+    for (int j = 0; j < count; ++j) out[j] = value;
+  }
+  static int32_t dot256(const int16_t* w, const int8_t* q8) {
     int32_t s = 0;
-    for (int j = 0; j < count; ++j) s += static_cast<int16_t>(v[j]) * static_cast<int16_t>(q8[j]);
-    return s;
-  }
-  static int32_t sum8(const int8_t* q8) {
-    int32_t s = 0;
-    for (int j = 0; j < 8; ++j) s += q8[j];
+    for (int j = 0; j < ref::QK_K; ++j) s += w[j] * static_cast<int16_t>(q8[j]);
     return s;
   }
   static float scale_m(const uint16_t* sc) {
@@ -66,17 +70,16 @@ template <class Arch>
 void DequantIq1S<Arch>::run(const void* src, float* dst, int64_t n) {
   using Ops = Iq1Ops<Arch>;
   const auto* x = static_cast<const ref::block_iq1_s*>(src);
+  alignas(32) uint64_t v[4];
+  alignas(32) float dl[32], delta[32];
   for (int64_t i = 0; i < n / ref::QK_K; ++i) {
     const float d = fp16_to_f32(x[i].d);
     for (int ib = 0; ib < ref::QK_K / 32; ++ib, dst += 32) {
       const uint16_t h = x[i].qh[ib];
-      const float dl = d * static_cast<float>(2 * ((h >> 12) & 7) + 1);
-      const float delta = h & 0x8000 ? -Ops::kDelta : Ops::kDelta;
-      uint16_t idx[4];
-      for (int k = 0; k < 4; ++k) idx[k] = static_cast<uint16_t>(x[i].qs[4 * ib + k] | ((h >> (3 * k)) & 7) << 8);
-      alignas(32) int8_t v[32];
-      Ops::entries(idx, 4, v);
-      for (int k = 0; k < 4; ++k) Ops::shifted8(v + 8 * k, dl, delta, dst + 8 * k);
+      Ops::fill(d * static_cast<float>(2 * ((h >> 12) & 7) + 1), 32, dl);
+      Ops::fill(h & 0x8000 ? -Ops::kDelta : Ops::kDelta, 32, delta);
+      for (int k = 0; k < 4; ++k) v[k] = ref::iq1s_grid[x[i].qs[4 * ib + k] | ((h >> (3 * k)) & 7) << 8];
+      Ops::shifted32(reinterpret_cast<const int8_t*>(v), dl, delta, dst);
     }
   }
 }
@@ -85,47 +88,48 @@ template <class Arch>
 void DequantIq1M<Arch>::run(const void* src, float* dst, int64_t n) {
   using Ops = Iq1Ops<Arch>;
   const auto* x = static_cast<const ref::block_iq1_m*>(src);
+  alignas(32) uint64_t v[4];
+  alignas(32) float dl[32], delta[32];
   for (int64_t i = 0; i < n / ref::QK_K; ++i) {
     uint16_t sc[4];
     std::memcpy(sc, x[i].scales, sizeof(sc));
     const float d = Ops::scale_m(sc);
     for (int ib = 0; ib < ref::QK_K / 32; ++ib, dst += 32) {
-      const float dl[2] = {d * static_cast<float>(2 * ((sc[ib / 2] >> (6 * (ib % 2))) & 7) + 1),
-                           d * static_cast<float>(2 * ((sc[ib / 2] >> (6 * (ib % 2) + 3)) & 7) + 1)};
-      uint16_t idx[4];
-      float delta[4];
+      Ops::fill(d * static_cast<float>(2 * ((sc[ib / 2] >> (6 * (ib % 2))) & 7) + 1), 16, dl);
+      Ops::fill(d * static_cast<float>(2 * ((sc[ib / 2] >> (6 * (ib % 2) + 3)) & 7) + 1), 16, dl + 16);
       for (int k = 0; k < 4; ++k) {
         const int g = 4 * ib + k;
         const int nib = (x[i].qh[g / 2] >> (4 * (g % 2))) & 15;
-        idx[k] = static_cast<uint16_t>(x[i].qs[g] | (nib & 7) << 8);
-        delta[k] = nib & 8 ? -Ops::kDelta : Ops::kDelta;
+        v[k] = ref::iq1s_grid[x[i].qs[g] | (nib & 7) << 8];
+        Ops::fill(nib & 8 ? -Ops::kDelta : Ops::kDelta, 8, delta + 8 * k);
       }
-      alignas(32) int8_t v[32];
-      Ops::entries(idx, 4, v);
-      for (int k = 0; k < 4; ++k) Ops::shifted8(v + 8 * k, dl[k / 2], delta[k], dst + 8 * k);
+      Ops::shifted32(reinterpret_cast<const int8_t*>(v), dl, delta, dst);
     }
   }
 }
 
+// The dots scale the codebook values per run in int16 and reduce once per super-block.
 template <class Arch>
 float DotIq1SQ8K<Arch>::run(int64_t n, const void* vx, const void* vy) {
   using Ops = Iq1Ops<Arch>;
   const auto* x = static_cast<const ref::block_iq1_s*>(vx);
   const auto* y = static_cast<const ref::block_q8_K*>(vy);
   float sum = 0;
+  alignas(64) int16_t w[ref::QK_K];
+  alignas(32) int16_t lsv[32];
+  alignas(32) uint64_t v[4];
   for (int64_t i = 0; i < n / ref::QK_K; ++i) {
-    int32_t sumi = 0, sumd = 0;
+    int32_t sumd = 0;
     for (int ib = 0; ib < ref::QK_K / 32; ++ib) {
       const uint16_t h = x[i].qh[ib];
-      const int ls = 2 * ((h >> 12) & 7) + 1;
-      uint16_t idx[4];
-      for (int k = 0; k < 4; ++k) idx[k] = static_cast<uint16_t>(x[i].qs[4 * ib + k] | ((h >> (3 * k)) & 7) << 8);
-      alignas(32) int8_t v[32];
-      Ops::entries(idx, 4, v);
-      sumi += ls * Ops::dot(v, y[i].qs + 32 * ib, 32);
+      const auto ls = static_cast<int16_t>(2 * ((h >> 12) & 7) + 1);
+      Ops::fill(ls, 32, lsv);
+      for (int k = 0; k < 4; ++k) v[k] = ref::iq1s_grid[x[i].qs[4 * ib + k] | ((h >> (3 * k)) & 7) << 8];
+      Ops::scaled32(reinterpret_cast<const int8_t*>(v), lsv, w + 32 * ib);
       const int32_t bs = y[i].bsums[2 * ib] + y[i].bsums[2 * ib + 1];
       sumd += (h & 0x8000 ? -ls : ls) * bs;
     }
+    const int32_t sumi = Ops::dot256(w, y[i].qs);
     sum += fp16_to_f32(x[i].d) * y[i].d * (static_cast<float>(sumi) + Ops::kDelta * static_cast<float>(sumd));
   }
   return sum;
@@ -137,32 +141,26 @@ float DotIq1MQ8K<Arch>::run(int64_t n, const void* vx, const void* vy) {
   const auto* x = static_cast<const ref::block_iq1_m*>(vx);
   const auto* y = static_cast<const ref::block_q8_K*>(vy);
   float sum = 0;
+  alignas(64) int16_t w[ref::QK_K], wd[ref::QK_K];
+  alignas(32) int16_t lsv[32];
+  alignas(32) int8_t shift[32];
+  alignas(32) uint64_t v[4];
   for (int64_t i = 0; i < n / ref::QK_K; ++i) {
     uint16_t sc[4];
     std::memcpy(sc, x[i].scales, sizeof(sc));
-    int32_t sumi = 0, sumd = 0;
     for (int ib = 0; ib < ref::QK_K / 32; ++ib) {
-      uint16_t idx[4];
-      int nib[4];
+      Ops::fill(static_cast<int16_t>(2 * ((sc[ib / 2] >> (6 * (ib % 2))) & 7) + 1), 16, lsv);
+      Ops::fill(static_cast<int16_t>(2 * ((sc[ib / 2] >> (6 * (ib % 2) + 3)) & 7) + 1), 16, lsv + 16);
       for (int k = 0; k < 4; ++k) {
         const int g = 4 * ib + k;
-        nib[k] = (x[i].qh[g / 2] >> (4 * (g % 2))) & 15;
-        idx[k] = static_cast<uint16_t>(x[i].qs[g] | (nib[k] & 7) << 8);
+        const int nib = (x[i].qh[g / 2] >> (4 * (g % 2))) & 15;
+        v[k] = ref::iq1s_grid[x[i].qs[g] | (nib & 7) << 8];
+        Ops::fill(static_cast<int8_t>(nib & 8 ? -1 : 1), 8, shift + 8 * k);
       }
-      alignas(32) int8_t v[32];
-      Ops::entries(idx, 4, v);
-      const int8_t* q8 = y[i].qs + 32 * ib;
-      for (int half = 0; half < 2; ++half) {
-        const int ls = 2 * ((sc[ib / 2] >> (6 * (ib % 2) + 3 * half)) & 7) + 1;
-        int32_t sd = 0;
-        for (int k = 2 * half; k < 2 * half + 2; ++k) {
-          const int32_t qsum = Ops::sum8(q8 + 8 * k);
-          sd += nib[k] & 8 ? -qsum : qsum;
-        }
-        sumi += ls * Ops::dot(v + 16 * half, q8 + 16 * half, 16);
-        sumd += ls * sd;
-      }
+      Ops::scaled32(reinterpret_cast<const int8_t*>(v), lsv, w + 32 * ib);
+      Ops::scaled32(shift, lsv, wd + 32 * ib);
     }
+    const int32_t sumi = Ops::dot256(w, y[i].qs), sumd = Ops::dot256(wd, y[i].qs);
     sum += Ops::scale_m(sc) * y[i].d * (static_cast<float>(sumi) + Ops::kDelta * static_cast<float>(sumd));
   }
   return sum;

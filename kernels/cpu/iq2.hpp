@@ -3,9 +3,9 @@
 // Variants: DequantIq2Xxs, DequantIq2Xs, DequantIq2S, DotIq2XxsQ8K, DotIq2XsQ8K, DotIq2SQ8K, each
 // instantiated for SSE2, AVX2 and AVX-512 (isa.cpp.in) and chosen at run time (dispatch.cpp).
 // A group of 8 codebook magnitudes gets its signs applied as bytes in one 64-bit word; the loops
-// over 8 or 32 int8 values are left to the vectoriser under each ISA's flags (xsimd 8 has no
-// widening int8 products). The results equal the scalar references exactly: the integer sums are
-// exact and the float steps are the reference's, in the same order.
+// over the int8 values are left to the vectoriser under each ISA's flags (xsimd 8 has no
+// widening int8 products). Dequantized values equal the scalar references bit for bit; dots have
+// exact integer sums and the reference's per-block float steps (which an FMA ISA may fuse).
 // Tests: ./build/tests/lq_tests "[iquants-b]"
 #pragma once
 
@@ -56,17 +56,19 @@ struct Iq2Ops {
   static uint64_t apply_signs(uint64_t mag, uint64_t mask) {
     return (mag ^ mask) + (mask & 0x0101010101010101ull);
   }
-  static void scale8(const int8_t* v, float db, float* y) {
+  static void scale8(const int8_t* __restrict v, float db, float* __restrict y) {
     for (int j = 0; j < 8; ++j) y[j] = db * static_cast<float>(v[j]);
   }
-  static int32_t dot32(const int8_t* v, const int8_t* q8) {
-    int32_t s = 0;
-    for (int j = 0; j < 32; ++j) s += static_cast<int16_t>(v[j]) * static_cast<int16_t>(q8[j]);
-    return s;
+  // w[j] = v[j] * (odd scale of j's run of `run` values); |w| <= 43 * 31 fits int16.
+  static void scale_runs(const int8_t* __restrict v, const int32_t* __restrict ls, int run, int16_t* __restrict w) {
+    for (int r = 0; r < ref::QK_K / run; ++r)
+      for (int j = 0; j < run; ++j)
+        w[run * r + j] = static_cast<int16_t>(v[run * r + j] * static_cast<int16_t>(ls[r]));
   }
-  static int32_t dot16(const int8_t* v, const int8_t* q8) {
+  // One reduction per super-block: sum w * q8 (|sum| < 256 * 1333 * 127).
+  static int32_t dot256(const int16_t* w, const int8_t* q8) {
     int32_t s = 0;
-    for (int j = 0; j < 16; ++j) s += static_cast<int16_t>(v[j]) * static_cast<int16_t>(q8[j]);
+    for (int j = 0; j < ref::QK_K; ++j) s += w[j] * static_cast<int16_t>(q8[j]);
     return s;
   }
 };
@@ -158,25 +160,29 @@ void DequantIq2S<Arch>::run(const void* src, float* dst, int64_t n) {
   }
 }
 
+// The dots write a whole super-block of signed values, scale them per run in int16 and reduce
+// once against the activations (small writes read back at once stall on store forwarding, and a
+// reduction per run of 16 or 32 costs more than the products).
 template <class Arch>
 float DotIq2XxsQ8K<Arch>::run(int64_t n, const void* vx, const void* vy) {
   using Ops = Iq2Ops<Arch>;
   const auto* x = static_cast<const ref::block_iq2_xxs*>(vx);
   const auto* y = static_cast<const ref::block_q8_K*>(vy);
   float sum = 0;
+  alignas(64) uint64_t v[ref::QK_K / 8];
+  int32_t ls[ref::QK_K / 32];
   for (int64_t i = 0; i < n / ref::QK_K; ++i) {
-    int32_t bsum = 0;
     for (int ib = 0; ib < ref::QK_K / 32; ++ib) {
       uint32_t q[2];
       std::memcpy(q, x[i].qs + 4 * ib, sizeof(q));
-      alignas(32) int8_t v[32];
-      for (int k = 0; k < 4; ++k) {
-        const uint64_t g = Ops::apply_signs(ref::iq2xxs_grid[(q[0] >> (8 * k)) & 255],
-                                            iq_detail::kEvenSignBytes[(q[1] >> (7 * k)) & 127]);
-        std::memcpy(v + 8 * k, &g, 8);
-      }
-      bsum += Ops::dot32(v, y[i].qs + 32 * ib) * static_cast<int32_t>(2 * (q[1] >> 28) + 1);
+      for (int k = 0; k < 4; ++k)
+        v[4 * ib + k] = Ops::apply_signs(ref::iq2xxs_grid[(q[0] >> (8 * k)) & 255],
+                                         iq_detail::kEvenSignBytes[(q[1] >> (7 * k)) & 127]);
+      ls[ib] = static_cast<int32_t>(2 * (q[1] >> 28) + 1);
     }
+    alignas(64) int16_t w[ref::QK_K];
+    Ops::scale_runs(reinterpret_cast<const int8_t*>(v), ls, 32, w);
+    const int32_t bsum = Ops::dot256(w, y[i].qs);
     sum += fp16_to_f32(x[i].d) * y[i].d * static_cast<float>(bsum);
   }
   return 0.125f * sum;
@@ -188,19 +194,17 @@ float DotIq2XsQ8K<Arch>::run(int64_t n, const void* vx, const void* vy) {
   const auto* x = static_cast<const ref::block_iq2_xs*>(vx);
   const auto* y = static_cast<const ref::block_q8_K*>(vy);
   float sum = 0;
+  alignas(64) uint64_t v[ref::QK_K / 8];
   for (int64_t i = 0; i < n / ref::QK_K; ++i) {
-    int32_t bsum = 0;
-    for (int ib = 0; ib < ref::QK_K / 32; ++ib) {
-      alignas(32) int8_t v[32];
-      for (int k = 0; k < 4; ++k) {
-        const uint16_t q = x[i].qs[4 * ib + k];
-        const uint64_t g = Ops::apply_signs(ref::iq2xs_grid[q & 511], iq_detail::kEvenSignBytes[q >> 9]);
-        std::memcpy(v + 8 * k, &g, 8);
-      }
-      const int8_t* q8 = y[i].qs + 32 * ib;
-      bsum += Ops::dot16(v, q8) * (2 * (x[i].scales[ib] & 15) + 1) +
-              Ops::dot16(v + 16, q8 + 16) * (2 * (x[i].scales[ib] >> 4) + 1);
+    for (int g = 0; g < ref::QK_K / 8; ++g) {
+      const uint16_t q = x[i].qs[g];
+      v[g] = Ops::apply_signs(ref::iq2xs_grid[q & 511], iq_detail::kEvenSignBytes[q >> 9]);
     }
+    int32_t ls[ref::QK_K / 16];
+    for (int h = 0; h < ref::QK_K / 16; ++h) ls[h] = 2 * ((x[i].scales[h / 2] >> (4 * (h % 2))) & 15) + 1;
+    alignas(64) int16_t w[ref::QK_K];
+    Ops::scale_runs(reinterpret_cast<const int8_t*>(v), ls, 16, w);
+    const int32_t bsum = Ops::dot256(w, y[i].qs);
     sum += fp16_to_f32(x[i].d) * y[i].d * static_cast<float>(bsum);
   }
   return 0.125f * sum;
@@ -212,20 +216,16 @@ float DotIq2SQ8K<Arch>::run(int64_t n, const void* vx, const void* vy) {
   const auto* x = static_cast<const ref::block_iq2_s*>(vx);
   const auto* y = static_cast<const ref::block_q8_K*>(vy);
   float sum = 0;
+  alignas(64) uint64_t v[ref::QK_K / 8];
   for (int64_t i = 0; i < n / ref::QK_K; ++i) {
-    int32_t bsum = 0;
-    for (int ib = 0; ib < ref::QK_K / 32; ++ib) {
-      alignas(32) int8_t v[32];
-      for (int k = 0; k < 4; ++k) {
-        const int g8 = 4 * ib + k;
-        const uint64_t g = Ops::apply_signs(ref::iq2s_grid[x[i].qs[g8] | ((x[i].qh[ib] >> (2 * k)) & 3) << 8],
-                                            iq_detail::kSignBytes[x[i].qs[ref::QK_K / 8 + g8]]);
-        std::memcpy(v + 8 * k, &g, 8);
-      }
-      const int8_t* q8 = y[i].qs + 32 * ib;
-      bsum += Ops::dot16(v, q8) * (2 * (x[i].scales[ib] & 15) + 1) +
-              Ops::dot16(v + 16, q8 + 16) * (2 * (x[i].scales[ib] >> 4) + 1);
-    }
+    for (int g = 0; g < ref::QK_K / 8; ++g)
+      v[g] = Ops::apply_signs(ref::iq2s_grid[x[i].qs[g] | ((x[i].qh[g / 4] >> (2 * (g % 4))) & 3) << 8],
+                              iq_detail::kSignBytes[x[i].qs[ref::QK_K / 8 + g]]);
+    int32_t ls[ref::QK_K / 16];
+    for (int h = 0; h < ref::QK_K / 16; ++h) ls[h] = 2 * ((x[i].scales[h / 2] >> (4 * (h % 2))) & 15) + 1;
+    alignas(64) int16_t w[ref::QK_K];
+    Ops::scale_runs(reinterpret_cast<const int8_t*>(v), ls, 16, w);
+    const int32_t bsum = Ops::dot256(w, y[i].qs);
     sum += fp16_to_f32(x[i].d) * y[i].d * static_cast<float>(bsum);
   }
   return 0.125f * sum;
