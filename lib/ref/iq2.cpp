@@ -19,7 +19,7 @@ namespace {
 
 // Trial range: the unit's largest magnitude lands between 0.7 and 1.4 times the top level.
 // IQ2_S runs the lighter search (3 starts, 1 round): the heavier one gains ~0.5% weighted error
-// for 1.5x the time, and IQ2_S is the fastest of llama.cpp's quantizers here.
+// for 1.5x the time.
 constexpr IqFormat kXxs = {IqCodebook::iq2xxs, 32, 15, 0.125f, 1, false, {{8, 25, 43}, {8, 25, 43}}, 4, 0.7f, 1.4f, 2, 2};
 constexpr IqFormat kXs = {IqCodebook::iq2xs, 16, 15, 0.125f, 1, false, {{8, 25, 43}, {8, 25, 43}}, 4, 0.7f, 1.4f, 2, 2};
 constexpr IqFormat kS = {IqCodebook::iq2s, 16, 15, 0.125f, 1, false, {{8, 25, 43}, {8, 25, 43}}, 3, 0.7f, 1.4f, 1, 2};

@@ -6,7 +6,8 @@
 // and v the coordinates of a codebook entry, an 8-vector over three levels. The solver below
 // minimises sum_i w_i (a_i - xhat_i)^2 for one super-block: it finds a good continuous scale per
 // unit, then searches D (and the codes l_u, and the entries again for each quantized scale) so
-// the error is measured with the scales that will actually be stored.
+// the error is measured with the scales that will actually be stored. Costs use the codebook's
+// true level values (8, 25, 43 are not in ratio 1:3:5) and the fp16-rounded D.
 #pragma once
 
 #include <cstdint>
