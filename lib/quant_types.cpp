@@ -7,6 +7,8 @@
 #include "kernels/cuda/cuda_kernels.hpp"
 #include "ref/blocks.hpp"
 #include "ref/float.hpp"
+#include "ref/iq1.hpp"
+#include "ref/iq2.hpp"
 #include "ref/legacy.hpp"
 #include "ref/q8_k.hpp"
 
@@ -44,20 +46,20 @@ constexpr std::array<TypeInfo, kQuantTypeSlots> kTable = {{
   {QT::Q5_K,    "Q5_K",   256, 176,  true,  false, QT::Q8_K, 0.0,    nullptr, nullptr, nullptr, {}, {}},
   {QT::Q6_K,    "Q6_K",   256, 210,  true,  false, QT::Q8_K, 0.0,    nullptr, nullptr, nullptr, {}, {}},
   {QT::Q8_K,    "Q8_K",   256, 292,  false, false, QT::Q8_K, 0.008,  ref::quantize_q8_k, ref::dequantize_q8_k, nullptr, {}, {}},
-  {QT::IQ2_XXS, "IQ2_XXS",256,  66,  true,  true,  QT::Q8_K, 0.0,    nullptr, nullptr, nullptr, {}, {}},
-  {QT::IQ2_XS,  "IQ2_XS", 256,  74,  true,  true,  QT::Q8_K, 0.0,    nullptr, nullptr, nullptr, {}, {}},
+  {QT::IQ2_XXS, "IQ2_XXS",256,  66,  true,  true,  QT::Q8_K, 0.36,   ref::quantize_iq2_xxs, ref::dequantize_iq2_xxs, ref::dot_iq2_xxs, cpu::kernels_iq2_xxs(), cuda::kernels(QT::IQ2_XXS)},
+  {QT::IQ2_XS,  "IQ2_XS", 256,  74,  true,  true,  QT::Q8_K, 0.32,   ref::quantize_iq2_xs, ref::dequantize_iq2_xs, ref::dot_iq2_xs, cpu::kernels_iq2_xs(), cuda::kernels(QT::IQ2_XS)},
   {QT::IQ3_XXS, "IQ3_XXS",256,  98,  true,  false, QT::Q8_K, 0.0,    nullptr, nullptr, nullptr, {}, {}},
-  {QT::IQ1_S,   "IQ1_S",  256,  50,  true,  true,  QT::Q8_K, 0.0,    nullptr, nullptr, nullptr, {}, {}},
+  {QT::IQ1_S,   "IQ1_S",  256,  50,  true,  true,  QT::Q8_K, 0.49,   ref::quantize_iq1_s, ref::dequantize_iq1_s, ref::dot_iq1_s, cpu::kernels_iq1_s(), cuda::kernels(QT::IQ1_S)},
   {QT::IQ4_NL,  "IQ4_NL",  32,  18,  true,  false, QT::Q8_0, 0.0,    nullptr, nullptr, nullptr, {}, {}},
   {QT::IQ3_S,   "IQ3_S",  256, 110,  true,  false, QT::Q8_K, 0.0,    nullptr, nullptr, nullptr, {}, {}},
-  {QT::IQ2_S,   "IQ2_S",  256,  82,  true,  false, QT::Q8_K, 0.0,    nullptr, nullptr, nullptr, {}, {}},
+  {QT::IQ2_S,   "IQ2_S",  256,  82,  true,  false, QT::Q8_K, 0.27,   ref::quantize_iq2_s, ref::dequantize_iq2_s, ref::dot_iq2_s, cpu::kernels_iq2_s(), cuda::kernels(QT::IQ2_S)},
   {QT::IQ4_XS,  "IQ4_XS", 256, 136,  true,  false, QT::Q8_K, 0.0,    nullptr, nullptr, nullptr, {}, {}},
   {QT::I8,      "I8",       1,   1,  false, false, kNone,    0.0,    nullptr, nullptr, nullptr, {}, {}},
   {QT::I16,     "I16",      1,   2,  false, false, kNone,    0.0,    nullptr, nullptr, nullptr, {}, {}},
   {QT::I32,     "I32",      1,   4,  false, false, kNone,    0.0,    nullptr, nullptr, nullptr, {}, {}},
   {QT::I64,     "I64",      1,   8,  false, false, kNone,    0.0,    nullptr, nullptr, nullptr, {}, {}},
   {QT::F64,     "F64",      1,   8,  false, false, kNone,    0.0,    nullptr, ref::dequantize_f64, nullptr, {}, {}},
-  {QT::IQ1_M,   "IQ1_M",  256,  56,  true,  false, QT::Q8_K, 0.0,    nullptr, nullptr, nullptr, {}, {}},
+  {QT::IQ1_M,   "IQ1_M",  256,  56,  true,  false, QT::Q8_K, 0.46,   ref::quantize_iq1_m, ref::dequantize_iq1_m, ref::dot_iq1_m, cpu::kernels_iq1_m(), cuda::kernels(QT::IQ1_M)},
   {QT::BF16,    "BF16",     1,   2,  true,  false, QT::BF16, 8e-3,   ref::quantize_bf16, ref::dequantize_bf16, ref::dot_bf16, cpu::kernels_bf16(), cuda::kernels(QT::BF16)},
   unused(31),
   unused(32),

@@ -1,10 +1,14 @@
 // Run-time dispatched entry points of the CPU kernels.
 #include "cpu_kernels.hpp"
 #include "float.hpp"
+#include "iq1.hpp"
+#include "iq2.hpp"
 #include "legacy.hpp"
 
 LQ_CPU_FLOAT_KERNELS(LQ_CPU_EXTERN)
 LQ_CPU_LEGACY_KERNELS(LQ_CPU_EXTERN)
+LQ_CPU_IQ1_KERNELS(LQ_CPU_EXTERN)
+LQ_CPU_IQ2_KERNELS(LQ_CPU_EXTERN)
 
 namespace lq::cpu {
 
@@ -14,5 +18,16 @@ int64_t count_non_finite(const float* x, int64_t n) { return dispatch_call<Count
 void quantize_q8_0(const float* src, void* dst, int64_t nrows, int64_t n_per_row, const float* imatrix) {
   dispatch_call<QuantizeQ8_0>(src, dst, nrows, n_per_row, imatrix);
 }
+
+void dequantize_iq2_xxs(const void* src, float* dst, int64_t n) { dispatch_call<DequantIq2Xxs>(src, dst, n); }
+void dequantize_iq2_xs(const void* src, float* dst, int64_t n) { dispatch_call<DequantIq2Xs>(src, dst, n); }
+void dequantize_iq2_s(const void* src, float* dst, int64_t n) { dispatch_call<DequantIq2S>(src, dst, n); }
+void dequantize_iq1_s(const void* src, float* dst, int64_t n) { dispatch_call<DequantIq1S>(src, dst, n); }
+void dequantize_iq1_m(const void* src, float* dst, int64_t n) { dispatch_call<DequantIq1M>(src, dst, n); }
+float dot_iq2_xxs(int64_t n, const void* x, const void* y) { return dispatch_call<DotIq2XxsQ8K>(n, x, y); }
+float dot_iq2_xs(int64_t n, const void* x, const void* y) { return dispatch_call<DotIq2XsQ8K>(n, x, y); }
+float dot_iq2_s(int64_t n, const void* x, const void* y) { return dispatch_call<DotIq2SQ8K>(n, x, y); }
+float dot_iq1_s(int64_t n, const void* x, const void* y) { return dispatch_call<DotIq1SQ8K>(n, x, y); }
+float dot_iq1_m(int64_t n, const void* x, const void* y) { return dispatch_call<DotIq1MQ8K>(n, x, y); }
 
 }  // namespace lq::cpu
