@@ -1,4 +1,6 @@
 // IEEE binary16 and bfloat16 conversions (round to nearest even), bit-exact with ggml's.
+// Internal linkage on purpose: the per-ISA kernel TUs include this header, and an inline function
+// with external linkage could be merged across them and run AVX code on the SSE2 path.
 #pragma once
 
 #include <bit>
@@ -8,7 +10,7 @@
 
 namespace lq {
 
-inline float fp16_to_f32(uint16_t h) {
+static inline float fp16_to_f32(uint16_t h) {
   const uint32_t sign = static_cast<uint32_t>(h & 0x8000u) << 16;
   uint32_t exp = (h >> 10) & 0x1fu;
   uint32_t man = h & 0x3ffu;
@@ -29,7 +31,7 @@ inline float fp16_to_f32(uint16_t h) {
   return std::bit_cast<float>(bits);
 }
 
-inline uint16_t f32_to_fp16(float f) {
+static inline uint16_t f32_to_fp16(float f) {
   const uint32_t w = std::bit_cast<uint32_t>(f);
   const uint32_t sign = w & 0x80000000u;
   const uint32_t shl1 = w + w;
@@ -45,9 +47,9 @@ inline uint16_t f32_to_fp16(float f) {
   return static_cast<uint16_t>((sign >> 16) | (exp_bits + man_bits));
 }
 
-inline float bf16_to_f32(uint16_t h) { return std::bit_cast<float>(static_cast<uint32_t>(h) << 16); }
+static inline float bf16_to_f32(uint16_t h) { return std::bit_cast<float>(static_cast<uint32_t>(h) << 16); }
 
-inline uint16_t f32_to_bf16(float f) {
+static inline uint16_t f32_to_bf16(float f) {
   const uint32_t u = std::bit_cast<uint32_t>(f);
   if ((u & 0x7fffffffu) > 0x7f800000u) return static_cast<uint16_t>((u >> 16) | 64);  // quiet NaN
   return static_cast<uint16_t>((u + (0x7fffu + ((u >> 16) & 1u))) >> 16);
