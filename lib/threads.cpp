@@ -67,14 +67,14 @@ class Pool {
  private:
   void ensure_workers(int n) {
     while (static_cast<int>(workers_.size()) < n) {
-      int idx = static_cast<int>(workers_.size()) + 1;
-      workers_.emplace_back([this, idx] { loop(idx); });
+      const int idx = static_cast<int>(workers_.size()) + 1;
+      const uint64_t gen = generation_.load();  // the next job bumps it: the worker must see that
+      workers_.emplace_back([this, idx, gen] { loop(idx, gen); });
     }
   }
 
-  void loop(int idx) {
+  void loop(int idx, uint64_t seen) {
     t_in_pool = true;
-    uint64_t seen = generation_.load();
     for (;;) {
       // spin a little before sleeping
       bool got = false;

@@ -1,0 +1,470 @@
+// The k-quant scale search, shared by the reference quantizers (4 floats per vector) and the
+// CPU kernels (8 or 16): every result is defined per lane, so any vector width gives the same
+// bytes as long as the compiler does not contract a * b + c (the kernel TUs switch that off).
+//
+// Layout: a 256-value super-block is held lane-major in a Tile. Lane j is sub-block j and
+// x[i] holds the i-th value of every sub-block, so each search step is the same arithmetic on
+// all lanes, and every per-lane sum runs in element order whatever the vector width.
+//
+// Objective: sum_i w_i (x_i - xhat_i)^2, w = importance weights (1 without an imatrix).
+// Search per super-block:
+//  1. per sub-block, a few candidate steps (and offsets) around the full-range one; for each,
+//     round the levels and solve the weighted least squares for them; keep the best;
+//  2. fp16 super-scale(s) from the largest sub-block scale(s);
+//  3. per sub-block, the integer sub-scales around the best scale on that grid (the 2 or 2x2
+//     neighbours), each with its levels re-rounded; keep the one with the smallest exact error;
+//  4. a joint least-squares refit of the super-scale(s) for those integers, kept when it lowers
+//     the super-block's error.
+// Errors are computed from the sums (sum w x^2 left out, a per-lane constant).
+//
+// Vectors are GCC/Clang vector extensions; the Tag parameter keeps the instantiations of
+// differently compiled translation units apart.
+#pragma once
+
+#include "half.hpp"
+
+#include <algorithm>
+#include <cstdint>
+#include <cstring>
+
+namespace lq::ref::kq {
+
+template <int W>
+struct VecT;
+template <>
+struct VecT<4> {
+  typedef float F __attribute__((vector_size(16)));
+  typedef int32_t I __attribute__((vector_size(16)));
+  typedef uint8_t U __attribute__((vector_size(4)));
+};
+template <>
+struct VecT<8> {
+  typedef float F __attribute__((vector_size(32)));
+  typedef int32_t I __attribute__((vector_size(32)));
+  typedef uint8_t U __attribute__((vector_size(8)));
+};
+template <>
+struct VecT<16> {
+  typedef float F __attribute__((vector_size(64)));
+  typedef int32_t I __attribute__((vector_size(64)));
+  typedef uint8_t U __attribute__((vector_size(16)));
+};
+
+inline constexpr float kRoundMagic = 12582912.f;  // 1.5 * 2^23: (v + M) - M rounds |v| < 2^22 to nearest-even
+inline constexpr float kMaxHalf = 65504.f;
+inline constexpr float kInf = __builtin_inff();
+
+// A candidate step: the sub-block range spans nmax + delta steps; the offset is moved by
+// phase steps (affine only). Symmetric types: see symmetric().
+struct Candidate {
+  float delta, phase;
+};
+
+// How hard to search: candidate steps, alternation steps (round, least squares) from the best
+// candidate, integer sub-scale neighbours tried ({scale, min} offsets from the lower neighbour;
+// symmetric types use the first), super-scale refits.
+struct Plan {
+  const Candidate* cands;
+  int ncands;
+  int refine;
+  const int (*box)[2];
+  int nbox;
+  int refits;
+};
+
+template <class Tag, int W, int L, int N>
+struct Search {
+  using V = typename VecT<W>::F;
+  static constexpr int K = L / W;  // vectors per row of lanes
+  static_assert(L % W == 0);
+
+  struct Tile {
+    V x[N][K];
+    V w[N][K];
+    V sw[K], swx[K];  // sum w, sum w x per lane
+  };
+
+  struct Lanes {
+    V v[K];
+    float operator[](int j) const { return v[j / W][j % W]; }
+    void set(int j, float f) { v[j / W][j % W] = f; }
+  };
+
+  static V splat(float f) { return V{} + f; }
+  static V rnd(V v) { return (v + kRoundMagic) - kRoundMagic; }
+  // NaN goes to hi, so a level never leaves [lo, hi].
+  static V clamp(V v, V lo, V hi) {
+    v = v < hi ? v : hi;
+    return v > lo ? v : lo;
+  }
+  static V vmax(V a, V b) { return a > b ? a : b; }
+  static V vmin(V a, V b) { return a < b ? a : b; }
+  static float fp16_round(float f) { return fp16_to_f32(f32_to_fp16(f)); }
+
+  template <bool kW>
+  static void load(const float* x, const float* w, Tile& t) {
+    for (int i = 0; i < N; ++i)
+      for (int j = 0; j < L; ++j) t.x[i][j / W][j % W] = x[N * j + i];
+    if (kW)
+      for (int i = 0; i < N; ++i)
+        for (int j = 0; j < L; ++j) t.w[i][j / W][j % W] = w[N * j + i];
+    for (int k = 0; k < K; ++k) t.sw[k] = t.swx[k] = V{};
+    for (int i = 0; i < N; ++i)
+      for (int k = 0; k < K; ++k) {
+        t.sw[k] += kW ? t.w[i][k] : splat(1.f);
+        t.swx[k] += kW ? t.w[i][k] * t.x[i][k] : t.x[i][k];
+      }
+  }
+
+  // ---- affine: xhat = s l + b, l in [0, nmax], b <= 0 ---------------------------------------
+
+  struct AffineSums {
+    V l1[K], l2[K], lx[K];  // sum w l, sum w l^2, sum w l x
+  };
+
+  // Levels l = round((x - b) * inv) in [0, nmax] and their sums.
+  template <bool kW>
+  static void affine_sums(const Tile& t, const V* inv, const V* b, float nmax, AffineSums& u) {
+    const V zero{}, hi = splat(nmax);
+    for (int k = 0; k < K; ++k) {
+      V l1{}, l2{}, lx{};
+      for (int i = 0; i < N; ++i) {
+        const V l = rnd(clamp((t.x[i][k] - b[k]) * inv[k], zero, hi));
+        const V wl = kW ? t.w[i][k] * l : l;
+        l1 += wl;
+        l2 += wl * l;
+        lx += wl * t.x[i][k];
+      }
+      u.l1[k] = l1;
+      u.l2[k] = l2;
+      u.lx[k] = lx;
+    }
+  }
+
+  static V affine_err(V s, V b, V sw, V swx, V l1, V l2, V lx) {
+    return s * (s * l2 - lx - lx) + b * (b * sw - swx - swx) + (s + s) * b * l1;
+  }
+
+  // Least-squares (s, b) for fixed levels with b <= 0; lanes whose levels are all equal keep
+  // the (s, b) given.
+  static void affine_solve(V sw, V swx, V l1, V l2, V lx, V& s, V& b) {
+    const V zero{};
+    const V D = sw * l2 - l1 * l1;
+    V ns = (sw * lx - swx * l1) / D;
+    V nb = (l2 * swx - l1 * lx) / D;
+    const V s0 = l2 > zero ? lx / l2 : zero;
+    ns = nb > zero ? s0 : ns;
+    nb = nb > zero ? zero : nb;
+    ns = vmax(ns, zero);
+    s = D > zero ? ns : s;
+    b = D > zero ? nb : b;
+  }
+
+  struct AffineResult {
+    float d, dmin;
+    Lanes sc, m;    // integer sub-scale and sub-min per lane, in [0, qs]
+    AffineSums u;   // level sums for those
+    float err;      // summed lane errors (sum w x^2 left out)
+  };
+
+  template <bool kW>
+  static AffineResult affine(const Tile& t, float nmax, float qs, const Plan& plan) {
+    const V zero{};
+    V bs[K], bb[K], be[K], mn[K], range[K];
+    for (int k = 0; k < K; ++k) {
+      V lo = t.x[0][k], hi = t.x[0][k];
+      for (int i = 1; i < N; ++i) {
+        lo = vmin(lo, t.x[i][k]);
+        hi = vmax(hi, t.x[i][k]);
+      }
+      mn[k] = vmin(lo, zero);
+      range[k] = hi - mn[k];
+      bs[k] = range[k] / nmax;
+      bb[k] = mn[k];
+      be[k] = splat(kInf);
+    }
+    AffineSums u;
+    for (int ci = 0; ci < plan.ncands; ++ci) {
+      const Candidate& c = plan.cands[ci];
+      V inv[K], off[K];
+      for (int k = 0; k < K; ++k) {
+        inv[k] = range[k] > zero ? (nmax + c.delta) / range[k] : zero;
+        off[k] = range[k] > zero ? mn[k] - c.phase / inv[k] : mn[k];
+      }
+      affine_sums<kW>(t, inv, off, nmax, u);
+      for (int k = 0; k < K; ++k) {
+        V s = bs[k], b = bb[k];
+        affine_solve(t.sw[k], t.swx[k], u.l1[k], u.l2[k], u.lx[k], s, b);
+        const V e = affine_err(s, b, t.sw[k], t.swx[k], u.l1[k], u.l2[k], u.lx[k]);
+        const auto better = e < be[k];
+        be[k] = better ? e : be[k];
+        bs[k] = better ? s : bs[k];
+        bb[k] = better ? b : bb[k];
+      }
+    }
+    for (int it = 0; it < plan.refine; ++it) {
+      V inv[K];
+      for (int k = 0; k < K; ++k) inv[k] = bs[k] > zero ? splat(1.f) / bs[k] : zero;
+      affine_sums<kW>(t, inv, bb, nmax, u);
+      for (int k = 0; k < K; ++k) {
+        V s = bs[k], b = bb[k];
+        affine_solve(t.sw[k], t.swx[k], u.l1[k], u.l2[k], u.lx[k], s, b);
+        const V e = affine_err(s, b, t.sw[k], t.swx[k], u.l1[k], u.l2[k], u.lx[k]);
+        const auto better = e < be[k];
+        be[k] = better ? e : be[k];
+        bs[k] = better ? s : bs[k];
+        bb[k] = better ? b : bb[k];
+      }
+    }
+
+    float smax = 0, mmax = 0;
+    for (int j = 0; j < L; ++j) {
+      smax = std::max(smax, bs[j / W][j % W]);
+      mmax = std::max(mmax, -bb[j / W][j % W]);
+    }
+    AffineResult r = affine_lattice<kW>(t, bs, bb, nmax, qs, fp16_round(std::min(smax / qs, kMaxHalf)),
+                                        fp16_round(std::min(mmax / qs, kMaxHalf)), plan);
+    for (int it = 0; it < plan.refits; ++it) {
+      // Joint least squares for (d, dmin) given the integers: xhat = d (sc l) + dmin (-m).
+      float a11 = 0, a12 = 0, a22 = 0, r1 = 0, r2 = 0;
+      for (int j = 0; j < L; ++j) {
+        const int k = j / W, q = j % W;
+        const float sc = r.sc[j], m = r.m[j];
+        a11 += sc * sc * r.u.l2[k][q];
+        a12 -= sc * m * r.u.l1[k][q];
+        a22 += m * m * t.sw[k][q];
+        r1 += sc * r.u.lx[k][q];
+        r2 -= m * t.swx[k][q];
+      }
+      const float det = a11 * a22 - a12 * a12;
+      if (!(det > 0)) break;
+      const float nd = fp16_round(std::clamp((r1 * a22 - r2 * a12) / det, 0.f, kMaxHalf));
+      const float ndm = fp16_round(std::clamp((a11 * r2 - a12 * r1) / det, 0.f, kMaxHalf));
+      if (nd == r.d && ndm == r.dmin) break;
+      const AffineResult next = affine_lattice<kW>(t, bs, bb, nmax, qs, nd, ndm, plan);
+      if (!(next.err < r.err)) break;
+      r = next;
+    }
+    return r;
+  }
+
+  // Integer sub-scales on the (d, dmin) grid: the box neighbours of the best continuous scale
+  // and min, each with re-rounded levels; per lane the one with the smallest error.
+  template <bool kW>
+  static AffineResult affine_lattice(const Tile& t, const V* bs, const V* bb, float nmax, float qs, float d, float dmin,
+                                     const Plan& plan) {
+    const V zero{}, vqs = splat(qs), one = splat(1.f), half = splat(0.5f);
+    const V id = splat(d > 0 ? 1.f / d : 0.f), idm = splat(dmin > 0 ? 1.f / dmin : 0.f);
+    AffineResult r;
+    r.d = d;
+    r.dmin = dmin;
+    V sc0[K], m0[K], be[K];
+    for (int k = 0; k < K; ++k) {
+      sc0[k] = rnd(clamp(bs[k] * id, zero, vqs) - half);
+      m0[k] = rnd(clamp(-bb[k] * idm, zero, vqs) - half);
+      be[k] = splat(kInf);
+      r.sc.v[k] = sc0[k];
+      r.m.v[k] = m0[k];
+      r.u.l1[k] = r.u.l2[k] = r.u.lx[k] = zero;
+    }
+    AffineSums u;
+    for (int bi = 0; bi < plan.nbox; ++bi) {
+      const int* o = plan.box[bi];
+      V S[K], B[K], inv[K], sc[K], m[K];
+      for (int k = 0; k < K; ++k) {
+        sc[k] = clamp(sc0[k] + static_cast<float>(o[0]), zero, vqs);
+        m[k] = clamp(m0[k] + static_cast<float>(o[1]), zero, vqs);
+        S[k] = d * sc[k];
+        B[k] = -(dmin * m[k]);
+        inv[k] = S[k] > zero ? one / S[k] : zero;
+      }
+      affine_sums<kW>(t, inv, B, nmax, u);
+      for (int k = 0; k < K; ++k) {
+        const V e = affine_err(S[k], B[k], t.sw[k], t.swx[k], u.l1[k], u.l2[k], u.lx[k]);
+        const auto better = e < be[k];
+        be[k] = better ? e : be[k];
+        r.sc.v[k] = better ? sc[k] : r.sc.v[k];
+        r.m.v[k] = better ? m[k] : r.m.v[k];
+        r.u.l1[k] = better ? u.l1[k] : r.u.l1[k];
+        r.u.l2[k] = better ? u.l2[k] : r.u.l2[k];
+        r.u.lx[k] = better ? u.lx[k] : r.u.lx[k];
+      }
+    }
+    r.err = 0;
+    for (int j = 0; j < L; ++j) r.err += be[j / W][j % W];
+    return r;
+  }
+
+  // Final affine levels (0..nmax) of the source values x (natural order), the same arithmetic
+  // per value as in the search.
+  static void affine_levels(const float* x, const AffineResult& r, float nmax, uint8_t* q) {
+    const V zero{}, hi = splat(nmax);
+    for (int j = 0; j < L; ++j) {
+      const float S = r.d * r.sc[j];
+      const V inv = splat(S > 0 ? 1.f / S : 0.f), B = splat(-(r.dmin * r.m[j]));
+      for (int i = 0; i < N; i += W) store_levels(rnd(clamp((load_vec(x + N * j + i) - B) * inv, zero, hi)), q + N * j + i);
+    }
+  }
+
+  static V load_vec(const float* p) {
+    V v;
+    std::memcpy(&v, p, sizeof v);
+    return v;
+  }
+  static void store_levels(V l, uint8_t* dst) {
+    using I = typename VecT<W>::I;
+    using U = typename VecT<W>::U;
+    const U b = __builtin_convertvector(__builtin_convertvector(l, I), U);
+    std::memcpy(dst, &b, W);
+  }
+
+  // ---- symmetric: xhat = s l, l in [-nlo, nhi] ----------------------------------------------
+
+  struct SymSums {
+    V l2[K], lx[K];  // sum w l^2, sum w l x
+  };
+
+  template <bool kW>
+  static void sym_sums(const Tile& t, const V* inv, float nlo, float nhi, SymSums& u) {
+    const V lo = splat(-nlo), hi = splat(nhi);
+    for (int k = 0; k < K; ++k) {
+      V l2{}, lx{};
+      for (int i = 0; i < N; ++i) {
+        const V l = rnd(clamp(t.x[i][k] * inv[k], lo, hi));
+        const V wl = kW ? t.w[i][k] * l : l;
+        l2 += wl * l;
+        lx += wl * t.x[i][k];
+      }
+      u.l2[k] = l2;
+      u.lx[k] = lx;
+    }
+  }
+
+  struct SymResult {
+    float d;
+    Lanes sc;      // integer sub-scale per lane, in [-qlo, qhi]
+    Lanes l2, lx;  // level sums for those
+    float err;     // summed lane errors (sum w x^2 left out)
+  };
+
+  // Candidates: delta > -100 maps the lane's largest-magnitude value to -(nlo + delta) (the wide
+  // side); delta <= -100 means the same value maps to nhi + (delta + 200) (the narrow side).
+  template <bool kW>
+  static SymResult symmetric(const Tile& t, float nlo, float nhi, float qlo, float qhi, const Plan& plan) {
+    const V zero{};
+    V amax[K], vmx[K], bs[K], be[K];
+    for (int k = 0; k < K; ++k) {
+      V a = zero, m = zero;
+      for (int i = 0; i < N; ++i) {
+        const V ax = vmax(t.x[i][k], -t.x[i][k]);
+        m = ax > a ? t.x[i][k] : m;
+        a = ax > a ? ax : a;
+      }
+      amax[k] = a;
+      vmx[k] = m;
+      bs[k] = zero;
+      be[k] = zero;  // s = 0 has error 0 relative to sum w x^2
+    }
+    SymSums u;
+    for (int ci = 0; ci < plan.ncands; ++ci) {
+      const Candidate& c = plan.cands[ci];
+      const float target = c.delta > -100 ? -(nlo + c.delta) : nhi + (c.delta + 200);
+      V inv[K];
+      for (int k = 0; k < K; ++k) inv[k] = amax[k] > zero ? target / vmx[k] : zero;
+      sym_sums<kW>(t, inv, nlo, nhi, u);
+      for (int k = 0; k < K; ++k) {
+        const V s = u.l2[k] > zero ? u.lx[k] / u.l2[k] : zero;
+        const V e = s * (s * u.l2[k] - u.lx[k] - u.lx[k]);
+        const auto better = e < be[k];
+        be[k] = better ? e : be[k];
+        bs[k] = better ? s : bs[k];
+      }
+    }
+    for (int it = 0; it < plan.refine; ++it) {
+      V inv[K];
+      for (int k = 0; k < K; ++k) inv[k] = bs[k] != zero ? splat(1.f) / bs[k] : zero;
+      sym_sums<kW>(t, inv, nlo, nhi, u);
+      for (int k = 0; k < K; ++k) {
+        const V s = u.l2[k] > zero ? u.lx[k] / u.l2[k] : zero;
+        const V e = s * (s * u.l2[k] - u.lx[k] - u.lx[k]);
+        const auto better = e < be[k];
+        be[k] = better ? e : be[k];
+        bs[k] = better ? s : bs[k];
+      }
+    }
+
+    float smax = 0, sabs = 0;
+    for (int j = 0; j < L; ++j) {
+      const float s = bs[j / W][j % W];
+      if (std::abs(s) > sabs) {
+        sabs = std::abs(s);
+        smax = s;
+      }
+    }
+    SymResult r = sym_lattice<kW>(t, bs, nlo, nhi, qlo, qhi, fp16_round(std::clamp(smax / -qlo, -kMaxHalf, kMaxHalf)), plan);
+    for (int it = 0; it < plan.refits; ++it) {
+      float num = 0, den = 0;
+      for (int j = 0; j < L; ++j) {
+        const float sc = r.sc[j];
+        num += sc * r.lx[j];
+        den += sc * sc * r.l2[j];
+      }
+      if (!(den > 0)) break;
+      const float nd = fp16_round(std::clamp(num / den, -kMaxHalf, kMaxHalf));
+      if (nd == r.d) break;
+      const SymResult next = sym_lattice<kW>(t, bs, nlo, nhi, qlo, qhi, nd, plan);
+      if (!(next.err < r.err)) break;
+      r = next;
+    }
+    return r;
+  }
+
+  template <bool kW>
+  static SymResult sym_lattice(const Tile& t, const V* bs, float nlo, float nhi, float qlo, float qhi, float d,
+                               const Plan& plan) {
+    const V zero{}, vlo = splat(-qlo), vhi = splat(qhi), one = splat(1.f), half = splat(0.5f);
+    const V id = splat(d != 0 ? 1.f / d : 0.f);
+    SymResult r;
+    r.d = d;
+    V sc0[K], be[K];
+    for (int k = 0; k < K; ++k) {
+      sc0[k] = rnd(clamp(bs[k] * id, vlo, vhi) - half);
+      be[k] = splat(kInf);
+      r.sc.v[k] = sc0[k];
+      r.l2.v[k] = r.lx.v[k] = zero;
+    }
+    SymSums u;
+    for (int bi = 0; bi < plan.nbox; ++bi) {
+      V S[K], inv[K], sc[K];
+      for (int k = 0; k < K; ++k) {
+        sc[k] = clamp(sc0[k] + static_cast<float>(plan.box[bi][0]), vlo, vhi);
+        S[k] = d * sc[k];
+        inv[k] = S[k] != zero ? one / S[k] : zero;
+      }
+      sym_sums<kW>(t, inv, nlo, nhi, u);
+      for (int k = 0; k < K; ++k) {
+        const V e = S[k] * (S[k] * u.l2[k] - u.lx[k] - u.lx[k]);
+        const auto better = e < be[k];
+        be[k] = better ? e : be[k];
+        r.sc.v[k] = better ? sc[k] : r.sc.v[k];
+        r.l2.v[k] = better ? u.l2[k] : r.l2.v[k];
+        r.lx.v[k] = better ? u.lx[k] : r.lx.v[k];
+      }
+    }
+    r.err = 0;
+    for (int j = 0; j < L; ++j) r.err += be[j / W][j % W];
+    return r;
+  }
+
+  // Final symmetric levels stored as l + nlo (0..nlo+nhi), natural order.
+  static void sym_levels(const float* x, const SymResult& r, float nlo, float nhi, uint8_t* q) {
+    const V lo = splat(-nlo), hi = splat(nhi);
+    for (int j = 0; j < L; ++j) {
+      const float S = r.d * r.sc[j];
+      const V inv = splat(S != 0 ? 1.f / S : 0.f);
+      for (int i = 0; i < N; i += W) store_levels(rnd(clamp(load_vec(x + N * j + i) * inv, lo, hi)) + nlo, q + N * j + i);
+    }
+  }
+};
+
+}  // namespace lq::ref::kq
