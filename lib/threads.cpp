@@ -78,7 +78,7 @@ class Pool {
     for (;;) {
       // spin a little before sleeping
       bool got = false;
-      for (int i = 0; i < 20000; ++i) {
+      for (int i = 0; i < 2000; ++i) {
         if (generation_.load(std::memory_order_acquire) != seen) { got = true; break; }
 #if defined(__x86_64__)
         __builtin_ia32_pause();

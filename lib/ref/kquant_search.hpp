@@ -17,15 +17,23 @@
 //     the super-block's error.
 // Errors are computed from the sums (sum w x^2 left out, a per-lane constant).
 //
-// Vectors are GCC/Clang vector extensions; the Tag parameter keeps the instantiations of
-// differently compiled translation units apart.
+// Vectors are GCC/Clang vector extensions. Byte-identical results across vector widths need
+// (a) no contraction of a * b + c into fused multiply-adds, switched off below for this file,
+// and (b) no call to an inline function compiled with another TU's ISA flags: everything here
+// is a template on Tag (the ISA), including the scalar helpers and the fp16 rounding.
 #pragma once
 
-#include "half.hpp"
+#include "ref/blocks.hpp"
 
-#include <algorithm>
 #include <cstdint>
 #include <cstring>
+
+#if defined(__clang__)
+#pragma clang fp contract(off)
+#elif defined(__GNUC__)
+#pragma GCC push_options
+#pragma GCC optimize("fp-contract=off")
+#endif
 
 namespace lq::ref::kq {
 
@@ -72,8 +80,47 @@ struct Plan {
   int refits;
 };
 
+// Scalar helpers (no library calls, see above).
+template <class Tag>
+struct Scalar {
+  static float min(float a, float b) { return b < a ? b : a; }
+  static float max(float a, float b) { return a < b ? b : a; }
+  static float clamp(float v, float lo, float hi) { return min(max(v, lo), hi); }
+  static float abs(float v) { return v < 0 ? -v : v; }
+  static uint32_t bits(float f) {
+    uint32_t u;
+    std::memcpy(&u, &f, 4);
+    return u;
+  }
+  static float from_bits(uint32_t u) {
+    float f;
+    std::memcpy(&f, &u, 4);
+    return f;
+  }
+  // f rounded to the nearest fp16 value (ties to even), for |f| <= 65504: adding and removing
+  // C = 2^(e + 13) (e = exponent of |f|, at least -14) leaves exactly the fp16 precision.
+  static float fp16_round(float f) {
+    const float a = abs(f);
+    uint32_t e = bits(a) & 0x7f800000u;
+    if (e < (127u - 14u) << 23) e = (127u - 14u) << 23;
+    const float c = from_bits(e + (13u << 23));
+    const float r = (a + c) - c;
+    return f < 0 ? -r : r;
+  }
+  // fp16 bits of a value that is exactly an fp16 number (as fp16_round returns).
+  static uint16_t fp16_bits(float f) {
+    const uint32_t u = bits(f);
+    const uint16_t sign = static_cast<uint16_t>((u >> 16) & 0x8000u);
+    const uint32_t a = u & 0x7fffffffu;
+    if (a < (127u - 14u) << 23)  // fp16 subnormal (or zero): multiple of 2^-24
+      return static_cast<uint16_t>(sign | static_cast<uint16_t>(from_bits(a) * 16777216.f));
+    return static_cast<uint16_t>(sign | (((a >> 23) - 112u) << 10) | ((a >> 13) & 0x3ffu));
+  }
+};
+
 template <class Tag, int W, int L, int N>
 struct Search {
+  using Sc = Scalar<Tag>;
   using V = typename VecT<W>::F;
   static constexpr int K = L / W;  // vectors per row of lanes
   static_assert(L % W == 0);
@@ -99,7 +146,7 @@ struct Search {
   }
   static V vmax(V a, V b) { return a > b ? a : b; }
   static V vmin(V a, V b) { return a < b ? a : b; }
-  static float fp16_round(float f) { return fp16_to_f32(f32_to_fp16(f)); }
+  static float fp16_round(float f) { return Sc::fp16_round(f); }
 
   template <bool kW>
   static void load(const float* x, const float* w, Tile& t) {
@@ -146,18 +193,20 @@ struct Search {
   }
 
   // Least-squares (s, b) for fixed levels with b <= 0; lanes whose levels are all equal keep
-  // the (s, b) given.
+  // the (s, b) given. With unequal weights the determinant of equal levels is rounding noise,
+  // not 0, hence the relative threshold.
   static void affine_solve(V sw, V swx, V l1, V l2, V lx, V& s, V& b) {
     const V zero{};
     const V D = sw * l2 - l1 * l1;
+    const auto ok = D > sw * l2 * 1e-5f;
     V ns = (sw * lx - swx * l1) / D;
     V nb = (l2 * swx - l1 * lx) / D;
     const V s0 = l2 > zero ? lx / l2 : zero;
     ns = nb > zero ? s0 : ns;
     nb = nb > zero ? zero : nb;
     ns = vmax(ns, zero);
-    s = D > zero ? ns : s;
-    b = D > zero ? nb : b;
+    s = ok ? ns : s;
+    b = ok ? nb : b;
   }
 
   struct AffineResult {
@@ -219,11 +268,11 @@ struct Search {
 
     float smax = 0, mmax = 0;
     for (int j = 0; j < L; ++j) {
-      smax = std::max(smax, bs[j / W][j % W]);
-      mmax = std::max(mmax, -bb[j / W][j % W]);
+      smax = Sc::max(smax, bs[j / W][j % W]);
+      mmax = Sc::max(mmax, -bb[j / W][j % W]);
     }
-    AffineResult r = affine_lattice<kW>(t, bs, bb, nmax, qs, fp16_round(std::min(smax / qs, kMaxHalf)),
-                                        fp16_round(std::min(mmax / qs, kMaxHalf)), plan);
+    AffineResult r = affine_lattice<kW>(t, bs, bb, nmax, qs, fp16_round(Sc::min(smax / qs, kMaxHalf)),
+                                        fp16_round(Sc::min(mmax / qs, kMaxHalf)), plan);
     for (int it = 0; it < plan.refits; ++it) {
       // Joint least squares for (d, dmin) given the integers: xhat = d (sc l) + dmin (-m).
       float a11 = 0, a12 = 0, a22 = 0, r1 = 0, r2 = 0;
@@ -238,8 +287,8 @@ struct Search {
       }
       const float det = a11 * a22 - a12 * a12;
       if (!(det > 0)) break;
-      const float nd = fp16_round(std::clamp((r1 * a22 - r2 * a12) / det, 0.f, kMaxHalf));
-      const float ndm = fp16_round(std::clamp((a11 * r2 - a12 * r1) / det, 0.f, kMaxHalf));
+      const float nd = fp16_round(Sc::clamp((r1 * a22 - r2 * a12) / det, 0.f, kMaxHalf));
+      const float ndm = fp16_round(Sc::clamp((a11 * r2 - a12 * r1) / det, 0.f, kMaxHalf));
       if (nd == r.d && ndm == r.dmin) break;
       const AffineResult next = affine_lattice<kW>(t, bs, bb, nmax, qs, nd, ndm, plan);
       if (!(next.err < r.err)) break;
@@ -396,12 +445,12 @@ struct Search {
     float smax = 0, sabs = 0;
     for (int j = 0; j < L; ++j) {
       const float s = bs[j / W][j % W];
-      if (std::abs(s) > sabs) {
-        sabs = std::abs(s);
+      if (Sc::abs(s) > sabs) {
+        sabs = Sc::abs(s);
         smax = s;
       }
     }
-    SymResult r = sym_lattice<kW>(t, bs, nlo, nhi, qlo, qhi, fp16_round(std::clamp(smax / -qlo, -kMaxHalf, kMaxHalf)), plan);
+    SymResult r = sym_lattice<kW>(t, bs, nlo, nhi, qlo, qhi, fp16_round(Sc::clamp(smax / -qlo, -kMaxHalf, kMaxHalf)), plan);
     for (int it = 0; it < plan.refits; ++it) {
       float num = 0, den = 0;
       for (int j = 0; j < L; ++j) {
@@ -410,7 +459,7 @@ struct Search {
         den += sc * sc * r.l2[j];
       }
       if (!(den > 0)) break;
-      const float nd = fp16_round(std::clamp(num / den, -kMaxHalf, kMaxHalf));
+      const float nd = fp16_round(Sc::clamp(num / den, -kMaxHalf, kMaxHalf));
       if (nd == r.d) break;
       const SymResult next = sym_lattice<kW>(t, bs, nlo, nhi, qlo, qhi, nd, plan);
       if (!(next.err < r.err)) break;
@@ -467,4 +516,183 @@ struct Search {
   }
 };
 
+// ---- the five types: search plans and packing ------------------------------------------------
+
+// Search plans per type, [0] without importance weights and [1] with, chosen on real weights as
+// the cheapest that stay clearly below llama.cpp's error (see benchmarks/quant_error_bench).
+inline constexpr Candidate kCandQ2[] = {{-0.75f, -0.25f}, {-0.75f, 0.25f}, {0, -0.25f}, {0, 0.25f}, {0.75f, -0.25f}, {0.75f, 0.25f}};
+inline constexpr Candidate kCandQ4[] = {{-1, -0.25f},   {-1, 0.25f},   {-0.5f, -0.25f}, {-0.5f, 0.25f},
+                                        {0, -0.25f},    {0, 0.25f},    {0.5f, -0.25f},  {0.5f, 0.25f},
+                                        {1, -0.25f},    {1, 0.25f},    {1.5f, -0.25f},  {1.5f, 0.25f}};
+inline constexpr Candidate kCandQ5[] = {{-1, -0.25f},    {-1, 0.25f},    {-0.33f, -0.25f}, {-0.33f, 0.25f},
+                                        {0.33f, -0.25f}, {0.33f, 0.25f}, {1, -0.25f},      {1, 0.25f}};
+inline constexpr Candidate kCandQ3[] = {{0, 0}, {-200, 0}};
+inline constexpr Candidate kCandQ3w[] = {{-1, 0},   {-0.6f, 0},   {-0.2f, 0},   {0.2f, 0},    {0.6f, 0},    {1, 0},
+                                         {-201, 0}, {-200.6f, 0}, {-200.2f, 0}, {-199.8f, 0}, {-199.4f, 0}, {-199, 0}};
+inline constexpr Candidate kCandQ6[] = {{-2, 0},       {-1.5f, 0},   {-1, 0},       {-0.5f, 0},   {0, 0},
+                                        {0.5f, 0},     {1, 0},       {1.5f, 0},     {2, 0},       {-202, 0},
+                                        {-201.5f, 0},  {-201, 0},    {-200.5f, 0},  {-200, 0},    {-199.5f, 0},
+                                        {-199, 0},     {-198.5f, 0}, {-198, 0}};
+inline constexpr int kBox4[][2] = {{0, 0}, {1, 0}, {0, 1}, {1, 1}};
+inline constexpr int kBox2[][2] = {{0, 0}, {1, 0}};
+inline constexpr int kBox3[][2] = {{0, 0}, {1, 0}, {-1, 0}};
+
+template <int NC, int NB>
+constexpr Plan make_plan(const Candidate (&c)[NC], int refine, const int (&box)[NB][2], int refits) {
+  return {c, NC, refine, box, NB, refits};
+}
+inline constexpr Plan kPlanQ2[2] = {make_plan(kCandQ2, 0, kBox4, 0), make_plan(kCandQ2, 0, kBox4, 0)};
+inline constexpr Plan kPlanQ3[2] = {make_plan(kCandQ3, 0, kBox2, 0), make_plan(kCandQ3w, 0, kBox3, 1)};
+inline constexpr Plan kPlanQ4[2] = {make_plan(kCandQ4, 0, kBox4, 1), make_plan(kCandQ4, 0, kBox4, 1)};
+inline constexpr Plan kPlanQ5[2] = {make_plan(kCandQ5, 0, kBox4, 1), make_plan(kCandQ5, 0, kBox4, 1)};
+inline constexpr Plan kPlanQ6[2] = {make_plan(kCandQ6, 0, kBox2, 0), make_plan(kCandQ6, 0, kBox2, 0)};
+
+template <class Tag, int W>
+struct Pack {
+  using Sc = Scalar<Tag>;
+  // 2-bit fields: value e = 128 h + 32 k + l sits in bits 2k of byte 32 h + l.
+  static void two_bit(const uint8_t* q, uint8_t* out) {
+    for (int h = 0; h < 2; ++h)
+      for (int l = 0; l < 32; ++l)
+        out[32 * h + l] = static_cast<uint8_t>((q[128 * h + l] & 3) | ((q[128 * h + 32 + l] & 3) << 2) |
+                                               ((q[128 * h + 64 + l] & 3) << 4) | ((q[128 * h + 96 + l] & 3) << 6));
+  }
+  // Q4_K/Q5_K: 6-bit scales and mins of the 8 sub-blocks in 12 bytes.
+  template <class R>
+  static void scale_min_k4(const R& r, uint8_t* out) {
+    for (int j = 0; j < 8; ++j) {
+      const int s = static_cast<int>(r.sc[j]), m = static_cast<int>(r.m[j]);
+      if (j < 4) {
+        out[j] = static_cast<uint8_t>(s);
+        out[j + 4] = static_cast<uint8_t>(m);
+      } else {
+        out[j + 4] = static_cast<uint8_t>((s & 15) | ((m & 15) << 4));
+        out[j - 4] |= static_cast<uint8_t>((s >> 4) << 6);
+        out[j] |= static_cast<uint8_t>((m >> 4) << 6);
+      }
+    }
+  }
+};
+
+template <class Tag, int W>
+struct Blocks {
+  using P = Pack<Tag, W>;
+  using Sc = Scalar<Tag>;
+  static constexpr int W8 = W < 8 ? W : 8;  // Q4_K/Q5_K have 8 lanes
+
+  template <bool kW>
+  static void q2k(const float* x, const float* w, block_q2_K& y) {
+    using S = Search<Tag, W, 16, 16>;
+    typename S::Tile t;
+    S::template load<kW>(x, w, t);
+    const auto r = S::template affine<kW>(t, 3.f, 15.f, kPlanQ2[kW]);
+    uint8_t q[QK_K];
+    S::affine_levels(x, r, 3.f, q);
+    for (int j = 0; j < 16; ++j)
+      y.scales[j] = static_cast<uint8_t>(static_cast<int>(r.sc[j]) | (static_cast<int>(r.m[j]) << 4));
+    P::two_bit(q, y.qs);
+    y.d = Sc::fp16_bits(r.d);
+    y.dmin = Sc::fp16_bits(r.dmin);
+  }
+
+  template <bool kW>
+  static void q3k(const float* x, const float* w, block_q3_K& y) {
+    using S = Search<Tag, W, 16, 16>;
+    typename S::Tile t;
+    S::template load<kW>(x, w, t);
+    const auto r = S::template symmetric<kW>(t, 4.f, 3.f, 32.f, 31.f, kPlanQ3[kW]);
+    uint8_t q[QK_K];
+    S::sym_levels(x, r, 4.f, 3.f, q);
+    std::memset(y.scales, 0, sizeof y.scales);
+    for (int j = 0; j < 16; ++j) {
+      const int v = static_cast<int>(r.sc[j]) + 32;
+      y.scales[j % 8] |= static_cast<uint8_t>((v & 15) << (j < 8 ? 0 : 4));
+      y.scales[8 + j % 4] |= static_cast<uint8_t>((v >> 4) << (2 * (j / 4)));
+    }
+    std::memset(y.hmask, 0, sizeof y.hmask);
+    for (int b = 0; b < 8; ++b)
+      for (int l = 0; l < 32; ++l) y.hmask[l] |= static_cast<uint8_t>(((q[32 * b + l] >> 2) & 1) << b);
+    P::two_bit(q, y.qs);
+    y.d = Sc::fp16_bits(r.d);
+  }
+
+  template <bool kW>
+  static void q4k(const float* x, const float* w, block_q4_K& y) {
+    using S = Search<Tag, W8, 8, 32>;
+    typename S::Tile t;
+    S::template load<kW>(x, w, t);
+    const auto r = S::template affine<kW>(t, 15.f, 63.f, kPlanQ4[kW]);
+    uint8_t q[QK_K];
+    S::affine_levels(x, r, 15.f, q);
+    y.d = Sc::fp16_bits(r.d);
+    y.dmin = Sc::fp16_bits(r.dmin);
+    P::scale_min_k4(r, y.scales);
+    for (int c = 0; c < 4; ++c)
+      for (int l = 0; l < 32; ++l) y.qs[32 * c + l] = static_cast<uint8_t>(q[64 * c + l] | (q[64 * c + 32 + l] << 4));
+  }
+
+  template <bool kW>
+  static void q5k(const float* x, const float* w, block_q5_K& y) {
+    using S = Search<Tag, W8, 8, 32>;
+    typename S::Tile t;
+    S::template load<kW>(x, w, t);
+    const auto r = S::template affine<kW>(t, 31.f, 63.f, kPlanQ5[kW]);
+    uint8_t q[QK_K];
+    S::affine_levels(x, r, 31.f, q);
+    y.d = Sc::fp16_bits(r.d);
+    y.dmin = Sc::fp16_bits(r.dmin);
+    P::scale_min_k4(r, y.scales);
+    for (int c = 0; c < 4; ++c)
+      for (int l = 0; l < 32; ++l)
+        y.qs[32 * c + l] = static_cast<uint8_t>((q[64 * c + l] & 15) | ((q[64 * c + 32 + l] & 15) << 4));
+    std::memset(y.qh, 0, sizeof y.qh);
+    for (int j = 0; j < 8; ++j)
+      for (int l = 0; l < 32; ++l) y.qh[l] |= static_cast<uint8_t>((q[32 * j + l] >> 4) << j);
+  }
+
+  template <bool kW>
+  static void q6k(const float* x, const float* w, block_q6_K& y) {
+    using S = Search<Tag, W, 16, 16>;
+    typename S::Tile t;
+    S::template load<kW>(x, w, t);
+    const auto r = S::template symmetric<kW>(t, 32.f, 31.f, 128.f, 127.f, kPlanQ6[kW]);
+    uint8_t q[QK_K];
+    S::sym_levels(x, r, 32.f, 31.f, q);
+    for (int j = 0; j < 16; ++j) y.scales[j] = static_cast<int8_t>(r.sc[j]);
+    for (int h = 0; h < 2; ++h)
+      for (int l = 0; l < 32; ++l) {
+        const uint8_t* v = q + 128 * h + l;
+        y.ql[64 * h + l] = static_cast<uint8_t>((v[0] & 15) | ((v[64] & 15) << 4));
+        y.ql[64 * h + 32 + l] = static_cast<uint8_t>((v[32] & 15) | ((v[96] & 15) << 4));
+        y.qh[32 * h + l] = static_cast<uint8_t>((v[0] >> 4) | ((v[32] >> 4) << 2) | ((v[64] >> 4) << 4) | ((v[96] >> 4) << 6));
+      }
+    y.d = Sc::fp16_bits(r.d);
+  }
+
+  // Rows of n_per_row values (a multiple of 256); imatrix: n_per_row column weights or null.
+  template <class Block, void (*Plain)(const float*, const float*, Block&), void (*Weighted)(const float*, const float*, Block&)>
+  static void rows(const float* src, void* dst, int64_t nrows, int64_t n_per_row, const float* imatrix) {
+    auto* y = static_cast<Block*>(dst);
+    const int64_t nb = n_per_row / QK_K;
+    for (int64_t r = 0; r < nrows; ++r)
+      for (int64_t b = 0; b < nb; ++b) {
+        const float* x = src + r * n_per_row + b * QK_K;
+        if (imatrix) Weighted(x, imatrix + b * QK_K, y[r * nb + b]);
+        else Plain(x, nullptr, y[r * nb + b]);
+      }
+  }
+
+  static void quantize_q2_k(const float* s, void* d, int64_t nr, int64_t n, const float* im) { rows<block_q2_K, q2k<false>, q2k<true>>(s, d, nr, n, im); }
+  static void quantize_q3_k(const float* s, void* d, int64_t nr, int64_t n, const float* im) { rows<block_q3_K, q3k<false>, q3k<true>>(s, d, nr, n, im); }
+  static void quantize_q4_k(const float* s, void* d, int64_t nr, int64_t n, const float* im) { rows<block_q4_K, q4k<false>, q4k<true>>(s, d, nr, n, im); }
+  static void quantize_q5_k(const float* s, void* d, int64_t nr, int64_t n, const float* im) { rows<block_q5_K, q5k<false>, q5k<true>>(s, d, nr, n, im); }
+  static void quantize_q6_k(const float* s, void* d, int64_t nr, int64_t n, const float* im) { rows<block_q6_K, q6k<false>, q6k<true>>(s, d, nr, n, im); }
+};
+
 }  // namespace lq::ref::kq
+
+#if defined(__clang__)
+#pragma clang fp contract(on)
+#elif defined(__GNUC__)
+#pragma GCC pop_options
+#endif

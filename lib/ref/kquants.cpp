@@ -226,184 +226,26 @@ float dot_q6_k(int64_t n, const void* xv, const void* yv) {
 }
 
 // ---- quantizers --------------------------------------------------------------------------------
-// The search itself is in kquant_search.hpp; here: the per-type parameters and the packing.
+// The search and the packing are in kquant_search.hpp; the reference runs it 4 lanes at a time.
 namespace {
-
 struct RefTag {};
-template <int L, int N>
-using RefSearch = kq::Search<RefTag, 4, L, N>;
-
-// Search plans per type and mode (see kquant_search.hpp), chosen on real weights as the cheapest
-// that stay clearly below llama.cpp's error.
-constexpr kq::Candidate kCandQ2[] = {{-0.75f, -0.25f}, {-0.75f, 0.25f}, {0, -0.25f}, {0, 0.25f}, {0.75f, -0.25f}, {0.75f, 0.25f}};
-constexpr kq::Candidate kCandQ4[] = {{-1, -0.25f},   {-1, 0.25f},   {-0.5f, -0.25f}, {-0.5f, 0.25f},
-                                     {0, -0.25f},    {0, 0.25f},    {0.5f, -0.25f},  {0.5f, 0.25f},
-                                     {1, -0.25f},    {1, 0.25f},    {1.5f, -0.25f},  {1.5f, 0.25f}};
-constexpr kq::Candidate kCandQ5[] = {{-1, -0.25f},    {-1, 0.25f},    {-0.33f, -0.25f}, {-0.33f, 0.25f},
-                                     {0.33f, -0.25f}, {0.33f, 0.25f}, {1, -0.25f},      {1, 0.25f}};
-constexpr kq::Candidate kCandQ3[] = {{0, 0}, {-200, 0}};
-constexpr kq::Candidate kCandQ3w[] = {{-1, 0},    {-0.6f, 0},    {-0.2f, 0},    {0.2f, 0},     {0.6f, 0},     {1, 0},
-                                      {-201, 0},  {-200.6f, 0},  {-200.2f, 0},  {-199.8f, 0},  {-199.4f, 0},  {-199, 0}};
-constexpr kq::Candidate kCandQ6[] = {{-2, 0},     {-1.5f, 0},    {-1, 0},    {-0.5f, 0},    {0, 0},     {0.5f, 0},
-                                     {1, 0},      {1.5f, 0},     {2, 0},     {-202, 0},     {-201.5f, 0}, {-201, 0},
-                                     {-200.5f, 0}, {-200, 0},    {-199.5f, 0}, {-199, 0},   {-198.5f, 0}, {-198, 0}};
-constexpr int kBox4[][2] = {{0, 0}, {1, 0}, {0, 1}, {1, 1}};
-constexpr int kBox2[][2] = {{0, 0}, {1, 0}};
-constexpr int kBox3[][2] = {{0, 0}, {1, 0}, {-1, 0}};
-
-template <size_t NC, size_t NB>
-constexpr kq::Plan plan(const kq::Candidate (&c)[NC], int refine, const int (&box)[NB][2], int refits) {
-  return {c, static_cast<int>(NC), refine, box, static_cast<int>(NB), refits};
-}
-// [0]: without importance weights, [1]: with.
-constexpr kq::Plan kPlanQ2[2] = {plan(kCandQ2, 0, kBox4, 0), plan(kCandQ2, 0, kBox4, 0)};
-constexpr kq::Plan kPlanQ3[2] = {plan(kCandQ3, 0, kBox2, 0), plan(kCandQ3w, 0, kBox3, 1)};
-constexpr kq::Plan kPlanQ4[2] = {plan(kCandQ4, 0, kBox4, 1), plan(kCandQ4, 0, kBox4, 1)};
-constexpr kq::Plan kPlanQ5[2] = {plan(kCandQ5, 0, kBox4, 1), plan(kCandQ5, 0, kBox4, 1)};
-constexpr kq::Plan kPlanQ6[2] = {plan(kCandQ6, 0, kBox2, 0), plan(kCandQ6, 0, kBox2, 0)};
-
-void pack_scale_min_k4(const RefSearch<8, 32>::AffineResult& r, uint8_t* out) {
-  for (int j = 0; j < 8; ++j) {
-    const int s = static_cast<int>(r.sc[j]), m = static_cast<int>(r.m[j]);
-    if (j < 4) {
-      out[j] = static_cast<uint8_t>(s);
-      out[j + 4] = static_cast<uint8_t>(m);
-    } else {
-      out[j + 4] = static_cast<uint8_t>((s & 15) | ((m & 15) << 4));
-      out[j - 4] |= static_cast<uint8_t>((s >> 4) << 6);
-      out[j] |= static_cast<uint8_t>((m >> 4) << 6);
-    }
-  }
-}
-
-// 2-bit fields: value e = 128 h + 32 k + l sits in bits 2k of byte 32 h + l.
-void pack_2bit(const uint8_t* q, uint8_t* out) {
-  for (int h = 0; h < 2; ++h)
-    for (int l = 0; l < 32; ++l)
-      out[32 * h + l] = static_cast<uint8_t>((q[128 * h + l] & 3) | ((q[128 * h + 32 + l] & 3) << 2) |
-                                             ((q[128 * h + 64 + l] & 3) << 4) | ((q[128 * h + 96 + l] & 3) << 6));
-}
-
-template <bool kW>
-void q2k_block(const float* x, const float* w, block_q2_K& y, const kq::Plan& plan) {
-  using S = RefSearch<16, 16>;
-  S::Tile t;
-  S::load<kW>(x, w, t);
-  const auto r = S::affine<kW>(t, 3.f, 15.f, plan);
-  uint8_t q[QK_K];
-  S::affine_levels(x, r, 3.f, q);
-  for (int j = 0; j < 16; ++j)
-    y.scales[j] = static_cast<uint8_t>(static_cast<int>(r.sc[j]) | (static_cast<int>(r.m[j]) << 4));
-  pack_2bit(q, y.qs);
-  y.d = f32_to_fp16(r.d);
-  y.dmin = f32_to_fp16(r.dmin);
-}
-
-template <bool kW>
-void q3k_block(const float* x, const float* w, block_q3_K& y, const kq::Plan& plan) {
-  using S = RefSearch<16, 16>;
-  S::Tile t;
-  S::load<kW>(x, w, t);
-  const auto r = S::symmetric<kW>(t, 4.f, 3.f, 32.f, 31.f, plan);
-  uint8_t q[QK_K];
-  S::sym_levels(x, r, 4.f, 3.f, q);
-  std::memset(y.scales, 0, sizeof y.scales);
-  for (int j = 0; j < 16; ++j) {
-    const int v = static_cast<int>(r.sc[j]) + 32;
-    y.scales[j % 8] |= static_cast<uint8_t>((v & 15) << (j < 8 ? 0 : 4));
-    y.scales[8 + j % 4] |= static_cast<uint8_t>((v >> 4) << (2 * (j / 4)));
-  }
-  std::memset(y.hmask, 0, sizeof y.hmask);
-  for (int b = 0; b < 8; ++b)
-    for (int l = 0; l < 32; ++l) y.hmask[l] |= static_cast<uint8_t>(((q[32 * b + l] >> 2) & 1) << b);
-  pack_2bit(q, y.qs);
-  y.d = f32_to_fp16(r.d);
-}
-
-template <bool kW>
-void q4k_block(const float* x, const float* w, block_q4_K& y, const kq::Plan& plan) {
-  using S = RefSearch<8, 32>;
-  S::Tile t;
-  S::load<kW>(x, w, t);
-  const auto r = S::affine<kW>(t, 15.f, 63.f, plan);
-  uint8_t q[QK_K];
-  S::affine_levels(x, r, 15.f, q);
-  y.d = f32_to_fp16(r.d);
-  y.dmin = f32_to_fp16(r.dmin);
-  pack_scale_min_k4(r, y.scales);
-  for (int c = 0; c < 4; ++c)
-    for (int l = 0; l < 32; ++l) y.qs[32 * c + l] = static_cast<uint8_t>(q[64 * c + l] | (q[64 * c + 32 + l] << 4));
-}
-
-template <bool kW>
-void q5k_block(const float* x, const float* w, block_q5_K& y, const kq::Plan& plan) {
-  using S = RefSearch<8, 32>;
-  S::Tile t;
-  S::load<kW>(x, w, t);
-  const auto r = S::affine<kW>(t, 31.f, 63.f, plan);
-  uint8_t q[QK_K];
-  S::affine_levels(x, r, 31.f, q);
-  y.d = f32_to_fp16(r.d);
-  y.dmin = f32_to_fp16(r.dmin);
-  pack_scale_min_k4(r, y.scales);
-  for (int c = 0; c < 4; ++c)
-    for (int l = 0; l < 32; ++l)
-      y.qs[32 * c + l] = static_cast<uint8_t>((q[64 * c + l] & 15) | ((q[64 * c + 32 + l] & 15) << 4));
-  for (int l = 0; l < 32; ++l) {
-    int h = 0;
-    for (int j = 0; j < 8; ++j) h |= (q[32 * j + l] >> 4) << j;
-    y.qh[l] = static_cast<uint8_t>(h);
-  }
-}
-
-template <bool kW>
-void q6k_block(const float* x, const float* w, block_q6_K& y, const kq::Plan& plan) {
-  using S = RefSearch<16, 16>;
-  S::Tile t;
-  S::load<kW>(x, w, t);
-  const auto r = S::symmetric<kW>(t, 32.f, 31.f, 128.f, 127.f, plan);
-  uint8_t q[QK_K];
-  S::sym_levels(x, r, 32.f, 31.f, q);
-  for (int j = 0; j < 16; ++j) y.scales[j] = static_cast<int8_t>(r.sc[j]);
-  for (int h = 0; h < 2; ++h)
-    for (int l = 0; l < 32; ++l) {
-      const uint8_t* v = q + 128 * h + l;
-      y.ql[64 * h + l] = static_cast<uint8_t>((v[0] & 15) | ((v[64] & 15) << 4));
-      y.ql[64 * h + 32 + l] = static_cast<uint8_t>((v[32] & 15) | ((v[96] & 15) << 4));
-      y.qh[32 * h + l] = static_cast<uint8_t>((v[0] >> 4) | ((v[32] >> 4) << 2) | ((v[64] >> 4) << 4) | ((v[96] >> 4) << 6));
-    }
-  y.d = f32_to_fp16(r.d);
-}
-
-template <typename Block, void (*Plain)(const float*, const float*, Block&, const kq::Plan&),
-          void (*Weighted)(const float*, const float*, Block&, const kq::Plan&), const kq::Plan* plans>
-void quantize_rows(const float* src, void* dst, int64_t nrows, int64_t n_per_row, const float* imatrix) {
-  auto* y = static_cast<Block*>(dst);
-  const int64_t nb = n_per_row / QK_K;
-  for (int64_t r = 0; r < nrows; ++r)
-    for (int64_t b = 0; b < nb; ++b) {
-      const float* x = src + r * n_per_row + b * QK_K;
-      if (imatrix) Weighted(x, imatrix + b * QK_K, y[r * nb + b], plans[1]);
-      else Plain(x, nullptr, y[r * nb + b], plans[0]);
-    }
-}
-
+using RefBlocks = kq::Blocks<RefTag, 4>;
 }  // namespace
 
 void quantize_q2_k(const float* src, void* dst, int64_t nrows, int64_t n_per_row, const float* imatrix) {
-  quantize_rows<block_q2_K, q2k_block<false>, q2k_block<true>, kPlanQ2>(src, dst, nrows, n_per_row, imatrix);
+  RefBlocks::quantize_q2_k(src, dst, nrows, n_per_row, imatrix);
 }
 void quantize_q3_k(const float* src, void* dst, int64_t nrows, int64_t n_per_row, const float* imatrix) {
-  quantize_rows<block_q3_K, q3k_block<false>, q3k_block<true>, kPlanQ3>(src, dst, nrows, n_per_row, imatrix);
+  RefBlocks::quantize_q3_k(src, dst, nrows, n_per_row, imatrix);
 }
 void quantize_q4_k(const float* src, void* dst, int64_t nrows, int64_t n_per_row, const float* imatrix) {
-  quantize_rows<block_q4_K, q4k_block<false>, q4k_block<true>, kPlanQ4>(src, dst, nrows, n_per_row, imatrix);
+  RefBlocks::quantize_q4_k(src, dst, nrows, n_per_row, imatrix);
 }
 void quantize_q5_k(const float* src, void* dst, int64_t nrows, int64_t n_per_row, const float* imatrix) {
-  quantize_rows<block_q5_K, q5k_block<false>, q5k_block<true>, kPlanQ5>(src, dst, nrows, n_per_row, imatrix);
+  RefBlocks::quantize_q5_k(src, dst, nrows, n_per_row, imatrix);
 }
 void quantize_q6_k(const float* src, void* dst, int64_t nrows, int64_t n_per_row, const float* imatrix) {
-  quantize_rows<block_q6_K, q6k_block<false>, q6k_block<true>, kPlanQ6>(src, dst, nrows, n_per_row, imatrix);
+  RefBlocks::quantize_q6_k(src, dst, nrows, n_per_row, imatrix);
 }
 
 }  // namespace lq::ref
