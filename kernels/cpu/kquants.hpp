@@ -159,92 +159,130 @@ void QuantizeQ6K<Arch>::run(const float* src, void* dst, int64_t nrows, int64_t 
 }
 
 // ---- dequantize ----------------------------------------------------------------------------------
-// Each inner loop runs over contiguous values with one scale, so the compiler vectorises it; the
-// float expression per value is the reference's.
+// Per super-block: the levels are unpacked to bytes in value order and the sub-block scales
+// expanded to one per value, then one flat loop does the float arithmetic; every loop is
+// affine and alias-free, so the compiler vectorises all of them. Per value the expression is
+// the reference's (so the results are bit-identical).
+
+namespace kqk {
+
+template <class Arch>
+struct Expand {
+  alignas(64) float dl[ref::QK_K];
+  alignas(64) float ml[ref::QK_K];
+  // Affine: dst = dl * q - ml.
+  void affine(const uint8_t* __restrict q, float* __restrict dst) const {
+    for (int e = 0; e < ref::QK_K; ++e) dst[e] = dl[e] * q[e] - ml[e];
+  }
+  // Symmetric: dst = dl * q.
+  void symmetric(const int8_t* __restrict q, float* __restrict dst) const {
+    for (int e = 0; e < ref::QK_K; ++e) dst[e] = dl[e] * q[e];
+  }
+  // Values [first, first + count) get scale d and min m (count a multiple of 16).
+  void set(int first, int count, float d, float m) {
+    using B = xsimd::batch<float, Arch>;
+    for (int l = 0; l < count; l += static_cast<int>(B::size)) {
+      B(d).store_aligned(dl + first + l);
+      B(m).store_aligned(ml + first + l);
+    }
+  }
+};
+
+}  // namespace kqk
 
 template <class Arch>
 void DequantQ2K<Arch>::run(const void* src, float* dst, int64_t n) {
   const auto* x = static_cast<const ref::block_q2_K*>(src);
+  kqk::Expand<Arch> ex;
+  alignas(64) uint8_t q[ref::QK_K];
   for (int64_t i = 0; i < n / ref::QK_K; ++i, dst += ref::QK_K) {
     const float d = kqk::half<Arch>(x[i].d), dmin = kqk::half<Arch>(x[i].dmin);
-    for (int g = 0; g < 16; ++g) {
-      const int sc = x[i].scales[g];
-      const float dl = d * (sc & 15), ml = dmin * (sc >> 4);
-      const uint8_t* q = x[i].qs + 32 * (g / 8) + 16 * (g % 2);
-      const int shift = 2 * ((g % 8) / 2);
-      float* out = dst + 16 * g;
-      for (int l = 0; l < 16; ++l) out[l] = dl * ((q[l] >> shift) & 3) - ml;
-    }
+    for (int g = 0; g < 16; ++g) ex.set(16 * g, 16, d * (x[i].scales[g] & 15), dmin * (x[i].scales[g] >> 4));
+    for (int h = 0; h < 2; ++h)
+      for (int j = 0; j < 4; ++j)
+        for (int l = 0; l < 32; ++l) q[128 * h + 32 * j + l] = (x[i].qs[32 * h + l] >> (2 * j)) & 3;
+    ex.affine(q, dst);
   }
 }
 
 template <class Arch>
 void DequantQ3K<Arch>::run(const void* src, float* dst, int64_t n) {
   const auto* x = static_cast<const ref::block_q3_K*>(src);
+  kqk::Expand<Arch> ex;
+  alignas(64) int8_t q[ref::QK_K];
   for (int64_t i = 0; i < n / ref::QK_K; ++i, dst += ref::QK_K) {
     const float d = kqk::half<Arch>(x[i].d);
     int sc[16];
     kqk::q3k_scales<Arch>(x[i].scales, sc);
-    for (int g = 0; g < 16; ++g) {
-      const float dl = d * sc[g];
-      const int h = g / 8, j = (g % 8) / 2, l0 = 16 * (g % 2);
-      const uint8_t* q = x[i].qs + 32 * h + l0;
-      const uint8_t* hm = x[i].hmask + l0;
-      const int shift = 2 * j, hbit = 4 * h + j;
-      float* out = dst + 16 * g;
-      for (int l = 0; l < 16; ++l) out[l] = dl * (((q[l] >> shift) & 3) - (((hm[l] >> hbit) & 1) ? 0 : 4));
-    }
+    for (int g = 0; g < 16; ++g) ex.set(16 * g, 16, d * sc[g], 0.f);
+    for (int h = 0; h < 2; ++h)
+      for (int j = 0; j < 4; ++j)
+        for (int l = 0; l < 32; ++l)
+          q[128 * h + 32 * j + l] = static_cast<int8_t>(((x[i].qs[32 * h + l] >> (2 * j)) & 3) -
+                                                        (((x[i].hmask[l] >> (4 * h + j)) & 1) ? 0 : 4));
+    ex.symmetric(q, dst);
   }
 }
 
 template <class Arch>
 void DequantQ4K<Arch>::run(const void* src, float* dst, int64_t n) {
   const auto* x = static_cast<const ref::block_q4_K*>(src);
+  kqk::Expand<Arch> ex;
+  alignas(64) uint8_t q[ref::QK_K];
   for (int64_t i = 0; i < n / ref::QK_K; ++i, dst += ref::QK_K) {
     const float d = kqk::half<Arch>(x[i].d), dmin = kqk::half<Arch>(x[i].dmin);
     for (int j = 0; j < 8; ++j) {
       int sc, m;
       kqk::q4k_scale_min<Arch>(x[i].scales, j, sc, m);
-      const float dl = d * sc, ml = dmin * m;
-      const uint8_t* q = x[i].qs + 32 * (j / 2);
-      const int shift = 4 * (j % 2);
-      float* out = dst + 32 * j;
-      for (int l = 0; l < 32; ++l) out[l] = dl * ((q[l] >> shift) & 15) - ml;
+      ex.set(32 * j, 32, d * sc, dmin * m);
     }
+    for (int c = 0; c < 4; ++c)
+      for (int l = 0; l < 32; ++l) {
+        q[64 * c + l] = x[i].qs[32 * c + l] & 15;
+        q[64 * c + 32 + l] = x[i].qs[32 * c + l] >> 4;
+      }
+    ex.affine(q, dst);
   }
 }
 
 template <class Arch>
 void DequantQ5K<Arch>::run(const void* src, float* dst, int64_t n) {
   const auto* x = static_cast<const ref::block_q5_K*>(src);
+  kqk::Expand<Arch> ex;
+  alignas(64) uint8_t q[ref::QK_K];
   for (int64_t i = 0; i < n / ref::QK_K; ++i, dst += ref::QK_K) {
     const float d = kqk::half<Arch>(x[i].d), dmin = kqk::half<Arch>(x[i].dmin);
     for (int j = 0; j < 8; ++j) {
       int sc, m;
       kqk::q4k_scale_min<Arch>(x[i].scales, j, sc, m);
-      const float dl = d * sc, ml = dmin * m;
-      const uint8_t* q = x[i].qs + 32 * (j / 2);
-      const int shift = 4 * (j % 2);
-      float* out = dst + 32 * j;
-      for (int l = 0; l < 32; ++l) out[l] = dl * (((q[l] >> shift) & 15) | (((x[i].qh[l] >> j) & 1) << 4)) - ml;
+      ex.set(32 * j, 32, d * sc, dmin * m);
     }
+    for (int c = 0; c < 4; ++c)
+      for (int l = 0; l < 32; ++l) {
+        const int v = x[i].qs[32 * c + l], h = x[i].qh[l];
+        q[64 * c + l] = static_cast<uint8_t>((v & 15) | (((h >> (2 * c)) & 1) << 4));
+        q[64 * c + 32 + l] = static_cast<uint8_t>((v >> 4) | (((h >> (2 * c + 1)) & 1) << 4));
+      }
+    ex.affine(q, dst);
   }
 }
 
 template <class Arch>
 void DequantQ6K<Arch>::run(const void* src, float* dst, int64_t n) {
   const auto* x = static_cast<const ref::block_q6_K*>(src);
+  kqk::Expand<Arch> ex;
+  alignas(64) int8_t q[ref::QK_K];
   for (int64_t i = 0; i < n / ref::QK_K; ++i, dst += ref::QK_K) {
     const float d = kqk::half<Arch>(x[i].d);
-    for (int g = 0; g < 16; ++g) {
-      const int h = g / 8, k = (g % 8) / 2, l0 = 16 * (g % 2);
-      const uint8_t* ql = x[i].ql + 64 * h + 32 * (k % 2) + l0;
-      const uint8_t* qh = x[i].qh + 32 * h + l0;
-      const int shift = 4 * (k / 2), hshift = 2 * k;
-      const float dl = d * x[i].scales[g];
-      float* out = dst + 16 * g;
-      for (int l = 0; l < 16; ++l) out[l] = dl * ((((ql[l] >> shift) & 15) | (((qh[l] >> hshift) & 3) << 4)) - 32);
-    }
+    for (int g = 0; g < 16; ++g) ex.set(16 * g, 16, d * x[i].scales[g], 0.f);
+    for (int h = 0; h < 2; ++h)
+      for (int k = 0; k < 4; ++k)
+        for (int l = 0; l < 32; ++l) {
+          const int lo = (x[i].ql[64 * h + 32 * (k % 2) + l] >> (4 * (k / 2))) & 15;
+          const int hi = (x[i].qh[32 * h + l] >> (2 * k)) & 3;
+          q[128 * h + 32 * k + l] = static_cast<int8_t>((lo | (hi << 4)) - 32);
+        }
+    ex.symmetric(q, dst);
   }
 }
 

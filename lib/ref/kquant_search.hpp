@@ -43,19 +43,16 @@ template <>
 struct VecT<4> {
   typedef float F __attribute__((vector_size(16)));
   typedef int32_t I __attribute__((vector_size(16)));
-  typedef uint8_t U __attribute__((vector_size(4)));
 };
 template <>
 struct VecT<8> {
   typedef float F __attribute__((vector_size(32)));
   typedef int32_t I __attribute__((vector_size(32)));
-  typedef uint8_t U __attribute__((vector_size(8)));
 };
 template <>
 struct VecT<16> {
   typedef float F __attribute__((vector_size(64)));
   typedef int32_t I __attribute__((vector_size(64)));
-  typedef uint8_t U __attribute__((vector_size(16)));
 };
 
 inline constexpr float kRoundMagic = 12582912.f;  // 1.5 * 2^23: (v + M) - M rounds |v| < 2^22 to nearest-even
@@ -346,7 +343,7 @@ struct Search {
 
   // Final affine levels (0..nmax) of the source values x (natural order), the same arithmetic
   // per value as in the search.
-  static void affine_levels(const float* x, const AffineResult& r, float nmax, uint8_t* q) {
+  static void affine_levels(const float* x, const AffineResult& r, float nmax, int32_t* q) {
     const V zero{}, hi = splat(nmax);
     for (int j = 0; j < L; ++j) {
       const float S = r.d * r.sc[j];
@@ -360,11 +357,9 @@ struct Search {
     std::memcpy(&v, p, sizeof v);
     return v;
   }
-  static void store_levels(V l, uint8_t* dst) {
-    using I = typename VecT<W>::I;
-    using U = typename VecT<W>::U;
-    const U b = __builtin_convertvector(__builtin_convertvector(l, I), U);
-    std::memcpy(dst, &b, W);
+  static void store_levels(V l, int32_t* dst) {
+    const typename VecT<W>::I v = __builtin_convertvector(l, typename VecT<W>::I);
+    std::memcpy(dst, &v, sizeof v);
   }
 
   // ---- symmetric: xhat = s l, l in [-nlo, nhi] ----------------------------------------------
@@ -506,7 +501,7 @@ struct Search {
   }
 
   // Final symmetric levels stored as l + nlo (0..nlo+nhi), natural order.
-  static void sym_levels(const float* x, const SymResult& r, float nlo, float nhi, uint8_t* q) {
+  static void sym_levels(const float* x, const SymResult& r, float nlo, float nhi, int32_t* q) {
     const V lo = splat(-nlo), hi = splat(nhi);
     for (int j = 0; j < L; ++j) {
       const float S = r.d * r.sc[j];
@@ -551,11 +546,18 @@ template <class Tag, int W>
 struct Pack {
   using Sc = Scalar<Tag>;
   // 2-bit fields: value e = 128 h + 32 k + l sits in bits 2k of byte 32 h + l.
-  static void two_bit(const uint8_t* q, uint8_t* out) {
+  static void two_bit(const int32_t* q, uint8_t* out) {
     for (int h = 0; h < 2; ++h)
       for (int l = 0; l < 32; ++l)
         out[32 * h + l] = static_cast<uint8_t>((q[128 * h + l] & 3) | ((q[128 * h + 32 + l] & 3) << 2) |
                                                ((q[128 * h + 64 + l] & 3) << 4) | ((q[128 * h + 96 + l] & 3) << 6));
+  }
+  // Bit `bit` of value 32 b + l goes to bit b of out[l] (Q3_K hmask, Q5_K qh).
+  static void bit_planes(const int32_t* q, int bit, uint8_t* out) {
+    int32_t acc[32] = {};
+    for (int b = 0; b < 8; ++b)
+      for (int l = 0; l < 32; ++l) acc[l] |= ((q[32 * b + l] >> bit) & 1) << b;
+    for (int l = 0; l < 32; ++l) out[l] = static_cast<uint8_t>(acc[l]);
   }
   // Q4_K/Q5_K: 6-bit scales and mins of the 8 sub-blocks in 12 bytes.
   template <class R>
@@ -586,7 +588,7 @@ struct Blocks {
     typename S::Tile t;
     S::template load<kW>(x, w, t);
     const auto r = S::template affine<kW>(t, 3.f, 15.f, kPlanQ2[kW]);
-    uint8_t q[QK_K];
+    alignas(64) int32_t q[QK_K];
     S::affine_levels(x, r, 3.f, q);
     for (int j = 0; j < 16; ++j)
       y.scales[j] = static_cast<uint8_t>(static_cast<int>(r.sc[j]) | (static_cast<int>(r.m[j]) << 4));
@@ -601,7 +603,7 @@ struct Blocks {
     typename S::Tile t;
     S::template load<kW>(x, w, t);
     const auto r = S::template symmetric<kW>(t, 4.f, 3.f, 32.f, 31.f, kPlanQ3[kW]);
-    uint8_t q[QK_K];
+    alignas(64) int32_t q[QK_K];
     S::sym_levels(x, r, 4.f, 3.f, q);
     std::memset(y.scales, 0, sizeof y.scales);
     for (int j = 0; j < 16; ++j) {
@@ -609,9 +611,7 @@ struct Blocks {
       y.scales[j % 8] |= static_cast<uint8_t>((v & 15) << (j < 8 ? 0 : 4));
       y.scales[8 + j % 4] |= static_cast<uint8_t>((v >> 4) << (2 * (j / 4)));
     }
-    std::memset(y.hmask, 0, sizeof y.hmask);
-    for (int b = 0; b < 8; ++b)
-      for (int l = 0; l < 32; ++l) y.hmask[l] |= static_cast<uint8_t>(((q[32 * b + l] >> 2) & 1) << b);
+    P::bit_planes(q, 2, y.hmask);
     P::two_bit(q, y.qs);
     y.d = Sc::fp16_bits(r.d);
   }
@@ -622,7 +622,7 @@ struct Blocks {
     typename S::Tile t;
     S::template load<kW>(x, w, t);
     const auto r = S::template affine<kW>(t, 15.f, 63.f, kPlanQ4[kW]);
-    uint8_t q[QK_K];
+    alignas(64) int32_t q[QK_K];
     S::affine_levels(x, r, 15.f, q);
     y.d = Sc::fp16_bits(r.d);
     y.dmin = Sc::fp16_bits(r.dmin);
@@ -637,7 +637,7 @@ struct Blocks {
     typename S::Tile t;
     S::template load<kW>(x, w, t);
     const auto r = S::template affine<kW>(t, 31.f, 63.f, kPlanQ5[kW]);
-    uint8_t q[QK_K];
+    alignas(64) int32_t q[QK_K];
     S::affine_levels(x, r, 31.f, q);
     y.d = Sc::fp16_bits(r.d);
     y.dmin = Sc::fp16_bits(r.dmin);
@@ -645,9 +645,7 @@ struct Blocks {
     for (int c = 0; c < 4; ++c)
       for (int l = 0; l < 32; ++l)
         y.qs[32 * c + l] = static_cast<uint8_t>((q[64 * c + l] & 15) | ((q[64 * c + 32 + l] & 15) << 4));
-    std::memset(y.qh, 0, sizeof y.qh);
-    for (int j = 0; j < 8; ++j)
-      for (int l = 0; l < 32; ++l) y.qh[l] |= static_cast<uint8_t>((q[32 * j + l] >> 4) << j);
+    P::bit_planes(q, 4, y.qh);
   }
 
   template <bool kW>
@@ -656,12 +654,12 @@ struct Blocks {
     typename S::Tile t;
     S::template load<kW>(x, w, t);
     const auto r = S::template symmetric<kW>(t, 32.f, 31.f, 128.f, 127.f, kPlanQ6[kW]);
-    uint8_t q[QK_K];
+    alignas(64) int32_t q[QK_K];
     S::sym_levels(x, r, 32.f, 31.f, q);
     for (int j = 0; j < 16; ++j) y.scales[j] = static_cast<int8_t>(r.sc[j]);
     for (int h = 0; h < 2; ++h)
       for (int l = 0; l < 32; ++l) {
-        const uint8_t* v = q + 128 * h + l;
+        const int32_t* v = q + 128 * h + l;
         y.ql[64 * h + l] = static_cast<uint8_t>((v[0] & 15) | ((v[64] & 15) << 4));
         y.ql[64 * h + 32 + l] = static_cast<uint8_t>((v[32] & 15) | ((v[96] & 15) << 4));
         y.qh[32 * h + l] = static_cast<uint8_t>((v[0] >> 4) | ((v[32] >> 4) << 2) | ((v[64] >> 4) << 4) | ((v[96] >> 4) << 6));
