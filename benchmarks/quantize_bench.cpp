@@ -9,8 +9,9 @@
 //   elsewhere nanoseconds x 1 GHz) and MB/s of F32 input,
 // plus llama.cpp's single-thread quantize cost on the same machine class where we know it (its
 // test-quantize-perf, no imatrix) and the ratio llama.cpp / ours (> 1 = we are faster).
-// Types that require an importance matrix get a synthetic one (marked "im").
-// The dot column is one row dot product against the type's dot partner, per weight.
+// Types that require an importance matrix always get a synthetic one (marked "(im)"); the
+// "+im" column quantizes every type with it. The dot column is one row dot product against the
+// type's dot partner, per weight.
 //
 // Usage: quantize_bench [--rows N] [--cols N] [--type T]... [--threads N]
 #include <lq/backend.hpp>
@@ -134,10 +135,13 @@ int main(int argc, char** argv) {
   std::vector<float> act(static_cast<size_t>(cols));
   for (auto& v : act) v = gauss(rng);
 
-  std::printf("quantize bench: %lld x %lld gaussian, %d threads for the mt columns; cycles = %s\n",
-              static_cast<long long>(rows), static_cast<long long>(cols), nthreads, kClockNote);
-  std::printf("%-8s %-4s | %9s %9s %9s %9s | %9s %9s | %8s %7s | %9s\n", "type", "path", "q cyc/w", "q MB/s",
-              "q mt MB/s", "llama c/w", "dq cyc/w", "dq MB/s", "vs llama", "", "dot cyc/w");
+  std::printf("quantize bench: %lld x %lld gaussian, %d threads for the mt columns\n", static_cast<long long>(rows),
+              static_cast<long long>(cols), nthreads);
+  std::printf("cycles per weight: %s; mt c/w = wall-clock cycles / weights with all threads\n", kClockNote);
+  std::printf("path: cpu = dispatched CPU kernel, ref = scalar reference; 'im' = quantized with a synthetic imatrix\n\n");
+  std::printf("%-8s %-4s |%28s%18s | %-18s| %-27s| %s\n", "", "", "quantize", "", "llama.cpp 1t", "dequantize", "dot");
+  std::printf("%-8s %-4s | %7s %8s %7s %8s %8s | %8s %8s | %7s %8s %9s | %7s\n", "type", "path", "1t c/w", "1t MB/s",
+              "mt c/w", "mt MB/s", "+im c/w", "c/w", "ours x", "1t c/w", "1t MB/s", "mt MB/s", "c/w");
   for (const TypeInfo& ti : all_types()) {
     if (!ti.quantize_ref || !ti.dequantize_ref || ti.is_float() || !ti.storable) continue;
     if (!only.empty() && std::find(only.begin(), only.end(), ti.name) == only.end()) continue;
@@ -148,9 +152,13 @@ int main(int argc, char** argv) {
     const DequantizeFn dequantize = Registry::instance().dequantize(ti.type);
     const float* imx = ti.needs_imatrix ? im.data() : nullptr;
     const bool is_ref = quantize == ti.quantize_ref;
+    const double nw = static_cast<double>(n), mb = nw * 4 / 1e6;
 
     const Timing q1 = chunked_best(rows, 4, 5, [&](int64_t b, int64_t e) {
       quantize(x.data() + b * cols, q.data() + b * rb, e - b, cols, imx);
+    });
+    const Timing qw = chunked_best(rows, 4, 3, [&](int64_t b, int64_t e) {
+      quantize(x.data() + b * cols, q.data() + b * rb, e - b, cols, im.data());
     });
     const Timing qm = best_of([&] {
       parallel_for(rows, nthreads, 4, [&](int64_t b, int64_t e) {
@@ -159,6 +167,11 @@ int main(int argc, char** argv) {
     });
     const Timing d1 = chunked_best(rows, 16, 5, [&](int64_t b, int64_t e) {
       for (int64_t r = b; r < e; ++r) dequantize(q.data() + r * rb, y.data() + r * cols, cols);
+    });
+    const Timing dm = best_of([&] {
+      parallel_for(rows, nthreads, 16, [&](int64_t b, int64_t e) {
+        for (int64_t r = b; r < e; ++r) dequantize(q.data() + r * rb, y.data() + r * cols, cols);
+      });
     });
 
     std::string dot_col = "-";
@@ -169,27 +182,26 @@ int main(int argc, char** argv) {
       pt.quantize_ref(act.data(), a.data(), 1, cols, nullptr);
       volatile float sink = 0;
       const Timing dt = chunked_best(rows, 16, 5, [&](int64_t b, int64_t e) {
-        float s = 0;
-        for (int64_t r = b; r < e; ++r) s += dot(cols, q.data() + r * rb, a.data());
-        sink = s;
+        float acc = 0;
+        for (int64_t r = b; r < e; ++r) acc += dot(cols, q.data() + r * rb, a.data());
+        sink = acc;
       });
       (void)sink;
       char buf[32];
-      std::snprintf(buf, sizeof buf, "%.3f", dt.cycles / static_cast<double>(n));
+      std::snprintf(buf, sizeof buf, "%.3f", dt.cycles / nw);
       dot_col = buf;
     }
 
-    const double mb = static_cast<double>(n) * 4 / 1e6;
-    const double qcpw = q1.cycles / static_cast<double>(n);
+    const double qcpw = q1.cycles / nw;
     const auto ll = kLlamaCyclesPerWeight.find(ti.name);
     char llbuf[32] = "-", ratio[32] = "-";
     if (ll != kLlamaCyclesPerWeight.end()) {
       std::snprintf(llbuf, sizeof llbuf, "%.1f", ll->second);
-      std::snprintf(ratio, sizeof ratio, "%.2fx", ll->second / qcpw);
+      std::snprintf(ratio, sizeof ratio, "%.2f", ll->second / qcpw);
     }
-    std::printf("%-8s %-4s | %9.2f %9.1f %9.1f %9s | %9.3f %9.0f | %8s %7s | %9s\n", ti.name,
-                is_ref ? "ref" : "cpu", qcpw, mb / q1.secs, mb / qm.secs, llbuf,
-                d1.cycles / static_cast<double>(n), mb / d1.secs, ratio, imx ? "im" : "", dot_col.c_str());
+    std::printf("%-8s %-4s | %7.2f %8.1f %7.2f %8.1f %8.2f | %8s %8s | %7.3f %8.0f %9.0f | %7s%s\n", ti.name,
+                is_ref ? "ref" : "cpu", qcpw, mb / q1.secs, qm.cycles / nw, mb / qm.secs, qw.cycles / nw, llbuf, ratio,
+                d1.cycles / nw, mb / d1.secs, mb / dm.secs, dot_col.c_str(), imx ? "  (im)" : "");
     std::fflush(stdout);
   }
   return 0;
