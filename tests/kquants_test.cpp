@@ -153,6 +153,28 @@ TEST_CASE("k-quants: round trip within the row tolerance", "[kquants]") {
   CHECK(rel_rmse(x, weighted, n) <= ti.tolerance * 1.15);
 }
 
+TEST_CASE("k-quants: columns without importance keep their accuracy", "[kquants]") {
+  const QuantType t = GENERATE(from_range(std::begin(kKTypes), std::end(kKTypes)));
+  const TypeInfo& ti = type_info(t);
+  INFO(ti.name);
+  const int64_t n = 768, rows = 8;
+  const auto x = test::gaussian(static_cast<size_t>(n * rows), 61);
+  auto w = importance(n, 62);
+  for (int64_t c = 16; c < 80; ++c) w[c] = 0;    // whole sub-blocks of the first super-block
+  for (int64_t c = 512; c < 768; ++c) w[c] = 0;  // the whole third super-block
+  for (QuantizeFn fn : {ti.quantize_ref, ti.cpu.quantize}) {
+    const auto y = dequantize(ti.dequantize_ref, ti, quantize(fn, ti, x, rows, n, w.data()), rows, n);
+    std::vector<float> xd, yd;
+    for (int64_t r = 0; r < rows; ++r)
+      for (int64_t c = 0; c < n; ++c)
+        if (w[c] == 0) {
+          xd.push_back(x[r * n + c]);
+          yd.push_back(y[r * n + c]);
+        }
+    CHECK(rel_rmse(xd, yd, 1) <= ti.tolerance * 1.25);
+  }
+}
+
 TEST_CASE("k-quants: row lengths and row counts", "[kquants]") {
   const QuantType t = GENERATE(from_range(std::begin(kKTypes), std::end(kKTypes)));
   const TypeInfo& ti = type_info(t);

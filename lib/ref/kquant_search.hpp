@@ -149,9 +149,16 @@ struct Search {
   static void load(const float* x, const float* w, Tile& t) {
     for (int i = 0; i < N; ++i)
       for (int j = 0; j < L; ++j) t.x[i][j / W][j % W] = x[N * j + i];
-    if (kW)
+    if (kW) {
+      // A sub-block whose weights are all 0 (columns the calibration never activated) would
+      // let any scale win, zeroing its values; a floor of 1e-6 of the mean weight makes the
+      // plain error decide there and changes nothing measurable elsewhere.
+      float total = 0;
+      for (int e = 0; e < N * L; ++e) total += w[e];
+      const float floor = total * (1e-6f / (N * L));
       for (int i = 0; i < N; ++i)
-        for (int j = 0; j < L; ++j) t.w[i][j / W][j % W] = w[N * j + i];
+        for (int j = 0; j < L; ++j) t.w[i][j / W][j % W] = w[N * j + i] + floor;
+    }
     for (int k = 0; k < K; ++k) t.sw[k] = t.swx[k] = V{};
     for (int i = 0; i < N; ++i)
       for (int k = 0; k < K; ++k) {
@@ -667,6 +674,13 @@ struct Blocks {
     y.d = Sc::fp16_bits(r.d);
   }
 
+  // False when a super-block's importance weights are all zero: it is quantized without them.
+  static bool has_weight(const float* w) {
+    for (int e = 0; e < QK_K; ++e)
+      if (w[e] > 0) return true;
+    return false;
+  }
+
   // Rows of n_per_row values (a multiple of 256); imatrix: n_per_row column weights or null.
   template <class Block, void (*Plain)(const float*, const float*, Block&), void (*Weighted)(const float*, const float*, Block&)>
   static void rows(const float* src, void* dst, int64_t nrows, int64_t n_per_row, const float* imatrix) {
@@ -675,7 +689,7 @@ struct Blocks {
     for (int64_t r = 0; r < nrows; ++r)
       for (int64_t b = 0; b < nb; ++b) {
         const float* x = src + r * n_per_row + b * QK_K;
-        if (imatrix) Weighted(x, imatrix + b * QK_K, y[r * nb + b]);
+        if (imatrix && has_weight(imatrix + b * QK_K)) Weighted(x, imatrix + b * QK_K, y[r * nb + b]);
         else Plain(x, nullptr, y[r * nb + b]);
       }
   }
