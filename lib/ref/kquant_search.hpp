@@ -1,6 +1,6 @@
 // The k-quant scale search, shared by the reference quantizers (4 floats per vector) and the
-// CPU kernels (8 or 16): every result is defined per lane, so any vector width gives the same
-// bytes as long as the compiler does not contract a * b + c (the kernel TUs switch that off).
+// CPU kernels (8 or 16 per vector): every result is defined per lane, so every vector width
+// writes the same bytes.
 //
 // Layout: a 256-value super-block is held lane-major in a Tile. Lane j is sub-block j and
 // x[i] holds the i-th value of every sub-block, so each search step is the same arithmetic on
@@ -13,8 +13,8 @@
 //  2. fp16 super-scale(s) from the largest sub-block scale(s);
 //  3. per sub-block, the integer sub-scales around the best scale on that grid (the 2 or 2x2
 //     neighbours), each with its levels re-rounded; keep the one with the smallest exact error;
-//  4. a joint least-squares refit of the super-scale(s) for those integers, kept when it lowers
-//     the super-block's error.
+//  4. a joint least-squares refit of the super-scale(s) for those integers and step 3 again on
+//     the new grid, kept when it lowers the super-block's error.
 // Errors are computed from the sums (sum w x^2 left out, a per-lane constant).
 //
 // Vectors are GCC/Clang vector extensions. Byte-identical results across vector widths need
@@ -59,19 +59,20 @@ inline constexpr float kRoundMagic = 12582912.f;  // 1.5 * 2^23: (v + M) - M rou
 inline constexpr float kMaxHalf = 65504.f;
 inline constexpr float kInf = __builtin_inff();
 
-// A candidate step: the sub-block range spans nmax + delta steps; the offset is moved by
-// phase steps (affine only). Symmetric types: see symmetric().
+// A candidate step. Affine: the sub-block range spans nmax + delta steps and the offset moves
+// by `phase` steps. Symmetric: the largest-magnitude value maps to level -(nlo + delta) (the
+// wide side), or with `narrow` to nhi + delta.
 struct Candidate {
-  float delta, phase;
+  float delta;
+  float phase = 0;
+  bool narrow = false;
 };
 
-// How hard to search: candidate steps, alternation steps (round, least squares) from the best
-// candidate, integer sub-scale neighbours tried ({scale, min} offsets from the lower neighbour;
-// symmetric types use the first), super-scale refits.
+// How hard to search: the candidate steps, the integer sub-scale neighbours tried ({scale, min}
+// offsets from the lower neighbour; symmetric types use the first), super-scale refits.
 struct Plan {
   const Candidate* cands;
   int ncands;
-  int refine;
   const int (*box)[2];
   int nbox;
   int refits;
@@ -131,7 +132,6 @@ struct Search {
   struct Lanes {
     V v[K];
     float operator[](int j) const { return v[j / W][j % W]; }
-    void set(int j, float f) { v[j / W][j % W] = f; }
   };
 
   static V splat(float f) { return V{} + f; }
@@ -245,20 +245,6 @@ struct Search {
         off[k] = range[k] > zero ? mn[k] - c.phase / inv[k] : mn[k];
       }
       affine_sums<kW>(t, inv, off, nmax, u);
-      for (int k = 0; k < K; ++k) {
-        V s = bs[k], b = bb[k];
-        affine_solve(t.sw[k], t.swx[k], u.l1[k], u.l2[k], u.lx[k], s, b);
-        const V e = affine_err(s, b, t.sw[k], t.swx[k], u.l1[k], u.l2[k], u.lx[k]);
-        const auto better = e < be[k];
-        be[k] = better ? e : be[k];
-        bs[k] = better ? s : bs[k];
-        bb[k] = better ? b : bb[k];
-      }
-    }
-    for (int it = 0; it < plan.refine; ++it) {
-      V inv[K];
-      for (int k = 0; k < K; ++k) inv[k] = bs[k] > zero ? splat(1.f) / bs[k] : zero;
-      affine_sums<kW>(t, inv, bb, nmax, u);
       for (int k = 0; k < K; ++k) {
         V s = bs[k], b = bb[k];
         affine_solve(t.sw[k], t.swx[k], u.l1[k], u.l2[k], u.lx[k], s, b);
@@ -398,8 +384,7 @@ struct Search {
     float err;     // summed lane errors (sum w x^2 left out)
   };
 
-  // Candidates: delta > -100 maps the lane's largest-magnitude value to -(nlo + delta) (the wide
-  // side); delta <= -100 means the same value maps to nhi + (delta + 200) (the narrow side).
+  // Candidates: see Candidate.
   template <bool kW>
   static SymResult symmetric(const Tile& t, float nlo, float nhi, float qlo, float qhi, const Plan& plan) {
     const V zero{};
@@ -419,21 +404,9 @@ struct Search {
     SymSums u;
     for (int ci = 0; ci < plan.ncands; ++ci) {
       const Candidate& c = plan.cands[ci];
-      const float target = c.delta > -100 ? -(nlo + c.delta) : nhi + (c.delta + 200);
+      const float target = c.narrow ? nhi + c.delta : -(nlo + c.delta);
       V inv[K];
       for (int k = 0; k < K; ++k) inv[k] = amax[k] > zero ? target / vmx[k] : zero;
-      sym_sums<kW>(t, inv, nlo, nhi, u);
-      for (int k = 0; k < K; ++k) {
-        const V s = u.l2[k] > zero ? u.lx[k] / u.l2[k] : zero;
-        const V e = s * (s * u.l2[k] - u.lx[k] - u.lx[k]);
-        const auto better = e < be[k];
-        be[k] = better ? e : be[k];
-        bs[k] = better ? s : bs[k];
-      }
-    }
-    for (int it = 0; it < plan.refine; ++it) {
-      V inv[K];
-      for (int k = 0; k < K; ++k) inv[k] = bs[k] != zero ? splat(1.f) / bs[k] : zero;
       sym_sums<kW>(t, inv, nlo, nhi, u);
       for (int k = 0; k < K; ++k) {
         const V s = u.l2[k] > zero ? u.lx[k] / u.l2[k] : zero;
@@ -528,26 +501,26 @@ inline constexpr Candidate kCandQ4[] = {{-1, -0.25f},   {-1, 0.25f},   {-0.5f, -
                                         {1, -0.25f},    {1, 0.25f},    {1.5f, -0.25f},  {1.5f, 0.25f}};
 inline constexpr Candidate kCandQ5[] = {{-1, -0.25f},    {-1, 0.25f},    {-0.33f, -0.25f}, {-0.33f, 0.25f},
                                         {0.33f, -0.25f}, {0.33f, 0.25f}, {1, -0.25f},      {1, 0.25f}};
-inline constexpr Candidate kCandQ3[] = {{0, 0}, {-200, 0}};
-inline constexpr Candidate kCandQ3w[] = {{-1, 0},   {-0.6f, 0},   {-0.2f, 0},   {0.2f, 0},    {0.6f, 0},    {1, 0},
-                                         {-201, 0}, {-200.6f, 0}, {-200.2f, 0}, {-199.8f, 0}, {-199.4f, 0}, {-199, 0}};
-inline constexpr Candidate kCandQ6[] = {{-2, 0},       {-1.5f, 0},   {-1, 0},       {-0.5f, 0},   {0, 0},
-                                        {0.5f, 0},     {1, 0},       {1.5f, 0},     {2, 0},       {-202, 0},
-                                        {-201.5f, 0},  {-201, 0},    {-200.5f, 0},  {-200, 0},    {-199.5f, 0},
-                                        {-199, 0},     {-198.5f, 0}, {-198, 0}};
+inline constexpr Candidate kCandQ3[] = {{0}, {0, 0, true}};
+inline constexpr Candidate kCandQ3w[] = {{-1},          {-0.6f},        {-0.2f},       {0.2f},        {0.6f},       {1},
+                                         {-1, 0, true}, {-0.6f, 0, true}, {-0.2f, 0, true}, {0.2f, 0, true}, {0.6f, 0, true}, {1, 0, true}};
+inline constexpr Candidate kCandQ6[] = {{-2},           {-1.5f},         {-1},            {-0.5f},        {0},
+                                        {0.5f},         {1},             {1.5f},          {2},            {-2, 0, true},
+                                        {-1.5f, 0, true}, {-1, 0, true}, {-0.5f, 0, true}, {0, 0, true},  {0.5f, 0, true},
+                                        {1, 0, true},   {1.5f, 0, true}, {2, 0, true}};
 inline constexpr int kBox4[][2] = {{0, 0}, {1, 0}, {0, 1}, {1, 1}};
 inline constexpr int kBox2[][2] = {{0, 0}, {1, 0}};
 inline constexpr int kBox3[][2] = {{0, 0}, {1, 0}, {-1, 0}};
 
 template <int NC, int NB>
-constexpr Plan make_plan(const Candidate (&c)[NC], int refine, const int (&box)[NB][2], int refits) {
-  return {c, NC, refine, box, NB, refits};
+constexpr Plan make_plan(const Candidate (&c)[NC], const int (&box)[NB][2], int refits) {
+  return {c, NC, box, NB, refits};
 }
-inline constexpr Plan kPlanQ2[2] = {make_plan(kCandQ2, 0, kBox4, 0), make_plan(kCandQ2, 0, kBox4, 0)};
-inline constexpr Plan kPlanQ3[2] = {make_plan(kCandQ3, 0, kBox2, 0), make_plan(kCandQ3w, 0, kBox3, 1)};
-inline constexpr Plan kPlanQ4[2] = {make_plan(kCandQ4, 0, kBox4, 1), make_plan(kCandQ4, 0, kBox4, 1)};
-inline constexpr Plan kPlanQ5[2] = {make_plan(kCandQ5, 0, kBox4, 1), make_plan(kCandQ5, 0, kBox4, 1)};
-inline constexpr Plan kPlanQ6[2] = {make_plan(kCandQ6, 0, kBox2, 0), make_plan(kCandQ6, 0, kBox2, 0)};
+inline constexpr Plan kPlanQ2[2] = {make_plan(kCandQ2, kBox4, 0), make_plan(kCandQ2, kBox4, 0)};
+inline constexpr Plan kPlanQ3[2] = {make_plan(kCandQ3, kBox2, 0), make_plan(kCandQ3w, kBox3, 1)};
+inline constexpr Plan kPlanQ4[2] = {make_plan(kCandQ4, kBox4, 1), make_plan(kCandQ4, kBox4, 1)};
+inline constexpr Plan kPlanQ5[2] = {make_plan(kCandQ5, kBox4, 1), make_plan(kCandQ5, kBox4, 1)};
+inline constexpr Plan kPlanQ6[2] = {make_plan(kCandQ6, kBox2, 0), make_plan(kCandQ6, kBox2, 0)};
 
 template <class Tag, int W>
 struct Pack {
