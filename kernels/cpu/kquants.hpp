@@ -32,25 +32,67 @@
 
 namespace lq::cpu {
 
-#define LQ_KQ_DECLARE(T)                                                                           \
-  template <class Arch>                                                                            \
-  struct Quantize##T {                                                                             \
-    static void run(const float* src, void* dst, int64_t nrows, int64_t n_per_row, const float* imatrix); \
-  };                                                                                               \
-  template <class Arch>                                                                            \
-  struct Dequant##T {                                                                              \
-    static void run(const void* src, float* dst, int64_t n);                                       \
-  };                                                                                               \
-  template <class Arch>                                                                            \
-  struct Dot##T {                                                                                  \
-    static float run(int64_t n, const void* x, const void* y);                                     \
-  };
-LQ_KQ_DECLARE(Q2K)
-LQ_KQ_DECLARE(Q3K)
-LQ_KQ_DECLARE(Q4K)
-LQ_KQ_DECLARE(Q5K)
-LQ_KQ_DECLARE(Q6K)
-#undef LQ_KQ_DECLARE
+// Kernel bodies are defined out of class (see float.hpp).
+template <class Arch>
+struct QuantizeQ2K {
+  static void run(const float* src, void* dst, int64_t nrows, int64_t n_per_row, const float* imatrix);
+};
+template <class Arch>
+struct DequantQ2K {
+  static void run(const void* src, float* dst, int64_t n);
+};
+template <class Arch>
+struct DotQ2K {
+  static float run(int64_t n, const void* x, const void* y);
+};
+template <class Arch>
+struct QuantizeQ3K {
+  static void run(const float* src, void* dst, int64_t nrows, int64_t n_per_row, const float* imatrix);
+};
+template <class Arch>
+struct DequantQ3K {
+  static void run(const void* src, float* dst, int64_t n);
+};
+template <class Arch>
+struct DotQ3K {
+  static float run(int64_t n, const void* x, const void* y);
+};
+template <class Arch>
+struct QuantizeQ4K {
+  static void run(const float* src, void* dst, int64_t nrows, int64_t n_per_row, const float* imatrix);
+};
+template <class Arch>
+struct DequantQ4K {
+  static void run(const void* src, float* dst, int64_t n);
+};
+template <class Arch>
+struct DotQ4K {
+  static float run(int64_t n, const void* x, const void* y);
+};
+template <class Arch>
+struct QuantizeQ5K {
+  static void run(const float* src, void* dst, int64_t nrows, int64_t n_per_row, const float* imatrix);
+};
+template <class Arch>
+struct DequantQ5K {
+  static void run(const void* src, float* dst, int64_t n);
+};
+template <class Arch>
+struct DotQ5K {
+  static float run(int64_t n, const void* x, const void* y);
+};
+template <class Arch>
+struct QuantizeQ6K {
+  static void run(const float* src, void* dst, int64_t nrows, int64_t n_per_row, const float* imatrix);
+};
+template <class Arch>
+struct DequantQ6K {
+  static void run(const void* src, float* dst, int64_t n);
+};
+template <class Arch>
+struct DotQ6K {
+  static float run(int64_t n, const void* x, const void* y);
+};
 
 namespace kqk {
 
