@@ -9,6 +9,7 @@
 #include "ref/float.hpp"
 #include "ref/iq1.hpp"
 #include "ref/iq2.hpp"
+#include "ref/kquants.hpp"
 #include "ref/legacy.hpp"
 #include "ref/q8_k.hpp"
 
@@ -40,11 +41,11 @@ constexpr std::array<TypeInfo, kQuantTypeSlots> kTable = {{
   {QT::Q5_1,    "Q5_1",    32,  24,  true,  false, QT::Q8_1, 0.055,  ref::quantize_q5_1, ref::dequantize_q5_1, ref::dot_q5_1, cpu::kernels_q5_1(), cuda::kernels(QT::Q5_1)},
   {QT::Q8_0,    "Q8_0",    32,  34,  true,  false, QT::Q8_0, 0.008,  ref::quantize_q8_0, ref::dequantize_q8_0, ref::dot_q8_0, cpu::kernels_q8_0(), cuda::kernels(QT::Q8_0)},
   {QT::Q8_1,    "Q8_1",    32,  36,  false, false, QT::Q8_1, 0.008,  ref::quantize_q8_1, ref::dequantize_q8_1, nullptr,       {},                  {}},
-  {QT::Q2_K,    "Q2_K",   256,  84,  true,  false, QT::Q8_K, 0.0,    nullptr, nullptr, nullptr, {}, {}},
-  {QT::Q3_K,    "Q3_K",   256, 110,  true,  false, QT::Q8_K, 0.0,    nullptr, nullptr, nullptr, {}, {}},
-  {QT::Q4_K,    "Q4_K",   256, 144,  true,  false, QT::Q8_K, 0.0,    nullptr, nullptr, nullptr, {}, {}},
-  {QT::Q5_K,    "Q5_K",   256, 176,  true,  false, QT::Q8_K, 0.0,    nullptr, nullptr, nullptr, {}, {}},
-  {QT::Q6_K,    "Q6_K",   256, 210,  true,  false, QT::Q8_K, 0.0,    nullptr, nullptr, nullptr, {}, {}},
+  {QT::Q2_K,    "Q2_K",   256,  84,  true,  false, QT::Q8_K, 0.275,  ref::quantize_q2_k, ref::dequantize_q2_k, ref::dot_q2_k, cpu::kernels_q2_k(), cuda::kernels(QT::Q2_K)},
+  {QT::Q3_K,    "Q3_K",   256, 110,  true,  false, QT::Q8_K, 0.152,  ref::quantize_q3_k, ref::dequantize_q3_k, ref::dot_q3_k, cpu::kernels_q3_k(), cuda::kernels(QT::Q3_K)},
+  {QT::Q4_K,    "Q4_K",   256, 144,  true,  false, QT::Q8_K, 0.073,  ref::quantize_q4_k, ref::dequantize_q4_k, ref::dot_q4_k, cpu::kernels_q4_k(), cuda::kernels(QT::Q4_K)},
+  {QT::Q5_K,    "Q5_K",   256, 176,  true,  false, QT::Q8_K, 0.036,  ref::quantize_q5_k, ref::dequantize_q5_k, ref::dot_q5_k, cpu::kernels_q5_k(), cuda::kernels(QT::Q5_K)},
+  {QT::Q6_K,    "Q6_K",   256, 210,  true,  false, QT::Q8_K, 0.0175, ref::quantize_q6_k, ref::dequantize_q6_k, ref::dot_q6_k, cpu::kernels_q6_k(), cuda::kernels(QT::Q6_K)},
   {QT::Q8_K,    "Q8_K",   256, 292,  false, false, QT::Q8_K, 0.008,  ref::quantize_q8_k, ref::dequantize_q8_k, nullptr, {}, {}},
   {QT::IQ2_XXS, "IQ2_XXS",256,  66,  true,  true,  QT::Q8_K, 0.36,   ref::quantize_iq2_xxs, ref::dequantize_iq2_xxs, ref::dot_iq2_xxs, cpu::kernels_iq2_xxs(), cuda::kernels(QT::IQ2_XXS)},
   {QT::IQ2_XS,  "IQ2_XS", 256,  74,  true,  true,  QT::Q8_K, 0.32,   ref::quantize_iq2_xs, ref::dequantize_iq2_xs, ref::dot_iq2_xs, cpu::kernels_iq2_xs(), cuda::kernels(QT::IQ2_XS)},

@@ -23,6 +23,21 @@ float dot_iq2_xs(int64_t n, const void* x, const void* y);
 float dot_iq2_s(int64_t n, const void* x, const void* y);
 float dot_iq1_s(int64_t n, const void* x, const void* y);
 float dot_iq1_m(int64_t n, const void* x, const void* y);
+void quantize_q2_k(const float* src, void* dst, int64_t nrows, int64_t n_per_row, const float* imatrix);
+void dequantize_q2_k(const void* src, float* dst, int64_t n);
+float dot_q2_k(int64_t n, const void* x, const void* y);
+void quantize_q3_k(const float* src, void* dst, int64_t nrows, int64_t n_per_row, const float* imatrix);
+void dequantize_q3_k(const void* src, float* dst, int64_t n);
+float dot_q3_k(int64_t n, const void* x, const void* y);
+void quantize_q4_k(const float* src, void* dst, int64_t nrows, int64_t n_per_row, const float* imatrix);
+void dequantize_q4_k(const void* src, float* dst, int64_t n);
+float dot_q4_k(int64_t n, const void* x, const void* y);
+void quantize_q5_k(const float* src, void* dst, int64_t nrows, int64_t n_per_row, const float* imatrix);
+void dequantize_q5_k(const void* src, float* dst, int64_t n);
+float dot_q5_k(int64_t n, const void* x, const void* y);
+void quantize_q6_k(const float* src, void* dst, int64_t nrows, int64_t n_per_row, const float* imatrix);
+void dequantize_q6_k(const void* src, float* dst, int64_t n);
+float dot_q6_k(int64_t n, const void* x, const void* y);
 
 constexpr KernelSet kernels_f32() { return {nullptr, nullptr, dot_f32}; }
 constexpr KernelSet kernels_f16() { return {}; }
@@ -37,5 +52,10 @@ constexpr KernelSet kernels_iq2_xs() { return {nullptr, dequantize_iq2_xs, dot_i
 constexpr KernelSet kernels_iq2_s() { return {nullptr, dequantize_iq2_s, dot_iq2_s}; }
 constexpr KernelSet kernels_iq1_s() { return {nullptr, dequantize_iq1_s, dot_iq1_s}; }
 constexpr KernelSet kernels_iq1_m() { return {nullptr, dequantize_iq1_m, dot_iq1_m}; }
+constexpr KernelSet kernels_q2_k() { return {quantize_q2_k, dequantize_q2_k, dot_q2_k}; }
+constexpr KernelSet kernels_q3_k() { return {quantize_q3_k, dequantize_q3_k, dot_q3_k}; }
+constexpr KernelSet kernels_q4_k() { return {quantize_q4_k, dequantize_q4_k, dot_q4_k}; }
+constexpr KernelSet kernels_q5_k() { return {quantize_q5_k, dequantize_q5_k, dot_q5_k}; }
+constexpr KernelSet kernels_q6_k() { return {quantize_q6_k, dequantize_q6_k, dot_q6_k}; }
 
 }  // namespace lq::cpu

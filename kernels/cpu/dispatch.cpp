@@ -4,11 +4,13 @@
 #include "iq1.hpp"
 #include "iq2.hpp"
 #include "legacy.hpp"
+#include "kquants.hpp"
 
 LQ_CPU_FLOAT_KERNELS(LQ_CPU_EXTERN)
 LQ_CPU_LEGACY_KERNELS(LQ_CPU_EXTERN)
 LQ_CPU_IQ1_KERNELS(LQ_CPU_EXTERN)
 LQ_CPU_IQ2_KERNELS(LQ_CPU_EXTERN)
+LQ_CPU_KQUANT_KERNELS(LQ_CPU_EXTERN)
 
 namespace lq::cpu {
 
@@ -29,5 +31,30 @@ float dot_iq2_xs(int64_t n, const void* x, const void* y) { return dispatch_call
 float dot_iq2_s(int64_t n, const void* x, const void* y) { return dispatch_call<DotIq2SQ8K>(n, x, y); }
 float dot_iq1_s(int64_t n, const void* x, const void* y) { return dispatch_call<DotIq1SQ8K>(n, x, y); }
 float dot_iq1_m(int64_t n, const void* x, const void* y) { return dispatch_call<DotIq1MQ8K>(n, x, y); }
+void quantize_q2_k(const float* src, void* dst, int64_t nrows, int64_t n_per_row, const float* imatrix) {
+  dispatch_call<QuantizeQ2K>(src, dst, nrows, n_per_row, imatrix);
+}
+void dequantize_q2_k(const void* src, float* dst, int64_t n) { dispatch_call<DequantQ2K>(src, dst, n); }
+float dot_q2_k(int64_t n, const void* x, const void* y) { return dispatch_call<DotQ2K>(n, x, y); }
+void quantize_q3_k(const float* src, void* dst, int64_t nrows, int64_t n_per_row, const float* imatrix) {
+  dispatch_call<QuantizeQ3K>(src, dst, nrows, n_per_row, imatrix);
+}
+void dequantize_q3_k(const void* src, float* dst, int64_t n) { dispatch_call<DequantQ3K>(src, dst, n); }
+float dot_q3_k(int64_t n, const void* x, const void* y) { return dispatch_call<DotQ3K>(n, x, y); }
+void quantize_q4_k(const float* src, void* dst, int64_t nrows, int64_t n_per_row, const float* imatrix) {
+  dispatch_call<QuantizeQ4K>(src, dst, nrows, n_per_row, imatrix);
+}
+void dequantize_q4_k(const void* src, float* dst, int64_t n) { dispatch_call<DequantQ4K>(src, dst, n); }
+float dot_q4_k(int64_t n, const void* x, const void* y) { return dispatch_call<DotQ4K>(n, x, y); }
+void quantize_q5_k(const float* src, void* dst, int64_t nrows, int64_t n_per_row, const float* imatrix) {
+  dispatch_call<QuantizeQ5K>(src, dst, nrows, n_per_row, imatrix);
+}
+void dequantize_q5_k(const void* src, float* dst, int64_t n) { dispatch_call<DequantQ5K>(src, dst, n); }
+float dot_q5_k(int64_t n, const void* x, const void* y) { return dispatch_call<DotQ5K>(n, x, y); }
+void quantize_q6_k(const float* src, void* dst, int64_t nrows, int64_t n_per_row, const float* imatrix) {
+  dispatch_call<QuantizeQ6K>(src, dst, nrows, n_per_row, imatrix);
+}
+void dequantize_q6_k(const void* src, float* dst, int64_t n) { dispatch_call<DequantQ6K>(src, dst, n); }
+float dot_q6_k(int64_t n, const void* x, const void* y) { return dispatch_call<DotQ6K>(n, x, y); }
 
 }  // namespace lq::cpu

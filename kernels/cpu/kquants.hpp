@@ -1,0 +1,511 @@
+// CPU kernels: k-quants (Q2_K, Q3_K, Q4_K, Q5_K, Q6_K).
+//
+// Variants, per type, instantiated for every ISA in isa.cpp.in (LQ_CPU_KQUANT_KERNELS):
+//   Quantize<T>  the reference search (lib/ref/kquant_search.hpp) run 8 or 16 lanes at a time;
+//                byte-identical to ref::quantize_<t> (tests/kquants_test.cpp checks it).
+//   Dequant<T>   decoders written for auto-vectorisation; bit-identical to the reference
+//                (same float operations per value, no contraction).
+//   Dot<T>       dot product against Q8_K. xsimd 8.1 has no widening byte multiply, so the
+//                products are formed in 16-bit lanes from the even and odd bytes of each pair
+//                (u_even * y_even + u_odd * y_odd, exact), widened to 32 bits, scaled by the
+//                integer sub-block scales and summed; constant level offsets (Q3_K -4, Q6_K -32)
+//                and the Q2_K/Q4_K/Q5_K mins go through the Q8_K group sums (bsums). AVX-512
+//                runs the integer part on 256-bit registers (a sub-block chunk is 32 bytes).
+// Run: ./build/tests/lq_tests "[kquants]"; throughput: ./build/benchmarks/quantize_bench.
+#pragma once
+
+#include "arch.hpp"
+
+#include "ref/blocks.hpp"
+#include "ref/kquant_search.hpp"
+
+#include <cstdint>
+#include <cstring>
+#include <type_traits>
+
+#if defined(__clang__)
+#pragma clang fp contract(off)
+#elif defined(__GNUC__)
+#pragma GCC push_options
+#pragma GCC optimize("fp-contract=off")
+#endif
+
+namespace lq::cpu {
+
+// Kernel bodies are defined out of class (see float.hpp).
+template <class Arch>
+struct QuantizeQ2K {
+  static void run(const float* src, void* dst, int64_t nrows, int64_t n_per_row, const float* imatrix);
+};
+template <class Arch>
+struct DequantQ2K {
+  static void run(const void* src, float* dst, int64_t n);
+};
+template <class Arch>
+struct DotQ2K {
+  static float run(int64_t n, const void* x, const void* y);
+};
+template <class Arch>
+struct QuantizeQ3K {
+  static void run(const float* src, void* dst, int64_t nrows, int64_t n_per_row, const float* imatrix);
+};
+template <class Arch>
+struct DequantQ3K {
+  static void run(const void* src, float* dst, int64_t n);
+};
+template <class Arch>
+struct DotQ3K {
+  static float run(int64_t n, const void* x, const void* y);
+};
+template <class Arch>
+struct QuantizeQ4K {
+  static void run(const float* src, void* dst, int64_t nrows, int64_t n_per_row, const float* imatrix);
+};
+template <class Arch>
+struct DequantQ4K {
+  static void run(const void* src, float* dst, int64_t n);
+};
+template <class Arch>
+struct DotQ4K {
+  static float run(int64_t n, const void* x, const void* y);
+};
+template <class Arch>
+struct QuantizeQ5K {
+  static void run(const float* src, void* dst, int64_t nrows, int64_t n_per_row, const float* imatrix);
+};
+template <class Arch>
+struct DequantQ5K {
+  static void run(const void* src, float* dst, int64_t n);
+};
+template <class Arch>
+struct DotQ5K {
+  static float run(int64_t n, const void* x, const void* y);
+};
+template <class Arch>
+struct QuantizeQ6K {
+  static void run(const float* src, void* dst, int64_t nrows, int64_t n_per_row, const float* imatrix);
+};
+template <class Arch>
+struct DequantQ6K {
+  static void run(const void* src, float* dst, int64_t n);
+};
+template <class Arch>
+struct DotQ6K {
+  static float run(int64_t n, const void* x, const void* y);
+};
+
+namespace kqk {
+
+template <class Arch>
+using QBlocks = ref::kq::Blocks<Arch, static_cast<int>(xsimd::batch<float, Arch>::size)>;
+
+// Integer part of the dot products: 128- or 256-bit registers.
+template <class Arch>
+using IntArch = std::conditional_t<std::is_same_v<Arch, Avx512>, Avx2, Arch>;
+
+template <class Arch>
+struct Int {
+  using A = IntArch<Arch>;
+  using B16 = xsimd::batch<int16_t, A>;
+  using B32 = xsimd::batch<int32_t, A>;
+  using BF = xsimd::batch<float, A>;
+  static constexpr int kBytes = static_cast<int>(B16::size) * 2;  // 16 or 32
+
+  static B16 load(const void* p) { return B16::load_unaligned(static_cast<const int16_t*>(p)); }
+  // Pairwise u[2i] * y[2i] + u[2i+1] * y[2i+1] per 16-bit lane: u bytes in [0, 127], y signed.
+  static B16 pair_dot(B16 u, B16 y) { return (u & B16(0xff)) * ((y << 8) >> 8) + (u >> 8) * (y >> 8); }
+  // Sums adjacent 16-bit lanes into 32-bit lanes.
+  static B32 widen(B16 p) {
+    const B32 q = xsimd::bitwise_cast<B32>(p);
+    return ((q << 16) >> 16) + (q >> 16);
+  }
+  // Per 32-bit lane, the scale of the 16-value sub-block it covers: the register starts at
+  // sub-block sb and spans one (16 bytes) or two (32 bytes) sub-blocks.
+  static B32 sub_scales(const int* s, int sb) {
+    if constexpr (B32::size == 4) {
+      return B32(s[sb]);
+    } else {
+      alignas(32) static constexpr int32_t lane[8] = {0, 1, 2, 3, 4, 5, 6, 7};
+      return xsimd::select(B32::load_aligned(lane) < B32(4), B32(s[sb]), B32(s[sb + 1]));
+    }
+  }
+  static float reduce(BF v) { return xsimd::hadd(v); }
+};
+
+// Helpers are templates on the ISA so that each ISA's translation unit keeps its own copy (an
+// inline function compiled with AVX-512 flags must never be the one the linker keeps for all).
+
+// fp16 -> f32 (exact).
+template <class Arch>
+float half(uint16_t h) {
+  const uint32_t sign = static_cast<uint32_t>(h & 0x8000u) << 16;
+  const uint32_t exp = (h >> 10) & 0x1fu, man = h & 0x3ffu;
+  uint32_t bits;
+  if (exp == 0) {
+    float f = static_cast<float>(man) * 5.9604644775390625e-8f;  // man * 2^-24, exact
+    std::memcpy(&bits, &f, 4);
+    bits |= sign;
+  } else if (exp == 31) {
+    bits = sign | 0x7f800000u | (man << 13);
+  } else {
+    bits = sign | ((exp + 112u) << 23) | (man << 13);
+  }
+  float f;
+  std::memcpy(&f, &bits, 4);
+  return f;
+}
+
+template <class Arch>
+void q4k_scale_min(const uint8_t* s, int j, int& sc, int& m) {
+  if (j < 4) {
+    sc = s[j] & 63;
+    m = s[j + 4] & 63;
+  } else {
+    sc = (s[j + 4] & 15) | ((s[j - 4] >> 6) << 4);
+    m = (s[j + 4] >> 4) | ((s[j] >> 6) << 4);
+  }
+}
+
+template <class Arch>
+void q3k_scales(const uint8_t* s, int* out) {
+  for (int j = 0; j < 16; ++j) {
+    const int lo = j < 8 ? (s[j] & 15) : (s[j - 8] >> 4);
+    const int hi = (s[8 + j % 4] >> (2 * (j / 4))) & 3;
+    out[j] = (lo | (hi << 4)) - 32;
+  }
+}
+
+}  // namespace kqk
+
+// ---- quantize: the reference search, wider -----------------------------------------------------
+
+template <class Arch>
+void QuantizeQ2K<Arch>::run(const float* src, void* dst, int64_t nrows, int64_t n_per_row, const float* im) {
+  kqk::QBlocks<Arch>::quantize_q2_k(src, dst, nrows, n_per_row, im);
+}
+template <class Arch>
+void QuantizeQ3K<Arch>::run(const float* src, void* dst, int64_t nrows, int64_t n_per_row, const float* im) {
+  kqk::QBlocks<Arch>::quantize_q3_k(src, dst, nrows, n_per_row, im);
+}
+template <class Arch>
+void QuantizeQ4K<Arch>::run(const float* src, void* dst, int64_t nrows, int64_t n_per_row, const float* im) {
+  kqk::QBlocks<Arch>::quantize_q4_k(src, dst, nrows, n_per_row, im);
+}
+template <class Arch>
+void QuantizeQ5K<Arch>::run(const float* src, void* dst, int64_t nrows, int64_t n_per_row, const float* im) {
+  kqk::QBlocks<Arch>::quantize_q5_k(src, dst, nrows, n_per_row, im);
+}
+template <class Arch>
+void QuantizeQ6K<Arch>::run(const float* src, void* dst, int64_t nrows, int64_t n_per_row, const float* im) {
+  kqk::QBlocks<Arch>::quantize_q6_k(src, dst, nrows, n_per_row, im);
+}
+
+// ---- dequantize ----------------------------------------------------------------------------------
+// Per super-block: the levels are unpacked to bytes in value order and the sub-block scales
+// expanded to one per value, then one flat loop does the float arithmetic; every loop is
+// affine and alias-free, so the compiler vectorises all of them. Per value the expression is
+// the reference's (so the results are bit-identical).
+
+namespace kqk {
+
+template <class Arch>
+struct Expand {
+  alignas(64) float dl[ref::QK_K];
+  alignas(64) float ml[ref::QK_K];
+  // Affine: dst = dl * q - ml.
+  void affine(const uint8_t* __restrict q, float* __restrict dst) const {
+    for (int e = 0; e < ref::QK_K; ++e) dst[e] = dl[e] * q[e] - ml[e];
+  }
+  // Symmetric: dst = dl * q.
+  void symmetric(const int8_t* __restrict q, float* __restrict dst) const {
+    for (int e = 0; e < ref::QK_K; ++e) dst[e] = dl[e] * q[e];
+  }
+  // Values [first, first + count) get scale d and min m (count a multiple of 16).
+  void set(int first, int count, float d, float m) {
+    using B = xsimd::batch<float, Arch>;
+    for (int l = 0; l < count; l += static_cast<int>(B::size)) {
+      B(d).store_aligned(dl + first + l);
+      B(m).store_aligned(ml + first + l);
+    }
+  }
+};
+
+}  // namespace kqk
+
+template <class Arch>
+void DequantQ2K<Arch>::run(const void* src, float* dst, int64_t n) {
+  const auto* x = static_cast<const ref::block_q2_K*>(src);
+  kqk::Expand<Arch> ex;
+  alignas(64) uint8_t q[ref::QK_K];
+  for (int64_t i = 0; i < n / ref::QK_K; ++i, dst += ref::QK_K) {
+    const float d = kqk::half<Arch>(x[i].d), dmin = kqk::half<Arch>(x[i].dmin);
+    for (int g = 0; g < 16; ++g) ex.set(16 * g, 16, d * (x[i].scales[g] & 15), dmin * (x[i].scales[g] >> 4));
+    for (int h = 0; h < 2; ++h)
+      for (int j = 0; j < 4; ++j)
+        for (int l = 0; l < 32; ++l) q[128 * h + 32 * j + l] = (x[i].qs[32 * h + l] >> (2 * j)) & 3;
+    ex.affine(q, dst);
+  }
+}
+
+template <class Arch>
+void DequantQ3K<Arch>::run(const void* src, float* dst, int64_t n) {
+  const auto* x = static_cast<const ref::block_q3_K*>(src);
+  kqk::Expand<Arch> ex;
+  alignas(64) int8_t q[ref::QK_K];
+  for (int64_t i = 0; i < n / ref::QK_K; ++i, dst += ref::QK_K) {
+    const float d = kqk::half<Arch>(x[i].d);
+    int sc[16];
+    kqk::q3k_scales<Arch>(x[i].scales, sc);
+    for (int g = 0; g < 16; ++g) ex.set(16 * g, 16, d * sc[g], 0.f);
+    for (int h = 0; h < 2; ++h)
+      for (int j = 0; j < 4; ++j)
+        for (int l = 0; l < 32; ++l)
+          q[128 * h + 32 * j + l] = static_cast<int8_t>(((x[i].qs[32 * h + l] >> (2 * j)) & 3) -
+                                                        (((x[i].hmask[l] >> (4 * h + j)) & 1) ? 0 : 4));
+    ex.symmetric(q, dst);
+  }
+}
+
+template <class Arch>
+void DequantQ4K<Arch>::run(const void* src, float* dst, int64_t n) {
+  const auto* x = static_cast<const ref::block_q4_K*>(src);
+  kqk::Expand<Arch> ex;
+  alignas(64) uint8_t q[ref::QK_K];
+  for (int64_t i = 0; i < n / ref::QK_K; ++i, dst += ref::QK_K) {
+    const float d = kqk::half<Arch>(x[i].d), dmin = kqk::half<Arch>(x[i].dmin);
+    for (int j = 0; j < 8; ++j) {
+      int sc, m;
+      kqk::q4k_scale_min<Arch>(x[i].scales, j, sc, m);
+      ex.set(32 * j, 32, d * sc, dmin * m);
+    }
+    for (int c = 0; c < 4; ++c)
+      for (int l = 0; l < 32; ++l) {
+        q[64 * c + l] = x[i].qs[32 * c + l] & 15;
+        q[64 * c + 32 + l] = x[i].qs[32 * c + l] >> 4;
+      }
+    ex.affine(q, dst);
+  }
+}
+
+template <class Arch>
+void DequantQ5K<Arch>::run(const void* src, float* dst, int64_t n) {
+  const auto* x = static_cast<const ref::block_q5_K*>(src);
+  kqk::Expand<Arch> ex;
+  alignas(64) uint8_t q[ref::QK_K];
+  for (int64_t i = 0; i < n / ref::QK_K; ++i, dst += ref::QK_K) {
+    const float d = kqk::half<Arch>(x[i].d), dmin = kqk::half<Arch>(x[i].dmin);
+    for (int j = 0; j < 8; ++j) {
+      int sc, m;
+      kqk::q4k_scale_min<Arch>(x[i].scales, j, sc, m);
+      ex.set(32 * j, 32, d * sc, dmin * m);
+    }
+    for (int c = 0; c < 4; ++c)
+      for (int l = 0; l < 32; ++l) {
+        const int v = x[i].qs[32 * c + l], h = x[i].qh[l];
+        q[64 * c + l] = static_cast<uint8_t>((v & 15) | (((h >> (2 * c)) & 1) << 4));
+        q[64 * c + 32 + l] = static_cast<uint8_t>((v >> 4) | (((h >> (2 * c + 1)) & 1) << 4));
+      }
+    ex.affine(q, dst);
+  }
+}
+
+template <class Arch>
+void DequantQ6K<Arch>::run(const void* src, float* dst, int64_t n) {
+  const auto* x = static_cast<const ref::block_q6_K*>(src);
+  kqk::Expand<Arch> ex;
+  alignas(64) int8_t q[ref::QK_K];
+  for (int64_t i = 0; i < n / ref::QK_K; ++i, dst += ref::QK_K) {
+    const float d = kqk::half<Arch>(x[i].d);
+    for (int g = 0; g < 16; ++g) ex.set(16 * g, 16, d * x[i].scales[g], 0.f);
+    for (int h = 0; h < 2; ++h)
+      for (int k = 0; k < 4; ++k)
+        for (int l = 0; l < 32; ++l) {
+          const int lo = (x[i].ql[64 * h + 32 * (k % 2) + l] >> (4 * (k / 2))) & 15;
+          const int hi = (x[i].qh[32 * h + l] >> (2 * k)) & 3;
+          q[128 * h + 32 * k + l] = static_cast<int8_t>((lo | (hi << 4)) - 32);
+        }
+    ex.symmetric(q, dst);
+  }
+}
+
+// ---- dot products against Q8_K -------------------------------------------------------------------
+
+template <class Arch>
+float DotQ2K<Arch>::run(int64_t n, const void* xv, const void* yv) {
+  using I = kqk::Int<Arch>;
+  using B16 = typename I::B16;
+  using B32 = typename I::B32;
+  using BF = typename I::BF;
+  const auto* x = static_cast<const ref::block_q2_K*>(xv);
+  const auto* y = static_cast<const ref::block_q8_K*>(yv);
+  BF acc(0.f);
+  float mins = 0;
+  for (int64_t i = 0; i < n / ref::QK_K; ++i) {
+    int sc[16];
+    int summ = 0;
+    for (int g = 0; g < 16; ++g) {
+      sc[g] = x[i].scales[g] & 15;
+      summ += (x[i].scales[g] >> 4) * y[i].bsums[g];
+    }
+    B32 isum(0);
+    for (int h = 0; h < 2; ++h)
+      for (int b = 0; b < 32; b += I::kBytes) {
+        const B16 qv = I::load(x[i].qs + 32 * h + b);
+        for (int j = 0; j < 4; ++j) {
+          const int e = 128 * h + 32 * j + b;
+          const B16 u = (qv >> (2 * j)) & B16(0x0303);
+          isum += I::widen(I::pair_dot(u, I::load(y[i].qs + e))) * I::sub_scales(sc, e / 16);
+        }
+      }
+    const float dy = y[i].d;
+    acc = xsimd::fma(xsimd::batch_cast<float>(isum), BF(dy * kqk::half<Arch>(x[i].d)), acc);
+    mins += dy * kqk::half<Arch>(x[i].dmin) * summ;
+  }
+  return I::reduce(acc) - mins;
+}
+
+template <class Arch>
+float DotQ3K<Arch>::run(int64_t n, const void* xv, const void* yv) {
+  using I = kqk::Int<Arch>;
+  using B16 = typename I::B16;
+  using B32 = typename I::B32;
+  using BF = typename I::BF;
+  const auto* x = static_cast<const ref::block_q3_K*>(xv);
+  const auto* y = static_cast<const ref::block_q8_K*>(yv);
+  BF acc(0.f);
+  float offs = 0;
+  for (int64_t i = 0; i < n / ref::QK_K; ++i) {
+    int sc[16];
+    kqk::q3k_scales<Arch>(x[i].scales, sc);
+    int offset = 0;  // levels are stored + 4
+    for (int g = 0; g < 16; ++g) offset += sc[g] * y[i].bsums[g];
+    B32 isum(0);
+    for (int h = 0; h < 2; ++h)
+      for (int b = 0; b < 32; b += I::kBytes) {
+        const B16 qv = I::load(x[i].qs + 32 * h + b);
+        const B16 hv = I::load(x[i].hmask + b);
+        for (int j = 0; j < 4; ++j) {
+          const int e = 128 * h + 32 * j + b;
+          const B16 u = ((qv >> (2 * j)) & B16(0x0303)) | (((hv >> (4 * h + j)) & B16(0x0101)) << 2);
+          isum += I::widen(I::pair_dot(u, I::load(y[i].qs + e))) * I::sub_scales(sc, e / 16);
+        }
+      }
+    const float dd = y[i].d * kqk::half<Arch>(x[i].d);
+    acc = xsimd::fma(xsimd::batch_cast<float>(isum), BF(dd), acc);
+    offs += dd * static_cast<float>(4 * offset);
+  }
+  return I::reduce(acc) - offs;
+}
+
+template <class Arch>
+float DotQ4K<Arch>::run(int64_t n, const void* xv, const void* yv) {
+  using I = kqk::Int<Arch>;
+  using B16 = typename I::B16;
+  using B32 = typename I::B32;
+  using BF = typename I::BF;
+  const auto* x = static_cast<const ref::block_q4_K*>(xv);
+  const auto* y = static_cast<const ref::block_q8_K*>(yv);
+  BF acc(0.f);
+  float mins = 0;
+  for (int64_t i = 0; i < n / ref::QK_K; ++i) {
+    int sc[8], m[8];
+    int summ = 0;
+    for (int j = 0; j < 8; ++j) {
+      kqk::q4k_scale_min<Arch>(x[i].scales, j, sc[j], m[j]);
+      summ += m[j] * (y[i].bsums[2 * j] + y[i].bsums[2 * j + 1]);
+    }
+    B32 isum(0);
+    for (int c = 0; c < 4; ++c)
+      for (int b = 0; b < 32; b += I::kBytes) {
+        const B16 qv = I::load(x[i].qs + 32 * c + b);
+        const B16 lo = qv & B16(0x0f0f), hi = (qv >> 4) & B16(0x0f0f);
+        isum += I::widen(I::pair_dot(lo, I::load(y[i].qs + 64 * c + b))) * B32(sc[2 * c]) +
+                I::widen(I::pair_dot(hi, I::load(y[i].qs + 64 * c + 32 + b))) * B32(sc[2 * c + 1]);
+      }
+    const float dy = y[i].d;
+    acc = xsimd::fma(xsimd::batch_cast<float>(isum), BF(dy * kqk::half<Arch>(x[i].d)), acc);
+    mins += dy * kqk::half<Arch>(x[i].dmin) * summ;
+  }
+  return I::reduce(acc) - mins;
+}
+
+template <class Arch>
+float DotQ5K<Arch>::run(int64_t n, const void* xv, const void* yv) {
+  using I = kqk::Int<Arch>;
+  using B16 = typename I::B16;
+  using B32 = typename I::B32;
+  using BF = typename I::BF;
+  const auto* x = static_cast<const ref::block_q5_K*>(xv);
+  const auto* y = static_cast<const ref::block_q8_K*>(yv);
+  BF acc(0.f);
+  float mins = 0;
+  for (int64_t i = 0; i < n / ref::QK_K; ++i) {
+    int sc[8], m[8];
+    int summ = 0;
+    for (int j = 0; j < 8; ++j) {
+      kqk::q4k_scale_min<Arch>(x[i].scales, j, sc[j], m[j]);
+      summ += m[j] * (y[i].bsums[2 * j] + y[i].bsums[2 * j + 1]);
+    }
+    B32 isum(0);
+    for (int c = 0; c < 4; ++c)
+      for (int b = 0; b < 32; b += I::kBytes) {
+        const B16 qv = I::load(x[i].qs + 32 * c + b), hv = I::load(x[i].qh + b);
+        const B16 lo = (qv & B16(0x0f0f)) | (((hv >> (2 * c)) & B16(0x0101)) << 4);
+        const B16 hi = ((qv >> 4) & B16(0x0f0f)) | (((hv >> (2 * c + 1)) & B16(0x0101)) << 4);
+        isum += I::widen(I::pair_dot(lo, I::load(y[i].qs + 64 * c + b))) * B32(sc[2 * c]) +
+                I::widen(I::pair_dot(hi, I::load(y[i].qs + 64 * c + 32 + b))) * B32(sc[2 * c + 1]);
+      }
+    const float dy = y[i].d;
+    acc = xsimd::fma(xsimd::batch_cast<float>(isum), BF(dy * kqk::half<Arch>(x[i].d)), acc);
+    mins += dy * kqk::half<Arch>(x[i].dmin) * summ;
+  }
+  return I::reduce(acc) - mins;
+}
+
+template <class Arch>
+float DotQ6K<Arch>::run(int64_t n, const void* xv, const void* yv) {
+  using I = kqk::Int<Arch>;
+  using B16 = typename I::B16;
+  using B32 = typename I::B32;
+  using BF = typename I::BF;
+  const auto* x = static_cast<const ref::block_q6_K*>(xv);
+  const auto* y = static_cast<const ref::block_q8_K*>(yv);
+  BF acc(0.f);
+  float offs = 0;
+  for (int64_t i = 0; i < n / ref::QK_K; ++i) {
+    int sc[16];
+    int offset = 0;  // levels are stored + 32
+    for (int g = 0; g < 16; ++g) {
+      sc[g] = x[i].scales[g];
+      offset += sc[g] * y[i].bsums[g];
+    }
+    B32 isum(0);
+    for (int h = 0; h < 2; ++h)
+      for (int b = 0; b < 32; b += I::kBytes) {
+        const B16 l0 = I::load(x[i].ql + 64 * h + b), l1 = I::load(x[i].ql + 64 * h + 32 + b);
+        const B16 hv = I::load(x[i].qh + 32 * h + b);
+        for (int k = 0; k < 4; ++k) {
+          const B16 lv = k % 2 ? l1 : l0;
+          const B16 u = ((lv >> (4 * (k / 2))) & B16(0x0f0f)) | (((hv >> (2 * k)) & B16(0x0303)) << 4);
+          const int e = 128 * h + 32 * k + b;
+          isum += I::widen(I::pair_dot(u, I::load(y[i].qs + e))) * I::sub_scales(sc, e / 16);
+        }
+      }
+    const float dd = y[i].d * kqk::half<Arch>(x[i].d);
+    acc = xsimd::fma(xsimd::batch_cast<float>(isum), BF(dd), acc);
+    offs += dd * static_cast<float>(32 * offset);
+  }
+  return I::reduce(acc) - offs;
+}
+
+#define LQ_CPU_KQUANT_KERNELS(X)                                                                     \
+  X(QuantizeQ2K) X(QuantizeQ3K) X(QuantizeQ4K) X(QuantizeQ5K) X(QuantizeQ6K) X(DequantQ2K) X(DequantQ3K) \
+  X(DequantQ4K) X(DequantQ5K) X(DequantQ6K) X(DotQ2K) X(DotQ3K) X(DotQ4K) X(DotQ5K) X(DotQ6K)
+
+}  // namespace lq::cpu
+
+#if defined(__clang__)
+#pragma clang fp contract(on)
+#elif defined(__GNUC__)
+#pragma GCC pop_options
+#endif
