@@ -121,6 +121,9 @@ int main(int argc, char** argv) {
     for (const bool use_im : {false, true}) {
       const std::string key = std::string(use_im ? "pure-imatrix/" : "pure/") + ti.name + ".gguf";
       if (!files.contains(key) || files.at(key).contains("error")) continue;
+      // Some pure files were made with the imatrix too (the levels llama.cpp refuses without one).
+      const bool with_im = files.at(key).value("imatrix", use_im);
+      if (!use_im && with_im && files.contains("pure-imatrix/" + std::string(ti.name) + ".gguf")) continue;
       const auto& tensors = files.at(key).at("tensors");
       std::vector<const gguf::TensorInfo*> todo;
       for (const auto& t : model.tensors()) {
@@ -134,7 +137,7 @@ int main(int argc, char** argv) {
       parallel_for(static_cast<int64_t>(todo.size()), 0, 1, [&](int64_t b, int64_t e) {
         for (int64_t i = b; i < e; ++i) {
           ws[i] = imatrix_weights(imatrix, todo[i]->name, todo[i]->ne[0]);
-          errs[i] = measure(model, *todo[i], ti.type, ws[i], use_im);
+          errs[i] = measure(model, *todo[i], ti.type, ws[i], with_im);
         }
       });
       // Ratio statistics per metric; "accept" uses the metric that applies to each tensor.
@@ -168,7 +171,7 @@ int main(int argc, char** argv) {
           tot_wref += e.wref2;
           ll_wsq += ll_w * e.wref2;
         }
-        const bool weighted = use_im && werr_ratio >= 0;
+        const bool weighted = with_im && werr_ratio >= 0;
         const double acc = weighted ? werr_ratio : rmse_ratio;
         if (acc > accept_stat.worst) worst_name = todo[i]->name;
         accept_stat.add(acc);
@@ -180,7 +183,7 @@ int main(int argc, char** argv) {
       const bool worse = accept_stat.worst > 1.0 + 1e-6;
       all_ok = all_ok && !worse;
       std::printf("%-7s %-12s %4d | %7.4f %7.4f | %7.4f %7.4f | %8.5f %8.5f | %8.5f %8.5f | %s\n", ti.name,
-                  use_im ? "pure-imatrix" : "pure", accept_stat.n, rmse_stat.worst, rmse_stat.mean(), werr_stat.worst,
+                  with_im ? (use_im ? "pure-imatrix" : "pure+imatrix") : "pure", accept_stat.n, rmse_stat.worst, rmse_stat.mean(), werr_stat.worst,
                   werr_stat.mean(), std::sqrt(tot_sq / tot_ref), std::sqrt(ll_sq / tot_ref),
                   tot_wref > 0 ? tot_wsq / tot_wref : 0.0, tot_wref > 0 ? ll_wsq / tot_wref : 0.0,
                   worse ? ("WORSE: " + worst_name).c_str() : "ok");

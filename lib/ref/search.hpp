@@ -110,6 +110,36 @@ inline float search_affine(int n, int nmax, const float* x, const float* w, uint
       std::copy(Laux, Laux + n, L);
     }
   }
+  // Refine: alternate re-rounding the levels and re-solving (d, m) while the error drops.
+  for (int it = 0; it < 4 && best_d > 0; ++it) {
+    float sum_l = 0, sum_l2 = 0, sum_xl = 0;
+    for (int i = 0; i < n; ++i) {
+      const int l = std::clamp(nearest_int((x[i] - best_m) / best_d), 0, nmax);
+      Laux[i] = static_cast<uint8_t>(l);
+      const float wi = w ? w[i] : 1.f;
+      sum_l += wi * l;
+      sum_l2 += wi * l * l;
+      sum_xl += wi * l * x[i];
+    }
+    const float D = sum_w * sum_l2 - sum_l * sum_l;
+    if (D <= 0) break;
+    float d = (sum_w * sum_xl - sum_x * sum_l) / D;
+    float m = (sum_l2 * sum_x - sum_l * sum_xl) / D;
+    if (m > 0) {
+      m = 0;
+      d = sum_xl / sum_l2;
+    }
+    float err = 0;
+    for (int i = 0; i < n; ++i) {
+      const float diff = d * Laux[i] + m - x[i];
+      err += (w ? w[i] : 1.f) * diff * diff;
+    }
+    if (!(err < best_err)) break;
+    best_err = err;
+    best_d = d;
+    best_m = m;
+    std::copy(Laux, Laux + n, L);
+  }
   *m_out = best_m;
   return best_d;
 }
