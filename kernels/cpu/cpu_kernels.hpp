@@ -13,6 +13,10 @@ float dot_f32(int64_t n, const void* x, const void* y);
 /// Number of NaN or Inf values in x[0..n).
 int64_t count_non_finite(const float* x, int64_t n);
 void quantize_q8_0(const float* src, void* dst, int64_t nrows, int64_t n_per_row, const float* imatrix);
+void quantize_q4_0(const float* src, void* dst, int64_t nrows, int64_t n_per_row, const float* imatrix);
+void quantize_q4_1(const float* src, void* dst, int64_t nrows, int64_t n_per_row, const float* imatrix);
+void quantize_q5_0(const float* src, void* dst, int64_t nrows, int64_t n_per_row, const float* imatrix);
+void quantize_q5_1(const float* src, void* dst, int64_t nrows, int64_t n_per_row, const float* imatrix);
 void dequantize_iq2_xxs(const void* src, float* dst, int64_t n);
 void dequantize_iq2_xs(const void* src, float* dst, int64_t n);
 void dequantize_iq2_s(const void* src, float* dst, int64_t n);
@@ -42,10 +46,10 @@ float dot_q6_k(int64_t n, const void* x, const void* y);
 constexpr KernelSet kernels_f32() { return {nullptr, nullptr, dot_f32}; }
 constexpr KernelSet kernels_f16() { return {}; }
 constexpr KernelSet kernels_bf16() { return {nullptr, dequantize_bf16, nullptr}; }
-constexpr KernelSet kernels_q4_0() { return {}; }
-constexpr KernelSet kernels_q4_1() { return {}; }
-constexpr KernelSet kernels_q5_0() { return {}; }
-constexpr KernelSet kernels_q5_1() { return {}; }
+constexpr KernelSet kernels_q4_0() { return {quantize_q4_0, nullptr, nullptr}; }
+constexpr KernelSet kernels_q4_1() { return {quantize_q4_1, nullptr, nullptr}; }
+constexpr KernelSet kernels_q5_0() { return {quantize_q5_0, nullptr, nullptr}; }
+constexpr KernelSet kernels_q5_1() { return {quantize_q5_1, nullptr, nullptr}; }
 constexpr KernelSet kernels_q8_0() { return {quantize_q8_0, nullptr, nullptr}; }
 constexpr KernelSet kernels_iq2_xxs() { return {nullptr, dequantize_iq2_xxs, dot_iq2_xxs}; }
 constexpr KernelSet kernels_iq2_xs() { return {nullptr, dequantize_iq2_xs, dot_iq2_xs}; }

@@ -20,6 +20,18 @@ int64_t count_non_finite(const float* x, int64_t n) { return dispatch_call<Count
 void quantize_q8_0(const float* src, void* dst, int64_t nrows, int64_t n_per_row, const float* imatrix) {
   dispatch_call<QuantizeQ8_0>(src, dst, nrows, n_per_row, imatrix);
 }
+void quantize_q4_0(const float* src, void* dst, int64_t nrows, int64_t n_per_row, const float* imatrix) {
+  dispatch_call<QuantizeQ4_0>(src, dst, nrows, n_per_row, imatrix);
+}
+void quantize_q4_1(const float* src, void* dst, int64_t nrows, int64_t n_per_row, const float* imatrix) {
+  dispatch_call<QuantizeQ4_1>(src, dst, nrows, n_per_row, imatrix);
+}
+void quantize_q5_0(const float* src, void* dst, int64_t nrows, int64_t n_per_row, const float* imatrix) {
+  dispatch_call<QuantizeQ5_0>(src, dst, nrows, n_per_row, imatrix);
+}
+void quantize_q5_1(const float* src, void* dst, int64_t nrows, int64_t n_per_row, const float* imatrix) {
+  dispatch_call<QuantizeQ5_1>(src, dst, nrows, n_per_row, imatrix);
+}
 
 void dequantize_iq2_xxs(const void* src, float* dst, int64_t n) { dispatch_call<DequantIq2Xxs>(src, dst, n); }
 void dequantize_iq2_xs(const void* src, float* dst, int64_t n) { dispatch_call<DequantIq2Xs>(src, dst, n); }

@@ -5,9 +5,11 @@
 
 #include "half.hpp"
 #include "ref/blocks.hpp"
+#include "ref/legacy.hpp"
 
 #include <cmath>
 #include <cstdint>
+#include <cstring>
 
 namespace lq::cpu {
 
@@ -39,6 +41,139 @@ void QuantizeQ8_0<Arch>::run(const float* src, void* dst, int64_t nrows, int64_t
     }
 }
 
-#define LQ_CPU_LEGACY_KERNELS(X) X(QuantizeQ8_0)
+// Q4_0/Q4_1/Q5_0/Q5_1 without importance weights: the classic max-based formulas of
+// ref::quantize_q*_*, vectorised with the same operations in the same order (so the bytes are
+// identical; contraction into FMA is off for these TUs). With importance weights they run the
+// reference search.
+template <class Arch, int kNmax, bool kAffine>
+struct LegacyBlocks {
+  // Levels of one 32-value block (0..2*kNmax-1 symmetric, 0..kNmax affine), d and m.
+  static void block(const float* x, int32_t* L, float& d_out, float& m_out) {
+    using B = xsimd::batch<float, Arch>;
+    using BI = xsimd::batch<int32_t, Arch>;
+    constexpr int W = static_cast<int>(B::size);
+    if constexpr (!kAffine) {
+      B vmax(0.f);
+      for (int j = 0; j < 32; j += W) vmax = xsimd::max(vmax, xsimd::abs(B::load_unaligned(x + j)));
+      const float amax = hmax(vmax);
+      float max = 0;
+      for (int j = 0; j < 32; ++j)
+        if (std::fabs(x[j]) == amax) { max = x[j]; break; }  // first of the largest magnitude
+      const float d = max / -kNmax;
+      const float id = d ? 1.0f / d : 0.0f;
+      const B vid(id), off(kNmax + 0.5f);
+      const BI top(2 * kNmax - 1);
+      for (int j = 0; j < 32; j += W) {
+        const B v = B::load_unaligned(x + j) * vid + off;
+        xsimd::min(xsimd::batch_cast<int32_t>(v), top).store_unaligned(L + j);
+      }
+      d_out = d;
+      m_out = 0;
+    } else {
+      B vmin = B::load_unaligned(x), vmax = vmin;
+      for (int j = W; j < 32; j += W) {
+        const B v = B::load_unaligned(x + j);
+        vmin = xsimd::min(vmin, v);
+        vmax = xsimd::max(vmax, v);
+      }
+      const float mn = -hmax(-vmin), mx = hmax(vmax);
+      const float d = (mx - mn) / kNmax;
+      const float id = d ? 1.0f / d : 0.0f;
+      const B vid(id), vmn(mn), half(0.5f);
+      const BI top(kNmax);
+      for (int j = 0; j < 32; j += W) {
+        const B v = (B::load_unaligned(x + j) - vmn) * vid + half;
+        xsimd::min(xsimd::batch_cast<int32_t>(v), top).store_unaligned(L + j);
+      }
+      d_out = d;
+      m_out = mn;
+    }
+  }
+};
+
+template <class Arch>
+struct QuantizeQ4_0 {
+  static void run(const float* src, void* dst, int64_t nrows, int64_t n_per_row, const float* imatrix);
+};
+template <class Arch>
+struct QuantizeQ4_1 {
+  static void run(const float* src, void* dst, int64_t nrows, int64_t n_per_row, const float* imatrix);
+};
+template <class Arch>
+struct QuantizeQ5_0 {
+  static void run(const float* src, void* dst, int64_t nrows, int64_t n_per_row, const float* imatrix);
+};
+template <class Arch>
+struct QuantizeQ5_1 {
+  static void run(const float* src, void* dst, int64_t nrows, int64_t n_per_row, const float* imatrix);
+};
+
+template <class Arch>
+void QuantizeQ4_0<Arch>::run(const float* src, void* dst, int64_t nrows, int64_t n_per_row, const float* imatrix) {
+  if (imatrix) return ref::quantize_q4_0(src, dst, nrows, n_per_row, imatrix);
+  auto* y = static_cast<ref::block_q4_0*>(dst);
+  alignas(64) int32_t L[32];
+  for (int64_t ib = 0, nb = nrows * n_per_row / 32; ib < nb; ++ib) {
+    float d, m;
+    LegacyBlocks<Arch, 8, false>::block(src + ib * 32, L, d, m);
+    y[ib].d = f32_to_fp16(d);
+    for (int j = 0; j < 16; ++j) y[ib].qs[j] = static_cast<uint8_t>(L[j] | (L[j + 16] << 4));
+  }
+}
+
+template <class Arch>
+void QuantizeQ4_1<Arch>::run(const float* src, void* dst, int64_t nrows, int64_t n_per_row, const float* imatrix) {
+  if (imatrix) return ref::quantize_q4_1(src, dst, nrows, n_per_row, imatrix);
+  auto* y = static_cast<ref::block_q4_1*>(dst);
+  alignas(64) int32_t L[32];
+  for (int64_t ib = 0, nb = nrows * n_per_row / 32; ib < nb; ++ib) {
+    float d, m;
+    LegacyBlocks<Arch, 15, true>::block(src + ib * 32, L, d, m);
+    y[ib].d = f32_to_fp16(d);
+    y[ib].m = f32_to_fp16(m);
+    for (int j = 0; j < 16; ++j) y[ib].qs[j] = static_cast<uint8_t>(L[j] | (L[j + 16] << 4));
+  }
+}
+
+template <class Arch>
+void QuantizeQ5_0<Arch>::run(const float* src, void* dst, int64_t nrows, int64_t n_per_row, const float* imatrix) {
+  if (imatrix) return ref::quantize_q5_0(src, dst, nrows, n_per_row, imatrix);
+  auto* y = static_cast<ref::block_q5_0*>(dst);
+  alignas(64) int32_t L[32];
+  for (int64_t ib = 0, nb = nrows * n_per_row / 32; ib < nb; ++ib) {
+    float d, m;
+    LegacyBlocks<Arch, 16, false>::block(src + ib * 32, L, d, m);
+    y[ib].d = f32_to_fp16(d);
+    uint32_t qh = 0;
+    for (int j = 0; j < 16; ++j) {
+      y[ib].qs[j] = static_cast<uint8_t>((L[j] & 15) | ((L[j + 16] & 15) << 4));
+      qh |= static_cast<uint32_t>((L[j] >> 4) & 1) << j;
+      qh |= static_cast<uint32_t>((L[j + 16] >> 4) & 1) << (j + 16);
+    }
+    std::memcpy(y[ib].qh, &qh, 4);
+  }
+}
+
+template <class Arch>
+void QuantizeQ5_1<Arch>::run(const float* src, void* dst, int64_t nrows, int64_t n_per_row, const float* imatrix) {
+  if (imatrix) return ref::quantize_q5_1(src, dst, nrows, n_per_row, imatrix);
+  auto* y = static_cast<ref::block_q5_1*>(dst);
+  alignas(64) int32_t L[32];
+  for (int64_t ib = 0, nb = nrows * n_per_row / 32; ib < nb; ++ib) {
+    float d, m;
+    LegacyBlocks<Arch, 31, true>::block(src + ib * 32, L, d, m);
+    y[ib].d = f32_to_fp16(d);
+    y[ib].m = f32_to_fp16(m);
+    uint32_t qh = 0;
+    for (int j = 0; j < 16; ++j) {
+      y[ib].qs[j] = static_cast<uint8_t>((L[j] & 15) | ((L[j + 16] & 15) << 4));
+      qh |= static_cast<uint32_t>((L[j] >> 4) & 1) << j;
+      qh |= static_cast<uint32_t>((L[j + 16] >> 4) & 1) << (j + 16);
+    }
+    std::memcpy(y[ib].qh, &qh, 4);
+  }
+}
+
+#define LQ_CPU_LEGACY_KERNELS(X) X(QuantizeQ8_0) X(QuantizeQ4_0) X(QuantizeQ4_1) X(QuantizeQ5_0) X(QuantizeQ5_1)
 
 }  // namespace lq::cpu
