@@ -8,6 +8,8 @@
 
 #include <xsimd/xsimd.hpp>
 
+#include <type_traits>
+
 namespace lq::cpu {
 
 using Avx512 = xsimd::avx512bw;
@@ -20,13 +22,41 @@ template <class T, class Arch>
 inline T hsum(const xsimd::batch<T, Arch>& b) {
   return xsimd::hadd(b);
 }
+namespace detail {
+template <unsigned S>
+struct XorLane {
+  static constexpr unsigned get(unsigned i, unsigned) { return i ^ S; }
+};
+// Butterfly max over the lanes of a float batch: log2(size) swizzles.
+template <class Arch, unsigned S>
+inline xsimd::batch<float, Arch> butterfly_max(xsimd::batch<float, Arch> b) {
+  if constexpr (S == 0) {
+    return b;
+  } else {
+    using C = xsimd::batch<uint32_t, Arch>;
+    b = xsimd::max(b, xsimd::swizzle(b, xsimd::make_batch_constant<C, XorLane<S>>()));
+    return butterfly_max<Arch, S / 2>(b);
+  }
+}
+}  // namespace detail
+
+/// The maximum over the lanes, in every lane.
+template <class Arch>
+inline xsimd::batch<float, Arch> allmax(const xsimd::batch<float, Arch>& b) {
+  return detail::butterfly_max<Arch, xsimd::batch<float, Arch>::size / 2>(b);
+}
+
 template <class T, class Arch>
 inline T hmax(const xsimd::batch<T, Arch>& b) {
-  alignas(64) T tmp[xsimd::batch<T, Arch>::size];
-  b.store_aligned(tmp);
-  T m = tmp[0];
-  for (size_t i = 1; i < xsimd::batch<T, Arch>::size; ++i) m = tmp[i] > m ? tmp[i] : m;
-  return m;
+  if constexpr (std::is_same_v<T, float>) {
+    return detail::butterfly_max<Arch, xsimd::batch<float, Arch>::size / 2>(b).get(0);
+  } else {
+    alignas(64) T tmp[xsimd::batch<T, Arch>::size];
+    b.store_aligned(tmp);
+    T m = tmp[0];
+    for (size_t i = 1; i < xsimd::batch<T, Arch>::size; ++i) m = tmp[i] > m ? tmp[i] : m;
+    return m;
+  }
 }
 
 template <template <class> class K>

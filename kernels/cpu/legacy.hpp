@@ -53,15 +53,31 @@ struct LegacyBlocks {
     using BI = xsimd::batch<int32_t, Arch>;
     constexpr int W = static_cast<int>(B::size);
     if constexpr (!kAffine) {
-      B vmax(0.f);
-      for (int j = 0; j < 32; j += W) vmax = xsimd::max(vmax, xsimd::abs(B::load_unaligned(x + j)));
-      const float amax = hmax(vmax);
-      float max = 0;
-      for (int j = 0; j < 32; ++j)
-        if (std::fabs(x[j]) == amax) { max = x[j]; break; }  // first of the largest magnitude
-      const float d = max / -kNmax;
-      const float id = d ? 1.0f / d : 0.0f;
-      const B vid(id), off(kNmax + 0.5f);
+      B vhi = B::load_unaligned(x), vlo = vhi;
+      for (int j = W; j < 32; j += W) {
+        const B v = B::load_unaligned(x + j);
+        vhi = xsimd::max(vhi, v);
+        vlo = xsimd::min(vlo, v);
+      }
+      const B bhi = allmax(vhi), blo = -allmax(-vlo);
+      B bmax = xsimd::select(bhi > -blo, bhi, blo);  // in vectors: the sign is a coin toss
+      // The reference keeps the first value of largest magnitude; only a tie between +a and -a
+      // needs the order, and that is rare enough for a scalar scan.
+      const float hi = bhi.get(0), lo = blo.get(0);
+      if (hi == -lo) [[unlikely]] {
+        float max = 0;
+        if (hi != 0)
+          for (int j = 0; j < 32; ++j)
+            if (std::fabs(x[j]) == hi) {
+              max = x[j];
+              break;
+            }
+        bmax = B(max);
+      }
+      const B bd = bmax / B(static_cast<float>(-kNmax));
+      const B vid = xsimd::select(bd != B(0.f), B(1.0f) / bd, B(0.f));
+      const float d = bd.get(0);
+      const B off(kNmax + 0.5f);
       const BI top(2 * kNmax - 1);
       for (int j = 0; j < 32; j += W) {
         const B v = B::load_unaligned(x + j) * vid + off;
@@ -91,6 +107,17 @@ struct LegacyBlocks {
   }
 };
 
+// qs[j] = L[j] | L[j + 16] << 4 for j < 16, combined in 32-bit lanes then narrowed.
+template <class Arch>
+inline void pack_nibbles(const int32_t* L, uint8_t* qs) {
+  using BI = xsimd::batch<int32_t, Arch>;
+  constexpr int W = static_cast<int>(BI::size);
+  alignas(64) int32_t t[16];
+  for (int j = 0; j < 16; j += W)
+    (BI::load_aligned(L + j) | (BI::load_aligned(L + 16 + j) << 4)).store_aligned(t + j);
+  for (int j = 0; j < 16; ++j) qs[j] = static_cast<uint8_t>(t[j]);
+}
+
 template <class Arch>
 struct QuantizeQ4_0 {
   static void run(const float* src, void* dst, int64_t nrows, int64_t n_per_row, const float* imatrix);
@@ -117,7 +144,7 @@ void QuantizeQ4_0<Arch>::run(const float* src, void* dst, int64_t nrows, int64_t
     float d, m;
     LegacyBlocks<Arch, 8, false>::block(src + ib * 32, L, d, m);
     y[ib].d = f32_to_fp16(d);
-    for (int j = 0; j < 16; ++j) y[ib].qs[j] = static_cast<uint8_t>(L[j] | (L[j + 16] << 4));
+    pack_nibbles<Arch>(L, y[ib].qs);
   }
 }
 
@@ -131,7 +158,7 @@ void QuantizeQ4_1<Arch>::run(const float* src, void* dst, int64_t nrows, int64_t
     LegacyBlocks<Arch, 15, true>::block(src + ib * 32, L, d, m);
     y[ib].d = f32_to_fp16(d);
     y[ib].m = f32_to_fp16(m);
-    for (int j = 0; j < 16; ++j) y[ib].qs[j] = static_cast<uint8_t>(L[j] | (L[j + 16] << 4));
+    pack_nibbles<Arch>(L, y[ib].qs);
   }
 }
 
