@@ -153,6 +153,7 @@ class HfSource final : public ModelSource {
   const ModelConfig& config() const override { return config_; }
   const std::vector<ModelTensor>& tensors() const override { return tensors_; }
   bool is_gguf() const override { return false; }
+  int n_splits() const override { return static_cast<int>(files_.size()); }
   const fs::path& path() const override { return path_; }
   uint64_t source_bytes() const override {
     uint64_t n = 0;
@@ -364,6 +365,8 @@ class HfSource final : public ModelSource {
              loc.first->path().string(), hf, st_dtype_name(st.dtype));
       t.ne.assign(st.shape.rbegin(), st.shape.rend());
       if (t.ne.empty()) t.ne.push_back(1);
+      for (size_t k = 0; k < files_.size(); ++k)
+        if (files_[k].get() == loc.first) t.split = static_cast<int>(k);
       Entry e{loc.first, &st, m->permute};
       add(std::move(t), std::move(e));
     }

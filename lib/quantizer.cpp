@@ -21,6 +21,12 @@ int64_t TensorPlan::n_elements() const {
   return n;
 }
 
+std::filesystem::path split_path(const std::filesystem::path& out, int i, int n) {
+  std::string stem = out.filename().string();
+  if (stem.size() > 5 && stem.compare(stem.size() - 5, 5, ".gguf") == 0) stem.resize(stem.size() - 5);
+  return out.parent_path() / fmt::format("{}-{:05}-of-{:05}.gguf", stem, i + 1, n);
+}
+
 bool gguf_tensor_order_less(const std::string& a, const std::string& b) {
   auto key = [](const std::string& n) -> std::tuple<int, long, std::string> {
     if (n.rfind("blk.", 0) == 0) {
@@ -56,10 +62,15 @@ std::vector<TensorPlan> Quantizer::plan(const ModelSource& src) const {
   const QuantType base = level.default_type;
   const bool base_quantized = !type_info(base).is_float();
 
+  // Visit order (it drives the mixture's counters): llama-quantize's sorted order, or with
+  // keep_split the source files in turn, each in its own order.
   std::vector<const ModelTensor*> order;
   for (const auto& t : src.tensors()) order.push_back(&t);
-  std::stable_sort(order.begin(), order.end(),
-                   [](const ModelTensor* a, const ModelTensor* b) { return gguf_tensor_order_less(a->name, b->name); });
+  if (o.keep_split)
+    std::stable_sort(order.begin(), order.end(), [](const ModelTensor* a, const ModelTensor* b) { return a->split < b->split; });
+  else
+    std::stable_sort(order.begin(), order.end(),
+                     [](const ModelTensor* a, const ModelTensor* b) { return gguf_tensor_order_less(a->name, b->name); });
 
   MixtureState st{o.ftype, src.config()};
   st.has_imatrix = o.imatrix != nullptr;
@@ -85,6 +96,7 @@ std::vector<TensorPlan> Quantizer::plan(const ModelSource& src) const {
   for (const ModelTensor* t : order) {
     TensorPlan p;
     p.name = t->name;
+    p.split = o.keep_split ? t->split : 0;
     p.ne = t->ne;
     p.source_type = t->type;
     const int n_dims = static_cast<int>(t->ne.size());
@@ -164,29 +176,45 @@ QuantizeResult Quantizer::quantize(const ModelSource& src, const std::filesystem
   res.source_bytes = src.source_bytes();
   for (const auto& p : res.tensors) res.n_fallback += p.fallback ? 1 : 0;
 
-  gguf::Writer w(out);
+  int n_out = 1;
+  for (const auto& p : res.tensors) n_out = std::max(n_out, p.split + 1);
+  if (o.keep_split && src.n_splits() > 1) n_out = src.n_splits();
   gguf::Metadata meta = src.gguf_metadata();
-  meta.erase("general.file_type");
-  meta.erase("general.quantization_version");
-  for (const char* k : {"quantize.imatrix.file", "quantize.imatrix.dataset", "quantize.imatrix.entries_count",
-                        "quantize.imatrix.chunks_count"})
+  for (const char* k : {"general.file_type", "general.quantization_version", "quantize.imatrix.file",
+                        "quantize.imatrix.dataset", "quantize.imatrix.entries_count", "quantize.imatrix.chunks_count",
+                        "split.no", "split.count", "split.tensors.count"})
     meta.erase(k);
-  // General keys first, tokenizer keys last, as llama.cpp lays them out.
-  gguf::Metadata& m = w.metadata();
-  for (const auto& [k, v] : meta.entries())
-    if (k.rfind("tokenizer.", 0) != 0) m.set(k, v);
-  m.set("general.quantization_version", gguf::Value::u32(2));
-  m.set("general.file_type", gguf::Value::u32(static_cast<uint32_t>(o.ftype)));
-  if (o.imatrix) {
-    if (!o.imatrix_path.empty()) m.set("quantize.imatrix.file", gguf::Value::string(o.imatrix_path));
-    if (!o.imatrix->datasets.empty()) m.set("quantize.imatrix.dataset", gguf::Value::string(o.imatrix->datasets.front()));
-    m.set("quantize.imatrix.entries_count", gguf::Value::u32(static_cast<uint32_t>(o.imatrix->entries.size())));
-    m.set("quantize.imatrix.chunks_count", gguf::Value::u32(static_cast<uint32_t>(o.imatrix->chunk_count)));
+  std::vector<std::unique_ptr<gguf::Writer>> writers;
+  for (int i = 0; i < n_out; ++i) {
+    const std::filesystem::path path = n_out > 1 ? split_path(out, i, n_out) : out;
+    res.outputs.push_back(path);
+    writers.push_back(std::make_unique<gguf::Writer>(path));
+    gguf::Metadata& m = writers.back()->metadata();
+    if (i == 0) {
+      // General keys first, tokenizer keys last, as llama.cpp lays them out.
+      for (const auto& [k, v] : meta.entries())
+        if (k.rfind("tokenizer.", 0) != 0) m.set(k, v);
+      m.set("general.quantization_version", gguf::Value::u32(2));
+      m.set("general.file_type", gguf::Value::u32(static_cast<uint32_t>(o.ftype)));
+      if (o.imatrix) {
+        if (!o.imatrix_path.empty()) m.set("quantize.imatrix.file", gguf::Value::string(o.imatrix_path));
+        if (!o.imatrix->datasets.empty())
+          m.set("quantize.imatrix.dataset", gguf::Value::string(o.imatrix->datasets.front()));
+        m.set("quantize.imatrix.entries_count", gguf::Value::u32(static_cast<uint32_t>(o.imatrix->entries.size())));
+        m.set("quantize.imatrix.chunks_count", gguf::Value::u32(static_cast<uint32_t>(o.imatrix->chunk_count)));
+      }
+      for (const auto& [k, v] : meta.entries())
+        if (k.rfind("tokenizer.", 0) == 0) m.set(k, v);
+    }
+    if (n_out > 1) {
+      m.set("split.no", gguf::Value::u16(static_cast<uint16_t>(i)));
+      m.set("split.count", gguf::Value::u16(static_cast<uint16_t>(n_out)));
+      m.set("split.tensors.count", gguf::Value::i32(static_cast<int32_t>(res.tensors.size())));
+    }
   }
-  for (const auto& [k, v] : meta.entries())
-    if (k.rfind("tokenizer.", 0) == 0) m.set(k, v);
-  for (const auto& p : res.tensors) w.add_tensor(p.name, p.type, p.ne);
-  w.write_header();
+  for (const auto& p : res.tensors) writers[static_cast<size_t>(p.split)]->add_tensor(p.name, p.type, p.ne);
+  // Splits are written one after the other (each opens its file at its first write), and each is
+  // committed as soon as it is complete, so only one output's buffers exist at a time.
 
   // Stream each tensor in chunks of rows. Within a chunk the threads each read, decode, check
   // and quantize their own rows, so reading overlaps quantizing; the writer thread of the output
@@ -209,6 +237,12 @@ QuantizeResult Quantizer::quantize(const ModelSource& src, const std::filesystem
     const size_t out_rb = out_ti.row_bytes(ncols);
     for (int64_t r0 = 0; r0 < nrows; r0 += rows_per_chunk) {
       const int64_t n = std::min(rows_per_chunk, nrows - r0);
+      for (int k = 0; k < p.split; ++k)
+        if (writers[static_cast<size_t>(k)]) {
+          writers[static_cast<size_t>(k)]->commit();
+          writers[static_cast<size_t>(k)].reset();
+        }
+      gguf::Writer& w = *writers[static_cast<size_t>(p.split)];
       if (!p.quantize) {
         raw.resize(static_cast<size_t>(n) * t.row_bytes());
         src.read_rows_raw(t, r0, n, raw.data());
@@ -231,8 +265,10 @@ QuantizeResult Quantizer::quantize(const ModelSource& src, const std::filesystem
     progress.update("Quantizing", ++done, static_cast<int64_t>(res.tensors.size()), "tensors");
   }
   progress.finish("Quantizing");
-  w.commit();
-  res.file_bytes = std::filesystem::file_size(out);
+  for (auto& w : writers)
+    if (w) w->commit();
+  res.output = res.outputs.front();
+  for (const auto& path : res.outputs) res.file_bytes += std::filesystem::file_size(path);
   for (const auto& p : res.tensors) res.n_weights += static_cast<uint64_t>(p.n_elements());
   res.bpw = res.n_weights ? 8.0 * static_cast<double>(res.file_bytes) / static_cast<double>(res.n_weights) : 0;
   res.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();

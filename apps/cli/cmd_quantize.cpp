@@ -93,6 +93,7 @@ int run_quantize(Context& ctx, std::vector<std::string> args) {
       ("tensor-type", "REGEX=TYPE: type for matching tensors (repeatable, first match wins)",
        cxxopts::value<std::vector<std::string>>())
       ("allow-requantize", "Allow re-quantizing tensors that are already quantized")
+      ("keep-split", "One output GGUF per input file (shard or split): OUT-00001-of-0000N.gguf")
       ("dynamic", "Dynamic layer-wise quantization (same as -q dynamic)")
       ("profile", "Dynamic profile: attention-high, balanced, compression-max, quality, speed, or a .dqprofile path",
        cxxopts::value<std::string>())
@@ -133,6 +134,7 @@ int run_quantize(Context& ctx, std::vector<std::string> args) {
   qo.pure = r.count("pure") > 0;
   qo.leave_output_tensor = r.count("leave-output-tensor") > 0;
   qo.allow_requantize = r.count("allow-requantize") > 0;
+  qo.keep_split = r.count("keep-split") > 0;
   if (r.count("output-tensor-type"))
     qo.output_tensor_type = parse_type_option("--output-tensor-type", r["output-tensor-type"].as<std::string>());
   if (r.count("token-embedding-type"))
@@ -225,7 +227,9 @@ int run_quantize(Context& ctx, std::vector<std::string> args) {
   if (res.n_fallback > 0)
     progress.message(fmt::format("{} tensor(s) fell back to another type (row length not a multiple of the block)",
                                  res.n_fallback));
-  progress.message(fmt::format("Complete: {} ({}, {:.2f} bpw)", out.string(), human_bytes(res.file_bytes), res.bpw));
+  for (const auto& o : res.outputs)
+    if (res.outputs.size() > 1) progress.message(fmt::format("Wrote {}", o.string()));
+  progress.message(fmt::format("Complete: {} ({}, {:.2f} bpw)", res.output.string(), human_bytes(res.file_bytes), res.bpw));
 
   if (ctx.format == Format::json) {
     nlohmann::json layer_summary = nlohmann::json::array();
@@ -251,7 +255,12 @@ int run_quantize(Context& ctx, std::vector<std::string> args) {
       tensors.push_back({{"name", t.name}, {"type", type_name(t.type)}, {"shape", t.ne}, {"bytes", t.bytes},
                          {"imatrix", t.uses_imatrix}, {"fallback", t.fallback}});
     print_json({{"status", "success"},
-                {"output_path", fs::absolute(out).string()},
+                {"output_path", fs::absolute(res.output).string()},
+                {"output_files", [&] {
+                   nlohmann::json a = nlohmann::json::array();
+                   for (const auto& o : res.outputs) a.push_back(fs::absolute(o).string());
+                   return a;
+                 }()},
                 {"model_path", model.string()},
                 {"format", "gguf"},
                 {"quantization_level", dynamic ? std::string("dynamic") : std::string(level.name)},
@@ -268,7 +277,7 @@ int run_quantize(Context& ctx, std::vector<std::string> args) {
                 {"tensors", tensors},
                 {"duration_seconds", res.seconds}});
   } else {
-    std::cout << fmt::format("Output:      {}\n", out.string());
+    for (const auto& o : res.outputs) std::cout << fmt::format("Output:      {}\n", o.string());
     std::cout << fmt::format("Level:       {}{}\n", level.name, qo.pure ? " (pure)" : "");
     std::cout << fmt::format("Size:        {} ({:.1f}% of {})\n", human_bytes(res.file_bytes), 100 * ratio,
                              human_bytes(res.source_bytes));

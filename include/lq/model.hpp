@@ -50,6 +50,7 @@ struct ModelTensor {
   std::string source_name;  ///< name in the source files, e.g. "model.layers.0.self_attn.q_proj.weight"
   QuantType type = QuantType::F32;  ///< element type as stored in the source
   std::vector<int64_t> ne;
+  int split = 0;            ///< index of the source file holding it (shard or GGUF split)
   int64_t n_elements() const;
   int64_t n_rows() const;
   int64_t row_length() const { return ne.empty() ? 0 : ne[0]; }
@@ -90,6 +91,8 @@ class LQ_API ModelSource {
   virtual const std::filesystem::path& path() const = 0;
   /// Sum of the sizes of the source files (bytes).
   virtual uint64_t source_bytes() const = 0;
+  /// Number of source files the tensors are spread over (safetensors shards, GGUF splits).
+  virtual int n_splits() const { return 1; }
 };
 
 /// Architectures liblq converts (HF model_type values).

@@ -32,6 +32,9 @@ struct QuantizeOptions {
   /// Exact per-tensor types (dynamic profiles); applied before the mixture, like tensor_types.
   std::map<std::string, QuantType> tensor_type_map;
   bool allow_requantize = false;              ///< allow re-quantizing already-quantized tensors
+  /// Write one GGUF per source file (shard or split), named OUT-00001-of-0000N.gguf, in the
+  /// source's tensor order, as llama-quantize --keep-split does.
+  bool keep_split = false;
   const Imatrix* imatrix = nullptr;           ///< importance data (optional)
   std::string imatrix_path;                   ///< recorded as quantize.imatrix.file
   Progress* progress = nullptr;               ///< optional
@@ -47,12 +50,14 @@ struct TensorPlan {
   bool uses_imatrix = false;
   bool fallback = false;            ///< row length forced a fallback type
   uint64_t bytes = 0;               ///< bytes of the written tensor
+  int split = 0;                    ///< output file index (keep_split)
   int64_t n_elements() const;
 };
 
 /// What a quantization produced.
 struct QuantizeResult {
-  std::filesystem::path output;
+  std::filesystem::path output;              ///< the (first) output file
+  std::vector<std::filesystem::path> outputs;  ///< every output file (several with keep_split)
   FileType ftype = FileType::Q8_0;
   std::vector<TensorPlan> tensors;
   uint64_t file_bytes = 0;
@@ -86,6 +91,9 @@ class LQ_API Quantizer {
  private:
   QuantizeOptions opts_;
 };
+
+/// Name of split `i` (0-based) of `n` for an output path "dir/name.gguf": "dir/name-0000{i+1}-of-0000{n}.gguf".
+LQ_API std::filesystem::path split_path(const std::filesystem::path& out, int i, int n);
 
 /// The GGUF tensor order of llama-quantize: non-block tensors by name, then by layer, then name.
 LQ_API bool gguf_tensor_order_less(const std::string& a, const std::string& b);
