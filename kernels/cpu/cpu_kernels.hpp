@@ -12,6 +12,9 @@ void dequantize_bf16(const void* src, float* dst, int64_t n);
 float dot_f32(int64_t n, const void* x, const void* y);
 void quantize_q8_0(const float* src, void* dst, int64_t nrows, int64_t n_per_row, const float* imatrix);
 
+void quantize_iq4_nl(const float* src, void* dst, int64_t nrows, int64_t n_per_row, const float* imatrix);
+void quantize_iq4_xs(const float* src, void* dst, int64_t nrows, int64_t n_per_row, const float* imatrix);
+
 constexpr KernelSet kernels_f32() { return {nullptr, nullptr, dot_f32}; }
 constexpr KernelSet kernels_f16() { return {}; }
 constexpr KernelSet kernels_bf16() { return {nullptr, dequantize_bf16, nullptr}; }
@@ -20,5 +23,7 @@ constexpr KernelSet kernels_q4_1() { return {}; }
 constexpr KernelSet kernels_q5_0() { return {}; }
 constexpr KernelSet kernels_q5_1() { return {}; }
 constexpr KernelSet kernels_q8_0() { return {quantize_q8_0, nullptr, nullptr}; }
+constexpr KernelSet kernels_iq4_nl() { return {quantize_iq4_nl, nullptr, nullptr}; }
+constexpr KernelSet kernels_iq4_xs() { return {quantize_iq4_xs, nullptr, nullptr}; }
 
 }  // namespace lq::cpu

@@ -1,0 +1,135 @@
+// CPU kernels: IQ4_NL and IQ4_XS.
+//   QuantizeIq4Nl, QuantizeIq4Xs  the reference search (ref/iq4_search.hpp) with vectorised block
+//                                 preparation and candidate evaluation; byte-identical to
+//                                 ref::quantize_iq4_nl / ref::quantize_iq4_xs (tests/iquants_a_test.cpp).
+// Run: ./build/tests/lq_tests "[iquants-a]"; timings: a local loop over the type table's rows.
+#pragma once
+
+#include "arch.hpp"
+#include "iq_simd.hpp"
+
+#include "ref/iq4_search.hpp"
+
+#include <cstdint>
+
+namespace lq::cpu {
+
+// The scalar reference's prepare/signed_max/eval with the same operations per element and the
+// same 16-lane summation order (ref/lanes.hpp), so every decision of the search is identical.
+template <class Arch>
+struct Iq4Ops {
+  using B = xsimd::batch<float, Arch>;
+  using I = xsimd::batch<int32_t, Arch>;
+  static constexpr int W = static_cast<int>(B::size);
+  static constexpr int N = ref::kLanes / W;
+
+  static void prepare(const float* src, const float* qw, int n, float* x, float* w, float* wx) {
+    const B lo(-1e15f), hi(1e15f), zero(0.f);
+    for (int j = 0; j < n; j += W) {
+      const B v = B::load_unaligned(src + j);
+      xsimd::select(v == v, xsimd::min(xsimd::max(v, lo), hi), zero).store_aligned(x + j);
+    }
+    if (!qw) return;
+    B acc[N];
+    for (auto& a : acc) a = zero;
+    for (int j = 0; j < n; j += ref::kLanes)
+      for (int c = 0; c < N; ++c) {
+        const B v = B::load_aligned(x + j + c * W);
+        acc[c] = acc[c] + v * v;
+      }
+    const B sigma2(2.f * reduce16(acc) / static_cast<float>(n));
+    for (int j = 0; j < n; j += W) {
+      const B q = B::load_unaligned(qw + j);
+      const B v = B::load_aligned(x + j);
+      const B wv = xsimd::select(q >= zero, xsimd::min(q, hi), zero) * xsimd::sqrt(sigma2 + v * v);
+      wv.store_aligned(w + j);
+      (wv * v).store_aligned(wx + j);
+    }
+  }
+
+  static float signed_max(const float* x, int n) {
+    B m(0.f);
+    for (int j = 0; j < n; j += W) m = xsimd::max(m, xsimd::abs(B::load_aligned(x + j)));
+    const float amax = hmax(m);
+    const B vmax(amax);
+    for (int j = 0; j < n; j += W) {
+      if (!xsimd::any(xsimd::abs(B::load_aligned(x + j)) == vmax)) continue;
+      for (int k = j; k < j + W; ++k)
+        if (std::fabs(x[k]) == amax) return x[k];
+    }
+    return 0.f;
+  }
+
+  static void pack(const float* x, float d, uint8_t* qs) {
+    const B vid(d != 0 ? 2.f / d : 0.f), lo(-256.f), hi(254.f), off(256.f), sixteen(16.f);
+    alignas(64) int32_t q[ref::iq4::kBlock / 2];
+    for (int j = 0; j < ref::iq4::kBlock / 2; j += W) {
+      const B l0 = gather(ref::iq4::kCellTables.findex,
+                          xsimd::to_int(xsimd::min(xsimd::max(vid * B::load_aligned(x + j), lo), hi) + off));
+      const B l1 = gather(ref::iq4::kCellTables.findex,
+                          xsimd::to_int(xsimd::min(xsimd::max(vid * B::load_aligned(x + j + 16), lo), hi) + off));
+      xsimd::to_int(l0 + sixteen * l1).store_aligned(q + j);
+    }
+    for (int j = 0; j < ref::iq4::kBlock / 2; ++j) qs[j] = static_cast<uint8_t>(q[j]);
+  }
+
+  // Candidates are evaluated in groups so that their gathers overlap.
+  static void eval(const float* x, const float* w, const float* wx, const float* id2, int n, ref::iq4::Sums* out) {
+    if (w)
+      eval_group<true>(x, w, wx, id2, n, out);
+    else
+      eval_group<false>(x, w, wx, id2, n, out);
+  }
+
+  template <bool Weighted>
+  static void eval_group(const float* x, const float* w, const float* wx, const float* id2, int n,
+                         ref::iq4::Sums* out) {
+    constexpr int G = 6;
+    const B lo(-256.f), hi(254.f), off(256.f);
+    for (int c0 = 0; c0 < n; c0 += G) {
+      const int g = n - c0 < G ? n - c0 : G;
+      B a[G][N], b[G][N], vid[G];
+      for (int c = 0; c < g; ++c) {
+        vid[c] = B(id2[c0 + c]);
+        for (int k = 0; k < N; ++k) a[c][k] = b[c][k] = B(0.f);
+      }
+      for (int j = 0; j < ref::iq4::kBlock; j += ref::kLanes) {
+        for (int k = 0; k < N; ++k) {
+          const B xv = B::load_aligned(x + j + k * W);
+          const B wv = Weighted ? B::load_aligned(w + j + k * W) : B(1.f);
+          const B wxv = Weighted ? B::load_aligned(wx + j + k * W) : xv;
+          for (int c = 0; c < g; ++c) {
+            const B v2 = xsimd::min(xsimd::max(vid[c] * xv, lo), hi);
+            const B v = gather(ref::iq4::kCellTables.value, xsimd::to_int(v2 + off));
+            a[c][k] = a[c][k] + wxv * v;
+            b[c][k] = b[c][k] + (Weighted ? wv * (v * v) : v * v);
+          }
+        }
+      }
+      for (int c = 0; c < g; ++c) out[c0 + c] = {reduce16(a[c]), reduce16(b[c])};
+    }
+  }
+};
+
+template <class Arch>
+struct QuantizeIq4Nl {
+  static void run(const float* src, void* dst, int64_t nrows, int64_t n_per_row, const float* imatrix);
+};
+template <class Arch>
+struct QuantizeIq4Xs {
+  static void run(const float* src, void* dst, int64_t nrows, int64_t n_per_row, const float* imatrix);
+};
+
+template <class Arch>
+void QuantizeIq4Nl<Arch>::run(const float* src, void* dst, int64_t nrows, int64_t n_per_row, const float* imatrix) {
+  ref::iq4::quantize_nl_rows<Iq4Ops<Arch>>(src, dst, nrows, n_per_row, imatrix);
+}
+
+template <class Arch>
+void QuantizeIq4Xs<Arch>::run(const float* src, void* dst, int64_t nrows, int64_t n_per_row, const float* imatrix) {
+  ref::iq4::quantize_xs_rows<Iq4Ops<Arch>>(src, dst, nrows, n_per_row, imatrix);
+}
+
+#define LQ_CPU_IQ4_KERNELS(X) X(QuantizeIq4Nl) X(QuantizeIq4Xs)
+
+}  // namespace lq::cpu
