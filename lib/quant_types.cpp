@@ -64,8 +64,8 @@ constexpr std::array<TypeInfo, kQuantTypeSlots> kTable = {{
   unused(31),
   unused(32),
   unused(33),
-  {QT::TQ1_0,   "TQ1_0",  256,  54,  true,  false, QT::Q8_K, 0.62,   ref::quantize_tq1_0, ref::dequantize_tq1_0, ref::dot_tq1_0, {}, {}},
-  {QT::TQ2_0,   "TQ2_0",  256,  66,  true,  false, QT::Q8_K, 0.62,   ref::quantize_tq2_0, ref::dequantize_tq2_0, ref::dot_tq2_0, {}, {}},
+  {QT::TQ1_0,   "TQ1_0",  256,  54,  true,  false, QT::Q8_K, 0.62,   ref::quantize_tq1_0, ref::dequantize_tq1_0, ref::dot_tq1_0, cpu::kernels_tq1_0(), {}},
+  {QT::TQ2_0,   "TQ2_0",  256,  66,  true,  false, QT::Q8_K, 0.62,   ref::quantize_tq2_0, ref::dequantize_tq2_0, ref::dot_tq2_0, cpu::kernels_tq2_0(), {}},
 }};
 // clang-format on
 

@@ -14,6 +14,8 @@ void quantize_q8_0(const float* src, void* dst, int64_t nrows, int64_t n_per_row
 
 void quantize_iq4_nl(const float* src, void* dst, int64_t nrows, int64_t n_per_row, const float* imatrix);
 void quantize_iq4_xs(const float* src, void* dst, int64_t nrows, int64_t n_per_row, const float* imatrix);
+void quantize_tq1_0(const float* src, void* dst, int64_t nrows, int64_t n_per_row, const float* imatrix);
+void quantize_tq2_0(const float* src, void* dst, int64_t nrows, int64_t n_per_row, const float* imatrix);
 
 constexpr KernelSet kernels_f32() { return {nullptr, nullptr, dot_f32}; }
 constexpr KernelSet kernels_f16() { return {}; }
@@ -25,5 +27,7 @@ constexpr KernelSet kernels_q5_1() { return {}; }
 constexpr KernelSet kernels_q8_0() { return {quantize_q8_0, nullptr, nullptr}; }
 constexpr KernelSet kernels_iq4_nl() { return {quantize_iq4_nl, nullptr, nullptr}; }
 constexpr KernelSet kernels_iq4_xs() { return {quantize_iq4_xs, nullptr, nullptr}; }
+constexpr KernelSet kernels_tq1_0() { return {quantize_tq1_0, nullptr, nullptr}; }
+constexpr KernelSet kernels_tq2_0() { return {quantize_tq2_0, nullptr, nullptr}; }
 
 }  // namespace lq::cpu

@@ -3,10 +3,12 @@
 #include "float.hpp"
 #include "legacy.hpp"
 #include "iq4.hpp"
+#include "ternary.hpp"
 
 LQ_CPU_FLOAT_KERNELS(LQ_CPU_EXTERN)
 LQ_CPU_LEGACY_KERNELS(LQ_CPU_EXTERN)
 LQ_CPU_IQ4_KERNELS(LQ_CPU_EXTERN)
+LQ_CPU_TERNARY_KERNELS(LQ_CPU_EXTERN)
 
 namespace lq::cpu {
 
@@ -21,6 +23,12 @@ void quantize_iq4_nl(const float* src, void* dst, int64_t nrows, int64_t n_per_r
 }
 void quantize_iq4_xs(const float* src, void* dst, int64_t nrows, int64_t n_per_row, const float* imatrix) {
   dispatch_call<QuantizeIq4Xs>(src, dst, nrows, n_per_row, imatrix);
+}
+void quantize_tq1_0(const float* src, void* dst, int64_t nrows, int64_t n_per_row, const float* imatrix) {
+  dispatch_call<QuantizeTq1_0>(src, dst, nrows, n_per_row, imatrix);
+}
+void quantize_tq2_0(const float* src, void* dst, int64_t nrows, int64_t n_per_row, const float* imatrix) {
+  dispatch_call<QuantizeTq2_0>(src, dst, nrows, n_per_row, imatrix);
 }
 
 }  // namespace lq::cpu
