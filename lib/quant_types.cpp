@@ -7,6 +7,7 @@
 #include "kernels/cuda/cuda_kernels.hpp"
 #include "ref/blocks.hpp"
 #include "ref/float.hpp"
+#include "ref/iq3.hpp"
 #include "ref/iq4.hpp"
 #include "ref/legacy.hpp"
 #include "ref/q8_k.hpp"
@@ -48,10 +49,10 @@ constexpr std::array<TypeInfo, kQuantTypeSlots> kTable = {{
   {QT::Q8_K,    "Q8_K",   256, 292,  false, false, QT::Q8_K, 0.008,  ref::quantize_q8_k, ref::dequantize_q8_k, nullptr, {}, {}},
   {QT::IQ2_XXS, "IQ2_XXS",256,  66,  true,  true,  QT::Q8_K, 0.0,    nullptr, nullptr, nullptr, {}, {}},
   {QT::IQ2_XS,  "IQ2_XS", 256,  74,  true,  true,  QT::Q8_K, 0.0,    nullptr, nullptr, nullptr, {}, {}},
-  {QT::IQ3_XXS, "IQ3_XXS",256,  98,  true,  false, QT::Q8_K, 0.0,    nullptr, nullptr, nullptr, {}, {}},
+  {QT::IQ3_XXS, "IQ3_XXS",256,  98,  true,  false, QT::Q8_K, 0.25,   ref::quantize_iq3_xxs, ref::dequantize_iq3_xxs, ref::dot_iq3_xxs, {}, {}},
   {QT::IQ1_S,   "IQ1_S",  256,  50,  true,  true,  QT::Q8_K, 0.0,    nullptr, nullptr, nullptr, {}, {}},
   {QT::IQ4_NL,  "IQ4_NL",  32,  18,  true,  false, QT::Q8_0, 0.11,   ref::quantize_iq4_nl, ref::dequantize_iq4_nl, ref::dot_iq4_nl, cpu::kernels_iq4_nl(), {}},
-  {QT::IQ3_S,   "IQ3_S",  256, 110,  true,  false, QT::Q8_K, 0.0,    nullptr, nullptr, nullptr, {}, {}},
+  {QT::IQ3_S,   "IQ3_S",  256, 110,  true,  false, QT::Q8_K, 0.22,   ref::quantize_iq3_s, ref::dequantize_iq3_s, ref::dot_iq3_s, {}, {}},
   {QT::IQ2_S,   "IQ2_S",  256,  82,  true,  false, QT::Q8_K, 0.0,    nullptr, nullptr, nullptr, {}, {}},
   {QT::IQ4_XS,  "IQ4_XS", 256, 136,  true,  false, QT::Q8_K, 0.11,   ref::quantize_iq4_xs, ref::dequantize_iq4_xs, ref::dot_iq4_xs, cpu::kernels_iq4_xs(), {}},
   {QT::I8,      "I8",       1,   1,  false, false, kNone,    0.0,    nullptr, nullptr, nullptr, {}, {}},

@@ -23,7 +23,7 @@ struct Iq4Ops {
   static constexpr int W = static_cast<int>(B::size);
   static constexpr int N = ref::kLanes / W;
 
-  static void prepare(const float* src, const float* qw, int n, float* x, float* w, float* wx) {
+  static void prepare(const float* src, const float* qw, float qfloor, int n, float* x, float* w, float* wx) {
     const B lo(-1e15f), hi(1e15f), zero(0.f);
     for (int j = 0; j < n; j += W) {
       const B v = B::load_unaligned(src + j);
@@ -41,7 +41,7 @@ struct Iq4Ops {
     for (int j = 0; j < n; j += W) {
       const B q = B::load_unaligned(qw + j);
       const B v = B::load_aligned(x + j);
-      const B wv = xsimd::select(q >= zero, xsimd::min(q, hi), zero) * xsimd::sqrt(sigma2 + v * v);
+      const B wv = (xsimd::select(q >= zero, xsimd::min(q, hi), zero) + B(qfloor)) * xsimd::sqrt(sigma2 + v * v);
       wv.store_aligned(w + j);
       (wv * v).store_aligned(wx + j);
     }

@@ -21,14 +21,14 @@ struct TernaryOps {
   static constexpr int W = static_cast<int>(B::size);
   static constexpr int N = ref::kLanes / W;
 
-  static void prepare(const float* x, const float* qw, float* a, float* wv, float* wa) {
+  static void prepare(const float* x, const float* qw, float qfloor, float* a, float* wv, float* wa) {
     const B zero(0.f);
     for (int j = 0; j < ref::QK_K; j += W) {
       const B av = xsimd::abs(B::load_unaligned(x + j));
       av.store_aligned(a + j);
       if (qw) {
         const B q = B::load_unaligned(qw + j);
-        const B w = xsimd::select(q >= zero, q, zero);
+        const B w = xsimd::select(q >= zero, xsimd::min(q, B(1e15f)), zero) + B(qfloor);
         w.store_aligned(wv + j);
         (w * av).store_aligned(wa + j);
       }

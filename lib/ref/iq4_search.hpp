@@ -11,6 +11,7 @@
 
 #include "half.hpp"
 #include "ref/blocks.hpp"
+#include "ref/importance.hpp"
 #include "ref/lanes.hpp"
 
 #include <algorithm>
@@ -124,17 +125,17 @@ float best_scale(float max, const Params& p, Eval&& eval) {
 
 /// Values with NaN replaced by 0 and magnitudes capped, so that every product stays finite.
 inline float sanitize(float v) { return v == v ? std::clamp(v, -1e15f, 1e15f) : 0.f; }
-/// Importance weights: negative or NaN count as 0.
-inline float sanitize_weight(float v) { return v >= 0 ? std::min(v, 1e15f) : 0.f; }
+
 
 /// Largest representable scale (fp16 max).
 inline constexpr float kMaxScale = 65504.f;
 
 /// Search inputs of n values (n = 32 or 256): sanitised x, and with importance data qw the
-/// weights w = qw * sqrt(sigma2 + x^2) and w * x, sigma2 twice the mean square of the n values,
-/// which keeps large values accurate where the imatrix is small (compatible with llama.cpp's
-/// weighting). Without importance data all weights are 1 (plain squared error): w and wx unused.
-inline void prepare(const float* src, const float* qw, int n, float* x, float* w, float* wx) {
+/// weights w = (qw + qfloor) * sqrt(sigma2 + x^2) and w * x, sigma2 twice the mean square of the
+/// n values, which keeps large values accurate where the imatrix is small (llama.cpp weighs the
+/// same way; qfloor: importance.hpp). Without importance data all weights are 1 (plain squared
+/// error) and w, wx are not used.
+inline void prepare(const float* src, const float* qw, float qfloor, int n, float* x, float* w, float* wx) {
   for (int j = 0; j < n; ++j) x[j] = sanitize(src[j]);
   if (!qw) return;
   float acc[kLanes] = {};
@@ -142,7 +143,7 @@ inline void prepare(const float* src, const float* qw, int n, float* x, float* w
     for (int l = 0; l < kLanes; ++l) acc[l] = acc[l] + x[j + l] * x[j + l];
   const float sigma2 = 2.f * reduce_lanes(acc) / static_cast<float>(n);
   for (int j = 0; j < n; ++j) {
-    w[j] = sanitize_weight(qw[j]) * std::sqrt(sigma2 + x[j] * x[j]);
+    w[j] = (sanitize_importance(qw[j]) + qfloor) * std::sqrt(sigma2 + x[j] * x[j]);
     wx[j] = w[j] * x[j];
   }
 }
@@ -168,8 +169,8 @@ inline void pack_nibbles(const float* x, float d, uint8_t* qs) {
 
 /// The scalar operations; a twin replaces prepare/eval by ones giving identical results.
 struct RefOps {
-  static void prepare(const float* src, const float* qw, int n, float* x, float* w, float* wx) {
-    iq4::prepare(src, qw, n, x, w, wx);
+  static void prepare(const float* src, const float* qw, float qfloor, int n, float* x, float* w, float* wx) {
+    iq4::prepare(src, qw, qfloor, n, x, w, wx);
   }
   static float signed_max(const float* x, int n) { return iq4::signed_max(x, n); }
   static void pack(const float* x, float d, uint8_t* qs) { pack_nibbles(x, d, qs); }
@@ -182,11 +183,12 @@ template <class Ops>
 void quantize_nl_rows(const float* src, void* dst, int64_t nrows, int64_t n_per_row, const float* imatrix) {
   const int64_t nb = n_per_row / kBlock;
   auto* y = static_cast<block_iq4_nl*>(dst);
+  const float qfloor = imatrix ? importance_floor(imatrix, n_per_row) : 0.f;
   alignas(64) float x[kBlock], w[kBlock], wx[kBlock];
   for (int64_t r = 0; r < nrows; ++r) {
     for (int64_t b = 0; b < nb; ++b) {
       block_iq4_nl& blk = y[r * nb + b];
-      Ops::prepare(src + r * n_per_row + b * kBlock, imatrix ? imatrix + b * kBlock : nullptr, kBlock, x, w, wx);
+      Ops::prepare(src + r * n_per_row + b * kBlock, imatrix ? imatrix + b * kBlock : nullptr, qfloor, kBlock, x, w, wx);
       const float* pw = imatrix ? w : nullptr;
       const float* pwx = imatrix ? wx : x;
       const float d = best_scale(Ops::signed_max(x, kBlock), kNlParams,
@@ -251,13 +253,14 @@ template <class Ops>
 void quantize_xs_rows(const float* src, void* dst, int64_t nrows, int64_t n_per_row, const float* imatrix) {
   const int64_t nb = n_per_row / QK_K;
   auto* y = static_cast<block_iq4_xs*>(dst);
+  const float qfloor = imatrix ? importance_floor(imatrix, n_per_row) : 0.f;
   alignas(64) float x[QK_K], w[QK_K], wx[QK_K];
   float scales[8];
   int ls[8];
   for (int64_t r = 0; r < nrows; ++r) {
     for (int64_t b = 0; b < nb; ++b) {
       block_iq4_xs& blk = y[r * nb + b];
-      Ops::prepare(src + r * n_per_row + b * QK_K, imatrix ? imatrix + b * QK_K : nullptr, QK_K, x, w, wx);
+      Ops::prepare(src + r * n_per_row + b * QK_K, imatrix ? imatrix + b * QK_K : nullptr, qfloor, QK_K, x, w, wx);
       auto eval = [&](int ib, const float* id2, int n, Sums* out) {
         const int o = ib * kBlock;
         Ops::eval(x + o, imatrix ? w + o : nullptr, imatrix ? wx + o : x + o, id2, n, out);

@@ -10,6 +10,7 @@
 
 #include "half.hpp"
 #include "ref/blocks.hpp"
+#include "ref/importance.hpp"
 #include "ref/lanes.hpp"
 
 #include <algorithm>
@@ -21,13 +22,14 @@ namespace lq::ref::ternary {
 inline constexpr int kMaxPasses = 3;
 inline constexpr float kMaxScale = 65504.f;
 
-/// Scalar passes. a = |x|; wv = weights (nullptr: unit weights); wa = wv * a (a when unit).
+/// Scalar passes. a = |x|; wv = importance + qfloor (importance.hpp; nullptr: unit weights);
+/// wa = wv * a (a when unit).
 struct RefOps {
-  static void prepare(const float* x, const float* qw, float* a, float* wv, float* wa) {
+  static void prepare(const float* x, const float* qw, float qfloor, float* a, float* wv, float* wa) {
     for (int j = 0; j < QK_K; ++j) {
       a[j] = std::fabs(x[j]);
       if (qw) {
-        wv[j] = qw[j] >= 0 ? qw[j] : 0.f;
+        wv[j] = sanitize_importance(qw[j]) + qfloor;
         wa[j] = wv[j] * a[j];
       }
     }
@@ -103,12 +105,13 @@ template <class Ops, class Block>
 void quantize_rows(const float* src, void* dst, int64_t nrows, int64_t n_per_row, const float* imatrix) {
   const int64_t nb = n_per_row / QK_K;
   auto* y = static_cast<Block*>(dst);
+  const float qfloor = imatrix ? importance_floor(imatrix, n_per_row) : 0.f;
   alignas(64) float a[QK_K], wv[QK_K], wa[QK_K];
   for (int64_t r = 0; r < nrows; ++r) {
     for (int64_t b = 0; b < nb; ++b) {
       const float* x = src + r * n_per_row + b * QK_K;
       const float* qw = imatrix ? imatrix + b * QK_K : nullptr;
-      Ops::prepare(x, qw, a, wv, wa);
+      Ops::prepare(x, qw, qfloor, a, wv, wa);
       float d = qw ? block_scale<Ops>(a, wv, wa) : block_scale<Ops>(a, nullptr, a);
       if (qw && d == 0) d = block_scale<Ops>(a, nullptr, a);  // no importance anywhere here
       Block& blk = y[r * nb + b];
