@@ -2,12 +2,15 @@
 //   QuantizeIq4Nl, QuantizeIq4Xs  the reference search (ref/iq4_search.hpp) with vectorised block
 //                                 preparation and candidate evaluation; byte-identical to
 //                                 ref::quantize_iq4_nl / ref::quantize_iq4_xs (tests/iquants_a_test.cpp).
+//   DequantIq4Nl, DequantIq4Xs    nibbles -> int8 levels by a byte table lookup -> floats.
+//   DotIq4Nl (x Q8_0), DotIq4Xs (x Q8_K)  int8 products summed in int32, one float FMA per block.
 // Run: ./build/tests/lq_tests "[iquants-a]"; timings: a local loop over the type table's rows.
 #pragma once
 
 #include "arch.hpp"
 #include "iq_simd.hpp"
 
+#include "ref/iq4.hpp"
 #include "ref/iq4_search.hpp"
 
 #include <cstdint>
@@ -130,6 +133,94 @@ void QuantizeIq4Xs<Arch>::run(const float* src, void* dst, int64_t nrows, int64_
   ref::iq4::quantize_xs_rows<Iq4Ops<Arch>>(src, dst, nrows, n_per_row, imatrix);
 }
 
-#define LQ_CPU_IQ4_KERNELS(X) X(QuantizeIq4Nl) X(QuantizeIq4Xs)
+template <class Arch>
+struct DequantIq4Nl {
+  static void run(const void* src, float* dst, int64_t n);
+};
+template <class Arch>
+struct DequantIq4Xs {
+  static void run(const void* src, float* dst, int64_t n);
+};
+template <class Arch>
+struct DotIq4Nl {
+  static float run(int64_t n, const void* x, const void* y);
+};
+template <class Arch>
+struct DotIq4Xs {
+  static float run(int64_t n, const void* x, const void* y);
+};
+
+inline int iq4_xs_scale(const ref::block_iq4_xs& b, int ib) {
+  return (((b.scales_l[ib / 2] >> (4 * (ib % 2))) & 15) | (((b.scales_h >> (2 * ib)) & 3) << 4)) - 32;
+}
+
+template <class Arch>
+void DequantIq4Nl<Arch>::run(const void* src, float* dst, int64_t n) {
+  if constexpr (!kByteSimd<Arch>) {
+    ref::dequantize_iq4_nl(src, dst, n);
+  } else {
+    using V = Bytes<Arch>;
+    const auto* x = static_cast<const ref::block_iq4_nl*>(src);
+    for (int64_t i = 0; i < n / 32; ++i)
+      V::store_scaled(V::lut16(V::nibbles(x[i].qs), ref::iq4::kValues), fp16_to_f32(x[i].d), dst + 32 * i);
+  }
+}
+
+template <class Arch>
+void DequantIq4Xs<Arch>::run(const void* src, float* dst, int64_t n) {
+  if constexpr (!kByteSimd<Arch>) {
+    ref::dequantize_iq4_xs(src, dst, n);
+  } else {
+    using V = Bytes<Arch>;
+    const auto* x = static_cast<const ref::block_iq4_xs*>(src);
+    for (int64_t i = 0; i < n / ref::QK_K; ++i) {
+      const float d = fp16_to_f32(x[i].d);
+      for (int ib = 0; ib < 8; ++ib)
+        V::store_scaled(V::lut16(V::nibbles(x[i].qs + 16 * ib), ref::iq4::kValues),
+                        d * static_cast<float>(iq4_xs_scale(x[i], ib)), dst + i * ref::QK_K + 32 * ib);
+    }
+  }
+}
+
+template <class Arch>
+float DotIq4Nl<Arch>::run(int64_t n, const void* xv, const void* yv) {
+  if constexpr (!kByteSimd<Arch>) {
+    return ref::dot_iq4_nl(n, xv, yv);
+  } else {
+    using V = Bytes<Arch>;
+    const auto* x = static_cast<const ref::block_iq4_nl*>(xv);
+    const auto* y = static_cast<const ref::block_q8_0*>(yv);
+    __m256 acc = _mm256_setzero_ps();
+    for (int64_t i = 0; i < n / 32; ++i) {
+      const auto p = V::dot(V::lut16(V::nibbles(x[i].qs), ref::iq4::kValues), V::load(y[i].qs));
+      acc = V::fma(p, fp16_to_f32(x[i].d) * fp16_to_f32(y[i].d), acc);
+    }
+    return V::hsum(acc);
+  }
+}
+
+template <class Arch>
+float DotIq4Xs<Arch>::run(int64_t n, const void* xv, const void* yv) {
+  if constexpr (!kByteSimd<Arch>) {
+    return ref::dot_iq4_xs(n, xv, yv);
+  } else {
+    using V = Bytes<Arch>;
+    const auto* x = static_cast<const ref::block_iq4_xs*>(xv);
+    const auto* y = static_cast<const ref::block_q8_K*>(yv);
+    __m256 acc = _mm256_setzero_ps();
+    for (int64_t i = 0; i < n / ref::QK_K; ++i) {
+      __m256i sum = _mm256_setzero_si256();
+      for (int ib = 0; ib < 8; ++ib) {
+        const auto p = V::dot(V::lut16(V::nibbles(x[i].qs + 16 * ib), ref::iq4::kValues), V::load(y[i].qs + 32 * ib));
+        sum = V::madd_scale(sum, p, iq4_xs_scale(x[i], ib));
+      }
+      acc = V::fma(sum, fp16_to_f32(x[i].d) * y[i].d, acc);
+    }
+    return V::hsum(acc);
+  }
+}
+
+#define LQ_CPU_IQ4_KERNELS(X) \
+  X(QuantizeIq4Nl) X(QuantizeIq4Xs) X(DequantIq4Nl) X(DequantIq4Xs) X(DotIq4Nl) X(DotIq4Xs)
 
 }  // namespace lq::cpu

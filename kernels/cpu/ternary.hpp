@@ -2,12 +2,17 @@
 //   QuantizeTq1_0, QuantizeTq2_0  the reference search (ref/ternary_search.hpp) with vectorised
 //                                 passes and packing; byte-identical to ref::quantize_tq1_0 /
 //                                 ref::quantize_tq2_0 (tests/iquants_a_test.cpp).
+//   DequantTq1_0, DequantTq2_0    trits unpacked 32 at a time (base-3 digits by 16-bit products),
+//                                 then floats; bit-identical to the reference decoders.
+//   DotTq1_0, DotTq2_0 (x Q8_K)   sum t * y with t in {0, 1, 2} (unsigned byte products), minus
+//                                 sum y from the activations' block sums.
 // Run: ./build/tests/lq_tests "[iquants-a]".
 #pragma once
 
 #include "arch.hpp"
 #include "iq_simd.hpp"
 
+#include "ref/ternary.hpp"
 #include "ref/ternary_search.hpp"
 
 #include <cstdint>
@@ -107,6 +112,131 @@ void QuantizeTq2_0<Arch>::run(const float* src, void* dst, int64_t nrows, int64_
   ref::ternary::quantize_rows<TernaryOps<Arch>, ref::block_tq2_0>(src, dst, nrows, n_per_row, imatrix);
 }
 
-#define LQ_CPU_TERNARY_KERNELS(X) X(QuantizeTq1_0) X(QuantizeTq2_0)
+// Trits of a block in value order (0, 1, 2), 256 bytes.
+template <class Arch>
+struct TernaryDecode {
+  // Digit n of bytes holding base-3 numbers scaled to 0..255: (uint8(b * 3^n) * 3) >> 8.
+  static __m256i digit(__m256i b, int n) {
+    static constexpr int16_t kPow3[5] = {1, 3, 9, 27, 81};
+    const __m256i zero = _mm256_setzero_si256(), low = _mm256_set1_epi16(0xff), three = _mm256_set1_epi16(3);
+    const __m256i p = _mm256_set1_epi16(kPow3[n]);
+    __m256i lo = _mm256_and_si256(_mm256_mullo_epi16(_mm256_unpacklo_epi8(b, zero), p), low);
+    __m256i hi = _mm256_and_si256(_mm256_mullo_epi16(_mm256_unpackhi_epi8(b, zero), p), low);
+    lo = _mm256_srli_epi16(_mm256_mullo_epi16(lo, three), 8);
+    hi = _mm256_srli_epi16(_mm256_mullo_epi16(hi, three), 8);
+    return _mm256_packus_epi16(lo, hi);
+  }
+
+  static void tq1_0(const ref::block_tq1_0& b, uint8_t* t) {
+    const __m256i q = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b.qs));
+    for (int n = 0; n < 5; ++n) _mm256_storeu_si256(reinterpret_cast<__m256i*>(t + 32 * n), digit(q, n));
+    // Bytes 32..47 hold values 160 + m + 16n: both 128-bit halves get them, digits n and n + 1.
+    const __m128i q16 = _mm_loadu_si128(reinterpret_cast<const __m128i*>(b.qs + 32));
+    const __m256i both = _mm256_set_m128i(q16, q16);
+    for (int n = 0; n < 4; n += 2) {
+      const __m256i dn = digit(both, n), dn1 = digit(both, n + 1);
+      _mm256_storeu_si256(reinterpret_cast<__m256i*>(t + 160 + 16 * n), _mm256_permute2x128_si256(dn, dn1, 0x30));
+    }
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(t + 224), _mm256_castsi256_si128(digit(both, 4)));
+    for (int n = 0; n < 4; ++n)
+      for (int j = 0; j < 4; ++j) {
+        const auto v = static_cast<uint8_t>(b.qh[j] * (n == 0 ? 1 : n == 1 ? 3 : n == 2 ? 9 : 27));
+        t[240 + j + 4 * n] = static_cast<uint8_t>((v * 3) >> 8);
+      }
+  }
+
+  static void tq2_0(const ref::block_tq2_0& b, uint8_t* t) {
+    const __m256i m3 = _mm256_set1_epi8(3);
+    for (int g = 0; g < 2; ++g) {
+      const __m256i q = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b.qs + 32 * g));
+      for (int k = 0; k < 4; ++k)
+        _mm256_storeu_si256(reinterpret_cast<__m256i*>(t + 128 * g + 32 * k), _mm256_and_si256(_mm256_srli_epi16(q, 2 * k), m3));
+    }
+  }
+};
+
+template <class Arch>
+struct DequantTq1_0 {
+  static void run(const void* src, float* dst, int64_t n);
+};
+template <class Arch>
+struct DequantTq2_0 {
+  static void run(const void* src, float* dst, int64_t n);
+};
+template <class Arch>
+struct DotTq1_0 {
+  static float run(int64_t n, const void* x, const void* y);
+};
+template <class Arch>
+struct DotTq2_0 {
+  static float run(int64_t n, const void* x, const void* y);
+};
+
+template <class Arch, class Block, class Unpack>
+void dequant_ternary(const void* src, float* dst, int64_t n, Unpack&& unpack) {
+  const auto* x = static_cast<const Block*>(src);
+  alignas(32) uint8_t t[ref::QK_K];
+  const __m256i one = _mm256_set1_epi8(1);
+  for (int64_t i = 0; i < n / ref::QK_K; ++i) {
+    unpack(x[i], t);
+    const float d = fp16_to_f32(x[i].d);
+    for (int k = 0; k < ref::QK_K; k += 32)
+      Bytes<Arch>::store_scaled(_mm256_sub_epi8(Bytes<Arch>::load(t + k), one), d, dst + i * ref::QK_K + k);
+  }
+}
+
+template <class Arch, class Block, class Unpack>
+float dot_ternary(int64_t n, const void* xv, const void* yv, Unpack&& unpack) {
+  using V = Bytes<Arch>;
+  const auto* x = static_cast<const Block*>(xv);
+  const auto* y = static_cast<const ref::block_q8_K*>(yv);
+  alignas(32) uint8_t t[ref::QK_K];
+  __m256 acc = _mm256_setzero_ps();
+  for (int64_t i = 0; i < n / ref::QK_K; ++i) {
+    unpack(x[i], t);
+    __m256i sum = _mm256_setzero_si256();
+    for (int k = 0; k < ref::QK_K; k += 32) sum = _mm256_add_epi32(sum, V::dot_unsigned(V::load(t + k), V::load(y[i].qs + k)));
+    int ysum = 0;
+    for (int k = 0; k < ref::QK_K / 16; ++k) ysum += y[i].bsums[k];
+    sum = _mm256_sub_epi32(sum, _mm256_setr_epi32(ysum, 0, 0, 0, 0, 0, 0, 0));
+    acc = V::fma(sum, fp16_to_f32(x[i].d) * y[i].d, acc);
+  }
+  return V::hsum(acc);
+}
+
+template <class Arch>
+void DequantTq1_0<Arch>::run(const void* src, float* dst, int64_t n) {
+  if constexpr (!kByteSimd<Arch>)
+    ref::dequantize_tq1_0(src, dst, n);
+  else
+    dequant_ternary<Arch, ref::block_tq1_0>(src, dst, n, TernaryDecode<Arch>::tq1_0);
+}
+
+template <class Arch>
+void DequantTq2_0<Arch>::run(const void* src, float* dst, int64_t n) {
+  if constexpr (!kByteSimd<Arch>)
+    ref::dequantize_tq2_0(src, dst, n);
+  else
+    dequant_ternary<Arch, ref::block_tq2_0>(src, dst, n, TernaryDecode<Arch>::tq2_0);
+}
+
+template <class Arch>
+float DotTq1_0<Arch>::run(int64_t n, const void* x, const void* y) {
+  if constexpr (!kByteSimd<Arch>)
+    return ref::dot_tq1_0(n, x, y);
+  else
+    return dot_ternary<Arch, ref::block_tq1_0>(n, x, y, TernaryDecode<Arch>::tq1_0);
+}
+
+template <class Arch>
+float DotTq2_0<Arch>::run(int64_t n, const void* x, const void* y) {
+  if constexpr (!kByteSimd<Arch>)
+    return ref::dot_tq2_0(n, x, y);
+  else
+    return dot_ternary<Arch, ref::block_tq2_0>(n, x, y, TernaryDecode<Arch>::tq2_0);
+}
+
+#define LQ_CPU_TERNARY_KERNELS(X) \
+  X(QuantizeTq1_0) X(QuantizeTq2_0) X(DequantTq1_0) X(DequantTq2_0) X(DotTq1_0) X(DotTq2_0)
 
 }  // namespace lq::cpu

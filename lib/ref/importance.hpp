@@ -20,7 +20,8 @@ inline constexpr float kImportanceFloor = 0.5f;
 /// An importance value with NaN or negative entries as 0 and huge ones capped.
 inline float sanitize_importance(float q) { return q >= 0 ? std::min(q, 1e15f) : 0.f; }
 
-/// kImportanceFloor times the mean of the n (a multiple of 16) sanitised importance values.
+/// kImportanceFloor times the mean of the n (a multiple of 16) sanitised importance values. The
+/// quantizers ignore an importance vector whose floor is 0 (all zero or invalid).
 inline float importance_floor(const float* qw, int64_t n) {
   float acc[kLanes] = {};
   for (int64_t j = 0; j < n; j += kLanes)

@@ -261,6 +261,7 @@ void quantize_rows(const Grid& g, bool even_signs, const float* src, int64_t nro
                    const float* imatrix, Emit&& emit) {
   const int64_t nb = n_per_row / QK_K;
   const float qfloor = imatrix ? importance_floor(imatrix, n_per_row) : 0.f;
+  if (!(qfloor > 0)) imatrix = nullptr;  // no usable importance in this row
   for (int64_t r = 0; r < nrows; ++r) {
     for (int64_t b = 0; b < nb; ++b) {
       Choice c;

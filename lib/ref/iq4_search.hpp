@@ -184,6 +184,7 @@ void quantize_nl_rows(const float* src, void* dst, int64_t nrows, int64_t n_per_
   const int64_t nb = n_per_row / kBlock;
   auto* y = static_cast<block_iq4_nl*>(dst);
   const float qfloor = imatrix ? importance_floor(imatrix, n_per_row) : 0.f;
+  if (!(qfloor > 0)) imatrix = nullptr;  // no usable importance in this row
   alignas(64) float x[kBlock], w[kBlock], wx[kBlock];
   for (int64_t r = 0; r < nrows; ++r) {
     for (int64_t b = 0; b < nb; ++b) {
@@ -254,6 +255,7 @@ void quantize_xs_rows(const float* src, void* dst, int64_t nrows, int64_t n_per_
   const int64_t nb = n_per_row / QK_K;
   auto* y = static_cast<block_iq4_xs*>(dst);
   const float qfloor = imatrix ? importance_floor(imatrix, n_per_row) : 0.f;
+  if (!(qfloor > 0)) imatrix = nullptr;  // no usable importance in this row
   alignas(64) float x[QK_K], w[QK_K], wx[QK_K];
   float scales[8];
   int ls[8];
