@@ -68,13 +68,15 @@ class Pool {
   void ensure_workers(int n) {
     while (static_cast<int>(workers_.size()) < n) {
       int idx = static_cast<int>(workers_.size()) + 1;
-      workers_.emplace_back([this, idx] { loop(idx); });
+      // The generation before the job that needs this worker: read here, not when the thread
+      // starts, which may be after run() announced that job.
+      const uint64_t seen = generation_.load();
+      workers_.emplace_back([this, idx, seen] { loop(idx, seen); });
     }
   }
 
-  void loop(int idx) {
+  void loop(int idx, uint64_t seen) {
     t_in_pool = true;
-    uint64_t seen = generation_.load();
     for (;;) {
       // spin a little before sleeping
       bool got = false;
