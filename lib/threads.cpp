@@ -67,11 +67,9 @@ class Pool {
  private:
   void ensure_workers(int n) {
     while (static_cast<int>(workers_.size()) < n) {
-      int idx = static_cast<int>(workers_.size()) + 1;
-      // The generation before the job that needs this worker: read here, not when the thread
-      // starts, which may be after run() announced that job.
-      const uint64_t seen = generation_.load();
-      workers_.emplace_back([this, idx, seen] { loop(idx, seen); });
+      const int idx = static_cast<int>(workers_.size()) + 1;
+      const uint64_t gen = generation_.load();  // the next job bumps it: the worker must see that
+      workers_.emplace_back([this, idx, gen] { loop(idx, gen); });
     }
   }
 
@@ -80,7 +78,7 @@ class Pool {
     for (;;) {
       // spin a little before sleeping
       bool got = false;
-      for (int i = 0; i < 20000; ++i) {
+      for (int i = 0; i < 2000; ++i) {
         if (generation_.load(std::memory_order_acquire) != seen) { got = true; break; }
 #if defined(__x86_64__)
         __builtin_ia32_pause();

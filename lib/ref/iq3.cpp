@@ -16,6 +16,7 @@
 #include "ref/iq_tables.hpp"
 
 #include <algorithm>
+#include <bit>
 #include <cfloat>
 #include <cmath>
 #include <cstring>
@@ -188,21 +189,23 @@ struct Choice {
 };
 
 void quantize_block(const Grid& g, bool even_signs, const float* x, const float* qw, float qfloor, Choice& c) {
-  float xv[QK_K], w[QK_K];
+  float v[QK_K], xv[QK_K], w[QK_K];
   float sumx2 = 0;
-  for (int j = 0; j < QK_K; ++j) sumx2 += x[j] * x[j];
+  for (int j = 0; j < QK_K; ++j) {
+    v[j] = x[j] == x[j] ? std::clamp(x[j], -1e15f, 1e15f) : 0.f;  // NaN as 0, products stay finite
+    sumx2 += v[j] * v[j];
+  }
   const float sigma2 = 2.f * sumx2 / QK_K;
   for (int j = 0; j < QK_K; ++j) {
-    const float v = x[j] == x[j] ? std::clamp(x[j], -1e15f, 1e15f) : 0.f;
-    w[j] = qw ? (sanitize_importance(qw[j]) + qfloor) * std::sqrt(sigma2 + v * v) : 1.f;
-    xv[j] = std::fabs(v);
-    if (v < 0) c.signs[j / 8] |= static_cast<uint8_t>(1 << (j % 8));
+    w[j] = qw ? (sanitize_importance(qw[j]) + qfloor) * std::sqrt(sigma2 + v[j] * v[j]) : 1.f;
+    xv[j] = std::fabs(v[j]);
+    if (v[j] < 0) c.signs[j / 8] |= static_cast<uint8_t>(1 << (j % 8));
   }
   if (even_signs) {
     // An odd count of negatives cannot be stored: the value with the least weighted magnitude
     // takes the wrong sign (its magnitude becomes -|x|, so it rounds to the smallest level).
     for (int k = 0; k < 32; ++k) {
-      if (!(__builtin_popcount(c.signs[k]) & 1)) continue;
+      if (!(std::popcount(c.signs[k]) & 1)) continue;
       int imin = 8 * k;
       for (int j = 8 * k + 1; j < 8 * k + 8; ++j)
         if (w[j] * xv[j] < w[imin] * xv[imin]) imin = j;
