@@ -150,7 +150,7 @@ struct DotIq4Xs {
   static float run(int64_t n, const void* x, const void* y);
 };
 
-inline int iq4_xs_scale(const ref::block_iq4_xs& b, int ib) {
+static inline int iq4_xs_scale(const ref::block_iq4_xs& b, int ib) {
   return (((b.scales_l[ib / 2] >> (4 * (ib % 2))) & 15) | (((b.scales_h >> (2 * ib)) & 3) << 4)) - 32;
 }
 

@@ -6,6 +6,9 @@
 // use them; on tensors with very uneven imatrix values (ffn_down) that raises the plain RMSE
 // above that of llama.cpp's files. Adding half the row's mean importance to every column keeps
 // the imatrix-weighted error essentially unchanged while bounding that loss.
+// Everything here has internal linkage: the per-ISA kernel TUs include this header too, and an
+// inline function with external linkage could be merged across them and run AVX code on the
+// SSE2 path (or in the reference).
 #pragma once
 
 #include "ref/lanes.hpp"
@@ -14,6 +17,7 @@
 #include <cstdint>
 
 namespace lq::ref {
+namespace {
 
 inline constexpr float kImportanceFloor = 0.5f;
 
@@ -29,4 +33,5 @@ inline float importance_floor(const float* qw, int64_t n) {
   return kImportanceFloor * (reduce_lanes(acc) / static_cast<float>(n));
 }
 
+}  // namespace
 }  // namespace lq::ref

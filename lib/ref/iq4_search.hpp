@@ -9,6 +9,9 @@
 // choice is minimised by d = S1 / S2 (S1 = sum w x K, S2 = sum w K^2) and falls by S1^2 / S2.
 // The search evaluates a few candidates for each orientation of the block's largest value (onto
 // -127 or onto +113), then runs Lloyd's iteration (d <- S1/S2, re-pick levels) from the best.
+// Everything here has internal linkage: the per-ISA kernel TUs include this header too, and an
+// inline function with external linkage could be merged across them and run AVX code on the
+// SSE2 path (or in the reference).
 #pragma once
 
 #include "half.hpp"
@@ -21,6 +24,7 @@
 #include <cstdint>
 
 namespace lq::ref::iq4 {
+namespace {
 
 inline constexpr int kBlock = 32;
 inline constexpr int kCells = 512;
@@ -288,4 +292,5 @@ void quantize_xs_rows(const float* src, void* dst, int64_t nrows, int64_t n_per_
   }
 }
 
+}  // namespace
 }  // namespace lq::ref::iq4

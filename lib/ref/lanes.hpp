@@ -5,12 +5,16 @@
 // 16 interleaved partial sums (element j goes to lane j % 16, in increasing j) and the 16 lanes are
 // then added pairwise by reduce_lanes(). A 4-, 8- or 16-wide vector unit reproduces this exactly:
 // it keeps 16 / width accumulators, stores them to 16 floats and calls reduce_lanes().
+// Everything here has internal linkage: the per-ISA kernel TUs include this header too, and an
+// inline function with external linkage could be merged across them and run AVX code on the
+// SSE2 path (or in the reference).
 #pragma once
 
 #include <bit>
 #include <cstdint>
 
 namespace lq::ref {
+namespace {
 
 inline constexpr int kLanes = 16;
 
@@ -28,4 +32,5 @@ inline float keep_if(bool c, float v) {
   return std::bit_cast<float>(std::bit_cast<uint32_t>(v) & (0u - static_cast<uint32_t>(c)));
 }
 
+}  // namespace
 }  // namespace lq::ref

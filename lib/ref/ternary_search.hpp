@@ -6,6 +6,9 @@
 // Lloyd's iteration (th <- d / 2) never increases the error; it starts from 3/4 of the weighted
 // mean |x| and converges in two or three passes on weight-like data. d = absmax, the simple
 // alternative, leaves most values at zero.
+// Everything here has internal linkage: the per-ISA kernel TUs include this header too, and an
+// inline function with external linkage could be merged across them and run AVX code on the
+// SSE2 path (or in the reference).
 #pragma once
 
 #include "half.hpp"
@@ -18,6 +21,7 @@
 #include <cstdint>
 
 namespace lq::ref::ternary {
+namespace {
 
 inline constexpr int kMaxPasses = 3;
 inline constexpr float kMaxScale = 65504.f;
@@ -121,4 +125,5 @@ void quantize_rows(const float* src, void* dst, int64_t nrows, int64_t n_per_row
   }
 }
 
+}  // namespace
 }  // namespace lq::ref::ternary
