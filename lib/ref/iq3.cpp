@@ -235,7 +235,7 @@ void quantize_block(const Grid& g, bool even_signs, const float* x, const float*
       const float* xb = xv + 32 * b;
       const float* wb = w + 32 * b;
       // The two multipliers around the continuous one.
-      const int s0 = std::clamp(static_cast<int>(std::floor(0.5f * (scales[b] / d - 1.f))), 0, 15);
+      const int s0 = static_cast<int>(std::floor(std::clamp(0.5f * (scales[b] / d - 1.f), 0.f, 15.f)));
       float be = FLT_MAX;
       for (int s = s0; s <= std::min(15, s0 + 1); ++s) {
         const float D = d * static_cast<float>(2 * s + 1);

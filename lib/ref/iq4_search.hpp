@@ -85,8 +85,9 @@ inline void eval_ref(const float* x, const float* w, const float* wx, const floa
 }
 
 /// Candidates per orientation, their spacing (in levels at the largest value), Lloyd steps.
-/// On real weights these reach within 1% (IQ4_NL) and 0.3% (IQ4_XS) of the error of an
-/// exhaustive scan of the scale; IQ4_NL spends fewer evaluations because it has no other search.
+/// Measured on real weights, IQ4_NL's setting leaves the RMSE 0.6% (the weighted error 1.4%)
+/// above an exhaustive scan of the scale at a tenth of the evaluations; IQ4_XS, which is not
+/// speed-critical, uses more candidates.
 struct Params {
   int per_side;
   float step;
