@@ -13,18 +13,67 @@
 #include "ref/iq4.hpp"
 #include "ref/iq4_search.hpp"
 
+#include <algorithm>
 #include <cstdint>
+#include <type_traits>
 
 namespace lq::cpu {
 
 // The scalar reference's prepare/signed_max/eval with the same operations per element and the
 // same 16-lane summation order (ref/lanes.hpp), so every decision of the search is identical.
+// Two-level form of kCellTables.value for AVX-512: the cells 16k..16k+15 hold at most one switch
+// between two levels (switches are at least 23 cells apart), so the level of cell c is
+// c >= kSwitch[c / 16] ? kUpper[c / 16] : kLower[c / 16], three 32-entry register permutes
+// instead of a gather.
+struct Iq4Coarse {
+  int32_t sw[32];
+  float lower[32];
+  float upper[32];
+};
+inline constexpr Iq4Coarse kIq4Coarse = [] {
+  Iq4Coarse t{};
+  for (int k = 0; k < 32; ++k) {
+    const int c0 = 16 * k, c1 = std::min(16 * k + 15, ref::iq4::kCells - 1);
+    t.lower[k] = ref::iq4::kCellTables.value[c0];
+    t.upper[k] = ref::iq4::kCellTables.value[c1];
+    t.sw[k] = 16 * k + 16;
+    for (int c = c0; c <= c1; ++c)
+      if (ref::iq4::kCellTables.value[c] != t.lower[k]) {
+        t.sw[k] = c;
+        break;
+      }
+  }
+  return t;
+}();
+static constexpr bool iq4_coarse_exact() {
+  for (int c = 0; c < ref::iq4::kCells; ++c) {
+    const int k = c / 16;
+    if ((c >= kIq4Coarse.sw[k] ? kIq4Coarse.upper[k] : kIq4Coarse.lower[k]) != ref::iq4::kCellTables.value[c]) return false;
+  }
+  return true;
+}
+static_assert(iq4_coarse_exact(), "the two-level level table must equal the cell table");
+
 template <class Arch>
 struct Iq4Ops {
   using B = xsimd::batch<float, Arch>;
   using I = xsimd::batch<int32_t, Arch>;
   static constexpr int W = static_cast<int>(B::size);
   static constexpr int N = ref::kLanes / W;
+
+  // kCellTables.value[c] for every lane.
+  static B level(const I& c) {
+    if constexpr (std::is_same_v<Arch, Avx512>) {
+      const __m512i k = _mm512_srli_epi32(c, 4);
+      const __m512i sw = _mm512_permutex2var_epi32(_mm512_loadu_si512(kIq4Coarse.sw), k,
+                                                   _mm512_loadu_si512(kIq4Coarse.sw + 16));
+      const __m512 lower = _mm512_permutex2var_ps(_mm512_loadu_ps(kIq4Coarse.lower), k, _mm512_loadu_ps(kIq4Coarse.lower + 16));
+      const __m512 upper = _mm512_permutex2var_ps(_mm512_loadu_ps(kIq4Coarse.upper), k, _mm512_loadu_ps(kIq4Coarse.upper + 16));
+      return _mm512_mask_blend_ps(_mm512_cmpge_epi32_mask(c, sw), lower, upper);
+    } else {
+      return gather(ref::iq4::kCellTables.value, c);
+    }
+  }
 
   static void prepare(const float* src, const float* qw, float qfloor, int n, float* x, float* w, float* wx) {
     const B lo(-1e15f), hi(1e15f), zero(0.f);
@@ -103,7 +152,7 @@ struct Iq4Ops {
           const B wxv = Weighted ? B::load_aligned(wx + j + k * W) : xv;
           for (int c = 0; c < g; ++c) {
             const B v2 = xsimd::min(xsimd::max(vid[c] * xv, lo), hi);
-            const B v = gather(ref::iq4::kCellTables.value, xsimd::to_int(v2 + off));
+            const B v = level(xsimd::to_int(v2 + off));
             a[c][k] = a[c][k] + wxv * v;
             b[c][k] = b[c][k] + (Weighted ? wv * (v * v) : v * v);
           }
