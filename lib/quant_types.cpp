@@ -9,9 +9,12 @@
 #include "ref/float.hpp"
 #include "ref/iq1.hpp"
 #include "ref/iq2.hpp"
+#include "ref/iq3.hpp"
+#include "ref/iq4.hpp"
 #include "ref/kquants.hpp"
 #include "ref/legacy.hpp"
 #include "ref/q8_k.hpp"
+#include "ref/ternary.hpp"
 
 #include <array>
 #include <cctype>
@@ -49,12 +52,12 @@ constexpr std::array<TypeInfo, kQuantTypeSlots> kTable = {{
   {QT::Q8_K,    "Q8_K",   256, 292,  false, false, QT::Q8_K, 0.008,  ref::quantize_q8_k, ref::dequantize_q8_k, nullptr, {}, {}},
   {QT::IQ2_XXS, "IQ2_XXS",256,  66,  true,  true,  QT::Q8_K, 0.36,   ref::quantize_iq2_xxs, ref::dequantize_iq2_xxs, ref::dot_iq2_xxs, cpu::kernels_iq2_xxs(), cuda::kernels(QT::IQ2_XXS)},
   {QT::IQ2_XS,  "IQ2_XS", 256,  74,  true,  true,  QT::Q8_K, 0.32,   ref::quantize_iq2_xs, ref::dequantize_iq2_xs, ref::dot_iq2_xs, cpu::kernels_iq2_xs(), cuda::kernels(QT::IQ2_XS)},
-  {QT::IQ3_XXS, "IQ3_XXS",256,  98,  true,  false, QT::Q8_K, 0.0,    nullptr, nullptr, nullptr, {}, {}},
+  {QT::IQ3_XXS, "IQ3_XXS",256,  98,  true,  false, QT::Q8_K, 0.20,   ref::quantize_iq3_xxs, ref::dequantize_iq3_xxs, ref::dot_iq3_xxs, cpu::kernels_iq3_xxs(), cuda::kernels(QT::IQ3_XXS)},
   {QT::IQ1_S,   "IQ1_S",  256,  50,  true,  true,  QT::Q8_K, 0.49,   ref::quantize_iq1_s, ref::dequantize_iq1_s, ref::dot_iq1_s, cpu::kernels_iq1_s(), cuda::kernels(QT::IQ1_S)},
-  {QT::IQ4_NL,  "IQ4_NL",  32,  18,  true,  false, QT::Q8_0, 0.0,    nullptr, nullptr, nullptr, {}, {}},
-  {QT::IQ3_S,   "IQ3_S",  256, 110,  true,  false, QT::Q8_K, 0.0,    nullptr, nullptr, nullptr, {}, {}},
+  {QT::IQ4_NL,  "IQ4_NL",  32,  18,  true,  false, QT::Q8_0, 0.085,  ref::quantize_iq4_nl, ref::dequantize_iq4_nl, ref::dot_iq4_nl, cpu::kernels_iq4_nl(), cuda::kernels(QT::IQ4_NL)},
+  {QT::IQ3_S,   "IQ3_S",  256, 110,  true,  false, QT::Q8_K, 0.15,   ref::quantize_iq3_s, ref::dequantize_iq3_s, ref::dot_iq3_s, cpu::kernels_iq3_s(), cuda::kernels(QT::IQ3_S)},
   {QT::IQ2_S,   "IQ2_S",  256,  82,  true,  false, QT::Q8_K, 0.27,   ref::quantize_iq2_s, ref::dequantize_iq2_s, ref::dot_iq2_s, cpu::kernels_iq2_s(), cuda::kernels(QT::IQ2_S)},
-  {QT::IQ4_XS,  "IQ4_XS", 256, 136,  true,  false, QT::Q8_K, 0.0,    nullptr, nullptr, nullptr, {}, {}},
+  {QT::IQ4_XS,  "IQ4_XS", 256, 136,  true,  false, QT::Q8_K, 0.085,  ref::quantize_iq4_xs, ref::dequantize_iq4_xs, ref::dot_iq4_xs, cpu::kernels_iq4_xs(), cuda::kernels(QT::IQ4_XS)},
   {QT::I8,      "I8",       1,   1,  false, false, kNone,    0.0,    nullptr, nullptr, nullptr, {}, {}},
   {QT::I16,     "I16",      1,   2,  false, false, kNone,    0.0,    nullptr, nullptr, nullptr, {}, {}},
   {QT::I32,     "I32",      1,   4,  false, false, kNone,    0.0,    nullptr, nullptr, nullptr, {}, {}},
@@ -65,8 +68,8 @@ constexpr std::array<TypeInfo, kQuantTypeSlots> kTable = {{
   unused(31),
   unused(32),
   unused(33),
-  {QT::TQ1_0,   "TQ1_0",  256,  54,  true,  false, QT::Q8_K, 0.0,    nullptr, nullptr, nullptr, {}, {}},
-  {QT::TQ2_0,   "TQ2_0",  256,  66,  true,  false, QT::Q8_K, 0.0,    nullptr, nullptr, nullptr, {}, {}},
+  {QT::TQ1_0,   "TQ1_0",  256,  54,  true,  false, QT::Q8_K, 0.45,   ref::quantize_tq1_0, ref::dequantize_tq1_0, ref::dot_tq1_0, cpu::kernels_tq1_0(), cuda::kernels(QT::TQ1_0)},
+  {QT::TQ2_0,   "TQ2_0",  256,  66,  true,  false, QT::Q8_K, 0.45,   ref::quantize_tq2_0, ref::dequantize_tq2_0, ref::dot_tq2_0, cpu::kernels_tq2_0(), cuda::kernels(QT::TQ2_0)},
 }};
 // clang-format on
 

@@ -88,12 +88,14 @@ class Pool {
         std::unique_lock<std::mutex> lk(mutex_);
         cv_.wait(lk, [&] { return generation_.load() != seen; });
       }
-      seen = generation_.load(std::memory_order_acquire);
       const std::function<void(int)>* job;
       int threads;
       {
+        // Generation and job are read together: a worker that woke late must not take the next
+        // job under the previous generation (it would run it twice and leave pending_ at -1).
         std::lock_guard<std::mutex> g(mutex_);
         if (stop_) return;
+        seen = generation_.load(std::memory_order_relaxed);
         job = job_;
         threads = job_threads_;
       }

@@ -43,6 +43,23 @@ void quantize_q6_k(const float* src, void* dst, int64_t nrows, int64_t n_per_row
 void dequantize_q6_k(const void* src, float* dst, int64_t n);
 float dot_q6_k(int64_t n, const void* x, const void* y);
 
+void quantize_iq4_nl(const float* src, void* dst, int64_t nrows, int64_t n_per_row, const float* imatrix);
+void quantize_iq4_xs(const float* src, void* dst, int64_t nrows, int64_t n_per_row, const float* imatrix);
+void quantize_tq1_0(const float* src, void* dst, int64_t nrows, int64_t n_per_row, const float* imatrix);
+void quantize_tq2_0(const float* src, void* dst, int64_t nrows, int64_t n_per_row, const float* imatrix);
+void dequantize_iq3_xxs(const void* src, float* dst, int64_t n);
+float dot_iq3_xxs(int64_t n, const void* x, const void* y);
+void dequantize_iq3_s(const void* src, float* dst, int64_t n);
+float dot_iq3_s(int64_t n, const void* x, const void* y);
+void dequantize_iq4_nl(const void* src, float* dst, int64_t n);
+float dot_iq4_nl(int64_t n, const void* x, const void* y);
+void dequantize_iq4_xs(const void* src, float* dst, int64_t n);
+float dot_iq4_xs(int64_t n, const void* x, const void* y);
+void dequantize_tq1_0(const void* src, float* dst, int64_t n);
+float dot_tq1_0(int64_t n, const void* x, const void* y);
+void dequantize_tq2_0(const void* src, float* dst, int64_t n);
+float dot_tq2_0(int64_t n, const void* x, const void* y);
+
 constexpr KernelSet kernels_f32() { return {nullptr, nullptr, dot_f32}; }
 constexpr KernelSet kernels_f16() { return {}; }
 constexpr KernelSet kernels_bf16() { return {nullptr, dequantize_bf16, nullptr}; }
@@ -61,5 +78,11 @@ constexpr KernelSet kernels_q3_k() { return {quantize_q3_k, dequantize_q3_k, dot
 constexpr KernelSet kernels_q4_k() { return {quantize_q4_k, dequantize_q4_k, dot_q4_k}; }
 constexpr KernelSet kernels_q5_k() { return {quantize_q5_k, dequantize_q5_k, dot_q5_k}; }
 constexpr KernelSet kernels_q6_k() { return {quantize_q6_k, dequantize_q6_k, dot_q6_k}; }
+constexpr KernelSet kernels_iq3_xxs() { return {nullptr, dequantize_iq3_xxs, dot_iq3_xxs}; }
+constexpr KernelSet kernels_iq3_s() { return {nullptr, dequantize_iq3_s, dot_iq3_s}; }
+constexpr KernelSet kernels_iq4_nl() { return {quantize_iq4_nl, dequantize_iq4_nl, dot_iq4_nl}; }
+constexpr KernelSet kernels_iq4_xs() { return {quantize_iq4_xs, dequantize_iq4_xs, dot_iq4_xs}; }
+constexpr KernelSet kernels_tq1_0() { return {quantize_tq1_0, dequantize_tq1_0, dot_tq1_0}; }
+constexpr KernelSet kernels_tq2_0() { return {quantize_tq2_0, dequantize_tq2_0, dot_tq2_0}; }
 
 }  // namespace lq::cpu
