@@ -68,13 +68,15 @@ class Pool {
   void ensure_workers(int n) {
     while (static_cast<int>(workers_.size()) < n) {
       int idx = static_cast<int>(workers_.size()) + 1;
-      workers_.emplace_back([this, idx] { loop(idx); });
+      // The generation is read here, not in the new thread: a thread that starts after run()
+      // published the job would otherwise take that job's generation as already seen.
+      const uint64_t seen = generation_.load();
+      workers_.emplace_back([this, idx, seen] { loop(idx, seen); });
     }
   }
 
-  void loop(int idx) {
+  void loop(int idx, uint64_t seen) {
     t_in_pool = true;
-    uint64_t seen = generation_.load();
     for (;;) {
       // spin a little before sleeping
       bool got = false;
