@@ -5,6 +5,7 @@
 
 #include <cstdlib>
 #include <memory>
+#include <span>
 #include <string>
 #include <unordered_map>
 #include <vector>
@@ -78,9 +79,18 @@ namespace engine {
 /// Whether the engine can multiply by a weight of type t (float path, dot, or dequantize).
 bool supports_weight_type(QuantType t);
 
-/// y[m x n_out] = x[m x n_in] * W^T for weight W (n_out rows of n_in values), on `threads`.
-/// Float types run a blocked GEMM; quantized types quantize x once into the type's dot_type and
-/// run the dot kernel per (row, token); types without a dot are dequantized tile by tile.
+/// One product y[m x n_out] = x[m x n_in] * W^T for weight W (n_out rows of n_in values).
+struct LinearOp {
+  const Tensor* w;
+  const float* x;
+  int64_t m;
+  float* y;
+};
+
+/// Runs several products in one parallel region on `threads` (0 = all). Float weights run a
+/// blocked GEMM; quantized weights quantize x once into the type's dot_type and run the dot
+/// kernel per (row, token), as llama.cpp does; types without a dot are dequantized tile by tile.
+void matmul_many(std::span<const LinearOp> ops, int threads);
 void matmul(const Tensor& w, const float* x, int64_t m, float* y, int threads);
 
 /// Decodes row r of t into dst (row_length floats).

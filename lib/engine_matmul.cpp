@@ -1,4 +1,6 @@
-// The engine's matrix product y = x W^T over weights of any type, split into tiles across threads.
+// The engine's matrix products y = x W^T over weights of any type. Several products (q/k/v,
+// gate/up) are cut into tiles together and run in one parallel region, so a step of the forward
+// pass costs one synchronisation whatever the number of weights in it.
 #include "engine_impl.hpp"
 
 #include <lq/backend.hpp>
@@ -8,6 +10,7 @@
 #include "kernels/cpu/engine_kernels.hpp"
 
 #include <algorithm>
+#include <map>
 
 namespace lq::engine {
 
@@ -30,77 +33,80 @@ bool is_float16_or_32(QuantType t) { return t == QuantType::F32 || t == QuantTyp
 
 int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
-void float_matmul(const Tensor& w, const float* x, int64_t m, float* y, int threads) {
+enum class Path { gemm, dot, dequant };
+
+struct Prepared {
+  const LinearOp* op;
+  Path path;
+  DotFn dot = nullptr;
+  DequantizeFn deq = nullptr;
+  const uint8_t* xq = nullptr;  // activations in dot_type (dot path)
+  size_t qb = 0;                // bytes per quantized activation row
+};
+
+struct Tile {
+  int op;
+  int64_t i0, i1;  // activation rows (tokens)
+  int64_t j0, j1;  // weight rows (outputs)
+};
+
+// Products below this many multiply-adds run on the calling thread: waking workers costs more.
+constexpr int64_t kSerialMacs = 1 << 18;
+
+void run_tile(const Prepared& p, const Tile& t) {
+  const Tensor& w = *p.op->w;
   const int64_t n = w.n_rows(), k = w.row_length();
-  const int nt = threads > 0 ? threads : hardware_threads();
-  auto gemm = [&](int64_t i0, int64_t i1, int64_t j0, int64_t j1) {
-    cpu::GemmArgs g{i1 - i0, j1 - j0, k, x + i0 * k, k, w.row(j0), w.type, k, y + i0 * n + j0, n, false};
-    cpu::gemm_nt(g);
-  };
-  if (m <= 3) {
-    const int64_t nb = std::clamp<int64_t>((ceil_div(n, nt * 4) + 15) / 16 * 16, 16, 256);
-    parallel_for(ceil_div(n, nb), nt, 1, [&](int64_t b, int64_t e) {
-      for (int64_t i = b; i < e; ++i) gemm(0, m, i * nb, std::min(n, (i + 1) * nb));
-    });
-    return;
-  }
-  const int64_t mb = m <= 288 ? m : 192;
-  const int64_t mblocks = ceil_div(m, mb);
-  int64_t nb = 128;
-  while (nb > 32 && mblocks * ceil_div(n, nb) < 3 * nt) nb /= 2;
-  const int64_t nblocks = ceil_div(n, nb);
-  parallel_for(mblocks * nblocks, nt, 1, [&](int64_t b, int64_t e) {
-    for (int64_t it = b; it < e; ++it) {
-      const int64_t i = it / nblocks, j = it % nblocks;
-      gemm(i * mb, std::min(m, (i + 1) * mb), j * nb, std::min(n, (j + 1) * nb));
+  switch (p.path) {
+    case Path::gemm: {
+      cpu::gemm_nt(cpu::GemmArgs{t.i1 - t.i0, t.j1 - t.j0, k, p.op->x + t.i0 * k, k, w.row(t.j0), w.type, k,
+                                 p.op->y + t.i0 * n + t.j0, n, false});
+      break;
     }
-  });
-}
-
-void dot_matmul(const Tensor& w, DotFn dot, const float* x, int64_t m, float* y, int threads) {
-  const int64_t n = w.n_rows(), k = w.row_length();
-  const int nt = threads > 0 ? threads : hardware_threads();
-  const TypeInfo& dt = type_info(type_info(w.type).dot_type);
-  const QuantizeFn quantize = Registry::instance().quantize(dt.type);
-  if (!quantize) fail(Errc::general, "engine: no quantizer for the activation type {}", dt.name);
-  const size_t qb = dt.row_bytes(k);
-  thread_local std::vector<uint8_t> xq;
-  if (xq.size() < static_cast<size_t>(m) * qb) xq.resize(static_cast<size_t>(m) * qb);
-  uint8_t* xqp = xq.data();
-  parallel_for(m, nt, 4, [&](int64_t b, int64_t e) { quantize(x + b * k, xqp + b * qb, e - b, k, nullptr); });
-
-  // Tiles of RB weight rows x TB tokens: the rows stay in L1 while the tokens stream from L2.
-  const int64_t rb = m == 1 ? 8 : 16, tb = 64;
-  const int64_t rblocks = ceil_div(n, rb), tblocks = ceil_div(m, tb);
-  const size_t wrb = w.row_bytes();
-  const uint8_t* wd = w.data.data();
-  parallel_for(rblocks * tblocks, nt, 1, [&](int64_t b, int64_t e) {
-    for (int64_t it = b; it < e; ++it) {
-      const int64_t tbi = it / rblocks, rbi = it % rblocks;
-      const int64_t r0 = rbi * rb, r1 = std::min(n, r0 + rb);
-      const int64_t t0 = tbi * tb, t1 = std::min(m, t0 + tb);
-      for (int64_t r = r0; r < r1; ++r) {
-        const uint8_t* wr = wd + static_cast<size_t>(r) * wrb;
-        for (int64_t t = t0; t < t1; ++t) y[t * n + r] = dot(k, wr, xqp + static_cast<size_t>(t) * qb);
+    case Path::dot: {
+      // Weight rows stay in L1 while the tile's tokens stream from L2.
+      for (int64_t r = t.j0; r < t.j1; ++r) {
+        const uint8_t* wr = w.row(r);
+        for (int64_t i = t.i0; i < t.i1; ++i) p.op->y[i * n + r] = p.dot(k, wr, p.xq + static_cast<size_t>(i) * p.qb);
       }
+      break;
     }
-  });
+    case Path::dequant: {
+      thread_local std::vector<float> buf;
+      buf.resize(static_cast<size_t>((t.j1 - t.j0) * k));
+      p.deq(w.row(t.j0), buf.data(), (t.j1 - t.j0) * k);
+      cpu::gemm_nt(cpu::GemmArgs{t.i1 - t.i0, t.j1 - t.j0, k, p.op->x + t.i0 * k, k, buf.data(), QuantType::F32, k,
+                                 p.op->y + t.i0 * n + t.j0, n, false});
+      break;
+    }
+  }
 }
 
-void dequant_matmul(const Tensor& w, DequantizeFn deq, const float* x, int64_t m, float* y, int threads) {
-  const int64_t n = w.n_rows(), k = w.row_length();
-  const int nt = threads > 0 ? threads : hardware_threads();
-  const int64_t nb = 64;
-  parallel_for(ceil_div(n, nb), nt, 1, [&](int64_t b, int64_t e) {
-    thread_local std::vector<float> tile;
-    tile.resize(static_cast<size_t>(nb * k));
-    for (int64_t blk = b; blk < e; ++blk) {
-      const int64_t j0 = blk * nb, j1 = std::min(n, j0 + nb);
-      deq(w.row(j0), tile.data(), (j1 - j0) * k);
-      cpu::GemmArgs g{m, j1 - j0, k, x, k, tile.data(), QuantType::F32, k, y + j0, n, false};
-      cpu::gemm_nt(g);
-    }
-  });
+void add_tiles(const Prepared& p, int op, int nt, std::vector<Tile>& tiles) {
+  const Tensor& w = *p.op->w;
+  const int64_t m = p.op->m, n = w.n_rows();
+  int64_t mb, nb;
+  switch (p.path) {
+    case Path::gemm:
+      if (m <= 3) {
+        mb = m;
+        nb = std::clamp<int64_t>((ceil_div(n, nt * 4) + 15) / 16 * 16, 16, 256);
+      } else {
+        mb = m <= 288 ? m : 192;
+        nb = 128;
+        while (nb > 32 && ceil_div(m, mb) * ceil_div(n, nb) < 4 * nt) nb /= 2;
+      }
+      break;
+    case Path::dot:
+      mb = 64;
+      nb = m == 1 ? 8 : 16;
+      break;
+    default:
+      mb = m;
+      nb = 32;
+      break;
+  }
+  for (int64_t i = 0; i < m; i += mb)
+    for (int64_t j = 0; j < n; j += nb) tiles.push_back(Tile{op, i, std::min(m, i + mb), j, std::min(n, j + nb)});
 }
 
 }  // namespace
@@ -113,14 +119,73 @@ bool supports_weight_type(QuantType t) {
   return reg.dequantize(t) != nullptr;
 }
 
-void matmul(const Tensor& w, const float* x, int64_t m, float* y, int threads) {
-  if (m <= 0) return;
-  if (is_float16_or_32(w.type)) return float_matmul(w, x, m, y, threads);
+void matmul_many(std::span<const LinearOp> ops, int threads) {
+  const int nt = threads > 0 ? threads : hardware_threads();
   const auto& reg = Registry::instance();
-  if (DotFn dot = reg.dot(w.type); dot && reg.quantize(type_info(w.type).dot_type))
-    return dot_matmul(w, dot, x, m, y, threads);
-  if (DequantizeFn deq = reg.dequantize(w.type)) return dequant_matmul(w, deq, x, m, y, threads);
-  fail(Errc::invalid_model, "engine: tensor '{}' has type {} with no CPU kernel", w.name, type_name(w.type));
+  std::vector<Prepared> prep;
+  int64_t macs = 0;
+  for (const LinearOp& op : ops) {
+    if (op.m <= 0) continue;
+    Prepared p{&op, Path::gemm};
+    const QuantType t = op.w->type;
+    if (!is_float16_or_32(t)) {
+      DotFn dot = reg.dot(t);
+      if (dot && reg.quantize(type_info(t).dot_type)) {
+        p.path = Path::dot;
+        p.dot = dot;
+      } else if (DequantizeFn deq = reg.dequantize(t)) {
+        p.path = Path::dequant;
+        p.deq = deq;
+      } else {
+        fail(Errc::invalid_model, "engine: tensor '{}' has type {} with no CPU kernel", op.w->name, type_name(t));
+      }
+    }
+    macs += op.m * op.w->n_rows() * op.w->row_length();
+    prep.push_back(p);
+  }
+  if (prep.empty()) return;
+  const int use = macs < kSerialMacs ? 1 : nt;
+
+  // Activations for the dot path: each (input, dot_type) pair is quantized once.
+  thread_local std::map<std::pair<const float*, QuantType>, std::vector<uint8_t>> qbufs;
+  std::vector<std::pair<std::pair<const float*, QuantType>, Prepared*>> to_quantize;
+  for (Prepared& p : prep) {
+    if (p.path != Path::dot) continue;
+    const QuantType dt = type_info(p.op->w->type).dot_type;
+    const int64_t k = p.op->w->row_length();
+    p.qb = type_info(dt).row_bytes(k);
+    auto key = std::make_pair(p.op->x, dt);
+    auto& buf = qbufs[key];
+    const size_t need = static_cast<size_t>(p.op->m) * p.qb;
+    bool fresh = true;
+    for (auto& [kk, pp] : to_quantize)
+      if (kk == key) fresh = false;
+    if (fresh) {
+      if (buf.size() < need) buf.resize(need);
+      to_quantize.emplace_back(key, &p);
+    }
+    p.xq = buf.data();
+  }
+  for (auto& [key, p] : to_quantize) {
+    const QuantizeFn q = reg.quantize(key.second);
+    const int64_t k = p->op->w->row_length();
+    uint8_t* dst = const_cast<uint8_t*>(p->xq);
+    const size_t qb = p->qb;
+    parallel_for(p->op->m, p->op->m >= 16 ? use : 1, 8,
+                 [&](int64_t b, int64_t e) { q(key.first + b * k, dst + static_cast<size_t>(b) * qb, e - b, k, nullptr); });
+  }
+
+  std::vector<Tile> tiles;
+  for (size_t i = 0; i < prep.size(); ++i) add_tiles(prep[i], static_cast<int>(i), use, tiles);
+  parallel_for(static_cast<int64_t>(tiles.size()), use, 1, [&](int64_t b, int64_t e) {
+    for (int64_t i = b; i < e; ++i) run_tile(prep[static_cast<size_t>(tiles[i].op)], tiles[static_cast<size_t>(i)]);
+  });
+  if (qbufs.size() > 16) qbufs.clear();
+}
+
+void matmul(const Tensor& w, const float* x, int64_t m, float* y, int threads) {
+  const LinearOp op{&w, x, m, y};
+  matmul_many(std::span<const LinearOp>(&op, 1), threads);
 }
 
 void dequantize_row(const Tensor& t, int64_t r, float* dst) {

@@ -9,7 +9,6 @@
 #include "kernels/cpu/engine_kernels.hpp"
 
 #include <algorithm>
-#include <atomic>
 #include <cmath>
 #include <cstring>
 
@@ -34,7 +33,6 @@ struct Session::Impl {
   std::vector<float> out_norm_act;
   // scratch, sized per eval
   std::vector<float> x, h, q, k, v, attn, proj, gate, up, act, rope_cs;
-  std::vector<std::vector<float>> scores;  // per thread
 
   Impl(const Model& model_, SessionOptions o) : model(model_), m(model_.impl()), opt(o) {
     threads = o.threads > 0 ? o.threads : hardware_threads();
@@ -47,16 +45,27 @@ struct Session::Impl {
     if (o.save_activations) acts.resize(static_cast<size_t>(c.n_layer));
   }
 
-  void run_linear(int idx, const float* in, int64_t n, float* out, const Tensor* bias) {
-    const Tensor& w = *m.linear_tensors[static_cast<size_t>(idx)];
-    engine::matmul(w, in, n, out, threads);
-    if (bias) {
-      const int64_t no = w.n_rows();
-      const float* b = bias->f32();
-      for (int64_t t = 0; t < n; ++t)
-        for (int64_t j = 0; j < no; ++j) out[t * no + j] += b[j];
+  // Runs the products of `idx` (weights sharing input `in`) together, then biases and hooks.
+  void run_linears(std::initializer_list<int> idx, const float* in, int64_t n,
+                   std::initializer_list<float*> outs, std::initializer_list<const Tensor*> biases) {
+    engine::LinearOp ops[4];
+    size_t c = 0;
+    auto o = outs.begin();
+    for (int i : idx) ops[c++] = engine::LinearOp{m.linear_tensors[static_cast<size_t>(i)], in, n, *o++};
+    engine::matmul_many(std::span<const engine::LinearOp>(ops, c), threads);
+    auto b = biases.begin();
+    c = 0;
+    for (int i : idx) {
+      const engine::LinearOp& op = ops[c++];
+      const Tensor* bias = b != biases.end() ? *b++ : nullptr;
+      if (bias) {
+        const int64_t no = op.w->n_rows();
+        const float* bv = bias->f32();
+        for (int64_t t = 0; t < n; ++t)
+          for (int64_t j = 0; j < no; ++j) op.y[t * no + j] += bv[j];
+      }
+      if (hook) hook(LinearEvent{&m.linears[static_cast<size_t>(i)], n, in, op.y});
     }
-    if (hook) hook(LinearEvent{&m.linears[static_cast<size_t>(idx)], n, in, out});
   }
 
   void rmsnorm(const float* in, const Tensor& w, float* out, int64_t n) const {
@@ -113,17 +122,16 @@ struct Session::Impl {
     constexpr int64_t QB = 64;
     const int64_t qblocks = (n + QB - 1) / QB;
     const int64_t items = c.n_head * qblocks;
-    const int nth = static_cast<int>(std::min<int64_t>(threads, items));
-    if (scores.size() < static_cast<size_t>(nth)) scores.resize(static_cast<size_t>(nth));
-    std::atomic<int64_t> next{0};
-    parallel_run(nth, [&](int tid, int) {
-      std::vector<float>& s = scores[static_cast<size_t>(tid)];
-      s.resize(static_cast<size_t>(QB * (n_past + n)));
-      for (int64_t it = next.fetch_add(1); it < items; it = next.fetch_add(1)) {
+    // Work per item ~ rows * keys * head_dim * 2; tiny problems stay on this thread.
+    const int64_t work = n * (n_past + n) * hd * c.n_head * 2;
+    parallel_for(items, work >= (1 << 18) ? threads : 1, 1, [&](int64_t it0, int64_t it1) {
+      thread_local std::vector<float> s;
+      for (int64_t it = it0; it < it1; ++it) {
         const int64_t hh = it % c.n_head, qb = it / c.n_head;
         const int64_t kvh = hh / group;
         const int64_t i0 = qb * QB, i1 = std::min(n, i0 + QB), rows = i1 - i0;
         const int64_t len = n_past + i1;  // keys visible to the last query of the block
+        if (s.size() < static_cast<size_t>(QB * len)) s.resize(static_cast<size_t>(QB * len));
         cpu::gemm_nt(cpu::GemmArgs{rows, len, hd, q.data() + i0 * nq + hh * hd, nq, kc + kvh * hd, QuantType::F32,
                                    nkv, s.data(), len, false});
         for (int64_t i = 0; i < rows; ++i) {
@@ -174,9 +182,7 @@ struct Session::Impl {
       if (sa) sa->input.assign(x.begin(), x.end());
 
       rmsnorm(x.data(), *b.attn_norm, h.data(), n);
-      run_linear(b.wq, h.data(), n, q.data(), b.bq);
-      run_linear(b.wk, h.data(), n, k.data(), b.bk);
-      run_linear(b.wv, h.data(), n, v.data(), b.bv);
+      run_linears({b.wq, b.wk, b.wv}, h.data(), n, {q.data(), k.data(), v.data()}, {b.bq, b.bk, b.bv});
       rope(q.data(), n, c.n_head);
       rope(k.data(), n, c.n_head_kv);
 
@@ -192,17 +198,16 @@ struct Session::Impl {
         sa->q.assign(q.begin(), q.end());
         sa->attn.assign(attn.begin(), attn.end());
       }
-      run_linear(b.wo, attn.data(), n, proj.data(), nullptr);
+      run_linears({b.wo}, attn.data(), n, {proj.data()}, {});
       for (size_t i = 0; i < x.size(); ++i) x[i] += proj[i];
       if (sa) sa->ffn_input.assign(x.begin(), x.end());
 
       rmsnorm(x.data(), *b.ffn_norm, h.data(), n);
-      run_linear(b.wgate, h.data(), n, gate.data(), nullptr);
-      run_linear(b.wup, h.data(), n, up.data(), nullptr);
-      parallel_for(n, threads, 8, [&](int64_t t0, int64_t t1) {
+      run_linears({b.wgate, b.wup}, h.data(), n, {gate.data(), up.data()}, {});
+      parallel_for(n, n * ff >= (1 << 16) ? threads : 1, 8, [&](int64_t t0, int64_t t1) {
         cpu::silu_mul((t1 - t0) * ff, gate.data() + t0 * ff, up.data() + t0 * ff, act.data() + t0 * ff);
       });
-      run_linear(b.wdown, act.data(), n, proj.data(), nullptr);
+      run_linears({b.wdown}, act.data(), n, {proj.data()}, {});
       for (size_t i = 0; i < x.size(); ++i) x[i] += proj[i];
       if (sa) {
         sa->ffn_norm.assign(h.begin(), h.end());
@@ -218,7 +223,7 @@ struct Session::Impl {
     if (n_out == 0) return;
     rmsnorm(x.data() + first_output * d, *m.output_norm, h.data(), n_out);
     if (opt.save_activations) out_norm_act.assign(h.begin(), h.begin() + n_out * d);
-    run_linear(m.output, h.data(), n_out, logits.data(), nullptr);
+    run_linears({m.output}, h.data(), n_out, {logits.data()}, {});
   }
 };
 
