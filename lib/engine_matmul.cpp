@@ -35,10 +35,25 @@ int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
 enum class Path { gemm, dot, dequant };
 
+// Types with a 4 x 4 tile kernel for prompt processing (same products as their dot).
+struct TileKernel {
+  QuantType type;
+  cpu::TileFn fn;
+};
+constexpr TileKernel kTileKernels[] = {
+    {QuantType::Q8_0, cpu::tile_q8_0}, {QuantType::Q4_0, cpu::tile_q4_0}, {QuantType::Q5_0, cpu::tile_q5_0}};
+
+cpu::TileFn tile_kernel(QuantType t) {
+  for (const auto& k : kTileKernels)
+    if (k.type == t) return k.fn;
+  return nullptr;
+}
+
 struct Prepared {
   const LinearOp* op;
   Path path;
   DotFn dot = nullptr;
+  cpu::TileFn tile = nullptr;
   DequantizeFn deq = nullptr;
   const uint8_t* xq = nullptr;  // activations in dot_type (dot path)
   size_t qb = 0;                // bytes per quantized activation row
@@ -64,10 +79,19 @@ void run_tile(const Prepared& p, const Tile& t) {
     }
     case Path::dot: {
       // Weight rows stay in L1 while the tile's tokens stream from L2.
-      for (int64_t r = t.j0; r < t.j1; ++r) {
-        const uint8_t* wr = w.row(r);
-        for (int64_t i = t.i0; i < t.i1; ++i) p.op->y[i * n + r] = p.dot(k, wr, p.xq + static_cast<size_t>(i) * p.qb);
+      float* y = p.op->y;
+      auto single = [&](int64_t r, int64_t i) { y[i * n + r] = p.dot(k, w.row(r), p.xq + static_cast<size_t>(i) * p.qb); };
+      int64_t r = t.j0;
+      if (p.tile) {
+        for (; r + 4 <= t.j1; r += 4) {
+          int64_t i = t.i0;
+          for (; i + 4 <= t.i1; i += 4) p.tile(k, w.row(r), w.row_bytes(), p.xq + static_cast<size_t>(i) * p.qb, p.qb, y + i * n + r, n);
+          for (; i < t.i1; ++i)
+            for (int64_t rr = r; rr < r + 4; ++rr) single(rr, i);
+        }
       }
+      for (; r < t.j1; ++r)
+        for (int64_t i = t.i0; i < t.i1; ++i) single(r, i);
       break;
     }
     case Path::dequant: {
@@ -133,6 +157,7 @@ void matmul_many(std::span<const LinearOp> ops, int threads) {
       if (dot && reg.quantize(type_info(t).dot_type)) {
         p.path = Path::dot;
         p.dot = dot;
+        if (op.m >= 4) p.tile = tile_kernel(t);
       } else if (DequantizeFn deq = reg.dequantize(t)) {
         p.path = Path::dequant;
         p.deq = deq;

@@ -218,7 +218,12 @@ TEST_CASE("engine: sampling is seeded and bounded", "[engine]") {
 TEST_CASE("engine: batched prompt processing equals token-by-token decode", "[engine]") {
   const auto tokens = eval_tokens();
   if (tokens.empty()) return;
-  for (const char* rel : {"golden/tiny-llama-BF16.gguf", "golden/pure/Q8_0.gguf", "golden/pure/Q4_1.gguf"}) {
+  // Float weights: the same products up to summation order. Quantized weights quantize the
+  // activations per row, so a last-bit difference between the tiled (batched) and the single
+  // dot (decode) kernels can flip one rounding step: small, rare differences remain.
+  const std::vector<std::tuple<const char*, double, double>> cases = {
+      {"golden/tiny-llama-BF16.gguf", 2e-3, 1e-4}, {"golden/pure/Q8_0.gguf", 0.5, 0.02}, {"golden/pure/Q4_1.gguf", 0.5, 0.02}};
+  for (const auto& [rel, max_tol, mean_tol] : cases) {
     auto model = golden_model(rel);
     if (!model) continue;
     INFO(rel);
@@ -231,13 +236,21 @@ TEST_CASE("engine: batched prompt processing equals token-by-token decode", "[en
     Session stepwise(*model, SessionOptions{64, 0, false});
     // a split batch in the middle: 7 tokens at once, then one at a time
     stepwise.eval(std::span<const int32_t>(prompt.data(), 7), 0);
-    double worst = 0;
-    for (int64_t i = 0; i < 7; ++i) worst = std::max(worst, max_abs_diff(stepwise.logits(i), batched.logits(i)));
+    double worst = 0, sum = 0;
+    int same_top = 0;
+    auto compare = [&](std::span<const float> a, std::span<const float> b) {
+      worst = std::max(worst, max_abs_diff(a, b));
+      for (size_t j = 0; j < a.size(); ++j) sum += std::fabs(a[j] - b[j]);
+      same_top += std::max_element(a.begin(), a.end()) - a.begin() == std::max_element(b.begin(), b.end()) - b.begin();
+    };
+    for (int64_t i = 0; i < 7; ++i) compare(stepwise.logits(i), batched.logits(i));
     for (int64_t i = 7; i < n; ++i) {
       stepwise.eval(std::span<const int32_t>(prompt.data() + i, 1));
-      worst = std::max(worst, max_abs_diff(stepwise.logits(0), batched.logits(i)));
+      compare(stepwise.logits(0), batched.logits(i));
     }
-    CHECK(worst < 2e-3);
+    CHECK(worst < max_tol);
+    CHECK(sum / static_cast<double>(n * model->n_vocab()) < mean_tol);
+    CHECK(same_top >= n - 1);
   }
 }
 
@@ -510,6 +523,29 @@ TEST_CASE("engine: quantized dot kernels match the scalar reference", "[engine]"
       const float want = info.dot_ref(n, xq.data(), yq.data());
       const float got = Registry::instance().dot(t)(n, xq.data(), yq.data());
       CHECK(std::fabs(got - want) <= 1e-5f * (1 + std::fabs(want)) + 1e-6f * n);
+    }
+  }
+}
+
+TEST_CASE("engine: 4x4 tile kernels equal their single dots", "[engine]") {
+  const std::vector<std::pair<QuantType, cpu::TileFn>> kernels = {
+      {QuantType::Q8_0, cpu::tile_q8_0}, {QuantType::Q4_0, cpu::tile_q4_0}, {QuantType::Q5_0, cpu::tile_q5_0}};
+  for (const auto& [t, tile] : kernels) {
+    for (int64_t k : {32, 96, 2048}) {  // odd block counts exercise the half-filled 512-bit step
+      INFO(type_name(t) << " k=" << k);
+      const TypeInfo& info = type_info(t);
+      const auto w = test::gaussian(static_cast<size_t>(4 * k), 8), x = test::gaussian(static_cast<size_t>(4 * k), 9);
+      const size_t ws = info.row_bytes(k), xs = type_info(QuantType::Q8_0).row_bytes(k);
+      std::vector<uint8_t> wq(4 * ws), xq(4 * xs);
+      info.quantize_ref(w.data(), wq.data(), 4, k, nullptr);
+      type_info(QuantType::Q8_0).quantize_ref(x.data(), xq.data(), 4, k, nullptr);
+      float y[4 * 6];
+      tile(k, wq.data(), ws, xq.data(), xs, y, 6);
+      for (int r = 0; r < 4; ++r)
+        for (int c = 0; c < 4; ++c) {
+          const float want = info.dot_ref(k, wq.data() + r * ws, xq.data() + c * xs);
+          CHECK(std::fabs(y[c * 6 + r] - want) <= 1e-5f * (1 + std::fabs(want)) + 1e-6f * k);
+        }
     }
   }
 }
