@@ -73,11 +73,9 @@ class Pool {
  private:
   void ensure_workers(int n) {
     while (static_cast<int>(workers_.size()) < n) {
-      int idx = static_cast<int>(workers_.size()) + 1;
-      // The generation is read here, not in the new thread: a thread that starts after run()
-      // published the job would otherwise take that job's generation as already seen.
-      const uint64_t seen = generation_.load();
-      workers_.emplace_back([this, idx, seen] { loop(idx, seen); });
+      const int idx = static_cast<int>(workers_.size()) + 1;
+      const uint64_t gen = generation_.load();  // the next job bumps it: the worker must see that
+      workers_.emplace_back([this, idx, gen] { loop(idx, gen); });
     }
   }
 
