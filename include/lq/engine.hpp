@@ -72,11 +72,11 @@ class LQ_API Model {
   size_t memory_bytes() const;
 
   struct Impl;
-  /// Internal (for lib/engine_*.cpp).
-  const Impl& impl() const { return *impl_; }
 
  private:
+  friend class Session;
   Model();
+  const Impl& impl() const { return *impl_; }
   std::unique_ptr<Impl> impl_;
 };
 
@@ -201,7 +201,9 @@ struct KldResult {
 LQ_API KldResult kl_divergence(const Model& model, const Model& reference, std::span<const int32_t> tokens,
                                const PerplexityOptions& options = {});
 
-/// Generation settings. temperature <= 0 is greedy (argmax).
+/// Generation settings. temperature <= 0 is greedy (argmax). Sampling applies the temperature,
+/// keeps the top_k most likely tokens, then the smallest set reaching probability top_p, and
+/// draws from what remains with a generator seeded by `seed` (reproducible everywhere).
 struct GenerateOptions {
   int64_t max_tokens = 128;
   float temperature = 0.8f;
