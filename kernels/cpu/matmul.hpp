@@ -46,7 +46,7 @@ struct SiluMul {
   static void run(int64_t n, const float* gate, const float* up, float* out);
 };
 
-namespace detail {
+namespace mm {
 
 // binary16 -> binary32 without branches on the common path (vectorises): the 15 magnitude bits
 // shifted into a float's exponent/mantissa field and scaled by 2^112 re-bias the exponent, and
@@ -115,7 +115,7 @@ inline void micro_kernel(int64_t kc, const float* a, int64_t lda, const float* b
   }
 }
 
-}  // namespace detail
+}  // namespace mm
 
 template <class Arch>
 void GemmNT<Arch>::run(GemmArgs g) {
@@ -130,14 +130,14 @@ void GemmNT<Arch>::run(GemmArgs g) {
     // Decode-sized products: each B row is widened chunk by chunk and reused for the m rows.
     alignas(64) float wbuf[KV];
     for (int64_t j = 0; j < g.n; ++j) {
-      const void* brow = detail::row_ptr(g.btype, g.b, g.ldb, j);
+      const void* brow = mm::row_ptr(g.btype, g.b, g.ldb, j);
       B acc[3] = {B(0.f), B(0.f), B(0.f)};
       float tail[3] = {0.f, 0.f, 0.f};
       for (int64_t k0 = 0; k0 < g.k; k0 += KV) {
         const int64_t kn = std::min(KV, g.k - k0);
         const float* w = wbuf;
         if (g.btype == QuantType::F32) w = static_cast<const float*>(brow) + k0;
-        else detail::widen(g.btype, brow, k0, kn, wbuf);
+        else mm::widen(g.btype, brow, k0, kn, wbuf);
         const int64_t kv = kn / W * W;
         for (int64_t i = 0; i < g.m; ++i) {
           const float* a = g.a + i * g.lda + k0;
@@ -172,10 +172,10 @@ void GemmNT<Arch>::run(GemmArgs g) {
             for (int64_t k = 0; k < kc; ++k) panel[k * NR + j] = 0.f;
             continue;
           }
-          const void* brow = detail::row_ptr(g.btype, g.b, g.ldb, jc + jr + j);
+          const void* brow = mm::row_ptr(g.btype, g.b, g.ldb, jc + jr + j);
           const float* src = rowbuf;
           if (g.btype == QuantType::F32) src = static_cast<const float*>(brow) + pc;
-          else detail::widen(g.btype, brow, pc, kc, rowbuf);
+          else mm::widen(g.btype, brow, pc, kc, rowbuf);
           for (int64_t k = 0; k < kc; ++k) panel[k * NR + j] = src[k];
         }
       }
@@ -188,12 +188,12 @@ void GemmNT<Arch>::run(GemmArgs g) {
             const float* a = g.a + (ic + ir) * g.lda + pc;
             float* c = g.c + (ic + ir) * g.ldc + jc + jr;
             switch (std::min<int64_t>(MR, mc - ir)) {
-              case 6: detail::micro_kernel<Arch, 6>(kc, a, g.lda, panel, c, g.ldc, ncols, load_c); break;
-              case 5: detail::micro_kernel<Arch, 5>(kc, a, g.lda, panel, c, g.ldc, ncols, load_c); break;
-              case 4: detail::micro_kernel<Arch, 4>(kc, a, g.lda, panel, c, g.ldc, ncols, load_c); break;
-              case 3: detail::micro_kernel<Arch, 3>(kc, a, g.lda, panel, c, g.ldc, ncols, load_c); break;
-              case 2: detail::micro_kernel<Arch, 2>(kc, a, g.lda, panel, c, g.ldc, ncols, load_c); break;
-              default: detail::micro_kernel<Arch, 1>(kc, a, g.lda, panel, c, g.ldc, ncols, load_c); break;
+              case 6: mm::micro_kernel<Arch, 6>(kc, a, g.lda, panel, c, g.ldc, ncols, load_c); break;
+              case 5: mm::micro_kernel<Arch, 5>(kc, a, g.lda, panel, c, g.ldc, ncols, load_c); break;
+              case 4: mm::micro_kernel<Arch, 4>(kc, a, g.lda, panel, c, g.ldc, ncols, load_c); break;
+              case 3: mm::micro_kernel<Arch, 3>(kc, a, g.lda, panel, c, g.ldc, ncols, load_c); break;
+              case 2: mm::micro_kernel<Arch, 2>(kc, a, g.lda, panel, c, g.ldc, ncols, load_c); break;
+              default: mm::micro_kernel<Arch, 1>(kc, a, g.lda, panel, c, g.ldc, ncols, load_c); break;
             }
           }
         }
