@@ -240,6 +240,9 @@ void Model::replace_tensor(std::string_view name, QuantType type, std::span<cons
          t.row_length(), info.name, info.block_size);
   if (!vector && !engine::supports_weight_type(type))
     fail(Errc::invalid_argument, "replace_tensor '{}': type {} has no CPU kernel", name, info.name);
+  if (&t == impl_->tok_embd && !Registry::instance().dequantize(type))
+    fail(Errc::invalid_argument, "replace_tensor '{}': the token embedding needs a type that can be decoded, not {}",
+         name, info.name);
   const size_t want = info.row_bytes(t.row_length()) * static_cast<size_t>(t.n_rows());
   if (bytes.size() != want)
     fail(Errc::invalid_argument, "replace_tensor '{}': {} bytes given, {} rows of {} in {} need {}", name, bytes.size(),

@@ -35,10 +35,10 @@ struct Session::Impl {
   std::vector<float> x, h, q, k, v, attn, proj, gate, up, act, rope_cs;
 
   Impl(const Model& model_, SessionOptions o) : model(model_), m(model_.impl()), opt(o) {
+    if (o.n_ctx < 0) fail(Errc::invalid_argument, "session: n_ctx must be positive, got {}", o.n_ctx);
     threads = o.threads > 0 ? o.threads : hardware_threads();
     const ModelConfig& c = m.config;
     n_ctx = o.n_ctx > 0 ? o.n_ctx : std::min<int64_t>(c.n_ctx_train > 0 ? c.n_ctx_train : 4096, 4096);
-    if (o.n_ctx < 0) fail(Errc::invalid_argument, "session: n_ctx must be positive, got {}", o.n_ctx);
     const size_t per_layer = static_cast<size_t>(n_ctx * c.n_head_kv * c.head_dim);
     kcache.assign(per_layer * static_cast<size_t>(c.n_layer), 0.f);
     vcache.assign(per_layer * static_cast<size_t>(c.n_layer), 0.f);

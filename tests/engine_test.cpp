@@ -135,7 +135,7 @@ std::vector<float> all_logits(Session& s) {
 TEST_CASE("engine: perplexity of the tiny model matches llama-perplexity", "[engine]") {
   const auto tokens = eval_tokens();
   if (tokens.empty()) return;
-  // llama-perplexity -c 256 --chunks 4 on corpus/eval.txt (llama.cpp 3f545bec, CPU).
+  // llama-perplexity -c 256 --chunks 4 -t 2 on corpus/eval.txt (llama.cpp d32676d, CPU build).
   const std::vector<std::pair<std::string, double>> cases = {
       {"golden/tiny-llama-BF16.gguf", 12.2140}, {"golden/pure/Q8_0.gguf", 12.2025}, {"golden/pure/Q4_0.gguf", 12.4083}};
   for (const auto& [rel, want] : cases) {
