@@ -22,7 +22,10 @@ class Pool {
     return pool;
   }
 
-  void run(int n_threads, const std::function<void(int, int)>& fn) {
+  // optional: the job is a dynamic work queue that the caller may finish alone, so workers that
+  // have not started by the time the caller is done skip it and the caller does not wait for
+  // them (on a loaded machine a descheduled worker would otherwise stall every job).
+  void run(int n_threads, const std::function<void(int, int)>& fn, bool optional = false) {
     std::lock_guard<std::mutex> run_lock(run_mutex_);
     ensure_workers(n_threads - 1);
     std::exception_ptr first_error;
@@ -39,14 +42,17 @@ class Pool {
       std::lock_guard<std::mutex> g(mutex_);
       job_ = &body;
       job_threads_ = n_threads;
-      pending_.store(n_threads - 1, std::memory_order_relaxed);
+      optional_ = optional;
+      closed_.store(false);
+      pending_.store(optional ? 0 : n_threads - 1, std::memory_order_relaxed);
       generation_.fetch_add(1, std::memory_order_release);
     }
     cv_.notify_all();
     t_in_pool = true;
     body(0);
     t_in_pool = false;
-    while (pending_.load(std::memory_order_acquire) != 0) std::this_thread::yield();
+    closed_.store(true);
+    while (active_.load() != 0 || pending_.load(std::memory_order_acquire) != 0) std::this_thread::yield();
     {
       std::lock_guard<std::mutex> g(mutex_);
       job_ = nullptr;
@@ -90,6 +96,7 @@ class Pool {
       }
       const std::function<void(int)>* job;
       int threads;
+      bool optional;
       {
         // Generation and job are read together: a worker that woke late must not take the next
         // job under the previous generation (it would run it twice and leave pending_ at -1).
@@ -98,10 +105,19 @@ class Pool {
         seen = generation_.load(std::memory_order_relaxed);
         job = job_;
         threads = job_threads_;
+        optional = optional_;
       }
       if (job && idx < threads) {
-        (*job)(idx);
-        pending_.fetch_sub(1, std::memory_order_acq_rel);
+        if (optional) {
+          // Enter only while the job of generation `seen` is still open (checked after
+          // announcing ourselves, so the caller either waits for us or we see it closed).
+          active_.fetch_add(1);
+          if (!closed_.load() && generation_.load() == seen) (*job)(idx);
+          active_.fetch_sub(1);
+        } else {
+          (*job)(idx);
+          pending_.fetch_sub(1, std::memory_order_acq_rel);
+        }
       }
     }
   }
@@ -112,8 +128,11 @@ class Pool {
   std::vector<std::thread> workers_;
   std::atomic<uint64_t> generation_{0};
   std::atomic<int> pending_{0};
+  std::atomic<int> active_{0};
+  std::atomic<bool> closed_{true};
   const std::function<void(int)>* job_ = nullptr;
   int job_threads_ = 0;
+  bool optional_ = false;
   bool stop_ = false;
 };
 
@@ -147,13 +166,16 @@ void parallel_for(int64_t n, int threads, int64_t grain,
   // Dynamic scheduling: chunks of `grain` (at least n / (8 * threads)) handed out atomically.
   const int64_t chunk = std::max<int64_t>(grain, n / (8 * threads));
   std::atomic<int64_t> next{0};
-  Pool::get().run(threads, [&](int, int) {
-    for (;;) {
-      const int64_t b = next.fetch_add(chunk);
-      if (b >= n) break;
-      fn(b, std::min(n, b + chunk));
-    }
-  });
+  Pool::get().run(
+      threads,
+      [&](int, int) {
+        for (;;) {
+          const int64_t b = next.fetch_add(chunk);
+          if (b >= n) break;
+          fn(b, std::min(n, b + chunk));
+        }
+      },
+      true);
 }
 
 }  // namespace lq

@@ -59,15 +59,20 @@ void dequantize_tq1_0(const void* src, float* dst, int64_t n);
 float dot_tq1_0(int64_t n, const void* x, const void* y);
 void dequantize_tq2_0(const void* src, float* dst, int64_t n);
 float dot_tq2_0(int64_t n, const void* x, const void* y);
+float dot_q8_0(int64_t n, const void* x, const void* y);
+float dot_q4_0(int64_t n, const void* x, const void* y);
+float dot_q4_1(int64_t n, const void* x, const void* y);
+float dot_q5_0(int64_t n, const void* x, const void* y);
+float dot_q5_1(int64_t n, const void* x, const void* y);
 
 constexpr KernelSet kernels_f32() { return {nullptr, nullptr, dot_f32}; }
 constexpr KernelSet kernels_f16() { return {}; }
 constexpr KernelSet kernels_bf16() { return {nullptr, dequantize_bf16, nullptr}; }
-constexpr KernelSet kernels_q4_0() { return {quantize_q4_0, nullptr, nullptr}; }
-constexpr KernelSet kernels_q4_1() { return {quantize_q4_1, nullptr, nullptr}; }
-constexpr KernelSet kernels_q5_0() { return {quantize_q5_0, nullptr, nullptr}; }
-constexpr KernelSet kernels_q5_1() { return {quantize_q5_1, nullptr, nullptr}; }
-constexpr KernelSet kernels_q8_0() { return {quantize_q8_0, nullptr, nullptr}; }
+constexpr KernelSet kernels_q4_0() { return {quantize_q4_0, nullptr, dot_q4_0}; }
+constexpr KernelSet kernels_q4_1() { return {quantize_q4_1, nullptr, dot_q4_1}; }
+constexpr KernelSet kernels_q5_0() { return {quantize_q5_0, nullptr, dot_q5_0}; }
+constexpr KernelSet kernels_q5_1() { return {quantize_q5_1, nullptr, dot_q5_1}; }
+constexpr KernelSet kernels_q8_0() { return {quantize_q8_0, nullptr, dot_q8_0}; }
 constexpr KernelSet kernels_iq2_xxs() { return {nullptr, dequantize_iq2_xxs, dot_iq2_xxs}; }
 constexpr KernelSet kernels_iq2_xs() { return {nullptr, dequantize_iq2_xs, dot_iq2_xs}; }
 constexpr KernelSet kernels_iq2_s() { return {nullptr, dequantize_iq2_s, dot_iq2_s}; }

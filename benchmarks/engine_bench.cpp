@@ -1,0 +1,309 @@
+// Inference engine throughput: prompt processing (perplexity evaluation, tokens/s) and decode
+// (one token per eval, tokens/s) on the tiny test model and on a synthetic ~1B-parameter Llama
+// (hidden 2048, 16 layers, ff 8192, 32 heads / 8 KV heads, random weights, the tiny model's
+// 2048-token vocabulary) in several weight types. With --llama-bin, llama.cpp's
+// llama-perplexity runs on the same files with the same context, chunks and threads.
+//
+//   engine_bench [--threads N] [--ctx 256] [--chunks 20] [--big-chunks 2] [--decode 32]
+//                [--types F32,BF16,Q8_0,Q4_0,Q4_K] [--dir /tmp/lq-engine-bench] [--no-big]
+//                [--shared ../shared] [--llama-bin /path/to/llama.cpp/build/bin]
+//
+// Prints figures only; never asserts.
+#include <lq/backend.hpp>
+#include <lq/engine.hpp>
+#include <lq/error.hpp>
+#include <lq/gguf.hpp>
+#include <lq/threads.hpp>
+
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <memory>
+#include <optional>
+#include <regex>
+#include <sstream>
+#include <string>
+#include <vector>
+
+namespace fs = std::filesystem;
+using namespace lq;
+
+namespace {
+
+struct Args {
+  int threads = 0;
+  int64_t ctx = 256, chunks = 20, big_chunks = 2, decode = 32;
+  std::vector<std::string> types = {"F32", "BF16", "Q8_0", "Q4_0", "Q4_K"};
+  fs::path dir = fs::temp_directory_path() / "lq-engine-bench";
+  fs::path shared;
+  std::string llama_bin;
+  bool big = true;
+};
+
+std::vector<std::string> split(const std::string& s) {
+  std::vector<std::string> out;
+  std::stringstream ss(s);
+  for (std::string t; std::getline(ss, t, ',');)
+    if (!t.empty()) out.push_back(t);
+  return out;
+}
+
+std::vector<int32_t> read_tokens(const fs::path& p) {
+  std::ifstream in(p, std::ios::binary);
+  if (!in) fail(Errc::not_found, "cannot read {}", p.string());
+  std::vector<int32_t> v(fs::file_size(p) / 4);
+  in.read(reinterpret_cast<char*>(v.data()), static_cast<std::streamsize>(v.size() * 4));
+  return v;
+}
+
+double now_s() {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
+}
+
+struct Figures {
+  double pp = 0, decode = 0, ppl = 0;
+};
+
+Figures run_ours(const fs::path& file, const std::vector<int32_t>& tokens, const Args& a, int64_t chunks) {
+  Figures f;
+  auto model = Model::load(file);
+  PerplexityOptions o;
+  o.ctx = a.ctx;
+  o.chunks = chunks;
+  o.threads = a.threads;
+  const PerplexityResult r = perplexity(*model, tokens, o);
+  f.pp = r.tokens_per_second();
+  f.ppl = r.ppl;
+  Session s(*model, SessionOptions{a.ctx, a.threads, false});
+  s.eval(std::span<const int32_t>(tokens.data(), 16));
+  int32_t tok = tokens[16];
+  const double t0 = now_s();
+  for (int64_t i = 0; i < a.decode; ++i) {
+    s.eval(std::span<const int32_t>(&tok, 1));
+    tok = tokens[static_cast<size_t>(17 + i)];
+  }
+  f.decode = static_cast<double>(a.decode) / (now_s() - t0);
+  return f;
+}
+
+// Parses llama.cpp's "M.SS.mmm.uuu" log timestamp.
+std::optional<double> log_time(const std::string& line) {
+  static const std::regex re(R"(^(\d+)\.(\d+)\.(\d+)\.(\d+) )");
+  std::smatch m;
+  if (!std::regex_search(line, m, re)) return std::nullopt;
+  return std::stod(m[1]) * 60 + std::stod(m[2]) + std::stod(m[3]) * 1e-3 + std::stod(m[4]) * 1e-6;
+}
+
+std::string run_capture(const std::string& cmd) {
+  std::string out;
+  if (FILE* p = popen((cmd + " 2>&1").c_str(), "r")) {
+    char buf[4096];
+    while (size_t n = fread(buf, 1, sizeof buf, p)) out.append(buf, n);
+    pclose(p);
+  }
+  return out;
+}
+
+Figures run_llama(const fs::path& file, const fs::path& text, const Args& a, int64_t chunks) {
+  Figures f;
+  const int threads = a.threads > 0 ? a.threads : hardware_threads();
+  const std::string cmd = a.llama_bin + "/llama-perplexity -m " + file.string() + " -f " + text.string() + " -c " +
+                          std::to_string(a.ctx) + " --chunks " + std::to_string(chunks) + " -t " +
+                          std::to_string(threads);
+  const std::string out = run_capture(cmd);
+  std::optional<double> t0, t1;
+  std::stringstream ss(out);
+  for (std::string line; std::getline(ss, line);) {
+    if (line.find("calculating perplexity over") != std::string::npos) t0 = log_time(line);
+    if (line.find("Final estimate: PPL = ") != std::string::npos) {
+      t1 = log_time(line);
+      f.ppl = std::stod(line.substr(line.find("PPL = ") + 6));
+    }
+  }
+  if (t0 && t1 && *t1 > *t0) f.pp = static_cast<double>(chunks * a.ctx) / (*t1 - *t0);
+  return f;
+}
+
+// Synthetic Llama with random weights (uniform, std 0.02; norms 1), written in every requested
+// type at once so the files hold the same model.
+void write_synthetic(const fs::path& shared, const std::vector<std::pair<QuantType, fs::path>>& files) {
+  const int64_t d = 2048, layers = 16, ff = 8192, heads = 32, kv_heads = 8, hd = d / heads;
+  gguf::Reader tiny(shared / "golden/tiny-llama-F16.gguf");
+  const int64_t vocab = static_cast<int64_t>(tiny.metadata().at("tokenizer.ggml.tokens").size());
+  std::vector<std::unique_ptr<gguf::Writer>> writers;
+  for (const auto& [type, path] : files) {
+    auto w = std::make_unique<gguf::Writer>(path);
+    auto& m = w->metadata();
+    m.set("general.architecture", gguf::Value::string("llama"));
+    m.set("general.name", gguf::Value::string("lq synthetic 1B"));
+    m.set("llama.block_count", gguf::Value::u32(layers));
+    m.set("llama.context_length", gguf::Value::u32(2048));
+    m.set("llama.embedding_length", gguf::Value::u32(d));
+    m.set("llama.feed_forward_length", gguf::Value::u32(ff));
+    m.set("llama.attention.head_count", gguf::Value::u32(heads));
+    m.set("llama.attention.head_count_kv", gguf::Value::u32(kv_heads));
+    m.set("llama.rope.freq_base", gguf::Value::f32(10000.f));
+    m.set("llama.attention.layer_norm_rms_epsilon", gguf::Value::f32(1e-5f));
+    m.set("llama.rope.dimension_count", gguf::Value::u32(hd));
+    m.set("llama.vocab_size", gguf::Value::u32(static_cast<uint32_t>(vocab)));
+    for (const auto& [k, v] : tiny.metadata().entries())
+      if (k.rfind("tokenizer.", 0) == 0) m.set(k, v);
+    writers.push_back(std::move(w));
+  }
+  struct Spec {
+    std::string name;
+    std::vector<int64_t> ne;
+  };
+  std::vector<Spec> specs = {{"token_embd.weight", {d, vocab}}};
+  for (int64_t l = 0; l < layers; ++l) {
+    const std::string p = "blk." + std::to_string(l) + ".";
+    specs.push_back({p + "attn_norm.weight", {d}});
+    specs.push_back({p + "attn_q.weight", {d, d}});
+    specs.push_back({p + "attn_k.weight", {d, kv_heads * hd}});
+    specs.push_back({p + "attn_v.weight", {d, kv_heads * hd}});
+    specs.push_back({p + "attn_output.weight", {d, d}});
+    specs.push_back({p + "ffn_norm.weight", {d}});
+    specs.push_back({p + "ffn_gate.weight", {d, ff}});
+    specs.push_back({p + "ffn_up.weight", {d, ff}});
+    specs.push_back({p + "ffn_down.weight", {ff, d}});
+  }
+  specs.push_back({"output_norm.weight", {d}});
+  specs.push_back({"output.weight", {d, vocab}});
+  for (size_t i = 0; i < files.size(); ++i)
+    for (const auto& s : specs)
+      writers[i]->add_tensor(s.name, s.ne.size() == 1 ? QuantType::F32 : files[i].first, s.ne);
+
+  uint64_t state = 0x9e3779b97f4a7c15ull;
+  auto next = [&state] {  // splitmix64
+    uint64_t z = (state += 0x9e3779b97f4a7c15ull);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+  };
+  const float amp = 0.02f * 1.7320508f;
+  std::vector<float> values;
+  std::vector<uint8_t> bytes;
+  for (const auto& s : specs) {
+    const int64_t rows = s.ne.size() == 1 ? 1 : s.ne[1], cols = s.ne[0];
+    values.resize(static_cast<size_t>(rows * cols));
+    if (s.ne.size() == 1) {
+      std::fill(values.begin(), values.end(), 1.0f);
+    } else {
+      for (auto& v : values) v = (static_cast<float>(next() >> 40) * 0x1p-24f * 2.f - 1.f) * amp;
+    }
+    for (size_t i = 0; i < files.size(); ++i) {
+      const QuantType t = s.ne.size() == 1 ? QuantType::F32 : files[i].first;
+      const TypeInfo& info = type_info(t);
+      bytes.resize(info.row_bytes(cols) * static_cast<size_t>(rows));
+      const QuantizeFn q = Registry::instance().quantize(t);
+      parallel_for(rows, 0, 16, [&](int64_t b, int64_t e) {
+        q(values.data() + b * cols, bytes.data() + static_cast<size_t>(b) * info.row_bytes(cols), e - b, cols, nullptr);
+      });
+      writers[i]->write(bytes.data(), bytes.size());
+    }
+  }
+  for (auto& w : writers) w->commit();
+}
+
+void print_row(const std::string& model, const std::string& type, const Figures& ours,
+               const std::optional<Figures>& llama) {
+  std::printf("| %-9s | %-5s | %9.1f | %9.1f | %9.4g |", model.c_str(), type.c_str(), ours.pp, ours.decode, ours.ppl);
+  if (llama && llama->pp > 0) std::printf(" %9.1f | %9.4g | %5.2fx |\n", llama->pp, llama->ppl, ours.pp / llama->pp);
+  else std::printf(" %9s | %9s | %6s |\n", "-", "-", "-");
+  std::fflush(stdout);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  Args a;
+  if (const char* s = std::getenv("LQ_SHARED_DIR")) a.shared = s;
+  else a.shared = "../shared";
+  for (int i = 1; i < argc; ++i) {
+    const std::string k = argv[i];
+    auto val = [&]() -> std::string {
+      if (i + 1 >= argc) {
+        std::fprintf(stderr, "missing value for %s\n", k.c_str());
+        std::exit(2);
+      }
+      return argv[++i];
+    };
+    if (k == "--threads") a.threads = std::stoi(val());
+    else if (k == "--ctx") a.ctx = std::stoll(val());
+    else if (k == "--chunks") a.chunks = std::stoll(val());
+    else if (k == "--big-chunks") a.big_chunks = std::stoll(val());
+    else if (k == "--decode") a.decode = std::stoll(val());
+    else if (k == "--types") a.types = split(val());
+    else if (k == "--dir") a.dir = val();
+    else if (k == "--shared") a.shared = val();
+    else if (k == "--llama-bin") a.llama_bin = val();
+    else if (k == "--no-big") a.big = false;
+    else {
+      std::fprintf(stderr, "unknown option %s (see the comment at the top of engine_bench.cpp)\n", k.c_str());
+      return 2;
+    }
+  }
+  try {
+    const auto tokens = read_tokens(a.shared / "golden/eval-tokens.i32");
+    const fs::path text = a.shared / "corpus/eval.txt";
+    const int threads = a.threads > 0 ? a.threads : hardware_threads();
+    std::printf("engine_bench: %d threads, CPU %s, ctx %lld; pp = perplexity evaluation tokens/s, decode = "
+                "single-token evals/s\n\n",
+                threads, std::string(cpu::best_isa()).c_str(), static_cast<long long>(a.ctx));
+    std::printf("| model     | type  |  pp tok/s | dec tok/s |       ppl | llama pp  | llama ppl | ratio  |\n");
+    std::printf("|-----------|-------|-----------|-----------|-----------|-----------|-----------|--------|\n");
+
+    const std::vector<std::pair<std::string, std::string>> tiny = {
+        {"BF16", "golden/tiny-llama-BF16.gguf"}, {"F16", "golden/tiny-llama-F16.gguf"},
+        {"Q8_0", "golden/pure/Q8_0.gguf"},       {"Q4_0", "golden/pure/Q4_0.gguf"},
+        {"Q4_K", "golden/pure/Q4_K.gguf"}};
+    for (const auto& [type, rel] : tiny) {
+      const fs::path file = a.shared / rel;
+      std::optional<Figures> ll;
+      if (!a.llama_bin.empty()) ll = run_llama(file, text, a, a.chunks);
+      try {
+        print_row("tiny", type, run_ours(file, tokens, a, a.chunks), ll);
+      } catch (const Error& e) {
+        std::printf("| tiny      | %-5s | not run: %s\n", type.c_str(), e.what());
+      }
+    }
+    if (!a.big) return 0;
+
+    fs::create_directories(a.dir);
+    std::vector<std::pair<QuantType, fs::path>> missing;
+    std::vector<std::pair<std::string, fs::path>> files;
+    for (const auto& name : a.types) {
+      const auto t = parse_quant_type(name);
+      if (!t) fail(Errc::invalid_argument, "unknown type {}", name);
+      const fs::path p = a.dir / ("synthetic-1b-" + name + ".gguf");
+      files.emplace_back(name, p);
+      if (fs::exists(p)) continue;
+      if (!Registry::instance().quantize(*t)) {
+        std::printf("(no quantizer for %s yet: %s not written)\n", name.c_str(), p.string().c_str());
+        continue;
+      }
+      missing.emplace_back(*t, p);
+    }
+    if (!missing.empty()) {
+      const double t0 = now_s();
+      write_synthetic(a.shared, missing);
+      std::printf("(wrote %zu synthetic files in %.0f s)\n", missing.size(), now_s() - t0);
+    }
+    for (const auto& [type, file] : files) {
+      if (!fs::exists(file)) continue;
+      std::optional<Figures> ll;
+      if (!a.llama_bin.empty()) ll = run_llama(file, text, a, a.big_chunks);
+      try {
+        print_row("synth-1B", type, run_ours(file, tokens, a, a.big_chunks), ll);
+      } catch (const Error& e) {
+        std::printf("| synth-1B  | %-5s | not run: %s\n", type.c_str(), e.what());
+      }
+    }
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "engine_bench: %s\n", e.what());
+    return 1;
+  }
+  return 0;
+}

@@ -1,0 +1,249 @@
+// CPU kernels: float matrix products and row operations of the inference engine.
+//
+// Variants (each instantiated per ISA in isa.cpp.in, run-time dispatched in dispatch.cpp):
+//   GemmNT      C[m x n] (+)= A[m x k] * B[n x k]^T; A float rows, B rows F32, F16 or BF16
+//               (16-bit rows are widened tile by tile, never as a whole). m <= 3 runs as
+//               row-by-row dot products (decode); larger m as a packed, register-blocked GEMM.
+//   SoftmaxRow  x = exp(scale * x - max) / sum over one row.
+//   SiluMul     out = silu(gate) * up.
+// Check them with `lq_tests "[engine]"`; time them with `engine_bench`.
+#pragma once
+
+#include "arch.hpp"
+
+#include <lq/quant_type.hpp>
+
+#include <algorithm>
+#include <bit>
+#include <cstdint>
+#include <cstring>
+
+namespace lq::cpu {
+
+/// Arguments of GemmNT. Strides are in elements (lda, ldc: floats; ldb: elements of btype).
+struct GemmArgs {
+  int64_t m, n, k;
+  const float* a;
+  int64_t lda;
+  const void* b;
+  QuantType btype;  // F32, F16 or BF16
+  int64_t ldb;
+  float* c;
+  int64_t ldc;
+  bool accumulate;  // C += A B^T instead of C = A B^T
+};
+
+template <class Arch>
+struct GemmNT {
+  static void run(GemmArgs g);
+};
+template <class Arch>
+struct SoftmaxRow {
+  static void run(int64_t n, float* x, float scale);
+};
+template <class Arch>
+struct SiluMul {
+  static void run(int64_t n, const float* gate, const float* up, float* out);
+};
+
+namespace mm {
+
+// binary16 -> binary32 without branches on the common path (vectorises): the 15 magnitude bits
+// shifted into a float's exponent/mantissa field and scaled by 2^112 re-bias the exponent, and
+// the same multiplication normalises subnormal halves exactly; exponent 31 (inf/NaN) is patched.
+inline float half_to_float(uint16_t h) {
+  const uint32_t em = h & 0x7fffu;
+  uint32_t bits = std::bit_cast<uint32_t>(std::bit_cast<float>(em << 13) * 0x1p112f);
+  if (em >= 0x7c00u) bits = 0x7f800000u | ((em & 0x3ffu) << 13);
+  return std::bit_cast<float>(bits | (static_cast<uint32_t>(h & 0x8000u) << 16));
+}
+
+// Widens n values of row `src` (type t) starting at element k0 into dst.
+inline void widen(QuantType t, const void* src, int64_t k0, int64_t n, float* dst) {
+  if (t == QuantType::F32) {
+    std::memcpy(dst, static_cast<const float*>(src) + k0, static_cast<size_t>(n) * sizeof(float));
+  } else if (t == QuantType::BF16) {
+    const uint16_t* s = static_cast<const uint16_t*>(src) + k0;
+    auto* d = reinterpret_cast<uint32_t*>(dst);
+    for (int64_t i = 0; i < n; ++i) d[i] = static_cast<uint32_t>(s[i]) << 16;
+  } else {
+    const uint16_t* s = static_cast<const uint16_t*>(src) + k0;
+    for (int64_t i = 0; i < n; ++i) dst[i] = half_to_float(s[i]);
+  }
+}
+
+inline const void* row_ptr(QuantType t, const void* b, int64_t ldb, int64_t j) {
+  const size_t es = t == QuantType::F32 ? 4 : 2;
+  return static_cast<const uint8_t*>(b) + static_cast<size_t>(j * ldb) * es;
+}
+
+// Register block: R rows of A times one packed panel of 2 vectors of B columns.
+template <class Arch, int R>
+inline void micro_kernel(int64_t kc, const float* a, int64_t lda, const float* bp, float* c, int64_t ldc,
+                         int ncols, bool load_c) {
+  using B = xsimd::batch<float, Arch>;
+  constexpr int W = static_cast<int>(B::size);
+  B c0[R], c1[R];
+  for (int r = 0; r < R; ++r) { c0[r] = B(0.f); c1[r] = B(0.f); }
+  for (int64_t k = 0; k < kc; ++k) {
+    const B b0 = B::load_aligned(bp + k * 2 * W);
+    const B b1 = B::load_aligned(bp + k * 2 * W + W);
+    for (int r = 0; r < R; ++r) {
+      const B av(a[r * lda + k]);
+      c0[r] = xsimd::fma(av, b0, c0[r]);
+      c1[r] = xsimd::fma(av, b1, c1[r]);
+    }
+  }
+  if (ncols == 2 * W) {
+    for (int r = 0; r < R; ++r) {
+      float* cr = c + r * ldc;
+      if (load_c) {
+        c0[r] += B::load_unaligned(cr);
+        c1[r] += B::load_unaligned(cr + W);
+      }
+      c0[r].store_unaligned(cr);
+      c1[r].store_unaligned(cr + W);
+    }
+    return;
+  }
+  alignas(64) float tmp[2 * W];
+  for (int r = 0; r < R; ++r) {
+    float* cr = c + r * ldc;
+    c0[r].store_aligned(tmp);
+    c1[r].store_aligned(tmp + W);
+    for (int j = 0; j < ncols; ++j) cr[j] = load_c ? cr[j] + tmp[j] : tmp[j];
+  }
+}
+
+}  // namespace mm
+
+template <class Arch>
+void GemmNT<Arch>::run(GemmArgs g) {
+  using B = xsimd::batch<float, Arch>;
+  constexpr int W = static_cast<int>(B::size);
+  constexpr int NR = 2 * W;  // columns per register block
+  constexpr int MR = 6;      // rows per register block: 12 accumulators + 2 B + 1 broadcast
+  constexpr int64_t KC = 256, NC = 128, MC = 96;
+  constexpr int64_t KV = 256;  // GEMV chunk of k
+
+  if (g.m <= 3) {
+    // Decode-sized products: each B row is widened chunk by chunk and reused for the m rows.
+    alignas(64) float wbuf[KV];
+    for (int64_t j = 0; j < g.n; ++j) {
+      const void* brow = mm::row_ptr(g.btype, g.b, g.ldb, j);
+      B acc[3] = {B(0.f), B(0.f), B(0.f)};
+      float tail[3] = {0.f, 0.f, 0.f};
+      for (int64_t k0 = 0; k0 < g.k; k0 += KV) {
+        const int64_t kn = std::min(KV, g.k - k0);
+        const float* w = wbuf;
+        if (g.btype == QuantType::F32) w = static_cast<const float*>(brow) + k0;
+        else mm::widen(g.btype, brow, k0, kn, wbuf);
+        const int64_t kv = kn / W * W;
+        for (int64_t i = 0; i < g.m; ++i) {
+          const float* a = g.a + i * g.lda + k0;
+          B s = acc[i];
+          for (int64_t k = 0; k < kv; k += W) s = xsimd::fma(B::load_unaligned(a + k), B::load_unaligned(w + k), s);
+          acc[i] = s;
+          for (int64_t k = kv; k < kn; ++k) tail[i] += a[k] * w[k];
+        }
+      }
+      for (int64_t i = 0; i < g.m; ++i) {
+        const float v = hsum(acc[i]) + tail[i];
+        float& c = g.c[i * g.ldc + j];
+        c = g.accumulate ? c + v : v;
+      }
+    }
+    return;
+  }
+
+  // Packed panel buffer: KC x NC floats, column panels of NR interleaved per k.
+  alignas(64) static thread_local float packed[KC * NC];
+  alignas(64) float rowbuf[KC];
+  for (int64_t jc = 0; jc < g.n; jc += NC) {
+    const int64_t nc = std::min(NC, g.n - jc);
+    for (int64_t pc = 0; pc < g.k; pc += KC) {
+      const int64_t kc = std::min(KC, g.k - pc);
+      const bool load_c = g.accumulate || pc > 0;
+      for (int64_t jr = 0; jr < nc; jr += NR) {
+        float* panel = packed + (jr / NR) * (KC * NR);
+        const int ncols = static_cast<int>(std::min<int64_t>(NR, nc - jr));
+        for (int j = 0; j < NR; ++j) {
+          if (j >= ncols) {
+            for (int64_t k = 0; k < kc; ++k) panel[k * NR + j] = 0.f;
+            continue;
+          }
+          const void* brow = mm::row_ptr(g.btype, g.b, g.ldb, jc + jr + j);
+          const float* src = rowbuf;
+          if (g.btype == QuantType::F32) src = static_cast<const float*>(brow) + pc;
+          else mm::widen(g.btype, brow, pc, kc, rowbuf);
+          for (int64_t k = 0; k < kc; ++k) panel[k * NR + j] = src[k];
+        }
+      }
+      for (int64_t ic = 0; ic < g.m; ic += MC) {
+        const int64_t mc = std::min(MC, g.m - ic);
+        for (int64_t jr = 0; jr < nc; jr += NR) {
+          const float* panel = packed + (jr / NR) * (KC * NR);
+          const int ncols = static_cast<int>(std::min<int64_t>(NR, nc - jr));
+          for (int64_t ir = 0; ir < mc; ir += MR) {
+            const float* a = g.a + (ic + ir) * g.lda + pc;
+            float* c = g.c + (ic + ir) * g.ldc + jc + jr;
+            switch (std::min<int64_t>(MR, mc - ir)) {
+              case 6: mm::micro_kernel<Arch, 6>(kc, a, g.lda, panel, c, g.ldc, ncols, load_c); break;
+              case 5: mm::micro_kernel<Arch, 5>(kc, a, g.lda, panel, c, g.ldc, ncols, load_c); break;
+              case 4: mm::micro_kernel<Arch, 4>(kc, a, g.lda, panel, c, g.ldc, ncols, load_c); break;
+              case 3: mm::micro_kernel<Arch, 3>(kc, a, g.lda, panel, c, g.ldc, ncols, load_c); break;
+              case 2: mm::micro_kernel<Arch, 2>(kc, a, g.lda, panel, c, g.ldc, ncols, load_c); break;
+              default: mm::micro_kernel<Arch, 1>(kc, a, g.lda, panel, c, g.ldc, ncols, load_c); break;
+            }
+          }
+        }
+      }
+    }
+  }
+}
+
+template <class Arch>
+void SoftmaxRow<Arch>::run(int64_t n, float* x, float scale) {
+  using B = xsimd::batch<float, Arch>;
+  constexpr int64_t W = B::size;
+  const int64_t nv = n / W * W;
+  float mx = -INFINITY;
+  for (int64_t i = 0; i < n; ++i) mx = std::max(mx, x[i] * scale);
+  if (mx == -INFINITY) {  // every entry masked: leave a zero row rather than NaNs
+    std::fill(x, x + n, 0.f);
+    return;
+  }
+  const B vs(scale), vm(mx);
+  B vsum(0.f);
+  for (int64_t i = 0; i < nv; i += W) {
+    const B e = xsimd::exp(xsimd::fms(B::load_unaligned(x + i), vs, vm));
+    e.store_unaligned(x + i);
+    vsum += e;
+  }
+  float sum = hsum(vsum);
+  for (int64_t i = nv; i < n; ++i) {
+    x[i] = std::exp(x[i] * scale - mx);
+    sum += x[i];
+  }
+  const float inv = 1.0f / sum;
+  const B vi(inv);
+  for (int64_t i = 0; i < nv; i += W) (B::load_unaligned(x + i) * vi).store_unaligned(x + i);
+  for (int64_t i = nv; i < n; ++i) x[i] *= inv;
+}
+
+template <class Arch>
+void SiluMul<Arch>::run(int64_t n, const float* gate, const float* up, float* out) {
+  using B = xsimd::batch<float, Arch>;
+  constexpr int64_t W = B::size;
+  const int64_t nv = n / W * W;
+  const B one(1.f);
+  for (int64_t i = 0; i < nv; i += W) {
+    const B g = B::load_unaligned(gate + i);
+    (g / (one + xsimd::exp(-g)) * B::load_unaligned(up + i)).store_unaligned(out + i);
+  }
+  for (int64_t i = nv; i < n; ++i) out[i] = gate[i] / (1.f + std::exp(-gate[i])) * up[i];
+}
+
+#define LQ_CPU_MATMUL_KERNELS(X) X(GemmNT) X(SoftmaxRow) X(SiluMul)
+
+}  // namespace lq::cpu

@@ -1,0 +1,100 @@
+// Internal: the engine's weight store and its matrix product.
+#pragma once
+
+#include <lq/engine.hpp>
+
+#include <cstdlib>
+#include <memory>
+#include <span>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+namespace lq::engine {
+
+/// 64-byte aligned bytes.
+class Buffer {
+ public:
+  Buffer() = default;
+  explicit Buffer(size_t n);
+  uint8_t* data() { return p_.get(); }
+  const uint8_t* data() const { return p_.get(); }
+  size_t size() const { return n_; }
+
+ private:
+  struct Free {
+    void operator()(uint8_t* p) const { std::free(p); }
+  };
+  std::unique_ptr<uint8_t[], Free> p_;
+  size_t n_ = 0;
+};
+
+/// One tensor in memory, rows packed as in GGUF.
+struct Tensor {
+  std::string name;
+  QuantType type = QuantType::F32;
+  std::vector<int64_t> ne;
+  Buffer data;
+  int64_t row_length() const { return ne.empty() ? 0 : ne[0]; }
+  int64_t n_rows() const;
+  size_t row_bytes() const { return type_info(type).row_bytes(row_length()); }
+  const uint8_t* row(int64_t r) const { return data.data() + static_cast<size_t>(r) * row_bytes(); }
+  const float* f32() const { return reinterpret_cast<const float*>(data.data()); }
+};
+
+struct Block {
+  Tensor* attn_norm = nullptr;
+  Tensor* ffn_norm = nullptr;
+  Tensor* bq = nullptr;  // optional biases
+  Tensor* bk = nullptr;
+  Tensor* bv = nullptr;
+  int wq = -1, wk = -1, wv = -1, wo = -1, wgate = -1, wup = -1, wdown = -1;  // into linears
+};
+
+}  // namespace lq::engine
+
+namespace lq {
+
+struct Model::Impl {
+  ModelConfig config;
+  int64_t n_vocab = 0;
+  int32_t bos = -1, eos = -1;
+  bool add_bos = true;
+  bool neox_rope = false;         // rotate (i, i + d/2) pairs instead of (2i, 2i + 1)
+  std::vector<float> rope_inv_freq;  // head_dim / 2 angular frequencies (scaling applied)
+  std::vector<std::unique_ptr<engine::Tensor>> tensors;
+  std::unordered_map<std::string, engine::Tensor*> by_name;
+  std::vector<LinearInfo> linears;
+  std::vector<engine::Tensor*> linear_tensors;  // parallel to linears
+  std::vector<engine::Block> blocks;
+  engine::Tensor* tok_embd = nullptr;
+  engine::Tensor* output_norm = nullptr;
+  int output = -1;  // into linears
+
+  engine::Tensor* find(std::string_view name) const;
+};
+
+namespace engine {
+
+/// Whether the engine can multiply by a weight of type t (float path, dot, or dequantize).
+bool supports_weight_type(QuantType t);
+
+/// One product y[m x n_out] = x[m x n_in] * W^T for weight W (n_out rows of n_in values).
+struct LinearOp {
+  const Tensor* w;
+  const float* x;
+  int64_t m;
+  float* y;
+};
+
+/// Runs several products in one parallel region on `threads` (0 = all). Float weights run a
+/// blocked GEMM; quantized weights quantize x once into the type's dot_type and run the dot
+/// kernel per (row, token), as llama.cpp does; types without a dot are dequantized tile by tile.
+void matmul_many(std::span<const LinearOp> ops, int threads);
+void matmul(const Tensor& w, const float* x, int64_t m, float* y, int threads);
+
+/// Decodes row r of t into dst (row_length floats).
+void dequantize_row(const Tensor& t, int64_t r, float* dst);
+
+}  // namespace engine
+}  // namespace lq

@@ -1,0 +1,222 @@
+// The engine's matrix products y = x W^T over weights of any type. Several products (q/k/v,
+// gate/up) are cut into tiles together and run in one parallel region, so a step of the forward
+// pass costs one synchronisation whatever the number of weights in it.
+#include "engine_impl.hpp"
+
+#include <lq/backend.hpp>
+#include <lq/error.hpp>
+#include <lq/threads.hpp>
+
+#include "kernels/cpu/engine_kernels.hpp"
+
+#include <algorithm>
+#include <map>
+
+namespace lq::engine {
+
+Buffer::Buffer(size_t n) : n_(n) {
+  if (n == 0) return;
+  const size_t padded = (n + 63) / 64 * 64;
+  p_.reset(static_cast<uint8_t*>(std::aligned_alloc(64, padded)));
+  if (!p_) fail(Errc::out_of_memory, "engine: cannot allocate {} bytes", n);
+}
+
+int64_t Tensor::n_rows() const {
+  int64_t r = 1;
+  for (size_t i = 1; i < ne.size(); ++i) r *= ne[i];
+  return r;
+}
+
+namespace {
+
+bool is_float16_or_32(QuantType t) { return t == QuantType::F32 || t == QuantType::F16 || t == QuantType::BF16; }
+
+int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
+
+enum class Path { gemm, dot, dequant };
+
+// Types with a 4 x 4 tile kernel for prompt processing (same products as their dot).
+struct TileKernel {
+  QuantType type;
+  cpu::TileFn fn;
+};
+constexpr TileKernel kTileKernels[] = {
+    {QuantType::Q8_0, cpu::tile_q8_0}, {QuantType::Q4_0, cpu::tile_q4_0}, {QuantType::Q5_0, cpu::tile_q5_0}};
+
+cpu::TileFn tile_kernel(QuantType t) {
+  for (const auto& k : kTileKernels)
+    if (k.type == t) return k.fn;
+  return nullptr;
+}
+
+struct Prepared {
+  const LinearOp* op;
+  Path path;
+  DotFn dot = nullptr;
+  cpu::TileFn tile = nullptr;
+  DequantizeFn deq = nullptr;
+  const uint8_t* xq = nullptr;  // activations in dot_type (dot path)
+  size_t qb = 0;                // bytes per quantized activation row
+};
+
+struct Tile {
+  int op;
+  int64_t i0, i1;  // activation rows (tokens)
+  int64_t j0, j1;  // weight rows (outputs)
+};
+
+// Products below this many multiply-adds run on the calling thread: waking workers costs more.
+constexpr int64_t kSerialMacs = 1 << 18;
+
+void run_tile(const Prepared& p, const Tile& t) {
+  const Tensor& w = *p.op->w;
+  const int64_t n = w.n_rows(), k = w.row_length();
+  switch (p.path) {
+    case Path::gemm: {
+      cpu::gemm_nt(cpu::GemmArgs{t.i1 - t.i0, t.j1 - t.j0, k, p.op->x + t.i0 * k, k, w.row(t.j0), w.type, k,
+                                 p.op->y + t.i0 * n + t.j0, n, false});
+      break;
+    }
+    case Path::dot: {
+      // Weight rows stay in L1 while the tile's tokens stream from L2.
+      float* y = p.op->y;
+      auto single = [&](int64_t r, int64_t i) { y[i * n + r] = p.dot(k, w.row(r), p.xq + static_cast<size_t>(i) * p.qb); };
+      int64_t r = t.j0;
+      if (p.tile) {
+        for (; r + 4 <= t.j1; r += 4) {
+          int64_t i = t.i0;
+          for (; i + 4 <= t.i1; i += 4) p.tile(k, w.row(r), w.row_bytes(), p.xq + static_cast<size_t>(i) * p.qb, p.qb, y + i * n + r, n);
+          for (; i < t.i1; ++i)
+            for (int64_t rr = r; rr < r + 4; ++rr) single(rr, i);
+        }
+      }
+      for (; r < t.j1; ++r)
+        for (int64_t i = t.i0; i < t.i1; ++i) single(r, i);
+      break;
+    }
+    case Path::dequant: {
+      thread_local std::vector<float> buf;
+      buf.resize(static_cast<size_t>((t.j1 - t.j0) * k));
+      p.deq(w.row(t.j0), buf.data(), (t.j1 - t.j0) * k);
+      cpu::gemm_nt(cpu::GemmArgs{t.i1 - t.i0, t.j1 - t.j0, k, p.op->x + t.i0 * k, k, buf.data(), QuantType::F32, k,
+                                 p.op->y + t.i0 * n + t.j0, n, false});
+      break;
+    }
+  }
+}
+
+void add_tiles(const Prepared& p, int op, int nt, std::vector<Tile>& tiles) {
+  const Tensor& w = *p.op->w;
+  const int64_t m = p.op->m, n = w.n_rows();
+  int64_t mb, nb;
+  switch (p.path) {
+    case Path::gemm:
+      if (m <= 3) {
+        mb = m;
+        nb = std::clamp<int64_t>((ceil_div(n, nt * 4) + 15) / 16 * 16, 16, 256);
+      } else {
+        mb = m <= 288 ? m : 192;
+        nb = 128;
+        while (nb > 32 && ceil_div(m, mb) * ceil_div(n, nb) < 4 * nt) nb /= 2;
+      }
+      break;
+    case Path::dot:
+      mb = 64;
+      nb = m == 1 ? 8 : 16;
+      break;
+    default:
+      mb = m;
+      nb = 32;
+      break;
+  }
+  for (int64_t i = 0; i < m; i += mb)
+    for (int64_t j = 0; j < n; j += nb) tiles.push_back(Tile{op, i, std::min(m, i + mb), j, std::min(n, j + nb)});
+}
+
+}  // namespace
+
+bool supports_weight_type(QuantType t) {
+  if (is_float16_or_32(t)) return true;
+  const auto& reg = Registry::instance();
+  const TypeInfo& info = type_info(t);
+  if (reg.dot(t) && reg.quantize(info.dot_type)) return true;
+  return reg.dequantize(t) != nullptr;
+}
+
+void matmul_many(std::span<const LinearOp> ops, int threads) {
+  const int nt = threads > 0 ? threads : hardware_threads();
+  const auto& reg = Registry::instance();
+  std::vector<Prepared> prep;
+  int64_t macs = 0;
+  for (const LinearOp& op : ops) {
+    if (op.m <= 0) continue;
+    Prepared p{&op, Path::gemm};
+    const QuantType t = op.w->type;
+    if (!is_float16_or_32(t)) {
+      DotFn dot = reg.dot(t);
+      if (dot && reg.quantize(type_info(t).dot_type)) {
+        p.path = Path::dot;
+        p.dot = dot;
+        if (op.m >= 4) p.tile = tile_kernel(t);
+      } else if (DequantizeFn deq = reg.dequantize(t)) {
+        p.path = Path::dequant;
+        p.deq = deq;
+      } else {
+        fail(Errc::invalid_model, "engine: tensor '{}' has type {} with no CPU kernel", op.w->name, type_name(t));
+      }
+    }
+    macs += op.m * op.w->n_rows() * op.w->row_length();
+    prep.push_back(p);
+  }
+  if (prep.empty()) return;
+  const int use = macs < kSerialMacs ? 1 : nt;
+
+  // Activations for the dot path: each (input, dot_type) pair is quantized once.
+  thread_local std::map<std::pair<const float*, QuantType>, std::vector<uint8_t>> qbufs;
+  std::vector<std::pair<std::pair<const float*, QuantType>, Prepared*>> to_quantize;
+  for (Prepared& p : prep) {
+    if (p.path != Path::dot) continue;
+    const QuantType dt = type_info(p.op->w->type).dot_type;
+    const int64_t k = p.op->w->row_length();
+    p.qb = type_info(dt).row_bytes(k);
+    auto key = std::make_pair(p.op->x, dt);
+    auto& buf = qbufs[key];
+    const size_t need = static_cast<size_t>(p.op->m) * p.qb;
+    bool fresh = true;
+    for (auto& [kk, pp] : to_quantize)
+      if (kk == key) fresh = false;
+    if (fresh) {
+      if (buf.size() < need) buf.resize(need);
+      to_quantize.emplace_back(key, &p);
+    }
+    p.xq = buf.data();
+  }
+  for (auto& [key, p] : to_quantize) {
+    const QuantizeFn q = reg.quantize(key.second);
+    const int64_t k = p->op->w->row_length();
+    uint8_t* dst = const_cast<uint8_t*>(p->xq);
+    const size_t qb = p->qb;
+    parallel_for(p->op->m, p->op->m >= 16 ? use : 1, 8,
+                 [&](int64_t b, int64_t e) { q(key.first + b * k, dst + static_cast<size_t>(b) * qb, e - b, k, nullptr); });
+  }
+
+  std::vector<Tile> tiles;
+  for (size_t i = 0; i < prep.size(); ++i) add_tiles(prep[i], static_cast<int>(i), use, tiles);
+  parallel_for(static_cast<int64_t>(tiles.size()), use, 1, [&](int64_t b, int64_t e) {
+    for (int64_t i = b; i < e; ++i) run_tile(prep[static_cast<size_t>(tiles[i].op)], tiles[static_cast<size_t>(i)]);
+  });
+  if (qbufs.size() > 16) qbufs.clear();
+}
+
+void matmul(const Tensor& w, const float* x, int64_t m, float* y, int threads) {
+  const LinearOp op{&w, x, m, y};
+  matmul_many(std::span<const LinearOp>(&op, 1), threads);
+}
+
+void dequantize_row(const Tensor& t, int64_t r, float* dst) {
+  DequantizeFn deq = Registry::instance().dequantize(t.type);
+  if (!deq) fail(Errc::invalid_model, "engine: tensor '{}' has type {} that cannot be decoded", t.name, type_name(t.type));
+  deq(t.row(r), dst, t.row_length());
+}
+
+}  // namespace lq::engine

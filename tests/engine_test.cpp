@@ -1,0 +1,564 @@
+// Inference engine: perplexity and greedy generation against llama.cpp / the model card, batched
+// vs token-by-token consistency, hooks, weight replacement, RoPE variants, kernels, bad input.
+#include <lq/backend.hpp>
+#include <lq/engine.hpp>
+#include <lq/error.hpp>
+#include <lq/gguf.hpp>
+
+#include "kernels/cpu/engine_kernels.hpp"
+#include "support/support.hpp"
+
+#include <catch2/catch.hpp>
+
+#include <cmath>
+#include <fstream>
+#include <random>
+
+using namespace lq;
+
+namespace {
+
+std::vector<int32_t> eval_tokens() {
+  auto p = test::shared_file("golden/eval-tokens.i32");
+  if (!p) return {};
+  std::ifstream in(*p, std::ios::binary);
+  std::vector<int32_t> v(std::filesystem::file_size(*p) / 4);
+  in.read(reinterpret_cast<char*>(v.data()), static_cast<std::streamsize>(v.size() * 4));
+  return v;
+}
+
+std::unique_ptr<Model> golden_model(const std::string& rel) {
+  auto p = test::shared_file(rel);
+  if (!p) return nullptr;
+  return Model::load(*p);
+}
+
+double max_abs_diff(std::span<const float> a, std::span<const float> b) {
+  double m = 0;
+  for (size_t i = 0; i < a.size(); ++i) m = std::max(m, static_cast<double>(std::fabs(a[i] - b[i])));
+  return m;
+}
+
+// A small random model written as GGUF: 2 blocks, n_embd 64, 4 heads / 2 KV heads, ff 128.
+struct ToySpec {
+  std::string arch = "llama";
+  int64_t vocab = 96;
+  bool tied = false;
+  bool biases = false;
+  bool neox_permuted = false;  // q/k rows of each head reordered (2i, 2i+1) -> (i, i + d/2)
+  uint32_t seed = 7;
+};
+
+void write_toy(const std::filesystem::path& path, const ToySpec& s) {
+  const int64_t d = 64, ff = 128, heads = 4, kv = 2, hd = 16, layers = 2;
+  gguf::Writer w(path);
+  auto& m = w.metadata();
+  const std::string a = s.arch + ".";
+  m.set("general.architecture", gguf::Value::string(s.arch));
+  m.set(a + "block_count", gguf::Value::u32(layers));
+  m.set(a + "context_length", gguf::Value::u32(128));
+  m.set(a + "embedding_length", gguf::Value::u32(d));
+  m.set(a + "feed_forward_length", gguf::Value::u32(ff));
+  m.set(a + "attention.head_count", gguf::Value::u32(heads));
+  m.set(a + "attention.head_count_kv", gguf::Value::u32(kv));
+  m.set(a + "rope.freq_base", gguf::Value::f32(10000.f));
+  m.set(a + "attention.layer_norm_rms_epsilon", gguf::Value::f32(1e-5f));
+  m.set(a + "vocab_size", gguf::Value::u32(static_cast<uint32_t>(s.vocab)));
+  m.set("tokenizer.ggml.bos_token_id", gguf::Value::u32(1));
+  m.set("tokenizer.ggml.eos_token_id", gguf::Value::u32(2));
+  struct T {
+    std::string name;
+    std::vector<int64_t> ne;
+  };
+  std::vector<T> ts = {{"token_embd.weight", {d, s.vocab}}};
+  for (int l = 0; l < layers; ++l) {
+    const std::string p = "blk." + std::to_string(l) + ".";
+    ts.push_back({p + "attn_norm.weight", {d}});
+    ts.push_back({p + "attn_q.weight", {d, heads * hd}});
+    ts.push_back({p + "attn_k.weight", {d, kv * hd}});
+    ts.push_back({p + "attn_v.weight", {d, kv * hd}});
+    if (s.biases) {
+      ts.push_back({p + "attn_q.bias", {heads * hd}});
+      ts.push_back({p + "attn_k.bias", {kv * hd}});
+      ts.push_back({p + "attn_v.bias", {kv * hd}});
+    }
+    ts.push_back({p + "attn_output.weight", {heads * hd, d}});
+    ts.push_back({p + "ffn_norm.weight", {d}});
+    ts.push_back({p + "ffn_gate.weight", {d, ff}});
+    ts.push_back({p + "ffn_up.weight", {d, ff}});
+    ts.push_back({p + "ffn_down.weight", {ff, d}});
+  }
+  ts.push_back({"output_norm.weight", {d}});
+  if (!s.tied) ts.push_back({"output.weight", {d, s.vocab}});
+  for (const auto& t : ts) w.add_tensor(t.name, QuantType::F32, t.ne);
+  std::mt19937 rng(s.seed);
+  std::normal_distribution<float> nd(0.f, 1.f);
+  for (const auto& t : ts) {
+    const int64_t cols = t.ne[0], rows = t.ne.size() > 1 ? t.ne[1] : 1;
+    std::vector<float> v(static_cast<size_t>(cols * rows));
+    const bool norm = t.name.find("norm") != std::string::npos;
+    for (auto& x : v) x = norm ? 1.0f + 0.1f * nd(rng) : (t.ne.size() == 1 ? 0.1f : 0.2f) * nd(rng);
+    const bool qk = t.name.find("attn_q.") != std::string::npos || t.name.find("attn_k.") != std::string::npos;
+    if (s.neox_permuted && qk) {
+      // rows (or bias entries) of each head: new[i] = old[2i], new[i + hd/2] = old[2i + 1]
+      std::vector<float> o = v;
+      const int64_t n_out = t.ne.size() == 1 ? cols : rows, stride = t.ne.size() == 1 ? 1 : cols;
+      for (int64_t h0 = 0; h0 < n_out; h0 += hd)
+        for (int64_t i = 0; i < hd / 2; ++i)
+          for (int64_t c = 0; c < stride; ++c) {
+            v[static_cast<size_t>((h0 + i) * stride + c)] = o[static_cast<size_t>((h0 + 2 * i) * stride + c)];
+            v[static_cast<size_t>((h0 + i + hd / 2) * stride + c)] = o[static_cast<size_t>((h0 + 2 * i + 1) * stride + c)];
+          }
+    }
+    w.write(v.data(), v.size() * sizeof(float));
+  }
+  w.commit();
+}
+
+std::unique_ptr<Model> toy_model(const test::TempDir& dir, const ToySpec& s, const std::string& name) {
+  const auto p = dir / name;
+  write_toy(p, s);
+  return Model::load(p);
+}
+
+std::vector<float> all_logits(Session& s) {
+  std::vector<float> out;
+  for (int64_t i = 0; i < s.n_outputs(); ++i) {
+    auto l = s.logits(i);
+    out.insert(out.end(), l.begin(), l.end());
+  }
+  return out;
+}
+
+}  // namespace
+
+TEST_CASE("engine: perplexity of the tiny model matches llama-perplexity", "[engine]") {
+  const auto tokens = eval_tokens();
+  if (tokens.empty()) return;
+  // llama-perplexity -c 256 --chunks 4 -t 2 on corpus/eval.txt (llama.cpp d32676d, CPU build).
+  const std::vector<std::pair<std::string, double>> cases = {
+      {"golden/tiny-llama-BF16.gguf", 12.2140}, {"golden/pure/Q8_0.gguf", 12.2025}, {"golden/pure/Q4_0.gguf", 12.4083}};
+  for (const auto& [rel, want] : cases) {
+    auto model = golden_model(rel);
+    if (!model) continue;
+    PerplexityOptions o;
+    o.ctx = 256;
+    o.chunks = 4;
+    const PerplexityResult r = perplexity(*model, tokens, o);
+    INFO(rel << ": ppl " << r.ppl);
+    CHECK(r.n_chunks == 4);
+    CHECK(r.n_scored == 4 * 127);
+    CHECK(std::fabs(r.ppl / want - 1) < 2e-3);
+  }
+}
+
+TEST_CASE("engine: full-window perplexity scores every token once", "[engine]") {
+  const auto tokens = eval_tokens();
+  auto model = golden_model("golden/tiny-llama-BF16.gguf");
+  if (!model || tokens.empty()) return;
+  PerplexityOptions o;
+  o.ctx = 256;
+  o.full_window = true;
+  const std::span<const int32_t> head(tokens.data(), 600);
+  const PerplexityResult r = perplexity(*model, head, o);
+  CHECK(r.n_chunks == 3);  // 255 + 255 + 90
+  CHECK(r.n_scored == 600);
+  CHECK(r.ppl > 5);
+  CHECK(r.ppl < 30);
+}
+
+TEST_CASE("engine: greedy generation reproduces the model card", "[engine]") {
+  auto model = golden_model("golden/tiny-llama-BF16.gguf");
+  if (!model) return;
+  // Prompt ids and 40 greedy continuations from shared/models/tiny-llama/README.md.
+  const std::vector<std::pair<std::vector<int32_t>, std::vector<int32_t>>> cases = {
+      {{1, 434, 461, 261, 409},
+       {1973, 405, 283, 261, 397, 447, 557, 382, 1965, 314, 548, 270, 367, 344, 318, 696, 267, 823, 1848, 1959,
+        1965, 431, 359, 1973, 335, 421, 261, 408, 1973, 945, 695, 1965, 314, 442, 270, 367, 344, 308, 1973, 417}},
+      {{1, 288, 397, 648},
+       {283, 387, 413, 1965, 288, 648, 283, 413, 267, 814, 265, 648, 1965, 13, 13, 1983, 1956, 336, 461, 261,
+        409, 1973, 405, 283, 261, 397, 447, 557, 382, 1965, 314, 548, 270, 367, 344, 318, 696, 267, 823, 1848}}};
+  for (const auto& [prompt, want] : cases) {
+    Session s(*model, SessionOptions{128, 0, false});
+    GenerateOptions g;
+    g.temperature = 0;
+    g.max_tokens = 40;
+    g.stop_at_eos = false;
+    CHECK(generate(s, prompt, g) == want);
+    CHECK(s.n_past() == static_cast<int64_t>(prompt.size() + want.size() - 1));
+  }
+}
+
+TEST_CASE("engine: sampling is seeded and bounded", "[engine]") {
+  test::TempDir dir;
+  auto model = toy_model(dir, ToySpec{}, "toy.gguf");
+  const std::vector<int32_t> prompt = {1, 5, 9};
+  GenerateOptions g;
+  g.temperature = 1.0f;
+  g.top_k = 10;
+  g.top_p = 0.9f;
+  g.seed = 42;
+  g.max_tokens = 20;
+  g.stop_at_eos = false;
+  Session a(*model), b(*model);
+  const auto ra = generate(a, prompt, g), rb = generate(b, prompt, g);
+  CHECK(ra == rb);
+  CHECK(ra.size() == 20);
+  for (int32_t t : ra) CHECK((t >= 0 && t < 96));
+  g.seed = 43;
+  Session c(*model);
+  CHECK(generate(c, prompt, g) != ra);
+  g.top_k = 1;  // top-1 sampling is greedy
+  Session d(*model), e(*model);
+  GenerateOptions greedy = g;
+  greedy.temperature = 0;
+  CHECK(generate(d, prompt, g) == generate(e, prompt, greedy));
+}
+
+TEST_CASE("engine: batched prompt processing equals token-by-token decode", "[engine]") {
+  const auto tokens = eval_tokens();
+  if (tokens.empty()) return;
+  // Float weights: the same products up to summation order. Quantized weights quantize the
+  // activations per row, so a last-bit difference between the tiled (batched) and the single
+  // dot (decode) kernels can flip one rounding step: small, rare differences remain.
+  const std::vector<std::tuple<const char*, double, double>> cases = {
+      {"golden/tiny-llama-BF16.gguf", 2e-3, 1e-4}, {"golden/pure/Q8_0.gguf", 0.5, 0.02}, {"golden/pure/Q4_1.gguf", 0.5, 0.02}};
+  for (const auto& [rel, max_tol, mean_tol] : cases) {
+    auto model = golden_model(rel);
+    if (!model) continue;
+    INFO(rel);
+    const int64_t n = 40;
+    std::vector<int32_t> prompt(tokens.begin(), tokens.begin() + n);
+    prompt[0] = 1;
+    Session batched(*model, SessionOptions{64, 0, false});
+    batched.eval(prompt, 0);
+    REQUIRE(batched.n_outputs() == n);
+    Session stepwise(*model, SessionOptions{64, 0, false});
+    // a split batch in the middle: 7 tokens at once, then one at a time
+    stepwise.eval(std::span<const int32_t>(prompt.data(), 7), 0);
+    double worst = 0, sum = 0;
+    int same_top = 0;
+    auto compare = [&](std::span<const float> a, std::span<const float> b) {
+      worst = std::max(worst, max_abs_diff(a, b));
+      for (size_t j = 0; j < a.size(); ++j) sum += std::fabs(a[j] - b[j]);
+      same_top += std::max_element(a.begin(), a.end()) - a.begin() == std::max_element(b.begin(), b.end()) - b.begin();
+    };
+    for (int64_t i = 0; i < 7; ++i) compare(stepwise.logits(i), batched.logits(i));
+    for (int64_t i = 7; i < n; ++i) {
+      stepwise.eval(std::span<const int32_t>(prompt.data() + i, 1));
+      compare(stepwise.logits(0), batched.logits(i));
+    }
+    CHECK(worst < max_tol);
+    CHECK(sum / static_cast<double>(n * model->n_vocab()) < mean_tol);
+    CHECK(same_top >= n - 1);
+  }
+}
+
+TEST_CASE("engine: hook sees every linear layer with its shapes", "[engine]") {
+  auto model = golden_model("golden/tiny-llama-BF16.gguf");
+  if (!model) return;
+  const ModelConfig& c = model->config();
+  Session s(*model, SessionOptions{64, 0, true});
+  std::vector<std::string> seen;
+  double worst = 0;
+  s.set_linear_hook([&](const LinearEvent& e) {
+    seen.push_back(e.linear->name);
+    CHECK(e.linear->n_in == model->tensor_shape(e.linear->name)[0]);
+    CHECK(e.linear->n_out == model->tensor_shape(e.linear->name)[1]);
+    // output == input * W^T for a few entries
+    const auto w = model->tensor_f32(e.linear->name);
+    for (int64_t t = 0; t < e.n_tokens; t += 5)
+      for (int64_t j = 0; j < e.linear->n_out; j += 37) {
+        double acc = 0;
+        for (int64_t i = 0; i < e.linear->n_in; ++i) acc += double(e.input[t * e.linear->n_in + i]) * w[j * e.linear->n_in + i];
+        worst = std::max(worst, std::fabs(acc - e.output[t * e.linear->n_out + j]) / (1 + std::fabs(acc)));
+      }
+  });
+  const std::vector<int32_t> prompt = {1, 434, 461, 261, 409, 1973, 405, 283, 261, 397, 447};
+  s.eval(prompt, 6);
+  CHECK(worst < 1e-4);
+  REQUIRE(seen.size() == static_cast<size_t>(7 * c.n_layer + 1));
+  CHECK(seen.front() == "blk.0.attn_q.weight");
+  CHECK(seen[6] == "blk.0.ffn_down.weight");
+  CHECK(seen.back() == "output.weight");
+  std::vector<std::string> names;
+  for (const auto& l : model->linears()) names.push_back(l.name);
+  CHECK(seen == names);
+  // saved activations are the hook inputs
+  const LayerActivations& a0 = s.activations(0);
+  CHECK(a0.attn_norm.size() == prompt.size() * static_cast<size_t>(c.n_embd));
+  CHECK(a0.act.size() == prompt.size() * static_cast<size_t>(c.n_ff));
+  CHECK(s.output_norm_activations().size() == 5 * static_cast<size_t>(c.n_embd));
+  s.set_linear_hook({});
+  s.clear();
+  s.eval(prompt);
+  CHECK(seen.size() == static_cast<size_t>(7 * c.n_layer + 1));
+}
+
+TEST_CASE("engine: replacing weights changes and restores the outputs", "[engine]") {
+  auto model = golden_model("golden/tiny-llama-BF16.gguf");
+  if (!model) return;
+  const std::vector<int32_t> prompt = {1, 434, 461, 261, 409};
+  auto run = [&] {
+    Session s(*model, SessionOptions{16, 0, false});
+    s.eval(prompt);
+    auto l = s.logits(0);
+    return std::vector<float>(l.begin(), l.end());
+  };
+  const auto base = run();
+  const std::string name = "blk.2.ffn_down.weight";
+  const auto original = model->tensor_f32(name);
+  REQUIRE(model->tensor_type(name) == QuantType::BF16);
+
+  model->replace_tensor(name, std::vector<float>(original.size(), 0.f));
+  CHECK(model->tensor_type(name) == QuantType::F32);
+  CHECK(model->find_linear(name)->type == QuantType::F32);
+  const auto zeroed = run();
+  CHECK(max_abs_diff(zeroed, base) > 0.1);
+
+  model->replace_tensor(name, original, QuantType::Q8_0);  // quantized on the way in
+  CHECK(model->tensor_type(name) == QuantType::Q8_0);
+  const auto q8 = run();
+  CHECK(max_abs_diff(q8, base) > 0);
+  CHECK(max_abs_diff(q8, base) < 0.1);
+
+  model->replace_tensor(name, original);  // bf16 values are exact in F32
+  CHECK(max_abs_diff(run(), base) < 1e-4);
+
+  std::vector<uint8_t> bytes(original.size() * 2);
+  Registry::instance().quantize(QuantType::BF16)(original.data(), bytes.data(), 1, static_cast<int64_t>(original.size()), nullptr);
+  model->replace_tensor(name, QuantType::BF16, bytes);
+  CHECK(max_abs_diff(run(), base) == 0);
+
+  // norms take F32 values
+  const auto norm = model->tensor_f32("output_norm.weight");
+  std::vector<float> doubled(norm);
+  for (auto& v : doubled) v *= 2;
+  model->replace_tensor("output_norm.weight", doubled);
+  CHECK(max_abs_diff(run(), base) > 0.1);
+  model->replace_tensor("output_norm.weight", norm);
+  CHECK(max_abs_diff(run(), base) == 0);
+
+  CHECK_THROWS_MATCHES(model->replace_tensor("nope.weight", original), Error,
+                       Catch::Predicate<Error>([](const Error& e) { return e.code() == Errc::invalid_argument; }));
+  CHECK_THROWS_MATCHES(model->replace_tensor(name, QuantType::BF16, std::span<const uint8_t>(bytes.data(), 10)), Error,
+                       Catch::Predicate<Error>([](const Error& e) { return e.code() == Errc::invalid_argument; }));
+  CHECK_THROWS_MATCHES(model->replace_tensor("output_norm.weight", QuantType::BF16, bytes), Error,
+                       Catch::Predicate<Error>([](const Error& e) { return e.code() == Errc::invalid_argument; }));
+}
+
+TEST_CASE("engine: KL divergence against itself and a quantized copy", "[engine]") {
+  const auto tokens = eval_tokens();
+  auto ref = golden_model("golden/tiny-llama-BF16.gguf");
+  auto q8 = golden_model("golden/pure/Q8_0.gguf");
+  if (!ref || !q8 || tokens.empty()) return;
+  PerplexityOptions o;
+  o.ctx = 256;
+  o.chunks = 2;
+  const KldResult self = kl_divergence(*ref, *ref, tokens, o);
+  CHECK(self.kld_mean == Approx(0).margin(1e-9));
+  CHECK(self.same_top_pct == 100.0);
+  CHECK(self.ppl == Approx(self.ppl_reference));
+  const KldResult r = kl_divergence(*q8, *ref, tokens, o);
+  CHECK(r.n_scored == 2 * 127);
+  CHECK(r.kld_mean > 0);
+  CHECK(r.kld_mean < 0.002);  // llama.cpp: 0.00012 over 100 chunks
+  CHECK(r.same_top_pct > 95);
+  CHECK(r.kld_p99 >= r.kld_median);
+  CHECK(r.kld_max >= r.kld_p99);
+}
+
+TEST_CASE("engine: NEOX RoPE (qwen2) equals normal RoPE on permuted q/k rows", "[engine]") {
+  test::TempDir dir;
+  ToySpec llama;
+  ToySpec qwen = llama;
+  qwen.arch = "qwen2";
+  qwen.neox_permuted = true;
+  auto a = toy_model(dir, llama, "llama.gguf");
+  auto b = toy_model(dir, qwen, "qwen.gguf");
+  const std::vector<int32_t> prompt = {1, 17, 33, 8, 90, 4, 61, 2, 45};
+  Session sa(*a), sb(*b);
+  sa.eval(prompt, 0);
+  sb.eval(prompt, 0);
+  CHECK(max_abs_diff(all_logits(sa), all_logits(sb)) < 1e-4);
+  // and the permutation matters for normal RoPE: same rows in a llama model differ
+  ToySpec wrong = qwen;
+  wrong.arch = "llama";
+  auto c = toy_model(dir, wrong, "wrong.gguf");
+  Session sc(*c);
+  sc.eval(prompt, 0);
+  CHECK(max_abs_diff(all_logits(sa), all_logits(sc)) > 1e-2);
+}
+
+TEST_CASE("engine: biases and tied embeddings", "[engine]") {
+  test::TempDir dir;
+  ToySpec s;
+  s.arch = "qwen2";
+  s.biases = true;
+  s.tied = true;
+  auto model = toy_model(dir, s, "toy.gguf");
+  REQUIRE(model->linears().back().name == "token_embd.weight");
+  const auto bias = model->tensor_f32("blk.1.attn_v.bias");
+  const auto wv = model->tensor_f32("blk.1.attn_v.weight");
+  const auto emb = model->tensor_f32("token_embd.weight");
+  int checked = 0;
+  Session sess(*model);
+  sess.set_linear_hook([&](const LinearEvent& e) {
+    const auto* w = e.linear->name == "blk.1.attn_v.weight" ? &wv : e.linear->role == "output" ? &emb : nullptr;
+    if (!w) return;
+    const bool with_bias = w == &wv;
+    for (int64_t t = 0; t < e.n_tokens; ++t)
+      for (int64_t j = 0; j < e.linear->n_out; ++j) {
+        double acc = with_bias ? bias[static_cast<size_t>(j)] : 0.0;
+        for (int64_t i = 0; i < e.linear->n_in; ++i) acc += double(e.input[t * e.linear->n_in + i]) * (*w)[j * e.linear->n_in + i];
+        CHECK(std::fabs(acc - e.output[t * e.linear->n_out + j]) < 1e-3 * (1 + std::fabs(acc)));
+      }
+    ++checked;
+  });
+  const std::vector<int32_t> prompt = {1, 17, 33, 8};
+  sess.eval(prompt, 2);
+  CHECK(checked == 2);
+  // batched vs stepwise with biases and NEOX rope
+  Session a(*model), b(*model);
+  a.eval(prompt, 0);
+  for (size_t i = 0; i < prompt.size(); ++i) {
+    b.eval(std::span<const int32_t>(prompt.data() + i, 1));
+    CHECK(max_abs_diff(a.logits(static_cast<int64_t>(i)), b.logits(0)) < 1e-4);
+  }
+}
+
+TEST_CASE("engine: bad input gets invalid_argument", "[engine]") {
+  test::TempDir dir;
+  auto model = toy_model(dir, ToySpec{}, "toy.gguf");
+  ToySpec other;
+  other.vocab = 128;
+  auto bigger = toy_model(dir, other, "other.gguf");
+  auto is_invalid = Catch::Predicate<Error>([](const Error& e) { return e.code() == Errc::invalid_argument; });
+  Session s(*model, SessionOptions{8, 1, false});
+  CHECK_THROWS_MATCHES(s.eval({}), Error, is_invalid);
+  const std::vector<int32_t> bad = {1, 96};
+  CHECK_THROWS_MATCHES(s.eval(bad), Error, is_invalid);
+  const std::vector<int32_t> neg = {-1};
+  CHECK_THROWS_MATCHES(s.eval(neg), Error, is_invalid);
+  const std::vector<int32_t> nine(9, 3);
+  CHECK_THROWS_MATCHES(s.eval(nine), Error, is_invalid);  // beyond n_ctx 8
+  s.eval(std::span<const int32_t>(nine.data(), 8));
+  CHECK_THROWS_MATCHES(s.eval(std::span<const int32_t>(nine.data(), 1)), Error, is_invalid);
+  CHECK_THROWS_MATCHES(s.logits(1), Error, is_invalid);
+  CHECK_THROWS_MATCHES(s.truncate(9), Error, is_invalid);
+  CHECK_THROWS_MATCHES(s.activations(0), Error, is_invalid);
+
+  PerplexityOptions o;
+  o.ctx = 16;
+  CHECK_THROWS_MATCHES(perplexity(*model, {}, o), Error, is_invalid);
+  const std::vector<int32_t> short_text(30, 5);  // + BOS = 31 < 2 * 16
+  CHECK_THROWS_MATCHES(perplexity(*model, short_text, o), Error, is_invalid);
+  const std::vector<int32_t> text(31, 5);  // + BOS = 32: two chunks
+  CHECK(perplexity(*model, text, o).n_chunks == 2);
+  o.ctx = 2;
+  CHECK_THROWS_MATCHES(perplexity(*model, text, o), Error, is_invalid);
+  o.ctx = 16;
+  o.chunks = 0;
+  CHECK_THROWS_MATCHES(perplexity(*model, text, o), Error, is_invalid);
+  o.chunks = -1;
+  CHECK_THROWS_MATCHES(kl_divergence(*model, *bigger, text, o), Error, is_invalid);
+  CHECK_THROWS_MATCHES(kl_divergence(*model, *model, short_text, o), Error, is_invalid);
+
+  Session g(*model);
+  CHECK_THROWS_MATCHES(generate(g, {}), Error, is_invalid);
+  GenerateOptions go;
+  go.top_p = 0;
+  const std::vector<int32_t> prompt = {1};
+  CHECK_THROWS_MATCHES(generate(g, prompt, go), Error, is_invalid);
+}
+
+TEST_CASE("engine: unsupported models are refused as invalid_model", "[engine]") {
+  test::TempDir dir;
+  ToySpec s;
+  s.arch = "gpt2";
+  write_toy(dir / "gpt2.gguf", s);
+  CHECK_THROWS_MATCHES(Model::load(dir / "gpt2.gguf"), Error,
+                       Catch::Predicate<Error>([](const Error& e) { return e.code() == Errc::invalid_model; }));
+}
+
+TEST_CASE("engine: GEMM kernel matches a double-precision product", "[engine]") {
+  // ragged shapes around the register and cache blocks, every B type, with and without accumulate
+  const std::vector<std::array<int64_t, 3>> shapes = {{1, 7, 5}, {2, 33, 64}, {3, 64, 300}, {5, 31, 17},
+                                                      {7, 65, 257}, {13, 130, 96}, {100, 40, 520}};
+  for (QuantType bt : {QuantType::F32, QuantType::F16, QuantType::BF16}) {
+    for (const auto& [m, n, k] : shapes) {
+      INFO(type_name(bt) << " m=" << m << " n=" << n << " k=" << k);
+      const auto a = test::gaussian(static_cast<size_t>(m * k), 1);
+      auto bf = test::gaussian(static_cast<size_t>(n * k), 2);
+      std::vector<uint8_t> b(bf.size() * (bt == QuantType::F32 ? 4 : 2));
+      Registry::instance().quantize(bt)(bf.data(), b.data(), n, k, nullptr);
+      Registry::instance().dequantize(bt)(b.data(), bf.data(), n * k);  // the exact values used
+      std::vector<float> c(static_cast<size_t>(m * n), 1.0f);
+      for (bool acc : {false, true}) {
+        cpu::gemm_nt(cpu::GemmArgs{m, n, k, a.data(), k, b.data(), bt, k, c.data(), n, acc});
+        double worst = 0;
+        for (int64_t i = 0; i < m; ++i)
+          for (int64_t j = 0; j < n; ++j) {
+            double s = 0;
+            for (int64_t p = 0; p < k; ++p) s += double(a[i * k + p]) * bf[j * k + p];
+            const double want = acc ? 2 * s : s;  // second pass adds the same product again
+            worst = std::max(worst, std::fabs(want - c[i * n + j]) / std::sqrt(double(k)));
+          }
+        CHECK(worst < 1e-5);
+      }
+    }
+  }
+}
+
+TEST_CASE("engine: quantized dot kernels match the scalar reference", "[engine]") {
+  for (QuantType t : {QuantType::Q4_0, QuantType::Q4_1, QuantType::Q5_0, QuantType::Q5_1, QuantType::Q8_0}) {
+    const TypeInfo& info = type_info(t);
+    const TypeInfo& dt = type_info(info.dot_type);
+    for (int64_t n : {32, 256, 4096}) {
+      INFO(info.name << " n=" << n);
+      const auto x = test::gaussian(static_cast<size_t>(n), 3), y = test::gaussian(static_cast<size_t>(n), 4);
+      std::vector<uint8_t> xq(info.row_bytes(n)), yq(dt.row_bytes(n));
+      info.quantize_ref(x.data(), xq.data(), 1, n, nullptr);
+      dt.quantize_ref(y.data(), yq.data(), 1, n, nullptr);
+      const float want = info.dot_ref(n, xq.data(), yq.data());
+      const float got = Registry::instance().dot(t)(n, xq.data(), yq.data());
+      CHECK(std::fabs(got - want) <= 1e-5f * (1 + std::fabs(want)) + 1e-6f * n);
+    }
+  }
+}
+
+TEST_CASE("engine: 4x4 tile kernels equal their single dots", "[engine]") {
+  const std::vector<std::pair<QuantType, cpu::TileFn>> kernels = {
+      {QuantType::Q8_0, cpu::tile_q8_0}, {QuantType::Q4_0, cpu::tile_q4_0}, {QuantType::Q5_0, cpu::tile_q5_0}};
+  for (const auto& [t, tile] : kernels) {
+    for (int64_t k : {32, 96, 2048}) {  // odd block counts exercise the half-filled 512-bit step
+      INFO(type_name(t) << " k=" << k);
+      const TypeInfo& info = type_info(t);
+      const auto w = test::gaussian(static_cast<size_t>(4 * k), 8), x = test::gaussian(static_cast<size_t>(4 * k), 9);
+      const size_t ws = info.row_bytes(k), xs = type_info(QuantType::Q8_0).row_bytes(k);
+      std::vector<uint8_t> wq(4 * ws), xq(4 * xs);
+      info.quantize_ref(w.data(), wq.data(), 4, k, nullptr);
+      type_info(QuantType::Q8_0).quantize_ref(x.data(), xq.data(), 4, k, nullptr);
+      float y[4 * 6];
+      tile(k, wq.data(), ws, xq.data(), xs, y, 6);
+      for (int r = 0; r < 4; ++r)
+        for (int c = 0; c < 4; ++c) {
+          const float want = info.dot_ref(k, wq.data() + r * ws, xq.data() + c * xs);
+          CHECK(std::fabs(y[c * 6 + r] - want) <= 1e-5f * (1 + std::fabs(want)) + 1e-6f * k);
+        }
+    }
+  }
+}
+
+TEST_CASE("engine: softmax and SiLU kernels", "[engine]") {
+  std::vector<float> x = test::gaussian(37, 5), y = x;
+  cpu::softmax_row(37, y.data(), 0.5f);
+  double mx = -1e30, sum = 0;
+  for (float v : x) mx = std::max<double>(mx, 0.5 * v);
+  for (float v : x) sum += std::exp(0.5 * v - mx);
+  for (size_t i = 0; i < x.size(); ++i) CHECK(y[i] == Approx(std::exp(0.5 * x[i] - mx) / sum).epsilon(1e-5));
+  const auto g = test::gaussian(37, 6), u = test::gaussian(37, 7);
+  std::vector<float> o(37);
+  cpu::silu_mul(37, g.data(), u.data(), o.data());
+  for (size_t i = 0; i < o.size(); ++i) CHECK(o[i] == Approx(g[i] / (1 + std::exp(-g[i])) * u[i]).epsilon(1e-5).margin(1e-7));
+}
