@@ -390,7 +390,7 @@ std::vector<TensorErrors> measure_errors(const ModelSource& model, const std::ve
     for (QuantType qt : types) {
       const TypeInfo& ti = type_info(qt);
       if (ncols % ti.block_size != 0 || !ti.quantize_ref) continue;
-      if (!has_imatrix && tensor_requires_imatrix(name, qt, FileType::Q8_0)) continue;
+      if (!has_imatrix && (ti.needs_imatrix || tensor_requires_imatrix(name, qt, FileType::Q8_0))) continue;
       std::vector<uint8_t> q(ti.row_bytes(ncols) * rows.size());
       Quantizer::quantize_rows(qt, x.data(), q.data(), static_cast<int64_t>(rows.size()), ncols,
                                has_imatrix ? w.data() : nullptr, opts.threads);
@@ -574,9 +574,10 @@ ProfileResolution resolve_profile(const Profile& p, const ModelSource& model, co
       a.rule = "tensor_types";
       decided = true;
     }
-    for (size_t i = 0; i < matchers.size() && !decided; ++i) {
+    for (size_t i = 0; i < matchers.size(); ++i) {
       if (!matchers[i].matches(t)) continue;
-      used[i] = true;
+      used[i] = true;  // a rule that matches counts as used even where an earlier decision wins
+      if (decided) continue;
       a.type = rs.method_type(rules[i].method, t);
       a.rule = rules[i].pattern + (rules[i].layers.empty() ? "" : " [" + rules[i].layers + "]");
       decided = true;
@@ -668,8 +669,7 @@ ProfileResolution resolve_profile(const Profile& p, const ModelSource& model, co
     const ModelTensor& t = model.at(a.tensor);
     if (t.row_length() % type_info(a.type).block_size != 0)
       res.problems.push_back(fmt::format("{}: type {} does not fit row length {}", a.tensor, type_name(a.type), t.row_length()));
-    if (!opts.imatrix && tensor_requires_imatrix(a.tensor, a.type, FileType::Q8_0))
-      res.problems.push_back(fmt::format("{}: type {} needs an importance matrix", a.tensor, type_name(a.type)));
+    if (tensor_requires_imatrix(a.tensor, a.type, FileType::Q8_0)) res.needs_imatrix = true;
     a.bytes = gguf::tensor_nbytes(a.type, t.ne);
     res.total_bytes += a.bytes;
   }

@@ -144,13 +144,15 @@ int run_profile(Context& ctx, std::vector<std::string> args) {
         tensors.push_back({{"tensor", a.tensor}, {"type", type_name(a.type)}, {"rule", a.rule}, {"bytes", a.bytes}});
       print_json({{"status", ok ? "valid" : "invalid"}, {"profile", p.name}, {"model", (*r)["model"].as<std::string>()},
                   {"effective_bpw", res.effective_bpw()}, {"size_bytes", res.total_bytes},
-                  {"unmatched_rules", res.unmatched_rules}, {"problems", res.problems}, {"tensors", tensors}});
+                  {"unmatched_rules", res.unmatched_rules}, {"problems", res.problems},
+                  {"requires_imatrix", res.needs_imatrix}, {"tensors", tensors}});
     } else {
       std::cout << fmt::format("Profile {} on {}: {}\n", p.name, (*r)["model"].as<std::string>(), ok ? "valid" : "INVALID");
       std::cout << fmt::format("Effective: {:.4f} bits per weight, {} of tensors\n", res.effective_bpw(),
                                human_bytes(res.total_bytes));
       for (const auto& u : res.unmatched_rules) std::cout << fmt::format("  rule matches no tensor: {}\n", u);
       for (const auto& pr : res.problems) std::cout << fmt::format("  problem: {}\n", pr);
+      if (res.needs_imatrix) std::cout << "  note: some types need an importance matrix: quantize with --imatrix\n";
     }
     if (!ok)
       fail(Errc::profile_error, "profile '{}' is not valid for this model ({} unmatched rule(s), {} problem(s))", p.name,
@@ -163,7 +165,8 @@ int run_profile(Context& ctx, std::vector<std::string> args) {
         "model", "The model the importance matrix was computed on [required: errors are measured on its weights]",
         cxxopts::value<std::string>())("target-bpw", "Target bits per weight", cxxopts::value<double>())(
         "target-size", "Target size: 3GB, 750MB, or a fraction (<= 1) of the F16 size", cxxopts::value<std::string>())(
-        "base", "Preset whose fixed rules (output, embeddings) to keep [default: balanced]", cxxopts::value<std::string>())(
+        "base", "Preset whose fixed rules (output, embeddings) to keep, or `none` to let the solver choose every "
+                "tensor [default: balanced]", cxxopts::value<std::string>())(
         "o,output", "Output profile path [default: ./NAME.dqprofile]", cxxopts::value<std::string>());
     auto r = parse(ctx, opts, args);
     if (!r) return 0;
@@ -181,7 +184,9 @@ int run_profile(Context& ctx, std::vector<std::string> args) {
     auto model = ModelSource::open((*r)["model"].as<std::string>());
     int64_t n_params = 0;
     for (const auto& t : model->tensors()) n_params += t.n_elements();
-    Profile base = Profile::load(r->count("base") ? (*r)["base"].as<std::string>() : "balanced");
+    const std::string base_name = r->count("base") ? (*r)["base"].as<std::string>() : "balanced";
+    Profile base;
+    if (base_name != "none") base = Profile::load(base_name);
     Profile p;
     p.name = name;
     p.description = fmt::format("Solved from {} for {}", (*r)["imatrix"].as<std::string>(), (*r)["model"].as<std::string>());

@@ -76,6 +76,7 @@ struct ProfileResolution {
   std::vector<ProfileAssignment> tensors;  ///< quantizable weights only
   std::vector<std::string> unmatched_rules;   ///< patterns that matched no tensor
   std::vector<std::string> problems;          ///< e.g. a type that does not fit a row length
+  bool needs_imatrix = false;                 ///< some chosen type needs importance data to quantize
   uint64_t total_bytes = 0;                   ///< bytes of all tensors (quantized + others)
   int64_t total_elements = 0;
   double effective_bpw() const { return total_elements ? 8.0 * total_bytes / total_elements : 0; }
