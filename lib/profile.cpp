@@ -633,6 +633,17 @@ ProfileResolution resolve_profile(const Profile& p, const ModelSource& model, co
     for (const auto& c : p.candidates) cands.push_back(*parse_method(c, p.name).type);
     std::vector<std::string> names;
     for (const auto* t : open) names.push_back(t->name);
+    // A profile's candidate list may not reach a low target: fall back to the whole ladder.
+    if (!p.candidates.empty()) {
+      uint64_t min_bytes = 0;
+      for (const auto* t : open) {
+        uint64_t best = UINT64_MAX;
+        for (QuantType q : cands)
+          if (t->row_length() % type_info(q).block_size == 0) best = std::min(best, gguf::tensor_nbytes(q, t->ne));
+        min_bytes += best == UINT64_MAX ? gguf::tensor_nbytes(QuantType::F16, t->ne) : best;
+      }
+      if (min_bytes > target - fixed_bytes) cands = default_ladder();
+    }
     auto errs = measure_errors(model, names, cands, opts);
     // Protection as a constraint: drop candidates that do not keep the protected weights.
     std::vector<bool> constrained(errs.size(), false);

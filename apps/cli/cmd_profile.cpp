@@ -202,9 +202,6 @@ int run_profile(Context& ctx, std::vector<std::string> args) {
     } else {
       p.target_bpw = base.target_bpw ? *base.target_bpw : 3.5;
     }
-    if (p.candidates.empty() || (p.target_bpw && *p.target_bpw < 2.6) ||
-        (p.target_bytes && 8.0 * static_cast<double>(*p.target_bytes) / static_cast<double>(n_params) < 2.6))
-      p.candidates.clear();  // the full ladder, down to the 1.56-bpw i-quants
     ResolveOptions ro;
     ro.imatrix = &im;
     ro.threads = ctx.threads;

@@ -1,0 +1,197 @@
+// Dynamic quantization: presets on models of different depths, the size solver, super-weight
+// protection, and bad profiles.
+#include <lq/lq.hpp>
+
+#include "support/support.hpp"
+
+#include <catch2/catch.hpp>
+
+#include <cmath>
+#include <fstream>
+#include <random>
+
+using namespace lq;
+namespace fs = std::filesystem;
+
+namespace {
+
+// A random Llama GGUF of `layers` layers (hidden 256 so every type fits), F32 weights.
+fs::path synthetic_model(const test::TempDir& dir, int layers) {
+  const fs::path p = dir / ("synth-" + std::to_string(layers) + ".gguf");
+  gguf::Writer w(p);
+  auto& m = w.metadata();
+  const int64_t E = 256, F = 512, V = 512, H = 4, KV = 2, HD = 64;
+  m.set("general.architecture", gguf::Value::string("llama"));
+  m.set("llama.block_count", gguf::Value::u32(static_cast<uint32_t>(layers)));
+  m.set("llama.embedding_length", gguf::Value::u32(E));
+  m.set("llama.feed_forward_length", gguf::Value::u32(F));
+  m.set("llama.attention.head_count", gguf::Value::u32(H));
+  m.set("llama.attention.head_count_kv", gguf::Value::u32(KV));
+  m.set("llama.attention.layer_norm_rms_epsilon", gguf::Value::f32(1e-5f));
+  std::vector<std::pair<std::string, std::vector<int64_t>>> ts = {
+      {"token_embd.weight", {E, V}}, {"output_norm.weight", {E}}, {"output.weight", {E, V}}};
+  for (int l = 0; l < layers; ++l) {
+    const std::string b = "blk." + std::to_string(l) + ".";
+    ts.push_back({b + "attn_norm.weight", {E}});
+    ts.push_back({b + "attn_q.weight", {E, H * HD}});
+    ts.push_back({b + "attn_k.weight", {E, KV * HD}});
+    ts.push_back({b + "attn_v.weight", {E, KV * HD}});
+    ts.push_back({b + "attn_output.weight", {H * HD, E}});
+    ts.push_back({b + "ffn_norm.weight", {E}});
+    ts.push_back({b + "ffn_gate.weight", {E, F}});
+    ts.push_back({b + "ffn_up.weight", {E, F}});
+    ts.push_back({b + "ffn_down.weight", {F, E}});
+  }
+  for (const auto& [n, ne] : ts) w.add_tensor(n, QuantType::F32, ne);
+  std::mt19937 rng(layers);
+  std::normal_distribution<float> nd(0.f, 0.02f);
+  for (const auto& [n, ne] : ts) {
+    int64_t count = 1;
+    for (auto d : ne) count *= d;
+    std::vector<float> v(static_cast<size_t>(count));
+    for (auto& x : v) x = ne.size() == 1 ? 1.0f : nd(rng);
+    w.write(v.data(), v.size() * 4);
+  }
+  w.commit();
+  return p;
+}
+
+}  // namespace
+
+TEST_CASE("profile: every preset validates on the tiny model and on models of other depths", "[profile]") {
+  test::TempDir tmp;
+  std::vector<fs::path> models = {synthetic_model(tmp, 3), synthetic_model(tmp, 12)};
+  if (auto tiny = test::shared_file("models/tiny-llama")) models.push_back(*tiny);
+  for (const auto& mp : models) {
+    auto model = ModelSource::open(mp);
+    for (const auto& p : preset_profiles()) {
+      INFO(mp.filename().string() << " " << p.name);
+      const ProfileResolution r = validate_profile(p, *model);
+      CHECK(r.unmatched_rules.empty());
+      CHECK(r.problems.empty());
+      CHECK(r.effective_bpw() > 1.5);
+      CHECK(r.effective_bpw() < 9.0);
+    }
+  }
+}
+
+TEST_CASE("profile: relative layer ranges follow the model's depth", "[profile]") {
+  test::TempDir tmp;
+  auto model = ModelSource::open(synthetic_model(tmp, 20));
+  Profile p;
+  p.name = "t";
+  p.rules = {{"blk.*", "0%-10%", "Q8_0", ""}, {"blk.*", "90%-100%", "Q6_K", ""}, {"blk.*.attn_v.weight", "", "Q5_K", ""}};
+  p.default_method = "Q2_K";
+  const auto r = validate_profile(p, *model);
+  for (const auto& a : r.tensors) {
+    INFO(a.tensor);
+    if (a.tensor.rfind("blk.0.", 0) == 0 || a.tensor.rfind("blk.1.", 0) == 0) CHECK(a.type == QuantType::Q8_0);
+    else if (a.tensor.rfind("blk.18.", 0) == 0 || a.tensor.rfind("blk.19.", 0) == 0) CHECK(a.type == QuantType::Q6_K);
+    else if (a.tensor.find("attn_v") != std::string::npos) CHECK(a.type == QuantType::Q5_K);
+    else CHECK(a.type == QuantType::Q2_K);
+  }
+}
+
+TEST_CASE("profile: the solver meets a bpw or size target within 1%", "[profile][solver]") {
+  auto tiny = test::shared_file("models/tiny-llama");
+  auto imp = test::shared_file("golden/imatrix.gguf");
+  if (!tiny || !imp) return;
+  auto model = ModelSource::open(*tiny);
+  const Imatrix im = Imatrix::load(*imp);
+  ResolveOptions ro;
+  ro.imatrix = &im;
+  ro.max_rows_per_tensor = 64;
+  for (const double bpw : {3.0, 4.5}) {
+    Profile p = Profile::load("balanced");
+    p.target_bpw = bpw;
+    const auto r = resolve_profile(p, *model, ro);
+    INFO("target " << bpw << " got " << r.effective_bpw());
+    CHECK(std::fabs(r.effective_bpw() - bpw) / bpw <= 0.01);
+    // the solved types, written into a profile, validate to the same size
+    Profile solved = p;
+    solved.target_bpw.reset();
+    for (const auto& a : r.tensors) solved.tensor_types[a.tensor] = type_name(a.type);
+    const auto v = validate_profile(solved, *model);
+    CHECK(v.total_bytes == r.total_bytes);
+  }
+  Profile p = Profile::load("compression-max");
+  p.target_bpw.reset();
+  p.target_bytes = 2'000'000;
+  const auto r = resolve_profile(p, *model, ro);
+  CHECK(static_cast<double>(r.total_bytes) <= 2'000'000.0);
+  CHECK(static_cast<double>(r.total_bytes) >= 0.99 * 2'000'000.0);
+  // below what the smallest types allow
+  p.target_bytes = 300'000;
+  try {
+    (void)resolve_profile(p, *model, ro);
+    FAIL("an impossible target was accepted");
+  } catch (const Error& e) {
+    CHECK(e.code() == Errc::profile_error);
+  }
+}
+
+TEST_CASE("profile: protected weights survive quantization within 1%", "[profile][protect]") {
+  auto tiny = test::shared_file("models/tiny-llama");
+  auto imp = test::shared_file("golden/imatrix.gguf");
+  if (!tiny || !imp) return;
+  auto model = ModelSource::open(*tiny);
+  const Imatrix im = Imatrix::load(*imp);
+  const auto protect = select_by_coverage(*model, im, 1e-4);
+  REQUIRE(protect.size() >= 400);
+  ResolveOptions ro;
+  ro.imatrix = &im;
+  ro.protect = protect;
+  Profile p;
+  p.name = "q2k";
+  p.default_method = "Q2_K";
+  const auto r = resolve_profile(p, *model, ro);
+  QuantizeOptions qo;
+  qo.ftype = FileType::Q2_K;
+  qo.imatrix = &im;
+  for (const auto& a : r.tensors) qo.tensor_type_map[a.tensor] = a.type;
+  test::TempDir tmp;
+  Quantizer(qo).quantize(*model, tmp / "p.gguf");
+  gguf::Reader out(tmp / "p.gguf");
+  int raised = 0;
+  for (const auto& a : r.tensors) raised += a.protected_weights;
+  CHECK(raised > 0);
+  for (const auto& w : protect) {
+    const auto* t = out.find_tensor(w.tensor);
+    REQUIRE(t);
+    std::vector<float> row(static_cast<size_t>(t->ne[0]));
+    out.read_rows_f32(*t, w.row, 1, row.data());
+    INFO(w.tensor << " [" << w.row << "," << w.col << "] " << w.value << " -> " << row[w.col]);
+    CHECK(std::fabs(row[static_cast<size_t>(w.col)] - w.value) <= 0.01 * std::fabs(w.value));
+  }
+}
+
+TEST_CASE("profile: bad profiles and options give the contract's codes", "[profile][bad-input]") {
+  test::TempDir tmp;
+  auto code_of = [](auto&& f) {
+    try {
+      f();
+    } catch (const Error& e) {
+      return exit_code(e.code());
+    }
+    return 0;
+  };
+  CHECK(code_of([] { Profile::load("no-such-profile"); }) == 13);
+  std::ofstream(tmp / "bad.dqprofile") << "{ \"name\": \"x\", \"layer_configs\": [ {\"layer_pattern\": 3} ] }";
+  CHECK(code_of([&] { Profile::load((tmp / "bad.dqprofile").string()); }) == 13);
+  std::ofstream(tmp / "bad2.dqprofile") << "{ not json";
+  CHECK(code_of([&] { Profile::load((tmp / "bad2.dqprofile").string()); }) == 13);
+  std::ofstream(tmp / "bad3.dqprofile")
+      << R"({"name": "x", "layer_configs": [{"layer_pattern": "blk.*", "quantization_method": "Q9_Z"}]})";
+  CHECK(code_of([&] { Profile::load((tmp / "bad3.dqprofile").string()); }) == 13);
+  auto tiny = test::shared_file("models/tiny-llama");
+  if (!tiny) return;
+  auto r = test::run(test::cli_path() + " quantize " + tiny->string() + " gguf -q dynamic --profile balanced " +
+                     "--protect-super-weights -o " + (tmp / "x.gguf").string());
+  CHECK(r.status == 2);
+  CHECK_FALSE(fs::exists(tmp / "x.gguf"));
+  r = test::run(test::cli_path() + " quantize " + tiny->string() + " gguf -q dynamic --profile nope -o " +
+                (tmp / "x.gguf").string());
+  CHECK(r.status == 13);
+  r = test::run(test::cli_path() + " profile validate " + (tmp / "bad.dqprofile").string() + " " + tiny->string());
+  CHECK(r.status == 13);
+}
