@@ -394,6 +394,15 @@ std::vector<TensorErrors> measure_errors(const ModelSource& model, const std::ve
       std::vector<uint8_t> q(ti.row_bytes(ncols) * rows.size());
       Quantizer::quantize_rows(qt, x.data(), q.data(), static_cast<int64_t>(rows.size()), ncols,
                                has_imatrix ? w.data() : nullptr, opts.threads);
+      // Rows holding protected weights are quantized as Quantizer::quantize will write them.
+      for (size_t i = 0; i < rows.size() && !ti.is_float(); ++i) {
+        std::vector<int64_t> cols;
+        for (const auto* pw : prot)
+          if (pw->row == rows[i]) cols.push_back(pw->col);
+        if (!cols.empty())
+          Quantizer::quantize_protected_row(qt, x.data() + i * ncols, q.data() + i * ti.row_bytes(ncols), ncols,
+                                            has_imatrix ? w.data() : nullptr, cols);
+      }
       std::vector<float> y(x.size());
       const DequantizeFn deq = Registry::instance().dequantize(qt);
       for (size_t i = 0; i < rows.size(); ++i) deq(q.data() + i * ti.row_bytes(ncols), y.data() + i * ncols, ncols);

@@ -11,6 +11,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <map>
 #include <regex>
 
 namespace lq {
@@ -54,6 +55,15 @@ void Quantizer::quantize_rows(QuantType t, const float* src, void* dst, int64_t 
   parallel_for(nrows, threads, grain, [&](int64_t r0, int64_t r1) {
     q(src + r0 * n_per_row, static_cast<uint8_t*>(dst) + static_cast<size_t>(r0) * rb, r1 - r0, n_per_row, imatrix);
   });
+}
+
+void Quantizer::quantize_protected_row(QuantType t, const float* row, void* dst, int64_t n_per_row,
+                                       const float* imatrix, const std::vector<int64_t>& cols) {
+  std::vector<float> w(static_cast<size_t>(n_per_row), 1.0f);
+  if (imatrix) std::copy(imatrix, imatrix + n_per_row, w.begin());
+  const float top = *std::max_element(w.begin(), w.end());
+  for (int64_t c : cols) w[static_cast<size_t>(c)] = std::max(top, 1e-30f) * 1e4f;
+  Registry::instance().quantize(t)(row, dst, 1, n_per_row, w.data());
 }
 
 std::vector<TensorPlan> Quantizer::plan(const ModelSource& src) const {
@@ -235,6 +245,9 @@ QuantizeResult Quantizer::quantize(const ModelSource& src, const std::filesystem
     const TypeInfo& out_ti = type_info(p.type);
     const QuantizeFn qfn = p.quantize ? Registry::instance().quantize(p.type) : nullptr;
     const size_t out_rb = out_ti.row_bytes(ncols);
+    std::map<int64_t, std::vector<int64_t>> protected_rows;  // row -> columns
+    for (const auto& pw : o.protect)
+      if (pw.tensor == p.name) protected_rows[pw.row].push_back(pw.col);
     for (int64_t r0 = 0; r0 < nrows; r0 += rows_per_chunk) {
       const int64_t n = std::min(rows_per_chunk, nrows - r0);
       for (int k = 0; k < p.split; ++k)
@@ -258,6 +271,10 @@ QuantizeResult Quantizer::quantize(const ModelSource& src, const std::filesystem
         if (cpu::count_non_finite(f32.data(), (a1 - a0) * ncols) != 0)
           fail(Errc::invalid_model, "{}: tensor '{}' contains a non-finite value (NaN or Inf)", file, p.name);
         qfn(f32.data(), q.data() + static_cast<size_t>(a0) * out_rb, a1 - a0, ncols, imatrix);
+        if (protected_rows.empty() || out_ti.is_float()) return;
+        for (auto it = protected_rows.lower_bound(r0 + a0); it != protected_rows.end() && it->first < r0 + a1; ++it)
+          quantize_protected_row(p.type, f32.data() + (it->first - r0 - a0) * ncols,
+                                 q.data() + static_cast<size_t>(it->first - r0) * out_rb, ncols, imatrix, it->second);
       });
       w.write(q.data(), q.size());
     }

@@ -185,8 +185,10 @@ int run_quantize(Context& ctx, std::vector<std::string> args) {
   if (dynamic || !protect.empty()) {
     Profile pr = profile ? *profile : Profile{};
     if (!profile) {
+      // The level's own mixture, tensor by tensor; protection then raises what it must.
       pr.name = level.name;
-      pr.default_method = level.name;
+      for (const auto& tp : Quantizer(qo).plan(*src))
+        if (tp.quantize && !type_info(tp.type).is_float()) pr.tensor_types[tp.name] = type_name(tp.type);
     }
     if (dynamic) {
       std::string target;
@@ -202,6 +204,15 @@ int run_quantize(Context& ctx, std::vector<std::string> args) {
     resolution = resolve_profile(pr, *src, ro);
     for (const auto& w : resolution->problems) progress.message("warning: " + w);
     for (const auto& a : resolution->tensors) qo.tensor_type_map[a.tensor] = a.type;
+    qo.protect = protect;
+    if (!protect.empty()) {
+      int raised = 0;
+      for (const auto& a : resolution->tensors) raised += a.protected_weights;
+      progress.message(fmt::format("Protected parameters: {} ({:.4f}%); {} tensor(s) raised to keep them within 1%",
+                                   protect.size(), 100.0 * static_cast<double>(protect.size()) /
+                                                       static_cast<double>(resolution->total_elements),
+                                   raised));
+    }
     if (dynamic) {
       // general.file_type: the level of the type that holds most weights.
       std::map<QuantType, int64_t> by_type;

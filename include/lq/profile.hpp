@@ -5,6 +5,7 @@
 #include <lq/imatrix.hpp>
 #include <lq/model.hpp>
 #include <lq/progress.hpp>
+#include <lq/quantizer.hpp>
 #include <lq/quant_type.hpp>
 
 #include <nlohmann/json.hpp>
@@ -80,14 +81,6 @@ struct ProfileResolution {
   uint64_t total_bytes = 0;                   ///< bytes of all tensors (quantized + others)
   int64_t total_elements = 0;
   double effective_bpw() const { return total_elements ? 8.0 * total_bytes / total_elements : 0; }
-};
-
-/// One weight that must survive quantization (a super weight): coordinates in GGUF order.
-struct ProtectedWeight {
-  std::string tensor;
-  int64_t row = 0;   ///< output channel (ggml ne[1] index)
-  int64_t col = 0;   ///< input channel (ggml ne[0] index)
-  float value = 0;   ///< original value
 };
 
 /// Options of profile resolution.

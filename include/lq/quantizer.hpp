@@ -19,6 +19,14 @@
 
 namespace lq {
 
+/// One weight that must survive quantization (a super weight): coordinates in ggml order.
+struct ProtectedWeight {
+  std::string tensor;
+  int64_t row = 0;   ///< output channel (ggml ne[1] index)
+  int64_t col = 0;   ///< input channel (ggml ne[0] index)
+  float value = 0;   ///< original value
+};
+
 /// Options of a model quantization (the llama-quantize switches and liblq's additions).
 struct QuantizeOptions {
   FileType ftype = FileType::Q8_0;            ///< level: base type and mixture rules
@@ -37,6 +45,9 @@ struct QuantizeOptions {
   bool keep_split = false;
   const Imatrix* imatrix = nullptr;           ///< importance data (optional)
   std::string imatrix_path;                   ///< recorded as quantize.imatrix.file
+  /// Weights to keep: the rows holding them are quantized with the protected columns' importance
+  /// raised far above the rest, so the block's scales are fitted to them (no size cost).
+  std::vector<ProtectedWeight> protect;
   Progress* progress = nullptr;               ///< optional
 };
 
@@ -87,6 +98,11 @@ class LQ_API Quantizer {
   /// `threads` threads with the active back-end's kernel. `imatrix` may be nullptr.
   static void quantize_rows(QuantType t, const float* src, void* dst, int64_t nrows, int64_t n_per_row,
                             const float* imatrix, int threads = 0);
+
+  /// Quantizes one row whose columns `cols` hold protected weights: their importance is raised
+  /// (x 1e4 of the row's largest) on top of `imatrix` (or uniform weights when nullptr).
+  static void quantize_protected_row(QuantType t, const float* row, void* dst, int64_t n_per_row, const float* imatrix,
+                                     const std::vector<int64_t>& cols);
 
  private:
   QuantizeOptions opts_;
