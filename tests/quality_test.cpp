@@ -241,6 +241,14 @@ TEST_CASE("quality: the report agrees with perplexity() and kl_divergence()", "[
   const auto j = r.to_json();
   CHECK(j["metrics"]["perplexity_original"].get<double>() == r.perplexity_original);
   CHECK(j["coherence_score"].is_null());
+  const auto a = r.to_analysis_json();  // advanced-features' "Quality Report" (lq analyze quality)
+  CHECK(a["model_name"] == "Q4_0");
+  CHECK(a["quantization_format"] == "gguf");
+  CHECK(a["quantization_level"] == "Q4_0");
+  CHECK(a["perplexity_increase_percent"].get<double>() == r.perplexity_delta_pct);
+  CHECK(a["coherence_results"].is_array());
+  CHECK(a["quality_grade"] == grade_name(r.grade));
+  for (const char* k : {"perplexity_original", "perplexity_quantized", "warnings", "recommendations"}) CHECK(a.contains(k));
 
   // Samples beyond the data: bounded, with a warning.
   o.samples = 1000000;

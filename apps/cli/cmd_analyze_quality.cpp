@@ -32,6 +32,7 @@ int run_analyze_quality(Context& ctx, std::vector<std::string> args) {
   opts.parse_positional({"quantized"});
   auto parsed = parse(ctx, opts, args);
   if (!parsed) return 0;
+  no_csv(ctx, "analyze quality");
   const auto& r = *parsed;
   if (!r.count("quantized"))
     fail(Errc::invalid_argument, "missing QUANTIZED (usage: {} analyze quality QUANTIZED --reference ORIGINAL)", ctx.program);

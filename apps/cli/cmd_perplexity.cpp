@@ -29,6 +29,7 @@ int run_perplexity(Context& ctx, std::vector<std::string> args) {
   opts.parse_positional({"model"});
   auto parsed = parse(ctx, opts, args);
   if (!parsed) return 0;
+  no_csv(ctx, "perplexity");
   const auto& r = *parsed;
   if (!r.count("model")) fail(Errc::invalid_argument, "missing MODEL (usage: {} perplexity MODEL -f TEXT)", ctx.program);
   PerplexityOptions po;

@@ -60,6 +60,7 @@ int cmd_report(Context& ctx, std::vector<std::string> args) {
   opts.parse_positional({"original", "quantized"});
   auto parsed = parse(ctx, opts, args);
   if (!parsed) return 0;
+  no_csv(ctx, "quality report");
   const auto& r = *parsed;
   if (!r.count("original") || !r.count("quantized"))
     fail(Errc::invalid_argument, "usage: {} quality report ORIGINAL QUANTIZED", ctx.program);

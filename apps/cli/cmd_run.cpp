@@ -28,6 +28,7 @@ int run_run(Context& ctx, std::vector<std::string> args) {
   opts.parse_positional({"model"});
   auto parsed = parse(ctx, opts, args);
   if (!parsed) return 0;
+  no_csv(ctx, "run");
   const auto& r = *parsed;
   if (!r.count("model")) fail(Errc::invalid_argument, "missing MODEL (usage: {} run MODEL -p PROMPT)", ctx.program);
   if (!r.count("prompt")) fail(Errc::invalid_argument, "missing -p PROMPT");
@@ -90,6 +91,7 @@ int run_tokenize(Context& ctx, std::vector<std::string> args) {
   opts.parse_positional({"model"});
   auto parsed = parse(ctx, opts, args);
   if (!parsed) return 0;
+  no_csv(ctx, "tokenize");
   const auto& r = *parsed;
   if (!r.count("model")) fail(Errc::invalid_argument, "missing MODEL (usage: {} tokenize MODEL -f TEXT)", ctx.program);
   if (r.count("file") == r.count("prompt")) fail(Errc::invalid_argument, "give exactly one of -f TEXT_FILE and -p TEXT");

@@ -21,6 +21,10 @@ double env_number(const char* name, double fallback) {
   return d;
 }
 
+void no_csv(const Context& ctx, const char* command) {
+  if (ctx.format == Format::csv) fail(Errc::invalid_argument, "{}: --format csv is not available (human, json)", command);
+}
+
 void print_quality_human(const QualityReport& r) {
   auto& o = std::cout;
   o << fmt::format("Quality report: {}\n", r.quantized_model);

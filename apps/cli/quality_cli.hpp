@@ -15,6 +15,9 @@ namespace lq::cli {
 /// is not a finite number throws Errc::invalid_argument naming the variable.
 double env_number(const char* name, double fallback);
 
+/// Refuses --format csv for a command that has no CSV output (Errc::invalid_argument).
+void no_csv(const Context& ctx, const char* command);
+
 /// Prints a quality report for people (stdout).
 void print_quality_human(const QualityReport& r);
 
