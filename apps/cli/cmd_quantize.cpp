@@ -265,17 +265,15 @@ int run_quantize(Context& ctx, std::vector<std::string> args) {
       gq.samples = static_cast<int64_t>(gate_samples);
       gq.threads = ctx.threads;
       gq.progress = &progress;
-      gq.coherence = want_coherence;
-      gq.coherence_options = co;
       gq.quality_threshold_pct = quality_threshold;
-      gq.coherence_threshold = coherence_threshold;
       quality = quality_report(*src, *original, *qsrc, *quantized, gq);
       progress.message(fmt::format("Perplexity: {:.3f} \u2192 {:.3f} ({:+.1f}%)", quality->perplexity_original,
                                    quality->perplexity_quantized, quality->perplexity_delta_pct));
-      coherence = quality->coherence;
-    } else {
+    }
+    if (want_coherence) {
       progress.message("Checking output coherence...");
       coherence = coherence_check(*quantized, *original, tokenizer_for(*src), co);
+      if (quality) quality->grade = quality_grade(quality->perplexity_delta_pct, coherence->score);
     }
     if (coherence)
       progress.message(fmt::format("Coherence: {:.3f} ({}/{} prompts coherent)", coherence->score, coherence->n_coherent,
