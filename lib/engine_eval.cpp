@@ -223,6 +223,8 @@ KldResult kl_divergence(const Model& model, const Model& reference, std::span<co
   std::tie(r.kld_mean, r.kld_error) = mean_err(sum_kld, sum_kld2);
   r.ppl = std::exp(sum_nll / n);
   r.ppl_reference = std::exp(sum_nllb / n);
+  r.ppl_error = mean_err(sum_nll, sum_nll2).second * r.ppl;
+  r.ppl_reference_error = mean_err(sum_nllb, sum_nllb2).second * r.ppl_reference;
   r.delta_p_rms_pct = 100.0 * std::sqrt(sum_pd2 / n);
   const double top = static_cast<double>(same) / n;
   r.same_top_pct = 100.0 * top;

@@ -52,7 +52,9 @@ std::optional<cxxopts::ParseResult> parse(Context& ctx, cxxopts::Options& opts, 
   return r;
 }
 
-void print_json(const nlohmann::json& j) { std::cout << j.dump(2) << "\n" << std::flush; }
+void print_json(const nlohmann::json& j) {
+  std::cout << j.dump(2, ' ', false, nlohmann::json::error_handler_t::replace) << "\n" << std::flush;
+}
 
 std::string human_bytes(uint64_t n) {
   const double v = static_cast<double>(n);

@@ -1,12 +1,15 @@
 // lq quantize MODEL OUTPUT_FORMAT -q LEVEL [options]
 #include "cli.hpp"
+#include "quality_cli.hpp"
 
 #include <lq/lq.hpp>
 #include <lq/profile.hpp>
+#include <lq/quality.hpp>
 #include <lq/super_weights.hpp>
 
 #include <fmt/format.h>
 
+#include <cmath>
 #include <filesystem>
 #include <iostream>
 #include <map>
@@ -100,7 +103,14 @@ int run_quantize(Context& ctx, std::vector<std::string> args) {
       ("protect-super-weights", "Keep the most important weights within 1% (requires --imatrix)")
       ("protection-coverage", "Fraction of weights protected [default: 0.0001]", cxxopts::value<double>())
       ("super-weights", "Protect the weights listed in this mask file (from `analyze --identify-super-weights`)",
-       cxxopts::value<std::string>());
+       cxxopts::value<std::string>())
+      ("quality-report",
+       "Measure the output against MODEL: perplexity and KL divergence on $LLM_QUANTIZE_QUALITY_SAMPLES (default 32) "
+       "chunks of the built-in text. Above "
+       "$LLM_QUANTIZE_QUALITY_THRESHOLD percent perplexity increase (default 20): exit 11, the output file is kept")
+      ("coherence-check",
+       "Generate from the built-in prompts and score the output's coherence. Below "
+       "$LLM_QUANTIZE_COHERENCE_THRESHOLD (default 0.5): exit 12, the output file is kept");
   add_global_options(opts);
   opts.parse_positional({"model", "output_format"});
   auto parsed = parse(ctx, opts, args);
@@ -123,6 +133,12 @@ int run_quantize(Context& ctx, std::vector<std::string> args) {
                 "Compute an importance matrix with `lq analyze MODEL`");
   if (r.count("protection-coverage") && !r.count("protect-super-weights"))
     fail(Errc::invalid_argument, "--protection-coverage needs --protect-super-weights");
+  const bool want_quality = r.count("quality-report") > 0, want_coherence = r.count("coherence-check") > 0;
+  const double quality_threshold = want_quality ? env_number("LLM_QUANTIZE_QUALITY_THRESHOLD", 20) : 20;
+  const double coherence_threshold = want_coherence ? env_number("LLM_QUANTIZE_COHERENCE_THRESHOLD", 0.5) : 0.5;
+  const double gate_samples = want_quality ? env_number("LLM_QUANTIZE_QUALITY_SAMPLES", 32) : 32;
+  if (gate_samples < 1 || gate_samples != std::floor(gate_samples))
+    fail(Errc::invalid_argument, "LLM_QUANTIZE_QUALITY_SAMPLES: expected a positive whole number, got {:g}", gate_samples);
   const double coverage = r.count("protection-coverage") ? r["protection-coverage"].as<double>() : 1e-4;
   if (!(coverage > 0 && coverage < 1)) fail(Errc::invalid_argument, "--protection-coverage must be in (0, 1), got {}", coverage);
   std::optional<Profile> profile;
@@ -240,6 +256,82 @@ int run_quantize(Context& ctx, std::vector<std::string> args) {
                                  res.n_fallback));
   for (const auto& o : res.outputs)
     if (res.outputs.size() > 1) progress.message(fmt::format("Wrote {}", o.string()));
+
+  // Quality gates, measured on the written file. A failed gate keeps the file (it is complete
+  // and valid) and exits 11 / 12.
+  std::optional<QualityReport> quality;
+  std::optional<CoherenceResult> coherence;
+  Errc gate = Errc::ok;
+  std::string gate_message;
+  if (want_quality || want_coherence) {
+    auto qsrc = ModelSource::open(res.output);
+    auto original = Model::load(*src);
+    auto quantized = Model::load(*qsrc);
+    CoherenceOptions co;
+    co.threads = ctx.threads;
+    co.progress = &progress;
+    if (want_quality) {
+      progress.message("Computing quality metrics...");
+      QualityOptions gq;
+      gq.samples = static_cast<int64_t>(gate_samples);
+      gq.threads = ctx.threads;
+      gq.progress = &progress;
+      gq.quality_threshold_pct = quality_threshold;
+      quality = quality_report(*src, *original, *qsrc, *quantized, gq);
+      progress.message(fmt::format("Perplexity: {:.3f} \u2192 {:.3f} ({:+.1f}%)", quality->perplexity_original,
+                                   quality->perplexity_quantized, quality->perplexity_delta_pct));
+    }
+    if (want_coherence) {
+      progress.message("Checking output coherence...");
+      coherence = coherence_check(*quantized, *original, tokenizer_for(*src), co);
+      if (quality) quality->grade = quality_grade(quality->perplexity_delta_pct, coherence->score);
+    }
+    if (coherence)
+      progress.message(fmt::format("Coherence: {:.3f} ({}/{} prompts coherent)", coherence->score, coherence->n_coherent,
+                                   coherence->samples.size()));
+    if (quality && quality->perplexity_delta_pct > quality_threshold) {
+      gate = Errc::quality_degraded;
+      gate_message = fmt::format("Quantization quality degradation ({:.1f}%) exceeds threshold ({:g}%)",
+                                 quality->perplexity_delta_pct, quality_threshold);
+    } else if (coherence && coherence->score < coherence_threshold) {
+      gate = Errc::coherence_failed;
+      gate_message = fmt::format("Model output coherence check failed (score: {:.2f})", coherence->score);
+    }
+    if (gate != Errc::ok)
+      progress.message(fmt::format("warning: the output {} is kept; it did not pass the quality gate", res.output.string()));
+  }
+  nlohmann::json quality_json;
+  if (quality) {
+    quality_json = {{"perplexity_original", quality->perplexity_original},
+                    {"perplexity_quantized", quality->perplexity_quantized},
+                    {"perplexity_delta_pct", quality->perplexity_delta_pct},
+                    {"kld_mean", quality->kld.kld_mean},
+                    {"same_top_pct", quality->kld.same_top_pct},
+                    {"calibration_data", quality->calibration_source},
+                    {"ctx", quality->ctx},
+                    {"chunks", quality->chunks},
+                    {"threshold_pct", quality_threshold},
+                    {"quality_grade", grade_name(quality->grade)}};
+  }
+  if (coherence) {
+    if (quality_json.is_null()) quality_json = nlohmann::json::object();
+    quality_json["coherence_score"] = coherence->score;
+    quality_json["coherent_prompts"] = coherence->n_coherent;
+    quality_json["prompts"] = coherence->samples.size();
+    quality_json["coherence_threshold"] = coherence_threshold;
+  }
+  if (gate != Errc::ok && ctx.format == Format::json) {
+    const ErrcInfo& info = errc_info(gate);
+    print_json({{"status", "error"},
+                {"error_code", info.exit_code},
+                {"error_type", info.type_name},
+                {"message", gate_message},
+                {"suggestion", info.suggestion},
+                {"output_path", fs::absolute(res.output).string()},
+                {"quality_report", quality_json}});
+    std::cerr << ctx.program << ": error: " << gate_message << "\n";
+    return info.exit_code;
+  }
   progress.message(fmt::format("Complete: {} ({}, {:.2f} bpw)", res.output.string(), human_bytes(res.file_bytes), res.bpw));
 
   if (ctx.format == Format::json) {
@@ -265,7 +357,7 @@ int run_quantize(Context& ctx, std::vector<std::string> args) {
     for (const auto& t : res.tensors)
       tensors.push_back({{"name", t.name}, {"type", type_name(t.type)}, {"shape", t.ne}, {"bytes", t.bytes},
                          {"imatrix", t.uses_imatrix}, {"fallback", t.fallback}});
-    print_json({{"status", "success"},
+    nlohmann::json result = {{"status", "success"},
                 {"output_path", fs::absolute(res.output).string()},
                 {"output_files", [&] {
                    nlohmann::json a = nlohmann::json::array();
@@ -286,7 +378,9 @@ int run_quantize(Context& ctx, std::vector<std::string> args) {
                 {"imatrix", qo.imatrix ? nlohmann::json(qo.imatrix_path) : nlohmann::json(nullptr)},
                 {"tensor_types", types},
                 {"tensors", tensors},
-                {"duration_seconds", res.seconds}});
+                {"duration_seconds", res.seconds}};
+    if (!quality_json.is_null()) result["quality_report"] = quality_json;
+    print_json(result);
   } else {
     for (const auto& o : res.outputs) std::cout << fmt::format("Output:      {}\n", o.string());
     std::cout << fmt::format("Level:       {}{}\n", level.name, qo.pure ? " (pure)" : "");
@@ -296,6 +390,17 @@ int run_quantize(Context& ctx, std::vector<std::string> args) {
     std::cout << "Tensor types:";
     for (const auto& [name, e] : per_type) std::cout << fmt::format(" {} x{}", name, e.first);
     std::cout << fmt::format("\nTime:        {:.2f} s\n", res.seconds);
+    if (quality)
+      std::cout << fmt::format("Perplexity:  {:.4f} -> {:.4f} ({:+.2f}%, {} chunks of {} tokens), grade {}\n",
+                               quality->perplexity_original, quality->perplexity_quantized, quality->perplexity_delta_pct,
+                               quality->chunks, quality->ctx, grade_name(quality->grade));
+    if (coherence)
+      std::cout << fmt::format("Coherence:   {:.3f} ({}/{} prompts coherent)\n", coherence->score, coherence->n_coherent,
+                               coherence->samples.size());
+  }
+  if (gate != Errc::ok) {
+    std::cerr << ctx.program << ": error: " << gate_message << "\n";
+    return exit_code(gate);
   }
   return 0;
 }

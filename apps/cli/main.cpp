@@ -16,12 +16,20 @@ namespace lq::cli {
 int run_quantize(Context& ctx, std::vector<std::string> args);
 int run_info(Context& ctx, std::vector<std::string> args);
 int run_profile(Context& ctx, std::vector<std::string> args);
+int run_quality(Context& ctx, std::vector<std::string> args);
+int run_perplexity(Context& ctx, std::vector<std::string> args);
+int run_run(Context& ctx, std::vector<std::string> args);
+int run_tokenize(Context& ctx, std::vector<std::string> args);
 
 const std::vector<Command>& commands() {
   static const std::vector<Command> kCommands = {
       {"quantize", "Quantize a model (Hugging Face directory or GGUF) into GGUF", run_quantize},
       {"info", "Describe a model directory, safetensors or GGUF file", run_info},
       {"profile", "Dynamic quantization profiles: list, show, create, validate", run_profile},
+      {"quality", "Quality of quantized models: report, compare", run_quality},
+      {"perplexity", "Perplexity of a model on a text (llama-perplexity's method), KL divergence", run_perplexity},
+      {"run", "Generate text from a prompt", run_run},
+      {"tokenize", "Token ids of a text", run_tokenize},
   };
   return kCommands;
 }

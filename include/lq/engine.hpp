@@ -192,6 +192,7 @@ struct KldResult {
   double kld_median = 0, kld_p99 = 0, kld_max = 0;
   double same_top_pct = 0, same_top_error = 0;  ///< % of tokens where both argmax agree
   double ppl = 0, ppl_reference = 0;
+  double ppl_error = 0, ppl_reference_error = 0;  ///< llama-perplexity's +/- of each perplexity
   double delta_p_rms_pct = 0;  ///< RMS of p(model) - p(reference) of the right token, in %
   int64_t n_scored = 0;
   double seconds = 0;

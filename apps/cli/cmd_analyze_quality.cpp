@@ -1,0 +1,79 @@
+// lq analyze quality QUANTIZED --reference ORIGINAL [--test-data FILE] [--test-prompts FILE]
+// (advanced-features.md spelling of `quality report`, with the coherence check always on).
+#include "quality_cli.hpp"
+
+#include <lq/lq.hpp>
+#include <lq/quality.hpp>
+
+#include <fmt/format.h>
+
+#include <iostream>
+
+namespace lq::cli {
+
+/// `args` are the arguments after `analyze quality`.
+int run_analyze_quality(Context& ctx, std::vector<std::string> args) {
+  cxxopts::Options opts(ctx.program + " analyze quality",
+                        "Quality analysis of a quantized model against its reference: perplexity, KL divergence, "
+                        "coherence of generated text, grade, warnings and recommendations.");
+  opts.positional_help("QUANTIZED");
+  opts.add_options()
+      ("quantized", "Quantized model (GGUF or any model path)", cxxopts::value<std::string>())
+      ("reference", "Original model the quantized one was made from [required]", cxxopts::value<std::string>())
+      ("test-data", "Text for perplexity: plain text, JSON list or JSONL [default: built-in WikiText-2 test]",
+       cxxopts::value<std::string>())
+      ("test-prompts", "Coherence prompts: JSON list of strings or of objects with \"prompt\" [default: built-in]",
+       cxxopts::value<std::string>())
+      ("calibration-samples", "Number of chunks of --ctx tokens [default: 256]", cxxopts::value<int64_t>())
+      ("ctx", "Chunk length in tokens [default: min(512, the model's training context)]", cxxopts::value<int64_t>())
+      ("include-layers", "Include the per-layer weight error breakdown")
+      ("o,output", "Also write the JSON report to this file", cxxopts::value<std::string>());
+  add_global_options(opts);
+  opts.parse_positional({"quantized"});
+  auto parsed = parse(ctx, opts, args);
+  if (!parsed) return 0;
+  no_csv(ctx, "analyze quality");
+  const auto& r = *parsed;
+  if (!r.count("quantized"))
+    fail(Errc::invalid_argument, "missing QUANTIZED (usage: {} analyze quality QUANTIZED --reference ORIGINAL)", ctx.program);
+  if (!r.count("reference"))
+    throw Error(Errc::invalid_argument, "analyze quality needs --reference ORIGINAL (the model QUANTIZED was made from)",
+                "Perplexity and fluency are measured against the original model");
+  if (r.count("output")) {
+    const std::filesystem::path out = r["output"].as<std::string>();
+    const std::filesystem::path dir = out.parent_path().empty() ? std::filesystem::path(".") : out.parent_path();
+    std::error_code ec;
+    if (!std::filesystem::is_directory(dir, ec))
+      fail(Errc::output_error, "cannot write {}: directory {} does not exist", out.string(), dir.string());
+  }
+  QualityOptions qo;
+  if (r.count("test-data")) qo.calibration = load_calibration(r["test-data"].as<std::string>());
+  if (r.count("calibration-samples")) {
+    qo.samples = r["calibration-samples"].as<int64_t>();
+    if (qo.samples <= 0) fail(Errc::invalid_argument, "--calibration-samples must be positive, got {}", qo.samples);
+  }
+  if (r.count("ctx")) {
+    qo.ctx = r["ctx"].as<int64_t>();
+    if (qo.ctx < 3) fail(Errc::invalid_argument, "--ctx must be at least 3, got {}", qo.ctx);
+  }
+  qo.include_layers = r.count("include-layers") > 0;
+  qo.coherence = true;
+  if (r.count("test-prompts")) qo.coherence_options.prompts = load_prompts(r["test-prompts"].as<std::string>());
+  qo.quality_threshold_pct = env_number("LLM_QUANTIZE_QUALITY_THRESHOLD", 20);
+  qo.coherence_threshold = env_number("LLM_QUANTIZE_COHERENCE_THRESHOLD", 0.5);
+  qo.threads = ctx.threads;
+  TermProgress progress(ctx);
+  qo.progress = &progress;
+  const QualityReport rep = quality_report(r["reference"].as<std::string>(), r["quantized"].as<std::string>(), qo);
+  nlohmann::json j = rep.to_analysis_json();
+  if (qo.include_layers) j["layer_errors"] = rep.to_json()["layer_errors"];
+  if (r.count("output")) {
+    write_json_file(r["output"].as<std::string>(), j);
+    progress.message(fmt::format("Report written: {}", r["output"].as<std::string>()));
+  }
+  if (ctx.format == Format::json) print_json(j);
+  else print_quality_human(rep);
+  return 0;
+}
+
+}  // namespace lq::cli

@@ -1,0 +1,339 @@
+// lq quality report ORIGINAL QUANTIZED [options] | compare ORIGINAL QUANTIZED... [options]
+#include "quality_cli.hpp"
+
+#include <lq/lq.hpp>
+#include <lq/quality.hpp>
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <filesystem>
+#include <iostream>
+#include <sstream>
+
+namespace fs = std::filesystem;
+
+namespace lq::cli {
+namespace {
+
+void add_calibration_options(cxxopts::Options& opts) {
+  opts.add_options()
+      ("calibration-data", "Calibration text for perplexity: plain text, JSON list or JSONL [default: built-in WikiText-2 test]",
+       cxxopts::value<std::string>())
+      ("calibration-samples", "Number of chunks of --ctx tokens [default: 256]", cxxopts::value<int64_t>())
+      ("ctx", "Chunk length in tokens [default: min(512, the model's training context)]", cxxopts::value<int64_t>());
+}
+
+void apply_calibration_options(const cxxopts::ParseResult& r, QualityOptions& qo) {
+  if (r.count("calibration-data")) qo.calibration = load_calibration(r["calibration-data"].as<std::string>());
+  if (r.count("calibration-samples")) {
+    qo.samples = r["calibration-samples"].as<int64_t>();
+    if (qo.samples <= 0) fail(Errc::invalid_argument, "--calibration-samples must be positive, got {}", qo.samples);
+  }
+  if (r.count("ctx")) {
+    qo.ctx = r["ctx"].as<int64_t>();
+    if (qo.ctx < 3) fail(Errc::invalid_argument, "--ctx must be at least 3, got {}", qo.ctx);
+  }
+}
+
+void check_output_dir(const fs::path& out) {
+  const fs::path dir = out.parent_path().empty() ? fs::path(".") : out.parent_path();
+  std::error_code ec;
+  if (!fs::is_directory(dir, ec))
+    fail(Errc::output_error, "cannot write {}: directory {} does not exist", out.string(), dir.string());
+}
+
+int cmd_report(Context& ctx, std::vector<std::string> args) {
+  cxxopts::Options opts(ctx.program + " quality report",
+                        "Quality of QUANTIZED against ORIGINAL: perplexity, KL divergence, size, per-layer errors, coherence.");
+  opts.positional_help("ORIGINAL QUANTIZED");
+  opts.add_options()
+      ("original", "Original model (Hugging Face directory, GGUF, Hub ID)", cxxopts::value<std::string>())
+      ("quantized", "Quantized model (GGUF or any model path)", cxxopts::value<std::string>())
+      ("include-layers", "Include the per-layer weight error breakdown")
+      ("coherence-check", "Generate from prompts and score repetition and fluency")
+      ("prompts", "Coherence prompts: JSON list of strings or of objects with \"prompt\" [default: built-in]",
+       cxxopts::value<std::string>())
+      ("o,output", "Also write the JSON report to this file", cxxopts::value<std::string>());
+  add_calibration_options(opts);
+  add_global_options(opts);
+  opts.parse_positional({"original", "quantized"});
+  auto parsed = parse(ctx, opts, args);
+  if (!parsed) return 0;
+  no_csv(ctx, "quality report");
+  const auto& r = *parsed;
+  if (!r.count("original") || !r.count("quantized"))
+    fail(Errc::invalid_argument, "usage: {} quality report ORIGINAL QUANTIZED", ctx.program);
+  if (r.count("output")) check_output_dir(r["output"].as<std::string>());
+  QualityOptions qo;
+  apply_calibration_options(r, qo);
+  qo.include_layers = r.count("include-layers") > 0;
+  qo.coherence = r.count("coherence-check") > 0 || r.count("prompts") > 0;
+  if (r.count("prompts")) qo.coherence_options.prompts = load_prompts(r["prompts"].as<std::string>());
+  qo.quality_threshold_pct = env_number("LLM_QUANTIZE_QUALITY_THRESHOLD", 20);
+  qo.coherence_threshold = env_number("LLM_QUANTIZE_COHERENCE_THRESHOLD", 0.5);
+  qo.threads = ctx.threads;
+  TermProgress progress(ctx);
+  qo.progress = &progress;
+  const QualityReport rep = quality_report(r["original"].as<std::string>(), r["quantized"].as<std::string>(), qo);
+  const nlohmann::json j = rep.to_json();
+  if (r.count("output")) {
+    write_json_file(r["output"].as<std::string>(), j);
+    progress.message(fmt::format("Report written: {}", r["output"].as<std::string>()));
+  }
+  if (ctx.format == Format::json) print_json(j);
+  else print_quality_human(rep);
+  return 0;
+}
+
+// --metrics perplexity,size,bpw
+struct Metrics {
+  bool perplexity = false, size = false, bpw = false;
+};
+
+Metrics parse_metrics(const std::string& s) {
+  Metrics m;
+  std::stringstream in(s);
+  std::string item;
+  while (std::getline(in, item, ',')) {
+    item.erase(0, item.find_first_not_of(' '));
+    item.erase(item.find_last_not_of(' ') + 1);
+    if (item == "perplexity" || item == "ppl") m.perplexity = true;
+    else if (item == "size") m.size = true;
+    else if (item == "bpw") m.bpw = true;
+    else if (item == "all") m.perplexity = m.size = m.bpw = true;
+    else fail(Errc::invalid_argument, "--metrics: unknown metric '{}' (perplexity, size, bpw, all)", item);
+  }
+  if (!m.perplexity && !m.size && !m.bpw) fail(Errc::invalid_argument, "--metrics: no metric given (perplexity, size, bpw)");
+  return m;
+}
+
+std::string display_name(const std::string& path) {
+  fs::path p = path;
+  while (!p.empty() && !p.has_filename()) p = p.parent_path();
+  const std::string n = p.filename().string();
+  return n.empty() ? path : n;
+}
+
+std::string compact_bytes(uint64_t n) {
+  std::string s = human_bytes(n);
+  s.erase(std::remove(s.begin(), s.end(), ' '), s.end());
+  return s;
+}
+
+std::string csv_field(const std::string& s) {
+  if (s.find_first_of(",\"\n") == std::string::npos) return s;
+  std::string o = "\"";
+  for (char c : s) o += c == '"' ? std::string("\"\"") : std::string(1, c);
+  return o + "\"";
+}
+
+struct Row {
+  std::string path, name, level;
+  SizeInfo size;
+  std::optional<PerplexityResult> ppl;
+};
+
+int cmd_compare(Context& ctx, std::vector<std::string> args) {
+  cxxopts::Options opts(ctx.program + " quality compare", "Compare quantized models with their original: perplexity, size, bits per weight.");
+  opts.positional_help("ORIGINAL QUANTIZED...");
+  opts.add_options()
+      ("models", "Original model, then one or more quantized models", cxxopts::value<std::vector<std::string>>())
+      ("metrics", "Metrics to compare: perplexity, size, bpw (comma-separated) [default: all]", cxxopts::value<std::string>());
+  add_calibration_options(opts);
+  add_global_options(opts, /*allow_csv=*/true);
+  opts.parse_positional({"models"});
+  auto parsed = parse(ctx, opts, args);
+  if (!parsed) return 0;
+  const auto& r = *parsed;
+  const auto models = r.count("models") ? r["models"].as<std::vector<std::string>>() : std::vector<std::string>{};
+  if (models.size() < 2)
+    fail(Errc::invalid_argument, "usage: {} quality compare ORIGINAL QUANTIZED... (at least one quantized model)", ctx.program);
+  const Metrics metrics = r.count("metrics") ? parse_metrics(r["metrics"].as<std::string>()) : Metrics{true, true, true};
+  QualityOptions qo;
+  apply_calibration_options(r, qo);
+  TermProgress progress(ctx);
+
+  std::vector<Row> rows;
+  std::vector<std::unique_ptr<ModelSource>> sources;
+  for (const auto& m : models) {
+    progress.message(fmt::format("Opening {}", m));
+    sources.push_back(ModelSource::open(m));
+    Row row;
+    row.path = m;
+    row.name = display_name(m);
+    row.size = size_info(*sources.back());
+    if (sources.back()->is_gguf()) {
+      const auto ft = sources.back()->gguf_metadata().get_int("general.file_type");
+      if (ft) try {
+          row.level = file_type_info(static_cast<FileType>(*ft & ~int64_t{1024})).name;
+        } catch (const Error&) {
+        }
+    }
+    rows.push_back(std::move(row));
+  }
+  std::string calib_source;
+  int64_t ppl_ctx = 0, ppl_chunks = 0;
+  if (metrics.perplexity) {
+    const Tokenizer tok = tokenizer_for(*sources[0]);
+    for (size_t i = 1; i < sources.size(); ++i) {
+      const std::string why = vocabulary_mismatch(tok, tokenizer_for(*sources[i]));
+      if (!why.empty())
+        throw Error(Errc::invalid_argument,
+                    fmt::format("{} and {} do not share a vocabulary: {}", models[0], models[i], why),
+                    "Compare quantized models with the model they were made from");
+    }
+    const CalibrationData calib = qo.calibration ? *qo.calibration : default_calibration();
+    calib_source = calib.source;
+    const std::vector<int32_t> tokens = calibration_tokens(tok, calib);
+    ppl_ctx = default_quality_ctx(sources[0]->config(), qo.ctx);
+    const int64_t stream = static_cast<int64_t>(tokens.size()) + (tok.add_bos() && tok.bos_id() >= 0 ? 1 : 0);
+    if (stream < 2 * ppl_ctx)
+      throw Error(Errc::calibration_error,
+                  fmt::format("{}: {} tokens, too short for one evaluation chunk (at least 2 x ctx = {} tokens are needed)",
+                              calib.source, stream, 2 * ppl_ctx),
+                  "Use a longer calibration text or a smaller --ctx");
+    ppl_chunks = std::min(stream / ppl_ctx, qo.samples);
+    if (ppl_chunks < qo.samples)
+      progress.message(fmt::format("warning: the calibration data holds {} chunks of {} tokens; evaluating {} instead of {}",
+                                   ppl_chunks, ppl_ctx, ppl_chunks, qo.samples));
+    PerplexityOptions po;
+    po.ctx = ppl_ctx;
+    po.chunks = ppl_chunks;
+    po.threads = ctx.threads;
+    po.progress = perplexity_progress(progress);
+    for (size_t i = 0; i < sources.size(); ++i) {
+      progress.message(fmt::format("Perplexity of {} ({} chunks of {} tokens)", models[i], ppl_chunks, ppl_ctx));
+      auto model = Model::load(*sources[i]);
+      rows[i].ppl = perplexity(*model, tokens, po);
+      progress.finish("Perplexity");
+    }
+  }
+  const Row& base = rows[0];
+  auto delta = [&](const Row& q) { return 100.0 * (q.ppl->ppl / base.ppl->ppl - 1.0); };
+
+  if (ctx.format == Format::json) {
+    auto entry = [&](const Row& q, bool original) {
+      nlohmann::json e = {{"model", q.name}, {"path", q.path}, {"role", original ? "original" : "quantized"}};
+      e["quantization_level"] = q.level.empty() ? nlohmann::json(nullptr) : nlohmann::json(q.level);
+      if (metrics.perplexity) {
+        e["perplexity"] = q.ppl->ppl;
+        e["perplexity_error"] = q.ppl->ppl_error;
+        e["perplexity_delta_pct"] = original ? 0.0 : delta(q);
+      }
+      if (metrics.size) {
+        e["file_size"] = q.size.file_bytes;
+        e["compression_ratio"] = base.size.file_bytes ? static_cast<double>(q.size.file_bytes) / static_cast<double>(base.size.file_bytes) : 0;
+      }
+      if (metrics.bpw) e["effective_bpw"] = q.size.bpw;
+      return e;
+    };
+    nlohmann::json list = nlohmann::json::array();
+    for (size_t i = 1; i < rows.size(); ++i) list.push_back(entry(rows[i], false));
+    nlohmann::json j = {{"status", "success"}, {"original_model", models[0]}, {"original", entry(base, true)}, {"models", list}};
+    if (metrics.perplexity)
+      j["evaluation"] = {{"calibration_data", calib_source}, {"ctx", ppl_ctx}, {"chunks", ppl_chunks}};
+    print_json(j);
+    return 0;
+  }
+  if (ctx.format == Format::csv) {
+    std::vector<std::string> head = {"model", "role", "path"};
+    if (metrics.perplexity) head.insert(head.end(), {"perplexity", "perplexity_delta_pct"});
+    if (metrics.size) head.emplace_back("file_size");
+    if (metrics.bpw) head.emplace_back("effective_bpw");
+    std::string line;
+    for (size_t i = 0; i < head.size(); ++i) line += (i ? "," : "") + head[i];
+    std::cout << line << "\n";
+    for (size_t i = 0; i < rows.size(); ++i) {
+      const Row& q = rows[i];
+      line = csv_field(q.name) + "," + (i == 0 ? "original" : "quantized") + "," + csv_field(q.path);
+      if (metrics.perplexity) line += fmt::format(",{:.6f},{:.4f}", q.ppl->ppl, i == 0 ? 0.0 : delta(q));
+      if (metrics.size) line += fmt::format(",{}", q.size.file_bytes);
+      if (metrics.bpw) line += fmt::format(",{:.4f}", q.size.bpw);
+      std::cout << line << "\n";
+    }
+    std::cout << std::flush;
+    return 0;
+  }
+  // The quickstart's table: Model | Perplexity | Delta | Size | BPW.
+  std::vector<std::string> head = {"Model"};
+  if (metrics.perplexity) head.insert(head.end(), {"Perplexity", "Delta"});
+  if (metrics.size) head.emplace_back("Size");
+  if (metrics.bpw) head.emplace_back("BPW");
+  std::vector<std::vector<std::string>> cells;
+  for (size_t i = 1; i < rows.size(); ++i) {
+    const Row& q = rows[i];
+    std::vector<std::string> c = {q.name};
+    if (metrics.perplexity) {
+      c.push_back(fmt::format("{:.2f}", q.ppl->ppl));
+      c.push_back(fmt::format("{:+.1f}%", delta(q)));
+    }
+    if (metrics.size) c.push_back(compact_bytes(q.size.file_bytes));
+    if (metrics.bpw) c.push_back(fmt::format("{:.2f}", q.size.bpw));
+    cells.push_back(std::move(c));
+  }
+  std::vector<size_t> w(head.size());
+  for (size_t k = 0; k < head.size(); ++k) {
+    w[k] = head[k].size();
+    for (const auto& c : cells) w[k] = std::max(w[k], c[k].size());
+  }
+  for (size_t k = 0; k < head.size(); ++k) {  // the quickstart's column widths as minimums
+    const size_t min = head[k] == "Model" ? 22 : head[k] == "Delta" ? 6 : head[k] == "Size" ? 5 : 0;
+    w[k] = std::max(w[k], min);
+  }
+  auto print_row = [&](const std::vector<std::string>& c) {
+    std::string line;
+    for (size_t k = 0; k < c.size(); ++k) {
+      if (k) line += " | ";
+      line += k + 1 == c.size() ? c[k] : fmt::format("{:<{}}", c[k], w[k]);
+    }
+    std::cout << line << "\n";
+  };
+  std::string base_line = fmt::format("Original: {}", base.name);
+  if (metrics.perplexity) base_line += fmt::format(", perplexity {:.2f}", base.ppl->ppl);
+  if (metrics.size) base_line += fmt::format(", {}", compact_bytes(base.size.file_bytes));
+  if (metrics.bpw) base_line += fmt::format(", {:.2f} bpw", base.size.bpw);
+  if (metrics.perplexity) base_line += fmt::format(" ({} chunks of {} tokens of {})", ppl_chunks, ppl_ctx, calib_source);
+  std::cout << base_line << "\n\n";
+  print_row(head);
+  std::string sep;
+  for (size_t k = 0; k < w.size(); ++k) {
+    if (k) sep += "|";
+    sep += std::string(w[k] + (k == 0 ? 1 : 2), '-');
+  }
+  std::cout << sep << "\n";
+  for (const auto& c : cells) print_row(c);
+  std::cout << std::flush;
+  return 0;
+}
+
+}  // namespace
+
+int run_quality(Context& ctx, std::vector<std::string> args) {
+  // The subcommand is the first word that is not a global option (main puts those first) or
+  // one's value.
+  size_t at = 0;
+  while (at < args.size() && !args[at].empty() && args[at][0] == '-' && args[at] != "--help" && args[at] != "-h")
+    at += (args[at] == "--format" || args[at] == "--threads" || args[at] == "--backend") ? 2 : 1;
+  if (at >= args.size()) args.clear();
+  else std::rotate(args.begin(), args.begin() + static_cast<std::ptrdiff_t>(at), args.begin() + static_cast<std::ptrdiff_t>(at + 1));
+  if (args.empty() || args[0] == "--help" || args[0] == "-h") {
+    std::cout << fmt::format(
+        "Usage: {0} quality COMMAND\n\nCommands:\n"
+        "  report ORIGINAL QUANTIZED [--calibration-data PATH] [--calibration-samples N] [--ctx N]\n"
+        "         [--include-layers] [--coherence-check] [--prompts FILE] [-o PATH] [--format human|json]\n"
+        "                              Quality report of a quantized model against its original\n"
+        "  compare ORIGINAL QUANTIZED... [--metrics perplexity,size,bpw] [--format human|json|csv]\n"
+        "                              Table of perplexity, size and bits per weight\n\n"
+        "Run `{0} quality COMMAND --help` for a command's options.\n",
+        ctx.program);
+    return args.empty() ? exit_code(Errc::invalid_argument) : 0;
+  }
+  const std::string sub = args[0];
+  args.erase(args.begin());
+  if (sub == "report") return cmd_report(ctx, std::move(args));
+  if (sub == "compare") return cmd_compare(ctx, std::move(args));
+  fail(Errc::invalid_argument, "unknown quality command '{}' (report, compare)", sub);
+}
+
+}  // namespace lq::cli

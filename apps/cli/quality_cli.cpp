@@ -1,0 +1,90 @@
+#include "quality_cli.hpp"
+
+#include <lq/io.hpp>
+
+#include <fmt/format.h>
+
+#include <cmath>
+#include <cstdlib>
+#include <iostream>
+
+namespace lq::cli {
+
+double env_number(const char* name, double fallback) {
+  const char* v = std::getenv(name);
+  if (!v || !*v) return fallback;
+  char* end = nullptr;
+  const double d = std::strtod(v, &end);
+  while (end && (*end == ' ' || *end == '%')) ++end;
+  if (end == v || (end && *end) || !std::isfinite(d))
+    fail(Errc::invalid_argument, "{}: expected a number, got '{}'", name, v);
+  return d;
+}
+
+void no_csv(const Context& ctx, const char* command) {
+  if (ctx.format == Format::csv) fail(Errc::invalid_argument, "{}: --format csv is not available (human, json)", command);
+}
+
+void print_quality_human(const QualityReport& r) {
+  auto& o = std::cout;
+  o << fmt::format("Quality report: {}\n", r.quantized_model);
+  o << fmt::format("  Original:       {}\n", r.original_model);
+  if (!r.quantization_level.empty())
+    o << fmt::format("  Level:          {}{}\n", r.quantization_level, r.quantized_with_imatrix ? " (with an importance matrix)" : "");
+  o << fmt::format("  Evaluation:     {} chunks of {} tokens of {}\n", r.chunks, r.ctx, r.calibration_source);
+  o << fmt::format("  Perplexity:     {:.4f} -> {:.4f} ({:+.2f}%)\n", r.perplexity_original, r.perplexity_quantized,
+                   r.perplexity_delta_pct);
+  o << fmt::format("  KL divergence:  mean {:.5f}, median {:.5f}, p99 {:.5f}, max {:.5f}\n", r.kld.kld_mean,
+                   r.kld.kld_median, r.kld.kld_p99, r.kld.kld_max);
+  o << fmt::format("  Same top token: {:.2f}%\n", r.kld.same_top_pct);
+  o << fmt::format("  Size:           {} of {} (compression ratio {:.3f}), {:.3f} bits per weight\n",
+                   human_bytes(r.quantized_size.file_bytes), human_bytes(r.original_size.file_bytes), r.compression_ratio,
+                   r.effective_bpw);
+  if (r.coherence)
+    o << fmt::format("  Coherence:      {:.3f} ({}/{} prompts coherent)\n", r.coherence->score, r.coherence->n_coherent,
+                     r.coherence->samples.size());
+  o << fmt::format("  Grade:          {}\n", grade_name(r.grade));
+  if (!r.layer_errors.empty()) {
+    size_t w = 10;
+    for (const auto& l : r.layer_errors) w = std::max(w, l.layer_name.size());
+    o << fmt::format("\n{:<{}}  {:>11}  {:>10}  {:>6}\n", "Layer", w, "MSE", "Max error", "Bits");
+    for (const auto& l : r.layer_errors)
+      o << fmt::format("{:<{}}  {:>11.4e}  {:>10.5f}  {:>6.2f}\n", l.layer_name, w, l.mse, l.max_error, l.bit_width);
+  }
+  if (r.coherence) {
+    o << "\nCoherence (prompt -> continuation of the quantized model):\n";
+    for (const auto& s : r.coherence->samples) {
+      std::string out = s.output;
+      for (auto& c : out)
+        if (c == '\n') c = ' ';
+      o << fmt::format("  [{}] score {:.2f} (repetition {:.2f}, fluency {:.2f}) {}{}\n", s.is_coherent ? "ok" : "!!", s.score,
+                       s.repetition_score, s.grammar_score, s.prompt, out);
+    }
+  }
+  if (!r.warnings.empty()) {
+    o << "\nWarnings:\n";
+    for (const auto& w : r.warnings) o << "  - " << w << "\n";
+  }
+  if (!r.recommendations.empty()) {
+    o << "\nRecommendations:\n";
+    for (const auto& w : r.recommendations) o << "  - " << w << "\n";
+  }
+  o << std::flush;
+}
+
+void write_json_file(const std::filesystem::path& path, const nlohmann::json& j) {
+  const std::filesystem::path dir = path.parent_path().empty() ? std::filesystem::path(".") : path.parent_path();
+  std::error_code ec;
+  if (!std::filesystem::is_directory(dir, ec))
+    fail(Errc::output_error, "cannot write {}: directory {} does not exist", path.string(), dir.string());
+  write_file_atomic(path, j.dump(2, ' ', false, nlohmann::json::error_handler_t::replace) + "\n");
+}
+
+std::function<void(int64_t, int64_t, double)> perplexity_progress(Progress& progress) {
+  return [&progress](int64_t done, int64_t total, double) {
+    check_interrupted();
+    progress.update("Perplexity", done, total, "chunks");
+  };
+}
+
+}  // namespace lq::cli

@@ -1,0 +1,231 @@
+// liblq: quality of a quantized model against its original: perplexity and KL divergence on
+// calibration text, per-layer weight errors, a generation coherence check, grades, warnings and
+// recommendations. The definitions are in README.md, section "Quality metrics".
+#pragma once
+
+#include <lq/api.hpp>
+#include <lq/calibration.hpp>
+#include <lq/engine.hpp>
+#include <lq/model.hpp>
+#include <lq/progress.hpp>
+#include <lq/tokenizer.hpp>
+
+#include <nlohmann/json.hpp>
+
+#include <cstdint>
+#include <filesystem>
+#include <optional>
+#include <span>
+#include <string>
+#include <vector>
+
+namespace lq {
+
+/// Quality grades of advanced-features.md, best first.
+enum class QualityGrade { excellent, good, acceptable, degraded, failed };
+
+/// "EXCELLENT", "GOOD", "ACCEPTABLE", "DEGRADED", "FAILED".
+LQ_API const char* grade_name(QualityGrade g) noexcept;
+/// Grade of a perplexity increase in percent: < 5 EXCELLENT, [5, 15) GOOD, [15, 30) ACCEPTABLE,
+/// [30, 50] DEGRADED, > 50 (or NaN) FAILED. A decrease is EXCELLENT.
+LQ_API QualityGrade grade_for_perplexity(double ppl_delta_pct) noexcept;
+/// Grade of a coherence score in [0, 1]: > 0.95 EXCELLENT, > 0.85 GOOD, > 0.70 ACCEPTABLE,
+/// >= 0.50 DEGRADED, < 0.50 (or NaN) FAILED.
+LQ_API QualityGrade grade_for_coherence(double coherence) noexcept;
+/// The overall grade: the worse of the perplexity grade and, when given, the coherence grade.
+LQ_API QualityGrade quality_grade(double ppl_delta_pct, std::optional<double> coherence) noexcept;
+
+/// Why two tokenizers cannot be compared, or "" when their vocabularies are the same (same size,
+/// same token texts and types, same BOS/EOS ids).
+LQ_API std::string vocabulary_mismatch(const Tokenizer& a, const Tokenizer& b);
+
+/// The tokenizer of a model source (its GGUF tokenizer metadata, which a Hugging Face directory
+/// provides as llama.cpp's converter would write it).
+LQ_API Tokenizer tokenizer_for(const ModelSource& source);
+
+/// The token stream of calibration texts for perplexity: each text encoded without BOS/EOS
+/// (as llama-perplexity encodes a file), the texts concatenated in order.
+LQ_API std::vector<int32_t> calibration_tokens(const Tokenizer& tok, const CalibrationData& data);
+
+/// The text `generated` adds after `prompt`: decode(prompt + generated) minus decode(prompt), so
+/// the space a SentencePiece piece carries at the start of the continuation is kept. Bytes that
+/// do not form valid UTF-8 (a character cut by byte-fallback tokens) become U+FFFD.
+LQ_API std::string continuation_text(const Tokenizer& tok, std::span<const int32_t> prompt,
+                                     std::span<const int32_t> generated);
+
+/// Reads a plain text file for evaluation (perplexity -f, tokenize -f). A missing, unreadable,
+/// empty (whitespace only) or binary (NUL bytes) file throws Errc::calibration_error.
+LQ_API std::string read_text_file(const std::filesystem::path& path);
+
+// ---------------------------------------------------------------------------------------------
+// Coherence
+
+/// Distinct n-gram ratio of `tokens`: (distinct n-grams) / (n-grams), over the size - n + 1
+/// n-grams of the sequence. 1 = no n-gram repeats; a single token repeated gives 1 / (size-n+1).
+/// Sequences shorter than n score 1. Throws Errc::invalid_argument for n < 1.
+LQ_API double repetition_score(std::span<const int32_t> tokens, int n = 3);
+
+/// Fluency of a continuation judged by the original model: exp(mean_logp - mean_logp_reference)
+/// clipped to [0, 1], where both are mean natural-log probabilities per token under the original
+/// model, of the continuation and of the original's own greedy continuation of the same prompt.
+LQ_API double fluency_score(double mean_logp, double mean_logp_reference) noexcept;
+
+/// The coherence prompts used when none are given (short, neutral story and general openings).
+LQ_API const std::vector<std::string>& default_coherence_prompts();
+
+/// Loads prompts from a JSON file: a list of strings or of objects with a "prompt" string (an
+/// object {"prompts": [...]} is accepted too). A missing, empty or malformed file throws
+/// Errc::calibration_error naming the file (and item).
+LQ_API std::vector<std::string> load_prompts(const std::filesystem::path& path);
+
+/// Coherence check settings.
+struct CoherenceOptions {
+  std::vector<std::string> prompts;  ///< empty = default_coherence_prompts()
+  int64_t max_tokens = 48;           ///< greedy tokens generated per prompt (stops early at EOS)
+  int ngram = 3;                     ///< n of repetition_score
+  double coherent_threshold = 0.5;   ///< a prompt is coherent when its score is at least this
+  int threads = 0;
+  Progress* progress = nullptr;      ///< optional: one update per prompt
+};
+
+/// One prompt of the coherence check.
+struct CoherenceSample {
+  std::string prompt;
+  std::string output;                   ///< the quantized model's continuation (text)
+  std::vector<int32_t> output_tokens;
+  std::string reference_output;         ///< the original model's greedy continuation
+  double mean_logp = 0;                 ///< original model's mean log p of output_tokens
+  double reference_mean_logp = 0;       ///< original model's mean log p of its own continuation
+  double repetition_score = 1;          ///< repetition_score(output_tokens)
+  double reference_repetition_score = 1;
+  double grammar_score = 1;             ///< fluency_score(mean_logp, reference_mean_logp)
+  double score = 1;                     ///< grammar_score * min(1, repetition / reference repetition)
+  bool is_coherent = true;              ///< score >= coherent_threshold
+};
+
+/// Result of coherence_check().
+struct CoherenceResult {
+  std::vector<CoherenceSample> samples;
+  double score = 0;  ///< mean of the samples' scores, in [0, 1]
+  int64_t n_coherent = 0;
+};
+
+/// Generates greedily with `quantized` from each prompt (encoded with BOS where the tokenizer
+/// adds one) and judges the continuations with `original`. The models must share `tok`'s
+/// vocabulary. Throws Errc::invalid_argument for an empty prompt list entry or bad options.
+LQ_API CoherenceResult coherence_check(const Model& quantized, const Model& original, const Tokenizer& tok,
+                                       const CoherenceOptions& options = {});
+
+// ---------------------------------------------------------------------------------------------
+// Weight errors
+
+/// Error of one weight tensor of the quantized model against the original's.
+struct TensorError {
+  std::string tensor;      ///< GGUF name ("blk.0.attn_q.weight")
+  std::string group;       ///< layer group ("model.layers.0.self_attn", "model.layers.0.mlp", "lm_head", "model.embed_tokens")
+  std::string type;        ///< type name in the quantized model ("Q4_K")
+  int64_t n_elements = 0;
+  double mse = 0;          ///< mean of (q - x)^2
+  double max_error = 0;    ///< max |q - x|
+  double rel_mse = 0;      ///< mse / mean(x^2)
+  double bit_width = 0;    ///< bits per weight of the stored tensor
+};
+
+/// Per-tensor errors grouped by layer group: mse over all the group's elements, the largest
+/// max_error, bits per weight over the group.
+struct LayerError {
+  std::string layer_name;
+  double mse = 0;
+  double max_error = 0;
+  double bit_width = 0;
+  int64_t n_elements = 0;
+};
+
+/// The layer group of a GGUF tensor name (see TensorError::group); "" for a non-weight tensor.
+LQ_API std::string layer_group(const std::string& gguf_name);
+
+/// Errors of every 2-D weight tensor present in both sources with the same shape (linear layers,
+/// the output projection and the token embedding), read through the sources (dequantized).
+LQ_API std::vector<TensorError> weight_errors(const ModelSource& original, const ModelSource& quantized,
+                                              int threads = 0, Progress* progress = nullptr);
+/// Groups tensor errors by TensorError::group, in the order groups first appear.
+LQ_API std::vector<LayerError> group_layer_errors(const std::vector<TensorError>& errors);
+
+// ---------------------------------------------------------------------------------------------
+// The report
+
+/// Size figures of a model source.
+struct SizeInfo {
+  uint64_t file_bytes = 0;    ///< bytes of the source files
+  uint64_t tensor_bytes = 0;  ///< bytes of all tensors as stored
+  int64_t n_weights = 0;      ///< elements of all tensors
+  double bpw = 0;             ///< tensor bits / weights (effective bits per weight)
+};
+LQ_API SizeInfo size_info(const ModelSource& source);
+
+/// Settings of quality_report().
+struct QualityOptions {
+  std::optional<CalibrationData> calibration;  ///< empty = default_calibration()
+  int64_t ctx = 0;                 ///< chunk length; 0 = min(512, the original's n_ctx_train)
+  int64_t samples = 256;           ///< chunks of ctx tokens; bounded by the data (with a warning)
+  bool include_layers = false;     ///< compute per-tensor / per-layer weight errors
+  bool coherence = false;          ///< run the coherence check
+  CoherenceOptions coherence_options;
+  double quality_threshold_pct = 20;  ///< warn above this perplexity increase
+  double coherence_threshold = 0.5;   ///< warn below this coherence score
+  int threads = 0;
+  Progress* progress = nullptr;    ///< optional
+};
+
+/// A quality report of QUANTIZED against ORIGINAL.
+struct QualityReport {
+  std::string original_model;   ///< paths as given
+  std::string quantized_model;
+  std::string calibration_source;
+  std::string quantization_level;  ///< from general.file_type of a GGUF ("" when unknown)
+  bool quantized_with_imatrix = false;
+  int64_t ctx = 0;
+  int64_t chunks = 0;              ///< chunks evaluated
+  int64_t calibration_tokens = 0;  ///< tokens of the calibration stream
+  double perplexity_original = 0;
+  double perplexity_quantized = 0;
+  double perplexity_delta_pct = 0;  ///< 100 * (quantized / original - 1)
+  KldResult kld;                    ///< KL(original || quantized) on the same chunks
+  SizeInfo original_size, quantized_size;
+  double effective_bpw = 0;         ///< quantized_size.bpw
+  double compression_ratio = 0;     ///< quantized file bytes / original file bytes
+  std::vector<TensorError> tensor_errors;  ///< with include_layers
+  std::vector<LayerError> layer_errors;    ///< with include_layers
+  std::optional<CoherenceResult> coherence;
+  QualityGrade grade = QualityGrade::failed;
+  std::vector<std::string> warnings;
+  std::vector<std::string> recommendations;
+  double seconds = 0;
+  std::string timestamp;            ///< ISO 8601 UTC, when the report was made
+
+  /// The contract's "Quality Report Result" document (plus kld, sizes, coherence_results, ...).
+  nlohmann::json to_json() const;
+  /// The document of advanced-features.md "Quality Report" (lq analyze quality).
+  nlohmann::json to_analysis_json() const;
+};
+
+/// Measures `quantized` against `original` (any ModelSource paths). The vocabularies must be the
+/// same (else Errc::invalid_argument naming the difference); calibration text shorter than two
+/// chunks throws Errc::calibration_error.
+LQ_API QualityReport quality_report(const std::filesystem::path& original, const std::filesystem::path& quantized,
+                                    const QualityOptions& options = {});
+
+/// The same on models already open (the sources give sizes, metadata, tokenizers and weights;
+/// the models run the text; the report names the models by their sources' paths).
+LQ_API QualityReport quality_report(const ModelSource& original_src, const Model& original,
+                                    const ModelSource& quantized_src, const Model& quantized,
+                                    const QualityOptions& options = {});
+
+/// Fills grade, warnings and recommendations of `r` from its measurements.
+LQ_API void assess(QualityReport& r, const QualityOptions& options);
+
+/// The ctx quality_report() uses for a model: `requested` when > 0, else min(512, n_ctx_train)
+/// (512 when the model does not say).
+LQ_API int64_t default_quality_ctx(const ModelConfig& config, int64_t requested = 0) noexcept;
+
+}  // namespace lq

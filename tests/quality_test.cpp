@@ -1,0 +1,570 @@
+// Quality measurements: grades, coherence metrics on crafted sequences, per-tensor errors against
+// llama.cpp's manifest, the report against perplexity()/kl_divergence(), and the CLI commands
+// (quality report/compare, perplexity, tokenize, run, the quantize gates) with their exit codes.
+#include <lq/calibration.hpp>
+#include <lq/engine.hpp>
+#include <lq/error.hpp>
+#include <lq/gguf.hpp>
+#include <lq/quality.hpp>
+
+#include "support/support.hpp"
+
+#include <catch2/catch.hpp>
+#include <nlohmann/json.hpp>
+
+#include <cmath>
+#include <fstream>
+#include <set>
+#include <sstream>
+
+using namespace lq;
+namespace fs = std::filesystem;
+
+namespace {
+
+auto has_code(Errc c) {
+  return Catch::Predicate<Error>([c](const Error& e) { return e.code() == c; }, "error code");
+}
+
+fs::path write_text(const test::TempDir& d, const std::string& name, const std::string& text) {
+  const fs::path p = d / name;
+  std::ofstream(p, std::ios::binary) << text;
+  return p;
+}
+
+std::string lq_cmd() { return test::cli_path(); }
+
+// Lines of stderr that report an error (progress lines may precede the one error line).
+int error_lines(const std::string& s) {
+  int n = 0;
+  std::istringstream in(s);
+  std::string line;
+  while (std::getline(in, line))
+    if (line.find("error") != std::string::npos) ++n;
+  return n;
+}
+
+// A copy of a GGUF file with token `id` of its vocabulary renamed.
+void write_renamed_vocab(const fs::path& src, const fs::path& dst, int32_t id) {
+  gguf::Reader in(src);
+  gguf::Writer out(dst);
+  for (const auto& [k, v] : in.metadata().entries()) {
+    if (k == "tokenizer.ggml.tokens") {
+      auto tokens = v.as_strings();
+      tokens[static_cast<size_t>(id)] = "\xE2\x96\x81zzzz-renamed";
+      out.metadata().set(k, gguf::Value::strings(tokens));
+    } else {
+      out.metadata().set(k, v);
+    }
+  }
+  for (const auto& t : in.tensors()) out.add_tensor(t.name, t.type, t.ne);
+  for (const auto& t : in.tensors()) {
+    const auto bytes = in.data(t);
+    out.write(bytes.data(), bytes.size());
+  }
+  out.commit();
+}
+
+}  // namespace
+
+TEST_CASE("quality: grades follow the advanced-features table", "[quality]") {
+  struct Case {
+    double delta;
+    std::optional<double> coherence;
+    QualityGrade want;
+  };
+  const std::vector<Case> cases = {
+      {-3.0, std::nullopt, QualityGrade::excellent},  {0.0, std::nullopt, QualityGrade::excellent},
+      {4.99, std::nullopt, QualityGrade::excellent},  {5.0, std::nullopt, QualityGrade::good},
+      {14.99, std::nullopt, QualityGrade::good},      {15.0, std::nullopt, QualityGrade::acceptable},
+      {29.99, std::nullopt, QualityGrade::acceptable}, {30.0, std::nullopt, QualityGrade::degraded},
+      {50.0, std::nullopt, QualityGrade::degraded},    {50.01, std::nullopt, QualityGrade::failed},
+      {NAN, std::nullopt, QualityGrade::failed},
+      {1.0, 0.96, QualityGrade::excellent},            {1.0, 0.95, QualityGrade::good},
+      {1.0, 0.86, QualityGrade::good},                 {1.0, 0.85, QualityGrade::acceptable},
+      {1.0, 0.71, QualityGrade::acceptable},           {1.0, 0.70, QualityGrade::degraded},
+      {1.0, 0.50, QualityGrade::degraded},             {1.0, 0.49, QualityGrade::failed},
+      {20.0, 0.99, QualityGrade::acceptable},          {60.0, 1.0, QualityGrade::failed},
+      {1.0, NAN, QualityGrade::failed},
+  };
+  for (const auto& c : cases) {
+    INFO("delta " << c.delta << " coherence " << (c.coherence ? *c.coherence : -1));
+    CHECK(quality_grade(c.delta, c.coherence) == c.want);
+  }
+  CHECK(std::string(grade_name(QualityGrade::excellent)) == "EXCELLENT");
+  CHECK(std::string(grade_name(QualityGrade::acceptable)) == "ACCEPTABLE");
+  CHECK(std::string(grade_name(QualityGrade::failed)) == "FAILED");
+}
+
+TEST_CASE("quality: repetition score is the distinct n-gram ratio", "[quality]") {
+  std::vector<int32_t> diverse(48), same(48, 7), period2(48), period10(48);
+  for (int i = 0; i < 48; ++i) {
+    diverse[static_cast<size_t>(i)] = i;
+    period2[static_cast<size_t>(i)] = i % 2;
+    period10[static_cast<size_t>(i)] = 100 + i % 10;
+  }
+  CHECK(repetition_score(diverse) == 1.0);
+  CHECK(repetition_score(same) == Approx(1.0 / 46));
+  CHECK(repetition_score(period2) == Approx(2.0 / 46));
+  CHECK(repetition_score(period10) == Approx(10.0 / 46));
+  // "a b c a b c d": 3-grams abc bca cab abc bcd -> 4 distinct of 5
+  CHECK(repetition_score(std::vector<int32_t>{1, 2, 3, 1, 2, 3, 4}) == Approx(4.0 / 5));
+  CHECK(repetition_score(std::vector<int32_t>{1, 2, 3, 1, 2, 3, 4}, 1) == Approx(4.0 / 7));
+  CHECK(repetition_score(std::vector<int32_t>{5, 5}) == 1.0);  // shorter than n
+  CHECK(repetition_score(std::vector<int32_t>{}) == 1.0);
+  CHECK_THROWS_MATCHES(repetition_score(diverse, 0), Error, has_code(Errc::invalid_argument));
+}
+
+TEST_CASE("quality: fluency is the per-token probability relative to the original's", "[quality]") {
+  CHECK(fluency_score(-0.7, -0.7) == 1.0);
+  CHECK(fluency_score(-0.5, -0.7) == 1.0);  // more likely than the reference: clipped
+  CHECK(fluency_score(-0.7 + std::log(0.5), -0.7) == Approx(0.5));
+  CHECK(fluency_score(-10.0, -0.6) < 1e-4);
+  CHECK(fluency_score(-INFINITY, -0.6) == 0.0);
+  CHECK(fluency_score(NAN, -0.6) == 0.0);
+}
+
+TEST_CASE("quality: layer groups and their aggregation", "[quality]") {
+  CHECK(layer_group("blk.3.attn_q.weight") == "model.layers.3.self_attn");
+  CHECK(layer_group("blk.12.attn_output.weight") == "model.layers.12.self_attn");
+  CHECK(layer_group("blk.0.ffn_down.weight") == "model.layers.0.mlp");
+  CHECK(layer_group("output.weight") == "lm_head");
+  CHECK(layer_group("token_embd.weight") == "model.embed_tokens");
+  CHECK(layer_group("rope_freqs.weight").empty());
+  std::vector<TensorError> e(3);
+  e[0] = {"blk.0.attn_q.weight", "model.layers.0.self_attn", "Q4_K", 100, 1.0, 0.5, 0.1, 4.5};
+  e[1] = {"blk.0.attn_k.weight", "model.layers.0.self_attn", "Q6_K", 300, 3.0, 0.9, 0.1, 6.5625};
+  e[2] = {"blk.0.ffn_up.weight", "model.layers.0.mlp", "Q4_K", 50, 2.0, 0.2, 0.1, 4.5};
+  const auto g = group_layer_errors(e);
+  REQUIRE(g.size() == 2);
+  CHECK(g[0].layer_name == "model.layers.0.self_attn");
+  CHECK(g[0].n_elements == 400);
+  CHECK(g[0].mse == Approx((100 * 1.0 + 300 * 3.0) / 400));
+  CHECK(g[0].max_error == 0.9);
+  CHECK(g[0].bit_width == Approx((100 * 4.5 + 300 * 6.5625) / 400));
+  CHECK(g[1].layer_name == "model.layers.0.mlp");
+  CHECK(g[1].mse == 2.0);
+}
+
+TEST_CASE("quality: prompt files and text files", "[quality]") {
+  test::TempDir d;
+  CHECK(load_prompts(write_text(d, "a.json", R"(["One", "Two"])")) == std::vector<std::string>{"One", "Two"});
+  CHECK(load_prompts(write_text(d, "b.json", R"([{"prompt": "x", "id": 1}, "y"])")) == std::vector<std::string>{"x", "y"});
+  CHECK(load_prompts(write_text(d, "c.json", R"({"prompts": ["z"]})")) == std::vector<std::string>{"z"});
+  for (const auto& [name, content] : std::vector<std::pair<std::string, std::string>>{
+           {"bad1.json", "[\"unterminated"}, {"bad2.json", "[]"}, {"bad3.json", "[1, 2]"},
+           {"bad4.json", R"([{"text": "no prompt key"}])"}, {"bad5.json", R"(["  "])"}, {"bad6.json", R"({"a": 1})"},
+           {"bad7.json", ""}}) {
+    INFO(name);
+    CHECK_THROWS_MATCHES(load_prompts(write_text(d, name, content)), Error, has_code(Errc::calibration_error));
+  }
+  CHECK_THROWS_MATCHES(load_prompts(d / "missing.json"), Error, has_code(Errc::calibration_error));
+  CHECK(read_text_file(write_text(d, "t.txt", "hello\n")) == "hello\n");
+  CHECK_THROWS_MATCHES(read_text_file(d / "missing.txt"), Error, has_code(Errc::calibration_error));
+  CHECK_THROWS_MATCHES(read_text_file(write_text(d, "e.txt", " \n\n")), Error, has_code(Errc::calibration_error));
+  CHECK_THROWS_MATCHES(read_text_file(write_text(d, "n.txt", std::string("a\0b", 3))), Error,
+                       has_code(Errc::calibration_error));
+  CHECK_THROWS_MATCHES(read_text_file(d.path()), Error, has_code(Errc::calibration_error));
+}
+
+TEST_CASE("quality: per-tensor errors equal llama.cpp's figures", "[quality]") {
+  auto hf = test::shared_file("models/tiny-llama");
+  auto q4 = test::shared_file("golden/pure/Q4_0.gguf");
+  auto manifest_path = test::shared_file("golden/manifest.json");
+  if (!hf || !q4 || !manifest_path) return;
+  std::ifstream mf(*manifest_path);
+  const auto manifest = nlohmann::json::parse(mf)["files"]["pure/Q4_0.gguf"]["tensors"];
+  auto osrc = ModelSource::open(*hf);
+  auto qsrc = ModelSource::open(*q4);
+  const auto errors = weight_errors(*osrc, *qsrc, 2);
+  CHECK(errors.size() == 2 + 6 * 7);  // token_embd, output, 7 linears per block
+  for (const auto& e : errors) {
+    INFO(e.tensor);
+    REQUIRE(manifest.contains(e.tensor));
+    const double rmse = manifest[e.tensor]["rmse"].get<double>();
+    const double rel = manifest[e.tensor]["rel_rmse"].get<double>();
+    CHECK(std::sqrt(e.mse) == Approx(rmse).epsilon(1e-5));
+    CHECK(std::sqrt(e.rel_mse) == Approx(rel).epsilon(1e-5));
+    CHECK(e.bit_width == 4.5);
+    CHECK(e.type == "Q4_0");
+    CHECK(e.max_error > std::sqrt(e.mse));
+  }
+  const auto groups = group_layer_errors(errors);
+  CHECK(groups.size() == 2 + 6 * 2);
+}
+
+TEST_CASE("quality: the report agrees with perplexity() and kl_divergence()", "[quality]") {
+  auto hf = test::shared_file("models/tiny-llama");
+  auto q4 = test::shared_file("golden/pure/Q4_0.gguf");
+  auto eval = test::shared_file("corpus/eval.txt");
+  if (!hf || !q4 || !eval) return;
+  auto osrc = ModelSource::open(*hf);
+  auto qsrc = ModelSource::open(*q4);
+  auto om = Model::load(*osrc);
+  auto qm = Model::load(*qsrc);
+  QualityOptions o;
+  o.calibration = load_calibration(*eval);
+  o.ctx = 64;
+  o.samples = 3;
+  o.threads = 2;
+  const QualityReport r = quality_report(*osrc, *om, *qsrc, *qm, o);
+
+  const Tokenizer tok = tokenizer_for(*osrc);
+  const auto tokens = calibration_tokens(tok, *o.calibration);
+  CHECK(r.calibration_tokens == static_cast<int64_t>(tokens.size()));
+  PerplexityOptions po;
+  po.ctx = 64;
+  po.chunks = 3;
+  po.threads = 2;
+  const PerplexityResult po_orig = perplexity(*om, tokens, po), po_q = perplexity(*qm, tokens, po);
+  const KldResult k = kl_divergence(*qm, *om, tokens, po);
+  CHECK(r.ctx == 64);
+  CHECK(r.chunks == 3);
+  CHECK(r.perplexity_original == Approx(po_orig.ppl).epsilon(1e-6));
+  CHECK(r.perplexity_quantized == Approx(po_q.ppl).epsilon(1e-6));
+  CHECK(r.kld.ppl_error == Approx(po_q.ppl_error).epsilon(1e-4));
+  CHECK(r.kld.ppl_reference_error == Approx(po_orig.ppl_error).epsilon(1e-4));
+  CHECK(r.perplexity_delta_pct == Approx(100 * (po_q.ppl / po_orig.ppl - 1)).epsilon(1e-5));
+  CHECK(r.kld.kld_mean == Approx(k.kld_mean).epsilon(1e-9));
+  CHECK(r.kld.same_top_pct == k.same_top_pct);
+  CHECK(r.kld.n_scored == 3 * (64 - 32 - 1));
+  CHECK(r.quantization_level == "Q4_0");
+  CHECK_FALSE(r.quantized_with_imatrix);
+  CHECK(r.compression_ratio ==
+        Approx(static_cast<double>(fs::file_size(*q4)) / static_cast<double>(osrc->source_bytes())));
+  CHECK(r.effective_bpw > 4.5);  // Q4_0 weights plus F32 norms
+  CHECK(r.effective_bpw < 4.6);
+  CHECK(r.original_size.bpw == Approx(16.0).epsilon(1e-3));
+  CHECK(r.grade == quality_grade(r.perplexity_delta_pct, std::nullopt));
+  CHECK(r.layer_errors.empty());
+  CHECK_FALSE(r.coherence);
+  const auto j = r.to_json();
+  CHECK(j["metrics"]["perplexity_original"].get<double>() == r.perplexity_original);
+  CHECK(j["coherence_score"].is_null());
+  const auto a = r.to_analysis_json();  // advanced-features' "Quality Report" (lq analyze quality)
+  CHECK(a["model_name"] == "Q4_0");
+  CHECK(a["quantization_format"] == "gguf");
+  CHECK(a["quantization_level"] == "Q4_0");
+  CHECK(a["perplexity_increase_percent"].get<double>() == r.perplexity_delta_pct);
+  CHECK(a["coherence_results"].is_array());
+  CHECK(a["quality_grade"] == grade_name(r.grade));
+  for (const char* k : {"perplexity_original", "perplexity_quantized", "warnings", "recommendations"}) CHECK(a.contains(k));
+
+  // Samples beyond the data: bounded, with a warning.
+  o.samples = 1000000;
+  o.ctx = 256;
+  const QualityReport all = quality_report(*osrc, *om, *osrc, *om, [&] {
+    QualityOptions s = o;
+    s.calibration = CalibrationData{{std::string(o.calibration->texts[0].substr(0, 4000))}, "head of eval.txt"};
+    return s;
+  }());
+  CHECK(all.chunks >= 2);
+  CHECK(all.chunks == (all.calibration_tokens + 1) / 256);
+  CHECK(all.perplexity_delta_pct == 0.0);
+  CHECK(all.kld.kld_mean == Approx(0).margin(1e-12));
+  CHECK(all.grade == QualityGrade::excellent);
+  REQUIRE_FALSE(all.warnings.empty());
+  CHECK(all.warnings[0].find("evaluated") != std::string::npos);
+
+  // Too short for one chunk: calibration_error.
+  QualityOptions tiny = o;
+  tiny.calibration = CalibrationData{{"Once upon a time"}, "short"};
+  CHECK_THROWS_MATCHES(quality_report(*osrc, *om, *qsrc, *qm, tiny), Error, has_code(Errc::calibration_error));
+}
+
+TEST_CASE("quality: coherence scores the original 1 and a broken model near 0", "[quality]") {
+  auto hf = test::shared_file("models/tiny-llama");
+  auto tq = test::shared_file("golden/pure/TQ1_0.gguf");  // llama.cpp: perplexity 971 vs 11.16
+  if (!hf || !tq) return;
+  auto osrc = ModelSource::open(*hf);
+  auto om = Model::load(*osrc);
+  auto bad = Model::load(*tq);
+  const Tokenizer tok = tokenizer_for(*osrc);
+  CoherenceOptions co;
+  co.prompts = {"Once upon a time", "The little dog"};
+  co.max_tokens = 24;
+  co.threads = 2;
+  const CoherenceResult self = coherence_check(*om, *om, tok, co);
+  REQUIRE(self.samples.size() == 2);
+  CHECK(self.score == 1.0);
+  CHECK(self.n_coherent == 2);
+  // The model card's greedy continuation (first 24 tokens).
+  CHECK(self.samples[0].output.rfind(", there was a little girl named Lily.", 0) == 0);
+  for (const auto& s : self.samples) {
+    CHECK(s.grammar_score == 1.0);
+    CHECK(s.output == s.reference_output);
+    CHECK(s.repetition_score == s.reference_repetition_score);
+    CHECK(s.mean_logp < 0);
+  }
+  const CoherenceResult broken = coherence_check(*bad, *om, tok, co);
+  CHECK(broken.score < 0.1);
+  CHECK(broken.n_coherent == 0);
+  for (const auto& s : broken.samples) CHECK(s.mean_logp < s.reference_mean_logp - 3);
+  co.max_tokens = 0;
+  CHECK_THROWS_MATCHES(coherence_check(*om, *om, tok, co), Error, has_code(Errc::invalid_argument));
+}
+
+TEST_CASE("quality: mismatched vocabularies are refused", "[quality]") {
+  auto hf = test::shared_file("models/tiny-llama");
+  auto q8 = test::shared_file("golden/pure/Q8_0.gguf");
+  if (!hf || !q8) return;
+  test::TempDir d;
+  const fs::path renamed = d / "renamed.gguf";
+  write_renamed_vocab(*q8, renamed, 300);
+  auto osrc = ModelSource::open(*hf);
+  CHECK(vocabulary_mismatch(tokenizer_for(*osrc), tokenizer_for(*ModelSource::open(*q8))).empty());
+  const std::string why = vocabulary_mismatch(tokenizer_for(*osrc), tokenizer_for(*ModelSource::open(renamed)));
+  CHECK(why.find("token 300") != std::string::npos);
+  QualityOptions o;
+  o.samples = 1;
+  CHECK_THROWS_MATCHES(quality_report(*hf, renamed, o), Error, has_code(Errc::invalid_argument));
+  const auto r = test::run(lq_cmd() + " quality report " + hf->string() + " " + renamed.string());
+  CHECK(r.status == 2);
+  CHECK(error_lines(r.err) == 1);
+  CHECK(r.err.find("vocabulary") != std::string::npos);
+}
+
+TEST_CASE("quality cli: bad input gives one error line and the exit code", "[quality][bad-input]") {
+  auto hf = test::shared_file("models/tiny-llama");
+  auto q4 = test::shared_file("golden/pure/Q4_0.gguf");
+  auto eval = test::shared_file("corpus/eval.txt");
+  if (!hf || !q4 || !eval) return;
+  test::TempDir d;
+  const std::string m = hf->string(), q = q4->string();
+  const std::string empty = write_text(d, "empty.txt", "\n \n").string();
+  const std::string shorty = write_text(d, "short.txt", "Once upon a time, there was a dog.").string();
+  const std::string bad_prompts = write_text(d, "bad.json", "[\"unterminated").string();
+  const std::string small = " --ctx 64 --calibration-samples 1 --calibration-data " + eval->string();
+  struct Case {
+    std::string args;
+    int code;
+    std::string needle;
+  };
+  const std::vector<Case> cases = {
+      {"perplexity " + m + " -f " + (d / "missing.txt").string(), 15, "missing.txt"},
+      {"perplexity " + m + " -f " + empty, 15, "empty"},
+      {"perplexity " + m + " -f " + shorty + " --ctx 64", 15, "too short"},
+      {"perplexity " + m + " -f " + eval->string() + " --ctx 1", 2, "ctx"},
+      {"perplexity " + (d / "nomodel").string() + " -f " + eval->string(), 3, "nomodel"},
+      {"tokenize " + m + " -f " + (d / "missing.txt").string(), 15, "missing.txt"},
+      {"tokenize " + m, 2, "-f"},
+      {"run " + m, 2, "-p"},
+      {"run " + m + " -p hi --top-p 0", 2, "top-p"},
+      {"quality report " + m, 2, "usage"},
+      {"quality report " + m + " " + (d / "nope.gguf").string(), 3, "nope.gguf"},
+      {"quality report " + m + " " + q + " --calibration-data " + (d / "missing.txt").string(), 15, "missing.txt"},
+      {"quality report " + m + " " + q + " --calibration-data " + shorty, 15, "too short"},
+      {"quality report " + m + " " + q + small + " --coherence-check --prompts " + bad_prompts, 15, "bad.json"},
+      {"quality report " + m + " " + q + small + " -o " + (d / "no-dir" / "r.json").string(), 7, "no-dir"},
+      {"quality compare " + m, 2, "at least one"},
+      {"quality compare " + m + " " + q + " --metrics speed", 2, "speed"},
+      {"quality frobnicate", 2, "frobnicate"},
+  };
+  for (const auto& c : cases) {
+    INFO(c.args);
+    const auto r = test::run(lq_cmd() + " " + c.args);
+    CHECK(r.status == c.code);
+    CHECK(error_lines(r.err) == 1);
+    CHECK(r.err.find(c.needle) != std::string::npos);
+  }
+  // The JSON error shape.
+  const auto r = test::run(lq_cmd() + " --format json perplexity " + m + " -f " + empty);
+  CHECK(r.status == 15);
+  const auto j = nlohmann::json::parse(r.out);
+  CHECK(j["status"] == "error");
+  CHECK(j["error_code"] == 15);
+  CHECK(j["error_type"] == "CalibrationDataError");
+}
+
+TEST_CASE("quality cli: report JSON shape, -o file and human output", "[quality]") {
+  auto hf = test::shared_file("models/tiny-llama");
+  auto q4 = test::shared_file("golden/pure/Q4_0.gguf");
+  auto eval = test::shared_file("corpus/eval.txt");
+  if (!hf || !q4 || !eval) return;
+  test::TempDir d;
+  const std::string prompts = write_text(d, "p.json", R"([{"prompt": "Once upon a time"}])").string();
+  const std::string args = " quality report " + hf->string() + " " + q4->string() + " --ctx 64 --calibration-samples 2" +
+                           " --calibration-data " + eval->string() + " --include-layers --coherence-check --prompts " +
+                           prompts + " --threads 2 -o " + (d / "report.json").string();
+  const auto r = test::run(lq_cmd() + " --format json" + args);
+  REQUIRE(r.status == 0);
+  const auto j = nlohmann::json::parse(r.out);
+  std::ifstream f(d / "report.json");
+  const auto file = nlohmann::json::parse(f);
+  CHECK(file == j);
+  CHECK(j["status"] == "success");
+  CHECK(j["original_model"] == hf->string());
+  CHECK(j["quantized_model"] == q4->string());
+  for (const char* k : {"perplexity_original", "perplexity_quantized", "perplexity_delta_pct", "effective_bpw",
+                        "compression_ratio", "kld_mean", "kld_p99", "same_top_pct"})
+    CHECK(j["metrics"][k].is_number());
+  REQUIRE(j["layer_errors"].size() == 14);
+  std::set<std::string> names;
+  for (const auto& l : j["layer_errors"]) names.insert(l["layer_name"].get<std::string>());
+  for (const char* n : {"lm_head", "model.embed_tokens", "model.layers.0.self_attn", "model.layers.5.mlp"}) CHECK(names.count(n));
+  for (const auto& l : j["layer_errors"]) {
+    CHECK(l["mse"].get<double>() > 0);
+    CHECK(l["max_error"].get<double>() > 0);
+    CHECK(l["bit_width"].get<double>() == 4.5);
+  }
+  CHECK(j["coherence_score"].is_number());
+  REQUIRE(j["coherence_results"].size() == 1);
+  for (const char* k : {"prompt", "output", "is_coherent", "repetition_score", "grammar_score"})
+    CHECK(j["coherence_results"][0].contains(k));
+  CHECK(j["quality_grade"].is_string());
+  CHECK(j["warnings"].is_array());
+  CHECK(j["recommendations"].is_array());
+  CHECK(j["timestamp"].get<std::string>().size() == 20);
+
+  const auto h = test::run(lq_cmd() + args);
+  CHECK(h.status == 0);
+  CHECK(h.out.find("Perplexity:") != std::string::npos);
+  CHECK(h.out.find("model.layers.5.mlp") != std::string::npos);
+  CHECK(h.out.find("Grade:") != std::string::npos);
+}
+
+TEST_CASE("quality cli: compare prints the table, JSON and CSV", "[quality]") {
+  auto hf = test::shared_file("models/tiny-llama");
+  auto q4 = test::shared_file("golden/pure/Q4_0.gguf");
+  auto q8 = test::shared_file("golden/pure/Q8_0.gguf");
+  auto eval = test::shared_file("corpus/eval.txt");
+  if (!hf || !q4 || !q8 || !eval) return;
+  const std::string args = " quality compare " + hf->string() + " " + q4->string() + " " + q8->string() +
+                           " --ctx 64 --calibration-samples 2 --threads 2 --calibration-data " + eval->string();
+  const auto h = test::run(lq_cmd() + args);
+  REQUIRE(h.status == 0);
+  CHECK(h.out.find("Model                  | Perplexity | Delta  | Size  | BPW") != std::string::npos);
+  CHECK(h.out.find("-----------------------|------------|--------|-------|-----") != std::string::npos);
+  CHECK(h.out.find("Q4_0.gguf") != std::string::npos);
+  CHECK(h.out.find("Q8_0.gguf") != std::string::npos);
+
+  const auto js = test::run(lq_cmd() + " --format json" + args);
+  REQUIRE(js.status == 0);
+  const auto j = nlohmann::json::parse(js.out);
+  CHECK(j["status"] == "success");
+  REQUIRE(j["models"].size() == 2);
+  for (const auto& m : j["models"]) {
+    for (const char* k : {"model", "path", "perplexity", "perplexity_delta_pct", "file_size", "effective_bpw"})
+      CHECK(m.contains(k));
+  }
+  CHECK(j["models"][0]["model"] == "Q4_0.gguf");
+  CHECK(j["models"][0]["effective_bpw"].get<double>() < j["models"][1]["effective_bpw"].get<double>());
+  CHECK(j["models"][0]["file_size"] == fs::file_size(*q4));
+  CHECK(j["original"]["perplexity"].get<double>() > 1);
+
+  const auto csv = test::run(lq_cmd() + " --format csv" + args);
+  REQUIRE(csv.status == 0);
+  std::istringstream in(csv.out);
+  std::vector<std::string> lines;
+  for (std::string l; std::getline(in, l);) lines.push_back(l);
+  REQUIRE(lines.size() == 4);
+  CHECK(lines[0] == "model,role,path,perplexity,perplexity_delta_pct,file_size,effective_bpw");
+  for (const auto& l : lines) CHECK(std::count(l.begin(), l.end(), ',') == 6);
+  CHECK(lines[1].rfind("tiny-llama,original,", 0) == 0);
+  CHECK(lines[2].rfind("Q4_0.gguf,quantized,", 0) == 0);
+
+  // --metrics size,bpw needs no model evaluation
+  const auto sz = test::run(lq_cmd() + " --format csv quality compare " + hf->string() + " " + q4->string() +
+                            " --metrics size,bpw");
+  REQUIRE(sz.status == 0);
+  CHECK(sz.out.rfind("model,role,path,file_size,effective_bpw\n", 0) == 0);
+}
+
+TEST_CASE("quality cli: perplexity, tokenize and run", "[quality]") {
+  auto hf = test::shared_file("models/tiny-llama");
+  auto eval = test::shared_file("corpus/eval.txt");
+  auto golden = test::shared_file("golden/eval-tokens.i32");
+  if (!hf || !eval || !golden) return;
+  // Tokens: SentencePiece's own ids of the whole file.
+  const auto t = test::run(lq_cmd() + " --format json tokenize " + hf->string() + " -f " + eval->string());
+  REQUIRE(t.status == 0);
+  const auto ids = nlohmann::json::parse(t.out)["tokens"].get<std::vector<int32_t>>();
+  std::ifstream gin(*golden, std::ios::binary);
+  std::vector<int32_t> want(fs::file_size(*golden) / 4);
+  gin.read(reinterpret_cast<char*>(want.data()), static_cast<std::streamsize>(want.size() * 4));
+  CHECK(ids == want);
+
+  // llama-perplexity -c 256 --chunks 4 on the BF16 conversion: 12.2140
+  const auto p = test::run(lq_cmd() + " --format json perplexity " + hf->string() + " -f " + eval->string() +
+                           " --ctx 256 --chunks 4 --threads 2");
+  REQUIRE(p.status == 0);
+  const auto pj = nlohmann::json::parse(p.out);
+  CHECK(pj["perplexity"].get<double>() == Approx(12.2140).epsilon(2e-3));
+  CHECK(pj["chunks"] == 4);
+  CHECK(pj["ctx"] == 256);
+  CHECK(pj["tokens"] == want.size());
+  CHECK(pj["tokens_scored"] == 4 * 127);
+  for (const char* k : {"error", "seconds", "tokens_per_second"}) CHECK(pj[k].is_number());
+
+  // KL divergence against itself is zero.
+  const auto k = test::run(lq_cmd() + " --format json perplexity " + hf->string() + " -f " + eval->string() +
+                           " --ctx 128 --chunks 2 --threads 2 --kl-divergence " + hf->string());
+  REQUIRE(k.status == 0);
+  const auto kj = nlohmann::json::parse(k.out);
+  CHECK(kj["kl_divergence"]["kld_mean"].get<double>() == Approx(0).margin(1e-9));
+  CHECK(kj["kl_divergence"]["same_top_pct"] == 100.0);
+  CHECK(kj["perplexity"].get<double>() == Approx(kj["kl_divergence"]["reference_perplexity"].get<double>()));
+
+  // Greedy generation: the model card's continuation.
+  const auto g = test::run(lq_cmd() + " --format json run " + hf->string() + " -p 'Once upon a time' -n 40");
+  REQUIRE(g.status == 0);
+  const auto gj = nlohmann::json::parse(g.out);
+  CHECK(gj["prompt_tokens"] == std::vector<int32_t>{1, 434, 461, 261, 409});
+  CHECK(gj["tokens"] == std::vector<int32_t>{1973, 405, 283, 261, 397, 447, 557, 382, 1965, 314, 548, 270, 367, 344,
+                                             318,  696, 267, 823, 1848, 1959, 1965, 431, 359, 1973, 335, 421, 261, 408,
+                                             1973, 945, 695, 1965, 314, 442, 270, 367, 344, 308, 1973, 417});
+  CHECK(gj["text"] ==
+        ", there was a little girl named Lily. She loved to play with her toys and eat snacks. One day, she saw a big, "
+        "red ball. She wanted to play with it, but");
+  const auto gh = test::run(lq_cmd() + " run " + hf->string() + " -p 'Once upon a time' -n 9");
+  CHECK(gh.out == "Once upon a time, there was a little girl named Lily.\n");
+}
+
+TEST_CASE("quality cli: quantize quality gates", "[quality]") {
+  auto hf = test::shared_file("models/tiny-llama");
+  if (!hf) return;
+  test::TempDir d;
+  const std::string out = (d / "q.gguf").string();
+  const std::string base = lq_cmd() + " --format json quantize " + hf->string() + " gguf -q Q8_0 --threads 2 -o " + out;
+  const std::string few = "LLM_QUANTIZE_QUALITY_SAMPLES=2 ";
+
+  // Passing gate: the contract's quality_report block.
+  auto r = test::run(few + base + " --quality-report");
+  REQUIRE(r.status == 0);
+  auto j = nlohmann::json::parse(r.out);
+  CHECK(j["status"] == "success");
+  for (const char* k : {"perplexity_original", "perplexity_quantized", "perplexity_delta_pct"})
+    CHECK(j["quality_report"][k].is_number());
+  CHECK(std::fabs(j["quality_report"]["perplexity_delta_pct"].get<double>()) < 1.0);
+  CHECK(j["quality_report"]["chunks"] == 2);
+  CHECK(r.err.find("Computing quality metrics...") != std::string::npos);
+  CHECK(r.err.find("Perplexity: ") != std::string::npos);
+  fs::remove(out);
+
+  // Failing perplexity gate: exit 11, the output is kept.
+  r = test::run("LLM_QUANTIZE_QUALITY_THRESHOLD=-100 " + few + base + " --quality-report");
+  CHECK(r.status == 11);
+  CHECK(fs::exists(out));
+  CHECK(error_lines(r.err) == 1);
+  j = nlohmann::json::parse(r.out);
+  CHECK(j["status"] == "error");
+  CHECK(j["error_code"] == 11);
+  CHECK(j["error_type"] == "QualityDegradationError");
+  CHECK(j["message"].get<std::string>().find("exceeds threshold (-100%)") != std::string::npos);
+  CHECK(j["suggestion"].is_string());
+  fs::remove(out);
+
+  // Failing coherence gate: exit 12, the output is kept (human format: one error line).
+  r = test::run("LLM_QUANTIZE_COHERENCE_THRESHOLD=1.01 " + lq_cmd() + " quantize " + hf->string() +
+                " gguf -q Q8_0 --threads 2 --coherence-check -o " + out);
+  CHECK(r.status == 12);
+  CHECK(fs::exists(out));
+  CHECK(error_lines(r.err) == 1);
+  CHECK(r.err.find("coherence check failed") != std::string::npos);
+
+  // A threshold that is not a number: exit 2 before any work.
+  fs::remove(out);
+  r = test::run("LLM_QUANTIZE_QUALITY_THRESHOLD=abc " + base + " --quality-report");
+  CHECK(r.status == 2);
+  CHECK_FALSE(fs::exists(out));
+}
