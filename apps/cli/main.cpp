@@ -16,12 +16,14 @@ namespace lq::cli {
 int run_quantize(Context& ctx, std::vector<std::string> args);
 int run_info(Context& ctx, std::vector<std::string> args);
 int run_profile(Context& ctx, std::vector<std::string> args);
+int run_analyze(Context& ctx, std::vector<std::string> args);
 
 const std::vector<Command>& commands() {
   static const std::vector<Command> kCommands = {
       {"quantize", "Quantize a model (Hugging Face directory or GGUF) into GGUF", run_quantize},
       {"info", "Describe a model directory, safetensors or GGUF file", run_info},
       {"profile", "Dynamic quantization profiles: list, show, create, validate", run_profile},
+      {"analyze", "Importance analysis: importance matrix, super weights; analyze profile / quality", run_analyze},
   };
   return kCommands;
 }
