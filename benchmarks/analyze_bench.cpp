@@ -23,6 +23,8 @@
 #include <lq/importance.hpp>
 #include <lq/threads.hpp>
 
+#include <fmt/format.h>
+
 #include <sys/resource.h>
 
 #include <algorithm>
@@ -279,9 +281,11 @@ std::vector<std::pair<std::string, Figures>> throughput(const Args& a, const std
     const Figures f = run_ours(file, text, m, ctx, chunks, threads);
     out.emplace_back(mname, f);
     if (m == ImportanceMethod::activation && ld.tps > 0)
-      std::printf("| %-9s | %-5s | %-10s | %3lld | %6lld | %8.0f | %15.2f | %19.0f / %-18.0f | %8.2f / %-7.2f | %11.2fx / %-11.2fx |\n",
-                  label.c_str(), type.c_str(), mname.c_str(), static_cast<long long>(ctx), static_cast<long long>(chunks),
-                  f.tps, f.cpu_per_k, ld.tps, lb.tps, ld.cpu_per_k, lb.cpu_per_k, f.tps / ld.tps, f.tps / lb.tps);
+      std::printf("| %-9s | %-5s | %-10s | %3lld | %6lld | %8.0f | %15.2f | %39s | %18s | %27s |\n", label.c_str(),
+                  type.c_str(), mname.c_str(), static_cast<long long>(ctx), static_cast<long long>(chunks), f.tps,
+                  f.cpu_per_k, fmt::format("{:.0f} / {:.0f}", ld.tps, lb.tps).c_str(),
+                  fmt::format("{:.2f} / {:.2f}", ld.cpu_per_k, lb.cpu_per_k).c_str(),
+                  fmt::format("{:.2f}x / {:.2f}x", f.tps / ld.tps, f.tps / lb.tps).c_str());
     else
       std::printf("| %-9s | %-5s | %-10s | %3lld | %6lld | %8.0f | %15.2f | %39s | %18s | %27s |\n", label.c_str(),
                   type.c_str(), mname.c_str(), static_cast<long long>(ctx), static_cast<long long>(chunks), f.tps,

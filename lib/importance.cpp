@@ -16,6 +16,7 @@
 #include <cmath>
 #include <cstring>
 #include <fstream>
+#include <map>
 
 namespace fs = std::filesystem;
 using nlohmann::json;
@@ -79,6 +80,27 @@ std::vector<LayerScore> layer_scores(const Imatrix& im, const Model& model) {
   double mx = 0;
   for (const auto& s : out) mx = std::max(mx, s.score);
   for (auto& s : out) s.importance_score = mx > 0 ? s.score / mx : 0;
+  return out;
+}
+
+std::vector<LayerScore> block_scores(const std::vector<LayerScore>& layers) {
+  std::map<int, LayerScore> acc;
+  for (const auto& l : layers) {
+    LayerScore& b = acc[l.layer_index];
+    b.layer_index = l.layer_index;
+    b.score += l.score * static_cast<double>(l.parameter_count);
+    b.parameter_count += l.parameter_count;
+  }
+  std::vector<LayerScore> out;
+  double mx = 0;
+  for (auto& [i, b] : acc) {
+    b.score = b.parameter_count ? b.score / static_cast<double>(b.parameter_count) : 0;
+    b.layer_name = i < 0 ? "lm_head" : "model.layers." + std::to_string(i);
+    b.tensor = i < 0 ? "output" : "blk." + std::to_string(i);
+    mx = std::max(mx, b.score);
+    out.push_back(b);
+  }
+  for (auto& b : out) b.importance_score = mx > 0 ? b.score / mx : 0;
   return out;
 }
 
@@ -349,6 +371,8 @@ struct ImportanceAnalyzer::Impl {
     for (size_t i = 0; i < lin.size(); ++i) {
       const LinearInfo& li = lin[i];
       const bool is_output = li.role == "output";
+      if (is_output && opt.process_output && li.name != "output.weight")
+        warnings.push_back(fmt::format("the output projection is tied to {}: it gets no entry (as in llama-imatrix)", li.name));
       if (is_output && (!opt.process_output || li.name != "output.weight")) continue;
       slot[i] = static_cast<int>(acc.size());
       wanted[i] = 1;
@@ -394,6 +418,7 @@ struct ImportanceAnalyzer::Impl {
     if (opt.method == ImportanceMethod::activation) {
       session = std::make_unique<Session>(*model, SessionOptions{opt.ctx, threads, false});
       session->set_linear_hook([&](const LinearEvent& ev) {
+        check_interrupted();  // a long chunk stops early; its partial sums are discarded with it
         const int idx = static_cast<int>(ev.linear - lin.data());
         if (idx < 0 || static_cast<size_t>(idx) >= lin.size() || slot[static_cast<size_t>(idx)] < 0) {
           last_input = nullptr;
@@ -428,6 +453,7 @@ struct ImportanceAnalyzer::Impl {
           session->eval(ch, opt.process_output ? 0 : n);
         } else {
           loss_sum += bp->run(ch, wanted, [&](const engine::WeightGrad& g) {
+            check_interrupted();
             Accum& a = acc[static_cast<size_t>(slot[static_cast<size_t>(g.linear)])];
             const bool fisher = opt.method == ImportanceMethod::fisher;
             std::vector<double>& buf = fisher ? sq_buf : abs_buf;

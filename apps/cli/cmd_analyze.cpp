@@ -108,8 +108,10 @@ int run_importance(Context& ctx, std::vector<std::string> args) {
   const std::string out_format = r.count("output-format") ? r["output-format"].as<std::string>() : "gguf";
   if (out_format != "gguf" && out_format != "dat")
     fail(Errc::invalid_argument, "--output-format: unknown format '{}' (gguf, dat)", out_format);
-  io.checkpoint_dir = r.count("checkpoint-dir") ? fs::path(r["checkpoint-dir"].as<std::string>()) : fs::path(".checkpoint");
   if (r.count("resume")) io.resume = r["resume"].as<std::string>();
+  // A resumed run keeps saving into the checkpoint it continues unless told otherwise.
+  if (r.count("checkpoint-dir")) io.checkpoint_dir = r["checkpoint-dir"].as<std::string>();
+  else if (io.resume.empty()) io.checkpoint_dir = ".checkpoint";
 
   const std::string model_arg = r["model"].as<std::string>();
   const std::string out_arg =
@@ -204,6 +206,13 @@ int run_importance(Context& ctx, std::vector<std::string> args) {
                       {"parameter_count", l.parameter_count},
                       {"tensor", l.tensor},
                       {"raw_score", l.score}});
+  json blocks = json::array();
+  for (const auto& b : block_scores(res.layers))
+    blocks.push_back({{"layer_name", b.layer_name},
+                      {"layer_index", b.layer_index},
+                      {"importance_score", b.importance_score},
+                      {"parameter_count", b.parameter_count},
+                      {"raw_score", b.score}});
   const double duration = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   std::string name = src->config().name;
   if (name.empty()) name = model_stem(model_arg);
@@ -227,6 +236,7 @@ int run_importance(Context& ctx, std::vector<std::string> args) {
                 {"tokens_per_sample", res.ctx},
                 {"resumed_samples", res.chunks_resumed}}},
               {"layer_scores", layers},
+              {"block_scores", blocks},
               {"total_parameters", total_params},
               {"super_weight_coverage", identify ? json(coverage) : json(nullptr)},
               {"tokens_per_second", res.tokens_per_second()},

@@ -142,6 +142,9 @@ class LQ_API ImportanceAnalyzer {
 /// (the entries the matrix holds), as ImportanceResult reports them.
 LQ_API std::vector<LayerScore> layer_scores(const Imatrix& imatrix, const Model& model);
 LQ_API ImportanceStatistics importance_statistics(const Imatrix& imatrix);
+/// Scores per block: the parameter-weighted mean of its weights' scores, normalised to the
+/// largest block (tensor = "blk.N", layer_name = "model.layers.N"; -1 = the output projection).
+LQ_API std::vector<LayerScore> block_scores(const std::vector<LayerScore>& layers);
 /// Hugging Face module name of a GGUF weight name ("blk.3.ffn_down.weight" ->
 /// "model.layers.3.mlp.down_proj", "output.weight" -> "lm_head").
 LQ_API std::string hf_module_name(const std::string& gguf_name);
