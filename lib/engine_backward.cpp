@@ -363,7 +363,7 @@ struct Backprop::Impl {
     const double loss = cross_entropy(tokens, true);
     const ModelConfig& c = m.config;
     const int64_t n = static_cast<int64_t>(tokens.size());
-    const int64_t d = c.n_embd, nq = c.n_head * c.head_dim, nkv = c.n_head_kv * c.head_dim, ff = c.n_ff;
+    const int64_t d = c.n_embd, nq = c.n_head * c.head_dim, ff = c.n_ff;
 
     emit(m.output, wanted, on_grad, hf.data(), dlogits.data(), n);
     dh.resize(sz(n, std::max(d, ff)));
@@ -405,7 +405,6 @@ struct Backprop::Impl {
       emit(b.wk, wanted, on_grad, L.h1.data(), dk.data(), n);
       emit(b.wv, wanted, on_grad, L.h1.data(), dv.data(), n);
       if (l == 0) break;  // no gradient is needed below block 0
-      (void)nkv;
       linear_backward(b.wq, dq.data(), n, dh.data(), false);
       linear_backward(b.wk, dk.data(), n, dh.data(), true);
       linear_backward(b.wv, dv.data(), n, dh.data(), true);

@@ -413,7 +413,6 @@ struct ImportanceAnalyzer::Impl {
     std::unique_ptr<Session> session;
     std::unique_ptr<engine::Backprop> bp;
     std::vector<double> colbuf, abs_buf, sq_buf;
-    int64_t chunk_tokens = 0;
     const float* last_input = nullptr;
     if (opt.method == ImportanceMethod::activation) {
       session = std::make_unique<Session>(*model, SessionOptions{opt.ctx, threads, false});
@@ -463,7 +462,6 @@ struct ImportanceAnalyzer::Impl {
             a.count += g.n_out;
           });
         }
-        chunk_tokens = n;
         tokens_run += n;
         done = i + 1;
         if (!ckpt_dir.empty()) save_checkpoint(base, done, tokens_before + tokens_run, loss_sum, acc);
@@ -480,7 +478,6 @@ struct ImportanceAnalyzer::Impl {
       throw Error(Errc::interrupted, fmt::format("interrupted after {} of {} chunks (no checkpoint)", done, n_chunks));
     }
     progress.finish("Analyzing");
-    (void)chunk_tokens;
     res.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     res.tokens = tokens_run;
     res.chunks = done;

@@ -134,6 +134,7 @@ int run_importance(Context& ctx, std::vector<std::string> args) {
   auto src = ModelSource::open(model_arg);
   ImportanceAnalyzer analyzer(*src, io);
   if (!custom) cal = default_calibration();
+  progress.message(fmt::format("Calibration data: {}", cal.source));
   analyzer.set_calibration(cal);
   progress.message(fmt::format("Collecting calibration data: {} samples", analyzer.chunks().size()));
   for (const auto& w : analyzer.warnings()) progress.message("warning: " + w);
