@@ -74,6 +74,12 @@ struct Model::Impl {
   engine::Tensor* find(std::string_view name) const;
 };
 
+namespace detail {
+struct ModelAccess {
+  static const Model::Impl& impl(const Model& m) { return m.impl(); }
+};
+}  // namespace detail
+
 namespace engine {
 
 /// Whether the engine can multiply by a weight of type t (float path, dot, or dequantize).

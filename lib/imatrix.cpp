@@ -204,8 +204,9 @@ void Imatrix::save_dat(const fs::path& path) const {
     put_i32(static_cast<int32_t>(e.n_cols * e.n_mat));
     for (int64_t mat = 0; mat < e.n_mat; ++mat) {
       const float c = e.counts[static_cast<size_t>(mat)];
+      // In float, as llama-imatrix computes it, so the same sums give the same bytes.
       for (int64_t j = 0; j < e.n_cols; ++j)
-        put_f32(c > 0 ? static_cast<float>(static_cast<double>(e.in_sum2[mat * e.n_cols + j]) / c * ncall)
+        put_f32(c > 0 ? (e.in_sum2[mat * e.n_cols + j] / c) * static_cast<float>(ncall)
                       : static_cast<float>(ncall));  // reads back as 1.0
     }
   }

@@ -20,6 +20,7 @@ int run_quality(Context& ctx, std::vector<std::string> args);
 int run_perplexity(Context& ctx, std::vector<std::string> args);
 int run_run(Context& ctx, std::vector<std::string> args);
 int run_tokenize(Context& ctx, std::vector<std::string> args);
+int run_analyze(Context& ctx, std::vector<std::string> args);
 
 const std::vector<Command>& commands() {
   static const std::vector<Command> kCommands = {
@@ -30,6 +31,7 @@ const std::vector<Command>& commands() {
       {"perplexity", "Perplexity of a model on a text (llama-perplexity's method), KL divergence", run_perplexity},
       {"run", "Generate text from a prompt", run_run},
       {"tokenize", "Token ids of a text", run_tokenize},
+      {"analyze", "Importance analysis: importance matrix, super weights; analyze profile / quality", run_analyze},
   };
   return kCommands;
 }

@@ -19,6 +19,10 @@
 
 namespace lq {
 
+namespace detail {
+struct ModelAccess;  // library-internal access to a Model's weights (lib/engine_impl.hpp)
+}
+
 /// A matrix-product weight of the model (what calibration and quantization act on).
 struct LinearInfo {
   std::string name;   ///< GGUF tensor name, e.g. "blk.3.ffn_up.weight"; the tied output is "token_embd.weight"
@@ -75,6 +79,7 @@ class LQ_API Model {
 
  private:
   friend class Session;
+  friend struct detail::ModelAccess;
   Model();
   const Impl& impl() const { return *impl_; }
   std::unique_ptr<Impl> impl_;

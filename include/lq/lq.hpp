@@ -7,6 +7,7 @@
 #include <lq/file_type.hpp>
 #include <lq/gguf.hpp>
 #include <lq/imatrix.hpp>
+#include <lq/importance.hpp>
 #include <lq/io.hpp>
 #include <lq/model.hpp>
 #include <lq/profile.hpp>

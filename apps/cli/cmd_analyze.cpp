@@ -1,0 +1,385 @@
+// lq analyze [importance] MODEL [options] | analyze profile MODEL [--imatrix PATH] [--preset P]
+//   | analyze quality ... (run_analyze_quality, defined with the quality commands)
+//
+// Outputs of `analyze importance`:
+//   -o PATH.json  the JSON report (contract result + per-layer layer_scores) at PATH.json and the
+//                 importance matrix beside it at PATH.imatrix;
+//   -o PATH       (any other name) the importance matrix at PATH, no report file.
+//   The matrix is llama.cpp's GGUF-based format, or the legacy .dat with --output-format dat.
+//   With --identify-super-weights the mask file for `quantize --super-weights` is written beside
+//   the matrix as <matrix without extension>.super_weights.json.
+#include "cli.hpp"
+
+#include <lq/importance.hpp>
+#include <lq/lq.hpp>
+#include <lq/profile.hpp>
+#include <lq/super_weights.hpp>
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <chrono>
+#include <ctime>
+#include <filesystem>
+#include <iostream>
+#include <set>
+
+#include <unistd.h>
+
+namespace fs = std::filesystem;
+using nlohmann::json;
+
+namespace lq::cli {
+
+// `analyze quality` is the quality report under the advanced-features spelling (cmd_analyze_quality.cpp).
+int run_analyze_quality(Context& ctx, std::vector<std::string> args);
+
+namespace {
+
+std::string model_stem(const fs::path& model) {
+  fs::path m = model;
+  if (!m.has_filename()) m = m.parent_path();
+  std::string stem = m.filename().string();
+  if (m.extension() == ".gguf" || m.extension() == ".safetensors") stem = m.stem().string();
+  if (stem.empty() || stem == "." || stem == "..") stem = "model";
+  return stem;
+}
+
+std::string with_commas(uint64_t n) {
+  std::string s = std::to_string(n);
+  for (int i = static_cast<int>(s.size()) - 3; i > 0; i -= 3) s.insert(static_cast<size_t>(i), ",");
+  return s;
+}
+
+void check_output_dir(const fs::path& out) {
+  const fs::path dir = out.parent_path().empty() ? fs::path(".") : out.parent_path();
+  std::error_code ec;
+  if (!fs::is_directory(dir, ec))
+    fail(Errc::output_error, "cannot write {}: directory {} does not exist", out.string(), dir.string());
+  if (::access(dir.c_str(), W_OK) != 0)
+    fail(Errc::output_error, "cannot write {}: directory {} is not writable", out.string(), dir.string());
+}
+
+bool ends_with(const std::string& s, const std::string& suf) {
+  return s.size() >= suf.size() && s.compare(s.size() - suf.size(), suf.size(), suf) == 0;
+}
+
+int run_importance(Context& ctx, std::vector<std::string> args) {
+  cxxopts::Options opts(ctx.program + " analyze",
+                       "Compute an importance matrix (and super weights) from calibration data.\n"
+                       "Also: analyze profile MODEL [--imatrix PATH] [--preset quality|balanced|speed] [-o PATH];\n"
+                       "      analyze quality ... (see `analyze quality --help`).");
+  opts.positional_help("MODEL");
+  opts.add_options()
+      ("model", "Model: Hugging Face directory, .safetensors, GGUF file or Hub ID", cxxopts::value<std::string>())
+      ("o,output", "Output: PATH.json = JSON report + PATH.imatrix beside it; otherwise the importance matrix "
+                   "[default: ./MODEL.imatrix]", cxxopts::value<std::string>())
+      ("method", "Computation method: activation (default), gradient, fisher", cxxopts::value<std::string>())
+      ("calibration-data", "Calibration data: .txt, .json or .jsonl [default: built-in WikiText-2]",
+       cxxopts::value<std::string>())
+      ("calibration-samples", "Number of chunks of --ctx tokens [default: 512]", cxxopts::value<int64_t>())
+      ("ctx", "Tokens per chunk [default: 512]", cxxopts::value<int64_t>())
+      ("identify-super-weights", "Also find super weights and write their mask file")
+      ("coverage", "Super weight coverage, in (0, 1) [default: 0.0001]", cxxopts::value<double>())
+      ("checkpoint-dir", "Checkpoint directory, saved after every chunk [default: ./.checkpoint]",
+       cxxopts::value<std::string>())
+      ("resume", "Resume from a checkpoint (its directory or the checkpoint directory)", cxxopts::value<std::string>())
+      ("output-format", "Importance matrix format: gguf (default) or dat (legacy)", cxxopts::value<std::string>())
+      ("process-output", "Also collect output.weight (llama-imatrix --process-output)");
+  add_global_options(opts);
+  opts.parse_positional({"model"});
+  auto parsed = parse(ctx, opts, args);
+  if (!parsed) return 0;
+  const auto& r = *parsed;
+  if (!r.count("model")) fail(Errc::invalid_argument, "missing MODEL (usage: {} analyze MODEL [options])", ctx.program);
+
+  ImportanceOptions io;
+  io.method = parse_importance_method(r.count("method") ? r["method"].as<std::string>() : "activation");
+  if (r.count("ctx")) io.ctx = r["ctx"].as<int64_t>();
+  if (io.ctx < 2) fail(Errc::invalid_argument, "--ctx must be at least 2, got {}", io.ctx);
+  if (r.count("calibration-samples")) io.samples = r["calibration-samples"].as<int64_t>();
+  if (io.samples < 1) fail(Errc::invalid_argument, "--calibration-samples must be positive, got {}", io.samples);
+  io.process_output = r.count("process-output") > 0;
+  io.threads = ctx.threads;
+  const bool identify = r.count("identify-super-weights") > 0;
+  const double coverage = r.count("coverage") ? r["coverage"].as<double>() : 1e-4;
+  if (!(coverage > 0 && coverage < 1)) fail(Errc::invalid_argument, "--coverage must be in (0, 1), got {}", coverage);
+  const std::string out_format = r.count("output-format") ? r["output-format"].as<std::string>() : "gguf";
+  if (out_format != "gguf" && out_format != "dat")
+    fail(Errc::invalid_argument, "--output-format: unknown format '{}' (gguf, dat)", out_format);
+  if (r.count("resume")) io.resume = r["resume"].as<std::string>();
+  // A resumed run keeps saving into the checkpoint it continues unless told otherwise.
+  if (r.count("checkpoint-dir")) io.checkpoint_dir = r["checkpoint-dir"].as<std::string>();
+  else if (io.resume.empty()) io.checkpoint_dir = ".checkpoint";
+
+  const std::string model_arg = r["model"].as<std::string>();
+  const std::string out_arg =
+      r.count("output") ? r["output"].as<std::string>() : (fs::path(".") / (model_stem(model_arg) + ".imatrix")).string();
+  fs::path imatrix_path = out_arg, report_path;
+  if (ends_with(out_arg, ".json")) {
+    report_path = out_arg;
+    imatrix_path = fs::path(out_arg).replace_extension(".imatrix");
+  }
+  const fs::path mask_path = fs::path(imatrix_path).replace_extension("").string() + ".super_weights.json";
+  check_output_dir(imatrix_path);
+
+  TermProgress progress(ctx);
+  io.progress = &progress;
+  const auto t0 = std::chrono::steady_clock::now();
+  CalibrationData cal;
+  const bool custom = r.count("calibration-data") > 0;
+  if (custom) cal = load_calibration(r["calibration-data"].as<std::string>());
+  progress.message(fmt::format("Loading model: {}", model_arg));
+  auto src = ModelSource::open(model_arg);
+  ImportanceAnalyzer analyzer(*src, io);
+  if (!custom) cal = default_calibration();
+  progress.message(fmt::format("Calibration data: {}", cal.source));
+  analyzer.set_calibration(cal);
+  progress.message(fmt::format("Collecting calibration data: {} samples", analyzer.chunks().size()));
+  for (const auto& w : analyzer.warnings()) progress.message("warning: " + w);
+  ImportanceResult res = analyzer.run();
+  progress.message(fmt::format("Processed {} chunks of {} tokens: {:.0f} tokens/s", res.chunks - res.chunks_resumed,
+                               res.ctx, res.tokens_per_second()));
+
+  // Super weights: the paper's spike detection and the coverage rule; the mask holds both.
+  json sw_json = {{"identified", false}, {"coverage", coverage}, {"total_protected", 0}};
+  std::vector<ProtectedWeight> protect;
+  if (identify) {
+    progress.message(fmt::format("Identifying super weights (coverage: {:g}%)", coverage * 100));
+    const auto& first = analyzer.chunks().front();
+    const std::vector<int32_t> prompt(first.begin(), first.begin() + std::min<ptrdiff_t>(64, std::ssize(first)));
+    SuperWeightDetectOptions so;
+    so.threads = ctx.threads;
+    const SuperWeightDetection det = detect_super_weights(analyzer.model(), prompt, so);
+    int confirmed = 0;
+    for (const auto& f : det.found) confirmed += f.confirmed;
+    if (det.found.empty())
+      progress.message("Activation spikes: none (no block's ffn_down stands out by 10x on the prompt)");
+    for (const auto& f : det.found)
+      progress.message(fmt::format("Activation spike: layer {} {}[{}, {}] = {:g} (input x{:.0f}, output x{:.0f}){}", f.layer,
+                                   f.weight.tensor, f.weight.row, f.weight.col, f.weight.value, f.input_ratio,
+                                   f.output_ratio, f.confirmed ? ", confirmed" : ", not confirmed by zeroing"));
+    const std::vector<ProtectedWeight> by_cov = select_by_coverage(*src, res.imatrix, coverage, ctx.threads);
+    std::set<std::tuple<std::string, int64_t, int64_t>> seen;
+    for (const auto& f : det.found)
+      if (f.confirmed && seen.emplace(f.weight.tensor, f.weight.row, f.weight.col).second) protect.push_back(f.weight);
+    for (const auto& w : by_cov)
+      if (seen.emplace(w.tensor, w.row, w.col).second) protect.push_back(w);
+    std::sort(protect.begin(), protect.end(), [](const ProtectedWeight& a, const ProtectedWeight& b) {
+      return std::tie(a.tensor, a.row, a.col) < std::tie(b.tensor, b.row, b.col);
+    });
+    int64_t covered = 0;
+    for (const auto& [name, e] : res.imatrix.entries)
+      if (const ModelTensor* t = src->find(name)) covered += t->n_elements();
+    const json stats = super_weight_statistics(protect);
+    check_output_dir(mask_path);
+    save_super_weights(mask_path, protect,
+                       {{"model", model_arg},
+                        {"method", importance_method_name(res.method)},
+                        {"coverage", coverage},
+                        {"coverage_selected", by_cov.size()},
+                        {"detection", super_weight_detection_json(det)},
+                        {"statistics", stats}});
+    progress.message(fmt::format("Protected parameters: {} ({:.4g}%)", with_commas(protect.size()),
+                                 covered ? 100.0 * static_cast<double>(protect.size()) / static_cast<double>(covered) : 0.0));
+    sw_json = {{"identified", true},
+               {"coverage", coverage},
+               {"total_protected", protect.size()},
+               {"coverage_selected", by_cov.size()},
+               {"spikes_found", det.found.size()},
+               {"spikes_confirmed", confirmed},
+               {"mask_path", fs::absolute(mask_path).string()},
+               {"statistics", stats},
+               {"detection", super_weight_detection_json(det)}};
+  }
+
+  if (out_format == "dat") res.imatrix.save_dat(imatrix_path);
+  else res.imatrix.save_gguf(imatrix_path);
+
+  int64_t total_params = 0;
+  for (const auto& t : src->tensors()) total_params += t.n_elements();
+  json layers = json::array();
+  for (const auto& l : res.layers)
+    layers.push_back({{"layer_name", l.layer_name},
+                      {"layer_index", l.layer_index},
+                      {"importance_score", l.importance_score},
+                      {"parameter_count", l.parameter_count},
+                      {"tensor", l.tensor},
+                      {"raw_score", l.score}});
+  json blocks = json::array();
+  for (const auto& b : block_scores(res.layers))
+    blocks.push_back({{"layer_name", b.layer_name},
+                      {"layer_index", b.layer_index},
+                      {"importance_score", b.importance_score},
+                      {"parameter_count", b.parameter_count},
+                      {"raw_score", b.score}});
+  const double duration = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  std::string name = src->config().name;
+  if (name.empty()) name = model_stem(model_arg);
+  json doc = {{"status", "success"},
+              {"output_path", fs::absolute(imatrix_path).string()},
+              {"output_format", out_format},
+              {"model_path", model_arg},
+              {"method", importance_method_name(res.method)},
+              {"num_layers", src->config().n_layer},
+              {"calibration_samples", res.chunks},
+              {"global_statistics",
+               {{"min", res.statistics.min}, {"max", res.statistics.max}, {"mean", res.statistics.mean}, {"std", res.statistics.std}}},
+              {"super_weights", sw_json},
+              {"duration_seconds", duration},
+              {"model_name", name},
+              {"computation_method", importance_method_name(res.method)},
+              {"calibration_info",
+               {{"source", custom ? "custom" : "default"},
+                {"path", analyzer.calibration_source()},
+                {"sample_count", res.chunks},
+                {"tokens_per_sample", res.ctx},
+                {"resumed_samples", res.chunks_resumed}}},
+              {"layer_scores", layers},
+              {"block_scores", blocks},
+              {"total_parameters", total_params},
+              {"super_weight_coverage", identify ? json(coverage) : json(nullptr)},
+              {"tokens_per_second", res.tokens_per_second()},
+              {"warnings", res.warnings}};
+  if (res.method != ImportanceMethod::activation) doc["mean_loss"] = res.mean_loss;
+  if (!report_path.empty()) {
+    doc["report_path"] = fs::absolute(report_path).string();
+    write_file_atomic(report_path, doc.dump(2) + "\n");
+  }
+  analyzer.remove_checkpoint();
+  progress.message(fmt::format("Complete: {}", imatrix_path.string()));
+
+  if (ctx.format == Format::json) {
+    print_json(doc);
+  } else {
+    std::cout << fmt::format("Importance matrix: {} ({}, {} entries)\n", imatrix_path.string(), out_format,
+                             res.imatrix.entries.size());
+    if (!report_path.empty()) std::cout << fmt::format("Report:            {}\n", report_path.string());
+    std::cout << fmt::format("Method:            {}\n", importance_method_name(res.method));
+    std::cout << fmt::format("Calibration:       {} chunks of {} tokens from {}\n", res.chunks, res.ctx,
+                             analyzer.calibration_source());
+    std::cout << fmt::format("Statistics:        min {:.4g}, max {:.4g}, mean {:.4g}, std {:.4g}\n", res.statistics.min,
+                             res.statistics.max, res.statistics.mean, res.statistics.std);
+    std::vector<LayerScore> top = res.layers;
+    std::sort(top.begin(), top.end(), [](const LayerScore& a, const LayerScore& b) { return a.score > b.score; });
+    std::cout << "Most important weights:\n";
+    for (size_t i = 0; i < std::min<size_t>(5, top.size()); ++i)
+      std::cout << fmt::format("  {:<40} {:.3f}\n", top[i].layer_name, top[i].importance_score);
+    if (identify)
+      std::cout << fmt::format("Super weights:     {} protected, mask {}\n", protect.size(), mask_path.string());
+    std::cout << fmt::format("Time:              {:.2f} s\n", duration);
+  }
+  return 0;
+}
+
+std::string now_iso() {
+  const std::time_t t = std::time(nullptr);
+  char buf[32];
+  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", std::gmtime(&t));
+  return buf;
+}
+
+int run_profile_from_imatrix(Context& ctx, std::vector<std::string> args) {
+  cxxopts::Options opts(ctx.program + " analyze profile", "Emit a dynamic quantization profile for a model.");
+  opts.positional_help("MODEL");
+  opts.add_options()
+      ("model", "Model the profile is for", cxxopts::value<std::string>())
+      ("imatrix", "Importance matrix, or the JSON report of `analyze -o PATH.json`", cxxopts::value<std::string>())
+      ("preset", "Preset: quality, balanced (default), speed, or any profile name/path", cxxopts::value<std::string>())
+      ("o,output", "Output profile [default: ./MODEL-PRESET.dqprofile]", cxxopts::value<std::string>());
+  add_global_options(opts);
+  opts.parse_positional({"model"});
+  auto parsed = parse(ctx, opts, args);
+  if (!parsed) return 0;
+  const auto& r = *parsed;
+  if (!r.count("model")) fail(Errc::invalid_argument, "missing MODEL (usage: {} analyze profile MODEL --imatrix PATH)", ctx.program);
+  const std::string model_arg = r["model"].as<std::string>();
+  const std::string preset = r.count("preset") ? r["preset"].as<std::string>() : "balanced";
+  Profile p = Profile::load(preset);
+  const fs::path out = r.count("output") ? fs::path(r["output"].as<std::string>())
+                                         : fs::path(model_stem(model_arg) + "-" + p.name + ".dqprofile");
+  check_output_dir(out);
+  TermProgress progress(ctx);
+  Imatrix im;
+  std::string im_path;
+  if (r.count("imatrix")) {
+    im_path = r["imatrix"].as<std::string>();
+    if (ends_with(im_path, ".json")) {
+      json rep;
+      try {
+        rep = json::parse(read_file(im_path));
+      } catch (const json::exception& e) {
+        fail(Errc::imatrix_error, "{}: not an analysis report: {}", im_path, e.what());
+      } catch (const Error& e) {
+        fail(Errc::imatrix_error, "importance matrix not found: {}", im_path);
+      }
+      if (!rep.is_object() || !rep.contains("output_path") || !rep["output_path"].is_string())
+        fail(Errc::imatrix_error, "{}: not an analysis report (no output_path)", im_path);
+      im_path = rep["output_path"].get<std::string>();
+    }
+    progress.message(fmt::format("Loading importance matrix: {}", im_path));
+    im = Imatrix::load(im_path);
+  }
+  progress.message(fmt::format("Loading model: {}", model_arg));
+  auto src = ModelSource::open(model_arg);
+  ResolveOptions ro;
+  ro.imatrix = im_path.empty() ? nullptr : &im;
+  ro.threads = ctx.threads;
+  ro.progress = &progress;
+  const bool solve = p.target_bpw || p.target_bytes;
+  if (solve && im_path.empty())
+    throw Error(Errc::imatrix_error, fmt::format("preset '{}' has a size target: it needs --imatrix", p.name),
+                "Compute one with `lq analyze MODEL`");
+  progress.message(fmt::format("Applying profile: {}", p.name));
+  const ProfileResolution res = resolve_profile(p, *src, ro);
+  for (const auto& w : res.problems) progress.message("warning: " + w);
+  if (solve)
+    for (const auto& a : res.tensors) p.tensor_types[a.tensor] = type_name(a.type);
+  p.provenance = {{"created_by", fmt::format("lq {}", lq::version())},
+                  {"created", now_iso()},
+                  {"preset", p.name},
+                  {"model", model_arg},
+                  {"imatrix", im_path.empty() ? json(nullptr) : json(im_path)},
+                  {"effective_bpw", res.effective_bpw()},
+                  {"size_bytes", res.total_bytes}};
+  json doc = p.to_json();
+  doc["preset"] = p.name;
+  write_file_atomic(out, doc.dump(2) + "\n");
+  progress.message(fmt::format("Complete: {} ({:.3f} bpw, {})", out.string(), res.effective_bpw(), human_bytes(res.total_bytes)));
+  if (ctx.format == Format::json) {
+    json o = doc;
+    o["status"] = "success";
+    o["output_path"] = fs::absolute(out).string();
+    o["effective_bpw"] = res.effective_bpw();
+    print_json(o);
+  } else {
+    std::cout << fmt::format("{}: preset {}, {:.3f} bits per weight, {} of tensors\n", out.string(), p.name,
+                             res.effective_bpw(), human_bytes(res.total_bytes));
+  }
+  return 0;
+}
+
+}  // namespace
+
+int run_analyze(Context& ctx, std::vector<std::string> args) {
+  // Global options may precede the sub-command word; find the first other argument.
+  size_t i = 0;
+  while (i < args.size()) {
+    const std::string& a = args[i];
+    if (a == "--quiet") { ++i; continue; }
+    if (a == "--format" || a == "--threads" || a == "--backend") { i += 2; continue; }
+    if (a.rfind("--format=", 0) == 0 || a.rfind("--threads=", 0) == 0 || a.rfind("--backend=", 0) == 0) { ++i; continue; }
+    break;
+  }
+  if (i < args.size()) {
+    const std::string sub = args[i];
+    if (sub == "importance" || sub == "profile" || sub == "quality") {
+      args.erase(args.begin() + static_cast<ptrdiff_t>(i));
+      if (sub == "profile") return run_profile_from_imatrix(ctx, std::move(args));
+      if (sub == "quality") return run_analyze_quality(ctx, std::move(args));
+    }
+  }
+  return run_importance(ctx, std::move(args));
+}
+
+}  // namespace lq::cli

@@ -1,0 +1,414 @@
+// Importance analysis throughput (tokens/s) and agreement with llama-imatrix.
+//
+//  1. golden: the tiny model on corpus/calibration.txt, ctx 256, 64 chunks (as golden/imatrix.gguf
+//     was made): per tensor, the largest relative difference of the per-column sums from
+//     llama-imatrix's and whether the counts are equal.
+//  2. throughput: `lq analyze` (each method) on the tiny model's BF16 GGUF and on a synthetic
+//     ~1B-parameter Llama (hidden 2048, 16 layers, ff 8192, 32/8 heads, random weights, the tiny
+//     model's tokenizer) written as BF16 and F32 GGUF; with --llama-bin, llama-imatrix runs on the
+//     same files, text, context, chunks and threads (its default batch, and -b ctx).
+//  3. rankings: per-block scores of each method on the tiny model, and rank correlations.
+//
+//   analyze_bench [--threads N] [--chunks 64] [--big-ctx 512] [--big-chunks 4] [--no-big]
+//                 [--methods activation,gradient,fisher] [--big-methods activation]
+//                 [--dir /tmp/lq-analyze-bench]
+//                 [--shared ../shared] [--llama-bin /path/to/llama.cpp/build/bin]
+//
+// Wall-clock figures on a shared machine are noisy: CPU seconds per 1000 tokens are printed too.
+// Prints figures only; never asserts.
+#include <lq/backend.hpp>
+#include <lq/calibration.hpp>
+#include <lq/error.hpp>
+#include <lq/gguf.hpp>
+#include <lq/importance.hpp>
+#include <lq/threads.hpp>
+
+#include <fmt/format.h>
+
+#include <sys/resource.h>
+
+#include <algorithm>
+#include <chrono>
+#include <map>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
+#include <optional>
+#include <regex>
+#include <sstream>
+#include <string>
+#include <vector>
+
+namespace fs = std::filesystem;
+using namespace lq;
+
+namespace {
+
+struct Args {
+  int threads = 0;
+  int64_t chunks = 64, big_ctx = 512, big_chunks = 4;
+  std::vector<std::string> methods = {"activation", "gradient", "fisher"};
+  std::vector<std::string> big_methods = {"activation"};
+  fs::path dir = fs::temp_directory_path() / "lq-analyze-bench";
+  fs::path shared;
+  std::string llama_bin;
+  bool big = true;
+};
+
+std::vector<std::string> split(const std::string& s) {
+  std::vector<std::string> out;
+  std::stringstream ss(s);
+  for (std::string t; std::getline(ss, t, ',');)
+    if (!t.empty()) out.push_back(t);
+  return out;
+}
+
+double now_s() {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
+}
+
+double cpu_s(int who) {
+  rusage u{};
+  getrusage(who, &u);
+  return static_cast<double>(u.ru_utime.tv_sec + u.ru_stime.tv_sec) +
+         1e-6 * static_cast<double>(u.ru_utime.tv_usec + u.ru_stime.tv_usec);
+}
+
+struct Figures {
+  double tps = 0;        // tokens per second of the evaluation
+  double cpu_per_k = 0;  // CPU seconds per 1000 tokens
+  std::vector<LayerScore> layers;
+};
+
+Figures run_ours(const fs::path& model, const fs::path& text, ImportanceMethod m, int64_t ctx, int64_t chunks,
+                 int threads) {
+  auto src = ModelSource::open(model);
+  ImportanceOptions o;
+  o.method = m;
+  o.ctx = ctx;
+  o.samples = chunks;
+  o.threads = threads;
+  ImportanceAnalyzer an(*src, o);
+  an.set_calibration(load_calibration(text));
+  const double c0 = cpu_s(RUSAGE_SELF);
+  const ImportanceResult r = an.run();
+  const double c1 = cpu_s(RUSAGE_SELF);
+  return {r.tokens_per_second(), 1000.0 * (c1 - c0) / static_cast<double>(r.tokens), r.layers};
+}
+
+// Parses llama.cpp's "M.SS.mmm.uuu" log timestamp.
+std::optional<double> log_time(const std::string& line) {
+  static const std::regex re(R"(^(\d+)\.(\d+)\.(\d+)\.(\d+) )");
+  std::smatch m;
+  if (!std::regex_search(line, m, re)) return std::nullopt;
+  return std::stod(m[1]) * 60 + std::stod(m[2]) + std::stod(m[3]) * 1e-3 + std::stod(m[4]) * 1e-6;
+}
+
+// llama-imatrix: evaluation time = process wall time minus the log time at which it starts
+// computing (model load and tokenization are excluded, as for ours).
+Figures run_llama(const Args& a, const fs::path& model, const fs::path& text, int64_t ctx, int64_t chunks, int threads,
+                  int64_t batch) {
+  const fs::path out = a.dir / "llama.imatrix.gguf";
+  std::string cmd = a.llama_bin + "/llama-imatrix -m " + model.string() + " -f " + text.string() + " -c " +
+                    std::to_string(ctx) + " --chunks " + std::to_string(chunks) + " -t " + std::to_string(threads) +
+                    " -o " + out.string();
+  if (batch > 0) cmd += " -b " + std::to_string(batch) + " -ub " + std::to_string(batch);
+  const double c0 = cpu_s(RUSAGE_CHILDREN), t0 = now_s();
+  std::string log;
+  if (FILE* p = popen((cmd + " 2>&1").c_str(), "r")) {
+    char buf[4096];
+    while (size_t n = fread(buf, 1, sizeof buf, p)) log.append(buf, n);
+    pclose(p);
+  }
+  const double wall = now_s() - t0, c1 = cpu_s(RUSAGE_CHILDREN);
+  std::optional<double> start;
+  std::stringstream ss(log);
+  for (std::string line; std::getline(ss, line);)
+    if (line.find("computing over") != std::string::npos) start = log_time(line);
+  fs::remove(out);
+  if (!start) {
+    std::fprintf(stderr, "llama-imatrix did not run: %s\n", log.substr(log.size() > 2000 ? log.size() - 2000 : 0).c_str());
+    return {};
+  }
+  const double tokens = static_cast<double>(chunks * ctx);
+  return {tokens / (wall - *start), 1000.0 * (c1 - c0) / tokens};
+}
+
+void golden(const Args& a) {
+  const fs::path model = a.shared / "models/tiny-llama", text = a.shared / "corpus/calibration.txt",
+                 ref_path = a.shared / "golden/imatrix.gguf";
+  if (!fs::exists(model) || !fs::exists(ref_path)) {
+    std::printf("golden: %s or %s absent, skipped\n", model.c_str(), ref_path.c_str());
+    return;
+  }
+  const Imatrix ref = Imatrix::load(ref_path);
+  auto src = ModelSource::open(model);
+  ImportanceOptions o;
+  o.ctx = ref.chunk_size;
+  o.samples = ref.chunk_count;
+  o.threads = a.threads;
+  ImportanceAnalyzer an(*src, o);
+  an.set_calibration(load_calibration(text));
+  const ImportanceResult r = an.run();
+  std::printf("golden: tiny-llama, %s, ctx %lld, %lld chunks; %.0f tokens/s\n", text.filename().c_str(),
+              static_cast<long long>(o.ctx), static_cast<long long>(r.chunks), r.tokens_per_second());
+  std::printf("| tensor                   | columns | counts equal | max rel diff | mean rel diff |\n");
+  std::printf("|--------------------------|--------:|:------------:|-------------:|--------------:|\n");
+  double worst = 0;
+  for (const auto& [name, e] : ref.entries) {
+    const ImatrixEntry* ours = r.imatrix.find(name);
+    if (!ours || ours->n_cols != e.n_cols) {
+      std::printf("| %-24s | missing or mis-shaped\n", name.c_str());
+      continue;
+    }
+    double mx = 0, sum = 0;
+    for (int64_t j = 0; j < e.n_cols; ++j) {
+      const double x = ours->in_sum2[static_cast<size_t>(j)], y = e.in_sum2[static_cast<size_t>(j)];
+      const double rel = std::fabs(x - y) / std::max(std::fabs(y), 1e-30);
+      mx = std::max(mx, rel);
+      sum += rel;
+    }
+    worst = std::max(worst, mx);
+    std::printf("| %-24s | %7lld | %-12s | %12.3e | %13.3e |\n", name.c_str(), static_cast<long long>(e.n_cols),
+                ours->counts == e.counts ? "yes" : "NO", mx, sum / static_cast<double>(e.n_cols));
+  }
+  std::printf("worst relative difference over all tensors: %.3e\n\n", worst);
+}
+
+// The synthetic ~1B model in BF16 and F32 (same values: BF16 rounds exactly into F32).
+void write_synthetic(const fs::path& shared, const fs::path& bf16, const fs::path& f32) {
+  const int64_t d = 2048, layers = 16, ff = 8192, heads = 32, kv_heads = 8, hd = d / heads;
+  gguf::Reader tiny(shared / "golden/tiny-llama-F16.gguf");
+  const int64_t vocab = static_cast<int64_t>(tiny.metadata().at("tokenizer.ggml.tokens").size());
+  std::vector<std::unique_ptr<gguf::Writer>> w;
+  for (const auto& p : {bf16, f32}) {
+    auto wr = std::make_unique<gguf::Writer>(p);
+    auto& m = wr->metadata();
+    m.set("general.architecture", gguf::Value::string("llama"));
+    m.set("general.name", gguf::Value::string("lq synthetic 1B"));
+    m.set("llama.block_count", gguf::Value::u32(layers));
+    m.set("llama.context_length", gguf::Value::u32(2048));
+    m.set("llama.embedding_length", gguf::Value::u32(d));
+    m.set("llama.feed_forward_length", gguf::Value::u32(ff));
+    m.set("llama.attention.head_count", gguf::Value::u32(heads));
+    m.set("llama.attention.head_count_kv", gguf::Value::u32(kv_heads));
+    m.set("llama.rope.freq_base", gguf::Value::f32(10000.f));
+    m.set("llama.attention.layer_norm_rms_epsilon", gguf::Value::f32(1e-5f));
+    m.set("llama.rope.dimension_count", gguf::Value::u32(hd));
+    m.set("llama.vocab_size", gguf::Value::u32(static_cast<uint32_t>(vocab)));
+    for (const auto& [k, v] : tiny.metadata().entries())
+      if (k.rfind("tokenizer.", 0) == 0) m.set(k, v);
+    w.push_back(std::move(wr));
+  }
+  struct Spec {
+    std::string name;
+    std::vector<int64_t> ne;
+  };
+  std::vector<Spec> specs = {{"token_embd.weight", {d, vocab}}};
+  for (int64_t l = 0; l < layers; ++l) {
+    const std::string p = "blk." + std::to_string(l) + ".";
+    specs.push_back({p + "attn_norm.weight", {d}});
+    specs.push_back({p + "attn_q.weight", {d, d}});
+    specs.push_back({p + "attn_k.weight", {d, kv_heads * hd}});
+    specs.push_back({p + "attn_v.weight", {d, kv_heads * hd}});
+    specs.push_back({p + "attn_output.weight", {d, d}});
+    specs.push_back({p + "ffn_norm.weight", {d}});
+    specs.push_back({p + "ffn_gate.weight", {d, ff}});
+    specs.push_back({p + "ffn_up.weight", {d, ff}});
+    specs.push_back({p + "ffn_down.weight", {ff, d}});
+  }
+  specs.push_back({"output_norm.weight", {d}});
+  specs.push_back({"output.weight", {d, vocab}});
+  for (const auto& s : specs) {
+    w[0]->add_tensor(s.name, s.ne.size() == 1 ? QuantType::F32 : QuantType::BF16, s.ne);
+    w[1]->add_tensor(s.name, QuantType::F32, s.ne);
+  }
+  uint64_t state = 0x2545f4914f6cdd1dull;
+  auto next = [&state] {  // splitmix64
+    uint64_t z = (state += 0x9e3779b97f4a7c15ull);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+  };
+  const float amp = 0.02f * 1.7320508f;
+  std::vector<float> values;
+  std::vector<uint16_t> half;
+  for (const auto& s : specs) {
+    const int64_t n = s.ne.size() == 1 ? s.ne[0] : s.ne[0] * s.ne[1];
+    values.resize(static_cast<size_t>(n));
+    if (s.ne.size() == 1) {
+      std::fill(values.begin(), values.end(), 1.0f);
+      w[0]->write(values.data(), values.size() * 4);
+      w[1]->write(values.data(), values.size() * 4);
+      continue;
+    }
+    half.resize(values.size());
+    for (size_t i = 0; i < values.size(); ++i) {
+      const float v = (static_cast<float>(next() >> 40) * 0x1p-24f * 2.f - 1.f) * amp;
+      uint32_t bits;
+      std::memcpy(&bits, &v, 4);
+      half[i] = static_cast<uint16_t>(bits >> 16);  // truncation: any bf16 value will do
+      bits = static_cast<uint32_t>(half[i]) << 16;
+      std::memcpy(&values[i], &bits, 4);
+    }
+    w[0]->write(half.data(), half.size() * 2);
+    w[1]->write(values.data(), values.size() * 4);
+  }
+  w[0]->commit();
+  w[1]->commit();
+}
+
+void print_header() {
+  std::printf("| model     | file  | method     | ctx | chunks | lq tok/s | lq CPU s/1k tok | llama-imatrix tok/s (default / -b ctx) | llama CPU s/1k tok | speed-up (default / -b ctx) |\n");
+  std::printf("|-----------|-------|------------|----:|-------:|---------:|----------------:|----------------------------------------:|-------------------:|----------------------------:|\n");
+}
+
+std::vector<std::pair<std::string, Figures>> throughput(const Args& a, const std::vector<std::string>& methods,
+                                                       const std::string& label, const std::string& type,
+                                                       const fs::path& file, const fs::path& text, int64_t ctx,
+                                                       int64_t chunks) {
+  std::vector<std::pair<std::string, Figures>> out;
+  const int threads = a.threads > 0 ? a.threads : hardware_threads();
+  Figures ld, lb;
+  if (!a.llama_bin.empty()) {
+    ld = run_llama(a, file, text, ctx, chunks, threads, 0);
+    lb = run_llama(a, file, text, ctx, chunks, threads, ctx);
+  }
+  for (const auto& mname : methods) {
+    const ImportanceMethod m = parse_importance_method(mname);
+    const Figures f = run_ours(file, text, m, ctx, chunks, threads);
+    out.emplace_back(mname, f);
+    if (m == ImportanceMethod::activation && ld.tps > 0)
+      std::printf("| %-9s | %-5s | %-10s | %3lld | %6lld | %8.0f | %15.2f | %39s | %18s | %27s |\n", label.c_str(),
+                  type.c_str(), mname.c_str(), static_cast<long long>(ctx), static_cast<long long>(chunks), f.tps,
+                  f.cpu_per_k, fmt::format("{:.0f} / {:.0f}", ld.tps, lb.tps).c_str(),
+                  fmt::format("{:.2f} / {:.2f}", ld.cpu_per_k, lb.cpu_per_k).c_str(),
+                  fmt::format("{:.2f}x / {:.2f}x", f.tps / ld.tps, f.tps / lb.tps).c_str());
+    else
+      std::printf("| %-9s | %-5s | %-10s | %3lld | %6lld | %8.0f | %15.2f | %39s | %18s | %27s |\n", label.c_str(),
+                  type.c_str(), mname.c_str(), static_cast<long long>(ctx), static_cast<long long>(chunks), f.tps,
+                  f.cpu_per_k, "", "", "");
+    std::fflush(stdout);
+  }
+  return out;
+}
+
+// Rank of each value (1 = largest).
+std::vector<double> ranks(const std::vector<double>& v) {
+  std::vector<size_t> idx(v.size());
+  for (size_t i = 0; i < idx.size(); ++i) idx[i] = i;
+  std::sort(idx.begin(), idx.end(), [&](size_t a, size_t b) { return v[a] > v[b]; });
+  std::vector<double> r(v.size());
+  for (size_t i = 0; i < idx.size(); ++i) r[idx[i]] = static_cast<double>(i + 1);
+  return r;
+}
+
+double spearman(const std::vector<double>& a, const std::vector<double>& b) {
+  const auto ra = ranks(a), rb = ranks(b);
+  double d2 = 0;
+  for (size_t i = 0; i < ra.size(); ++i) d2 += (ra[i] - rb[i]) * (ra[i] - rb[i]);
+  const double n = static_cast<double>(ra.size());
+  return 1 - 6 * d2 / (n * (n * n - 1));
+}
+
+// Per-block scores (sum over the block's weights of score x parameters / block parameters) and
+// per-tensor rank correlations between the methods.
+void rankings(const std::vector<std::pair<std::string, Figures>>& runs) {
+  if (runs.size() < 2) return;
+  std::printf("\nLayer rankings (tiny model): block score = parameter-weighted mean of its weights' scores, "
+              "normalised to the largest block; rank 1 = most important\n| block |");
+  for (const auto& [m, f] : runs) std::printf(" %-10s score | rank |", m.c_str());
+  std::printf("\n|------:|");
+  for (size_t i = 0; i < runs.size(); ++i) std::printf("-----------------:|-----:|");
+  std::printf("\n");
+  std::vector<std::vector<double>> block(runs.size());
+  for (size_t r = 0; r < runs.size(); ++r) {
+    std::map<int, std::pair<double, double>> acc;
+    for (const auto& l : runs[r].second.layers) {
+      acc[l.layer_index].first += l.score * static_cast<double>(l.parameter_count);
+      acc[l.layer_index].second += static_cast<double>(l.parameter_count);
+    }
+    for (const auto& [b, v] : acc) block[r].push_back(v.first / v.second);
+    const double mx = *std::max_element(block[r].begin(), block[r].end());
+    for (auto& v : block[r]) v /= mx;
+  }
+  std::vector<std::vector<double>> rk;
+  for (const auto& b : block) rk.push_back(ranks(b));
+  for (size_t b = 0; b < block[0].size(); ++b) {
+    std::printf("| %5zu |", b);
+    for (size_t r = 0; r < runs.size(); ++r) std::printf(" %17.3f | %4.0f |", block[r][b], rk[r][b]);
+    std::printf("\n");
+  }
+  std::printf("\nTop 8 weights per method (normalised score):\n");
+  for (const auto& [m, f] : runs) {
+    std::vector<LayerScore> s = f.layers;
+    std::sort(s.begin(), s.end(), [](const LayerScore& x, const LayerScore& y) { return x.score > y.score; });
+    std::printf("  %-10s", m.c_str());
+    for (size_t i = 0; i < std::min<size_t>(8, s.size()); ++i)
+      std::printf(" %s %.2f;", s[i].tensor.substr(0, s[i].tensor.size() - 7).c_str(), s[i].importance_score);
+    std::printf("\n");
+  }
+  std::printf("\nSpearman rank correlation of the per-weight scores (%zu weights):\n", runs[0].second.layers.size());
+  for (size_t i = 0; i < runs.size(); ++i)
+    for (size_t j = i + 1; j < runs.size(); ++j) {
+      std::vector<double> x, y;
+      for (const auto& l : runs[i].second.layers) x.push_back(l.score);
+      for (const auto& l : runs[j].second.layers) y.push_back(l.score);
+      std::printf("  %s vs %s: %.3f (blocks: %.3f)\n", runs[i].first.c_str(), runs[j].first.c_str(), spearman(x, y),
+                  spearman(block[i], block[j]));
+    }
+  std::printf("\n");
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  Args a;
+  if (const char* e = std::getenv("LQ_SHARED_DIR"); e && *e) a.shared = e;
+  else a.shared = fs::path(__FILE__).parent_path().parent_path().parent_path() / "shared";
+  for (int i = 1; i < argc; ++i) {
+    const std::string k = argv[i];
+    auto val = [&]() -> std::string {
+      if (i + 1 >= argc) {
+        std::fprintf(stderr, "%s needs a value\n", k.c_str());
+        std::exit(2);
+      }
+      return argv[++i];
+    };
+    if (k == "--threads") a.threads = std::stoi(val());
+    else if (k == "--chunks") a.chunks = std::stoll(val());
+    else if (k == "--big-ctx") a.big_ctx = std::stoll(val());
+    else if (k == "--big-chunks") a.big_chunks = std::stoll(val());
+    else if (k == "--methods") a.methods = split(val());
+    else if (k == "--big-methods") a.big_methods = split(val());
+    else if (k == "--dir") a.dir = val();
+    else if (k == "--shared") a.shared = val();
+    else if (k == "--llama-bin") a.llama_bin = val();
+    else if (k == "--no-big") a.big = false;
+    else {
+      std::fprintf(stderr, "unknown option %s (see the comment at the top of analyze_bench.cpp)\n", k.c_str());
+      return 2;
+    }
+  }
+  try {
+    const int threads = a.threads > 0 ? a.threads : hardware_threads();
+    std::printf("analyze_bench: %d threads, CPU back-end %s\n\n", threads, Registry::instance().active().description().c_str());
+    golden(a);
+    const fs::path text = a.shared / "corpus/calibration.txt", tiny = a.shared / "golden/tiny-llama-BF16.gguf";
+    print_header();
+    if (fs::exists(tiny)) rankings(throughput(a, a.methods, "tiny", "BF16", tiny, text, 256, a.chunks));
+    if (!a.big) return 0;
+    print_header();
+    fs::create_directories(a.dir);
+    const fs::path bf16 = a.dir / "synthetic-1b-BF16.gguf", f32 = a.dir / "synthetic-1b-F32.gguf";
+    if (!fs::exists(bf16) || !fs::exists(f32)) write_synthetic(a.shared, bf16, f32);
+    throughput(a, a.big_methods, "synth-1B", "BF16", bf16, text, a.big_ctx, a.big_chunks);
+    throughput(a, a.big_methods, "synth-1B", "F32", f32, text, a.big_ctx, a.big_chunks);
+  } catch (const Error& e) {
+    std::fprintf(stderr, "analyze_bench: %s\n", e.what());
+    return 1;
+  }
+  return 0;
+}

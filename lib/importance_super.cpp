@@ -1,0 +1,217 @@
+// Super-weight detection by activation spikes (Yu et al. 2024): observe every block's ffn_down
+// on a short prompt, find the block whose largest input and output both stand out from the
+// other blocks by an order of magnitude, take W_down[j, k] (j = channel of the largest output,
+// k = channel of the largest input), confirm by zeroing it, and repeat with it zeroed.
+#include <lq/error.hpp>
+#include <lq/importance.hpp>
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <cmath>
+#include <map>
+
+using nlohmann::json;
+
+namespace lq {
+namespace {
+
+struct Pass {
+  std::vector<DownProjMaxima> layers;
+  std::vector<std::vector<float>> input_at_peak;  // per layer: the input row of the output maximum's token
+};
+
+// Element (token, channel) of every block's ffn_down output on the prompt, for confirmation.
+Pass observe(Model& model, std::span<const int32_t> prompt, int threads, std::vector<std::vector<float>>* outputs) {
+  const int64_t n_layer = model.config().n_layer;
+  Pass p;
+  p.layers.resize(static_cast<size_t>(n_layer));
+  p.input_at_peak.resize(static_cast<size_t>(n_layer));
+  if (outputs) outputs->assign(static_cast<size_t>(n_layer), {});
+  Session s(model, SessionOptions{static_cast<int64_t>(prompt.size()), threads, false});
+  s.set_linear_hook([&](const LinearEvent& ev) {
+    if (ev.linear->role != "ffn_down") return;
+    const int l = ev.linear->layer;
+    DownProjMaxima& m = p.layers[static_cast<size_t>(l)];
+    m.layer = l;
+    const int64_t ni = ev.linear->n_in, no = ev.linear->n_out;
+    for (int64_t t = 0; t < ev.n_tokens; ++t)
+      for (int64_t c = 0; c < ni; ++c) {
+        const float v = std::fabs(ev.input[t * ni + c]);
+        if (v > m.input_max) {
+          m.input_max = v;
+          m.input_channel = c;
+        }
+      }
+    for (int64_t t = 0; t < ev.n_tokens; ++t)
+      for (int64_t c = 0; c < no; ++c) {
+        const float v = std::fabs(ev.output[t * no + c]);
+        if (v > m.output_max) {
+          m.output_max = v;
+          m.output_channel = c;
+          m.token = t;
+        }
+      }
+    p.input_at_peak[static_cast<size_t>(l)].assign(ev.input + m.token * ni, ev.input + (m.token + 1) * ni);
+    if (outputs) (*outputs)[static_cast<size_t>(l)].assign(ev.output, ev.output + ev.n_tokens * no);
+  });
+  s.eval(prompt, static_cast<int64_t>(prompt.size()));
+  return p;
+}
+
+double median_excluding(const std::vector<double>& v, size_t skip) {
+  std::vector<double> o;
+  for (size_t i = 0; i < v.size(); ++i)
+    if (i != skip) o.push_back(v[i]);
+  if (o.empty()) return 0;
+  std::sort(o.begin(), o.end());
+  const size_t h = o.size() / 2;
+  return o.size() % 2 ? o[h] : 0.5 * (o[h - 1] + o[h]);
+}
+
+// Ratios of each block's maxima to the median of the other blocks'.
+void ratios(const std::vector<DownProjMaxima>& L, std::vector<double>& rin, std::vector<double>& rout,
+            std::vector<double>& med_out) {
+  std::vector<double> in, out;
+  for (const auto& m : L) {
+    in.push_back(m.input_max);
+    out.push_back(m.output_max);
+  }
+  rin.assign(L.size(), 0);
+  rout.assign(L.size(), 0);
+  med_out.assign(L.size(), 0);
+  for (size_t l = 0; l < L.size(); ++l) {
+    const double mi = median_excluding(in, l), mo = median_excluding(out, l);
+    med_out[l] = mo;
+    rin[l] = mi > 0 ? in[l] / mi : 0;
+    rout[l] = mo > 0 ? out[l] / mo : 0;
+  }
+}
+
+bool exact_type(QuantType t) { return t == QuantType::F32 || t == QuantType::F16 || t == QuantType::BF16; }
+
+}  // namespace
+
+SuperWeightDetection detect_super_weights(Model& model, std::span<const int32_t> prompt,
+                                          const SuperWeightDetectOptions& o) {
+  if (prompt.empty()) fail(Errc::invalid_argument, "super-weight detection: the prompt is empty");
+  if (!(o.spike_ratio > 1)) fail(Errc::invalid_argument, "super-weight detection: spike ratio must exceed 1, got {}", o.spike_ratio);
+  SuperWeightDetection det;
+  // Originals of the tensors we modify, restored at the end (in their original type when it
+  // round-trips floats exactly; a quantized tensor comes back as its decoded values in F32).
+  std::map<std::string, std::pair<std::vector<float>, QuantType>> originals;
+  auto set_element = [&](const std::string& name, int64_t row, int64_t col, float value) {
+    auto it = originals.find(name);
+    if (it == originals.end())
+      it = originals.emplace(name, std::make_pair(model.tensor_f32(name), model.tensor_type(name))).first;
+    std::vector<float> v = model.tensor_f32(name);
+    const int64_t n_in = model.tensor_shape(name)[0];
+    v[static_cast<size_t>(row * n_in + col)] = value;
+    model.replace_tensor(name, v, exact_type(it->second.second) ? it->second.second : QuantType::F32);
+  };
+  auto restore_all = [&] {
+    for (const auto& [name, orig] : originals)
+      model.replace_tensor(name, orig.first, exact_type(orig.second) ? orig.second : QuantType::F32);
+    originals.clear();
+  };
+  if (model.config().n_layer < 2) return det;
+
+  try {
+    std::vector<std::vector<float>> outputs;
+    Pass pass = observe(model, prompt, o.threads, nullptr);
+    det.layers = pass.layers;
+    for (int round = 0; round < o.max_rounds; ++round) {
+      det.rounds = round + 1;
+      std::vector<double> rin, rout, med_out;
+      ratios(pass.layers, rin, rout, med_out);
+      int best = -1;
+      for (size_t l = 0; l < pass.layers.size(); ++l)
+        if (rin[l] >= o.spike_ratio && rout[l] >= o.spike_ratio && (best < 0 || rout[l] > rout[static_cast<size_t>(best)]))
+          best = static_cast<int>(l);
+      if (best < 0) break;
+      const DownProjMaxima& m = pass.layers[static_cast<size_t>(best)];
+      const std::string name = fmt::format("blk.{}.ffn_down.weight", best);
+      const int64_t n_in = model.tensor_shape(name)[0];
+      const std::vector<float> w = model.tensor_f32(name);
+      const float* wrow = w.data() + m.output_channel * n_in;
+      const auto& x = pass.input_at_peak[static_cast<size_t>(best)];
+      int64_t contrib = 0;
+      double cmax = -1;
+      for (int64_t k = 0; k < n_in; ++k) {
+        const double c = std::fabs(static_cast<double>(x[static_cast<size_t>(k)]) * wrow[k]);
+        if (c > cmax) {
+          cmax = c;
+          contrib = k;
+        }
+      }
+      DetectedSuperWeight sw;
+      sw.layer = best;
+      sw.input_max = m.input_max;
+      sw.output_max = m.output_max;
+      sw.input_ratio = rin[static_cast<size_t>(best)];
+      sw.output_ratio = rout[static_cast<size_t>(best)];
+      sw.largest_contributor = contrib;
+      const double threshold = o.spike_ratio * med_out[static_cast<size_t>(best)];
+      // Candidate columns: the paper's (largest input channel), then the largest contributor.
+      std::vector<int64_t> cols = {m.input_channel};
+      if (contrib != m.input_channel) cols.push_back(contrib);
+      Pass after;
+      bool confirmed = false;
+      for (int64_t k : cols) {
+        sw.weight = ProtectedWeight{name, m.output_channel, k, wrow[k]};
+        if (!o.confirm) break;
+        set_element(name, m.output_channel, k, 0.0f);
+        after = observe(model, prompt, o.threads, &outputs);
+        const auto& y = outputs[static_cast<size_t>(best)];
+        sw.output_after = std::fabs(y[static_cast<size_t>(m.token * model.tensor_shape(name)[1] + m.output_channel)]);
+        confirmed = sw.output_after < threshold;
+        if (confirmed) break;
+        set_element(name, m.output_channel, k, wrow[k]);
+      }
+      sw.confirmed = confirmed;
+      if (!o.confirm) {
+        // Unconfirmed mode: zero it anyway to look for the next spike.
+        set_element(name, m.output_channel, sw.weight.col, 0.0f);
+        after = observe(model, prompt, o.threads, nullptr);
+      }
+      if (o.confirm && !confirmed) sw.weight.col = m.input_channel, sw.weight.value = wrow[m.input_channel];
+      det.found.push_back(sw);
+      if (o.confirm && !confirmed) break;  // the spike stays: rerunning would find it again
+      pass = std::move(after);
+    }
+  } catch (...) {
+    restore_all();
+    throw;
+  }
+  restore_all();
+  return det;
+}
+
+json super_weight_detection_json(const SuperWeightDetection& d) {
+  json layers = json::array();
+  for (const auto& m : d.layers)
+    layers.push_back({{"layer", m.layer},
+                      {"input_max", m.input_max},
+                      {"input_channel", m.input_channel},
+                      {"output_max", m.output_max},
+                      {"output_channel", m.output_channel},
+                      {"token", m.token}});
+  json found = json::array();
+  for (const auto& s : d.found)
+    found.push_back({{"tensor", s.weight.tensor},
+                     {"layer", s.layer},
+                     {"row", s.weight.row},
+                     {"col", s.weight.col},
+                     {"value", s.weight.value},
+                     {"input_max", s.input_max},
+                     {"output_max", s.output_max},
+                     {"input_ratio", s.input_ratio},
+                     {"output_ratio", s.output_ratio},
+                     {"confirmed", s.confirmed},
+                     {"output_after_zeroing", s.output_after},
+                     {"largest_contributor_col", s.largest_contributor}});
+  return {{"method", "activation spikes in ffn_down (Yu et al. 2024)"}, {"rounds", d.rounds}, {"layers", layers},
+          {"found", found}};
+}
+
+}  // namespace lq
