@@ -209,8 +209,8 @@ void write_synthetic(const fs::path& shared, const std::vector<std::pair<QuantTy
 
 void print_row(const std::string& model, const std::string& type, const Figures& ours,
                const std::optional<Figures>& llama) {
-  std::printf("| %-9s | %-5s | %9.1f | %9.1f | %9.4g |", model.c_str(), type.c_str(), ours.pp, ours.decode, ours.ppl);
-  if (llama && llama->pp > 0) std::printf(" %9.1f | %9.4g | %5.2fx |\n", llama->pp, llama->ppl, ours.pp / llama->pp);
+  std::printf("| %-9s | %-5s | %9.1f | %9.1f | %9.4f |", model.c_str(), type.c_str(), ours.pp, ours.decode, ours.ppl);
+  if (llama && llama->pp > 0) std::printf(" %9.1f | %9.4f | %5.2fx |\n", llama->pp, llama->ppl, ours.pp / llama->pp);
   else std::printf(" %9s | %9s | %6s |\n", "-", "-", "-");
   std::fflush(stdout);
 }

@@ -1,6 +1,13 @@
 // The engine's matrix products y = x W^T over weights of any type. Several products (q/k/v,
 // gate/up) are cut into tiles together and run in one parallel region, so a step of the forward
 // pass costs one synchronisation whatever the number of weights in it.
+//
+// Paths: float weights run the blocked GEMM; quantized weights with a panel kernel (qgemm.hpp)
+// run it for batches (prompt processing: each 16-row weight panel is decoded once per call and
+// every token runs against it); smaller batches run the type's dot (4 x 4 tiles where it has
+// them); types without a dot are dequantized tile by tile. Activations are quantized once per
+// (input, format) before the tiles run. Every output element is computed by the same sequence of
+// operations whatever the tiling, so results do not depend on the thread count.
 #include "engine_impl.hpp"
 
 #include <lq/backend.hpp>
@@ -11,6 +18,7 @@
 
 #include <algorithm>
 #include <map>
+#include <tuple>
 
 namespace lq::engine {
 
@@ -33,7 +41,11 @@ bool is_float16_or_32(QuantType t) { return t == QuantType::F32 || t == QuantTyp
 
 int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
-enum class Path { gemm, dot, dequant };
+enum class Path { gemm, panel, dot, dequant };
+
+// Batches from this many tokens use the panel kernels: decoding a panel costs about as much as
+// a few tokens' products (matmul_bench --m).
+constexpr int64_t kPanelMinTokens = 4;
 
 // Types with a 4 x 4 tile kernel for prompt processing (same products as their dot).
 struct TileKernel {
@@ -55,7 +67,9 @@ struct Prepared {
   DotFn dot = nullptr;
   cpu::TileFn tile = nullptr;
   DequantizeFn deq = nullptr;
-  const uint8_t* xq = nullptr;  // activations in dot_type (dot path)
+  cpu::QGemmKernel panel;
+  cpu::QActLayout lay;          // activation records (panel path)
+  const uint8_t* xq = nullptr;  // activations in dot_type (dot path) or records (panel path)
   size_t qb = 0;                // bytes per quantized activation row
 };
 
@@ -75,6 +89,11 @@ void run_tile(const Prepared& p, const Tile& t) {
     case Path::gemm: {
       cpu::gemm_nt(cpu::GemmArgs{t.i1 - t.i0, t.j1 - t.j0, k, p.op->x + t.i0 * k, k, w.row(t.j0), w.type, k,
                                  p.op->y + t.i0 * n + t.j0, n, false});
+      break;
+    }
+    case Path::panel: {
+      p.panel.fn(cpu::QGemmArgs{k, w.row(t.j0), w.row_bytes(), t.j1 - t.j0, p.xq + static_cast<size_t>(t.i0) * p.qb,
+                                p.lay, t.i1 - t.i0, p.op->y + t.i0 * n + t.j0, n});
       break;
     }
     case Path::dot: {
@@ -120,6 +139,11 @@ void add_tiles(const Prepared& p, int op, int nt, std::vector<Tile>& tiles) {
         while (nb > 32 && ceil_div(m, mb) * ceil_div(n, nb) < 4 * nt) nb /= 2;
       }
       break;
+    case Path::panel:
+      // all tokens against panels of 16 rows; enough tiles to balance the threads
+      mb = m;
+      nb = std::clamp<int64_t>((ceil_div(n, 8 * nt) + 15) / 16 * 16, 16, 128);
+      break;
     case Path::dot:
       mb = 64;
       nb = m == 1 ? 8 : 16;
@@ -154,7 +178,13 @@ void matmul_many(std::span<const LinearOp> ops, int threads) {
     const QuantType t = op.w->type;
     if (!is_float16_or_32(t)) {
       DotFn dot = reg.dot(t);
-      if (dot && reg.quantize(type_info(t).dot_type)) {
+      const cpu::QGemmKernel panel = op.m >= kPanelMinTokens ? cpu::qgemm_kernel(t) : cpu::QGemmKernel{};
+      if (panel.fn) {
+        p.path = Path::panel;
+        p.panel = panel;
+        p.lay = cpu::qact_layout(op.w->row_length(), panel.act_block);
+        p.qb = p.lay.bytes;
+      } else if (dot && reg.quantize(type_info(t).dot_type)) {
         p.path = Path::dot;
         p.dot = dot;
         if (op.m >= 4) p.tile = tile_kernel(t);
@@ -171,15 +201,17 @@ void matmul_many(std::span<const LinearOp> ops, int threads) {
   if (prep.empty()) return;
   const int use = macs < kSerialMacs ? 1 : nt;
 
-  // Activations for the dot path: each (input, dot_type) pair is quantized once.
-  thread_local std::map<std::pair<const float*, QuantType>, std::vector<uint8_t>> qbufs;
-  std::vector<std::pair<std::pair<const float*, QuantType>, Prepared*>> to_quantize;
+  // Activations: each (input, format) pair is quantized once. Formats: the dot_type's GGUF
+  // layout (dot path) or panel records of a block size (panel path).
+  using Key = std::tuple<const float*, QuantType, int>;
+  thread_local std::map<Key, std::vector<uint8_t>> qbufs;
+  std::vector<std::pair<Key, Prepared*>> to_quantize;
   for (Prepared& p : prep) {
-    if (p.path != Path::dot) continue;
+    if (p.path != Path::dot && p.path != Path::panel) continue;
     const QuantType dt = type_info(p.op->w->type).dot_type;
     const int64_t k = p.op->w->row_length();
-    p.qb = type_info(dt).row_bytes(k);
-    auto key = std::make_pair(p.op->x, dt);
+    if (p.path == Path::dot) p.qb = type_info(dt).row_bytes(k);
+    const Key key = p.path == Path::dot ? Key{p.op->x, dt, 0} : Key{p.op->x, QuantType::F32, p.lay.block};
     auto& buf = qbufs[key];
     const size_t need = static_cast<size_t>(p.op->m) * p.qb;
     bool fresh = true;
@@ -192,12 +224,20 @@ void matmul_many(std::span<const LinearOp> ops, int threads) {
     p.xq = buf.data();
   }
   for (auto& [key, p] : to_quantize) {
-    const QuantizeFn q = reg.quantize(key.second);
     const int64_t k = p->op->w->row_length();
+    const float* x = std::get<0>(key);
     uint8_t* dst = const_cast<uint8_t*>(p->xq);
     const size_t qb = p->qb;
-    parallel_for(p->op->m, p->op->m >= 16 ? use : 1, 8,
-                 [&](int64_t b, int64_t e) { q(key.first + b * k, dst + static_cast<size_t>(b) * qb, e - b, k, nullptr); });
+    if (p->path == Path::panel) {
+      const cpu::QuantizeActFn q = p->lay.block == 32 ? cpu::quantize_act_q8_0 : cpu::quantize_act_q8_k;
+      const cpu::QActLayout lay = p->lay;
+      parallel_for(p->op->m, p->op->m >= 16 ? use : 1, 8,
+                   [&](int64_t b, int64_t e) { q(x + b * k, e - b, lay, dst + static_cast<size_t>(b) * qb); });
+    } else {
+      const QuantizeFn q = reg.quantize(std::get<1>(key));
+      parallel_for(p->op->m, p->op->m >= 16 ? use : 1, 8,
+                   [&](int64_t b, int64_t e) { q(x + b * k, dst + static_cast<size_t>(b) * qb, e - b, k, nullptr); });
+    }
   }
 
   std::vector<Tile> tiles;

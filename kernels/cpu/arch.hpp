@@ -3,7 +3,11 @@
 // Every kernel is written once as `template <class Arch> struct K { static R run(args...); }`
 // in a family header (float.hpp, legacy.hpp, ...). isa.cpp.in is compiled once per ISA with that
 // ISA's flags and explicitly instantiates every kernel for it; dispatch_call<K>() picks the best
-// instantiation the running CPU supports (xsimd::dispatch), once per kernel.
+// instantiation the running CPU supports, once per kernel: Avx512Vnni when our CPUID check finds
+// it (xsimd 8.1 cannot name that level), otherwise the best of xsimd::dispatch's list.
+//
+// Instructions that xsimd has no operation for (byte dot products, bf16 dot products) are used
+// only through the small per-ISA helpers of isa_ops.hpp.
 #pragma once
 
 #include <xsimd/xsimd.hpp>
@@ -12,10 +16,29 @@
 
 namespace lq::cpu {
 
+/// AVX-512 with VNNI (vpdpbusd, vpdpwssd), BF16 (vdpbf16ps) and VBMI: Zen 4, Sapphire Rapids.
+/// It derives from avx512bw, so every xsimd operation on its batches is AVX-512BW's; only the
+/// helpers in isa_ops.hpp use the extra instructions. Its translation unit is the only one
+/// compiled with their flags.
+struct Avx512Vnni : xsimd::avx512bw {
+  static constexpr bool supported() noexcept { return XSIMD_WITH_AVX512BW; }
+  static constexpr bool available() noexcept { return true; }
+  static constexpr unsigned version() noexcept { return xsimd::generic::version(3, 5, 0); }
+  static constexpr char const* name() noexcept { return "avx512vnni"; }
+};
+
 using Avx512 = xsimd::avx512bw;
 using Avx2 = xsimd::fma3<xsimd::avx2>;
 using Sse2 = xsimd::sse2;
 using ArchList = xsimd::arch_list<Avx512, Avx2, Sse2>;
+
+/// Whether Arch has the AVX-512BW instructions (Avx512 and the levels above it).
+template <class Arch>
+inline constexpr bool kAvx512 = std::is_base_of_v<xsimd::avx512bw, Arch>;
+
+/// Whether the running CPU and OS support Avx512Vnni (AVX-512 F/BW/DQ/CD/VL + VNNI + BF16 +
+/// VBMI, with the ZMM and opmask state enabled).
+bool has_avx512_vnni() noexcept;
 
 /// Horizontal sum / max of a batch (xsimd 8.1 has hadd but no reduce_max).
 template <class T, class Arch>
@@ -69,14 +92,27 @@ struct Adapter {
 
 template <template <class> class K, class... A>
 auto dispatch_call(A... a) {
+  static const bool vnni = has_avx512_vnni();
+  if (vnni) return K<Avx512Vnni>::run(a...);
   static auto d = xsimd::dispatch<ArchList>(Adapter<K>{});
   return d(a...);
 }
 
 }  // namespace lq::cpu
 
-/// Declares the three ISA instantiations of kernel K as extern (they live in the isa_*.cpp TUs).
+#if XSIMD_WITH_AVX512BW
+namespace xsimd::types {
+template <class T>
+struct get_bool_simd_register<T, lq::cpu::Avx512Vnni> {
+  using type = simd_avx512_bool_register<T>;
+};
+XSIMD_DECLARE_SIMD_REGISTER_ALIAS(lq::cpu::Avx512Vnni, avx512bw);
+}  // namespace xsimd::types
+#endif
+
+/// Declares the four ISA instantiations of kernel K as extern (they live in the isa_*.cpp TUs).
 #define LQ_CPU_EXTERN(K)                                  \
+  extern template struct lq::cpu::K<lq::cpu::Avx512Vnni>; \
   extern template struct lq::cpu::K<lq::cpu::Avx512>;     \
   extern template struct lq::cpu::K<lq::cpu::Avx2>;       \
   extern template struct lq::cpu::K<lq::cpu::Sse2>;

@@ -4,9 +4,11 @@
 #include "engine_kernels.hpp"
 #include "legacy_dot.hpp"
 #include "matmul.hpp"
+#include "qgemm.hpp"
 
 LQ_CPU_LEGACY_DOT_KERNELS(LQ_CPU_EXTERN)
 LQ_CPU_MATMUL_KERNELS(LQ_CPU_EXTERN)
+LQ_CPU_QGEMM_KERNELS(LQ_CPU_EXTERN)
 
 namespace lq::cpu {
 
@@ -25,6 +27,78 @@ void tile_q5_0(int64_t k, const void* w, size_t ws, const void* x, size_t xs, fl
   dispatch_call<TileQ5_0>(k, w, ws, x, xs, y, ldy);
 }
 void gemm_nt(const GemmArgs& g) { dispatch_call<GemmNT>(g); }
+
+namespace {
+size_t align64(size_t n) { return (n + 63) / 64 * 64; }
+}  // namespace
+
+QActLayout qact_layout(int64_t k, int block) {
+  QActLayout l;
+  l.k = k;
+  l.block = block;
+  const auto n = static_cast<size_t>(k);
+  size_t o = 0;
+  l.qs = o, o += align64(n);
+  l.d = o, o += align64(n / static_cast<size_t>(block) * 4);
+  l.s16 = o, o += align64(n / 16 * 4);
+  l.s32 = o, o += align64(n / 32 * 4);
+  l.p16 = o, o += align64(n / 32 * 4);
+  l.p32 = o, o += align64(n / 64 * 4);
+  l.bytes = o;
+  return l;
+}
+
+QActLayout bf16_act_layout(int64_t k) {
+  QActLayout l;
+  l.k = k;
+  l.block = 1;
+  l.bytes = align64(static_cast<size_t>((k + 1) / 2 * 4));
+  return l;
+}
+
+void qgemm_q4_0(const QGemmArgs& a) { dispatch_call<QGemmQ4_0>(a); }
+void qgemm_q5_0(const QGemmArgs& a) { dispatch_call<QGemmQ5_0>(a); }
+void qgemm_q8_0(const QGemmArgs& a) { dispatch_call<QGemmQ8_0>(a); }
+void qgemm_q2_k(const QGemmArgs& a) { dispatch_call<QGemmQ2K>(a); }
+void qgemm_q3_k(const QGemmArgs& a) { dispatch_call<QGemmQ3K>(a); }
+void qgemm_q4_k(const QGemmArgs& a) { dispatch_call<QGemmQ4K>(a); }
+void qgemm_q5_k(const QGemmArgs& a) { dispatch_call<QGemmQ5K>(a); }
+void qgemm_q6_k(const QGemmArgs& a) { dispatch_call<QGemmQ6K>(a); }
+void gemm_bf16(const QGemmArgs& a) { dispatch_call<GemmBf16>(a); }
+
+namespace {
+struct QGemmRow {
+  QuantType type;
+  QGemmFn fn;
+  int act_block;
+  bool needs_vnni;  // slower than the type's other kernels without VNNI
+};
+// Q8_0 multiplies two signed operands: without vpdpbusd the panel kernel's offset form costs more
+// than the 4x4 tile kernel's sign trick (matmul_bench). BF16 runs the float GEMM: vdpbf16ps has
+// half the FMA rate on Zen 4, so bf16 activations would lose precision for no speed (GemmBf16
+// stays available and tested).
+constexpr QGemmRow kQGemm[] = {
+    {QuantType::Q4_0, qgemm_q4_0, 32, false}, {QuantType::Q5_0, qgemm_q5_0, 32, false},
+    {QuantType::Q8_0, qgemm_q8_0, 32, true},  {QuantType::Q2_K, qgemm_q2_k, 256, false},
+    {QuantType::Q3_K, qgemm_q3_k, 256, false}, {QuantType::Q4_K, qgemm_q4_k, 256, false},
+    {QuantType::Q5_K, qgemm_q5_k, 256, false}, {QuantType::Q6_K, qgemm_q6_k, 256, false}};
+}  // namespace
+
+QGemmKernel qgemm_kernel(QuantType t) {
+  static const bool vnni = has_avx512_vnni();
+  for (const auto& r : kQGemm)
+    if (r.type == t && (vnni || !r.needs_vnni)) return {r.fn, r.act_block};
+  return {};
+}
+void quantize_act_q8_0(const float* x, int64_t m, const QActLayout& lay, uint8_t* dst) {
+  dispatch_call<QuantizeActQ8_0>(x, m, lay, dst);
+}
+void quantize_act_q8_k(const float* x, int64_t m, const QActLayout& lay, uint8_t* dst) {
+  dispatch_call<QuantizeActQ8K>(x, m, lay, dst);
+}
+void quantize_act_bf16(const float* x, int64_t m, const QActLayout& lay, uint8_t* dst) {
+  dispatch_call<QuantizeActBf16>(x, m, lay, dst);
+}
 void softmax_row(int64_t n, float* x, float scale) { dispatch_call<SoftmaxRow>(n, x, scale); }
 void silu_mul(int64_t n, const float* gate, const float* up, float* out) { dispatch_call<SiluMul>(n, gate, up, out); }
 

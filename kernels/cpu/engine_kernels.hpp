@@ -2,6 +2,7 @@
 #pragma once
 
 #include "matmul.hpp"
+#include "qgemm.hpp"
 
 #include <cstddef>
 #include <cstdint>
@@ -16,6 +17,34 @@ using TileFn = void (*)(int64_t k, const void* w, size_t ws, const void* x, size
 void tile_q8_0(int64_t k, const void* w, size_t ws, const void* x, size_t xs, float* y, int64_t ldy);
 void tile_q4_0(int64_t k, const void* w, size_t ws, const void* x, size_t xs, float* y, int64_t ldy);
 void tile_q5_0(int64_t k, const void* w, size_t ws, const void* x, size_t xs, float* y, int64_t ldy);
+/// Record layout of activations for the panel kernels: k values (a multiple of `block`, the
+/// activation type's block: 32 for Q8_0, 256 for Q8_K); bf16_act_layout for GemmBf16.
+QActLayout qact_layout(int64_t k, int block);
+QActLayout bf16_act_layout(int64_t k);
+/// Panel GEMM of one weight type against activation records (qgemm.hpp).
+using QGemmFn = void (*)(const QGemmArgs& args);
+void qgemm_q4_0(const QGemmArgs& args);
+void qgemm_q5_0(const QGemmArgs& args);
+void qgemm_q8_0(const QGemmArgs& args);
+void qgemm_q2_k(const QGemmArgs& args);
+void qgemm_q3_k(const QGemmArgs& args);
+void qgemm_q4_k(const QGemmArgs& args);
+void qgemm_q5_k(const QGemmArgs& args);
+void qgemm_q6_k(const QGemmArgs& args);
+void gemm_bf16(const QGemmArgs& args);
+/// The panel GEMM for weights of type t on this CPU and the block of its activation records
+/// (32: Q8_0 values, 256: Q8_K values); fn is null where t has none, or where another kernel is
+/// faster on this CPU.
+struct QGemmKernel {
+  QGemmFn fn = nullptr;
+  int act_block = 0;
+};
+QGemmKernel qgemm_kernel(QuantType t);
+/// m float rows (lay.k values each) -> m activation records, lay.bytes apart.
+using QuantizeActFn = void (*)(const float* x, int64_t m, const QActLayout& lay, uint8_t* dst);
+void quantize_act_q8_0(const float* x, int64_t m, const QActLayout& lay, uint8_t* dst);
+void quantize_act_q8_k(const float* x, int64_t m, const QActLayout& lay, uint8_t* dst);
+void quantize_act_bf16(const float* x, int64_t m, const QActLayout& lay, uint8_t* dst);
 /// In place: x = softmax(scale * x) over n values.
 void softmax_row(int64_t n, float* x, float scale);
 /// out = silu(gate) * up over n values.

@@ -63,7 +63,7 @@ struct Iq4Ops {
 
   // kCellTables.value[c] for every lane.
   static B level(const I& c) {
-    if constexpr (std::is_same_v<Arch, Avx512>) {
+    if constexpr (kAvx512<Arch>) {
       const __m512i k = _mm512_srli_epi32(c, 4);
       const __m512i sw = _mm512_permutex2var_epi32(_mm512_loadu_si512(kIq4Coarse.sw), k,
                                                    _mm512_loadu_si512(kIq4Coarse.sw + 16));

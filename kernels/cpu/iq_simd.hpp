@@ -16,7 +16,7 @@ namespace lq::cpu {
 /// t[i] for every lane (vgatherdps on AVX2/AVX-512; element loads on SSE2).
 template <class Arch>
 inline xsimd::batch<float, Arch> gather(const float* t, const xsimd::batch<int32_t, Arch>& i) {
-  if constexpr (std::is_same_v<Arch, Avx512>) {
+  if constexpr (kAvx512<Arch>) {
     return _mm512_i32gather_ps(i, t, 4);
   } else if constexpr (std::is_same_v<Arch, Avx2>) {
     return _mm256_i32gather_ps(t, i, 4);
@@ -30,7 +30,7 @@ inline xsimd::batch<float, Arch> gather(const float* t, const xsimd::batch<int32
 template <class Arch>
 inline float reduce16(const xsimd::batch<float, Arch>* acc) {
   __m128 s4;
-  if constexpr (std::is_same_v<Arch, Avx512>) {
+  if constexpr (kAvx512<Arch>) {
     const __m512 v = acc[0];
     const __m256 s8 = _mm256_add_ps(_mm512_castps512_ps256(v), _mm512_extractf32x8_ps(v, 1));
     s4 = _mm_add_ps(_mm256_castps256_ps128(s8), _mm256_extractf128_ps(s8, 1));
@@ -48,7 +48,7 @@ inline float reduce16(const xsimd::batch<float, Arch>* acc) {
 /// them too; its 512-bit units gain little on these short blocks). Without them the kernels call
 /// the scalar reference.
 template <class Arch>
-inline constexpr bool kByteSimd = std::is_same_v<Arch, Avx2> || std::is_same_v<Arch, Avx512>;
+inline constexpr bool kByteSimd = std::is_same_v<Arch, Avx2> || kAvx512<Arch>;
 
 /// 32 int8 lanes in one 256-bit register. A template only so that its AVX2 instructions are
 /// compiled into the translation units whose flags allow them (kByteSimd<Arch>).

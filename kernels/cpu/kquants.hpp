@@ -101,7 +101,7 @@ using QBlocks = ref::kq::Blocks<Arch, static_cast<int>(xsimd::batch<float, Arch>
 
 // Integer part of the dot products: 128- or 256-bit registers.
 template <class Arch>
-using IntArch = std::conditional_t<std::is_same_v<Arch, Avx512>, Avx2, Arch>;
+using IntArch = std::conditional_t<kAvx512<Arch>, Avx2, Arch>;
 
 template <class Arch>
 struct Int {

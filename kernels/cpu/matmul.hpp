@@ -10,6 +10,7 @@
 #pragma once
 
 #include "arch.hpp"
+#include "isa_ops.hpp"
 
 #include <lq/quant_type.hpp>
 
@@ -90,8 +91,8 @@ inline void micro_kernel(int64_t kc, const float* a, int64_t lda, const float* b
     const B b1 = B::load_aligned(bp + k * 2 * W + W);
     for (int r = 0; r < R; ++r) {
       const B av(a[r * lda + k]);
-      c0[r] = xsimd::fma(av, b0, c0[r]);
-      c1[r] = xsimd::fma(av, b1, c1[r]);
+      c0[r] = IsaOps<Arch>::fma(av, b0, c0[r]);
+      c1[r] = IsaOps<Arch>::fma(av, b1, c1[r]);
     }
   }
   if (ncols == 2 * W) {
@@ -142,7 +143,7 @@ void GemmNT<Arch>::run(GemmArgs g) {
         for (int64_t i = 0; i < g.m; ++i) {
           const float* a = g.a + i * g.lda + k0;
           B s = acc[i];
-          for (int64_t k = 0; k < kv; k += W) s = xsimd::fma(B::load_unaligned(a + k), B::load_unaligned(w + k), s);
+          for (int64_t k = 0; k < kv; k += W) s = IsaOps<Arch>::fma(B::load_unaligned(a + k), B::load_unaligned(w + k), s);
           acc[i] = s;
           for (int64_t k = kv; k < kn; ++k) tail[i] += a[k] * w[k];
         }

@@ -1,0 +1,189 @@
+// Matrix products of the inference engine: y[m x n] = x[m x k] W^T for the weight shapes of a
+// ~1B Llama (or the tiny test model), per weight type, through the engine's matmul (whatever
+// path it picks) and through each panel kernel of every ISA this machine runs. Prints GMAC/s
+// (multiply-adds per second) and the best time of --reps runs; never asserts.
+//
+//   matmul_bench [--m 256] [--threads 1] [--reps 3] [--model 1b|tiny] [--types Q4_K,Q8_0,...]
+//                [--no-isa]
+#include <lq/backend.hpp>
+#include <lq/quant_type.hpp>
+#include <lq/threads.hpp>
+
+#include "engine_impl.hpp"
+#include "kernels/cpu/engine_kernels.hpp"
+#include "qgemm.hpp"
+
+#include <chrono>
+#include <ctime>
+#include <cstdio>
+#include <cstring>
+#include <functional>
+#include <random>
+#include <sstream>
+#include <string>
+#include <vector>
+
+LQ_CPU_QGEMM_KERNELS(LQ_CPU_EXTERN)
+
+using namespace lq;
+
+namespace {
+
+double now_s() {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
+}
+
+// Single-threaded runs are timed in thread CPU time: the machine is shared, and time spent
+// descheduled says nothing about the kernel.
+bool g_cpu_time = true;
+double thread_cpu_s() {
+  timespec ts;
+  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+  return static_cast<double>(ts.tv_sec) + static_cast<double>(ts.tv_nsec) * 1e-9;
+}
+
+double best_of(int reps, const std::function<void()>& f) {
+  double best = 1e30;
+  for (int r = 0; r < reps; ++r) {
+    const double t0 = g_cpu_time ? thread_cpu_s() : now_s();
+    f();
+    best = std::min(best, (g_cpu_time ? thread_cpu_s() : now_s()) - t0);
+  }
+  return best;
+}
+
+std::vector<std::string> split(const std::string& s) {
+  std::vector<std::string> out;
+  std::stringstream ss(s);
+  for (std::string t; std::getline(ss, t, ',');)
+    if (!t.empty()) out.push_back(t);
+  return out;
+}
+
+struct IsaKernels {
+  const char* name;
+  bool usable;
+  cpu::QGemmFn q4_0, q8_0, q4_k, q5_k, q6_k, q3_k, q2_k, bf16;
+};
+
+template <class A>
+IsaKernels isa(const char* name, bool usable) {
+  using namespace lq::cpu;
+  return {name, usable, QGemmQ4_0<A>::run, QGemmQ8_0<A>::run, QGemmQ4K<A>::run, QGemmQ5K<A>::run,
+          QGemmQ6K<A>::run, QGemmQ3K<A>::run, QGemmQ2K<A>::run, GemmBf16<A>::run};
+}
+
+cpu::QGemmFn pick(const IsaKernels& k, QuantType t) {
+  switch (t) {
+    case QuantType::Q4_0: return k.q4_0;
+    case QuantType::Q8_0: return k.q8_0;
+    case QuantType::Q4_K: return k.q4_k;
+    case QuantType::Q5_K: return k.q5_k;
+    case QuantType::Q6_K: return k.q6_k;
+    case QuantType::Q3_K: return k.q3_k;
+    case QuantType::Q2_K: return k.q2_k;
+    case QuantType::BF16: return k.bf16;
+    default: return nullptr;
+  }
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  int64_t m = 256;
+  int threads = 1, reps = 3;
+  std::string model = "1b";
+  bool per_isa = true;
+  std::vector<std::string> types = {"F32", "BF16", "Q8_0", "Q4_0", "Q4_K", "Q5_K", "Q6_K", "Q3_K", "Q2_K"};
+  for (int i = 1; i < argc; ++i) {
+    const std::string a = argv[i];
+    auto val = [&]() -> std::string { return i + 1 < argc ? argv[++i] : ""; };
+    if (a == "--m") m = std::stoll(val());
+    else if (a == "--threads") threads = std::stoi(val());
+    else if (a == "--reps") reps = std::stoi(val());
+    else if (a == "--model") model = val();
+    else if (a == "--types") types = split(val());
+    else if (a == "--no-isa") per_isa = false;
+    else {
+      std::fprintf(stderr, "unknown option %s\n", a.c_str());
+      return 2;
+    }
+  }
+  struct Shape {
+    const char* name;
+    int64_t n, k;
+  };
+  const std::vector<Shape> shapes =
+      model == "tiny" ? std::vector<Shape>{{"qo", 256, 256}, {"kv", 128, 256}, {"up", 768, 256}, {"down", 256, 768},
+                                           {"vocab", 2048, 256}}
+                      : std::vector<Shape>{{"qo", 2048, 2048}, {"kv", 512, 2048}, {"up", 8192, 2048},
+                                           {"down", 2048, 8192}, {"vocab", 2048, 2048}};
+  g_cpu_time = threads == 1;
+  const auto best = xsimd::available_architectures().best;
+  const std::vector<IsaKernels> isas = {isa<cpu::Avx512Vnni>("avx512vnni", cpu::has_avx512_vnni()),
+                                        isa<cpu::Avx512>("avx512bw", best >= cpu::Avx512::version()),
+                                        isa<cpu::Avx2>("avx2", best >= cpu::Avx2::version())};
+  std::printf("matmul_bench: m=%lld, %d thread(s), model %s, dispatch %s; GMAC/s (best of %d, %s time)\n\n",
+              static_cast<long long>(m), threads, model.c_str(), std::string(cpu::best_isa()).c_str(), reps,
+              g_cpu_time ? "thread CPU" : "wall");
+  std::printf("| type | shape | n x k | engine |");
+  if (per_isa)
+    for (const auto& k : isas)
+      if (k.usable) std::printf(" %s |", k.name);
+  std::printf("\n");
+
+  std::mt19937 rng(5);
+  std::normal_distribution<float> nd(0.f, 1.f);
+  for (const auto& tn : types) {
+    const auto t = parse_quant_type(tn);
+    if (!t) continue;
+    const TypeInfo& info = type_info(*t);
+    for (const auto& s : shapes) {
+      std::vector<float> wf(static_cast<size_t>(s.n * s.k)), x(static_cast<size_t>(m * s.k));
+      for (auto& v : wf) v = nd(rng);
+      for (auto& v : x) v = nd(rng);
+      engine::Tensor w;
+      w.name = "w";
+      w.type = *t;
+      w.ne = {s.k, s.n};
+      w.data = engine::Buffer(info.row_bytes(s.k) * static_cast<size_t>(s.n));
+      Registry::instance().quantize(*t)(wf.data(), w.data.data(), s.n, s.k, nullptr);
+      std::vector<float> y(static_cast<size_t>(m * s.n));
+      const double macs = static_cast<double>(m) * s.n * s.k;
+      const double te = best_of(reps, [&] { engine::matmul(w, x.data(), m, y.data(), threads); });
+      std::printf("| %s | %s | %lld x %lld | %.1f |", tn.c_str(), s.name, static_cast<long long>(s.n),
+                  static_cast<long long>(s.k), macs / te * 1e-9);
+      if (per_isa) {
+        for (const auto& k : isas) {
+          if (!k.usable) continue;
+          const cpu::QGemmFn fn = pick(k, *t);
+          if (!fn) {
+            std::printf(" - |");
+            continue;
+          }
+          cpu::QActLayout lay;
+          cpu::QuantizeActFn q;
+          if (*t == QuantType::BF16) {
+            lay = cpu::bf16_act_layout(s.k);
+            q = cpu::quantize_act_bf16;
+          } else if (info.dot_type == QuantType::Q8_K) {
+            lay = cpu::qact_layout(s.k, 256);
+            q = cpu::quantize_act_q8_k;
+          } else {
+            lay = cpu::qact_layout(s.k, 32);
+            q = cpu::quantize_act_q8_0;
+          }
+          std::vector<uint8_t> recs(lay.bytes * static_cast<size_t>(m));
+          q(x.data(), m, lay, recs.data());
+          const double tk = best_of(reps, [&] {
+            fn(cpu::QGemmArgs{s.k, w.data.data(), w.row_bytes(), s.n, recs.data(), lay, m, y.data(), s.n});
+          });
+          std::printf(" %.1f |", macs / tk * 1e-9);
+        }
+      }
+      std::printf("\n");
+      std::fflush(stdout);
+    }
+  }
+  return 0;
+}
