@@ -224,7 +224,8 @@ TEST_CASE("quality: the report agrees with perplexity() and kl_divergence()", "[
   CHECK(r.perplexity_quantized == Approx(po_q.ppl).epsilon(1e-6));
   CHECK(r.kld.ppl_error == Approx(po_q.ppl_error).epsilon(1e-4));
   CHECK(r.kld.ppl_reference_error == Approx(po_orig.ppl_error).epsilon(1e-4));
-  CHECK(r.perplexity_delta_pct == Approx(100 * (po_q.ppl / po_orig.ppl - 1)).epsilon(1e-5));
+  // Both perplexities agree within 1e-6 relative; their ratio's percentage within 2e-4 absolute.
+  CHECK(r.perplexity_delta_pct == Approx(100 * (po_q.ppl / po_orig.ppl - 1)).margin(2e-4));
   CHECK(r.kld.kld_mean == Approx(k.kld_mean).epsilon(1e-9));
   CHECK(r.kld.same_top_pct == k.same_top_pct);
   CHECK(r.kld.n_scored == 3 * (64 - 32 - 1));
