@@ -8,6 +8,9 @@
 //                [--types F32,BF16,Q8_0,Q4_0,Q4_K] [--dir /tmp/lq-engine-bench] [--no-big]
 //                [--shared ../shared] [--llama-bin /path/to/llama.cpp/build/bin]
 //
+// BF16* rows: the same file with bf16-rounded activations (PerplexityOptions::bf16_activations,
+// `lq perplexity --bf16-activations`), llama.cpp's method for BF16 weights.
+//
 // Prints figures only; never asserts.
 #include <lq/backend.hpp>
 #include <lq/engine.hpp>
@@ -66,17 +69,19 @@ struct Figures {
   double pp = 0, decode = 0, ppl = 0;
 };
 
-Figures run_ours(const fs::path& file, const std::vector<int32_t>& tokens, const Args& a, int64_t chunks) {
+Figures run_ours(const fs::path& file, const std::vector<int32_t>& tokens, const Args& a, int64_t chunks,
+                 bool bf16_act = false) {
   Figures f;
   auto model = Model::load(file);
   PerplexityOptions o;
   o.ctx = a.ctx;
   o.chunks = chunks;
   o.threads = a.threads;
+  o.bf16_activations = bf16_act;
   const PerplexityResult r = perplexity(*model, tokens, o);
   f.pp = r.tokens_per_second();
   f.ppl = r.ppl;
-  Session s(*model, SessionOptions{a.ctx, a.threads, false});
+  Session s(*model, SessionOptions{a.ctx, a.threads, false, bf16_act});
   s.eval(std::span<const int32_t>(tokens.data(), 16));
   int32_t tok = tokens[16];
   const double t0 = now_s();
@@ -250,7 +255,7 @@ int main(int argc, char** argv) {
     const fs::path text = a.shared / "corpus/eval.txt";
     const int threads = a.threads > 0 ? a.threads : hardware_threads();
     std::printf("engine_bench: %d threads, CPU %s, ctx %lld; pp = perplexity evaluation tokens/s, decode = "
-                "single-token evals/s\n\n",
+                "single-token evals/s;\nBF16* = BF16 with bf16-rounded activations (--bf16-activations, llama.cpp's method)\n\n",
                 threads, std::string(cpu::best_isa()).c_str(), static_cast<long long>(a.ctx));
     std::printf("| model     | type  |  pp tok/s | dec tok/s |       ppl | llama pp  | llama ppl | ratio  |\n");
     std::printf("|-----------|-------|-----------|-----------|-----------|-----------|-----------|--------|\n");
@@ -265,6 +270,7 @@ int main(int argc, char** argv) {
       if (!a.llama_bin.empty()) ll = run_llama(file, text, a, a.chunks);
       try {
         print_row("tiny", type, run_ours(file, tokens, a, a.chunks), ll);
+        if (type == "BF16") print_row("tiny", "BF16*", run_ours(file, tokens, a, a.chunks, true), ll);
       } catch (const Error& e) {
         std::printf("| tiny      | %-5s | not run: %s\n", type.c_str(), e.what());
       }
@@ -297,6 +303,7 @@ int main(int argc, char** argv) {
       if (!a.llama_bin.empty()) ll = run_llama(file, text, a, a.big_chunks);
       try {
         print_row("synth-1B", type, run_ours(file, tokens, a, a.big_chunks), ll);
+        if (type == "BF16") print_row("synth-1B", "BF16*", run_ours(file, tokens, a, a.big_chunks, true), ll);
       } catch (const Error& e) {
         std::printf("| synth-1B  | %-5s | not run: %s\n", type.c_str(), e.what());
       }

@@ -91,6 +91,7 @@ struct LinearOp {
   const float* x;
   int64_t m;
   float* y;
+  bool float_act = false;  ///< BF16 weights: float activations even in batches (slower)
 };
 
 /// Runs several products in one parallel region on `threads` (0 = all). Float weights run a

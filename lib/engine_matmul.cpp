@@ -176,15 +176,18 @@ void matmul_many(std::span<const LinearOp> ops, int threads) {
     if (op.m <= 0) continue;
     Prepared p{&op, Path::gemm};
     const QuantType t = op.w->type;
-    if (!is_float16_or_32(t)) {
+    const cpu::QGemmKernel panel = op.m >= kPanelMinTokens && (t != QuantType::BF16 || !op.float_act)
+                                       ? cpu::qgemm_kernel(t)
+                                       : cpu::QGemmKernel{};
+    if (panel.fn) {
+      p.path = Path::panel;
+      p.panel = panel;
+      p.lay = panel.act_block == 1 ? cpu::bf16_act_layout(op.w->row_length())
+                                   : cpu::qact_layout(op.w->row_length(), panel.act_block);
+      p.qb = p.lay.bytes;
+    } else if (!is_float16_or_32(t)) {
       DotFn dot = reg.dot(t);
-      const cpu::QGemmKernel panel = op.m >= kPanelMinTokens ? cpu::qgemm_kernel(t) : cpu::QGemmKernel{};
-      if (panel.fn) {
-        p.path = Path::panel;
-        p.panel = panel;
-        p.lay = cpu::qact_layout(op.w->row_length(), panel.act_block);
-        p.qb = p.lay.bytes;
-      } else if (dot && reg.quantize(type_info(t).dot_type)) {
+      if (dot && reg.quantize(type_info(t).dot_type)) {
         p.path = Path::dot;
         p.dot = dot;
         if (op.m >= 4) p.tile = tile_kernel(t);
@@ -229,7 +232,9 @@ void matmul_many(std::span<const LinearOp> ops, int threads) {
     uint8_t* dst = const_cast<uint8_t*>(p->xq);
     const size_t qb = p->qb;
     if (p->path == Path::panel) {
-      const cpu::QuantizeActFn q = p->lay.block == 32 ? cpu::quantize_act_q8_0 : cpu::quantize_act_q8_k;
+      const cpu::QuantizeActFn q = p->lay.block == 1    ? cpu::quantize_act_bf16
+                                   : p->lay.block == 32 ? cpu::quantize_act_q8_0
+                                                        : cpu::quantize_act_q8_k;
       const cpu::QActLayout lay = p->lay;
       parallel_for(p->op->m, p->op->m >= 16 ? use : 1, 8,
                    [&](int64_t b, int64_t e) { q(x + b * k, e - b, lay, dst + static_cast<size_t>(b) * qb); });

@@ -51,7 +51,7 @@ struct Session::Impl {
     engine::LinearOp ops[4];
     size_t c = 0;
     auto o = outs.begin();
-    for (int i : idx) ops[c++] = engine::LinearOp{m.linear_tensors[static_cast<size_t>(i)], in, n, *o++};
+    for (int i : idx) ops[c++] = engine::LinearOp{m.linear_tensors[static_cast<size_t>(i)], in, n, *o++, !opt.bf16_activations};
     engine::matmul_many(std::span<const engine::LinearOp>(ops, c), threads);
     auto b = biases.begin();
     c = 0;

@@ -1,4 +1,5 @@
-// lq perplexity MODEL -f TEXT [--ctx N] [--chunks K] [--full-window] [--kl-divergence REFERENCE]
+// lq perplexity MODEL -f TEXT [--ctx N] [--chunks K] [--full-window] [--bf16-activations]
+//                [--kl-divergence REFERENCE]
 #include "quality_cli.hpp"
 
 #include <lq/lq.hpp>
@@ -23,6 +24,9 @@ int run_perplexity(Context& ctx, std::vector<std::string> args) {
       ("full-window",
        "Score every token once: windows of ctx-1 tokens after a BOS (the model card protocol) instead of "
        "llama-perplexity's second half of each chunk")
+      ("bf16-activations",
+       "BF16 weights multiply bf16-rounded activations, as llama.cpp does: about twice as fast on CPUs "
+       "with AVX-512 BF16, figures within about 1e-4 of the exact (float) evaluation")
       ("kl-divergence", "Also measure KL(REFERENCE || MODEL) and same-top-token rate against this reference model",
        cxxopts::value<std::string>());
   add_global_options(opts);
@@ -43,6 +47,7 @@ int run_perplexity(Context& ctx, std::vector<std::string> args) {
   if (po.full_window && r.count("kl-divergence"))
     fail(Errc::invalid_argument, "--full-window and --kl-divergence cannot be combined (KL divergence uses llama-perplexity's chunks)");
   po.threads = ctx.threads;
+  po.bf16_activations = r.count("bf16-activations") > 0;
   CalibrationData text;
   if (r.count("file")) {
     const std::string f = r["file"].as<std::string>();

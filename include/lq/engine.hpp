@@ -115,6 +115,10 @@ struct SessionOptions {
   int64_t n_ctx = 0;              ///< KV cache positions; 0 = min(n_ctx_train, 4096)
   int threads = 0;                ///< worker threads; 0 = all hardware threads
   bool save_activations = false;  ///< keep LayerActivations of the last eval()
+  /// BF16 weights in batches of 4+ tokens multiply bf16-rounded activations, as llama.cpp does
+  /// (twice the float rate on CPUs with AVX-512 BF16). Off by default: float activations keep a
+  /// BF16 model's outputs equal to its F32 conversion's (the reference for quality figures).
+  bool bf16_activations = false;
 };
 
 /// One sequence being evaluated: a KV cache over a Model (which must outlive it).
@@ -169,6 +173,7 @@ struct PerplexityOptions {
   bool full_window = false;
   bool prepend_bos = true;   ///< prepend BOS to the stream when the model adds one (llama.cpp tokenization)
   int threads = 0;           ///< 0 = all hardware threads
+  bool bf16_activations = false;  ///< see SessionOptions::bf16_activations
   /// Called after each chunk: (chunks done, chunk count, running perplexity).
   std::function<void(int64_t, int64_t, double)> progress;
 };

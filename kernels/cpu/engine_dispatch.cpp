@@ -74,14 +74,15 @@ struct QGemmRow {
   bool needs_vnni;  // slower than the type's other kernels without VNNI
 };
 // Q8_0 multiplies two signed operands: without vpdpbusd the panel kernel's offset form costs more
-// than the 4x4 tile kernel's sign trick (matmul_bench). BF16 runs the float GEMM: vdpbf16ps has
-// half the FMA rate on Zen 4, so bf16 activations would lose precision for no speed (GemmBf16
-// stays available and tested).
+// than the 4x4 tile kernel's sign trick (matmul_bench). BF16 weights multiply bf16-rounded
+// activations (as llama.cpp does) with vdpbf16ps, twice the float GEMM's rate; without AVX-512
+// BF16 the float GEMM is faster. act_block 1 marks bf16 activation records (bf16_act_layout).
 constexpr QGemmRow kQGemm[] = {
     {QuantType::Q4_0, qgemm_q4_0, 32, false}, {QuantType::Q5_0, qgemm_q5_0, 32, false},
     {QuantType::Q8_0, qgemm_q8_0, 32, true},  {QuantType::Q2_K, qgemm_q2_k, 256, false},
     {QuantType::Q3_K, qgemm_q3_k, 256, false}, {QuantType::Q4_K, qgemm_q4_k, 256, false},
-    {QuantType::Q5_K, qgemm_q5_k, 256, false}, {QuantType::Q6_K, qgemm_q6_k, 256, false}};
+    {QuantType::Q5_K, qgemm_q5_k, 256, false}, {QuantType::Q6_K, qgemm_q6_k, 256, false},
+    {QuantType::BF16, gemm_bf16, 1, true}};
 }  // namespace
 
 QGemmKernel qgemm_kernel(QuantType t) {
