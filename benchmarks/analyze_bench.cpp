@@ -83,13 +83,14 @@ struct Figures {
 };
 
 Figures run_ours(const fs::path& model, const fs::path& text, ImportanceMethod m, int64_t ctx, int64_t chunks,
-                 int threads) {
+                 int threads, bool bf16_act = false) {
   auto src = ModelSource::open(model);
   ImportanceOptions o;
   o.method = m;
   o.ctx = ctx;
   o.samples = chunks;
   o.threads = threads;
+  o.bf16_activations = bf16_act;
   ImportanceAnalyzer an(*src, o);
   an.set_calibration(load_calibration(text));
   const double c0 = cpu_s(RUSAGE_SELF);
@@ -276,20 +277,26 @@ std::vector<std::pair<std::string, Figures>> throughput(const Args& a, const std
     ld = run_llama(a, file, text, ctx, chunks, threads, 0);
     lb = run_llama(a, file, text, ctx, chunks, threads, ctx);
   }
-  for (const auto& mname : methods) {
-    const ImportanceMethod m = parse_importance_method(mname);
-    const Figures f = run_ours(file, text, m, ctx, chunks, threads);
-    out.emplace_back(mname, f);
-    if (m == ImportanceMethod::activation && ld.tps > 0)
+  auto row = [&](const std::string& ty, const std::string& mname, const Figures& f, bool with_llama) {
+    if (with_llama)
       std::printf("| %-9s | %-5s | %-10s | %3lld | %6lld | %8.0f | %15.2f | %39s | %18s | %27s |\n", label.c_str(),
-                  type.c_str(), mname.c_str(), static_cast<long long>(ctx), static_cast<long long>(chunks), f.tps,
+                  ty.c_str(), mname.c_str(), static_cast<long long>(ctx), static_cast<long long>(chunks), f.tps,
                   f.cpu_per_k, fmt::format("{:.0f} / {:.0f}", ld.tps, lb.tps).c_str(),
                   fmt::format("{:.2f} / {:.2f}", ld.cpu_per_k, lb.cpu_per_k).c_str(),
                   fmt::format("{:.2f}x / {:.2f}x", f.tps / ld.tps, f.tps / lb.tps).c_str());
     else
       std::printf("| %-9s | %-5s | %-10s | %3lld | %6lld | %8.0f | %15.2f | %39s | %18s | %27s |\n", label.c_str(),
-                  type.c_str(), mname.c_str(), static_cast<long long>(ctx), static_cast<long long>(chunks), f.tps,
+                  ty.c_str(), mname.c_str(), static_cast<long long>(ctx), static_cast<long long>(chunks), f.tps,
                   f.cpu_per_k, "", "", "");
+  };
+  for (const auto& mname : methods) {
+    const ImportanceMethod m = parse_importance_method(mname);
+    const Figures f = run_ours(file, text, m, ctx, chunks, threads);
+    out.emplace_back(mname, f);
+    const bool act = m == ImportanceMethod::activation;
+    row(type, mname, f, act && ld.tps > 0);
+    // BF16*: the same file with bf16-rounded activations (--bf16-activations), llama.cpp's method
+    if (act && type == "BF16") row("BF16*", mname, run_ours(file, text, m, ctx, chunks, threads, true), ld.tps > 0);
     std::fflush(stdout);
   }
   return out;

@@ -330,6 +330,7 @@ struct ImportanceAnalyzer::Impl {
     mismatch("ctx", "ctx");
     mismatch("chunks", "chunk count");
     mismatch("process_output", "process_output");
+    mismatch("bf16_activations", "bf16_activations");
     mismatch("data_id", "other calibration data: identity");
     mismatch("entries", "other weights: entries");
     const int64_t done = st.value("chunks_done", int64_t{-1});
@@ -390,6 +391,7 @@ struct ImportanceAnalyzer::Impl {
                  {"ctx", opt.ctx},
                  {"chunks", n_chunks},
                  {"process_output", opt.process_output},
+                 {"bf16_activations", opt.bf16_activations},
                  {"model_id", model_identity(src)},
                  {"data_id", data_identity()},
                  {"calibration", source}};
@@ -415,7 +417,7 @@ struct ImportanceAnalyzer::Impl {
     std::vector<double> colbuf, abs_buf, sq_buf;
     const float* last_input = nullptr;
     if (opt.method == ImportanceMethod::activation) {
-      session = std::make_unique<Session>(*model, SessionOptions{opt.ctx, threads, false});
+      session = std::make_unique<Session>(*model, SessionOptions{opt.ctx, threads, false, opt.bf16_activations});
       session->set_linear_hook([&](const LinearEvent& ev) {
         check_interrupted();  // a long chunk stops early; its partial sums are discarded with it
         const int idx = static_cast<int>(ev.linear - lin.data());

@@ -5,7 +5,9 @@
 #include <lq/error.hpp>
 #include <lq/gguf.hpp>
 
+#include "kernels/cpu/arch.hpp"
 #include "kernels/cpu/engine_kernels.hpp"
+#include "lib/half.hpp"
 #include "support/support.hpp"
 
 #include <catch2/catch.hpp>
@@ -252,6 +254,36 @@ TEST_CASE("engine: batched prompt processing equals token-by-token decode", "[en
     CHECK(sum / static_cast<double>(n * model->n_vocab()) < mean_tol);
     CHECK(same_top >= n - 1);
   }
+}
+
+TEST_CASE("engine: bf16 activations for BF16 weights are bf16-rounded products", "[engine]") {
+  auto model = golden_model("golden/tiny-llama-BF16.gguf");
+  if (!model) return;
+  Session s(*model, SessionOptions{64, 0, false, true});
+  double worst_rounded = 0, worst_exact = 0;
+  int64_t checked = 0;
+  s.set_linear_hook([&](const LinearEvent& e) {
+    if (e.n_tokens < 4) return;  // single tokens keep float activations
+    const auto w = model->tensor_f32(e.linear->name);
+    for (int64_t t = 0; t < e.n_tokens; t += 3)
+      for (int64_t j = 0; j < e.linear->n_out; j += 29) {
+        double rounded = 0, exact = 0;
+        for (int64_t i = 0; i < e.linear->n_in; ++i) {
+          const float x = e.input[t * e.linear->n_in + i];
+          rounded += double(bf16_to_f32(f32_to_bf16(x))) * w[j * e.linear->n_in + i];
+          exact += double(x) * w[j * e.linear->n_in + i];
+        }
+        const double y = e.output[t * e.linear->n_out + j];
+        worst_rounded = std::max(worst_rounded, std::fabs(rounded - y) / (1 + std::fabs(rounded)));
+        worst_exact = std::max(worst_exact, std::fabs(exact - y) / (1 + std::fabs(exact)));
+        ++checked;
+      }
+  });
+  const std::vector<int32_t> prompt = {1, 434, 461, 261, 409, 1973, 405, 283, 261, 397, 447};
+  s.eval(prompt, 0);
+  REQUIRE(checked > 0);
+  CHECK(worst_rounded < 1e-4);
+  if (cpu::has_avx512_vnni()) CHECK(worst_exact > 1e-4);  // the panel kernel did run
 }
 
 TEST_CASE("engine: hook sees every linear layer with its shapes", "[engine]") {

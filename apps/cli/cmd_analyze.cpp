@@ -85,7 +85,9 @@ int run_importance(Context& ctx, std::vector<std::string> args) {
        cxxopts::value<std::string>())
       ("resume", "Resume from a checkpoint (its directory or the checkpoint directory)", cxxopts::value<std::string>())
       ("output-format", "Importance matrix format: gguf (default) or dat (legacy)", cxxopts::value<std::string>())
-      ("process-output", "Also collect output.weight (llama-imatrix --process-output)");
+      ("process-output", "Also collect output.weight (llama-imatrix --process-output)")
+      ("bf16-activations", "BF16 weights multiply bf16-rounded activations, as llama.cpp does: about twice "
+                           "as fast on CPUs with AVX-512 BF16, sums within about 1e-2 of the exact evaluation");
   add_global_options(opts);
   opts.parse_positional({"model"});
   auto parsed = parse(ctx, opts, args);
@@ -101,6 +103,7 @@ int run_importance(Context& ctx, std::vector<std::string> args) {
   if (io.samples < 1) fail(Errc::invalid_argument, "--calibration-samples must be positive, got {}", io.samples);
   io.process_output = r.count("process-output") > 0;
   io.threads = ctx.threads;
+  io.bf16_activations = r.count("bf16-activations") > 0;
   const bool identify = r.count("identify-super-weights") > 0;
   const double coverage = r.count("coverage") ? r["coverage"].as<double>() : 1e-4;
   if (!(coverage > 0 && coverage < 1)) fail(Errc::invalid_argument, "--coverage must be in (0, 1), got {}", coverage);

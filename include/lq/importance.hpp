@@ -49,6 +49,7 @@ struct ImportanceOptions {
   int64_t samples = 512;         ///< chunks to evaluate; fewer when the data is shorter (a warning says so)
   bool process_output = false;   ///< also output.weight (llama-imatrix --process-output)
   int threads = 0;               ///< 0 = all hardware threads
+  bool bf16_activations = false; ///< activation method: see SessionOptions::bf16_activations
   /// Directory where the state is saved after every chunk ("" = no checkpoints). The state
   /// lives in <dir>/analyze-<method>/ and is removed when the analysis completes.
   std::filesystem::path checkpoint_dir;
