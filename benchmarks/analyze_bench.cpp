@@ -23,6 +23,8 @@
 #include <lq/importance.hpp>
 #include <lq/threads.hpp>
 
+#include "synthetic_gguf.hpp"
+
 #include <fmt/format.h>
 
 #include <sys/resource.h>
@@ -41,10 +43,16 @@
 #include <string>
 #include <vector>
 
+#include "bench_util.hpp"
+
 namespace fs = std::filesystem;
 using namespace lq;
 
 namespace {
+
+using bench::llama_log_time;
+using bench::now_s;
+using bench::split_list;
 
 struct Args {
   int threads = 0;
@@ -56,18 +64,6 @@ struct Args {
   std::string llama_bin;
   bool big = true;
 };
-
-std::vector<std::string> split(const std::string& s) {
-  std::vector<std::string> out;
-  std::stringstream ss(s);
-  for (std::string t; std::getline(ss, t, ',');)
-    if (!t.empty()) out.push_back(t);
-  return out;
-}
-
-double now_s() {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
-}
 
 double cpu_s(int who) {
   rusage u{};
@@ -99,14 +95,6 @@ Figures run_ours(const fs::path& model, const fs::path& text, ImportanceMethod m
   return {r.tokens_per_second(), 1000.0 * (c1 - c0) / static_cast<double>(r.tokens), r.layers};
 }
 
-// Parses llama.cpp's "M.SS.mmm.uuu" log timestamp.
-std::optional<double> log_time(const std::string& line) {
-  static const std::regex re(R"(^(\d+)\.(\d+)\.(\d+)\.(\d+) )");
-  std::smatch m;
-  if (!std::regex_search(line, m, re)) return std::nullopt;
-  return std::stod(m[1]) * 60 + std::stod(m[2]) + std::stod(m[3]) * 1e-3 + std::stod(m[4]) * 1e-6;
-}
-
 // llama-imatrix: evaluation time = process wall time minus the log time at which it starts
 // computing (model load and tokenization are excluded, as for ours).
 Figures run_llama(const Args& a, const fs::path& model, const fs::path& text, int64_t ctx, int64_t chunks, int threads,
@@ -127,7 +115,7 @@ Figures run_llama(const Args& a, const fs::path& model, const fs::path& text, in
   std::optional<double> start;
   std::stringstream ss(log);
   for (std::string line; std::getline(ss, line);)
-    if (line.find("computing over") != std::string::npos) start = log_time(line);
+    if (line.find("computing over") != std::string::npos) start = llama_log_time(line);
   fs::remove(out);
   if (!start) {
     std::fprintf(stderr, "llama-imatrix did not run: %s\n", log.substr(log.size() > 2000 ? log.size() - 2000 : 0).c_str());
@@ -178,88 +166,6 @@ void golden(const Args& a) {
   std::printf("worst relative difference over all tensors: %.3e\n\n", worst);
 }
 
-// The synthetic ~1B model in BF16 and F32 (same values: BF16 rounds exactly into F32).
-void write_synthetic(const fs::path& shared, const fs::path& bf16, const fs::path& f32) {
-  const int64_t d = 2048, layers = 16, ff = 8192, heads = 32, kv_heads = 8, hd = d / heads;
-  gguf::Reader tiny(shared / "golden/tiny-llama-F16.gguf");
-  const int64_t vocab = static_cast<int64_t>(tiny.metadata().at("tokenizer.ggml.tokens").size());
-  std::vector<std::unique_ptr<gguf::Writer>> w;
-  for (const auto& p : {bf16, f32}) {
-    auto wr = std::make_unique<gguf::Writer>(p);
-    auto& m = wr->metadata();
-    m.set("general.architecture", gguf::Value::string("llama"));
-    m.set("general.name", gguf::Value::string("lq synthetic 1B"));
-    m.set("llama.block_count", gguf::Value::u32(layers));
-    m.set("llama.context_length", gguf::Value::u32(2048));
-    m.set("llama.embedding_length", gguf::Value::u32(d));
-    m.set("llama.feed_forward_length", gguf::Value::u32(ff));
-    m.set("llama.attention.head_count", gguf::Value::u32(heads));
-    m.set("llama.attention.head_count_kv", gguf::Value::u32(kv_heads));
-    m.set("llama.rope.freq_base", gguf::Value::f32(10000.f));
-    m.set("llama.attention.layer_norm_rms_epsilon", gguf::Value::f32(1e-5f));
-    m.set("llama.rope.dimension_count", gguf::Value::u32(hd));
-    m.set("llama.vocab_size", gguf::Value::u32(static_cast<uint32_t>(vocab)));
-    for (const auto& [k, v] : tiny.metadata().entries())
-      if (k.rfind("tokenizer.", 0) == 0) m.set(k, v);
-    w.push_back(std::move(wr));
-  }
-  struct Spec {
-    std::string name;
-    std::vector<int64_t> ne;
-  };
-  std::vector<Spec> specs = {{"token_embd.weight", {d, vocab}}};
-  for (int64_t l = 0; l < layers; ++l) {
-    const std::string p = "blk." + std::to_string(l) + ".";
-    specs.push_back({p + "attn_norm.weight", {d}});
-    specs.push_back({p + "attn_q.weight", {d, d}});
-    specs.push_back({p + "attn_k.weight", {d, kv_heads * hd}});
-    specs.push_back({p + "attn_v.weight", {d, kv_heads * hd}});
-    specs.push_back({p + "attn_output.weight", {d, d}});
-    specs.push_back({p + "ffn_norm.weight", {d}});
-    specs.push_back({p + "ffn_gate.weight", {d, ff}});
-    specs.push_back({p + "ffn_up.weight", {d, ff}});
-    specs.push_back({p + "ffn_down.weight", {ff, d}});
-  }
-  specs.push_back({"output_norm.weight", {d}});
-  specs.push_back({"output.weight", {d, vocab}});
-  for (const auto& s : specs) {
-    w[0]->add_tensor(s.name, s.ne.size() == 1 ? QuantType::F32 : QuantType::BF16, s.ne);
-    w[1]->add_tensor(s.name, QuantType::F32, s.ne);
-  }
-  uint64_t state = 0x2545f4914f6cdd1dull;
-  auto next = [&state] {  // splitmix64
-    uint64_t z = (state += 0x9e3779b97f4a7c15ull);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return z ^ (z >> 31);
-  };
-  const float amp = 0.02f * 1.7320508f;
-  std::vector<float> values;
-  std::vector<uint16_t> half;
-  for (const auto& s : specs) {
-    const int64_t n = s.ne.size() == 1 ? s.ne[0] : s.ne[0] * s.ne[1];
-    values.resize(static_cast<size_t>(n));
-    if (s.ne.size() == 1) {
-      std::fill(values.begin(), values.end(), 1.0f);
-      w[0]->write(values.data(), values.size() * 4);
-      w[1]->write(values.data(), values.size() * 4);
-      continue;
-    }
-    half.resize(values.size());
-    for (size_t i = 0; i < values.size(); ++i) {
-      const float v = (static_cast<float>(next() >> 40) * 0x1p-24f * 2.f - 1.f) * amp;
-      uint32_t bits;
-      std::memcpy(&bits, &v, 4);
-      half[i] = static_cast<uint16_t>(bits >> 16);  // truncation: any bf16 value will do
-      bits = static_cast<uint32_t>(half[i]) << 16;
-      std::memcpy(&values[i], &bits, 4);
-    }
-    w[0]->write(half.data(), half.size() * 2);
-    w[1]->write(values.data(), values.size() * 4);
-  }
-  w[0]->commit();
-  w[1]->commit();
-}
 
 void print_header() {
   std::printf("| model     | file  | method     | ctx | chunks | lq tok/s | lq CPU s/1k tok | llama-imatrix tok/s (default / -b ctx) | llama CPU s/1k tok | speed-up (default / -b ctx) |\n");
@@ -388,8 +294,8 @@ int main(int argc, char** argv) {
     else if (k == "--chunks") a.chunks = std::stoll(val());
     else if (k == "--big-ctx") a.big_ctx = std::stoll(val());
     else if (k == "--big-chunks") a.big_chunks = std::stoll(val());
-    else if (k == "--methods") a.methods = split(val());
-    else if (k == "--big-methods") a.big_methods = split(val());
+    else if (k == "--methods") a.methods = split_list(val());
+    else if (k == "--big-methods") a.big_methods = split_list(val());
     else if (k == "--dir") a.dir = val();
     else if (k == "--shared") a.shared = val();
     else if (k == "--llama-bin") a.llama_bin = val();
@@ -410,7 +316,8 @@ int main(int argc, char** argv) {
     print_header();
     fs::create_directories(a.dir);
     const fs::path bf16 = a.dir / "synthetic-1b-BF16.gguf", f32 = a.dir / "synthetic-1b-F32.gguf";
-    if (!fs::exists(bf16) || !fs::exists(f32)) write_synthetic(a.shared, bf16, f32);
+    if (!fs::exists(bf16) || !fs::exists(f32))
+      bench::write_synthetic_1b(a.shared, {{QuantType::BF16, bf16}, {QuantType::F32, f32}}, 0x2545f4914f6cdd1dull);
     throughput(a, a.big_methods, "synth-1B", "BF16", bf16, text, a.big_ctx, a.big_chunks);
     throughput(a, a.big_methods, "synth-1B", "F32", f32, text, a.big_ctx, a.big_chunks);
   } catch (const Error& e) {

@@ -18,6 +18,8 @@
 #include <lq/gguf.hpp>
 #include <lq/threads.hpp>
 
+#include "synthetic_gguf.hpp"
+
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -30,10 +32,17 @@
 #include <string>
 #include <vector>
 
+#include "bench_util.hpp"
+
 namespace fs = std::filesystem;
 using namespace lq;
 
 namespace {
+
+using bench::llama_log_time;
+using bench::now_s;
+using bench::run_capture;
+using bench::split_list;
 
 struct Args {
   int threads = 0;
@@ -45,24 +54,12 @@ struct Args {
   bool big = true;
 };
 
-std::vector<std::string> split(const std::string& s) {
-  std::vector<std::string> out;
-  std::stringstream ss(s);
-  for (std::string t; std::getline(ss, t, ',');)
-    if (!t.empty()) out.push_back(t);
-  return out;
-}
-
 std::vector<int32_t> read_tokens(const fs::path& p) {
   std::ifstream in(p, std::ios::binary);
   if (!in) fail(Errc::not_found, "cannot read {}", p.string());
   std::vector<int32_t> v(fs::file_size(p) / 4);
   in.read(reinterpret_cast<char*>(v.data()), static_cast<std::streamsize>(v.size() * 4));
   return v;
-}
-
-double now_s() {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
 }
 
 struct Figures {
@@ -93,24 +90,6 @@ Figures run_ours(const fs::path& file, const std::vector<int32_t>& tokens, const
   return f;
 }
 
-// Parses llama.cpp's "M.SS.mmm.uuu" log timestamp.
-std::optional<double> log_time(const std::string& line) {
-  static const std::regex re(R"(^(\d+)\.(\d+)\.(\d+)\.(\d+) )");
-  std::smatch m;
-  if (!std::regex_search(line, m, re)) return std::nullopt;
-  return std::stod(m[1]) * 60 + std::stod(m[2]) + std::stod(m[3]) * 1e-3 + std::stod(m[4]) * 1e-6;
-}
-
-std::string run_capture(const std::string& cmd) {
-  std::string out;
-  if (FILE* p = popen((cmd + " 2>&1").c_str(), "r")) {
-    char buf[4096];
-    while (size_t n = fread(buf, 1, sizeof buf, p)) out.append(buf, n);
-    pclose(p);
-  }
-  return out;
-}
-
 Figures run_llama(const fs::path& file, const fs::path& text, const Args& a, int64_t chunks) {
   Figures f;
   const int threads = a.threads > 0 ? a.threads : hardware_threads();
@@ -121,95 +100,14 @@ Figures run_llama(const fs::path& file, const fs::path& text, const Args& a, int
   std::optional<double> t0, t1;
   std::stringstream ss(out);
   for (std::string line; std::getline(ss, line);) {
-    if (line.find("calculating perplexity over") != std::string::npos) t0 = log_time(line);
+    if (line.find("calculating perplexity over") != std::string::npos) t0 = llama_log_time(line);
     if (line.find("Final estimate: PPL = ") != std::string::npos) {
-      t1 = log_time(line);
+      t1 = llama_log_time(line);
       f.ppl = std::stod(line.substr(line.find("PPL = ") + 6));
     }
   }
   if (t0 && t1 && *t1 > *t0) f.pp = static_cast<double>(chunks * a.ctx) / (*t1 - *t0);
   return f;
-}
-
-// Synthetic Llama with random weights (uniform, std 0.02; norms 1), written in every requested
-// type at once so the files hold the same model.
-void write_synthetic(const fs::path& shared, const std::vector<std::pair<QuantType, fs::path>>& files) {
-  const int64_t d = 2048, layers = 16, ff = 8192, heads = 32, kv_heads = 8, hd = d / heads;
-  gguf::Reader tiny(shared / "golden/tiny-llama-F16.gguf");
-  const int64_t vocab = static_cast<int64_t>(tiny.metadata().at("tokenizer.ggml.tokens").size());
-  std::vector<std::unique_ptr<gguf::Writer>> writers;
-  for (const auto& [type, path] : files) {
-    auto w = std::make_unique<gguf::Writer>(path);
-    auto& m = w->metadata();
-    m.set("general.architecture", gguf::Value::string("llama"));
-    m.set("general.name", gguf::Value::string("lq synthetic 1B"));
-    m.set("llama.block_count", gguf::Value::u32(layers));
-    m.set("llama.context_length", gguf::Value::u32(2048));
-    m.set("llama.embedding_length", gguf::Value::u32(d));
-    m.set("llama.feed_forward_length", gguf::Value::u32(ff));
-    m.set("llama.attention.head_count", gguf::Value::u32(heads));
-    m.set("llama.attention.head_count_kv", gguf::Value::u32(kv_heads));
-    m.set("llama.rope.freq_base", gguf::Value::f32(10000.f));
-    m.set("llama.attention.layer_norm_rms_epsilon", gguf::Value::f32(1e-5f));
-    m.set("llama.rope.dimension_count", gguf::Value::u32(hd));
-    m.set("llama.vocab_size", gguf::Value::u32(static_cast<uint32_t>(vocab)));
-    for (const auto& [k, v] : tiny.metadata().entries())
-      if (k.rfind("tokenizer.", 0) == 0) m.set(k, v);
-    writers.push_back(std::move(w));
-  }
-  struct Spec {
-    std::string name;
-    std::vector<int64_t> ne;
-  };
-  std::vector<Spec> specs = {{"token_embd.weight", {d, vocab}}};
-  for (int64_t l = 0; l < layers; ++l) {
-    const std::string p = "blk." + std::to_string(l) + ".";
-    specs.push_back({p + "attn_norm.weight", {d}});
-    specs.push_back({p + "attn_q.weight", {d, d}});
-    specs.push_back({p + "attn_k.weight", {d, kv_heads * hd}});
-    specs.push_back({p + "attn_v.weight", {d, kv_heads * hd}});
-    specs.push_back({p + "attn_output.weight", {d, d}});
-    specs.push_back({p + "ffn_norm.weight", {d}});
-    specs.push_back({p + "ffn_gate.weight", {d, ff}});
-    specs.push_back({p + "ffn_up.weight", {d, ff}});
-    specs.push_back({p + "ffn_down.weight", {ff, d}});
-  }
-  specs.push_back({"output_norm.weight", {d}});
-  specs.push_back({"output.weight", {d, vocab}});
-  for (size_t i = 0; i < files.size(); ++i)
-    for (const auto& s : specs)
-      writers[i]->add_tensor(s.name, s.ne.size() == 1 ? QuantType::F32 : files[i].first, s.ne);
-
-  uint64_t state = 0x9e3779b97f4a7c15ull;
-  auto next = [&state] {  // splitmix64
-    uint64_t z = (state += 0x9e3779b97f4a7c15ull);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return z ^ (z >> 31);
-  };
-  const float amp = 0.02f * 1.7320508f;
-  std::vector<float> values;
-  std::vector<uint8_t> bytes;
-  for (const auto& s : specs) {
-    const int64_t rows = s.ne.size() == 1 ? 1 : s.ne[1], cols = s.ne[0];
-    values.resize(static_cast<size_t>(rows * cols));
-    if (s.ne.size() == 1) {
-      std::fill(values.begin(), values.end(), 1.0f);
-    } else {
-      for (auto& v : values) v = (static_cast<float>(next() >> 40) * 0x1p-24f * 2.f - 1.f) * amp;
-    }
-    for (size_t i = 0; i < files.size(); ++i) {
-      const QuantType t = s.ne.size() == 1 ? QuantType::F32 : files[i].first;
-      const TypeInfo& info = type_info(t);
-      bytes.resize(info.row_bytes(cols) * static_cast<size_t>(rows));
-      const QuantizeFn q = Registry::instance().quantize(t);
-      parallel_for(rows, 0, 16, [&](int64_t b, int64_t e) {
-        q(values.data() + b * cols, bytes.data() + static_cast<size_t>(b) * info.row_bytes(cols), e - b, cols, nullptr);
-      });
-      writers[i]->write(bytes.data(), bytes.size());
-    }
-  }
-  for (auto& w : writers) w->commit();
 }
 
 void print_row(const std::string& model, const std::string& type, const Figures& ours,
@@ -240,7 +138,7 @@ int main(int argc, char** argv) {
     else if (k == "--chunks") a.chunks = std::stoll(val());
     else if (k == "--big-chunks") a.big_chunks = std::stoll(val());
     else if (k == "--decode") a.decode = std::stoll(val());
-    else if (k == "--types") a.types = split(val());
+    else if (k == "--types") a.types = split_list(val());
     else if (k == "--dir") a.dir = val();
     else if (k == "--shared") a.shared = val();
     else if (k == "--llama-bin") a.llama_bin = val();
@@ -294,7 +192,7 @@ int main(int argc, char** argv) {
     }
     if (!missing.empty()) {
       const double t0 = now_s();
-      write_synthetic(a.shared, missing);
+      bench::write_synthetic_1b(a.shared, missing);
       std::printf("(wrote %zu synthetic files in %.0f s)\n", missing.size(), now_s() - t0);
     }
     for (const auto& [type, file] : files) {

@@ -39,18 +39,14 @@
 #include <string>
 #include <vector>
 
+#include "bench_util.hpp"
+
 namespace fs = std::filesystem;
 using namespace lq;
 
 namespace {
 
-std::vector<std::string> split_list(const std::string& s) {
-  std::vector<std::string> out;
-  std::stringstream ss(s);
-  for (std::string item; std::getline(ss, item, ',');)
-    if (!item.empty()) out.push_back(item);
-  return out;
-}
+using bench::split_list;
 
 struct Stats {
   double kld = 0, nll = 0;

@@ -26,12 +26,13 @@
 LQ_CPU_QGEMM_KERNELS(LQ_CPU_EXTERN)
 
 using namespace lq;
+#include "bench_util.hpp"
+
 
 namespace {
 
-double now_s() {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
-}
+using bench::now_s;
+using bench::split_list;
 
 // Single-threaded runs are timed in thread CPU time: the machine is shared, and time spent
 // descheduled says nothing about the kernel.
@@ -50,14 +51,6 @@ double best_of(int reps, const std::function<void()>& f) {
     best = std::min(best, (g_cpu_time ? thread_cpu_s() : now_s()) - t0);
   }
   return best;
-}
-
-std::vector<std::string> split(const std::string& s) {
-  std::vector<std::string> out;
-  std::stringstream ss(s);
-  for (std::string t; std::getline(ss, t, ',');)
-    if (!t.empty()) out.push_back(t);
-  return out;
 }
 
 struct IsaKernels {
@@ -102,7 +95,7 @@ int main(int argc, char** argv) {
     else if (a == "--threads") threads = std::stoi(val());
     else if (a == "--reps") reps = std::stoi(val());
     else if (a == "--model") model = val();
-    else if (a == "--types") types = split(val());
+    else if (a == "--types") types = split_list(val());
     else if (a == "--no-isa") per_isa = false;
     else {
       std::fprintf(stderr, "unknown option %s\n", a.c_str());

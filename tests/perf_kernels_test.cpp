@@ -5,6 +5,7 @@
 #include <lq/quant_type.hpp>
 
 #include "half.hpp"
+#include "engine_kernels.hpp"
 #include "qgemm.hpp"
 #include "ref/blocks.hpp"
 #include "support/support.hpp"
@@ -65,31 +66,8 @@ std::vector<IsaSet> usable_isas() {
   return out;
 }
 
-// Layouts as engine_dispatch.cpp computes them (kept here so the test does not depend on the
-// dispatched entry points).
-size_t align64(size_t n) { return (n + 63) / 64 * 64; }
-QActLayout layout(int64_t k, int block) {
-  QActLayout l;
-  l.k = k;
-  l.block = block;
-  const auto n = static_cast<size_t>(k);
-  size_t o = 0;
-  l.qs = o, o += align64(n);
-  l.d = o, o += align64(n / static_cast<size_t>(block) * 4);
-  l.s16 = o, o += align64(n / 16 * 4);
-  l.s32 = o, o += align64(n / 32 * 4);
-  l.p16 = o, o += align64(n / 32 * 4);
-  l.p32 = o, o += align64(n / 64 * 4);
-  l.bytes = o;
-  return l;
-}
-QActLayout bf16_layout(int64_t k) {
-  QActLayout l;
-  l.k = k;
-  l.block = 1;
-  l.bytes = align64(static_cast<size_t>((k + 1) / 2 * 4));
-  return l;
-}
+QActLayout layout(int64_t k, int block) { return cpu::qact_layout(k, block); }
+QActLayout bf16_layout(int64_t k) { return cpu::bf16_act_layout(k); }
 
 template <class T>
 const T* field(const std::vector<uint8_t>& recs, const QActLayout& l, int64_t t, size_t off) {
