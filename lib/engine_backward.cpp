@@ -115,22 +115,9 @@ struct Backprop::Impl {
     }
   }
 
-  // Rotates pairs by +theta (forward) or -theta (backward: the transpose of the rotation).
+  // Rotates pairs by +theta (forward) or -theta (backward).
   void rope(float* data, int64_t n, int64_t heads, bool inverse) const {
-    const int64_t hd = m.config.head_dim, half = hd / 2;
-    for (int64_t t = 0; t < n; ++t) {
-      const float* cs = rope_cs.data() + t * half * 2;
-      for (int64_t hh = 0; hh < heads; ++hh) {
-        float* v = data + (t * heads + hh) * hd;
-        for (int64_t i = 0; i < half; ++i) {
-          const int64_t a = m.neox_rope ? i : 2 * i, b = m.neox_rope ? i + half : 2 * i + 1;
-          const float c = cs[2 * i], s = inverse ? -cs[2 * i + 1] : cs[2 * i + 1];
-          const float x0 = v[a], x1 = v[b];
-          v[a] = x0 * c - x1 * s;
-          v[b] = x0 * s + x1 * c;
-        }
-      }
-    }
+    apply_rope(data, n, heads, m.config.head_dim, m.neox_rope, rope_cs.data(), inverse);
   }
 
   // Products sharing one input run in one parallel region, as in the engine.

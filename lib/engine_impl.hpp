@@ -94,9 +94,33 @@ struct LinearOp {
   bool float_act = false;  ///< BF16 weights: float activations even in batches (slower)
 };
 
+/// Rotary embedding in place: n tokens of `heads` vectors of head_dim values; cs holds per
+/// token head_dim/2 (cos, sin) pairs. inverse rotates by -theta (the backward pass: the
+/// transpose of the rotation).
+inline void apply_rope(float* data, int64_t n, int64_t heads, int64_t head_dim, bool neox, const float* cs_all,
+                       bool inverse = false) {
+  const int64_t half = head_dim / 2;
+  for (int64_t t = 0; t < n; ++t) {
+    const float* cs = cs_all + t * half * 2;
+    for (int64_t hh = 0; hh < heads; ++hh) {
+      float* v = data + (t * heads + hh) * head_dim;
+      for (int64_t i = 0; i < half; ++i) {
+        const int64_t a = neox ? i : 2 * i, b = neox ? i + half : 2 * i + 1;
+        const float c = cs[2 * i], s = inverse ? -cs[2 * i + 1] : cs[2 * i + 1];
+        const float x0 = v[a], x1 = v[b];
+        v[a] = x0 * c - x1 * s;
+        v[b] = x0 * s + x1 * c;
+      }
+    }
+  }
+}
+
 /// Runs several products in one parallel region on `threads` (0 = all). Float weights run a
-/// blocked GEMM; quantized weights quantize x once into the type's dot_type and run the dot
-/// kernel per (row, token), as llama.cpp does; types without a dot are dequantized tile by tile.
+/// blocked GEMM; in batches of 4+ tokens, types with a panel kernel (cpu::qgemm_kernel: Q4_0,
+/// Q5_0, Q8_0, Q2_K..Q6_K, and BF16 unless float_act) quantize x once into 8-bit (or bf16)
+/// records and multiply 16-row weight panels; other quantized weights quantize x into the
+/// type's dot_type and run the dot kernel per (row, token), as llama.cpp does; types without a
+/// dot are dequantized tile by tile.
 void matmul_many(std::span<const LinearOp> ops, int threads);
 void matmul(const Tensor& w, const float* x, int64_t m, float* y, int threads);
 
