@@ -1,5 +1,7 @@
 #include "ref/iq_search.hpp"
 
+#include "ref/importance.hpp"
+
 #include "half.hpp"
 #include "ref/iq_tables.hpp"
 
@@ -266,22 +268,7 @@ float iq_importance_floor(const float* imatrix, int64_t n) {
 }
 
 void iq_weights(const float* x, const float* imatrix, float floor, float sigma_mult, float* w) {
-  if (imatrix) {
-    for (int i = 0; i < 256; ++i) w[i] = imatrix[i] + floor;
-    return;
-  }
-  // Relative weights only matter: evaluate the magnitude factor on x / max|x| so that it neither
-  // overflows nor underflows.
-  float amax = 0, xn[256];
-  for (int i = 0; i < 256; ++i) amax = std::max(amax, std::fabs(x[i]));
-  const bool scaled = amax > 0 && std::isfinite(amax);
-  float sumx2 = 0;
-  for (int i = 0; i < 256; ++i) {
-    xn[i] = scaled ? x[i] / amax : 0.f;  // a division: 1 / amax overflows for subnormal amax
-    sumx2 += xn[i] * xn[i];
-  }
-  const float sigma2 = sigma_mult * sumx2 / 256;
-  for (int i = 0; i < 256; ++i) w[i] = std::sqrt(sigma2 + xn[i] * xn[i]);
+  magnitude_weights(x, imatrix, floor, sigma_mult, w);
 }
 
 void iq_solve(const IqFormat& f, const float* a_in, const float* w_in, IqSolution& out) {

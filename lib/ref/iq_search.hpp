@@ -56,10 +56,11 @@ struct IqSolution {
   uint8_t variant[32] = {};///< level set per group of 8
 };
 
-/// Search weights of one super-block of 256 values. With importance data (`imatrix` points at
-/// the block's 256 columns): imatrix_j + floor, so the search minimises the expected squared
-/// error of the layer's output. Without: sqrt(sigma_mult * mean(x^2) + x_j^2), which leans
-/// towards the larger weights.
+/// Search weights of one super-block of 256 values: magnitude_weights (ref/importance.hpp),
+/// (imatrix_j + floor) * sqrt(sigma_mult * mean(x^2) + x_j^2), or the magnitude factor alone
+/// without importance data (`imatrix` points at the block's 256 columns or is null). With the
+/// factor, the i-quant levels' KL divergence on the tiny model fell 9-18% (IQ1_S 0.276 -> 0.231,
+/// IQ1_M 0.212 -> 0.186, IQ2_XXS 0.106 -> 0.097, IQ2_S 0.073 -> 0.062).
 void iq_weights(const float* x, const float* imatrix, float floor, float sigma_mult, float* w);
 
 /// The floor added to every importance weight: a tenth of the mean over the row's n columns.
