@@ -226,8 +226,7 @@ TEST_CASE("perf: panel GEMM results do not depend on the row and token split", "
 
 TEST_CASE("perf: bf16 GEMM equals the product of the bf16 values", "[perf]") {
   for (const auto& isa : usable_isas()) {
-    // below 1024 values the panel kernel, from 1024 on the row tiles (odd k: a scalar last value)
-    for (int64_t k : {1, 7, 34, 64, 257, 1024, 1063, 1090}) {
+    for (int64_t k : {1, 7, 34, 64, 257, 1024, 1063}) {
       for (auto [rows, m] : {std::pair<int64_t, int64_t>{1, 1}, {16, 21}, {35, 6}}) {
         INFO(isa.name << " k=" << k << " rows=" << rows << " m=" << m);
         const auto wf = test::gaussian(static_cast<size_t>(rows * k), 41);

@@ -477,59 +477,6 @@ void qgemm(const QGemmArgs& a) {
 
 // ---- bf16 ---------------------------------------------------------------------------------------
 
-// Rows of at least this many values run the row tiles below; shorter ones the panels.
-inline constexpr int64_t kBf16RowTileMinK = 1024;
-
-// BF16 weights against bf16 activation records, row by row (no panel: a bf16 row already holds
-// the value pairs vdpbf16ps takes): R rows x T tokens per tile, one accumulator lane per value
-// pair, summed across lanes at the end; pairs past the last full vector, and an odd k's last
-// value, are added in scalar code.
-template <class Arch, int R, int T>
-void bf16_tile(int64_t k, const uint8_t* w, size_t ws, const uint8_t* act, size_t ab, float* y, int64_t ldy) {
-  using Ops = IsaOps<Arch>;
-  using I = typename Ops::I;
-  using F = typename Ops::F;
-  constexpr int W = static_cast<int>(I::size);
-  const int64_t kp = k / 2, kv = kp / W * W;  // whole pairs; pairs in whole vectors
-  const int32_t* wr[R];
-  const int32_t* xr[T];
-  for (int r = 0; r < R; ++r) wr[r] = reinterpret_cast<const int32_t*>(w + static_cast<size_t>(r) * ws);
-  for (int t = 0; t < T; ++t) xr[t] = reinterpret_cast<const int32_t*>(act + static_cast<size_t>(t) * ab);
-  F acc[R][T];
-  for (auto& row : acc)
-    for (auto& v : row) v = F(0.f);
-  for (int64_t p = 0; p < kv; p += W) {
-    I wv[R];
-    for (int r = 0; r < R; ++r) wv[r] = I::load_unaligned(wr[r] + p);
-#pragma GCC unroll 8
-    for (int t = 0; t < T; ++t) {
-      const I xv = I::load_unaligned(xr[t] + p);
-      for (int r = 0; r < R; ++r) acc[r][t] = Ops::dot2_bf16(acc[r][t], wv[r], xv);
-    }
-  }
-  for (int r = 0; r < R; ++r) {
-    const auto* w16 = reinterpret_cast<const uint16_t*>(wr[r]);
-    for (int t = 0; t < T; ++t) {
-      const auto* x16 = reinterpret_cast<const uint16_t*>(xr[t]);
-      float s = hsum(acc[r][t]);
-      for (int64_t i = 2 * kv; i < k; ++i) s += bf16_to_f32(w16[i]) * bf16_to_f32(x16[i]);
-      y[t * ldy + r] = s;
-    }
-  }
-}
-
-// All tokens of [t0, t1) against rows [r0, r0 + R): tiles of T tokens, then smaller ones.
-template <class Arch, int R, int T>
-void bf16_rows(const QGemmArgs& a, int64_t r0, int64_t t0, int64_t t1) {
-  const auto* w = static_cast<const uint8_t*>(a.w) + static_cast<size_t>(r0) * a.ws;
-  int64_t t = t0;
-  for (; t + T <= t1; t += T)
-    bf16_tile<Arch, R, T>(a.k, w, a.ws, a.act + static_cast<size_t>(t) * a.lay.bytes, a.lay.bytes,
-                          a.y + t * a.ldy + r0, a.ldy);
-  if constexpr (T > 1)
-    if (t < t1) bf16_rows<Arch, R, T / 2>(a, r0, t, t1);
-}
-
 template <class Arch, int TN>
 void bf16_tokens(int64_t kp, const int32_t* q, const uint8_t* act, size_t bytes, float* y, int64_t ldy, int rows) {
   using Ops = IsaOps<Arch>;
@@ -562,10 +509,8 @@ void bf16_all_tokens(int64_t kp, const int32_t* q, const QGemmArgs& a, int64_t t
     if (t < a.m) bf16_all_tokens<Arch, TN / 2>(kp, q, a, t, y, rows);
 }
 
-// Short rows: 16-row panels of transposed pairs against TN tokens (the row tiles' final sums
-// would cost as much as their products).
 template <class Arch>
-void gemm_bf16_panel(const QGemmArgs& a) {
+void gemm_bf16(const QGemmArgs& a) {
   constexpr int NV = kNv<Arch>;
   // 8 records: their pointers stay in general registers (16 made the loop twice as slow).
   constexpr int TN = NV == 1 ? 8 : NV == 2 ? 4 : 2;
@@ -591,23 +536,6 @@ void gemm_bf16_panel(const QGemmArgs& a) {
         }
     }
     bf16_all_tokens<Arch, TN>(kp, q, a, 0, a.y + r0, rows);
-  }
-}
-
-template <class Arch>
-void gemm_bf16(const QGemmArgs& a) {
-  if (a.k < kBf16RowTileMinK) return gemm_bf16_panel<Arch>(a);
-  // 4 rows x 6 tokens: 24 accumulators, 4 weight vectors and one activation vector fit the 32
-  // registers of AVX-512; 2 x 4 on 16 registers. Token blocks of 64 keep their records in L2
-  // while the row tiles pass; each tile's rows stay in L1 across the block.
-  constexpr bool big = kNv<Arch> == 1;
-  constexpr int R = big ? 4 : 2, T = big ? 6 : 4;
-  constexpr int64_t kTokenBlock = 64;
-  for (int64_t t0 = 0; t0 < a.m; t0 += kTokenBlock) {
-    const int64_t t1 = std::min(a.m, t0 + kTokenBlock);
-    int64_t r = 0;
-    for (; r + R <= a.rows; r += R) bf16_rows<Arch, R, T>(a, r, t0, t1);
-    for (; r < a.rows; ++r) bf16_rows<Arch, 1, T>(a, r, t0, t1);
   }
 }
 
