@@ -156,17 +156,6 @@ float half(uint16_t h) {
 }
 
 template <class Arch>
-void q4k_scale_min(const uint8_t* s, int j, int& sc, int& m) {
-  if (j < 4) {
-    sc = s[j] & 63;
-    m = s[j + 4] & 63;
-  } else {
-    sc = (s[j + 4] & 15) | ((s[j - 4] >> 6) << 4);
-    m = (s[j + 4] >> 4) | ((s[j] >> 6) << 4);
-  }
-}
-
-template <class Arch>
 void q3k_scales(const uint8_t* s, int* out) {
   for (int j = 0; j < 16; ++j) {
     const int lo = j < 8 ? (s[j] & 15) : (s[j - 8] >> 4);
@@ -275,7 +264,7 @@ void DequantQ4K<Arch>::run(const void* src, float* dst, int64_t n) {
     const float d = kqk::half<Arch>(x[i].d), dmin = kqk::half<Arch>(x[i].dmin);
     for (int j = 0; j < 8; ++j) {
       int sc, m;
-      kqk::q4k_scale_min<Arch>(x[i].scales, j, sc, m);
+      ref::q4k_scale_min(x[i].scales, j, sc, m);
       ex.set(32 * j, 32, d * sc, dmin * m);
     }
     for (int c = 0; c < 4; ++c)
@@ -296,7 +285,7 @@ void DequantQ5K<Arch>::run(const void* src, float* dst, int64_t n) {
     const float d = kqk::half<Arch>(x[i].d), dmin = kqk::half<Arch>(x[i].dmin);
     for (int j = 0; j < 8; ++j) {
       int sc, m;
-      kqk::q4k_scale_min<Arch>(x[i].scales, j, sc, m);
+      ref::q4k_scale_min(x[i].scales, j, sc, m);
       ex.set(32 * j, 32, d * sc, dmin * m);
     }
     for (int c = 0; c < 4; ++c)
@@ -411,7 +400,7 @@ float DotQ4K<Arch>::run(int64_t n, const void* xv, const void* yv) {
     int sc[8], m[8];
     int summ = 0;
     for (int j = 0; j < 8; ++j) {
-      kqk::q4k_scale_min<Arch>(x[i].scales, j, sc[j], m[j]);
+      ref::q4k_scale_min(x[i].scales, j, sc[j], m[j]);
       summ += m[j] * (y[i].bsums[2 * j] + y[i].bsums[2 * j + 1]);
     }
     B32 isum(0);
@@ -443,7 +432,7 @@ float DotQ5K<Arch>::run(int64_t n, const void* xv, const void* yv) {
     int sc[8], m[8];
     int summ = 0;
     for (int j = 0; j < 8; ++j) {
-      kqk::q4k_scale_min<Arch>(x[i].scales, j, sc[j], m[j]);
+      ref::q4k_scale_min(x[i].scales, j, sc[j], m[j]);
       summ += m[j] * (y[i].bsums[2 * j] + y[i].bsums[2 * j + 1]);
     }
     B32 isum(0);

@@ -150,17 +150,6 @@ struct FmtQ8_0 {
 };
 
 template <class Arch>
-void q4k_scale_min(const uint8_t* s, int j, int& sc, int& m) {
-  if (j < 4) {
-    sc = s[j] & 63;
-    m = s[j + 4] & 63;
-  } else {
-    sc = (s[j + 4] & 15) | ((s[j - 4] >> 6) << 4);
-    m = (s[j + 4] >> 4) | ((s[j] >> 6) << 4);
-  }
-}
-
-template <class Arch>
 struct FmtQ2K {
   using block = ref::block_q2_K;
   static constexpr int kBlock = 256, kG = 16, kOff = 0, kMaxU = 3;
@@ -211,7 +200,7 @@ struct FmtQ4K {
       }
     s.d = fp16_to_f32(b.d);
     s.dmin = fp16_to_f32(b.dmin);
-    for (int j = 0; j < 8; ++j) q4k_scale_min<Arch>(b.scales, j, s.sc[j], s.m[j]);
+    for (int j = 0; j < 8; ++j) ref::q4k_scale_min(b.scales, j, s.sc[j], s.m[j]);
   }
 };
 
@@ -229,7 +218,7 @@ struct FmtQ5K {
       }
     s.d = fp16_to_f32(b.d);
     s.dmin = fp16_to_f32(b.dmin);
-    for (int j = 0; j < 8; ++j) q4k_scale_min<Arch>(b.scales, j, s.sc[j], s.m[j]);
+    for (int j = 0; j < 8; ++j) ref::q4k_scale_min(b.scales, j, s.sc[j], s.m[j]);
   }
 };
 

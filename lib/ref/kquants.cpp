@@ -13,17 +13,6 @@
 namespace lq::ref {
 namespace {
 
-// Q4_K/Q5_K: 6-bit scale and min of sub-block j from the 12 packed bytes.
-inline void unpack_scale_min(const uint8_t* s, int j, int& sc, int& m) {
-  if (j < 4) {
-    sc = s[j] & 63;
-    m = s[j + 4] & 63;
-  } else {
-    sc = (s[j + 4] & 15) | ((s[j - 4] >> 6) << 4);
-    m = (s[j + 4] >> 4) | ((s[j] >> 6) << 4);
-  }
-}
-
 // Q3_K: the 16 signed 6-bit scales (stored value - 32).
 inline void unpack_q3_scales(const uint8_t* s, int* out) {
   for (int j = 0; j < 16; ++j) {
@@ -72,7 +61,7 @@ void dequantize_q4_k(const void* src, float* dst, int64_t n) {
     const float d = fp16_to_f32(x[i].d), dmin = fp16_to_f32(x[i].dmin);
     for (int j = 0; j < 8; ++j) {
       int sc, m;
-      unpack_scale_min(x[i].scales, j, sc, m);
+      q4k_scale_min(x[i].scales, j, sc, m);
       const float dl = d * sc, ml = dmin * m;
       const uint8_t* q = x[i].qs + 32 * (j / 2);
       const int shift = 4 * (j % 2);
@@ -87,7 +76,7 @@ void dequantize_q5_k(const void* src, float* dst, int64_t n) {
     const float d = fp16_to_f32(x[i].d), dmin = fp16_to_f32(x[i].dmin);
     for (int j = 0; j < 8; ++j) {
       int sc, m;
-      unpack_scale_min(x[i].scales, j, sc, m);
+      q4k_scale_min(x[i].scales, j, sc, m);
       const float dl = d * sc, ml = dmin * m;
       const uint8_t* q = x[i].qs + 32 * (j / 2);
       const int shift = 4 * (j % 2);
@@ -168,7 +157,7 @@ float dot_q4_k(int64_t n, const void* xv, const void* yv) {
     int sumq = 0, summ = 0;
     for (int j = 0; j < 8; ++j) {
       int sc, m;
-      unpack_scale_min(x[i].scales, j, sc, m);
+      q4k_scale_min(x[i].scales, j, sc, m);
       const uint8_t* q = x[i].qs + 32 * (j / 2);
       int acc = 0;
       for (int l = 0; l < 32; ++l) acc += ((q[l] >> (4 * (j % 2))) & 15) * y[i].qs[32 * j + l];
@@ -188,7 +177,7 @@ float dot_q5_k(int64_t n, const void* xv, const void* yv) {
     int sumq = 0, summ = 0;
     for (int j = 0; j < 8; ++j) {
       int sc, m;
-      unpack_scale_min(x[i].scales, j, sc, m);
+      q4k_scale_min(x[i].scales, j, sc, m);
       const uint8_t* q = x[i].qs + 32 * (j / 2);
       int acc = 0;
       for (int l = 0; l < 32; ++l) {
