@@ -134,36 +134,45 @@ void golden(const Args& a) {
   }
   const Imatrix ref = Imatrix::load(ref_path);
   auto src = ModelSource::open(model);
-  ImportanceOptions o;
-  o.ctx = ref.chunk_size;
-  o.samples = ref.chunk_count;
-  o.threads = a.threads;
-  ImportanceAnalyzer an(*src, o);
-  an.set_calibration(load_calibration(text));
-  const ImportanceResult r = an.run();
-  std::printf("golden: tiny-llama, %s, ctx %lld, %lld chunks; %.0f tokens/s\n", text.filename().c_str(),
-              static_cast<long long>(o.ctx), static_cast<long long>(r.chunks), r.tokens_per_second());
-  std::printf("| tensor                   | columns | counts equal | max rel diff | mean rel diff |\n");
-  std::printf("|--------------------------|--------:|:------------:|-------------:|--------------:|\n");
-  double worst = 0;
-  for (const auto& [name, e] : ref.entries) {
-    const ImatrixEntry* ours = r.imatrix.find(name);
-    if (!ours || ours->n_cols != e.n_cols) {
-      std::printf("| %-24s | missing or mis-shaped\n", name.c_str());
-      continue;
+  // Exact float activations (the default), then bf16-rounded ones (--bf16-activations).
+  for (const bool bf16 : {false, true}) {
+    ImportanceOptions o;
+    o.ctx = ref.chunk_size;
+    o.samples = ref.chunk_count;
+    o.threads = a.threads;
+    o.bf16_activations = bf16;
+    ImportanceAnalyzer an(*src, o);
+    an.set_calibration(load_calibration(text));
+    const ImportanceResult r = an.run();
+    if (!bf16) {
+      std::printf("golden: tiny-llama, %s, ctx %lld, %lld chunks; %.0f tokens/s\n", text.filename().c_str(),
+                  static_cast<long long>(o.ctx), static_cast<long long>(r.chunks), r.tokens_per_second());
+      std::printf("| tensor                   | columns | counts equal | max rel diff | mean rel diff |\n");
+      std::printf("|--------------------------|--------:|:------------:|-------------:|--------------:|\n");
     }
-    double mx = 0, sum = 0;
-    for (int64_t j = 0; j < e.n_cols; ++j) {
-      const double x = ours->in_sum2[static_cast<size_t>(j)], y = e.in_sum2[static_cast<size_t>(j)];
-      const double rel = std::fabs(x - y) / std::max(std::fabs(y), 1e-30);
-      mx = std::max(mx, rel);
-      sum += rel;
+    double worst = 0;
+    for (const auto& [name, e] : ref.entries) {
+      const ImatrixEntry* ours = r.imatrix.find(name);
+      if (!ours || ours->n_cols != e.n_cols) {
+        std::printf("| %-24s | missing or mis-shaped\n", name.c_str());
+        continue;
+      }
+      double mx = 0, sum = 0;
+      for (int64_t j = 0; j < e.n_cols; ++j) {
+        const double x = ours->in_sum2[static_cast<size_t>(j)], y = e.in_sum2[static_cast<size_t>(j)];
+        const double rel = std::fabs(x - y) / std::max(std::fabs(y), 1e-30);
+        mx = std::max(mx, rel);
+        sum += rel;
+      }
+      worst = std::max(worst, mx);
+      if (!bf16)
+        std::printf("| %-24s | %7lld | %-12s | %12.3e | %13.3e |\n", name.c_str(), static_cast<long long>(e.n_cols),
+                    ours->counts == e.counts ? "yes" : "NO", mx, sum / static_cast<double>(e.n_cols));
     }
-    worst = std::max(worst, mx);
-    std::printf("| %-24s | %7lld | %-12s | %12.3e | %13.3e |\n", name.c_str(), static_cast<long long>(e.n_cols),
-                ours->counts == e.counts ? "yes" : "NO", mx, sum / static_cast<double>(e.n_cols));
+    std::printf("worst relative difference over all tensors%s: %.3e\n", bf16 ? " with --bf16-activations" : "",
+                worst);
   }
-  std::printf("worst relative difference over all tensors: %.3e\n\n", worst);
+  std::printf("\n");
 }
 
 

@@ -4,7 +4,10 @@
 // (multiply-adds per second) and the best time of --reps runs; never asserts.
 //
 //   matmul_bench [--m 256] [--threads 1] [--reps 3] [--model 1b|tiny] [--types Q4_K,Q8_0,...]
-//                [--no-isa]
+//                [--no-isa] [--float-act]
+//
+// --float-act: BF16 weights multiply float activations (the engine's exact mode) instead of
+// bf16-rounded ones.
 #include <lq/backend.hpp>
 #include <lq/quant_type.hpp>
 #include <lq/threads.hpp>
@@ -86,7 +89,7 @@ int main(int argc, char** argv) {
   int64_t m = 256;
   int threads = 1, reps = 3;
   std::string model = "1b";
-  bool per_isa = true;
+  bool per_isa = true, float_act = false;
   std::vector<std::string> types = {"F32", "BF16", "Q8_0", "Q4_0", "Q4_K", "Q5_K", "Q6_K", "Q3_K", "Q2_K"};
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
@@ -97,6 +100,7 @@ int main(int argc, char** argv) {
     else if (a == "--model") model = val();
     else if (a == "--types") types = split_list(val());
     else if (a == "--no-isa") per_isa = false;
+    else if (a == "--float-act") float_act = true;
     else {
       std::fprintf(stderr, "unknown option %s\n", a.c_str());
       return 2;
@@ -143,7 +147,8 @@ int main(int argc, char** argv) {
       Registry::instance().quantize(*t)(wf.data(), w.data.data(), s.n, s.k, nullptr);
       std::vector<float> y(static_cast<size_t>(m * s.n));
       const double macs = static_cast<double>(m) * s.n * s.k;
-      const double te = best_of(reps, [&] { engine::matmul(w, x.data(), m, y.data(), threads); });
+      const engine::LinearOp op{&w, x.data(), m, y.data(), float_act};
+      const double te = best_of(reps, [&] { engine::matmul_many(std::span<const engine::LinearOp>(&op, 1), threads); });
       std::printf("| %s | %s | %lld x %lld | %.1f |", tn.c_str(), s.name, static_cast<long long>(s.n),
                   static_cast<long long>(s.k), macs / te * 1e-9);
       if (per_isa) {
