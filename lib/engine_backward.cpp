@@ -68,19 +68,7 @@ struct Backprop::Impl {
   const Tensor& lin(int i) const { return *m.linear_tensors[static_cast<size_t>(i)]; }
 
   void rmsnorm(const float* in, const Tensor& w, float* out, float* r, int64_t n) const {
-    const int64_t d = m.config.n_embd;
-    const float* g = w.f32();
-    parallel_for(n, n * d >= (1 << 15) ? threads : 1, 16, [&](int64_t t0, int64_t t1) {
-      for (int64_t t = t0; t < t1; ++t) {
-        const float* xr = in + t * d;
-        float* yr = out + t * d;
-        double ss = 0;
-        for (int64_t i = 0; i < d; ++i) ss += static_cast<double>(xr[i]) * xr[i];
-        const float scale = 1.0f / std::sqrt(static_cast<float>(ss / static_cast<double>(d)) + m.config.rms_eps);
-        r[t] = scale;
-        for (int64_t i = 0; i < d; ++i) yr[i] = (xr[i] * scale) * g[i];
-      }
-    });
+    rms_norm(in, w, m.config.rms_eps, m.config.n_embd, n, out, r, threads);
   }
 
   // dx += d/dx of y = x * r(x) * g, given dy: r g dy - x r^3 / d * sum(g dy x).
@@ -117,7 +105,7 @@ struct Backprop::Impl {
 
   // Rotates pairs by +theta (forward) or -theta (backward).
   void rope(float* data, int64_t n, int64_t heads, bool inverse) const {
-    apply_rope(data, n, heads, m.config.head_dim, m.neox_rope, rope_cs.data(), inverse);
+    engine::rope(data, n, heads, m.config.head_dim, m.neox_rope, rope_cs.data(), inverse, threads);
   }
 
   // Products sharing one input run in one parallel region, as in the engine.
@@ -287,7 +275,7 @@ struct Backprop::Impl {
       attention_forward(L, n);
       L.xmid.resize(sz(n, d));
       linear(b.wo, L.o.data(), n, L.xmid.data(), nullptr);
-      for (size_t i = 0; i < L.xmid.size(); ++i) L.xmid[i] += x[i];
+      add_into(L.xmid.data(), x.data(), static_cast<int64_t>(x.size()), threads);
       L.h2.resize(sz(n, d));
       L.r2.resize(static_cast<size_t>(n));
       rmsnorm(L.xmid.data(), *b.ffn_norm, L.h2.data(), L.r2.data(), n);
@@ -297,7 +285,7 @@ struct Backprop::Impl {
       linears({b.wgate, b.wup}, L.h2.data(), n, {L.gate.data(), L.up.data()}, {nullptr, nullptr});
       cpu::silu_mul(n * ff, L.gate.data(), L.up.data(), L.act.data());
       linear(b.wdown, L.act.data(), n, x.data(), nullptr);
-      for (size_t i = 0; i < x.size(); ++i) x[i] += L.xmid[i];
+      add_into(x.data(), L.xmid.data(), static_cast<int64_t>(x.size()), threads);
     }
     xf = std::move(x);
     hf.resize(sz(n, d));

@@ -115,6 +115,19 @@ inline void apply_rope(float* data, int64_t n, int64_t heads, int64_t head_dim, 
   }
 }
 
+/// The forward and backward passes' row operations over n tokens, split across `threads` when
+/// the work is large enough; each token's values are computed by the same operations whatever
+/// the split.
+/// RMSNorm of n rows of d values with weight w (F32); scales (may be null) gets each row's
+/// 1 / sqrt(mean(x^2) + eps).
+void rms_norm(const float* in, const Tensor& w, float eps, int64_t d, int64_t n, float* out, float* scales,
+              int threads);
+/// dst[i] += src[i] for i < count.
+void add_into(float* dst, const float* src, int64_t count, int threads);
+/// apply_rope over n tokens, in parallel.
+void rope(float* data, int64_t n, int64_t heads, int64_t head_dim, bool neox, const float* cs_all, bool inverse,
+          int threads);
+
 /// Runs several products in one parallel region on `threads` (0 = all). Float weights run a
 /// blocked GEMM; in batches of 4+ tokens, types with a panel kernel (cpu::qgemm_kernel: Q4_0,
 /// Q5_0, Q8_0, Q2_K..Q6_K, and BF16 unless float_act) quantize x once into 8-bit (or bf16)

@@ -69,16 +69,7 @@ struct Session::Impl {
   }
 
   void rmsnorm(const float* in, const Tensor& w, float* out, int64_t n) const {
-    const int64_t d = m.config.n_embd;
-    const float* g = w.f32();
-    for (int64_t t = 0; t < n; ++t) {
-      const float* xr = in + t * d;
-      float* yr = out + t * d;
-      double ss = 0;
-      for (int64_t i = 0; i < d; ++i) ss += static_cast<double>(xr[i]) * xr[i];
-      const float scale = 1.0f / std::sqrt(static_cast<float>(ss / static_cast<double>(d)) + m.config.rms_eps);
-      for (int64_t i = 0; i < d; ++i) yr[i] = (xr[i] * scale) * g[i];
-    }
+    engine::rms_norm(in, w, m.config.rms_eps, m.config.n_embd, n, out, nullptr, threads);
   }
 
   // cos/sin per (token, pair), positions n_past .. n_past + n - 1.
@@ -96,7 +87,7 @@ struct Session::Impl {
   }
 
   void rope(float* data, int64_t n, int64_t heads) const {
-    engine::apply_rope(data, n, heads, m.config.head_dim, m.neox_rope, rope_cs.data());
+    engine::rope(data, n, heads, m.config.head_dim, m.neox_rope, rope_cs.data(), false, threads);
   }
 
   void attention(int64_t layer, int64_t n) {
@@ -106,7 +97,9 @@ struct Session::Impl {
     const float* kc = kcache.data() + static_cast<size_t>(layer * n_ctx * nkv);
     const float* vc = vcache.data() + static_cast<size_t>(layer * n_ctx * nkv);
     const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
-    constexpr int64_t QB = 64;
+    // Blocks of QB query rows against the keys they see: the products skip the masked part at
+    // the kernel's tile granularity, and K and V are packed once per block.
+    constexpr int64_t QB = 256;
     const int64_t qblocks = (n + QB - 1) / QB;
     const int64_t items = c.n_head * qblocks;
     // Work per item ~ rows * keys * head_dim * 2; tiny problems stay on this thread.
@@ -114,21 +107,27 @@ struct Session::Impl {
     parallel_for(items, work >= (1 << 18) ? threads : 1, 1, [&](int64_t it0, int64_t it1) {
       thread_local std::vector<float> s;
       for (int64_t it = it0; it < it1; ++it) {
-        const int64_t hh = it % c.n_head, qb = it / c.n_head;
+        // the later (costlier) blocks first, for the balance of the dynamic schedule
+        const int64_t hh = it % c.n_head, qb = qblocks - 1 - it / c.n_head;
         const int64_t kvh = hh / group;
         const int64_t i0 = qb * QB, i1 = std::min(n, i0 + QB), rows = i1 - i0;
         const int64_t len = n_past + i1;  // keys visible to the last query of the block
+        const int64_t diag = n_past + i0;  // row i sees keys 0 .. diag + i
         if (s.size() < static_cast<size_t>(QB * len)) s.resize(static_cast<size_t>(QB * len));
-        cpu::gemm_nt(cpu::GemmArgs{rows, len, hd, q.data() + i0 * nq + hh * hd, nq, kc + kvh * hd, QuantType::F32,
-                                   nkv, s.data(), len, false});
+        cpu::GemmArgs qk{rows, len, hd, q.data() + i0 * nq + hh * hd, nq, kc + kvh * hd, QuantType::F32,
+                         nkv, s.data(), len, false};
+        qk.c_causal = diag;
+        cpu::gemm_nt(qk);
         for (int64_t i = 0; i < rows; ++i) {
           float* row = s.data() + i * len;
-          const int64_t visible = n_past + i0 + i + 1;
+          const int64_t visible = diag + i + 1;
           cpu::softmax_row(visible, row, scale);
           std::fill(row + visible, row + len, 0.f);
         }
-        cpu::gemm_nt(cpu::GemmArgs{rows, hd, len, s.data(), len, vc + kvh * hd * n_ctx, QuantType::F32, n_ctx,
-                                   attn.data() + i0 * nq + hh * hd, nq, false});
+        cpu::GemmArgs pv{rows, hd, len, s.data(), len, vc + kvh * hd * n_ctx, QuantType::F32, n_ctx,
+                         attn.data() + i0 * nq + hh * hd, nq, false};
+        pv.a_causal = diag;
+        cpu::gemm_nt(pv);
       }
     });
   }
@@ -176,8 +175,10 @@ struct Session::Impl {
       float* kc = kcache.data() + static_cast<size_t>(l * n_ctx * nkv);
       float* vc = vcache.data() + static_cast<size_t>(l * n_ctx * nkv);
       std::memcpy(kc + n_past * nkv, k.data(), sz(n, nkv) * sizeof(float));
-      for (int64_t t = 0; t < n; ++t)
-        for (int64_t j = 0; j < nkv; ++j) vc[j * n_ctx + n_past + t] = v[static_cast<size_t>(t * nkv + j)];
+      parallel_for(nkv, n * nkv >= (1 << 15) ? threads : 1, 16, [&](int64_t j0, int64_t j1) {
+        for (int64_t j = j0; j < j1; ++j)
+          for (int64_t t = 0; t < n; ++t) vc[j * n_ctx + n_past + t] = v[static_cast<size_t>(t * nkv + j)];
+      });
 
       attention(l, n);
       if (sa) {
@@ -186,7 +187,7 @@ struct Session::Impl {
         sa->attn.assign(attn.begin(), attn.end());
       }
       run_linears({b.wo}, attn.data(), n, {proj.data()}, {});
-      for (size_t i = 0; i < x.size(); ++i) x[i] += proj[i];
+      engine::add_into(x.data(), proj.data(), n * d, threads);
       if (sa) sa->ffn_input.assign(x.begin(), x.end());
 
       rmsnorm(x.data(), *b.ffn_norm, h.data(), n);
@@ -195,7 +196,7 @@ struct Session::Impl {
         cpu::silu_mul((t1 - t0) * ff, gate.data() + t0 * ff, up.data() + t0 * ff, act.data() + t0 * ff);
       });
       run_linears({b.wdown}, act.data(), n, {proj.data()}, {});
-      for (size_t i = 0; i < x.size(); ++i) x[i] += proj[i];
+      engine::add_into(x.data(), proj.data(), n * d, threads);
       if (sa) {
         sa->ffn_norm.assign(h.begin(), h.end());
         sa->gate.assign(gate.begin(), gate.end());

@@ -8,6 +8,7 @@
 #include <lq/tokenizer.hpp>
 
 #include "engine_backward.hpp"
+#include "kernels/cpu/engine_kernels.hpp"
 
 #include <fmt/format.h>
 
@@ -186,13 +187,7 @@ struct Accum {
 // sum[c] += sum over rows of x[t, c]^2, columns split over threads, rows in order.
 void add_column_squares(const float* x, int64_t rows, int64_t cols, double* out, int threads) {
   parallel_for(cols, rows * cols >= (1 << 16) ? threads : 1, 64, [&](int64_t c0, int64_t c1) {
-    for (int64_t t = 0; t < rows; ++t) {
-      const float* r = x + t * cols;
-      for (int64_t c = c0; c < c1; ++c) {
-        const double v = r[c];
-        out[c] += v * v;
-      }
-    }
+    for (int64_t t = 0; t < rows; ++t) cpu::add_squares(c1 - c0, x + t * cols + c0, out + c0);
   });
 }
 

@@ -542,6 +542,37 @@ TEST_CASE("engine: GEMM kernel matches a double-precision product", "[engine]") 
   }
 }
 
+TEST_CASE("engine: causal GEMM options give the full product's values where they are needed", "[engine]") {
+  // c_causal: C[i][j] for j <= i + off equal the full product's, bit for bit; a_causal: A rows
+  // zero past i + off give the full product's C, bit for bit (the skipped terms are exact zeros).
+  for (int64_t off : {0, 5, 40, 300}) {
+    for (const auto& [m, n, k] : std::vector<std::array<int64_t, 3>>{{7, 40, 64}, {100, 300, 64}, {260, 290, 70}}) {
+      INFO("off=" << off << " m=" << m << " n=" << n << " k=" << k);
+      const auto a = test::gaussian(static_cast<size_t>(m * k), 5), b = test::gaussian(static_cast<size_t>(n * k), 6);
+      std::vector<float> full(static_cast<size_t>(m * n)), part(static_cast<size_t>(m * n), 12345.f);
+      cpu::gemm_nt(cpu::GemmArgs{m, n, k, a.data(), k, b.data(), QuantType::F32, k, full.data(), n, false});
+      cpu::GemmArgs g{m, n, k, a.data(), k, b.data(), QuantType::F32, k, part.data(), n, false};
+      g.c_causal = off;
+      cpu::gemm_nt(g);
+      int64_t bad = 0;
+      for (int64_t i = 0; i < m; ++i)
+        for (int64_t j = 0; j <= std::min(n - 1, i + off); ++j) bad += full[i * n + j] != part[i * n + j];
+      CHECK(bad == 0);
+
+      // A (m x n, masked) times B2 (k x n): k plays the output width here
+      std::vector<float> am(static_cast<size_t>(m * n));
+      for (int64_t i = 0; i < m; ++i)
+        for (int64_t p = 0; p < n; ++p) am[i * n + p] = p <= i + off ? a[(i * n + p) % a.size()] : 0.f;
+      std::vector<float> c1(static_cast<size_t>(m * k)), c2(static_cast<size_t>(m * k));
+      cpu::gemm_nt(cpu::GemmArgs{m, k, n, am.data(), n, b.data(), QuantType::F32, n, c1.data(), k, false});
+      cpu::GemmArgs h{m, k, n, am.data(), n, b.data(), QuantType::F32, n, c2.data(), k, false};
+      h.a_causal = off;
+      cpu::gemm_nt(h);
+      CHECK(c1 == c2);
+    }
+  }
+}
+
 TEST_CASE("engine: quantized dot kernels match the scalar reference", "[engine]") {
   for (QuantType t : {QuantType::Q4_0, QuantType::Q4_1, QuantType::Q5_0, QuantType::Q5_1, QuantType::Q8_0}) {
     const TypeInfo& info = type_info(t);

@@ -6,6 +6,8 @@
 //               row-by-row dot products (decode); larger m as a packed, register-blocked GEMM.
 //   SoftmaxRow  x = exp(scale * x - max) / sum over one row.
 //   SiluMul     out = silu(gate) * up.
+//   RmsNormRow  y = x / sqrt(mean(x^2) + eps) * g over one row (sum of squares in double).
+//   AddSquares  acc[i] += x[i]^2 in double (the activation importance sums).
 // Check them with `lq_tests "[engine]"`; time them with `engine_bench`.
 #pragma once
 
@@ -16,6 +18,7 @@
 
 #include <algorithm>
 #include <bit>
+#include <cmath>
 #include <cstdint>
 #include <cstring>
 
@@ -32,6 +35,12 @@ struct GemmArgs {
   float* c;
   int64_t ldc;
   bool accumulate;  // C += A B^T instead of C = A B^T
+  // Causal attention (both -1 when unused; the m <= 3 path ignores them):
+  //   c_causal >= 0: only C[i][j] with j <= i + c_causal are needed; others may be left unwritten.
+  //   a_causal >= 0: A[i][p] is zero for p > i + a_causal, so those terms are skipped (adding
+  //   an exact zero changes no sum).
+  int64_t c_causal = -1;
+  int64_t a_causal = -1;
 };
 
 template <class Arch>
@@ -45,6 +54,15 @@ struct SoftmaxRow {
 template <class Arch>
 struct SiluMul {
   static void run(int64_t n, const float* gate, const float* up, float* out);
+};
+template <class Arch>
+struct AddSquares {
+  static void run(int64_t n, const float* x, double* acc);
+};
+template <class Arch>
+struct RmsNormRow {
+  /// Returns the row's scale 1 / sqrt(mean(x^2) + eps).
+  static float run(int64_t d, const float* x, const float* g, float eps, float* y);
 };
 
 namespace mm {
@@ -160,9 +178,14 @@ void GemmNT<Arch>::run(GemmArgs g) {
   // Packed panel buffer: KC x NC floats, column panels of NR interleaved per k.
   alignas(64) static thread_local float packed[KC * NC];
   alignas(64) float rowbuf[KC];
+  // Last needed column of rows [r0, r0 + rows) and the end of their nonzero A terms.
+  auto col_limit = [&](int64_t r0, int64_t rows) { return g.c_causal < 0 ? g.n : r0 + rows + g.c_causal; };
+  auto k_limit = [&](int64_t r0, int64_t rows) { return g.a_causal < 0 ? g.k : r0 + rows + g.a_causal; };
   for (int64_t jc = 0; jc < g.n; jc += NC) {
+    if (jc >= col_limit(0, g.m)) break;
     const int64_t nc = std::min(NC, g.n - jc);
     for (int64_t pc = 0; pc < g.k; pc += KC) {
+      if (pc >= k_limit(0, g.m)) break;
       const int64_t kc = std::min(KC, g.k - pc);
       const bool load_c = g.accumulate || pc > 0;
       for (int64_t jr = 0; jr < nc; jr += NR) {
@@ -186,15 +209,20 @@ void GemmNT<Arch>::run(GemmArgs g) {
           const float* panel = packed + (jr / NR) * (KC * NR);
           const int ncols = static_cast<int>(std::min<int64_t>(NR, nc - jr));
           for (int64_t ir = 0; ir < mc; ir += MR) {
+            const int64_t mr = std::min<int64_t>(MR, mc - ir);
+            if (jc + jr >= col_limit(ic + ir, mr)) continue;
+            // Rows whose A terms end before this k block keep the sums of the earlier blocks.
+            const int64_t ke = std::min(kc, k_limit(ic + ir, mr) - pc);
+            if (ke <= 0) continue;
             const float* a = g.a + (ic + ir) * g.lda + pc;
             float* c = g.c + (ic + ir) * g.ldc + jc + jr;
-            switch (std::min<int64_t>(MR, mc - ir)) {
-              case 6: mm::micro_kernel<Arch, 6>(kc, a, g.lda, panel, c, g.ldc, ncols, load_c); break;
-              case 5: mm::micro_kernel<Arch, 5>(kc, a, g.lda, panel, c, g.ldc, ncols, load_c); break;
-              case 4: mm::micro_kernel<Arch, 4>(kc, a, g.lda, panel, c, g.ldc, ncols, load_c); break;
-              case 3: mm::micro_kernel<Arch, 3>(kc, a, g.lda, panel, c, g.ldc, ncols, load_c); break;
-              case 2: mm::micro_kernel<Arch, 2>(kc, a, g.lda, panel, c, g.ldc, ncols, load_c); break;
-              default: mm::micro_kernel<Arch, 1>(kc, a, g.lda, panel, c, g.ldc, ncols, load_c); break;
+            switch (mr) {
+              case 6: mm::micro_kernel<Arch, 6>(ke, a, g.lda, panel, c, g.ldc, ncols, load_c); break;
+              case 5: mm::micro_kernel<Arch, 5>(ke, a, g.lda, panel, c, g.ldc, ncols, load_c); break;
+              case 4: mm::micro_kernel<Arch, 4>(ke, a, g.lda, panel, c, g.ldc, ncols, load_c); break;
+              case 3: mm::micro_kernel<Arch, 3>(ke, a, g.lda, panel, c, g.ldc, ncols, load_c); break;
+              case 2: mm::micro_kernel<Arch, 2>(ke, a, g.lda, panel, c, g.ldc, ncols, load_c); break;
+              default: mm::micro_kernel<Arch, 1>(ke, a, g.lda, panel, c, g.ldc, ncols, load_c); break;
             }
           }
         }
@@ -245,6 +273,37 @@ void SiluMul<Arch>::run(int64_t n, const float* gate, const float* up, float* ou
   for (int64_t i = nv; i < n; ++i) out[i] = gate[i] / (1.f + std::exp(-gate[i])) * up[i];
 }
 
-#define LQ_CPU_MATMUL_KERNELS(X) X(GemmNT) X(SoftmaxRow) X(SiluMul)
+template <class Arch>
+float RmsNormRow<Arch>::run(int64_t d, const float* x, const float* g, float eps, float* y) {
+  using B = xsimd::batch<float, Arch>;
+  constexpr int64_t W = B::size;
+  // Eight independent double partial sums: the compiler vectorises them (no reassociation of
+  // one sum), and double keeps the mean exact to float precision for any row length.
+  double part[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+  const int64_t d8 = d / 8 * 8;
+  for (int64_t i = 0; i < d8; i += 8)
+    for (int l = 0; l < 8; ++l) part[l] += static_cast<double>(x[i + l]) * x[i + l];
+  double ss = 0;
+  for (int l = 0; l < 8; ++l) ss += part[l];
+  for (int64_t i = d8; i < d; ++i) ss += static_cast<double>(x[i]) * x[i];
+  const float scale = 1.0f / std::sqrt(static_cast<float>(ss / static_cast<double>(d)) + eps);
+  const int64_t nv = d / W * W;
+  const B vs(scale);
+  for (int64_t i = 0; i < nv; i += W)
+    (B::load_unaligned(x + i) * vs * B::load_unaligned(g + i)).store_unaligned(y + i);
+  for (int64_t i = nv; i < d; ++i) y[i] = (x[i] * scale) * g[i];
+  return scale;
+}
+
+template <class Arch>
+void AddSquares<Arch>::run(int64_t n, const float* x, double* acc) {
+  // independent lanes: the compiler vectorises this with the ISA's float -> double conversion
+  for (int64_t i = 0; i < n; ++i) {
+    const double v = x[i];
+    acc[i] += v * v;
+  }
+}
+
+#define LQ_CPU_MATMUL_KERNELS(X) X(GemmNT) X(SoftmaxRow) X(SiluMul) X(RmsNormRow) X(AddSquares)
 
 }  // namespace lq::cpu
