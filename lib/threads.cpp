@@ -43,15 +43,17 @@ class Pool {
       job_ = &body;
       job_threads_ = n_threads;
       optional_ = optional;
-      closed_.store(false);
       pending_.store(optional ? 0 : n_threads - 1, std::memory_order_relaxed);
-      generation_.fetch_add(1, std::memory_order_release);
+      const uint64_t gen = generation_.fetch_add(1) + 1;
+      // One atomic names the open job: a worker holding an older job's pointer can never see it
+      // open (two flags, reset one after the other, left a window where it could).
+      open_.store(optional ? gen : 0);
     }
     cv_.notify_all();
     t_in_pool = true;
     body(0);
     t_in_pool = false;
-    closed_.store(true);
+    open_.store(0);
     while (active_.load() != 0 || pending_.load(std::memory_order_acquire) != 0) std::this_thread::yield();
     {
       std::lock_guard<std::mutex> g(mutex_);
@@ -110,9 +112,10 @@ class Pool {
       if (job && idx < threads) {
         if (optional) {
           // Enter only while the job of generation `seen` is still open (checked after
-          // announcing ourselves, so the caller either waits for us or we see it closed).
+          // announcing ourselves: the caller closes, then waits for active_, so either it waits
+          // for us or we see it closed, or see a later generation open).
           active_.fetch_add(1);
-          if (!closed_.load() && generation_.load() == seen) (*job)(idx);
+          if (open_.load() == seen) (*job)(idx);
           active_.fetch_sub(1);
         } else {
           (*job)(idx);
@@ -129,7 +132,7 @@ class Pool {
   std::atomic<uint64_t> generation_{0};
   std::atomic<int> pending_{0};
   std::atomic<int> active_{0};
-  std::atomic<bool> closed_{true};
+  std::atomic<uint64_t> open_{0};  // the generation of the open optional job, 0 when none
   const std::function<void(int)>* job_ = nullptr;
   int job_threads_ = 0;
   bool optional_ = false;
