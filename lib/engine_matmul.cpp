@@ -161,15 +161,15 @@ void add_tiles(const Prepared& p, int op, int nt, std::vector<Tile>& tiles) {
 
 bool supports_weight_type(QuantType t) {
   if (is_float16_or_32(t)) return true;
-  const auto& reg = Registry::instance();
+  const Backend& cpu_be = Registry::instance().cpu();
   const TypeInfo& info = type_info(t);
-  if (reg.dot(t) && reg.quantize(info.dot_type)) return true;
-  return reg.dequantize(t) != nullptr;
+  if (cpu_be.kernels(t).dot && cpu_be.kernels(info.dot_type).quantize) return true;
+  return cpu_be.kernels(t).dequantize != nullptr;
 }
 
 void matmul_many(std::span<const LinearOp> ops, int threads) {
   const int nt = threads > 0 ? threads : hardware_threads();
-  const auto& reg = Registry::instance();
+  const Backend& cpu_be = Registry::instance().cpu();
   std::vector<Prepared> prep;
   int64_t macs = 0;
   for (const LinearOp& op : ops) {
@@ -186,12 +186,12 @@ void matmul_many(std::span<const LinearOp> ops, int threads) {
                                    : cpu::qact_layout(op.w->row_length(), panel.act_block);
       p.qb = p.lay.bytes;
     } else if (!is_float16_or_32(t)) {
-      DotFn dot = reg.dot(t);
-      if (dot && reg.quantize(type_info(t).dot_type)) {
+      DotFn dot = cpu_be.kernels(t).dot;
+      if (dot && cpu_be.kernels(type_info(t).dot_type).quantize) {
         p.path = Path::dot;
         p.dot = dot;
         if (op.m >= 4) p.tile = tile_kernel(t);
-      } else if (DequantizeFn deq = reg.dequantize(t)) {
+      } else if (DequantizeFn deq = cpu_be.kernels(t).dequantize) {
         p.path = Path::dequant;
         p.deq = deq;
       } else {
@@ -239,7 +239,7 @@ void matmul_many(std::span<const LinearOp> ops, int threads) {
       parallel_for(p->op->m, p->op->m >= 16 ? use : 1, 8,
                    [&](int64_t b, int64_t e) { q(x + b * k, e - b, lay, dst + static_cast<size_t>(b) * qb); });
     } else {
-      const QuantizeFn q = reg.quantize(std::get<1>(key));
+      const QuantizeFn q = cpu_be.kernels(std::get<1>(key)).quantize;
       parallel_for(p->op->m, p->op->m >= 16 ? use : 1, 8,
                    [&](int64_t b, int64_t e) { q(x + b * k, dst + static_cast<size_t>(b) * qb, e - b, k, nullptr); });
     }
@@ -259,7 +259,7 @@ void matmul(const Tensor& w, const float* x, int64_t m, float* y, int threads) {
 }
 
 void dequantize_row(const Tensor& t, int64_t r, float* dst) {
-  DequantizeFn deq = Registry::instance().dequantize(t.type);
+  DequantizeFn deq = Registry::instance().cpu().kernels(t.type).dequantize;
   if (!deq) fail(Errc::invalid_model, "engine: tensor '{}' has type {} that cannot be decoded", t.name, type_name(t.type));
   deq(t.row(r), dst, t.row_length());
 }

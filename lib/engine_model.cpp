@@ -142,7 +142,7 @@ std::unique_ptr<Model> Model::load(const ModelSource& src) {
 
   const int64_t d = c.n_embd, hd = c.head_dim, nq = c.n_head * hd, nkv = c.n_head_kv * hd, ff = c.n_ff;
   check_shape(embd, {d, m.n_vocab});
-  if (!Registry::instance().dequantize(embd.type))
+  if (!Registry::instance().cpu().kernels(embd.type).dequantize)
     fail(Errc::invalid_model, "engine: token_embd.weight has type {}, which cannot be decoded", type_name(embd.type));
   m.tok_embd = add(embd, false);
   m.blocks.resize(static_cast<size_t>(c.n_layer));
@@ -240,7 +240,7 @@ void Model::replace_tensor(std::string_view name, QuantType type, std::span<cons
          t.row_length(), info.name, info.block_size);
   if (!vector && !engine::supports_weight_type(type))
     fail(Errc::invalid_argument, "replace_tensor '{}': type {} has no CPU kernel", name, info.name);
-  if (&t == impl_->tok_embd && !Registry::instance().dequantize(type))
+  if (&t == impl_->tok_embd && !Registry::instance().cpu().kernels(type).dequantize)
     fail(Errc::invalid_argument, "replace_tensor '{}': the token embedding needs a type that can be decoded, not {}",
          name, info.name);
   const size_t want = info.row_bytes(t.row_length()) * static_cast<size_t>(t.n_rows());

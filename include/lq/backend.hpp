@@ -20,7 +20,8 @@ class LQ_API Backend {
   virtual ~Backend() = default;
   /// Short name: "cpu", "cuda".
   virtual std::string_view name() const = 0;
-  /// 0 = unusable on this machine; higher = preferred.
+  /// 0 = unusable on this machine; higher = preferred by `auto` (the CPU scores 2, a usable
+  /// CUDA device 1: see cuda_backend.cpp).
   virtual int score() const = 0;
   /// Whether `op` on `t` has a kernel here (else the registry falls back to the CPU).
   virtual bool supports(QuantType t, Op op) const = 0;
@@ -40,6 +41,9 @@ class LQ_API Registry {
   const std::vector<std::unique_ptr<Backend>>& backends() const { return backends_; }
   /// The back-end with the highest score (or the one forced by select()).
   const Backend& active() const;
+  /// The CPU back-end (always present): the inference engine's kernels, which run inside its own
+  /// parallel loops on host data, come from here whatever back-end is active.
+  const Backend& cpu() const { return *backends_.back(); }
   /// Looks a back-end up by name; nullptr when absent.
   const Backend* find(std::string_view name) const;
   /// Forces a back-end by name ("auto" restores the scored choice). Throws if unusable.

@@ -17,7 +17,7 @@ namespace {
 class CpuBackend final : public Backend {
  public:
   std::string_view name() const override { return "cpu"; }
-  int score() const override { return 1; }
+  int score() const override { return 2; }
   bool supports(QuantType t, Op op) const override {
     const auto& row = type_info(t);
     switch (op) {
