@@ -86,7 +86,7 @@ Figures run_ours(const fs::path& model, const fs::path& text, ImportanceMethod m
   o.ctx = ctx;
   o.samples = chunks;
   o.threads = threads;
-  o.bf16_activations = bf16_act;
+  o.activations = bf16_act ? ActivationRounding::bf16 : ActivationRounding::exact;
   ImportanceAnalyzer an(*src, o);
   an.set_calibration(load_calibration(text));
   const double c0 = cpu_s(RUSAGE_SELF);
@@ -125,58 +125,87 @@ Figures run_llama(const Args& a, const fs::path& model, const fs::path& text, in
   return {tokens / (wall - *start), 1000.0 * (c1 - c0) / tokens};
 }
 
+// Largest relative difference of the per-column sums of `ours` from `ref` over all tensors; with
+// `table`, one row per tensor.
+double worst_difference(const Imatrix& ref, const Imatrix& ours, bool table) {
+  if (table) {
+    std::printf("| tensor                   | columns | counts equal | max rel diff | mean rel diff |\n");
+    std::printf("|--------------------------|--------:|:------------:|-------------:|--------------:|\n");
+  }
+  double worst = 0;
+  for (const auto& [name, e] : ref.entries) {
+    const ImatrixEntry* o = ours.find(name);
+    if (!o || o->n_cols != e.n_cols) {
+      std::printf("| %-24s | missing or mis-shaped\n", name.c_str());
+      continue;
+    }
+    double mx = 0, sum = 0;
+    for (int64_t j = 0; j < e.n_cols; ++j) {
+      const double x = o->in_sum2[static_cast<size_t>(j)], y = e.in_sum2[static_cast<size_t>(j)];
+      const double rel = std::fabs(x - y) / std::max(std::fabs(y), 1e-30);
+      mx = std::max(mx, rel);
+      sum += rel;
+    }
+    worst = std::max(worst, mx);
+    if (table)
+      std::printf("| %-24s | %7lld | %-12s | %12.3e | %13.3e |\n", name.c_str(), static_cast<long long>(e.n_cols),
+                  o->counts == e.counts ? "yes" : "NO", mx, sum / static_cast<double>(e.n_cols));
+  }
+  return worst;
+}
+
+ImportanceResult analyze_golden_setting(const Args& a, const fs::path& model, const fs::path& text, const Imatrix& ref,
+                                        ActivationRounding r) {
+  auto src = ModelSource::open(model);
+  ImportanceOptions o;
+  o.ctx = ref.chunk_size;
+  o.samples = ref.chunk_count;
+  o.threads = a.threads;
+  o.activations = r;
+  ImportanceAnalyzer an(*src, o);
+  an.set_calibration(load_calibration(text));
+  return an.run();
+}
+
 void golden(const Args& a) {
   const fs::path model = a.shared / "models/tiny-llama", text = a.shared / "corpus/calibration.txt",
-                 ref_path = a.shared / "golden/imatrix.gguf";
+                 ref_path = a.shared / "golden/imatrix.gguf", bf16_gguf = a.shared / "golden/tiny-llama-BF16.gguf";
   if (!fs::exists(model) || !fs::exists(ref_path)) {
     std::printf("golden: %s or %s absent, skipped\n", model.c_str(), ref_path.c_str());
     return;
   }
   const Imatrix ref = Imatrix::load(ref_path);
-  auto src = ModelSource::open(model);
-  // Exact float activations (the default), then bf16-rounded ones (--bf16-activations).
-  for (const bool bf16 : {false, true}) {
-    ImportanceOptions o;
-    o.ctx = ref.chunk_size;
-    o.samples = ref.chunk_count;
-    o.threads = a.threads;
-    o.bf16_activations = bf16;
-    ImportanceAnalyzer an(*src, o);
-    an.set_calibration(load_calibration(text));
-    const ImportanceResult r = an.run();
-    if (!bf16) {
-      std::printf("golden: tiny-llama, %s, ctx %lld, %lld chunks; %.0f tokens/s\n", text.filename().c_str(),
-                  static_cast<long long>(o.ctx), static_cast<long long>(r.chunks), r.tokens_per_second());
-      std::printf("| tensor                   | columns | counts equal | max rel diff | mean rel diff |\n");
-      std::printf("|--------------------------|--------:|:------------:|-------------:|--------------:|\n");
+  // The checkpoint under the default (auto: exact float activations), then bf16-rounded ones.
+  const ImportanceResult exact = analyze_golden_setting(a, model, text, ref, ActivationRounding::automatic);
+  std::printf("golden: tiny-llama, %s, ctx %lld, %lld chunks; %.0f tokens/s\n", text.filename().c_str(),
+              static_cast<long long>(ref.chunk_size), static_cast<long long>(exact.chunks), exact.tokens_per_second());
+  std::printf("worst relative difference over all tensors: %.3e\n", worst_difference(ref, exact.imatrix, true));
+  const ImportanceResult bf16 = analyze_golden_setting(a, model, text, ref, ActivationRounding::bf16);
+  std::printf("worst relative difference over all tensors with --activations bf16: %.3e\n",
+              worst_difference(ref, bf16.imatrix, false));
+  // The BF16 GGUF under auto (bf16-rounded activations) against llama-imatrix on that same file.
+  if (!a.llama_bin.empty() && fs::exists(bf16_gguf)) {
+    fs::create_directories(a.dir);
+    const fs::path out = a.dir / "llama-bf16.imatrix.gguf";
+    const std::string cmd = a.llama_bin + "/llama-imatrix -m " + bf16_gguf.string() + " -f " + text.string() + " -c " +
+                            std::to_string(ref.chunk_size) + " --chunks " + std::to_string(ref.chunk_count) +
+                            " -o " + out.string() + " > /dev/null 2>&1";
+    if (std::system(cmd.c_str()) == 0 && fs::exists(out)) {
+      const Imatrix llama_bf16 = Imatrix::load(out);
+      const ImportanceResult ours = analyze_golden_setting(a, bf16_gguf, text, ref, ActivationRounding::automatic);
+      std::printf("tiny-llama-BF16.gguf, llama-imatrix on that file vs ours (auto = bf16 activations): %.3e; "
+                  "vs ours exact: %.3e\n",
+                  worst_difference(llama_bf16, ours.imatrix, false), worst_difference(llama_bf16, exact.imatrix, false));
+      fs::remove(out);
     }
-    double worst = 0;
-    for (const auto& [name, e] : ref.entries) {
-      const ImatrixEntry* ours = r.imatrix.find(name);
-      if (!ours || ours->n_cols != e.n_cols) {
-        std::printf("| %-24s | missing or mis-shaped\n", name.c_str());
-        continue;
-      }
-      double mx = 0, sum = 0;
-      for (int64_t j = 0; j < e.n_cols; ++j) {
-        const double x = ours->in_sum2[static_cast<size_t>(j)], y = e.in_sum2[static_cast<size_t>(j)];
-        const double rel = std::fabs(x - y) / std::max(std::fabs(y), 1e-30);
-        mx = std::max(mx, rel);
-        sum += rel;
-      }
-      worst = std::max(worst, mx);
-      if (!bf16)
-        std::printf("| %-24s | %7lld | %-12s | %12.3e | %13.3e |\n", name.c_str(), static_cast<long long>(e.n_cols),
-                    ours->counts == e.counts ? "yes" : "NO", mx, sum / static_cast<double>(e.n_cols));
-    }
-    std::printf("worst relative difference over all tensors%s: %.3e\n", bf16 ? " with --bf16-activations" : "",
-                worst);
   }
   std::printf("\n");
 }
 
 
 void print_header() {
+  std::printf("BF16 = exact float activations (--activations exact); BF16* = bf16-rounded activations, llama.cpp's "
+              "arithmetic and the default (auto) for a GGUF file\n");
   std::printf("| model     | file  | method     | ctx | chunks | lq tok/s | lq CPU s/1k tok | llama-imatrix tok/s (default / -b ctx) | llama CPU s/1k tok | speed-up (default / -b ctx) |\n");
   std::printf("|-----------|-------|------------|----:|-------:|---------:|----------------:|----------------------------------------:|-------------------:|----------------------------:|\n");
 }
@@ -210,7 +239,8 @@ std::vector<std::pair<std::string, Figures>> throughput(const Args& a, const std
     out.emplace_back(mname, f);
     const bool act = m == ImportanceMethod::activation;
     row(type, mname, f, act && ld.tps > 0);
-    // BF16*: the same file with bf16-rounded activations (--bf16-activations), llama.cpp's method
+    // BF16*: the same file with bf16-rounded activations: llama.cpp's arithmetic, and lq
+    // analyze's default (--activations auto) for a GGUF; the BF16 row is --activations exact
     if (act && type == "BF16") row("BF16*", mname, run_ours(file, text, m, ctx, chunks, threads, true), ld.tps > 0);
     std::fflush(stdout);
   }

@@ -39,6 +39,21 @@ ImportanceMethod parse_importance_method(std::string_view s) {
   fail(Errc::invalid_argument, "unknown importance method '{}' (activation, gradient, fisher)", s);
 }
 
+const char* activation_rounding_name(ActivationRounding r) noexcept {
+  switch (r) {
+    case ActivationRounding::exact: return "exact";
+    case ActivationRounding::bf16: return "bf16";
+    default: return "auto";
+  }
+}
+
+ActivationRounding parse_activation_rounding(std::string_view s) {
+  if (s == "auto") return ActivationRounding::automatic;
+  if (s == "exact") return ActivationRounding::exact;
+  if (s == "bf16") return ActivationRounding::bf16;
+  fail(Errc::invalid_argument, "unknown --activations '{}' (auto, exact, bf16)", s);
+}
+
 std::string hf_module_name(const std::string& g) {
   if (g == "output.weight") return "lm_head";
   if (g == "token_embd.weight") return "model.embed_tokens";
@@ -215,6 +230,12 @@ struct ImportanceAnalyzer::Impl {
                                      opt.ctx));
   }
 
+  // ImportanceOptions::activations resolved for this source.
+  bool bf16_act() const {
+    return opt.activations == ActivationRounding::bf16 ||
+           (opt.activations == ActivationRounding::automatic && src.is_gguf());
+  }
+
   void cut(const std::vector<int32_t>& tokens) {
     const int32_t bos = model->add_bos() ? model->bos_token() : -1;
     const int64_t available = static_cast<int64_t>(tokens.size()) / opt.ctx;
@@ -325,7 +346,7 @@ struct ImportanceAnalyzer::Impl {
     mismatch("ctx", "ctx");
     mismatch("chunks", "chunk count");
     mismatch("process_output", "process_output");
-    mismatch("bf16_activations", "bf16_activations");
+    mismatch("bf16_activations", "activation rounding");
     mismatch("data_id", "other calibration data: identity");
     mismatch("entries", "other weights: entries");
     const int64_t done = st.value("chunks_done", int64_t{-1});
@@ -386,7 +407,7 @@ struct ImportanceAnalyzer::Impl {
                  {"ctx", opt.ctx},
                  {"chunks", n_chunks},
                  {"process_output", opt.process_output},
-                 {"bf16_activations", opt.bf16_activations},
+                 {"bf16_activations", bf16_act()},
                  {"model_id", model_identity(src)},
                  {"data_id", data_identity()},
                  {"calibration", source}};
@@ -412,7 +433,7 @@ struct ImportanceAnalyzer::Impl {
     std::vector<double> colbuf, abs_buf, sq_buf;
     const float* last_input = nullptr;
     if (opt.method == ImportanceMethod::activation) {
-      session = std::make_unique<Session>(*model, SessionOptions{opt.ctx, threads, false, opt.bf16_activations});
+      session = std::make_unique<Session>(*model, SessionOptions{opt.ctx, threads, false, bf16_act()});
       session->set_linear_hook([&](const LinearEvent& ev) {
         check_interrupted();  // a long chunk stops early; its partial sums are discarded with it
         const int idx = static_cast<int>(ev.linear - lin.data());
@@ -476,6 +497,7 @@ struct ImportanceAnalyzer::Impl {
     }
     progress.finish("Analyzing");
     res.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    res.bf16_activations = session != nullptr && bf16_act();
     res.tokens = tokens_run;
     res.chunks = done;
     if (opt.method != ImportanceMethod::activation && done > 0) res.mean_loss = loss_sum / static_cast<double>(done);

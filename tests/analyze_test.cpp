@@ -358,6 +358,41 @@ TEST_CASE("analyze: results do not depend on the thread count", "[analyze]") {
   }
 }
 
+TEST_CASE("analyze: auto activation rounding follows llama-imatrix on the same file", "[analyze][golden]") {
+  // A BF16 GGUF: bf16-rounded activations, as llama.cpp computes; the Hugging Face checkpoint:
+  // exact float ones (llama-imatrix on its F32 conversion). Explicit settings override both.
+  auto hf = test::shared_file("models/tiny-llama");
+  auto gg = test::shared_file("golden/tiny-llama-BF16.gguf");
+  if (!hf || !gg) return;
+  const auto run = [](const fs::path& model, ActivationRounding r) {
+    auto src = ModelSource::open(model);
+    ImportanceOptions o;
+    o.ctx = 64;
+    o.samples = 4;
+    o.activations = r;
+    ImportanceAnalyzer an(*src, o);
+    std::vector<int32_t> tokens(64 * 4);
+    for (size_t i = 0; i < tokens.size(); ++i) tokens[i] = static_cast<int32_t>(3 + (i * 37) % 1500);
+    an.set_tokens(tokens, "synthetic");
+    return an.run();
+  };
+  const auto sums = [](const ImportanceResult& r) {
+    std::vector<float> v;
+    for (const auto& [name, e] : r.imatrix.entries) v.insert(v.end(), e.in_sum2.begin(), e.in_sum2.end());
+    return v;
+  };
+  const ImportanceResult g_auto = run(*gg, ActivationRounding::automatic), g_bf16 = run(*gg, ActivationRounding::bf16),
+                         g_exact = run(*gg, ActivationRounding::exact);
+  CHECK(g_auto.bf16_activations);
+  CHECK_FALSE(g_exact.bf16_activations);
+  CHECK(sums(g_auto) == sums(g_bf16));
+  CHECK(sums(g_auto) != sums(g_exact));  // the rounding reaches the sums
+  const ImportanceResult h_auto = run(*hf, ActivationRounding::automatic);
+  CHECK_FALSE(h_auto.bf16_activations);
+  CHECK(sums(h_auto) == sums(g_exact));  // same weights, same exact arithmetic
+  CHECK_THROWS_AS(parse_activation_rounding("fp8"), Error);
+}
+
 TEST_CASE("analyze: a resumed run gives the same bytes as an uninterrupted one", "[analyze][resume]") {
   test::TempDir tmp;
   const Toy spec;
@@ -513,6 +548,8 @@ TEST_CASE("analyze: CLI bad input and exit codes", "[analyze][cli]") {
       {m + " --coverage 0" + out + " --identify-super-weights", 2, "coverage"},
       {m + " --coverage 1.5" + out + " --identify-super-weights", 2, "coverage"},
       {m + " --output-format bin" + out, 2, "bin"},
+      {m + " --activations fp8" + out, 2, "fp8"},
+      {m + " --activations exact --bf16-activations" + out, 2, "contradicts"},
       {(tmp / "no-model").string() + out, 3, "not found"},
       {m + " -o " + (tmp / "no-dir" / "x.imatrix").string(), 7, "no-dir"},
       {m + " --resume " + (tmp / "nothing").string() + out, 2, "nothing"},
@@ -542,6 +579,7 @@ TEST_CASE("analyze: CLI writes the matrix, the JSON report and the super-weight 
   CHECK(j["method"] == "activation_magnitude");
   CHECK(j["num_layers"] == 6);
   CHECK(j["calibration_samples"] == 4);
+  CHECK(j["activation_rounding"] == "exact");  // a Hugging Face checkpoint under auto
   CHECK(j["layer_scores"].size() == 42);
   CHECK(j["layer_scores"][0]["layer_name"] == "model.layers.0.self_attn.q_proj");
   CHECK(j["super_weights"]["identified"] == true);

@@ -86,8 +86,11 @@ int run_importance(Context& ctx, std::vector<std::string> args) {
       ("resume", "Resume from a checkpoint (its directory or the checkpoint directory)", cxxopts::value<std::string>())
       ("output-format", "Importance matrix format: gguf (default) or dat (legacy)", cxxopts::value<std::string>())
       ("process-output", "Also collect output.weight (llama-imatrix --process-output)")
-      ("bf16-activations", "BF16 weights multiply bf16-rounded activations, as llama.cpp does: about twice "
-                           "as fast on CPUs with AVX-512 BF16, sums within about 1e-2 of the exact evaluation");
+      ("activations", "How BF16 weights multiply their inputs: auto (a GGUF as llama-imatrix does: "
+                      "bf16-rounded; a Hugging Face checkpoint: exact float, as llama-imatrix on its F32 "
+                      "conversion), exact, bf16 [default: auto]",
+       cxxopts::value<std::string>())
+      ("bf16-activations", "Same as --activations bf16");
   add_global_options(opts);
   opts.parse_positional({"model"});
   auto parsed = parse(ctx, opts, args);
@@ -103,7 +106,13 @@ int run_importance(Context& ctx, std::vector<std::string> args) {
   if (io.samples < 1) fail(Errc::invalid_argument, "--calibration-samples must be positive, got {}", io.samples);
   io.process_output = r.count("process-output") > 0;
   io.threads = ctx.threads;
-  io.bf16_activations = r.count("bf16-activations") > 0;
+  if (r.count("activations")) io.activations = parse_activation_rounding(r["activations"].as<std::string>());
+  if (r.count("bf16-activations")) {
+    if (r.count("activations") && io.activations != ActivationRounding::bf16)
+      fail(Errc::invalid_argument, "--bf16-activations contradicts --activations {}",
+           activation_rounding_name(io.activations));
+    io.activations = ActivationRounding::bf16;
+  }
   const bool identify = r.count("identify-super-weights") > 0;
   const double coverage = r.count("coverage") ? r["coverage"].as<double>() : 1e-4;
   if (!(coverage > 0 && coverage < 1)) fail(Errc::invalid_argument, "--coverage must be in (0, 1), got {}", coverage);
@@ -243,6 +252,7 @@ int run_importance(Context& ctx, std::vector<std::string> args) {
               {"total_parameters", total_params},
               {"super_weight_coverage", identify ? json(coverage) : json(nullptr)},
               {"tokens_per_second", res.tokens_per_second()},
+              {"activation_rounding", res.bf16_activations ? "bf16" : "exact"},
               {"warnings", res.warnings}};
   if (res.method != ImportanceMethod::activation) doc["mean_loss"] = res.mean_loss;
   if (!report_path.empty()) {

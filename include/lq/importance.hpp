@@ -42,6 +42,17 @@ LQ_API const char* importance_method_name(ImportanceMethod m) noexcept;
 /// Errc::invalid_argument.
 LQ_API ImportanceMethod parse_importance_method(std::string_view s);
 
+/// How BF16 weights multiply their inputs in an analysis (other weight types are unaffected).
+/// automatic: as llama-imatrix computes on the same file: bf16-rounded activations for a GGUF
+///   (llama.cpp's method for BF16 weights), exact float ones for a Hugging Face checkpoint (as
+///   llama-imatrix computes on its lossless F32 conversion).
+/// exact: float activations (the figures of the F32 model); bf16: bf16-rounded ones.
+enum class ActivationRounding { automatic, exact, bf16 };
+/// "auto", "exact", "bf16".
+LQ_API const char* activation_rounding_name(ActivationRounding r) noexcept;
+/// Parses "auto", "exact", "bf16"; anything else throws Errc::invalid_argument.
+LQ_API ActivationRounding parse_activation_rounding(std::string_view s);
+
 /// Settings of an analysis.
 struct ImportanceOptions {
   ImportanceMethod method = ImportanceMethod::activation;
@@ -49,7 +60,7 @@ struct ImportanceOptions {
   int64_t samples = 512;         ///< chunks to evaluate; fewer when the data is shorter (a warning says so)
   bool process_output = false;   ///< also output.weight (llama-imatrix --process-output)
   int threads = 0;               ///< 0 = all hardware threads
-  bool bf16_activations = false; ///< activation method: see SessionOptions::bf16_activations
+  ActivationRounding activations = ActivationRounding::automatic;  ///< BF16 weights' inputs
   /// Directory where the state is saved after every chunk ("" = no checkpoints). The state
   /// lives in <dir>/analyze-<method>/ and is removed when the analysis completes.
   std::filesystem::path checkpoint_dir;
@@ -86,6 +97,7 @@ struct ImportanceResult {
   int64_t ctx = 0;
   int64_t tokens = 0;               ///< tokens evaluated in this run
   double mean_loss = 0;             ///< mean next-token cross-entropy (gradient methods; 0 otherwise)
+  bool bf16_activations = false;    ///< how BF16 weights multiplied (ImportanceOptions::activations, resolved)
   double seconds = 0;               ///< wall time of the evaluation in this run
   std::vector<std::string> warnings;
   double tokens_per_second() const { return seconds > 0 ? static_cast<double>(tokens) / seconds : 0; }
