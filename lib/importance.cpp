@@ -171,11 +171,13 @@ std::string model_identity(const ModelSource& src) {
     f.add_value(static_cast<int32_t>(t.type));
     for (int64_t d : t.ne) f.add_value(d);
     if (t.n_rows() == 0) continue;
+    // Up to 16 rows spread over the tensor, the first and last among them: cheap to read, and an
+    // edited model (fine-tuned, merged, re-quantized) changes them.
     row.resize(t.row_bytes());
-    src.read_rows_raw(t, 0, 1, row.data());
-    f.add(row.data(), row.size());
-    if (t.n_rows() > 1) {
-      src.read_rows_raw(t, t.n_rows() - 1, 1, row.data());
+    const int64_t n = t.n_rows(), samples = std::min<int64_t>(n, 16);
+    for (int64_t i = 0; i < samples; ++i) {
+      const int64_t r = samples == 1 ? 0 : i * (n - 1) / (samples - 1);
+      src.read_rows_raw(t, r, 1, row.data());
       f.add(row.data(), row.size());
     }
   }
@@ -418,6 +420,16 @@ struct ImportanceAnalyzer::Impl {
     ImportanceResult res;
     res.method = opt.method;
     res.ctx = opt.ctx;
+    // The cache key: everything the result depends on (not the data's label).
+    fs::path cached;
+    if (!opt.cache_dir.empty() && opt.resume.empty()) {
+      json key = base;
+      key.erase("calibration");
+      Fnv f;
+      f.add_string(key.dump());
+      cached = opt.cache_dir / (f.hex() + ".imatrix");
+      if (load_cached(cached, acc, res)) return res;
+    }
     int64_t start = 0, tokens_before = 0;
     double loss_sum = 0;
     if (!opt.resume.empty()) {
@@ -517,8 +529,53 @@ struct ImportanceAnalyzer::Impl {
     }
     res.layers = layer_scores(im, *model);
     res.statistics = importance_statistics(im);
+    if (!cached.empty()) store_cached(cached, res);
     res.warnings = warnings;
     return res;
+  }
+
+  // A cached result for this key, if one is there and has the expected entries.
+  bool load_cached(const fs::path& path, const std::vector<Accum>& acc, ImportanceResult& res) {
+    std::error_code ec;
+    if (!fs::exists(path, ec)) return false;
+    Imatrix im;
+    json side;
+    try {
+      im = Imatrix::load(path);
+      std::ifstream in(fs::path(path).replace_extension(".json"));
+      side = json::parse(in);
+    } catch (const std::exception& e) {
+      warnings.push_back(fmt::format("ignoring the unreadable cached result {}: {}", path.string(), e.what()));
+      return false;
+    }
+    if (im.entries.size() != acc.size()) return false;
+    for (const auto& a : acc) {
+      const ImatrixEntry* e = im.find(a.name);
+      if (!e || e->n_cols != a.n_cols) return false;
+    }
+    im.datasets = {source};
+    res.imatrix = std::move(im);
+    res.chunks = res.imatrix.chunk_count;
+    res.mean_loss = side.value("mean_loss", 0.0);
+    res.bf16_activations = side.value("bf16_activations", false);
+    res.from_cache = true;
+    res.layers = layer_scores(res.imatrix, *model);
+    res.statistics = importance_statistics(res.imatrix);
+    progress.message(fmt::format("Importance matrix taken from the cache: {}", path.string()));
+    res.warnings = warnings;
+    return true;
+  }
+
+  // Best effort: a cache that cannot be written costs a warning, never the result.
+  void store_cached(const fs::path& path, const ImportanceResult& res) {
+    try {
+      fs::create_directories(path.parent_path());
+      write_file_atomic(fs::path(path).replace_extension(".json"),
+                        json{{"mean_loss", res.mean_loss}, {"bf16_activations", res.bf16_activations}}.dump() + "\n");
+      res.imatrix.save_gguf(path);
+    } catch (const std::exception& e) {
+      warnings.push_back(fmt::format("could not write the cache {}: {}", path.string(), e.what()));
+    }
   }
 };
 

@@ -393,6 +393,68 @@ TEST_CASE("analyze: auto activation rounding follows llama-imatrix on the same f
   CHECK_THROWS_AS(parse_activation_rounding("fp8"), Error);
 }
 
+TEST_CASE("analyze: the result cache returns a matching run's result and misses on any change", "[analyze][cache]") {
+  test::TempDir tmp;
+  const Toy spec{.d = 128, .ff = 256};
+  write_toy(tmp / "toy.gguf", spec);
+  auto src = ModelSource::open(tmp / "toy.gguf");
+  const auto stream = random_tokens(64 * 3, spec.vocab, 9);
+  const auto run = [&](int64_t ctx, ImportanceMethod m = ImportanceMethod::activation) {
+    ImportanceOptions o;
+    o.method = m;
+    o.ctx = ctx;
+    o.cache_dir = tmp / "cache";
+    ImportanceAnalyzer an(*src, o);
+    an.set_tokens(stream, "random");
+    return an.run();
+  };
+  const auto bytes = [&](const ImportanceResult& r) {
+    r.imatrix.save_gguf(tmp / "r.gguf");
+    return read_bytes(tmp / "r.gguf");
+  };
+  const ImportanceResult first = run(64);
+  CHECK_FALSE(first.from_cache);
+  const ImportanceResult again = run(64);
+  CHECK(again.from_cache);
+  CHECK(again.tokens == 0);
+  CHECK(bytes(again) == bytes(first));
+  REQUIRE(again.layers.size() == first.layers.size());
+  for (size_t i = 0; i < first.layers.size(); ++i) CHECK(again.layers[i].importance_score == first.layers[i].importance_score);
+  CHECK_FALSE(run(32).from_cache);  // another ctx
+  const ImportanceResult fisher = run(64, ImportanceMethod::fisher);
+  CHECK_FALSE(fisher.from_cache);   // another method
+  const ImportanceResult fisher2 = run(64, ImportanceMethod::fisher);
+  CHECK(fisher2.from_cache);
+  CHECK(fisher2.mean_loss == fisher.mean_loss);
+  // A damaged entry is ignored (with a warning) and recomputed to the same bytes.
+  for (const auto& e : fs::directory_iterator(tmp / "cache"))
+    if (e.path().extension() == ".imatrix") std::ofstream(e.path(), std::ios::trunc) << "GGUF";
+  const ImportanceResult redone = run(64);
+  CHECK_FALSE(redone.from_cache);
+  CHECK(bytes(redone) == bytes(first));
+  CHECK(!redone.warnings.empty());
+}
+
+TEST_CASE("analyze: CLI uses $LLM_QUANTIZE_IMATRIX_CACHE, --no-cache bypasses it", "[analyze][cache][cli]") {
+  auto model = test::shared_file("models/tiny-llama");
+  auto text = test::shared_file("corpus/calibration.txt");
+  if (!model || !text) return;
+  test::TempDir tmp;
+  const std::string cmd = "LLM_QUANTIZE_IMATRIX_CACHE=" + (tmp / "cache").string() + " " + test::cli_path() +
+                          " --format json analyze " + model->string() + " --calibration-data " + text->string() +
+                          " --ctx 64 --calibration-samples 2 --checkpoint-dir " + (tmp / "ck").string() + " -o ";
+  const auto from_cache = [&](const std::string& extra, const std::string& out) {
+    const auto r = test::run(cmd + (tmp / out).string() + extra);
+    REQUIRE(r.status == 0);
+    return nlohmann::json::parse(r.out)["from_cache"].get<bool>();
+  };
+  CHECK_FALSE(from_cache("", "a.imatrix"));
+  CHECK(from_cache("", "b.imatrix"));
+  CHECK_FALSE(from_cache(" --no-cache", "c.imatrix"));
+  CHECK(read_bytes(tmp / "a.imatrix") == read_bytes(tmp / "b.imatrix"));
+  CHECK(read_bytes(tmp / "a.imatrix") == read_bytes(tmp / "c.imatrix"));
+}
+
 TEST_CASE("analyze: a resumed run gives the same bytes as an uninterrupted one", "[analyze][resume]") {
   test::TempDir tmp;
   const Toy spec;

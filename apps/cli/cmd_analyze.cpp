@@ -18,6 +18,7 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <cstdlib>
 #include <chrono>
 #include <ctime>
 #include <filesystem>
@@ -90,7 +91,9 @@ int run_importance(Context& ctx, std::vector<std::string> args) {
                       "bf16-rounded; a Hugging Face checkpoint: exact float, as llama-imatrix on its F32 "
                       "conversion), exact, bf16 [default: auto]",
        cxxopts::value<std::string>())
-      ("bf16-activations", "Same as --activations bf16");
+      ("bf16-activations", "Same as --activations bf16")
+      ("no-cache", "Neither reuse nor store a cached result ($LLM_QUANTIZE_IMATRIX_CACHE, default "
+                   "~/.cache/llm-quantize/imatrix; 'off' disables it)");
   add_global_options(opts);
   opts.parse_positional({"model"});
   auto parsed = parse(ctx, opts, args);
@@ -106,6 +109,13 @@ int run_importance(Context& ctx, std::vector<std::string> args) {
   if (io.samples < 1) fail(Errc::invalid_argument, "--calibration-samples must be positive, got {}", io.samples);
   io.process_output = r.count("process-output") > 0;
   io.threads = ctx.threads;
+  if (!r.count("no-cache")) {
+    if (const char* d = std::getenv("LLM_QUANTIZE_IMATRIX_CACHE"); d && *d) {
+      if (std::string_view(d) != "off") io.cache_dir = d;
+    } else if (const char* h = std::getenv("HOME"); h && *h) {
+      io.cache_dir = fs::path(h) / ".cache/llm-quantize/imatrix";
+    }
+  }
   if (r.count("activations")) io.activations = parse_activation_rounding(r["activations"].as<std::string>());
   if (r.count("bf16-activations")) {
     if (r.count("activations") && io.activations != ActivationRounding::bf16)
@@ -150,8 +160,9 @@ int run_importance(Context& ctx, std::vector<std::string> args) {
   progress.message(fmt::format("Collecting calibration data: {} samples", analyzer.chunks().size()));
   for (const auto& w : analyzer.warnings()) progress.message("warning: " + w);
   ImportanceResult res = analyzer.run();
-  progress.message(fmt::format("Processed {} chunks of {} tokens: {:.0f} tokens/s", res.chunks - res.chunks_resumed,
-                               res.ctx, res.tokens_per_second()));
+  if (!res.from_cache)
+    progress.message(fmt::format("Processed {} chunks of {} tokens: {:.0f} tokens/s", res.chunks - res.chunks_resumed,
+                                 res.ctx, res.tokens_per_second()));
 
   // Super weights: the paper's spike detection and the coverage rule; the mask holds both.
   json sw_json = {{"identified", false}, {"coverage", coverage}, {"total_protected", 0}};
@@ -253,6 +264,7 @@ int run_importance(Context& ctx, std::vector<std::string> args) {
               {"super_weight_coverage", identify ? json(coverage) : json(nullptr)},
               {"tokens_per_second", res.tokens_per_second()},
               {"activation_rounding", res.bf16_activations ? "bf16" : "exact"},
+              {"from_cache", res.from_cache},
               {"warnings", res.warnings}};
   if (res.method != ImportanceMethod::activation) doc["mean_loss"] = res.mean_loss;
   if (!report_path.empty()) {

@@ -67,6 +67,11 @@ struct ImportanceOptions {
   /// A checkpoint to continue: its directory (holding state.json) or a checkpoint_dir holding
   /// analyze-<method>/ ("" = start fresh). Model, data and options must match.
   std::filesystem::path resume;
+  /// Directory of cached results ("" = no cache). A run whose model, calibration chunks and
+  /// options (method, ctx, chunk count, process_output, activation rounding) match a cached
+  /// result returns it without evaluating; a completed run is stored there. Not used when
+  /// resuming. `lq analyze` uses $LLM_QUANTIZE_IMATRIX_CACHE, else ~/.cache/llm-quantize/imatrix.
+  std::filesystem::path cache_dir;
   Progress* progress = nullptr;  ///< (optional) status lines and a bar over chunks
 };
 
@@ -98,6 +103,7 @@ struct ImportanceResult {
   int64_t tokens = 0;               ///< tokens evaluated in this run
   double mean_loss = 0;             ///< mean next-token cross-entropy (gradient methods; 0 otherwise)
   bool bf16_activations = false;    ///< how BF16 weights multiplied (ImportanceOptions::activations, resolved)
+  bool from_cache = false;          ///< taken from ImportanceOptions::cache_dir without evaluating
   double seconds = 0;               ///< wall time of the evaluation in this run
   std::vector<std::string> warnings;
   double tokens_per_second() const { return seconds > 0 ? static_cast<double>(tokens) / seconds : 0; }
