@@ -224,38 +224,59 @@ TEST_CASE("perf: panel GEMM results do not depend on the row and token split", "
   }
 }
 
+namespace {
+
+// Runs `gemm` (a bf16 panel GEMM) on k x rows weights and m tokens rounded to bf16 by `act` and
+// checks every output against the double-precision sum of the bf16 products.
+void check_bf16_gemm(QGemmFn gemm, ActFn act, int64_t k, int64_t rows, int64_t m) {
+  const auto wf = test::gaussian(static_cast<size_t>(rows * k), 41);
+  const auto xf = test::gaussian(static_cast<size_t>(m * k), 42);
+  std::vector<uint16_t> wb(wf.size());
+  for (size_t i = 0; i < wf.size(); ++i) wb[i] = f32_to_bf16(wf[i]);
+  const QActLayout l = bf16_layout(k);
+  std::vector<uint8_t> recs(l.bytes * m);
+  act(xf.data(), m, l, recs.data());
+  for (int64_t t = 0; t < m; ++t) {
+    const auto* xr = field<uint16_t>(recs, l, t, 0);
+    for (int64_t i = 0; i < k; ++i) REQUIRE(xr[i] == f32_to_bf16(xf[t * k + i]));
+  }
+  std::vector<float> y(static_cast<size_t>(m * rows));
+  gemm(QGemmArgs{k, wb.data(), static_cast<size_t>(k * 2), rows, recs.data(), l, m, y.data(), rows});
+  int bad = 0;
+  for (int64_t t = 0; t < m; ++t)
+    for (int64_t r = 0; r < rows; ++r) {
+      double want = 0, mag = 0;
+      for (int64_t i = 0; i < k; ++i) {
+        const double p = double(bf16_to_f32(wb[r * k + i])) * bf16_to_f32(f32_to_bf16(xf[t * k + i]));
+        want += p;
+        mag += std::fabs(p);
+      }
+      if (!(std::fabs(y[t * rows + r] - want) <= 1e-5 * mag + 1e-6) && ++bad <= 3)
+        FAIL_CHECK("t=" << t << " r=" << r << " got " << y[t * rows + r] << " want " << want);
+    }
+  CHECK(bad == 0);
+}
+
+}  // namespace
+
 TEST_CASE("perf: bf16 GEMM equals the product of the bf16 values", "[perf]") {
-  for (const auto& isa : usable_isas()) {
-    for (int64_t k : {1, 7, 34, 64, 257, 1024, 1063}) {
+  for (const auto& isa : usable_isas())
+    for (int64_t k : {1, 7, 34, 64, 257, 1024, 1063})
       for (auto [rows, m] : {std::pair<int64_t, int64_t>{1, 1}, {16, 21}, {35, 6}}) {
         INFO(isa.name << " k=" << k << " rows=" << rows << " m=" << m);
-        const auto wf = test::gaussian(static_cast<size_t>(rows * k), 41);
-        const auto xf = test::gaussian(static_cast<size_t>(m * k), 42);
-        std::vector<uint16_t> wb(wf.size());
-        for (size_t i = 0; i < wf.size(); ++i) wb[i] = f32_to_bf16(wf[i]);
-        const QActLayout l = bf16_layout(k);
-        std::vector<uint8_t> recs(l.bytes * m);
-        isa.act_bf16(xf.data(), m, l, recs.data());
-        for (int64_t t = 0; t < m; ++t) {
-          const auto* xr = field<uint16_t>(recs, l, t, 0);
-          for (int64_t i = 0; i < k; ++i) REQUIRE(xr[i] == f32_to_bf16(xf[t * k + i]));
-        }
-        std::vector<float> y(static_cast<size_t>(m * rows));
-        isa.bf16(QGemmArgs{k, wb.data(), static_cast<size_t>(k * 2), rows, recs.data(), l, m, y.data(), rows});
-        int bad = 0;
-        for (int64_t t = 0; t < m; ++t)
-          for (int64_t r = 0; r < rows; ++r) {
-            double want = 0, mag = 0;
-            for (int64_t i = 0; i < k; ++i) {
-              const double p = double(bf16_to_f32(wb[r * k + i])) * bf16_to_f32(f32_to_bf16(xf[t * k + i]));
-              want += p;
-              mag += std::fabs(p);
-            }
-            if (!(std::fabs(y[t * rows + r] - want) <= 1e-5 * mag + 1e-6) && ++bad <= 3)
-              FAIL_CHECK("t=" << t << " r=" << r << " got " << y[t * rows + r] << " want " << want);
-          }
-        CHECK(bad == 0);
+        check_bf16_gemm(isa.bf16, isa.act_bf16, k, rows, m);
       }
-    }
+}
+
+TEST_CASE("perf: the AMX bf16 GEMM equals the product of the bf16 values", "[perf][amx]") {
+  if (!cpu::has_amx_bf16()) {
+    WARN("SKIP: this CPU (or OS) gives no AMX-BF16");
+    return;
   }
+  // Tiles of 32 and 16 tokens with an AVX-512 tail; k not a multiple of 32 runs AVX-512 alone.
+  for (int64_t k : {32, 64, 96, 1024, 2048, 1063})
+    for (auto [rows, m] : {std::pair<int64_t, int64_t>{16, 16}, {35, 21}, {5, 32}, {48, 53}, {16, 100}}) {
+      INFO("k=" << k << " rows=" << rows << " m=" << m);
+      check_bf16_gemm(cpu::gemm_bf16_amx, cpu::quantize_act_bf16, k, rows, m);
+    }
 }

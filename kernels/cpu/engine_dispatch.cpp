@@ -86,7 +86,8 @@ constexpr QGemmRow kQGemm[] = {
 }  // namespace
 
 QGemmKernel qgemm_kernel(QuantType t) {
-  static const bool vnni = has_avx512_vnni();
+  static const bool vnni = has_avx512_vnni(), amx = has_amx_bf16();
+  if (t == QuantType::BF16 && amx) return {gemm_bf16_amx, 1};
   for (const auto& r : kQGemm)
     if (r.type == t && (vnni || !r.needs_vnni)) return {r.fn, r.act_block};
   return {};

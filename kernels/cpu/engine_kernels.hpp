@@ -32,6 +32,10 @@ void qgemm_q4_k(const QGemmArgs& args);
 void qgemm_q5_k(const QGemmArgs& args);
 void qgemm_q6_k(const QGemmArgs& args);
 void gemm_bf16(const QGemmArgs& args);
+/// GemmBf16 on Intel AMX tiles (amx.cpp), where has_amx_bf16(): the CPU has AMX-BF16 and the
+/// OS granted this process the tile state.
+void gemm_bf16_amx(const QGemmArgs& args);
+bool has_amx_bf16() noexcept;
 /// The panel GEMM for weights of type t on this CPU and the block of its activation records
 /// (32: Q8_0 values, 256: Q8_K values); fn is null where t has none, or where another kernel is
 /// faster on this CPU.

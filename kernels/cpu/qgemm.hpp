@@ -530,6 +530,30 @@ void bf16_all_tokens(int64_t kp, const int32_t* q, const QGemmArgs& a, int64_t t
     if (t < a.m) bf16_all_tokens<Arch, TN / 2>(kp, q, a, t, y, rows);
 }
 
+// Weight rows r0 .. r0 + 16 (fewer at the end: zeros) as a panel of (k + 1) / 2 value pairs, one
+// 32-bit lane per row: q[p * 16 + r] = row r's values 2p (low half) and 2p + 1. Returns the rows.
+template <class Arch>
+int pack_bf16(const QGemmArgs& a, int64_t r0, int32_t* q) {
+  const int64_t kp = (a.k + 1) / 2;
+  const int rows = static_cast<int>(std::min<int64_t>(kPanelRows, a.rows - r0));
+  const uint8_t* wr = static_cast<const uint8_t*>(a.w) + static_cast<size_t>(r0) * a.ws;
+  if (rows == kPanelRows && a.k % 2 == 0 && a.ws % 4 == 0) {
+    transpose16<Arch>(reinterpret_cast<const int32_t*>(wr), static_cast<int64_t>(a.ws / 4), kp, q);
+    return rows;
+  }
+  for (int64_t p = 0; p < kp; ++p)
+    for (int r = 0; r < kPanelRows; ++r) {
+      uint32_t v = 0;
+      if (r < rows) {
+        const auto* row = reinterpret_cast<const uint16_t*>(wr + static_cast<size_t>(r) * a.ws);
+        v = row[2 * p];
+        if (2 * p + 1 < a.k) v |= static_cast<uint32_t>(row[2 * p + 1]) << 16;
+      }
+      q[p * kPanelRows + r] = static_cast<int32_t>(v);
+    }
+  return rows;
+}
+
 template <class Arch>
 void gemm_bf16(const QGemmArgs& a) {
   constexpr int NV = kNv<Arch>;
@@ -538,24 +562,8 @@ void gemm_bf16(const QGemmArgs& a) {
   const int64_t kp = (a.k + 1) / 2;  // value pairs per row
   auto& buf = scratch<Arch, struct Bf16Tag>(static_cast<size_t>(kp * kPanelRows));
   int32_t* q = buf.data();
-  const auto* w = static_cast<const uint8_t*>(a.w);
   for (int64_t r0 = 0; r0 < a.rows; r0 += kPanelRows) {
-    const int rows = static_cast<int>(std::min<int64_t>(kPanelRows, a.rows - r0));
-    const uint8_t* wr = w + static_cast<size_t>(r0) * a.ws;
-    if (rows == kPanelRows && a.k % 2 == 0 && a.ws % 4 == 0) {
-      transpose16<Arch>(reinterpret_cast<const int32_t*>(wr), static_cast<int64_t>(a.ws / 4), kp, q);
-    } else {
-      for (int64_t p = 0; p < kp; ++p)
-        for (int r = 0; r < kPanelRows; ++r) {
-          uint32_t v = 0;
-          if (r < rows) {
-            const auto* row = reinterpret_cast<const uint16_t*>(wr + static_cast<size_t>(r) * a.ws);
-            v = row[2 * p];
-            if (2 * p + 1 < a.k) v |= static_cast<uint32_t>(row[2 * p + 1]) << 16;
-          }
-          q[p * kPanelRows + r] = static_cast<int32_t>(v);
-        }
-    }
+    const int rows = pack_bf16<Arch>(a, r0, q);
     bf16_all_tokens<Arch, TN>(kp, q, a, 0, a.y + r0, rows);
   }
 }
