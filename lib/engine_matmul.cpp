@@ -176,14 +176,18 @@ void matmul_many(std::span<const LinearOp> ops, int threads) {
     if (op.m <= 0) continue;
     Prepared p{&op, Path::gemm};
     const QuantType t = op.w->type;
-    const cpu::QGemmKernel panel = op.m >= kPanelMinTokens && (t != QuantType::BF16 || !op.float_act)
-                                       ? cpu::qgemm_kernel(t)
-                                       : cpu::QGemmKernel{};
+    // BF16 weights with float activations: the exact split-bf16 kernel where there is one.
+    const bool exact_bf16 = t == QuantType::BF16 && op.float_act;
+    const cpu::QGemmKernel panel = op.m < kPanelMinTokens ? cpu::QGemmKernel{}
+                                   : exact_bf16      ? cpu::exact_bf16_kernel(op.w->row_length())
+                                                     : cpu::qgemm_kernel(t);
     if (panel.fn) {
       p.path = Path::panel;
       p.panel = panel;
-      p.lay = panel.act_block == 1 ? cpu::bf16_act_layout(op.w->row_length())
-                                   : cpu::qact_layout(op.w->row_length(), panel.act_block);
+      const int64_t k = op.w->row_length();
+      p.lay = panel.act_block == 1   ? cpu::bf16_act_layout(k)
+              : panel.act_block == 3 ? cpu::bf16x3_act_layout(k)
+                                     : cpu::qact_layout(k, panel.act_block);
       p.qb = p.lay.bytes;
     } else if (!is_float16_or_32(t)) {
       DotFn dot = cpu_be.kernels(t).dot;
@@ -233,6 +237,7 @@ void matmul_many(std::span<const LinearOp> ops, int threads) {
     const size_t qb = p->qb;
     if (p->path == Path::panel) {
       const cpu::QuantizeActFn q = p->lay.block == 1    ? cpu::quantize_act_bf16
+                                   : p->lay.block == 3  ? cpu::quantize_act_bf16x3
                                    : p->lay.block == 32 ? cpu::quantize_act_q8_0
                                                         : cpu::quantize_act_q8_k;
       const cpu::QActLayout lay = p->lay;

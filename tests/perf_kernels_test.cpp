@@ -280,3 +280,46 @@ TEST_CASE("perf: the AMX bf16 GEMM equals the product of the bf16 values", "[per
       check_bf16_gemm(cpu::gemm_bf16_amx, cpu::quantize_act_bf16, k, rows, m);
     }
 }
+
+TEST_CASE("perf: the AMX exact bf16 GEMM equals the product of the float activations", "[perf][amx]") {
+  if (!cpu::has_amx_bf16()) {
+    WARN("SKIP: this CPU (or OS) gives no AMX-BF16");
+    return;
+  }
+  REQUIRE(cpu::exact_bf16_kernel(64).fn == cpu::gemm_bf16x3_amx);
+  CHECK(cpu::exact_bf16_kernel(48).fn == nullptr);  // k % 32 != 0: the float GEMM
+  for (int64_t k : {32, 96, 2048})
+    for (auto [rows, m] : {std::pair<int64_t, int64_t>{16, 16}, {35, 21}, {48, 53}, {16, 5}}) {
+      INFO("k=" << k << " rows=" << rows << " m=" << m);
+      const auto wf = test::gaussian(static_cast<size_t>(rows * k), 51);
+      auto xf = test::gaussian(static_cast<size_t>(m * k), 52);
+      xf[0] = 1e-30f;  // tiny and large magnitudes split exactly too
+      xf[1] = 3.0e30f;
+      std::vector<uint16_t> wb(wf.size());
+      for (size_t i = 0; i < wf.size(); ++i) wb[i] = f32_to_bf16(wf[i]);
+      const QActLayout l = cpu::bf16x3_act_layout(k);
+      std::vector<uint8_t> recs(l.bytes * m);
+      cpu::quantize_act_bf16x3(xf.data(), m, l, recs.data());
+      for (int64_t t = 0; t < m; ++t) {  // the three parts sum to the value exactly
+        const auto* xr = reinterpret_cast<const uint16_t*>(recs.data() + t * l.bytes);
+        for (int64_t i = 0; i < k; ++i)
+          REQUIRE(double(bf16_to_f32(xr[i])) + bf16_to_f32(xr[k + i]) + bf16_to_f32(xr[2 * k + i]) ==
+                  double(xf[t * k + i]));
+      }
+      std::vector<float> y(static_cast<size_t>(m * rows));
+      cpu::gemm_bf16x3_amx(QGemmArgs{k, wb.data(), static_cast<size_t>(k * 2), rows, recs.data(), l, m, y.data(), rows});
+      int bad = 0;
+      for (int64_t t = 0; t < m; ++t)
+        for (int64_t r = 0; r < rows; ++r) {
+          double want = 0, mag = 0;
+          for (int64_t i = 0; i < k; ++i) {
+            const double p = double(bf16_to_f32(wb[r * k + i])) * xf[t * k + i];
+            want += p;
+            mag += std::fabs(p);
+          }
+          if (!(std::fabs(y[t * rows + r] - want) <= 2e-6 * mag + 1e-30) && ++bad <= 3)
+            FAIL_CHECK("t=" << t << " r=" << r << " got " << y[t * rows + r] << " want " << want);
+        }
+      CHECK(bad == 0);
+    }
+}

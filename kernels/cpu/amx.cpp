@@ -3,7 +3,10 @@
 // weight panel is a B tile per 32 values of k (its 32-bit lanes hold the value pairs in the
 // layout TDPBF16PS reads); 16 tokens' records are an A tile; two tiles of 16 tokens x 16 rows
 // accumulate in float. Tokens past the last multiple of 16, and rows of k not a multiple of 32,
-// run the AVX-512 kernel. Built with the AVX-512 VNNI flags plus -mamx-tile -mamx-bf16 where the
+// run the AVX-512 kernel. Float activations (the engine's exact mode) are split into three bf16
+// parts hi + mid + lo that sum to them exactly; the records hold the three parts one after the
+// other and the panel is repeated three times along k, so the products are exact and only the
+// float accumulation rounds (gemm_bf16x3_amx). Built with the AVX-512 VNNI flags plus -mamx-tile -mamx-bf16 where the
 // compiler has them; elsewhere the two functions below say "not usable".
 #include "engine_kernels.hpp"
 
@@ -59,20 +62,22 @@ void load_config() {
 
 }  // namespace
 
-void gemm_bf16_amx(const QGemmArgs& a) {
+// The tile loop over records of a.k values against panels packed from weight rows of kw values,
+// repeated a.k / kw times along k (the split records of gemm_bf16x3_amx).
+void amx_gemm(const QGemmArgs& a, int64_t kw) {
   using Arch = Avx512Vnni;
-  if (a.k % 32 != 0 || a.m < 16) {
-    gemm_bf16(a);
-    return;
-  }
   load_config();  // per thread: the pool's workers each run this
-  const int64_t kp = a.k / 2, m16 = a.m / 16 * 16;
+  const int64_t kp = a.k / 2, kpw = kw / 2, m16 = a.m / 16 * 16;
   const size_t xs = a.lay.bytes;
   auto& buf = qg::scratch<Arch, struct AmxTag>(static_cast<size_t>(kp * kPanelRows));
   int32_t* q = buf.data();
+  QGemmArgs pa = a;
+  pa.k = kw;
   alignas(64) float c[2][16][16];
   for (int64_t r0 = 0; r0 < a.rows; r0 += kPanelRows) {
-    const int rows = qg::pack_bf16<Arch>(a, r0, q);
+    const int rows = qg::pack_bf16<Arch>(pa, r0, q);
+    for (int64_t j = kpw; j < kp; j += kpw)
+      std::memcpy(q + j * kPanelRows, q, static_cast<size_t>(kpw * kPanelRows) * sizeof(int32_t));
     int64_t t = 0;
     while (t < m16) {
       const bool two = t + 32 <= m16;
@@ -100,6 +105,36 @@ void gemm_bf16_amx(const QGemmArgs& a) {
   _tile_release();
 }
 
+void gemm_bf16_amx(const QGemmArgs& a) {
+  if (a.k % 32 != 0 || a.m < 16) {
+    gemm_bf16(a);
+    return;
+  }
+  amx_gemm(a, a.k);
+}
+
+void quantize_act_bf16x3(const float* x, int64_t m, const QActLayout& lay, uint8_t* dst) {
+  const int64_t k = lay.k;
+  for (int64_t t = 0; t < m; ++t) {
+    auto* o = reinterpret_cast<uint16_t*>(dst + static_cast<size_t>(t) * lay.bytes);
+    const float* xr = x + t * k;
+    for (int64_t i = 0; i < k; ++i) {
+      const uint16_t hi = f32_to_bf16(xr[i]);
+      const float r = xr[i] - bf16_to_f32(hi);
+      const uint16_t mid = f32_to_bf16(r);
+      o[i] = hi;
+      o[k + i] = mid;
+      o[2 * k + i] = f32_to_bf16(r - bf16_to_f32(mid));
+    }
+  }
+}
+
+void gemm_bf16x3_amx(const QGemmArgs& a) {
+  QGemmArgs b = a;
+  b.k = 3 * a.k;
+  amx_gemm(b, a.k);
+}
+
 }  // namespace lq::cpu
 
 #else
@@ -107,6 +142,9 @@ void gemm_bf16_amx(const QGemmArgs& a) {
 namespace lq::cpu {
 bool has_amx_bf16() noexcept { return false; }
 void gemm_bf16_amx(const QGemmArgs& a) { gemm_bf16(a); }
+// Never chosen without AMX (exact_bf16_kernel); kept so that the dispatch table links.
+void gemm_bf16x3_amx(const QGemmArgs&) {}
+void quantize_act_bf16x3(const float*, int64_t, const QActLayout&, uint8_t*) {}
 }  // namespace lq::cpu
 
 #endif

@@ -48,6 +48,14 @@ QActLayout qact_layout(int64_t k, int block) {
   return l;
 }
 
+QActLayout bf16x3_act_layout(int64_t k) {
+  QActLayout l;
+  l.k = k;
+  l.block = 3;
+  l.bytes = align64(static_cast<size_t>(3 * k * 2));
+  return l;
+}
+
 QActLayout bf16_act_layout(int64_t k) {
   QActLayout l;
   l.k = k;
@@ -90,6 +98,11 @@ QGemmKernel qgemm_kernel(QuantType t) {
   if (t == QuantType::BF16 && amx) return {gemm_bf16_amx, 1};
   for (const auto& r : kQGemm)
     if (r.type == t && (vnni || !r.needs_vnni)) return {r.fn, r.act_block};
+  return {};
+}
+QGemmKernel exact_bf16_kernel(int64_t k) {
+  static const bool amx = has_amx_bf16();
+  if (amx && k % 32 == 0) return {gemm_bf16x3_amx, 3};
   return {};
 }
 void quantize_act_q8_0(const float* x, int64_t m, const QActLayout& lay, uint8_t* dst) {

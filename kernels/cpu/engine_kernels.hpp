@@ -36,6 +36,11 @@ void gemm_bf16(const QGemmArgs& args);
 /// OS granted this process the tile state.
 void gemm_bf16_amx(const QGemmArgs& args);
 bool has_amx_bf16() noexcept;
+/// BF16 weights times float activations on AMX: records from quantize_act_bf16x3 (each value as
+/// three bf16 parts summing to it exactly, bf16x3_act_layout), k a multiple of 32.
+void gemm_bf16x3_amx(const QGemmArgs& args);
+void quantize_act_bf16x3(const float* x, int64_t m, const QActLayout& lay, uint8_t* dst);
+QActLayout bf16x3_act_layout(int64_t k);
 /// The panel GEMM for weights of type t on this CPU and the block of its activation records
 /// (32: Q8_0 values, 256: Q8_K values); fn is null where t has none, or where another kernel is
 /// faster on this CPU.
@@ -44,6 +49,9 @@ struct QGemmKernel {
   int act_block = 0;
 };
 QGemmKernel qgemm_kernel(QuantType t);
+/// The panel GEMM for BF16 weights times float activations of row length k: gemm_bf16x3_amx
+/// (act_block 3) where AMX is usable and k % 32 == 0; otherwise none (the float GEMM runs).
+QGemmKernel exact_bf16_kernel(int64_t k);
 /// m float rows (lay.k values each) -> m activation records, lay.bytes apart.
 using QuantizeActFn = void (*)(const float* x, int64_t m, const QActLayout& lay, uint8_t* dst);
 void quantize_act_q8_0(const float* x, int64_t m, const QActLayout& lay, uint8_t* dst);
