@@ -1,5 +1,6 @@
 // The CPU back-end: xsimd kernels where a type has them, the scalar reference otherwise.
 #include "cpu_backend.hpp"
+#include "engine_kernels.hpp"
 
 #include "arch.hpp"
 
@@ -63,7 +64,7 @@ bool has_avx512_vnni() noexcept {
 }
 
 std::string_view best_isa() {
-  if (has_avx512_vnni()) return "avx512vnni+bf16";
+  if (has_avx512_vnni()) return has_amx_bf16() ? "avx512vnni+bf16+amx" : "avx512vnni+bf16";
   const auto best = xsimd::available_architectures().best;
   if (best >= Avx512::version()) return "avx512bw";
   if (best >= Avx2::version()) return "avx2+fma";
