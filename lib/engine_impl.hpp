@@ -2,6 +2,7 @@
 #pragma once
 
 #include <lq/engine.hpp>
+#include <lq/error.hpp>
 
 #include <cstdlib>
 #include <memory>
@@ -12,20 +13,29 @@
 
 namespace lq::engine {
 
-/// 64-byte aligned bytes.
+/// A tensor's bytes: its own (64-byte aligned, writable) or shared read-only from a mapped file.
 class Buffer {
  public:
   Buffer() = default;
+  /// n writable bytes of its own, 64-byte aligned.
   explicit Buffer(size_t n);
-  uint8_t* data() { return p_.get(); }
-  const uint8_t* data() const { return p_.get(); }
+  /// n read-only bytes held elsewhere (a mapped file), kept alive by `shared`.
+  Buffer(std::shared_ptr<const uint8_t> shared, size_t n) : shared_(std::move(shared)), n_(n) {}
+  /// Writable bytes: only a buffer of its own has them.
+  uint8_t* data() {
+    LQ_ASSERT(!shared_);
+    return p_.get();
+  }
+  const uint8_t* data() const { return shared_ ? shared_.get() : p_.get(); }
   size_t size() const { return n_; }
+  bool is_shared() const { return shared_ != nullptr; }
 
  private:
   struct Free {
     void operator()(uint8_t* p) const { std::free(p); }
   };
   std::unique_ptr<uint8_t[], Free> p_;
+  std::shared_ptr<const uint8_t> shared_;
   size_t n_ = 0;
 };
 

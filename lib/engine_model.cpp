@@ -123,10 +123,17 @@ std::unique_ptr<Model> Model::load(const ModelSource& src) {
         fail(Errc::invalid_model, "engine: tensor '{}' has type {}, which has no CPU kernel yet", t.name,
              type_name(t.type));
       e.type = t.type;
-      e.data = engine::Buffer(t.row_bytes() * static_cast<size_t>(rows));
-      src.read_rows_raw(t, 0, rows, e.data.data());
+      const size_t bytes = t.row_bytes() * static_cast<size_t>(rows);
+      // A mapped file's bytes are used where they are (no copy, no second resident copy) when
+      // aligned as the kernels' loads prefer; anything else is read into memory of its own.
+      if (auto shared = src.share_raw(t); shared && reinterpret_cast<uintptr_t>(shared.get()) % 32 == 0) {
+        e.data = engine::Buffer(std::move(shared), bytes);
+      } else {
+        e.data = engine::Buffer(bytes);
+        src.read_rows_raw(t, 0, rows, e.data.data());
+      }
     }
-    src.release(t);
+    if (!e.data.is_shared()) src.release(t);
     Tensor* p = owned.get();
     m.by_name[e.name] = p;
     m.tensors.push_back(std::move(owned));

@@ -381,7 +381,7 @@ Value read_value(Cursor& c, ValueType t, const std::string& key, const std::stri
 }  // namespace
 
 Reader::Reader(const std::filesystem::path& path) : path_(path) {
-  file_ = std::make_unique<MappedFile>(path);
+  file_ = std::make_shared<MappedFile>(path);
   const std::string file = path.string();
   map_size_ = file_->size();
   map_ = file_->data();
@@ -482,6 +482,11 @@ void Reader::read_rows_f32(const TensorInfo& t, int64_t row0, int64_t nrows, flo
 }
 
 void Reader::release(const TensorInfo& t) const { file_->release(data_offset_ + t.offset, t.nbytes); }
+
+std::shared_ptr<const uint8_t> Reader::share(const TensorInfo& t) const {
+  file_->will_need(data_offset_ + t.offset, t.nbytes);
+  return {file_, map_ + data_offset_ + t.offset};
+}
 
 // ---- Writer ----------------------------------------------------------------------------------
 

@@ -306,6 +306,13 @@ void MappedFile::release(size_t offset, size_t n) const {
   ::madvise(const_cast<uint8_t*>(data_) + b, e - b, MADV_DONTNEED);
 }
 
+void MappedFile::will_need(size_t offset, size_t n) const {
+  if (!data_ || n == 0 || offset >= size_) return;
+  const size_t page = static_cast<size_t>(::sysconf(_SC_PAGESIZE));
+  const size_t b = (offset / page) * page, e = std::min(size_, offset + n);
+  ::madvise(const_cast<uint8_t*>(data_) + b, e - b, MADV_WILLNEED);
+}
+
 void install_interrupt_handler() {
   static std::once_flag once;
   std::call_once(once, [] {

@@ -78,6 +78,9 @@ class GgufSource final : public ModelSource {
   }
 
   void release(const ModelTensor& t) const override { loc(t).reader->release(*loc(t).info); }
+  std::shared_ptr<const uint8_t> share_raw(const ModelTensor& t) const override {
+    return loc(t).reader->share(*loc(t).info);
+  }
   gguf::Metadata gguf_metadata() const override {
     gguf::Metadata m = readers_[0]->metadata();
     for (const char* k : {"split.no", "split.count", "split.tensors.count"}) m.erase(k);

@@ -5,6 +5,7 @@
 
 #include <catch2/catch.hpp>
 
+#include <cstring>
 #include <fstream>
 
 using namespace lq;
@@ -71,6 +72,17 @@ TEST_CASE("gguf: write and read back every value type", "[gguf]") {
   CHECK(hb[0] == 1.f);
   CHECK(hb[1] == 2.f);
   CHECK(std::isinf(hb[4]));
+
+  // A shared tensor's bytes outlive the Reader (the engine holds weights this way).
+  std::shared_ptr<const uint8_t> shared;
+  {
+    gguf::Reader r2(p);
+    shared = r2.share(r2.tensors()[0]);
+  }
+  float f[96];
+  std::memcpy(f, shared.get(), sizeof f);
+  CHECK(f[0] == 0.f);
+  CHECK(f[95] == 95.f);
 }
 
 TEST_CASE("gguf: an uncommitted writer leaves no file", "[gguf]") {

@@ -153,6 +153,9 @@ class LQ_API Reader {
   void read_rows_f32(const TensorInfo& t, int64_t row0, int64_t nrows, float* dst) const;
   /// Tells the OS the pages of `t` are no longer needed (keeps peak RSS low when streaming).
   void release(const TensorInfo& t) const;
+  /// The tensor's bytes as a pointer that keeps the mapping alive after the Reader is gone (for
+  /// holding weights without copying them); asks the OS to read them ahead.
+  std::shared_ptr<const uint8_t> share(const TensorInfo& t) const;
 
  private:
   std::filesystem::path path_;
@@ -161,7 +164,7 @@ class LQ_API Reader {
   uint64_t data_offset_ = 0;
   Metadata meta_;
   std::vector<TensorInfo> tensors_;
-  std::unique_ptr<MappedFile> file_;
+  std::shared_ptr<MappedFile> file_;
   const uint8_t* map_ = nullptr;
   size_t map_size_ = 0;
 };

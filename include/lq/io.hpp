@@ -62,6 +62,8 @@ class LQ_API MappedFile {
   size_t size() const { return size_; }
   /// Drops the pages of [offset, offset + n) from this process's resident set.
   void release(size_t offset, size_t n) const;
+  /// Asks the OS to read [offset, offset + n) ahead (asynchronously).
+  void will_need(size_t offset, size_t n) const;
   const std::filesystem::path& path() const { return path_; }
 
  private:

@@ -81,6 +81,13 @@ class LQ_API ModelSource {
   virtual void read_rows_raw(const ModelTensor& t, int64_t row0, int64_t nrows, void* dst) const = 0;
   /// Hints that the caller is done with `t` (drops its pages from the resident set).
   virtual void release(const ModelTensor& t) const { (void)t; }
+  /// All of `t`'s stored bytes (what read_rows_raw gives for every row), shared without a copy
+  /// and kept alive by the pointer beyond the source's lifetime; null where the source cannot
+  /// (the rows are converted, permuted or not mapped).
+  virtual std::shared_ptr<const uint8_t> share_raw(const ModelTensor& t) const {
+    (void)t;
+    return nullptr;
+  }
 
   /// Metadata a GGUF made from this model carries: general.*, architecture hyper-parameters and
   /// the tokenizer (for a GGUF source: its own metadata).
