@@ -13,6 +13,7 @@
 
 #include "arch.hpp"
 #include "isa_ops.hpp"
+#include "transpose.hpp"
 
 #include <lq/quant_type.hpp>
 
@@ -79,6 +80,17 @@ inline float half_to_float(uint16_t h) {
 
 // Widens n values of row `src` (type t) starting at element k0 into dst.
 inline void widen(QuantType t, const void* src, int64_t k0, int64_t n, float* dst) {
+#if defined(__F16C__)
+  if (t == QuantType::F16) {
+    // F16C converts exactly (subnormals included), 8 halves per instruction.
+    const uint16_t* s = static_cast<const uint16_t*>(src) + k0;
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8)
+      _mm256_storeu_ps(dst + i, _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(s + i))));
+    for (; i < n; ++i) dst[i] = half_to_float(s[i]);
+    return;
+  }
+#endif
   if (t == QuantType::F32) {
     std::memcpy(dst, static_cast<const float*>(src) + k0, static_cast<size_t>(n) * sizeof(float));
   } else if (t == QuantType::BF16) {
@@ -94,6 +106,37 @@ inline void widen(QuantType t, const void* src, int64_t k0, int64_t n, float* ds
 inline const void* row_ptr(QuantType t, const void* b, int64_t ldb, int64_t j) {
   const size_t es = t == QuantType::F32 ? 4 : 2;
   return static_cast<const uint8_t*>(b) + static_cast<size_t>(j * ldb) * es;
+}
+
+// B rows j0 .. j0 + ncols, elements pc .. pc + kc, into a panel of NR columns per k:
+// panel[k * NR + j] (zeros past ncols). Groups of 16 rows are widened into `rows` and transposed
+// 16 x 16 (transpose.hpp); a remainder goes element by element.
+template <class Arch, int NR>
+void pack_panel(QuantType t, const void* b, int64_t ldb, int64_t j0, int ncols, int64_t pc, int64_t kc, float* rows,
+                int64_t ldr, float* panel) {
+  int c = 0;
+  for (; c + 16 <= ncols; c += 16) {
+    const int32_t* src = reinterpret_cast<const int32_t*>(rows);
+    int64_t stride = ldr;
+    if (t == QuantType::F32) {
+      src = static_cast<const int32_t*>(row_ptr(t, b, ldb, j0 + c)) + pc;
+      stride = ldb;
+    } else {
+      for (int r = 0; r < 16; ++r) widen(t, row_ptr(t, b, ldb, j0 + c + r), pc, kc, rows + r * ldr);
+    }
+    transpose16<Arch>(src, stride, kc, reinterpret_cast<int32_t*>(panel) + c, NR);
+  }
+  for (; c < NR; ++c) {
+    if (c >= ncols) {
+      for (int64_t k = 0; k < kc; ++k) panel[k * NR + c] = 0.f;
+      continue;
+    }
+    const void* brow = row_ptr(t, b, ldb, j0 + c);
+    const float* src = rows;
+    if (t == QuantType::F32) src = static_cast<const float*>(brow) + pc;
+    else widen(t, brow, pc, kc, rows);
+    for (int64_t k = 0; k < kc; ++k) panel[k * NR + c] = src[k];
+  }
 }
 
 // Register block: R rows of A times one packed panel of 2 vectors of B columns.
@@ -177,7 +220,7 @@ void GemmNT<Arch>::run(GemmArgs g) {
 
   // Packed panel buffer: KC x NC floats, column panels of NR interleaved per k.
   alignas(64) static thread_local float packed[KC * NC];
-  alignas(64) float rowbuf[KC];
+  alignas(64) static thread_local float rowbuf[16 * KC];
   // Last needed column of rows [r0, r0 + rows) and the end of their nonzero A terms.
   auto col_limit = [&](int64_t r0, int64_t rows) { return g.c_causal < 0 ? g.n : r0 + rows + g.c_causal; };
   auto k_limit = [&](int64_t r0, int64_t rows) { return g.a_causal < 0 ? g.k : r0 + rows + g.a_causal; };
@@ -189,19 +232,9 @@ void GemmNT<Arch>::run(GemmArgs g) {
       const int64_t kc = std::min(KC, g.k - pc);
       const bool load_c = g.accumulate || pc > 0;
       for (int64_t jr = 0; jr < nc; jr += NR) {
-        float* panel = packed + (jr / NR) * (KC * NR);
         const int ncols = static_cast<int>(std::min<int64_t>(NR, nc - jr));
-        for (int j = 0; j < NR; ++j) {
-          if (j >= ncols) {
-            for (int64_t k = 0; k < kc; ++k) panel[k * NR + j] = 0.f;
-            continue;
-          }
-          const void* brow = mm::row_ptr(g.btype, g.b, g.ldb, jc + jr + j);
-          const float* src = rowbuf;
-          if (g.btype == QuantType::F32) src = static_cast<const float*>(brow) + pc;
-          else mm::widen(g.btype, brow, pc, kc, rowbuf);
-          for (int64_t k = 0; k < kc; ++k) panel[k * NR + j] = src[k];
-        }
+        mm::pack_panel<Arch, NR>(g.btype, g.b, g.ldb, jc + jr, ncols, pc, kc, rowbuf, KC,
+                                 packed + (jr / NR) * (KC * NR));
       }
       for (int64_t ic = 0; ic < g.m; ic += MC) {
         const int64_t mc = std::min(MC, g.m - ic);

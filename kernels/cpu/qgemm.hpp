@@ -23,6 +23,7 @@
 
 #include "arch.hpp"
 #include "isa_ops.hpp"
+#include "transpose.hpp"
 
 #include "half.hpp"
 #include "ref/blocks.hpp"
@@ -248,51 +249,6 @@ std::vector<int32_t>& scratch(size_t n32) {
   static thread_local std::vector<int32_t> v;
   if (v.size() < n32) v.resize(n32);
   return v;
-}
-
-// out[g * 16 + r] = in[r * stride + g]: 16 rows of 32-bit elements into lanes, n groups.
-// AVX-512 transposes 16 x 16 tiles in registers (32-bit, 64-bit and 128-bit lane shuffles);
-// other ISAs, and the last n % 16 groups, gather.
-template <class Arch>
-void transpose16(const int32_t* in, int64_t stride, int64_t n, int32_t* out) {
-  using I = xsimd::batch<int32_t, Arch>;
-  constexpr int W = static_cast<int>(I::size);
-  int64_t g = 0;
-#if XSIMD_WITH_AVX512BW
-  if constexpr (kAvx512<Arch>) {
-    for (; g + 16 <= n; g += 16) {
-      __m512i r[16], t[16];
-      for (int i = 0; i < 16; ++i) r[i] = _mm512_loadu_si512(in + i * stride + g);
-      for (int i = 0; i < 16; i += 2) {
-        t[i] = _mm512_unpacklo_epi32(r[i], r[i + 1]);
-        t[i + 1] = _mm512_unpackhi_epi32(r[i], r[i + 1]);
-      }
-      // r[4q + j], 128-bit lane L: rows 4q..4q+3 of column 4L + j
-      for (int q = 0; q < 16; q += 4) {
-        r[q] = _mm512_unpacklo_epi64(t[q], t[q + 2]);
-        r[q + 1] = _mm512_unpackhi_epi64(t[q], t[q + 2]);
-        r[q + 2] = _mm512_unpacklo_epi64(t[q + 1], t[q + 3]);
-        r[q + 3] = _mm512_unpackhi_epi64(t[q + 1], t[q + 3]);
-      }
-      for (int j = 0; j < 4; ++j) {
-        const __m512i v0 = _mm512_shuffle_i32x4(r[j], r[4 + j], 0x88), v1 = _mm512_shuffle_i32x4(r[j], r[4 + j], 0xDD);
-        const __m512i v2 = _mm512_shuffle_i32x4(r[8 + j], r[12 + j], 0x88),
-                      v3 = _mm512_shuffle_i32x4(r[8 + j], r[12 + j], 0xDD);
-        _mm512_storeu_si512(out + (g + j) * kPanelRows, _mm512_shuffle_i32x4(v0, v2, 0x88));
-        _mm512_storeu_si512(out + (g + 4 + j) * kPanelRows, _mm512_shuffle_i32x4(v1, v3, 0x88));
-        _mm512_storeu_si512(out + (g + 8 + j) * kPanelRows, _mm512_shuffle_i32x4(v0, v2, 0xDD));
-        _mm512_storeu_si512(out + (g + 12 + j) * kPanelRows, _mm512_shuffle_i32x4(v1, v3, 0xDD));
-      }
-    }
-  }
-#endif
-  if (g == n) return;
-  alignas(64) int32_t lane[kPanelRows];
-  for (int r = 0; r < kPanelRows; ++r) lane[r] = static_cast<int32_t>(r * stride);
-  I idx[kPanelRows / W];
-  for (int v = 0; v < kPanelRows / W; ++v) idx[v] = I::load_aligned(lane + v * W);
-  for (; g < n; ++g)
-    for (int v = 0; v < kPanelRows / W; ++v) I::gather(in + g, idx[v]).store_unaligned(out + g * kPanelRows + v * W);
 }
 
 // One decoded panel: every array has one 32-bit lane per row (16 per entry).
