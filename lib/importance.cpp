@@ -509,7 +509,10 @@ struct ImportanceAnalyzer::Impl {
     }
     progress.finish("Analyzing");
     res.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    res.bf16_activations = session != nullptr && bf16_act();
+    // Reported only where it acted: a model with no BF16 linear weight multiplies as it would
+    // without it.
+    res.bf16_activations = session != nullptr && bf16_act() &&
+                           std::ranges::any_of(model->linears(), [](const LinearInfo& l) { return l.type == QuantType::BF16; });
     res.tokens = tokens_run;
     res.chunks = done;
     if (opt.method != ImportanceMethod::activation && done > 0) res.mean_loss = loss_sum / static_cast<double>(done);

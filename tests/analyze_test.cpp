@@ -390,6 +390,13 @@ TEST_CASE("analyze: auto activation rounding follows llama-imatrix on the same f
   const ImportanceResult h_auto = run(*hf, ActivationRounding::automatic);
   CHECK_FALSE(h_auto.bf16_activations);
   CHECK(sums(h_auto) == sums(g_exact));  // same weights, same exact arithmetic
+  // An F16 GGUF has no BF16 weight for the rounding to act on: reported (and computed) exact.
+  if (auto f16 = test::shared_file("golden/tiny-llama-F16.gguf")) {
+    const ImportanceResult f_auto = run(*f16, ActivationRounding::automatic),
+                           f_exact = run(*f16, ActivationRounding::exact);
+    CHECK_FALSE(f_auto.bf16_activations);
+    CHECK(sums(f_auto) == sums(f_exact));
+  }
   CHECK_THROWS_AS(parse_activation_rounding("fp8"), Error);
 }
 

@@ -102,7 +102,7 @@ struct ImportanceResult {
   int64_t ctx = 0;
   int64_t tokens = 0;               ///< tokens evaluated in this run
   double mean_loss = 0;             ///< mean next-token cross-entropy (gradient methods; 0 otherwise)
-  bool bf16_activations = false;    ///< how BF16 weights multiplied (ImportanceOptions::activations, resolved)
+  bool bf16_activations = false;    ///< BF16 weights multiplied bf16-rounded inputs (false: no BF16 weights)
   bool from_cache = false;          ///< taken from ImportanceOptions::cache_dir without evaluating
   double seconds = 0;               ///< wall time of the evaluation in this run
   std::vector<std::string> warnings;
