@@ -236,6 +236,22 @@ void golden(const Args& a) {
       fs::remove(out);
     }
   }
+  // The F16 GGUF (llama-imatrix rounds the activations of F16 weights to f16; ours stay exact).
+  if (const fs::path f16_gguf = a.shared / "golden/tiny-llama-F16.gguf"; !a.llama_bin.empty() && fs::exists(f16_gguf)) {
+    fs::create_directories(a.dir);
+    const fs::path out = a.dir / "llama-f16.imatrix.gguf";
+    const std::string cmd = a.llama_bin + "/llama-imatrix -m " + f16_gguf.string() + " -f " + text.string() + " -c " +
+                            std::to_string(ref.chunk_size) + " --chunks " + std::to_string(ref.chunk_count) +
+                            " -o " + out.string() + " > /dev/null 2>&1";
+    if (std::system(cmd.c_str()) == 0 && fs::exists(out)) {
+      const Imatrix llama_f16 = Imatrix::load(out);
+      const ImportanceResult ours = analyze_golden_setting(a, f16_gguf, text, ref, ActivationRounding::automatic);
+      std::printf("tiny-llama-F16.gguf, llama-imatrix on that file vs ours (auto = exact for F16 weights): %.3e; "
+                  "llama-imatrix there vs the golden file: %.3e\n",
+                  worst_difference(llama_f16, ours.imatrix, false), worst_difference(ref, llama_f16, false));
+      fs::remove(out);
+    }
+  }
   std::printf("\n");
 }
 
