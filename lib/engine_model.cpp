@@ -124,9 +124,11 @@ std::unique_ptr<Model> Model::load(const ModelSource& src) {
              type_name(t.type));
       e.type = t.type;
       const size_t bytes = t.row_bytes() * static_cast<size_t>(rows);
-      // A mapped file's bytes are used where they are (no copy, no second resident copy) when
-      // aligned as the kernels' loads prefer; anything else is read into memory of its own.
-      if (auto shared = src.share_raw(t); shared && reinterpret_cast<uintptr_t>(shared.get()) % 32 == 0) {
+      // A mapped file's bytes are used where they are (no copy, no second resident copy): the
+      // kernels load weights unaligned, but want float and 16-bit values on their own boundary
+      // (GGUF aligns every tensor to 32 bytes; safetensors only to its element size).
+      const uintptr_t align = t.type == QuantType::F32 ? 4 : (t.type == QuantType::F16 || t.type == QuantType::BF16) ? 2 : 32;
+      if (auto shared = src.share_raw(t); shared && reinterpret_cast<uintptr_t>(shared.get()) % align == 0) {
         e.data = engine::Buffer(std::move(shared), bytes);
       } else {
         e.data = engine::Buffer(bytes);

@@ -183,6 +183,12 @@ class HfSource final : public ModelSource {
     }
   }
 
+  std::shared_ptr<const uint8_t> share_raw(const ModelTensor& t) const override {
+    const Entry& e = entry(t);
+    if (e.generated || e.permute != Mapping::Permute::none) return nullptr;
+    return e.file->share(e.st->begin, t.row_bytes() * static_cast<size_t>(t.n_rows()));
+  }
+
   void read_rows_f32(const ModelTensor& t, int64_t row0, int64_t nrows, float* dst) const override {
     const Entry& e = entry(t);
     if (e.generated || t.type == QuantType::F32) {

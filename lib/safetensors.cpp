@@ -1,5 +1,7 @@
 #include "safetensors.hpp"
 
+#include <lq/io.hpp>
+
 #include <lq/error.hpp>
 
 #include <nlohmann/json.hpp>
@@ -155,6 +157,13 @@ const StTensor* SafetensorsFile::find(const std::string& name) const {
   for (const auto& t : tensors_)
     if (t.name == name) return &t;
   return nullptr;
+}
+
+std::shared_ptr<const uint8_t> SafetensorsFile::share(uint64_t off, size_t n) const {
+  std::call_once(map_once_, [&] { map_ = std::make_shared<MappedFile>(path_); });
+  if (off + n > map_->size()) fail(Errc::invalid_model, "{}: bytes {}..{} lie past the end of the file", path_.string(), off, off + n);
+  map_->will_need(off, n);
+  return {map_, map_->data() + off};
 }
 
 void SafetensorsFile::read(uint64_t off, size_t n, void* dst) const {

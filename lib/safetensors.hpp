@@ -1,5 +1,6 @@
 // Internal: a validating reader for one .safetensors file (header parsed once, data read with
-// pread so that streaming a large model does not grow the resident set).
+// pread so that streaming a large model does not grow the resident set; the engine, which holds
+// whole tensors, may share them from a mapping of the file instead).
 #pragma once
 
 #include <lq/quant_type.hpp>
@@ -7,11 +8,15 @@
 #include <cstdint>
 #include <filesystem>
 #include <map>
+#include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <vector>
 
 namespace lq {
+
+class MappedFile;
 
 /// Element types a safetensors header may name.
 enum class StDtype { F64, F32, F16, BF16, I64, I32, I16, I8, U8, BOOL };
@@ -46,6 +51,9 @@ class SafetensorsFile {
 
   /// Reads `n` bytes at absolute offset `off` (throws on short reads).
   void read(uint64_t off, size_t n, void* dst) const;
+  /// The `n` bytes at `off` inside a read-only mapping of the file (made on first use), kept
+  /// alive by the pointer; asks the OS to read them ahead.
+  std::shared_ptr<const uint8_t> share(uint64_t off, size_t n) const;
 
  private:
   std::filesystem::path path_;
@@ -53,6 +61,8 @@ class SafetensorsFile {
   uint64_t size_ = 0;
   std::vector<StTensor> tensors_;
   std::map<std::string, std::string> metadata_;
+  mutable std::once_flag map_once_;
+  mutable std::shared_ptr<MappedFile> map_;
 };
 
 }  // namespace lq
