@@ -9,11 +9,15 @@
 //     llama-imatrix runs on the same files, text, context, chunks and threads (its default batch,
 //     and -b ctx). Every timed run starts with its model file read through once, so both tools
 //     find it in the page cache; each figure is the best of --reps runs.
+//     --hf-model DIR adds a Hugging Face checkpoint (e.g. make_synthetic_llama's, whose vocabulary
+//     of 32000 makes the output layer a realistic share of the work): ours on the checkpoint
+//     (auto: exact activations) and on its BF16 and F16 GGUF conversions (written by lq into
+//     --dir), llama-imatrix on those conversions.
 //  3. rankings: per-block scores of each method on the tiny model, and rank correlations.
 //
 //   analyze_bench [--threads N] [--chunks 64] [--big-ctx 512] [--big-chunks 4] [--no-big]
 //                 [--methods activation,gradient,fisher] [--big-methods activation]
-//                 [--dir /tmp/lq-analyze-bench] [--reps 1]
+//                 [--dir /tmp/lq-analyze-bench] [--reps 1] [--hf-model DIR]
 //                 [--shared ../shared] [--llama-bin /path/to/llama.cpp/build/bin]
 //
 // Wall-clock figures on a shared machine are noisy: CPU seconds per 1000 tokens are printed too.
@@ -22,7 +26,9 @@
 #include <lq/calibration.hpp>
 #include <lq/error.hpp>
 #include <lq/gguf.hpp>
+#include <lq/file_type.hpp>
 #include <lq/importance.hpp>
+#include <lq/quantizer.hpp>
 #include <lq/threads.hpp>
 
 #include "synthetic_gguf.hpp"
@@ -66,11 +72,17 @@ struct Args {
   std::string llama_bin;
   bool big = true;
   int reps = 1;
+  fs::path hf_model;
 };
 
 // Reads `file` through once so that the timed run finds it in the page cache (a run that follows
 // a different large file would otherwise pay the disk reads inside its timing).
 void warm(const fs::path& file) {
+  if (fs::is_directory(file)) {
+    for (const auto& e : fs::directory_iterator(file))
+      if (e.path().extension() == ".safetensors") warm(e.path());
+    return;
+  }
   std::FILE* f = std::fopen(file.c_str(), "rb");
   if (!f) return;
   static std::vector<char> buf(8 << 20);
@@ -220,37 +232,33 @@ void golden(const Args& a) {
   const ImportanceResult bf16 = analyze_golden_setting(a, model, text, ref, ActivationRounding::bf16);
   std::printf("worst relative difference over all tensors with --activations bf16: %.3e\n",
               worst_difference(ref, bf16.imatrix, false));
-  // The BF16 GGUF under auto (bf16-rounded activations) against llama-imatrix on that same file.
-  if (!a.llama_bin.empty() && fs::exists(bf16_gguf)) {
+  // llama-imatrix on a golden GGUF with the golden settings (nothing without --llama-bin).
+  const auto llama_on = [&](const fs::path& gguf) -> std::optional<Imatrix> {
+    if (a.llama_bin.empty() || !fs::exists(gguf)) return std::nullopt;
     fs::create_directories(a.dir);
-    const fs::path out = a.dir / "llama-bf16.imatrix.gguf";
-    const std::string cmd = a.llama_bin + "/llama-imatrix -m " + bf16_gguf.string() + " -f " + text.string() + " -c " +
+    const fs::path out = a.dir / "llama-golden.imatrix.gguf";
+    const std::string cmd = a.llama_bin + "/llama-imatrix -m " + gguf.string() + " -f " + text.string() + " -c " +
                             std::to_string(ref.chunk_size) + " --chunks " + std::to_string(ref.chunk_count) +
                             " -o " + out.string() + " > /dev/null 2>&1";
-    if (std::system(cmd.c_str()) == 0 && fs::exists(out)) {
-      const Imatrix llama_bf16 = Imatrix::load(out);
-      const ImportanceResult ours = analyze_golden_setting(a, bf16_gguf, text, ref, ActivationRounding::automatic);
-      std::printf("tiny-llama-BF16.gguf, llama-imatrix on that file vs ours (auto = bf16 activations): %.3e; "
-                  "vs ours exact: %.3e\n",
-                  worst_difference(llama_bf16, ours.imatrix, false), worst_difference(llama_bf16, exact.imatrix, false));
-      fs::remove(out);
-    }
+    if (std::system(cmd.c_str()) != 0 || !fs::exists(out)) return std::nullopt;
+    Imatrix m = Imatrix::load(out);
+    fs::remove(out);
+    return m;
+  };
+  // The BF16 GGUF under auto (bf16-rounded activations) against llama-imatrix on that same file.
+  if (const auto llama_bf16 = llama_on(bf16_gguf)) {
+    const ImportanceResult ours = analyze_golden_setting(a, bf16_gguf, text, ref, ActivationRounding::automatic);
+    std::printf("tiny-llama-BF16.gguf, llama-imatrix on that file vs ours (auto = bf16 activations): %.3e; "
+                "vs ours exact: %.3e\n",
+                worst_difference(*llama_bf16, ours.imatrix, false), worst_difference(*llama_bf16, exact.imatrix, false));
   }
   // The F16 GGUF (llama-imatrix rounds the activations of F16 weights to f16; ours stay exact).
-  if (const fs::path f16_gguf = a.shared / "golden/tiny-llama-F16.gguf"; !a.llama_bin.empty() && fs::exists(f16_gguf)) {
-    fs::create_directories(a.dir);
-    const fs::path out = a.dir / "llama-f16.imatrix.gguf";
-    const std::string cmd = a.llama_bin + "/llama-imatrix -m " + f16_gguf.string() + " -f " + text.string() + " -c " +
-                            std::to_string(ref.chunk_size) + " --chunks " + std::to_string(ref.chunk_count) +
-                            " -o " + out.string() + " > /dev/null 2>&1";
-    if (std::system(cmd.c_str()) == 0 && fs::exists(out)) {
-      const Imatrix llama_f16 = Imatrix::load(out);
-      const ImportanceResult ours = analyze_golden_setting(a, f16_gguf, text, ref, ActivationRounding::automatic);
-      std::printf("tiny-llama-F16.gguf, llama-imatrix on that file vs ours (auto = exact for F16 weights): %.3e; "
-                  "llama-imatrix there vs the golden file: %.3e\n",
-                  worst_difference(llama_f16, ours.imatrix, false), worst_difference(ref, llama_f16, false));
-      fs::remove(out);
-    }
+  const fs::path f16_gguf = a.shared / "golden/tiny-llama-F16.gguf";
+  if (const auto llama_f16 = llama_on(f16_gguf)) {
+    const ImportanceResult ours = analyze_golden_setting(a, f16_gguf, text, ref, ActivationRounding::automatic);
+    std::printf("tiny-llama-F16.gguf, llama-imatrix on that file vs ours (auto = exact for F16 weights): %.3e; "
+                "llama-imatrix there vs the golden file: %.3e\n",
+                worst_difference(*llama_f16, ours.imatrix, false), worst_difference(ref, *llama_f16, false));
   }
   std::printf("\n");
 }
@@ -263,16 +271,18 @@ void print_header() {
   std::printf("|-----------|-------|------------|----:|-------:|---------:|----------------:|----------------------------------------:|-------------------:|----------------------------:|\n");
 }
 
+// Ours on `file`; llama-imatrix on `llama_file` (default: the same file).
 std::vector<std::pair<std::string, Figures>> throughput(const Args& a, const std::vector<std::string>& methods,
                                                        const std::string& label, const std::string& type,
                                                        const fs::path& file, const fs::path& text, int64_t ctx,
-                                                       int64_t chunks) {
+                                                       int64_t chunks, fs::path llama_file = {}) {
   std::vector<std::pair<std::string, Figures>> out;
   const int threads = a.threads > 0 ? a.threads : hardware_threads();
+  if (llama_file.empty()) llama_file = file;
   Figures ld, lb;
   if (!a.llama_bin.empty()) {
-    ld = run_llama(a, file, text, ctx, chunks, threads, 0);
-    lb = run_llama(a, file, text, ctx, chunks, threads, ctx);
+    ld = run_llama(a, llama_file, text, ctx, chunks, threads, 0);
+    lb = run_llama(a, llama_file, text, ctx, chunks, threads, ctx);
   }
   auto row = [&](const std::string& ty, const std::string& mname, const Figures& f, bool with_llama) {
     if (with_llama)
@@ -367,6 +377,29 @@ void rankings(const std::vector<std::pair<std::string, Figures>>& runs) {
   std::printf("\n");
 }
 
+// The --hf-model rows: the checkpoint itself (llama-imatrix on its BF16 conversion beside it),
+// then its BF16 and F16 GGUF conversions.
+void hf_rows(const Args& a, const fs::path& text) {
+  auto src = ModelSource::open(a.hf_model);
+  const std::string base = a.hf_model.filename().empty() ? a.hf_model.parent_path().filename().string()
+                                                         : a.hf_model.filename().string();
+  std::map<FileType, fs::path> gguf;
+  for (FileType ft : {FileType::BF16, FileType::F16}) {
+    const fs::path out = a.dir / fmt::format("{}-{}.gguf", base, file_type_info(ft).name);
+    if (!fs::exists(out)) {
+      QuantizeOptions qo;
+      qo.ftype = ft;
+      Quantizer(qo).quantize(*src, out);
+    }
+    gguf[ft] = out;
+  }
+  const std::string label = base.substr(0, 9);
+  std::printf("%s: llama-imatrix runs on the BF16 conversion in the HF row\n", label.c_str());
+  throughput(a, a.big_methods, label, "HF", a.hf_model, text, a.big_ctx, a.big_chunks, gguf[FileType::BF16]);
+  throughput(a, a.big_methods, label, "BF16", gguf[FileType::BF16], text, a.big_ctx, a.big_chunks);
+  throughput(a, a.big_methods, label, "F16", gguf[FileType::F16], text, a.big_ctx, a.big_chunks);
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -393,6 +426,7 @@ int main(int argc, char** argv) {
     else if (k == "--llama-bin") a.llama_bin = val();
     else if (k == "--no-big") a.big = false;
     else if (k == "--reps") a.reps = std::stoi(val());
+    else if (k == "--hf-model") a.hf_model = val();
     else {
       std::fprintf(stderr, "unknown option %s (see the comment at the top of analyze_bench.cpp)\n", k.c_str());
       return 2;
@@ -418,6 +452,7 @@ int main(int argc, char** argv) {
     throughput(a, a.big_methods, "synth-1B", "BF16", bf16, text, a.big_ctx, a.big_chunks);
     throughput(a, a.big_methods, "synth-1B", "F16", f16, text, a.big_ctx, a.big_chunks);
     throughput(a, a.big_methods, "synth-1B", "F32", f32, text, a.big_ctx, a.big_chunks);
+    if (!a.hf_model.empty()) hf_rows(a, text);
   } catch (const Error& e) {
     std::fprintf(stderr, "analyze_bench: %s\n", e.what());
     return 1;
