@@ -46,8 +46,14 @@ struct Session::Impl {
   }
 
   // Runs the products of `idx` (weights sharing input `in`) together, then biases and hooks.
+  // A null `outs` entry: the product is not needed; the hook is shown its input only.
   void run_linears(std::initializer_list<int> idx, const float* in, int64_t n,
                    std::initializer_list<float*> outs, std::initializer_list<const Tensor*> biases) {
+    if (outs.size() == 1 && *outs.begin() == nullptr) {
+      const int i = *idx.begin();
+      if (hook) hook(LinearEvent{&m.linears[static_cast<size_t>(i)], n, in, nullptr});
+      return;
+    }
     engine::LinearOp ops[4];
     size_t c = 0;
     auto o = outs.begin();
@@ -195,8 +201,10 @@ struct Session::Impl {
       parallel_for(n, n * ff >= (1 << 16) ? threads : 1, 8, [&](int64_t t0, int64_t t1) {
         cpu::silu_mul((t1 - t0) * ff, gate.data() + t0 * ff, up.data() + t0 * ff, act.data() + t0 * ff);
       });
-      run_linears({b.wdown}, act.data(), n, {proj.data()}, {});
-      engine::add_into(x.data(), proj.data(), n * d, threads);
+      // With no logits wanted, the last block's output feeds nothing (hook_inputs_only).
+      const bool unused = opt.hook_inputs_only && !sa && first_output == n && l + 1 == c.n_layer;
+      run_linears({b.wdown}, act.data(), n, {unused ? nullptr : proj.data()}, {});
+      if (!unused) engine::add_into(x.data(), proj.data(), n * d, threads);
       if (sa) {
         sa->ffn_norm.assign(h.begin(), h.end());
         sa->gate.assign(gate.begin(), gate.end());

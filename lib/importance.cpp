@@ -445,7 +445,7 @@ struct ImportanceAnalyzer::Impl {
     std::vector<double> colbuf, abs_buf, sq_buf;
     const float* last_input = nullptr;
     if (opt.method == ImportanceMethod::activation) {
-      session = std::make_unique<Session>(*model, SessionOptions{opt.ctx, threads, false, bf16_act()});
+      session = std::make_unique<Session>(*model, SessionOptions{opt.ctx, threads, false, bf16_act(), true});
       session->set_linear_hook([&](const LinearEvent& ev) {
         check_interrupted();  // a long chunk stops early; its partial sums are discarded with it
         const int idx = static_cast<int>(ev.linear - lin.data());

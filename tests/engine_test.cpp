@@ -327,6 +327,37 @@ TEST_CASE("engine: hook sees every linear layer with its shapes", "[engine]") {
   CHECK(seen.size() == static_cast<size_t>(7 * c.n_layer + 1));
 }
 
+TEST_CASE("engine: hook_inputs_only skips the last product only when no logits are wanted", "[engine]") {
+  auto model = golden_model("golden/tiny-llama-BF16.gguf");
+  if (!model) return;
+  const std::vector<int32_t> prompt = {1, 434, 461, 261, 409, 1973, 405, 283, 261, 397, 447};
+  const int64_t n = static_cast<int64_t>(prompt.size());
+  // every product's input, in forward order, and which outputs were shown
+  auto run = [&](bool inputs_only, int64_t first_output, std::vector<int>* null_outputs) {
+    SessionOptions o{64, 2, false};
+    o.hook_inputs_only = inputs_only;
+    Session s(*model, o);
+    std::vector<std::vector<float>> ins;
+    int idx = 0;
+    s.set_linear_hook([&](const LinearEvent& e) {
+      ins.emplace_back(e.input, e.input + e.n_tokens * e.linear->n_in);
+      if (!e.output && null_outputs) null_outputs->push_back(idx);
+      ++idx;
+    });
+    s.eval(prompt, first_output);
+    return ins;
+  };
+  std::vector<int> skipped, kept;
+  const auto full = run(false, n, nullptr);
+  const auto lean = run(true, n, &skipped);
+  REQUIRE(lean.size() == full.size());
+  CHECK(lean == full);  // the same inputs, bit for bit
+  const int n_layer = static_cast<int>(model->config().n_layer);
+  CHECK(skipped == std::vector<int>{7 * n_layer - 1});  // the last ffn_down only
+  run(true, n - 1, &kept);                              // logits wanted: nothing skipped
+  CHECK(kept.empty());
+}
+
 TEST_CASE("engine: replacing weights changes and restores the outputs", "[engine]") {
   auto model = golden_model("golden/tiny-llama-BF16.gguf");
   if (!model) return;

@@ -90,7 +90,8 @@ struct LinearEvent {
   const LinearInfo* linear;  ///< the layer (name, shape, type)
   int64_t n_tokens;          ///< rows of input and output
   const float* input;        ///< n_tokens x n_in, row-major: the float activations entering the product
-  const float* output;       ///< n_tokens x n_out, row-major (bias included)
+  const float* output;       ///< n_tokens x n_out, row-major (bias included); null where the product
+                             ///< was skipped (SessionOptions::hook_inputs_only)
 };
 /// Called on the evaluating thread, once per linear layer per eval(), in forward order. For the
 /// output projection only the rows whose logits were requested are shown.
@@ -119,6 +120,10 @@ struct SessionOptions {
   /// (twice the float rate on CPUs with AVX-512 BF16). Off by default: float activations keep a
   /// BF16 model's outputs equal to its F32 conversion's (the reference for quality figures).
   bool bf16_activations = false;
+  /// Hooks read only the inputs of the products (LinearEvent::input). An eval() that requests no
+  /// logits then skips the last block's ffn_down product, whose result feeds only the logits, and
+  /// shows it to the hook with a null output (the activation importance matrix needs its input).
+  bool hook_inputs_only = false;
 };
 
 /// One sequence being evaluated: a KV cache over a Model (which must outlive it).
