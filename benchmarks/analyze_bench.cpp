@@ -9,8 +9,10 @@
 //     llama-imatrix runs on the same files, text, context, chunks and threads (its default batch,
 //     and -b ctx). Every timed run starts with its model file read through once, so both tools
 //     find it in the page cache; each figure is the best of --reps runs.
+//     --no-big leaves out that synthetic model (not the --hf-model rows).
 //     --hf-model DIR adds a Hugging Face checkpoint (e.g. make_synthetic_llama's, whose vocabulary
-//     of 32000 makes the output layer a realistic share of the work): ours on the checkpoint
+//     of 32000 makes the output layer a realistic share of the work; `--vocab 128256 --tied` gives
+//     Llama-3.2-1B's shapes): ours on the checkpoint
 //     (auto: exact activations) and on its BF16 and F16 GGUF conversions (written by lq into
 //     --dir), llama-imatrix on those conversions.
 //  3. rankings: per-block scores of each method on the tiny model, and rank correlations.
@@ -441,17 +443,19 @@ int main(int argc, char** argv) {
     if (fs::exists(tiny)) rankings(throughput(a, a.methods, "tiny", "BF16", tiny, text, 256, a.chunks));
     if (const fs::path tiny16 = a.shared / "golden/tiny-llama-F16.gguf"; fs::exists(tiny16))
       throughput(a, {"activation"}, "tiny", "F16", tiny16, text, 256, a.chunks);
-    if (!a.big) return 0;
+    if (!a.big && a.hf_model.empty()) return 0;
     print_header();
     fs::create_directories(a.dir);
-    const fs::path bf16 = a.dir / "synthetic-1b-BF16.gguf", f16 = a.dir / "synthetic-1b-F16.gguf",
-                   f32 = a.dir / "synthetic-1b-F32.gguf";
-    if (!fs::exists(bf16) || !fs::exists(f16) || !fs::exists(f32))
-      bench::write_synthetic_1b(a.shared, {{QuantType::BF16, bf16}, {QuantType::F16, f16}, {QuantType::F32, f32}},
-                                0x2545f4914f6cdd1dull);
-    throughput(a, a.big_methods, "synth-1B", "BF16", bf16, text, a.big_ctx, a.big_chunks);
-    throughput(a, a.big_methods, "synth-1B", "F16", f16, text, a.big_ctx, a.big_chunks);
-    throughput(a, a.big_methods, "synth-1B", "F32", f32, text, a.big_ctx, a.big_chunks);
+    if (a.big) {
+      const fs::path bf16 = a.dir / "synthetic-1b-BF16.gguf", f16 = a.dir / "synthetic-1b-F16.gguf",
+                     f32 = a.dir / "synthetic-1b-F32.gguf";
+      if (!fs::exists(bf16) || !fs::exists(f16) || !fs::exists(f32))
+        bench::write_synthetic_1b(a.shared, {{QuantType::BF16, bf16}, {QuantType::F16, f16}, {QuantType::F32, f32}},
+                                  0x2545f4914f6cdd1dull);
+      throughput(a, a.big_methods, "synth-1B", "BF16", bf16, text, a.big_ctx, a.big_chunks);
+      throughput(a, a.big_methods, "synth-1B", "F16", f16, text, a.big_ctx, a.big_chunks);
+      throughput(a, a.big_methods, "synth-1B", "F32", f32, text, a.big_ctx, a.big_chunks);
+    }
     if (!a.hf_model.empty()) hf_rows(a, text);
   } catch (const Error& e) {
     std::fprintf(stderr, "analyze_bench: %s\n", e.what());

@@ -185,7 +185,7 @@ void GemmNT<Arch>::run(GemmArgs g) {
   constexpr int W = static_cast<int>(B::size);
   constexpr int NR = 2 * W;  // columns per register block
   constexpr int MR = 6;      // rows per register block: 12 accumulators + 2 B + 1 broadcast
-  constexpr int64_t KC = 256, NC = 128, MC = 96;
+  constexpr int64_t KC = 512, NC = 128, MC = 96;
   constexpr int64_t KV = 256;  // GEMV chunk of k
 
   if (g.m <= 3) {
