@@ -262,7 +262,7 @@ void check_bf16_gemm(QGemmFn gemm, ActFn act, int64_t k, int64_t rows, int64_t m
 TEST_CASE("perf: bf16 GEMM equals the product of the bf16 values", "[perf]") {
   for (const auto& isa : usable_isas())
     for (int64_t k : {1, 7, 34, 64, 257, 1024, 1063})
-      for (auto [rows, m] : {std::pair<int64_t, int64_t>{1, 1}, {16, 21}, {35, 6}}) {
+      for (auto [rows, m] : {std::pair<int64_t, int64_t>{1, 1}, {16, 21}, {35, 6}, {64, 9}}) {
         INFO(isa.name << " k=" << k << " rows=" << rows << " m=" << m);
         check_bf16_gemm(isa.bf16, isa.act_bf16, k, rows, m);
       }

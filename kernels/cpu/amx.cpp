@@ -100,7 +100,7 @@ void amx_gemm(const QGemmArgs& a, int64_t kw) {
           std::memcpy(a.y + (t + 16 * b + i) * a.ldy + r0, c[b][i], static_cast<size_t>(rows) * sizeof(float));
       t += two ? 32 : 16;
     }
-    if (t < a.m) qg::bf16_all_tokens<Arch, 8>(kp, q, a, t, a.y + r0, rows);
+    if (t < a.m) qg::bf16_all_tokens<Arch, 8, 1>(kp, q, a, t, a.y + r0, rows);
   }
   _tile_release();
 }
