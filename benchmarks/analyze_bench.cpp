@@ -14,7 +14,8 @@
 //     of 32000 makes the output layer a realistic share of the work; `--vocab 128256 --tied` gives
 //     Llama-3.2-1B's shapes): ours on the checkpoint
 //     (auto: exact activations) and on its BF16 and F16 GGUF conversions (written by lq into
-//     --dir), llama-imatrix on those conversions.
+//     --dir), llama-imatrix on those conversions; for the checkpoint row also on its F32
+//     conversion (HF:32), whose arithmetic our exact default reproduces.
 //  3. rankings: per-block scores of each method on the tiny model, and rank correlations.
 //
 //   analyze_bench [--threads N] [--chunks 64] [--big-ctx 512] [--big-chunks 4] [--no-big]
@@ -379,14 +380,15 @@ void rankings(const std::vector<std::pair<std::string, Figures>>& runs) {
   std::printf("\n");
 }
 
-// The --hf-model rows: the checkpoint itself (llama-imatrix on its BF16 conversion beside it),
-// then its BF16 and F16 GGUF conversions.
+// The --hf-model rows: the checkpoint itself, with llama-imatrix beside it on the BF16 conversion
+// (row HF) and on the F32 conversion (row HF:32, the arithmetic of our exact default for a
+// checkpoint and of golden/imatrix.gguf), then its BF16 and F16 GGUF conversions.
 void hf_rows(const Args& a, const fs::path& text) {
   auto src = ModelSource::open(a.hf_model);
   const std::string base = a.hf_model.filename().empty() ? a.hf_model.parent_path().filename().string()
                                                          : a.hf_model.filename().string();
   std::map<FileType, fs::path> gguf;
-  for (FileType ft : {FileType::BF16, FileType::F16}) {
+  for (FileType ft : {FileType::BF16, FileType::F16, FileType::F32}) {
     const fs::path out = a.dir / fmt::format("{}-{}.gguf", base, file_type_info(ft).name);
     if (!fs::exists(out)) {
       QuantizeOptions qo;
@@ -396,8 +398,10 @@ void hf_rows(const Args& a, const fs::path& text) {
     gguf[ft] = out;
   }
   const std::string label = base.substr(0, 9);
-  std::printf("%s: llama-imatrix runs on the BF16 conversion in the HF row\n", label.c_str());
+  std::printf("%s: ours on the checkpoint; llama-imatrix on its BF16 conversion (HF) and F32 conversion (HF:32)\n",
+              label.c_str());
   throughput(a, a.big_methods, label, "HF", a.hf_model, text, a.big_ctx, a.big_chunks, gguf[FileType::BF16]);
+  throughput(a, a.big_methods, label, "HF:32", a.hf_model, text, a.big_ctx, a.big_chunks, gguf[FileType::F32]);
   throughput(a, a.big_methods, label, "BF16", gguf[FileType::BF16], text, a.big_ctx, a.big_chunks);
   throughput(a, a.big_methods, label, "F16", gguf[FileType::F16], text, a.big_ctx, a.big_chunks);
 }
