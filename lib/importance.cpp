@@ -204,7 +204,7 @@ struct Accum {
 // sum[c] += sum over rows of x[t, c]^2, columns split over threads, rows in order.
 void add_column_squares(const float* x, int64_t rows, int64_t cols, double* out, int threads) {
   parallel_for(cols, rows * cols >= (1 << 16) ? threads : 1, 64, [&](int64_t c0, int64_t c1) {
-    for (int64_t t = 0; t < rows; ++t) cpu::add_squares(c1 - c0, x + t * cols + c0, out + c0);
+    cpu::add_squares(c1 - c0, x + c0, cols, rows, out + c0);
   });
 }
 

@@ -62,8 +62,8 @@ void softmax_row(int64_t n, float* x, float scale);
 /// out = silu(gate) * up over n values.
 void silu_mul(int64_t n, const float* gate, const float* up, float* out);
 /// y = x / sqrt(mean(x^2) + eps) * g over d values; returns the scale 1 / sqrt(mean(x^2) + eps).
-/// acc[i] += x[i]^2 (in double) for i < n.
-void add_squares(int64_t n, const float* x, double* acc);
+/// acc[i] += x[r * ldx + i]^2 (in double) for i < n, over rows r = 0 .. rows - 1 in order.
+void add_squares(int64_t n, const float* x, int64_t ldx, int64_t rows, double* acc);
 float rms_norm_row(int64_t d, const float* x, const float* g, float eps, float* y);
 
 }  // namespace lq::cpu

@@ -7,7 +7,7 @@
 //   SoftmaxRow  x = exp(scale * x - max) / sum over one row.
 //   SiluMul     out = silu(gate) * up.
 //   RmsNormRow  y = x / sqrt(mean(x^2) + eps) * g over one row (sum of squares in double).
-//   AddSquares  acc[i] += x[i]^2 in double (the activation importance sums).
+//   AddSquares  acc[i] += x[r, i]^2 over rows r in order, in double (the activation importance sums).
 // Check them with `lq_tests "[engine]"`; time them with `engine_bench`.
 #pragma once
 
@@ -58,7 +58,7 @@ struct SiluMul {
 };
 template <class Arch>
 struct AddSquares {
-  static void run(int64_t n, const float* x, double* acc);
+  static void run(int64_t n, const float* x, int64_t ldx, int64_t rows, double* acc);
 };
 template <class Arch>
 struct RmsNormRow {
@@ -329,12 +329,32 @@ float RmsNormRow<Arch>::run(int64_t d, const float* x, const float* g, float eps
 }
 
 template <class Arch>
-void AddSquares<Arch>::run(int64_t n, const float* x, double* acc) {
-  // independent lanes: the compiler vectorises this with the ISA's float -> double conversion
-  for (int64_t i = 0; i < n; ++i) {
-    const double v = x[i];
-    acc[i] += v * v;
+void AddSquares<Arch>::run(int64_t n, const float* x, int64_t ldx, int64_t rows, double* acc) {
+  // Blocks of CB columns keep their sums in registers over all rows (the additions per column
+  // stay in row order); independent lanes: the compiler vectorises this with the ISA's float ->
+  // double conversion.
+  constexpr int64_t CB = 32;
+  int64_t c0 = 0;
+  for (; c0 + CB <= n; c0 += CB) {
+    double v[CB];
+#pragma GCC unroll 32
+    for (int64_t i = 0; i < CB; ++i) v[i] = acc[c0 + i];
+    for (int64_t r = 0; r < rows; ++r) {
+      const float* xr = x + r * ldx + c0;
+#pragma GCC unroll 32
+      for (int64_t i = 0; i < CB; ++i) {
+        const double d = xr[i];
+        v[i] += d * d;
+      }
+    }
+#pragma GCC unroll 32
+    for (int64_t i = 0; i < CB; ++i) acc[c0 + i] = v[i];
   }
+  for (int64_t r = 0; r < rows; ++r)
+    for (int64_t i = c0; i < n; ++i) {
+      const double d = x[r * ldx + i];
+      acc[i] += d * d;
+    }
 }
 
 #define LQ_CPU_MATMUL_KERNELS(X) X(GemmNT) X(SoftmaxRow) X(SiluMul) X(RmsNormRow) X(AddSquares)
