@@ -208,6 +208,17 @@ void add_column_squares(const float* x, int64_t rows, int64_t cols, double* out,
   });
 }
 
+// A sum that is NaN or infinite means the model produced such values (a NaN or infinite weight,
+// or a forward pass that overflows): nothing useful can be written, as llama-imatrix also stops.
+void check_finite(const std::vector<double>& sums, const std::string& tensor, const char* what, int64_t chunk) {
+  for (size_t c = 0; c < sums.size(); ++c)
+    if (!std::isfinite(sums[c]))
+      fail(Errc::importance_failed,
+           "analyze: chunk {}: the {} of {} are not finite ({} in column {}); the model's weights or its forward "
+           "pass produce NaN or infinite values, so no importance matrix was written",
+           chunk + 1, what, tensor, sums[c], c);
+}
+
 }  // namespace
 
 struct ImportanceAnalyzer::Impl {
@@ -444,6 +455,7 @@ struct ImportanceAnalyzer::Impl {
     std::unique_ptr<engine::Backprop> bp;
     std::vector<double> colbuf, abs_buf, sq_buf;
     const float* last_input = nullptr;
+    int64_t chunk = 0;  // the one being evaluated
     if (opt.method == ImportanceMethod::activation) {
       session = std::make_unique<Session>(*model, SessionOptions{opt.ctx, threads, false, bf16_act(), true});
       session->set_linear_hook([&](const LinearEvent& ev) {
@@ -458,6 +470,7 @@ struct ImportanceAnalyzer::Impl {
         if (ev.input != last_input || static_cast<int64_t>(colbuf.size()) != a.n_cols) {
           colbuf.assign(static_cast<size_t>(a.n_cols), 0.0);
           add_column_squares(ev.input, ev.n_tokens, a.n_cols, colbuf.data(), threads);
+          check_finite(colbuf, a.name, "input activations", chunk);
           last_input = ev.input;
         }
         for (int64_t c = 0; c < a.n_cols; ++c) a.sum[static_cast<size_t>(c)] += colbuf[static_cast<size_t>(c)];
@@ -476,6 +489,7 @@ struct ImportanceAnalyzer::Impl {
         check_interrupted();
         const auto& ch = chunks[static_cast<size_t>(i)];
         const int64_t n = static_cast<int64_t>(ch.size());
+        chunk = i;
         if (session) {
           session->clear();
           last_input = nullptr;
@@ -488,6 +502,7 @@ struct ImportanceAnalyzer::Impl {
             std::vector<double>& buf = fisher ? sq_buf : abs_buf;
             buf.assign(static_cast<size_t>(a.n_cols), 0.0);
             engine::weight_grad_columns(g, fisher ? nullptr : buf.data(), fisher ? buf.data() : nullptr, threads);
+            check_finite(buf, a.name, "gradients", chunk);
             for (int64_t c = 0; c < a.n_cols; ++c) a.sum[static_cast<size_t>(c)] += buf[static_cast<size_t>(c)];
             a.count += g.n_out;
           });

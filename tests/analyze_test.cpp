@@ -32,6 +32,7 @@ struct Toy {
   bool biases = false;
   bool tied = false;
   uint32_t seed = 11;
+  std::string poison;  ///< a tensor whose first value is NaN
 };
 
 void write_toy(const fs::path& path, const Toy& s) {
@@ -84,6 +85,7 @@ void write_toy(const fs::path& path, const Toy& s) {
     const bool norm = t.name.find("norm") != std::string::npos;
     const float sd = t.ne.size() == 1 ? 0.1f : 1.0f / std::sqrt(static_cast<float>(cols));
     for (auto& x : v) x = norm ? 1.0f + 0.1f * nd(rng) : sd * nd(rng);
+    if (t.name == s.poison) v[0] = std::nanf("");
     w.write(v.data(), v.size() * sizeof(float));
   }
   w.commit();
@@ -630,6 +632,57 @@ TEST_CASE("analyze: CLI bad input and exit codes", "[analyze][cli]") {
     CHECK(r.err.find(c.needle) != std::string::npos);
     CHECK(!fs::exists(tmp / "x.imatrix"));
   }
+}
+
+TEST_CASE("analyze: NaN or infinite values stop the analysis (exit 16) and write nothing", "[analyze]") {
+  // A NaN weight in blk.1's up projection reaches the input of blk.1's down projection first.
+  test::TempDir tmp;
+  const Toy spec{.poison = "blk.1.ffn_up.weight"};
+  write_toy(tmp / "nan.gguf", spec);
+  auto src = ModelSource::open(tmp / "nan.gguf");
+  for (auto [m, tensor] : {std::pair{ImportanceMethod::activation, "blk.1.ffn_down.weight"},
+                           {ImportanceMethod::gradient, ".weight"}, {ImportanceMethod::fisher, ".weight"}}) {
+    INFO(importance_method_name(m));
+    ImportanceOptions o;
+    o.method = m;
+    o.ctx = 16;
+    o.threads = 2;
+    o.checkpoint_dir = tmp / "ck";
+    ImportanceAnalyzer an(*src, o);
+    an.set_tokens(random_tokens(16 * 3, spec.vocab, 4), "random");
+    CHECK_THROWS_MATCHES(an.run(), Error, Catch::Predicate<Error>([&](const Error& e) {
+                           const std::string w = e.what();
+                           return e.code() == Errc::importance_failed && w.find("chunk 1") != std::string::npos &&
+                                  w.find(tensor) != std::string::npos && w.find("not finite") != std::string::npos;
+                         }));
+  }
+
+  // The CLI: a copy of the tiny model with a NaN in model.layers.1.mlp.up_proj.weight.
+  auto model = test::shared_file("models/tiny-llama");
+  if (!model) return;
+  const fs::path dir = tmp / "tiny-nan";
+  fs::create_directories(dir);
+  for (const auto& e : fs::directory_iterator(*model)) fs::copy_file(e.path(), dir / e.path().filename());
+  const std::string name = "model.layers.1.mlp.up_proj.weight";
+  std::ifstream idx(dir / "model.safetensors.index.json");
+  const fs::path shard = dir / nlohmann::json::parse(idx)["weight_map"][name].get<std::string>();
+  fs::permissions(shard, fs::perms::owner_write, fs::perm_options::add);
+  {
+    std::fstream f(shard, std::ios::in | std::ios::out | std::ios::binary);
+    uint64_t hlen = 0;
+    f.read(reinterpret_cast<char*>(&hlen), 8);
+    std::string header(hlen, '\0');
+    f.read(header.data(), static_cast<std::streamsize>(hlen));
+    const auto off = nlohmann::json::parse(header)[name]["data_offsets"][0].get<uint64_t>();
+    f.seekp(static_cast<std::streamoff>(8 + hlen + off));
+    const uint16_t nan_bf16 = 0x7fc0;
+    f.write(reinterpret_cast<const char*>(&nan_bf16), 2);
+  }
+  const auto r = test::run(test::cli_path() + " analyze " + dir.string() + " --calibration-samples 2 --ctx 64 --no-cache -o " +
+                           (tmp / "x.imatrix").string() + " --checkpoint-dir " + (tmp / "ck2").string());
+  CHECK(r.status == 16);
+  CHECK(r.err.find("blk.1.ffn_down.weight") != std::string::npos);
+  CHECK(!fs::exists(tmp / "x.imatrix"));
 }
 
 TEST_CASE("analyze: CLI writes the matrix, the JSON report and the super-weight mask", "[analyze][cli]") {
