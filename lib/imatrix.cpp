@@ -140,6 +140,7 @@ Imatrix load_dat(const fs::path& path, const std::string& data) {
     im.entries[std::move(name)] = std::move(e);
   }
   im.chunk_size = 1;
+  im.counts_in_chunks = true;
   if (br.remaining() >= 4) {
     im.chunk_count = br.get<int32_t>("chunk count");
     if (br.remaining() >= 4) {
@@ -166,6 +167,54 @@ Imatrix Imatrix::load(const fs::path& path) {
   Imatrix im = head == "GGUF" ? load_gguf(path) : load_dat(path, read_file(path));
   if (im.entries.empty()) fail(Errc::imatrix_error, "{}: the importance matrix has no entries", path.string());
   return im;
+}
+
+Imatrix Imatrix::combine(const std::vector<Imatrix>& parts, int64_t legacy_chunk_size) {
+  if (parts.empty()) fail(Errc::invalid_argument, "combine: no importance matrices given");
+  int64_t legacy = legacy_chunk_size;
+  for (const Imatrix& p : parts)
+    if (legacy <= 0 && !p.counts_in_chunks && p.chunk_size > 0) legacy = p.chunk_size;
+  if (legacy <= 0) legacy = 512;
+  struct Acc {
+    int64_t n_cols, n_mat;
+    std::vector<double> sum, counts;
+    size_t first;  // input that brought it
+  };
+  std::map<std::string, Acc> acc;
+  Imatrix out;
+  for (size_t i = 0; i < parts.size(); ++i) {
+    const Imatrix& p = parts[i];
+    const int64_t size = p.counts_in_chunks ? legacy : p.chunk_size;
+    const double scale = p.counts_in_chunks ? static_cast<double>(legacy) : 1.0;
+    if (i == 0) out.chunk_size = size;
+    else if (size != out.chunk_size)
+      fail(Errc::imatrix_error, "combine: input {} has chunks of {} tokens, input 1 of {}", i + 1, size, out.chunk_size);
+    out.chunk_count += p.chunk_count;
+    for (const auto& d : p.datasets)
+      if (std::find(out.datasets.begin(), out.datasets.end(), d) == out.datasets.end()) out.datasets.push_back(d);
+    for (const auto& [name, e] : p.entries) {
+      auto [it, fresh] = acc.try_emplace(name, Acc{e.n_cols, e.n_mat, {}, {}, i});
+      Acc& a = it->second;
+      if (fresh) {
+        a.sum.assign(static_cast<size_t>(e.n_cols * e.n_mat), 0.0);
+        a.counts.assign(static_cast<size_t>(e.n_mat), 0.0);
+      } else if (a.n_cols != e.n_cols || a.n_mat != e.n_mat) {
+        fail(Errc::imatrix_error, "combine: '{}' has {} x {} values in input {} but {} x {} in input {}", name, e.n_cols,
+             e.n_mat, i + 1, a.n_cols, a.n_mat, a.first + 1);
+      }
+      for (size_t j = 0; j < a.sum.size(); ++j) a.sum[j] += static_cast<double>(e.in_sum2[j]) * scale;
+      for (size_t j = 0; j < a.counts.size(); ++j) a.counts[j] += static_cast<double>(e.counts[j]) * scale;
+    }
+  }
+  for (auto& [name, a] : acc) {
+    ImatrixEntry e;
+    e.n_cols = a.n_cols;
+    e.n_mat = a.n_mat;
+    e.in_sum2.assign(a.sum.begin(), a.sum.end());
+    e.counts.assign(a.counts.begin(), a.counts.end());
+    out.entries[name] = std::move(e);
+  }
+  return out;
 }
 
 void Imatrix::save_gguf(const fs::path& path) const {

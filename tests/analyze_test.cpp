@@ -211,6 +211,75 @@ TEST_CASE("analyze: llama.cpp's imatrix files read as recorded, ours round-trip"
   CHECK(read_bytes(tmp / "b2.dat") == read_bytes(*d));
 }
 
+TEST_CASE("analyze: importance matrices combine as llama-imatrix sums its inputs", "[analyze]") {
+  auto g = test::shared_file("golden/imatrix.gguf");
+  auto d = test::shared_file("golden/imatrix.dat");
+  if (!g || !d) return;
+  const Imatrix a = Imatrix::load(*g), b = Imatrix::load(*d);
+  REQUIRE(b.counts_in_chunks);
+  // Twice the same file: every sum and count doubles; the dataset is listed once.
+  const Imatrix aa = Imatrix::combine({a, a});
+  CHECK(aa.chunk_count == 128);
+  CHECK(aa.chunk_size == 256);
+  CHECK(aa.datasets == a.datasets);
+  REQUIRE(aa.entries.size() == a.entries.size());
+  for (const auto& [name, e] : a.entries) {
+    const ImatrixEntry* c = aa.find(name);
+    REQUIRE(c != nullptr);
+    for (size_t j = 0; j < e.in_sum2.size(); ++j) CHECK(c->in_sum2[j] == 2 * e.in_sum2[j]);
+    CHECK(c->counts == std::vector<float>{2 * e.counts[0]});
+  }
+  // GGUF + legacy: the legacy file is put in tokens at the GGUF input's 256 tokens per chunk, so
+  // the counts match and the means stay llama.cpp's.
+  const Imatrix ab = Imatrix::combine({a, b});
+  CHECK(ab.chunk_size == 256);
+  CHECK(!ab.counts_in_chunks);
+  for (const auto& [name, e] : a.entries) {
+    INFO(name);
+    const ImatrixEntry* c = ab.find(name);
+    CHECK(c->counts == std::vector<float>{2 * 64.f * 256.f});
+    const auto ma = e.mean(), mc = c->mean();
+    for (size_t j = 0; j < ma.size(); ++j) CHECK(std::fabs(ma[j] - mc[j]) <= 1e-6f * std::fabs(ma[j]));
+  }
+  // A weight with another shape, or inputs with other chunk sizes, are refused.
+  Imatrix odd = a;
+  odd.entries["blk.0.attn_q.weight"].n_cols = 10;
+  odd.entries["blk.0.attn_q.weight"].in_sum2.resize(10);
+  auto refused = [](const std::vector<Imatrix>& v, const char* what) {
+    CHECK_THROWS_MATCHES(Imatrix::combine(v), Error, Catch::Predicate<Error>([&](const Error& e) {
+                           return e.code() == Errc::imatrix_error && std::string(e.what()).find(what) != std::string::npos;
+                         }));
+  };
+  refused({a, odd}, "blk.0.attn_q.weight");
+  Imatrix other = a;
+  other.chunk_size = 512;
+  refused({a, other}, "512");
+  // The CLI converts the legacy file to GGUF (llama.cpp's 256 tokens per chunk given).
+  test::TempDir tmp;
+  const auto r = test::run(test::cli_path() + " --format json analyze combine " + d->string() + " --chunk-size 256 -o " +
+                           (tmp / "from-dat.gguf").string());
+  REQUIRE(r.status == 0);
+  const auto j = nlohmann::json::parse(r.out);
+  CHECK(j["entries"] == 42);
+  CHECK(j["chunk_size"] == 256);
+  const Imatrix c = Imatrix::load(tmp / "from-dat.gguf");
+  for (const auto& [name, e] : a.entries) {
+    CHECK(c.find(name)->counts == e.counts);
+    const auto ma = e.mean(), mc = c.find(name)->mean();
+    for (size_t k = 0; k < ma.size(); ++k) CHECK(std::fabs(ma[k] - mc[k]) <= 1e-6f * std::fabs(ma[k]));
+  }
+  const std::string lq = test::cli_path() + " analyze combine ";
+  for (const auto& [args, code] : std::vector<std::pair<std::string, int>>{
+           {(tmp / "none.gguf").string(), 10},
+           {g->string() + " --output-format bin", 2},
+           {d->string() + " --chunk-size 0", 2},
+           {"", 2}}) {
+    INFO(args);
+    CHECK(test::run(lq + args + " -o " + (tmp / "x.imatrix").string()).status == code);
+    CHECK(!fs::exists(tmp / "x.imatrix"));
+  }
+}
+
 TEST_CASE("analyze: the backward pass matches finite differences of the engine's loss", "[analyze][gradient]") {
   for (const Toy spec : {Toy{}, Toy{.arch = "qwen2", .biases = true, .tied = true, .seed = 5}}) {
     INFO(spec.arch);

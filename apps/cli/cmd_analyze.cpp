@@ -1,4 +1,5 @@
 // lq analyze [importance] MODEL [options] | analyze profile MODEL [--imatrix PATH] [--preset P]
+//   | analyze combine IMATRIX... [-o PATH] [--output-format gguf|dat] [--chunk-size N]
 //   | analyze quality ... (run_analyze_quality, defined with the quality commands)
 //
 // Outputs of `analyze importance`:
@@ -69,6 +70,7 @@ int run_importance(Context& ctx, std::vector<std::string> args) {
   cxxopts::Options opts(ctx.program + " analyze",
                        "Compute an importance matrix (and super weights) from calibration data.\n"
                        "Also: analyze profile MODEL [--imatrix PATH] [--preset quality|balanced|speed] [-o PATH];\n"
+                       "      analyze combine IMATRIX... [-o PATH] [--output-format gguf|dat] [--chunk-size N];\n"
                        "      analyze quality ... (see `analyze quality --help`).");
   opts.positional_help("MODEL");
   opts.add_options()
@@ -384,6 +386,61 @@ int run_profile_from_imatrix(Context& ctx, std::vector<std::string> args) {
   return 0;
 }
 
+// Sums importance matrices (either format) into one, as llama-imatrix does with several
+// --in-file; with one input, converts it between the formats.
+int run_combine(Context& ctx, std::vector<std::string> args) {
+  cxxopts::Options opts(ctx.program + " analyze combine",
+                        "Sum importance matrices (GGUF or legacy .dat) into one, or convert one between the formats.");
+  opts.positional_help("IMATRIX [IMATRIX...]");
+  opts.add_options()
+      ("inputs", "Importance matrices", cxxopts::value<std::vector<std::string>>())
+      ("o,output", "Output [default: ./combined.imatrix]", cxxopts::value<std::string>())
+      ("output-format", "gguf (default) or dat (legacy)", cxxopts::value<std::string>())
+      ("chunk-size", "Tokens per chunk of legacy .dat inputs, which do not record it [default: the first GGUF "
+                     "input's, else 512]", cxxopts::value<int64_t>());
+  add_global_options(opts);
+  opts.parse_positional({"inputs"});
+  auto parsed = parse(ctx, opts, args);
+  if (!parsed) return 0;
+  const auto& r = *parsed;
+  if (!r.count("inputs"))
+    fail(Errc::invalid_argument, "missing IMATRIX (usage: {} analyze combine IMATRIX [IMATRIX...] -o PATH)", ctx.program);
+  const auto inputs = r["inputs"].as<std::vector<std::string>>();
+  const std::string out_format = r.count("output-format") ? r["output-format"].as<std::string>() : "gguf";
+  if (out_format != "gguf" && out_format != "dat")
+    fail(Errc::invalid_argument, "--output-format: unknown format '{}' (gguf, dat)", out_format);
+  const int64_t chunk_size = r.count("chunk-size") ? r["chunk-size"].as<int64_t>() : 0;
+  if (r.count("chunk-size") && chunk_size <= 0)
+    fail(Errc::invalid_argument, "--chunk-size must be positive, got {}", chunk_size);
+  const fs::path out = r.count("output") ? fs::path(r["output"].as<std::string>()) : fs::path("combined.imatrix");
+  check_output_dir(out);
+  TermProgress progress(ctx);
+  std::vector<Imatrix> parts;
+  for (const auto& in : inputs) {
+    progress.message(fmt::format("Loading importance matrix: {}", in));
+    parts.push_back(Imatrix::load(in));
+  }
+  const Imatrix im = Imatrix::combine(parts, chunk_size);
+  if (out_format == "dat") im.save_dat(out);
+  else im.save_gguf(out);
+  progress.message(fmt::format("Complete: {}", out.string()));
+  if (ctx.format == Format::json) {
+    print_json({{"status", "success"},
+                {"output_path", fs::absolute(out).string()},
+                {"output_format", out_format},
+                {"inputs", inputs},
+                {"entries", im.entries.size()},
+                {"chunk_count", im.chunk_count},
+                {"chunk_size", im.chunk_size},
+                {"datasets", im.datasets}});
+  } else {
+    std::cout << fmt::format("{}: {} entries, {} chunks of {} tokens, from {} input{} ({})\n", out.string(),
+                             im.entries.size(), im.chunk_count, im.chunk_size, inputs.size(), inputs.size() == 1 ? "" : "s",
+                             out_format);
+  }
+  return 0;
+}
+
 }  // namespace
 
 int run_analyze(Context& ctx, std::vector<std::string> args) {
@@ -398,9 +455,10 @@ int run_analyze(Context& ctx, std::vector<std::string> args) {
   }
   if (i < args.size()) {
     const std::string sub = args[i];
-    if (sub == "importance" || sub == "profile" || sub == "quality") {
+    if (sub == "importance" || sub == "profile" || sub == "quality" || sub == "combine") {
       args.erase(args.begin() + static_cast<ptrdiff_t>(i));
       if (sub == "profile") return run_profile_from_imatrix(ctx, std::move(args));
+      if (sub == "combine") return run_combine(ctx, std::move(args));
       if (sub == "quality") return run_analyze_quality(ctx, std::move(args));
     }
   }

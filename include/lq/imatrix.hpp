@@ -30,6 +30,9 @@ struct Imatrix {
   std::vector<std::string> datasets;  ///< calibration data sources
   int64_t chunk_count = 0;            ///< number of calibration chunks processed
   int64_t chunk_size = 0;             ///< tokens per chunk
+  /// Read from the legacy .dat format, which does not record tokens: counts are chunks (ncall)
+  /// and in_sum2 = mean x^2 * ncall.
+  bool counts_in_chunks = false;
 
   /// Loads a GGUF imatrix, or a legacy .dat one when the file is not GGUF (as llama.cpp does).
   /// Missing, truncated or malformed files, or non-finite values, throw Errc::imatrix_error.
@@ -38,6 +41,14 @@ struct Imatrix {
   void save_gguf(const std::filesystem::path& path) const;
   /// Writes the legacy .dat format (values = mean * ncall, ncall = ceil(max count / chunk_size)).
   void save_dat(const std::filesystem::path& path) const;
+
+  /// Sums several matrices, as llama-imatrix does with more than one --in-file: per weight, the
+  /// sums of x^2 and the counts add up (a weight missing from some inputs keeps the others'),
+  /// and so do the chunk counts; datasets are listed once each. Legacy inputs are first put in
+  /// tokens at `legacy_chunk_size` tokens per chunk (0: the first GGUF input's chunk size, else
+  /// 512, llama-imatrix's default context). Throws Errc::imatrix_error when a weight's shape
+  /// differs between inputs, or when the inputs' chunk sizes differ.
+  static Imatrix combine(const std::vector<Imatrix>& parts, int64_t legacy_chunk_size = 0);
 
   const ImatrixEntry* find(const std::string& name) const;
   /// Column weights (mean x^2) for a dense weight of row length n_cols, or nullopt when absent.
