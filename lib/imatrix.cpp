@@ -190,8 +190,7 @@ Imatrix Imatrix::combine(const std::vector<Imatrix>& parts, int64_t legacy_chunk
     else if (size != out.chunk_size)
       fail(Errc::imatrix_error, "combine: input {} has chunks of {} tokens, input 1 of {}", i + 1, size, out.chunk_size);
     out.chunk_count += p.chunk_count;
-    for (const auto& d : p.datasets)
-      if (std::find(out.datasets.begin(), out.datasets.end(), d) == out.datasets.end()) out.datasets.push_back(d);
+    out.datasets.insert(out.datasets.end(), p.datasets.begin(), p.datasets.end());
     for (const auto& [name, e] : p.entries) {
       auto [it, fresh] = acc.try_emplace(name, Acc{e.n_cols, e.n_mat, {}, {}, i});
       Acc& a = it->second;

@@ -44,7 +44,8 @@ struct Imatrix {
 
   /// Sums several matrices, as llama-imatrix does with more than one --in-file: per weight, the
   /// sums of x^2 and the counts add up (a weight missing from some inputs keeps the others'),
-  /// and so do the chunk counts; datasets are listed once each. Legacy inputs are first put in
+  /// and so do the chunk counts; the datasets lists are concatenated (llama-imatrix's file for the
+  /// same inputs, at their chunk size, is the same bytes). Legacy inputs are first put in
   /// tokens at `legacy_chunk_size` tokens per chunk (0: the first GGUF input's chunk size, else
   /// 512, llama-imatrix's default context). Throws Errc::imatrix_error when a weight's shape
   /// differs between inputs, or when the inputs' chunk sizes differ.
