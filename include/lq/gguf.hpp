@@ -110,7 +110,7 @@ class LQ_API Metadata {
 };
 
 /// Geometry of one tensor in a GGUF file (ggml dimension order: ne[0] is the row length).
-struct TensorInfo {
+struct LQ_API TensorInfo {
   std::string name;
   QuantType type = QuantType::F32;
   std::vector<int64_t> ne;  ///< 1..4 dims

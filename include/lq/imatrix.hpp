@@ -14,7 +14,7 @@ namespace lq {
 
 /// Activation statistics of one weight: per input column, the sum of squared activations, and
 /// the number of activation rows, per matrix (n_mat = 1 for dense weights, n_expert for MoE).
-struct ImatrixEntry {
+struct LQ_API ImatrixEntry {
   int64_t n_cols = 0;
   int64_t n_mat = 1;
   std::vector<float> in_sum2;  ///< n_cols * n_mat raw sums of x^2
@@ -25,7 +25,7 @@ struct ImatrixEntry {
 };
 
 /// An importance matrix: entries keyed by GGUF weight name ("blk.0.attn_q.weight").
-struct Imatrix {
+struct LQ_API Imatrix {
   std::map<std::string, ImatrixEntry> entries;
   std::vector<std::string> datasets;  ///< calibration data sources
   int64_t chunk_count = 0;            ///< number of calibration chunks processed

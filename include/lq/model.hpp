@@ -45,7 +45,7 @@ struct ModelConfig {
 };
 
 /// A tensor of the model in GGUF naming and ggml dimension order (ne[0] = row length).
-struct ModelTensor {
+struct LQ_API ModelTensor {
   std::string name;         ///< GGUF name, e.g. "blk.0.attn_q.weight"
   std::string source_name;  ///< name in the source files, e.g. "model.layers.0.self_attn.q_proj.weight"
   QuantType type = QuantType::F32;  ///< element type as stored in the source

@@ -37,7 +37,7 @@ struct ProfileRule {
 /// A dynamic quantization profile. Rules apply in order, first match wins. Tensors no rule
 /// matches get `default_method`, or, when `target_bpw`/`target_bytes` is set and an importance
 /// matrix is available, the type the solver picks for them.
-struct Profile {
+struct LQ_API Profile {
   std::string name;
   std::string description;
   std::vector<ProfileRule> rules;

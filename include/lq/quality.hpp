@@ -178,7 +178,7 @@ struct QualityOptions {
 };
 
 /// A quality report of QUANTIZED against ORIGINAL.
-struct QualityReport {
+struct LQ_API QualityReport {
   std::string original_model;   ///< paths as given
   std::string quantized_model;
   std::string calibration_source;

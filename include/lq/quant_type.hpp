@@ -67,7 +67,7 @@ struct KernelSet {
 };
 
 /// One row of the type table. Read it through type_info().
-struct TypeInfo {
+struct LQ_API TypeInfo {
   QuantType type;
   const char* name;          ///< ggml name, e.g. "Q4_K"
   int block_size;            ///< values per block (0 for an unused slot)

@@ -52,7 +52,7 @@ struct QuantizeOptions {
 };
 
 /// The decision for one tensor.
-struct TensorPlan {
+struct LQ_API TensorPlan {
   std::string name;
   std::vector<int64_t> ne;
   QuantType source_type = QuantType::F32;
