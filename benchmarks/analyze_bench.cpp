@@ -108,7 +108,7 @@ struct Figures {
 };
 
 Figures run_ours_once(const fs::path& model, const fs::path& text, ImportanceMethod m, int64_t ctx, int64_t chunks,
-                      int threads, bool bf16_act) {
+                      int threads, bool llama_act) {
   warm(model);
   auto src = ModelSource::open(model);
   ImportanceOptions o;
@@ -116,7 +116,7 @@ Figures run_ours_once(const fs::path& model, const fs::path& text, ImportanceMet
   o.ctx = ctx;
   o.samples = chunks;
   o.threads = threads;
-  o.activations = bf16_act ? ActivationRounding::bf16 : ActivationRounding::exact;
+  o.activations = llama_act ? ActivationRounding::llama : ActivationRounding::exact;
   ImportanceAnalyzer an(*src, o);
   an.set_calibration(load_calibration(text));
   const double c0 = cpu_s(RUSAGE_SELF);
@@ -137,8 +137,8 @@ Figures best_of(int reps, Run run) {
 }
 
 Figures run_ours(const Args& a, const fs::path& model, const fs::path& text, ImportanceMethod m, int64_t ctx,
-                 int64_t chunks, int threads, bool bf16_act = false) {
-  return best_of(a.reps, [&] { return run_ours_once(model, text, m, ctx, chunks, threads, bf16_act); });
+                 int64_t chunks, int threads, bool llama_act = false) {
+  return best_of(a.reps, [&] { return run_ours_once(model, text, m, ctx, chunks, threads, llama_act); });
 }
 
 // llama-imatrix: evaluation time = process wall time minus the log time at which it starts
@@ -227,14 +227,14 @@ void golden(const Args& a) {
     return;
   }
   const Imatrix ref = Imatrix::load(ref_path);
-  // The checkpoint under the default (auto: exact float activations), then bf16-rounded ones.
+  // The checkpoint under the default (auto: exact float activations), then rounded ones.
   const ImportanceResult exact = analyze_golden_setting(a, model, text, ref, ActivationRounding::automatic);
   std::printf("golden: tiny-llama, %s, ctx %lld, %lld chunks; %.0f tokens/s\n", text.filename().c_str(),
               static_cast<long long>(ref.chunk_size), static_cast<long long>(exact.chunks), exact.tokens_per_second());
   std::printf("worst relative difference over all tensors: %.3e\n", worst_difference(ref, exact.imatrix, true));
-  const ImportanceResult bf16 = analyze_golden_setting(a, model, text, ref, ActivationRounding::bf16);
-  std::printf("worst relative difference over all tensors with --activations bf16: %.3e\n",
-              worst_difference(ref, bf16.imatrix, false));
+  const ImportanceResult rounded = analyze_golden_setting(a, model, text, ref, ActivationRounding::llama);
+  std::printf("worst relative difference over all tensors with --activations llama (bf16-rounded): %.3e\n",
+              worst_difference(ref, rounded.imatrix, false));
   // llama-imatrix on a golden GGUF with the golden settings (nothing without --llama-bin).
   const auto llama_on = [&](const fs::path& gguf) -> std::optional<Imatrix> {
     if (a.llama_bin.empty() || !fs::exists(gguf)) return std::nullopt;
@@ -255,21 +255,23 @@ void golden(const Args& a) {
                 "vs ours exact: %.3e\n",
                 worst_difference(*llama_bf16, ours.imatrix, false), worst_difference(*llama_bf16, exact.imatrix, false));
   }
-  // The F16 GGUF (llama-imatrix rounds the activations of F16 weights to f16; ours stay exact).
+  // The F16 GGUF under auto (activations rounded to f16, as llama-imatrix multiplies F16 weights).
   const fs::path f16_gguf = a.shared / "golden/tiny-llama-F16.gguf";
   if (const auto llama_f16 = llama_on(f16_gguf)) {
     const ImportanceResult ours = analyze_golden_setting(a, f16_gguf, text, ref, ActivationRounding::automatic);
-    std::printf("tiny-llama-F16.gguf, llama-imatrix on that file vs ours (auto = exact for F16 weights): %.3e; "
-                "llama-imatrix there vs the golden file: %.3e\n",
-                worst_difference(*llama_f16, ours.imatrix, false), worst_difference(ref, *llama_f16, false));
+    const ImportanceResult ours_exact = analyze_golden_setting(a, f16_gguf, text, ref, ActivationRounding::exact);
+    std::printf("tiny-llama-F16.gguf, llama-imatrix on that file vs ours (auto = f16 activations): %.3e; "
+                "vs ours exact: %.3e; llama-imatrix there vs the golden file: %.3e\n",
+                worst_difference(*llama_f16, ours.imatrix, false), worst_difference(*llama_f16, ours_exact.imatrix, false),
+                worst_difference(ref, *llama_f16, false));
   }
   std::printf("\n");
 }
 
 
 void print_header() {
-  std::printf("BF16 = exact float activations (--activations exact); BF16* = bf16-rounded activations, llama.cpp's "
-              "arithmetic and the default (auto) for a GGUF file\n");
+  std::printf("BF16 = exact float activations (--activations exact); BF16*, F16* = activations rounded to bf16, f16 "
+              "(--activations llama): llama.cpp's arithmetic and the default (auto) for a GGUF file\n");
   std::printf("| model     | file  | method     | ctx | chunks | lq tok/s | lq CPU s/1k tok | llama-imatrix tok/s (default / -b ctx) | llama CPU s/1k tok | speed-up (default / -b ctx) |\n");
   std::printf("|-----------|-------|------------|----:|-------:|---------:|----------------:|----------------------------------------:|-------------------:|----------------------------:|\n");
 }
@@ -301,10 +303,12 @@ std::vector<std::pair<std::string, Figures>> throughput(const Args& a, const std
   };
   for (const auto& mname : methods) {
     const ImportanceMethod m = parse_importance_method(mname);
-    const Figures f = run_ours(a, file, text, m, ctx, chunks, threads);
-    out.emplace_back(mname, f);
     const bool act = m == ImportanceMethod::activation;
-    row(type, mname, f, act && ld.tps > 0);
+    // F16*: an F16 file with f16-rounded activations (llama.cpp's arithmetic, the default for it)
+    const bool f16_star = act && type == "F16";
+    const Figures f = run_ours(a, file, text, m, ctx, chunks, threads, f16_star);
+    out.emplace_back(mname, f);
+    row(f16_star ? "F16*" : type, mname, f, act && ld.tps > 0);
     // BF16*: the same file with bf16-rounded activations: llama.cpp's arithmetic, and lq
     // analyze's default (--activations auto) for a GGUF; the BF16 row is --activations exact
     if (act && type == "BF16") row("BF16*", mname, run_ours(a, file, text, m, ctx, chunks, threads, true), ld.tps > 0);

@@ -12,7 +12,13 @@
 #include <random>
 
 namespace lq {
+
 namespace {
+SessionOptions session_options(int64_t n_ctx, const PerplexityOptions& o) {
+  SessionOptions so{n_ctx, o.threads, false, o.bf16_activations};
+  so.kv_f16 = o.kv_f16;
+  return so;
+}
 
 // One evaluation window: `input` is run from an empty cache; output row j (of the rows from
 // `first_output`) predicts targets[j]; rows without a target are not scored.
@@ -117,7 +123,7 @@ double seconds_since(std::chrono::steady_clock::time_point t0) {
 PerplexityResult perplexity(const Model& model, std::span<const int32_t> tokens, const PerplexityOptions& o) {
   WindowPlan plan(model, tokens, o, "perplexity");
   const auto t0 = std::chrono::steady_clock::now();
-  Session s(model, SessionOptions{plan.max_len(), o.threads, false, o.bf16_activations});
+  Session s(model, session_options(plan.max_len(), o));
   double nll = 0, nll2 = 0;
   int64_t count = 0, evaluated = 0;
   std::vector<double> row_nll;
@@ -161,8 +167,8 @@ KldResult kl_divergence(const Model& model, const Model& reference, std::span<co
          model.n_vocab(), reference.n_vocab());
   WindowPlan plan(reference, tokens, o, "kl_divergence");
   const auto t0 = std::chrono::steady_clock::now();
-  Session sm(model, SessionOptions{plan.max_len(), o.threads, false, o.bf16_activations});
-  Session sr(reference, SessionOptions{plan.max_len(), o.threads, false, o.bf16_activations});
+  Session sm(model, session_options(plan.max_len(), o));
+  Session sr(reference, session_options(plan.max_len(), o));
   struct Row {
     double kld, nll, nll_base, p_diff;
     bool same_top;

@@ -102,6 +102,8 @@ struct LinearOp {
   int64_t m;
   float* y;
   bool float_act = false;  ///< BF16 weights: float activations even in batches (slower)
+  /// F16 weights: activations rounded to binary16 first, as llama.cpp multiplies them.
+  bool f16_act = false;
 };
 
 /// Rotary embedding in place: n tokens of `heads` vectors of head_dim values; cs holds per
@@ -134,6 +136,9 @@ void rms_norm(const float* in, const Tensor& w, float eps, int64_t d, int64_t n,
               int threads);
 /// dst[i] += src[i] for i < count.
 void add_into(float* dst, const float* src, int64_t count, int threads);
+/// dst[i] = src[i] rounded to the nearest binary16 (ties to even; beyond its range: infinity),
+/// i < count: what a value stored in an F16 tensor reads back as. dst may be src.
+void round_to_half(const float* src, float* dst, int64_t count, int threads);
 /// apply_rope over n tokens, in parallel.
 void rope(float* data, int64_t n, int64_t heads, int64_t head_dim, bool neox, const float* cs_all, bool inverse,
           int threads);

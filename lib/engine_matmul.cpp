@@ -6,7 +6,8 @@
 // run it for batches (prompt processing: each 16-row weight panel is decoded once per call and
 // every token runs against it); smaller batches run the type's dot (4 x 4 tiles where it has
 // them); types without a dot are dequantized tile by tile. Activations are quantized once per
-// (input, format) before the tiles run. Every output element is computed by the same sequence of
+// (input, format) before the tiles run (for F16 weights with f16_act: rounded to binary16 once
+// per input). Every output element is computed by the same sequence of
 // operations whatever the tiling, so results do not depend on the thread count.
 #include "engine_impl.hpp"
 
@@ -64,6 +65,7 @@ cpu::TileFn tile_kernel(QuantType t) {
 struct Prepared {
   const LinearOp* op;
   Path path;
+  const float* x = nullptr;     // float activations (gemm and dequant paths): op->x or a rounded copy
   DotFn dot = nullptr;
   cpu::TileFn tile = nullptr;
   DequantizeFn deq = nullptr;
@@ -87,7 +89,7 @@ void run_tile(const Prepared& p, const Tile& t) {
   const int64_t n = w.n_rows(), k = w.row_length();
   switch (p.path) {
     case Path::gemm: {
-      cpu::gemm_nt(cpu::GemmArgs{t.i1 - t.i0, t.j1 - t.j0, k, p.op->x + t.i0 * k, k, w.row(t.j0), w.type, k,
+      cpu::gemm_nt(cpu::GemmArgs{t.i1 - t.i0, t.j1 - t.j0, k, p.x + t.i0 * k, k, w.row(t.j0), w.type, k,
                                  p.op->y + t.i0 * n + t.j0, n, false});
       break;
     }
@@ -117,7 +119,7 @@ void run_tile(const Prepared& p, const Tile& t) {
       thread_local std::vector<float> buf;
       buf.resize(static_cast<size_t>((t.j1 - t.j0) * k));
       p.deq(w.row(t.j0), buf.data(), (t.j1 - t.j0) * k);
-      cpu::gemm_nt(cpu::GemmArgs{t.i1 - t.i0, t.j1 - t.j0, k, p.op->x + t.i0 * k, k, buf.data(), QuantType::F32, k,
+      cpu::gemm_nt(cpu::GemmArgs{t.i1 - t.i0, t.j1 - t.j0, k, p.x + t.i0 * k, k, buf.data(), QuantType::F32, k,
                                  p.op->y + t.i0 * n + t.j0, n, false});
       break;
     }
@@ -176,7 +178,7 @@ void matmul_many(std::span<const LinearOp> ops, int threads) {
   int64_t macs = 0;
   for (const LinearOp& op : ops) {
     if (op.m <= 0) continue;
-    Prepared p{&op, Path::gemm};
+    Prepared p{&op, Path::gemm, op.x};
     const QuantType t = op.w->type;
     // BF16 weights with float activations: the exact split-bf16 kernel where there is one.
     const bool exact_bf16 = t == QuantType::BF16 && op.float_act;
@@ -232,6 +234,21 @@ void matmul_many(std::span<const LinearOp> ops, int threads) {
     }
     p.xq = buf.data();
   }
+  // F16 weights with f16_act: each input rounded to binary16 once, into a copy (the caller's
+  // activations stay as they are: hooks read them).
+  thread_local std::map<const float*, std::vector<float>> hbufs;
+  std::vector<const float*> rounded;
+  for (Prepared& p : prep) {
+    if (p.path != Path::gemm || p.op->w->type != QuantType::F16 || !p.op->f16_act) continue;
+    auto& buf = hbufs[p.op->x];
+    const int64_t count = p.op->m * p.op->w->row_length();
+    if (std::ranges::find(rounded, p.op->x) == rounded.end()) {
+      if (static_cast<int64_t>(buf.size()) < count) buf.resize(static_cast<size_t>(count));
+      round_to_half(p.op->x, buf.data(), count, use);
+      rounded.push_back(p.op->x);
+    }
+    p.x = buf.data();
+  }
   for (auto& [key, p] : to_quantize) {
     const int64_t k = p->op->w->row_length();
     const float* x = std::get<0>(key);
@@ -258,6 +275,7 @@ void matmul_many(std::span<const LinearOp> ops, int threads) {
     for (int64_t i = b; i < e; ++i) run_tile(prep[static_cast<size_t>(tiles[i].op)], tiles[static_cast<size_t>(i)]);
   });
   if (qbufs.size() > 16) qbufs.clear();
+  if (hbufs.size() > 16) hbufs.clear();
 }
 
 void matmul(const Tensor& w, const float* x, int64_t m, float* y, int threads) {

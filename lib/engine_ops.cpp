@@ -1,4 +1,5 @@
-// Row operations of the forward and backward passes (RMSNorm, residual adds, RoPE), split by
+// Row operations of the forward and backward passes (RMSNorm, residual adds, RoPE, binary16
+// rounding), split by
 // tokens across threads: with the products parallel, these would otherwise run on one thread
 // while the others wait.
 #include "engine_impl.hpp"
@@ -31,6 +32,11 @@ void add_into(float* dst, const float* src, int64_t count, int threads) {
   parallel_for(count, use_threads(count, threads), 4096, [&](int64_t i0, int64_t i1) {
     for (int64_t i = i0; i < i1; ++i) dst[i] += src[i];
   });
+}
+
+void round_to_half(const float* src, float* dst, int64_t count, int threads) {
+  parallel_for(count, use_threads(count, threads), 4096,
+               [&](int64_t i0, int64_t i1) { cpu::round_half(i1 - i0, src + i0, dst + i0); });
 }
 
 void rope(float* data, int64_t n, int64_t heads, int64_t head_dim, bool neox, const float* cs_all, bool inverse,

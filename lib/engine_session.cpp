@@ -57,7 +57,8 @@ struct Session::Impl {
     engine::LinearOp ops[4];
     size_t c = 0;
     auto o = outs.begin();
-    for (int i : idx) ops[c++] = engine::LinearOp{m.linear_tensors[static_cast<size_t>(i)], in, n, *o++, !opt.bf16_activations};
+    for (int i : idx) ops[c++] = engine::LinearOp{m.linear_tensors[static_cast<size_t>(i)], in, n, *o++, !opt.bf16_activations,
+                                               opt.bf16_activations};
     engine::matmul_many(std::span<const engine::LinearOp>(ops, c), threads);
     auto b = biases.begin();
     c = 0;
@@ -178,6 +179,10 @@ struct Session::Impl {
       rope(q.data(), n, c.n_head);
       rope(k.data(), n, c.n_head_kv);
 
+      if (opt.kv_f16) {
+        engine::round_to_half(k.data(), k.data(), n * nkv, threads);
+        engine::round_to_half(v.data(), v.data(), n * nkv, threads);
+      }
       float* kc = kcache.data() + static_cast<size_t>(l * n_ctx * nkv);
       float* vc = vcache.data() + static_cast<size_t>(l * n_ctx * nkv);
       std::memcpy(kc + n_past * nkv, k.data(), sz(n, nkv) * sizeof(float));

@@ -42,7 +42,7 @@ ImportanceMethod parse_importance_method(std::string_view s) {
 const char* activation_rounding_name(ActivationRounding r) noexcept {
   switch (r) {
     case ActivationRounding::exact: return "exact";
-    case ActivationRounding::bf16: return "bf16";
+    case ActivationRounding::llama: return "llama";
     default: return "auto";
   }
 }
@@ -50,8 +50,8 @@ const char* activation_rounding_name(ActivationRounding r) noexcept {
 ActivationRounding parse_activation_rounding(std::string_view s) {
   if (s == "auto") return ActivationRounding::automatic;
   if (s == "exact") return ActivationRounding::exact;
-  if (s == "bf16") return ActivationRounding::bf16;
-  fail(Errc::invalid_argument, "unknown --activations '{}' (auto, exact, bf16)", s);
+  if (s == "llama" || s == "bf16") return ActivationRounding::llama;
+  fail(Errc::invalid_argument, "unknown --activations '{}' (auto, exact, llama)", s);
 }
 
 std::string hf_module_name(const std::string& g) {
@@ -243,9 +243,12 @@ struct ImportanceAnalyzer::Impl {
                                      opt.ctx));
   }
 
+  // The KV cache type the evaluation uses.
+  bool kv_f16() const { return opt.method == ImportanceMethod::activation && opt.kv_f16; }
+
   // ImportanceOptions::activations resolved for this source.
   bool bf16_act() const {
-    return opt.activations == ActivationRounding::bf16 ||
+    return opt.activations == ActivationRounding::llama ||
            (opt.activations == ActivationRounding::automatic && src.is_gguf());
   }
 
@@ -360,6 +363,7 @@ struct ImportanceAnalyzer::Impl {
     mismatch("chunks", "chunk count");
     mismatch("process_output", "process_output");
     mismatch("bf16_activations", "activation rounding");
+    mismatch("kv_cache", "KV cache type");
     mismatch("data_id", "other calibration data: identity");
     mismatch("entries", "other weights: entries");
     const int64_t done = st.value("chunks_done", int64_t{-1});
@@ -421,6 +425,7 @@ struct ImportanceAnalyzer::Impl {
                  {"chunks", n_chunks},
                  {"process_output", opt.process_output},
                  {"bf16_activations", bf16_act()},
+                 {"kv_cache", kv_f16() ? "f16" : "f32"},
                  {"model_id", model_identity(src)},
                  {"data_id", data_identity()},
                  {"calibration", source}};
@@ -457,7 +462,9 @@ struct ImportanceAnalyzer::Impl {
     const float* last_input = nullptr;
     int64_t chunk = 0;  // the one being evaluated
     if (opt.method == ImportanceMethod::activation) {
-      session = std::make_unique<Session>(*model, SessionOptions{opt.ctx, threads, false, bf16_act(), true});
+      SessionOptions so{opt.ctx, threads, false, bf16_act(), true};
+      so.kv_f16 = kv_f16();
+      session = std::make_unique<Session>(*model, so);
       session->set_linear_hook([&](const LinearEvent& ev) {
         check_interrupted();  // a long chunk stops early; its partial sums are discarded with it
         const int idx = static_cast<int>(ev.linear - lin.data());
@@ -526,8 +533,12 @@ struct ImportanceAnalyzer::Impl {
     res.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     // Reported only where it acted: a model with no BF16 linear weight multiplies as it would
     // without it.
-    res.bf16_activations = session != nullptr && bf16_act() &&
-                           std::ranges::any_of(model->linears(), [](const LinearInfo& l) { return l.type == QuantType::BF16; });
+    const auto any_type = [&](QuantType t) {
+      return std::ranges::any_of(model->linears(), [t](const LinearInfo& l) { return l.type == t; });
+    };
+    res.bf16_activations = session != nullptr && bf16_act() && any_type(QuantType::BF16);
+    res.f16_activations = session != nullptr && bf16_act() && any_type(QuantType::F16);
+    res.kv_f16 = kv_f16();
     res.tokens = tokens_run;
     res.chunks = done;
     if (opt.method != ImportanceMethod::activation && done > 0) res.mean_loss = loss_sum / static_cast<double>(done);
@@ -576,6 +587,8 @@ struct ImportanceAnalyzer::Impl {
     res.chunks = res.imatrix.chunk_count;
     res.mean_loss = side.value("mean_loss", 0.0);
     res.bf16_activations = side.value("bf16_activations", false);
+    res.f16_activations = side.value("f16_activations", false);
+    res.kv_f16 = kv_f16();
     res.from_cache = true;
     res.layers = layer_scores(res.imatrix, *model);
     res.statistics = importance_statistics(res.imatrix);
@@ -589,7 +602,10 @@ struct ImportanceAnalyzer::Impl {
     try {
       fs::create_directories(path.parent_path());
       write_file_atomic(fs::path(path).replace_extension(".json"),
-                        json{{"mean_loss", res.mean_loss}, {"bf16_activations", res.bf16_activations}}.dump() + "\n");
+                        json{{"mean_loss", res.mean_loss},
+                             {"bf16_activations", res.bf16_activations},
+                             {"f16_activations", res.f16_activations}}
+                                .dump() + "\n");
       res.imatrix.save_gguf(path);
     } catch (const std::exception& e) {
       warnings.push_back(fmt::format("could not write the cache {}: {}", path.string(), e.what()));

@@ -7,11 +7,13 @@
 
 #include "kernels/cpu/arch.hpp"
 #include "kernels/cpu/engine_kernels.hpp"
+#include "lib/engine_impl.hpp"
 #include "lib/half.hpp"
 #include "support/support.hpp"
 
 #include <catch2/catch.hpp>
 
+#include <bit>
 #include <cmath>
 #include <fstream>
 #include <random>
@@ -256,34 +258,75 @@ TEST_CASE("engine: batched prompt processing equals token-by-token decode", "[en
   }
 }
 
-TEST_CASE("engine: bf16 activations for BF16 weights are bf16-rounded products", "[engine]") {
-  auto model = golden_model("golden/tiny-llama-BF16.gguf");
+TEST_CASE("engine: an F16 KV cache holds binary16 values", "[engine]") {
+  // The rounding itself: bit for bit the F16 tensor format's (ties to even, subnormals, overflow).
+  std::vector<float> v = {0.f, -0.f, 1.f, 1.00048828125f, 1.000732421875f, -3.14159f, 65504.f, 65520.f, -1e6f,
+                          5.9604645e-8f, 2.9802322e-8f, 4.4703484e-8f, 1e-6f, 6.1035156e-5f};
+  std::mt19937 rng(3);
+  std::normal_distribution<float> nd(0.f, 4.f);
+  for (int i = 0; i < 5000; ++i) v.push_back(nd(rng) * std::exp2(static_cast<float>(i % 40 - 28)));
+  std::vector<float> r = v;
+  engine::round_to_half(v.data(), r.data(), static_cast<int64_t>(r.size()), 2);
+  for (size_t i = 0; i < v.size(); ++i) {
+    INFO(v[i]);
+    CHECK(std::bit_cast<uint32_t>(r[i]) == std::bit_cast<uint32_t>(fp16_to_f32(f32_to_fp16(v[i]))));
+  }
+  // In a session: outputs move by the rounding, and a batch still equals token-by-token decode
+  // (each cached value is rounded once, whatever the batch).
+  auto model = golden_model("golden/tiny-llama-F16.gguf");
   if (!model) return;
-  Session s(*model, SessionOptions{64, 0, false, true});
-  double worst_rounded = 0, worst_exact = 0;
-  int64_t checked = 0;
-  s.set_linear_hook([&](const LinearEvent& e) {
-    if (e.n_tokens < 4) return;  // single tokens keep float activations
-    const auto w = model->tensor_f32(e.linear->name);
-    for (int64_t t = 0; t < e.n_tokens; t += 3)
-      for (int64_t j = 0; j < e.linear->n_out; j += 29) {
-        double rounded = 0, exact = 0;
-        for (int64_t i = 0; i < e.linear->n_in; ++i) {
-          const float x = e.input[t * e.linear->n_in + i];
-          rounded += double(bf16_to_f32(f32_to_bf16(x))) * w[j * e.linear->n_in + i];
-          exact += double(x) * w[j * e.linear->n_in + i];
+  const std::vector<int32_t> prompt = {1, 434, 461, 261, 409, 1973, 405, 283, 261, 397, 447, 302};
+  const int64_t n = static_cast<int64_t>(prompt.size());
+  SessionOptions f16o{32, 0, false};
+  f16o.kv_f16 = true;
+  Session f32(*model, SessionOptions{32, 0, false}), f16(*model, f16o), step(*model, f16o);
+  f32.eval(prompt, 0);
+  f16.eval(prompt, 0);
+  step.eval(std::span<const int32_t>(prompt.data(), 5), 0);
+  double moved = 0, worst_step = 0;
+  for (int64_t i = 0; i < n; ++i) {
+    if (i >= 5) step.eval(std::span<const int32_t>(prompt.data() + i, 1));
+    moved = std::max(moved, max_abs_diff(f16.logits(i), f32.logits(i)));
+    worst_step = std::max(worst_step, max_abs_diff(f16.logits(i), step.logits(i < 5 ? i : 0)));
+  }
+  CHECK(moved > 0);
+  CHECK(moved < 0.05);
+  CHECK(worst_step < 2e-3);
+}
+
+TEST_CASE("engine: llama.cpp's activation rounding (bf16 for BF16 weights and binary16 for F16 ones)", "[engine]") {
+  for (const bool f16 : {false, true}) {
+    auto model = golden_model(f16 ? "golden/tiny-llama-F16.gguf" : "golden/tiny-llama-BF16.gguf");
+    if (!model) continue;
+    INFO((f16 ? "F16" : "BF16"));
+    const auto round = [&](float x) { return f16 ? fp16_to_f32(f32_to_fp16(x)) : bf16_to_f32(f32_to_bf16(x)); };
+    Session s(*model, SessionOptions{64, 0, false, true});
+    double worst_rounded = 0, worst_exact = 0;
+    int64_t checked = 0;
+    s.set_linear_hook([&](const LinearEvent& e) {
+      if (e.n_tokens < 4) return;  // single tokens keep float activations
+      const auto w = model->tensor_f32(e.linear->name);
+      for (int64_t t = 0; t < e.n_tokens; t += 3)
+        for (int64_t j = 0; j < e.linear->n_out; j += 29) {
+          double rounded = 0, exact = 0;
+          for (int64_t i = 0; i < e.linear->n_in; ++i) {
+            const float x = e.input[t * e.linear->n_in + i];
+            rounded += double(round(x)) * w[j * e.linear->n_in + i];
+            exact += double(x) * w[j * e.linear->n_in + i];
+          }
+          const double y = e.output[t * e.linear->n_out + j];
+          worst_rounded = std::max(worst_rounded, std::fabs(rounded - y) / (1 + std::fabs(rounded)));
+          worst_exact = std::max(worst_exact, std::fabs(exact - y) / (1 + std::fabs(exact)));
+          ++checked;
         }
-        const double y = e.output[t * e.linear->n_out + j];
-        worst_rounded = std::max(worst_rounded, std::fabs(rounded - y) / (1 + std::fabs(rounded)));
-        worst_exact = std::max(worst_exact, std::fabs(exact - y) / (1 + std::fabs(exact)));
-        ++checked;
-      }
-  });
-  const std::vector<int32_t> prompt = {1, 434, 461, 261, 409, 1973, 405, 283, 261, 397, 447};
-  s.eval(prompt, 0);
-  REQUIRE(checked > 0);
-  CHECK(worst_rounded < 1e-4);
-  if (cpu::has_avx512_vnni()) CHECK(worst_exact > 1e-4);  // the panel kernel did run
+    });
+    const std::vector<int32_t> prompt = {1, 434, 461, 261, 409, 1973, 405, 283, 261, 397, 447};
+    s.eval(prompt, 0);
+    REQUIRE(checked > 0);
+    CHECK(worst_rounded < (f16 ? 1e-5 : 1e-4));
+    // the rounding did act (BF16: where the panel kernel runs)
+    if (f16 || cpu::has_avx512_vnni()) CHECK(worst_exact > (f16 ? 1e-5 : 1e-4));
+  }
 }
 
 TEST_CASE("engine: hook sees every linear layer with its shapes", "[engine]") {

@@ -6,12 +6,14 @@
 
 #include "half.hpp"
 #include "engine_kernels.hpp"
+#include "matmul.hpp"
 #include "qgemm.hpp"
 #include "ref/blocks.hpp"
 #include "support/support.hpp"
 
 #include <catch2/catch.hpp>
 
+#include <bit>
 #include <cmath>
 #include <cstring>
 #include <functional>
@@ -19,6 +21,7 @@
 #include <vector>
 
 LQ_CPU_QGEMM_KERNELS(LQ_CPU_EXTERN)
+LQ_CPU_MATMUL_KERNELS(LQ_CPU_EXTERN)
 
 using namespace lq;
 using cpu::QActLayout;
@@ -322,4 +325,29 @@ TEST_CASE("perf: the AMX exact bf16 GEMM equals the product of the float activat
         }
       CHECK(bad == 0);
     }
+}
+
+TEST_CASE("kernels: binary16 rounding equals the F16 format's on every ISA", "[engine]") {
+  // Values around every binary16 exponent (subnormals, ties, overflow), in a length that leaves
+  // a remainder for every vector width.
+  std::vector<float> x = {65504.f, 65519.f, 65520.f, -70000.f, 5.9604645e-8f, 2.9802322e-8f, 8.940697e-8f, 0.f, -0.f};
+  const auto g = test::gaussian(4000, 17);
+  for (size_t i = 0; i < g.size(); ++i) x.push_back(g[i] * std::ldexp(1.f, static_cast<int>(i % 44) - 30));
+  x.push_back(1.f + 1.f / 2048);  // a tie: to even (1.0)
+  const auto best = xsimd::available_architectures().best;
+  const std::vector<std::pair<const char*, void (*)(int64_t, const float*, float*)>> isas = {
+      {"sse2", cpu::RoundHalf<cpu::Sse2>::run},
+      {"avx2", best >= cpu::Avx2::version() ? cpu::RoundHalf<cpu::Avx2>::run : nullptr},
+      {"avx512", best >= cpu::Avx512::version() ? cpu::RoundHalf<cpu::Avx512>::run : nullptr}};
+  for (const auto& [name, fn] : isas) {
+    if (!fn) continue;
+    INFO(name);
+    std::vector<float> y(x.size());
+    fn(static_cast<int64_t>(x.size()), x.data(), y.data());
+    int bad = 0;
+    for (size_t i = 0; i < x.size(); ++i)
+      bad += std::bit_cast<uint32_t>(y[i]) != std::bit_cast<uint32_t>(fp16_to_f32(f32_to_fp16(x[i])));
+    CHECK(bad == 0);
+    CHECK(y.back() == 1.f);
+  }
 }

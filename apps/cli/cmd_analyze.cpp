@@ -89,11 +89,15 @@ int run_importance(Context& ctx, std::vector<std::string> args) {
       ("resume", "Resume from a checkpoint (its directory or the checkpoint directory)", cxxopts::value<std::string>())
       ("output-format", "Importance matrix format: gguf (default) or dat (legacy)", cxxopts::value<std::string>())
       ("process-output", "Also collect output.weight (llama-imatrix --process-output)")
-      ("activations", "How BF16 weights multiply their inputs: auto (a GGUF as llama-imatrix does: "
-                      "bf16-rounded; a Hugging Face checkpoint: exact float, as llama-imatrix on its F32 "
-                      "conversion), exact, bf16 [default: auto]",
+      ("activations", "How 16-bit weights multiply their inputs: auto (a GGUF as llama-imatrix does on it, "
+                      "llama; a Hugging Face checkpoint exact, as llama-imatrix on its F32 conversion), exact "
+                      "(float), llama (rounded to bf16 for BF16 weights and to f16 for F16 ones; 'bf16' is a "
+                      "synonym) [default: auto]",
        cxxopts::value<std::string>())
-      ("bf16-activations", "Same as --activations bf16")
+      ("bf16-activations", "Same as --activations llama")
+      ("kv-cache", "Activation method: type of the cached K and V, f16 (llama-imatrix's default cache) or "
+                   "f32 [default: f16]",
+       cxxopts::value<std::string>())
       ("no-cache", "Neither reuse nor store a cached result ($LLM_QUANTIZE_IMATRIX_CACHE, default "
                    "~/.cache/llm-quantize/imatrix; 'off' disables it)");
   add_global_options(opts);
@@ -120,10 +124,15 @@ int run_importance(Context& ctx, std::vector<std::string> args) {
   }
   if (r.count("activations")) io.activations = parse_activation_rounding(r["activations"].as<std::string>());
   if (r.count("bf16-activations")) {
-    if (r.count("activations") && io.activations != ActivationRounding::bf16)
+    if (r.count("activations") && io.activations != ActivationRounding::llama)
       fail(Errc::invalid_argument, "--bf16-activations contradicts --activations {}",
            activation_rounding_name(io.activations));
-    io.activations = ActivationRounding::bf16;
+    io.activations = ActivationRounding::llama;
+  }
+  if (r.count("kv-cache")) {
+    const std::string kv = r["kv-cache"].as<std::string>();
+    if (kv != "f16" && kv != "f32") fail(Errc::invalid_argument, "--kv-cache: unknown type '{}' (f16, f32)", kv);
+    io.kv_f16 = kv == "f16";
   }
   const bool identify = r.count("identify-super-weights") > 0;
   const double coverage = r.count("coverage") ? r["coverage"].as<double>() : 1e-4;
@@ -265,7 +274,11 @@ int run_importance(Context& ctx, std::vector<std::string> args) {
               {"total_parameters", total_params},
               {"super_weight_coverage", identify ? json(coverage) : json(nullptr)},
               {"tokens_per_second", res.tokens_per_second()},
-              {"activation_rounding", res.bf16_activations ? "bf16" : "exact"},
+              {"activation_rounding", res.bf16_activations && res.f16_activations ? "bf16+f16"
+                                      : res.bf16_activations                      ? "bf16"
+                                      : res.f16_activations                       ? "f16"
+                                                                                  : "exact"},
+              {"kv_cache", res.kv_f16 ? "f16" : "f32"},
               {"from_cache", res.from_cache},
               {"warnings", res.warnings}};
   if (res.method != ImportanceMethod::activation) doc["mean_loss"] = res.mean_loss;

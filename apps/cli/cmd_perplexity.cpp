@@ -1,4 +1,4 @@
-// lq perplexity MODEL -f TEXT [--ctx N] [--chunks K] [--full-window] [--bf16-activations]
+// lq perplexity MODEL -f TEXT [--ctx N] [--chunks K] [--full-window] [--bf16-activations] [--kv-cache f16|f32]
 //                [--kl-divergence REFERENCE]
 #include "quality_cli.hpp"
 
@@ -25,8 +25,11 @@ int run_perplexity(Context& ctx, std::vector<std::string> args) {
        "Score every token once: windows of ctx-1 tokens after a BOS (the model card protocol) instead of "
        "llama-perplexity's second half of each chunk")
       ("bf16-activations",
-       "BF16 weights multiply bf16-rounded activations, as llama.cpp does: about twice as fast on CPUs "
-       "with AVX-512 BF16, figures within about 1e-4 of the exact (float) evaluation")
+       "16-bit weights multiply activations rounded to their type (bf16 for BF16 weights, f16 for F16 ones), "
+       "as llama.cpp does: BF16 about twice as fast on CPUs with AVX-512 BF16, figures within about 1e-4 "
+       "of the exact (float) evaluation")
+      ("kv-cache", "Type of the cached K and V: f32 (exact) or f16 (llama-perplexity's default) [default: f32]",
+       cxxopts::value<std::string>())
       ("kl-divergence", "Also measure KL(REFERENCE || MODEL) and same-top-token rate against this reference model",
        cxxopts::value<std::string>());
   add_global_options(opts);
@@ -48,6 +51,11 @@ int run_perplexity(Context& ctx, std::vector<std::string> args) {
     fail(Errc::invalid_argument, "--full-window and --kl-divergence cannot be combined (KL divergence uses llama-perplexity's chunks)");
   po.threads = ctx.threads;
   po.bf16_activations = r.count("bf16-activations") > 0;
+  if (r.count("kv-cache")) {
+    const std::string kv = r["kv-cache"].as<std::string>();
+    if (kv != "f16" && kv != "f32") fail(Errc::invalid_argument, "--kv-cache: unknown type '{}' (f16, f32)", kv);
+    po.kv_f16 = kv == "f16";
+  }
   CalibrationData text;
   if (r.count("file")) {
     const std::string f = r["file"].as<std::string>();

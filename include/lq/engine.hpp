@@ -116,14 +116,18 @@ struct SessionOptions {
   int64_t n_ctx = 0;              ///< KV cache positions; 0 = min(n_ctx_train, 4096)
   int threads = 0;                ///< worker threads; 0 = all hardware threads
   bool save_activations = false;  ///< keep LayerActivations of the last eval()
-  /// BF16 weights in batches of 4+ tokens multiply bf16-rounded activations, as llama.cpp does
-  /// (twice the float rate on CPUs with AVX-512 BF16). Off by default: float activations keep a
-  /// BF16 model's outputs equal to its F32 conversion's (the reference for quality figures).
+  /// 16-bit weights multiply activations rounded to their type, as llama.cpp does: bf16 for
+  /// BF16 weights in batches of 4+ tokens (twice the float rate on CPUs with AVX-512 BF16),
+  /// binary16 for F16 weights. Off by default: float activations keep a 16-bit model's outputs
+  /// equal to its F32 conversion's (the reference for quality figures).
   bool bf16_activations = false;
   /// Hooks read only the inputs of the products (LinearEvent::input). An eval() that requests no
   /// logits then skips the last block's ffn_down product, whose result feeds only the logits, and
   /// shows it to the hook with a null output (the activation importance matrix needs its input).
   bool hook_inputs_only = false;
+  /// The KV cache holds K and V rounded to binary16, as llama.cpp's default F16 cache does
+  /// (llama-imatrix, llama-perplexity); off: float, the arithmetic of the reference figures.
+  bool kv_f16 = false;
 };
 
 /// One sequence being evaluated: a KV cache over a Model (which must outlive it).
@@ -179,6 +183,7 @@ struct PerplexityOptions {
   bool prepend_bos = true;   ///< prepend BOS to the stream when the model adds one (llama.cpp tokenization)
   int threads = 0;           ///< 0 = all hardware threads
   bool bf16_activations = false;  ///< see SessionOptions::bf16_activations
+  bool kv_f16 = false;            ///< see SessionOptions::kv_f16 (llama-perplexity's default cache)
   /// Called after each chunk: (chunks done, chunk count, running perplexity).
   std::function<void(int64_t, int64_t, double)> progress;
 };

@@ -42,15 +42,18 @@ LQ_API const char* importance_method_name(ImportanceMethod m) noexcept;
 /// Errc::invalid_argument.
 LQ_API ImportanceMethod parse_importance_method(std::string_view s);
 
-/// How BF16 weights multiply their inputs in an analysis (other weight types are unaffected).
-/// automatic: as llama-imatrix computes on the same file: bf16-rounded activations for a GGUF
-///   (llama.cpp's method for BF16 weights), exact float ones for a Hugging Face checkpoint (as
-///   llama-imatrix computes on its lossless F32 conversion).
-/// exact: float activations (the figures of the F32 model); bf16: bf16-rounded ones.
-enum class ActivationRounding { automatic, exact, bf16 };
-/// "auto", "exact", "bf16".
+/// How 16-bit weights multiply their inputs in an analysis (F32 and quantized weights are
+/// unaffected).
+/// llama: as llama.cpp multiplies them: activations rounded to bf16 for BF16 weights (in batches
+///   of 4+ tokens) and to binary16 for F16 weights.
+/// exact: float activations (the figures of the F32 model).
+/// automatic: as llama-imatrix computes on the same file: llama for a GGUF, exact for a Hugging
+///   Face checkpoint (as llama-imatrix computes on its lossless F32 conversion).
+enum class ActivationRounding { automatic, exact, llama };
+/// "auto", "exact", "llama".
 LQ_API const char* activation_rounding_name(ActivationRounding r) noexcept;
-/// Parses "auto", "exact", "bf16"; anything else throws Errc::invalid_argument.
+/// Parses "auto", "exact", "llama" (also "bf16", its earlier name); anything else throws
+/// Errc::invalid_argument.
 LQ_API ActivationRounding parse_activation_rounding(std::string_view s);
 
 /// Settings of an analysis.
@@ -60,7 +63,11 @@ struct ImportanceOptions {
   int64_t samples = 512;         ///< chunks to evaluate; fewer when the data is shorter (a warning says so)
   bool process_output = false;   ///< also output.weight (llama-imatrix --process-output)
   int threads = 0;               ///< 0 = all hardware threads
-  ActivationRounding activations = ActivationRounding::automatic;  ///< BF16 weights' inputs
+  ActivationRounding activations = ActivationRounding::automatic;  ///< 16-bit weights' inputs
+  /// Activation method: K and V are cached as binary16, as llama-imatrix's default F16 KV cache
+  /// holds them, so that the attention outputs (the inputs of attn_output) are llama.cpp's;
+  /// false: float. The gradient methods always run in float.
+  bool kv_f16 = true;
   /// Directory where the state is saved after every chunk ("" = no checkpoints). The state
   /// lives in <dir>/analyze-<method>/ and is removed when the analysis completes.
   std::filesystem::path checkpoint_dir;
@@ -68,7 +75,7 @@ struct ImportanceOptions {
   /// analyze-<method>/ ("" = start fresh). Model, data and options must match.
   std::filesystem::path resume;
   /// Directory of cached results ("" = no cache). A run whose model, calibration chunks and
-  /// options (method, ctx, chunk count, process_output, activation rounding) match a cached
+  /// options (method, ctx, chunk count, process_output, activation rounding, KV cache) match a cached
   /// result returns it without evaluating; a completed run is stored there. Not used when
   /// resuming. `lq analyze` uses $LLM_QUANTIZE_IMATRIX_CACHE, else ~/.cache/llm-quantize/imatrix.
   std::filesystem::path cache_dir;
@@ -103,6 +110,8 @@ struct ImportanceResult {
   int64_t tokens = 0;               ///< tokens evaluated in this run
   double mean_loss = 0;             ///< mean next-token cross-entropy (gradient methods; 0 otherwise)
   bool bf16_activations = false;    ///< BF16 weights multiplied bf16-rounded inputs (false: no BF16 weights)
+  bool f16_activations = false;     ///< F16 weights multiplied binary16-rounded inputs (false: no F16 weights)
+  bool kv_f16 = false;              ///< the KV cache held binary16 values (ImportanceOptions::kv_f16)
   bool from_cache = false;          ///< taken from ImportanceOptions::cache_dir without evaluating
   double seconds = 0;               ///< wall time of the evaluation in this run
   std::vector<std::string> warnings;

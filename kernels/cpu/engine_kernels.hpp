@@ -61,9 +61,11 @@ void quantize_act_bf16(const float* x, int64_t m, const QActLayout& lay, uint8_t
 void softmax_row(int64_t n, float* x, float scale);
 /// out = silu(gate) * up over n values.
 void silu_mul(int64_t n, const float* gate, const float* up, float* out);
-/// y = x / sqrt(mean(x^2) + eps) * g over d values; returns the scale 1 / sqrt(mean(x^2) + eps).
 /// acc[i] += x[r * ldx + i]^2 (in double) for i < n, over rows r = 0 .. rows - 1 in order.
 void add_squares(int64_t n, const float* x, int64_t ldx, int64_t rows, double* acc);
+/// y = x / sqrt(mean(x^2) + eps) * g over d values; returns the scale 1 / sqrt(mean(x^2) + eps).
 float rms_norm_row(int64_t d, const float* x, const float* g, float eps, float* y);
+/// y[i] = x[i] rounded to the nearest binary16 (ties to even), as a float, for i < n; y may be x.
+void round_half(int64_t n, const float* x, float* y);
 
 }  // namespace lq::cpu

@@ -8,10 +8,12 @@
 //   SiluMul     out = silu(gate) * up.
 //   RmsNormRow  y = x / sqrt(mean(x^2) + eps) * g over one row (sum of squares in double).
 //   AddSquares  acc[i] += x[r, i]^2 over rows r in order, in double (the activation importance sums).
+//   RoundHalf   y = x rounded to binary16 and back (F16C where the ISA has it; ties to even).
 // Check them with `lq_tests "[engine]"`; time them with `engine_bench`.
 #pragma once
 
 #include "arch.hpp"
+#include "half.hpp"
 #include "isa_ops.hpp"
 #include "transpose.hpp"
 
@@ -59,6 +61,10 @@ struct SiluMul {
 template <class Arch>
 struct AddSquares {
   static void run(int64_t n, const float* x, int64_t ldx, int64_t rows, double* acc);
+};
+template <class Arch>
+struct RoundHalf {
+  static void run(int64_t n, const float* x, float* y);
 };
 template <class Arch>
 struct RmsNormRow {
@@ -357,6 +363,21 @@ void AddSquares<Arch>::run(int64_t n, const float* x, int64_t ldx, int64_t rows,
     }
 }
 
-#define LQ_CPU_MATMUL_KERNELS(X) X(GemmNT) X(SoftmaxRow) X(SiluMul) X(RmsNormRow) X(AddSquares)
+template <class Arch>
+void RoundHalf<Arch>::run(int64_t n, const float* x, float* y) {
+  int64_t i = 0;
+#if defined(__F16C__)
+  // The conversion instructions round to nearest even, subnormals included, as fp16 does.
+  if constexpr (kAvx512<Arch>) {
+    for (; i + 16 <= n; i += 16)
+      _mm512_storeu_ps(y + i, _mm512_cvtph_ps(_mm512_cvtps_ph(_mm512_loadu_ps(x + i), _MM_FROUND_TO_NEAREST_INT)));
+  }
+  for (; i + 8 <= n; i += 8)
+    _mm256_storeu_ps(y + i, _mm256_cvtph_ps(_mm256_cvtps_ph(_mm256_loadu_ps(x + i), _MM_FROUND_TO_NEAREST_INT)));
+#endif
+  for (; i < n; ++i) y[i] = fp16_to_f32(f32_to_fp16(x[i]));
+}
+
+#define LQ_CPU_MATMUL_KERNELS(X) X(GemmNT) X(SoftmaxRow) X(SiluMul) X(RmsNormRow) X(AddSquares) X(RoundHalf)
 
 }  // namespace lq::cpu
