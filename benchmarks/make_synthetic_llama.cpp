@@ -4,7 +4,10 @@
 // heads, ffn 8192), vocab 32000, untied lm_head.
 //
 //   make_synthetic_llama OUT_DIR [--hidden N] [--layers N] [--heads N] [--kv-heads N] [--ff N]
-//                        [--vocab N] [--shards N] [--seed N] [--tied]
+//                        [--vocab N] [--shards N] [--seed N] [--tied] [--qwen2] [--llama3-rope]
+//
+// --qwen2: a Qwen2 checkpoint instead (q/k/v biases, NEOX RoPE, rope_theta 1e6);
+// --llama3-rope: Llama 3.1/3.2's rope_scaling (llama3, factor 32, original context 8192).
 #include "half.hpp"
 
 #include <nlohmann/json.hpp>
@@ -32,6 +35,8 @@ struct Spec {
   int shards = 2;
   uint64_t seed = 1;
   bool tied = false;
+  bool qwen2 = false;
+  bool llama3_rope = false;
 };
 
 struct TensorSpec {
@@ -160,7 +165,7 @@ void write_tokenizer(const fs::path& dir, int64_t vocab, Rng& rng) {
 int main(int argc, char** argv) {
   if (argc < 2) {
     std::fprintf(stderr, "usage: %s OUT_DIR [--hidden N] [--layers N] [--heads N] [--kv-heads N] [--ff N] "
-                         "[--vocab N] [--shards N] [--seed N] [--tied]\n", argv[0]);
+                         "[--vocab N] [--shards N] [--seed N] [--tied] [--qwen2] [--llama3-rope]\n", argv[0]);
     return 2;
   }
   Spec s;
@@ -180,6 +185,8 @@ int main(int argc, char** argv) {
     else if (a == "--shards") s.shards = static_cast<int>(next());
     else if (a == "--seed") s.seed = static_cast<uint64_t>(next());
     else if (a == "--tied") s.tied = true;
+    else if (a == "--qwen2") s.qwen2 = true;
+    else if (a == "--llama3-rope") s.llama3_rope = true;
     else { std::fprintf(stderr, "error: unknown option %s\n", a.c_str()); return 2; }
   }
   fs::create_directories(dir);
@@ -198,6 +205,11 @@ int main(int argc, char** argv) {
     ts.push_back({p + "self_attn.o_proj.weight", {s.hidden, s.heads * hd}, std / std::sqrt(2.0f * s.layers)});
     ts.push_back({p + "self_attn.q_proj.weight", {s.heads * hd, s.hidden}, std});
     ts.push_back({p + "self_attn.v_proj.weight", {s.kv_heads * hd, s.hidden}, std});
+    if (s.qwen2) {
+      ts.push_back({p + "self_attn.k_proj.bias", {s.kv_heads * hd}, std});
+      ts.push_back({p + "self_attn.q_proj.bias", {s.heads * hd}, std});
+      ts.push_back({p + "self_attn.v_proj.bias", {s.kv_heads * hd}, std});
+    }
   }
   ts.push_back({"model.norm.weight", {s.hidden}, 0});
   if (!s.tied) ts.push_back({"lm_head.weight", {s.vocab, s.hidden}, std});
@@ -229,12 +241,17 @@ int main(int argc, char** argv) {
   }
   std::ofstream(dir / "model.safetensors.index.json")
       << json({{"metadata", {{"total_size", total * 2}}}, {"weight_map", weight_map}}).dump(2);
-  json cfg = {{"architectures", {"LlamaForCausalLM"}}, {"model_type", "llama"}, {"hidden_size", s.hidden},
+  json cfg = {{"architectures", {s.qwen2 ? "Qwen2ForCausalLM" : "LlamaForCausalLM"}},
+              {"model_type", s.qwen2 ? "qwen2" : "llama"}, {"hidden_size", s.hidden},
               {"intermediate_size", s.ff}, {"num_hidden_layers", s.layers}, {"num_attention_heads", s.heads},
               {"num_key_value_heads", s.kv_heads}, {"head_dim", hd}, {"vocab_size", s.vocab},
-              {"max_position_embeddings", 4096}, {"rms_norm_eps", 1e-5}, {"rope_theta", 500000.0},
+              {"max_position_embeddings", 4096}, {"rms_norm_eps", s.qwen2 ? 1e-6 : 1e-5},
+              {"rope_theta", s.qwen2 ? 1000000.0 : 500000.0},
               {"tie_word_embeddings", s.tied}, {"torch_dtype", "bfloat16"}, {"bos_token_id", s.vocab - 2},
               {"eos_token_id", s.vocab - 1}, {"hidden_act", "silu"}};
+  if (s.llama3_rope)
+    cfg["rope_scaling"] = {{"rope_type", "llama3"}, {"factor", 32.0}, {"low_freq_factor", 1.0},
+                           {"high_freq_factor", 4.0}, {"original_max_position_embeddings", 8192}};
   std::ofstream(dir / "config.json") << cfg.dump(2);
   write_tokenizer(dir, s.vocab, rng);
   std::printf("%s: %llu parameters (%.2f B), %.2f GB of bf16\n", dir.c_str(), static_cast<unsigned long long>(total),
