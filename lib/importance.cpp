@@ -363,6 +363,7 @@ struct ImportanceAnalyzer::Impl {
     mismatch("chunks", "chunk count");
     mismatch("process_output", "process_output");
     mismatch("bf16_activations", "activation rounding");
+    if (!st.contains("kv_cache")) st["kv_cache"] = "f32";  // checkpoints from before the option: a float cache
     mismatch("kv_cache", "KV cache type");
     mismatch("data_id", "other calibration data: identity");
     mismatch("entries", "other weights: entries");
