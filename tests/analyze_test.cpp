@@ -585,39 +585,29 @@ TEST_CASE("analyze: a resumed run gives the same bytes as an uninterrupted one",
     clear_interrupt();
     REQUIRE(fs::exists(ck / (std::string("analyze-") + (m == ImportanceMethod::fisher ? "fisher" : "activation")) /
                        "state.json"));
-    // Another ctx or another model is refused.
+    // Another ctx, KV cache type or model is refused, naming what differs.
+    const auto refused = [&](const ModelSource& model, ImportanceOptions bad, const std::string& what) {
+      INFO(what);
+      bad.resume = ck;
+      ImportanceAnalyzer an(model, bad);
+      an.set_tokens(stream, "random");
+      CHECK_THROWS_MATCHES(an.run(), Error, Catch::Predicate<Error>([&](const Error& e) {
+                             return e.code() == Errc::invalid_argument && std::string(e.what()).find(what) != std::string::npos;
+                           }));
+    };
     {
       ImportanceOptions bad = o;
       bad.ctx = 8;
-      bad.resume = ck;
-      ImportanceAnalyzer an(*src, bad);
-      an.set_tokens(stream, "random");
-      CHECK_THROWS_MATCHES(an.run(), Error, Catch::Predicate<Error>([](const Error& e) {
-                             return e.code() == Errc::invalid_argument && std::string(e.what()).find("ctx") != std::string::npos;
-                           }));
+      refused(*src, bad, "ctx");
       if (m == ImportanceMethod::activation) {
         ImportanceOptions kv = o;
         kv.kv_f16 = false;
-        kv.resume = ck;
-        ImportanceAnalyzer an3(*src, kv);
-        an3.set_tokens(stream, "random");
-        CHECK_THROWS_MATCHES(an3.run(), Error, Catch::Predicate<Error>([](const Error& e) {
-                               return e.code() == Errc::invalid_argument &&
-                                      std::string(e.what()).find("KV cache") != std::string::npos;
-                             }));
+        refused(*src, kv, "KV cache");
       }
       Toy other = spec;
       other.seed = 99;
       write_toy(tmp / "other.gguf", other);
-      auto src2 = ModelSource::open(tmp / "other.gguf");
-      ImportanceOptions bad2 = o;
-      bad2.resume = ck;
-      ImportanceAnalyzer an2(*src2, bad2);
-      an2.set_tokens(stream, "random");
-      CHECK_THROWS_MATCHES(an2.run(), Error, Catch::Predicate<Error>([](const Error& e) {
-                             return e.code() == Errc::invalid_argument &&
-                                    std::string(e.what()).find("model") != std::string::npos;
-                           }));
+      refused(*ModelSource::open(tmp / "other.gguf"), o, "model");
     }
     ImportanceOptions orr = o;
     orr.checkpoint_dir = ck;
