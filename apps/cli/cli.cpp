@@ -56,6 +56,11 @@ void print_json(const nlohmann::json& j) {
   std::cout << j.dump(2, ' ', false, nlohmann::json::error_handler_t::replace) << "\n" << std::flush;
 }
 
+bool parse_kv_cache_f16(const std::string& value) {
+  if (value != "f16" && value != "f32") fail(Errc::invalid_argument, "--kv-cache: unknown type '{}' (f16, f32)", value);
+  return value == "f16";
+}
+
 std::string human_bytes(uint64_t n) {
   const double v = static_cast<double>(n);
   if (v >= 1e9) return fmt::format("{:.1f} GB", v / 1e9);

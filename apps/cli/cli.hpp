@@ -46,6 +46,10 @@ void print_json(const nlohmann::json& j);
 /// "1.2 GB" style sizes.
 std::string human_bytes(uint64_t n);
 
+/// The value of a --kv-cache option: true for "f16", false for "f32"; anything else throws
+/// Errc::invalid_argument.
+bool parse_kv_cache_f16(const std::string& value);
+
 /// Progress on stderr: "[lq] message" lines, and a bar on a terminal ("Quantizing ━━━ 40% 23/57
 /// tensors [00:12 elapsed]") or plain lines at 10% steps otherwise. Silent with --quiet.
 class TermProgress final : public Progress {

@@ -129,11 +129,7 @@ int run_importance(Context& ctx, std::vector<std::string> args) {
            activation_rounding_name(io.activations));
     io.activations = ActivationRounding::llama;
   }
-  if (r.count("kv-cache")) {
-    const std::string kv = r["kv-cache"].as<std::string>();
-    if (kv != "f16" && kv != "f32") fail(Errc::invalid_argument, "--kv-cache: unknown type '{}' (f16, f32)", kv);
-    io.kv_f16 = kv == "f16";
-  }
+  if (r.count("kv-cache")) io.kv_f16 = parse_kv_cache_f16(r["kv-cache"].as<std::string>());
   const bool identify = r.count("identify-super-weights") > 0;
   const double coverage = r.count("coverage") ? r["coverage"].as<double>() : 1e-4;
   if (!(coverage > 0 && coverage < 1)) fail(Errc::invalid_argument, "--coverage must be in (0, 1), got {}", coverage);

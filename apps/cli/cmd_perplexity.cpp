@@ -51,11 +51,7 @@ int run_perplexity(Context& ctx, std::vector<std::string> args) {
     fail(Errc::invalid_argument, "--full-window and --kl-divergence cannot be combined (KL divergence uses llama-perplexity's chunks)");
   po.threads = ctx.threads;
   po.bf16_activations = r.count("bf16-activations") > 0;
-  if (r.count("kv-cache")) {
-    const std::string kv = r["kv-cache"].as<std::string>();
-    if (kv != "f16" && kv != "f32") fail(Errc::invalid_argument, "--kv-cache: unknown type '{}' (f16, f32)", kv);
-    po.kv_f16 = kv == "f16";
-  }
+  if (r.count("kv-cache")) po.kv_f16 = parse_kv_cache_f16(r["kv-cache"].as<std::string>());
   CalibrationData text;
   if (r.count("file")) {
     const std::string f = r["file"].as<std::string>();
