@@ -207,13 +207,14 @@ double worst_difference(const Imatrix& ref, const Imatrix& ours, bool table) {
 }
 
 ImportanceResult analyze_golden_setting(const Args& a, const fs::path& model, const fs::path& text, const Imatrix& ref,
-                                        ActivationRounding r) {
+                                        ActivationRounding r, bool kv_f16 = true) {
   auto src = ModelSource::open(model);
   ImportanceOptions o;
   o.ctx = ref.chunk_size;
   o.samples = ref.chunk_count;
   o.threads = a.threads;
   o.activations = r;
+  o.kv_f16 = kv_f16;
   ImportanceAnalyzer an(*src, o);
   an.set_calibration(load_calibration(text));
   return an.run();
@@ -232,6 +233,9 @@ void golden(const Args& a) {
   std::printf("golden: tiny-llama, %s, ctx %lld, %lld chunks; %.0f tokens/s\n", text.filename().c_str(),
               static_cast<long long>(ref.chunk_size), static_cast<long long>(exact.chunks), exact.tokens_per_second());
   std::printf("worst relative difference over all tensors: %.3e\n", worst_difference(ref, exact.imatrix, true));
+  const ImportanceResult exact_f32kv = analyze_golden_setting(a, model, text, ref, ActivationRounding::automatic, false);
+  std::printf("worst relative difference over all tensors with --kv-cache f32: %.3e\n",
+              worst_difference(ref, exact_f32kv.imatrix, false));
   const ImportanceResult rounded = analyze_golden_setting(a, model, text, ref, ActivationRounding::llama);
   std::printf("worst relative difference over all tensors with --activations llama (bf16-rounded): %.3e\n",
               worst_difference(ref, rounded.imatrix, false));
@@ -251,19 +255,24 @@ void golden(const Args& a) {
   // The BF16 GGUF under auto (bf16-rounded activations) against llama-imatrix on that same file.
   if (const auto llama_bf16 = llama_on(bf16_gguf)) {
     const ImportanceResult ours = analyze_golden_setting(a, bf16_gguf, text, ref, ActivationRounding::automatic);
+    const ImportanceResult ours_f32kv =
+        analyze_golden_setting(a, bf16_gguf, text, ref, ActivationRounding::automatic, false);
     std::printf("tiny-llama-BF16.gguf, llama-imatrix on that file vs ours (auto = bf16 activations): %.3e; "
-                "vs ours exact: %.3e\n",
-                worst_difference(*llama_bf16, ours.imatrix, false), worst_difference(*llama_bf16, exact.imatrix, false));
+                "with --kv-cache f32: %.3e; vs ours exact: %.3e\n",
+                worst_difference(*llama_bf16, ours.imatrix, false), worst_difference(*llama_bf16, ours_f32kv.imatrix, false),
+                worst_difference(*llama_bf16, exact.imatrix, false));
   }
   // The F16 GGUF under auto (activations rounded to f16, as llama-imatrix multiplies F16 weights).
   const fs::path f16_gguf = a.shared / "golden/tiny-llama-F16.gguf";
   if (const auto llama_f16 = llama_on(f16_gguf)) {
     const ImportanceResult ours = analyze_golden_setting(a, f16_gguf, text, ref, ActivationRounding::automatic);
     const ImportanceResult ours_exact = analyze_golden_setting(a, f16_gguf, text, ref, ActivationRounding::exact);
+    const ImportanceResult ours_f32kv =
+        analyze_golden_setting(a, f16_gguf, text, ref, ActivationRounding::automatic, false);
     std::printf("tiny-llama-F16.gguf, llama-imatrix on that file vs ours (auto = f16 activations): %.3e; "
-                "vs ours exact: %.3e; llama-imatrix there vs the golden file: %.3e\n",
-                worst_difference(*llama_f16, ours.imatrix, false), worst_difference(*llama_f16, ours_exact.imatrix, false),
-                worst_difference(ref, *llama_f16, false));
+                "with --kv-cache f32: %.3e; vs ours exact: %.3e; llama-imatrix there vs the golden file: %.3e\n",
+                worst_difference(*llama_f16, ours.imatrix, false), worst_difference(*llama_f16, ours_f32kv.imatrix, false),
+                worst_difference(*llama_f16, ours_exact.imatrix, false), worst_difference(ref, *llama_f16, false));
   }
   std::printf("\n");
 }
