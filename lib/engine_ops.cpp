@@ -1,7 +1,6 @@
 // Row operations of the forward and backward passes (RMSNorm, residual adds, RoPE, binary16
-// rounding), split by
-// tokens across threads: with the products parallel, these would otherwise run on one thread
-// while the others wait.
+// rounding), split by tokens across threads: with the products parallel, these would otherwise
+// run on one thread while the others wait.
 #include "engine_impl.hpp"
 
 #include <lq/threads.hpp>

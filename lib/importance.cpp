@@ -246,8 +246,9 @@ struct ImportanceAnalyzer::Impl {
   // The KV cache type the evaluation uses.
   bool kv_f16() const { return opt.method == ImportanceMethod::activation && opt.kv_f16; }
 
-  // ImportanceOptions::activations resolved for this source.
-  bool bf16_act() const {
+  // ImportanceOptions::activations resolved for this source: llama.cpp's rounding of the inputs of
+  // 16-bit weights.
+  bool llama_act() const {
     return opt.activations == ActivationRounding::llama ||
            (opt.activations == ActivationRounding::automatic && src.is_gguf());
   }
@@ -362,8 +363,7 @@ struct ImportanceAnalyzer::Impl {
     mismatch("ctx", "ctx");
     mismatch("chunks", "chunk count");
     mismatch("process_output", "process_output");
-    mismatch("bf16_activations", "activation rounding");
-    if (!st.contains("kv_cache")) st["kv_cache"] = "f32";  // checkpoints from before the option: a float cache
+    mismatch("activation_rounding", "activation rounding");
     mismatch("kv_cache", "KV cache type");
     mismatch("data_id", "other calibration data: identity");
     mismatch("entries", "other weights: entries");
@@ -425,7 +425,7 @@ struct ImportanceAnalyzer::Impl {
                  {"ctx", opt.ctx},
                  {"chunks", n_chunks},
                  {"process_output", opt.process_output},
-                 {"bf16_activations", bf16_act()},
+                 {"activation_rounding", llama_act() ? "llama" : "exact"},
                  {"kv_cache", kv_f16() ? "f16" : "f32"},
                  {"model_id", model_identity(src)},
                  {"data_id", data_identity()},
@@ -463,7 +463,7 @@ struct ImportanceAnalyzer::Impl {
     const float* last_input = nullptr;
     int64_t chunk = 0;  // the one being evaluated
     if (opt.method == ImportanceMethod::activation) {
-      SessionOptions so{opt.ctx, threads, false, bf16_act(), true};
+      SessionOptions so{opt.ctx, threads, false, llama_act(), true};
       so.kv_f16 = kv_f16();
       session = std::make_unique<Session>(*model, so);
       session->set_linear_hook([&](const LinearEvent& ev) {
@@ -532,13 +532,13 @@ struct ImportanceAnalyzer::Impl {
     }
     progress.finish("Analyzing");
     res.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    // Reported only where it acted: a model with no BF16 linear weight multiplies as it would
+    // Reported only where it acted: a model with no 16-bit linear weight multiplies as it would
     // without it.
     const auto any_type = [&](QuantType t) {
       return std::ranges::any_of(model->linears(), [t](const LinearInfo& l) { return l.type == t; });
     };
-    res.bf16_activations = session != nullptr && bf16_act() && any_type(QuantType::BF16);
-    res.f16_activations = session != nullptr && bf16_act() && any_type(QuantType::F16);
+    res.bf16_activations = session != nullptr && llama_act() && any_type(QuantType::BF16);
+    res.f16_activations = session != nullptr && llama_act() && any_type(QuantType::F16);
     res.kv_f16 = kv_f16();
     res.tokens = tokens_run;
     res.chunks = done;
