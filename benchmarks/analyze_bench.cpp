@@ -222,7 +222,7 @@ ImportanceResult analyze_golden_setting(const Args& a, const fs::path& model, co
 
 void golden(const Args& a) {
   const fs::path model = a.shared / "models/tiny-llama", text = a.shared / "corpus/calibration.txt",
-                 ref_path = a.shared / "golden/imatrix.gguf", bf16_gguf = a.shared / "golden/tiny-llama-BF16.gguf";
+                 ref_path = a.shared / "golden/imatrix.gguf";
   if (!fs::exists(model) || !fs::exists(ref_path)) {
     std::printf("golden: %s or %s absent, skipped\n", model.c_str(), ref_path.c_str());
     return;
@@ -252,27 +252,20 @@ void golden(const Args& a) {
     fs::remove(out);
     return m;
   };
-  // The BF16 GGUF under auto (bf16-rounded activations) against llama-imatrix on that same file.
-  if (const auto llama_bf16 = llama_on(bf16_gguf)) {
-    const ImportanceResult ours = analyze_golden_setting(a, bf16_gguf, text, ref, ActivationRounding::automatic);
-    const ImportanceResult ours_f32kv =
-        analyze_golden_setting(a, bf16_gguf, text, ref, ActivationRounding::automatic, false);
-    std::printf("tiny-llama-BF16.gguf, llama-imatrix on that file vs ours (auto = bf16 activations): %.3e; "
-                "with --kv-cache f32: %.3e; vs ours exact: %.3e\n",
-                worst_difference(*llama_bf16, ours.imatrix, false), worst_difference(*llama_bf16, ours_f32kv.imatrix, false),
-                worst_difference(*llama_bf16, exact.imatrix, false));
-  }
-  // The F16 GGUF under auto (activations rounded to f16, as llama-imatrix multiplies F16 weights).
-  const fs::path f16_gguf = a.shared / "golden/tiny-llama-F16.gguf";
-  if (const auto llama_f16 = llama_on(f16_gguf)) {
-    const ImportanceResult ours = analyze_golden_setting(a, f16_gguf, text, ref, ActivationRounding::automatic);
-    const ImportanceResult ours_exact = analyze_golden_setting(a, f16_gguf, text, ref, ActivationRounding::exact);
-    const ImportanceResult ours_f32kv =
-        analyze_golden_setting(a, f16_gguf, text, ref, ActivationRounding::automatic, false);
-    std::printf("tiny-llama-F16.gguf, llama-imatrix on that file vs ours (auto = f16 activations): %.3e; "
-                "with --kv-cache f32: %.3e; vs ours exact: %.3e; llama-imatrix there vs the golden file: %.3e\n",
-                worst_difference(*llama_f16, ours.imatrix, false), worst_difference(*llama_f16, ours_f32kv.imatrix, false),
-                worst_difference(*llama_f16, ours_exact.imatrix, false), worst_difference(ref, *llama_f16, false));
+  // Each golden GGUF under auto (llama.cpp's rounding of the 16-bit weights' inputs) against
+  // llama-imatrix on that same file, then with a float KV cache and with exact activations.
+  for (const char* name : {"tiny-llama-BF16.gguf", "tiny-llama-F16.gguf"}) {
+    const fs::path gguf = a.shared / "golden" / name;
+    const auto theirs = llama_on(gguf);
+    if (!theirs) continue;
+    const auto ours = [&](ActivationRounding r, bool kv_f16) {
+      return worst_difference(*theirs, analyze_golden_setting(a, gguf, text, ref, r, kv_f16).imatrix, false);
+    };
+    const double dflt = ours(ActivationRounding::automatic, true), f32kv = ours(ActivationRounding::automatic, false),
+                 exact_act = ours(ActivationRounding::exact, true);
+    std::printf("%s, llama-imatrix on that file vs ours (auto): %.3e; with --kv-cache f32: %.3e; exact activations: "
+                "%.3e; llama-imatrix there vs the golden file: %.3e\n",
+                name, dflt, f32kv, exact_act, worst_difference(ref, *theirs, false));
   }
   std::printf("\n");
 }
