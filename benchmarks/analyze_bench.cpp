@@ -17,6 +17,11 @@
 //     --dir), llama-imatrix on those conversions; for the checkpoint row also on its F32
 //     conversion (HF:32), whose arithmetic our exact default reproduces.
 //  3. rankings: per-block scores of each method on the tiny model, and rank correlations.
+//  4. roofline, after each group of throughput rows: this machine's peak multiply-add rates
+//     (float FMA, and bf16 pair products where the CPU has them) measured on all threads at once,
+//     each tool's multiply-adds per token, what share of the peak each run reached, and the
+//     share a 1.5x speed-up over llama-imatrix would need (over 100%: out of reach of any
+//     product kernel on this machine).
 //
 //   analyze_bench [--threads N] [--chunks 64] [--big-ctx 512] [--big-chunks 4] [--no-big]
 //                 [--methods activation,gradient,fisher] [--big-methods activation]
@@ -106,6 +111,33 @@ struct Figures {
   double cpu_per_k = 0;  // CPU seconds per 1000 tokens
   std::vector<LayerScore> layers;
 };
+
+// Multiply-adds per token of a forward pass over chunks of `ctx` tokens: every linear layer,
+// and attention (scores and weighted values) over the (ctx + 1) / 2 positions a token sees on
+// average. lq analyze skips the output layer and the last block's ffn_down, whose results feed
+// only the logits; llama-imatrix computes both (it reports the chunks' perplexity).
+struct Work {
+  double lq = 0, llama = 0;
+};
+Work macs_per_token(const ModelConfig& c, int64_t ctx) {
+  const double e = static_cast<double>(c.n_embd), hd = static_cast<double>(c.head_dim),
+               q = static_cast<double>(c.n_head) * hd, kv = static_cast<double>(c.n_head_kv) * hd,
+               ff = static_cast<double>(c.n_ff), layers = static_cast<double>(c.n_layer);
+  const double block = e * (q + 2 * kv) + q * e + 3 * e * ff + 2 * q * static_cast<double>(ctx + 1) / 2;
+  const double all = layers * block;
+  return {all - ff * e, all + e * static_cast<double>(c.n_vocab)};
+}
+
+// One timed row of a large model, for the roofline table.
+struct RoofRow {
+  std::string label, type;
+  double lq_tps = 0, llama_tps = 0;
+  Work work;
+  // Whose products run on bf16 pair products rather than float FMA: ours with bf16-rounded
+  // activations (BF16*), llama.cpp's on any BF16 file.
+  bool lq_bf16 = false, llama_bf16 = false;
+};
+std::vector<RoofRow> g_roof;
 
 Figures run_ours_once(const fs::path& model, const fs::path& text, ImportanceMethod m, int64_t ctx, int64_t chunks,
                       int threads, bool llama_act) {
@@ -311,10 +343,18 @@ std::vector<std::pair<std::string, Figures>> throughput(const Args& a, const std
     const Figures f = run_ours(a, file, text, m, ctx, chunks, threads, f16_star);
     out.emplace_back(mname, f);
     row(f16_star ? "F16*" : type, mname, f, act && ld.tps > 0);
+    std::fflush(stdout);
+    if (!act) continue;
+    const Work w = macs_per_token(ModelSource::open(file)->config(), ctx);
+    g_roof.push_back({label, f16_star ? "F16*" : type, f.tps, ld.tps, w, false, type == "BF16" || type == "HF"});
     // BF16*: the same file with bf16-rounded activations: llama.cpp's arithmetic, and lq
     // analyze's default (--activations auto) for a GGUF; the BF16 row is --activations exact
-    if (act && type == "BF16") row("BF16*", mname, run_ours(a, file, text, m, ctx, chunks, threads, true), ld.tps > 0);
-    std::fflush(stdout);
+    if (type == "BF16") {
+      const Figures fb = run_ours(a, file, text, m, ctx, chunks, threads, true);
+      row("BF16*", mname, fb, ld.tps > 0);
+      std::fflush(stdout);
+      g_roof.push_back({label, "BF16*", fb.tps, ld.tps, w, true, true});
+    }
   }
   return out;
 }
@@ -386,6 +426,40 @@ void rankings(const std::vector<std::pair<std::string, Figures>>& runs) {
   std::printf("\n");
 }
 
+// What the large-model rows reach of this machine's peak multiply-add rate (products are over
+// 90% of the work): the FMA rate for float products (exact, F16*, F32), the bf16 pair-product
+// rate for BF16* and for llama.cpp on a BF16 file. A speed-up that needs more than 100% cannot be
+// had from a faster product kernel, only from fewer operations. (With AMX the ceiling is higher
+// than either; the table says so.)
+void print_roofline(const Args& a) {
+  if (g_roof.empty()) return;
+  const int threads = a.threads > 0 ? a.threads : hardware_threads();
+  const bench::PeakRates peak = bench::peak_rates(threads);
+  std::printf("\nRoofline: peak on %d threads at once: %s FMA %.1f GMAC/s", threads, peak.fma_isa, peak.fma);
+  if (peak.bf16_dot > 0) std::printf(", bf16 pair products (AVX-512 BF16) %.1f GMAC/s", peak.bf16_dot);
+  std::printf(".\nWork per token: every linear layer and causal attention; llama-imatrix also computes the "
+              "output layer and the last ffn_down (its perplexity), lq analyze does not need them.\n");
+  std::printf("| model     | file  | GMAC/token lq / llama | lq GMAC/s | %% of peak | llama GMAC/s | %% of peak | "
+              "1.5x llama needs %% of peak |\n");
+  std::printf("|-----------|-------|----------------------:|----------:|----------:|-------------:|----------:|"
+              "---------------------------:|\n");
+  for (const RoofRow& r : g_roof) {
+    const auto pick = [&](bool bf16) { return bf16 && peak.bf16_dot > 0 ? peak.bf16_dot : peak.fma; };
+    const double pk_lq = pick(r.lq_bf16), pk_llama = pick(r.llama_bf16);
+    const double ours = r.lq_tps * r.work.lq * 1e-9, theirs = r.llama_tps * r.work.llama * 1e-9;
+    if (pk_lq <= 0) continue;
+    const bool l = r.llama_tps > 0;
+    std::printf("| %-9s | %-5s | %21s | %9.1f | %8.0f%% | %12s | %9s | %27s |\n", r.label.c_str(), r.type.c_str(),
+                fmt::format("{:.4g} / {:.4g}", r.work.lq * 1e-9, r.work.llama * 1e-9).c_str(), ours,
+                100 * ours / pk_lq, l ? fmt::format("{:.1f}", theirs).c_str() : "",
+                l ? fmt::format("{:.0f}%", 100 * theirs / pk_llama).c_str() : "",
+                l ? fmt::format("{:.0f}%", 100 * 1.5 * r.llama_tps * r.work.lq * 1e-9 / pk_lq).c_str() : "");
+  }
+  if (Registry::instance().active().description().find("amx") != std::string::npos)
+    std::printf("This CPU has AMX: its tile products exceed both peaks above, which are then no ceiling.\n");
+  g_roof.clear();
+}
+
 // The --hf-model rows: the checkpoint itself, with llama-imatrix beside it on the BF16 conversion
 // (row HF) and on the F32 conversion (row HF:32, the arithmetic of our exact default for a
 // checkpoint and of golden/imatrix.gguf), then its BF16 and F16 GGUF conversions.
@@ -453,6 +527,7 @@ int main(int argc, char** argv) {
     if (fs::exists(tiny)) rankings(throughput(a, a.methods, "tiny", "BF16", tiny, text, 256, a.chunks));
     if (const fs::path tiny16 = a.shared / "golden/tiny-llama-F16.gguf"; fs::exists(tiny16))
       throughput(a, {"activation"}, "tiny", "F16", tiny16, text, 256, a.chunks);
+    print_roofline(a);
     if (!a.big && a.hf_model.empty()) return 0;
     print_header();
     fs::create_directories(a.dir);
@@ -465,8 +540,12 @@ int main(int argc, char** argv) {
       throughput(a, a.big_methods, "synth-1B", "BF16", bf16, text, a.big_ctx, a.big_chunks);
       throughput(a, a.big_methods, "synth-1B", "F16", f16, text, a.big_ctx, a.big_chunks);
       throughput(a, a.big_methods, "synth-1B", "F32", f32, text, a.big_ctx, a.big_chunks);
+      print_roofline(a);
     }
-    if (!a.hf_model.empty()) hf_rows(a, text);
+    if (!a.hf_model.empty()) {
+      hf_rows(a, text);
+      print_roofline(a);
+    }
   } catch (const Error& e) {
     std::fprintf(stderr, "analyze_bench: %s\n", e.what());
     return 1;

@@ -1,7 +1,8 @@
 // Matrix products of the inference engine: y[m x n] = x[m x k] W^T for the weight shapes of a
 // ~1B Llama (or the tiny test model), per weight type, through the engine's matmul (whatever
 // path it picks) and through each panel kernel of every ISA this machine runs. Prints GMAC/s
-// (multiply-adds per second) and the best time of --reps runs; never asserts.
+// (multiply-adds per second) and the best time of --reps runs, after this machine's peak rates
+// (bench_util.hpp) for scale; never asserts.
 //
 //   matmul_bench [--m 256] [--threads 1] [--reps 3] [--model 1b|tiny] [--types Q4_K,Q8_0,...]
 //                [--no-isa] [--float-act]
@@ -123,6 +124,11 @@ int main(int argc, char** argv) {
   std::printf("matmul_bench: m=%lld, %d thread(s), model %s, dispatch %s; GMAC/s (best of %d, %s time)\n\n",
               static_cast<long long>(m), threads, model.c_str(), std::string(cpu::best_isa()).c_str(), reps,
               g_cpu_time ? "thread CPU" : "wall");
+  const bench::PeakRates peak = bench::peak_rates(threads);
+  std::printf("peak on %d thread(s) at once: %s FMA %.1f GMAC/s (float, F16 and exact BF16 products)", threads,
+              peak.fma_isa, peak.fma);
+  if (peak.bf16_dot > 0) std::printf("; bf16 pair products %.1f GMAC/s (BF16 times bf16 activations)", peak.bf16_dot);
+  std::printf("\n\n");
   std::printf("| type | shape | n x k | engine |");
   if (per_isa)
     for (const auto& k : isas)
