@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
+#include <cstring>
 #include <thread>
 #include <optional>
 #include <regex>
@@ -55,40 +56,40 @@ inline std::string run_capture(const std::string& cmd) {
 // instructions that never touch memory (the ceiling any matrix product can reach). 0 where the
 // instruction set is absent.
 #if defined(__x86_64__)
-__attribute__((target("avx512f"))) inline double fma_chains_avx512(long iters) {
-  __m512 acc[12];
-  for (int j = 0; j < 12; ++j) acc[j] = _mm512_set1_ps(1.0f + static_cast<float>(j) * 1e-7f);
-  const __m512 b = _mm512_set1_ps(0.999999f), c = _mm512_set1_ps(1e-7f);
-  for (long i = 0; i < iters; ++i)
-    for (int j = 0; j < 12; ++j) acc[j] = _mm512_fmadd_ps(acc[j], b, c);
-  float r = 0;
-  for (int j = 0; j < 12; ++j) r += _mm512_reduce_add_ps(acc[j]);
-  return 16.0 * 12.0 * static_cast<double>(iters) + (r == 12345.f ? 1 : 0);  // keeps the chains live
-}
-__attribute__((target("avx2,fma"))) inline double fma_chains_avx2(long iters) {
-  __m256 acc[12];
-  for (int j = 0; j < 12; ++j) acc[j] = _mm256_set1_ps(1.0f + static_cast<float>(j) * 1e-7f);
-  const __m256 b = _mm256_set1_ps(0.999999f), c = _mm256_set1_ps(1e-7f);
-  for (long i = 0; i < iters; ++i)
-    for (int j = 0; j < 12; ++j) acc[j] = _mm256_fmadd_ps(acc[j], b, c);
-  alignas(32) float v[8];
-  float r = 0;
-  for (int j = 0; j < 12; ++j) {
-    _mm256_store_ps(v, acc[j]);
-    for (float x : v) r += x;
+// NAME(iters): 12 independent chains of `iters` steps, each STEP(acc) one instruction doing MACS
+// multiply-adds; returns the multiply-adds done. The sum of the results keeps the chains live.
+#define LQ_BENCH_CHAINS(NAME, TARGET, VEC, INIT, STEP, MACS)                               \
+  __attribute__((target(TARGET))) inline double NAME(long iters) {                          \
+    VEC acc[12];                                                                            \
+    for (int j = 0; j < 12; ++j) acc[j] = INIT(j);                                          \
+    for (long i = 0; i < iters; ++i) {                                                      \
+      /* unrolled, so that the 12 chains stay in registers at any optimisation level */     \
+      _Pragma("GCC unroll 12") for (int j = 0; j < 12; ++j) acc[j] = STEP(acc[j]);          \
+    }                                                                                       \
+    float r = 0;                                                                            \
+    for (int j = 0; j < 12; ++j) {                                                          \
+      float v[sizeof(VEC) / sizeof(float)];                                                 \
+      std::memcpy(v, &acc[j], sizeof v);                                                    \
+      for (float x : v) r += x;                                                             \
+    }                                                                                       \
+    return (MACS) * 12.0 * static_cast<double>(iters) + (r == 12345.f ? 1 : 0);             \
   }
-  return 8.0 * 12.0 * static_cast<double>(iters) + (r == 12345.f ? 1 : 0);
-}
-__attribute__((target("avx512f,avx512bf16"))) inline double bf16_chains(long iters) {
-  __m512 acc[12];
-  for (int j = 0; j < 12; ++j) acc[j] = _mm512_setzero_ps();
-  const __m512bh x = (__m512bh)_mm512_set1_epi16(0x3f80);
-  for (long i = 0; i < iters; ++i)
-    for (int j = 0; j < 12; ++j) acc[j] = _mm512_dpbf16_ps(acc[j], x, x);
-  float r = 0;
-  for (int j = 0; j < 12; ++j) r += _mm512_reduce_add_ps(acc[j]);
-  return 32.0 * 12.0 * static_cast<double>(iters) + (r == 12345.f ? 1 : 0);
-}
+#define LQ_INIT512(j) _mm512_set1_ps(1.0f + static_cast<float>(j) * 1e-7f)
+#define LQ_FMA512(a) _mm512_fmadd_ps(a, _mm512_set1_ps(0.999999f), _mm512_set1_ps(1e-7f))
+#define LQ_INIT256(j) _mm256_set1_ps(1.0f + static_cast<float>(j) * 1e-7f)
+#define LQ_FMA256(a) _mm256_fmadd_ps(a, _mm256_set1_ps(0.999999f), _mm256_set1_ps(1e-7f))
+#define LQ_ZERO512(j) _mm512_setzero_ps()
+#define LQ_DPBF16(a) _mm512_dpbf16_ps(a, (__m512bh)_mm512_set1_epi16(0x3f80), (__m512bh)_mm512_set1_epi16(0x3f80))
+LQ_BENCH_CHAINS(fma_chains_avx512, "avx512f", __m512, LQ_INIT512, LQ_FMA512, 16)
+LQ_BENCH_CHAINS(fma_chains_avx2, "avx2,fma", __m256, LQ_INIT256, LQ_FMA256, 8)
+LQ_BENCH_CHAINS(bf16_chains, "avx512f,avx512bf16", __m512, LQ_ZERO512, LQ_DPBF16, 32)
+#undef LQ_INIT512
+#undef LQ_FMA512
+#undef LQ_INIT256
+#undef LQ_FMA256
+#undef LQ_ZERO512
+#undef LQ_DPBF16
+#undef LQ_BENCH_CHAINS
 #endif
 
 struct PeakRates {
