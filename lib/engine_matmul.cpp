@@ -144,9 +144,16 @@ void add_tiles(const Prepared& p, int op, int nt, std::vector<Tile>& tiles) {
       }
       break;
     case Path::panel:
-      // all tokens against panels of 16 rows; enough tiles to balance the threads
+      // all tokens against panels of 16 rows; enough tiles to balance the threads. A kernel that
+      // reuses each token's records across a group of panels (AMX) gets whole groups while every
+      // thread still has two tiles of this product.
       mb = m;
-      nb = std::clamp<int64_t>((ceil_div(n, 8 * nt) + 15) / 16 * 16, 16, 128);
+      if (p.panel.rows_per_call > 0) {
+        nb = p.panel.rows_per_call;
+        while (nb > 16 && ceil_div(n, nb) < 2 * nt) nb /= 2;
+      } else {
+        nb = std::clamp<int64_t>((ceil_div(n, 8 * nt) + 15) / 16 * 16, 16, 128);
+      }
       break;
     case Path::dot:
       mb = 64;

@@ -276,9 +276,11 @@ TEST_CASE("perf: the AMX bf16 GEMM equals the product of the bf16 values", "[per
     WARN("SKIP: this CPU (or OS) gives no AMX-BF16");
     return;
   }
-  // Tiles of 32 and 16 tokens with an AVX-512 tail; k not a multiple of 32 runs AVX-512 alone.
+  // Tiles of 32 and 16 tokens, a zero-padded block of the last tokens, one or two groups of
+  // panels with an odd one and a partial one; k not a multiple of 32 runs AVX-512 alone.
   for (int64_t k : {32, 64, 96, 1024, 2048, 1063})
-    for (auto [rows, m] : {std::pair<int64_t, int64_t>{16, 16}, {35, 21}, {5, 32}, {48, 53}, {16, 100}}) {
+    for (auto [rows, m] : {std::pair<int64_t, int64_t>{16, 16}, {35, 21}, {5, 32}, {48, 53}, {16, 100}, {100, 40},
+                           {64, 80}}) {
       INFO("k=" << k << " rows=" << rows << " m=" << m);
       check_bf16_gemm(cpu::gemm_bf16_amx, cpu::quantize_act_bf16, k, rows, m);
     }
@@ -292,7 +294,7 @@ TEST_CASE("perf: the AMX exact bf16 GEMM equals the product of the float activat
   REQUIRE(cpu::exact_bf16_kernel(64).fn == cpu::gemm_bf16x3_amx);
   CHECK(cpu::exact_bf16_kernel(48).fn == nullptr);  // k % 32 != 0: the float GEMM
   for (int64_t k : {32, 96, 2048})
-    for (auto [rows, m] : {std::pair<int64_t, int64_t>{16, 16}, {35, 21}, {48, 53}, {16, 5}}) {
+    for (auto [rows, m] : {std::pair<int64_t, int64_t>{16, 16}, {35, 21}, {48, 53}, {16, 5}, {100, 40}}) {
       INFO("k=" << k << " rows=" << rows << " m=" << m);
       const auto wf = test::gaussian(static_cast<size_t>(rows * k), 51);
       auto xf = test::gaussian(static_cast<size_t>(m * k), 52);

@@ -1,13 +1,14 @@
 // BF16 panel GEMM on Intel AMX (Advanced Matrix Extensions): the same contract, panels and
 // activation records as GemmBf16 (qgemm.hpp), with the products on the tile unit. One 16-row
 // weight panel is a B tile per 32 values of k (its 32-bit lanes hold the value pairs in the
-// layout TDPBF16PS reads); 16 tokens' records are an A tile; two tiles of 16 tokens x 16 rows
-// accumulate in float. Tokens past the last multiple of 16, and rows of k not a multiple of 32,
-// run the AVX-512 kernel. Float activations (the engine's exact mode) are split into three bf16
-// parts hi + mid + lo that sum to them exactly; the records hold the three parts one after the
-// other and the panel is repeated three times along k, so the products are exact and only the
-// float accumulation rounds (gemm_bf16x3_amx). Built with the AVX-512 VNNI flags plus -mamx-tile -mamx-bf16 where the
-// compiler has them; elsewhere the two functions below say "not usable".
+// layout TDPBF16PS reads); 16 tokens' records are an A tile; four tiles of 16 tokens x 16 rows
+// (32 tokens times two panels) accumulate in float. Rows of k not a multiple of 32, and fewer
+// than 16 tokens, run the AVX-512 kernel. Float activations (the engine's exact mode) are split
+// into three bf16 parts hi + mid + lo that sum to them exactly; the records hold the three parts
+// one after the other and the panel is read three times along k, so the products are exact and
+// only the float accumulation rounds (gemm_bf16x3_amx). Built with the AVX-512 VNNI flags plus
+// -mamx-tile -mamx-bf16 where the compiler has them; elsewhere the functions below say "not
+// usable".
 #include "engine_kernels.hpp"
 
 #include <cstring>
@@ -49,11 +50,12 @@ struct alignas(64) TileConfig {
   uint8_t rows[16] = {};
 };
 
-// Tiles: 0, 1 accumulators (16 tokens x 16 rows, float); 2, 3 activations (16 tokens x 32
-// bf16); 4 weights (16 pairs x 16 rows).
+// Tiles: 0-3 accumulators (16 tokens x 16 rows, float: tokens 0-15 and 16-31 of a block times
+// the rows of two panels); 4, 5 activations (16 tokens x 32 bf16); 6, 7 weights (16 pairs x 16
+// rows).
 void load_config() {
   TileConfig cfg;
-  for (int t = 0; t < 5; ++t) {
+  for (int t = 0; t < 8; ++t) {
     cfg.colsb[t] = 64;
     cfg.rows[t] = 16;
   }
@@ -63,44 +65,67 @@ void load_config() {
 }  // namespace
 
 // The tile loop over records of a.k values against panels packed from weight rows of kw values,
-// repeated a.k / kw times along k (the split records of gemm_bf16x3_amx).
+// read a.k / kw times along k (the split records of gemm_bf16x3_amx). Up to kAmxGroup panels are
+// packed at once and every block of 32 tokens runs against all of them, two panels at a time
+// (four accumulators, so that each tile loaded feeds two products): a token's records are read
+// from memory once per group rather than once per panel. Tokens past the last multiple of 16
+// run as a block of 16 whose missing records are zeros.
 void amx_gemm(const QGemmArgs& a, int64_t kw) {
   using Arch = Avx512Vnni;
   load_config();  // per thread: the pool's workers each run this
-  const int64_t kp = a.k / 2, kpw = kw / 2, m16 = a.m / 16 * 16;
+  const int64_t kp = a.k / 2, kpw = kw / 2, ps = kpw * kPanelRows, m16 = a.m / 16 * 16;
   const size_t xs = a.lay.bytes;
-  auto& buf = qg::scratch<Arch, struct AmxTag>(static_cast<size_t>(kp * kPanelRows));
-  int32_t* q = buf.data();
+  auto& buf = qg::scratch<Arch, struct AmxTag>(static_cast<size_t>(kAmxGroup * ps));
+  thread_local std::vector<uint8_t> tail;
+  if (m16 < a.m) {
+    tail.assign(16 * xs, 0);
+    std::memcpy(tail.data(), a.act + static_cast<size_t>(m16) * xs, static_cast<size_t>(a.m - m16) * xs);
+  }
   QGemmArgs pa = a;
   pa.k = kw;
-  alignas(64) float c[2][16][16];
-  for (int64_t r0 = 0; r0 < a.rows; r0 += kPanelRows) {
-    const int rows = qg::pack_bf16<Arch>(pa, r0, q);
-    for (int64_t j = kpw; j < kp; j += kpw)
-      std::memcpy(q + j * kPanelRows, q, static_cast<size_t>(kpw * kPanelRows) * sizeof(int32_t));
-    int64_t t = 0;
-    while (t < m16) {
-      const bool two = t + 32 <= m16;
-      const uint8_t* x0 = a.act + static_cast<size_t>(t) * xs;
-      _tile_zero(0);
-      _tile_zero(1);
-      for (int64_t p = 0; p < kp; p += 16) {
-        _tile_loadd(4, q + p * kPanelRows, 64);
-        _tile_loadd(2, x0 + p * 4, xs);
-        _tile_dpbf16ps(0, 2, 4);
-        if (two) {
-          _tile_loadd(3, x0 + 16 * xs + p * 4, xs);
-          _tile_dpbf16ps(1, 3, 4);
+  alignas(64) float c[4][16][16];
+  for (int64_t r0 = 0; r0 < a.rows; r0 += kAmxGroup * kPanelRows) {
+    const int np = static_cast<int>(std::min<int64_t>(kAmxGroup, (a.rows - r0 + kPanelRows - 1) / kPanelRows));
+    int rows[kAmxGroup] = {};
+    for (int j = 0; j < np; ++j) rows[j] = qg::pack_bf16<Arch>(pa, r0 + j * kPanelRows, buf.data() + j * ps);
+    for (int64_t t = 0; t < a.m;) {
+      const bool in_tail = t >= m16, two_t = t + 32 <= m16;
+      const int64_t valid = in_tail ? a.m - m16 : two_t ? 32 : 16;
+      const uint8_t* x0 = in_tail ? tail.data() : a.act + static_cast<size_t>(t) * xs;
+      const uint8_t* x1 = x0 + 16 * xs;
+      for (int j = 0; j < np; j += 2) {
+        const bool two_p = j + 1 < np;
+        const int32_t* q0 = buf.data() + j * ps;
+        const int32_t* q1 = q0 + ps;
+        _tile_zero(0);
+        _tile_zero(1);
+        _tile_zero(2);
+        _tile_zero(3);
+        for (int64_t p = 0, pw = 0; p < kp; p += 16, pw = pw + 16 == kpw ? 0 : pw + 16) {
+          _tile_loadd(4, x0 + p * 4, xs);
+          _tile_loadd(6, q0 + pw * kPanelRows, 64);
+          _tile_dpbf16ps(0, 4, 6);
+          if (two_p) {
+            _tile_loadd(7, q1 + pw * kPanelRows, 64);
+            _tile_dpbf16ps(1, 4, 7);
+          }
+          if (two_t) {
+            _tile_loadd(5, x1 + p * 4, xs);
+            _tile_dpbf16ps(2, 5, 6);
+            if (two_p) _tile_dpbf16ps(3, 5, 7);
+          }
         }
+        _tile_stored(0, c[0], 64);
+        _tile_stored(1, c[1], 64);
+        _tile_stored(2, c[2], 64);
+        _tile_stored(3, c[3], 64);
+        for (int64_t i = 0; i < valid; ++i)
+          for (int jj = 0; jj < (two_p ? 2 : 1); ++jj)
+            std::memcpy(a.y + (t + i) * a.ldy + r0 + (j + jj) * kPanelRows, c[2 * (i / 16) + jj][i % 16],
+                        static_cast<size_t>(rows[j + jj]) * sizeof(float));
       }
-      _tile_stored(0, c[0], 64);
-      _tile_stored(1, c[1], 64);
-      for (int b = 0; b < (two ? 2 : 1); ++b)
-        for (int i = 0; i < 16; ++i)
-          std::memcpy(a.y + (t + 16 * b + i) * a.ldy + r0, c[b][i], static_cast<size_t>(rows) * sizeof(float));
-      t += two ? 32 : 16;
+      t += valid;
     }
-    if (t < a.m) qg::bf16_all_tokens<Arch, 8, 1>(kp, q, a, t, a.y + r0, rows);
   }
   _tile_release();
 }

@@ -95,14 +95,14 @@ constexpr QGemmRow kQGemm[] = {
 
 QGemmKernel qgemm_kernel(QuantType t) {
   static const bool vnni = has_avx512_vnni(), amx = has_amx_bf16();
-  if (t == QuantType::BF16 && amx) return {gemm_bf16_amx, 1};
+  if (t == QuantType::BF16 && amx) return {gemm_bf16_amx, 1, kAmxGroup * kPanelRows};
   for (const auto& r : kQGemm)
     if (r.type == t && (vnni || !r.needs_vnni)) return {r.fn, r.act_block};
   return {};
 }
 QGemmKernel exact_bf16_kernel(int64_t k) {
   static const bool amx = has_amx_bf16();
-  if (amx && k % 32 == 0) return {gemm_bf16x3_amx, 3};
+  if (amx && k % 32 == 0) return {gemm_bf16x3_amx, 3, kAmxGroup * kPanelRows};
   return {};
 }
 void quantize_act_q8_0(const float* x, int64_t m, const QActLayout& lay, uint8_t* dst) {

@@ -47,7 +47,12 @@ QActLayout bf16x3_act_layout(int64_t k);
 struct QGemmKernel {
   QGemmFn fn = nullptr;
   int act_block = 0;
+  /// Weight rows that the kernel packs at once and runs every token against (0: 16-row panels,
+  /// each on its own). The engine hands it that many rows per call where the threads stay busy.
+  int64_t rows_per_call = 0;
 };
+/// Panels of 16 weight rows that the AMX kernels pack at once.
+inline constexpr int kAmxGroup = 4;
 QGemmKernel qgemm_kernel(QuantType t);
 /// The panel GEMM for BF16 weights times float activations of row length k: gemm_bf16x3_amx
 /// (act_block 3) where AMX is usable and k % 32 == 0; otherwise none (the float GEMM runs).
