@@ -1,12 +1,12 @@
 // BF16 panel GEMM on Intel AMX (Advanced Matrix Extensions): the same contract, panels and
-// activation records as GemmBf16 (qgemm.hpp), with the products on the tile unit. One 16-row
-// weight panel is a B tile per 32 values of k (its 32-bit lanes hold the value pairs in the
-// layout TDPBF16PS reads); 16 tokens' records are an A tile; four tiles of 16 tokens x 16 rows
-// (32 tokens times two panels) accumulate in float. Rows of k not a multiple of 32, and fewer
-// than 16 tokens, run the AVX-512 kernel. Float activations (the engine's exact mode) are split
-// into three bf16 parts hi + mid + lo that sum to them exactly; the records hold the three parts
-// one after the other and the panel is read three times along k, so the products are exact and
-// only the float accumulation rounds (gemm_bf16x3_amx). Built with the AVX-512 VNNI flags plus
+// activation records as GemmBf16 (qgemm.hpp), with the products on the tile unit. One 16-row weight
+// panel is a B tile per 32 values of k (its 32-bit lanes hold the value pairs in the layout
+// TDPBF16PS reads); 16 tokens' records are an A tile; four tiles of 16 tokens x 16 rows (32 tokens
+// times two panels) accumulate in float. gemm_bf16_amx leaves rows of k not a multiple of 32, and
+// fewer than 16 tokens, to the AVX-512 kernel. Float activations (the engine's exact mode) are
+// split into three bf16 parts hi + mid + lo that sum to them exactly; the records hold the three
+// parts one after the other and the panel is read three times along k, so the products are exact
+// and only the float accumulation rounds (gemm_bf16x3_amx). Built with the AVX-512 VNNI flags plus
 // -mamx-tile -mamx-bf16 where the compiler has them; elsewhere the functions below say "not
 // usable".
 #include "engine_kernels.hpp"
