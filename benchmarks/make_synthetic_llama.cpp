@@ -8,7 +8,7 @@
 //
 // --qwen2: a Qwen2 checkpoint instead (q/k/v biases, NEOX RoPE, rope_theta 1e6);
 // --llama3-rope: Llama 3.1/3.2's rope_scaling (llama3, factor 32, original context 8192).
-#include "half.hpp"
+#include "core/half.hpp"
 
 #include <nlohmann/json.hpp>
 

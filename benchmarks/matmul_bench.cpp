@@ -13,7 +13,7 @@
 #include <lq/quant_type.hpp>
 #include <lq/threads.hpp>
 
-#include "engine_impl.hpp"
+#include "engine/impl.hpp"
 #include "kernels/cpu/engine_kernels.hpp"
 #include "qgemm.hpp"
 

@@ -1,13 +1,13 @@
 #!/usr/bin/env python3
-"""Writes lib/tokenizer_unicode_data.cpp: the Unicode general category of every code point as
+"""Writes lib/tokenizer/unicode_data.cpp: the Unicode general category of every code point as
 run-length ranges, taken from Python's own unicodedata module (no third-party data).
 
-Usage: python3 scripts/gen_unicode_data.py > lib/tokenizer_unicode_data.cpp
+Usage: python3 scripts/gen_unicode_data.py > lib/tokenizer/unicode_data.cpp
 """
 import sys
 import unicodedata
 
-# Order must match lq::detail::UCat in lib/tokenizer_unicode.hpp.
+# Order must match lq::detail::UCat in lib/tokenizer/unicode.hpp.
 CATEGORIES = ["Cn", "Lu", "Ll", "Lt", "Lm", "Lo", "Mn", "Mc", "Me", "Nd", "Nl", "No",
               "Pc", "Pd", "Ps", "Pe", "Pi", "Pf", "Po", "Sm", "Sc", "Sk", "So",
               "Zs", "Zl", "Zp", "Cc", "Cf", "Cs", "Co"]

@@ -9,7 +9,7 @@
 #include <lq/io.hpp>
 #include <lq/super_weights.hpp>
 
-#include "engine_backward.hpp"
+#include "engine/backward.hpp"
 #include "support/support.hpp"
 
 #include <catch2/catch.hpp>

@@ -7,8 +7,8 @@
 
 #include "kernels/cpu/arch.hpp"
 #include "kernels/cpu/engine_kernels.hpp"
-#include "lib/engine_impl.hpp"
-#include "lib/half.hpp"
+#include "engine/impl.hpp"
+#include "core/half.hpp"
 #include "support/support.hpp"
 
 #include <catch2/catch.hpp>

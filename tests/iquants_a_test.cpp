@@ -8,9 +8,9 @@
 
 #include "iq3.hpp"
 #include "iq4.hpp"
-#include "ref/iq4_search.hpp"
-#include "ref/iq_tables.hpp"
-#include "ref/lanes.hpp"
+#include "types/ref/iq4_search.hpp"
+#include "types/ref/iq_tables.hpp"
+#include "types/ref/lanes.hpp"
 #include "support/support.hpp"
 #include "ternary.hpp"
 

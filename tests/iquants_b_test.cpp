@@ -5,10 +5,10 @@
 #include <lq/gguf.hpp>
 #include <lq/quant_type.hpp>
 
-#include "half.hpp"
+#include "core/half.hpp"
 #include "kernels/cpu/iq1.hpp"
 #include "kernels/cpu/iq2.hpp"
-#include "ref/blocks.hpp"
+#include "types/ref/blocks.hpp"
 #include "support/support.hpp"
 
 #include <catch2/catch.hpp>

@@ -6,9 +6,9 @@
 #include <lq/quant_type.hpp>
 #include <lq/threads.hpp>
 
-#include "half.hpp"
+#include "core/half.hpp"
 #include "kquants.hpp"
-#include "ref/kquant_search.hpp"
+#include "types/ref/kquant_search.hpp"
 #include "support/support.hpp"
 
 #include <catch2/catch.hpp>

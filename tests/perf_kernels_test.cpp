@@ -4,11 +4,11 @@
 // and results do not depend on how rows and tokens are split.
 #include <lq/quant_type.hpp>
 
-#include "half.hpp"
+#include "core/half.hpp"
 #include "engine_kernels.hpp"
 #include "matmul.hpp"
 #include "qgemm.hpp"
-#include "ref/blocks.hpp"
+#include "types/ref/blocks.hpp"
 #include "support/support.hpp"
 
 #include <catch2/catch.hpp>

@@ -3,9 +3,9 @@
 #include <lq/io.hpp>
 #include <lq/tokenizer.hpp>
 
-#include "tokenizer_pretok.hpp"
-#include "tokenizer_regex.hpp"
-#include "tokenizer_unicode.hpp"
+#include "tokenizer/pretok.hpp"
+#include "tokenizer/regex.hpp"
+#include "tokenizer/unicode.hpp"
 
 #include "support/support.hpp"
 

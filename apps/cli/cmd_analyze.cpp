@@ -116,11 +116,7 @@ int run_importance(Context& ctx, std::vector<std::string> args) {
   io.process_output = r.count("process-output") > 0;
   io.threads = ctx.threads;
   if (!r.count("no-cache")) {
-    if (const char* d = std::getenv("LLM_QUANTIZE_IMATRIX_CACHE"); d && *d) {
-      if (std::string_view(d) != "off") io.cache_dir = d;
-    } else if (const char* h = std::getenv("HOME"); h && *h) {
-      io.cache_dir = fs::path(h) / ".cache/llm-quantize/imatrix";
-    }
+    if (const auto dir = imatrix_cache_dir()) io.cache_dir = *dir;
   }
   if (r.count("activations")) io.activations = parse_activation_rounding(r["activations"].as<std::string>());
   if (r.count("bf16-activations")) {

@@ -65,9 +65,7 @@ void print_profile(const Context& ctx, const Profile& p) {
 
 int cmd_list(Context& ctx) {
   std::vector<Profile> all = preset_profiles();
-  fs::path dir;
-  if (const char* d = std::getenv("LLM_QUANTIZE_PROFILE_DIR"); d && *d) dir = d;
-  else if (const char* h = std::getenv("HOME"); h && *h) dir = fs::path(h) / ".config/llm-quantize/profiles";
+  const fs::path dir = profile_dir().value_or(fs::path());
   std::error_code ec;
   std::vector<std::pair<std::string, std::string>> custom;
   if (!dir.empty() && fs::is_directory(dir, ec))

@@ -49,9 +49,11 @@ class LQ_API Registry {
   /// Forces a back-end by name ("auto" restores the scored choice). Throws if unusable.
   void select(std::string_view name);
 
-  /// The kernel for (t, op): the active back-end's if it supports it, else the CPU's, else the
-  /// scalar reference from the type table. Never returns an empty function for a type that has
-  /// a reference kernel.
+  /// The kernels of `b` for `t`, each slot `b` leaves empty (or does not support) filled from the
+  /// CPU back-end's row, whose own empty slots hold the scalar reference. Never returns an empty
+  /// slot for an op the type has a reference kernel for.
+  KernelSet kernels(const Backend& b, QuantType t) const;
+  /// kernels(active(), t).quantize / .dequantize / .dot.
   QuantizeFn quantize(QuantType t) const;
   DequantizeFn dequantize(QuantType t) const;
   DotFn dot(QuantType t) const;

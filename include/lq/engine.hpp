@@ -20,7 +20,7 @@
 namespace lq {
 
 namespace detail {
-struct ModelAccess;  // library-internal access to a Model's weights (lib/engine_impl.hpp)
+struct ModelAccess;  // library-internal access to a Model's weights (lib/engine/impl.hpp)
 }
 
 /// A matrix-product weight of the model (what calibration and quantization act on).

@@ -3,6 +3,7 @@
 
 #include <lq/api.hpp>
 #include <lq/backend.hpp>
+#include <lq/context.hpp>
 #include <lq/error.hpp>
 #include <lq/file_type.hpp>
 #include <lq/gguf.hpp>
@@ -14,6 +15,7 @@
 #include <lq/progress.hpp>
 #include <lq/quant_type.hpp>
 #include <lq/quantizer.hpp>
+#include <lq/settings.hpp>
 #include <lq/super_weights.hpp>
 #include <lq/threads.hpp>
 

@@ -10,9 +10,9 @@
 
 #include "arch.hpp"
 
-#include "half.hpp"
-#include "ref/blocks.hpp"
-#include "ref/iq_tables.hpp"
+#include "core/half.hpp"
+#include "types/ref/blocks.hpp"
+#include "types/ref/iq_tables.hpp"
 
 #include <cstdint>
 #include <cstring>

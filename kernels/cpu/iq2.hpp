@@ -11,9 +11,9 @@
 
 #include "arch.hpp"
 
-#include "half.hpp"
-#include "ref/blocks.hpp"
-#include "ref/iq_tables.hpp"
+#include "core/half.hpp"
+#include "types/ref/blocks.hpp"
+#include "types/ref/iq_tables.hpp"
 
 #include <array>
 #include <cstdint>

@@ -9,10 +9,10 @@
 #include "arch.hpp"
 #include "iq_simd.hpp"
 
-#include "half.hpp"
-#include "ref/blocks.hpp"
-#include "ref/iq3.hpp"
-#include "ref/iq_tables.hpp"
+#include "core/half.hpp"
+#include "types/ref/blocks.hpp"
+#include "types/ref/iq3.hpp"
+#include "types/ref/iq_tables.hpp"
 
 #include <cstdint>
 #include <cstring>

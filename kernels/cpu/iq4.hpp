@@ -10,8 +10,8 @@
 #include "arch.hpp"
 #include "iq_simd.hpp"
 
-#include "ref/iq4.hpp"
-#include "ref/iq4_search.hpp"
+#include "types/ref/iq4.hpp"
+#include "types/ref/iq4_search.hpp"
 
 #include <algorithm>
 #include <cstdint>

@@ -1,7 +1,7 @@
 // CPU kernels: k-quants (Q2_K, Q3_K, Q4_K, Q5_K, Q6_K).
 //
 // Variants, per type, instantiated for every ISA in isa.cpp.in (LQ_CPU_KQUANT_KERNELS):
-//   Quantize<T>  the reference search (lib/ref/kquant_search.hpp) run 8 or 16 lanes at a time;
+//   Quantize<T>  the reference search (lib/types/ref/kquant_search.hpp) run 8 or 16 lanes at a time;
 //                byte-identical to ref::quantize_<t> (tests/kquants_test.cpp checks it).
 //   Dequant<T>   decoders written for auto-vectorisation; bit-identical to the reference
 //                (same float operations per value, no contraction).
@@ -16,8 +16,8 @@
 
 #include "arch.hpp"
 
-#include "ref/blocks.hpp"
-#include "ref/kquant_search.hpp"
+#include "types/ref/blocks.hpp"
+#include "types/ref/kquant_search.hpp"
 
 #include <cstdint>
 #include <cstring>

@@ -3,9 +3,9 @@
 
 #include "arch.hpp"
 
-#include "half.hpp"
-#include "ref/blocks.hpp"
-#include "ref/legacy.hpp"
+#include "core/half.hpp"
+#include "types/ref/blocks.hpp"
+#include "types/ref/legacy.hpp"
 
 #include <cmath>
 #include <cstdint>

@@ -13,7 +13,7 @@
 #pragma once
 
 #include "arch.hpp"
-#include "half.hpp"
+#include "core/half.hpp"
 #include "isa_ops.hpp"
 #include "transpose.hpp"
 

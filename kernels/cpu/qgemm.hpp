@@ -25,8 +25,8 @@
 #include "isa_ops.hpp"
 #include "transpose.hpp"
 
-#include "half.hpp"
-#include "ref/blocks.hpp"
+#include "core/half.hpp"
+#include "types/ref/blocks.hpp"
 
 #include <algorithm>
 #include <cmath>

@@ -12,8 +12,8 @@
 #include "arch.hpp"
 #include "iq_simd.hpp"
 
-#include "ref/ternary.hpp"
-#include "ref/ternary_search.hpp"
+#include "types/ref/ternary.hpp"
+#include "types/ref/ternary_search.hpp"
 
 #include <cstdint>
 

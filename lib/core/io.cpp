@@ -1,0 +1,343 @@
+#include <lq/context.hpp>
+#include <lq/error.hpp>
+#include <lq/io.hpp>
+
+#include <algorithm>
+#include <atomic>
+#include <condition_variable>
+#include <cstdlib>
+#include <system_error>
+#include <thread>
+#include <cerrno>
+#include <csignal>
+#include <cstring>
+#include <fstream>
+#include <mutex>
+#include <random>
+
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+namespace fs = std::filesystem;
+
+namespace lq {
+namespace {
+
+// Set by the first signal; a second one (the program did not stop in time) cleans up and dies.
+std::atomic<bool> interrupt_seen{false};
+
+// Temporary files currently open, in a fixed table the signal handler can walk safely: on a
+// second signal (the program did not stop in time) it unlinks them and dies with the signal.
+constexpr int kMaxTmp = 64;
+char g_tmp_paths[kMaxTmp][4096];
+std::atomic<bool> g_tmp_used[kMaxTmp];
+std::mutex g_tmp_mutex;
+
+int register_tmp(const std::string& path) {
+  std::lock_guard<std::mutex> g(g_tmp_mutex);
+  if (path.size() >= sizeof(g_tmp_paths[0])) return -1;
+  for (int i = 0; i < kMaxTmp; ++i) {
+    if (!g_tmp_used[i].load()) {
+      std::memcpy(g_tmp_paths[i], path.c_str(), path.size() + 1);
+      g_tmp_used[i].store(true);
+      return i;
+    }
+  }
+  return -1;
+}
+
+void unregister_tmp(int slot) {
+  if (slot >= 0) g_tmp_used[slot].store(false);
+}
+
+extern "C" void on_signal(int sig) {
+  CancelToken::process().cancel();
+  if (interrupt_seen.exchange(true)) {
+    for (int i = 0; i < kMaxTmp; ++i)
+      if (g_tmp_used[i].load()) ::unlink(g_tmp_paths[i]);
+    signal(sig, SIG_DFL);
+    raise(sig);
+  }
+}
+
+std::string errno_text() { return std::strerror(errno); }
+
+}  // namespace
+
+// Two aligned buffers: the caller fills one while the writer (the caller itself, or a
+// background thread) writes the other at its file offset with pwrite.
+struct OutputFile::Impl {
+  int fd = -1;
+  bool direct = false;
+  bool background = false;
+  size_t cap = 0;
+  uint8_t* buf[2] = {nullptr, nullptr};
+  size_t used = 0;        // bytes in buf[cur]
+  int cur = 0;
+  uint64_t file_off = 0;  // offset of buf[cur]'s first byte
+  std::thread writer;
+  std::mutex m;
+  std::condition_variable cv;
+  bool job = false;       // a buffer is being written
+  int job_buf = 0;
+  size_t job_len = 0;
+  uint64_t job_off = 0;
+  bool stop = false;
+  int error = 0;
+
+  void write_all(const uint8_t* p, size_t n, uint64_t off) {
+    while (n > 0) {
+      const ssize_t w = ::pwrite(fd, p, n, static_cast<off_t>(off));
+      if (w < 0) {
+        if (errno == EINTR) continue;
+        throw std::system_error(errno, std::generic_category());
+      }
+      p += w;
+      off += static_cast<uint64_t>(w);
+      n -= static_cast<size_t>(w);
+    }
+  }
+
+  void loop() {
+    std::unique_lock<std::mutex> lk(m);
+    for (;;) {
+      cv.wait(lk, [&] { return job || stop; });
+      if (!job && stop) return;
+      const int b = job_buf;
+      const size_t len = job_len;
+      const uint64_t off = job_off;
+      lk.unlock();
+      int err = 0;
+      try {
+        write_all(buf[b], len, off);
+      } catch (const std::system_error& e) {
+        err = e.code().value();
+      }
+      lk.lock();
+      if (err && !error) error = err;
+      job = false;
+      cv.notify_all();
+    }
+  }
+
+  void wait_idle() {
+    std::unique_lock<std::mutex> lk(m);
+    cv.wait(lk, [&] { return !job; });
+  }
+
+  ~Impl() {
+    if (writer.joinable()) {
+      {
+        std::lock_guard<std::mutex> g(m);
+        stop = true;
+      }
+      cv.notify_all();
+      writer.join();
+    }
+    for (auto* b : buf) std::free(b);
+    if (fd >= 0) ::close(fd);
+  }
+};
+
+OutputFile::OutputFile(fs::path dest, size_t buffer_bytes, bool background)
+    : dest_(std::move(dest)), impl_(std::make_unique<Impl>()) {
+  fs::path dir = dest_.parent_path();
+  if (dir.empty()) dir = ".";
+  std::error_code ec;
+  if (!fs::is_directory(dir, ec))
+    fail(Errc::output_error, "cannot write {}: directory {} does not exist", dest_.string(), dir.string());
+  if (fs::is_directory(dest_, ec))
+    fail(Errc::output_error, "cannot write {}: it is a directory", dest_.string());
+  Impl& im = *impl_;
+  im.background = background;
+  std::random_device rd;
+  for (int attempt = 0; attempt < 8 && im.fd < 0; ++attempt) {
+    tmp_ = dir / fmt::format(".{}.tmp-{:08x}", dest_.filename().string(), rd());
+    int flags = O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC;
+    im.fd = ::open(tmp_.c_str(), flags, 0644);
+    if (im.fd < 0 && errno != EEXIST) break;
+  }
+  if (im.fd < 0) fail(Errc::output_error, "cannot write {}: {}", dest_.string(), errno_text());
+  tmp_slot_ = register_tmp(tmp_.string());
+  if (background) {
+    // O_DIRECT needs block-aligned buffers, sizes and offsets; fall back to buffered I/O where
+    // the file system refuses it.
+    const int fl = ::fcntl(im.fd, F_GETFL);
+    im.direct = fl >= 0 && ::fcntl(im.fd, F_SETFL, fl | O_DIRECT) == 0;
+  }
+  constexpr size_t kAlign = 4096;
+  im.cap = std::max(kAlign, (buffer_bytes + kAlign - 1) / kAlign * kAlign);
+  for (auto& b : im.buf) {
+    b = static_cast<uint8_t*>(std::aligned_alloc(kAlign, im.cap));
+    if (!b) throw std::bad_alloc();
+  }
+  if (background) im.writer = std::thread([&im] { im.loop(); });
+}
+
+OutputFile::~OutputFile() {
+  impl_.reset();  // stops the writer and closes the file
+  if (!committed_) ::unlink(tmp_.c_str());
+  unregister_tmp(tmp_slot_);
+}
+
+void OutputFile::submit_current() {
+  Impl& im = *impl_;
+  if (im.used == 0) return;
+  if (!im.background) {
+    try {
+      im.write_all(im.buf[im.cur], im.used, im.file_off);
+    } catch (const std::system_error& e) {
+      fail(Errc::output_error, "cannot write {}: {}", dest_.string(), std::strerror(e.code().value()));
+    }
+  } else {
+    im.wait_idle();
+    {
+      std::lock_guard<std::mutex> g(im.m);
+      if (im.error) fail(Errc::output_error, "cannot write {}: {}", dest_.string(), std::strerror(im.error));
+      im.job = true;
+      im.job_buf = im.cur;
+      im.job_len = im.used;
+      im.job_off = im.file_off;
+    }
+    im.cv.notify_all();
+    im.cur ^= 1;
+  }
+  im.file_off += im.used;
+  im.used = 0;
+}
+
+void OutputFile::write(const void* data, size_t n) {
+  Impl& im = *impl_;
+  const auto* p = static_cast<const uint8_t*>(data);
+  written_ += n;
+  while (n > 0) {
+    const size_t k = std::min(n, im.cap - im.used);
+    std::memcpy(im.buf[im.cur] + im.used, p, k);
+    im.used += k;
+    p += k;
+    n -= k;
+    if (im.used == im.cap) submit_current();
+  }
+}
+
+void OutputFile::write_zeros(size_t n) {
+  static const uint8_t zeros[256] = {};
+  while (n > 0) {
+    const size_t k = std::min(n, sizeof(zeros));
+    write(zeros, k);
+    n -= k;
+  }
+}
+
+void OutputFile::commit() {
+  check_interrupted();
+  Impl& im = *impl_;
+  if (im.direct && im.used % 4096 != 0) {
+    // The last block goes out padded to the block size; the file is then cut to its length.
+    const size_t pad = 4096 - im.used % 4096;
+    std::memset(im.buf[im.cur] + im.used, 0, pad);
+    im.used += pad;
+  }
+  submit_current();
+  if (im.background) im.wait_idle();
+  if (im.error) fail(Errc::output_error, "cannot write {}: {}", dest_.string(), std::strerror(im.error));
+  if (im.direct && ::ftruncate(im.fd, static_cast<off_t>(written_)) != 0)
+    fail(Errc::output_error, "cannot write {}: {}", dest_.string(), errno_text());
+  if (::close(im.fd) != 0) {
+    im.fd = -1;
+    fail(Errc::output_error, "cannot write {}: {}", dest_.string(), errno_text());
+  }
+  im.fd = -1;
+  if (::rename(tmp_.c_str(), dest_.c_str()) != 0)
+    fail(Errc::output_error, "cannot write {}: {}", dest_.string(), errno_text());
+  committed_ = true;
+}
+
+void write_file_atomic(const fs::path& dest, std::span<const uint8_t> bytes) {
+  OutputFile f(dest, 1 << 16);
+  f.write(bytes.data(), bytes.size());
+  f.commit();
+}
+
+void write_file_atomic(const fs::path& dest, const std::string& text) {
+  write_file_atomic(dest, std::span<const uint8_t>(reinterpret_cast<const uint8_t*>(text.data()), text.size()));
+}
+
+std::string read_file(const fs::path& path) {
+  std::error_code ec;
+  if (!fs::exists(path, ec)) fail(Errc::not_found, "{}: no such file", path.string());
+  std::ifstream in(path, std::ios::binary);
+  if (!in) fail(Errc::general, "{}: cannot open: {}", path.string(), errno_text());
+  std::string s((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  return s;
+}
+
+MappedFile::MappedFile(const fs::path& path) : path_(path) {
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) {
+    if (errno == ENOENT) fail(Errc::not_found, "{}: no such file", path.string());
+    fail(Errc::invalid_model, "{}: cannot open: {}", path.string(), errno_text());
+  }
+  struct stat st{};
+  if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+    ::close(fd);
+    fail(Errc::invalid_model, "{}: not a regular file", path.string());
+  }
+  size_ = static_cast<size_t>(st.st_size);
+  if (size_ > 0) {
+    void* p = ::mmap(nullptr, size_, PROT_READ, MAP_SHARED, fd, 0);
+    if (p == MAP_FAILED) {
+      ::close(fd);
+      fail(Errc::invalid_model, "{}: cannot map: {}", path.string(), errno_text());
+    }
+    data_ = static_cast<const uint8_t*>(p);
+  }
+  ::close(fd);
+}
+
+MappedFile::~MappedFile() {
+  if (data_) ::munmap(const_cast<uint8_t*>(data_), size_);
+}
+
+void MappedFile::release(size_t offset, size_t n) const {
+  if (!data_ || n == 0) return;
+  const size_t page = static_cast<size_t>(::sysconf(_SC_PAGESIZE));
+  size_t b = (offset / page) * page;
+  size_t e = std::min(size_, offset + n);
+  ::madvise(const_cast<uint8_t*>(data_) + b, e - b, MADV_DONTNEED);
+}
+
+void MappedFile::will_need(size_t offset, size_t n) const {
+  if (!data_ || n == 0 || offset >= size_) return;
+  const size_t page = static_cast<size_t>(::sysconf(_SC_PAGESIZE));
+  const size_t b = (offset / page) * page, e = std::min(size_, offset + n);
+  ::madvise(const_cast<uint8_t*>(data_) + b, e - b, MADV_WILLNEED);
+}
+
+void install_interrupt_handler() {
+  static std::once_flag once;
+  std::call_once(once, [] {
+    CancelToken::process();  // constructed here, not first in the handler
+    struct sigaction sa{};
+    sa.sa_handler = on_signal;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, nullptr);
+    sigaction(SIGTERM, &sa, nullptr);
+  });
+}
+
+bool interrupt_requested() noexcept { return CancelToken::process().cancelled(); }
+
+void check_interrupted() {
+  if (interrupt_requested()) fail(Errc::interrupted, "interrupted");
+}
+
+void request_interrupt() noexcept { CancelToken::process().cancel(); }
+void clear_interrupt() noexcept {
+  CancelToken::process().reset();
+  interrupt_seen.store(false);
+}
+
+}  // namespace lq

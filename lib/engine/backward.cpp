@@ -1,0 +1,453 @@
+// Backpropagation through the Llama forward pass: the same operations as the engine's forward
+// (RMSNorm, q/k/v with RoPE, causal GQA attention, SwiGLU, output projection) computed in float
+// with every intermediate kept, then the gradient of the mean next-token cross-entropy flowing
+// back block by block. Weight gradients are never materialised here: each linear's (input,
+// output gradient) pair is handed to the caller, who reduces dW = dy^T x as it needs.
+//
+// Products with the transposed weight (dx = dy W) run the float GEMM on column panels of W
+// transposed on the fly, so no transposed copy of the model is kept.
+#include "engine/backward.hpp"
+
+#include <lq/error.hpp>
+#include <lq/threads.hpp>
+
+#include "kernels/cpu/engine_kernels.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+
+namespace lq::engine {
+namespace {
+
+size_t sz(int64_t a, int64_t b) { return static_cast<size_t>(a * b); }
+
+// dst (cols x rows) = src (rows x cols, leading dimension lds)^T.
+void transpose(const float* src, int64_t rows, int64_t cols, int64_t lds, float* dst, int threads) {
+  constexpr int64_t B = 32;
+  const int64_t rb = (rows + B - 1) / B;
+  parallel_for(rb, rows * cols >= (1 << 16) ? threads : 1, 1, [&](int64_t b0, int64_t b1) {
+    for (int64_t b = b0; b < b1; ++b) {
+      const int64_t r0 = b * B, r1 = std::min(rows, r0 + B);
+      for (int64_t c0 = 0; c0 < cols; c0 += B) {
+        const int64_t c1 = std::min(cols, c0 + B);
+        for (int64_t r = r0; r < r1; ++r)
+          for (int64_t c = c0; c < c1; ++c) dst[c * rows + r] = src[r * lds + c];
+      }
+    }
+  });
+}
+
+void gemm(int64_t m, int64_t n, int64_t k, const float* a, int64_t lda, const float* b, int64_t ldb, float* c,
+          int64_t ldc, bool acc) {
+  cpu::gemm_nt(cpu::GemmArgs{m, n, k, a, lda, b, QuantType::F32, ldb, c, ldc, acc});
+}
+
+bool is_float_type(QuantType t) { return t == QuantType::F32 || t == QuantType::F16 || t == QuantType::BF16; }
+
+}  // namespace
+
+struct Backprop::Impl {
+  const Model::Impl& m;
+  int threads;
+
+  struct Layer {
+    std::vector<float> xin, h1, q, k, v, o, xmid, h2, gate, up, act;
+    std::vector<float> r1, r2;  // RMSNorm scales per token
+  };
+  std::vector<Layer> layers;
+  std::vector<float> xf, hf, rf, logits, rope_cs;
+  // backward
+  std::vector<float> dx, dmid, dh, dq, dk, dv, dov, dgate, dup, dact, dlogits, kt, dkh, dvh;
+  std::vector<float> wbuf;  // a quantized weight decoded to float
+
+  Impl(const Model& model, int t) : m(detail::ModelAccess::impl(model)), threads(t > 0 ? t : hardware_threads()) {
+    layers.resize(static_cast<size_t>(m.config.n_layer));
+  }
+
+  const Tensor& lin(int i) const { return *m.linear_tensors[static_cast<size_t>(i)]; }
+
+  void rmsnorm(const float* in, const Tensor& w, float* out, float* r, int64_t n) const {
+    rms_norm(in, w, m.config.rms_eps, m.config.n_embd, n, out, r, threads);
+  }
+
+  // dx += d/dx of y = x * r(x) * g, given dy: r g dy - x r^3 / d * sum(g dy x).
+  void rmsnorm_backward(const float* x, const float* r, const Tensor& w, const float* dy, float* dx, int64_t n) const {
+    const int64_t d = m.config.n_embd;
+    const float* g = w.f32();
+    parallel_for(n, n * d >= (1 << 15) ? threads : 1, 16, [&](int64_t t0, int64_t t1) {
+      for (int64_t t = t0; t < t1; ++t) {
+        const float* xr = x + t * d;
+        const float* dyr = dy + t * d;
+        float* dxr = dx + t * d;
+        double s = 0;
+        for (int64_t i = 0; i < d; ++i) s += static_cast<double>(g[i]) * dyr[i] * xr[i];
+        const double rr = r[t];
+        const float c = static_cast<float>(rr * rr * rr * s / static_cast<double>(d));
+        const float rf = r[t];
+        for (int64_t i = 0; i < d; ++i) dxr[i] += rf * g[i] * dyr[i] - xr[i] * c;
+      }
+    });
+  }
+
+  void rope_table(int64_t n) {
+    const int64_t half = m.config.head_dim / 2;
+    rope_cs.resize(sz(n, half * 2));
+    for (int64_t t = 0; t < n; ++t) {
+      const float pos = static_cast<float>(t);
+      for (int64_t i = 0; i < half; ++i) {
+        const float theta = pos * m.rope_inv_freq[static_cast<size_t>(i)];
+        rope_cs[static_cast<size_t>((t * half + i) * 2)] = std::cos(theta);
+        rope_cs[static_cast<size_t>((t * half + i) * 2 + 1)] = std::sin(theta);
+      }
+    }
+  }
+
+  // Rotates pairs by +theta (forward) or -theta (backward).
+  void rope(float* data, int64_t n, int64_t heads, bool inverse) const {
+    engine::rope(data, n, heads, m.config.head_dim, m.neox_rope, rope_cs.data(), inverse, threads);
+  }
+
+  // Products sharing one input run in one parallel region, as in the engine.
+  void linears(std::initializer_list<int> idx, const float* in, int64_t n, std::initializer_list<float*> outs,
+               std::initializer_list<const Tensor*> biases) const {
+    LinearOp ops[4];
+    size_t c = 0;
+    auto o = outs.begin();
+    for (int i : idx) ops[c++] = LinearOp{&lin(i), in, n, *o++};
+    matmul_many(std::span<const LinearOp>(ops, c), threads);
+    auto b = biases.begin();
+    for (size_t i = 0; i < c; ++i, ++b) {
+      if (!*b) continue;
+      const int64_t no = ops[i].w->n_rows();
+      const float* bv = (*b)->f32();
+      for (int64_t t = 0; t < n; ++t)
+        for (int64_t j = 0; j < no; ++j) ops[i].y[t * no + j] += bv[j];
+    }
+  }
+  void linear(int idx, const float* in, int64_t n, float* out, const Tensor* bias) const {
+    linears({idx}, in, n, {out}, {bias});
+  }
+
+  // dx (m x n_in) (+)= dy (m x n_out) W, with W's columns transposed panel by panel.
+  void linear_backward(int idx, const float* dy, int64_t n, float* dx, bool accumulate) {
+    const Tensor& w = lin(idx);
+    const int64_t n_out = w.n_rows(), n_in = w.row_length();
+    QuantType wt = w.type;
+    const uint8_t* base = w.data.data();
+    size_t row_bytes = w.row_bytes();
+    if (!is_float_type(wt)) {
+      wbuf.resize(sz(n_out, n_in));
+      parallel_for(n_out, threads, 16, [&](int64_t r0, int64_t r1) {
+        for (int64_t r = r0; r < r1; ++r) dequantize_row(w, r, wbuf.data() + r * n_in);
+      });
+      wt = QuantType::F32;
+      base = reinterpret_cast<const uint8_t*>(wbuf.data());
+      row_bytes = static_cast<size_t>(n_in) * sizeof(float);
+    }
+    constexpr int64_t NB = 64;
+    const int64_t blocks = (n_in + NB - 1) / NB;
+    parallel_for(blocks, n * n_in * n_out >= (1 << 18) ? threads : 1, 1, [&](int64_t b0, int64_t b1) {
+      thread_local std::vector<float> bt, row;
+      for (int64_t b = b0; b < b1; ++b) {
+        const int64_t i0 = b * NB, nb = std::min(NB, n_in - i0);
+        bt.resize(sz(nb, n_out));
+        row.resize(static_cast<size_t>(nb));
+        for (int64_t o = 0; o < n_out; ++o) {
+          cpu::mm::widen(wt, base + static_cast<size_t>(o) * row_bytes, i0, nb, row.data());
+          for (int64_t j = 0; j < nb; ++j) bt[static_cast<size_t>(j * n_out + o)] = row[static_cast<size_t>(j)];
+        }
+        gemm(n, nb, n_out, dy, n_out, bt.data(), n_out, dx + i0, n_in, accumulate);
+      }
+    });
+  }
+
+  void attention_forward(Layer& L, int64_t n) {
+    const ModelConfig& c = m.config;
+    const int64_t hd = c.head_dim, nq = c.n_head * hd, nkv = c.n_head_kv * hd, group = c.n_head / c.n_head_kv;
+    const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
+    kt.resize(sz(nkv, n));  // V transposed per KV head: [kv head][dim][token]
+    for (int64_t g = 0; g < c.n_head_kv; ++g) transpose(L.v.data() + g * hd, n, hd, nkv, kt.data() + g * hd * n, 1);
+    parallel_for(c.n_head, n * n * hd >= (1 << 16) ? threads : 1, 1, [&](int64_t h0, int64_t h1) {
+      thread_local std::vector<float> s;
+      s.resize(sz(n, n));
+      for (int64_t h = h0; h < h1; ++h) {
+        const int64_t g = h / group;
+        probabilities(L, h, g, n, scale, s.data());
+        gemm(n, hd, n, s.data(), n, kt.data() + g * hd * n, n, L.o.data() + h * hd, nq, false);
+      }
+    });
+  }
+
+  // Causal attention probabilities of head h (n x n, zero above the diagonal).
+  void probabilities(const Layer& L, int64_t h, int64_t g, int64_t n, float scale, float* s) const {
+    const ModelConfig& c = m.config;
+    const int64_t hd = c.head_dim, nq = c.n_head * hd, nkv = c.n_head_kv * hd;
+    gemm(n, n, hd, L.q.data() + h * hd, nq, L.k.data() + g * hd, nkv, s, n, false);
+    for (int64_t i = 0; i < n; ++i) {
+      float* row = s + i * n;
+      cpu::softmax_row(i + 1, row, scale);
+      std::fill(row + i + 1, row + n, 0.f);
+    }
+  }
+
+  // From d(attention output) (dov, n x nq) to dq (n x nq), dk and dv (n x nkv), before RoPE undo.
+  void attention_backward(const Layer& L, int64_t n) {
+    const ModelConfig& c = m.config;
+    const int64_t hd = c.head_dim, nq = c.n_head * hd, nkv = c.n_head_kv * hd, group = c.n_head / c.n_head_kv;
+    const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
+    kt.resize(sz(nkv, n));  // K transposed per KV head
+    for (int64_t g = 0; g < c.n_head_kv; ++g) transpose(L.k.data() + g * hd, n, hd, nkv, kt.data() + g * hd * n, 1);
+    dkh.resize(sz(c.n_head, n * hd));
+    dvh.resize(sz(c.n_head, n * hd));
+    dq.resize(sz(n, nq));
+    parallel_for(c.n_head, n * n * hd >= (1 << 16) ? threads : 1, 1, [&](int64_t h0, int64_t h1) {
+      thread_local std::vector<float> p, ds, tr, qt, dot;
+      p.resize(sz(n, n));
+      ds.resize(sz(n, n));
+      tr.resize(sz(n, n));
+      qt.resize(sz(hd, n));
+      dot.resize(sz(hd, n));
+      for (int64_t h = h0; h < h1; ++h) {
+        const int64_t g = h / group;
+        probabilities(L, h, g, n, scale, p.data());
+        // dP = dO V^T
+        gemm(n, n, hd, dov.data() + h * hd, nq, L.v.data() + g * hd, nkv, ds.data(), n, false);
+        for (int64_t i = 0; i < n; ++i) {
+          const float* pr = p.data() + i * n;
+          float* dr = ds.data() + i * n;
+          double dsum = 0;
+          for (int64_t j = 0; j <= i; ++j) dsum += static_cast<double>(pr[j]) * dr[j];
+          const float D = static_cast<float>(dsum);
+          for (int64_t j = 0; j <= i; ++j) dr[j] = pr[j] * (dr[j] - D) * scale;
+          std::fill(dr + i + 1, dr + n, 0.f);
+        }
+        // dQ = dS K
+        gemm(n, hd, n, ds.data(), n, kt.data() + g * hd * n, n, dq.data() + h * hd, nq, false);
+        // dK_h = dS^T Q
+        transpose(ds.data(), n, n, n, tr.data(), 1);
+        transpose(L.q.data() + h * hd, n, hd, nq, qt.data(), 1);
+        gemm(n, hd, n, tr.data(), n, qt.data(), n, dkh.data() + h * n * hd, hd, false);
+        // dV_h = P^T dO
+        transpose(p.data(), n, n, n, tr.data(), 1);
+        transpose(dov.data() + h * hd, n, hd, nq, dot.data(), 1);
+        gemm(n, hd, n, tr.data(), n, dot.data(), n, dvh.data() + h * n * hd, hd, false);
+      }
+    });
+    dk.assign(sz(n, nkv), 0.f);
+    dv.assign(sz(n, nkv), 0.f);
+    for (int64_t h = 0; h < c.n_head; ++h) {
+      const int64_t g = h / group;
+      for (int64_t t = 0; t < n; ++t)
+        for (int64_t d = 0; d < hd; ++d) {
+          dk[static_cast<size_t>(t * nkv + g * hd + d)] += dkh[static_cast<size_t>(h * n * hd + t * hd + d)];
+          dv[static_cast<size_t>(t * nkv + g * hd + d)] += dvh[static_cast<size_t>(h * n * hd + t * hd + d)];
+        }
+    }
+  }
+
+  void forward(std::span<const int32_t> tokens) {
+    const ModelConfig& c = m.config;
+    const int64_t n = static_cast<int64_t>(tokens.size());
+    if (n < 2) fail(Errc::invalid_argument, "backprop: at least 2 tokens are needed, got {}", n);
+    for (int64_t i = 0; i < n; ++i)
+      if (tokens[i] < 0 || tokens[i] >= m.n_vocab)
+        fail(Errc::invalid_argument, "backprop: token id {} at index {} is outside the vocabulary [0, {})", tokens[i], i,
+             m.n_vocab);
+    const int64_t d = c.n_embd, hd = c.head_dim, nq = c.n_head * hd, nkv = c.n_head_kv * hd, ff = c.n_ff;
+    std::vector<float> x(sz(n, d));
+    for (int64_t t = 0; t < n; ++t) dequantize_row(*m.tok_embd, tokens[t], x.data() + t * d);
+    rope_table(n);
+    for (int64_t l = 0; l < c.n_layer; ++l) {
+      const Block& b = m.blocks[static_cast<size_t>(l)];
+      Layer& L = layers[static_cast<size_t>(l)];
+      L.xin = x;
+      L.h1.resize(sz(n, d));
+      L.r1.resize(static_cast<size_t>(n));
+      rmsnorm(x.data(), *b.attn_norm, L.h1.data(), L.r1.data(), n);
+      L.q.resize(sz(n, nq));
+      L.k.resize(sz(n, nkv));
+      L.v.resize(sz(n, nkv));
+      linears({b.wq, b.wk, b.wv}, L.h1.data(), n, {L.q.data(), L.k.data(), L.v.data()}, {b.bq, b.bk, b.bv});
+      rope(L.q.data(), n, c.n_head, false);
+      rope(L.k.data(), n, c.n_head_kv, false);
+      L.o.resize(sz(n, nq));
+      attention_forward(L, n);
+      L.xmid.resize(sz(n, d));
+      linear(b.wo, L.o.data(), n, L.xmid.data(), nullptr);
+      add_into(L.xmid.data(), x.data(), static_cast<int64_t>(x.size()), threads);
+      L.h2.resize(sz(n, d));
+      L.r2.resize(static_cast<size_t>(n));
+      rmsnorm(L.xmid.data(), *b.ffn_norm, L.h2.data(), L.r2.data(), n);
+      L.gate.resize(sz(n, ff));
+      L.up.resize(sz(n, ff));
+      L.act.resize(sz(n, ff));
+      linears({b.wgate, b.wup}, L.h2.data(), n, {L.gate.data(), L.up.data()}, {nullptr, nullptr});
+      cpu::silu_mul(n * ff, L.gate.data(), L.up.data(), L.act.data());
+      linear(b.wdown, L.act.data(), n, x.data(), nullptr);
+      add_into(x.data(), L.xmid.data(), static_cast<int64_t>(x.size()), threads);
+    }
+    xf = std::move(x);
+    hf.resize(sz(n, d));
+    rf.resize(static_cast<size_t>(n));
+    rmsnorm(xf.data(), *m.output_norm, hf.data(), rf.data(), n);
+    logits.resize(sz(n, m.n_vocab));
+    linear(m.output, hf.data(), n, logits.data(), nullptr);
+  }
+
+  // Mean cross-entropy of rows 0..n-2 against tokens[1..]; with `grad`, dlogits = (p - onehot) / (n-1).
+  double cross_entropy(std::span<const int32_t> tokens, bool grad) {
+    const int64_t n = static_cast<int64_t>(tokens.size()), V = m.n_vocab;
+    std::vector<double> nll(static_cast<size_t>(n - 1));
+    if (grad) dlogits.assign(sz(n, V), 0.f);
+    const float inv = 1.0f / static_cast<float>(n - 1);
+    parallel_for(n - 1, threads, 4, [&](int64_t t0, int64_t t1) {
+      for (int64_t t = t0; t < t1; ++t) {
+        const float* l = logits.data() + t * V;
+        float mx = l[0];
+        for (int64_t v = 1; v < V; ++v) mx = std::max(mx, l[v]);
+        double sum = 0;
+        for (int64_t v = 0; v < V; ++v) sum += std::exp(static_cast<double>(l[v] - mx));
+        const int32_t target = tokens[static_cast<size_t>(t + 1)];
+        nll[static_cast<size_t>(t)] = std::log(sum) - static_cast<double>(l[target] - mx);
+        if (grad) {
+          float* dl = dlogits.data() + t * V;
+          const double is = 1.0 / sum;
+          for (int64_t v = 0; v < V; ++v) dl[v] = static_cast<float>(std::exp(static_cast<double>(l[v] - mx)) * is) * inv;
+          dl[target] -= inv;
+        }
+      }
+    });
+    double total = 0;
+    for (double v : nll) total += v;
+    return total / static_cast<double>(n - 1);
+  }
+
+  void emit(int idx, const std::vector<char>& wanted, const std::function<void(const WeightGrad&)>& on_grad,
+            const float* x, const float* dy, int64_t n) const {
+    if (idx < 0 || !wanted[static_cast<size_t>(idx)]) return;
+    const Tensor& w = lin(idx);
+    on_grad(WeightGrad{idx, n, w.row_length(), w.n_rows(), x, dy});
+  }
+
+  double run(std::span<const int32_t> tokens, const std::vector<char>& wanted,
+             const std::function<void(const WeightGrad&)>& on_grad) {
+    if (wanted.size() != m.linears.size())
+      fail(Errc::invalid_argument, "backprop: {} flags for {} linear weights", wanted.size(), m.linears.size());
+    forward(tokens);
+    const double loss = cross_entropy(tokens, true);
+    const ModelConfig& c = m.config;
+    const int64_t n = static_cast<int64_t>(tokens.size());
+    const int64_t d = c.n_embd, nq = c.n_head * c.head_dim, ff = c.n_ff;
+
+    emit(m.output, wanted, on_grad, hf.data(), dlogits.data(), n);
+    dh.resize(sz(n, std::max(d, ff)));
+    linear_backward(m.output, dlogits.data(), n, dh.data(), false);
+    dx.assign(sz(n, d), 0.f);
+    rmsnorm_backward(xf.data(), rf.data(), *m.output_norm, dh.data(), dx.data(), n);
+
+    for (int64_t l = c.n_layer - 1; l >= 0; --l) {
+      const Block& b = m.blocks[static_cast<size_t>(l)];
+      const Layer& L = layers[static_cast<size_t>(l)];
+      // x_out = xmid + down(act)
+      emit(b.wdown, wanted, on_grad, L.act.data(), dx.data(), n);
+      dact.resize(sz(n, ff));
+      linear_backward(b.wdown, dx.data(), n, dact.data(), false);
+      dgate.resize(sz(n, ff));
+      dup.resize(sz(n, ff));
+      parallel_for(n, n * ff >= (1 << 15) ? threads : 1, 8, [&](int64_t t0, int64_t t1) {
+        for (size_t i = sz(t0, ff); i < sz(t1, ff); ++i) {
+          const float gv = L.gate[i], sg = 1.0f / (1.0f + std::exp(-gv));
+          const float silu = gv * sg;
+          dup[i] = dact[i] * silu;
+          dgate[i] = dact[i] * L.up[i] * (sg * (1.0f + gv * (1.0f - sg)));
+        }
+      });
+      emit(b.wgate, wanted, on_grad, L.h2.data(), dgate.data(), n);
+      emit(b.wup, wanted, on_grad, L.h2.data(), dup.data(), n);
+      linear_backward(b.wgate, dgate.data(), n, dh.data(), false);
+      linear_backward(b.wup, dup.data(), n, dh.data(), true);
+      dmid = dx;
+      rmsnorm_backward(L.xmid.data(), L.r2.data(), *b.ffn_norm, dh.data(), dmid.data(), n);
+      // xmid = xin + wo(o)
+      emit(b.wo, wanted, on_grad, L.o.data(), dmid.data(), n);
+      dov.resize(sz(n, nq));
+      linear_backward(b.wo, dmid.data(), n, dov.data(), false);
+      attention_backward(L, n);
+      rope(dq.data(), n, c.n_head, true);
+      rope(dk.data(), n, c.n_head_kv, true);
+      emit(b.wq, wanted, on_grad, L.h1.data(), dq.data(), n);
+      emit(b.wk, wanted, on_grad, L.h1.data(), dk.data(), n);
+      emit(b.wv, wanted, on_grad, L.h1.data(), dv.data(), n);
+      if (l == 0) break;  // no gradient is needed below block 0
+      linear_backward(b.wq, dq.data(), n, dh.data(), false);
+      linear_backward(b.wk, dk.data(), n, dh.data(), true);
+      linear_backward(b.wv, dv.data(), n, dh.data(), true);
+      dx = dmid;
+      rmsnorm_backward(L.xin.data(), L.r1.data(), *b.attn_norm, dh.data(), dx.data(), n);
+    }
+    return loss;
+  }
+};
+
+Backprop::Backprop(const Model& model, int threads) : impl_(std::make_unique<Impl>(model, threads)) {}
+Backprop::~Backprop() = default;
+
+double Backprop::run(std::span<const int32_t> tokens, const std::vector<char>& wanted,
+                     const std::function<void(const WeightGrad&)>& on_grad) {
+  return impl_->run(tokens, wanted, on_grad);
+}
+
+double Backprop::loss(std::span<const int32_t> tokens) {
+  impl_->forward(tokens);
+  return impl_->cross_entropy(tokens, false);
+}
+
+namespace {
+
+// Rows of dW^T = x^T dy (n_in x n_out) in blocks of input columns; fn(i0, rows, block) sees each
+// block once. Blocks are fixed by the shapes, so results do not depend on the thread count.
+template <typename Fn>
+void for_each_grad_block(const WeightGrad& g, int threads, Fn&& fn) {
+  std::vector<float> xt(sz(g.n_in, g.m)), dyt(sz(g.n_out, g.m));
+  transpose(g.x, g.m, g.n_in, g.n_in, xt.data(), threads);
+  transpose(g.dy, g.m, g.n_out, g.n_out, dyt.data(), threads);
+  constexpr int64_t IB = 96;
+  const int64_t blocks = (g.n_in + IB - 1) / IB;
+  parallel_for(blocks, g.m * g.n_in * g.n_out >= (1 << 18) ? threads : 1, 1, [&](int64_t b0, int64_t b1) {
+    thread_local std::vector<float> c;
+    for (int64_t b = b0; b < b1; ++b) {
+      const int64_t i0 = b * IB, ib = std::min(IB, g.n_in - i0);
+      c.resize(sz(ib, g.n_out));
+      gemm(ib, g.n_out, g.m, xt.data() + i0 * g.m, g.m, dyt.data(), g.m, c.data(), g.n_out, false);
+      fn(i0, ib, c.data());
+    }
+  });
+}
+
+}  // namespace
+
+void weight_grad_columns(const WeightGrad& g, double* abs_sum, double* sq_sum, int threads) {
+  for_each_grad_block(g, threads, [&](int64_t i0, int64_t ib, const float* c) {
+    for (int64_t i = 0; i < ib; ++i) {
+      const float* r = c + i * g.n_out;
+      double a = 0, s = 0;
+      for (int64_t o = 0; o < g.n_out; ++o) {
+        const double v = r[o];
+        a += std::fabs(v);
+        s += v * v;
+      }
+      if (abs_sum) abs_sum[i0 + i] = a;
+      if (sq_sum) sq_sum[i0 + i] = s;
+    }
+  });
+}
+
+void weight_grad_full(const WeightGrad& g, float* dw, int threads) {
+  for_each_grad_block(g, threads, [&](int64_t i0, int64_t ib, const float* c) {
+    for (int64_t i = 0; i < ib; ++i)
+      for (int64_t o = 0; o < g.n_out; ++o) dw[o * g.n_in + i0 + i] = c[i * g.n_out + o];
+  });
+}
+
+}  // namespace lq::engine

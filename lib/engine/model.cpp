@@ -1,0 +1,298 @@
+// The engine's Model: tensors read from a ModelSource into memory, shape checks, replacement.
+#include "engine/impl.hpp"
+
+#include <lq/backend.hpp>
+#include <lq/error.hpp>
+
+#include <cmath>
+#include <cstring>
+#include <numbers>
+
+namespace lq {
+
+using engine::Tensor;
+
+namespace {
+
+// Frequencies of the rotary embedding, one per rotated pair, with the configured scaling.
+// llama3 scaling keeps high frequencies, divides low ones by `factor` and blends in between
+// (wavelength thresholds original_context / high_freq_factor and / low_freq_factor).
+std::vector<float> rope_frequencies(const ModelConfig& c, const std::vector<float>* freq_factors) {
+  const int64_t half = c.head_dim / 2;
+  std::vector<float> f(static_cast<size_t>(half));
+  for (int64_t i = 0; i < half; ++i)
+    f[i] = static_cast<float>(std::pow(static_cast<double>(c.rope_theta), -2.0 * i / static_cast<double>(c.head_dim)));
+  if (freq_factors) {
+    for (int64_t i = 0; i < half; ++i) f[i] /= (*freq_factors)[i];
+    return f;
+  }
+  if (!c.rope_scaling) return f;
+  const RopeScaling& s = *c.rope_scaling;
+  if (s.type == "linear") {
+    for (auto& v : f) v /= s.factor;
+  } else if (s.type == "llama3") {
+    const double old_ctx = static_cast<double>(s.original_context > 0 ? s.original_context : 8192);
+    const double low_wl = old_ctx / s.low_freq_factor, high_wl = old_ctx / s.high_freq_factor;
+    for (auto& v : f) {
+      const double wl = 2 * std::numbers::pi / v;
+      if (wl < high_wl) continue;
+      if (wl > low_wl) {
+        v = static_cast<float>(v / s.factor);
+      } else {
+        const double smooth = (old_ctx / wl - s.low_freq_factor) / (s.high_freq_factor - s.low_freq_factor);
+        v = static_cast<float>((1 - smooth) * v / s.factor + smooth * v);
+      }
+    }
+  } else if (s.type != "none" && !s.type.empty()) {
+    fail(Errc::invalid_model, "engine: RoPE scaling '{}' is not supported (llama3, linear)", s.type);
+  }
+  return f;
+}
+
+void check_shape(const ModelTensor& t, std::initializer_list<int64_t> want) {
+  const std::vector<int64_t> w(want);
+  if (t.ne != w) {
+    std::string got, exp;
+    for (auto d : t.ne) got += (got.empty() ? "" : " x ") + std::to_string(d);
+    for (auto d : w) exp += (exp.empty() ? "" : " x ") + std::to_string(d);
+    fail(Errc::invalid_model, "engine: tensor '{}' has shape [{}], expected [{}]", t.name, got, exp);
+  }
+}
+
+}  // namespace
+
+engine::Tensor* Model::Impl::find(std::string_view name) const {
+  auto it = by_name.find(std::string(name));
+  return it == by_name.end() ? nullptr : it->second;
+}
+
+Model::Model() : impl_(std::make_unique<Impl>()) {}
+Model::~Model() = default;
+
+std::unique_ptr<Model> Model::load(const std::filesystem::path& path) {
+  auto src = ModelSource::open(path);
+  return load(*src);
+}
+
+std::unique_ptr<Model> Model::load(const ModelSource& src) {
+  std::unique_ptr<Model> model(new Model());
+  Impl& m = *model->impl_;
+  m.config = src.config();
+  ModelConfig& c = m.config;
+  const std::string& arch = c.architecture;
+  if (arch != "llama" && arch != "qwen2" && arch != "mistral")
+    fail(Errc::invalid_model, "engine: architecture '{}' is not supported (llama, mistral, qwen2)", arch);
+  m.neox_rope = arch == "qwen2";
+
+  const ModelTensor& embd = src.at("token_embd.weight");
+  if (embd.ne.size() != 2) fail(Errc::invalid_model, "engine: token_embd.weight must be 2-D");
+  m.n_vocab = embd.ne[1];
+  if (c.n_embd <= 0) c.n_embd = embd.ne[0];
+  if (c.n_head <= 0 || c.n_layer <= 0) fail(Errc::invalid_model, "engine: head count or block count missing");
+  if (c.n_head_kv <= 0) c.n_head_kv = c.n_head;
+  if (c.head_dim <= 0) c.head_dim = c.n_embd / c.n_head;
+  if (c.n_ff <= 0) {
+    const ModelTensor& g = src.at("blk.0.ffn_gate.weight");
+    c.n_ff = g.ne.size() == 2 ? g.ne[1] : 0;
+  }
+  if (c.n_head % c.n_head_kv != 0 || c.head_dim % 2 != 0)
+    fail(Errc::invalid_model, "engine: {} heads over {} KV heads with head size {} is not a valid layout", c.n_head,
+         c.n_head_kv, c.head_dim);
+  if (c.n_vocab != 0 && c.n_vocab != m.n_vocab) c.n_vocab = m.n_vocab;
+  c.n_vocab = m.n_vocab;
+
+  const gguf::Metadata meta = src.gguf_metadata();
+  m.bos = static_cast<int32_t>(meta.get_int("tokenizer.ggml.bos_token_id").value_or(-1));
+  m.eos = static_cast<int32_t>(meta.get_int("tokenizer.ggml.eos_token_id").value_or(-1));
+  if (const auto* v = meta.find("tokenizer.ggml.add_bos_token"); v && !v->is_array()) m.add_bos = v->as_bool();
+  if (m.bos >= m.n_vocab) m.bos = -1;
+  if (m.eos >= m.n_vocab) m.eos = -1;
+
+  auto add = [&](const ModelTensor& t, bool as_f32) -> Tensor* {
+    auto owned = std::make_unique<Tensor>();
+    Tensor& e = *owned;
+    e.name = t.name;
+    e.ne = t.ne;
+    const int64_t rows = t.n_rows();
+    if (as_f32) {
+      e.type = QuantType::F32;
+      e.data = engine::Buffer(static_cast<size_t>(t.n_elements()) * sizeof(float));
+      src.read_rows_f32(t, 0, rows, reinterpret_cast<float*>(e.data.data()));
+    } else {
+      if (!engine::supports_weight_type(t.type))
+        fail(Errc::invalid_model, "engine: tensor '{}' has type {}, which has no CPU kernel yet", t.name,
+             type_name(t.type));
+      e.type = t.type;
+      const size_t bytes = t.row_bytes() * static_cast<size_t>(rows);
+      // A mapped file's bytes are used where they are (no copy, no second resident copy): the
+      // kernels load weights unaligned, but want float and 16-bit values on their own boundary
+      // (GGUF aligns every tensor to 32 bytes; safetensors only to its element size).
+      const uintptr_t align = t.type == QuantType::F32 ? 4 : (t.type == QuantType::F16 || t.type == QuantType::BF16) ? 2 : 32;
+      if (auto shared = src.share_raw(t); shared && reinterpret_cast<uintptr_t>(shared.get()) % align == 0) {
+        e.data = engine::Buffer(std::move(shared), bytes);
+      } else {
+        e.data = engine::Buffer(bytes);
+        src.read_rows_raw(t, 0, rows, e.data.data());
+      }
+    }
+    if (!e.data.is_shared()) src.release(t);
+    Tensor* p = owned.get();
+    m.by_name[e.name] = p;
+    m.tensors.push_back(std::move(owned));
+    return p;
+  };
+  auto add_linear = [&](const ModelTensor& t, std::string role, int layer) {
+    Tensor* p = add(t, false);
+    LinearInfo li{t.name, std::move(role), layer, p->type, t.ne[0], t.ne[1]};
+    m.linears.push_back(li);
+    m.linear_tensors.push_back(p);
+    return static_cast<int>(m.linears.size() - 1);
+  };
+
+  const int64_t d = c.n_embd, hd = c.head_dim, nq = c.n_head * hd, nkv = c.n_head_kv * hd, ff = c.n_ff;
+  check_shape(embd, {d, m.n_vocab});
+  if (!Registry::instance().cpu().kernels(embd.type).dequantize)
+    fail(Errc::invalid_model, "engine: token_embd.weight has type {}, which cannot be decoded", type_name(embd.type));
+  m.tok_embd = add(embd, false);
+  m.blocks.resize(static_cast<size_t>(c.n_layer));
+  for (int64_t l = 0; l < c.n_layer; ++l) {
+    const std::string p = "blk." + std::to_string(l) + ".";
+    engine::Block& b = m.blocks[static_cast<size_t>(l)];
+    const int li = static_cast<int>(l);
+    const ModelTensor& an = src.at(p + "attn_norm.weight");
+    check_shape(an, {d});
+    b.attn_norm = add(an, true);
+    const ModelTensor& q = src.at(p + "attn_q.weight");
+    check_shape(q, {d, nq});
+    b.wq = add_linear(q, "attn_q", li);
+    const ModelTensor& k = src.at(p + "attn_k.weight");
+    check_shape(k, {d, nkv});
+    b.wk = add_linear(k, "attn_k", li);
+    const ModelTensor& v = src.at(p + "attn_v.weight");
+    check_shape(v, {d, nkv});
+    b.wv = add_linear(v, "attn_v", li);
+    if (const ModelTensor* t = src.find(p + "attn_q.bias")) { check_shape(*t, {nq}); b.bq = add(*t, true); }
+    if (const ModelTensor* t = src.find(p + "attn_k.bias")) { check_shape(*t, {nkv}); b.bk = add(*t, true); }
+    if (const ModelTensor* t = src.find(p + "attn_v.bias")) { check_shape(*t, {nkv}); b.bv = add(*t, true); }
+    const ModelTensor& o = src.at(p + "attn_output.weight");
+    check_shape(o, {nq, d});
+    b.wo = add_linear(o, "attn_output", li);
+    const ModelTensor& fn = src.at(p + "ffn_norm.weight");
+    check_shape(fn, {d});
+    b.ffn_norm = add(fn, true);
+    const ModelTensor& g = src.at(p + "ffn_gate.weight");
+    check_shape(g, {d, ff});
+    b.wgate = add_linear(g, "ffn_gate", li);
+    const ModelTensor& u = src.at(p + "ffn_up.weight");
+    check_shape(u, {d, ff});
+    b.wup = add_linear(u, "ffn_up", li);
+    const ModelTensor& dn = src.at(p + "ffn_down.weight");
+    check_shape(dn, {ff, d});
+    b.wdown = add_linear(dn, "ffn_down", li);
+  }
+  const ModelTensor& on = src.at("output_norm.weight");
+  check_shape(on, {d});
+  m.output_norm = add(on, true);
+  if (const ModelTensor* out = src.find("output.weight")) {
+    check_shape(*out, {d, m.n_vocab});
+    m.output = add_linear(*out, "output", -1);
+  } else {
+    m.linears.push_back(LinearInfo{"token_embd.weight", "output", -1, m.tok_embd->type, d, m.n_vocab});
+    m.linear_tensors.push_back(m.tok_embd);
+    m.output = static_cast<int>(m.linears.size() - 1);
+  }
+
+  std::vector<float> factors;
+  if (const ModelTensor* rf = src.find("rope_freqs.weight")) {
+    check_shape(*rf, {hd / 2});
+    factors.resize(static_cast<size_t>(hd / 2));
+    src.read_rows_f32(*rf, 0, 1, factors.data());
+  }
+  m.rope_inv_freq = rope_frequencies(c, factors.empty() ? nullptr : &factors);
+  return model;
+}
+
+const ModelConfig& Model::config() const { return impl_->config; }
+int64_t Model::n_vocab() const { return impl_->n_vocab; }
+int32_t Model::bos_token() const { return impl_->bos; }
+int32_t Model::eos_token() const { return impl_->eos; }
+bool Model::add_bos() const { return impl_->add_bos; }
+const std::vector<LinearInfo>& Model::linears() const { return impl_->linears; }
+
+const LinearInfo* Model::find_linear(std::string_view name) const {
+  for (const auto& l : impl_->linears)
+    if (l.name == name) return &l;
+  return nullptr;
+}
+
+namespace {
+Tensor& need(const Model::Impl& m, std::string_view name) {
+  Tensor* t = m.find(name);
+  if (!t) fail(Errc::invalid_argument, "engine: the model has no tensor '{}'", name);
+  return *t;
+}
+}  // namespace
+
+QuantType Model::tensor_type(std::string_view name) const { return need(*impl_, name).type; }
+std::vector<int64_t> Model::tensor_shape(std::string_view name) const { return need(*impl_, name).ne; }
+
+void Model::replace_tensor(std::string_view name, QuantType type, std::span<const uint8_t> bytes) {
+  Tensor& t = need(*impl_, name);
+  const bool vector = t.ne.size() == 1;
+  if (!is_known_type_id(static_cast<int32_t>(type)))
+    fail(Errc::invalid_argument, "replace_tensor '{}': unknown type id {}", name, static_cast<int>(type));
+  if (vector && type != QuantType::F32)
+    fail(Errc::invalid_argument, "replace_tensor '{}': norms and biases must be F32, got {}", name, type_name(type));
+  const TypeInfo& info = type_info(type);
+  if (t.row_length() % info.block_size != 0)
+    fail(Errc::invalid_argument, "replace_tensor '{}': row length {} is not a multiple of {}'s block size {}", name,
+         t.row_length(), info.name, info.block_size);
+  if (!vector && !engine::supports_weight_type(type))
+    fail(Errc::invalid_argument, "replace_tensor '{}': type {} has no CPU kernel", name, info.name);
+  if (&t == impl_->tok_embd && !Registry::instance().cpu().kernels(type).dequantize)
+    fail(Errc::invalid_argument, "replace_tensor '{}': the token embedding needs a type that can be decoded, not {}",
+         name, info.name);
+  const size_t want = info.row_bytes(t.row_length()) * static_cast<size_t>(t.n_rows());
+  if (bytes.size() != want)
+    fail(Errc::invalid_argument, "replace_tensor '{}': {} bytes given, {} rows of {} in {} need {}", name, bytes.size(),
+         t.n_rows(), t.row_length(), info.name, want);
+  engine::Buffer buf(want);
+  std::memcpy(buf.data(), bytes.data(), want);
+  t.data = std::move(buf);
+  t.type = type;
+  for (size_t i = 0; i < impl_->linears.size(); ++i)
+    if (impl_->linear_tensors[i] == &t) impl_->linears[i].type = type;
+}
+
+void Model::replace_tensor(std::string_view name, std::span<const float> values, QuantType type) {
+  const Tensor& t = need(*impl_, name);
+  const int64_t n = t.row_length() * t.n_rows();
+  if (static_cast<int64_t>(values.size()) != n)
+    fail(Errc::invalid_argument, "replace_tensor '{}': {} values given, the tensor has {}", name, values.size(), n);
+  if (!is_known_type_id(static_cast<int32_t>(type)))
+    fail(Errc::invalid_argument, "replace_tensor '{}': unknown type id {}", name, static_cast<int>(type));
+  const TypeInfo& info = type_info(type);
+  QuantizeFn q = Registry::instance().quantize(type);
+  if (!q) fail(Errc::invalid_argument, "replace_tensor '{}': type {} cannot be quantized", name, info.name);
+  if (t.row_length() % info.block_size != 0)
+    fail(Errc::invalid_argument, "replace_tensor '{}': row length {} is not a multiple of {}'s block size {}", name,
+         t.row_length(), info.name, info.block_size);
+  std::vector<uint8_t> bytes(info.row_bytes(t.row_length()) * static_cast<size_t>(t.n_rows()));
+  q(values.data(), bytes.data(), t.n_rows(), t.row_length(), nullptr);
+  replace_tensor(name, type, bytes);
+}
+
+std::vector<float> Model::tensor_f32(std::string_view name) const {
+  const Tensor& t = need(*impl_, name);
+  std::vector<float> out(static_cast<size_t>(t.row_length() * t.n_rows()));
+  for (int64_t r = 0; r < t.n_rows(); ++r) engine::dequantize_row(t, r, out.data() + r * t.row_length());
+  return out;
+}
+
+size_t Model::memory_bytes() const {
+  size_t s = 0;
+  for (const auto& t : impl_->tensors) s += t->data.size();
+  return s;
+}
+
+}  // namespace lq

@@ -1,0 +1,271 @@
+// The forward pass: embedding, then per block RMSNorm -> q/k/v (+bias) -> RoPE -> causal GQA
+// attention over the KV cache -> output projection -> residual, RMSNorm -> SwiGLU -> residual;
+// final RMSNorm and the output projection for the requested rows.
+#include "engine/impl.hpp"
+
+#include <lq/error.hpp>
+#include <lq/threads.hpp>
+
+#include "kernels/cpu/engine_kernels.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+
+namespace lq {
+
+using engine::Tensor;
+
+struct Session::Impl {
+  const Model& model;
+  const Model::Impl& m;
+  SessionOptions opt;
+  int threads = 1;
+  int64_t n_ctx = 0;
+  int64_t n_past = 0;
+  int64_t n_out = 0;
+  // K cache: [layer][pos][n_head_kv * head_dim]; V cache transposed: [layer][kv head][head_dim][pos],
+  // so that both attention products read their second operand as contiguous rows.
+  std::vector<float> kcache, vcache;
+  std::vector<float> logits;
+  LinearHook hook;
+  std::vector<LayerActivations> acts;
+  std::vector<float> out_norm_act;
+  // scratch, sized per eval
+  std::vector<float> x, h, q, k, v, attn, proj, gate, up, act, rope_cs;
+
+  Impl(const Model& model_, SessionOptions o) : model(model_), m(model_.impl()), opt(o) {
+    if (o.n_ctx < 0) fail(Errc::invalid_argument, "session: n_ctx must be positive, got {}", o.n_ctx);
+    threads = o.threads > 0 ? o.threads : hardware_threads();
+    const ModelConfig& c = m.config;
+    n_ctx = o.n_ctx > 0 ? o.n_ctx : std::min<int64_t>(c.n_ctx_train > 0 ? c.n_ctx_train : 4096, 4096);
+    const size_t per_layer = static_cast<size_t>(n_ctx * c.n_head_kv * c.head_dim);
+    kcache.assign(per_layer * static_cast<size_t>(c.n_layer), 0.f);
+    vcache.assign(per_layer * static_cast<size_t>(c.n_layer), 0.f);
+    if (o.save_activations) acts.resize(static_cast<size_t>(c.n_layer));
+  }
+
+  // Runs the products of `idx` (weights sharing input `in`) together, then biases and hooks.
+  // A null `outs` entry: the product is not needed; the hook is shown its input only.
+  void run_linears(std::initializer_list<int> idx, const float* in, int64_t n,
+                   std::initializer_list<float*> outs, std::initializer_list<const Tensor*> biases) {
+    if (outs.size() == 1 && *outs.begin() == nullptr) {
+      const int i = *idx.begin();
+      if (hook) hook(LinearEvent{&m.linears[static_cast<size_t>(i)], n, in, nullptr});
+      return;
+    }
+    engine::LinearOp ops[4];
+    size_t c = 0;
+    auto o = outs.begin();
+    for (int i : idx) ops[c++] = engine::LinearOp{m.linear_tensors[static_cast<size_t>(i)], in, n, *o++, !opt.bf16_activations,
+                                               opt.bf16_activations};
+    engine::matmul_many(std::span<const engine::LinearOp>(ops, c), threads);
+    auto b = biases.begin();
+    c = 0;
+    for (int i : idx) {
+      const engine::LinearOp& op = ops[c++];
+      const Tensor* bias = b != biases.end() ? *b++ : nullptr;
+      if (bias) {
+        const int64_t no = op.w->n_rows();
+        const float* bv = bias->f32();
+        for (int64_t t = 0; t < n; ++t)
+          for (int64_t j = 0; j < no; ++j) op.y[t * no + j] += bv[j];
+      }
+      if (hook) hook(LinearEvent{&m.linears[static_cast<size_t>(i)], n, in, op.y});
+    }
+  }
+
+  void rmsnorm(const float* in, const Tensor& w, float* out, int64_t n) const {
+    engine::rms_norm(in, w, m.config.rms_eps, m.config.n_embd, n, out, nullptr, threads);
+  }
+
+  // cos/sin per (token, pair), positions n_past .. n_past + n - 1.
+  void rope_table(int64_t n) {
+    const int64_t half = m.config.head_dim / 2;
+    rope_cs.resize(static_cast<size_t>(n * half * 2));
+    for (int64_t t = 0; t < n; ++t) {
+      const float pos = static_cast<float>(n_past + t);
+      for (int64_t i = 0; i < half; ++i) {
+        const float theta = pos * m.rope_inv_freq[static_cast<size_t>(i)];
+        rope_cs[(t * half + i) * 2] = std::cos(theta);
+        rope_cs[(t * half + i) * 2 + 1] = std::sin(theta);
+      }
+    }
+  }
+
+  void rope(float* data, int64_t n, int64_t heads) const {
+    engine::rope(data, n, heads, m.config.head_dim, m.neox_rope, rope_cs.data(), false, threads);
+  }
+
+  void attention(int64_t layer, int64_t n) {
+    const ModelConfig& c = m.config;
+    const int64_t hd = c.head_dim, nq = c.n_head * hd, nkv = c.n_head_kv * hd;
+    const int64_t group = c.n_head / c.n_head_kv;
+    const float* kc = kcache.data() + static_cast<size_t>(layer * n_ctx * nkv);
+    const float* vc = vcache.data() + static_cast<size_t>(layer * n_ctx * nkv);
+    const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
+    // Blocks of QB query rows against the keys they see: the products skip the masked part at
+    // the kernel's tile granularity, and K and V are packed once per block.
+    constexpr int64_t QB = 256;
+    const int64_t qblocks = (n + QB - 1) / QB;
+    const int64_t items = c.n_head * qblocks;
+    // Work per item ~ rows * keys * head_dim * 2; tiny problems stay on this thread.
+    const int64_t work = n * (n_past + n) * hd * c.n_head * 2;
+    parallel_for(items, work >= (1 << 18) ? threads : 1, 1, [&](int64_t it0, int64_t it1) {
+      thread_local std::vector<float> s;
+      for (int64_t it = it0; it < it1; ++it) {
+        // the later (costlier) blocks first, for the balance of the dynamic schedule
+        const int64_t hh = it % c.n_head, qb = qblocks - 1 - it / c.n_head;
+        const int64_t kvh = hh / group;
+        const int64_t i0 = qb * QB, i1 = std::min(n, i0 + QB), rows = i1 - i0;
+        const int64_t len = n_past + i1;  // keys visible to the last query of the block
+        const int64_t diag = n_past + i0;  // row i sees keys 0 .. diag + i
+        if (s.size() < static_cast<size_t>(QB * len)) s.resize(static_cast<size_t>(QB * len));
+        cpu::GemmArgs qk{rows, len, hd, q.data() + i0 * nq + hh * hd, nq, kc + kvh * hd, QuantType::F32,
+                         nkv, s.data(), len, false};
+        qk.c_causal = diag;
+        cpu::gemm_nt(qk);
+        for (int64_t i = 0; i < rows; ++i) {
+          float* row = s.data() + i * len;
+          const int64_t visible = diag + i + 1;
+          cpu::softmax_row(visible, row, scale);
+          std::fill(row + visible, row + len, 0.f);
+        }
+        cpu::GemmArgs pv{rows, hd, len, s.data(), len, vc + kvh * hd * n_ctx, QuantType::F32, n_ctx,
+                         attn.data() + i0 * nq + hh * hd, nq, false};
+        pv.a_causal = diag;
+        cpu::gemm_nt(pv);
+      }
+    });
+  }
+
+  void eval(std::span<const int32_t> tokens, int64_t first_output) {
+    const ModelConfig& c = m.config;
+    const int64_t n = static_cast<int64_t>(tokens.size());
+    if (n == 0) fail(Errc::invalid_argument, "eval: the token list is empty");
+    if (n_past + n > n_ctx)
+      fail(Errc::invalid_argument, "eval: {} tokens after {} cached positions exceed the context of {}", n, n_past,
+           n_ctx);
+    for (int64_t i = 0; i < n; ++i)
+      if (tokens[i] < 0 || tokens[i] >= m.n_vocab)
+        fail(Errc::invalid_argument, "eval: token id {} at index {} is outside the vocabulary [0, {})", tokens[i], i,
+             m.n_vocab);
+    if (first_output < 0) first_output = n - 1;
+    if (first_output > n) fail(Errc::invalid_argument, "eval: first output {} is beyond the {} tokens", first_output, n);
+
+    const int64_t d = c.n_embd, hd = c.head_dim, nq = c.n_head * hd, nkv = c.n_head_kv * hd, ff = c.n_ff;
+    auto sz = [](int64_t a, int64_t b) { return static_cast<size_t>(a * b); };
+    x.resize(sz(n, d));
+    h.resize(sz(n, d));
+    q.resize(sz(n, nq));
+    k.resize(sz(n, nkv));
+    v.resize(sz(n, nkv));
+    attn.resize(sz(n, nq));
+    proj.resize(sz(n, d));
+    gate.resize(sz(n, ff));
+    up.resize(sz(n, ff));
+    act.resize(sz(n, ff));
+
+    for (int64_t t = 0; t < n; ++t) engine::dequantize_row(*m.tok_embd, tokens[t], x.data() + t * d);
+    rope_table(n);
+
+    for (int64_t l = 0; l < c.n_layer; ++l) {
+      const engine::Block& b = m.blocks[static_cast<size_t>(l)];
+      LayerActivations* sa = opt.save_activations ? &acts[static_cast<size_t>(l)] : nullptr;
+      if (sa) sa->input.assign(x.begin(), x.end());
+
+      rmsnorm(x.data(), *b.attn_norm, h.data(), n);
+      run_linears({b.wq, b.wk, b.wv}, h.data(), n, {q.data(), k.data(), v.data()}, {b.bq, b.bk, b.bv});
+      rope(q.data(), n, c.n_head);
+      rope(k.data(), n, c.n_head_kv);
+
+      if (opt.kv_f16) {
+        engine::round_to_half(k.data(), k.data(), n * nkv, threads);
+        engine::round_to_half(v.data(), v.data(), n * nkv, threads);
+      }
+      float* kc = kcache.data() + static_cast<size_t>(l * n_ctx * nkv);
+      float* vc = vcache.data() + static_cast<size_t>(l * n_ctx * nkv);
+      std::memcpy(kc + n_past * nkv, k.data(), sz(n, nkv) * sizeof(float));
+      parallel_for(nkv, n * nkv >= (1 << 15) ? threads : 1, 16, [&](int64_t j0, int64_t j1) {
+        for (int64_t j = j0; j < j1; ++j)
+          for (int64_t t = 0; t < n; ++t) vc[j * n_ctx + n_past + t] = v[static_cast<size_t>(t * nkv + j)];
+      });
+
+      attention(l, n);
+      if (sa) {
+        sa->attn_norm.assign(h.begin(), h.end());
+        sa->q.assign(q.begin(), q.end());
+        sa->attn.assign(attn.begin(), attn.end());
+      }
+      run_linears({b.wo}, attn.data(), n, {proj.data()}, {});
+      engine::add_into(x.data(), proj.data(), n * d, threads);
+      if (sa) sa->ffn_input.assign(x.begin(), x.end());
+
+      rmsnorm(x.data(), *b.ffn_norm, h.data(), n);
+      run_linears({b.wgate, b.wup}, h.data(), n, {gate.data(), up.data()}, {});
+      parallel_for(n, n * ff >= (1 << 16) ? threads : 1, 8, [&](int64_t t0, int64_t t1) {
+        cpu::silu_mul((t1 - t0) * ff, gate.data() + t0 * ff, up.data() + t0 * ff, act.data() + t0 * ff);
+      });
+      // With no logits wanted, the last block's output feeds nothing (hook_inputs_only).
+      const bool unused = opt.hook_inputs_only && !sa && first_output == n && l + 1 == c.n_layer;
+      run_linears({b.wdown}, act.data(), n, {unused ? nullptr : proj.data()}, {});
+      if (!unused) engine::add_into(x.data(), proj.data(), n * d, threads);
+      if (sa) {
+        sa->ffn_norm.assign(h.begin(), h.end());
+        sa->gate.assign(gate.begin(), gate.end());
+        sa->up.assign(up.begin(), up.end());
+        sa->act.assign(act.begin(), act.end());
+      }
+    }
+    n_past += n;
+
+    n_out = n - first_output;
+    logits.resize(sz(n_out, m.n_vocab));
+    if (n_out == 0) return;
+    rmsnorm(x.data() + first_output * d, *m.output_norm, h.data(), n_out);
+    if (opt.save_activations) out_norm_act.assign(h.begin(), h.begin() + n_out * d);
+    run_linears({m.output}, h.data(), n_out, {logits.data()}, {});
+  }
+};
+
+Session::Session(const Model& model, SessionOptions options) : impl_(std::make_unique<Impl>(model, options)) {}
+Session::~Session() = default;
+
+void Session::eval(std::span<const int32_t> tokens, int64_t first_output) { impl_->eval(tokens, first_output); }
+
+std::span<const float> Session::logits(int64_t i) const {
+  if (i < 0 || i >= impl_->n_out)
+    fail(Errc::invalid_argument, "logits: row {} requested, the last eval produced {}", i, impl_->n_out);
+  return {impl_->logits.data() + i * impl_->m.n_vocab, static_cast<size_t>(impl_->m.n_vocab)};
+}
+
+int64_t Session::n_outputs() const { return impl_->n_out; }
+int64_t Session::n_past() const { return impl_->n_past; }
+int64_t Session::n_ctx() const { return impl_->n_ctx; }
+void Session::clear() { impl_->n_past = 0; }
+
+void Session::truncate(int64_t n) {
+  if (n < 0 || n > impl_->n_past)
+    fail(Errc::invalid_argument, "truncate: {} positions requested, the cache holds {}", n, impl_->n_past);
+  impl_->n_past = n;
+}
+
+void Session::set_linear_hook(LinearHook hook) { impl_->hook = std::move(hook); }
+
+const LayerActivations& Session::activations(int layer) const {
+  if (!impl_->opt.save_activations)
+    fail(Errc::invalid_argument, "activations: the session was created without save_activations");
+  if (layer < 0 || layer >= static_cast<int>(impl_->acts.size()))
+    fail(Errc::invalid_argument, "activations: layer {} out of range [0, {})", layer, impl_->acts.size());
+  return impl_->acts[static_cast<size_t>(layer)];
+}
+
+const std::vector<float>& Session::output_norm_activations() const {
+  if (!impl_->opt.save_activations)
+    fail(Errc::invalid_argument, "activations: the session was created without save_activations");
+  return impl_->out_norm_act;
+}
+
+const Model& Session::model() const { return impl_->model; }
+
+}  // namespace lq

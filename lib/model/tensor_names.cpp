@@ -1,0 +1,119 @@
+// Tensor naming: GGUF <-> Hugging Face names of the Llama family and "blk.N" parsing (see
+// tensor_names.hpp). The per-block table below is the only spelling of these names.
+#include "model/tensor_names.hpp"
+
+#include <charconv>
+
+namespace lq::names {
+namespace {
+
+struct BlockName {
+  std::string_view gguf;  // without the "blk.N." prefix
+  std::string_view hf;    // without the "model.layers.N." prefix
+};
+constexpr BlockName kBlock[] = {
+    {"attn_norm.weight", "input_layernorm.weight"},
+    {"ffn_norm.weight", "post_attention_layernorm.weight"},
+    {"attn_q.weight", "self_attn.q_proj.weight"},
+    {"attn_k.weight", "self_attn.k_proj.weight"},
+    {"attn_v.weight", "self_attn.v_proj.weight"},
+    {"attn_output.weight", "self_attn.o_proj.weight"},
+    {"attn_q.bias", "self_attn.q_proj.bias"},
+    {"attn_k.bias", "self_attn.k_proj.bias"},
+    {"attn_v.bias", "self_attn.v_proj.bias"},
+    {"ffn_gate.weight", "mlp.gate_proj.weight"},
+    {"ffn_up.weight", "mlp.up_proj.weight"},
+    {"ffn_down.weight", "mlp.down_proj.weight"},
+};
+constexpr BlockName kTop[] = {
+    {"token_embd.weight", "model.embed_tokens.weight"},
+    {"output_norm.weight", "model.norm.weight"},
+    {"output.weight", "lm_head.weight"},
+};
+constexpr std::string_view kBlk = "blk.", kLayers = "model.layers.";
+
+// "<prefix>N.rest" -> {N, rest}; block -1 when the prefix or the number is missing.
+SplitName split_prefixed(std::string_view s, std::string_view prefix) noexcept {
+  if (s.substr(0, prefix.size()) != prefix) return {-1, s};
+  const std::string_view tail = s.substr(prefix.size());
+  const size_t dot = tail.find('.');
+  if (dot == 0 || dot == std::string_view::npos) return {-1, s};
+  int n = 0;
+  const auto [p, ec] = std::from_chars(tail.data(), tail.data() + dot, n);
+  if (ec != std::errc() || p != tail.data() + dot || n < 0) return {-1, s};
+  return {n, tail.substr(dot + 1)};
+}
+
+}  // namespace
+
+SplitName split(std::string_view gguf) noexcept { return split_prefixed(gguf, kBlk); }
+
+int block_of(std::string_view gguf) noexcept { return split(gguf).block; }
+
+std::string block_tensor(int block, std::string_view suffix) {
+  return std::string(kBlk) + std::to_string(block) + "." + std::string(suffix);
+}
+
+std::optional<std::string> gguf_to_hf(std::string_view gguf) {
+  const SplitName s = split(gguf);
+  if (s.block < 0) {
+    for (const auto& t : kTop)
+      if (t.gguf == gguf) return std::string(t.hf);
+    return std::nullopt;
+  }
+  for (const auto& b : kBlock)
+    if (b.gguf == s.rest) return std::string(kLayers) + std::to_string(s.block) + "." + std::string(b.hf);
+  return std::nullopt;
+}
+
+std::optional<std::string> hf_to_gguf(std::string_view hf) {
+  for (const auto& t : kTop)
+    if (t.hf == hf) return std::string(t.gguf);
+  const SplitName s = split_prefixed(hf, kLayers);
+  if (s.block < 0) return std::nullopt;
+  for (const auto& b : kBlock)
+    if (b.hf == s.rest) return block_tensor(s.block, b.gguf);
+  return std::nullopt;
+}
+
+std::string hf_module(std::string_view gguf) {
+  const SplitName s = split(gguf);
+  if (s.block < 0) {
+    if (gguf == "token_embd.weight") return "model.embed_tokens";
+    if (gguf == "output.weight") return "lm_head";
+    return std::string(gguf);
+  }
+  std::string_view rest = s.rest;
+  constexpr std::string_view kWeight = ".weight";
+  if (rest.size() > kWeight.size() && rest.substr(rest.size() - kWeight.size()) == kWeight)
+    rest = rest.substr(0, rest.size() - kWeight.size());
+  const std::string base = std::string(kLayers) + std::to_string(s.block) + ".";
+  for (const auto& b : kBlock)
+    if (b.gguf.size() == rest.size() + kWeight.size() && b.gguf.substr(0, rest.size()) == rest &&
+        b.gguf.substr(rest.size()) == kWeight)
+      return base + std::string(b.hf.substr(0, b.hf.size() - kWeight.size()));
+  return base + std::string(rest);
+}
+
+std::string hf_layer(std::string_view gguf) {
+  const SplitName s = split(gguf);
+  if (s.block >= 0) return std::string(kLayers) + std::to_string(s.block);
+  if (gguf == "token_embd.weight") return "model.embed_tokens";
+  if (gguf == "output.weight") return "lm_head";
+  return std::string(gguf);
+}
+
+std::string hf_group(std::string_view gguf) {
+  const SplitName s = split(gguf);
+  if (s.block < 0) {
+    if (gguf == "token_embd.weight") return "model.embed_tokens";
+    if (gguf == "output.weight") return "lm_head";
+    return {};
+  }
+  const std::string base = std::string(kLayers) + std::to_string(s.block);
+  if (s.rest.substr(0, 5) == "attn_") return base + ".self_attn";
+  if (s.rest.substr(0, 4) == "ffn_") return base + ".mlp";
+  return base;
+}
+
+}  // namespace lq::names

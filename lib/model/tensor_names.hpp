@@ -1,0 +1,46 @@
+// Internal: the one place for tensor naming. GGUF names ("blk.3.attn_q.weight") against Hugging
+// Face names ("model.layers.3.self_attn.q_proj.weight") for the Llama family, and the parsing of
+// "blk.N" block indices. Nothing else in the library spells these names or parses "blk.".
+// Pure string functions: no model, file or kernel access here.
+#pragma once
+
+#include <optional>
+#include <string>
+#include <string_view>
+
+namespace lq::names {
+
+/// One GGUF tensor name split at its block: "blk.3.attn_q.weight" -> {3, "attn_q.weight"};
+/// a non-block name ("output.weight") has block -1 and the whole name as its rest.
+struct SplitName {
+  int block = -1;
+  std::string_view rest;
+};
+/// Splits `gguf` as above; a malformed block prefix ("blk.x.", "blk.3") counts as non-block.
+SplitName split(std::string_view gguf) noexcept;
+/// The block index of a GGUF name, or -1 when it is not a block tensor.
+int block_of(std::string_view gguf) noexcept;
+/// "blk.N.<suffix>".
+std::string block_tensor(int block, std::string_view suffix);
+
+/// A GGUF name -> its Hugging Face parameter name ("blk.3.attn_q.weight" ->
+/// "model.layers.3.self_attn.q_proj.weight", "output.weight" -> "lm_head.weight"); nullopt for a
+/// name with no Hugging Face counterpart.
+std::optional<std::string> gguf_to_hf(std::string_view gguf);
+/// A Hugging Face parameter name -> its GGUF name; nullopt when the name is not one the Llama
+/// family stores (the caller decides whether that is an error).
+std::optional<std::string> hf_to_gguf(std::string_view hf);
+
+/// The Hugging Face module of a GGUF weight: "blk.3.attn_q.weight" -> "model.layers.3.self_attn.q_proj",
+/// "token_embd.weight" -> "model.embed_tokens", "output.weight" -> "lm_head"; other non-block
+/// names unchanged, unknown block suffixes keep their GGUF spelling (the analysis reports' names).
+std::string hf_module(std::string_view gguf);
+/// The Hugging Face layer a GGUF tensor belongs to: "model.layers.3", "model.embed_tokens",
+/// "lm_head"; other non-block tensors keep their name.
+std::string hf_layer(std::string_view gguf);
+/// The sub-module group of a tensor for reports: "model.layers.3.self_attn" (attn_*),
+/// "model.layers.3.mlp" (ffn_*), "model.layers.3" (norms), "model.embed_tokens", "lm_head";
+/// empty for other non-block tensors.
+std::string hf_group(std::string_view gguf);
+
+}  // namespace lq::names
