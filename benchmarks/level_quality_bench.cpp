@@ -276,9 +276,9 @@ int main(int argc, char** argv) {
     if (c.llama) evals.push_back(&*c.llama);
   }
   const auto t0 = std::chrono::steady_clock::now();
-  Session sr(*reference, SessionOptions{ctx, threads, false});
+  Session sr(*reference, SessionOptions{ctx, false}, Context{threads});
   std::vector<std::unique_ptr<Session>> sessions;
-  for (Evaluated* e : evals) sessions.push_back(std::make_unique<Session>(*e->model, SessionOptions{ctx, threads, false}));
+  for (Evaluated* e : evals) sessions.push_back(std::make_unique<Session>(*e->model, SessionOptions{ctx, false}, Context{threads}));
   Stats ref_stats;
   const int64_t first = ctx / 2;
   for (int64_t ch = 0; ch < n_chunks; ++ch) {

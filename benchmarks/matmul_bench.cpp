@@ -154,7 +154,8 @@ int main(int argc, char** argv) {
       std::vector<float> y(static_cast<size_t>(m * s.n));
       const double macs = static_cast<double>(m) * s.n * s.k;
       const engine::LinearOp op{&w, x.data(), m, y.data(), float_act};
-      const double te = best_of(reps, [&] { engine::matmul_many(std::span<const engine::LinearOp>(&op, 1), threads); });
+      const engine::Exec ex = engine::Exec::with_threads(threads);
+      const double te = best_of(reps, [&] { engine::matmul_many(ex, std::span<const engine::LinearOp>(&op, 1)); });
       std::printf("| %s | %s | %lld x %lld | %.1f |", tn.c_str(), s.name, static_cast<long long>(s.n),
                   static_cast<long long>(s.k), macs / te * 1e-9);
       if (per_isa) {
