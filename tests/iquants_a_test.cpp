@@ -3,6 +3,7 @@
 // on the real tiny model against llama.cpp's files.
 #include <lq/backend.hpp>
 #include <lq/gguf.hpp>
+#include <lq/model.hpp>
 #include <lq/quant_type.hpp>
 #include <lq/threads.hpp>
 
@@ -294,13 +295,13 @@ std::vector<ModelTensor> load_model(const std::filesystem::path& model, const st
   for (const auto& t : r.tensors()) {
     if (t.ne.size() < 2) continue;
     ModelTensor m{t.name, t.ne[0], t.n_rows(), std::vector<float>(static_cast<size_t>(t.n_elements())), {}};
-    r.read_rows_f32(t, 0, t.n_rows(), m.x.data());
+    read_rows_f32(r, t, 0, t.n_rows(), m.x.data());
     const auto* sum2 = im.find_tensor(t.name + ".in_sum2");
     const auto* counts = im.find_tensor(t.name + ".counts");
     if (sum2 && counts && sum2->ne[0] == t.ne[0]) {
       std::vector<float> s(static_cast<size_t>(sum2->n_elements())), c(static_cast<size_t>(counts->n_elements()));
-      im.read_rows_f32(*sum2, 0, sum2->n_rows(), s.data());
-      im.read_rows_f32(*counts, 0, counts->n_rows(), c.data());
+      read_rows_f32(im, *sum2, 0, sum2->n_rows(), s.data());
+      read_rows_f32(im, *counts, 0, counts->n_rows(), c.data());
       m.imatrix.resize(static_cast<size_t>(t.ne[0]));
       for (int64_t j = 0; j < t.ne[0]; ++j) m.imatrix[j] = c[0] > 0 ? s[j] / c[0] : 1.f;
     }

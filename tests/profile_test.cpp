@@ -164,7 +164,7 @@ TEST_CASE("profile: protected weights survive quantization within 1%", "[profile
     const auto* t = out.find_tensor(w.tensor);
     REQUIRE(t);
     std::vector<float> row(static_cast<size_t>(t->ne[0]));
-    out.read_rows_f32(*t, w.row, 1, row.data());
+    read_rows_f32(out, *t, w.row, 1, row.data());
     INFO(w.tensor << " [" << w.row << "," << w.col << "] " << w.value << " -> " << row[w.col]);
     CHECK(std::fabs(row[static_cast<size_t>(w.col)] - w.value) <= 0.01 * std::fabs(w.value));
   }

@@ -1,3 +1,6 @@
+// File helpers behind io.hpp: atomic output files (two buffers, an optional background writer,
+// O_DIRECT where allowed), read-only mappings, whole-file reads, and the SIGINT/SIGTERM handler
+// that cancels CancelToken::process(). Must not know any file format.
 #include <lq/context.hpp>
 #include <lq/error.hpp>
 #include <lq/io.hpp>
