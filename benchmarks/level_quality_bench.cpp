@@ -217,7 +217,8 @@ int main(int argc, char** argv) {
     QuantizeOptions o;
     o.ftype = c.ftype;
     o.pure = c.pure;
-    o.threads = threads;
+    Context qctx;
+    qctx.threads = threads;
     if (c.imatrix) {
       o.imatrix = &imatrix;
       o.imatrix_path = (golden / "imatrix.gguf").string();
@@ -230,7 +231,7 @@ int main(int argc, char** argv) {
     fs::path out = tmp / (c.key + ".gguf");
     fs::create_directories(out.parent_path());
     try {
-      const QuantizeResult r = Quantizer(o).quantize(*src, out);
+      const QuantizeResult r = Quantizer(o).quantize(*src, out, qctx);
       Evaluated e;
       e.label = "ours";
       e.bytes = r.file_bytes;
