@@ -49,19 +49,13 @@ int run_perplexity(Context& ctx, std::vector<std::string> args) {
   po.full_window = r.count("full-window") > 0;
   if (po.full_window && r.count("kl-divergence"))
     fail(Errc::invalid_argument, "--full-window and --kl-divergence cannot be combined (KL divergence uses llama-perplexity's chunks)");
-  po.threads = ctx.threads;
   po.bf16_activations = r.count("bf16-activations") > 0;
   if (r.count("kv-cache")) po.kv_f16 = parse_kv_cache_f16(r["kv-cache"].as<std::string>());
-  CalibrationData text;
-  if (r.count("file")) {
-    const std::string f = r["file"].as<std::string>();
-    text.texts.push_back(read_text_file(f));
-    text.source = f;
-  } else {
-    text = default_calibration();
-  }
+  const CalibrationData text = r.count("file") ? load_text(r["file"].as<std::string>()) : default_calibration();
 
   TermProgress progress(ctx);
+  const lq::Context run_ctx = library_context(ctx, progress);
+  po.threads = run_ctx.thread_count();
   const std::string model_path = r["model"].as<std::string>();
   progress.message(fmt::format("Loading model: {}", model_path));
   auto src = ModelSource::open(model_path);
@@ -69,23 +63,15 @@ int run_perplexity(Context& ctx, std::vector<std::string> args) {
   std::unique_ptr<ModelSource> ref_src;
   if (r.count("kl-divergence")) {
     ref_src = ModelSource::open(r["kl-divergence"].as<std::string>());
-    const std::string why = vocabulary_mismatch(tokenizer_for(*ref_src), tok);
-    if (!why.empty())
-      throw Error(Errc::invalid_argument,
-                  fmt::format("{} and {} do not share a vocabulary: {}", model_path, ref_src->path().string(), why),
-                  "Measure KL divergence against the model this one was made from");
+    require_same_vocabulary(model_path, tok, ref_src->path().string(), tokenizer_for(*ref_src));
   }
   auto model = Model::load(*src);
   progress.message(fmt::format("Tokenizing {}", text.source));
   const std::vector<int32_t> tokens = calibration_tokens(tok, text);
   const int64_t bos = model->add_bos() && model->bos_token() >= 0 ? 1 : 0;
   const int64_t stream = static_cast<int64_t>(tokens.size()) + (po.full_window ? 0 : bos);
-  if (tokens.empty() || (!po.full_window && stream < 2 * po.ctx))
-    throw Error(Errc::calibration_error,
-                fmt::format("{}: {} tokens, too short for one chunk (at least 2 x ctx = {} tokens are needed)", text.source,
-                            stream, 2 * po.ctx),
-                "Use a longer text or a smaller --ctx");
-  po.progress = perplexity_progress(progress);
+  evaluation_chunks(stream, po.ctx, po.full_window ? ChunkRule::full_window : ChunkRule::perplexity, text.source);
+  po.progress = perplexity_progress(run_ctx);
 
   nlohmann::json j = {{"status", "success"}, {"model", model_path}, {"text", text.source}, {"ctx", po.ctx},
                       {"method", po.full_window ? "full-window" : "llama-perplexity"},

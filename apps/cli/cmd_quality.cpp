@@ -26,14 +26,7 @@ void add_calibration_options(cxxopts::Options& opts) {
 
 void apply_calibration_options(const cxxopts::ParseResult& r, QualityOptions& qo) {
   if (r.count("calibration-data")) qo.calibration = load_calibration(r["calibration-data"].as<std::string>());
-  if (r.count("calibration-samples")) {
-    qo.samples = r["calibration-samples"].as<int64_t>();
-    if (qo.samples <= 0) fail(Errc::invalid_argument, "--calibration-samples must be positive, got {}", qo.samples);
-  }
-  if (r.count("ctx")) {
-    qo.ctx = r["ctx"].as<int64_t>();
-    if (qo.ctx < 3) fail(Errc::invalid_argument, "--ctx must be at least 3, got {}", qo.ctx);
-  }
+  apply_samples_and_ctx(r, qo);
 }
 
 void check_output_dir(const fs::path& out) {
@@ -70,18 +63,16 @@ int cmd_report(Context& ctx, std::vector<std::string> args) {
   qo.include_layers = r.count("include-layers") > 0;
   qo.coherence = r.count("coherence-check") > 0 || r.count("prompts") > 0;
   if (r.count("prompts")) qo.coherence_options.prompts = load_prompts(r["prompts"].as<std::string>());
-  qo.quality_threshold_pct = env_number("LLM_QUANTIZE_QUALITY_THRESHOLD", 20);
-  qo.coherence_threshold = env_number("LLM_QUANTIZE_COHERENCE_THRESHOLD", 0.5);
-  qo.threads = ctx.threads;
+  apply_env_thresholds(qo);
   TermProgress progress(ctx);
-  qo.progress = &progress;
-  const QualityReport rep = quality_report(r["original"].as<std::string>(), r["quantized"].as<std::string>(), qo);
-  const nlohmann::json j = rep.to_json();
+  const QualityReport rep =
+      quality_report(r["original"].as<std::string>(), r["quantized"].as<std::string>(), qo, library_context(ctx, progress));
+  const std::string j = rep.to_json_string();
   if (r.count("output")) {
-    write_json_file(r["output"].as<std::string>(), j);
+    write_text_file(r["output"].as<std::string>(), j);
     progress.message(fmt::format("Report written: {}", r["output"].as<std::string>()));
   }
-  if (ctx.format == Format::json) print_json(j);
+  if (ctx.format == Format::json) std::cout << j << "\n" << std::flush;
   else print_quality_human(rep);
   return 0;
 }
@@ -176,32 +167,22 @@ int cmd_compare(Context& ctx, std::vector<std::string> args) {
   int64_t ppl_ctx = 0, ppl_chunks = 0;
   if (metrics.perplexity) {
     const Tokenizer tok = tokenizer_for(*sources[0]);
-    for (size_t i = 1; i < sources.size(); ++i) {
-      const std::string why = vocabulary_mismatch(tok, tokenizer_for(*sources[i]));
-      if (!why.empty())
-        throw Error(Errc::invalid_argument,
-                    fmt::format("{} and {} do not share a vocabulary: {}", models[0], models[i], why),
-                    "Compare quantized models with the model they were made from");
-    }
+    for (size_t i = 1; i < sources.size(); ++i) require_same_vocabulary(models[0], tok, models[i], tokenizer_for(*sources[i]));
     const CalibrationData calib = qo.calibration ? *qo.calibration : default_calibration();
     calib_source = calib.source;
     const std::vector<int32_t> tokens = calibration_tokens(tok, calib);
     ppl_ctx = default_quality_ctx(sources[0]->config(), qo.ctx);
     const int64_t stream = static_cast<int64_t>(tokens.size()) + (tok.add_bos() && tok.bos_id() >= 0 ? 1 : 0);
-    if (stream < 2 * ppl_ctx)
-      throw Error(Errc::calibration_error,
-                  fmt::format("{}: {} tokens, too short for one evaluation chunk (at least 2 x ctx = {} tokens are needed)",
-                              calib.source, stream, 2 * ppl_ctx),
-                  "Use a longer calibration text or a smaller --ctx");
-    ppl_chunks = std::min(stream / ppl_ctx, qo.samples);
+    ppl_chunks = std::min(evaluation_chunks(stream, ppl_ctx, ChunkRule::perplexity, calib.source), qo.samples);
     if (ppl_chunks < qo.samples)
       progress.message(fmt::format("warning: the calibration data holds {} chunks of {} tokens; evaluating {} instead of {}",
                                    ppl_chunks, ppl_ctx, ppl_chunks, qo.samples));
     PerplexityOptions po;
     po.ctx = ppl_ctx;
     po.chunks = ppl_chunks;
-    po.threads = ctx.threads;
-    po.progress = perplexity_progress(progress);
+    const lq::Context run_ctx = library_context(ctx, progress);
+    po.threads = run_ctx.thread_count();
+    po.progress = perplexity_progress(run_ctx);
     for (size_t i = 0; i < sources.size(); ++i) {
       progress.message(fmt::format("Perplexity of {} ({} chunks of {} tokens)", models[i], ppl_chunks, ppl_ctx));
       auto model = Model::load(*sources[i]);

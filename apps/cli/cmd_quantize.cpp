@@ -195,7 +195,7 @@ int run_quantize(Context& ctx, std::vector<std::string> args) {
   if (r.count("super-weights")) protect = load_super_weights(r["super-weights"].as<std::string>());
   if (r.count("protect-super-weights") && protect.empty()) {
     progress.message(fmt::format("Identifying super weights (coverage: {:g}%)", coverage * 100));
-    protect = select_by_coverage(*src, imatrix, coverage, ctx.threads);
+    protect = select_by_coverage(*src, imatrix, coverage, library_context(ctx, progress));
   }
   std::optional<ProfileResolution> resolution;
   if (dynamic || !protect.empty()) {
@@ -268,22 +268,19 @@ int run_quantize(Context& ctx, std::vector<std::string> args) {
     auto original = Model::load(*src);
     auto quantized = Model::load(*qsrc);
     CoherenceOptions co;
-    co.threads = ctx.threads;
-    co.progress = &progress;
+    const lq::Context gate_ctx = library_context(ctx, progress);
     if (want_quality) {
       progress.message("Computing quality metrics...");
       QualityOptions gq;
       gq.samples = static_cast<int64_t>(gate_samples);
-      gq.threads = ctx.threads;
-      gq.progress = &progress;
       gq.quality_threshold_pct = quality_threshold;
-      quality = quality_report(*src, *original, *qsrc, *quantized, gq);
+      quality = quality_report(*src, *original, *qsrc, *quantized, gq, gate_ctx);
       progress.message(fmt::format("Perplexity: {:.3f} \u2192 {:.3f} ({:+.1f}%)", quality->perplexity_original,
                                    quality->perplexity_quantized, quality->perplexity_delta_pct));
     }
     if (want_coherence) {
       progress.message("Checking output coherence...");
-      coherence = coherence_check(*quantized, *original, tokenizer_for(*src), co);
+      coherence = coherence_check(*quantized, *original, tokenizer_for(*src), co, gate_ctx);
       if (quality) quality->grade = quality_grade(quality->perplexity_delta_pct, coherence->score);
     }
     if (coherence)

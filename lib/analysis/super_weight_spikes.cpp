@@ -2,16 +2,15 @@
 // on a short prompt, find the block whose largest input and output both stand out from the
 // other blocks by an order of magnitude, take W_down[j, k] (j = channel of the largest output,
 // k = channel of the largest input), confirm by zeroing it, and repeat with it zeroed.
+// The JSON of a detection is in formats/super_weight_file.cpp.
 #include <lq/error.hpp>
 #include <lq/importance.hpp>
 
-#include <fmt/format.h>
+#include "model/tensor_names.hpp"
 
 #include <algorithm>
 #include <cmath>
 #include <map>
-
-using nlohmann::json;
 
 namespace lq {
 namespace {
@@ -93,7 +92,8 @@ bool exact_type(QuantType t) { return t == QuantType::F32 || t == QuantType::F16
 }  // namespace
 
 SuperWeightDetection detect_super_weights(Model& model, std::span<const int32_t> prompt,
-                                          const SuperWeightDetectOptions& o) {
+                                          const SuperWeightDetectOptions& o, const Context& ctx) {
+  const int threads = ctx.thread_count();
   if (prompt.empty()) fail(Errc::invalid_argument, "super-weight detection: the prompt is empty");
   if (!(o.spike_ratio > 1)) fail(Errc::invalid_argument, "super-weight detection: spike ratio must exceed 1, got {}", o.spike_ratio);
   SuperWeightDetection det;
@@ -118,9 +118,10 @@ SuperWeightDetection detect_super_weights(Model& model, std::span<const int32_t>
 
   try {
     std::vector<std::vector<float>> outputs;
-    Pass pass = observe(model, prompt, o.threads, nullptr);
+    Pass pass = observe(model, prompt, threads, nullptr);
     det.layers = pass.layers;
     for (int round = 0; round < o.max_rounds; ++round) {
+      ctx.check_cancelled();
       det.rounds = round + 1;
       std::vector<double> rin, rout, med_out;
       ratios(pass.layers, rin, rout, med_out);
@@ -130,7 +131,7 @@ SuperWeightDetection detect_super_weights(Model& model, std::span<const int32_t>
           best = static_cast<int>(l);
       if (best < 0) break;
       const DownProjMaxima& m = pass.layers[static_cast<size_t>(best)];
-      const std::string name = fmt::format("blk.{}.ffn_down.weight", best);
+      const std::string name = names::block_tensor(best, "ffn_down.weight");
       const int64_t n_in = model.tensor_shape(name)[0];
       const std::vector<float> w = model.tensor_f32(name);
       const float* wrow = w.data() + m.output_channel * n_in;
@@ -161,7 +162,7 @@ SuperWeightDetection detect_super_weights(Model& model, std::span<const int32_t>
         sw.weight = ProtectedWeight{name, m.output_channel, k, wrow[k]};
         if (!o.confirm) break;
         set_element(name, m.output_channel, k, 0.0f);
-        after = observe(model, prompt, o.threads, &outputs);
+        after = observe(model, prompt, threads, &outputs);
         const auto& y = outputs[static_cast<size_t>(best)];
         sw.output_after = std::fabs(y[static_cast<size_t>(m.token * model.tensor_shape(name)[1] + m.output_channel)]);
         confirmed = sw.output_after < threshold;
@@ -172,7 +173,7 @@ SuperWeightDetection detect_super_weights(Model& model, std::span<const int32_t>
       if (!o.confirm) {
         // Unconfirmed mode: zero it anyway to look for the next spike.
         set_element(name, m.output_channel, sw.weight.col, 0.0f);
-        after = observe(model, prompt, o.threads, nullptr);
+        after = observe(model, prompt, threads, nullptr);
       }
       if (o.confirm && !confirmed) sw.weight.col = m.input_channel, sw.weight.value = wrow[m.input_channel];
       det.found.push_back(sw);
@@ -185,33 +186,6 @@ SuperWeightDetection detect_super_weights(Model& model, std::span<const int32_t>
   }
   restore_all();
   return det;
-}
-
-json super_weight_detection_json(const SuperWeightDetection& d) {
-  json layers = json::array();
-  for (const auto& m : d.layers)
-    layers.push_back({{"layer", m.layer},
-                      {"input_max", m.input_max},
-                      {"input_channel", m.input_channel},
-                      {"output_max", m.output_max},
-                      {"output_channel", m.output_channel},
-                      {"token", m.token}});
-  json found = json::array();
-  for (const auto& s : d.found)
-    found.push_back({{"tensor", s.weight.tensor},
-                     {"layer", s.layer},
-                     {"row", s.weight.row},
-                     {"col", s.weight.col},
-                     {"value", s.weight.value},
-                     {"input_max", s.input_max},
-                     {"output_max", s.output_max},
-                     {"input_ratio", s.input_ratio},
-                     {"output_ratio", s.output_ratio},
-                     {"confirmed", s.confirmed},
-                     {"output_after_zeroing", s.output_after},
-                     {"largest_contributor_col", s.largest_contributor}});
-  return {{"method", "activation spikes in ffn_down (Yu et al. 2024)"}, {"rounds", d.rounds}, {"layers", layers},
-          {"found", found}};
 }
 
 }  // namespace lq
