@@ -2,6 +2,7 @@
 // chunking) and generation (greedy or sampled).
 #include "engine/impl.hpp"
 
+#include <lq/calibration.hpp>
 #include <lq/error.hpp>
 #include <lq/threads.hpp>
 
@@ -54,11 +55,7 @@ class WindowPlan {
       if (o.prepend_bos && replace_bos_) stream_.push_back(bos_);
       stream_.insert(stream_.end(), tokens.begin(), tokens.end());
       const int64_t n = static_cast<int64_t>(stream_.size());
-      if (n < 2 * o.ctx)
-        fail(Errc::invalid_argument,
-             "{}: {} tokens given, at least {} (2 x ctx {}) are needed; use a smaller ctx or a longer text", what, n,
-             2 * o.ctx, o.ctx);
-      count_ = n / o.ctx;
+      count_ = evaluation_chunks(n, o.ctx, ChunkRule::perplexity, what);
     }
     if (o.chunks > 0) count_ = std::min(count_, o.chunks);
   }
