@@ -56,14 +56,7 @@ int run_analyze_quality(Context& ctx, std::vector<std::string> args) {
   TermProgress progress(ctx);
   const QualityReport rep = quality_report(r["reference"].as<std::string>(), r["quantized"].as<std::string>(), qo,
                                            library_context(ctx, progress));
-  const std::string j = rep.to_analysis_json_string();
-  if (r.count("output")) {
-    write_text_file(r["output"].as<std::string>(), j);
-    progress.message(fmt::format("Report written: {}", r["output"].as<std::string>()));
-  }
-  if (ctx.format == Format::json) std::cout << j << "\n" << std::flush;
-  else print_quality_human(rep);
-  return 0;
+  return emit_quality_report(ctx, r, rep, rep.to_analysis_json_string(), progress);
 }
 
 }  // namespace lq::cli

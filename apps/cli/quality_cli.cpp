@@ -40,6 +40,17 @@ void apply_env_thresholds(QualityOptions& qo) {
   qo.coherence_threshold = g.min_coherence;
 }
 
+int emit_quality_report(const Context& ctx, const cxxopts::ParseResult& r, const QualityReport& rep,
+                        const std::string& doc, Progress& progress) {
+  if (r.count("output")) {
+    write_text_file(r["output"].as<std::string>(), doc);
+    progress.message(fmt::format("Report written: {}", r["output"].as<std::string>()));
+  }
+  if (ctx.format == Format::json) std::cout << doc << "\n" << std::flush;
+  else print_quality_human(rep);
+  return 0;
+}
+
 void no_csv(const Context& ctx, const char* command) {
   if (ctx.format == Format::csv) fail(Errc::invalid_argument, "{}: --format csv is not available (human, json)", command);
 }

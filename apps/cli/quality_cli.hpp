@@ -23,6 +23,11 @@ void apply_samples_and_ctx(const cxxopts::ParseResult& r, QualityOptions& qo);
 /// The warning thresholds of a quality report from lq::gate_settings_from_env() (the environment).
 void apply_env_thresholds(QualityOptions& qo);
 
+/// Writes `doc` (a report's JSON) to -o when given, then prints it (--format json) or the report
+/// for people. Returns the exit code (0).
+int emit_quality_report(const Context& ctx, const cxxopts::ParseResult& r, const QualityReport& rep,
+                        const std::string& doc, Progress& progress);
+
 /// Refuses --format csv for a command that has no CSV output (Errc::invalid_argument).
 void no_csv(const Context& ctx, const char* command);
 

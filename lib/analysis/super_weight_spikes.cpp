@@ -20,6 +20,20 @@ struct Pass {
   std::vector<std::vector<float>> input_at_peak;  // per layer: the input row of the output maximum's token
 };
 
+// Raises `max` to the largest |x| of a tokens x channels block where that is larger, recording its
+// channel (and token); the first position wins a tie.
+void track_peak(const float* x, int64_t n_tokens, int64_t n_channels, float& max, int64_t& channel, int64_t* token) {
+  for (int64_t t = 0; t < n_tokens; ++t)
+    for (int64_t c = 0; c < n_channels; ++c) {
+      const float v = std::fabs(x[t * n_channels + c]);
+      if (v > max) {
+        max = v;
+        channel = c;
+        if (token) *token = t;
+      }
+    }
+}
+
 // Element (token, channel) of every block's ffn_down output on the prompt, for confirmation.
 Pass observe(Model& model, std::span<const int32_t> prompt, int threads, std::vector<std::vector<float>>* outputs) {
   const int64_t n_layer = model.config().n_layer;
@@ -34,23 +48,8 @@ Pass observe(Model& model, std::span<const int32_t> prompt, int threads, std::ve
     DownProjMaxima& m = p.layers[static_cast<size_t>(l)];
     m.layer = l;
     const int64_t ni = ev.linear->n_in, no = ev.linear->n_out;
-    for (int64_t t = 0; t < ev.n_tokens; ++t)
-      for (int64_t c = 0; c < ni; ++c) {
-        const float v = std::fabs(ev.input[t * ni + c]);
-        if (v > m.input_max) {
-          m.input_max = v;
-          m.input_channel = c;
-        }
-      }
-    for (int64_t t = 0; t < ev.n_tokens; ++t)
-      for (int64_t c = 0; c < no; ++c) {
-        const float v = std::fabs(ev.output[t * no + c]);
-        if (v > m.output_max) {
-          m.output_max = v;
-          m.output_channel = c;
-          m.token = t;
-        }
-      }
+    track_peak(ev.input, ev.n_tokens, ni, m.input_max, m.input_channel, nullptr);
+    track_peak(ev.output, ev.n_tokens, no, m.output_max, m.output_channel, &m.token);
     p.input_at_peak[static_cast<size_t>(l)].assign(ev.input + m.token * ni, ev.input + (m.token + 1) * ni);
     if (outputs) (*outputs)[static_cast<size_t>(l)].assign(ev.output, ev.output + ev.n_tokens * no);
   });
