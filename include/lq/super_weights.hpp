@@ -41,7 +41,7 @@ LQ_API std::vector<ProtectedWeight> merge_super_weights(const SuperWeightDetecti
                                                         const std::vector<ProtectedWeight>& by_coverage);
 
 /// What identify_super_weights() chose, and why.
-struct SuperWeightSelection {
+struct LQ_API SuperWeightSelection {
   std::vector<ProtectedWeight> weights;  ///< merge_super_weights() of the two rules
   SuperWeightDetection detection;        ///< the spike detection
   double coverage = 0;                   ///< the coverage rule's fraction
