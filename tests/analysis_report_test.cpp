@@ -21,17 +21,7 @@ auto has_code(Errc c) {
 }
 
 DetectedSuperWeight spike(const std::string& tensor, int64_t row, int64_t col, float value, bool confirmed) {
-  DetectedSuperWeight s;
-  s.weight = {tensor, row, col, value};
-  s.layer = 1;
-  s.input_max = 123.5f;
-  s.output_max = 77.25f;
-  s.input_ratio = 41.5;
-  s.output_ratio = 12.0;
-  s.confirmed = confirmed;
-  s.output_after = 0.125f;
-  s.largest_contributor = col;
-  return s;
+  return {{tensor, row, col, value}, 1, 123.5f, 77.25f, 41.5, 12.0, confirmed, 0.125f, col};
 }
 
 }  // namespace
