@@ -147,13 +147,7 @@ int cmd_compare(Context& ctx, std::vector<std::string> args) {
     row.path = m;
     row.name = display_name(m);
     row.size = size_info(*sources.back());
-    if (sources.back()->is_gguf()) {
-      const auto ft = sources.back()->gguf_metadata().get_int("general.file_type");
-      if (ft) try {
-          row.level = file_type_info(static_cast<FileType>(*ft & ~int64_t{1024})).name;
-        } catch (const Error&) {
-        }
-    }
+    row.level = quantization_level(*sources.back());
     rows.push_back(std::move(row));
   }
   std::string calib_source;

@@ -139,6 +139,9 @@ struct SizeInfo {
   double bpw = 0;             ///< tensor bits / weights (effective bits per weight)
 };
 LQ_API SizeInfo size_info(const ModelSource& source);
+/// The quantization level a GGUF records in general.file_type ("Q4_K_M"; llama.cpp's "guessed"
+/// flag ignored); "" for other sources or a file type this library does not know.
+LQ_API std::string quantization_level(const ModelSource& source);
 
 /// Settings of quality_report().
 struct QualityOptions {

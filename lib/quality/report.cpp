@@ -17,6 +17,18 @@ namespace fs = std::filesystem;
 
 namespace lq {
 
+std::string quantization_level(const ModelSource& src) {
+  if (!src.is_gguf()) return {};
+  const gguf::Metadata m = src.gguf_metadata();
+  const auto ft = m.get_int("general.file_type");
+  if (!ft) return {};
+  try {
+    return file_type_info(static_cast<FileType>(*ft & ~int64_t{1024})).name;  // 1024: llama.cpp's "guessed" flag
+  } catch (const Error&) {
+    return {};
+  }
+}
+
 int64_t default_quality_ctx(const ModelConfig& config, int64_t requested) noexcept {
   if (requested > 0) return requested;
   return config.n_ctx_train > 0 ? std::min<int64_t>(512, config.n_ctx_train) : 512;
@@ -31,18 +43,6 @@ std::string now_iso() {
   char buf[32];
   std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
   return buf;
-}
-
-std::string level_of(const ModelSource& src) {
-  if (!src.is_gguf()) return {};
-  const gguf::Metadata m = src.gguf_metadata();
-  const auto ft = m.get_int("general.file_type");
-  if (!ft) return {};
-  try {
-    return file_type_info(static_cast<FileType>(*ft & ~int64_t{1024})).name;  // 1024: llama.cpp's "guessed" flag
-  } catch (const Error&) {
-    return {};
-  }
 }
 
 bool uses_imatrix(const ModelSource& src) {
@@ -63,7 +63,7 @@ QualityReport report_impl(const ModelSource& original_src, const Model& original
   QualityReport r;
   r.original_model = original_src.path().string();
   r.quantized_model = quantized_src.path().string();
-  r.quantization_level = level_of(quantized_src);
+  r.quantization_level = quantization_level(quantized_src);
   r.quantized_with_imatrix = uses_imatrix(quantized_src);
 
   const Tokenizer tok = checked ? *checked : tokenizer_for(original_src);
