@@ -147,12 +147,13 @@ Figures run_ours_once(const fs::path& model, const fs::path& text, ImportanceMet
   o.method = m;
   o.ctx = ctx;
   o.samples = chunks;
-  o.threads = threads;
   o.activations = llama_act ? ActivationRounding::llama : ActivationRounding::exact;
   ImportanceAnalyzer an(*src, o);
   an.set_calibration(load_calibration(text));
+  lq::Context run_ctx;
+  run_ctx.threads = threads;
   const double c0 = cpu_s(RUSAGE_SELF);
-  const ImportanceResult r = an.run();
+  const ImportanceResult r = an.run(run_ctx);
   const double c1 = cpu_s(RUSAGE_SELF);
   return {r.tokens_per_second(), 1000.0 * (c1 - c0) / static_cast<double>(r.tokens), r.layers};
 }
@@ -244,12 +245,13 @@ ImportanceResult analyze_golden_setting(const Args& a, const fs::path& model, co
   ImportanceOptions o;
   o.ctx = ref.chunk_size;
   o.samples = ref.chunk_count;
-  o.threads = a.threads;
   o.activations = r;
   o.kv_f16 = kv_f16;
   ImportanceAnalyzer an(*src, o);
   an.set_calibration(load_calibration(text));
-  return an.run();
+  lq::Context run_ctx;
+  run_ctx.threads = a.threads;
+  return an.run(run_ctx);
 }
 
 void golden(const Args& a) {

@@ -10,6 +10,7 @@
 #include <lq/super_weights.hpp>
 
 #include "engine/backward.hpp"
+#include "formats/super_weight_json.hpp"
 #include "support/support.hpp"
 
 #include <catch2/catch.hpp>
@@ -369,12 +370,11 @@ TEST_CASE("analyze: gradient and Fisher aggregation", "[analyze][gradient]") {
     o.method = m;
     o.ctx = 16;
     o.samples = 8;
-    o.threads = 2;
     ImportanceAnalyzer an(*src, o);
     an.set_tokens(stream, "random");
     REQUIRE(an.chunks().size() == 3);
     CHECK(an.warnings().size() == 1);  // 3 chunks available, 8 asked
-    res[m] = an.run();
+    res[m] = an.run(lq::Context{.threads = 2});
   }
   // Reference: full weight gradients per chunk, reduced here.
   auto model = Model::load(*src);
@@ -431,10 +431,9 @@ TEST_CASE("analyze: results do not depend on the thread count", "[analyze]") {
       ImportanceOptions o;
       o.method = m;
       o.ctx = 64;
-      o.threads = t;
       ImportanceAnalyzer an(*src, o);
       an.set_tokens(stream, "random");
-      an.run().imatrix.save_gguf(tmp / "t.gguf");
+      an.run(lq::Context{.threads = t}).imatrix.save_gguf(tmp / "t.gguf");
       bytes[t - 1] = read_bytes(tmp / "t.gguf");
     }
     CHECK(bytes[0] == bytes[1]);
@@ -560,22 +559,20 @@ TEST_CASE("analyze: a resumed run gives the same bytes as an uninterrupted one",
     ImportanceOptions o;
     o.method = m;
     o.ctx = 16;
-    o.threads = 2;
     {
       ImportanceAnalyzer an(*src, o);
       an.set_tokens(stream, "random");
-      an.run().imatrix.save_gguf(tmp / "full.gguf");
+      an.run(lq::Context{.threads = 2}).imatrix.save_gguf(tmp / "full.gguf");
     }
     const fs::path ck = tmp / "ck";
     ImportanceOptions oi = o;
     oi.checkpoint_dir = ck;
     InterruptAfter stop(2);
-    oi.progress = &stop;
     {
       ImportanceAnalyzer an(*src, oi);
       an.set_tokens(stream, "random");
       try {
-        an.run();
+        an.run(lq::Context{.threads = 2, .progress = &stop});
         FAIL("not interrupted");
       } catch (const Error& e) {
         CHECK(e.code() == Errc::interrupted);
@@ -674,7 +671,7 @@ TEST_CASE("analyze: a planted super weight is found at its coordinates", "[analy
   for (const auto& f2 : det.found) UNSCOPED_INFO("found layer " << f2.layer << " [" << f2.weight.row << "," << f2.weight.col << "] in x" << f2.input_ratio << " out x" << f2.output_ratio << " confirmed " << f2.confirmed);
   CHECK(det.found.size() == 1);  // nothing else spikes once it is zeroed
   CHECK(model->tensor_f32("blk.1.ffn_down.weight") == before);  // restored
-  const auto js = super_weight_detection_json(det);
+  const auto js = formats::detection_to_json(det);
   CHECK(js["found"][0]["row"] == 37);
 
 }
@@ -732,7 +729,6 @@ TEST_CASE("analyze: NaN or infinite values stop the analysis (exit 16) and write
     ImportanceOptions o;
     o.method = m;
     o.ctx = 16;
-    o.threads = 2;
     o.checkpoint_dir = tmp / "ck";
     ImportanceAnalyzer an(*src, o);
     an.set_tokens(random_tokens(16 * 3, spec.vocab, 4), "random");

@@ -7,6 +7,8 @@
 #include <lq/gguf.hpp>
 #include <lq/quality.hpp>
 
+#include "model/tensor_names.hpp"
+#include "quality/internal.hpp"
 #include "support/support.hpp"
 
 #include <catch2/catch.hpp>
@@ -125,12 +127,12 @@ TEST_CASE("quality: fluency is the per-token probability relative to the origina
 }
 
 TEST_CASE("quality: layer groups and their aggregation", "[quality]") {
-  CHECK(layer_group("blk.3.attn_q.weight") == "model.layers.3.self_attn");
-  CHECK(layer_group("blk.12.attn_output.weight") == "model.layers.12.self_attn");
-  CHECK(layer_group("blk.0.ffn_down.weight") == "model.layers.0.mlp");
-  CHECK(layer_group("output.weight") == "lm_head");
-  CHECK(layer_group("token_embd.weight") == "model.embed_tokens");
-  CHECK(layer_group("rope_freqs.weight").empty());
+  CHECK(names::hf_group("blk.3.attn_q.weight") == "model.layers.3.self_attn");
+  CHECK(names::hf_group("blk.12.attn_output.weight") == "model.layers.12.self_attn");
+  CHECK(names::hf_group("blk.0.ffn_down.weight") == "model.layers.0.mlp");
+  CHECK(names::hf_group("output.weight") == "lm_head");
+  CHECK(names::hf_group("token_embd.weight") == "model.embed_tokens");
+  CHECK(names::hf_group("rope_freqs.weight").empty());
   std::vector<TensorError> e(3);
   e[0] = {"blk.0.attn_q.weight", "model.layers.0.self_attn", "Q4_K", 100, 1.0, 0.5, 0.1, 4.5};
   e[1] = {"blk.0.attn_k.weight", "model.layers.0.self_attn", "Q6_K", 300, 3.0, 0.9, 0.1, 6.5625};
@@ -159,12 +161,12 @@ TEST_CASE("quality: prompt files and text files", "[quality]") {
     CHECK_THROWS_MATCHES(load_prompts(write_text(d, name, content)), Error, has_code(Errc::calibration_error));
   }
   CHECK_THROWS_MATCHES(load_prompts(d / "missing.json"), Error, has_code(Errc::calibration_error));
-  CHECK(read_text_file(write_text(d, "t.txt", "hello\n")) == "hello\n");
-  CHECK_THROWS_MATCHES(read_text_file(d / "missing.txt"), Error, has_code(Errc::calibration_error));
-  CHECK_THROWS_MATCHES(read_text_file(write_text(d, "e.txt", " \n\n")), Error, has_code(Errc::calibration_error));
-  CHECK_THROWS_MATCHES(read_text_file(write_text(d, "n.txt", std::string("a\0b", 3))), Error,
+  CHECK(load_text(write_text(d, "t.txt", "hello\n")).texts == std::vector<std::string>{"hello\n"});
+  CHECK_THROWS_MATCHES(load_text(d / "missing.txt"), Error, has_code(Errc::calibration_error));
+  CHECK_THROWS_MATCHES(load_text(write_text(d, "e.txt", " \n\n")), Error, has_code(Errc::calibration_error));
+  CHECK_THROWS_MATCHES(load_text(write_text(d, "n.txt", std::string("a\0b", 3))), Error,
                        has_code(Errc::calibration_error));
-  CHECK_THROWS_MATCHES(read_text_file(d.path()), Error, has_code(Errc::calibration_error));
+  CHECK_THROWS_MATCHES(load_text(d.path()), Error, has_code(Errc::calibration_error));
 }
 
 TEST_CASE("quality: per-tensor errors equal llama.cpp's figures", "[quality]") {
@@ -176,7 +178,7 @@ TEST_CASE("quality: per-tensor errors equal llama.cpp's figures", "[quality]") {
   const auto manifest = nlohmann::json::parse(mf)["files"]["pure/Q4_0.gguf"]["tensors"];
   auto osrc = ModelSource::open(*hf);
   auto qsrc = ModelSource::open(*q4);
-  const auto errors = weight_errors(*osrc, *qsrc, 2);
+  const auto errors = weight_errors(*osrc, *qsrc, lq::Context{.threads = 2});
   CHECK(errors.size() == 2 + 6 * 7);  // token_embd, output, 7 linears per block
   for (const auto& e : errors) {
     INFO(e.tensor);
@@ -206,8 +208,7 @@ TEST_CASE("quality: the report agrees with perplexity() and kl_divergence()", "[
   o.calibration = load_calibration(*eval);
   o.ctx = 64;
   o.samples = 3;
-  o.threads = 2;
-  const QualityReport r = quality_report(*osrc, *om, *qsrc, *qm, o);
+  const QualityReport r = quality_report(*osrc, *om, *qsrc, *qm, o, lq::Context{.threads = 2});
 
   const Tokenizer tok = tokenizer_for(*osrc);
   const auto tokens = calibration_tokens(tok, *o.calibration);
@@ -238,10 +239,10 @@ TEST_CASE("quality: the report agrees with perplexity() and kl_divergence()", "[
   CHECK(r.grade == quality_grade(r.perplexity_delta_pct, std::nullopt));
   CHECK(r.layer_errors.empty());
   CHECK_FALSE(r.coherence);
-  const auto j = r.to_json();
+  const auto j = nlohmann::json::parse(r.to_json_string());
   CHECK(j["metrics"]["perplexity_original"].get<double>() == r.perplexity_original);
   CHECK(j["coherence_score"].is_null());
-  const auto a = r.to_analysis_json();  // advanced-features' "Quality Report" (lq analyze quality)
+  const auto a = nlohmann::json::parse(r.to_analysis_json_string());  // advanced-features' "Quality Report" (lq analyze quality)
   CHECK(a["model_name"] == "Q4_0");
   CHECK(a["quantization_format"] == "gguf");
   CHECK(a["quantization_level"] == "Q4_0");
@@ -283,8 +284,8 @@ TEST_CASE("quality: coherence scores the original 1 and a broken model near 0", 
   CoherenceOptions co;
   co.prompts = {"Once upon a time", "The little dog"};
   co.max_tokens = 24;
-  co.threads = 2;
-  const CoherenceResult self = coherence_check(*om, *om, tok, co);
+  const lq::Context two{.threads = 2};
+  const CoherenceResult self = coherence_check(*om, *om, tok, co, two);
   REQUIRE(self.samples.size() == 2);
   CHECK(self.score == 1.0);
   CHECK(self.n_coherent == 2);
@@ -296,7 +297,7 @@ TEST_CASE("quality: coherence scores the original 1 and a broken model near 0", 
     CHECK(s.repetition_score == s.reference_repetition_score);
     CHECK(s.mean_logp < 0);
   }
-  const CoherenceResult broken = coherence_check(*bad, *om, tok, co);
+  const CoherenceResult broken = coherence_check(*bad, *om, tok, co, two);
   CHECK(broken.score < 0.1);
   CHECK(broken.n_coherent == 0);
   for (const auto& s : broken.samples) CHECK(s.mean_logp < s.reference_mean_logp - 3);

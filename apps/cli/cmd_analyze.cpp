@@ -10,7 +10,9 @@
 //   With --identify-super-weights the mask file for `quantize --super-weights` is written beside
 //   the matrix as <matrix without extension>.super_weights.json.
 #include "cli.hpp"
+#include "quality_cli.hpp"
 
+#include <lq/analysis_report.hpp>
 #include <lq/importance.hpp>
 #include <lq/lq.hpp>
 #include <lq/profile.hpp>
@@ -19,12 +21,10 @@
 #include <fmt/format.h>
 
 #include <algorithm>
-#include <cstdlib>
 #include <chrono>
 #include <ctime>
 #include <filesystem>
 #include <iostream>
-#include <set>
 
 #include <unistd.h>
 
@@ -37,15 +37,6 @@ namespace lq::cli {
 int run_analyze_quality(Context& ctx, std::vector<std::string> args);
 
 namespace {
-
-std::string model_stem(const fs::path& model) {
-  fs::path m = model;
-  if (!m.has_filename()) m = m.parent_path();
-  std::string stem = m.filename().string();
-  if (m.extension() == ".gguf" || m.extension() == ".safetensors") stem = m.stem().string();
-  if (stem.empty() || stem == "." || stem == "..") stem = "model";
-  return stem;
-}
 
 std::string with_commas(uint64_t n) {
   std::string s = std::to_string(n);
@@ -114,7 +105,6 @@ int run_importance(Context& ctx, std::vector<std::string> args) {
   if (r.count("calibration-samples")) io.samples = r["calibration-samples"].as<int64_t>();
   if (io.samples < 1) fail(Errc::invalid_argument, "--calibration-samples must be positive, got {}", io.samples);
   io.process_output = r.count("process-output") > 0;
-  io.threads = ctx.threads;
   if (!r.count("no-cache")) {
     if (const auto dir = imatrix_cache_dir()) io.cache_dir = *dir;
   }
@@ -149,7 +139,7 @@ int run_importance(Context& ctx, std::vector<std::string> args) {
   check_output_dir(imatrix_path);
 
   TermProgress progress(ctx);
-  io.progress = &progress;
+  const lq::Context run_ctx = library_context(ctx, progress);
   const auto t0 = std::chrono::steady_clock::now();
   CalibrationData cal;
   const bool custom = r.count("calibration-data") > 0;
@@ -162,127 +152,50 @@ int run_importance(Context& ctx, std::vector<std::string> args) {
   analyzer.set_calibration(cal);
   progress.message(fmt::format("Collecting calibration data: {} samples", analyzer.chunks().size()));
   for (const auto& w : analyzer.warnings()) progress.message("warning: " + w);
-  ImportanceResult res = analyzer.run();
+  ImportanceResult res = analyzer.run(run_ctx);
   if (!res.from_cache)
     progress.message(fmt::format("Processed {} chunks of {} tokens: {:.0f} tokens/s", res.chunks - res.chunks_resumed,
                                  res.ctx, res.tokens_per_second()));
 
   // Super weights: the paper's spike detection and the coverage rule; the mask holds both.
-  json sw_json = {{"identified", false}, {"coverage", coverage}, {"total_protected", 0}};
-  std::vector<ProtectedWeight> protect;
+  std::optional<SuperWeightSelection> sel;
   if (identify) {
     progress.message(fmt::format("Identifying super weights (coverage: {:g}%)", coverage * 100));
     const auto& first = analyzer.chunks().front();
     const std::vector<int32_t> prompt(first.begin(), first.begin() + std::min<ptrdiff_t>(64, std::ssize(first)));
-    SuperWeightDetectOptions so;
-    so.threads = ctx.threads;
-    const SuperWeightDetection det = detect_super_weights(analyzer.model(), prompt, so);
-    int confirmed = 0;
-    for (const auto& f : det.found) confirmed += f.confirmed;
-    if (det.found.empty())
+    sel = identify_super_weights(analyzer.model(), *src, res.imatrix, prompt, coverage, {}, run_ctx);
+    if (sel->detection.found.empty())
       progress.message("Activation spikes: none (no block's ffn_down stands out by 10x on the prompt)");
-    for (const auto& f : det.found)
+    for (const auto& f : sel->detection.found)
       progress.message(fmt::format("Activation spike: layer {} {}[{}, {}] = {:g} (input x{:.0f}, output x{:.0f}){}", f.layer,
                                    f.weight.tensor, f.weight.row, f.weight.col, f.weight.value, f.input_ratio,
                                    f.output_ratio, f.confirmed ? ", confirmed" : ", not confirmed by zeroing"));
-    const std::vector<ProtectedWeight> by_cov = select_by_coverage(*src, res.imatrix, coverage, ctx.threads);
-    std::set<std::tuple<std::string, int64_t, int64_t>> seen;
-    for (const auto& f : det.found)
-      if (f.confirmed && seen.emplace(f.weight.tensor, f.weight.row, f.weight.col).second) protect.push_back(f.weight);
-    for (const auto& w : by_cov)
-      if (seen.emplace(w.tensor, w.row, w.col).second) protect.push_back(w);
-    std::sort(protect.begin(), protect.end(), [](const ProtectedWeight& a, const ProtectedWeight& b) {
-      return std::tie(a.tensor, a.row, a.col) < std::tie(b.tensor, b.row, b.col);
-    });
-    int64_t covered = 0;
-    for (const auto& [name, e] : res.imatrix.entries)
-      if (const ModelTensor* t = src->find(name)) covered += t->n_elements();
-    const json stats = super_weight_statistics(protect);
     check_output_dir(mask_path);
-    save_super_weights(mask_path, protect,
-                       {{"model", model_arg},
-                        {"method", importance_method_name(res.method)},
-                        {"coverage", coverage},
-                        {"coverage_selected", by_cov.size()},
-                        {"detection", super_weight_detection_json(det)},
-                        {"statistics", stats}});
-    progress.message(fmt::format("Protected parameters: {} ({:.4g}%)", with_commas(protect.size()),
-                                 covered ? 100.0 * static_cast<double>(protect.size()) / static_cast<double>(covered) : 0.0));
-    sw_json = {{"identified", true},
-               {"coverage", coverage},
-               {"total_protected", protect.size()},
-               {"coverage_selected", by_cov.size()},
-               {"spikes_found", det.found.size()},
-               {"spikes_confirmed", confirmed},
-               {"mask_path", fs::absolute(mask_path).string()},
-               {"statistics", stats},
-               {"detection", super_weight_detection_json(det)}};
+    save_super_weights(mask_path, *sel, model_arg, res.method);
+    progress.message(fmt::format("Protected parameters: {} ({:.4g}%)", with_commas(sel->weights.size()),
+                                 sel->protected_pct()));
   }
 
   if (out_format == "dat") res.imatrix.save_dat(imatrix_path);
   else res.imatrix.save_gguf(imatrix_path);
 
-  int64_t total_params = 0;
-  for (const auto& t : src->tensors()) total_params += t.n_elements();
-  json layers = json::array();
-  for (const auto& l : res.layers)
-    layers.push_back({{"layer_name", l.layer_name},
-                      {"layer_index", l.layer_index},
-                      {"importance_score", l.importance_score},
-                      {"parameter_count", l.parameter_count},
-                      {"tensor", l.tensor},
-                      {"raw_score", l.score}});
-  json blocks = json::array();
-  for (const auto& b : block_scores(res.layers))
-    blocks.push_back({{"layer_name", b.layer_name},
-                      {"layer_index", b.layer_index},
-                      {"importance_score", b.importance_score},
-                      {"parameter_count", b.parameter_count},
-                      {"raw_score", b.score}});
-  const double duration = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-  std::string name = src->config().name;
-  if (name.empty()) name = model_stem(model_arg);
-  json doc = {{"status", "success"},
-              {"output_path", fs::absolute(imatrix_path).string()},
-              {"output_format", out_format},
-              {"model_path", model_arg},
-              {"method", importance_method_name(res.method)},
-              {"num_layers", src->config().n_layer},
-              {"calibration_samples", res.chunks},
-              {"global_statistics",
-               {{"min", res.statistics.min}, {"max", res.statistics.max}, {"mean", res.statistics.mean}, {"std", res.statistics.std}}},
-              {"super_weights", sw_json},
-              {"duration_seconds", duration},
-              {"model_name", name},
-              {"computation_method", importance_method_name(res.method)},
-              {"calibration_info",
-               {{"source", custom ? "custom" : "default"},
-                {"path", analyzer.calibration_source()},
-                {"sample_count", res.chunks},
-                {"tokens_per_sample", res.ctx},
-                {"resumed_samples", res.chunks_resumed}}},
-              {"layer_scores", layers},
-              {"block_scores", blocks},
-              {"total_parameters", total_params},
-              {"super_weight_coverage", identify ? json(coverage) : json(nullptr)},
-              {"tokens_per_second", res.tokens_per_second()},
-              {"activation_rounding", res.bf16_activations && res.f16_activations ? "bf16+f16"
-                                      : res.bf16_activations                      ? "bf16"
-                                      : res.f16_activations                       ? "f16"
-                                                                                  : "exact"},
-              {"kv_cache", res.kv_f16 ? "f16" : "f32"},
-              {"from_cache", res.from_cache},
-              {"warnings", res.warnings}};
-  if (res.method != ImportanceMethod::activation) doc["mean_loss"] = res.mean_loss;
+  AnalysisReport report = make_analysis_report(res, *src, model_arg);
+  report.output_path = fs::absolute(imatrix_path);
+  report.output_format = out_format;
+  report.custom_calibration = custom;
+  report.calibration_path = analyzer.calibration_source();
+  report.coverage = coverage;
+  if (sel) report.record(*sel, fs::absolute(mask_path));
+  report.duration_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   if (!report_path.empty()) {
-    doc["report_path"] = fs::absolute(report_path).string();
-    write_file_atomic(report_path, doc.dump(2) + "\n");
+    report.report_path = fs::absolute(report_path);
+    report.save(report_path);
   }
   analyzer.remove_checkpoint();
   progress.message(fmt::format("Complete: {}", imatrix_path.string()));
 
   if (ctx.format == Format::json) {
-    print_json(doc);
+    std::cout << report.to_json_string() << "\n" << std::flush;
   } else {
     std::cout << fmt::format("Importance matrix: {} ({}, {} entries)\n", imatrix_path.string(), out_format,
                              res.imatrix.entries.size());
@@ -297,9 +210,9 @@ int run_importance(Context& ctx, std::vector<std::string> args) {
     std::cout << "Most important weights:\n";
     for (size_t i = 0; i < std::min<size_t>(5, top.size()); ++i)
       std::cout << fmt::format("  {:<40} {:.3f}\n", top[i].layer_name, top[i].importance_score);
-    if (identify)
-      std::cout << fmt::format("Super weights:     {} protected, mask {}\n", protect.size(), mask_path.string());
-    std::cout << fmt::format("Time:              {:.2f} s\n", duration);
+    if (sel)
+      std::cout << fmt::format("Super weights:     {} protected, mask {}\n", sel->weights.size(), mask_path.string());
+    std::cout << fmt::format("Time:              {:.2f} s\n", report.duration_seconds);
   }
   return 0;
 }
@@ -336,19 +249,7 @@ int run_profile_from_imatrix(Context& ctx, std::vector<std::string> args) {
   std::string im_path;
   if (r.count("imatrix")) {
     im_path = r["imatrix"].as<std::string>();
-    if (ends_with(im_path, ".json")) {
-      json rep;
-      try {
-        rep = json::parse(read_file(im_path));
-      } catch (const json::exception& e) {
-        fail(Errc::imatrix_error, "{}: not an analysis report: {}", im_path, e.what());
-      } catch (const Error& e) {
-        fail(Errc::imatrix_error, "importance matrix not found: {}", im_path);
-      }
-      if (!rep.is_object() || !rep.contains("output_path") || !rep["output_path"].is_string())
-        fail(Errc::imatrix_error, "{}: not an analysis report (no output_path)", im_path);
-      im_path = rep["output_path"].get<std::string>();
-    }
+    if (ends_with(im_path, ".json")) im_path = AnalysisReport::load(im_path).output_path.string();
     progress.message(fmt::format("Loading importance matrix: {}", im_path));
     im = Imatrix::load(im_path);
   }

@@ -48,32 +48,15 @@ int run_analyze_quality(Context& ctx, std::vector<std::string> args) {
   }
   QualityOptions qo;
   if (r.count("test-data")) qo.calibration = load_calibration(r["test-data"].as<std::string>());
-  if (r.count("calibration-samples")) {
-    qo.samples = r["calibration-samples"].as<int64_t>();
-    if (qo.samples <= 0) fail(Errc::invalid_argument, "--calibration-samples must be positive, got {}", qo.samples);
-  }
-  if (r.count("ctx")) {
-    qo.ctx = r["ctx"].as<int64_t>();
-    if (qo.ctx < 3) fail(Errc::invalid_argument, "--ctx must be at least 3, got {}", qo.ctx);
-  }
+  apply_samples_and_ctx(r, qo);
   qo.include_layers = r.count("include-layers") > 0;
   qo.coherence = true;
   if (r.count("test-prompts")) qo.coherence_options.prompts = load_prompts(r["test-prompts"].as<std::string>());
-  qo.quality_threshold_pct = env_number("LLM_QUANTIZE_QUALITY_THRESHOLD", 20);
-  qo.coherence_threshold = env_number("LLM_QUANTIZE_COHERENCE_THRESHOLD", 0.5);
-  qo.threads = ctx.threads;
+  apply_env_thresholds(qo);
   TermProgress progress(ctx);
-  qo.progress = &progress;
-  const QualityReport rep = quality_report(r["reference"].as<std::string>(), r["quantized"].as<std::string>(), qo);
-  nlohmann::json j = rep.to_analysis_json();
-  if (qo.include_layers) j["layer_errors"] = rep.to_json()["layer_errors"];
-  if (r.count("output")) {
-    write_json_file(r["output"].as<std::string>(), j);
-    progress.message(fmt::format("Report written: {}", r["output"].as<std::string>()));
-  }
-  if (ctx.format == Format::json) print_json(j);
-  else print_quality_human(rep);
-  return 0;
+  const QualityReport rep = quality_report(r["reference"].as<std::string>(), r["quantized"].as<std::string>(), qo,
+                                           library_context(ctx, progress));
+  return emit_quality_report(ctx, r, rep, rep.to_analysis_json_string(), progress);
 }
 
 }  // namespace lq::cli

@@ -51,16 +51,10 @@ int run_perplexity(Context& ctx, std::vector<std::string> args) {
     fail(Errc::invalid_argument, "--full-window and --kl-divergence cannot be combined (KL divergence uses llama-perplexity's chunks)");
   po.bf16_activations = r.count("bf16-activations") > 0;
   if (r.count("kv-cache")) po.kv_f16 = parse_kv_cache_f16(r["kv-cache"].as<std::string>());
-  CalibrationData text;
-  if (r.count("file")) {
-    const std::string f = r["file"].as<std::string>();
-    text.texts.push_back(read_text_file(f));
-    text.source = f;
-  } else {
-    text = default_calibration();
-  }
+  const CalibrationData text = r.count("file") ? load_text(r["file"].as<std::string>()) : default_calibration();
 
   TermProgress progress(ctx);
+  const lq::Context run_ctx = library_context(ctx, progress);
   const std::string model_path = r["model"].as<std::string>();
   progress.message(fmt::format("Loading model: {}", model_path));
   auto src = ModelSource::open(model_path);
@@ -68,23 +62,15 @@ int run_perplexity(Context& ctx, std::vector<std::string> args) {
   std::unique_ptr<ModelSource> ref_src;
   if (r.count("kl-divergence")) {
     ref_src = ModelSource::open(r["kl-divergence"].as<std::string>());
-    const std::string why = vocabulary_mismatch(tokenizer_for(*ref_src), tok);
-    if (!why.empty())
-      throw Error(Errc::invalid_argument,
-                  fmt::format("{} and {} do not share a vocabulary: {}", model_path, ref_src->path().string(), why),
-                  "Measure KL divergence against the model this one was made from");
+    require_same_vocabulary(model_path, tok, ref_src->path().string(), tokenizer_for(*ref_src));
   }
   auto model = Model::load(*src);
   progress.message(fmt::format("Tokenizing {}", text.source));
   const std::vector<int32_t> tokens = calibration_tokens(tok, text);
   const int64_t bos = model->add_bos() && model->bos_token() >= 0 ? 1 : 0;
   const int64_t stream = static_cast<int64_t>(tokens.size()) + (po.full_window ? 0 : bos);
-  if (tokens.empty() || (!po.full_window && stream < 2 * po.ctx))
-    throw Error(Errc::calibration_error,
-                fmt::format("{}: {} tokens, too short for one chunk (at least 2 x ctx = {} tokens are needed)", text.source,
-                            stream, 2 * po.ctx),
-                "Use a longer text or a smaller --ctx");
-  po.progress = perplexity_progress(progress);
+  evaluation_chunks(stream, po.ctx, po.full_window ? ChunkRule::full_window : ChunkRule::perplexity, text.source);
+  po.progress = perplexity_progress(run_ctx);
 
   nlohmann::json j = {{"status", "success"}, {"model", model_path}, {"text", text.source}, {"ctx", po.ctx},
                       {"method", po.full_window ? "full-window" : "llama-perplexity"},
@@ -92,7 +78,7 @@ int run_perplexity(Context& ctx, std::vector<std::string> args) {
   if (ref_src) {
     progress.message(fmt::format("Loading reference model: {}", ref_src->path().string()));
     auto ref = Model::load(*ref_src);
-    const KldResult k = kl_divergence(*model, *ref, tokens, po, lq::Context{ctx.threads});
+    const KldResult k = kl_divergence(*model, *ref, tokens, po, run_ctx);
     progress.finish("Perplexity");
     const int64_t chunks = k.n_scored / (po.ctx - po.ctx / 2 - 1);
     j.update({{"perplexity", k.ppl},
@@ -129,7 +115,7 @@ int run_perplexity(Context& ctx, std::vector<std::string> args) {
   }
   progress.message(fmt::format("Computing perplexity: {} tokens, ctx {}{}", tokens.size(), po.ctx,
                                po.full_window ? " (full windows)" : ""));
-  const PerplexityResult p = perplexity(*model, tokens, po, lq::Context{ctx.threads});
+  const PerplexityResult p = perplexity(*model, tokens, po, run_ctx);
   progress.finish("Perplexity");
   j.update({{"perplexity", p.ppl},
             {"error", p.ppl_error},

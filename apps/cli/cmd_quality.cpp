@@ -26,14 +26,7 @@ void add_calibration_options(cxxopts::Options& opts) {
 
 void apply_calibration_options(const cxxopts::ParseResult& r, QualityOptions& qo) {
   if (r.count("calibration-data")) qo.calibration = load_calibration(r["calibration-data"].as<std::string>());
-  if (r.count("calibration-samples")) {
-    qo.samples = r["calibration-samples"].as<int64_t>();
-    if (qo.samples <= 0) fail(Errc::invalid_argument, "--calibration-samples must be positive, got {}", qo.samples);
-  }
-  if (r.count("ctx")) {
-    qo.ctx = r["ctx"].as<int64_t>();
-    if (qo.ctx < 3) fail(Errc::invalid_argument, "--ctx must be at least 3, got {}", qo.ctx);
-  }
+  apply_samples_and_ctx(r, qo);
 }
 
 void check_output_dir(const fs::path& out) {
@@ -70,20 +63,11 @@ int cmd_report(Context& ctx, std::vector<std::string> args) {
   qo.include_layers = r.count("include-layers") > 0;
   qo.coherence = r.count("coherence-check") > 0 || r.count("prompts") > 0;
   if (r.count("prompts")) qo.coherence_options.prompts = load_prompts(r["prompts"].as<std::string>());
-  qo.quality_threshold_pct = env_number("LLM_QUANTIZE_QUALITY_THRESHOLD", 20);
-  qo.coherence_threshold = env_number("LLM_QUANTIZE_COHERENCE_THRESHOLD", 0.5);
-  qo.threads = ctx.threads;
+  apply_env_thresholds(qo);
   TermProgress progress(ctx);
-  qo.progress = &progress;
-  const QualityReport rep = quality_report(r["original"].as<std::string>(), r["quantized"].as<std::string>(), qo);
-  const nlohmann::json j = rep.to_json();
-  if (r.count("output")) {
-    write_json_file(r["output"].as<std::string>(), j);
-    progress.message(fmt::format("Report written: {}", r["output"].as<std::string>()));
-  }
-  if (ctx.format == Format::json) print_json(j);
-  else print_quality_human(rep);
-  return 0;
+  const QualityReport rep =
+      quality_report(r["original"].as<std::string>(), r["quantized"].as<std::string>(), qo, library_context(ctx, progress));
+  return emit_quality_report(ctx, r, rep, rep.to_json_string(), progress);
 }
 
 // --metrics perplexity,size,bpw
@@ -163,48 +147,32 @@ int cmd_compare(Context& ctx, std::vector<std::string> args) {
     row.path = m;
     row.name = display_name(m);
     row.size = size_info(*sources.back());
-    if (sources.back()->is_gguf()) {
-      const auto ft = sources.back()->gguf_metadata().get_int("general.file_type");
-      if (ft) try {
-          row.level = file_type_info(static_cast<FileType>(*ft & ~int64_t{1024})).name;
-        } catch (const Error&) {
-        }
-    }
+    row.level = quantization_level(*sources.back());
     rows.push_back(std::move(row));
   }
   std::string calib_source;
   int64_t ppl_ctx = 0, ppl_chunks = 0;
   if (metrics.perplexity) {
     const Tokenizer tok = tokenizer_for(*sources[0]);
-    for (size_t i = 1; i < sources.size(); ++i) {
-      const std::string why = vocabulary_mismatch(tok, tokenizer_for(*sources[i]));
-      if (!why.empty())
-        throw Error(Errc::invalid_argument,
-                    fmt::format("{} and {} do not share a vocabulary: {}", models[0], models[i], why),
-                    "Compare quantized models with the model they were made from");
-    }
+    for (size_t i = 1; i < sources.size(); ++i) require_same_vocabulary(models[0], tok, models[i], tokenizer_for(*sources[i]));
     const CalibrationData calib = qo.calibration ? *qo.calibration : default_calibration();
     calib_source = calib.source;
     const std::vector<int32_t> tokens = calibration_tokens(tok, calib);
     ppl_ctx = default_quality_ctx(sources[0]->config(), qo.ctx);
     const int64_t stream = static_cast<int64_t>(tokens.size()) + (tok.add_bos() && tok.bos_id() >= 0 ? 1 : 0);
-    if (stream < 2 * ppl_ctx)
-      throw Error(Errc::calibration_error,
-                  fmt::format("{}: {} tokens, too short for one evaluation chunk (at least 2 x ctx = {} tokens are needed)",
-                              calib.source, stream, 2 * ppl_ctx),
-                  "Use a longer calibration text or a smaller --ctx");
-    ppl_chunks = std::min(stream / ppl_ctx, qo.samples);
+    ppl_chunks = std::min(evaluation_chunks(stream, ppl_ctx, ChunkRule::perplexity, calib.source), qo.samples);
     if (ppl_chunks < qo.samples)
       progress.message(fmt::format("warning: the calibration data holds {} chunks of {} tokens; evaluating {} instead of {}",
                                    ppl_chunks, ppl_ctx, ppl_chunks, qo.samples));
     PerplexityOptions po;
     po.ctx = ppl_ctx;
     po.chunks = ppl_chunks;
-    po.progress = perplexity_progress(progress);
+    const lq::Context run_ctx = library_context(ctx, progress);
+    po.progress = perplexity_progress(run_ctx);
     for (size_t i = 0; i < sources.size(); ++i) {
       progress.message(fmt::format("Perplexity of {} ({} chunks of {} tokens)", models[i], ppl_chunks, ppl_ctx));
       auto model = Model::load(*sources[i]);
-      rows[i].ppl = perplexity(*model, tokens, po, lq::Context{ctx.threads});
+      rows[i].ppl = perplexity(*model, tokens, po, run_ctx);
       progress.finish("Perplexity");
     }
   }

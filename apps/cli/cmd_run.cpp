@@ -54,7 +54,7 @@ int run_run(Context& ctx, std::vector<std::string> args) {
   const std::vector<int32_t> ids = tok.encode(prompt, /*add_special=*/true);
   if (ids.empty()) fail(Errc::invalid_argument, "the prompt is empty");
   const auto t0 = std::chrono::steady_clock::now();
-  Session s(*model, SessionOptions{static_cast<int64_t>(ids.size()) + g.max_tokens + 1, false}, lq::Context{ctx.threads});
+  Session s(*model, SessionOptions{static_cast<int64_t>(ids.size()) + g.max_tokens + 1, false}, library_context(ctx, progress));
   std::vector<int32_t> out = generate(s, ids, g);
   const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   const bool eos = !out.empty() && out.back() == model->eos_token() && g.stop_at_eos;
@@ -95,7 +95,7 @@ int run_tokenize(Context& ctx, std::vector<std::string> args) {
   const auto& r = *parsed;
   if (!r.count("model")) fail(Errc::invalid_argument, "missing MODEL (usage: {} tokenize MODEL -f TEXT)", ctx.program);
   if (r.count("file") == r.count("prompt")) fail(Errc::invalid_argument, "give exactly one of -f TEXT_FILE and -p TEXT");
-  const std::string text = r.count("file") ? read_text_file(r["file"].as<std::string>()) : r["prompt"].as<std::string>();
+  const std::string text = r.count("file") ? load_text(r["file"].as<std::string>()).texts[0] : r["prompt"].as<std::string>();
   auto src = ModelSource::open(r["model"].as<std::string>());
   const Tokenizer tok = tokenizer_for(*src);
   const std::vector<int32_t> ids = tok.encode(text, /*add_special=*/false);

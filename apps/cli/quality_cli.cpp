@@ -1,6 +1,8 @@
+// The lq command-line tool: pieces the quality and analysis commands share (see quality_cli.hpp).
 #include "quality_cli.hpp"
 
 #include <lq/io.hpp>
+#include <lq/settings.hpp>
 
 #include <fmt/format.h>
 
@@ -19,6 +21,34 @@ double env_number(const char* name, double fallback) {
   if (end == v || (end && *end) || !std::isfinite(d))
     fail(Errc::invalid_argument, "{}: expected a number, got '{}'", name, v);
   return d;
+}
+
+void apply_samples_and_ctx(const cxxopts::ParseResult& r, QualityOptions& qo) {
+  if (r.count("calibration-samples")) {
+    qo.samples = r["calibration-samples"].as<int64_t>();
+    if (qo.samples <= 0) fail(Errc::invalid_argument, "--calibration-samples must be positive, got {}", qo.samples);
+  }
+  if (r.count("ctx")) {
+    qo.ctx = r["ctx"].as<int64_t>();
+    if (qo.ctx < 3) fail(Errc::invalid_argument, "--ctx must be at least 3, got {}", qo.ctx);
+  }
+}
+
+void apply_env_thresholds(QualityOptions& qo) {
+  const GateSettings g = gate_settings_from_env();
+  qo.quality_threshold_pct = g.max_perplexity_increase_pct;
+  qo.coherence_threshold = g.min_coherence;
+}
+
+int emit_quality_report(const Context& ctx, const cxxopts::ParseResult& r, const QualityReport& rep,
+                        const std::string& doc, Progress& progress) {
+  if (r.count("output")) {
+    write_text_file(r["output"].as<std::string>(), doc);
+    progress.message(fmt::format("Report written: {}", r["output"].as<std::string>()));
+  }
+  if (ctx.format == Format::json) std::cout << doc << "\n" << std::flush;
+  else print_quality_human(rep);
+  return 0;
 }
 
 void no_csv(const Context& ctx, const char* command) {
@@ -72,18 +102,25 @@ void print_quality_human(const QualityReport& r) {
   o << std::flush;
 }
 
-void write_json_file(const std::filesystem::path& path, const nlohmann::json& j) {
+void write_text_file(const std::filesystem::path& path, const std::string& text) {
   const std::filesystem::path dir = path.parent_path().empty() ? std::filesystem::path(".") : path.parent_path();
   std::error_code ec;
   if (!std::filesystem::is_directory(dir, ec))
     fail(Errc::output_error, "cannot write {}: directory {} does not exist", path.string(), dir.string());
-  write_file_atomic(path, j.dump(2, ' ', false, nlohmann::json::error_handler_t::replace) + "\n");
+  write_file_atomic(path, text + "\n");
 }
 
-std::function<void(int64_t, int64_t, double)> perplexity_progress(Progress& progress) {
-  return [&progress](int64_t done, int64_t total, double) {
-    check_interrupted();
-    progress.update("Perplexity", done, total, "chunks");
+lq::Context library_context(const Context& ctx, Progress& progress) {
+  lq::Context c;
+  c.threads = ctx.threads;
+  c.progress = &progress;
+  return c;
+}
+
+std::function<void(int64_t, int64_t, double)> perplexity_progress(const lq::Context& c) {
+  return [c](int64_t done, int64_t total, double) {
+    c.check_cancelled();
+    c.progress_sink().update("Perplexity", done, total, "chunks");
   };
 }
 

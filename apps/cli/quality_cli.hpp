@@ -1,12 +1,14 @@
-// The lq command-line tool: pieces the quality commands share (quality report/compare, analyze
-// quality, perplexity, run, tokenize, and the quality gates of quantize).
+// The lq command-line tool: pieces the quality and analysis commands share (quality
+// report/compare, analyze, perplexity, run, tokenize, and the quality gates of quantize).
 #pragma once
 
 #include "cli.hpp"
 
+#include <lq/context.hpp>
 #include <lq/quality.hpp>
 
 #include <filesystem>
+#include <functional>
 #include <string>
 
 namespace lq::cli {
@@ -15,16 +17,33 @@ namespace lq::cli {
 /// is not a finite number throws Errc::invalid_argument naming the variable.
 double env_number(const char* name, double fallback);
 
+/// Applies --calibration-samples and --ctx (checked) to `qo`.
+void apply_samples_and_ctx(const cxxopts::ParseResult& r, QualityOptions& qo);
+
+/// The warning thresholds of a quality report from lq::gate_settings_from_env() (the environment).
+void apply_env_thresholds(QualityOptions& qo);
+
+/// Writes `doc` (a report's JSON) to -o when given, then prints it (--format json) or the report
+/// for people. Returns the exit code (0).
+int emit_quality_report(const Context& ctx, const cxxopts::ParseResult& r, const QualityReport& rep,
+                        const std::string& doc, Progress& progress);
+
 /// Refuses --format csv for a command that has no CSV output (Errc::invalid_argument).
 void no_csv(const Context& ctx, const char* command);
 
 /// Prints a quality report for people (stdout).
 void print_quality_human(const QualityReport& r);
 
-/// Writes a JSON document to `path` (temp + rename); Errc::output_error on failure.
-void write_json_file(const std::filesystem::path& path, const nlohmann::json& j);
+/// Writes a document and a newline to `path` (temp + rename); Errc::output_error when its
+/// directory does not exist or the write fails.
+void write_text_file(const std::filesystem::path& path, const std::string& text);
 
-/// Reports perplexity progress ("Perplexity ━━ 40% 4/10 chunks") on `progress`.
-std::function<void(int64_t, int64_t, double)> perplexity_progress(Progress& progress);
+/// The library context of a command: its --threads, its progress sink, the process's cancel
+/// token (Ctrl-C).
+lq::Context library_context(const Context& ctx, Progress& progress);
+
+/// Reports perplexity progress ("Perplexity ━━ 40% 4/10 chunks") on c's progress sink and stops
+/// at c's cancel token.
+std::function<void(int64_t, int64_t, double)> perplexity_progress(const lq::Context& c);
 
 }  // namespace lq::cli

@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <filesystem>
 #include <string>
+#include <string_view>
 #include <vector>
 
 namespace lq {
@@ -22,6 +23,11 @@ struct CalibrationData {
 /// Errc::calibration_error naming the file (and line).
 LQ_API CalibrationData load_calibration(const std::filesystem::path& path);
 
+/// Loads a plain text file as one document, whatever its extension (perplexity -f, tokenize -f):
+/// source = the path. A missing, unreadable, empty (whitespace only) or binary (NUL bytes) file
+/// throws Errc::calibration_error.
+LQ_API CalibrationData load_text(const std::filesystem::path& path);
+
 /// The built-in calibration text used when none is given: the WikiText-2 test split (raw,
 /// non-empty rows of Salesforce/wikitext wikitext-2-raw-v1; CC BY-SA 3.0 / GFDL), shipped in
 /// data/calibration/wikitext2-test.txt and compiled into the library.
@@ -32,5 +38,21 @@ LQ_API CalibrationData default_calibration();
 /// token replaced by `bos` (when bos >= 0). Returns at most `max_chunks` (< 0: all) chunks.
 LQ_API std::vector<std::vector<int32_t>> make_chunks(const std::vector<int32_t>& tokens, int64_t ctx,
                                                      int64_t max_chunks, int32_t bos);
+
+/// How an evaluation cuts a token stream into chunks of ctx tokens, which decides how many
+/// tokens one chunk needs.
+enum class ChunkRule {
+  imatrix,      ///< llama-imatrix: every token of a chunk counts; one chunk needs ctx tokens
+  perplexity,   ///< llama-perplexity: the second half of each chunk is scored; the stream (BOS
+                ///< included) needs 2 x ctx tokens
+  full_window,  ///< windows of ctx-1 tokens after a BOS, the last one partial; one token is enough
+};
+
+/// The rule "enough tokens for one chunk", the one place every evaluation (analysis, perplexity,
+/// quality reports) applies it: the number of whole chunks of `ctx` tokens in a stream of
+/// `stream_tokens` tokens (1 for a full_window stream shorter than ctx). Throws
+/// Errc::calibration_error (exit 15), naming `source`, when the stream is too short for one chunk
+/// under `rule`, and Errc::invalid_argument for ctx < 1.
+LQ_API int64_t evaluation_chunks(int64_t stream_tokens, int64_t ctx, ChunkRule rule, std::string_view source);
 
 }  // namespace lq

@@ -185,8 +185,7 @@ struct PerplexityOptions {
   bool bf16_activations = false;  ///< see SessionOptions::bf16_activations
   bool kv_f16 = false;            ///< see SessionOptions::kv_f16 (llama-perplexity's default cache)
   /// (optional) Called after each chunk with its result: (chunks done, chunk count, running
-  /// perplexity), for a live display such as llama-perplexity's; the Context's progress sink gets
-  /// the plain advance.
+  /// perplexity), for progress and a live display such as llama-perplexity's.
   std::function<void(int64_t, int64_t, double)> progress;
 };
 

@@ -1,17 +1,17 @@
 // liblq: importance analysis. Per-column importance of every linear weight from calibration
 // data (activation statistics as llama-imatrix collects them, or gradients of the next-token
 // loss), per-layer scores, checkpoint/resume, and super-weight detection (Yu et al. 2024).
+// The analysis report (`lq analyze -o REPORT.json`) is in analysis_report.hpp, the selection of
+// weights to protect and their mask file in super_weights.hpp.
 #pragma once
 
 #include <lq/api.hpp>
 #include <lq/calibration.hpp>
+#include <lq/context.hpp>
 #include <lq/engine.hpp>
 #include <lq/imatrix.hpp>
 #include <lq/model.hpp>
 #include <lq/profile.hpp>
-#include <lq/progress.hpp>
-
-#include <nlohmann/json.hpp>
 
 #include <cstdint>
 #include <filesystem>
@@ -62,7 +62,6 @@ struct ImportanceOptions {
   int64_t ctx = 512;             ///< tokens per chunk (llama-imatrix -c)
   int64_t samples = 512;         ///< chunks to evaluate; fewer when the data is shorter (a warning says so)
   bool process_output = false;   ///< also output.weight (llama-imatrix --process-output)
-  int threads = 0;               ///< 0 = all hardware threads
   ActivationRounding activations = ActivationRounding::automatic;  ///< 16-bit weights' inputs
   /// Activation method: K and V are cached as binary16, as llama-imatrix's default F16 KV cache
   /// holds them, so that the attention outputs (the inputs of attn_output) are llama.cpp's;
@@ -77,9 +76,8 @@ struct ImportanceOptions {
   /// Directory of cached results ("" = no cache). A run whose model, calibration chunks and
   /// options (method, ctx, chunk count, process_output, activation rounding, KV cache) match a cached
   /// result returns it without evaluating; a completed run is stored there. Not used when
-  /// resuming. `lq analyze` uses $LLM_QUANTIZE_IMATRIX_CACHE, else ~/.cache/llm-quantize/imatrix.
+  /// resuming. `lq analyze` uses lq::imatrix_cache_dir() (settings.hpp).
   std::filesystem::path cache_dir;
-  Progress* progress = nullptr;  ///< (optional) status lines and a bar over chunks
 };
 
 /// Importance of one linear weight.
@@ -148,11 +146,12 @@ class LQ_API ImportanceAnalyzer {
   /// Warnings so far (e.g. fewer chunks than asked).
   const std::vector<std::string>& warnings() const;
 
-  /// Evaluates every chunk (the built-in calibration text when none was set). Saves a
-  /// checkpoint after each chunk when options.checkpoint_dir is set; on interruption
-  /// (lq::request_interrupt, Ctrl-C in the CLI) throws Errc::interrupted with the checkpoint
-  /// kept. Errc::invalid_argument for a checkpoint made with another model, data or options.
-  ImportanceResult run();
+  /// Evaluates every chunk (the built-in calibration text when none was set) on ctx's threads,
+  /// with status lines and a bar over chunks on ctx's progress sink. Saves a checkpoint after
+  /// each chunk when options.checkpoint_dir is set; when ctx's cancel token is set (Ctrl-C in the
+  /// CLI) throws Errc::interrupted with the checkpoint kept. Errc::invalid_argument for a
+  /// checkpoint made with another model, data or options.
+  ImportanceResult run(const Context& ctx = {});
   /// Removes the checkpoint of a completed run (call once its outputs are written).
   void remove_checkpoint();
 
@@ -173,9 +172,6 @@ LQ_API ImportanceStatistics importance_statistics(const Imatrix& imatrix);
 /// Scores per block: the parameter-weighted mean of its weights' scores, normalised to the
 /// largest block (tensor = "blk.N", layer_name = "model.layers.N"; -1 = the output projection).
 LQ_API std::vector<LayerScore> block_scores(const std::vector<LayerScore>& layers);
-/// Hugging Face module name of a GGUF weight name ("blk.3.ffn_down.weight" ->
-/// "model.layers.3.mlp.down_proj", "output.weight" -> "lm_head").
-LQ_API std::string hf_module_name(const std::string& gguf_name);
 
 // ---- super weights (Yu et al. 2024, arXiv 2411.07191) ----------------------------------------
 
@@ -205,7 +201,6 @@ struct SuperWeightDetectOptions {
   double spike_ratio = 10;   ///< a layer spikes when both maxima exceed this times the other layers' median
   int max_rounds = 8;        ///< zero-and-rerun rounds
   bool confirm = true;       ///< zero each candidate and check that the spike disappears
-  int threads = 0;
 };
 
 /// Result of detect_super_weights().
@@ -219,11 +214,8 @@ struct SuperWeightDetection {
 /// output maxima spike over the other blocks, takes W_down[j, k] (j = output channel of the
 /// maximum output, k = input channel of the maximum input), confirms it by zeroing, and repeats
 /// with the found weights zeroed until no block spikes. The model's weights are restored before
-/// returning. Errc::invalid_argument for an empty prompt.
+/// returning. Runs on ctx's threads. Errc::invalid_argument for an empty prompt.
 LQ_API SuperWeightDetection detect_super_weights(Model& model, std::span<const int32_t> prompt,
-                                                 const SuperWeightDetectOptions& options = {});
-
-/// JSON of a detection (per-layer maxima and the weights found).
-LQ_API nlohmann::json super_weight_detection_json(const SuperWeightDetection& d);
+                                                 const SuperWeightDetectOptions& options = {}, const Context& ctx = {});
 
 }  // namespace lq

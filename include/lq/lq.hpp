@@ -1,6 +1,7 @@
 // liblq: umbrella header of the public API (every public header).
 #pragma once
 
+#include <lq/analysis_report.hpp>
 #include <lq/api.hpp>
 #include <lq/backend.hpp>
 #include <lq/calibration.hpp>

@@ -5,12 +5,10 @@
 
 #include <lq/api.hpp>
 #include <lq/calibration.hpp>
+#include <lq/context.hpp>
 #include <lq/engine.hpp>
 #include <lq/model.hpp>
-#include <lq/progress.hpp>
 #include <lq/tokenizer.hpp>
-
-#include <nlohmann/json.hpp>
 
 #include <cstdint>
 #include <filesystem>
@@ -26,18 +24,16 @@ enum class QualityGrade { excellent, good, acceptable, degraded, failed };
 
 /// "EXCELLENT", "GOOD", "ACCEPTABLE", "DEGRADED", "FAILED".
 LQ_API const char* grade_name(QualityGrade g) noexcept;
-/// Grade of a perplexity increase in percent: < 5 EXCELLENT, [5, 15) GOOD, [15, 30) ACCEPTABLE,
-/// [30, 50] DEGRADED, > 50 (or NaN) FAILED. A decrease is EXCELLENT.
-LQ_API QualityGrade grade_for_perplexity(double ppl_delta_pct) noexcept;
-/// Grade of a coherence score in [0, 1]: > 0.95 EXCELLENT, > 0.85 GOOD, > 0.70 ACCEPTABLE,
-/// >= 0.50 DEGRADED, < 0.50 (or NaN) FAILED.
-LQ_API QualityGrade grade_for_coherence(double coherence) noexcept;
-/// The overall grade: the worse of the perplexity grade and, when given, the coherence grade.
+/// The overall grade: the worse of the perplexity grade (of the increase in percent: < 5
+/// EXCELLENT, [5, 15) GOOD, [15, 30) ACCEPTABLE, [30, 50] DEGRADED, > 50 or NaN FAILED) and,
+/// when given, the coherence grade (> 0.95 EXCELLENT, > 0.85 GOOD, > 0.70 ACCEPTABLE, >= 0.50
+/// DEGRADED, below or NaN FAILED).
 LQ_API QualityGrade quality_grade(double ppl_delta_pct, std::optional<double> coherence) noexcept;
 
-/// Why two tokenizers cannot be compared, or "" when their vocabularies are the same (same size,
-/// same token texts and types, same BOS/EOS ids).
-LQ_API std::string vocabulary_mismatch(const Tokenizer& a, const Tokenizer& b);
+/// Throws Errc::invalid_argument naming both models when the two tokenizers' vocabularies differ
+/// (size, token texts and types, BOS/EOS ids): such models cannot be compared token by token.
+LQ_API void require_same_vocabulary(const std::string& a_name, const Tokenizer& a, const std::string& b_name,
+                                    const Tokenizer& b);
 
 /// The tokenizer of a model source (its GGUF tokenizer metadata, which a Hugging Face directory
 /// provides as llama.cpp's converter would write it).
@@ -53,22 +49,8 @@ LQ_API std::vector<int32_t> calibration_tokens(const Tokenizer& tok, const Calib
 LQ_API std::string continuation_text(const Tokenizer& tok, std::span<const int32_t> prompt,
                                      std::span<const int32_t> generated);
 
-/// Reads a plain text file for evaluation (perplexity -f, tokenize -f). A missing, unreadable,
-/// empty (whitespace only) or binary (NUL bytes) file throws Errc::calibration_error.
-LQ_API std::string read_text_file(const std::filesystem::path& path);
-
 // ---------------------------------------------------------------------------------------------
 // Coherence
-
-/// Distinct n-gram ratio of `tokens`: (distinct n-grams) / (n-grams), over the size - n + 1
-/// n-grams of the sequence. 1 = no n-gram repeats; a single token repeated gives 1 / (size-n+1).
-/// Sequences shorter than n score 1. Throws Errc::invalid_argument for n < 1.
-LQ_API double repetition_score(std::span<const int32_t> tokens, int n = 3);
-
-/// Fluency of a continuation judged by the original model: exp(mean_logp - mean_logp_reference)
-/// clipped to [0, 1], where both are mean natural-log probabilities per token under the original
-/// model, of the continuation and of the original's own greedy continuation of the same prompt.
-LQ_API double fluency_score(double mean_logp, double mean_logp_reference) noexcept;
 
 /// The coherence prompts used when none are given (short, neutral story and general openings).
 LQ_API const std::vector<std::string>& default_coherence_prompts();
@@ -84,8 +66,6 @@ struct CoherenceOptions {
   int64_t max_tokens = 48;           ///< greedy tokens generated per prompt (stops early at EOS)
   int ngram = 3;                     ///< n of repetition_score
   double coherent_threshold = 0.5;   ///< a prompt is coherent when its score is at least this
-  int threads = 0;
-  Progress* progress = nullptr;      ///< optional: one update per prompt
 };
 
 /// One prompt of the coherence check.
@@ -96,9 +76,9 @@ struct CoherenceSample {
   std::string reference_output;         ///< the original model's greedy continuation
   double mean_logp = 0;                 ///< original model's mean log p of output_tokens
   double reference_mean_logp = 0;       ///< original model's mean log p of its own continuation
-  double repetition_score = 1;          ///< repetition_score(output_tokens)
+  double repetition_score = 1;          ///< distinct n-grams / n-grams of output_tokens (1 = no repeat)
   double reference_repetition_score = 1;
-  double grammar_score = 1;             ///< fluency_score(mean_logp, reference_mean_logp)
+  double grammar_score = 1;             ///< exp(mean_logp - reference_mean_logp) clipped to [0, 1]
   double score = 1;                     ///< grammar_score * min(1, repetition / reference repetition)
   bool is_coherent = true;              ///< score >= coherent_threshold
 };
@@ -112,9 +92,10 @@ struct CoherenceResult {
 
 /// Generates greedily with `quantized` from each prompt (encoded with BOS where the tokenizer
 /// adds one) and judges the continuations with `original`. The models must share `tok`'s
-/// vocabulary. Throws Errc::invalid_argument for an empty prompt list entry or bad options.
+/// vocabulary. Runs on ctx's threads, one progress update per prompt. Throws
+/// Errc::invalid_argument for an empty prompt list entry or bad options.
 LQ_API CoherenceResult coherence_check(const Model& quantized, const Model& original, const Tokenizer& tok,
-                                       const CoherenceOptions& options = {});
+                                       const CoherenceOptions& options = {}, const Context& ctx = {});
 
 // ---------------------------------------------------------------------------------------------
 // Weight errors
@@ -141,15 +122,11 @@ struct LayerError {
   int64_t n_elements = 0;
 };
 
-/// The layer group of a GGUF tensor name (see TensorError::group); "" for a non-weight tensor.
-LQ_API std::string layer_group(const std::string& gguf_name);
-
 /// Errors of every 2-D weight tensor present in both sources with the same shape (linear layers,
-/// the output projection and the token embedding), read through the sources (dequantized).
+/// the output projection and the token embedding), read through the sources (dequantized), on
+/// ctx's threads.
 LQ_API std::vector<TensorError> weight_errors(const ModelSource& original, const ModelSource& quantized,
-                                              int threads = 0, Progress* progress = nullptr);
-/// Groups tensor errors by TensorError::group, in the order groups first appear.
-LQ_API std::vector<LayerError> group_layer_errors(const std::vector<TensorError>& errors);
+                                              const Context& ctx = {});
 
 // ---------------------------------------------------------------------------------------------
 // The report
@@ -162,6 +139,9 @@ struct SizeInfo {
   double bpw = 0;             ///< tensor bits / weights (effective bits per weight)
 };
 LQ_API SizeInfo size_info(const ModelSource& source);
+/// The quantization level a GGUF records in general.file_type ("Q4_K_M"; llama.cpp's "guessed"
+/// flag ignored); "" for other sources or a file type this library does not know.
+LQ_API std::string quantization_level(const ModelSource& source);
 
 /// Settings of quality_report().
 struct QualityOptions {
@@ -173,8 +153,6 @@ struct QualityOptions {
   CoherenceOptions coherence_options;
   double quality_threshold_pct = 20;  ///< warn above this perplexity increase
   double coherence_threshold = 0.5;   ///< warn below this coherence score
-  int threads = 0;
-  Progress* progress = nullptr;    ///< optional
 };
 
 /// A quality report of QUANTIZED against ORIGINAL.
@@ -194,6 +172,7 @@ struct LQ_API QualityReport {
   SizeInfo original_size, quantized_size;
   double effective_bpw = 0;         ///< quantized_size.bpw
   double compression_ratio = 0;     ///< quantized file bytes / original file bytes
+  bool layers_measured = false;            ///< QualityOptions::include_layers was set
   std::vector<TensorError> tensor_errors;  ///< with include_layers
   std::vector<LayerError> layer_errors;    ///< with include_layers
   std::optional<CoherenceResult> coherence;
@@ -203,26 +182,27 @@ struct LQ_API QualityReport {
   double seconds = 0;
   std::string timestamp;            ///< ISO 8601 UTC, when the report was made
 
-  /// The contract's "Quality Report Result" document (plus kld, sizes, coherence_results, ...).
-  nlohmann::json to_json() const;
-  /// The document of advanced-features.md "Quality Report" (lq analyze quality).
-  nlohmann::json to_analysis_json() const;
+  /// The contract's "Quality Report Result" document (plus kld, sizes, coherence_results, ...),
+  /// 2-space indented, invalid UTF-8 replaced, no final newline.
+  std::string to_json_string() const;
+  /// The document of advanced-features.md "Quality Report" (lq analyze quality), with the
+  /// per-layer errors when they were measured; formatted as to_json_string().
+  std::string to_analysis_json_string() const;
 };
 
 /// Measures `quantized` against `original` (any ModelSource paths). The vocabularies must be the
-/// same (else Errc::invalid_argument naming the difference); calibration text shorter than two
-/// chunks throws Errc::calibration_error.
+/// same (else Errc::invalid_argument naming the difference); calibration text too short for one
+/// evaluation chunk (evaluation_chunks(), ChunkRule::perplexity) throws Errc::calibration_error.
+/// Runs on ctx's threads with status lines and bars on ctx's progress sink; ctx's cancel token
+/// stops it (Errc::interrupted).
 LQ_API QualityReport quality_report(const std::filesystem::path& original, const std::filesystem::path& quantized,
-                                    const QualityOptions& options = {});
+                                    const QualityOptions& options = {}, const Context& ctx = {});
 
 /// The same on models already open (the sources give sizes, metadata, tokenizers and weights;
 /// the models run the text; the report names the models by their sources' paths).
 LQ_API QualityReport quality_report(const ModelSource& original_src, const Model& original,
                                     const ModelSource& quantized_src, const Model& quantized,
-                                    const QualityOptions& options = {});
-
-/// Fills grade, warnings and recommendations of `r` from its measurements.
-LQ_API void assess(QualityReport& r, const QualityOptions& options);
+                                    const QualityOptions& options = {}, const Context& ctx = {});
 
 /// The ctx quality_report() uses for a model: `requested` when > 0, else min(512, n_ctx_train)
 /// (512 when the model does not say).

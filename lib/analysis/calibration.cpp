@@ -1,3 +1,6 @@
+// Calibration data: loading texts (plain text, JSON, JSONL, the built-in WikiText-2 text), the
+// rule of how many tokens one evaluation chunk needs, and cutting token chunks. No tokenizing or
+// model evaluation here.
 #include <lq/calibration.hpp>
 #include <lq/error.hpp>
 #include <lq/io.hpp>
@@ -6,6 +9,7 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <sstream>
 
 // The default calibration text is linked in with the assembler's .incbin (no multi-megabyte
@@ -79,12 +83,58 @@ CalibrationData load_calibration(const std::filesystem::path& path) {
   return cd;
 }
 
+CalibrationData load_text(const std::filesystem::path& path) {
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  if (!fs::exists(path, ec)) fail(Errc::calibration_error, "text file not found: {}", path.string());
+  if (fs::is_directory(path, ec)) fail(Errc::calibration_error, "{}: is a directory, not a text file", path.string());
+  std::string data;
+  try {
+    data = read_file(path);
+  } catch (const Error& e) {
+    fail(Errc::calibration_error, "{}", e.what());
+  }
+  if (data.find('\0') != std::string::npos) fail(Errc::calibration_error, "{}: not a text file (contains NUL bytes)", path.string());
+  if (data.find_first_not_of(" \t\r\n") == std::string::npos) fail(Errc::calibration_error, "{}: the text file is empty", path.string());
+  CalibrationData cd;
+  cd.texts.push_back(std::move(data));
+  cd.source = path.string();
+  return cd;
+}
+
 CalibrationData default_calibration() {
   CalibrationData cd;
   cd.texts.emplace_back(lq_default_calibration_begin,
                         static_cast<size_t>(lq_default_calibration_end - lq_default_calibration_begin));
   cd.source = "built-in: WikiText-2 test (wikitext-2-raw-v1)";
   return cd;
+}
+
+int64_t evaluation_chunks(int64_t stream_tokens, int64_t ctx, ChunkRule rule, std::string_view source) {
+  if (ctx < 1) fail(Errc::invalid_argument, "context size must be positive, got {}", ctx);
+  const int64_t n = std::max<int64_t>(0, stream_tokens);
+  switch (rule) {
+    case ChunkRule::imatrix:
+      if (n < ctx)
+        throw Error(Errc::calibration_error,
+                    fmt::format("{}: {} tokens, too short: fewer than one chunk of {} tokens", source, n, ctx),
+                    "Give a longer text or a smaller --ctx");
+      return n / ctx;
+    case ChunkRule::perplexity:
+      if (n < 2 * ctx)
+        throw Error(Errc::calibration_error,
+                    fmt::format("{}: {} tokens, too short: fewer than one evaluation chunk needs (2 x ctx = {} "
+                                "tokens, as llama-perplexity)",
+                                source, n, 2 * ctx),
+                    "Give a longer text or a smaller --ctx");
+      return n / ctx;
+    case ChunkRule::full_window:
+      if (n < 1)
+        throw Error(Errc::calibration_error, fmt::format("{}: no tokens, too short for one evaluation window", source),
+                    "Give a longer text");
+      return std::max<int64_t>(1, n / ctx);
+  }
+  return 0;
 }
 
 std::vector<std::vector<int32_t>> make_chunks(const std::vector<int32_t>& tokens, int64_t ctx, int64_t max_chunks,

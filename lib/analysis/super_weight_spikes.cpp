@@ -2,16 +2,15 @@
 // on a short prompt, find the block whose largest input and output both stand out from the
 // other blocks by an order of magnitude, take W_down[j, k] (j = channel of the largest output,
 // k = channel of the largest input), confirm by zeroing it, and repeat with it zeroed.
+// The JSON of a detection is in formats/super_weight_file.cpp.
 #include <lq/error.hpp>
 #include <lq/importance.hpp>
 
-#include <fmt/format.h>
+#include "model/tensor_names.hpp"
 
 #include <algorithm>
 #include <cmath>
 #include <map>
-
-using nlohmann::json;
 
 namespace lq {
 namespace {
@@ -21,37 +20,36 @@ struct Pass {
   std::vector<std::vector<float>> input_at_peak;  // per layer: the input row of the output maximum's token
 };
 
+// Raises `max` to the largest |x| of a tokens x channels block where that is larger, recording its
+// channel (and token); the first position wins a tie.
+void track_peak(const float* x, int64_t n_tokens, int64_t n_channels, float& max, int64_t& channel, int64_t* token) {
+  for (int64_t t = 0; t < n_tokens; ++t)
+    for (int64_t c = 0; c < n_channels; ++c) {
+      const float v = std::fabs(x[t * n_channels + c]);
+      if (v > max) {
+        max = v;
+        channel = c;
+        if (token) *token = t;
+      }
+    }
+}
+
 // Element (token, channel) of every block's ffn_down output on the prompt, for confirmation.
-Pass observe(Model& model, std::span<const int32_t> prompt, int threads, std::vector<std::vector<float>>* outputs) {
+Pass observe(Model& model, std::span<const int32_t> prompt, const Context& ctx, std::vector<std::vector<float>>* outputs) {
   const int64_t n_layer = model.config().n_layer;
   Pass p;
   p.layers.resize(static_cast<size_t>(n_layer));
   p.input_at_peak.resize(static_cast<size_t>(n_layer));
   if (outputs) outputs->assign(static_cast<size_t>(n_layer), {});
-  Session s(model, SessionOptions{static_cast<int64_t>(prompt.size()), false}, Context{threads});
+  Session s(model, SessionOptions{static_cast<int64_t>(prompt.size()), false}, ctx);
   s.set_linear_hook([&](const LinearEvent& ev) {
     if (ev.linear->role != "ffn_down") return;
     const int l = ev.linear->layer;
     DownProjMaxima& m = p.layers[static_cast<size_t>(l)];
     m.layer = l;
     const int64_t ni = ev.linear->n_in, no = ev.linear->n_out;
-    for (int64_t t = 0; t < ev.n_tokens; ++t)
-      for (int64_t c = 0; c < ni; ++c) {
-        const float v = std::fabs(ev.input[t * ni + c]);
-        if (v > m.input_max) {
-          m.input_max = v;
-          m.input_channel = c;
-        }
-      }
-    for (int64_t t = 0; t < ev.n_tokens; ++t)
-      for (int64_t c = 0; c < no; ++c) {
-        const float v = std::fabs(ev.output[t * no + c]);
-        if (v > m.output_max) {
-          m.output_max = v;
-          m.output_channel = c;
-          m.token = t;
-        }
-      }
+    track_peak(ev.input, ev.n_tokens, ni, m.input_max, m.input_channel, nullptr);
+    track_peak(ev.output, ev.n_tokens, no, m.output_max, m.output_channel, &m.token);
     p.input_at_peak[static_cast<size_t>(l)].assign(ev.input + m.token * ni, ev.input + (m.token + 1) * ni);
     if (outputs) (*outputs)[static_cast<size_t>(l)].assign(ev.output, ev.output + ev.n_tokens * no);
   });
@@ -93,7 +91,7 @@ bool exact_type(QuantType t) { return t == QuantType::F32 || t == QuantType::F16
 }  // namespace
 
 SuperWeightDetection detect_super_weights(Model& model, std::span<const int32_t> prompt,
-                                          const SuperWeightDetectOptions& o) {
+                                          const SuperWeightDetectOptions& o, const Context& ctx) {
   if (prompt.empty()) fail(Errc::invalid_argument, "super-weight detection: the prompt is empty");
   if (!(o.spike_ratio > 1)) fail(Errc::invalid_argument, "super-weight detection: spike ratio must exceed 1, got {}", o.spike_ratio);
   SuperWeightDetection det;
@@ -118,9 +116,10 @@ SuperWeightDetection detect_super_weights(Model& model, std::span<const int32_t>
 
   try {
     std::vector<std::vector<float>> outputs;
-    Pass pass = observe(model, prompt, o.threads, nullptr);
+    Pass pass = observe(model, prompt, ctx, nullptr);
     det.layers = pass.layers;
     for (int round = 0; round < o.max_rounds; ++round) {
+      ctx.check_cancelled();
       det.rounds = round + 1;
       std::vector<double> rin, rout, med_out;
       ratios(pass.layers, rin, rout, med_out);
@@ -130,7 +129,7 @@ SuperWeightDetection detect_super_weights(Model& model, std::span<const int32_t>
           best = static_cast<int>(l);
       if (best < 0) break;
       const DownProjMaxima& m = pass.layers[static_cast<size_t>(best)];
-      const std::string name = fmt::format("blk.{}.ffn_down.weight", best);
+      const std::string name = names::block_tensor(best, "ffn_down.weight");
       const int64_t n_in = model.tensor_shape(name)[0];
       const std::vector<float> w = model.tensor_f32(name);
       const float* wrow = w.data() + m.output_channel * n_in;
@@ -161,7 +160,7 @@ SuperWeightDetection detect_super_weights(Model& model, std::span<const int32_t>
         sw.weight = ProtectedWeight{name, m.output_channel, k, wrow[k]};
         if (!o.confirm) break;
         set_element(name, m.output_channel, k, 0.0f);
-        after = observe(model, prompt, o.threads, &outputs);
+        after = observe(model, prompt, ctx, &outputs);
         const auto& y = outputs[static_cast<size_t>(best)];
         sw.output_after = std::fabs(y[static_cast<size_t>(m.token * model.tensor_shape(name)[1] + m.output_channel)]);
         confirmed = sw.output_after < threshold;
@@ -172,7 +171,7 @@ SuperWeightDetection detect_super_weights(Model& model, std::span<const int32_t>
       if (!o.confirm) {
         // Unconfirmed mode: zero it anyway to look for the next spike.
         set_element(name, m.output_channel, sw.weight.col, 0.0f);
-        after = observe(model, prompt, o.threads, nullptr);
+        after = observe(model, prompt, ctx, nullptr);
       }
       if (o.confirm && !confirmed) sw.weight.col = m.input_channel, sw.weight.value = wrow[m.input_channel];
       det.found.push_back(sw);
@@ -185,33 +184,6 @@ SuperWeightDetection detect_super_weights(Model& model, std::span<const int32_t>
   }
   restore_all();
   return det;
-}
-
-json super_weight_detection_json(const SuperWeightDetection& d) {
-  json layers = json::array();
-  for (const auto& m : d.layers)
-    layers.push_back({{"layer", m.layer},
-                      {"input_max", m.input_max},
-                      {"input_channel", m.input_channel},
-                      {"output_max", m.output_max},
-                      {"output_channel", m.output_channel},
-                      {"token", m.token}});
-  json found = json::array();
-  for (const auto& s : d.found)
-    found.push_back({{"tensor", s.weight.tensor},
-                     {"layer", s.layer},
-                     {"row", s.weight.row},
-                     {"col", s.weight.col},
-                     {"value", s.weight.value},
-                     {"input_max", s.input_max},
-                     {"output_max", s.output_max},
-                     {"input_ratio", s.input_ratio},
-                     {"output_ratio", s.output_ratio},
-                     {"confirmed", s.confirmed},
-                     {"output_after_zeroing", s.output_after},
-                     {"largest_contributor_col", s.largest_contributor}});
-  return {{"method", "activation spikes in ffn_down (Yu et al. 2024)"}, {"rounds", d.rounds}, {"layers", layers},
-          {"found", found}};
 }
 
 }  // namespace lq

@@ -1,15 +1,16 @@
+// Choosing the weights to protect: the coverage rule (top fraction by importance x weight^2, two
+// passes over the weights with a log histogram), their statistics, and the merge with the
+// confirmed activation spikes. The mask file format is in formats/super_weight_file.cpp.
 #include <lq/error.hpp>
-#include <lq/io.hpp>
 #include <lq/super_weights.hpp>
-#include <lq/threads.hpp>
 
+#include "model/tensor_names.hpp"
 #include "quantize/mixture.hpp"
 
 #include <algorithm>
 #include <cmath>
-#include <map>
-
-using nlohmann::json;
+#include <set>
+#include <tuple>
 
 namespace lq {
 namespace {
@@ -49,13 +50,15 @@ void for_each_scored_row(const ModelSource& model, const Imatrix& im, Fn&& fn) {
 
 }  // namespace
 
-std::vector<ProtectedWeight> select_by_coverage(const ModelSource& model, const Imatrix& im, double coverage, int) {
+std::vector<ProtectedWeight> select_by_coverage(const ModelSource& model, const Imatrix& im, double coverage,
+                                                const Context& ctx) {
   if (!(coverage > 0 && coverage < 1))
     fail(Errc::invalid_argument, "coverage must be in (0, 1), got {}", coverage);
   // Pass 1: histogram of scores to find the threshold of the top fraction.
   std::vector<uint64_t> hist(kBins, 0);
   uint64_t total = 0;
   for_each_scored_row(model, im, [&](const ModelTensor& t, const std::vector<float>& w, int64_t, int64_t n, const float* x) {
+    ctx.check_cancelled();
     const int64_t nc = t.row_length();
     for (int64_t r = 0; r < n; ++r)
       for (int64_t j = 0; j < nc; ++j) {
@@ -103,45 +106,63 @@ std::vector<ProtectedWeight> select_by_coverage(const ModelSource& model, const 
   return out;
 }
 
-json super_weight_statistics(const std::vector<ProtectedWeight>& w) {
-  std::map<std::string, int64_t> per_layer;
+SuperWeightStatistics super_weight_statistics(const std::vector<ProtectedWeight>& w) {
+  SuperWeightStatistics st;
   double sum = 0, mx = -INFINITY, mn = INFINITY;
   for (const auto& p : w) {
-    std::string layer = "other";
-    if (p.tensor.rfind("blk.", 0) == 0) layer = p.tensor.substr(0, p.tensor.find('.', 4));
-    else layer = p.tensor;
-    ++per_layer[layer];
+    const int block = names::block_of(p.tensor);
+    std::string layer = p.tensor;
+    if (block >= 0) {
+      layer = names::block_tensor(block, "");  // "blk.N."
+      layer.pop_back();
+    }
+    ++st.per_layer[layer];
     sum += p.value;
     mx = std::max(mx, static_cast<double>(p.value));
     mn = std::min(mn, static_cast<double>(p.value));
   }
-  json dist = json::object();
-  for (const auto& [l, n] : per_layer) dist[l] = n;
-  return {{"count", w.size()},
-          {"per_layer", dist},
-          {"value_mean", w.empty() ? 0.0 : sum / static_cast<double>(w.size())},
-          {"value_max", w.empty() ? 0.0 : mx},
-          {"value_min", w.empty() ? 0.0 : mn}};
+  st.count = static_cast<int64_t>(w.size());
+  st.value_mean = w.empty() ? 0.0 : sum / static_cast<double>(w.size());
+  st.value_max = w.empty() ? 0.0 : mx;
+  st.value_min = w.empty() ? 0.0 : mn;
+  return st;
 }
 
-void save_super_weights(const std::filesystem::path& path, const std::vector<ProtectedWeight>& w, const json& info) {
-  json arr = json::array();
-  for (const auto& p : w) arr.push_back({{"tensor", p.tensor}, {"row", p.row}, {"col", p.col}, {"value", p.value}});
-  json j = {{"format", "lq.super_weights"}, {"version", 1}, {"info", info}, {"weights", arr}};
-  write_file_atomic(path, j.dump(1) + "\n");
+std::vector<ProtectedWeight> merge_super_weights(const SuperWeightDetection& detection,
+                                                 const std::vector<ProtectedWeight>& by_coverage) {
+  std::vector<ProtectedWeight> out;
+  std::set<std::tuple<std::string, int64_t, int64_t>> seen;
+  for (const auto& f : detection.found)
+    if (f.confirmed && seen.emplace(f.weight.tensor, f.weight.row, f.weight.col).second) out.push_back(f.weight);
+  for (const auto& w : by_coverage)
+    if (seen.emplace(w.tensor, w.row, w.col).second) out.push_back(w);
+  std::sort(out.begin(), out.end(), [](const ProtectedWeight& a, const ProtectedWeight& b) {
+    return std::tie(a.tensor, a.row, a.col) < std::tie(b.tensor, b.row, b.col);
+  });
+  return out;
 }
 
-std::vector<ProtectedWeight> load_super_weights(const std::filesystem::path& path) {
-  try {
-    const json j = json::parse(read_file(path));
-    std::vector<ProtectedWeight> out;
-    for (const auto& x : j.at("weights"))
-      out.push_back({x.at("tensor").get<std::string>(), x.at("row").get<int64_t>(), x.at("col").get<int64_t>(),
-                     x.at("value").get<float>()});
-    return out;
-  } catch (const json::exception& e) {
-    fail(Errc::invalid_argument, "{}: malformed super-weight file: {}", path.string(), e.what());
-  }
+int64_t SuperWeightSelection::spikes_confirmed() const {
+  return std::ranges::count_if(detection.found, [](const DetectedSuperWeight& f) { return f.confirmed; });
+}
+
+double SuperWeightSelection::protected_pct() const {
+  return covered_weights ? 100.0 * static_cast<double>(weights.size()) / static_cast<double>(covered_weights) : 0.0;
+}
+
+SuperWeightSelection identify_super_weights(Model& model, const ModelSource& source, const Imatrix& imatrix,
+                                            std::span<const int32_t> prompt, double coverage,
+                                            const SuperWeightDetectOptions& detect, const Context& ctx) {
+  SuperWeightSelection s;
+  s.coverage = coverage;
+  s.detection = detect_super_weights(model, prompt, detect, ctx);
+  const std::vector<ProtectedWeight> by_cov = select_by_coverage(source, imatrix, coverage, ctx);
+  s.coverage_selected = static_cast<int64_t>(by_cov.size());
+  s.weights = merge_super_weights(s.detection, by_cov);
+  for (const auto& [name, e] : imatrix.entries)
+    if (const ModelTensor* t = source.find(name)) s.covered_weights += t->n_elements();
+  s.statistics = super_weight_statistics(s.weights);
+  return s;
 }
 
 }  // namespace lq

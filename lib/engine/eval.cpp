@@ -2,6 +2,7 @@
 // chunking) and generation (greedy or sampled).
 #include "engine/impl.hpp"
 
+#include <lq/calibration.hpp>
 #include <lq/error.hpp>
 #include <lq/threads.hpp>
 
@@ -54,11 +55,7 @@ class WindowPlan {
       if (o.prepend_bos && replace_bos_) stream_.push_back(bos_);
       stream_.insert(stream_.end(), tokens.begin(), tokens.end());
       const int64_t n = static_cast<int64_t>(stream_.size());
-      if (n < 2 * o.ctx)
-        fail(Errc::invalid_argument,
-             "{}: {} tokens given, at least {} (2 x ctx {}) are needed; use a smaller ctx or a longer text", what, n,
-             2 * o.ctx, o.ctx);
-      count_ = n / o.ctx;
+      count_ = evaluation_chunks(n, o.ctx, ChunkRule::perplexity, what);
     }
     if (o.chunks > 0) count_ = std::min(count_, o.chunks);
   }
@@ -149,7 +146,6 @@ PerplexityResult perplexity(const Model& model, std::span<const int32_t> tokens,
     }
     count += nt;
     if (o.progress) o.progress(i + 1, plan.size(), std::exp(nll / static_cast<double>(count)));
-    ctx.progress_sink().update("perplexity", i + 1, plan.size(), "chunks");
     ctx.check_cancelled();
   }
   PerplexityResult r;
@@ -222,7 +218,6 @@ KldResult kl_divergence(const Model& model, const Model& reference, std::span<co
       klds.push_back(static_cast<float>(r.kld));
     }
     if (o.progress) o.progress(i + 1, plan.size(), std::exp(sum_nll / static_cast<double>(klds.size())));
-    ctx.progress_sink().update("kl-divergence", i + 1, plan.size(), "chunks");
     ctx.check_cancelled();
   }
   const auto n = static_cast<double>(klds.size());

@@ -1,11 +1,13 @@
 // The coherence check: greedy continuations of the quantized model, judged for repetition
 // (distinct n-grams) and for fluency (their likelihood under the original model, relative to the
 // original's own greedy continuation).
+#include "quality/internal.hpp"
+
 #include <lq/error.hpp>
 #include <lq/io.hpp>
-#include <lq/quality.hpp>
 
 #include <fmt/format.h>
+#include <nlohmann/json.hpp>
 
 #include <algorithm>
 #include <cmath>
@@ -123,8 +125,8 @@ std::string continuation_text(const Tokenizer& tok, std::span<const int32_t> pro
 
 namespace {
 
-std::vector<int32_t> greedy(const Model& m, const std::vector<int32_t>& prompt, int64_t n, int threads) {
-  Session s(m, SessionOptions{static_cast<int64_t>(prompt.size()) + n + 1, false}, Context{threads});
+std::vector<int32_t> greedy(const Model& m, const std::vector<int32_t>& prompt, int64_t n, const Context& ctx) {
+  Session s(m, SessionOptions{static_cast<int64_t>(prompt.size()) + n + 1, false}, ctx);
   GenerateOptions g;
   g.max_tokens = n;
   g.temperature = 0;
@@ -135,11 +137,12 @@ std::vector<int32_t> greedy(const Model& m, const std::vector<int32_t>& prompt, 
 }
 
 // Mean natural-log probability per token of `cont` after `prompt` under `m` (one batch).
-double mean_logp(const Model& m, const std::vector<int32_t>& prompt, const std::vector<int32_t>& cont, int threads) {
+double mean_logp(const Model& m, const std::vector<int32_t>& prompt, const std::vector<int32_t>& cont,
+                 const Context& ctx) {
   if (cont.empty()) return 0;
   std::vector<int32_t> seq = prompt;
   seq.insert(seq.end(), cont.begin(), cont.end() - 1);
-  Session s(m, SessionOptions{static_cast<int64_t>(seq.size()) + 1, false}, Context{threads});
+  Session s(m, SessionOptions{static_cast<int64_t>(seq.size()) + 1, false}, ctx);
   s.eval(seq, static_cast<int64_t>(prompt.size()) - 1);
   double sum = 0;
   for (size_t j = 0; j < cont.size(); ++j) {
@@ -155,7 +158,8 @@ double mean_logp(const Model& m, const std::vector<int32_t>& prompt, const std::
 }  // namespace
 
 CoherenceResult coherence_check(const Model& quantized, const Model& original, const Tokenizer& tok,
-                                const CoherenceOptions& o) {
+                                const CoherenceOptions& o, const Context& ctx) {
+  Progress& progress = ctx.progress_sink();
   if (o.max_tokens < 1) fail(Errc::invalid_argument, "coherence check: max_tokens must be at least 1, got {}", o.max_tokens);
   if (o.ngram < 1) fail(Errc::invalid_argument, "coherence check: ngram must be at least 1, got {}", o.ngram);
   if (quantized.n_vocab() != original.n_vocab())
@@ -165,7 +169,7 @@ CoherenceResult coherence_check(const Model& quantized, const Model& original, c
   CoherenceResult r;
   double total = 0;
   for (size_t i = 0; i < prompts.size(); ++i) {
-    check_interrupted();
+    ctx.check_cancelled();
     const std::string& p = prompts[i];
     if (p.find_first_not_of(" \t\r\n") == std::string::npos)
       fail(Errc::invalid_argument, "coherence check: prompt {} is empty", i);
@@ -173,12 +177,12 @@ CoherenceResult coherence_check(const Model& quantized, const Model& original, c
     if (ids.empty()) fail(Errc::invalid_argument, "coherence check: prompt {} has no tokens", i);
     CoherenceSample s;
     s.prompt = p;
-    s.output_tokens = greedy(quantized, ids, o.max_tokens, o.threads);
-    const std::vector<int32_t> ref = greedy(original, ids, o.max_tokens, o.threads);
+    s.output_tokens = greedy(quantized, ids, o.max_tokens, ctx);
+    const std::vector<int32_t> ref = greedy(original, ids, o.max_tokens, ctx);
     s.output = continuation_text(tok, ids, s.output_tokens);
     s.reference_output = continuation_text(tok, ids, ref);
-    s.mean_logp = mean_logp(original, ids, s.output_tokens, o.threads);
-    s.reference_mean_logp = s.output_tokens == ref ? s.mean_logp : mean_logp(original, ids, ref, o.threads);
+    s.mean_logp = mean_logp(original, ids, s.output_tokens, ctx);
+    s.reference_mean_logp = s.output_tokens == ref ? s.mean_logp : mean_logp(original, ids, ref, ctx);
     s.repetition_score = repetition_score(s.output_tokens, o.ngram);
     s.reference_repetition_score = repetition_score(ref, o.ngram);
     s.grammar_score = fluency_score(s.mean_logp, s.reference_mean_logp);
@@ -190,9 +194,9 @@ CoherenceResult coherence_check(const Model& quantized, const Model& original, c
     total += s.score;
     r.n_coherent += s.is_coherent;
     r.samples.push_back(std::move(s));
-    if (o.progress) o.progress->update("Coherence", static_cast<int64_t>(i + 1), static_cast<int64_t>(prompts.size()), "prompts");
+    progress.update("Coherence", static_cast<int64_t>(i + 1), static_cast<int64_t>(prompts.size()), "prompts");
   }
-  if (o.progress) o.progress->finish("Coherence");
+  progress.finish("Coherence");
   r.score = prompts.empty() ? 0 : total / static_cast<double>(prompts.size());
   return r;
 }

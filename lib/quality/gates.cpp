@@ -21,19 +21,15 @@ void run(const ModelSource& src, const std::filesystem::path& output, const Qual
     progress.message("Computing quality metrics...");
     QualityOptions gq;
     gq.samples = settings.samples;
-    gq.threads = ctx.threads;
-    gq.progress = ctx.progress;
     gq.quality_threshold_pct = settings.max_perplexity_increase_pct;
-    res.quality = quality_report(src, *original, *qsrc, *quantized, gq);
+    res.quality = quality_report(src, *original, *qsrc, *quantized, gq, ctx);
     progress.message(fmt::format("Perplexity: {:.3f} \u2192 {:.3f} ({:+.1f}%)", res.quality->perplexity_original,
                                  res.quality->perplexity_quantized, res.quality->perplexity_delta_pct));
   }
   if (gates.coherence) {
     progress.message("Checking output coherence...");
     CoherenceOptions co;
-    co.threads = ctx.threads;
-    co.progress = ctx.progress;
-    res.coherence = coherence_check(*quantized, *original, tokenizer_for(src), co);
+    res.coherence = coherence_check(*quantized, *original, tokenizer_for(src), co, ctx);
     if (res.quality) res.quality->grade = quality_grade(res.quality->perplexity_delta_pct, res.coherence->score);
   }
   if (res.coherence)

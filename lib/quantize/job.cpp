@@ -88,7 +88,7 @@ QuantizeJobResult quantize_model(const ModelSource& src, const std::filesystem::
       throw Error(Errc::invalid_argument, "super-weight protection requires an importance matrix",
                   "Compute an importance matrix with `lq analyze MODEL`");
     progress.message(fmt::format("Identifying super weights (coverage: {:g}%)", *job.protect_coverage * 100));
-    protect = select_by_coverage(src, *qo.imatrix, *job.protect_coverage, ctx.threads);
+    protect = select_by_coverage(src, *qo.imatrix, *job.protect_coverage, ctx);
   }
   if (res.dynamic || !protect.empty()) {
     Profile pr = job.profile ? *job.profile : Profile{};

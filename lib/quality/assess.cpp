@@ -1,0 +1,91 @@
+// The assessment of a quality report: its grade, warnings (thresholds, top-token agreement,
+// incoherent prompts, outlier tensors) and recommendations (importance matrix, a higher level,
+// dynamic profiles, super-weight protection).
+#include "quality/internal.hpp"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+
+namespace lq {
+
+namespace {
+
+// A higher level to suggest: the usual level of the next bit count ("Q2_K" -> "Q3_K_M").
+std::string next_level(const std::string& level) {
+  const size_t d = level.find_first_of("0123456789");
+  if (d == std::string::npos) return {};
+  switch (level[d]) {
+    case '1': return "Q2_K";
+    case '2': return "Q3_K_M";
+    case '3': return "Q4_K_M";
+    case '4': return "Q5_K_M";
+    case '5': return "Q6_K";
+    case '6': return "Q8_0";
+    default: return {};
+  }
+}
+
+std::string short_prompt(const std::string& p) {
+  if (p.size() <= 40) return p;
+  size_t n = 37;
+  while (n > 0 && (static_cast<unsigned char>(p[n]) & 0xC0) == 0x80) --n;
+  return p.substr(0, n) + "...";
+}
+
+}  // namespace
+
+void assess(QualityReport& r, const QualityOptions& o) {
+  const double d = r.perplexity_delta_pct;
+  std::optional<double> coh;
+  if (r.coherence) coh = r.coherence->score;
+  r.grade = quality_grade(d, coh);
+
+  if (d > o.quality_threshold_pct)
+    r.warnings.push_back(fmt::format("Perplexity increase {:.1f}% exceeds the threshold ({:g}%)", d, o.quality_threshold_pct));
+  if (r.kld.n_scored > 0 && r.kld.same_top_pct < 90)
+    r.warnings.push_back(fmt::format("The most likely next token differs from the original's on {:.1f}% of the tokens",
+                                     100 - r.kld.same_top_pct));
+  if (r.coherence) {
+    if (r.coherence->score < o.coherence_threshold)
+      r.warnings.push_back(fmt::format("Coherence score {:.2f} is below the threshold ({:g})", r.coherence->score,
+                                       o.coherence_threshold));
+    for (const auto& s : r.coherence->samples)
+      if (!s.is_coherent)
+        r.warnings.push_back(fmt::format("Prompt \"{}\": incoherent continuation (repetition {:.2f}, fluency {:.2f})",
+                                         short_prompt(s.prompt), s.repetition_score, s.grammar_score));
+  }
+  if (r.tensor_errors.size() >= 4) {
+    std::vector<double> rel;
+    for (const auto& e : r.tensor_errors) rel.push_back(e.rel_mse);
+    std::nth_element(rel.begin(), rel.begin() + static_cast<std::ptrdiff_t>(rel.size() / 2), rel.end());
+    const double median = rel[rel.size() / 2];
+    const auto worst = std::max_element(r.tensor_errors.begin(), r.tensor_errors.end(),
+                                        [](const auto& a, const auto& b) { return a.rel_mse < b.rel_mse; });
+    if (median > 0 && worst->rel_mse > 4 * median)
+      r.warnings.push_back(fmt::format("{} ({}) has a relative error {:.1f}x the median tensor's", worst->tensor,
+                                       worst->type, worst->rel_mse / median));
+  }
+
+  const bool ppl_bad = d >= 5, coh_bad = coh && *coh < o.coherence_threshold;
+  if ((ppl_bad || coh_bad) && !r.quantized_with_imatrix)
+    r.recommendations.push_back(
+        "Quantize with an importance matrix (--imatrix; compute one with `lq analyze MODEL`)");
+  if (d >= 15 || coh_bad) {
+    const std::string up = next_level(r.quantization_level);
+    if (!up.empty())
+      r.recommendations.push_back(fmt::format("Use a higher level: -q {} instead of {}", up, r.quantization_level));
+    else
+      r.recommendations.push_back("Use a higher quantization level (more bits per weight)");
+    r.recommendations.push_back(
+        "Use a dynamic profile that keeps sensitive layers at higher precision (-q dynamic --profile attention-high)");
+  }
+  if (d >= 30 || coh_bad)
+    r.recommendations.push_back(r.quantized_with_imatrix
+                                    ? "Protect super weights (--protect-super-weights)"
+                                    : "Protect super weights (--imatrix FILE --protect-super-weights)");
+  if (coh_bad)
+    r.recommendations.push_back("Ultra-low-bit quantization may be too aggressive: consider Q2_K or dynamic quantization");
+}
+
+}  // namespace lq
