@@ -4,6 +4,7 @@
 #include <lq/api.hpp>
 #include <lq/backend.hpp>
 #include <lq/context.hpp>
+#include <lq/decode.hpp>
 #include <lq/error.hpp>
 #include <lq/file_type.hpp>
 #include <lq/gguf.hpp>
