@@ -6,6 +6,7 @@
 #include <lq/decode.hpp>
 #include <lq/quant_type.hpp>
 
+#include "kernels/cpu/rows.hpp"
 #include "core/half.hpp"
 #include "kernels/cpu/iq1.hpp"
 #include "kernels/cpu/iq2.hpp"
@@ -88,7 +89,7 @@ std::vector<IsaKernels> all_isa_kernels(QuantType t) {
   std::vector<IsaKernels> v = {kernels_for<cpu::Sse2>(t, "sse2"), kernels_for<cpu::Avx2>(t, "avx2"),
                                kernels_for<cpu::Avx512>(t, "avx512")};
   const auto& row = type_info(t);
-  v.push_back({"dispatch", row.cpu.dequantize, row.cpu.dot});
+  v.push_back({"dispatch", cpu::row(t).k.dequantize, cpu::row(t).k.dot});
   return v;
 }
 

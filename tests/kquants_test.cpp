@@ -7,6 +7,7 @@
 #include <lq/quant_type.hpp>
 #include <lq/threads.hpp>
 
+#include "kernels/cpu/rows.hpp"
 #include "core/half.hpp"
 #include "kquants.hpp"
 #include "types/ref/kquant_search.hpp"
@@ -127,9 +128,9 @@ TEST_CASE("k-quants: rows of the type table", "[kquants]") {
     CHECK(ti.dequantize_ref != nullptr);
     CHECK(ti.dot_ref != nullptr);
     CHECK(ti.tolerance > 0);
-    CHECK(ti.cpu.quantize != nullptr);
-    CHECK(ti.cpu.dequantize != nullptr);
-    CHECK(ti.cpu.dot != nullptr);
+    CHECK(cpu::row(ti.type).k.quantize != nullptr);
+    CHECK(cpu::row(ti.type).k.dequantize != nullptr);
+    CHECK(cpu::row(ti.type).k.dot != nullptr);
   }
 }
 
@@ -163,7 +164,7 @@ TEST_CASE("k-quants: columns without importance keep their accuracy", "[kquants]
   auto w = importance(n, 62);
   for (int64_t c = 16; c < 80; ++c) w[c] = 0;    // whole sub-blocks of the first super-block
   for (int64_t c = 512; c < 768; ++c) w[c] = 0;  // the whole third super-block
-  for (QuantizeFn fn : {ti.quantize_ref, ti.cpu.quantize}) {
+  for (QuantizeFn fn : {ti.quantize_ref, cpu::row(ti.type).k.quantize}) {
     const auto y = dequantize(ti.dequantize_ref, ti, quantize(fn, ti, x, rows, n, w.data()), rows, n);
     std::vector<float> xd, yd;
     for (int64_t r = 0; r < rows; ++r)
@@ -257,7 +258,7 @@ TEST_CASE("k-quants: quantized dot equals the float dot of the decoded rows", "[
     norm_x += static_cast<double>(x[i]) * x[i];
     norm_a += static_cast<double>(act[i]) * act[i];
   }
-  for (DotFn dot : {ti.dot_ref, ti.cpu.dot}) {
+  for (DotFn dot : {ti.dot_ref, cpu::row(ti.type).k.dot}) {
     const double got = dot(n, q.data(), a.data());
     CHECK(std::fabs(got - decoded) <= 1e-5 * mag);
     // Against the unquantized dot: the error is bounded by the two rows' quantization errors.
@@ -304,7 +305,7 @@ TEST_CASE("k-quants: adversarial rows decode finitely with sensible error", "[kq
   for (const auto& c : cases) {
     for (const float* wp : {static_cast<const float*>(nullptr), w.data()}) {
       INFO(ti.name << " " << c.name << (wp ? " weighted" : ""));
-      for (QuantizeFn fn : {ti.quantize_ref, ti.cpu.quantize}) {
+      for (QuantizeFn fn : {ti.quantize_ref, cpu::row(ti.type).k.quantize}) {
         const auto y = dequantize(ti.dequantize_ref, ti, quantize(fn, ti, c.x, 1, n, wp), 1, n);
         bool finite = true;
         for (float v : y) finite = finite && std::isfinite(v);
@@ -319,7 +320,7 @@ TEST_CASE("k-quants: adversarial rows decode finitely with sensible error", "[kq
     std::vector<float> x = g;
     x[10] = std::numeric_limits<float>::quiet_NaN();
     x[20] = std::numeric_limits<float>::infinity();
-    const auto y = dequantize(ti.dequantize_ref, ti, quantize(ti.cpu.quantize, ti, x, 1, n, nullptr), 1, n);
+    const auto y = dequantize(ti.dequantize_ref, ti, quantize(cpu::row(ti.type).k.quantize, ti, x, 1, n, nullptr), 1, n);
     std::vector<float> tail_x(x.begin() + 256, x.end()), tail_y(y.begin() + 256, y.end());
     CHECK(rel_rmse(tail_x, tail_y, 256) <= ti.tolerance * 1.2);
   }

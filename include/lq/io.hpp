@@ -51,6 +51,9 @@ LQ_API void write_file_atomic(const std::filesystem::path& dest, const std::stri
 /// Reads a whole file; throws Errc::not_found / Errc::general.
 LQ_API std::string read_file(const std::filesystem::path& path);
 
+/// A size for people: "1.2 GB", "750.0 MB", "3.4 KB", "512 B" (decimal units).
+LQ_API std::string human_bytes(uint64_t n);
+
 /// A read-only memory mapping of a whole file.
 class LQ_API MappedFile {
  public:

@@ -343,4 +343,12 @@ void clear_interrupt() noexcept {
   interrupt_seen.store(false);
 }
 
+std::string human_bytes(uint64_t n) {
+  const double v = static_cast<double>(n);
+  if (v >= 1e9) return fmt::format("{:.1f} GB", v / 1e9);
+  if (v >= 1e6) return fmt::format("{:.1f} MB", v / 1e6);
+  if (v >= 1e3) return fmt::format("{:.1f} KB", v / 1e3);
+  return fmt::format("{} B", n);
+}
+
 }  // namespace lq
