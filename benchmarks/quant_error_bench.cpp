@@ -13,7 +13,7 @@
 // Usage: quant_error_bench [--shared DIR] [--type T]... [--verbose]
 #include <lq/backend.hpp>
 #include <lq/gguf.hpp>
-#include <lq/model.hpp>
+#include <lq/decode.hpp>
 #include <lq/quant_type.hpp>
 #include <lq/threads.hpp>
 

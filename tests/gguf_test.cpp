@@ -1,6 +1,6 @@
 #include <lq/error.hpp>
 #include <lq/gguf.hpp>
-#include <lq/model.hpp>
+#include <lq/decode.hpp>
 
 #include "support/support.hpp"
 

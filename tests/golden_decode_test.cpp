@@ -1,7 +1,7 @@
 // Golden decode: every llama.cpp-made file in ../shared/golden dequantizes bit-identically to
 // the float32 values llama.cpp recorded (sha256 of the little-endian floats, per tensor).
 #include <lq/gguf.hpp>
-#include <lq/model.hpp>
+#include <lq/decode.hpp>
 #include <lq/quant_type.hpp>
 
 #include "support/support.hpp"

@@ -3,7 +3,7 @@
 // on the real tiny model against llama.cpp's files.
 #include <lq/backend.hpp>
 #include <lq/gguf.hpp>
-#include <lq/model.hpp>
+#include <lq/decode.hpp>
 #include <lq/quant_type.hpp>
 #include <lq/threads.hpp>
 

@@ -3,7 +3,7 @@
 // inputs, thread safety, and quality against llama.cpp's golden quantizations of the tiny model.
 #include <lq/error.hpp>
 #include <lq/gguf.hpp>
-#include <lq/model.hpp>
+#include <lq/decode.hpp>
 #include <lq/quant_type.hpp>
 
 #include "kernels/cpu/rows.hpp"

@@ -3,7 +3,7 @@
 // bar on the tiny model: no tensor worse than llama.cpp's golden files.
 #include <lq/backend.hpp>
 #include <lq/gguf.hpp>
-#include <lq/model.hpp>
+#include <lq/decode.hpp>
 #include <lq/quant_type.hpp>
 #include <lq/threads.hpp>
 

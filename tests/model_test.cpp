@@ -1,5 +1,6 @@
 // Reading Hugging Face checkpoints: names, shapes, q/k permutation and values against llama.cpp's
 // own conversion of the same model, plus strict validation of malformed inputs.
+#include <lq/decode.hpp>
 #include <lq/error.hpp>
 #include <lq/gguf.hpp>
 #include <lq/model.hpp>

@@ -1,6 +1,6 @@
 // liblq: GGUF v3 container: typed metadata values, a validating reader and a streaming writer.
 // File I/O only (bytes, metadata, validation): decoding tensors to float is compute and lives
-// with the model sources (lq::read_rows_f32 in model.hpp).
+// in decode.hpp (lq::read_rows_f32).
 #pragma once
 
 #include <lq/api.hpp>

@@ -3,8 +3,8 @@
 // through the registry (the CPU's row where that back-end has none). No file parsing or
 // validation here: the readers in formats/ own that.
 #include <lq/backend.hpp>
+#include <lq/decode.hpp>
 #include <lq/error.hpp>
-#include <lq/model.hpp>
 
 namespace lq {
 

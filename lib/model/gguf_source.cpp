@@ -2,6 +2,7 @@
 #include "model/config.hpp"
 #include "model/sources.hpp"
 
+#include <lq/decode.hpp>
 #include <lq/error.hpp>
 
 #include <cstring>

@@ -8,9 +8,9 @@
 #include "model/sources.hpp"
 #include "model/tensor_names.hpp"
 
-#include "core/half.hpp"
 #include "formats/safetensors.hpp"
 
+#include <lq/decode.hpp>
 #include <lq/error.hpp>
 #include <lq/io.hpp>
 #include <lq/tokenizer.hpp>
@@ -21,7 +21,6 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
-#include <functional>
 #include <map>
 #include <set>
 
