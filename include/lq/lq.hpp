@@ -14,6 +14,7 @@
 #include <lq/profile.hpp>
 #include <lq/progress.hpp>
 #include <lq/quant_type.hpp>
+#include <lq/quantize_job.hpp>
 #include <lq/quantizer.hpp>
 #include <lq/settings.hpp>
 #include <lq/super_weights.hpp>
