@@ -41,7 +41,9 @@ struct QualityGates {
 struct QuantizeJob {
   QuantizeOptions options;
   /// Set: dynamic quantization. The profile decides each tensor's type, and the file's level
-  /// (general.file_type) is the level of the type that holds the most weights.
+  /// (general.file_type) is the level of the type that holds the most weights (options.ftype
+  /// when that type has no level; keep options.ftype a quantized level, as `lq` does with Q4_K_M,
+  /// since a float level writes every tensor in its float type).
   std::optional<Profile> profile;
   /// Weights to keep within 1% (e.g. load_super_weights()). Tensors whose type loses them are
   /// raised; the rows holding them are quantized with their importance raised.
