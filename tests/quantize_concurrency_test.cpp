@@ -100,3 +100,43 @@ TEST_CASE("quantize: two models quantized at once from two threads give the byte
     CHECK(file_sha(tmp / "synth-both.gguf") == synth_sha);
   }
 }
+
+TEST_CASE("quantize: a cancelled context stops its own quantization only", "[quantize][concurrency]") {
+  test::TempDir tmp;
+  const fs::path a = test::synthetic_llama(tmp, 4), b = test::synthetic_llama(tmp, 5);
+  auto a_src = ModelSource::open(a);
+  auto b_src = ModelSource::open(b);
+  QuantizeOptions opts;
+  opts.ftype = FileType::Q4_K_M;
+  Context alone;
+  alone.threads = 2;
+  Quantizer(opts).quantize(*b_src, tmp / "b-alone.gguf", alone);
+
+  CancelToken cancelled;
+  cancelled.cancel();
+  Context stop = alone;
+  stop.cancel = &cancelled;
+  Errc a_code = Errc::ok;
+  std::thread t1([&] {
+    try {
+      Quantizer(opts).quantize(*a_src, tmp / "a.gguf", stop);
+    } catch (const Error& e) {
+      a_code = e.code();
+    }
+  });
+  std::exception_ptr b_err;
+  std::thread t2([&] {
+    try {
+      Quantizer(opts).quantize(*b_src, tmp / "b.gguf", alone);
+    } catch (...) {
+      b_err = std::current_exception();
+    }
+  });
+  t1.join();
+  t2.join();
+  if (b_err) std::rethrow_exception(b_err);
+  CHECK(a_code == Errc::interrupted);
+  CHECK_FALSE(fs::exists(tmp / "a.gguf"));
+  CHECK(file_sha(tmp / "b.gguf") == file_sha(tmp / "b-alone.gguf"));
+  CHECK_FALSE(CancelToken::process().cancelled());
+}

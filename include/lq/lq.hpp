@@ -19,6 +19,7 @@
 #include <lq/progress.hpp>
 #include <lq/quality.hpp>
 #include <lq/quant_type.hpp>
+#include <lq/quantize_job.hpp>
 #include <lq/quantizer.hpp>
 #include <lq/settings.hpp>
 #include <lq/super_weights.hpp>

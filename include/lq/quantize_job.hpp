@@ -5,10 +5,9 @@
 
 #include <lq/api.hpp>
 #include <lq/context.hpp>
-#include <lq/error.hpp>
 #include <lq/model.hpp>
-#include <lq/profile.hpp>
-#include <lq/quality.hpp>
+#include <lq/profile.hpp>   // Profile, ProfileResolution (brings nlohmann/json: Profile::provenance)
+#include <lq/quality.hpp>   // QualityReport, CoherenceResult held by value in the result
 #include <lq/quantizer.hpp>
 #include <lq/settings.hpp>
 
@@ -19,6 +18,10 @@
 #include <vector>
 
 namespace lq {
+
+// Declared, not included: lq/error.hpp brings fmt, which this header does not need. Errc's names
+// (Errc::quality_degraded, ...) and exit_code() are in lq/error.hpp.
+enum class Errc : int;
 
 /// The quality gates of a job, measured on the written file against the source. A failed gate
 /// keeps the file (it is complete and valid) and is reported in the result, not thrown.
@@ -38,7 +41,9 @@ struct QualityGates {
 struct QuantizeJob {
   QuantizeOptions options;
   /// Set: dynamic quantization. The profile decides each tensor's type, and the file's level
-  /// (general.file_type) is the level of the type that holds the most weights.
+  /// (general.file_type) is the level of the type that holds the most weights (options.ftype
+  /// when that type has no level; keep options.ftype a quantized level, as `lq` does with Q4_K_M,
+  /// since a float level writes every tensor in its float type).
   std::optional<Profile> profile;
   /// Weights to keep within 1% (e.g. load_super_weights()). Tensors whose type loses them are
   /// raised; the rows holding them are quantized with their importance raised.
@@ -70,9 +75,9 @@ struct QuantizeJobResult {
   std::optional<QualityReport> quality;         ///< the perplexity gate's measurement
   std::optional<CoherenceResult> coherence;     ///< the coherence gate's measurement
   GateSettings gate_settings;                   ///< the thresholds the gates used
-  Errc gate = Errc::ok;                         ///< quality_degraded / coherence_failed, or ok
+  Errc gate{};                                  ///< quality_degraded / coherence_failed, or ok (0)
   std::string gate_message;                     ///< why the gate failed ("" when it passed)
-  bool passed() const noexcept { return gate == Errc::ok; }
+  bool passed() const noexcept { return gate == Errc{}; }
 };
 
 /// Runs a job on `src`, writing `out` (several files with options.keep_split): protection

@@ -100,12 +100,6 @@ class LQ_API Quantizer {
   static void quantize_rows(QuantType t, const float* src, void* dst, int64_t nrows, int64_t n_per_row,
                             const float* imatrix, const Context& ctx = {});
 
-  /// Quantizes one row whose columns `cols` hold protected weights: their importance is raised
-  /// (x 1e4 of the row's largest) on top of `imatrix` (or uniform weights when nullptr), with
-  /// ctx's back-end's kernel.
-  static void quantize_protected_row(QuantType t, const float* row, void* dst, int64_t n_per_row, const float* imatrix,
-                                     const std::vector<int64_t>& cols, const Context& ctx = {});
-
  private:
   QuantizeOptions opts_;
 };

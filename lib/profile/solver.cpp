@@ -9,6 +9,7 @@
 #include <lq/quantizer.hpp>
 
 #include "quantize/mixture.hpp"
+#include "quantize/protect.hpp"
 
 #include <algorithm>
 #include <cmath>
@@ -63,8 +64,8 @@ std::vector<TensorErrors> measure_errors(const ModelSource& model, const std::ve
         for (const auto* pw : prot)
           if (pw->row == rows[i]) cols.push_back(pw->col);
         if (!cols.empty())
-          Quantizer::quantize_protected_row(qt, x.data() + i * ncols, q.data() + i * ti.row_bytes(ncols), ncols,
-                                            has_imatrix ? w.data() : nullptr, cols, ctx);
+          quantize_protected_row(qt, x.data() + i * ncols, q.data() + i * ti.row_bytes(ncols), ncols,
+                                 has_imatrix ? w.data() : nullptr, cols, ctx);
       }
       std::vector<float> y(x.size());
       const DequantizeFn deq = Registry::instance().kernels(ctx.active_backend(), qt).dequantize;

@@ -3,6 +3,7 @@
 // A failed gate is a verdict in the result, never an exception: the file stays.
 #include "quality/gates.hpp"
 
+#include <lq/error.hpp>
 #include <lq/quality.hpp>
 
 #include <fmt/format.h>

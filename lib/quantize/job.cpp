@@ -4,6 +4,8 @@
 // sink) nor read the environment other than through settings.hpp.
 #include <lq/quantize_job.hpp>
 
+#include <lq/error.hpp>
+#include <lq/io.hpp>
 #include <lq/super_weights.hpp>
 
 #include "model/tensor_names.hpp"

@@ -11,6 +11,7 @@
 #include "kernels/cpu/cpu_kernels.hpp"
 #include "model/tensor_names.hpp"
 #include "quantize/mixture.hpp"
+#include "quantize/protect.hpp"
 
 #include <algorithm>
 #include <chrono>
@@ -61,8 +62,8 @@ void Quantizer::quantize_rows(QuantType t, const float* src, void* dst, int64_t 
   });
 }
 
-void Quantizer::quantize_protected_row(QuantType t, const float* row, void* dst, int64_t n_per_row,
-                                       const float* imatrix, const std::vector<int64_t>& cols, const Context& ctx) {
+void quantize_protected_row(QuantType t, const float* row, void* dst, int64_t n_per_row, const float* imatrix,
+                            const std::vector<int64_t>& cols, const Context& ctx) {
   std::vector<float> w(static_cast<size_t>(n_per_row), 1.0f);
   if (imatrix) std::copy(imatrix, imatrix + n_per_row, w.begin());
   const float top = *std::max_element(w.begin(), w.end());

@@ -1,0 +1,20 @@
+// Internal: quantizing a row that holds protected (super) weights, shared by the writer loop
+// (quantizer.cpp) and the solver's error measurement (profile/solver.cpp), so both quantize
+// such rows the same way. No model or file access here.
+#pragma once
+
+#include <lq/context.hpp>
+#include <lq/quant_type.hpp>
+
+#include <cstdint>
+#include <vector>
+
+namespace lq {
+
+/// Quantizes one row whose columns `cols` hold protected weights: their importance is raised
+/// (x 1e4 of the row's largest) on top of `imatrix` (or uniform weights when nullptr), with
+/// ctx's back-end's kernel.
+void quantize_protected_row(QuantType t, const float* row, void* dst, int64_t n_per_row, const float* imatrix,
+                            const std::vector<int64_t>& cols, const Context& ctx = {});
+
+}  // namespace lq
