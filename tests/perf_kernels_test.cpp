@@ -273,7 +273,7 @@ TEST_CASE("perf: bf16 GEMM equals the product of the bf16 values", "[perf]") {
 
 TEST_CASE("perf: the AMX bf16 GEMM equals the product of the bf16 values", "[perf][amx]") {
   if (!cpu::has_amx_bf16()) {
-    WARN("SKIP: this CPU (or OS) gives no AMX-BF16");
+    test::skip("this CPU (or OS) gives no AMX-BF16");
     return;
   }
   // Tiles of 32 and 16 tokens, a zero-padded block of the last tokens, one or two groups of
@@ -288,7 +288,7 @@ TEST_CASE("perf: the AMX bf16 GEMM equals the product of the bf16 values", "[per
 
 TEST_CASE("perf: the AMX exact bf16 GEMM equals the product of the float activations", "[perf][amx]") {
   if (!cpu::has_amx_bf16()) {
-    WARN("SKIP: this CPU (or OS) gives no AMX-BF16");
+    test::skip("this CPU (or OS) gives no AMX-BF16");
     return;
   }
   REQUIRE(cpu::exact_bf16_kernel(64).fn == cpu::gemm_bf16x3_amx);

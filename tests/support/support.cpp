@@ -1,20 +1,45 @@
+// Test helpers: the skip record the runner turns into its exit status, the ../shared lookup (a
+// skip, or a failure in CI), SHA-256, random rows, shell commands and temporary directories.
 #include "support/support.hpp"
 
 #include <catch2/catch.hpp>
 
 #include <array>
+#include <atomic>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
 #include <random>
 #include <sstream>
+#include <string_view>
 #include <sys/wait.h>
 #include <unistd.h>
 
 namespace fs = std::filesystem;
 
 namespace lq::test {
+
+namespace {
+std::atomic<int> g_skips{0};
+}  // namespace
+
+void skip(const std::string& reason) {
+  g_skips.fetch_add(1, std::memory_order_relaxed);
+  WARN("SKIPPED: " << reason);
+}
+
+int skip_count() { return g_skips.load(std::memory_order_relaxed); }
+
+bool in_ci() {
+  const char* ci = std::getenv("CI");
+  return ci && (std::string_view(ci) == "true" || std::string_view(ci) == "1");
+}
+
+fs::path shared_dir_searched() {
+  if (const char* env = std::getenv("LQ_SHARED_DIR"); env && *env) return env;
+  return LQ_DEFAULT_SHARED_DIR;
+}
 
 std::optional<fs::path> shared_dir() {
   if (const char* env = std::getenv("LQ_SHARED_DIR"); env && *env) {
@@ -26,18 +51,22 @@ std::optional<fs::path> shared_dir() {
   return std::nullopt;
 }
 
-std::optional<fs::path> shared_file(const std::string& rel) {
+std::optional<fs::path> find_shared_file(const std::string& rel) {
   auto d = shared_dir();
-  if (!d) {
-    WARN("SKIP: shared data directory not found (set LQ_SHARED_DIR); needed " << rel);
-    return std::nullopt;
-  }
-  fs::path p = *d / rel;
-  if (!fs::exists(p)) {
-    WARN("SKIP: " << p.string() << " is absent");
-    return std::nullopt;
-  }
-  return p;
+  if (!d || !fs::exists(*d / rel)) return std::nullopt;
+  return *d / rel;
+}
+
+std::optional<fs::path> shared_file(const std::string& rel) {
+  if (auto p = find_shared_file(rel)) return p;
+  const auto d = shared_dir();
+  const fs::path missing = d ? *d / rel : shared_dir_searched();
+  const std::string what = d ? missing.string() + " is absent"
+                             : "shared data directory not found: looked for " + missing.string() +
+                                   " (set LQ_SHARED_DIR); needed " + rel;
+  if (in_ci()) FAIL("CI=true requires the shared data: " << what);
+  skip(what);
+  return std::nullopt;
 }
 
 fs::path data_file(const std::string& rel) { return fs::path(LQ_TEST_DATA_DIR) / rel; }

@@ -1,4 +1,4 @@
-// Test helpers: locating ../shared, hashing, random rows.
+// Test helpers: skipping a test that cannot run, locating ../shared, hashing, random rows.
 #pragma once
 
 #include <cstdint>
@@ -10,10 +10,28 @@
 
 namespace lq::test {
 
+/// Exit status of the runner when every test it ran passed but at least one skipped (ctest's
+/// SKIP_RETURN_CODE, set in tests/CMakeLists.txt). A run with failures never returns it.
+inline constexpr int kSkipExitCode = 77;
+
+/// Marks the running test case as skipped: prints "SKIPPED: <reason>" (a Catch warning) and makes
+/// the runner exit with kSkipExitCode unless something failed. Catch2 2.x has no SKIP, so the
+/// caller returns from the test case right after calling it.
+void skip(const std::string& reason);
+/// Number of skip() calls so far in this run.
+int skip_count();
+/// True when the environment says this is a CI run (CI=true or CI=1).
+bool in_ci();
+
 /// The shared data directory ($LQ_SHARED_DIR, else ../shared beside the project), or nullopt.
 std::optional<std::filesystem::path> shared_dir();
-/// shared_dir()/rel if it exists; otherwise prints a SKIP reason (via Catch WARN) and returns nullopt.
+/// Where shared_dir() looks: $LQ_SHARED_DIR if set, else ../shared beside the project.
+std::filesystem::path shared_dir_searched();
+/// shared_dir()/rel if it exists. Otherwise skips the test (skip()) and returns nullopt; in CI,
+/// where ../shared is always present, fails the test instead, naming the path it looked for.
 std::optional<std::filesystem::path> shared_file(const std::string& rel);
+/// shared_dir()/rel if it exists, else nullopt, without skipping: for files that are optional.
+std::optional<std::filesystem::path> find_shared_file(const std::string& rel);
 /// tests/data/rel
 std::filesystem::path data_file(const std::string& rel);
 /// Path of the built lq CLI.
