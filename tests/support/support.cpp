@@ -5,6 +5,7 @@
 #include <catch2/catch.hpp>
 
 #include <array>
+#include <cmath>
 #include <atomic>
 #include <cstdio>
 #include <cstdlib>
@@ -140,6 +141,66 @@ std::vector<float> gaussian(size_t n, uint32_t seed) {
   std::vector<float> v(n);
   for (auto& x : v) x = nd(rng);
   return v;
+}
+
+std::vector<float> positive(size_t n, uint32_t seed) {
+  std::mt19937 rng(seed);
+  std::uniform_real_distribution<float> u(0.05f, 4.0f);
+  std::vector<float> v(n);
+  for (auto& x : v) x = u(rng);
+  return v;
+}
+
+std::vector<std::vector<float>> varied_rows(int64_t n, uint32_t seed) {
+  std::mt19937 rng(seed);
+  std::normal_distribution<float> g(0.f, 1.f);
+  std::student_t_distribution<float> heavy(2.f);
+  std::uniform_real_distribution<float> u(-1.f, 1.f);
+  std::vector<std::vector<float>> rows;
+  auto make = [&](auto fn) {
+    std::vector<float> r(static_cast<size_t>(n));
+    for (int64_t i = 0; i < n; ++i) r[i] = fn(i);
+    rows.push_back(std::move(r));
+  };
+  make([&](int64_t) { return g(rng); });
+  make([&](int64_t) { return 0.02f * heavy(rng); });
+  make([&](int64_t) { return 3.f + u(rng); });
+  make([&](int64_t) { return -5.f + 0.1f * g(rng); });
+  make([&](int64_t i) { return i % 97 == 0 ? 40.f * g(rng) : g(rng); });
+  make([&](int64_t) { return u(rng) < -0.8f ? g(rng) : 0.f; });
+  make([&](int64_t) { return 1e-6f * g(rng); });
+  make([&](int64_t) { return 1e3f * u(rng); });
+  make([&](int64_t i) { return static_cast<float>(i % 7) - 3.f; });
+  return rows;
+}
+
+std::vector<uint8_t> quantize_rows(QuantizeFn fn, const TypeInfo& ti, const std::vector<float>& x, int64_t n,
+                                   const float* imatrix) {
+  const int64_t rows = static_cast<int64_t>(x.size()) / n;
+  std::vector<uint8_t> q(ti.row_bytes(n) * static_cast<size_t>(rows));
+  fn(x.data(), q.data(), rows, n, imatrix);
+  return q;
+}
+
+std::vector<float> dequantize_rows(DequantizeFn fn, const TypeInfo& ti, const std::vector<uint8_t>& q, int64_t n) {
+  const size_t rb = ti.row_bytes(n);
+  std::vector<float> y(q.size() / rb * static_cast<size_t>(n));
+  for (size_t r = 0; r < q.size() / rb; ++r) fn(q.data() + r * rb, y.data() + r * static_cast<size_t>(n), n);
+  return y;
+}
+
+double rel_rmse(const std::vector<float>& x, const std::vector<float>& y) {
+  double e = 0, s = 0;
+  for (size_t i = 0; i < x.size(); ++i) {
+    const double d = static_cast<double>(x[i]) - y[i];
+    e += d * d;
+    s += static_cast<double>(x[i]) * x[i];
+  }
+  return s > 0 ? std::sqrt(e / s) : std::sqrt(e);
+}
+
+bool same_bits(const std::vector<float>& a, const std::vector<float>& b) {
+  return a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0;
 }
 
 RunResult run(const std::string& command) {

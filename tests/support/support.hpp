@@ -1,6 +1,8 @@
 // Test helpers: skipping a test that cannot run, locating ../shared, hashing, random rows.
 #pragma once
 
+#include <lq/quant_type.hpp>
+
 #include <cstdint>
 #include <filesystem>
 #include <optional>
@@ -42,6 +44,21 @@ std::string sha256_hex(std::span<const uint8_t> bytes);
 
 /// n floats from N(0, 1) with a fixed seed.
 std::vector<float> gaussian(size_t n, uint32_t seed);
+/// n importance weights from U(0.05, 4) with a fixed seed.
+std::vector<float> positive(size_t n, uint32_t seed);
+/// Nine rows of n values that stress searches and SIMD paths: Gaussian, heavy tails, all positive,
+/// all negative, outliers, sparse, tiny (1e-6), large (1e3), few distinct values.
+std::vector<std::vector<float>> varied_rows(int64_t n, uint32_t seed);
+
+/// Quantizes x (rows of n values) with fn into rows of ti.row_bytes(n) bytes.
+std::vector<uint8_t> quantize_rows(QuantizeFn fn, const TypeInfo& ti, const std::vector<float>& x, int64_t n,
+                                   const float* imatrix);
+/// Decodes rows of ti.row_bytes(n) bytes with fn, one call per row.
+std::vector<float> dequantize_rows(DequantizeFn fn, const TypeInfo& ti, const std::vector<uint8_t>& q, int64_t n);
+/// sqrt(sum (x - y)^2 / sum x^2) (the absolute RMS error when x is all zeros).
+double rel_rmse(const std::vector<float>& x, const std::vector<float>& y);
+/// Same size and the same bits (NaN payloads and the sign of zero included).
+bool same_bits(const std::vector<float>& a, const std::vector<float>& b);
 
 /// Runs a shell command; returns its exit status and captures stdout/stderr.
 struct RunResult {

@@ -1,18 +1,18 @@
-// IQ3_XXS, IQ3_S, IQ4_NL, IQ4_XS, TQ1_0, TQ2_0: round trips, CPU kernels against the scalar
-// reference on every instruction set this machine has, dot products, hostile rows, and the error
-// on the real tiny model against llama.cpp's files.
+// The grid, non-linear and ternary types (IQ3_XXS, IQ3_S, IQ4_NL, IQ4_XS, TQ1_0, TQ2_0): what
+// their rows promise, the IQ4 value and cell tables, round trips under uneven importance,
+// importance lowering the weighted error, hostile rows (NaN, Inf, outliers, NaN importance), and
+// the error on the real tiny model against llama.cpp's files. The checks every row of the type
+// table gets (kernels equal to the references on every back-end and ISA, dot products, threads)
+// are in types_table_test.cpp and cpu_isa_kernels_test.cpp.
 #include <lq/backend.hpp>
 #include <lq/gguf.hpp>
 #include <lq/quant_type.hpp>
 #include <lq/threads.hpp>
 
-#include "iq3.hpp"
-#include "iq4.hpp"
 #include "types/ref/iq4_search.hpp"
 #include "types/ref/iq_tables.hpp"
 #include "types/ref/lanes.hpp"
 #include "support/support.hpp"
-#include "ternary.hpp"
 
 #include <catch2/catch.hpp>
 #include <nlohmann/json.hpp>
@@ -26,64 +26,12 @@
 #include <string>
 #include <vector>
 
-LQ_CPU_IQ3_KERNELS(LQ_CPU_EXTERN)
-LQ_CPU_IQ4_KERNELS(LQ_CPU_EXTERN)
-LQ_CPU_TERNARY_KERNELS(LQ_CPU_EXTERN)
-
 using namespace lq;
 
 namespace {
 
 constexpr QuantType kTypes[] = {QuantType::IQ3_XXS, QuantType::IQ3_S, QuantType::IQ4_NL,
                                 QuantType::IQ4_XS,  QuantType::TQ1_0, QuantType::TQ2_0};
-
-// One instruction set's instantiations of the kernels of each type (empty: none for that slot).
-struct IsaKernels {
-  const char* isa;
-  bool available;
-  std::map<QuantType, KernelSet> sets;
-};
-
-template <class A>
-IsaKernels isa_kernels(const char* name) {
-  using namespace lq::cpu;
-  IsaKernels k{name, xsimd::available_architectures().best >= A::version(), {}};
-  k.sets[QuantType::IQ3_XXS] = {nullptr, DequantIq3Xxs<A>::run, DotIq3Xxs<A>::run};
-  k.sets[QuantType::IQ3_S] = {nullptr, DequantIq3S<A>::run, DotIq3S<A>::run};
-  k.sets[QuantType::IQ4_NL] = {QuantizeIq4Nl<A>::run, DequantIq4Nl<A>::run, DotIq4Nl<A>::run};
-  k.sets[QuantType::IQ4_XS] = {QuantizeIq4Xs<A>::run, DequantIq4Xs<A>::run, DotIq4Xs<A>::run};
-  k.sets[QuantType::TQ1_0] = {QuantizeTq1_0<A>::run, DequantTq1_0<A>::run, DotTq1_0<A>::run};
-  k.sets[QuantType::TQ2_0] = {QuantizeTq2_0<A>::run, DequantTq2_0<A>::run, DotTq2_0<A>::run};
-  return k;
-}
-
-std::vector<IsaKernels> all_isas() {
-  return {isa_kernels<cpu::Sse2>("sse2"), isa_kernels<cpu::Avx2>("avx2"), isa_kernels<cpu::Avx512>("avx512")};
-}
-
-std::vector<uint8_t> quantize(const TypeInfo& ti, QuantizeFn fn, const std::vector<float>& x, int64_t n,
-                              const float* imatrix) {
-  const int64_t rows = static_cast<int64_t>(x.size()) / n;
-  std::vector<uint8_t> q(ti.row_bytes(n) * static_cast<size_t>(rows));
-  fn(x.data(), q.data(), rows, n, imatrix);
-  return q;
-}
-
-std::vector<float> dequantize(const TypeInfo& ti, DequantizeFn fn, const std::vector<uint8_t>& q, int64_t n) {
-  const size_t rb = ti.row_bytes(n);
-  std::vector<float> y(q.size() / rb * static_cast<size_t>(n));
-  for (size_t r = 0; r < q.size() / rb; ++r) fn(q.data() + r * rb, y.data() + r * static_cast<size_t>(n), n);
-  return y;
-}
-
-double rel_rmse(const std::vector<float>& x, const std::vector<float>& y) {
-  double se = 0, sx = 0;
-  for (size_t i = 0; i < x.size(); ++i) {
-    se += (static_cast<double>(x[i]) - y[i]) * (static_cast<double>(x[i]) - y[i]);
-    sx += static_cast<double>(x[i]) * x[i];
-  }
-  return std::sqrt(se / sx);
-}
 
 std::vector<float> importance(size_t n, uint32_t seed) {
   std::mt19937 rng(seed);
@@ -93,13 +41,9 @@ std::vector<float> importance(size_t n, uint32_t seed) {
   return w;
 }
 
-bool same_bits(const std::vector<float>& a, const std::vector<float>& b) {
-  return a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0;
-}
-
 }  // namespace
 
-TEST_CASE("iquants-a: table rows", "[iquants-a]") {
+TEST_CASE("iq3/iq4/ternary: table rows", "[iquants]") {
   for (QuantType t : kTypes) {
     const TypeInfo& ti = type_info(t);
     INFO(ti.name);
@@ -124,7 +68,7 @@ TEST_CASE("iquants-a: table rows", "[iquants-a]") {
   CHECK(ref::reduce_lanes(lanes) == 136.f);
 }
 
-TEST_CASE("iquants-a: round trip within the row tolerance", "[iquants-a]") {
+TEST_CASE("iq3/iq4/ternary: round trip within the row tolerance", "[iquants]") {
   for (QuantType t : kTypes) {
     const TypeInfo& ti = type_info(t);
     for (int64_t n : {int64_t{256}, int64_t{768}, int64_t{4096}}) {
@@ -132,17 +76,14 @@ TEST_CASE("iquants-a: round trip within the row tolerance", "[iquants-a]") {
       const auto w = importance(static_cast<size_t>(n), 12);
       for (const float* imatrix : {static_cast<const float*>(nullptr), w.data()}) {
         INFO(ti.name << " n=" << n << (imatrix ? " with" : " without") << " importance");
-        const auto q = quantize(ti, ti.quantize_ref, x, n, imatrix);
-        CHECK(rel_rmse(x, dequantize(ti, ti.dequantize_ref, q, n)) <= ti.tolerance);
-        // Through the registry (the kernels files are written with).
-        const auto qk = quantize(ti, Registry::instance().quantize(t), x, n, imatrix);
-        CHECK(qk == q);
+        const auto q = test::quantize_rows(ti.quantize_ref, ti, x, n, imatrix);
+        CHECK(test::rel_rmse(x, test::dequantize_rows(ti.dequantize_ref, ti, q, n)) <= ti.tolerance);
       }
     }
   }
 }
 
-TEST_CASE("iquants-a: importance weights lower the weighted error", "[iquants-a]") {
+TEST_CASE("iq3/iq4/ternary: importance weights lower the weighted error", "[iquants]") {
   const int64_t n = 1024;
   const auto x = test::gaussian(static_cast<size_t>(16 * n), 21);
   const auto w = importance(static_cast<size_t>(n), 22);
@@ -154,72 +95,16 @@ TEST_CASE("iquants-a: importance weights lower the weighted error", "[iquants-a]
   for (QuantType t : kTypes) {
     const TypeInfo& ti = type_info(t);
     INFO(ti.name);
-    const double plain = werr(dequantize(ti, ti.dequantize_ref, quantize(ti, ti.quantize_ref, x, n, nullptr), n));
-    const double weighted = werr(dequantize(ti, ti.dequantize_ref, quantize(ti, ti.quantize_ref, x, n, w.data()), n));
+    auto decoded = [&](const float* imatrix) {
+      return test::dequantize_rows(ti.dequantize_ref, ti, test::quantize_rows(ti.quantize_ref, ti, x, n, imatrix), n);
+    };
+    const double plain = werr(decoded(nullptr));
+    const double weighted = werr(decoded(w.data()));
     CHECK(weighted < plain);
   }
 }
 
-TEST_CASE("iquants-a: CPU kernels match the reference on every instruction set", "[iquants-a]") {
-  const int64_t n = 1024;
-  const auto x = test::gaussian(static_cast<size_t>(6 * n), 31);
-  const auto act = test::gaussian(static_cast<size_t>(n), 32);
-  const auto w = importance(static_cast<size_t>(n), 33);
-  for (const auto& isa : all_isas()) {
-    if (!isa.available) continue;
-    for (QuantType t : kTypes) {
-      const TypeInfo& ti = type_info(t);
-      const KernelSet& k = isa.sets.at(t);
-      INFO(ti.name << " on " << isa.isa);
-      for (const float* imatrix : {static_cast<const float*>(nullptr), w.data()}) {
-        const auto q = quantize(ti, ti.quantize_ref, x, n, imatrix);
-        if (k.quantize) CHECK(quantize(ti, k.quantize, x, n, imatrix) == q);
-        CHECK(same_bits(dequantize(ti, k.dequantize, q, n), dequantize(ti, ti.dequantize_ref, q, n)));
-        const TypeInfo& yt = type_info(ti.dot_type);
-        std::vector<uint8_t> qy(yt.row_bytes(n));
-        yt.quantize_ref(act.data(), qy.data(), 1, n, nullptr);
-        const size_t rb = ti.row_bytes(n);
-        for (size_t r = 0; r < q.size() / rb; ++r) {
-          const float ref = ti.dot_ref(n, q.data() + r * rb, qy.data());
-          const float got = k.dot(n, q.data() + r * rb, qy.data());
-          CHECK(std::fabs(got - ref) <= 1e-5f * (std::fabs(ref) + 1.f));
-        }
-      }
-    }
-  }
-}
-
-TEST_CASE("iquants-a: quantized dot products approximate the float dot product", "[iquants-a]") {
-  for (QuantType t : kTypes) {
-    const TypeInfo& ti = type_info(t);
-    const TypeInfo& yt = type_info(ti.dot_type);
-    for (int64_t n : {int64_t{256}, int64_t{2048}}) {
-      INFO(ti.name << " n=" << n);
-      const auto x = test::gaussian(static_cast<size_t>(n), 41);
-      const auto a = test::gaussian(static_cast<size_t>(n), 42);
-      const auto qx = quantize(ti, ti.quantize_ref, x, n, nullptr);
-      const auto qa = quantize(yt, yt.quantize_ref, a, n, nullptr);
-      const auto xd = dequantize(ti, ti.dequantize_ref, qx, n);
-      const auto ad = dequantize(yt, yt.dequantize_ref, qa, n);
-      double exact = 0, decoded = 0, mag = 0, nx = 0, na = 0;
-      for (int64_t i = 0; i < n; ++i) {
-        exact += static_cast<double>(x[i]) * a[i];
-        decoded += static_cast<double>(xd[i]) * ad[i];
-        mag += std::fabs(static_cast<double>(xd[i]) * ad[i]);
-        nx += static_cast<double>(x[i]) * x[i];
-        na += static_cast<double>(a[i]) * a[i];
-      }
-      for (DotFn dot : {ti.dot_ref, Registry::instance().dot(t)}) {
-        const double got = dot(n, qx.data(), qa.data());
-        CHECK(std::fabs(got - decoded) <= 1e-5 * mag);  // integer sums, float only at the end
-        // Cauchy-Schwarz: the error is at most |x - xq| |a| + |xq| |a - aq|.
-        CHECK(std::fabs(got - exact) <= (ti.tolerance + 0.02) * std::sqrt(nx * na));
-      }
-    }
-  }
-}
-
-TEST_CASE("iquants-a: hostile rows decode to finite values", "[iquants-a]") {
+TEST_CASE("iq3/iq4/ternary: hostile rows decode to finite values", "[iquants]") {
   const int64_t n = 512;
   const float nan = std::numeric_limits<float>::quiet_NaN(), inf = std::numeric_limits<float>::infinity();
   std::map<std::string, std::vector<float>> rows;
@@ -245,9 +130,9 @@ TEST_CASE("iquants-a: hostile rows decode to finite values", "[iquants-a]") {
     for (const auto& [name, x] : rows) {
       for (const float* imatrix : {static_cast<const float*>(nullptr), bad_importance.data()}) {
         INFO(ti.name << " " << name << (imatrix ? " (NaN importance)" : ""));
-        const auto q = quantize(ti, Registry::instance().quantize(t), x, n, imatrix);
-        CHECK(q == quantize(ti, ti.quantize_ref, x, n, imatrix));
-        const auto y = dequantize(ti, Registry::instance().dequantize(t), q, n);
+        const auto q = test::quantize_rows(Registry::instance().quantize(t), ti, x, n, imatrix);
+        CHECK(q == test::quantize_rows(ti.quantize_ref, ti, x, n, imatrix));
+        const auto y = test::dequantize_rows(Registry::instance().dequantize(t), ti, q, n);
         bool finite = true;
         for (float v : y) finite = finite && std::isfinite(v);
         CHECK(finite);
@@ -259,23 +144,6 @@ TEST_CASE("iquants-a: hostile rows decode to finite values", "[iquants-a]") {
         if (name == "outlier in noise") CHECK(std::fabs(y[300] - 50.f) <= 10.f);
       }
     }
-  }
-}
-
-TEST_CASE("iquants-a: quantizing rows on several threads gives the same bytes", "[iquants-a]") {
-  const int64_t n = 512, rows = 48;
-  const auto x = test::gaussian(static_cast<size_t>(n * rows), 61);
-  const auto w = importance(static_cast<size_t>(n), 62);
-  for (QuantType t : kTypes) {
-    const TypeInfo& ti = type_info(t);
-    INFO(ti.name);
-    const QuantizeFn fn = Registry::instance().quantize(t);
-    const auto serial = quantize(ti, fn, x, n, w.data());
-    std::vector<uint8_t> par(serial.size());
-    parallel_for(rows, 4, 1, [&](int64_t r0, int64_t r1) {
-      fn(x.data() + r0 * n, par.data() + static_cast<size_t>(r0) * ti.row_bytes(n), r1 - r0, n, w.data());
-    });
-    CHECK(par == serial);
   }
 }
 
@@ -314,7 +182,7 @@ std::vector<ModelTensor> load_model(const std::filesystem::path& model, const st
 // Acceptance on the real model: for every tensor llama.cpp stored in one of these types, our
 // quantization of the original weights has no larger RMSE and, where llama.cpp used the imatrix,
 // no larger imatrix-weighted error (manifest figures, per tensor).
-TEST_CASE("iquants-a: error on the tiny model is no worse than llama.cpp's", "[iquants-a][golden]") {
+TEST_CASE("iq3/iq4/ternary: error on the tiny model is no worse than llama.cpp's", "[iquants][golden]") {
   const auto man_path = test::shared_file("golden/manifest.json");
   const auto model_path = test::shared_file("golden/tiny-llama-BF16.gguf");
   const auto imat_path = test::shared_file("golden/imatrix.gguf");
@@ -341,7 +209,7 @@ TEST_CASE("iquants-a: error on the tiny model is no worse than llama.cpp's", "[i
         for (int64_t i = i0; i < i1; ++i) {
           const ModelTensor& m = *todo[i];
           const float* imatrix = with_imatrix && !m.imatrix.empty() ? m.imatrix.data() : nullptr;
-          const auto y = dequantize(ti, deq, quantize(ti, quant, m.x, m.ne0, imatrix), m.ne0);
+          const auto y = test::dequantize_rows(deq, ti, test::quantize_rows(quant, ti, m.x, m.ne0, imatrix), m.ne0);
           double se = 0, we = 0, wx = 0;
           for (size_t k = 0; k < y.size(); ++k) {
             const double e = static_cast<double>(m.x[k]) - y[k];
