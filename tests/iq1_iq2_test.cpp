@@ -83,7 +83,7 @@ std::vector<uint8_t> random_blocks(QuantType t, int nblocks, uint32_t seed) {
 
 }  // namespace
 
-TEST_CASE("iq1/iq2: rows of the type table; importance data needed as in llama.cpp", "[iquants]") {
+TEST_CASE("iq1/iq2: rows of the type table, importance data needed as in llama.cpp", "[iquants]") {
   for (const QuantType t : kTypes) {
     const auto& ti = type_info(t);
     INFO(ti.name);
