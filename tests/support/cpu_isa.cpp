@@ -57,12 +57,8 @@ void add_isa(std::vector<IsaKernels>& out, const char* isa) {
 }  // namespace
 
 std::vector<IsaKernels> cpu_isa_kernels() {
-  const auto best = xsimd::available_architectures().best;
   std::vector<IsaKernels> out;
-  add_isa<cpu::Sse2>(out, "sse2");
-  if (best >= cpu::Avx2::version()) add_isa<cpu::Avx2>(out, "avx2");
-  if (best >= cpu::Avx512::version()) add_isa<cpu::Avx512>(out, "avx512bw");
-  if (cpu::has_avx512_vnni()) add_isa<cpu::Avx512Vnni>(out, "avx512vnni");
+  for_each_cpu_isa([&]<class A>(const char* isa) { add_isa<A>(out, isa); });
   return out;
 }
 
