@@ -33,14 +33,6 @@ namespace {
 constexpr QuantType kTypes[] = {QuantType::IQ3_XXS, QuantType::IQ3_S, QuantType::IQ4_NL,
                                 QuantType::IQ4_XS,  QuantType::TQ1_0, QuantType::TQ2_0};
 
-std::vector<float> importance(size_t n, uint32_t seed) {
-  std::mt19937 rng(seed);
-  std::lognormal_distribution<float> ln(0.f, 1.5f);  // uneven, like real imatrix columns
-  std::vector<float> w(n);
-  for (auto& v : w) v = ln(rng);
-  return w;
-}
-
 }  // namespace
 
 TEST_CASE("iq3/iq4/ternary: table rows", "[iquants]") {
@@ -73,7 +65,7 @@ TEST_CASE("iq3/iq4/ternary: round trip within the row tolerance", "[iquants]") {
     const TypeInfo& ti = type_info(t);
     for (int64_t n : {int64_t{256}, int64_t{768}, int64_t{4096}}) {
       const auto x = test::gaussian(static_cast<size_t>(8 * n), 11);
-      const auto w = importance(static_cast<size_t>(n), 12);
+      const auto w = test::uneven_importance(static_cast<size_t>(n), 12);
       for (const float* imatrix : {static_cast<const float*>(nullptr), w.data()}) {
         INFO(ti.name << " n=" << n << (imatrix ? " with" : " without") << " importance");
         const auto q = test::quantize_rows(ti.quantize_ref, ti, x, n, imatrix);
@@ -86,7 +78,7 @@ TEST_CASE("iq3/iq4/ternary: round trip within the row tolerance", "[iquants]") {
 TEST_CASE("iq3/iq4/ternary: importance weights lower the weighted error", "[iquants]") {
   const int64_t n = 1024;
   const auto x = test::gaussian(static_cast<size_t>(16 * n), 21);
-  const auto w = importance(static_cast<size_t>(n), 22);
+  const auto w = test::uneven_importance(static_cast<size_t>(n), 22);
   auto werr = [&](const std::vector<float>& y) {
     double e = 0;
     for (size_t i = 0; i < x.size(); ++i) e += w[i % n] * (x[i] - y[i]) * (x[i] - y[i]);

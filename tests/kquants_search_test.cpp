@@ -53,13 +53,7 @@ double rel_rmse(const std::vector<float>& x, const std::vector<float>& y, int64_
   return s > 0 ? std::sqrt(e / s) : std::sqrt(e);
 }
 
-std::vector<float> importance(int64_t n, uint32_t seed) {
-  std::mt19937 rng(seed);
-  std::lognormal_distribution<float> ln(0.f, 1.5f);  // heavy-tailed, like real imatrix columns
-  std::vector<float> w(static_cast<size_t>(n));
-  for (auto& v : w) v = ln(rng);
-  return w;
-}
+std::vector<float> importance(int64_t n, uint32_t seed) { return test::uneven_importance(static_cast<size_t>(n), seed); }
 
 }  // namespace
 

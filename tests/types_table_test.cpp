@@ -237,34 +237,7 @@ TEST_CASE("types: rows do not depend on how they are batched or threaded", "[typ
 
 TEST_CASE("types: hostile rows decode to finite values on every back-end", "[types]") {
   const int64_t n = 512;
-  struct Row {
-    const char* name;
-    std::vector<float> x;
-  };
-  std::vector<Row> rows;
-  rows.push_back({"zeros", std::vector<float>(n, 0.f)});
-  rows.push_back({"constant", std::vector<float>(n, 0.37f)});
-  rows.push_back({"negative constant", std::vector<float>(n, -2.5f)});
-  {
-    std::vector<float> x(n);
-    for (int64_t i = 0; i < n; ++i) x[i] = (i % 2 ? 1.f : -1.f) * 1e-40f * static_cast<float>(i % 7);
-    rows.push_back({"denormals", x});
-  }
-  {
-    std::vector<float> x(n, 0.f);
-    x[300] = -7.f;
-    rows.push_back({"single spike", x});
-  }
-  {
-    std::vector<float> x(n);
-    for (int64_t i = 0; i < n; ++i) x[i] = i % 2 ? 1.f : -1.f;
-    rows.push_back({"alternating", x});
-  }
-  {
-    std::vector<float> x(n, 0.f);
-    for (int64_t i = 256; i < n; ++i) x[i] = 1.f + 0.01f * static_cast<float>(i % 7);
-    rows.push_back({"zero block beside a busy one", x});
-  }
+  const auto rows = test::hostile_rows(n);
   const auto im = test::positive(static_cast<size_t>(n), 5);
   const Registry& reg = Registry::instance();
   for (const TypeInfo& ti : all_types()) {
@@ -279,7 +252,7 @@ TEST_CASE("types: hostile rows decode to finite values on every back-end", "[typ
           CHECK(q == test::quantize_rows(ti.quantize_ref, ti, r.x, n, w));
           const auto y = test::dequantize_rows(k.dequantize, ti, q, n);
           CHECK(all_finite(y));
-          if (std::string(r.name) == "zeros") CHECK(y == r.x);
+          if (r.name == "zeros") CHECK(y == r.x);
         }
       }
     }

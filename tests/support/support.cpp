@@ -139,20 +139,43 @@ std::string sha256_hex(std::span<const uint8_t> bytes) {
   return out;
 }
 
-std::vector<float> gaussian(size_t n, uint32_t seed) {
+namespace {
+
+template <class Dist>
+std::vector<float> draw(size_t n, uint32_t seed, Dist dist) {
   std::mt19937 rng(seed);
-  std::normal_distribution<float> nd(0.f, 1.f);
   std::vector<float> v(n);
-  for (auto& x : v) x = nd(rng);
+  for (auto& x : v) x = dist(rng);
   return v;
 }
 
+}  // namespace
+
+std::vector<float> gaussian(size_t n, uint32_t seed) { return draw(n, seed, std::normal_distribution<float>(0.f, 1.f)); }
+
 std::vector<float> positive(size_t n, uint32_t seed) {
-  std::mt19937 rng(seed);
-  std::uniform_real_distribution<float> u(0.05f, 4.0f);
-  std::vector<float> v(n);
-  for (auto& x : v) x = u(rng);
-  return v;
+  return draw(n, seed, std::uniform_real_distribution<float>(0.05f, 4.0f));
+}
+
+std::vector<float> uneven_importance(size_t n, uint32_t seed) {
+  return draw(n, seed, std::lognormal_distribution<float>(0.f, 1.5f));
+}
+
+std::vector<NamedRow> hostile_rows(int64_t n) {
+  std::vector<NamedRow> rows;
+  auto make = [&](const char* name, auto fn) {
+    std::vector<float> x(static_cast<size_t>(n));
+    for (int64_t i = 0; i < n; ++i) x[i] = fn(i);
+    rows.push_back({name, std::move(x)});
+  };
+  make("zeros", [](int64_t) { return 0.f; });
+  make("constant", [](int64_t) { return 0.37f; });
+  make("negative constant", [](int64_t) { return -2.5f; });
+  make("denormals", [](int64_t i) { return (i % 2 ? 1.f : -1.f) * 1e-40f * static_cast<float>(i % 7); });
+  make("single spike", [](int64_t i) { return i == 300 ? -7.f : 0.f; });
+  make("alternating", [](int64_t i) { return i % 2 ? 1.f : -1.f; });
+  make("zero block beside a busy one", [](int64_t i) { return i < 256 ? 0.f : 1.f + 0.01f * static_cast<float>(i % 7); });
+  return rows;
 }
 
 std::vector<std::vector<float>> varied_rows(int64_t n, uint32_t seed) {

@@ -46,9 +46,20 @@ std::string sha256_hex(std::span<const uint8_t> bytes);
 std::vector<float> gaussian(size_t n, uint32_t seed);
 /// n importance weights from U(0.05, 4) with a fixed seed.
 std::vector<float> positive(size_t n, uint32_t seed);
+/// n importance weights from a log-normal (0, 1.5): heavy-tailed, like real imatrix columns.
+std::vector<float> uneven_importance(size_t n, uint32_t seed);
 /// Nine rows of n values that stress searches and SIMD paths: Gaussian, heavy tails, all positive,
 /// all negative, outliers, sparse, tiny (1e-6), large (1e3), few distinct values.
 std::vector<std::vector<float>> varied_rows(int64_t n, uint32_t seed);
+
+/// A named row of test values.
+struct NamedRow {
+  std::string name;
+  std::vector<float> x;
+};
+/// Rows of n values (n >= 512) every quantizer must survive: zeros, constants of either sign,
+/// subnormals, a single spike, alternating signs, a zero block beside a busy one.
+std::vector<NamedRow> hostile_rows(int64_t n);
 
 /// Quantizes x (rows of n values) with fn into rows of ti.row_bytes(n) bytes.
 std::vector<uint8_t> quantize_rows(QuantizeFn fn, const TypeInfo& ti, const std::vector<float>& x, int64_t n,
