@@ -73,12 +73,11 @@ Figures run_ours(const fs::path& file, const std::vector<int32_t>& tokens, const
   PerplexityOptions o;
   o.ctx = a.ctx;
   o.chunks = chunks;
-  o.threads = a.threads;
   o.bf16_activations = bf16_act;
-  const PerplexityResult r = perplexity(*model, tokens, o);
+  const PerplexityResult r = perplexity(*model, tokens, o, Context{a.threads});
   f.pp = r.tokens_per_second();
   f.ppl = r.ppl;
-  Session s(*model, SessionOptions{a.ctx, a.threads, false, bf16_act});
+  Session s(*model, SessionOptions{a.ctx, false, bf16_act}, Context{a.threads});
   s.eval(std::span<const int32_t>(tokens.data(), 16));
   int32_t tok = tokens[16];
   const double t0 = now_s();

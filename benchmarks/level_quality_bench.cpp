@@ -217,7 +217,8 @@ int main(int argc, char** argv) {
     QuantizeOptions o;
     o.ftype = c.ftype;
     o.pure = c.pure;
-    o.threads = threads;
+    Context qctx;
+    qctx.threads = threads;
     if (c.imatrix) {
       o.imatrix = &imatrix;
       o.imatrix_path = (golden / "imatrix.gguf").string();
@@ -230,7 +231,7 @@ int main(int argc, char** argv) {
     fs::path out = tmp / (c.key + ".gguf");
     fs::create_directories(out.parent_path());
     try {
-      const QuantizeResult r = Quantizer(o).quantize(*src, out);
+      const QuantizeResult r = Quantizer(o).quantize(*src, out, qctx);
       Evaluated e;
       e.label = "ours";
       e.bytes = r.file_bytes;
@@ -276,9 +277,9 @@ int main(int argc, char** argv) {
     if (c.llama) evals.push_back(&*c.llama);
   }
   const auto t0 = std::chrono::steady_clock::now();
-  Session sr(*reference, SessionOptions{ctx, threads, false});
+  Session sr(*reference, SessionOptions{ctx, false}, Context{threads});
   std::vector<std::unique_ptr<Session>> sessions;
-  for (Evaluated* e : evals) sessions.push_back(std::make_unique<Session>(*e->model, SessionOptions{ctx, threads, false}));
+  for (Evaluated* e : evals) sessions.push_back(std::make_unique<Session>(*e->model, SessionOptions{ctx, false}, Context{threads}));
   Stats ref_stats;
   const int64_t first = ctx / 2;
   for (int64_t ch = 0; ch < n_chunks; ++ch) {

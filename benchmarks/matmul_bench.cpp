@@ -14,6 +14,7 @@
 #include <lq/threads.hpp>
 
 #include "engine/impl.hpp"
+#include "kernels/cpu/rows.hpp"
 #include "kernels/cpu/engine_kernels.hpp"
 #include "qgemm.hpp"
 
@@ -57,31 +58,32 @@ double best_of(int reps, const std::function<void()>& f) {
   return best;
 }
 
+// One ISA's panel GEMMs, per weight type (the same kernels as the CPU row's, for one arch).
 struct IsaKernels {
   const char* name;
   bool usable;
-  cpu::QGemmFn q4_0, q8_0, q4_k, q5_k, q6_k, q3_k, q2_k, bf16;
+  std::vector<std::pair<QuantType, cpu::QGemmFn>> panels;
 };
 
 template <class A>
 IsaKernels isa(const char* name, bool usable) {
   using namespace lq::cpu;
-  return {name, usable, QGemmQ4_0<A>::run, QGemmQ8_0<A>::run, QGemmQ4K<A>::run, QGemmQ5K<A>::run,
-          QGemmQ6K<A>::run, QGemmQ3K<A>::run, QGemmQ2K<A>::run, GemmBf16<A>::run};
+  return {name,
+          usable,
+          {{QuantType::Q4_0, QGemmQ4_0<A>::run},
+           {QuantType::Q8_0, QGemmQ8_0<A>::run},
+           {QuantType::Q4_K, QGemmQ4K<A>::run},
+           {QuantType::Q5_K, QGemmQ5K<A>::run},
+           {QuantType::Q6_K, QGemmQ6K<A>::run},
+           {QuantType::Q3_K, QGemmQ3K<A>::run},
+           {QuantType::Q2_K, QGemmQ2K<A>::run},
+           {QuantType::BF16, GemmBf16<A>::run}}};
 }
 
 cpu::QGemmFn pick(const IsaKernels& k, QuantType t) {
-  switch (t) {
-    case QuantType::Q4_0: return k.q4_0;
-    case QuantType::Q8_0: return k.q8_0;
-    case QuantType::Q4_K: return k.q4_k;
-    case QuantType::Q5_K: return k.q5_k;
-    case QuantType::Q6_K: return k.q6_k;
-    case QuantType::Q3_K: return k.q3_k;
-    case QuantType::Q2_K: return k.q2_k;
-    case QuantType::BF16: return k.bf16;
-    default: return nullptr;
-  }
+  for (const auto& [type, fn] : k.panels)
+    if (type == t) return fn;
+  return nullptr;
 }
 
 }  // namespace
@@ -154,7 +156,8 @@ int main(int argc, char** argv) {
       std::vector<float> y(static_cast<size_t>(m * s.n));
       const double macs = static_cast<double>(m) * s.n * s.k;
       const engine::LinearOp op{&w, x.data(), m, y.data(), float_act};
-      const double te = best_of(reps, [&] { engine::matmul_many(std::span<const engine::LinearOp>(&op, 1), threads); });
+      const engine::Exec ex = engine::Exec::with_threads(threads);
+      const double te = best_of(reps, [&] { engine::matmul_many(ex, std::span<const engine::LinearOp>(&op, 1)); });
       std::printf("| %s | %s | %lld x %lld | %.1f |", tn.c_str(), s.name, static_cast<long long>(s.n),
                   static_cast<long long>(s.k), macs / te * 1e-9);
       if (per_isa) {
@@ -165,18 +168,9 @@ int main(int argc, char** argv) {
             std::printf(" - |");
             continue;
           }
-          cpu::QActLayout lay;
-          cpu::QuantizeActFn q;
-          if (*t == QuantType::BF16) {
-            lay = cpu::bf16_act_layout(s.k);
-            q = cpu::quantize_act_bf16;
-          } else if (info.dot_type == QuantType::Q8_K) {
-            lay = cpu::qact_layout(s.k, 256);
-            q = cpu::quantize_act_q8_k;
-          } else {
-            lay = cpu::qact_layout(s.k, 32);
-            q = cpu::quantize_act_q8_0;
-          }
+          const cpu::ActFormatRow& af = cpu::act_format(cpu::row(*t).panel.act);
+          const cpu::QActLayout lay = af.layout(s.k);
+          const cpu::QuantizeActFn q = af.quantize;
           std::vector<uint8_t> recs(lay.bytes * static_cast<size_t>(m));
           q(x.data(), m, lay, recs.data());
           const double tk = best_of(reps, [&] {

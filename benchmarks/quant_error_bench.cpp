@@ -13,6 +13,7 @@
 // Usage: quant_error_bench [--shared DIR] [--type T]... [--verbose]
 #include <lq/backend.hpp>
 #include <lq/gguf.hpp>
+#include <lq/model.hpp>
 #include <lq/quant_type.hpp>
 #include <lq/threads.hpp>
 
@@ -46,8 +47,8 @@ std::vector<float> imatrix_weights(const gguf::Reader& im, const std::string& na
   if (!sums || !counts || sums->ne[0] != ncols) return {};
   std::vector<float> w(static_cast<size_t>(ncols));
   float count = 0;
-  im.read_rows_f32(*sums, 0, 1, w.data());
-  im.read_rows_f32(*counts, 0, 1, &count);
+  read_rows_f32(im, *sums, 0, 1, w.data());
+  read_rows_f32(im, *counts, 0, 1, &count);
   for (auto& v : w) v = count > 0 ? v / count : 1.0f;
   return w;
 }
@@ -57,7 +58,7 @@ Errors measure(const gguf::Reader& model, const gguf::TensorInfo& t, QuantType t
   const TypeInfo& ti = type_info(type);
   const int64_t ncols = t.ne[0], nrows = t.n_rows();
   std::vector<float> x(static_cast<size_t>(ncols * nrows)), y(x.size());
-  model.read_rows_f32(t, 0, nrows, x.data());
+  read_rows_f32(model, t, 0, nrows, x.data());
   std::vector<uint8_t> q(ti.row_bytes(ncols) * nrows);
   const QuantizeFn quantize = Registry::instance().quantize(type);
   quantize(x.data(), q.data(), nrows, ncols, use_imatrix && !w.empty() ? w.data() : nullptr);

@@ -1,8 +1,7 @@
 #!/usr/bin/env bash
 # Installs the Debian 12 packages liblq needs, only those that are missing.
 set -euo pipefail
-pkgs=(cmake ninja-build g++ pkg-config libeigen3-dev libxsimd-dev nlohmann-json3-dev libfmt-dev
-      libcxxopts-dev catch2 libsentencepiece-dev)
+pkgs=(cmake ninja-build g++ libxsimd-dev nlohmann-json3-dev libfmt-dev libcxxopts-dev catch2)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

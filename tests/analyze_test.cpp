@@ -102,7 +102,7 @@ std::vector<int32_t> random_tokens(size_t n, int64_t vocab, uint32_t seed) {
 
 // Mean next-token cross-entropy of all positions by the engine's own forward pass.
 double engine_loss(const Model& model, const std::vector<int32_t>& tokens) {
-  Session s(model, SessionOptions{static_cast<int64_t>(tokens.size()), 2, false});
+  Session s(model, SessionOptions{static_cast<int64_t>(tokens.size()), false}, Context{2});
   s.eval(tokens, 0);
   double sum = 0;
   for (size_t t = 0; t + 1 < tokens.size(); ++t) {
@@ -638,7 +638,7 @@ TEST_CASE("analyze: a planted super weight is found at its coordinates", "[analy
   const int64_t j = 37, k = 101, d = spec.d, ff = spec.ff;
   std::vector<float> h0;
   {
-    Session s(*model, SessionOptions{32, 1, false});
+    Session s(*model, SessionOptions{32, false}, Context{1});
     s.set_linear_hook([&](const LinearEvent& ev) {
       if (ev.linear->name == "blk.1.ffn_gate.weight") h0.assign(ev.input, ev.input + d);
     });

@@ -183,7 +183,7 @@ TEST_CASE("engine: greedy generation reproduces the model card", "[engine]") {
        {283, 387, 413, 1965, 288, 648, 283, 413, 267, 814, 265, 648, 1965, 13, 13, 1983, 1956, 336, 461, 261,
         409, 1973, 405, 283, 261, 397, 447, 557, 382, 1965, 314, 548, 270, 367, 344, 318, 696, 267, 823, 1848}}};
   for (const auto& [prompt, want] : cases) {
-    Session s(*model, SessionOptions{128, 0, false});
+    Session s(*model, SessionOptions{128, false});
     GenerateOptions g;
     g.temperature = 0;
     g.max_tokens = 40;
@@ -234,10 +234,10 @@ TEST_CASE("engine: batched prompt processing equals token-by-token decode", "[en
     const int64_t n = 40;
     std::vector<int32_t> prompt(tokens.begin(), tokens.begin() + n);
     prompt[0] = 1;
-    Session batched(*model, SessionOptions{64, 0, false});
+    Session batched(*model, SessionOptions{64, false});
     batched.eval(prompt, 0);
     REQUIRE(batched.n_outputs() == n);
-    Session stepwise(*model, SessionOptions{64, 0, false});
+    Session stepwise(*model, SessionOptions{64, false});
     // a split batch in the middle: 7 tokens at once, then one at a time
     stepwise.eval(std::span<const int32_t>(prompt.data(), 7), 0);
     double worst = 0, sum = 0;
@@ -266,7 +266,7 @@ TEST_CASE("engine: an F16 KV cache holds binary16 values", "[engine]") {
   std::normal_distribution<float> nd(0.f, 4.f);
   for (int i = 0; i < 5000; ++i) v.push_back(nd(rng) * std::exp2(static_cast<float>(i % 40 - 28)));
   std::vector<float> r = v;
-  engine::round_to_half(v.data(), r.data(), static_cast<int64_t>(r.size()), 2);
+  engine::round_to_half(engine::Exec::with_threads(2), v.data(), r.data(), static_cast<int64_t>(r.size()));
   for (size_t i = 0; i < v.size(); ++i) {
     INFO(v[i]);
     CHECK(std::bit_cast<uint32_t>(r[i]) == std::bit_cast<uint32_t>(fp16_to_f32(f32_to_fp16(v[i]))));
@@ -279,7 +279,7 @@ TEST_CASE("engine: an F16 KV cache holds binary16 values", "[engine]") {
   const int64_t n = static_cast<int64_t>(prompt.size());
   SessionOptions f16o{32, 0, false};
   f16o.kv_f16 = true;
-  Session f32(*model, SessionOptions{32, 0, false}), f16(*model, f16o), step(*model, f16o);
+  Session f32(*model, SessionOptions{32, false}), f16(*model, f16o), step(*model, f16o);
   f32.eval(prompt, 0);
   f16.eval(prompt, 0);
   step.eval(std::span<const int32_t>(prompt.data(), 5), 0);
@@ -300,7 +300,7 @@ TEST_CASE("engine: llama.cpp's activation rounding (bf16 for BF16 weights and bi
     if (!model) continue;
     INFO((f16 ? "F16" : "BF16"));
     const auto round = [&](float x) { return f16 ? fp16_to_f32(f32_to_fp16(x)) : bf16_to_f32(f32_to_bf16(x)); };
-    Session s(*model, SessionOptions{64, 0, false, true});
+    Session s(*model, SessionOptions{64, false, true});
     double worst_rounded = 0, worst_exact = 0;
     int64_t checked = 0;
     s.set_linear_hook([&](const LinearEvent& e) {
@@ -333,7 +333,7 @@ TEST_CASE("engine: hook sees every linear layer with its shapes", "[engine]") {
   auto model = golden_model("golden/tiny-llama-BF16.gguf");
   if (!model) return;
   const ModelConfig& c = model->config();
-  Session s(*model, SessionOptions{64, 0, true});
+  Session s(*model, SessionOptions{64, true});
   std::vector<std::string> seen;
   double worst = 0;
   s.set_linear_hook([&](const LinearEvent& e) {
@@ -377,9 +377,9 @@ TEST_CASE("engine: hook_inputs_only skips the last product only when no logits a
   const int64_t n = static_cast<int64_t>(prompt.size());
   // every product's input, in forward order, and which outputs were shown
   auto run = [&](bool inputs_only, int64_t first_output, std::vector<int>* null_outputs) {
-    SessionOptions o{64, 2, false};
+    SessionOptions o{64, false};
     o.hook_inputs_only = inputs_only;
-    Session s(*model, o);
+    Session s(*model, o, Context{2});
     std::vector<std::vector<float>> ins;
     int idx = 0;
     s.set_linear_hook([&](const LinearEvent& e) {
@@ -406,7 +406,7 @@ TEST_CASE("engine: replacing weights changes and restores the outputs", "[engine
   if (!model) return;
   const std::vector<int32_t> prompt = {1, 434, 461, 261, 409};
   auto run = [&] {
-    Session s(*model, SessionOptions{16, 0, false});
+    Session s(*model, SessionOptions{16, false});
     s.eval(prompt);
     auto l = s.logits(0);
     return std::vector<float>(l.begin(), l.end());
@@ -540,7 +540,7 @@ TEST_CASE("engine: bad input gets invalid_argument", "[engine]") {
   other.vocab = 128;
   auto bigger = toy_model(dir, other, "other.gguf");
   auto is_invalid = Catch::Predicate<Error>([](const Error& e) { return e.code() == Errc::invalid_argument; });
-  Session s(*model, SessionOptions{8, 1, false});
+  Session s(*model, SessionOptions{8, false}, Context{1});
   CHECK_THROWS_MATCHES(s.eval({}), Error, is_invalid);
   const std::vector<int32_t> bad = {1, 96};
   CHECK_THROWS_MATCHES(s.eval(bad), Error, is_invalid);

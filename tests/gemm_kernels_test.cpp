@@ -4,6 +4,7 @@
 // and results do not depend on how rows and tokens are split.
 #include <lq/quant_type.hpp>
 
+#include "kernels/cpu/rows.hpp"
 #include "core/half.hpp"
 #include "engine_kernels.hpp"
 #include "matmul.hpp"
@@ -285,8 +286,8 @@ TEST_CASE("perf: the AMX exact bf16 GEMM equals the product of the float activat
     test::skip("this CPU (or OS) gives no AMX-BF16");
     return;
   }
-  REQUIRE(cpu::exact_bf16_kernel(64).fn == cpu::gemm_bf16x3_amx);
-  CHECK(cpu::exact_bf16_kernel(48).fn == nullptr);  // k % 32 != 0: the float GEMM
+  REQUIRE(cpu::panel_kernel(QuantType::BF16, true, 64).fn == cpu::gemm_bf16x3_amx);
+  CHECK(cpu::panel_kernel(QuantType::BF16, true, 48).fn == nullptr);  // k % 32 != 0: the float GEMM
   for (int64_t k : {32, 96, 2048})
     for (auto [rows, m] : {std::pair<int64_t, int64_t>{16, 16}, {35, 21}, {48, 53}, {16, 5}, {100, 40}}) {
       INFO("k=" << k << " rows=" << rows << " m=" << m);

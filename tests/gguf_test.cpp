@@ -1,5 +1,6 @@
 #include <lq/error.hpp>
 #include <lq/gguf.hpp>
+#include <lq/model.hpp>
 
 #include "support/support.hpp"
 
@@ -65,10 +66,10 @@ TEST_CASE("gguf: write and read back every value type", "[gguf]") {
   REQUIRE(r.tensors().size() == 2);
   CHECK(r.tensors()[1].offset % 32 == 0);
   std::vector<float> back(96);
-  r.read_rows_f32(r.tensors()[0], 0, 3, back.data());
+  read_rows_f32(r, r.tensors()[0], 0, 3, back.data());
   CHECK(back[95] == 95.f);
   std::vector<float> hb(5);
-  r.read_rows_f32(r.tensors()[1], 0, 1, hb.data());
+  read_rows_f32(r, r.tensors()[1], 0, 1, hb.data());
   CHECK(hb[0] == 1.f);
   CHECK(hb[1] == 2.f);
   CHECK(std::isinf(hb[4]));

@@ -1,6 +1,7 @@
 // Golden decode: every llama.cpp-made file in ../shared/golden dequantizes bit-identically to
 // the float32 values llama.cpp recorded (sha256 of the little-endian floats, per tensor).
 #include <lq/gguf.hpp>
+#include <lq/model.hpp>
 #include <lq/quant_type.hpp>
 
 #include "support/support.hpp"
@@ -31,7 +32,7 @@ void check_file(const std::filesystem::path& path, const nlohmann::json& entry) 
     const auto& rec = tensors.at(t.name);
     CHECK(static_cast<int>(t.type) == rec.at("type").get<int>());
     std::vector<float> values(static_cast<size_t>(t.n_elements()));
-    r.read_rows_f32(t, 0, t.n_rows(), values.data());
+    read_rows_f32(r, t, 0, t.n_rows(), values.data());
     const std::string sha = test::sha256_hex(
         std::span<const uint8_t>(reinterpret_cast<const uint8_t*>(values.data()), values.size() * sizeof(float)));
     CHECK(sha == rec.at("sha256").get<std::string>());

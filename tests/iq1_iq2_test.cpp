@@ -7,6 +7,7 @@
 #include <lq/backend.hpp>
 #include <lq/error.hpp>
 #include <lq/gguf.hpp>
+#include <lq/model.hpp>
 #include <lq/quant_type.hpp>
 
 #include "core/half.hpp"
@@ -208,11 +209,11 @@ TEST_CASE("iq1/iq2: quality on the tiny model is no worse than llama.cpp's", "[i
         REQUIRE(counts);
         const int64_t npr = info.row_length(), nr = info.n_rows();
         std::vector<float> w(static_cast<size_t>(npr)), count(1);
-        imat.read_rows_f32(*sum2, 0, 1, w.data());
-        imat.read_rows_f32(*counts, 0, 1, count.data());
+        read_rows_f32(imat, *sum2, 0, 1, w.data());
+        read_rows_f32(imat, *counts, 0, 1, count.data());
         for (auto& v : w) v = count[0] > 0 ? v / count[0] : 1.f;
         std::vector<float> x(static_cast<size_t>(npr * nr));
-        model.read_rows_f32(info, 0, nr, x.data());
+        read_rows_f32(model, info, 0, nr, x.data());
         const auto y = dequantize(ti, quantize(ti, x, nr, npr, w.data()), npr * nr);
         double se = 0, wse = 0, wx2 = 0;
         for (int64_t r = 0; r < nr; ++r)

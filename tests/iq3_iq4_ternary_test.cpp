@@ -6,6 +6,7 @@
 // are in types_table_test.cpp and cpu_isa_kernels_test.cpp.
 #include <lq/backend.hpp>
 #include <lq/gguf.hpp>
+#include <lq/model.hpp>
 #include <lq/quant_type.hpp>
 #include <lq/threads.hpp>
 
@@ -141,26 +142,26 @@ TEST_CASE("iq3/iq4/ternary: hostile rows decode to finite values", "[iquants]") 
 
 namespace {
 
-struct ModelTensor {
+struct GoldenTensor {
   std::string name;
   int64_t ne0 = 0, rows = 0;
   std::vector<float> x;
   std::vector<float> imatrix;  // empty: no entry
 };
 
-std::vector<ModelTensor> load_model(const std::filesystem::path& model, const std::filesystem::path& imat) {
+std::vector<GoldenTensor> load_model(const std::filesystem::path& model, const std::filesystem::path& imat) {
   gguf::Reader r(model), im(imat);
-  std::vector<ModelTensor> out;
+  std::vector<GoldenTensor> out;
   for (const auto& t : r.tensors()) {
     if (t.ne.size() < 2) continue;
-    ModelTensor m{t.name, t.ne[0], t.n_rows(), std::vector<float>(static_cast<size_t>(t.n_elements())), {}};
-    r.read_rows_f32(t, 0, t.n_rows(), m.x.data());
+    GoldenTensor m{t.name, t.ne[0], t.n_rows(), std::vector<float>(static_cast<size_t>(t.n_elements())), {}};
+    read_rows_f32(r, t, 0, t.n_rows(), m.x.data());
     const auto* sum2 = im.find_tensor(t.name + ".in_sum2");
     const auto* counts = im.find_tensor(t.name + ".counts");
     if (sum2 && counts && sum2->ne[0] == t.ne[0]) {
       std::vector<float> s(static_cast<size_t>(sum2->n_elements())), c(static_cast<size_t>(counts->n_elements()));
-      im.read_rows_f32(*sum2, 0, sum2->n_rows(), s.data());
-      im.read_rows_f32(*counts, 0, counts->n_rows(), c.data());
+      read_rows_f32(im, *sum2, 0, sum2->n_rows(), s.data());
+      read_rows_f32(im, *counts, 0, counts->n_rows(), c.data());
       m.imatrix.resize(static_cast<size_t>(t.ne[0]));
       for (int64_t j = 0; j < t.ne[0]; ++j) m.imatrix[j] = c[0] > 0 ? s[j] / c[0] : 1.f;
     }
@@ -190,7 +191,7 @@ TEST_CASE("iq3/iq4/ternary: error on the tiny model is no worse than llama.cpp's
       if (!manifest.at("files").contains(key)) continue;
       const auto& file = manifest["files"][key];
       const bool with_imatrix = file.value("imatrix", false);
-      std::vector<const ModelTensor*> todo;
+      std::vector<const GoldenTensor*> todo;
       for (const auto& m : tensors)
         if (file["tensors"].contains(m.name) && file["tensors"][m.name]["type"].get<int>() == static_cast<int>(t))
           todo.push_back(&m);
@@ -199,7 +200,7 @@ TEST_CASE("iq3/iq4/ternary: error on the tiny model is no worse than llama.cpp's
       const DequantizeFn deq = Registry::instance().dequantize(t);
       parallel_for(static_cast<int64_t>(todo.size()), 0, 1, [&](int64_t i0, int64_t i1) {
         for (int64_t i = i0; i < i1; ++i) {
-          const ModelTensor& m = *todo[i];
+          const GoldenTensor& m = *todo[i];
           const float* imatrix = with_imatrix && !m.imatrix.empty() ? m.imatrix.data() : nullptr;
           const auto y = test::dequantize_rows(deq, ti, test::quantize_rows(quant, ti, m.x, m.ne0, imatrix), m.ne0);
           double se = 0, we = 0, wx = 0;

@@ -6,6 +6,7 @@
 // products, batching) are in types_table_test.cpp and cpu_isa_kernels_test.cpp.
 #include <lq/backend.hpp>
 #include <lq/gguf.hpp>
+#include <lq/model.hpp>
 #include <lq/quant_type.hpp>
 #include <lq/threads.hpp>
 
@@ -230,8 +231,8 @@ std::vector<float> imatrix_columns(const gguf::Reader& im, const std::string& na
   if (!sums || !counts || sums->ne[0] != ncols) return {};
   std::vector<float> w(static_cast<size_t>(ncols));
   float count = 0;
-  im.read_rows_f32(*sums, 0, 1, w.data());
-  im.read_rows_f32(*counts, 0, 1, &count);
+  read_rows_f32(im, *sums, 0, 1, w.data());
+  read_rows_f32(im, *counts, 0, 1, &count);
   for (auto& v : w) v = count > 0 ? v / count : 1.f;
   return w;
 }
@@ -264,7 +265,7 @@ TEST_CASE("k-quants: tiny model error no worse than llama.cpp, tensor by tensor"
         const auto& tensor = *todo[i];
         const int64_t ncols = tensor.ne[0], nrows = tensor.n_rows();
         std::vector<float> x(static_cast<size_t>(ncols * nrows));
-        g->model->read_rows_f32(tensor, 0, nrows, x.data());
+        read_rows_f32(*g->model, tensor, 0, nrows, x.data());
         const auto w = imatrix_columns(*g->imatrix, tensor.name, ncols);
         const auto y = dequantize(ti.dequantize_ref, ti, quantize(quantize_fn, ti, x, nrows, ncols, use_im && !w.empty() ? w.data() : nullptr),
                                   nrows, ncols);

@@ -34,7 +34,7 @@ TEST_CASE("model: HF tiny-llama matches llama.cpp's BF16 conversion value for va
     CHECK(t->ne == rt.ne);
     std::vector<float> a(static_cast<size_t>(t->n_elements())), b(a.size());
     src->read_rows_f32(*t, 0, t->n_rows(), a.data());
-    ref.read_rows_f32(rt, 0, rt.n_rows(), b.data());
+    read_rows_f32(ref, rt, 0, rt.n_rows(), b.data());
     CHECK(std::memcmp(a.data(), b.data(), a.size() * 4) == 0);
     // reading in row ranges gives the same values
     if (t->n_rows() > 7) {

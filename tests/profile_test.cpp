@@ -13,54 +13,9 @@
 using namespace lq;
 namespace fs = std::filesystem;
 
-namespace {
-
-// A random Llama GGUF of `layers` layers (hidden 256 so every type fits), F32 weights.
-fs::path synthetic_model(const test::TempDir& dir, int layers) {
-  const fs::path p = dir / ("synth-" + std::to_string(layers) + ".gguf");
-  gguf::Writer w(p);
-  auto& m = w.metadata();
-  const int64_t E = 256, F = 512, V = 512, H = 4, KV = 2, HD = 64;
-  m.set("general.architecture", gguf::Value::string("llama"));
-  m.set("llama.block_count", gguf::Value::u32(static_cast<uint32_t>(layers)));
-  m.set("llama.embedding_length", gguf::Value::u32(E));
-  m.set("llama.feed_forward_length", gguf::Value::u32(F));
-  m.set("llama.attention.head_count", gguf::Value::u32(H));
-  m.set("llama.attention.head_count_kv", gguf::Value::u32(KV));
-  m.set("llama.attention.layer_norm_rms_epsilon", gguf::Value::f32(1e-5f));
-  std::vector<std::pair<std::string, std::vector<int64_t>>> ts = {
-      {"token_embd.weight", {E, V}}, {"output_norm.weight", {E}}, {"output.weight", {E, V}}};
-  for (int l = 0; l < layers; ++l) {
-    const std::string b = "blk." + std::to_string(l) + ".";
-    ts.push_back({b + "attn_norm.weight", {E}});
-    ts.push_back({b + "attn_q.weight", {E, H * HD}});
-    ts.push_back({b + "attn_k.weight", {E, KV * HD}});
-    ts.push_back({b + "attn_v.weight", {E, KV * HD}});
-    ts.push_back({b + "attn_output.weight", {H * HD, E}});
-    ts.push_back({b + "ffn_norm.weight", {E}});
-    ts.push_back({b + "ffn_gate.weight", {E, F}});
-    ts.push_back({b + "ffn_up.weight", {E, F}});
-    ts.push_back({b + "ffn_down.weight", {F, E}});
-  }
-  for (const auto& [n, ne] : ts) w.add_tensor(n, QuantType::F32, ne);
-  std::mt19937 rng(layers);
-  std::normal_distribution<float> nd(0.f, 0.02f);
-  for (const auto& [n, ne] : ts) {
-    int64_t count = 1;
-    for (auto d : ne) count *= d;
-    std::vector<float> v(static_cast<size_t>(count));
-    for (auto& x : v) x = ne.size() == 1 ? 1.0f : nd(rng);
-    w.write(v.data(), v.size() * 4);
-  }
-  w.commit();
-  return p;
-}
-
-}  // namespace
-
 TEST_CASE("profile: every preset validates on the tiny model and on models of other depths", "[profile]") {
   test::TempDir tmp;
-  std::vector<fs::path> models = {synthetic_model(tmp, 3), synthetic_model(tmp, 12)};
+  std::vector<fs::path> models = {test::synthetic_llama(tmp, 3), test::synthetic_llama(tmp, 12)};
   if (auto tiny = test::shared_file("models/tiny-llama")) models.push_back(*tiny);
   for (const auto& mp : models) {
     auto model = ModelSource::open(mp);
@@ -77,7 +32,7 @@ TEST_CASE("profile: every preset validates on the tiny model and on models of ot
 
 TEST_CASE("profile: relative layer ranges follow the model's depth", "[profile]") {
   test::TempDir tmp;
-  auto model = ModelSource::open(synthetic_model(tmp, 20));
+  auto model = ModelSource::open(test::synthetic_llama(tmp, 20));
   Profile p;
   p.name = "t";
   p.rules = {{"blk.*", "0%-10%", "Q8_0", ""}, {"blk.*", "90%-100%", "Q6_K", ""}, {"blk.*.attn_v.weight", "", "Q5_K", ""}};
@@ -164,7 +119,7 @@ TEST_CASE("profile: protected weights survive quantization within 1%", "[profile
     const auto* t = out.find_tensor(w.tensor);
     REQUIRE(t);
     std::vector<float> row(static_cast<size_t>(t->ne[0]));
-    out.read_rows_f32(*t, w.row, 1, row.data());
+    read_rows_f32(out, *t, w.row, 1, row.data());
     INFO(w.tensor << " [" << w.row << "," << w.col << "] " << w.value << " -> " << row[w.col]);
     CHECK(std::fabs(row[static_cast<size_t>(w.col)] - w.value) <= 0.01 * std::fabs(w.value));
   }

@@ -215,9 +215,8 @@ TEST_CASE("quality: the report agrees with perplexity() and kl_divergence()", "[
   PerplexityOptions po;
   po.ctx = 64;
   po.chunks = 3;
-  po.threads = 2;
-  const PerplexityResult po_orig = perplexity(*om, tokens, po), po_q = perplexity(*qm, tokens, po);
-  const KldResult k = kl_divergence(*qm, *om, tokens, po);
+  const PerplexityResult po_orig = perplexity(*om, tokens, po, Context{2}), po_q = perplexity(*qm, tokens, po, Context{2});
+  const KldResult k = kl_divergence(*qm, *om, tokens, po, Context{2});
   CHECK(r.ctx == 64);
   CHECK(r.chunks == 3);
   CHECK(r.perplexity_original == Approx(po_orig.ppl).epsilon(1e-6));

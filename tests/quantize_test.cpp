@@ -137,7 +137,7 @@ TEST_CASE("quantize: golden encode (float types byte-identical, legacy types no 
         const auto& rec = entry.at("tensors").at(t.name);
         CHECK(static_cast<int>(t.type) == rec.at("type").get<int>());
         std::vector<float> q(static_cast<size_t>(t.n_elements())), x(q.size());
-        ours.read_rows_f32(t, 0, t.n_rows(), q.data());
+        read_rows_f32(ours, t, 0, t.n_rows(), q.data());
         src->read_rows_f32(src->at(t.name), 0, t.n_rows(), x.data());
         const double e = rmse(q.data(), x.data(), t.n_elements());
         CHECK(e <= rec.at("rmse").get<double>() * (1 + 1e-6) + 1e-12);

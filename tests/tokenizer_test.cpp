@@ -3,7 +3,8 @@
 #include <lq/io.hpp>
 #include <lq/tokenizer.hpp>
 
-#include "tokenizer/pretok.hpp"
+#include "tokenizer/pretok_json.hpp"
+#include "tokenizer/pretok_names.hpp"
 #include "tokenizer/regex.hpp"
 #include "tokenizer/unicode.hpp"
 

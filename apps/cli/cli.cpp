@@ -61,14 +61,6 @@ bool parse_kv_cache_f16(const std::string& value) {
   return value == "f16";
 }
 
-std::string human_bytes(uint64_t n) {
-  const double v = static_cast<double>(n);
-  if (v >= 1e9) return fmt::format("{:.1f} GB", v / 1e9);
-  if (v >= 1e6) return fmt::format("{:.1f} MB", v / 1e6);
-  if (v >= 1e3) return fmt::format("{:.1f} KB", v / 1e3);
-  return fmt::format("{} B", n);
-}
-
 TermProgress::TermProgress(const Context& ctx)
     : ctx_(ctx), tty_(::isatty(STDERR_FILENO) != 0), start_(std::chrono::steady_clock::now()) {}
 

@@ -2,6 +2,7 @@
 #pragma once
 
 #include <lq/error.hpp>
+#include <lq/io.hpp>
 #include <lq/progress.hpp>
 
 #include <cxxopts.hpp>
@@ -43,8 +44,8 @@ std::optional<cxxopts::ParseResult> parse(Context& ctx, cxxopts::Options& opts, 
 /// Prints a JSON document on stdout (pretty, one trailing newline).
 void print_json(const nlohmann::json& j);
 
-/// "1.2 GB" style sizes.
-std::string human_bytes(uint64_t n);
+/// "1.2 GB" style sizes: the library's (lq/io.hpp).
+using lq::human_bytes;
 
 /// The value of a --kv-cache option: true for "f16", false for "f32"; anything else throws
 /// Errc::invalid_argument.

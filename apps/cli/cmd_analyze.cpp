@@ -356,14 +356,15 @@ int run_profile_from_imatrix(Context& ctx, std::vector<std::string> args) {
   auto src = ModelSource::open(model_arg);
   ResolveOptions ro;
   ro.imatrix = im_path.empty() ? nullptr : &im;
-  ro.threads = ctx.threads;
-  ro.progress = &progress;
+  lq::Context run_ctx;
+  run_ctx.threads = ctx.threads;
+  run_ctx.progress = &progress;
   const bool solve = p.target_bpw || p.target_bytes;
   if (solve && im_path.empty())
     throw Error(Errc::imatrix_error, fmt::format("preset '{}' has a size target: it needs --imatrix", p.name),
                 "Compute one with `lq analyze MODEL`");
   progress.message(fmt::format("Applying profile: {}", p.name));
-  const ProfileResolution res = resolve_profile(p, *src, ro);
+  const ProfileResolution res = resolve_profile(p, *src, ro, run_ctx);
   for (const auto& w : res.problems) progress.message("warning: " + w);
   if (solve)
     for (const auto& a : res.tensors) p.tensor_types[a.tensor] = type_name(a.type);

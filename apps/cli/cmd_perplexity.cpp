@@ -49,7 +49,6 @@ int run_perplexity(Context& ctx, std::vector<std::string> args) {
   po.full_window = r.count("full-window") > 0;
   if (po.full_window && r.count("kl-divergence"))
     fail(Errc::invalid_argument, "--full-window and --kl-divergence cannot be combined (KL divergence uses llama-perplexity's chunks)");
-  po.threads = ctx.threads;
   po.bf16_activations = r.count("bf16-activations") > 0;
   if (r.count("kv-cache")) po.kv_f16 = parse_kv_cache_f16(r["kv-cache"].as<std::string>());
   CalibrationData text;
@@ -93,7 +92,7 @@ int run_perplexity(Context& ctx, std::vector<std::string> args) {
   if (ref_src) {
     progress.message(fmt::format("Loading reference model: {}", ref_src->path().string()));
     auto ref = Model::load(*ref_src);
-    const KldResult k = kl_divergence(*model, *ref, tokens, po);
+    const KldResult k = kl_divergence(*model, *ref, tokens, po, lq::Context{ctx.threads});
     progress.finish("Perplexity");
     const int64_t chunks = k.n_scored / (po.ctx - po.ctx / 2 - 1);
     j.update({{"perplexity", k.ppl},
@@ -130,7 +129,7 @@ int run_perplexity(Context& ctx, std::vector<std::string> args) {
   }
   progress.message(fmt::format("Computing perplexity: {} tokens, ctx {}{}", tokens.size(), po.ctx,
                                po.full_window ? " (full windows)" : ""));
-  const PerplexityResult p = perplexity(*model, tokens, po);
+  const PerplexityResult p = perplexity(*model, tokens, po, lq::Context{ctx.threads});
   progress.finish("Perplexity");
   j.update({{"perplexity", p.ppl},
             {"error", p.ppl_error},

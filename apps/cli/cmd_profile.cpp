@@ -202,9 +202,10 @@ int run_profile(Context& ctx, std::vector<std::string> args) {
     }
     ResolveOptions ro;
     ro.imatrix = &im;
-    ro.threads = ctx.threads;
-    ro.progress = &progress;
-    const ProfileResolution res = resolve_profile(p, *model, ro);
+    lq::Context run_ctx;
+    run_ctx.threads = ctx.threads;
+    run_ctx.progress = &progress;
+    const ProfileResolution res = resolve_profile(p, *model, ro, run_ctx);
     for (const auto& a : res.tensors) p.tensor_types[a.tensor] = type_name(a.type);
     p.provenance = {{"created_by", fmt::format("lq {}", lq::version())},
                     {"created", now_iso()},

@@ -200,12 +200,11 @@ int cmd_compare(Context& ctx, std::vector<std::string> args) {
     PerplexityOptions po;
     po.ctx = ppl_ctx;
     po.chunks = ppl_chunks;
-    po.threads = ctx.threads;
     po.progress = perplexity_progress(progress);
     for (size_t i = 0; i < sources.size(); ++i) {
       progress.message(fmt::format("Perplexity of {} ({} chunks of {} tokens)", models[i], ppl_chunks, ppl_ctx));
       auto model = Model::load(*sources[i]);
-      rows[i].ppl = perplexity(*model, tokens, po);
+      rows[i].ppl = perplexity(*model, tokens, po, lq::Context{ctx.threads});
       progress.finish("Perplexity");
     }
   }

@@ -1,19 +1,18 @@
-// lq quantize MODEL OUTPUT_FORMAT -q LEVEL [options]
+// lq quantize MODEL OUTPUT_FORMAT -q LEVEL [options]: parses the flags into a QuantizeJob, runs
+// lq::quantize_model (quantize_job.hpp) and prints its result. No quantization logic here.
 #include "cli.hpp"
-#include "quality_cli.hpp"
 
 #include <lq/lq.hpp>
 #include <lq/profile.hpp>
 #include <lq/quality.hpp>
+#include <lq/quantize_job.hpp>
 #include <lq/super_weights.hpp>
 
 #include <fmt/format.h>
 
-#include <cmath>
 #include <filesystem>
 #include <iostream>
 #include <map>
-#include <set>
 
 #include <unistd.h>
 
@@ -21,46 +20,6 @@ namespace fs = std::filesystem;
 
 namespace lq::cli {
 namespace {
-
-// "blk.3.attn_q.weight" -> "model.layers.3"; non-block tensors keep their HF names.
-std::string hf_layer_name(const std::string& gguf) {
-  if (gguf.rfind("blk.", 0) == 0) return "model.layers." + gguf.substr(4, gguf.find('.', 4) - 4);
-  if (gguf == "token_embd.weight") return "model.embed_tokens";
-  if (gguf == "output.weight") return "lm_head";
-  return gguf;
-}
-
-std::string bits_label(double bpw) { return fmt::format("{:.2g}-bit", bpw); }
-
-void print_assignments(Progress& progress, const ProfileResolution& res, size_t n_protected) {
-  struct Group {
-    int64_t elements = 0;
-    uint64_t bytes = 0;
-    std::set<std::string> layers;
-  };
-  std::map<std::string, Group> groups;
-  for (const auto& a : res.tensors) {
-    std::string g = a.tensor.find("attn_") != std::string::npos ? "Attention"
-                    : a.tensor.find("ffn_") != std::string::npos ? "MLP"
-                    : a.tensor == "token_embd.weight"            ? "Embeddings"
-                                                                 : "Output";
-    auto& grp = groups[g];
-    grp.elements += a.n_elements;
-    grp.bytes += a.bytes;
-    grp.layers.insert(hf_layer_name(a.tensor));
-  }
-  progress.message("Layer assignments:");
-  for (const auto& [name, g] : groups)
-    progress.message(fmt::format("  - {} layers ({}): {} ({:.2f} bpw)", name, g.layers.size(),
-                                 bits_label(8.0 * static_cast<double>(g.bytes) / static_cast<double>(g.elements)),
-                                 8.0 * static_cast<double>(g.bytes) / static_cast<double>(g.elements)));
-  if (n_protected > 0) {
-    int raised = 0;
-    for (const auto& a : res.tensors) raised += a.protected_weights;
-    progress.message(fmt::format("  - Protected weights: {} ({} tensor(s) raised to keep them within 1%)", n_protected, raised));
-  }
-  progress.message(fmt::format("  - Effective: {:.3f} bpw, {}", res.effective_bpw(), human_bytes(res.total_bytes)));
-}
 
 QuantType parse_type_option(const std::string& opt, const std::string& v) {
   auto t = parse_quant_type(v);
@@ -133,20 +92,16 @@ int run_quantize(Context& ctx, std::vector<std::string> args) {
                 "Compute an importance matrix with `lq analyze MODEL`");
   if (r.count("protection-coverage") && !r.count("protect-super-weights"))
     fail(Errc::invalid_argument, "--protection-coverage needs --protect-super-weights");
-  const bool want_quality = r.count("quality-report") > 0, want_coherence = r.count("coherence-check") > 0;
-  const double quality_threshold = want_quality ? env_number("LLM_QUANTIZE_QUALITY_THRESHOLD", 20) : 20;
-  const double coherence_threshold = want_coherence ? env_number("LLM_QUANTIZE_COHERENCE_THRESHOLD", 0.5) : 0.5;
-  const double gate_samples = want_quality ? env_number("LLM_QUANTIZE_QUALITY_SAMPLES", 32) : 32;
-  if (gate_samples < 1 || gate_samples != std::floor(gate_samples))
-    fail(Errc::invalid_argument, "LLM_QUANTIZE_QUALITY_SAMPLES: expected a positive whole number, got {:g}", gate_samples);
+  QuantizeJob job;
+  job.gates.perplexity = r.count("quality-report") > 0;
+  job.gates.coherence = r.count("coherence-check") > 0;
+  job.gates.settings = gate_settings_from_env(job.gates.perplexity, job.gates.coherence);
   const double coverage = r.count("protection-coverage") ? r["protection-coverage"].as<double>() : 1e-4;
   if (!(coverage > 0 && coverage < 1)) fail(Errc::invalid_argument, "--protection-coverage must be in (0, 1), got {}", coverage);
-  std::optional<Profile> profile;
-  if (dynamic) profile = Profile::load(r.count("profile") ? r["profile"].as<std::string>() : "balanced");
+  if (dynamic) job.profile = Profile::load(r.count("profile") ? r["profile"].as<std::string>() : "balanced");
 
-  QuantizeOptions qo;
+  QuantizeOptions& qo = job.options;
   qo.ftype = *ftype;
-  qo.threads = ctx.threads;
   qo.pure = r.count("pure") > 0;
   qo.leave_output_tensor = r.count("leave-output-tensor") > 0;
   qo.allow_requantize = r.count("allow-requantize") > 0;
@@ -178,7 +133,9 @@ int run_quantize(Context& ctx, std::vector<std::string> args) {
       fail(Errc::output_error, "cannot write {}: directory {} is not writable", out.string(), dir.string());
   }
   TermProgress progress(ctx);
-  qo.progress = &progress;
+  lq::Context run_ctx;
+  run_ctx.threads = ctx.threads;
+  run_ctx.progress = &progress;
   Imatrix imatrix;
   if (r.count("imatrix")) {
     const std::string ip = r["imatrix"].as<std::string>();
@@ -189,60 +146,17 @@ int run_quantize(Context& ctx, std::vector<std::string> args) {
   }
   progress.message(fmt::format("Loading model: {}", model.string()));
   auto src = ModelSource::open(model);
+  if (r.count("super-weights")) job.protect = load_super_weights(r["super-weights"].as<std::string>());
+  if (r.count("protect-super-weights")) job.protect_coverage = coverage;
 
-  // Dynamic profiles and super-weight protection decide the types tensor by tensor.
-  std::vector<ProtectedWeight> protect;
-  if (r.count("super-weights")) protect = load_super_weights(r["super-weights"].as<std::string>());
-  if (r.count("protect-super-weights") && protect.empty()) {
-    progress.message(fmt::format("Identifying super weights (coverage: {:g}%)", coverage * 100));
-    protect = select_by_coverage(*src, imatrix, coverage, ctx.threads);
-  }
-  std::optional<ProfileResolution> resolution;
-  if (dynamic || !protect.empty()) {
-    Profile pr = profile ? *profile : Profile{};
-    if (!profile) {
-      // The level's own mixture, tensor by tensor; protection then raises what it must.
-      pr.name = level.name;
-      for (const auto& tp : Quantizer(qo).plan(*src))
-        if (tp.quantize && !type_info(tp.type).is_float()) pr.tensor_types[tp.name] = type_name(tp.type);
-    }
-    if (dynamic) {
-      std::string target;
-      if (pr.target_bpw) target = fmt::format(" (target: {:g} bpw)", *pr.target_bpw);
-      if (pr.target_bytes) target = fmt::format(" (target: {})", human_bytes(*pr.target_bytes));
-      progress.message(fmt::format("Applying profile: {}{}", pr.name, target));
-    }
-    ResolveOptions ro;
-    ro.imatrix = qo.imatrix;
-    ro.protect = protect;
-    ro.threads = ctx.threads;
-    ro.progress = &progress;
-    resolution = resolve_profile(pr, *src, ro);
-    for (const auto& w : resolution->problems) progress.message("warning: " + w);
-    for (const auto& a : resolution->tensors) qo.tensor_type_map[a.tensor] = a.type;
-    qo.protect = protect;
-    if (!protect.empty()) {
-      int raised = 0;
-      for (const auto& a : resolution->tensors) raised += a.protected_weights;
-      progress.message(fmt::format("Protected parameters: {} ({:.4f}%); {} tensor(s) raised to keep them within 1%",
-                                   protect.size(), 100.0 * static_cast<double>(protect.size()) /
-                                                       static_cast<double>(resolution->total_elements),
-                                   raised));
-    }
-    if (dynamic) {
-      // general.file_type: the level of the type that holds most weights.
-      std::map<QuantType, int64_t> by_type;
-      for (const auto& a : resolution->tensors) by_type[a.type] += a.n_elements;
-      const QuantType dominant = std::max_element(by_type.begin(), by_type.end(), [](auto& a, auto& b) {
-                                   return a.second < b.second;
-                                 })->first;
-      if (auto f = file_type_for(dominant)) qo.ftype = *f;
-      print_assignments(progress, *resolution, protect.size());
-    }
-  }
-  if (!dynamic)
-    progress.message(fmt::format("Quantizing to {} ({}){}", level.name, level.description, qo.pure ? ", pure" : ""));
-  const QuantizeResult res = Quantizer(qo).quantize(*src, out);
+  const QuantizeJobResult jr = quantize_model(*src, out, job, run_ctx);
+  const QuantizeResult& res = jr.quantize;
+  const std::optional<QualityReport>& quality = jr.quality;
+  const std::optional<CoherenceResult>& coherence = jr.coherence;
+  const Errc gate = jr.gate;
+  const std::string& gate_message = jr.gate_message;
+  const double quality_threshold = jr.gate_settings.max_perplexity_increase_pct;
+  const double coherence_threshold = jr.gate_settings.min_coherence;
 
   std::map<std::string, std::pair<int, uint64_t>> per_type;
   for (const auto& t : res.tensors) {
@@ -251,55 +165,7 @@ int run_quantize(Context& ctx, std::vector<std::string> args) {
     e.second += t.bytes;
   }
   const double ratio = res.source_bytes ? static_cast<double>(res.file_bytes) / static_cast<double>(res.source_bytes) : 0;
-  if (res.n_fallback > 0)
-    progress.message(fmt::format("{} tensor(s) fell back to another type (row length not a multiple of the block)",
-                                 res.n_fallback));
-  for (const auto& o : res.outputs)
-    if (res.outputs.size() > 1) progress.message(fmt::format("Wrote {}", o.string()));
 
-  // Quality gates, measured on the written file. A failed gate keeps the file (it is complete
-  // and valid) and exits 11 / 12.
-  std::optional<QualityReport> quality;
-  std::optional<CoherenceResult> coherence;
-  Errc gate = Errc::ok;
-  std::string gate_message;
-  if (want_quality || want_coherence) {
-    auto qsrc = ModelSource::open(res.output);
-    auto original = Model::load(*src);
-    auto quantized = Model::load(*qsrc);
-    CoherenceOptions co;
-    co.threads = ctx.threads;
-    co.progress = &progress;
-    if (want_quality) {
-      progress.message("Computing quality metrics...");
-      QualityOptions gq;
-      gq.samples = static_cast<int64_t>(gate_samples);
-      gq.threads = ctx.threads;
-      gq.progress = &progress;
-      gq.quality_threshold_pct = quality_threshold;
-      quality = quality_report(*src, *original, *qsrc, *quantized, gq);
-      progress.message(fmt::format("Perplexity: {:.3f} \u2192 {:.3f} ({:+.1f}%)", quality->perplexity_original,
-                                   quality->perplexity_quantized, quality->perplexity_delta_pct));
-    }
-    if (want_coherence) {
-      progress.message("Checking output coherence...");
-      coherence = coherence_check(*quantized, *original, tokenizer_for(*src), co);
-      if (quality) quality->grade = quality_grade(quality->perplexity_delta_pct, coherence->score);
-    }
-    if (coherence)
-      progress.message(fmt::format("Coherence: {:.3f} ({}/{} prompts coherent)", coherence->score, coherence->n_coherent,
-                                   coherence->samples.size()));
-    if (quality && quality->perplexity_delta_pct > quality_threshold) {
-      gate = Errc::quality_degraded;
-      gate_message = fmt::format("Quantization quality degradation ({:.1f}%) exceeds threshold ({:g}%)",
-                                 quality->perplexity_delta_pct, quality_threshold);
-    } else if (coherence && coherence->score < coherence_threshold) {
-      gate = Errc::coherence_failed;
-      gate_message = fmt::format("Model output coherence check failed (score: {:.2f})", coherence->score);
-    }
-    if (gate != Errc::ok)
-      progress.message(fmt::format("warning: the output {} is kept; it did not pass the quality gate", res.output.string()));
-  }
   nlohmann::json quality_json;
   if (quality) {
     quality_json = {{"perplexity_original", quality->perplexity_original},
@@ -336,21 +202,11 @@ int run_quantize(Context& ctx, std::vector<std::string> args) {
 
   if (ctx.format == Format::json) {
     nlohmann::json layer_summary = nlohmann::json::array();
-    if (resolution) {
-      std::map<std::string, std::pair<int64_t, uint64_t>> layers;  // elements, bytes
-      std::map<std::string, bool> prot;
-      for (const auto& a : resolution->tensors) {
-        const std::string layer = hf_layer_name(a.tensor);
-        layers[layer].first += a.n_elements;
-        layers[layer].second += a.bytes;
-        prot[layer] = prot[layer] || a.protected_weights;
-      }
-      for (const auto& [l, e] : layers)
-        layer_summary.push_back({{"layer_name", l},
-                                 {"bit_width", e.first ? 8.0 * static_cast<double>(e.second) / static_cast<double>(e.first) : 0},
-                                 {"parameter_count", e.first},
-                                 {"is_protected", prot[l]}});
-    }
+    for (const auto& l : jr.layers)
+      layer_summary.push_back({{"layer_name", l.layer},
+                               {"bit_width", l.bit_width},
+                               {"parameter_count", l.parameter_count},
+                               {"is_protected", l.is_protected}});
     nlohmann::json types = nlohmann::json::object();
     for (const auto& [name, e] : per_type) types[name] = {{"tensors", e.first}, {"bytes", e.second}};
     nlohmann::json tensors = nlohmann::json::array();
@@ -367,9 +223,9 @@ int run_quantize(Context& ctx, std::vector<std::string> args) {
                 {"model_path", model.string()},
                 {"format", "gguf"},
                 {"quantization_level", dynamic ? std::string("dynamic") : std::string(level.name)},
-                {"profile", profile ? nlohmann::json(profile->name) : nlohmann::json(nullptr)},
+                {"profile", jr.dynamic ? nlohmann::json(jr.profile) : nlohmann::json(nullptr)},
                 {"layer_summary", layer_summary},
-                {"protected_weights", protect.size()},
+                {"protected_weights", jr.protected_weights.size()},
                 {"file_size", res.file_bytes},
                 {"source_size", res.source_bytes},
                 {"parameter_count", res.n_weights},

@@ -54,7 +54,7 @@ int run_run(Context& ctx, std::vector<std::string> args) {
   const std::vector<int32_t> ids = tok.encode(prompt, /*add_special=*/true);
   if (ids.empty()) fail(Errc::invalid_argument, "the prompt is empty");
   const auto t0 = std::chrono::steady_clock::now();
-  Session s(*model, SessionOptions{static_cast<int64_t>(ids.size()) + g.max_tokens + 1, ctx.threads, false});
+  Session s(*model, SessionOptions{static_cast<int64_t>(ids.size()) + g.max_tokens + 1, false}, lq::Context{ctx.threads});
   std::vector<int32_t> out = generate(s, ids, g);
   const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   const bool eos = !out.empty() && out.back() == model->eos_token() && g.stop_at_eos;

@@ -4,6 +4,7 @@
 
 #include <lq/api.hpp>
 #include <lq/progress.hpp>
+#include <lq/quant_type.hpp>
 
 #include <atomic>
 
@@ -41,6 +42,9 @@ struct LQ_API Context {
   int thread_count() const noexcept;
   /// The back-end to take kernels from: `backend`, or the registry's active one.
   const Backend& active_backend() const;
+  /// The kernels for `t`: Registry::kernels(*backend, t) where a back-end is set, else the
+  /// registry's process choice (Registry::kernels(t)).
+  KernelSet kernels(QuantType t) const;
   /// The progress sink (never null).
   Progress& progress_sink() const noexcept;
   /// Whether cancellation was requested on this context's token.

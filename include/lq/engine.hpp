@@ -5,6 +5,7 @@
 #pragma once
 
 #include <lq/api.hpp>
+#include <lq/context.hpp>
 #include <lq/model.hpp>
 #include <lq/quant_type.hpp>
 
@@ -114,7 +115,6 @@ struct LayerActivations {
 /// Session settings.
 struct SessionOptions {
   int64_t n_ctx = 0;              ///< KV cache positions; 0 = min(n_ctx_train, 4096)
-  int threads = 0;                ///< worker threads; 0 = all hardware threads
   bool save_activations = false;  ///< keep LayerActivations of the last eval()
   /// 16-bit weights multiply activations rounded to their type, as llama.cpp does: bf16 for
   /// BF16 weights in batches of 4+ tokens (twice the float rate on CPUs with AVX-512 BF16),
@@ -133,7 +133,8 @@ struct SessionOptions {
 /// One sequence being evaluated: a KV cache over a Model (which must outlive it).
 class LQ_API Session {
  public:
-  explicit Session(const Model& model, SessionOptions options = {});
+  /// A session on `model` running on ctx's threads and back-end (the context is read here, once).
+  explicit Session(const Model& model, SessionOptions options = {}, const Context& ctx = {});
   ~Session();
   Session(const Session&) = delete;
   Session& operator=(const Session&) = delete;
@@ -181,10 +182,11 @@ struct PerplexityOptions {
   /// the last window partial (the protocol of the tiny-llama README).
   bool full_window = false;
   bool prepend_bos = true;   ///< prepend BOS to the stream when the model adds one (llama.cpp tokenization)
-  int threads = 0;           ///< 0 = all hardware threads
   bool bf16_activations = false;  ///< see SessionOptions::bf16_activations
   bool kv_f16 = false;            ///< see SessionOptions::kv_f16 (llama-perplexity's default cache)
-  /// Called after each chunk: (chunks done, chunk count, running perplexity).
+  /// (optional) Called after each chunk with its result: (chunks done, chunk count, running
+  /// perplexity), for a live display such as llama-perplexity's; the Context's progress sink gets
+  /// the plain advance.
   std::function<void(int64_t, int64_t, double)> progress;
 };
 
@@ -200,10 +202,11 @@ struct PerplexityResult {
   double tokens_per_second() const { return seconds > 0 ? n_evaluated / seconds : 0; }
 };
 
-/// Perplexity of `model` on `tokens`. Throws Errc::invalid_argument when the stream is empty
-/// or too short (llama's method needs 2 * ctx tokens including the BOS).
+/// Perplexity of `model` on `tokens`, on ctx's threads and back-end; checks ctx's cancel token
+/// after each chunk. Throws Errc::invalid_argument when the stream is empty or too short
+/// (llama's method needs 2 * ctx tokens including the BOS).
 LQ_API PerplexityResult perplexity(const Model& model, std::span<const int32_t> tokens,
-                                   const PerplexityOptions& options = {});
+                                   const PerplexityOptions& options = {}, const Context& ctx = {});
 
 /// KL divergence of `model` from `reference` (KL(reference || model) per scored token) on the
 /// chunks perplexity() scores, as llama-perplexity --kl-divergence reports it.
@@ -220,7 +223,7 @@ struct KldResult {
 
 /// Throws Errc::invalid_argument when the vocabularies differ or the stream is too short.
 LQ_API KldResult kl_divergence(const Model& model, const Model& reference, std::span<const int32_t> tokens,
-                               const PerplexityOptions& options = {});
+                               const PerplexityOptions& options = {}, const Context& ctx = {});
 
 /// Generation settings. temperature <= 0 is greedy (argmax). Sampling applies the temperature,
 /// keeps the top_k most likely tokens, then the smallest set reaching probability top_p, and

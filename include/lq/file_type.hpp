@@ -54,7 +54,16 @@ struct FileTypeInfo {
   QuantType default_type;    ///< base tensor type of the mixture
   bool requires_imatrix;     ///< llama.cpp refuses the level without an importance matrix
   bool ultra_low_bit;        ///< IQ1_S, IQ1_M, TQ1_0 / TERNARY: GGUF only (contract rule 7)
+  /// The level a file whose every weight is `default_type` is labelled with (file_type_for());
+  /// one level per type has it.
+  bool labels_pure_type;
+  /// The next level up in size and quality, recommended when this one loses too much; equal to
+  /// `ftype` at the top of the ladder (the float levels and Q8_0).
+  FileType next_up;
   const char* description;
+
+  /// Whether the level has a next level up.
+  bool has_next_up() const { return next_up != ftype; }
 };
 
 /// Row for `f`; throws Errc::invalid_argument for an unknown id.
@@ -64,7 +73,8 @@ LQ_API std::span<const FileTypeInfo> all_file_types() noexcept;
 /// Parses a level name (case-insensitive) including the aliases Q3_K, Q4_K, Q5_K (the _M
 /// mixtures, as llama-quantize) and TERNARY (TQ1_0).
 LQ_API std::optional<FileType> parse_file_type(std::string_view name) noexcept;
-/// The level whose every tensor is `t` (for --pure runs and reporting), if one exists.
+/// The level whose every tensor is `t` (for --pure runs and reporting): the row of default type
+/// `t` marked labels_pure_type, if one exists.
 LQ_API std::optional<FileType> file_type_for(QuantType t) noexcept;
 
 }  // namespace lq

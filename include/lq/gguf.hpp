@@ -1,4 +1,6 @@
 // liblq: GGUF v3 container: typed metadata values, a validating reader and a streaming writer.
+// File I/O only (bytes, metadata, validation): decoding tensors to float is compute and lives
+// with the model sources (lq::read_rows_f32 in model.hpp).
 #pragma once
 
 #include <lq/api.hpp>
@@ -149,8 +151,6 @@ class LQ_API Reader {
   uint64_t data_offset() const { return data_offset_; }
   /// The tensor's bytes (inside the mapping; valid while the Reader lives).
   std::span<const uint8_t> data(const TensorInfo& t) const;
-  /// Decodes rows [row0, row0 + nrows) of `t` to float (dst holds nrows * ne[0] floats).
-  void read_rows_f32(const TensorInfo& t, int64_t row0, int64_t nrows, float* dst) const;
   /// Tells the OS the pages of `t` are no longer needed (keeps peak RSS low when streaming).
   void release(const TensorInfo& t) const;
   /// The tensor's bytes as a pointer that keeps the mapping alive after the Reader is gone (for

@@ -1,4 +1,4 @@
-// liblq: file helpers: atomic output files, read-only mappings, interruption.
+// liblq: file helpers: atomic output files, read-only mappings, process-wide interruption.
 #pragma once
 
 #include <lq/api.hpp>
@@ -51,6 +51,9 @@ LQ_API void write_file_atomic(const std::filesystem::path& dest, const std::stri
 /// Reads a whole file; throws Errc::not_found / Errc::general.
 LQ_API std::string read_file(const std::filesystem::path& path);
 
+/// A size for people: "1.2 GB", "750.0 MB", "3.4 KB", "512 B" (decimal units).
+LQ_API std::string human_bytes(uint64_t n);
+
 /// A read-only memory mapping of a whole file.
 class LQ_API MappedFile {
  public:
@@ -72,13 +75,21 @@ class LQ_API MappedFile {
   size_t size_ = 0;
 };
 
-/// Installs SIGINT/SIGTERM handlers that set the interruption flag (idempotent). Long-running
-/// library loops call check_interrupted(), which throws Errc::interrupted once the flag is set.
+// Process-wide interruption, for programs that stop on Ctrl-C (the CLI). These functions read
+// and set CancelToken::process() (context.hpp). Library operations check the token of the
+// Context they are given, which is this one unless Context::cancel names another: an embedder
+// that cancels one operation among several passes its own CancelToken instead.
+
+/// Installs SIGINT/SIGTERM handlers that cancel CancelToken::process() (idempotent); a second
+/// signal, when the program did not stop in time, removes open temporary outputs and exits.
 LQ_API void install_interrupt_handler();
+/// Whether CancelToken::process() was cancelled.
 LQ_API bool interrupt_requested() noexcept;
+/// Throws Errc::interrupted when CancelToken::process() was cancelled.
 LQ_API void check_interrupted();
-/// Sets the flag by hand (tests, embedding applications).
+/// Cancels CancelToken::process() by hand (tests, embedding applications).
 LQ_API void request_interrupt() noexcept;
+/// Resets CancelToken::process() (and the second-signal state).
 LQ_API void clear_interrupt() noexcept;
 
 }  // namespace lq

@@ -1,9 +1,11 @@
-// liblq: umbrella header of the public API.
+// liblq: umbrella header of the public API (every public header).
 #pragma once
 
 #include <lq/api.hpp>
 #include <lq/backend.hpp>
+#include <lq/calibration.hpp>
 #include <lq/context.hpp>
+#include <lq/engine.hpp>
 #include <lq/error.hpp>
 #include <lq/file_type.hpp>
 #include <lq/gguf.hpp>
@@ -13,11 +15,13 @@
 #include <lq/model.hpp>
 #include <lq/profile.hpp>
 #include <lq/progress.hpp>
+#include <lq/quality.hpp>
 #include <lq/quant_type.hpp>
 #include <lq/quantizer.hpp>
 #include <lq/settings.hpp>
 #include <lq/super_weights.hpp>
 #include <lq/threads.hpp>
+#include <lq/tokenizer.hpp>
 
 namespace lq {
 /// liblq's version ("0.1.0").

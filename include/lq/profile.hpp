@@ -2,12 +2,15 @@
 #pragma once
 
 #include <lq/api.hpp>
+#include <lq/context.hpp>
 #include <lq/imatrix.hpp>
 #include <lq/model.hpp>
-#include <lq/progress.hpp>
 #include <lq/quantizer.hpp>
 #include <lq/quant_type.hpp>
 
+// nlohmann/json stays here for Profile::provenance: a free-form JSON object that whoever writes a
+// .dqprofile records (creator, model, solver figures, a preset's importance-free rules) and that
+// is written back as it was read. to_json_string() / from_json_string() need no nlohmann.
 #include <nlohmann/json.hpp>
 
 #include <cstdint>
@@ -50,8 +53,12 @@ struct LQ_API Profile {
 
   /// The .dqprofile JSON document.
   nlohmann::json to_json() const;
+  /// The .dqprofile JSON document as text (`indent` spaces per level; -1: one line).
+  std::string to_json_string(int indent = 2) const;
   /// Parses a .dqprofile document; malformed content throws Errc::profile_error.
   static Profile from_json(const nlohmann::json& j, const std::string& source = "profile");
+  /// Parses a .dqprofile document from text; malformed content throws Errc::profile_error.
+  static Profile from_json_string(const std::string& text, const std::string& source = "profile");
   /// Loads a profile by preset name, by path, or by name from $LLM_QUANTIZE_PROFILE_DIR
   /// (default ~/.config/llm-quantize/profiles). Throws Errc::profile_error when not found.
   static Profile load(const std::string& name_or_path);
@@ -88,8 +95,6 @@ struct ResolveOptions {
   const Imatrix* imatrix = nullptr;             ///< needed by solver targets and i-quant types
   std::vector<ProtectedWeight> protect;         ///< weights to keep within `protect_tolerance`
   double protect_tolerance = 0.01;              ///< relative error allowed on protected weights
-  int threads = 0;
-  Progress* progress = nullptr;
   int64_t max_rows_per_tensor = 512;            ///< rows sampled per tensor to measure errors
 };
 
@@ -97,31 +102,13 @@ struct ResolveOptions {
 /// targets (Lagrangian relaxation of the size-constrained choice, then greedy upgrades to fill
 /// the budget), then protection. Throws Errc::profile_error for invalid rules, an unreachable
 /// target or a target without an importance matrix, Errc::imatrix_error for i-quant types
-/// without importance data.
-LQ_API ProfileResolution resolve_profile(const Profile& p, const ModelSource& model, const ResolveOptions& opts);
+/// without importance data. Error measurement runs on ctx's threads with its back-end's kernels,
+/// reports to its progress sink and stops (Errc::interrupted) when its token is cancelled.
+LQ_API ProfileResolution resolve_profile(const Profile& p, const ModelSource& model, const ResolveOptions& opts,
+                                         const Context& ctx = {});
 
 /// Checks a profile against a model without quantizing: every rule matches some tensor, every
 /// type fits its rows, and the effective bpw/size (solver targets are not solved here).
-LQ_API ProfileResolution validate_profile(const Profile& p, const ModelSource& model);
-
-/// The per-tensor errors the solver works from: imatrix-weighted squared error (sum over the
-/// tensor, estimated from sampled rows) of quantizing `tensor` to each candidate type.
-struct TensorErrors {
-  std::string tensor;
-  int64_t n_elements = 0;
-  std::vector<QuantType> types;
-  std::vector<double> error;        ///< sum_rows sum_j w_j (x - q)^2
-  std::vector<uint64_t> bytes;
-  std::vector<double> protected_max_rel;  ///< max relative error over protected weights (0 if none)
-};
-
-/// Measures TensorErrors for every tensor in `tensors` and every type in `types` that fits.
-LQ_API std::vector<TensorErrors> measure_errors(const ModelSource& model, const std::vector<std::string>& tensors,
-                                                const std::vector<QuantType>& types, const ResolveOptions& opts);
-
-/// Chooses one type per tensor minimising the total error with total bytes <= budget
-/// (Lagrangian relaxation + greedy fill). Throws Errc::profile_error if even the smallest
-/// types exceed the budget.
-LQ_API std::vector<size_t> solve_allocation(const std::vector<TensorErrors>& errs, uint64_t budget_bytes);
+LQ_API ProfileResolution validate_profile(const Profile& p, const ModelSource& model, const Context& ctx = {});
 
 }  // namespace lq

@@ -59,28 +59,37 @@ using DequantizeFn = void (*)(const void* src, float* dst, int64_t n);
 /// Dot product of `n` values: x is packed in this type, y in the row's `dot_type`.
 using DotFn = float (*)(int64_t n, const void* x, const void* y);
 
-/// One back-end's kernels for a type. An empty slot means "use the scalar reference".
+/// One back-end's kernels for a type. An empty slot means "not here" (the registry fills it
+/// from the CPU back-end, whose empty slots are the scalar reference).
 struct KernelSet {
   QuantizeFn quantize = nullptr;
   DequantizeFn dequantize = nullptr;
   DotFn dot = nullptr;
 };
 
-/// One row of the type table. Read it through type_info().
+/// One row of the type table: the format's facts, the same on every back-end. Read it through
+/// type_info(). Each back-end's kernels for a type are that back-end's own (private) row; reach
+/// them through Registry::kernels().
 struct LQ_API TypeInfo {
   QuantType type;
   const char* name;          ///< ggml name, e.g. "Q4_K"
   int block_size;            ///< values per block (0 for an unused slot)
   int block_bytes;           ///< bytes per block
+  bool floating;             ///< a plain float type (F32, F16, BF16, F64): no blocks, no search
   bool storable;             ///< may appear as a weight tensor type in files we write
-  bool needs_imatrix;        ///< quantizing it without importance data is refused (llama.cpp rule)
+  /// The quantizer cannot run without importance data (ggml asserts on it: IQ2_XXS, IQ2_XS, IQ1_S).
+  bool needs_imatrix;
+  /// llama-quantize refuses to make tensors of this type without an importance matrix (except
+  /// token_embd and output); the level table adds level-wide refusals (Q2_K_S).
+  bool refused_without_imatrix;
+  /// Type used where a row's length is not a multiple of block_size (llama.cpp's fallback);
+  /// equal to `type` when there is none. A fallback that does not fit either gives F16.
+  QuantType fallback;
   QuantType dot_type;        ///< type the activations are packed in for dot()
   double tolerance;          ///< max relative RMSE of a quantize/dequantize round trip on N(0,1) rows
   QuantizeFn quantize_ref;   ///< scalar oracle (imatrix optional); nullptr: not quantizable
   DequantizeFn dequantize_ref;  ///< scalar oracle; nullptr: cannot be decoded
   DotFn dot_ref;             ///< scalar oracle (optional)
-  KernelSet cpu;             ///< xsimd kernels chosen at run time (optional slots)
-  KernelSet cuda;            ///< CUDA kernels (empty when CUDA is not built)
 
   /// Bits per weight.
   double bpw() const { return 8.0 * block_bytes / block_size; }
@@ -88,8 +97,10 @@ struct LQ_API TypeInfo {
   size_t row_bytes(int64_t n) const { return static_cast<size_t>(n / block_size) * block_bytes; }
   /// True for the slots that describe a real type.
   bool valid() const { return block_size > 0; }
-  /// True for F32/F16/BF16/F64 (no blocks, no quantization search).
-  bool is_float() const;
+  /// True for F32/F16/BF16/F64 (the `floating` column).
+  bool is_float() const { return floating; }
+  /// Whether the row has a fallback type (see `fallback`).
+  bool has_fallback() const { return fallback != type; }
 };
 
 /// Row of the table for `t`. Throws Errc::invalid_model for an id liblq does not know.

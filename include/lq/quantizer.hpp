@@ -1,16 +1,16 @@
-// liblq: quantizing tensors and whole models into GGUF.
+// liblq: quantizing tensors and whole models into GGUF. Dynamic profiles, super-weight
+// protection and quality gates on top of this: quantize_job.hpp.
 #pragma once
 
 #include <lq/api.hpp>
+#include <lq/context.hpp>
 #include <lq/file_type.hpp>
 #include <lq/imatrix.hpp>
 #include <lq/model.hpp>
-#include <lq/progress.hpp>
 #include <lq/quant_type.hpp>
 
 #include <cstdint>
 #include <filesystem>
-#include <functional>
 #include <map>
 #include <optional>
 #include <string>
@@ -30,7 +30,6 @@ struct ProtectedWeight {
 /// Options of a model quantization (the llama-quantize switches and liblq's additions).
 struct QuantizeOptions {
   FileType ftype = FileType::Q8_0;            ///< level: base type and mixture rules
-  int threads = 0;                            ///< 0 = all hardware threads
   bool pure = false;                          ///< no mixture: every weight in the base type
   std::optional<QuantType> output_tensor_type;     ///< --output-tensor-type
   std::optional<QuantType> token_embedding_type;   ///< --token-embedding-type
@@ -48,7 +47,6 @@ struct QuantizeOptions {
   /// Weights to keep: the rows holding them are quantized with the protected columns' importance
   /// raised far above the rest, so the block's scales are fitted to them (no size cost).
   std::vector<ProtectedWeight> protect;
-  Progress* progress = nullptr;               ///< optional
 };
 
 /// The decision for one tensor.
@@ -79,7 +77,8 @@ struct QuantizeResult {
   int n_fallback = 0;
 };
 
-/// Quantizes tensors and models. Stateless apart from its options; thread-safe to share.
+/// Quantizes tensors and models. Stateless apart from its options; thread-safe to share. Threads,
+/// back-end, cancellation and progress come with each call's Context.
 class LQ_API Quantizer {
  public:
   explicit Quantizer(QuantizeOptions opts) : opts_(std::move(opts)) {}
@@ -92,26 +91,23 @@ class LQ_API Quantizer {
 
   /// Streams `src` into a GGUF file at `out` (temp file + rename). Peak memory is a few times
   /// one chunk of rows, whatever the model size. Non-finite weights throw Errc::invalid_model.
-  QuantizeResult quantize(const ModelSource& src, const std::filesystem::path& out) const;
+  /// Runs on ctx's threads with its back-end's kernels, reports each tensor to its progress sink,
+  /// and throws Errc::interrupted between tensors once its token is cancelled (no file is left).
+  QuantizeResult quantize(const ModelSource& src, const std::filesystem::path& out, const Context& ctx = {}) const;
 
-  /// Quantizes `nrows` rows of `n_per_row` floats into `dst` (row_bytes * nrows bytes) on
-  /// `threads` threads with the active back-end's kernel. `imatrix` may be nullptr.
+  /// Quantizes `nrows` rows of `n_per_row` floats into `dst` (row_bytes * nrows bytes) on ctx's
+  /// threads with its back-end's kernel. `imatrix` may be nullptr.
   static void quantize_rows(QuantType t, const float* src, void* dst, int64_t nrows, int64_t n_per_row,
-                            const float* imatrix, int threads = 0);
+                            const float* imatrix, const Context& ctx = {});
 
   /// Quantizes one row whose columns `cols` hold protected weights: their importance is raised
-  /// (x 1e4 of the row's largest) on top of `imatrix` (or uniform weights when nullptr).
+  /// (x 1e4 of the row's largest) on top of `imatrix` (or uniform weights when nullptr), with
+  /// ctx's back-end's kernel.
   static void quantize_protected_row(QuantType t, const float* row, void* dst, int64_t n_per_row, const float* imatrix,
-                                     const std::vector<int64_t>& cols);
+                                     const std::vector<int64_t>& cols, const Context& ctx = {});
 
  private:
   QuantizeOptions opts_;
 };
-
-/// Name of split `i` (0-based) of `n` for an output path "dir/name.gguf": "dir/name-0000{i+1}-of-0000{n}.gguf".
-LQ_API std::filesystem::path split_path(const std::filesystem::path& out, int i, int n);
-
-/// The GGUF tensor order of llama-quantize: non-block tensors by name, then by layer, then name.
-LQ_API bool gguf_tensor_order_less(const std::string& a, const std::string& b);
 
 }  // namespace lq

@@ -25,7 +25,11 @@ struct LQ_API GateSettings {
   int samples = 32;                         ///< $LLM_QUANTIZE_QUALITY_SAMPLES (evaluation chunks)
 };
 /// The gate settings with the environment's overrides applied. Throws Errc::invalid_argument
-/// naming the variable when one is set but is not a number.
+/// naming the variable when one is set but is not a number (or, for the samples, not a positive
+/// whole number).
 LQ_API GateSettings gate_settings_from_env();
+/// The same, reading and checking only the variables of the gates that are on: the perplexity
+/// gate's threshold and samples, the coherence gate's threshold; the others keep their defaults.
+LQ_API GateSettings gate_settings_from_env(bool perplexity_gate, bool coherence_gate);
 
 }  // namespace lq

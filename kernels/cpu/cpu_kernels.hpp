@@ -1,5 +1,6 @@
-// The CPU back-end's kernel entry points (run-time dispatched) and their KernelSet per type.
-// An empty slot means the scalar reference from the type table is used.
+// The CPU back-end's quantize / dequantize / dot entry points (run-time dispatched). Which type
+// uses which is the CPU back-end's row table (rows.hpp); a type without one uses the scalar
+// reference from the type table.
 #pragma once
 
 #include <lq/quant_type.hpp>
@@ -64,30 +65,5 @@ float dot_q4_0(int64_t n, const void* x, const void* y);
 float dot_q4_1(int64_t n, const void* x, const void* y);
 float dot_q5_0(int64_t n, const void* x, const void* y);
 float dot_q5_1(int64_t n, const void* x, const void* y);
-
-constexpr KernelSet kernels_f32() { return {nullptr, nullptr, dot_f32}; }
-constexpr KernelSet kernels_f16() { return {}; }
-constexpr KernelSet kernels_bf16() { return {nullptr, dequantize_bf16, nullptr}; }
-constexpr KernelSet kernels_q4_0() { return {quantize_q4_0, nullptr, dot_q4_0}; }
-constexpr KernelSet kernels_q4_1() { return {quantize_q4_1, nullptr, dot_q4_1}; }
-constexpr KernelSet kernels_q5_0() { return {quantize_q5_0, nullptr, dot_q5_0}; }
-constexpr KernelSet kernels_q5_1() { return {quantize_q5_1, nullptr, dot_q5_1}; }
-constexpr KernelSet kernels_q8_0() { return {quantize_q8_0, nullptr, dot_q8_0}; }
-constexpr KernelSet kernels_iq2_xxs() { return {nullptr, dequantize_iq2_xxs, dot_iq2_xxs}; }
-constexpr KernelSet kernels_iq2_xs() { return {nullptr, dequantize_iq2_xs, dot_iq2_xs}; }
-constexpr KernelSet kernels_iq2_s() { return {nullptr, dequantize_iq2_s, dot_iq2_s}; }
-constexpr KernelSet kernels_iq1_s() { return {nullptr, dequantize_iq1_s, dot_iq1_s}; }
-constexpr KernelSet kernels_iq1_m() { return {nullptr, dequantize_iq1_m, dot_iq1_m}; }
-constexpr KernelSet kernels_q2_k() { return {quantize_q2_k, dequantize_q2_k, dot_q2_k}; }
-constexpr KernelSet kernels_q3_k() { return {quantize_q3_k, dequantize_q3_k, dot_q3_k}; }
-constexpr KernelSet kernels_q4_k() { return {quantize_q4_k, dequantize_q4_k, dot_q4_k}; }
-constexpr KernelSet kernels_q5_k() { return {quantize_q5_k, dequantize_q5_k, dot_q5_k}; }
-constexpr KernelSet kernels_q6_k() { return {quantize_q6_k, dequantize_q6_k, dot_q6_k}; }
-constexpr KernelSet kernels_iq3_xxs() { return {nullptr, dequantize_iq3_xxs, dot_iq3_xxs}; }
-constexpr KernelSet kernels_iq3_s() { return {nullptr, dequantize_iq3_s, dot_iq3_s}; }
-constexpr KernelSet kernels_iq4_nl() { return {quantize_iq4_nl, dequantize_iq4_nl, dot_iq4_nl}; }
-constexpr KernelSet kernels_iq4_xs() { return {quantize_iq4_xs, dequantize_iq4_xs, dot_iq4_xs}; }
-constexpr KernelSet kernels_tq1_0() { return {quantize_tq1_0, dequantize_tq1_0, dot_tq1_0}; }
-constexpr KernelSet kernels_tq2_0() { return {quantize_tq2_0, dequantize_tq2_0, dot_tq2_0}; }
 
 }  // namespace lq::cpu

@@ -74,37 +74,6 @@ void qgemm_q5_k(const QGemmArgs& a) { dispatch_call<QGemmQ5K>(a); }
 void qgemm_q6_k(const QGemmArgs& a) { dispatch_call<QGemmQ6K>(a); }
 void gemm_bf16(const QGemmArgs& a) { dispatch_call<GemmBf16>(a); }
 
-namespace {
-struct QGemmRow {
-  QuantType type;
-  QGemmFn fn;
-  int act_block;
-  bool needs_vnni;  // slower than the type's other kernels without VNNI
-};
-// Q8_0 multiplies two signed operands: without vpdpbusd the panel kernel's offset form costs more
-// than the 4x4 tile kernel's sign trick (matmul_bench). BF16 weights multiply bf16-rounded
-// activations (as llama.cpp does) with vdpbf16ps, twice the float GEMM's rate; without AVX-512
-// BF16 the float GEMM is faster. act_block 1 marks bf16 activation records (bf16_act_layout).
-constexpr QGemmRow kQGemm[] = {
-    {QuantType::Q4_0, qgemm_q4_0, 32, false}, {QuantType::Q5_0, qgemm_q5_0, 32, false},
-    {QuantType::Q8_0, qgemm_q8_0, 32, true},  {QuantType::Q2_K, qgemm_q2_k, 256, false},
-    {QuantType::Q3_K, qgemm_q3_k, 256, false}, {QuantType::Q4_K, qgemm_q4_k, 256, false},
-    {QuantType::Q5_K, qgemm_q5_k, 256, false}, {QuantType::Q6_K, qgemm_q6_k, 256, false},
-    {QuantType::BF16, gemm_bf16, 1, true}};
-}  // namespace
-
-QGemmKernel qgemm_kernel(QuantType t) {
-  static const bool vnni = has_avx512_vnni(), amx = has_amx_bf16();
-  if (t == QuantType::BF16 && amx) return {gemm_bf16_amx, 1, kAmxGroup * kPanelRows};
-  for (const auto& r : kQGemm)
-    if (r.type == t && (vnni || !r.needs_vnni)) return {r.fn, r.act_block};
-  return {};
-}
-QGemmKernel exact_bf16_kernel(int64_t k) {
-  static const bool amx = has_amx_bf16();
-  if (amx && k % 32 == 0) return {gemm_bf16x3_amx, 3, kAmxGroup * kPanelRows};
-  return {};
-}
 void quantize_act_q8_0(const float* x, int64_t m, const QActLayout& lay, uint8_t* dst) {
   dispatch_call<QuantizeActQ8_0>(x, m, lay, dst);
 }

@@ -1,4 +1,5 @@
-// Run-time dispatched entry points of the inference engine's CPU kernels (matmul.hpp).
+// Run-time dispatched entry points of the inference engine's CPU kernels (matmul.hpp, qgemm.hpp,
+// amx.cpp). Which type uses which of them is the CPU back-end's row table (rows.hpp), not here.
 #pragma once
 
 #include "matmul.hpp"
@@ -41,22 +42,8 @@ bool has_amx_bf16() noexcept;
 void gemm_bf16x3_amx(const QGemmArgs& args);
 void quantize_act_bf16x3(const float* x, int64_t m, const QActLayout& lay, uint8_t* dst);
 QActLayout bf16x3_act_layout(int64_t k);
-/// The panel GEMM for weights of type t on this CPU and the block of its activation records
-/// (32: Q8_0 values, 256: Q8_K values); fn is null where t has none, or where another kernel is
-/// faster on this CPU.
-struct QGemmKernel {
-  QGemmFn fn = nullptr;
-  int act_block = 0;
-  /// Weight rows that the kernel packs at once and runs every token against (0: 16-row panels,
-  /// each on its own). The engine hands it that many rows per call where the threads stay busy.
-  int64_t rows_per_call = 0;
-};
 /// Panels of 16 weight rows that the AMX kernels pack at once.
 inline constexpr int kAmxGroup = 4;
-QGemmKernel qgemm_kernel(QuantType t);
-/// The panel GEMM for BF16 weights times float activations of row length k: gemm_bf16x3_amx
-/// (act_block 3) where AMX is usable and k % 32 == 0; otherwise none (the float GEMM runs).
-QGemmKernel exact_bf16_kernel(int64_t k);
 /// m float rows (lay.k values each) -> m activation records, lay.bytes apart.
 using QuantizeActFn = void (*)(const float* x, int64_t m, const QActLayout& lay, uint8_t* dst);
 void quantize_act_q8_0(const float* x, int64_t m, const QActLayout& lay, uint8_t* dst);

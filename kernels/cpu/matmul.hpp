@@ -13,6 +13,7 @@
 #pragma once
 
 #include "arch.hpp"
+#include "backend/ops.hpp"
 #include "core/half.hpp"
 #include "isa_ops.hpp"
 #include "transpose.hpp"
@@ -27,24 +28,9 @@
 
 namespace lq::cpu {
 
-/// Arguments of GemmNT. Strides are in elements (lda, ldc: floats; ldb: elements of btype).
-struct GemmArgs {
-  int64_t m, n, k;
-  const float* a;
-  int64_t lda;
-  const void* b;
-  QuantType btype;  // F32, F16 or BF16
-  int64_t ldb;
-  float* c;
-  int64_t ldc;
-  bool accumulate;  // C += A B^T instead of C = A B^T
-  // Causal attention (both -1 when unused; the m <= 3 path ignores them):
-  //   c_causal >= 0: only C[i][j] with j <= i + c_causal are needed; others may be left unwritten.
-  //   a_causal >= 0: A[i][p] is zero for p > i + a_causal, so those terms are skipped (adding
-  //   an exact zero changes no sum).
-  int64_t c_causal = -1;
-  int64_t a_causal = -1;
-};
+/// Arguments of GemmNT (the back-end-neutral GEMM of lib/backend/ops.hpp). Strides are in
+/// elements (lda, ldc: floats; ldb: elements of btype).
+using GemmArgs = lq::detail::GemmArgs;
 
 template <class Arch>
 struct GemmNT {

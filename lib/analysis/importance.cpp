@@ -463,9 +463,9 @@ struct ImportanceAnalyzer::Impl {
     const float* last_input = nullptr;
     int64_t chunk = 0;  // the one being evaluated
     if (opt.method == ImportanceMethod::activation) {
-      SessionOptions so{opt.ctx, threads, false, llama_act(), true};
+      SessionOptions so{opt.ctx, false, llama_act(), true};
       so.kv_f16 = kv_f16();
-      session = std::make_unique<Session>(*model, so);
+      session = std::make_unique<Session>(*model, so, Context{threads});
       session->set_linear_hook([&](const LinearEvent& ev) {
         check_interrupted();  // a long chunk stops early; its partial sums are discarded with it
         const int idx = static_cast<int>(ev.linear - lin.data());

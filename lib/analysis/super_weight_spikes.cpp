@@ -28,7 +28,7 @@ Pass observe(Model& model, std::span<const int32_t> prompt, int threads, std::ve
   p.layers.resize(static_cast<size_t>(n_layer));
   p.input_at_peak.resize(static_cast<size_t>(n_layer));
   if (outputs) outputs->assign(static_cast<size_t>(n_layer), {});
-  Session s(model, SessionOptions{static_cast<int64_t>(prompt.size()), threads, false});
+  Session s(model, SessionOptions{static_cast<int64_t>(prompt.size()), false}, Context{threads});
   s.set_linear_hook([&](const LinearEvent& ev) {
     if (ev.linear->role != "ffn_down") return;
     const int l = ev.linear->layer;

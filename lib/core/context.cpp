@@ -16,6 +16,11 @@ int Context::thread_count() const noexcept { return threads > 0 ? threads : hard
 
 const Backend& Context::active_backend() const { return backend ? *backend : Registry::instance().active(); }
 
+KernelSet Context::kernels(QuantType t) const {
+  const Registry& r = Registry::instance();
+  return backend ? r.kernels(*backend, t) : r.kernels(t);
+}
+
 Progress& Context::progress_sink() const noexcept { return progress ? *progress : null_progress(); }
 
 bool Context::cancelled() const noexcept { return (cancel ? *cancel : CancelToken::process()).cancelled(); }

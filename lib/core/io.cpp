@@ -1,3 +1,6 @@
+// File helpers behind io.hpp: atomic output files (two buffers, an optional background writer,
+// O_DIRECT where allowed), read-only mappings, whole-file reads, and the SIGINT/SIGTERM handler
+// that cancels CancelToken::process(). Must not know any file format.
 #include <lq/context.hpp>
 #include <lq/error.hpp>
 #include <lq/io.hpp>
@@ -338,6 +341,14 @@ void request_interrupt() noexcept { CancelToken::process().cancel(); }
 void clear_interrupt() noexcept {
   CancelToken::process().reset();
   interrupt_seen.store(false);
+}
+
+std::string human_bytes(uint64_t n) {
+  const double v = static_cast<double>(n);
+  if (v >= 1e9) return fmt::format("{:.1f} GB", v / 1e9);
+  if (v >= 1e6) return fmt::format("{:.1f} MB", v / 1e6);
+  if (v >= 1e3) return fmt::format("{:.1f} KB", v / 1e3);
+  return fmt::format("{} B", n);
 }
 
 }  // namespace lq

@@ -53,11 +53,20 @@ std::optional<fs::path> hf_hub_cache_dir() {
   return home_path(".cache/huggingface/hub");
 }
 
-GateSettings gate_settings_from_env() {
+GateSettings gate_settings_from_env() { return gate_settings_from_env(true, true); }
+
+GateSettings gate_settings_from_env(bool perplexity_gate, bool coherence_gate) {
+  // Read in this order (thresholds, then samples) so that the first bad variable is the one named.
   GateSettings g;
-  g.max_perplexity_increase_pct = env_number("LLM_QUANTIZE_QUALITY_THRESHOLD", g.max_perplexity_increase_pct);
-  g.min_coherence = env_number("LLM_QUANTIZE_COHERENCE_THRESHOLD", g.min_coherence);
-  g.samples = static_cast<int>(env_number("LLM_QUANTIZE_QUALITY_SAMPLES", g.samples));
+  if (perplexity_gate)
+    g.max_perplexity_increase_pct = env_number("LLM_QUANTIZE_QUALITY_THRESHOLD", g.max_perplexity_increase_pct);
+  if (coherence_gate) g.min_coherence = env_number("LLM_QUANTIZE_COHERENCE_THRESHOLD", g.min_coherence);
+  if (perplexity_gate) {
+    const double samples = env_number("LLM_QUANTIZE_QUALITY_SAMPLES", g.samples);
+    if (samples < 1 || samples != std::floor(samples) || samples > 1e9)
+      fail(Errc::invalid_argument, "LLM_QUANTIZE_QUALITY_SAMPLES: expected a positive whole number, got {:g}", samples);
+    g.samples = static_cast<int>(samples);
+  }
   return g;
 }
 

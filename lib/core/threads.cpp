@@ -1,3 +1,7 @@
+// The worker pools behind parallel_for / parallel_run. One pool is shared by the process; a
+// caller that finds it running another caller's job runs on a pool of its own thread's instead
+// of waiting, so operations on two threads do not serialise. Which pool runs a job never changes
+// what the job computes (the split into chunks depends only on n, threads and grain).
 #include <lq/threads.hpp>
 
 #include <algorithm>
@@ -17,16 +21,26 @@ thread_local bool t_in_pool = false;
 // after one, because the inference engine issues many short jobs per token.
 class Pool {
  public:
-  static Pool& get() {
-    static Pool pool;
-    return pool;
+  // Runs the job on the process's shared pool, or, when another thread's job holds it, on the
+  // calling thread's own pool (created on first need, its workers joined when the thread ends).
+  static void dispatch(int n_threads, const std::function<void(int, int)>& fn, bool optional = false) {
+    static Pool shared;
+    std::unique_lock<std::mutex> lock(shared.run_mutex_, std::try_to_lock);
+    if (lock.owns_lock()) {
+      shared.run(n_threads, fn, optional);
+      return;
+    }
+    thread_local Pool own;
+    std::lock_guard<std::mutex> own_lock(own.run_mutex_);
+    own.run(n_threads, fn, optional);
   }
 
+ private:
   // optional: the job is a dynamic work queue that the caller may finish alone, so workers that
   // have not started by the time the caller is done skip it and the caller does not wait for
   // them (on a loaded machine a descheduled worker would otherwise stall every job).
-  void run(int n_threads, const std::function<void(int, int)>& fn, bool optional = false) {
-    std::lock_guard<std::mutex> run_lock(run_mutex_);
+  // The caller holds run_mutex_.
+  void run(int n_threads, const std::function<void(int, int)>& fn, bool optional) {
     ensure_workers(n_threads - 1);
     std::exception_ptr first_error;
     std::mutex err_mutex;
@@ -62,6 +76,7 @@ class Pool {
     if (first_error) std::rethrow_exception(first_error);
   }
 
+ public:
   ~Pool() {
     {
       std::lock_guard<std::mutex> g(mutex_);
@@ -152,7 +167,7 @@ void parallel_run(int threads, const std::function<void(int, int)>& fn) {
     for (int i = 0; i < threads; ++i) fn(i, threads);
     return;
   }
-  Pool::get().run(threads, fn);
+  Pool::dispatch(threads, fn);
 }
 
 void parallel_for(int64_t n, int threads, int64_t grain,
@@ -169,7 +184,7 @@ void parallel_for(int64_t n, int threads, int64_t grain,
   // Dynamic scheduling: chunks of `grain` (at least n / (8 * threads)) handed out atomically.
   const int64_t chunk = std::max<int64_t>(grain, n / (8 * threads));
   std::atomic<int64_t> next{0};
-  Pool::get().run(
+  Pool::dispatch(
       threads,
       [&](int, int) {
         for (;;) {

@@ -8,10 +8,10 @@
 // transposed on the fly, so no transposed copy of the model is kept.
 #include "engine/backward.hpp"
 
+#include <lq/backend.hpp>
 #include <lq/error.hpp>
 #include <lq/threads.hpp>
 
-#include "kernels/cpu/engine_kernels.hpp"
 
 #include <algorithm>
 #include <cmath>
@@ -38,9 +38,9 @@ void transpose(const float* src, int64_t rows, int64_t cols, int64_t lds, float*
   });
 }
 
-void gemm(int64_t m, int64_t n, int64_t k, const float* a, int64_t lda, const float* b, int64_t ldb, float* c,
-          int64_t ldc, bool acc) {
-  cpu::gemm_nt(cpu::GemmArgs{m, n, k, a, lda, b, QuantType::F32, ldb, c, ldc, acc});
+void gemm(const Exec& ex, int64_t m, int64_t n, int64_t k, const float* a, int64_t lda, const float* b, int64_t ldb,
+          float* c, int64_t ldc, bool acc) {
+  ex.ops.gemm(detail::GemmArgs{m, n, k, a, lda, b, QuantType::F32, ldb, c, ldc, acc});
 }
 
 bool is_float_type(QuantType t) { return t == QuantType::F32 || t == QuantType::F16 || t == QuantType::BF16; }
@@ -49,6 +49,7 @@ bool is_float_type(QuantType t) { return t == QuantType::F32 || t == QuantType::
 
 struct Backprop::Impl {
   const Model::Impl& m;
+  Exec ex;
   int threads;
 
   struct Layer {
@@ -61,14 +62,15 @@ struct Backprop::Impl {
   std::vector<float> dx, dmid, dh, dq, dk, dv, dov, dgate, dup, dact, dlogits, kt, dkh, dvh;
   std::vector<float> wbuf;  // a quantized weight decoded to float
 
-  Impl(const Model& model, int t) : m(detail::ModelAccess::impl(model)), threads(t > 0 ? t : hardware_threads()) {
+  Impl(const Model& model, const Context& ctx)
+      : m(detail::ModelAccess::impl(model)), ex(Exec::from(ctx)), threads(ex.threads) {
     layers.resize(static_cast<size_t>(m.config.n_layer));
   }
 
   const Tensor& lin(int i) const { return *m.linear_tensors[static_cast<size_t>(i)]; }
 
   void rmsnorm(const float* in, const Tensor& w, float* out, float* r, int64_t n) const {
-    rms_norm(in, w, m.config.rms_eps, m.config.n_embd, n, out, r, threads);
+    rms_norm(ex, in, w, m.config.rms_eps, m.config.n_embd, n, out, r);
   }
 
   // dx += d/dx of y = x * r(x) * g, given dy: r g dy - x r^3 / d * sum(g dy x).
@@ -115,7 +117,7 @@ struct Backprop::Impl {
     size_t c = 0;
     auto o = outs.begin();
     for (int i : idx) ops[c++] = LinearOp{&lin(i), in, n, *o++};
-    matmul_many(std::span<const LinearOp>(ops, c), threads);
+    matmul_many(ex, std::span<const LinearOp>(ops, c));
     auto b = biases.begin();
     for (size_t i = 0; i < c; ++i, ++b) {
       if (!*b) continue;
@@ -136,10 +138,12 @@ struct Backprop::Impl {
     QuantType wt = w.type;
     const uint8_t* base = w.data.data();
     size_t row_bytes = w.row_bytes();
+    const DequantizeFn widen = Registry::instance().kernels(*ex.backend, wt).dequantize;
+    const size_t elem = is_float_type(wt) ? static_cast<size_t>(type_info(wt).block_bytes) : 0;
     if (!is_float_type(wt)) {
       wbuf.resize(sz(n_out, n_in));
       parallel_for(n_out, threads, 16, [&](int64_t r0, int64_t r1) {
-        for (int64_t r = r0; r < r1; ++r) dequantize_row(w, r, wbuf.data() + r * n_in);
+        for (int64_t r = r0; r < r1; ++r) dequantize_row(ex, w, r, wbuf.data() + r * n_in);
       });
       wt = QuantType::F32;
       base = reinterpret_cast<const uint8_t*>(wbuf.data());
@@ -154,10 +158,13 @@ struct Backprop::Impl {
         bt.resize(sz(nb, n_out));
         row.resize(static_cast<size_t>(nb));
         for (int64_t o = 0; o < n_out; ++o) {
-          cpu::mm::widen(wt, base + static_cast<size_t>(o) * row_bytes, i0, nb, row.data());
+          if (wt == QuantType::F32)
+            std::memcpy(row.data(), base + static_cast<size_t>(o) * row_bytes + static_cast<size_t>(i0) * 4, sz(nb, 1) * 4);
+          else
+            widen(base + static_cast<size_t>(o) * row_bytes + static_cast<size_t>(i0) * elem, row.data(), nb);
           for (int64_t j = 0; j < nb; ++j) bt[static_cast<size_t>(j * n_out + o)] = row[static_cast<size_t>(j)];
         }
-        gemm(n, nb, n_out, dy, n_out, bt.data(), n_out, dx + i0, n_in, accumulate);
+        gemm(ex, n, nb, n_out, dy, n_out, bt.data(), n_out, dx + i0, n_in, accumulate);
       }
     });
   }
@@ -174,7 +181,7 @@ struct Backprop::Impl {
       for (int64_t h = h0; h < h1; ++h) {
         const int64_t g = h / group;
         probabilities(L, h, g, n, scale, s.data());
-        gemm(n, hd, n, s.data(), n, kt.data() + g * hd * n, n, L.o.data() + h * hd, nq, false);
+        gemm(ex, n, hd, n, s.data(), n, kt.data() + g * hd * n, n, L.o.data() + h * hd, nq, false);
       }
     });
   }
@@ -183,10 +190,10 @@ struct Backprop::Impl {
   void probabilities(const Layer& L, int64_t h, int64_t g, int64_t n, float scale, float* s) const {
     const ModelConfig& c = m.config;
     const int64_t hd = c.head_dim, nq = c.n_head * hd, nkv = c.n_head_kv * hd;
-    gemm(n, n, hd, L.q.data() + h * hd, nq, L.k.data() + g * hd, nkv, s, n, false);
+    gemm(ex, n, n, hd, L.q.data() + h * hd, nq, L.k.data() + g * hd, nkv, s, n, false);
     for (int64_t i = 0; i < n; ++i) {
       float* row = s + i * n;
-      cpu::softmax_row(i + 1, row, scale);
+      ex.ops.softmax_row(i + 1, row, scale);
       std::fill(row + i + 1, row + n, 0.f);
     }
   }
@@ -212,7 +219,7 @@ struct Backprop::Impl {
         const int64_t g = h / group;
         probabilities(L, h, g, n, scale, p.data());
         // dP = dO V^T
-        gemm(n, n, hd, dov.data() + h * hd, nq, L.v.data() + g * hd, nkv, ds.data(), n, false);
+        gemm(ex, n, n, hd, dov.data() + h * hd, nq, L.v.data() + g * hd, nkv, ds.data(), n, false);
         for (int64_t i = 0; i < n; ++i) {
           const float* pr = p.data() + i * n;
           float* dr = ds.data() + i * n;
@@ -223,15 +230,15 @@ struct Backprop::Impl {
           std::fill(dr + i + 1, dr + n, 0.f);
         }
         // dQ = dS K
-        gemm(n, hd, n, ds.data(), n, kt.data() + g * hd * n, n, dq.data() + h * hd, nq, false);
+        gemm(ex, n, hd, n, ds.data(), n, kt.data() + g * hd * n, n, dq.data() + h * hd, nq, false);
         // dK_h = dS^T Q
         transpose(ds.data(), n, n, n, tr.data(), 1);
         transpose(L.q.data() + h * hd, n, hd, nq, qt.data(), 1);
-        gemm(n, hd, n, tr.data(), n, qt.data(), n, dkh.data() + h * n * hd, hd, false);
+        gemm(ex, n, hd, n, tr.data(), n, qt.data(), n, dkh.data() + h * n * hd, hd, false);
         // dV_h = P^T dO
         transpose(p.data(), n, n, n, tr.data(), 1);
         transpose(dov.data() + h * hd, n, hd, nq, dot.data(), 1);
-        gemm(n, hd, n, tr.data(), n, dot.data(), n, dvh.data() + h * n * hd, hd, false);
+        gemm(ex, n, hd, n, tr.data(), n, dot.data(), n, dvh.data() + h * n * hd, hd, false);
       }
     });
     dk.assign(sz(n, nkv), 0.f);
@@ -256,7 +263,7 @@ struct Backprop::Impl {
              m.n_vocab);
     const int64_t d = c.n_embd, hd = c.head_dim, nq = c.n_head * hd, nkv = c.n_head_kv * hd, ff = c.n_ff;
     std::vector<float> x(sz(n, d));
-    for (int64_t t = 0; t < n; ++t) dequantize_row(*m.tok_embd, tokens[t], x.data() + t * d);
+    for (int64_t t = 0; t < n; ++t) dequantize_row(ex, *m.tok_embd, tokens[t], x.data() + t * d);
     rope_table(n);
     for (int64_t l = 0; l < c.n_layer; ++l) {
       const Block& b = m.blocks[static_cast<size_t>(l)];
@@ -283,7 +290,7 @@ struct Backprop::Impl {
       L.up.resize(sz(n, ff));
       L.act.resize(sz(n, ff));
       linears({b.wgate, b.wup}, L.h2.data(), n, {L.gate.data(), L.up.data()}, {nullptr, nullptr});
-      cpu::silu_mul(n * ff, L.gate.data(), L.up.data(), L.act.data());
+      ex.ops.silu_mul(n * ff, L.gate.data(), L.up.data(), L.act.data());
       linear(b.wdown, L.act.data(), n, x.data(), nullptr);
       add_into(x.data(), L.xmid.data(), static_cast<int64_t>(x.size()), threads);
     }
@@ -390,7 +397,8 @@ struct Backprop::Impl {
   }
 };
 
-Backprop::Backprop(const Model& model, int threads) : impl_(std::make_unique<Impl>(model, threads)) {}
+Backprop::Backprop(const Model& model, const Context& ctx) : impl_(std::make_unique<Impl>(model, ctx)) {}
+Backprop::Backprop(const Model& model, int threads) : Backprop(model, Context{threads}) {}
 Backprop::~Backprop() = default;
 
 double Backprop::run(std::span<const int32_t> tokens, const std::vector<char>& wanted,
@@ -409,6 +417,7 @@ namespace {
 // block once. Blocks are fixed by the shapes, so results do not depend on the thread count.
 template <typename Fn>
 void for_each_grad_block(const WeightGrad& g, int threads, Fn&& fn) {
+  const Exec ex = Exec::with_threads(threads);
   std::vector<float> xt(sz(g.n_in, g.m)), dyt(sz(g.n_out, g.m));
   transpose(g.x, g.m, g.n_in, g.n_in, xt.data(), threads);
   transpose(g.dy, g.m, g.n_out, g.n_out, dyt.data(), threads);
@@ -419,7 +428,7 @@ void for_each_grad_block(const WeightGrad& g, int threads, Fn&& fn) {
     for (int64_t b = b0; b < b1; ++b) {
       const int64_t i0 = b * IB, ib = std::min(IB, g.n_in - i0);
       c.resize(sz(ib, g.n_out));
-      gemm(ib, g.n_out, g.m, xt.data() + i0 * g.m, g.m, dyt.data(), g.m, c.data(), g.n_out, false);
+      gemm(ex, ib, g.n_out, g.m, xt.data() + i0 * g.m, g.m, dyt.data(), g.m, c.data(), g.n_out, false);
       fn(i0, ib, c.data());
     }
   });

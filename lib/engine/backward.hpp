@@ -26,6 +26,8 @@ struct WeightGrad {
 /// Memory: the intermediates of every block for one sequence (n_layer x ctx x widths).
 class Backprop {
  public:
+  Backprop(const Model& model, const Context& ctx);
+  /// The same on `threads` threads (0 = all) and the registry's back-end.
   Backprop(const Model& model, int threads);
   ~Backprop();
   Backprop(const Backprop&) = delete;

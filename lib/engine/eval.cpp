@@ -15,7 +15,7 @@ namespace lq {
 
 namespace {
 SessionOptions session_options(int64_t n_ctx, const PerplexityOptions& o) {
-  SessionOptions so{n_ctx, o.threads, false, o.bf16_activations};
+  SessionOptions so{n_ctx, false, o.bf16_activations};
   so.kv_f16 = o.kv_f16;
   return so;
 }
@@ -120,10 +120,12 @@ double seconds_since(std::chrono::steady_clock::time_point t0) {
 
 }  // namespace
 
-PerplexityResult perplexity(const Model& model, std::span<const int32_t> tokens, const PerplexityOptions& o) {
+PerplexityResult perplexity(const Model& model, std::span<const int32_t> tokens, const PerplexityOptions& o,
+                            const Context& ctx) {
+  const int threads = ctx.thread_count();
   WindowPlan plan(model, tokens, o, "perplexity");
   const auto t0 = std::chrono::steady_clock::now();
-  Session s(model, session_options(plan.max_len(), o));
+  Session s(model, session_options(plan.max_len(), o), ctx);
   double nll = 0, nll2 = 0;
   int64_t count = 0, evaluated = 0;
   std::vector<double> row_nll;
@@ -134,7 +136,7 @@ PerplexityResult perplexity(const Model& model, std::span<const int32_t> tokens,
     evaluated += static_cast<int64_t>(w.input.size());
     const int64_t nt = static_cast<int64_t>(w.targets.size());
     row_nll.assign(static_cast<size_t>(nt), 0.0);
-    parallel_for(nt, o.threads, 8, [&](int64_t b, int64_t e) {
+    parallel_for(nt, threads, 8, [&](int64_t b, int64_t e) {
       for (int64_t j = b; j < e; ++j) {
         const auto l = s.logits(j);
         const LogSoftmax ls = log_softmax(l);
@@ -147,6 +149,8 @@ PerplexityResult perplexity(const Model& model, std::span<const int32_t> tokens,
     }
     count += nt;
     if (o.progress) o.progress(i + 1, plan.size(), std::exp(nll / static_cast<double>(count)));
+    ctx.progress_sink().update("perplexity", i + 1, plan.size(), "chunks");
+    ctx.check_cancelled();
   }
   PerplexityResult r;
   r.n_scored = count;
@@ -161,13 +165,14 @@ PerplexityResult perplexity(const Model& model, std::span<const int32_t> tokens,
 }
 
 KldResult kl_divergence(const Model& model, const Model& reference, std::span<const int32_t> tokens,
-                        const PerplexityOptions& o) {
+                        const PerplexityOptions& o, const Context& ctx) {
+  const int threads = ctx.thread_count();
   if (model.n_vocab() != reference.n_vocab())
     fail(Errc::invalid_argument, "kl_divergence: the vocabularies differ ({} tokens vs {} in the reference)",
          model.n_vocab(), reference.n_vocab());
   WindowPlan plan(reference, tokens, o, "kl_divergence");
   const auto t0 = std::chrono::steady_clock::now();
-  Session sm(model, session_options(plan.max_len(), o));
+  Session sm(model, session_options(plan.max_len(), o), ctx);
   Session sr(reference, session_options(plan.max_len(), o));
   struct Row {
     double kld, nll, nll_base, p_diff;
@@ -185,7 +190,7 @@ KldResult kl_divergence(const Model& model, const Model& reference, std::span<co
     sr.eval(w.input, w.first_output);
     const int64_t nt = static_cast<int64_t>(w.targets.size());
     rows.assign(static_cast<size_t>(nt), Row{});
-    parallel_for(nt, o.threads, 4, [&](int64_t b, int64_t e) {
+    parallel_for(nt, threads, 4, [&](int64_t b, int64_t e) {
       for (int64_t j = b; j < e; ++j) {
         const auto lm = sm.logits(j), lr = sr.logits(j);
         const LogSoftmax a = log_softmax(lm), c = log_softmax(lr);
@@ -217,6 +222,8 @@ KldResult kl_divergence(const Model& model, const Model& reference, std::span<co
       klds.push_back(static_cast<float>(r.kld));
     }
     if (o.progress) o.progress(i + 1, plan.size(), std::exp(sum_nll / static_cast<double>(klds.size())));
+    ctx.progress_sink().update("kl-divergence", i + 1, plan.size(), "chunks");
+    ctx.check_cancelled();
   }
   const auto n = static_cast<double>(klds.size());
   auto mean_err = [n](double s, double s2) {

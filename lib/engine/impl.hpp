@@ -1,8 +1,11 @@
 // Internal: the engine's weight store and its matrix product.
 #pragma once
 
+#include <lq/context.hpp>
 #include <lq/engine.hpp>
 #include <lq/error.hpp>
+
+#include "backend/ops.hpp"
 
 #include <cstdlib>
 #include <memory>
@@ -92,8 +95,20 @@ struct ModelAccess {
 
 namespace engine {
 
+/// What an engine call runs with: the back-end's operations (from the registry, CPU slots where
+/// the back-end has none), that back-end's type kernels, and the threads.
+struct Exec {
+  detail::EngineOps ops;
+  const Backend* backend = nullptr;
+  int threads = 1;
+  /// The registry's operations for ctx's back-end, on ctx.thread_count() threads.
+  static Exec from(const Context& ctx);
+  /// The same with `threads` threads (0 = all).
+  static Exec with_threads(int threads);
+};
+
 /// Whether the engine can multiply by a weight of type t (float path, dot, or dequantize).
-bool supports_weight_type(QuantType t);
+bool supports_weight_type(const Exec& ex, QuantType t);
 
 /// One product y[m x n_out] = x[m x n_in] * W^T for weight W (n_out rows of n_in values).
 struct LinearOp {
@@ -132,28 +147,25 @@ inline void apply_rope(float* data, int64_t n, int64_t heads, int64_t head_dim, 
 /// the split.
 /// RMSNorm of n rows of d values with weight w (F32); scales (may be null) gets each row's
 /// 1 / sqrt(mean(x^2) + eps).
-void rms_norm(const float* in, const Tensor& w, float eps, int64_t d, int64_t n, float* out, float* scales,
-              int threads);
+void rms_norm(const Exec& ex, const float* in, const Tensor& w, float eps, int64_t d, int64_t n, float* out,
+              float* scales);
 /// dst[i] += src[i] for i < count.
 void add_into(float* dst, const float* src, int64_t count, int threads);
 /// dst[i] = src[i] rounded to the nearest binary16 (ties to even; beyond its range: infinity),
 /// i < count: what a value stored in an F16 tensor reads back as. dst may be src.
-void round_to_half(const float* src, float* dst, int64_t count, int threads);
+void round_to_half(const Exec& ex, const float* src, float* dst, int64_t count);
 /// apply_rope over n tokens, in parallel.
 void rope(float* data, int64_t n, int64_t heads, int64_t head_dim, bool neox, const float* cs_all, bool inverse,
           int threads);
 
-/// Runs several products in one parallel region on `threads` (0 = all). Float weights run a
-/// blocked GEMM; in batches of 4+ tokens, types with a panel kernel (cpu::qgemm_kernel: Q4_0,
-/// Q5_0, Q8_0, Q2_K..Q6_K, and BF16 unless float_act) quantize x once into 8-bit (or bf16)
-/// records and multiply 16-row weight panels; other quantized weights quantize x into the
-/// type's dot_type and run the dot kernel per (row, token), as llama.cpp does; types without a
-/// dot are dequantized tile by tile.
-void matmul_many(std::span<const LinearOp> ops, int threads);
-void matmul(const Tensor& w, const float* x, int64_t m, float* y, int threads);
+/// Runs several products in one parallel region through the back-end's EngineOps::products (on
+/// the CPU: kernels/cpu/products.cpp, which picks GEMM, panel, dot or dequantize paths from its
+/// row of each weight's type).
+void matmul_many(const Exec& ex, std::span<const LinearOp> ops);
+void matmul(const Exec& ex, const Tensor& w, const float* x, int64_t m, float* y);
 
-/// Decodes row r of t into dst (row_length floats).
-void dequantize_row(const Tensor& t, int64_t r, float* dst);
+/// Decodes row r of t into dst (row_length floats) with ex's back-end's kernel.
+void dequantize_row(const Exec& ex, const Tensor& t, int64_t r, float* dst);
 
 }  // namespace engine
 }  // namespace lq

@@ -119,7 +119,7 @@ std::unique_ptr<Model> Model::load(const ModelSource& src) {
       e.data = engine::Buffer(static_cast<size_t>(t.n_elements()) * sizeof(float));
       src.read_rows_f32(t, 0, rows, reinterpret_cast<float*>(e.data.data()));
     } else {
-      if (!engine::supports_weight_type(t.type))
+      if (!engine::supports_weight_type(engine::Exec::with_threads(1), t.type))
         fail(Errc::invalid_model, "engine: tensor '{}' has type {}, which has no CPU kernel yet", t.name,
              type_name(t.type));
       e.type = t.type;
@@ -247,7 +247,7 @@ void Model::replace_tensor(std::string_view name, QuantType type, std::span<cons
   if (t.row_length() % info.block_size != 0)
     fail(Errc::invalid_argument, "replace_tensor '{}': row length {} is not a multiple of {}'s block size {}", name,
          t.row_length(), info.name, info.block_size);
-  if (!vector && !engine::supports_weight_type(type))
+  if (!vector && !engine::supports_weight_type(engine::Exec::with_threads(1), type))
     fail(Errc::invalid_argument, "replace_tensor '{}': type {} has no CPU kernel", name, info.name);
   if (&t == impl_->tok_embd && !Registry::instance().cpu().kernels(type).dequantize)
     fail(Errc::invalid_argument, "replace_tensor '{}': the token embedding needs a type that can be decoded, not {}",
@@ -285,7 +285,8 @@ void Model::replace_tensor(std::string_view name, std::span<const float> values,
 std::vector<float> Model::tensor_f32(std::string_view name) const {
   const Tensor& t = need(*impl_, name);
   std::vector<float> out(static_cast<size_t>(t.row_length() * t.n_rows()));
-  for (int64_t r = 0; r < t.n_rows(); ++r) engine::dequantize_row(t, r, out.data() + r * t.row_length());
+  const engine::Exec ex = engine::Exec::with_threads(1);
+  for (int64_t r = 0; r < t.n_rows(); ++r) engine::dequantize_row(ex, t, r, out.data() + r * t.row_length());
   return out;
 }
 

@@ -1,13 +1,68 @@
-// Row operations of the forward and backward passes (RMSNorm, residual adds, RoPE, binary16
-// rounding), split by tokens across threads: with the products parallel, these would otherwise
-// run on one thread while the others wait.
+// The engine's execution context (Exec: the back-end's operations from the registry, threads),
+// its tensor storage, the products (handed to the back-end's EngineOps::products), and the row
+// operations of the forward and backward passes (RMSNorm, residual adds, RoPE, binary16 rounding)
+// split by tokens across threads: with the products parallel, these would otherwise run on one
+// thread while the others wait. No kernel code here: every kernel comes through Exec.
 #include "engine/impl.hpp"
 
+#include <lq/backend.hpp>
 #include <lq/threads.hpp>
 
-#include "kernels/cpu/engine_kernels.hpp"
-
 namespace lq::engine {
+
+Exec Exec::from(const Context& ctx) {
+  const Backend& b = ctx.active_backend();
+  return Exec{Registry::instance().engine_ops(b), &b, ctx.thread_count()};
+}
+
+Exec Exec::with_threads(int threads) {
+  Context ctx;
+  ctx.threads = threads;
+  return from(ctx);
+}
+
+Buffer::Buffer(size_t n) : n_(n) {
+  if (n == 0) return;
+  const size_t padded = (n + 63) / 64 * 64;
+  p_.reset(static_cast<uint8_t*>(std::aligned_alloc(64, padded)));
+  if (!p_) fail(Errc::out_of_memory, "engine: cannot allocate {} bytes", n);
+}
+
+int64_t Tensor::n_rows() const {
+  int64_t r = 1;
+  for (size_t i = 1; i < ne.size(); ++i) r *= ne[i];
+  return r;
+}
+
+bool supports_weight_type(const Exec& ex, QuantType t) { return ex.ops.supports_weight(t); }
+
+void matmul_many(const Exec& ex, std::span<const LinearOp> ops) {
+  detail::Product prods[8];
+  std::vector<detail::Product> many;
+  detail::Product* p = prods;
+  if (ops.size() > std::size(prods)) {
+    many.resize(ops.size());
+    p = many.data();
+  }
+  for (size_t i = 0; i < ops.size(); ++i) {
+    const LinearOp& op = ops[i];
+    const Tensor& w = *op.w;
+    p[i] = detail::Product{detail::WeightView{w.type, w.data.data(), w.n_rows(), w.row_length(), w.row_bytes(), w.name.c_str()},
+                           op.x, op.m, op.y, op.float_act, op.f16_act};
+  }
+  ex.ops.products(std::span<const detail::Product>(p, ops.size()), ex.threads);
+}
+
+void matmul(const Exec& ex, const Tensor& w, const float* x, int64_t m, float* y) {
+  const LinearOp op{&w, x, m, y};
+  matmul_many(ex, std::span<const LinearOp>(&op, 1));
+}
+
+void dequantize_row(const Exec& ex, const Tensor& t, int64_t r, float* dst) {
+  const DequantizeFn deq = Registry::instance().kernels(*ex.backend, t.type).dequantize;
+  if (!deq) fail(Errc::invalid_model, "engine: tensor '{}' has type {} that cannot be decoded", t.name, type_name(t.type));
+  deq(t.row(r), dst, t.row_length());
+}
 
 namespace {
 // Below this many values an operation stays on the calling thread: waking workers costs more.
@@ -16,12 +71,13 @@ constexpr int64_t kSerialValues = 1 << 15;
 int use_threads(int64_t values, int threads) { return values >= kSerialValues ? threads : 1; }
 }  // namespace
 
-void rms_norm(const float* in, const Tensor& w, float eps, int64_t d, int64_t n, float* out, float* scales,
-              int threads) {
+void rms_norm(const Exec& ex, const float* in, const Tensor& w, float eps, int64_t d, int64_t n, float* out,
+              float* scales) {
   const float* g = w.f32();
-  parallel_for(n, use_threads(n * d, threads), 4, [&](int64_t t0, int64_t t1) {
+  const auto norm = ex.ops.rms_norm_row;
+  parallel_for(n, use_threads(n * d, ex.threads), 4, [&](int64_t t0, int64_t t1) {
     for (int64_t t = t0; t < t1; ++t) {
-      const float s = cpu::rms_norm_row(d, in + t * d, g, eps, out + t * d);
+      const float s = norm(d, in + t * d, g, eps, out + t * d);
       if (scales) scales[t] = s;
     }
   });
@@ -33,9 +89,10 @@ void add_into(float* dst, const float* src, int64_t count, int threads) {
   });
 }
 
-void round_to_half(const float* src, float* dst, int64_t count, int threads) {
-  parallel_for(count, use_threads(count, threads), 4096,
-               [&](int64_t i0, int64_t i1) { cpu::round_half(i1 - i0, src + i0, dst + i0); });
+void round_to_half(const Exec& ex, const float* src, float* dst, int64_t count) {
+  const auto round = ex.ops.round_half;
+  parallel_for(count, use_threads(count, ex.threads), 4096,
+               [&](int64_t i0, int64_t i1) { round(i1 - i0, src + i0, dst + i0); });
 }
 
 void rope(float* data, int64_t n, int64_t heads, int64_t head_dim, bool neox, const float* cs_all, bool inverse,

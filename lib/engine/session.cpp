@@ -6,7 +6,6 @@
 #include <lq/error.hpp>
 #include <lq/threads.hpp>
 
-#include "kernels/cpu/engine_kernels.hpp"
 
 #include <algorithm>
 #include <cmath>
@@ -20,6 +19,7 @@ struct Session::Impl {
   const Model& model;
   const Model::Impl& m;
   SessionOptions opt;
+  engine::Exec ex;
   int threads = 1;
   int64_t n_ctx = 0;
   int64_t n_past = 0;
@@ -34,9 +34,10 @@ struct Session::Impl {
   // scratch, sized per eval
   std::vector<float> x, h, q, k, v, attn, proj, gate, up, act, rope_cs;
 
-  Impl(const Model& model_, SessionOptions o) : model(model_), m(model_.impl()), opt(o) {
+  Impl(const Model& model_, SessionOptions o, const Context& ctx)
+      : model(model_), m(model_.impl()), opt(o), ex(engine::Exec::from(ctx)) {
     if (o.n_ctx < 0) fail(Errc::invalid_argument, "session: n_ctx must be positive, got {}", o.n_ctx);
-    threads = o.threads > 0 ? o.threads : hardware_threads();
+    threads = ex.threads;
     const ModelConfig& c = m.config;
     n_ctx = o.n_ctx > 0 ? o.n_ctx : std::min<int64_t>(c.n_ctx_train > 0 ? c.n_ctx_train : 4096, 4096);
     const size_t per_layer = static_cast<size_t>(n_ctx * c.n_head_kv * c.head_dim);
@@ -59,7 +60,7 @@ struct Session::Impl {
     auto o = outs.begin();
     for (int i : idx) ops[c++] = engine::LinearOp{m.linear_tensors[static_cast<size_t>(i)], in, n, *o++, !opt.bf16_activations,
                                                opt.bf16_activations};
-    engine::matmul_many(std::span<const engine::LinearOp>(ops, c), threads);
+    engine::matmul_many(ex, std::span<const engine::LinearOp>(ops, c));
     auto b = biases.begin();
     c = 0;
     for (int i : idx) {
@@ -76,7 +77,7 @@ struct Session::Impl {
   }
 
   void rmsnorm(const float* in, const Tensor& w, float* out, int64_t n) const {
-    engine::rms_norm(in, w, m.config.rms_eps, m.config.n_embd, n, out, nullptr, threads);
+    engine::rms_norm(ex, in, w, m.config.rms_eps, m.config.n_embd, n, out, nullptr);
   }
 
   // cos/sin per (token, pair), positions n_past .. n_past + n - 1.
@@ -121,20 +122,20 @@ struct Session::Impl {
         const int64_t len = n_past + i1;  // keys visible to the last query of the block
         const int64_t diag = n_past + i0;  // row i sees keys 0 .. diag + i
         if (s.size() < static_cast<size_t>(QB * len)) s.resize(static_cast<size_t>(QB * len));
-        cpu::GemmArgs qk{rows, len, hd, q.data() + i0 * nq + hh * hd, nq, kc + kvh * hd, QuantType::F32,
+        detail::GemmArgs qk{rows, len, hd, q.data() + i0 * nq + hh * hd, nq, kc + kvh * hd, QuantType::F32,
                          nkv, s.data(), len, false};
         qk.c_causal = diag;
-        cpu::gemm_nt(qk);
+        ex.ops.gemm(qk);
         for (int64_t i = 0; i < rows; ++i) {
           float* row = s.data() + i * len;
           const int64_t visible = diag + i + 1;
-          cpu::softmax_row(visible, row, scale);
+          ex.ops.softmax_row(visible, row, scale);
           std::fill(row + visible, row + len, 0.f);
         }
-        cpu::GemmArgs pv{rows, hd, len, s.data(), len, vc + kvh * hd * n_ctx, QuantType::F32, n_ctx,
+        detail::GemmArgs pv{rows, hd, len, s.data(), len, vc + kvh * hd * n_ctx, QuantType::F32, n_ctx,
                          attn.data() + i0 * nq + hh * hd, nq, false};
         pv.a_causal = diag;
-        cpu::gemm_nt(pv);
+        ex.ops.gemm(pv);
       }
     });
   }
@@ -166,7 +167,7 @@ struct Session::Impl {
     up.resize(sz(n, ff));
     act.resize(sz(n, ff));
 
-    for (int64_t t = 0; t < n; ++t) engine::dequantize_row(*m.tok_embd, tokens[t], x.data() + t * d);
+    for (int64_t t = 0; t < n; ++t) engine::dequantize_row(ex, *m.tok_embd, tokens[t], x.data() + t * d);
     rope_table(n);
 
     for (int64_t l = 0; l < c.n_layer; ++l) {
@@ -180,8 +181,8 @@ struct Session::Impl {
       rope(k.data(), n, c.n_head_kv);
 
       if (opt.kv_f16) {
-        engine::round_to_half(k.data(), k.data(), n * nkv, threads);
-        engine::round_to_half(v.data(), v.data(), n * nkv, threads);
+        engine::round_to_half(ex, k.data(), k.data(), n * nkv);
+        engine::round_to_half(ex, v.data(), v.data(), n * nkv);
       }
       float* kc = kcache.data() + static_cast<size_t>(l * n_ctx * nkv);
       float* vc = vcache.data() + static_cast<size_t>(l * n_ctx * nkv);
@@ -204,7 +205,7 @@ struct Session::Impl {
       rmsnorm(x.data(), *b.ffn_norm, h.data(), n);
       run_linears({b.wgate, b.wup}, h.data(), n, {gate.data(), up.data()}, {});
       parallel_for(n, n * ff >= (1 << 16) ? threads : 1, 8, [&](int64_t t0, int64_t t1) {
-        cpu::silu_mul((t1 - t0) * ff, gate.data() + t0 * ff, up.data() + t0 * ff, act.data() + t0 * ff);
+        ex.ops.silu_mul((t1 - t0) * ff, gate.data() + t0 * ff, up.data() + t0 * ff, act.data() + t0 * ff);
       });
       // With no logits wanted, the last block's output feeds nothing (hook_inputs_only).
       const bool unused = opt.hook_inputs_only && !sa && first_output == n && l + 1 == c.n_layer;
@@ -228,7 +229,8 @@ struct Session::Impl {
   }
 };
 
-Session::Session(const Model& model, SessionOptions options) : impl_(std::make_unique<Impl>(model, options)) {}
+Session::Session(const Model& model, SessionOptions options, const Context& ctx)
+    : impl_(std::make_unique<Impl>(model, options, ctx)) {}
 Session::~Session() = default;
 
 void Session::eval(std::span<const int32_t> tokens, int64_t first_output) { impl_->eval(tokens, first_output); }

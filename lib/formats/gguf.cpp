@@ -1,4 +1,6 @@
-#include <lq/backend.hpp>
+// The GGUF v3 container: metadata values, the validating memory-mapped reader and the streaming
+// writer. Pure file I/O (bytes, metadata, validation): it must not decode tensors or call
+// kernels (decoding is lib/model/decode.cpp's).
 #include <lq/error.hpp>
 #include <lq/gguf.hpp>
 
@@ -470,15 +472,6 @@ const TensorInfo* Reader::find_tensor(const std::string& name) const {
 
 std::span<const uint8_t> Reader::data(const TensorInfo& t) const {
   return {map_ + data_offset_ + t.offset, static_cast<size_t>(t.nbytes)};
-}
-
-void Reader::read_rows_f32(const TensorInfo& t, int64_t row0, int64_t nrows, float* dst) const {
-  const TypeInfo& ti = type_info(t.type);
-  if (!ti.dequantize_ref) fail(Errc::invalid_model, "{}: tensor '{}': cannot decode type {}", path_.string(), t.name, ti.name);
-  const DequantizeFn deq = Registry::instance().dequantize(t.type);
-  const size_t rb = ti.row_bytes(t.ne[0]);
-  const uint8_t* base = map_ + data_offset_ + t.offset + static_cast<uint64_t>(row0) * rb;
-  for (int64_t r = 0; r < nrows; ++r) deq(base + r * rb, dst + r * t.ne[0], t.ne[0]);
 }
 
 void Reader::release(const TensorInfo& t) const { file_->release(data_offset_ + t.offset, t.nbytes); }

@@ -1,3 +1,6 @@
+// Importance matrix files in llama.cpp's two formats: the GGUF-based one (<name>.in_sum2 and
+// <name>.counts tensors plus imatrix.* metadata) and the legacy .dat one, read, validated,
+// written and combined. File I/O only: computing a matrix is lib/analysis's.
 #include <lq/error.hpp>
 #include <lq/gguf.hpp>
 #include <lq/imatrix.hpp>

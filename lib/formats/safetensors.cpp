@@ -1,3 +1,5 @@
+// The .safetensors reader (see safetensors.hpp): header parsing and validation, pread access to
+// tensor bytes, shared mappings. File I/O only: naming and decoding are lib/model's.
 #include "formats/safetensors.hpp"
 
 #include <lq/io.hpp>

@@ -1,13 +1,16 @@
-// ModelSource over a Hugging Face checkpoint: config.json + safetensors (single file or sharded
-// with model.safetensors.index.json). Tensors are presented in GGUF naming and ggml order; the
-// q/k projections are re-ordered row by row from HF's rotate-half layout into the adjacent-pair
-// layout llama.cpp's "normal" RoPE expects (llama/mistral; qwen2 keeps HF's layout).
+// ModelSource over a Hugging Face checkpoint: safetensors weights (single file or sharded with
+// model.safetensors.index.json) beside config.json. Tensors are presented in GGUF naming
+// (model/tensor_names) and ggml order, shapes checked against the config; the q/k projections
+// are re-ordered row by row from HF's rotate-half layout into the adjacent-pair layout
+// llama.cpp's "normal" RoPE expects (llama/mistral; qwen2 keeps HF's layout). Hyper-parameters
+// and their GGUF keys are model/config's, decoding to float model/decode's.
+#include "model/config.hpp"
 #include "model/sources.hpp"
+#include "model/tensor_names.hpp"
 
 #include "core/half.hpp"
 #include "formats/safetensors.hpp"
 
-#include <lq/backend.hpp>
 #include <lq/error.hpp>
 #include <lq/io.hpp>
 #include <lq/tokenizer.hpp>
@@ -20,7 +23,6 @@
 #include <cstring>
 #include <functional>
 #include <map>
-#include <regex>
 #include <set>
 
 namespace fs = std::filesystem;
@@ -29,54 +31,6 @@ using nlohmann::json;
 namespace lq {
 namespace {
 
-std::string id_to_title(const std::string& id) {
-  // "tiny-llama" -> "Tiny Llama": words in lower case get a capital unless they are versions
-  // or start with a digit (the naming rule of llama.cpp's converter).
-  std::string s = id;
-  std::replace(s.begin(), s.end(), '-', ' ');
-  std::string out, word;
-  auto flush = [&] {
-    if (word.empty()) return;
-    const bool lower = std::none_of(word.begin(), word.end(), [](unsigned char c) { return std::isupper(c); }) &&
-                       std::any_of(word.begin(), word.end(), [](unsigned char c) { return std::islower(c); });
-    static const std::regex keep(R"(^(v\d+(?:\.\d+)*|\d.*)$)");
-    if (lower && !std::regex_match(word, keep)) {
-      bool start = true;
-      for (auto& c : word) {
-        if (std::isalpha(static_cast<unsigned char>(c))) {
-          c = static_cast<char>(start ? std::toupper(static_cast<unsigned char>(c)) : std::tolower(static_cast<unsigned char>(c)));
-          start = false;
-        } else {
-          start = true;
-        }
-      }
-    }
-    if (!out.empty()) out += ' ';
-    out += word;
-    word.clear();
-  };
-  for (char c : s) {
-    if (std::isspace(static_cast<unsigned char>(c))) flush();
-    else word += c;
-  }
-  flush();
-  return out;
-}
-
-// "5.8M": parameter count with two significant digits and a suffix.
-std::string size_label(uint64_t n) {
-  double v;
-  const char* suffix;
-  if (n > 1e12) { v = n * 1e-12; suffix = "T"; }
-  else if (n > 1e9) { v = n * 1e-9; suffix = "B"; }
-  else if (n > 1e6) { v = n * 1e-6; suffix = "M"; }
-  else { v = n * 1e-3; suffix = "K"; }
-  const long r = std::lround(v);
-  const int digits = r == 0 ? 0 : static_cast<int>(std::to_string(r).size());
-  const int fix = std::max(2 - digits, 0);
-  return fmt::format("{:.{}f}{}", v, fix, suffix);
-}
-
 struct Mapping {
   std::string gguf;
   enum class Permute { none, q, k } permute = Permute::none;
@@ -84,59 +38,27 @@ struct Mapping {
 
 // HF tensor name -> GGUF name (Llama family). Returns nullopt for tensors to skip.
 std::optional<Mapping> map_name(const std::string& hf, bool permute_qk, const std::string& file) {
-  static const std::map<std::string, std::string> kTop = {
-      {"model.embed_tokens.weight", "token_embd.weight"},
-      {"model.norm.weight", "output_norm.weight"},
-      {"lm_head.weight", "output.weight"},
-  };
-  if (auto it = kTop.find(hf); it != kTop.end()) return Mapping{it->second};
-  static const std::regex kLayer(R"(^model\.layers\.(\d+)\.(.+)$)");
-  std::smatch m;
-  if (std::regex_match(hf, m, kLayer)) {
-    const std::string blk = "blk." + m[1].str() + ".";
-    const std::string rest = m[2].str();
-    static const std::map<std::string, std::string> kBlock = {
-        {"input_layernorm.weight", "attn_norm.weight"},
-        {"post_attention_layernorm.weight", "ffn_norm.weight"},
-        {"self_attn.q_proj.weight", "attn_q.weight"},
-        {"self_attn.k_proj.weight", "attn_k.weight"},
-        {"self_attn.v_proj.weight", "attn_v.weight"},
-        {"self_attn.o_proj.weight", "attn_output.weight"},
-        {"self_attn.q_proj.bias", "attn_q.bias"},
-        {"self_attn.k_proj.bias", "attn_k.bias"},
-        {"self_attn.v_proj.bias", "attn_v.bias"},
-        {"mlp.gate_proj.weight", "ffn_gate.weight"},
-        {"mlp.up_proj.weight", "ffn_up.weight"},
-        {"mlp.down_proj.weight", "ffn_down.weight"},
-    };
-    if (rest == "self_attn.rotary_emb.inv_freq") return std::nullopt;  // recomputed, never stored
-    auto it = kBlock.find(rest);
-    if (it == kBlock.end()) fail(Errc::invalid_model, "{}: tensor '{}' is not part of the Llama architecture", file, hf);
-    Mapping mp{blk + it->second};
-    if (permute_qk && (rest == "self_attn.q_proj.weight" || rest == "self_attn.q_proj.bias")) mp.permute = Mapping::Permute::q;
-    if (permute_qk && (rest == "self_attn.k_proj.weight" || rest == "self_attn.k_proj.bias")) mp.permute = Mapping::Permute::k;
-    return mp;
+  if (names::hf_recomputed(hf)) return std::nullopt;
+  auto gguf = names::hf_to_gguf(hf);
+  if (!gguf) fail(Errc::invalid_model, "{}: tensor '{}' is not part of the Llama architecture", file, hf);
+  Mapping mp{std::move(*gguf)};
+  if (permute_qk) {
+    const std::string_view rest = names::split(mp.gguf).rest;
+    if (rest == "attn_q.weight" || rest == "attn_q.bias") mp.permute = Mapping::Permute::q;
+    if (rest == "attn_k.weight" || rest == "attn_k.bias") mp.permute = Mapping::Permute::k;
   }
-  fail(Errc::invalid_model, "{}: tensor '{}' is not part of the Llama architecture", file, hf);
+  return mp;
 }
 
 // Sort key of llama-quantize's visit order: non-block tensors by name, then by layer, then name.
 struct TensorOrder {
   bool operator()(const ModelTensor& a, const ModelTensor& b) const { return key(a.name) < key(b.name); }
-  static std::tuple<int, int, std::string> key(const std::string& n) {
-    if (n.rfind("blk.", 0) == 0) {
-      const size_t dot = n.find('.', 4);
-      return {1, std::stoi(n.substr(4, dot - 4)), n.substr(dot + 1)};
-    }
+  static std::tuple<int, int, std::string_view> key(const std::string& n) {
+    const names::SplitName s = names::split(n);
+    if (s.block >= 0) return {1, s.block, s.rest};
     return {0, 0, n};
   }
 };
-
-template <typename T>
-T get_or(const json& j, const char* key, T def) {
-  if (j.contains(key) && !j[key].is_null()) return j[key].get<T>();
-  return def;
-}
 
 class HfSource final : public ModelSource {
  public:
@@ -145,7 +67,8 @@ class HfSource final : public ModelSource {
     dir_ = fs::is_directory(path, ec) ? path : path.parent_path();
     path_ = path;
     if (dir_.empty()) dir_ = ".";
-    load_config();
+    hf_ = read_hf_config(dir_);
+    config_ = hf_.config;
     load_weights(path);
     build_tensors();
   }
@@ -195,19 +118,10 @@ class HfSource final : public ModelSource {
       read_rows_raw(t, row0, nrows, dst);
       return;
     }
-    const int64_t n = nrows * t.row_length();
     thread_local std::vector<uint8_t> raw;
     raw.resize(static_cast<size_t>(nrows) * t.row_bytes());
     read_rows_raw(t, row0, nrows, raw.data());
-    if (t.type == QuantType::BF16 || t.type == QuantType::F16) {
-      Registry::instance().dequantize(t.type)(raw.data(), dst, n);
-      return;
-    }
-    const TypeInfo& ti = type_info(t.type);
-    if (!ti.dequantize_ref)
-      fail(Errc::invalid_model, "{}: tensor '{}' has dtype {} which cannot be read as float", path_.string(),
-           t.source_name, ti.name);
-    ti.dequantize_ref(raw.data(), dst, n);
+    decode_rows_f32(t.type, raw.data(), t.row_length(), nrows, dst);
   }
 
   gguf::Metadata gguf_metadata() const override { return metadata_; }
@@ -225,71 +139,6 @@ class HfSource final : public ModelSource {
     const size_t i = static_cast<size_t>(&t - tensors_.data());
     LQ_ASSERT(i < entries_.size());
     return entries_[i];
-  }
-
-  void load_config() {
-    const fs::path cfg = dir_ / "config.json";
-    std::error_code ec;
-    if (!fs::exists(cfg, ec)) fail(Errc::invalid_model, "{}: no config.json (not a Hugging Face model directory)", dir_.string());
-    try {
-      config_json_ = json::parse(read_file(cfg));
-    } catch (const json::exception& e) {
-      fail(Errc::invalid_model, "{}: malformed JSON: {}", cfg.string(), e.what());
-    }
-    const json& j = config_json_;
-    if (!j.is_object()) fail(Errc::invalid_model, "{}: not a JSON object", cfg.string());
-    if (j.contains("text_config") && j["text_config"].is_object()) text_ = j["text_config"];
-    else text_ = j;
-    const std::string mt = get_or<std::string>(j, "model_type", "");
-    if (mt.empty()) fail(Errc::invalid_model, "{}: no model_type", cfg.string());
-    if (!is_supported_model_type(mt))
-      fail(Errc::invalid_model, "{}: unsupported architecture: model_type '{}' (supported: llama, mistral, qwen2)",
-           cfg.string(), mt);
-    if (j.contains("quantization_config"))
-      fail(Errc::invalid_model, "{}: the checkpoint is already quantized ({}); convert it from its unquantized weights",
-           cfg.string(), j["quantization_config"].value("quant_method", "unknown method"));
-    ModelConfig& c = config_;
-    try {
-      c.model_type = mt;
-      c.architecture = mt == "qwen2" ? "qwen2" : "llama";
-      c.name = id_to_title(fs::absolute(dir_).lexically_normal().filename().string().empty()
-                               ? fs::absolute(dir_).lexically_normal().parent_path().filename().string()
-                               : fs::absolute(dir_).lexically_normal().filename().string());
-      auto need = [&](const char* k) -> int64_t {
-        if (!text_.contains(k) || !text_[k].is_number_integer())
-          fail(Errc::invalid_model, "{}: missing or non-integer '{}'", cfg.string(), k);
-        return text_[k].get<int64_t>();
-      };
-      c.n_embd = need("hidden_size");
-      c.n_layer = need("num_hidden_layers");
-      c.n_head = need("num_attention_heads");
-      c.n_ff = need("intermediate_size");
-      c.n_vocab = need("vocab_size");
-      c.n_head_kv = get_or<int64_t>(text_, "num_key_value_heads", c.n_head);
-      c.head_dim = get_or<int64_t>(text_, "head_dim", c.n_head > 0 ? c.n_embd / c.n_head : 0);
-      c.n_ctx_train = get_or<int64_t>(text_, "max_position_embeddings", 0);
-      c.rms_eps = get_or<float>(text_, "rms_norm_eps", 1e-6f);
-      c.rope_theta = get_or<float>(text_, "rope_theta", 10000.0f);
-      c.tie_embeddings = get_or<bool>(text_, "tie_word_embeddings", false);
-      c.qkv_bias = mt == "qwen2" || get_or<bool>(text_, "attention_bias", false);
-      c.sliding_window = get_or<int64_t>(text_, "sliding_window", 0);
-      if (text_.contains("rope_scaling") && text_["rope_scaling"].is_object()) {
-        const json& rs = text_["rope_scaling"];
-        RopeScaling r;
-        r.type = rs.value("rope_type", rs.value("type", std::string()));
-        r.factor = rs.value("factor", 1.0f);
-        r.low_freq_factor = rs.value("low_freq_factor", 1.0f);
-        r.high_freq_factor = rs.value("high_freq_factor", 4.0f);
-        r.original_context = rs.value("original_max_position_embeddings", int64_t{8192});
-        if (!r.type.empty() && r.type != "default") c.rope_scaling = r;
-      }
-    } catch (const json::exception& e) {
-      fail(Errc::invalid_model, "{}: bad value: {}", cfg.string(), e.what());
-    }
-    if (c.n_embd <= 0 || c.n_layer <= 0 || c.n_head <= 0 || c.n_head_kv <= 0 || c.head_dim <= 0 || c.n_vocab <= 0 ||
-        c.n_head % c.n_head_kv != 0 || c.head_dim % 2 != 0)
-      fail(Errc::invalid_model, "{}: inconsistent hyper-parameters (hidden {}, layers {}, heads {}/{}, head_dim {})",
-           cfg.string(), c.n_embd, c.n_layer, c.n_head, c.n_head_kv, c.head_dim);
   }
 
   void load_weights(const fs::path& given) {
@@ -440,24 +289,24 @@ class HfSource final : public ModelSource {
     if (!c.tie_embeddings) expect("output.weight", {c.n_embd, c.n_vocab});
     std::set<std::string> known = {"token_embd.weight", "output_norm.weight", "output.weight", "rope_freqs.weight"};
     for (int64_t l = 0; l < c.n_layer; ++l) {
-      const std::string b = fmt::format("blk.{}.", l);
-      expect(b + "attn_norm.weight", {c.n_embd});
-      expect(b + "ffn_norm.weight", {c.n_embd});
-      expect(b + "attn_q.weight", {c.n_embd, q});
-      expect(b + "attn_k.weight", {c.n_embd, kv});
-      expect(b + "attn_v.weight", {c.n_embd, kv});
-      expect(b + "attn_output.weight", {q, c.n_embd});
-      expect(b + "ffn_gate.weight", {c.n_embd, c.n_ff});
-      expect(b + "ffn_up.weight", {c.n_embd, c.n_ff});
-      expect(b + "ffn_down.weight", {c.n_ff, c.n_embd});
+      auto b = [l](std::string_view suffix) { return names::block_tensor(static_cast<int>(l), suffix); };
+      expect(b("attn_norm.weight"), {c.n_embd});
+      expect(b("ffn_norm.weight"), {c.n_embd});
+      expect(b("attn_q.weight"), {c.n_embd, q});
+      expect(b("attn_k.weight"), {c.n_embd, kv});
+      expect(b("attn_v.weight"), {c.n_embd, kv});
+      expect(b("attn_output.weight"), {q, c.n_embd});
+      expect(b("ffn_gate.weight"), {c.n_embd, c.n_ff});
+      expect(b("ffn_up.weight"), {c.n_embd, c.n_ff});
+      expect(b("ffn_down.weight"), {c.n_ff, c.n_embd});
       for (const char* n : {"attn_norm", "ffn_norm", "attn_q", "attn_k", "attn_v", "attn_output", "ffn_gate", "ffn_up", "ffn_down"})
-        known.insert(b + n + ".weight");
+        known.insert(b(std::string(n) + ".weight"));
       if (c.qkv_bias) {
-        expect(b + "attn_q.bias", {q});
-        expect(b + "attn_k.bias", {kv});
-        expect(b + "attn_v.bias", {kv});
+        expect(b("attn_q.bias"), {q});
+        expect(b("attn_k.bias"), {kv});
+        expect(b("attn_v.bias"), {kv});
       }
-      for (const char* n : {"attn_q", "attn_k", "attn_v"}) known.insert(b + n + ".bias");
+      for (const char* n : {"attn_q", "attn_k", "attn_v"}) known.insert(b(std::string(n) + ".bias"));
     }
     for (const auto& t : tensors_)
       if (!known.count(t.name))
@@ -466,46 +315,15 @@ class HfSource final : public ModelSource {
   }
 
   void build_metadata() {
-    const ModelConfig& c = config_;
-    const std::string a = c.architecture + ".";
-    gguf::Metadata& m = metadata_;
     uint64_t params = 0;
     for (const auto& t : tensors_) params += static_cast<uint64_t>(t.n_elements());
-    m.set("general.architecture", gguf::Value::string(c.architecture));
-    m.set("general.type", gguf::Value::string("model"));
-    m.set("general.name", gguf::Value::string(c.name));
-    m.set("general.size_label", gguf::Value::string(size_label(params)));
-    m.set(a + "block_count", gguf::Value::u32(static_cast<uint32_t>(c.n_layer)));
-    if (c.n_ctx_train > 0) m.set(a + "context_length", gguf::Value::u32(static_cast<uint32_t>(c.n_ctx_train)));
-    m.set(a + "embedding_length", gguf::Value::u32(static_cast<uint32_t>(c.n_embd)));
-    m.set(a + "feed_forward_length", gguf::Value::u32(static_cast<uint32_t>(c.n_ff)));
-    m.set(a + "attention.head_count", gguf::Value::u32(static_cast<uint32_t>(c.n_head)));
-    if (text_.contains("num_key_value_heads"))
-      m.set(a + "attention.head_count_kv", gguf::Value::u32(static_cast<uint32_t>(c.n_head_kv)));
-    if (c.rope_scaling) {
-      const auto& rs = *c.rope_scaling;
-      if (rs.type == "linear" || rs.type == "yarn") {
-        m.set(a + "rope.scaling.type", gguf::Value::string(rs.type));
-        m.set(a + "rope.scaling.factor", gguf::Value::f32(rs.factor));
-        if (rs.type == "yarn")
-          m.set(a + "rope.scaling.original_context_length", gguf::Value::u32(static_cast<uint32_t>(rs.original_context)));
-      }
-    }
-    if (text_.contains("rope_theta")) m.set(a + "rope.freq_base", gguf::Value::f32(c.rope_theta));
-    if (text_.contains("rms_norm_eps")) m.set(a + "attention.layer_norm_rms_epsilon", gguf::Value::f32(c.rms_eps));
-    if (text_.contains("head_dim")) {
-      m.set(a + "attention.key_length", gguf::Value::u32(static_cast<uint32_t>(c.head_dim)));
-      m.set(a + "attention.value_length", gguf::Value::u32(static_cast<uint32_t>(c.head_dim)));
-    }
-    m.set(a + "vocab_size", gguf::Value::u32(static_cast<uint32_t>(c.n_vocab)));
-    m.set(a + "rope.dimension_count", gguf::Value::u32(static_cast<uint32_t>(c.head_dim)));
-    tokenizer_gguf_metadata(dir_, m);
+    hf_config_metadata(hf_, params, metadata_);
+    tokenizer_gguf_metadata(dir_, metadata_);
   }
 
   fs::path dir_;
   fs::path path_;
-  json config_json_;
-  json text_;
+  HfConfig hf_;
   ModelConfig config_;
   std::vector<std::unique_ptr<SafetensorsFile>> files_;
   std::map<std::string, std::pair<const SafetensorsFile*, const StTensor*>> by_name_;

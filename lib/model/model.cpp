@@ -1,3 +1,6 @@
+// ModelSource::open and the ModelTensor helpers: telling a GGUF file from a Hugging Face
+// directory or a Hub ID (resolved in the local Hugging Face cache) and opening the right source.
+// Must not read tensors itself (gguf_source.cpp, hf_source.cpp).
 #include <lq/error.hpp>
 #include <lq/model.hpp>
 #include <lq/settings.hpp>

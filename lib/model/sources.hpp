@@ -7,7 +7,5 @@ namespace lq {
 
 std::unique_ptr<ModelSource> open_gguf_source(const std::filesystem::path& path);
 std::unique_ptr<ModelSource> open_hf_source(const std::filesystem::path& path);
-/// Hyper-parameters from GGUF metadata ({arch}.* keys).
-ModelConfig config_from_gguf(const gguf::Metadata& m, const std::string& file);
 
 }  // namespace lq

@@ -41,6 +41,7 @@ SplitName split_prefixed(std::string_view s, std::string_view prefix) noexcept {
   int n = 0;
   const auto [p, ec] = std::from_chars(tail.data(), tail.data() + dot, n);
   if (ec != std::errc() || p != tail.data() + dot || n < 0) return {-1, s};
+  if (dot > 1 && tail[0] == '0') return {-1, s};  // "blk.03.": not a name llama.cpp writes
   return {n, tail.substr(dot + 1)};
 }
 
@@ -74,6 +75,11 @@ std::optional<std::string> hf_to_gguf(std::string_view hf) {
   for (const auto& b : kBlock)
     if (b.hf == s.rest) return block_tensor(s.block, b.gguf);
   return std::nullopt;
+}
+
+bool hf_recomputed(std::string_view hf) noexcept {
+  const SplitName s = split_prefixed(hf, kLayers);
+  return s.block >= 0 && s.rest == "self_attn.rotary_emb.inv_freq";
 }
 
 std::string hf_module(std::string_view gguf) {

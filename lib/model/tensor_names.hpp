@@ -16,7 +16,8 @@ struct SplitName {
   int block = -1;
   std::string_view rest;
 };
-/// Splits `gguf` as above; a malformed block prefix ("blk.x.", "blk.3") counts as non-block.
+/// Splits `gguf` as above; a malformed block prefix ("blk.x.", "blk.3", "blk.03.") counts as
+/// non-block.
 SplitName split(std::string_view gguf) noexcept;
 /// The block index of a GGUF name, or -1 when it is not a block tensor.
 int block_of(std::string_view gguf) noexcept;
@@ -30,6 +31,9 @@ std::optional<std::string> gguf_to_hf(std::string_view gguf);
 /// A Hugging Face parameter name -> its GGUF name; nullopt when the name is not one the Llama
 /// family stores (the caller decides whether that is an error).
 std::optional<std::string> hf_to_gguf(std::string_view hf);
+/// Whether a Hugging Face checkpoint entry is a buffer that GGUF does not store because llama.cpp
+/// recomputes it ("model.layers.N.self_attn.rotary_emb.inv_freq").
+bool hf_recomputed(std::string_view hf) noexcept;
 
 /// The Hugging Face module of a GGUF weight: "blk.3.attn_q.weight" -> "model.layers.3.self_attn.q_proj",
 /// "token_embd.weight" -> "model.embed_tokens", "output.weight" -> "lm_head"; other non-block
@@ -38,9 +42,9 @@ std::string hf_module(std::string_view gguf);
 /// The Hugging Face layer a GGUF tensor belongs to: "model.layers.3", "model.embed_tokens",
 /// "lm_head"; other non-block tensors keep their name.
 std::string hf_layer(std::string_view gguf);
-/// The sub-module group of a tensor for reports: "model.layers.3.self_attn" (attn_*),
-/// "model.layers.3.mlp" (ffn_*), "model.layers.3" (norms), "model.embed_tokens", "lm_head";
-/// empty for other non-block tensors.
+/// The sub-module group of a tensor for reports: "model.layers.3.self_attn" (attn_*, attn_norm
+/// included), "model.layers.3.mlp" (ffn_*, ffn_norm included), "model.layers.3" (other block
+/// tensors), "model.embed_tokens", "lm_head"; empty for other non-block tensors.
 std::string hf_group(std::string_view gguf);
 
 }  // namespace lq::names

@@ -124,7 +124,7 @@ std::string continuation_text(const Tokenizer& tok, std::span<const int32_t> pro
 namespace {
 
 std::vector<int32_t> greedy(const Model& m, const std::vector<int32_t>& prompt, int64_t n, int threads) {
-  Session s(m, SessionOptions{static_cast<int64_t>(prompt.size()) + n + 1, threads, false});
+  Session s(m, SessionOptions{static_cast<int64_t>(prompt.size()) + n + 1, false}, Context{threads});
   GenerateOptions g;
   g.max_tokens = n;
   g.temperature = 0;
@@ -139,7 +139,7 @@ double mean_logp(const Model& m, const std::vector<int32_t>& prompt, const std::
   if (cont.empty()) return 0;
   std::vector<int32_t> seq = prompt;
   seq.insert(seq.end(), cont.begin(), cont.end() - 1);
-  Session s(m, SessionOptions{static_cast<int64_t>(seq.size()) + 1, threads, false});
+  Session s(m, SessionOptions{static_cast<int64_t>(seq.size()) + 1, false}, Context{threads});
   s.eval(seq, static_cast<int64_t>(prompt.size()) - 1);
   double sum = 0;
   for (size_t j = 0; j < cont.size(); ++j) {

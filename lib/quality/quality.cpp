@@ -388,12 +388,11 @@ QualityReport report_impl(const ModelSource& original_src, const Model& original
   PerplexityOptions po;
   po.ctx = r.ctx;
   po.chunks = r.chunks;
-  po.threads = o.threads;
   po.progress = [&](int64_t done, int64_t total, double) {
     check_interrupted();
     progress.update("Perplexity", done, total, "chunks");
   };
-  r.kld = kl_divergence(quantized, original, tokens, po);
+  r.kld = kl_divergence(quantized, original, tokens, po, Context{o.threads});
   progress.finish("Perplexity");
   r.perplexity_original = r.kld.ppl_reference;
   r.perplexity_quantized = r.kld.ppl;

@@ -55,29 +55,20 @@ bool tensor_allows_quantization(const std::string& name, int n_dims, bool quanti
 
 bool tensor_requires_imatrix(const std::string& name, QuantType t, FileType ftype) {
   if (name == "token_embd.weight" || name == "output.weight") return false;
-  switch (t) {
-    case QT::IQ3_XXS: case QT::IQ2_XXS: case QT::IQ2_XS: case QT::IQ2_S: case QT::IQ1_M: case QT::IQ1_S: return true;
-    case QT::Q2_K: return ftype == F::Q2_K_S;
-    default: return false;
-  }
+  if (type_info(t).refused_without_imatrix) return true;
+  // Level-wide refusals (Q2_K_S): the level's own base type.
+  const FileTypeInfo& level = file_type_info(ftype);
+  return level.requires_imatrix && level.default_type == t;
 }
 
 std::optional<QuantType> fallback_type(QuantType t, int64_t ne0) {
-  if (ne0 % type_info(t).block_size == 0) return std::nullopt;
-  // Policy table: what to use when the row length does not fit the wanted type's block.
-  static constexpr std::pair<QT, QT> kFallback[] = {
-      {QT::IQ1_S, QT::IQ4_NL},  {QT::IQ1_M, QT::IQ4_NL}, {QT::IQ2_XXS, QT::IQ4_NL}, {QT::IQ2_XS, QT::IQ4_NL},
-      {QT::IQ2_S, QT::IQ4_NL},  {QT::IQ3_XXS, QT::IQ4_NL}, {QT::IQ3_S, QT::IQ4_NL}, {QT::IQ4_XS, QT::IQ4_NL},
-      {QT::Q2_K, QT::Q4_0},     {QT::Q3_K, QT::Q4_0},    {QT::TQ1_0, QT::Q4_0},    {QT::TQ2_0, QT::Q4_0},
-      {QT::Q4_K, QT::Q5_0},     {QT::Q5_K, QT::Q5_1},    {QT::Q6_K, QT::Q8_0},
-  };
-  for (const auto& [from, to] : kFallback) {
-    if (from != t) continue;
-    if (ne0 % type_info(to).block_size != 0) return QT::F16;
-    return to;
-  }
-  fail(Errc::invalid_argument, "no fallback for type {} with row length {} (not a multiple of {})", type_name(t), ne0,
-       type_info(t).block_size);
+  const TypeInfo& ti = type_info(t);
+  if (ne0 % ti.block_size == 0) return std::nullopt;
+  if (!ti.has_fallback())
+    fail(Errc::invalid_argument, "no fallback for type {} with row length {} (not a multiple of {})", ti.name, ne0,
+         ti.block_size);
+  if (ne0 % type_info(ti.fallback).block_size != 0) return QT::F16;
+  return ti.fallback;
 }
 
 QuantType mixture_type(MixtureState& st, const std::string& name, int64_t ne0, QuantType base) {

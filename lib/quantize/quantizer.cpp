@@ -1,3 +1,6 @@
+// Whole-model quantization: the per-tensor plan (mixture, overrides, fallbacks, checks) and the
+// streaming writer loop, plus row quantization with protected weights. Orchestration above it
+// (profiles, protection, gates) lives in quantize/job.cpp; the type rules in quantize/mixture.cpp.
 #include <lq/backend.hpp>
 #include <lq/error.hpp>
 #include <lq/gguf.hpp>
@@ -6,6 +9,7 @@
 #include <lq/threads.hpp>
 
 #include "kernels/cpu/cpu_kernels.hpp"
+#include "model/tensor_names.hpp"
 #include "quantize/mixture.hpp"
 
 #include <algorithm>
@@ -13,6 +17,8 @@
 #include <cmath>
 #include <map>
 #include <regex>
+#include <string_view>
+#include <tuple>
 
 namespace lq {
 
@@ -22,48 +28,46 @@ int64_t TensorPlan::n_elements() const {
   return n;
 }
 
+namespace {
+
+// Name of split `i` (0-based) of `n` for "dir/name.gguf": "dir/name-0000{i+1}-of-0000{n}.gguf".
 std::filesystem::path split_path(const std::filesystem::path& out, int i, int n) {
   std::string stem = out.filename().string();
   if (stem.size() > 5 && stem.compare(stem.size() - 5, 5, ".gguf") == 0) stem.resize(stem.size() - 5);
   return out.parent_path() / fmt::format("{}-{:05}-of-{:05}.gguf", stem, i + 1, n);
 }
 
+// The GGUF tensor order of llama-quantize: non-block tensors by name, then by layer, then name.
 bool gguf_tensor_order_less(const std::string& a, const std::string& b) {
-  auto key = [](const std::string& n) -> std::tuple<int, long, std::string> {
-    if (n.rfind("blk.", 0) == 0) {
-      const size_t dot = n.find('.', 4);
-      if (dot != std::string::npos) {
-        try {
-          return {1, std::stol(n.substr(4, dot - 4)), n.substr(dot + 1)};
-        } catch (const std::exception&) {
-        }
-      }
-    }
-    return {0, 0, n};
+  auto key = [](const std::string& n) {
+    const names::SplitName s = names::split(n);
+    return s.block < 0 ? std::tuple<int, int, std::string_view>{0, 0, n} : std::tuple<int, int, std::string_view>{1, s.block, s.rest};
   };
   return key(a) < key(b);
 }
 
+}  // namespace
+
 void Quantizer::quantize_rows(QuantType t, const float* src, void* dst, int64_t nrows, int64_t n_per_row,
-                              const float* imatrix, int threads) {
+                              const float* imatrix, const Context& ctx) {
   const TypeInfo& ti = type_info(t);
-  const QuantizeFn q = Registry::instance().quantize(t);
+  const QuantizeFn q = Registry::instance().kernels(ctx.active_backend(), t).quantize;
   if (!q) fail(Errc::invalid_argument, "type {} cannot be quantized to", ti.name);
   const size_t rb = ti.row_bytes(n_per_row);
   // Rows are independent; each chunk goes to the kernel in one call so it can amortise setup.
   const int64_t grain = std::max<int64_t>(1, 16384 / std::max<int64_t>(n_per_row, 1));
-  parallel_for(nrows, threads, grain, [&](int64_t r0, int64_t r1) {
+  parallel_for(nrows, ctx.threads, grain, [&](int64_t r0, int64_t r1) {
     q(src + r0 * n_per_row, static_cast<uint8_t*>(dst) + static_cast<size_t>(r0) * rb, r1 - r0, n_per_row, imatrix);
   });
 }
 
 void Quantizer::quantize_protected_row(QuantType t, const float* row, void* dst, int64_t n_per_row,
-                                       const float* imatrix, const std::vector<int64_t>& cols) {
+                                       const float* imatrix, const std::vector<int64_t>& cols, const Context& ctx) {
   std::vector<float> w(static_cast<size_t>(n_per_row), 1.0f);
   if (imatrix) std::copy(imatrix, imatrix + n_per_row, w.begin());
   const float top = *std::max_element(w.begin(), w.end());
   for (int64_t c : cols) w[static_cast<size_t>(c)] = std::max(top, 1e-30f) * 1e4f;
-  Registry::instance().quantize(t)(row, dst, 1, n_per_row, w.data());
+  Registry::instance().kernels(ctx.active_backend(), t).quantize(row, dst, 1, n_per_row, w.data());
 }
 
 std::vector<TensorPlan> Quantizer::plan(const ModelSource& src) const {
@@ -175,10 +179,10 @@ std::vector<TensorPlan> Quantizer::plan(const ModelSource& src) const {
   return plans;
 }
 
-QuantizeResult Quantizer::quantize(const ModelSource& src, const std::filesystem::path& out) const {
+QuantizeResult Quantizer::quantize(const ModelSource& src, const std::filesystem::path& out, const Context& ctx) const {
   const auto t0 = std::chrono::steady_clock::now();
   const QuantizeOptions& o = opts_;
-  Progress& progress = o.progress ? *o.progress : null_progress();
+  Progress& progress = ctx.progress_sink();
   QuantizeResult res;
   res.output = out;
   res.ftype = o.ftype;
@@ -234,7 +238,7 @@ QuantizeResult Quantizer::quantize(const ModelSource& src, const std::filesystem
   const std::string file = src.path().string();
   int64_t done = 0;
   for (const auto& p : res.tensors) {
-    check_interrupted();
+    ctx.check_cancelled();
     const ModelTensor& t = src.at(p.name);
     const int64_t ncols = p.ne[0];
     const int64_t nrows = t.n_rows();
@@ -243,7 +247,7 @@ QuantizeResult Quantizer::quantize(const ModelSource& src, const std::filesystem
     if (p.uses_imatrix) weights = o.imatrix->column_weights(p.name, ncols);
     const float* imatrix = weights ? weights->data() : nullptr;
     const TypeInfo& out_ti = type_info(p.type);
-    const QuantizeFn qfn = p.quantize ? Registry::instance().quantize(p.type) : nullptr;
+    const QuantizeFn qfn = p.quantize ? Registry::instance().kernels(ctx.active_backend(), p.type).quantize : nullptr;
     const size_t out_rb = out_ti.row_bytes(ncols);
     std::map<int64_t, std::vector<int64_t>> protected_rows;  // row -> columns
     for (const auto& pw : o.protect)
@@ -264,7 +268,7 @@ QuantizeResult Quantizer::quantize(const ModelSource& src, const std::filesystem
       }
       q.resize(out_rb * static_cast<size_t>(n));
       const int64_t grain = std::max<int64_t>(1, (1 << 16) / std::max<int64_t>(ncols, 1));
-      parallel_for(n, o.threads, grain, [&](int64_t a0, int64_t a1) {
+      parallel_for(n, ctx.threads, grain, [&](int64_t a0, int64_t a1) {
         thread_local std::vector<float> f32;
         f32.resize(static_cast<size_t>((a1 - a0) * ncols));
         src.read_rows_f32(t, r0 + a0, a1 - a0, f32.data());
@@ -274,7 +278,7 @@ QuantizeResult Quantizer::quantize(const ModelSource& src, const std::filesystem
         if (protected_rows.empty() || out_ti.is_float()) return;
         for (auto it = protected_rows.lower_bound(r0 + a0); it != protected_rows.end() && it->first < r0 + a1; ++it)
           quantize_protected_row(p.type, f32.data() + (it->first - r0 - a0) * ncols,
-                                 q.data() + static_cast<size_t>(it->first - r0) * out_rb, ncols, imatrix, it->second);
+                                 q.data() + static_cast<size_t>(it->first - r0) * out_rb, ncols, imatrix, it->second, ctx);
       });
       w.write(q.data(), q.size());
     }

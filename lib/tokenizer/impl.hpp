@@ -1,5 +1,5 @@
-// Internal state of lq::Tokenizer, shared by the encoder (tokenizer.cpp) and the loaders
-// (sources.cpp).
+// Internal: the state of lq::Tokenizer, filled by the loaders (loaders.cpp) and read by the
+// encoder and decoder (tokenizer.cpp). Holds no file reading.
 #pragma once
 
 #include "tokenizer/pretok.hpp"

@@ -1,3 +1,6 @@
+// Running pre-tokenizer pipelines (Hugging Face semantics): splitting a text fragment into the
+// pieces the model encodes, and the step builders. Must not read tokenizer.json (pretok_json.cpp)
+// or name pipelines (pretok_names.cpp).
 #include "tokenizer/pretok.hpp"
 
 #include "tokenizer/unicode.hpp"
@@ -11,12 +14,6 @@ namespace {
 
 constexpr const char* kGpt2Regex =
     "'s|'t|'re|'ve|'m|'ll|'d| ?\\p{L}+| ?\\p{N}+| ?[^\\s\\p{L}\\p{N}]+|\\s+(?!\\S)|\\s+";
-constexpr const char* kLlama3Regex =
-    "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}{1,3}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|"
-    "\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+";
-constexpr const char* kQwen2Regex =
-    "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|"
-    "\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+";
 
 const Regex& gpt2_regex() {
   static const Regex re(kGpt2Regex);
@@ -143,7 +140,9 @@ std::string canonical_pattern(const std::string& p) {
   return out;
 }
 
-PreStep split_step(std::string pattern, SplitBehavior b = SplitBehavior::isolated) {
+}  // namespace
+
+PreStep split_step(std::string pattern, SplitBehavior b) {
   PreStep s;
   s.kind = PreStep::Kind::split;
   s.pattern = std::move(pattern);
@@ -172,72 +171,6 @@ PreStep punctuation_step(SplitBehavior b) {
   s.behavior = b;
   return s;
 }
-
-SplitBehavior parse_behavior(const std::string& name, const std::string& file) {
-  if (name == "Removed") return SplitBehavior::removed;
-  if (name == "Isolated") return SplitBehavior::isolated;
-  if (name == "MergedWithPrevious") return SplitBehavior::merged_with_previous;
-  if (name == "MergedWithNext") return SplitBehavior::merged_with_next;
-  if (name == "Contiguous") return SplitBehavior::contiguous;
-  fail(Errc::invalid_model, "{}: unknown split behavior '{}'", file, name);
-}
-
-void parse_steps(const nlohmann::json& j, const std::string& file, std::vector<PreStep>& out) {
-  if (j.is_null()) return;
-  if (!j.is_object() || !j.contains("type"))
-    fail(Errc::invalid_model, "{}: pre_tokenizer entry without a type", file);
-  const std::string type = j.at("type").get<std::string>();
-  if (type == "Sequence") {
-    for (const auto& sub : j.at("pretokenizers")) parse_steps(sub, file, out);
-  } else if (type == "ByteLevel") {
-    out.push_back(byte_level_step(j.value("add_prefix_space", true), j.value("use_regex", true)));
-  } else if (type == "Split") {
-    const auto& pat = j.at("pattern");
-    PreStep s;
-    if (pat.contains("Regex")) {
-      s = split_step(pat.at("Regex").get<std::string>());
-    } else if (pat.contains("String")) {
-      s = split_step(pat.at("String").get<std::string>());
-      s.pattern_is_regex = false;
-    } else {
-      fail(Errc::invalid_model, "{}: Split pre-tokenizer without a Regex or String pattern", file);
-    }
-    s.behavior = parse_behavior(j.value("behavior", std::string("Isolated")), file);
-    s.invert = j.value("invert", false);
-    out.push_back(std::move(s));
-  } else if (type == "Digits") {
-    out.push_back(digits_step(j.value("individual_digits", false)));
-  } else if (type == "Punctuation") {
-    out.push_back(punctuation_step(parse_behavior(j.value("behavior", std::string("Isolated")), file)));
-  } else if (type == "Metaspace") {
-    PreStep s;
-    s.kind = PreStep::Kind::metaspace;
-    s.replacement = j.value("replacement", std::string("\xE2\x96\x81"));
-    if (utf8_decode(s.replacement).size() != 1)
-      fail(Errc::invalid_model, "{}: Metaspace replacement must be one character", file);
-    if (j.contains("prepend_scheme")) {
-      const std::string scheme = j.at("prepend_scheme").get<std::string>();
-      if (scheme == "always") s.prepend = PreStep::Prepend::always;
-      else if (scheme == "first") s.prepend = PreStep::Prepend::first;
-      else if (scheme == "never") s.prepend = PreStep::Prepend::never;
-      else fail(Errc::invalid_model, "{}: unknown Metaspace prepend_scheme '{}'", file, scheme);
-    } else {
-      s.prepend = j.value("add_prefix_space", true) ? PreStep::Prepend::always : PreStep::Prepend::never;
-    }
-    s.metaspace_split = j.value("split", true);
-    out.push_back(std::move(s));
-  } else if (type == "Whitespace") {
-    PreStep s = split_step("\\w+|[^\\w\\s]+", SplitBehavior::removed);
-    s.invert = true;
-    out.push_back(std::move(s));
-  } else if (type == "WhitespaceSplit") {
-    out.push_back(split_step("\\s", SplitBehavior::removed));
-  } else {
-    fail(Errc::invalid_model, "{}: unsupported pre-tokenizer type '{}'", file, type);
-  }
-}
-
-}  // namespace
 
 bool PreStep::same_as(const PreStep& o) const {
   if (kind != o.kind) return false;
@@ -347,71 +280,6 @@ void PreTokenizer::run(std::string_view text, bool first, std::string& out, std:
     ends.push_back(out.size());
     begin = end;
   }
-}
-
-PreTokenizer pretokenizer_from_json(const nlohmann::json& j, const std::string& file) {
-  std::vector<PreStep> steps;
-  parse_steps(j, file, steps);
-  return PreTokenizer(std::move(steps));
-}
-
-const std::vector<NamedPreTokenizer>& named_pretokenizers() {
-  static const std::vector<NamedPreTokenizer> table = [] {
-    std::vector<NamedPreTokenizer> t;
-    t.push_back({"gpt-2",
-                 {"phi-2", "jina-es", "jina-de", "gigachat", "jina-v2-es", "jina-v2-de", "a.x-4.0",
-                  "mellum", "mpt", "olmo", "jais", "trillion", "granite-docling"},
-                 PreTokenizer({byte_level_step(false, true)}), false, true});
-    t.push_back({"llama-bpe",
-                 {"llama3", "llama-v3", "falcon3", "falcon-h1", "pixtral", "midm-2.0", "lfm2",
-                  "jina-v5-nano", "dbrx", "smaug-bpe"},
-                 PreTokenizer({split_step(kLlama3Regex), byte_level_step(false, false)}), true, true});
-    t.push_back({"qwen2",
-                 {"deepseek-r1-qwen", "kormo", "f2llmv2", "stablelm2", "hunyuan", "solar-open"},
-                 PreTokenizer({split_step(kQwen2Regex), byte_level_step(false, false)}), false, true});
-    t.push_back({"deepseek-coder",
-                 {},
-                 PreTokenizer({split_step("[\\r\\n]"), split_step("\\s?\\p{L}+"),
-                               split_step("\\s?\\p{P}+"),
-                               split_step("[\xE4\xB8\x80-\xE9\xBE\xA5\xE0\xA0\x80-\xE4\xB8\x80"
-                                          "\xEA\xB0\x80-\xED\x9F\xBF]+"),
-                               digits_step(true), byte_level_step(false, false)}),
-                 false, true});
-    t.push_back({"falcon",
-                 {},
-                 PreTokenizer({punctuation_step(SplitBehavior::contiguous), byte_level_step(false, true),
-                               digits_step(false), split_step("[0-9][0-9][0-9]")}),
-                 false, true});
-    t.push_back({"starcoder",
-                 {"refact", "command-r", "smollm", "codeshell", "exaone", "minerva-7b"},
-                 PreTokenizer({digits_step(true), byte_level_step(false, true)}), false, true});
-    // llama.cpp's own fallback for BPE vocabularies without a pre-tokenizer name.
-    t.push_back({"default",
-                 {},
-                 PreTokenizer({split_step("[\\p{P}\\$\\+<=>\\^~\\|]+"),
-                               split_step("'s|'t|'re|'ve|'m|'ll|'d| ?\\p{L}+| ?\\p{N}+| ?[^\\s\\p{L}\\p{N}]+|"
-                                          "\\s+(?!\\S)"),
-                               split_step("\\p{N}+"), split_step("[0-9][0-9][0-9]"),
-                               byte_level_step(false, false)}),
-                 false, false});
-    return t;
-  }();
-  return table;
-}
-
-const NamedPreTokenizer* find_pretokenizer(std::string_view name) {
-  for (const auto& n : named_pretokenizers()) {
-    if (n.name == name) return &n;
-    for (const auto& a : n.aliases)
-      if (a == name) return &n;
-  }
-  return nullptr;
-}
-
-std::optional<std::string> detect_pretokenizer(const PreTokenizer& p) {
-  for (const auto& n : named_pretokenizers())
-    if (n.detectable && n.pipeline.same_as(p)) return n.name;
-  return std::nullopt;
 }
 
 }  // namespace lq::detail

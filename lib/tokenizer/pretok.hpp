@@ -1,9 +1,9 @@
-// Pre-tokenizer pipelines (Hugging Face semantics) and their llama.cpp `tokenizer.ggml.pre` names.
+// Internal: pre-tokenizer pipelines (Hugging Face semantics): steps, the pipeline that runs them,
+// and the step builders. Reading them from tokenizer.json is pretok_json.hpp's, their llama.cpp
+// `tokenizer.ggml.pre` names pretok_names.hpp's.
 #pragma once
 
 #include "tokenizer/regex.hpp"
-
-#include <nlohmann/json.hpp>
 
 #include <memory>
 #include <optional>
@@ -58,26 +58,13 @@ class PreTokenizer {
   std::vector<PreStep> steps_;
 };
 
-/// Parses a tokenizer.json `pre_tokenizer` object (null gives an empty pipeline). Throws
-/// Errc::invalid_model for unsupported types, naming `file`.
-PreTokenizer pretokenizer_from_json(const nlohmann::json& j, const std::string& file);
-
-/// One named pipeline: the llama.cpp `tokenizer.ggml.pre` name, the aliases llama.cpp treats the
-/// same way, and whether the BPE model skips merges for whole-vocabulary words (Llama 3).
-struct NamedPreTokenizer {
-  std::string name;
-  std::vector<std::string> aliases;
-  PreTokenizer pipeline;
-  bool ignore_merges = false;
-  bool detectable = true;  ///< false for llama.cpp-only pipelines no tokenizer.json spells
-};
-
-/// The supported named pipelines (gpt-2, llama-bpe, qwen2, deepseek-coder, falcon, starcoder,
-/// default).
-const std::vector<NamedPreTokenizer>& named_pretokenizers();
-/// Pipeline for a `tokenizer.ggml.pre` name or alias; nullptr when unknown.
-const NamedPreTokenizer* find_pretokenizer(std::string_view name);
-/// Name of the first detectable named pipeline behaving like `p`; nullopt when none does.
-std::optional<std::string> detect_pretokenizer(const PreTokenizer& p);
+/// A Split step on `pattern` (a regex unless the caller clears pattern_is_regex).
+PreStep split_step(std::string pattern, SplitBehavior b = SplitBehavior::isolated);
+/// A ByteLevel step (GPT-2's byte-to-character map, optionally its regex split first).
+PreStep byte_level_step(bool add_prefix_space, bool use_regex);
+/// A Digits step.
+PreStep digits_step(bool individual);
+/// A Punctuation step.
+PreStep punctuation_step(SplitBehavior b);
 
 }  // namespace lq::detail

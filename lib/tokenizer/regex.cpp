@@ -1,3 +1,5 @@
+// The pre-tokenizer regex engine (see regex.hpp): parsing a pattern into a small program over
+// code points and matching it by backtracking. Knows no tokenizer or file format.
 #include "tokenizer/regex.hpp"
 
 #include "tokenizer/unicode.hpp"

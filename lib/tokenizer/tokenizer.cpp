@@ -1,3 +1,6 @@
+// lq::Tokenizer at work: building the lookup tables from what a loader filled in (Impl::build),
+// encoding text (special tokens, SentencePiece normalization, pre-tokenization, merges, byte
+// fallback), decoding ids, and the public accessors. Must not read files: loaders.cpp does.
 #include "tokenizer/impl.hpp"
 #include "tokenizer/unicode.hpp"
 

@@ -1,3 +1,5 @@
+// Unicode helpers for the tokenizers (see unicode.hpp): UTF-8 coding, category lookups over the
+// generated table in unicode_data.cpp, GPT-2's byte-level map. No tokenizer logic here.
 #include "tokenizer/unicode.hpp"
 
 #include <algorithm>

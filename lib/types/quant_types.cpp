@@ -1,10 +1,10 @@
-// THE type table: one row per ggml type id. Adding a type = one row here + its lib/types/ref/<family>.cpp
-// (+ optional kernels); everything else (CLI, tests, GGUF I/O) reads these rows.
+// THE type table: one row per ggml type id, the format's facts and its scalar references. Adding a
+// type = one row here + its lib/types/ref/<family>.cpp (+ optional rows in a back-end's kernel
+// table); everything else (CLI, tests, GGUF I/O, the mixtures) reads these rows. No back-end
+// kernels here: each back-end keeps its own row per type.
 #include <lq/error.hpp>
 #include <lq/quant_type.hpp>
 
-#include "kernels/cpu/cpu_kernels.hpp"
-#include "kernels/cuda/cuda_kernels.hpp"
 #include "types/ref/blocks.hpp"
 #include "types/ref/float.hpp"
 #include "types/ref/iq1.hpp"
@@ -26,50 +26,51 @@ namespace {
 
 using QT = QuantType;
 constexpr QT kNone = QT::F32;  // dot_type placeholder for rows without a dot kernel
-
 constexpr TypeInfo unused(int id) {
-  return TypeInfo{static_cast<QT>(id), nullptr, 0, 0, false, false, kNone, 0, nullptr, nullptr, nullptr, {}, {}};
+  const QT t = static_cast<QT>(id);
+  return TypeInfo{t, nullptr, 0, 0, false, false, false, false, t, kNone, 0, nullptr, nullptr, nullptr};
 }
-
 // clang-format off
-//        type        name       blk  bytes storable imatrix dot_type  tol     quantize_ref         dequantize_ref         dot_ref
+// Columns: type, name, block size, block bytes, floating, storable, needs imatrix (quantizer),
+// refused without imatrix (llama-quantize), fallback (= type: none), dot type, round-trip tolerance,
+// and the scalar references quantize / dequantize / dot.
 constexpr std::array<TypeInfo, kQuantTypeSlots> kTable = {{
-  {QT::F32,     "F32",      1,   4,  true,  false, QT::F32,  0.0,    ref::quantize_f32,  ref::dequantize_f32,  ref::dot_f32,  cpu::kernels_f32(),  cuda::kernels(QT::F32)},
-  {QT::F16,     "F16",      1,   2,  true,  false, QT::F16,  1e-3,   ref::quantize_f16,  ref::dequantize_f16,  ref::dot_f16,  cpu::kernels_f16(),  cuda::kernels(QT::F16)},
-  {QT::Q4_0,    "Q4_0",    32,  18,  true,  false, QT::Q8_0, 0.12,   ref::quantize_q4_0, ref::dequantize_q4_0, ref::dot_q4_0, cpu::kernels_q4_0(), cuda::kernels(QT::Q4_0)},
-  {QT::Q4_1,    "Q4_1",    32,  20,  true,  false, QT::Q8_1, 0.11,   ref::quantize_q4_1, ref::dequantize_q4_1, ref::dot_q4_1, cpu::kernels_q4_1(), cuda::kernels(QT::Q4_1)},
+  {QT::F32,     "F32",       1,   4, true , true , false, false, QT::F32,     QT::F32,  0.0,   ref::quantize_f32, ref::dequantize_f32, ref::dot_f32},
+  {QT::F16,     "F16",       1,   2, true , true , false, false, QT::F16,     QT::F16,  1e-3,  ref::quantize_f16, ref::dequantize_f16, ref::dot_f16},
+  {QT::Q4_0,    "Q4_0",     32,  18, false, true , false, false, QT::Q4_0,    QT::Q8_0, 0.12,  ref::quantize_q4_0, ref::dequantize_q4_0, ref::dot_q4_0},
+  {QT::Q4_1,    "Q4_1",     32,  20, false, true , false, false, QT::Q4_1,    QT::Q8_1, 0.11,  ref::quantize_q4_1, ref::dequantize_q4_1, ref::dot_q4_1},
   unused(4),
   unused(5),
-  {QT::Q5_0,    "Q5_0",    32,  22,  true,  false, QT::Q8_0, 0.06,   ref::quantize_q5_0, ref::dequantize_q5_0, ref::dot_q5_0, cpu::kernels_q5_0(), cuda::kernels(QT::Q5_0)},
-  {QT::Q5_1,    "Q5_1",    32,  24,  true,  false, QT::Q8_1, 0.055,  ref::quantize_q5_1, ref::dequantize_q5_1, ref::dot_q5_1, cpu::kernels_q5_1(), cuda::kernels(QT::Q5_1)},
-  {QT::Q8_0,    "Q8_0",    32,  34,  true,  false, QT::Q8_0, 0.008,  ref::quantize_q8_0, ref::dequantize_q8_0, ref::dot_q8_0, cpu::kernels_q8_0(), cuda::kernels(QT::Q8_0)},
-  {QT::Q8_1,    "Q8_1",    32,  36,  false, false, QT::Q8_1, 0.008,  ref::quantize_q8_1, ref::dequantize_q8_1, nullptr,       {},                  {}},
-  {QT::Q2_K,    "Q2_K",   256,  84,  true,  false, QT::Q8_K, 0.275,  ref::quantize_q2_k, ref::dequantize_q2_k, ref::dot_q2_k, cpu::kernels_q2_k(), cuda::kernels(QT::Q2_K)},
-  {QT::Q3_K,    "Q3_K",   256, 110,  true,  false, QT::Q8_K, 0.152,  ref::quantize_q3_k, ref::dequantize_q3_k, ref::dot_q3_k, cpu::kernels_q3_k(), cuda::kernels(QT::Q3_K)},
-  {QT::Q4_K,    "Q4_K",   256, 144,  true,  false, QT::Q8_K, 0.073,  ref::quantize_q4_k, ref::dequantize_q4_k, ref::dot_q4_k, cpu::kernels_q4_k(), cuda::kernels(QT::Q4_K)},
-  {QT::Q5_K,    "Q5_K",   256, 176,  true,  false, QT::Q8_K, 0.036,  ref::quantize_q5_k, ref::dequantize_q5_k, ref::dot_q5_k, cpu::kernels_q5_k(), cuda::kernels(QT::Q5_K)},
-  {QT::Q6_K,    "Q6_K",   256, 210,  true,  false, QT::Q8_K, 0.0175, ref::quantize_q6_k, ref::dequantize_q6_k, ref::dot_q6_k, cpu::kernels_q6_k(), cuda::kernels(QT::Q6_K)},
-  {QT::Q8_K,    "Q8_K",   256, 292,  false, false, QT::Q8_K, 0.008,  ref::quantize_q8_k, ref::dequantize_q8_k, nullptr, {}, {}},
-  {QT::IQ2_XXS, "IQ2_XXS",256,  66,  true,  true,  QT::Q8_K, 0.36,   ref::quantize_iq2_xxs, ref::dequantize_iq2_xxs, ref::dot_iq2_xxs, cpu::kernels_iq2_xxs(), cuda::kernels(QT::IQ2_XXS)},
-  {QT::IQ2_XS,  "IQ2_XS", 256,  74,  true,  true,  QT::Q8_K, 0.32,   ref::quantize_iq2_xs, ref::dequantize_iq2_xs, ref::dot_iq2_xs, cpu::kernels_iq2_xs(), cuda::kernels(QT::IQ2_XS)},
-  {QT::IQ3_XXS, "IQ3_XXS",256,  98,  true,  false, QT::Q8_K, 0.20,   ref::quantize_iq3_xxs, ref::dequantize_iq3_xxs, ref::dot_iq3_xxs, cpu::kernels_iq3_xxs(), cuda::kernels(QT::IQ3_XXS)},
-  {QT::IQ1_S,   "IQ1_S",  256,  50,  true,  true,  QT::Q8_K, 0.49,   ref::quantize_iq1_s, ref::dequantize_iq1_s, ref::dot_iq1_s, cpu::kernels_iq1_s(), cuda::kernels(QT::IQ1_S)},
-  {QT::IQ4_NL,  "IQ4_NL",  32,  18,  true,  false, QT::Q8_0, 0.085,  ref::quantize_iq4_nl, ref::dequantize_iq4_nl, ref::dot_iq4_nl, cpu::kernels_iq4_nl(), cuda::kernels(QT::IQ4_NL)},
-  {QT::IQ3_S,   "IQ3_S",  256, 110,  true,  false, QT::Q8_K, 0.15,   ref::quantize_iq3_s, ref::dequantize_iq3_s, ref::dot_iq3_s, cpu::kernels_iq3_s(), cuda::kernels(QT::IQ3_S)},
-  {QT::IQ2_S,   "IQ2_S",  256,  82,  true,  false, QT::Q8_K, 0.27,   ref::quantize_iq2_s, ref::dequantize_iq2_s, ref::dot_iq2_s, cpu::kernels_iq2_s(), cuda::kernels(QT::IQ2_S)},
-  {QT::IQ4_XS,  "IQ4_XS", 256, 136,  true,  false, QT::Q8_K, 0.085,  ref::quantize_iq4_xs, ref::dequantize_iq4_xs, ref::dot_iq4_xs, cpu::kernels_iq4_xs(), cuda::kernels(QT::IQ4_XS)},
-  {QT::I8,      "I8",       1,   1,  false, false, kNone,    0.0,    nullptr, nullptr, nullptr, {}, {}},
-  {QT::I16,     "I16",      1,   2,  false, false, kNone,    0.0,    nullptr, nullptr, nullptr, {}, {}},
-  {QT::I32,     "I32",      1,   4,  false, false, kNone,    0.0,    nullptr, nullptr, nullptr, {}, {}},
-  {QT::I64,     "I64",      1,   8,  false, false, kNone,    0.0,    nullptr, nullptr, nullptr, {}, {}},
-  {QT::F64,     "F64",      1,   8,  false, false, kNone,    0.0,    nullptr, ref::dequantize_f64, nullptr, {}, {}},
-  {QT::IQ1_M,   "IQ1_M",  256,  56,  true,  false, QT::Q8_K, 0.46,   ref::quantize_iq1_m, ref::dequantize_iq1_m, ref::dot_iq1_m, cpu::kernels_iq1_m(), cuda::kernels(QT::IQ1_M)},
-  {QT::BF16,    "BF16",     1,   2,  true,  false, QT::BF16, 8e-3,   ref::quantize_bf16, ref::dequantize_bf16, ref::dot_bf16, cpu::kernels_bf16(), cuda::kernels(QT::BF16)},
+  {QT::Q5_0,    "Q5_0",     32,  22, false, true , false, false, QT::Q5_0,    QT::Q8_0, 0.06,  ref::quantize_q5_0, ref::dequantize_q5_0, ref::dot_q5_0},
+  {QT::Q5_1,    "Q5_1",     32,  24, false, true , false, false, QT::Q5_1,    QT::Q8_1, 0.055, ref::quantize_q5_1, ref::dequantize_q5_1, ref::dot_q5_1},
+  {QT::Q8_0,    "Q8_0",     32,  34, false, true , false, false, QT::Q8_0,    QT::Q8_0, 0.008, ref::quantize_q8_0, ref::dequantize_q8_0, ref::dot_q8_0},
+  {QT::Q8_1,    "Q8_1",     32,  36, false, false, false, false, QT::Q8_1,    QT::Q8_1, 0.008, ref::quantize_q8_1, ref::dequantize_q8_1, nullptr},
+  {QT::Q2_K,    "Q2_K",    256,  84, false, true , false, false, QT::Q4_0,    QT::Q8_K, 0.275, ref::quantize_q2_k, ref::dequantize_q2_k, ref::dot_q2_k},
+  {QT::Q3_K,    "Q3_K",    256, 110, false, true , false, false, QT::Q4_0,    QT::Q8_K, 0.152, ref::quantize_q3_k, ref::dequantize_q3_k, ref::dot_q3_k},
+  {QT::Q4_K,    "Q4_K",    256, 144, false, true , false, false, QT::Q5_0,    QT::Q8_K, 0.073, ref::quantize_q4_k, ref::dequantize_q4_k, ref::dot_q4_k},
+  {QT::Q5_K,    "Q5_K",    256, 176, false, true , false, false, QT::Q5_1,    QT::Q8_K, 0.036, ref::quantize_q5_k, ref::dequantize_q5_k, ref::dot_q5_k},
+  {QT::Q6_K,    "Q6_K",    256, 210, false, true , false, false, QT::Q8_0,    QT::Q8_K, 0.0175, ref::quantize_q6_k, ref::dequantize_q6_k, ref::dot_q6_k},
+  {QT::Q8_K,    "Q8_K",    256, 292, false, false, false, false, QT::Q8_K,    QT::Q8_K, 0.008, ref::quantize_q8_k, ref::dequantize_q8_k, nullptr},
+  {QT::IQ2_XXS, "IQ2_XXS", 256,  66, false, true , true , true , QT::IQ4_NL,  QT::Q8_K, 0.36,  ref::quantize_iq2_xxs, ref::dequantize_iq2_xxs, ref::dot_iq2_xxs},
+  {QT::IQ2_XS,  "IQ2_XS",  256,  74, false, true , true , true , QT::IQ4_NL,  QT::Q8_K, 0.32,  ref::quantize_iq2_xs, ref::dequantize_iq2_xs, ref::dot_iq2_xs},
+  {QT::IQ3_XXS, "IQ3_XXS", 256,  98, false, true , false, true , QT::IQ4_NL,  QT::Q8_K, 0.20,  ref::quantize_iq3_xxs, ref::dequantize_iq3_xxs, ref::dot_iq3_xxs},
+  {QT::IQ1_S,   "IQ1_S",   256,  50, false, true , true , true , QT::IQ4_NL,  QT::Q8_K, 0.49,  ref::quantize_iq1_s, ref::dequantize_iq1_s, ref::dot_iq1_s},
+  {QT::IQ4_NL,  "IQ4_NL",   32,  18, false, true , false, false, QT::IQ4_NL,  QT::Q8_0, 0.085, ref::quantize_iq4_nl, ref::dequantize_iq4_nl, ref::dot_iq4_nl},
+  {QT::IQ3_S,   "IQ3_S",   256, 110, false, true , false, false, QT::IQ4_NL,  QT::Q8_K, 0.15,  ref::quantize_iq3_s, ref::dequantize_iq3_s, ref::dot_iq3_s},
+  {QT::IQ2_S,   "IQ2_S",   256,  82, false, true , false, true , QT::IQ4_NL,  QT::Q8_K, 0.27,  ref::quantize_iq2_s, ref::dequantize_iq2_s, ref::dot_iq2_s},
+  {QT::IQ4_XS,  "IQ4_XS",  256, 136, false, true , false, false, QT::IQ4_NL,  QT::Q8_K, 0.085, ref::quantize_iq4_xs, ref::dequantize_iq4_xs, ref::dot_iq4_xs},
+  {QT::I8,      "I8",        1,   1, false, false, false, false, QT::I8,      kNone,    0.0,   nullptr, nullptr, nullptr},
+  {QT::I16,     "I16",       1,   2, false, false, false, false, QT::I16,     kNone,    0.0,   nullptr, nullptr, nullptr},
+  {QT::I32,     "I32",       1,   4, false, false, false, false, QT::I32,     kNone,    0.0,   nullptr, nullptr, nullptr},
+  {QT::I64,     "I64",       1,   8, false, false, false, false, QT::I64,     kNone,    0.0,   nullptr, nullptr, nullptr},
+  {QT::F64,     "F64",       1,   8, true , false, false, false, QT::F64,     kNone,    0.0,   nullptr, ref::dequantize_f64, nullptr},
+  {QT::IQ1_M,   "IQ1_M",   256,  56, false, true , false, true , QT::IQ4_NL,  QT::Q8_K, 0.46,  ref::quantize_iq1_m, ref::dequantize_iq1_m, ref::dot_iq1_m},
+  {QT::BF16,    "BF16",      1,   2, true , true , false, false, QT::BF16,    QT::BF16, 8e-3,  ref::quantize_bf16, ref::dequantize_bf16, ref::dot_bf16},
   unused(31),
   unused(32),
   unused(33),
-  {QT::TQ1_0,   "TQ1_0",  256,  54,  true,  false, QT::Q8_K, 0.45,   ref::quantize_tq1_0, ref::dequantize_tq1_0, ref::dot_tq1_0, cpu::kernels_tq1_0(), cuda::kernels(QT::TQ1_0)},
-  {QT::TQ2_0,   "TQ2_0",  256,  66,  true,  false, QT::Q8_K, 0.45,   ref::quantize_tq2_0, ref::dequantize_tq2_0, ref::dot_tq2_0, cpu::kernels_tq2_0(), cuda::kernels(QT::TQ2_0)},
+  {QT::TQ1_0,   "TQ1_0",   256,  54, false, true , false, false, QT::Q4_0,    QT::Q8_K, 0.45,  ref::quantize_tq1_0, ref::dequantize_tq1_0, ref::dot_tq1_0},
+  {QT::TQ2_0,   "TQ2_0",   256,  66, false, true , false, false, QT::Q4_0,    QT::Q8_K, 0.45,  ref::quantize_tq2_0, ref::dequantize_tq2_0, ref::dot_tq2_0},
 }};
 // clang-format on
 
@@ -94,10 +95,6 @@ static_assert(kTable[29].block_bytes == sizeof(ref::block_iq1_m) && kTable[34].b
 static_assert(kTable[35].block_bytes == sizeof(ref::block_tq2_0));
 
 }  // namespace
-
-bool TypeInfo::is_float() const {
-  return type == QT::F32 || type == QT::F16 || type == QT::BF16 || type == QT::F64;
-}
 
 bool is_known_type_id(int32_t id) noexcept {
   return id >= 0 && id < kQuantTypeSlots && kTable[id].valid();

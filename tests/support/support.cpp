@@ -2,6 +2,8 @@
 // skip, or a failure in CI), SHA-256, random rows, shell commands and temporary directories.
 #include "support/support.hpp"
 
+#include <lq/gguf.hpp>
+
 #include <catch2/catch.hpp>
 
 #include <array>
@@ -256,6 +258,47 @@ TempDir::TempDir() {
 TempDir::~TempDir() {
   std::error_code ec;
   fs::remove_all(path_, ec);
+}
+
+// A random Llama GGUF of `layers` layers (hidden 256 so every type fits), F32 weights.
+fs::path synthetic_llama(const TempDir& dir, int layers) {
+  const fs::path p = dir / ("synth-" + std::to_string(layers) + ".gguf");
+  gguf::Writer w(p);
+  auto& m = w.metadata();
+  const int64_t E = 256, F = 512, V = 512, H = 4, KV = 2, HD = 64;
+  m.set("general.architecture", gguf::Value::string("llama"));
+  m.set("llama.block_count", gguf::Value::u32(static_cast<uint32_t>(layers)));
+  m.set("llama.embedding_length", gguf::Value::u32(E));
+  m.set("llama.feed_forward_length", gguf::Value::u32(F));
+  m.set("llama.attention.head_count", gguf::Value::u32(H));
+  m.set("llama.attention.head_count_kv", gguf::Value::u32(KV));
+  m.set("llama.attention.layer_norm_rms_epsilon", gguf::Value::f32(1e-5f));
+  std::vector<std::pair<std::string, std::vector<int64_t>>> ts = {
+      {"token_embd.weight", {E, V}}, {"output_norm.weight", {E}}, {"output.weight", {E, V}}};
+  for (int l = 0; l < layers; ++l) {
+    const std::string b = "blk." + std::to_string(l) + ".";
+    ts.push_back({b + "attn_norm.weight", {E}});
+    ts.push_back({b + "attn_q.weight", {E, H * HD}});
+    ts.push_back({b + "attn_k.weight", {E, KV * HD}});
+    ts.push_back({b + "attn_v.weight", {E, KV * HD}});
+    ts.push_back({b + "attn_output.weight", {H * HD, E}});
+    ts.push_back({b + "ffn_norm.weight", {E}});
+    ts.push_back({b + "ffn_gate.weight", {E, F}});
+    ts.push_back({b + "ffn_up.weight", {E, F}});
+    ts.push_back({b + "ffn_down.weight", {F, E}});
+  }
+  for (const auto& [n, ne] : ts) w.add_tensor(n, QuantType::F32, ne);
+  std::mt19937 rng(layers);
+  std::normal_distribution<float> nd(0.f, 0.02f);
+  for (const auto& [n, ne] : ts) {
+    int64_t count = 1;
+    for (auto d : ne) count *= d;
+    std::vector<float> v(static_cast<size_t>(count));
+    for (auto& x : v) x = ne.size() == 1 ? 1.0f : nd(rng);
+    w.write(v.data(), v.size() * 4);
+  }
+  w.commit();
+  return p;
 }
 
 }  // namespace lq::test

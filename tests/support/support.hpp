@@ -91,4 +91,8 @@ class TempDir {
   std::filesystem::path path_;
 };
 
+/// A random Llama GGUF of `layers` layers in `dir` (hidden size 256, so every type fits; F32
+/// weights drawn with the layer count as seed): "synth-LAYERS.gguf".
+std::filesystem::path synthetic_llama(const TempDir& dir, int layers);
+
 }  // namespace lq::test

@@ -1,44 +1,35 @@
-// The engine's matrix products y = x W^T over weights of any type. Several products (q/k/v,
-// gate/up) are cut into tiles together and run in one parallel region, so a step of the forward
-// pass costs one synchronisation whatever the number of weights in it.
+// The CPU back-end's products y = x W^T over weights of any type (EngineOps::products). Several
+// products (q/k/v, gate/up) are cut into tiles together and run in one parallel region, so a step of
+// the forward pass costs one synchronisation whatever the number of weights in it.
 //
-// Paths: float weights run the blocked GEMM; quantized weights with a panel kernel (qgemm.hpp)
-// run it for batches (prompt processing: each 16-row weight panel is decoded once per call and
-// every token runs against it); smaller batches run the type's dot (4 x 4 tiles where it has
-// them); types without a dot are dequantized tile by tile. Activations are quantized once per
-// (input, format) before the tiles run (for F16 weights with f16_act: rounded to binary16 once
-// per input). Every output element is computed by the same sequence of
-// operations whatever the tiling, so results do not depend on the thread count.
-#include "engine/impl.hpp"
+// Paths, chosen from the CPU row of the weight's type (rows.hpp): float weights run the blocked
+// GEMM; quantized weights with a panel kernel run it for batches (prompt processing: each 16-row
+// weight panel is decoded once per call and every token runs against it); smaller batches run the
+// type's dot (4 x 4 tiles where it has them); types without a dot are dequantized tile by tile.
+// Activations are quantized once per (input, format) before the tiles run (for F16 weights with
+// f16_act: rounded to binary16 once per input). Every output element is computed by the same
+// sequence of operations whatever the tiling, so results do not depend on the thread count.
+#include "rows.hpp"
 
 #include <lq/backend.hpp>
 #include <lq/error.hpp>
 #include <lq/threads.hpp>
 
-#include "kernels/cpu/engine_kernels.hpp"
+#include "backend/ops.hpp"
 
 #include <algorithm>
 #include <map>
 #include <tuple>
+#include <vector>
 
-namespace lq::engine {
-
-Buffer::Buffer(size_t n) : n_(n) {
-  if (n == 0) return;
-  const size_t padded = (n + 63) / 64 * 64;
-  p_.reset(static_cast<uint8_t*>(std::aligned_alloc(64, padded)));
-  if (!p_) fail(Errc::out_of_memory, "engine: cannot allocate {} bytes", n);
-}
-
-int64_t Tensor::n_rows() const {
-  int64_t r = 1;
-  for (size_t i = 1; i < ne.size(); ++i) r *= ne[i];
-  return r;
-}
-
+namespace lq::cpu {
 namespace {
 
-bool is_float16_or_32(QuantType t) { return t == QuantType::F32 || t == QuantType::F16 || t == QuantType::BF16; }
+using lq::detail::Product;
+using lq::detail::WeightView;
+
+// Weights the blocked GEMM reads directly.
+bool gemm_type(QuantType t) { return t == QuantType::F32 || t == QuantType::F16 || t == QuantType::BF16; }
 
 int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
@@ -48,29 +39,15 @@ enum class Path { gemm, panel, dot, dequant };
 // a few tokens' products (matmul_bench --m).
 constexpr int64_t kPanelMinTokens = 4;
 
-// Types with a 4 x 4 tile kernel for prompt processing (same products as their dot).
-struct TileKernel {
-  QuantType type;
-  cpu::TileFn fn;
-};
-constexpr TileKernel kTileKernels[] = {
-    {QuantType::Q8_0, cpu::tile_q8_0}, {QuantType::Q4_0, cpu::tile_q4_0}, {QuantType::Q5_0, cpu::tile_q5_0}};
-
-cpu::TileFn tile_kernel(QuantType t) {
-  for (const auto& k : kTileKernels)
-    if (k.type == t) return k.fn;
-  return nullptr;
-}
-
 struct Prepared {
-  const LinearOp* op;
+  const Product* op;
   Path path;
   const float* x = nullptr;     // float activations (gemm and dequant paths): op->x or a rounded copy
   DotFn dot = nullptr;
-  cpu::TileFn tile = nullptr;
+  TileFn tile = nullptr;
   DequantizeFn deq = nullptr;
-  cpu::QGemmKernel panel;
-  cpu::QActLayout lay;          // activation records (panel path)
+  PanelKernel panel;
+  QActLayout lay;               // activation records (panel path)
   const uint8_t* xq = nullptr;  // activations in dot_type (dot path) or records (panel path)
   size_t qb = 0;                // bytes per quantized activation row
 };
@@ -85,17 +62,17 @@ struct Tile {
 constexpr int64_t kSerialMacs = 1 << 18;
 
 void run_tile(const Prepared& p, const Tile& t) {
-  const Tensor& w = *p.op->w;
-  const int64_t n = w.n_rows(), k = w.row_length();
+  const WeightView& w = p.op->w;
+  const int64_t n = w.rows, k = w.cols;
   switch (p.path) {
     case Path::gemm: {
-      cpu::gemm_nt(cpu::GemmArgs{t.i1 - t.i0, t.j1 - t.j0, k, p.x + t.i0 * k, k, w.row(t.j0), w.type, k,
-                                 p.op->y + t.i0 * n + t.j0, n, false});
+      gemm_nt(GemmArgs{t.i1 - t.i0, t.j1 - t.j0, k, p.x + t.i0 * k, k, w.row(t.j0), w.type, k,
+                       p.op->y + t.i0 * n + t.j0, n, false});
       break;
     }
     case Path::panel: {
-      p.panel.fn(cpu::QGemmArgs{k, w.row(t.j0), w.row_bytes(), t.j1 - t.j0, p.xq + static_cast<size_t>(t.i0) * p.qb,
-                                p.lay, t.i1 - t.i0, p.op->y + t.i0 * n + t.j0, n});
+      p.panel.fn(QGemmArgs{k, w.row(t.j0), w.row_bytes, t.j1 - t.j0, p.xq + static_cast<size_t>(t.i0) * p.qb,
+                           p.lay, t.i1 - t.i0, p.op->y + t.i0 * n + t.j0, n});
       break;
     }
     case Path::dot: {
@@ -106,7 +83,7 @@ void run_tile(const Prepared& p, const Tile& t) {
       if (p.tile) {
         for (; r + 4 <= t.j1; r += 4) {
           int64_t i = t.i0;
-          for (; i + 4 <= t.i1; i += 4) p.tile(k, w.row(r), w.row_bytes(), p.xq + static_cast<size_t>(i) * p.qb, p.qb, y + i * n + r, n);
+          for (; i + 4 <= t.i1; i += 4) p.tile(k, w.row(r), w.row_bytes, p.xq + static_cast<size_t>(i) * p.qb, p.qb, y + i * n + r, n);
           for (; i < t.i1; ++i)
             for (int64_t rr = r; rr < r + 4; ++rr) single(rr, i);
         }
@@ -119,16 +96,16 @@ void run_tile(const Prepared& p, const Tile& t) {
       thread_local std::vector<float> buf;
       buf.resize(static_cast<size_t>((t.j1 - t.j0) * k));
       p.deq(w.row(t.j0), buf.data(), (t.j1 - t.j0) * k);
-      cpu::gemm_nt(cpu::GemmArgs{t.i1 - t.i0, t.j1 - t.j0, k, p.x + t.i0 * k, k, buf.data(), QuantType::F32, k,
-                                 p.op->y + t.i0 * n + t.j0, n, false});
+      gemm_nt(GemmArgs{t.i1 - t.i0, t.j1 - t.j0, k, p.x + t.i0 * k, k, buf.data(), QuantType::F32, k,
+                       p.op->y + t.i0 * n + t.j0, n, false});
       break;
     }
   }
 }
 
 void add_tiles(const Prepared& p, int op, int nt, std::vector<Tile>& tiles) {
-  const Tensor& w = *p.op->w;
-  const int64_t m = p.op->m, n = w.n_rows();
+  const WeightView& w = p.op->w;
+  const int64_t m = p.op->m, n = w.rows;
   int64_t mb, nb;
   switch (p.path) {
     case Path::gemm:
@@ -145,7 +122,7 @@ void add_tiles(const Prepared& p, int op, int nt, std::vector<Tile>& tiles) {
         mb = m <= 1024 ? m : 512;
         nb = 128;
         auto few = [&] { return ceil_div(m, mb) * ceil_div(n, nb) < 4 * nt; };
-        if (mb * w.row_length() * 4 > (int64_t{1} << 20)) {
+        if (mb * w.cols * 4 > (int64_t{1} << 20)) {
           while (nb > 64 && few()) nb /= 2;
           while (mb > 128 && few()) mb = (mb / 2 + 15) / 16 * 16;
         }
@@ -177,68 +154,63 @@ void add_tiles(const Prepared& p, int op, int nt, std::vector<Tile>& tiles) {
     for (int64_t j = 0; j < n; j += nb) tiles.push_back(Tile{op, i, std::min(m, i + mb), j, std::min(n, j + nb)});
 }
 
+// The CPU kernels of a type's row, the scalar reference where the row has none.
+KernelSet cpu_kernels(QuantType t) { return Registry::instance().kernels(Registry::instance().cpu(), t); }
+
 }  // namespace
 
-bool supports_weight_type(QuantType t) {
-  if (is_float16_or_32(t)) return true;
-  const Backend& cpu_be = Registry::instance().cpu();
-  const TypeInfo& info = type_info(t);
-  if (cpu_be.kernels(t).dot && cpu_be.kernels(info.dot_type).quantize) return true;
-  return cpu_be.kernels(t).dequantize != nullptr;
+bool supports_weight(QuantType t) {
+  if (gemm_type(t)) return true;
+  const KernelSet k = cpu_kernels(t);
+  if (k.dot && cpu_kernels(type_info(t).dot_type).quantize) return true;
+  return k.dequantize != nullptr;
 }
 
-void matmul_many(std::span<const LinearOp> ops, int threads) {
+void products(std::span<const Product> ops, int threads) {
   const int nt = threads > 0 ? threads : hardware_threads();
-  const Backend& cpu_be = Registry::instance().cpu();
   std::vector<Prepared> prep;
   int64_t macs = 0;
-  for (const LinearOp& op : ops) {
+  for (const Product& op : ops) {
     if (op.m <= 0) continue;
     Prepared p{&op, Path::gemm, op.x};
-    const QuantType t = op.w->type;
-    // BF16 weights with float activations: the exact split-bf16 kernel where there is one.
-    const bool exact_bf16 = t == QuantType::BF16 && op.float_act;
-    const cpu::QGemmKernel panel = op.m < kPanelMinTokens ? cpu::QGemmKernel{}
-                                   : exact_bf16      ? cpu::exact_bf16_kernel(op.w->row_length())
-                                                     : cpu::qgemm_kernel(t);
-    if (panel.fn) {
+    const QuantType t = op.w.type;
+    const int64_t k = op.w.cols;
+    const PanelKernel panel = op.m < kPanelMinTokens ? PanelKernel{} : panel_kernel(t, op.float_act, k);
+    if (panel) {
       p.path = Path::panel;
       p.panel = panel;
-      const int64_t k = op.w->row_length();
-      p.lay = panel.act_block == 1   ? cpu::bf16_act_layout(k)
-              : panel.act_block == 3 ? cpu::bf16x3_act_layout(k)
-                                     : cpu::qact_layout(k, panel.act_block);
+      p.lay = act_format(panel.act).layout(k);
       p.qb = p.lay.bytes;
-    } else if (!is_float16_or_32(t)) {
-      DotFn dot = cpu_be.kernels(t).dot;
-      if (dot && cpu_be.kernels(type_info(t).dot_type).quantize) {
+    } else if (!gemm_type(t)) {
+      const KernelSet kern = cpu_kernels(t);
+      if (kern.dot && cpu_kernels(type_info(t).dot_type).quantize) {
         p.path = Path::dot;
-        p.dot = dot;
-        if (op.m >= 4) p.tile = tile_kernel(t);
-      } else if (DequantizeFn deq = cpu_be.kernels(t).dequantize) {
+        p.dot = kern.dot;
+        if (op.m >= 4) p.tile = row(t).tile;
+      } else if (kern.dequantize) {
         p.path = Path::dequant;
-        p.deq = deq;
+        p.deq = kern.dequantize;
       } else {
-        fail(Errc::invalid_model, "engine: tensor '{}' has type {} with no CPU kernel", op.w->name, type_name(t));
+        fail(Errc::invalid_model, "engine: tensor '{}' has type {} with no CPU kernel", op.w.name, type_name(t));
       }
     }
-    macs += op.m * op.w->n_rows() * op.w->row_length();
+    macs += op.m * op.w.rows * op.w.cols;
     prep.push_back(p);
   }
   if (prep.empty()) return;
   const int use = macs < kSerialMacs ? 1 : nt;
 
   // Activations: each (input, format) pair is quantized once. Formats: the dot_type's GGUF
-  // layout (dot path) or panel records of a block size (panel path).
-  using Key = std::tuple<const float*, QuantType, int>;
+  // layout (dot path) or panel records (panel path).
+  using Key = std::tuple<const float*, QuantType, ActFormat>;
   thread_local std::map<Key, std::vector<uint8_t>> qbufs;
   std::vector<std::pair<Key, Prepared*>> to_quantize;
   for (Prepared& p : prep) {
     if (p.path != Path::dot && p.path != Path::panel) continue;
-    const QuantType dt = type_info(p.op->w->type).dot_type;
-    const int64_t k = p.op->w->row_length();
+    const QuantType dt = type_info(p.op->w.type).dot_type;
+    const int64_t k = p.op->w.cols;
     if (p.path == Path::dot) p.qb = type_info(dt).row_bytes(k);
-    const Key key = p.path == Path::dot ? Key{p.op->x, dt, 0} : Key{p.op->x, QuantType::F32, p.lay.block};
+    const Key key = p.path == Path::dot ? Key{p.op->x, dt, ActFormat::none} : Key{p.op->x, QuantType::F32, p.panel.act};
     auto& buf = qbufs[key];
     const size_t need = static_cast<size_t>(p.op->m) * p.qb;
     bool fresh = true;
@@ -255,31 +227,31 @@ void matmul_many(std::span<const LinearOp> ops, int threads) {
   thread_local std::map<const float*, std::vector<float>> hbufs;
   std::vector<const float*> rounded;
   for (Prepared& p : prep) {
-    if (p.path != Path::gemm || p.op->w->type != QuantType::F16 || !p.op->f16_act) continue;
+    if (p.path != Path::gemm || p.op->w.type != QuantType::F16 || !p.op->f16_act) continue;
     auto& buf = hbufs[p.op->x];
-    const int64_t count = p.op->m * p.op->w->row_length();
+    const int64_t count = p.op->m * p.op->w.cols;
     if (std::ranges::find(rounded, p.op->x) == rounded.end()) {
       if (static_cast<int64_t>(buf.size()) < count) buf.resize(static_cast<size_t>(count));
-      round_to_half(p.op->x, buf.data(), count, use);
+      const float* src = p.op->x;
+      float* dst = buf.data();
+      parallel_for(count, count < (1 << 15) ? 1 : use, 4096,
+                   [&](int64_t i0, int64_t i1) { round_half(i1 - i0, src + i0, dst + i0); });
       rounded.push_back(p.op->x);
     }
     p.x = buf.data();
   }
   for (auto& [key, p] : to_quantize) {
-    const int64_t k = p->op->w->row_length();
+    const int64_t k = p->op->w.cols;
     const float* x = std::get<0>(key);
     uint8_t* dst = const_cast<uint8_t*>(p->xq);
     const size_t qb = p->qb;
     if (p->path == Path::panel) {
-      const cpu::QuantizeActFn q = p->lay.block == 1    ? cpu::quantize_act_bf16
-                                   : p->lay.block == 3  ? cpu::quantize_act_bf16x3
-                                   : p->lay.block == 32 ? cpu::quantize_act_q8_0
-                                                        : cpu::quantize_act_q8_k;
-      const cpu::QActLayout lay = p->lay;
+      const QuantizeActFn q = act_format(p->panel.act).quantize;
+      const QActLayout lay = p->lay;
       parallel_for(p->op->m, p->op->m >= 16 ? use : 1, 8,
                    [&](int64_t b, int64_t e) { q(x + b * k, e - b, lay, dst + static_cast<size_t>(b) * qb); });
     } else {
-      const QuantizeFn q = cpu_be.kernels(std::get<1>(key)).quantize;
+      const QuantizeFn q = cpu_kernels(std::get<1>(key)).quantize;
       parallel_for(p->op->m, p->op->m >= 16 ? use : 1, 8,
                    [&](int64_t b, int64_t e) { q(x + b * k, dst + static_cast<size_t>(b) * qb, e - b, k, nullptr); });
     }
@@ -294,15 +266,4 @@ void matmul_many(std::span<const LinearOp> ops, int threads) {
   if (hbufs.size() > 16) hbufs.clear();
 }
 
-void matmul(const Tensor& w, const float* x, int64_t m, float* y, int threads) {
-  const LinearOp op{&w, x, m, y};
-  matmul_many(std::span<const LinearOp>(&op, 1), threads);
-}
-
-void dequantize_row(const Tensor& t, int64_t r, float* dst) {
-  DequantizeFn deq = Registry::instance().cpu().kernels(t.type).dequantize;
-  if (!deq) fail(Errc::invalid_model, "engine: tensor '{}' has type {} that cannot be decoded", t.name, type_name(t.type));
-  deq(t.row(r), dst, t.row_length());
-}
-
-}  // namespace lq::engine
+}  // namespace lq::cpu

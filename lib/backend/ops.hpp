@@ -1,0 +1,78 @@
+// Internal: the operations the engine asks of a back-end, type-independent (products of any
+// weight type, float GEMM, the row operations of the forward and backward passes). A back-end
+// fills the slots it has (Backend::engine_ops()); Registry::engine_ops() fills the rest from the
+// CPU back-end, explicitly, slot by slot. Operands are host memory.
+// Must not hold kernels of its own or know a back-end's internals (record layouts, tiles).
+#pragma once
+
+#include <lq/quant_type.hpp>
+
+#include <cstddef>
+#include <cstdint>
+#include <span>
+
+namespace lq::detail {
+
+/// The weight operand of a product: `rows` rows of `cols` values, packed as in GGUF.
+struct WeightView {
+  QuantType type = QuantType::F32;
+  const uint8_t* data = nullptr;
+  int64_t rows = 0, cols = 0;
+  size_t row_bytes = 0;
+  const char* name = "";  ///< for error messages
+  const uint8_t* row(int64_t r) const { return data + static_cast<size_t>(r) * row_bytes; }
+};
+
+/// One product y[m x w.rows] = x[m x w.cols] * W^T (row-major, y rows w.rows apart).
+struct Product {
+  WeightView w;
+  const float* x = nullptr;
+  int64_t m = 0;
+  float* y = nullptr;
+  bool float_act = false;  ///< BF16 weights: float activations even in batches (slower)
+  bool f16_act = false;    ///< F16 weights: activations rounded to binary16 first (llama.cpp's arithmetic)
+};
+
+/// C[m x n] (+)= A[m x k] * B[n x k]^T with B rows in F32, F16 or BF16.
+struct GemmArgs {
+  int64_t m, n, k;
+  const float* a;
+  int64_t lda;
+  const void* b;
+  QuantType btype;  // F32, F16 or BF16
+  int64_t ldb;
+  float* c;
+  int64_t ldc;
+  bool accumulate;  // C += A B^T instead of C = A B^T
+  // Causal attention (both -1 when unused; the m <= 3 path ignores them):
+  //   c_causal >= 0: only C[i][j] with j <= i + c_causal are needed; others may be left unwritten.
+  //   a_causal >= 0: A[i][p] is zero for p > i + a_causal, so those terms are skipped (adding
+  //   an exact zero changes no sum).
+  int64_t c_causal = -1;
+  int64_t a_causal = -1;
+};
+
+/// A back-end's engine operations; a null slot is taken from the CPU back-end.
+struct EngineOps {
+  /// Whether products() can multiply by weights of type t.
+  bool (*supports_weight)(QuantType t) = nullptr;
+  /// Runs several products in one parallel region on `threads` threads; results do not depend
+  /// on the thread count.
+  void (*products)(std::span<const Product> ops, int threads) = nullptr;
+  /// One float GEMM on the calling thread (attention, backward pass).
+  void (*gemm)(const GemmArgs& g) = nullptr;
+  /// In place: x = softmax(scale * x) over n values.
+  void (*softmax_row)(int64_t n, float* x, float scale) = nullptr;
+  /// out = silu(gate) * up over n values.
+  void (*silu_mul)(int64_t n, const float* gate, const float* up, float* out) = nullptr;
+  /// y = x / sqrt(mean(x^2) + eps) * g over d values; returns 1 / sqrt(mean(x^2) + eps).
+  float (*rms_norm_row)(int64_t d, const float* x, const float* g, float eps, float* y) = nullptr;
+  /// y[i] = x[i] rounded to the nearest binary16 (ties to even), i < n; y may be x.
+  void (*round_half)(int64_t n, const float* x, float* y) = nullptr;
+  /// acc[i] += x[r * ldx + i]^2 (in double), i < n, over rows r = 0 .. rows - 1 in order.
+  void (*add_squares)(int64_t n, const float* x, int64_t ldx, int64_t rows, double* acc) = nullptr;
+  /// Number of NaN or infinite values in x[0..n).
+  int64_t (*count_non_finite)(const float* x, int64_t n) = nullptr;
+};
+
+}  // namespace lq::detail

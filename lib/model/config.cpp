@@ -1,0 +1,212 @@
+// Model hyper-parameters (see config.hpp): Hugging Face config.json -> ModelConfig and the GGUF
+// keys the converter derives from it (name, size label, {arch}.*), and GGUF metadata ->
+// ModelConfig. No tensor or tokenizer access.
+#include "model/config.hpp"
+
+#include <lq/error.hpp>
+#include <lq/io.hpp>
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <cctype>
+#include <cmath>
+#include <regex>
+
+namespace fs = std::filesystem;
+using nlohmann::json;
+
+namespace lq {
+namespace {
+
+std::string id_to_title(const std::string& id) {
+  // "tiny-llama" -> "Tiny Llama": words in lower case get a capital unless they are versions
+  // or start with a digit (the naming rule of llama.cpp's converter).
+  std::string s = id;
+  std::replace(s.begin(), s.end(), '-', ' ');
+  std::string out, word;
+  auto flush = [&] {
+    if (word.empty()) return;
+    const bool lower = std::none_of(word.begin(), word.end(), [](unsigned char c) { return std::isupper(c); }) &&
+                       std::any_of(word.begin(), word.end(), [](unsigned char c) { return std::islower(c); });
+    static const std::regex keep(R"(^(v\d+(?:\.\d+)*|\d.*)$)");
+    if (lower && !std::regex_match(word, keep)) {
+      bool start = true;
+      for (auto& c : word) {
+        if (std::isalpha(static_cast<unsigned char>(c))) {
+          c = static_cast<char>(start ? std::toupper(static_cast<unsigned char>(c)) : std::tolower(static_cast<unsigned char>(c)));
+          start = false;
+        } else {
+          start = true;
+        }
+      }
+    }
+    if (!out.empty()) out += ' ';
+    out += word;
+    word.clear();
+  };
+  for (char c : s) {
+    if (std::isspace(static_cast<unsigned char>(c))) flush();
+    else word += c;
+  }
+  flush();
+  return out;
+}
+
+// "5.8M": parameter count with two significant digits and a suffix.
+std::string size_label(uint64_t n) {
+  double v;
+  const char* suffix;
+  if (n > 1e12) { v = n * 1e-12; suffix = "T"; }
+  else if (n > 1e9) { v = n * 1e-9; suffix = "B"; }
+  else if (n > 1e6) { v = n * 1e-6; suffix = "M"; }
+  else { v = n * 1e-3; suffix = "K"; }
+  const long r = std::lround(v);
+  const int digits = r == 0 ? 0 : static_cast<int>(std::to_string(r).size());
+  const int fix = std::max(2 - digits, 0);
+  return fmt::format("{:.{}f}{}", v, fix, suffix);
+}
+
+template <typename T>
+T get_or(const json& j, const char* key, T def) {
+  if (j.contains(key) && !j[key].is_null()) return j[key].get<T>();
+  return def;
+}
+
+}  // namespace
+
+HfConfig read_hf_config(const fs::path& dir) {
+  HfConfig out;
+  const fs::path cfg = dir / "config.json";
+  std::error_code ec;
+  if (!fs::exists(cfg, ec)) fail(Errc::invalid_model, "{}: no config.json (not a Hugging Face model directory)", dir.string());
+  json j;
+  try {
+    j = json::parse(read_file(cfg));
+  } catch (const json::exception& e) {
+    fail(Errc::invalid_model, "{}: malformed JSON: {}", cfg.string(), e.what());
+  }
+  if (!j.is_object()) fail(Errc::invalid_model, "{}: not a JSON object", cfg.string());
+  if (j.contains("text_config") && j["text_config"].is_object()) out.text = j["text_config"];
+  else out.text = j;
+  const std::string mt = get_or<std::string>(j, "model_type", "");
+  if (mt.empty()) fail(Errc::invalid_model, "{}: no model_type", cfg.string());
+  if (!is_supported_model_type(mt))
+    fail(Errc::invalid_model, "{}: unsupported architecture: model_type '{}' (supported: llama, mistral, qwen2)",
+         cfg.string(), mt);
+  if (j.contains("quantization_config"))
+    fail(Errc::invalid_model, "{}: the checkpoint is already quantized ({}); convert it from its unquantized weights",
+         cfg.string(), j["quantization_config"].value("quant_method", "unknown method"));
+  ModelConfig& c = out.config;
+  try {
+    c.model_type = mt;
+    c.architecture = mt == "qwen2" ? "qwen2" : "llama";
+    c.name = id_to_title(fs::absolute(dir).lexically_normal().filename().string().empty()
+                             ? fs::absolute(dir).lexically_normal().parent_path().filename().string()
+                             : fs::absolute(dir).lexically_normal().filename().string());
+    auto need = [&](const char* k) -> int64_t {
+      if (!out.text.contains(k) || !out.text[k].is_number_integer())
+        fail(Errc::invalid_model, "{}: missing or non-integer '{}'", cfg.string(), k);
+      return out.text[k].get<int64_t>();
+    };
+    c.n_embd = need("hidden_size");
+    c.n_layer = need("num_hidden_layers");
+    c.n_head = need("num_attention_heads");
+    c.n_ff = need("intermediate_size");
+    c.n_vocab = need("vocab_size");
+    c.n_head_kv = get_or<int64_t>(out.text, "num_key_value_heads", c.n_head);
+    c.head_dim = get_or<int64_t>(out.text, "head_dim", c.n_head > 0 ? c.n_embd / c.n_head : 0);
+    c.n_ctx_train = get_or<int64_t>(out.text, "max_position_embeddings", 0);
+    c.rms_eps = get_or<float>(out.text, "rms_norm_eps", 1e-6f);
+    c.rope_theta = get_or<float>(out.text, "rope_theta", 10000.0f);
+    c.tie_embeddings = get_or<bool>(out.text, "tie_word_embeddings", false);
+    c.qkv_bias = mt == "qwen2" || get_or<bool>(out.text, "attention_bias", false);
+    c.sliding_window = get_or<int64_t>(out.text, "sliding_window", 0);
+    if (out.text.contains("rope_scaling") && out.text["rope_scaling"].is_object()) {
+      const json& rs = out.text["rope_scaling"];
+      RopeScaling r;
+      r.type = rs.value("rope_type", rs.value("type", std::string()));
+      r.factor = rs.value("factor", 1.0f);
+      r.low_freq_factor = rs.value("low_freq_factor", 1.0f);
+      r.high_freq_factor = rs.value("high_freq_factor", 4.0f);
+      r.original_context = rs.value("original_max_position_embeddings", int64_t{8192});
+      if (!r.type.empty() && r.type != "default") c.rope_scaling = r;
+    }
+  } catch (const json::exception& e) {
+    fail(Errc::invalid_model, "{}: bad value: {}", cfg.string(), e.what());
+  }
+  if (c.n_embd <= 0 || c.n_layer <= 0 || c.n_head <= 0 || c.n_head_kv <= 0 || c.head_dim <= 0 || c.n_vocab <= 0 ||
+      c.n_head % c.n_head_kv != 0 || c.head_dim % 2 != 0)
+    fail(Errc::invalid_model, "{}: inconsistent hyper-parameters (hidden {}, layers {}, heads {}/{}, head_dim {})",
+         cfg.string(), c.n_embd, c.n_layer, c.n_head, c.n_head_kv, c.head_dim);
+  return out;
+}
+
+void hf_config_metadata(const HfConfig& hf, uint64_t n_params, gguf::Metadata& m) {
+  const ModelConfig& c = hf.config;
+  const std::string a = c.architecture + ".";
+  m.set("general.architecture", gguf::Value::string(c.architecture));
+  m.set("general.type", gguf::Value::string("model"));
+  m.set("general.name", gguf::Value::string(c.name));
+  m.set("general.size_label", gguf::Value::string(size_label(n_params)));
+  m.set(a + "block_count", gguf::Value::u32(static_cast<uint32_t>(c.n_layer)));
+  if (c.n_ctx_train > 0) m.set(a + "context_length", gguf::Value::u32(static_cast<uint32_t>(c.n_ctx_train)));
+  m.set(a + "embedding_length", gguf::Value::u32(static_cast<uint32_t>(c.n_embd)));
+  m.set(a + "feed_forward_length", gguf::Value::u32(static_cast<uint32_t>(c.n_ff)));
+  m.set(a + "attention.head_count", gguf::Value::u32(static_cast<uint32_t>(c.n_head)));
+  if (hf.text.contains("num_key_value_heads"))
+    m.set(a + "attention.head_count_kv", gguf::Value::u32(static_cast<uint32_t>(c.n_head_kv)));
+  if (c.rope_scaling) {
+    const auto& rs = *c.rope_scaling;
+    if (rs.type == "linear" || rs.type == "yarn") {
+      m.set(a + "rope.scaling.type", gguf::Value::string(rs.type));
+      m.set(a + "rope.scaling.factor", gguf::Value::f32(rs.factor));
+      if (rs.type == "yarn")
+        m.set(a + "rope.scaling.original_context_length", gguf::Value::u32(static_cast<uint32_t>(rs.original_context)));
+    }
+  }
+  if (hf.text.contains("rope_theta")) m.set(a + "rope.freq_base", gguf::Value::f32(c.rope_theta));
+  if (hf.text.contains("rms_norm_eps")) m.set(a + "attention.layer_norm_rms_epsilon", gguf::Value::f32(c.rms_eps));
+  if (hf.text.contains("head_dim")) {
+    m.set(a + "attention.key_length", gguf::Value::u32(static_cast<uint32_t>(c.head_dim)));
+    m.set(a + "attention.value_length", gguf::Value::u32(static_cast<uint32_t>(c.head_dim)));
+  }
+  m.set(a + "vocab_size", gguf::Value::u32(static_cast<uint32_t>(c.n_vocab)));
+  m.set(a + "rope.dimension_count", gguf::Value::u32(static_cast<uint32_t>(c.head_dim)));
+}
+
+ModelConfig config_from_gguf(const gguf::Metadata& m, const std::string& file) {
+  ModelConfig c;
+  c.architecture = m.get_string("general.architecture").value_or("");
+  c.model_type = c.architecture;
+  c.name = m.get_string("general.name").value_or("");
+  const std::string a = c.architecture + ".";
+  auto req = [&](const std::string& key) {
+    auto v = m.get_int(a + key);
+    if (!v) fail(Errc::invalid_model, "{}: missing or non-integer metadata key '{}{}'", file, a, key);
+    return *v;
+  };
+  c.n_embd = req("embedding_length");
+  c.n_layer = req("block_count");
+  c.n_ctx_train = m.get_int(a + "context_length").value_or(0);
+  c.n_ff = m.get_int(a + "feed_forward_length").value_or(0);
+  c.n_head = m.get_int(a + "attention.head_count").value_or(0);
+  c.n_head_kv = m.get_int(a + "attention.head_count_kv").value_or(c.n_head);
+  c.head_dim = m.get_int(a + "attention.key_length").value_or(c.n_head ? c.n_embd / c.n_head : 0);
+  c.rms_eps = static_cast<float>(m.get_float(a + "attention.layer_norm_rms_epsilon").value_or(1e-5));
+  c.rope_theta = static_cast<float>(m.get_float(a + "rope.freq_base").value_or(10000.0));
+  if (auto t = m.get_string(a + "rope.scaling.type"); t && *t != "none") {
+    RopeScaling rs;
+    rs.type = *t;
+    rs.factor = static_cast<float>(m.get_float(a + "rope.scaling.factor").value_or(1.0));
+    rs.original_context = m.get_int(a + "rope.scaling.original_context_length").value_or(0);
+    c.rope_scaling = rs;
+  }
+  if (const auto* tok = m.find("tokenizer.ggml.tokens"); tok && tok->is_array()) c.n_vocab = static_cast<int64_t>(tok->size());
+  c.n_vocab = m.get_int(a + "vocab_size").value_or(c.n_vocab);
+  c.sliding_window = m.get_int(a + "attention.sliding_window").value_or(0);
+  c.qkv_bias = c.architecture == "qwen2";
+  return c;
+}
+
+}  // namespace lq

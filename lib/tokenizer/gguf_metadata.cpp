@@ -1,0 +1,223 @@
+// The tokenizer.ggml.* metadata llama.cpp's convert_hf_to_gguf.py writes for a Hugging Face
+// directory (tokenizer_gguf_metadata): SentencePiece vocabularies and byte-level BPE ones, with
+// the converter's padding, token types and special-vocab keys. Must not build a Tokenizer
+// (loaders.cpp does, from this metadata, for from_hf_dir).
+#include <lq/tokenizer.hpp>
+
+#include "tokenizer/files.hpp"
+#include "tokenizer/hf_json.hpp"
+#include "tokenizer/impl.hpp"
+#include "tokenizer/pretok_names.hpp"
+#include "tokenizer/sentencepiece_model.hpp"
+#include "tokenizer/special_vocab.hpp"
+
+#include <map>
+
+namespace lq {
+namespace {
+
+using namespace detail;
+using detail::kMetaSpace;
+
+std::string replace_all_copy(std::string s, std::string_view from, std::string_view to) {
+  std::string out;
+  size_t i = 0;
+  for (size_t at = s.find(from); at != std::string::npos; at = s.find(from, i)) {
+    out.append(s, i, at - i);
+    out.append(to);
+    i = at + from.size();
+  }
+  out.append(s, i, std::string::npos);
+  return out;
+}
+
+std::optional<int64_t> config_vocab_size(const fs::path& dir, bool per_layer_first) {
+  const fs::path file = dir / "config.json";
+  std::optional<json> config = read_json_if_present(file);
+  if (!config) return std::nullopt;
+  return with_json_errors(file, [&]() -> std::optional<int64_t> {
+    for (const char* key : {"vocab_size_per_layer_input", "vocab_size"}) {
+      if (!per_layer_first && std::string_view(key) == "vocab_size_per_layer_input") continue;
+      json v = member(*config, key);
+      if (v.is_null() && config->contains("text_config")) v = member((*config)["text_config"], key);
+      if (v.is_number_integer() || v.is_number_unsigned()) {
+        const int64_t x = v.get<int64_t>();
+        if (x <= 0 || x > kMaxVocab)
+          fail(Errc::invalid_model, "{}: {} = {} is out of range (1..{})", file.string(), key, x, kMaxVocab);
+        return x;
+      }
+    }
+    return std::nullopt;
+  });
+}
+
+void sentencepiece_metadata(const fs::path& dir, gguf::Metadata& out) {
+  const fs::path model_file = dir / "tokenizer.model";
+  const SpModel sp = parse_sentencepiece(model_file);
+  const fs::path cfg_file = dir / "tokenizer_config.json";
+  const std::optional<json> cfg = read_json_if_present(cfg_file);
+
+  if (cfg)
+    with_json_errors(cfg_file, [&] {
+      const json& aps = member(*cfg, "add_prefix_space");
+      if (aps.is_boolean()) out.set("tokenizer.ggml.add_space_prefix", gguf::Value::boolean(aps.get<bool>()));
+      return 0;
+    });
+
+  const size_t vocab_size =
+      static_cast<size_t>(config_vocab_size(dir, true).value_or(static_cast<int64_t>(sp.pieces.size())));
+  std::vector<std::string> tokens(vocab_size);
+  std::vector<float> scores(vocab_size, -10000.0f);
+  std::vector<int32_t> types(vocab_size, static_cast<int32_t>(TokenType::unused));
+  for (size_t i = 0; i < vocab_size; ++i) tokens[i] = "[PAD" + std::to_string(i) + "]";
+  for (size_t i = 0; i < sp.pieces.size() && i < vocab_size; ++i) {
+    const auto& p = sp.pieces[i];
+    TokenType t = TokenType::normal;
+    if (p.type == 2) t = TokenType::unknown;
+    else if (p.type == 3) t = TokenType::control;
+    else if (p.type == 5) t = TokenType::unused;
+    else if (p.type == 6) t = TokenType::byte;
+    tokens[i] = p.text;
+    scores[i] = p.score;
+    types[i] = static_cast<int32_t>(t);
+  }
+
+  const fs::path added_file = dir / "added_tokens.json";
+  if (const auto added = read_json_if_present(added_file))
+    with_json_errors(added_file, [&] {
+      for (const auto& el : added->items()) {
+        const std::string& key = el.key();
+        const int64_t id = el.value().get<int64_t>();
+        if (id < 0 || static_cast<size_t>(id) >= vocab_size) continue;
+        tokens[id] = key;
+        scores[id] = -1000.0f;
+        types[id] = static_cast<int32_t>(TokenType::user_defined);
+      }
+      return 0;
+    });
+  if (cfg)
+    with_json_errors(cfg_file, [&] {
+      const json& dec = member(*cfg, "added_tokens_decoder");
+      if (!dec.is_object()) return 0;
+      for (const auto& el : dec.items()) {
+        const json& data = el.value();
+        const int64_t id = parse_id(el.key(), cfg_file);
+        std::string content = data.at("content").get<std::string>();
+        if (id < 0 || static_cast<size_t>(id) >= vocab_size) continue;
+        if (truthy(member(data, "special")) || looks_special(content)) {
+          types[id] = static_cast<int32_t>(TokenType::control);
+        } else {
+          content = replace_all_copy(content, kMetaSpace, " ");
+          types[id] = static_cast<int32_t>(TokenType::user_defined);
+        }
+        scores[id] = -1000.0f;
+        tokens[id] = std::move(content);
+      }
+      return 0;
+    });
+
+  out.set("tokenizer.ggml.model", gguf::Value::string("llama"));
+  out.set("tokenizer.ggml.pre", gguf::Value::string("default"));
+  out.set("tokenizer.ggml.tokens", gguf::Value::strings(std::move(tokens)));
+  out.set("tokenizer.ggml.scores", gguf::Value::array<float>(gguf::ValueType::FLOAT32, scores));
+  out.set("tokenizer.ggml.token_type", gguf::Value::array<int32_t>(gguf::ValueType::INT32, types));
+  SpecialVocab sv;
+  sv.n_vocab = vocab_size;
+  sv.load(dir, false);
+  sv.write(out);
+}
+
+void bpe_metadata(const fs::path& dir, gguf::Metadata& out) {
+  const fs::path tok_file = dir / "tokenizer.json";
+  const HfJson h = parse_hf_json(tok_file);
+  if (h.byte_fallback || !h.pre.byte_level())
+    fail(Errc::invalid_model,
+         "{}: a SentencePiece-style BPE tokenizer.json needs its tokenizer.model beside it for GGUF "
+         "conversion",
+         h.file);
+  const auto pre = detail::detect_pretokenizer(h.pre);
+  if (!pre)
+    fail(Errc::invalid_model,
+         "{}: BPE pre-tokenizer not recognized (supported: gpt-2, llama-bpe, qwen2, deepseek-coder, "
+         "falcon, starcoder)",
+         h.file);
+
+  const auto rev = reverse_vocab(h);
+  std::map<std::string, const AddedToken*> added_by_content;
+  for (const auto& a : h.added) added_by_content.emplace(a.content, &a);
+  std::map<int64_t, const AddedToken*> added_by_id;
+  for (const auto& a : h.added) added_by_id[a.id] = &a;
+  // transformers' added_tokens_decoder: tokenizer_config.json's entries override tokenizer.json's.
+  std::map<int64_t, bool> special_override;
+  const fs::path cfg_file = dir / "tokenizer_config.json";
+  if (const auto cfg = read_json_if_present(cfg_file))
+    with_json_errors(cfg_file, [&] {
+      const json& dec = member(*cfg, "added_tokens_decoder");
+      if (dec.is_object())
+        for (const auto& el : dec.items())
+          if (member(el.value(), "special").is_boolean())
+            special_override[parse_id(el.key(), cfg_file)] = el.value()["special"].get<bool>();
+      return 0;
+    });
+
+  const int64_t max_id = rev.empty() ? -1 : rev.rbegin()->first;
+  const int64_t n_entries = static_cast<int64_t>(rev.size());
+  const int64_t vocab_size = config_vocab_size(dir, false).value_or(n_entries);
+  if (max_id >= vocab_size)
+    fail(Errc::invalid_model, "{}: token id {} is not below the vocabulary size {}", h.file, max_id, vocab_size);
+
+  std::vector<std::string> tokens;
+  std::vector<int32_t> types;
+  tokens.reserve(static_cast<size_t>(vocab_size));
+  types.reserve(static_cast<size_t>(vocab_size));
+  for (int64_t i = 0; i < vocab_size; ++i) {
+    auto it = rev.find(i);
+    if (it == rev.end()) {
+      tokens.push_back("[PAD" + std::to_string(i) + "]");
+      types.push_back(static_cast<int32_t>(TokenType::unused));
+      continue;
+    }
+    std::string token = it->second;
+    TokenType t = TokenType::normal;
+    if (added_by_content.count(token)) {
+      bool special = false;
+      if (auto a = added_by_id.find(i); a != added_by_id.end()) special = a->second->special;
+      if (auto o = special_override.find(i); o != special_override.end()) special = o->second;
+      if (special || looks_special(token)) {
+        t = TokenType::control;
+      } else {
+        token = replace_all_copy(token, kMetaSpace, " ");
+        t = TokenType::user_defined;
+      }
+    }
+    tokens.push_back(std::move(token));
+    types.push_back(static_cast<int32_t>(t));
+  }
+
+  out.set("tokenizer.ggml.model", gguf::Value::string("gpt2"));
+  out.set("tokenizer.ggml.pre", gguf::Value::string(*pre));
+  out.set("tokenizer.ggml.tokens", gguf::Value::strings(std::move(tokens)));
+  out.set("tokenizer.ggml.token_type", gguf::Value::array<int32_t>(gguf::ValueType::INT32, types));
+  SpecialVocab sv;
+  sv.load(dir, true);
+  sv.write(out);
+}
+
+}  // namespace
+
+void tokenizer_gguf_metadata(const fs::path& hf_dir, gguf::Metadata& out) {
+  std::error_code ec;
+  if (!fs::is_directory(hf_dir, ec))
+    fail(Errc::invalid_model, "{}: not a model directory", hf_dir.string());
+  gguf::Metadata meta;
+  if (fs::is_regular_file(hf_dir / "tokenizer.model", ec)) {
+    sentencepiece_metadata(hf_dir, meta);
+  } else if (fs::is_regular_file(hf_dir / "tokenizer.json", ec)) {
+    bpe_metadata(hf_dir, meta);
+  } else {
+    fail(Errc::invalid_model, "{}: no tokenizer.model or tokenizer.json", hf_dir.string());
+  }
+  for (const auto& [key, value] : meta.entries()) out.set(key, value);
+}
+
+}  // namespace lq
