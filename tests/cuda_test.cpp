@@ -14,11 +14,11 @@ using namespace lq;
 TEST_CASE("cuda: kernels equal the CPU references", "[cuda]") {
   const Backend* cuda = Registry::instance().find("cuda");
   if (!cuda) {
-    WARN("SKIP: liblq was built without the CUDA back-end");
+    test::skip("liblq was built without the CUDA back-end");
     return;
   }
   if (cuda->score() <= 0) {
-    WARN("SKIP: no CUDA device (" << cuda->description() << ")");
+    test::skip("no CUDA device (" + cuda->description() + ")");
     return;
   }
   constexpr int64_t kRows = 64, kCols = 4096;

@@ -5,7 +5,7 @@
 // bytes (-1, 0, +1) read in place; the loops over them are left to the vectoriser under
 // each ISA's flags. Dequantized values equal the scalar references bit for bit; dots have exact
 // integer sums and the reference's per-block float steps (which an FMA ISA may fuse).
-// Tests: ./build/tests/lq_tests "[iquants-b]"
+// Tests: ./build/tests/lq_tests "[iquants],[isa]" (tests/iq1_iq2_test.cpp, cpu_isa_kernels_test.cpp)
 #pragma once
 
 #include "arch.hpp"

@@ -6,7 +6,7 @@
 // over the int8 values are left to the vectoriser under each ISA's flags (xsimd 8 has no
 // widening int8 products). Dequantized values equal the scalar references bit for bit; dots have
 // exact integer sums and the reference's per-block float steps (which an FMA ISA may fuse).
-// Tests: ./build/tests/lq_tests "[iquants-b]"
+// Tests: ./build/tests/lq_tests "[iquants],[isa]" (tests/iq1_iq2_test.cpp, cpu_isa_kernels_test.cpp)
 #pragma once
 
 #include "arch.hpp"

@@ -3,7 +3,7 @@
 //                               then floats; bit-identical to the reference decoders.
 //   DotIq3Xxs, DotIq3S (x Q8_K) the same int8 values times the activations, int32 sums per
 //                               sub-block scaled by its multiplier, one float FMA per block.
-// Run: ./build/tests/lq_tests "[iquants-a]".
+// Run: ./build/tests/lq_tests "[iquants],[isa]".
 #pragma once
 
 #include "arch.hpp"

@@ -1,10 +1,10 @@
 // CPU kernels: IQ4_NL and IQ4_XS.
 //   QuantizeIq4Nl, QuantizeIq4Xs  the reference search (ref/iq4_search.hpp) with vectorised block
 //                                 preparation and candidate evaluation; byte-identical to
-//                                 ref::quantize_iq4_nl / ref::quantize_iq4_xs (tests/iquants_a_test.cpp).
+//                                 ref::quantize_iq4_nl / ref::quantize_iq4_xs (tests/cpu_isa_kernels_test.cpp).
 //   DequantIq4Nl, DequantIq4Xs    nibbles -> int8 levels by a byte table lookup -> floats.
 //   DotIq4Nl (x Q8_0), DotIq4Xs (x Q8_K)  int8 products summed in int32, one float FMA per block.
-// Run: ./build/tests/lq_tests "[iquants-a]"; timings: a local loop over the type table's rows.
+// Run: ./build/tests/lq_tests "[iquants],[isa]"; timings: a local loop over the type table's rows.
 #pragma once
 
 #include "arch.hpp"

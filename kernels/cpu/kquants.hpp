@@ -2,7 +2,7 @@
 //
 // Variants, per type, instantiated for every ISA in isa.cpp.in (LQ_CPU_KQUANT_KERNELS):
 //   Quantize<T>  the reference search (lib/types/ref/kquant_search.hpp) run 8 or 16 lanes at a time;
-//                byte-identical to ref::quantize_<t> (tests/kquants_test.cpp checks it).
+//                byte-identical to ref::quantize_<t> (tests/cpu_isa_kernels_test.cpp checks it).
 //   Dequant<T>   decoders written for auto-vectorisation; bit-identical to the reference
 //                (same float operations per value, no contraction).
 //   Dot<T>       dot product against Q8_K. xsimd 8.1 has no widening byte multiply, so the

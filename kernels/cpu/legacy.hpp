@@ -92,7 +92,9 @@ struct LegacyBlocks {
         vmin = xsimd::min(vmin, v);
         vmax = xsimd::max(vmax, v);
       }
-      const float mn = -hmax(-vmin), mx = hmax(vmax);
+      // + 0.f: a minimum of +0 must stay +0 as in the reference (xsimd's AVX-512 negation is
+      // 0 - x, which turns +0 into +0 and its negation into -0, written as m = 0x8000).
+      const float mn = -hmax(-vmin) + 0.f, mx = hmax(vmax);
       const float d = (mx - mn) / kNmax;
       const float id = d ? 1.0f / d : 0.0f;
       const B vid(id), vmn(mn), half(0.5f);

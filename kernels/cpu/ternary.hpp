@@ -1,12 +1,12 @@
 // CPU kernels: ternary types TQ1_0 and TQ2_0.
 //   QuantizeTq1_0, QuantizeTq2_0  the reference search (ref/ternary_search.hpp) with vectorised
 //                                 passes and packing; byte-identical to ref::quantize_tq1_0 /
-//                                 ref::quantize_tq2_0 (tests/iquants_a_test.cpp).
+//                                 ref::quantize_tq2_0 (tests/cpu_isa_kernels_test.cpp).
 //   DequantTq1_0, DequantTq2_0    trits unpacked 32 at a time (base-3 digits by 16-bit products),
 //                                 then floats; bit-identical to the reference decoders.
 //   DotTq1_0, DotTq2_0 (x Q8_K)   sum t * y with t in {0, 1, 2} (unsigned byte products), minus
 //                                 sum y from the activations' block sums.
-// Run: ./build/tests/lq_tests "[iquants-a]".
+// Run: ./build/tests/lq_tests "[iquants],[isa]".
 #pragma once
 
 #include "arch.hpp"

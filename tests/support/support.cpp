@@ -1,3 +1,5 @@
+// Test helpers: the skip record the runner turns into its exit status, the ../shared lookup (a
+// skip, or a failure in CI), SHA-256, random rows, shell commands and temporary directories.
 #include "support/support.hpp"
 
 #include <lq/gguf.hpp>
@@ -5,18 +7,42 @@
 #include <catch2/catch.hpp>
 
 #include <array>
+#include <cmath>
+#include <atomic>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
 #include <random>
 #include <sstream>
+#include <string_view>
 #include <sys/wait.h>
 #include <unistd.h>
 
 namespace fs = std::filesystem;
 
 namespace lq::test {
+
+namespace {
+std::atomic<int> g_skips{0};
+}  // namespace
+
+void skip(const std::string& reason) {
+  g_skips.fetch_add(1, std::memory_order_relaxed);
+  WARN("SKIPPED: " << reason);
+}
+
+int skip_count() { return g_skips.load(std::memory_order_relaxed); }
+
+bool in_ci() {
+  const char* ci = std::getenv("CI");
+  return ci && (std::string_view(ci) == "true" || std::string_view(ci) == "1");
+}
+
+fs::path shared_dir_searched() {
+  if (const char* env = std::getenv("LQ_SHARED_DIR"); env && *env) return env;
+  return LQ_DEFAULT_SHARED_DIR;
+}
 
 std::optional<fs::path> shared_dir() {
   if (const char* env = std::getenv("LQ_SHARED_DIR"); env && *env) {
@@ -28,18 +54,26 @@ std::optional<fs::path> shared_dir() {
   return std::nullopt;
 }
 
-std::optional<fs::path> shared_file(const std::string& rel) {
+std::optional<fs::path> find_shared_file(const std::string& rel) {
   auto d = shared_dir();
-  if (!d) {
-    WARN("SKIP: shared data directory not found (set LQ_SHARED_DIR); needed " << rel);
-    return std::nullopt;
+  if (!d || !fs::exists(*d / rel)) return std::nullopt;
+  return *d / rel;
+}
+
+std::optional<fs::path> shared_file(const std::string& rel) {
+  if (auto p = find_shared_file(rel)) return p;
+  const auto d = shared_dir();
+  const fs::path missing = d ? *d / rel : shared_dir_searched();
+  const std::string what = d ? missing.string() + " is absent"
+                             : "shared data directory not found: looked for " + missing.string() +
+                                   " (set LQ_SHARED_DIR); needed " + rel;
+  if (in_ci()) {
+    // One unwrapped line in the log (Catch wraps its own messages at 80 columns).
+    std::fprintf(stderr, "FAILED: CI=true requires the shared data: %s\n", what.c_str());
+    FAIL("CI=true requires the shared data: " << what);
   }
-  fs::path p = *d / rel;
-  if (!fs::exists(p)) {
-    WARN("SKIP: " << p.string() << " is absent");
-    return std::nullopt;
-  }
-  return p;
+  skip(what);
+  return std::nullopt;
 }
 
 fs::path data_file(const std::string& rel) { return fs::path(LQ_TEST_DATA_DIR) / rel; }
@@ -107,12 +141,95 @@ std::string sha256_hex(std::span<const uint8_t> bytes) {
   return out;
 }
 
-std::vector<float> gaussian(size_t n, uint32_t seed) {
+namespace {
+
+template <class Dist>
+std::vector<float> draw(size_t n, uint32_t seed, Dist dist) {
   std::mt19937 rng(seed);
-  std::normal_distribution<float> nd(0.f, 1.f);
   std::vector<float> v(n);
-  for (auto& x : v) x = nd(rng);
+  for (auto& x : v) x = dist(rng);
   return v;
+}
+
+}  // namespace
+
+std::vector<float> gaussian(size_t n, uint32_t seed) { return draw(n, seed, std::normal_distribution<float>(0.f, 1.f)); }
+
+std::vector<float> positive(size_t n, uint32_t seed) {
+  return draw(n, seed, std::uniform_real_distribution<float>(0.05f, 4.0f));
+}
+
+std::vector<float> uneven_importance(size_t n, uint32_t seed) {
+  return draw(n, seed, std::lognormal_distribution<float>(0.f, 1.5f));
+}
+
+std::vector<NamedRow> hostile_rows(int64_t n) {
+  std::vector<NamedRow> rows;
+  auto make = [&](const char* name, auto fn) {
+    std::vector<float> x(static_cast<size_t>(n));
+    for (int64_t i = 0; i < n; ++i) x[i] = fn(i);
+    rows.push_back({name, std::move(x)});
+  };
+  make("zeros", [](int64_t) { return 0.f; });
+  make("constant", [](int64_t) { return 0.37f; });
+  make("negative constant", [](int64_t) { return -2.5f; });
+  make("denormals", [](int64_t i) { return (i % 2 ? 1.f : -1.f) * 1e-40f * static_cast<float>(i % 7); });
+  make("single spike", [](int64_t i) { return i == 300 ? -7.f : 0.f; });
+  make("alternating", [](int64_t i) { return i % 2 ? 1.f : -1.f; });
+  make("zero block beside a busy one", [](int64_t i) { return i < 256 ? 0.f : 1.f + 0.01f * static_cast<float>(i % 7); });
+  return rows;
+}
+
+std::vector<std::vector<float>> varied_rows(int64_t n, uint32_t seed) {
+  std::mt19937 rng(seed);
+  std::normal_distribution<float> g(0.f, 1.f);
+  std::student_t_distribution<float> heavy(2.f);
+  std::uniform_real_distribution<float> u(-1.f, 1.f);
+  std::vector<std::vector<float>> rows;
+  auto make = [&](auto fn) {
+    std::vector<float> r(static_cast<size_t>(n));
+    for (int64_t i = 0; i < n; ++i) r[i] = fn(i);
+    rows.push_back(std::move(r));
+  };
+  make([&](int64_t) { return g(rng); });
+  make([&](int64_t) { return 0.02f * heavy(rng); });
+  make([&](int64_t) { return 3.f + u(rng); });
+  make([&](int64_t) { return -5.f + 0.1f * g(rng); });
+  make([&](int64_t i) { return i % 97 == 0 ? 40.f * g(rng) : g(rng); });
+  make([&](int64_t) { return u(rng) < -0.8f ? g(rng) : 0.f; });
+  make([&](int64_t) { return 1e-6f * g(rng); });
+  make([&](int64_t) { return 1e3f * u(rng); });
+  make([&](int64_t i) { return static_cast<float>(i % 7) - 3.f; });
+  return rows;
+}
+
+std::vector<uint8_t> quantize_rows(QuantizeFn fn, const TypeInfo& ti, const std::vector<float>& x, int64_t n,
+                                   const float* imatrix) {
+  const int64_t rows = static_cast<int64_t>(x.size()) / n;
+  std::vector<uint8_t> q(ti.row_bytes(n) * static_cast<size_t>(rows));
+  fn(x.data(), q.data(), rows, n, imatrix);
+  return q;
+}
+
+std::vector<float> dequantize_rows(DequantizeFn fn, const TypeInfo& ti, const std::vector<uint8_t>& q, int64_t n) {
+  const size_t rb = ti.row_bytes(n);
+  std::vector<float> y(q.size() / rb * static_cast<size_t>(n));
+  for (size_t r = 0; r < q.size() / rb; ++r) fn(q.data() + r * rb, y.data() + r * static_cast<size_t>(n), n);
+  return y;
+}
+
+double rel_rmse(const std::vector<float>& x, const std::vector<float>& y) {
+  double e = 0, s = 0;
+  for (size_t i = 0; i < x.size(); ++i) {
+    const double d = static_cast<double>(x[i]) - y[i];
+    e += d * d;
+    s += static_cast<double>(x[i]) * x[i];
+  }
+  return s > 0 ? std::sqrt(e / s) : std::sqrt(e);
+}
+
+bool same_bits(const std::vector<float>& a, const std::vector<float>& b) {
+  return a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0;
 }
 
 RunResult run(const std::string& command) {

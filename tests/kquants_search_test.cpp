@@ -1,15 +1,16 @@
-// K-quants (Q2_K..Q6_K): round trips within the row tolerance, CPU kernels (every compiled ISA
-// this machine runs) equal to the reference, dot products, adversarial rows, and the quality
-// bar on the tiny model: no tensor worse than llama.cpp's golden files.
+// The K-quant searches (Q2_K..Q6_K): what their rows promise, tolerances tight enough to notice a
+// regression, importance-weighted searches that beat the plain ones on the weighted error,
+// columns without importance, adversarial rows, the search's fp16 rounding, and the quality bar
+// on the tiny model: no tensor worse than llama.cpp's golden files. The checks every row of the
+// type table gets (round trips, kernels equal to the references on every back-end and ISA, dot
+// products, batching) are in types_table_test.cpp and cpu_isa_kernels_test.cpp.
 #include <lq/backend.hpp>
 #include <lq/gguf.hpp>
 #include <lq/decode.hpp>
 #include <lq/quant_type.hpp>
 #include <lq/threads.hpp>
 
-#include "kernels/cpu/rows.hpp"
 #include "core/half.hpp"
-#include "kquants.hpp"
 #include "types/ref/kquant_search.hpp"
 #include "support/support.hpp"
 
@@ -23,42 +24,11 @@
 #include <random>
 #include <vector>
 
-LQ_CPU_KQUANT_KERNELS(LQ_CPU_EXTERN)
-
 using namespace lq;
 
 namespace {
 
 constexpr QuantType kKTypes[] = {QuantType::Q2_K, QuantType::Q3_K, QuantType::Q4_K, QuantType::Q5_K, QuantType::Q6_K};
-
-// The kernels of every ISA, not only the one the dispatcher picks on this machine.
-struct IsaKernels {
-  const char* isa;
-  bool usable;
-  KernelSet k[5];  // in kKTypes order
-};
-
-template <class A>
-IsaKernels isa_kernels(const char* name) {
-  using namespace lq::cpu;
-  return {name,
-          xsimd::available_architectures().best >= A::version(),
-          {{QuantizeQ2K<A>::run, DequantQ2K<A>::run, DotQ2K<A>::run},
-           {QuantizeQ3K<A>::run, DequantQ3K<A>::run, DotQ3K<A>::run},
-           {QuantizeQ4K<A>::run, DequantQ4K<A>::run, DotQ4K<A>::run},
-           {QuantizeQ5K<A>::run, DequantQ5K<A>::run, DotQ5K<A>::run},
-           {QuantizeQ6K<A>::run, DequantQ6K<A>::run, DotQ6K<A>::run}}};
-}
-
-std::vector<IsaKernels> all_isas() {
-  return {isa_kernels<cpu::Sse2>("sse2"), isa_kernels<cpu::Avx2>("avx2"), isa_kernels<cpu::Avx512>("avx512")};
-}
-
-int type_index(QuantType t) {
-  for (int i = 0; i < 5; ++i)
-    if (kKTypes[i] == t) return i;
-  return -1;
-}
 
 std::vector<uint8_t> quantize(QuantizeFn fn, const TypeInfo& ti, const std::vector<float>& x, int64_t rows, int64_t n,
                               const float* w) {
@@ -84,37 +54,7 @@ double rel_rmse(const std::vector<float>& x, const std::vector<float>& y, int64_
   return s > 0 ? std::sqrt(e / s) : std::sqrt(e);
 }
 
-std::vector<float> importance(int64_t n, uint32_t seed) {
-  std::mt19937 rng(seed);
-  std::lognormal_distribution<float> ln(0.f, 1.5f);  // heavy-tailed, like real imatrix columns
-  std::vector<float> w(static_cast<size_t>(n));
-  for (auto& v : w) v = ln(rng);
-  return w;
-}
-
-// Rows that stress the searches: heavy tails, outliers, offsets, sparse and tiny values.
-std::vector<std::vector<float>> varied_rows(int64_t n, uint32_t seed) {
-  std::mt19937 rng(seed);
-  std::normal_distribution<float> g(0.f, 1.f);
-  std::student_t_distribution<float> heavy(2.f);
-  std::uniform_real_distribution<float> u(-1.f, 1.f);
-  std::vector<std::vector<float>> rows;
-  auto make = [&](auto fn) {
-    std::vector<float> r(static_cast<size_t>(n));
-    for (int64_t i = 0; i < n; ++i) r[i] = fn(i);
-    rows.push_back(std::move(r));
-  };
-  make([&](int64_t) { return g(rng); });
-  make([&](int64_t) { return 0.02f * heavy(rng); });
-  make([&](int64_t) { return 3.f + u(rng); });             // all positive
-  make([&](int64_t) { return -5.f + 0.1f * g(rng); });     // all negative
-  make([&](int64_t i) { return i % 97 == 0 ? 40.f * g(rng) : g(rng); });
-  make([&](int64_t) { return u(rng) < -0.8f ? g(rng) : 0.f; });  // sparse
-  make([&](int64_t) { return 1e-6f * g(rng); });
-  make([&](int64_t) { return 1e3f * u(rng); });
-  make([&](int64_t i) { return static_cast<float>(i % 7) - 3.f; });  // few distinct values
-  return rows;
-}
+std::vector<float> importance(int64_t n, uint32_t seed) { return test::uneven_importance(static_cast<size_t>(n), seed); }
 
 }  // namespace
 
@@ -128,13 +68,15 @@ TEST_CASE("k-quants: rows of the type table", "[kquants]") {
     CHECK(ti.dequantize_ref != nullptr);
     CHECK(ti.dot_ref != nullptr);
     CHECK(ti.tolerance > 0);
-    CHECK(cpu::row(ti.type).k.quantize != nullptr);
-    CHECK(cpu::row(ti.type).k.dequantize != nullptr);
-    CHECK(cpu::row(ti.type).k.dot != nullptr);
+    // The CPU back-end has its own kernels for each op (no fallback to the reference).
+    const KernelSet cpu = Registry::instance().cpu().kernels(t);
+    CHECK(cpu.quantize != nullptr);
+    CHECK(cpu.dequantize != nullptr);
+    CHECK(cpu.dot != nullptr);
   }
 }
 
-TEST_CASE("k-quants: round trip within the row tolerance", "[kquants]") {
+TEST_CASE("k-quants: round trip within a tight row tolerance, weighted search beats the plain one", "[kquants]") {
   const QuantType t = GENERATE(from_range(std::begin(kKTypes), std::end(kKTypes)));
   const TypeInfo& ti = type_info(t);
   INFO(ti.name);
@@ -164,7 +106,7 @@ TEST_CASE("k-quants: columns without importance keep their accuracy", "[kquants]
   auto w = importance(n, 62);
   for (int64_t c = 16; c < 80; ++c) w[c] = 0;    // whole sub-blocks of the first super-block
   for (int64_t c = 512; c < 768; ++c) w[c] = 0;  // the whole third super-block
-  for (QuantizeFn fn : {ti.quantize_ref, cpu::row(ti.type).k.quantize}) {
+  for (QuantizeFn fn : {ti.quantize_ref, Registry::instance().kernels(Registry::instance().cpu(), t).quantize}) {
     const auto y = dequantize(ti.dequantize_ref, ti, quantize(fn, ti, x, rows, n, w.data()), rows, n);
     std::vector<float> xd, yd;
     for (int64_t r = 0; r < rows; ++r)
@@ -174,95 +116,6 @@ TEST_CASE("k-quants: columns without importance keep their accuracy", "[kquants]
           yd.push_back(y[r * n + c]);
         }
     CHECK(rel_rmse(xd, yd, 1) <= ti.tolerance * 1.25);
-  }
-}
-
-TEST_CASE("k-quants: row lengths and row counts", "[kquants]") {
-  const QuantType t = GENERATE(from_range(std::begin(kKTypes), std::end(kKTypes)));
-  const TypeInfo& ti = type_info(t);
-  INFO(ti.name);
-  for (const int64_t n : {256, 768, 2816}) {
-    for (const int64_t rows : {1, 3}) {
-      const auto x = test::gaussian(static_cast<size_t>(n * rows), 21);
-      // A multi-row call must equal row-by-row calls (rows are independent).
-      const auto all = quantize(ti.quantize_ref, ti, x, rows, n, nullptr);
-      for (int64_t r = 0; r < rows; ++r) {
-        std::vector<float> row(x.begin() + r * n, x.begin() + (r + 1) * n);
-        const auto one = quantize(ti.quantize_ref, ti, row, 1, n, nullptr);
-        CHECK(std::memcmp(one.data(), all.data() + r * ti.row_bytes(n), one.size()) == 0);
-      }
-      CHECK(rel_rmse(x, dequantize(ti.dequantize_ref, ti, all, rows, n), n) <= ti.tolerance * 1.1);
-    }
-  }
-}
-
-TEST_CASE("k-quants: CPU kernels equal the reference on every ISA", "[kquants]") {
-  const QuantType t = GENERATE(from_range(std::begin(kKTypes), std::end(kKTypes)));
-  const TypeInfo& ti = type_info(t);
-  const int ti_idx = type_index(t);
-  const int64_t n = 768;
-  const auto rows = varied_rows(n, 31);
-  const auto w = importance(n, 32);
-  std::vector<float> act = test::gaussian(static_cast<size_t>(n), 33);
-  const TypeInfo& q8k = type_info(QuantType::Q8_K);
-  std::vector<uint8_t> a(q8k.row_bytes(n));
-  q8k.quantize_ref(act.data(), a.data(), 1, n, nullptr);
-
-  for (const IsaKernels& isa : all_isas()) {
-    if (!isa.usable) continue;
-    const KernelSet& k = isa.k[ti_idx];
-    for (size_t r = 0; r < rows.size(); ++r) {
-      for (const float* wp : {static_cast<const float*>(nullptr), w.data()}) {
-        INFO(ti.name << " isa " << isa.isa << " row kind " << r << (wp ? " weighted" : ""));
-        const auto qr = quantize(ti.quantize_ref, ti, rows[r], 1, n, wp);
-        const auto qk = quantize(k.quantize, ti, rows[r], 1, n, wp);
-        REQUIRE(qr.size() == qk.size());
-        CHECK(std::memcmp(qr.data(), qk.data(), qr.size()) == 0);
-
-        const auto yr = dequantize(ti.dequantize_ref, ti, qr, 1, n);
-        const auto yk = dequantize(k.dequantize, ti, qr, 1, n);
-        CHECK(std::memcmp(yr.data(), yk.data(), yr.size() * sizeof(float)) == 0);
-
-        const float dr = ti.dot_ref(n, qr.data(), a.data());
-        const float dk = k.dot(n, qr.data(), a.data());
-        double mag = 0;  // sum |x y|: the scale of the rounding differences
-        std::vector<float> ad(static_cast<size_t>(n));
-        q8k.dequantize_ref(a.data(), ad.data(), n);
-        for (int64_t i = 0; i < n; ++i) mag += std::fabs(static_cast<double>(yr[i]) * ad[i]);
-        CHECK(std::fabs(dr - dk) <= 1e-5 * mag + 1e-30);
-      }
-    }
-  }
-}
-
-TEST_CASE("k-quants: quantized dot equals the float dot of the decoded rows", "[kquants]") {
-  const QuantType t = GENERATE(from_range(std::begin(kKTypes), std::end(kKTypes)));
-  const TypeInfo& ti = type_info(t);
-  INFO(ti.name);
-  const int64_t n = 2048;
-  const auto x = test::gaussian(static_cast<size_t>(n), 41);
-  const auto act = test::gaussian(static_cast<size_t>(n), 42);
-  const TypeInfo& q8k = type_info(QuantType::Q8_K);
-  std::vector<uint8_t> a(q8k.row_bytes(n));
-  q8k.quantize_ref(act.data(), a.data(), 1, n, nullptr);
-  std::vector<float> ad(static_cast<size_t>(n));
-  q8k.dequantize_ref(a.data(), ad.data(), n);
-  const auto q = quantize(ti.quantize_ref, ti, x, 1, n, nullptr);
-  const auto xd = dequantize(ti.dequantize_ref, ti, q, 1, n);
-
-  double exact = 0, decoded = 0, mag = 0, norm_x = 0, norm_a = 0;
-  for (int64_t i = 0; i < n; ++i) {
-    exact += static_cast<double>(x[i]) * act[i];
-    decoded += static_cast<double>(xd[i]) * ad[i];
-    mag += std::fabs(static_cast<double>(xd[i]) * ad[i]);
-    norm_x += static_cast<double>(x[i]) * x[i];
-    norm_a += static_cast<double>(act[i]) * act[i];
-  }
-  for (DotFn dot : {ti.dot_ref, cpu::row(ti.type).k.dot}) {
-    const double got = dot(n, q.data(), a.data());
-    CHECK(std::fabs(got - decoded) <= 1e-5 * mag);
-    // Against the unquantized dot: the error is bounded by the two rows' quantization errors.
-    CHECK(std::fabs(got - exact) <= 4 * (ti.tolerance + 0.01) * std::sqrt(norm_x * norm_a / n) * std::sqrt(n));
   }
 }
 
@@ -302,10 +155,11 @@ TEST_CASE("k-quants: adversarial rows decode finitely with sensible error", "[kq
     for (auto& v : x) v *= 3e4f;
     cases.push_back({"large values", x, ti.tolerance * 1.1});
   }
+  const QuantizeFn cpu_quantize = Registry::instance().kernels(Registry::instance().cpu(), t).quantize;
   for (const auto& c : cases) {
     for (const float* wp : {static_cast<const float*>(nullptr), w.data()}) {
       INFO(ti.name << " " << c.name << (wp ? " weighted" : ""));
-      for (QuantizeFn fn : {ti.quantize_ref, cpu::row(ti.type).k.quantize}) {
+      for (QuantizeFn fn : {ti.quantize_ref, cpu_quantize}) {
         const auto y = dequantize(ti.dequantize_ref, ti, quantize(fn, ti, c.x, 1, n, wp), 1, n);
         bool finite = true;
         for (float v : y) finite = finite && std::isfinite(v);
@@ -320,7 +174,7 @@ TEST_CASE("k-quants: adversarial rows decode finitely with sensible error", "[kq
     std::vector<float> x = g;
     x[10] = std::numeric_limits<float>::quiet_NaN();
     x[20] = std::numeric_limits<float>::infinity();
-    const auto y = dequantize(ti.dequantize_ref, ti, quantize(cpu::row(ti.type).k.quantize, ti, x, 1, n, nullptr), 1, n);
+    const auto y = dequantize(ti.dequantize_ref, ti, quantize(cpu_quantize, ti, x, 1, n, nullptr), 1, n);
     std::vector<float> tail_x(x.begin() + 256, x.end()), tail_y(y.begin() + 256, y.end());
     CHECK(rel_rmse(tail_x, tail_y, 256) <= ti.tolerance * 1.2);
   }
@@ -387,7 +241,7 @@ std::vector<float> imatrix_columns(const gguf::Reader& im, const std::string& na
 
 TEST_CASE("k-quants: tiny model error no worse than llama.cpp, tensor by tensor", "[kquants][golden]") {
   const Golden* g = golden();
-  if (!g) return;
+  if (!g) return;  // skipped by shared_file()
   const QuantType t = GENERATE(from_range(std::begin(kKTypes), std::end(kKTypes)));
   const TypeInfo& ti = type_info(t);
   const QuantizeFn quantize_fn = Registry::instance().quantize(t);

@@ -10,6 +10,7 @@
 #include "matmul.hpp"
 #include "qgemm.hpp"
 #include "types/ref/blocks.hpp"
+#include "support/cpu_isa.hpp"
 #include "support/support.hpp"
 
 #include <catch2/catch.hpp>
@@ -35,16 +36,14 @@ using ActFn = void (*)(const float*, int64_t, const QActLayout&, uint8_t*);
 
 struct IsaSet {
   std::string name;
-  bool usable;
   ActFn act_q8_0, act_q8_k, act_bf16;
   QGemmFn q4_0, q5_0, q8_0, q2_k, q3_k, q4_k, q5_k, q6_k, bf16;
 };
 
 template <class A>
-IsaSet isa_set(const char* name, bool usable) {
+IsaSet isa_set(const char* name) {
   using namespace lq::cpu;
   return {name,
-          usable,
           QuantizeActQ8_0<A>::run,
           QuantizeActQ8K<A>::run,
           QuantizeActBf16<A>::run,
@@ -60,13 +59,8 @@ IsaSet isa_set(const char* name, bool usable) {
 }
 
 std::vector<IsaSet> usable_isas() {
-  const auto best = xsimd::available_architectures().best;
-  std::vector<IsaSet> all = {isa_set<cpu::Sse2>("sse2", true), isa_set<cpu::Avx2>("avx2", best >= cpu::Avx2::version()),
-                             isa_set<cpu::Avx512>("avx512bw", best >= cpu::Avx512::version()),
-                             isa_set<cpu::Avx512Vnni>("avx512vnni", cpu::has_avx512_vnni())};
   std::vector<IsaSet> out;
-  for (auto& s : all)
-    if (s.usable) out.push_back(s);
+  test::for_each_cpu_isa([&]<class A>(const char* name) { out.push_back(isa_set<A>(name)); });
   return out;
 }
 
@@ -274,7 +268,7 @@ TEST_CASE("perf: bf16 GEMM equals the product of the bf16 values", "[perf]") {
 
 TEST_CASE("perf: the AMX bf16 GEMM equals the product of the bf16 values", "[perf][amx]") {
   if (!cpu::has_amx_bf16()) {
-    WARN("SKIP: this CPU (or OS) gives no AMX-BF16");
+    test::skip("this CPU (or OS) gives no AMX-BF16");
     return;
   }
   // Tiles of 32 and 16 tokens, a zero-padded block of the last tokens, one or two groups of
@@ -289,7 +283,7 @@ TEST_CASE("perf: the AMX bf16 GEMM equals the product of the bf16 values", "[per
 
 TEST_CASE("perf: the AMX exact bf16 GEMM equals the product of the float activations", "[perf][amx]") {
   if (!cpu::has_amx_bf16()) {
-    WARN("SKIP: this CPU (or OS) gives no AMX-BF16");
+    test::skip("this CPU (or OS) gives no AMX-BF16");
     return;
   }
   REQUIRE(cpu::panel_kernel(QuantType::BF16, true, 64).fn == cpu::gemm_bf16x3_amx);
@@ -337,13 +331,9 @@ TEST_CASE("kernels: binary16 rounding equals the F16 format's on every ISA", "[e
   const auto g = test::gaussian(4000, 17);
   for (size_t i = 0; i < g.size(); ++i) x.push_back(g[i] * std::ldexp(1.f, static_cast<int>(i % 44) - 30));
   x.push_back(1.f + 1.f / 2048);  // a tie: to even (1.0)
-  const auto best = xsimd::available_architectures().best;
-  const std::vector<std::pair<const char*, void (*)(int64_t, const float*, float*)>> isas = {
-      {"sse2", cpu::RoundHalf<cpu::Sse2>::run},
-      {"avx2", best >= cpu::Avx2::version() ? cpu::RoundHalf<cpu::Avx2>::run : nullptr},
-      {"avx512", best >= cpu::Avx512::version() ? cpu::RoundHalf<cpu::Avx512>::run : nullptr}};
+  std::vector<std::pair<const char*, void (*)(int64_t, const float*, float*)>> isas;
+  test::for_each_cpu_isa([&]<class A>(const char* name) { isas.emplace_back(name, cpu::RoundHalf<A>::run); });
   for (const auto& [name, fn] : isas) {
-    if (!fn) continue;
     INFO(name);
     std::vector<float> y(x.size());
     fn(static_cast<int64_t>(x.size()), x.data(), y.data());

@@ -1,16 +1,18 @@
-// IQ2_XXS / IQ2_XS / IQ2_S / IQ1_S / IQ1_M: round trips against the row tolerance, the CPU
-// kernels of every ISA this machine runs against the scalar references, dot products, hostile
-// inputs, thread safety, and quality against llama.cpp's golden quantizations of the tiny model.
+// The 2-bit and 1-bit codebook types (IQ2_XXS, IQ2_XS, IQ2_S, IQ1_S, IQ1_M): what their rows
+// promise, which of them need importance data, every ISA's and the dispatched kernels on random
+// blocks (every bit pattern but the scale is a valid encoding), hostile rows under uneven
+// importance, and quality against llama.cpp's golden quantizations of the tiny model. The checks
+// every row of the type table gets (round trips, kernels equal to the references on quantized
+// rows, dot products, threads) are in types_table_test.cpp and cpu_isa_kernels_test.cpp.
+#include <lq/backend.hpp>
 #include <lq/error.hpp>
 #include <lq/gguf.hpp>
 #include <lq/decode.hpp>
 #include <lq/quant_type.hpp>
 
-#include "kernels/cpu/rows.hpp"
 #include "core/half.hpp"
-#include "kernels/cpu/iq1.hpp"
-#include "kernels/cpu/iq2.hpp"
 #include "types/ref/blocks.hpp"
+#include "support/cpu_isa.hpp"
 #include "support/support.hpp"
 
 #include <catch2/catch.hpp>
@@ -21,10 +23,6 @@
 #include <fstream>
 #include <limits>
 #include <random>
-#include <thread>
-
-LQ_CPU_IQ1_KERNELS(LQ_CPU_EXTERN)
-LQ_CPU_IQ2_KERNELS(LQ_CPU_EXTERN)
 
 using namespace lq;
 
@@ -64,35 +62,6 @@ double rel_rmse(const std::vector<float>& x, const std::vector<float>& y) {
   return std::sqrt(se / s2);
 }
 
-// One ISA's kernels for a type (nullptr when this machine cannot run that ISA).
-struct IsaKernels {
-  const char* isa;
-  DequantizeFn dequantize;
-  DotFn dot;
-};
-
-template <class Arch>
-IsaKernels kernels_for(QuantType t, const char* name) {
-  if (!(xsimd::available_architectures().best >= Arch::version())) return {name, nullptr, nullptr};
-  using namespace lq::cpu;
-  switch (t) {
-    case QuantType::IQ2_XXS: return {name, DequantIq2Xxs<Arch>::run, DotIq2XxsQ8K<Arch>::run};
-    case QuantType::IQ2_XS: return {name, DequantIq2Xs<Arch>::run, DotIq2XsQ8K<Arch>::run};
-    case QuantType::IQ2_S: return {name, DequantIq2S<Arch>::run, DotIq2SQ8K<Arch>::run};
-    case QuantType::IQ1_S: return {name, DequantIq1S<Arch>::run, DotIq1SQ8K<Arch>::run};
-    case QuantType::IQ1_M: return {name, DequantIq1M<Arch>::run, DotIq1MQ8K<Arch>::run};
-    default: return {name, nullptr, nullptr};
-  }
-}
-
-std::vector<IsaKernels> all_isa_kernels(QuantType t) {
-  std::vector<IsaKernels> v = {kernels_for<cpu::Sse2>(t, "sse2"), kernels_for<cpu::Avx2>(t, "avx2"),
-                               kernels_for<cpu::Avx512>(t, "avx512")};
-  const auto& row = type_info(t);
-  v.push_back({"dispatch", cpu::row(t).k.dequantize, cpu::row(t).k.dot});
-  return v;
-}
-
 // Blocks of random bytes with a sane fp16 super-block scale: every bit pattern of the other
 // fields is a valid encoding.
 std::vector<uint8_t> random_blocks(QuantType t, int nblocks, uint32_t seed) {
@@ -115,44 +84,12 @@ std::vector<uint8_t> random_blocks(QuantType t, int nblocks, uint32_t seed) {
 
 }  // namespace
 
-TEST_CASE("iquants-b: round trip error within the row tolerance", "[iquants-b]") {
-  for (const QuantType t : kTypes) {
-    const auto& ti = type_info(t);
-    SECTION(ti.name) {
-      REQUIRE(ti.tolerance > 0);
-      REQUIRE(ti.dot_type == QuantType::Q8_K);
-      for (const int64_t n_per_row : {256, 768, 2048}) {
-        INFO(ti.name << " n_per_row " << n_per_row);
-        const int64_t nrows = 8;
-        const auto x = test::gaussian(static_cast<size_t>(n_per_row * nrows), 11);
-        const auto w = importance(n_per_row, 12);
-        const auto y = dequantize(ti, quantize(ti, x, nrows, n_per_row, w.data()), n_per_row * nrows);
-        CHECK(rel_rmse(x, y) <= ti.tolerance);
-        if (!ti.needs_imatrix) {
-          const auto y0 = dequantize(ti, quantize(ti, x, nrows, n_per_row, nullptr), n_per_row * nrows);
-          CHECK(rel_rmse(x, y0) <= ti.tolerance);
-        }
-      }
-    }
-  }
-}
-
-TEST_CASE("iquants-b: importance data is required exactly where the row says so", "[iquants-b]") {
+TEST_CASE("iq1/iq2: rows of the type table, importance data needed as in llama.cpp", "[iquants]") {
   for (const QuantType t : kTypes) {
     const auto& ti = type_info(t);
     INFO(ti.name);
-    const auto x = test::gaussian(512, 3);
-    std::vector<uint8_t> q(ti.row_bytes(512));
-    if (ti.needs_imatrix) {
-      try {
-        ti.quantize_ref(x.data(), q.data(), 1, 512, nullptr);
-        FAIL("quantizing without an imatrix was accepted");
-      } catch (const Error& e) {
-        CHECK(e.code() == Errc::imatrix_error);
-      }
-    } else {
-      CHECK_NOTHROW(ti.quantize_ref(x.data(), q.data(), 1, 512, nullptr));
-    }
+    CHECK(ti.tolerance > 0);
+    CHECK(ti.dot_type == QuantType::Q8_K);
   }
   CHECK(type_info(QuantType::IQ2_XXS).needs_imatrix);
   CHECK(type_info(QuantType::IQ2_XS).needs_imatrix);
@@ -161,7 +98,7 @@ TEST_CASE("iquants-b: importance data is required exactly where the row says so"
   CHECK_FALSE(type_info(QuantType::IQ1_M).needs_imatrix);
 }
 
-TEST_CASE("iquants-b: CPU kernels equal the scalar references", "[iquants-b]") {
+TEST_CASE("iq1/iq2: CPU kernels of every ISA equal the scalar references on random blocks", "[iquants]") {
   const auto& q8k = type_info(QuantType::Q8_K);
   for (const QuantType t : kTypes) {
     const auto& ti = type_info(t);
@@ -175,9 +112,14 @@ TEST_CASE("iquants-b: CPU kernels equal the scalar references", "[iquants-b]") {
       q8k.quantize_ref(a.data(), a8.data(), 1, n, nullptr);
       std::vector<float> a8d(static_cast<size_t>(n));
       q8k.dequantize_ref(a8.data(), a8d.data(), n);
-      for (const auto& k : all_isa_kernels(t)) {
-        if (!k.dequantize) continue;
-        INFO(ti.name << " " << k.isa);
+      std::vector<test::IsaKernels> kernels;
+      for (const auto& e : test::cpu_isa_kernels())
+        if (e.type == t) kernels.push_back(e);
+      kernels.push_back({"dispatch", t, Registry::instance().kernels(Registry::instance().cpu(), t)});
+      for (const auto& e : kernels) {
+        const KernelSet& k = e.kernels;
+        INFO(ti.name << " " << e.isa);
+        REQUIRE(k.dequantize);
         REQUIRE(k.dot);
         for (const auto& q : inputs) {
           const auto want = dequantize(ti, q, n);
@@ -199,72 +141,24 @@ TEST_CASE("iquants-b: CPU kernels equal the scalar references", "[iquants-b]") {
   }
 }
 
-TEST_CASE("iquants-b: quantized dot matches the float dot", "[iquants-b]") {
-  const auto& q8k = type_info(QuantType::Q8_K);
-  for (const QuantType t : kTypes) {
-    const auto& ti = type_info(t);
-    INFO(ti.name);
-    const int64_t n = 4096;
-    const auto x = test::gaussian(static_cast<size_t>(n), 31);
-    const auto a = test::gaussian(static_cast<size_t>(n), 32);
-    const auto w = importance(n, 33);
-    const auto qx = quantize(ti, x, 1, n, w.data());
-    std::vector<uint8_t> qa(q8k.row_bytes(n));
-    q8k.quantize_ref(a.data(), qa.data(), 1, n, nullptr);
-    const auto dx = dequantize(ti, qx, n);
-    std::vector<float> da(static_cast<size_t>(n));
-    q8k.dequantize_ref(qa.data(), da.data(), n);
-    double exact = 0, mag = 0, orig = 0, nx = 0, na = 0;
-    for (int64_t i = 0; i < n; ++i) {
-      exact += static_cast<double>(dx[i]) * da[i];
-      mag += std::fabs(static_cast<double>(dx[i]) * da[i]);
-      orig += static_cast<double>(x[i]) * a[i];
-      nx += static_cast<double>(x[i]) * x[i];
-      na += static_cast<double>(a[i]) * a[i];
-    }
-    const double got = ti.dot_ref(n, qx.data(), qa.data());
-    // Same values, different summation order: float rounding only.
-    CHECK(std::fabs(got - exact) <= 1e-5 * mag);
-    // Against the unquantized vectors: Cauchy-Schwarz with both round-trip errors.
-    CHECK(std::fabs(got - orig) <= (ti.tolerance + 0.01) * std::sqrt(nx * na));
-  }
-}
-
-TEST_CASE("iquants-b: hostile rows decode to finite values", "[iquants-b]") {
+TEST_CASE("iq1/iq2: hostile rows decode to finite values", "[iquants]") {
   const int64_t n = 512;
-  struct Row {
-    const char* name;
-    std::vector<float> x;
-  };
-  std::vector<Row> rows;
-  rows.push_back({"zeros", std::vector<float>(n, 0.f)});
+  auto rows = test::hostile_rows(n);
   {
     auto x = test::gaussian(n, 41);
     for (auto& v : x) v *= 1e-3f;
     x[77] = 1e4f;
     rows.push_back({"outlier", x});
   }
-  rows.push_back({"constant", std::vector<float>(n, 0.37f)});
-  rows.push_back({"negative constant", std::vector<float>(n, -2.5f)});
   {
     auto x = test::gaussian(n, 42);
     for (auto& v : x) v *= 1e-39f;  // subnormal floats
-    rows.push_back({"denormals", x});
+    rows.push_back({"subnormal noise", x});
   }
   {
     auto x = test::gaussian(n, 43);
     for (auto& v : x) v *= 1e30f;  // beyond the fp16 scale range
     rows.push_back({"huge", x});
-  }
-  {
-    std::vector<float> x(n);
-    for (int64_t i = 0; i < n; ++i) x[i] = i % 2 ? 1.f : -1.f;
-    rows.push_back({"alternating", x});
-  }
-  {
-    std::vector<float> x(n, 0.f);
-    for (int64_t i = 256; i < n; ++i) x[i] = 1.f + 0.01f * static_cast<float>(i % 7);
-    rows.push_back({"zero block beside a busy one", x});
   }
   const std::vector<float> ones(n, 1.f), zeros(n, 0.f);
   std::vector<float> spiky_w(n, 1e-6f);
@@ -279,41 +173,18 @@ TEST_CASE("iquants-b: hostile rows decode to finite values", "[iquants-b]") {
         bool finite = true;
         for (float v : y) finite = finite && std::isfinite(v);
         CHECK(finite);
-        if (std::string(r.name) == "zeros") {
+        if (r.name == "zeros") {
           bool all_zero = true;
           for (float v : y) all_zero = all_zero && v == 0.f;
           CHECK(all_zero);
         }
-        if (std::string(r.name).find("constant") != std::string::npos) CHECK(rel_rmse(r.x, y) <= ti.tolerance);
+        if (r.name.find("constant") != std::string::npos) CHECK(rel_rmse(r.x, y) <= ti.tolerance);
       }
     }
   }
 }
 
-TEST_CASE("iquants-b: quantization is deterministic and thread-safe", "[iquants-b]") {
-  const int64_t n_per_row = 1024, nrows = 16;
-  const auto x = test::gaussian(static_cast<size_t>(n_per_row * nrows), 51);
-  const auto w = importance(n_per_row, 52);
-  for (const QuantType t : kTypes) {
-    const auto& ti = type_info(t);
-    INFO(ti.name);
-    // Four threads quantize disjoint row ranges at once (the first use also races on building
-    // the codebook indexes); the bytes must equal one sequential run.
-    std::vector<uint8_t> par(ti.row_bytes(n_per_row) * nrows);
-    std::vector<std::thread> threads;
-    for (int k = 0; k < 4; ++k) {
-      threads.emplace_back([&, k] {
-        const int64_t r0 = k * nrows / 4;
-        ti.quantize_ref(x.data() + r0 * n_per_row, par.data() + ti.row_bytes(n_per_row) * r0, nrows / 4, n_per_row,
-                        w.data());
-      });
-    }
-    for (auto& th : threads) th.join();
-    CHECK(par == quantize(ti, x, nrows, n_per_row, w.data()));
-  }
-}
-
-TEST_CASE("iquants-b: quality on the tiny model is no worse than llama.cpp's", "[iquants-b][golden]") {
+TEST_CASE("iq1/iq2: quality on the tiny model is no worse than llama.cpp's", "[iquants][golden]") {
   const auto manifest_path = test::shared_file("golden/manifest.json");
   const auto model_path = test::shared_file("golden/tiny-llama-BF16.gguf");
   const auto imatrix_path = test::shared_file("golden/imatrix.gguf");
