@@ -28,7 +28,6 @@
 
 #include <cstdint>
 #include <cstring>
-#include <type_traits>
 
 #if defined(__clang__)
 #pragma clang fp contract(off)
@@ -564,19 +563,14 @@ struct Blocks {
   using Sc = Scalar<Tag>;
   static constexpr int W8 = W < 8 ? W : 8;  // Q4_K/Q5_K have 8 lanes
 
-  // The affine search of one super-block with S's lane layout, its levels written to q.
-  template <class S, bool kW>
-  static auto search_affine(const float* x, const float* w, float nmax, float qs, const Plan& plan, int32_t* q) {
-    typename S::Tile t;
-    S::template load<kW>(x, w, t);
-    const auto r = S::template affine<kW>(t, nmax, qs, plan);
-    S::affine_levels(x, r, nmax, q);
-    return r;
-  }
   template <bool kW>
   static void q2k(const float* x, const float* w, block_q2_K& y) {
+    using S = Search<Tag, W, 16, 16>;
+    typename S::Tile t;
+    S::template load<kW>(x, w, t);
+    const auto r = S::template affine<kW>(t, 3.f, 15.f, kPlanQ2[kW]);
     alignas(64) int32_t q[QK_K];
-    const auto r = search_affine<Search<Tag, W, 16, 16>, kW>(x, w, 3.f, 15.f, kPlanQ2[kW], q);
+    S::affine_levels(x, r, 3.f, q);
     for (int j = 0; j < 16; ++j)
       y.scales[j] = static_cast<uint8_t>(static_cast<int>(r.sc[j]) | (static_cast<int>(r.m[j]) << 4));
     P::two_bit(q, y.qs);
@@ -603,20 +597,36 @@ struct Blocks {
     y.d = Sc::fp16_bits(r.d);
   }
 
-  // Q4_K and Q5_K: 4 or 5 bits per level, the low nibbles packed alike, Q5_K's fifth bits in qh.
-  template <bool kW, class Block>
-  static void q45k(const float* x, const float* w, Block& y) {
-    constexpr bool k5 = std::is_same_v<Block, block_q5_K>;
+  template <bool kW>
+  static void q4k(const float* x, const float* w, block_q4_K& y) {
+    using S = Search<Tag, W8, 8, 32>;
+    typename S::Tile t;
+    S::template load<kW>(x, w, t);
+    const auto r = S::template affine<kW>(t, 15.f, 63.f, kPlanQ4[kW]);
     alignas(64) int32_t q[QK_K];
-    const auto r = search_affine<Search<Tag, W8, 8, 32>, kW>(x, w, k5 ? 31.f : 15.f, 63.f,
-                                                            k5 ? kPlanQ5[kW] : kPlanQ4[kW], q);
+    S::affine_levels(x, r, 15.f, q);
+    y.d = Sc::fp16_bits(r.d);
+    y.dmin = Sc::fp16_bits(r.dmin);
+    P::scale_min_k4(r, y.scales);
+    for (int c = 0; c < 4; ++c)
+      for (int l = 0; l < 32; ++l) y.qs[32 * c + l] = static_cast<uint8_t>(q[64 * c + l] | (q[64 * c + 32 + l] << 4));
+  }
+
+  template <bool kW>
+  static void q5k(const float* x, const float* w, block_q5_K& y) {
+    using S = Search<Tag, W8, 8, 32>;
+    typename S::Tile t;
+    S::template load<kW>(x, w, t);
+    const auto r = S::template affine<kW>(t, 31.f, 63.f, kPlanQ5[kW]);
+    alignas(64) int32_t q[QK_K];
+    S::affine_levels(x, r, 31.f, q);
     y.d = Sc::fp16_bits(r.d);
     y.dmin = Sc::fp16_bits(r.dmin);
     P::scale_min_k4(r, y.scales);
     for (int c = 0; c < 4; ++c)
       for (int l = 0; l < 32; ++l)
         y.qs[32 * c + l] = static_cast<uint8_t>((q[64 * c + l] & 15) | ((q[64 * c + 32 + l] & 15) << 4));
-    if constexpr (k5) P::bit_planes(q, 4, y.qh);
+    P::bit_planes(q, 4, y.qh);
   }
 
   template <bool kW>
@@ -673,8 +683,8 @@ struct Blocks {
 
   static void quantize_q2_k(const float* s, void* d, int64_t nr, int64_t n, const float* im) { rows<block_q2_K, q2k<false>, q2k<true>>(s, d, nr, n, im); }
   static void quantize_q3_k(const float* s, void* d, int64_t nr, int64_t n, const float* im) { rows<block_q3_K, q3k<false>, q3k<true>>(s, d, nr, n, im); }
-  static void quantize_q4_k(const float* s, void* d, int64_t nr, int64_t n, const float* im) { rows<block_q4_K, q45k<false, block_q4_K>, q45k<true, block_q4_K>>(s, d, nr, n, im); }
-  static void quantize_q5_k(const float* s, void* d, int64_t nr, int64_t n, const float* im) { rows<block_q5_K, q45k<false, block_q5_K>, q45k<true, block_q5_K>>(s, d, nr, n, im); }
+  static void quantize_q4_k(const float* s, void* d, int64_t nr, int64_t n, const float* im) { rows<block_q4_K, q4k<false>, q4k<true>>(s, d, nr, n, im); }
+  static void quantize_q5_k(const float* s, void* d, int64_t nr, int64_t n, const float* im) { rows<block_q5_K, q5k<false>, q5k<true>>(s, d, nr, n, im); }
   static void quantize_q6_k(const float* s, void* d, int64_t nr, int64_t n, const float* im) { rows<block_q6_K, q6k<false>, q6k<true>>(s, d, nr, n, im); }
 };
 
