@@ -1,18 +1,15 @@
 // How each integer weight block decodes: unsigned levels in value order plus the block's scales
-// as the reference dot uses them. Shared by the k-quant dequantizers and dots (kquants.hpp) and
-// the panel GEMM (qgemm.hpp), so each layout is written once. Decoding only: no arithmetic on
-// the values, no kernel entry points.
+// as the reference dot uses them. Shared by the k-quant dequantizers (kquants.hpp) and the panel
+// GEMM (qgemm.hpp), so each layout is unpacked by one function. Decoding only: no arithmetic on
+// the values, no kernel entry points. (The k-quant dots keep their own in-register decoding:
+// written over this table they ran 2-15% slower.)
 //
 // Per format Fmt<Arch>:
 //   kBlock values per block, kG values per sub-block (kG == kBlock: one scale, legacy types),
 //   kOff the offset the levels carry (value = level - kOff), kMaxU the largest level, kMin
 //   whether the block has mins (value = d * sc * level - dmin * m);
 //   scales(b, s)  per sub-block the integer scale sc (and min m); read_scales adds d (and dmin);
-//   levels(b, q)  the kBlock levels, unsigned, in value order;
-//   chunk<B16>(b, e)  (k-quants) the levels of values e .. e + 2 * B16::size as bytes of 16-bit
-//                 lanes, read straight from the block (e a multiple of the register's bytes);
-//                 kSlices of them (32 values apart) read the same bytes: 4 in the 2-bit layouts
-//                 and Q6_K, 2 in the 4-bit ones.
+//   levels(b, q)  the kBlock levels, unsigned, in value order.
 #pragma once
 
 #include "core/half.hpp"
@@ -23,10 +20,12 @@
 
 namespace lq::cpu::qg {
 
+// Left uninitialised by default (the decoders fill what their format has); `BlockScales s{}` is
+// all zeros.
 struct BlockScales {
-  float d = 0, dmin = 0;
-  int32_t sc[16] = {};
-  int32_t m[16] = {};
+  float d, dmin;
+  int32_t sc[16];
+  int32_t m[16];
 };
 
 // The constants of a format (see above).
@@ -44,12 +43,6 @@ void read_scales(const typename Fmt::block& b, BlockScales& s) {
   s.d = fp16_to_f32(b.d);
   if constexpr (Fmt::kMin) s.dmin = fp16_to_f32(b.dmin);
   Fmt::scales(b, s);
-}
-
-// 16-bit lanes of the bytes at p.
-template <class B16>
-B16 load16(const uint8_t* p) {
-  return B16::load_unaligned(reinterpret_cast<const int16_t*>(p));
 }
 
 template <class Arch>
@@ -87,7 +80,6 @@ struct FmtQ8_0 : FmtTraits<ref::block_q8_0, 32, 32, 128, 255, false> {
 
 template <class Arch>
 struct FmtQ2K : FmtTraits<ref::block_q2_K, 256, 16, 0, 3, true> {
-  static constexpr int kSlices = 4;
   static void scales(const block& b, BlockScales& s) {
     for (int g = 0; g < 16; ++g) {
       s.sc[g] = b.scales[g] & 15;
@@ -99,16 +91,10 @@ struct FmtQ2K : FmtTraits<ref::block_q2_K, 256, 16, 0, 3, true> {
       for (int j = 0; j < 4; ++j)
         for (int l = 0; l < 32; ++l) q[128 * h + 32 * j + l] = (b.qs[32 * h + l] >> (2 * j)) & 3;
   }
-  template <class B16>
-  static B16 chunk(const block& b, int e) {
-    const int h = e / 128, j = e % 128 / 32, l = e % 32;
-    return (load16<B16>(b.qs + 32 * h + l) >> (2 * j)) & B16(0x0303);
-  }
 };
 
 template <class Arch>
 struct FmtQ3K : FmtTraits<ref::block_q3_K, 256, 16, 4, 7, false> {
-  static constexpr int kSlices = 4;
   static void scales(const block& b, BlockScales& s) {
     for (int j = 0; j < 16; ++j) {
       const int lo = j < 8 ? (b.scales[j] & 15) : (b.scales[j - 8] >> 4);
@@ -123,17 +109,10 @@ struct FmtQ3K : FmtTraits<ref::block_q3_K, 256, 16, 4, 7, false> {
           q[128 * h + 32 * j + l] =
               static_cast<uint8_t>(((b.qs[32 * h + l] >> (2 * j)) & 3) | (((b.hmask[l] >> (4 * h + j)) & 1) << 2));
   }
-  template <class B16>
-  static B16 chunk(const block& b, int e) {
-    const int h = e / 128, j = e % 128 / 32, l = e % 32;
-    const B16 lo = (load16<B16>(b.qs + 32 * h + l) >> (2 * j)) & B16(0x0303);
-    return lo | (((load16<B16>(b.hmask + l) >> (4 * h + j)) & B16(0x0101)) << 2);
-  }
 };
 
 template <class Arch>
 struct FmtQ4K : FmtTraits<ref::block_q4_K, 256, 32, 0, 15, true> {
-  static constexpr int kSlices = 2;
   template <class Block>  // Q4_K and Q5_K share the scales' layout
   static void scales(const Block& b, BlockScales& s) {
     for (int j = 0; j < 8; ++j) ref::q4k_scale_min(b.scales, j, s.sc[j], s.m[j]);
@@ -145,16 +124,10 @@ struct FmtQ4K : FmtTraits<ref::block_q4_K, 256, 32, 0, 15, true> {
         q[64 * c + 32 + l] = b.qs[32 * c + l] >> 4;
       }
   }
-  template <class B16>
-  static B16 chunk(const block& b, int e) {
-    const int c = e / 64, half = e % 64 / 32, l = e % 32;
-    return (load16<B16>(b.qs + 32 * c + l) >> (4 * half)) & B16(0x0f0f);
-  }
 };
 
 template <class Arch>
 struct FmtQ5K : FmtTraits<ref::block_q5_K, 256, 32, 0, 31, true> {
-  static constexpr int kSlices = 2;
   static void scales(const block& b, BlockScales& s) { FmtQ4K<Arch>::scales(b, s); }
   static void levels(const block& b, uint8_t* q) {
     for (int c = 0; c < 4; ++c)
@@ -164,17 +137,10 @@ struct FmtQ5K : FmtTraits<ref::block_q5_K, 256, 32, 0, 31, true> {
         q[64 * c + 32 + l] = static_cast<uint8_t>((v >> 4) | (((h >> (2 * c + 1)) & 1) << 4));
       }
   }
-  template <class B16>
-  static B16 chunk(const block& b, int e) {
-    const int c = e / 64, half = e % 64 / 32, l = e % 32;
-    const B16 lo = (load16<B16>(b.qs + 32 * c + l) >> (4 * half)) & B16(0x0f0f);
-    return lo | (((load16<B16>(b.qh + l) >> (2 * c + half)) & B16(0x0101)) << 4);
-  }
 };
 
 template <class Arch>
 struct FmtQ6K : FmtTraits<ref::block_q6_K, 256, 16, 32, 63, false> {
-  static constexpr int kSlices = 4;
   static void scales(const block& b, BlockScales& s) {
     for (int j = 0; j < 16; ++j) s.sc[j] = b.scales[j];
   }
@@ -186,12 +152,6 @@ struct FmtQ6K : FmtTraits<ref::block_q6_K, 256, 16, 32, 63, false> {
           const int hi = (b.qh[32 * h + l] >> (2 * k)) & 3;
           q[128 * h + 32 * k + l] = static_cast<uint8_t>(lo | (hi << 4));
         }
-  }
-  template <class B16>
-  static B16 chunk(const block& b, int e) {
-    const int h = e / 128, k = e % 128 / 32, l = e % 32;
-    const B16 lo = (load16<B16>(b.ql + 64 * h + 32 * (k % 2) + l) >> (4 * (k / 2))) & B16(0x0f0f);
-    return lo | (((load16<B16>(b.qh + 32 * h + l) >> (2 * k)) & B16(0x0303)) << 4);
   }
 };
 

@@ -22,6 +22,7 @@
 #include "types/ref/kquant_search.hpp"
 
 #include <cstdint>
+#include <cstring>
 #include <type_traits>
 
 namespace lq::cpu {
@@ -79,6 +80,38 @@ struct Int {
   }
   static float reduce(BF v) { return xsimd::hadd(v); }
 };
+
+// Helpers are templates on the ISA so that each ISA's translation unit keeps its own copy (an
+// inline function compiled with AVX-512 flags must never be the one the linker keeps for all).
+
+// fp16 -> f32 (exact).
+template <class Arch>
+float half(uint16_t h) {
+  const uint32_t sign = static_cast<uint32_t>(h & 0x8000u) << 16;
+  const uint32_t exp = (h >> 10) & 0x1fu, man = h & 0x3ffu;
+  uint32_t bits;
+  if (exp == 0) {
+    float f = static_cast<float>(man) * 5.9604644775390625e-8f;  // man * 2^-24, exact
+    std::memcpy(&bits, &f, 4);
+    bits |= sign;
+  } else if (exp == 31) {
+    bits = sign | 0x7f800000u | (man << 13);
+  } else {
+    bits = sign | ((exp + 112u) << 23) | (man << 13);
+  }
+  float f;
+  std::memcpy(&f, &bits, 4);
+  return f;
+}
+
+template <class Arch>
+void q3k_scales(const uint8_t* s, int* out) {
+  for (int j = 0; j < 16; ++j) {
+    const int lo = j < 8 ? (s[j] & 15) : (s[j - 8] >> 4);
+    const int hi = (s[8 + j % 4] >> (2 * (j / 4))) & 3;
+    out[j] = (lo | (hi << 4)) - 32;
+  }
+}
 
 }  // namespace kqk
 
@@ -138,48 +171,6 @@ void dequant(const void* src, float* dst, int64_t n) {
   }
 }
 
-// ---- dot products against Q8_K ----
-// Per super-block the integer part runs over register-wide chunks of values; what the level
-// offset (Q3_K 4, Q6_K 32) or the mins (Q2_K, Q4_K, Q5_K) take away goes through the Q8_K group
-// sums: corr = offset * sum sc_j bsum_j, scaled by d, or sum m_j bsum_j, scaled by dmin.
-template <class Arch, class Fmt>
-float dot(int64_t n, const void* xv, const void* yv) {
-  using I = Int<Arch>;
-  using B32 = typename I::B32;
-  using BF = typename I::BF;
-  constexpr int G = Fmt::kG;
-  const auto* x = static_cast<const typename Fmt::block*>(xv);
-  const auto* y = static_cast<const ref::block_q8_K*>(yv);
-  BF acc(0.f);
-  float corr = 0;
-  for (int64_t i = 0; i < n / ref::QK_K; ++i) {
-    qg::BlockScales s;
-    qg::read_scales<Fmt>(x[i], s);
-    int sum = 0;
-    for (int j = 0; j < ref::QK_K / G; ++j) {
-      const int bsum = G == 16 ? y[i].bsums[j] : y[i].bsums[2 * j] + y[i].bsums[2 * j + 1];
-      sum += (Fmt::kMin ? s.m[j] : s.sc[j]) * bsum;
-    }
-    // In layout order, so that the chunks reading the same bytes are next to each other.
-    constexpr int S = Fmt::kSlices;
-    B32 isum(0);
-#pragma GCC unroll 4
-    for (int r = 0; r < ref::QK_K / (32 * S); ++r)
-#pragma GCC unroll 2
-      for (int b = 0; b < 32; b += I::kBytes)
-#pragma GCC unroll 4
-        for (int k = 0; k < S; ++k) {
-          const int e = 32 * (S * r + k) + b;
-          const B32 p = I::widen(I::pair_dot(Fmt::template chunk<typename I::B16>(x[i], e), I::load(y[i].qs + e)));
-          isum += p * (G == 16 ? I::sub_scales(s.sc, e / 16) : B32(s.sc[e / 32]));
-        }
-    const float dy = y[i].d;
-    acc = xsimd::fma(xsimd::batch_cast<float>(isum), BF(dy * s.d), acc);
-    corr += Fmt::kMin ? dy * s.dmin * static_cast<float>(sum) : dy * s.d * static_cast<float>(Fmt::kOff * sum);
-  }
-  return I::reduce(acc) - corr;
-}
-
 }  // namespace kqk
 
 template <class Arch>
@@ -193,16 +184,176 @@ void DequantQ5K<Arch>::run(const void* src, float* dst, int64_t n) { kqk::dequan
 template <class Arch>
 void DequantQ6K<Arch>::run(const void* src, float* dst, int64_t n) { kqk::dequant<Arch, qg::FmtQ6K<Arch>>(src, dst, n); }
 
+
+// ---- dot products against Q8_K -------------------------------------------------------------------
+
 template <class Arch>
-float DotQ2K<Arch>::run(int64_t n, const void* x, const void* y) { return kqk::dot<Arch, qg::FmtQ2K<Arch>>(n, x, y); }
+float DotQ2K<Arch>::run(int64_t n, const void* xv, const void* yv) {
+  using I = kqk::Int<Arch>;
+  using B16 = typename I::B16;
+  using B32 = typename I::B32;
+  using BF = typename I::BF;
+  const auto* x = static_cast<const ref::block_q2_K*>(xv);
+  const auto* y = static_cast<const ref::block_q8_K*>(yv);
+  BF acc(0.f);
+  float mins = 0;
+  for (int64_t i = 0; i < n / ref::QK_K; ++i) {
+    int sc[16];
+    int summ = 0;
+    for (int g = 0; g < 16; ++g) {
+      sc[g] = x[i].scales[g] & 15;
+      summ += (x[i].scales[g] >> 4) * y[i].bsums[g];
+    }
+    B32 isum(0);
+    for (int h = 0; h < 2; ++h)
+      for (int b = 0; b < 32; b += I::kBytes) {
+        const B16 qv = I::load(x[i].qs + 32 * h + b);
+        for (int j = 0; j < 4; ++j) {
+          const int e = 128 * h + 32 * j + b;
+          const B16 u = (qv >> (2 * j)) & B16(0x0303);
+          isum += I::widen(I::pair_dot(u, I::load(y[i].qs + e))) * I::sub_scales(sc, e / 16);
+        }
+      }
+    const float dy = y[i].d;
+    acc = xsimd::fma(xsimd::batch_cast<float>(isum), BF(dy * kqk::half<Arch>(x[i].d)), acc);
+    mins += dy * kqk::half<Arch>(x[i].dmin) * summ;
+  }
+  return I::reduce(acc) - mins;
+}
+
 template <class Arch>
-float DotQ3K<Arch>::run(int64_t n, const void* x, const void* y) { return kqk::dot<Arch, qg::FmtQ3K<Arch>>(n, x, y); }
+float DotQ3K<Arch>::run(int64_t n, const void* xv, const void* yv) {
+  using I = kqk::Int<Arch>;
+  using B16 = typename I::B16;
+  using B32 = typename I::B32;
+  using BF = typename I::BF;
+  const auto* x = static_cast<const ref::block_q3_K*>(xv);
+  const auto* y = static_cast<const ref::block_q8_K*>(yv);
+  BF acc(0.f);
+  float offs = 0;
+  for (int64_t i = 0; i < n / ref::QK_K; ++i) {
+    int sc[16];
+    kqk::q3k_scales<Arch>(x[i].scales, sc);
+    int offset = 0;  // levels are stored + 4
+    for (int g = 0; g < 16; ++g) offset += sc[g] * y[i].bsums[g];
+    B32 isum(0);
+    for (int h = 0; h < 2; ++h)
+      for (int b = 0; b < 32; b += I::kBytes) {
+        const B16 qv = I::load(x[i].qs + 32 * h + b);
+        const B16 hv = I::load(x[i].hmask + b);
+        for (int j = 0; j < 4; ++j) {
+          const int e = 128 * h + 32 * j + b;
+          const B16 u = ((qv >> (2 * j)) & B16(0x0303)) | (((hv >> (4 * h + j)) & B16(0x0101)) << 2);
+          isum += I::widen(I::pair_dot(u, I::load(y[i].qs + e))) * I::sub_scales(sc, e / 16);
+        }
+      }
+    const float dd = y[i].d * kqk::half<Arch>(x[i].d);
+    acc = xsimd::fma(xsimd::batch_cast<float>(isum), BF(dd), acc);
+    offs += dd * static_cast<float>(4 * offset);
+  }
+  return I::reduce(acc) - offs;
+}
+
 template <class Arch>
-float DotQ4K<Arch>::run(int64_t n, const void* x, const void* y) { return kqk::dot<Arch, qg::FmtQ4K<Arch>>(n, x, y); }
+float DotQ4K<Arch>::run(int64_t n, const void* xv, const void* yv) {
+  using I = kqk::Int<Arch>;
+  using B16 = typename I::B16;
+  using B32 = typename I::B32;
+  using BF = typename I::BF;
+  const auto* x = static_cast<const ref::block_q4_K*>(xv);
+  const auto* y = static_cast<const ref::block_q8_K*>(yv);
+  BF acc(0.f);
+  float mins = 0;
+  for (int64_t i = 0; i < n / ref::QK_K; ++i) {
+    int sc[8], m[8];
+    int summ = 0;
+    for (int j = 0; j < 8; ++j) {
+      ref::q4k_scale_min(x[i].scales, j, sc[j], m[j]);
+      summ += m[j] * (y[i].bsums[2 * j] + y[i].bsums[2 * j + 1]);
+    }
+    B32 isum(0);
+    for (int c = 0; c < 4; ++c)
+      for (int b = 0; b < 32; b += I::kBytes) {
+        const B16 qv = I::load(x[i].qs + 32 * c + b);
+        const B16 lo = qv & B16(0x0f0f), hi = (qv >> 4) & B16(0x0f0f);
+        isum += I::widen(I::pair_dot(lo, I::load(y[i].qs + 64 * c + b))) * B32(sc[2 * c]) +
+                I::widen(I::pair_dot(hi, I::load(y[i].qs + 64 * c + 32 + b))) * B32(sc[2 * c + 1]);
+      }
+    const float dy = y[i].d;
+    acc = xsimd::fma(xsimd::batch_cast<float>(isum), BF(dy * kqk::half<Arch>(x[i].d)), acc);
+    mins += dy * kqk::half<Arch>(x[i].dmin) * summ;
+  }
+  return I::reduce(acc) - mins;
+}
+
 template <class Arch>
-float DotQ5K<Arch>::run(int64_t n, const void* x, const void* y) { return kqk::dot<Arch, qg::FmtQ5K<Arch>>(n, x, y); }
+float DotQ5K<Arch>::run(int64_t n, const void* xv, const void* yv) {
+  using I = kqk::Int<Arch>;
+  using B16 = typename I::B16;
+  using B32 = typename I::B32;
+  using BF = typename I::BF;
+  const auto* x = static_cast<const ref::block_q5_K*>(xv);
+  const auto* y = static_cast<const ref::block_q8_K*>(yv);
+  BF acc(0.f);
+  float mins = 0;
+  for (int64_t i = 0; i < n / ref::QK_K; ++i) {
+    int sc[8], m[8];
+    int summ = 0;
+    for (int j = 0; j < 8; ++j) {
+      ref::q4k_scale_min(x[i].scales, j, sc[j], m[j]);
+      summ += m[j] * (y[i].bsums[2 * j] + y[i].bsums[2 * j + 1]);
+    }
+    B32 isum(0);
+    for (int c = 0; c < 4; ++c)
+      for (int b = 0; b < 32; b += I::kBytes) {
+        const B16 qv = I::load(x[i].qs + 32 * c + b), hv = I::load(x[i].qh + b);
+        const B16 lo = (qv & B16(0x0f0f)) | (((hv >> (2 * c)) & B16(0x0101)) << 4);
+        const B16 hi = ((qv >> 4) & B16(0x0f0f)) | (((hv >> (2 * c + 1)) & B16(0x0101)) << 4);
+        isum += I::widen(I::pair_dot(lo, I::load(y[i].qs + 64 * c + b))) * B32(sc[2 * c]) +
+                I::widen(I::pair_dot(hi, I::load(y[i].qs + 64 * c + 32 + b))) * B32(sc[2 * c + 1]);
+      }
+    const float dy = y[i].d;
+    acc = xsimd::fma(xsimd::batch_cast<float>(isum), BF(dy * kqk::half<Arch>(x[i].d)), acc);
+    mins += dy * kqk::half<Arch>(x[i].dmin) * summ;
+  }
+  return I::reduce(acc) - mins;
+}
+
 template <class Arch>
-float DotQ6K<Arch>::run(int64_t n, const void* x, const void* y) { return kqk::dot<Arch, qg::FmtQ6K<Arch>>(n, x, y); }
+float DotQ6K<Arch>::run(int64_t n, const void* xv, const void* yv) {
+  using I = kqk::Int<Arch>;
+  using B16 = typename I::B16;
+  using B32 = typename I::B32;
+  using BF = typename I::BF;
+  const auto* x = static_cast<const ref::block_q6_K*>(xv);
+  const auto* y = static_cast<const ref::block_q8_K*>(yv);
+  BF acc(0.f);
+  float offs = 0;
+  for (int64_t i = 0; i < n / ref::QK_K; ++i) {
+    int sc[16];
+    int offset = 0;  // levels are stored + 32
+    for (int g = 0; g < 16; ++g) {
+      sc[g] = x[i].scales[g];
+      offset += sc[g] * y[i].bsums[g];
+    }
+    B32 isum(0);
+    for (int h = 0; h < 2; ++h)
+      for (int b = 0; b < 32; b += I::kBytes) {
+        const B16 l0 = I::load(x[i].ql + 64 * h + b), l1 = I::load(x[i].ql + 64 * h + 32 + b);
+        const B16 hv = I::load(x[i].qh + 32 * h + b);
+        for (int k = 0; k < 4; ++k) {
+          const B16 lv = k % 2 ? l1 : l0;
+          const B16 u = ((lv >> (4 * (k / 2))) & B16(0x0f0f)) | (((hv >> (2 * k)) & B16(0x0303)) << 4);
+          const int e = 128 * h + 32 * k + b;
+          isum += I::widen(I::pair_dot(u, I::load(y[i].qs + e))) * I::sub_scales(sc, e / 16);
+        }
+      }
+    const float dd = y[i].d * kqk::half<Arch>(x[i].d);
+    acc = xsimd::fma(xsimd::batch_cast<float>(isum), BF(dd), acc);
+    offs += dd * static_cast<float>(32 * offset);
+  }
+  return I::reduce(acc) - offs;
+}
 
 #define LQ_CPU_KQUANT_KERNELS(X)                                                                     \
   X(QuantizeQ2K) X(QuantizeQ3K) X(QuantizeQ4K) X(QuantizeQ5K) X(QuantizeQ6K) X(DequantQ2K) X(DequantQ3K) \

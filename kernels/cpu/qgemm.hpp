@@ -144,7 +144,7 @@ void pack(const uint8_t* w, size_t ws, int rows, int64_t k, const Panel<Fmt>& p)
     for (int r = 0; r < kPanelRows; ++r) {
       const block* b = reinterpret_cast<const block*>(w + static_cast<size_t>(r) * ws) + c0 / Fmt::kBlock;
       for (int i = 0; i < cn / Fmt::kBlock; ++i) {
-        BlockScales s;
+        BlockScales s{};
         if (r < rows) {
           read_scales<Fmt>(b[i], s);
           Fmt::levels(b[i], tmp[r] + i * Fmt::kBlock);
