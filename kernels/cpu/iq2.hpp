@@ -10,6 +10,7 @@
 #pragma once
 
 #include "arch.hpp"
+#include "signatures.hpp"
 
 #include "core/half.hpp"
 #include "types/ref/blocks.hpp"
@@ -73,89 +74,72 @@ struct Iq2Ops {
   }
 };
 
-template <class Arch>
-struct DequantIq2Xxs {
-  static void run(const void* src, float* dst, int64_t n);
-};
-template <class Arch>
-struct DequantIq2Xs {
-  static void run(const void* src, float* dst, int64_t n);
-};
-template <class Arch>
-struct DequantIq2S {
-  static void run(const void* src, float* dst, int64_t n);
-};
-template <class Arch>
-struct DotIq2XxsQ8K {
-  static float run(int64_t n, const void* x, const void* y);
-};
-template <class Arch>
-struct DotIq2XsQ8K {
-  static float run(int64_t n, const void* x, const void* y);
-};
-template <class Arch>
-struct DotIq2SQ8K {
-  static float run(int64_t n, const void* x, const void* y);
-};
+template <class Arch> struct DequantIq2Xxs { static DequantSig run; };
+template <class Arch> struct DequantIq2Xs { static DequantSig run; };
+template <class Arch> struct DequantIq2S { static DequantSig run; };
+template <class Arch> struct DotIq2XxsQ8K { static DotSig run; };
+template <class Arch> struct DotIq2XsQ8K { static DotSig run; };
+template <class Arch> struct DotIq2SQ8K { static DotSig run; };
 
+// The three layouts: sub(b, ib, v, s) decodes sub-block ib (32 values): v[k] the signed values of
+// its group k of 8 as the bytes of one word, s[0], s[1] the 4-bit scales of its two halves
+// (multiplier 2 s + 1 in the dots, d (0.5 + s) / 4 in the decoders). kRun: the values one scale
+// covers (IQ2_XXS: 32, both halves share it; the dots scale whole runs, which is faster).
 template <class Arch>
-void DequantIq2Xxs<Arch>::run(const void* src, float* dst, int64_t n) {
-  using Ops = Iq2Ops<Arch>;
-  const auto* x = static_cast<const ref::block_iq2_xxs*>(src);
-  for (int64_t i = 0; i < n / ref::QK_K; ++i) {
-    const float d = fp16_to_f32(x[i].d);
-    for (int ib = 0; ib < ref::QK_K / 32; ++ib, dst += 32) {
-      uint32_t q[2];
-      std::memcpy(q, x[i].qs + 4 * ib, sizeof(q));
-      const float db = d * (0.5f + static_cast<float>(q[1] >> 28)) * 0.25f;
-      alignas(32) int8_t v[32];
-      for (int k = 0; k < 4; ++k) {
-        const uint64_t g = Ops::apply_signs(ref::iq2xxs_grid[(q[0] >> (8 * k)) & 255],
-                                            iq_detail::kEvenSignBytes[(q[1] >> (7 * k)) & 127]);
-        std::memcpy(v + 8 * k, &g, 8);
-      }
-      for (int k = 0; k < 4; ++k) Ops::scale8(v + 8 * k, db, dst + 8 * k);
-    }
+struct Iq2Xxs {
+  using block = ref::block_iq2_xxs;
+  static constexpr int kRun = 32;
+  static void sub(const block& b, int ib, uint64_t* v, int* s) {
+    uint32_t q[2];
+    std::memcpy(q, b.qs + 4 * ib, sizeof(q));
+    for (int k = 0; k < 4; ++k)
+      v[k] = Iq2Ops<Arch>::apply_signs(ref::iq2xxs_grid[(q[0] >> (8 * k)) & 255],
+                                       iq_detail::kEvenSignBytes[(q[1] >> (7 * k)) & 127]);
+    s[0] = s[1] = static_cast<int>(q[1] >> 28);
   }
-}
+};
 
 template <class Arch>
-void DequantIq2Xs<Arch>::run(const void* src, float* dst, int64_t n) {
-  using Ops = Iq2Ops<Arch>;
-  const auto* x = static_cast<const ref::block_iq2_xs*>(src);
-  for (int64_t i = 0; i < n / ref::QK_K; ++i) {
-    const float d = fp16_to_f32(x[i].d);
-    for (int ib = 0; ib < ref::QK_K / 32; ++ib, dst += 32) {
-      const float db[2] = {d * (0.5f + static_cast<float>(x[i].scales[ib] & 15)) * 0.25f,
-                           d * (0.5f + static_cast<float>(x[i].scales[ib] >> 4)) * 0.25f};
-      alignas(32) int8_t v[32];
-      for (int k = 0; k < 4; ++k) {
-        const uint16_t q = x[i].qs[4 * ib + k];
-        const uint64_t g = Ops::apply_signs(ref::iq2xs_grid[q & 511], iq_detail::kEvenSignBytes[q >> 9]);
-        std::memcpy(v + 8 * k, &g, 8);
-      }
-      for (int k = 0; k < 4; ++k) Ops::scale8(v + 8 * k, db[k / 2], dst + 8 * k);
+struct Iq2Xs {
+  using block = ref::block_iq2_xs;
+  static constexpr int kRun = 16;
+  static void sub(const block& b, int ib, uint64_t* v, int* s) {
+    for (int k = 0; k < 4; ++k) {
+      const uint16_t q = b.qs[4 * ib + k];
+      v[k] = Iq2Ops<Arch>::apply_signs(ref::iq2xs_grid[q & 511], iq_detail::kEvenSignBytes[q >> 9]);
     }
+    s[0] = b.scales[ib] & 15;
+    s[1] = b.scales[ib] >> 4;
   }
-}
+};
 
 template <class Arch>
-void DequantIq2S<Arch>::run(const void* src, float* dst, int64_t n) {
+struct Iq2S {
+  using block = ref::block_iq2_s;
+  static constexpr int kRun = 16;
+  static void sub(const block& b, int ib, uint64_t* v, int* s) {
+    for (int k = 0; k < 4; ++k) {
+      const int g = 4 * ib + k;
+      v[k] = Iq2Ops<Arch>::apply_signs(ref::iq2s_grid[b.qs[g] | ((b.qh[ib] >> (2 * k)) & 3) << 8],
+                                       iq_detail::kSignBytes[b.qs[ref::QK_K / 8 + g]]);
+    }
+    s[0] = b.scales[ib] & 15;
+    s[1] = b.scales[ib] >> 4;
+  }
+};
+
+template <class Arch, class C>
+void iq2_dequant(const void* src, float* dst, int64_t n) {
   using Ops = Iq2Ops<Arch>;
-  const auto* x = static_cast<const ref::block_iq2_s*>(src);
+  const auto* x = static_cast<const typename C::block*>(src);
   for (int64_t i = 0; i < n / ref::QK_K; ++i) {
     const float d = fp16_to_f32(x[i].d);
     for (int ib = 0; ib < ref::QK_K / 32; ++ib, dst += 32) {
-      const float db[2] = {d * (0.5f + static_cast<float>(x[i].scales[ib] & 15)) * 0.25f,
-                           d * (0.5f + static_cast<float>(x[i].scales[ib] >> 4)) * 0.25f};
-      alignas(32) int8_t v[32];
-      for (int k = 0; k < 4; ++k) {
-        const int g8 = 4 * ib + k;
-        const uint64_t g = Ops::apply_signs(ref::iq2s_grid[x[i].qs[g8] | ((x[i].qh[ib] >> (2 * k)) & 3) << 8],
-                                            iq_detail::kSignBytes[x[i].qs[ref::QK_K / 8 + g8]]);
-        std::memcpy(v + 8 * k, &g, 8);
-      }
-      for (int k = 0; k < 4; ++k) Ops::scale8(v + 8 * k, db[k / 2], dst + 8 * k);
+      alignas(32) uint64_t v[4];
+      int sc[2];
+      C::sub(x[i], ib, v, sc);
+      const float db[2] = {d * (0.5f + static_cast<float>(sc[0])) * 0.25f, d * (0.5f + static_cast<float>(sc[1])) * 0.25f};
+      for (int k = 0; k < 4; ++k) Ops::scale8(reinterpret_cast<const int8_t*>(v + k), db[k / 2], dst + 8 * k);
     }
   }
 }
@@ -163,25 +147,22 @@ void DequantIq2S<Arch>::run(const void* src, float* dst, int64_t n) {
 // The dots write a whole super-block of signed values, scale them per run in int16 and reduce
 // once against the activations (small writes read back at once stall on store forwarding, and a
 // reduction per run of 16 or 32 costs more than the products).
-template <class Arch>
-float DotIq2XxsQ8K<Arch>::run(int64_t n, const void* vx, const void* vy) {
+template <class Arch, class C>
+float iq2_dot(int64_t n, const void* vx, const void* vy) {
   using Ops = Iq2Ops<Arch>;
-  const auto* x = static_cast<const ref::block_iq2_xxs*>(vx);
+  const auto* x = static_cast<const typename C::block*>(vx);
   const auto* y = static_cast<const ref::block_q8_K*>(vy);
   float sum = 0;
   alignas(64) uint64_t v[ref::QK_K / 8];
-  int32_t ls[ref::QK_K / 32];
   for (int64_t i = 0; i < n / ref::QK_K; ++i) {
+    int32_t ls[ref::QK_K / 16];
     for (int ib = 0; ib < ref::QK_K / 32; ++ib) {
-      uint32_t q[2];
-      std::memcpy(q, x[i].qs + 4 * ib, sizeof(q));
-      for (int k = 0; k < 4; ++k)
-        v[4 * ib + k] = Ops::apply_signs(ref::iq2xxs_grid[(q[0] >> (8 * k)) & 255],
-                                         iq_detail::kEvenSignBytes[(q[1] >> (7 * k)) & 127]);
-      ls[ib] = static_cast<int32_t>(2 * (q[1] >> 28) + 1);
+      int sc[2];
+      C::sub(x[i], ib, v + 4 * ib, sc);
+      for (int h = 0; h < 32 / C::kRun; ++h) ls[32 / C::kRun * ib + h] = 2 * sc[h] + 1;
     }
     alignas(64) int16_t w[ref::QK_K];
-    Ops::scale_runs(reinterpret_cast<const int8_t*>(v), ls, 32, w);
+    Ops::scale_runs(reinterpret_cast<const int8_t*>(v), ls, C::kRun, w);
     const int32_t bsum = Ops::dot256(w, y[i].qs);
     sum += fp16_to_f32(x[i].d) * y[i].d * static_cast<float>(bsum);
   }
@@ -189,47 +170,17 @@ float DotIq2XxsQ8K<Arch>::run(int64_t n, const void* vx, const void* vy) {
 }
 
 template <class Arch>
-float DotIq2XsQ8K<Arch>::run(int64_t n, const void* vx, const void* vy) {
-  using Ops = Iq2Ops<Arch>;
-  const auto* x = static_cast<const ref::block_iq2_xs*>(vx);
-  const auto* y = static_cast<const ref::block_q8_K*>(vy);
-  float sum = 0;
-  alignas(64) uint64_t v[ref::QK_K / 8];
-  for (int64_t i = 0; i < n / ref::QK_K; ++i) {
-    for (int g = 0; g < ref::QK_K / 8; ++g) {
-      const uint16_t q = x[i].qs[g];
-      v[g] = Ops::apply_signs(ref::iq2xs_grid[q & 511], iq_detail::kEvenSignBytes[q >> 9]);
-    }
-    int32_t ls[ref::QK_K / 16];
-    for (int h = 0; h < ref::QK_K / 16; ++h) ls[h] = 2 * ((x[i].scales[h / 2] >> (4 * (h % 2))) & 15) + 1;
-    alignas(64) int16_t w[ref::QK_K];
-    Ops::scale_runs(reinterpret_cast<const int8_t*>(v), ls, 16, w);
-    const int32_t bsum = Ops::dot256(w, y[i].qs);
-    sum += fp16_to_f32(x[i].d) * y[i].d * static_cast<float>(bsum);
-  }
-  return 0.125f * sum;
-}
-
+void DequantIq2Xxs<Arch>::run(const void* src, float* dst, int64_t n) { iq2_dequant<Arch, Iq2Xxs<Arch>>(src, dst, n); }
 template <class Arch>
-float DotIq2SQ8K<Arch>::run(int64_t n, const void* vx, const void* vy) {
-  using Ops = Iq2Ops<Arch>;
-  const auto* x = static_cast<const ref::block_iq2_s*>(vx);
-  const auto* y = static_cast<const ref::block_q8_K*>(vy);
-  float sum = 0;
-  alignas(64) uint64_t v[ref::QK_K / 8];
-  for (int64_t i = 0; i < n / ref::QK_K; ++i) {
-    for (int g = 0; g < ref::QK_K / 8; ++g)
-      v[g] = Ops::apply_signs(ref::iq2s_grid[x[i].qs[g] | ((x[i].qh[g / 4] >> (2 * (g % 4))) & 3) << 8],
-                              iq_detail::kSignBytes[x[i].qs[ref::QK_K / 8 + g]]);
-    int32_t ls[ref::QK_K / 16];
-    for (int h = 0; h < ref::QK_K / 16; ++h) ls[h] = 2 * ((x[i].scales[h / 2] >> (4 * (h % 2))) & 15) + 1;
-    alignas(64) int16_t w[ref::QK_K];
-    Ops::scale_runs(reinterpret_cast<const int8_t*>(v), ls, 16, w);
-    const int32_t bsum = Ops::dot256(w, y[i].qs);
-    sum += fp16_to_f32(x[i].d) * y[i].d * static_cast<float>(bsum);
-  }
-  return 0.125f * sum;
-}
+void DequantIq2Xs<Arch>::run(const void* src, float* dst, int64_t n) { iq2_dequant<Arch, Iq2Xs<Arch>>(src, dst, n); }
+template <class Arch>
+void DequantIq2S<Arch>::run(const void* src, float* dst, int64_t n) { iq2_dequant<Arch, Iq2S<Arch>>(src, dst, n); }
+template <class Arch>
+float DotIq2XxsQ8K<Arch>::run(int64_t n, const void* x, const void* y) { return iq2_dot<Arch, Iq2Xxs<Arch>>(n, x, y); }
+template <class Arch>
+float DotIq2XsQ8K<Arch>::run(int64_t n, const void* x, const void* y) { return iq2_dot<Arch, Iq2Xs<Arch>>(n, x, y); }
+template <class Arch>
+float DotIq2SQ8K<Arch>::run(int64_t n, const void* x, const void* y) { return iq2_dot<Arch, Iq2S<Arch>>(n, x, y); }
 
 #define LQ_CPU_IQ2_KERNELS(X) \
   X(DequantIq2Xxs) X(DequantIq2Xs) X(DequantIq2S) X(DotIq2XxsQ8K) X(DotIq2XsQ8K) X(DotIq2SQ8K)

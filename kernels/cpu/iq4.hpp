@@ -8,7 +8,8 @@
 #pragma once
 
 #include "arch.hpp"
-#include "iq_simd.hpp"
+#include "signatures.hpp"
+#include "iq_superblock.hpp"
 
 #include "types/ref/iq4.hpp"
 #include "types/ref/iq4_search.hpp"
@@ -163,14 +164,8 @@ struct Iq4Ops {
   }
 };
 
-template <class Arch>
-struct QuantizeIq4Nl {
-  static void run(const float* src, void* dst, int64_t nrows, int64_t n_per_row, const float* imatrix);
-};
-template <class Arch>
-struct QuantizeIq4Xs {
-  static void run(const float* src, void* dst, int64_t nrows, int64_t n_per_row, const float* imatrix);
-};
+template <class Arch> struct QuantizeIq4Nl { static QuantizeSig run; };
+template <class Arch> struct QuantizeIq4Xs { static QuantizeSig run; };
 
 template <class Arch>
 void QuantizeIq4Nl<Arch>::run(const float* src, void* dst, int64_t nrows, int64_t n_per_row, const float* imatrix) {
@@ -182,26 +177,23 @@ void QuantizeIq4Xs<Arch>::run(const float* src, void* dst, int64_t nrows, int64_
   ref::iq4::quantize_xs_rows<Iq4Ops<Arch>>(src, dst, nrows, n_per_row, imatrix);
 }
 
-template <class Arch>
-struct DequantIq4Nl {
-  static void run(const void* src, float* dst, int64_t n);
-};
-template <class Arch>
-struct DequantIq4Xs {
-  static void run(const void* src, float* dst, int64_t n);
-};
-template <class Arch>
-struct DotIq4Nl {
-  static float run(int64_t n, const void* x, const void* y);
-};
-template <class Arch>
-struct DotIq4Xs {
-  static float run(int64_t n, const void* x, const void* y);
-};
+template <class Arch> struct DequantIq4Nl { static DequantSig run; };
+template <class Arch> struct DequantIq4Xs { static DequantSig run; };
+template <class Arch> struct DotIq4Nl { static DotSig run; };
+template <class Arch> struct DotIq4Xs { static DotSig run; };
 
-static inline int iq4_xs_scale(const ref::block_iq4_xs& b, int ib) {
-  return (((b.scales_l[ib / 2] >> (4 * (ib % 2))) & 15) | (((b.scales_h >> (2 * ib)) & 3) << 4)) - 32;
-}
+// IQ4_XS as a codec for superblock_dequant / superblock_dot (iq_superblock.hpp).
+template <class Arch>
+struct Iq4Xs {
+  using block = ref::block_iq4_xs;
+  static constexpr float kDotScale = 1.f;
+
+  static __m256i values(const block& b, int ib, int& mult) {
+    mult = (((b.scales_l[ib / 2] >> (4 * (ib % 2))) & 15) | (((b.scales_h >> (2 * ib)) & 3) << 4)) - 32;
+    return Bytes<Arch>::lut16(Bytes<Arch>::nibbles(b.qs + 16 * ib), ref::iq4::kValues);
+  }
+  static float dequant_scale(float d, int mult) { return d * static_cast<float>(mult); }
+};
 
 template <class Arch>
 void DequantIq4Nl<Arch>::run(const void* src, float* dst, int64_t n) {
@@ -212,22 +204,6 @@ void DequantIq4Nl<Arch>::run(const void* src, float* dst, int64_t n) {
     const auto* x = static_cast<const ref::block_iq4_nl*>(src);
     for (int64_t i = 0; i < n / 32; ++i)
       V::store_scaled(V::lut16(V::nibbles(x[i].qs), ref::iq4::kValues), fp16_to_f32(x[i].d), dst + 32 * i);
-  }
-}
-
-template <class Arch>
-void DequantIq4Xs<Arch>::run(const void* src, float* dst, int64_t n) {
-  if constexpr (!kByteSimd<Arch>) {
-    ref::dequantize_iq4_xs(src, dst, n);
-  } else {
-    using V = Bytes<Arch>;
-    const auto* x = static_cast<const ref::block_iq4_xs*>(src);
-    for (int64_t i = 0; i < n / ref::QK_K; ++i) {
-      const float d = fp16_to_f32(x[i].d);
-      for (int ib = 0; ib < 8; ++ib)
-        V::store_scaled(V::lut16(V::nibbles(x[i].qs + 16 * ib), ref::iq4::kValues),
-                        d * static_cast<float>(iq4_xs_scale(x[i], ib)), dst + i * ref::QK_K + 32 * ib);
-    }
   }
 }
 
@@ -249,25 +225,9 @@ float DotIq4Nl<Arch>::run(int64_t n, const void* xv, const void* yv) {
 }
 
 template <class Arch>
-float DotIq4Xs<Arch>::run(int64_t n, const void* xv, const void* yv) {
-  if constexpr (!kByteSimd<Arch>) {
-    return ref::dot_iq4_xs(n, xv, yv);
-  } else {
-    using V = Bytes<Arch>;
-    const auto* x = static_cast<const ref::block_iq4_xs*>(xv);
-    const auto* y = static_cast<const ref::block_q8_K*>(yv);
-    __m256 acc = _mm256_setzero_ps();
-    for (int64_t i = 0; i < n / ref::QK_K; ++i) {
-      __m256i sum = _mm256_setzero_si256();
-      for (int ib = 0; ib < 8; ++ib) {
-        const auto p = V::dot(V::lut16(V::nibbles(x[i].qs + 16 * ib), ref::iq4::kValues), V::load(y[i].qs + 32 * ib));
-        sum = V::madd_scale(sum, p, iq4_xs_scale(x[i], ib));
-      }
-      acc = V::fma(sum, fp16_to_f32(x[i].d) * y[i].d, acc);
-    }
-    return V::hsum(acc);
-  }
-}
+void DequantIq4Xs<Arch>::run(const void* src, float* dst, int64_t n) { superblock_dequant<Arch, Iq4Xs<Arch>, ref::dequantize_iq4_xs>(src, dst, n); }
+template <class Arch>
+float DotIq4Xs<Arch>::run(int64_t n, const void* x, const void* y) { return superblock_dot<Arch, Iq4Xs<Arch>, ref::dot_iq4_xs>(n, x, y); }
 
 #define LQ_CPU_IQ4_KERNELS(X) \
   X(QuantizeIq4Nl) X(QuantizeIq4Xs) X(DequantIq4Nl) X(DequantIq4Xs) X(DotIq4Nl) X(DotIq4Xs)

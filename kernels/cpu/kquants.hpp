@@ -4,7 +4,7 @@
 //   Quantize<T>  the reference search (lib/types/ref/kquant_search.hpp) run 8 or 16 lanes at a time;
 //                byte-identical to ref::quantize_<t> (tests/cpu_isa_kernels_test.cpp checks it).
 //   Dequant<T>   decoders written for auto-vectorisation; bit-identical to the reference
-//                (same float operations per value, no contraction).
+//                (same float operations per value; the ISA TUs are built with -ffp-contract=off).
 //   Dot<T>       dot product against Q8_K. xsimd 8.1 has no widening byte multiply, so the
 //                products are formed in 16-bit lanes from the even and odd bytes of each pair
 //                (u_even * y_even + u_odd * y_odd, exact), widened to 32 bits, scaled by the
@@ -15,6 +15,8 @@
 #pragma once
 
 #include "arch.hpp"
+#include "block_formats.hpp"
+#include "signatures.hpp"
 
 #include "types/ref/blocks.hpp"
 #include "types/ref/kquant_search.hpp"
@@ -23,76 +25,23 @@
 #include <cstring>
 #include <type_traits>
 
-#if defined(__clang__)
-#pragma clang fp contract(off)
-#elif defined(__GNUC__)
-#pragma GCC push_options
-#pragma GCC optimize("fp-contract=off")
-#endif
-
 namespace lq::cpu {
 
-// Kernel bodies are defined out of class (see float.hpp).
-template <class Arch>
-struct QuantizeQ2K {
-  static void run(const float* src, void* dst, int64_t nrows, int64_t n_per_row, const float* imatrix);
-};
-template <class Arch>
-struct DequantQ2K {
-  static void run(const void* src, float* dst, int64_t n);
-};
-template <class Arch>
-struct DotQ2K {
-  static float run(int64_t n, const void* x, const void* y);
-};
-template <class Arch>
-struct QuantizeQ3K {
-  static void run(const float* src, void* dst, int64_t nrows, int64_t n_per_row, const float* imatrix);
-};
-template <class Arch>
-struct DequantQ3K {
-  static void run(const void* src, float* dst, int64_t n);
-};
-template <class Arch>
-struct DotQ3K {
-  static float run(int64_t n, const void* x, const void* y);
-};
-template <class Arch>
-struct QuantizeQ4K {
-  static void run(const float* src, void* dst, int64_t nrows, int64_t n_per_row, const float* imatrix);
-};
-template <class Arch>
-struct DequantQ4K {
-  static void run(const void* src, float* dst, int64_t n);
-};
-template <class Arch>
-struct DotQ4K {
-  static float run(int64_t n, const void* x, const void* y);
-};
-template <class Arch>
-struct QuantizeQ5K {
-  static void run(const float* src, void* dst, int64_t nrows, int64_t n_per_row, const float* imatrix);
-};
-template <class Arch>
-struct DequantQ5K {
-  static void run(const void* src, float* dst, int64_t n);
-};
-template <class Arch>
-struct DotQ5K {
-  static float run(int64_t n, const void* x, const void* y);
-};
-template <class Arch>
-struct QuantizeQ6K {
-  static void run(const float* src, void* dst, int64_t nrows, int64_t n_per_row, const float* imatrix);
-};
-template <class Arch>
-struct DequantQ6K {
-  static void run(const void* src, float* dst, int64_t n);
-};
-template <class Arch>
-struct DotQ6K {
-  static float run(int64_t n, const void* x, const void* y);
-};
+template <class Arch> struct QuantizeQ2K { static QuantizeSig run; };
+template <class Arch> struct DequantQ2K { static DequantSig run; };
+template <class Arch> struct DotQ2K { static DotSig run; };
+template <class Arch> struct QuantizeQ3K { static QuantizeSig run; };
+template <class Arch> struct DequantQ3K { static DequantSig run; };
+template <class Arch> struct DotQ3K { static DotSig run; };
+template <class Arch> struct QuantizeQ4K { static QuantizeSig run; };
+template <class Arch> struct DequantQ4K { static DequantSig run; };
+template <class Arch> struct DotQ4K { static DotSig run; };
+template <class Arch> struct QuantizeQ5K { static QuantizeSig run; };
+template <class Arch> struct DequantQ5K { static DequantSig run; };
+template <class Arch> struct DotQ5K { static DotSig run; };
+template <class Arch> struct QuantizeQ6K { static QuantizeSig run; };
+template <class Arch> struct DequantQ6K { static DequantSig run; };
+template <class Arch> struct DotQ6K { static DotSig run; };
 
 namespace kqk {
 
@@ -190,132 +139,51 @@ void QuantizeQ6K<Arch>::run(const float* src, void* dst, int64_t nrows, int64_t 
 }
 
 // ---- dequantize ----------------------------------------------------------------------------------
-// Per super-block: the levels are unpacked to bytes in value order and the sub-block scales
-// expanded to one per value, then one flat loop does the float arithmetic; every loop is
-// affine and alias-free, so the compiler vectorises all of them. Per value the expression is
-// the reference's (so the results are bit-identical).
+// Per super-block: the levels are unpacked to bytes in value order (block_formats.hpp) and the
+// sub-block scales expanded to one per value, then one flat loop does the float arithmetic; every
+// loop is affine and alias-free, so the compiler vectorises all of them. Per value the expression
+// is the reference's (so the results are bit-identical): d * sc * q - dmin * m with mins, else
+// d * sc * (level - offset), the integer value converted exactly.
 
 namespace kqk {
 
-template <class Arch>
-struct Expand {
-  alignas(64) float dl[ref::QK_K];
-  alignas(64) float ml[ref::QK_K];
-  // Affine: dst = dl * q - ml.
-  void affine(const uint8_t* __restrict q, float* __restrict dst) const {
-    for (int e = 0; e < ref::QK_K; ++e) dst[e] = dl[e] * q[e] - ml[e];
-  }
-  // Symmetric: dst = dl * q.
-  void symmetric(const int8_t* __restrict q, float* __restrict dst) const {
-    for (int e = 0; e < ref::QK_K; ++e) dst[e] = dl[e] * q[e];
-  }
-  // Values [first, first + count) get scale d and min m (count a multiple of 16).
-  void set(int first, int count, float d, float m) {
-    using B = xsimd::batch<float, Arch>;
-    for (int l = 0; l < count; l += static_cast<int>(B::size)) {
-      B(d).store_aligned(dl + first + l);
-      B(m).store_aligned(ml + first + l);
+template <class Arch, class Fmt>
+void dequant(const void* src, float* dst, int64_t n) {
+  using B = xsimd::batch<float, Arch>;
+  constexpr int G = Fmt::kG;
+  const auto* x = static_cast<const typename Fmt::block*>(src);
+  alignas(64) float dl[ref::QK_K], ml[ref::QK_K];
+  alignas(64) uint8_t q[ref::QK_K];
+  for (int64_t i = 0; i < n / ref::QK_K; ++i, dst += ref::QK_K) {
+    qg::BlockScales s;
+    qg::read_scales<Fmt>(x[i], s);
+    for (int g = 0; g < ref::QK_K / G; ++g)
+      for (int l = 0; l < G; l += static_cast<int>(B::size)) {
+        B(s.d * s.sc[g]).store_aligned(dl + G * g + l);
+        if constexpr (Fmt::kMin) B(s.dmin * s.m[g]).store_aligned(ml + G * g + l);
+      }
+    Fmt::levels(x[i], q);
+    if constexpr (Fmt::kMin) {
+      for (int e = 0; e < ref::QK_K; ++e) dst[e] = dl[e] * q[e] - ml[e];
+    } else {
+      for (int e = 0; e < ref::QK_K; ++e) dst[e] = dl[e] * static_cast<float>(q[e] - Fmt::kOff);
     }
   }
-};
+}
 
 }  // namespace kqk
 
 template <class Arch>
-void DequantQ2K<Arch>::run(const void* src, float* dst, int64_t n) {
-  const auto* x = static_cast<const ref::block_q2_K*>(src);
-  kqk::Expand<Arch> ex;
-  alignas(64) uint8_t q[ref::QK_K];
-  for (int64_t i = 0; i < n / ref::QK_K; ++i, dst += ref::QK_K) {
-    const float d = kqk::half<Arch>(x[i].d), dmin = kqk::half<Arch>(x[i].dmin);
-    for (int g = 0; g < 16; ++g) ex.set(16 * g, 16, d * (x[i].scales[g] & 15), dmin * (x[i].scales[g] >> 4));
-    for (int h = 0; h < 2; ++h)
-      for (int j = 0; j < 4; ++j)
-        for (int l = 0; l < 32; ++l) q[128 * h + 32 * j + l] = (x[i].qs[32 * h + l] >> (2 * j)) & 3;
-    ex.affine(q, dst);
-  }
-}
-
+void DequantQ2K<Arch>::run(const void* src, float* dst, int64_t n) { kqk::dequant<Arch, qg::FmtQ2K<Arch>>(src, dst, n); }
 template <class Arch>
-void DequantQ3K<Arch>::run(const void* src, float* dst, int64_t n) {
-  const auto* x = static_cast<const ref::block_q3_K*>(src);
-  kqk::Expand<Arch> ex;
-  alignas(64) int8_t q[ref::QK_K];
-  for (int64_t i = 0; i < n / ref::QK_K; ++i, dst += ref::QK_K) {
-    const float d = kqk::half<Arch>(x[i].d);
-    int sc[16];
-    kqk::q3k_scales<Arch>(x[i].scales, sc);
-    for (int g = 0; g < 16; ++g) ex.set(16 * g, 16, d * sc[g], 0.f);
-    for (int h = 0; h < 2; ++h)
-      for (int j = 0; j < 4; ++j)
-        for (int l = 0; l < 32; ++l)
-          q[128 * h + 32 * j + l] = static_cast<int8_t>(((x[i].qs[32 * h + l] >> (2 * j)) & 3) -
-                                                        (((x[i].hmask[l] >> (4 * h + j)) & 1) ? 0 : 4));
-    ex.symmetric(q, dst);
-  }
-}
-
+void DequantQ3K<Arch>::run(const void* src, float* dst, int64_t n) { kqk::dequant<Arch, qg::FmtQ3K<Arch>>(src, dst, n); }
 template <class Arch>
-void DequantQ4K<Arch>::run(const void* src, float* dst, int64_t n) {
-  const auto* x = static_cast<const ref::block_q4_K*>(src);
-  kqk::Expand<Arch> ex;
-  alignas(64) uint8_t q[ref::QK_K];
-  for (int64_t i = 0; i < n / ref::QK_K; ++i, dst += ref::QK_K) {
-    const float d = kqk::half<Arch>(x[i].d), dmin = kqk::half<Arch>(x[i].dmin);
-    for (int j = 0; j < 8; ++j) {
-      int sc, m;
-      ref::q4k_scale_min(x[i].scales, j, sc, m);
-      ex.set(32 * j, 32, d * sc, dmin * m);
-    }
-    for (int c = 0; c < 4; ++c)
-      for (int l = 0; l < 32; ++l) {
-        q[64 * c + l] = x[i].qs[32 * c + l] & 15;
-        q[64 * c + 32 + l] = x[i].qs[32 * c + l] >> 4;
-      }
-    ex.affine(q, dst);
-  }
-}
-
+void DequantQ4K<Arch>::run(const void* src, float* dst, int64_t n) { kqk::dequant<Arch, qg::FmtQ4K<Arch>>(src, dst, n); }
 template <class Arch>
-void DequantQ5K<Arch>::run(const void* src, float* dst, int64_t n) {
-  const auto* x = static_cast<const ref::block_q5_K*>(src);
-  kqk::Expand<Arch> ex;
-  alignas(64) uint8_t q[ref::QK_K];
-  for (int64_t i = 0; i < n / ref::QK_K; ++i, dst += ref::QK_K) {
-    const float d = kqk::half<Arch>(x[i].d), dmin = kqk::half<Arch>(x[i].dmin);
-    for (int j = 0; j < 8; ++j) {
-      int sc, m;
-      ref::q4k_scale_min(x[i].scales, j, sc, m);
-      ex.set(32 * j, 32, d * sc, dmin * m);
-    }
-    for (int c = 0; c < 4; ++c)
-      for (int l = 0; l < 32; ++l) {
-        const int v = x[i].qs[32 * c + l], h = x[i].qh[l];
-        q[64 * c + l] = static_cast<uint8_t>((v & 15) | (((h >> (2 * c)) & 1) << 4));
-        q[64 * c + 32 + l] = static_cast<uint8_t>((v >> 4) | (((h >> (2 * c + 1)) & 1) << 4));
-      }
-    ex.affine(q, dst);
-  }
-}
-
+void DequantQ5K<Arch>::run(const void* src, float* dst, int64_t n) { kqk::dequant<Arch, qg::FmtQ5K<Arch>>(src, dst, n); }
 template <class Arch>
-void DequantQ6K<Arch>::run(const void* src, float* dst, int64_t n) {
-  const auto* x = static_cast<const ref::block_q6_K*>(src);
-  kqk::Expand<Arch> ex;
-  alignas(64) int8_t q[ref::QK_K];
-  for (int64_t i = 0; i < n / ref::QK_K; ++i, dst += ref::QK_K) {
-    const float d = kqk::half<Arch>(x[i].d);
-    for (int g = 0; g < 16; ++g) ex.set(16 * g, 16, d * x[i].scales[g], 0.f);
-    for (int h = 0; h < 2; ++h)
-      for (int k = 0; k < 4; ++k)
-        for (int l = 0; l < 32; ++l) {
-          const int lo = (x[i].ql[64 * h + 32 * (k % 2) + l] >> (4 * (k / 2))) & 15;
-          const int hi = (x[i].qh[32 * h + l] >> (2 * k)) & 3;
-          q[128 * h + 32 * k + l] = static_cast<int8_t>((lo | (hi << 4)) - 32);
-        }
-    ex.symmetric(q, dst);
-  }
-}
+void DequantQ6K<Arch>::run(const void* src, float* dst, int64_t n) { kqk::dequant<Arch, qg::FmtQ6K<Arch>>(src, dst, n); }
+
 
 // ---- dot products against Q8_K -------------------------------------------------------------------
 
@@ -492,9 +360,3 @@ float DotQ6K<Arch>::run(int64_t n, const void* xv, const void* yv) {
   X(DequantQ4K) X(DequantQ5K) X(DequantQ6K) X(DotQ2K) X(DotQ3K) X(DotQ4K) X(DotQ5K) X(DotQ6K)
 
 }  // namespace lq::cpu
-
-#if defined(__clang__)
-#pragma clang fp contract(on)
-#elif defined(__GNUC__)
-#pragma GCC pop_options
-#endif

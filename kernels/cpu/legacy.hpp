@@ -2,6 +2,7 @@
 #pragma once
 
 #include "arch.hpp"
+#include "signatures.hpp"
 
 #include "core/half.hpp"
 #include "types/ref/blocks.hpp"
@@ -15,10 +16,7 @@ namespace lq::cpu {
 
 // Q8_0 quantizer, byte-identical to ref::quantize_q8_0 (same operations in the same order:
 // absmax, d = amax / 127, id = 1 / d, round half away from zero).
-template <class Arch>
-struct QuantizeQ8_0 {
-  static void run(const float* src, void* dst, int64_t nrows, int64_t n_per_row, const float* imatrix);
-};
+template <class Arch> struct QuantizeQ8_0 { static QuantizeSig run; };
 
 template <class Arch>
 void QuantizeQ8_0<Arch>::run(const float* src, void* dst, int64_t nrows, int64_t n_per_row, const float*) {
@@ -120,87 +118,60 @@ inline void pack_nibbles(const int32_t* L, uint8_t* qs) {
   for (int j = 0; j < 16; ++j) qs[j] = static_cast<uint8_t>(t[j]);
 }
 
+// qh bit j = bit 4 of level j (5-bit types).
 template <class Arch>
-struct QuantizeQ4_0 {
-  static void run(const float* src, void* dst, int64_t nrows, int64_t n_per_row, const float* imatrix);
-};
-template <class Arch>
-struct QuantizeQ4_1 {
-  static void run(const float* src, void* dst, int64_t nrows, int64_t n_per_row, const float* imatrix);
-};
-template <class Arch>
-struct QuantizeQ5_0 {
-  static void run(const float* src, void* dst, int64_t nrows, int64_t n_per_row, const float* imatrix);
-};
-template <class Arch>
-struct QuantizeQ5_1 {
-  static void run(const float* src, void* dst, int64_t nrows, int64_t n_per_row, const float* imatrix);
-};
+uint32_t fifth_bits(const int32_t* L) {
+  uint32_t qh = 0;
+  for (int j = 0; j < 32; ++j) qh |= static_cast<uint32_t>((L[j] >> 4) & 1) << j;
+  return qh;
+}
+
+// One 32-value block type: kNmax and kAffine as in LegacyBlocks; Block has a min m when affine
+// and the fifth bits qh when its levels exceed 15.
+template <class Arch, class Block, int kNmax, bool kAffine>
+void quantize_legacy(const float* src, void* dst, int64_t nrows, int64_t n_per_row) {
+  constexpr bool kFiveBits = (kAffine ? kNmax : 2 * kNmax - 1) > 15;
+  auto* y = static_cast<Block*>(dst);
+  alignas(64) int32_t L[32];
+  for (int64_t ib = 0, nb = nrows * n_per_row / 32; ib < nb; ++ib) {
+    float d, m;
+    LegacyBlocks<Arch, kNmax, kAffine>::block(src + ib * 32, L, d, m);
+    y[ib].d = f32_to_fp16(d);
+    if constexpr (kAffine) y[ib].m = f32_to_fp16(m);
+    if constexpr (kFiveBits) {
+      for (int j = 0; j < 16; ++j) y[ib].qs[j] = static_cast<uint8_t>((L[j] & 15) | ((L[j + 16] & 15) << 4));
+      const uint32_t qh = fifth_bits<Arch>(L);
+      std::memcpy(y[ib].qh, &qh, 4);
+    } else {
+      pack_nibbles<Arch>(L, y[ib].qs);
+    }
+  }
+}
+
+template <class Arch> struct QuantizeQ4_0 { static QuantizeSig run; };
+template <class Arch> struct QuantizeQ4_1 { static QuantizeSig run; };
+template <class Arch> struct QuantizeQ5_0 { static QuantizeSig run; };
+template <class Arch> struct QuantizeQ5_1 { static QuantizeSig run; };
 
 template <class Arch>
 void QuantizeQ4_0<Arch>::run(const float* src, void* dst, int64_t nrows, int64_t n_per_row, const float* imatrix) {
   if (imatrix) return ref::quantize_q4_0(src, dst, nrows, n_per_row, imatrix);
-  auto* y = static_cast<ref::block_q4_0*>(dst);
-  alignas(64) int32_t L[32];
-  for (int64_t ib = 0, nb = nrows * n_per_row / 32; ib < nb; ++ib) {
-    float d, m;
-    LegacyBlocks<Arch, 8, false>::block(src + ib * 32, L, d, m);
-    y[ib].d = f32_to_fp16(d);
-    pack_nibbles<Arch>(L, y[ib].qs);
-  }
+  quantize_legacy<Arch, ref::block_q4_0, 8, false>(src, dst, nrows, n_per_row);
 }
-
 template <class Arch>
 void QuantizeQ4_1<Arch>::run(const float* src, void* dst, int64_t nrows, int64_t n_per_row, const float* imatrix) {
   if (imatrix) return ref::quantize_q4_1(src, dst, nrows, n_per_row, imatrix);
-  auto* y = static_cast<ref::block_q4_1*>(dst);
-  alignas(64) int32_t L[32];
-  for (int64_t ib = 0, nb = nrows * n_per_row / 32; ib < nb; ++ib) {
-    float d, m;
-    LegacyBlocks<Arch, 15, true>::block(src + ib * 32, L, d, m);
-    y[ib].d = f32_to_fp16(d);
-    y[ib].m = f32_to_fp16(m);
-    pack_nibbles<Arch>(L, y[ib].qs);
-  }
+  quantize_legacy<Arch, ref::block_q4_1, 15, true>(src, dst, nrows, n_per_row);
 }
-
 template <class Arch>
 void QuantizeQ5_0<Arch>::run(const float* src, void* dst, int64_t nrows, int64_t n_per_row, const float* imatrix) {
   if (imatrix) return ref::quantize_q5_0(src, dst, nrows, n_per_row, imatrix);
-  auto* y = static_cast<ref::block_q5_0*>(dst);
-  alignas(64) int32_t L[32];
-  for (int64_t ib = 0, nb = nrows * n_per_row / 32; ib < nb; ++ib) {
-    float d, m;
-    LegacyBlocks<Arch, 16, false>::block(src + ib * 32, L, d, m);
-    y[ib].d = f32_to_fp16(d);
-    uint32_t qh = 0;
-    for (int j = 0; j < 16; ++j) {
-      y[ib].qs[j] = static_cast<uint8_t>((L[j] & 15) | ((L[j + 16] & 15) << 4));
-      qh |= static_cast<uint32_t>((L[j] >> 4) & 1) << j;
-      qh |= static_cast<uint32_t>((L[j + 16] >> 4) & 1) << (j + 16);
-    }
-    std::memcpy(y[ib].qh, &qh, 4);
-  }
+  quantize_legacy<Arch, ref::block_q5_0, 16, false>(src, dst, nrows, n_per_row);
 }
-
 template <class Arch>
 void QuantizeQ5_1<Arch>::run(const float* src, void* dst, int64_t nrows, int64_t n_per_row, const float* imatrix) {
   if (imatrix) return ref::quantize_q5_1(src, dst, nrows, n_per_row, imatrix);
-  auto* y = static_cast<ref::block_q5_1*>(dst);
-  alignas(64) int32_t L[32];
-  for (int64_t ib = 0, nb = nrows * n_per_row / 32; ib < nb; ++ib) {
-    float d, m;
-    LegacyBlocks<Arch, 31, true>::block(src + ib * 32, L, d, m);
-    y[ib].d = f32_to_fp16(d);
-    y[ib].m = f32_to_fp16(m);
-    uint32_t qh = 0;
-    for (int j = 0; j < 16; ++j) {
-      y[ib].qs[j] = static_cast<uint8_t>((L[j] & 15) | ((L[j + 16] & 15) << 4));
-      qh |= static_cast<uint32_t>((L[j] >> 4) & 1) << j;
-      qh |= static_cast<uint32_t>((L[j + 16] >> 4) & 1) << (j + 16);
-    }
-    std::memcpy(y[ib].qh, &qh, 4);
-  }
+  quantize_legacy<Arch, ref::block_q5_1, 31, true>(src, dst, nrows, n_per_row);
 }
 
 #define LQ_CPU_LEGACY_KERNELS(X) X(QuantizeQ8_0) X(QuantizeQ4_0) X(QuantizeQ4_1) X(QuantizeQ5_0) X(QuantizeQ5_1)

@@ -8,6 +8,7 @@
 #pragma once
 
 #include "arch.hpp"
+#include "signatures.hpp"
 
 #include "core/half.hpp"
 #include "types/ref/blocks.hpp"
@@ -22,26 +23,11 @@
 
 namespace lq::cpu {
 
-template <class Arch>
-struct DotQ8_0 {
-  static float run(int64_t n, const void* x, const void* y);
-};
-template <class Arch>
-struct DotQ4_0 {
-  static float run(int64_t n, const void* x, const void* y);
-};
-template <class Arch>
-struct DotQ4_1 {
-  static float run(int64_t n, const void* x, const void* y);
-};
-template <class Arch>
-struct DotQ5_0 {
-  static float run(int64_t n, const void* x, const void* y);
-};
-template <class Arch>
-struct DotQ5_1 {
-  static float run(int64_t n, const void* x, const void* y);
-};
+template <class Arch> struct DotQ8_0 { static DotSig run; };
+template <class Arch> struct DotQ4_0 { static DotSig run; };
+template <class Arch> struct DotQ4_1 { static DotSig run; };
+template <class Arch> struct DotQ5_0 { static DotSig run; };
+template <class Arch> struct DotQ5_1 { static DotSig run; };
 
 namespace ldot {
 
@@ -84,61 +70,52 @@ inline float hsum8(__m256 v) {
   return _mm_cvtss_f32(_mm_add_ss(t, _mm_shuffle_ps(t, t, 1)));
 }
 
+// Q4_1 / Q5_1 against Q8_1: unsigned levels times the activations, the mins through the
+// activation sums (s = d * sum of the block's values).
+struct DecodeQ4_1 {
+  using block = ref::block_q4_1;
+  static constexpr DotSig* ref_dot = ref::dot_q4_1;
+  template <class Arch>
+  static __m256i u(const block& b) { return unpack_nibbles<Arch>(b.qs); }
+};
+struct DecodeQ5_1 {
+  using block = ref::block_q5_1;
+  static constexpr DotSig* ref_dot = ref::dot_q5_1;
+  template <class Arch>
+  static __m256i u(const block& b) { return _mm256_or_si256(unpack_nibbles<Arch>(b.qs), fifth_bits<Arch>(b.qh)); }
+};
+
+template <class Arch, class Dec>
+float dot_affine(int64_t n, const void* xv, const void* yv) {
+  if constexpr (!has_avx2<Arch>) {
+    return Dec::ref_dot(n, xv, yv);
+  } else {
+    const auto* x = static_cast<const typename Dec::block*>(xv);
+    const auto* y = static_cast<const ref::block_q8_1*>(yv);
+    __m256 acc = _mm256_setzero_ps();
+    float offs = 0;
+    for (int64_t i = 0; i < n / 32; ++i) {
+      const __m256i s = u8_pair_sums<Arch>(Dec::template u<Arch>(x[i]), load32<Arch>(y[i].qs));
+      const __m256 d = _mm256_set1_ps(h2f<Arch>(x[i].d) * h2f<Arch>(y[i].d));
+      acc = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(s), acc);
+      offs += h2f<Arch>(x[i].m) * h2f<Arch>(y[i].s);
+    }
+    return hsum8<Arch>(acc) + offs;
+  }
+}
+
 }  // namespace ldot
 
 template <class Arch>
-float DotQ4_1<Arch>::run(int64_t n, const void* xv, const void* yv) {
-  if constexpr (!ldot::has_avx2<Arch>) {
-    return ref::dot_q4_1(n, xv, yv);
-  } else {
-    const auto* x = static_cast<const ref::block_q4_1*>(xv);
-    const auto* y = static_cast<const ref::block_q8_1*>(yv);
-    __m256 acc = _mm256_setzero_ps();
-    float offs = 0;
-    for (int64_t i = 0; i < n / 32; ++i) {
-      const __m256i s = ldot::u8_pair_sums<Arch>(ldot::unpack_nibbles<Arch>(x[i].qs), ldot::load32<Arch>(y[i].qs));
-      const __m256 d = _mm256_set1_ps(ldot::h2f<Arch>(x[i].d) * ldot::h2f<Arch>(y[i].d));
-      acc = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(s), acc);
-      offs += ldot::h2f<Arch>(x[i].m) * ldot::h2f<Arch>(y[i].s);
-    }
-    return ldot::hsum8<Arch>(acc) + offs;
-  }
-}
-
+float DotQ4_1<Arch>::run(int64_t n, const void* x, const void* y) { return ldot::dot_affine<Arch, ldot::DecodeQ4_1>(n, x, y); }
 template <class Arch>
-float DotQ5_1<Arch>::run(int64_t n, const void* xv, const void* yv) {
-  if constexpr (!ldot::has_avx2<Arch>) {
-    return ref::dot_q5_1(n, xv, yv);
-  } else {
-    const auto* x = static_cast<const ref::block_q5_1*>(xv);
-    const auto* y = static_cast<const ref::block_q8_1*>(yv);
-    __m256 acc = _mm256_setzero_ps();
-    float offs = 0;
-    for (int64_t i = 0; i < n / 32; ++i) {
-      const __m256i q = _mm256_or_si256(ldot::unpack_nibbles<Arch>(x[i].qs), ldot::fifth_bits<Arch>(x[i].qh));
-      const __m256i s = ldot::u8_pair_sums<Arch>(q, ldot::load32<Arch>(y[i].qs));
-      const __m256 d = _mm256_set1_ps(ldot::h2f<Arch>(x[i].d) * ldot::h2f<Arch>(y[i].d));
-      acc = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(s), acc);
-      offs += ldot::h2f<Arch>(x[i].m) * ldot::h2f<Arch>(y[i].s);
-    }
-    return ldot::hsum8<Arch>(acc) + offs;
-  }
-}
+float DotQ5_1<Arch>::run(int64_t n, const void* x, const void* y) { return ldot::dot_affine<Arch, ldot::DecodeQ5_1>(n, x, y); }
 
 /// y[t * ldy + r] = dot(row r of w, row t of x) for r, t < 4: w rows `ws` bytes apart in the
 /// weight type, x rows `xs` bytes apart in Q8_0; k values per row.
-template <class Arch>
-struct TileQ8_0 {
-  static void run(int64_t k, const void* w, size_t ws, const void* x, size_t xs, float* y, int64_t ldy);
-};
-template <class Arch>
-struct TileQ4_0 {
-  static void run(int64_t k, const void* w, size_t ws, const void* x, size_t xs, float* y, int64_t ldy);
-};
-template <class Arch>
-struct TileQ5_0 {
-  static void run(int64_t k, const void* w, size_t ws, const void* x, size_t xs, float* y, int64_t ldy);
-};
+template <class Arch> struct TileQ8_0 { static TileSig run; };
+template <class Arch> struct TileQ4_0 { static TileSig run; };
+template <class Arch> struct TileQ5_0 { static TileSig run; };
 
 namespace ldot {
 
@@ -168,7 +145,9 @@ struct DecodeQ5_0 {
 // through maddubs; every quant value is within [-127, 127], so no int16 pair sum saturates. The
 // single dots are the 1 x 1 case, so tiled (batched) and single (decode) results are identical.
 template <class Arch, class Dec, int R, int T>
-void tile_dots(int64_t k, const uint8_t* w, size_t ws, const uint8_t* x, size_t xs, float* y, int64_t ldy) {
+void tile_dots(int64_t k, const void* wv, size_t ws, const void* xv, size_t xs, float* y, int64_t ldy) {
+  const auto* w = static_cast<const uint8_t*>(wv);
+  const auto* x = static_cast<const uint8_t*>(xv);
   using WB = typename Dec::block;
   using XB = ref::block_q8_0;
   const int64_t nb = k / 32;
@@ -272,39 +251,34 @@ void tile_dots(int64_t k, const uint8_t* w, size_t ws, const uint8_t* x, size_t 
   }
 }
 
+// The single dot is the 1 x 1 tile.
+template <class Arch, class Dec>
+float single_dot(int64_t n, const void* x, const void* y) {
+  float r;
+  tile_dots<Arch, Dec, 1, 1>(n, x, 0, y, 0, &r, 1);
+  return r;
+}
+
 }  // namespace ldot
 
 template <class Arch>
 void TileQ8_0<Arch>::run(int64_t k, const void* w, size_t ws, const void* x, size_t xs, float* y, int64_t ldy) {
-  ldot::tile_dots<Arch, ldot::DecodeQ8_0, 4, 4>(k, static_cast<const uint8_t*>(w), ws, static_cast<const uint8_t*>(x), xs, y, ldy);
+  ldot::tile_dots<Arch, ldot::DecodeQ8_0, 4, 4>(k, w, ws, x, xs, y, ldy);
 }
 template <class Arch>
 void TileQ4_0<Arch>::run(int64_t k, const void* w, size_t ws, const void* x, size_t xs, float* y, int64_t ldy) {
-  ldot::tile_dots<Arch, ldot::DecodeQ4_0, 4, 4>(k, static_cast<const uint8_t*>(w), ws, static_cast<const uint8_t*>(x), xs, y, ldy);
+  ldot::tile_dots<Arch, ldot::DecodeQ4_0, 4, 4>(k, w, ws, x, xs, y, ldy);
 }
 template <class Arch>
 void TileQ5_0<Arch>::run(int64_t k, const void* w, size_t ws, const void* x, size_t xs, float* y, int64_t ldy) {
-  ldot::tile_dots<Arch, ldot::DecodeQ5_0, 4, 4>(k, static_cast<const uint8_t*>(w), ws, static_cast<const uint8_t*>(x), xs, y, ldy);
-}
-
-template <class Arch>
-float DotQ8_0<Arch>::run(int64_t n, const void* x, const void* y) {
-  float r;
-  ldot::tile_dots<Arch, ldot::DecodeQ8_0, 1, 1>(n, static_cast<const uint8_t*>(x), 0, static_cast<const uint8_t*>(y), 0, &r, 1);
-  return r;
+  ldot::tile_dots<Arch, ldot::DecodeQ5_0, 4, 4>(k, w, ws, x, xs, y, ldy);
 }
 template <class Arch>
-float DotQ4_0<Arch>::run(int64_t n, const void* x, const void* y) {
-  float r;
-  ldot::tile_dots<Arch, ldot::DecodeQ4_0, 1, 1>(n, static_cast<const uint8_t*>(x), 0, static_cast<const uint8_t*>(y), 0, &r, 1);
-  return r;
-}
+float DotQ8_0<Arch>::run(int64_t n, const void* x, const void* y) { return ldot::single_dot<Arch, ldot::DecodeQ8_0>(n, x, y); }
 template <class Arch>
-float DotQ5_0<Arch>::run(int64_t n, const void* x, const void* y) {
-  float r;
-  ldot::tile_dots<Arch, ldot::DecodeQ5_0, 1, 1>(n, static_cast<const uint8_t*>(x), 0, static_cast<const uint8_t*>(y), 0, &r, 1);
-  return r;
-}
+float DotQ4_0<Arch>::run(int64_t n, const void* x, const void* y) { return ldot::single_dot<Arch, ldot::DecodeQ4_0>(n, x, y); }
+template <class Arch>
+float DotQ5_0<Arch>::run(int64_t n, const void* x, const void* y) { return ldot::single_dot<Arch, ldot::DecodeQ5_0>(n, x, y); }
 
 #define LQ_CPU_LEGACY_DOT_KERNELS(X) \
   X(DotQ8_0) X(DotQ4_0) X(DotQ4_1) X(DotQ5_0) X(DotQ5_1) X(TileQ8_0) X(TileQ4_0) X(TileQ5_0)

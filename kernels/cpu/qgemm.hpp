@@ -22,6 +22,7 @@
 #pragma once
 
 #include "arch.hpp"
+#include "block_formats.hpp"
 #include "isa_ops.hpp"
 #include "transpose.hpp"
 
@@ -98,148 +99,7 @@ struct QuantizeActBf16 {
 
 namespace qg {
 
-// ---- weight formats ------------------------------------------------------------------------------
-// levels(block, q, s): q gets the kBlock levels (value + kOff, unsigned) in value order; s the
-// block's scales as the reference dot uses them: d (and dmin), and per sub-block of kG values the
-// integer scale sc (and min m). Legacy formats (kG == kBlock) have only d.
-
-struct BlockScales {
-  float d = 0, dmin = 0;
-  int32_t sc[16] = {};
-  int32_t m[16] = {};
-};
-
-template <class Arch>
-struct FmtQ4_0 {
-  using block = ref::block_q4_0;
-  static constexpr int kBlock = 32, kG = 32, kOff = 8, kMaxU = 15;
-  static constexpr bool kMin = false;
-  static void levels(const block& b, uint8_t* q, BlockScales& s) {
-    for (int j = 0; j < 16; ++j) {
-      q[j] = b.qs[j] & 15;
-      q[j + 16] = b.qs[j] >> 4;
-    }
-    s.d = fp16_to_f32(b.d);
-  }
-};
-
-template <class Arch>
-struct FmtQ5_0 {
-  using block = ref::block_q5_0;
-  static constexpr int kBlock = 32, kG = 32, kOff = 16, kMaxU = 31;
-  static constexpr bool kMin = false;
-  static void levels(const block& b, uint8_t* q, BlockScales& s) {
-    uint32_t qh;
-    std::memcpy(&qh, b.qh, 4);
-    for (int j = 0; j < 16; ++j) {
-      q[j] = static_cast<uint8_t>((b.qs[j] & 15) | (((qh >> j) & 1) << 4));
-      q[j + 16] = static_cast<uint8_t>((b.qs[j] >> 4) | (((qh >> (j + 16)) & 1) << 4));
-    }
-    s.d = fp16_to_f32(b.d);
-  }
-};
-
-template <class Arch>
-struct FmtQ8_0 {
-  using block = ref::block_q8_0;
-  static constexpr int kBlock = 32, kG = 32, kOff = 128, kMaxU = 255;
-  static constexpr bool kMin = false;
-  static void levels(const block& b, uint8_t* q, BlockScales& s) {
-    for (int j = 0; j < 32; ++j) q[j] = static_cast<uint8_t>(static_cast<uint8_t>(b.qs[j]) ^ 0x80u);
-    s.d = fp16_to_f32(b.d);
-  }
-};
-
-template <class Arch>
-struct FmtQ2K {
-  using block = ref::block_q2_K;
-  static constexpr int kBlock = 256, kG = 16, kOff = 0, kMaxU = 3;
-  static constexpr bool kMin = true;
-  static void levels(const block& b, uint8_t* q, BlockScales& s) {
-    for (int h = 0; h < 2; ++h)
-      for (int j = 0; j < 4; ++j)
-        for (int l = 0; l < 32; ++l) q[128 * h + 32 * j + l] = (b.qs[32 * h + l] >> (2 * j)) & 3;
-    s.d = fp16_to_f32(b.d);
-    s.dmin = fp16_to_f32(b.dmin);
-    for (int g = 0; g < 16; ++g) {
-      s.sc[g] = b.scales[g] & 15;
-      s.m[g] = b.scales[g] >> 4;
-    }
-  }
-};
-
-template <class Arch>
-struct FmtQ3K {
-  using block = ref::block_q3_K;
-  static constexpr int kBlock = 256, kG = 16, kOff = 4, kMaxU = 7;
-  static constexpr bool kMin = false;
-  static void levels(const block& b, uint8_t* q, BlockScales& s) {
-    for (int h = 0; h < 2; ++h)
-      for (int j = 0; j < 4; ++j)
-        for (int l = 0; l < 32; ++l)
-          q[128 * h + 32 * j + l] =
-              static_cast<uint8_t>(((b.qs[32 * h + l] >> (2 * j)) & 3) | (((b.hmask[l] >> (4 * h + j)) & 1) << 2));
-    s.d = fp16_to_f32(b.d);
-    for (int j = 0; j < 16; ++j) {
-      const int lo = j < 8 ? (b.scales[j] & 15) : (b.scales[j - 8] >> 4);
-      const int hi = (b.scales[8 + j % 4] >> (2 * (j / 4))) & 3;
-      s.sc[j] = (lo | (hi << 4)) - 32;
-    }
-  }
-};
-
-template <class Arch>
-struct FmtQ4K {
-  using block = ref::block_q4_K;
-  static constexpr int kBlock = 256, kG = 32, kOff = 0, kMaxU = 15;
-  static constexpr bool kMin = true;
-  static void levels(const block& b, uint8_t* q, BlockScales& s) {
-    for (int c = 0; c < 4; ++c)
-      for (int l = 0; l < 32; ++l) {
-        q[64 * c + l] = b.qs[32 * c + l] & 15;
-        q[64 * c + 32 + l] = b.qs[32 * c + l] >> 4;
-      }
-    s.d = fp16_to_f32(b.d);
-    s.dmin = fp16_to_f32(b.dmin);
-    for (int j = 0; j < 8; ++j) ref::q4k_scale_min(b.scales, j, s.sc[j], s.m[j]);
-  }
-};
-
-template <class Arch>
-struct FmtQ5K {
-  using block = ref::block_q5_K;
-  static constexpr int kBlock = 256, kG = 32, kOff = 0, kMaxU = 31;
-  static constexpr bool kMin = true;
-  static void levels(const block& b, uint8_t* q, BlockScales& s) {
-    for (int c = 0; c < 4; ++c)
-      for (int l = 0; l < 32; ++l) {
-        const int v = b.qs[32 * c + l], h = b.qh[l];
-        q[64 * c + l] = static_cast<uint8_t>((v & 15) | (((h >> (2 * c)) & 1) << 4));
-        q[64 * c + 32 + l] = static_cast<uint8_t>((v >> 4) | (((h >> (2 * c + 1)) & 1) << 4));
-      }
-    s.d = fp16_to_f32(b.d);
-    s.dmin = fp16_to_f32(b.dmin);
-    for (int j = 0; j < 8; ++j) ref::q4k_scale_min(b.scales, j, s.sc[j], s.m[j]);
-  }
-};
-
-template <class Arch>
-struct FmtQ6K {
-  using block = ref::block_q6_K;
-  static constexpr int kBlock = 256, kG = 16, kOff = 32, kMaxU = 63;
-  static constexpr bool kMin = false;
-  static void levels(const block& b, uint8_t* q, BlockScales& s) {
-    for (int h = 0; h < 2; ++h)
-      for (int k = 0; k < 4; ++k)
-        for (int l = 0; l < 32; ++l) {
-          const int lo = (b.ql[64 * h + 32 * (k % 2) + l] >> (4 * (k / 2))) & 15;
-          const int hi = (b.qh[32 * h + l] >> (2 * k)) & 3;
-          q[128 * h + 32 * k + l] = static_cast<uint8_t>(lo | (hi << 4));
-        }
-    s.d = fp16_to_f32(b.d);
-    for (int j = 0; j < 16; ++j) s.sc[j] = b.scales[j];
-  }
-};
+// The weight formats (levels, scales) are in block_formats.hpp.
 
 // ---- panels -------------------------------------------------------------------------------------
 
@@ -284,9 +144,13 @@ void pack(const uint8_t* w, size_t ws, int rows, int64_t k, const Panel<Fmt>& p)
     for (int r = 0; r < kPanelRows; ++r) {
       const block* b = reinterpret_cast<const block*>(w + static_cast<size_t>(r) * ws) + c0 / Fmt::kBlock;
       for (int i = 0; i < cn / Fmt::kBlock; ++i) {
-        BlockScales s;
-        if (r < rows) Fmt::levels(b[i], tmp[r] + i * Fmt::kBlock, s);
-        else std::memset(tmp[r] + i * Fmt::kBlock, 0, Fmt::kBlock);
+        BlockScales s{};
+        if (r < rows) {
+          read_scales<Fmt>(b[i], s);
+          Fmt::levels(b[i], tmp[r] + i * Fmt::kBlock);
+        } else {
+          std::memset(tmp[r] + i * Fmt::kBlock, 0, Fmt::kBlock);
+        }
         const int64_t bi = c0 / Fmt::kBlock + i;
         p.d[bi * kPanelRows + r] = s.d;
         if constexpr (Fmt::kMin) p.dmin[bi * kPanelRows + r] = s.dmin;

@@ -10,6 +10,7 @@
 #pragma once
 
 #include "arch.hpp"
+#include "signatures.hpp"
 #include "iq_simd.hpp"
 
 #include "types/ref/ternary.hpp"
@@ -93,14 +94,8 @@ struct TernaryOps {
   }
 };
 
-template <class Arch>
-struct QuantizeTq1_0 {
-  static void run(const float* src, void* dst, int64_t nrows, int64_t n_per_row, const float* imatrix);
-};
-template <class Arch>
-struct QuantizeTq2_0 {
-  static void run(const float* src, void* dst, int64_t nrows, int64_t n_per_row, const float* imatrix);
-};
+template <class Arch> struct QuantizeTq1_0 { static QuantizeSig run; };
+template <class Arch> struct QuantizeTq2_0 { static QuantizeSig run; };
 
 template <class Arch>
 void QuantizeTq1_0<Arch>::run(const float* src, void* dst, int64_t nrows, int64_t n_per_row, const float* imatrix) {
@@ -127,7 +122,7 @@ struct TernaryDecode {
     return _mm256_packus_epi16(lo, hi);
   }
 
-  static void tq1_0(const ref::block_tq1_0& b, uint8_t* t) {
+  static void unpack(const ref::block_tq1_0& b, uint8_t* t) {
     const __m256i q = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b.qs));
     for (int n = 0; n < 5; ++n) _mm256_storeu_si256(reinterpret_cast<__m256i*>(t + 32 * n), digit(q, n));
     // Bytes 32..47 hold values 160 + m + 16n: both 128-bit halves get them, digits n and n + 1.
@@ -145,7 +140,7 @@ struct TernaryDecode {
       }
   }
 
-  static void tq2_0(const ref::block_tq2_0& b, uint8_t* t) {
+  static void unpack(const ref::block_tq2_0& b, uint8_t* t) {
     const __m256i m3 = _mm256_set1_epi8(3);
     for (int g = 0; g < 2; ++g) {
       const __m256i q = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b.qs + 32 * g));
@@ -155,85 +150,69 @@ struct TernaryDecode {
   }
 };
 
-template <class Arch>
-struct DequantTq1_0 {
-  static void run(const void* src, float* dst, int64_t n);
-};
-template <class Arch>
-struct DequantTq2_0 {
-  static void run(const void* src, float* dst, int64_t n);
-};
-template <class Arch>
-struct DotTq1_0 {
-  static float run(int64_t n, const void* x, const void* y);
-};
-template <class Arch>
-struct DotTq2_0 {
-  static float run(int64_t n, const void* x, const void* y);
-};
+template <class Arch> struct DequantTq1_0 { static DequantSig run; };
+template <class Arch> struct DequantTq2_0 { static DequantSig run; };
+template <class Arch> struct DotTq1_0 { static DotSig run; };
+template <class Arch> struct DotTq2_0 { static DotSig run; };
 
-template <class Arch, class Block, class Unpack>
-void dequant_ternary(const void* src, float* dst, int64_t n, Unpack&& unpack) {
-  const auto* x = static_cast<const Block*>(src);
-  alignas(32) uint8_t t[ref::QK_K];
-  const __m256i one = _mm256_set1_epi8(1);
-  for (int64_t i = 0; i < n / ref::QK_K; ++i) {
-    unpack(x[i], t);
-    const float d = fp16_to_f32(x[i].d);
-    for (int k = 0; k < ref::QK_K; k += 32)
-      Bytes<Arch>::store_scaled(_mm256_sub_epi8(Bytes<Arch>::load(t + k), one), d, dst + i * ref::QK_K + k);
+// The per-block loops on trits (0, 1, 2 = value + 1); where the ISA lacks the byte instructions
+// the scalar reference (RefDequant, RefDot) runs.
+template <class Arch, class Block, DequantSig* RefDequant>
+void dequant_ternary(const void* src, float* dst, int64_t n) {
+  if constexpr (!kByteSimd<Arch>) {
+    RefDequant(src, dst, n);
+  } else {
+    const auto* x = static_cast<const Block*>(src);
+    alignas(32) uint8_t t[ref::QK_K];
+    const __m256i one = _mm256_set1_epi8(1);
+    for (int64_t i = 0; i < n / ref::QK_K; ++i) {
+      TernaryDecode<Arch>::unpack(x[i], t);
+      const float d = fp16_to_f32(x[i].d);
+      for (int k = 0; k < ref::QK_K; k += 32)
+        Bytes<Arch>::store_scaled(_mm256_sub_epi8(Bytes<Arch>::load(t + k), one), d, dst + i * ref::QK_K + k);
+    }
   }
 }
 
-template <class Arch, class Block, class Unpack>
-float dot_ternary(int64_t n, const void* xv, const void* yv, Unpack&& unpack) {
-  using V = Bytes<Arch>;
-  const auto* x = static_cast<const Block*>(xv);
-  const auto* y = static_cast<const ref::block_q8_K*>(yv);
-  alignas(32) uint8_t t[ref::QK_K];
-  __m256 acc = _mm256_setzero_ps();
-  for (int64_t i = 0; i < n / ref::QK_K; ++i) {
-    unpack(x[i], t);
-    __m256i sum = _mm256_setzero_si256();
-    for (int k = 0; k < ref::QK_K; k += 32) sum = _mm256_add_epi32(sum, V::dot_unsigned(V::load(t + k), V::load(y[i].qs + k)));
-    int ysum = 0;
-    for (int k = 0; k < ref::QK_K / 16; ++k) ysum += y[i].bsums[k];
-    sum = _mm256_sub_epi32(sum, _mm256_setr_epi32(ysum, 0, 0, 0, 0, 0, 0, 0));
-    acc = V::fma(sum, fp16_to_f32(x[i].d) * y[i].d, acc);
+template <class Arch, class Block, DotSig* RefDot>
+float dot_ternary(int64_t n, const void* xv, const void* yv) {
+  if constexpr (!kByteSimd<Arch>) {
+    return RefDot(n, xv, yv);
+  } else {
+    using V = Bytes<Arch>;
+    const auto* x = static_cast<const Block*>(xv);
+    const auto* y = static_cast<const ref::block_q8_K*>(yv);
+    alignas(32) uint8_t t[ref::QK_K];
+    __m256 acc = _mm256_setzero_ps();
+    for (int64_t i = 0; i < n / ref::QK_K; ++i) {
+      TernaryDecode<Arch>::unpack(x[i], t);
+      __m256i sum = _mm256_setzero_si256();
+      for (int k = 0; k < ref::QK_K; k += 32)
+        sum = _mm256_add_epi32(sum, V::dot_unsigned(V::load(t + k), V::load(y[i].qs + k)));
+      int ysum = 0;
+      for (int k = 0; k < ref::QK_K / 16; ++k) ysum += y[i].bsums[k];
+      sum = _mm256_sub_epi32(sum, _mm256_setr_epi32(ysum, 0, 0, 0, 0, 0, 0, 0));
+      acc = V::fma(sum, fp16_to_f32(x[i].d) * y[i].d, acc);
+    }
+    return V::hsum(acc);
   }
-  return V::hsum(acc);
 }
 
 template <class Arch>
 void DequantTq1_0<Arch>::run(const void* src, float* dst, int64_t n) {
-  if constexpr (!kByteSimd<Arch>)
-    ref::dequantize_tq1_0(src, dst, n);
-  else
-    dequant_ternary<Arch, ref::block_tq1_0>(src, dst, n, TernaryDecode<Arch>::tq1_0);
+  dequant_ternary<Arch, ref::block_tq1_0, ref::dequantize_tq1_0>(src, dst, n);
 }
-
-template <class Arch>
-void DequantTq2_0<Arch>::run(const void* src, float* dst, int64_t n) {
-  if constexpr (!kByteSimd<Arch>)
-    ref::dequantize_tq2_0(src, dst, n);
-  else
-    dequant_ternary<Arch, ref::block_tq2_0>(src, dst, n, TernaryDecode<Arch>::tq2_0);
-}
-
 template <class Arch>
 float DotTq1_0<Arch>::run(int64_t n, const void* x, const void* y) {
-  if constexpr (!kByteSimd<Arch>)
-    return ref::dot_tq1_0(n, x, y);
-  else
-    return dot_ternary<Arch, ref::block_tq1_0>(n, x, y, TernaryDecode<Arch>::tq1_0);
+  return dot_ternary<Arch, ref::block_tq1_0, ref::dot_tq1_0>(n, x, y);
 }
-
+template <class Arch>
+void DequantTq2_0<Arch>::run(const void* src, float* dst, int64_t n) {
+  dequant_ternary<Arch, ref::block_tq2_0, ref::dequantize_tq2_0>(src, dst, n);
+}
 template <class Arch>
 float DotTq2_0<Arch>::run(int64_t n, const void* x, const void* y) {
-  if constexpr (!kByteSimd<Arch>)
-    return ref::dot_tq2_0(n, x, y);
-  else
-    return dot_ternary<Arch, ref::block_tq2_0>(n, x, y, TernaryDecode<Arch>::tq2_0);
+  return dot_ternary<Arch, ref::block_tq2_0, ref::dot_tq2_0>(n, x, y);
 }
 
 #define LQ_CPU_TERNARY_KERNELS(X) \

@@ -7,29 +7,17 @@ namespace {
 
 struct BlockQ4_0 { uint16_t d; uint8_t qs[16]; };
 
-__global__ void k_dequantize(const BlockQ4_0* x, float* y, int64_t nb) {
-  const int64_t ib = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
-  if (ib >= nb) return;
-  const float d = detail::half_to_float(x[ib].d);
+__device__ void dequantize_block(const BlockQ4_0& b, float d, float* y) {
   for (int j = 0; j < 16; ++j) {
-    y[ib * 32 + j] = ((x[ib].qs[j] & 0x0F) - 8) * d;
-    y[ib * 32 + j + 16] = ((x[ib].qs[j] >> 4) - 8) * d;
+    y[j] = ((b.qs[j] & 0x0F) - 8) * d;
+    y[j + 16] = ((b.qs[j] >> 4) - 8) * d;
   }
 }
 
 }  // namespace
 
 int ops::dequantize_q4_0(const void* src, float* dst, int64_t n) {
-  const int64_t nb = n / 32;
-  detail::DeviceBuffer<BlockQ4_0> dx(nb);
-  LQ_CUDA_TRY(dx.status);
-  detail::DeviceBuffer<float> dy(n);
-  LQ_CUDA_TRY(dy.status);
-  LQ_CUDA_TRY(cudaMemcpy(dx.p, src, nb * sizeof(BlockQ4_0), cudaMemcpyHostToDevice));
-  k_dequantize<<<detail::grid_for(nb), detail::kThreads>>>(dx.p, dy.p, nb);
-  LQ_CUDA_TRY(cudaGetLastError());
-  LQ_CUDA_TRY(cudaMemcpy(dst, dy.p, n * sizeof(float), cudaMemcpyDeviceToHost));
-  return 0;
+  return detail::run_blocks(detail::k_dequantize<BlockQ4_0>, src, n / 32, dst, n, n / 32);
 }
 
 }  // namespace lq::cuda

@@ -8,16 +8,13 @@ namespace {
 
 struct BlockQ8_0 { uint16_t d; int8_t qs[32]; };
 
-__global__ void k_dequantize(const BlockQ8_0* x, float* y, int64_t nb) {
-  const int64_t ib = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
-  if (ib >= nb) return;
-  const float d = detail::half_to_float(x[ib].d);
-  for (int j = 0; j < 32; ++j) y[ib * 32 + j] = x[ib].qs[j] * d;
+__device__ void dequantize_block(const BlockQ8_0& b, float d, float* y) {
+  for (int j = 0; j < 32; ++j) y[j] = b.qs[j] * d;
 }
 
 __global__ void k_quantize(const float* x, BlockQ8_0* y, int64_t nb) {
-  const int64_t ib = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
-  if (ib >= nb) return;
+  const int64_t ib = detail::block_index(nb);
+  if (ib < 0) return;
   const float* xb = x + ib * 32;
   float amax = 0.f;
   for (int j = 0; j < 32; ++j) amax = fmaxf(amax, fabsf(xb[j]));
@@ -30,29 +27,11 @@ __global__ void k_quantize(const float* x, BlockQ8_0* y, int64_t nb) {
 }  // namespace
 
 int ops::dequantize_q8_0(const void* src, float* dst, int64_t n) {
-  const int64_t nb = n / 32;
-  detail::DeviceBuffer<BlockQ8_0> dx(nb);
-  LQ_CUDA_TRY(dx.status);
-  detail::DeviceBuffer<float> dy(n);
-  LQ_CUDA_TRY(dy.status);
-  LQ_CUDA_TRY(cudaMemcpy(dx.p, src, nb * sizeof(BlockQ8_0), cudaMemcpyHostToDevice));
-  k_dequantize<<<detail::grid_for(nb), detail::kThreads>>>(dx.p, dy.p, nb);
-  LQ_CUDA_TRY(cudaGetLastError());
-  LQ_CUDA_TRY(cudaMemcpy(dst, dy.p, n * sizeof(float), cudaMemcpyDeviceToHost));
-  return 0;
+  return detail::run_blocks(detail::k_dequantize<BlockQ8_0>, src, n / 32, dst, n, n / 32);
 }
 
 int ops::quantize_q8_0(const float* src, void* dst, int64_t n) {
-  const int64_t nb = n / 32;
-  detail::DeviceBuffer<float> dx(n);
-  LQ_CUDA_TRY(dx.status);
-  detail::DeviceBuffer<BlockQ8_0> dy(nb);
-  LQ_CUDA_TRY(dy.status);
-  LQ_CUDA_TRY(cudaMemcpy(dx.p, src, n * sizeof(float), cudaMemcpyHostToDevice));
-  k_quantize<<<detail::grid_for(nb), detail::kThreads>>>(dx.p, dy.p, nb);
-  LQ_CUDA_TRY(cudaGetLastError());
-  LQ_CUDA_TRY(cudaMemcpy(dst, dy.p, nb * sizeof(BlockQ8_0), cudaMemcpyDeviceToHost));
-  return 0;
+  return detail::run_blocks(k_quantize, src, n, dst, n / 32, n / 32);
 }
 
 }  // namespace lq::cuda

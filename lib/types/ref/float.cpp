@@ -1,3 +1,4 @@
+// Float types (F32, F16, BF16, F64): conversions, and dot products summed in double.
 #include "types/ref/float.hpp"
 
 #include "core/half.hpp"
@@ -47,20 +48,21 @@ float dot_f32(int64_t n, const void* xv, const void* yv) {
   return static_cast<float>(s);
 }
 
-float dot_f16(int64_t n, const void* xv, const void* yv) {
+namespace {
+
+// 16-bit floats widened exactly, products summed in double.
+template <float (*Widen)(uint16_t)>
+float dot_16bit(int64_t n, const void* xv, const void* yv) {
   const auto* x = static_cast<const uint16_t*>(xv);
   const auto* y = static_cast<const uint16_t*>(yv);
   double s = 0;
-  for (int64_t i = 0; i < n; ++i) s += static_cast<double>(fp16_to_f32(x[i])) * fp16_to_f32(y[i]);
+  for (int64_t i = 0; i < n; ++i) s += static_cast<double>(Widen(x[i])) * Widen(y[i]);
   return static_cast<float>(s);
 }
 
-float dot_bf16(int64_t n, const void* xv, const void* yv) {
-  const auto* x = static_cast<const uint16_t*>(xv);
-  const auto* y = static_cast<const uint16_t*>(yv);
-  double s = 0;
-  for (int64_t i = 0; i < n; ++i) s += static_cast<double>(bf16_to_f32(x[i])) * bf16_to_f32(y[i]);
-  return static_cast<float>(s);
-}
+}  // namespace
+
+float dot_f16(int64_t n, const void* x, const void* y) { return dot_16bit<fp16_to_f32>(n, x, y); }
+float dot_bf16(int64_t n, const void* x, const void* y) { return dot_16bit<bf16_to_f32>(n, x, y); }
 
 }  // namespace lq::ref

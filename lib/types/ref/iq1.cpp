@@ -7,6 +7,7 @@
 #include <lq/error.hpp>
 
 #include "core/half.hpp"
+#include "types/ref/block_sums.hpp"
 #include "types/ref/blocks.hpp"
 #include "types/ref/iq_search.hpp"
 #include "types/ref/iq_tables.hpp"
@@ -93,99 +94,86 @@ void quantize_iq1_m(const float* src, void* dst, int64_t nrows, int64_t n_per_ro
   });
 }
 
-void dequantize_iq1_s(const void* src, float* dst, int64_t n) {
-  const auto* x = static_cast<const block_iq1_s*>(src);
+namespace {
+
+// The two layouts: group g of 8 values is codebook row grid_index(b, g) shifted by -kDelta where
+// neg(b, g), else +kDelta; run h of 16 values has the odd scale ls(b, h); d(b) the block scale.
+struct S {
+  using block = block_iq1_s;
+  static float d(const block& b) { return fp16_to_f32(b.d); }
+  static int grid_index(const block& b, int g) { return b.qs[g] | ((b.qh[g / 4] >> (3 * (g % 4))) & 7) << 8; }
+  static bool neg(const block& b, int g) { return b.qh[g / 4] & 0x8000; }
+  static int ls(const block& b, int h) { return 2 * ((b.qh[h / 2] >> 12) & 7) + 1; }
+};
+
+struct M {
+  using block = block_iq1_m;
+  static uint16_t scale_word(const block& b, int k) {
+    uint16_t sc;
+    std::memcpy(&sc, b.scales + 2 * k, sizeof(sc));
+    return sc;
+  }
+  static float d(const block& b) {
+    uint16_t sc[4];
+    std::memcpy(sc, b.scales, sizeof(sc));
+    return iq1m_scale(sc);
+  }
+  static int nibble(const block& b, int g) { return (b.qh[g / 2] >> (4 * (g % 2))) & 15; }
+  static int grid_index(const block& b, int g) { return b.qs[g] | (nibble(b, g) & 7) << 8; }
+  static bool neg(const block& b, int g) { return nibble(b, g) & 8; }
+  static int ls(const block& b, int h) {
+    const int ib = h / 2;
+    return 2 * ((scale_word(b, ib / 2) >> (6 * (ib % 2) + 3 * (h % 2))) & 7) + 1;
+  }
+};
+
+template <class C>
+void dequantize_blocks(const void* src, float* dst, int64_t n) {
+  const auto* x = static_cast<const typename C::block*>(src);
   for (int64_t i = 0; i < n / QK_K; ++i) {
-    const float d = fp16_to_f32(x[i].d);
-    for (int ib = 0; ib < QK_K / 32; ++ib) {
-      const uint16_t h = x[i].qh[ib];
-      const float dl = d * static_cast<float>(2 * ((h >> 12) & 7) + 1);
-      const float delta = h & 0x8000 ? -kDelta : kDelta;
-      for (int k = 0; k < 4; ++k) {
-        const int8_t* grid = grid_row(x[i].qs[4 * ib + k] | ((h >> (3 * k)) & 7) << 8);
+    const float d = C::d(x[i]);
+    for (int h = 0; h < QK_K / 16; ++h) {
+      const float dl = d * static_cast<float>(C::ls(x[i], h));
+      for (int g = 2 * h; g < 2 * h + 2; ++g) {
+        const int8_t* grid = grid_row(C::grid_index(x[i], g));
+        const float delta = C::neg(x[i], g) ? -kDelta : kDelta;
         for (int j = 0; j < 8; ++j) *dst++ = dl * (static_cast<float>(grid[j]) + delta);
       }
     }
   }
 }
 
-void dequantize_iq1_m(const void* src, float* dst, int64_t n) {
-  const auto* x = static_cast<const block_iq1_m*>(src);
-  for (int64_t i = 0; i < n / QK_K; ++i) {
-    uint16_t sc[4];
-    std::memcpy(sc, x[i].scales, sizeof(sc));
-    const float d = iq1m_scale(sc);
-    for (int ib = 0; ib < QK_K / 32; ++ib) {
-      const float dl[2] = {d * static_cast<float>(2 * ((sc[ib / 2] >> (6 * (ib % 2))) & 7) + 1),
-                           d * static_cast<float>(2 * ((sc[ib / 2] >> (6 * (ib % 2) + 3)) & 7) + 1)};
-      for (int k = 0; k < 4; ++k) {
-        const int g = 4 * ib + k;
-        const int nib = (x[i].qh[g / 2] >> (4 * (g % 2))) & 15;
-        const int8_t* grid = grid_row(x[i].qs[g] | (nib & 7) << 8);
-        const float delta = nib & 8 ? -kDelta : kDelta;
-        for (int j = 0; j < 8; ++j) *dst++ = dl[k / 2] * (static_cast<float>(grid[j]) + delta);
-      }
-    }
-  }
-}
-
-// Dot products against Q8_K: the entry part is an integer sum; the shift part uses the Q8_K
-// per-16 sums (IQ1_S) or plain sums of the activations (IQ1_M).
-float dot_iq1_s(int64_t n, const void* vx, const void* vy) {
-  const auto* x = static_cast<const block_iq1_s*>(vx);
-  const auto* y = static_cast<const block_q8_K*>(vy);
-  float sum = 0;
-  for (int64_t i = 0; i < n / QK_K; ++i) {
-    const int8_t* q8 = y[i].qs;
+// Dot products against Q8_K: the entry part and the shift part (signed sums of the activations)
+// are integer sums per run of 16, times its scale.
+template <class C>
+float dot_blocks(int64_t n, const void* vx, const void* vy) {
+  return sum_blocks<typename C::block, block_q8_K, QK_K>(n, vx, vy, [](const auto& x, const block_q8_K& y) {
+    const int8_t* q8 = y.qs;
     int32_t sumi = 0, sumd = 0;
-    for (int ib = 0; ib < QK_K / 32; ++ib) {
-      const uint16_t h = x[i].qh[ib];
-      const int ls = 2 * ((h >> 12) & 7) + 1;
-      int32_t s = 0;
-      for (int k = 0; k < 4; ++k, q8 += 8) {
-        const int8_t* grid = grid_row(x[i].qs[4 * ib + k] | ((h >> (3 * k)) & 7) << 8);
-        for (int j = 0; j < 8; ++j) s += grid[j] * q8[j];
-      }
-      sumi += ls * s;
-      const int32_t bs = y[i].bsums[2 * ib] + y[i].bsums[2 * ib + 1];
-      sumd += (h & 0x8000 ? -ls : ls) * bs;
-    }
-    sum += fp16_to_f32(x[i].d) * y[i].d * (static_cast<float>(sumi) + kDelta * static_cast<float>(sumd));
-  }
-  return sum;
-}
-
-float dot_iq1_m(int64_t n, const void* vx, const void* vy) {
-  const auto* x = static_cast<const block_iq1_m*>(vx);
-  const auto* y = static_cast<const block_q8_K*>(vy);
-  float sum = 0;
-  for (int64_t i = 0; i < n / QK_K; ++i) {
-    uint16_t sc[4];
-    std::memcpy(sc, x[i].scales, sizeof(sc));
-    const int8_t* q8 = y[i].qs;
-    int32_t sumi = 0, sumd = 0;
-    for (int ib = 0; ib < QK_K / 32; ++ib) {
-      for (int half = 0; half < 2; ++half) {
-        const int ls = 2 * ((sc[ib / 2] >> (6 * (ib % 2) + 3 * half)) & 7) + 1;
-        int32_t s = 0, sd = 0;
-        for (int k = 0; k < 2; ++k, q8 += 8) {
-          const int g = 4 * ib + 2 * half + k;
-          const int nib = (x[i].qh[g / 2] >> (4 * (g % 2))) & 15;
-          const int8_t* grid = grid_row(x[i].qs[g] | (nib & 7) << 8);
-          int32_t qsum = 0;
-          for (int j = 0; j < 8; ++j) {
-            s += grid[j] * q8[j];
-            qsum += q8[j];
-          }
-          sd += nib & 8 ? -qsum : qsum;
+    for (int h = 0; h < QK_K / 16; ++h) {
+      int32_t s = 0, sd = 0;
+      for (int g = 2 * h; g < 2 * h + 2; ++g, q8 += 8) {
+        const int8_t* grid = grid_row(C::grid_index(x, g));
+        int32_t qsum = 0;
+        for (int j = 0; j < 8; ++j) {
+          s += grid[j] * q8[j];
+          qsum += q8[j];
         }
-        sumi += ls * s;
-        sumd += ls * sd;
+        sd += C::neg(x, g) ? -qsum : qsum;
       }
+      const int ls = C::ls(x, h);
+      sumi += ls * s;
+      sumd += ls * sd;
     }
-    sum += iq1m_scale(sc) * y[i].d * (static_cast<float>(sumi) + kDelta * static_cast<float>(sumd));
-  }
-  return sum;
+    return C::d(x) * y.d * (static_cast<float>(sumi) + kDelta * static_cast<float>(sumd));
+  });
 }
+
+}  // namespace
+
+void dequantize_iq1_s(const void* src, float* dst, int64_t n) { dequantize_blocks<S>(src, dst, n); }
+float dot_iq1_s(int64_t n, const void* x, const void* y) { return dot_blocks<S>(n, x, y); }
+void dequantize_iq1_m(const void* src, float* dst, int64_t n) { dequantize_blocks<M>(src, dst, n); }
+float dot_iq1_m(int64_t n, const void* x, const void* y) { return dot_blocks<M>(n, x, y); }
 
 }  // namespace lq::ref

@@ -6,6 +6,7 @@
 #include <lq/error.hpp>
 
 #include "core/half.hpp"
+#include "types/ref/block_sums.hpp"
 #include "types/ref/blocks.hpp"
 #include "types/ref/iq_search.hpp"
 #include "types/ref/iq_tables.hpp"
@@ -119,62 +120,51 @@ void quantize_iq2_s(const float* src, void* dst, int64_t nrows, int64_t n_per_ro
   });
 }
 
-void dequantize_iq2_xxs(const void* src, float* dst, int64_t n) {
-  const auto* x = static_cast<const block_iq2_xxs*>(src);
+namespace {
+
+// The three layouts: group g's 8 codebook magnitudes grid(b, g) and sign bits signs(b, g), and the
+// 4-bit scale l of run h of 16 values, scale(b, h) (IQ2_XXS has one per 32 values, read by both runs).
+struct Xxs {
+  using block = block_iq2_xxs;
+  static uint32_t word(const block& b, int ib, int w) {
+    uint32_t q;
+    std::memcpy(&q, b.qs + 4 * ib + 2 * w, sizeof(q));
+    return q;
+  }
+  static uint64_t grid(const block& b, int g) { return iq2xxs_grid[(word(b, g / 4, 0) >> (8 * (g % 4))) & 255]; }
+  static uint8_t signs(const block& b, int g) { return ksigns_iq2xs[(word(b, g / 4, 1) >> (7 * (g % 4))) & 127]; }
+  static int scale(const block& b, int h) { return static_cast<int>(word(b, h / 2, 1) >> 28); }
+};
+
+struct Xs {
+  using block = block_iq2_xs;
+  static uint64_t grid(const block& b, int g) { return iq2xs_grid[b.qs[g] & 511]; }
+  static uint8_t signs(const block& b, int g) { return ksigns_iq2xs[b.qs[g] >> 9]; }
+  static int scale(const block& b, int h) { return (b.scales[h / 2] >> (4 * (h % 2))) & 15; }
+};
+
+struct S {
+  using block = block_iq2_s;
+  static uint64_t grid(const block& b, int g) { return iq2s_grid[b.qs[g] | ((b.qh[g / 4] >> (2 * (g % 4))) & 3) << 8]; }
+  static uint8_t signs(const block& b, int g) { return b.qs[QK_K / 8 + g]; }
+  static int scale(const block& b, int h) { return (b.scales[h / 2] >> (4 * (h % 2))) & 15; }
+};
+
+template <class C>
+void dequantize_blocks(const void* src, float* dst, int64_t n) {
+  const auto* x = static_cast<const typename C::block*>(src);
   for (int64_t i = 0; i < n / QK_K; ++i) {
     const float d = fp16_to_f32(x[i].d);
-    for (int ib = 0; ib < QK_K / 32; ++ib) {
-      uint32_t q[2];
-      std::memcpy(q, x[i].qs + 4 * ib, sizeof(q));
-      const float db = d * (0.5f + static_cast<float>(q[1] >> 28)) * 0.25f;
-      for (int k = 0; k < 4; ++k) {
-        const uint64_t grid = iq2xxs_grid[(q[0] >> (8 * k)) & 255];
-        const uint8_t signs = ksigns_iq2xs[(q[1] >> (7 * k)) & 127];
+    for (int h = 0; h < QK_K / 16; ++h) {
+      const float db = d * (0.5f + static_cast<float>(C::scale(x[i], h))) * 0.25f;
+      for (int g = 2 * h; g < 2 * h + 2; ++g) {
+        const uint64_t grid = C::grid(x[i], g);
+        const uint8_t signs = C::signs(x[i], g);
         for (int j = 0; j < 8; ++j) *dst++ = db * static_cast<float>((grid >> (8 * j)) & 255) * sign_of(signs, j);
       }
     }
   }
 }
-
-void dequantize_iq2_xs(const void* src, float* dst, int64_t n) {
-  const auto* x = static_cast<const block_iq2_xs*>(src);
-  for (int64_t i = 0; i < n / QK_K; ++i) {
-    const float d = fp16_to_f32(x[i].d);
-    for (int ib = 0; ib < QK_K / 32; ++ib) {
-      const float db[2] = {d * (0.5f + static_cast<float>(x[i].scales[ib] & 15)) * 0.25f,
-                           d * (0.5f + static_cast<float>(x[i].scales[ib] >> 4)) * 0.25f};
-      for (int k = 0; k < 4; ++k) {
-        const uint16_t q = x[i].qs[4 * ib + k];
-        const uint64_t grid = iq2xs_grid[q & 511];
-        const uint8_t signs = ksigns_iq2xs[q >> 9];
-        for (int j = 0; j < 8; ++j)
-          *dst++ = db[k / 2] * static_cast<float>((grid >> (8 * j)) & 255) * sign_of(signs, j);
-      }
-    }
-  }
-}
-
-void dequantize_iq2_s(const void* src, float* dst, int64_t n) {
-  const auto* x = static_cast<const block_iq2_s*>(src);
-  for (int64_t i = 0; i < n / QK_K; ++i) {
-    const float d = fp16_to_f32(x[i].d);
-    for (int ib = 0; ib < QK_K / 32; ++ib) {
-      const float db[2] = {d * (0.5f + static_cast<float>(x[i].scales[ib] & 15)) * 0.25f,
-                           d * (0.5f + static_cast<float>(x[i].scales[ib] >> 4)) * 0.25f};
-      for (int k = 0; k < 4; ++k) {
-        const int g = 4 * ib + k;
-        const uint64_t grid = iq2s_grid[x[i].qs[g] | ((x[i].qh[ib] >> (2 * k)) & 3) << 8];
-        const uint8_t signs = x[i].qs[QK_K / 8 + g];
-        for (int j = 0; j < 8; ++j)
-          *dst++ = db[k / 2] * static_cast<float>((grid >> (8 * j)) & 255) * sign_of(signs, j);
-      }
-    }
-  }
-}
-
-// Dot products against Q8_K: integer sums per scale unit, times (2l+1); the common factor
-// d_x * d_y / 8 is applied once per super-block.
-namespace {
 
 inline int group_dot(uint64_t grid, uint8_t signs, const int8_t* q8) {
   int s = 0;
@@ -185,67 +175,28 @@ inline int group_dot(uint64_t grid, uint8_t signs, const int8_t* q8) {
   return s;
 }
 
+// Dot products against Q8_K: integer sums per run of 16, times (2l+1); the common factor
+// d_x * d_y / 8 is applied once per super-block.
+template <class C>
+float dot_blocks(int64_t n, const void* vx, const void* vy) {
+  return 0.125f * sum_blocks<typename C::block, block_q8_K, QK_K>(n, vx, vy, [](const auto& x, const block_q8_K& y) {
+    int32_t bsum = 0;
+    for (int h = 0; h < QK_K / 16; ++h) {
+      int s = 0;
+      for (int g = 2 * h; g < 2 * h + 2; ++g) s += group_dot(C::grid(x, g), C::signs(x, g), y.qs + 8 * g);
+      bsum += s * (2 * C::scale(x, h) + 1);
+    }
+    return fp16_to_f32(x.d) * y.d * static_cast<float>(bsum);
+  });
+}
+
 }  // namespace
 
-float dot_iq2_xxs(int64_t n, const void* vx, const void* vy) {
-  const auto* x = static_cast<const block_iq2_xxs*>(vx);
-  const auto* y = static_cast<const block_q8_K*>(vy);
-  float sum = 0;
-  for (int64_t i = 0; i < n / QK_K; ++i) {
-    const int8_t* q8 = y[i].qs;
-    int32_t bsum = 0;
-    for (int ib = 0; ib < QK_K / 32; ++ib) {
-      uint32_t q[2];
-      std::memcpy(q, x[i].qs + 4 * ib, sizeof(q));
-      int32_t s = 0;
-      for (int k = 0; k < 4; ++k, q8 += 8)
-        s += group_dot(iq2xxs_grid[(q[0] >> (8 * k)) & 255], ksigns_iq2xs[(q[1] >> (7 * k)) & 127], q8);
-      bsum += s * static_cast<int32_t>(2 * (q[1] >> 28) + 1);
-    }
-    sum += fp16_to_f32(x[i].d) * y[i].d * static_cast<float>(bsum);
-  }
-  return 0.125f * sum;
-}
-
-float dot_iq2_xs(int64_t n, const void* vx, const void* vy) {
-  const auto* x = static_cast<const block_iq2_xs*>(vx);
-  const auto* y = static_cast<const block_q8_K*>(vy);
-  float sum = 0;
-  for (int64_t i = 0; i < n / QK_K; ++i) {
-    const int8_t* q8 = y[i].qs;
-    int32_t bsum = 0;
-    for (int g = 0; g < QK_K / 8; g += 2, q8 += 16) {
-      const uint16_t* q = x[i].qs + g;
-      const int s = group_dot(iq2xs_grid[q[0] & 511], ksigns_iq2xs[q[0] >> 9], q8) +
-                    group_dot(iq2xs_grid[q[1] & 511], ksigns_iq2xs[q[1] >> 9], q8 + 8);
-      const int l = (x[i].scales[g / 4] >> (4 * ((g / 2) % 2))) & 15;
-      bsum += s * (2 * l + 1);
-    }
-    sum += fp16_to_f32(x[i].d) * y[i].d * static_cast<float>(bsum);
-  }
-  return 0.125f * sum;
-}
-
-float dot_iq2_s(int64_t n, const void* vx, const void* vy) {
-  const auto* x = static_cast<const block_iq2_s*>(vx);
-  const auto* y = static_cast<const block_q8_K*>(vy);
-  float sum = 0;
-  for (int64_t i = 0; i < n / QK_K; ++i) {
-    const int8_t* q8 = y[i].qs;
-    int32_t bsum = 0;
-    for (int g = 0; g < QK_K / 8; g += 2, q8 += 16) {
-      int s = 0;
-      for (int k = 0; k < 2; ++k) {
-        const int gg = g + k;
-        const uint64_t grid = iq2s_grid[x[i].qs[gg] | ((x[i].qh[gg / 4] >> (2 * (gg % 4))) & 3) << 8];
-        s += group_dot(grid, x[i].qs[QK_K / 8 + gg], q8 + 8 * k);
-      }
-      const int l = (x[i].scales[g / 4] >> (4 * ((g / 2) % 2))) & 15;
-      bsum += s * (2 * l + 1);
-    }
-    sum += fp16_to_f32(x[i].d) * y[i].d * static_cast<float>(bsum);
-  }
-  return 0.125f * sum;
-}
+void dequantize_iq2_xxs(const void* src, float* dst, int64_t n) { dequantize_blocks<Xxs>(src, dst, n); }
+float dot_iq2_xxs(int64_t n, const void* x, const void* y) { return dot_blocks<Xxs>(n, x, y); }
+void dequantize_iq2_xs(const void* src, float* dst, int64_t n) { dequantize_blocks<Xs>(src, dst, n); }
+float dot_iq2_xs(int64_t n, const void* x, const void* y) { return dot_blocks<Xs>(n, x, y); }
+void dequantize_iq2_s(const void* src, float* dst, int64_t n) { dequantize_blocks<S>(src, dst, n); }
+float dot_iq2_s(int64_t n, const void* x, const void* y) { return dot_blocks<S>(n, x, y); }
 
 }  // namespace lq::ref

@@ -11,6 +11,7 @@
 #include "types/ref/iq3.hpp"
 
 #include "core/half.hpp"
+#include "types/ref/block_sums.hpp"
 #include "types/ref/blocks.hpp"
 #include "types/ref/importance.hpp"
 #include "types/ref/iq_tables.hpp"
@@ -341,18 +342,33 @@ void decode_s(const block_iq3_s& b, int* q, int* mult) {
   }
 }
 
-}  // namespace
-
+// The two formats for the loops below: decode(b, q, mult) gives the 256 signed values and the 8
+// sub-block multipliers, sub_scale(d, mult) a sub-block's float scale, kDotScale the dot's factor.
 // Decoding follows llama.cpp's float operations exactly (bit-identical output): IQ3_XXS scales
 // are d * (0.5 + s) * 0.5, IQ3_S scales d * (1 + 2s).
-void dequantize_iq3_xxs(const void* src, float* dst, int64_t n) {
-  const auto* x = static_cast<const block_iq3_xxs*>(src);
+struct Xxs {
+  using block = block_iq3_xxs;
+  static constexpr float kDotScale = 0.25f;
+  static void decode(const block& b, int* q, int* mult) { decode_xxs(b, q, mult); }
+  static float sub_scale(float d, int mult) { return d * (0.5f + static_cast<float>((mult - 1) / 2)) * 0.5f; }
+};
+
+struct S {
+  using block = block_iq3_s;
+  static constexpr float kDotScale = 1.f;
+  static void decode(const block& b, int* q, int* mult) { decode_s(b, q, mult); }
+  static float sub_scale(float d, int mult) { return d * static_cast<float>(mult); }
+};
+
+template <class F>
+void dequantize_blocks(const void* src, float* dst, int64_t n) {
+  const auto* x = static_cast<const typename F::block*>(src);
   int q[QK_K], mult[8];
   for (int64_t i = 0; i < n / QK_K; ++i) {
-    decode_xxs(x[i], q, mult);
+    F::decode(x[i], q, mult);
     const float d = fp16_to_f32(x[i].d);
     for (int ib = 0; ib < 8; ++ib) {
-      const float db = d * (0.5f + static_cast<float>((mult[ib] - 1) / 2)) * 0.5f;
+      const float db = F::sub_scale(d, mult[ib]);
       for (int j = 0; j < 32; ++j) {
         const int v = q[32 * ib + j];
         dst[i * QK_K + 32 * ib + j] = db * static_cast<float>(v < 0 ? -v : v) * (v < 0 ? -1.f : 1.f);
@@ -361,56 +377,26 @@ void dequantize_iq3_xxs(const void* src, float* dst, int64_t n) {
   }
 }
 
-void dequantize_iq3_s(const void* src, float* dst, int64_t n) {
-  const auto* x = static_cast<const block_iq3_s*>(src);
-  int q[QK_K], mult[8];
-  for (int64_t i = 0; i < n / QK_K; ++i) {
-    decode_s(x[i], q, mult);
-    const float d = fp16_to_f32(x[i].d);
-    for (int ib = 0; ib < 8; ++ib) {
-      const float db = d * static_cast<float>(mult[ib]);
-      for (int j = 0; j < 32; ++j) {
-        const int v = q[32 * ib + j];
-        dst[i * QK_K + 32 * ib + j] = db * static_cast<float>(v < 0 ? -v : v) * (v < 0 ? -1.f : 1.f);
-      }
-    }
-  }
-}
-
-float dot_iq3_xxs(int64_t n, const void* xv, const void* yv) {
-  const auto* x = static_cast<const block_iq3_xxs*>(xv);
-  const auto* y = static_cast<const block_q8_K*>(yv);
-  int q[QK_K], mult[8];
-  float s = 0;
-  for (int64_t i = 0; i < n / QK_K; ++i) {
-    decode_xxs(x[i], q, mult);
+template <class F>
+float dot_blocks(int64_t n, const void* xv, const void* yv) {
+  return F::kDotScale * sum_blocks<typename F::block, block_q8_K, QK_K>(n, xv, yv, [](const auto& x, const block_q8_K& y) {
+    int q[QK_K], mult[8];
+    F::decode(x, q, mult);
     int acc = 0;
     for (int ib = 0; ib < 8; ++ib) {
       int sub = 0;
-      for (int j = 0; j < 32; ++j) sub += q[32 * ib + j] * y[i].qs[32 * ib + j];
+      for (int j = 0; j < 32; ++j) sub += q[32 * ib + j] * y.qs[32 * ib + j];
       acc += sub * mult[ib];
     }
-    s += static_cast<float>(acc) * (fp16_to_f32(x[i].d) * y[i].d);
-  }
-  return 0.25f * s;
+    return static_cast<float>(acc) * (fp16_to_f32(x.d) * y.d);
+  });
 }
 
-float dot_iq3_s(int64_t n, const void* xv, const void* yv) {
-  const auto* x = static_cast<const block_iq3_s*>(xv);
-  const auto* y = static_cast<const block_q8_K*>(yv);
-  int q[QK_K], mult[8];
-  float s = 0;
-  for (int64_t i = 0; i < n / QK_K; ++i) {
-    decode_s(x[i], q, mult);
-    int acc = 0;
-    for (int ib = 0; ib < 8; ++ib) {
-      int sub = 0;
-      for (int j = 0; j < 32; ++j) sub += q[32 * ib + j] * y[i].qs[32 * ib + j];
-      acc += sub * mult[ib];
-    }
-    s += static_cast<float>(acc) * (fp16_to_f32(x[i].d) * y[i].d);
-  }
-  return s;
-}
+}  // namespace
+
+void dequantize_iq3_xxs(const void* src, float* dst, int64_t n) { dequantize_blocks<Xxs>(src, dst, n); }
+float dot_iq3_xxs(int64_t n, const void* x, const void* y) { return dot_blocks<Xxs>(n, x, y); }
+void dequantize_iq3_s(const void* src, float* dst, int64_t n) { dequantize_blocks<S>(src, dst, n); }
+float dot_iq3_s(int64_t n, const void* x, const void* y) { return dot_blocks<S>(n, x, y); }
 
 }  // namespace lq::ref

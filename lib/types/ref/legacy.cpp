@@ -5,6 +5,7 @@
 #include "types/ref/legacy.hpp"
 
 #include "core/half.hpp"
+#include "types/ref/block_sums.hpp"
 #include "types/ref/blocks.hpp"
 #include "types/ref/search.hpp"
 
@@ -70,24 +71,10 @@ void for_each_block(const float* src, void* dst, int64_t nrows, int64_t n_per_ro
   }
 }
 
-}  // namespace
-
-void quantize_q4_0(const float* src, void* dst, int64_t nrows, int64_t n_per_row, const float* imatrix) {
-  for_each_block<block_q4_0>(src, dst, nrows, n_per_row, imatrix, [](const float* x, const float* w, block_q4_0& b) {
-    uint8_t L[32];
-    float d;
-    block_symmetric(x, w, 8, d, L);
-    b.d = f32_to_fp16(d);
-    for (int j = 0; j < 16; ++j) b.qs[j] = static_cast<uint8_t>(L[j] | (L[j + 16] << 4));
-  });
-}
-
-void quantize_q5_0(const float* src, void* dst, int64_t nrows, int64_t n_per_row, const float* imatrix) {
-  for_each_block<block_q5_0>(src, dst, nrows, n_per_row, imatrix, [](const float* x, const float* w, block_q5_0& b) {
-    uint8_t L[32];
-    float d;
-    block_symmetric(x, w, 16, d, L);
-    b.d = f32_to_fp16(d);
+// Levels 0..15 as nibbles, bit 4 (5-bit types) in qh.
+template <typename Block>
+void pack_levels(const uint8_t* L, Block& b) {
+  if constexpr (requires { b.qh; }) {
     uint32_t qh = 0;
     for (int j = 0; j < 16; ++j) {
       b.qs[j] = static_cast<uint8_t>((L[j] & 15) | ((L[j + 16] & 15) << 4));
@@ -95,51 +82,33 @@ void quantize_q5_0(const float* src, void* dst, int64_t nrows, int64_t n_per_row
       qh |= static_cast<uint32_t>((L[j + 16] >> 4) & 1) << (j + 16);
     }
     std::memcpy(b.qh, &qh, 4);
-  });
-}
-
-void quantize_q4_1(const float* src, void* dst, int64_t nrows, int64_t n_per_row, const float* imatrix) {
-  for_each_block<block_q4_1>(src, dst, nrows, n_per_row, imatrix, [](const float* x, const float* w, block_q4_1& b) {
-    uint8_t L[32];
-    float d, m;
-    block_affine(x, w, 15, d, m, L);
-    b.d = f32_to_fp16(d);
-    b.m = f32_to_fp16(m);
+  } else {
     for (int j = 0; j < 16; ++j) b.qs[j] = static_cast<uint8_t>(L[j] | (L[j + 16] << 4));
-  });
+  }
 }
 
-void quantize_q5_1(const float* src, void* dst, int64_t nrows, int64_t n_per_row, const float* imatrix) {
-  for_each_block<block_q5_1>(src, dst, nrows, n_per_row, imatrix, [](const float* x, const float* w, block_q5_1& b) {
+// Q4_0 / Q5_0 (nmax 8, 16) and Q4_1 / Q5_1 (nmax 15, 31: the blocks with a min m).
+template <typename Block, int kNmax>
+void quantize_blocks(const float* src, void* dst, int64_t nrows, int64_t n_per_row, const float* imatrix) {
+  for_each_block<Block>(src, dst, nrows, n_per_row, imatrix, [](const float* x, const float* w, Block& b) {
     uint8_t L[32];
     float d, m;
-    block_affine(x, w, 31, d, m, L);
-    b.d = f32_to_fp16(d);
-    b.m = f32_to_fp16(m);
-    uint32_t qh = 0;
-    for (int j = 0; j < 16; ++j) {
-      b.qs[j] = static_cast<uint8_t>((L[j] & 15) | ((L[j + 16] & 15) << 4));
-      qh |= static_cast<uint32_t>((L[j] >> 4) & 1) << j;
-      qh |= static_cast<uint32_t>((L[j + 16] >> 4) & 1) << (j + 16);
+    if constexpr (requires { b.m; }) {
+      block_affine(x, w, kNmax, d, m, L);
+      b.m = f32_to_fp16(m);
+    } else {
+      block_symmetric(x, w, kNmax, d, L);
     }
-    std::memcpy(b.qh, &qh, 4);
-  });
-}
-
-// Q8_0 ignores importance weights (as in llama.cpp): d = absmax / 127, round half away from zero.
-void quantize_q8_0(const float* src, void* dst, int64_t nrows, int64_t n_per_row, const float*) {
-  for_each_block<block_q8_0>(src, dst, nrows, n_per_row, nullptr, [](const float* x, const float*, block_q8_0& b) {
-    float amax = 0;
-    for (int j = 0; j < 32; ++j) amax = std::max(amax, std::fabs(x[j]));
-    const float d = amax / 127.f;
-    const float id = d ? 1.0f / d : 0.0f;
     b.d = f32_to_fp16(d);
-    for (int j = 0; j < 32; ++j) b.qs[j] = static_cast<int8_t>(std::roundf(x[j] * id));
+    pack_levels(L, b);
   });
 }
 
-void quantize_q8_1(const float* src, void* dst, int64_t nrows, int64_t n_per_row, const float*) {
-  for_each_block<block_q8_1>(src, dst, nrows, n_per_row, nullptr, [](const float* x, const float*, block_q8_1& b) {
+// Q8_0 / Q8_1 ignore importance weights (as in llama.cpp): d = absmax / 127, round half away
+// from zero; Q8_1 also stores s = d * (sum of the levels).
+template <typename Block>
+void quantize_q8(const float* src, void* dst, int64_t nrows, int64_t n_per_row) {
+  for_each_block<Block>(src, dst, nrows, n_per_row, nullptr, [](const float* x, const float*, Block& b) {
     float amax = 0;
     for (int j = 0; j < 32; ++j) amax = std::max(amax, std::fabs(x[j]));
     const float d = amax / 127.f;
@@ -150,152 +119,100 @@ void quantize_q8_1(const float* src, void* dst, int64_t nrows, int64_t n_per_row
       sum += b.qs[j];
     }
     b.d = f32_to_fp16(d);
-    b.s = f32_to_fp16(static_cast<float>(sum) * d);
+    if constexpr (requires { b.s; }) b.s = f32_to_fp16(static_cast<float>(sum) * d);
   });
 }
 
-void dequantize_q4_0(const void* src, float* dst, int64_t n) {
-  const auto* x = static_cast<const block_q4_0*>(src);
-  for (int64_t i = 0; i < n / 32; ++i) {
+// Per type: value j of a block is level j - kOff, times d (plus m where the block has one);
+// levels(b, q) writes the 32 levels; Act is the activation type of its dot.
+template <typename Block, typename ActBlock, int Off>
+struct Legacy {
+  using block = Block;
+  using Act = ActBlock;
+  static constexpr int kOff = Off;
+  static void levels(const block& b, int* q) {
+    if constexpr (sizeof(b.qs) == 32) {
+      for (int j = 0; j < 32; ++j) q[j] = b.qs[j];
+    } else {
+      uint32_t qh = 0;  // the fifth bits (5-bit types)
+      if constexpr (requires { b.qh; }) std::memcpy(&qh, b.qh, 4);
+      for (int j = 0; j < 16; ++j) {
+        q[j] = (b.qs[j] & 0x0F) | (((qh >> j) << 4) & 0x10);
+        q[j + 16] = (b.qs[j] >> 4) | ((qh >> (j + 12)) & 0x10);
+      }
+    }
+  }
+};
+
+template <typename T>
+void dequantize_blocks(const void* src, float* dst, int64_t n) {
+  const auto* x = static_cast<const typename T::block*>(src);
+  int q[32];
+  for (int64_t i = 0; i < n / 32; ++i, dst += 32) {
+    T::levels(x[i], q);
     const float d = fp16_to_f32(x[i].d);
-    for (int j = 0; j < 16; ++j) {
-      dst[i * 32 + j] = ((x[i].qs[j] & 0x0F) - 8) * d;
-      dst[i * 32 + j + 16] = ((x[i].qs[j] >> 4) - 8) * d;
+    if constexpr (requires { x[i].m; }) {
+      const float m = fp16_to_f32(x[i].m);
+      for (int j = 0; j < 32; ++j) dst[j] = q[j] * d + m;
+    } else {
+      for (int j = 0; j < 32; ++j) dst[j] = (q[j] - T::kOff) * d;
     }
   }
 }
 
-void dequantize_q4_1(const void* src, float* dst, int64_t n) {
-  const auto* x = static_cast<const block_q4_1*>(src);
-  for (int64_t i = 0; i < n / 32; ++i) {
-    const float d = fp16_to_f32(x[i].d), m = fp16_to_f32(x[i].m);
-    for (int j = 0; j < 16; ++j) {
-      dst[i * 32 + j] = (x[i].qs[j] & 0x0F) * d + m;
-      dst[i * 32 + j + 16] = (x[i].qs[j] >> 4) * d + m;
-    }
-  }
-}
-
-void dequantize_q5_0(const void* src, float* dst, int64_t n) {
-  const auto* x = static_cast<const block_q5_0*>(src);
-  for (int64_t i = 0; i < n / 32; ++i) {
-    const float d = fp16_to_f32(x[i].d);
-    uint32_t qh;
-    std::memcpy(&qh, x[i].qh, 4);
-    for (int j = 0; j < 16; ++j) {
-      const int x0 = (x[i].qs[j] & 0x0F) | (((qh >> j) << 4) & 0x10);
-      const int x1 = (x[i].qs[j] >> 4) | ((qh >> (j + 12)) & 0x10);
-      dst[i * 32 + j] = (x0 - 16) * d;
-      dst[i * 32 + j + 16] = (x1 - 16) * d;
-    }
-  }
-}
-
-void dequantize_q5_1(const void* src, float* dst, int64_t n) {
-  const auto* x = static_cast<const block_q5_1*>(src);
-  for (int64_t i = 0; i < n / 32; ++i) {
-    const float d = fp16_to_f32(x[i].d), m = fp16_to_f32(x[i].m);
-    uint32_t qh;
-    std::memcpy(&qh, x[i].qh, 4);
-    for (int j = 0; j < 16; ++j) {
-      const int x0 = (x[i].qs[j] & 0x0F) | (((qh >> j) << 4) & 0x10);
-      const int x1 = (x[i].qs[j] >> 4) | ((qh >> (j + 12)) & 0x10);
-      dst[i * 32 + j] = x0 * d + m;
-      dst[i * 32 + j + 16] = x1 * d + m;
-    }
-  }
-}
-
-void dequantize_q8_0(const void* src, float* dst, int64_t n) {
-  const auto* x = static_cast<const block_q8_0*>(src);
-  for (int64_t i = 0; i < n / 32; ++i) {
-    const float d = fp16_to_f32(x[i].d);
-    for (int j = 0; j < 32; ++j) dst[i * 32 + j] = x[i].qs[j] * d;
-  }
-}
-
-void dequantize_q8_1(const void* src, float* dst, int64_t n) {
-  const auto* x = static_cast<const block_q8_1*>(src);
-  for (int64_t i = 0; i < n / 32; ++i) {
-    const float d = fp16_to_f32(x[i].d);
-    for (int j = 0; j < 32; ++j) dst[i * 32 + j] = x[i].qs[j] * d;
-  }
-}
-
-float dot_q4_0(int64_t n, const void* xv, const void* yv) {
-  const auto* x = static_cast<const block_q4_0*>(xv);
-  const auto* y = static_cast<const block_q8_0*>(yv);
-  float s = 0;
-  for (int64_t i = 0; i < n / 32; ++i) {
+template <typename T>
+float dot_blocks(int64_t n, const void* xv, const void* yv) {
+  using Act = typename T::Act;
+  return sum_blocks<typename T::block, Act, 32>(n, xv, yv, [](const typename T::block& x, const Act& y) {
+    int q[32];
+    T::levels(x, q);
     int acc = 0;
-    for (int j = 0; j < 16; ++j) {
-      acc += ((x[i].qs[j] & 0x0F) - 8) * y[i].qs[j] + ((x[i].qs[j] >> 4) - 8) * y[i].qs[j + 16];
-    }
-    s += acc * fp16_to_f32(x[i].d) * fp16_to_f32(y[i].d);
-  }
-  return s;
+    for (int j = 0; j < 32; ++j) acc += (q[j] - T::kOff) * y.qs[j];
+    if constexpr (requires { x.m; })
+      return acc * fp16_to_f32(x.d) * fp16_to_f32(y.d) + fp16_to_f32(x.m) * fp16_to_f32(y.s);
+    else
+      return acc * fp16_to_f32(x.d) * fp16_to_f32(y.d);
+  });
 }
 
-float dot_q4_1(int64_t n, const void* xv, const void* yv) {
-  const auto* x = static_cast<const block_q4_1*>(xv);
-  const auto* y = static_cast<const block_q8_1*>(yv);
-  float s = 0;
-  for (int64_t i = 0; i < n / 32; ++i) {
-    int acc = 0;
-    for (int j = 0; j < 16; ++j) {
-      acc += (x[i].qs[j] & 0x0F) * y[i].qs[j] + (x[i].qs[j] >> 4) * y[i].qs[j + 16];
-    }
-    s += acc * fp16_to_f32(x[i].d) * fp16_to_f32(y[i].d) + fp16_to_f32(x[i].m) * fp16_to_f32(y[i].s);
-  }
-  return s;
+using Q4_0 = Legacy<block_q4_0, block_q8_0, 8>;
+using Q4_1 = Legacy<block_q4_1, block_q8_1, 0>;
+using Q5_0 = Legacy<block_q5_0, block_q8_0, 16>;
+using Q5_1 = Legacy<block_q5_1, block_q8_1, 0>;
+using Q8_0 = Legacy<block_q8_0, block_q8_0, 0>;
+using Q8_1 = Legacy<block_q8_1, block_q8_1, 0>;
+
+}  // namespace
+
+void quantize_q4_0(const float* src, void* dst, int64_t nrows, int64_t n_per_row, const float* imatrix) {
+  quantize_blocks<block_q4_0, 8>(src, dst, nrows, n_per_row, imatrix);
+}
+void quantize_q5_0(const float* src, void* dst, int64_t nrows, int64_t n_per_row, const float* imatrix) {
+  quantize_blocks<block_q5_0, 16>(src, dst, nrows, n_per_row, imatrix);
+}
+void quantize_q4_1(const float* src, void* dst, int64_t nrows, int64_t n_per_row, const float* imatrix) {
+  quantize_blocks<block_q4_1, 15>(src, dst, nrows, n_per_row, imatrix);
+}
+void quantize_q5_1(const float* src, void* dst, int64_t nrows, int64_t n_per_row, const float* imatrix) {
+  quantize_blocks<block_q5_1, 31>(src, dst, nrows, n_per_row, imatrix);
+}
+void quantize_q8_0(const float* src, void* dst, int64_t nrows, int64_t n_per_row, const float*) {
+  quantize_q8<block_q8_0>(src, dst, nrows, n_per_row);
+}
+void quantize_q8_1(const float* src, void* dst, int64_t nrows, int64_t n_per_row, const float*) {
+  quantize_q8<block_q8_1>(src, dst, nrows, n_per_row);
 }
 
-float dot_q5_0(int64_t n, const void* xv, const void* yv) {
-  const auto* x = static_cast<const block_q5_0*>(xv);
-  const auto* y = static_cast<const block_q8_0*>(yv);
-  float s = 0;
-  for (int64_t i = 0; i < n / 32; ++i) {
-    uint32_t qh;
-    std::memcpy(&qh, x[i].qh, 4);
-    int acc = 0;
-    for (int j = 0; j < 16; ++j) {
-      const int x0 = ((x[i].qs[j] & 0x0F) | (((qh >> j) << 4) & 0x10)) - 16;
-      const int x1 = ((x[i].qs[j] >> 4) | ((qh >> (j + 12)) & 0x10)) - 16;
-      acc += x0 * y[i].qs[j] + x1 * y[i].qs[j + 16];
-    }
-    s += acc * fp16_to_f32(x[i].d) * fp16_to_f32(y[i].d);
-  }
-  return s;
-}
-
-float dot_q5_1(int64_t n, const void* xv, const void* yv) {
-  const auto* x = static_cast<const block_q5_1*>(xv);
-  const auto* y = static_cast<const block_q8_1*>(yv);
-  float s = 0;
-  for (int64_t i = 0; i < n / 32; ++i) {
-    uint32_t qh;
-    std::memcpy(&qh, x[i].qh, 4);
-    int acc = 0;
-    for (int j = 0; j < 16; ++j) {
-      const int x0 = (x[i].qs[j] & 0x0F) | (((qh >> j) << 4) & 0x10);
-      const int x1 = (x[i].qs[j] >> 4) | ((qh >> (j + 12)) & 0x10);
-      acc += x0 * y[i].qs[j] + x1 * y[i].qs[j + 16];
-    }
-    s += acc * fp16_to_f32(x[i].d) * fp16_to_f32(y[i].d) + fp16_to_f32(x[i].m) * fp16_to_f32(y[i].s);
-  }
-  return s;
-}
-
-float dot_q8_0(int64_t n, const void* xv, const void* yv) {
-  const auto* x = static_cast<const block_q8_0*>(xv);
-  const auto* y = static_cast<const block_q8_0*>(yv);
-  float s = 0;
-  for (int64_t i = 0; i < n / 32; ++i) {
-    int acc = 0;
-    for (int j = 0; j < 32; ++j) acc += x[i].qs[j] * y[i].qs[j];
-    s += acc * fp16_to_f32(x[i].d) * fp16_to_f32(y[i].d);
-  }
-  return s;
-}
+void dequantize_q4_0(const void* src, float* dst, int64_t n) { dequantize_blocks<Q4_0>(src, dst, n); }
+float dot_q4_0(int64_t n, const void* x, const void* y) { return dot_blocks<Q4_0>(n, x, y); }
+void dequantize_q4_1(const void* src, float* dst, int64_t n) { dequantize_blocks<Q4_1>(src, dst, n); }
+float dot_q4_1(int64_t n, const void* x, const void* y) { return dot_blocks<Q4_1>(n, x, y); }
+void dequantize_q5_0(const void* src, float* dst, int64_t n) { dequantize_blocks<Q5_0>(src, dst, n); }
+float dot_q5_0(int64_t n, const void* x, const void* y) { return dot_blocks<Q5_0>(n, x, y); }
+void dequantize_q5_1(const void* src, float* dst, int64_t n) { dequantize_blocks<Q5_1>(src, dst, n); }
+float dot_q5_1(int64_t n, const void* x, const void* y) { return dot_blocks<Q5_1>(n, x, y); }
+void dequantize_q8_0(const void* src, float* dst, int64_t n) { dequantize_blocks<Q8_0>(src, dst, n); }
+float dot_q8_0(int64_t n, const void* x, const void* y) { return dot_blocks<Q8_0>(n, x, y); }
+void dequantize_q8_1(const void* src, float* dst, int64_t n) { dequantize_blocks<Q8_1>(src, dst, n); }
 
 }  // namespace lq::ref

@@ -79,11 +79,12 @@ inline float search_affine(int n, int nmax, const float* x, const float* w, uint
     best_err += (w ? w[i] : 1.f) * diff * diff;
   }
   uint8_t Laux[256];
-  for (int is = 0; is <= nstep; ++is) {
-    const float iscale = (rmin + rdelta * is + nmax) / (mx - mn);
+  // Levels level(x_i) (clamped to 0..nmax) into Laux, then the weighted least-squares (d, m) for
+  // them (m <= 0) and its error; false where the system is singular.
+  auto fit = [&](auto&& level, float& d, float& m, float& err) {
     float sum_l = 0, sum_l2 = 0, sum_xl = 0;
     for (int i = 0; i < n; ++i) {
-      const int l = std::clamp(nearest_int(iscale * (x[i] - mn)), 0, nmax);
+      const int l = std::clamp(level(x[i]), 0, nmax);
       Laux[i] = static_cast<uint8_t>(l);
       const float wi = w ? w[i] : 1.f;
       sum_l += wi * l;
@@ -91,54 +92,38 @@ inline float search_affine(int n, int nmax, const float* x, const float* w, uint
       sum_xl += wi * l * x[i];
     }
     const float D = sum_w * sum_l2 - sum_l * sum_l;
-    if (D <= 0) continue;
-    float d = (sum_w * sum_xl - sum_x * sum_l) / D;
-    float m = (sum_l2 * sum_x - sum_l * sum_xl) / D;
+    if (D <= 0) return false;
+    d = (sum_w * sum_xl - sum_x * sum_l) / D;
+    m = (sum_l2 * sum_x - sum_l * sum_xl) / D;
     if (m > 0) {
       m = 0;
       d = sum_xl / sum_l2;
     }
-    float err = 0;
+    err = 0;
     for (int i = 0; i < n; ++i) {
       const float diff = d * Laux[i] + m - x[i];
       err += (w ? w[i] : 1.f) * diff * diff;
     }
-    if (err < best_err) {
-      best_err = err;
-      best_d = d;
-      best_m = m;
-      std::copy(Laux, Laux + n, L);
-    }
-  }
-  // Refine: alternate re-rounding the levels and re-solving (d, m) while the error drops.
-  for (int it = 0; it < 4 && best_d > 0; ++it) {
-    float sum_l = 0, sum_l2 = 0, sum_xl = 0;
-    for (int i = 0; i < n; ++i) {
-      const int l = std::clamp(nearest_int((x[i] - best_m) / best_d), 0, nmax);
-      Laux[i] = static_cast<uint8_t>(l);
-      const float wi = w ? w[i] : 1.f;
-      sum_l += wi * l;
-      sum_l2 += wi * l * l;
-      sum_xl += wi * l * x[i];
-    }
-    const float D = sum_w * sum_l2 - sum_l * sum_l;
-    if (D <= 0) break;
-    float d = (sum_w * sum_xl - sum_x * sum_l) / D;
-    float m = (sum_l2 * sum_x - sum_l * sum_xl) / D;
-    if (m > 0) {
-      m = 0;
-      d = sum_xl / sum_l2;
-    }
-    float err = 0;
-    for (int i = 0; i < n; ++i) {
-      const float diff = d * Laux[i] + m - x[i];
-      err += (w ? w[i] : 1.f) * diff * diff;
-    }
-    if (!(err < best_err)) break;
+    return true;
+  };
+  auto keep = [&](float d, float m, float err) {
     best_err = err;
     best_d = d;
     best_m = m;
     std::copy(Laux, Laux + n, L);
+  };
+  for (int is = 0; is <= nstep; ++is) {
+    const float iscale = (rmin + rdelta * is + nmax) / (mx - mn);
+    float d, m, err;
+    if (!fit([&](float v) { return nearest_int(iscale * (v - mn)); }, d, m, err)) continue;
+    if (err < best_err) keep(d, m, err);
+  }
+  // Refine: alternate re-rounding the levels and re-solving (d, m) while the error drops.
+  for (int it = 0; it < 4 && best_d > 0; ++it) {
+    float d, m, err;
+    if (!fit([&](float v) { return nearest_int((v - best_m) / best_d); }, d, m, err)) break;
+    if (!(err < best_err)) break;
+    keep(d, m, err);
   }
   *m_out = best_m;
   return best_d;

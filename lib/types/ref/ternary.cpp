@@ -3,6 +3,7 @@
 #include "types/ref/ternary.hpp"
 
 #include "core/half.hpp"
+#include "types/ref/block_sums.hpp"
 #include "types/ref/blocks.hpp"
 #include "types/ref/ternary_search.hpp"
 
@@ -41,45 +42,34 @@ void quantize_tq2_0(const float* src, void* dst, int64_t nrows, int64_t n_per_ro
   ternary::quantize_rows<ternary::RefOps, block_tq2_0>(src, dst, nrows, n_per_row, imatrix);
 }
 
-void dequantize_tq1_0(const void* src, float* dst, int64_t n) {
-  const auto* x = static_cast<const block_tq1_0*>(src);
-  int8_t t[QK_K];
-  for (int64_t i = 0; i < n / QK_K; ++i) {
-    unpack_tq1_0(x[i], t);
-    const float d = fp16_to_f32(x[i].d);
-    for (int j = 0; j < QK_K; ++j) dst[i * QK_K + j] = static_cast<float>(t[j] - 1) * d;
-  }
-}
-
-void dequantize_tq2_0(const void* src, float* dst, int64_t n) {
-  const auto* x = static_cast<const block_tq2_0*>(src);
-  int8_t t[QK_K];
-  for (int64_t i = 0; i < n / QK_K; ++i) {
-    unpack_tq2_0(x[i], t);
-    const float d = fp16_to_f32(x[i].d);
-    for (int j = 0; j < QK_K; ++j) dst[i * QK_K + j] = static_cast<float>(t[j] - 1) * d;
-  }
-}
-
 namespace {
 
 template <typename Block, typename Unpack>
-float dot_ternary(int64_t n, const void* xv, const void* yv, Unpack&& unpack) {
-  const auto* x = static_cast<const Block*>(xv);
-  const auto* y = static_cast<const block_q8_K*>(yv);
+void dequant_ternary(const void* src, float* dst, int64_t n, Unpack&& unpack) {
+  const auto* x = static_cast<const Block*>(src);
   int8_t t[QK_K];
-  float s = 0;
   for (int64_t i = 0; i < n / QK_K; ++i) {
     unpack(x[i], t);
-    int acc = 0;
-    for (int j = 0; j < QK_K; ++j) acc += (t[j] - 1) * y[i].qs[j];
-    s += static_cast<float>(acc) * fp16_to_f32(x[i].d) * y[i].d;
+    const float d = fp16_to_f32(x[i].d);
+    for (int j = 0; j < QK_K; ++j) dst[i * QK_K + j] = static_cast<float>(t[j] - 1) * d;
   }
-  return s;
+}
+
+template <typename Block, typename Unpack>
+float dot_ternary(int64_t n, const void* xv, const void* yv, Unpack&& unpack) {
+  return sum_blocks<Block, block_q8_K, QK_K>(n, xv, yv, [&](const Block& x, const block_q8_K& y) {
+    int8_t t[QK_K];
+    unpack(x, t);
+    int acc = 0;
+    for (int j = 0; j < QK_K; ++j) acc += (t[j] - 1) * y.qs[j];
+    return static_cast<float>(acc) * fp16_to_f32(x.d) * y.d;
+  });
 }
 
 }  // namespace
 
+void dequantize_tq1_0(const void* src, float* dst, int64_t n) { dequant_ternary<block_tq1_0>(src, dst, n, unpack_tq1_0); }
+void dequantize_tq2_0(const void* src, float* dst, int64_t n) { dequant_ternary<block_tq2_0>(src, dst, n, unpack_tq2_0); }
 float dot_tq1_0(int64_t n, const void* x, const void* y) { return dot_ternary<block_tq1_0>(n, x, y, unpack_tq1_0); }
 float dot_tq2_0(int64_t n, const void* x, const void* y) { return dot_ternary<block_tq2_0>(n, x, y, unpack_tq2_0); }
 
