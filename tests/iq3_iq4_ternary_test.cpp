@@ -5,6 +5,7 @@
 // table gets (kernels equal to the references on every back-end and ISA, dot products, threads)
 // are in types_table_test.cpp and cpu_isa_kernels_test.cpp.
 #include <lq/backend.hpp>
+#include <lq/decode.hpp>
 #include <lq/gguf.hpp>
 #include <lq/model.hpp>
 #include <lq/quant_type.hpp>
