@@ -15,6 +15,7 @@
 #include <lq/backend.hpp>
 #include <lq/engine.hpp>
 #include <lq/error.hpp>
+#include "core/fail.hpp"
 #include <lq/gguf.hpp>
 #include <lq/threads.hpp>
 

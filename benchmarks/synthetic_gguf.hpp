@@ -7,6 +7,7 @@
 
 #include <lq/backend.hpp>
 #include <lq/error.hpp>
+#include "core/fail.hpp"
 #include <lq/gguf.hpp>
 #include <lq/quant_type.hpp>
 #include <lq/threads.hpp>

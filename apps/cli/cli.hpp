@@ -6,6 +6,7 @@
 #include <lq/progress.hpp>
 
 #include <cxxopts.hpp>
+#include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
 #include <chrono>
@@ -14,6 +15,12 @@
 #include <vector>
 
 namespace lq::cli {
+
+/// Throws lq::Error with `code` and a formatted message (the CLI's usage errors and checks).
+template <typename... Args>
+[[noreturn]] void fail(Errc code, fmt::format_string<Args...> f, Args&&... args) {
+  throw_error(code, fmt::format(f, std::forward<Args>(args)...));
+}
 
 enum class Format { human, json, csv };
 

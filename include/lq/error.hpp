@@ -3,8 +3,6 @@
 
 #include <lq/api.hpp>
 
-#include <fmt/format.h>
-
 #include <stdexcept>
 #include <string>
 #include <string_view>
@@ -58,20 +56,8 @@ class LQ_API Error : public std::runtime_error {
   std::string suggestion_;
 };
 
-/// The funnel every throw goes through: formats the message and throws lq::Error.
+/// The funnel every throw goes through: throws lq::Error with `code` and the message (the
+/// library formats its messages with fmt internally; this header does not need it).
 [[noreturn]] LQ_API void throw_error(Errc code, std::string message, std::string suggestion = {});
-
-template <typename... Args>
-[[noreturn]] void fail(Errc code, fmt::format_string<Args...> f, Args&&... args) {
-  throw_error(code, fmt::format(f, std::forward<Args>(args)...));
-}
-
-/// Checks an internal invariant (never user input). Throws Errc::general on failure.
-#define LQ_ASSERT(cond)                                                                      \
-  do {                                                                                       \
-    if (!(cond)) ::lq::throw_error(::lq::Errc::general,                                      \
-                                   ::fmt::format("internal error: {} ({}:{})", #cond,        \
-                                                 __FILE__, __LINE__));                       \
-  } while (0)
 
 }  // namespace lq

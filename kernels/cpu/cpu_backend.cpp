@@ -10,6 +10,7 @@
 #include "rows.hpp"
 
 #include <lq/error.hpp>
+#include "core/fail.hpp"
 #include <lq/quant_type.hpp>
 
 #include <fmt/format.h>

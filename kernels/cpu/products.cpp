@@ -13,6 +13,7 @@
 
 #include <lq/backend.hpp>
 #include <lq/error.hpp>
+#include "core/fail.hpp"
 #include <lq/threads.hpp>
 
 #include "backend/ops.hpp"

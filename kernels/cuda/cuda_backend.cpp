@@ -7,6 +7,7 @@
 
 #include <lq/backend.hpp>
 #include <lq/error.hpp>
+#include "core/fail.hpp"
 
 #include <cuda_runtime_api.h>
 

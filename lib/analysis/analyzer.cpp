@@ -2,8 +2,10 @@
 // from the linear-layer hook) or through the backward pass (gradient, Fisher), double
 // accumulators in a fixed order, a checkpoint after every chunk. Checkpoint files, the cache,
 // model identities and scores live beside it (checkpoint, imatrix_cache, fingerprint, scores).
+#include <lq/backend.hpp>
 #include <lq/calibration.hpp>
 #include <lq/error.hpp>
+#include "core/fail.hpp"
 #include <lq/importance.hpp>
 #include <lq/io.hpp>
 #include <lq/threads.hpp>
@@ -13,7 +15,7 @@
 #include "analysis/fingerprint.hpp"
 #include "analysis/imatrix_cache.hpp"
 #include "engine/backward.hpp"
-#include "kernels/cpu/engine_kernels.hpp"
+#include "backend/ops.hpp"
 
 #include <fmt/format.h>
 
@@ -32,9 +34,10 @@ using analysis::Fnv;
 namespace {
 
 // sum[c] += sum over rows of x[t, c]^2, columns split over threads, rows in order.
-void add_column_squares(const float* x, int64_t rows, int64_t cols, double* out, int threads) {
+void add_column_squares(const detail::EngineOps& ops, const float* x, int64_t rows, int64_t cols, double* out,
+                        int threads) {
   parallel_for(cols, rows * cols >= (1 << 16) ? threads : 1, 64, [&](int64_t c0, int64_t c1) {
-    cpu::add_squares(c1 - c0, x + c0, cols, rows, out + c0);
+    ops.add_squares(c1 - c0, x + c0, cols, rows, out + c0);
   });
 }
 
@@ -189,6 +192,7 @@ struct ImportanceAnalyzer::Impl {
                                            : (!opt.resume.empty() ? resume_dir() : fs::path());
 
     const int threads = ctx.thread_count();
+    const detail::EngineOps ops = Registry::instance().engine_ops(ctx.active_backend());
     std::unique_ptr<Session> session;
     std::unique_ptr<engine::Backprop> bp;
     std::vector<double> colbuf, abs_buf, sq_buf;
@@ -209,7 +213,7 @@ struct ImportanceAnalyzer::Impl {
         // q/k/v (and gate/up) are shown one after the other with the same input: square it once.
         if (ev.input != last_input || static_cast<int64_t>(colbuf.size()) != a.n_cols) {
           colbuf.assign(static_cast<size_t>(a.n_cols), 0.0);
-          add_column_squares(ev.input, ev.n_tokens, a.n_cols, colbuf.data(), threads);
+          add_column_squares(ops, ev.input, ev.n_tokens, a.n_cols, colbuf.data(), threads);
           check_finite(colbuf, a.name, "input activations", chunk);
           last_input = ev.input;
         }

@@ -3,6 +3,7 @@
 // model evaluation here.
 #include <lq/calibration.hpp>
 #include <lq/error.hpp>
+#include "core/fail.hpp"
 #include <lq/io.hpp>
 
 #include <nlohmann/json.hpp>

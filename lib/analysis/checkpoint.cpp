@@ -3,6 +3,7 @@
 #include "analysis/checkpoint.hpp"
 
 #include <lq/error.hpp>
+#include "core/fail.hpp"
 #include <lq/io.hpp>
 
 #include <fmt/format.h>

@@ -1,6 +1,7 @@
 // Names of the importance methods and activation roundings, and their parsing (the spellings of
 // reports and command-line options). No analysis runs here.
 #include <lq/error.hpp>
+#include "core/fail.hpp"
 #include <lq/importance.hpp>
 
 namespace lq {

@@ -4,6 +4,7 @@
 // k = channel of the largest input), confirm by zeroing it, and repeat with it zeroed.
 // The JSON of a detection is in formats/super_weight_file.cpp.
 #include <lq/error.hpp>
+#include "core/fail.hpp"
 #include <lq/importance.hpp>
 
 #include "model/tensor_names.hpp"

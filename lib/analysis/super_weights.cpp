@@ -2,6 +2,7 @@
 // passes over the weights with a log histogram), their statistics, and the merge with the
 // confirmed activation spikes. The mask file format is in formats/super_weight_file.cpp.
 #include <lq/error.hpp>
+#include "core/fail.hpp"
 #include <lq/super_weights.hpp>
 
 #include "model/tensor_names.hpp"

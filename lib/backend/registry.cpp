@@ -3,6 +3,7 @@
 // Must not hold kernels itself or know a back-end's internals.
 #include <lq/backend.hpp>
 #include <lq/error.hpp>
+#include "core/fail.hpp"
 
 #include "backend/ops.hpp"
 #include "kernels/cpu/cpu_backend.hpp"

@@ -3,6 +3,7 @@
 #include <lq/backend.hpp>
 #include <lq/context.hpp>
 #include <lq/error.hpp>
+#include "core/fail.hpp"
 #include <lq/threads.hpp>
 
 namespace lq {

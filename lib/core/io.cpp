@@ -3,6 +3,7 @@
 // that cancels CancelToken::process(). Must not know any file format.
 #include <lq/context.hpp>
 #include <lq/error.hpp>
+#include "core/fail.hpp"
 #include <lq/io.hpp>
 
 #include <algorithm>

@@ -1,5 +1,6 @@
 // Environment settings (settings.hpp): the only place the library reads environment variables.
 #include <lq/error.hpp>
+#include "core/fail.hpp"
 #include <lq/settings.hpp>
 
 #include <cmath>

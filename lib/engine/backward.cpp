@@ -10,6 +10,7 @@
 
 #include <lq/backend.hpp>
 #include <lq/error.hpp>
+#include "core/fail.hpp"
 #include <lq/threads.hpp>
 
 
@@ -138,7 +139,7 @@ struct Backprop::Impl {
     QuantType wt = w.type;
     const uint8_t* base = w.data.data();
     size_t row_bytes = w.row_bytes();
-    const DequantizeFn widen = Registry::instance().kernels(*ex.backend, wt).dequantize;
+    const DequantizeFn widen = ex.kernels(wt).dequantize;
     const size_t elem = is_float_type(wt) ? static_cast<size_t>(type_info(wt).block_bytes) : 0;
     if (!is_float_type(wt)) {
       wbuf.resize(sz(n_out, n_in));

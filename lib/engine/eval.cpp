@@ -4,6 +4,7 @@
 
 #include <lq/calibration.hpp>
 #include <lq/error.hpp>
+#include "core/fail.hpp"
 #include <lq/threads.hpp>
 
 #include <algorithm>

@@ -4,6 +4,7 @@
 #include <lq/context.hpp>
 #include <lq/engine.hpp>
 #include <lq/error.hpp>
+#include "core/fail.hpp"
 
 #include "backend/ops.hpp"
 
@@ -100,7 +101,10 @@ namespace engine {
 struct Exec {
   detail::EngineOps ops;
   const Backend* backend = nullptr;
+  bool named = false;  ///< the back-end was chosen by name (Context::backend or --backend)
   int threads = 1;
+  /// The type kernels for t as Context::kernels() gives them.
+  KernelSet kernels(QuantType t) const;
   /// The registry's operations for ctx's back-end, on ctx.thread_count() threads.
   static Exec from(const Context& ctx);
   /// The same with `threads` threads (0 = all).

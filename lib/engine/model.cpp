@@ -3,6 +3,7 @@
 
 #include <lq/backend.hpp>
 #include <lq/error.hpp>
+#include "core/fail.hpp"
 
 #include <cmath>
 #include <cstring>

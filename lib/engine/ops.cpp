@@ -4,6 +4,7 @@
 // split by tokens across threads: with the products parallel, these would otherwise run on one
 // thread while the others wait. No kernel code here: every kernel comes through Exec.
 #include "engine/impl.hpp"
+#include "core/fail.hpp"
 
 #include <lq/backend.hpp>
 #include <lq/threads.hpp>
@@ -11,8 +12,15 @@
 namespace lq::engine {
 
 Exec Exec::from(const Context& ctx) {
+  const Registry& r = Registry::instance();
   const Backend& b = ctx.active_backend();
-  return Exec{Registry::instance().engine_ops(b), &b, ctx.thread_count()};
+  const bool named = ctx.backend != nullptr || &b != &r.resolve("auto");
+  return Exec{r.engine_ops(b), &b, named, ctx.thread_count()};
+}
+
+KernelSet Exec::kernels(QuantType t) const {
+  const Registry& r = Registry::instance();
+  return named ? r.kernels(*backend, t) : r.kernels(t);
 }
 
 Exec Exec::with_threads(int threads) {
@@ -59,7 +67,7 @@ void matmul(const Exec& ex, const Tensor& w, const float* x, int64_t m, float* y
 }
 
 void dequantize_row(const Exec& ex, const Tensor& t, int64_t r, float* dst) {
-  const DequantizeFn deq = Registry::instance().kernels(*ex.backend, t.type).dequantize;
+  const DequantizeFn deq = ex.kernels(t.type).dequantize;
   if (!deq) fail(Errc::invalid_model, "engine: tensor '{}' has type {} that cannot be decoded", t.name, type_name(t.type));
   deq(t.row(r), dst, t.row_length());
 }

@@ -4,6 +4,7 @@
 #include "engine/impl.hpp"
 
 #include <lq/error.hpp>
+#include "core/fail.hpp"
 #include <lq/threads.hpp>
 
 

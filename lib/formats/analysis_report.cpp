@@ -2,6 +2,7 @@
 // analysis, its JSON schema (written and read here only), saving and loading.
 #include <lq/analysis_report.hpp>
 #include <lq/error.hpp>
+#include "core/fail.hpp"
 #include <lq/io.hpp>
 
 #include "formats/super_weight_json.hpp"

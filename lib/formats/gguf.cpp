@@ -2,6 +2,7 @@
 // writer. Pure file I/O (bytes, metadata, validation): it must not decode tensors or call
 // kernels (decoding is lib/model/decode.cpp's).
 #include <lq/error.hpp>
+#include "core/fail.hpp"
 #include <lq/gguf.hpp>
 
 #include <algorithm>

@@ -2,6 +2,7 @@
 // <name>.counts tensors plus imatrix.* metadata) and the legacy .dat one, read, validated,
 // written and combined. File I/O only: computing a matrix is lib/analysis's.
 #include <lq/error.hpp>
+#include "core/fail.hpp"
 #include <lq/gguf.hpp>
 #include <lq/imatrix.hpp>
 #include <lq/io.hpp>

@@ -1,6 +1,7 @@
 // The .dqprofile file format: a Profile to and from its JSON document, and finding a profile by
 // preset name, path or name in the profile directory (settings.hpp). Must not resolve or solve.
 #include <lq/error.hpp>
+#include "core/fail.hpp"
 #include <lq/io.hpp>
 #include <lq/profile.hpp>
 #include <lq/settings.hpp>

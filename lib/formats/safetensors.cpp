@@ -5,6 +5,7 @@
 #include <lq/io.hpp>
 
 #include <lq/error.hpp>
+#include "core/fail.hpp"
 
 #include <nlohmann/json.hpp>
 

@@ -4,6 +4,7 @@
 #include "formats/super_weight_json.hpp"
 
 #include <lq/error.hpp>
+#include "core/fail.hpp"
 #include <lq/io.hpp>
 #include <lq/super_weights.hpp>
 

@@ -4,6 +4,7 @@
 #include "model/config.hpp"
 
 #include <lq/error.hpp>
+#include "core/fail.hpp"
 #include <lq/io.hpp>
 
 #include <fmt/format.h>

@@ -5,6 +5,7 @@
 #include <lq/backend.hpp>
 #include <lq/decode.hpp>
 #include <lq/error.hpp>
+#include "core/fail.hpp"
 
 namespace lq {
 
@@ -12,7 +13,7 @@ void decode_rows_f32(QuantType type, const uint8_t* src, int64_t row_length, int
                      const Context& ctx) {
   const TypeInfo& ti = type_info(type);
   if (!ti.dequantize_ref) fail(Errc::invalid_model, "cannot decode type {} to float", ti.name);
-  const DequantizeFn deq = Registry::instance().kernels(ctx.active_backend(), type).dequantize;
+  const DequantizeFn deq = ctx.kernels(type).dequantize;
   const size_t rb = ti.row_bytes(row_length);
   for (int64_t r = 0; r < nrows; ++r) deq(src + r * rb, dst + r * row_length, row_length);
 }

@@ -4,6 +4,7 @@
 
 #include <lq/decode.hpp>
 #include <lq/error.hpp>
+#include "core/fail.hpp"
 
 #include <cstring>
 

@@ -12,6 +12,7 @@
 
 #include <lq/decode.hpp>
 #include <lq/error.hpp>
+#include "core/fail.hpp"
 #include <lq/io.hpp>
 #include <lq/tokenizer.hpp>
 

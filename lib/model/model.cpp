@@ -2,6 +2,7 @@
 // directory or a Hub ID (resolved in the local Hugging Face cache) and opening the right source.
 // Must not read tensors itself (gguf_source.cpp, hf_source.cpp).
 #include <lq/error.hpp>
+#include "core/fail.hpp"
 #include <lq/model.hpp>
 #include <lq/settings.hpp>
 

@@ -3,6 +3,7 @@
 #include "profile/matcher.hpp"
 
 #include <lq/error.hpp>
+#include "core/fail.hpp"
 
 #include "model/tensor_names.hpp"
 

@@ -3,6 +3,7 @@
 #include "profile/methods.hpp"
 
 #include <lq/error.hpp>
+#include "core/fail.hpp"
 
 namespace lq::profile {
 

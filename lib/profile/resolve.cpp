@@ -2,6 +2,7 @@
 // then super-weight protection and the size solver for what is left; and validation without
 // solving. Must not write files.
 #include <lq/error.hpp>
+#include "core/fail.hpp"
 #include <lq/gguf.hpp>
 #include <lq/profile.hpp>
 #include <lq/quantizer.hpp>

@@ -5,6 +5,7 @@
 
 #include <lq/backend.hpp>
 #include <lq/error.hpp>
+#include "core/fail.hpp"
 #include <lq/gguf.hpp>
 #include <lq/quantizer.hpp>
 
@@ -68,7 +69,7 @@ std::vector<TensorErrors> measure_errors(const ModelSource& model, const std::ve
                                  has_imatrix ? w.data() : nullptr, cols, ctx);
       }
       std::vector<float> y(x.size());
-      const DequantizeFn deq = Registry::instance().kernels(ctx.active_backend(), qt).dequantize;
+      const DequantizeFn deq = ctx.kernels(qt).dequantize;
       for (size_t i = 0; i < rows.size(); ++i) deq(q.data() + i * ti.row_bytes(ncols), y.data() + i * ncols, ncols);
       double err = 0;
       for (size_t i = 0; i < rows.size(); ++i)

@@ -3,7 +3,11 @@
 // dynamic profiles, super-weight protection).
 #include "quality/internal.hpp"
 
+#include <lq/file_type.hpp>
+
 #include <fmt/format.h>
+
+#include <optional>
 
 #include <algorithm>
 
@@ -11,19 +15,13 @@ namespace lq {
 
 namespace {
 
-// A higher level to suggest: the usual level of the next bit count ("Q2_K" -> "Q3_K_M").
+// A higher level to suggest: the level table's next level up ("Q2_K" -> "Q3_K_M"); none for the
+// top of the ladder (the float levels, Q8_0) or a name that is not a level.
 std::string next_level(const std::string& level) {
-  const size_t d = level.find_first_of("0123456789");
-  if (d == std::string::npos) return {};
-  switch (level[d]) {
-    case '1': return "Q2_K";
-    case '2': return "Q3_K_M";
-    case '3': return "Q4_K_M";
-    case '4': return "Q5_K_M";
-    case '5': return "Q6_K";
-    case '6': return "Q8_0";
-    default: return {};
-  }
+  const std::optional<FileType> f = parse_file_type(level);
+  if (!f) return {};
+  const FileTypeInfo& info = file_type_info(*f);
+  return info.has_next_up() ? file_type_info(info.next_up).name : std::string();
 }
 
 std::string short_prompt(const std::string& p) {

@@ -4,6 +4,7 @@
 #include "quality/internal.hpp"
 
 #include <lq/error.hpp>
+#include "core/fail.hpp"
 #include <lq/io.hpp>
 
 #include <fmt/format.h>

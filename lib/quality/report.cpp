@@ -5,6 +5,7 @@
 #include "quality/internal.hpp"
 
 #include <lq/error.hpp>
+#include "core/fail.hpp"
 #include <lq/file_type.hpp>
 
 #include <fmt/format.h>

@@ -3,6 +3,7 @@
 #include "quantize/mixture.hpp"
 
 #include <lq/error.hpp>
+#include "core/fail.hpp"
 
 #include <algorithm>
 

@@ -3,12 +3,13 @@
 // (profiles, protection, gates) lives in quantize/job.cpp; the type rules in quantize/mixture.cpp.
 #include <lq/backend.hpp>
 #include <lq/error.hpp>
+#include "core/fail.hpp"
 #include <lq/gguf.hpp>
 #include <lq/io.hpp>
 #include <lq/quantizer.hpp>
 #include <lq/threads.hpp>
 
-#include "kernels/cpu/cpu_kernels.hpp"
+#include "backend/ops.hpp"
 #include "model/tensor_names.hpp"
 #include "quantize/mixture.hpp"
 #include "quantize/protect.hpp"
@@ -52,7 +53,7 @@ bool gguf_tensor_order_less(const std::string& a, const std::string& b) {
 void Quantizer::quantize_rows(QuantType t, const float* src, void* dst, int64_t nrows, int64_t n_per_row,
                               const float* imatrix, const Context& ctx) {
   const TypeInfo& ti = type_info(t);
-  const QuantizeFn q = Registry::instance().kernels(ctx.active_backend(), t).quantize;
+  const QuantizeFn q = ctx.kernels(t).quantize;
   if (!q) fail(Errc::invalid_argument, "type {} cannot be quantized to", ti.name);
   const size_t rb = ti.row_bytes(n_per_row);
   // Rows are independent; each chunk goes to the kernel in one call so it can amortise setup.
@@ -68,7 +69,7 @@ void quantize_protected_row(QuantType t, const float* row, void* dst, int64_t n_
   if (imatrix) std::copy(imatrix, imatrix + n_per_row, w.begin());
   const float top = *std::max_element(w.begin(), w.end());
   for (int64_t c : cols) w[static_cast<size_t>(c)] = std::max(top, 1e-30f) * 1e4f;
-  Registry::instance().kernels(ctx.active_backend(), t).quantize(row, dst, 1, n_per_row, w.data());
+  ctx.kernels(t).quantize(row, dst, 1, n_per_row, w.data());
 }
 
 std::vector<TensorPlan> Quantizer::plan(const ModelSource& src) const {
@@ -248,7 +249,8 @@ QuantizeResult Quantizer::quantize(const ModelSource& src, const std::filesystem
     if (p.uses_imatrix) weights = o.imatrix->column_weights(p.name, ncols);
     const float* imatrix = weights ? weights->data() : nullptr;
     const TypeInfo& out_ti = type_info(p.type);
-    const QuantizeFn qfn = p.quantize ? Registry::instance().kernels(ctx.active_backend(), p.type).quantize : nullptr;
+    const QuantizeFn qfn = p.quantize ? ctx.kernels(p.type).quantize : nullptr;
+    const auto count_non_finite = Registry::instance().engine_ops(ctx.active_backend()).count_non_finite;
     const size_t out_rb = out_ti.row_bytes(ncols);
     std::map<int64_t, std::vector<int64_t>> protected_rows;  // row -> columns
     for (const auto& pw : o.protect)
@@ -273,7 +275,7 @@ QuantizeResult Quantizer::quantize(const ModelSource& src, const std::filesystem
         thread_local std::vector<float> f32;
         f32.resize(static_cast<size_t>((a1 - a0) * ncols));
         src.read_rows_f32(t, r0 + a0, a1 - a0, f32.data());
-        if (cpu::count_non_finite(f32.data(), (a1 - a0) * ncols) != 0)
+        if (count_non_finite(f32.data(), (a1 - a0) * ncols) != 0)
           fail(Errc::invalid_model, "{}: tensor '{}' contains a non-finite value (NaN or Inf)", file, p.name);
         qfn(f32.data(), q.data() + static_cast<size_t>(a0) * out_rb, a1 - a0, ncols, imatrix);
         if (protected_rows.empty() || out_ti.is_float()) return;

@@ -1,6 +1,7 @@
 // Reading tokenizer files and JSON (see files.hpp): whole files, parse errors naming the file,
 // Python truthiness, member access. Must not interpret what the files say.
 #include "tokenizer/files.hpp"
+#include "core/fail.hpp"
 
 #include <fstream>
 #include <sstream>

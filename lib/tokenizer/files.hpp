@@ -4,6 +4,7 @@
 #pragma once
 
 #include <lq/error.hpp>
+#include "core/fail.hpp"
 
 #include <nlohmann/json.hpp>
 

@@ -3,6 +3,7 @@
 // the converter's padding, token types and special-vocab keys. Must not build a Tokenizer
 // (loaders.cpp does, from this metadata, for from_hf_dir).
 #include <lq/tokenizer.hpp>
+#include "core/fail.hpp"
 
 #include "tokenizer/files.hpp"
 #include "tokenizer/hf_json.hpp"

@@ -1,5 +1,6 @@
 // Hugging Face `tokenizer.json` reading and validation (see hf_json.hpp). File parsing only.
 #include "tokenizer/hf_json.hpp"
+#include "core/fail.hpp"
 
 #include "tokenizer/impl.hpp"
 #include "tokenizer/pretok_json.hpp"

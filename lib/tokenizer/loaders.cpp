@@ -9,6 +9,7 @@
 #include "tokenizer/special_vocab.hpp"
 
 #include <lq/error.hpp>
+#include "core/fail.hpp"
 
 namespace lq {
 namespace {

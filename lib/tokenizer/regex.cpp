@@ -5,6 +5,7 @@
 #include "tokenizer/unicode.hpp"
 
 #include <lq/error.hpp>
+#include "core/fail.hpp"
 
 #include <algorithm>
 #include <array>

@@ -1,6 +1,7 @@
 // SentencePiece `tokenizer.model` reading: a minimal protobuf wire-format reader and the fields
 // of ModelProto the tokenizer uses (see sentencepiece_model.hpp). File parsing only.
 #include "tokenizer/sentencepiece_model.hpp"
+#include "core/fail.hpp"
 
 #include "tokenizer/files.hpp"
 

@@ -1,6 +1,7 @@
 // gguf-py's SpecialVocab (see special_vocab.hpp): reading special ids, flags, merges and chat
 // templates from a Hugging Face directory and writing them as GGUF keys in the converter's order.
 #include "tokenizer/special_vocab.hpp"
+#include "core/fail.hpp"
 
 #include "tokenizer/hf_json.hpp"
 

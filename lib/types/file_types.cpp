@@ -2,6 +2,7 @@
 // importance-matrix rule, pure-run label and next level up. Per-tensor mixture rules live in
 // lib/quantize/mixture.cpp; nothing else switches over levels.
 #include <lq/error.hpp>
+#include "core/fail.hpp"
 #include <lq/file_type.hpp>
 
 #include <array>

@@ -3,6 +3,7 @@
 // table); everything else (CLI, tests, GGUF I/O, the mixtures) reads these rows. No back-end
 // kernels here: each back-end keeps its own row per type.
 #include <lq/error.hpp>
+#include "core/fail.hpp"
 #include <lq/quant_type.hpp>
 
 #include "types/ref/blocks.hpp"

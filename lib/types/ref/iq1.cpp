@@ -5,6 +5,7 @@
 #include "types/ref/iq1.hpp"
 
 #include <lq/error.hpp>
+#include "core/fail.hpp"
 
 #include "core/half.hpp"
 #include "types/ref/block_sums.hpp"

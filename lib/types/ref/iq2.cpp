@@ -4,6 +4,7 @@
 #include "types/ref/iq2.hpp"
 
 #include <lq/error.hpp>
+#include "core/fail.hpp"
 
 #include "core/half.hpp"
 #include "types/ref/block_sums.hpp"
