@@ -52,12 +52,14 @@ inline constexpr int kQuantTypeSlots = 36;
 
 /// Quantizes `nrows` rows of `n_per_row` floats; row r goes to dst + r * row_bytes(n_per_row).
 /// `imatrix` holds one importance weight per column (n_per_row values) or is nullptr.
-using QuantizeFn = void (*)(const float* src, void* dst, int64_t nrows, int64_t n_per_row,
-                            const float* imatrix);
+using QuantizeKernel = void(const float* src, void* dst, int64_t nrows, int64_t n_per_row, const float* imatrix);
+using QuantizeFn = QuantizeKernel*;
 /// Decodes `n` values (a multiple of the block size) from packed blocks into floats.
-using DequantizeFn = void (*)(const void* src, float* dst, int64_t n);
+using DequantizeKernel = void(const void* src, float* dst, int64_t n);
+using DequantizeFn = DequantizeKernel*;
 /// Dot product of `n` values: x is packed in this type, y in the row's `dot_type`.
-using DotFn = float (*)(int64_t n, const void* x, const void* y);
+using DotKernel = float(int64_t n, const void* x, const void* y);
+using DotFn = DotKernel*;
 
 /// One back-end's kernels for a type. An empty slot means "not here" (the registry fills it
 /// from the CPU back-end, whose empty slots are the scalar reference).

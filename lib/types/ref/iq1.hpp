@@ -1,19 +1,18 @@
 // Scalar reference kernels: the ternary codebook types IQ1_S and IQ1_M.
 #pragma once
 
+#include <lq/quant_type.hpp>
+
 #include <cstdint>
 
 namespace lq::ref {
 
 // imatrix: one importance weight per column (n_per_row values). IQ1_S requires it
 // (Errc::imatrix_error when nullptr); IQ1_M falls back to magnitude-based weights.
-void quantize_iq1_s(const float* src, void* dst, int64_t nrows, int64_t n_per_row, const float* imatrix);
-void quantize_iq1_m(const float* src, void* dst, int64_t nrows, int64_t n_per_row, const float* imatrix);
+QuantizeKernel quantize_iq1_s, quantize_iq1_m;
 
-void dequantize_iq1_s(const void* src, float* dst, int64_t n);
-void dequantize_iq1_m(const void* src, float* dst, int64_t n);
+DequantizeKernel dequantize_iq1_s, dequantize_iq1_m;
 
-float dot_iq1_s(int64_t n, const void* x, const void* y);  // y: Q8_K
-float dot_iq1_m(int64_t n, const void* x, const void* y);  // y: Q8_K
+DotKernel dot_iq1_s, dot_iq1_m;
 
 }  // namespace lq::ref

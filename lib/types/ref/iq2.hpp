@@ -1,22 +1,18 @@
 // Scalar reference kernels: the 2-bit codebook types IQ2_XXS, IQ2_XS and IQ2_S.
 #pragma once
 
+#include <lq/quant_type.hpp>
+
 #include <cstdint>
 
 namespace lq::ref {
 
 // imatrix: one importance weight per column (n_per_row values). IQ2_XXS and IQ2_XS require it
 // (Errc::imatrix_error when nullptr); IQ2_S falls back to magnitude-based weights.
-void quantize_iq2_xxs(const float* src, void* dst, int64_t nrows, int64_t n_per_row, const float* imatrix);
-void quantize_iq2_xs(const float* src, void* dst, int64_t nrows, int64_t n_per_row, const float* imatrix);
-void quantize_iq2_s(const float* src, void* dst, int64_t nrows, int64_t n_per_row, const float* imatrix);
+QuantizeKernel quantize_iq2_xxs, quantize_iq2_xs, quantize_iq2_s;
 
-void dequantize_iq2_xxs(const void* src, float* dst, int64_t n);
-void dequantize_iq2_xs(const void* src, float* dst, int64_t n);
-void dequantize_iq2_s(const void* src, float* dst, int64_t n);
+DequantizeKernel dequantize_iq2_xxs, dequantize_iq2_xs, dequantize_iq2_s;
 
-float dot_iq2_xxs(int64_t n, const void* x, const void* y);  // y: Q8_K
-float dot_iq2_xs(int64_t n, const void* x, const void* y);   // y: Q8_K
-float dot_iq2_s(int64_t n, const void* x, const void* y);    // y: Q8_K
+DotKernel dot_iq2_xxs, dot_iq2_xs, dot_iq2_s;
 
 }  // namespace lq::ref

@@ -2,15 +2,14 @@
 // and IQ3_S (512-point grid, free signs, 3.44 bpw).
 #pragma once
 
+#include <lq/quant_type.hpp>
+
 #include <cstdint>
 
 namespace lq::ref {
 
-void quantize_iq3_xxs(const float* src, void* dst, int64_t nrows, int64_t n_per_row, const float* imatrix);
-void quantize_iq3_s(const float* src, void* dst, int64_t nrows, int64_t n_per_row, const float* imatrix);
-void dequantize_iq3_xxs(const void* src, float* dst, int64_t n);
-void dequantize_iq3_s(const void* src, float* dst, int64_t n);
-float dot_iq3_xxs(int64_t n, const void* x, const void* y);  // y: Q8_K
-float dot_iq3_s(int64_t n, const void* x, const void* y);    // y: Q8_K
+QuantizeKernel quantize_iq3_xxs, quantize_iq3_s;
+DequantizeKernel dequantize_iq3_xxs, dequantize_iq3_s;
+DotKernel dot_iq3_xxs, dot_iq3_s;
 
 }  // namespace lq::ref

@@ -4,26 +4,16 @@
 // Q8_K activations.
 #pragma once
 
+#include <lq/quant_type.hpp>
+
 #include <cstdint>
 
 namespace lq::ref {
 
-void quantize_q2_k(const float* src, void* dst, int64_t nrows, int64_t n_per_row, const float* imatrix);
-void quantize_q3_k(const float* src, void* dst, int64_t nrows, int64_t n_per_row, const float* imatrix);
-void quantize_q4_k(const float* src, void* dst, int64_t nrows, int64_t n_per_row, const float* imatrix);
-void quantize_q5_k(const float* src, void* dst, int64_t nrows, int64_t n_per_row, const float* imatrix);
-void quantize_q6_k(const float* src, void* dst, int64_t nrows, int64_t n_per_row, const float* imatrix);
+QuantizeKernel quantize_q2_k, quantize_q3_k, quantize_q4_k, quantize_q5_k, quantize_q6_k;
 
-void dequantize_q2_k(const void* src, float* dst, int64_t n);
-void dequantize_q3_k(const void* src, float* dst, int64_t n);
-void dequantize_q4_k(const void* src, float* dst, int64_t n);
-void dequantize_q5_k(const void* src, float* dst, int64_t n);
-void dequantize_q6_k(const void* src, float* dst, int64_t n);
+DequantizeKernel dequantize_q2_k, dequantize_q3_k, dequantize_q4_k, dequantize_q5_k, dequantize_q6_k;
 
-float dot_q2_k(int64_t n, const void* x, const void* y);  // y: Q8_K
-float dot_q3_k(int64_t n, const void* x, const void* y);  // y: Q8_K
-float dot_q4_k(int64_t n, const void* x, const void* y);  // y: Q8_K
-float dot_q5_k(int64_t n, const void* x, const void* y);  // y: Q8_K
-float dot_q6_k(int64_t n, const void* x, const void* y);  // y: Q8_K
+DotKernel dot_q2_k, dot_q3_k, dot_q4_k, dot_q5_k, dot_q6_k;
 
 }  // namespace lq::ref

@@ -2,11 +2,13 @@
 // products run against (never stored in files).
 #pragma once
 
+#include <lq/quant_type.hpp>
+
 #include <cstdint>
 
 namespace lq::ref {
 
-void quantize_q8_k(const float* src, void* dst, int64_t nrows, int64_t n_per_row, const float* imatrix);
-void dequantize_q8_k(const void* src, float* dst, int64_t n);
+QuantizeKernel quantize_q8_k;
+DequantizeKernel dequantize_q8_k;
 
 }  // namespace lq::ref
