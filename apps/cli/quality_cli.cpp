@@ -12,17 +12,6 @@
 
 namespace lq::cli {
 
-double env_number(const char* name, double fallback) {
-  const char* v = std::getenv(name);
-  if (!v || !*v) return fallback;
-  char* end = nullptr;
-  const double d = std::strtod(v, &end);
-  while (end && (*end == ' ' || *end == '%')) ++end;
-  if (end == v || (end && *end) || !std::isfinite(d))
-    fail(Errc::invalid_argument, "{}: expected a number, got '{}'", name, v);
-  return d;
-}
-
 void apply_samples_and_ctx(const cxxopts::ParseResult& r, QualityOptions& qo) {
   if (r.count("calibration-samples")) {
     qo.samples = r["calibration-samples"].as<int64_t>();

@@ -13,9 +13,6 @@
 
 namespace lq::cli {
 
-/// A number from the environment variable `name`, or `fallback` when unset or empty. A value that
-/// is not a finite number throws Errc::invalid_argument naming the variable.
-double env_number(const char* name, double fallback);
 
 /// Applies --calibration-samples and --ctx (checked) to `qo`.
 void apply_samples_and_ctx(const cxxopts::ParseResult& r, QualityOptions& qo);
