@@ -19,6 +19,11 @@
 
 namespace lq::cpu {
 
+// x86 only (it gathers with AVX2); the kernels use it where kByteSimd<Arch>.
+template <class Arch>
+struct Iq3Decode;
+
+#if LQ_CPU_X86
 template <class Arch>
 struct Iq3Decode {
   using V = Bytes<Arch>;
@@ -49,6 +54,7 @@ struct Iq3Decode {
     return V::negate_where(grid, V::sign_mask(signs));
   }
 };
+#endif  // LQ_CPU_X86
 
 template <class Arch>
 struct DequantIq3Xxs {
@@ -109,9 +115,9 @@ float DotIq3Xxs<Arch>::run(int64_t n, const void* xv, const void* yv) {
     using V = Bytes<Arch>;
     const auto* x = static_cast<const ref::block_iq3_xxs*>(xv);
     const auto* y = static_cast<const ref::block_q8_K*>(yv);
-    __m256 acc = _mm256_setzero_ps();
+    auto acc = V::fzero();
     for (int64_t i = 0; i < n / ref::QK_K; ++i) {
-      __m256i sum = _mm256_setzero_si256();
+      auto sum = V::zero();
       for (int ib = 0; ib < 8; ++ib) {
         int mult;
         const auto q = Iq3Decode<Arch>::xxs(x[i], ib, mult);
@@ -131,9 +137,9 @@ float DotIq3S<Arch>::run(int64_t n, const void* xv, const void* yv) {
     using V = Bytes<Arch>;
     const auto* x = static_cast<const ref::block_iq3_s*>(xv);
     const auto* y = static_cast<const ref::block_q8_K*>(yv);
-    __m256 acc = _mm256_setzero_ps();
+    auto acc = V::fzero();
     for (int64_t i = 0; i < n / ref::QK_K; ++i) {
-      __m256i sum = _mm256_setzero_si256();
+      auto sum = V::zero();
       for (int ib = 0; ib < 8; ++ib) {
         int mult;
         const auto q = Iq3Decode<Arch>::s(x[i], ib, mult);

@@ -54,6 +54,21 @@ static constexpr bool iq4_coarse_exact() {
 }
 static_assert(iq4_coarse_exact(), "the two-level level table must equal the cell table");
 
+// kCellTables.value[c] for every lane of an AVX-512 batch (x86 only).
+template <class Arch>
+xsimd::batch<float, Arch> iq4_level_avx512(const xsimd::batch<int32_t, Arch>& c);
+#if LQ_CPU_X86
+template <class Arch>
+xsimd::batch<float, Arch> iq4_level_avx512(const xsimd::batch<int32_t, Arch>& c) {
+  const __m512i k = _mm512_srli_epi32(c, 4);
+  const __m512i sw = _mm512_permutex2var_epi32(_mm512_loadu_si512(kIq4Coarse.sw), k,
+                                               _mm512_loadu_si512(kIq4Coarse.sw + 16));
+  const __m512 lower = _mm512_permutex2var_ps(_mm512_loadu_ps(kIq4Coarse.lower), k, _mm512_loadu_ps(kIq4Coarse.lower + 16));
+  const __m512 upper = _mm512_permutex2var_ps(_mm512_loadu_ps(kIq4Coarse.upper), k, _mm512_loadu_ps(kIq4Coarse.upper + 16));
+  return _mm512_mask_blend_ps(_mm512_cmpge_epi32_mask(c, sw), lower, upper);
+}
+#endif
+
 template <class Arch>
 struct Iq4Ops {
   using B = xsimd::batch<float, Arch>;
@@ -64,12 +79,7 @@ struct Iq4Ops {
   // kCellTables.value[c] for every lane.
   static B level(const I& c) {
     if constexpr (kAvx512<Arch>) {
-      const __m512i k = _mm512_srli_epi32(c, 4);
-      const __m512i sw = _mm512_permutex2var_epi32(_mm512_loadu_si512(kIq4Coarse.sw), k,
-                                                   _mm512_loadu_si512(kIq4Coarse.sw + 16));
-      const __m512 lower = _mm512_permutex2var_ps(_mm512_loadu_ps(kIq4Coarse.lower), k, _mm512_loadu_ps(kIq4Coarse.lower + 16));
-      const __m512 upper = _mm512_permutex2var_ps(_mm512_loadu_ps(kIq4Coarse.upper), k, _mm512_loadu_ps(kIq4Coarse.upper + 16));
-      return _mm512_mask_blend_ps(_mm512_cmpge_epi32_mask(c, sw), lower, upper);
+      return iq4_level_avx512<Arch>(c);
     } else {
       return gather(ref::iq4::kCellTables.value, c);
     }
@@ -239,7 +249,7 @@ float DotIq4Nl<Arch>::run(int64_t n, const void* xv, const void* yv) {
     using V = Bytes<Arch>;
     const auto* x = static_cast<const ref::block_iq4_nl*>(xv);
     const auto* y = static_cast<const ref::block_q8_0*>(yv);
-    __m256 acc = _mm256_setzero_ps();
+    auto acc = V::fzero();
     for (int64_t i = 0; i < n / 32; ++i) {
       const auto p = V::dot(V::lut16(V::nibbles(x[i].qs), ref::iq4::kValues), V::load(y[i].qs));
       acc = V::fma(p, fp16_to_f32(x[i].d) * fp16_to_f32(y[i].d), acc);
@@ -256,9 +266,9 @@ float DotIq4Xs<Arch>::run(int64_t n, const void* xv, const void* yv) {
     using V = Bytes<Arch>;
     const auto* x = static_cast<const ref::block_iq4_xs*>(xv);
     const auto* y = static_cast<const ref::block_q8_K*>(yv);
-    __m256 acc = _mm256_setzero_ps();
+    auto acc = V::fzero();
     for (int64_t i = 0; i < n / ref::QK_K; ++i) {
-      __m256i sum = _mm256_setzero_si256();
+      auto sum = V::zero();
       for (int ib = 0; ib < 8; ++ib) {
         const auto p = V::dot(V::lut16(V::nibbles(x[i].qs + 16 * ib), ref::iq4::kValues), V::load(y[i].qs + 32 * ib));
         sum = V::madd_scale(sum, p, iq4_xs_scale(x[i], ib));

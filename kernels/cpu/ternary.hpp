@@ -112,6 +112,16 @@ void QuantizeTq2_0<Arch>::run(const float* src, void* dst, int64_t nrows, int64_
   ref::ternary::quantize_rows<TernaryOps<Arch>, ref::block_tq2_0>(src, dst, nrows, n_per_row, imatrix);
 }
 
+// The byte kernels below are x86 only (AVX2 integer instructions); other processors declare
+// them and take the scalar reference (kByteSimd is false there).
+template <class Arch>
+struct TernaryDecode;
+template <class Arch, class Block, class Unpack>
+void dequant_ternary(const void* src, float* dst, int64_t n, Unpack&& unpack);
+template <class Arch, class Block, class Unpack>
+float dot_ternary(int64_t n, const void* xv, const void* yv, Unpack&& unpack);
+
+#if LQ_CPU_X86
 // Trits of a block in value order (0, 1, 2), 256 bytes.
 template <class Arch>
 struct TernaryDecode {
@@ -155,6 +165,8 @@ struct TernaryDecode {
   }
 };
 
+#endif  // LQ_CPU_X86
+
 template <class Arch>
 struct DequantTq1_0 {
   static void run(const void* src, float* dst, int64_t n);
@@ -172,6 +184,7 @@ struct DotTq2_0 {
   static float run(int64_t n, const void* x, const void* y);
 };
 
+#if LQ_CPU_X86
 template <class Arch, class Block, class Unpack>
 void dequant_ternary(const void* src, float* dst, int64_t n, Unpack&& unpack) {
   const auto* x = static_cast<const Block*>(src);
@@ -203,6 +216,7 @@ float dot_ternary(int64_t n, const void* xv, const void* yv, Unpack&& unpack) {
   }
   return V::hsum(acc);
 }
+#endif  // LQ_CPU_X86
 
 template <class Arch>
 void DequantTq1_0<Arch>::run(const void* src, float* dst, int64_t n) {
