@@ -47,7 +47,7 @@ struct IsaKernels {
 template <class A>
 IsaKernels isa_kernels(const char* name) {
   using namespace lq::cpu;
-  IsaKernels k{name, xsimd::available_architectures().best >= A::version(), {}};
+  IsaKernels k{name, cpu::isa_usable<A>(), {}};
   k.sets[QuantType::IQ3_XXS] = {nullptr, DequantIq3Xxs<A>::run, DotIq3Xxs<A>::run};
   k.sets[QuantType::IQ3_S] = {nullptr, DequantIq3S<A>::run, DotIq3S<A>::run};
   k.sets[QuantType::IQ4_NL] = {QuantizeIq4Nl<A>::run, DequantIq4Nl<A>::run, DotIq4Nl<A>::run};
@@ -58,7 +58,9 @@ IsaKernels isa_kernels(const char* name) {
 }
 
 std::vector<IsaKernels> all_isas() {
-  return {isa_kernels<cpu::Sse2>("sse2"), isa_kernels<cpu::Avx2>("avx2"), isa_kernels<cpu::Avx512>("avx512")};
+  std::vector<IsaKernels> v;
+  cpu::for_each_isa([&](auto arch, const char* name) { v.push_back(isa_kernels<decltype(arch)>(name)); });
+  return v;
 }
 
 std::vector<uint8_t> quantize(const TypeInfo& ti, QuantizeFn fn, const std::vector<float>& x, int64_t n,

@@ -71,7 +71,7 @@ struct IsaKernels {
 
 template <class Arch>
 IsaKernels kernels_for(QuantType t, const char* name) {
-  if (!(xsimd::available_architectures().best >= Arch::version())) return {name, nullptr, nullptr};
+  if (!cpu::isa_usable<Arch>()) return {name, nullptr, nullptr};
   using namespace lq::cpu;
   switch (t) {
     case QuantType::IQ2_XXS: return {name, DequantIq2Xxs<Arch>::run, DotIq2XxsQ8K<Arch>::run};
@@ -84,8 +84,8 @@ IsaKernels kernels_for(QuantType t, const char* name) {
 }
 
 std::vector<IsaKernels> all_isa_kernels(QuantType t) {
-  std::vector<IsaKernels> v = {kernels_for<cpu::Sse2>(t, "sse2"), kernels_for<cpu::Avx2>(t, "avx2"),
-                               kernels_for<cpu::Avx512>(t, "avx512")};
+  std::vector<IsaKernels> v;
+  cpu::for_each_isa([&](auto arch, const char* name) { v.push_back(kernels_for<decltype(arch)>(t, name)); });
   const auto& row = type_info(t);
   v.push_back({"dispatch", row.cpu.dequantize, row.cpu.dot});
   return v;

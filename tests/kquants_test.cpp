@@ -40,7 +40,7 @@ template <class A>
 IsaKernels isa_kernels(const char* name) {
   using namespace lq::cpu;
   return {name,
-          xsimd::available_architectures().best >= A::version(),
+          cpu::isa_usable<A>(),
           {{QuantizeQ2K<A>::run, DequantQ2K<A>::run, DotQ2K<A>::run},
            {QuantizeQ3K<A>::run, DequantQ3K<A>::run, DotQ3K<A>::run},
            {QuantizeQ4K<A>::run, DequantQ4K<A>::run, DotQ4K<A>::run},
@@ -49,7 +49,9 @@ IsaKernels isa_kernels(const char* name) {
 }
 
 std::vector<IsaKernels> all_isas() {
-  return {isa_kernels<cpu::Sse2>("sse2"), isa_kernels<cpu::Avx2>("avx2"), isa_kernels<cpu::Avx512>("avx512")};
+  std::vector<IsaKernels> v;
+  cpu::for_each_isa([&](auto arch, const char* name) { v.push_back(isa_kernels<decltype(arch)>(name)); });
+  return v;
 }
 
 int type_index(QuantType t) {

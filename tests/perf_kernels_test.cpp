@@ -59,13 +59,11 @@ IsaSet isa_set(const char* name, bool usable) {
 }
 
 std::vector<IsaSet> usable_isas() {
-  const auto best = xsimd::available_architectures().best;
-  std::vector<IsaSet> all = {isa_set<cpu::Sse2>("sse2", true), isa_set<cpu::Avx2>("avx2", best >= cpu::Avx2::version()),
-                             isa_set<cpu::Avx512>("avx512bw", best >= cpu::Avx512::version()),
-                             isa_set<cpu::Avx512Vnni>("avx512vnni", cpu::has_avx512_vnni())};
   std::vector<IsaSet> out;
-  for (auto& s : all)
-    if (s.usable) out.push_back(s);
+  cpu::for_each_isa([&](auto arch, const char* name) {
+    using A = decltype(arch);
+    if (cpu::isa_usable<A>()) out.push_back(isa_set<A>(name, true));
+  });
   return out;
 }
 
@@ -336,11 +334,11 @@ TEST_CASE("kernels: binary16 rounding equals the F16 format's on every ISA", "[e
   const auto g = test::gaussian(4000, 17);
   for (size_t i = 0; i < g.size(); ++i) x.push_back(g[i] * std::ldexp(1.f, static_cast<int>(i % 44) - 30));
   x.push_back(1.f + 1.f / 2048);  // a tie: to even (1.0)
-  const auto best = xsimd::available_architectures().best;
-  const std::vector<std::pair<const char*, void (*)(int64_t, const float*, float*)>> isas = {
-      {"sse2", cpu::RoundHalf<cpu::Sse2>::run},
-      {"avx2", best >= cpu::Avx2::version() ? cpu::RoundHalf<cpu::Avx2>::run : nullptr},
-      {"avx512", best >= cpu::Avx512::version() ? cpu::RoundHalf<cpu::Avx512>::run : nullptr}};
+  std::vector<std::pair<const char*, void (*)(int64_t, const float*, float*)>> isas;
+  cpu::for_each_isa([&](auto arch, const char* name) {
+    using A = decltype(arch);
+    isas.emplace_back(name, cpu::isa_usable<A>() ? cpu::RoundHalf<A>::run : nullptr);
+  });
   for (const auto& [name, fn] : isas) {
     if (!fn) continue;
     INFO(name);
