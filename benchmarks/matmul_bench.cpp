@@ -119,10 +119,11 @@ int main(int argc, char** argv) {
                       : std::vector<Shape>{{"qo", 2048, 2048}, {"kv", 512, 2048}, {"up", 8192, 2048},
                                            {"down", 2048, 8192}, {"vocab", 2048, 2048}};
   g_cpu_time = threads == 1;
-  const auto best = xsimd::available_architectures().best;
-  const std::vector<IsaKernels> isas = {isa<cpu::Avx512Vnni>("avx512vnni", cpu::has_avx512_vnni()),
-                                        isa<cpu::Avx512>("avx512bw", best >= cpu::Avx512::version()),
-                                        isa<cpu::Avx2>("avx2", best >= cpu::Avx2::version())};
+  std::vector<IsaKernels> isas;  // every ISA of this build but the SSE2 baseline
+  cpu::for_each_isa([&](auto arch, const char* name) {
+    using A = decltype(arch);
+    if constexpr (!std::is_same_v<A, cpu::Sse2>) isas.push_back(isa<A>(name, cpu::isa_usable<A>()));
+  });
   std::printf("matmul_bench: m=%lld, %d thread(s), model %s, dispatch %s; GMAC/s (best of %d, %s time)\n\n",
               static_cast<long long>(m), threads, model.c_str(), std::string(cpu::best_isa()).c_str(), reps,
               g_cpu_time ? "thread CPU" : "wall");

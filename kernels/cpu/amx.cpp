@@ -6,14 +6,17 @@
 // fewer than 16 tokens, to the AVX-512 kernel. Float activations (the engine's exact mode) are
 // split into three bf16 parts hi + mid + lo that sum to them exactly; the records hold the three
 // parts one after the other and the panel is read three times along k, so the products are exact
-// and only the float accumulation rounds (gemm_bf16x3_amx). Built with the AVX-512 VNNI flags plus
-// -mamx-tile -mamx-bf16 where the compiler has them; elsewhere the functions below say "not
-// usable".
+// and only the float accumulation rounds (gemm_bf16x3_amx). Built for x86-64 only, with the
+// AVX-512 VNNI flags plus -mamx-tile -mamx-bf16, where the compiler has them; elsewhere
+// no_amx.cpp stands in and says "not usable".
 #include "engine_kernels.hpp"
 
 #include <cstring>
 
-#if defined(__AMX_TILE__) && defined(__AMX_BF16__) && defined(__x86_64__)
+#if !(defined(__AMX_TILE__) && defined(__AMX_BF16__) && defined(__x86_64__))
+#error "amx.cpp needs x86-64 and -mamx-tile -mamx-bf16 (kernels/cpu/CMakeLists.txt builds no_amx.cpp otherwise)"
+#endif
+
 #include "qgemm.hpp"
 
 #include <cpuid.h>
@@ -161,15 +164,3 @@ void gemm_bf16x3_amx(const QGemmArgs& a) {
 }
 
 }  // namespace lq::cpu
-
-#else
-
-namespace lq::cpu {
-bool has_amx_bf16() noexcept { return false; }
-void gemm_bf16_amx(const QGemmArgs& a) { gemm_bf16(a); }
-// Never chosen without AMX (exact_bf16_kernel); kept so that the dispatch table links.
-void gemm_bf16x3_amx(const QGemmArgs&) {}
-void quantize_act_bf16x3(const float*, int64_t, const QActLayout&, uint8_t*) {}
-}  // namespace lq::cpu
-
-#endif

@@ -3,16 +3,38 @@
 // Every kernel is written once as `template <class Arch> struct K { static R run(args...); }`
 // in a family header (float.hpp, legacy.hpp, ...). isa.cpp.in is compiled once per ISA with that
 // ISA's flags and explicitly instantiates every kernel for it; dispatch_call<K>() picks the best
-// instantiation the running CPU supports, once per kernel: Avx512Vnni when our CPUID check finds
-// it (xsimd 8.1 cannot name that level), otherwise the best of xsimd::dispatch's list.
+// instantiation the running CPU supports, once per kernel.
+//
+// The ISA list depends on the processor the library is built for (kernels/cpu/CMakeLists.txt
+// builds the same list):
+//   x86-64   Avx512Vnni (when our CPUID check finds it: xsimd 8.1 cannot name that level),
+//            Avx512, Avx2, Sse2 (the best of them that xsimd::dispatch finds).
+//   aarch64  Neon64 (NEON is part of the base instruction set).
+// Other processors are not supported: xsimd 8.1 has no batch type without SIMD registers.
 //
 // Instructions that xsimd has no operation for (byte dot products, bf16 dot products) are used
-// only through the small per-ISA helpers of isa_ops.hpp.
+// only through the small per-ISA helpers of isa_ops.hpp and iq_simd.hpp. x86 intrinsics are
+// compiled only where LQ_CPU_X86 is 1; the kernels reach them through templates that the other
+// processors declare and never instantiate (their `if constexpr` branches are discarded).
 #pragma once
 
 #include <xsimd/xsimd.hpp>
 
 #include <type_traits>
+
+#if defined(__x86_64__) || defined(_M_X64)
+#define LQ_CPU_X86 1
+#else
+#define LQ_CPU_X86 0
+#endif
+#if defined(__aarch64__) || defined(_M_ARM64)
+#define LQ_CPU_ARM64 1
+#else
+#define LQ_CPU_ARM64 0
+#endif
+#if !LQ_CPU_X86 && !LQ_CPU_ARM64
+#error "liblq's CPU kernels are built for x86-64 or aarch64"
+#endif
 
 namespace lq::cpu {
 
@@ -27,10 +49,19 @@ struct Avx512Vnni : xsimd::avx512bw {
   static constexpr char const* name() noexcept { return "avx512vnni"; }
 };
 
+// The x86 tags are declared on every processor (xsimd declares them all) so that kernels can
+// name them in compile-time tests; they are instantiated only in the x86 build.
 using Avx512 = xsimd::avx512bw;
 using Avx2 = xsimd::fma3<xsimd::avx2>;
 using Sse2 = xsimd::sse2;
+using Neon64 = xsimd::neon64;
+
+/// The ISAs of this build that xsimd::dispatch chooses from, best first.
+#if LQ_CPU_X86
 using ArchList = xsimd::arch_list<Avx512, Avx2, Sse2>;
+#else
+using ArchList = xsimd::arch_list<Neon64>;
+#endif
 
 /// Whether Arch has the AVX-512BW instructions (Avx512 and the levels above it).
 template <class Arch>
@@ -92,10 +123,35 @@ struct Adapter {
 
 template <template <class> class K, class... A>
 auto dispatch_call(A... a) {
-  static const bool vnni = has_avx512_vnni();
-  if (vnni) return K<Avx512Vnni>::run(a...);
+  if constexpr (LQ_CPU_X86) {
+    static const bool vnni = has_avx512_vnni();
+    if (vnni) return K<Avx512Vnni>::run(a...);
+  }
   static auto d = xsimd::dispatch<ArchList>(Adapter<K>{});
   return d(a...);
+}
+
+/// Whether the running CPU supports Arch (one of this build's ISAs).
+template <class Arch>
+bool isa_usable() noexcept {
+  if constexpr (std::is_same_v<Arch, Avx512Vnni>)
+    return has_avx512_vnni();
+  else
+    return xsimd::available_architectures().best >= Arch::version();
+}
+
+/// Calls f(Arch{}, name) for every ISA this build instantiates the kernels for, best first
+/// (tests and benchmarks compare them with the scalar reference and with each other).
+template <class F>
+void for_each_isa(F&& f) {
+  if constexpr (LQ_CPU_X86) {
+    f(Avx512Vnni{}, "avx512vnni");
+    f(Avx512{}, "avx512bw");
+    f(Avx2{}, "avx2");
+    f(Sse2{}, "sse2");
+  } else {
+    f(Neon64{}, "neon64");
+  }
 }
 
 }  // namespace lq::cpu
@@ -110,9 +166,13 @@ XSIMD_DECLARE_SIMD_REGISTER_ALIAS(lq::cpu::Avx512Vnni, avx512bw);
 }  // namespace xsimd::types
 #endif
 
-/// Declares the four ISA instantiations of kernel K as extern (they live in the isa_*.cpp TUs).
+/// Declares this build's ISA instantiations of kernel K as extern (they live in the isa_*.cpp TUs).
+#if LQ_CPU_X86
 #define LQ_CPU_EXTERN(K)                                  \
   extern template struct lq::cpu::K<lq::cpu::Avx512Vnni>; \
   extern template struct lq::cpu::K<lq::cpu::Avx512>;     \
   extern template struct lq::cpu::K<lq::cpu::Avx2>;       \
   extern template struct lq::cpu::K<lq::cpu::Sse2>;
+#else
+#define LQ_CPU_EXTERN(K) extern template struct lq::cpu::K<lq::cpu::Neon64>;
+#endif

@@ -25,7 +25,14 @@ template <class Arch> struct DequantIq3S { static DequantSig run; };
 template <class Arch> struct DotIq3Xxs { static DotSig run; };
 template <class Arch> struct DotIq3S { static DotSig run; };
 
-// Codecs for superblock_dequant / superblock_dot (iq_superblock.hpp).
+// Codecs for superblock_dequant / superblock_dot (iq_superblock.hpp). x86 only (they gather with
+// AVX2): other processors declare them, and the loops take the scalar reference there.
+template <class Arch>
+struct Iq3Xxs;
+template <class Arch>
+struct Iq3S;
+
+#if LQ_CPU_X86
 template <class Arch>
 struct Iq3Xxs {
   using block = ref::block_iq3_xxs;
@@ -64,6 +71,7 @@ struct Iq3S {
   }
   static float dequant_scale(float d, int mult) { return d * static_cast<float>(mult); }
 };
+#endif  // LQ_CPU_X86
 
 template <class Arch>
 void DequantIq3Xxs<Arch>::run(const void* src, float* dst, int64_t n) { superblock_dequant<Arch, Iq3Xxs<Arch>, ref::dequantize_iq3_xxs>(src, dst, n); }

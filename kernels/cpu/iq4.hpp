@@ -55,6 +55,21 @@ static constexpr bool iq4_coarse_exact() {
 }
 static_assert(iq4_coarse_exact(), "the two-level level table must equal the cell table");
 
+// kCellTables.value[c] for every lane of an AVX-512 batch (x86 only).
+template <class Arch>
+xsimd::batch<float, Arch> iq4_level_avx512(const xsimd::batch<int32_t, Arch>& c);
+#if LQ_CPU_X86
+template <class Arch>
+xsimd::batch<float, Arch> iq4_level_avx512(const xsimd::batch<int32_t, Arch>& c) {
+  const __m512i k = _mm512_srli_epi32(c, 4);
+  const __m512i sw = _mm512_permutex2var_epi32(_mm512_loadu_si512(kIq4Coarse.sw), k,
+                                               _mm512_loadu_si512(kIq4Coarse.sw + 16));
+  const __m512 lower = _mm512_permutex2var_ps(_mm512_loadu_ps(kIq4Coarse.lower), k, _mm512_loadu_ps(kIq4Coarse.lower + 16));
+  const __m512 upper = _mm512_permutex2var_ps(_mm512_loadu_ps(kIq4Coarse.upper), k, _mm512_loadu_ps(kIq4Coarse.upper + 16));
+  return _mm512_mask_blend_ps(_mm512_cmpge_epi32_mask(c, sw), lower, upper);
+}
+#endif
+
 template <class Arch>
 struct Iq4Ops {
   using B = xsimd::batch<float, Arch>;
@@ -65,12 +80,7 @@ struct Iq4Ops {
   // kCellTables.value[c] for every lane.
   static B level(const I& c) {
     if constexpr (kAvx512<Arch>) {
-      const __m512i k = _mm512_srli_epi32(c, 4);
-      const __m512i sw = _mm512_permutex2var_epi32(_mm512_loadu_si512(kIq4Coarse.sw), k,
-                                                   _mm512_loadu_si512(kIq4Coarse.sw + 16));
-      const __m512 lower = _mm512_permutex2var_ps(_mm512_loadu_ps(kIq4Coarse.lower), k, _mm512_loadu_ps(kIq4Coarse.lower + 16));
-      const __m512 upper = _mm512_permutex2var_ps(_mm512_loadu_ps(kIq4Coarse.upper), k, _mm512_loadu_ps(kIq4Coarse.upper + 16));
-      return _mm512_mask_blend_ps(_mm512_cmpge_epi32_mask(c, sw), lower, upper);
+      return iq4_level_avx512<Arch>(c);
     } else {
       return gather(ref::iq4::kCellTables.value, c);
     }
@@ -182,13 +192,14 @@ template <class Arch> struct DequantIq4Xs { static DequantSig run; };
 template <class Arch> struct DotIq4Nl { static DotSig run; };
 template <class Arch> struct DotIq4Xs { static DotSig run; };
 
-// IQ4_XS as a codec for superblock_dequant / superblock_dot (iq_superblock.hpp).
+// IQ4_XS as a codec for superblock_dequant / superblock_dot (iq_superblock.hpp). Its byte form is
+// Bytes<Arch>'s (x86 only): instantiated only where kByteSimd<Arch>.
 template <class Arch>
 struct Iq4Xs {
   using block = ref::block_iq4_xs;
   static constexpr float kDotScale = 1.f;
 
-  static __m256i values(const block& b, int ib, int& mult) {
+  static typename Bytes<Arch>::V values(const block& b, int ib, int& mult) {
     mult = (((b.scales_l[ib / 2] >> (4 * (ib % 2))) & 15) | (((b.scales_h >> (2 * ib)) & 3) << 4)) - 32;
     return Bytes<Arch>::lut16(Bytes<Arch>::nibbles(b.qs + 16 * ib), ref::iq4::kValues);
   }
@@ -215,7 +226,7 @@ float DotIq4Nl<Arch>::run(int64_t n, const void* xv, const void* yv) {
     using V = Bytes<Arch>;
     const auto* x = static_cast<const ref::block_iq4_nl*>(xv);
     const auto* y = static_cast<const ref::block_q8_0*>(yv);
-    __m256 acc = _mm256_setzero_ps();
+    auto acc = V::fzero();
     for (int64_t i = 0; i < n / 32; ++i) {
       const auto p = V::dot(V::lut16(V::nibbles(x[i].qs), ref::iq4::kValues), V::load(y[i].qs));
       acc = V::fma(p, fp16_to_f32(x[i].d) * fp16_to_f32(y[i].d), acc);

@@ -1,12 +1,16 @@
 // Primitives the i-quant and ternary kernels need beyond xsimd 8.1's portable set (a native
 // gather, byte table lookups, int8 dot products). Each is one function template with a branch per
 // instruction set, chosen at compile time from the Arch parameter; the branches of other ISAs are
-// never instantiated, so each isa_*.cpp only sees the instructions its flags allow.
+// never instantiated, so each isa_*.cpp only sees the instructions its flags allow. The x86
+// forms are compiled for x86-64 only; elsewhere (NEON) Bytes is declared and never instantiated,
+// and the kernels that need it take their scalar-reference branch (kByteSimd is false).
 #pragma once
 
 #include "arch.hpp"
 
+#if LQ_CPU_X86
 #include <immintrin.h>
+#endif
 
 #include <cstdint>
 #include <type_traits>
@@ -27,6 +31,7 @@ inline xsimd::batch<float, Arch> gather(const float* t, const xsimd::batch<int32
 
 /// The 16 partial sums held in 16 / width batches (lane l of the 16-lane layout in batch l / width),
 /// added in ref::reduce_lanes()'s order: (l, l+8), (l, l+4), (l, l+2), (0, 1).
+#if LQ_CPU_X86
 template <class Arch>
 inline float reduce16(const xsimd::batch<float, Arch>* acc) {
   __m128 s4;
@@ -43,6 +48,17 @@ inline float reduce16(const xsimd::batch<float, Arch>* acc) {
   const __m128 s2 = _mm_add_ps(s4, _mm_movehl_ps(s4, s4));
   return _mm_cvtss_f32(_mm_add_ss(s2, _mm_shuffle_ps(s2, s2, 1)));
 }
+#else
+template <class Arch>
+inline float reduce16(const xsimd::batch<float, Arch>* acc) {
+  constexpr int W = static_cast<int>(xsimd::batch<float, Arch>::size);
+  alignas(64) float v[16];
+  for (int b = 0; b < 16 / W; ++b) acc[b].store_aligned(v + b * W);
+  for (int h = 8; h >= 1; h /= 2)
+    for (int l = 0; l < h; ++l) v[l] += v[l + h];
+  return v[0];
+}
+#endif
 
 /// Whether Arch has the 256-bit integer instructions the byte kernels use (the AVX-512 build has
 /// them too; its 512-bit units gain little on these short blocks). Without them the kernels call
@@ -51,10 +67,19 @@ template <class Arch>
 inline constexpr bool kByteSimd = std::is_same_v<Arch, Avx2> || kAvx512<Arch>;
 
 /// 32 int8 lanes in one 256-bit register. A template only so that its AVX2 instructions are
-/// compiled into the translation units whose flags allow them (kByteSimd<Arch>).
+/// compiled into the translation units whose flags allow them (kByteSimd<Arch>); declared only
+/// on other processors.
+template <class Arch>
+struct Bytes;
+
+#if LQ_CPU_X86
 template <class Arch>
 struct Bytes {
   using V = __m256i;
+  using F = __m256;
+
+  static V zero() { return _mm256_setzero_si256(); }
+  static F fzero() { return _mm256_setzero_ps(); }
 
   static V load(const void* p) { return _mm256_loadu_si256(static_cast<const __m256i*>(p)); }
   /// The 32 nibbles of 16 bytes: low nibbles first, then high nibbles (IQ4 element order).
@@ -104,5 +129,6 @@ struct Bytes {
     _mm256_storeu_ps(dst + 24, _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(hi, 8))), sc));
   }
 };
+#endif  // LQ_CPU_X86
 
 }  // namespace lq::cpu

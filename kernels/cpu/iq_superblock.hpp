@@ -5,7 +5,8 @@
 //   values(b, ib, mult)      sub-block ib's 32 signed values (|v| <= 127) and its multiplier;
 //   dequant_scale(d, mult)   the float scale of a decoded sub-block, as the reference forms it;
 //   kDotScale                the factor the reference applies to the whole dot.
-// Where the ISA lacks the byte instructions the scalar reference (RefDequant, RefDot) runs.
+// Where the ISA lacks the byte instructions the scalar reference (RefDequant, RefDot) runs; that
+// includes every ISA outside x86-64, where Bytes and the codecs are only declared.
 // Loops only: no layout knowledge here.
 #pragma once
 
@@ -46,9 +47,9 @@ float superblock_dot(int64_t n, const void* xv, const void* yv) {
     using V = Bytes<Arch>;
     const auto* x = static_cast<const typename C::block*>(xv);
     const auto* y = static_cast<const ref::block_q8_K*>(yv);
-    __m256 acc = _mm256_setzero_ps();
+    auto acc = V::fzero();
     for (int64_t i = 0; i < n / ref::QK_K; ++i) {
-      __m256i sum = _mm256_setzero_si256();
+      auto sum = V::zero();
       for (int ib = 0; ib < 8; ++ib) {
         int mult;
         const auto q = C::values(x[i], ib, mult);

@@ -6,11 +6,14 @@
 //
 // The specialisations are partial (templates on Arch), so each per-ISA translation unit
 // instantiates only its own and the instructions never leak into a TU built without their flags.
+// The x86 ones are compiled for x86-64 only; NEON (and SSE2) take the generic xsimd forms.
 #pragma once
 
 #include "arch.hpp"
 
+#if LQ_CPU_X86
 #include <immintrin.h>
+#endif
 
 #include <cstdint>
 #include <cstring>
@@ -78,6 +81,7 @@ struct IsaOps<Arch, IsaLevel::generic> : IsaOpsCommon<Arch> {
   static F dot2_bf16(F acc, I w, I x) { return dot2_bf16_widened<IsaOps>(acc, w, x); }
 };
 
+#if LQ_CPU_X86
 // vpmaddubsw saturates its int16 pair sums: exact while u <= 127. Larger u are split into the
 // low 7 bits and the top bit (128 * the sum of the s bytes where it is set).
 template <class Arch>
@@ -139,5 +143,6 @@ struct IsaOps<Arch, IsaLevel::vnni> : IsaOps<Arch, IsaLevel::avx512> {
     return _mm512_dpbf16_ps(acc, (__m512bh) static_cast<__m512i>(w), (__m512bh) static_cast<__m512i>(x));
   }
 };
+#endif  // LQ_CPU_X86
 
 }  // namespace lq::cpu

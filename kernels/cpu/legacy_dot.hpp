@@ -3,7 +3,9 @@
 //   TileQ8_0, TileQ4_0, TileQ5_0     4 weight rows x 4 Q8_0 activation rows of dots at once
 //                                    (prompt processing: decoded weights and activations are
 //                                    reused from registers across the tile).
-// The dots need AVX2 integer instructions; the SSE2 instantiation calls the scalar reference.
+// The dots need AVX2 integer instructions (x86-64 only); the SSE2 and NEON instantiations call
+// the scalar reference. The x86 bodies (the *_x86 templates below) are declared on every
+// processor and defined on x86-64 only.
 // Check them with `lq_tests "[engine]"` (tile and single dots against the scalar reference).
 #pragma once
 
@@ -16,7 +18,9 @@
 
 #include <lq/quant_type.hpp>
 
+#if LQ_CPU_X86
 #include <immintrin.h>
+#endif
 
 #include <cstdint>
 #include <cstring>
@@ -31,8 +35,14 @@ template <class Arch> struct DotQ5_1 { static DotSig run; };
 
 namespace ldot {
 
+// Not a version comparison: xsimd's NEON versions are numbered above the x86 ones.
 template <class Arch>
-inline constexpr bool has_avx2 = Arch::version() >= xsimd::avx2::version();
+inline constexpr bool has_avx2 = std::is_base_of_v<xsimd::avx2, Arch> || kAvx512<Arch>;
+
+template <class Arch, class Dec>
+float dot_affine_x86(int64_t n, const void* xv, const void* yv);
+
+#if LQ_CPU_X86
 
 // Integer block products (xsimd 8.1 has no widening int8 multiply-add): maddubs multiplies
 // unsigned by signed bytes into int16 pair sums, madd with ones widens them to int32 lanes.
@@ -70,37 +80,50 @@ inline float hsum8(__m256 v) {
   return _mm_cvtss_f32(_mm_add_ss(t, _mm_shuffle_ps(t, t, 1)));
 }
 
+#endif  // LQ_CPU_X86
+
 // Q4_1 / Q5_1 against Q8_1: unsigned levels times the activations, the mins through the
 // activation sums (s = d * sum of the block's values).
 struct DecodeQ4_1 {
   using block = ref::block_q4_1;
   static constexpr DotSig* ref_dot = ref::dot_q4_1;
+#if LQ_CPU_X86
   template <class Arch>
   static __m256i u(const block& b) { return unpack_nibbles<Arch>(b.qs); }
+#endif
 };
 struct DecodeQ5_1 {
   using block = ref::block_q5_1;
   static constexpr DotSig* ref_dot = ref::dot_q5_1;
+#if LQ_CPU_X86
   template <class Arch>
   static __m256i u(const block& b) { return _mm256_or_si256(unpack_nibbles<Arch>(b.qs), fifth_bits<Arch>(b.qh)); }
+#endif
 };
+
+#if LQ_CPU_X86
+template <class Arch, class Dec>
+float dot_affine_x86(int64_t n, const void* xv, const void* yv) {
+  const auto* x = static_cast<const typename Dec::block*>(xv);
+  const auto* y = static_cast<const ref::block_q8_1*>(yv);
+  __m256 acc = _mm256_setzero_ps();
+  float offs = 0;
+  for (int64_t i = 0; i < n / 32; ++i) {
+    const __m256i s = u8_pair_sums<Arch>(Dec::template u<Arch>(x[i]), load32<Arch>(y[i].qs));
+    const __m256 d = _mm256_set1_ps(h2f<Arch>(x[i].d) * h2f<Arch>(y[i].d));
+    acc = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(s), acc);
+    offs += h2f<Arch>(x[i].m) * h2f<Arch>(y[i].s);
+  }
+  return hsum8<Arch>(acc) + offs;
+}
+#endif  // LQ_CPU_X86
 
 template <class Arch, class Dec>
 float dot_affine(int64_t n, const void* xv, const void* yv) {
   if constexpr (!has_avx2<Arch>) {
     return Dec::ref_dot(n, xv, yv);
   } else {
-    const auto* x = static_cast<const typename Dec::block*>(xv);
-    const auto* y = static_cast<const ref::block_q8_1*>(yv);
-    __m256 acc = _mm256_setzero_ps();
-    float offs = 0;
-    for (int64_t i = 0; i < n / 32; ++i) {
-      const __m256i s = u8_pair_sums<Arch>(Dec::template u<Arch>(x[i]), load32<Arch>(y[i].qs));
-      const __m256 d = _mm256_set1_ps(h2f<Arch>(x[i].d) * h2f<Arch>(y[i].d));
-      acc = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(s), acc);
-      offs += h2f<Arch>(x[i].m) * h2f<Arch>(y[i].s);
-    }
-    return hsum8<Arch>(acc) + offs;
+    return dot_affine_x86<Arch, Dec>(n, xv, yv);
   }
 }
 
@@ -123,38 +146,55 @@ namespace ldot {
 struct DecodeQ8_0 {
   using block = ref::block_q8_0;
   static lq::DotFn ref_dot() { return ref::dot_q8_0; }
+#if LQ_CPU_X86
   template <class Arch>
   static __m256i q(const block& b) { return load32<Arch>(b.qs); }
+#endif
 };
 struct DecodeQ4_0 {
   using block = ref::block_q4_0;
   static lq::DotFn ref_dot() { return ref::dot_q4_0; }
+#if LQ_CPU_X86
   template <class Arch>
   static __m256i q(const block& b) { return _mm256_sub_epi8(unpack_nibbles<Arch>(b.qs), _mm256_set1_epi8(8)); }
+#endif
 };
 struct DecodeQ5_0 {
   using block = ref::block_q5_0;
   static lq::DotFn ref_dot() { return ref::dot_q5_0; }
+#if LQ_CPU_X86
   template <class Arch>
   static __m256i q(const block& b) {
     return _mm256_sub_epi8(_mm256_or_si256(unpack_nibbles<Arch>(b.qs), fifth_bits<Arch>(b.qh)), _mm256_set1_epi8(16));
   }
+#endif
 };
 
 // R weight rows x T activation rows of dots: y[t * ldy + r]. The products use |w| * (y * sign(w))
 // through maddubs; every quant value is within [-127, 127], so no int16 pair sum saturates. The
 // single dots are the 1 x 1 case, so tiled (batched) and single (decode) results are identical.
 template <class Arch, class Dec, int R, int T>
+void tile_dots_x86(int64_t k, const uint8_t* w, size_t ws, const uint8_t* x, size_t xs, float* y, int64_t ldy);
+
+template <class Arch, class Dec, int R, int T>
 void tile_dots(int64_t k, const void* wv, size_t ws, const void* xv, size_t xs, float* y, int64_t ldy) {
   const auto* w = static_cast<const uint8_t*>(wv);
   const auto* x = static_cast<const uint8_t*>(xv);
-  using WB = typename Dec::block;
-  using XB = ref::block_q8_0;
-  const int64_t nb = k / 32;
   if constexpr (!has_avx2<Arch>) {
     for (int r = 0; r < R; ++r)
       for (int t = 0; t < T; ++t) y[t * ldy + r] = Dec::ref_dot()(k, w + r * ws, x + t * xs);
-  } else if constexpr (Arch::version() >= xsimd::avx512bw::version() && R == 1 && T == 1) {
+  } else {
+    tile_dots_x86<Arch, Dec, R, T>(k, w, ws, x, xs, y, ldy);
+  }
+}
+
+#if LQ_CPU_X86
+template <class Arch, class Dec, int R, int T>
+void tile_dots_x86(int64_t k, const uint8_t* w, size_t ws, const uint8_t* x, size_t xs, float* y, int64_t ldy) {
+  using WB = typename Dec::block;
+  using XB = ref::block_q8_0;
+  const int64_t nb = k / 32;
+  if constexpr (kAvx512<Arch> && R == 1 && T == 1) {
     // The single dot: the scale product dw * dy is the same IEEE product as the tile's per-lane
     // multiply, so results are bit-identical to the tiled path.
     __m512 acc = _mm512_setzero_ps();
@@ -176,7 +216,7 @@ void tile_dots(int64_t k, const void* wv, size_t ws, const void* xv, size_t xs, 
       acc = _mm512_fmadd_ps(sc, _mm512_cvtepi32_ps(p), acc);
     }
     *y = _mm512_reduce_add_ps(acc);
-  } else if constexpr (Arch::version() >= xsimd::avx512bw::version()) {
+  } else if constexpr (kAvx512<Arch>) {
     // Two blocks per 512-bit register (lanes 0-7: block b, 8-15: block b + 1).
     __m512 acc[R][T];
     for (auto& row : acc)
@@ -250,6 +290,7 @@ void tile_dots(int64_t k, const void* wv, size_t ws, const void* xv, size_t xs, 
     }
   }
 }
+#endif  // LQ_CPU_X86
 
 // The single dot is the 1 x 1 tile.
 template <class Arch, class Dec>

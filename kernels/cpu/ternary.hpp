@@ -107,6 +107,16 @@ void QuantizeTq2_0<Arch>::run(const float* src, void* dst, int64_t nrows, int64_
   ref::ternary::quantize_rows<TernaryOps<Arch>, ref::block_tq2_0>(src, dst, nrows, n_per_row, imatrix);
 }
 
+// The byte kernels below are x86 only (AVX2 integer instructions); other processors declare
+// them and take the scalar reference (kByteSimd is false there).
+template <class Arch>
+struct TernaryDecode;
+template <class Arch, class Block>
+void dequant_ternary_bytes(const void* src, float* dst, int64_t n);
+template <class Arch, class Block>
+float dot_ternary_bytes(int64_t n, const void* xv, const void* yv);
+
+#if LQ_CPU_X86
 // Trits of a block in value order (0, 1, 2), 256 bytes.
 template <class Arch>
 struct TernaryDecode {
@@ -150,27 +160,53 @@ struct TernaryDecode {
   }
 };
 
+// The per-block loops on trits (0, 1, 2 = value + 1), x86 only.
+template <class Arch, class Block>
+void dequant_ternary_bytes(const void* src, float* dst, int64_t n) {
+  const auto* x = static_cast<const Block*>(src);
+  alignas(32) uint8_t t[ref::QK_K];
+  const __m256i one = _mm256_set1_epi8(1);
+  for (int64_t i = 0; i < n / ref::QK_K; ++i) {
+    TernaryDecode<Arch>::unpack(x[i], t);
+    const float d = fp16_to_f32(x[i].d);
+    for (int k = 0; k < ref::QK_K; k += 32)
+      Bytes<Arch>::store_scaled(_mm256_sub_epi8(Bytes<Arch>::load(t + k), one), d, dst + i * ref::QK_K + k);
+  }
+}
+
+template <class Arch, class Block>
+float dot_ternary_bytes(int64_t n, const void* xv, const void* yv) {
+  using V = Bytes<Arch>;
+  const auto* x = static_cast<const Block*>(xv);
+  const auto* y = static_cast<const ref::block_q8_K*>(yv);
+  alignas(32) uint8_t t[ref::QK_K];
+  __m256 acc = _mm256_setzero_ps();
+  for (int64_t i = 0; i < n / ref::QK_K; ++i) {
+    TernaryDecode<Arch>::unpack(x[i], t);
+    __m256i sum = _mm256_setzero_si256();
+    for (int k = 0; k < ref::QK_K; k += 32)
+      sum = _mm256_add_epi32(sum, V::dot_unsigned(V::load(t + k), V::load(y[i].qs + k)));
+    int ysum = 0;
+    for (int k = 0; k < ref::QK_K / 16; ++k) ysum += y[i].bsums[k];
+    sum = _mm256_sub_epi32(sum, _mm256_setr_epi32(ysum, 0, 0, 0, 0, 0, 0, 0));
+    acc = V::fma(sum, fp16_to_f32(x[i].d) * y[i].d, acc);
+  }
+  return V::hsum(acc);
+}
+#endif  // LQ_CPU_X86
+
 template <class Arch> struct DequantTq1_0 { static DequantSig run; };
 template <class Arch> struct DequantTq2_0 { static DequantSig run; };
 template <class Arch> struct DotTq1_0 { static DotSig run; };
 template <class Arch> struct DotTq2_0 { static DotSig run; };
 
-// The per-block loops on trits (0, 1, 2 = value + 1); where the ISA lacks the byte instructions
-// the scalar reference (RefDequant, RefDot) runs.
+// Where the ISA lacks the byte instructions the scalar reference (RefDequant, RefDot) runs.
 template <class Arch, class Block, DequantSig* RefDequant>
 void dequant_ternary(const void* src, float* dst, int64_t n) {
   if constexpr (!kByteSimd<Arch>) {
     RefDequant(src, dst, n);
   } else {
-    const auto* x = static_cast<const Block*>(src);
-    alignas(32) uint8_t t[ref::QK_K];
-    const __m256i one = _mm256_set1_epi8(1);
-    for (int64_t i = 0; i < n / ref::QK_K; ++i) {
-      TernaryDecode<Arch>::unpack(x[i], t);
-      const float d = fp16_to_f32(x[i].d);
-      for (int k = 0; k < ref::QK_K; k += 32)
-        Bytes<Arch>::store_scaled(_mm256_sub_epi8(Bytes<Arch>::load(t + k), one), d, dst + i * ref::QK_K + k);
-    }
+    dequant_ternary_bytes<Arch, Block>(src, dst, n);
   }
 }
 
@@ -179,22 +215,7 @@ float dot_ternary(int64_t n, const void* xv, const void* yv) {
   if constexpr (!kByteSimd<Arch>) {
     return RefDot(n, xv, yv);
   } else {
-    using V = Bytes<Arch>;
-    const auto* x = static_cast<const Block*>(xv);
-    const auto* y = static_cast<const ref::block_q8_K*>(yv);
-    alignas(32) uint8_t t[ref::QK_K];
-    __m256 acc = _mm256_setzero_ps();
-    for (int64_t i = 0; i < n / ref::QK_K; ++i) {
-      TernaryDecode<Arch>::unpack(x[i], t);
-      __m256i sum = _mm256_setzero_si256();
-      for (int k = 0; k < ref::QK_K; k += 32)
-        sum = _mm256_add_epi32(sum, V::dot_unsigned(V::load(t + k), V::load(y[i].qs + k)));
-      int ysum = 0;
-      for (int k = 0; k < ref::QK_K / 16; ++k) ysum += y[i].bsums[k];
-      sum = _mm256_sub_epi32(sum, _mm256_setr_epi32(ysum, 0, 0, 0, 0, 0, 0, 0));
-      acc = V::fma(sum, fp16_to_f32(x[i].d) * y[i].d, acc);
-    }
-    return V::hsum(acc);
+    return dot_ternary_bytes<Arch, Block>(n, xv, yv);
   }
 }
 

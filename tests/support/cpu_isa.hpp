@@ -23,15 +23,15 @@ struct IsaKernels {
 /// Every (ISA this machine runs) x (type with per-ISA kernels) pair.
 std::vector<IsaKernels> cpu_isa_kernels();
 
-/// Calls f.template operator()<Arch>(name) for each ISA this machine runs, from SSE2 up:
+/// Calls f.template operator()<Arch>(name) for each ISA of this build (cpu::for_each_isa: SSE2 to
+/// AVX-512 VNNI on x86-64, NEON on aarch64) that this machine runs (cpu::isa_usable), best first:
 /// for_each_cpu_isa([&]<class A>(const char* name) { ... }).
 template <class F>
 void for_each_cpu_isa(F&& f) {
-  const auto best = xsimd::available_architectures().best;
-  f.template operator()<cpu::Sse2>("sse2");
-  if (best >= cpu::Avx2::version()) f.template operator()<cpu::Avx2>("avx2");
-  if (best >= cpu::Avx512::version()) f.template operator()<cpu::Avx512>("avx512bw");
-  if (cpu::has_avx512_vnni()) f.template operator()<cpu::Avx512Vnni>("avx512vnni");
+  cpu::for_each_isa([&](auto arch, const char* name) {
+    using A = decltype(arch);
+    if (cpu::isa_usable<A>()) f.template operator()<A>(name);
+  });
 }
 
 }  // namespace lq::test
