@@ -65,10 +65,11 @@ if command -v ccache >/dev/null; then
   launcher=(-DCMAKE_CXX_COMPILER_LAUNCHER=ccache -DCMAKE_C_COMPILER_LAUNCHER=ccache)
 fi
 t0=$(date +%s)
+mkdir -p "$build"
 cmake -S "$root" -B "$build" -G Ninja -DCMAKE_TOOLCHAIN_FILE="$root/cmake/aarch64-linux-gnu.cmake" \
   -DCMAKE_BUILD_TYPE=Release -DLQ_CUDA=OFF -DLQ_BUILD_TESTS=ON -DLQ_BUILD_EXAMPLES=OFF \
-  -DLQ_BUILD_BENCHMARKS=OFF "${launcher[@]}" >"$build.configure.log" 2>&1 ||
-  { cat "$build.configure.log"; exit 1; }
+  -DLQ_BUILD_BENCHMARKS=OFF "${launcher[@]}" >"$build/configure.log" 2>&1 ||
+  { cat "$build/configure.log"; exit 1; }
 cmake --build "$build" -j "$jobs" --target lq_tests
 t1=$(date +%s)
 bin="$build/tests/lq_tests"
