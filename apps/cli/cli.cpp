@@ -11,6 +11,8 @@
 
 namespace lq::cli {
 
+namespace {
+
 void add_global_options(cxxopts::Options& opts, bool allow_csv) {
   opts.add_options("Global")
       ("format", allow_csv ? "Output format: human, json, csv" : "Output format: human, json",
@@ -21,7 +23,19 @@ void add_global_options(cxxopts::Options& opts, bool allow_csv) {
       ("h,help", "Show this help");
 }
 
-std::optional<cxxopts::ParseResult> parse(Context& ctx, cxxopts::Options& opts, std::vector<std::string>& args) {
+}  // namespace
+
+cxxopts::Options command_options(const Context& ctx, const std::string& command, const std::string& usage,
+                                 std::vector<std::string> positional, const std::string& summary) {
+  cxxopts::Options opts(ctx.program + " " + command, summary);
+  opts.positional_help(usage);
+  opts.parse_positional(std::move(positional));
+  return opts;
+}
+
+std::optional<cxxopts::ParseResult> parse(Context& ctx, cxxopts::Options& opts, std::vector<std::string>& args,
+                                          bool allow_csv) {
+  add_global_options(opts, allow_csv);
   std::vector<char*> argv;
   std::string prog = ctx.program;
   argv.push_back(prog.data());
@@ -50,6 +64,25 @@ std::optional<cxxopts::ParseResult> parse(Context& ctx, cxxopts::Options& opts, 
   if (r.count("backend")) Registry::instance().select(r["backend"].as<std::string>());
   if (r.count("quiet")) ctx.quiet = true;
   return r;
+}
+
+std::optional<std::string> take_subcommand(std::vector<std::string>& args, const std::string& usage) {
+  if (args.empty() || args[0] == "--help" || args[0] == "-h") {
+    std::cout << usage;
+    return std::nullopt;
+  }
+  std::string sub = args[0];
+  args.erase(args.begin());
+  return sub;
+}
+
+void check_output_dir(const std::filesystem::path& out, bool writable) {
+  const std::filesystem::path dir = out.parent_path().empty() ? std::filesystem::path(".") : out.parent_path();
+  std::error_code ec;
+  if (!std::filesystem::is_directory(dir, ec))
+    fail(Errc::output_error, "cannot write {}: directory {} does not exist", out.string(), dir.string());
+  if (writable && ::access(dir.c_str(), W_OK) != 0)
+    fail(Errc::output_error, "cannot write {}: directory {} is not writable", out.string(), dir.string());
 }
 
 void print_json(const nlohmann::json& j) {

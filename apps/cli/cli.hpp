@@ -10,7 +10,9 @@
 #include <nlohmann/json.hpp>
 
 #include <chrono>
+#include <filesystem>
 #include <functional>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -42,11 +44,26 @@ struct Command {
 /// The registered commands (defined in main.cpp).
 const std::vector<Command>& commands();
 
-/// Adds the global options (--format, --threads, --backend, --quiet) to a command's parser.
-void add_global_options(cxxopts::Options& opts, bool allow_csv = false);
-/// Parses `args` with `opts`, applies the global options to `ctx`. cxxopts errors throw
-/// Errc::invalid_argument. Returns the parse result; prints help and returns nullopt for --help.
-std::optional<cxxopts::ParseResult> parse(Context& ctx, cxxopts::Options& opts, std::vector<std::string>& args);
+/// The parser of `PROGRAM COMMAND` ("lq analyze profile"): `usage` follows the command's name in
+/// its --help ("MODEL", "ORIGINAL QUANTIZED..."), and the options named in `positional` (the
+/// command adds them) take the positional arguments, in order.
+cxxopts::Options command_options(const Context& ctx, const std::string& command, const std::string& usage,
+                                 std::vector<std::string> positional, const std::string& summary);
+/// Adds the global options (--format, --threads, --backend, --quiet; --format csv is advertised
+/// only with `allow_csv`) to `opts`, parses `args` with it and applies the global options to
+/// `ctx`. cxxopts errors throw Errc::invalid_argument. Returns the parse result; prints help and
+/// returns nullopt for --help.
+std::optional<cxxopts::ParseResult> parse(Context& ctx, cxxopts::Options& opts, std::vector<std::string>& args,
+                                          bool allow_csv = false);
+
+/// The subcommand of a command group (`profile list`, `quality report`): takes it off the front of
+/// `args`. When `args` is empty or starts with --help, prints `usage` on stdout instead and returns
+/// nullopt, leaving `args` as it was.
+std::optional<std::string> take_subcommand(std::vector<std::string>& args, const std::string& usage);
+
+/// Fails with Errc::output_error unless the directory `out` is to be written in exists and, with
+/// `writable`, may be written to: a command checks this before its heavy work.
+void check_output_dir(const std::filesystem::path& out, bool writable);
 
 /// Prints a JSON document on stdout (pretty, one trailing newline).
 void print_json(const nlohmann::json& j);

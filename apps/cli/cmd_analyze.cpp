@@ -26,8 +26,6 @@
 #include <filesystem>
 #include <iostream>
 
-#include <unistd.h>
-
 namespace fs = std::filesystem;
 using nlohmann::json;
 
@@ -44,26 +42,16 @@ std::string with_commas(uint64_t n) {
   return s;
 }
 
-void check_output_dir(const fs::path& out) {
-  const fs::path dir = out.parent_path().empty() ? fs::path(".") : out.parent_path();
-  std::error_code ec;
-  if (!fs::is_directory(dir, ec))
-    fail(Errc::output_error, "cannot write {}: directory {} does not exist", out.string(), dir.string());
-  if (::access(dir.c_str(), W_OK) != 0)
-    fail(Errc::output_error, "cannot write {}: directory {} is not writable", out.string(), dir.string());
-}
-
 bool ends_with(const std::string& s, const std::string& suf) {
   return s.size() >= suf.size() && s.compare(s.size() - suf.size(), suf.size(), suf) == 0;
 }
 
 int run_importance(Context& ctx, std::vector<std::string> args) {
-  cxxopts::Options opts(ctx.program + " analyze",
-                       "Compute an importance matrix (and super weights) from calibration data.\n"
-                       "Also: analyze profile MODEL [--imatrix PATH] [--preset quality|balanced|speed] [-o PATH];\n"
-                       "      analyze combine IMATRIX... [-o PATH] [--output-format gguf|dat] [--chunk-size N];\n"
-                       "      analyze quality ... (see `analyze quality --help`).");
-  opts.positional_help("MODEL");
+  cxxopts::Options opts = command_options(ctx, "analyze", "MODEL", {"model"},
+      "Compute an importance matrix (and super weights) from calibration data.\n"
+      "Also: analyze profile MODEL [--imatrix PATH] [--preset quality|balanced|speed] [-o PATH];\n"
+      "      analyze combine IMATRIX... [-o PATH] [--output-format gguf|dat] [--chunk-size N];\n"
+      "      analyze quality ... (see `analyze quality --help`).");
   opts.add_options()
       ("model", "Model: Hugging Face directory, .safetensors, GGUF file or Hub ID", cxxopts::value<std::string>())
       ("o,output", "Output: PATH.json = JSON report + PATH.imatrix beside it; otherwise the importance matrix "
@@ -91,8 +79,6 @@ int run_importance(Context& ctx, std::vector<std::string> args) {
        cxxopts::value<std::string>())
       ("no-cache", "Neither reuse nor store a cached result ($LLM_QUANTIZE_IMATRIX_CACHE, default "
                    "~/.cache/llm-quantize/imatrix; 'off' disables it)");
-  add_global_options(opts);
-  opts.parse_positional({"model"});
   auto parsed = parse(ctx, opts, args);
   if (!parsed) return 0;
   const auto& r = *parsed;
@@ -136,7 +122,7 @@ int run_importance(Context& ctx, std::vector<std::string> args) {
     imatrix_path = fs::path(out_arg).replace_extension(".imatrix");
   }
   const fs::path mask_path = fs::path(imatrix_path).replace_extension("").string() + ".super_weights.json";
-  check_output_dir(imatrix_path);
+  check_output_dir(imatrix_path, /*writable=*/true);
 
   TermProgress progress(ctx);
   const lq::Context run_ctx = library_context(ctx, progress);
@@ -170,7 +156,7 @@ int run_importance(Context& ctx, std::vector<std::string> args) {
       progress.message(fmt::format("Activation spike: layer {} {}[{}, {}] = {:g} (input x{:.0f}, output x{:.0f}){}", f.layer,
                                    f.weight.tensor, f.weight.row, f.weight.col, f.weight.value, f.input_ratio,
                                    f.output_ratio, f.confirmed ? ", confirmed" : ", not confirmed by zeroing"));
-    check_output_dir(mask_path);
+    check_output_dir(mask_path, /*writable=*/true);
     save_super_weights(mask_path, *sel, model_arg, res.method);
     progress.message(fmt::format("Protected parameters: {} ({:.4g}%)", with_commas(sel->weights.size()),
                                  sel->protected_pct()));
@@ -225,15 +211,13 @@ std::string now_iso() {
 }
 
 int run_profile_from_imatrix(Context& ctx, std::vector<std::string> args) {
-  cxxopts::Options opts(ctx.program + " analyze profile", "Emit a dynamic quantization profile for a model.");
-  opts.positional_help("MODEL");
+  cxxopts::Options opts = command_options(ctx, "analyze profile", "MODEL", {"model"},
+      "Emit a dynamic quantization profile for a model.");
   opts.add_options()
       ("model", "Model the profile is for", cxxopts::value<std::string>())
       ("imatrix", "Importance matrix, or the JSON report of `analyze -o PATH.json`", cxxopts::value<std::string>())
       ("preset", "Preset: quality, balanced (default), speed, or any profile name/path", cxxopts::value<std::string>())
       ("o,output", "Output profile [default: ./MODEL-PRESET.dqprofile]", cxxopts::value<std::string>());
-  add_global_options(opts);
-  opts.parse_positional({"model"});
   auto parsed = parse(ctx, opts, args);
   if (!parsed) return 0;
   const auto& r = *parsed;
@@ -243,7 +227,7 @@ int run_profile_from_imatrix(Context& ctx, std::vector<std::string> args) {
   Profile p = Profile::load(preset);
   const fs::path out = r.count("output") ? fs::path(r["output"].as<std::string>())
                                          : fs::path(model_stem(model_arg) + "-" + p.name + ".dqprofile");
-  check_output_dir(out);
+  check_output_dir(out, /*writable=*/true);
   TermProgress progress(ctx);
   Imatrix im;
   std::string im_path;
@@ -296,17 +280,14 @@ int run_profile_from_imatrix(Context& ctx, std::vector<std::string> args) {
 // Sums importance matrices (either format) into one, as llama-imatrix does with several
 // --in-file; with one input, converts it between the formats.
 int run_combine(Context& ctx, std::vector<std::string> args) {
-  cxxopts::Options opts(ctx.program + " analyze combine",
-                        "Sum importance matrices (GGUF or legacy .dat) into one, or convert one between the formats.");
-  opts.positional_help("IMATRIX [IMATRIX...]");
+  cxxopts::Options opts = command_options(ctx, "analyze combine", "IMATRIX [IMATRIX...]", {"inputs"},
+      "Sum importance matrices (GGUF or legacy .dat) into one, or convert one between the formats.");
   opts.add_options()
       ("inputs", "Importance matrices", cxxopts::value<std::vector<std::string>>())
       ("o,output", "Output [default: ./combined.imatrix]", cxxopts::value<std::string>())
       ("output-format", "gguf (default) or dat (legacy)", cxxopts::value<std::string>())
       ("chunk-size", "Tokens per chunk of legacy .dat inputs, which do not record it [default: the first GGUF "
                      "input's, else 512]", cxxopts::value<int64_t>());
-  add_global_options(opts);
-  opts.parse_positional({"inputs"});
   auto parsed = parse(ctx, opts, args);
   if (!parsed) return 0;
   const auto& r = *parsed;
@@ -320,7 +301,7 @@ int run_combine(Context& ctx, std::vector<std::string> args) {
   if (r.count("chunk-size") && chunk_size <= 0)
     fail(Errc::invalid_argument, "--chunk-size must be positive, got {}", chunk_size);
   const fs::path out = r.count("output") ? fs::path(r["output"].as<std::string>()) : fs::path("combined.imatrix");
-  check_output_dir(out);
+  check_output_dir(out, /*writable=*/true);
   TermProgress progress(ctx);
   std::vector<Imatrix> parts;
   for (const auto& in : inputs) {

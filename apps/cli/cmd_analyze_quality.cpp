@@ -13,10 +13,9 @@ namespace lq::cli {
 
 /// `args` are the arguments after `analyze quality`.
 int run_analyze_quality(Context& ctx, std::vector<std::string> args) {
-  cxxopts::Options opts(ctx.program + " analyze quality",
-                        "Quality analysis of a quantized model against its reference: perplexity, KL divergence, "
-                        "coherence of generated text, grade, warnings and recommendations.");
-  opts.positional_help("QUANTIZED");
+  cxxopts::Options opts = command_options(ctx, "analyze quality", "QUANTIZED", {"quantized"},
+      "Quality analysis of a quantized model against its reference: perplexity, KL divergence, "
+      "coherence of generated text, grade, warnings and recommendations.");
   opts.add_options()
       ("quantized", "Quantized model (GGUF or any model path)", cxxopts::value<std::string>())
       ("reference", "Original model the quantized one was made from [required]", cxxopts::value<std::string>())
@@ -28,8 +27,6 @@ int run_analyze_quality(Context& ctx, std::vector<std::string> args) {
       ("ctx", "Chunk length in tokens [default: min(512, the model's training context)]", cxxopts::value<int64_t>())
       ("include-layers", "Include the per-layer weight error breakdown")
       ("o,output", "Also write the JSON report to this file", cxxopts::value<std::string>());
-  add_global_options(opts);
-  opts.parse_positional({"quantized"});
   auto parsed = parse(ctx, opts, args);
   if (!parsed) return 0;
   no_csv(ctx, "analyze quality");
@@ -39,13 +36,7 @@ int run_analyze_quality(Context& ctx, std::vector<std::string> args) {
   if (!r.count("reference"))
     throw Error(Errc::invalid_argument, "analyze quality needs --reference ORIGINAL (the model QUANTIZED was made from)",
                 "Perplexity and fluency are measured against the original model");
-  if (r.count("output")) {
-    const std::filesystem::path out = r["output"].as<std::string>();
-    const std::filesystem::path dir = out.parent_path().empty() ? std::filesystem::path(".") : out.parent_path();
-    std::error_code ec;
-    if (!std::filesystem::is_directory(dir, ec))
-      fail(Errc::output_error, "cannot write {}: directory {} does not exist", out.string(), dir.string());
-  }
+  if (r.count("output")) check_output_dir(r["output"].as<std::string>(), /*writable=*/false);
   QualityOptions qo;
   if (r.count("test-data")) qo.calibration = load_calibration(r["test-data"].as<std::string>());
   apply_samples_and_ctx(r, qo);

@@ -70,15 +70,13 @@ int list_types(const Context& ctx) {
 }  // namespace
 
 int run_info(Context& ctx, std::vector<std::string> args) {
-  cxxopts::Options opts(ctx.program + " info", "Describe a model: architecture, tensors per type, size, metadata.");
-  opts.positional_help("PATH");
+  cxxopts::Options opts = command_options(ctx, "info", "PATH", {"path"},
+      "Describe a model: architecture, tensors per type, size, metadata.");
   opts.add_options()
       ("path", "Model directory, .safetensors or .gguf file, or Hub ID", cxxopts::value<std::string>())
       ("levels", "List the quantization levels")
       ("types", "List the tensor types")
       ("tensors", "List every tensor");
-  add_global_options(opts);
-  opts.parse_positional({"path"});
   auto parsed = parse(ctx, opts, args);
   if (!parsed) return 0;
   const auto& r = *parsed;

@@ -12,10 +12,9 @@
 namespace lq::cli {
 
 int run_perplexity(Context& ctx, std::vector<std::string> args) {
-  cxxopts::Options opts(ctx.program + " perplexity",
-                        "Perplexity of a model on a text, as llama-perplexity measures it (optionally KL divergence "
-                        "against a reference model).");
-  opts.positional_help("MODEL");
+  cxxopts::Options opts = command_options(ctx, "perplexity", "MODEL", {"model"},
+      "Perplexity of a model on a text, as llama-perplexity measures it (optionally KL divergence "
+      "against a reference model).");
   opts.add_options()
       ("model", "Model: Hugging Face directory, GGUF file or Hub ID", cxxopts::value<std::string>())
       ("f,file", "Plain text file, tokenized as one string [default: built-in WikiText-2 test]", cxxopts::value<std::string>())
@@ -32,8 +31,6 @@ int run_perplexity(Context& ctx, std::vector<std::string> args) {
        cxxopts::value<std::string>())
       ("kl-divergence", "Also measure KL(REFERENCE || MODEL) and same-top-token rate against this reference model",
        cxxopts::value<std::string>());
-  add_global_options(opts);
-  opts.parse_positional({"model"});
   auto parsed = parse(ctx, opts, args);
   if (!parsed) return 0;
   no_csv(ctx, "perplexity");

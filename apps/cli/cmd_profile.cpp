@@ -95,21 +95,18 @@ int cmd_list(Context& ctx) {
 }  // namespace
 
 int run_profile(Context& ctx, std::vector<std::string> args) {
-  if (args.empty() || args[0] == "--help" || args[0] == "-h") {
-    std::cout << fmt::format(
-        "Usage: {0} profile COMMAND\n\nCommands:\n"
-        "  list                                  List presets and profiles in $LLM_QUANTIZE_PROFILE_DIR\n"
-        "  show PROFILE [--format human|json]    Show a profile's rules\n"
-        "  create --imatrix PATH --name NAME --model MODEL [--target-bpw X | --target-size S] [-o PATH]\n"
-        "                                        Solve per-tensor types for a size target\n"
-        "  validate PROFILE MODEL                Check a profile against a model (exit 13 when invalid)\n",
-        ctx.program);
-    return args.empty() ? exit_code(Errc::invalid_argument) : 0;
-  }
-  const std::string sub = args[0];
-  args.erase(args.begin());
+  const std::optional<std::string> sub_name = take_subcommand(
+      args, fmt::format(
+                "Usage: {0} profile COMMAND\n\nCommands:\n"
+                "  list                                  List presets and profiles in $LLM_QUANTIZE_PROFILE_DIR\n"
+                "  show PROFILE [--format human|json]    Show a profile's rules\n"
+                "  create --imatrix PATH --name NAME --model MODEL [--target-bpw X | --target-size S] [-o PATH]\n"
+                "                                        Solve per-tensor types for a size target\n"
+                "  validate PROFILE MODEL                Check a profile against a model (exit 13 when invalid)\n",
+                ctx.program));
+  if (!sub_name) return args.empty() ? exit_code(Errc::invalid_argument) : 0;
+  const std::string& sub = *sub_name;
   cxxopts::Options opts(ctx.program + " profile " + sub, "Manage dynamic quantization profiles.");
-  add_global_options(opts);
   if (sub == "list") {
     if (!parse(ctx, opts, args)) return 0;
     return cmd_list(ctx);

@@ -29,17 +29,9 @@ void apply_calibration_options(const cxxopts::ParseResult& r, QualityOptions& qo
   apply_samples_and_ctx(r, qo);
 }
 
-void check_output_dir(const fs::path& out) {
-  const fs::path dir = out.parent_path().empty() ? fs::path(".") : out.parent_path();
-  std::error_code ec;
-  if (!fs::is_directory(dir, ec))
-    fail(Errc::output_error, "cannot write {}: directory {} does not exist", out.string(), dir.string());
-}
-
 int cmd_report(Context& ctx, std::vector<std::string> args) {
-  cxxopts::Options opts(ctx.program + " quality report",
-                        "Quality of QUANTIZED against ORIGINAL: perplexity, KL divergence, size, per-layer errors, coherence.");
-  opts.positional_help("ORIGINAL QUANTIZED");
+  cxxopts::Options opts = command_options(ctx, "quality report", "ORIGINAL QUANTIZED", {"original", "quantized"},
+      "Quality of QUANTIZED against ORIGINAL: perplexity, KL divergence, size, per-layer errors, coherence.");
   opts.add_options()
       ("original", "Original model (Hugging Face directory, GGUF, Hub ID)", cxxopts::value<std::string>())
       ("quantized", "Quantized model (GGUF or any model path)", cxxopts::value<std::string>())
@@ -49,15 +41,13 @@ int cmd_report(Context& ctx, std::vector<std::string> args) {
        cxxopts::value<std::string>())
       ("o,output", "Also write the JSON report to this file", cxxopts::value<std::string>());
   add_calibration_options(opts);
-  add_global_options(opts);
-  opts.parse_positional({"original", "quantized"});
   auto parsed = parse(ctx, opts, args);
   if (!parsed) return 0;
   no_csv(ctx, "quality report");
   const auto& r = *parsed;
   if (!r.count("original") || !r.count("quantized"))
     fail(Errc::invalid_argument, "usage: {} quality report ORIGINAL QUANTIZED", ctx.program);
-  if (r.count("output")) check_output_dir(r["output"].as<std::string>());
+  if (r.count("output")) check_output_dir(r["output"].as<std::string>(), /*writable=*/false);
   QualityOptions qo;
   apply_calibration_options(r, qo);
   qo.include_layers = r.count("include-layers") > 0;
@@ -119,15 +109,13 @@ struct Row {
 };
 
 int cmd_compare(Context& ctx, std::vector<std::string> args) {
-  cxxopts::Options opts(ctx.program + " quality compare", "Compare quantized models with their original: perplexity, size, bits per weight.");
-  opts.positional_help("ORIGINAL QUANTIZED...");
+  cxxopts::Options opts = command_options(ctx, "quality compare", "ORIGINAL QUANTIZED...", {"models"},
+      "Compare quantized models with their original: perplexity, size, bits per weight.");
   opts.add_options()
       ("models", "Original model, then one or more quantized models", cxxopts::value<std::vector<std::string>>())
       ("metrics", "Metrics to compare: perplexity, size, bpw (comma-separated) [default: all]", cxxopts::value<std::string>());
   add_calibration_options(opts);
-  add_global_options(opts, /*allow_csv=*/true);
-  opts.parse_positional({"models"});
-  auto parsed = parse(ctx, opts, args);
+  auto parsed = parse(ctx, opts, args, /*allow_csv=*/true);
   if (!parsed) return 0;
   const auto& r = *parsed;
   const auto models = r.count("models") ? r["models"].as<std::vector<std::string>>() : std::vector<std::string>{};
@@ -284,23 +272,20 @@ int run_quality(Context& ctx, std::vector<std::string> args) {
     at += (args[at] == "--format" || args[at] == "--threads" || args[at] == "--backend") ? 2 : 1;
   if (at >= args.size()) args.clear();
   else std::rotate(args.begin(), args.begin() + static_cast<std::ptrdiff_t>(at), args.begin() + static_cast<std::ptrdiff_t>(at + 1));
-  if (args.empty() || args[0] == "--help" || args[0] == "-h") {
-    std::cout << fmt::format(
-        "Usage: {0} quality COMMAND\n\nCommands:\n"
-        "  report ORIGINAL QUANTIZED [--calibration-data PATH] [--calibration-samples N] [--ctx N]\n"
-        "         [--include-layers] [--coherence-check] [--prompts FILE] [-o PATH] [--format human|json]\n"
-        "                              Quality report of a quantized model against its original\n"
-        "  compare ORIGINAL QUANTIZED... [--metrics perplexity,size,bpw] [--format human|json|csv]\n"
-        "                              Table of perplexity, size and bits per weight\n\n"
-        "Run `{0} quality COMMAND --help` for a command's options.\n",
-        ctx.program);
-    return args.empty() ? exit_code(Errc::invalid_argument) : 0;
-  }
-  const std::string sub = args[0];
-  args.erase(args.begin());
+  const std::optional<std::string> sub = take_subcommand(
+      args, fmt::format(
+                "Usage: {0} quality COMMAND\n\nCommands:\n"
+                "  report ORIGINAL QUANTIZED [--calibration-data PATH] [--calibration-samples N] [--ctx N]\n"
+                "         [--include-layers] [--coherence-check] [--prompts FILE] [-o PATH] [--format human|json]\n"
+                "                              Quality report of a quantized model against its original\n"
+                "  compare ORIGINAL QUANTIZED... [--metrics perplexity,size,bpw] [--format human|json|csv]\n"
+                "                              Table of perplexity, size and bits per weight\n\n"
+                "Run `{0} quality COMMAND --help` for a command's options.\n",
+                ctx.program));
+  if (!sub) return args.empty() ? exit_code(Errc::invalid_argument) : 0;
   if (sub == "report") return cmd_report(ctx, std::move(args));
   if (sub == "compare") return cmd_compare(ctx, std::move(args));
-  fail(Errc::invalid_argument, "unknown quality command '{}' (report, compare)", sub);
+  fail(Errc::invalid_argument, "unknown quality command '{}' (report, compare)", *sub);
 }
 
 }  // namespace lq::cli

@@ -14,8 +14,6 @@
 #include <iostream>
 #include <map>
 
-#include <unistd.h>
-
 namespace fs = std::filesystem;
 
 namespace lq::cli {
@@ -40,8 +38,8 @@ std::string default_output(const fs::path& model, const std::string& level) {
 }  // namespace
 
 int run_quantize(Context& ctx, std::vector<std::string> args) {
-  cxxopts::Options opts(ctx.program + " quantize", "Quantize a model into GGUF (llama.cpp's levels and mixtures).");
-  opts.positional_help("MODEL OUTPUT_FORMAT");
+  cxxopts::Options opts = command_options(ctx, "quantize", "MODEL OUTPUT_FORMAT", {"model", "output_format"},
+      "Quantize a model into GGUF (llama.cpp's levels and mixtures).");
   opts.add_options()
       ("model", "Model: Hugging Face directory, .safetensors, GGUF file or Hub ID", cxxopts::value<std::string>())
       ("output_format", "Output format: gguf", cxxopts::value<std::string>())
@@ -70,8 +68,6 @@ int run_quantize(Context& ctx, std::vector<std::string> args) {
       ("coherence-check",
        "Generate from the built-in prompts and score the output's coherence. Below "
        "$LLM_QUANTIZE_COHERENCE_THRESHOLD (default 0.5): exit 12, the output file is kept");
-  add_global_options(opts);
-  opts.parse_positional({"model", "output_format"});
   auto parsed = parse(ctx, opts, args);
   if (!parsed) return 0;
   const auto& r = *parsed;
@@ -124,14 +120,7 @@ int run_quantize(Context& ctx, std::vector<std::string> args) {
                                          : fs::path(default_output(model, dynamic ? "dynamic" : level.name));
 
   // Fail fast on an unusable output location, before any heavy work.
-  {
-    const fs::path dir = out.parent_path().empty() ? fs::path(".") : out.parent_path();
-    std::error_code ec;
-    if (!fs::is_directory(dir, ec))
-      fail(Errc::output_error, "cannot write {}: directory {} does not exist", out.string(), dir.string());
-    if (::access(dir.c_str(), W_OK) != 0)
-      fail(Errc::output_error, "cannot write {}: directory {} is not writable", out.string(), dir.string());
-  }
+  check_output_dir(out, /*writable=*/true);
   TermProgress progress(ctx);
   lq::Context run_ctx;
   run_ctx.threads = ctx.threads;

@@ -13,8 +13,8 @@
 namespace lq::cli {
 
 int run_run(Context& ctx, std::vector<std::string> args) {
-  cxxopts::Options opts(ctx.program + " run", "Generate text with a model (greedy unless --temperature is above 0).");
-  opts.positional_help("MODEL");
+  cxxopts::Options opts = command_options(ctx, "run", "MODEL", {"model"},
+      "Generate text with a model (greedy unless --temperature is above 0).");
   opts.add_options()
       ("model", "Model: Hugging Face directory, GGUF file or Hub ID", cxxopts::value<std::string>())
       ("p,prompt", "Prompt text (encoded with BOS when the tokenizer adds one)", cxxopts::value<std::string>())
@@ -24,8 +24,6 @@ int run_run(Context& ctx, std::vector<std::string> args) {
       ("top-p", "Keep the smallest set reaching probability P [default: 0.95]", cxxopts::value<float>())
       ("seed", "Random seed of the sampler [default: 0]", cxxopts::value<uint64_t>())
       ("ignore-eos", "Keep generating after the end-of-sequence token");
-  add_global_options(opts);
-  opts.parse_positional({"model"});
   auto parsed = parse(ctx, opts, args);
   if (!parsed) return 0;
   no_csv(ctx, "run");
@@ -80,15 +78,13 @@ int run_run(Context& ctx, std::vector<std::string> args) {
 }
 
 int run_tokenize(Context& ctx, std::vector<std::string> args) {
-  cxxopts::Options opts(ctx.program + " tokenize", "Token ids of a text with a model's tokenizer (no BOS added).");
-  opts.positional_help("MODEL");
+  cxxopts::Options opts = command_options(ctx, "tokenize", "MODEL", {"model"},
+      "Token ids of a text with a model's tokenizer (no BOS added).");
   opts.add_options()
       ("model", "Model: Hugging Face directory, GGUF file or Hub ID", cxxopts::value<std::string>())
       ("f,file", "Text file to tokenize (as one string)", cxxopts::value<std::string>())
       ("p,prompt", "Text to tokenize", cxxopts::value<std::string>())
       ("show-pieces", "Human format: one token per line with its text");
-  add_global_options(opts);
-  opts.parse_positional({"model"});
   auto parsed = parse(ctx, opts, args);
   if (!parsed) return 0;
   no_csv(ctx, "tokenize");

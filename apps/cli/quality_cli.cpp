@@ -92,10 +92,7 @@ void print_quality_human(const QualityReport& r) {
 }
 
 void write_text_file(const std::filesystem::path& path, const std::string& text) {
-  const std::filesystem::path dir = path.parent_path().empty() ? std::filesystem::path(".") : path.parent_path();
-  std::error_code ec;
-  if (!std::filesystem::is_directory(dir, ec))
-    fail(Errc::output_error, "cannot write {}: directory {} does not exist", path.string(), dir.string());
+  check_output_dir(path, /*writable=*/false);
   write_file_atomic(path, text + "\n");
 }
 
