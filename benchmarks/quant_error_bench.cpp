@@ -14,6 +14,7 @@
 #include <lq/backend.hpp>
 #include <lq/gguf.hpp>
 #include <lq/decode.hpp>
+#include <lq/imatrix.hpp>
 #include <lq/quant_type.hpp>
 #include <lq/threads.hpp>
 
@@ -40,18 +41,6 @@ struct Errors {
   double wsq = 0, wref2 = 0;   // the same weighted by the imatrix column value
   int64_t n = 0;
 };
-
-std::vector<float> imatrix_weights(const gguf::Reader& im, const std::string& name, int64_t ncols) {
-  const auto* sums = im.find_tensor(name + ".in_sum2");
-  const auto* counts = im.find_tensor(name + ".counts");
-  if (!sums || !counts || sums->ne[0] != ncols) return {};
-  std::vector<float> w(static_cast<size_t>(ncols));
-  float count = 0;
-  read_rows_f32(im, *sums, 0, 1, w.data());
-  read_rows_f32(im, *counts, 0, 1, &count);
-  for (auto& v : w) v = count > 0 ? v / count : 1.0f;
-  return w;
-}
 
 Errors measure(const gguf::Reader& model, const gguf::TensorInfo& t, QuantType type, const std::vector<float>& w,
                bool use_imatrix) {
@@ -106,7 +95,7 @@ int main(int argc, char** argv) {
   const auto manifest = nlohmann::json::parse(mf);
   const auto& files = manifest.at("files");
   gguf::Reader model(golden / "tiny-llama-BF16.gguf");
-  gguf::Reader imatrix(golden / "imatrix.gguf");
+  const Imatrix imatrix = Imatrix::load(golden / "imatrix.gguf");
 
   std::printf("quantization error on the tiny model (%s), ours / llama.cpp\n", golden.c_str());
   std::printf("acceptance: pure -> RMSE, pure-imatrix -> weighted error (tensors with imatrix data; others RMSE);\n");
@@ -137,7 +126,7 @@ int main(int argc, char** argv) {
       std::vector<std::vector<float>> ws(todo.size());
       parallel_for(static_cast<int64_t>(todo.size()), 0, 1, [&](int64_t b, int64_t e) {
         for (int64_t i = b; i < e; ++i) {
-          ws[i] = imatrix_weights(imatrix, todo[i]->name, todo[i]->ne[0]);
+          ws[i] = imatrix.column_weights(todo[i]->name, todo[i]->ne[0]).value_or(std::vector<float>{});
           errs[i] = measure(model, *todo[i], ti.type, ws[i], with_im);
         }
       });

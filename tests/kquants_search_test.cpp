@@ -7,6 +7,7 @@
 #include <lq/backend.hpp>
 #include <lq/gguf.hpp>
 #include <lq/decode.hpp>
+#include <lq/imatrix.hpp>
 #include <lq/quant_type.hpp>
 #include <lq/threads.hpp>
 
@@ -206,7 +207,8 @@ namespace {
 
 struct Golden {
   nlohmann::json manifest;
-  std::unique_ptr<gguf::Reader> model, imatrix;
+  std::unique_ptr<gguf::Reader> model;
+  Imatrix imatrix;
 };
 
 const Golden* golden() {
@@ -219,22 +221,10 @@ const Golden* golden() {
     std::ifstream in(*m);
     r.manifest = nlohmann::json::parse(in);
     r.model = std::make_unique<gguf::Reader>(*mdl);
-    r.imatrix = std::make_unique<gguf::Reader>(*im);
+    r.imatrix = Imatrix::load(*im);
     return r;
   }();
   return g.model ? &g : nullptr;
-}
-
-std::vector<float> imatrix_columns(const gguf::Reader& im, const std::string& name, int64_t ncols) {
-  const auto* sums = im.find_tensor(name + ".in_sum2");
-  const auto* counts = im.find_tensor(name + ".counts");
-  if (!sums || !counts || sums->ne[0] != ncols) return {};
-  std::vector<float> w(static_cast<size_t>(ncols));
-  float count = 0;
-  read_rows_f32(im, *sums, 0, 1, w.data());
-  read_rows_f32(im, *counts, 0, 1, &count);
-  for (auto& v : w) v = count > 0 ? v / count : 1.f;
-  return w;
 }
 
 }  // namespace
@@ -266,7 +256,7 @@ TEST_CASE("k-quants: tiny model error no worse than llama.cpp, tensor by tensor"
         const int64_t ncols = tensor.ne[0], nrows = tensor.n_rows();
         std::vector<float> x(static_cast<size_t>(ncols * nrows));
         read_rows_f32(*g->model, tensor, 0, nrows, x.data());
-        const auto w = imatrix_columns(*g->imatrix, tensor.name, ncols);
+        const auto w = g->imatrix.column_weights(tensor.name, ncols).value_or(std::vector<float>{});
         const auto y = dequantize(ti.dequantize_ref, ti, quantize(quantize_fn, ti, x, nrows, ncols, use_im && !w.empty() ? w.data() : nullptr),
                                   nrows, ncols);
         double sq = 0, wsq = 0, wref = 0;

@@ -85,6 +85,16 @@ std::string slurp(const fs::path& p) {
 
 void spit(const fs::path& p, const std::string& s) { std::ofstream(p, std::ios::binary) << s; }
 
+// Overwrites the first `from` in file p with `to`, of the same length, so that a safetensors
+// header keeps its recorded size.
+void overwrite_first(const fs::path& p, const std::string& from, const std::string& to) {
+  std::string s = slurp(p);
+  const size_t pos = s.find(from);
+  REQUIRE(pos != std::string::npos);
+  s.replace(pos, from.size(), to);
+  spit(p, s);
+}
+
 }  // namespace
 
 TEST_CASE("model: malformed checkpoints give one clear error (exit 6 / 3)", "[model][bad-input]") {
@@ -128,20 +138,12 @@ TEST_CASE("model: malformed checkpoints give one clear error (exit 6 / 3)", "[mo
   }
   SECTION("dtype / shape / byte count mismatch") {
     auto d = copy_tiny(tmp);
-    std::string s = slurp(d / shard1);
-    const size_t pos = s.find("\"dtype\":\"BF16\"");
-    REQUIRE(pos != std::string::npos);
-    s.replace(pos, 14, "\"dtype\":\"F32\" ");
-    spit(d / shard1, s);
+    overwrite_first(d / shard1, "\"dtype\":\"BF16\"", "\"dtype\":\"F32\" ");
     expect_error(d, Errc::invalid_model, "need");
   }
   SECTION("overlapping offsets") {
     auto d = copy_tiny(tmp);
-    std::string s = slurp(d / shard1);
-    const size_t pos = s.find("\"data_offsets\":[1048576,1049088]");
-    REQUIRE(pos != std::string::npos);
-    s.replace(pos, 32, "\"data_offsets\":[1048064,1048576]");
-    spit(d / shard1, s);
+    overwrite_first(d / shard1, "\"data_offsets\":[1048576,1049088]", "\"data_offsets\":[1048064,1048576]");
     expect_error(d, Errc::invalid_model, "overlap");
   }
   SECTION("shard named in the index is missing") {

@@ -111,6 +111,28 @@ std::vector<std::string> split_with(const detail::PreTokenizer& p, const std::st
   return out;
 }
 
+// Checks that `ours` holds every tokenizer.* key of the GGUF file `ref_file` with the same value;
+// returns those keys in the file's order.
+std::vector<std::string> check_reference_tokenizer_keys(const gguf::Metadata& ours, const fs::path& ref_file) {
+  gguf::Reader ref(ref_file);
+  std::vector<std::string> ref_keys;
+  for (const auto& [key, value] : ref.metadata().entries()) {
+    if (key.rfind("tokenizer.", 0) != 0) continue;
+    ref_keys.push_back(key);
+    INFO("key " << key);
+    const gguf::Value* v = ours.find(key);
+    REQUIRE(v != nullptr);
+    CHECK(*v == value);
+  }
+  return ref_keys;
+}
+
+std::vector<std::string> metadata_keys(const gguf::Metadata& m) {
+  std::vector<std::string> keys;
+  for (const auto& [key, value] : m.entries()) keys.push_back(key);
+  return keys;
+}
+
 }  // namespace
 
 // ---- golden: SentencePiece ids of corpus/eval.txt ---------------------------------------------
@@ -247,24 +269,13 @@ TEST_CASE("tokenizer: metadata from gpt2-hf equals llama.cpp's ggml-vocab-gpt-2.
   if (!dir || !ref_file) return;
   gguf::Metadata ours;
   tokenizer_gguf_metadata(*dir, ours);
-  gguf::Reader ref(*ref_file);
-  std::vector<std::string> ref_keys;
-  for (const auto& [key, value] : ref.metadata().entries()) {
-    if (key.rfind("tokenizer.", 0) != 0) continue;
-    ref_keys.push_back(key);
-    INFO("key " << key);
-    const gguf::Value* v = ours.find(key);
-    REQUIRE(v != nullptr);
-    CHECK(*v == value);
-  }
+  const std::vector<std::string> ref_keys = check_reference_tokenizer_keys(ours, *ref_file);
   // Deliberate difference: this folder's tokenizer_config.json names unk_token <|endoftext|>, so
   // the converter's SpecialVocab writes unknown_token_id; the reference was made from the Hub's
   // gpt2 files, whose tokenizer_config.json names no special tokens.
-  std::vector<std::string> our_keys;
-  for (const auto& [key, value] : ours.entries()) our_keys.push_back(key);
   std::vector<std::string> expected_keys = ref_keys;
   expected_keys.push_back("tokenizer.ggml.unknown_token_id");
-  CHECK(our_keys == expected_keys);
+  CHECK(metadata_keys(ours) == expected_keys);
   CHECK(ours.at("tokenizer.ggml.unknown_token_id") == gguf::Value::u32(50256));
 }
 
@@ -274,19 +285,8 @@ TEST_CASE("tokenizer: metadata from tiny-llama equals llama.cpp's conversion", "
   if (!dir || !ref_file) return;
   gguf::Metadata ours;
   tokenizer_gguf_metadata(*dir, ours);
-  gguf::Reader ref(*ref_file);
-  std::vector<std::string> ref_keys;
-  for (const auto& [key, value] : ref.metadata().entries()) {
-    if (key.rfind("tokenizer.", 0) != 0) continue;
-    ref_keys.push_back(key);
-    INFO("key " << key);
-    const gguf::Value* v = ours.find(key);
-    REQUIRE(v != nullptr);
-    CHECK(*v == value);
-  }
-  std::vector<std::string> our_keys;
-  for (const auto& [key, value] : ours.entries()) our_keys.push_back(key);
-  CHECK(our_keys == ref_keys);
+  const std::vector<std::string> ref_keys = check_reference_tokenizer_keys(ours, *ref_file);
+  CHECK(metadata_keys(ours) == ref_keys);
 }
 
 TEST_CASE("tokenizer: metadata appends after existing keys and round-trips through a GGUF file",
