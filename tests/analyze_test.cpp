@@ -28,68 +28,23 @@ namespace {
 
 // A small random Llama-family model written as GGUF (F32 weights, no tokenizer).
 struct Toy {
-  std::string arch = "llama";
-  int64_t d = 64, ff = 128, heads = 4, kv = 2, layers = 2, vocab = 96;
-  bool biases = false;
-  bool tied = false;
+  test::ToyShape shape;
   uint32_t seed = 11;
   std::string poison;  ///< a tensor whose first value is NaN
 };
 
 void write_toy(const fs::path& path, const Toy& s) {
-  const int64_t hd = s.d / s.heads;
-  gguf::Writer w(path);
-  auto& m = w.metadata();
-  const std::string a = s.arch + ".";
-  m.set("general.architecture", gguf::Value::string(s.arch));
-  m.set(a + "block_count", gguf::Value::u32(static_cast<uint32_t>(s.layers)));
-  m.set(a + "context_length", gguf::Value::u32(256));
-  m.set(a + "embedding_length", gguf::Value::u32(static_cast<uint32_t>(s.d)));
-  m.set(a + "feed_forward_length", gguf::Value::u32(static_cast<uint32_t>(s.ff)));
-  m.set(a + "attention.head_count", gguf::Value::u32(static_cast<uint32_t>(s.heads)));
-  m.set(a + "attention.head_count_kv", gguf::Value::u32(static_cast<uint32_t>(s.kv)));
-  m.set(a + "rope.freq_base", gguf::Value::f32(10000.f));
-  m.set(a + "attention.layer_norm_rms_epsilon", gguf::Value::f32(1e-5f));
-  m.set(a + "vocab_size", gguf::Value::u32(static_cast<uint32_t>(s.vocab)));
-  m.set("tokenizer.ggml.bos_token_id", gguf::Value::u32(1));
-  m.set("tokenizer.ggml.eos_token_id", gguf::Value::u32(2));
-  struct T {
-    std::string name;
-    std::vector<int64_t> ne;
-  };
-  std::vector<T> ts = {{"token_embd.weight", {s.d, s.vocab}}};
-  for (int l = 0; l < s.layers; ++l) {
-    const std::string p = "blk." + std::to_string(l) + ".";
-    ts.push_back({p + "attn_norm.weight", {s.d}});
-    ts.push_back({p + "attn_q.weight", {s.d, s.heads * hd}});
-    ts.push_back({p + "attn_k.weight", {s.d, s.kv * hd}});
-    ts.push_back({p + "attn_v.weight", {s.d, s.kv * hd}});
-    if (s.biases) {
-      ts.push_back({p + "attn_q.bias", {s.heads * hd}});
-      ts.push_back({p + "attn_k.bias", {s.kv * hd}});
-      ts.push_back({p + "attn_v.bias", {s.kv * hd}});
-    }
-    ts.push_back({p + "attn_output.weight", {s.heads * hd, s.d}});
-    ts.push_back({p + "ffn_norm.weight", {s.d}});
-    ts.push_back({p + "ffn_gate.weight", {s.d, s.ff}});
-    ts.push_back({p + "ffn_up.weight", {s.d, s.ff}});
-    ts.push_back({p + "ffn_down.weight", {s.ff, s.d}});
-  }
-  ts.push_back({"output_norm.weight", {s.d}});
-  if (!s.tied) ts.push_back({"output.weight", {s.d, s.vocab}});
-  for (const auto& t : ts) w.add_tensor(t.name, QuantType::F32, t.ne);
-  std::mt19937 rng(s.seed);
-  std::normal_distribution<float> nd(0.f, 1.f);
-  for (const auto& t : ts) {
-    const int64_t cols = t.ne[0], rows = t.ne.size() > 1 ? t.ne[1] : 1;
-    std::vector<float> v(static_cast<size_t>(cols * rows));
-    const bool norm = t.name.find("norm") != std::string::npos;
-    const float sd = t.ne.size() == 1 ? 0.1f : 1.0f / std::sqrt(static_cast<float>(cols));
-    for (auto& x : v) x = norm ? 1.0f + 0.1f * nd(rng) : sd * nd(rng);
-    if (t.name == s.poison) v[0] = std::nanf("");
-    w.write(v.data(), v.size() * sizeof(float));
-  }
-  w.commit();
+  test::write_toy_gguf(
+      path, s.shape, s.seed, [](const test::TensorShape& t) { return 1.0f / std::sqrt(static_cast<float>(t.ne[0])); },
+      [&](const test::TensorShape& t, std::vector<float>& v) {
+        if (t.name == s.poison) v[0] = std::nanf("");
+      });
+}
+
+// Writes `spec` to tmp/toy.gguf and opens it.
+std::unique_ptr<ModelSource> open_toy(const test::TempDir& tmp, const Toy& spec) {
+  write_toy(tmp / "toy.gguf", spec);
+  return ModelSource::open(tmp / "toy.gguf");
 }
 
 std::vector<int32_t> random_tokens(size_t n, int64_t vocab, uint32_t seed) {
@@ -294,12 +249,12 @@ TEST_CASE("analyze: importance matrices combine as llama-imatrix sums its inputs
 }
 
 TEST_CASE("analyze: the backward pass matches finite differences of the engine's loss", "[analyze][gradient]") {
-  for (const Toy spec : {Toy{}, Toy{.arch = "qwen2", .biases = true, .tied = true, .seed = 5}}) {
-    INFO(spec.arch);
+  for (const Toy spec : {Toy{}, Toy{.shape = {.arch = "qwen2", .biases = true, .tied = true}, .seed = 5}}) {
+    INFO(spec.shape.arch);
     test::TempDir tmp;
     write_toy(tmp / "toy.gguf", spec);
     auto model = Model::load(tmp / "toy.gguf");
-    const auto tokens = random_tokens(24, spec.vocab, 3);
+    const auto tokens = random_tokens(24, spec.shape.vocab, 3);
     engine::Backprop bp(*model, 2);
     // Our float forward agrees with the engine's.
     const double l0 = engine_loss(*model, tokens);
@@ -320,7 +275,7 @@ TEST_CASE("analyze: the backward pass matches finite differences of the engine's
       INFO(lin[i].name);
       // A tied output shares token_embd with the input: a finite difference there also moves the
       // embedding, whose gradient the backward pass does not compute.
-      if (lin[i].role == "output" && spec.tied) continue;
+      if (lin[i].role == "output" && spec.shape.tied) continue;
       const auto& g = grads[i];
       REQUIRE(g.size() == static_cast<size_t>(lin[i].n_in * lin[i].n_out));
       // The three largest gradients and two random ones above a tenth of the largest.
@@ -353,17 +308,16 @@ TEST_CASE("analyze: the backward pass matches finite differences of the engine's
       }
       model->replace_tensor(lin[i].name, w0);
     }
-    CHECK(checked >= 5 * static_cast<int>(lin.size() - (spec.tied ? 1 : 0)));
-    WARN(spec.arch << ": finite differences on " << checked << " weights, worst relative error " << worst);
+    CHECK(checked >= 5 * static_cast<int>(lin.size() - (spec.shape.tied ? 1 : 0)));
+    WARN(spec.shape.arch << ": finite differences on " << checked << " weights, worst relative error " << worst);
   }
 }
 
 TEST_CASE("analyze: gradient and Fisher aggregation", "[analyze][gradient]") {
   test::TempDir tmp;
   const Toy spec;
-  write_toy(tmp / "toy.gguf", spec);
-  auto src = ModelSource::open(tmp / "toy.gguf");
-  const auto stream = random_tokens(16 * 3 + 5, spec.vocab, 9);
+  auto src = open_toy(tmp, spec);
+  const auto stream = random_tokens(16 * 3 + 5, spec.shape.vocab, 9);
   std::map<ImportanceMethod, ImportanceResult> res;
   for (auto m : {ImportanceMethod::gradient, ImportanceMethod::fisher}) {
     ImportanceOptions o;
@@ -421,10 +375,9 @@ TEST_CASE("analyze: gradient and Fisher aggregation", "[analyze][gradient]") {
 
 TEST_CASE("analyze: results do not depend on the thread count", "[analyze]") {
   test::TempDir tmp;
-  const Toy spec{.d = 128, .ff = 256};
-  write_toy(tmp / "toy.gguf", spec);
-  auto src = ModelSource::open(tmp / "toy.gguf");
-  const auto stream = random_tokens(64 * 2, spec.vocab, 4);
+  const Toy spec{.shape = {.d = 128, .ff = 256}};
+  auto src = open_toy(tmp, spec);
+  const auto stream = random_tokens(64 * 2, spec.shape.vocab, 4);
   for (auto m : {ImportanceMethod::activation, ImportanceMethod::fisher}) {
     std::string bytes[2];
     for (int t : {1, 2}) {
@@ -488,10 +441,9 @@ TEST_CASE("analyze: auto activation rounding follows llama-imatrix on the same f
 
 TEST_CASE("analyze: the result cache returns a matching run's result and misses on any change", "[analyze][cache]") {
   test::TempDir tmp;
-  const Toy spec{.d = 128, .ff = 256};
-  write_toy(tmp / "toy.gguf", spec);
-  auto src = ModelSource::open(tmp / "toy.gguf");
-  const auto stream = random_tokens(64 * 3, spec.vocab, 9);
+  const Toy spec{.shape = {.d = 128, .ff = 256}};
+  auto src = open_toy(tmp, spec);
+  const auto stream = random_tokens(64 * 3, spec.shape.vocab, 9);
   const auto run = [&](int64_t ctx, ImportanceMethod m = ImportanceMethod::activation) {
     ImportanceOptions o;
     o.method = m;
@@ -551,9 +503,8 @@ TEST_CASE("analyze: CLI uses $LLM_QUANTIZE_IMATRIX_CACHE, --no-cache bypasses it
 TEST_CASE("analyze: a resumed run gives the same bytes as an uninterrupted one", "[analyze][resume]") {
   test::TempDir tmp;
   const Toy spec;
-  write_toy(tmp / "toy.gguf", spec);
-  auto src = ModelSource::open(tmp / "toy.gguf");
-  const auto stream = random_tokens(16 * 6, spec.vocab, 21);
+  auto src = open_toy(tmp, spec);
+  const auto stream = random_tokens(16 * 6, spec.shape.vocab, 21);
   for (auto m : {ImportanceMethod::activation, ImportanceMethod::fisher}) {
     INFO(importance_method_name(m));
     ImportanceOptions o;
@@ -623,16 +574,16 @@ TEST_CASE("analyze: a resumed run gives the same bytes as an uninterrupted one",
 
 TEST_CASE("analyze: a planted super weight is found at its coordinates", "[analyze][super]") {
   test::TempDir tmp;
-  const Toy spec{.layers = 4};
+  const Toy spec{.shape = {.layers = 4}};
   write_toy(tmp / "toy.gguf", spec);
   auto model = Model::load(tmp / "toy.gguf");
-  const auto prompt = random_tokens(32, spec.vocab, 5);
+  const auto prompt = random_tokens(32, spec.shape.vocab, 5);
   REQUIRE(detect_super_weights(*model, prompt).found.empty());  // no spike in the random model
 
   // Plant one as the paper describes them: in block 1, gate and up rows k aligned with the first
   // token's ffn input (a super activation at input channel k of ffn_down), W_down[j, k] large and
   // the rest of column k small.
-  const int64_t j = 37, k = 101, d = spec.d, ff = spec.ff;
+  const int64_t j = 37, k = 101, d = spec.shape.d, ff = spec.shape.ff;
   std::vector<float> h0;
   {
     Session s(*model, SessionOptions{32, false}, Context{1});
@@ -680,19 +631,13 @@ TEST_CASE("analyze: CLI bad input and exit codes", "[analyze][cli]") {
   auto model = test::shared_file("models/tiny-llama");
   if (!model) return;
   test::TempDir tmp;
-  const std::string lq = test::cli_path() + " analyze ";
-  const std::string m = model->string();
+  const std::string m = "analyze " + model->string();
   std::ofstream(tmp / "empty.txt") << "  \n";
   std::ofstream(tmp / "bad.json") << "[\"a\", ";
   std::ofstream(tmp / "bad.jsonl") << "{\"text\": \"ok\"}\n{nope}\n";
   std::ofstream(tmp / "short.txt") << "Too short.";
   const std::string out = " -o " + (tmp / "x.imatrix").string() + " --checkpoint-dir " + (tmp / "ck").string();
-  struct Case {
-    std::string args;
-    int code;
-    std::string needle;
-  };
-  const std::vector<Case> cases = {
+  const std::vector<test::CliFailure> cases = {
       {m + " --calibration-data " + (tmp / "empty.txt").string() + out, 15, "empty"},
       {m + " --calibration-data " + (tmp / "bad.json").string() + out, 15, "bad.json"},
       {m + " --calibration-data " + (tmp / "bad.jsonl").string() + out, 15, "line 2"},
@@ -704,15 +649,13 @@ TEST_CASE("analyze: CLI bad input and exit codes", "[analyze][cli]") {
       {m + " --output-format bin" + out, 2, "bin"},
       {m + " --activations fp8" + out, 2, "fp8"},
       {m + " --activations exact --bf16-activations" + out, 2, "contradicts"},
-      {(tmp / "no-model").string() + out, 3, "not found"},
+      {"analyze " + (tmp / "no-model").string() + out, 3, "not found"},
       {m + " -o " + (tmp / "no-dir" / "x.imatrix").string(), 7, "no-dir"},
       {m + " --resume " + (tmp / "nothing").string() + out, 2, "nothing"},
   };
   for (const auto& c : cases) {
     INFO(c.args);
-    const auto r = test::run(lq + c.args);
-    CHECK(r.status == c.code);
-    CHECK(r.err.find(c.needle) != std::string::npos);
+    test::check_cli_failure(c);
     CHECK(!fs::exists(tmp / "x.imatrix"));
   }
 }
@@ -731,7 +674,7 @@ TEST_CASE("analyze: NaN or infinite values stop the analysis (exit 16) and write
     o.ctx = 16;
     o.checkpoint_dir = tmp / "ck";
     ImportanceAnalyzer an(*src, o);
-    an.set_tokens(random_tokens(16 * 3, spec.vocab, 4), "random");
+    an.set_tokens(random_tokens(16 * 3, spec.shape.vocab, 4), "random");
     CHECK_THROWS_MATCHES(an.run(), Error, Catch::Predicate<Error>([&](const Error& e) {
                            const std::string w = e.what();
                            return e.code() == Errc::importance_failed && w.find("chunk 1") != std::string::npos &&

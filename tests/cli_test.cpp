@@ -20,20 +20,6 @@ bool only_output(const fs::path& dir, const std::string& expected) {
   return true;
 }
 
-// Lines of stderr that report an error (progress lines may precede the one error line).
-int lines(const std::string& s) {
-  int n = 0;
-  size_t pos = 0;
-  while (pos < s.size()) {
-    size_t e = s.find('\n', pos);
-    if (e == std::string::npos) e = s.size();
-    const std::string line = s.substr(pos, e - pos);
-    if (line.find("error") != std::string::npos) ++n;
-    pos = e + 1;
-  }
-  return n;
-}
-
 }  // namespace
 
 TEST_CASE("cli: --version and --help", "[cli]") {
@@ -55,12 +41,7 @@ TEST_CASE("cli: bad input gives one error line and the contract's exit code", "[
   if (!model) return;
   lq::test::TempDir tmp;
   const std::string m = model->string();
-  struct Case {
-    std::string args;
-    int code;
-    std::string needle;
-  };
-  const std::vector<Case> cases = {
+  const std::vector<lq::test::CliFailure> cases = {
       {"quantize " + m + " gguf -q Q9_X -o " + (tmp / "a.gguf").string(), 2, "Q9_X"},
       {"quantize " + m + " gguf -o " + (tmp / "a.gguf").string(), 2, "-q"},
       {"quantize " + m + " onnx -q Q8_0 -o " + (tmp / "a.gguf").string(), 2, "onnx"},
@@ -75,10 +56,7 @@ TEST_CASE("cli: bad input gives one error line and the contract's exit code", "[
   };
   for (const auto& c : cases) {
     INFO(c.args);
-    auto r = run(lq_cmd() + " " + c.args);
-    CHECK(r.status == c.code);
-    CHECK(lines(r.err) == 1);
-    CHECK(r.err.find(c.needle) != std::string::npos);
+    lq::test::check_cli_failure(c);
     CHECK(fs::is_empty(tmp.path()));
   }
 }
@@ -105,7 +83,7 @@ TEST_CASE("cli: a malformed model is rejected with exit 6 and nothing written", 
   fs::create_directory(out);
   auto r = run(lq_cmd() + " quantize " + bad.string() + " gguf -q Q8_0 -o " + (out / "x.gguf").string());
   CHECK(r.status == 6);
-  CHECK(lines(r.err) == 1);
+  CHECK(lq::test::error_lines(r.err) == 1);
   CHECK(fs::is_empty(out));
 }
 

@@ -45,78 +45,28 @@ double max_abs_diff(std::span<const float> a, std::span<const float> b) {
 
 // A small random model written as GGUF: 2 blocks, n_embd 64, 4 heads / 2 KV heads, ff 128.
 struct ToySpec {
-  std::string arch = "llama";
-  int64_t vocab = 96;
-  bool tied = false;
-  bool biases = false;
+  test::ToyShape shape{.context_length = 128};
   bool neox_permuted = false;  // q/k rows of each head reordered (2i, 2i+1) -> (i, i + d/2)
   uint32_t seed = 7;
 };
 
 void write_toy(const std::filesystem::path& path, const ToySpec& s) {
-  const int64_t d = 64, ff = 128, heads = 4, kv = 2, hd = 16, layers = 2;
-  gguf::Writer w(path);
-  auto& m = w.metadata();
-  const std::string a = s.arch + ".";
-  m.set("general.architecture", gguf::Value::string(s.arch));
-  m.set(a + "block_count", gguf::Value::u32(layers));
-  m.set(a + "context_length", gguf::Value::u32(128));
-  m.set(a + "embedding_length", gguf::Value::u32(d));
-  m.set(a + "feed_forward_length", gguf::Value::u32(ff));
-  m.set(a + "attention.head_count", gguf::Value::u32(heads));
-  m.set(a + "attention.head_count_kv", gguf::Value::u32(kv));
-  m.set(a + "rope.freq_base", gguf::Value::f32(10000.f));
-  m.set(a + "attention.layer_norm_rms_epsilon", gguf::Value::f32(1e-5f));
-  m.set(a + "vocab_size", gguf::Value::u32(static_cast<uint32_t>(s.vocab)));
-  m.set("tokenizer.ggml.bos_token_id", gguf::Value::u32(1));
-  m.set("tokenizer.ggml.eos_token_id", gguf::Value::u32(2));
-  struct T {
-    std::string name;
-    std::vector<int64_t> ne;
-  };
-  std::vector<T> ts = {{"token_embd.weight", {d, s.vocab}}};
-  for (int l = 0; l < layers; ++l) {
-    const std::string p = "blk." + std::to_string(l) + ".";
-    ts.push_back({p + "attn_norm.weight", {d}});
-    ts.push_back({p + "attn_q.weight", {d, heads * hd}});
-    ts.push_back({p + "attn_k.weight", {d, kv * hd}});
-    ts.push_back({p + "attn_v.weight", {d, kv * hd}});
-    if (s.biases) {
-      ts.push_back({p + "attn_q.bias", {heads * hd}});
-      ts.push_back({p + "attn_k.bias", {kv * hd}});
-      ts.push_back({p + "attn_v.bias", {kv * hd}});
-    }
-    ts.push_back({p + "attn_output.weight", {heads * hd, d}});
-    ts.push_back({p + "ffn_norm.weight", {d}});
-    ts.push_back({p + "ffn_gate.weight", {d, ff}});
-    ts.push_back({p + "ffn_up.weight", {d, ff}});
-    ts.push_back({p + "ffn_down.weight", {ff, d}});
-  }
-  ts.push_back({"output_norm.weight", {d}});
-  if (!s.tied) ts.push_back({"output.weight", {d, s.vocab}});
-  for (const auto& t : ts) w.add_tensor(t.name, QuantType::F32, t.ne);
-  std::mt19937 rng(s.seed);
-  std::normal_distribution<float> nd(0.f, 1.f);
-  for (const auto& t : ts) {
-    const int64_t cols = t.ne[0], rows = t.ne.size() > 1 ? t.ne[1] : 1;
-    std::vector<float> v(static_cast<size_t>(cols * rows));
-    const bool norm = t.name.find("norm") != std::string::npos;
-    for (auto& x : v) x = norm ? 1.0f + 0.1f * nd(rng) : (t.ne.size() == 1 ? 0.1f : 0.2f) * nd(rng);
+  const int64_t hd = s.shape.d / s.shape.heads;
+  const auto neox_permute = [&](const test::TensorShape& t, std::vector<float>& v) {
     const bool qk = t.name.find("attn_q.") != std::string::npos || t.name.find("attn_k.") != std::string::npos;
-    if (s.neox_permuted && qk) {
-      // rows (or bias entries) of each head: new[i] = old[2i], new[i + hd/2] = old[2i + 1]
-      std::vector<float> o = v;
-      const int64_t n_out = t.ne.size() == 1 ? cols : rows, stride = t.ne.size() == 1 ? 1 : cols;
-      for (int64_t h0 = 0; h0 < n_out; h0 += hd)
-        for (int64_t i = 0; i < hd / 2; ++i)
-          for (int64_t c = 0; c < stride; ++c) {
-            v[static_cast<size_t>((h0 + i) * stride + c)] = o[static_cast<size_t>((h0 + 2 * i) * stride + c)];
-            v[static_cast<size_t>((h0 + i + hd / 2) * stride + c)] = o[static_cast<size_t>((h0 + 2 * i + 1) * stride + c)];
-          }
-    }
-    w.write(v.data(), v.size() * sizeof(float));
-  }
-  w.commit();
+    if (!s.neox_permuted || !qk) return;
+    // rows (or bias entries) of each head: new[i] = old[2i], new[i + hd/2] = old[2i + 1]
+    const std::vector<float> o = v;
+    const int64_t cols = t.ne[0], rows = t.ne.size() > 1 ? t.ne[1] : 1;
+    const int64_t n_out = t.ne.size() == 1 ? cols : rows, stride = t.ne.size() == 1 ? 1 : cols;
+    for (int64_t h0 = 0; h0 < n_out; h0 += hd)
+      for (int64_t i = 0; i < hd / 2; ++i)
+        for (int64_t c = 0; c < stride; ++c) {
+          v[static_cast<size_t>((h0 + i) * stride + c)] = o[static_cast<size_t>((h0 + 2 * i) * stride + c)];
+          v[static_cast<size_t>((h0 + i + hd / 2) * stride + c)] = o[static_cast<size_t>((h0 + 2 * i + 1) * stride + c)];
+        }
+  };
+  test::write_toy_gguf(path, s.shape, s.seed, [](const test::TensorShape&) { return 0.2f; }, neox_permute);
 }
 
 std::unique_ptr<Model> toy_model(const test::TempDir& dir, const ToySpec& s, const std::string& name) {
@@ -478,7 +428,7 @@ TEST_CASE("engine: NEOX RoPE (qwen2) equals normal RoPE on permuted q/k rows", "
   test::TempDir dir;
   ToySpec llama;
   ToySpec qwen = llama;
-  qwen.arch = "qwen2";
+  qwen.shape.arch = "qwen2";
   qwen.neox_permuted = true;
   auto a = toy_model(dir, llama, "llama.gguf");
   auto b = toy_model(dir, qwen, "qwen.gguf");
@@ -489,7 +439,7 @@ TEST_CASE("engine: NEOX RoPE (qwen2) equals normal RoPE on permuted q/k rows", "
   CHECK(max_abs_diff(all_logits(sa), all_logits(sb)) < 1e-4);
   // and the permutation matters for normal RoPE: same rows in a llama model differ
   ToySpec wrong = qwen;
-  wrong.arch = "llama";
+  wrong.shape.arch = "llama";
   auto c = toy_model(dir, wrong, "wrong.gguf");
   Session sc(*c);
   sc.eval(prompt, 0);
@@ -499,9 +449,9 @@ TEST_CASE("engine: NEOX RoPE (qwen2) equals normal RoPE on permuted q/k rows", "
 TEST_CASE("engine: biases and tied embeddings", "[engine]") {
   test::TempDir dir;
   ToySpec s;
-  s.arch = "qwen2";
-  s.biases = true;
-  s.tied = true;
+  s.shape.arch = "qwen2";
+  s.shape.biases = true;
+  s.shape.tied = true;
   auto model = toy_model(dir, s, "toy.gguf");
   REQUIRE(model->linears().back().name == "token_embd.weight");
   const auto bias = model->tensor_f32("blk.1.attn_v.bias");
@@ -537,7 +487,7 @@ TEST_CASE("engine: bad input gets invalid_argument", "[engine]") {
   test::TempDir dir;
   auto model = toy_model(dir, ToySpec{}, "toy.gguf");
   ToySpec other;
-  other.vocab = 128;
+  other.shape.vocab = 128;
   auto bigger = toy_model(dir, other, "other.gguf");
   auto is_invalid = Catch::Predicate<Error>([](const Error& e) { return e.code() == Errc::invalid_argument; });
   Session s(*model, SessionOptions{8, false}, Context{1});
@@ -583,7 +533,7 @@ TEST_CASE("engine: bad input gets invalid_argument", "[engine]") {
 TEST_CASE("engine: unsupported models are refused as invalid_model", "[engine]") {
   test::TempDir dir;
   ToySpec s;
-  s.arch = "gpt2";
+  s.shape.arch = "gpt2";
   write_toy(dir / "gpt2.gguf", s);
   CHECK_THROWS_MATCHES(Model::load(dir / "gpt2.gguf"), Error,
                        Catch::Predicate<Error>([](const Error& e) { return e.code() == Errc::invalid_model; }));

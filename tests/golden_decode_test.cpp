@@ -9,18 +9,9 @@
 #include <catch2/catch.hpp>
 #include <nlohmann/json.hpp>
 
-#include <fstream>
-
 using namespace lq;
 
 namespace {
-
-nlohmann::json manifest() {
-  auto p = test::shared_file("golden/manifest.json");
-  if (!p) return {};
-  std::ifstream in(*p);
-  return nlohmann::json::parse(in);
-}
 
 void check_file(const std::filesystem::path& path, const nlohmann::json& entry) {
   gguf::Reader r(path);
@@ -42,7 +33,7 @@ void check_file(const std::filesystem::path& path, const nlohmann::json& entry) 
 }  // namespace
 
 TEST_CASE("golden decode: llama.cpp files dequantize bit-identically", "[golden][decode]") {
-  const auto m = manifest();
+  const auto m = test::golden_manifest();
   if (m.is_null()) return;
   auto dir = test::shared_dir();
   int checked = 0;

@@ -20,7 +20,6 @@
 
 #include <cmath>
 #include <cstring>
-#include <fstream>
 #include <limits>
 #include <random>
 
@@ -185,12 +184,10 @@ TEST_CASE("iq1/iq2: hostile rows decode to finite values", "[iquants]") {
 }
 
 TEST_CASE("iq1/iq2: quality on the tiny model is no worse than llama.cpp's", "[iquants][golden]") {
-  const auto manifest_path = test::shared_file("golden/manifest.json");
+  const auto manifest = test::golden_manifest();
   const auto model_path = test::shared_file("golden/tiny-llama-BF16.gguf");
   const auto imatrix_path = test::shared_file("golden/imatrix.gguf");
-  if (!manifest_path || !model_path || !imatrix_path) return;
-  std::ifstream in(*manifest_path);
-  const auto manifest = nlohmann::json::parse(in);
+  if (manifest.is_null() || !model_path || !imatrix_path) return;
   gguf::Reader model(*model_path), imat(*imatrix_path);
   // First and last layer: every kind of 2-D tensor, in seconds.
   auto wanted = [](const std::string& name) { return name.rfind("blk.0.", 0) == 0 || name.rfind("blk.5.", 0) == 0; };

@@ -21,7 +21,6 @@
 
 #include <cmath>
 #include <cstring>
-#include <fstream>
 #include <limits>
 #include <map>
 #include <random>
@@ -177,12 +176,10 @@ std::vector<GoldenTensor> load_model(const std::filesystem::path& model, const s
 // quantization of the original weights has no larger RMSE and, where llama.cpp used the imatrix,
 // no larger imatrix-weighted error (manifest figures, per tensor).
 TEST_CASE("iq3/iq4/ternary: error on the tiny model is no worse than llama.cpp's", "[iquants][golden]") {
-  const auto man_path = test::shared_file("golden/manifest.json");
+  const auto manifest = test::golden_manifest();
   const auto model_path = test::shared_file("golden/tiny-llama-BF16.gguf");
   const auto imat_path = test::shared_file("golden/imatrix.gguf");
-  if (!man_path || !model_path || !imat_path) return;
-  std::ifstream in(*man_path);
-  const auto manifest = nlohmann::json::parse(in);
+  if (manifest.is_null() || !model_path || !imat_path) return;
   const auto tensors = load_model(*model_path, *imat_path);
   int checked = 0;
   for (QuantType t : kTypes) {

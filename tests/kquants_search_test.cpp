@@ -20,7 +20,6 @@
 
 #include <cmath>
 #include <cstring>
-#include <fstream>
 #include <limits>
 #include <random>
 #include <vector>
@@ -214,12 +213,10 @@ struct Golden {
 const Golden* golden() {
   static const Golden g = [] {
     Golden r;
-    const auto m = test::shared_file("golden/manifest.json");
+    r.manifest = test::golden_manifest();
     const auto mdl = test::shared_file("golden/tiny-llama-BF16.gguf");
     const auto im = test::shared_file("golden/imatrix.gguf");
-    if (!m || !mdl || !im) return r;
-    std::ifstream in(*m);
-    r.manifest = nlohmann::json::parse(in);
+    if (r.manifest.is_null() || !mdl || !im) return r;
     r.model = std::make_unique<gguf::Reader>(*mdl);
     r.imatrix = Imatrix::load(*im);
     return r;

@@ -48,11 +48,10 @@ TEST_CASE("profile: relative layer ranges follow the model's depth", "[profile]"
 }
 
 TEST_CASE("profile: the solver meets a bpw or size target within 1%", "[profile][solver]") {
-  auto tiny = test::shared_file("models/tiny-llama");
-  auto imp = test::shared_file("golden/imatrix.gguf");
-  if (!tiny || !imp) return;
-  auto model = ModelSource::open(*tiny);
-  const Imatrix im = Imatrix::load(*imp);
+  const auto tiny = test::tiny_with_imatrix();
+  if (!tiny) return;
+  auto model = ModelSource::open(tiny->model);
+  const Imatrix& im = tiny->imatrix;
   ResolveOptions ro;
   ro.imatrix = &im;
   ro.max_rows_per_tensor = 64;
@@ -86,11 +85,10 @@ TEST_CASE("profile: the solver meets a bpw or size target within 1%", "[profile]
 }
 
 TEST_CASE("profile: protected weights survive quantization within 1%", "[profile][protect]") {
-  auto tiny = test::shared_file("models/tiny-llama");
-  auto imp = test::shared_file("golden/imatrix.gguf");
-  if (!tiny || !imp) return;
-  auto model = ModelSource::open(*tiny);
-  const Imatrix im = Imatrix::load(*imp);
+  const auto tiny = test::tiny_with_imatrix();
+  if (!tiny) return;
+  auto model = ModelSource::open(tiny->model);
+  const Imatrix& im = tiny->imatrix;
   const auto protect = select_by_coverage(*model, im, 1e-4);
   REQUIRE(protect.size() >= 400);
   ResolveOptions ro;

@@ -36,14 +36,17 @@ fs::path write_text(const test::TempDir& d, const std::string& name, const std::
 
 std::string lq_cmd() { return test::cli_path(); }
 
-// Lines of stderr that report an error (progress lines may precede the one error line).
-int error_lines(const std::string& s) {
-  int n = 0;
-  std::istringstream in(s);
-  std::string line;
-  while (std::getline(in, line))
-    if (line.find("error") != std::string::npos) ++n;
-  return n;
+// The tiny model, llama.cpp's pure Q4_0 file of it and the evaluation text, from ../shared.
+struct Q4Files {
+  fs::path hf, q4, eval;
+};
+// All three, or nullopt when one is absent (the test is then skipped).
+std::optional<Q4Files> q4_files() {
+  const auto hf = test::shared_file("models/tiny-llama");
+  const auto q4 = test::shared_file("golden/pure/Q4_0.gguf");
+  const auto eval = test::shared_file("corpus/eval.txt");
+  if (!hf || !q4 || !eval) return std::nullopt;
+  return Q4Files{*hf, *q4, *eval};
 }
 
 // A copy of a GGUF file with token `id` of its vocabulary renamed.
@@ -172,10 +175,9 @@ TEST_CASE("quality: prompt files and text files", "[quality]") {
 TEST_CASE("quality: per-tensor errors equal llama.cpp's figures", "[quality]") {
   auto hf = test::shared_file("models/tiny-llama");
   auto q4 = test::shared_file("golden/pure/Q4_0.gguf");
-  auto manifest_path = test::shared_file("golden/manifest.json");
-  if (!hf || !q4 || !manifest_path) return;
-  std::ifstream mf(*manifest_path);
-  const auto manifest = nlohmann::json::parse(mf)["files"]["pure/Q4_0.gguf"]["tensors"];
+  const auto golden = test::golden_manifest();
+  if (!hf || !q4 || golden.is_null()) return;
+  const auto& manifest = golden.at("files").at("pure/Q4_0.gguf").at("tensors");
   auto osrc = ModelSource::open(*hf);
   auto qsrc = ModelSource::open(*q4);
   const auto errors = weight_errors(*osrc, *qsrc, lq::Context{.threads = 2});
@@ -196,16 +198,14 @@ TEST_CASE("quality: per-tensor errors equal llama.cpp's figures", "[quality]") {
 }
 
 TEST_CASE("quality: the report agrees with perplexity() and kl_divergence()", "[quality]") {
-  auto hf = test::shared_file("models/tiny-llama");
-  auto q4 = test::shared_file("golden/pure/Q4_0.gguf");
-  auto eval = test::shared_file("corpus/eval.txt");
-  if (!hf || !q4 || !eval) return;
-  auto osrc = ModelSource::open(*hf);
-  auto qsrc = ModelSource::open(*q4);
+  const auto files = q4_files();
+  if (!files) return;
+  auto osrc = ModelSource::open(files->hf);
+  auto qsrc = ModelSource::open(files->q4);
   auto om = Model::load(*osrc);
   auto qm = Model::load(*qsrc);
   QualityOptions o;
-  o.calibration = load_calibration(*eval);
+  o.calibration = load_calibration(files->eval);
   o.ctx = 64;
   o.samples = 3;
   const QualityReport r = quality_report(*osrc, *om, *qsrc, *qm, o, lq::Context{.threads = 2});
@@ -232,7 +232,7 @@ TEST_CASE("quality: the report agrees with perplexity() and kl_divergence()", "[
   CHECK(r.quantization_level == "Q4_0");
   CHECK_FALSE(r.quantized_with_imatrix);
   CHECK(r.compression_ratio ==
-        Approx(static_cast<double>(fs::file_size(*q4)) / static_cast<double>(osrc->source_bytes())));
+        Approx(static_cast<double>(fs::file_size(files->q4)) / static_cast<double>(osrc->source_bytes())));
   CHECK(r.effective_bpw > 4.5);  // Q4_0 weights plus F32 norms
   CHECK(r.effective_bpw < 4.6);
   CHECK(r.original_size.bpw == Approx(16.0).epsilon(1e-3));
@@ -319,34 +319,24 @@ TEST_CASE("quality: mismatched vocabularies are refused", "[quality]") {
   QualityOptions o;
   o.samples = 1;
   CHECK_THROWS_MATCHES(quality_report(*hf, renamed, o), Error, has_code(Errc::invalid_argument));
-  const auto r = test::run(lq_cmd() + " quality report " + hf->string() + " " + renamed.string());
-  CHECK(r.status == 2);
-  CHECK(error_lines(r.err) == 1);
-  CHECK(r.err.find("vocabulary") != std::string::npos);
+  test::check_cli_failure({"quality report " + hf->string() + " " + renamed.string(), 2, "vocabulary"});
 }
 
 TEST_CASE("quality cli: bad input gives one error line and the exit code", "[quality][bad-input]") {
-  auto hf = test::shared_file("models/tiny-llama");
-  auto q4 = test::shared_file("golden/pure/Q4_0.gguf");
-  auto eval = test::shared_file("corpus/eval.txt");
-  if (!hf || !q4 || !eval) return;
+  const auto files = q4_files();
+  if (!files) return;
   test::TempDir d;
-  const std::string m = hf->string(), q = q4->string();
+  const std::string m = files->hf.string(), q = files->q4.string();
   const std::string empty = write_text(d, "empty.txt", "\n \n").string();
   const std::string shorty = write_text(d, "short.txt", "Once upon a time, there was a dog.").string();
   const std::string bad_prompts = write_text(d, "bad.json", "[\"unterminated").string();
-  const std::string small = " --ctx 64 --calibration-samples 1 --calibration-data " + eval->string();
-  struct Case {
-    std::string args;
-    int code;
-    std::string needle;
-  };
-  const std::vector<Case> cases = {
+  const std::string small = " --ctx 64 --calibration-samples 1 --calibration-data " + files->eval.string();
+  const std::vector<test::CliFailure> cases = {
       {"perplexity " + m + " -f " + (d / "missing.txt").string(), 15, "missing.txt"},
       {"perplexity " + m + " -f " + empty, 15, "empty"},
       {"perplexity " + m + " -f " + shorty + " --ctx 64", 15, "too short"},
-      {"perplexity " + m + " -f " + eval->string() + " --ctx 1", 2, "ctx"},
-      {"perplexity " + (d / "nomodel").string() + " -f " + eval->string(), 3, "nomodel"},
+      {"perplexity " + m + " -f " + files->eval.string() + " --ctx 1", 2, "ctx"},
+      {"perplexity " + (d / "nomodel").string() + " -f " + files->eval.string(), 3, "nomodel"},
       {"tokenize " + m + " -f " + (d / "missing.txt").string(), 15, "missing.txt"},
       {"tokenize " + m, 2, "-f"},
       {"run " + m, 2, "-p"},
@@ -363,10 +353,7 @@ TEST_CASE("quality cli: bad input gives one error line and the exit code", "[qua
   };
   for (const auto& c : cases) {
     INFO(c.args);
-    const auto r = test::run(lq_cmd() + " " + c.args);
-    CHECK(r.status == c.code);
-    CHECK(error_lines(r.err) == 1);
-    CHECK(r.err.find(c.needle) != std::string::npos);
+    test::check_cli_failure(c);
   }
   // The JSON error shape.
   const auto r = test::run(lq_cmd() + " --format json perplexity " + m + " -f " + empty);
@@ -378,15 +365,14 @@ TEST_CASE("quality cli: bad input gives one error line and the exit code", "[qua
 }
 
 TEST_CASE("quality cli: report JSON shape, -o file and human output", "[quality]") {
-  auto hf = test::shared_file("models/tiny-llama");
-  auto q4 = test::shared_file("golden/pure/Q4_0.gguf");
-  auto eval = test::shared_file("corpus/eval.txt");
-  if (!hf || !q4 || !eval) return;
+  const auto files = q4_files();
+  if (!files) return;
   test::TempDir d;
   const std::string prompts = write_text(d, "p.json", R"([{"prompt": "Once upon a time"}])").string();
-  const std::string args = " quality report " + hf->string() + " " + q4->string() + " --ctx 64 --calibration-samples 2" +
-                           " --calibration-data " + eval->string() + " --include-layers --coherence-check --prompts " +
-                           prompts + " --threads 2 -o " + (d / "report.json").string();
+  const std::string args = " quality report " + files->hf.string() + " " + files->q4.string() +
+                           " --ctx 64 --calibration-samples 2 --calibration-data " + files->eval.string() +
+                           " --include-layers --coherence-check --prompts " + prompts + " --threads 2 -o " +
+                           (d / "report.json").string();
   const auto r = test::run(lq_cmd() + " --format json" + args);
   REQUIRE(r.status == 0);
   const auto j = nlohmann::json::parse(r.out);
@@ -394,8 +380,8 @@ TEST_CASE("quality cli: report JSON shape, -o file and human output", "[quality]
   const auto file = nlohmann::json::parse(f);
   CHECK(file == j);
   CHECK(j["status"] == "success");
-  CHECK(j["original_model"] == hf->string());
-  CHECK(j["quantized_model"] == q4->string());
+  CHECK(j["original_model"] == files->hf.string());
+  CHECK(j["quantized_model"] == files->q4.string());
   for (const char* k : {"perplexity_original", "perplexity_quantized", "perplexity_delta_pct", "effective_bpw",
                         "compression_ratio", "kld_mean", "kld_p99", "same_top_pct"})
     CHECK(j["metrics"][k].is_number());
@@ -546,7 +532,7 @@ TEST_CASE("quality cli: quantize quality gates", "[quality]") {
   r = test::run("LLM_QUANTIZE_QUALITY_THRESHOLD=-100 " + few + base + " --quality-report");
   CHECK(r.status == 11);
   CHECK(fs::exists(out));
-  CHECK(error_lines(r.err) == 1);
+  CHECK(test::error_lines(r.err) == 1);
   j = nlohmann::json::parse(r.out);
   CHECK(j["status"] == "error");
   CHECK(j["error_code"] == 11);
@@ -560,7 +546,7 @@ TEST_CASE("quality cli: quantize quality gates", "[quality]") {
                 " gguf -q Q8_0 --threads 2 --coherence-check -o " + out);
   CHECK(r.status == 12);
   CHECK(fs::exists(out));
-  CHECK(error_lines(r.err) == 1);
+  CHECK(test::error_lines(r.err) == 1);
   CHECK(r.err.find("coherence check failed") != std::string::npos);
 
   // A threshold that is not a number: exit 2 before any work.

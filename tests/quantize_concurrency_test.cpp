@@ -9,6 +9,7 @@
 #include <atomic>
 #include <chrono>
 #include <exception>
+#include <functional>
 #include <thread>
 
 using namespace lq;
@@ -19,6 +20,17 @@ namespace {
 std::string file_sha(const fs::path& p) {
   const std::string bytes = read_file(p);
   return test::sha256_hex({reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size()});
+}
+
+// Starts a thread running `fn`; an exception it throws is kept in `err`.
+std::thread thread_keeping_error(std::function<void()> fn, std::exception_ptr& err) {
+  return std::thread([fn = std::move(fn), &err] {
+    try {
+      fn();
+    } catch (...) {
+      err = std::current_exception();
+    }
+  });
 }
 
 }  // namespace
@@ -52,13 +64,12 @@ TEST_CASE("threads: a parallel loop on a second thread runs while the first thre
 
 TEST_CASE("quantize: two models quantized at once from two threads give the bytes each gives alone",
           "[quantize][concurrency]") {
-  auto tiny = test::shared_file("models/tiny-llama");
-  auto imp = test::shared_file("golden/imatrix.gguf");
-  if (!tiny || !imp) return;
+  const auto tiny = test::tiny_with_imatrix();
+  if (!tiny) return;
   test::TempDir tmp;
   const fs::path synth = test::synthetic_llama(tmp, 16);
-  const Imatrix im = Imatrix::load(*imp);
-  auto tiny_src = ModelSource::open(*tiny);
+  const Imatrix& im = tiny->imatrix;
+  auto tiny_src = ModelSource::open(tiny->model);
   auto synth_src = ModelSource::open(synth);
 
   QuantizeOptions tiny_opts;  // the tiny model at Q4_K_M with llama.cpp's importance matrix
@@ -77,20 +88,10 @@ TEST_CASE("quantize: two models quantized at once from two threads give the byte
 
   for (int round = 0; round < 3; ++round) {
     std::exception_ptr tiny_err, synth_err;
-    std::thread t1([&] {
-      try {
-        Quantizer(tiny_opts).quantize(*tiny_src, tmp / "tiny-both.gguf", ctx);
-      } catch (...) {
-        tiny_err = std::current_exception();
-      }
-    });
-    std::thread t2([&] {
-      try {
-        Quantizer(synth_opts).quantize(*synth_src, tmp / "synth-both.gguf", ctx);
-      } catch (...) {
-        synth_err = std::current_exception();
-      }
-    });
+    std::thread t1 = thread_keeping_error(
+        [&] { Quantizer(tiny_opts).quantize(*tiny_src, tmp / "tiny-both.gguf", ctx); }, tiny_err);
+    std::thread t2 = thread_keeping_error(
+        [&] { Quantizer(synth_opts).quantize(*synth_src, tmp / "synth-both.gguf", ctx); }, synth_err);
     t1.join();
     t2.join();
     if (tiny_err) std::rethrow_exception(tiny_err);
@@ -125,13 +126,7 @@ TEST_CASE("quantize: a cancelled context stops its own quantization only", "[qua
     }
   });
   std::exception_ptr b_err;
-  std::thread t2([&] {
-    try {
-      Quantizer(opts).quantize(*b_src, tmp / "b.gguf", alone);
-    } catch (...) {
-      b_err = std::current_exception();
-    }
-  });
+  std::thread t2 = thread_keeping_error([&] { Quantizer(opts).quantize(*b_src, tmp / "b.gguf", alone); }, b_err);
   t1.join();
   t2.join();
   if (b_err) std::rethrow_exception(b_err);

@@ -11,17 +11,16 @@ namespace fs = std::filesystem;
 
 TEST_CASE("quantize_model: dynamic, protected and gated, as the CLI writes it; a failed gate is a verdict",
           "[quantize][job]") {
-  auto tiny = test::shared_file("models/tiny-llama");
-  auto imp = test::shared_file("golden/imatrix.gguf");
-  if (!tiny || !imp) return;
+  const auto tiny = test::tiny_with_imatrix();
+  if (!tiny) return;
   test::TempDir tmp;
-  const Imatrix im = Imatrix::load(*imp);
-  auto src = ModelSource::open(*tiny);
+  const Imatrix& im = tiny->imatrix;
+  auto src = ModelSource::open(tiny->model);
 
   QuantizeJob job;
   job.profile = Profile::load("quality");
   job.options.imatrix = &im;
-  job.options.imatrix_path = imp->string();
+  job.options.imatrix_path = tiny->imatrix_path.string();
   job.protect_coverage = 1e-4;
   job.gates.perplexity = true;
   GateSettings gate;
@@ -46,8 +45,8 @@ TEST_CASE("quantize_model: dynamic, protected and gated, as the CLI writes it; a
   CHECK(fs::exists(tmp / "lib.gguf"));
 
   // The CLI with the same flags writes the same bytes (and exits 11 on the same gate).
-  const std::string cmd = test::cli_path() + " quantize " + tiny->string() + " gguf --dynamic --profile quality --imatrix " +
-                          imp->string() + " --protect-super-weights --quality-report --threads 2 -o " +
+  const std::string cmd = test::cli_path() + " quantize " + tiny->model.string() + " gguf --dynamic --profile quality --imatrix " +
+                          tiny->imatrix_path.string() + " --protect-super-weights --quality-report --threads 2 -o " +
                           (tmp / "cli.gguf").string();
   const auto cli = test::run("LLM_QUANTIZE_QUALITY_SAMPLES=2 LLM_QUANTIZE_QUALITY_THRESHOLD=-100 " + cmd);
   CHECK(cli.status == exit_code(Errc::quality_degraded));

@@ -8,29 +8,16 @@
 
 #include <cmath>
 #include <cstring>
-#include <fstream>
 
 using namespace lq;
 namespace fs = std::filesystem;
 
-namespace {
-
-nlohmann::json manifest() {
-  auto p = test::shared_file("golden/manifest.json");
-  if (!p) return {};
-  std::ifstream in(*p);
-  return nlohmann::json::parse(in);
-}
-
-}  // namespace
-
 TEST_CASE("quantize: golden mixtures assign llama.cpp's type to every tensor", "[quantize][golden][mixture]") {
-  const auto m = manifest();
-  auto model = test::shared_file("models/tiny-llama");
-  auto imatrix_path = test::shared_file("golden/imatrix.gguf");
-  if (m.is_null() || !model || !imatrix_path) return;
-  auto src = ModelSource::open(*model);
-  const Imatrix imatrix = Imatrix::load(*imatrix_path);
+  const auto m = test::golden_manifest();
+  const auto tiny = test::tiny_with_imatrix();
+  if (m.is_null() || !tiny) return;
+  auto src = ModelSource::open(tiny->model);
+  const Imatrix& imatrix = tiny->imatrix;
   int checked = 0;
   for (const auto& [key, entry] : m.at("files").items()) {
     const bool mix = entry.value("kind", "") == "mix";
@@ -86,7 +73,7 @@ double rmse(const float* a, const float* b, int64_t n) {
 
 TEST_CASE("quantize: golden encode (float types byte-identical, legacy types no worse than llama.cpp)",
           "[quantize][golden][encode]") {
-  const auto m = manifest();
+  const auto m = test::golden_manifest();
   auto model = test::shared_file("models/tiny-llama");
   if (m.is_null() || !model) return;
   auto src = ModelSource::open(*model);

@@ -111,20 +111,25 @@ std::vector<std::string> split_with(const detail::PreTokenizer& p, const std::st
   return out;
 }
 
-// Checks that `ours` holds every tokenizer.* key of the GGUF file `ref_file` with the same value;
-// returns those keys in the file's order.
-std::vector<std::string> check_reference_tokenizer_keys(const gguf::Metadata& ours, const fs::path& ref_file) {
-  gguf::Reader ref(ref_file);
+// Our GGUF tokenizer metadata of the checkpoint `dir`, and the tokenizer.* keys of the GGUF file
+// `ref_file` (in its order), each checked to be in ours with the same value.
+struct ConvertedTokenizer {
+  gguf::Metadata ours;
   std::vector<std::string> ref_keys;
+};
+ConvertedTokenizer convert_and_check_reference_keys(const fs::path& dir, const fs::path& ref_file) {
+  ConvertedTokenizer c;
+  tokenizer_gguf_metadata(dir, c.ours);
+  gguf::Reader ref(ref_file);
   for (const auto& [key, value] : ref.metadata().entries()) {
     if (key.rfind("tokenizer.", 0) != 0) continue;
-    ref_keys.push_back(key);
+    c.ref_keys.push_back(key);
     INFO("key " << key);
-    const gguf::Value* v = ours.find(key);
+    const gguf::Value* v = c.ours.find(key);
     REQUIRE(v != nullptr);
     CHECK(*v == value);
   }
-  return ref_keys;
+  return c;
 }
 
 std::vector<std::string> metadata_keys(const gguf::Metadata& m) {
@@ -267,9 +272,7 @@ TEST_CASE("tokenizer: metadata from gpt2-hf equals llama.cpp's ggml-vocab-gpt-2.
   const auto dir = test::shared_file("golden/vocab/gpt2-hf");
   const auto ref_file = test::shared_file("golden/vocab/ggml-vocab-gpt-2.gguf");
   if (!dir || !ref_file) return;
-  gguf::Metadata ours;
-  tokenizer_gguf_metadata(*dir, ours);
-  const std::vector<std::string> ref_keys = check_reference_tokenizer_keys(ours, *ref_file);
+  const auto [ours, ref_keys] = convert_and_check_reference_keys(*dir, *ref_file);
   // Deliberate difference: this folder's tokenizer_config.json names unk_token <|endoftext|>, so
   // the converter's SpecialVocab writes unknown_token_id; the reference was made from the Hub's
   // gpt2 files, whose tokenizer_config.json names no special tokens.
@@ -283,9 +286,7 @@ TEST_CASE("tokenizer: metadata from tiny-llama equals llama.cpp's conversion", "
   const auto dir = test::shared_file("models/tiny-llama");
   const auto ref_file = test::shared_file("golden/tiny-llama-F16.gguf");
   if (!dir || !ref_file) return;
-  gguf::Metadata ours;
-  tokenizer_gguf_metadata(*dir, ours);
-  const std::vector<std::string> ref_keys = check_reference_tokenizer_keys(ours, *ref_file);
+  const auto [ours, ref_keys] = convert_and_check_reference_keys(*dir, *ref_file);
   CHECK(metadata_keys(ours) == ref_keys);
 }
 

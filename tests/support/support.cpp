@@ -1,11 +1,13 @@
 // Test helpers: the skip record the runner turns into its exit status, the ../shared lookup (a
-// skip, or a failure in CI), SHA-256, random rows, shell commands and temporary directories.
+// skip, or a failure in CI) and its golden files, SHA-256, random rows, shell commands, temporary
+// directories, small random Llama models, and the CLI's one-line errors.
 #include "support/support.hpp"
 
 #include <lq/gguf.hpp>
 
 #include <catch2/catch.hpp>
 
+#include <algorithm>
 #include <array>
 #include <cmath>
 #include <atomic>
@@ -78,7 +80,37 @@ std::optional<fs::path> shared_file(const std::string& rel) {
 
 fs::path data_file(const std::string& rel) { return fs::path(LQ_TEST_DATA_DIR) / rel; }
 
+nlohmann::json golden_manifest() {
+  const auto p = shared_file("golden/manifest.json");
+  if (!p) return {};
+  std::ifstream in(*p);
+  return nlohmann::json::parse(in);
+}
+
+std::optional<TinyWithImatrix> tiny_with_imatrix() {
+  const auto model = shared_file("models/tiny-llama");
+  const auto imatrix_path = shared_file("golden/imatrix.gguf");
+  if (!model || !imatrix_path) return std::nullopt;
+  return TinyWithImatrix{*model, *imatrix_path, Imatrix::load(*imatrix_path)};
+}
+
 std::string cli_path() { return LQ_CLI_PATH; }
+
+int error_lines(const std::string& err) {
+  int n = 0;
+  std::istringstream in(err);
+  std::string line;
+  while (std::getline(in, line))
+    if (line.find("error") != std::string::npos) ++n;
+  return n;
+}
+
+void check_cli_failure(const CliFailure& c) {
+  const RunResult r = run(cli_path() + " " + c.args);
+  CHECK(r.status == c.code);
+  CHECK(error_lines(r.err) == 1);
+  CHECK(r.err.find(c.needle) != std::string::npos);
+}
 
 namespace {
 
@@ -260,33 +292,89 @@ TempDir::~TempDir() {
   fs::remove_all(path_, ec);
 }
 
+namespace {
+
+// The weights of a ToyShape in llama.cpp's order (see write_toy_gguf()).
+std::vector<TensorShape> toy_tensors(const ToyShape& s) {
+  const int64_t hd = s.d / s.heads;
+  std::vector<TensorShape> ts = {{"token_embd.weight", {s.d, s.vocab}}};
+  for (int64_t l = 0; l < s.layers; ++l) {
+    const std::string p = "blk." + std::to_string(l) + ".";
+    ts.push_back({p + "attn_norm.weight", {s.d}});
+    ts.push_back({p + "attn_q.weight", {s.d, s.heads * hd}});
+    ts.push_back({p + "attn_k.weight", {s.d, s.kv * hd}});
+    ts.push_back({p + "attn_v.weight", {s.d, s.kv * hd}});
+    if (s.biases) {
+      ts.push_back({p + "attn_q.bias", {s.heads * hd}});
+      ts.push_back({p + "attn_k.bias", {s.kv * hd}});
+      ts.push_back({p + "attn_v.bias", {s.kv * hd}});
+    }
+    ts.push_back({p + "attn_output.weight", {s.heads * hd, s.d}});
+    ts.push_back({p + "ffn_norm.weight", {s.d}});
+    ts.push_back({p + "ffn_gate.weight", {s.d, s.ff}});
+    ts.push_back({p + "ffn_up.weight", {s.d, s.ff}});
+    ts.push_back({p + "ffn_down.weight", {s.ff, s.d}});
+  }
+  ts.push_back({"output_norm.weight", {s.d}});
+  if (!s.tied) ts.push_back({"output.weight", {s.d, s.vocab}});
+  return ts;
+}
+
+void set_toy_metadata(gguf::Metadata& m, const ToyShape& s) {
+  const std::string a = s.arch + ".";
+  m.set("general.architecture", gguf::Value::string(s.arch));
+  m.set(a + "block_count", gguf::Value::u32(static_cast<uint32_t>(s.layers)));
+  m.set(a + "context_length", gguf::Value::u32(s.context_length));
+  m.set(a + "embedding_length", gguf::Value::u32(static_cast<uint32_t>(s.d)));
+  m.set(a + "feed_forward_length", gguf::Value::u32(static_cast<uint32_t>(s.ff)));
+  m.set(a + "attention.head_count", gguf::Value::u32(static_cast<uint32_t>(s.heads)));
+  m.set(a + "attention.head_count_kv", gguf::Value::u32(static_cast<uint32_t>(s.kv)));
+  m.set(a + "rope.freq_base", gguf::Value::f32(10000.f));
+  m.set(a + "attention.layer_norm_rms_epsilon", gguf::Value::f32(1e-5f));
+  m.set(a + "vocab_size", gguf::Value::u32(static_cast<uint32_t>(s.vocab)));
+  m.set("tokenizer.ggml.bos_token_id", gguf::Value::u32(1));
+  m.set("tokenizer.ggml.eos_token_id", gguf::Value::u32(2));
+}
+
+}  // namespace
+
+void write_toy_gguf(const fs::path& path, const ToyShape& s, uint32_t seed,
+                    const std::function<float(const TensorShape&)>& matrix_sd,
+                    const std::function<void(const TensorShape&, std::vector<float>&)>& edit) {
+  gguf::Writer w(path);
+  set_toy_metadata(w.metadata(), s);
+  const std::vector<TensorShape> ts = toy_tensors(s);
+  for (const auto& t : ts) w.add_tensor(t.name, QuantType::F32, t.ne);
+  std::mt19937 rng(seed);
+  std::normal_distribution<float> nd(0.f, 1.f);
+  for (const auto& t : ts) {
+    const int64_t cols = t.ne[0], rows = t.ne.size() > 1 ? t.ne[1] : 1;
+    std::vector<float> v(static_cast<size_t>(cols * rows));
+    const bool norm = t.name.find("norm") != std::string::npos;
+    const float sd = t.ne.size() == 1 ? 0.1f : matrix_sd(t);
+    for (auto& x : v) x = norm ? 1.0f + 0.1f * nd(rng) : sd * nd(rng);
+    if (edit) edit(t, v);
+    w.write(v.data(), v.size() * sizeof(float));
+  }
+  w.commit();
+}
+
 // A random Llama GGUF of `layers` layers (hidden 256 so every type fits), F32 weights.
 fs::path synthetic_llama(const TempDir& dir, int layers) {
   const fs::path p = dir / ("synth-" + std::to_string(layers) + ".gguf");
   gguf::Writer w(p);
   auto& m = w.metadata();
-  const int64_t E = 256, F = 512, V = 512, H = 4, KV = 2, HD = 64;
+  const ToyShape s{.d = 256, .ff = 512, .heads = 4, .kv = 2, .layers = layers, .vocab = 512};
   m.set("general.architecture", gguf::Value::string("llama"));
   m.set("llama.block_count", gguf::Value::u32(static_cast<uint32_t>(layers)));
-  m.set("llama.embedding_length", gguf::Value::u32(E));
-  m.set("llama.feed_forward_length", gguf::Value::u32(F));
-  m.set("llama.attention.head_count", gguf::Value::u32(H));
-  m.set("llama.attention.head_count_kv", gguf::Value::u32(KV));
+  m.set("llama.embedding_length", gguf::Value::u32(static_cast<uint32_t>(s.d)));
+  m.set("llama.feed_forward_length", gguf::Value::u32(static_cast<uint32_t>(s.ff)));
+  m.set("llama.attention.head_count", gguf::Value::u32(static_cast<uint32_t>(s.heads)));
+  m.set("llama.attention.head_count_kv", gguf::Value::u32(static_cast<uint32_t>(s.kv)));
   m.set("llama.attention.layer_norm_rms_epsilon", gguf::Value::f32(1e-5f));
-  std::vector<std::pair<std::string, std::vector<int64_t>>> ts = {
-      {"token_embd.weight", {E, V}}, {"output_norm.weight", {E}}, {"output.weight", {E, V}}};
-  for (int l = 0; l < layers; ++l) {
-    const std::string b = "blk." + std::to_string(l) + ".";
-    ts.push_back({b + "attn_norm.weight", {E}});
-    ts.push_back({b + "attn_q.weight", {E, H * HD}});
-    ts.push_back({b + "attn_k.weight", {E, KV * HD}});
-    ts.push_back({b + "attn_v.weight", {E, KV * HD}});
-    ts.push_back({b + "attn_output.weight", {H * HD, E}});
-    ts.push_back({b + "ffn_norm.weight", {E}});
-    ts.push_back({b + "ffn_gate.weight", {E, F}});
-    ts.push_back({b + "ffn_up.weight", {E, F}});
-    ts.push_back({b + "ffn_down.weight", {F, E}});
-  }
+  // These files hold output_norm and output right after token_embd, then the blocks.
+  std::vector<TensorShape> ts = toy_tensors(s);
+  std::rotate(ts.begin() + 1, ts.end() - 2, ts.end());
   for (const auto& [n, ne] : ts) w.add_tensor(n, QuantType::F32, ne);
   std::mt19937 rng(layers);
   std::normal_distribution<float> nd(0.f, 0.02f);

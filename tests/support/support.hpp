@@ -1,10 +1,16 @@
-// Test helpers: skipping a test that cannot run, locating ../shared, hashing, random rows.
+// Test helpers: skipping a test that cannot run, locating ../shared and its golden files, hashing,
+// random rows, small random models, and checking the CLI's failures.
 #pragma once
 
+#include <lq/gguf.hpp>
+#include <lq/imatrix.hpp>
 #include <lq/quant_type.hpp>
+
+#include <nlohmann/json.hpp>
 
 #include <cstdint>
 #include <filesystem>
+#include <functional>
 #include <optional>
 #include <span>
 #include <string>
@@ -36,8 +42,32 @@ std::optional<std::filesystem::path> shared_file(const std::string& rel);
 std::optional<std::filesystem::path> find_shared_file(const std::string& rel);
 /// tests/data/rel
 std::filesystem::path data_file(const std::string& rel);
+/// llama.cpp's records of the golden files (golden/manifest.json), or null when it is absent (as
+/// with shared_file(), the test is then skipped).
+nlohmann::json golden_manifest();
+
+/// The tiny Llama checkpoint and llama.cpp's importance matrix of it, from ../shared.
+struct TinyWithImatrix {
+  std::filesystem::path model;         ///< models/tiny-llama
+  std::filesystem::path imatrix_path;  ///< golden/imatrix.gguf
+  Imatrix imatrix;                     ///< loaded from imatrix_path
+};
+/// Both, or nullopt when either is absent (as with shared_file(), the test is then skipped).
+std::optional<TinyWithImatrix> tiny_with_imatrix();
+
 /// Path of the built lq CLI.
 std::string cli_path();
+/// Lines of a CLI's stderr that report an error (progress lines may precede the one error line).
+int error_lines(const std::string& err);
+/// A run of the lq CLI that must fail: the arguments after `lq`, the exit code, and a text the
+/// error line holds.
+struct CliFailure {
+  std::string args;
+  int code;
+  std::string needle;
+};
+/// Runs `lq ARGS` and checks the exit code, that stderr holds exactly one error line, and the needle.
+void check_cli_failure(const CliFailure& c);
 
 /// SHA-256 of bytes as lowercase hex.
 std::string sha256_hex(std::span<const uint8_t> bytes);
@@ -90,6 +120,31 @@ class TempDir {
  private:
   std::filesystem::path path_;
 };
+
+/// The shape of a small Llama-family model written by a test (llama, or qwen2 with q/k/v biases).
+struct ToyShape {
+  std::string arch = "llama";
+  int64_t d = 64, ff = 128, heads = 4, kv = 2, layers = 2, vocab = 96;
+  bool biases = false;  ///< attn_q/k/v biases
+  bool tied = false;    ///< no output.weight: the token embedding serves as the output too
+  uint32_t context_length = 256;  ///< the training context the GGUF records
+};
+
+/// A weight's name and GGUF dimensions (ne[0] is the row length).
+struct TensorShape {
+  std::string name;
+  std::vector<int64_t> ne;
+};
+
+/// Writes a random F32 model of shape `s` as GGUF: the keys llama.cpp needs (architecture, sizes,
+/// rope base 10000, RMS norm epsilon 1e-5, vocabulary size, BOS 1, EOS 2), then the weights in
+/// llama.cpp's order (token_embd; per block attn_norm, attn_q/k/v and their biases, attn_output,
+/// ffn_norm, ffn_gate/up/down; output_norm, output). Values are z ~ N(0, 1) drawn in file order
+/// from `seed`: norm weights 1 + 0.1 z, other vectors 0.1 z, a matrix t matrix_sd(t) z. `edit`,
+/// when given, may change a tensor's values before they are written.
+void write_toy_gguf(const std::filesystem::path& path, const ToyShape& s, uint32_t seed,
+                    const std::function<float(const TensorShape&)>& matrix_sd,
+                    const std::function<void(const TensorShape&, std::vector<float>&)>& edit = {});
 
 /// A random Llama GGUF of `layers` layers in `dir` (hidden size 256, so every type fits; F32
 /// weights drawn with the layer count as seed): "synth-LAYERS.gguf".
