@@ -494,27 +494,20 @@ int main(int argc, char** argv) {
   Args a;
   if (const char* e = std::getenv("LQ_SHARED_DIR"); e && *e) a.shared = e;
   else a.shared = fs::path(__FILE__).parent_path().parent_path().parent_path() / "shared";
-  for (int i = 1; i < argc; ++i) {
-    const std::string k = argv[i];
-    auto val = [&]() -> std::string {
-      if (i + 1 >= argc) {
-        std::fprintf(stderr, "%s needs a value\n", k.c_str());
-        std::exit(2);
-      }
-      return argv[++i];
-    };
-    if (k == "--threads") a.threads = std::stoi(val());
-    else if (k == "--chunks") a.chunks = std::stoll(val());
-    else if (k == "--big-ctx") a.big_ctx = std::stoll(val());
-    else if (k == "--big-chunks") a.big_chunks = std::stoll(val());
-    else if (k == "--methods") a.methods = split_list(val());
-    else if (k == "--big-methods") a.big_methods = split_list(val());
-    else if (k == "--dir") a.dir = val();
-    else if (k == "--shared") a.shared = val();
-    else if (k == "--llama-bin") a.llama_bin = val();
+  for (bench::CommandLine cl(argc, argv); cl.more();) {
+    const std::string k = cl.next();
+    if (k == "--threads") a.threads = std::stoi(cl.value());
+    else if (k == "--chunks") a.chunks = std::stoll(cl.value());
+    else if (k == "--big-ctx") a.big_ctx = std::stoll(cl.value());
+    else if (k == "--big-chunks") a.big_chunks = std::stoll(cl.value());
+    else if (k == "--methods") a.methods = split_list(cl.value());
+    else if (k == "--big-methods") a.big_methods = split_list(cl.value());
+    else if (k == "--dir") a.dir = cl.value();
+    else if (k == "--shared") a.shared = cl.value();
+    else if (k == "--llama-bin") a.llama_bin = cl.value();
     else if (k == "--no-big") a.big = false;
-    else if (k == "--reps") a.reps = std::stoi(val());
-    else if (k == "--hf-model") a.hf_model = val();
+    else if (k == "--reps") a.reps = std::stoi(cl.value());
+    else if (k == "--hf-model") a.hf_model = cl.value();
     else {
       std::fprintf(stderr, "unknown option %s (see the comment at the top of analyze_bench.cpp)\n", k.c_str());
       return 2;

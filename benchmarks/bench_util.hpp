@@ -1,10 +1,11 @@
-// Small helpers the benchmarks share: comma lists, wall-clock seconds, and running llama.cpp's
-// tools beside ours (their output and log timestamps).
+// Small helpers the benchmarks share: comma lists, command-line options, wall-clock seconds, and
+// running llama.cpp's tools beside ours (their output and log timestamps).
 #pragma once
 
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <thread>
 #include <optional>
@@ -27,6 +28,35 @@ inline std::vector<std::string> split_list(const std::string& s) {
     if (!item.empty()) out.push_back(item);
   return out;
 }
+
+/// A benchmark's command line, read one option at a time:
+///   for (bench::CommandLine cl(argc, argv); cl.more();) {
+///     const std::string k = cl.next();
+///     if (k == "--threads") threads = std::stoi(cl.value());
+/// value() is the argument after the option just read; without one, it prints "OPTION needs a
+/// value" and exits with status 2.
+class CommandLine {
+ public:
+  CommandLine(int argc, char** argv) : argc_(argc), argv_(argv) {}
+  bool more() const { return i_ < argc_; }
+  std::string next() {
+    option_ = argv_[i_++];
+    return option_;
+  }
+  std::string value() {
+    if (i_ >= argc_) {
+      std::fprintf(stderr, "%s needs a value\n", option_.c_str());
+      std::exit(2);
+    }
+    return argv_[i_++];
+  }
+
+ private:
+  int argc_;
+  char** argv_;
+  int i_ = 1;
+  std::string option_;
+};
 
 /// Monotonic wall-clock seconds.
 inline double now_s() {

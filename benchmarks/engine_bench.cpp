@@ -124,24 +124,17 @@ int main(int argc, char** argv) {
   Args a;
   if (const char* s = std::getenv("LQ_SHARED_DIR")) a.shared = s;
   else a.shared = "../shared";
-  for (int i = 1; i < argc; ++i) {
-    const std::string k = argv[i];
-    auto val = [&]() -> std::string {
-      if (i + 1 >= argc) {
-        std::fprintf(stderr, "missing value for %s\n", k.c_str());
-        std::exit(2);
-      }
-      return argv[++i];
-    };
-    if (k == "--threads") a.threads = std::stoi(val());
-    else if (k == "--ctx") a.ctx = std::stoll(val());
-    else if (k == "--chunks") a.chunks = std::stoll(val());
-    else if (k == "--big-chunks") a.big_chunks = std::stoll(val());
-    else if (k == "--decode") a.decode = std::stoll(val());
-    else if (k == "--types") a.types = split_list(val());
-    else if (k == "--dir") a.dir = val();
-    else if (k == "--shared") a.shared = val();
-    else if (k == "--llama-bin") a.llama_bin = val();
+  for (bench::CommandLine cl(argc, argv); cl.more();) {
+    const std::string k = cl.next();
+    if (k == "--threads") a.threads = std::stoi(cl.value());
+    else if (k == "--ctx") a.ctx = std::stoll(cl.value());
+    else if (k == "--chunks") a.chunks = std::stoll(cl.value());
+    else if (k == "--big-chunks") a.big_chunks = std::stoll(cl.value());
+    else if (k == "--decode") a.decode = std::stoll(cl.value());
+    else if (k == "--types") a.types = split_list(cl.value());
+    else if (k == "--dir") a.dir = cl.value();
+    else if (k == "--shared") a.shared = cl.value();
+    else if (k == "--llama-bin") a.llama_bin = cl.value();
     else if (k == "--no-big") a.big = false;
     else {
       std::fprintf(stderr, "unknown option %s (see the comment at the top of engine_bench.cpp)\n", k.c_str());

@@ -113,27 +113,20 @@ int main(int argc, char** argv) {
   int64_t chunks = 100, ctx = 256;
   int threads = 0;
   std::string text = "eval", swap;
-  for (int i = 1; i < argc; ++i) {
-    const std::string a = argv[i];
-    auto next = [&]() -> std::string {
-      if (i + 1 >= argc) {
-        std::fprintf(stderr, "%s needs a value\n", a.c_str());
-        std::exit(2);
-      }
-      return argv[++i];
-    };
-    if (a == "--levels") levels = split_list(next());
-    else if (a == "--modes") modes = split_list(next());
-    else if (a == "--keys") keys = split_list(next());
-    else if (a == "--chunks") chunks = std::atoll(next().c_str());
-    else if (a == "--ctx") ctx = std::atoll(next().c_str());
-    else if (a == "--text") text = next();
-    else if (a == "--llama") llama_dir = next();
-    else if (a == "--swap") swap = next();
-    else if (a == "--save") save_dir = next();
-    else if (a == "--model") model_dir = next();
-    else if (a == "--shared") shared = next();
-    else if (a == "--threads") threads = std::atoi(next().c_str());
+  for (bench::CommandLine cl(argc, argv); cl.more();) {
+    const std::string a = cl.next();
+    if (a == "--levels") levels = split_list(cl.value());
+    else if (a == "--modes") modes = split_list(cl.value());
+    else if (a == "--keys") keys = split_list(cl.value());
+    else if (a == "--chunks") chunks = std::atoll(cl.value().c_str());
+    else if (a == "--ctx") ctx = std::atoll(cl.value().c_str());
+    else if (a == "--text") text = cl.value();
+    else if (a == "--llama") llama_dir = cl.value();
+    else if (a == "--swap") swap = cl.value();
+    else if (a == "--save") save_dir = cl.value();
+    else if (a == "--model") model_dir = cl.value();
+    else if (a == "--shared") shared = cl.value();
+    else if (a == "--threads") threads = std::atoi(cl.value().c_str());
     else {
       std::fprintf(stderr,
                    "usage: %s [--levels L,...] [--modes mix-imatrix,mix,pure,pure-imatrix] [--keys K,...] [--chunks N]\n"
