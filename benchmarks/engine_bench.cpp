@@ -118,6 +118,20 @@ void print_row(const std::string& model, const std::string& type, const Figures&
   std::fflush(stdout);
 }
 
+// One row per model file: our figures (for BF16 also with bf16-rounded activations, "BF16*")
+// beside llama.cpp's when --llama-bin is given; a file we cannot run gets a "not run" row.
+void bench_file(const std::string& model, const std::string& type, const fs::path& file,
+                const std::vector<int32_t>& tokens, const fs::path& text, const Args& a, int64_t chunks) {
+  std::optional<Figures> ll;
+  if (!a.llama_bin.empty()) ll = run_llama(file, text, a, chunks);
+  try {
+    print_row(model, type, run_ours(file, tokens, a, chunks), ll);
+    if (type == "BF16") print_row(model, "BF16*", run_ours(file, tokens, a, chunks, true), ll);
+  } catch (const Error& e) {
+    std::printf("| %-9s | %-5s | not run: %s\n", model.c_str(), type.c_str(), e.what());
+  }
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -155,17 +169,7 @@ int main(int argc, char** argv) {
         {"BF16", "golden/tiny-llama-BF16.gguf"}, {"F16", "golden/tiny-llama-F16.gguf"},
         {"Q8_0", "golden/pure/Q8_0.gguf"},       {"Q4_0", "golden/pure/Q4_0.gguf"},
         {"Q4_K", "golden/pure/Q4_K.gguf"}};
-    for (const auto& [type, rel] : tiny) {
-      const fs::path file = a.shared / rel;
-      std::optional<Figures> ll;
-      if (!a.llama_bin.empty()) ll = run_llama(file, text, a, a.chunks);
-      try {
-        print_row("tiny", type, run_ours(file, tokens, a, a.chunks), ll);
-        if (type == "BF16") print_row("tiny", "BF16*", run_ours(file, tokens, a, a.chunks, true), ll);
-      } catch (const Error& e) {
-        std::printf("| tiny      | %-5s | not run: %s\n", type.c_str(), e.what());
-      }
-    }
+    for (const auto& [type, rel] : tiny) bench_file("tiny", type, a.shared / rel, tokens, text, a, a.chunks);
     if (!a.big) return 0;
 
     fs::create_directories(a.dir);
@@ -188,17 +192,8 @@ int main(int argc, char** argv) {
       bench::write_synthetic_1b(a.shared, missing);
       std::printf("(wrote %zu synthetic files in %.0f s)\n", missing.size(), now_s() - t0);
     }
-    for (const auto& [type, file] : files) {
-      if (!fs::exists(file)) continue;
-      std::optional<Figures> ll;
-      if (!a.llama_bin.empty()) ll = run_llama(file, text, a, a.big_chunks);
-      try {
-        print_row("synth-1B", type, run_ours(file, tokens, a, a.big_chunks), ll);
-        if (type == "BF16") print_row("synth-1B", "BF16*", run_ours(file, tokens, a, a.big_chunks, true), ll);
-      } catch (const Error& e) {
-        std::printf("| synth-1B  | %-5s | not run: %s\n", type.c_str(), e.what());
-      }
-    }
+    for (const auto& [type, file] : files)
+      if (fs::exists(file)) bench_file("synth-1B", type, file, tokens, text, a, a.big_chunks);
   } catch (const std::exception& e) {
     std::fprintf(stderr, "engine_bench: %s\n", e.what());
     return 1;
