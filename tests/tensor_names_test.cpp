@@ -110,6 +110,9 @@ TEST_CASE("tensor names: report names (module, layer, group)", "[tensor_names]")
   CHECK(names::hf_layer("output.weight") == "lm_head");
   CHECK(names::hf_layer("output_norm.weight") == "output_norm.weight");
 
+  CHECK(names::hf_group("blk.3.attn_q.weight") == "model.layers.3.self_attn");
+  CHECK(names::hf_group("blk.12.attn_output.weight") == "model.layers.12.self_attn");
+  CHECK(names::hf_group("blk.0.ffn_down.weight") == "model.layers.0.mlp");
   CHECK(names::hf_group("blk.4.attn_v.weight") == "model.layers.4.self_attn");
   CHECK(names::hf_group("blk.4.attn_q.bias") == "model.layers.4.self_attn");
   CHECK(names::hf_group("blk.4.ffn_gate.weight") == "model.layers.4.mlp");
@@ -119,6 +122,7 @@ TEST_CASE("tensor names: report names (module, layer, group)", "[tensor_names]")
   CHECK(names::hf_group("token_embd.weight") == "model.embed_tokens");
   CHECK(names::hf_group("output.weight") == "lm_head");
   CHECK(names::hf_group("output_norm.weight").empty());
+  CHECK(names::hf_group("rope_freqs.weight").empty());
 }
 
 TEST_CASE("tensor names: every tensor of llama.cpp's conversion round-trips", "[tensor_names]") {
