@@ -283,8 +283,8 @@ int run_quality(Context& ctx, std::vector<std::string> args) {
                 "Run `{0} quality COMMAND --help` for a command's options.\n",
                 ctx.program));
   if (!sub) return args.empty() ? exit_code(Errc::invalid_argument) : 0;
-  if (sub == "report") return cmd_report(ctx, std::move(args));
-  if (sub == "compare") return cmd_compare(ctx, std::move(args));
+  if (*sub == "report") return cmd_report(ctx, std::move(args));
+  if (*sub == "compare") return cmd_compare(ctx, std::move(args));
   fail(Errc::invalid_argument, "unknown quality command '{}' (report, compare)", *sub);
 }
 
