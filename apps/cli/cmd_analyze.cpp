@@ -22,7 +22,6 @@
 
 #include <algorithm>
 #include <chrono>
-#include <ctime>
 #include <filesystem>
 #include <iostream>
 
@@ -203,13 +202,6 @@ int run_importance(Context& ctx, std::vector<std::string> args) {
   return 0;
 }
 
-std::string now_iso() {
-  const std::time_t t = std::time(nullptr);
-  char buf[32];
-  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", std::gmtime(&t));
-  return buf;
-}
-
 int run_profile_from_imatrix(Context& ctx, std::vector<std::string> args) {
   cxxopts::Options opts = command_options(ctx, "analyze profile", "MODEL", {"model"},
       "Emit a dynamic quantization profile for a model.");
@@ -254,7 +246,7 @@ int run_profile_from_imatrix(Context& ctx, std::vector<std::string> args) {
   if (solve)
     for (const auto& a : res.tensors) p.tensor_types[a.tensor] = type_name(a.type);
   p.provenance = {{"created_by", fmt::format("lq {}", lq::version())},
-                  {"created", now_iso()},
+                  {"created", utc_timestamp()},
                   {"preset", p.name},
                   {"model", model_arg},
                   {"imatrix", im_path.empty() ? json(nullptr) : json(im_path)},

@@ -8,7 +8,6 @@
 #include <fmt/format.h>
 
 #include <cstdlib>
-#include <ctime>
 #include <filesystem>
 #include <iostream>
 #include <regex>
@@ -17,13 +16,6 @@ namespace fs = std::filesystem;
 
 namespace lq::cli {
 namespace {
-
-std::string now_iso() {
-  const std::time_t t = std::time(nullptr);
-  char buf[32];
-  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", std::gmtime(&t));
-  return buf;
-}
 
 // --target-size: a size with a unit ("3GB", "2.5 MB", "750000B"), a plain number of GB (> 1),
 // or a fraction of the F16 size (<= 1, the contract's "compression ratio").
@@ -205,7 +197,7 @@ int run_profile(Context& ctx, std::vector<std::string> args) {
     const ProfileResolution res = resolve_profile(p, *model, ro, run_ctx);
     for (const auto& a : res.tensors) p.tensor_types[a.tensor] = type_name(a.type);
     p.provenance = {{"created_by", fmt::format("lq {}", lq::version())},
-                    {"created", now_iso()},
+                    {"created", utc_timestamp()},
                     {"imatrix", (*r)["imatrix"].as<std::string>()},
                     {"model", (*r)["model"].as<std::string>()},
                     {"solver", "lagrangian relaxation + greedy fill, imatrix-weighted squared error"},

@@ -54,6 +54,9 @@ LQ_API std::string read_file(const std::filesystem::path& path);
 /// A size for people: "1.2 GB", "750.0 MB", "3.4 KB", "512 B" (decimal units).
 LQ_API std::string human_bytes(uint64_t n);
 
+/// The current time as ISO 8601 UTC, "2026-12-05T00:16:07Z" (reports, profiles, analyses).
+LQ_API std::string utc_timestamp();
+
 /// A read-only memory mapping of a whole file.
 class LQ_API MappedFile {
  public:

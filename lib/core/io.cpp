@@ -15,6 +15,7 @@
 #include <cerrno>
 #include <csignal>
 #include <cstring>
+#include <ctime>
 #include <fstream>
 #include <mutex>
 #include <random>
@@ -342,6 +343,15 @@ void request_interrupt() noexcept { CancelToken::process().cancel(); }
 void clear_interrupt() noexcept {
   CancelToken::process().reset();
   interrupt_seen.store(false);
+}
+
+std::string utc_timestamp() {
+  const std::time_t t = std::time(nullptr);
+  std::tm tm{};
+  gmtime_r(&t, &tm);
+  char buf[32];
+  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
+  return buf;
 }
 
 std::string human_bytes(uint64_t n) {

@@ -7,12 +7,12 @@
 #include <lq/error.hpp>
 #include "core/fail.hpp"
 #include <lq/file_type.hpp>
+#include <lq/io.hpp>
 
 #include <fmt/format.h>
 
 #include <algorithm>
 #include <chrono>
-#include <ctime>
 
 namespace fs = std::filesystem;
 
@@ -36,15 +36,6 @@ int64_t default_quality_ctx(const ModelConfig& config, int64_t requested) noexce
 }
 
 namespace {
-
-std::string now_iso() {
-  const std::time_t t = std::time(nullptr);
-  std::tm tm{};
-  gmtime_r(&t, &tm);
-  char buf[32];
-  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
-  return buf;
-}
 
 bool uses_imatrix(const ModelSource& src) {
   if (!src.is_gguf()) return false;
@@ -123,7 +114,7 @@ QualityReport report_impl(const ModelSource& original_src, const Model& original
   }
   assess(r, o);
   r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-  r.timestamp = now_iso();
+  r.timestamp = utc_timestamp();
   return r;
 }
 
