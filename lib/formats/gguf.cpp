@@ -3,6 +3,7 @@
 // kernels (decoding is lib/model/decode.cpp's).
 #include <lq/error.hpp>
 #include "core/fail.hpp"
+#include "core/shape.hpp"
 #include <lq/gguf.hpp>
 
 #include <algorithm>
@@ -278,17 +279,9 @@ std::optional<double> Metadata::get_float(const std::string& key) const {
 
 // ---- tensors ---------------------------------------------------------------------------------
 
-int64_t TensorInfo::n_elements() const {
-  int64_t n = 1;
-  for (int64_t d : ne) n *= d;
-  return n;
-}
+int64_t TensorInfo::n_elements() const { return element_count(ne); }
 
-int64_t TensorInfo::n_rows() const {
-  int64_t n = 1;
-  for (size_t i = 1; i < ne.size(); ++i) n *= ne[i];
-  return n;
-}
+int64_t TensorInfo::n_rows() const { return row_count(ne); }
 
 uint64_t tensor_nbytes(QuantType t, std::span<const int64_t> ne) {
   const TypeInfo& ti = type_info(t);
