@@ -26,6 +26,9 @@ using StringIdMap = std::unordered_map<std::string, int32_t, StringHash, std::eq
 /// "▁" (U+2581), SentencePiece's visible space.
 inline constexpr std::string_view kMetaSpace = "\xE2\x96\x81";
 
+/// Replaces every occurrence of `from` (not empty) in s by `to`, left to right.
+void replace_all(std::string& s, std::string_view from, std::string_view to);
+
 }  // namespace lq::detail
 
 namespace lq {

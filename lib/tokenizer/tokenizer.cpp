@@ -15,6 +15,7 @@ namespace lq {
 namespace {
 
 using detail::kMetaSpace;
+using detail::replace_all;
 
 bool is_ascii_space(char c) {
   return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\v' || c == '\f';
@@ -34,7 +35,9 @@ int byte_token_value(std::string_view t) {
   return hi < 0 || lo < 0 ? -1 : hi * 16 + lo;
 }
 
-void replace_all(std::string& s, std::string_view from, std::string_view to) {
+}  // namespace
+
+void detail::replace_all(std::string& s, std::string_view from, std::string_view to) {
   std::string out;
   out.reserve(s.size() + s.size() / 2);
   size_t i = 0;
@@ -46,8 +49,6 @@ void replace_all(std::string& s, std::string_view from, std::string_view to) {
   out.append(s, i, std::string::npos);
   s = std::move(out);
 }
-
-}  // namespace
 
 void Tokenizer::Impl::PairMap::reserve(size_t n) {
   size_t cap = 16;
