@@ -34,6 +34,19 @@ inline float importance_floor(const float* qw, int64_t n) {
   return kImportanceFloor * (reduce_lanes(acc) / static_cast<float>(n));
 }
 
+/// Walks rows of n_per_row values in blocks of kBlock: f(i, x, qw, qfloor) for block i (row-major
+/// over all rows) with x its values, qw its importance values (null where none were given or
+/// their floor is 0) and qfloor the importance floor of the rows.
+template <int kBlock, class F>
+inline void for_each_weighted_block(const float* src, int64_t nrows, int64_t n_per_row, const float* imatrix, F&& f) {
+  const int64_t nb = n_per_row / kBlock;
+  const float qfloor = imatrix ? importance_floor(imatrix, n_per_row) : 0.f;
+  if (!(qfloor > 0)) imatrix = nullptr;  // no usable importance in these rows
+  for (int64_t r = 0; r < nrows; ++r)
+    for (int64_t b = 0; b < nb; ++b)
+      f(r * nb + b, src + r * n_per_row + b * kBlock, imatrix ? imatrix + b * kBlock : nullptr, qfloor);
+}
+
 /// Per-value weights of one 256-value super-block: qw[i] * sqrt(sigma2 + x[i]^2) with sigma2 =
 /// sigma_mult * mean(x^2) (qw null: the magnitude factor alone), plus `floor` added to qw. The
 /// imatrix weighs the expected output error of a column; the magnitude factor further weighs
