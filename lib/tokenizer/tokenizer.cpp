@@ -273,6 +273,12 @@ void Tokenizer::Impl::merge_symbols(
     std::unordered_map<std::string_view, std::pair<std::string_view, std::string_view>>* rev) const {
   auto& syms = sc.syms;
   auto& heap = sc.heap;
+  syms.clear();
+  for (size_t i = 0; i < text.size();) {
+    const size_t len = std::min(detail::utf8_len(static_cast<unsigned char>(text[i])), text.size() - i);
+    syms.push_back({char_symbol(text.substr(i, len)), -1, -1, static_cast<uint32_t>(i), static_cast<uint32_t>(len)});
+    i += len;
+  }
   const auto count = static_cast<int32_t>(syms.size());
   for (int32_t k = 0; k < count; ++k) {
     syms[k].prev = k - 1;
@@ -355,12 +361,6 @@ void Tokenizer::Impl::encode_segment(std::string_view seg, bool cached, bool& pr
   }
   if (!ids) {
     auto& syms = sc.syms;
-    syms.clear();
-    for (size_t i = 0; i < seg.size();) {
-      const size_t len = std::min(detail::utf8_len(static_cast<unsigned char>(seg[i])), seg.size() - i);
-      syms.push_back({char_symbol(seg.substr(i, len)), -1, -1, static_cast<uint32_t>(i), static_cast<uint32_t>(len)});
-      i += len;
-    }
     merge_symbols(seg, sc, nullptr);
     bool local_unk = false;
     for (int32_t k = 0; !syms.empty() && k != -1; k = syms[k].next) emit_symbol(seg, syms[k], local_unk, fresh, nullptr);
@@ -385,12 +385,6 @@ void Tokenizer::Impl::encode_merges(std::string_view text, bool segment, bool& p
     // is not cut into parts.
     std::unordered_map<std::string_view, std::pair<std::string_view, std::string_view>> rev;
     auto& syms = sc.syms;
-    syms.clear();
-    for (size_t i = 0; i < text.size();) {
-      const size_t len = std::min(detail::utf8_len(static_cast<unsigned char>(text[i])), text.size() - i);
-      syms.push_back({char_symbol(text.substr(i, len)), -1, -1, static_cast<uint32_t>(i), static_cast<uint32_t>(len)});
-      i += len;
-    }
     merge_symbols(text, sc, &rev);
     for (int32_t k = 0; !syms.empty() && k != -1; k = syms[k].next) emit_symbol(text, syms[k], prev_unk, out, &rev);
     return;
