@@ -263,11 +263,12 @@ void quantize_block(const Grid& g, bool even_signs, const float* x, const float*
 template <class Emit>
 void quantize_rows(const Grid& g, bool even_signs, const float* src, int64_t nrows, int64_t n_per_row,
                    const float* imatrix, Emit&& emit) {
-  for_each_weighted_block<QK_K>(src, nrows, n_per_row, imatrix, [&](int64_t i, const float* x, const float* qw, float qfloor) {
+  const WeightedBlocks<QK_K> blocks(src, nrows, n_per_row, imatrix);
+  for (const WeightedBlock b : blocks) {
     Choice c;
-    quantize_block(g, even_signs, x, qw, qfloor, c);
-    emit(i, c);
-  });
+    quantize_block(g, even_signs, b.x, b.qw, blocks.qfloor, c);
+    emit(b.i, c);
+  }
 }
 
 }  // namespace

@@ -190,22 +190,18 @@ struct RefOps {
 
 template <class Ops>
 void quantize_nl_rows(const float* src, void* dst, int64_t nrows, int64_t n_per_row, const float* imatrix) {
-  const int64_t nb = n_per_row / kBlock;
   auto* y = static_cast<block_iq4_nl*>(dst);
-  const float qfloor = imatrix ? importance_floor(imatrix, n_per_row) : 0.f;
-  if (!(qfloor > 0)) imatrix = nullptr;  // no usable importance in this row
+  const WeightedBlocks<kBlock> blocks(src, nrows, n_per_row, imatrix);
   alignas(64) float x[kBlock], w[kBlock], wx[kBlock];
-  for (int64_t r = 0; r < nrows; ++r) {
-    for (int64_t b = 0; b < nb; ++b) {
-      block_iq4_nl& blk = y[r * nb + b];
-      Ops::prepare(src + r * n_per_row + b * kBlock, imatrix ? imatrix + b * kBlock : nullptr, qfloor, kBlock, x, w, wx);
-      const float* pw = imatrix ? w : nullptr;
-      const float* pwx = imatrix ? wx : x;
-      const float d = best_scale(Ops::signed_max(x, kBlock), kNlParams,
-                                 [&](const float* id2, int n, Sums* out) { Ops::eval(x, pw, pwx, id2, n, out); });
-      blk.d = f32_to_fp16(clamp_scale(d));
-      Ops::pack(x, fp16_to_f32(blk.d), blk.qs);
-    }
+  for (const WeightedBlock b : blocks) {
+    block_iq4_nl& blk = y[b.i];
+    Ops::prepare(b.x, b.qw, blocks.qfloor, kBlock, x, w, wx);
+    const float* pw = b.qw ? w : nullptr;
+    const float* pwx = b.qw ? wx : x;
+    const float d = best_scale(Ops::signed_max(x, kBlock), kNlParams,
+                               [&](const float* id2, int n, Sums* out) { Ops::eval(x, pw, pwx, id2, n, out); });
+    blk.d = f32_to_fp16(clamp_scale(d));
+    Ops::pack(x, fp16_to_f32(blk.d), blk.qs);
   }
 }
 
@@ -265,12 +261,13 @@ void quantize_xs_rows(const float* src, void* dst, int64_t nrows, int64_t n_per_
   alignas(64) float x[QK_K], w[QK_K], wx[QK_K];
   float scales[8];
   int ls[8];
-  for_each_weighted_block<QK_K>(src, nrows, n_per_row, imatrix, [&](int64_t i, const float* xs, const float* qw, float qfloor) {
-    block_iq4_xs& blk = y[i];
-    Ops::prepare(xs, qw, qfloor, QK_K, x, w, wx);
+  const WeightedBlocks<QK_K> blocks(src, nrows, n_per_row, imatrix);
+  for (const WeightedBlock b : blocks) {
+    block_iq4_xs& blk = y[b.i];
+    Ops::prepare(b.x, b.qw, blocks.qfloor, QK_K, x, w, wx);
     auto eval = [&](int ib, const float* id2, int n, Sums* out) {
       const int o = ib * kBlock;
-      Ops::eval(x + o, qw ? w + o : nullptr, qw ? wx + o : x + o, id2, n, out);
+      Ops::eval(x + o, b.qw ? w + o : nullptr, b.qw ? wx + o : x + o, id2, n, out);
     };
     for (int ib = 0; ib < 8; ++ib)
       scales[ib] = best_scale(Ops::signed_max(x + ib * kBlock, kBlock), kXsParams,
@@ -285,7 +282,7 @@ void quantize_xs_rows(const float* src, void* dst, int64_t nrows, int64_t n_per_
       blk.scales_h |= static_cast<uint16_t>((l >> 4) << (2 * ib));
       Ops::pack(x + ib * kBlock, d * static_cast<float>(ls[ib]), blk.qs + ib * 16);
     }
-  });
+  }
 }
 
 }  // namespace
