@@ -1,5 +1,8 @@
-// Run-time dispatched entry points of the CPU kernels.
-#include "cpu_kernels.hpp"
+// The CPU back-end's row per type (rows.hpp): which run-time dispatched kernel runs each op.
+// Adding a kernel for a type is one entry in kRows plus its kernel file. Every kernel is named by
+// its template (the family headers); dispatched<K> picks its instantiation for this CPU.
+#include "arch.hpp"
+#include "engine_kernels.hpp"
 #include "float.hpp"
 #include "iq1.hpp"
 #include "iq2.hpp"
@@ -7,10 +10,13 @@
 #include "iq4.hpp"
 #include "kquants.hpp"
 #include "legacy.hpp"
+#include "legacy_dot.hpp"
+#include "rows.hpp"
 #include "ternary.hpp"
 
 LQ_CPU_FLOAT_KERNELS(LQ_CPU_EXTERN)
 LQ_CPU_LEGACY_KERNELS(LQ_CPU_EXTERN)
+LQ_CPU_LEGACY_DOT_KERNELS(LQ_CPU_EXTERN)
 LQ_CPU_IQ1_KERNELS(LQ_CPU_EXTERN)
 LQ_CPU_IQ2_KERNELS(LQ_CPU_EXTERN)
 LQ_CPU_KQUANT_KERNELS(LQ_CPU_EXTERN)
@@ -19,86 +25,56 @@ LQ_CPU_IQ4_KERNELS(LQ_CPU_EXTERN)
 LQ_CPU_TERNARY_KERNELS(LQ_CPU_EXTERN)
 
 namespace lq::cpu {
+namespace {
 
-void dequantize_bf16(const void* src, float* dst, int64_t n) { dispatch_call<DequantBf16>(src, dst, n); }
-float dot_f32(int64_t n, const void* x, const void* y) { return dispatch_call<DotF32>(n, x, y); }
+using QT = QuantType;
+using AF = ActFormat;
+
+// Kernel K as a plain function of its signature (the slot's type picks R and A).
+template <template <class> class K, class R, class... A>
+R dispatched(A... a) {
+  return dispatch_call<K>(a...);
+}
+
+// clang-format off
+// Q8_0 multiplies two signed operands: without vpdpbusd the panel kernel's offset form costs more
+// than the 4x4 tile kernel's sign trick (matmul_bench). BF16 weights multiply bf16-rounded
+// activations (as llama.cpp does) with vdpbf16ps, twice the float GEMM's rate; without AVX-512
+// BF16 the float GEMM is faster. On AMX the BF16 panel packs four 16-row panels per call.
+constexpr int64_t kAmxRows = kAmxGroup * kPanelRows;
+const TypeRow kRows[] = {
+  //  type       quantize                   dequantize                 dot                         tile       panel (act)                      vnni  AMX panel                            AMX exact (float act)
+  {QT::F32,     {nullptr,                   nullptr,                   dispatched<DotF32>},         nullptr},
+  {QT::F16,     {}},
+  {QT::BF16,    {nullptr,                   dispatched<DequantBf16>,   nullptr},                    nullptr,   {gemm_bf16, AF::bf16},           true, {gemm_bf16_amx, AF::bf16, kAmxRows}, {gemm_bf16x3_amx, AF::bf16x3, kAmxRows}},
+  {QT::Q4_0,    {dispatched<QuantizeQ4_0>,  nullptr,                   dispatched<DotQ4_0>},        tile_q4_0, {qgemm_q4_0, AF::q8_0}},
+  {QT::Q4_1,    {dispatched<QuantizeQ4_1>,  nullptr,                   dispatched<DotQ4_1>}},
+  {QT::Q5_0,    {dispatched<QuantizeQ5_0>,  nullptr,                   dispatched<DotQ5_0>},        tile_q5_0, {qgemm_q5_0, AF::q8_0}},
+  {QT::Q5_1,    {dispatched<QuantizeQ5_1>,  nullptr,                   dispatched<DotQ5_1>}},
+  {QT::Q8_0,    {dispatched<QuantizeQ8_0>,  nullptr,                   dispatched<DotQ8_0>},        tile_q8_0, {qgemm_q8_0, AF::q8_0},          true},
+  {QT::Q2_K,    {dispatched<QuantizeQ2K>,   dispatched<DequantQ2K>,    dispatched<DotQ2K>},         nullptr,   {qgemm_q2_k, AF::q8_k}},
+  {QT::Q3_K,    {dispatched<QuantizeQ3K>,   dispatched<DequantQ3K>,    dispatched<DotQ3K>},         nullptr,   {qgemm_q3_k, AF::q8_k}},
+  {QT::Q4_K,    {dispatched<QuantizeQ4K>,   dispatched<DequantQ4K>,    dispatched<DotQ4K>},         nullptr,   {qgemm_q4_k, AF::q8_k}},
+  {QT::Q5_K,    {dispatched<QuantizeQ5K>,   dispatched<DequantQ5K>,    dispatched<DotQ5K>},         nullptr,   {qgemm_q5_k, AF::q8_k}},
+  {QT::Q6_K,    {dispatched<QuantizeQ6K>,   dispatched<DequantQ6K>,    dispatched<DotQ6K>},         nullptr,   {qgemm_q6_k, AF::q8_k}},
+  {QT::IQ2_XXS, {nullptr,                   dispatched<DequantIq2Xxs>, dispatched<DotIq2XxsQ8K>}},
+  {QT::IQ2_XS,  {nullptr,                   dispatched<DequantIq2Xs>,  dispatched<DotIq2XsQ8K>}},
+  {QT::IQ2_S,   {nullptr,                   dispatched<DequantIq2S>,   dispatched<DotIq2SQ8K>}},
+  {QT::IQ3_XXS, {nullptr,                   dispatched<DequantIq3Xxs>, dispatched<DotIq3Xxs>}},
+  {QT::IQ3_S,   {nullptr,                   dispatched<DequantIq3S>,   dispatched<DotIq3S>}},
+  {QT::IQ1_S,   {nullptr,                   dispatched<DequantIq1S>,   dispatched<DotIq1SQ8K>}},
+  {QT::IQ1_M,   {nullptr,                   dispatched<DequantIq1M>,   dispatched<DotIq1MQ8K>}},
+  {QT::IQ4_NL,  {dispatched<QuantizeIq4Nl>, dispatched<DequantIq4Nl>,  dispatched<DotIq4Nl>}},
+  {QT::IQ4_XS,  {dispatched<QuantizeIq4Xs>, dispatched<DequantIq4Xs>,  dispatched<DotIq4Xs>}},
+  {QT::TQ1_0,   {dispatched<QuantizeTq1_0>, dispatched<DequantTq1_0>,  dispatched<DotTq1_0>}},
+  {QT::TQ2_0,   {dispatched<QuantizeTq2_0>, dispatched<DequantTq2_0>,  dispatched<DotTq2_0>}},
+};
+// clang-format on
+
+}  // namespace
+
+std::span<const TypeRow> type_rows() { return kRows; }
+
 int64_t count_non_finite(const float* x, int64_t n) { return dispatch_call<CountNonFinite>(x, n); }
-void quantize_q8_0(const float* src, void* dst, int64_t nrows, int64_t n_per_row, const float* imatrix) {
-  dispatch_call<QuantizeQ8_0>(src, dst, nrows, n_per_row, imatrix);
-}
-void quantize_q4_0(const float* src, void* dst, int64_t nrows, int64_t n_per_row, const float* imatrix) {
-  dispatch_call<QuantizeQ4_0>(src, dst, nrows, n_per_row, imatrix);
-}
-void quantize_q4_1(const float* src, void* dst, int64_t nrows, int64_t n_per_row, const float* imatrix) {
-  dispatch_call<QuantizeQ4_1>(src, dst, nrows, n_per_row, imatrix);
-}
-void quantize_q5_0(const float* src, void* dst, int64_t nrows, int64_t n_per_row, const float* imatrix) {
-  dispatch_call<QuantizeQ5_0>(src, dst, nrows, n_per_row, imatrix);
-}
-void quantize_q5_1(const float* src, void* dst, int64_t nrows, int64_t n_per_row, const float* imatrix) {
-  dispatch_call<QuantizeQ5_1>(src, dst, nrows, n_per_row, imatrix);
-}
-
-void dequantize_iq2_xxs(const void* src, float* dst, int64_t n) { dispatch_call<DequantIq2Xxs>(src, dst, n); }
-void dequantize_iq2_xs(const void* src, float* dst, int64_t n) { dispatch_call<DequantIq2Xs>(src, dst, n); }
-void dequantize_iq2_s(const void* src, float* dst, int64_t n) { dispatch_call<DequantIq2S>(src, dst, n); }
-void dequantize_iq1_s(const void* src, float* dst, int64_t n) { dispatch_call<DequantIq1S>(src, dst, n); }
-void dequantize_iq1_m(const void* src, float* dst, int64_t n) { dispatch_call<DequantIq1M>(src, dst, n); }
-float dot_iq2_xxs(int64_t n, const void* x, const void* y) { return dispatch_call<DotIq2XxsQ8K>(n, x, y); }
-float dot_iq2_xs(int64_t n, const void* x, const void* y) { return dispatch_call<DotIq2XsQ8K>(n, x, y); }
-float dot_iq2_s(int64_t n, const void* x, const void* y) { return dispatch_call<DotIq2SQ8K>(n, x, y); }
-float dot_iq1_s(int64_t n, const void* x, const void* y) { return dispatch_call<DotIq1SQ8K>(n, x, y); }
-float dot_iq1_m(int64_t n, const void* x, const void* y) { return dispatch_call<DotIq1MQ8K>(n, x, y); }
-void quantize_q2_k(const float* src, void* dst, int64_t nrows, int64_t n_per_row, const float* imatrix) {
-  dispatch_call<QuantizeQ2K>(src, dst, nrows, n_per_row, imatrix);
-}
-void dequantize_q2_k(const void* src, float* dst, int64_t n) { dispatch_call<DequantQ2K>(src, dst, n); }
-float dot_q2_k(int64_t n, const void* x, const void* y) { return dispatch_call<DotQ2K>(n, x, y); }
-void quantize_q3_k(const float* src, void* dst, int64_t nrows, int64_t n_per_row, const float* imatrix) {
-  dispatch_call<QuantizeQ3K>(src, dst, nrows, n_per_row, imatrix);
-}
-void dequantize_q3_k(const void* src, float* dst, int64_t n) { dispatch_call<DequantQ3K>(src, dst, n); }
-float dot_q3_k(int64_t n, const void* x, const void* y) { return dispatch_call<DotQ3K>(n, x, y); }
-void quantize_q4_k(const float* src, void* dst, int64_t nrows, int64_t n_per_row, const float* imatrix) {
-  dispatch_call<QuantizeQ4K>(src, dst, nrows, n_per_row, imatrix);
-}
-void dequantize_q4_k(const void* src, float* dst, int64_t n) { dispatch_call<DequantQ4K>(src, dst, n); }
-float dot_q4_k(int64_t n, const void* x, const void* y) { return dispatch_call<DotQ4K>(n, x, y); }
-void quantize_q5_k(const float* src, void* dst, int64_t nrows, int64_t n_per_row, const float* imatrix) {
-  dispatch_call<QuantizeQ5K>(src, dst, nrows, n_per_row, imatrix);
-}
-void dequantize_q5_k(const void* src, float* dst, int64_t n) { dispatch_call<DequantQ5K>(src, dst, n); }
-float dot_q5_k(int64_t n, const void* x, const void* y) { return dispatch_call<DotQ5K>(n, x, y); }
-void quantize_q6_k(const float* src, void* dst, int64_t nrows, int64_t n_per_row, const float* imatrix) {
-  dispatch_call<QuantizeQ6K>(src, dst, nrows, n_per_row, imatrix);
-}
-void dequantize_q6_k(const void* src, float* dst, int64_t n) { dispatch_call<DequantQ6K>(src, dst, n); }
-float dot_q6_k(int64_t n, const void* x, const void* y) { return dispatch_call<DotQ6K>(n, x, y); }
-
-void quantize_iq4_nl(const float* src, void* dst, int64_t nrows, int64_t n_per_row, const float* imatrix) {
-  dispatch_call<QuantizeIq4Nl>(src, dst, nrows, n_per_row, imatrix);
-}
-void quantize_iq4_xs(const float* src, void* dst, int64_t nrows, int64_t n_per_row, const float* imatrix) {
-  dispatch_call<QuantizeIq4Xs>(src, dst, nrows, n_per_row, imatrix);
-}
-void quantize_tq1_0(const float* src, void* dst, int64_t nrows, int64_t n_per_row, const float* imatrix) {
-  dispatch_call<QuantizeTq1_0>(src, dst, nrows, n_per_row, imatrix);
-}
-void quantize_tq2_0(const float* src, void* dst, int64_t nrows, int64_t n_per_row, const float* imatrix) {
-  dispatch_call<QuantizeTq2_0>(src, dst, nrows, n_per_row, imatrix);
-}
-
-void dequantize_iq3_xxs(const void* src, float* dst, int64_t n) { dispatch_call<DequantIq3Xxs>(src, dst, n); }
-float dot_iq3_xxs(int64_t n, const void* x, const void* y) { return dispatch_call<DotIq3Xxs>(n, x, y); }
-void dequantize_iq3_s(const void* src, float* dst, int64_t n) { dispatch_call<DequantIq3S>(src, dst, n); }
-float dot_iq3_s(int64_t n, const void* x, const void* y) { return dispatch_call<DotIq3S>(n, x, y); }
-void dequantize_iq4_nl(const void* src, float* dst, int64_t n) { dispatch_call<DequantIq4Nl>(src, dst, n); }
-float dot_iq4_nl(int64_t n, const void* x, const void* y) { return dispatch_call<DotIq4Nl>(n, x, y); }
-void dequantize_iq4_xs(const void* src, float* dst, int64_t n) { dispatch_call<DequantIq4Xs>(src, dst, n); }
-float dot_iq4_xs(int64_t n, const void* x, const void* y) { return dispatch_call<DotIq4Xs>(n, x, y); }
-void dequantize_tq1_0(const void* src, float* dst, int64_t n) { dispatch_call<DequantTq1_0>(src, dst, n); }
-float dot_tq1_0(int64_t n, const void* x, const void* y) { return dispatch_call<DotTq1_0>(n, x, y); }
-void dequantize_tq2_0(const void* src, float* dst, int64_t n) { dispatch_call<DequantTq2_0>(src, dst, n); }
-float dot_tq2_0(int64_t n, const void* x, const void* y) { return dispatch_call<DotTq2_0>(n, x, y); }
 
 }  // namespace lq::cpu

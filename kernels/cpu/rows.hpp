@@ -1,6 +1,6 @@
 // Internal to the CPU back-end: its row per type (which kernel runs each op on this back-end) and
 // its activation formats. One row per type that has CPU kernels; adding a kernel for a type is
-// one entry in kRows (cpu_backend.cpp) plus its kernel file. The engine never reads these rows:
+// one entry in kRows (dispatch.cpp) plus its kernel file. The engine never reads these rows:
 // it asks the registry for operations, and the CPU back-end's own drivers (products.cpp) read them.
 #pragma once
 
@@ -53,6 +53,8 @@ struct TypeRow {
   PanelKernel exact_amx;       ///< float activations (exact) on AMX, for row lengths % 32 == 0
 };
 
+/// The table: one row per type with CPU kernels (dispatch.cpp).
+std::span<const TypeRow> type_rows();
 /// The row of `t` (an empty row for a type with no CPU kernels).
 const TypeRow& row(QuantType t);
 /// The panel GEMM for weights of type t on this CPU (none where t has none or another path is

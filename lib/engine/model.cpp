@@ -160,36 +160,27 @@ std::unique_ptr<Model> Model::load(const ModelSource& src) {
     const std::string p = "blk." + std::to_string(l) + ".";
     engine::Block& b = m.blocks[static_cast<size_t>(l)];
     const int li = static_cast<int>(l);
-    const ModelTensor& an = src.at(p + "attn_norm.weight");
-    check_shape(an, {d});
-    b.attn_norm = add(an, true);
-    const ModelTensor& q = src.at(p + "attn_q.weight");
-    check_shape(q, {d, nq});
-    b.wq = add_linear(q, "attn_q", li);
-    const ModelTensor& k = src.at(p + "attn_k.weight");
-    check_shape(k, {d, nkv});
-    b.wk = add_linear(k, "attn_k", li);
-    const ModelTensor& v = src.at(p + "attn_v.weight");
-    check_shape(v, {d, nkv});
-    b.wv = add_linear(v, "attn_v", li);
+    // A block weight by its role, its shape checked; the linear ones are registered as such.
+    auto weight = [&](const char* role, std::initializer_list<int64_t> shape) -> const ModelTensor& {
+      const ModelTensor& t = src.at(p + role + ".weight");
+      check_shape(t, shape);
+      return t;
+    };
+    auto linear = [&](const char* role, std::initializer_list<int64_t> shape) {
+      return add_linear(weight(role, shape), role, li);
+    };
+    b.attn_norm = add(weight("attn_norm", {d}), true);
+    b.wq = linear("attn_q", {d, nq});
+    b.wk = linear("attn_k", {d, nkv});
+    b.wv = linear("attn_v", {d, nkv});
     if (const ModelTensor* t = src.find(p + "attn_q.bias")) { check_shape(*t, {nq}); b.bq = add(*t, true); }
     if (const ModelTensor* t = src.find(p + "attn_k.bias")) { check_shape(*t, {nkv}); b.bk = add(*t, true); }
     if (const ModelTensor* t = src.find(p + "attn_v.bias")) { check_shape(*t, {nkv}); b.bv = add(*t, true); }
-    const ModelTensor& o = src.at(p + "attn_output.weight");
-    check_shape(o, {nq, d});
-    b.wo = add_linear(o, "attn_output", li);
-    const ModelTensor& fn = src.at(p + "ffn_norm.weight");
-    check_shape(fn, {d});
-    b.ffn_norm = add(fn, true);
-    const ModelTensor& g = src.at(p + "ffn_gate.weight");
-    check_shape(g, {d, ff});
-    b.wgate = add_linear(g, "ffn_gate", li);
-    const ModelTensor& u = src.at(p + "ffn_up.weight");
-    check_shape(u, {d, ff});
-    b.wup = add_linear(u, "ffn_up", li);
-    const ModelTensor& dn = src.at(p + "ffn_down.weight");
-    check_shape(dn, {ff, d});
-    b.wdown = add_linear(dn, "ffn_down", li);
+    b.wo = linear("attn_output", {nq, d});
+    b.ffn_norm = add(weight("ffn_norm", {d}), true);
+    b.wgate = linear("ffn_gate", {d, ff});
+    b.wup = linear("ffn_up", {d, ff});
+    b.wdown = linear("ffn_down", {ff, d});
   }
   const ModelTensor& on = src.at("output_norm.weight");
   check_shape(on, {d});

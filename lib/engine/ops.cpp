@@ -5,6 +5,7 @@
 // thread while the others wait. No kernel code here: every kernel comes through Exec.
 #include "engine/impl.hpp"
 #include "core/fail.hpp"
+#include "core/shape.hpp"
 
 #include <lq/backend.hpp>
 #include <lq/threads.hpp>
@@ -36,11 +37,7 @@ Buffer::Buffer(size_t n) : n_(n) {
   if (!p_) fail(Errc::out_of_memory, "engine: cannot allocate {} bytes", n);
 }
 
-int64_t Tensor::n_rows() const {
-  int64_t r = 1;
-  for (size_t i = 1; i < ne.size(); ++i) r *= ne[i];
-  return r;
-}
+int64_t Tensor::n_rows() const { return row_count(ne); }
 
 bool supports_weight_type(const Exec& ex, QuantType t) { return ex.ops.supports_weight(t); }
 

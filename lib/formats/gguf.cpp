@@ -3,10 +3,12 @@
 // kernels (decoding is lib/model/decode.cpp's).
 #include <lq/error.hpp>
 #include "core/fail.hpp"
+#include "core/shape.hpp"
 #include <lq/gguf.hpp>
 
 #include <algorithm>
 #include <cstring>
+#include <iterator>
 #include <unordered_set>
 
 
@@ -17,39 +19,29 @@ constexpr uint32_t kMagic = 0x46554747;  // "GGUF" little-endian
 constexpr size_t kMaxName = 64;           // ggml's GGML_MAX_NAME (names are shorter)
 constexpr int kMaxDims = 4;
 
-bool valid_value_type(int32_t t) { return t >= 0 && t <= 12; }
+// Name and element size (0: not a fixed-size element) of each value type, by its GGUF id.
+struct ValueTypeRow {
+  const char* name;
+  size_t size;
+};
+constexpr ValueTypeRow kValueTypes[] = {
+    {"u8", 1},   {"i8", 1},     {"u16", 2},   {"i16", 2}, {"u32", 4}, {"i32", 4}, {"f32", 4},  // 0-6
+    {"bool", 1}, {"string", 0}, {"array", 0}, {"u64", 8}, {"i64", 8}, {"f64", 8},              // 7-12
+};
+static_assert(std::size(kValueTypes) == static_cast<size_t>(ValueType::FLOAT64) + 1);
+
+bool valid_value_type(int32_t t) { return t >= 0 && static_cast<size_t>(t) < std::size(kValueTypes); }
 
 uint64_t pad_to(uint64_t x, uint64_t a) { return (x + a - 1) / a * a; }
 
 }  // namespace
 
 const char* value_type_name(ValueType t) noexcept {
-  switch (t) {
-    case ValueType::UINT8: return "u8";
-    case ValueType::INT8: return "i8";
-    case ValueType::UINT16: return "u16";
-    case ValueType::INT16: return "i16";
-    case ValueType::UINT32: return "u32";
-    case ValueType::INT32: return "i32";
-    case ValueType::FLOAT32: return "f32";
-    case ValueType::BOOL: return "bool";
-    case ValueType::STRING: return "string";
-    case ValueType::ARRAY: return "array";
-    case ValueType::UINT64: return "u64";
-    case ValueType::INT64: return "i64";
-    case ValueType::FLOAT64: return "f64";
-  }
-  return "?";
+  return valid_value_type(static_cast<int32_t>(t)) ? kValueTypes[static_cast<size_t>(t)].name : "?";
 }
 
 size_t value_type_size(ValueType t) noexcept {
-  switch (t) {
-    case ValueType::UINT8: case ValueType::INT8: case ValueType::BOOL: return 1;
-    case ValueType::UINT16: case ValueType::INT16: return 2;
-    case ValueType::UINT32: case ValueType::INT32: case ValueType::FLOAT32: return 4;
-    case ValueType::UINT64: case ValueType::INT64: case ValueType::FLOAT64: return 8;
-    default: return 0;
-  }
+  return valid_value_type(static_cast<int32_t>(t)) ? kValueTypes[static_cast<size_t>(t)].size : 0;
 }
 
 // ---- Value -----------------------------------------------------------------------------------
@@ -278,17 +270,9 @@ std::optional<double> Metadata::get_float(const std::string& key) const {
 
 // ---- tensors ---------------------------------------------------------------------------------
 
-int64_t TensorInfo::n_elements() const {
-  int64_t n = 1;
-  for (int64_t d : ne) n *= d;
-  return n;
-}
+int64_t TensorInfo::n_elements() const { return element_count(ne); }
 
-int64_t TensorInfo::n_rows() const {
-  int64_t n = 1;
-  for (size_t i = 1; i < ne.size(); ++i) n *= ne[i];
-  return n;
-}
+int64_t TensorInfo::n_rows() const { return row_count(ne); }
 
 uint64_t tensor_nbytes(QuantType t, std::span<const int64_t> ne) {
   const TypeInfo& ti = type_info(t);

@@ -3,6 +3,7 @@
 // Must not read tensors itself (gguf_source.cpp, hf_source.cpp).
 #include <lq/error.hpp>
 #include "core/fail.hpp"
+#include "core/shape.hpp"
 #include <lq/model.hpp>
 #include <lq/settings.hpp>
 
@@ -15,17 +16,9 @@ namespace fs = std::filesystem;
 
 namespace lq {
 
-int64_t ModelTensor::n_elements() const {
-  int64_t n = 1;
-  for (int64_t d : ne) n *= d;
-  return n;
-}
+int64_t ModelTensor::n_elements() const { return element_count(ne); }
 
-int64_t ModelTensor::n_rows() const {
-  int64_t n = 1;
-  for (size_t i = 1; i < ne.size(); ++i) n *= ne[i];
-  return n;
-}
+int64_t ModelTensor::n_rows() const { return row_count(ne); }
 
 size_t ModelTensor::row_bytes() const { return type_info(type).row_bytes(row_length()); }
 

@@ -4,6 +4,7 @@
 #include <lq/backend.hpp>
 #include <lq/error.hpp>
 #include "core/fail.hpp"
+#include "core/shape.hpp"
 #include <lq/gguf.hpp>
 #include <lq/io.hpp>
 #include <lq/quantizer.hpp>
@@ -24,11 +25,7 @@
 
 namespace lq {
 
-int64_t TensorPlan::n_elements() const {
-  int64_t n = 1;
-  for (int64_t d : ne) n *= d;
-  return n;
-}
+int64_t TensorPlan::n_elements() const { return element_count(ne); }
 
 namespace {
 

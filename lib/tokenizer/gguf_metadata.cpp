@@ -20,18 +20,6 @@ namespace {
 using namespace detail;
 using detail::kMetaSpace;
 
-std::string replace_all_copy(std::string s, std::string_view from, std::string_view to) {
-  std::string out;
-  size_t i = 0;
-  for (size_t at = s.find(from); at != std::string::npos; at = s.find(from, i)) {
-    out.append(s, i, at - i);
-    out.append(to);
-    i = at + from.size();
-  }
-  out.append(s, i, std::string::npos);
-  return out;
-}
-
 std::optional<int64_t> config_vocab_size(const fs::path& dir, bool per_layer_first) {
   const fs::path file = dir / "config.json";
   std::optional<json> config = read_json_if_present(file);
@@ -108,7 +96,7 @@ void sentencepiece_metadata(const fs::path& dir, gguf::Metadata& out) {
         if (truthy(member(data, "special")) || looks_special(content)) {
           types[id] = static_cast<int32_t>(TokenType::control);
         } else {
-          content = replace_all_copy(content, kMetaSpace, " ");
+          replace_all(content, kMetaSpace, " ");
           types[id] = static_cast<int32_t>(TokenType::user_defined);
         }
         scores[id] = -1000.0f;
@@ -187,7 +175,7 @@ void bpe_metadata(const fs::path& dir, gguf::Metadata& out) {
       if (special || looks_special(token)) {
         t = TokenType::control;
       } else {
-        token = replace_all_copy(token, kMetaSpace, " ");
+        replace_all(token, kMetaSpace, " ");
         t = TokenType::user_defined;
       }
     }

@@ -26,6 +26,9 @@ using StringIdMap = std::unordered_map<std::string, int32_t, StringHash, std::eq
 /// "▁" (U+2581), SentencePiece's visible space.
 inline constexpr std::string_view kMetaSpace = "\xE2\x96\x81";
 
+/// Replaces every occurrence of `from` (not empty) in s by `to`, left to right.
+void replace_all(std::string& s, std::string_view from, std::string_view to);
+
 }  // namespace lq::detail
 
 namespace lq {
@@ -140,6 +143,7 @@ struct Tokenizer::Impl {
     }
     return bigrams.count((static_cast<uint64_t>(a) << 32) | b) != 0;
   }
+  /// Splits text into one symbol per UTF-8 character (sc.syms) and applies the merges to them.
   void merge_symbols(std::string_view text, Scratch& sc,
                      std::unordered_map<std::string_view, std::pair<std::string_view, std::string_view>>* rev) const;
   void emit_symbol(std::string_view text, const Sym& s, bool& prev_unk, std::vector<int32_t>& out,

@@ -42,6 +42,23 @@ class ProtoReader {
     return {s, static_cast<size_t>(n)};
   }
 
+  std::string string() {
+    const auto [s, n] = bytes();
+    return {reinterpret_cast<const char*>(s), n};
+  }
+
+  // Reads an embedded message: f(field, wire, reader) for each of its fields, which f reads or skips.
+  template <class F>
+  void message(F&& f) {
+    const auto [p, n] = bytes();
+    ProtoReader r(p, n, file_);
+    while (!r.done()) {
+      int wire = 0;
+      const uint32_t field = r.tag(wire);
+      f(field, wire, r);
+    }
+  }
+
   float fixed32_float() {
     if (end_ - p_ < 4) bad("truncated float");
     uint32_t u = static_cast<uint32_t>(p_[0]) | (static_cast<uint32_t>(p_[1]) << 8) |
@@ -91,15 +108,10 @@ SpModel parse_sentencepiece(const fs::path& path) {
     const uint32_t field = top.tag(wire);
     if (field == 1) {
       expect(top, wire, 2);
-      auto [p, n] = top.bytes();
-      ProtoReader r(p, n, file);
       SpModel::Piece piece;
-      while (!r.done()) {
-        int w = 0;
-        const uint32_t f = r.tag(w);
+      top.message([&](uint32_t f, int w, ProtoReader& r) {
         if (f == 1 && w == 2) {
-          auto [s, len] = r.bytes();
-          piece.text.assign(reinterpret_cast<const char*>(s), len);
+          piece.text = r.string();
         } else if (f == 2 && w == 5) {
           piece.score = r.fixed32_float();
         } else if (f == 3 && w == 0) {
@@ -107,19 +119,15 @@ SpModel parse_sentencepiece(const fs::path& path) {
         } else {
           r.skip(w);
         }
-      }
+      });
       if (piece.text.empty()) top.bad("empty piece");
       if (piece.type < 1 || piece.type > 6) top.bad("unknown piece type");
       m.pieces.push_back(std::move(piece));
     } else if (field == 2 && wire == 2) {
-      auto [p, n] = top.bytes();
-      ProtoReader r(p, n, file);
-      while (!r.done()) {
-        int w = 0;
-        const uint32_t f = r.tag(w);
+      top.message([&](uint32_t f, int w, ProtoReader& r) {
         if (w != 0) {
           r.skip(w);
-          continue;
+          return;
         }
         const auto v = r.varint();
         const auto as_int = static_cast<int64_t>(static_cast<int32_t>(static_cast<uint32_t>(v)));
@@ -133,19 +141,13 @@ SpModel parse_sentencepiece(const fs::path& path) {
           case 43: m.pad_id = as_int; break;
           default: break;
         }
-      }
+      });
     } else if (field == 3 && wire == 2) {
-      auto [p, n] = top.bytes();
-      ProtoReader r(p, n, file);
-      while (!r.done()) {
-        int w = 0;
-        const uint32_t f = r.tag(w);
+      top.message([&](uint32_t f, int w, ProtoReader& r) {
         if (f == 1 && w == 2) {
-          auto [s, len] = r.bytes();
-          m.normalizer_name.assign(reinterpret_cast<const char*>(s), len);
+          m.normalizer_name = r.string();
         } else if (f == 2 && w == 2) {
-          auto [s, len] = r.bytes();
-          m.charsmap.assign(reinterpret_cast<const char*>(s), len);
+          m.charsmap = r.string();
         } else if (w == 0 && (f == 3 || f == 4 || f == 5)) {
           const bool v = r.varint() != 0;
           if (f == 3) m.add_dummy_prefix = v;
@@ -154,7 +156,7 @@ SpModel parse_sentencepiece(const fs::path& path) {
         } else {
           r.skip(w);
         }
-      }
+      });
     } else {
       top.skip(wire);
     }

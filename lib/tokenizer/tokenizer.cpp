@@ -15,6 +15,7 @@ namespace lq {
 namespace {
 
 using detail::kMetaSpace;
+using detail::replace_all;
 
 bool is_ascii_space(char c) {
   return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\v' || c == '\f';
@@ -34,7 +35,9 @@ int byte_token_value(std::string_view t) {
   return hi < 0 || lo < 0 ? -1 : hi * 16 + lo;
 }
 
-void replace_all(std::string& s, std::string_view from, std::string_view to) {
+}  // namespace
+
+void detail::replace_all(std::string& s, std::string_view from, std::string_view to) {
   std::string out;
   out.reserve(s.size() + s.size() / 2);
   size_t i = 0;
@@ -46,8 +49,6 @@ void replace_all(std::string& s, std::string_view from, std::string_view to) {
   out.append(s, i, std::string::npos);
   s = std::move(out);
 }
-
-}  // namespace
 
 void Tokenizer::Impl::PairMap::reserve(size_t n) {
   size_t cap = 16;
@@ -272,6 +273,12 @@ void Tokenizer::Impl::merge_symbols(
     std::unordered_map<std::string_view, std::pair<std::string_view, std::string_view>>* rev) const {
   auto& syms = sc.syms;
   auto& heap = sc.heap;
+  syms.clear();
+  for (size_t i = 0; i < text.size();) {
+    const size_t len = std::min(detail::utf8_len(static_cast<unsigned char>(text[i])), text.size() - i);
+    syms.push_back({char_symbol(text.substr(i, len)), -1, -1, static_cast<uint32_t>(i), static_cast<uint32_t>(len)});
+    i += len;
+  }
   const auto count = static_cast<int32_t>(syms.size());
   for (int32_t k = 0; k < count; ++k) {
     syms[k].prev = k - 1;
@@ -354,12 +361,6 @@ void Tokenizer::Impl::encode_segment(std::string_view seg, bool cached, bool& pr
   }
   if (!ids) {
     auto& syms = sc.syms;
-    syms.clear();
-    for (size_t i = 0; i < seg.size();) {
-      const size_t len = std::min(detail::utf8_len(static_cast<unsigned char>(seg[i])), seg.size() - i);
-      syms.push_back({char_symbol(seg.substr(i, len)), -1, -1, static_cast<uint32_t>(i), static_cast<uint32_t>(len)});
-      i += len;
-    }
     merge_symbols(seg, sc, nullptr);
     bool local_unk = false;
     for (int32_t k = 0; !syms.empty() && k != -1; k = syms[k].next) emit_symbol(seg, syms[k], local_unk, fresh, nullptr);
@@ -384,12 +385,6 @@ void Tokenizer::Impl::encode_merges(std::string_view text, bool segment, bool& p
     // is not cut into parts.
     std::unordered_map<std::string_view, std::pair<std::string_view, std::string_view>> rev;
     auto& syms = sc.syms;
-    syms.clear();
-    for (size_t i = 0; i < text.size();) {
-      const size_t len = std::min(detail::utf8_len(static_cast<unsigned char>(text[i])), text.size() - i);
-      syms.push_back({char_symbol(text.substr(i, len)), -1, -1, static_cast<uint32_t>(i), static_cast<uint32_t>(len)});
-      i += len;
-    }
     merge_symbols(text, sc, &rev);
     for (int32_t k = 0; !syms.empty() && k != -1; k = syms[k].next) emit_symbol(text, syms[k], prev_unk, out, &rev);
     return;

@@ -34,6 +34,58 @@ inline float importance_floor(const float* qw, int64_t n) {
   return kImportanceFloor * (reduce_lanes(acc) / static_cast<float>(n));
 }
 
+/// One block of a row walk (WeightedBlocks): i its index over all rows (row-major), x its values,
+/// qw its importance values (null where none were given or their floor is 0).
+struct WeightedBlock {
+  int64_t i;
+  const float* x;
+  const float* qw;
+};
+
+/// The blocks of kBlock values of rows of n_per_row values, in order, for a range-for; qfloor is
+/// the importance floor of the rows.
+template <int kBlock>
+class WeightedBlocks {
+ public:
+  WeightedBlocks(const float* src, int64_t nrows, int64_t n_per_row, const float* imatrix)
+      : qfloor(imatrix ? importance_floor(imatrix, n_per_row) : 0.f),
+        src_(src),
+        imatrix_(qfloor > 0 ? imatrix : nullptr),
+        nrows_(nrows),
+        n_per_row_(n_per_row),
+        nb_(n_per_row / kBlock) {}
+
+  class iterator {
+   public:
+    iterator(const WeightedBlocks& w, int64_t r) : w_(w), r_(r) {}
+    WeightedBlock operator*() const {
+      return {r_ * w_.nb_ + b_, w_.src_ + r_ * w_.n_per_row_ + b_ * kBlock,
+              w_.imatrix_ ? w_.imatrix_ + b_ * kBlock : nullptr};
+    }
+    iterator& operator++() {
+      if (++b_ == w_.nb_) {
+        b_ = 0;
+        ++r_;
+      }
+      return *this;
+    }
+    bool operator!=(const iterator& o) const { return r_ != o.r_ || b_ != o.b_; }
+
+   private:
+    const WeightedBlocks& w_;
+    int64_t r_, b_ = 0;
+  };
+  iterator begin() const { return {*this, nb_ > 0 ? 0 : nrows_}; }
+  iterator end() const { return {*this, nrows_}; }
+
+  const float qfloor;
+
+ private:
+  const float* src_;
+  const float* imatrix_;
+  int64_t nrows_, n_per_row_, nb_;
+};
+
 /// Per-value weights of one 256-value super-block: qw[i] * sqrt(sigma2 + x[i]^2) with sigma2 =
 /// sigma_mult * mean(x^2) (qw null: the magnitude factor alone), plus `floor` added to qw. The
 /// imatrix weighs the expected output error of a column; the magnitude factor further weighs

@@ -263,15 +263,11 @@ void quantize_block(const Grid& g, bool even_signs, const float* x, const float*
 template <class Emit>
 void quantize_rows(const Grid& g, bool even_signs, const float* src, int64_t nrows, int64_t n_per_row,
                    const float* imatrix, Emit&& emit) {
-  const int64_t nb = n_per_row / QK_K;
-  const float qfloor = imatrix ? importance_floor(imatrix, n_per_row) : 0.f;
-  if (!(qfloor > 0)) imatrix = nullptr;  // no usable importance in this row
-  for (int64_t r = 0; r < nrows; ++r) {
-    for (int64_t b = 0; b < nb; ++b) {
-      Choice c;
-      quantize_block(g, even_signs, src + r * n_per_row + b * QK_K, imatrix ? imatrix + b * QK_K : nullptr, qfloor, c);
-      emit(r * nb + b, c);
-    }
+  const WeightedBlocks<QK_K> blocks(src, nrows, n_per_row, imatrix);
+  for (const WeightedBlock b : blocks) {
+    Choice c;
+    quantize_block(g, even_signs, b.x, b.qw, blocks.qfloor, c);
+    emit(b.i, c);
   }
 }
 

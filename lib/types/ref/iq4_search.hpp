@@ -190,22 +190,18 @@ struct RefOps {
 
 template <class Ops>
 void quantize_nl_rows(const float* src, void* dst, int64_t nrows, int64_t n_per_row, const float* imatrix) {
-  const int64_t nb = n_per_row / kBlock;
   auto* y = static_cast<block_iq4_nl*>(dst);
-  const float qfloor = imatrix ? importance_floor(imatrix, n_per_row) : 0.f;
-  if (!(qfloor > 0)) imatrix = nullptr;  // no usable importance in this row
+  const WeightedBlocks<kBlock> blocks(src, nrows, n_per_row, imatrix);
   alignas(64) float x[kBlock], w[kBlock], wx[kBlock];
-  for (int64_t r = 0; r < nrows; ++r) {
-    for (int64_t b = 0; b < nb; ++b) {
-      block_iq4_nl& blk = y[r * nb + b];
-      Ops::prepare(src + r * n_per_row + b * kBlock, imatrix ? imatrix + b * kBlock : nullptr, qfloor, kBlock, x, w, wx);
-      const float* pw = imatrix ? w : nullptr;
-      const float* pwx = imatrix ? wx : x;
-      const float d = best_scale(Ops::signed_max(x, kBlock), kNlParams,
-                                 [&](const float* id2, int n, Sums* out) { Ops::eval(x, pw, pwx, id2, n, out); });
-      blk.d = f32_to_fp16(clamp_scale(d));
-      Ops::pack(x, fp16_to_f32(blk.d), blk.qs);
-    }
+  for (const WeightedBlock b : blocks) {
+    block_iq4_nl& blk = y[b.i];
+    Ops::prepare(b.x, b.qw, blocks.qfloor, kBlock, x, w, wx);
+    const float* pw = b.qw ? w : nullptr;
+    const float* pwx = b.qw ? wx : x;
+    const float d = best_scale(Ops::signed_max(x, kBlock), kNlParams,
+                               [&](const float* id2, int n, Sums* out) { Ops::eval(x, pw, pwx, id2, n, out); });
+    blk.d = f32_to_fp16(clamp_scale(d));
+    Ops::pack(x, fp16_to_f32(blk.d), blk.qs);
   }
 }
 
@@ -261,34 +257,30 @@ uint16_t choose_xs_scales(const float* scales, int* ls, Eval&& eval) {
 
 template <class Ops>
 void quantize_xs_rows(const float* src, void* dst, int64_t nrows, int64_t n_per_row, const float* imatrix) {
-  const int64_t nb = n_per_row / QK_K;
   auto* y = static_cast<block_iq4_xs*>(dst);
-  const float qfloor = imatrix ? importance_floor(imatrix, n_per_row) : 0.f;
-  if (!(qfloor > 0)) imatrix = nullptr;  // no usable importance in this row
   alignas(64) float x[QK_K], w[QK_K], wx[QK_K];
   float scales[8];
   int ls[8];
-  for (int64_t r = 0; r < nrows; ++r) {
-    for (int64_t b = 0; b < nb; ++b) {
-      block_iq4_xs& blk = y[r * nb + b];
-      Ops::prepare(src + r * n_per_row + b * QK_K, imatrix ? imatrix + b * QK_K : nullptr, qfloor, QK_K, x, w, wx);
-      auto eval = [&](int ib, const float* id2, int n, Sums* out) {
-        const int o = ib * kBlock;
-        Ops::eval(x + o, imatrix ? w + o : nullptr, imatrix ? wx + o : x + o, id2, n, out);
-      };
-      for (int ib = 0; ib < 8; ++ib)
-        scales[ib] = best_scale(Ops::signed_max(x + ib * kBlock, kBlock), kXsParams,
-                                [&](const float* id2, int n, Sums* out) { eval(ib, id2, n, out); });
-      blk.d = choose_xs_scales(scales, ls, eval);
-      const float d = fp16_to_f32(blk.d);
-      blk.scales_h = 0;
-      for (auto& v : blk.scales_l) v = 0;
-      for (int ib = 0; ib < 8; ++ib) {
-        const int l = ls[ib] + 32;
-        blk.scales_l[ib / 2] |= static_cast<uint8_t>((l & 15) << (4 * (ib % 2)));
-        blk.scales_h |= static_cast<uint16_t>((l >> 4) << (2 * ib));
-        Ops::pack(x + ib * kBlock, d * static_cast<float>(ls[ib]), blk.qs + ib * 16);
-      }
+  const WeightedBlocks<QK_K> blocks(src, nrows, n_per_row, imatrix);
+  for (const WeightedBlock b : blocks) {
+    block_iq4_xs& blk = y[b.i];
+    Ops::prepare(b.x, b.qw, blocks.qfloor, QK_K, x, w, wx);
+    auto eval = [&](int ib, const float* id2, int n, Sums* out) {
+      const int o = ib * kBlock;
+      Ops::eval(x + o, b.qw ? w + o : nullptr, b.qw ? wx + o : x + o, id2, n, out);
+    };
+    for (int ib = 0; ib < 8; ++ib)
+      scales[ib] = best_scale(Ops::signed_max(x + ib * kBlock, kBlock), kXsParams,
+                              [&](const float* id2, int n, Sums* out) { eval(ib, id2, n, out); });
+    blk.d = choose_xs_scales(scales, ls, eval);
+    const float d = fp16_to_f32(blk.d);
+    blk.scales_h = 0;
+    for (auto& v : blk.scales_l) v = 0;
+    for (int ib = 0; ib < 8; ++ib) {
+      const int l = ls[ib] + 32;
+      blk.scales_l[ib / 2] |= static_cast<uint8_t>((l & 15) << (4 * (ib % 2)));
+      blk.scales_h |= static_cast<uint16_t>((l >> 4) << (2 * ib));
+      Ops::pack(x + ib * kBlock, d * static_cast<float>(ls[ib]), blk.qs + ib * 16);
     }
   }
 }

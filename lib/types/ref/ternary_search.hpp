@@ -107,21 +107,15 @@ void RefOps::pack_block(const float* x, float half_d, Block& b) {
 /// Quantizes rows of 256-value blocks into Block (block_tq1_0 or block_tq2_0).
 template <class Ops, class Block>
 void quantize_rows(const float* src, void* dst, int64_t nrows, int64_t n_per_row, const float* imatrix) {
-  const int64_t nb = n_per_row / QK_K;
   auto* y = static_cast<Block*>(dst);
-  const float qfloor = imatrix ? importance_floor(imatrix, n_per_row) : 0.f;
-  if (!(qfloor > 0)) imatrix = nullptr;  // no usable importance in this row
+  const WeightedBlocks<QK_K> blocks(src, nrows, n_per_row, imatrix);
   alignas(64) float a[QK_K], wv[QK_K], wa[QK_K];
-  for (int64_t r = 0; r < nrows; ++r) {
-    for (int64_t b = 0; b < nb; ++b) {
-      const float* x = src + r * n_per_row + b * QK_K;
-      const float* qw = imatrix ? imatrix + b * QK_K : nullptr;
-      Ops::prepare(x, qw, qfloor, a, wv, wa);
-      const float d = qw ? block_scale<Ops>(a, wv, wa) : block_scale<Ops>(a, nullptr, a);
-      Block& blk = y[r * nb + b];
-      blk.d = f32_to_fp16(d);
-      Ops::pack_block(x, 0.5f * fp16_to_f32(blk.d), blk);
-    }
+  for (const WeightedBlock b : blocks) {
+    Ops::prepare(b.x, b.qw, blocks.qfloor, a, wv, wa);
+    const float d = b.qw ? block_scale<Ops>(a, wv, wa) : block_scale<Ops>(a, nullptr, a);
+    Block& blk = y[b.i];
+    blk.d = f32_to_fp16(d);
+    Ops::pack_block(b.x, 0.5f * fp16_to_f32(blk.d), blk);
   }
 }
 
