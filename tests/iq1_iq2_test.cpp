@@ -27,11 +27,11 @@ using namespace lq;
 
 namespace {
 
-constexpr QuantType kTypes[] = {QuantType::IQ2_XXS, QuantType::IQ2_XS, QuantType::IQ2_S, QuantType::IQ1_S,
+constexpr QuantType kIqTypes[] = {QuantType::IQ2_XXS, QuantType::IQ2_XS, QuantType::IQ2_S, QuantType::IQ1_S,
                                 QuantType::IQ1_M};
 
 // Importance weights of moderate spread (what a calibration run typically gives).
-std::vector<float> importance(int64_t n, uint32_t seed) {
+std::vector<float> moderate_importance(int64_t n, uint32_t seed) {
   std::mt19937 rng(seed);
   std::uniform_real_distribution<float> u(0.5f, 2.f);
   std::vector<float> w(static_cast<size_t>(n));
@@ -84,7 +84,7 @@ std::vector<uint8_t> random_blocks(QuantType t, int nblocks, uint32_t seed) {
 }  // namespace
 
 TEST_CASE("iq1/iq2: rows of the type table, importance data needed as in llama.cpp", "[iquants]") {
-  for (const QuantType t : kTypes) {
+  for (const QuantType t : kIqTypes) {
     const auto& ti = type_info(t);
     INFO(ti.name);
     CHECK(ti.tolerance > 0);
@@ -99,12 +99,12 @@ TEST_CASE("iq1/iq2: rows of the type table, importance data needed as in llama.c
 
 TEST_CASE("iq1/iq2: CPU kernels of every ISA equal the scalar references on random blocks", "[iquants]") {
   const auto& q8k = type_info(QuantType::Q8_K);
-  for (const QuantType t : kTypes) {
+  for (const QuantType t : kIqTypes) {
     const auto& ti = type_info(t);
     SECTION(ti.name) {
       const int64_t n = 7 * 256;
       const auto x = test::gaussian(static_cast<size_t>(n), 21);
-      const auto w = importance(n, 22);
+      const auto w = moderate_importance(n, 22);
       std::vector<std::vector<uint8_t>> inputs = {quantize(ti, x, 1, n, w.data()), random_blocks(t, 7, 23)};
       const auto a = test::gaussian(static_cast<size_t>(n), 24);
       std::vector<uint8_t> a8(q8k.row_bytes(n));
@@ -163,7 +163,7 @@ TEST_CASE("iq1/iq2: hostile rows decode to finite values", "[iquants]") {
   std::vector<float> spiky_w(n, 1e-6f);
   spiky_w[3] = 1e6f;
   const std::vector<float>& spiky = spiky_w;
-  for (const QuantType t : kTypes) {
+  for (const QuantType t : kIqTypes) {
     const auto& ti = type_info(t);
     for (const auto& r : rows) {
       for (const auto* w : {&ones, &zeros, &spiky}) {
@@ -191,7 +191,7 @@ TEST_CASE("iq1/iq2: quality on the tiny model is no worse than llama.cpp's", "[i
   gguf::Reader model(*model_path), imat(*imatrix_path);
   // First and last layer: every kind of 2-D tensor, in seconds.
   auto wanted = [](const std::string& name) { return name.rfind("blk.0.", 0) == 0 || name.rfind("blk.5.", 0) == 0; };
-  for (const QuantType t : kTypes) {
+  for (const QuantType t : kIqTypes) {
     const auto& ti = type_info(t);
     SECTION(ti.name) {
       const auto& golden = manifest.at("files").at(std::string("pure/") + ti.name + ".gguf").at("tensors");

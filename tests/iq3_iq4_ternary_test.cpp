@@ -31,13 +31,13 @@ using namespace lq;
 
 namespace {
 
-constexpr QuantType kTypes[] = {QuantType::IQ3_XXS, QuantType::IQ3_S, QuantType::IQ4_NL,
+constexpr QuantType kSearchTypes[] = {QuantType::IQ3_XXS, QuantType::IQ3_S, QuantType::IQ4_NL,
                                 QuantType::IQ4_XS,  QuantType::TQ1_0, QuantType::TQ2_0};
 
 }  // namespace
 
 TEST_CASE("iq3/iq4/ternary: table rows", "[iquants]") {
-  for (QuantType t : kTypes) {
+  for (QuantType t : kSearchTypes) {
     const TypeInfo& ti = type_info(t);
     INFO(ti.name);
     CHECK(ti.quantize_ref != nullptr);
@@ -62,7 +62,7 @@ TEST_CASE("iq3/iq4/ternary: table rows", "[iquants]") {
 }
 
 TEST_CASE("iq3/iq4/ternary: round trip within the row tolerance", "[iquants]") {
-  for (QuantType t : kTypes) {
+  for (QuantType t : kSearchTypes) {
     const TypeInfo& ti = type_info(t);
     for (int64_t n : {int64_t{256}, int64_t{768}, int64_t{4096}}) {
       const auto x = test::gaussian(static_cast<size_t>(8 * n), 11);
@@ -85,7 +85,7 @@ TEST_CASE("iq3/iq4/ternary: importance weights lower the weighted error", "[iqua
     for (size_t i = 0; i < x.size(); ++i) e += w[i % n] * (x[i] - y[i]) * (x[i] - y[i]);
     return e;
   };
-  for (QuantType t : kTypes) {
+  for (QuantType t : kSearchTypes) {
     const TypeInfo& ti = type_info(t);
     INFO(ti.name);
     auto decoded = [&](const float* imatrix) {
@@ -118,7 +118,7 @@ TEST_CASE("iq3/iq4/ternary: hostile rows decode to finite values", "[iquants]") 
   rows["nan and inf"][260] = inf;
   rows["nan and inf"][400] = -inf;
   const std::vector<float> bad_importance(n, nan);
-  for (QuantType t : kTypes) {
+  for (QuantType t : kSearchTypes) {
     const TypeInfo& ti = type_info(t);
     for (const auto& [name, x] : rows) {
       for (const float* imatrix : {static_cast<const float*>(nullptr), bad_importance.data()}) {
@@ -182,7 +182,7 @@ TEST_CASE("iq3/iq4/ternary: error on the tiny model is no worse than llama.cpp's
   if (manifest.is_null() || !model_path || !imat_path) return;
   const auto tensors = load_model(*model_path, *imat_path);
   int checked = 0;
-  for (QuantType t : kTypes) {
+  for (QuantType t : kSearchTypes) {
     const TypeInfo& ti = type_info(t);
     for (const std::string dir : {"pure/", "pure-imatrix/"}) {
       const std::string key = dir + ti.name + ".gguf";

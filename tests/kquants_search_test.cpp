@@ -54,8 +54,6 @@ double rel_rmse(const std::vector<float>& x, const std::vector<float>& y, int64_
   return s > 0 ? std::sqrt(e / s) : std::sqrt(e);
 }
 
-std::vector<float> importance(int64_t n, uint32_t seed) { return test::uneven_importance(static_cast<size_t>(n), seed); }
-
 }  // namespace
 
 TEST_CASE("k-quants: rows of the type table", "[kquants]") {
@@ -82,7 +80,7 @@ TEST_CASE("k-quants: round trip within a tight row tolerance, weighted search be
   INFO(ti.name);
   const int64_t n = 1024, rows = 16;
   const auto x = test::gaussian(static_cast<size_t>(n * rows), 11);
-  const auto w = importance(n, 12);
+  const auto w = test::uneven_importance(static_cast<size_t>(n), 12);
 
   const auto plain = dequantize(ti.dequantize_ref, ti, quantize(ti.quantize_ref, ti, x, rows, n, nullptr), rows, n);
   const double e_plain = rel_rmse(x, plain, n);
@@ -103,7 +101,7 @@ TEST_CASE("k-quants: columns without importance keep their accuracy", "[kquants]
   INFO(ti.name);
   const int64_t n = 768, rows = 8;
   const auto x = test::gaussian(static_cast<size_t>(n * rows), 61);
-  auto w = importance(n, 62);
+  auto w = test::uneven_importance(static_cast<size_t>(n), 62);
   for (int64_t c = 16; c < 80; ++c) w[c] = 0;    // whole sub-blocks of the first super-block
   for (int64_t c = 512; c < 768; ++c) w[c] = 0;  // the whole third super-block
   for (QuantizeFn fn : {ti.quantize_ref, Registry::instance().kernels(Registry::instance().cpu(), t).quantize}) {
@@ -123,7 +121,7 @@ TEST_CASE("k-quants: adversarial rows decode finitely with sensible error", "[kq
   const QuantType t = GENERATE(from_range(std::begin(kKTypes), std::end(kKTypes)));
   const TypeInfo& ti = type_info(t);
   const int64_t n = 512;
-  const auto w = importance(n, 51);
+  const auto w = test::uneven_importance(static_cast<size_t>(n), 51);
   const auto g = test::gaussian(static_cast<size_t>(n), 52);
   struct Case {
     const char* name;
