@@ -266,6 +266,48 @@ TEST_CASE("quality: the report agrees with perplexity() and kl_divergence()", "[
   CHECK_THROWS_MATCHES(quality_report(*osrc, *om, *qsrc, *qm, tiny), Error, has_code(Errc::calibration_error));
 }
 
+TEST_CASE("quality: compare_models measures every model on the same chunks", "[quality]") {
+  const auto files = q4_files();
+  if (!files) return;
+  QualityOptions o;
+  o.calibration = load_calibration(files->eval);
+  o.ctx = 64;
+  o.samples = 3;
+  const std::vector<fs::path> paths = {files->hf, files->q4};
+  const ModelComparison c = compare_models(paths, true, o, lq::Context{.threads = 2});
+  REQUIRE(c.models.size() == 2);
+  CHECK(c.ctx == 64);
+  CHECK(c.chunks == 3);
+  CHECK(c.warnings.empty());
+  CHECK(c.models[1].quantization_level == "Q4_0");
+  CHECK(c.models[0].quantization_level.empty());
+  CHECK(c.models[1].size.file_bytes < c.models[0].size.file_bytes);
+
+  // The perplexities are perplexity()'s on the same tokens.
+  const auto tokens = calibration_tokens(tokenizer_for(*ModelSource::open(files->hf)), *o.calibration);
+  PerplexityOptions po;
+  po.ctx = 64;
+  po.chunks = 3;
+  for (size_t i = 0; i < paths.size(); ++i) {
+    REQUIRE(c.models[i].perplexity);
+    const PerplexityResult p = perplexity(*Model::load(paths[i]), tokens, po, Context{2});
+    CHECK(c.models[i].perplexity->ppl == Approx(p.ppl).epsilon(1e-9));
+  }
+
+  // Sizes only; more chunks than the text holds are bounded with a warning; one model is refused.
+  const ModelComparison sizes = compare_models(paths, false, o);
+  CHECK_FALSE(sizes.models[1].perplexity);
+  CHECK(sizes.models[1].size.bpw == c.models[1].size.bpw);
+  test::TempDir d;
+  const std::string text = lq::read_file(files->eval);
+  o.calibration = load_calibration(write_text(d, "short.txt", text.substr(0, 4000)));
+  o.samples = 1000;
+  const ModelComparison bounded = compare_models(paths, true, o, lq::Context{.threads = 2});
+  CHECK(bounded.chunks < 1000);
+  CHECK(bounded.warnings.size() == 1);
+  CHECK_THROWS_AS(compare_models(std::span(paths).first(1), true), lq::Error);
+}
+
 TEST_CASE("quality: coherence scores the original 1 and a broken model near 0", "[quality]") {
   auto hf = test::shared_file("models/tiny-llama");
   auto tq = test::shared_file("golden/pure/TQ1_0.gguf");  // llama.cpp: perplexity 971 vs 11.16

@@ -125,45 +125,13 @@ int cmd_compare(Context& ctx, std::vector<std::string> args) {
   QualityOptions qo;
   apply_calibration_options(r, qo);
   TermProgress progress(ctx);
-
+  const std::vector<fs::path> paths(models.begin(), models.end());
+  const ModelComparison cmp = compare_models(paths, metrics.perplexity, qo, library_context(ctx, progress));
   std::vector<Row> rows;
-  std::vector<std::unique_ptr<ModelSource>> sources;
-  for (const auto& m : models) {
-    progress.message(fmt::format("Opening {}", m));
-    sources.push_back(ModelSource::open(m));
-    Row row;
-    row.path = m;
-    row.name = display_name(m);
-    row.size = size_info(*sources.back());
-    row.level = quantization_level(*sources.back());
-    rows.push_back(std::move(row));
-  }
-  std::string calib_source;
-  int64_t ppl_ctx = 0, ppl_chunks = 0;
-  if (metrics.perplexity) {
-    const Tokenizer tok = tokenizer_for(*sources[0]);
-    for (size_t i = 1; i < sources.size(); ++i) require_same_vocabulary(models[0], tok, models[i], tokenizer_for(*sources[i]));
-    const CalibrationData calib = qo.calibration ? *qo.calibration : default_calibration();
-    calib_source = calib.source;
-    const std::vector<int32_t> tokens = calibration_tokens(tok, calib);
-    ppl_ctx = default_quality_ctx(sources[0]->config(), qo.ctx);
-    const int64_t stream = static_cast<int64_t>(tokens.size()) + (tok.add_bos() && tok.bos_id() >= 0 ? 1 : 0);
-    ppl_chunks = std::min(evaluation_chunks(stream, ppl_ctx, ChunkRule::perplexity, calib.source), qo.samples);
-    if (ppl_chunks < qo.samples)
-      progress.message(fmt::format("warning: the calibration data holds {} chunks of {} tokens; evaluating {} instead of {}",
-                                   ppl_chunks, ppl_ctx, ppl_chunks, qo.samples));
-    PerplexityOptions po;
-    po.ctx = ppl_ctx;
-    po.chunks = ppl_chunks;
-    const lq::Context run_ctx = library_context(ctx, progress);
-    po.progress = perplexity_progress(run_ctx);
-    for (size_t i = 0; i < sources.size(); ++i) {
-      progress.message(fmt::format("Perplexity of {} ({} chunks of {} tokens)", models[i], ppl_chunks, ppl_ctx));
-      auto model = Model::load(*sources[i]);
-      rows[i].ppl = perplexity(*model, tokens, po, run_ctx);
-      progress.finish("Perplexity");
-    }
-  }
+  for (const ComparedModel& m : cmp.models)
+    rows.push_back({m.path, display_name(m.path), m.quantization_level, m.size, m.perplexity});
+  const std::string& calib_source = cmp.calibration_source;
+  const int64_t ppl_ctx = cmp.ctx, ppl_chunks = cmp.chunks;
   const Row& base = rows[0];
   auto delta = [&](const Row& q) { return 100.0 * (q.ppl->ppl / base.ppl->ppl - 1.0); };
 

@@ -204,6 +204,32 @@ LQ_API QualityReport quality_report(const ModelSource& original_src, const Model
                                     const ModelSource& quantized_src, const Model& quantized,
                                     const QualityOptions& options = {}, const Context& ctx = {});
 
+/// One model of compare_models().
+struct ComparedModel {
+  std::string path;                ///< as given
+  SizeInfo size;
+  std::string quantization_level;  ///< quantization_level() of its source
+  std::optional<PerplexityResult> perplexity;  ///< when measured
+};
+
+/// compare_models(): the figures of each model, the original first.
+struct ModelComparison {
+  std::vector<ComparedModel> models;
+  std::string calibration_source;  ///< the text the perplexities were measured on
+  int64_t ctx = 0;                 ///< chunk length (perplexity)
+  int64_t chunks = 0;              ///< chunks evaluated (perplexity)
+  std::vector<std::string> warnings;
+};
+
+/// Opens every path (the first is the original; at least two) and reads its sizes and level;
+/// with `measure_perplexity`, measures each model's perplexity on the same chunks of the
+/// calibration text (options.calibration, ctx and samples as quality_report() takes them; the
+/// other options are not used), one model in memory at a time. The vocabularies must be the
+/// original's (else Errc::invalid_argument). Status lines and bars go to ctx's progress sink;
+/// ctx's cancel token stops it.
+LQ_API ModelComparison compare_models(std::span<const std::filesystem::path> paths, bool measure_perplexity,
+                                      const QualityOptions& options = {}, const Context& ctx = {});
+
 /// The ctx quality_report() uses for a model: `requested` when > 0, else min(512, n_ctx_train)
 /// (512 when the model does not say).
 LQ_API int64_t default_quality_ctx(const ModelConfig& config, int64_t requested = 0) noexcept;

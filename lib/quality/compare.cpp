@@ -1,0 +1,62 @@
+// Comparison of several models with their original (`lq quality compare`): sizes, levels and
+// perplexity on the same chunks of one calibration text. Orchestration only: the perplexity is
+// the engine's, the sizes and levels report.cpp's helpers; the CLI prints the table.
+#include <lq/error.hpp>
+#include <lq/quality.hpp>
+#include "core/fail.hpp"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+
+namespace lq {
+
+ModelComparison compare_models(std::span<const std::filesystem::path> paths, bool measure_perplexity,
+                               const QualityOptions& o, const Context& ctx) {
+  if (paths.size() < 2) fail(Errc::invalid_argument, "compare: an original and at least one other model are needed");
+  if (o.samples <= 0) fail(Errc::invalid_argument, "compare: the number of calibration samples must be positive, got {}", o.samples);
+  Progress& progress = ctx.progress_sink();
+  ModelComparison c;
+  std::vector<std::unique_ptr<ModelSource>> sources;
+  for (const auto& p : paths) {
+    progress.message(fmt::format("Opening {}", p.string()));
+    sources.push_back(ModelSource::open(p));
+    ComparedModel m;
+    m.path = p.string();
+    m.size = size_info(*sources.back());
+    m.quantization_level = quantization_level(*sources.back());
+    c.models.push_back(std::move(m));
+  }
+  if (!measure_perplexity) return c;
+
+  const Tokenizer tok = tokenizer_for(*sources[0]);
+  for (size_t i = 1; i < sources.size(); ++i)
+    require_same_vocabulary(c.models[0].path, tok, c.models[i].path, tokenizer_for(*sources[i]));
+  const CalibrationData calib = o.calibration ? *o.calibration : default_calibration();
+  c.calibration_source = calib.source;
+  const std::vector<int32_t> tokens = calibration_tokens(tok, calib);
+  c.ctx = default_quality_ctx(sources[0]->config(), o.ctx);
+  const int64_t stream = static_cast<int64_t>(tokens.size()) + (tok.add_bos() && tok.bos_id() >= 0 ? 1 : 0);
+  c.chunks = std::min(evaluation_chunks(stream, c.ctx, ChunkRule::perplexity, calib.source), o.samples);
+  if (c.chunks < o.samples) {
+    c.warnings.push_back(fmt::format("the calibration data holds {} chunks of {} tokens; evaluating {} instead of {}",
+                                     c.chunks, c.ctx, c.chunks, o.samples));
+    progress.message("warning: " + c.warnings.back());
+  }
+  PerplexityOptions po;
+  po.ctx = c.ctx;
+  po.chunks = c.chunks;
+  po.progress = [&](int64_t done, int64_t total, double) {
+    ctx.check_cancelled();
+    progress.update("Perplexity", done, total, "chunks");
+  };
+  for (size_t i = 0; i < sources.size(); ++i) {
+    progress.message(fmt::format("Perplexity of {} ({} chunks of {} tokens)", c.models[i].path, c.chunks, c.ctx));
+    const auto model = Model::load(*sources[i]);
+    c.models[i].perplexity = perplexity(*model, tokens, po, ctx);
+    progress.finish("Perplexity");
+  }
+  return c;
+}
+
+}  // namespace lq
