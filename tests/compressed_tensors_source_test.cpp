@@ -17,6 +17,7 @@
 #include <catch2/catch.hpp>
 #include <nlohmann/json.hpp>
 
+#include <cstdlib>
 #include <cstring>
 #include <functional>
 #include <regex>
@@ -46,6 +47,7 @@ json ct_quantization_config() {
 struct CtOptions {
   StDtype scale_dtype = StDtype::F32;
   bool per_tensor = false;            // one scale per weight ([1])
+  float input_scale = 0;              // > 0: static activations, this input_scale for every linear
   std::function<void(json&)> edit_config;
   std::function<void(std::vector<StTensorSpec>&, std::vector<std::vector<uint8_t>>&)> edit_tensors;
 };
@@ -59,6 +61,11 @@ void write_ct_checkpoint(const fs::path& src, const fs::path& out, const CtOptio
     if (fs::exists(src / f)) fs::copy_file(src / f, out / f);
   json cfg = json::parse(read_file(src / "config.json"));
   cfg["quantization_config"] = ct_quantization_config();
+  if (o.input_scale > 0) {
+    auto& in = cfg["quantization_config"]["config_groups"]["group_0"]["input_activations"];
+    in["strategy"] = "tensor";
+    in["dynamic"] = false;
+  }
   if (o.edit_config) o.edit_config(cfg);
   write_file_atomic(out / "config.json", cfg.dump(2));
   std::vector<StTensorSpec> specs;
@@ -115,6 +122,12 @@ void write_ct_checkpoint(const fs::path& src, const fs::path& out, const CtOptio
         }
       }
       data.push_back(std::move(sb));
+      if (o.input_scale > 0) {
+        specs.push_back({mod + ".input_scale", StDtype::F32, {1}});
+        std::vector<uint8_t> b(4);
+        std::memcpy(b.data(), &o.input_scale, 4);
+        data.push_back(std::move(b));
+      }
     }
   }
   if (o.edit_tensors) o.edit_tensors(specs, data);
@@ -205,6 +218,40 @@ TEST_CASE("compressed-tensors: bf16 and per-tensor scales", "[int8][model]") {
   CHECK(std::memcmp(r0.data(), r1.data(), 4) == 0);  // one scale for every row
 }
 
+TEST_CASE("compressed-tensors: static activations (input_scale) run as set in memory", "[int8][model]") {
+  auto cfg = test::shared_file("models/tiny-llama/config.json");
+  if (!cfg) {
+    test::skip("needs ../shared/models/tiny-llama");
+    return;
+  }
+  const fs::path src = cfg->parent_path();
+  test::TempDir dir;
+  const float scale = 0.04f;
+  write_ct_checkpoint(src, dir / "static", {.input_scale = scale});
+  auto ct = Model::load(dir / "static");
+  auto mem = Model::load(src);
+  for (const LinearInfo& l : ct->linears()) {
+    if (l.layer < 0) continue;
+    CHECK(ct->input_scale(l.name) == scale);
+    mem->replace_tensor(l.name, mem->tensor_f32(l.name), QuantType::W8);
+    mem->set_input_scale(l.name, scale);
+  }
+  CHECK(ct->input_scale("output.weight") == 0.f);
+  const std::vector<int32_t> prompt = {1, 450, 1200, 37, 99, 2000, 15};
+  const auto a = ct_logits(*ct, prompt), b = ct_logits(*mem, prompt);
+  CHECK(test::same_bits(a, b));
+  // One token (below the panel batch) runs the same fixed-scale product.
+  const auto a1 = ct_logits(*ct, {1}), b1 = ct_logits(*mem, {1});
+  CHECK(test::same_bits(a1, b1));
+  // Dynamic activations with an input_scale stored: inconsistent.
+  write_ct_checkpoint(src, dir / "mixed", {.input_scale = scale, .edit_config = [](json& c) {
+                        auto& in = c["quantization_config"]["config_groups"]["group_0"]["input_activations"];
+                        in["strategy"] = "token";
+                        in["dynamic"] = true;
+                      }});
+  CHECK_THROWS_WITH(Model::load(dir / "mixed"), Catch::Contains("is stored but the activations are dynamic per token"));
+}
+
 TEST_CASE("compressed-tensors: unsupported schemes are named errors", "[int8][model]") {
   auto cfg = test::shared_file("models/tiny-llama/config.json");
   if (!cfg) {
@@ -257,4 +304,17 @@ TEST_CASE("compressed-tensors: unsupported schemes are named errors", "[int8][mo
                         c["quantization_config"]["ignore"] = {"lm_head", "re:.*layers\\.2\\.mlp\\.down_proj"};
                       }});
   CHECK_THROWS_WITH(Model::load(dir / "ignored"), Catch::Contains("is on the quantization ignore list"));
+}
+
+// Hidden: writes the fixture to $LQ_CT_FIXTURE_OUT for trying the CLI on it (lq info, perplexity,
+// run, quality report ORIGINAL DIR): lq_tests "[.ct-fixture]".
+TEST_CASE("compressed-tensors: write the int8 fixture to $LQ_CT_FIXTURE_OUT", "[.ct-fixture]") {
+  auto cfg = test::shared_file("models/tiny-llama/config.json");
+  const char* out = std::getenv("LQ_CT_FIXTURE_OUT");
+  if (!cfg || !out) {
+    test::skip("needs ../shared/models/tiny-llama and LQ_CT_FIXTURE_OUT");
+    return;
+  }
+  write_ct_checkpoint(cfg->parent_path(), out, {.scale_dtype = StDtype::BF16});
+  CHECK(Model::load(out)->tensor_type("blk.0.attn_q.weight") == QuantType::W8);
 }

@@ -3,6 +3,7 @@
 // machine runs, including the full int8 range and ragged row lengths; the engine runs a model
 // whose linears are all W8 close to the original's perplexity.
 #include <lq/engine.hpp>
+#include <lq/error.hpp>
 #include <lq/quant_type.hpp>
 
 #include "engine_kernels.hpp"
@@ -16,6 +17,7 @@
 #include <cmath>
 #include <cstring>
 #include <fstream>
+#include <map>
 #include <random>
 #include <vector>
 
@@ -123,6 +125,42 @@ TEST_CASE("int8: the W8 panel GEMM and dot equal the scalar reference bit for bi
   });
 }
 
+TEST_CASE("int8: static activations (one fixed scale) equal the reference on every ISA", "[int8]") {
+  const TypeInfo& wi = type_info(QuantType::W8);
+  test::for_each_cpu_isa([&]<class A>(const char* isa) {
+    for (const int64_t k : {7, 256}) {
+      const int64_t rows = 21, m = 6;
+      INFO(isa << " k=" << k);
+      const auto wq = int8_weight_rows(rows, k, 9);
+      const auto xf = w8_activation_rows(m, k, 10);
+      const float scale = 0.05f;  // small enough that the outlier channels clamp at -128 and 127
+      const size_t ws = wi.row_bytes(k), xs = type_info(QuantType::A8).row_bytes(k);
+      std::vector<uint8_t> xq(xs * m);
+      ref::quantize_a8_static(xf.data(), xq.data(), m, k, scale);
+      cpu::QActLayout lay = cpu::i8_token_layout(k);
+      lay.fixed_scale = scale;
+      std::vector<uint8_t> recs(lay.bytes * m);
+      cpu::QuantizeActI8Token<A>::run(xf.data(), m, lay, recs.data());
+      bool saw_min = false;
+      for (int64_t t = 0; t < m; ++t) {
+        CHECK(std::memcmp(recs.data() + t * lay.bytes + lay.d, xq.data() + t * xs, 4) == 0);
+        CHECK(std::memcmp(recs.data() + t * lay.bytes + lay.qs, xq.data() + t * xs + 4, static_cast<size_t>(k)) == 0);
+        for (int64_t i = 0; i < k; ++i) saw_min |= static_cast<int8_t>(xq[t * xs + 4 + i]) == -128;
+      }
+      CHECK(saw_min);
+      std::vector<float> y(static_cast<size_t>(m * rows));
+      cpu::GemmW8<A>::run(cpu::QGemmArgs{k, wq.data(), ws, rows, recs.data(), lay, m, y.data(), rows});
+      int bad = 0;
+      for (int64_t t = 0; t < m; ++t)
+        for (int64_t r = 0; r < rows; ++r) {
+          const float want = wi.dot_ref(k, wq.data() + r * ws, xq.data() + t * xs);
+          if (std::memcmp(&y[static_cast<size_t>(t * rows + r)], &want, 4) != 0) ++bad;
+        }
+      CHECK(bad == 0);
+    }
+  });
+}
+
 TEST_CASE("int8: W8 follows compressed-tensors' rounding (max|w| / 127.5, half to even, [-128, 127])", "[int8]") {
   // max|w| = 2.55: scale 0.02; 2.55 / 0.02 = 127.5 rounds to 128 and clamps to 127; -2.55 gives -128;
   // 0.01 / 0.02 = 0.5 rounds to 0 and 0.03 / 0.02 = 1.5 to 2 (half to even).
@@ -172,8 +210,28 @@ TEST_CASE("int8: the tiny model with every block linear in W8 stays close to the
   }
   CHECK(replaced == 7 * 6);
   const double w8 = perplexity(*model, tokens, o).ppl;
-  INFO("perplexity: original " << base << ", W8A8 " << w8);
+  INFO("perplexity: original " << base << ", W8A8 dynamic " << w8);
   CHECK(std::isfinite(w8));
   CHECK(std::fabs(w8 / base - 1) < 0.01);
   CHECK(w8 != base);  // the products really ran in int8
+
+  // Static activations: each linear's scale from its largest input over 256 other tokens.
+  std::map<std::string, float> amax;
+  {
+    Session s(*model);
+    s.set_linear_hook([&](const LinearEvent& e) {
+      float& a = amax[e.linear->name];
+      for (int64_t i = 0; i < e.n_tokens * e.linear->n_in; ++i) a = std::max(a, std::fabs(e.input[i]));
+    });
+    s.eval(std::span<const int32_t>(tokens.data() + tokens.size() - 256, 256));
+  }
+  for (const LinearInfo& l : model->linears())
+    if (l.layer >= 0) model->set_input_scale(l.name, amax.at(l.name) / 127.f);
+  const double st = perplexity(*model, tokens, o).ppl;
+  INFO("perplexity: W8A8 static " << st);
+  CHECK(std::isfinite(st));
+  CHECK(std::fabs(st / base - 1) < 0.05);
+  CHECK(st != w8);
+  CHECK_THROWS_AS(model->set_input_scale("blk.0.attn_norm.weight", 1.f), Error);
+  CHECK_THROWS_AS(model->set_input_scale("blk.0.attn_q.weight", -1.f), Error);
 }

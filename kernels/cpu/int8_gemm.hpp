@@ -10,7 +10,8 @@
 //                      AVX-512BW, 16-bit lanes elsewhere). The int32 sums start at -128 x (the
 //                      record's sum of values), which removes the offset exactly.
 //   DotW8A8            one W8 row against one A8 row (batches under 4 tokens), same integer sum.
-//   QuantizeActI8Token float rows -> records: the values and scale ref::quantize_a8 produces,
+//   QuantizeActI8Token float rows -> records: the values and scale ref::quantize_a8 produces
+//                      (with lay.fixed_scale: ref::quantize_a8_static's, static W8A8),
 //                      zero-padded to a multiple of 4 values, and their sum.
 // The integer sums are exact (|sum| < 2^31 for rows up to 130000 values) and the one float step
 // is the reference's, so every variant equals ref::dot_w8_a8 bit for bit on every ISA.
@@ -189,7 +190,8 @@ float DotW8A8<Arch>::run(int64_t n, const void* x, const void* y) {
   return static_cast<float>(sum) * (dw * da);
 }
 
-// scale = max|x| / 127 (0 for a zero row), q = round_half_even(x / scale) in [-127, 127].
+// scale = max|x| / 127 (0 for a zero row), q = round_half_even(x / scale) in [-127, 127]; or the
+// fixed scale with q in [-128, 127].
 template <class Arch>
 void QuantizeActI8Token<Arch>::run(const float* x, int64_t m, const QActLayout& lay, uint8_t* dst) {
   using F = xsimd::batch<float, Arch>;
@@ -200,12 +202,17 @@ void QuantizeActI8Token<Arch>::run(const float* x, int64_t m, const QActLayout& 
     uint8_t* rec = dst + static_cast<size_t>(t) * lay.bytes;
     auto* q = reinterpret_cast<int8_t*>(rec + lay.qs);
     const float* xr = x + t * k;
-    F mv(0.f);
+    const bool fixed = lay.fixed_scale > 0;
     int64_t j = 0;
-    for (; j + W <= k; j += W) mv = xsimd::max(mv, xsimd::abs(F::load_unaligned(xr + j)));
-    float amax = hmax(mv);
-    for (; j < k; ++j) amax = std::max(amax, std::fabs(xr[j]));
-    const float d = amax / 127.f;
+    float d = lay.fixed_scale;
+    if (!fixed) {
+      F mv(0.f);
+      for (; j + W <= k; j += W) mv = xsimd::max(mv, xsimd::abs(F::load_unaligned(xr + j)));
+      float amax = hmax(mv);
+      for (; j < k; ++j) amax = std::max(amax, std::fabs(xr[j]));
+      d = amax / 127.f;
+    }
+    const int32_t lo = fixed ? -128 : -127;
     int32_t sum = 0;
     if (d == 0.f) {
       std::memset(q, 0, static_cast<size_t>(k4));
@@ -214,14 +221,14 @@ void QuantizeActI8Token<Arch>::run(const float* x, int64_t m, const QActLayout& 
       I si(0);
       j = 0;
       for (; j + W <= k; j += W) {
-        const I v = xsimd::clip(xsimd::nearbyint_as_int(F::load_unaligned(xr + j) / F(d)), I(-127), I(127));
+        const I v = xsimd::clip(xsimd::nearbyint_as_int(F::load_unaligned(xr + j) / F(d)), I(lo), I(127));
         si = si + v;
         v.store_aligned(qi);
         for (int64_t i = 0; i < W; ++i) q[j + i] = static_cast<int8_t>(qi[i]);
       }
       sum = hsum(si);
       for (; j < k; ++j) {
-        const float v = std::min(127.f, std::max(-127.f, std::nearbyint(xr[j] / d)));
+        const float v = std::min(127.f, std::max(static_cast<float>(lo), std::nearbyint(xr[j] / d)));
         q[j] = static_cast<int8_t>(v);
         sum += q[j];
       }

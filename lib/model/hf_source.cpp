@@ -186,8 +186,9 @@ class HfSource final : public ModelSource {
   }
 
   // An int8 linear weight of a compressed-tensors checkpoint as W8: its weight_scale becomes the
-  // rows' headers. Anything this engine cannot run as stored is named.
-  void make_w8(const std::string& hf, const SafetensorsFile& f, const StTensor& st, ModelTensor& t, Entry& e) {
+  // rows' headers. Returns its static activation scale (input_scale; 0: dynamic per token).
+  // Anything this engine cannot run as stored is named.
+  float make_w8(const std::string& hf, const SafetensorsFile& f, const StTensor& st, ModelTensor& t, Entry& e) {
     const std::string file = f.path().string();
     const std::string suffix = ".weight";
     if (hf.size() <= suffix.size() || hf.compare(hf.size() - suffix.size(), suffix.size(), suffix) != 0 || st.shape.size() != 2)
@@ -219,14 +220,24 @@ class HfSource final : public ModelSource {
         if (z != 0) fail(Errc::invalid_model, "{}: '{}' is not zero: asymmetric int8 weights are not supported", file, zs->name);
     if (companion(".input_zero_point").second)
       fail(Errc::invalid_model, "{}: '{}.input_zero_point': asymmetric activations are not supported", file, mod);
-    if (companion(".input_scale").second)
-      fail(Errc::invalid_model, "{}: '{}.input_scale': static activation scales are not supported yet (only dynamic "
-           "per-token activations)", file, mod);
-    if (hf_.int8->static_activations)
-      fail(Errc::invalid_model, "{}: static activations (per-tensor input_scale) are not supported yet (only dynamic "
-           "per-token activations)", file);
+    float input_scale = 0;
+    const auto [inf, ins] = companion(".input_scale");
+    if (ins && !hf_.int8->static_activations)
+      fail(Errc::invalid_model, "{}: '{}' is stored but the activations are dynamic per token", file, ins->name);
+    if (!ins && hf_.int8->static_activations)
+      fail(Errc::invalid_model, "{}: static activations need '{}.input_scale', which is missing", file, mod);
+    if (ins) {
+      const std::vector<float> v = small_f32(*inf, *ins);
+      if (v.size() != 1)
+        fail(Errc::invalid_model, "{}: '{}' holds {} values; only per-tensor input scales ([1]) are supported", file,
+             ins->name, v.size());
+      if (!std::isfinite(v[0]) || !(v[0] > 0))
+        fail(Errc::invalid_model, "{}: '{}' is {}, not a positive number", file, ins->name, v[0]);
+      input_scale = v[0];
+    }
     t.type = QuantType::W8;
     e.scales = std::move(s);
+    return input_scale;
   }
 
   const Entry& entry(const ModelTensor& t) const {
@@ -311,7 +322,8 @@ class HfSource final : public ModelSource {
       t.source_name = hf;
       t.type = st_dtype_to_type(st.dtype);
       Entry e{loc.first, &st, m->permute};
-      if (hf_.int8 && st.dtype == StDtype::I8) make_w8(hf, *loc.first, st, t, e);
+      float input_scale = 0;
+      if (hf_.int8 && st.dtype == StDtype::I8) input_scale = make_w8(hf, *loc.first, st, t, e);
       else if (t.type != QuantType::F32 && t.type != QuantType::F16 && t.type != QuantType::BF16)
         fail(Errc::invalid_model, "{}: tensor '{}' has dtype {}; weights must be F32, F16 or BF16{}",
              loc.first->path().string(), hf, st_dtype_name(st.dtype),
@@ -320,6 +332,18 @@ class HfSource final : public ModelSource {
       if (t.ne.empty()) t.ne.push_back(1);
       for (size_t k = 0; k < files_.size(); ++k)
         if (files_[k].get() == loc.first) t.split = static_cast<int>(k);
+      if (input_scale > 0) {  // static W8A8: the scale as a tensor of its own beside the weight
+        ModelTensor s;
+        s.name = t.name.substr(0, t.name.size() - 7) + ".input_scale";
+        s.source_name = hf.substr(0, hf.size() - 7) + ".input_scale";
+        s.type = QuantType::F32;
+        s.ne = {1};
+        s.split = t.split;
+        Entry se;
+        se.generated = true;
+        se.generated_values = {input_scale};
+        add(std::move(s), std::move(se));
+      }
       add(std::move(t), std::move(e));
     }
     // Llama-3 rope scaling: llama.cpp reads the per-frequency factors from rope_freqs.weight.
@@ -384,7 +408,8 @@ class HfSource final : public ModelSource {
     expect("token_embd.weight", {c.n_embd, c.n_vocab});
     expect("output_norm.weight", {c.n_embd});
     if (!c.tie_embeddings) expect("output.weight", {c.n_embd, c.n_vocab});
-    std::set<std::string> known = {"token_embd.weight", "output_norm.weight", "output.weight", "rope_freqs.weight"};
+    std::set<std::string> known = {"token_embd.weight", "output_norm.weight", "output.weight", "output.input_scale",
+                                   "rope_freqs.weight"};
     for (int64_t l = 0; l < c.n_layer; ++l) {
       auto b = [l](std::string_view suffix) { return names::block_tensor(static_cast<int>(l), suffix); };
       expect(b("attn_norm.weight"), {c.n_embd});
@@ -398,6 +423,8 @@ class HfSource final : public ModelSource {
       expect(b("ffn_down.weight"), {c.n_ff, c.n_embd});
       for (const char* n : {"attn_norm", "ffn_norm", "attn_q", "attn_k", "attn_v", "attn_output", "ffn_gate", "ffn_up", "ffn_down"})
         known.insert(b(std::string(n) + ".weight"));
+      for (const char* n : {"attn_q", "attn_k", "attn_v", "attn_output", "ffn_gate", "ffn_up", "ffn_down"})
+        known.insert(b(std::string(n) + ".input_scale"));
       if (c.qkv_bias) {
         expect(b("attn_q.bias"), {q});
         expect(b("attn_k.bias"), {kv});

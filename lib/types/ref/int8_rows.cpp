@@ -39,6 +39,10 @@ void quantize_a8(const float* src, void* dst, int64_t nrows, int64_t n, const fl
   quantize_i8_rows(src, dst, nrows, n, [](float amax) { return amax / 127.f; }, -127.f);
 }
 
+void quantize_a8_static(const float* src, void* dst, int64_t nrows, int64_t n, float scale) {
+  quantize_i8_rows(src, dst, nrows, n, [scale](float) { return scale; }, -128.f);
+}
+
 void dequantize_i8_row(const void* src, float* dst, int64_t n) {
   const auto* row = static_cast<const uint8_t*>(src);
   float d;

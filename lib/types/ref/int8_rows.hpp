@@ -15,6 +15,9 @@ QuantizeKernel quantize_w8;
 /// Activations per token: scale = max|x| / 127 (0 for a zero row), q = round_half_even(x / scale)
 /// clamped to [-127, 127].
 QuantizeKernel quantize_a8;
+/// Activations with one fixed scale (static W8A8, compressed-tensors' input_scale > 0): A8 rows
+/// whose header is `scale`, q = clamp(round_half_even(x / scale), -128, 127).
+void quantize_a8_static(const float* src, void* dst, int64_t nrows, int64_t n, float scale);
 /// One row (n = the row length): q * scale.
 DequantizeKernel dequantize_i8_row;
 /// float(sum of q_w * q_a in int32) * (scale_w * scale_a).
