@@ -307,7 +307,8 @@ TEST_CASE("compressed-tensors: unsupported schemes are named errors", "[int8][mo
 }
 
 // Hidden: writes the fixture to $LQ_CT_FIXTURE_OUT for trying the CLI on it (lq info, perplexity,
-// run, quality report ORIGINAL DIR): lq_tests "[.ct-fixture]".
+// run, quality report ORIGINAL DIR): lq_tests "[.ct-fixture]". $LQ_CT_FIXTURE_SRC: another bf16
+// Llama checkpoint to convert instead of the tiny model (e.g. benchmarks' make_synthetic_llama).
 TEST_CASE("compressed-tensors: write the int8 fixture to $LQ_CT_FIXTURE_OUT", "[.ct-fixture]") {
   auto cfg = test::shared_file("models/tiny-llama/config.json");
   const char* out = std::getenv("LQ_CT_FIXTURE_OUT");
@@ -315,6 +316,7 @@ TEST_CASE("compressed-tensors: write the int8 fixture to $LQ_CT_FIXTURE_OUT", "[
     test::skip("needs ../shared/models/tiny-llama and LQ_CT_FIXTURE_OUT");
     return;
   }
-  write_ct_checkpoint(cfg->parent_path(), out, {.scale_dtype = StDtype::BF16});
+  const char* from = std::getenv("LQ_CT_FIXTURE_SRC");
+  write_ct_checkpoint(from ? fs::path(from) : cfg->parent_path(), out, {.scale_dtype = StDtype::BF16});
   CHECK(Model::load(out)->tensor_type("blk.0.attn_q.weight") == QuantType::W8);
 }

@@ -4,6 +4,7 @@
 // whose linears are all W8 close to the original's perplexity.
 #include <lq/engine.hpp>
 #include <lq/error.hpp>
+#include <lq/gguf.hpp>
 #include <lq/quant_type.hpp>
 
 #include "engine_kernels.hpp"
@@ -183,6 +184,10 @@ TEST_CASE("int8: W8 follows compressed-tensors' rounding (max|w| / 127.5, half t
   // W8 is never a GGUF type.
   CHECK_FALSE(type_info(QuantType::W8).storable);
   CHECK(type_slot(QuantType::W8) >= kQuantTypeSlots);
+  test::TempDir dir;
+  gguf::Writer w(dir / "w8.gguf");
+  const std::vector<int64_t> ne = {256, 4};
+  CHECK_THROWS_WITH(w.add_tensor("blk.0.attn_q.weight", QuantType::W8, ne), Catch::Contains("is not a GGUF type"));
 }
 
 TEST_CASE("int8: the tiny model with every block linear in W8 stays close to the original", "[int8][engine]") {
