@@ -243,6 +243,21 @@ TEST_CASE("compressed-tensors: static activations (input_scale) run as set in me
   // One token (below the panel batch) runs the same fixed-scale product.
   const auto a1 = ct_logits(*ct, {1}), b1 = ct_logits(*mem, {1});
   CHECK(test::same_bits(a1, b1));
+  // q/k/v and gate/up share the largest of their input scales (vLLM's fused products).
+  write_ct_checkpoint(src, dir / "fused", {.input_scale = scale, .edit_tensors = [](auto& specs, auto& data) {
+                        for (size_t i = 0; i < specs.size(); ++i)
+                          if (specs[i].name == "model.layers.1.self_attn.k_proj.input_scale" ||
+                              specs[i].name == "model.layers.1.mlp.gate_proj.input_scale") {
+                            const float big = 0.5f;
+                            std::memcpy(data[i].data(), &big, 4);
+                          }
+                      }});
+  auto fused = Model::load(dir / "fused");
+  for (const char* n : {"blk.1.attn_q.weight", "blk.1.attn_k.weight", "blk.1.attn_v.weight", "blk.1.ffn_gate.weight",
+                        "blk.1.ffn_up.weight"})
+    CHECK(fused->input_scale(n) == 0.5f);
+  for (const char* n : {"blk.1.attn_output.weight", "blk.1.ffn_down.weight", "blk.0.attn_k.weight", "blk.2.ffn_gate.weight"})
+    CHECK(fused->input_scale(n) == scale);
   // Dynamic activations with an input_scale stored: inconsistent.
   write_ct_checkpoint(src, dir / "mixed", {.input_scale = scale, .edit_config = [](json& c) {
                         auto& in = c["quantization_config"]["config_groups"]["group_0"]["input_activations"];

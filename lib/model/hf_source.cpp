@@ -346,6 +346,7 @@ class HfSource final : public ModelSource {
       }
       add(std::move(t), std::move(e));
     }
+    share_fused_input_scales();
     // Llama-3 rope scaling: llama.cpp reads the per-frequency factors from rope_freqs.weight.
     if (c.rope_scaling && c.rope_scaling->type == "llama3") add_llama3_rope_factors();
     std::vector<size_t> order(tensors_.size());
@@ -364,6 +365,26 @@ class HfSource final : public ModelSource {
     config_.tie_embeddings = find("output.weight") == nullptr;
     validate_shapes();
     build_metadata();
+  }
+
+  // vLLM runs q/k/v and gate/up as one fused product each, quantizing the shared input with the
+  // largest of their input scales: the same here, so both evaluate the same arithmetic.
+  void share_fused_input_scales() {
+    std::map<std::string, size_t> at;
+    for (size_t i = 0; i < tensors_.size(); ++i)
+      if (tensors_[i].name.ends_with(".input_scale")) at[tensors_[i].name] = i;
+    if (at.empty()) return;
+    for (int64_t l = 0; l < config_.n_layer; ++l)
+      for (const auto& group : {std::vector<const char*>{"attn_q", "attn_k", "attn_v"}, {"ffn_gate", "ffn_up"}}) {
+        std::vector<size_t> idx;
+        for (const char* role : group)
+          if (auto it = at.find(names::block_tensor(static_cast<int>(l), std::string(role) + ".input_scale"));
+              it != at.end())
+            idx.push_back(it->second);
+        float mx = 0;
+        for (size_t i : idx) mx = std::max(mx, entries_[i].generated_values[0]);
+        for (size_t i : idx) entries_[i].generated_values[0] = mx;
+      }
   }
 
   void add_llama3_rope_factors() {
