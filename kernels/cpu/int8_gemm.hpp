@@ -10,6 +10,7 @@
 //                      AVX-512BW, 16-bit lanes elsewhere). The int32 sums start at -128 x (the
 //                      record's sum of values), which removes the offset exactly.
 //   DotW8A8            one W8 row against one A8 row (batches under 4 tokens), same integer sum.
+//   QuantizeA8         float rows -> A8 rows (the dot's activations): ref::quantize_a8's bytes.
 //   QuantizeActI8Token float rows -> records: the values and scale ref::quantize_a8 produces
 //                      (with lay.fixed_scale: ref::quantize_a8_static's, static W8A8),
 //                      zero-padded to a multiple of 4 values, and their sum.
@@ -57,6 +58,10 @@ struct DotW8A8 {
 template <class Arch>
 struct QuantizeActI8Token {
   static void run(const float* x, int64_t m, const QActLayout& lay, uint8_t* dst);
+};
+template <class Arch>
+struct QuantizeA8 {
+  static void run(const float* src, void* dst, int64_t nrows, int64_t n, const float* imatrix);
 };
 
 namespace i8g {
@@ -190,55 +195,78 @@ float DotW8A8<Arch>::run(int64_t n, const void* x, const void* y) {
   return static_cast<float>(sum) * (dw * da);
 }
 
-// scale = max|x| / 127 (0 for a zero row), q = round_half_even(x / scale) in [-127, 127]; or the
-// fixed scale with q in [-128, 127].
+namespace i8g {
+
+// One row of k values: scale = max|x| / 127 (0 for a zero row), q = round_half_even(x / scale) in
+// [-127, 127]; or the fixed scale (> 0) with q in [-128, 127]. Writes q[0, k) and the scale;
+// returns the sum of q.
 template <class Arch>
-void QuantizeActI8Token<Arch>::run(const float* x, int64_t m, const QActLayout& lay, uint8_t* dst) {
+int32_t quantize_i8_row(const float* xr, int64_t k, float fixed_scale, int8_t* q, float* scale) {
   using F = xsimd::batch<float, Arch>;
   using I = xsimd::batch<int32_t, Arch>;
   constexpr int64_t W = static_cast<int64_t>(F::size);
+  const bool fixed = fixed_scale > 0;
+  int64_t j = 0;
+  float d = fixed_scale;
+  if (!fixed) {
+    F mv(0.f);
+    for (; j + W <= k; j += W) mv = xsimd::max(mv, xsimd::abs(F::load_unaligned(xr + j)));
+    float amax = hmax(mv);
+    for (; j < k; ++j) amax = std::max(amax, std::fabs(xr[j]));
+    d = amax / 127.f;
+  }
+  *scale = d;
+  if (d == 0.f) {
+    std::memset(q, 0, static_cast<size_t>(k));
+    return 0;
+  }
+  const int32_t lo = fixed ? -128 : -127;
+  alignas(64) int32_t qi[W];
+  I si(0);
+  j = 0;
+  for (; j + W <= k; j += W) {
+    const I v = xsimd::clip(xsimd::nearbyint_as_int(F::load_unaligned(xr + j) / F(d)), I(lo), I(127));
+    si = si + v;
+    v.store_aligned(qi);
+    for (int64_t i = 0; i < W; ++i) q[j + i] = static_cast<int8_t>(qi[i]);
+  }
+  int32_t sum = hsum(si);
+  for (; j < k; ++j) {
+    const float v = std::min(127.f, std::max(static_cast<float>(lo), std::nearbyint(xr[j] / d)));
+    q[j] = static_cast<int8_t>(v);
+    sum += q[j];
+  }
+  return sum;
+}
+
+}  // namespace i8g
+
+template <class Arch>
+void QuantizeActI8Token<Arch>::run(const float* x, int64_t m, const QActLayout& lay, uint8_t* dst) {
   const int64_t k = lay.k, k4 = (k + 3) / 4 * 4;
   for (int64_t t = 0; t < m; ++t) {
     uint8_t* rec = dst + static_cast<size_t>(t) * lay.bytes;
     auto* q = reinterpret_cast<int8_t*>(rec + lay.qs);
-    const float* xr = x + t * k;
-    const bool fixed = lay.fixed_scale > 0;
-    int64_t j = 0;
-    float d = lay.fixed_scale;
-    if (!fixed) {
-      F mv(0.f);
-      for (; j + W <= k; j += W) mv = xsimd::max(mv, xsimd::abs(F::load_unaligned(xr + j)));
-      float amax = hmax(mv);
-      for (; j < k; ++j) amax = std::max(amax, std::fabs(xr[j]));
-      d = amax / 127.f;
-    }
-    const int32_t lo = fixed ? -128 : -127;
-    int32_t sum = 0;
-    if (d == 0.f) {
-      std::memset(q, 0, static_cast<size_t>(k4));
-    } else {
-      alignas(64) int32_t qi[W];
-      I si(0);
-      j = 0;
-      for (; j + W <= k; j += W) {
-        const I v = xsimd::clip(xsimd::nearbyint_as_int(F::load_unaligned(xr + j) / F(d)), I(lo), I(127));
-        si = si + v;
-        v.store_aligned(qi);
-        for (int64_t i = 0; i < W; ++i) q[j + i] = static_cast<int8_t>(qi[i]);
-      }
-      sum = hsum(si);
-      for (; j < k; ++j) {
-        const float v = std::min(127.f, std::max(static_cast<float>(lo), std::nearbyint(xr[j] / d)));
-        q[j] = static_cast<int8_t>(v);
-        sum += q[j];
-      }
-      for (j = k; j < k4; ++j) q[j] = 0;
-    }
+    float d;
+    const int32_t sum = i8g::quantize_i8_row<Arch>(x + t * k, k, lay.fixed_scale, q, &d);
+    std::memset(q + k, 0, static_cast<size_t>(k4 - k));
     std::memcpy(rec + lay.d, &d, 4);
     std::memcpy(rec + lay.s32, &sum, 4);
   }
 }
 
-#define LQ_CPU_INT8_KERNELS(X) X(GemmW8) X(DotW8A8) X(QuantizeActI8Token)
+// A8 rows (the dot path's activations): ref::quantize_a8's bytes.
+template <class Arch>
+void QuantizeA8<Arch>::run(const float* src, void* dst, int64_t nrows, int64_t n, const float*) {
+  auto* out = static_cast<uint8_t*>(dst);
+  for (int64_t r = 0; r < nrows; ++r) {
+    uint8_t* row = out + static_cast<size_t>(r) * static_cast<size_t>(n + 4);
+    float d;
+    i8g::quantize_i8_row<Arch>(src + r * n, n, 0.f, reinterpret_cast<int8_t*>(row + 4), &d);
+    std::memcpy(row, &d, 4);
+  }
+}
+
+#define LQ_CPU_INT8_KERNELS(X) X(GemmW8) X(DotW8A8) X(QuantizeActI8Token) X(QuantizeA8)
 
 }  // namespace lq::cpu
