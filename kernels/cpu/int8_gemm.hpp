@@ -8,7 +8,9 @@
 //                      per 32-bit lane); each record's 4 broadcast bytes then run against the panel
 //                      with IsaOps::dot4 (vpdpbusd on AVX512-VNNI, split vpmaddubsw on AVX2 and
 //                      AVX-512BW, 16-bit lanes elsewhere). The int32 sums start at -128 x (the
-//                      record's sum of values), which removes the offset exactly.
+//                      record's sum of values), which removes the offset exactly. Without VNNI
+//                      the panel and the records hold int16 pairs instead and IsaOps::dot2_i16
+//                      (vpmaddwd) multiplies them: one instruction per 2 values, no offset.
 //   DotW8A8            one W8 row against one A8 row (batches under 4 tokens), same integer sum.
 //   QuantizeA8         float rows -> A8 rows (the dot's activations): ref::quantize_a8's bytes.
 //   QuantizeActI8Token float rows -> records: the values and scale ref::quantize_a8 produces
@@ -28,13 +30,14 @@
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <type_traits>
 #include <vector>
 
 namespace lq::cpu {
 
 /// Record layout of the i8_token activation format for rows of k values: int8 values at `qs`
 /// (k rounded up to a multiple of 4, zero-padded), the float scale at `d`, the int32 sum of the
-/// values at `s32`.
+/// values at `s32`, and the values again as int16 at `p16` (for ISAs without vpdpbusd).
 inline QActLayout i8_token_layout(int64_t k) {
   QActLayout l;
   l.k = k;
@@ -43,7 +46,8 @@ inline QActLayout i8_token_layout(int64_t k) {
   l.qs = 0;
   l.d = (k4 + 63) / 64 * 64;
   l.s32 = l.d + 4;
-  l.bytes = l.d + 64;
+  l.p16 = l.d + 64;
+  l.bytes = l.p16 + (2 * k4 + 63) / 64 * 64;
   return l;
 }
 
@@ -66,65 +70,81 @@ struct QuantizeA8 {
 
 namespace i8g {
 
-// One panel: q [k4 / 4 * 16] (4 offset bytes of one row per lane), d [16] row scales.
+// Without vpdpbusd, a byte product of an unsigned value up to 255 costs two vpmaddubsw (the
+// split in IsaOps::dot4); values widened to int16 pairs take one vpmaddwd per 2 values instead.
+template <class Arch>
+inline constexpr bool kW8Wide = kIsaLevel<Arch> != IsaLevel::vnni;
+
+// One panel: q [k4 / P * 16] with P values of one row per 32-bit lane (P = 4 offset bytes, or
+// P = 2 int16 where kW8Wide), d [16] row scales.
+template <class Arch>
 struct PanelW8 {
+  static constexpr int P = kW8Wide<Arch> ? 2 : 4;
   int32_t* q;
   float* d;
-  static size_t words(int64_t k) { return static_cast<size_t>((k + 3) / 4 + 1) * kPanelRows; }
-  PanelW8(int32_t* buf, int64_t k) : q(buf), d(reinterpret_cast<float*>(buf + (k + 3) / 4 * kPanelRows)) {}
+  static size_t words(int64_t k) { return static_cast<size_t>((k + 3) / 4 * 4 / P + 1) * kPanelRows; }
+  PanelW8(int32_t* buf, int64_t k) : q(buf), d(reinterpret_cast<float*>(buf + (k + 3) / 4 * 4 / P * kPanelRows)) {}
 };
 
 // Rows r0 .. r0 + rows (<= 16; missing rows: zero values and scales) into the panel.
 template <class Arch>
-void pack_w8(const uint8_t* w, size_t ws, int rows, int64_t k, const PanelW8& p) {
+void pack_w8(const uint8_t* w, size_t ws, int rows, int64_t k, const PanelW8<Arch>& p) {
   constexpr int CH = 256;
-  alignas(64) uint8_t tmp[kPanelRows][CH];
+  constexpr int P = PanelW8<Arch>::P;
+  using E = std::conditional_t<P == 2, int16_t, uint8_t>;
+  alignas(64) E tmp[kPanelRows][CH];
   for (int r = 0; r < kPanelRows; ++r) {
     float d = 0.f;
     if (r < rows) std::memcpy(&d, w + static_cast<size_t>(r) * ws, 4);
     p.d[r] = d;
   }
+  // Bytes carry the offset 128 (what the records' sums remove); int16 values are the values.
+  auto level = [](uint8_t q) -> E {
+    if constexpr (P == 2) return static_cast<int16_t>(static_cast<int8_t>(q));
+    else return static_cast<uint8_t>(q ^ 0x80u);
+  };
+  const E zero = level(0);
   for (int64_t c0 = 0; c0 < k; c0 += CH) {
     const int cn = static_cast<int>(std::min<int64_t>(CH, k - c0));
     const int cn4 = (cn + 3) / 4 * 4;
     for (int r = 0; r < kPanelRows; ++r) {
-      if (r < rows) {
-        const uint8_t* q = w + static_cast<size_t>(r) * ws + 4 + c0;
-        for (int i = 0; i < cn; ++i) tmp[r][i] = static_cast<uint8_t>(q[i] ^ 0x80u);
-        for (int i = cn; i < cn4; ++i) tmp[r][i] = 0x80u;
-      } else {
-        std::memset(tmp[r], 0x80, static_cast<size_t>(cn4));
-      }
+      const uint8_t* q = w + static_cast<size_t>(r) * ws + 4 + c0;
+      for (int i = 0; i < cn4; ++i) tmp[r][i] = r < rows && i < cn ? level(q[i]) : zero;
     }
-    transpose16<Arch>(reinterpret_cast<const int32_t*>(&tmp[0][0]), CH / 4, cn4 / 4, p.q + c0 / 4 * kPanelRows);
+    transpose16<Arch>(reinterpret_cast<const int32_t*>(&tmp[0][0]), CH / P, cn4 / P, p.q + c0 / P * kPanelRows);
   }
 }
 
 template <class Arch, int TN>
-void w8_tokens(int64_t k4, const PanelW8& pn, const uint8_t* act, const QActLayout& lay, float* y, int64_t ldy,
+void w8_tokens(int64_t k4, const PanelW8<Arch>& pn, const uint8_t* act, const QActLayout& lay, float* y, int64_t ldy,
                int rows) {
   using Ops = IsaOps<Arch>;
   using I = typename Ops::I;
   using F = typename Ops::F;
   constexpr int W = static_cast<int>(F::size), NV = kPanelRows / W;
-  const int8_t* xq[TN];
+  constexpr bool wide = kW8Wide<Arch>;
+  const uint8_t* xq[TN];
   float xd[TN];
   I acc[TN][NV];
   for (int t = 0; t < TN; ++t) {
     const uint8_t* rec = act + static_cast<size_t>(t) * lay.bytes;
-    xq[t] = reinterpret_cast<const int8_t*>(rec + lay.qs);
+    xq[t] = rec + (wide ? lay.p16 : lay.qs);
     std::memcpy(&xd[t], rec + lay.d, 4);
     int32_t s;
     std::memcpy(&s, rec + lay.s32, 4);
-    for (int v = 0; v < NV; ++v) acc[t][v] = I(-128 * s);
+    for (int v = 0; v < NV; ++v) acc[t][v] = I(wide ? 0 : -128 * s);
   }
-  for (int64_t g = 0; g < k4 / 4; ++g) {
+  // Each step: 4 bytes of every record (P values) against P values of 16 rows.
+  for (int64_t g = 0; g < k4 / PanelW8<Arch>::P; ++g) {
     I wv[NV];
     for (int v = 0; v < NV; ++v) wv[v] = I::load_unaligned(pn.q + g * kPanelRows + v * W);
 #pragma GCC unroll 16
     for (int t = 0; t < TN; ++t) {
       const I xb = Ops::broadcast4(xq[t] + 4 * g);
-      for (int v = 0; v < NV; ++v) acc[t][v] = Ops::template dot4<255>(acc[t][v], wv[v], xb);
+      for (int v = 0; v < NV; ++v) {
+        if constexpr (wide) acc[t][v] = Ops::dot2_i16(acc[t][v], wv[v], xb);
+        else acc[t][v] = Ops::template dot4<255>(acc[t][v], wv[v], xb);
+      }
     }
   }
   F out[TN][NV];
@@ -136,7 +156,7 @@ void w8_tokens(int64_t k4, const PanelW8& pn, const uint8_t* act, const QActLayo
 }
 
 template <class Arch, int TN>
-void w8_all_tokens(int64_t k4, const PanelW8& pn, const QGemmArgs& a, int64_t t0, float* y, int rows) {
+void w8_all_tokens(int64_t k4, const PanelW8<Arch>& pn, const QGemmArgs& a, int64_t t0, float* y, int rows) {
   int64_t t = t0;
   for (; t + TN <= a.m; t += TN)
     w8_tokens<Arch, TN>(k4, pn, a.act + static_cast<size_t>(t) * a.lay.bytes, a.lay, y + t * a.ldy, a.ldy, rows);
@@ -151,8 +171,8 @@ void gemm_w8(const QGemmArgs& a) {
   constexpr int NV = qg::kNv<Arch>;
   constexpr int TN = NV == 1 ? 12 : NV == 2 ? 4 : 2;
   const int64_t k = a.k, k4 = (k + 3) / 4 * 4;
-  auto& buf = qg::scratch<Arch, PanelW8>(PanelW8::words(k));
-  const PanelW8 pn(buf.data(), k);
+  auto& buf = qg::scratch<Arch, PanelW8<Arch>>(PanelW8<Arch>::words(k));
+  const PanelW8<Arch> pn(buf.data(), k);
   const auto* w = static_cast<const uint8_t*>(a.w);
   for (int64_t r0 = 0; r0 < a.rows; r0 += kPanelRows) {
     const int rows = static_cast<int>(std::min<int64_t>(kPanelRows, a.rows - r0));
@@ -250,6 +270,8 @@ void QuantizeActI8Token<Arch>::run(const float* x, int64_t m, const QActLayout& 
     float d;
     const int32_t sum = i8g::quantize_i8_row<Arch>(x + t * k, k, lay.fixed_scale, q, &d);
     std::memset(q + k, 0, static_cast<size_t>(k4 - k));
+    auto* q16 = reinterpret_cast<int16_t*>(rec + lay.p16);
+    for (int64_t i = 0; i < k4; ++i) q16[i] = q[i];
     std::memcpy(rec + lay.d, &d, 4);
     std::memcpy(rec + lay.s32, &sum, 4);
   }
