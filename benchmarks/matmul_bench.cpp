@@ -8,7 +8,8 @@
 //                [--no-isa] [--float-act]
 //
 // --float-act: BF16 weights multiply float activations (the engine's exact mode) instead of
-// bf16-rounded ones.
+// bf16-rounded ones. W8 is SmoothQuant's W8A8: int8 weights times int8 per-token activations
+// (one GMAC/s is two GOPS); `--m 512 --types F32,BF16,W8` compares it with the float GEMMs.
 #include <lq/backend.hpp>
 #include <lq/quant_type.hpp>
 #include <lq/threads.hpp>
@@ -16,6 +17,7 @@
 #include "engine/impl.hpp"
 #include "kernels/cpu/rows.hpp"
 #include "kernels/cpu/engine_kernels.hpp"
+#include "int8_gemm.hpp"
 #include "qgemm.hpp"
 
 #include <chrono>
@@ -29,6 +31,7 @@
 #include <vector>
 
 LQ_CPU_QGEMM_KERNELS(LQ_CPU_EXTERN)
+LQ_CPU_INT8_KERNELS(LQ_CPU_EXTERN)
 
 using namespace lq;
 #include "bench_util.hpp"
@@ -77,7 +80,8 @@ IsaKernels isa(const char* name, bool usable) {
            {QuantType::Q6_K, QGemmQ6K<A>::run},
            {QuantType::Q3_K, QGemmQ3K<A>::run},
            {QuantType::Q2_K, QGemmQ2K<A>::run},
-           {QuantType::BF16, GemmBf16<A>::run}}};
+           {QuantType::BF16, GemmBf16<A>::run},
+           {QuantType::W8, GemmW8<A>::run}}};
 }
 
 cpu::QGemmFn pick(const IsaKernels& k, QuantType t) {
@@ -93,7 +97,7 @@ int main(int argc, char** argv) {
   int threads = 1, reps = 3;
   std::string model = "1b";
   bool per_isa = true, float_act = false;
-  std::vector<std::string> types = {"F32", "BF16", "Q8_0", "Q4_0", "Q4_K", "Q5_K", "Q6_K", "Q3_K", "Q2_K"};
+  std::vector<std::string> types = {"F32", "BF16", "W8", "Q8_0", "Q4_0", "Q4_K", "Q5_K", "Q6_K", "Q3_K", "Q2_K"};
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
     auto val = [&]() -> std::string { return i + 1 < argc ? argv[++i] : ""; };

@@ -71,6 +71,12 @@ class LQ_API Model {
   /// Replaces tensor `name` with float values (row-major, n_rows x row_length), stored as `type`
   /// (F32 keeps them exactly; another type is quantized with that type's quantizer).
   void replace_tensor(std::string_view name, std::span<const float> values, QuantType type = QuantType::F32);
+  /// Static W8A8 for the W8 linear `name`: its activations are quantized with the fixed scale
+  /// `scale` (x / scale rounded to int8, as compressed-tensors' input_scale) instead of one
+  /// scale per token; 0 returns to per-token scales. Throws for a non-linear or a negative scale.
+  void set_input_scale(std::string_view name, float scale);
+  /// The static activation scale of linear `name` (0: per token).
+  float input_scale(std::string_view name) const;
   /// Tensor `name` decoded to float (row-major, n_rows x row_length).
   std::vector<float> tensor_f32(std::string_view name) const;
   /// Bytes of all tensors held.

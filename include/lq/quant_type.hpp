@@ -11,8 +11,9 @@
 
 namespace lq {
 
-/// Tensor element type. Values are the GGUF/ggml type ids: pinned, never reused.
-/// Ids 4, 5, 31-33 and 36-38 were removed by ggml and must stay unused.
+/// Tensor element type. Values below kLqTypeBase are the GGUF/ggml type ids: pinned, never
+/// reused. Ids 4, 5, 31-33 and 36-38 were removed by ggml and must stay unused. Ids from
+/// kLqTypeBase on are liblq's own formats (never written to GGUF).
 enum class QuantType : int32_t {
   F32 = 0,
   F16 = 1,
@@ -45,16 +46,35 @@ enum class QuantType : int32_t {
   BF16 = 30,
   TQ1_0 = 34,
   TQ2_0 = 35,
+  /// int8 per-output-channel weights (compressed-tensors W8A8): each row is its float scale
+  /// followed by its int8 values, value = q * scale.
+  W8 = 1024,
+  /// int8 per-token activations, W8's dot_type: the same row layout, scale = max|x| / 127.
+  A8 = 1025,
 };
 
-/// Number of slots in the type table (one past the largest id liblq knows).
+/// Number of ggml slots in the type table (one past the largest ggml id liblq knows).
 inline constexpr int kQuantTypeSlots = 36;
+/// First id of liblq's own types, far beyond ggml's ids; kLqTypeCount of them follow.
+inline constexpr int kLqTypeBase = 1024;
+inline constexpr int kLqTypeCount = 2;
+/// Dense index of a known type id: ggml ids as they are, liblq's after them (tables indexed by
+/// type use it); -1 for an id outside both ranges.
+constexpr int type_slot(QuantType t) noexcept {
+  const auto id = static_cast<int>(t);
+  if (id >= 0 && id < kQuantTypeSlots) return id;
+  if (id >= kLqTypeBase && id < kLqTypeBase + kLqTypeCount) return kQuantTypeSlots + id - kLqTypeBase;
+  return -1;
+}
+/// Number of dense type indices (type_slot() is below it).
+inline constexpr int kTypeSlotCount = kQuantTypeSlots + kLqTypeCount;
 
 /// Quantizes `nrows` rows of `n_per_row` floats; row r goes to dst + r * row_bytes(n_per_row).
 /// `imatrix` holds one importance weight per column (n_per_row values) or is nullptr.
 using QuantizeKernel = void(const float* src, void* dst, int64_t nrows, int64_t n_per_row, const float* imatrix);
 using QuantizeFn = QuantizeKernel*;
-/// Decodes `n` values (a multiple of the block size) from packed blocks into floats.
+/// Decodes `n` values (a multiple of the block size) from packed blocks into floats. For a type
+/// with a row header (W8, A8) a call decodes one row: n is the row length.
 using DequantizeKernel = void(const void* src, float* dst, int64_t n);
 using DequantizeFn = DequantizeKernel*;
 /// Dot product of `n` values: x is packed in this type, y in the row's `dot_type`.
@@ -92,11 +112,15 @@ struct LQ_API TypeInfo {
   QuantizeFn quantize_ref;   ///< scalar oracle (imatrix optional); nullptr: not quantizable
   DequantizeFn dequantize_ref;  ///< scalar oracle; nullptr: cannot be decoded
   DotFn dot_ref;             ///< scalar oracle (optional)
+  /// Bytes at the start of every row before its blocks (W8's per-row scale); 0 for ggml types.
+  int row_header = 0;
 
   /// Bits per weight.
   double bpw() const { return 8.0 * block_bytes / block_size; }
-  /// Bytes of a row of `n` values (n must be a multiple of block_size).
-  size_t row_bytes(int64_t n) const { return static_cast<size_t>(n / block_size) * block_bytes; }
+  /// Bytes of a row of `n` values (n must be a multiple of block_size), its header included.
+  size_t row_bytes(int64_t n) const {
+    return static_cast<size_t>(row_header) + static_cast<size_t>(n / block_size) * block_bytes;
+  }
   /// True for the slots that describe a real type.
   bool valid() const { return block_size > 0; }
   /// True for F32/F16/BF16/F64 (the `floating` column).

@@ -30,15 +30,17 @@ const ActFormatRow kActFormats[] = {
   {AF::q8_k,   [](int64_t k) { return qact_layout(k, 256); }, quantize_act_q8_k},
   {AF::bf16,   bf16_act_layout,                                quantize_act_bf16},
   {AF::bf16x3, bf16x3_act_layout,                              quantize_act_bf16x3},
+  {AF::i8_token, i8_token_act_layout,                          quantize_act_i8_token},
 };
 // clang-format on
 
 // The rows indexed by type id, built once from type_rows() (each type at most once).
-const std::array<TypeRow, kQuantTypeSlots>& rows_by_id() {
+const std::array<TypeRow, kTypeSlotCount>& rows_by_id() {
   static const auto table = [] {
-    std::array<TypeRow, kQuantTypeSlots> t{};
+    std::array<TypeRow, kTypeSlotCount> t{};
     for (int i = 0; i < kQuantTypeSlots; ++i) t[static_cast<size_t>(i)].type = static_cast<QT>(i);
-    for (const TypeRow& r : type_rows()) t[static_cast<size_t>(r.type)] = r;
+    for (int i = 0; i < kLqTypeCount; ++i) t[static_cast<size_t>(kQuantTypeSlots + i)].type = static_cast<QT>(kLqTypeBase + i);
+    for (const TypeRow& r : type_rows()) t[static_cast<size_t>(type_slot(r.type))] = r;
     return t;
   }();
   return table;
@@ -73,9 +75,9 @@ class CpuBackend final : public Backend {
 }  // namespace
 
 const TypeRow& row(QuantType t) {
-  const auto id = static_cast<int32_t>(t);
-  LQ_ASSERT(id >= 0 && id < kQuantTypeSlots);
-  return rows_by_id()[static_cast<size_t>(id)];
+  const int slot = type_slot(t);
+  LQ_ASSERT(slot >= 0);
+  return rows_by_id()[static_cast<size_t>(slot)];
 }
 
 const ActFormatRow& act_format(ActFormat f) {

@@ -4,6 +4,7 @@
 #include "arch.hpp"
 #include "engine_kernels.hpp"
 #include "float.hpp"
+#include "int8_gemm.hpp"
 #include "iq1.hpp"
 #include "iq2.hpp"
 #include "iq3.hpp"
@@ -23,6 +24,7 @@ LQ_CPU_KQUANT_KERNELS(LQ_CPU_EXTERN)
 LQ_CPU_IQ3_KERNELS(LQ_CPU_EXTERN)
 LQ_CPU_IQ4_KERNELS(LQ_CPU_EXTERN)
 LQ_CPU_TERNARY_KERNELS(LQ_CPU_EXTERN)
+LQ_CPU_INT8_KERNELS(LQ_CPU_EXTERN)
 
 namespace lq::cpu {
 namespace {
@@ -40,7 +42,8 @@ R dispatched(A... a) {
 // Q8_0 multiplies two signed operands: without vpdpbusd the panel kernel's offset form costs more
 // than the 4x4 tile kernel's sign trick (matmul_bench). BF16 weights multiply bf16-rounded
 // activations (as llama.cpp does) with vdpbf16ps, twice the float GEMM's rate; without AVX-512
-// BF16 the float GEMM is faster. On AMX the BF16 panel packs four 16-row panels per call.
+// BF16 the float GEMM is faster. W8 (int8 x int8, W8A8) runs its panel on every ISA: its dot is
+// the only other path. On AMX the BF16 panel packs four 16-row panels per call.
 constexpr int64_t kAmxRows = kAmxGroup * kPanelRows;
 const TypeRow kRows[] = {
   //  type       quantize                   dequantize                 dot                         tile       panel (act)                      vnni  AMX panel                            AMX exact (float act)
@@ -68,6 +71,8 @@ const TypeRow kRows[] = {
   {QT::IQ4_XS,  {dispatched<QuantizeIq4Xs>, dispatched<DequantIq4Xs>,  dispatched<DotIq4Xs>}},
   {QT::TQ1_0,   {dispatched<QuantizeTq1_0>, dispatched<DequantTq1_0>,  dispatched<DotTq1_0>}},
   {QT::TQ2_0,   {dispatched<QuantizeTq2_0>, dispatched<DequantTq2_0>,  dispatched<DotTq2_0>}},
+  {QT::W8,      {nullptr,                   nullptr,                   dispatched<DotW8A8>},        nullptr,   {gemm_w8, AF::i8_token}},
+  {QT::A8,      {dispatched<QuantizeA8>}},
 };
 // clang-format on
 

@@ -1,6 +1,7 @@
 // Run-time dispatched entry points of the 4 x 4 tile kernels (legacy_dot.hpp) and the inference
 // engine's kernels (matmul.hpp, qgemm.hpp).
 #include "engine_kernels.hpp"
+#include "int8_gemm.hpp"
 #include "legacy_dot.hpp"
 #include "matmul.hpp"
 #include "qgemm.hpp"
@@ -8,6 +9,7 @@
 LQ_CPU_LEGACY_DOT_KERNELS(LQ_CPU_EXTERN)
 LQ_CPU_MATMUL_KERNELS(LQ_CPU_EXTERN)
 LQ_CPU_QGEMM_KERNELS(LQ_CPU_EXTERN)
+LQ_CPU_INT8_KERNELS(LQ_CPU_EXTERN)
 
 namespace lq::cpu {
 
@@ -67,6 +69,11 @@ void qgemm_q4_k(const QGemmArgs& a) { dispatch_call<QGemmQ4K>(a); }
 void qgemm_q5_k(const QGemmArgs& a) { dispatch_call<QGemmQ5K>(a); }
 void qgemm_q6_k(const QGemmArgs& a) { dispatch_call<QGemmQ6K>(a); }
 void gemm_bf16(const QGemmArgs& a) { dispatch_call<GemmBf16>(a); }
+void gemm_w8(const QGemmArgs& a) { dispatch_call<GemmW8>(a); }
+QActLayout i8_token_act_layout(int64_t k) { return i8_token_layout(k); }
+void quantize_act_i8_token(const float* x, int64_t m, const QActLayout& lay, uint8_t* dst) {
+  dispatch_call<QuantizeActI8Token>(x, m, lay, dst);
+}
 
 void quantize_act_q8_0(const float* x, int64_t m, const QActLayout& lay, uint8_t* dst) {
   dispatch_call<QuantizeActQ8_0>(x, m, lay, dst);

@@ -33,6 +33,11 @@ void qgemm_q4_k(const QGemmArgs& args);
 void qgemm_q5_k(const QGemmArgs& args);
 void qgemm_q6_k(const QGemmArgs& args);
 void gemm_bf16(const QGemmArgs& args);
+/// W8 weights against i8_token activation records (int8_gemm.hpp): int32 sums, one float scale
+/// per weight row and per token.
+void gemm_w8(const QGemmArgs& args);
+QActLayout i8_token_act_layout(int64_t k);
+void quantize_act_i8_token(const float* x, int64_t m, const QActLayout& lay, uint8_t* dst);
 /// GemmBf16 on Intel AMX tiles (amx.cpp), where has_amx_bf16(): the CPU has AMX-BF16 and the
 /// OS granted this process the tile state.
 void gemm_bf16_amx(const QGemmArgs& args);

@@ -176,11 +176,17 @@ void products(std::span<const Product> ops, int threads) {
     Prepared p{&op, Path::gemm, op.x};
     const QuantType t = op.w.type;
     const int64_t k = op.w.cols;
-    const PanelKernel panel = op.m < kPanelMinTokens ? PanelKernel{} : panel_kernel(t, op.float_act, k);
+    // A fixed activation scale (static W8A8) exists only in the panel's records: every batch runs it.
+    const bool fixed_act = op.w.input_scale > 0;
+    const PanelKernel panel = op.m < kPanelMinTokens && !fixed_act ? PanelKernel{} : panel_kernel(t, op.float_act, k);
+    if (fixed_act && (!panel || panel.act != ActFormat::i8_token))
+      fail(Errc::invalid_model, "engine: tensor '{}' of type {} has a static activation scale but no int8 product",
+           op.w.name, type_name(t));
     if (panel) {
       p.path = Path::panel;
       p.panel = panel;
       p.lay = act_format(panel.act).layout(k);
+      if (fixed_act) p.lay.fixed_scale = op.w.input_scale;
       p.qb = p.lay.bytes;
     } else if (!gemm_type(t)) {
       const KernelSet kern = cpu_kernels(t);
@@ -203,7 +209,7 @@ void products(std::span<const Product> ops, int threads) {
 
   // Activations: each (input, format) pair is quantized once. Formats: the dot_type's GGUF
   // layout (dot path) or panel records (panel path).
-  using Key = std::tuple<const float*, QuantType, ActFormat>;
+  using Key = std::tuple<const float*, QuantType, ActFormat, float>;
   thread_local std::map<Key, std::vector<uint8_t>> qbufs;
   std::vector<std::pair<Key, Prepared*>> to_quantize;
   for (Prepared& p : prep) {
@@ -211,7 +217,8 @@ void products(std::span<const Product> ops, int threads) {
     const QuantType dt = type_info(p.op->w.type).dot_type;
     const int64_t k = p.op->w.cols;
     if (p.path == Path::dot) p.qb = type_info(dt).row_bytes(k);
-    const Key key = p.path == Path::dot ? Key{p.op->x, dt, ActFormat::none} : Key{p.op->x, QuantType::F32, p.panel.act};
+    const Key key = p.path == Path::dot ? Key{p.op->x, dt, ActFormat::none, 0.f}
+                                        : Key{p.op->x, QuantType::F32, p.panel.act, p.lay.fixed_scale};
     auto& buf = qbufs[key];
     const size_t need = static_cast<size_t>(p.op->m) * p.qb;
     bool fresh = true;

@@ -52,6 +52,7 @@ struct QActLayout {
   size_t p16 = 0;  // int32: sums of 16-value groups 2i, 2i+1 as two int16 [k / 32]
   size_t p32 = 0;  // int32: sums of 32-value groups 2i, 2i+1 as two int16 [k / 64]
   size_t bytes = 0;  // record size (a multiple of 64)
+  float fixed_scale = 0;  // i8_token records: one scale for every token (static W8A8); 0: per token
 };
 
 /// Arguments of the panel kernels: y[t * ldy + r] for t < m, r < rows.

@@ -21,6 +21,7 @@ enum class ActFormat : uint8_t {
   q8_k,    ///< int8 values with a scale per 256
   bf16,    ///< bf16 pairs (llama.cpp's BF16 arithmetic)
   bf16x3,  ///< each float as three bf16 parts summing to it exactly (AMX, exact)
+  i8_token,  ///< int8 values with one scale per token (max|x| / 127) and their sum (W8A8)
 };
 
 /// Layout and quantizer of one activation format.

@@ -20,6 +20,9 @@ struct WeightView {
   int64_t rows = 0, cols = 0;
   size_t row_bytes = 0;
   const char* name = "";  ///< for error messages
+  /// W8 weights: a fixed activation scale (static W8A8: every token as x / input_scale, rounded);
+  /// 0: a scale per token.
+  float input_scale = 0;
   const uint8_t* row(int64_t r) const { return data + static_cast<size_t>(r) * row_bytes; }
 };
 

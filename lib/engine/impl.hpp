@@ -49,6 +49,7 @@ struct Tensor {
   QuantType type = QuantType::F32;
   std::vector<int64_t> ne;
   Buffer data;
+  float input_scale = 0;  // W8 linears: static activation scale (0: per token)
   int64_t row_length() const { return ne.empty() ? 0 : ne[0]; }
   int64_t n_rows() const;
   size_t row_bytes() const { return type_info(type).row_bytes(row_length()); }

@@ -144,6 +144,13 @@ std::unique_ptr<Model> Model::load(const ModelSource& src) {
   };
   auto add_linear = [&](const ModelTensor& t, std::string role, int layer) {
     Tensor* p = add(t, false);
+    // A static W8A8 checkpoint's per-tensor activation scale, beside its weight.
+    const ModelTensor* s =
+        t.name.ends_with(".weight") ? src.find(t.name.substr(0, t.name.size() - 7) + ".input_scale") : nullptr;
+    if (s) {
+      if (s->n_elements() != 1) fail(Errc::invalid_model, "engine: '{}' must hold one value", s->name);
+      src.read_rows_f32(*s, 0, 1, &p->input_scale);
+    }
     LinearInfo li{t.name, std::move(role), layer, p->type, t.ne[0], t.ne[1]};
     m.linears.push_back(li);
     m.linear_tensors.push_back(p);
@@ -273,6 +280,16 @@ void Model::replace_tensor(std::string_view name, std::span<const float> values,
   q(values.data(), bytes.data(), t.n_rows(), t.row_length(), nullptr);
   replace_tensor(name, type, bytes);
 }
+
+void Model::set_input_scale(std::string_view name, float scale) {
+  Tensor& t = need(*impl_, name);
+  if (!find_linear(name)) fail(Errc::invalid_argument, "set_input_scale '{}': not a linear layer", name);
+  if (!(scale >= 0) || !std::isfinite(scale))
+    fail(Errc::invalid_argument, "set_input_scale '{}': scale {} is not a finite non-negative number", name, scale);
+  t.input_scale = scale;
+}
+
+float Model::input_scale(std::string_view name) const { return need(*impl_, name).input_scale; }
 
 std::vector<float> Model::tensor_f32(std::string_view name) const {
   const Tensor& t = need(*impl_, name);

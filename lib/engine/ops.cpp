@@ -52,7 +52,8 @@ void matmul_many(const Exec& ex, std::span<const LinearOp> ops) {
   for (size_t i = 0; i < ops.size(); ++i) {
     const LinearOp& op = ops[i];
     const Tensor& w = *op.w;
-    p[i] = detail::Product{detail::WeightView{w.type, w.data.data(), w.n_rows(), w.row_length(), w.row_bytes(), w.name.c_str()},
+    p[i] = detail::Product{detail::WeightView{w.type, w.data.data(), w.n_rows(), w.row_length(), w.row_bytes(), w.name.c_str(),
+                                                              w.input_scale},
                            op.x, op.m, op.y, op.float_act, op.f16_act};
   }
   ex.ops.products(std::span<const detail::Product>(p, ops.size()), ex.threads);

@@ -421,7 +421,8 @@ Reader::Reader(const std::filesystem::path& path) : path_(path) {
       t.ne.push_back(v);
     }
     const int32_t type = c.get<int32_t>("tensor type");
-    if (!is_known_type_id(type)) fail(Errc::invalid_model, "{}: tensor '{}' has unknown type id {}", file, t.name, type);
+    if (!is_known_type_id(type) || type >= kQuantTypeSlots)
+      fail(Errc::invalid_model, "{}: tensor '{}' has unknown type id {}", file, t.name, type);
     t.type = static_cast<QuantType>(type);
     t.offset = c.get<uint64_t>("tensor offset");
     const TypeInfo& ti = type_info(t.type);
@@ -478,6 +479,8 @@ void Writer::add_tensor(const std::string& name, QuantType type, std::span<const
   for (const auto& t : tensors_)
     if (t.name == name) fail(Errc::invalid_argument, "gguf writer: duplicate tensor '{}'", name);
   if (ne.empty() || ne.size() > kMaxDims) fail(Errc::invalid_argument, "gguf writer: tensor '{}' has {} dims", name, ne.size());
+  if (static_cast<int>(type) >= kQuantTypeSlots)
+    fail(Errc::invalid_argument, "gguf writer: tensor '{}': type {} is not a GGUF type", name, type_name(type));
   TensorInfo t;
   t.name = name;
   t.type = type;

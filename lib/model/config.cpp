@@ -74,7 +74,90 @@ T get_or(const json& j, const char* key, T def) {
   return def;
 }
 
+// The one quantization liblq reads: compressed-tensors int8 W8A8. Everything else is named.
+Int8Checkpoint read_int8_quantization(const json& q, const fs::path& cfg) {
+  auto unsupported = [&](const std::string& what) {
+    fail(Errc::invalid_model, "{}: {} is not supported (liblq reads compressed-tensors int8 checkpoints: format "
+         "int-quantized or naive-quantized, 8-bit symmetric int weights per channel or tensor, 8-bit int "
+         "activations per token or tensor)", cfg.string(), what);
+  };
+  if (!q.is_object()) fail(Errc::invalid_model, "{}: quantization_config is not an object", cfg.string());
+  const std::string method = q.value("quant_method", std::string("unknown method"));
+  if (method != "compressed-tensors")
+    fail(Errc::invalid_model, "{}: the checkpoint is already quantized ({}); liblq reads compressed-tensors int8 "
+         "checkpoints only: convert it from its unquantized weights", cfg.string(), method);
+  Int8Checkpoint out;
+  out.format = get_or<std::string>(q, "format", "");
+  if (out.format != "int-quantized" && out.format != "naive-quantized")
+    unsupported(fmt::format("compressed-tensors format '{}'", out.format));
+  if (const std::string st = get_or<std::string>(q, "quantization_status", "compressed"); st != "compressed")
+    unsupported(fmt::format("quantization_status '{}'", st));
+  if (q.contains("sparsity_config") && !q["sparsity_config"].is_null() && !q["sparsity_config"].empty())
+    unsupported("a sparsity_config");
+  if (q.contains("kv_cache_scheme") && !q["kv_cache_scheme"].is_null()) unsupported("a kv_cache_scheme");
+  if (!q.contains("config_groups") || !q["config_groups"].is_object() || q["config_groups"].empty())
+    fail(Errc::invalid_model, "{}: quantization_config has no config_groups", cfg.string());
+  std::optional<bool> is_static;
+  for (auto it = q["config_groups"].begin(); it != q["config_groups"].end(); ++it) {
+    const json& g = it.value();
+    const std::string where = fmt::format("config group '{}'", it.key());
+    if (!g.is_object()) fail(Errc::invalid_model, "{}: {} is not an object", cfg.string(), where);
+    auto args = [&](const char* key, bool is_weight) -> std::optional<bool> {
+      if (!g.contains(key) || g[key].is_null()) {
+        if (is_weight) unsupported(fmt::format("{} without weights", where));
+        unsupported(fmt::format("{}: weight-only quantization (no input_activations)", where));
+      }
+      const json& a = g[key];
+      const std::string what = fmt::format("{} {}", where, key);
+      const std::string type = get_or<std::string>(a, "type", "int");
+      if (type != "int") unsupported(fmt::format("{} of type '{}'", what, type));
+      const int64_t bits = get_or<int64_t>(a, "num_bits", 8);
+      if (bits != 8) unsupported(fmt::format("{} with {} bits", what, bits));
+      if (!get_or<bool>(a, "symmetric", true)) unsupported(fmt::format("asymmetric {}", what));
+      if (a.contains("group_size") && !a["group_size"].is_null()) unsupported(fmt::format("{} with a group_size", what));
+      if (a.contains("block_structure") && !a["block_structure"].is_null())
+        unsupported(fmt::format("{} with a block_structure", what));
+      const std::string strategy = get_or<std::string>(a, "strategy", "tensor");
+      const bool dynamic = get_or<bool>(a, "dynamic", false);
+      if (is_weight) {
+        if (strategy != "channel" && strategy != "tensor") unsupported(fmt::format("{} with strategy '{}'", what, strategy));
+        if (dynamic) unsupported(fmt::format("dynamic {}", what));
+        return std::nullopt;
+      }
+      if (strategy == "token" && dynamic) return false;
+      if (strategy == "tensor" && !dynamic) return true;
+      unsupported(fmt::format("{} with strategy '{}' and dynamic {}", what, strategy, dynamic));
+      return std::nullopt;
+    };
+    args("weights", true);
+    const bool st = *args("input_activations", false);
+    if (g.contains("output_activations") && !g["output_activations"].is_null()) unsupported(where + " output_activations");
+    if (is_static && *is_static != st) unsupported("config groups mixing static and dynamic activations");
+    is_static = st;
+  }
+  out.static_activations = *is_static;
+  if (q.contains("ignore") && q["ignore"].is_array())
+    for (const auto& n : q["ignore"])
+      if (n.is_string()) out.ignore.push_back(n.get<std::string>());
+  return out;
+}
+
 }  // namespace
+
+bool Int8Checkpoint::ignored(const std::string& name) const {
+  for (const auto& pat : ignore) {
+    if (pat.rfind("re:", 0) == 0) {
+      try {
+        if (std::regex_search(name, std::regex("^(?:" + pat.substr(3) + ")"))) return true;
+      } catch (const std::regex_error&) {
+        fail(Errc::invalid_model, "quantization_config: ignore pattern '{}' is not a valid regular expression", pat);
+      }
+    } else if (pat == name) {
+      return true;
+    }
+  }
+  return false;
+}
 
 HfConfig read_hf_config(const fs::path& dir) {
   HfConfig out;
@@ -95,9 +178,12 @@ HfConfig read_hf_config(const fs::path& dir) {
   if (!is_supported_model_type(mt))
     fail(Errc::invalid_model, "{}: unsupported architecture: model_type '{}' (supported: llama, mistral, qwen2)",
          cfg.string(), mt);
-  if (j.contains("quantization_config"))
-    fail(Errc::invalid_model, "{}: the checkpoint is already quantized ({}); convert it from its unquantized weights",
-         cfg.string(), j["quantization_config"].value("quant_method", "unknown method"));
+  if (j.contains("quantization_config") && !j["quantization_config"].is_null())
+    try {
+      out.int8 = read_int8_quantization(j["quantization_config"], cfg);
+    } catch (const json::exception& e) {
+      fail(Errc::invalid_model, "{}: malformed quantization_config: {}", cfg.string(), e.what());
+    }
   ModelConfig& c = out.config;
   try {
     c.model_type = mt;

@@ -10,19 +10,33 @@
 
 #include <cstdint>
 #include <filesystem>
+#include <optional>
+#include <vector>
 #include <string>
 
 namespace lq {
+
+/// The quantization of a compressed-tensors int8 checkpoint (W8A8: format int-quantized or
+/// naive-quantized, 8-bit symmetric int weights per channel or per tensor, 8-bit int activations).
+struct Int8Checkpoint {
+  std::string format;               ///< "int-quantized" or "naive-quantized"
+  bool static_activations = false;  ///< per-tensor input_scale stored (else dynamic per token)
+  std::vector<std::string> ignore;  ///< modules left unquantized: names or "re:" patterns
+  /// Whether module `name` (HF naming, e.g. "lm_head") is on the ignore list.
+  bool ignored(const std::string& name) const;
+};
 
 /// A Hugging Face config.json read and validated: the hyper-parameters and the object they came
 /// from (the file's text_config when it has one), whose keys decide which GGUF keys are written.
 struct HfConfig {
   ModelConfig config;
   nlohmann::json text;
+  std::optional<Int8Checkpoint> int8;  ///< set for a compressed-tensors int8 checkpoint
 };
 
-/// Reads `dir`/config.json; unsupported architectures, quantized checkpoints and inconsistent
-/// hyper-parameters throw Errc::invalid_model naming the file.
+/// Reads `dir`/config.json; unsupported architectures, quantized checkpoints other than
+/// compressed-tensors int8 (W8A8) and inconsistent hyper-parameters throw Errc::invalid_model
+/// naming the file and what is not supported.
 HfConfig read_hf_config(const std::filesystem::path& dir);
 /// Appends the general.* and {arch}.* keys the converter writes for `hf` (a model of `n_params`
 /// parameters), in its order.

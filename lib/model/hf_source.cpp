@@ -4,6 +4,8 @@
 // are re-ordered row by row from HF's rotate-half layout into the adjacent-pair layout
 // llama.cpp's "normal" RoPE expects (llama/mistral; qwen2 keeps HF's layout). Hyper-parameters
 // and their GGUF keys are model/config's, decoding to float model/decode's.
+// A compressed-tensors int8 checkpoint (W8A8) presents each int8 linear as a W8 tensor: every row
+// its weight_scale (as float) and then its int8 values, so the engine runs it with int8 products.
 #include "model/config.hpp"
 #include "model/sources.hpp"
 #include "model/tensor_names.hpp"
@@ -50,6 +52,13 @@ std::optional<Mapping> map_name(const std::string& hf, bool permute_qk, const st
   return mp;
 }
 
+// Tensors that belong to an int8 linear's weight rather than standing for themselves.
+bool int8_companion(const std::string& hf) {
+  for (std::string_view s : {".weight_scale", ".input_scale", ".weight_zero_point", ".input_zero_point"})
+    if (hf.size() > s.size() && hf.compare(hf.size() - s.size(), s.size(), s) == 0) return true;
+  return false;
+}
+
 // Sort key of llama-quantize's visit order: non-block tensors by name, then by layer, then name.
 struct TensorOrder {
   bool operator()(const ModelTensor& a, const ModelTensor& b) const { return key(a.name) < key(b.name); }
@@ -93,22 +102,28 @@ class HfSource final : public ModelSource {
     }
     const size_t rb = t.row_bytes();
     auto* out = static_cast<uint8_t*>(dst);
+    if (!e.scales.empty()) {  // W8: the row's scale, then its int8 values from the file
+      const auto in = static_cast<size_t>(t.row_length());
+      for (int64_t r = row0; r < row0 + nrows; ++r) {
+        const int64_t src = source_row(e, r);
+        uint8_t* o = out + static_cast<size_t>(r - row0) * rb;
+        std::memcpy(o, &e.scales[static_cast<size_t>(src)], 4);
+        e.file->read(e.st->begin + static_cast<uint64_t>(src) * in, in, o + 4);
+      }
+      return;
+    }
     if (e.permute == Mapping::Permute::none) {
       e.file->read(e.st->begin + static_cast<uint64_t>(row0) * rb, static_cast<size_t>(nrows) * rb, out);
       return;
     }
     // Gather rows one run at a time: within a head, GGUF row 2i+j is HF row j*(hd/2)+i.
-    const int64_t hd = config_.head_dim;
-    for (int64_t r = row0; r < row0 + nrows; ++r) {
-      const int64_t h = r / hd, w = r % hd;
-      const int64_t src = h * hd + (w % 2) * (hd / 2) + w / 2;
-      e.file->read(e.st->begin + static_cast<uint64_t>(src) * rb, rb, out + (r - row0) * rb);
-    }
+    for (int64_t r = row0; r < row0 + nrows; ++r)
+      e.file->read(e.st->begin + static_cast<uint64_t>(source_row(e, r)) * rb, rb, out + (r - row0) * rb);
   }
 
   std::shared_ptr<const uint8_t> share_raw(const ModelTensor& t) const override {
     const Entry& e = entry(t);
-    if (e.generated || e.permute != Mapping::Permute::none) return nullptr;
+    if (e.generated || e.permute != Mapping::Permute::none || !e.scales.empty()) return nullptr;
     return e.file->share(e.st->begin, t.row_bytes() * static_cast<size_t>(t.n_rows()));
   }
 
@@ -133,7 +148,97 @@ class HfSource final : public ModelSource {
     Mapping::Permute permute = Mapping::Permute::none;
     bool generated = false;
     std::vector<float> generated_values;
+    std::vector<float> scales;  // W8: one weight scale per stored (HF) row
   };
+
+  // The stored row that holds presented row r (q/k rows are re-ordered for RoPE).
+  int64_t source_row(const Entry& e, int64_t r) const {
+    if (e.permute == Mapping::Permute::none) return r;
+    const int64_t hd = config_.head_dim;
+    const int64_t h = r / hd, w = r % hd;
+    return h * hd + (w % 2) * (hd / 2) + w / 2;
+  }
+
+  // Values of a small tensor (scales, zero points) as float.
+  std::vector<float> small_f32(const SafetensorsFile& f, const StTensor& st) const {
+    const QuantType ty = st_dtype_to_type(st.dtype);
+    if (ty != QuantType::F32 && ty != QuantType::F16 && ty != QuantType::BF16 && ty != QuantType::I8 &&
+        ty != QuantType::I32)
+      fail(Errc::invalid_model, "{}: tensor '{}' has dtype {}, expected a float or int scale", f.path().string(), st.name,
+           st_dtype_name(st.dtype));
+    const size_t es = st_dtype_size(st.dtype);
+    const int64_t n = static_cast<int64_t>(st.nbytes / es);
+    std::vector<uint8_t> raw(st.nbytes);
+    f.read(st.begin, raw.size(), raw.data());
+    std::vector<float> v(static_cast<size_t>(n));
+    if (ty == QuantType::I8) {
+      for (int64_t i = 0; i < n; ++i) v[i] = static_cast<int8_t>(raw[i]);
+    } else if (ty == QuantType::I32) {
+      for (int64_t i = 0; i < n; ++i) {
+        int32_t x;
+        std::memcpy(&x, raw.data() + 4 * i, 4);
+        v[i] = static_cast<float>(x);
+      }
+    } else {
+      decode_rows_f32(ty, raw.data(), n, 1, v.data());
+    }
+    return v;
+  }
+
+  // An int8 linear weight of a compressed-tensors checkpoint as W8: its weight_scale becomes the
+  // rows' headers. Returns its static activation scale (input_scale; 0: dynamic per token).
+  // Anything this engine cannot run as stored is named.
+  float make_w8(const std::string& hf, const SafetensorsFile& f, const StTensor& st, ModelTensor& t, Entry& e) {
+    const std::string file = f.path().string();
+    const std::string suffix = ".weight";
+    if (hf.size() <= suffix.size() || hf.compare(hf.size() - suffix.size(), suffix.size(), suffix) != 0 || st.shape.size() != 2)
+      fail(Errc::invalid_model, "{}: int8 tensor '{}' is not a linear layer's 2-D weight", file, hf);
+    const std::string mod = hf.substr(0, hf.size() - suffix.size());
+    if (hf_.int8->ignored(mod))
+      fail(Errc::invalid_model, "{}: module '{}' is on the quantization ignore list but its weight is int8", file, mod);
+    const int64_t rows = st.shape[0];
+    auto companion = [&](const char* name) -> std::pair<const SafetensorsFile*, const StTensor*> {
+      auto it = by_name_.find(mod + name);
+      return it == by_name_.end() ? std::pair<const SafetensorsFile*, const StTensor*>{nullptr, nullptr} : it->second;
+    };
+    const auto [sf, ss] = companion(".weight_scale");
+    if (!ss) fail(Errc::invalid_model, "{}: int8 weight '{}' has no '{}.weight_scale'", file, hf, mod);
+    if (st_dtype_to_type(ss->dtype) == QuantType::I8 || st_dtype_to_type(ss->dtype) == QuantType::I32)
+      fail(Errc::invalid_model, "{}: '{}' has dtype {}, expected F32, F16 or BF16", file, ss->name, st_dtype_name(ss->dtype));
+    std::vector<float> s = small_f32(*sf, *ss);
+    // Per channel: [out, 1] (or [out]); per tensor: [1] (or a scalar).
+    if (static_cast<int64_t>(s.size()) == 1 && rows != 1) s.assign(static_cast<size_t>(rows), s[0]);
+    if (static_cast<int64_t>(s.size()) != rows || (ss->shape.size() == 2 && ss->shape[1] != 1) || ss->shape.size() > 2)
+      fail(Errc::invalid_model, "{}: '{}' has shape [{}]; for weight [{}, {}] it must be [{}, 1] (per channel) or [1] "
+           "(per tensor); grouped scales are not supported", file, ss->name, fmt::join(ss->shape, ", "), rows,
+           st.shape[1], rows);
+    for (size_t i = 0; i < s.size(); ++i)
+      if (!std::isfinite(s[i]) || s[i] < 0)
+        fail(Errc::invalid_model, "{}: '{}' row {} has scale {}, not a finite non-negative number", file, ss->name, i, s[i]);
+    if (const auto [zf, zs] = companion(".weight_zero_point"); zs)
+      for (float z : small_f32(*zf, *zs))
+        if (z != 0) fail(Errc::invalid_model, "{}: '{}' is not zero: asymmetric int8 weights are not supported", file, zs->name);
+    if (companion(".input_zero_point").second)
+      fail(Errc::invalid_model, "{}: '{}.input_zero_point': asymmetric activations are not supported", file, mod);
+    float input_scale = 0;
+    const auto [inf, ins] = companion(".input_scale");
+    if (ins && !hf_.int8->static_activations)
+      fail(Errc::invalid_model, "{}: '{}' is stored but the activations are dynamic per token", file, ins->name);
+    if (!ins && hf_.int8->static_activations)
+      fail(Errc::invalid_model, "{}: static activations need '{}.input_scale', which is missing", file, mod);
+    if (ins) {
+      const std::vector<float> v = small_f32(*inf, *ins);
+      if (v.size() != 1)
+        fail(Errc::invalid_model, "{}: '{}' holds {} values; only per-tensor input scales ([1]) are supported", file,
+             ins->name, v.size());
+      if (!std::isfinite(v[0]) || !(v[0] > 0))
+        fail(Errc::invalid_model, "{}: '{}' is {}, not a positive number", file, ins->name, v[0]);
+      input_scale = v[0];
+    }
+    t.type = QuantType::W8;
+    e.scales = std::move(s);
+    return input_scale;
+  }
 
   const Entry& entry(const ModelTensor& t) const {
     const size_t i = static_cast<size_t>(&t - tensors_.data());
@@ -208,6 +313,7 @@ class HfSource final : public ModelSource {
     const ModelConfig& c = config_;
     const bool permute = c.architecture == "llama";
     for (const auto& [hf, loc] : by_name_) {
+      if (hf_.int8 && int8_companion(hf)) continue;
       auto m = map_name(hf, permute, loc.first->path().string());
       if (!m) continue;
       const StTensor& st = *loc.second;
@@ -215,16 +321,32 @@ class HfSource final : public ModelSource {
       t.name = m->gguf;
       t.source_name = hf;
       t.type = st_dtype_to_type(st.dtype);
-      if (t.type != QuantType::F32 && t.type != QuantType::F16 && t.type != QuantType::BF16)
-        fail(Errc::invalid_model, "{}: tensor '{}' has dtype {}; weights must be F32, F16 or BF16",
-             loc.first->path().string(), hf, st_dtype_name(st.dtype));
+      Entry e{loc.first, &st, m->permute};
+      float input_scale = 0;
+      if (hf_.int8 && st.dtype == StDtype::I8) input_scale = make_w8(hf, *loc.first, st, t, e);
+      else if (t.type != QuantType::F32 && t.type != QuantType::F16 && t.type != QuantType::BF16)
+        fail(Errc::invalid_model, "{}: tensor '{}' has dtype {}; weights must be F32, F16 or BF16{}",
+             loc.first->path().string(), hf, st_dtype_name(st.dtype),
+             hf_.int8 ? " (or int8 with a weight_scale in a compressed-tensors checkpoint)" : "");
       t.ne.assign(st.shape.rbegin(), st.shape.rend());
       if (t.ne.empty()) t.ne.push_back(1);
       for (size_t k = 0; k < files_.size(); ++k)
         if (files_[k].get() == loc.first) t.split = static_cast<int>(k);
-      Entry e{loc.first, &st, m->permute};
+      if (input_scale > 0) {  // static W8A8: the scale as a tensor of its own beside the weight
+        ModelTensor s;
+        s.name = t.name.substr(0, t.name.size() - 7) + ".input_scale";
+        s.source_name = hf.substr(0, hf.size() - 7) + ".input_scale";
+        s.type = QuantType::F32;
+        s.ne = {1};
+        s.split = t.split;
+        Entry se;
+        se.generated = true;
+        se.generated_values = {input_scale};
+        add(std::move(s), std::move(se));
+      }
       add(std::move(t), std::move(e));
     }
+    share_fused_input_scales();
     // Llama-3 rope scaling: llama.cpp reads the per-frequency factors from rope_freqs.weight.
     if (c.rope_scaling && c.rope_scaling->type == "llama3") add_llama3_rope_factors();
     std::vector<size_t> order(tensors_.size());
@@ -243,6 +365,26 @@ class HfSource final : public ModelSource {
     config_.tie_embeddings = find("output.weight") == nullptr;
     validate_shapes();
     build_metadata();
+  }
+
+  // vLLM runs q/k/v and gate/up as one fused product each, quantizing the shared input with the
+  // largest of their input scales: the same here, so both evaluate the same arithmetic.
+  void share_fused_input_scales() {
+    std::map<std::string, size_t> at;
+    for (size_t i = 0; i < tensors_.size(); ++i)
+      if (tensors_[i].name.ends_with(".input_scale")) at[tensors_[i].name] = i;
+    if (at.empty()) return;
+    for (int64_t l = 0; l < config_.n_layer; ++l)
+      for (const auto& group : {std::vector<const char*>{"attn_q", "attn_k", "attn_v"}, {"ffn_gate", "ffn_up"}}) {
+        std::vector<size_t> idx;
+        for (const char* role : group)
+          if (auto it = at.find(names::block_tensor(static_cast<int>(l), std::string(role) + ".input_scale"));
+              it != at.end())
+            idx.push_back(it->second);
+        float mx = 0;
+        for (size_t i : idx) mx = std::max(mx, entries_[i].generated_values[0]);
+        for (size_t i : idx) entries_[i].generated_values[0] = mx;
+      }
   }
 
   void add_llama3_rope_factors() {
@@ -287,7 +429,8 @@ class HfSource final : public ModelSource {
     expect("token_embd.weight", {c.n_embd, c.n_vocab});
     expect("output_norm.weight", {c.n_embd});
     if (!c.tie_embeddings) expect("output.weight", {c.n_embd, c.n_vocab});
-    std::set<std::string> known = {"token_embd.weight", "output_norm.weight", "output.weight", "rope_freqs.weight"};
+    std::set<std::string> known = {"token_embd.weight", "output_norm.weight", "output.weight", "output.input_scale",
+                                   "rope_freqs.weight"};
     for (int64_t l = 0; l < c.n_layer; ++l) {
       auto b = [l](std::string_view suffix) { return names::block_tensor(static_cast<int>(l), suffix); };
       expect(b("attn_norm.weight"), {c.n_embd});
@@ -301,6 +444,8 @@ class HfSource final : public ModelSource {
       expect(b("ffn_down.weight"), {c.n_ff, c.n_embd});
       for (const char* n : {"attn_norm", "ffn_norm", "attn_q", "attn_k", "attn_v", "attn_output", "ffn_gate", "ffn_up", "ffn_down"})
         known.insert(b(std::string(n) + ".weight"));
+      for (const char* n : {"attn_q", "attn_k", "attn_v", "attn_output", "ffn_gate", "ffn_up", "ffn_down"})
+        known.insert(b(std::string(n) + ".input_scale"));
       if (c.qkv_bias) {
         expect(b("attn_q.bias"), {q});
         expect(b("attn_k.bias"), {kv});

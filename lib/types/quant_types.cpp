@@ -1,5 +1,5 @@
-// THE type table: one row per ggml type id, the format's facts and its scalar references. Adding a
-// type = one row here + its lib/types/ref/<family>.cpp (+ optional rows in a back-end's kernel
+// THE type table: one row per ggml type id (and per liblq type: W8, A8, ids from kLqTypeBase, never
+// in GGUF), the format's facts and its scalar references. Adding a type = one row here + its lib/types/ref/<family>.cpp (+ optional rows in a back-end's kernel
 // table); everything else (CLI, tests, GGUF I/O, the mixtures) reads these rows. No back-end
 // kernels here: each back-end keeps its own row per type.
 #include <lq/error.hpp>
@@ -8,6 +8,7 @@
 
 #include "types/ref/blocks.hpp"
 #include "types/ref/float.hpp"
+#include "types/ref/int8_rows.hpp"
 #include "types/ref/iq1.hpp"
 #include "types/ref/iq2.hpp"
 #include "types/ref/iq3.hpp"
@@ -73,12 +74,20 @@ constexpr std::array<TypeInfo, kQuantTypeSlots> kTable = {{
   {QT::TQ1_0,   "TQ1_0",   256,  54, false, true , false, false, QT::Q4_0,    QT::Q8_K, 0.45,  ref::quantize_tq1_0, ref::dequantize_tq1_0, ref::dot_tq1_0},
   {QT::TQ2_0,   "TQ2_0",   256,  66, false, true , false, false, QT::Q4_0,    QT::Q8_K, 0.45,  ref::quantize_tq2_0, ref::dequantize_tq2_0, ref::dot_tq2_0},
 }};
+// liblq's own types (ids from kLqTypeBase): not storable in GGUF. Their rows carry a header (the
+// float scale) before the int8 values; the last column is its size.
+constexpr std::array<TypeInfo, kLqTypeCount> kLqTable = {{
+  {QT::W8,      "W8",        1,   1, false, false, false, false, QT::W8,      QT::A8,   0.01,  ref::quantize_w8, ref::dequantize_i8_row, ref::dot_w8_a8, 4},
+  {QT::A8,      "A8",        1,   1, false, false, false, false, QT::A8,      kNone,    0.01,  ref::quantize_a8, ref::dequantize_i8_row, nullptr, 4},
+}};
 // clang-format on
 
 constexpr bool rows_match_ids() {
   for (int i = 0; i < kQuantTypeSlots; ++i) {
     if (static_cast<int>(kTable[i].type) != i && kTable[i].block_size != 0) return false;
   }
+  for (int i = 0; i < kLqTypeCount; ++i)
+    if (static_cast<int>(kLqTable[i].type) != kLqTypeBase + i) return false;
   return true;
 }
 static_assert(rows_match_ids(), "row i of the type table must describe type id i");
@@ -98,22 +107,27 @@ static_assert(kTable[35].block_bytes == sizeof(ref::block_tq2_0));
 }  // namespace
 
 bool is_known_type_id(int32_t id) noexcept {
+  if (id >= kLqTypeBase && id < kLqTypeBase + kLqTypeCount) return true;
   return id >= 0 && id < kQuantTypeSlots && kTable[id].valid();
 }
 
+namespace {
+const TypeInfo& row_of(int32_t id) { return id >= kLqTypeBase ? kLqTable[id - kLqTypeBase] : kTable[id]; }
+}  // namespace
+
 const TypeInfo& type_info(QuantType t) {
   const auto id = static_cast<int32_t>(t);
-  if (!is_known_type_id(id)) fail(Errc::invalid_model, "unknown ggml type id {}", id);
-  return kTable[id];
+  if (!is_known_type_id(id)) fail(Errc::invalid_model, "unknown type id {}", id);
+  return row_of(id);
 }
 
 const char* type_name(QuantType t) noexcept {
   const auto id = static_cast<int32_t>(t);
-  return is_known_type_id(id) ? kTable[id].name : "?";
+  return is_known_type_id(id) ? row_of(id).name : "?";
 }
 
 std::optional<QuantType> parse_quant_type(std::string_view name) noexcept {
-  for (const auto& row : kTable) {
+  for (const auto& row : all_types()) {
     if (!row.valid()) continue;
     std::string_view n = row.name;
     if (n.size() != name.size()) continue;
@@ -130,6 +144,7 @@ std::span<const TypeInfo> all_types() noexcept {
     std::vector<TypeInfo> v;
     for (const auto& r : kTable)
       if (r.valid()) v.push_back(r);
+    for (const auto& r : kLqTable) v.push_back(r);
     return v;
   }();
   return rows;
