@@ -242,13 +242,12 @@ TEST_CASE("smoothquant: the compressed-tensors directory matches the format note
                                {"strategy", "channel"}, {"block_structure", nullptr}, {"dynamic", false},
                                {"actorder", nullptr}, {"observer", "minmax"}, {"observer_kwargs", nlohmann::json::object()}});
     const auto& ia = g["input_activations"];
-    CHECK(ia["num_bits"] == 8);
-    CHECK(ia["type"] == "int");
-    CHECK(ia["symmetric"] == true);
-    CHECK(ia["group_size"].is_null());
-    CHECK(ia["strategy"] == (is_static ? "tensor" : "token"));
-    CHECK(ia["dynamic"] == !is_static);
-    CHECK(ia["observer"] == (is_static ? nlohmann::json("minmax") : nlohmann::json(nullptr)));
+    CHECK(ia == nlohmann::json{{"num_bits", 8}, {"type", "int"}, {"symmetric", true}, {"group_size", nullptr},
+                               {"strategy", is_static ? "tensor" : "token"}, {"block_structure", nullptr},
+                               {"dynamic", !is_static}, {"actorder", nullptr},
+                               {"observer", is_static ? nlohmann::json("minmax") : nlohmann::json(nullptr)},
+                               {"observer_kwargs", nlohmann::json::object()}});
+    CHECK(q.size() == 7);  // config_groups format ignore kv_cache_scheme quant_method quantization_status version
 
     // Files: weights, config, tokenizer and generation settings.
     for (const char* f : {"model.safetensors", "config.json", "generation_config.json", "tokenizer.json", "tokenizer.model",
@@ -343,6 +342,30 @@ TEST_CASE("smoothquant: the compressed-tensors directory matches the format note
     CHECK(r.bpw > 8);
     CHECK(r.bpw < 10);
   }
+}
+
+TEST_CASE("smoothquant: per-tensor weights", "[smoothquant]") {
+  auto dir = test::shared_file("models/tiny-llama");
+  auto calib = sq_calibration_file();
+  if (!dir || !calib) return;
+  auto src = ModelSource::open(*dir);
+  SmoothQuantConfig c = sq_test_config();
+  c.calibration_data = *calib;
+  c.per_channel = false;
+  SmoothQuantizer sq(*src, c);
+  sq.calibrate();
+  test::TempDir tmp;
+  sq.write(tmp / "out");
+  const auto cfg = nlohmann::json::parse(read_file(tmp / "out" / "config.json"));
+  CHECK(cfg["quantization_config"]["config_groups"]["group_0"]["weights"]["strategy"] == "tensor");
+  SqCheckpoint ck(tmp / "out");
+  const auto& sc = ck.at("model.layers.0.mlp.gate_proj.weight_scale");
+  CHECK(sc.shape == std::vector<int64_t>{1});
+  // The one scale is max |W s| / 127.5 over the whole (smoothed) tensor: some weight reaches +-127/128.
+  const auto q = ck.bytes("model.layers.0.mlp.gate_proj.weight");
+  int extreme = 0;
+  for (uint8_t b : q) extreme = std::max(extreme, std::abs(static_cast<int>(static_cast<int8_t>(b))));
+  CHECK(extreme >= 127);
 }
 
 TEST_CASE("smoothquant: alpha auto picks per layer the lowest W8A8 error", "[smoothquant]") {
