@@ -399,6 +399,37 @@ TEST_CASE("smoothquant: alpha auto picks per layer the lowest W8A8 error", "[smo
   for (size_t i = 0; i < sp.groups().size(); ++i) CHECK(sp.groups()[i].activation_max < sm.groups()[i].activation_max);
 }
 
+TEST_CASE("smoothquant: MigrationAnalyzer moves an outlier channel into the weights", "[smoothquant]") {
+  // Inputs with one channel 50x larger than the rest, as LLM activations have: per-token int8
+  // activations lose the other channels at alpha 0; migrating the range into the weights helps.
+  const int64_t n = 64, rows = 96;
+  std::vector<float> x = test::gaussian(static_cast<size_t>(rows * n), 11);
+  for (int64_t r = 0; r < rows; ++r) x[static_cast<size_t>(r * n + 5)] *= 50;
+  std::vector<std::vector<float>> w = {test::gaussian(static_cast<size_t>(32 * n), 12),
+                                       test::gaussian(static_cast<size_t>(16 * n), 13)};
+  std::vector<float> a(static_cast<size_t>(n), 0.0f);
+  for (int64_t r = 0; r < rows; ++r)
+    for (int64_t j = 0; j < n; ++j) a[static_cast<size_t>(j)] = std::max(a[static_cast<size_t>(j)], std::fabs(x[static_cast<size_t>(r * n + j)]));
+  const MigrationAnalyzer an({0, 0.25, 0.5, 0.75, 1});
+  const MigrationResult m = an.find_optimal_alpha(w, x, rows, a);
+  REQUIRE(m.errors.size() == 5);
+  CHECK(m.alpha > 0);
+  CHECK(m.error == *std::min_element(m.errors.begin(), m.errors.end()));
+  CHECK(m.errors[0] > 2 * m.error);
+  // error() agrees with the search for the same scales.
+  std::vector<float> wmax(static_cast<size_t>(n), 0.0f);
+  for (const auto& mat : w)
+    for (size_t k = 0; k < mat.size(); ++k) wmax[k % n] = std::max(wmax[k % n], std::fabs(mat[k]));
+  CHECK(an.error(w, x, rows, smoothing_scales(a, wmax, m.alpha)) == Approx(m.error).epsilon(1e-9));
+  // Scales: a^alpha / w^(1-alpha), a where the weights are zero, floored at 1e-5.
+  const auto s = smoothing_scales({4, 9, 0, 2}, {1, 4, 1, 0}, 0.5);
+  CHECK(s[0] == Approx(2));
+  CHECK(s[1] == Approx(1.5));
+  CHECK(s[2] == Approx(1e-5));
+  CHECK(s[3] == Approx(2));
+  CHECK_THROWS_AS(MigrationAnalyzer({1.5}), Error);
+}
+
 TEST_CASE("smoothquant: configuration errors", "[smoothquant]") {
   SmoothQuantConfig c;
   c.alpha = 1.5;

@@ -58,6 +58,42 @@ struct SmoothQuantConfig {
 /// a percentile outside (0, 100], an empty or out-of-range grid, samples, ctx or rows < 1).
 LQ_API void validate(const SmoothQuantConfig& config);
 
+/// Smoothing scales per input channel: s_j = a_j^α / w_j^(1-α) (a_j where w_j = 0), floored at
+/// 1e-5 (llm-compressor's rule). `a`: activation statistic, `w`: max |W[:, j]| over the group's
+/// weights; both of one length.
+LQ_API std::vector<float> smoothing_scales(const std::vector<float>& a, const std::vector<float>& w, double alpha);
+
+/// What MigrationAnalyzer::find_optimal_alpha found.
+struct MigrationResult {
+  double alpha = 0;            ///< the grid value with the lowest error (the smallest one on ties)
+  double error = 0;            ///< its relative output error
+  std::vector<double> errors;  ///< the error of every grid value, in grid order
+};
+
+/// The guide's MigrationAnalyzer: chooses the migration strength of one smoothing group by the
+/// relative output error of its linears under W8A8 fake quantization, sum (Q(X/s) Q(W s)^T -
+/// X W^T)^2 / sum (X W^T)^2, with int8 weights (per output row, or per matrix) rounded as
+/// compressed-tensors rounds and int8 activations per token rounded as vLLM does at run time
+/// (max |x| / 127). SmoothQuantizer runs it per group with `--alpha auto`.
+class LQ_API MigrationAnalyzer {
+ public:
+  /// `grid` empty = {0, 0.05, ..., 1}; `per_channel` false: one weight scale per matrix.
+  explicit MigrationAnalyzer(std::vector<double> grid = {}, bool per_channel = true);
+  const std::vector<double>& grid() const { return grid_; }
+  /// The relative error for `scales` (n values): `weights` are the group's matrices, each
+  /// out_i x n row-major; `x` holds `rows` input rows of n values.
+  double error(const std::vector<std::vector<float>>& weights, const std::vector<float>& x, int64_t rows,
+               const std::vector<float>& scales, const Context& ctx = {}) const;
+  /// Every grid value with smoothing_scales(a, column maxima of `weights`, α); `a`: the
+  /// activation statistic per channel (n values).
+  MigrationResult find_optimal_alpha(const std::vector<std::vector<float>>& weights, const std::vector<float>& x,
+                                     int64_t rows, const std::vector<float>& a, const Context& ctx = {}) const;
+
+ private:
+  std::vector<double> grid_;
+  bool per_channel_ = true;
+};
+
 /// One smoothing group: a norm and the linear layers that read its output (Hugging Face names).
 struct SmoothQuantGroup {
   int layer = -1;

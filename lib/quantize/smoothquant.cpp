@@ -468,62 +468,6 @@ struct SmoothQuantizer::Impl {
     return w;
   }
 
-  static std::vector<float> scales_for(const std::vector<float>& a, const std::vector<float>& w, double alpha) {
-    std::vector<float> s(a.size());
-    for (size_t j = 0; j < a.size(); ++j) {
-      double v = w[j] > 0 ? std::pow(static_cast<double>(a[j]), alpha) / std::pow(static_cast<double>(w[j]), 1 - alpha)
-                          : static_cast<double>(a[j]);
-      s[j] = static_cast<float>(std::max(v, 1e-5));
-    }
-    return s;
-  }
-
-  // Relative output error of a group under W8A8 fake quantization with scales s, on the sampled
-  // rows X (rows x n): sum (Q(X/s) Q(W s)^T - X W^T)^2 / sum (X W^T)^2 over the group's linears.
-  double group_error(const detail::EngineOps& ops, const std::vector<float>& X, int64_t rows, int64_t n,
-                     const std::vector<std::vector<float>>& W, const std::vector<std::vector<float>>& Yref,
-                     const std::vector<float>& s, int threads) const {
-    std::vector<float> xq(X.size());
-    for (int64_t r = 0; r < rows; ++r) {
-      const float* x = &X[static_cast<size_t>(r * n)];
-      float* o = &xq[static_cast<size_t>(r * n)];
-      float m = 0;
-      for (int64_t j = 0; j < n; ++j) m = std::max(m, std::fabs(x[j] / s[static_cast<size_t>(j)]));
-      // Dynamic per-token activations as vLLM computes them at run time: scale max|x| / 127.
-      const float sc = m > 0 ? m / 127.0f : 1.0f;
-      for (int64_t j = 0; j < n; ++j)
-        o[j] = std::clamp(std::nearbyint(x[j] / s[static_cast<size_t>(j)] / sc), -128.0f, 127.0f) * sc;
-    }
-    double err = 0, energy = 0;
-    for (size_t i = 0; i < W.size(); ++i) {
-      const int64_t out = static_cast<int64_t>(W[i].size()) / n;
-      std::vector<float> ws(W[i].size());
-      for (int64_t r = 0; r < out; ++r)
-        for (int64_t j = 0; j < n; ++j)
-          ws[static_cast<size_t>(r * n + j)] = W[i][static_cast<size_t>(r * n + j)] * s[static_cast<size_t>(j)];
-      std::vector<int8_t> q(ws.size());
-      const auto sc = sq_quantize_rows(ws.data(), out, n, cfg.per_channel, StDtype::F32, q.data(), threads);
-      for (int64_t r = 0; r < out; ++r) {
-        const float f = sc[cfg.per_channel ? static_cast<size_t>(r) : 0];
-        for (int64_t j = 0; j < n; ++j) ws[static_cast<size_t>(r * n + j)] = q[static_cast<size_t>(r * n + j)] * f;
-      }
-      std::vector<float> y(static_cast<size_t>(rows * out));
-      detail::Product p;
-      p.w = detail::WeightView{QuantType::F32, reinterpret_cast<const uint8_t*>(ws.data()), out, n,
-                               static_cast<size_t>(n) * 4, "smoothquant"};
-      p.x = xq.data();
-      p.m = rows;
-      p.y = y.data();
-      ops.products(std::span<const detail::Product>(&p, 1), threads);
-      for (size_t k = 0; k < y.size(); ++k) {
-        const double d = static_cast<double>(y[k]) - Yref[i][k];
-        err += d * d;
-        energy += static_cast<double>(Yref[i][k]) * Yref[i][k];
-      }
-    }
-    return energy > 0 ? err / energy : err;
-  }
-
   void compute_scales(const Context& ctx) {
     Progress& progress = ctx.progress_sink();
     // Sites must have seen finite values, and some signal.
@@ -539,8 +483,6 @@ struct SmoothQuantizer::Impl {
     std::vector<double> grid = cfg.alpha_grid;
     if (grid.empty())
       for (int i = 0; i <= 20; ++i) grid.push_back(i * 0.05);
-    const detail::EngineOps ops = Registry::instance().engine_ops(ctx.active_backend());
-    const int threads = ctx.thread_count();
     site_smoothed_max.assign(sites.size(), 0.0f);
     if (cfg.alpha_auto) progress.message(fmt::format("Searching alpha per layer over {} values", grid.size()));
     for (size_t g = 0; g < groups.size(); ++g) {
@@ -553,32 +495,19 @@ struct SmoothQuantizer::Impl {
       G.alpha = cfg.alpha;
       if (cfg.alpha_auto) {
         const int64_t n = site.n, rows = site.rows_held;
-        std::vector<float> X(site.rows.begin(), site.rows.begin() + rows * n);
-        std::vector<std::vector<float>> Yref;
-        for (const auto& wi : W) {
-          const int64_t out = static_cast<int64_t>(wi.size()) / n;
-          std::vector<float> y(static_cast<size_t>(rows * out));
-          detail::Product p;
-          p.w = detail::WeightView{QuantType::F32, reinterpret_cast<const uint8_t*>(wi.data()), out, n,
-                                   static_cast<size_t>(n) * 4, "smoothquant"};
-          p.x = X.data();
-          p.m = rows;
-          p.y = y.data();
-          ops.products(std::span<const detail::Product>(&p, 1), threads);
-          Yref.push_back(std::move(y));
-        }
-        double best = std::numeric_limits<double>::infinity();
-        for (double al : grid) {
-          const double e = group_error(ops, X, rows, n, W, Yref, scales_for(a, w, al), threads);
-          if (std::fabs(al - cfg.alpha) < 1e-12) G.mse_default = e;
-          if (e < best) best = e, G.alpha = al;  // ties keep the smaller alpha
-        }
-        G.mse_chosen = best;
-        if (G.mse_default == 0) G.mse_default = group_error(ops, X, rows, n, W, Yref, scales_for(a, w, cfg.alpha), threads);
+        const std::vector<float> X(site.rows.begin(), site.rows.begin() + rows * n);
+        const MigrationAnalyzer analyzer(grid, cfg.per_channel);
+        const MigrationResult m = analyzer.find_optimal_alpha(W, X, rows, a, ctx);
+        G.alpha = m.alpha;
+        G.mse_chosen = m.error;
+        G.mse_default = -1;
+        for (size_t i = 0; i < grid.size(); ++i)
+          if (std::fabs(grid[i] - cfg.alpha) < 1e-12) G.mse_default = m.errors[i];
+        if (G.mse_default < 0) G.mse_default = analyzer.error(W, X, rows, smoothing_scales(a, w, cfg.alpha), ctx);
         progress.message(fmt::format("  {}: alpha {:.2f} (relative MSE {:.3g}; {:.3g} at alpha {})", G.norm, G.alpha,
                                      G.mse_chosen, G.mse_default, cfg.alpha));
       }
-      G.scales = scales_for(a, w, G.alpha);
+      G.scales = smoothing_scales(a, w, G.alpha);
       double amax = 0, smax = 0, smin = std::numeric_limits<double>::infinity(), sm = 0;
       for (size_t j = 0; j < a.size(); ++j) {
         const float s = G.scales[j];
@@ -868,6 +797,125 @@ SmoothQuantResult SmoothQuantizer::Impl::write(const fs::path& dir_in, const Con
   for (const auto& f : r.files) r.output_bytes += fs::file_size(dir / f, ec);
   r.bpw = r.n_parameters > 0 ? 8.0 * static_cast<double>(data_bytes) / static_cast<double>(r.n_parameters) : 0;
   r.seconds = sq_seconds_since(t0) + r.calibration_seconds;
+  return r;
+}
+
+std::vector<float> smoothing_scales(const std::vector<float>& a, const std::vector<float>& w, double alpha) {
+  if (a.size() != w.size())
+    fail(Errc::invalid_argument, "smoothing_scales: {} activation values against {} weight columns", a.size(), w.size());
+  std::vector<float> s(a.size());
+  for (size_t j = 0; j < a.size(); ++j) {
+    const double v = w[j] > 0 ? std::pow(static_cast<double>(a[j]), alpha) / std::pow(static_cast<double>(w[j]), 1 - alpha)
+                              : static_cast<double>(a[j]);
+    s[j] = static_cast<float>(std::max(v, 1e-5));
+  }
+  return s;
+}
+
+namespace sq_impl {
+
+// y = x W^T (rows x out) with the engine's float product.
+std::vector<float> sq_product(const detail::EngineOps& ops, const std::vector<float>& w, const float* x, int64_t rows,
+                              int64_t n, int threads) {
+  const int64_t out = static_cast<int64_t>(w.size()) / n;
+  std::vector<float> y(static_cast<size_t>(rows * out));
+  detail::Product p;
+  p.w = detail::WeightView{QuantType::F32, reinterpret_cast<const uint8_t*>(w.data()), out, n, static_cast<size_t>(n) * 4,
+                           "smoothquant"};
+  p.x = x;
+  p.m = rows;
+  p.y = y.data();
+  ops.products(std::span<const detail::Product>(&p, 1), threads);
+  return y;
+}
+
+double sq_group_error(const detail::EngineOps& ops, const std::vector<std::vector<float>>& W, const std::vector<float>& X,
+                      int64_t rows, int64_t n, const std::vector<std::vector<float>>& Yref, const std::vector<float>& s,
+                      bool per_channel, int threads) {
+  std::vector<float> xq(static_cast<size_t>(rows * n));
+  for (int64_t r = 0; r < rows; ++r) {
+    const float* x = &X[static_cast<size_t>(r * n)];
+    float* o = &xq[static_cast<size_t>(r * n)];
+    float m = 0;
+    for (int64_t j = 0; j < n; ++j) m = std::max(m, std::fabs(x[j] / s[static_cast<size_t>(j)]));
+    // Dynamic per-token activations as vLLM computes them at run time: scale max|x| / 127.
+    const float sc = m > 0 ? m / 127.0f : 1.0f;
+    for (int64_t j = 0; j < n; ++j)
+      o[j] = std::clamp(std::nearbyint(x[j] / s[static_cast<size_t>(j)] / sc), -128.0f, 127.0f) * sc;
+  }
+  double err = 0, energy = 0;
+  for (size_t i = 0; i < W.size(); ++i) {
+    const int64_t out = static_cast<int64_t>(W[i].size()) / n;
+    std::vector<float> ws(W[i].size());
+    for (int64_t r = 0; r < out; ++r)
+      for (int64_t j = 0; j < n; ++j)
+        ws[static_cast<size_t>(r * n + j)] = W[i][static_cast<size_t>(r * n + j)] * s[static_cast<size_t>(j)];
+    std::vector<int8_t> q(ws.size());
+    const auto sc = sq_quantize_rows(ws.data(), out, n, per_channel, StDtype::F32, q.data(), threads);
+    for (int64_t r = 0; r < out; ++r) {
+      const float f = sc[per_channel ? static_cast<size_t>(r) : 0];
+      for (int64_t j = 0; j < n; ++j) ws[static_cast<size_t>(r * n + j)] = q[static_cast<size_t>(r * n + j)] * f;
+    }
+    const auto y = sq_product(ops, ws, xq.data(), rows, n, threads);
+    for (size_t k = 0; k < y.size(); ++k) {
+      const double d = static_cast<double>(y[k]) - Yref[i][k];
+      err += d * d;
+      energy += static_cast<double>(Yref[i][k]) * Yref[i][k];
+    }
+  }
+  return energy > 0 ? err / energy : err;
+}
+
+int64_t sq_group_width(const std::vector<std::vector<float>>& W, const std::vector<float>& v, const std::vector<float>& x,
+                       int64_t rows) {
+  const int64_t n = static_cast<int64_t>(v.size());
+  if (W.empty() || n == 0 || rows < 1 || static_cast<int64_t>(x.size()) < rows * n)
+    fail(Errc::invalid_argument, "MigrationAnalyzer: {} weights, {} channels, {} rows of {} values", W.size(), n, rows,
+         x.size());
+  for (const auto& w : W)
+    if (w.empty() || static_cast<int64_t>(w.size()) % n != 0)
+      fail(Errc::invalid_argument, "MigrationAnalyzer: a weight of {} values is not a matrix of {} columns", w.size(), n);
+  return n;
+}
+
+}  // namespace sq_impl
+
+MigrationAnalyzer::MigrationAnalyzer(std::vector<double> grid, bool per_channel)
+    : grid_(std::move(grid)), per_channel_(per_channel) {
+  if (grid_.empty())
+    for (int i = 0; i <= 20; ++i) grid_.push_back(i * 0.05);
+  for (double a : grid_)
+    if (!(a >= 0 && a <= 1)) fail(Errc::invalid_argument, "MigrationAnalyzer: alpha {} is outside [0, 1]", a);
+}
+
+double MigrationAnalyzer::error(const std::vector<std::vector<float>>& W, const std::vector<float>& x, int64_t rows,
+                                const std::vector<float>& s, const Context& ctx) const {
+  const int64_t n = sq_group_width(W, s, x, rows);
+  const detail::EngineOps ops = Registry::instance().engine_ops(ctx.active_backend());
+  const int threads = ctx.thread_count();
+  std::vector<std::vector<float>> Yref;
+  for (const auto& w : W) Yref.push_back(sq_product(ops, w, x.data(), rows, n, threads));
+  return sq_group_error(ops, W, x, rows, n, Yref, s, per_channel_, threads);
+}
+
+MigrationResult MigrationAnalyzer::find_optimal_alpha(const std::vector<std::vector<float>>& W, const std::vector<float>& x,
+                                                      int64_t rows, const std::vector<float>& a, const Context& ctx) const {
+  const int64_t n = sq_group_width(W, a, x, rows);
+  const detail::EngineOps ops = Registry::instance().engine_ops(ctx.active_backend());
+  const int threads = ctx.thread_count();
+  std::vector<float> w(static_cast<size_t>(n), 0.0f);
+  for (const auto& m : W)
+    for (size_t k = 0; k < m.size(); ++k) w[k % static_cast<size_t>(n)] = std::max(w[k % static_cast<size_t>(n)], std::fabs(m[k]));
+  std::vector<std::vector<float>> Yref;
+  for (const auto& m : W) Yref.push_back(sq_product(ops, m, x.data(), rows, n, threads));
+  MigrationResult r;
+  r.error = std::numeric_limits<double>::infinity();
+  for (double al : grid_) {
+    ctx.check_cancelled();
+    const double e = sq_group_error(ops, W, x, rows, n, Yref, smoothing_scales(a, w, al), per_channel_, threads);
+    r.errors.push_back(e);
+    if (e < r.error) r.error = e, r.alpha = al;
+  }
   return r;
 }
 
