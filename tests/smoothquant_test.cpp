@@ -344,6 +344,34 @@ TEST_CASE("smoothquant: the compressed-tensors directory matches the format note
   }
 }
 
+TEST_CASE("smoothquant: a smoothing-only checkpoint is a plain model in the source dtype", "[smoothquant]") {
+  auto dir = test::shared_file("models/tiny-llama");
+  auto calib = sq_calibration_file();
+  if (!dir || !calib) return;
+  auto src = ModelSource::open(*dir);
+  SmoothQuantConfig c = sq_test_config();
+  c.calibration_data = *calib;
+  c.quantize = false;
+  SmoothQuantizer sq(*src, c);
+  sq.calibrate();
+  test::TempDir tmp;
+  sq.write(tmp / "out");
+  const auto cfg = nlohmann::json::parse(read_file(tmp / "out" / "config.json"));
+  CHECK_FALSE(cfg.contains("quantization_config"));
+  SqCheckpoint ck(tmp / "out");
+  CHECK(ck.at("model.layers.0.self_attn.q_proj.weight").dtype == StDtype::BF16);
+  CHECK(ck.tensors.count("model.layers.0.self_attn.q_proj.weight_scale") == 0);
+  // It loads as an ordinary checkpoint and computes nearly the same function (bf16 rounding of
+  // the folded values is the only change).
+  auto original = Model::load(*src);
+  auto smoothed = Model::load(tmp / "out");
+  const auto tokens = tokenizer_for(*src).encode("Once upon a time, there was a big red ball");
+  const auto a = sq_logits(*original, tokens), b = sq_logits(*smoothed, tokens);
+  double num = 0, den = 0;
+  for (size_t i = 0; i < a.size(); ++i) num += (a[i] - b[i]) * (a[i] - b[i]), den += a[i] * a[i];
+  CHECK(std::sqrt(num / den) < 0.02);
+}
+
 TEST_CASE("smoothquant: per-tensor weights", "[smoothquant]") {
   auto dir = test::shared_file("models/tiny-llama");
   auto calib = sq_calibration_file();

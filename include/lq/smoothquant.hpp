@@ -160,7 +160,8 @@ class LQ_API SmoothQuantizer {
   /// int8-per-channel round trip (weights only: activations are not quantized by the engine).
   void apply(Model& model) const;
   /// Writes the compressed-tensors checkpoint to `dir` (through DIR.tmp-XXXX, renamed on success,
-  /// removed on failure or cancellation). An existing non-empty `dir` is replaced only when it
+  /// removed on failure or cancellation); with config.quantize false, the smoothed checkpoint in
+  /// the source dtype instead (no quantization_config). An existing non-empty `dir` is replaced only when it
   /// holds an earlier compressed-tensors output; otherwise Errc::output_error.
   SmoothQuantResult write(const std::filesystem::path& dir, const Context& ctx = {});
 

@@ -658,7 +658,10 @@ SmoothQuantResult SmoothQuantizer::Impl::write(const fs::path& dir_in, const Con
       }
       if (it.kind != Kind::copy && !sq_float_dtype(t->dtype))
         fail(Errc::invalid_model, "smoothquant: {} is {}, not a float type", name, st_dtype_name(t->dtype));
-      if (it.kind == Kind::linear) {
+      if (it.kind == Kind::linear && !cfg.quantize) {
+        // Smoothing only: the folded weights in the source dtype, no quantization.
+        specs.push_back({name, t->dtype, t->shape});
+      } else if (it.kind == Kind::linear) {
         if (t->shape.size() != 2) fail(Errc::invalid_model, "smoothquant: {} is not a matrix", name);
         const std::string mod = it.lin->module;
         specs.push_back({name, StDtype::I8, t->shape});
@@ -733,6 +736,17 @@ SmoothQuantResult SmoothQuantizer::Impl::write(const fs::path& dir_in, const Con
               for (int64_t j = 0; j < n; ++j) v[static_cast<size_t>(r * n + j)] *= s[static_cast<size_t>(j)];
           });
         }
+        if (!cfg.quantize) {
+          for (size_t k = 0; k < n_el; ++k) {
+            if (!std::isfinite(through(t.dtype, v[k])))
+              fail(Errc::smoothquant_failed, "smoothquant: {}: smoothed weight {} is not finite in {}; nothing was written",
+                   t.name, k, st_dtype_name(t.dtype));
+            from_f32(t.dtype, v[k], raw.data() + k * esz);
+          }
+          out.write(t.name, raw.data(), raw.size());
+          progress.update("Writing", static_cast<int64_t>(i + 1), static_cast<int64_t>(items.size()), "tensors");
+          continue;
+        }
         q.resize(n_el);
         const auto sc = sq_quantize_rows(v.data(), rows, n, cfg.per_channel, t.dtype, q.data(), threads);
         for (size_t r = 0; r < sc.size(); ++r)
@@ -763,7 +777,7 @@ SmoothQuantResult SmoothQuantizer::Impl::write(const fs::path& dir_in, const Con
   progress.finish("Writing");
 
   ct::W8A8Scheme scheme{cfg.per_channel, cfg.static_activations};
-  config["quantization_config"] = ct::w8a8_quantization_config(scheme);
+  if (cfg.quantize) config["quantization_config"] = ct::w8a8_quantization_config(scheme);
   write_file_atomic(tmp / "config.json", config.dump(2) + "\n");
   SmoothQuantResult& r = summary;
   r.files = out.file_names();
