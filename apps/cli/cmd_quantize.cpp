@@ -1,11 +1,14 @@
 // lq quantize MODEL OUTPUT_FORMAT -q LEVEL [options]: parses the flags into a QuantizeJob, runs
-// lq::quantize_model (quantize_job.hpp) and prints its result. No quantization logic here.
+// lq::quantize_model (quantize_job.hpp) and prints its result; `lq quantize MODEL smoothquant
+// --smoothquant` fills a SmoothQuantConfig and runs lq::smoothquant_model (smoothquant.hpp). No
+// quantization logic here.
 #include "cli.hpp"
 
 #include <lq/lq.hpp>
 #include <lq/profile.hpp>
 #include <lq/quality.hpp>
 #include <lq/quantize_job.hpp>
+#include <lq/smoothquant.hpp>
 #include <lq/super_weights.hpp>
 
 #include <fmt/format.h>
@@ -35,6 +38,144 @@ std::string default_output(const fs::path& model, const std::string& level) {
   return stem + "-" + level + ".gguf";
 }
 
+// Options that only the GGUF path reads, and those only SmoothQuant reads.
+constexpr const char* kGgufOnlyOptions[] = {"quantization", "pure", "imatrix", "output-tensor-type", "token-embedding-type",
+                                            "leave-output-tensor", "tensor-type", "allow-requantize", "keep-split",
+                                            "dynamic", "profile", "protect-super-weights", "protection-coverage",
+                                            "super-weights", "coherence-check"};
+constexpr const char* kSmoothQuantOptions[] = {"alpha", "calibration-data", "calibration-samples", "ctx",
+                                               "activation-percentile", "static-activations", "per-tensor-weights"};
+
+int run_smoothquant(Context& ctx, const cxxopts::ParseResult& r) {
+  for (const char* o : kGgufOnlyOptions)
+    if (r.count(o)) fail(Errc::invalid_argument, "--{} does not apply to the smoothquant output format (W8A8)", o);
+  SmoothQuantConfig cfg;
+  if (r.count("alpha")) {
+    const std::string a = r["alpha"].as<std::string>();
+    if (a == "auto") {
+      cfg.alpha_auto = true;
+    } else {
+      size_t used = 0;
+      double v = -1;
+      try {
+        v = std::stod(a, &used);
+      } catch (const std::exception&) {
+        used = 0;
+      }
+      if (used != a.size() || !(v >= 0 && v <= 1))
+        fail(Errc::invalid_argument, "--alpha: expected a number in [0, 1] or 'auto', got '{}'", a);
+      cfg.alpha = v;
+    }
+  }
+  if (r.count("activation-percentile")) {
+    cfg.activation_percentile = r["activation-percentile"].as<double>();
+    if (!(cfg.activation_percentile > 0 && cfg.activation_percentile <= 100))
+      fail(Errc::invalid_argument, "--activation-percentile must be in (0, 100], got {}", cfg.activation_percentile);
+  }
+  if (r.count("calibration-samples")) cfg.calibration_samples = r["calibration-samples"].as<int64_t>();
+  if (r.count("ctx")) cfg.ctx = r["ctx"].as<int64_t>();
+  if (r.count("calibration-data")) cfg.calibration_data = r["calibration-data"].as<std::string>();
+  cfg.static_activations = r.count("static-activations") > 0;
+  cfg.per_channel = r.count("per-tensor-weights") == 0;
+  validate(cfg);
+
+  const fs::path model = r["model"].as<std::string>();
+  const fs::path out =
+      r.count("output") ? fs::path(r["output"].as<std::string>()) : smoothquant_default_output(model);
+  check_output_dir(out.has_filename() ? out : out.parent_path(), /*writable=*/true);
+  TermProgress progress(ctx);
+  lq::Context run_ctx;
+  run_ctx.threads = ctx.threads;
+  run_ctx.progress = &progress;
+  const SmoothQuantResult res = smoothquant_model(model, out, cfg, run_ctx);
+  for (const auto& w : res.warnings) progress.message(fmt::format("warning: {}", w));
+
+  // The quality block: our engine measures the written directory against MODEL.
+  nlohmann::json quality_json;
+  std::optional<QualityReport> quality;
+  if (r.count("quality-report")) {
+    try {
+      quality = quality_report(model, res.output, QualityOptions{}, run_ctx);
+      quality_json = {{"perplexity_original", quality->perplexity_original},
+                      {"perplexity_quantized", quality->perplexity_quantized},
+                      {"perplexity_delta_pct", quality->perplexity_delta_pct},
+                      {"kld_mean", quality->kld.kld_mean},
+                      {"same_top_pct", quality->kld.same_top_pct},
+                      {"calibration_data", quality->calibration_source},
+                      {"ctx", quality->ctx},
+                      {"chunks", quality->chunks},
+                      {"quality_grade", grade_name(quality->grade)}};
+    } catch (const Error& e) {
+      if (e.code() != Errc::invalid_model) throw;
+      // The engine cannot open this checkpoint (no W8A8 reader in this build): the output stays.
+      progress.message(fmt::format("warning: no quality report: the engine cannot read {}: {}", res.output.string(), e.what()));
+      quality_json = {{"status", "unavailable"}, {"reason", e.what()}};
+    }
+  }
+  const double ratio =
+      res.source_bytes ? static_cast<double>(res.output_bytes) / static_cast<double>(res.source_bytes) : 0;
+  progress.message(fmt::format("Complete: {} ({}, {:.2f} bpw)", res.output.string(), human_bytes(res.output_bytes), res.bpw));
+  if (ctx.format == Format::json) {
+    nlohmann::json layers = nlohmann::json::array();
+    for (const auto& g : res.groups)
+      layers.push_back({{"layer_name", g.norm},
+                        {"layer", g.layer},
+                        {"linears", g.linears},
+                        {"alpha", g.alpha},
+                        {"activation_max", g.activation_max},
+                        {"activation_max_smoothed", g.activation_max_smoothed},
+                        {"scale_min", g.scale_min},
+                        {"scale_max", g.scale_max},
+                        {"relative_mse", cfg.alpha_auto ? nlohmann::json(g.mse_chosen) : nlohmann::json(nullptr)},
+                        {"relative_mse_default_alpha", cfg.alpha_auto ? nlohmann::json(g.mse_default) : nlohmann::json(nullptr)}});
+    nlohmann::json result = {{"status", "success"},
+                             {"output_path", fs::absolute(res.output).string()},
+                             {"output_files", res.files},
+                             {"model_path", model.string()},
+                             {"format", "compressed-tensors"},
+                             {"quantization_level", "W8A8"},
+                             {"alpha", cfg.alpha_auto ? nlohmann::json("auto") : nlohmann::json(cfg.alpha)},
+                             {"activation_percentile", cfg.activation_percentile},
+                             {"weights", cfg.per_channel ? "int8 per channel" : "int8 per tensor"},
+                             {"activations", cfg.static_activations ? "int8 static per tensor" : "int8 dynamic per token"},
+                             {"layer_summary", layers},
+                             {"not_smoothed", res.not_smoothed},
+                             {"calibration_data", res.calibration_source},
+                             {"calibration_samples", res.chunks},
+                             {"ctx", res.ctx},
+                             {"calibration_tokens", res.tokens},
+                             {"file_size", res.output_bytes},
+                             {"source_size", res.source_bytes},
+                             {"parameter_count", res.n_parameters},
+                             {"quantized_parameter_count", res.n_quantized},
+                             {"effective_bpw", res.bpw},
+                             {"compression_ratio", ratio},
+                             {"warnings", res.warnings},
+                             {"calibration_seconds", res.calibration_seconds},
+                             {"duration_seconds", res.seconds}};
+    if (!quality_json.is_null()) result["quality_report"] = quality_json;
+    print_json(result);
+  } else {
+    std::cout << fmt::format("Output:      {}\n", res.output.string());
+    std::cout << fmt::format("Scheme:      W8A8 int8 ({} weights, {} activations)\n",
+                             cfg.per_channel ? "per-channel" : "per-tensor",
+                             cfg.static_activations ? "static per-tensor" : "dynamic per-token");
+    std::cout << fmt::format("Size:        {} ({:.1f}% of {})\n", human_bytes(res.output_bytes), 100 * ratio,
+                             human_bytes(res.source_bytes));
+    std::cout << fmt::format("Weights:     {} ({:.3f} bits per weight; {} in int8)\n", res.n_parameters, res.bpw,
+                             res.n_quantized);
+    std::cout << fmt::format("Calibration: {} chunks of {} tokens ({})\n", res.chunks, res.ctx, res.calibration_source);
+    std::cout << "Alpha:      ";
+    for (const auto& g : res.groups) std::cout << fmt::format(" {:.2f}", g.alpha);
+    std::cout << fmt::format("\nTime:        {:.2f} s\n", res.seconds);
+    if (quality)
+      std::cout << fmt::format("Perplexity:  {:.4f} -> {:.4f} ({:+.2f}%, {} chunks of {} tokens), KLD {:.5f}\n",
+                               quality->perplexity_original, quality->perplexity_quantized, quality->perplexity_delta_pct,
+                               quality->chunks, quality->ctx, quality->kld.kld_mean);
+  }
+  return 0;
+}
+
 }  // namespace
 
 int run_quantize(Context& ctx, std::vector<std::string> args) {
@@ -42,9 +183,11 @@ int run_quantize(Context& ctx, std::vector<std::string> args) {
       "Quantize a model into GGUF (llama.cpp's levels and mixtures).");
   opts.add_options()
       ("model", "Model: Hugging Face directory, .safetensors, GGUF file or Hub ID", cxxopts::value<std::string>())
-      ("output_format", "Output format: gguf", cxxopts::value<std::string>())
+      ("output_format", "Output format: gguf, or smoothquant (compressed-tensors W8A8 int8 directory)",
+       cxxopts::value<std::string>())
       ("q,quantization", "Level: Q4_K_M, Q8_0, IQ1_S, TERNARY, F16, ... (see `info --levels`)", cxxopts::value<std::string>())
-      ("o,output", "Output file [default: ./MODEL-LEVEL.gguf]", cxxopts::value<std::string>())
+      ("o,output", "Output file [default: ./MODEL-LEVEL.gguf; smoothquant: directory ./MODEL-smoothquant-w8a8]",
+       cxxopts::value<std::string>())
       ("pure", "Every weight in the level's base type (no mixture)")
       ("imatrix", "Importance matrix (llama.cpp GGUF or .dat format)", cxxopts::value<std::string>())
       ("output-tensor-type", "Type for output.weight", cxxopts::value<std::string>())
@@ -67,14 +210,40 @@ int run_quantize(Context& ctx, std::vector<std::string> args) {
        "$LLM_QUANTIZE_QUALITY_THRESHOLD percent perplexity increase (default 20): exit 11, the output file is kept")
       ("coherence-check",
        "Generate from the built-in prompts and score the output's coherence. Below "
-       "$LLM_QUANTIZE_COHERENCE_THRESHOLD (default 0.5): exit 12, the output file is kept");
+       "$LLM_QUANTIZE_COHERENCE_THRESHOLD (default 0.5): exit 12, the output file is kept")
+      ("smoothquant", "SmoothQuant W8A8 transformation (output format smoothquant)")
+      ("alpha", "SmoothQuant migration strength in [0, 1], or auto (per layer, lowest W8A8 output error) [default: 0.5]",
+       cxxopts::value<std::string>())
+      ("calibration-data", "SmoothQuant calibration data: .txt, .json or .jsonl [default: built-in WikiText-2]",
+       cxxopts::value<std::string>())
+      ("calibration-samples", "SmoothQuant calibration chunks [default: 512]", cxxopts::value<int64_t>())
+      ("ctx", "SmoothQuant calibration chunk length in tokens [default: 512]", cxxopts::value<int64_t>())
+      ("activation-percentile", "SmoothQuant activation statistic: percentile of |x| per channel, 100 = max [default: 100]",
+       cxxopts::value<double>())
+      ("static-activations", "SmoothQuant: static per-tensor activation scales (input_scale) instead of dynamic per token")
+      ("per-tensor-weights", "SmoothQuant: one weight scale per tensor instead of per output channel");
   auto parsed = parse(ctx, opts, args);
   if (!parsed) return 0;
   const auto& r = *parsed;
   if (!r.count("model")) fail(Errc::invalid_argument, "missing MODEL (usage: {} quantize MODEL gguf -q LEVEL)", ctx.program);
   if (!r.count("output_format")) fail(Errc::invalid_argument, "missing OUTPUT_FORMAT (gguf)");
   const std::string format = r["output_format"].as<std::string>();
-  if (format != "gguf") fail(Errc::invalid_argument, "unknown output format '{}' (supported: gguf)", format);
+  if (format != "gguf" && format != "smoothquant")
+    fail(Errc::invalid_argument, "unknown output format '{}' (supported: gguf, smoothquant)", format);
+  // Validation rules 5 and 6 of the CLI contract.
+  if (r.count("smoothquant") && format != "smoothquant")
+    fail(Errc::invalid_argument,
+         "--smoothquant is only valid with a W8A8-compatible output format (smoothquant), not {} (validation rule 5)",
+         format);
+  if (r.count("alpha") && !r.count("smoothquant"))
+    fail(Errc::invalid_argument, "--alpha requires --smoothquant (validation rule 6)");
+  if (format == "smoothquant") {
+    if (!r.count("smoothquant"))
+      fail(Errc::invalid_argument, "the smoothquant output format needs --smoothquant (the W8A8 transformation)");
+    return run_smoothquant(ctx, r);
+  }
+  for (const char* o : kSmoothQuantOptions)
+    if (r.count(o)) fail(Errc::invalid_argument, "--{} applies to --smoothquant only", o);
   if (!r.count("quantization") && !r.count("dynamic")) fail(Errc::invalid_argument, "missing -q LEVEL");
   const std::string level_name = r.count("quantization") ? r["quantization"].as<std::string>() : "dynamic";
   const bool dynamic = r.count("dynamic") > 0 || level_name == "dynamic" || level_name == "DYNAMIC";

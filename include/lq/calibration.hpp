@@ -11,6 +11,8 @@
 
 namespace lq {
 
+class Tokenizer;
+
 /// Calibration texts and where they came from.
 struct CalibrationData {
   std::vector<std::string> texts;  ///< one entry for a plain-text file, one per sample otherwise
@@ -32,6 +34,13 @@ LQ_API CalibrationData load_text(const std::filesystem::path& path);
 /// non-empty rows of Salesforce/wikitext wikitext-2-raw-v1; CC BY-SA 3.0 / GFDL), shipped in
 /// data/calibration/wikitext2-test.txt and compiled into the library.
 LQ_API CalibrationData default_calibration();
+
+/// The token stream of calibration data as llama-imatrix tokenizes it: a single text (a plain
+/// file) is encoded as one string with BOS first when the tokenizer adds one (and no trailing
+/// EOS); several samples (JSON, JSONL) are encoded one by one without special tokens and
+/// concatenated after one BOS, stopping once `need_tokens` are reached (< 0: all).
+LQ_API std::vector<int32_t> imatrix_calibration_tokens(const CalibrationData& data, const Tokenizer& tokenizer,
+                                                       int64_t need_tokens);
 
 /// Token chunks as llama-imatrix and llama-perplexity cut them: `tokens` is the whole stream
 /// (BOS first when the model adds one); chunk i is tokens[i*ctx, (i+1)*ctx) with its first

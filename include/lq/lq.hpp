@@ -22,6 +22,7 @@
 #include <lq/quantize_job.hpp>
 #include <lq/quantizer.hpp>
 #include <lq/settings.hpp>
+#include <lq/smoothquant.hpp>
 #include <lq/super_weights.hpp>
 #include <lq/threads.hpp>
 #include <lq/tokenizer.hpp>

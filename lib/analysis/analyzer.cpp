@@ -98,20 +98,7 @@ struct ImportanceAnalyzer::Impl {
   void set_calibration(const CalibrationData& data) {
     source = data.source;
     const Tokenizer tok = Tokenizer::from_gguf(src.gguf_metadata(), src.path().string());
-    std::vector<int32_t> tokens;
-    const int64_t need = opt.ctx * opt.samples;
-    if (data.texts.size() == 1) {
-      tokens = tok.encode(data.texts[0], true, false);
-      if (tok.add_eos() && !tokens.empty() && tokens.back() == tok.eos_id()) tokens.pop_back();
-    } else {
-      if (tok.add_bos() && tok.bos_id() >= 0) tokens.push_back(tok.bos_id());
-      for (const auto& t : data.texts) {
-        const auto ids = tok.encode(t, false, false);
-        tokens.insert(tokens.end(), ids.begin(), ids.end());
-        if (static_cast<int64_t>(tokens.size()) >= need) break;  // samples are independent: the rest is not needed
-      }
-    }
-    cut(tokens);
+    cut(imatrix_calibration_tokens(data, tok, opt.ctx * opt.samples));
   }
 
   fs::path resume_dir() const { return analysis::resume_dir(opt.resume, opt.method); }

@@ -1,10 +1,12 @@
 // Calibration data: loading texts (plain text, JSON, JSONL, the built-in WikiText-2 text), the
-// rule of how many tokens one evaluation chunk needs, and cutting token chunks. No tokenizing or
-// model evaluation here.
+// rule of how many tokens one evaluation chunk needs, turning the texts into one token stream
+// (the tokenizer encodes; this file only orders the samples) and cutting token chunks. No model
+// evaluation here.
 #include <lq/calibration.hpp>
 #include <lq/error.hpp>
 #include "core/fail.hpp"
 #include <lq/io.hpp>
+#include <lq/tokenizer.hpp>
 
 #include <nlohmann/json.hpp>
 
@@ -109,6 +111,22 @@ CalibrationData default_calibration() {
                         static_cast<size_t>(lq_default_calibration_end - lq_default_calibration_begin));
   cd.source = "built-in: WikiText-2 test (wikitext-2-raw-v1)";
   return cd;
+}
+
+std::vector<int32_t> imatrix_calibration_tokens(const CalibrationData& data, const Tokenizer& tok, int64_t need) {
+  std::vector<int32_t> tokens;
+  if (data.texts.size() == 1) {
+    tokens = tok.encode(data.texts[0], true, false);
+    if (tok.add_eos() && !tokens.empty() && tokens.back() == tok.eos_id()) tokens.pop_back();
+  } else {
+    if (tok.add_bos() && tok.bos_id() >= 0) tokens.push_back(tok.bos_id());
+    for (const auto& t : data.texts) {
+      const auto ids = tok.encode(t, false, false);
+      tokens.insert(tokens.end(), ids.begin(), ids.end());
+      if (need >= 0 && static_cast<int64_t>(tokens.size()) >= need) break;  // samples are independent: the rest is not needed
+    }
+  }
+  return tokens;
 }
 
 int64_t evaluation_chunks(int64_t stream_tokens, int64_t ctx, ChunkRule rule, std::string_view source) {

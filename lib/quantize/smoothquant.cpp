@@ -1,0 +1,965 @@
+// SmoothQuant W8A8 (smoothquant.hpp): calibration statistics through the engine's linear hooks,
+// the smoothing scales (fixed α or a per-group grid search under W8A8 fake quantization), their
+// folding into a Model in memory, and the streamed compressed-tensors output directory. Must not
+// parse flags or print: progress goes to the Context's sink.
+//
+// What is smoothed: llm-compressor's Llama mapping, input_layernorm -> q/k/v_proj and
+// post_attention_layernorm -> gate/up_proj (output-formats.md §1.3, with the direction X/s, W*s,
+// γ/s). o_proj and down_proj are not smoothed, as llm-compressor leaves them: their inputs (the
+// attention result and silu(gate)*up) have no per-channel weight in front of them to absorb 1/s
+// (v_proj -> o_proj would be possible without GQA only, and the per-head value mixing makes it
+// less effective). They are quantized W8A8 like the other linears.
+//
+// Activation statistic: a_j = max |x_j| over all calibration tokens (the paper's formula; llm-
+// compressor's max-min range and 2x weight factor only scale s by a constant that cancels in
+// the fold), or a percentile of |x_j| from a histogram per channel.
+#include <lq/smoothquant.hpp>
+
+#include <lq/calibration.hpp>
+#include <lq/engine.hpp>
+#include <lq/error.hpp>
+#include <lq/io.hpp>
+#include <lq/threads.hpp>
+#include <lq/tokenizer.hpp>
+
+#include "backend/ops.hpp"
+#include "core/fail.hpp"
+#include "core/half.hpp"
+#include "formats/compressed_tensors.hpp"
+#include "formats/safetensors.hpp"
+#include "formats/safetensors_writer.hpp"
+#include "model/tensor_names.hpp"
+#include <lq/backend.hpp>
+
+#include <nlohmann/json.hpp>
+
+#include <algorithm>
+#include <atomic>
+#include <bit>
+#include <chrono>
+#include <cmath>
+#include <cstring>
+#include <limits>
+#include <map>
+#include <random>
+#include <set>
+
+namespace fs = std::filesystem;
+
+namespace lq {
+
+void validate(const SmoothQuantConfig& c) {
+  if (!(c.alpha >= 0 && c.alpha <= 1)) fail(Errc::invalid_argument, "smoothquant: alpha must be in [0, 1], got {}", c.alpha);
+  if (!(c.activation_percentile > 0 && c.activation_percentile <= 100))
+    fail(Errc::invalid_argument, "smoothquant: activation percentile must be in (0, 100], got {}", c.activation_percentile);
+  for (double a : c.alpha_grid)
+    if (!(a >= 0 && a <= 1)) fail(Errc::invalid_argument, "smoothquant: alpha grid value {} is outside [0, 1]", a);
+  if (c.calibration_samples < 1)
+    fail(Errc::invalid_argument, "smoothquant: calibration samples must be positive, got {}", c.calibration_samples);
+  if (c.ctx < 2) fail(Errc::invalid_argument, "smoothquant: ctx must be at least 2, got {}", c.ctx);
+  if (c.auto_rows < 1) fail(Errc::invalid_argument, "smoothquant: auto rows must be positive, got {}", c.auto_rows);
+}
+
+float quantize_int8_row(const float* x, int64_t n, int8_t* q, float scale) {
+  if (!(scale > 0)) {
+    float m = 0;
+    for (int64_t i = 0; i < n; ++i) m = std::max(m, std::fabs(x[i]));
+    scale = std::max(m / 127.5f, std::numeric_limits<float>::epsilon());
+  }
+  for (int64_t i = 0; i < n; ++i) {
+    const float v = std::nearbyint(x[i] / scale);  // ties to even, as torch.round
+    q[i] = static_cast<int8_t>(std::clamp(v, -128.0f, 127.0f));
+  }
+  return scale;
+}
+
+fs::path smoothquant_default_output(const fs::path& model) {
+  fs::path m = model;
+  if (!m.has_filename()) m = m.parent_path();
+  std::string stem = m.filename().string();
+  if (m.extension() == ".safetensors" || m.extension() == ".gguf") stem = m.stem().string();
+  if (stem.empty() || stem == "." || stem == "..") stem = "model";
+  return fs::path(stem + "-smoothquant-w8a8");
+}
+
+// Named (not anonymous): the quantizer's Impl holds these types.
+namespace sq_impl {
+
+// ---- statistics -------------------------------------------------------------------------
+
+// |x| histogram bins: one below 2^-16, eight linear sub-bins per octave up to 2^16, one above.
+// 12.5% resolution at worst, which a clipping threshold does not need finer.
+constexpr int kSqOctaveLo = -16, kSqOctaves = 32, kSqSub = 8;
+constexpr int kSqBins = 2 + kSqOctaves * kSqSub;
+
+inline int sq_bin(float a) {
+  const uint32_t u = std::bit_cast<uint32_t>(a);
+  const int e = static_cast<int>(u >> 23) - 127;
+  if (e < kSqOctaveLo) return 0;
+  if (e >= kSqOctaveLo + kSqOctaves) return kSqBins - 1;
+  return 1 + (e - kSqOctaveLo) * kSqSub + static_cast<int>((u >> 20) & 7);
+}
+
+// Value range [lo, hi) of bin b (the last bin ends at the channel's max).
+inline void sq_bin_range(int b, double& lo, double& hi) {
+  if (b == 0) {
+    lo = 0;
+    hi = std::ldexp(1.0, kSqOctaveLo);
+    return;
+  }
+  const int e = kSqOctaveLo + (b - 1) / kSqSub, m = (b - 1) % kSqSub;
+  lo = std::ldexp(1.0 + m / double(kSqSub), e);
+  hi = std::ldexp(1.0 + (m + 1) / double(kSqSub), e);
+}
+
+// One hooked input (a norm output, the attention result or the SwiGLU product) of one block.
+struct SqSite {
+  std::string what;   // for messages: "model.layers.3.input_layernorm output"
+  int64_t n = 0;      // channels
+  std::vector<float> absmax;
+  std::vector<uint32_t> hist;  // n x kSqBins, percentile < 100 only
+  bool non_finite = false;
+  int64_t tokens = 0;
+  // Reservoir of token rows for the alpha search (norm outputs only).
+  int64_t keep = 0;
+  std::vector<float> rows;
+  int64_t rows_held = 0, seen = 0;
+  std::mt19937_64 rng;
+
+  // a_j: max, or the percentile from the histogram (interpolated in its bin, at most the max).
+  std::vector<float> statistic(double pct) const {
+    if (pct >= 100 || hist.empty()) return absmax;
+    std::vector<float> a(static_cast<size_t>(n));
+    const double rank = pct / 100.0 * static_cast<double>(tokens);
+    for (int64_t j = 0; j < n; ++j) {
+      const uint32_t* h = &hist[static_cast<size_t>(j) * kSqBins];
+      double below = 0;
+      double v = absmax[static_cast<size_t>(j)];
+      for (int b = 0; b < kSqBins; ++b) {
+        if (below + h[b] >= rank && h[b] > 0) {
+          double lo, hi;
+          sq_bin_range(b, lo, hi);
+          hi = std::min(hi, static_cast<double>(absmax[static_cast<size_t>(j)]));
+          lo = std::min(lo, hi);
+          v = lo + (hi - lo) * std::clamp((rank - below) / h[b], 0.0, 1.0);
+          break;
+        }
+        below += h[b];
+      }
+      a[static_cast<size_t>(j)] = static_cast<float>(v);
+    }
+    return a;
+  }
+};
+
+void sq_observe(SqSite& s, const float* x, int64_t rows, bool histogram, int threads) {
+  const int64_t n = s.n;
+  std::atomic<bool> bad{false};
+  parallel_for((n + 63) / 64, threads, 1, [&](int64_t b0, int64_t b1) {
+    const int64_t c0 = b0 * 64, c1 = std::min(n, b1 * 64);
+    bool local_bad = false;
+    for (int64_t r = 0; r < rows; ++r) {
+      const float* row = x + r * n;
+      for (int64_t c = c0; c < c1; ++c) {
+        const float a = std::fabs(row[c]);
+        if (!std::isfinite(a)) local_bad = true;
+        float& m = s.absmax[static_cast<size_t>(c)];
+        m = a > m ? a : m;
+        if (histogram) ++s.hist[static_cast<size_t>(c) * kSqBins + static_cast<size_t>(sq_bin(a))];
+      }
+    }
+    if (local_bad) bad = true;
+  });
+  if (bad) s.non_finite = true;
+  s.tokens += rows;
+  if (s.keep > 0) {
+    // Reservoir sampling (algorithm R) with a fixed seed: the same rows on every run.
+    for (int64_t r = 0; r < rows; ++r, ++s.seen) {
+      int64_t slot = -1;
+      if (s.rows_held < s.keep) {
+        slot = s.rows_held++;
+      } else {
+        const auto k = static_cast<int64_t>(s.rng() % static_cast<uint64_t>(s.seen + 1));
+        if (k < s.keep) slot = k;
+      }
+      if (slot >= 0) std::memcpy(&s.rows[static_cast<size_t>(slot * n)], x + r * n, static_cast<size_t>(n) * 4);
+    }
+  }
+}
+
+// Roles of the four hooked inputs of a block, in forward order.
+constexpr const char* kSqSiteRoles[4] = {"attn_q", "attn_output", "ffn_gate", "ffn_down"};
+
+// ---- tensors ----------------------------------------------------------------------------
+
+struct SqLinear {
+  std::string gguf;    // "blk.3.attn_q.weight"
+  std::string module;  // "model.layers.3.self_attn.q_proj"
+  int layer = -1;
+  int site = 0;        // index in kSqSiteRoles of its input
+  int group = -1;      // smoothing group, or -1 (o_proj, down_proj)
+};
+
+float to_f32(StDtype t, const uint8_t* p) {
+  switch (t) {
+    case StDtype::BF16: { uint16_t h; std::memcpy(&h, p, 2); return bf16_to_f32(h); }
+    case StDtype::F16: { uint16_t h; std::memcpy(&h, p, 2); return fp16_to_f32(h); }
+    case StDtype::F32: { float f; std::memcpy(&f, p, 4); return f; }
+    default: return 0;
+  }
+}
+
+void from_f32(StDtype t, float v, uint8_t* p) {
+  switch (t) {
+    case StDtype::BF16: { const uint16_t h = f32_to_bf16(v); std::memcpy(p, &h, 2); break; }
+    case StDtype::F16: { const uint16_t h = f32_to_fp16(v); std::memcpy(p, &h, 2); break; }
+    default: std::memcpy(p, &v, 4); break;
+  }
+}
+
+// A float rounded through the stored dtype (what a reader of the file gets back).
+float through(StDtype t, float v) {
+  uint8_t b[4];
+  from_f32(t, v, b);
+  return to_f32(t, b);
+}
+
+bool sq_float_dtype(StDtype t) { return t == StDtype::BF16 || t == StDtype::F16 || t == StDtype::F32; }
+
+// Quantizes rows x rows of n floats to int8 with per-row (or one) scale(s) rounded through
+// `dtype`. Returns the scales used (one per row, or one).
+std::vector<float> sq_quantize_rows(const float* x, int64_t rows, int64_t n, bool per_channel, StDtype dtype, int8_t* q,
+                                    int threads) {
+  std::vector<float> scales(per_channel ? static_cast<size_t>(rows) : 1);
+  if (!per_channel) {
+    float m = 0;
+    for (int64_t i = 0; i < rows * n; ++i) m = std::max(m, std::fabs(x[i]));
+    scales[0] = through(dtype, std::max(m / 127.5f, std::numeric_limits<float>::epsilon()));
+  }
+  parallel_for(rows, threads, 16, [&](int64_t r0, int64_t r1) {
+    for (int64_t r = r0; r < r1; ++r) {
+      float sc = 0;
+      if (per_channel) {
+        float m = 0;
+        for (int64_t i = 0; i < n; ++i) m = std::max(m, std::fabs(x[r * n + i]));
+        sc = through(dtype, std::max(m / 127.5f, std::numeric_limits<float>::epsilon()));
+        scales[static_cast<size_t>(r)] = sc;
+      } else {
+        sc = scales[0];
+      }
+      quantize_int8_row(x + r * n, n, q + r * n, sc);
+    }
+  });
+  return scales;
+}
+
+// The source checkpoint's weight files (index order, else the directory's *.safetensors sorted).
+std::vector<fs::path> sq_source_files(const fs::path& path) {
+  std::error_code ec;
+  if (fs::is_regular_file(path, ec)) return {path};
+  std::vector<fs::path> files;
+  const fs::path index = path / "model.safetensors.index.json";
+  if (fs::exists(index, ec)) {
+    const auto j = nlohmann::json::parse(read_file(index), nullptr, false);
+    if (j.is_discarded() || !j.contains("weight_map") || !j["weight_map"].is_object())
+      fail(Errc::invalid_model, "{}: malformed index", index.string());
+    std::set<std::string> names;
+    for (const auto& [k, v] : j["weight_map"].items())
+      if (v.is_string()) names.insert(v.get<std::string>());
+    for (const auto& n : names) files.push_back(path / n);
+    return files;
+  }
+  for (const auto& e : fs::directory_iterator(path, ec))
+    if (e.path().extension() == ".safetensors") files.push_back(e.path());
+  std::sort(files.begin(), files.end());
+  if (files.empty()) fail(Errc::invalid_model, "{}: no .safetensors files", path.string());
+  return files;
+}
+
+// Files copied beside the weights: tokenizer and generation settings.
+bool sq_copied_file(const std::string& name) {
+  static const char* const kNames[] = {"generation_config.json", "tokenizer.json",   "tokenizer.model",
+                                       "tokenizer_config.json",  "special_tokens_map.json", "added_tokens.json",
+                                       "vocab.json",             "merges.txt",       "chat_template.jinja",
+                                       "chat_template.json"};
+  return std::any_of(std::begin(kNames), std::end(kNames), [&](const char* n) { return name == n; });
+}
+
+// Removes a directory tree on scope exit unless released.
+struct SqDirGuard {
+  fs::path dir;
+  ~SqDirGuard() {
+    if (!dir.empty()) {
+      std::error_code ec;
+      fs::remove_all(dir, ec);
+    }
+  }
+};
+
+double sq_seconds_since(std::chrono::steady_clock::time_point t0) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+}
+
+}  // namespace sq_impl
+
+using namespace sq_impl;
+
+// ---- the quantizer ------------------------------------------------------------------------
+
+struct SmoothQuantizer::Impl {
+  const ModelSource& src;
+  SmoothQuantConfig cfg;
+  std::unique_ptr<Model> model;
+  std::vector<std::vector<int32_t>> chunks;
+  bool have_data = false;
+  bool calibrated = false;
+  std::vector<SqLinear> linears;                 // every decoder linear, forward order
+  std::vector<SqSite> sites;                     // 4 per block
+  std::vector<SmoothQuantGroup> groups;          // 2 per block
+  std::vector<float> site_smoothed_max;          // max_j a_j / s_j per site (input_scale numerator)
+  SmoothQuantResult summary;
+
+  Impl(const ModelSource& s, SmoothQuantConfig c) : src(s), cfg(std::move(c)) {
+    validate(cfg);
+    if (src.is_gguf())
+      fail(Errc::invalid_argument,
+           "smoothquant: {} is a GGUF file; the compressed-tensors output needs a Hugging Face checkpoint (config.json "
+           "and safetensors)",
+           src.path().string());
+    model = Model::load(src);
+    const ModelConfig& mc = model->config();
+    if (mc.n_ctx_train > 0 && cfg.ctx > mc.n_ctx_train)
+      summary.warnings.push_back(
+          fmt::format("the model was trained on {} context tokens ({} asked)", mc.n_ctx_train, cfg.ctx));
+    for (const LinearInfo& l : model->linears()) {
+      if (l.layer < 0) continue;
+      SqLinear x;
+      x.gguf = l.name;
+      x.module = names::hf_module(l.name);
+      x.layer = l.layer;
+      if (l.role == "attn_q" || l.role == "attn_k" || l.role == "attn_v") x.site = 0, x.group = 2 * l.layer;
+      else if (l.role == "attn_output") x.site = 1;
+      else if (l.role == "ffn_gate" || l.role == "ffn_up") x.site = 2, x.group = 2 * l.layer + 1;
+      else if (l.role == "ffn_down") x.site = 3;
+      else fail(Errc::invalid_model, "smoothquant: unexpected linear {} ({})", l.name, l.role);
+      linears.push_back(std::move(x));
+    }
+    for (int64_t l = 0; l < mc.n_layer; ++l) {
+      for (int k = 0; k < 2; ++k) {
+        SmoothQuantGroup g;
+        g.layer = static_cast<int>(l);
+        g.norm = fmt::format("model.layers.{}.{}", l, k == 0 ? "input_layernorm" : "post_attention_layernorm");
+        for (const auto& x : linears)
+          if (x.group == static_cast<int>(2 * l + k)) g.linears.push_back(x.module);
+        groups.push_back(std::move(g));
+      }
+    }
+    for (const auto& x : linears)
+      if (x.group < 0) summary.not_smoothed.push_back(x.module);
+  }
+
+  std::string norm_gguf(size_t g) const {
+    return names::block_tensor(groups[g].layer, g % 2 == 0 ? "attn_norm.weight" : "ffn_norm.weight");
+  }
+
+  void set_calibration(const CalibrationData& data) {
+    summary.calibration_source = data.source;
+    const Tokenizer tok = Tokenizer::from_gguf(src.gguf_metadata(), src.path().string());
+    const auto tokens = imatrix_calibration_tokens(data, tok, cfg.ctx * cfg.calibration_samples);
+    const int32_t bos = model->add_bos() ? model->bos_token() : -1;
+    const int64_t available =
+        evaluation_chunks(static_cast<int64_t>(tokens.size()), cfg.ctx, ChunkRule::imatrix, data.source);
+    if (available < cfg.calibration_samples)
+      summary.warnings.push_back(fmt::format(
+          "the calibration data gives {} chunks of {} tokens ({} tokens), fewer than the {} asked; using {}", available,
+          cfg.ctx, tokens.size(), cfg.calibration_samples, available));
+    chunks = make_chunks(tokens, cfg.ctx, cfg.calibration_samples, bos);
+    have_data = true;
+  }
+
+  void calibrate(const Context& ctx) {
+    Progress& progress = ctx.progress_sink();
+    if (!have_data) {
+      if (cfg.calibration_data.empty()) {
+        progress.message("No calibration data given: using the built-in WikiText-2 text");
+        set_calibration(default_calibration());
+      } else {
+        set_calibration(load_calibration(cfg.calibration_data));
+      }
+    }
+    const ModelConfig& mc = model->config();
+    const bool histogram = cfg.activation_percentile < 100;
+    sites.assign(static_cast<size_t>(4 * mc.n_layer), SqSite{});
+    for (int64_t l = 0; l < mc.n_layer; ++l) {
+      const int64_t widths[4] = {mc.n_embd, mc.n_head * mc.head_dim, mc.n_embd, mc.n_ff};
+      const char* what[4] = {"input_layernorm output", "self_attn.o_proj input", "post_attention_layernorm output",
+                             "mlp.down_proj input"};
+      for (int k = 0; k < 4; ++k) {
+        SqSite& s = sites[static_cast<size_t>(4 * l + k)];
+        s.what = fmt::format("model.layers.{}.{}", l, what[k]);
+        s.n = widths[k];
+        s.absmax.assign(static_cast<size_t>(s.n), 0.0f);
+        if (histogram) s.hist.assign(static_cast<size_t>(s.n) * kSqBins, 0);
+        if (cfg.alpha_auto && (k == 0 || k == 2)) {
+          s.keep = cfg.auto_rows;
+          s.rows.assign(static_cast<size_t>(s.keep * s.n), 0.0f);
+          s.rng.seed(0x5eed0000u + static_cast<uint64_t>(4 * l + k));
+        }
+      }
+    }
+    const int threads = ctx.thread_count();
+    SessionOptions so;
+    so.n_ctx = cfg.ctx;
+    so.hook_inputs_only = true;
+    Session session(*model, so, ctx);
+    const float* last_input = nullptr;
+    int last_site = -1;
+    session.set_linear_hook([&](const LinearEvent& ev) {
+      ctx.check_cancelled();
+      const LinearInfo& l = *ev.linear;
+      if (l.layer < 0) return;
+      int k = -1;
+      for (int i = 0; i < 4; ++i)
+        if (l.role == kSqSiteRoles[i]) k = i;
+      if (k < 0) return;  // k, v, up share the input of q, gate
+      const int site = 4 * l.layer + k;
+      if (ev.input == last_input && site == last_site) return;
+      last_input = ev.input;
+      last_site = site;
+      sq_observe(sites[static_cast<size_t>(site)], ev.input, ev.n_tokens, histogram, threads);
+    });
+    const auto t0 = std::chrono::steady_clock::now();
+    const int64_t n_chunks = static_cast<int64_t>(chunks.size());
+    progress.message(fmt::format("Calibrating: {} chunks of {} tokens from {}", n_chunks, cfg.ctx,
+                                 summary.calibration_source));
+    progress.update("Calibrating", 0, n_chunks, "chunks");
+    int64_t tokens = 0;
+    for (int64_t i = 0; i < n_chunks; ++i) {
+      ctx.check_cancelled();
+      const auto& ch = chunks[static_cast<size_t>(i)];
+      session.clear();
+      last_input = nullptr;
+      session.eval(ch, static_cast<int64_t>(ch.size()));
+      tokens += static_cast<int64_t>(ch.size());
+      progress.update("Calibrating", i + 1, n_chunks, "chunks");
+    }
+    progress.finish("Calibrating");
+    summary.calibration_seconds = sq_seconds_since(t0);
+    summary.chunks = n_chunks;
+    summary.ctx = cfg.ctx;
+    summary.tokens = tokens;
+    compute_scales(ctx);
+    calibrated = true;
+  }
+
+  // The columns' weight maxima over a group's linears: w_j = max over rows of |W[:, j]|.
+  std::vector<float> weight_colmax(size_t g, std::vector<std::vector<float>>* keep) const {
+    std::vector<float> w;
+    for (const auto& x : linears) {
+      if (x.group != static_cast<int>(g)) continue;
+      std::vector<float> v = model->tensor_f32(x.gguf);
+      const auto shape = model->tensor_shape(x.gguf);
+      const int64_t n = shape[0], rows = static_cast<int64_t>(v.size()) / n;
+      if (w.empty()) w.assign(static_cast<size_t>(n), 0.0f);
+      for (int64_t r = 0; r < rows; ++r)
+        for (int64_t j = 0; j < n; ++j) w[static_cast<size_t>(j)] = std::max(w[static_cast<size_t>(j)], std::fabs(v[static_cast<size_t>(r * n + j)]));
+      if (keep) keep->push_back(std::move(v));
+    }
+    return w;
+  }
+
+  void compute_scales(const Context& ctx) {
+    Progress& progress = ctx.progress_sink();
+    // Sites must have seen finite values, and some signal.
+    for (const auto& s : sites) {
+      if (s.non_finite)
+        fail(Errc::smoothquant_failed,
+             "smoothquant: {} holds NaN or infinite activations on the calibration data; nothing was written", s.what);
+      if (s.tokens == 0 || *std::max_element(s.absmax.begin(), s.absmax.end()) <= 0)
+        fail(Errc::smoothquant_failed,
+             "smoothquant: {} has no calibration signal (all activations zero over {} tokens); nothing was written",
+             s.what, s.tokens);
+    }
+    std::vector<double> grid = cfg.alpha_grid;
+    if (grid.empty())
+      for (int i = 0; i <= 20; ++i) grid.push_back(i * 0.05);
+    site_smoothed_max.assign(sites.size(), 0.0f);
+    if (cfg.alpha_auto) progress.message(fmt::format("Searching alpha per layer over {} values", grid.size()));
+    for (size_t g = 0; g < groups.size(); ++g) {
+      ctx.check_cancelled();
+      SmoothQuantGroup& G = groups[g];
+      const SqSite& site = sites[static_cast<size_t>(4 * G.layer + (g % 2 == 0 ? 0 : 2))];
+      const std::vector<float> a = site.statistic(cfg.activation_percentile);
+      std::vector<std::vector<float>> W;
+      const std::vector<float> w = weight_colmax(g, cfg.alpha_auto ? &W : nullptr);
+      G.alpha = cfg.alpha;
+      if (cfg.alpha_auto) {
+        const int64_t n = site.n, rows = site.rows_held;
+        const std::vector<float> X(site.rows.begin(), site.rows.begin() + rows * n);
+        const MigrationAnalyzer analyzer(grid, cfg.per_channel);
+        const MigrationResult m = analyzer.find_optimal_alpha(W, X, rows, a, ctx);
+        G.alpha = m.alpha;
+        G.mse_chosen = m.error;
+        G.mse_default = -1;
+        for (size_t i = 0; i < grid.size(); ++i)
+          if (std::fabs(grid[i] - cfg.alpha) < 1e-12) G.mse_default = m.errors[i];
+        if (G.mse_default < 0) G.mse_default = analyzer.error(W, X, rows, smoothing_scales(a, w, cfg.alpha), ctx);
+        progress.message(fmt::format("  {}: alpha {:.2f} (relative MSE {:.3g}; {:.3g} at alpha {})", G.norm, G.alpha,
+                                     G.mse_chosen, G.mse_default, cfg.alpha));
+      }
+      G.scales = smoothing_scales(a, w, G.alpha);
+      double amax = 0, smax = 0, smin = std::numeric_limits<double>::infinity(), sm = 0;
+      for (size_t j = 0; j < a.size(); ++j) {
+        const float s = G.scales[j];
+        if (!std::isfinite(s) || s <= 0)
+          fail(Errc::smoothquant_failed, "smoothquant: {}: smoothing scale of channel {} is {}; nothing was written",
+               G.norm, j, s);
+        amax = std::max(amax, static_cast<double>(a[j]));
+        smax = std::max(smax, static_cast<double>(s));
+        smin = std::min(smin, static_cast<double>(s));
+        sm = std::max(sm, static_cast<double>(a[j]) / s);
+      }
+      G.activation_max = amax;
+      G.activation_max_smoothed = sm;
+      G.scale_min = smin;
+      G.scale_max = smax;
+      site_smoothed_max[static_cast<size_t>(4 * G.layer + (g % 2 == 0 ? 0 : 2))] = static_cast<float>(sm);
+    }
+    // Unsmoothed inputs (o_proj, down_proj): their own statistic.
+    for (size_t i = 0; i < sites.size(); ++i) {
+      if (i % 4 == 0 || i % 4 == 2) continue;
+      const auto a = sites[i].statistic(cfg.activation_percentile);
+      site_smoothed_max[i] = *std::max_element(a.begin(), a.end());
+    }
+    for (size_t i = 0; i < sites.size(); ++i)
+      if (!std::isfinite(site_smoothed_max[i]) || site_smoothed_max[i] <= 0)
+        fail(Errc::smoothquant_failed, "smoothquant: {}: static input scale is {}; nothing was written", sites[i].what,
+             site_smoothed_max[i] / 127.5f);
+    summary.groups = groups;
+  }
+
+  const SqLinear* linear_by_module(const std::string& module) const {
+    for (const auto& x : linears)
+      if (x.module == module) return &x;
+    return nullptr;
+  }
+
+  void apply(Model& m) const {
+    if (!calibrated) fail(Errc::invalid_argument, "smoothquant: apply() before calibrate()");
+    for (size_t g = 0; g < groups.size(); ++g) {
+      const auto& s = groups[g].scales;
+      const std::string norm = norm_gguf(g);
+      std::vector<float> v = m.tensor_f32(norm);
+      if (v.size() != s.size()) fail(Errc::invalid_argument, "smoothquant: {} has {} values, not {}", norm, v.size(), s.size());
+      for (size_t j = 0; j < v.size(); ++j) v[j] /= s[j];
+      m.replace_tensor(norm, v, QuantType::F32);
+    }
+    for (const auto& x : linears) {
+      std::vector<float> v = m.tensor_f32(x.gguf);
+      const int64_t n = m.tensor_shape(x.gguf)[0], rows = static_cast<int64_t>(v.size()) / n;
+      if (x.group >= 0) {
+        const auto& s = groups[static_cast<size_t>(x.group)].scales;
+        for (int64_t r = 0; r < rows; ++r)
+          for (int64_t j = 0; j < n; ++j) v[static_cast<size_t>(r * n + j)] *= s[static_cast<size_t>(j)];
+      }
+      if (cfg.quantize) {
+        const StDtype dt = weight_dtype(x);
+        std::vector<int8_t> q(v.size());
+        const auto sc = sq_quantize_rows(v.data(), rows, n, cfg.per_channel, dt, q.data(), 0);
+        for (int64_t r = 0; r < rows; ++r)
+          for (int64_t j = 0; j < n; ++j)
+            v[static_cast<size_t>(r * n + j)] = q[static_cast<size_t>(r * n + j)] * sc[cfg.per_channel ? static_cast<size_t>(r) : 0];
+      }
+      m.replace_tensor(x.gguf, v, QuantType::F32);
+    }
+  }
+
+  StDtype weight_dtype(const SqLinear& x) const {
+    const ModelTensor* t = src.find(x.gguf);
+    if (t && t->type == QuantType::BF16) return StDtype::BF16;
+    if (t && t->type == QuantType::F16) return StDtype::F16;
+    return StDtype::F32;
+  }
+
+  SmoothQuantResult write(const fs::path& dir, const Context& ctx);
+};
+
+SmoothQuantResult SmoothQuantizer::Impl::write(const fs::path& dir_in, const Context& ctx) {
+  if (!calibrated) fail(Errc::invalid_argument, "smoothquant: write() before calibrate()");
+  const auto t0 = std::chrono::steady_clock::now();
+  Progress& progress = ctx.progress_sink();
+  const fs::path dir = dir_in.has_filename() ? dir_in : dir_in.parent_path();
+  const fs::path parent = dir.parent_path().empty() ? fs::path(".") : dir.parent_path();
+  std::error_code ec;
+  if (!fs::is_directory(parent, ec))
+    fail(Errc::output_error, "cannot write {}: directory {} does not exist", dir.string(), parent.string());
+  bool replace = false;
+  if (fs::exists(dir, ec)) {
+    if (!fs::is_directory(dir, ec)) fail(Errc::output_error, "cannot write {}: it exists and is not a directory", dir.string());
+    if (!fs::is_empty(dir, ec)) {
+      const fs::path cfgp = dir / "config.json";
+      bool ours = false;
+      if (fs::exists(cfgp, ec)) {
+        const auto j = nlohmann::json::parse(read_file(cfgp), nullptr, false);
+        ours = !j.is_discarded() && j.contains("quantization_config") &&
+               j["quantization_config"].value("quant_method", "") == "compressed-tensors";
+      }
+      if (!ours)
+        fail(Errc::output_error,
+             "cannot write {}: the directory exists and is not an earlier compressed-tensors output (remove it or "
+             "choose another -o)",
+             dir.string());
+    }
+    replace = true;
+  }
+
+  const fs::path src_path = src.path();
+  const fs::path src_dir = fs::is_regular_file(src_path, ec) ? src_path.parent_path() : src_path;
+  const auto files = sq_source_files(src_path);
+  nlohmann::ordered_json config = nlohmann::ordered_json::parse(read_file(src_dir / "config.json"), nullptr, false);
+  if (config.is_discarded() || !config.is_object())
+    fail(Errc::invalid_model, "{}: malformed config.json", (src_dir / "config.json").string());
+
+  // The plan: every source tensor in file order, each becoming one or more output tensors.
+  enum class Kind { copy, norm, linear };
+  struct Item {
+    const SafetensorsFile* file;
+    const StTensor* t;
+    Kind kind = Kind::copy;
+    int group = -1;             // norm: its group; linear: its smoothing group (-1: none)
+    const SqLinear* lin = nullptr;
+  };
+  std::vector<std::unique_ptr<SafetensorsFile>> open;
+  std::vector<Item> items;
+  std::vector<StTensorSpec> specs;
+  summary.n_parameters = 0;
+  summary.n_quantized = 0;
+  std::map<std::string, size_t> norm_group;
+  for (size_t g = 0; g < groups.size(); ++g) norm_group[groups[g].norm + ".weight"] = g;
+  for (const auto& f : files) {
+    open.push_back(std::make_unique<SafetensorsFile>(f));
+    std::vector<const StTensor*> order;
+    for (const auto& t : open.back()->tensors()) order.push_back(&t);
+    std::sort(order.begin(), order.end(), [](auto* a, auto* b) { return a->begin < b->begin; });
+    for (const StTensor* t : order) {
+      Item it{open.back().get(), t};
+      const std::string& name = t->name;
+      summary.n_parameters += static_cast<int64_t>(t->nbytes / st_dtype_size(t->dtype));
+      if (auto ng = norm_group.find(name); ng != norm_group.end()) {
+        it.kind = Kind::norm;
+        it.group = static_cast<int>(ng->second);
+      } else if (name.size() > 7 && name.ends_with(".weight")) {
+        const SqLinear* lin = linear_by_module(name.substr(0, name.size() - 7));
+        if (lin) {
+          it.kind = Kind::linear;
+          it.lin = lin;
+          it.group = lin->group;
+        }
+      }
+      if (it.kind != Kind::copy && !sq_float_dtype(t->dtype))
+        fail(Errc::invalid_model, "smoothquant: {} is {}, not a float type", name, st_dtype_name(t->dtype));
+      if (it.kind == Kind::linear && !cfg.quantize) {
+        // Smoothing only: the folded weights in the source dtype, no quantization.
+        specs.push_back({name, t->dtype, t->shape});
+      } else if (it.kind == Kind::linear) {
+        if (t->shape.size() != 2) fail(Errc::invalid_model, "smoothquant: {} is not a matrix", name);
+        const std::string mod = it.lin->module;
+        specs.push_back({name, StDtype::I8, t->shape});
+        specs.push_back({mod + "." + ct::kWeightScale, t->dtype,
+                         cfg.per_channel ? std::vector<int64_t>{t->shape[0], 1} : std::vector<int64_t>{1}});
+        if (cfg.static_activations) specs.push_back({mod + "." + ct::kInputScale, t->dtype, {1}});
+        summary.n_quantized += t->shape[0] * t->shape[1];
+      } else {
+        specs.push_back({name, t->dtype, t->shape});
+      }
+      items.push_back(it);
+    }
+  }
+  for (const auto& x : linears)
+    if (std::none_of(items.begin(), items.end(), [&](const Item& it) { return it.lin == &x; }))
+      fail(Errc::invalid_model, "smoothquant: {}.weight is not in the checkpoint's files", x.module);
+  summary.source_bytes = 0;
+  for (const auto& f : open) summary.source_bytes += f->file_size();
+
+  // DIR.tmp-XXXX beside the destination, removed unless renamed.
+  std::random_device rd;
+  fs::path tmp;
+  for (int attempt = 0; attempt < 8; ++attempt) {
+    tmp = parent / fmt::format("{}.tmp-{:08x}", dir.filename().string(), rd());
+    if (fs::create_directory(tmp, ec)) break;
+    tmp.clear();
+  }
+  if (tmp.empty()) fail(Errc::output_error, "cannot write {}: cannot create a temporary directory in {}", dir.string(), parent.string());
+  SqDirGuard guard{tmp};
+
+  progress.message(fmt::format("Writing {} ({} tensors)", dir.string(), specs.size()));
+  uint64_t data_bytes = 0;
+  for (const auto& s : specs) data_bytes += s.nbytes();
+  ShardedSafetensorsWriter out(tmp, specs);
+  const int threads = ctx.thread_count();
+  std::vector<uint8_t> raw;
+  std::vector<float> v;
+  std::vector<int8_t> q;
+  std::vector<uint8_t> bytes;
+  progress.update("Writing", 0, static_cast<int64_t>(items.size()), "tensors");
+  for (size_t i = 0; i < items.size(); ++i) {
+    ctx.check_cancelled();
+    const Item& it = items[i];
+    const StTensor& t = *it.t;
+    raw.resize(t.nbytes);
+    if (t.nbytes) it.file->read(t.begin, t.nbytes, raw.data());
+    if (it.kind == Kind::copy) {
+      out.write(t.name, raw.data(), raw.size());
+    } else {
+      const size_t esz = st_dtype_size(t.dtype), n_el = t.nbytes / esz;
+      v.resize(n_el);
+      for (size_t k = 0; k < n_el; ++k) v[k] = to_f32(t.dtype, raw.data() + k * esz);
+      if (it.kind == Kind::norm) {
+        const auto& s = groups[static_cast<size_t>(it.group)].scales;
+        if (s.size() != n_el) fail(Errc::invalid_model, "smoothquant: {} has {} values, not {}", t.name, n_el, s.size());
+        for (size_t k = 0; k < n_el; ++k) {
+          v[k] /= s[k];
+          if (!std::isfinite(through(t.dtype, v[k])))
+            fail(Errc::smoothquant_failed, "smoothquant: {}: smoothed norm weight {} is not finite in {}; nothing was written",
+                 t.name, k, st_dtype_name(t.dtype));
+          from_f32(t.dtype, v[k], raw.data() + k * esz);
+        }
+        out.write(t.name, raw.data(), raw.size());
+      } else {
+        const int64_t rows = t.shape[0], n = t.shape[1];
+        if (it.group >= 0) {
+          const auto& s = groups[static_cast<size_t>(it.group)].scales;
+          if (static_cast<int64_t>(s.size()) != n)
+            fail(Errc::invalid_model, "smoothquant: {} has {} columns, not {}", t.name, n, s.size());
+          parallel_for(rows, threads, 64, [&](int64_t r0, int64_t r1) {
+            for (int64_t r = r0; r < r1; ++r)
+              for (int64_t j = 0; j < n; ++j) v[static_cast<size_t>(r * n + j)] *= s[static_cast<size_t>(j)];
+          });
+        }
+        if (!cfg.quantize) {
+          for (size_t k = 0; k < n_el; ++k) {
+            if (!std::isfinite(through(t.dtype, v[k])))
+              fail(Errc::smoothquant_failed, "smoothquant: {}: smoothed weight {} is not finite in {}; nothing was written",
+                   t.name, k, st_dtype_name(t.dtype));
+            from_f32(t.dtype, v[k], raw.data() + k * esz);
+          }
+          out.write(t.name, raw.data(), raw.size());
+          progress.update("Writing", static_cast<int64_t>(i + 1), static_cast<int64_t>(items.size()), "tensors");
+          continue;
+        }
+        q.resize(n_el);
+        const auto sc = sq_quantize_rows(v.data(), rows, n, cfg.per_channel, t.dtype, q.data(), threads);
+        for (size_t r = 0; r < sc.size(); ++r)
+          if (!std::isfinite(sc[r]) || sc[r] <= 0)
+            fail(Errc::smoothquant_failed, "smoothquant: {}: weight scale of row {} is {}; nothing was written", t.name, r,
+                 sc[r]);
+        out.write(t.name, q.data(), q.size());
+        bytes.resize(sc.size() * esz);
+        for (size_t r = 0; r < sc.size(); ++r) from_f32(t.dtype, sc[r], bytes.data() + r * esz);
+        out.write(it.lin->module + "." + ct::kWeightScale, bytes.data(), bytes.size());
+        if (cfg.static_activations) {
+          // One scale per tensor from the calibration statistic of the (smoothed) input; q/k/v
+          // (and gate/up) read the same input, so the shards vLLM fuses get the same scale.
+          const float is = site_smoothed_max[static_cast<size_t>(4 * it.lin->layer + it.lin->site)] / 127.5f;
+          const float stored = through(t.dtype, is);
+          if (!std::isfinite(stored) || stored <= 0)
+            fail(Errc::smoothquant_failed, "smoothquant: {}: input scale {} is not a positive finite {}; nothing was written",
+                 it.lin->module, is, st_dtype_name(t.dtype));
+          bytes.resize(esz);
+          from_f32(t.dtype, is, bytes.data());
+          out.write(it.lin->module + "." + ct::kInputScale, bytes.data(), bytes.size());
+        }
+      }
+    }
+    progress.update("Writing", static_cast<int64_t>(i + 1), static_cast<int64_t>(items.size()), "tensors");
+  }
+  out.commit();
+  progress.finish("Writing");
+
+  ct::W8A8Scheme scheme{cfg.per_channel, cfg.static_activations};
+  if (cfg.quantize) config["quantization_config"] = ct::w8a8_quantization_config(scheme);
+  write_file_atomic(tmp / "config.json", config.dump(2) + "\n");
+  SmoothQuantResult& r = summary;
+  r.files = out.file_names();
+  r.files.insert(r.files.begin(), "config.json");
+  for (const auto& e : fs::directory_iterator(src_dir, ec)) {
+    const std::string name = e.path().filename().string();
+    if (e.is_regular_file() && sq_copied_file(name)) {
+      fs::copy_file(e.path(), tmp / name, fs::copy_options::overwrite_existing, ec);
+      if (ec) fail(Errc::output_error, "cannot copy {} into {}: {}", e.path().string(), tmp.string(), ec.message());
+      r.files.push_back(name);
+    }
+  }
+  ctx.check_cancelled();
+  // Into place: an earlier output is moved aside first and removed once the new one is there.
+  fs::path old;
+  if (replace) {
+    old = parent / fmt::format("{}.old-{:08x}", dir.filename().string(), rd());
+    fs::rename(dir, old, ec);
+    if (ec) fail(Errc::output_error, "cannot replace {}: {}", dir.string(), ec.message());
+  }
+  fs::rename(tmp, dir, ec);
+  if (ec) {
+    if (!old.empty()) fs::rename(old, dir, ec);
+    fail(Errc::output_error, "cannot write {}: {}", dir.string(), ec.message());
+  }
+  guard.dir.clear();
+  if (!old.empty()) fs::remove_all(old, ec);
+
+  r.output = dir;
+  r.output_bytes = 0;
+  for (const auto& f : r.files) r.output_bytes += fs::file_size(dir / f, ec);
+  r.bpw = r.n_parameters > 0 ? 8.0 * static_cast<double>(data_bytes) / static_cast<double>(r.n_parameters) : 0;
+  r.seconds = sq_seconds_since(t0) + r.calibration_seconds;
+  return r;
+}
+
+std::vector<float> smoothing_scales(const std::vector<float>& a, const std::vector<float>& w, double alpha) {
+  if (a.size() != w.size())
+    fail(Errc::invalid_argument, "smoothing_scales: {} activation values against {} weight columns", a.size(), w.size());
+  std::vector<float> s(a.size());
+  for (size_t j = 0; j < a.size(); ++j) {
+    const double v = w[j] > 0 ? std::pow(static_cast<double>(a[j]), alpha) / std::pow(static_cast<double>(w[j]), 1 - alpha)
+                              : static_cast<double>(a[j]);
+    s[j] = static_cast<float>(std::max(v, 1e-5));
+  }
+  return s;
+}
+
+namespace sq_impl {
+
+// y = x W^T (rows x out) with the engine's float product.
+std::vector<float> sq_product(const detail::EngineOps& ops, const std::vector<float>& w, const float* x, int64_t rows,
+                              int64_t n, int threads) {
+  const int64_t out = static_cast<int64_t>(w.size()) / n;
+  std::vector<float> y(static_cast<size_t>(rows * out));
+  detail::Product p;
+  p.w = detail::WeightView{QuantType::F32, reinterpret_cast<const uint8_t*>(w.data()), out, n, static_cast<size_t>(n) * 4,
+                           "smoothquant"};
+  p.x = x;
+  p.m = rows;
+  p.y = y.data();
+  ops.products(std::span<const detail::Product>(&p, 1), threads);
+  return y;
+}
+
+double sq_group_error(const detail::EngineOps& ops, const std::vector<std::vector<float>>& W, const std::vector<float>& X,
+                      int64_t rows, int64_t n, const std::vector<std::vector<float>>& Yref, const std::vector<float>& s,
+                      bool per_channel, int threads) {
+  std::vector<float> xq(static_cast<size_t>(rows * n));
+  for (int64_t r = 0; r < rows; ++r) {
+    const float* x = &X[static_cast<size_t>(r * n)];
+    float* o = &xq[static_cast<size_t>(r * n)];
+    float m = 0;
+    for (int64_t j = 0; j < n; ++j) m = std::max(m, std::fabs(x[j] / s[static_cast<size_t>(j)]));
+    // Dynamic per-token activations as vLLM computes them at run time: scale max|x| / 127.
+    const float sc = m > 0 ? m / 127.0f : 1.0f;
+    for (int64_t j = 0; j < n; ++j)
+      o[j] = std::clamp(std::nearbyint(x[j] / s[static_cast<size_t>(j)] / sc), -128.0f, 127.0f) * sc;
+  }
+  double err = 0, energy = 0;
+  for (size_t i = 0; i < W.size(); ++i) {
+    const int64_t out = static_cast<int64_t>(W[i].size()) / n;
+    std::vector<float> ws(W[i].size());
+    for (int64_t r = 0; r < out; ++r)
+      for (int64_t j = 0; j < n; ++j)
+        ws[static_cast<size_t>(r * n + j)] = W[i][static_cast<size_t>(r * n + j)] * s[static_cast<size_t>(j)];
+    std::vector<int8_t> q(ws.size());
+    const auto sc = sq_quantize_rows(ws.data(), out, n, per_channel, StDtype::F32, q.data(), threads);
+    for (int64_t r = 0; r < out; ++r) {
+      const float f = sc[per_channel ? static_cast<size_t>(r) : 0];
+      for (int64_t j = 0; j < n; ++j) ws[static_cast<size_t>(r * n + j)] = q[static_cast<size_t>(r * n + j)] * f;
+    }
+    const auto y = sq_product(ops, ws, xq.data(), rows, n, threads);
+    for (size_t k = 0; k < y.size(); ++k) {
+      const double d = static_cast<double>(y[k]) - Yref[i][k];
+      err += d * d;
+      energy += static_cast<double>(Yref[i][k]) * Yref[i][k];
+    }
+  }
+  return energy > 0 ? err / energy : err;
+}
+
+int64_t sq_group_width(const std::vector<std::vector<float>>& W, const std::vector<float>& v, const std::vector<float>& x,
+                       int64_t rows) {
+  const int64_t n = static_cast<int64_t>(v.size());
+  if (W.empty() || n == 0 || rows < 1 || static_cast<int64_t>(x.size()) < rows * n)
+    fail(Errc::invalid_argument, "MigrationAnalyzer: {} weights, {} channels, {} rows of {} values", W.size(), n, rows,
+         x.size());
+  for (const auto& w : W)
+    if (w.empty() || static_cast<int64_t>(w.size()) % n != 0)
+      fail(Errc::invalid_argument, "MigrationAnalyzer: a weight of {} values is not a matrix of {} columns", w.size(), n);
+  return n;
+}
+
+}  // namespace sq_impl
+
+MigrationAnalyzer::MigrationAnalyzer(std::vector<double> grid, bool per_channel)
+    : grid_(std::move(grid)), per_channel_(per_channel) {
+  if (grid_.empty())
+    for (int i = 0; i <= 20; ++i) grid_.push_back(i * 0.05);
+  for (double a : grid_)
+    if (!(a >= 0 && a <= 1)) fail(Errc::invalid_argument, "MigrationAnalyzer: alpha {} is outside [0, 1]", a);
+}
+
+double MigrationAnalyzer::error(const std::vector<std::vector<float>>& W, const std::vector<float>& x, int64_t rows,
+                                const std::vector<float>& s, const Context& ctx) const {
+  const int64_t n = sq_group_width(W, s, x, rows);
+  const detail::EngineOps ops = Registry::instance().engine_ops(ctx.active_backend());
+  const int threads = ctx.thread_count();
+  std::vector<std::vector<float>> Yref;
+  for (const auto& w : W) Yref.push_back(sq_product(ops, w, x.data(), rows, n, threads));
+  return sq_group_error(ops, W, x, rows, n, Yref, s, per_channel_, threads);
+}
+
+MigrationResult MigrationAnalyzer::find_optimal_alpha(const std::vector<std::vector<float>>& W, const std::vector<float>& x,
+                                                      int64_t rows, const std::vector<float>& a, const Context& ctx) const {
+  const int64_t n = sq_group_width(W, a, x, rows);
+  const detail::EngineOps ops = Registry::instance().engine_ops(ctx.active_backend());
+  const int threads = ctx.thread_count();
+  std::vector<float> w(static_cast<size_t>(n), 0.0f);
+  for (const auto& m : W)
+    for (size_t k = 0; k < m.size(); ++k) w[k % static_cast<size_t>(n)] = std::max(w[k % static_cast<size_t>(n)], std::fabs(m[k]));
+  std::vector<std::vector<float>> Yref;
+  for (const auto& m : W) Yref.push_back(sq_product(ops, m, x.data(), rows, n, threads));
+  MigrationResult r;
+  r.error = std::numeric_limits<double>::infinity();
+  for (double al : grid_) {
+    ctx.check_cancelled();
+    const double e = sq_group_error(ops, W, x, rows, n, Yref, smoothing_scales(a, w, al), per_channel_, threads);
+    r.errors.push_back(e);
+    if (e < r.error) r.error = e, r.alpha = al;
+  }
+  return r;
+}
+
+SmoothQuantizer::SmoothQuantizer(const ModelSource& source, SmoothQuantConfig config)
+    : impl_(std::make_unique<Impl>(source, std::move(config))) {}
+SmoothQuantizer::~SmoothQuantizer() = default;
+void SmoothQuantizer::set_calibration(const CalibrationData& data) { impl_->set_calibration(data); }
+void SmoothQuantizer::calibrate(const Context& ctx) { impl_->calibrate(ctx); }
+const std::vector<SmoothQuantGroup>& SmoothQuantizer::groups() const { return impl_->groups; }
+void SmoothQuantizer::apply(Model& model) const { impl_->apply(model); }
+SmoothQuantResult SmoothQuantizer::write(const fs::path& dir, const Context& ctx) { return impl_->write(dir, ctx); }
+Model& SmoothQuantizer::model() {
+  if (!impl_->model) fail(Errc::invalid_argument, "smoothquant: the model was released");
+  return *impl_->model;
+}
+void SmoothQuantizer::release_model() { impl_->model.reset(); }
+const SmoothQuantConfig& SmoothQuantizer::config() const { return impl_->cfg; }
+const SmoothQuantResult& SmoothQuantizer::summary() const { return impl_->summary; }
+
+SmoothQuantResult smoothquant_model(const fs::path& model, fs::path out, const SmoothQuantConfig& config,
+                                    const Context& ctx) {
+  validate(config);
+  if (out.empty()) out = smoothquant_default_output(model);
+  Progress& progress = ctx.progress_sink();
+  progress.message(fmt::format("Loading model: {}", model.string()));
+  auto src = ModelSource::open(model);
+  SmoothQuantizer sq(*src, config);
+  sq.calibrate(ctx);
+  sq.release_model();
+  return sq.write(out, ctx);
+}
+
+}  // namespace lq
