@@ -8,6 +8,7 @@
 #include "types/ref/blocks.hpp"
 #include "types/ref/legacy.hpp"
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
@@ -45,10 +46,23 @@ void QuantizeQ8_0<Arch>::run(const float* src, void* dst, int64_t nrows, int64_t
 // reference search.
 template <class Arch, int kNmax, bool kAffine>
 struct LegacyBlocks {
+  using B = xsimd::batch<float, Arch>;
+  using BI = xsimd::batch<int32_t, Arch>;
+  // A block whose inverse scale overflows (|d| <= 2^-128, a maximum in the denormals: 1/d is
+  // inf) gives levels outside int8; there the reference's (int8_t) cast decides, and the
+  // processors differ (x86 converts out-of-range floats to INT_MIN, aarch64 saturates), so such
+  // a block's levels are redone with the reference's scalar arithmetic, on every ISA.
+  static bool overflows(float d) { return d != 0 && !(std::fabs(d) > 0x1p-128f); }
+  [[gnu::noinline, gnu::cold]] static void scalar_levels(const float* x, float d, float m, int32_t* L) {
+    const float id = 1.0f / d;
+    for (int j = 0; j < 32; ++j) {
+      const float v = kAffine ? (x[j] - m) * id + 0.5f : x[j] * id + (kNmax + 0.5f);
+      L[j] = std::min<int32_t>(kAffine ? kNmax : 2 * kNmax - 1, static_cast<int8_t>(v));
+    }
+  }
+
   // Levels of one 32-value block (0..2*kNmax-1 symmetric, 0..kNmax affine), d and m.
   static void block(const float* x, int32_t* L, float& d_out, float& m_out) {
-    using B = xsimd::batch<float, Arch>;
-    using BI = xsimd::batch<int32_t, Arch>;
     constexpr int W = static_cast<int>(B::size);
     if constexpr (!kAffine) {
       B vhi = B::load_unaligned(x), vlo = vhi;
@@ -135,7 +149,9 @@ void quantize_legacy(const float* src, void* dst, int64_t nrows, int64_t n_per_r
   alignas(64) int32_t L[32];
   for (int64_t ib = 0, nb = nrows * n_per_row / 32; ib < nb; ++ib) {
     float d, m;
-    LegacyBlocks<Arch, kNmax, kAffine>::block(src + ib * 32, L, d, m);
+    using Blocks = LegacyBlocks<Arch, kNmax, kAffine>;
+    Blocks::block(src + ib * 32, L, d, m);
+    if (Blocks::overflows(d)) [[unlikely]] Blocks::scalar_levels(src + ib * 32, d, m, L);
     y[ib].d = f32_to_fp16(d);
     if constexpr (kAffine) y[ib].m = f32_to_fp16(m);
     if constexpr (kFiveBits) {
