@@ -32,10 +32,9 @@ def run_transformers(a, res):
     except ImportError:
         pass
     t0 = time.time()
-    model = AutoModelForCausalLM.from_pretrained(a.dir, torch_dtype="auto", device_map="cpu")
+    model = AutoModelForCausalLM.from_pretrained(a.dir, torch_dtype="auto")  # CPU
     model.eval()
     res["load_seconds"] = time.time() - t0
-    res["modules"] = lq_eval.describe_quantized_modules(model)
     tok = AutoTokenizer.from_pretrained(a.dir)
     with torch.inference_mode():
         x = tok(a.prompt, return_tensors="pt")
@@ -50,6 +49,7 @@ def run_transformers(a, res):
         lps.extend(lp.gather(1, tgt[:, None])[:, 0].tolist())
     res.update(perplexity=lq_eval.nll_from_logprobs(lps), tokens_scored=len(lps), chunks=len(chunks),
                tokenizer=how, eval_seconds=time.time() - t0)
+    res["modules"] = lq_eval.describe_quantized_modules(model)
 
 
 def run_vllm(a, res):
@@ -113,11 +113,14 @@ def cmd_summary(a):
         ppl = r.get("perplexity")
         rel = f"{(ppl / lq_row['perplexity'] - 1) * 100:+.3f}%" if ppl and lq_row else "-"
         v = ", ".join(f"{k} {x}" for k, x in r.get("versions", {}).items())
-        print(f"{r['client']:14} {r['status']:7} {ppl if ppl is None else f'{ppl:.4f}':>11} "
+        ppl_s = "-" if ppl is None else f"{ppl:.4f}"
+        print(f"{r['client']:14} {r['status']:7} {ppl_s:>11} "
               f"{r.get('tokens_scored', '-'):>7} {rel:>9}  {v}")
     for r in rows:
         if r.get("generated") is not None:
             print(f"{r['client']} generated: {r['generated']!r}")
+        if r.get("tokenizer"):
+            print(f"{r['client']} tokens from: {r['tokenizer']}")
         if r.get("modules"):
             print(f"{r['client']} built: " + "; ".join(r["modules"]))
         if r["status"] != "ok":

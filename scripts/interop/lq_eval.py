@@ -26,10 +26,13 @@ def load_token_ids(model_dir, text_file, lq=None):
     bos = cfg.get("bos_token_id")
     if isinstance(bos, list):
         bos = bos[0]
+    note = ""
     if lq:
-        out = subprocess.run([lq, "--format", "json", "--quiet", "tokenize", model_dir, "-f", text_file],
-                             check=True, capture_output=True, text=True).stdout
-        return json.loads(out)["tokens"], bos, "lq tokenize"
+        r = subprocess.run([lq, "--format", "json", "--quiet", "tokenize", model_dir, "-f", text_file],
+                           capture_output=True, text=True)
+        if r.returncode == 0:
+            return json.loads(r.stdout)["tokens"], bos, "lq tokenize"
+        note = f" (lq tokenize failed, exit {r.returncode}: {r.stderr.strip()})"
     from transformers import AutoTokenizer
     tok = AutoTokenizer.from_pretrained(model_dir)
     with open(text_file, encoding="utf-8") as f:
@@ -37,7 +40,7 @@ def load_token_ids(model_dir, text_file, lq=None):
     ids = tok(text, add_special_tokens=False)["input_ids"]
     if bos is None:
         bos = tok.bos_token_id
-    return ids, bos, "transformers AutoTokenizer"
+    return ids, bos, "transformers AutoTokenizer" + note
 
 
 def perplexity_chunks(ids, bos, ctx, n_chunks):
@@ -93,7 +96,7 @@ def evaluate_models(ref_dir, cand_dirs, chunks, first, threads, log=print):
     ref_rows = []
 
     def load(d):
-        m = AutoModelForCausalLM.from_pretrained(d, torch_dtype="auto", device_map="cpu")
+        m = AutoModelForCausalLM.from_pretrained(d, torch_dtype="auto")  # CPU
         m.eval()
         return m
 
