@@ -13,7 +13,9 @@
 #        build/benchmarks/make_synthetic_llama /tmp/sq-cmp/synth-1b)
 # Environment: VENV (default ../venv-sq from the repository root), ALPHA (0.5), SAMPLES (512),
 # CTX (256; calibration ctx), CALIB (../shared/corpus/calibration.txt), EVAL_TEXT
-# (../shared/corpus/eval.txt), EVAL_CTX (256), EVAL_CHUNKS (100), THREADS (2), NICE (10).
+# (../shared/corpus/eval.txt), EVAL_CTX (256), EVAL_CHUNKS (100), THREADS (2), NICE (10),
+# REUSE_LLMC (1: keep an llm-compressor output and timing already in WORK_DIR for the same
+# alpha, samples and ctx instead of running it again).
 # If LQ does not accept the smoothquant command the script says so and reports llm-compressor's
 # side alone.
 set -euo pipefail
@@ -59,19 +61,26 @@ run_timed() {  # NAME TIME_FILE COMMAND...
   return $rc
 }
 
-llmc_out="$work/llmc-w8a8-a$alpha"
-rm -rf "$llmc_out"
-run_timed llm-compressor "$work/time-llmc.txt" "$py" "$repo/benchmarks/smoothquant_compare.py" llmc "$model" "$llmc_out" \
-  --calibration-data "$calib" --samples "$samples" --ctx "$ctx" --alpha "$alpha" --threads "$threads" --lq "$lq"
+tag="a$alpha-n$samples-c$ctx"
+llmc_out="$work/llmc-w8a8-$tag"
+if [ "${REUSE_LLMC:-0}" = 1 ] && [ -f "$llmc_out/config.json" ] && [ -f "$work/time-llmc-$tag.txt" ]; then
+  echo "== llm-compressor: reusing $llmc_out and its timing from an earlier run (REUSE_LLMC=1)"
+  grep -E "Elapsed|Maximum resident" "$work/time-llmc-$tag.txt" | sed 's/^\s*/   /'
+else
+  rm -rf "$llmc_out"
+  run_timed llm-compressor "$work/time-llmc-$tag.txt" "$py" "$repo/benchmarks/smoothquant_compare.py" llmc "$model" \
+    "$llmc_out" --calibration-data "$calib" --samples "$samples" --ctx "$ctx" --alpha "$alpha" --threads "$threads" \
+    --lq "$lq"
+fi
 
-lq_out="$work/lq-w8a8-a$alpha"
+lq_out="$work/lq-w8a8-$tag"
 rm -rf "$lq_out"
-times=(--time "llm-compressor=$work/time-llmc.txt=$llmc_out")
+times=(--time "llm-compressor=$work/time-llmc-$tag.txt=$llmc_out")
 dirs=("$llmc_out")
 if "$lq" quantize --help 2>&1 | grep -q -- "--smoothquant"; then
-  if run_timed lq "$work/time-lq.txt" "$lq" --threads "$threads" quantize "$model" smoothquant --smoothquant \
+  if run_timed lq "$work/time-lq-$tag.txt" "$lq" --threads "$threads" quantize "$model" smoothquant --smoothquant \
       --alpha "$alpha" --calibration-data "$calib" --calibration-samples "$samples" --ctx "$ctx" -o "$lq_out"; then
-    times+=(--time "lq=$work/time-lq.txt=$lq_out")
+    times+=(--time "lq=$work/time-lq-$tag.txt=$lq_out")
     dirs+=("$lq_out")
   else
     echo "lq quantize ... smoothquant failed (exit status above); reporting llm-compressor's side only"
@@ -81,6 +90,6 @@ else
 fi
 
 "$py" "$repo/benchmarks/smoothquant_compare.py" eval "$model" "${dirs[@]}" --eval-text "$eval_text" \
-  --ctx "$eval_ctx" --chunks "$eval_chunks" --threads "$threads" --lq "$lq" --json "$work/eval.json"
-"$py" "$repo/benchmarks/smoothquant_compare.py" report --json "$work/eval.json" "${times[@]}" \
+  --ctx "$eval_ctx" --chunks "$eval_chunks" --threads "$threads" --lq "$lq" --json "$work/eval-$tag.json"
+"$py" "$repo/benchmarks/smoothquant_compare.py" report --json "$work/eval-$tag.json" "${times[@]}" \
   --title "$(basename "$model"): alpha $alpha, $samples samples x ctx $ctx of $(basename "$calib"), $threads threads"
