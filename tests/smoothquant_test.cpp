@@ -93,6 +93,28 @@ struct SqCheckpoint {
   }
 };
 
+// The tiny model through a SmoothQuantizer with config `c` (calibrated on the shared corpus),
+// written to tmp/out; null (the test is skipped) without ../shared.
+struct SqWritten {
+  std::unique_ptr<ModelSource> src;
+  test::TempDir tmp;
+  nlohmann::json config;
+  fs::path out() const { return tmp / "out"; }
+};
+std::unique_ptr<SqWritten> sq_write_tiny(SmoothQuantConfig c) {
+  auto dir = test::shared_file("models/tiny-llama");
+  auto calib = sq_calibration_file();
+  if (!dir || !calib) return nullptr;
+  auto w = std::make_unique<SqWritten>();
+  w->src = ModelSource::open(*dir);
+  c.calibration_data = *calib;
+  SmoothQuantizer sq(*w->src, c);
+  sq.calibrate();
+  sq.write(w->out());
+  w->config = nlohmann::json::parse(read_file(w->out() / "config.json"));
+  return w;
+}
+
 // A copy of the tiny model with one tensor's values changed (rewritten through the writer).
 void sq_edited_copy(const fs::path& from, const fs::path& to, const std::string& tensor,
                     const std::function<void(std::vector<float>&)>& edit) {
@@ -345,26 +367,19 @@ TEST_CASE("smoothquant: the compressed-tensors directory matches the format note
 }
 
 TEST_CASE("smoothquant: a smoothing-only checkpoint is a plain model in the source dtype", "[smoothquant]") {
-  auto dir = test::shared_file("models/tiny-llama");
-  auto calib = sq_calibration_file();
-  if (!dir || !calib) return;
-  auto src = ModelSource::open(*dir);
   SmoothQuantConfig c = sq_test_config();
-  c.calibration_data = *calib;
   c.quantize = false;
-  SmoothQuantizer sq(*src, c);
-  sq.calibrate();
-  test::TempDir tmp;
-  sq.write(tmp / "out");
-  const auto cfg = nlohmann::json::parse(read_file(tmp / "out" / "config.json"));
-  CHECK_FALSE(cfg.contains("quantization_config"));
-  SqCheckpoint ck(tmp / "out");
+  const auto w = sq_write_tiny(c);
+  if (!w) return;
+  const ModelSource* src = w->src.get();
+  CHECK_FALSE(w->config.contains("quantization_config"));
+  SqCheckpoint ck(w->out());
   CHECK(ck.at("model.layers.0.self_attn.q_proj.weight").dtype == StDtype::BF16);
   CHECK(ck.tensors.count("model.layers.0.self_attn.q_proj.weight_scale") == 0);
   // It loads as an ordinary checkpoint and computes nearly the same function (bf16 rounding of
   // the folded values is the only change).
   auto original = Model::load(*src);
-  auto smoothed = Model::load(tmp / "out");
+  auto smoothed = Model::load(w->out());
   const auto tokens = tokenizer_for(*src).encode("Once upon a time, there was a big red ball");
   const auto a = sq_logits(*original, tokens), b = sq_logits(*smoothed, tokens);
   double num = 0, den = 0;
@@ -373,20 +388,13 @@ TEST_CASE("smoothquant: a smoothing-only checkpoint is a plain model in the sour
 }
 
 TEST_CASE("smoothquant: per-tensor weights", "[smoothquant]") {
-  auto dir = test::shared_file("models/tiny-llama");
-  auto calib = sq_calibration_file();
-  if (!dir || !calib) return;
-  auto src = ModelSource::open(*dir);
   SmoothQuantConfig c = sq_test_config();
-  c.calibration_data = *calib;
   c.per_channel = false;
-  SmoothQuantizer sq(*src, c);
-  sq.calibrate();
-  test::TempDir tmp;
-  sq.write(tmp / "out");
-  const auto cfg = nlohmann::json::parse(read_file(tmp / "out" / "config.json"));
+  const auto w = sq_write_tiny(c);
+  if (!w) return;
+  const auto& cfg = w->config;
   CHECK(cfg["quantization_config"]["config_groups"]["group_0"]["weights"]["strategy"] == "tensor");
-  SqCheckpoint ck(tmp / "out");
+  SqCheckpoint ck(w->out());
   const auto& sc = ck.at("model.layers.0.mlp.gate_proj.weight_scale");
   CHECK(sc.shape == std::vector<int64_t>{1});
   // The one scale is max |W s| / 127.5 over the whole (smoothed) tensor: some weight reaches +-127/128.
