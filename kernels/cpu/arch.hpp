@@ -56,6 +56,18 @@ using Avx2 = xsimd::fma3<xsimd::avx2>;
 using Sse2 = xsimd::sse2;
 using Neon64 = xsimd::neon64;
 
+/// a / b, correctly rounded (IEEE) on every ISA: the scalar references divide, and quantizers
+/// must write their bytes. xsimd 8's float division on NEON is a reciprocal estimate refined by
+/// two Newton steps (off by an ulp at times, and -inf for a denormal divisor); AArch64 has a real
+/// vector divide.
+template <class Arch>
+xsimd::batch<float, Arch> div_exact(xsimd::batch<float, Arch> a, xsimd::batch<float, Arch> b) {
+#if LQ_CPU_ARM64
+  if constexpr (std::is_base_of_v<xsimd::neon64, Arch>) return vdivq_f32(a, b);
+#endif
+  return a / b;
+}
+
 /// The ISAs of this build that xsimd::dispatch chooses from, best first.
 #if LQ_CPU_X86
 using ArchList = xsimd::arch_list<Avx512, Avx2, Sse2>;

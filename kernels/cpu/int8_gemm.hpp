@@ -245,7 +245,7 @@ int32_t quantize_i8_row(const float* xr, int64_t k, float fixed_scale, int8_t* q
   I si(0);
   j = 0;
   for (; j + W <= k; j += W) {
-    const I v = xsimd::clip(xsimd::nearbyint_as_int(F::load_unaligned(xr + j) / F(d)), I(lo), I(127));
+    const I v = xsimd::clip(xsimd::nearbyint_as_int(div_exact(F::load_unaligned(xr + j), F(d))), I(lo), I(127));
     si = si + v;
     v.store_aligned(qi);
     for (int64_t i = 0; i < W; ++i) q[j + i] = static_cast<int8_t>(qi[i]);

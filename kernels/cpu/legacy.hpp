@@ -86,8 +86,8 @@ struct LegacyBlocks {
             }
         bmax = B(max);
       }
-      const B bd = bmax / B(static_cast<float>(-kNmax));
-      const B vid = xsimd::select(bd != B(0.f), B(1.0f) / bd, B(0.f));
+      const B bd = div_exact(bmax, B(static_cast<float>(-kNmax)));
+      const B vid = xsimd::select(bd != B(0.f), div_exact(B(1.0f), bd), B(0.f));
       const float d = bd.get(0);
       const B off(kNmax + 0.5f);
       const BI top(2 * kNmax - 1);

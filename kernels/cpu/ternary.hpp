@@ -69,7 +69,7 @@ struct TernaryOps {
     auto byte = [&](const float* p, int stride) {
       B v = trit(p, h);
       for (int n = 1; n < 5; ++n) v = v * three + trit(p + n * stride, h);
-      return xsimd::to_int(xsimd::floor((v * k256 + k242) / k243));
+      return xsimd::to_int(xsimd::floor(div_exact(v * k256 + k242, k243)));
     };
     for (int m = 0; m < 32; m += W) byte(x + m, 32).store_aligned(q + m);
     for (int m = 0; m < 16; m += W) byte(x + 160 + m, 16).store_aligned(q + 32 + m);
