@@ -119,6 +119,8 @@ int cmd_compare(Context& ctx, std::vector<std::string> args) {
   opts.add_options()
       ("models", "Original model, then one or more quantized models", cxxopts::value<std::vector<std::string>>())
       ("metrics", "Metrics to compare: perplexity, kld, size, bpw (comma-separated) [default: all]",
+       cxxopts::value<std::string>())
+      ("plot", "Also draw size against perplexity and against KLD, with the Pareto front, as an SVG file",
        cxxopts::value<std::string>());
   add_calibration_options(opts);
   auto parsed = parse(ctx, opts, args, /*allow_csv=*/true);
@@ -129,6 +131,11 @@ int cmd_compare(Context& ctx, std::vector<std::string> args) {
     fail(Errc::invalid_argument, "usage: {} quality compare ORIGINAL QUANTIZED... (at least one quantized model)", ctx.program);
   Metrics metrics = r.count("metrics") ? parse_metrics(r["metrics"].as<std::string>()) : Metrics{true, true, true, true};
   if (metrics.kld) metrics.perplexity = true;  // the KLD is judged against the perplexity change
+  const std::string plot = r.count("plot") ? r["plot"].as<std::string>() : std::string();
+  if (!plot.empty()) {
+    if (!metrics.kld) fail(Errc::invalid_argument, "--plot needs the kld metric (size against perplexity and KLD)");
+    check_output_dir(plot, /*writable=*/false);
+  }
   QualityOptions qo;
   apply_calibration_options(r, qo);
   TermProgress progress(ctx);
@@ -138,6 +145,10 @@ int cmd_compare(Context& ctx, std::vector<std::string> args) {
   std::vector<Row> rows;
   for (const ComparedModel& m : cmp.models)
     rows.push_back({m.path, display_name(m.path), m.quantization_level, m.size, m.perplexity, m.kld, m.grade});
+  if (!plot.empty()) {
+    write_file_atomic(plot, comparison_plot_svg(cmp));
+    progress.message(fmt::format("Plot written: {}", plot));
+  }
   const std::string& calib_source = cmp.calibration_source;
   const int64_t ppl_ctx = cmp.ctx, ppl_chunks = cmp.chunks;
   const Row& base = rows[0];
@@ -277,7 +288,7 @@ int run_quality(Context& ctx, std::vector<std::string> args) {
                 "  report ORIGINAL QUANTIZED [--calibration-data PATH] [--calibration-samples N] [--ctx N]\n"
                 "         [--include-layers] [--coherence-check] [--prompts FILE] [-o PATH] [--format human|json]\n"
                 "                              Quality report of a quantized model against its original\n"
-                "  compare ORIGINAL QUANTIZED... [--metrics perplexity,kld,size,bpw] [--format human|json|csv]\n"
+                "  compare ORIGINAL QUANTIZED... [--metrics perplexity,kld,size,bpw] [--plot FILE.svg] [--format human|json|csv]\n"
                 "                              Table of perplexity, KLD, same top token, grade, size and bits per weight\n\n"
                 "Run `{0} quality COMMAND --help` for a command's options.\n",
                 ctx.program));
