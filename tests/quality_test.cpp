@@ -109,8 +109,8 @@ TEST_CASE("quality: KLD grades follow llama.cpp's published levels; the worst gr
   CHECK(grade_for_kld(0.14) == QualityGrade::acceptable);
   CHECK(grade_for_kld(0.2599) == QualityGrade::acceptable);
   CHECK(grade_for_kld(0.26) == QualityGrade::degraded);
-  CHECK(grade_for_kld(0.41) == QualityGrade::degraded);
-  CHECK(grade_for_kld(0.4101) == QualityGrade::failed);
+  CHECK(grade_for_kld(0.405) == QualityGrade::degraded);
+  CHECK(grade_for_kld(0.4051) == QualityGrade::failed);
   CHECK(grade_for_kld(NAN) == QualityGrade::failed);
   // llama.cpp's Llama 3 8B table (tools/perplexity/README.md): each level's mean KLD grades as its
   // perplexity ratio does.
@@ -121,6 +121,7 @@ TEST_CASE("quality: KLD grades follow llama.cpp's published levels; the worst gr
   for (const Level& l : {Level{"Q8_0", 0.001355, 1.000425}, Level{"Q6_K", 0.005452, 1.003490},
                          Level{"Q4_K_M", 0.031273, 1.028160}, Level{"Q3_K_M", 0.101913, 1.105},
                          Level{"IQ3_XXS", 0.183625, 1.197}, Level{"Q2_K WT 10m", 0.332223, 1.388},
+                         Level{"Q2_K_S WT 10m", 0.403360, 1.495835}, Level{"Q2_K_S WT 100k", 0.408367, 1.502123},
                          Level{"Q2_K", 0.445132, 1.564849}, Level{"IQ2_XXS", 0.812022, 2.261}}) {
     INFO(l.name);
     CHECK(grade_for_kld(l.kld) == grade_for_perplexity(100 * (l.ppl_ratio - 1)));

@@ -28,7 +28,7 @@ LQ_API const char* grade_name(QualityGrade g) noexcept;
 /// [30, 50] DEGRADED, > 50 (or NaN) FAILED. A decrease is EXCELLENT.
 LQ_API QualityGrade grade_for_perplexity(double ppl_delta_pct) noexcept;
 /// Grade of a mean KL divergence (nats per token, KL(original || quantized)): < 0.05 EXCELLENT,
-/// [0.05, 0.14) GOOD, [0.14, 0.26) ACCEPTABLE, [0.26, 0.41] DEGRADED, > 0.41 (or NaN) FAILED.
+/// [0.05, 0.14) GOOD, [0.14, 0.26) ACCEPTABLE, [0.26, 0.405] DEGRADED, > 0.405 (or NaN) FAILED.
 /// The bounds are ln(1 + the perplexity grade's bounds) rounded: on llama.cpp's published
 /// tables the mean KLD of a level tracks ln(PPL(Q)/PPL(base)) (README.md, "Quality grades").
 LQ_API QualityGrade grade_for_kld(double kld_mean) noexcept;

@@ -41,13 +41,14 @@ QualityGrade grade_for_coherence(double c) noexcept {
 
 // The bounds are ln(1.05), ln(1.15), ln(1.30), ln(1.50) rounded: the perplexity grade's bounds
 // on the log-ratio scale that the mean KLD tracks on llama.cpp's tables (Llama 3 8B: Q4_K_M
-// 0.031 vs ln 1.028, Q3_K_M 0.102 vs ln 1.105, Q2_K 0.445 vs ln 1.565).
+// 0.031 vs ln 1.028, Q3_K_M 0.102 vs ln 1.105, Q2_K 0.445 vs ln 1.565). 0.405 rather than 0.41:
+// Q2_K_S at KLD 0.408 has +50.2% perplexity (FAILED) on that table.
 QualityGrade grade_for_kld(double k) noexcept {
   if (std::isnan(k)) return QualityGrade::failed;
   if (k < 0.05) return QualityGrade::excellent;
   if (k < 0.14) return QualityGrade::good;
   if (k < 0.26) return QualityGrade::acceptable;
-  if (k <= 0.41) return QualityGrade::degraded;
+  if (k <= 0.405) return QualityGrade::degraded;
   return QualityGrade::failed;
 }
 
