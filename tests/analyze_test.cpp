@@ -642,7 +642,7 @@ TEST_CASE("analyze: CLI bad input and exit codes", "[analyze][cli]") {
       {m + " --calibration-data " + (tmp / "bad.json").string() + out, 15, "bad.json"},
       {m + " --calibration-data " + (tmp / "bad.jsonl").string() + out, 15, "line 2"},
       {m + " --calibration-data " + (tmp / "missing.txt").string() + out, 15, "missing.txt"},
-      {m + " --calibration-data " + (tmp / "short.txt").string() + out, 15, "fewer than one chunk"},
+      {m + " --calibration-data " + (tmp / "short.txt").string() + out, 15, "too short ("},
       {m + " --method hessian" + out, 2, "hessian"},
       {m + " --coverage 0" + out + " --identify-super-weights", 2, "coverage"},
       {m + " --coverage 1.5" + out + " --identify-super-weights", 2, "coverage"},

@@ -159,3 +159,35 @@ TEST_CASE("model: malformed checkpoints give one clear error (exit 6 / 3)", "[mo
     expect_error(d, Errc::invalid_model, "blk.6.attn_norm.weight");
   }
 }
+
+TEST_CASE("model: a model in the Hugging Face cache is named after its Hub ID, not the snapshot", "[model]") {
+  auto dir = test::shared_file("models/tiny-llama");
+  if (!dir) return;
+  // A cache as huggingface_hub lays it out: models--ORG--NAME/{refs/main, snapshots/REVISION/}.
+  test::TempDir home;
+  const fs::path repo = home / "hub" / "models--acme--tiny-story-v2";
+  const std::string rev = "0123456789abcdef0123456789abcdef01234567";
+  const fs::path snap = repo / "snapshots" / rev;
+  fs::create_directories(snap);
+  fs::create_directories(repo / "refs");
+  std::ofstream(repo / "refs" / "main") << rev;
+  for (const auto& e : fs::directory_iterator(*dir)) fs::create_symlink(fs::absolute(e.path()), snap / e.path().filename());
+
+  // Opened by its path: the Hub ID's name, titled as llama.cpp's converter does.
+  CHECK(ModelSource::open(snap)->config().name == "Tiny Story v2");
+  CHECK(ModelSource::open(snap.string() + "/")->config().name == "Tiny Story v2");
+  // A directory that is not a snapshot keeps its own name.
+  CHECK(ModelSource::open(*dir)->config().name == "Tiny Llama");
+
+  // Opened by Hub ID through HF_HOME and HF_HUB_CACHE: the name, in lq info and in the GGUF written.
+  const std::string lq = test::cli_path();
+  auto r = test::run("env -u HF_HUB_CACHE HF_HOME=" + home.path().string() + " " + lq + " info acme/tiny-story-v2");
+  REQUIRE(r.status == 0);
+  CHECK(r.out.find("name \"Tiny Story v2\"") != std::string::npos);
+  const fs::path out = home / "q.gguf";
+  r = test::run("HF_HUB_CACHE=" + (home / "hub").string() + " " + lq + " quantize acme/tiny-story-v2 gguf -q Q8_0 -o " +
+                out.string());
+  REQUIRE(r.status == 0);
+  gguf::Reader q(out);
+  CHECK(q.metadata().get_string("general.name") == std::optional<std::string>("Tiny Story v2"));
+}

@@ -100,6 +100,46 @@ TEST_CASE("quality: grades follow the advanced-features table", "[quality]") {
   CHECK(std::string(grade_name(QualityGrade::failed)) == "FAILED");
 }
 
+TEST_CASE("quality: KLD grades follow llama.cpp's published levels; the worst grade decides", "[quality]") {
+  // Boundaries.
+  CHECK(grade_for_kld(0.0) == QualityGrade::excellent);
+  CHECK(grade_for_kld(0.0499) == QualityGrade::excellent);
+  CHECK(grade_for_kld(0.05) == QualityGrade::good);
+  CHECK(grade_for_kld(0.1399) == QualityGrade::good);
+  CHECK(grade_for_kld(0.14) == QualityGrade::acceptable);
+  CHECK(grade_for_kld(0.2599) == QualityGrade::acceptable);
+  CHECK(grade_for_kld(0.26) == QualityGrade::degraded);
+  CHECK(grade_for_kld(0.405) == QualityGrade::degraded);
+  CHECK(grade_for_kld(0.4051) == QualityGrade::failed);
+  CHECK(grade_for_kld(NAN) == QualityGrade::failed);
+  // llama.cpp's Llama 3 8B table (tools/perplexity/README.md): each level's mean KLD grades as its
+  // perplexity ratio does.
+  struct Level {
+    const char* name;
+    double kld, ppl_ratio;
+  };
+  for (const Level& l : {Level{"Q8_0", 0.001355, 1.000425}, Level{"Q6_K", 0.005452, 1.003490},
+                         Level{"Q4_K_M", 0.031273, 1.028160}, Level{"Q3_K_M", 0.101913, 1.105},
+                         Level{"IQ3_XXS", 0.183625, 1.197}, Level{"Q2_K WT 10m", 0.332223, 1.388},
+                         Level{"Q2_K_S WT 10m", 0.403360, 1.495835}, Level{"Q2_K_S WT 100k", 0.408367, 1.502123},
+                         Level{"Q2_K", 0.445132, 1.564849}, Level{"IQ2_XXS", 0.812022, 2.261}}) {
+    INFO(l.name);
+    CHECK(grade_for_kld(l.kld) == grade_for_perplexity(100 * (l.ppl_ratio - 1)));
+  }
+  // The tiny model's Q2_K on WikiText-2: perplexity down 3.3% but KLD 0.117 -> not EXCELLENT.
+  CHECK(quality_grade(-3.3, 0.117, std::nullopt) == QualityGrade::good);
+  CHECK(quality_grade(-3.3, std::nullopt, std::nullopt) == QualityGrade::excellent);
+  CHECK(quality_grade(1.0, 0.01, 0.6) == QualityGrade::degraded);
+  CHECK(quality_grade(20.0, 0.3, 0.99) == QualityGrade::degraded);
+  // Far from the domain: perplexity above sqrt(vocabulary).
+  CHECK(domain_warning(1393.3, 2048).find("far from the model's domain") != std::string::npos);
+  CHECK(domain_warning(13.15, 2048).empty());
+  CHECK(domain_warning(45.0, 2048).empty());
+  CHECK_FALSE(domain_warning(45.3, 2048).empty());
+  CHECK(domain_warning(6.23, 128256).empty());
+  CHECK(domain_warning(NAN, 2048).empty());
+}
+
 TEST_CASE("quality: repetition score is the distinct n-gram ratio", "[quality]") {
   std::vector<int32_t> diverse(48), same(48, 7), period2(48), period10(48);
   for (int i = 0; i < 48; ++i) {
@@ -159,7 +199,10 @@ TEST_CASE("quality: prompt files and text files", "[quality]") {
   CHECK_THROWS_MATCHES(load_prompts(d / "missing.json"), Error, has_code(Errc::calibration_error));
   CHECK(load_text(write_text(d, "t.txt", "hello\n")).texts == std::vector<std::string>{"hello\n"});
   CHECK_THROWS_MATCHES(load_text(d / "missing.txt"), Error, has_code(Errc::calibration_error));
-  CHECK_THROWS_MATCHES(load_text(write_text(d, "e.txt", " \n\n")), Error, has_code(Errc::calibration_error));
+  // Whitespace is text (one space or one newline has tokens); only a 0-byte file is empty.
+  CHECK(load_text(write_text(d, "s.txt", " ")).texts == std::vector<std::string>{" "});
+  CHECK(load_text(write_text(d, "nl.txt", "\n")).texts == std::vector<std::string>{"\n"});
+  CHECK_THROWS_MATCHES(load_text(write_text(d, "e.txt", "")), Error, has_code(Errc::calibration_error));
   CHECK_THROWS_MATCHES(load_text(write_text(d, "n.txt", std::string("a\0b", 3))), Error,
                        has_code(Errc::calibration_error));
   CHECK_THROWS_MATCHES(load_text(d.path()), Error, has_code(Errc::calibration_error));
@@ -229,7 +272,7 @@ TEST_CASE("quality: the report agrees with perplexity() and kl_divergence()", "[
   CHECK(r.effective_bpw > 4.5);  // Q4_0 weights plus F32 norms
   CHECK(r.effective_bpw < 4.6);
   CHECK(r.original_size.bpw == Approx(16.0).epsilon(1e-3));
-  CHECK(r.grade == quality_grade(r.perplexity_delta_pct, std::nullopt));
+  CHECK(r.grade == quality_grade(r.perplexity_delta_pct, r.kld.kld_mean, std::nullopt));
   CHECK(r.layer_errors.empty());
   CHECK_FALSE(r.coherence);
   const auto j = nlohmann::json::parse(r.to_json_string());
@@ -274,7 +317,7 @@ TEST_CASE("quality: compare_models measures every model on the same chunks", "[q
   o.ctx = 64;
   o.samples = 3;
   const std::vector<fs::path> paths = {files->hf, files->q4};
-  const ModelComparison c = compare_models(paths, true, o, lq::Context{.threads = 2});
+  const ModelComparison c = compare_models(paths, CompareMetrics{}, o, lq::Context{.threads = 2});
   REQUIRE(c.models.size() == 2);
   CHECK(c.ctx == 64);
   CHECK(c.chunks == 3);
@@ -283,29 +326,47 @@ TEST_CASE("quality: compare_models measures every model on the same chunks", "[q
   CHECK(c.models[0].quantization_level.empty());
   CHECK(c.models[1].size.file_bytes < c.models[0].size.file_bytes);
 
-  // The perplexities are perplexity()'s on the same tokens.
+  // The perplexities are perplexity()'s on the same tokens (exactly without KLD; read off the KLD
+  // evaluation within 1e-6 with it), the KLD kl_divergence()'s, the grade the worse of both.
   const auto tokens = calibration_tokens(tokenizer_for(*ModelSource::open(files->hf)), *o.calibration);
   PerplexityOptions po;
   po.ctx = 64;
   po.chunks = 3;
+  const ModelComparison ppl_only = compare_models(paths, CompareMetrics{true, false}, o, lq::Context{.threads = 2});
+  CHECK_FALSE(ppl_only.models[1].kld);
+  CHECK_FALSE(ppl_only.models[1].grade);
   for (size_t i = 0; i < paths.size(); ++i) {
     REQUIRE(c.models[i].perplexity);
+    REQUIRE(ppl_only.models[i].perplexity);
     const PerplexityResult p = perplexity(*Model::load(paths[i]), tokens, po, Context{2});
-    CHECK(c.models[i].perplexity->ppl == Approx(p.ppl).epsilon(1e-9));
+    CHECK(ppl_only.models[i].perplexity->ppl == Approx(p.ppl).epsilon(1e-9));
+    CHECK(c.models[i].perplexity->ppl == Approx(p.ppl).epsilon(1e-6));
   }
+  CHECK_FALSE(c.models[0].kld);
+  REQUIRE(c.models[1].kld);
+  const KldResult k = kl_divergence(*Model::load(paths[1]), *Model::load(paths[0]), tokens, po, Context{2});
+  CHECK(c.models[1].kld->kld_mean == Approx(k.kld_mean).epsilon(1e-9));
+  CHECK(c.models[1].kld->kld_p99 == Approx(k.kld_p99).epsilon(1e-6));
+  CHECK(c.models[1].kld->same_top_pct == k.same_top_pct);
+  REQUIRE(c.models[1].grade);
+  CHECK(*c.models[1].grade ==
+        std::max(grade_for_perplexity(100 * (c.models[1].perplexity->ppl / c.models[0].perplexity->ppl - 1)),
+                 grade_for_kld(k.kld_mean)));
+  CHECK(c.vocab_size == 2048);
+  CHECK(c.warnings.empty());  // eval.txt is the model's kind of text: no domain warning
 
   // Sizes only; more chunks than the text holds are bounded with a warning; one model is refused.
-  const ModelComparison sizes = compare_models(paths, false, o);
+  const ModelComparison sizes = compare_models(paths, CompareMetrics{false, false}, o);
   CHECK_FALSE(sizes.models[1].perplexity);
   CHECK(sizes.models[1].size.bpw == c.models[1].size.bpw);
   test::TempDir d;
   const std::string text = lq::read_file(files->eval);
   o.calibration = load_calibration(write_text(d, "short.txt", text.substr(0, 4000)));
   o.samples = 1000;
-  const ModelComparison bounded = compare_models(paths, true, o, lq::Context{.threads = 2});
+  const ModelComparison bounded = compare_models(paths, CompareMetrics{}, o, lq::Context{.threads = 2});
   CHECK(bounded.chunks < 1000);
   CHECK(bounded.warnings.size() == 1);
-  CHECK_THROWS_AS(compare_models(std::span(paths).first(1), true), lq::Error);
+  CHECK_THROWS_AS(compare_models(std::span(paths).first(1), CompareMetrics{}), lq::Error);
 }
 
 TEST_CASE("quality: coherence scores the original 1 and a broken model near 0", "[quality]") {
@@ -362,14 +423,17 @@ TEST_CASE("quality cli: bad input gives one error line and the exit code", "[qua
   if (!files) return;
   test::TempDir d;
   const std::string m = files->hf.string(), q = files->q4.string();
-  const std::string empty = write_text(d, "empty.txt", "\n \n").string();
+  const std::string empty = write_text(d, "empty.txt", "").string();
+  const std::string blank = write_text(d, "blank.txt", "\n \n").string();
   const std::string shorty = write_text(d, "short.txt", "Once upon a time, there was a dog.").string();
   const std::string bad_prompts = write_text(d, "bad.json", "[\"unterminated").string();
   const std::string small = " --ctx 64 --calibration-samples 1 --calibration-data " + files->eval.string();
   const std::vector<test::CliFailure> cases = {
       {"perplexity " + m + " -f " + (d / "missing.txt").string(), 15, "missing.txt"},
       {"perplexity " + m + " -f " + empty, 15, "empty"},
-      {"perplexity " + m + " -f " + shorty + " --ctx 64", 15, "too short"},
+      {"perplexity " + m + " -f " + blank + " --ctx 64", 15, "too short ("},
+      {"perplexity " + m + " -f " + shorty + " --ctx 64", 15, "tokens, need 128"},
+      {"tokenize " + m + " -f " + empty, 15, "empty"},
       {"perplexity " + m + " -f " + files->eval.string() + " --ctx 1", 2, "ctx"},
       {"perplexity " + (d / "nomodel").string() + " -f " + files->eval.string(), 3, "nomodel"},
       {"tokenize " + m + " -f " + (d / "missing.txt").string(), 15, "missing.txt"},
@@ -455,8 +519,10 @@ TEST_CASE("quality cli: compare prints the table, JSON and CSV", "[quality]") {
                            " --ctx 64 --calibration-samples 2 --threads 2 --calibration-data " + eval->string();
   const auto h = test::run(lq_cmd() + args);
   REQUIRE(h.status == 0);
-  CHECK(h.out.find("Model                  | Perplexity | Delta  | Size  | BPW") != std::string::npos);
-  CHECK(h.out.find("-----------------------|------------|--------|-------|-----") != std::string::npos);
+  CHECK(h.out.find("Model                  | Perplexity | Delta  | KLD mean | KLD p99 | Same top | Grade     | Size  | BPW") !=
+        std::string::npos);
+  CHECK(h.out.find("-----------------------|------------|--------|----------|---------|----------|-----------|-------|-----") !=
+        std::string::npos);
   CHECK(h.out.find("Q4_0.gguf") != std::string::npos);
   CHECK(h.out.find("Q8_0.gguf") != std::string::npos);
 
@@ -466,9 +532,19 @@ TEST_CASE("quality cli: compare prints the table, JSON and CSV", "[quality]") {
   CHECK(j["status"] == "success");
   REQUIRE(j["models"].size() == 2);
   for (const auto& m : j["models"]) {
-    for (const char* k : {"model", "path", "perplexity", "perplexity_delta_pct", "file_size", "effective_bpw"})
+    for (const char* k : {"model", "path", "perplexity", "perplexity_delta_pct", "kld_mean", "kld_p99", "same_top_pct",
+                          "quality_grade", "file_size", "effective_bpw"})
       CHECK(m.contains(k));
+    CHECK(m["kld_mean"].get<double>() > 0);
+    CHECK(m["kld_p99"].get<double>() >= m["kld_mean"].get<double>());
+    CHECK(m["same_top_pct"].get<double>() > 50);
+    CHECK(m["same_top_pct"].get<double>() <= 100);
   }
+  // Q8_0 is closer to the original than Q4_0.
+  CHECK(j["models"][1]["kld_mean"].get<double>() < j["models"][0]["kld_mean"].get<double>());
+  CHECK(j["models"][1]["same_top_pct"].get<double>() >= j["models"][0]["same_top_pct"].get<double>());
+  CHECK_FALSE(j["original"].contains("kld_mean"));
+  CHECK(j["warnings"].empty());
   CHECK(j["models"][0]["model"] == "Q4_0.gguf");
   CHECK(j["models"][0]["effective_bpw"].get<double>() < j["models"][1]["effective_bpw"].get<double>());
   CHECK(j["models"][0]["file_size"] == fs::file_size(*q4));
@@ -480,8 +556,9 @@ TEST_CASE("quality cli: compare prints the table, JSON and CSV", "[quality]") {
   std::vector<std::string> lines;
   for (std::string l; std::getline(in, l);) lines.push_back(l);
   REQUIRE(lines.size() == 4);
-  CHECK(lines[0] == "model,role,path,perplexity,perplexity_delta_pct,file_size,effective_bpw");
-  for (const auto& l : lines) CHECK(std::count(l.begin(), l.end(), ',') == 6);
+  CHECK(lines[0] ==
+        "model,role,path,perplexity,perplexity_delta_pct,kld_mean,kld_p99,same_top_pct,quality_grade,file_size,effective_bpw");
+  for (const auto& l : lines) CHECK(std::count(l.begin(), l.end(), ',') == 10);
   CHECK(lines[1].rfind("tiny-llama,original,", 0) == 0);
   CHECK(lines[2].rfind("Q4_0.gguf,quantized,", 0) == 0);
 
@@ -505,6 +582,23 @@ TEST_CASE("quality cli: perplexity, tokenize and run", "[quality]") {
   std::vector<int32_t> want(fs::file_size(*golden) / 4);
   gin.read(reinterpret_cast<char*>(want.data()), static_cast<std::streamsize>(want.size() * 4));
   CHECK(ids == want);
+
+  // Whitespace-only files are text: llama.cpp's test vectors for the Llama-2 vocabulary (" " ->
+  // 259, "\n" -> 29871 13, "\t\n" -> 29871 12 13), by -f and by -p.
+  if (const auto spm = test::shared_file("golden/vocab/ggml-vocab-llama-spm.gguf")) {
+    test::TempDir d;
+    const std::vector<std::pair<std::string, std::string>> vectors = {
+        {" ", "259"}, {"\n", "29871 13"}, {"\t\n", "29871 12 13"}, {"   ", "268"}};
+    for (size_t i = 0; i < vectors.size(); ++i) {
+      const fs::path f = write_text(d, "ws" + std::to_string(i) + ".txt", vectors[i].first);
+      const auto r = test::run(lq_cmd() + " tokenize " + spm->string() + " -f " + f.string());
+      INFO("input " << nlohmann::json(vectors[i].first).dump());
+      REQUIRE(r.status == 0);
+      CHECK(r.out == vectors[i].second + "\n");
+    }
+    const auto pr = test::run(lq_cmd() + " tokenize " + spm->string() + " -p ' '");
+    CHECK(pr.out == "259\n");
+  }
 
   // llama-perplexity -c 256 --chunks 4 on the BF16 conversion: 12.2140
   const auto p = test::run(lq_cmd() + " --format json perplexity " + hf->string() + " -f " + eval->string() +
@@ -542,6 +636,51 @@ TEST_CASE("quality cli: perplexity, tokenize and run", "[quality]") {
   CHECK(gh.out == "Once upon a time, there was a little girl named Lily.\n");
 }
 
+TEST_CASE("quality cli: a Q2_K of the tiny model is not EXCELLENT on the default text", "[quality]") {
+  auto hf = test::shared_file("models/tiny-llama");
+  auto im = test::shared_file("golden/imatrix.gguf");
+  if (!hf || !im) return;
+  test::TempDir d;
+  const std::string q2 = (d / "tiny-Q2_K.gguf").string();
+  auto r = test::run(lq_cmd() + " --format json quantize " + hf->string() + " gguf -q Q2_K --imatrix " + im->string() +
+                     " --protect-super-weights --threads 2 -o " + q2);
+  REQUIRE(r.status == 0);
+  // The built-in WikiText-2 text (4 chunks of 512 tokens): the perplexity barely moves (the text
+  // is far from the model's stories), the KL divergence does.
+  r = test::run(lq_cmd() + " --format json quality report " + hf->string() + " " + q2 +
+                " --calibration-samples 4 --threads 2");
+  REQUIRE(r.status == 0);
+  auto j = nlohmann::json::parse(r.out);
+  INFO(r.out);
+  CHECK(j["quality_grade"] != "EXCELLENT");
+  CHECK(j["grades"]["kld"] != "EXCELLENT");
+  CHECK(j["grades"]["coherence"].is_null());
+  CHECK(j["metrics"]["kld_mean"].get<double>() >= 0.05);
+  CHECK(std::fabs(j["metrics"]["perplexity_delta_pct"].get<double>()) < 5);
+  const std::string warnings = j["warnings"].dump();
+  CHECK(warnings.find("far from the model's domain") != std::string::npos);
+  CHECK(warnings.find("more than its perplexity shows") != std::string::npos);
+  // Human: the grade line names each measurement's grade.
+  r = test::run(lq_cmd() + " quality report " + hf->string() + " " + q2 + " --calibration-samples 4 --threads 2");
+  REQUIRE(r.status == 0);
+  CHECK(r.out.find("Grade:          EXCELLENT") == std::string::npos);
+  CHECK(r.out.find("(perplexity EXCELLENT, KLD ") != std::string::npos);
+  // The quantize quality block grades it the same way.
+  const std::string q2b = (d / "b.gguf").string();
+  r = test::run("LLM_QUANTIZE_QUALITY_SAMPLES=4 " + lq_cmd() + " --format json quantize " + hf->string() +
+                " gguf -q Q2_K --imatrix " + im->string() + " --protect-super-weights --threads 2 --quality-report -o " + q2b);
+  REQUIRE(r.status == 0);
+  j = nlohmann::json::parse(r.out)["quality_report"];
+  CHECK(j["quality_grade"] != "EXCELLENT");
+  CHECK(j["kld_p99"].get<double>() > j["kld_mean"].get<double>());
+  CHECK(j["same_top_pct"].get<double>() < 95);
+  r = test::run("LLM_QUANTIZE_QUALITY_SAMPLES=4 " + lq_cmd() + " quantize " + hf->string() + " gguf -q Q2_K --imatrix " +
+                im->string() + " --protect-super-weights --threads 2 --quality-report -o " + q2b);
+  REQUIRE(r.status == 0);
+  CHECK(r.out.find("KLD:         mean ") != std::string::npos);
+  CHECK(r.out.find("Grade:       ") != std::string::npos);
+}
+
 TEST_CASE("quality cli: quantize quality gates", "[quality]") {
   auto hf = test::shared_file("models/tiny-llama");
   if (!hf) return;
@@ -555,8 +694,11 @@ TEST_CASE("quality cli: quantize quality gates", "[quality]") {
   REQUIRE(r.status == 0);
   auto j = nlohmann::json::parse(r.out);
   CHECK(j["status"] == "success");
-  for (const char* k : {"perplexity_original", "perplexity_quantized", "perplexity_delta_pct"})
+  for (const char* k : {"perplexity_original", "perplexity_quantized", "perplexity_delta_pct", "kld_mean", "kld_p99",
+                        "same_top_pct"})
     CHECK(j["quality_report"][k].is_number());
+  CHECK(j["quality_report"]["quality_grade"] == "EXCELLENT");  // Q8_0
+  CHECK(j["quality_report"]["warnings"].is_array());
   CHECK(std::fabs(j["quality_report"]["perplexity_delta_pct"].get<double>()) < 1.0);
   CHECK(j["quality_report"]["chunks"] == 2);
   CHECK(r.err.find("Computing quality metrics...") != std::string::npos);

@@ -103,7 +103,8 @@ void TermProgress::message(std::string_view text) {
     std::fputs("\n", stderr);
     bar_open_ = false;
   }
-  std::fprintf(stderr, "[%s] %.*s\n", ctx_.program.c_str(), static_cast<int>(text.size()), text.data());
+  const std::string safe = escape_text(text);  // status lines quote names read from files
+  std::fprintf(stderr, "[%s] %s\n", ctx_.program.c_str(), safe.c_str());
   std::fflush(stderr);
 }
 

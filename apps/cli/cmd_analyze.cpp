@@ -61,6 +61,7 @@ int run_importance(Context& ctx, std::vector<std::string> args) {
       ("calibration-samples", "Number of chunks of --ctx tokens [default: 512]", cxxopts::value<int64_t>())
       ("ctx", "Tokens per chunk [default: 512]", cxxopts::value<int64_t>())
       ("identify-super-weights", "Also find super weights and write their mask file")
+      ("plot", "Also draw the layer x tensor importance heat map as an SVG file", cxxopts::value<std::string>())
       ("coverage", "Super weight coverage, in (0, 1) [default: 0.0001]", cxxopts::value<double>())
       ("checkpoint-dir", "Checkpoint directory, saved after every chunk [default: ./.checkpoint]",
        cxxopts::value<std::string>())
@@ -122,6 +123,7 @@ int run_importance(Context& ctx, std::vector<std::string> args) {
   }
   const fs::path mask_path = fs::path(imatrix_path).replace_extension("").string() + ".super_weights.json";
   check_output_dir(imatrix_path, /*writable=*/true);
+  if (r.count("plot")) check_output_dir(r["plot"].as<std::string>(), /*writable=*/true);
 
   TermProgress progress(ctx);
   const lq::Context run_ctx = library_context(ctx, progress);
@@ -161,6 +163,14 @@ int run_importance(Context& ctx, std::vector<std::string> args) {
                                  sel->protected_pct()));
   }
 
+  if (r.count("plot")) {
+    const std::string plot = r["plot"].as<std::string>();
+    write_file_atomic(plot, importance_heatmap_svg(res.layers, fmt::format("{} ({} importance, {} chunks of {} tokens)",
+                                                                           model_stem(model_arg),
+                                                                           importance_method_name(res.method), res.chunks,
+                                                                           res.ctx)));
+    progress.message(fmt::format("Plot written: {}", plot));
+  }
   if (out_format == "dat") res.imatrix.save_dat(imatrix_path);
   else res.imatrix.save_gguf(imatrix_path);
 

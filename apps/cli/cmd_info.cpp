@@ -139,7 +139,8 @@ int run_info(Context& ctx, std::vector<std::string> args) {
     return 0;
   }
   std::cout << fmt::format("Path:          {} ({})\n", path.string(), src->is_gguf() ? "GGUF" : "Hugging Face");
-  std::cout << fmt::format("Architecture:  {} (model_type {}), name \"{}\"\n", c.architecture, c.model_type, c.name);
+  std::cout << fmt::format("Architecture:  {} (model_type {}), name \"{}\"\n", escape_text(c.architecture),
+                           escape_text(c.model_type), escape_text(c.name));
   std::cout << fmt::format("Shape:         {} layers, hidden {}, heads {}/{} (head dim {}), ffn {}, vocab {}\n", c.n_layer,
                            c.n_embd, c.n_head, c.n_head_kv, c.head_dim, c.n_ff, c.n_vocab);
   if (!level.empty()) std::cout << fmt::format("Level:         {}\n", level);
@@ -149,10 +150,11 @@ int run_info(Context& ctx, std::vector<std::string> args) {
   std::cout << fmt::format("Size:          {} of tensors, {:.3f} bits per weight; {} on disk\n", human_bytes(bytes), bpw,
                            human_bytes(src->source_bytes()));
   std::cout << fmt::format("Metadata:      {} keys\n", meta.size());
-  for (const auto& [k, v] : meta.entries()) std::cout << fmt::format("  {} = {}\n", k, v.to_string(4));
+  for (const auto& [k, v] : meta.entries())
+    std::cout << fmt::format("  {} = {}\n", escape_text(k), escape_text(v.to_string(4)));
   if (r.count("tensors"))
     for (const auto& t : src->tensors())
-      std::cout << fmt::format("  {:<32} {:<8} [{}]\n", t.name, type_name(t.type), fmt::join(t.ne, ", "));
+      std::cout << fmt::format("  {:<32} {:<8} [{}]\n", escape_text(t.name), type_name(t.type), fmt::join(t.ne, ", "));
   return 0;
 }
 

@@ -194,7 +194,21 @@ int run_profile(Context& ctx, std::vector<std::string> args) {
     lq::Context run_ctx;
     run_ctx.threads = ctx.threads;
     run_ctx.progress = &progress;
-    const ProfileResolution res = resolve_profile(p, *model, ro, run_ctx);
+    const ProfileResolution res = [&] {
+      try {
+        return resolve_profile(p, *model, ro, run_ctx);
+      } catch (const Error& e) {
+        // A size target the base's fixed rules leave no room for: the solver could meet it if it
+        // chose every tensor. (Both of the solver's size refusals name the target.)
+        const std::string what = e.what();
+        if (e.code() != Errc::profile_error || base_name == "none" || what.find("target") == std::string::npos) throw;
+        throw Error(e.code(),
+                    fmt::format("{}; the base profile '{}' keeps its fixed rules (output, embeddings): try --base none "
+                                "to let the solver choose every tensor, or a larger target",
+                                what, base_name),
+                    e.suggestion());
+      }
+    }();
     for (const auto& a : res.tensors) p.tensor_types[a.tensor] = type_name(a.type);
     p.provenance = {{"created_by", fmt::format("lq {}", lq::version())},
                     {"created", utc_timestamp()},

@@ -60,9 +60,9 @@ int cmd_report(Context& ctx, std::vector<std::string> args) {
   return emit_quality_report(ctx, r, rep, rep.to_json_string(), progress);
 }
 
-// --metrics perplexity,size,bpw
+// --metrics perplexity,kld,size,bpw
 struct Metrics {
-  bool perplexity = false, size = false, bpw = false;
+  bool perplexity = false, kld = false, size = false, bpw = false;
 };
 
 Metrics parse_metrics(const std::string& s) {
@@ -73,12 +73,14 @@ Metrics parse_metrics(const std::string& s) {
     item.erase(0, item.find_first_not_of(' '));
     item.erase(item.find_last_not_of(' ') + 1);
     if (item == "perplexity" || item == "ppl") m.perplexity = true;
+    else if (item == "kld") m.kld = true;
     else if (item == "size") m.size = true;
     else if (item == "bpw") m.bpw = true;
-    else if (item == "all") m.perplexity = m.size = m.bpw = true;
-    else fail(Errc::invalid_argument, "--metrics: unknown metric '{}' (perplexity, size, bpw, all)", item);
+    else if (item == "all") m.perplexity = m.kld = m.size = m.bpw = true;
+    else fail(Errc::invalid_argument, "--metrics: unknown metric '{}' (perplexity, kld, size, bpw, all)", item);
   }
-  if (!m.perplexity && !m.size && !m.bpw) fail(Errc::invalid_argument, "--metrics: no metric given (perplexity, size, bpw)");
+  if (!m.perplexity && !m.kld && !m.size && !m.bpw)
+    fail(Errc::invalid_argument, "--metrics: no metric given (perplexity, kld, size, bpw)");
   return m;
 }
 
@@ -106,14 +108,20 @@ struct Row {
   std::string path, name, level;
   SizeInfo size;
   std::optional<PerplexityResult> ppl;
+  std::optional<KldResult> kld;
+  std::optional<QualityGrade> grade;
 };
 
 int cmd_compare(Context& ctx, std::vector<std::string> args) {
   cxxopts::Options opts = command_options(ctx, "quality compare", "ORIGINAL QUANTIZED...", {"models"},
-      "Compare quantized models with their original: perplexity, size, bits per weight.");
+      "Compare quantized models with their original: perplexity, KL divergence and same top token against the "
+      "original, grade, size, bits per weight.");
   opts.add_options()
       ("models", "Original model, then one or more quantized models", cxxopts::value<std::vector<std::string>>())
-      ("metrics", "Metrics to compare: perplexity, size, bpw (comma-separated) [default: all]", cxxopts::value<std::string>());
+      ("metrics", "Metrics to compare: perplexity, kld, size, bpw (comma-separated) [default: all]",
+       cxxopts::value<std::string>())
+      ("plot", "Also draw size against perplexity and against KLD, with the Pareto front, as an SVG file",
+       cxxopts::value<std::string>());
   add_calibration_options(opts);
   auto parsed = parse(ctx, opts, args, /*allow_csv=*/true);
   if (!parsed) return 0;
@@ -121,15 +129,26 @@ int cmd_compare(Context& ctx, std::vector<std::string> args) {
   const auto models = r.count("models") ? r["models"].as<std::vector<std::string>>() : std::vector<std::string>{};
   if (models.size() < 2)
     fail(Errc::invalid_argument, "usage: {} quality compare ORIGINAL QUANTIZED... (at least one quantized model)", ctx.program);
-  const Metrics metrics = r.count("metrics") ? parse_metrics(r["metrics"].as<std::string>()) : Metrics{true, true, true};
+  Metrics metrics = r.count("metrics") ? parse_metrics(r["metrics"].as<std::string>()) : Metrics{true, true, true, true};
+  if (metrics.kld) metrics.perplexity = true;  // the KLD is judged against the perplexity change
+  const std::string plot = r.count("plot") ? r["plot"].as<std::string>() : std::string();
+  if (!plot.empty()) {
+    if (!metrics.kld) fail(Errc::invalid_argument, "--plot needs the kld metric (size against perplexity and KLD)");
+    check_output_dir(plot, /*writable=*/false);
+  }
   QualityOptions qo;
   apply_calibration_options(r, qo);
   TermProgress progress(ctx);
   const std::vector<fs::path> paths(models.begin(), models.end());
-  const ModelComparison cmp = compare_models(paths, metrics.perplexity, qo, library_context(ctx, progress));
+  const ModelComparison cmp =
+      compare_models(paths, CompareMetrics{metrics.perplexity, metrics.kld}, qo, library_context(ctx, progress));
   std::vector<Row> rows;
   for (const ComparedModel& m : cmp.models)
-    rows.push_back({m.path, display_name(m.path), m.quantization_level, m.size, m.perplexity});
+    rows.push_back({m.path, display_name(m.path), m.quantization_level, m.size, m.perplexity, m.kld, m.grade});
+  if (!plot.empty()) {
+    write_file_atomic(plot, comparison_plot_svg(cmp));
+    progress.message(fmt::format("Plot written: {}", plot));
+  }
   const std::string& calib_source = cmp.calibration_source;
   const int64_t ppl_ctx = cmp.ctx, ppl_chunks = cmp.chunks;
   const Row& base = rows[0];
@@ -148,6 +167,12 @@ int cmd_compare(Context& ctx, std::vector<std::string> args) {
         e["file_size"] = q.size.file_bytes;
         e["compression_ratio"] = base.size.file_bytes ? static_cast<double>(q.size.file_bytes) / static_cast<double>(base.size.file_bytes) : 0;
       }
+      if (metrics.kld && !original) {
+        e["kld_mean"] = q.kld->kld_mean;
+        e["kld_p99"] = q.kld->kld_p99;
+        e["same_top_pct"] = q.kld->same_top_pct;
+        e["quality_grade"] = grade_name(*q.grade);
+      }
       if (metrics.bpw) e["effective_bpw"] = q.size.bpw;
       return e;
     };
@@ -156,12 +181,14 @@ int cmd_compare(Context& ctx, std::vector<std::string> args) {
     nlohmann::json j = {{"status", "success"}, {"original_model", models[0]}, {"original", entry(base, true)}, {"models", list}};
     if (metrics.perplexity)
       j["evaluation"] = {{"calibration_data", calib_source}, {"ctx", ppl_ctx}, {"chunks", ppl_chunks}};
+    j["warnings"] = cmp.warnings;
     print_json(j);
     return 0;
   }
   if (ctx.format == Format::csv) {
     std::vector<std::string> head = {"model", "role", "path"};
     if (metrics.perplexity) head.insert(head.end(), {"perplexity", "perplexity_delta_pct"});
+    if (metrics.kld) head.insert(head.end(), {"kld_mean", "kld_p99", "same_top_pct", "quality_grade"});
     if (metrics.size) head.emplace_back("file_size");
     if (metrics.bpw) head.emplace_back("effective_bpw");
     std::string line;
@@ -171,6 +198,10 @@ int cmd_compare(Context& ctx, std::vector<std::string> args) {
       const Row& q = rows[i];
       line = csv_field(q.name) + "," + (i == 0 ? "original" : "quantized") + "," + csv_field(q.path);
       if (metrics.perplexity) line += fmt::format(",{:.6f},{:.4f}", q.ppl->ppl, i == 0 ? 0.0 : delta(q));
+      if (metrics.kld)
+        line += i == 0 ? std::string(",,,,")
+                       : fmt::format(",{:.6f},{:.6f},{:.4f},{}", q.kld->kld_mean, q.kld->kld_p99, q.kld->same_top_pct,
+                                     grade_name(*q.grade));
       if (metrics.size) line += fmt::format(",{}", q.size.file_bytes);
       if (metrics.bpw) line += fmt::format(",{:.4f}", q.size.bpw);
       std::cout << line << "\n";
@@ -178,9 +209,10 @@ int cmd_compare(Context& ctx, std::vector<std::string> args) {
     std::cout << std::flush;
     return 0;
   }
-  // The quickstart's table: Model | Perplexity | Delta | Size | BPW.
+  // The quickstart's table (Model | Perplexity | Delta | Size | BPW) with the KLD columns.
   std::vector<std::string> head = {"Model"};
   if (metrics.perplexity) head.insert(head.end(), {"Perplexity", "Delta"});
+  if (metrics.kld) head.insert(head.end(), {"KLD mean", "KLD p99", "Same top", "Grade"});
   if (metrics.size) head.emplace_back("Size");
   if (metrics.bpw) head.emplace_back("BPW");
   std::vector<std::vector<std::string>> cells;
@@ -190,6 +222,12 @@ int cmd_compare(Context& ctx, std::vector<std::string> args) {
     if (metrics.perplexity) {
       c.push_back(fmt::format("{:.2f}", q.ppl->ppl));
       c.push_back(fmt::format("{:+.1f}%", delta(q)));
+    }
+    if (metrics.kld) {
+      c.push_back(fmt::format("{:.4f}", q.kld->kld_mean));
+      c.push_back(fmt::format("{:.4f}", q.kld->kld_p99));
+      c.push_back(fmt::format("{:.1f}%", q.kld->same_top_pct));
+      c.push_back(grade_name(*q.grade));
     }
     if (metrics.size) c.push_back(compact_bytes(q.size.file_bytes));
     if (metrics.bpw) c.push_back(fmt::format("{:.2f}", q.size.bpw));
@@ -226,6 +264,10 @@ int cmd_compare(Context& ctx, std::vector<std::string> args) {
   }
   std::cout << sep << "\n";
   for (const auto& c : cells) print_row(c);
+  if (metrics.kld)
+    std::cout << "\nKLD: KL(original || model) per token, nats; Same top: tokens whose most likely next token is the "
+                 "original's;\nGrade: the worse of the perplexity and KLD grades (see README, \"Quality grades\").\n";
+  for (const auto& w : cmp.warnings) std::cout << "Warning: " << w << "\n";
   std::cout << std::flush;
   return 0;
 }
@@ -246,8 +288,8 @@ int run_quality(Context& ctx, std::vector<std::string> args) {
                 "  report ORIGINAL QUANTIZED [--calibration-data PATH] [--calibration-samples N] [--ctx N]\n"
                 "         [--include-layers] [--coherence-check] [--prompts FILE] [-o PATH] [--format human|json]\n"
                 "                              Quality report of a quantized model against its original\n"
-                "  compare ORIGINAL QUANTIZED... [--metrics perplexity,size,bpw] [--format human|json|csv]\n"
-                "                              Table of perplexity, size and bits per weight\n\n"
+                "  compare ORIGINAL QUANTIZED... [--metrics perplexity,kld,size,bpw] [--plot FILE.svg] [--format human|json|csv]\n"
+                "                              Table of perplexity, KLD, same top token, grade, size and bits per weight\n\n"
                 "Run `{0} quality COMMAND --help` for a command's options.\n",
                 ctx.program));
   if (!sub) return args.empty() ? exit_code(Errc::invalid_argument) : 0;

@@ -3,6 +3,7 @@
 // --smoothquant` fills a SmoothQuantConfig and runs lq::smoothquant_model (smoothquant.hpp). No
 // quantization logic here.
 #include "cli.hpp"
+#include "quality_cli.hpp"
 
 #include <lq/lq.hpp>
 #include <lq/profile.hpp>
@@ -96,15 +97,7 @@ int run_smoothquant(Context& ctx, const cxxopts::ParseResult& r) {
   if (r.count("quality-report")) {
     try {
       quality = quality_report(model, res.output, QualityOptions{}, run_ctx);
-      quality_json = {{"perplexity_original", quality->perplexity_original},
-                      {"perplexity_quantized", quality->perplexity_quantized},
-                      {"perplexity_delta_pct", quality->perplexity_delta_pct},
-                      {"kld_mean", quality->kld.kld_mean},
-                      {"same_top_pct", quality->kld.same_top_pct},
-                      {"calibration_data", quality->calibration_source},
-                      {"ctx", quality->ctx},
-                      {"chunks", quality->chunks},
-                      {"quality_grade", grade_name(quality->grade)}};
+      quality_json = quality_block_json(*quality);
     } catch (const Error& e) {
       if (e.code() != Errc::invalid_model) throw;
       // The engine cannot open this checkpoint (no W8A8 reader in this build): the output stays.
@@ -168,10 +161,7 @@ int run_smoothquant(Context& ctx, const cxxopts::ParseResult& r) {
     std::cout << "Alpha:      ";
     for (const auto& g : res.groups) std::cout << fmt::format(" {:.2f}", g.alpha);
     std::cout << fmt::format("\nTime:        {:.2f} s\n", res.seconds);
-    if (quality)
-      std::cout << fmt::format("Perplexity:  {:.4f} -> {:.4f} ({:+.2f}%, {} chunks of {} tokens), KLD {:.5f}\n",
-                               quality->perplexity_original, quality->perplexity_quantized, quality->perplexity_delta_pct,
-                               quality->chunks, quality->ctx, quality->kld.kld_mean);
+    if (quality) std::cout << quality_block_line(*quality);
   }
   return 0;
 }
@@ -326,16 +316,8 @@ int run_quantize(Context& ctx, std::vector<std::string> args) {
 
   nlohmann::json quality_json;
   if (quality) {
-    quality_json = {{"perplexity_original", quality->perplexity_original},
-                    {"perplexity_quantized", quality->perplexity_quantized},
-                    {"perplexity_delta_pct", quality->perplexity_delta_pct},
-                    {"kld_mean", quality->kld.kld_mean},
-                    {"same_top_pct", quality->kld.same_top_pct},
-                    {"calibration_data", quality->calibration_source},
-                    {"ctx", quality->ctx},
-                    {"chunks", quality->chunks},
-                    {"threshold_pct", quality_threshold},
-                    {"quality_grade", grade_name(quality->grade)}};
+    quality_json = quality_block_json(*quality);
+    quality_json["threshold_pct"] = quality_threshold;
   }
   if (coherence) {
     if (quality_json.is_null()) quality_json = nlohmann::json::object();
@@ -404,10 +386,7 @@ int run_quantize(Context& ctx, std::vector<std::string> args) {
     std::cout << "Tensor types:";
     for (const auto& [name, e] : per_type) std::cout << fmt::format(" {} x{}", name, e.first);
     std::cout << fmt::format("\nTime:        {:.2f} s\n", res.seconds);
-    if (quality)
-      std::cout << fmt::format("Perplexity:  {:.4f} -> {:.4f} ({:+.2f}%, {} chunks of {} tokens), grade {}\n",
-                               quality->perplexity_original, quality->perplexity_quantized, quality->perplexity_delta_pct,
-                               quality->chunks, quality->ctx, grade_name(quality->grade));
+    if (quality) std::cout << quality_block_line(*quality);
     if (coherence)
       std::cout << fmt::format("Coherence:   {:.3f} ({}/{} prompts coherent)\n", coherence->score, coherence->n_coherent,
                                coherence->samples.size());

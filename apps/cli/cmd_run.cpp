@@ -100,7 +100,7 @@ int run_tokenize(Context& ctx, std::vector<std::string> args) {
     return 0;
   }
   if (r.count("show-pieces")) {
-    for (int32_t id : ids) std::cout << fmt::format("{:>7} -> '{}'\n", id, tok.token_text(id));
+    for (int32_t id : ids) std::cout << fmt::format("{:>7} -> '{}'\n", id, escape_text(tok.token_text(id)));
   } else {
     std::string line;
     for (size_t i = 0; i < ids.size(); ++i) line += (i ? " " : "") + std::to_string(ids[i]);

@@ -44,6 +44,38 @@ void no_csv(const Context& ctx, const char* command) {
   if (ctx.format == Format::csv) fail(Errc::invalid_argument, "{}: --format csv is not available (human, json)", command);
 }
 
+std::string grade_breakdown(const QualityReport& r) {
+  std::string s = fmt::format("perplexity {}", grade_name(grade_for_perplexity(r.perplexity_delta_pct)));
+  if (r.kld.n_scored > 0) s += fmt::format(", KLD {}", grade_name(grade_for_kld(r.kld.kld_mean)));
+  if (r.coherence) s += fmt::format(", coherence {}", grade_name(grade_for_coherence(r.coherence->score)));
+  return s + "; the worst decides";
+}
+
+nlohmann::json quality_block_json(const QualityReport& q) {
+  return {{"perplexity_original", q.perplexity_original},
+          {"perplexity_quantized", q.perplexity_quantized},
+          {"perplexity_delta_pct", q.perplexity_delta_pct},
+          {"kld_mean", q.kld.kld_mean},
+          {"kld_p99", q.kld.kld_p99},
+          {"same_top_pct", q.kld.same_top_pct},
+          {"calibration_data", q.calibration_source},
+          {"ctx", q.ctx},
+          {"chunks", q.chunks},
+          {"quality_grade", grade_name(q.grade)},
+          {"warnings", q.warnings}};
+}
+
+std::string quality_block_line(const QualityReport& q) {
+  std::string warnings;
+  for (const auto& w : q.warnings) warnings += "Warning:     " + w + "\n";
+  return fmt::format("Perplexity:  {:.4f} -> {:.4f} ({:+.2f}%, {} chunks of {} tokens)\n"
+                     "KLD:         mean {:.5f}, p99 {:.5f}; same top token {:.1f}%\n"
+                     "Grade:       {} ({})\n{}",
+                     q.perplexity_original, q.perplexity_quantized, q.perplexity_delta_pct, q.chunks, q.ctx,
+                     q.kld.kld_mean, q.kld.kld_p99, q.kld.same_top_pct, grade_name(q.grade), grade_breakdown(q),
+                     warnings);
+}
+
 void print_quality_human(const QualityReport& r) {
   auto& o = std::cout;
   o << fmt::format("Quality report: {}\n", r.quantized_model);
@@ -62,7 +94,7 @@ void print_quality_human(const QualityReport& r) {
   if (r.coherence)
     o << fmt::format("  Coherence:      {:.3f} ({}/{} prompts coherent)\n", r.coherence->score, r.coherence->n_coherent,
                      r.coherence->samples.size());
-  o << fmt::format("  Grade:          {}\n", grade_name(r.grade));
+  o << fmt::format("  Grade:          {} ({})\n", grade_name(r.grade), grade_breakdown(r));
   if (!r.layer_errors.empty()) {
     size_t w = 10;
     for (const auto& l : r.layer_errors) w = std::max(w, l.layer_name.size());

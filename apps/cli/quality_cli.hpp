@@ -28,6 +28,16 @@ int emit_quality_report(const Context& ctx, const cxxopts::ParseResult& r, const
 /// Refuses --format csv for a command that has no CSV output (Errc::invalid_argument).
 void no_csv(const Context& ctx, const char* command);
 
+/// "perplexity GOOD, KLD ACCEPTABLE[, coherence ...]; the worst decides".
+std::string grade_breakdown(const QualityReport& r);
+
+/// The quality block of a quantize result (JSON "quality_report"): perplexities, KLD mean and
+/// p99, same-top %, the evaluation, the grade and the report's warnings.
+nlohmann::json quality_block_json(const QualityReport& q);
+
+/// The same for people: the perplexity, KLD, grade and warning lines (each ending in a newline).
+std::string quality_block_line(const QualityReport& q);
+
 /// Prints a quality report for people (stdout).
 void print_quality_human(const QualityReport& r);
 

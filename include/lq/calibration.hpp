@@ -21,13 +21,14 @@ struct CalibrationData {
 
 /// Loads calibration data. By extension (and content): `.json` = a list of strings or of objects
 /// with a "text" field; `.jsonl` = one string or object with "text" per line; anything else is
-/// plain UTF-8 text used as one document. Missing, empty or malformed data throws
-/// Errc::calibration_error naming the file (and line).
+/// plain UTF-8 text used as one document. Missing, empty (nothing but whitespace: nothing to
+/// calibrate on) or malformed data throws Errc::calibration_error naming the file (and line).
 LQ_API CalibrationData load_calibration(const std::filesystem::path& path);
 
 /// Loads a plain text file as one document, whatever its extension (perplexity -f, tokenize -f):
-/// source = the path. A missing, unreadable, empty (whitespace only) or binary (NUL bytes) file
-/// throws Errc::calibration_error.
+/// source = the path. Any non-empty text is taken, whitespace only included (one space or one
+/// newline has tokens). A missing, unreadable, empty (0 bytes) or binary (NUL bytes) file throws
+/// Errc::calibration_error.
 LQ_API CalibrationData load_text(const std::filesystem::path& path);
 
 /// The built-in calibration text used when none is given: the WikiText-2 test split (raw,

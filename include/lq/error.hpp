@@ -42,11 +42,18 @@ LQ_API const ErrcInfo& errc_info(Errc c) noexcept;
 /// CLI exit code for `c`.
 inline int exit_code(Errc c) noexcept { return errc_info(c).exit_code; }
 
-/// The one exception type thrown by liblq. `what()` is a single human-readable line.
+/// Text read from a file (a tensor name, a metadata string, a token), made safe to print in a
+/// message, a terminal or JSON: bytes that are not well-formed UTF-8 and control characters
+/// (C0, DEL, C1) become `\xNN` (`\n`, `\t`, `\r` for those three); everything else, backslashes
+/// included, is kept, so the result is valid UTF-8 and escaping it again changes nothing.
+LQ_API std::string escape_text(std::string_view s);
+
+/// The one exception type thrown by liblq. `what()` is a single human-readable line, passed
+/// through escape_text() (the net under messages that quote file content).
 class LQ_API Error : public std::runtime_error {
  public:
   Error(Errc code, const std::string& message, std::string suggestion = {})
-      : std::runtime_error(message), code_(code), suggestion_(std::move(suggestion)) {}
+      : std::runtime_error(escape_text(message)), code_(code), suggestion_(escape_text(suggestion)) {}
   Errc code() const noexcept { return code_; }
   /// Optional hint for the user ("" when none).
   const std::string& suggestion() const noexcept { return suggestion_; }

@@ -15,6 +15,7 @@
 #include <lq/importance.hpp>
 #include <lq/io.hpp>
 #include <lq/model.hpp>
+#include <lq/plot.hpp>
 #include <lq/profile.hpp>
 #include <lq/progress.hpp>
 #include <lq/quality.hpp>

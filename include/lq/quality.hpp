@@ -24,11 +24,28 @@ enum class QualityGrade { excellent, good, acceptable, degraded, failed };
 
 /// "EXCELLENT", "GOOD", "ACCEPTABLE", "DEGRADED", "FAILED".
 LQ_API const char* grade_name(QualityGrade g) noexcept;
-/// The overall grade: the worse of the perplexity grade (of the increase in percent: < 5
-/// EXCELLENT, [5, 15) GOOD, [15, 30) ACCEPTABLE, [30, 50] DEGRADED, > 50 or NaN FAILED) and,
-/// when given, the coherence grade (> 0.95 EXCELLENT, > 0.85 GOOD, > 0.70 ACCEPTABLE, >= 0.50
-/// DEGRADED, below or NaN FAILED).
+/// Grade of a perplexity increase in percent: < 5 EXCELLENT, [5, 15) GOOD, [15, 30) ACCEPTABLE,
+/// [30, 50] DEGRADED, > 50 (or NaN) FAILED. A decrease is EXCELLENT.
+LQ_API QualityGrade grade_for_perplexity(double ppl_delta_pct) noexcept;
+/// Grade of a mean KL divergence (nats per token, KL(original || quantized)): < 0.05 EXCELLENT,
+/// [0.05, 0.14) GOOD, [0.14, 0.26) ACCEPTABLE, [0.26, 0.405] DEGRADED, > 0.405 (or NaN) FAILED.
+/// The bounds are ln(1 + the perplexity grade's bounds) rounded: on llama.cpp's published
+/// tables the mean KLD of a level tracks ln(PPL(Q)/PPL(base)) (README.md, "Quality grades").
+LQ_API QualityGrade grade_for_kld(double kld_mean) noexcept;
+/// Grade of a coherence score in [0, 1]: > 0.95 EXCELLENT, > 0.85 GOOD, > 0.70 ACCEPTABLE,
+/// >= 0.50 DEGRADED, < 0.50 (or NaN) FAILED.
+LQ_API QualityGrade grade_for_coherence(double coherence) noexcept;
+/// The overall grade: the worst of the perplexity grade, the KLD grade (when given) and the
+/// coherence grade (when given).
+LQ_API QualityGrade quality_grade(double ppl_delta_pct, std::optional<double> kld_mean,
+                                  std::optional<double> coherence) noexcept;
+/// The same without a KL divergence: the worse of the perplexity and coherence grades.
 LQ_API QualityGrade quality_grade(double ppl_delta_pct, std::optional<double> coherence) noexcept;
+
+/// A warning when the original model's own perplexity says the text is far from its domain
+/// (perplexity above sqrt(vocab_size): its cross-entropy on the text is more than half that of a
+/// uniform guess over the vocabulary, ln(vocab_size)); "" otherwise.
+LQ_API std::string domain_warning(double perplexity_original, int64_t vocab_size);
 
 /// Throws Errc::invalid_argument naming both models when the two tokenizers' vocabularies differ
 /// (size, token texts and types, BOS/EOS ids): such models cannot be compared token by token.
@@ -165,6 +182,7 @@ struct LQ_API QualityReport {
   int64_t ctx = 0;
   int64_t chunks = 0;              ///< chunks evaluated
   int64_t calibration_tokens = 0;  ///< tokens of the calibration stream
+  int64_t vocab_size = 0;          ///< tokens in the shared vocabulary (domain_warning())
   double perplexity_original = 0;
   double perplexity_quantized = 0;
   double perplexity_delta_pct = 0;  ///< 100 * (quantized / original - 1)
@@ -204,12 +222,24 @@ LQ_API QualityReport quality_report(const ModelSource& original_src, const Model
                                     const ModelSource& quantized_src, const Model& quantized,
                                     const QualityOptions& options = {}, const Context& ctx = {});
 
+/// What compare_models() measures on the calibration text (sizes and levels are always read).
+struct CompareMetrics {
+  bool perplexity = true;  ///< each model's perplexity
+  /// KL divergence and same-top % of each model against the original, and a grade (implies
+  /// perplexity; holds the original and one other model in memory at a time)
+  bool kld = true;
+};
+
 /// One model of compare_models().
 struct ComparedModel {
   std::string path;                ///< as given
   SizeInfo size;
   std::string quantization_level;  ///< quantization_level() of its source
-  std::optional<PerplexityResult> perplexity;  ///< when measured
+  /// When measured. With CompareMetrics::kld it comes from the KLD evaluation (the original's
+  /// from the first one): n_evaluated counts one model's tokens, seconds both models'.
+  std::optional<PerplexityResult> perplexity;
+  std::optional<KldResult> kld;          ///< against the original (not for the original itself)
+  std::optional<QualityGrade> grade;     ///< quality_grade(perplexity increase, KLD mean) with kld
 };
 
 /// compare_models(): the figures of each model, the original first.
@@ -218,16 +248,17 @@ struct ModelComparison {
   std::string calibration_source;  ///< the text the perplexities were measured on
   int64_t ctx = 0;                 ///< chunk length (perplexity)
   int64_t chunks = 0;              ///< chunks evaluated (perplexity)
-  std::vector<std::string> warnings;
+  int64_t vocab_size = 0;          ///< the shared vocabulary's tokens (when measured)
+  std::vector<std::string> warnings;  ///< bounded chunks; domain_warning() of the original's perplexity
 };
 
 /// Opens every path (the first is the original; at least two) and reads its sizes and level;
-/// with `measure_perplexity`, measures each model's perplexity on the same chunks of the
-/// calibration text (options.calibration, ctx and samples as quality_report() takes them; the
-/// other options are not used), one model in memory at a time. The vocabularies must be the
-/// original's (else Errc::invalid_argument). Status lines and bars go to ctx's progress sink;
-/// ctx's cancel token stops it.
-LQ_API ModelComparison compare_models(std::span<const std::filesystem::path> paths, bool measure_perplexity,
+/// measures what `metrics` asks on the same chunks of the calibration text (options.calibration,
+/// ctx and samples as quality_report() takes them; the other options are not used): with
+/// perplexity only, one model in memory at a time; with kld, the original and one other. The
+/// vocabularies must be the original's (else Errc::invalid_argument). Status lines and bars go to
+/// ctx's progress sink; ctx's cancel token stops it.
+LQ_API ModelComparison compare_models(std::span<const std::filesystem::path> paths, const CompareMetrics& metrics,
                                       const QualityOptions& options = {}, const Context& ctx = {});
 
 /// The ctx quality_report() uses for a model: `requested` when > 0, else min(512, n_ctx_train)

@@ -82,7 +82,7 @@ CalibrationData load_calibration(const std::filesystem::path& path) {
   }
   size_t chars = 0;
   for (const auto& t : cd.texts) chars += t.find_first_not_of(" \t\r\n") == std::string::npos ? 0 : t.size();
-  if (chars == 0) fail(Errc::calibration_error, "{}: the calibration data is empty", file);
+  if (chars == 0) fail(Errc::calibration_error, "{}: the calibration data is empty (no text but whitespace)", file);
   return cd;
 }
 
@@ -98,7 +98,7 @@ CalibrationData load_text(const std::filesystem::path& path) {
     fail(Errc::calibration_error, "{}", e.what());
   }
   if (data.find('\0') != std::string::npos) fail(Errc::calibration_error, "{}: not a text file (contains NUL bytes)", path.string());
-  if (data.find_first_not_of(" \t\r\n") == std::string::npos) fail(Errc::calibration_error, "{}: the text file is empty", path.string());
+  if (data.empty()) fail(Errc::calibration_error, "{}: the text file is empty (0 bytes)", path.string());
   CalibrationData cd;
   cd.texts.push_back(std::move(data));
   cd.source = path.string();
@@ -136,20 +136,20 @@ int64_t evaluation_chunks(int64_t stream_tokens, int64_t ctx, ChunkRule rule, st
     case ChunkRule::imatrix:
       if (n < ctx)
         throw Error(Errc::calibration_error,
-                    fmt::format("{}: {} tokens, too short: fewer than one chunk of {} tokens", source, n, ctx),
+                    fmt::format("{}: too short ({} tokens, need {}: one chunk of ctx tokens)", source, n, ctx),
                     "Give a longer text or a smaller --ctx");
       return n / ctx;
     case ChunkRule::perplexity:
       if (n < 2 * ctx)
         throw Error(Errc::calibration_error,
-                    fmt::format("{}: {} tokens, too short: fewer than one evaluation chunk needs (2 x ctx = {} "
-                                "tokens, as llama-perplexity)",
+                    fmt::format("{}: too short ({} tokens, need {}: one evaluation chunk is 2 x ctx tokens, as "
+                                "llama-perplexity)",
                                 source, n, 2 * ctx),
                     "Give a longer text or a smaller --ctx");
       return n / ctx;
     case ChunkRule::full_window:
       if (n < 1)
-        throw Error(Errc::calibration_error, fmt::format("{}: no tokens, too short for one evaluation window", source),
+        throw Error(Errc::calibration_error, fmt::format("{}: too short (0 tokens, need 1)", source),
                     "Give a longer text");
       return std::max<int64_t>(1, n / ctx);
   }

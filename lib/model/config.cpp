@@ -20,6 +20,23 @@ using nlohmann::json;
 namespace lq {
 namespace {
 
+// The name a model directory goes by: a Hugging Face cache snapshot
+// (.../models--ORG--NAME/snapshots/REVISION) by its Hub ID's NAME, not the revision hash; any
+// other directory by its own name.
+std::string model_dir_name(const fs::path& dir) {
+  fs::path p = fs::absolute(dir).lexically_normal();
+  if (p.filename().empty()) p = p.parent_path();
+  const fs::path snapshots = p.parent_path();
+  const std::string repo = snapshots.parent_path().filename().string();
+  if (snapshots.filename() == "snapshots" && repo.rfind("models--", 0) == 0) {
+    const std::string id = repo.substr(8);  // ORG--NAME ("--" cannot occur in Hub names)
+    const size_t sep = id.find("--");
+    const std::string name = sep == std::string::npos ? id : id.substr(sep + 2);
+    if (!name.empty()) return name;
+  }
+  return p.filename().string();
+}
+
 std::string id_to_title(const std::string& id) {
   // "tiny-llama" -> "Tiny Llama": words in lower case get a capital unless they are versions
   // or start with a digit (the naming rule of llama.cpp's converter).
@@ -188,9 +205,7 @@ HfConfig read_hf_config(const fs::path& dir) {
   try {
     c.model_type = mt;
     c.architecture = mt == "qwen2" ? "qwen2" : "llama";
-    c.name = id_to_title(fs::absolute(dir).lexically_normal().filename().string().empty()
-                             ? fs::absolute(dir).lexically_normal().parent_path().filename().string()
-                             : fs::absolute(dir).lexically_normal().filename().string());
+    c.name = id_to_title(model_dir_name(dir));
     auto need = [&](const char* k) -> int64_t {
       if (!out.text.contains(k) || !out.text[k].is_number_integer())
         fail(Errc::invalid_model, "{}: missing or non-integer '{}'", cfg.string(), k);

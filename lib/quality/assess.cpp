@@ -1,5 +1,6 @@
-// The assessment of a quality report: its grade, warnings (thresholds, top-token agreement,
-// incoherent prompts, outlier tensors) and recommendations (importance matrix, a higher level,
+// The assessment of a quality report: its grade, warnings (text far from the model's domain, a
+// KLD worse than the perplexity shows, thresholds, top-token agreement, incoherent prompts,
+// outlier tensors) and recommendations (importance matrix, a higher level,
 // dynamic profiles, super-weight protection).
 #include "quality/internal.hpp"
 
@@ -35,10 +36,20 @@ std::string short_prompt(const std::string& p) {
 
 void assess(QualityReport& r, const QualityOptions& o) {
   const double d = r.perplexity_delta_pct;
-  std::optional<double> coh;
+  std::optional<double> coh, kld;
   if (r.coherence) coh = r.coherence->score;
-  r.grade = quality_grade(d, coh);
+  if (r.kld.n_scored > 0) kld = r.kld.kld_mean;
+  r.grade = quality_grade(d, kld, coh);
+  const QualityGrade ppl_grade = grade_for_perplexity(d);
+  const QualityGrade kld_grade = kld ? grade_for_kld(*kld) : QualityGrade::excellent;
+  const QualityGrade text_grade = std::max(ppl_grade, kld_grade);
 
+  if (const std::string w = domain_warning(r.perplexity_original, r.vocab_size); !w.empty()) r.warnings.push_back(w);
+  if (kld_grade > ppl_grade)
+    r.warnings.push_back(fmt::format("KL divergence {:.4f} grades {}, worse than the perplexity change ({:+.1f}%, {}): "
+                                     "the quantized model's predictions differ from the original's more than its "
+                                     "perplexity shows",
+                                     *kld, grade_name(kld_grade), d, grade_name(ppl_grade)));
   if (d > o.quality_threshold_pct)
     r.warnings.push_back(fmt::format("Perplexity increase {:.1f}% exceeds the threshold ({:g}%)", d, o.quality_threshold_pct));
   if (r.kld.n_scored > 0 && r.kld.same_top_pct < 90)
@@ -65,11 +76,11 @@ void assess(QualityReport& r, const QualityOptions& o) {
                                        worst->type, worst->rel_mse / median));
   }
 
-  const bool ppl_bad = d >= 5, coh_bad = coh && *coh < o.coherence_threshold;
+  const bool ppl_bad = text_grade >= QualityGrade::good, coh_bad = coh && *coh < o.coherence_threshold;
   if ((ppl_bad || coh_bad) && !r.quantized_with_imatrix)
     r.recommendations.push_back(
         "Quantize with an importance matrix (--imatrix; compute one with `lq analyze MODEL`)");
-  if (d >= 15 || coh_bad) {
+  if (text_grade >= QualityGrade::acceptable || coh_bad) {
     const std::string up = next_level(r.quantization_level);
     if (!up.empty())
       r.recommendations.push_back(fmt::format("Use a higher level: -q {} instead of {}", up, r.quantization_level));
@@ -78,7 +89,7 @@ void assess(QualityReport& r, const QualityOptions& o) {
     r.recommendations.push_back(
         "Use a dynamic profile that keeps sensitive layers at higher precision (-q dynamic --profile attention-high)");
   }
-  if (d >= 30 || coh_bad)
+  if (text_grade >= QualityGrade::degraded || coh_bad)
     r.recommendations.push_back(r.quantized_with_imatrix
                                     ? "Protect super weights (--protect-super-weights)"
                                     : "Protect super weights (--imatrix FILE --protect-super-weights)");

@@ -24,14 +24,19 @@ void run(const ModelSource& src, const std::filesystem::path& output, const Qual
     gq.samples = settings.samples;
     gq.quality_threshold_pct = settings.max_perplexity_increase_pct;
     res.quality = quality_report(src, *original, *qsrc, *quantized, gq, ctx);
-    progress.message(fmt::format("Perplexity: {:.3f} \u2192 {:.3f} ({:+.1f}%)", res.quality->perplexity_original,
-                                 res.quality->perplexity_quantized, res.quality->perplexity_delta_pct));
+    progress.message(fmt::format("Perplexity: {:.3f} \u2192 {:.3f} ({:+.1f}%), KLD mean {:.4f}, same top token {:.1f}%",
+                                 res.quality->perplexity_original, res.quality->perplexity_quantized,
+                                 res.quality->perplexity_delta_pct, res.quality->kld.kld_mean,
+                                 res.quality->kld.same_top_pct));
   }
   if (gates.coherence) {
     progress.message("Checking output coherence...");
     CoherenceOptions co;
     res.coherence = coherence_check(*quantized, *original, tokenizer_for(src), co, ctx);
-    if (res.quality) res.quality->grade = quality_grade(res.quality->perplexity_delta_pct, res.coherence->score);
+    if (res.quality)
+      res.quality->grade = quality_grade(res.quality->perplexity_delta_pct,
+                                         res.quality->kld.n_scored > 0 ? std::optional(res.quality->kld.kld_mean) : std::nullopt,
+                                         res.coherence->score);
   }
   if (res.coherence)
     progress.message(fmt::format("Coherence: {:.3f} ({}/{} prompts coherent)", res.coherence->score,

@@ -1,6 +1,6 @@
-// Internal: helpers the quality files share and the tests reach (grades of each measurement,
-// vocabulary comparison, coherence sub-scores, grouping of weight errors, the assessment). Not
-// part of the public API: include/lq/quality.hpp holds what embedders call.
+// Internal: helpers the quality files share and the tests reach (vocabulary comparison, coherence
+// sub-scores, grouping of weight errors, the assessment). Not part of the public API:
+// include/lq/quality.hpp holds what embedders call (the grades among them).
 #pragma once
 
 #include <lq/quality.hpp>
@@ -11,13 +11,6 @@
 #include <vector>
 
 namespace lq {
-
-/// Grade of a perplexity increase in percent: < 5 EXCELLENT, [5, 15) GOOD, [15, 30) ACCEPTABLE,
-/// [30, 50] DEGRADED, > 50 (or NaN) FAILED. A decrease is EXCELLENT.
-QualityGrade grade_for_perplexity(double ppl_delta_pct) noexcept;
-/// Grade of a coherence score in [0, 1]: > 0.95 EXCELLENT, > 0.85 GOOD, > 0.70 ACCEPTABLE,
-/// >= 0.50 DEGRADED, < 0.50 (or NaN) FAILED.
-QualityGrade grade_for_coherence(double coherence) noexcept;
 
 /// Why two tokenizers cannot be compared, or "" when their vocabularies are the same (same size,
 /// same token texts and types, same BOS/EOS ids).

@@ -68,6 +68,7 @@ QualityReport report_impl(const ModelSource& original_src, const Model& original
   r.calibration_source = calib.source;
   const std::vector<int32_t> tokens = calibration_tokens(tok, calib);
   r.calibration_tokens = static_cast<int64_t>(tokens.size());
+  r.vocab_size = original.n_vocab();
   r.ctx = default_quality_ctx(original.config(), o.ctx);
   if (r.ctx < 3) fail(Errc::invalid_argument, "quality: ctx must be at least 3, got {}", r.ctx);
   const int64_t stream = r.calibration_tokens + (original.add_bos() && original.bos_token() >= 0 ? 1 : 0);

@@ -44,6 +44,14 @@ json layers_json(const std::vector<LayerError>& errors) {
   return layers;
 }
 
+// Each measurement's grade; the overall grade is the worst of them.
+json grades_json(const QualityReport& r) {
+  json g = {{"perplexity", grade_name(grade_for_perplexity(r.perplexity_delta_pct))}};
+  g["kld"] = r.kld.n_scored > 0 ? json(grade_name(grade_for_kld(r.kld.kld_mean))) : json(nullptr);
+  g["coherence"] = r.coherence ? json(grade_name(grade_for_coherence(r.coherence->score))) : json(nullptr);
+  return g;
+}
+
 std::string dump(const json& j) { return j.dump(2, ' ', false, json::error_handler_t::replace); }
 
 }  // namespace
@@ -80,6 +88,7 @@ std::string QualityReport::to_json_string() const {
       {"layer_errors", layers},
       {"coherence_score", opt_number(coherence)},
       {"quality_grade", grade_name(grade)},
+      {"grades", grades_json(*this)},
       {"warnings", warnings},
       {"recommendations", recommendations},
       {"duration_seconds", seconds},
@@ -115,12 +124,14 @@ std::string QualityReport::to_analysis_json_string() const {
             {"perplexity_quantized", perplexity_quantized},
             {"perplexity_increase_percent", perplexity_delta_pct},
             {"kld_mean", kld.kld_mean},
+            {"kld_p99", kld.kld_p99},
             {"same_top_pct", kld.same_top_pct},
             {"effective_bpw", effective_bpw},
             {"compression_ratio", compression_ratio},
             {"coherence_score", opt_number(coherence)},
             {"coherence_results", coherence ? coherence_json(*coherence) : json::array()},
             {"quality_grade", grade_name(grade)},
+            {"grades", grades_json(*this)},
             {"warnings", warnings},
             {"recommendations", recommendations},
             {"test_data", calibration_source},
