@@ -111,7 +111,11 @@ IntWeight gptq(std::span<const int32_t> qweight, std::span<const int32_t> qzeros
   if (static_cast<int64_t>(qweight.size()) != in_words * out)
     fail(Errc::invalid_model, "qweight holds {} words, expected {} for [{}, {}] at {} bits", qweight.size(),
          in_words * out, out, in, bits);
-  unpack_fill_scales(w, scales);
+  // scales are [G, out]: transpose to [out, G].
+  std::vector<float> st(scales.size());
+  for (int64_t g = 0; g < w.n_groups; ++g)
+    for (int64_t o = 0; o < out; ++o) st[static_cast<size_t>(o * w.n_groups + g)] = scales[static_cast<size_t>(g * out + o)];
+  unpack_fill_scales(w, st);
   unpack_fill_groups(w, g_idx, group_size);
   w.q.resize(static_cast<size_t>(out * in));
   for (int64_t o = 0; o < out; ++o) {

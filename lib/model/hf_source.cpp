@@ -413,7 +413,8 @@ class HfSource final : public ModelSource {
           else expect_shape(w, {q.out, q.in}, q);
           if (const auto* ws = part(q, ".weight_shape")) {
             std::vector<int64_t> shp;
-            for (float v : small_f32(*ws->first, *ws->second)) shp.push_back(static_cast<int64_t>(v));
+            if (ws->second->dtype == StDtype::I64) shp = read_as<int64_t>(*ws, StDtype::I64);
+            else for (float v : small_f32(*ws->first, *ws->second)) shp.push_back(static_cast<int64_t>(v));
             if (shp != std::vector<int64_t>{q.out, q.in})
               fail(Errc::invalid_model, "{}: '{}' says {}, the config gives [{}, {}]", dir_.string(), ws->second->name,
                    shape_str(shp), q.out, q.in);
@@ -530,6 +531,7 @@ class HfSource final : public ModelSource {
     for (size_t k = 0; k < files_.size(); ++k)
       if (files_[k].get() == loc.first) t.split = static_cast<int>(k);
     Entry e{loc.first, loc.second, m->permute};
+    quant_mods_.insert(mod);
     e.quant = std::move(q);
     add(std::move(t), std::move(e));
   }
@@ -690,6 +692,18 @@ class HfSource final : public ModelSource {
       }
       add(std::move(t), std::move(e));
     }
+    if (hf_.quant)  // parts of a quantized linear whose main tensor is absent
+      for (const auto& [hf, loc] : by_name_) {
+        const auto [mod, suffix] = quant_part(hf);
+        if (mod.empty() || quant_mods_.count(mod)) continue;
+        const auto s = hf_.quant->scheme_for(mod);
+        const char* main = !s ? ".weight"
+                           : s->packing == Packing::gptq || s->packing == Packing::awq_gemm ? ".qweight"
+                           : s->packing == Packing::ct_packed                               ? ".weight_packed"
+                                                                                            : ".weight";
+        fail(Errc::invalid_model, "{}: '{}{}' is missing (found '{}'{})", dir_.string(), mod, main, hf,
+             s ? fmt::format("; the config gives it {}", s->describe()) : std::string());
+      }
     share_fused_input_scales();
     // Llama-3 rope scaling: llama.cpp reads the per-frequency factors from rope_freqs.weight.
     if (c.rope_scaling && c.rope_scaling->type == "llama3") add_llama3_rope_factors();
@@ -819,6 +833,7 @@ class HfSource final : public ModelSource {
   std::vector<ModelTensor> tensors_;
   std::vector<Entry> entries_;
   gguf::Metadata metadata_;
+  std::set<std::string> quant_mods_;  // modules read through dequantization
   mutable std::mutex qmu_;
   mutable std::vector<std::pair<const QuantEntry*, std::shared_ptr<const Unpacked>>> qcache_;
 };

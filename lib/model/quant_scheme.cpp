@@ -86,7 +86,14 @@ QuantCheckpoint qs_read_awq(const json& q, const fs::path& file) {
     fail(Errc::invalid_model, "{}: AWQ version '{}' is not supported (supported: gemm)", file.string(), c.format);
   if (q.contains("modules_to_not_convert") && q["modules_to_not_convert"].is_array())
     for (const auto& m : q["modules_to_not_convert"])
-      if (m.is_string()) c.ignore.push_back(m.get<std::string>());
+      if (m.is_string()) {  // AutoAWQ skips every module whose name contains the entry
+        std::string esc;
+        for (char ch : m.get<std::string>()) {
+          if (std::string_view("\\^$.|?*+()[]{}").find(ch) != std::string_view::npos) esc += '\\';
+          esc += ch;
+        }
+        c.ignore.push_back("re:.*" + esc);
+      }
   c.groups.push_back({"awq", {"Linear"}, s});
   return c;
 }
