@@ -19,7 +19,9 @@
 #include <catch2/catch.hpp>
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
 #include <functional>
 #include <map>
@@ -659,4 +661,42 @@ TEST_CASE("third-party checkpoints: each broken input is one named error, nothin
   } catch (const Error& e) {
     CHECK(e.code() == Errc::invalid_argument);
   }
+}
+
+// Real checkpoints made by the tools (llm-compressor, GPTQModel, AutoAWQ) with their own torch
+// dequantization beside them (ref-dequant.safetensors, F32, HF layout): every tensor we read must
+// equal it. The directory is $LQ_THIRD_PARTY_CKPTS (skipped when unset or absent).
+TEST_CASE("third-party: real checkpoints equal the tools' own dequantization", "[third-party][real]") {
+  const char* env = std::getenv("LQ_THIRD_PARTY_CKPTS");
+  if (!env || !fs::is_directory(env)) {
+    test::skip("set LQ_THIRD_PARTY_CKPTS to a directory of real checkpoints with ref-dequant.safetensors");
+    return;
+  }
+  int n = 0;
+  std::vector<fs::path> dirs;
+  for (const auto& e : fs::directory_iterator(env))
+    if (fs::exists(e.path() / "ref-dequant.safetensors") && fs::exists(e.path() / "config.json")) dirs.push_back(e.path());
+  std::sort(dirs.begin(), dirs.end());
+  for (const auto& d : dirs) {
+    INFO(d.string());
+    // The reference as a plain F32 model: same config without its quantization.
+    test::TempDir tmp;
+    json cfg = json::parse(read_file(d / "config.json"));
+    cfg.erase("quantization_config");
+    write_file_atomic(tmp / "config.json", cfg.dump());
+    for (const char* f : {"tokenizer.json", "tokenizer.model", "tokenizer_config.json", "special_tokens_map.json"})
+      if (fs::exists(d / f)) fs::copy_file(d / f, tmp / f);
+    fs::create_symlink(d / "ref-dequant.safetensors", tmp / "model.safetensors");
+    auto ref = ModelSource::open(tmp.path());
+    auto ours = ModelSource::open(d);
+    double worst = 0;
+    for (const auto& t : ours->tensors()) {
+      INFO(t.name);
+      worst = std::max(worst, tp_max_diff(*ours, *ref, t.name));
+    }
+    WARN(d.filename().string() << " (" << third_party_quantization(*ours) << "): max |ours - torch| = " << worst);
+    CHECK(worst == 0.0);
+    ++n;
+  }
+  if (n == 0) test::skip("no checkpoint with ref-dequant.safetensors found");
 }
