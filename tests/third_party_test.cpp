@@ -127,6 +127,15 @@ TEST_CASE("compressed-tensors: pack order, signed offset, packed zero points", "
   CHECK(b8.value(0, 1) == -1.0f);
   CHECK(b8.value(0, 2) == -128.0f);
   CHECK(b8.value(0, 3) == 127.0f);
+  // compressed-tensors 0.19 packs densely: 3-bit values cross words as GPTQ's do (the stream
+  // of the GPTQ 3-bit case above as one row: signed value = code - 4).
+  const auto b3 = unpack::ct_packed(std::vector<int32_t>{0x40000007, 1, static_cast<int32_t>(0x80000003u)},
+                                    std::vector<float>{1.0f}, {}, {}, {}, 1, 32, 3, -1);
+  CHECK(b3.value(0, 0) == 3.0f);
+  CHECK(b3.value(0, 10) == 1.0f);
+  CHECK(b3.value(0, 21) == 2.0f);
+  CHECK(b3.value(0, 31) == 0.0f);
+  CHECK(b3.value(0, 1) == -4.0f);
   // Weight-only int8 (W8A16) with group scales: columns 0-1 group 0, 2-3 group 1.
   const auto wi = unpack::ct_int8(std::vector<int8_t>{-3, 5, 100, -128}, std::vector<float>{0.5f, 2.0f}, {}, {}, 1, 4, 8, 2);
   CHECK(wi.value(0, 0) == -1.5f);
@@ -699,4 +708,33 @@ TEST_CASE("third-party: real checkpoints equal the tools' own dequantization", "
     ++n;
   }
   if (n == 0) test::skip("no checkpoint with ref-dequant.safetensors found");
+}
+
+TEST_CASE("cli: convert SRC gguf -q exact | LEVEL, and its errors", "[third-party][cli]") {
+  const auto src = tp_tiny();
+  if (!src) return;
+  test::TempDir dir;
+  tp_write(*src, dir / "gptq", tp_gptq_config(128, true, false), tp_gptq(128, true, true));
+  const std::string lq = test::cli_path();
+  auto r = test::run(lq + " --format json --quiet convert " + (dir / "gptq").string() + " gguf -q exact -o " +
+                     (dir / "e.gguf").string());
+  REQUIRE(r.status == 0);
+  const json j = json::parse(r.out);
+  CHECK(j["status"] == "success");
+  CHECK(j["exact_tensors"] == 42);
+  CHECK(j["worst_abs_error"] == 0.0);
+  CHECK(j["exact"].size() == 42);
+  CHECK(j["exact"][0]["mapping"] == "exact");
+  r = test::run(lq + " --quiet convert " + (dir / "gptq").string() + " gguf -q Q4_K_M -o " + (dir / "k.gguf").string());
+  CHECK(r.status == 0);
+  CHECK(ModelSource::open(dir / "k.gguf")->at("blk.0.ffn_up.weight").type == QuantType::Q4_K);
+  // Usage errors: exit 2; a broken checkpoint: exit 6 and nothing written.
+  CHECK(test::run(lq + " convert " + (dir / "gptq").string() + " gguf -q Q9_X -o " + (dir / "x.gguf").string()).status == 2);
+  CHECK(test::run(lq + " convert " + (dir / "gptq").string() + " safetensors -q exact").status == 2);
+  CHECK(test::run(lq + " convert " + src->string() + " gguf -q exact -o " + (dir / "x.gguf").string()).status == 2);
+  tp_write(*src, dir / "bad", tp_gptq_config(64, true, false), tp_gptq(128, true, true));
+  r = test::run(lq + " convert " + (dir / "bad").string() + " gguf -q exact -o " + (dir / "x.gguf").string());
+  CHECK(r.status == 6);
+  CHECK(test::error_lines(r.err) == 1);
+  CHECK_FALSE(fs::exists(dir / "x.gguf"));
 }

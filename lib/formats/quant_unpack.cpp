@@ -185,7 +185,7 @@ IntWeight awq_gemm(std::span<const int32_t> qweight, std::span<const int32_t> qz
 IntWeight ct_packed(std::span<const int32_t> packed, std::span<const float> scales, std::span<const int32_t> zero_packed,
                     std::span<const int8_t> zero_signed, std::span<const int32_t> g_idx, int64_t out, int64_t in, int bits,
                     int64_t group_size) {
-  if (bits != 2 && bits != 4 && bits != 8) fail(Errc::invalid_model, "{}-bit packed codes are not supported", bits);
+  if (bits < 1 || bits > 8) fail(Errc::invalid_model, "{}-bit packed codes are not supported", bits);
   IntWeight w;
   w.rows = out;
   w.cols = in;

@@ -119,7 +119,7 @@ WeightScheme qs_read_ct_weights(const json& a, const std::string& format, const 
     if (type != "int") bad(fmt::format("with weights of type '{}' in format '{}'", type, format));
     if (format == "pack-quantized") {
       s.packing = Packing::ct_packed;
-      if (s.bits != 2 && s.bits != 4 && s.bits != 8) bad(fmt::format("with {} bits packed", s.bits));
+      if (s.bits < 2 || s.bits > 8) bad(fmt::format("with {} bits packed", s.bits));
     } else {
       s.packing = Packing::ct_int;
       if (s.bits < 2 || s.bits > 8) bad(fmt::format("with {} bits", s.bits));
