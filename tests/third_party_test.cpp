@@ -674,13 +674,18 @@ TEST_CASE("third-party checkpoints: each broken input is one named error, nothin
 
 // Real checkpoints made by the tools (llm-compressor, GPTQModel, AutoAWQ) with their own torch
 // dequantization beside them (ref-dequant.safetensors, F32, HF layout): every tensor we read must
-// equal it. The directory is $LQ_THIRD_PARTY_CKPTS (skipped when unset or absent).
+// equal it. The directory is $LQ_THIRD_PARTY_CKPTS, else ckpts/ beside ../shared (skipped when
+// absent: scripts/interop makes them).
 TEST_CASE("third-party: real checkpoints equal the tools' own dequantization", "[third-party][real]") {
-  const char* env = std::getenv("LQ_THIRD_PARTY_CKPTS");
-  if (!env || !fs::is_directory(env)) {
-    test::skip("set LQ_THIRD_PARTY_CKPTS to a directory of real checkpoints with ref-dequant.safetensors");
+  fs::path base;
+  if (const char* env = std::getenv("LQ_THIRD_PARTY_CKPTS")) base = env;
+  else if (const auto sd = test::shared_dir()) base = sd->parent_path() / "ckpts";
+  std::error_code ec;
+  if (base.empty() || !fs::is_directory(base, ec)) {
+    test::skip("no real checkpoints: set LQ_THIRD_PARTY_CKPTS to a directory of them with ref-dequant.safetensors");
     return;
   }
+  const fs::path env = base;
   int n = 0;
   std::vector<fs::path> dirs;
   for (const auto& e : fs::directory_iterator(env))
