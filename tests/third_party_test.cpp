@@ -254,14 +254,30 @@ void tp_write(const fs::path& src, const fs::path& out, const json& qcfg,
 
 // GPTQ 4-bit, round to nearest: symmetric (zero 8, stored 7 in v1) or asymmetric; g_idx by
 // `group_of` (i / group when empty).
-auto tp_gptq(int64_t group, bool sym, bool v1, std::function<int32_t(int64_t, int64_t)> group_of = nullptr) {
+// Writes `bits`-bit value number k of a stream of 32-bit words (word j at words[at(j)]), lowest
+// bits first, crossing words (the test's own packer).
+void tp_put(std::vector<int32_t>& words, const std::function<size_t(int64_t)>& at, int64_t k, int bits, uint32_t v) {
+  const int64_t bit = k * bits;
+  const int off = static_cast<int>(bit % 32);
+  auto& w0 = words[at(bit / 32)];
+  w0 = static_cast<int32_t>(static_cast<uint32_t>(w0) | (v << off));
+  if (off + bits > 32) {
+    auto& w1 = words[at(bit / 32 + 1)];
+    w1 = static_cast<int32_t>(static_cast<uint32_t>(w1) | (v >> (32 - off)));
+  }
+}
+
+// GPTQ `bits`-bit, round to nearest: symmetric (zero 2^(bits-1), stored minus one in v1) or
+// asymmetric; g_idx by `group_of` (i / group when empty).
+auto tp_gptq(int64_t group, bool sym, bool v1, std::function<int32_t(int64_t, int64_t)> group_of = nullptr, int bits = 4) {
   return [=](const std::string& mod, int64_t out, int64_t in, const std::vector<float>& w, TpTensors& ts,
              std::vector<float>& deq) {
+    const int32_t maxq = (1 << bits) - 1, mid = 1 << (bits - 1);
     const int64_t G = in / group;
     std::vector<int32_t> g_idx(static_cast<size_t>(in));
     for (int64_t i = 0; i < in; ++i) g_idx[static_cast<size_t>(i)] = group_of ? group_of(i, in) : static_cast<int32_t>(i / group);
     std::vector<float> scales(static_cast<size_t>(G * out));
-    std::vector<int32_t> zeros(static_cast<size_t>(G * out), 8);
+    std::vector<int32_t> zeros(static_cast<size_t>(G * out), mid);
     for (int64_t o = 0; o < out; ++o)
       for (int64_t g = 0; g < G; ++g) {
         float lo = 0, hi = 0, amax = 0;
@@ -272,29 +288,33 @@ auto tp_gptq(int64_t group, bool sym, bool v1, std::function<int32_t(int64_t, in
             hi = std::max(hi, v);
             amax = std::max(amax, std::fabs(v));
           }
-        float s = sym ? amax / 7.0f : (hi - lo) / 15.0f;
+        float s = sym ? amax / static_cast<float>(mid - 1) : (hi - lo) / static_cast<float>(maxq);
         s = fp16_to_f32(f32_to_fp16(std::max(s, 1e-6f)));
         scales[static_cast<size_t>(g * out + o)] = s;
-        if (!sym) zeros[static_cast<size_t>(g * out + o)] = static_cast<int32_t>(std::clamp(std::nearbyint(-lo / s), 0.f, 15.f));
+        if (!sym)
+          zeros[static_cast<size_t>(g * out + o)] =
+              static_cast<int32_t>(std::clamp(std::nearbyint(-lo / s), 0.f, static_cast<float>(maxq)));
       }
-    std::vector<int32_t> qweight(static_cast<size_t>(in / 8 * out), 0);
+    const int64_t in_words = in * bits / 32, z_words = out * bits / 32;
+    std::vector<int32_t> qweight(static_cast<size_t>(in_words * out), 0);
     deq.assign(static_cast<size_t>(out * in), 0);
     for (int64_t o = 0; o < out; ++o)
       for (int64_t i = 0; i < in; ++i) {
         const auto gi = static_cast<size_t>(g_idx[static_cast<size_t>(i)] * out + o);
         const int32_t z = zeros[gi];
-        const int32_t q = static_cast<int32_t>(std::clamp(std::nearbyint(w[static_cast<size_t>(o * in + i)] / scales[gi]) + z, 0.f, 15.f));
-        qweight[static_cast<size_t>((i / 8) * out + o)] |= q << (4 * (i % 8));
+        const int32_t q = static_cast<int32_t>(
+            std::clamp(std::nearbyint(w[static_cast<size_t>(o * in + i)] / scales[gi]) + z, 0.f, static_cast<float>(maxq)));
+        tp_put(qweight, [&](int64_t j) { return static_cast<size_t>(j * out + o); }, i, bits, static_cast<uint32_t>(q));
         deq[static_cast<size_t>(o * in + i)] = scales[gi] * static_cast<float>(q - z);
       }
-    std::vector<int32_t> qzeros(static_cast<size_t>(G * out / 8), 0);
+    std::vector<int32_t> qzeros(static_cast<size_t>(G * z_words), 0);
     for (int64_t g = 0; g < G; ++g)
       for (int64_t o = 0; o < out; ++o) {
-        const int32_t z = (zeros[static_cast<size_t>(g * out + o)] - (v1 ? 1 : 0)) & 15;
-        qzeros[static_cast<size_t>(g * (out / 8) + o / 8)] |= z << (4 * (o % 8));
+        const int32_t z = (zeros[static_cast<size_t>(g * out + o)] - (v1 ? 1 : 0)) & maxq;
+        tp_put(qzeros, [&](int64_t j) { return static_cast<size_t>(g * z_words + j); }, o, bits, static_cast<uint32_t>(z));
       }
-    ts.add(mod + ".qweight", StDtype::I32, {in / 8, out}, tp_bytes(qweight));
-    ts.add(mod + ".qzeros", StDtype::I32, {G, out / 8}, tp_bytes(qzeros));
+    ts.add(mod + ".qweight", StDtype::I32, {in_words, out}, tp_bytes(qweight));
+    ts.add(mod + ".qzeros", StDtype::I32, {G, z_words}, tp_bytes(qzeros));
     ts.add(mod + ".scales", StDtype::F16, {G, out}, tp_fp16(scales));
     ts.add(mod + ".g_idx", StDtype::I32, {in}, tp_bytes(g_idx));
   };
@@ -404,6 +424,37 @@ TEST_CASE("GPTQ sym 4-bit g128: read exactly, and the exact mapping to Q4_0 has 
   tp_write(*src, dir / "gptq-qc", tp_gptq_config(128, true, false), tp_gptq(128, true, true), nullptr, true);
   auto m2 = ModelSource::open(dir / "gptq-qc");
   CHECK(tp_max_diff(*m, *m2, "blk.2.attn_q.weight") == 0.0);
+}
+
+TEST_CASE("GPTQ 2-, 3- and 8-bit checkpoints: read exactly; 8-bit sym maps to Q8_0, 2/3-bit are requantized",
+          "[third-party][convert]") {
+  const auto src = tp_tiny();
+  if (!src) return;
+  test::TempDir dir;
+  for (const int bits : {2, 3, 8}) {
+    INFO(bits << " bits");
+    const std::string name = "b" + std::to_string(bits);
+    json cfg = tp_gptq_config(128, true, false);
+    cfg["bits"] = bits;
+    TpExpected e;
+    tp_write(*src, dir / name, cfg, tp_gptq(128, true, true, nullptr, bits), &e);
+    auto m = ModelSource::open(dir / name);
+    for (const char* n : {"blk.0.ffn_down.weight", "blk.2.attn_v.weight"}) {
+      const ModelTensor& t = m->at(n);
+      std::vector<float> got(static_cast<size_t>(t.n_elements()));
+      m->read_rows_f32(t, 0, t.n_rows(), got.data());
+      CHECK(got == e.at(t.source_name.substr(0, t.source_name.size() - 8) + ".weight"));
+    }
+    const ExactConvertResult r = convert_exact_to_gguf(*m, dir / (name + ".gguf"));
+    if (bits == 8) {
+      CHECK(r.n_exact == 42);
+      CHECK(r.worst_error == 0.0);
+    } else {
+      CHECK(r.n_requantized == 42);
+      for (const auto& t : r.tensors)
+        if (t.mapping == "requantized") CHECK_THAT(t.note, Catch::Contains("no GGUF block form"));
+    }
+  }
 }
 
 TEST_CASE("GPTQ asym v2, AWQ and act-order: readers and the mapping's choices", "[third-party][convert]") {
