@@ -420,8 +420,18 @@ TEST_CASE("GPTQ sym 4-bit g128: read exactly, and the exact mapping to Q4_0 has 
     }
     CHECK(tp_max_diff(*m, *g, t.name) == 0.0);
   }
-  // The same checkpoint described by quantize_config.json instead of config.json.
-  tp_write(*src, dir / "gptq-qc", tp_gptq_config(128, true, false), tp_gptq(128, true, true), nullptr, true);
+  // The same checkpoint described by quantize_config.json instead of config.json, with the
+  // all-zero bias AutoGPTQ saves beside every quantized linear (not part of a Llama).
+  auto zero_biases = [](TpTensors& ts) {
+    const size_t n = ts.specs.size();
+    for (size_t i = 0; i < n; ++i)
+      if (ts.specs[i].name.ends_with(".scales")) {
+        const std::string mod = ts.specs[i].name.substr(0, ts.specs[i].name.size() - 7);
+        const int64_t out = ts.specs[i].shape[1];
+        ts.add(mod + ".bias", StDtype::F16, {out}, std::vector<uint8_t>(static_cast<size_t>(2 * out), 0));
+      }
+  };
+  tp_write(*src, dir / "gptq-qc", tp_gptq_config(128, true, false), tp_gptq(128, true, true), nullptr, true, zero_biases);
   auto m2 = ModelSource::open(dir / "gptq-qc");
   CHECK(tp_max_diff(*m, *m2, "blk.2.attn_q.weight") == 0.0);
 }

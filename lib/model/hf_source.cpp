@@ -548,8 +548,10 @@ class HfSource final : public ModelSource {
     } else if (hf.ends_with(".weight") && (st.dtype == StDtype::I8 || st.dtype == StDtype::F8_E4M3)) {
       mod = hf.substr(0, hf.size() - 7);
       main_suffix = ".weight";
-    } else if (hf.ends_with(".bias") && by_name_.count(hf.substr(0, hf.size() - 5) + ".qweight")) {
-      // AutoGPTQ saves a bias for every quantized linear; all-zero ones are not part of the model.
+    } else if (hf.ends_with(".bias") && by_name_.count(hf.substr(0, hf.size() - 5) + ".qweight") &&
+               !(config_.qkv_bias && (hf.ends_with("q_proj.bias") || hf.ends_with("k_proj.bias") || hf.ends_with("v_proj.bias")))) {
+      // AutoGPTQ saves a bias for every quantized linear; all-zero ones where the architecture has
+      // none are not part of the model.
       const auto& loc = by_name_.at(hf);
       std::vector<float> b = small_f32(*loc.first, *loc.second);
       return std::all_of(b.begin(), b.end(), [](float x) { return x == 0; });
