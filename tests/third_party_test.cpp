@@ -620,12 +620,17 @@ TEST_CASE("compressed-tensors W4A16 packed, W8A16 and FP8 block checkpoints open
       for (int64_t i = 0; i < in; ++i) {
         const auto k = static_cast<size_t>(o * in + i);
         const float s = sc[static_cast<size_t>((o / 128) * C + i / 128)];
-        // Nearest E4M3 by search (the test's own encoder).
-        uint8_t best = 0;
-        for (int c = 0; c < 256; ++c)
-          if (!unpack::fp8_e4m3_is_nan(static_cast<uint8_t>(c)) &&
-              std::fabs(unpack::fp8_e4m3(static_cast<uint8_t>(c)) - w[k] / s) < std::fabs(unpack::fp8_e4m3(best) - w[k] / s))
-            best = static_cast<uint8_t>(c);
+        // Nearest E4M3 (the test's own encoder): codes 0x00..0x7E increase with their value.
+        static const std::vector<float> kPos = [] {
+          std::vector<float> v;
+          for (int c = 0; c < 0x7F; ++c) v.push_back(unpack::fp8_e4m3(static_cast<uint8_t>(c)));
+          return v;
+        }();
+        const float x = std::min(std::fabs(w[k] / s), 448.0f);
+        auto it = std::lower_bound(kPos.begin(), kPos.end(), x);
+        if (it == kPos.end()) --it;
+        if (it != kPos.begin() && x - *(it - 1) < *it - x) --it;
+        const auto best = static_cast<uint8_t>((it - kPos.begin()) | (w[k] < 0 && *it != 0 ? 0x80 : 0));
         q[k] = best;
         deq[k] = unpack::fp8_e4m3(best) * s;
       }
