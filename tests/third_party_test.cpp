@@ -776,6 +776,12 @@ TEST_CASE("third-party: real checkpoints equal the tools' own dequantization", "
     }
     WARN(d.filename().string() << " (" << third_party_quantization(*ours) << "): max |ours - torch| = " << worst);
     CHECK(worst == 0.0);
+    // The exact mapping: its measured error is against what we read, which equals the tool's.
+    const ExactConvertResult r = convert_exact_to_gguf(*ours, tmp / "exact.gguf");
+    WARN("  -q exact: " << r.n_exact << " exact, " << r.n_requantized << " requantized, worst error " << r.worst_error);
+    const std::string q = third_party_quantization(*ours);
+    if (q.find("4-bit") != std::string::npos && q.find(" sym") != std::string::npos && q.find("act-order") == std::string::npos)
+      CHECK(r.worst_error == 0.0);
     ++n;
   }
   if (n == 0) test::skip("no checkpoint with ref-dequant.safetensors found");

@@ -5,6 +5,8 @@
 // requantized to Q8_0 from their exact dequantization, float tensors are copied. The result names
 // each tensor's mapping and its worst error against the source's dequantized values. (To
 // requantize the whole checkpoint to a level, run quantize_model() on the same ModelSource.)
+// compressed-tensors int8 W8A8 (read as W8 rows) maps its rows to Q8_0; static activation scales
+// are dropped (GGUF has no place for them).
 #pragma once
 
 #include <lq/api.hpp>
@@ -50,7 +52,7 @@ struct ExactConvertResult {
 
 /// Writes `out` (temporary name, renamed on success) from `src`, a checkpoint opened by
 /// ModelSource::open(). Throws Errc::invalid_argument when `src` is not a GPTQ / AWQ /
-/// compressed-tensors quantized checkpoint, Errc::invalid_model for its tensors' problems,
+/// compressed-tensors quantized checkpoint (int8 W8A8 included), Errc::invalid_model for its tensors' problems,
 /// Errc::output_error, Errc::interrupted on ctx's cancel token.
 LQ_API ExactConvertResult convert_exact_to_gguf(const ModelSource& src, const std::filesystem::path& out,
                                                 const Context& ctx = {});

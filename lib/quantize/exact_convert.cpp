@@ -99,12 +99,14 @@ std::string third_party_quantization(const ModelSource& src) {
 ExactConvertResult convert_exact_to_gguf(const ModelSource& src, const std::filesystem::path& out, const Context& ctx) {
   const auto t0 = std::chrono::steady_clock::now();
   const QuantCheckpoint* qc = hf_quant_checkpoint(src);
-  if (!qc)
+  const bool w8a8 = !src.is_gguf() && std::any_of(src.tensors().begin(), src.tensors().end(),
+                                                  [](const ModelTensor& t) { return t.type == QuantType::W8; });
+  if (!qc && !w8a8)
     fail(Errc::invalid_argument, "{}: the exact mapping needs a GPTQ, AWQ or compressed-tensors quantized checkpoint "
          "(this one is not; use -q LEVEL to quantize it)", src.path().string());
   ExactConvertResult res;
   res.output = out;
-  res.source_quantization = qc->describe();
+  res.source_quantization = qc ? qc->describe() : "compressed-tensors int8 W8A8 (int8 weights, one scale per row)";
   res.source_bytes = src.source_bytes();
 
   // Decide and encode each tensor first (the small model fits; a tensor at a time is held).
@@ -114,6 +116,7 @@ ExactConvertResult convert_exact_to_gguf(const ModelSource& src, const std::file
   };
   std::vector<Planned> plan;
   for (const ModelTensor& t : src.tensors()) {
+    if (t.name.ends_with(".input_scale")) continue;  // static W8A8 activation scales: no GGUF form
     QuantType type = t.type;
     if (const auto ql = hf_quantized_linear(src, t)) {
       const auto& w = *ql->weight;
@@ -122,6 +125,8 @@ ExactConvertResult convert_exact_to_gguf(const ModelSource& src, const std::file
       else if (blocks && w.bits == 4) type = QuantType::Q4_1;
       else if (blocks && w.bits == 8 && ec_all_zero(w, 128)) type = QuantType::Q8_0;
       else type = t.row_length() % 32 == 0 ? QuantType::Q8_0 : QuantType::F32;
+    } else if (t.type == QuantType::W8) {
+      type = t.row_length() % 32 == 0 ? QuantType::Q8_0 : QuantType::F32;  // int8 rows: Q8_0 keeps them
     } else if (hf_is_fp8_linear(src, t) && t.row_length() % 32 == 0) {
       type = QuantType::Q8_0;  // FP8 linears (read as F32)
     }
@@ -170,6 +175,36 @@ ExactConvertResult convert_exact_to_gguf(const ModelSource& src, const std::file
     src.read_rows_f32(t, 0, rows, ref.data());
     std::vector<uint8_t> bytes;
     const auto ql = hf_quantized_linear(src, t);
+    if (t.type == QuantType::W8 && p.type == QuantType::Q8_0) {
+      // W8 rows: a float scale, then the int8 values; every 32-block gets the row's scale.
+      et.source = "int8 per row (W8A8)";
+      std::vector<uint8_t> raw(t.row_bytes() * static_cast<size_t>(rows));
+      src.read_rows_raw(t, 0, rows, raw.data());
+      const size_t rb = type_info(QuantType::Q8_0).row_bytes(cols);
+      bytes.resize(rb * static_cast<size_t>(rows));
+      for (int64_t r = 0; r < rows; ++r) {
+        const uint8_t* in = raw.data() + static_cast<size_t>(r) * t.row_bytes();
+        float scale;
+        std::memcpy(&scale, in, 4);
+        for (int64_t b = 0; b < cols / 32; ++b) {
+          ref::block_q8_0 blk;
+          blk.d = f32_to_fp16(scale);
+          std::memcpy(blk.qs, in + 4 + b * 32, 32);
+          std::memcpy(bytes.data() + static_cast<size_t>(r) * rb + static_cast<size_t>(b) * sizeof blk, &blk, sizeof blk);
+        }
+      }
+      et.max_abs_error = ec_max_error(p.type, bytes, ref, rows, cols);
+      et.mapping = et.max_abs_error == 0 ? "exact" : "codes_kept";
+      if (et.max_abs_error != 0) et.note = "codes kept; scales rounded to fp16";
+      ++res.n_exact;
+      res.worst_error = std::max(res.worst_error, et.max_abs_error);
+      res.n_weights += static_cast<uint64_t>(t.n_elements());
+      writer.write(bytes.data(), bytes.size());
+      src.release(t);
+      res.tensors.push_back(std::move(et));
+      progress.update("Converting", ++done, static_cast<int64_t>(plan.size()), "tensors");
+      continue;
+    }
     if (ql) et.source = ql->scheme.describe();
     else if (hf_is_fp8_linear(src, t)) et.source = "FP8 E4M3";
     else et.source = type_name(t.type);
