@@ -105,6 +105,8 @@ int run_info(Context& ctx, std::vector<std::string> args) {
       if (static_cast<int64_t>(l.ftype) == *ft) level = l.name;
   }
 
+  // GPTQ / AWQ / compressed-tensors: the scheme its linears are read (dequantized) from.
+  const std::string third_party = third_party_quantization(*src);
   if (ctx.format == Format::json) {
     nlohmann::json types = nlohmann::json::object();
     for (const auto& [name, e] : per_type) types[name] = {{"tensors", e.first}, {"bytes", e.second}};
@@ -128,6 +130,7 @@ int run_info(Context& ctx, std::vector<std::string> args) {
                         {"file_bytes", src->source_bytes()},
                         {"bits_per_weight", bpw},
                         {"quantization_level", level.empty() ? nlohmann::json(nullptr) : nlohmann::json(level)},
+                        {"source_quantization", third_party.empty() ? nlohmann::json(nullptr) : nlohmann::json(third_party)},
                         {"tensor_types", types},
                         {"metadata", md}};
     if (r.count("tensors")) {
@@ -144,6 +147,8 @@ int run_info(Context& ctx, std::vector<std::string> args) {
   std::cout << fmt::format("Shape:         {} layers, hidden {}, heads {}/{} (head dim {}), ffn {}, vocab {}\n", c.n_layer,
                            c.n_embd, c.n_head, c.n_head_kv, c.head_dim, c.n_ff, c.n_vocab);
   if (!level.empty()) std::cout << fmt::format("Level:         {}\n", level);
+  if (!third_party.empty())
+    std::cout << fmt::format("Quantization:  {} (linears read dequantized to F32)\n", third_party);
   std::cout << fmt::format("Tensors:       {} ({} parameters)\n", src->tensors().size(), n_weights);
   for (const auto& [name, e] : per_type)
     std::cout << fmt::format("  {:<8} {:>4} tensors  {:>10}\n", name, e.first, human_bytes(e.second));

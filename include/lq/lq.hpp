@@ -6,6 +6,7 @@
 #include <lq/backend.hpp>
 #include <lq/calibration.hpp>
 #include <lq/context.hpp>
+#include <lq/convert.hpp>
 #include <lq/decode.hpp>
 #include <lq/engine.hpp>
 #include <lq/error.hpp>

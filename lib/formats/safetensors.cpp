@@ -24,7 +24,7 @@ size_t st_dtype_size(StDtype t) {
     case StDtype::F64: case StDtype::I64: return 8;
     case StDtype::F32: case StDtype::I32: return 4;
     case StDtype::F16: case StDtype::BF16: case StDtype::I16: return 2;
-    case StDtype::I8: case StDtype::U8: case StDtype::BOOL: return 1;
+    case StDtype::I8: case StDtype::U8: case StDtype::BOOL: case StDtype::F8_E4M3: return 1;
   }
   return 0;
 }
@@ -38,7 +38,7 @@ QuantType st_dtype_to_type(StDtype t) {
     case StDtype::I64: return QuantType::I64;
     case StDtype::I32: return QuantType::I32;
     case StDtype::I16: return QuantType::I16;
-    case StDtype::I8: case StDtype::U8: case StDtype::BOOL: return QuantType::I8;
+    case StDtype::I8: case StDtype::U8: case StDtype::BOOL: case StDtype::F8_E4M3: return QuantType::I8;
   }
   return QuantType::F32;
 }
@@ -55,6 +55,7 @@ const char* st_dtype_name(StDtype t) {
     case StDtype::I8: return "I8";
     case StDtype::U8: return "U8";
     case StDtype::BOOL: return "BOOL";
+    case StDtype::F8_E4M3: return "F8_E4M3";
   }
   return "?";
 }
@@ -65,7 +66,7 @@ std::optional<StDtype> parse_dtype(const std::string& s) {
   static const std::pair<const char*, StDtype> kNames[] = {
       {"F64", StDtype::F64}, {"F32", StDtype::F32}, {"F16", StDtype::F16}, {"BF16", StDtype::BF16},
       {"I64", StDtype::I64}, {"I32", StDtype::I32}, {"I16", StDtype::I16}, {"I8", StDtype::I8},
-      {"U8", StDtype::U8},   {"BOOL", StDtype::BOOL}};
+      {"U8", StDtype::U8},   {"BOOL", StDtype::BOOL}, {"F8_E4M3", StDtype::F8_E4M3}};
   for (const auto& [n, t] : kNames)
     if (s == n) return t;
   return std::nullopt;

@@ -19,7 +19,7 @@ namespace lq {
 class MappedFile;
 
 /// Element types a safetensors header may name.
-enum class StDtype { F64, F32, F16, BF16, I64, I32, I16, I8, U8, BOOL };
+enum class StDtype { F64, F32, F16, BF16, I64, I32, I16, I8, U8, BOOL, F8_E4M3 };  // F8_E4M3: float8_e4m3fn
 
 struct StTensor {
   std::string name;

@@ -195,12 +195,24 @@ HfConfig read_hf_config(const fs::path& dir) {
   if (!is_supported_model_type(mt))
     fail(Errc::invalid_model, "{}: unsupported architecture: model_type '{}' (supported: llama, mistral, qwen2)",
          cfg.string(), mt);
-  if (j.contains("quantization_config") && !j["quantization_config"].is_null())
+  if (j.contains("quantization_config") && !j["quantization_config"].is_null()) {
+    out.quant = read_quant_checkpoint(j["quantization_config"], cfg);
+    if (!out.quant) try {
+        out.int8 = read_int8_quantization(j["quantization_config"], cfg);
+      } catch (const json::exception& e) {
+        fail(Errc::invalid_model, "{}: malformed quantization_config: {}", cfg.string(), e.what());
+      }
+  } else if (const fs::path qc = dir / "quantize_config.json"; fs::exists(qc, ec)) {
+    // AutoGPTQ's own file: the GPTQ keys without quant_method.
+    json q;
     try {
-      out.int8 = read_int8_quantization(j["quantization_config"], cfg);
+      q = json::parse(read_file(qc));
     } catch (const json::exception& e) {
-      fail(Errc::invalid_model, "{}: malformed quantization_config: {}", cfg.string(), e.what());
+      fail(Errc::invalid_model, "{}: malformed JSON: {}", qc.string(), e.what());
     }
+    if (q.is_object() && !q.contains("quant_method")) q["quant_method"] = "gptq";
+    out.quant = read_quant_checkpoint(q, qc);
+  }
   ModelConfig& c = out.config;
   try {
     c.model_type = mt;

@@ -5,6 +5,7 @@
 
 #include <lq/gguf.hpp>
 #include <lq/model.hpp>
+#include "model/quant_scheme.hpp"
 
 #include <nlohmann/json.hpp>
 
@@ -32,11 +33,13 @@ struct HfConfig {
   ModelConfig config;
   nlohmann::json text;
   std::optional<Int8Checkpoint> int8;  ///< set for a compressed-tensors int8 checkpoint
+  /// Set for a GPTQ, AWQ or other compressed-tensors checkpoint (read dequantized to float).
+  std::optional<QuantCheckpoint> quant;
 };
 
-/// Reads `dir`/config.json; unsupported architectures, quantized checkpoints other than
-/// compressed-tensors int8 (W8A8) and inconsistent hyper-parameters throw Errc::invalid_model
-/// naming the file and what is not supported.
+/// Reads `dir`/config.json (and GPTQ's quantize_config.json beside it); unsupported architectures,
+/// quantization schemes not covered by the int8 reader or model/quant_scheme, and inconsistent
+/// hyper-parameters throw Errc::invalid_model naming the file and what is not supported.
 HfConfig read_hf_config(const std::filesystem::path& dir);
 /// Appends the general.* and {arch}.* keys the converter writes for `hf` (a model of `n_params`
 /// parameters), in its order.

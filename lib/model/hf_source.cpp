@@ -6,10 +6,14 @@
 // and their GGUF keys are model/config's, decoding to float model/decode's.
 // A compressed-tensors int8 checkpoint (W8A8) presents each int8 linear as a W8 tensor: every row
 // its weight_scale (as float) and then its int8 values, so the engine runs it with int8 products.
+// GPTQ, AWQ and the other compressed-tensors schemes (model/quant_scheme) present each quantized
+// linear as F32 in HF layout, dequantized exactly from its codes (formats/quant_unpack) one tensor at
+// a time when first read (the last two are kept); hf_quantized_linear() gives the codes themselves.
 #include "model/config.hpp"
 #include "model/sources.hpp"
 #include "model/tensor_names.hpp"
 
+#include "formats/quant_unpack.hpp"
 #include "formats/safetensors.hpp"
 
 #include <lq/decode.hpp>
@@ -25,6 +29,7 @@
 #include <cmath>
 #include <cstring>
 #include <map>
+#include <mutex>
 #include <set>
 
 namespace fs = std::filesystem;
@@ -57,6 +62,20 @@ bool int8_companion(const std::string& hf) {
   for (std::string_view s : {".weight_scale", ".input_scale", ".weight_zero_point", ".input_zero_point"})
     if (hf.size() > s.size() && hf.compare(hf.size() - s.size(), s.size(), s) == 0) return true;
   return false;
+}
+
+// Suffixes of the tensors that make up a third-party quantized linear beside (or instead of) its
+// weight; the main tensor of each is qweight, weight_packed, or an int8 / FP8 weight.
+constexpr std::string_view kQuantParts[] = {".qweight", ".qzeros", ".scales", ".g_idx", ".weight_packed",
+                                            ".weight_scale", ".weight_zero_point", ".weight_shape", ".weight_g_idx",
+                                            ".input_scale", ".input_zero_point"};
+
+// The module and suffix of a tensor name when it is one of kQuantParts (else an empty module).
+std::pair<std::string, std::string_view> quant_part(const std::string& hf) {
+  for (std::string_view s : kQuantParts)
+    if (hf.size() > s.size() && hf.compare(hf.size() - s.size(), s.size(), s) == 0)
+      return {hf.substr(0, hf.size() - s.size()), s};
+  return {};
 }
 
 // Sort key of llama-quantize's visit order: non-block tensors by name, then by layer, then name.
@@ -102,6 +121,12 @@ class HfSource final : public ModelSource {
     }
     const size_t rb = t.row_bytes();
     auto* out = static_cast<uint8_t*>(dst);
+    if (e.quant) {  // dequantized F32 rows of a third-party quantized linear
+      const std::shared_ptr<const Unpacked> u = unpacked(e);
+      for (int64_t r = row0; r < row0 + nrows; ++r)
+        u->row(source_row(e, r), reinterpret_cast<float*>(out + static_cast<size_t>(r - row0) * rb));
+      return;
+    }
     if (!e.scales.empty()) {  // W8: the row's scale, then its int8 values from the file
       const auto in = static_cast<size_t>(t.row_length());
       for (int64_t r = row0; r < row0 + nrows; ++r) {
@@ -123,7 +148,7 @@ class HfSource final : public ModelSource {
 
   std::shared_ptr<const uint8_t> share_raw(const ModelTensor& t) const override {
     const Entry& e = entry(t);
-    if (e.generated || e.permute != Mapping::Permute::none || !e.scales.empty()) return nullptr;
+    if (e.generated || e.permute != Mapping::Permute::none || !e.scales.empty() || e.quant) return nullptr;
     return e.file->share(e.st->begin, t.row_bytes() * static_cast<size_t>(t.n_rows()));
   }
 
@@ -141,7 +166,54 @@ class HfSource final : public ModelSource {
 
   gguf::Metadata gguf_metadata() const override { return metadata_; }
 
+  const HfConfig& hf_config() const { return hf_; }
+  bool is_fp8(const ModelTensor& t) const {
+    const Entry& e = entry(t);
+    return e.quant && e.quant->scheme.packing == Packing::ct_fp8;
+  }
+
+  // The codes of a third-party int linear with rows in GGUF order; null for other tensors.
+  std::optional<QuantizedLinear> quantized_linear(const ModelTensor& t) const {
+    const Entry& e = entry(t);
+    if (!e.quant || e.quant->scheme.packing == Packing::ct_fp8) return std::nullopt;
+    const std::shared_ptr<const Unpacked> u = unpacked(e);
+    QuantizedLinear ql;
+    ql.scheme = e.quant->scheme;
+    if (e.permute == Mapping::Permute::none) {
+      ql.weight = std::shared_ptr<const unpack::IntWeight>(u, &*u->iw);
+      return ql;
+    }
+    auto w = std::make_shared<unpack::IntWeight>(*u->iw);
+    const int64_t cols = w->cols, G = w->n_groups;
+    for (int64_t r = 0; r < w->rows; ++r) {
+      const int64_t sr = source_row(e, r);
+      std::memcpy(&w->q[static_cast<size_t>(r * cols)], &u->iw->q[static_cast<size_t>(sr * cols)], static_cast<size_t>(cols));
+      for (int64_t g = 0; g < G; ++g) {
+        w->scale[static_cast<size_t>(r * G + g)] = u->iw->scale[static_cast<size_t>(sr * G + g)];
+        w->zero[static_cast<size_t>(r * G + g)] = u->iw->zero[static_cast<size_t>(sr * G + g)];
+      }
+    }
+    ql.weight = std::move(w);
+    return ql;
+  }
+
  private:
+  // A third-party quantized linear: its module, scheme, HF shape and the tensors holding it.
+  struct QuantEntry {
+    std::string mod;
+    WeightScheme scheme;
+    int64_t out = 0, in = 0;
+  };
+  // Its values once unpacked: codes (int schemes) or floats (FP8).
+  struct Unpacked {
+    std::optional<unpack::IntWeight> iw;
+    std::vector<float> f;
+    int64_t in = 0;
+    void row(int64_t r, float* dst) const {
+      if (iw) iw->dequantize_rows(r, 1, dst);
+      else std::memcpy(dst, f.data() + r * in, static_cast<size_t>(in) * sizeof(float));
+    }
+  };
   struct Entry {
     const SafetensorsFile* file = nullptr;
     const StTensor* st = nullptr;
@@ -149,6 +221,7 @@ class HfSource final : public ModelSource {
     bool generated = false;
     std::vector<float> generated_values;
     std::vector<float> scales;  // W8: one weight scale per stored (HF) row
+    std::shared_ptr<const QuantEntry> quant;  // a third-party quantized linear (read dequantized)
   };
 
   // The stored row that holds presented row r (q/k rows are re-ordered for RoPE).
@@ -240,6 +313,280 @@ class HfSource final : public ModelSource {
     return input_scale;
   }
 
+  // The part `suffix` of quantized module `q`, or null.
+  const std::pair<const SafetensorsFile*, const StTensor*>* part(const QuantEntry& q, std::string_view suffix) const {
+    auto it = by_name_.find(q.mod + std::string(suffix));
+    return it == by_name_.end() ? nullptr : &it->second;
+  }
+  const std::pair<const SafetensorsFile*, const StTensor*>& need_part(const QuantEntry& q, std::string_view suffix) const {
+    if (const auto* p = part(q, suffix)) return *p;
+    fail(Errc::invalid_model, "{}: '{}{}' is missing ({} needs it)", dir_.string(), q.mod, suffix, q.scheme.describe());
+  }
+  std::vector<uint8_t> read_all(const std::pair<const SafetensorsFile*, const StTensor*>& p) const {
+    std::vector<uint8_t> raw(p.second->nbytes);
+    p.first->read(p.second->begin, raw.size(), raw.data());
+    return raw;
+  }
+  template <typename T>
+  std::vector<T> read_as(const std::pair<const SafetensorsFile*, const StTensor*>& p, StDtype want) const {
+    if (p.second->dtype != want)
+      fail(Errc::invalid_model, "{}: '{}' has dtype {}, expected {}", p.first->path().string(), p.second->name,
+           st_dtype_name(p.second->dtype), st_dtype_name(want));
+    const std::vector<uint8_t> raw = read_all(p);
+    std::vector<T> v(raw.size() / sizeof(T));
+    std::memcpy(v.data(), raw.data(), v.size() * sizeof(T));
+    return v;
+  }
+  std::vector<float> read_scales(const std::pair<const SafetensorsFile*, const StTensor*>& p) const {
+    const StDtype d = p.second->dtype;
+    if (d != StDtype::F32 && d != StDtype::F16 && d != StDtype::BF16)
+      fail(Errc::invalid_model, "{}: '{}' has dtype {}, expected F16, BF16 or F32 scales", p.first->path().string(),
+           p.second->name, st_dtype_name(d));
+    std::vector<float> v = small_f32(*p.first, *p.second);
+    for (size_t i = 0; i < v.size(); ++i)
+      if (!std::isfinite(v[i]))
+        fail(Errc::invalid_model, "{}: '{}' holds a non-finite scale at {}", p.first->path().string(), p.second->name, i);
+    return v;
+  }
+  static std::string shape_str(const std::vector<int64_t>& v) { return fmt::format("[{}]", fmt::join(v, ", ")); }
+  void expect_shape(const std::pair<const SafetensorsFile*, const StTensor*>& p, const std::vector<int64_t>& want,
+                    const QuantEntry& q) const {
+    if (p.second->shape != want)
+      fail(Errc::invalid_model, "{}: '{}' has shape {}, expected {} for a [{}, {}] linear ({})", p.first->path().string(),
+           p.second->name, shape_str(p.second->shape), shape_str(want), q.out, q.in, q.scheme.describe());
+  }
+
+  // Unpacks one quantized linear; every tensor it needs is checked (dtype, shape against the config).
+  std::shared_ptr<Unpacked> unpack_linear(const QuantEntry& q) const {
+    auto u = std::make_shared<Unpacked>();
+    u->in = q.in;
+    const WeightScheme& s = q.scheme;
+    const int64_t G = s.group_size > 0 ? (q.in + s.group_size - 1) / s.group_size : 1;
+    const std::string where = fmt::format("{}: '{}'", dir_.string(), q.mod);
+    try {
+      switch (s.packing) {
+        case Packing::gptq: {
+          const auto& qw = need_part(q, ".qweight");
+          const auto& sc = need_part(q, ".scales");
+          const auto* qz = part(q, ".qzeros");
+          if (!qz && !s.sym) need_part(q, ".qzeros");
+          const auto* gi = part(q, ".g_idx");
+          if (!gi && s.actorder) need_part(q, ".g_idx");
+          if (std::string err = unpack::gptq_shape_error(q.out, q.in, s.bits, G, qw.second->shape,
+                                                         qz ? qz->second->shape : std::vector<int64_t>{}, sc.second->shape);
+              !err.empty())
+            fail(Errc::invalid_model, "{}: {} for a [{}, {}] linear ({})", where, err, q.out, q.in, s.describe());
+          std::vector<int32_t> g;
+          if (gi) {
+            expect_shape(*gi, {q.in}, q);
+            g = read_as<int32_t>(*gi, StDtype::I32);
+          }
+          u->iw = unpack::gptq(read_as<int32_t>(qw, StDtype::I32), qz ? read_as<int32_t>(*qz, StDtype::I32) : std::vector<int32_t>{},
+                               read_scales(sc), g, q.out, q.in, s.bits, s.group_size, s.v1_zeros);
+          break;
+        }
+        case Packing::awq_gemm: {
+          const auto& qw = need_part(q, ".qweight");
+          const auto& sc = need_part(q, ".scales");
+          const auto* qz = part(q, ".qzeros");
+          if (!qz && !s.sym) need_part(q, ".qzeros");
+          if (q.out % 8 != 0 || q.in % s.group_size != 0)
+            fail(Errc::invalid_model, "{}: a [{}, {}] linear does not fit AWQ's layout (out a multiple of 8, in of the group "
+                 "size {})", where, q.out, q.in, s.group_size);
+          expect_shape(qw, {q.in, q.out / 8}, q);
+          expect_shape(sc, {q.in / s.group_size, q.out}, q);
+          if (qz) expect_shape(*qz, {q.in / s.group_size, q.out / 8}, q);
+          u->iw = unpack::awq_gemm(read_as<int32_t>(qw, StDtype::I32),
+                                   qz ? read_as<int32_t>(*qz, StDtype::I32) : std::vector<int32_t>{}, read_scales(sc), q.out,
+                                   q.in, s.group_size);
+          break;
+        }
+        case Packing::ct_packed:
+        case Packing::ct_int: {
+          const bool packed = s.packing == Packing::ct_packed;
+          const auto& w = need_part(q, packed ? ".weight_packed" : ".weight");
+          const auto& sc = need_part(q, ".weight_scale");
+          const auto* zp = part(q, ".weight_zero_point");
+          if (!zp && !s.sym) need_part(q, ".weight_zero_point");
+          const auto* gi = part(q, ".weight_g_idx");
+          if (packed) expect_shape(w, {q.out, (q.in * s.bits + 31) / 32}, q);
+          else expect_shape(w, {q.out, q.in}, q);
+          if (const auto* ws = part(q, ".weight_shape")) {
+            std::vector<int64_t> shp;
+            if (ws->second->dtype == StDtype::I64) shp = read_as<int64_t>(*ws, StDtype::I64);
+            else for (float v : small_f32(*ws->first, *ws->second)) shp.push_back(static_cast<int64_t>(v));
+            if (shp != std::vector<int64_t>{q.out, q.in})
+              fail(Errc::invalid_model, "{}: '{}' says {}, the config gives [{}, {}]", dir_.string(), ws->second->name,
+                   shape_str(shp), q.out, q.in);
+          }
+          const int64_t n_scale = s.strategy == "tensor" ? 1 : s.strategy == "channel" ? q.out : q.out * G;
+          if (static_cast<int64_t>(sc.second->nbytes / st_dtype_size(sc.second->dtype)) != n_scale)
+            fail(Errc::invalid_model, "{}: '{}' has shape {}, expected {} scales for strategy {} of a [{}, {}] linear",
+                 dir_.string(), sc.second->name, shape_str(sc.second->shape), n_scale, s.strategy, q.out, q.in);
+          std::vector<int32_t> g;
+          if (gi) {
+            expect_shape(*gi, {q.in}, q);
+            g = read_as<int32_t>(*gi, StDtype::I32);
+          }
+          std::vector<int32_t> zpk;
+          std::vector<int8_t> zs;
+          if (zp && zp->second->dtype == StDtype::I32 && packed) zpk = read_as<int32_t>(*zp, StDtype::I32);
+          else if (zp) zs = read_as<int8_t>(*zp, StDtype::I8);
+          if (s.sym) {
+            for (int8_t z : zs)
+              if (z != 0) fail(Errc::invalid_model, "{}: '{}' is not zero but the scheme is symmetric", dir_.string(), zp->second->name);
+            zs.clear();
+            zpk.clear();
+          }
+          u->iw = packed ? unpack::ct_packed(read_as<int32_t>(w, StDtype::I32), read_scales(sc), zpk, zs, g, q.out, q.in,
+                                             s.bits, s.group_size)
+                         : unpack::ct_int8(read_as<int8_t>(w, StDtype::I8), read_scales(sc), zs, g, q.out, q.in, s.bits,
+                                           s.group_size);
+          break;
+        }
+        case Packing::ct_fp8: {
+          const auto& w = need_part(q, ".weight");
+          const auto& sc = need_part(q, ".weight_scale");
+          expect_shape(w, {q.out, q.in}, q);
+          int64_t br = q.out, bc = q.in;
+          std::vector<int64_t> want = {1};
+          if (s.strategy == "channel") {
+            br = 1;
+            want = {q.out, 1};
+          } else if (s.strategy == "block") {
+            br = s.block_rows;
+            bc = s.block_cols;
+            want = {(q.out + br - 1) / br, (q.in + bc - 1) / bc};
+          }
+          const std::vector<float> scales = read_scales(sc);
+          int64_t n_want = 1;
+          for (int64_t d : want) n_want *= d;
+          if (static_cast<int64_t>(scales.size()) != n_want)
+            fail(Errc::invalid_model, "{}: '{}' has shape {}, expected {} (FP8 per {}) for a [{}, {}] linear", dir_.string(),
+                 sc.second->name, shape_str(sc.second->shape), shape_str(want), s.strategy, q.out, q.in);
+          const std::vector<uint8_t> bytes = read_as<uint8_t>(w, StDtype::F8_E4M3);
+          u->f.resize(static_cast<size_t>(q.out * q.in));
+          if (const int64_t nan = unpack::fp8_dequantize_rows(bytes, scales, q.in, br, bc, 0, q.out, u->f.data()); nan >= 0)
+            fail(Errc::invalid_model, "{}: '{}' holds NaN (0x{:02x}) at [{}, {}]", dir_.string(), w.second->name,
+                 bytes[static_cast<size_t>(nan)], nan / q.in, nan % q.in);
+          break;
+        }
+      }
+    } catch (const Error& e) {
+      const std::string msg = e.what();
+      if (msg.find(q.mod) != std::string::npos) throw;
+      fail(Errc::invalid_model, "{}: {}", where, msg);
+    }
+    return u;
+  }
+
+  // The unpacked values of `e`, from a cache of the last two tensors read.
+  std::shared_ptr<const Unpacked> unpacked(const Entry& e) const {
+    {
+      std::lock_guard<std::mutex> lock(qmu_);
+      for (const auto& [k, v] : qcache_)
+        if (k == e.quant.get()) return v;
+    }
+    std::shared_ptr<const Unpacked> u = unpack_linear(*e.quant);
+    std::lock_guard<std::mutex> lock(qmu_);
+    qcache_.insert(qcache_.begin(), {e.quant.get(), u});
+    if (qcache_.size() > 2) qcache_.pop_back();
+    return u;
+  }
+
+  // [out, in] of a linear from the config, by its GGUF name.
+  std::pair<int64_t, int64_t> linear_shape(const std::string& gguf) const {
+    const ModelConfig& c = config_;
+    const int64_t q = c.n_head * c.head_dim, kv = c.n_head_kv * c.head_dim;
+    const std::string_view rest = names::split(gguf).rest;
+    if (gguf == "output.weight") return {c.n_vocab, c.n_embd};
+    if (rest == "attn_q.weight") return {q, c.n_embd};
+    if (rest == "attn_k.weight" || rest == "attn_v.weight") return {kv, c.n_embd};
+    if (rest == "attn_output.weight") return {c.n_embd, q};
+    if (rest == "ffn_gate.weight" || rest == "ffn_up.weight") return {c.n_ff, c.n_embd};
+    if (rest == "ffn_down.weight") return {c.n_embd, c.n_ff};
+    fail(Errc::invalid_model, "{}: tensor '{}' is quantized but is not a linear layer", dir_.string(), gguf);
+  }
+
+  // The GGUF-side tensor of a quantized module, all of it checked now so errors come at open.
+  void add_quantized(const std::string& mod, std::string_view main_suffix, const WeightScheme& scheme, bool permute) {
+    const std::string hf = mod + ".weight";
+    const auto& loc = by_name_.at(mod + std::string(main_suffix));
+    auto m = map_name(hf, permute, loc.first->path().string());
+    if (!m) fail(Errc::invalid_model, "{}: '{}' is quantized but is not a linear layer", dir_.string(), mod);
+    auto q = std::make_shared<QuantEntry>();
+    q->mod = mod;
+    q->scheme = scheme;
+    std::tie(q->out, q->in) = linear_shape(m->gguf);
+    // The parts the scheme needs must be there (their shapes and values are checked when read).
+    const bool ct = scheme.packing == Packing::ct_packed || scheme.packing == Packing::ct_int || scheme.packing == Packing::ct_fp8;
+    need_part(*q, ct ? ".weight_scale" : ".scales");
+    if (!scheme.sym) need_part(*q, ct ? ".weight_zero_point" : ".qzeros");
+    if (scheme.packing == Packing::gptq && scheme.actorder) need_part(*q, ".g_idx");
+    ModelTensor t;
+    t.name = m->gguf;
+    t.source_name = mod + std::string(main_suffix);
+    t.type = QuantType::F32;
+    t.ne = {q->in, q->out};
+    for (size_t k = 0; k < files_.size(); ++k)
+      if (files_[k].get() == loc.first) t.split = static_cast<int>(k);
+    Entry e{loc.first, loc.second, m->permute};
+    quant_mods_.insert(mod);
+    e.quant = std::move(q);
+    add(std::move(t), std::move(e));
+  }
+
+  // Third-party quantized checkpoints: each tensor is a quantized linear's main part (added
+  // dequantized), one of its other parts (skipped), or an ordinary tensor (returns false).
+  bool build_quantized_tensor(const std::string& hf, const StTensor& st, bool permute) {
+    const QuantCheckpoint& qc = *hf_.quant;
+    auto [mod, suffix] = quant_part(hf);
+    std::string_view main_suffix;
+    if (!mod.empty()) {
+      if (suffix != ".qweight" && suffix != ".weight_packed") return true;
+      main_suffix = suffix;
+    } else if (hf.ends_with(".weight") && (st.dtype == StDtype::I8 || st.dtype == StDtype::F8_E4M3)) {
+      mod = hf.substr(0, hf.size() - 7);
+      main_suffix = ".weight";
+    } else if (hf.ends_with(".bias") && by_name_.count(hf.substr(0, hf.size() - 5) + ".qweight") &&
+               !(config_.qkv_bias && (hf.ends_with("q_proj.bias") || hf.ends_with("k_proj.bias") || hf.ends_with("v_proj.bias")))) {
+      // AutoGPTQ saves a bias for every quantized linear; all-zero ones where the architecture has
+      // none are not part of the model.
+      const auto& loc = by_name_.at(hf);
+      std::vector<float> b = small_f32(*loc.first, *loc.second);
+      return std::all_of(b.begin(), b.end(), [](float x) { return x == 0; });
+    } else {
+      if (hf.ends_with(".weight") && st.shape.size() == 2) {
+        const std::string m2 = hf.substr(0, hf.size() - 7);
+        if (const auto s = qc.scheme_for(m2); s && names::hf_to_gguf(hf) && linear_like(hf))
+          fail(Errc::invalid_model, "{}: '{}' is stored as {} but the quantization config gives module '{}' {}: its "
+               "quantized tensors are missing", dir_.string(), hf, st_dtype_name(st.dtype), m2, s->describe());
+      }
+      return false;
+    }
+    const auto s = qc.scheme_for(mod);
+    if (!s)
+      fail(Errc::invalid_model, "{}: '{}{}' is quantized but the quantization config leaves module '{}' unquantized",
+           dir_.string(), mod, main_suffix, mod);
+    const bool packing_ok = main_suffix == ".qweight" ? (s->packing == Packing::gptq || s->packing == Packing::awq_gemm)
+                            : main_suffix == ".weight_packed" ? s->packing == Packing::ct_packed
+                            : st.dtype == StDtype::I8 ? s->packing == Packing::ct_int
+                                                      : s->packing == Packing::ct_fp8;
+    if (!packing_ok)
+      fail(Errc::invalid_model, "{}: '{}{}' ({}) does not match the config's scheme for it: {}", dir_.string(), mod,
+           main_suffix, st_dtype_name(st.dtype), s->describe());
+    add_quantized(mod, main_suffix, *s, permute);
+    return true;
+  }
+
+  // Block linears and lm_head, the modules a quantization config can target.
+  static bool linear_like(const std::string& hf) {
+    for (std::string_view r : {"q_proj.weight", "k_proj.weight", "v_proj.weight", "o_proj.weight", "gate_proj.weight",
+                               "up_proj.weight", "down_proj.weight"})
+      if (hf.ends_with(r)) return true;
+    return hf == "lm_head.weight";
+  }
+
   const Entry& entry(const ModelTensor& t) const {
     const size_t i = static_cast<size_t>(&t - tensors_.data());
     LQ_ASSERT(i < entries_.size());
@@ -314,6 +661,7 @@ class HfSource final : public ModelSource {
     const bool permute = c.architecture == "llama";
     for (const auto& [hf, loc] : by_name_) {
       if (hf_.int8 && int8_companion(hf)) continue;
+      if (hf_.quant && build_quantized_tensor(hf, *loc.second, permute)) continue;
       auto m = map_name(hf, permute, loc.first->path().string());
       if (!m) continue;
       const StTensor& st = *loc.second;
@@ -346,6 +694,18 @@ class HfSource final : public ModelSource {
       }
       add(std::move(t), std::move(e));
     }
+    if (hf_.quant)  // parts of a quantized linear whose main tensor is absent
+      for (const auto& [hf, loc] : by_name_) {
+        const auto [mod, suffix] = quant_part(hf);
+        if (mod.empty() || quant_mods_.count(mod)) continue;
+        const auto s = hf_.quant->scheme_for(mod);
+        const char* main = !s ? ".weight"
+                           : s->packing == Packing::gptq || s->packing == Packing::awq_gemm ? ".qweight"
+                           : s->packing == Packing::ct_packed                               ? ".weight_packed"
+                                                                                            : ".weight";
+        fail(Errc::invalid_model, "{}: '{}{}' is missing (found '{}'{})", dir_.string(), mod, main, hf,
+             s ? fmt::format("; the config gives it {}", s->describe()) : std::string());
+      }
     share_fused_input_scales();
     // Llama-3 rope scaling: llama.cpp reads the per-frequency factors from rope_freqs.weight.
     if (c.rope_scaling && c.rope_scaling->type == "llama3") add_llama3_rope_factors();
@@ -475,10 +835,28 @@ class HfSource final : public ModelSource {
   std::vector<ModelTensor> tensors_;
   std::vector<Entry> entries_;
   gguf::Metadata metadata_;
+  std::set<std::string> quant_mods_;  // modules read through dequantization
+  mutable std::mutex qmu_;
+  mutable std::vector<std::pair<const QuantEntry*, std::shared_ptr<const Unpacked>>> qcache_;
 };
 
 }  // namespace
 
 std::unique_ptr<ModelSource> open_hf_source(const fs::path& path) { return std::make_unique<HfSource>(path); }
+
+const QuantCheckpoint* hf_quant_checkpoint(const ModelSource& src) {
+  const auto* hf = dynamic_cast<const HfSource*>(&src);
+  return hf && hf->hf_config().quant ? &*hf->hf_config().quant : nullptr;
+}
+
+bool hf_is_fp8_linear(const ModelSource& src, const ModelTensor& t) {
+  const auto* hf = dynamic_cast<const HfSource*>(&src);
+  return hf && hf->is_fp8(t);
+}
+
+std::optional<QuantizedLinear> hf_quantized_linear(const ModelSource& src, const ModelTensor& t) {
+  const auto* hf = dynamic_cast<const HfSource*>(&src);
+  return hf ? hf->quantized_linear(t) : std::nullopt;
+}
 
 }  // namespace lq
