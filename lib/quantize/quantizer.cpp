@@ -240,6 +240,10 @@ QuantizeResult Quantizer::quantize(const ModelSource& src, const std::filesystem
   // With a checkpoint, each tensor's bytes also go to it; resumed tensors come from it.
   std::optional<quantize_ckpt::Checkpoint> ckpt;
   if (!o.checkpoint.dir.empty()) {
+    std::error_code ec;
+    if (!o.checkpoint.resume && std::filesystem::exists(o.checkpoint.dir / "state.json", ec))
+      progress.message(fmt::format("Replacing the checkpoint in {} (an earlier run's; --resume continues one)",
+                                   o.checkpoint.dir.string()));
     ckpt.emplace(src, o, res.tensors);
     res.checkpoint = ckpt->dir();
     res.resumed_tensors = ckpt->n_done();
