@@ -248,13 +248,15 @@ TEST_CASE("resume: lq quantize killed with SIGKILL at several points resumes to 
     CHECK(last >= at);
   }
   CHECK(last < 291);
-  // SIGKILL leaves the output's temporary file: it is not the output, and a resumed run writes its own.
+  // SIGKILL leaves the output's temporary file behind: the resumed run removes it.
+  CHECK(resume_count_files(tmp.path(), ".out.gguf.tmp-") >= 1);
   const auto done = test::run(test::cli_path() + " quantize " + model + " gguf -q Q4_K_M --threads 2 --resume " +
                               ckpt.string() + " -o " + (tmp / "out.gguf").string());
   REQUIRE(done.status == 0);
   CHECK(done.err.find("resumed: " + std::to_string(last) + "/291 tensors from " + state.string()) != std::string::npos);
   CHECK(read_file(tmp / "out.gguf") == want);
   CHECK_FALSE(fs::exists(ckpt));
+  CHECK(resume_count_files(tmp.path(), ".out.gguf.tmp-") == 0);
 
   // Ctrl-C: exit 8, the checkpoint kept and named, no output; then resumed to the same bytes.
   {
@@ -332,4 +334,5 @@ TEST_CASE("resume: a dynamic profile killed with SIGKILL resumes to the same byt
   CHECK(done.err.find("/219 tensors from ") != std::string::npos);
   CHECK(read_file(tmp / "out.gguf") == want);
   CHECK_FALSE(fs::exists(ckpt));
+  CHECK(resume_count_files(tmp.path(), ".out.gguf.tmp-") == 0);
 }

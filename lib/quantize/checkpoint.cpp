@@ -169,6 +169,7 @@ Checkpoint::Checkpoint(const ModelSource& src, const QuantizeOptions& opts, cons
   const json want = run_identity(src, opts, plan);
   state_ = want.dump();
   if (!opts.checkpoint.resume) {
+    remove_old_temp_outputs();
     start_fresh();
     return;
   }
@@ -186,7 +187,29 @@ Checkpoint::Checkpoint(const ModelSource& src, const QuantizeOptions& opts, cons
     throw Error(Errc::invalid_argument,
                 fmt::format("--resume: the checkpoint in {} was made for {}", dir_.string(), why),
                 "Resume with the same model, level and options, or start afresh without --resume");
+  remove_old_temp_outputs();
   load();
+}
+
+void Checkpoint::remove_old_temp_outputs() {
+  std::error_code ec;
+  if (!fs::is_regular_file(dir_ / "temp-outputs.txt", ec)) return;
+  std::istringstream in(read_file(dir_ / "temp-outputs.txt"));
+  // Only the hidden temporary names OutputFile makes (".NAME.tmp-XXXXXXXX"), nothing else.
+  for (std::string line; std::getline(in, line);) {
+    const fs::path p(line);
+    const std::string f = p.filename().string();
+    if (f.size() > 14 && f[0] == '.' && f.find(".tmp-") == f.size() - 13 && fs::is_regular_file(p, ec)) fs::remove(p, ec);
+  }
+  fs::remove(dir_ / "temp-outputs.txt", ec);
+}
+
+void Checkpoint::note_temp_output(const fs::path& temp) {
+  if (temp.empty()) return;
+  temps_.push_back(fs::absolute(temp));
+  std::string text;
+  for (const auto& t : temps_) text += t.string() + "\n";
+  write_file_atomic(dir_ / "temp-outputs.txt", text);
 }
 
 Checkpoint::~Checkpoint() {
@@ -199,7 +222,7 @@ void Checkpoint::start_fresh() {
   fs::create_directories(dir_, ec);
   if (ec) fail(Errc::output_error, "cannot create the checkpoint directory {}: {}", dir_.string(), ec.message());
   // The old state goes first: until the new state.json exists, no checkpoint is there.
-  for (const char* f : {"state.json", "tensors.log", "data.bin"}) fs::remove(dir_ / f, ec);
+  for (const char* f : {"state.json", "tensors.log", "data.bin", "temp-outputs.txt"}) fs::remove(dir_ / f, ec);
   data_fd_ = open_rw(dir_ / "data.bin", true);
   log_fd_ = open_rw(dir_ / "tensors.log", true);
   write_file_atomic(dir_ / "state.json", state_ + "\n");

@@ -61,6 +61,9 @@ class Checkpoint {
   void append(const void* data, size_t n);
   /// Tensor n_done() is complete: flushes its bytes, then records it.
   void finish_tensor();
+  /// Records an output's temporary file: a killed run cannot remove it, the run that resumes
+  /// (or replaces) this checkpoint does.
+  void note_temp_output(const std::filesystem::path& temp);
   /// Removes the state directory (and its parent when that is left empty).
   void remove();
 
@@ -71,11 +74,13 @@ class Checkpoint {
   };
   void start_fresh();
   void load();
+  void remove_old_temp_outputs();
 
   std::filesystem::path dir_;
   const std::vector<TensorPlan>& plan_;
   std::string state_;  // state.json's identity of this run (dumped)
   std::vector<Done> done_;
+  std::vector<std::filesystem::path> temps_;  // this run's temporary outputs
   int data_fd_ = -1, log_fd_ = -1;
   uint64_t data_end_ = 0;       // bytes of finished tensors in data.bin
   uint64_t log_end_ = 0;        // bytes of tensors.log

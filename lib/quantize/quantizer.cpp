@@ -251,14 +251,22 @@ QuantizeResult Quantizer::quantize(const ModelSource& src, const std::filesystem
       progress.message(fmt::format("resumed: {}/{} tensors from {}", ckpt->n_done(), res.tensors.size(),
                                    ckpt->dir().string()));
   }
-  // The writer of split `s`; the outputs before it are complete and committed.
+  // The writer of split `s`; the outputs before it are complete and committed. A checkpoint
+  // records each output's temporary file once it exists.
+  std::vector<bool> temp_noted(writers.size(), false);
   auto writer_for = [&](int s) -> gguf::Writer& {
     for (int k = 0; k < s; ++k)
       if (writers[static_cast<size_t>(k)]) {
         writers[static_cast<size_t>(k)]->commit();
         writers[static_cast<size_t>(k)].reset();
       }
-    return *writers[static_cast<size_t>(s)];
+    gguf::Writer& w = *writers[static_cast<size_t>(s)];
+    if (ckpt && !temp_noted[static_cast<size_t>(s)]) {
+      w.write_header();
+      ckpt->note_temp_output(w.temp_path());
+      temp_noted[static_cast<size_t>(s)] = true;
+    }
+    return w;
   };
   auto check_cancelled = [&] {
     if (!ctx.cancelled()) return;
