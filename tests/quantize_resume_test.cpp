@@ -208,6 +208,17 @@ TEST_CASE("resume: a cancelled run resumes to the same bytes, whatever tail of t
   CHECK(refusal(pure, *src).find("other options (tensor") != std::string::npos);
   auto other = ModelSource::open(test::synthetic_llama(tmp, 5));
   CHECK(refusal(o, *other).find("another model") != std::string::npos);
+  // A state that is not ours, or malformed, is refused the same way.
+  {
+    const std::string good = read_file(o.checkpoint.dir / "state.json");
+    for (const std::string bad : {std::string("{"), std::string("[1, 2]"),
+                                  std::string(R"({"format": "lq.quantize-checkpoint", "model_id": 5})")}) {
+      std::ofstream(o.checkpoint.dir / "state.json", std::ios::binary) << bad;
+      const std::string why = refusal(o, *src);
+      CHECK((why.find("malformed") != std::string::npos || why.find("not a GGUF quantization checkpoint") != std::string::npos));
+    }
+    std::ofstream(o.checkpoint.dir / "state.json", std::ios::binary) << good;
+  }
   // The refused checkpoint is untouched and still resumes.
   CHECK(Quantizer(o).quantize(*src, tmp / "again.gguf", ctx).resumed_tensors == 17);
   CHECK(read_file(tmp / "again.gguf") == want);

@@ -183,7 +183,13 @@ Checkpoint::Checkpoint(const ModelSource& src, const QuantizeOptions& opts, cons
   }
   if (!had.is_object() || had.value("format", "") != kStateFormat)
     fail(Errc::invalid_argument, "--resume: {} is not a GGUF quantization checkpoint", dir_.string());
-  if (const std::string why = identity_mismatch(had, want); !why.empty())
+  std::string why;
+  try {
+    why = identity_mismatch(had, want);
+  } catch (const json::exception& e) {
+    fail(Errc::invalid_argument, "--resume: {}: malformed checkpoint state: {}", (dir_ / "state.json").string(), e.what());
+  }
+  if (!why.empty())
     throw Error(Errc::invalid_argument,
                 fmt::format("--resume: the checkpoint in {} was made for {}", dir_.string(), why),
                 "Resume with the same model, level and options, or start afresh without --resume");
@@ -252,7 +258,9 @@ void Checkpoint::load() {
     size_t index = 0;
     uint64_t off = 0, bytes = 0;
     std::string hash, name;
-    if (!(in >> index >> off >> bytes >> hash >> name)) break;
+    if (!(in >> index >> off >> bytes >> hash >> name) || hash.size() != 16 ||
+        hash.find_first_not_of("0123456789abcdef") != std::string::npos)
+      break;
     const size_t i = done_.size();
     if (index != i || i >= plan_.size() || name != plan_[i].name || bytes != plan_[i].bytes || off != offset ||
         off + bytes > data_size)
