@@ -347,3 +347,56 @@ TEST_CASE("resume: a dynamic profile killed with SIGKILL resumes to the same byt
   CHECK_FALSE(fs::exists(ckpt));
   CHECK(resume_count_files(tmp.path(), ".out.gguf.tmp-") == 0);
 }
+
+TEST_CASE("resume: a job with an importance matrix and protected weights resumes to the same bytes",
+          "[resume][quantize][job]") {
+  const auto tiny = test::tiny_with_imatrix();
+  if (!tiny) return;
+  test::TempDir tmp;
+  auto src = ModelSource::open(tiny->model);
+  QuantizeJob job;
+  job.options.ftype = FileType::Q4_K_M;
+  job.options.imatrix = &tiny->imatrix;
+  job.options.imatrix_path = tiny->imatrix_path.string();
+  job.protect_coverage = 1e-4;
+  Context ctx;
+  ctx.threads = 2;
+  const QuantizeJobResult ref = quantize_model(*src, tmp / "ref.gguf", job, ctx);
+  REQUIRE_FALSE(ref.protected_weights.empty());
+  const std::string want = read_file(tmp / "ref.gguf");
+
+  job.options.checkpoint.dir = quantize_checkpoint_state(tmp / "ckpt", "Q4_K_M", false);
+  CancelToken token;
+  ResumeCancelAfter stop(token, 20);
+  Context stopping = ctx;
+  stopping.cancel = &token;
+  stopping.progress = &stop;
+  CHECK_THROWS_AS(quantize_model(*src, tmp / "out.gguf", job, stopping), Error);
+  REQUIRE(fs::exists(job.options.checkpoint.dir / "state.json"));
+
+  job.options.checkpoint.resume = true;
+  auto refused = [&](const QuantizeJob& j) -> std::string {
+    try {
+      (void)quantize_model(*src, tmp / "other.gguf", j, ctx);
+    } catch (const Error& e) {
+      CHECK(e.code() == Errc::invalid_argument);
+      return e.what();
+    }
+    return "(accepted)";
+  };
+  QuantizeJob no_imatrix = job;
+  no_imatrix.options.imatrix = nullptr;
+  no_imatrix.protect_coverage.reset();
+  CHECK(refused(no_imatrix).find("was made for") != std::string::npos);
+  QuantizeJob more = job;
+  more.protect_coverage = 1e-3;
+  CHECK(refused(more).find("was made for") != std::string::npos);
+  QuantizeJob dyn = job;
+  dyn.profile = Profile::load("quality");
+  CHECK(refused(dyn).find("level Q4_K_M, this run is dynamic (profile quality)") != std::string::npos);
+
+  const QuantizeJobResult res = quantize_model(*src, tmp / "out.gguf", job, ctx);
+  CHECK(res.quantize.resumed_tensors >= 20);
+  CHECK(read_file(tmp / "out.gguf") == want);
+  CHECK_FALSE(fs::exists(job.options.checkpoint.dir));
+}
