@@ -17,6 +17,8 @@
 #include <iostream>
 #include <map>
 
+#include <unistd.h>
+
 namespace fs = std::filesystem;
 
 namespace lq::cli {
@@ -329,9 +331,17 @@ int run_quantize(Context& ctx, std::vector<std::string> args) {
   if (r.count("super-weights")) job.protect = load_super_weights(r["super-weights"].as<std::string>());
   if (r.count("protect-super-weights")) job.protect_coverage = coverage;
   if (qo.checkpoint.dir.empty() && !r.count("no-checkpoints") && src->source_bytes() >= kDefaultCheckpointBytes) {
-    qo.checkpoint.dir = quantize_checkpoint_state(".checkpoint", ckpt_level, false);
-    progress.message(fmt::format("Checkpointing to {} (models of {} or more; --no-checkpoints turns it off)",
-                                 qo.checkpoint.dir.string(), human_bytes(kDefaultCheckpointBytes)));
+    // The default checkpoint must not stop a run that could write its output: where the
+    // working directory (or ./.checkpoint) is not writable, the run goes on without one.
+    std::error_code ec;
+    const bool exists = fs::exists(".checkpoint", ec);
+    if (::access(exists ? ".checkpoint" : ".", W_OK) == 0) {
+      qo.checkpoint.dir = quantize_checkpoint_state(".checkpoint", ckpt_level, false);
+      progress.message(fmt::format("Checkpointing to {} (models of {} or more; --no-checkpoints turns it off)",
+                                   qo.checkpoint.dir.string(), human_bytes(kDefaultCheckpointBytes)));
+    } else {
+      progress.message("warning: no checkpoint: the working directory is not writable (--checkpoint-dir DIR names another)");
+    }
   }
 
   const QuantizeJobResult jr = quantize_model(*src, out, job, run_ctx);
