@@ -16,6 +16,8 @@
 #include <string>
 #include <vector>
 
+#include <fcntl.h>
+#include <sys/file.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -218,6 +220,14 @@ TEST_CASE("resume: a cancelled run resumes to the same bytes, whatever tail of t
       CHECK((why.find("malformed") != std::string::npos || why.find("not a GGUF quantization checkpoint") != std::string::npos));
     }
     std::ofstream(o.checkpoint.dir / "state.json", std::ios::binary) << good;
+  }
+  // A checkpoint another run holds is refused.
+  {
+    const int fd = ::open((o.checkpoint.dir / "lock").c_str(), O_RDWR | O_CREAT, 0644);
+    REQUIRE(fd >= 0);
+    REQUIRE(::flock(fd, LOCK_EX | LOCK_NB) == 0);
+    CHECK(refusal(o, *src).find("in use by another running quantization") != std::string::npos);
+    ::close(fd);
   }
   // The refused checkpoint is untouched and still resumes.
   CHECK(Quantizer(o).quantize(*src, tmp / "again.gguf", ctx).resumed_tensors == 17);

@@ -18,6 +18,7 @@
 #include <sstream>
 
 #include <fcntl.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -169,6 +170,10 @@ Checkpoint::Checkpoint(const ModelSource& src, const QuantizeOptions& opts, cons
   const json want = run_identity(src, opts, plan);
   state_ = want.dump();
   if (!opts.checkpoint.resume) {
+    std::error_code ec;
+    fs::create_directories(dir_, ec);
+    if (ec) fail(Errc::output_error, "cannot create the checkpoint directory {}: {}", dir_.string(), ec.message());
+    lock();
     remove_old_temp_outputs();
     start_fresh();
     return;
@@ -193,8 +198,19 @@ Checkpoint::Checkpoint(const ModelSource& src, const QuantizeOptions& opts, cons
     throw Error(Errc::invalid_argument,
                 fmt::format("--resume: the checkpoint in {} was made for {}", dir_.string(), why),
                 "Resume with the same model, level and options, or start afresh without --resume");
+  lock();
   remove_old_temp_outputs();
   load();
+}
+
+void Checkpoint::lock() {
+  // One run at a time: a second one would interleave tensors, and would take the first one's
+  // temporary output for a left-over. The lock goes with the process, however it ends.
+  lock_fd_ = ::open((dir_ / "lock").c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+  if (lock_fd_ < 0)
+    fail(Errc::output_error, "cannot open the checkpoint file {}: {}", (dir_ / "lock").string(), errno_message());
+  if (::flock(lock_fd_, LOCK_EX | LOCK_NB) != 0)
+    fail(Errc::invalid_argument, "the checkpoint in {} is in use by another running quantization", dir_.string());
 }
 
 void Checkpoint::remove_old_temp_outputs() {
@@ -221,6 +237,7 @@ void Checkpoint::note_temp_output(const fs::path& temp) {
 Checkpoint::~Checkpoint() {
   if (data_fd_ >= 0) ::close(data_fd_);
   if (log_fd_ >= 0) ::close(log_fd_);
+  if (lock_fd_ >= 0) ::close(lock_fd_);
 }
 
 void Checkpoint::start_fresh() {
@@ -328,6 +345,7 @@ void Checkpoint::remove() {
   if (log_fd_ >= 0) ::close(log_fd_), log_fd_ = -1;
   std::error_code ec;
   fs::remove_all(dir_, ec);
+  if (lock_fd_ >= 0) ::close(lock_fd_), lock_fd_ = -1;
   const fs::path parent = dir_.parent_path();
   if (!parent.empty() && fs::is_directory(parent, ec) && fs::is_empty(parent, ec)) fs::remove(parent, ec);
 }

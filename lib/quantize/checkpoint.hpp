@@ -75,13 +75,14 @@ class Checkpoint {
   void start_fresh();
   void load();
   void remove_old_temp_outputs();
+  void lock();
 
   std::filesystem::path dir_;
   const std::vector<TensorPlan>& plan_;
   std::string state_;  // state.json's identity of this run (dumped)
   std::vector<Done> done_;
   std::vector<std::filesystem::path> temps_;  // this run's temporary outputs
-  int data_fd_ = -1, log_fd_ = -1;
+  int data_fd_ = -1, log_fd_ = -1, lock_fd_ = -1;
   uint64_t data_end_ = 0;       // bytes of finished tensors in data.bin
   uint64_t log_end_ = 0;        // bytes of tensors.log
   uint64_t cur_bytes_ = 0;      // bytes appended for the tensor in progress
