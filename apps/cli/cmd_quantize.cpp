@@ -18,6 +18,8 @@
 #include <iostream>
 #include <map>
 
+#include <unistd.h>
+
 namespace fs = std::filesystem;
 
 namespace lq::cli {
@@ -43,7 +45,12 @@ std::string default_output(const fs::path& model, const std::string& level) {
 constexpr const char* kGgufOnlyOptions[] = {"quantization", "pure", "imatrix", "output-tensor-type", "token-embedding-type",
                                             "leave-output-tensor", "tensor-type", "allow-requantize", "keep-split",
                                             "dynamic", "profile", "protect-super-weights", "protection-coverage",
-                                            "super-weights", "coherence-check"};
+                                            "super-weights", "coherence-check", "checkpoint-dir", "resume",
+                                            "no-checkpoints"};
+// Checkpoints are on by default for models whose weights take at least this many bytes (a
+// checkpoint costs one extra write of the output's data; below this, a rerun is quicker).
+constexpr uint64_t kDefaultCheckpointBytes = 1'000'000'000;
+
 constexpr const char* kSmoothQuantOptions[] = {"alpha", "calibration-data", "calibration-samples", "ctx",
                                                "activation-percentile", "static-activations", "per-tensor-weights"};
 
@@ -211,7 +218,11 @@ int run_quantize(Context& ctx, std::vector<std::string> args) {
       ("activation-percentile", "SmoothQuant activation statistic: percentile of |x| per channel, 100 = max [default: 100]",
        cxxopts::value<double>())
       ("static-activations", "SmoothQuant: static per-tensor activation scales (input_scale) instead of dynamic per token")
-      ("per-tensor-weights", "SmoothQuant: one weight scale per tensor instead of per output channel");
+      ("per-tensor-weights", "SmoothQuant: one weight scale per tensor instead of per output channel")
+      ("checkpoint-dir", "Checkpoint directory, saved after every tensor [default: ./.checkpoint for models of 1 GB "
+                         "of weights or more]", cxxopts::value<std::string>())
+      ("resume", "Resume from a checkpoint (its directory or the checkpoint directory)", cxxopts::value<std::string>())
+      ("no-checkpoints", "No checkpoint, whatever the model's size");
   auto parsed = parse(ctx, opts, args);
   if (!parsed) return 0;
   const auto& r = *parsed;
@@ -247,7 +258,20 @@ int run_quantize(Context& ctx, std::vector<std::string> args) {
                 "Compute an importance matrix with `lq analyze MODEL`");
   if (r.count("protection-coverage") && !r.count("protect-super-weights"))
     fail(Errc::invalid_argument, "--protection-coverage needs --protect-super-weights");
+  if (r.count("no-checkpoints") && (r.count("checkpoint-dir") || r.count("resume")))
+    fail(Errc::invalid_argument, "--no-checkpoints contradicts --{}", r.count("resume") ? "resume" : "checkpoint-dir");
+  if (r.count("resume") && r.count("checkpoint-dir"))
+    fail(Errc::invalid_argument, "--resume continues the checkpoint in its own directory: drop --checkpoint-dir");
   QuantizeJob job;
+  // Checkpoints: --resume continues one (checked before any heavy work), --checkpoint-dir starts
+  // one; otherwise models of kDefaultCheckpointBytes or more get one in ./.checkpoint.
+  const std::string ckpt_level = dynamic ? "dynamic" : level.name;
+  if (r.count("resume")) {
+    job.options.checkpoint.dir = quantize_checkpoint_state(r["resume"].as<std::string>(), ckpt_level, true);
+    job.options.checkpoint.resume = true;
+  } else if (r.count("checkpoint-dir")) {
+    job.options.checkpoint.dir = quantize_checkpoint_state(r["checkpoint-dir"].as<std::string>(), ckpt_level, false);
+  }
   job.gates.perplexity = r.count("quality-report") > 0;
   job.gates.coherence = r.count("coherence-check") > 0;
   job.gates.settings = gate_settings_from_env(job.gates.perplexity, job.gates.coherence);
@@ -296,6 +320,19 @@ int run_quantize(Context& ctx, std::vector<std::string> args) {
   auto src = ModelSource::open(model);
   if (r.count("super-weights")) job.protect = load_super_weights(r["super-weights"].as<std::string>());
   if (r.count("protect-super-weights")) job.protect_coverage = coverage;
+  if (qo.checkpoint.dir.empty() && !r.count("no-checkpoints") && src->source_bytes() >= kDefaultCheckpointBytes) {
+    // The default checkpoint must not stop a run that could write its output: where the
+    // working directory (or ./.checkpoint) is not writable, the run goes on without one.
+    std::error_code ec;
+    const bool exists = fs::exists(".checkpoint", ec);
+    if (::access(exists ? ".checkpoint" : ".", W_OK) == 0) {
+      qo.checkpoint.dir = quantize_checkpoint_state(".checkpoint", ckpt_level, false);
+      progress.message(fmt::format("Checkpointing to {} (models of {} or more; --no-checkpoints turns it off)",
+                                   qo.checkpoint.dir.string(), human_bytes(kDefaultCheckpointBytes)));
+    } else {
+      progress.message("warning: no checkpoint: the working directory is not writable (--checkpoint-dir DIR names another)");
+    }
+  }
 
   const QuantizeJobResult jr = quantize_model(*src, out, job, run_ctx);
   const QuantizeResult& res = jr.quantize;
@@ -375,6 +412,7 @@ int run_quantize(Context& ctx, std::vector<std::string> args) {
                 {"tensor_types", types},
                 {"tensors", tensors},
                 {"duration_seconds", res.seconds}};
+    if (!res.checkpoint.empty()) result["resumed_tensors"] = res.resumed_tensors;
     if (!quality_json.is_null()) result["quality_report"] = quality_json;
     print_json(result);
   } else {

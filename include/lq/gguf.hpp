@@ -191,6 +191,8 @@ class LQ_API Writer {
   void write(const void* data, size_t n);
   /// Pads the last tensor, flushes, and renames the temporary file to the destination.
   void commit();
+  /// The temporary file being written ("" before the first write).
+  std::filesystem::path temp_path() const { return out_ ? out_->temp_path() : std::filesystem::path(); }
 
  private:
   void next_if_full();

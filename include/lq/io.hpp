@@ -33,6 +33,8 @@ class LQ_API OutputFile {
   /// Flushes and atomically renames to the destination.
   void commit();
   const std::filesystem::path& dest() const { return dest_; }
+  /// The temporary file written until commit().
+  const std::filesystem::path& temp_path() const { return tmp_; }
 
  private:
   struct Impl;

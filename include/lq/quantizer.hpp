@@ -27,6 +27,30 @@ struct ProtectedWeight {
   float value = 0;   ///< original value
 };
 
+/// Checkpointing of Quantizer::quantize(): the bytes of every finished tensor are kept in a state
+/// directory, flushed to disk tensor by tensor, so a run stopped at any point (Ctrl-C, kill -9, a
+/// crash) continues with `resume` and writes the same bytes as an uninterrupted run. Removed
+/// once the output is complete. Costs one extra write of the output's tensor data.
+struct QuantizeCheckpoint {
+  /// The state directory (created; holds state.json, data.bin, tensors.log); empty: none.
+  /// quantize_checkpoint_state() names it inside a checkpoint directory.
+  std::filesystem::path dir;
+  /// Continue the checkpoint in `dir`: its finished tensors are copied, not quantized again.
+  /// Errc::invalid_argument when there is none, or when it was made for another model, level,
+  /// per-tensor types, importance data or protected weights (the message says which). False:
+  /// whatever `dir` held is replaced.
+  bool resume = false;
+  /// The run's name in the checkpoint and its refusals ("Q4_K_M", "dynamic (profile balanced)");
+  /// empty: the level's name.
+  std::string level;
+};
+
+/// The state directory of a `level` quantization in checkpoint directory `dir`: dir/gguf-LEVEL.
+/// With `resume`: `dir` itself when it holds a checkpoint, else dir/gguf-LEVEL when that does,
+/// else Errc::invalid_argument.
+LQ_API std::filesystem::path quantize_checkpoint_state(const std::filesystem::path& dir, const std::string& level,
+                                                      bool resume);
+
 /// Options of a model quantization (the llama-quantize switches and liblq's additions).
 struct QuantizeOptions {
   FileType ftype = FileType::Q8_0;            ///< level: base type and mixture rules
@@ -47,6 +71,8 @@ struct QuantizeOptions {
   /// Weights to keep: the rows holding them are quantized with the protected columns' importance
   /// raised far above the rest, so the block's scales are fitted to them (no size cost).
   std::vector<ProtectedWeight> protect;
+  /// Where to keep the state of finished tensors (nothing when checkpoint.dir is empty).
+  QuantizeCheckpoint checkpoint;
 };
 
 /// The decision for one tensor.
@@ -75,6 +101,8 @@ struct QuantizeResult {
   double bpw = 0;           ///< file bits / weights
   double seconds = 0;
   int n_fallback = 0;
+  std::filesystem::path checkpoint;  ///< the state directory used ("" without checkpointing)
+  size_t resumed_tensors = 0;        ///< tensors copied from the checkpoint instead of quantized
 };
 
 /// Quantizes tensors and models. Stateless apart from its options; thread-safe to share. Threads,
@@ -92,7 +120,8 @@ class LQ_API Quantizer {
   /// Streams `src` into a GGUF file at `out` (temp file + rename). Peak memory is a few times
   /// one chunk of rows, whatever the model size. Non-finite weights throw Errc::invalid_model.
   /// Runs on ctx's threads with its back-end's kernels, reports each tensor to its progress sink,
-  /// and throws Errc::interrupted between tensors once its token is cancelled (no file is left).
+  /// and throws Errc::interrupted between chunks of rows once its token is cancelled (no output
+  /// file is left; a checkpoint, with options.checkpoint, is kept).
   QuantizeResult quantize(const ModelSource& src, const std::filesystem::path& out, const Context& ctx = {}) const;
 
   /// Quantizes `nrows` rows of `n_per_row` floats into `dst` (row_bytes * nrows bytes) on ctx's

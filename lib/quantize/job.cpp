@@ -79,6 +79,9 @@ QuantizeJobResult quantize_model(const ModelSource& src, const std::filesystem::
       job.gates.settings ? *job.gates.settings : gate_settings_from_env(job.gates.perplexity, job.gates.coherence);
   QuantizeOptions qo = job.options;
   const FileTypeInfo& level = file_type_info(qo.ftype);
+  // A checkpoint names the run as the user asked for it (the dynamic level changes below).
+  if (qo.checkpoint.level.empty())
+    qo.checkpoint.level = job.profile ? fmt::format("dynamic (profile {})", job.profile->name) : std::string(level.name);
   QuantizeJobResult res;
   res.dynamic = job.profile.has_value();
   if (job.profile) res.profile = job.profile->name;

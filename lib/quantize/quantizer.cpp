@@ -12,6 +12,7 @@
 
 #include "backend/ops.hpp"
 #include "model/tensor_names.hpp"
+#include "quantize/checkpoint.hpp"
 #include "quantize/mixture.hpp"
 #include "quantize/protect.hpp"
 
@@ -236,8 +237,54 @@ QuantizeResult Quantizer::quantize(const ModelSource& src, const std::filesystem
   std::vector<uint8_t> raw, q;
   const std::string file = src.path().string();
   int64_t done = 0;
-  for (const auto& p : res.tensors) {
+  // With a checkpoint, each tensor's bytes also go to it; resumed tensors come from it.
+  std::optional<quantize_ckpt::Checkpoint> ckpt;
+  if (!o.checkpoint.dir.empty()) {
+    std::error_code ec;
+    if (!o.checkpoint.resume && std::filesystem::exists(o.checkpoint.dir / "state.json", ec))
+      progress.message(fmt::format("Replacing the checkpoint in {} (an earlier run's; --resume continues one)",
+                                   o.checkpoint.dir.string()));
+    ckpt.emplace(src, o, res.tensors);
+    res.checkpoint = ckpt->dir();
+    res.resumed_tensors = ckpt->n_done();
+    if (o.checkpoint.resume)
+      progress.message(fmt::format("resumed: {}/{} tensors from {}", ckpt->n_done(), res.tensors.size(),
+                                   ckpt->dir().string()));
+  }
+  // The writer of split `s`; the outputs before it are complete and committed. A checkpoint
+  // records each output's temporary file once it exists.
+  std::vector<bool> temp_noted(writers.size(), false);
+  auto writer_for = [&](int s) -> gguf::Writer& {
+    for (int k = 0; k < s; ++k)
+      if (writers[static_cast<size_t>(k)]) {
+        writers[static_cast<size_t>(k)]->commit();
+        writers[static_cast<size_t>(k)].reset();
+      }
+    gguf::Writer& w = *writers[static_cast<size_t>(s)];
+    if (ckpt && !temp_noted[static_cast<size_t>(s)]) {
+      w.write_header();
+      ckpt->note_temp_output(w.temp_path());
+      temp_noted[static_cast<size_t>(s)] = true;
+    }
+    return w;
+  };
+  auto check_cancelled = [&] {
+    if (!ctx.cancelled()) return;
+    if (ckpt)
+      throw Error(Errc::interrupted,
+                  fmt::format("interrupted after {} of {} tensors; the checkpoint was kept in {}", ckpt->n_done(),
+                              res.tensors.size(), ckpt->dir().string()),
+                  fmt::format("Resume with --resume {}", ckpt->dir().string()));
     ctx.check_cancelled();
+  };
+  for (const auto& p : res.tensors) {
+    check_cancelled();
+    if (ckpt && static_cast<size_t>(done) < ckpt->n_done()) {
+      gguf::Writer& w = writer_for(p.split);
+      ckpt->replay(static_cast<size_t>(done), size_t{16} << 20, [&](const uint8_t* d, size_t n) { w.write(d, n); });
+      progress.update("Quantizing", ++done, static_cast<int64_t>(res.tensors.size()), "tensors");
+      continue;
+    }
     const ModelTensor& t = src.at(p.name);
     const int64_t ncols = p.ne[0];
     const int64_t nrows = t.n_rows();
@@ -254,16 +301,13 @@ QuantizeResult Quantizer::quantize(const ModelSource& src, const std::filesystem
       if (pw.tensor == p.name) protected_rows[pw.row].push_back(pw.col);
     for (int64_t r0 = 0; r0 < nrows; r0 += rows_per_chunk) {
       const int64_t n = std::min(rows_per_chunk, nrows - r0);
-      for (int k = 0; k < p.split; ++k)
-        if (writers[static_cast<size_t>(k)]) {
-          writers[static_cast<size_t>(k)]->commit();
-          writers[static_cast<size_t>(k)].reset();
-        }
-      gguf::Writer& w = *writers[static_cast<size_t>(p.split)];
+      if (r0 > 0) check_cancelled();
+      gguf::Writer& w = writer_for(p.split);
       if (!p.quantize) {
         raw.resize(static_cast<size_t>(n) * t.row_bytes());
         src.read_rows_raw(t, r0, n, raw.data());
         w.write(raw.data(), raw.size());
+        if (ckpt) ckpt->append(raw.data(), raw.size());
         continue;
       }
       q.resize(out_rb * static_cast<size_t>(n));
@@ -281,13 +325,16 @@ QuantizeResult Quantizer::quantize(const ModelSource& src, const std::filesystem
                                  q.data() + static_cast<size_t>(it->first - r0) * out_rb, ncols, imatrix, it->second, ctx);
       });
       w.write(q.data(), q.size());
+      if (ckpt) ckpt->append(q.data(), q.size());
     }
+    if (ckpt) ckpt->finish_tensor();
     src.release(t);
     progress.update("Quantizing", ++done, static_cast<int64_t>(res.tensors.size()), "tensors");
   }
   progress.finish("Quantizing");
   for (auto& w : writers)
     if (w) w->commit();
+  if (ckpt) ckpt->remove();
   res.output = res.outputs.front();
   for (const auto& path : res.outputs) res.file_bytes += std::filesystem::file_size(path);
   for (const auto& p : res.tensors) res.n_weights += static_cast<uint64_t>(p.n_elements());
