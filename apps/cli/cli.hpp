@@ -75,6 +75,11 @@ using lq::human_bytes;
 /// Errc::invalid_argument.
 bool parse_kv_cache_f16(const std::string& value);
 
+/// `quantize MODEL gptq|rtn`: adds its options to the quantize command, and runs it
+/// (cmd_quantize_gptq.cpp).
+void add_gptq_options(cxxopts::Options& opts);
+int run_gptq(Context& ctx, const cxxopts::ParseResult& r, const std::string& format);
+
 /// Progress on stderr: "[lq] message" lines, and a bar on a terminal ("Quantizing ━━━ 40% 23/57
 /// tensors [00:12 elapsed]") or plain lines at 10% steps otherwise. Silent with --quiet.
 class TermProgress final : public Progress {
