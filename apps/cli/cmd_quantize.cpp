@@ -46,7 +46,7 @@ constexpr const char* kGgufOnlyOptions[] = {"quantization", "pure", "imatrix", "
 constexpr const char* kSmoothQuantOptions[] = {"alpha", "calibration-data", "calibration-samples", "ctx",
                                                "activation-percentile", "static-activations", "per-tensor-weights"};
 
-constexpr const char* kGptqOptions[] = {"layout", "bits", "group-size", "act-order", "sym", "asym", "damp", "method"};
+constexpr const char* kGptqOptions[] = {"layout", "bits", "group-size", "act-order", "act-order-group", "sym", "asym", "damp", "method"};
 
 int run_smoothquant(Context& ctx, const cxxopts::ParseResult& r) {
   for (const char* o : kGgufOnlyOptions)

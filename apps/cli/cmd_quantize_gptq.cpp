@@ -1,5 +1,5 @@
 // lq quantize MODEL gptq|rtn [--layout compressed-tensors|gptq|gptq_v2] [--bits] [--group-size]
-// [--act-order[=static|group]] [--sym|--asym] [--damp] [--calibration-data] [--calibration-samples]
+// [--act-order|--act-order-group] [--sym|--asym] [--damp] [--calibration-data] [--calibration-samples]
 // [--ctx]: the options of the W4A16-style outputs, parsed into a GptqConfig for lq::gptq_model
 // (gptq.hpp), and the printed result. No quantization logic here.
 #include "cli.hpp"
@@ -23,9 +23,10 @@ void add_gptq_options(cxxopts::Options& opts) {
        cxxopts::value<std::string>())
       ("bits", "Weight bits: 2, 3, 4 or 8 [default: 4]", cxxopts::value<int>())
       ("group-size", "Columns per scale; -1 = one scale per output channel [default: 128]", cxxopts::value<int64_t>())
-      ("act-order", "Columns in descending Hessian-diagonal order: static (groups stay i / group-size, g_idx trivial; "
-                    "the default of the flag) or group (groups by position in that order: a non-monotonic g_idx)",
-       cxxopts::value<std::string>()->implicit_value("static"))
+      ("act-order", "Columns in descending Hessian-diagonal order with static groups (groups stay i / group-size, "
+                    "g_idx trivial: AutoGPTQ static_groups, llm-compressor actorder static)")
+      ("act-order-group", "Columns in descending Hessian-diagonal order, groups by position in that order (AutoGPTQ "
+                          "desc_act, llm-compressor actorder group): a non-monotonic g_idx, written")
       ("sym", "Symmetric weights (zero 2^(bits-1); the default)")
       ("asym", "Asymmetric weights with a zero point per group")
       ("damp", "Dampening fraction of mean(diag H), raised x10 (at most 4 times) when Cholesky fails [default: 0.01]",
@@ -51,12 +52,10 @@ int run_gptq(Context& ctx, const cxxopts::ParseResult& r, const std::string& for
   if (r.count("group-size")) cfg.params.group_size = r["group-size"].as<int64_t>();
   if (r.count("sym") && r.count("asym")) fail(Errc::invalid_argument, "--sym and --asym exclude each other");
   cfg.params.sym = r.count("asym") == 0;
-  if (r.count("act-order")) {
-    const std::string a = r["act-order"].as<std::string>();
-    if (a == "static") cfg.params.act_order = GptqActOrder::static_groups;
-    else if (a == "group") cfg.params.act_order = GptqActOrder::group;
-    else fail(Errc::invalid_argument, "--act-order: expected static or group, got '{}'", a);
-  }
+  if (r.count("act-order") && r.count("act-order-group"))
+    fail(Errc::invalid_argument, "--act-order and --act-order-group exclude each other");
+  if (r.count("act-order")) cfg.params.act_order = GptqActOrder::static_groups;
+  if (r.count("act-order-group")) cfg.params.act_order = GptqActOrder::group;
   if (r.count("damp")) cfg.params.damp = r["damp"].as<double>();
   if (r.count("calibration-samples")) cfg.calibration_samples = r["calibration-samples"].as<int64_t>();
   if (r.count("ctx")) cfg.ctx = r["ctx"].as<int64_t>();
