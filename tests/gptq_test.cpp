@@ -20,6 +20,7 @@
 #include <cmath>
 #include <cstring>
 #include <fstream>
+#include <optional>
 #include <random>
 #include <set>
 
@@ -96,6 +97,19 @@ std::vector<uint16_t> gt_u16(const SafetensorsFile& f, const std::string& name, 
   std::vector<uint16_t> v(t->nbytes / 2);
   f.read(t->begin, t->nbytes, v.data());
   return v;
+}
+
+// "blk.0.attn_q.weight" -> "model.layers.0.self_attn.q_proj".
+std::optional<std::string> names_gguf_module(const std::string& gguf) {
+  static const std::pair<const char*, const char*> kMap[] = {
+      {"attn_q", "self_attn.q_proj"}, {"attn_k", "self_attn.k_proj"}, {"attn_v", "self_attn.v_proj"},
+      {"attn_output", "self_attn.o_proj"}, {"ffn_gate", "mlp.gate_proj"}, {"ffn_up", "mlp.up_proj"},
+      {"ffn_down", "mlp.down_proj"}};
+  const auto dot = gguf.find('.', 4);
+  const std::string layer = gguf.substr(4, dot - 4), rest = gguf.substr(dot + 1, gguf.size() - dot - 8);
+  for (const auto& [g, h] : kMap)
+    if (rest == g) return "model.layers." + layer + "." + h;
+  return std::nullopt;
 }
 
 bool gt_no_leftovers(const fs::path& dir) {
@@ -530,4 +544,103 @@ TEST_CASE("gptq: CLI writes the directory and reports the dampening", "[gptq][cl
   CHECK(j["effective_bpw"].get<double>() < 16);
   CHECK(fs::exists(tmp / "out" / "model.safetensors"));
   CHECK(gt_no_leftovers(tmp.path()));
+}
+
+TEST_CASE("gptq: convert GGUF Q4_0 to the GPTQ layout keeps the codes and scales", "[gptq]") {
+  auto gg = test::shared_file("golden/pure/Q4_0.gguf");
+  if (!gg) return;
+  test::TempDir tmp;
+  const GgufConvertResult r = convert_gguf_to_gptq(*gg, tmp / "out", GptqLayout::gptq);
+  CHECK(r.bits == 4);
+  CHECK(r.group_size == 32);
+  CHECK(r.sym);
+  CHECK(r.exact.size() == 42);
+  CHECK(r.requantized.empty());
+  const auto qc = nlohmann::json::parse(read_file(tmp / "out" / "quantize_config.json"));
+  CHECK(qc["group_size"] == 32);
+  CHECK(qc["checkpoint_format"] == "gptq");
+  auto src = ModelSource::open(*gg);
+  SafetensorsFile f(tmp / "out" / "model.safetensors");
+  const int64_t hd = src->config().head_dim;
+  for (const std::string name : {"blk.0.attn_q.weight", "blk.1.attn_k.weight", "blk.3.ffn_down.weight"}) {
+    INFO(name);
+    const ModelTensor& t = src->at(name);
+    REQUIRE(t.type == QuantType::Q4_0);
+    const int64_t rows = t.n_rows(), cols = t.row_length(), nb = cols / 32;
+    std::vector<uint8_t> raw(static_cast<size_t>(rows) * t.row_bytes());
+    src->read_rows_raw(t, 0, rows, raw.data());
+    std::vector<float> deq(static_cast<size_t>(rows * cols));
+    src->read_rows_f32(t, 0, rows, deq.data());
+    const std::string m = *names_gguf_module(name);
+    const auto qw = gt_i32(f, m + ".qweight");
+    const auto codes = gptq_pack::gptq_unpack_qweight(qw.data(), rows, cols, 4);
+    const auto qz = gt_i32(f, m + ".qzeros");
+    for (int32_t z : gptq_pack::gptq_unpack_qzeros(qz.data(), rows, nb, 4, true)) CHECK(z == 8);
+    for (int32_t w : qz) CHECK(static_cast<uint32_t>(w) == 0x77777777u);
+    const auto sc = gt_u16(f, m + ".scales", StDtype::F16);
+    const bool permuted = name.find("attn_q") != std::string::npos || name.find("attn_k") != std::string::npos;
+    int64_t bad = 0;
+    for (int64_t row = 0; row < rows; ++row) {
+      // The Hugging Face row of GGUF row `row` (llama.cpp's converter permutes q/k for RoPE).
+      const int64_t h = permuted ? (row / hd) * hd + (row % hd % 2) * (hd / 2) + (row % hd) / 2 : row;
+      for (int64_t b = 0; b < nb; ++b) {
+        const uint8_t* blk = raw.data() + static_cast<size_t>(row) * t.row_bytes() + static_cast<size_t>(b) * 18;
+        uint16_t d;
+        std::memcpy(&d, blk, 2);
+        bad += sc[static_cast<size_t>(b * rows + h)] != d;
+        for (int j = 0; j < 16; ++j) {
+          bad += codes[static_cast<size_t>(h * cols + b * 32 + j)] != (blk[2 + j] & 15);
+          bad += codes[static_cast<size_t>(h * cols + b * 32 + j + 16)] != (blk[2 + j] >> 4);
+        }
+        for (int j = 0; j < 32; ++j) {  // the GPTQ dequantization equals the GGUF's
+          const float s = fp16_to_f32(sc[static_cast<size_t>(b * rows + h)]);
+          const float v = s * float(int(codes[static_cast<size_t>(h * cols + b * 32 + j)]) - 8);
+          bad += v != deq[static_cast<size_t>(row * cols + b * 32 + j)];
+        }
+      }
+    }
+    CHECK(bad == 0);
+  }
+  // A non-GGUF source and an existing directory are refused.
+  try {
+    (void)convert_gguf_to_gptq(tmp / "out", tmp / "again", GptqLayout::gptq);
+    FAIL("no error");
+  } catch (const Error& e) {
+    CHECK(e.code() == Errc::invalid_argument);
+  }
+  try {
+    (void)convert_gguf_to_gptq(*gg, tmp / "out", GptqLayout::gptq);
+    FAIL("no error");
+  } catch (const Error& e) {
+    CHECK(e.code() == Errc::output_error);
+  }
+  CHECK(gt_no_leftovers(tmp.path()));
+}
+
+TEST_CASE("gptq: convert GGUF Q8_0 and Q4_1 to compressed-tensors, saying what is lost", "[gptq]") {
+  auto q8 = test::shared_file("golden/pure/Q8_0.gguf");
+  auto q41 = test::shared_file("golden/pure/Q4_1.gguf");
+  if (!q8 || !q41) return;
+  test::TempDir tmp;
+  const GgufConvertResult a = convert_gguf_to_gptq(*q8, tmp / "q8", GptqLayout::compressed_tensors);
+  CHECK(a.bits == 8);
+  CHECK(a.exact.size() == 42);
+  const auto cfg = nlohmann::json::parse(read_file(tmp / "q8" / "config.json"));
+  CHECK(cfg["quantization_config"]["config_groups"]["group_0"]["weights"]["num_bits"] == 8);
+  CHECK(cfg["quantization_config"]["config_groups"]["group_0"]["weights"]["group_size"] == 32);
+  SafetensorsFile f(tmp / "q8" / "model.safetensors");
+  CHECK(f.find("model.layers.0.mlp.up_proj.weight_packed")->shape == std::vector<int64_t>{768, 64});
+  CHECK(f.find("model.layers.0.mlp.up_proj.weight_scale")->dtype == StDtype::F16);
+  // llama.cpp's Q4_1 minima are not multiples of the scale: those tensors are rounded to nearest.
+  const GgufConvertResult b = convert_gguf_to_gptq(*q41, tmp / "q41", GptqLayout::compressed_tensors);
+  CHECK_FALSE(b.sym);
+  CHECK(b.exact.size() + b.requantized.size() == 42);
+  if (!b.requantized.empty()) {
+    CHECK(b.worst_rel_rmse > 0);
+    CHECK(b.worst_rel_rmse < 0.2);
+    CHECK_FALSE(b.worst_module.empty());
+  }
+  CHECK_FALSE(b.lost.empty());
+  SafetensorsFile g(tmp / "q41" / "model.safetensors");
+  CHECK(g.find("model.layers.0.mlp.up_proj.weight_zero_point") != nullptr);
 }

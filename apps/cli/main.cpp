@@ -21,6 +21,7 @@ int run_perplexity(Context& ctx, std::vector<std::string> args);
 int run_run(Context& ctx, std::vector<std::string> args);
 int run_tokenize(Context& ctx, std::vector<std::string> args);
 int run_analyze(Context& ctx, std::vector<std::string> args);
+int run_convert(Context& ctx, std::vector<std::string> args);
 
 const std::vector<Command>& commands() {
   static const std::vector<Command> kCommands = {
@@ -32,6 +33,7 @@ const std::vector<Command>& commands() {
       {"run", "Generate text from a prompt", run_run},
       {"tokenize", "Token ids of a text", run_tokenize},
       {"analyze", "Importance analysis: importance matrix, super weights; analyze profile / quality", run_analyze},
+      {"convert", "Convert a GGUF into a GPTQ or compressed-tensors W4A16 directory", run_convert},
   };
   return kCommands;
 }

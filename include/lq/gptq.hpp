@@ -155,4 +155,38 @@ LQ_API GptqResult gptq_model(const std::filesystem::path& model, std::filesystem
 /// "NAME-gptq-w3a16-g64") in the current directory.
 LQ_API std::filesystem::path gptq_default_output(const std::filesystem::path& model, const GptqConfig& config);
 
+/// The exact GPTQ form of GGUF rows (`rows` rows of `cols` values, GGUF block layout): Q4_0 ->
+/// symmetric 4-bit g32 (code = q, zero 8, scale = d, negative scales kept as stored), Q8_0 -> 8-bit
+/// g32 (code = q + 128, zero 128), Q4_1 -> asymmetric 4-bit g32 (scale = d, zero = -m / d) when
+/// every block's -m / d is an integer in [0, 15] with -zero * d == m exactly. Returns false (and
+/// leaves `out` unspecified) for another type or a Q4_1 block off that grid.
+LQ_API bool gptq_from_gguf_rows(QuantType type, const void* data, int64_t rows, int64_t cols, GptqMatrix& out);
+
+/// Result of `lq convert X.gguf gptq|compressed-tensors`.
+struct GgufConvertResult {
+  std::filesystem::path output;
+  std::vector<std::string> files;
+  uint64_t output_bytes = 0, source_bytes = 0;
+  int bits = 4;
+  int64_t group_size = 32;
+  bool sym = true;
+  std::vector<std::string> exact;        ///< modules whose codes and scales are the GGUF's own
+  std::vector<std::string> requantized;  ///< modules rounded to nearest from the dequantized weights
+  double worst_rel_rmse = 0;             ///< largest relative RMS error of a requantized module
+  std::string worst_module;
+  std::vector<std::string> lost;         ///< what the conversion loses, in words
+  double seconds = 0;
+};
+
+/// Converts a Llama-family GGUF into a W4A16-style directory (`layout`). The scheme follows the
+/// linears' most common type: Q4_0 -> symmetric 4-bit g32, Q8_0 -> 8-bit g32, Q4_1 -> asymmetric
+/// 4-bit g32 (each exact where the grid allows, see gptq_from_gguf_rows); any other type ->
+/// symmetric 4-bit g128. Tensors that do not map exactly are rounded to nearest from their
+/// dequantized values. q/k rows are put back in Hugging Face order; embeddings, norms and the
+/// output projection are written as F32 (their GGUF values, exact) or in their 16-bit type. A
+/// config.json is made from the GGUF's hyper-parameters; no tokenizer files (the GGUF's
+/// vocabulary is not converted). Errc::invalid_argument for a non-GGUF source.
+LQ_API GgufConvertResult convert_gguf_to_gptq(const std::filesystem::path& gguf, std::filesystem::path out,
+                                              GptqLayout layout, const Context& ctx = {});
+
 }  // namespace lq

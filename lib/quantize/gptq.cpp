@@ -25,6 +25,7 @@
 #include "formats/safetensors.hpp"
 #include "formats/safetensors_writer.hpp"
 #include "model/tensor_names.hpp"
+#include "quantize/gptq_write.hpp"
 
 #include <Eigen/Cholesky>
 #include <Eigen/Core>
@@ -333,6 +334,117 @@ void gp_store(StDtype t, float v, uint8_t* p) {
   }
 }
 
+// The output tensors of one quantized linear `m` in `layout` (scales of compressed-tensors in
+// `scale_dtype`, the model's dtype; the GPTQ layout's are fp16).
+
+void gp_specs(const std::string& m, const GptqMatrix& q, const GpWriteSpec& w, std::vector<StTensorSpec>& specs) {
+  const int bits = q.bits;
+  const int64_t p = 32 / bits;
+  if (w.layout == GptqLayout::compressed_tensors) {
+    specs.push_back({m + ".weight_packed", StDtype::I32, {q.rows, (q.cols + p - 1) / p}});
+    specs.push_back({m + ".weight_scale", w.scale_dtype, {q.rows, q.groups}});
+    specs.push_back({m + ".weight_shape", StDtype::I64, {2}});
+    if (!w.sym) specs.push_back({m + ".weight_zero_point", StDtype::I32, {(q.rows + p - 1) / p, q.groups}});
+    if (w.g_idx) specs.push_back({m + ".weight_g_idx", StDtype::I32, {q.cols}});
+  } else {
+    specs.push_back({m + ".qweight", StDtype::I32, {q.cols * bits / 32, q.rows}});
+    specs.push_back({m + ".qzeros", StDtype::I32, {q.groups, q.rows * bits / 32}});
+    specs.push_back({m + ".scales", StDtype::F16, {q.groups, q.rows}});
+    specs.push_back({m + ".g_idx", StDtype::I32, {q.cols}});
+  }
+}
+
+void gp_write(ShardedSafetensorsWriter& out, const std::string& m, const GptqMatrix& q, const GpWriteSpec& w) {
+  const int bits = q.bits;
+  const size_t ns = q.scales.size();
+  std::vector<uint8_t> raw;
+  auto write_i32 = [&](const std::string& n, const std::vector<int32_t>& v) { out.write(n, v.data(), v.size() * 4); };
+  if (w.layout == GptqLayout::compressed_tensors) {
+    write_i32(m + ".weight_packed", gptq_pack::ct_pack_rows(q.codes.data(), q.rows, q.cols, bits));
+    const size_t es = st_dtype_size(w.scale_dtype);
+    raw.assign(ns * es, 0);
+    for (size_t k = 0; k < ns; ++k) gp_store(w.scale_dtype, q.scales[k], raw.data() + k * es);
+    out.write(m + ".weight_scale", raw.data(), raw.size());
+    const int64_t shape[2] = {q.rows, q.cols};
+    out.write(m + ".weight_shape", shape, sizeof shape);
+    if (!w.sym) write_i32(m + ".weight_zero_point", gptq_pack::ct_pack_columns(q.zeros.data(), q.rows, q.groups, bits));
+    if (w.g_idx) write_i32(m + ".weight_g_idx", q.g_idx);
+  } else {
+    write_i32(m + ".qweight", gptq_pack::gptq_pack_qweight(q.codes.data(), q.rows, q.cols, bits));
+    write_i32(m + ".qzeros", gptq_pack::gptq_pack_qzeros(q.zeros.data(), q.rows, q.groups, bits, w.layout == GptqLayout::gptq));
+    raw.assign(ns * 2, 0);
+    for (int64_t g = 0; g < q.groups; ++g)  // [groups, out]
+      for (int64_t r = 0; r < q.rows; ++r)
+        gp_store(StDtype::F16, q.scales[static_cast<size_t>(r * q.groups + g)], raw.data() + 2 * (g * q.rows + r));
+    out.write(m + ".scales", raw.data(), raw.size());
+    write_i32(m + ".g_idx", q.g_idx);
+  }
+}
+
+// An output directory: the checks before writing (Errc::output_error for a missing parent, a
+// file, or a non-empty directory that is not an earlier quantized output), a temporary
+// DIR.tmp-XXXX beside it (removed unless published), and the publication by rename.
+struct GpOutputDir {
+  fs::path dir, parent, tmp, old;
+  bool replace = false;
+  GpDirGuard guard;
+  std::random_device rd;
+
+  explicit GpOutputDir(const fs::path& dir_in) {
+    dir = dir_in.has_filename() ? dir_in : dir_in.parent_path();
+    parent = dir.parent_path().empty() ? fs::path(".") : dir.parent_path();
+    std::error_code ec;
+    if (!fs::is_directory(parent, ec))
+      fail(Errc::output_error, "cannot write {}: directory {} does not exist", dir.string(), parent.string());
+    if (fs::exists(dir, ec)) {
+      if (!fs::is_directory(dir, ec)) fail(Errc::output_error, "cannot write {}: it exists and is not a directory", dir.string());
+      if (!fs::is_empty(dir, ec)) {
+        const fs::path cfgp = dir / "config.json";
+        bool ours = false;
+        if (fs::exists(cfgp, ec)) {
+          const auto j = nlohmann::json::parse(read_file(cfgp), nullptr, false);
+          if (!j.is_discarded() && j.contains("quantization_config") && j["quantization_config"].is_object()) {
+            const std::string qm = j["quantization_config"].value("quant_method", "");
+            ours = qm == "compressed-tensors" || qm == "gptq";
+          }
+        }
+        if (!ours)
+          fail(Errc::output_error,
+               "cannot write {}: the directory exists and is not an earlier quantized output (remove it or choose another -o)",
+               dir.string());
+      }
+      replace = true;
+    }
+  }
+  // Creates the temporary directory (once the plan is known to be good).
+  const fs::path& make_tmp() {
+    std::error_code ec;
+    for (int attempt = 0; attempt < 8 && tmp.empty(); ++attempt) {
+      fs::path t = parent / fmt::format("{}.tmp-{:08x}", dir.filename().string(), rd());
+      if (fs::create_directory(t, ec)) tmp = t;
+    }
+    if (tmp.empty())
+      fail(Errc::output_error, "cannot write {}: cannot create a temporary directory in {}", dir.string(), parent.string());
+    guard.dir = tmp;
+    return tmp;
+  }
+  void publish() {
+    std::error_code ec;
+    if (replace) {
+      old = parent / fmt::format("{}.old-{:08x}", dir.filename().string(), rd());
+      fs::rename(dir, old, ec);
+      if (ec) fail(Errc::output_error, "cannot replace {}: {}", dir.string(), ec.message());
+    }
+    fs::rename(tmp, dir, ec);
+    if (ec) {
+      if (!old.empty()) fs::rename(old, dir, ec);
+      fail(Errc::output_error, "cannot write {}: {}", dir.string(), ec.message());
+    }
+    guard.dir.clear();
+    if (!old.empty()) fs::remove_all(old, ec);
+  }
+};
+
 }  // namespace gptq_impl
 
 struct GptqQuantizer::Impl {
@@ -437,7 +549,13 @@ struct GptqQuantizer::Impl {
 
   void quantize_one(const GpLinear& x, const float* h, const Context& ctx) {
     const std::vector<float> w = hf_weights(x);
-    GptqMatrix q = gptq_quantize_matrix(w.data(), x.rows, x.cols, h, cfg.params, ctx);
+    GptqMatrix q;
+    try {
+      q = gptq_quantize_matrix(w.data(), x.rows, x.cols, h, cfg.params, ctx);
+    } catch (const Error& e) {
+      if (e.code() == Errc::interrupted) throw;
+      fail(e.code(), "{}: {}; nothing was written", x.module, e.what());
+    }
     GptqLayerReport rep{x.module, x.layer, q.loss, q.damp, q.damp_raises, q.dead_columns};
     if (q.damp_raises > 0)
       ctx.progress_sink().message(fmt::format("warning: {}: Cholesky failed, dampening raised {} time(s) to {}", x.module,
@@ -557,32 +675,8 @@ GptqResult GptqQuantizer::Impl::write(const fs::path& dir_in, const Context& ctx
   if (!done) fail(Errc::invalid_argument, "gptq: write() before run()");
   const auto t0 = std::chrono::steady_clock::now();
   Progress& progress = ctx.progress_sink();
-  const fs::path dir = dir_in.has_filename() ? dir_in : dir_in.parent_path();
-  const fs::path parent = dir.parent_path().empty() ? fs::path(".") : dir.parent_path();
+  GpOutputDir od(dir_in);
   std::error_code ec;
-  if (!fs::is_directory(parent, ec))
-    fail(Errc::output_error, "cannot write {}: directory {} does not exist", dir.string(), parent.string());
-  bool replace = false;
-  if (fs::exists(dir, ec)) {
-    if (!fs::is_directory(dir, ec)) fail(Errc::output_error, "cannot write {}: it exists and is not a directory", dir.string());
-    if (!fs::is_empty(dir, ec)) {
-      const fs::path cfgp = dir / "config.json";
-      bool ours = false;
-      if (fs::exists(cfgp, ec)) {
-        const auto j = nlohmann::json::parse(read_file(cfgp), nullptr, false);
-        if (!j.is_discarded() && j.contains("quantization_config") && j["quantization_config"].is_object()) {
-          const std::string qm = j["quantization_config"].value("quant_method", "");
-          ours = qm == "compressed-tensors" || qm == "gptq";
-        }
-      }
-      if (!ours)
-        fail(Errc::output_error,
-             "cannot write {}: the directory exists and is not an earlier quantized output (remove it or choose another -o)",
-             dir.string());
-    }
-    replace = true;
-  }
-
   const fs::path src_path = src.path();
   const fs::path src_dir = fs::is_regular_file(src_path, ec) ? src_path.parent_path() : src_path;
   const auto files = sq_impl::sq_source_files(src_path);
@@ -591,9 +685,11 @@ GptqResult GptqQuantizer::Impl::write(const fs::path& dir_in, const Context& ctx
     fail(Errc::invalid_model, "{}: malformed config.json", (src_dir / "config.json").string());
 
   const bool ct_layout = cfg.layout == GptqLayout::compressed_tensors;
-  const bool v1 = cfg.layout == GptqLayout::gptq;
   const int bits = cfg.params.bits;
-  const bool group_gidx = cfg.params.act_order == GptqActOrder::group;
+  GpWriteSpec ws;
+  ws.layout = cfg.layout;
+  ws.sym = cfg.params.sym;
+  ws.g_idx = cfg.params.act_order == GptqActOrder::group;
   struct Item {
     const SafetensorsFile* file;
     const StTensor* t;
@@ -630,22 +726,10 @@ GptqResult GptqQuantizer::Impl::write(const fs::path& dir_in, const Context& ctx
       const GptqMatrix& q = *it.q;
       if (t->shape.size() != 2 || t->shape[0] != q.rows || t->shape[1] != q.cols)
         fail(Errc::invalid_model, "gptq: {} has shape [{}], not [{}, {}]", name, fmt::join(t->shape, ", "), q.rows, q.cols);
-      const std::string& m = it.module;
-      const int64_t p = 32 / bits;
-      if (ct_layout) {
-        specs.push_back({m + ".weight_packed", StDtype::I32, {q.rows, (q.cols + p - 1) / p}});
-        specs.push_back({m + ".weight_scale", t->dtype, {q.rows, q.groups}});
-        specs.push_back({m + ".weight_shape", StDtype::I64, {2}});
-        if (!cfg.params.sym) specs.push_back({m + ".weight_zero_point", StDtype::I32, {(q.rows + p - 1) / p, q.groups}});
-        if (group_gidx) specs.push_back({m + ".weight_g_idx", StDtype::I32, {q.cols}});
-      } else {
-        specs.push_back({m + ".qweight", StDtype::I32, {q.cols * bits / 32, q.rows}});
-        specs.push_back({m + ".qzeros", StDtype::I32, {q.groups, q.rows * bits / 32}});
-        specs.push_back({m + ".scales", StDtype::F16, {q.groups, q.rows}});
-        specs.push_back({m + ".g_idx", StDtype::I32, {q.cols}});
-      }
+      ws.scale_dtype = t->dtype;
+      gp_specs(it.module, q, ws, specs);
       summary.n_quantized += q.rows * q.cols;
-      written.insert(m);
+      written.insert(it.module);
       items.push_back(it);
     }
   }
@@ -654,17 +738,8 @@ GptqResult GptqQuantizer::Impl::write(const fs::path& dir_in, const Context& ctx
   summary.source_bytes = 0;
   for (const auto& f : open) summary.source_bytes += f->file_size();
 
-  std::random_device rd;
-  fs::path tmp;
-  for (int attempt = 0; attempt < 8; ++attempt) {
-    tmp = parent / fmt::format("{}.tmp-{:08x}", dir.filename().string(), rd());
-    if (fs::create_directory(tmp, ec)) break;
-    tmp.clear();
-  }
-  if (tmp.empty()) fail(Errc::output_error, "cannot write {}: cannot create a temporary directory in {}", dir.string(), parent.string());
-  GpDirGuard guard{tmp};
-
-  progress.message(fmt::format("Writing {} ({} tensors)", dir.string(), specs.size()));
+  const fs::path& tmp = od.make_tmp();
+  progress.message(fmt::format("Writing {} ({} tensors)", od.dir.string(), specs.size()));
   uint64_t data_bytes = 0;
   for (const auto& s : specs) data_bytes += s.nbytes();
   ShardedSafetensorsWriter out(tmp, specs);
@@ -679,30 +754,8 @@ GptqResult GptqQuantizer::Impl::write(const fs::path& dir_in, const Context& ctx
       if (t.nbytes) it.file->read(t.begin, t.nbytes, raw.data());
       out.write(t.name, raw.data(), raw.size());
     } else {
-      const GptqMatrix& q = *it.q;
-      const std::string& m = it.module;
-      const size_t ns = q.scales.size();
-      auto write_i32 = [&](const std::string& n, const std::vector<int32_t>& v) { out.write(n, v.data(), v.size() * 4); };
-      if (ct_layout) {
-        write_i32(m + ".weight_packed", gptq_pack::ct_pack_rows(q.codes.data(), q.rows, q.cols, bits));
-        const size_t es = st_dtype_size(t.dtype);
-        raw.assign(ns * es, 0);
-        for (size_t k = 0; k < ns; ++k) gp_store(t.dtype, q.scales[k], raw.data() + k * es);
-        out.write(m + ".weight_scale", raw.data(), raw.size());
-        const int64_t shape[2] = {q.rows, q.cols};
-        out.write(m + ".weight_shape", shape, sizeof shape);
-        if (!cfg.params.sym) write_i32(m + ".weight_zero_point", gptq_pack::ct_pack_columns(q.zeros.data(), q.rows, q.groups, bits));
-        if (group_gidx) write_i32(m + ".weight_g_idx", q.g_idx);
-      } else {
-        write_i32(m + ".qweight", gptq_pack::gptq_pack_qweight(q.codes.data(), q.rows, q.cols, bits));
-        write_i32(m + ".qzeros", gptq_pack::gptq_pack_qzeros(q.zeros.data(), q.rows, q.groups, bits, v1));
-        raw.assign(ns * 2, 0);
-        for (int64_t g = 0; g < q.groups; ++g)  // [groups, out]
-          for (int64_t r = 0; r < q.rows; ++r)
-            gp_store(StDtype::F16, q.scales[static_cast<size_t>(r * q.groups + g)], raw.data() + 2 * (g * q.rows + r));
-        out.write(m + ".scales", raw.data(), raw.size());
-        write_i32(m + ".g_idx", q.g_idx);
-      }
+      ws.scale_dtype = t.dtype;
+      gp_write(out, it.module, *it.q, ws);
     }
     progress.update("Writing", static_cast<int64_t>(i + 1), static_cast<int64_t>(items.size()), "tensors");
   }
@@ -718,7 +771,8 @@ GptqResult GptqQuantizer::Impl::write(const fs::path& dir_in, const Context& ctx
     config["quantization_config"] = gptq_pack::ct_pack_quantization_config(bits, pp.group_size, pp.sym, ao);
   } else {
     const auto qc = gptq_pack::gptq_quantize_config(bits, pp.group_size, pp.sym, pp.act_order != GptqActOrder::none,
-                                                    pp.act_order != GptqActOrder::group, pp.damp, !v1);
+                                                    pp.act_order != GptqActOrder::group, pp.damp,
+                                                    cfg.layout == GptqLayout::gptq_v2);
     config["quantization_config"] = qc;
     write_file_atomic(tmp / "quantize_config.json", qc.dump(2) + "\n");
     r.files.insert(r.files.begin(), "quantize_config.json");
@@ -734,22 +788,10 @@ GptqResult GptqQuantizer::Impl::write(const fs::path& dir_in, const Context& ctx
     }
   }
   ctx.check_cancelled();
-  fs::path old;
-  if (replace) {
-    old = parent / fmt::format("{}.old-{:08x}", dir.filename().string(), rd());
-    fs::rename(dir, old, ec);
-    if (ec) fail(Errc::output_error, "cannot replace {}: {}", dir.string(), ec.message());
-  }
-  fs::rename(tmp, dir, ec);
-  if (ec) {
-    if (!old.empty()) fs::rename(old, dir, ec);
-    fail(Errc::output_error, "cannot write {}: {}", dir.string(), ec.message());
-  }
-  guard.dir.clear();
-  if (!old.empty()) fs::remove_all(old, ec);
-  r.output = dir;
+  od.publish();
+  r.output = od.dir;
   r.output_bytes = 0;
-  for (const auto& f : r.files) r.output_bytes += fs::file_size(dir / f, ec);
+  for (const auto& f : r.files) r.output_bytes += fs::file_size(od.dir / f, ec);
   r.bpw = r.n_parameters > 0 ? 8.0 * static_cast<double>(data_bytes) / static_cast<double>(r.n_parameters) : 0;
   r.seconds = r.calibration_seconds + r.quantize_seconds + gp_seconds_since(t0);
   return r;
