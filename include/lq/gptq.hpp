@@ -57,7 +57,7 @@ struct GptqParams {
 LQ_API void validate(const GptqParams& params);
 
 /// One quantized matrix (rows x cols, Hugging Face [out, in] layout).
-struct GptqMatrix {
+struct LQ_API GptqMatrix {
   int64_t rows = 0, cols = 0, groups = 0;
   int bits = 4;
   std::vector<uint8_t> codes;   ///< rows x cols, unsigned in [0, 2^bits - 1]
