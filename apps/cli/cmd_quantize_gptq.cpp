@@ -127,7 +127,8 @@ int run_gptq(Context& ctx, const cxxopts::ParseResult& r, const std::string& for
     print_json(result);
   } else {
     std::cout << fmt::format("Output:      {} ({})\n", res.output.string(), layout);
-    std::cout << fmt::format("Scheme:      {} {} g{} {}{}\n", cfg.params.rtn ? "RTN" : "GPTQ", level, cfg.params.group_size,
+    std::cout << fmt::format("Scheme:      {} {} {} {}{}\n", cfg.params.rtn ? "RTN" : "GPTQ", level,
+                             cfg.params.group_size > 0 ? fmt::format("g{}", cfg.params.group_size) : std::string("per channel"),
                              cfg.params.sym ? "symmetric" : "asymmetric",
                              cfg.params.act_order == GptqActOrder::none ? "" : fmt::format(", act-order {}", act));
     std::cout << fmt::format("Size:        {} ({:.1f}% of {})\n", human_bytes(res.output_bytes), 100 * ratio,

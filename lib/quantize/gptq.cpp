@@ -771,7 +771,7 @@ GptqResult GptqQuantizer::Impl::write(const fs::path& dir_in, const Context& ctx
     config["quantization_config"] = gptq_pack::ct_pack_quantization_config(bits, pp.group_size, pp.sym, ao);
   } else {
     const auto qc = gptq_pack::gptq_quantize_config(bits, pp.group_size, pp.sym, pp.act_order != GptqActOrder::none,
-                                                    pp.act_order != GptqActOrder::group, pp.damp,
+                                                    pp.act_order == GptqActOrder::static_groups, pp.damp,
                                                     cfg.layout == GptqLayout::gptq_v2);
     config["quantization_config"] = qc;
     write_file_atomic(tmp / "quantize_config.json", qc.dump(2) + "\n");
