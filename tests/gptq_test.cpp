@@ -150,8 +150,7 @@ TEST_CASE("gptq: error feedback beats round to nearest on the calibration inputs
     for (int32_t z : g.zeros) CHECK((z >= 0 && z < (1 << c.bits)));
     if (c.sym)
       for (int32_t z : g.zeros) CHECK(z == (1 << (c.bits - 1)));
-    // The reported loss is the output error the walk predicts: sum (w - q)^2 / U_ii^2 / 2, which
-    // equals (w - q) H (w - q)ᵀ / 2 ... / n only approximately; it must be positive and finite.
+    // The reported loss, sum (w - q)^2 / U_ii^2 / 2 over the walk, is positive and finite.
     CHECK(g.loss > 0);
     CHECK(std::isfinite(g.loss));
   }
@@ -513,6 +512,9 @@ TEST_CASE("gptq: CLI errors exit with the contract's codes, nothing written", "[
            {"quantize " + m + " gptq --damp 0" + o, 2, "damp"},
            {"quantize " + m + " gptq -q Q4_0" + o, 2, "--quantization"},
            {"quantize " + m + " gguf -q Q4_0 --bits 4" + o, 2, "--bits"},
+           {"convert " + m + " gptq" + o, 2, "not a GGUF"},
+           {"convert " + m + " awq" + o, 2, "unknown convert target"},
+           {"convert " + m + " compressed-tensors --layout gptq_v2" + o, 2, "--layout"},
            {"quantize " + m + " gptq --layout gptq --bits 3 --group-size 8 --ctx 4096 --calibration-data " +
                 (tmp / "short.txt").string() + o,
             15, "short.txt"},
