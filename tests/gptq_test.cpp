@@ -292,12 +292,14 @@ TEST_CASE("gptq: packing vectors", "[gptq]") {
   CHECK(static_cast<uint32_t>(pz[1]) == 0x0FEDCBA9u);
   CHECK(pz[2] == 6);
   CHECK(pz[3] == 6);
-  // compressed-tensors 3-bit: 10 a word, bits 30-31 unused.
+  // compressed-tensors 3-bit (0.19's dense packing): a bit stream, value 10 straddles words 0 and 1.
   std::vector<uint8_t> c3(11, 7);
+  c3[10] = 5;  // binary 101: bits 30-31 of word 0 get 01, bit 0 of word 1 gets 1
   const auto p3 = ct_pack_rows(c3.data(), 1, 11, 3);
   REQUIRE(p3.size() == 2);
-  CHECK(static_cast<uint32_t>(p3[0]) == 0x3FFFFFFFu);
-  CHECK(p3[1] == 7);
+  CHECK(static_cast<uint32_t>(p3[0]) == 0x7FFFFFFFu);
+  CHECK(p3[1] == 1);
+  CHECK(ct_unpack_rows(p3.data(), 1, 11, 3) == c3);
 
   // GPTQ 3-bit: 32 inputs in 3 words, values 10 and 21 straddle word boundaries.
   std::vector<uint8_t> q(32);

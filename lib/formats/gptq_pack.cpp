@@ -4,6 +4,9 @@
 
 #include "formats/compressed_tensors.hpp"
 
+#include <algorithm>
+#include <cstring>
+
 namespace lq::gptq_pack {
 
 namespace {
@@ -27,37 +30,41 @@ inline uint32_t gp_get_bits(const uint32_t* words, int64_t bit, int b) {
 }  // namespace
 
 std::vector<int32_t> ct_pack_rows(const uint8_t* codes, int64_t rows, int64_t cols, int bits) {
-  const int64_t p = 32 / bits, nw = (cols + p - 1) / p;
-  std::vector<int32_t> out(static_cast<size_t>(rows * nw), 0);
+  const int64_t nw = (cols * bits + 31) / 32;
+  std::vector<int32_t> out(static_cast<size_t>(rows * nw + 1), 0);  // one spare word for the last straddle
   const uint32_t mask = (1u << bits) - 1u;
-  for (int64_t r = 0; r < rows; ++r)
-    for (int64_t c = 0; c < cols; ++c) {
-      auto& w = reinterpret_cast<uint32_t&>(out[static_cast<size_t>(r * nw + c / p)]);
-      w |= (codes[r * cols + c] & mask) << ((c % p) * bits);
-    }
+  for (int64_t r = 0; r < rows; ++r) {
+    std::vector<uint32_t> row(static_cast<size_t>(nw) + 1, 0u);
+    for (int64_t c = 0; c < cols; ++c) gp_put_bits(row.data(), c * bits, codes[r * cols + c] & mask, bits);
+    std::memcpy(&out[static_cast<size_t>(r * nw)], row.data(), static_cast<size_t>(nw) * 4);
+  }
+  out.pop_back();
   return out;
 }
 
 std::vector<uint8_t> ct_unpack_rows(const int32_t* packed, int64_t rows, int64_t cols, int bits) {
-  const int64_t p = 32 / bits, nw = (cols + p - 1) / p;
+  const int64_t nw = (cols * bits + 31) / 32;
   std::vector<uint8_t> out(static_cast<size_t>(rows * cols));
-  const uint32_t mask = (1u << bits) - 1u;
-  for (int64_t r = 0; r < rows; ++r)
+  std::vector<uint32_t> row(static_cast<size_t>(nw) + 1);
+  for (int64_t r = 0; r < rows; ++r) {
+    std::memcpy(row.data(), packed + r * nw, static_cast<size_t>(nw) * 4);
+    row[static_cast<size_t>(nw)] = 0;
     for (int64_t c = 0; c < cols; ++c)
-      out[static_cast<size_t>(r * cols + c)] =
-          static_cast<uint8_t>((static_cast<uint32_t>(packed[r * nw + c / p]) >> ((c % p) * bits)) & mask);
+      out[static_cast<size_t>(r * cols + c)] = static_cast<uint8_t>(gp_get_bits(row.data(), c * bits, bits));
+  }
   return out;
 }
 
 std::vector<int32_t> ct_pack_columns(const int32_t* zeros, int64_t rows, int64_t groups, int bits) {
-  const int64_t p = 32 / bits, nr = (rows + p - 1) / p;
+  const int64_t nr = (rows * bits + 31) / 32;
   std::vector<int32_t> out(static_cast<size_t>(nr * groups), 0);
   const uint32_t mask = (1u << bits) - 1u;
-  for (int64_t r = 0; r < rows; ++r)
-    for (int64_t g = 0; g < groups; ++g) {
-      auto& w = reinterpret_cast<uint32_t&>(out[static_cast<size_t>((r / p) * groups + g)]);
-      w |= (static_cast<uint32_t>(zeros[r * groups + g]) & mask) << ((r % p) * bits);
-    }
+  std::vector<uint32_t> col(static_cast<size_t>(nr) + 1);
+  for (int64_t g = 0; g < groups; ++g) {
+    std::fill(col.begin(), col.end(), 0u);
+    for (int64_t r = 0; r < rows; ++r) gp_put_bits(col.data(), r * bits, static_cast<uint32_t>(zeros[r * groups + g]) & mask, bits);
+    for (int64_t w = 0; w < nr; ++w) out[static_cast<size_t>(w * groups + g)] = static_cast<int32_t>(col[static_cast<size_t>(w)]);
+  }
   return out;
 }
 
@@ -131,6 +138,7 @@ nlohmann::ordered_json ct_pack_quantization_config(int bits, int64_t group_size,
   group["weights"] = a;
   group["input_activations"] = nullptr;
   group["output_activations"] = nullptr;
+  group["format"] = "pack-quantized";
   nlohmann::ordered_json q;
   q["config_groups"] = {{"group_0", group}};
   q["format"] = "pack-quantized";
@@ -157,6 +165,7 @@ nlohmann::ordered_json gptq_quantize_config(int bits, int64_t group_size, bool s
   q["lm_head"] = false;
   q["quant_method"] = "gptq";
   q["checkpoint_format"] = v2 ? "gptq_v2" : "gptq";
+  q["format"] = v2 ? "gptq_v2" : "gptq";  // GPTQModel's older name of checkpoint_format
   q["pack_dtype"] = "int32";
   q["meta"] = {{"quantizer", {std::string("liblq:") + LQ_VERSION}}, {"damp_percent", damp}, {"static_groups", static_groups},
                {"true_sequential", false}};

@@ -1,9 +1,10 @@
 // Internal: the packing of integer weight codes into int32 words for the two W4A16-style layouts
 // liblq writes (docs: the output-formats note, §1 and §2), and their config blocks:
-//  - compressed-tensors "pack-quantized": weight_packed [out, ceil(in / p)] with p = 32 / bits
-//    values per word along the input axis, lowest bits first, never straddling words (3-bit: 10
-//    a word, 2 bits of padding); weight_zero_point (asymmetric only) packed the same way along
-//    the output axis, [ceil(out / p), groups]. Codes are the unsigned values (signed + 2^(bits-1)).
+//  - compressed-tensors "pack-quantized" (as compressed-tensors 0.19 packs): weight_packed
+//    [out, ceil(in * bits / 32)], each row a little-endian bit stream of its codes (32 values fill
+//    exactly `bits` words; 3-bit values straddle words; 2/4/8-bit ones never do), weight_zero_point
+//    (asymmetric only) the same along the output axis, [ceil(out * bits / 32), groups]. Codes are
+//    the unsigned values (signed + 2^(bits-1)).
 //  - AutoGPTQ / GPTQModel: qweight [in * bits / 32, out], a continuous little-endian bit stream
 //    along the input axis (3-bit values straddle words); qzeros [groups, out * bits / 32] the same
 //    along the output axis, each zero minus one (v1, masked to `bits`) or the true zero (v2).
@@ -18,9 +19,9 @@
 
 namespace lq::gptq_pack {
 
-/// compressed-tensors: `codes` rows x cols (unsigned), packed per row; rows x ceil(cols / (32 / bits)).
+/// compressed-tensors: `codes` rows x cols (unsigned), packed per row; rows x ceil(cols * bits / 32).
 std::vector<int32_t> ct_pack_rows(const uint8_t* codes, int64_t rows, int64_t cols, int bits);
-/// compressed-tensors: `zeros` rows x groups packed along the rows: ceil(rows / p) x groups.
+/// compressed-tensors: `zeros` rows x groups packed along the rows: ceil(rows * bits / 32) x groups.
 std::vector<int32_t> ct_pack_columns(const int32_t* zeros, int64_t rows, int64_t groups, int bits);
 /// The inverse of ct_pack_rows (tests and round trips): rows x cols codes.
 std::vector<uint8_t> ct_unpack_rows(const int32_t* packed, int64_t rows, int64_t cols, int bits);

@@ -339,12 +339,11 @@ void gp_store(StDtype t, float v, uint8_t* p) {
 
 void gp_specs(const std::string& m, const GptqMatrix& q, const GpWriteSpec& w, std::vector<StTensorSpec>& specs) {
   const int bits = q.bits;
-  const int64_t p = 32 / bits;
   if (w.layout == GptqLayout::compressed_tensors) {
-    specs.push_back({m + ".weight_packed", StDtype::I32, {q.rows, (q.cols + p - 1) / p}});
+    specs.push_back({m + ".weight_packed", StDtype::I32, {q.rows, (q.cols * bits + 31) / 32}});
     specs.push_back({m + ".weight_scale", w.scale_dtype, {q.rows, q.groups}});
     specs.push_back({m + ".weight_shape", StDtype::I64, {2}});
-    if (!w.sym) specs.push_back({m + ".weight_zero_point", StDtype::I32, {(q.rows + p - 1) / p, q.groups}});
+    if (!w.sym) specs.push_back({m + ".weight_zero_point", StDtype::I32, {(q.rows * bits + 31) / 32, q.groups}});
     if (w.g_idx) specs.push_back({m + ".weight_g_idx", StDtype::I32, {q.cols}});
   } else {
     specs.push_back({m + ".qweight", StDtype::I32, {q.cols * bits / 32, q.rows}});
