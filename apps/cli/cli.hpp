@@ -75,6 +75,14 @@ using lq::human_bytes;
 /// Errc::invalid_argument.
 bool parse_kv_cache_f16(const std::string& value);
 
+/// `quantize MODEL gptq|rtn`: adds its options to the quantize command, and runs it
+/// (cmd_quantize_gptq.cpp).
+void add_gptq_options(cxxopts::Options& opts);
+int run_gptq(Context& ctx, const cxxopts::ParseResult& r, const std::string& format);
+/// `convert SRC.gguf gptq|compressed-tensors`, with the options `convert` parsed
+/// (cmd_convert_gptq.cpp).
+int run_convert_to_gptq(Context& ctx, const cxxopts::ParseResult& r);
+
 /// Progress on stderr: "[lq] message" lines, and a bar on a terminal ("Quantizing ━━━ 40% 23/57
 /// tensors [00:12 elapsed]") or plain lines at 10% steps otherwise. Silent with --quiet.
 class TermProgress final : public Progress {

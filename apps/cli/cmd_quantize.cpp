@@ -54,6 +54,8 @@ constexpr uint64_t kDefaultCheckpointBytes = 1'000'000'000;
 constexpr const char* kSmoothQuantOptions[] = {"alpha", "calibration-data", "calibration-samples", "ctx",
                                                "activation-percentile", "static-activations", "per-tensor-weights"};
 
+constexpr const char* kGptqOptions[] = {"layout", "bits", "group-size", "act-order", "act-order-group", "sym", "asym", "damp", "method"};
+
 int run_smoothquant(Context& ctx, const cxxopts::ParseResult& r) {
   for (const char* o : kGgufOnlyOptions)
     if (r.count(o)) fail(Errc::invalid_argument, "--{} does not apply to the smoothquant output format (W8A8)", o);
@@ -180,10 +182,11 @@ int run_quantize(Context& ctx, std::vector<std::string> args) {
       "Quantize a model into GGUF (llama.cpp's levels and mixtures).");
   opts.add_options()
       ("model", "Model: Hugging Face directory, .safetensors, GGUF file or Hub ID", cxxopts::value<std::string>())
-      ("output_format", "Output format: gguf, or smoothquant (compressed-tensors W8A8 int8 directory)",
+      ("output_format", "Output format: gguf, smoothquant (compressed-tensors W8A8 int8 directory), gptq or rtn "
+                        "(W4A16-style directory: compressed-tensors pack-quantized or the GPTQ layout)",
        cxxopts::value<std::string>())
       ("q,quantization", "Level: Q4_K_M, Q8_0, IQ1_S, TERNARY, F16, ... (see `info --levels`)", cxxopts::value<std::string>())
-      ("o,output", "Output file [default: ./MODEL-LEVEL.gguf; smoothquant: directory ./MODEL-smoothquant-w8a8]",
+      ("o,output", "Output file [default: ./MODEL-LEVEL.gguf; smoothquant: directory ./MODEL-smoothquant-w8a8; gptq: ./MODEL-gptq-w4a16]",
        cxxopts::value<std::string>())
       ("pure", "Every weight in the level's base type (no mixture)")
       ("imatrix", "Importance matrix (llama.cpp GGUF or .dat format)", cxxopts::value<std::string>())
@@ -211,10 +214,10 @@ int run_quantize(Context& ctx, std::vector<std::string> args) {
       ("smoothquant", "SmoothQuant W8A8 transformation (output format smoothquant)")
       ("alpha", "SmoothQuant migration strength in [0, 1], or auto (per layer, lowest W8A8 output error) [default: 0.5]",
        cxxopts::value<std::string>())
-      ("calibration-data", "SmoothQuant calibration data: .txt, .json or .jsonl [default: built-in WikiText-2]",
+      ("calibration-data", "SmoothQuant / GPTQ calibration data: .txt, .json or .jsonl [default: built-in WikiText-2]",
        cxxopts::value<std::string>())
-      ("calibration-samples", "SmoothQuant calibration chunks [default: 512]", cxxopts::value<int64_t>())
-      ("ctx", "SmoothQuant calibration chunk length in tokens [default: 512]", cxxopts::value<int64_t>())
+      ("calibration-samples", "SmoothQuant / GPTQ calibration chunks [default: 512]", cxxopts::value<int64_t>())
+      ("ctx", "SmoothQuant / GPTQ calibration chunk length in tokens [default: 512]", cxxopts::value<int64_t>())
       ("activation-percentile", "SmoothQuant activation statistic: percentile of |x| per channel, 100 = max [default: 100]",
        cxxopts::value<double>())
       ("static-activations", "SmoothQuant: static per-tensor activation scales (input_scale) instead of dynamic per token")
@@ -223,14 +226,24 @@ int run_quantize(Context& ctx, std::vector<std::string> args) {
                          "of weights or more]", cxxopts::value<std::string>())
       ("resume", "Resume from a checkpoint (its directory or the checkpoint directory)", cxxopts::value<std::string>())
       ("no-checkpoints", "No checkpoint, whatever the model's size");
+  add_gptq_options(opts);
   auto parsed = parse(ctx, opts, args);
   if (!parsed) return 0;
   const auto& r = *parsed;
   if (!r.count("model")) fail(Errc::invalid_argument, "missing MODEL (usage: {} quantize MODEL gguf -q LEVEL)", ctx.program);
   if (!r.count("output_format")) fail(Errc::invalid_argument, "missing OUTPUT_FORMAT (gguf)");
   const std::string format = r["output_format"].as<std::string>();
-  if (format != "gguf" && format != "smoothquant")
-    fail(Errc::invalid_argument, "unknown output format '{}' (supported: gguf, smoothquant)", format);
+  if (format != "gguf" && format != "smoothquant" && format != "gptq" && format != "rtn")
+    fail(Errc::invalid_argument, "unknown output format '{}' (supported: gguf, smoothquant, gptq, rtn)", format);
+  if (format == "gptq" || format == "rtn") {
+    for (const char* o : kGgufOnlyOptions)
+      if (r.count(o)) fail(Errc::invalid_argument, "--{} does not apply to the {} output format", o, format);
+    for (const char* o : {"smoothquant", "alpha", "activation-percentile", "static-activations", "per-tensor-weights"})
+      if (r.count(o)) fail(Errc::invalid_argument, "--{} does not apply to the {} output format", o, format);
+    return run_gptq(ctx, r, format);
+  }
+  for (const char* o : kGptqOptions)
+    if (r.count(o)) fail(Errc::invalid_argument, "--{} applies to the gptq and rtn output formats only", o);
   // Validation rules 5 and 6 of the CLI contract.
   if (r.count("smoothquant") && format != "smoothquant")
     fail(Errc::invalid_argument,

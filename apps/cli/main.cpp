@@ -33,7 +33,7 @@ const std::vector<Command>& commands() {
       {"run", "Generate text from a prompt", run_run},
       {"tokenize", "Token ids of a text", run_tokenize},
       {"analyze", "Importance analysis: importance matrix, super weights; analyze profile / quality", run_analyze},
-      {"convert", "Convert a GPTQ / AWQ / compressed-tensors checkpoint to GGUF (requantized or exact)", run_convert},
+      {"convert", "Convert between quantized formats: GPTQ / AWQ / compressed-tensors -> GGUF, GGUF -> GPTQ / compressed-tensors", run_convert},
   };
   return kCommands;
 }

@@ -1,0 +1,146 @@
+// lq quantize MODEL gptq|rtn [--layout compressed-tensors|gptq|gptq_v2] [--bits] [--group-size]
+// [--act-order|--act-order-group] [--sym|--asym] [--damp] [--calibration-data] [--calibration-samples]
+// [--ctx]: the options of the W4A16-style outputs, parsed into a GptqConfig for lq::gptq_model
+// (gptq.hpp), and the printed result. No quantization logic here.
+#include "cli.hpp"
+
+#include <lq/gptq.hpp>
+#include <lq/lq.hpp>
+
+#include <fmt/format.h>
+
+#include <filesystem>
+#include <iostream>
+
+namespace fs = std::filesystem;
+
+namespace lq::cli {
+
+void add_gptq_options(cxxopts::Options& opts) {
+  opts.add_options("GPTQ / RTN (output formats gptq, rtn)")
+      ("layout", "Output layout: compressed-tensors (pack-quantized, vLLM's W4A16), gptq (AutoGPTQ, zeros minus one) "
+                 "or gptq_v2 (GPTQModel, true zeros) [default: compressed-tensors]",
+       cxxopts::value<std::string>())
+      ("bits", "Weight bits: 2, 3, 4 or 8 [default: 4]", cxxopts::value<int>())
+      ("group-size", "Columns per scale; -1 = one scale per output channel [default: 128]", cxxopts::value<int64_t>())
+      ("act-order", "Columns in descending Hessian-diagonal order with static groups (groups stay i / group-size, "
+                    "g_idx trivial: AutoGPTQ static_groups, llm-compressor actorder static)")
+      ("act-order-group", "Columns in descending Hessian-diagonal order, groups by position in that order (AutoGPTQ "
+                          "desc_act, llm-compressor actorder group): a non-monotonic g_idx, written")
+      ("sym", "Symmetric weights (zero 2^(bits-1); the default)")
+      ("asym", "Asymmetric weights with a zero point per group")
+      ("damp", "Dampening fraction of mean(diag H), raised x10 (at most 4 times) when Cholesky fails [default: 0.01]",
+       cxxopts::value<double>())
+      ("method", "gptq (error feedback) or rtn (round to nearest, no calibration) [default: the output format]",
+       cxxopts::value<std::string>());
+}
+
+int run_gptq(Context& ctx, const cxxopts::ParseResult& r, const std::string& format) {
+  GptqConfig cfg;
+  std::string method = format;
+  if (r.count("method")) method = r["method"].as<std::string>();
+  if (method != "gptq" && method != "rtn") fail(Errc::invalid_argument, "--method: expected gptq or rtn, got '{}'", method);
+  cfg.params.rtn = method == "rtn";
+  if (r.count("layout")) {
+    const std::string l = r["layout"].as<std::string>();
+    if (l == "compressed-tensors") cfg.layout = GptqLayout::compressed_tensors;
+    else if (l == "gptq") cfg.layout = GptqLayout::gptq;
+    else if (l == "gptq_v2") cfg.layout = GptqLayout::gptq_v2;
+    else fail(Errc::invalid_argument, "--layout: expected compressed-tensors, gptq or gptq_v2, got '{}'", l);
+  }
+  if (r.count("bits")) cfg.params.bits = r["bits"].as<int>();
+  if (r.count("group-size")) cfg.params.group_size = r["group-size"].as<int64_t>();
+  if (r.count("sym") && r.count("asym")) fail(Errc::invalid_argument, "--sym and --asym exclude each other");
+  cfg.params.sym = r.count("asym") == 0;
+  if (r.count("act-order") && r.count("act-order-group"))
+    fail(Errc::invalid_argument, "--act-order and --act-order-group exclude each other");
+  if (r.count("act-order")) cfg.params.act_order = GptqActOrder::static_groups;
+  if (r.count("act-order-group")) cfg.params.act_order = GptqActOrder::group;
+  if (r.count("damp")) cfg.params.damp = r["damp"].as<double>();
+  if (r.count("calibration-samples")) cfg.calibration_samples = r["calibration-samples"].as<int64_t>();
+  if (r.count("ctx")) cfg.ctx = r["ctx"].as<int64_t>();
+  if (r.count("calibration-data")) cfg.calibration_data = r["calibration-data"].as<std::string>();
+  validate(cfg.params);
+  if (cfg.calibration_samples < 1)
+    fail(Errc::invalid_argument, "--calibration-samples must be positive, got {}", cfg.calibration_samples);
+  if (cfg.ctx < 2) fail(Errc::invalid_argument, "--ctx must be at least 2, got {}", cfg.ctx);
+
+  const fs::path model = r["model"].as<std::string>();
+  const fs::path out = r.count("output") ? fs::path(r["output"].as<std::string>()) : gptq_default_output(model, cfg);
+  check_output_dir(out.has_filename() ? out : out.parent_path(), /*writable=*/true);
+  TermProgress progress(ctx);
+  lq::Context run_ctx;
+  run_ctx.threads = ctx.threads;
+  run_ctx.progress = &progress;
+  const GptqResult res = gptq_model(model, out, cfg, run_ctx);
+  for (const auto& w : res.warnings) progress.message(fmt::format("warning: {}", w));
+  const double ratio = res.source_bytes ? static_cast<double>(res.output_bytes) / static_cast<double>(res.source_bytes) : 0;
+  const char* layout = cfg.layout == GptqLayout::compressed_tensors ? "compressed-tensors"
+                       : cfg.layout == GptqLayout::gptq           ? "gptq"
+                                                                  : "gptq_v2";
+  const char* act = cfg.params.act_order == GptqActOrder::static_groups ? "static"
+                    : cfg.params.act_order == GptqActOrder::group       ? "group"
+                                                                        : "none";
+  const std::string level = fmt::format("W{}A16", cfg.params.bits);
+  progress.message(fmt::format("Complete: {} ({}, {:.2f} bpw)", res.output.string(), human_bytes(res.output_bytes), res.bpw));
+  if (ctx.format == Format::json) {
+    nlohmann::json layers = nlohmann::json::array();
+    double loss = 0;
+    for (const auto& l : res.layers) {
+      loss += l.loss;
+      layers.push_back({{"layer_name", l.module},
+                        {"layer", l.layer},
+                        {"loss", l.loss},
+                        {"damp", l.damp},
+                        {"damp_raises", l.damp_raises},
+                        {"dead_columns", l.dead_columns}});
+    }
+    nlohmann::json result = {{"status", "success"},
+                             {"output_path", fs::absolute(res.output).string()},
+                             {"output_files", res.files},
+                             {"model_path", model.string()},
+                             {"format", layout},
+                             {"method", cfg.params.rtn ? "rtn" : "gptq"},
+                             {"quantization_level", level},
+                             {"bits", cfg.params.bits},
+                             {"group_size", cfg.params.group_size},
+                             {"symmetric", cfg.params.sym},
+                             {"act_order", act},
+                             {"damp", cfg.params.damp},
+                             {"damp_raises", res.damp_raises},
+                             {"total_loss", loss},
+                             {"layer_summary", layers},
+                             {"calibration_data", cfg.params.rtn ? nlohmann::json(nullptr) : nlohmann::json(res.calibration_source)},
+                             {"calibration_samples", res.chunks},
+                             {"ctx", res.ctx},
+                             {"calibration_tokens", res.tokens},
+                             {"file_size", res.output_bytes},
+                             {"source_size", res.source_bytes},
+                             {"parameter_count", res.n_parameters},
+                             {"quantized_parameter_count", res.n_quantized},
+                             {"effective_bpw", res.bpw},
+                             {"compression_ratio", ratio},
+                             {"warnings", res.warnings},
+                             {"calibration_seconds", res.calibration_seconds},
+                             {"quantize_seconds", res.quantize_seconds},
+                             {"duration_seconds", res.seconds}};
+    print_json(result);
+  } else {
+    std::cout << fmt::format("Output:      {} ({})\n", res.output.string(), layout);
+    std::cout << fmt::format("Scheme:      {} {} {} {}{}\n", cfg.params.rtn ? "RTN" : "GPTQ", level,
+                             cfg.params.group_size > 0 ? fmt::format("g{}", cfg.params.group_size) : std::string("per channel"),
+                             cfg.params.sym ? "symmetric" : "asymmetric",
+                             cfg.params.act_order == GptqActOrder::none ? "" : fmt::format(", act-order {}", act));
+    std::cout << fmt::format("Size:        {} ({:.1f}% of {})\n", human_bytes(res.output_bytes), 100 * ratio,
+                             human_bytes(res.source_bytes));
+    std::cout << fmt::format("Weights:     {} ({:.3f} bits per weight; {} quantized)\n", res.n_parameters, res.bpw,
+                             res.n_quantized);
+    if (!cfg.params.rtn)
+      std::cout << fmt::format("Calibration: {} chunks of {} tokens ({}); dampening raised {} time(s)\n", res.chunks,
+                               res.ctx, res.calibration_source, res.damp_raises);
+    std::cout << fmt::format("Time:        {:.2f} s\n", res.seconds);
+  }
+  return 0;
+}
+
+}  // namespace lq::cli

@@ -1,0 +1,114 @@
+// GPTQ quality table: for each scheme (bits, group size) and method (RTN, GPTQ, GPTQ with
+// act-order static / group), quantize the model's decoder linears, put the dequantized weights
+// into the engine's model and measure perplexity and KL divergence against the original on the
+// evaluation text (llama-perplexity's chunks). Also the time of each quantization and the
+// process's peak RSS.
+//   gptq_quality_bench [--model DIR] [--calibration FILE] [--eval FILE] [--ctx 256] [--chunks 100]
+//       [--calibration-samples 128] [--calibration-ctx 256] [--schemes 4:128,3:128,2:64]
+//       [--methods rtn,gptq,gptq-static,gptq-group] [--asym] [--threads N]
+// Prints one row per scheme and method; figures only, nothing asserted.
+#include <lq/lq.hpp>
+
+#include "bench_util.hpp"
+
+#include <sys/resource.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <string>
+
+namespace fs = std::filesystem;
+
+namespace {
+double peak_rss_mib() {
+  rusage u{};
+  getrusage(RUSAGE_SELF, &u);
+  return static_cast<double>(u.ru_maxrss) / 1024.0;
+}
+}  // namespace
+
+int main(int argc, char** argv) {
+  fs::path shared = LQ_DEFAULT_SHARED_DIR;
+  if (const char* env = std::getenv("LQ_SHARED_DIR"); env && *env) shared = env;
+  fs::path model = shared / "models" / "tiny-llama", calib = shared / "corpus" / "calibration.txt",
+           eval = shared / "corpus" / "eval.txt";
+  int64_t ctx = 256, chunks = 100, samples = 128, calib_ctx = 256;
+  int threads = 0;
+  bool asym = false;
+  std::vector<std::string> schemes = {"4:128", "3:128", "2:64"};
+  std::vector<std::string> methods = {"rtn", "gptq", "gptq-static", "gptq-group"};
+  lq::bench::CommandLine cl(argc, argv);
+  while (cl.more()) {
+    const std::string a = cl.next();
+    if (a == "--model") model = cl.value();
+    else if (a == "--calibration") calib = cl.value();
+    else if (a == "--eval") eval = cl.value();
+    else if (a == "--ctx") ctx = std::stoll(cl.value());
+    else if (a == "--chunks") chunks = std::stoll(cl.value());
+    else if (a == "--calibration-samples") samples = std::stoll(cl.value());
+    else if (a == "--calibration-ctx") calib_ctx = std::stoll(cl.value());
+    else if (a == "--schemes") schemes = lq::bench::split_list(cl.value());
+    else if (a == "--methods") methods = lq::bench::split_list(cl.value());
+    else if (a == "--asym") asym = true;
+    else if (a == "--threads") threads = std::stoi(cl.value());
+    else {
+      std::fprintf(stderr, "unknown option %s\n", a.c_str());
+      return 2;
+    }
+  }
+  try {
+    lq::Context c;
+    c.threads = threads;
+    auto src = lq::ModelSource::open(model);
+    auto original = lq::Model::load(*src);
+    const auto tok = lq::tokenizer_for(*src);
+    const auto tokens = lq::calibration_tokens(tok, lq::load_text(eval));
+    lq::PerplexityOptions po;
+    po.ctx = ctx;
+    po.chunks = chunks;
+    const lq::PerplexityResult base = lq::perplexity(*original, tokens, po, c);
+    std::printf("model %s, eval %s, ctx %lld, %lld chunks; calibration %s, %lld x %lld tokens; %s\n", model.c_str(),
+                eval.c_str(), static_cast<long long>(ctx), static_cast<long long>(base.n_chunks), calib.c_str(),
+                static_cast<long long>(samples), static_cast<long long>(calib_ctx), asym ? "asymmetric" : "symmetric");
+    std::printf("original perplexity %.4f +/- %.4f\n\n", base.ppl, base.ppl_error);
+    std::printf("%-8s | %-12s | %9s | %7s | %8s | %6s | %7s | %s\n", "scheme", "method", "PPL", "dPPL%", "KLD",
+                "top1%", "quant s", "damp raises");
+    const lq::CalibrationData data = lq::load_calibration(calib);
+    for (const auto& s : schemes) {
+      const auto colon = s.find(':');
+      const int bits = std::stoi(s.substr(0, colon));
+      const int64_t group = colon == std::string::npos ? 128 : std::stoll(s.substr(colon + 1));
+      for (const auto& m : methods) {
+        lq::GptqConfig cfg;
+        cfg.params.bits = bits;
+        cfg.params.group_size = group;
+        cfg.params.sym = !asym;
+        cfg.params.rtn = m == "rtn";
+        if (m == "gptq-static") cfg.params.act_order = lq::GptqActOrder::static_groups;
+        else if (m == "gptq-group") cfg.params.act_order = lq::GptqActOrder::group;
+        else if (m != "gptq" && m != "rtn") {
+          std::fprintf(stderr, "unknown method %s\n", m.c_str());
+          return 2;
+        }
+        cfg.calibration_samples = samples;
+        cfg.ctx = calib_ctx;
+        const double t0 = lq::bench::now_s();
+        lq::GptqQuantizer q(*src, cfg);
+        if (!cfg.params.rtn) q.set_calibration(data);
+        q.run(c);
+        const double secs = lq::bench::now_s() - t0;
+        const lq::KldResult k = lq::kl_divergence(q.model(), *original, tokens, po, c);
+        std::printf("W%dg%-5lld | %-12s | %9.4f | %+6.2f%% | %8.5f | %6.2f | %7.1f | %d\n", bits,
+                    static_cast<long long>(group), m.c_str(), k.ppl, 100 * (k.ppl / base.ppl - 1), k.kld_mean,
+                    k.same_top_pct, secs, q.summary().damp_raises);
+        std::fflush(stdout);
+      }
+    }
+    std::printf("\npeak RSS %.1f MiB\n", peak_rss_mib());
+  } catch (const lq::Error& e) {
+    std::fprintf(stderr, "error: %s\n", e.what());
+    return lq::exit_code(e.code());
+  }
+  return 0;
+}

@@ -1,0 +1,192 @@
+// liblq: GPTQ weight-only quantization (and its round-to-nearest baseline) of a Hugging Face
+// Llama-family checkpoint to 2/3/4/8-bit integer weights with per-group scales, written as a
+// compressed-tensors "pack-quantized" directory (vLLM's W4A16 format) or in the AutoGPTQ /
+// GPTQModel layout (qweight, qzeros, scales, g_idx). Calibration runs block by block through the
+// engine: block L's Hessians come from the model whose blocks < L already hold their quantized
+// weights (llm-compressor's sequential pipeline).
+#pragma once
+
+#include <lq/api.hpp>
+#include <lq/calibration.hpp>
+#include <lq/context.hpp>
+#include <lq/model.hpp>
+
+#include <cstdint>
+#include <filesystem>
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace lq {
+
+class Model;
+
+/// Column order of the GPTQ walk.
+enum class GptqActOrder {
+  none,    ///< columns in their order; group of column i = i / group_size
+  static_groups,  ///< columns by descending diag(H), groups stay i / group_size (scales fixed from
+                  ///< the original weights before the walk: AutoGPTQ static_groups, llm-compressor
+                  ///< actorder "static"); g_idx is the identity grouping, no gather at run time
+  group,   ///< columns by descending diag(H), group = position in that order / group_size (AutoGPTQ
+           ///< desc_act without static groups, llm-compressor actorder "group"): g_idx is not monotonic
+};
+
+/// How the quantized weights are stored.
+enum class GptqLayout {
+  compressed_tensors,  ///< weight_packed / weight_scale / weight_shape (+ weight_zero_point, weight_g_idx)
+  gptq,                ///< AutoGPTQ v1: qweight / qzeros (zeros stored minus one) / scales fp16 / g_idx
+  gptq_v2,             ///< GPTQModel v2: as gptq with the true zeros
+};
+
+/// Settings of one matrix's quantization (the algorithm's knobs).
+struct GptqParams {
+  int bits = 4;                 ///< 2, 3, 4 or 8
+  int64_t group_size = 128;     ///< columns per scale; -1 = one scale per output row (channel)
+  bool sym = true;              ///< symmetric (zero = 2^(bits-1)), else min-max with a zero point
+  GptqActOrder act_order = GptqActOrder::none;
+  double damp = 0.01;           ///< dampening: damp * mean(diag H) added to the diagonal
+  int max_damp_raises = 4;      ///< on a failed Cholesky: damp x 10, at most this many times
+  int64_t block_size = 128;     ///< lazy-batch width
+  bool rtn = false;             ///< round to nearest: no error feedback, H unused
+  /// Scales are rounded to this storage before the codes are chosen (what a reader gets back):
+  /// 0 = float, 16 = binary16, 17 = bfloat16.
+  int scale_storage = 0;
+};
+
+/// Throws Errc::invalid_argument naming the setting (bits, group size, damp, block size).
+LQ_API void validate(const GptqParams& params);
+
+/// One quantized matrix (rows x cols, Hugging Face [out, in] layout).
+struct LQ_API GptqMatrix {
+  int64_t rows = 0, cols = 0, groups = 0;
+  int bits = 4;
+  std::vector<uint8_t> codes;   ///< rows x cols, unsigned in [0, 2^bits - 1]
+  std::vector<float> scales;    ///< rows x groups (already rounded to params.scale_storage)
+  std::vector<int32_t> zeros;   ///< rows x groups, unsigned in [0, 2^bits - 1]
+  std::vector<int32_t> g_idx;   ///< cols: group of each column
+  std::vector<int32_t> perm;    ///< act-order: column order of the walk (empty without)
+  double damp = 0;              ///< dampening fraction that succeeded
+  int damp_raises = 0;          ///< times the dampening was raised (Cholesky failed)
+  int64_t dead_columns = 0;     ///< columns with H_ii = 0 (zeroed)
+  double loss = 0;              ///< sum (w - q)^2 / U_ii^2 / 2 (0 for RTN)
+  /// W[r, c] = scales[r, g] * (codes[r, c] - zeros[r, g]), g = g_idx[c].
+  std::vector<float> dequantize() const;
+};
+
+/// Quantizes `w` (rows x cols, row-major) with GPTQ given H (cols x cols, row-major, symmetric;
+/// the mean of 2 x xᵀ over the calibration tokens), or by round to nearest when params.rtn (h may
+/// then be null). Rows run in parallel on ctx's threads. Throws Errc::invalid_argument for a
+/// group size that does not divide cols, and Errc::smoothquant_failed (exit 14, the code of a
+/// failed calibrated transformation) when H is not positive definite even after the dampening
+/// was raised max_damp_raises times (never a silent fallback to round to nearest).
+LQ_API GptqMatrix gptq_quantize_matrix(const float* w, int64_t rows, int64_t cols, const float* h,
+                                       const GptqParams& params, const Context& ctx = {});
+
+/// The whole configuration of `lq quantize MODEL gptq`.
+struct GptqConfig {
+  GptqParams params;
+  GptqLayout layout = GptqLayout::compressed_tensors;
+  int64_t calibration_samples = 512;  ///< chunks of ctx tokens (llama-imatrix's cut)
+  int64_t ctx = 512;
+  std::filesystem::path calibration_data;  ///< empty = the built-in WikiText-2 text
+};
+
+/// What happened to one linear layer.
+struct GptqLayerReport {
+  std::string module;     ///< "model.layers.3.self_attn.q_proj"
+  int layer = -1;
+  double loss = 0;
+  double damp = 0;
+  int damp_raises = 0;
+  int64_t dead_columns = 0;
+};
+
+struct GptqResult {
+  std::filesystem::path output;
+  std::vector<std::string> files;
+  uint64_t output_bytes = 0, source_bytes = 0;
+  int64_t n_parameters = 0, n_quantized = 0;
+  double bpw = 0;                      ///< 8 x tensor data bytes / n_parameters
+  std::vector<GptqLayerReport> layers;
+  int damp_raises = 0;                 ///< sum over layers
+  std::string calibration_source;
+  int64_t chunks = 0, ctx = 0, tokens = 0;
+  double calibration_seconds = 0, quantize_seconds = 0, seconds = 0;
+  std::vector<std::string> warnings;
+};
+
+/// The GPTQ pipeline over one Hugging Face checkpoint: load, calibrate and quantize block by
+/// block (run()), then apply the dequantized weights to a Model in memory and/or write the
+/// output directory.
+class LQ_API GptqQuantizer {
+ public:
+  /// Validates and loads the model (Errc::invalid_argument for a GGUF source; Errc::invalid_argument
+  /// when a linear's row length is not a multiple of the group size).
+  GptqQuantizer(const ModelSource& source, GptqConfig config);
+  ~GptqQuantizer();
+  GptqQuantizer(const GptqQuantizer&) = delete;
+  GptqQuantizer& operator=(const GptqQuantizer&) = delete;
+
+  /// Calibration data (as `lq analyze`); without a call run() uses config.calibration_data or
+  /// the built-in text. Errc::calibration_error when it gives not one chunk of ctx tokens.
+  void set_calibration(const CalibrationData& data);
+  /// Quantizes every decoder linear (block by block; RTN needs no calibration). Afterwards
+  /// model() holds the dequantized weights (F32).
+  void run(const Context& ctx = {});
+  /// Writes the output directory (DIR.tmp-XXXX, renamed on success, removed on failure or
+  /// cancellation). An existing non-empty `dir` is replaced only when it holds an earlier
+  /// GPTQ / compressed-tensors output; otherwise Errc::output_error.
+  GptqResult write(const std::filesystem::path& dir, const Context& ctx = {});
+  /// The quantized matrix of module `module` (after run()), rows in Hugging Face order.
+  const GptqMatrix& matrix(const std::string& module) const;
+  Model& model();
+  const GptqResult& summary() const;
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+/// The whole command: open `model`, quantize, write `out` (default gptq_default_output()).
+LQ_API GptqResult gptq_model(const std::filesystem::path& model, std::filesystem::path out, const GptqConfig& config,
+                             const Context& ctx = {});
+
+/// "NAME-gptq-w4a16" (RTN: "NAME-rtn-w4a16"; bits and group size in the name when not 4 / 128:
+/// "NAME-gptq-w3a16-g64") in the current directory.
+LQ_API std::filesystem::path gptq_default_output(const std::filesystem::path& model, const GptqConfig& config);
+
+/// The exact GPTQ form of GGUF rows (`rows` rows of `cols` values, GGUF block layout): Q4_0 ->
+/// symmetric 4-bit g32 (code = q, zero 8, scale = d, negative scales kept as stored), Q8_0 -> 8-bit
+/// g32 (code = q + 128, zero 128), Q4_1 -> asymmetric 4-bit g32 (scale = d, zero = -m / d) when
+/// every block's -m / d is an integer in [0, 15] with -zero * d == m exactly. Returns false (and
+/// leaves `out` unspecified) for another type or a Q4_1 block off that grid.
+LQ_API bool gptq_from_gguf_rows(QuantType type, const void* data, int64_t rows, int64_t cols, GptqMatrix& out);
+
+/// Result of `lq convert X.gguf gptq|compressed-tensors`.
+struct GgufConvertResult {
+  std::filesystem::path output;
+  std::vector<std::string> files;
+  uint64_t output_bytes = 0, source_bytes = 0;
+  int bits = 4;
+  int64_t group_size = 32;
+  bool sym = true;
+  std::vector<std::string> exact;        ///< modules whose codes and scales are the GGUF's own
+  std::vector<std::string> requantized;  ///< modules rounded to nearest from the dequantized weights
+  double worst_rel_rmse = 0;             ///< largest relative RMS error of a requantized module
+  std::string worst_module;
+  std::vector<std::string> lost;         ///< what the conversion loses, in words
+  double seconds = 0;
+};
+
+/// Converts a Llama-family GGUF into a W4A16-style directory (`layout`). The scheme follows the
+/// linears' most common type: Q4_0 -> symmetric 4-bit g32, Q8_0 -> 8-bit g32, Q4_1 -> asymmetric
+/// 4-bit g32 (each exact where the grid allows, see gptq_from_gguf_rows); any other type ->
+/// symmetric 4-bit g128. Tensors that do not map exactly are rounded to nearest from their
+/// dequantized values. q/k rows are put back in Hugging Face order; embeddings, norms and the
+/// output projection are written as F32 (their GGUF values, exact) or in their 16-bit type. A
+/// config.json is made from the GGUF's hyper-parameters; no tokenizer files (the GGUF's
+/// vocabulary is not converted). Errc::invalid_argument for a non-GGUF source.
+LQ_API GgufConvertResult convert_gguf_to_gptq(const std::filesystem::path& gguf, std::filesystem::path out,
+                                              GptqLayout layout, const Context& ctx = {});
+
+}  // namespace lq

@@ -1,0 +1,822 @@
+// GPTQ (gptq.hpp): the per-matrix algorithm (Hessian dampening with automatic raises, Cholesky
+// of the inverse, lazy-batch column walk with error feedback, act-order with static or
+// position groups, round to nearest as the baseline), the block-by-block calibration through the
+// engine's linear hooks, and the streamed output directory in the compressed-tensors
+// pack-quantized or AutoGPTQ / GPTQModel layout. Must not parse flags or print: progress goes to
+// the Context's sink.
+//
+// Sequential calibration: for block L every calibration chunk runs through the model whose
+// blocks < L hold their dequantized weights; the hook stops the forward pass (an exception
+// caught here) once block L's last linear has been seen, so block L costs (L + 1) / n_layer of a
+// full pass and the whole model about (n_layer + 1) / 2 passes. Hessians: one per distinct
+// input (q/k/v share one, gate/up another), 4 per block, accumulated as sums of xᵀx.
+#include <lq/gptq.hpp>
+
+#include <lq/calibration.hpp>
+#include <lq/engine.hpp>
+#include <lq/error.hpp>
+#include <lq/io.hpp>
+#include <lq/threads.hpp>
+#include <lq/tokenizer.hpp>
+
+#include "core/fail.hpp"
+#include "core/half.hpp"
+#include "formats/gptq_pack.hpp"
+#include "formats/safetensors.hpp"
+#include "formats/safetensors_writer.hpp"
+#include "model/tensor_names.hpp"
+#include "quantize/gptq_write.hpp"
+
+#include <Eigen/Cholesky>
+#include <Eigen/Core>
+#include <fmt/ranges.h>
+#include <nlohmann/json.hpp>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstring>
+#include <map>
+#include <numeric>
+#include <random>
+#include <set>
+
+namespace fs = std::filesystem;
+
+namespace lq {
+
+// Shared with the SmoothQuant writer (lib/quantize/smoothquant.cpp): the source checkpoint's
+// weight files and the tokenizer / generation files copied beside the output's weights.
+namespace sq_impl {
+std::vector<fs::path> sq_source_files(const fs::path& path);
+bool sq_copied_file(const std::string& name);
+}  // namespace sq_impl
+
+void validate(const GptqParams& p) {
+  if (p.bits != 2 && p.bits != 3 && p.bits != 4 && p.bits != 8)
+    fail(Errc::invalid_argument, "gptq: bits must be 2, 3, 4 or 8, got {}", p.bits);
+  if (p.group_size == 0 || p.group_size < -1)
+    fail(Errc::invalid_argument, "gptq: group size must be positive or -1 (per channel), got {}", p.group_size);
+  if (!(p.damp > 0 && p.damp < 100)) fail(Errc::invalid_argument, "gptq: damp must be in (0, 100), got {}", p.damp);
+  if (p.block_size < 1) fail(Errc::invalid_argument, "gptq: block size must be positive, got {}", p.block_size);
+  if (p.max_damp_raises < 0 || p.max_damp_raises > 8)
+    fail(Errc::invalid_argument, "gptq: damp raises must be in [0, 8], got {}", p.max_damp_raises);
+  if (p.scale_storage != 0 && p.scale_storage != 16 && p.scale_storage != 17)
+    fail(Errc::invalid_argument, "gptq: scale storage must be 0, 16 or 17, got {}", p.scale_storage);
+}
+
+std::vector<float> GptqMatrix::dequantize() const {
+  std::vector<float> w(static_cast<size_t>(rows * cols));
+  for (int64_t r = 0; r < rows; ++r)
+    for (int64_t c = 0; c < cols; ++c) {
+      const size_t g = static_cast<size_t>(r * groups + g_idx[static_cast<size_t>(c)]);
+      w[static_cast<size_t>(r * cols + c)] =
+          scales[g] * static_cast<float>(static_cast<int32_t>(codes[static_cast<size_t>(r * cols + c)]) - zeros[g]);
+    }
+  return w;
+}
+
+namespace gptq_impl {
+
+using RowMat = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+using RowMatD = Eigen::Matrix<double, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+
+inline float gp_round_scale(float s, int storage) {
+  if (storage == 16) return fp16_to_f32(f32_to_fp16(s));
+  if (storage == 17) return bf16_to_f32(f32_to_bf16(s));
+  return s;
+}
+
+// Min-max scale and zero of n values (AutoGPTQ's Quantizer.find_params, which is also
+// compressed-tensors' grid: symmetric scale = max|x| / ((2^b - 1) / 2) with zero 2^(b-1)).
+inline void gp_params(const float* x, int64_t n, int bits, bool sym, int storage, float& scale, int32_t& zero) {
+  const int maxq = (1 << bits) - 1;
+  float lo = 0, hi = 0;
+  for (int64_t i = 0; i < n; ++i) {
+    lo = std::min(lo, x[i]);
+    hi = std::max(hi, x[i]);
+  }
+  if (sym) {
+    hi = std::max(-lo, hi);
+    lo = -hi;
+  }
+  if (lo == 0 && hi == 0) lo = -1, hi = 1;
+  float s = gp_round_scale((hi - lo) / static_cast<float>(maxq), storage);
+  if (!(s > 0) || !std::isfinite(s)) s = gp_round_scale(std::numeric_limits<float>::min() * 16, storage);
+  scale = s;
+  zero = sym ? (1 << (bits - 1)) : static_cast<int32_t>(std::clamp(std::nearbyint(-lo / s), 0.0f, static_cast<float>(maxq)));
+}
+
+inline int32_t gp_code(float w, float s, int32_t z, int maxq) {
+  const float q = std::nearbyint(w / s) + static_cast<float>(z);  // ties to even, as torch.round
+  return static_cast<int32_t>(std::clamp(q, 0.0f, static_cast<float>(maxq)));
+}
+
+// The upper Cholesky factor of (H + λI)^-1, raising λ x10 on failure. Returns false when every
+// attempt failed.
+bool gp_inverse_factor(const float* h, int64_t n, double damp0, int max_raises, RowMat& U, double& damp_used,
+                       int& raises) {
+  RowMatD H(n, n);
+  for (int64_t i = 0; i < n * n; ++i) H.data()[i] = h[i];
+  const double mean = H.diagonal().mean();
+  double damp = damp0;
+  for (raises = 0; raises <= max_raises; ++raises, damp *= 10) {
+    RowMatD Hd = H;
+    Hd.diagonal().array() += damp * mean;
+    Eigen::LLT<RowMatD> llt(Hd);
+    if (llt.info() == Eigen::Success && std::isfinite(llt.matrixLLT().diagonal().sum())) {
+      RowMatD Hinv = llt.solve(RowMatD::Identity(n, n));
+      Eigen::LLT<RowMatD> llt2(Hinv);
+      if (llt2.info() == Eigen::Success) {
+        RowMatD u = llt2.matrixU();
+        if (u.allFinite() && (u.diagonal().array() > 0).all()) {
+          U = u.cast<float>();
+          damp_used = damp;
+          return true;
+        }
+      }
+    }
+  }
+  raises = max_raises;
+  return false;
+}
+
+}  // namespace gptq_impl
+
+using namespace gptq_impl;
+
+GptqMatrix gptq_quantize_matrix(const float* w, int64_t rows, int64_t cols, const float* h, const GptqParams& p,
+                                const Context& ctx) {
+  validate(p);
+  if (rows < 1 || cols < 1) fail(Errc::invalid_argument, "gptq: empty matrix ({} x {})", rows, cols);
+  const int64_t g = p.group_size > 0 ? p.group_size : cols;
+  if (cols % g != 0)
+    fail(Errc::invalid_argument, "gptq: group size {} does not divide the row length {}", p.group_size, cols);
+  if (!p.rtn && !h) fail(Errc::invalid_argument, "gptq: no Hessian given (only round to nearest runs without one)");
+  const int bits = p.bits, maxq = (1 << bits) - 1;
+  const bool sym = p.sym;
+  const int storage = p.scale_storage;
+  GptqMatrix m;
+  m.rows = rows, m.cols = cols, m.bits = bits, m.groups = cols / g;
+  const int64_t G = m.groups;
+  m.codes.assign(static_cast<size_t>(rows * cols), 0);
+  m.scales.assign(static_cast<size_t>(rows * G), 0.0f);
+  m.zeros.assign(static_cast<size_t>(rows * G), 0);
+  m.g_idx.resize(static_cast<size_t>(cols));
+  const int threads = ctx.thread_count();
+
+  if (p.rtn) {
+    for (int64_t c = 0; c < cols; ++c) m.g_idx[static_cast<size_t>(c)] = static_cast<int32_t>(c / g);
+    parallel_for(rows, threads, 16, [&](int64_t r0, int64_t r1) {
+      for (int64_t r = r0; r < r1; ++r)
+        for (int64_t k = 0; k < G; ++k) {
+          const size_t gi = static_cast<size_t>(r * G + k);
+          const float* x = w + r * cols + k * g;
+          gp_params(x, g, bits, sym, storage, m.scales[gi], m.zeros[gi]);
+          for (int64_t c = 0; c < g; ++c)
+            m.codes[static_cast<size_t>(r * cols + k * g + c)] =
+                static_cast<uint8_t>(gp_code(x[c], m.scales[gi], m.zeros[gi], maxq));
+        }
+    });
+    return m;
+  }
+
+  // Dead columns (no signal): H_ii = 1 and the weights zeroed.
+  std::vector<float> hh(h, h + cols * cols);
+  RowMat W = Eigen::Map<const RowMat>(w, rows, cols);
+  for (int64_t c = 0; c < cols; ++c)
+    if (hh[static_cast<size_t>(c * cols + c)] == 0) {
+      hh[static_cast<size_t>(c * cols + c)] = 1;
+      W.col(c).setZero();
+      ++m.dead_columns;
+    }
+  for (float v : hh)
+    if (!std::isfinite(v)) fail(Errc::smoothquant_failed, "gptq: the Hessian holds NaN or infinite values");
+
+  // Walk order: descending diag(H) with act-order (stable, so ties keep their order).
+  std::vector<int32_t> perm(static_cast<size_t>(cols));
+  std::iota(perm.begin(), perm.end(), 0);
+  const bool reorder = p.act_order != GptqActOrder::none;
+  if (reorder) {
+    std::stable_sort(perm.begin(), perm.end(), [&](int32_t a, int32_t b) {
+      return hh[static_cast<size_t>(a) * static_cast<size_t>(cols + 1)] > hh[static_cast<size_t>(b) * static_cast<size_t>(cols + 1)];
+    });
+    m.perm = perm;
+  }
+  // Group of each walk position, and whether its scales are fixed before the walk.
+  std::vector<int32_t> gwalk(static_cast<size_t>(cols));
+  for (int64_t j = 0; j < cols; ++j)
+    gwalk[static_cast<size_t>(j)] = static_cast<int32_t>(
+        (p.act_order == GptqActOrder::static_groups ? perm[static_cast<size_t>(j)] : j) / g);
+  const bool fixed_scales = p.group_size < 0 || p.act_order == GptqActOrder::static_groups;
+  if (fixed_scales) {
+    // From the original (dead-zeroed) weights, in their column order.
+    parallel_for(rows, threads, 16, [&](int64_t r0, int64_t r1) {
+      for (int64_t r = r0; r < r1; ++r)
+        for (int64_t k = 0; k < G; ++k) {
+          const size_t gi = static_cast<size_t>(r * G + k);
+          gp_params(W.data() + r * cols + k * g, g, bits, sym, storage, m.scales[gi], m.zeros[gi]);
+        }
+    });
+  }
+  for (int64_t j = 0; j < cols; ++j) m.g_idx[static_cast<size_t>(perm[static_cast<size_t>(j)])] = gwalk[static_cast<size_t>(j)];
+
+  RowMat Wp(rows, cols);
+  std::vector<float> hp(static_cast<size_t>(cols * cols));
+  for (int64_t j = 0; j < cols; ++j) {
+    const int64_t pj = perm[static_cast<size_t>(j)];
+    Wp.col(j) = W.col(pj);
+    for (int64_t k = 0; k < cols; ++k) hp[static_cast<size_t>(j * cols + k)] = hh[static_cast<size_t>(pj * cols + perm[static_cast<size_t>(k)])];
+  }
+  W.resize(0, 0);
+  RowMat U;
+  if (!gp_inverse_factor(hp.data(), cols, p.damp, p.max_damp_raises, U, m.damp, m.damp_raises))
+    fail(Errc::smoothquant_failed,
+         "gptq: the Hessian is not positive definite even with dampening {} x mean(diag H) ({} raises x10 from {}); "
+         "use more calibration samples or a larger --damp",
+         p.damp * std::pow(10.0, p.max_damp_raises), p.max_damp_raises, p.damp);
+  hp.clear();
+  hp.shrink_to_fit();
+
+  const int64_t B = p.block_size;
+  std::vector<double> row_loss(static_cast<size_t>(rows), 0.0);
+  // Rows are independent: each chunk of rows walks all columns with its own error block.
+  parallel_for(rows, threads, 8, [&](int64_t r0, int64_t r1) {
+    const int64_t R = r1 - r0;
+    auto Wc = Wp.middleRows(r0, R);
+    RowMat E(R, B);
+    for (int64_t i1 = 0; i1 < cols; i1 += B) {
+      const int64_t i2 = std::min(i1 + B, cols), cnt = i2 - i1;
+      for (int64_t rr = 0; rr < R; ++rr) {
+        const int64_t r = r0 + rr;
+        float* wr = Wc.row(rr).data();
+        double loss = 0;
+        for (int64_t i = i1; i < i2; ++i) {
+          const int32_t k = gwalk[static_cast<size_t>(i)];
+          const size_t gi = static_cast<size_t>(r * G + k);
+          if (!fixed_scales && i % g == 0) gp_params(wr + i, g, bits, sym, storage, m.scales[gi], m.zeros[gi]);
+          const float s = m.scales[gi];
+          const int32_t z = m.zeros[gi];
+          const int32_t q = gp_code(wr[i], s, z, maxq);
+          m.codes[static_cast<size_t>(r * cols + perm[static_cast<size_t>(i)])] = static_cast<uint8_t>(q);
+          const float dq = s * static_cast<float>(q - z);
+          const float d = U(i, i);
+          const float err = (wr[i] - dq) / d;
+          loss += static_cast<double>(err) * err / 2;
+          const float* ui = U.row(i).data();
+          for (int64_t k2 = i + 1; k2 < i2; ++k2) wr[k2] -= err * ui[k2];
+          E(rr, i - i1) = err;
+        }
+        row_loss[static_cast<size_t>(r)] += loss;
+      }
+      if (i2 < cols) Wc.rightCols(cols - i2).noalias() -= E.leftCols(cnt) * U.block(i1, i2, cnt, cols - i2);
+    }
+  });
+  for (double l : row_loss) m.loss += l;
+  return m;
+}
+
+
+fs::path gptq_default_output(const fs::path& model, const GptqConfig& c) {
+  fs::path m = model;
+  if (!m.has_filename()) m = m.parent_path();
+  std::string stem = m.filename().string();
+  if (m.extension() == ".safetensors" || m.extension() == ".gguf") stem = m.stem().string();
+  if (stem.empty() || stem == "." || stem == "..") stem = "model";
+  std::string name = fmt::format("{}-{}-w{}a16", stem, c.params.rtn ? "rtn" : "gptq", c.params.bits);
+  if (c.params.group_size != 128) name += c.params.group_size > 0 ? fmt::format("-g{}", c.params.group_size) : "-ch";
+  return fs::path(name);
+}
+
+namespace gptq_impl {
+
+// One decoder linear.
+struct GpLinear {
+  std::string gguf;    // "blk.3.attn_q.weight"
+  std::string module;  // "model.layers.3.self_attn.q_proj"
+  int layer = -1;
+  int site = 0;        // 0: attn_norm output (q/k/v), 1: o_proj input, 2: ffn_norm output (gate/up), 3: down_proj input
+  bool permuted = false;  // q/k rows re-ordered for RoPE in the engine (llama)
+  int64_t rows = 0, cols = 0;
+};
+
+// The Hugging Face row of the engine's row r of a permuted q/k weight (hf_source's order).
+inline int64_t gp_hf_row(int64_t r, int64_t hd) {
+  const int64_t h = r / hd, w = r % hd;
+  return h * hd + (w % 2) * (hd / 2) + w / 2;
+}
+
+struct GpStopForward {};  // thrown by the hook after the block being calibrated
+
+struct GpDirGuard {
+  fs::path dir;
+  ~GpDirGuard() {
+    if (!dir.empty()) {
+      std::error_code ec;
+      fs::remove_all(dir, ec);
+    }
+  }
+};
+
+double gp_seconds_since(std::chrono::steady_clock::time_point t0) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+}
+
+void gp_store(StDtype t, float v, uint8_t* p) {
+  if (t == StDtype::BF16) {
+    const uint16_t h = f32_to_bf16(v);
+    std::memcpy(p, &h, 2);
+  } else if (t == StDtype::F16) {
+    const uint16_t h = f32_to_fp16(v);
+    std::memcpy(p, &h, 2);
+  } else {
+    std::memcpy(p, &v, 4);
+  }
+}
+
+// The output tensors of one quantized linear `m` in `layout` (scales of compressed-tensors in
+// `scale_dtype`, the model's dtype; the GPTQ layout's are fp16).
+
+void gp_specs(const std::string& m, const GptqMatrix& q, const GpWriteSpec& w, std::vector<StTensorSpec>& specs) {
+  const int bits = q.bits;
+  if (w.layout == GptqLayout::compressed_tensors) {
+    specs.push_back({m + ".weight_packed", StDtype::I32, {q.rows, (q.cols * bits + 31) / 32}});
+    specs.push_back({m + ".weight_scale", w.scale_dtype, {q.rows, q.groups}});
+    specs.push_back({m + ".weight_shape", StDtype::I64, {2}});
+    if (!w.sym) specs.push_back({m + ".weight_zero_point", StDtype::I32, {(q.rows * bits + 31) / 32, q.groups}});
+    if (w.g_idx) specs.push_back({m + ".weight_g_idx", StDtype::I32, {q.cols}});
+  } else {
+    specs.push_back({m + ".qweight", StDtype::I32, {q.cols * bits / 32, q.rows}});
+    specs.push_back({m + ".qzeros", StDtype::I32, {q.groups, q.rows * bits / 32}});
+    specs.push_back({m + ".scales", StDtype::F16, {q.groups, q.rows}});
+    specs.push_back({m + ".g_idx", StDtype::I32, {q.cols}});
+  }
+}
+
+void gp_write(ShardedSafetensorsWriter& out, const std::string& m, const GptqMatrix& q, const GpWriteSpec& w) {
+  const int bits = q.bits;
+  const size_t ns = q.scales.size();
+  std::vector<uint8_t> raw;
+  auto write_i32 = [&](const std::string& n, const std::vector<int32_t>& v) { out.write(n, v.data(), v.size() * 4); };
+  if (w.layout == GptqLayout::compressed_tensors) {
+    write_i32(m + ".weight_packed", gptq_pack::ct_pack_rows(q.codes.data(), q.rows, q.cols, bits));
+    const size_t es = st_dtype_size(w.scale_dtype);
+    raw.assign(ns * es, 0);
+    for (size_t k = 0; k < ns; ++k) gp_store(w.scale_dtype, q.scales[k], raw.data() + k * es);
+    out.write(m + ".weight_scale", raw.data(), raw.size());
+    const int64_t shape[2] = {q.rows, q.cols};
+    out.write(m + ".weight_shape", shape, sizeof shape);
+    if (!w.sym) write_i32(m + ".weight_zero_point", gptq_pack::ct_pack_columns(q.zeros.data(), q.rows, q.groups, bits));
+    if (w.g_idx) write_i32(m + ".weight_g_idx", q.g_idx);
+  } else {
+    write_i32(m + ".qweight", gptq_pack::gptq_pack_qweight(q.codes.data(), q.rows, q.cols, bits));
+    write_i32(m + ".qzeros", gptq_pack::gptq_pack_qzeros(q.zeros.data(), q.rows, q.groups, bits, w.layout == GptqLayout::gptq));
+    raw.assign(ns * 2, 0);
+    for (int64_t g = 0; g < q.groups; ++g)  // [groups, out]
+      for (int64_t r = 0; r < q.rows; ++r)
+        gp_store(StDtype::F16, q.scales[static_cast<size_t>(r * q.groups + g)], raw.data() + 2 * (g * q.rows + r));
+    out.write(m + ".scales", raw.data(), raw.size());
+    write_i32(m + ".g_idx", q.g_idx);
+  }
+}
+
+// An output directory: the checks before writing (Errc::output_error for a missing parent, a
+// file, or a non-empty directory that is not an earlier quantized output), a temporary
+// DIR.tmp-XXXX beside it (removed unless published), and the publication by rename.
+struct GpOutputDir {
+  fs::path dir, parent, tmp, old;
+  bool replace = false;
+  GpDirGuard guard;
+  std::random_device rd;
+
+  explicit GpOutputDir(const fs::path& dir_in) {
+    dir = dir_in.has_filename() ? dir_in : dir_in.parent_path();
+    parent = dir.parent_path().empty() ? fs::path(".") : dir.parent_path();
+    std::error_code ec;
+    if (!fs::is_directory(parent, ec))
+      fail(Errc::output_error, "cannot write {}: directory {} does not exist", dir.string(), parent.string());
+    if (fs::exists(dir, ec)) {
+      if (!fs::is_directory(dir, ec)) fail(Errc::output_error, "cannot write {}: it exists and is not a directory", dir.string());
+      if (!fs::is_empty(dir, ec)) {
+        const fs::path cfgp = dir / "config.json";
+        bool ours = false;
+        if (fs::exists(cfgp, ec)) {
+          const auto j = nlohmann::json::parse(read_file(cfgp), nullptr, false);
+          if (!j.is_discarded() && j.contains("quantization_config") && j["quantization_config"].is_object()) {
+            const std::string qm = j["quantization_config"].value("quant_method", "");
+            ours = qm == "compressed-tensors" || qm == "gptq";
+          }
+        }
+        if (!ours)
+          fail(Errc::output_error,
+               "cannot write {}: the directory exists and is not an earlier quantized output (remove it or choose another -o)",
+               dir.string());
+      }
+      replace = true;
+    }
+  }
+  // Creates the temporary directory (once the plan is known to be good).
+  const fs::path& make_tmp() {
+    std::error_code ec;
+    for (int attempt = 0; attempt < 8 && tmp.empty(); ++attempt) {
+      fs::path t = parent / fmt::format("{}.tmp-{:08x}", dir.filename().string(), rd());
+      if (fs::create_directory(t, ec)) tmp = t;
+    }
+    if (tmp.empty())
+      fail(Errc::output_error, "cannot write {}: cannot create a temporary directory in {}", dir.string(), parent.string());
+    guard.dir = tmp;
+    return tmp;
+  }
+  void publish() {
+    std::error_code ec;
+    if (replace) {
+      old = parent / fmt::format("{}.old-{:08x}", dir.filename().string(), rd());
+      fs::rename(dir, old, ec);
+      if (ec) fail(Errc::output_error, "cannot replace {}: {}", dir.string(), ec.message());
+    }
+    fs::rename(tmp, dir, ec);
+    if (ec) {
+      if (!old.empty()) fs::rename(old, dir, ec);
+      fail(Errc::output_error, "cannot write {}: {}", dir.string(), ec.message());
+    }
+    guard.dir.clear();
+    if (!old.empty()) fs::remove_all(old, ec);
+  }
+};
+
+}  // namespace gptq_impl
+
+struct GptqQuantizer::Impl {
+  const ModelSource& src;
+  GptqConfig cfg;
+  std::unique_ptr<Model> model;
+  std::vector<GpLinear> linears;
+  std::map<std::string, GptqMatrix> results;  // by module
+  std::vector<std::vector<int32_t>> chunks;
+  bool have_data = false, done = false;
+  GptqResult summary;
+
+  Impl(const ModelSource& s, GptqConfig c) : src(s), cfg(std::move(c)) {
+    validate(cfg.params);
+    if (cfg.calibration_samples < 1)
+      fail(Errc::invalid_argument, "gptq: calibration samples must be positive, got {}", cfg.calibration_samples);
+    if (cfg.ctx < 2) fail(Errc::invalid_argument, "gptq: ctx must be at least 2, got {}", cfg.ctx);
+    if (src.is_gguf())
+      fail(Errc::invalid_argument,
+           "gptq: {} is a GGUF file; quantize a Hugging Face checkpoint (config.json and safetensors), or use "
+           "`convert {} gptq` for the exact mapping of Q4_0/Q8_0/Q4_1",
+           src.path().string(), src.path().string());
+    model = Model::load(src);
+    const ModelConfig& mc = model->config();
+    const bool gptq_layout = cfg.layout != GptqLayout::compressed_tensors;
+    cfg.params.scale_storage = 16;  // GPTQ layout: fp16 scales
+    for (const LinearInfo& l : model->linears()) {
+      if (l.layer < 0) continue;
+      GpLinear x;
+      x.gguf = l.name;
+      x.module = names::hf_module(l.name);
+      x.layer = l.layer;
+      x.rows = l.n_out;
+      x.cols = l.n_in;
+      if (l.role == "attn_q" || l.role == "attn_k" || l.role == "attn_v") x.site = 0;
+      else if (l.role == "attn_output") x.site = 1;
+      else if (l.role == "ffn_gate" || l.role == "ffn_up") x.site = 2;
+      else if (l.role == "ffn_down") x.site = 3;
+      else fail(Errc::invalid_model, "gptq: unexpected linear {} ({})", l.name, l.role);
+      x.permuted = mc.architecture == "llama" && (l.role == "attn_q" || l.role == "attn_k");
+      const int64_t g = cfg.params.group_size;
+      if (g > 0 && x.cols % g != 0)
+        fail(Errc::invalid_argument, "gptq: group size {} does not divide the row length {} of {}", g, x.cols, x.module);
+      if (gptq_layout && ((x.cols * cfg.params.bits) % 32 != 0 || (x.rows * cfg.params.bits) % 32 != 0))
+        fail(Errc::invalid_argument, "gptq: {} ({} x {}) does not fill whole int32 words at {} bits (the GPTQ layout "
+             "packs 32 / bits values a word along both axes)", x.module, x.rows, x.cols, cfg.params.bits);
+      if (!gptq_layout) {
+        if (l.type == QuantType::BF16) cfg.params.scale_storage = 17;
+        else if (l.type == QuantType::F16) cfg.params.scale_storage = 16;
+        else if (l.type == QuantType::F32) cfg.params.scale_storage = 0;
+        else fail(Errc::invalid_model, "gptq: {} is stored as {}, not a float type", x.module, type_info(l.type).name);
+      }
+      linears.push_back(std::move(x));
+    }
+    if (linears.empty()) fail(Errc::invalid_model, "gptq: {} has no decoder linears", src.path().string());
+    if (mc.n_ctx_train > 0 && cfg.ctx > mc.n_ctx_train)
+      summary.warnings.push_back(fmt::format("the model was trained on {} context tokens ({} asked)", mc.n_ctx_train, cfg.ctx));
+    if (cfg.params.rtn && cfg.params.act_order != GptqActOrder::none)
+      summary.warnings.push_back("act-order has no effect on round to nearest");
+  }
+
+  void set_calibration(const CalibrationData& data) {
+    summary.calibration_source = data.source;
+    const Tokenizer tok = Tokenizer::from_gguf(src.gguf_metadata(), src.path().string());
+    const auto tokens = imatrix_calibration_tokens(data, tok, cfg.ctx * cfg.calibration_samples);
+    const int32_t bos = model->add_bos() ? model->bos_token() : -1;
+    const int64_t available =
+        evaluation_chunks(static_cast<int64_t>(tokens.size()), cfg.ctx, ChunkRule::imatrix, data.source);
+    if (available < cfg.calibration_samples)
+      summary.warnings.push_back(fmt::format(
+          "the calibration data gives {} chunks of {} tokens ({} tokens), fewer than the {} asked; using {}", available,
+          cfg.ctx, tokens.size(), cfg.calibration_samples, available));
+    chunks = make_chunks(tokens, cfg.ctx, cfg.calibration_samples, bos);
+    have_data = true;
+  }
+
+  // Weights of `x` in Hugging Face row order.
+  std::vector<float> hf_weights(const GpLinear& x) const {
+    std::vector<float> v = model->tensor_f32(x.gguf);
+    if (!x.permuted) return v;
+    std::vector<float> o(v.size());
+    const int64_t hd = model->config().head_dim;
+    for (int64_t r = 0; r < x.rows; ++r)
+      std::memcpy(&o[static_cast<size_t>(gp_hf_row(r, hd) * x.cols)], &v[static_cast<size_t>(r * x.cols)],
+                  static_cast<size_t>(x.cols) * 4);
+    return o;
+  }
+
+  // The dequantized matrix put back into the engine (its row order), as F32.
+  void apply(const GpLinear& x, const GptqMatrix& q) {
+    std::vector<float> d = q.dequantize();
+    if (x.permuted) {
+      std::vector<float> o(d.size());
+      const int64_t hd = model->config().head_dim;
+      for (int64_t r = 0; r < x.rows; ++r)
+        std::memcpy(&o[static_cast<size_t>(r * x.cols)], &d[static_cast<size_t>(gp_hf_row(r, hd) * x.cols)],
+                    static_cast<size_t>(x.cols) * 4);
+      d.swap(o);
+    }
+    model->replace_tensor(x.gguf, d, QuantType::F32);
+  }
+
+  void quantize_one(const GpLinear& x, const float* h, const Context& ctx) {
+    const std::vector<float> w = hf_weights(x);
+    GptqMatrix q;
+    try {
+      q = gptq_quantize_matrix(w.data(), x.rows, x.cols, h, cfg.params, ctx);
+    } catch (const Error& e) {
+      if (e.code() == Errc::interrupted) throw;
+      fail(e.code(), "{}: {}; nothing was written", x.module, e.what());
+    }
+    GptqLayerReport rep{x.module, x.layer, q.loss, q.damp, q.damp_raises, q.dead_columns};
+    if (q.damp_raises > 0)
+      ctx.progress_sink().message(fmt::format("warning: {}: Cholesky failed, dampening raised {} time(s) to {}", x.module,
+                                              q.damp_raises, q.damp));
+    summary.damp_raises += q.damp_raises;
+    summary.layers.push_back(rep);
+    apply(x, q);
+    results[x.module] = std::move(q);
+  }
+
+  void run(const Context& ctx) {
+    Progress& progress = ctx.progress_sink();
+    const auto t0 = std::chrono::steady_clock::now();
+    const ModelConfig& mc = model->config();
+    summary.layers.clear();
+    summary.damp_raises = 0;
+    if (cfg.params.rtn) {
+      progress.update("Quantizing (RTN)", 0, static_cast<int64_t>(linears.size()), "tensors");
+      for (size_t i = 0; i < linears.size(); ++i) {
+        ctx.check_cancelled();
+        quantize_one(linears[i], nullptr, ctx);
+        progress.update("Quantizing (RTN)", static_cast<int64_t>(i + 1), static_cast<int64_t>(linears.size()), "tensors");
+      }
+      progress.finish("Quantizing (RTN)");
+      summary.quantize_seconds = gp_seconds_since(t0);
+      done = true;
+      return;
+    }
+    if (!have_data) {
+      if (cfg.calibration_data.empty()) {
+        progress.message("No calibration data given: using the built-in WikiText-2 text");
+        set_calibration(default_calibration());
+      } else {
+        set_calibration(load_calibration(cfg.calibration_data));
+      }
+    }
+    const int64_t n_chunks = static_cast<int64_t>(chunks.size());
+    progress.message(fmt::format("GPTQ: {} blocks, {} chunks of {} tokens from {}", mc.n_layer, n_chunks, cfg.ctx,
+                                 summary.calibration_source));
+    double calib = 0;
+    int64_t tokens = 0;
+    progress.update("GPTQ", 0, mc.n_layer, "blocks");
+    for (int64_t L = 0; L < mc.n_layer; ++L) {
+      const auto tc = std::chrono::steady_clock::now();
+      const int64_t widths[4] = {mc.n_embd, mc.n_head * mc.head_dim, mc.n_embd, mc.n_ff};
+      std::vector<RowMat> H(4);
+      for (int k = 0; k < 4; ++k) H[static_cast<size_t>(k)] = RowMat::Zero(widths[k], widths[k]);
+      int64_t seen[4] = {0, 0, 0, 0};
+      bool non_finite = false;
+      {
+        SessionOptions so;
+        so.n_ctx = cfg.ctx;
+        so.hook_inputs_only = true;
+        Session session(*model, so, ctx);
+        const float* last_input = nullptr;
+        int last_site = -1;
+        session.set_linear_hook([&](const LinearEvent& ev) {
+          const LinearInfo& l = *ev.linear;
+          if (l.layer != L) return;
+          int k = -1;
+          if (l.role == "attn_q" || l.role == "attn_k" || l.role == "attn_v") k = 0;
+          else if (l.role == "attn_output") k = 1;
+          else if (l.role == "ffn_gate" || l.role == "ffn_up") k = 2;
+          else if (l.role == "ffn_down") k = 3;
+          if (k < 0) return;
+          if (!(ev.input == last_input && k == last_site)) {
+            last_input = ev.input;
+            last_site = k;
+            Eigen::Map<const RowMat> X(ev.input, ev.n_tokens, l.n_in);
+            if (!X.allFinite()) non_finite = true;
+            H[static_cast<size_t>(k)].noalias() += X.transpose() * X;
+            seen[k] += ev.n_tokens;
+          }
+          if (k == 3) throw GpStopForward{};
+        });
+        for (int64_t i = 0; i < n_chunks; ++i) {
+          ctx.check_cancelled();
+          const auto& ch = chunks[static_cast<size_t>(i)];
+          session.clear();
+          last_input = nullptr;
+          last_site = -1;
+          try {
+            session.eval(ch, static_cast<int64_t>(ch.size()));
+          } catch (const GpStopForward&) {
+          }
+          if (L == 0) tokens += static_cast<int64_t>(ch.size());
+        }
+      }
+      calib += gp_seconds_since(tc);
+      if (non_finite)
+        fail(Errc::smoothquant_failed, "gptq: block {} sees NaN or infinite activations on the calibration data; nothing "
+             "was written", L);
+      for (int k = 0; k < 4; ++k) {
+        if (seen[k] == 0) fail(Errc::calibration_error, "gptq: block {} saw no calibration tokens", L);
+        H[static_cast<size_t>(k)] *= 2.0f / static_cast<float>(seen[k]);
+      }
+      for (const GpLinear& x : linears) {
+        if (x.layer != L) continue;
+        ctx.check_cancelled();
+        quantize_one(x, H[static_cast<size_t>(x.site)].data(), ctx);
+      }
+      progress.update("GPTQ", L + 1, mc.n_layer, "blocks");
+    }
+    progress.finish("GPTQ");
+    summary.calibration_seconds = calib;
+    summary.quantize_seconds = gp_seconds_since(t0) - calib;
+    summary.chunks = n_chunks;
+    summary.ctx = cfg.ctx;
+    summary.tokens = tokens;
+    done = true;
+  }
+
+  GptqResult write(const fs::path& dir_in, const Context& ctx);
+};
+
+GptqResult GptqQuantizer::Impl::write(const fs::path& dir_in, const Context& ctx) {
+  if (!done) fail(Errc::invalid_argument, "gptq: write() before run()");
+  const auto t0 = std::chrono::steady_clock::now();
+  Progress& progress = ctx.progress_sink();
+  GpOutputDir od(dir_in);
+  std::error_code ec;
+  const fs::path src_path = src.path();
+  const fs::path src_dir = fs::is_regular_file(src_path, ec) ? src_path.parent_path() : src_path;
+  const auto files = sq_impl::sq_source_files(src_path);
+  nlohmann::ordered_json config = nlohmann::ordered_json::parse(read_file(src_dir / "config.json"), nullptr, false);
+  if (config.is_discarded() || !config.is_object())
+    fail(Errc::invalid_model, "{}: malformed config.json", (src_dir / "config.json").string());
+
+  const bool ct_layout = cfg.layout == GptqLayout::compressed_tensors;
+  const int bits = cfg.params.bits;
+  GpWriteSpec ws;
+  ws.layout = cfg.layout;
+  ws.sym = cfg.params.sym;
+  ws.g_idx = cfg.params.act_order == GptqActOrder::group;
+  struct Item {
+    const SafetensorsFile* file;
+    const StTensor* t;
+    const GptqMatrix* q = nullptr;
+    std::string module;
+  };
+  std::vector<std::unique_ptr<SafetensorsFile>> open;
+  std::vector<Item> items;
+  std::vector<StTensorSpec> specs;
+  summary.n_parameters = 0;
+  summary.n_quantized = 0;
+  std::set<std::string> written;
+  for (const auto& f : files) {
+    open.push_back(std::make_unique<SafetensorsFile>(f));
+    std::vector<const StTensor*> order;
+    for (const auto& t : open.back()->tensors()) order.push_back(&t);
+    std::sort(order.begin(), order.end(), [](auto* a, auto* b) { return a->begin < b->begin; });
+    for (const StTensor* t : order) {
+      Item it{open.back().get(), t};
+      const std::string& name = t->name;
+      summary.n_parameters += static_cast<int64_t>(t->nbytes / st_dtype_size(t->dtype));
+      if (name.size() > 7 && name.ends_with(".weight")) {
+        const std::string mod = name.substr(0, name.size() - 7);
+        if (auto r = results.find(mod); r != results.end()) {
+          it.q = &r->second;
+          it.module = mod;
+        }
+      }
+      if (!it.q) {
+        specs.push_back({name, t->dtype, t->shape});
+        items.push_back(it);
+        continue;
+      }
+      const GptqMatrix& q = *it.q;
+      if (t->shape.size() != 2 || t->shape[0] != q.rows || t->shape[1] != q.cols)
+        fail(Errc::invalid_model, "gptq: {} has shape [{}], not [{}, {}]", name, fmt::join(t->shape, ", "), q.rows, q.cols);
+      ws.scale_dtype = t->dtype;
+      gp_specs(it.module, q, ws, specs);
+      summary.n_quantized += q.rows * q.cols;
+      written.insert(it.module);
+      items.push_back(it);
+    }
+  }
+  for (const auto& [m, q] : results)
+    if (!written.count(m)) fail(Errc::invalid_model, "gptq: {}.weight is not in the checkpoint's files", m);
+  summary.source_bytes = 0;
+  for (const auto& f : open) summary.source_bytes += f->file_size();
+
+  const fs::path& tmp = od.make_tmp();
+  progress.message(fmt::format("Writing {} ({} tensors)", od.dir.string(), specs.size()));
+  uint64_t data_bytes = 0;
+  for (const auto& s : specs) data_bytes += s.nbytes();
+  ShardedSafetensorsWriter out(tmp, specs);
+  std::vector<uint8_t> raw;
+  progress.update("Writing", 0, static_cast<int64_t>(items.size()), "tensors");
+  for (size_t i = 0; i < items.size(); ++i) {
+    ctx.check_cancelled();
+    const Item& it = items[i];
+    const StTensor& t = *it.t;
+    if (!it.q) {
+      raw.resize(t.nbytes);
+      if (t.nbytes) it.file->read(t.begin, t.nbytes, raw.data());
+      out.write(t.name, raw.data(), raw.size());
+    } else {
+      ws.scale_dtype = t.dtype;
+      gp_write(out, it.module, *it.q, ws);
+    }
+    progress.update("Writing", static_cast<int64_t>(i + 1), static_cast<int64_t>(items.size()), "tensors");
+  }
+  out.commit();
+  progress.finish("Writing");
+
+  const GptqParams& pp = cfg.params;
+  GptqResult& r = summary;
+  r.files = out.file_names();
+  if (ct_layout) {
+    const std::string ao = pp.act_order == GptqActOrder::group ? "group"
+                           : pp.act_order == GptqActOrder::static_groups ? "static" : "";
+    config["quantization_config"] = gptq_pack::ct_pack_quantization_config(bits, pp.group_size, pp.sym, ao);
+  } else {
+    const auto qc = gptq_pack::gptq_quantize_config(bits, pp.group_size, pp.sym, pp.act_order != GptqActOrder::none,
+                                                    pp.act_order == GptqActOrder::static_groups, pp.damp,
+                                                    cfg.layout == GptqLayout::gptq_v2);
+    config["quantization_config"] = qc;
+    write_file_atomic(tmp / "quantize_config.json", qc.dump(2) + "\n");
+    r.files.insert(r.files.begin(), "quantize_config.json");
+  }
+  write_file_atomic(tmp / "config.json", config.dump(2) + "\n");
+  r.files.insert(r.files.begin(), "config.json");
+  for (const auto& e : fs::directory_iterator(src_dir, ec)) {
+    const std::string name = e.path().filename().string();
+    if (e.is_regular_file() && sq_impl::sq_copied_file(name)) {
+      fs::copy_file(e.path(), tmp / name, fs::copy_options::overwrite_existing, ec);
+      if (ec) fail(Errc::output_error, "cannot copy {} into {}: {}", e.path().string(), tmp.string(), ec.message());
+      r.files.push_back(name);
+    }
+  }
+  ctx.check_cancelled();
+  od.publish();
+  r.output = od.dir;
+  r.output_bytes = 0;
+  for (const auto& f : r.files) r.output_bytes += fs::file_size(od.dir / f, ec);
+  r.bpw = r.n_parameters > 0 ? 8.0 * static_cast<double>(data_bytes) / static_cast<double>(r.n_parameters) : 0;
+  r.seconds = r.calibration_seconds + r.quantize_seconds + gp_seconds_since(t0);
+  return r;
+}
+
+GptqQuantizer::GptqQuantizer(const ModelSource& source, GptqConfig config)
+    : impl_(std::make_unique<Impl>(source, std::move(config))) {}
+GptqQuantizer::~GptqQuantizer() = default;
+void GptqQuantizer::set_calibration(const CalibrationData& data) { impl_->set_calibration(data); }
+void GptqQuantizer::run(const Context& ctx) { impl_->run(ctx); }
+GptqResult GptqQuantizer::write(const fs::path& dir, const Context& ctx) { return impl_->write(dir, ctx); }
+const GptqMatrix& GptqQuantizer::matrix(const std::string& module) const {
+  auto it = impl_->results.find(module);
+  if (it == impl_->results.end()) fail(Errc::invalid_argument, "gptq: no quantized matrix for {}", module);
+  return it->second;
+}
+Model& GptqQuantizer::model() { return *impl_->model; }
+const GptqResult& GptqQuantizer::summary() const { return impl_->summary; }
+
+GptqResult gptq_model(const fs::path& model, fs::path out, const GptqConfig& config, const Context& ctx) {
+  validate(config.params);
+  auto source = ModelSource::open(model);
+  if (out.empty()) out = gptq_default_output(model, config);
+  GptqQuantizer q(*source, config);
+  q.run(ctx);
+  return q.write(out, ctx);
+}
+
+}  // namespace lq

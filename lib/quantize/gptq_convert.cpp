@@ -1,0 +1,338 @@
+// GGUF -> GPTQ / compressed-tensors W4A16-style directories (gptq.hpp, convert_gguf_to_gptq):
+// the exact mapping of Q4_0 / Q8_0 / Q4_1 blocks onto GPTQ codes, scales and zeros, round to
+// nearest from the dequantized weights where it does not map, and the streamed directory (q/k
+// rows back in Hugging Face order, a config.json made from the GGUF's hyper-parameters).
+#include <lq/gptq.hpp>
+
+#include <lq/io.hpp>
+
+#include "core/fail.hpp"
+#include "core/half.hpp"
+#include "formats/gptq_pack.hpp"
+#include "formats/safetensors_writer.hpp"
+#include "model/tensor_names.hpp"
+#include "quantize/gptq_write.hpp"
+#include "types/ref/blocks.hpp"
+
+#include <nlohmann/json.hpp>
+
+#include <chrono>
+#include <cmath>
+#include <cstring>
+#include <map>
+#include <random>
+
+namespace fs = std::filesystem;
+
+namespace lq {
+
+
+bool gptq_from_gguf_rows(QuantType type, const void* data, int64_t rows, int64_t cols, GptqMatrix& m) {
+  if (cols % 32 != 0) return false;
+  const int64_t nb = cols / 32;
+  m.rows = rows, m.cols = cols, m.groups = nb;
+  m.perm.clear();
+  m.damp = 0, m.damp_raises = 0, m.dead_columns = 0, m.loss = 0;
+  m.codes.assign(static_cast<size_t>(rows * cols), 0);
+  m.scales.assign(static_cast<size_t>(rows * nb), 0.0f);
+  m.zeros.assign(static_cast<size_t>(rows * nb), 0);
+  m.g_idx.resize(static_cast<size_t>(cols));
+  for (int64_t c = 0; c < cols; ++c) m.g_idx[static_cast<size_t>(c)] = static_cast<int32_t>(c / 32);
+  const auto* p = static_cast<const uint8_t*>(data);
+  if (type == QuantType::Q4_0 || type == QuantType::Q4_1) {
+    const bool q41 = type == QuantType::Q4_1;
+    m.bits = 4;
+    for (int64_t r = 0; r < rows; ++r)
+      for (int64_t b = 0; b < nb; ++b) {
+        const size_t gi = static_cast<size_t>(r * nb + b);
+        uint8_t* codes = &m.codes[static_cast<size_t>(r * cols + b * 32)];
+        if (!q41) {
+          ref::block_q4_0 blk;
+          std::memcpy(&blk, p + static_cast<size_t>(r * nb + b) * sizeof(ref::block_q4_0), sizeof blk);
+          m.scales[gi] = fp16_to_f32(blk.d);
+          m.zeros[gi] = 8;
+          for (int j = 0; j < 16; ++j) codes[j] = blk.qs[j] & 15, codes[j + 16] = blk.qs[j] >> 4;
+        } else {
+          ref::block_q4_1 blk;
+          std::memcpy(&blk, p + static_cast<size_t>(r * nb + b) * sizeof(ref::block_q4_1), sizeof blk);
+          const float d = fp16_to_f32(blk.d), mn = fp16_to_f32(blk.m);
+          if (!(d != 0) || !std::isfinite(d)) return false;
+          const float z = std::nearbyint(-mn / d);
+          if (!(z >= 0 && z <= 15) || -(z * d) != mn) return false;
+          m.scales[gi] = d;
+          m.zeros[gi] = static_cast<int32_t>(z);
+          for (int j = 0; j < 16; ++j) codes[j] = blk.qs[j] & 15, codes[j + 16] = blk.qs[j] >> 4;
+        }
+      }
+    return true;
+  }
+  if (type == QuantType::Q8_0) {
+    m.bits = 8;
+    for (int64_t r = 0; r < rows; ++r)
+      for (int64_t b = 0; b < nb; ++b) {
+        ref::block_q8_0 blk;
+        std::memcpy(&blk, p + static_cast<size_t>(r * nb + b) * sizeof(ref::block_q8_0), sizeof blk);
+        const size_t gi = static_cast<size_t>(r * nb + b);
+        m.scales[gi] = fp16_to_f32(blk.d);
+        m.zeros[gi] = 128;
+        for (int j = 0; j < 32; ++j) m.codes[static_cast<size_t>(r * cols + b * 32 + j)] = static_cast<uint8_t>(blk.qs[j] + 128);
+      }
+    return true;
+  }
+  return false;
+}
+
+namespace {
+
+bool gc_linear_rest(std::string_view rest) {
+  for (const char* n : {"attn_q.weight", "attn_k.weight", "attn_v.weight", "attn_output.weight", "ffn_gate.weight",
+                        "ffn_up.weight", "ffn_down.weight"})
+    if (rest == n) return true;
+  return false;
+}
+
+inline int64_t gc_hf_row(int64_t r, int64_t hd) {
+  const int64_t h = r / hd, w = r % hd;
+  return h * hd + (w % 2) * (hd / 2) + w / 2;
+}
+
+}  // namespace
+
+GgufConvertResult convert_gguf_to_gptq(const fs::path& gguf, fs::path out, GptqLayout layout, const Context& ctx) {
+  using namespace gptq_impl;
+  const auto t0 = std::chrono::steady_clock::now();
+  auto src = ModelSource::open(gguf);
+  if (!src->is_gguf())
+    fail(Errc::invalid_argument, "convert: {} is not a GGUF file (quantize a Hugging Face checkpoint with `quantize MODEL gptq`)",
+         gguf.string());
+  const ModelConfig& mc = src->config();
+  if (mc.architecture != "llama" && mc.architecture != "qwen2")
+    fail(Errc::invalid_model, "convert: architecture '{}' is not supported (llama, qwen2)", mc.architecture);
+  Progress& progress = ctx.progress_sink();
+  GgufConvertResult res;
+
+  // The scheme: the linears' most common type.
+  std::map<QuantType, int> counts;
+  std::vector<const ModelTensor*> linears;
+  for (const auto& t : src->tensors()) {
+    const auto sp = names::split(t.name);
+    if (sp.block >= 0 && gc_linear_rest(sp.rest)) {
+      linears.push_back(&t);
+      ++counts[t.type];
+    }
+  }
+  if (linears.empty()) fail(Errc::invalid_model, "convert: {} has no decoder linears", gguf.string());
+  QuantType major = counts.begin()->first;
+  for (const auto& [t, n] : counts)
+    if (n > counts[major]) major = t;
+  GptqParams rp;
+  rp.rtn = true;
+  if (major == QuantType::Q4_0) rp.bits = 4, rp.group_size = 32, rp.sym = true;
+  else if (major == QuantType::Q8_0) rp.bits = 8, rp.group_size = 32, rp.sym = true;
+  else if (major == QuantType::Q4_1) rp.bits = 4, rp.group_size = 32, rp.sym = false;
+  else {
+    rp.bits = 4, rp.group_size = 128, rp.sym = true;
+    res.lost.push_back(fmt::format("the linears are {} (no exact GPTQ form): every one is rounded to nearest at symmetric "
+                                   "4-bit g128 from its dequantized weights", type_info(major).name));
+  }
+  rp.scale_storage = 16;
+  res.bits = rp.bits, res.group_size = rp.group_size, res.sym = rp.sym;
+  const bool ct = layout == GptqLayout::compressed_tensors;
+  if (!ct)
+    for (const ModelTensor* t : linears)
+      if ((t->row_length() * rp.bits) % 32 != 0 || (t->n_rows() * rp.bits) % 32 != 0)
+        fail(Errc::invalid_argument, "convert: {} does not fill whole int32 words in the GPTQ layout", t->name);
+  for (const ModelTensor* t : linears)
+    if (t->row_length() % rp.group_size != 0)
+      fail(Errc::invalid_argument, "convert: the row length {} of {} is not a multiple of {}", t->row_length(), t->name,
+           rp.group_size);
+
+  if (out.empty()) {
+    std::string stem = gguf.stem().string();
+    out = fs::path(fmt::format("{}-{}", stem, ct ? "w4a16-ct" : "gptq"));
+  }
+  // Output directory checks (the same rules as quantize MODEL gptq).
+  const fs::path dir = out.has_filename() ? out : out.parent_path();
+  const fs::path parent = dir.parent_path().empty() ? fs::path(".") : dir.parent_path();
+  std::error_code ec;
+  if (!fs::is_directory(parent, ec))
+    fail(Errc::output_error, "cannot write {}: directory {} does not exist", dir.string(), parent.string());
+  if (fs::exists(dir, ec) && !(fs::is_directory(dir, ec) && fs::is_empty(dir, ec)))
+    fail(Errc::output_error, "cannot write {}: it exists (remove it or choose another -o)", dir.string());
+
+  // Plan: linears quantized (in memory, one at a time when written), other tensors as they are.
+  GpWriteSpec ws;
+  ws.layout = layout;
+  ws.sym = rp.sym;
+  ws.scale_dtype = StDtype::F16;  // GGUF's scales are binary16: kept exactly
+  std::vector<StTensorSpec> specs;
+  struct Item {
+    const ModelTensor* t;
+    std::string hf;
+    bool linear = false;
+    StDtype dtype = StDtype::F32;
+  };
+  std::vector<Item> items;
+  std::vector<GptqMatrix> mats;  // per linear, filled while planning (exact or RTN)
+  bool non_float_copy = false;
+  int64_t n_params = 0;
+  for (const auto& t : src->tensors()) {
+    auto hf = names::gguf_to_hf(t.name);
+    if (!hf) continue;  // rope frequencies and other GGUF-only tensors
+    Item it{&t, *hf};
+    n_params += t.n_elements();
+    const auto sp = names::split(t.name);
+    it.linear = sp.block >= 0 && gc_linear_rest(sp.rest);
+    if (!it.linear) {
+      if (t.type == QuantType::F16) it.dtype = StDtype::F16;
+      else if (t.type == QuantType::BF16) it.dtype = StDtype::BF16;
+      else {
+        it.dtype = StDtype::F32;
+        if (t.type != QuantType::F32) non_float_copy = true;
+      }
+      std::vector<int64_t> shape(t.ne.rbegin(), t.ne.rend());
+      specs.push_back({it.hf, it.dtype, shape});
+    } else {
+      const std::string module = it.hf.substr(0, it.hf.size() - 7);
+      const int64_t rows = t.n_rows(), cols = t.row_length();
+      GptqMatrix q;
+      bool exact = false;
+      if (t.type == major) {
+        std::vector<uint8_t> raw(static_cast<size_t>(rows) * t.row_bytes());
+        src->read_rows_raw(t, 0, rows, raw.data());
+        exact = gptq_from_gguf_rows(t.type, raw.data(), rows, cols, q);
+      }
+      std::vector<float> w;
+      if (!exact) {
+        w.resize(static_cast<size_t>(rows * cols));
+        src->read_rows_f32(t, 0, rows, w.data());
+        q = gptq_quantize_matrix(w.data(), rows, cols, nullptr, rp, ctx);
+        const auto d = q.dequantize();
+        double e = 0, s = 0;
+        for (size_t k = 0; k < w.size(); ++k) e += double(w[k] - d[k]) * (w[k] - d[k]), s += double(w[k]) * w[k];
+        const double rel = s > 0 ? std::sqrt(e / s) : 0;
+        if (rel >= res.worst_rel_rmse) res.worst_rel_rmse = rel, res.worst_module = module;
+        res.requantized.push_back(module);
+      } else {
+        res.exact.push_back(module);
+      }
+      // q/k rows back in Hugging Face order.
+      if (mc.architecture == "llama" && (sp.rest == "attn_q.weight" || sp.rest == "attn_k.weight")) {
+        GptqMatrix o = q;
+        const int64_t hd = mc.head_dim;
+        for (int64_t r = 0; r < rows; ++r) {
+          const int64_t h = gc_hf_row(r, hd);
+          std::memcpy(&o.codes[static_cast<size_t>(h * cols)], &q.codes[static_cast<size_t>(r * cols)], static_cast<size_t>(cols));
+          for (int64_t g = 0; g < q.groups; ++g) {
+            o.scales[static_cast<size_t>(h * q.groups + g)] = q.scales[static_cast<size_t>(r * q.groups + g)];
+            o.zeros[static_cast<size_t>(h * q.groups + g)] = q.zeros[static_cast<size_t>(r * q.groups + g)];
+          }
+        }
+        q = std::move(o);
+      }
+      gp_specs(module, q, ws, specs);
+      mats.push_back(std::move(q));
+      src->release(t);
+    }
+    items.push_back(it);
+    ctx.check_cancelled();
+  }
+  if (non_float_copy)
+    res.lost.push_back("embeddings, norms or the output projection stored quantized in the GGUF are written as F32 "
+                       "(their dequantized values, exact; larger than the GGUF)");
+  const bool exact_scheme = major == QuantType::Q4_0 || major == QuantType::Q8_0 || major == QuantType::Q4_1;
+  if (!res.requantized.empty() && exact_scheme)
+    res.lost.push_back(fmt::format("{} linear(s) not on the {}-bit g{} grid were rounded to nearest from their dequantized "
+                                   "weights (worst relative RMS error {:.4f}, {})",
+                                   res.requantized.size(), rp.bits, rp.group_size, res.worst_rel_rmse, res.worst_module));
+  res.lost.push_back("no tokenizer files: the GGUF's vocabulary is not converted (copy them from the original checkpoint)");
+
+  // config.json from the GGUF's hyper-parameters.
+  nlohmann::ordered_json config;
+  const bool qwen = mc.architecture == "qwen2";
+  config["architectures"] = {qwen ? "Qwen2ForCausalLM" : "LlamaForCausalLM"};
+  config["model_type"] = qwen ? "qwen2" : "llama";
+  config["hidden_size"] = mc.n_embd;
+  config["intermediate_size"] = mc.n_ff;
+  config["num_attention_heads"] = mc.n_head;
+  config["num_key_value_heads"] = mc.n_head_kv;
+  config["num_hidden_layers"] = mc.n_layer;
+  config["head_dim"] = mc.head_dim;
+  config["hidden_act"] = "silu";
+  config["max_position_embeddings"] = mc.n_ctx_train;
+  config["rms_norm_eps"] = mc.rms_eps;
+  config["rope_theta"] = mc.rope_theta;
+  config["vocab_size"] = mc.n_vocab;
+  config["tie_word_embeddings"] = mc.tie_embeddings;
+  if (!qwen) config["attention_bias"] = mc.qkv_bias;
+  config["torch_dtype"] = "float16";
+  const std::string ao;
+  if (ct) {
+    config["quantization_config"] = gptq_pack::ct_pack_quantization_config(rp.bits, rp.group_size, rp.sym, ao);
+  } else {
+    config["quantization_config"] = gptq_pack::gptq_quantize_config(rp.bits, rp.group_size, rp.sym, false, false, 0.0,
+                                                                    layout == GptqLayout::gptq_v2);
+  }
+
+  std::random_device rd;
+  fs::path tmp;
+  for (int attempt = 0; attempt < 8 && tmp.empty(); ++attempt) {
+    fs::path t = parent / fmt::format("{}.tmp-{:08x}", dir.filename().string(), rd());
+    if (fs::create_directory(t, ec)) tmp = t;
+  }
+  if (tmp.empty()) fail(Errc::output_error, "cannot write {}: cannot create a temporary directory", dir.string());
+  struct Guard {
+    fs::path p;
+    ~Guard() {
+      std::error_code e;
+      if (!p.empty()) fs::remove_all(p, e);
+    }
+  } guard{tmp};
+  ShardedSafetensorsWriter w(tmp, specs);
+  size_t li = 0;
+  std::vector<float> v;
+  progress.update("Writing", 0, static_cast<int64_t>(items.size()), "tensors");
+  for (size_t i = 0; i < items.size(); ++i) {
+    ctx.check_cancelled();
+    const Item& it = items[i];
+    if (it.linear) {
+      gp_write(w, it.hf.substr(0, it.hf.size() - 7), mats[li], ws);
+      mats[li] = GptqMatrix{};
+      ++li;
+    } else {
+      const ModelTensor& t = *it.t;
+      if (it.dtype == StDtype::F32) {
+        v.resize(static_cast<size_t>(t.n_elements()));
+        src->read_rows_f32(t, 0, t.n_rows(), v.data());
+        w.write(it.hf, v.data(), v.size() * 4);
+      } else {
+        std::vector<uint8_t> raw(static_cast<size_t>(t.n_rows()) * t.row_bytes());
+        src->read_rows_raw(t, 0, t.n_rows(), raw.data());
+        w.write(it.hf, raw.data(), raw.size());
+      }
+    }
+    progress.update("Writing", static_cast<int64_t>(i + 1), static_cast<int64_t>(items.size()), "tensors");
+  }
+  w.commit();
+  progress.finish("Writing");
+  res.files = w.file_names();
+  write_file_atomic(tmp / "config.json", config.dump(2) + "\n");
+  res.files.insert(res.files.begin(), "config.json");
+  if (!ct) {
+    write_file_atomic(tmp / "quantize_config.json", config["quantization_config"].dump(2) + "\n");
+    res.files.insert(res.files.begin() + 1, "quantize_config.json");
+  }
+  ctx.check_cancelled();
+  if (fs::exists(dir, ec)) fs::remove(dir, ec);  // an empty directory
+  fs::rename(tmp, dir, ec);
+  if (ec) fail(Errc::output_error, "cannot write {}: {}", dir.string(), ec.message());
+  guard.p.clear();
+  res.output = dir;
+  for (const auto& f : res.files) res.output_bytes += fs::file_size(dir / f, ec);
+  res.source_bytes = src->source_bytes();
+  (void)n_params;
+  res.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  return res;
+}
+
+}  // namespace lq
