@@ -124,7 +124,9 @@ SafetensorsFile::SafetensorsFile(const std::filesystem::path& path) : path_(path
       if (!d.is_number_integer() || d.get<int64_t>() < 0)
         fail(Errc::invalid_model, "{}: tensor '{}': invalid shape", file, name);
       t.shape.push_back(d.get<int64_t>());
-      count *= static_cast<uint64_t>(d.get<int64_t>());
+      count *= static_cast<uint64_t>(d.get<int64_t>());  // < 2^63 * 2^63: no wrap before the check
+      if (count > static_cast<unsigned __int128>(INT64_MAX))
+        fail(Errc::invalid_model, "{}: tensor '{}': shape declares more than 2^63 elements", file, name);
     }
     const auto& off = e["data_offsets"];
     if (!off.is_array() || off.size() != 2 || !off[0].is_number_unsigned() || !off[1].is_number_unsigned())
