@@ -316,3 +316,41 @@ TEST_CASE("hostile files stay within twice a valid file's address space (ulimit 
     CHECK(r.err.find("out of memory") == std::string::npos);
   }
 }
+
+TEST_CASE("fuzz finds: a config.json whose model_type is not a string", "[untrusted]") {
+  // tests/data/fuzz/config/model-type-number.json: "model_type": 1 escaped as nlohmann's type_error.
+  TempDir tmp;
+  lq::fuzz::write_tiny_model(tmp.path(), false, true);
+  fs::copy_file(lq::test::data_file("fuzz/config/model-type-number.json"), tmp / "config.json");
+  try {
+    (void)lq::read_hf_config(tmp.path());
+    FAIL("accepted");
+  } catch (const lq::Error& e) {
+    CHECK(e.code() == lq::Errc::invalid_model);
+    CHECK(std::string(e.what()).find("model_type is not a string") != std::string::npos);
+  }
+}
+
+namespace {
+
+int open_descriptors() {
+  int n = 0;
+  for ([[maybe_unused]] const auto& e : fs::directory_iterator("/proc/self/fd")) ++n;
+  return n;
+}
+
+}  // namespace
+
+TEST_CASE("fuzz finds: a refused safetensors file leaves no descriptor open", "[untrusted]") {
+  // The fuzz target ran out of descriptors after 20000 refused files: the reader opened the
+  // file in its constructor and nothing closed it when the constructor threw.
+  TempDir tmp;
+  const fs::path bad = write(tmp / "bad.safetensors", safetensors("{\"a\":{\"dtype\":\"F32\"}}", 0));
+  const fs::path short_file = write(tmp / "short.safetensors", std::string(4, '\0'));
+  const int before = open_descriptors();
+  for (int i = 0; i < 50; ++i) {
+    CHECK_THROWS_AS(lq::SafetensorsFile(bad), lq::Error);
+    CHECK_THROWS_AS(lq::SafetensorsFile(short_file), lq::Error);
+  }
+  CHECK(open_descriptors() == before);
+}

@@ -80,6 +80,17 @@ SafetensorsFile::SafetensorsFile(const std::filesystem::path& path) : path_(path
     if (errno == ENOENT) fail(Errc::invalid_model, "{}: safetensors file is missing", file);
     fail(Errc::invalid_model, "{}: cannot open: {}", file, std::strerror(errno));
   }
+  // The destructor does not run when the constructor throws: close the file on every refusal.
+  struct CloseOnThrow {
+    int& fd;
+    bool armed = true;
+    ~CloseOnThrow() {
+      if (armed && fd >= 0) {
+        ::close(fd);
+        fd = -1;
+      }
+    }
+  } close_on_throw{fd_};
   struct stat st{};
   if (::fstat(fd_, &st) != 0 || !S_ISREG(st.st_mode)) fail(Errc::invalid_model, "{}: not a regular file", file);
   size_ = static_cast<uint64_t>(st.st_size);
@@ -152,6 +163,7 @@ SafetensorsFile::SafetensorsFile(const std::filesystem::path& path) : path_(path
     if (order[i]->begin < order[i - 1]->begin + order[i - 1]->nbytes && order[i]->nbytes > 0 && order[i - 1]->nbytes > 0)
       fail(Errc::invalid_model, "{}: tensors '{}' and '{}' overlap", file, order[i - 1]->name, order[i]->name);
   }
+  close_on_throw.armed = false;
 }
 
 SafetensorsFile::~SafetensorsFile() {

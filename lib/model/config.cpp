@@ -186,7 +186,12 @@ HfConfig read_hf_config(const fs::path& dir) {
   if (!j.is_object()) fail(Errc::invalid_model, "{}: not a JSON object", cfg.string());
   if (j.contains("text_config") && j["text_config"].is_object()) out.text = j["text_config"];
   else out.text = j;
-  const std::string mt = get_or<std::string>(j, "model_type", "");
+  std::string mt;
+  try {
+    mt = get_or<std::string>(j, "model_type", "");
+  } catch (const json::exception& e) {
+    fail(Errc::invalid_model, "{}: model_type is not a string: {}", cfg.string(), e.what());
+  }
   if (mt.empty()) fail(Errc::invalid_model, "{}: no model_type", cfg.string());
   if (!is_supported_model_type(mt))
     fail(Errc::invalid_model, "{}: unsupported architecture: model_type '{}' (supported: llama, mistral, qwen2)",
