@@ -13,7 +13,9 @@
 
 #include <cstring>
 
-#if !(defined(__AMX_TILE__) && defined(__AMX_BF16__) && defined(__x86_64__))
+// GCC spells the feature macros __AMX_TILE__ / __AMX_BF16__, clang __AMXTILE__ / __AMXBF16__.
+#if !((defined(__AMX_TILE__) || defined(__AMXTILE__)) && (defined(__AMX_BF16__) || defined(__AMXBF16__)) && \
+      defined(__x86_64__))
 #error "amx.cpp needs x86-64 and -mamx-tile -mamx-bf16 (kernels/cpu/CMakeLists.txt builds no_amx.cpp otherwise)"
 #endif
 

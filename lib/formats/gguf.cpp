@@ -415,9 +415,15 @@ Reader::Reader(const std::filesystem::path& path) : path_(path) {
     if (!names.insert(t.name).second) fail(Errc::invalid_model, "{}: duplicate tensor '{}'", file, t.name);
     const uint32_t nd = c.get<uint32_t>("tensor dims");
     if (nd < 1 || nd > kMaxDims) fail(Errc::invalid_model, "{}: tensor '{}' has {} dimensions", file, t.name, nd);
+    // The element count and every partial product of the dimensions must fit in int64 (counts are
+    // int64 products everywhere), even when a later dimension is 0.
+    unsigned __int128 elements = 1;
     for (uint32_t d = 0; d < nd; ++d) {
       const int64_t v = c.get<int64_t>("tensor shape");
       if (v < 0) fail(Errc::invalid_model, "{}: tensor '{}' has a negative dimension", file, t.name);
+      elements *= static_cast<unsigned __int128>(v);
+      if (elements > static_cast<unsigned __int128>(INT64_MAX))
+        fail(Errc::invalid_model, "{}: tensor '{}' declares more than 2^63 elements", file, t.name);
       t.ne.push_back(v);
     }
     const int32_t type = c.get<int32_t>("tensor type");

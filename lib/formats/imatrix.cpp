@@ -11,6 +11,9 @@
 #include <cmath>
 #include <cstring>
 #include <fstream>
+#include <unordered_map>
+
+#include <fmt/ranges.h>
 
 namespace fs = std::filesystem;
 
@@ -63,13 +66,20 @@ Imatrix load_gguf(const fs::path& path) {
   im.chunk_count = m.get_int("imatrix.chunk_count").value_or(0);
   im.chunk_size = m.get_int("imatrix.chunk_size").value_or(0);
   const std::string s2 = ".in_sum2", sc = ".counts";
+  std::unordered_map<std::string, const gguf::TensorInfo*> by_name;  // one lookup per entry, not a scan
+  for (const auto& t : r->tensors()) by_name.emplace(t.name, &t);
   for (const auto& t : r->tensors()) {
     if (t.name.size() <= s2.size() || t.name.compare(t.name.size() - s2.size(), s2.size(), s2) != 0) continue;
     const std::string name = t.name.substr(0, t.name.size() - s2.size());
-    const gguf::TensorInfo* c = r->find_tensor(name + sc);
-    if (!c) fail(Errc::imatrix_error, "{}: entry '{}' has sums but no counts", file, name);
+    const auto found = by_name.find(name + sc);
+    if (found == by_name.end()) fail(Errc::imatrix_error, "{}: entry '{}' has sums but no counts", file, name);
+    const gguf::TensorInfo* c = found->second;
     if (t.type != QuantType::F32 || c->type != QuantType::F32)
       fail(Errc::imatrix_error, "{}: entry '{}' is not F32", file, name);
+    // Sums are [n_cols] or [n_cols, n_mat]; an entry without values says nothing.
+    if (t.ne.size() > 2 || t.n_elements() == 0)
+      fail(Errc::imatrix_error, "{}: entry '{}' has shape [{}]; expected [columns] or [columns, matrices], none 0",
+           file, name, fmt::join(t.ne, ", "));
     ImatrixEntry e;
     e.n_cols = t.ne[0];
     e.n_mat = t.ne.size() > 1 ? t.ne[1] : 1;

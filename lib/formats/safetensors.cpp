@@ -81,6 +81,17 @@ SafetensorsFile::SafetensorsFile(const std::filesystem::path& path) : path_(path
     if (errno == ENOENT) fail(Errc::invalid_model, "{}: safetensors file is missing", file);
     fail(Errc::invalid_model, "{}: cannot open: {}", file, std::strerror(errno));
   }
+  // The destructor does not run when the constructor throws: close the file on every refusal.
+  struct CloseOnThrow {
+    int& fd;
+    bool armed = true;
+    ~CloseOnThrow() {
+      if (armed && fd >= 0) {
+        ::close(fd);
+        fd = -1;
+      }
+    }
+  } close_on_throw{fd_};
   struct stat st{};
   if (::fstat(fd_, &st) != 0 || !S_ISREG(st.st_mode)) fail(Errc::invalid_model, "{}: not a regular file", file);
   size_ = static_cast<uint64_t>(st.st_size);
@@ -125,7 +136,9 @@ SafetensorsFile::SafetensorsFile(const std::filesystem::path& path) : path_(path
       if (!d.is_number_integer() || d.get<int64_t>() < 0)
         fail(Errc::invalid_model, "{}: tensor '{}': invalid shape", file, name);
       t.shape.push_back(d.get<int64_t>());
-      count *= static_cast<uint64_t>(d.get<int64_t>());
+      count *= static_cast<uint64_t>(d.get<int64_t>());  // < 2^63 * 2^63: no wrap before the check
+      if (count > static_cast<unsigned __int128>(INT64_MAX))
+        fail(Errc::invalid_model, "{}: tensor '{}': shape declares more than 2^63 elements", file, name);
     }
     const auto& off = e["data_offsets"];
     if (!off.is_array() || off.size() != 2 || !off[0].is_number_unsigned() || !off[1].is_number_unsigned())
@@ -151,6 +164,7 @@ SafetensorsFile::SafetensorsFile(const std::filesystem::path& path) : path_(path
     if (order[i]->begin < order[i - 1]->begin + order[i - 1]->nbytes && order[i]->nbytes > 0 && order[i - 1]->nbytes > 0)
       fail(Errc::invalid_model, "{}: tensors '{}' and '{}' overlap", file, order[i - 1]->name, order[i]->name);
   }
+  close_on_throw.armed = false;
 }
 
 SafetensorsFile::~SafetensorsFile() {

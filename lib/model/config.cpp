@@ -85,6 +85,19 @@ std::string size_label(uint64_t n) {
   return fmt::format("{:.{}f}{}", v, fix, suffix);
 }
 
+// Bounds on hyper-parameters, far above any real model's, so that a config declaring absurd sizes
+// is refused before anything is sized from it: dimensions below 2^31 (products of two fit in
+// int64), at most 2^16 layers and a head dimension of at most 2^16 (rope tables are sized by it).
+constexpr int64_t kMaxDimension = (int64_t{1} << 31) - 1;
+constexpr int64_t kMaxLayers = int64_t{1} << 16;
+constexpr int64_t kMaxHeadDim = int64_t{1} << 16;
+
+bool absurd_hyper_parameters(const ModelConfig& c) {
+  for (int64_t v : {c.n_embd, c.n_head, c.n_head_kv, c.n_ff, c.n_vocab, c.n_ctx_train, c.sliding_window})
+    if (v < 0 || v > kMaxDimension) return true;
+  return c.n_layer < 0 || c.n_layer > kMaxLayers || c.head_dim < 0 || c.head_dim > kMaxHeadDim;
+}
+
 template <typename T>
 T get_or(const json& j, const char* key, T def) {
   if (j.contains(key) && !j[key].is_null()) return j[key].get<T>();
@@ -190,7 +203,12 @@ HfConfig read_hf_config(const fs::path& dir) {
   if (!j.is_object()) fail(Errc::invalid_model, "{}: not a JSON object", cfg.string());
   if (j.contains("text_config") && j["text_config"].is_object()) out.text = j["text_config"];
   else out.text = j;
-  const std::string mt = get_or<std::string>(j, "model_type", "");
+  std::string mt;
+  try {
+    mt = get_or<std::string>(j, "model_type", "");
+  } catch (const json::exception& e) {
+    fail(Errc::invalid_model, "{}: model_type is not a string: {}", cfg.string(), e.what());
+  }
   if (mt.empty()) fail(Errc::invalid_model, "{}: no model_type", cfg.string());
   if (!is_supported_model_type(mt))
     fail(Errc::invalid_model, "{}: unsupported architecture: model_type '{}' (supported: llama, mistral, qwen2)",
@@ -253,6 +271,10 @@ HfConfig read_hf_config(const fs::path& dir) {
       c.n_head % c.n_head_kv != 0 || c.head_dim % 2 != 0)
     fail(Errc::invalid_model, "{}: inconsistent hyper-parameters (hidden {}, layers {}, heads {}/{}, head_dim {})",
          cfg.string(), c.n_embd, c.n_layer, c.n_head, c.n_head_kv, c.head_dim);
+  if (absurd_hyper_parameters(c))
+    fail(Errc::invalid_model, "{}: implausible hyper-parameters (hidden {}, layers {}, heads {}/{}, head_dim {}, ffn {}, "
+         "vocab {}, context {})", cfg.string(), c.n_embd, c.n_layer, c.n_head, c.n_head_kv, c.head_dim, c.n_ff,
+         c.n_vocab, c.n_ctx_train);
   return out;
 }
 
@@ -320,6 +342,10 @@ ModelConfig config_from_gguf(const gguf::Metadata& m, const std::string& file) {
   c.n_vocab = m.get_int(a + "vocab_size").value_or(c.n_vocab);
   c.sliding_window = m.get_int(a + "attention.sliding_window").value_or(0);
   c.qkv_bias = c.architecture == "qwen2";
+  if (absurd_hyper_parameters(c))
+    fail(Errc::invalid_model, "{}: implausible hyper-parameters (embedding {}, blocks {}, heads {}/{}, key length {}, "
+         "ffn {}, vocab {}, context {})", file, c.n_embd, c.n_layer, c.n_head, c.n_head_kv, c.head_dim, c.n_ff,
+         c.n_vocab, c.n_ctx_train);
   return c;
 }
 

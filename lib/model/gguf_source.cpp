@@ -7,6 +7,7 @@
 #include "core/fail.hpp"
 
 #include <cstring>
+#include <unordered_set>
 
 #include <fmt/format.h>
 
@@ -33,6 +34,8 @@ class GgufSource final : public ModelSource {
     const std::string arch = m.get_string("general.architecture").value_or("");
     if (arch.empty()) fail(Errc::invalid_model, "{}: no general.architecture key", path.string());
     if (const int64_t n = m.get_int("split.count").value_or(1); n > 1) {
+      if (n > 99999)  // llama.cpp's names number splits with five digits
+        fail(Errc::invalid_model, "{}: split.count {} is more than 99999", path.string(), n);
       if (m.get_int("split.no").value_or(0) != 0)
         fail(Errc::invalid_model, "{}: a split GGUF must be opened at its first file", path.string());
       const auto files = split_files(path, static_cast<int>(n));
@@ -46,9 +49,10 @@ class GgufSource final : public ModelSource {
       }
     }
     config_ = config_from_gguf(m, path.string());
+    std::unordered_set<std::string> seen;  // duplicates across splits, without a scan per tensor
     for (size_t k = 0; k < readers_.size(); ++k) {
       for (const auto& t : readers_[k]->tensors()) {
-        if (find(t.name)) fail(Errc::invalid_model, "{}: tensor '{}' appears twice", readers_[k]->path().string(), t.name);
+        if (!seen.insert(t.name).second) fail(Errc::invalid_model, "{}: tensor '{}' appears twice", readers_[k]->path().string(), t.name);
         ModelTensor mt;
         mt.name = t.name;
         mt.source_name = t.name;

@@ -616,6 +616,9 @@ class HfSource final : public ModelSource {
         names.insert(it->get<std::string>());
       }
       for (const auto& n : names) {
+        // A shard is a file beside the index: no path that leads elsewhere.
+        if (n.empty() || n == "." || n == ".." || n.find('/') != std::string::npos || n.find('\0') != std::string::npos)
+          fail(Errc::invalid_model, "{}: weight_map names '{}', not a file name in the model directory", index.string(), n);
         const fs::path p = dir_ / n;
         if (!fs::exists(p, ec))
           fail(Errc::invalid_model, "{}: shard '{}' named in the index is missing", index.string(), n);

@@ -103,6 +103,9 @@ class Parser {
              src_, pos_, what);
   }
 
+  static constexpr int kMaxGroupDepth = 64;
+  int depth_ = 0;
+
   bool more() const { return pos_ < p_.size(); }
   char32_t peek(size_t ahead = 0) const { return pos_ + ahead < p_.size() ? p_[pos_ + ahead] : 0; }
 
@@ -389,7 +392,10 @@ class Parser {
           }
         }
         if (atom.kind != Node::kLook) atom.kind = Node::kGroup;
+        // The parser and the matcher recurse per group level: a bound keeps the stack bounded.
+        if (++depth_ > kMaxGroupDepth) fail("groups nested too deeply");
         atom.alts = parse_alts(sub_icase);
+        --depth_;
         if (peek() != ')') fail("missing ')'");
         ++pos_;
         break;

@@ -1,0 +1,73 @@
+#!/usr/bin/env bash
+# The test suite under the sanitizers: the whole suite (ctest: every Catch2 test, the CLI tests
+# through an instrumented lq, the fuzz targets replaying their seeds and crash inputs) under
+# AddressSanitizer + UndefinedBehaviorSanitizer, and the threading tests under ThreadSanitizer.
+# Builds with clang (RelWithDebInfo at -O1) in build-asan and build-tsan: the library, lq and
+# the test binary only. Any report fails the run (halt_on_error). Prints each part's wall time.
+# Too slow for CI on two cores (a build from scratch per sanitizer): run it before a release and
+# after changing a reader, the thread pool or the engine's parallel code.
+#
+#   scripts/sanitize.sh [asan|tsan|all] [-j JOBS] [-- CTEST_ARGS...]
+#     asan   build-asan, the whole suite          tsan   build-tsan, the threading tests
+#     all    both (default)
+# Environment: CC/CXX (default clang/clang++), ASAN_BUILD / TSAN_BUILD (build directories),
+# NICE (default 10), CTEST_JOBS (default 2).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+what=all jobs=2 ctest_args=()
+while (($#)); do
+  case "$1" in
+    asan|tsan|all) what=$1; shift ;;
+    -j) jobs=$2; shift 2 ;;
+    --) shift; ctest_args=("$@"); break ;;
+    -h|--help) sed -n '2,16p' "$0"; exit 0 ;;
+    *) echo "sanitize.sh: unknown argument $1" >&2; exit 2 ;;
+  esac
+done
+NICE=${NICE:-10}
+CTEST_JOBS=${CTEST_JOBS:-2}
+# The tests that exercise threads: the pool, cancellation of concurrent quantizations, results
+# independent of the thread count, quantization (a pool per tensor batch).
+TSAN_TESTS='[threads],[concurrency],[quantize],analyze: results do not depend on the thread count,types: rows do not depend on how they are batched or threaded,smoothquant: cancellation leaves no directory'
+
+configure() {  # DIR SANITIZERS
+  cmake -S . -B "$1" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+        "-DCMAKE_CXX_FLAGS_RELWITHDEBINFO=-O1 -gline-tables-only" "-DCMAKE_C_FLAGS_RELWITHDEBINFO=-O1 -gline-tables-only" \
+        -DCMAKE_C_COMPILER="${CC:-clang}" -DCMAKE_CXX_COMPILER="${CXX:-clang++}" -DLQ_SANITIZE="$2" -DLQ_CUDA=OFF \
+        -DLQ_BUILD_TESTS=ON -DLQ_BUILD_EXAMPLES=OFF -DLQ_BUILD_BENCHMARKS=OFF \
+        $(command -v ccache >/dev/null && echo -DCMAKE_CXX_COMPILER_LAUNCHER=ccache) >/dev/null
+}
+
+status=0
+report=()
+if [[ $what == asan || $what == all ]]; then
+  B=${ASAN_BUILD:-build-asan}
+  t0=$(date +%s)
+  configure "$B" address,undefined
+  nice -n "$NICE" cmake --build "$B" -j "$jobs" --target lq_tests lq_cli \
+      $(ls tests/fuzz/fuzz_*.cpp | xargs -n1 basename | sed 's/\.cpp$//')
+  t1=$(date +%s)
+  export ASAN_OPTIONS=detect_leaks=1:halt_on_error=1:abort_on_error=0:detect_stack_use_after_return=0
+  export UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1
+  s=0
+  nice -n "$NICE" ctest --test-dir "$B" --output-on-failure -j "$CTEST_JOBS" "${ctest_args[@]}" || s=$?
+  t2=$(date +%s)
+  unset ASAN_OPTIONS UBSAN_OPTIONS
+  report+=("ASan+UBSan: build $((t1 - t0)) s, whole suite $((t2 - t1)) s: $([[ $s == 0 ]] && echo passed || echo FAILED)")
+  ((s == 0)) || status=1
+fi
+if [[ $what == tsan || $what == all ]]; then
+  B=${TSAN_BUILD:-build-tsan}
+  t0=$(date +%s)
+  configure "$B" thread
+  nice -n "$NICE" cmake --build "$B" -j "$jobs" --target lq_tests lq_cli
+  t1=$(date +%s)
+  s=0
+  TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1 nice -n "$NICE" "$B/tests/lq_tests" "$TSAN_TESTS" || s=$?
+  t2=$(date +%s)
+  # 77: a test skipped (no ../shared); anything else non-zero is a failure or a report.
+  report+=("TSan: build $((t1 - t0)) s, threading tests $((t2 - t1)) s: $([[ $s == 0 || $s == 77 ]] && echo passed || echo FAILED)")
+  [[ $s == 0 || $s == 77 ]] || status=1
+fi
+printf '%s\n' "${report[@]}"
+exit "$status"
