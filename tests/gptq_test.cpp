@@ -515,7 +515,9 @@ TEST_CASE("gptq: CLI errors exit with the contract's codes, nothing written", "[
            {"quantize " + m + " gptq -q Q4_0" + o, 2, "--quantization"},
            {"quantize " + m + " gguf -q Q4_0 --bits 4" + o, 2, "--bits"},
            {"convert " + m + " gptq" + o, 2, "not a GGUF"},
-           {"convert " + m + " awq" + o, 2, "unknown convert target"},
+           {"convert " + m + " awq" + o, 2, "unknown target format 'awq'"},
+           {"convert " + m + " gptq -q Q4_0" + o, 2, "-q and --imatrix apply to target gguf"},
+           {"convert " + m + " gguf -q Q4_0 --layout gptq" + o, 2, "--layout applies to target gptq only"},
            {"convert " + m + " compressed-tensors --layout gptq_v2" + o, 2, "--layout"},
            {"quantize " + m + " gptq --layout gptq --bits 3 --group-size 8 --ctx 4096 --calibration-data " +
                 (tmp / "short.txt").string() + o,
