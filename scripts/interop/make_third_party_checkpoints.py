@@ -147,9 +147,8 @@ def cmd_gptqmodel(a):
     calib = [{"input_ids": torch.tensor([c]), "attention_mask": torch.ones(1, len(c), dtype=torch.long)}
              for c in chunks]
     fmt = cfg.pop("format")
-    qc = QuantizeConfig(**cfg, format=fmt, device="cpu") if "device" in QuantizeConfig.__init__.__code__.co_varnames \
-        else QuantizeConfig(**cfg, format=fmt)
-    model = GPTQModel.load(a.model, qc, device="cpu")
+    qc = QuantizeConfig(**cfg, format=fmt, device="cpu")
+    model = GPTQModel.load(a.model, qc)
     model.quantize(calib, batch_size=1)
     model.save(a.out)
     copy_tokenizer(a.model, a.out)

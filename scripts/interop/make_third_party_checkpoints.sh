@@ -93,6 +93,7 @@ for name in "${names[@]}"; do
           grep -E "^ERROR|error:" "$venv_gptq.pip-gptqmodel.log" | head -5; continue; }
       fi
       echo "== GPTQModel $name"
+      export GPTQMODEL_CPU_WORKERS=${GPTQMODEL_CPU_WORKERS:-2}  # its default, (cores+1)/2, is refused on 2 cores
       rm -rf "${out:?}/$name"
       nice -n "$nice_n" "$venv_gptq/bin/python" "$here/make_third_party_checkpoints.py" gptqmodel "$name" "$model" \
         "$out/$name" --calibration-data "$calib" --samples "$samples" --ctx "$ctx" --threads "$threads" \
