@@ -308,6 +308,27 @@ def ref_gptq(d, cfg, tensors):
                        "bits": str(bits), "group_size": str(gs)}
 
 
+def check_gptqmodel_dequant(d, ref):
+    """GPTQModel's own dequantization: the checkpoint loaded by GPTQModel (its v1 -> v2 zero
+    conversion on load included), each quantized module's dequantize_weight(), against the rules.
+    Returns {name: max abs diff}."""
+    import torch
+    from gptqmodel import GPTQModel
+    m = GPTQModel.load(d, device="cpu")
+    diffs = {}
+    for name, mod in m.model.named_modules():
+        if hasattr(mod, "dequantize_weight") and hasattr(mod, "qweight"):
+            w = mod.dequantize_weight().float()
+            if w.shape[0] == mod.in_features if hasattr(mod, "in_features") else False:
+                w = w.t()
+            r = ref.get(f"{name}.weight")
+            if r is None or tuple(r.shape) != tuple(w.shape):
+                diffs[name] = f"shape {tuple(w.shape)} vs {None if r is None else tuple(r.shape)}"
+                continue
+            diffs[name] = float((w - r).abs().max())
+    return diffs
+
+
 def ref_awq(d, cfg, tensors):
     qcfg = cfg.get("quantization_config") or {}
     bits = int(qcfg.get("bits", qcfg.get("w_bit", 4)))
@@ -346,6 +367,12 @@ def cmd_ref(a):
             out[k] = t.float()
     out = {k: v.contiguous() for k, v in out.items()}
     meta = {**meta, "quantized_tensors": str(n_q), "torch": torch.__version__}
+    if a.check_tool and qm == "gptq":
+        diffs = check_gptqmodel_dequant(a.dir, out)
+        nums = [v for v in diffs.values() if isinstance(v, float)]
+        meta["gptqmodel_dequantize_weight_max_abs_diff"] = str(max(nums) if nums else "none")
+        print(f"GPTQModel dequantize_weight vs unpack rules: {len(nums)} modules, max abs diff "
+              f"{meta['gptqmodel_dequantize_weight_max_abs_diff']}; others {[(k, v) for k, v in diffs.items() if not isinstance(v, float)][:3]}", flush=True)
     dst = a.out or os.path.join(a.dir, "ref-dequant.safetensors")
     save_file(out, dst, metadata=meta)
     print(f"{dst}: {n_q} dequantized tensors + {len(out) - n_q} others, {meta['how']}", flush=True)
@@ -418,6 +445,7 @@ def main():
     s = sub.add_parser("ref")
     s.add_argument("dir")
     s.add_argument("--out")
+    s.add_argument("--check-tool", action="store_true", help="GPTQ: also compare GPTQModel's own dequantize_weight()")
     s = sub.add_parser("ppl")
     s.add_argument("dir")
     s.add_argument("--original", required=True)
