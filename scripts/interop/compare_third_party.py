@@ -104,7 +104,8 @@ def cmd_table(a):
     print("-" * len(hdr))
     for r in rows:
         def f(x, fmt):
-            return format(x, fmt) if isinstance(x, (int, float)) else str(x if x is not None else "-")
+            width = int("".join(c for c in fmt.split(".")[0] if c.isdigit()) or 0)
+            return format(x, fmt) if isinstance(x, (int, float)) else str(x if x is not None else "-").rjust(width)
         hf = r.get("hf_ppl")
         lq = r.get("lq_ppl")
         ratio = lq / hf if isinstance(lq, float) and isinstance(hf, float) else None

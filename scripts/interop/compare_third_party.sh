@@ -43,8 +43,15 @@ for d in "${dirs[@]}"; do
   if [ $has_convert = 1 ]; then
     for q in F32 exact; do
       g=$w/$name-$q.gguf
-      if nice -n "$nice_n" "$lq" --quiet --threads "$threads" --format json convert "$d" gguf -q "$q" -o "$g" \
-          > "$w/convert-$q.json" 2> "$w/convert-$q.err"; then
+      conv() { nice -n "$nice_n" "$lq" --quiet --threads "$threads" --format json convert "$d" gguf -q "$q" -o "$g" "$@" \
+          > "$w/convert-$q.json" 2> "$w/convert-$q.err"; }
+      ok=0; conv && ok=1
+      if [ $ok = 0 ] && [ $q = F32 ] && grep -q -- "--allow-requantize" "$w/convert-$q.err"; then
+        # F32 is the exact dequantization, not a requantization: say that lq refused it, then pass the flag
+        notes+=("lq convert -q F32 refused without --allow-requantize: $(head -c 160 "$w/convert-$q.err" | tr '\n' ' ')")
+        conv --allow-requantize && ok=1
+      fi
+      if [ $ok = 1 ]; then
         nice -n "$nice_n" "$py" "$here/compare_third_party.py" tensors "$d/ref-dequant.safetensors" "$g" \
           --config "$d/config.json" --json "$w/tensors-$q.json"
         [ $q = F32 ] && f32=$w/tensors-$q.json || ex=$w/tensors-$q.json
