@@ -6,7 +6,8 @@
 #  - the same for `lq convert CKPT gguf -q exact` (tensors kept in the source's grid);
 #  - `lq perplexity CKPT` beside transformers' perplexity on the checkpoint (ppl.json: "native" =
 #    transformers' own loading in float32, "ref" = the reference weights in float32), with the ratio;
-#  - with LLAMA_PERPLEXITY set (a llama-perplexity binary): llama.cpp's perplexity on the exact GGUF.
+#  - with LLAMA_PERPLEXITY set (a llama-perplexity binary): llama.cpp's perplexity on the exact GGUF
+#    (BF16 tensors widened to F32 first when llama.cpp refuses them: gguf_widen_bf16.py, said in the notes).
 # Not part of the test suite.
 #
 #   scripts/interop/compare_third_party.sh LQ [CKPT_DIR...]      (default: every folder of ../ckpts)
@@ -70,6 +71,12 @@ for d in "${dirs[@]}"; do
   if [ -n "${LLAMA_PERPLEXITY:-}" ] && [ -f "$w/$name-exact.gguf" ]; then
     nice -n "$nice_n" "$LLAMA_PERPLEXITY" -m "$w/$name-exact.gguf" -f "$evalt" -c "$ctx" --chunks "$chunks" \
       -t "$threads" -b "$ctx" > "$w/llama-ppl.log" 2>&1
+    if grep -q "unsupported types.*bf16" "$w/llama-ppl.log"; then
+      notes+=("llama.cpp refuses the BF16 tensors lq wrote (norms); measured on a copy with them widened to F32")
+      "$py" "$here/gguf_widen_bf16.py" "$w/$name-exact.gguf" "$w/$name-exact-f32norms.gguf" && \
+      nice -n "$nice_n" "$LLAMA_PERPLEXITY" -m "$w/$name-exact-f32norms.gguf" -f "$evalt" -c "$ctx" --chunks "$chunks" \
+        -t "$threads" -b "$ctx" > "$w/llama-ppl.log" 2>&1
+    fi
     llama=$(grep -oE "Final estimate: PPL = [0-9.]+" "$w/llama-ppl.log" | grep -oE "[0-9.]+$")
     [ -n "$llama" ] || notes+=("llama-perplexity: $(tail -n 1 "$w/llama-ppl.log")")
   fi
