@@ -81,6 +81,7 @@ int convert_requantize(Context& ctx, const ModelSource& src, const fs::path& mod
   QuantizeJob job;
   QuantizeOptions& qo = job.options;
   qo.ftype = ftype;
+  qo.allow_requantize = true;  // the source is quantized by definition: convert is the requantization
   Imatrix imatrix;
   if (r.count("imatrix")) {
     const std::string ip = r["imatrix"].as<std::string>();

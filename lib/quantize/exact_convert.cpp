@@ -129,6 +129,8 @@ ExactConvertResult convert_exact_to_gguf(const ModelSource& src, const std::file
       type = t.row_length() % 32 == 0 ? QuantType::Q8_0 : QuantType::F32;  // int8 rows: Q8_0 keeps them
     } else if (hf_is_fp8_linear(src, t) && t.row_length() % 32 == 0) {
       type = QuantType::Q8_0;  // FP8 linears (read as F32)
+    } else if (t.ne.size() == 1 && (t.type == QuantType::BF16 || t.type == QuantType::F16)) {
+      type = QuantType::F32;  // norms and biases: F32, as llama.cpp's converter writes every 1-D tensor
     }
     if (type != QuantType::F32 && type != QuantType::F16 && type != QuantType::BF16 && type != QuantType::Q4_0 &&
         type != QuantType::Q4_1 && type != QuantType::Q8_0)
@@ -230,7 +232,7 @@ ExactConvertResult convert_exact_to_gguf(const ModelSource& src, const std::file
                                  ql->weight->bits, ec_all_zero(*ql->weight, 1 << (ql->weight->bits - 1)) ? "symmetric" : "asymmetric");
       ++res.n_requantized;
     } else {
-      bytes.resize(t.row_bytes() * static_cast<size_t>(rows));
+      bytes.resize(type_info(p.type).row_bytes(cols) * static_cast<size_t>(rows));
       if (p.type == t.type) src.read_rows_raw(t, 0, rows, bytes.data());
       else std::memcpy(bytes.data(), ref.data(), bytes.size());
       et.mapping = "copied";
