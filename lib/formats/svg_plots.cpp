@@ -77,8 +77,11 @@ void svg_scatter_panel(std::string& s, double ox, double oy, double w, double h,
     xmin = std::min(xmin, p.x), xmax = std::max(xmax, p.x);
     ymin = std::min(ymin, p.y), ymax = std::max(ymax, p.y);
   }
-  const auto [x0, x1] = svg_range(xmin, xmax, false);
-  const auto [y0, y1] = svg_range(ymin, ymax, y_from_zero);
+  // Plain variables, not structured bindings: lambdas below capture them (clang before 16 refuses
+  // to capture a structured binding).
+  const auto xr = svg_range(xmin, xmax, false);
+  const auto yr = svg_range(ymin, ymax, y_from_zero);
+  const double x0 = xr.first, x1 = xr.second, y0 = yr.first, y1 = yr.second;
   auto px = [&](double x) { return ox + (x - x0) / (x1 - x0) * w; };
   auto py = [&](double y) { return oy + h - (y - y0) / (y1 - y0) * h; };
 
