@@ -8,12 +8,15 @@
 #    transformers' own loading in float32, "ref" = the reference weights in float32), with the ratio;
 #  - with LLAMA_PERPLEXITY set (a llama-perplexity binary): llama.cpp's perplexity on the exact GGUF
 #    (BF16 tensors widened to F32 first when llama.cpp refuses them: gguf_widen_bf16.py, said in the notes).
+#  - with TOOL_REF=1, for checkpoints with ref-dequant-tool.safetensors (the tool's OWN dequantization
+#    code, `compare_third_party.py tool-ref` run in the tool's venv: GPTQ, AWQ): lq's F32 GGUF against it
+#    too, and that reference against ref-dequant.safetensors.
 # Not part of the test suite.
 #
 #   scripts/interop/compare_third_party.sh LQ [CKPT_DIR...]      (default: every folder of ../ckpts)
 # Environment: WORK (/tmp/lq-third-party), EVAL (../shared/corpus/eval.txt), CTX (256), CHUNKS (20),
 # THREADS (2), NICE (10), VENV (../venv-cmp: numpy, safetensors, gguf; made when missing),
-# LLAMA_PERPLEXITY (unset: skipped).
+# LLAMA_PERPLEXITY (unset: skipped), TOOL_REF (unset: skipped).
 set -uo pipefail
 repo=$(cd "$(dirname "$0")/../.." && pwd)
 here=$repo/scripts/interop
@@ -36,6 +39,7 @@ has_convert=1
 "$lq" convert --help > /dev/null 2>&1 || { has_convert=0; echo "this lq has no convert command: tensor comparisons skipped"; }
 
 rows=()
+rm -f "$work"/*/tensors-F32-tool.json
 for d in "${dirs[@]}"; do
   d=$(realpath "$d"); name=$(basename "$d"); w=$work/$name; mkdir -p "$w"
   notes=()
@@ -56,6 +60,10 @@ for d in "${dirs[@]}"; do
         nice -n "$nice_n" "$py" "$here/compare_third_party.py" tensors "$d/ref-dequant.safetensors" "$g" \
           --config "$d/config.json" --json "$w/tensors-$q.json"
         [ $q = F32 ] && f32=$w/tensors-$q.json || ex=$w/tensors-$q.json
+        if [ $q = F32 ] && [ -n "${TOOL_REF:-}" ] && [ -f "$d/ref-dequant-tool.safetensors" ]; then
+          nice -n "$nice_n" "$py" "$here/compare_third_party.py" tensors "$d/ref-dequant-tool.safetensors" "$g" \
+            --config "$d/config.json" --json "$w/tensors-F32-tool.json"
+        fi
       else
         echo "lq convert -q $q failed (exit $?): $(head -c 300 "$w/convert-$q.err")"
         notes+=("lq convert -q $q: $(head -c 200 "$w/convert-$q.err" | tr '\n' ' ')")
@@ -104,6 +112,14 @@ if ex:
     row["exact_identical"] = f"{t['exact_tensors']}/{t['tensors']}"
 if llama:
     row["llama_ppl"] = float(llama)
+tool = os.path.join(os.path.dirname(out), "tensors-F32-tool.json")
+if os.path.exists(tool):
+    t = json.load(open(tool)); row["f32_tool_maxdiff"] = t["max_abs_diff"]
+    row["f32_tool_identical"] = f"{t['exact_tensors']}/{t['tensors']}"
+    from safetensors.numpy import load_file
+    d = os.path.dirname(hfp)
+    a, b = load_file(os.path.join(d, "ref-dequant.safetensors")), load_file(os.path.join(d, "ref-dequant-tool.safetensors"))
+    row["ref_vs_tool_maxdiff"] = max(float(abs(a[k].astype("float32") - b[k].astype("float32")).max()) for k in b if k in a)
 json.dump(row, open(out, "w"), indent=1)
 PY
   rows+=("$w/row.json")

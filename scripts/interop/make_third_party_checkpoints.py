@@ -17,6 +17,10 @@ dequantization as F32 references, and transformers' perplexity on them, for the 
       perplexity on lq perplexity's chunks (scripts/interop/lq_eval.py): "native" = the checkpoint
       loaded by transformers itself in float32 (compressed-tensors / GPTQ integration), "ref" = the
       original architecture in float32 with ref-dequant.safetensors as its weights.
+      --modes also takes "native-torch" (GPTQ: transformers' loading with GPTQModel's torch kernel;
+      run with TORCHDYNAMO_DISABLE=1 on CPU, else TorchLinear's torch.compile JIT-builds C++ for
+      minutes) and "native-autoawq" (AWQ: AutoAWQ's from_quantized with its plain torch GEMM path;
+      transformers 4.51 and AutoAWQ both want IPEX on CPU).
 Run through make_third_party_checkpoints.sh, which makes the virtual environments. Not a test.
 """
 import argparse
@@ -397,11 +401,39 @@ def cmd_ppl(a):
             nll.extend(lp.gather(1, tgt[:, None])[:, 0].tolist())
         return lq_eval.nll_from_logprobs(nll), len(nll)
 
+    import transformers
+    # transformers 4.x (AutoAWQ's venv) names it torch_dtype
+    f32 = {"dtype" if int(transformers.__version__.split(".")[0]) >= 5 else "torch_dtype": torch.float32}
     for mode in a.modes.split(","):
         t0 = time.time()
         try:
             if mode == "native":
-                m = AutoModelForCausalLM.from_pretrained(a.dir, dtype=torch.float32, device_map="cpu")
+                m = AutoModelForCausalLM.from_pretrained(a.dir, device_map="cpu", **f32)
+            elif mode == "native-torch":
+                # GPTQ: transformers' own loading through its GPTQModel integration, with GPTQModel's
+                # plain torch kernel (TorchLinear) instead of "auto" (which JIT-compiles a CPU extension)
+                from transformers import GPTQConfig
+                qc = dict(AutoConfig.from_pretrained(a.dir).quantization_config)
+                qc["backend"] = "torch"
+                m = AutoModelForCausalLM.from_pretrained(a.dir, dtype=torch.float32, device_map="cpu",
+                                                         quantization_config=GPTQConfig.from_dict(qc))
+            elif mode == "native-autoawq":
+                # AWQ: AutoAWQ's own loader (transformers' native AWQ path on CPU wants IPEX); the model
+                # in float32 except WQLinear_GEMM's matmuls, which AutoAWQ runs in float16
+                # AutoAWQ 0.2.9 forces its IPEX kernels whenever get_best_device() is "cpu" (IPEX is not
+                # installed) and prefers Triton when importable (GPU-only): both turned off here, so
+                # WQLinear_GEMM runs its own plain torch path, dequantize_gemm + matmul
+                import awq.models.base as awq_base
+                import awq.modules.linear.gemm as awq_gemm
+                from awq import AutoAWQForCausalLM
+                awq_base.get_best_device = lambda: "cpu (IPEX off)"
+                awq_gemm.TRITON_AVAILABLE = False
+                m = AutoAWQForCausalLM.from_quantized(a.dir, fuse_layers=False, device_map={"": "cpu"}).model.float()
+                # WQLinear_GEMM casts its input to float16 and multiplies by the fp16-scaled weight: only
+                # its scales go back to fp16 (the rest of the model stays float32)
+                for mod in m.modules():
+                    if type(mod).__name__ == "WQLinear_GEMM":
+                        mod.scales = mod.scales.half()
             elif mode == "native-auto":
                 m = AutoModelForCausalLM.from_pretrained(a.dir, dtype="auto", device_map="cpu")
             elif mode == "ref":
