@@ -10,6 +10,7 @@
 #include <lq/io.hpp>
 
 #include "formats/gptq_pack.hpp"
+#include "formats/quant_unpack.hpp"
 #include "formats/safetensors.hpp"
 #include "core/half.hpp"
 
@@ -468,6 +469,40 @@ TEST_CASE("gptq: tiny model to the GPTQ layout, v1 zeros and fp16 scales", "[gpt
   for (int64_t i = 0; i < g.cols; ++i) CHECK(gi[static_cast<size_t>(i)] == static_cast<int32_t>(i / 128));
 }
 
+TEST_CASE("gptq: the AWQ GEMM packing, by hand and read back", "[gptq]") {
+  // One input, eight outputs with codes 0..7: nibble k holds output {0, 2, 4, 6, 1, 3, 5, 7}[k].
+  std::vector<uint8_t> codes = {0, 1, 2, 3, 4, 5, 6, 7};
+  const auto w1 = gptq_pack::awq_pack_qweight(codes.data(), 8, 1);
+  REQUIRE(w1.size() == 1);
+  CHECK(static_cast<uint32_t>(w1[0]) == 0x75316420u);
+  const std::vector<int32_t> z = {15, 0, 1, 2, 3, 4, 5, 6};
+  CHECK(static_cast<uint32_t>(gptq_pack::awq_pack_qzeros(z.data(), 8, 1)[0]) == 0x6420531fu);
+  // 16 outputs x 64 inputs, groups of 32: packed, then unpacked by the AWQ reader.
+  const int64_t out = 16, in = 64, gs = 32, groups = in / gs;
+  std::mt19937 rng(7);
+  std::vector<uint8_t> q(static_cast<size_t>(out * in));
+  for (auto& c : q) c = static_cast<uint8_t>(rng() % 16);
+  std::vector<int32_t> zeros(static_cast<size_t>(out * groups));
+  for (auto& c : zeros) c = static_cast<int32_t>(rng() % 16);
+  std::vector<float> scales(static_cast<size_t>(groups * out));  // [G, out], as stored
+  for (auto& s : scales) s = 0.01f * static_cast<float>(1 + rng() % 50);
+  const auto qw = gptq_pack::awq_pack_qweight(q.data(), out, in);
+  const auto qz = gptq_pack::awq_pack_qzeros(zeros.data(), out, groups);
+  CHECK(qw.size() == static_cast<size_t>(in * out / 8));
+  CHECK(qz.size() == static_cast<size_t>(groups * out / 8));
+  const unpack::IntWeight u = unpack::awq_gemm(qw, qz, scales, out, in, gs);
+  CHECK(u.q == q);
+  for (int64_t o = 0; o < out; ++o)
+    for (int64_t g = 0; g < groups; ++g) {
+      CHECK(u.zero[static_cast<size_t>(o * groups + g)] == zeros[static_cast<size_t>(o * groups + g)]);
+      CHECK(u.scale[static_cast<size_t>(o * groups + g)] == scales[static_cast<size_t>(g * out + o)]);
+    }
+  const auto cfg = gptq_pack::awq_quantization_config(gs);
+  CHECK(cfg["quant_method"] == "awq");
+  CHECK(cfg["version"] == "gemm");
+  CHECK(cfg["zero_point"] == true);
+}
+
 TEST_CASE("gptq: interrupted writes leave nothing; foreign directories are not replaced", "[gptq]") {
   auto t = gt_tiny();
   if (!t) return;
@@ -509,7 +544,9 @@ TEST_CASE("gptq: CLI errors exit with the contract's codes, nothing written", "[
            {"quantize " + m + " gptq --group-size 96" + o, 2, "does not divide"},
            {"quantize " + m + " gptq --group-size 0" + o, 2, "group size"},
            {"quantize " + m + " gptq --sym --asym" + o, 2, "--asym"},
-           {"quantize " + m + " gptq --layout awq" + o, 2, "--layout"},
+           {"quantize " + m + " gptq --layout bogus" + o, 2, "--layout"},
+           {"quantize " + m + " gptq --layout awq --bits 3" + o, 2, "the AWQ layout stores 4-bit codes only"},
+           {"quantize " + m + " gptq --layout awq --act-order-group" + o, 2, "the AWQ layout has no g_idx"},
            {"quantize " + m + " gptq --act-order --act-order-group" + o, 2, "exclude"},
            {"quantize " + m + " gptq --damp 0" + o, 2, "damp"},
            {"quantize " + m + " gptq -q Q4_0" + o, 2, "--quantization"},

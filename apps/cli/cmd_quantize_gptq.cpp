@@ -19,7 +19,8 @@ namespace lq::cli {
 void add_gptq_options(cxxopts::Options& opts) {
   opts.add_options("GPTQ / RTN (output formats gptq, rtn)")
       ("layout", "Output layout: compressed-tensors (pack-quantized, vLLM's W4A16), gptq (AutoGPTQ, zeros minus one) "
-                 "or gptq_v2 (GPTQModel, true zeros) [default: compressed-tensors]",
+                 "gptq_v2 (GPTQModel, true zeros) or awq (AutoAWQ's GEMM packing, 4-bit with groups; GPTQ-rounded "
+                 "weights in AWQ's layout) [default: compressed-tensors]",
        cxxopts::value<std::string>())
       ("bits", "Weight bits: 2, 3, 4 or 8 [default: 4]", cxxopts::value<int>())
       ("group-size", "Columns per scale; -1 = one scale per output channel [default: 128]", cxxopts::value<int64_t>())
@@ -46,7 +47,8 @@ int run_gptq(Context& ctx, const cxxopts::ParseResult& r, const std::string& for
     if (l == "compressed-tensors") cfg.layout = GptqLayout::compressed_tensors;
     else if (l == "gptq") cfg.layout = GptqLayout::gptq;
     else if (l == "gptq_v2") cfg.layout = GptqLayout::gptq_v2;
-    else fail(Errc::invalid_argument, "--layout: expected compressed-tensors, gptq or gptq_v2, got '{}'", l);
+    else if (l == "awq") cfg.layout = GptqLayout::awq;
+    else fail(Errc::invalid_argument, "--layout: expected compressed-tensors, gptq, gptq_v2 or awq, got '{}'", l);
   }
   if (r.count("bits")) cfg.params.bits = r["bits"].as<int>();
   if (r.count("group-size")) cfg.params.group_size = r["group-size"].as<int64_t>();
@@ -77,6 +79,7 @@ int run_gptq(Context& ctx, const cxxopts::ParseResult& r, const std::string& for
   const double ratio = res.source_bytes ? static_cast<double>(res.output_bytes) / static_cast<double>(res.source_bytes) : 0;
   const char* layout = cfg.layout == GptqLayout::compressed_tensors ? "compressed-tensors"
                        : cfg.layout == GptqLayout::gptq           ? "gptq"
+                       : cfg.layout == GptqLayout::awq            ? "awq"
                                                                   : "gptq_v2";
   const char* act = cfg.params.act_order == GptqActOrder::static_groups ? "static"
                     : cfg.params.act_order == GptqActOrder::group       ? "group"

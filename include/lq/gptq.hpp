@@ -36,6 +36,8 @@ enum class GptqLayout {
   compressed_tensors,  ///< weight_packed / weight_scale / weight_shape (+ weight_zero_point, weight_g_idx)
   gptq,                ///< AutoGPTQ v1: qweight / qzeros (zeros stored minus one) / scales fp16 / g_idx
   gptq_v2,             ///< GPTQModel v2: as gptq with the true zeros
+  awq,                 ///< AutoAWQ GEMM: qweight [in, out/8] / qzeros [G, out/8] in the [0,2,4,6,1,3,5,7]
+                       ///< nibble order, true zeros / scales fp16 [G, out]; 4-bit, no g_idx
 };
 
 /// Settings of one matrix's quantization (the algorithm's knobs).

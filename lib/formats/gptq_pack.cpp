@@ -106,6 +106,43 @@ std::vector<int32_t> gptq_pack_qzeros(const int32_t* zeros, int64_t out, int64_t
   return q;
 }
 
+// Output o of word column c sits in nibble kAwqNibble[o % 8] (AutoAWQ's interleave: nibble k holds
+// output c*8 + {0, 2, 4, 6, 1, 3, 5, 7}[k]).
+constexpr int kAwqNibble[8] = {0, 4, 1, 5, 2, 6, 3, 7};
+
+std::vector<int32_t> awq_pack_qweight(const uint8_t* codes, int64_t out, int64_t in) {
+  const int64_t nw = out / 8;
+  std::vector<int32_t> q(static_cast<size_t>(in * nw), 0);
+  for (int64_t o = 0; o < out; ++o)
+    for (int64_t i = 0; i < in; ++i) {
+      auto& word = reinterpret_cast<uint32_t&>(q[static_cast<size_t>(i * nw + o / 8)]);
+      word |= (static_cast<uint32_t>(codes[o * in + i]) & 15u) << (4 * kAwqNibble[o % 8]);
+    }
+  return q;
+}
+
+std::vector<int32_t> awq_pack_qzeros(const int32_t* zeros, int64_t out, int64_t groups) {
+  const int64_t nw = out / 8;
+  std::vector<int32_t> q(static_cast<size_t>(groups * nw), 0);
+  for (int64_t o = 0; o < out; ++o)
+    for (int64_t g = 0; g < groups; ++g) {
+      auto& word = reinterpret_cast<uint32_t&>(q[static_cast<size_t>(g * nw + o / 8)]);
+      word |= (static_cast<uint32_t>(zeros[o * groups + g]) & 15u) << (4 * kAwqNibble[o % 8]);
+    }
+  return q;
+}
+
+nlohmann::ordered_json awq_quantization_config(int64_t group_size) {
+  nlohmann::ordered_json c;
+  c["quant_method"] = "awq";
+  c["bits"] = 4;
+  c["group_size"] = group_size;
+  c["zero_point"] = true;
+  c["version"] = "gemm";
+  c["modules_to_not_convert"] = nullptr;
+  return c;
+}
+
 std::vector<int32_t> gptq_unpack_qzeros(const int32_t* qzeros, int64_t out, int64_t groups, int bits, bool v1) {
   const int64_t nw = out * bits / 32;
   const uint32_t mask = (1u << bits) - 1u;

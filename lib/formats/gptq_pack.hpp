@@ -35,6 +35,14 @@ std::vector<int32_t> gptq_pack_qzeros(const int32_t* zeros, int64_t out, int64_t
 std::vector<uint8_t> gptq_unpack_qweight(const int32_t* qweight, int64_t out, int64_t in, int bits);
 std::vector<int32_t> gptq_unpack_qzeros(const int32_t* qzeros, int64_t out, int64_t groups, int bits, bool v1);
 
+/// AutoAWQ GEMM layout (4-bit): `codes` out x in -> qweight [in, out / 8], each word holding the
+/// codes of outputs c*8 + {0, 2, 4, 6, 1, 3, 5, 7} in nibbles 0..7; out must be a multiple of 8.
+std::vector<int32_t> awq_pack_qweight(const uint8_t* codes, int64_t out, int64_t in);
+/// AutoAWQ GEMM layout: `zeros` out x groups (true zeros) -> qzeros [groups, out / 8], same order.
+std::vector<int32_t> awq_pack_qzeros(const int32_t* zeros, int64_t out, int64_t groups);
+/// AutoAWQ's config.json "quantization_config" (quant_method awq, version gemm, zero_point true).
+nlohmann::ordered_json awq_quantization_config(int64_t group_size);
+
 /// config.json "quantization_config" of a compressed-tensors pack-quantized checkpoint as
 /// llm-compressor writes it (one group targeting Linear, ignore lm_head). `actorder`: "" (null),
 /// "static" or "group"; group_size -1 = strategy "channel".

@@ -345,6 +345,10 @@ void gp_specs(const std::string& m, const GptqMatrix& q, const GpWriteSpec& w, s
     specs.push_back({m + ".weight_shape", StDtype::I64, {2}});
     if (!w.sym) specs.push_back({m + ".weight_zero_point", StDtype::I32, {(q.rows * bits + 31) / 32, q.groups}});
     if (w.g_idx) specs.push_back({m + ".weight_g_idx", StDtype::I32, {q.cols}});
+  } else if (w.layout == GptqLayout::awq) {
+    specs.push_back({m + ".qweight", StDtype::I32, {q.cols, q.rows / 8}});
+    specs.push_back({m + ".qzeros", StDtype::I32, {q.groups, q.rows / 8}});
+    specs.push_back({m + ".scales", StDtype::F16, {q.groups, q.rows}});
   } else {
     specs.push_back({m + ".qweight", StDtype::I32, {q.cols * bits / 32, q.rows}});
     specs.push_back({m + ".qzeros", StDtype::I32, {q.groups, q.rows * bits / 32}});
@@ -369,14 +373,20 @@ void gp_write(ShardedSafetensorsWriter& out, const std::string& m, const GptqMat
     if (!w.sym) write_i32(m + ".weight_zero_point", gptq_pack::ct_pack_columns(q.zeros.data(), q.rows, q.groups, bits));
     if (w.g_idx) write_i32(m + ".weight_g_idx", q.g_idx);
   } else {
-    write_i32(m + ".qweight", gptq_pack::gptq_pack_qweight(q.codes.data(), q.rows, q.cols, bits));
-    write_i32(m + ".qzeros", gptq_pack::gptq_pack_qzeros(q.zeros.data(), q.rows, q.groups, bits, w.layout == GptqLayout::gptq));
+    const bool awq = w.layout == GptqLayout::awq;
+    if (awq) {
+      write_i32(m + ".qweight", gptq_pack::awq_pack_qweight(q.codes.data(), q.rows, q.cols));
+      write_i32(m + ".qzeros", gptq_pack::awq_pack_qzeros(q.zeros.data(), q.rows, q.groups));
+    } else {
+      write_i32(m + ".qweight", gptq_pack::gptq_pack_qweight(q.codes.data(), q.rows, q.cols, bits));
+      write_i32(m + ".qzeros", gptq_pack::gptq_pack_qzeros(q.zeros.data(), q.rows, q.groups, bits, w.layout == GptqLayout::gptq));
+    }
     raw.assign(ns * 2, 0);
     for (int64_t g = 0; g < q.groups; ++g)  // [groups, out]
       for (int64_t r = 0; r < q.rows; ++r)
         gp_store(StDtype::F16, q.scales[static_cast<size_t>(r * q.groups + g)], raw.data() + 2 * (g * q.rows + r));
     out.write(m + ".scales", raw.data(), raw.size());
-    write_i32(m + ".g_idx", q.g_idx);
+    if (!awq) write_i32(m + ".g_idx", q.g_idx);
   }
 }
 
@@ -404,7 +414,7 @@ struct GpOutputDir {
           const auto j = nlohmann::json::parse(read_file(cfgp), nullptr, false);
           if (!j.is_discarded() && j.contains("quantization_config") && j["quantization_config"].is_object()) {
             const std::string qm = j["quantization_config"].value("quant_method", "");
-            ours = qm == "compressed-tensors" || qm == "gptq";
+            ours = qm == "compressed-tensors" || qm == "gptq" || qm == "awq";
           }
         }
         if (!ours)
@@ -469,6 +479,13 @@ struct GptqQuantizer::Impl {
     model = Model::load(src);
     const ModelConfig& mc = model->config();
     const bool gptq_layout = cfg.layout != GptqLayout::compressed_tensors;
+    if (cfg.layout == GptqLayout::awq) {
+      if (cfg.params.bits != 4) fail(Errc::invalid_argument, "gptq: the AWQ layout stores 4-bit codes only, not {}-bit", cfg.params.bits);
+      if (cfg.params.group_size < 1)
+        fail(Errc::invalid_argument, "gptq: the AWQ layout needs a group size (AutoAWQ's kernels have no per-channel form)");
+      if (cfg.params.act_order == GptqActOrder::group)
+        fail(Errc::invalid_argument, "gptq: the AWQ layout has no g_idx: use --act-order (static groups), not --act-order-group");
+    }
     cfg.params.scale_storage = 16;  // GPTQ layout: fp16 scales
     for (const LinearInfo& l : model->linears()) {
       if (l.layer < 0) continue;
@@ -768,6 +785,8 @@ GptqResult GptqQuantizer::Impl::write(const fs::path& dir_in, const Context& ctx
     const std::string ao = pp.act_order == GptqActOrder::group ? "group"
                            : pp.act_order == GptqActOrder::static_groups ? "static" : "";
     config["quantization_config"] = gptq_pack::ct_pack_quantization_config(bits, pp.group_size, pp.sym, ao);
+  } else if (cfg.layout == GptqLayout::awq) {
+    config["quantization_config"] = gptq_pack::awq_quantization_config(pp.group_size);
   } else {
     const auto qc = gptq_pack::gptq_quantize_config(bits, pp.group_size, pp.sym, pp.act_order != GptqActOrder::none,
                                                     pp.act_order == GptqActOrder::static_groups, pp.damp,
