@@ -13,6 +13,7 @@
 #include <catch2/catch.hpp>
 #include <fmt/format.h>
 
+#include <cstring>
 #include <fstream>
 #include <sstream>
 
@@ -30,6 +31,13 @@ std::string tkf_read_text(const fs::path& p, size_t max) {
   while (!s.empty() && (static_cast<unsigned char>(s.back()) & 0xC0) == 0x80) s.pop_back();
   if (!s.empty() && (static_cast<unsigned char>(s.back()) & 0x80)) s.pop_back();
   return s;
+}
+
+std::string tkf_file(const fs::path& p) {
+  std::ifstream in(p, std::ios::binary);
+  std::ostringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
 }
 
 bool tkf_is_linear(const std::string& name) {
@@ -77,9 +85,14 @@ TEST_CASE("tokfiles: GGUF Q4_0 -> GPTQ -> GGUF keeps the linears' bytes and the 
   REQUIRE(r.status == 0);
   for (const char* f : {"tokenizer.model", "tokenizer_config.json", "special_tokens_map.json"})
     CHECK(fs::is_regular_file(dir / f));
-  CHECK(r.out.find("no tokenizer files") == std::string::npos);
-  const auto files = nlohmann::json::parse(r.out);
-  INFO(r.out);
+  {
+    INFO(r.out);
+    const auto j = nlohmann::json::parse(r.out);
+    for (const auto& lost : j.at("lost")) CHECK(lost.get<std::string>().find("tokenizer") == std::string::npos);
+    const auto cfg = nlohmann::json::parse(tkf_file(dir / "config.json"));
+    CHECK(cfg["bos_token_id"] == 1);
+    CHECK(cfg["eos_token_id"] == 2);
+  }
 
   // The directory opens as a model and tokenizes like the original checkpoint and the GGUF.
   auto src = ModelSource::open(dir);
@@ -95,6 +108,15 @@ TEST_CASE("tokfiles: GGUF Q4_0 -> GPTQ -> GGUF keeps the linears' bytes and the 
   CHECK(ids == from_q4.encode(text));
   CHECK(mine.encode("<s>Hello</s> world", true, true) == orig.encode("<s>Hello</s> world", true, true));
   CHECK(mine.decode(mine.encode(text, false)) == orig.decode(orig.encode(text, false)));
+
+  // The compressed-tensors target gets the same files.
+  const fs::path ct = tmp / "ct";
+  r = test::run(cli + " --quiet convert " + q4.string() + " compressed-tensors -o " + ct.string());
+  REQUIRE(r.status == 0);
+  for (const char* f : {"tokenizer.model", "tokenizer_config.json", "special_tokens_map.json"}) {
+    INFO(f);
+    CHECK(tkf_file(ct / f) == tkf_file(dir / f));
+  }
 
   r = test::run(cli + " --quiet convert " + dir.string() + " gguf -q exact -o " + back.string());
   INFO(r.err);
