@@ -186,6 +186,7 @@ TEST_CASE("tokfiles: a byte-level BPE vocabulary becomes a tokenizer.json that r
     meta.set("tokenizer.ggml.bos_token_id", gguf::Value::u32(bos));
     meta.set("tokenizer.ggml.eos_token_id", gguf::Value::u32(eos));
     meta.set("tokenizer.ggml.add_bos_token", gguf::Value::boolean(true));
+    if (std::string_view(pre) == "qwen2") meta.set("tokenizer.ggml.add_sep_token", gguf::Value::boolean(false));
     meta.set("tokenizer.chat_template", gguf::Value::string("{{ messages }}"));
 
     const auto files = detail::hf_tokenizer_files(meta, 4096);
