@@ -153,8 +153,10 @@ int run_convert(Context& ctx, std::vector<std::string> args) {
       "  every block's -m/d is an integer in [0, 15] (else that tensor is rounded to nearest from its\n"
       "  dequantized weights). Linears of other types (K-quants, i-quants, floats) are rounded to nearest\n"
       "  at symmetric 4-bit g128: precision is lost, reported with the worst relative error. Embeddings,\n"
-      "  norms and the output projection keep their 16-bit type or become F32 (exact). No tokenizer\n"
-      "  files are written.");
+      "  norms and the output projection keep their 16-bit type or become F32 (exact). Tokenizer files\n"
+      "  come from the GGUF's vocabulary: tokenizer.model (SentencePiece) or tokenizer.json (byte-level\n"
+      "  BPE), with tokenizer_config.json and special_tokens_map.json; other vocabularies: none (listed\n"
+      "  as lost).");
   opts.add_options()
       ("model", "Source: a checkpoint directory", cxxopts::value<std::string>())
       ("target", "Target format: gguf, gptq or compressed-tensors", cxxopts::value<std::string>())

@@ -11,6 +11,7 @@
 #include "formats/gptq_pack.hpp"
 #include "formats/safetensors_writer.hpp"
 #include "model/tensor_names.hpp"
+#include "tokenizer/hf_files_writer.hpp"
 #include "quantize/gptq_write.hpp"
 #include "types/ref/blocks.hpp"
 
@@ -245,7 +246,10 @@ GgufConvertResult convert_gguf_to_gptq(const fs::path& gguf, fs::path out, GptqL
     res.lost.push_back(fmt::format("{} linear(s) not on the {}-bit g{} grid were rounded to nearest from their dequantized "
                                    "weights (worst relative RMS error {:.4f}, {})",
                                    res.requantized.size(), rp.bits, rp.group_size, res.worst_rel_rmse, res.worst_module));
-  res.lost.push_back("no tokenizer files: the GGUF's vocabulary is not converted (copy them from the original checkpoint)");
+  // Tokenizer files from the GGUF's tokenizer.ggml.* keys (SentencePiece and byte-level BPE).
+  const detail::HfTokenizerFiles tokfiles = detail::hf_tokenizer_files(src->gguf_metadata(), mc.n_ctx_train);
+  if (!tokfiles.unsupported.empty())
+    res.lost.push_back(fmt::format("no tokenizer files: {} (copy them from the original checkpoint)", tokfiles.unsupported));
 
   // config.json from the GGUF's hyper-parameters.
   nlohmann::ordered_json config;
@@ -265,6 +269,7 @@ GgufConvertResult convert_gguf_to_gptq(const fs::path& gguf, fs::path out, GptqL
   config["vocab_size"] = mc.n_vocab;
   config["tie_word_embeddings"] = mc.tie_embeddings;
   if (!qwen) config["attention_bias"] = mc.qkv_bias;
+  for (const auto& [key, id] : tokfiles.config_ids.items()) config[key] = id;
   config["torch_dtype"] = "float16";
   const std::string ao;
   if (ct) {
@@ -321,6 +326,10 @@ GgufConvertResult convert_gguf_to_gptq(const fs::path& gguf, fs::path out, GptqL
   if (!ct) {
     write_file_atomic(tmp / "quantize_config.json", config["quantization_config"].dump(2) + "\n");
     res.files.insert(res.files.begin() + 1, "quantize_config.json");
+  }
+  for (const auto& [name, contents] : tokfiles.files) {
+    write_file_atomic(tmp / name, contents);
+    res.files.push_back(name);
   }
   ctx.check_cancelled();
   if (fs::exists(dir, ec)) fs::remove(dir, ec);  // an empty directory
