@@ -238,6 +238,9 @@ int run_quantize(Context& ctx, std::vector<std::string> args) {
   const std::string format = r["output_format"].as<std::string>();
   if (format != "gguf" && format != "smoothquant" && format != "gptq" && format != "rtn")
     fail(Errc::invalid_argument, "unknown output format '{}' (supported: gguf, smoothquant, gptq, rtn)", format);
+  const bool gguf_gptq = r.count("gptq") > 0;
+  if (gguf_gptq && format != "gguf")
+    fail(Errc::invalid_argument, "--gptq applies to the gguf output format (the gptq format is `quantize MODEL gptq`)");
   if (format == "gptq" || format == "rtn") {
     for (const char* o : kGgufOnlyOptions)
       if (r.count(o)) fail(Errc::invalid_argument, "--{} does not apply to the {} output format", o, format);
@@ -245,9 +248,6 @@ int run_quantize(Context& ctx, std::vector<std::string> args) {
       if (r.count(o)) fail(Errc::invalid_argument, "--{} does not apply to the {} output format", o, format);
     return run_gptq(ctx, r, format);
   }
-  const bool gguf_gptq = r.count("gptq") > 0;
-  if (gguf_gptq && format != "gguf")
-    fail(Errc::invalid_argument, "--gptq applies to the gguf output format (the gptq format is `quantize MODEL gptq`)");
   for (const char* o : kGptqOptions)
     if (r.count(o) && !(gguf_gptq && std::string_view(o) == "damp"))
       fail(Errc::invalid_argument, "--{} applies to the gptq and rtn output formats{}", o,
