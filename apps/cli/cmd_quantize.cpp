@@ -5,6 +5,7 @@
 #include "cli.hpp"
 #include "quality_cli.hpp"
 
+#include <lq/gptq_gguf.hpp>
 #include <lq/lq.hpp>
 #include <lq/profile.hpp>
 #include <lq/quality.hpp>
@@ -225,7 +226,9 @@ int run_quantize(Context& ctx, std::vector<std::string> args) {
       ("checkpoint-dir", "Checkpoint directory, saved after every tensor [default: ./.checkpoint for models of 1 GB "
                          "of weights or more]", cxxopts::value<std::string>())
       ("resume", "Resume from a checkpoint (its directory or the checkpoint directory)", cxxopts::value<std::string>())
-      ("no-checkpoints", "No checkpoint, whatever the model's size");
+      ("no-checkpoints", "No checkpoint, whatever the model's size")
+      ("gptq", "gguf: GPTQ error feedback on the GGUF block types Q4_0, Q4_1, Q8_0 and Q4_K (other types as without "
+               "it); calibrates with --calibration-data/--calibration-samples (default 128)/--ctx (default 256), --damp");
   add_gptq_options(opts);
   auto parsed = parse(ctx, opts, args);
   if (!parsed) return 0;
@@ -235,6 +238,9 @@ int run_quantize(Context& ctx, std::vector<std::string> args) {
   const std::string format = r["output_format"].as<std::string>();
   if (format != "gguf" && format != "smoothquant" && format != "gptq" && format != "rtn")
     fail(Errc::invalid_argument, "unknown output format '{}' (supported: gguf, smoothquant, gptq, rtn)", format);
+  const bool gguf_gptq = r.count("gptq") > 0;
+  if (gguf_gptq && format != "gguf")
+    fail(Errc::invalid_argument, "--gptq applies to the gguf output format (the gptq format is `quantize MODEL gptq`)");
   if (format == "gptq" || format == "rtn") {
     for (const char* o : kGgufOnlyOptions)
       if (r.count(o)) fail(Errc::invalid_argument, "--{} does not apply to the {} output format", o, format);
@@ -243,7 +249,9 @@ int run_quantize(Context& ctx, std::vector<std::string> args) {
     return run_gptq(ctx, r, format);
   }
   for (const char* o : kGptqOptions)
-    if (r.count(o)) fail(Errc::invalid_argument, "--{} applies to the gptq and rtn output formats only", o);
+    if (r.count(o) && !(gguf_gptq && std::string_view(o) == "damp"))
+      fail(Errc::invalid_argument, "--{} applies to the gptq and rtn output formats{}", o,
+           std::string_view(o) == "damp" ? " and to gguf with --gptq" : " only");
   // Validation rules 5 and 6 of the CLI contract.
   if (r.count("smoothquant") && format != "smoothquant")
     fail(Errc::invalid_argument,
@@ -256,8 +264,18 @@ int run_quantize(Context& ctx, std::vector<std::string> args) {
       fail(Errc::invalid_argument, "the smoothquant output format needs --smoothquant (the W8A8 transformation)");
     return run_smoothquant(ctx, r);
   }
-  for (const char* o : kSmoothQuantOptions)
-    if (r.count(o)) fail(Errc::invalid_argument, "--{} applies to --smoothquant only", o);
+  for (const char* o : kSmoothQuantOptions) {
+    const std::string_view so = o;
+    if (gguf_gptq && (so == "calibration-data" || so == "calibration-samples" || so == "ctx")) continue;
+    if (r.count(o)) fail(Errc::invalid_argument, "--{} applies to --smoothquant{} only", o,
+                         so == "calibration-data" || so == "calibration-samples" || so == "ctx" ? " and --gptq" : "");
+  }
+  if (gguf_gptq) {
+    // The GPTQ pass needs the tensor types fixed before it runs and writes the bytes itself.
+    for (const char* o : {"dynamic", "profile", "protect-super-weights", "protection-coverage", "super-weights",
+                          "checkpoint-dir", "resume", "allow-requantize"})
+      if (r.count(o)) fail(Errc::invalid_argument, "--gptq cannot be combined with --{}", o);
+  }
   if (!r.count("quantization") && !r.count("dynamic")) fail(Errc::invalid_argument, "missing -q LEVEL");
   const std::string level_name = r.count("quantization") ? r["quantization"].as<std::string>() : "dynamic";
   const bool dynamic = r.count("dynamic") > 0 || level_name == "dynamic" || level_name == "DYNAMIC";
@@ -333,7 +351,7 @@ int run_quantize(Context& ctx, std::vector<std::string> args) {
   auto src = ModelSource::open(model);
   if (r.count("super-weights")) job.protect = load_super_weights(r["super-weights"].as<std::string>());
   if (r.count("protect-super-weights")) job.protect_coverage = coverage;
-  if (qo.checkpoint.dir.empty() && !r.count("no-checkpoints") && src->source_bytes() >= kDefaultCheckpointBytes) {
+  if (!gguf_gptq && qo.checkpoint.dir.empty() && !r.count("no-checkpoints") && src->source_bytes() >= kDefaultCheckpointBytes) {
     // The default checkpoint must not stop a run that could write its output: where the
     // working directory (or ./.checkpoint) is not writable, the run goes on without one.
     std::error_code ec;
@@ -347,6 +365,28 @@ int run_quantize(Context& ctx, std::vector<std::string> args) {
     }
   }
 
+  GptqGgufResult gptq_res;
+  if (gguf_gptq) {
+    GptqGgufConfig gcfg;
+    if (r.count("damp")) gcfg.damp = r["damp"].as<double>();
+    if (!(gcfg.damp > 0 && gcfg.damp < 100)) fail(Errc::invalid_argument, "--damp must be in (0, 100), got {}", gcfg.damp);
+    if (r.count("calibration-samples")) gcfg.calibration_samples = r["calibration-samples"].as<int64_t>();
+    if (r.count("ctx")) gcfg.ctx = r["ctx"].as<int64_t>();
+    if (r.count("calibration-data")) gcfg.calibration_data = r["calibration-data"].as<std::string>();
+    if (gcfg.calibration_samples < 1)
+      fail(Errc::invalid_argument, "--calibration-samples must be positive, got {}", gcfg.calibration_samples);
+    if (gcfg.ctx < 2) fail(Errc::invalid_argument, "--ctx must be at least 2, got {}", gcfg.ctx);
+    if (src->is_gguf())
+      fail(Errc::invalid_argument, "--gptq needs a Hugging Face checkpoint (safetensors), not the GGUF file {}",
+           model.string());
+    qo.checkpoint = {};
+    gptq_res = gptq_gguf_tensors(*src, qo, gcfg, run_ctx);
+    progress.message(fmt::format("GPTQ: {} linears on the GGUF grid, {} without ({} chunks of {} tokens, {:.1f} s "
+                                 "calibration, {:.1f} s quantization)",
+                                 gptq_res.gptq_tensors.size(), gptq_res.plain_tensors.size(), gptq_res.chunks,
+                                 gptq_res.ctx, gptq_res.calibration_seconds, gptq_res.quantize_seconds));
+    qo.tensor_bytes = &gptq_res.tensor_bytes;
+  }
   const QuantizeJobResult jr = quantize_model(*src, out, job, run_ctx);
   const QuantizeResult& res = jr.quantize;
   const std::optional<QualityReport>& quality = jr.quality;
@@ -426,6 +466,15 @@ int run_quantize(Context& ctx, std::vector<std::string> args) {
                 {"tensors", tensors},
                 {"duration_seconds", res.seconds}};
     if (!res.checkpoint.empty()) result["resumed_tensors"] = res.resumed_tensors;
+    if (gguf_gptq)
+      result["gptq"] = {{"tensors", gptq_res.gptq_tensors},
+                        {"without_gptq", gptq_res.plain_tensors},
+                        {"calibration_data", gptq_res.calibration_source},
+                        {"calibration_samples", gptq_res.chunks},
+                        {"ctx", gptq_res.ctx},
+                        {"calibration_tokens", gptq_res.tokens},
+                        {"calibration_seconds", gptq_res.calibration_seconds},
+                        {"quantize_seconds", gptq_res.quantize_seconds}};
     if (!quality_json.is_null()) result["quality_report"] = quality_json;
     print_json(result);
   } else {
@@ -437,6 +486,11 @@ int run_quantize(Context& ctx, std::vector<std::string> args) {
     std::cout << "Tensor types:";
     for (const auto& [name, e] : per_type) std::cout << fmt::format(" {} x{}", name, e.first);
     std::cout << fmt::format("\nTime:        {:.2f} s\n", res.seconds);
+    if (gguf_gptq)
+      std::cout << fmt::format("GPTQ:        {} linears with error feedback, {} without (type has no GPTQ walk); "
+                               "{} chunks of {} tokens, {:.1f} s calibration + {:.1f} s\n",
+                               gptq_res.gptq_tensors.size(), gptq_res.plain_tensors.size(), gptq_res.chunks,
+                               gptq_res.ctx, gptq_res.calibration_seconds, gptq_res.quantize_seconds);
     if (quality) std::cout << quality_block_line(*quality);
     if (coherence)
       std::cout << fmt::format("Coherence:   {:.3f} ({}/{} prompts coherent)\n", coherence->score, coherence->n_coherent,

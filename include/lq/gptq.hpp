@@ -13,6 +13,7 @@
 
 #include <cstdint>
 #include <filesystem>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -91,6 +92,13 @@ struct GptqConfig {
   int64_t calibration_samples = 512;  ///< chunks of ctx tokens (llama-imatrix's cut)
   int64_t ctx = 512;
   std::filesystem::path calibration_data;  ///< empty = the built-in WikiText-2 text
+  /// Set: each linear is quantized by this function instead of gptq_quantize_matrix (GGUF block
+  /// types, gptq_gguf.hpp). It gets the GGUF tensor name, the weights in the engine's (GGUF) row
+  /// order, rows, cols and H, and returns the dequantized weights in the same order, which the
+  /// later blocks' calibration sees. matrix() and write() have nothing to give then.
+  std::function<std::vector<float>(const std::string& name, const std::vector<float>& w, int64_t rows, int64_t cols,
+                                    const float* h, const Context& ctx)>
+      matrix_hook;
 };
 
 /// What happened to one linear layer.

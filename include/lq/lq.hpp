@@ -13,6 +13,7 @@
 #include <lq/file_type.hpp>
 #include <lq/gguf.hpp>
 #include <lq/gptq.hpp>
+#include <lq/gptq_gguf.hpp>
 #include <lq/imatrix.hpp>
 #include <lq/importance.hpp>
 #include <lq/io.hpp>

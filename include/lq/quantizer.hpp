@@ -71,6 +71,9 @@ struct QuantizeOptions {
   /// Weights to keep: the rows holding them are quantized with the protected columns' importance
   /// raised far above the rest, so the block's scales are fitted to them (no size cost).
   std::vector<ProtectedWeight> protect;
+  /// Bytes made beforehand for some tensors (GGUF name -> data of the planned type, e.g. by
+  /// gptq_gguf_tensors()): written instead of quantizing those tensors. Null: none.
+  const std::map<std::string, std::vector<uint8_t>>* tensor_bytes = nullptr;
   /// Where to keep the state of finished tensors (nothing when checkpoint.dir is empty).
   QuantizeCheckpoint checkpoint;
 };

@@ -564,6 +564,16 @@ struct GptqQuantizer::Impl {
   }
 
   void quantize_one(const GpLinear& x, const float* h, const Context& ctx) {
+    if (cfg.matrix_hook) {
+      const std::vector<float> w = model->tensor_f32(x.gguf);
+      std::vector<float> d = cfg.matrix_hook(x.gguf, w, x.rows, x.cols, h, ctx);
+      if (static_cast<int64_t>(d.size()) != x.rows * x.cols)
+        fail(Errc::invalid_argument, "gptq: {}: the matrix hook returned {} values, not {}", x.module, d.size(),
+             x.rows * x.cols);
+      summary.layers.push_back(GptqLayerReport{x.module, x.layer, 0, cfg.params.damp, 0, 0});
+      model->replace_tensor(x.gguf, d, QuantType::F32);
+      return;
+    }
     const std::vector<float> w = hf_weights(x);
     GptqMatrix q;
     try {

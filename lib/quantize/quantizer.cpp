@@ -286,6 +286,22 @@ QuantizeResult Quantizer::quantize(const ModelSource& src, const std::filesystem
       continue;
     }
     const ModelTensor& t = src.at(p.name);
+    if (o.tensor_bytes && p.quantize) {
+      if (auto pre = o.tensor_bytes->find(p.name); pre != o.tensor_bytes->end()) {
+        if (pre->second.size() != p.bytes)
+          fail(Errc::invalid_argument, "tensor '{}': {} bytes given, {} needs {}", p.name, pre->second.size(),
+               type_name(p.type), p.bytes);
+        gguf::Writer& w = writer_for(p.split);
+        w.write(pre->second.data(), pre->second.size());
+        if (ckpt) {
+          ckpt->append(pre->second.data(), pre->second.size());
+          ckpt->finish_tensor();
+        }
+        src.release(t);
+        progress.update("Quantizing", ++done, static_cast<int64_t>(res.tensors.size()), "tensors");
+        continue;
+      }
+    }
     const int64_t ncols = p.ne[0];
     const int64_t nrows = t.n_rows();
     const int64_t rows_per_chunk = std::max<int64_t>(1, kChunkFloats / std::max<int64_t>(ncols, 1));

@@ -1,0 +1,73 @@
+// liblq: GPTQ's error feedback on GGUF block types (`lq quantize MODEL gguf -q LEVEL --gptq`).
+// The column walk of gptq.hpp with a GGUF type's own quantizer as the grid: at the first column
+// of each block (32 values; 256 for k-quants) the type's reference quantizer (with the importance
+// matrix, as a plain quantization uses it) fixes the block's scales from the current,
+// error-corrected weights; each column is then rounded to the nearest level of that fixed grid
+// and its error is spread over the columns still to come. The result is the type's exact bytes.
+#pragma once
+
+#include <lq/api.hpp>
+#include <lq/context.hpp>
+#include <lq/gptq.hpp>
+#include <lq/model.hpp>
+#include <lq/quant_type.hpp>
+#include <lq/quantizer.hpp>
+
+#include <cstdint>
+#include <filesystem>
+#include <map>
+#include <string>
+#include <vector>
+
+namespace lq {
+
+/// Whether gptq_gguf_quantize_matrix() handles `t` (Q4_0, Q4_1, Q8_0, Q4_K).
+LQ_API bool gptq_gguf_supported(QuantType t);
+
+/// One matrix quantized by the GGUF-grid walk.
+struct GptqGgufMatrix {
+  std::vector<uint8_t> bytes;  ///< rows x row_bytes(cols): the type's GGUF blocks
+  std::vector<float> values;   ///< rows x cols: the dequantized values the walk used
+  double loss = 0;             ///< sum (w - q)^2 / U_ii^2 / 2
+  double damp = 0;
+  int damp_raises = 0;
+  int64_t dead_columns = 0;
+};
+
+/// Quantizes `w` (rows x cols, row-major, GGUF row order) into `type` with GPTQ error feedback
+/// given H (cols x cols, the mean of 2 x xᵀ). `imatrix` (cols column weights, may be null) goes to
+/// the type's quantizer for each block's scale search. Uses params.damp, max_damp_raises; the
+/// block size, bits and groups come from the type. Errc::invalid_argument for an unsupported type
+/// or a row length that is not a multiple of the type's block; Errc::smoothquant_failed when H
+/// is not positive definite after the dampening raises.
+LQ_API GptqGgufMatrix gptq_gguf_quantize_matrix(QuantType type, const float* w, int64_t rows, int64_t cols,
+                                                const float* h, const float* imatrix, const GptqParams& params,
+                                                const Context& ctx = {});
+
+/// Calibration of `lq quantize MODEL gguf --gptq`.
+struct GptqGgufConfig {
+  double damp = 0.01;
+  int64_t calibration_samples = 128;  ///< chunks of ctx tokens
+  int64_t ctx = 256;
+  std::filesystem::path calibration_data;  ///< empty = the built-in WikiText-2 text
+};
+
+/// The GPTQ-made bytes of a model's decoder linears, for QuantizeOptions::tensor_bytes.
+struct GptqGgufResult {
+  std::map<std::string, std::vector<uint8_t>> tensor_bytes;  ///< GGUF name -> bytes of its planned type
+  std::vector<std::string> gptq_tensors;   ///< "blk.0.attn_q.weight (Q4_K)"
+  std::vector<std::string> plain_tensors;  ///< linears whose type has no GPTQ walk ("... (Q6_K)")
+  std::string calibration_source;
+  int64_t chunks = 0, ctx = 0, tokens = 0;
+  double calibration_seconds = 0, quantize_seconds = 0;
+};
+
+/// Plans `src` with `options` (the types each tensor gets), then calibrates block by block
+/// (sequentially, as gptq_model) and quantizes every decoder linear whose planned type is
+/// supported with the GGUF-grid walk; the others are quantized as a plain run does (their values
+/// feed the later blocks' calibration) and are not in tensor_bytes. Errc::invalid_argument for a
+/// GGUF source.
+LQ_API GptqGgufResult gptq_gguf_tensors(const ModelSource& src, const QuantizeOptions& options,
+                                        const GptqGgufConfig& config, const Context& ctx = {});
+
+}  // namespace lq
