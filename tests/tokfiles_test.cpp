@@ -137,6 +137,31 @@ TEST_CASE("tokfiles: GGUF Q4_0 -> GPTQ -> GGUF keeps the linears' bytes and the 
   }
   CHECK(linears == 42);
   tkf_same_tokenizer_keys(a.metadata(), b.metadata());
+
+  // The same through AutoAWQ's GEMM layout: Q4_0's codes with zero 8, read back to Q4_0 exactly.
+  const fs::path awq = tmp / "awq", back_awq = tmp / "back-awq.gguf";
+  r = test::run(cli + " --quiet convert " + q4.string() + " awq -o " + awq.string());
+  INFO(r.err);
+  REQUIRE(r.status == 0);
+  CHECK_FALSE(fs::exists(awq / "quantize_config.json"));
+  CHECK(nlohmann::json::parse(tkf_file(awq / "config.json"))["quantization_config"]["quant_method"] == "awq");
+  r = test::run(cli + " --quiet convert " + awq.string() + " gguf -q exact -o " + back_awq.string());
+  INFO(r.err);
+  REQUIRE(r.status == 0);
+  const gguf::Reader c(back_awq);
+  int awq_linears = 0;
+  for (const auto& t : a.tensors()) {
+    if (!tkf_is_linear(t.name)) continue;
+    INFO(t.name);
+    const gguf::TensorInfo* u = c.find_tensor(t.name);
+    REQUIRE(u != nullptr);
+    CHECK(u->type == t.type);
+    const auto da = a.data(t), dc = c.data(*u);
+    REQUIRE(da.size() == dc.size());
+    CHECK(std::memcmp(da.data(), dc.data(), da.size()) == 0);
+    ++awq_linears;
+  }
+  CHECK(awq_linears == 42);
 }
 
 TEST_CASE("tokfiles: a byte-level BPE vocabulary becomes a tokenizer.json that reads back the same", "[tokfiles]") {

@@ -1,7 +1,7 @@
 // lq convert SRC gguf -q LEVEL|exact: a GPTQ / AWQ / compressed-tensors checkpoint (or any model
 // liblq reads) to GGUF, requantized to a level through quantize_model(), or by the exact mapping
 // (convert_exact_to_gguf) that keeps the source's codes where a GGUF block type holds them.
-// The other direction (SRC.gguf gptq|compressed-tensors) is parsed here and run by
+// The other direction (SRC.gguf gptq|awq|compressed-tensors) is parsed here and run by
 // cmd_convert_gptq.cpp.
 #include "cli.hpp"
 
@@ -136,7 +136,7 @@ int convert_requantize(Context& ctx, const ModelSource& src, const fs::path& mod
 }  // namespace
 
 int run_convert(Context& ctx, std::vector<std::string> args) {
-  cxxopts::Options opts = command_options(ctx, "convert", "SRC gguf -q LEVEL|exact | SRC.gguf gptq|compressed-tensors",
+  cxxopts::Options opts = command_options(ctx, "convert", "SRC gguf -q LEVEL|exact | SRC.gguf gptq|awq|compressed-tensors",
       {"model", "target"},
       "Convert between quantized formats.\n"
       "SRC gguf: a quantized checkpoint (GPTQ, AWQ, compressed-tensors int/packed/FP8) to GGUF.\n"
@@ -146,34 +146,36 @@ int run_convert(Context& ctx, std::vector<std::string> args) {
       "            when each block of 32 inputs lies in one group; other quantized tensors (2/3-bit,\n"
       "            act-order groups splitting blocks, FP8) are requantized to Q8_0; the result lists\n"
       "            each tensor's mapping and worst error.\n"
-      "SRC.gguf gptq|compressed-tensors: a GGUF's linears as a W4A16-style directory (gptq: AutoGPTQ's\n"
-      "  layout, --layout gptq_v2 for GPTQModel's true zeros; compressed-tensors: pack-quantized, vLLM's\n"
-      "  W4A16). Exact where the GGUF's blocks are on a GPTQ grid: Q4_0 -> symmetric 4-bit g32 (code q,\n"
-      "  zero 8, scale d; negative scales kept), Q8_0 -> 8-bit g32, Q4_1 -> asymmetric 4-bit g32 when\n"
-      "  every block's -m/d is an integer in [0, 15] (else that tensor is rounded to nearest from its\n"
-      "  dequantized weights). Linears of other types (K-quants, i-quants, floats) are rounded to nearest\n"
-      "  at symmetric 4-bit g128: precision is lost, reported with the worst relative error. Embeddings,\n"
+      "SRC.gguf gptq|awq|compressed-tensors: a GGUF's linears as a W4A16-style directory (gptq:\n"
+      "  AutoGPTQ's layout, --layout gptq_v2 for GPTQModel's true zeros; awq: AutoAWQ's GEMM layout,\n"
+      "  4-bit only; compressed-tensors: pack-quantized, vLLM's W4A16). Exact where the GGUF's blocks are\n"
+      "  on the target's grid: Q4_0 -> symmetric 4-bit g32 (code q, zero 8, scale d; negative scales\n"
+      "  kept), Q8_0 -> 8-bit g32 (not awq), Q4_1 -> asymmetric 4-bit g32 when every block's -m/d is an\n"
+      "  integer in [0, 15] (else that tensor is rounded to nearest from its dequantized weights).\n"
+      "  Linears of other types (K-quants, i-quants, floats; Q8_0 for awq) are rounded to nearest at\n"
+      "  4-bit g128 (symmetric; asymmetric for awq): precision is lost, reported with the worst\n"
+      "  relative error. Embeddings,\n"
       "  norms and the output projection keep their 16-bit type or become F32 (exact). Tokenizer files\n"
       "  come from the GGUF's vocabulary: tokenizer.model (SentencePiece) or tokenizer.json (byte-level\n"
       "  BPE), with tokenizer_config.json and special_tokens_map.json; other vocabularies: none (listed\n"
       "  as lost).");
   opts.add_options()
       ("model", "Source: a checkpoint directory", cxxopts::value<std::string>())
-      ("target", "Target format: gguf, gptq or compressed-tensors", cxxopts::value<std::string>())
+      ("target", "Target format: gguf, gptq, awq or compressed-tensors", cxxopts::value<std::string>())
       ("q,quantization", "GGUF level (Q4_K_M, Q8_0, ...) or exact", cxxopts::value<std::string>())
       ("imatrix", "Importance matrix for the requantization (GGUF or .dat)", cxxopts::value<std::string>())
-      ("o,output", "Output file (default: SRC-LEVEL.gguf) or, for gptq/compressed-tensors, directory [default: "
-                   "./SRC-gptq or ./SRC-w4a16-ct]", cxxopts::value<std::string>())
+      ("o,output", "Output file (default: SRC-LEVEL.gguf) or, for gptq/awq/compressed-tensors, directory [default: "
+                   "./SRC-gptq, ./SRC-awq or ./SRC-w4a16-ct]", cxxopts::value<std::string>())
       ("layout", "With target gptq: gptq (zeros minus one, the default) or gptq_v2", cxxopts::value<std::string>());
   auto parsed = parse(ctx, opts, args);
   if (!parsed) return 0;
   const cxxopts::ParseResult& r = *parsed;
   if (!r.count("model")) fail(Errc::invalid_argument, "missing SRC (a checkpoint directory, or a GGUF file for gptq/compressed-tensors)");
-  if (!r.count("target")) fail(Errc::invalid_argument, "missing the target format (gguf, gptq or compressed-tensors)");
+  if (!r.count("target")) fail(Errc::invalid_argument, "missing the target format (gguf, gptq, awq or compressed-tensors)");
   const std::string target = r["target"].as<std::string>();
-  if (target == "gptq" || target == "compressed-tensors") return run_convert_to_gptq(ctx, r);
+  if (target == "gptq" || target == "awq" || target == "compressed-tensors") return run_convert_to_gptq(ctx, r);
   if (target != "gguf")
-    fail(Errc::invalid_argument, "unknown target format '{}' (supported: gguf, gptq, compressed-tensors)", target);
+    fail(Errc::invalid_argument, "unknown target format '{}' (supported: gguf, gptq, awq, compressed-tensors)", target);
   if (r.count("layout")) fail(Errc::invalid_argument, "--layout applies to target gptq only");
   if (!r.count("quantization")) fail(Errc::invalid_argument, "missing -q LEVEL (a GGUF level, or exact)");
   const std::string level = r["quantization"].as<std::string>();

@@ -33,8 +33,11 @@ int run_convert_to_gptq(Context& ctx, const cxxopts::ParseResult& r) {
       if (l == "gptq_v2") layout = GptqLayout::gptq_v2;
       else if (l != "gptq") fail(Errc::invalid_argument, "--layout: expected gptq or gptq_v2, got '{}'", l);
     }
+  } else if (target == "awq") {
+    layout = GptqLayout::awq;
+    if (r.count("layout")) fail(Errc::invalid_argument, "--layout applies to target gptq only");
   } else {
-    fail(Errc::invalid_argument, "unknown convert target '{}' (supported: gptq, compressed-tensors)", target);
+    fail(Errc::invalid_argument, "unknown convert target '{}' (supported: gptq, awq, compressed-tensors)", target);
   }
   const fs::path src = r["model"].as<std::string>();
   fs::path out = r.count("output") ? fs::path(r["output"].as<std::string>()) : fs::path();

@@ -128,13 +128,16 @@ GgufConvertResult convert_gguf_to_gptq(const fs::path& gguf, fs::path out, GptqL
     if (n > counts[major]) major = t;
   GptqParams rp;
   rp.rtn = true;
+  const bool awq = layout == GptqLayout::awq;  // 4-bit codes only, zero points stored
   if (major == QuantType::Q4_0) rp.bits = 4, rp.group_size = 32, rp.sym = true;
-  else if (major == QuantType::Q8_0) rp.bits = 8, rp.group_size = 32, rp.sym = true;
+  else if (major == QuantType::Q8_0 && !awq) rp.bits = 8, rp.group_size = 32, rp.sym = true;
   else if (major == QuantType::Q4_1) rp.bits = 4, rp.group_size = 32, rp.sym = false;
   else {
-    rp.bits = 4, rp.group_size = 128, rp.sym = true;
-    res.lost.push_back(fmt::format("the linears are {} (no exact GPTQ form): every one is rounded to nearest at symmetric "
-                                   "4-bit g128 from its dequantized weights", type_info(major).name));
+    // AWQ's own grid (asymmetric min-max) where the GGUF has no 4-bit form it can keep.
+    rp.bits = 4, rp.group_size = 128, rp.sym = !awq;
+    res.lost.push_back(fmt::format("the linears are {} (no exact {} form): every one is rounded to nearest at {} "
+                                   "4-bit g128 from its dequantized weights", type_info(major).name,
+                                   awq ? "AWQ" : "GPTQ", awq ? "asymmetric" : "symmetric"));
   }
   rp.scale_storage = 16;
   res.bits = rp.bits, res.group_size = rp.group_size, res.sym = rp.sym;
@@ -150,7 +153,7 @@ GgufConvertResult convert_gguf_to_gptq(const fs::path& gguf, fs::path out, GptqL
 
   if (out.empty()) {
     std::string stem = gguf.stem().string();
-    out = fs::path(fmt::format("{}-{}", stem, ct ? "w4a16-ct" : "gptq"));
+    out = fs::path(fmt::format("{}-{}", stem, ct ? "w4a16-ct" : awq ? "awq" : "gptq"));
   }
   // Output directory checks (the same rules as quantize MODEL gptq).
   const fs::path dir = out.has_filename() ? out : out.parent_path();
@@ -274,6 +277,8 @@ GgufConvertResult convert_gguf_to_gptq(const fs::path& gguf, fs::path out, GptqL
   const std::string ao;
   if (ct) {
     config["quantization_config"] = gptq_pack::ct_pack_quantization_config(rp.bits, rp.group_size, rp.sym, ao);
+  } else if (awq) {
+    config["quantization_config"] = gptq_pack::awq_quantization_config(rp.group_size);
   } else {
     config["quantization_config"] = gptq_pack::gptq_quantize_config(rp.bits, rp.group_size, rp.sym, false, false, 0.0,
                                                                     layout == GptqLayout::gptq_v2);
@@ -323,7 +328,7 @@ GgufConvertResult convert_gguf_to_gptq(const fs::path& gguf, fs::path out, GptqL
   res.files = w.file_names();
   write_file_atomic(tmp / "config.json", config.dump(2) + "\n");
   res.files.insert(res.files.begin(), "config.json");
-  if (!ct) {
+  if (!ct && !awq) {  // AutoGPTQ's file; AutoAWQ reads config.json only
     write_file_atomic(tmp / "quantize_config.json", config["quantization_config"].dump(2) + "\n");
     res.files.insert(res.files.begin() + 1, "quantize_config.json");
   }
