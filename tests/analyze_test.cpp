@@ -666,8 +666,9 @@ TEST_CASE("analyze: NaN or infinite values stop the analysis (exit 16) and write
   const Toy spec{.poison = "blk.1.ffn_up.weight"};
   write_toy(tmp / "nan.gguf", spec);
   auto src = ModelSource::open(tmp / "nan.gguf");
-  for (auto [m, tensor] : {std::pair{ImportanceMethod::activation, "blk.1.ffn_down.weight"},
-                           {ImportanceMethod::gradient, ".weight"}, {ImportanceMethod::fisher, ".weight"}}) {
+  for (auto [m, named] : {std::pair{ImportanceMethod::activation, "blk.1.ffn_down.weight"},
+                          {ImportanceMethod::gradient, ".weight"}, {ImportanceMethod::fisher, ".weight"}}) {
+    const std::string tensor = named;  // a plain variable the predicate can capture (clang 14)
     INFO(importance_method_name(m));
     ImportanceOptions o;
     o.method = m;
