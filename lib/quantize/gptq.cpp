@@ -20,6 +20,7 @@
 #include <lq/tokenizer.hpp>
 
 #include "core/fail.hpp"
+#include "core/output_dir.hpp"
 #include "core/half.hpp"
 #include "formats/gptq_pack.hpp"
 #include "formats/safetensors.hpp"
@@ -308,16 +309,6 @@ inline int64_t gp_hf_row(int64_t r, int64_t hd) {
 
 struct GpStopForward {};  // thrown by the hook after the block being calibrated
 
-struct GpDirGuard {
-  fs::path dir;
-  ~GpDirGuard() {
-    if (!dir.empty()) {
-      std::error_code ec;
-      fs::remove_all(dir, ec);
-    }
-  }
-};
-
 double gp_seconds_since(std::chrono::steady_clock::time_point t0) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 }
@@ -389,70 +380,6 @@ void gp_write(ShardedSafetensorsWriter& out, const std::string& m, const GptqMat
     if (!awq) write_i32(m + ".g_idx", q.g_idx);
   }
 }
-
-// An output directory: the checks before writing (Errc::output_error for a missing parent, a
-// file, or a non-empty directory that is not an earlier quantized output), a temporary
-// DIR.tmp-XXXX beside it (removed unless published), and the publication by rename.
-struct GpOutputDir {
-  fs::path dir, parent, tmp, old;
-  bool replace = false;
-  GpDirGuard guard;
-  std::random_device rd;
-
-  explicit GpOutputDir(const fs::path& dir_in) {
-    dir = dir_in.has_filename() ? dir_in : dir_in.parent_path();
-    parent = dir.parent_path().empty() ? fs::path(".") : dir.parent_path();
-    std::error_code ec;
-    if (!fs::is_directory(parent, ec))
-      fail(Errc::output_error, "cannot write {}: directory {} does not exist", dir.string(), parent.string());
-    if (fs::exists(dir, ec)) {
-      if (!fs::is_directory(dir, ec)) fail(Errc::output_error, "cannot write {}: it exists and is not a directory", dir.string());
-      if (!fs::is_empty(dir, ec)) {
-        const fs::path cfgp = dir / "config.json";
-        bool ours = false;
-        if (fs::exists(cfgp, ec)) {
-          const auto j = nlohmann::json::parse(read_file(cfgp), nullptr, false);
-          if (!j.is_discarded() && j.contains("quantization_config") && j["quantization_config"].is_object()) {
-            const std::string qm = j["quantization_config"].value("quant_method", "");
-            ours = qm == "compressed-tensors" || qm == "gptq" || qm == "awq";
-          }
-        }
-        if (!ours)
-          fail(Errc::output_error,
-               "cannot write {}: the directory exists and is not an earlier quantized output (remove it or choose another -o)",
-               dir.string());
-      }
-      replace = true;
-    }
-  }
-  // Creates the temporary directory (once the plan is known to be good).
-  const fs::path& make_tmp() {
-    std::error_code ec;
-    for (int attempt = 0; attempt < 8 && tmp.empty(); ++attempt) {
-      fs::path t = parent / fmt::format("{}.tmp-{:08x}", dir.filename().string(), rd());
-      if (fs::create_directory(t, ec)) tmp = t;
-    }
-    if (tmp.empty())
-      fail(Errc::output_error, "cannot write {}: cannot create a temporary directory in {}", dir.string(), parent.string());
-    guard.dir = tmp;
-    return tmp;
-  }
-  void publish() {
-    std::error_code ec;
-    if (replace) {
-      old = parent / fmt::format("{}.old-{:08x}", dir.filename().string(), rd());
-      fs::rename(dir, old, ec);
-      if (ec) fail(Errc::output_error, "cannot replace {}: {}", dir.string(), ec.message());
-    }
-    fs::rename(tmp, dir, ec);
-    if (ec) {
-      if (!old.empty()) fs::rename(old, dir, ec);
-      fail(Errc::output_error, "cannot write {}: {}", dir.string(), ec.message());
-    }
-    guard.dir.clear();
-    if (!old.empty()) fs::remove_all(old, ec);
-  }
-};
 
 }  // namespace gptq_impl
 
@@ -701,7 +628,7 @@ GptqResult GptqQuantizer::Impl::write(const fs::path& dir_in, const Context& ctx
   if (!done) fail(Errc::invalid_argument, "gptq: write() before run()");
   const auto t0 = std::chrono::steady_clock::now();
   Progress& progress = ctx.progress_sink();
-  GpOutputDir od(dir_in);
+  OutputDir od(dir_in, {"compressed-tensors", "gptq", "awq"}, "quantized output");
   std::error_code ec;
   const fs::path src_path = src.path();
   const fs::path src_dir = fs::is_regular_file(src_path, ec) ? src_path.parent_path() : src_path;
@@ -765,7 +692,7 @@ GptqResult GptqQuantizer::Impl::write(const fs::path& dir_in, const Context& ctx
   for (const auto& f : open) summary.source_bytes += f->file_size();
 
   const fs::path& tmp = od.make_tmp();
-  progress.message(fmt::format("Writing {} ({} tensors)", od.dir.string(), specs.size()));
+  progress.message(fmt::format("Writing {} ({} tensors)", od.dir().string(), specs.size()));
   uint64_t data_bytes = 0;
   for (const auto& s : specs) data_bytes += s.nbytes();
   ShardedSafetensorsWriter out(tmp, specs);
@@ -817,9 +744,9 @@ GptqResult GptqQuantizer::Impl::write(const fs::path& dir_in, const Context& ctx
   }
   ctx.check_cancelled();
   od.publish();
-  r.output = od.dir;
+  r.output = od.dir();
   r.output_bytes = 0;
-  for (const auto& f : r.files) r.output_bytes += fs::file_size(od.dir / f, ec);
+  for (const auto& f : r.files) r.output_bytes += fs::file_size(od.dir() / f, ec);
   r.bpw = r.n_parameters > 0 ? 8.0 * static_cast<double>(data_bytes) / static_cast<double>(r.n_parameters) : 0;
   r.seconds = r.calibration_seconds + r.quantize_seconds + gp_seconds_since(t0);
   return r;

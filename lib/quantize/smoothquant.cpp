@@ -24,6 +24,7 @@
 
 #include "backend/ops.hpp"
 #include "core/fail.hpp"
+#include "core/output_dir.hpp"
 #include "core/half.hpp"
 #include "formats/compressed_tensors.hpp"
 #include "formats/safetensors.hpp"
@@ -284,17 +285,6 @@ bool sq_copied_file(const std::string& name) {
                                        "chat_template.json"};
   return std::any_of(std::begin(kNames), std::end(kNames), [&](const char* n) { return name == n; });
 }
-
-// Removes a directory tree on scope exit unless released.
-struct SqDirGuard {
-  fs::path dir;
-  ~SqDirGuard() {
-    if (!dir.empty()) {
-      std::error_code ec;
-      fs::remove_all(dir, ec);
-    }
-  }
-};
 
 double sq_seconds_since(std::chrono::steady_clock::time_point t0) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
@@ -588,30 +578,9 @@ SmoothQuantResult SmoothQuantizer::Impl::write(const fs::path& dir_in, const Con
   if (!calibrated) fail(Errc::invalid_argument, "smoothquant: write() before calibrate()");
   const auto t0 = std::chrono::steady_clock::now();
   Progress& progress = ctx.progress_sink();
-  const fs::path dir = dir_in.has_filename() ? dir_in : dir_in.parent_path();
-  const fs::path parent = dir.parent_path().empty() ? fs::path(".") : dir.parent_path();
+  OutputDir od(dir_in, {"compressed-tensors"}, "compressed-tensors output");
+  const fs::path& dir = od.dir();
   std::error_code ec;
-  if (!fs::is_directory(parent, ec))
-    fail(Errc::output_error, "cannot write {}: directory {} does not exist", dir.string(), parent.string());
-  bool replace = false;
-  if (fs::exists(dir, ec)) {
-    if (!fs::is_directory(dir, ec)) fail(Errc::output_error, "cannot write {}: it exists and is not a directory", dir.string());
-    if (!fs::is_empty(dir, ec)) {
-      const fs::path cfgp = dir / "config.json";
-      bool ours = false;
-      if (fs::exists(cfgp, ec)) {
-        const auto j = nlohmann::json::parse(read_file(cfgp), nullptr, false);
-        ours = !j.is_discarded() && j.contains("quantization_config") &&
-               j["quantization_config"].value("quant_method", "") == "compressed-tensors";
-      }
-      if (!ours)
-        fail(Errc::output_error,
-             "cannot write {}: the directory exists and is not an earlier compressed-tensors output (remove it or "
-             "choose another -o)",
-             dir.string());
-    }
-    replace = true;
-  }
 
   const fs::path src_path = src.path();
   const fs::path src_dir = fs::is_regular_file(src_path, ec) ? src_path.parent_path() : src_path;
@@ -681,16 +650,8 @@ SmoothQuantResult SmoothQuantizer::Impl::write(const fs::path& dir_in, const Con
   summary.source_bytes = 0;
   for (const auto& f : open) summary.source_bytes += f->file_size();
 
-  // DIR.tmp-XXXX beside the destination, removed unless renamed.
-  std::random_device rd;
-  fs::path tmp;
-  for (int attempt = 0; attempt < 8; ++attempt) {
-    tmp = parent / fmt::format("{}.tmp-{:08x}", dir.filename().string(), rd());
-    if (fs::create_directory(tmp, ec)) break;
-    tmp.clear();
-  }
-  if (tmp.empty()) fail(Errc::output_error, "cannot write {}: cannot create a temporary directory in {}", dir.string(), parent.string());
-  SqDirGuard guard{tmp};
+  // DIR.tmp-XXXX beside the destination, removed unless published.
+  const fs::path& tmp = od.make_tmp();
 
   progress.message(fmt::format("Writing {} ({} tensors)", dir.string(), specs.size()));
   uint64_t data_bytes = 0;
@@ -792,19 +753,7 @@ SmoothQuantResult SmoothQuantizer::Impl::write(const fs::path& dir_in, const Con
   }
   ctx.check_cancelled();
   // Into place: an earlier output is moved aside first and removed once the new one is there.
-  fs::path old;
-  if (replace) {
-    old = parent / fmt::format("{}.old-{:08x}", dir.filename().string(), rd());
-    fs::rename(dir, old, ec);
-    if (ec) fail(Errc::output_error, "cannot replace {}: {}", dir.string(), ec.message());
-  }
-  fs::rename(tmp, dir, ec);
-  if (ec) {
-    if (!old.empty()) fs::rename(old, dir, ec);
-    fail(Errc::output_error, "cannot write {}: {}", dir.string(), ec.message());
-  }
-  guard.dir.clear();
-  if (!old.empty()) fs::remove_all(old, ec);
+  od.publish();
 
   r.output = dir;
   r.output_bytes = 0;
