@@ -1,5 +1,6 @@
 // The engine's Model: tensors read from a ModelSource into memory, shape checks, replacement.
 #include "engine/impl.hpp"
+#include "model/architecture.hpp"
 
 #include <lq/backend.hpp>
 #include <lq/error.hpp>
@@ -80,10 +81,7 @@ std::unique_ptr<Model> Model::load(const ModelSource& src) {
   Impl& m = *model->impl_;
   m.config = src.config();
   ModelConfig& c = m.config;
-  const std::string& arch = c.architecture;
-  if (arch != "llama" && arch != "qwen2" && arch != "mistral")
-    fail(Errc::invalid_model, "engine: architecture '{}' is not supported (llama, mistral, qwen2)", arch);
-  m.neox_rope = arch == "qwen2";
+  m.neox_rope = architecture_of(c, "engine").neox_rope();
 
   const ModelTensor& embd = src.at("token_embd.weight");
   if (embd.ne.size() != 2) fail(Errc::invalid_model, "engine: token_embd.weight must be 2-D");

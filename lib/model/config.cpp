@@ -2,6 +2,7 @@
 // keys the converter derives from it (name, size label, {arch}.*), and GGUF metadata ->
 // ModelConfig. No tensor or tokenizer access.
 #include "model/config.hpp"
+#include "model/architecture.hpp"
 
 #include <lq/error.hpp>
 #include "core/fail.hpp"
@@ -210,9 +211,10 @@ HfConfig read_hf_config(const fs::path& dir) {
     fail(Errc::invalid_model, "{}: model_type is not a string: {}", cfg.string(), e.what());
   }
   if (mt.empty()) fail(Errc::invalid_model, "{}: no model_type", cfg.string());
-  if (!is_supported_model_type(mt))
-    fail(Errc::invalid_model, "{}: unsupported architecture: model_type '{}' (supported: llama, mistral, qwen2)",
-         cfg.string(), mt);
+  const Architecture* arch = find_architecture(mt);
+  if (!arch)
+    fail(Errc::invalid_model, "{}: unsupported architecture: model_type '{}' (supported: {})", cfg.string(), mt,
+         supported_model_types());
   if (j.contains("quantization_config") && !j["quantization_config"].is_null()) {
     out.quant = read_quant_checkpoint(j["quantization_config"], cfg);
     if (!out.quant) try {
@@ -234,7 +236,7 @@ HfConfig read_hf_config(const fs::path& dir) {
   ModelConfig& c = out.config;
   try {
     c.model_type = mt;
-    c.architecture = mt == "qwen2" ? "qwen2" : "llama";
+    c.architecture = std::string(arch->gguf);
     c.name = id_to_title(model_dir_name(dir));
     auto need = [&](const char* k) -> int64_t {
       if (!out.text.contains(k) || !out.text[k].is_number_integer())
@@ -252,7 +254,7 @@ HfConfig read_hf_config(const fs::path& dir) {
     c.rms_eps = get_or<float>(out.text, "rms_norm_eps", 1e-6f);
     c.rope_theta = get_or<float>(out.text, "rope_theta", 10000.0f);
     c.tie_embeddings = get_or<bool>(out.text, "tie_word_embeddings", false);
-    c.qkv_bias = mt == "qwen2" || get_or<bool>(out.text, "attention_bias", false);
+    c.qkv_bias = arch->qkv_bias || get_or<bool>(out.text, "attention_bias", false);
     c.sliding_window = get_or<int64_t>(out.text, "sliding_window", 0);
     if (out.text.contains("rope_scaling") && out.text["rope_scaling"].is_object()) {
       const json& rs = out.text["rope_scaling"];
@@ -341,7 +343,8 @@ ModelConfig config_from_gguf(const gguf::Metadata& m, const std::string& file) {
   if (const auto* tok = m.find("tokenizer.ggml.tokens"); tok && tok->is_array()) c.n_vocab = static_cast<int64_t>(tok->size());
   c.n_vocab = m.get_int(a + "vocab_size").value_or(c.n_vocab);
   c.sliding_window = m.get_int(a + "attention.sliding_window").value_or(0);
-  c.qkv_bias = c.architecture == "qwen2";
+  const Architecture* arch = find_gguf_architecture(c.architecture);
+  c.qkv_bias = arch && arch->qkv_bias;
   if (absurd_hyper_parameters(c))
     fail(Errc::invalid_model, "{}: implausible hyper-parameters (embedding {}, blocks {}, heads {}/{}, key length {}, "
          "ffn {}, vocab {}, context {})", file, c.n_embd, c.n_layer, c.n_head, c.n_head_kv, c.head_dim, c.n_ff,

@@ -2,13 +2,14 @@
 // model.safetensors.index.json) beside config.json. Tensors are presented in GGUF naming
 // (model/tensor_names) and ggml order, shapes checked against the config; the q/k projections
 // are re-ordered row by row from HF's rotate-half layout into the adjacent-pair layout
-// llama.cpp's "normal" RoPE expects (llama/mistral; qwen2 keeps HF's layout). Hyper-parameters
+// llama.cpp's "normal" RoPE expects where the architecture's row says so (model/architecture). Hyper-parameters
 // and their GGUF keys are model/config's, decoding to float model/decode's.
 // A compressed-tensors int8 checkpoint (W8A8) presents each int8 linear as a W8 tensor: every row
 // its weight_scale (as float) and then its int8 values, so the engine runs it with int8 products.
 // GPTQ, AWQ and the other compressed-tensors schemes (model/quant_scheme) present each quantized
 // linear as F32 in HF layout, dequantized exactly from its codes (formats/quant_unpack) one tensor at
 // a time when first read (the last two are kept); hf_quantized_linear() gives the codes themselves.
+#include "model/architecture.hpp"
 #include "model/config.hpp"
 #include "model/sources.hpp"
 #include "model/tensor_names.hpp"
@@ -661,7 +662,7 @@ class HfSource final : public ModelSource {
 
   void build_tensors() {
     const ModelConfig& c = config_;
-    const bool permute = c.architecture == "llama";
+    const bool permute = architecture_of(c, path_.string()).permute_qk;
     for (const auto& [hf, loc] : by_name_) {
       if (hf_.int8 && int8_companion(hf)) continue;
       if (hf_.quant && build_quantized_tensor(hf, *loc.second, permute)) continue;

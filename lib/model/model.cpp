@@ -34,10 +34,6 @@ const ModelTensor& ModelSource::at(const std::string& gguf_name) const {
   return *t;
 }
 
-bool is_supported_model_type(const std::string& model_type) {
-  return model_type == "llama" || model_type == "mistral" || model_type == "qwen2";
-}
-
 namespace {
 
 bool is_gguf_file(const fs::path& p) {

@@ -25,6 +25,7 @@
 #include "formats/gptq_pack.hpp"
 #include "formats/safetensors.hpp"
 #include "formats/safetensors_writer.hpp"
+#include "model/architecture.hpp"
 #include "model/tensor_names.hpp"
 #include "quantize/gptq_write.hpp"
 
@@ -427,7 +428,7 @@ struct GptqQuantizer::Impl {
       else if (l.role == "ffn_gate" || l.role == "ffn_up") x.site = 2;
       else if (l.role == "ffn_down") x.site = 3;
       else fail(Errc::invalid_model, "gptq: unexpected linear {} ({})", l.name, l.role);
-      x.permuted = mc.architecture == "llama" && (l.role == "attn_q" || l.role == "attn_k");
+      x.permuted = architecture_of(mc, "gptq").permute_qk && (l.role == "attn_q" || l.role == "attn_k");
       const int64_t g = cfg.params.group_size;
       if (g > 0 && x.cols % g != 0)
         fail(Errc::invalid_argument, "gptq: group size {} does not divide the row length {} of {}", g, x.cols, x.module);

@@ -10,6 +10,7 @@
 #include "core/half.hpp"
 #include "formats/gptq_pack.hpp"
 #include "formats/safetensors_writer.hpp"
+#include "model/architecture.hpp"
 #include "model/tensor_names.hpp"
 #include "tokenizer/hf_files_writer.hpp"
 #include "quantize/gptq_write.hpp"
@@ -107,8 +108,7 @@ GgufConvertResult convert_gguf_to_gptq(const fs::path& gguf, fs::path out, GptqL
     fail(Errc::invalid_argument, "convert: {} is not a GGUF file (quantize a Hugging Face checkpoint with `quantize MODEL gptq`)",
          gguf.string());
   const ModelConfig& mc = src->config();
-  if (mc.architecture != "llama" && mc.architecture != "qwen2")
-    fail(Errc::invalid_model, "convert: architecture '{}' is not supported (llama, qwen2)", mc.architecture);
+  const Architecture& arch = architecture_of(mc, "convert");
   Progress& progress = ctx.progress_sink();
   GgufConvertResult res;
 
@@ -221,7 +221,7 @@ GgufConvertResult convert_gguf_to_gptq(const fs::path& gguf, fs::path out, GptqL
         res.exact.push_back(module);
       }
       // q/k rows back in Hugging Face order.
-      if (mc.architecture == "llama" && (sp.rest == "attn_q.weight" || sp.rest == "attn_k.weight")) {
+      if (arch.permute_qk && (sp.rest == "attn_q.weight" || sp.rest == "attn_k.weight")) {
         GptqMatrix o = q;
         const int64_t hd = mc.head_dim;
         for (int64_t r = 0; r < rows; ++r) {
@@ -256,9 +256,8 @@ GgufConvertResult convert_gguf_to_gptq(const fs::path& gguf, fs::path out, GptqL
 
   // config.json from the GGUF's hyper-parameters.
   nlohmann::ordered_json config;
-  const bool qwen = mc.architecture == "qwen2";
-  config["architectures"] = {qwen ? "Qwen2ForCausalLM" : "LlamaForCausalLM"};
-  config["model_type"] = qwen ? "qwen2" : "llama";
+  config["architectures"] = {std::string(arch.hf_class)};
+  config["model_type"] = std::string(arch.model_type);
   config["hidden_size"] = mc.n_embd;
   config["intermediate_size"] = mc.n_ff;
   config["num_attention_heads"] = mc.n_head;
@@ -271,7 +270,7 @@ GgufConvertResult convert_gguf_to_gptq(const fs::path& gguf, fs::path out, GptqL
   config["rope_theta"] = mc.rope_theta;
   config["vocab_size"] = mc.n_vocab;
   config["tie_word_embeddings"] = mc.tie_embeddings;
-  if (!qwen) config["attention_bias"] = mc.qkv_bias;
+  if (!arch.qkv_bias) config["attention_bias"] = mc.qkv_bias;
   for (const auto& [key, id] : tokfiles.config_ids.items()) config[key] = id;
   config["torch_dtype"] = "float16";
   const std::string ao;
