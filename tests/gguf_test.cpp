@@ -126,3 +126,34 @@ TEST_CASE("gguf: malformed files are rejected with exit-6 errors", "[gguf][bad-i
   badver[4] = 9;
   expect_invalid(badver, "version");
 }
+
+TEST_CASE("gguf: metadata keeps order, replaces in place, erases and finds among many keys", "[gguf]") {
+  // 400 000 keys: a lookup that scans the list would take minutes here (the ctest timeout fails it).
+  constexpr int kKeys = 400000;
+  test::TempDir tmp;
+  const fs::path p = tmp / "many.gguf";
+  {
+    gguf::Writer w(p);
+    auto& m = w.metadata();
+    m.set("general.architecture", gguf::Value::string("llama"));
+    for (int i = 0; i < kKeys; ++i) m.set("k." + std::to_string(i), gguf::Value::u32(static_cast<uint32_t>(i)));
+    m.set("k.7", gguf::Value::u32(77));  // replaced in place: order and size unchanged
+    CHECK(m.size() == kKeys + 1);
+    CHECK(m.entries()[8].first == "k.7");
+    CHECK(m.erase("k.5"));
+    CHECK_FALSE(m.erase("k.5"));
+    CHECK(m.find("k.5") == nullptr);
+    CHECK(m.get_int("k.6") == 6);  // positions after the erased key still resolve
+    CHECK(m.entries()[6].first == "k.6");
+    m.set("k.5", gguf::Value::u32(5));  // re-added at the end
+    CHECK(m.entries().back().first == "k.5");
+    w.commit();
+  }
+  gguf::Reader r(p);
+  const auto& m = r.metadata();
+  REQUIRE(m.size() == kKeys + 1);
+  CHECK(m.get_int("k.7") == 77);
+  CHECK(m.get_int("k.5") == 5);
+  CHECK(m.get_int("k." + std::to_string(kKeys - 1)) == kKeys - 1);
+  CHECK(m.find("k.missing") == nullptr);
+}

@@ -223,16 +223,17 @@ std::string Value::to_string(size_t max_items) const {
 // ---- Metadata --------------------------------------------------------------------------------
 
 void Metadata::set(const std::string& key, Value v) {
-  for (auto& kv : kv_) {
-    if (kv.first == key) { kv.second = std::move(v); return; }
+  if (auto it = index_.find(key); it != index_.end()) {
+    kv_[it->second].second = std::move(v);
+    return;
   }
+  index_.emplace(key, kv_.size());
   kv_.emplace_back(key, std::move(v));
 }
 
 const Value* Metadata::find(const std::string& key) const {
-  for (const auto& kv : kv_)
-    if (kv.first == key) return &kv.second;
-  return nullptr;
+  auto it = index_.find(key);
+  return it == index_.end() ? nullptr : &kv_[it->second].second;
 }
 
 const Value& Metadata::at(const std::string& key) const {
@@ -242,9 +243,13 @@ const Value& Metadata::at(const std::string& key) const {
 }
 
 bool Metadata::erase(const std::string& key) {
-  auto it = std::find_if(kv_.begin(), kv_.end(), [&](const auto& kv) { return kv.first == key; });
-  if (it == kv_.end()) return false;
-  kv_.erase(it);
+  auto it = index_.find(key);
+  if (it == index_.end()) return false;
+  const size_t pos = it->second;
+  index_.erase(it);
+  kv_.erase(kv_.begin() + static_cast<std::ptrdiff_t>(pos));
+  for (auto& [k, i] : index_)
+    if (i > pos) --i;
   return true;
 }
 
@@ -387,11 +392,10 @@ Reader::Reader(const std::filesystem::path& path) : path_(path) {
     fail(Errc::invalid_model, "{}: truncated GGUF header: declares {} tensors and {} keys but only {} bytes follow", file,
          n_tensors, n_kv, c.remaining());
 
-  std::unordered_set<std::string> keys;
   for (int64_t i = 0; i < n_kv; ++i) {
     std::string key = c.str("metadata key");
     if (key.empty()) fail(Errc::invalid_model, "{}: empty metadata key", file);
-    if (!keys.insert(key).second) fail(Errc::invalid_model, "{}: duplicate metadata key '{}'", file, key);
+    if (meta_.contains(key)) fail(Errc::invalid_model, "{}: duplicate metadata key '{}'", file, key);
     const int32_t t = c.get<int32_t>("value type");
     if (!valid_value_type(t)) fail(Errc::invalid_model, "{}: key '{}': invalid value type {}", file, key, t);
     Value v = read_value(c, static_cast<ValueType>(t), key, file);
