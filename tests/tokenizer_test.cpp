@@ -606,3 +606,30 @@ TEST_CASE("tokenizer: corrupted files give errors, never crashes", "[tokenizer]"
   CHECK(refused > 0);
 }
 
+
+TEST_CASE("tokenizer: a regex that backtracks catastrophically or recurses too deeply is refused", "[tokenizer][bad-input]") {
+  auto search = [](const char* pattern, const std::u32string& s) {
+    const detail::Regex re(pattern);
+    size_t b = 0, e = 0;
+    return re.find(s.data(), s.size(), 0, b, e);
+  };
+  auto code_of = [&](const char* pattern, const std::u32string& s) {
+    try {
+      search(pattern, s);
+    } catch (const Error& err) {
+      CHECK(std::string(err.what()).find("tokenizer: pattern") != std::string::npos);
+      return err.code();
+    }
+    return Errc::ok;
+  };
+  // (a+)+b over a run of a's with no b: 2^n ways to split the run.
+  CHECK(code_of("(a+)+b", std::u32string(40, U'a')) == Errc::invalid_model);
+  // One recursion level per iteration of a repeated group: refused before the stack runs out.
+  CHECK(code_of("(?:a)+", std::u32string(200000, U'a')) == Errc::invalid_model);
+  // The same patterns on short text, and a real pre-tokenizer pattern on long text, still work.
+  CHECK(search("(a+)+b", U"aaab"));
+  CHECK(search("(?:a)+", U"aaaa"));
+  std::u32string text;
+  for (int i = 0; i < 20000; ++i) text += U"Hello, world 123 ";
+  CHECK(search("'s|'t|'re|'ve|'m|'ll|'d| ?\\p{L}+| ?\\p{N}+| ?[^\\s\\p{L}\\p{N}]+|\\s+(?!\\S)|\\s+", text));
+}

@@ -1,5 +1,6 @@
 // The pre-tokenizer regex engine (see regex.hpp): parsing a pattern into a small program over
-// code points and matching it by backtracking. Knows no tokenizer or file format.
+// code points and matching it by backtracking, with a step budget and a depth bound. Knows no
+// tokenizer or file format.
 #include "tokenizer/regex.hpp"
 
 #include "tokenizer/unicode.hpp"
@@ -498,9 +499,19 @@ struct Regex::Impl {
 
 namespace {
 
+// Backtracking can take exponential time on a hostile pattern ("(a+)+b" on a run of a's) and deep
+// recursion on a repeated group over long text. A tokenizer.json is untrusted input, so each search
+// has a budget of steps proportional to the text it covers and a bound on the recursion depth; past
+// either the text is refused (Errc::invalid_model) naming the pattern. Real pre-tokenizer patterns
+// take a few dozen steps a character and recurse only a few levels.
+constexpr uint64_t kRegexStepsBase = 1u << 20, kRegexStepsPerChar = 4096;
+constexpr int kRegexMaxDepth = 10000;
+
 class Matcher {
  public:
-  Matcher(const std::vector<CharSet>& sets, const char32_t* s, size_t n) : sets_(sets), s_(s), n_(n) {}
+  Matcher(const std::vector<CharSet>& sets, const char32_t* s, size_t n, const std::string& pattern, size_t from)
+      : sets_(sets), s_(s), n_(n), pattern_(pattern),
+        budget_(kRegexStepsBase + kRegexStepsPerChar * static_cast<uint64_t>(n - std::min(from, n))) {}
 
   bool at(const std::vector<Seq>& alts, size_t pos, size_t& end) {
     for (const auto& alt : alts) {
@@ -557,7 +568,21 @@ class Matcher {
     return g.greedy ? (body() || leave()) : (leave() || body());
   }
 
+  struct DepthGuard {
+    int& d;
+    explicit DepthGuard(int& depth) : d(depth) { ++d; }
+    ~DepthGuard() { --d; }
+  };
+
+  [[noreturn]] void too_costly(const char* what) const {
+    lq::fail(Errc::invalid_model, "tokenizer: pattern '{}' {} on a text of {} characters (catastrophic backtracking; "
+             "not a usable pre-tokenizer)", pattern_.size() > 80 ? pattern_.substr(0, 80) + "..." : pattern_, what, n_);
+  }
+
   bool seq(const Seq& v, size_t i, size_t pos, const Frame* k) {
+    if (++steps_ > budget_) too_costly("needs too many steps");
+    const DepthGuard guard(depth_);
+    if (depth_ > kRegexMaxDepth) too_costly("recurses too deeply");
     if (i == v.size()) return resume(pos, k);
     const Node& nd = v[i];
     switch (nd.kind) {
@@ -608,6 +633,10 @@ class Matcher {
   const std::vector<CharSet>& sets_;
   const char32_t* s_;
   size_t n_;
+  const std::string& pattern_;
+  uint64_t budget_;
+  uint64_t steps_ = 0;
+  int depth_ = 0;
   size_t end_ = 0;
 };
 
@@ -626,7 +655,7 @@ Regex& Regex::operator=(Regex&&) noexcept = default;
 const std::string& Regex::pattern() const { return impl_->src; }
 
 bool Regex::find(const char32_t* s, size_t n, size_t from, size_t& begin, size_t& end) const {
-  Matcher m(impl_->sets, s, n);
+  Matcher m(impl_->sets, s, n, impl_->src, from);
   for (size_t pos = from; pos <= n; ++pos) {
     if (m.at(impl_->alts, pos, end)) {
       begin = pos;
