@@ -6,6 +6,8 @@
 #   arch_parity.py types REF.gguf OURS.gguf     per-tensor types (names must match too)
 #   arch_parity.py ppl LLAMA_PERPLEXITY.log LQ.json   the two perplexities and their ratio
 #   arch_parity.py key FILE.gguf KEY             prints one metadata value
+#   arch_parity.py hf HF.json LQ.json            transformers' float32 perplexity (arch_parity_hf.py) vs
+#                                                lq's on the checkpoint (1e-4 tolerance)
 #
 # Each prints one summary line starting with "OK" or "FAIL" (then the differences) and exits 0 / 1.
 # Metadata keys that lq writes and the converter does not are listed as extras; those named in
@@ -211,6 +213,18 @@ def cmd_ppl(llama_log, lq_json):
     return 0 if ok else 1
 
 
+def cmd_hf(hf_json, lq_json):
+    import json
+
+    ref = json.load(open(hf_json, encoding="utf-8"))["perplexity"]
+    ours = json.load(open(lq_json, encoding="utf-8"))["perplexity"]
+    ratio = float(ours) / float(ref)
+    ok = abs(ratio - 1) <= 1e-4
+    print(f"{'OK' if ok else 'FAIL'} hf: transformers {ref:.6f}, lq {ours:.6f} on the checkpoint in float32, "
+          f"ratio {ratio:.7f} (tolerance 1e-4)")
+    return 0 if ok else 1
+
+
 def cmd_key(path, key):
     m = metadata(GGUFReader(path))
     if key not in m:
@@ -220,7 +234,7 @@ def cmd_key(path, key):
 
 
 def main(argv):
-    cmds = {"convert": (cmd_convert, 2), "types": (cmd_types, 2), "ppl": (cmd_ppl, 2), "key": (cmd_key, 2)}
+    cmds = {"convert": (cmd_convert, 2), "types": (cmd_types, 2), "ppl": (cmd_ppl, 2), "key": (cmd_key, 2), "hf": (cmd_hf, 2)}
     if len(argv) < 2 or argv[1] not in cmds or len(argv) != 2 + cmds[argv[1]][1]:
         print("usage: arch_parity.py convert REF OURS | types REF OURS | ppl LLAMA_LOG LQ_JSON | key GGUF KEY",
               file=sys.stderr)

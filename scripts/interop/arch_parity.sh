@@ -9,7 +9,9 @@
 #     LEVELS (Q2_K Q3_K_M Q4_K_M IQ2_XXS; the imatrix given to every level), per-tensor types
 #     (arch_parity.py types);
 #  4. perplexity: llama-perplexity and `lq perplexity` on lq's Q4_K_M file, same text, ctx and chunks,
-#     and their ratio (0.1% tolerance).
+#     and their ratio (0.1% tolerance);
+#  5. the engine's arithmetic: transformers' float32 perplexity on the checkpoint (arch_parity_hf.py,
+#     first CTX tokens, llama-perplexity's scoring) against `lq perplexity` on it (1e-4 tolerance).
 # Prints one OK/FAIL line per check and a summary; exits with the number of failed checks.
 # Not part of the test suite; llama.cpp is not built here (point LLAMA_CPP at a built checkout).
 #
@@ -19,7 +21,7 @@
 # VENV (../venv-cmp: numpy and gguf; made when missing), LEVELS ("Q2_K Q3_K_M Q4_K_M IQ2_XXS"),
 # IMATRIX_TOOL (llama | lq), CALIB (../shared/corpus/calibration.txt), IMATRIX_CTX (256),
 # IMATRIX_CHUNKS (16), EVAL (../shared/corpus/eval.txt), CTX (256), CHUNKS (8), THREADS (2),
-# NICE (10), STEPS ("convert levels ppl").
+# NICE (10), STEPS ("convert levels ppl hf").
 set -uo pipefail
 repo=$(cd "$(dirname "$0")/../.." && pwd)
 here=$repo/scripts/interop
@@ -37,7 +39,7 @@ calib=$(realpath "${CALIB:-$repo/../shared/corpus/calibration.txt}")
 evalt=$(realpath "${EVAL:-$repo/../shared/corpus/eval.txt}")
 ictx=${IMATRIX_CTX:-256}; ichunks=${IMATRIX_CHUNKS:-16}
 ctx=${CTX:-256}; chunks=${CHUNKS:-8}; threads=${THREADS:-2}; nice_n=${NICE:-10}
-steps=" ${STEPS:-convert levels ppl} "
+steps=" ${STEPS:-convert levels ppl hf} "
 case "$venv/" in "$repo"/*) echo "VENV must be outside the repository" >&2; exit 2;; esac
 case "$work/" in "$repo"/*) echo "WORK must be outside the repository" >&2; exit 2;; esac
 [ -f "$src/config.json" ] || { echo "$src: not a Hugging Face checkpoint (no config.json)" >&2; exit 2; }
@@ -134,6 +136,19 @@ case "$steps" in *" ppl "*)
       --ctx "$ctx" --chunks "$chunks" --kv-cache f16 || record "FAIL ppl: lq perplexity failed (see $work/ppl-lq.json)"
     [ -s "$work/ppl-llama.log" ] && [ -s "$work/ppl-lq.json" ] && \
       check "ppl" "$py" "$here/arch_parity.py" ppl "$work/ppl-llama.log" "$work/ppl-lq.json"
+  fi
+;; esac
+
+# 5. transformers as the reference for the engine
+case "$steps" in *" hf "*)
+  echo "-- transformers vs lq perplexity on the checkpoint (float32, first $ctx tokens)"
+  if quietly "$work/hf-ref.json" "$convert_py" "$here/arch_parity_hf.py" "$src" "$evalt" "$ctx" \
+     && quietly "$work/hf-lq.json" "$lq" --quiet --format json --threads "$threads" perplexity "$src" -f "$evalt" \
+        --ctx "$ctx" --chunks 1; then
+    tail -n 1 "$work/hf-ref.json" > "$work/hf-ref.last.json"
+    check "hf" "$py" "$here/arch_parity.py" hf "$work/hf-ref.last.json" "$work/hf-lq.json"
+  else
+    record "FAIL hf: transformers or lq failed (see $work/hf-ref.json, $work/hf-lq.json)"
   fi
 ;; esac
 
