@@ -81,7 +81,8 @@ std::unique_ptr<Model> Model::load(const ModelSource& src) {
   Impl& m = *model->impl_;
   m.config = src.config();
   ModelConfig& c = m.config;
-  m.neox_rope = architecture_of(c, "engine").neox_rope();
+  const Architecture& arch = architecture_of(c, "engine");
+  m.neox_rope = arch.neox_rope();
 
   const ModelTensor& embd = src.at("token_embd.weight");
   if (embd.ne.size() != 2) fail(Errc::invalid_model, "engine: token_embd.weight must be 2-D");
@@ -175,16 +176,29 @@ std::unique_ptr<Model> Model::load(const ModelSource& src) {
       return add_linear(weight(role, shape), role, li);
     };
     b.attn_norm = add(weight("attn_norm", {d}), true);
-    b.wq = linear("attn_q", {d, nq});
-    b.wk = linear("attn_k", {d, nkv});
-    b.wv = linear("attn_v", {d, nkv});
+    if (arch.fused_qkv) {
+      b.wqkv = linear("attn_qkv", {d, nq + 2 * nkv});
+    } else {
+      b.wq = linear("attn_q", {d, nq});
+      b.wk = linear("attn_k", {d, nkv});
+      b.wv = linear("attn_v", {d, nkv});
+    }
     if (const ModelTensor* t = src.find(p + "attn_q.bias")) { check_shape(*t, {nq}); b.bq = add(*t, true); }
     if (const ModelTensor* t = src.find(p + "attn_k.bias")) { check_shape(*t, {nkv}); b.bk = add(*t, true); }
     if (const ModelTensor* t = src.find(p + "attn_v.bias")) { check_shape(*t, {nkv}); b.bv = add(*t, true); }
+    if (arch.qk_norm) {
+      b.q_norm = add(weight("attn_q_norm", {hd}), true);
+      b.k_norm = add(weight("attn_k_norm", {hd}), true);
+    }
     b.wo = linear("attn_output", {nq, d});
     b.ffn_norm = add(weight("ffn_norm", {d}), true);
-    b.wgate = linear("ffn_gate", {d, ff});
-    b.wup = linear("ffn_up", {d, ff});
+    if (arch.fused_gate_up) {
+      b.fused_gate_up = true;
+      b.wup = linear("ffn_up", {d, 2 * ff});
+    } else {
+      b.wgate = linear("ffn_gate", {d, ff});
+      b.wup = linear("ffn_up", {d, ff});
+    }
     b.wdown = linear("ffn_down", {ff, d});
   }
   const ModelTensor& on = src.at("output_norm.weight");

@@ -790,6 +790,8 @@ class HfSource final : public ModelSource {
   void validate_shapes() {
     const ModelConfig& c = config_;
     const int64_t q = c.n_head * c.head_dim, kv = c.n_head_kv * c.head_dim;
+    const Architecture& arch = architecture_of(c, dir_.string());
+    const bool qk_norm = arch.qk_norm;
     expect("token_embd.weight", {c.n_embd, c.n_vocab});
     expect("output_norm.weight", {c.n_embd});
     if (!c.tie_embeddings) expect("output.weight", {c.n_embd, c.n_vocab});
@@ -799,15 +801,26 @@ class HfSource final : public ModelSource {
       auto b = [l](std::string_view suffix) { return names::block_tensor(static_cast<int>(l), suffix); };
       expect(b("attn_norm.weight"), {c.n_embd});
       expect(b("ffn_norm.weight"), {c.n_embd});
-      expect(b("attn_q.weight"), {c.n_embd, q});
-      expect(b("attn_k.weight"), {c.n_embd, kv});
-      expect(b("attn_v.weight"), {c.n_embd, kv});
+      if (arch.fused_qkv) {
+        expect(b("attn_qkv.weight"), {c.n_embd, q + 2 * kv});
+        known.insert(b("attn_qkv.weight"));
+      } else {
+        expect(b("attn_q.weight"), {c.n_embd, q});
+        expect(b("attn_k.weight"), {c.n_embd, kv});
+        expect(b("attn_v.weight"), {c.n_embd, kv});
+      }
       expect(b("attn_output.weight"), {q, c.n_embd});
-      expect(b("ffn_gate.weight"), {c.n_embd, c.n_ff});
-      expect(b("ffn_up.weight"), {c.n_embd, c.n_ff});
+      if (arch.fused_gate_up) {
+        expect(b("ffn_up.weight"), {c.n_embd, 2 * c.n_ff});
+      } else {
+        expect(b("ffn_gate.weight"), {c.n_embd, c.n_ff});
+        expect(b("ffn_up.weight"), {c.n_embd, c.n_ff});
+      }
       expect(b("ffn_down.weight"), {c.n_ff, c.n_embd});
       for (const char* n : {"attn_norm", "ffn_norm", "attn_q", "attn_k", "attn_v", "attn_output", "ffn_gate", "ffn_up", "ffn_down"})
-        known.insert(b(std::string(n) + ".weight"));
+        if (!(arch.fused_qkv && (n[5] == 'q' || n[5] == 'k' || n[5] == 'v') && n[6] == 0) &&
+            !(arch.fused_gate_up && std::string_view(n) == "ffn_gate"))
+          known.insert(b(std::string(n) + ".weight"));
       for (const char* n : {"attn_q", "attn_k", "attn_v", "attn_output", "ffn_gate", "ffn_up", "ffn_down"})
         known.insert(b(std::string(n) + ".input_scale"));
       if (c.qkv_bias) {
@@ -816,6 +829,12 @@ class HfSource final : public ModelSource {
         expect(b("attn_v.bias"), {kv});
       }
       for (const char* n : {"attn_q", "attn_k", "attn_v"}) known.insert(b(std::string(n) + ".bias"));
+      if (qk_norm) {  // per-head q/k RMSNorm weights
+        expect(b("attn_q_norm.weight"), {c.head_dim});
+        expect(b("attn_k_norm.weight"), {c.head_dim});
+        known.insert(b("attn_q_norm.weight"));
+        known.insert(b("attn_k_norm.weight"));
+      }
     }
     for (const auto& t : tensors_)
       if (!known.count(t.name))
