@@ -130,8 +130,14 @@ case "$steps" in *" ppl "*)
   fi
   if [ -s "$q4" ]; then
     echo "-- perplexity on lq's Q4_K_M (ctx $ctx, $chunks chunks of $(basename "$evalt"))"
-    quietly "$work/ppl-llama.log" "$bin/llama-perplexity" -m "$q4" -f "$evalt" -c "$ctx" --chunks "$chunks" -t "$threads" \
-      || record "FAIL ppl: llama-perplexity failed on lq's Q4_K_M (see $work/ppl-llama.log)"
+    # llama-perplexity now and then exits 0 with its last chunk and final line missing from the log:
+    # run it again then (up to three times)
+    for attempt in 1 2 3; do
+      quietly "$work/ppl-llama.log" "$bin/llama-perplexity" -m "$q4" -f "$evalt" -c "$ctx" --chunks "$chunks" -t "$threads" \
+        || { record "FAIL ppl: llama-perplexity failed on lq's Q4_K_M (see $work/ppl-llama.log)"; break; }
+      grep -q "Final estimate" "$work/ppl-llama.log" && break
+      echo "  llama-perplexity's log has no final estimate (attempt $attempt)"
+    done
     quietly "$work/ppl-lq.json" "$lq" --quiet --format json --threads "$threads" perplexity "$q4" -f "$evalt" \
       --ctx "$ctx" --chunks "$chunks" --kv-cache f16 || record "FAIL ppl: lq perplexity failed (see $work/ppl-lq.json)"
     [ -s "$work/ppl-llama.log" ] && [ -s "$work/ppl-lq.json" ] && \
