@@ -137,7 +137,11 @@ void write_tokenizer(const fs::path& dir, int64_t vocab, Rng& rng, const char* t
   for (const auto& [b, s] : order) syms.push_back(s);
   std::set<std::string> seen(syms.begin(), syms.end());
   json merges = json::array();
-  const int64_t n_special = 2;
+  // Phi-3's vocabulary also has these (llama.cpp sets their attributes by name for a model named phi3)
+  const bool gpt2_class = std::string(tokenizer_class) == "GPT2Tokenizer";
+  const std::vector<std::string> named_specials =
+      gpt2_class ? std::vector<std::string>{"<unk>", "<s>", "</s>", "<|endoftext|>"} : std::vector<std::string>{};
+  const int64_t n_special = 2 + static_cast<int64_t>(named_specials.size());
   while (static_cast<int64_t>(syms.size()) < vocab - n_special) {
     const auto& a = syms[rng.next() % syms.size()];
     const auto& b = syms[rng.next() % std::min<size_t>(syms.size(), 512)];
@@ -149,11 +153,20 @@ void write_tokenizer(const fs::path& dir, int64_t vocab, Rng& rng, const char* t
   }
   json v = json::object();
   for (size_t i = 0; i < syms.size(); ++i) v[syms[i]] = i;
+  json extra_added = json::array();
+  for (const auto& e : named_specials) {
+    const int64_t id = static_cast<int64_t>(syms.size());
+    v[e] = id;
+    syms.push_back(e);
+    extra_added.push_back({{"id", id}, {"content", e}, {"single_word", false}, {"lstrip", false}, {"rstrip", false},
+                           {"normalized", false}, {"special", true}});
+  }
   const int64_t bos = static_cast<int64_t>(syms.size()), eos = bos + 1;
   json added = json::array({{{"id", bos}, {"content", "<|begin_of_text|>"}, {"single_word", false}, {"lstrip", false},
                              {"rstrip", false}, {"normalized", false}, {"special", true}},
                             {{"id", eos}, {"content", "<|end_of_text|>"}, {"single_word", false}, {"lstrip", false},
                              {"rstrip", false}, {"normalized", false}, {"special", true}}});
+  for (auto& e : extra_added) added.push_back(e);
   json tok = {{"version", "1.0"},
               {"added_tokens", added},
               {"normalizer", nullptr},
@@ -166,7 +179,7 @@ void write_tokenizer(const fs::path& dir, int64_t vocab, Rng& rng, const char* t
   json tc = {{"bos_token", "<|begin_of_text|>"}, {"eos_token", "<|end_of_text|>"}, {"add_bos_token", true},
              {"tokenizer_class", tokenizer_class}};
   // GPT2Tokenizer adds "<|endoftext|>" as its unknown token unless one is named: name one it has
-  if (std::string(tokenizer_class) == "GPT2Tokenizer") tc["unk_token"] = "<|end_of_text|>";
+  if (gpt2_class) tc["unk_token"] = "<unk>";
   std::ofstream(dir / "tokenizer_config.json") << tc.dump(2);
 }
 
@@ -286,6 +299,7 @@ int main(int argc, char** argv) {
     cfg["attention_bias"] = false;
     cfg["rope_scaling"] = nullptr;
     cfg.erase("head_dim");  // Phi-3's config has none: hidden / heads
+    cfg["pad_token_id"] = s.vocab - 1;  // transformers' Phi3Config default (32000) is beyond a small vocabulary
   }
   if (s.llama3_rope)
     cfg["rope_scaling"] = {{"rope_type", "llama3"}, {"factor", 32.0}, {"low_freq_factor", 1.0},
