@@ -5,13 +5,15 @@
 //
 //   make_synthetic_llama OUT_DIR [--hidden N] [--layers N] [--heads N] [--kv-heads N] [--ff N]
 //                        [--vocab N] [--shards N] [--seed N] [--tied] [--qwen2] [--llama3-rope]
-//                        [--qwen3] [--head-dim N] [--phi3]
+//                        [--qwen3] [--head-dim N] [--phi3] [--longrope]
 //
 // --qwen2: a Qwen2 checkpoint instead (q/k/v biases, NEOX RoPE, rope_theta 1e6);
 // --llama3-rope: Llama 3.1/3.2's rope_scaling (llama3, factor 32, original context 8192).
 // --qwen3: a Qwen3 checkpoint (per-head q/k RMSNorm weights, no biases, NEOX RoPE, rope_theta 1e6);
 // --phi3: a Phi-3 checkpoint (fused qkv_proj and gate_up_proj, NEOX RoPE, sliding_window 2047 in the
 // config, original context 4096, a GPT-2 style tokenizer as Phi-4 has);
+// --longrope (with --phi3): Phi-3-mini-128k's LongRoPE (context 131072 over an original 4096, long
+// and short factors per rotated pair, the long ones growing to 8 over the pairs);
 // --head-dim N: attention head size when it is not hidden / heads (Qwen3-0.6B: hidden 1024, 16 x 128).
 #include "core/half.hpp"
 
@@ -44,6 +46,7 @@ struct Spec {
   bool llama3_rope = false;
   bool qwen3 = false;
   bool phi3 = false;
+  bool longrope = false;
   int64_t head_dim = 0;  // 0: hidden / heads
 };
 
@@ -189,7 +192,7 @@ int main(int argc, char** argv) {
   if (argc < 2) {
     std::fprintf(stderr, "usage: %s OUT_DIR [--hidden N] [--layers N] [--heads N] [--kv-heads N] [--ff N] "
                          "[--vocab N] [--shards N] [--seed N] [--tied] [--qwen2] [--llama3-rope] [--qwen3] "
-                         "[--head-dim N] [--phi3]\n", argv[0]);
+                         "[--head-dim N] [--phi3] [--longrope]\n", argv[0]);
     return 2;
   }
   Spec s;
@@ -213,6 +216,7 @@ int main(int argc, char** argv) {
     else if (a == "--llama3-rope") s.llama3_rope = true;
     else if (a == "--qwen3") s.qwen3 = true;
     else if (a == "--phi3") s.phi3 = true;
+    else if (a == "--longrope") s.longrope = true;
     else if (a == "--head-dim") s.head_dim = next();
     else { std::fprintf(stderr, "error: unknown option %s\n", a.c_str()); return 2; }
   }
@@ -300,6 +304,16 @@ int main(int argc, char** argv) {
     cfg["rope_scaling"] = nullptr;
     cfg.erase("head_dim");  // Phi-3's config has none: hidden / heads
     cfg["pad_token_id"] = s.vocab - 1;  // transformers' Phi3Config default (32000) is beyond a small vocabulary
+    if (s.longrope) {
+      std::vector<double> lf, sf;
+      for (int64_t i = 0; i < hd / 2; ++i) {
+        const double x = static_cast<double>(i) / static_cast<double>(hd / 2);
+        sf.push_back(1.0 + 0.05 * x);
+        lf.push_back(1.0 + 7.0 * x * x);
+      }
+      cfg["max_position_embeddings"] = 131072;
+      cfg["rope_scaling"] = {{"type", "longrope"}, {"long_factor", lf}, {"short_factor", sf}};
+    }
   }
   if (s.llama3_rope)
     cfg["rope_scaling"] = {{"rope_type", "llama3"}, {"factor", 32.0}, {"low_freq_factor", 1.0},

@@ -384,7 +384,7 @@ TEST_CASE("qwen3 and phi3: per-tensor types at Q4_K_M and Q3_K_M as llama-quanti
   CHECK(planned(c, "blk.0.ffn_up.weight") == QuantType::Q3_K);
 }
 
-TEST_CASE("phi3: writers of Hugging Face checkpoints refuse fused projections; long RoPE is refused", "[arch][dense]") {
+TEST_CASE("phi3: writers of Hugging Face checkpoints refuse fused projections; partial rotary is refused", "[arch][dense]") {
   test::TempDir tmp;
   DenseToy phi;
   phi.model_type = "phi3";
@@ -400,13 +400,82 @@ TEST_CASE("phi3: writers of Hugging Face checkpoints refuse fused projections; l
   CHECK(r.err.find("phi3") != std::string::npos);
   CHECK(r.err.find("fused") != std::string::npos);
   CHECK(!fs::exists(tmp / "out"));
-  // LongRoPE (Phi-3 128k): refused by name, exit 6
-  auto cfg = nlohmann::json::parse(std::ifstream(tmp / "phi3" / "config.json"));
-  cfg["rope_scaling"] = {{"rope_type", "longrope"}, {"long_factor", std::vector<double>(32, 1.0)},
-                         {"short_factor", std::vector<double>(32, 1.0)}};
-  std::ofstream(tmp / "phi3" / "config.json") << cfg.dump();
-  const auto r2 = test::run(lq + " quantize " + (tmp / "phi3").string() + " gguf -q F32 -o " + (tmp / "x.gguf").string());
-  CHECK(r2.status == 6);
-  CHECK(r2.err.find("longrope") != std::string::npos);
-  CHECK(!fs::exists(tmp / "x.gguf"));
+  // partial rotary (Phi-4-mini) and LongRoPE factor lists of the wrong length: refused by name, exit 6
+  const auto cfg0 = nlohmann::json::parse(std::ifstream(tmp / "phi3" / "config.json"));
+  auto refused = [&](const nlohmann::json& cfg, const std::string& says) {
+    std::ofstream(tmp / "phi3" / "config.json") << cfg.dump();
+    const auto r2 = test::run(lq + " quantize " + (tmp / "phi3").string() + " gguf -q F32 -o " + (tmp / "x.gguf").string());
+    CHECK(r2.status == 6);
+    CHECK(r2.err.find(says) != std::string::npos);
+    CHECK(!fs::exists(tmp / "x.gguf"));
+  };
+  auto partial = cfg0;
+  partial["partial_rotary_factor"] = 0.75;
+  refused(partial, "partial_rotary_factor");
+  auto longrope = cfg0;
+  longrope["rope_scaling"] = {{"type", "longrope"}, {"long_factor", std::vector<double>(31, 1.0)},
+                              {"short_factor", std::vector<double>(32, 1.0)}};
+  refused(longrope, "long_factor");
+}
+
+TEST_CASE("phi3 LongRoPE: factor tensors, attention factor, short and long frequencies", "[arch][dense]") {
+  test::TempDir tmp;
+  DenseToy phi;
+  phi.model_type = "phi3";
+  phi.heads = 4;  // head_dim 64: 32 factors
+  phi.write_head_dim = false;
+  phi.layers = 1;
+  DenseToy base = phi;
+  base.model_type = "qwen2";
+  const DenseWeights w = fuse_phi3(dense_weights(base, 31));
+  if (!write_dense_hf(tmp / "plain", phi, w)) return;
+  // Unit short factors and no extension (context = original): the plain model's function.
+  auto cfg = nlohmann::json::parse(std::ifstream(tmp / "plain" / "config.json"));
+  std::vector<double> ones(32, 1.0), grow;
+  for (int i = 0; i < 32; ++i) grow.push_back(1.0 + 0.25 * i);
+  cfg["rope_scaling"] = {{"type", "longrope"}, {"long_factor", grow}, {"short_factor", ones}};
+  if (!write_dense_hf(tmp / "unit", phi, w)) return;
+  std::ofstream(tmp / "unit" / "config.json") << cfg.dump();
+  // The 128k form: context 8 x the original; short factors that matter.
+  cfg["max_position_embeddings"] = 4096;
+  std::vector<double> shrt;
+  for (int i = 0; i < 32; ++i) shrt.push_back(1.0 + 0.5 * i);
+  cfg["rope_scaling"]["short_factor"] = shrt;
+  if (!write_dense_hf(tmp / "long", phi, w)) return;
+  std::ofstream(tmp / "long" / "config.json") << cfg.dump();
+
+  auto src = ModelSource::open(tmp / "long");
+  REQUIRE(src->find("rope_factors_long.weight"));
+  CHECK(src->find("rope_factors_short.weight")->ne == std::vector<int64_t>{32});
+  std::vector<float> lf(32);
+  src->read_rows_f32(*src->find("rope_factors_long.weight"), 0, 1, lf.data());
+  CHECK(lf[3] == 1.75f);
+  const auto meta = src->gguf_metadata();
+  // the converter's attention factor: sqrt(1 + ln(4096 / 512) / ln(512))
+  CHECK(meta.get_float("phi3.rope.scaling.attn_factor").value_or(0) ==
+        Approx(std::sqrt(1 + std::log(8.0) / std::log(512.0))).epsilon(1e-6));
+  CHECK(meta.get_int("phi3.rope.scaling.original_context_length") == 512);
+
+  auto plain = Model::load(tmp / "plain");
+  auto unit = Model::load(tmp / "unit");
+  CHECK(max_rel_diff(logits_of(*unit, kPrompt), logits_of(*plain, kPrompt)) < 1e-6);
+  auto lm = Model::load(*src);
+  // the short factors up to the original context, the long ones beyond (llama.cpp's choice by the
+  // context it is given)
+  auto with_ctx = [&](int64_t n_ctx) {
+    SessionOptions so;
+    so.n_ctx = n_ctx;
+    Session s(*lm, so);
+    s.eval(kPrompt, 0);
+    std::vector<float> all;
+    for (int64_t i = 0; i < s.n_outputs(); ++i) {
+      const auto l = s.logits(i);
+      all.insert(all.end(), l.begin(), l.end());
+    }
+    return all;
+  };
+  const auto short_logits = with_ctx(512), long_logits = with_ctx(1024);
+  CHECK(max_rel_diff(short_logits, logits_of(*plain, kPrompt)) > 1e-3);
+  CHECK(max_rel_diff(long_logits, short_logits) > 1e-3);
+  CHECK(max_rel_diff(with_ctx(4096), long_logits) < 1e-6);
 }

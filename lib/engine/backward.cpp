@@ -98,15 +98,20 @@ struct Backprop::Impl {
     });
   }
 
+  // As the forward pass's (LongRoPE: long factors beyond the original context, cos and sin scaled;
+  // the transpose of a scaled rotation is the scaled inverse rotation).
   void rope_table(int64_t n) {
     const int64_t half = m.config.head_dim / 2;
+    const std::vector<float>& inv =
+        !m.rope_inv_freq_long.empty() && n > m.rope_original_ctx ? m.rope_inv_freq_long : m.rope_inv_freq;
+    const float ms = m.rope_mscale;
     rope_cs.resize(sz(n, half * 2));
     for (int64_t t = 0; t < n; ++t) {
       const float pos = static_cast<float>(t);
       for (int64_t i = 0; i < half; ++i) {
-        const float theta = pos * m.rope_inv_freq[static_cast<size_t>(i)];
-        rope_cs[static_cast<size_t>((t * half + i) * 2)] = std::cos(theta);
-        rope_cs[static_cast<size_t>((t * half + i) * 2 + 1)] = std::sin(theta);
+        const float theta = pos * inv[static_cast<size_t>(i)];
+        rope_cs[static_cast<size_t>((t * half + i) * 2)] = std::cos(theta) * ms;
+        rope_cs[static_cast<size_t>((t * half + i) * 2 + 1)] = std::sin(theta) * ms;
       }
     }
   }

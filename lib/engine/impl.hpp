@@ -85,6 +85,11 @@ struct Model::Impl {
   bool add_bos = true;
   bool neox_rope = false;         // rotate (i, i + d/2) pairs instead of (2i, 2i + 1)
   std::vector<float> rope_inv_freq;  // head_dim / 2 angular frequencies (scaling applied)
+  // LongRoPE (phi3): frequencies with the long factors, for sessions longer than the original
+  // context (rope_inv_freq then holds the short ones), and the factor on cos and sin.
+  std::vector<float> rope_inv_freq_long;
+  int64_t rope_original_ctx = 0;
+  float rope_mscale = 1.0f;
   std::vector<std::unique_ptr<engine::Tensor>> tensors;
   std::unordered_map<std::string, engine::Tensor*> by_name;
   std::vector<LinearInfo> linears;

@@ -219,7 +219,23 @@ std::unique_ptr<Model> Model::load(const ModelSource& src) {
     factors.resize(static_cast<size_t>(hd / 2));
     src.read_rows_f32(*rf, 0, 1, factors.data());
   }
-  m.rope_inv_freq = rope_frequencies(c, factors.empty() ? nullptr : &factors);
+  // LongRoPE (phi3): short and long factor tensors, the original context and the cos/sin factor
+  // from the metadata, as llama.cpp reads them.
+  if (const ModelTensor* sf = src.find("rope_factors_short.weight"); !sf) {
+    m.rope_inv_freq = rope_frequencies(c, factors.empty() ? nullptr : &factors);
+  } else {
+    const ModelTensor& lf = src.at("rope_factors_long.weight");
+    check_shape(*sf, {hd / 2});
+    check_shape(lf, {hd / 2});
+    std::vector<float> s(static_cast<size_t>(hd / 2)), l(static_cast<size_t>(hd / 2));
+    src.read_rows_f32(*sf, 0, 1, s.data());
+    src.read_rows_f32(lf, 0, 1, l.data());
+    m.rope_inv_freq = rope_frequencies(c, &s);
+    m.rope_inv_freq_long = rope_frequencies(c, &l);
+    const std::string a = c.architecture + ".";
+    m.rope_original_ctx = meta.get_int(a + "rope.scaling.original_context_length").value_or(c.n_ctx_train);
+    m.rope_mscale = static_cast<float>(meta.get_float(a + "rope.scaling.attn_factor").value_or(1.0));
+  }
   return model;
 }
 

@@ -82,16 +82,20 @@ struct Session::Impl {
     engine::rms_norm(ex, in, w, m.config.rms_eps, m.config.n_embd, n, out, nullptr);
   }
 
-  // cos/sin per (token, pair), positions n_past .. n_past + n - 1.
+  // cos/sin per (token, pair), positions n_past .. n_past + n - 1. LongRoPE: the long factors when
+  // the session's context exceeds the original one (llama.cpp's choice), cos and sin scaled.
   void rope_table(int64_t n) {
     const int64_t half = m.config.head_dim / 2;
+    const std::vector<float>& inv =
+        !m.rope_inv_freq_long.empty() && n_ctx > m.rope_original_ctx ? m.rope_inv_freq_long : m.rope_inv_freq;
+    const float ms = m.rope_mscale;
     rope_cs.resize(static_cast<size_t>(n * half * 2));
     for (int64_t t = 0; t < n; ++t) {
       const float pos = static_cast<float>(n_past + t);
       for (int64_t i = 0; i < half; ++i) {
-        const float theta = pos * m.rope_inv_freq[static_cast<size_t>(i)];
-        rope_cs[(t * half + i) * 2] = std::cos(theta);
-        rope_cs[(t * half + i) * 2 + 1] = std::sin(theta);
+        const float theta = pos * inv[static_cast<size_t>(i)];
+        rope_cs[(t * half + i) * 2] = std::cos(theta) * ms;
+        rope_cs[(t * half + i) * 2 + 1] = std::sin(theta) * ms;
       }
     }
   }

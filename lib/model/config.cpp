@@ -174,14 +174,26 @@ Int8Checkpoint read_int8_quantization(const json& q, const fs::path& cfg) {
 }
 
 // RoPE variants the engine does not compute: refused by name rather than converted into a model
-// that runs with the wrong positions (Phi-3's long-context LongRoPE, partial rotary dimensions).
-void refuse_unsupported_rope(const json& text, const std::string& model_type, const fs::path& cfg) {
+// that runs with the wrong positions (partial rotary dimensions; LongRoPE outside phi3, whose
+// factors and attention factor only phi3's keys carry). LongRoPE's factor lists are checked here.
+void refuse_unsupported_rope(const json& text, const std::string& model_type, const Architecture& arch,
+                             const fs::path& cfg) {
   std::string type;
   if (text.contains("rope_scaling") && text["rope_scaling"].is_object())
     type = text["rope_scaling"].value("rope_type", text["rope_scaling"].value("type", std::string()));
-  if (type == "longrope" || type == "su")
+  if ((type == "longrope" || type == "su") && arch.keys != ConverterKeys::phi3)
     fail(Errc::invalid_model, "{}: model_type '{}' with rope_scaling '{}' (long-context RoPE factors) is not supported "
-         "yet; the 4k-context variants without rope_scaling are", cfg.string(), model_type, type);
+         "(phi3 only)", cfg.string(), model_type, type);
+  if (type == "longrope" || type == "su") {
+    const json& rs = text["rope_scaling"];
+    const int64_t heads = get_or<int64_t>(text, "num_attention_heads", 0);
+    const int64_t half = heads > 0 ? get_or<int64_t>(text, "hidden_size", 0) / heads / 2 : 0;
+    for (const char* k : {"long_factor", "short_factor"})
+      if (!rs.contains(k) || !rs[k].is_array() || static_cast<int64_t>(rs[k].size()) != half ||
+          !std::all_of(rs[k].begin(), rs[k].end(), [](const json& v) { return v.is_number() && v.get<double>() > 0; }))
+        fail(Errc::invalid_model, "{}: rope_scaling '{}' needs '{}': {} positive numbers (one per rotated pair)",
+             cfg.string(), type, k, half);
+  }
   if (text.contains("partial_rotary_factor") && text["partial_rotary_factor"].is_number() &&
       text["partial_rotary_factor"].get<double>() != 1.0)
     fail(Errc::invalid_model, "{}: model_type '{}' with partial_rotary_factor {} (RoPE on part of each head) is not "
@@ -209,6 +221,12 @@ void phi3_config_metadata(const HfConfig& hf, const std::string& a, gguf::Metada
   m.set(a + "rope.dimension_count", gguf::Value::u32(static_cast<uint32_t>(c.n_embd / c.n_head)));
   m.set(a + "rope.freq_base", gguf::Value::f32(c.rope_theta));
   m.set(a + "attention.sliding_window", gguf::Value::u32(static_cast<uint32_t>(c.sliding_window)));
+  if (c.rope_scaling && (c.rope_scaling->type == "longrope" || c.rope_scaling->type == "su")) {
+    // the converter's attention factor: sqrt(1 + ln(scale) / ln(original context)), scale = context / original
+    const double scale = static_cast<double>(c.n_ctx_train) / static_cast<double>(orig);
+    const double f = scale > 1.0 ? std::sqrt(1 + std::log(scale) / std::log(static_cast<double>(orig))) : 1.0;
+    m.set(a + "rope.scaling.attn_factor", gguf::Value::f32(static_cast<float>(f)));
+  }
 }
 
 }  // namespace
@@ -304,7 +322,7 @@ HfConfig read_hf_config(const fs::path& dir) {
       r.original_context = rs.value("original_max_position_embeddings", int64_t{8192});
       if (!r.type.empty() && r.type != "default") c.rope_scaling = r;
     }
-    refuse_unsupported_rope(out.text, mt, cfg);
+    refuse_unsupported_rope(out.text, mt, *arch, cfg);
   } catch (const json::exception& e) {
     fail(Errc::invalid_model, "{}: bad value: {}", cfg.string(), e.what());
   }

@@ -713,6 +713,8 @@ class HfSource final : public ModelSource {
     share_fused_input_scales();
     // Llama-3 rope scaling: llama.cpp reads the per-frequency factors from rope_freqs.weight.
     if (c.rope_scaling && c.rope_scaling->type == "llama3") add_llama3_rope_factors();
+    // Phi-3 LongRoPE: the converter writes both factor lists (checked in config.cpp) as tensors.
+    if (c.rope_scaling && (c.rope_scaling->type == "longrope" || c.rope_scaling->type == "su")) add_longrope_factors();
     std::vector<size_t> order(tensors_.size());
     for (size_t i = 0; i < order.size(); ++i) order[i] = i;
     std::sort(order.begin(), order.end(), [&](size_t a, size_t b) { return TensorOrder{}(tensors_[a], tensors_[b]); });
@@ -778,6 +780,22 @@ class HfSource final : public ModelSource {
     add(std::move(t), std::move(e));
   }
 
+  void add_longrope_factors() {
+    for (const char* which : {"long", "short"}) {
+      std::vector<float> f;
+      for (const auto& v : hf_.text["rope_scaling"][std::string(which) + "_factor"]) f.push_back(v.get<float>());
+      ModelTensor t;
+      t.name = std::string("rope_factors_") + which + ".weight";
+      t.source_name = std::string("(rope_scaling.") + which + "_factor)";
+      t.type = QuantType::F32;
+      t.ne = {static_cast<int64_t>(f.size())};
+      Entry e;
+      e.generated = true;
+      e.generated_values = std::move(f);
+      add(std::move(t), std::move(e));
+    }
+  }
+
   void expect(const std::string& name, std::vector<int64_t> ne) {
     const ModelTensor* t = find(name);
     if (!t) fail(Errc::invalid_model, "{}: tensor for '{}' is missing", dir_.string(), name);
@@ -796,7 +814,7 @@ class HfSource final : public ModelSource {
     expect("output_norm.weight", {c.n_embd});
     if (!c.tie_embeddings) expect("output.weight", {c.n_embd, c.n_vocab});
     std::set<std::string> known = {"token_embd.weight", "output_norm.weight", "output.weight", "output.input_scale",
-                                   "rope_freqs.weight"};
+                                   "rope_freqs.weight", "rope_factors_long.weight", "rope_factors_short.weight"};
     for (int64_t l = 0; l < c.n_layer; ++l) {
       auto b = [l](std::string_view suffix) { return names::block_tensor(static_cast<int>(l), suffix); };
       expect(b("attn_norm.weight"), {c.n_embd});
