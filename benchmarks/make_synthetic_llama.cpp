@@ -5,9 +5,16 @@
 //
 //   make_synthetic_llama OUT_DIR [--hidden N] [--layers N] [--heads N] [--kv-heads N] [--ff N]
 //                        [--vocab N] [--shards N] [--seed N] [--tied] [--qwen2] [--llama3-rope]
+//                        [--qwen3] [--head-dim N] [--phi3] [--longrope]
 //
 // --qwen2: a Qwen2 checkpoint instead (q/k/v biases, NEOX RoPE, rope_theta 1e6);
 // --llama3-rope: Llama 3.1/3.2's rope_scaling (llama3, factor 32, original context 8192).
+// --qwen3: a Qwen3 checkpoint (per-head q/k RMSNorm weights, no biases, NEOX RoPE, rope_theta 1e6);
+// --phi3: a Phi-3 checkpoint (fused qkv_proj and gate_up_proj, NEOX RoPE, sliding_window 2047 in the
+// config, original context 4096, a GPT-2 style tokenizer as Phi-4 has);
+// --longrope (with --phi3): Phi-3-mini-128k's LongRoPE (context 131072 over an original 4096, long
+// and short factors per rotated pair, the long ones growing to 8 over the pairs);
+// --head-dim N: attention head size when it is not hidden / heads (Qwen3-0.6B: hidden 1024, 16 x 128).
 #include "core/half.hpp"
 
 #include <nlohmann/json.hpp>
@@ -37,6 +44,10 @@ struct Spec {
   bool tied = false;
   bool qwen2 = false;
   bool llama3_rope = false;
+  bool qwen3 = false;
+  bool phi3 = false;
+  bool longrope = false;
+  int64_t head_dim = 0;  // 0: hidden / heads
 };
 
 struct TensorSpec {
@@ -100,7 +111,7 @@ void write_shard(const fs::path& path, const std::vector<const TensorSpec*>& ts,
 }
 
 // A byte-level BPE vocabulary: the 256 byte symbols, then tokens made by merging pairs.
-void write_tokenizer(const fs::path& dir, int64_t vocab, Rng& rng) {
+void write_tokenizer(const fs::path& dir, int64_t vocab, Rng& rng, const char* tokenizer_class) {
   std::vector<std::string> syms;
   // GPT-2's byte-to-unicode mapping: printable bytes map to themselves, others to U+0100+.
   std::vector<int> bs;
@@ -129,7 +140,11 @@ void write_tokenizer(const fs::path& dir, int64_t vocab, Rng& rng) {
   for (const auto& [b, s] : order) syms.push_back(s);
   std::set<std::string> seen(syms.begin(), syms.end());
   json merges = json::array();
-  const int64_t n_special = 2;
+  // Phi-3's vocabulary also has these (llama.cpp sets their attributes by name for a model named phi3)
+  const bool gpt2_class = std::string(tokenizer_class) == "GPT2Tokenizer";
+  const std::vector<std::string> named_specials =
+      gpt2_class ? std::vector<std::string>{"<unk>", "<s>", "</s>", "<|endoftext|>"} : std::vector<std::string>{};
+  const int64_t n_special = 2 + static_cast<int64_t>(named_specials.size());
   while (static_cast<int64_t>(syms.size()) < vocab - n_special) {
     const auto& a = syms[rng.next() % syms.size()];
     const auto& b = syms[rng.next() % std::min<size_t>(syms.size(), 512)];
@@ -141,11 +156,20 @@ void write_tokenizer(const fs::path& dir, int64_t vocab, Rng& rng) {
   }
   json v = json::object();
   for (size_t i = 0; i < syms.size(); ++i) v[syms[i]] = i;
+  json extra_added = json::array();
+  for (const auto& e : named_specials) {
+    const int64_t id = static_cast<int64_t>(syms.size());
+    v[e] = id;
+    syms.push_back(e);
+    extra_added.push_back({{"id", id}, {"content", e}, {"single_word", false}, {"lstrip", false}, {"rstrip", false},
+                           {"normalized", false}, {"special", true}});
+  }
   const int64_t bos = static_cast<int64_t>(syms.size()), eos = bos + 1;
   json added = json::array({{{"id", bos}, {"content", "<|begin_of_text|>"}, {"single_word", false}, {"lstrip", false},
                              {"rstrip", false}, {"normalized", false}, {"special", true}},
                             {{"id", eos}, {"content", "<|end_of_text|>"}, {"single_word", false}, {"lstrip", false},
                              {"rstrip", false}, {"normalized", false}, {"special", true}}});
+  for (auto& e : extra_added) added.push_back(e);
   json tok = {{"version", "1.0"},
               {"added_tokens", added},
               {"normalizer", nullptr},
@@ -155,9 +179,11 @@ void write_tokenizer(const fs::path& dir, int64_t vocab, Rng& rng) {
               {"model", {{"type", "BPE"}, {"dropout", nullptr}, {"unk_token", nullptr}, {"fuse_unk", false},
                          {"byte_fallback", false}, {"vocab", v}, {"merges", merges}}}};
   std::ofstream(dir / "tokenizer.json") << tok.dump();
-  std::ofstream(dir / "tokenizer_config.json")
-      << json({{"bos_token", "<|begin_of_text|>"}, {"eos_token", "<|end_of_text|>"}, {"add_bos_token", true},
-               {"tokenizer_class", "PreTrainedTokenizerFast"}}).dump(2);
+  json tc = {{"bos_token", "<|begin_of_text|>"}, {"eos_token", "<|end_of_text|>"}, {"add_bos_token", true},
+             {"tokenizer_class", tokenizer_class}};
+  // GPT2Tokenizer adds "<|endoftext|>" as its unknown token unless one is named: name one it has
+  if (gpt2_class) tc["unk_token"] = "<unk>";
+  std::ofstream(dir / "tokenizer_config.json") << tc.dump(2);
 }
 
 }  // namespace
@@ -165,7 +191,8 @@ void write_tokenizer(const fs::path& dir, int64_t vocab, Rng& rng) {
 int main(int argc, char** argv) {
   if (argc < 2) {
     std::fprintf(stderr, "usage: %s OUT_DIR [--hidden N] [--layers N] [--heads N] [--kv-heads N] [--ff N] "
-                         "[--vocab N] [--shards N] [--seed N] [--tied] [--qwen2] [--llama3-rope]\n", argv[0]);
+                         "[--vocab N] [--shards N] [--seed N] [--tied] [--qwen2] [--llama3-rope] [--qwen3] "
+                         "[--head-dim N] [--phi3] [--longrope]\n", argv[0]);
     return 2;
   }
   Spec s;
@@ -187,10 +214,14 @@ int main(int argc, char** argv) {
     else if (a == "--tied") s.tied = true;
     else if (a == "--qwen2") s.qwen2 = true;
     else if (a == "--llama3-rope") s.llama3_rope = true;
+    else if (a == "--qwen3") s.qwen3 = true;
+    else if (a == "--phi3") s.phi3 = true;
+    else if (a == "--longrope") s.longrope = true;
+    else if (a == "--head-dim") s.head_dim = next();
     else { std::fprintf(stderr, "error: unknown option %s\n", a.c_str()); return 2; }
   }
   fs::create_directories(dir);
-  const int64_t hd = s.hidden / s.heads;
+  const int64_t hd = s.head_dim > 0 ? s.head_dim : s.hidden / s.heads;
   std::vector<TensorSpec> ts;
   const float std = 0.02f;
   ts.push_back({"model.embed_tokens.weight", {s.vocab, s.hidden}, std});
@@ -198,17 +229,29 @@ int main(int argc, char** argv) {
     const std::string p = "model.layers." + std::to_string(l) + ".";
     ts.push_back({p + "input_layernorm.weight", {s.hidden}, 0});
     ts.push_back({p + "mlp.down_proj.weight", {s.hidden, s.ff}, std / std::sqrt(2.0f * s.layers)});
-    ts.push_back({p + "mlp.gate_proj.weight", {s.ff, s.hidden}, std});
-    ts.push_back({p + "mlp.up_proj.weight", {s.ff, s.hidden}, std});
+    if (s.phi3) {  // rows: gate then up; q then k then v
+      ts.push_back({p + "mlp.gate_up_proj.weight", {2 * s.ff, s.hidden}, std});
+    } else {
+      ts.push_back({p + "mlp.gate_proj.weight", {s.ff, s.hidden}, std});
+      ts.push_back({p + "mlp.up_proj.weight", {s.ff, s.hidden}, std});
+    }
     ts.push_back({p + "post_attention_layernorm.weight", {s.hidden}, 0});
-    ts.push_back({p + "self_attn.k_proj.weight", {s.kv_heads * hd, s.hidden}, std});
+    if (!s.phi3) ts.push_back({p + "self_attn.k_proj.weight", {s.kv_heads * hd, s.hidden}, std});
     ts.push_back({p + "self_attn.o_proj.weight", {s.hidden, s.heads * hd}, std / std::sqrt(2.0f * s.layers)});
-    ts.push_back({p + "self_attn.q_proj.weight", {s.heads * hd, s.hidden}, std});
-    ts.push_back({p + "self_attn.v_proj.weight", {s.kv_heads * hd, s.hidden}, std});
+    if (s.phi3) {
+      ts.push_back({p + "self_attn.qkv_proj.weight", {(s.heads + 2 * s.kv_heads) * hd, s.hidden}, std});
+    } else {
+      ts.push_back({p + "self_attn.q_proj.weight", {s.heads * hd, s.hidden}, std});
+      ts.push_back({p + "self_attn.v_proj.weight", {s.kv_heads * hd, s.hidden}, std});
+    }
     if (s.qwen2) {
       ts.push_back({p + "self_attn.k_proj.bias", {s.kv_heads * hd}, std});
       ts.push_back({p + "self_attn.q_proj.bias", {s.heads * hd}, std});
       ts.push_back({p + "self_attn.v_proj.bias", {s.kv_heads * hd}, std});
+    }
+    if (s.qwen3) {
+      ts.push_back({p + "self_attn.k_norm.weight", {hd}, 0});
+      ts.push_back({p + "self_attn.q_norm.weight", {hd}, 0});
     }
   }
   ts.push_back({"model.norm.weight", {s.hidden}, 0});
@@ -241,19 +284,42 @@ int main(int argc, char** argv) {
   }
   std::ofstream(dir / "model.safetensors.index.json")
       << json({{"metadata", {{"total_size", total * 2}}}, {"weight_map", weight_map}}).dump(2);
-  json cfg = {{"architectures", {s.qwen2 ? "Qwen2ForCausalLM" : "LlamaForCausalLM"}},
-              {"model_type", s.qwen2 ? "qwen2" : "llama"}, {"hidden_size", s.hidden},
+  const bool qwen = s.qwen2 || s.qwen3;
+  const char* hf_class = s.phi3 ? "Phi3ForCausalLM" : s.qwen3 ? "Qwen3ForCausalLM" : s.qwen2 ? "Qwen2ForCausalLM" : "LlamaForCausalLM";
+  const char* model_type = s.phi3 ? "phi3" : s.qwen3 ? "qwen3" : s.qwen2 ? "qwen2" : "llama";
+  json cfg = {{"architectures", {hf_class}},
+              {"model_type", model_type}, {"hidden_size", s.hidden},
               {"intermediate_size", s.ff}, {"num_hidden_layers", s.layers}, {"num_attention_heads", s.heads},
               {"num_key_value_heads", s.kv_heads}, {"head_dim", hd}, {"vocab_size", s.vocab},
-              {"max_position_embeddings", 4096}, {"rms_norm_eps", s.qwen2 ? 1e-6 : 1e-5},
-              {"rope_theta", s.qwen2 ? 1000000.0 : 500000.0},
+              {"max_position_embeddings", 4096}, {"rms_norm_eps", qwen ? 1e-6 : 1e-5},
+              {"rope_theta", qwen ? 1000000.0 : 500000.0},
               {"tie_word_embeddings", s.tied}, {"torch_dtype", "bfloat16"}, {"bos_token_id", s.vocab - 2},
               {"eos_token_id", s.vocab - 1}, {"hidden_act", "silu"}};
+  if (s.qwen3) cfg["attention_bias"] = false;
+  if (s.phi3) {  // Phi-3-mini-4k's values
+    cfg["rope_theta"] = 10000.0;
+    cfg["original_max_position_embeddings"] = 4096;
+    cfg["sliding_window"] = 2047;
+    cfg["attention_bias"] = false;
+    cfg["rope_scaling"] = nullptr;
+    cfg.erase("head_dim");  // Phi-3's config has none: hidden / heads
+    cfg["pad_token_id"] = s.vocab - 1;  // transformers' Phi3Config default (32000) is beyond a small vocabulary
+    if (s.longrope) {
+      std::vector<double> lf, sf;
+      for (int64_t i = 0; i < hd / 2; ++i) {
+        const double x = static_cast<double>(i) / static_cast<double>(hd / 2);
+        sf.push_back(1.0 + 0.05 * x);
+        lf.push_back(1.0 + 7.0 * x * x);
+      }
+      cfg["max_position_embeddings"] = 131072;
+      cfg["rope_scaling"] = {{"type", "longrope"}, {"long_factor", lf}, {"short_factor", sf}};
+    }
+  }
   if (s.llama3_rope)
     cfg["rope_scaling"] = {{"rope_type", "llama3"}, {"factor", 32.0}, {"low_freq_factor", 1.0},
                            {"high_freq_factor", 4.0}, {"original_max_position_embeddings", 8192}};
   std::ofstream(dir / "config.json") << cfg.dump(2);
-  write_tokenizer(dir, s.vocab, rng);
+  write_tokenizer(dir, s.vocab, rng, s.phi3 ? "GPT2Tokenizer" : "PreTrainedTokenizerFast");
   std::printf("%s: %llu parameters (%.2f B), %.2f GB of bf16\n", dir.c_str(), static_cast<unsigned long long>(total),
               total / 1e9, total * 2 / 1e9);
   return 0;

@@ -70,6 +70,9 @@ TEST_CASE("tensor names: GGUF <-> Hugging Face, both ways", "[tensor_names]") {
       {"blk.9.ffn_gate.weight", "model.layers.9.mlp.gate_proj.weight"},
       {"blk.10.ffn_up.weight", "model.layers.10.mlp.up_proj.weight"},
       {"blk.31.ffn_down.weight", "model.layers.31.mlp.down_proj.weight"},
+      {"blk.0.attn_q_norm.weight", "model.layers.0.self_attn.q_norm.weight"},  // qwen3
+      {"blk.1.attn_k_norm.weight", "model.layers.1.self_attn.k_norm.weight"},
+      {"blk.2.attn_qkv.weight", "model.layers.2.self_attn.qkv_proj.weight"},  // phi3
   };
   for (const auto& p : pairs) {
     INFO(p.gguf << " <-> " << p.hf);
@@ -77,7 +80,9 @@ TEST_CASE("tensor names: GGUF <-> Hugging Face, both ways", "[tensor_names]") {
     CHECK(names::hf_to_gguf(p.hf) == std::string(p.gguf));
   }
   // Names with no counterpart: the caller decides whether that is an error.
-  for (const char* gguf : {"rope_freqs.weight", "blk.0.attn_qkv.weight", "blk.0.ffn_gate_exps.weight", "output"})
+  // phi3's gate_up_proj is llama.cpp's ffn_up (gate and up rows); ffn_up reads back as Llama's up_proj
+  CHECK(names::hf_to_gguf("model.layers.3.mlp.gate_up_proj.weight") == std::string("blk.3.ffn_up.weight"));
+  for (const char* gguf : {"rope_freqs.weight", "blk.0.attn_kv_b.weight", "blk.0.ffn_gate_exps.weight", "output"})
     CHECK_FALSE(names::gguf_to_hf(gguf));
   for (const char* hf : {"model.layers.0.self_attn.rotary_emb.inv_freq", "model.layers.0.mlp.experts.0.w1.weight",
                          "model.layers.x.mlp.up_proj.weight", "model.layers.01.mlp.up_proj.weight",

@@ -1,5 +1,5 @@
 // Backpropagation through the Llama forward pass: the same operations as the engine's forward
-// (RMSNorm, q/k/v with RoPE, causal GQA attention, SwiGLU, output projection) computed in float
+// (RMSNorm, q/k/v (fused or not, per-head q/k RMSNorm where the architecture has it) with RoPE, causal GQA attention, SwiGLU, output projection) computed in float
 // with every intermediate kept, then the gradient of the mean next-token cross-entropy flowing
 // back block by block. Weight gradients are never materialised here: each linear's (input,
 // output gradient) pair is handed to the caller, who reduces dW = dy^T x as it needs.
@@ -56,6 +56,7 @@ struct Backprop::Impl {
   struct Layer {
     std::vector<float> xin, h1, q, k, v, o, xmid, h2, gate, up, act;
     std::vector<float> r1, r2;  // RMSNorm scales per token
+    std::vector<float> qpre, kpre, rq, rk;  // qk_norm: q/k before their per-head RMSNorm, its scales
   };
   std::vector<Layer> layers;
   std::vector<float> xf, hf, rf, logits, rope_cs;
@@ -76,7 +77,11 @@ struct Backprop::Impl {
 
   // dx += d/dx of y = x * r(x) * g, given dy: r g dy - x r^3 / d * sum(g dy x).
   void rmsnorm_backward(const float* x, const float* r, const Tensor& w, const float* dy, float* dx, int64_t n) const {
-    const int64_t d = m.config.n_embd;
+    rmsnorm_backward_rows(x, r, w, dy, dx, n, m.config.n_embd);
+  }
+  // The same over n rows of d values (qk_norm: one row per token and head).
+  void rmsnorm_backward_rows(const float* x, const float* r, const Tensor& w, const float* dy, float* dx, int64_t n,
+                             int64_t d) const {
     const float* g = w.f32();
     parallel_for(n, n * d >= (1 << 15) ? threads : 1, 16, [&](int64_t t0, int64_t t1) {
       for (int64_t t = t0; t < t1; ++t) {
@@ -93,15 +98,20 @@ struct Backprop::Impl {
     });
   }
 
+  // As the forward pass's (LongRoPE: long factors beyond the original context, cos and sin scaled;
+  // the transpose of a scaled rotation is the scaled inverse rotation).
   void rope_table(int64_t n) {
     const int64_t half = m.config.head_dim / 2;
+    const std::vector<float>& inv =
+        !m.rope_inv_freq_long.empty() && n > m.rope_original_ctx ? m.rope_inv_freq_long : m.rope_inv_freq;
+    const float ms = m.rope_mscale;
     rope_cs.resize(sz(n, half * 2));
     for (int64_t t = 0; t < n; ++t) {
       const float pos = static_cast<float>(t);
       for (int64_t i = 0; i < half; ++i) {
-        const float theta = pos * m.rope_inv_freq[static_cast<size_t>(i)];
-        rope_cs[static_cast<size_t>((t * half + i) * 2)] = std::cos(theta);
-        rope_cs[static_cast<size_t>((t * half + i) * 2 + 1)] = std::sin(theta);
+        const float theta = pos * inv[static_cast<size_t>(i)];
+        rope_cs[static_cast<size_t>((t * half + i) * 2)] = std::cos(theta) * ms;
+        rope_cs[static_cast<size_t>((t * half + i) * 2 + 1)] = std::sin(theta) * ms;
       }
     }
   }
@@ -276,7 +286,21 @@ struct Backprop::Impl {
       L.q.resize(sz(n, nq));
       L.k.resize(sz(n, nkv));
       L.v.resize(sz(n, nkv));
-      linears({b.wq, b.wk, b.wv}, L.h1.data(), n, {L.q.data(), L.k.data(), L.v.data()}, {b.bq, b.bk, b.bv});
+      if (b.wqkv >= 0) {  // fused q/k/v (phi3): one product, split
+        std::vector<float> f(sz(n, nq + 2 * nkv));
+        linear(b.wqkv, L.h1.data(), n, f.data(), nullptr);
+        split_columns(f.data(), n, {{L.q.data(), nq}, {L.k.data(), nkv}, {L.v.data(), nkv}});
+      } else {
+        linears({b.wq, b.wk, b.wv}, L.h1.data(), n, {L.q.data(), L.k.data(), L.v.data()}, {b.bq, b.bk, b.bv});
+      }
+      if (b.q_norm) {  // per-head q/k RMSNorm (qwen3), inputs and scales kept for the backward pass
+        L.qpre = L.q;
+        L.kpre = L.k;
+        L.rq.resize(sz(n, c.n_head));
+        L.rk.resize(sz(n, c.n_head_kv));
+        rms_norm(ex, L.qpre.data(), *b.q_norm, c.rms_eps, hd, n * c.n_head, L.q.data(), L.rq.data());
+        rms_norm(ex, L.kpre.data(), *b.k_norm, c.rms_eps, hd, n * c.n_head_kv, L.k.data(), L.rk.data());
+      }
       rope(L.q.data(), n, c.n_head, false);
       rope(L.k.data(), n, c.n_head_kv, false);
       L.o.resize(sz(n, nq));
@@ -290,7 +314,13 @@ struct Backprop::Impl {
       L.gate.resize(sz(n, ff));
       L.up.resize(sz(n, ff));
       L.act.resize(sz(n, ff));
-      linears({b.wgate, b.wup}, L.h2.data(), n, {L.gate.data(), L.up.data()}, {nullptr, nullptr});
+      if (b.fused_gate_up) {  // fused gate/up (phi3): one product, split
+        std::vector<float> f(sz(n, 2 * ff));
+        linear(b.wup, L.h2.data(), n, f.data(), nullptr);
+        split_columns(f.data(), n, {{L.gate.data(), ff}, {L.up.data(), ff}});
+      } else {
+        linears({b.wgate, b.wup}, L.h2.data(), n, {L.gate.data(), L.up.data()}, {nullptr, nullptr});
+      }
       ex.ops.silu_mul(n * ff, L.gate.data(), L.up.data(), L.act.data());
       linear(b.wdown, L.act.data(), n, x.data(), nullptr);
       add_into(x.data(), L.xmid.data(), static_cast<int64_t>(x.size()), threads);
@@ -371,10 +401,17 @@ struct Backprop::Impl {
           dgate[i] = dact[i] * L.up[i] * (sg * (1.0f + gv * (1.0f - sg)));
         }
       });
-      emit(b.wgate, wanted, on_grad, L.h2.data(), dgate.data(), n);
-      emit(b.wup, wanted, on_grad, L.h2.data(), dup.data(), n);
-      linear_backward(b.wgate, dgate.data(), n, dh.data(), false);
-      linear_backward(b.wup, dup.data(), n, dh.data(), true);
+      if (b.fused_gate_up) {
+        std::vector<float> dgu(sz(n, 2 * ff));
+        join_columns(dgu.data(), n, {{dgate.data(), ff}, {dup.data(), ff}});
+        emit(b.wup, wanted, on_grad, L.h2.data(), dgu.data(), n);
+        linear_backward(b.wup, dgu.data(), n, dh.data(), false);
+      } else {
+        emit(b.wgate, wanted, on_grad, L.h2.data(), dgate.data(), n);
+        emit(b.wup, wanted, on_grad, L.h2.data(), dup.data(), n);
+        linear_backward(b.wgate, dgate.data(), n, dh.data(), false);
+        linear_backward(b.wup, dup.data(), n, dh.data(), true);
+      }
       dmid = dx;
       rmsnorm_backward(L.xmid.data(), L.r2.data(), *b.ffn_norm, dh.data(), dmid.data(), n);
       // xmid = xin + wo(o)
@@ -384,13 +421,31 @@ struct Backprop::Impl {
       attention_backward(L, n);
       rope(dq.data(), n, c.n_head, true);
       rope(dk.data(), n, c.n_head_kv, true);
-      emit(b.wq, wanted, on_grad, L.h1.data(), dq.data(), n);
-      emit(b.wk, wanted, on_grad, L.h1.data(), dk.data(), n);
-      emit(b.wv, wanted, on_grad, L.h1.data(), dv.data(), n);
-      if (l == 0) break;  // no gradient is needed below block 0
-      linear_backward(b.wq, dq.data(), n, dh.data(), false);
-      linear_backward(b.wk, dk.data(), n, dh.data(), true);
-      linear_backward(b.wv, dv.data(), n, dh.data(), true);
+      if (b.q_norm) {
+        const int64_t hd = c.head_dim;
+        std::vector<float> g(dq.size(), 0.f);
+        rmsnorm_backward_rows(L.qpre.data(), L.rq.data(), *b.q_norm, dq.data(), g.data(), n * c.n_head, hd);
+        dq.swap(g);
+        g.assign(dk.size(), 0.f);
+        rmsnorm_backward_rows(L.kpre.data(), L.rk.data(), *b.k_norm, dk.data(), g.data(), n * c.n_head_kv, hd);
+        dk.swap(g);
+      }
+      if (b.wqkv >= 0) {
+        const int64_t nkv = c.n_head_kv * c.head_dim;
+        std::vector<float> dqkv(sz(n, nq + 2 * nkv));
+        join_columns(dqkv.data(), n, {{dq.data(), nq}, {dk.data(), nkv}, {dv.data(), nkv}});
+        emit(b.wqkv, wanted, on_grad, L.h1.data(), dqkv.data(), n);
+        if (l == 0) break;
+        linear_backward(b.wqkv, dqkv.data(), n, dh.data(), false);
+      } else {
+        emit(b.wq, wanted, on_grad, L.h1.data(), dq.data(), n);
+        emit(b.wk, wanted, on_grad, L.h1.data(), dk.data(), n);
+        emit(b.wv, wanted, on_grad, L.h1.data(), dv.data(), n);
+        if (l == 0) break;  // no gradient is needed below block 0
+        linear_backward(b.wq, dq.data(), n, dh.data(), false);
+        linear_backward(b.wk, dk.data(), n, dh.data(), true);
+        linear_backward(b.wv, dv.data(), n, dh.data(), true);
+      }
       dx = dmid;
       rmsnorm_backward(L.xin.data(), L.r1.data(), *b.attn_norm, dh.data(), dx.data(), n);
     }

@@ -9,6 +9,8 @@
 #include "backend/ops.hpp"
 
 #include <cstdlib>
+#include <initializer_list>
+#include <utility>
 #include <memory>
 #include <span>
 #include <string>
@@ -63,7 +65,13 @@ struct Block {
   Tensor* bq = nullptr;  // optional biases
   Tensor* bk = nullptr;
   Tensor* bv = nullptr;
+  Tensor* q_norm = nullptr;  // per-head RMSNorm of q / k before RoPE (architectures with qk_norm)
+  Tensor* k_norm = nullptr;
   int wq = -1, wk = -1, wv = -1, wo = -1, wgate = -1, wup = -1, wdown = -1;  // into linears
+  // Fused architectures (phi3): wqkv gives q, k, v in one product (wq, wk, wv stay -1); with
+  // fused_gate_up, wup's 2 x n_ff outputs are gate then up (wgate stays -1).
+  int wqkv = -1;
+  bool fused_gate_up = false;
 };
 
 }  // namespace lq::engine
@@ -77,6 +85,11 @@ struct Model::Impl {
   bool add_bos = true;
   bool neox_rope = false;         // rotate (i, i + d/2) pairs instead of (2i, 2i + 1)
   std::vector<float> rope_inv_freq;  // head_dim / 2 angular frequencies (scaling applied)
+  // LongRoPE (phi3): frequencies with the long factors, for sessions longer than the original
+  // context (rope_inv_freq then holds the short ones), and the factor on cos and sin.
+  std::vector<float> rope_inv_freq_long;
+  int64_t rope_original_ctx = 0;
+  float rope_mscale = 1.0f;
   std::vector<std::unique_ptr<engine::Tensor>> tensors;
   std::unordered_map<std::string, engine::Tensor*> by_name;
   std::vector<LinearInfo> linears;
@@ -154,6 +167,15 @@ inline void apply_rope(float* data, int64_t n, int64_t heads, int64_t head_dim, 
 /// 1 / sqrt(mean(x^2) + eps).
 void rms_norm(const Exec& ex, const float* in, const Tensor& w, float eps, int64_t d, int64_t n, float* out,
               float* scales);
+/// Splits n rows of a fused product's output (each row the parts' columns side by side) into one
+/// n x cols array per part.
+struct ColumnPart {
+  float* dst;
+  int64_t cols;
+};
+void split_columns(const float* src, int64_t n, std::initializer_list<ColumnPart> parts);
+/// The way back: n rows of the parts side by side in dst.
+void join_columns(float* dst, int64_t n, std::initializer_list<std::pair<const float*, int64_t>> parts);
 /// dst[i] += src[i] for i < count.
 void add_into(float* dst, const float* src, int64_t count, int threads);
 /// dst[i] = src[i] rounded to the nearest binary16 (ties to even; beyond its range: infinity),

@@ -81,7 +81,8 @@ std::unique_ptr<Model> Model::load(const ModelSource& src) {
   Impl& m = *model->impl_;
   m.config = src.config();
   ModelConfig& c = m.config;
-  m.neox_rope = architecture_of(c, "engine").neox_rope();
+  const Architecture& arch = architecture_of(c, "engine");
+  m.neox_rope = arch.neox_rope();
 
   const ModelTensor& embd = src.at("token_embd.weight");
   if (embd.ne.size() != 2) fail(Errc::invalid_model, "engine: token_embd.weight must be 2-D");
@@ -175,16 +176,29 @@ std::unique_ptr<Model> Model::load(const ModelSource& src) {
       return add_linear(weight(role, shape), role, li);
     };
     b.attn_norm = add(weight("attn_norm", {d}), true);
-    b.wq = linear("attn_q", {d, nq});
-    b.wk = linear("attn_k", {d, nkv});
-    b.wv = linear("attn_v", {d, nkv});
+    if (arch.fused_qkv) {
+      b.wqkv = linear("attn_qkv", {d, nq + 2 * nkv});
+    } else {
+      b.wq = linear("attn_q", {d, nq});
+      b.wk = linear("attn_k", {d, nkv});
+      b.wv = linear("attn_v", {d, nkv});
+    }
     if (const ModelTensor* t = src.find(p + "attn_q.bias")) { check_shape(*t, {nq}); b.bq = add(*t, true); }
     if (const ModelTensor* t = src.find(p + "attn_k.bias")) { check_shape(*t, {nkv}); b.bk = add(*t, true); }
     if (const ModelTensor* t = src.find(p + "attn_v.bias")) { check_shape(*t, {nkv}); b.bv = add(*t, true); }
+    if (arch.qk_norm) {
+      b.q_norm = add(weight("attn_q_norm", {hd}), true);
+      b.k_norm = add(weight("attn_k_norm", {hd}), true);
+    }
     b.wo = linear("attn_output", {nq, d});
     b.ffn_norm = add(weight("ffn_norm", {d}), true);
-    b.wgate = linear("ffn_gate", {d, ff});
-    b.wup = linear("ffn_up", {d, ff});
+    if (arch.fused_gate_up) {
+      b.fused_gate_up = true;
+      b.wup = linear("ffn_up", {d, 2 * ff});
+    } else {
+      b.wgate = linear("ffn_gate", {d, ff});
+      b.wup = linear("ffn_up", {d, ff});
+    }
     b.wdown = linear("ffn_down", {ff, d});
   }
   const ModelTensor& on = src.at("output_norm.weight");
@@ -205,7 +219,23 @@ std::unique_ptr<Model> Model::load(const ModelSource& src) {
     factors.resize(static_cast<size_t>(hd / 2));
     src.read_rows_f32(*rf, 0, 1, factors.data());
   }
-  m.rope_inv_freq = rope_frequencies(c, factors.empty() ? nullptr : &factors);
+  // LongRoPE (phi3): short and long factor tensors, the original context and the cos/sin factor
+  // from the metadata, as llama.cpp reads them.
+  if (const ModelTensor* sf = src.find("rope_factors_short.weight"); !sf) {
+    m.rope_inv_freq = rope_frequencies(c, factors.empty() ? nullptr : &factors);
+  } else {
+    const ModelTensor& lf = src.at("rope_factors_long.weight");
+    check_shape(*sf, {hd / 2});
+    check_shape(lf, {hd / 2});
+    std::vector<float> s(static_cast<size_t>(hd / 2)), l(static_cast<size_t>(hd / 2));
+    src.read_rows_f32(*sf, 0, 1, s.data());
+    src.read_rows_f32(lf, 0, 1, l.data());
+    m.rope_inv_freq = rope_frequencies(c, &s);
+    m.rope_inv_freq_long = rope_frequencies(c, &l);
+    const std::string a = c.architecture + ".";
+    m.rope_original_ctx = meta.get_int(a + "rope.scaling.original_context_length").value_or(c.n_ctx_train);
+    m.rope_mscale = static_cast<float>(meta.get_float(a + "rope.scaling.attn_factor").value_or(1.0));
+  }
   return model;
 }
 

@@ -10,6 +10,8 @@
 #include <lq/backend.hpp>
 #include <lq/threads.hpp>
 
+#include <cstring>
+
 namespace lq::engine {
 
 Exec Exec::from(const Context& ctx) {
@@ -87,6 +89,30 @@ void rms_norm(const Exec& ex, const float* in, const Tensor& w, float eps, int64
       if (scales) scales[t] = s;
     }
   });
+}
+
+void split_columns(const float* src, int64_t n, std::initializer_list<ColumnPart> parts) {
+  int64_t width = 0;
+  for (const auto& p : parts) width += p.cols;
+  for (int64_t t = 0; t < n; ++t) {
+    const float* row = src + t * width;
+    for (const auto& p : parts) {
+      std::memcpy(p.dst + t * p.cols, row, static_cast<size_t>(p.cols) * sizeof(float));
+      row += p.cols;
+    }
+  }
+}
+
+void join_columns(float* dst, int64_t n, std::initializer_list<std::pair<const float*, int64_t>> parts) {
+  int64_t width = 0;
+  for (const auto& p : parts) width += p.second;
+  for (int64_t t = 0; t < n; ++t) {
+    float* row = dst + t * width;
+    for (const auto& [src, cols] : parts) {
+      std::memcpy(row, src + t * cols, static_cast<size_t>(cols) * sizeof(float));
+      row += cols;
+    }
+  }
 }
 
 void add_into(float* dst, const float* src, int64_t count, int threads) {

@@ -1,4 +1,4 @@
-// The forward pass: embedding, then per block RMSNorm -> q/k/v (+bias) -> RoPE -> causal GQA
+// The forward pass: embedding, then per block RMSNorm -> q/k/v (+bias) (-> per-head q/k RMSNorm) -> RoPE -> causal GQA
 // attention over the KV cache -> output projection -> residual, RMSNorm -> SwiGLU -> residual;
 // final RMSNorm and the output projection for the requested rows.
 #include "engine/impl.hpp"
@@ -34,6 +34,7 @@ struct Session::Impl {
   std::vector<float> out_norm_act;
   // scratch, sized per eval
   std::vector<float> x, h, q, k, v, attn, proj, gate, up, act, rope_cs;
+  std::vector<float> fused;  // fused products' outputs (qkv, gate_up) before they are split
 
   Impl(const Model& model_, SessionOptions o, const Context& ctx)
       : model(model_), m(model_.impl()), opt(o), ex(engine::Exec::from(ctx)) {
@@ -81,16 +82,20 @@ struct Session::Impl {
     engine::rms_norm(ex, in, w, m.config.rms_eps, m.config.n_embd, n, out, nullptr);
   }
 
-  // cos/sin per (token, pair), positions n_past .. n_past + n - 1.
+  // cos/sin per (token, pair), positions n_past .. n_past + n - 1. LongRoPE: the long factors when
+  // the session's context exceeds the original one (llama.cpp's choice), cos and sin scaled.
   void rope_table(int64_t n) {
     const int64_t half = m.config.head_dim / 2;
+    const std::vector<float>& inv =
+        !m.rope_inv_freq_long.empty() && n_ctx > m.rope_original_ctx ? m.rope_inv_freq_long : m.rope_inv_freq;
+    const float ms = m.rope_mscale;
     rope_cs.resize(static_cast<size_t>(n * half * 2));
     for (int64_t t = 0; t < n; ++t) {
       const float pos = static_cast<float>(n_past + t);
       for (int64_t i = 0; i < half; ++i) {
-        const float theta = pos * m.rope_inv_freq[static_cast<size_t>(i)];
-        rope_cs[(t * half + i) * 2] = std::cos(theta);
-        rope_cs[(t * half + i) * 2 + 1] = std::sin(theta);
+        const float theta = pos * inv[static_cast<size_t>(i)];
+        rope_cs[(t * half + i) * 2] = std::cos(theta) * ms;
+        rope_cs[(t * half + i) * 2 + 1] = std::sin(theta) * ms;
       }
     }
   }
@@ -177,7 +182,17 @@ struct Session::Impl {
       if (sa) sa->input.assign(x.begin(), x.end());
 
       rmsnorm(x.data(), *b.attn_norm, h.data(), n);
-      run_linears({b.wq, b.wk, b.wv}, h.data(), n, {q.data(), k.data(), v.data()}, {b.bq, b.bk, b.bv});
+      if (b.wqkv >= 0) {  // one product, its rows split into q, k, v
+        fused.resize(sz(n, nq + 2 * nkv));
+        run_linears({b.wqkv}, h.data(), n, {fused.data()}, {});
+        engine::split_columns(fused.data(), n, {{q.data(), nq}, {k.data(), nkv}, {v.data(), nkv}});
+      } else {
+        run_linears({b.wq, b.wk, b.wv}, h.data(), n, {q.data(), k.data(), v.data()}, {b.bq, b.bk, b.bv});
+      }
+      if (b.q_norm) {  // RMSNorm of each head's q and k (qwen3)
+        engine::rms_norm(ex, q.data(), *b.q_norm, c.rms_eps, hd, n * c.n_head, q.data(), nullptr);
+        engine::rms_norm(ex, k.data(), *b.k_norm, c.rms_eps, hd, n * c.n_head_kv, k.data(), nullptr);
+      }
       rope(q.data(), n, c.n_head);
       rope(k.data(), n, c.n_head_kv);
 
@@ -204,7 +219,13 @@ struct Session::Impl {
       if (sa) sa->ffn_input.assign(x.begin(), x.end());
 
       rmsnorm(x.data(), *b.ffn_norm, h.data(), n);
-      run_linears({b.wgate, b.wup}, h.data(), n, {gate.data(), up.data()}, {});
+      if (b.fused_gate_up) {
+        fused.resize(sz(n, 2 * ff));
+        run_linears({b.wup}, h.data(), n, {fused.data()}, {});
+        engine::split_columns(fused.data(), n, {{gate.data(), ff}, {up.data(), ff}});
+      } else {
+        run_linears({b.wgate, b.wup}, h.data(), n, {gate.data(), up.data()}, {});
+      }
       parallel_for(n, n * ff >= (1 << 16) ? threads : 1, 8, [&](int64_t t0, int64_t t1) {
         ex.ops.silu_mul((t1 - t0) * ff, gate.data() + t0 * ff, up.data() + t0 * ff, act.data() + t0 * ff);
       });

@@ -8,9 +8,13 @@ namespace {
 
 constexpr Architecture kArchitectures[] = {
     // model_type   gguf      hf_class              permute_qk qkv_bias
-    {"llama", "llama", "LlamaForCausalLM", true, false},
-    {"mistral", "llama", "MistralForCausalLM", true, false},
+    {"llama", "llama", "LlamaForCausalLM", true, false, false, false, false, ConverterKeys::llama},
+    {"mistral", "llama", "MistralForCausalLM", true, false, false, false, false, ConverterKeys::llama},
     {"qwen2", "qwen2", "Qwen2ForCausalLM", false, true},
+    // model_type   gguf      hf_class              permute_qk qkv_bias qk_norm
+    {"qwen3", "qwen3", "Qwen3ForCausalLM", false, false, true},
+    // model_type   gguf      hf_class              permute_qk qkv_bias qk_norm fused_qkv fused_gate_up
+    {"phi3", "phi3", "Phi3ForCausalLM", false, false, false, true, true, ConverterKeys::phi3},
 };
 
 }  // namespace
@@ -36,6 +40,17 @@ const Architecture& architecture_of(const ModelConfig& c, std::string_view what)
     fail(Errc::invalid_model, "{}: architecture '{}' is not supported (model_type: {})", what,
          c.model_type.empty() ? c.architecture : c.model_type, supported_model_types());
   return *a;
+}
+
+void require_separate_linears(const Architecture& a, std::string_view what) {
+  if (a.separate_linears()) return;
+  std::string ok;
+  for (const auto& r : kArchitectures)
+    if (r.separate_linears()) ok += (ok.empty() ? "" : ", ") + std::string(r.model_type);
+  fail(Errc::invalid_model, "{}: model_type '{}' is not supported here: its {} fused in one projection, and this "
+       "output writes each linear as a Hugging Face module of its own (supported: {}; GGUF output supports it)",
+       what, a.model_type,
+       a.fused_qkv && a.fused_gate_up ? "q/k/v and gate/up are each" : a.fused_qkv ? "q/k/v are" : "gate/up are", ok);
 }
 
 std::string supported_model_types() {

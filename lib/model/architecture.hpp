@@ -12,6 +12,17 @@
 
 namespace lq {
 
+/// The {arch}.* keys llama.cpp's converter writes for an architecture beyond what every text model
+/// gets (context and embedding length, heads, RoPE base, RMS epsilon, key/value length when
+/// config.json has head_dim).
+enum class ConverterKeys : uint8_t {
+  text_model,  ///< the common set only (qwen2, qwen3)
+  llama,       ///< + vocab_size and rope.dimension_count (LlamaModel: llama, mistral)
+  /// phi3's own set: rope.dimension_count, rope.scaling.original_context_length,
+  /// attention.sliding_window (0 without one); no key/value length, no vocab_size
+  phi3,
+};
+
 struct Architecture {
   std::string_view model_type;  ///< Hugging Face config.json model_type ("mistral")
   std::string_view gguf;        ///< GGUF general.architecture llama.cpp's converter writes ("llama")
@@ -21,6 +32,17 @@ struct Architecture {
   /// NeoX RoPE, which rotates (i, i + d/2).
   bool permute_qk = false;
   bool qkv_bias = false;  ///< q/k/v projections always have biases (else config's attention_bias)
+  /// RMSNorm of every q and k head (weights attn_q_norm / attn_k_norm, head_dim values) before RoPE
+  /// (qwen3).
+  bool qk_norm = false;
+  /// q, k and v in one projection, attn_qkv (rows q, then k, then v), as HF's qkv_proj (phi3).
+  bool fused_qkv = false;
+  /// gate and up in one projection, ffn_up of 2 x n_ff rows (gate, then up), as HF's gate_up_proj (phi3).
+  bool fused_gate_up = false;
+  ConverterKeys keys = ConverterKeys::text_model;
+  /// Whether every decoder linear is one HF module of its own (q/k/v and gate/up separate): what the
+  /// paths writing Hugging Face checkpoints (GPTQ, AWQ, SmoothQuant, convert) handle.
+  bool separate_linears() const { return !fused_qkv && !fused_gate_up; }
   /// The NeoX pair layout in the engine: exactly the architectures whose rows are not re-ordered.
   bool neox_rope() const { return !permute_qk; }
 };
@@ -34,6 +56,9 @@ const Architecture* find_gguf_architecture(std::string_view gguf_arch);
 /// The row of a model's config (model_type first, then the GGUF architecture); Errc::invalid_model
 /// naming `what` and the supported list when there is none.
 const Architecture& architecture_of(const ModelConfig& c, std::string_view what);
+/// Errc::invalid_model naming `what` (the writer: "gptq", "smoothquant", "convert") unless `a` keeps
+/// every decoder linear a module of its own, which is what the Hugging Face writers handle.
+void require_separate_linears(const Architecture& a, std::string_view what);
 /// "llama, mistral, qwen2": the supported model_type values for error messages.
 std::string supported_model_types();
 

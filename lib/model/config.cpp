@@ -173,6 +173,62 @@ Int8Checkpoint read_int8_quantization(const json& q, const fs::path& cfg) {
   return out;
 }
 
+// RoPE variants the engine does not compute: refused by name rather than converted into a model
+// that runs with the wrong positions (partial rotary dimensions; LongRoPE outside phi3, whose
+// factors and attention factor only phi3's keys carry). LongRoPE's factor lists are checked here.
+void refuse_unsupported_rope(const json& text, const std::string& model_type, const Architecture& arch,
+                             const fs::path& cfg) {
+  std::string type;
+  if (text.contains("rope_scaling") && text["rope_scaling"].is_object())
+    type = text["rope_scaling"].value("rope_type", text["rope_scaling"].value("type", std::string()));
+  if ((type == "longrope" || type == "su") && arch.keys != ConverterKeys::phi3)
+    fail(Errc::invalid_model, "{}: model_type '{}' with rope_scaling '{}' (long-context RoPE factors) is not supported "
+         "(phi3 only)", cfg.string(), model_type, type);
+  if (type == "longrope" || type == "su") {
+    const json& rs = text["rope_scaling"];
+    const int64_t heads = get_or<int64_t>(text, "num_attention_heads", 0);
+    const int64_t half = heads > 0 ? get_or<int64_t>(text, "hidden_size", 0) / heads / 2 : 0;
+    for (const char* k : {"long_factor", "short_factor"})
+      if (!rs.contains(k) || !rs[k].is_array() || static_cast<int64_t>(rs[k].size()) != half ||
+          !std::all_of(rs[k].begin(), rs[k].end(), [](const json& v) { return v.is_number() && v.get<double>() > 0; }))
+        fail(Errc::invalid_model, "{}: rope_scaling '{}' needs '{}': {} positive numbers (one per rotated pair)",
+             cfg.string(), type, k, half);
+  }
+  if (text.contains("partial_rotary_factor") && text["partial_rotary_factor"].is_number() &&
+      text["partial_rotary_factor"].get<double>() != 1.0)
+    fail(Errc::invalid_model, "{}: model_type '{}' with partial_rotary_factor {} (RoPE on part of each head) is not "
+         "supported yet", cfg.string(), model_type, text["partial_rotary_factor"].get<double>());
+}
+
+// phi3's {arch}.* keys, as llama.cpp's converter writes them (its own list, not the common one).
+void phi3_config_metadata(const HfConfig& hf, const std::string& a, gguf::Metadata& m) {
+  const ModelConfig& c = hf.config;
+  const json& t = hf.text;
+  int64_t orig = get_or<int64_t>(t, "original_max_position_embeddings", 0);
+  if (t.contains("rope_scaling") && t["rope_scaling"].is_object())
+    orig = get_or<int64_t>(t["rope_scaling"], "original_max_position_embeddings", orig);
+  if (orig <= 0)
+    fail(Errc::invalid_model, "model_type '{}': config.json has no original_max_position_embeddings (llama.cpp's "
+         "converter needs it)", c.model_type);
+  m.set(a + "context_length", gguf::Value::u32(static_cast<uint32_t>(c.n_ctx_train)));
+  m.set(a + "rope.scaling.original_context_length", gguf::Value::u32(static_cast<uint32_t>(orig)));
+  m.set(a + "embedding_length", gguf::Value::u32(static_cast<uint32_t>(c.n_embd)));
+  m.set(a + "feed_forward_length", gguf::Value::u32(static_cast<uint32_t>(c.n_ff)));
+  m.set(a + "block_count", gguf::Value::u32(static_cast<uint32_t>(c.n_layer)));
+  m.set(a + "attention.head_count", gguf::Value::u32(static_cast<uint32_t>(c.n_head)));
+  m.set(a + "attention.head_count_kv", gguf::Value::u32(static_cast<uint32_t>(c.n_head_kv)));
+  m.set(a + "attention.layer_norm_rms_epsilon", gguf::Value::f32(c.rms_eps));
+  m.set(a + "rope.dimension_count", gguf::Value::u32(static_cast<uint32_t>(c.n_embd / c.n_head)));
+  m.set(a + "rope.freq_base", gguf::Value::f32(c.rope_theta));
+  m.set(a + "attention.sliding_window", gguf::Value::u32(static_cast<uint32_t>(c.sliding_window)));
+  if (c.rope_scaling && (c.rope_scaling->type == "longrope" || c.rope_scaling->type == "su")) {
+    // the converter's attention factor: sqrt(1 + ln(scale) / ln(original context)), scale = context / original
+    const double scale = static_cast<double>(c.n_ctx_train) / static_cast<double>(orig);
+    const double f = scale > 1.0 ? std::sqrt(1 + std::log(scale) / std::log(static_cast<double>(orig))) : 1.0;
+    m.set(a + "rope.scaling.attn_factor", gguf::Value::f32(static_cast<float>(f)));
+  }
+}
+
 }  // namespace
 
 bool Int8Checkpoint::ignored(const std::string& name) const {
@@ -266,6 +322,7 @@ HfConfig read_hf_config(const fs::path& dir) {
       r.original_context = rs.value("original_max_position_embeddings", int64_t{8192});
       if (!r.type.empty() && r.type != "default") c.rope_scaling = r;
     }
+    refuse_unsupported_rope(out.text, mt, *arch, cfg);
   } catch (const json::exception& e) {
     fail(Errc::invalid_model, "{}: bad value: {}", cfg.string(), e.what());
   }
@@ -287,6 +344,8 @@ void hf_config_metadata(const HfConfig& hf, uint64_t n_params, gguf::Metadata& m
   m.set("general.type", gguf::Value::string("model"));
   m.set("general.name", gguf::Value::string(c.name));
   m.set("general.size_label", gguf::Value::string(size_label(n_params)));
+  const ConverterKeys keys = architecture_of(c, "config").keys;
+  if (keys == ConverterKeys::phi3) return phi3_config_metadata(hf, a, m);
   m.set(a + "block_count", gguf::Value::u32(static_cast<uint32_t>(c.n_layer)));
   if (c.n_ctx_train > 0) m.set(a + "context_length", gguf::Value::u32(static_cast<uint32_t>(c.n_ctx_train)));
   m.set(a + "embedding_length", gguf::Value::u32(static_cast<uint32_t>(c.n_embd)));
@@ -309,8 +368,10 @@ void hf_config_metadata(const HfConfig& hf, uint64_t n_params, gguf::Metadata& m
     m.set(a + "attention.key_length", gguf::Value::u32(static_cast<uint32_t>(c.head_dim)));
     m.set(a + "attention.value_length", gguf::Value::u32(static_cast<uint32_t>(c.head_dim)));
   }
-  m.set(a + "vocab_size", gguf::Value::u32(static_cast<uint32_t>(c.n_vocab)));
-  m.set(a + "rope.dimension_count", gguf::Value::u32(static_cast<uint32_t>(c.head_dim)));
+  if (keys == ConverterKeys::llama) {  // LlamaModel's own two keys
+    m.set(a + "vocab_size", gguf::Value::u32(static_cast<uint32_t>(c.n_vocab)));
+    m.set(a + "rope.dimension_count", gguf::Value::u32(static_cast<uint32_t>(c.head_dim)));
+  }
 }
 
 ModelConfig config_from_gguf(const gguf::Metadata& m, const std::string& file) {
@@ -343,6 +404,9 @@ ModelConfig config_from_gguf(const gguf::Metadata& m, const std::string& file) {
   if (const auto* tok = m.find("tokenizer.ggml.tokens"); tok && tok->is_array()) c.n_vocab = static_cast<int64_t>(tok->size());
   c.n_vocab = m.get_int(a + "vocab_size").value_or(c.n_vocab);
   c.sliding_window = m.get_int(a + "attention.sliding_window").value_or(0);
+  if (auto rot = m.get_int(a + "rope.dimension_count"); rot && *rot != c.head_dim)
+    fail(Errc::invalid_model, "{}: RoPE on {} of the {} dimensions of each head (partial rotary) is not supported yet",
+         file, *rot, c.head_dim);
   const Architecture* arch = find_gguf_architecture(c.architecture);
   c.qkv_bias = arch && arch->qkv_bias;
   if (absurd_hyper_parameters(c))

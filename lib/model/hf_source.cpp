@@ -713,6 +713,8 @@ class HfSource final : public ModelSource {
     share_fused_input_scales();
     // Llama-3 rope scaling: llama.cpp reads the per-frequency factors from rope_freqs.weight.
     if (c.rope_scaling && c.rope_scaling->type == "llama3") add_llama3_rope_factors();
+    // Phi-3 LongRoPE: the converter writes both factor lists (checked in config.cpp) as tensors.
+    if (c.rope_scaling && (c.rope_scaling->type == "longrope" || c.rope_scaling->type == "su")) add_longrope_factors();
     std::vector<size_t> order(tensors_.size());
     for (size_t i = 0; i < order.size(); ++i) order[i] = i;
     std::sort(order.begin(), order.end(), [&](size_t a, size_t b) { return TensorOrder{}(tensors_[a], tensors_[b]); });
@@ -778,6 +780,22 @@ class HfSource final : public ModelSource {
     add(std::move(t), std::move(e));
   }
 
+  void add_longrope_factors() {
+    for (const char* which : {"long", "short"}) {
+      std::vector<float> f;
+      for (const auto& v : hf_.text["rope_scaling"][std::string(which) + "_factor"]) f.push_back(v.get<float>());
+      ModelTensor t;
+      t.name = std::string("rope_factors_") + which + ".weight";
+      t.source_name = std::string("(rope_scaling.") + which + "_factor)";
+      t.type = QuantType::F32;
+      t.ne = {static_cast<int64_t>(f.size())};
+      Entry e;
+      e.generated = true;
+      e.generated_values = std::move(f);
+      add(std::move(t), std::move(e));
+    }
+  }
+
   void expect(const std::string& name, std::vector<int64_t> ne) {
     const ModelTensor* t = find(name);
     if (!t) fail(Errc::invalid_model, "{}: tensor for '{}' is missing", dir_.string(), name);
@@ -790,24 +808,37 @@ class HfSource final : public ModelSource {
   void validate_shapes() {
     const ModelConfig& c = config_;
     const int64_t q = c.n_head * c.head_dim, kv = c.n_head_kv * c.head_dim;
+    const Architecture& arch = architecture_of(c, dir_.string());
+    const bool qk_norm = arch.qk_norm;
     expect("token_embd.weight", {c.n_embd, c.n_vocab});
     expect("output_norm.weight", {c.n_embd});
     if (!c.tie_embeddings) expect("output.weight", {c.n_embd, c.n_vocab});
     std::set<std::string> known = {"token_embd.weight", "output_norm.weight", "output.weight", "output.input_scale",
-                                   "rope_freqs.weight"};
+                                   "rope_freqs.weight", "rope_factors_long.weight", "rope_factors_short.weight"};
     for (int64_t l = 0; l < c.n_layer; ++l) {
       auto b = [l](std::string_view suffix) { return names::block_tensor(static_cast<int>(l), suffix); };
       expect(b("attn_norm.weight"), {c.n_embd});
       expect(b("ffn_norm.weight"), {c.n_embd});
-      expect(b("attn_q.weight"), {c.n_embd, q});
-      expect(b("attn_k.weight"), {c.n_embd, kv});
-      expect(b("attn_v.weight"), {c.n_embd, kv});
+      if (arch.fused_qkv) {
+        expect(b("attn_qkv.weight"), {c.n_embd, q + 2 * kv});
+        known.insert(b("attn_qkv.weight"));
+      } else {
+        expect(b("attn_q.weight"), {c.n_embd, q});
+        expect(b("attn_k.weight"), {c.n_embd, kv});
+        expect(b("attn_v.weight"), {c.n_embd, kv});
+      }
       expect(b("attn_output.weight"), {q, c.n_embd});
-      expect(b("ffn_gate.weight"), {c.n_embd, c.n_ff});
-      expect(b("ffn_up.weight"), {c.n_embd, c.n_ff});
+      if (arch.fused_gate_up) {
+        expect(b("ffn_up.weight"), {c.n_embd, 2 * c.n_ff});
+      } else {
+        expect(b("ffn_gate.weight"), {c.n_embd, c.n_ff});
+        expect(b("ffn_up.weight"), {c.n_embd, c.n_ff});
+      }
       expect(b("ffn_down.weight"), {c.n_ff, c.n_embd});
       for (const char* n : {"attn_norm", "ffn_norm", "attn_q", "attn_k", "attn_v", "attn_output", "ffn_gate", "ffn_up", "ffn_down"})
-        known.insert(b(std::string(n) + ".weight"));
+        if (!(arch.fused_qkv && (n[5] == 'q' || n[5] == 'k' || n[5] == 'v') && n[6] == 0) &&
+            !(arch.fused_gate_up && std::string_view(n) == "ffn_gate"))
+          known.insert(b(std::string(n) + ".weight"));
       for (const char* n : {"attn_q", "attn_k", "attn_v", "attn_output", "ffn_gate", "ffn_up", "ffn_down"})
         known.insert(b(std::string(n) + ".input_scale"));
       if (c.qkv_bias) {
@@ -816,6 +847,12 @@ class HfSource final : public ModelSource {
         expect(b("attn_v.bias"), {kv});
       }
       for (const char* n : {"attn_q", "attn_k", "attn_v"}) known.insert(b(std::string(n) + ".bias"));
+      if (qk_norm) {  // per-head q/k RMSNorm weights
+        expect(b("attn_q_norm.weight"), {c.head_dim});
+        expect(b("attn_k_norm.weight"), {c.head_dim});
+        known.insert(b("attn_q_norm.weight"));
+        known.insert(b("attn_k_norm.weight"));
+      }
     }
     for (const auto& t : tensors_)
       if (!known.count(t.name))

@@ -24,6 +24,12 @@ constexpr BlockName kBlock[] = {
     {"ffn_gate.weight", "mlp.gate_proj.weight"},
     {"ffn_up.weight", "mlp.up_proj.weight"},
     {"ffn_down.weight", "mlp.down_proj.weight"},
+    // qwen3: RMSNorm of each q / k head
+    {"attn_q_norm.weight", "self_attn.q_norm.weight"},
+    {"attn_k_norm.weight", "self_attn.k_norm.weight"},
+    // phi3: fused projections (ffn_up holds gate and up; the plain up_proj row above comes first)
+    {"attn_qkv.weight", "self_attn.qkv_proj.weight"},
+    {"ffn_up.weight", "mlp.gate_up_proj.weight"},
 };
 constexpr BlockName kTop[] = {
     {"token_embd.weight", "model.embed_tokens.weight"},

@@ -404,6 +404,7 @@ struct GptqQuantizer::Impl {
            "gptq: {} is a GGUF file; quantize a Hugging Face checkpoint (config.json and safetensors), or use "
            "`convert {} gptq` for the exact mapping of Q4_0/Q8_0/Q4_1",
            src.path().string(), src.path().string());
+    require_separate_linears(architecture_of(src.config(), "gptq"), "gptq");
     model = Model::load(src);
     const ModelConfig& mc = model->config();
     const bool gptq_layout = cfg.layout != GptqLayout::compressed_tensors;

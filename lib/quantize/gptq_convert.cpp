@@ -109,6 +109,7 @@ GgufConvertResult convert_gguf_to_gptq(const fs::path& gguf, fs::path out, GptqL
          gguf.string());
   const ModelConfig& mc = src->config();
   const Architecture& arch = architecture_of(mc, "convert");
+  require_separate_linears(arch, "convert");
   Progress& progress = ctx.progress_sink();
   GgufConvertResult res;
 

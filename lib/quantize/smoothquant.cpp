@@ -29,6 +29,7 @@
 #include "formats/compressed_tensors.hpp"
 #include "formats/safetensors.hpp"
 #include "formats/safetensors_writer.hpp"
+#include "model/architecture.hpp"
 #include "model/tensor_names.hpp"
 #include <lq/backend.hpp>
 
@@ -316,6 +317,7 @@ struct SmoothQuantizer::Impl {
            "smoothquant: {} is a GGUF file; the compressed-tensors output needs a Hugging Face checkpoint (config.json "
            "and safetensors)",
            src.path().string());
+    require_separate_linears(architecture_of(src.config(), "smoothquant"), "smoothquant");
     model = Model::load(src);
     const ModelConfig& mc = model->config();
     if (mc.n_ctx_train > 0 && cfg.ctx > mc.n_ctx_train)
