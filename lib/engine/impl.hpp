@@ -64,6 +64,12 @@ struct Block {
   Tensor* bk = nullptr;
   Tensor* bv = nullptr;
   int wq = -1, wk = -1, wv = -1, wo = -1, wgate = -1, wup = -1, wdown = -1;  // into linears
+  // Gemma 2/3: norms of the attention and MLP outputs, RMSNorm of each q/k head (gemma3).
+  Tensor* attn_post_norm = nullptr;
+  Tensor* ffn_post_norm = nullptr;
+  Tensor* attn_q_norm = nullptr;
+  Tensor* attn_k_norm = nullptr;
+  bool swa = false;  // attends to the last sliding_window positions, RoPE from rope_inv_freq_swa
 };
 
 }  // namespace lq::engine
@@ -85,6 +91,12 @@ struct Model::Impl {
   engine::Tensor* tok_embd = nullptr;
   engine::Tensor* output_norm = nullptr;
   int output = -1;  // into linears
+  float attn_scale = 0;  // attention score scale (1 / sqrt(head_dim) unless the config says otherwise)
+  // Gemma 2/3 (architecture row and config): see Session::Impl::sandwich_block.
+  bool sandwich_norms = false;
+  bool gelu_tanh_ffn = false;
+  float embd_scale = 1.0f;               // token embeddings multiplied by it (sqrt(n_embd))
+  std::vector<float> rope_inv_freq_swa;  // the sliding-window layers' frequencies (unscaled)
 
   engine::Tensor* find(std::string_view name) const;
 };

@@ -81,7 +81,8 @@ std::unique_ptr<Model> Model::load(const ModelSource& src) {
   Impl& m = *model->impl_;
   m.config = src.config();
   ModelConfig& c = m.config;
-  m.neox_rope = architecture_of(c, "engine").neox_rope();
+  const Architecture& arch = architecture_of(c, "engine");
+  m.neox_rope = arch.neox_rope();
 
   const ModelTensor& embd = src.at("token_embd.weight");
   if (embd.ne.size() != 2) fail(Errc::invalid_model, "engine: token_embd.weight must be 2-D");
@@ -186,6 +187,13 @@ std::unique_ptr<Model> Model::load(const ModelSource& src) {
     b.wgate = linear("ffn_gate", {d, ff});
     b.wup = linear("ffn_up", {d, ff});
     b.wdown = linear("ffn_down", {ff, d});
+    if (arch.sandwich_norms) {
+      b.attn_post_norm = add(weight("post_attention_norm", {d}), true);
+      b.ffn_post_norm = add(weight("post_ffw_norm", {d}), true);
+      if (src.find(p + "attn_q_norm.weight")) b.attn_q_norm = add(weight("attn_q_norm", {hd}), true);
+      if (src.find(p + "attn_k_norm.weight")) b.attn_k_norm = add(weight("attn_k_norm", {hd}), true);
+      b.swa = c.swa_period > 0 && c.sliding_window > 0 && l % c.swa_period < c.swa_period - 1;
+    }
   }
   const ModelTensor& on = src.at("output_norm.weight");
   check_shape(on, {d});
@@ -206,6 +214,16 @@ std::unique_ptr<Model> Model::load(const ModelSource& src) {
     src.read_rows_f32(*rf, 0, 1, factors.data());
   }
   m.rope_inv_freq = rope_frequencies(c, factors.empty() ? nullptr : &factors);
+  m.attn_scale = c.attn_scale > 0 ? c.attn_scale : 1.0f / std::sqrt(static_cast<float>(hd));
+  if (arch.sandwich_norms) {
+    m.sandwich_norms = true;
+    m.gelu_tanh_ffn = arch.gelu_tanh_ffn;
+    if (arch.scale_embedding) m.embd_scale = std::sqrt(static_cast<float>(d));
+    ModelConfig local = c;  // sliding-window layers: their own base, no scaling
+    local.rope_theta = c.rope_theta_swa > 0 ? c.rope_theta_swa : c.rope_theta;
+    local.rope_scaling.reset();
+    m.rope_inv_freq_swa = rope_frequencies(local, nullptr);
+  }
   return model;
 }
 
