@@ -10,6 +10,7 @@
 #include <lq/gguf.hpp>
 #include <lq/model.hpp>
 #include <lq/quantizer.hpp>
+#include <lq/smoothquant.hpp>
 
 #include "formats/safetensors.hpp"
 #include "formats/safetensors_writer.hpp"
@@ -358,5 +359,23 @@ TEST_CASE("gemma: the tied output's type is llama-quantize's (token_embd as outp
       if (p.name == "token_embd.weight") CHECK(p.type == embd);
       if (p.ne.size() == 1) CHECK(p.type == QuantType::F32);  // every norm, q/k norms too
     }
+  }
+}
+
+TEST_CASE("gemma: SmoothQuant refuses the (1 + w) norms it cannot fold into", "[arch][gemma]") {
+  auto tok = test::shared_file("models/tiny-llama/tokenizer.model");
+  if (!tok) return;
+  test::TempDir tmp;
+  GemmaToy s;
+  s.layers = 2;
+  s.version = 2;
+  write_gemma_toy(tmp / "m", s, *tok);
+  auto src = ModelSource::open(tmp / "m");
+  try {
+    SmoothQuantizer sq(*src, SmoothQuantConfig{});
+    FAIL("no error");
+  } catch (const Error& e) {
+    CHECK(e.code() == Errc::invalid_model);
+    CHECK(std::string(e.what()).find("gemma2") != std::string::npos);
   }
 }
