@@ -67,8 +67,8 @@ struct Block {
   // Gemma 2/3: norms of the attention and MLP outputs, RMSNorm of each q/k head (gemma3).
   Tensor* attn_post_norm = nullptr;
   Tensor* ffn_post_norm = nullptr;
-  Tensor* attn_q_norm = nullptr;
-  Tensor* attn_k_norm = nullptr;
+  Tensor* q_norm = nullptr;
+  Tensor* k_norm = nullptr;
   bool swa = false;  // attends to the last sliding_window positions, RoPE from rope_inv_freq_swa
 };
 

@@ -190,8 +190,8 @@ std::unique_ptr<Model> Model::load(const ModelSource& src) {
     if (arch.sandwich_norms) {
       b.attn_post_norm = add(weight("post_attention_norm", {d}), true);
       b.ffn_post_norm = add(weight("post_ffw_norm", {d}), true);
-      if (src.find(p + "attn_q_norm.weight")) b.attn_q_norm = add(weight("attn_q_norm", {hd}), true);
-      if (src.find(p + "attn_k_norm.weight")) b.attn_k_norm = add(weight("attn_k_norm", {hd}), true);
+      if (src.find(p + "attn_q_norm.weight")) b.q_norm = add(weight("attn_q_norm", {hd}), true);
+      if (src.find(p + "attn_k_norm.weight")) b.k_norm = add(weight("attn_k_norm", {hd}), true);
       b.swa = c.swa_period > 0 && c.sliding_window > 0 && l % c.swa_period < c.swa_period - 1;
     }
   }

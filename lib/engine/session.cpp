@@ -1,7 +1,6 @@
 // The forward pass: embedding, then per block RMSNorm -> q/k/v (+bias) -> RoPE -> causal GQA
 // attention over the KV cache -> output projection -> residual, RMSNorm -> SwiGLU -> residual;
-// final RMSNorm and the output projection for the requested rows. Gemma 2/3 blocks (sandwich_block)
-// add post-norms, GELU-tanh, q/k norms, soft-capping and sliding windows; their logits may be capped.
+// final RMSNorm and the output projection for the requested rows.
 #include "engine/impl.hpp"
 
 #include <lq/error.hpp>
@@ -264,7 +263,7 @@ struct Session::Impl {
     }
   }
 
-  // A Gemma 2/3 block: RMSNorm -> q/k/v (-> q/k RMSNorm per head) -> RoPE (the layer's base) ->
+  // A Gemma 2/3 block (architectures with sandwich_norms; their logits may be soft-capped): RMSNorm -> q/k/v (-> q/k RMSNorm per head) -> RoPE (the layer's base) ->
   // attention (scaled, soft-capped, windowed as the layer says) -> output projection -> RMSNorm ->
   // residual; RMSNorm -> GELU-tanh gated MLP -> RMSNorm -> residual. Norm weights are used as stored
   // (the converter's w + 1).
@@ -276,8 +275,8 @@ struct Session::Impl {
 
     rmsnorm(x.data(), *b.attn_norm, h.data(), n);
     run_linears({b.wq, b.wk, b.wv}, h.data(), n, {q.data(), k.data(), v.data()}, {b.bq, b.bk, b.bv});
-    if (b.attn_q_norm) engine::rms_norm(ex, q.data(), *b.attn_q_norm, c.rms_eps, hd, n * c.n_head, q.data(), nullptr);
-    if (b.attn_k_norm) engine::rms_norm(ex, k.data(), *b.attn_k_norm, c.rms_eps, hd, n * c.n_head_kv, k.data(), nullptr);
+    if (b.q_norm) engine::rms_norm(ex, q.data(), *b.q_norm, c.rms_eps, hd, n * c.n_head, q.data(), nullptr);
+    if (b.k_norm) engine::rms_norm(ex, k.data(), *b.k_norm, c.rms_eps, hd, n * c.n_head_kv, k.data(), nullptr);
     const float* cs = b.swa ? rope_cs_swa.data() : rope_cs.data();
     engine::rope(q.data(), n, c.n_head, hd, m.neox_rope, cs, false, threads);
     engine::rope(k.data(), n, c.n_head_kv, hd, m.neox_rope, cs, false, threads);
