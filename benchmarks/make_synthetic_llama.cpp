@@ -6,6 +6,7 @@
 //   make_synthetic_llama OUT_DIR [--hidden N] [--layers N] [--heads N] [--kv-heads N] [--ff N]
 //                        [--vocab N] [--shards N] [--seed N] [--tied] [--qwen2] [--llama3-rope]
 //                        [--qwen3] [--head-dim N] [--phi3] [--longrope]
+//                        [--gemma2 | --gemma3] [--sliding-window N] [--tokenizer-model FILE]
 //
 // --qwen2: a Qwen2 checkpoint instead (q/k/v biases, NEOX RoPE, rope_theta 1e6);
 // --llama3-rope: Llama 3.1/3.2's rope_scaling (llama3, factor 32, original context 8192).
@@ -15,6 +16,14 @@
 // --longrope (with --phi3): Phi-3-mini-128k's LongRoPE (context 131072 over an original 4096, long
 // and short factors per rotated pair, the long ones growing to 8 over the pairs);
 // --head-dim N: attention head size when it is not hidden / heads (Qwen3-0.6B: hidden 1024, 16 x 128).
+// --gemma2 / --gemma3: a Gemma 2 (Gemma2ForCausalLM) or Gemma 3 text (Gemma3ForCausalLM) checkpoint:
+// pre/post norms stored as HF keeps them (w, used as 1 + w), q/k norms (gemma3), tied embeddings,
+// GELU-tanh MLP, query_pre_attn_scalar = head_dim; gemma2 soft-caps (50, 30) and a sliding
+// window on every other layer, gemma3 five local layers in six (base 10000) and global ones with
+// rope_theta 1e6 and linear scaling 8. --sliding-window sets the window (default 4096 / 1024).
+// --tokenizer-model: copy this SentencePiece tokenizer.model (and write a tokenizer_config.json)
+// instead of generating a BPE tokenizer.json (its tokenizer_config.json and special_tokens_map.json
+// too when they are beside it; BOS 1, EOS 2 as SentencePiece numbers them); Gemma 2's converter needs one.
 #include "core/half.hpp"
 
 #include <nlohmann/json.hpp>
@@ -48,6 +57,9 @@ struct Spec {
   bool phi3 = false;
   bool longrope = false;
   int64_t head_dim = 0;  // 0: hidden / heads
+  int gemma = 0;  // 2 or 3
+  int64_t sliding_window = 0;
+  std::string tokenizer_model;
 };
 
 struct TensorSpec {
@@ -97,7 +109,7 @@ void write_shard(const fs::path& path, const std::vector<const TensorSpec*>& ts,
     for (uint64_t i = 0; i < n;) {
       const size_t k = static_cast<size_t>(std::min<uint64_t>(buf.size(), n - i));
       for (size_t j = 0; j < k; ++j) {
-        const float v = t->std > 0 ? t->std * rng.normal() : 1.0f + 0.1f * rng.normal();
+        const float v = t->std > 0 ? t->std * rng.normal() : t->std < 0 ? -t->std * rng.normal() : 1.0f + 0.1f * rng.normal();
         buf[j] = lq::f32_to_bf16(v);
       }
       out.write(reinterpret_cast<const char*>(buf.data()), static_cast<std::streamsize>(k * 2));
@@ -218,8 +230,21 @@ int main(int argc, char** argv) {
     else if (a == "--phi3") s.phi3 = true;
     else if (a == "--longrope") s.longrope = true;
     else if (a == "--head-dim") s.head_dim = next();
+    else if (a == "--gemma2") s.gemma = 2;
+    else if (a == "--gemma3") s.gemma = 3;
+    else if (a == "--sliding-window") s.sliding_window = next();
+    else if (a == "--tokenizer-model") {
+      if (i + 1 >= argc) { std::fprintf(stderr, "error: %s needs a value\n", a.c_str()); return 2; }
+      s.tokenizer_model = argv[++i];
+    }
     else { std::fprintf(stderr, "error: unknown option %s\n", a.c_str()); return 2; }
   }
+  if (s.gemma == 2 && s.tokenizer_model.empty()) {
+    std::fprintf(stderr, "error: --gemma2 needs --tokenizer-model (llama.cpp's converter reads Gemma 2's "
+                         "vocabulary from a SentencePiece tokenizer.model)\n");
+    return 2;
+  }
+  if (s.gemma) s.tied = true;
   fs::create_directories(dir);
   const int64_t hd = s.head_dim > 0 ? s.head_dim : s.hidden / s.heads;
   std::vector<TensorSpec> ts;
@@ -236,6 +261,16 @@ int main(int argc, char** argv) {
       ts.push_back({p + "mlp.up_proj.weight", {s.ff, s.hidden}, std});
     }
     ts.push_back({p + "post_attention_layernorm.weight", {s.hidden}, 0});
+    if (s.gemma) {  // norms near 0 (HF's Gemma RMSNorm multiplies by 1 + w): std < 0 marks them
+      ts.back().std = -0.1f;
+      ts[ts.size() - 5].std = -0.1f;  // input_layernorm
+      ts.push_back({p + "post_feedforward_layernorm.weight", {s.hidden}, -0.1f});
+      ts.push_back({p + "pre_feedforward_layernorm.weight", {s.hidden}, -0.1f});
+      if (s.gemma == 3) {
+        ts.push_back({p + "self_attn.k_norm.weight", {hd}, -0.1f});
+        ts.push_back({p + "self_attn.q_norm.weight", {hd}, -0.1f});
+      }
+    }
     if (!s.phi3) ts.push_back({p + "self_attn.k_proj.weight", {s.kv_heads * hd, s.hidden}, std});
     ts.push_back({p + "self_attn.o_proj.weight", {s.hidden, s.heads * hd}, std / std::sqrt(2.0f * s.layers)});
     if (s.phi3) {
@@ -254,7 +289,7 @@ int main(int argc, char** argv) {
       ts.push_back({p + "self_attn.q_norm.weight", {hd}, 0});
     }
   }
-  ts.push_back({"model.norm.weight", {s.hidden}, 0});
+  ts.push_back({"model.norm.weight", {s.hidden}, s.gemma ? -0.1f : 0.0f});
   if (!s.tied) ts.push_back({"lm_head.weight", {s.vocab, s.hidden}, std});
 
   uint64_t total = 0;
@@ -318,8 +353,53 @@ int main(int argc, char** argv) {
   if (s.llama3_rope)
     cfg["rope_scaling"] = {{"rope_type", "llama3"}, {"factor", 32.0}, {"low_freq_factor", 1.0},
                            {"high_freq_factor", 4.0}, {"original_max_position_embeddings", 8192}};
+  if (s.gemma) {
+    const int64_t window = s.sliding_window > 0 ? s.sliding_window : s.gemma == 2 ? 4096 : 1024;
+    cfg["architectures"] = {s.gemma == 2 ? "Gemma2ForCausalLM" : "Gemma3ForCausalLM"};
+    cfg["model_type"] = s.gemma == 2 ? "gemma2" : "gemma3_text";
+    cfg.erase("hidden_act");
+    cfg["hidden_activation"] = "gelu_pytorch_tanh";
+    cfg["rms_norm_eps"] = 1e-6;
+    cfg["query_pre_attn_scalar"] = hd;
+    cfg["sliding_window"] = window;
+    cfg["attention_bias"] = false;
+    cfg["attn_logit_softcapping"] = s.gemma == 2 ? json(50.0) : json(nullptr);
+    cfg["final_logit_softcapping"] = s.gemma == 2 ? json(30.0) : json(nullptr);
+    json types = json::array();
+    for (int64_t l = 0; l < s.layers; ++l)
+      types.push_back(l % (s.gemma == 2 ? 2 : 6) < (s.gemma == 2 ? 1 : 5) ? "sliding_attention" : "full_attention");
+    cfg["layer_types"] = types;
+    if (s.gemma == 2) {
+      cfg["rope_theta"] = 10000.0;
+    } else {
+      cfg["rope_theta"] = 1000000.0;
+      cfg["rope_local_base_freq"] = 10000.0;
+      cfg["rope_scaling"] = {{"rope_type", "linear"}, {"factor", 8.0}};
+    }
+  }
+  if (!s.tokenizer_model.empty()) {
+    cfg["bos_token_id"] = 1;
+    cfg["eos_token_id"] = 2;
+  }
   std::ofstream(dir / "config.json") << cfg.dump(2);
-  write_tokenizer(dir, s.vocab, rng, s.phi3 ? "GPT2Tokenizer" : "PreTrainedTokenizerFast");
+  if (!s.tokenizer_model.empty()) {
+    std::error_code ec;
+    fs::copy_file(s.tokenizer_model, dir / "tokenizer.model", fs::copy_options::overwrite_existing, ec);
+    if (ec) {
+      std::fprintf(stderr, "error: cannot copy %s: %s\n", s.tokenizer_model.c_str(), ec.message().c_str());
+      return 7;
+    }
+    const fs::path from = fs::path(s.tokenizer_model).parent_path();
+    if (fs::exists(from / "tokenizer_config.json"))
+      fs::copy_file(from / "tokenizer_config.json", dir / "tokenizer_config.json", fs::copy_options::overwrite_existing);
+    else
+      std::ofstream(dir / "tokenizer_config.json")
+          << json({{"add_bos_token", true}, {"add_eos_token", false}, {"tokenizer_class", "LlamaTokenizer"}}).dump(2);
+    if (fs::exists(from / "special_tokens_map.json"))
+      fs::copy_file(from / "special_tokens_map.json", dir / "special_tokens_map.json", fs::copy_options::overwrite_existing);
+  } else {
+    write_tokenizer(dir, s.vocab, rng, s.phi3 ? "GPT2Tokenizer" : "PreTrainedTokenizerFast");
+  }
   std::printf("%s: %llu parameters (%.2f B), %.2f GB of bf16\n", dir.c_str(), static_cast<unsigned long long>(total),
               total / 1e9, total * 2 / 1e9);
   return 0;

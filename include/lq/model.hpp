@@ -42,6 +42,12 @@ struct ModelConfig {
   bool tie_embeddings = false;  ///< no output.weight: the token embedding is reused
   bool qkv_bias = false;        ///< q/k/v projections have biases (qwen2)
   int64_t sliding_window = 0;   ///< 0 = none
+  // Gemma 2 / 3 (zero where the architecture has none):
+  float attn_softcap = 0;       ///< attention scores capped as cap * tanh(s / cap)
+  float final_softcap = 0;      ///< logits capped the same way
+  float attn_scale = 0;         ///< attention score scale; 0 = 1 / sqrt(head_dim)
+  float rope_theta_swa = 0;     ///< RoPE base of the sliding-window layers (unscaled); 0 = rope_theta
+  int64_t swa_period = 0;       ///< layer l slides when l % swa_period < swa_period - 1 (needs sliding_window)
 };
 
 /// A tensor of the model in GGUF naming and ggml dimension order (ne[0] = row length).

@@ -268,6 +268,9 @@ struct Backprop::Impl {
     const ModelConfig& c = m.config;
     const int64_t n = static_cast<int64_t>(tokens.size());
     if (n < 2) fail(Errc::invalid_argument, "backprop: at least 2 tokens are needed, got {}", n);
+    if (m.sandwich_norms)
+      fail(Errc::invalid_argument, "backprop: the backward pass does not cover {} blocks (post-norms, GELU, "
+           "soft-capping) yet; use the activation importance (imatrix) for this model", c.architecture);
     for (int64_t i = 0; i < n; ++i)
       if (tokens[i] < 0 || tokens[i] >= m.n_vocab)
         fail(Errc::invalid_argument, "backprop: token id {} at index {} is outside the vocabulary [0, {})", tokens[i], i,

@@ -72,6 +72,10 @@ struct Block {
   // fused_gate_up, wup's 2 x n_ff outputs are gate then up (wgate stays -1).
   int wqkv = -1;
   bool fused_gate_up = false;
+  // Gemma 2/3: norms of the attention and MLP outputs, RMSNorm of each q/k head (gemma3).
+  Tensor* attn_post_norm = nullptr;
+  Tensor* ffn_post_norm = nullptr;
+  bool swa = false;  // attends to the last sliding_window positions, RoPE from rope_inv_freq_swa
 };
 
 }  // namespace lq::engine
@@ -98,6 +102,12 @@ struct Model::Impl {
   engine::Tensor* tok_embd = nullptr;
   engine::Tensor* output_norm = nullptr;
   int output = -1;  // into linears
+  float attn_scale = 0;  // attention score scale (1 / sqrt(head_dim) unless the config says otherwise)
+  // Gemma 2/3 (architecture row and config): see Session::Impl::sandwich_block.
+  bool sandwich_norms = false;
+  bool gelu_tanh_ffn = false;
+  float embd_scale = 1.0f;               // token embeddings multiplied by it (sqrt(n_embd))
+  std::vector<float> rope_inv_freq_swa;  // the sliding-window layers' frequencies (unscaled)
 
   engine::Tensor* find(std::string_view name) const;
 };

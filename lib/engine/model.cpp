@@ -200,6 +200,13 @@ std::unique_ptr<Model> Model::load(const ModelSource& src) {
       b.wup = linear("ffn_up", {d, ff});
     }
     b.wdown = linear("ffn_down", {ff, d});
+    if (arch.sandwich_norms) {
+      b.attn_post_norm = add(weight("post_attention_norm", {d}), true);
+      b.ffn_post_norm = add(weight("post_ffw_norm", {d}), true);
+      if (src.find(p + "attn_q_norm.weight")) b.q_norm = add(weight("attn_q_norm", {hd}), true);
+      if (src.find(p + "attn_k_norm.weight")) b.k_norm = add(weight("attn_k_norm", {hd}), true);
+      b.swa = c.swa_period > 0 && c.sliding_window > 0 && l % c.swa_period < c.swa_period - 1;
+    }
   }
   const ModelTensor& on = src.at("output_norm.weight");
   check_shape(on, {d});
@@ -235,6 +242,16 @@ std::unique_ptr<Model> Model::load(const ModelSource& src) {
     const std::string a = c.architecture + ".";
     m.rope_original_ctx = meta.get_int(a + "rope.scaling.original_context_length").value_or(c.n_ctx_train);
     m.rope_mscale = static_cast<float>(meta.get_float(a + "rope.scaling.attn_factor").value_or(1.0));
+  }
+  m.attn_scale = c.attn_scale > 0 ? c.attn_scale : 1.0f / std::sqrt(static_cast<float>(hd));
+  if (arch.sandwich_norms) {
+    m.sandwich_norms = true;
+    m.gelu_tanh_ffn = arch.gelu_tanh_ffn;
+    if (arch.scale_embedding) m.embd_scale = std::sqrt(static_cast<float>(d));
+    ModelConfig local = c;  // sliding-window layers: their own base, no scaling
+    local.rope_theta = c.rope_theta_swa > 0 ? c.rope_theta_swa : c.rope_theta;
+    local.rope_scaling.reset();
+    m.rope_inv_freq_swa = rope_frequencies(local, nullptr);
   }
   return model;
 }

@@ -35,6 +35,7 @@ struct Session::Impl {
   // scratch, sized per eval
   std::vector<float> x, h, q, k, v, attn, proj, gate, up, act, rope_cs;
   std::vector<float> fused;  // fused products' outputs (qkv, gate_up) before they are split
+  std::vector<float> rope_cs_swa;
 
   Impl(const Model& model_, SessionOptions o, const Context& ctx)
       : model(model_), m(model_.impl()), opt(o), ex(engine::Exec::from(ctx)) {
@@ -110,7 +111,10 @@ struct Session::Impl {
     const int64_t group = c.n_head / c.n_head_kv;
     const float* kc = kcache.data() + static_cast<size_t>(layer * n_ctx * nkv);
     const float* vc = vcache.data() + static_cast<size_t>(layer * n_ctx * nkv);
-    const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
+    const float scale = m.attn_scale;
+    const engine::Block& blk = m.blocks[static_cast<size_t>(layer)];
+    const float softcap = c.attn_softcap;  // Gemma 2: scores capped as cap * tanh(s / cap) before the softmax
+    const int64_t window = blk.swa ? c.sliding_window : 0;  // keys older than the window are masked
     // Blocks of QB query rows against the keys they see: the products skip the masked part at
     // the kernel's tile granularity, and K and V are packed once per block.
     constexpr int64_t QB = 256;
@@ -135,7 +139,14 @@ struct Session::Impl {
         for (int64_t i = 0; i < rows; ++i) {
           float* row = s.data() + i * len;
           const int64_t visible = diag + i + 1;
-          ex.ops.softmax_row(visible, row, scale);
+          if (softcap > 0 || window > 0) {
+            if (softcap > 0)
+              for (int64_t j = 0; j < visible; ++j) row[j] = softcap * std::tanh(row[j] * scale / softcap);
+            if (window > 0) std::fill(row, row + std::max<int64_t>(0, visible - window), -INFINITY);
+            ex.ops.softmax_row(visible, row, softcap > 0 ? 1.0f : scale);
+          } else {
+            ex.ops.softmax_row(visible, row, scale);
+          }
           std::fill(row + visible, row + len, 0.f);
         }
         detail::GemmArgs pv{rows, hd, len, s.data(), len, vc + kvh * hd * n_ctx, QuantType::F32, n_ctx,
@@ -174,12 +185,19 @@ struct Session::Impl {
     act.resize(sz(n, ff));
 
     for (int64_t t = 0; t < n; ++t) engine::dequantize_row(ex, *m.tok_embd, tokens[t], x.data() + t * d);
+    if (m.embd_scale != 1.0f)
+      for (float& e : x) e *= m.embd_scale;
     rope_table(n);
+    if (m.sandwich_norms) rope_table_swa(n);
 
     for (int64_t l = 0; l < c.n_layer; ++l) {
       const engine::Block& b = m.blocks[static_cast<size_t>(l)];
       LayerActivations* sa = opt.save_activations ? &acts[static_cast<size_t>(l)] : nullptr;
       if (sa) sa->input.assign(x.begin(), x.end());
+      if (m.sandwich_norms) {
+        sandwich_block(l, n, sa);
+        continue;
+      }
 
       rmsnorm(x.data(), *b.attn_norm, h.data(), n);
       if (b.wqkv >= 0) {  // one product, its rows split into q, k, v
@@ -248,6 +266,87 @@ struct Session::Impl {
     rmsnorm(x.data() + first_output * d, *m.output_norm, h.data(), n_out);
     if (opt.save_activations) out_norm_act.assign(h.begin(), h.begin() + n_out * d);
     run_linears({m.output}, h.data(), n_out, {logits.data()}, {});
+    if (const float cap = c.final_softcap; cap > 0)
+      for (float& z : logits) z = cap * std::tanh(z / cap);
+  }
+
+  // cos/sin of the sliding-window layers (their own RoPE base), positions as rope_table's.
+  void rope_table_swa(int64_t n) {
+    const int64_t half = m.config.head_dim / 2;
+    rope_cs_swa.resize(static_cast<size_t>(n * half * 2));
+    for (int64_t t = 0; t < n; ++t) {
+      const float pos = static_cast<float>(n_past + t);
+      for (int64_t i = 0; i < half; ++i) {
+        const float theta = pos * m.rope_inv_freq_swa[static_cast<size_t>(i)];
+        rope_cs_swa[(t * half + i) * 2] = std::cos(theta);
+        rope_cs_swa[(t * half + i) * 2 + 1] = std::sin(theta);
+      }
+    }
+  }
+
+  // A Gemma 2/3 block (architectures with sandwich_norms; their logits may be soft-capped): RMSNorm -> q/k/v (-> q/k RMSNorm per head) -> RoPE (the layer's base) ->
+  // attention (scaled, soft-capped, windowed as the layer says) -> output projection -> RMSNorm ->
+  // residual; RMSNorm -> GELU-tanh gated MLP -> RMSNorm -> residual. Norm weights are used as stored
+  // (the converter's w + 1).
+  void sandwich_block(int64_t l, int64_t n, LayerActivations* sa) {
+    const ModelConfig& c = m.config;
+    const engine::Block& b = m.blocks[static_cast<size_t>(l)];
+    const int64_t d = c.n_embd, hd = c.head_dim, nkv = c.n_head_kv * hd, ff = c.n_ff;
+    auto sz = [](int64_t a, int64_t bb) { return static_cast<size_t>(a * bb); };
+
+    rmsnorm(x.data(), *b.attn_norm, h.data(), n);
+    run_linears({b.wq, b.wk, b.wv}, h.data(), n, {q.data(), k.data(), v.data()}, {b.bq, b.bk, b.bv});
+    if (b.q_norm) engine::rms_norm(ex, q.data(), *b.q_norm, c.rms_eps, hd, n * c.n_head, q.data(), nullptr);
+    if (b.k_norm) engine::rms_norm(ex, k.data(), *b.k_norm, c.rms_eps, hd, n * c.n_head_kv, k.data(), nullptr);
+    const float* cs = b.swa ? rope_cs_swa.data() : rope_cs.data();
+    engine::rope(q.data(), n, c.n_head, hd, m.neox_rope, cs, false, threads);
+    engine::rope(k.data(), n, c.n_head_kv, hd, m.neox_rope, cs, false, threads);
+
+    if (opt.kv_f16) {
+      engine::round_to_half(ex, k.data(), k.data(), n * nkv);
+      engine::round_to_half(ex, v.data(), v.data(), n * nkv);
+    }
+    float* kc = kcache.data() + static_cast<size_t>(l * n_ctx * nkv);
+    float* vc = vcache.data() + static_cast<size_t>(l * n_ctx * nkv);
+    std::memcpy(kc + n_past * nkv, k.data(), sz(n, nkv) * sizeof(float));
+    parallel_for(nkv, n * nkv >= (1 << 15) ? threads : 1, 16, [&](int64_t j0, int64_t j1) {
+      for (int64_t j = j0; j < j1; ++j)
+        for (int64_t t = 0; t < n; ++t) vc[j * n_ctx + n_past + t] = v[static_cast<size_t>(t * nkv + j)];
+    });
+
+    attention(l, n);
+    if (sa) {
+      sa->attn_norm.assign(h.begin(), h.end());
+      sa->q.assign(q.begin(), q.end());
+      sa->attn.assign(attn.begin(), attn.end());
+    }
+    run_linears({b.wo}, attn.data(), n, {proj.data()}, {});
+    rmsnorm(proj.data(), *b.attn_post_norm, proj.data(), n);
+    engine::add_into(x.data(), proj.data(), n * d, threads);
+    if (sa) sa->ffn_input.assign(x.begin(), x.end());
+
+    rmsnorm(x.data(), *b.ffn_norm, h.data(), n);
+    run_linears({b.wgate, b.wup}, h.data(), n, {gate.data(), up.data()}, {});
+    parallel_for(n, n * ff >= (1 << 16) ? threads : 1, 8, [&](int64_t t0, int64_t t1) {
+      if (m.gelu_tanh_ffn) {
+        for (int64_t i = t0 * ff; i < t1 * ff; ++i) {
+          const float g = gate[static_cast<size_t>(i)];
+          const float gelu = 0.5f * g * (1.0f + std::tanh(0.7978845608f * (g + 0.044715f * g * g * g)));
+          act[static_cast<size_t>(i)] = gelu * up[static_cast<size_t>(i)];
+        }
+      } else {
+        ex.ops.silu_mul((t1 - t0) * ff, gate.data() + t0 * ff, up.data() + t0 * ff, act.data() + t0 * ff);
+      }
+    });
+    run_linears({b.wdown}, act.data(), n, {proj.data()}, {});
+    rmsnorm(proj.data(), *b.ffn_post_norm, proj.data(), n);
+    engine::add_into(x.data(), proj.data(), n * d, threads);
+    if (sa) {
+      sa->ffn_norm.assign(h.begin(), h.end());
+      sa->gate.assign(gate.begin(), gate.end());
+      sa->up.assign(up.begin(), up.end());
+      sa->act.assign(act.begin(), act.end());
+    }
   }
 };
 

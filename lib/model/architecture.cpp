@@ -15,6 +15,16 @@ constexpr Architecture kArchitectures[] = {
     {"qwen3", "qwen3", "Qwen3ForCausalLM", false, false, true},
     // model_type   gguf      hf_class              permute_qk qkv_bias qk_norm fused_qkv fused_gate_up
     {"phi3", "phi3", "Phi3ForCausalLM", false, false, false, true, true, ConverterKeys::phi3},
+    // Gemma: NeoX RoPE, (1 + w) norms with post-norms, GELU-tanh MLP, scaled embeddings, tied output.
+    {.model_type = "gemma2", .gguf = "gemma2", .hf_class = "Gemma2ForCausalLM",
+     .hparam_keys = Architecture::HparamKeys::gemma2, .norm_plus_one = true, .sandwich_norms = true,
+     .gelu_tanh_ffn = true, .scale_embedding = true, .swa_period = 2, .wide_attn_scale_blocks = 46, .drops_lm_head = true, .no_space_prefix = true},
+    {.model_type = "gemma3_text", .gguf = "gemma3", .hf_class = "Gemma3ForCausalLM",
+     .hparam_keys = Architecture::HparamKeys::gemma3, .norm_plus_one = true, .sandwich_norms = true,
+     .gelu_tanh_ffn = true, .scale_embedding = true, .swa_period = 6, .wide_attn_scale_blocks = 62, .no_space_prefix = true},
+    {.model_type = "gemma3", .gguf = "gemma3", .hf_class = "Gemma3ForConditionalGeneration",
+     .hparam_keys = Architecture::HparamKeys::gemma3, .norm_plus_one = true, .sandwich_norms = true,
+     .gelu_tanh_ffn = true, .scale_embedding = true, .swa_period = 6, .wide_attn_scale_blocks = 62, .no_space_prefix = true},
 };
 
 }  // namespace

@@ -6,6 +6,7 @@
 
 #include <lq/model.hpp>
 
+#include <cstdint>
 #include <span>
 #include <string>
 #include <string_view>
@@ -43,6 +44,29 @@ struct Architecture {
   /// Whether every decoder linear is one HF module of its own (q/k/v and gate/up separate): what the
   /// paths writing Hugging Face checkpoints (GPTQ, AWQ, SmoothQuant, convert) handle.
   bool separate_linears() const { return !fused_qkv && !fused_gate_up; }
+
+  // Gemma 2 / Gemma 3 differences (each false / 0 / llama for the Llama family).
+  /// Which {arch}.* hyper-parameter keys llama.cpp's converter writes, in its order.
+  enum class HparamKeys : uint8_t { llama, gemma2, gemma3 };
+  HparamKeys hparam_keys = HparamKeys::llama;
+  /// HF's RMSNorm multiplies by (1 + w): the converter stores every *norm.weight as w + 1 (added
+  /// in the checkpoint's dtype), and the engine multiplies by the stored value.
+  bool norm_plus_one = false;
+  /// RMSNorms after attention and after the MLP too (attn_post_norm / ffn_post_norm: HF's
+  /// post_attention_layernorm and post_feedforward_layernorm; pre_feedforward_layernorm is ffn_norm).
+  bool sandwich_norms = false;
+  bool gelu_tanh_ffn = false;    ///< gated MLP with GELU (tanh approximation) instead of SiLU
+  bool scale_embedding = false;  ///< token embeddings multiplied by sqrt(n_embd)
+  /// Sliding-window layers: layer l attends to the last sliding_window positions when
+  /// l % swa_period < swa_period - 1 (llama.cpp's pattern; 2: every other layer, 6: five in six); 0 none.
+  int swa_period = 0;
+  /// llama.cpp scales attention scores by 1 / sqrt(n_embd / n_head) instead of 1 / sqrt(head_dim)
+  /// for a model of this many blocks (Gemma 2 and 3 27B); 0 none.
+  int64_t wide_attn_scale_blocks = 0;
+  /// The converter skips lm_head.weight (the output reuses token_embd).
+  bool drops_lm_head = false;
+  /// SentencePiece vocabularies are written with tokenizer.ggml.add_space_prefix = false.
+  bool no_space_prefix = false;
   /// The NeoX pair layout in the engine: exactly the architectures whose rows are not re-ordered.
   bool neox_rope() const { return !permute_qk; }
 };

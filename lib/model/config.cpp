@@ -229,6 +229,38 @@ void phi3_config_metadata(const HfConfig& hf, const std::string& a, gguf::Metada
   }
 }
 
+
+// A float that may be null in config.json (0 when absent or null).
+float nullable_float(const json& j, const char* key) {
+  return j.contains(key) && j[key].is_number() ? j[key].get<float>() : 0.0f;
+}
+
+// Gemma 2 / 3 hyper-parameters beyond the Llama family's, with the defaults llama.cpp's converter
+// assumes where config.json leaves them out.
+void read_gemma_hparams(const Architecture& arch, const json& t, ModelConfig& c) {
+  const bool g3 = arch.hparam_keys == Architecture::HparamKeys::gemma3;
+  // Gemma's configs tie the output to the embedding unless they say otherwise; Gemma 2's converter
+  // drops any lm_head.weight.
+  c.tie_embeddings = arch.drops_lm_head || get_or<bool>(t, "tie_word_embeddings", true);
+  c.attn_softcap = nullable_float(t, "attn_logit_softcapping");
+  c.final_softcap = nullable_float(t, "final_logit_softcapping");
+  if (const float s = nullable_float(t, "query_pre_attn_scalar"); s > 0) c.attn_scale = 1.0f / std::sqrt(s);
+  if (g3) {
+    if (!t.contains("num_key_value_heads")) c.n_head_kv = 4;
+    if (!t.contains("head_dim")) c.head_dim = 256;
+    if (!t.contains("max_position_embeddings")) c.n_ctx_train = 131072;
+    if (!t.contains("rope_theta")) c.rope_theta = 1000000.0f;
+    c.rope_theta_swa = get_or<float>(t, "rope_local_base_freq", 10000.0f);
+    if (t.contains("sliding_window_pattern") && t["sliding_window_pattern"] == 1) c.sliding_window = 0;
+  } else if (!t.contains("sliding_window") || t["sliding_window"].is_null()) {
+    c.sliding_window = 4096;
+  }
+  c.swa_period = c.sliding_window > 0 ? arch.swa_period : 0;
+}
+
+// The general.* and {arch}.* keys of llama.cpp's Gemma2Model / Gemma3Model, in their order.
+void gemma_hparam_metadata(const Architecture& arch, const HfConfig& hf, uint64_t n_params, gguf::Metadata& m);
+
 }  // namespace
 
 bool Int8Checkpoint::ignored(const std::string& name) const {
@@ -323,6 +355,7 @@ HfConfig read_hf_config(const fs::path& dir) {
       if (!r.type.empty() && r.type != "default") c.rope_scaling = r;
     }
     refuse_unsupported_rope(out.text, mt, *arch, cfg);
+    if (arch->hparam_keys != Architecture::HparamKeys::llama) read_gemma_hparams(*arch, out.text, c);
   } catch (const json::exception& e) {
     fail(Errc::invalid_model, "{}: bad value: {}", cfg.string(), e.what());
   }
@@ -339,6 +372,9 @@ HfConfig read_hf_config(const fs::path& dir) {
 
 void hf_config_metadata(const HfConfig& hf, uint64_t n_params, gguf::Metadata& m) {
   const ModelConfig& c = hf.config;
+  if (const Architecture* arch = find_architecture(c.model_type);
+      arch && arch->hparam_keys != Architecture::HparamKeys::llama)
+    return gemma_hparam_metadata(*arch, hf, n_params, m);
   const std::string a = c.architecture + ".";
   m.set("general.architecture", gguf::Value::string(c.architecture));
   m.set("general.type", gguf::Value::string("model"));
@@ -409,11 +445,75 @@ ModelConfig config_from_gguf(const gguf::Metadata& m, const std::string& file) {
          file, *rot, c.head_dim);
   const Architecture* arch = find_gguf_architecture(c.architecture);
   c.qkv_bias = arch && arch->qkv_bias;
+  if (arch && arch->hparam_keys != Architecture::HparamKeys::llama) {
+    c.attn_softcap = static_cast<float>(m.get_float(a + "attn_logit_softcapping").value_or(0.0));
+    c.final_softcap = static_cast<float>(m.get_float(a + "final_logit_softcapping").value_or(0.0));
+    c.rope_theta_swa = static_cast<float>(m.get_float(a + "rope.freq_base_swa").value_or(10000.0));
+    if (arch->hparam_keys == Architecture::HparamKeys::gemma2) {
+      c.rope_theta_swa = c.rope_theta;  // llama.cpp: the global base unless the file says otherwise
+      if (auto f = m.get_float(a + "rope.freq_base_swa")) c.rope_theta_swa = static_cast<float>(*f);
+      if (c.sliding_window == 0) c.sliding_window = 4096;  // llama.cpp's Gemma 2 default
+    }
+    c.swa_period = c.sliding_window > 0 ? m.get_int(a + "attention.sliding_window_pattern").value_or(arch->swa_period) : 0;
+    // llama.cpp's attention scale: 1 / sqrt(head_dim), or 1 / sqrt(n_embd / n_head) for the 27B models.
+    if (arch->wide_attn_scale_blocks > 0 && c.n_layer == arch->wide_attn_scale_blocks && c.n_head > 0)
+      c.attn_scale = 1.0f / std::sqrt(static_cast<float>(c.n_embd / c.n_head));
+  }
   if (absurd_hyper_parameters(c))
     fail(Errc::invalid_model, "{}: implausible hyper-parameters (embedding {}, blocks {}, heads {}/{}, key length {}, "
          "ffn {}, vocab {}, context {})", file, c.n_embd, c.n_layer, c.n_head, c.n_head_kv, c.head_dim, c.n_ff,
          c.n_vocab, c.n_ctx_train);
   return c;
 }
+
+namespace {
+
+void gemma_hparam_metadata(const Architecture& arch, const HfConfig& hf, uint64_t n_params, gguf::Metadata& m) {
+  const ModelConfig& c = hf.config;
+  const json& t = hf.text;
+  const std::string a = c.architecture + ".";
+  auto u32 = [&](const std::string& k, int64_t v) { m.set(a + k, gguf::Value::u32(static_cast<uint32_t>(v))); };
+  auto f32 = [&](const std::string& k, float v) { m.set(a + k, gguf::Value::f32(v)); };
+  m.set("general.architecture", gguf::Value::string(c.architecture));
+  m.set("general.type", gguf::Value::string("model"));
+  m.set("general.name", gguf::Value::string(c.name));
+  m.set("general.size_label", gguf::Value::string(size_label(n_params)));
+  if (arch.hparam_keys == Architecture::HparamKeys::gemma2) {
+    u32("context_length", c.n_ctx_train);
+    u32("embedding_length", c.n_embd);
+    u32("block_count", c.n_layer);
+    u32("feed_forward_length", c.n_ff);
+    u32("attention.head_count", c.n_head);
+    u32("attention.head_count_kv", c.n_head_kv);
+    f32("attention.layer_norm_rms_epsilon", c.rms_eps);
+    u32("attention.key_length", c.head_dim);
+    u32("attention.value_length", c.head_dim);
+    f32("attn_logit_softcapping", c.attn_softcap);
+    f32("final_logit_softcapping", c.final_softcap);
+    u32("attention.sliding_window", c.sliding_window);
+    return;
+  }
+  // Gemma 3: the generic text keys, then the Gemma3Model's own (defaults where config.json has none).
+  u32("block_count", c.n_layer);
+  u32("context_length", c.n_ctx_train);
+  u32("embedding_length", c.n_embd);
+  u32("feed_forward_length", c.n_ff);
+  u32("attention.head_count", c.n_head);
+  u32("attention.head_count_kv", c.n_head_kv);
+  if (c.rope_scaling && (c.rope_scaling->type == "linear" || c.rope_scaling->type == "yarn")) {
+    m.set(a + "rope.scaling.type", gguf::Value::string(c.rope_scaling->type));
+    f32("rope.scaling.factor", c.rope_scaling->factor);
+    if (c.rope_scaling->type == "yarn") u32("rope.scaling.original_context_length", c.rope_scaling->original_context);
+  }
+  f32("rope.freq_base", c.rope_theta);
+  if (t.contains("rope_local_base_freq")) f32("rope.freq_base_swa", c.rope_theta_swa);
+  f32("attention.layer_norm_rms_epsilon", c.rms_eps);
+  u32("attention.key_length", c.head_dim);
+  u32("attention.value_length", c.head_dim);
+  if (c.final_softcap != 0) f32("final_logit_softcapping", c.final_softcap);
+  if (c.sliding_window > 0) u32("attention.sliding_window", c.sliding_window);
+}
+
+}  // namespace
 
 }  // namespace lq

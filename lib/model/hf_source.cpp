@@ -45,9 +45,11 @@ struct Mapping {
 };
 
 // HF tensor name -> GGUF name (Llama family). Returns nullopt for tensors to skip.
-std::optional<Mapping> map_name(const std::string& hf, bool permute_qk, const std::string& file) {
+std::optional<Mapping> map_name(const std::string& hf, bool permute_qk, const std::string& file,
+                                const Architecture& arch) {
   if (names::hf_recomputed(hf)) return std::nullopt;
-  auto gguf = names::hf_to_gguf(hf);
+  if (arch.drops_lm_head && hf == "lm_head.weight") return std::nullopt;
+  auto gguf = arch.sandwich_norms ? names::hf_to_gguf_sandwich(hf) : names::hf_to_gguf(hf);
   if (!gguf) fail(Errc::invalid_model, "{}: tensor '{}' is not part of the Llama architecture", file, hf);
   Mapping mp{std::move(*gguf)};
   if (permute_qk) {
@@ -89,6 +91,19 @@ struct TensorOrder {
   }
 };
 
+// A multimodal checkpoint's text model (Gemma3ForConditionalGeneration): the converter drops
+// "language_model." from every name and skips the vision tower and its projector.
+bool multimodal_part(const std::string& hf) {
+  return hf.rfind("vision_tower.", 0) == 0 || hf.rfind("multi_modal_projector.", 0) == 0 ||
+         hf.rfind("model.vision_tower.", 0) == 0 || hf.rfind("model.multi_modal_projector.", 0) == 0;
+}
+std::string text_model_name(const std::string& hf) {
+  std::string s = hf;
+  constexpr std::string_view lm = "language_model.";
+  if (const size_t at = s.find(lm); at != std::string::npos) s.erase(at, lm.size());
+  return s;
+}
+
 class HfSource final : public ModelSource {
  public:
   explicit HfSource(const fs::path& path) {
@@ -120,6 +135,16 @@ class HfSource final : public ModelSource {
       std::memcpy(dst, e.generated_values.data(), e.generated_values.size() * sizeof(float));
       return;
     }
+    if (e.plus_one) {  // a (1 + w) norm: stored as float(w) + 1, as the converter writes it
+      const QuantType st = st_dtype_to_type(e.st->dtype);
+      const size_t srb = type_info(st).row_bytes(t.row_length());
+      std::vector<uint8_t> raw(static_cast<size_t>(nrows) * srb);
+      e.file->read(e.st->begin + static_cast<uint64_t>(row0) * srb, raw.size(), raw.data());
+      auto* f = static_cast<float*>(dst);
+      decode_rows_f32(st, raw.data(), t.row_length(), nrows, f);
+      for (int64_t i = 0; i < nrows * t.row_length(); ++i) f[i] += 1.0f;
+      return;
+    }
     const size_t rb = t.row_bytes();
     auto* out = static_cast<uint8_t*>(dst);
     if (e.quant) {  // dequantized F32 rows of a third-party quantized linear
@@ -149,7 +174,7 @@ class HfSource final : public ModelSource {
 
   std::shared_ptr<const uint8_t> share_raw(const ModelTensor& t) const override {
     const Entry& e = entry(t);
-    if (e.generated || e.permute != Mapping::Permute::none || !e.scales.empty() || e.quant) return nullptr;
+    if (e.generated || e.permute != Mapping::Permute::none || !e.scales.empty() || e.quant || e.plus_one) return nullptr;
     return e.file->share(e.st->begin, t.row_bytes() * static_cast<size_t>(t.n_rows()));
   }
 
@@ -223,6 +248,7 @@ class HfSource final : public ModelSource {
     std::vector<float> generated_values;
     std::vector<float> scales;  // W8: one weight scale per stored (HF) row
     std::shared_ptr<const QuantEntry> quant;  // a third-party quantized linear (read dequantized)
+    bool plus_one = false;  // a (1 + w) norm presented as F32 float(w) + 1
   };
 
   // The stored row that holds presented row r (q/k rows are re-ordered for RoPE).
@@ -513,7 +539,7 @@ class HfSource final : public ModelSource {
   void add_quantized(const std::string& mod, std::string_view main_suffix, const WeightScheme& scheme, bool permute) {
     const std::string hf = mod + ".weight";
     const auto& loc = by_name_.at(mod + std::string(main_suffix));
-    auto m = map_name(hf, permute, loc.first->path().string());
+    auto m = map_name(hf, permute, loc.first->path().string(), architecture_of(config_, path_.string()));
     if (!m) fail(Errc::invalid_model, "{}: '{}' is quantized but is not a linear layer", dir_.string(), mod);
     auto q = std::make_shared<QuantEntry>();
     q->mod = mod;
@@ -662,16 +688,19 @@ class HfSource final : public ModelSource {
 
   void build_tensors() {
     const ModelConfig& c = config_;
-    const bool permute = architecture_of(c, path_.string()).permute_qk;
-    for (const auto& [hf, loc] : by_name_) {
+    const Architecture& arch = architecture_of(c, path_.string());
+    const bool permute = arch.permute_qk;
+    for (const auto& [hf_stored, loc] : by_name_) {
+      if (multimodal_part(hf_stored)) continue;
+      const std::string hf = text_model_name(hf_stored);
       if (hf_.int8 && int8_companion(hf)) continue;
       if (hf_.quant && build_quantized_tensor(hf, *loc.second, permute)) continue;
-      auto m = map_name(hf, permute, loc.first->path().string());
+      auto m = map_name(hf, permute, loc.first->path().string(), arch);
       if (!m) continue;
       const StTensor& st = *loc.second;
       ModelTensor t;
       t.name = m->gguf;
-      t.source_name = hf;
+      t.source_name = hf_stored;
       t.type = st_dtype_to_type(st.dtype);
       Entry e{loc.first, &st, m->permute};
       float input_scale = 0;
@@ -680,6 +709,10 @@ class HfSource final : public ModelSource {
         fail(Errc::invalid_model, "{}: tensor '{}' has dtype {}; weights must be F32, F16 or BF16{}",
              loc.first->path().string(), hf, st_dtype_name(st.dtype),
              hf_.int8 ? " (or int8 with a weight_scale in a compressed-tensors checkpoint)" : "");
+      if (arch.norm_plus_one && hf.ends_with("norm.weight")) {
+        e.plus_one = true;
+        t.type = QuantType::F32;
+      }
       t.ne.assign(st.shape.rbegin(), st.shape.rend());
       if (t.ne.empty()) t.ne.push_back(1);
       for (size_t k = 0; k < files_.size(); ++k)
@@ -809,7 +842,7 @@ class HfSource final : public ModelSource {
     const ModelConfig& c = config_;
     const int64_t q = c.n_head * c.head_dim, kv = c.n_head_kv * c.head_dim;
     const Architecture& arch = architecture_of(c, dir_.string());
-    const bool qk_norm = arch.qk_norm;
+    const bool qk_norm = arch.qk_norm, sandwich = arch.sandwich_norms;
     expect("token_embd.weight", {c.n_embd, c.n_vocab});
     expect("output_norm.weight", {c.n_embd});
     if (!c.tie_embeddings) expect("output.weight", {c.n_embd, c.n_vocab});
@@ -853,6 +886,16 @@ class HfSource final : public ModelSource {
         known.insert(b("attn_q_norm.weight"));
         known.insert(b("attn_k_norm.weight"));
       }
+      if (sandwich) {  // Gemma 2/3: norms after attention and MLP, q/k norms over each head
+        for (const char* n : {"post_attention_norm.weight", "post_ffw_norm.weight"}) {
+          expect(b(n), {c.n_embd});
+          known.insert(b(n));
+        }
+        for (const char* n : {"attn_q_norm.weight", "attn_k_norm.weight"}) {
+          if (find(b(n))) expect(b(n), {c.head_dim});
+          known.insert(b(n));
+        }
+      }
     }
     for (const auto& t : tensors_)
       if (!known.count(t.name))
@@ -865,6 +908,10 @@ class HfSource final : public ModelSource {
     for (const auto& t : tensors_) params += static_cast<uint64_t>(t.n_elements());
     hf_config_metadata(hf_, params, metadata_);
     tokenizer_gguf_metadata(dir_, metadata_);
+    if (architecture_of(config_, path_.string()).no_space_prefix) {
+      const auto model = metadata_.get_string("tokenizer.ggml.model");
+      if (model && *model == "llama") metadata_.set("tokenizer.ggml.add_space_prefix", gguf::Value::boolean(false));
+    }
   }
 
   fs::path dir_;

@@ -37,6 +37,15 @@ constexpr BlockName kTop[] = {
     {"output.weight", "lm_head.weight"},
 };
 constexpr std::string_view kBlk = "blk.", kLayers = "model.layers.";
+// Blocks with sandwich norms (Gemma 2/3): looked up before kBlock by hf_to_gguf_sandwich; their
+// GGUF names that kBlock lacks are found by gguf_to_hf too.
+constexpr BlockName kSandwichBlock[] = {
+    {"post_attention_norm.weight", "post_attention_layernorm.weight"},
+    {"ffn_norm.weight", "pre_feedforward_layernorm.weight"},
+    {"post_ffw_norm.weight", "post_feedforward_layernorm.weight"},
+    {"attn_q_norm.weight", "self_attn.q_norm.weight"},
+    {"attn_k_norm.weight", "self_attn.k_norm.weight"},
+};
 
 // "<prefix>N.rest" -> {N, rest}; block -1 when the prefix or the number is missing.
 SplitName split_prefixed(std::string_view s, std::string_view prefix) noexcept {
@@ -70,7 +79,17 @@ std::optional<std::string> gguf_to_hf(std::string_view gguf) {
   }
   for (const auto& b : kBlock)
     if (b.gguf == s.rest) return std::string(kLayers) + std::to_string(s.block) + "." + std::string(b.hf);
+  for (const auto& b : kSandwichBlock)
+    if (b.gguf == s.rest) return std::string(kLayers) + std::to_string(s.block) + "." + std::string(b.hf);
   return std::nullopt;
+}
+
+std::optional<std::string> hf_to_gguf_sandwich(std::string_view hf) {
+  const SplitName s = split_prefixed(hf, kLayers);
+  if (s.block >= 0)
+    for (const auto& b : kSandwichBlock)
+      if (b.hf == s.rest) return block_tensor(s.block, b.gguf);
+  return hf_to_gguf(hf);
 }
 
 std::optional<std::string> hf_to_gguf(std::string_view hf) {

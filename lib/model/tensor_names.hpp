@@ -31,6 +31,10 @@ std::optional<std::string> gguf_to_hf(std::string_view gguf);
 /// A Hugging Face parameter name -> its GGUF name; nullopt when the name is not one the Llama
 /// family stores (the caller decides whether that is an error).
 std::optional<std::string> hf_to_gguf(std::string_view hf);
+/// The same for architectures with norms around both attention and MLP (Gemma 2/3): there HF's
+/// post_attention_layernorm is the norm after attention (post_attention_norm), the MLP's input norm is
+/// pre_feedforward_layernorm (ffn_norm), plus post_feedforward_layernorm and the q/k norms.
+std::optional<std::string> hf_to_gguf_sandwich(std::string_view hf);
 /// Whether a Hugging Face checkpoint entry is a buffer that GGUF does not store because llama.cpp
 /// recomputes it ("model.layers.N.self_attn.rotary_emb.inv_freq").
 bool hf_recomputed(std::string_view hf) noexcept;

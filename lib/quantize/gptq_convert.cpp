@@ -110,6 +110,9 @@ GgufConvertResult convert_gguf_to_gptq(const fs::path& gguf, fs::path out, GptqL
   const ModelConfig& mc = src->config();
   const Architecture& arch = architecture_of(mc, "convert");
   require_separate_linears(arch, "convert");
+  if (arch.norm_plus_one)
+    fail(Errc::invalid_model, "convert: {}: Hugging Face directories of {} models are not written yet (the GGUF "
+         "stores their norms as 1 + w and names them differently)", gguf.string(), mc.architecture);
   Progress& progress = ctx.progress_sink();
   GgufConvertResult res;
 

@@ -25,6 +25,7 @@
 #include "backend/ops.hpp"
 #include "core/fail.hpp"
 #include "core/output_dir.hpp"
+#include "model/architecture.hpp"
 #include "core/half.hpp"
 #include "formats/compressed_tensors.hpp"
 #include "formats/safetensors.hpp"
@@ -318,6 +319,10 @@ struct SmoothQuantizer::Impl {
            "and safetensors)",
            src.path().string());
     require_separate_linears(architecture_of(src.config(), "smoothquant"), "smoothquant");
+    if (architecture_of(src.config(), "smoothquant").norm_plus_one)
+      fail(Errc::invalid_model, "smoothquant: {} models are not supported yet (their RMSNorms multiply by 1 + w and "
+           "norm the attention and MLP outputs too: the smoothing factors cannot be folded as for Llama)",
+           src.config().model_type);
     model = Model::load(src);
     const ModelConfig& mc = model->config();
     if (mc.n_ctx_train > 0 && cfg.ctx > mc.n_ctx_train)
