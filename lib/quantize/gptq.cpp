@@ -766,13 +766,4 @@ const GptqMatrix& GptqQuantizer::matrix(const std::string& module) const {
 Model& GptqQuantizer::model() { return *impl_->model; }
 const GptqResult& GptqQuantizer::summary() const { return impl_->summary; }
 
-GptqResult gptq_model(const fs::path& model, fs::path out, const GptqConfig& config, const Context& ctx) {
-  validate(config.params);
-  auto source = ModelSource::open(model);
-  if (out.empty()) out = gptq_default_output(model, config);
-  GptqQuantizer q(*source, config);
-  q.run(ctx);
-  return q.write(out, ctx);
-}
-
 }  // namespace lq
