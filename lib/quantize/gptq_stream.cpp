@@ -503,27 +503,33 @@ class GsRun {
   }
 
   // The consistent prefix of blocks.log: block i's line names the checksums of block-i.bin and
-  // of hidden-(i+1).bin; a torn line or a file whose checksum differs ends the prefix.
+  // of hidden-(i+1).bin; a torn line or a block file whose checksum differs ends the prefix. Only
+  // the hidden states entering the next block are kept (the earlier ones are removed once the
+  // block after them is logged), so they are checked for the last line only.
   void load_log() {
     const std::string text = read_file(work_ / "blocks.log");
     size_t pos = 0;
-    int64_t done = 0;
-    std::string kept;
+    std::vector<std::string> lines, hidden;
     while (true) {
       const size_t nl = text.find('\n', pos);
       if (nl == std::string::npos) break;
       const std::string line = text.substr(pos, nl - pos);
       long long L = -1;
       char bh[17] = {}, hh[17] = {};
-      if (std::sscanf(line.c_str(), "block %lld %16s %16s", &L, bh, hh) != 3 || L != done) break;
+      if (std::sscanf(line.c_str(), "block %lld %16s %16s", &L, bh, hh) != 3 ||
+          L != static_cast<long long>(lines.size()))
+        break;
       if (!check_file(block_file(L), bh)) break;
-      const bool last = L + 1 == src_->config().n_layer;
-      if (!cfg_.params.rtn && !last && !check_file(hidden_file(L + 1), hh)) break;
-      kept += line + "\n";
+      lines.push_back(line);
+      hidden.push_back(hh);
       pos = nl + 1;
-      ++done;
     }
+    int64_t done = static_cast<int64_t>(lines.size());
+    const int64_t n_layer = src_->config().n_layer;
+    if (!cfg_.params.rtn && done > 0 && done < n_layer && !check_file(hidden_file(done), hidden.back().c_str())) done = 0;
     first_block_ = done;
+    std::string kept;
+    for (int64_t i = 0; i < done; ++i) kept += lines[static_cast<size_t>(i)] + "\n";
     // Rewrite the log as its good prefix, then read back the finished blocks' reports.
     log_ = std::make_unique<GsFile>(work_ / "blocks.log.tmp", true);
     log_->write(kept.data(), kept.size());
@@ -671,6 +677,9 @@ class GsRun {
       if (q.damp_raises > 0)
         progress_.message(fmt::format("warning: {}: Cholesky failed, dampening raised {} time(s) to {}", xl.module,
                                       q.damp_raises, q.damp));
+      // A Hessian goes once the last linear reading its input is done (v, o, up, down).
+      if (calibrated && (xl.role == "attn_v" || xl.role == "attn_output" || xl.role == "ffn_up" || xl.role == "ffn_down"))
+        H[static_cast<size_t>(xl.site)].resize(0, 0);
       report(xl, q);
       gs_put_matrix(spool, q);
       if (calibrated && L + 1 < mc.n_layer) {
