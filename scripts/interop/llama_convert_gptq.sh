@@ -39,7 +39,9 @@ lq_ppl() {  # the perplexity figure of `lq perplexity`
     "$venv/bin/python" -c "import json,sys; print(json.load(sys.stdin)['perplexity'])"
 }
 llama_ppl() {  # the final estimate llama-perplexity prints
-  "$bin/llama-perplexity" -m "$1" -f "$evalt" -c "$ctx" --chunks "$chunks" -t "$threads" > "$1.ppl.log" 2>&1
+  # --log-file: its stdout, redirected, can lose the last lines when the process exits
+  rm -f "$1.ppl.log"
+  "$bin/llama-perplexity" -m "$1" -f "$evalt" -c "$ctx" --chunks "$chunks" -t "$threads" --log-file "$1.ppl.log" > /dev/null 2>&1
   sed -n 's/.*Final estimate: PPL = \([0-9.]*\).*/\1/p' "$1.ppl.log"
 }
 printf "%-20s %-12s %12s %12s %12s %9s\n" layout converter "lq dir" "lq gguf" "llama.cpp" "ratio"
