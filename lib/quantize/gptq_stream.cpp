@@ -308,11 +308,9 @@ class GsRun {
     summary_.ctx = cfg_.params.rtn ? 0 : cfg_.ctx;
     summary_.tokens = 0;
     for (const auto& c : chunks_) summary_.tokens += static_cast<int64_t>(c.size());
-    const auto tw = std::chrono::steady_clock::now();
     summary_.quantize_seconds = gs_seconds_since(t0) - summary_.calibration_seconds;
     write_output();
     summary_.seconds = gs_seconds_since(t0);
-    (void)tw;
     return summary_;
   }
 
@@ -737,7 +735,6 @@ class GsRun {
   }
 
   void write_output() {
-    const auto t0 = std::chrono::steady_clock::now();
     std::error_code ec;
     const fs::path src_path = src_->path();
     const fs::path src_dir = fs::is_regular_file(src_path, ec) ? src_path.parent_path() : src_path;
@@ -897,7 +894,6 @@ class GsRun {
     r.output_bytes = 0;
     for (const auto& f : r.files) r.output_bytes += fs::file_size(od_->dir() / f, ec);
     r.bpw = r.n_parameters > 0 ? 8.0 * static_cast<double>(data_bytes) / static_cast<double>(r.n_parameters) : 0;
-    (void)t0;
   }
 
   GptqConfig cfg_;
