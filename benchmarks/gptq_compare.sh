@@ -94,7 +94,8 @@ else
   lq_cmd=("$lq" --threads "$threads" quantize "$model" smoothquant --smoothquant --gptq --alpha "$alpha"
           "${act_args[@]}" --calibration-data "$calib" --calibration-samples "$samples" --ctx "$ctx" -o "$lq_out")
   supported=0
-  "$lq" quantize --help 2>&1 | grep -q -- "--gptq" && "$lq" quantize --help 2>&1 | grep -q "smoothquant.*gptq" && supported=1
+  # an lq with the combination documents it in its help ("GPTQ-rounded int8 weights")
+  "$lq" quantize --help 2>&1 | grep -qi "GPTQ-rounded int8" && supported=1
 fi
 # shellcheck disable=SC2086
 lq_cmd+=(${LQ_ARGS:-})
