@@ -223,7 +223,7 @@ int run_quantize(Context& ctx, std::vector<std::string> args) {
        cxxopts::value<double>())
       ("static-activations", "SmoothQuant: static per-tensor activation scales (input_scale) instead of dynamic per token")
       ("per-tensor-weights", "SmoothQuant: one weight scale per tensor instead of per output channel")
-      ("checkpoint-dir", "Checkpoint directory, saved after every tensor [default: ./.checkpoint for models of 1 GB "
+      ("checkpoint-dir", "Checkpoint directory, saved after every tensor (gptq/rtn: every block) [default: ./.checkpoint for models of 1 GB "
                          "of weights or more]", cxxopts::value<std::string>())
       ("resume", "Resume from a checkpoint (its directory or the checkpoint directory)", cxxopts::value<std::string>())
       ("no-checkpoints", "No checkpoint, whatever the model's size")
