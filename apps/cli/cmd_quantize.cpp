@@ -223,7 +223,7 @@ int run_quantize(Context& ctx, std::vector<std::string> args) {
        cxxopts::value<double>())
       ("static-activations", "SmoothQuant: static per-tensor activation scales (input_scale) instead of dynamic per token")
       ("per-tensor-weights", "SmoothQuant: one weight scale per tensor instead of per output channel")
-      ("checkpoint-dir", "Checkpoint directory, saved after every tensor [default: ./.checkpoint for models of 1 GB "
+      ("checkpoint-dir", "Checkpoint directory, saved after every tensor (gptq/rtn: every block) [default: ./.checkpoint for models of 1 GB "
                          "of weights or more]", cxxopts::value<std::string>())
       ("resume", "Resume from a checkpoint (its directory or the checkpoint directory)", cxxopts::value<std::string>())
       ("no-checkpoints", "No checkpoint, whatever the model's size")
@@ -243,7 +243,9 @@ int run_quantize(Context& ctx, std::vector<std::string> args) {
     fail(Errc::invalid_argument, "--gptq applies to the gguf output format (the gptq format is `quantize MODEL gptq`)");
   if (format == "gptq" || format == "rtn") {
     for (const char* o : kGgufOnlyOptions)
-      if (r.count(o)) fail(Errc::invalid_argument, "--{} does not apply to the {} output format", o, format);
+      if (r.count(o) && std::string_view(o) != "checkpoint-dir" && std::string_view(o) != "resume" &&
+          std::string_view(o) != "no-checkpoints")
+        fail(Errc::invalid_argument, "--{} does not apply to the {} output format", o, format);
     for (const char* o : {"smoothquant", "alpha", "activation-percentile", "static-activations", "per-tensor-weights"})
       if (r.count(o)) fail(Errc::invalid_argument, "--{} does not apply to the {} output format", o, format);
     return run_gptq(ctx, r, format);

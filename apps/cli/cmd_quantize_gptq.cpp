@@ -12,6 +12,8 @@
 #include <filesystem>
 #include <iostream>
 
+#include <unistd.h>
+
 namespace fs = std::filesystem;
 
 namespace lq::cli {
@@ -67,6 +69,17 @@ int run_gptq(Context& ctx, const cxxopts::ParseResult& r, const std::string& for
     fail(Errc::invalid_argument, "--calibration-samples must be positive, got {}", cfg.calibration_samples);
   if (cfg.ctx < 2) fail(Errc::invalid_argument, "--ctx must be at least 2, got {}", cfg.ctx);
 
+  if (r.count("no-checkpoints") && (r.count("checkpoint-dir") || r.count("resume")))
+    fail(Errc::invalid_argument, "--no-checkpoints contradicts --{}", r.count("resume") ? "resume" : "checkpoint-dir");
+  if (r.count("resume") && r.count("checkpoint-dir"))
+    fail(Errc::invalid_argument, "--resume continues the checkpoint in its own directory: drop --checkpoint-dir");
+  if (r.count("resume")) {
+    cfg.checkpoint_dir = gptq_checkpoint_state(r["resume"].as<std::string>(), cfg, true);
+    cfg.resume = true;
+  } else if (r.count("checkpoint-dir")) {
+    cfg.checkpoint_dir = gptq_checkpoint_state(r["checkpoint-dir"].as<std::string>(), cfg, false);
+  }
+
   const fs::path model = r["model"].as<std::string>();
   const fs::path out = r.count("output") ? fs::path(r["output"].as<std::string>()) : gptq_default_output(model, cfg);
   check_output_dir(out.has_filename() ? out : out.parent_path(), /*writable=*/true);
@@ -74,7 +87,30 @@ int run_gptq(Context& ctx, const cxxopts::ParseResult& r, const std::string& for
   lq::Context run_ctx;
   run_ctx.threads = ctx.threads;
   run_ctx.progress = &progress;
-  const GptqResult res = gptq_model(model, out, cfg, run_ctx);
+  if (cfg.checkpoint_dir.empty() && !r.count("no-checkpoints")) {
+    // As `quantize ... gguf`: models of 1 GB or more get a checkpoint in ./.checkpoint by default.
+    std::error_code ec;
+    const auto src = ModelSource::open(model);
+    const bool exists = fs::exists(".checkpoint", ec);
+    if (src->source_bytes() >= 1'000'000'000ull && !src->is_gguf()) {
+      if (::access(exists ? ".checkpoint" : ".", W_OK) == 0) {
+        cfg.checkpoint_dir = gptq_checkpoint_state(".checkpoint", cfg, false);
+        progress.message(fmt::format("Checkpointing to {} (models of 1 GB or more; --no-checkpoints turns it off)",
+                                     cfg.checkpoint_dir.string()));
+      } else {
+        progress.message("warning: no checkpoint: the working directory is not writable (--checkpoint-dir DIR names another)");
+      }
+    }
+  }
+  GptqResult res;
+  try {
+    res = gptq_model(model, out, cfg, run_ctx);
+  } catch (const Error& e) {
+    if (e.code() == Errc::interrupted && !cfg.checkpoint_dir.empty() && fs::exists(cfg.checkpoint_dir / "state.json"))
+      throw Error(e.code(), fmt::format("{}; the checkpoint was kept in {} (--resume {})", e.what(),
+                                        cfg.checkpoint_dir.string(), cfg.checkpoint_dir.string()));
+    throw;
+  }
   for (const auto& w : res.warnings) progress.message(fmt::format("warning: {}", w));
   const double ratio = res.source_bytes ? static_cast<double>(res.output_bytes) / static_cast<double>(res.source_bytes) : 0;
   const char* layout = cfg.layout == GptqLayout::compressed_tensors ? "compressed-tensors"
@@ -99,6 +135,7 @@ int run_gptq(Context& ctx, const cxxopts::ParseResult& r, const std::string& for
                         {"dead_columns", l.dead_columns}});
     }
     nlohmann::json result = {{"status", "success"},
+                             {"resumed_blocks", res.resumed_blocks},
                              {"output_path", fs::absolute(res.output).string()},
                              {"output_files", res.files},
                              {"model_path", model.string()},

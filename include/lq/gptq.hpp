@@ -99,6 +99,12 @@ struct GptqConfig {
   std::function<std::vector<float>(const std::string& name, const std::vector<float>& w, int64_t rows, int64_t cols,
                                     const float* h, const Context& ctx)>
       matrix_hook;
+  /// gptq_model only: a checkpoint after every block in this state directory (see
+  /// gptq_checkpoint_state); empty: none (the work files live in the output's temporary directory).
+  std::filesystem::path checkpoint_dir;
+  /// Continue the checkpoint in checkpoint_dir (Errc::invalid_argument when it is missing or was made
+  /// for another model, settings or calibration data).
+  bool resume = false;
 };
 
 /// What happened to one linear layer.
@@ -123,6 +129,8 @@ struct GptqResult {
   int64_t chunks = 0, ctx = 0, tokens = 0;
   double calibration_seconds = 0, quantize_seconds = 0, seconds = 0;
   std::vector<std::string> warnings;
+  std::filesystem::path checkpoint;    ///< gptq_model: the checkpoint's state directory (removed on success)
+  int64_t resumed_blocks = 0;          ///< gptq_model: blocks taken from the checkpoint
 };
 
 /// The GPTQ pipeline over one Hugging Face checkpoint: load, calibrate and quantize block by
@@ -157,9 +165,21 @@ class LQ_API GptqQuantizer {
   std::unique_ptr<Impl> impl_;
 };
 
-/// The whole command: open `model`, quantize, write `out` (default gptq_default_output()).
+/// The whole command: open `model`, quantize, write `out` (default gptq_default_output()), streamed
+/// at bounded memory: one block's weights, its Hessians and one calibration chunk's activations in
+/// memory, the hidden states between blocks and the quantized matrices in work files; the output
+/// has the bytes GptqQuantizer::write gives. With config.checkpoint_dir the work files are a
+/// checkpoint after every block, which config.resume continues to the same bytes.
+/// config.matrix_hook is refused (Errc::invalid_argument): use GptqQuantizer.
 LQ_API GptqResult gptq_model(const std::filesystem::path& model, std::filesystem::path out, const GptqConfig& config,
                              const Context& ctx = {});
+
+/// The state directory of a gptq_model checkpoint in checkpoint directory `dir`:
+/// dir/gptq-w4a16-g128 (rtn-..., -asym, -act, -actgroup as the settings say). With `resume`: `dir`
+/// itself when it holds a checkpoint, else that subdirectory when it does, else
+/// Errc::invalid_argument.
+LQ_API std::filesystem::path gptq_checkpoint_state(const std::filesystem::path& dir, const GptqConfig& config,
+                                                   bool resume);
 
 /// "NAME-gptq-w4a16" (RTN: "NAME-rtn-w4a16"; bits and group size in the name when not 4 / 128:
 /// "NAME-gptq-w3a16-g64") in the current directory.

@@ -115,24 +115,35 @@ inline int32_t gp_code(float w, float s, int32_t z, int maxq) {
 }
 
 // The upper Cholesky factor of (H + λI)^-1, raising λ x10 on failure. Returns false when every
-// attempt failed.
+// attempt failed. Both factorizations run in place, so at most two n x n double matrices live at a
+// time (the damped H, then its inverse): the arithmetic of LLT on copies, in less memory (an
+// 8192-column Hessian is 0.5 GB in double).
 bool gp_inverse_factor(const float* h, int64_t n, double damp0, int max_raises, RowMat& U, double& damp_used,
                        int& raises) {
-  RowMatD H(n, n);
-  for (int64_t i = 0; i < n * n; ++i) H.data()[i] = h[i];
-  const double mean = H.diagonal().mean();
+  const Eigen::Map<const RowMat> Hf(h, n, n);
+  const double mean = Hf.diagonal().cast<double>().mean();
   double damp = damp0;
+  RowMatD Hd, Hinv;
   for (raises = 0; raises <= max_raises; ++raises, damp *= 10) {
-    RowMatD Hd = H;
+    Hd = Hf.cast<double>();
     Hd.diagonal().array() += damp * mean;
-    Eigen::LLT<RowMatD> llt(Hd);
+    Eigen::LLT<Eigen::Ref<RowMatD>> llt(Hd);
     if (llt.info() == Eigen::Success && std::isfinite(llt.matrixLLT().diagonal().sum())) {
-      RowMatD Hinv = llt.solve(RowMatD::Identity(n, n));
-      Eigen::LLT<RowMatD> llt2(Hinv);
+      Hinv = RowMatD::Identity(n, n);
+      llt.solveInPlace(Hinv);
+      Hd.resize(0, 0);
+      Eigen::LLT<Eigen::Ref<RowMatD>> llt2(Hinv);
       if (llt2.info() == Eigen::Success) {
-        RowMatD u = llt2.matrixU();
-        if (u.allFinite() && (u.diagonal().array() > 0).all()) {
-          U = u.cast<float>();
+        // U = Lᵀ, L in Hinv's lower triangle.
+        bool ok = true;
+        for (int64_t i = 0; i < n && ok; ++i) {
+          ok = Hinv(i, i) > 0;
+          for (int64_t j = 0; j <= i; ++j) ok = ok && std::isfinite(Hinv(i, j));
+        }
+        if (ok) {
+          U.setZero(n, n);
+          for (int64_t j = 0; j < n; ++j)
+            for (int64_t i = 0; i <= j; ++i) U(i, j) = static_cast<float>(Hinv(j, i));
           damp_used = damp;
           return true;
         }
@@ -230,6 +241,8 @@ GptqMatrix gptq_quantize_matrix(const float* w, int64_t rows, int64_t cols, cons
     Wp.col(j) = W.col(pj);
     for (int64_t k = 0; k < cols; ++k) hp[static_cast<size_t>(j * cols + k)] = hh[static_cast<size_t>(pj * cols + perm[static_cast<size_t>(k)])];
   }
+  hh.clear();
+  hh.shrink_to_fit();
   W.resize(0, 0);
   RowMat U;
   if (!gp_inverse_factor(hp.data(), cols, p.damp, p.max_damp_raises, U, m.damp, m.damp_raises))
@@ -767,14 +780,5 @@ const GptqMatrix& GptqQuantizer::matrix(const std::string& module) const {
 }
 Model& GptqQuantizer::model() { return *impl_->model; }
 const GptqResult& GptqQuantizer::summary() const { return impl_->summary; }
-
-GptqResult gptq_model(const fs::path& model, fs::path out, const GptqConfig& config, const Context& ctx) {
-  validate(config.params);
-  auto source = ModelSource::open(model);
-  if (out.empty()) out = gptq_default_output(model, config);
-  GptqQuantizer q(*source, config);
-  q.run(ctx);
-  return q.write(out, ctx);
-}
 
 }  // namespace lq

@@ -1,0 +1,121 @@
+#!/usr/bin/env bash
+# GPTQ side by side: llm-compressor's GPTQModifier against `lq quantize MODEL gptq` on the same
+# model, calibration text, sample count, ctx, group size, act-order and threads. SCHEME=w4a16
+# (default): W4A16, symmetric 4-bit with groups, compressed-tensors pack-quantized on both sides.
+# SCHEME=w8a8: llm-compressor's SmoothQuantModifier + GPTQModifier(W8A8) against
+# `lq quantize MODEL smoothquant --smoothquant --gptq` (GPTQ-rounded int8 weights; the script says
+# so when this lq has no such option). Prints wall time and peak RSS of both (/usr/bin/time -v),
+# then perplexity and KL divergence against the original model of both outputs, measured with
+# transformers (+ compressed-tensors) on lq perplexity's chunks of the evaluation text, and the
+# ratios. Not part of the test suite: it installs llmcompressor and its torch with pip into a
+# virtual environment outside the repository.
+#
+#   benchmarks/gptq_compare.sh LQ MODEL [WORK_DIR]
+#   e.g. benchmarks/gptq_compare.sh build/apps/cli/lq ../shared/models/tiny-llama
+#        SAMPLES=16 CTX=256 EVAL=0 benchmarks/gptq_compare.sh build/apps/cli/lq /tmp/synth-1b
+#        (made by build/benchmarks/make_synthetic_llama /tmp/synth-1b)
+# Environment: VENV (default ../venv-sq from the repository root), SCHEME (w4a16), SAMPLES (128),
+# CTX (256; calibration ctx), GROUP (128), ACT_ORDER (static | none; llm-compressor's default is
+# static, lq's --act-order), ALPHA (0.5, w8a8 only), CALIB (../shared/corpus/calibration.txt),
+# EVAL_TEXT (../shared/corpus/eval.txt), EVAL_CTX (256), EVAL_CHUNKS (100), EVAL (1; 0 skips
+# the evaluation, e.g. for a synthetic model whose perplexity means nothing), THREADS (2),
+# NICE (10), REUSE_LLMC (1: keep an llm-compressor output and timing already in WORK_DIR for the
+# same settings instead of running it again), LQ_ARGS (more lq options).
+set -euo pipefail
+repo=$(cd "$(dirname "$0")/.." && pwd)
+lq=${1:?usage: gptq_compare.sh LQ MODEL [WORK_DIR]}
+model=${2:?usage: gptq_compare.sh LQ MODEL [WORK_DIR]}
+lq=$(realpath "$lq"); model=$(realpath "$model")
+work=${3:-/tmp/lq-gptq-compare/$(basename "$model")}
+venv=${VENV:-$repo/../venv-sq}
+scheme=${SCHEME:-w4a16}
+samples=${SAMPLES:-128}
+ctx=${CTX:-256}
+group=${GROUP:-128}
+act=${ACT_ORDER:-static}
+alpha=${ALPHA:-0.5}
+calib=$(realpath "${CALIB:-$repo/../shared/corpus/calibration.txt}")
+eval_text=$(realpath "${EVAL_TEXT:-$repo/../shared/corpus/eval.txt}")
+eval_ctx=${EVAL_CTX:-256}
+eval_chunks=${EVAL_CHUNKS:-100}
+threads=${THREADS:-2}
+nice_n=${NICE:-10}
+case "$(realpath -m "$venv")/" in "$repo"/*) echo "VENV must be outside the repository" >&2; exit 2;; esac
+case "$scheme" in w4a16|w8a8) ;; *) echo "SCHEME must be w4a16 or w8a8" >&2; exit 2;; esac
+case "$act" in static|none) ;; *) echo "ACT_ORDER must be static or none" >&2; exit 2;; esac
+
+if [ ! -x "$venv/bin/python" ] || ! "$venv/bin/python" -c "import llmcompressor" 2>/dev/null; then
+  python3 -m venv "$venv"
+  "$venv/bin/pip" install torch --index-url https://download.pytorch.org/whl/cpu || true
+  "$venv/bin/pip" install llmcompressor
+fi
+py="$venv/bin/python"
+"$py" - <<'PY'
+import importlib.metadata as m
+print("versions: " + ", ".join(f"{p} {m.version(p)}" for p in
+      ("llmcompressor", "compressed-tensors", "transformers", "torch")))
+PY
+mkdir -p "$work"
+cat "$model"/*.safetensors > /dev/null  # page cache warm for both sides
+export OMP_NUM_THREADS=$threads PYTHONDONTWRITEBYTECODE=1
+run_timed() {  # NAME TIME_FILE COMMAND...
+  local name=$1 tf=$2; shift 2
+  echo "== $name: $*"
+  local rc=0
+  nice -n "$nice_n" /usr/bin/time -v -o "$tf" "$@" || rc=$?
+  grep -E "Elapsed|Maximum resident" "$tf" | sed 's/^\s*/   /'
+  return $rc
+}
+
+tag="$scheme-g$group-$act-n$samples-c$ctx"
+[ "$scheme" = w8a8 ] && tag="$tag-a$alpha"
+llmc_out="$work/llmc-$tag"
+if [ "${REUSE_LLMC:-0}" = 1 ] && [ -f "$llmc_out/config.json" ] && [ -f "$work/time-llmc-$tag.txt" ]; then
+  echo "== llm-compressor: reusing $llmc_out and its timing from an earlier run (REUSE_LLMC=1)"
+  grep -E "Elapsed|Maximum resident" "$work/time-llmc-$tag.txt" | sed 's/^\s*/   /'
+else
+  rm -rf "$llmc_out"
+  run_timed llm-compressor "$work/time-llmc-$tag.txt" "$py" "$repo/benchmarks/gptq_compare.py" llmc "$model" \
+    "$llmc_out" --scheme "$scheme" --calibration-data "$calib" --samples "$samples" --ctx "$ctx" \
+    --group-size "$group" --actorder "$act" --alpha "$alpha" --threads "$threads" --lq "$lq"
+fi
+
+lq_out="$work/lq-$tag"
+rm -rf "$lq_out"
+times=(--time "llm-compressor=$work/time-llmc-$tag.txt=$llmc_out")
+dirs=("$llmc_out")
+act_args=()
+[ "$act" = static ] && act_args=(--act-order)
+if [ "$scheme" = w4a16 ]; then
+  lq_cmd=("$lq" --threads "$threads" quantize "$model" gptq --bits 4 --group-size "$group" "${act_args[@]}"
+          --calibration-data "$calib" --calibration-samples "$samples" --ctx "$ctx" --no-checkpoints -o "$lq_out")
+  supported=1
+else
+  lq_cmd=("$lq" --threads "$threads" quantize "$model" smoothquant --smoothquant --gptq --alpha "$alpha"
+          "${act_args[@]}" --calibration-data "$calib" --calibration-samples "$samples" --ctx "$ctx" -o "$lq_out")
+  supported=0
+  # an lq with the combination documents it in its help ("GPTQ-rounded int8 weights")
+  "$lq" quantize --help 2>&1 | grep -qi "GPTQ-rounded int8" && supported=1
+fi
+# shellcheck disable=SC2086
+lq_cmd+=(${LQ_ARGS:-})
+if [ "$supported" = 1 ]; then
+  if run_timed lq "$work/time-lq-$tag.txt" "${lq_cmd[@]}"; then
+    times+=(--time "lq=$work/time-lq-$tag.txt=$lq_out")
+    dirs+=("$lq_out")
+  else
+    echo "lq failed (exit status above); reporting llm-compressor's side only"
+  fi
+else
+  echo "$lq does not support \`quantize MODEL smoothquant --smoothquant --gptq\`; reporting llm-compressor's side only"
+fi
+
+if [ "${EVAL:-1}" = 1 ]; then
+  "$py" "$repo/benchmarks/gptq_compare.py" eval "$model" "${dirs[@]}" --eval-text "$eval_text" \
+    --ctx "$eval_ctx" --chunks "$eval_chunks" --threads "$threads" --lq "$lq" --json "$work/eval-$tag.json"
+else
+  rm -f "$work/eval-$tag.json"
+fi
+msize=$(du -cb "$model"/*.safetensors | tail -1 | cut -f1)
+"$py" "$repo/benchmarks/gptq_compare.py" report --json "$work/eval-$tag.json" "${times[@]}" \
+  --title "$(basename "$model") ($((msize / 1048576)) MiB of safetensors): $scheme g$group act-order $act, $samples samples x ctx $ctx of $(basename "$calib"), $threads threads"

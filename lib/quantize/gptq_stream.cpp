@@ -1,0 +1,937 @@
+// `lq quantize MODEL gptq|rtn` at bounded memory (gptq_model in gptq.hpp): the checkpoint is never
+// loaded whole. Block L is read from the source when its turn comes into a one-block engine Model
+// (GsBlockSource: block L renamed blk.0, its token embedding a table of ctx rows that holds one
+// calibration chunk's hidden states at a time), its Hessians are gathered from the hidden states
+// entering it, its linears are quantized and spooled to disk, and the chunks are run once more
+// through the quantized block to give the hidden states entering block L + 1. Memory: one block's
+// weights, its Hessians and one chunk's activations; the hidden states of all chunks live in a
+// file of the work directory. The output is assembled at the end in the source's tensor order,
+// each quantized matrix read back from the spool, so the bytes equal GptqQuantizer's.
+//
+// The work directory is a checkpoint when asked (GptqConfig::checkpoint_dir): state.json (what
+// the run is), block-L.bin (block L's matrices), hidden-L.bin (the hidden states entering block
+// L) and blocks.log (one checksummed line per finished block, appended after its files are
+// flushed). A run killed at any point leaves a consistent prefix; resume continues after the
+// last logged block and writes the same bytes. Without a checkpoint the work directory lives in
+// the output's temporary directory and goes with it.
+#include <lq/gptq.hpp>
+
+#include <lq/calibration.hpp>
+#include <lq/engine.hpp>
+#include <lq/error.hpp>
+#include <lq/io.hpp>
+#include <lq/tokenizer.hpp>
+
+#include "core/fail.hpp"
+#include "core/output_dir.hpp"
+#include "formats/gptq_pack.hpp"
+#include "formats/safetensors.hpp"
+#include "formats/safetensors_writer.hpp"
+#include "model/tensor_names.hpp"
+#include "quantize/checkpoint.hpp"
+#include "quantize/gptq_write.hpp"
+
+#include <Eigen/Core>
+#include <fmt/ranges.h>
+#include <nlohmann/json.hpp>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstring>
+#include <fstream>
+#include <map>
+#include <set>
+
+#include <fcntl.h>
+#include <unistd.h>
+
+namespace fs = std::filesystem;
+
+namespace lq {
+
+namespace sq_impl {
+std::vector<fs::path> sq_source_files(const fs::path& path);
+bool sq_copied_file(const std::string& name);
+}  // namespace sq_impl
+
+namespace gptq_stream_impl {
+
+using GsRowMat = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+
+double gs_seconds_since(std::chrono::steady_clock::time_point t0) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+}
+
+// The Hugging Face row of the engine's row r of a permuted q/k weight.
+int64_t gs_hf_row(int64_t r, int64_t hd) {
+  const int64_t h = r / hd, w = r % hd;
+  return h * hd + (w % 2) * (hd / 2) + w / 2;
+}
+
+struct GsStop {};  // thrown by the Hessian hook after ffn_down's input
+
+// Block `layer` of `base` as a one-block model: blk.0.* are the block's tensors (read from the
+// base, never shared from its mapping, so they leave memory with the Model), output_norm as in the
+// base, and a token embedding of `rows` F32 rows (zeros here; each chunk's hidden states are put
+// in with replace_tensor and "tokens" 0 .. n-1 select them). The output projection is tied to that
+// table and never used (no logits are asked).
+class GsBlockSource final : public ModelSource {
+ public:
+  GsBlockSource(const ModelSource& base, int64_t layer, int64_t rows) : base_(base) {
+    cfg_ = base.config();
+    const ModelTensor& embd = base.at("token_embd.weight");
+    cfg_.n_layer = 1;
+    cfg_.n_vocab = rows;
+    cfg_.tie_embeddings = true;
+    if (cfg_.n_embd <= 0) cfg_.n_embd = embd.ne[0];
+    ModelTensor e;
+    e.name = e.source_name = "token_embd.weight";
+    e.type = QuantType::F32;
+    e.ne = {embd.ne[0], rows};
+    tensors_.push_back(e);
+    orig_.push_back(nullptr);
+    const std::string p = "blk." + std::to_string(layer) + ".";
+    for (const ModelTensor& t : base.tensors()) {
+      if (t.name == "output_norm.weight" || t.name == "rope_freqs.weight") {
+        tensors_.push_back(t);
+      } else if (t.name.rfind(p, 0) == 0) {
+        tensors_.push_back(t);
+        tensors_.back().name = "blk.0." + t.name.substr(p.size());
+      } else {
+        continue;
+      }
+      orig_.push_back(&t);
+    }
+  }
+
+  const ModelConfig& config() const override { return cfg_; }
+  const std::vector<ModelTensor>& tensors() const override { return tensors_; }
+  void read_rows_f32(const ModelTensor& t, int64_t row0, int64_t nrows, float* dst) const override {
+    if (const ModelTensor* o = orig(t)) return base_.read_rows_f32(*o, row0, nrows, dst);
+    std::fill(dst, dst + nrows * t.row_length(), 0.f);
+  }
+  void read_rows_raw(const ModelTensor& t, int64_t row0, int64_t nrows, void* dst) const override {
+    if (const ModelTensor* o = orig(t)) return base_.read_rows_raw(*o, row0, nrows, dst);
+    std::memset(dst, 0, static_cast<size_t>(nrows) * t.row_bytes());
+  }
+  gguf::Metadata gguf_metadata() const override { return base_.gguf_metadata(); }
+  bool is_gguf() const override { return false; }
+  const fs::path& path() const override { return base_.path(); }
+  uint64_t source_bytes() const override { return base_.source_bytes(); }
+
+ private:
+  const ModelTensor* orig(const ModelTensor& t) const {
+    for (size_t i = 0; i < tensors_.size(); ++i)
+      if (&tensors_[i] == &t || tensors_[i].name == t.name) return orig_[i];
+    fail(Errc::invalid_argument, "gptq: no tensor {} in the block being calibrated", t.name);
+  }
+  const ModelSource& base_;
+  ModelConfig cfg_;
+  std::vector<ModelTensor> tensors_;
+  std::vector<const ModelTensor*> orig_;
+};
+
+struct GsLinear {
+  std::string role;    // "attn_q", ...
+  std::string module;  // model.layers.3.self_attn.q_proj
+  int layer = -1;
+  int site = 0;        // Hessian: 0 q/k/v, 1 o, 2 gate/up, 3 down
+  bool permuted = false;
+  int64_t rows = 0, cols = 0;
+};
+
+constexpr const char* kGsRoles[] = {"attn_q", "attn_k", "attn_v", "attn_output", "ffn_gate", "ffn_up", "ffn_down"};
+
+int gs_site(const std::string& role) {
+  if (role == "attn_q" || role == "attn_k" || role == "attn_v") return 0;
+  if (role == "attn_output") return 1;
+  if (role == "ffn_gate" || role == "ffn_up") return 2;
+  return 3;
+}
+
+// Files of the work directory, written with plain descriptors and flushed before they are logged.
+class GsFile {
+ public:
+  GsFile(const fs::path& p, bool write) : path_(p) {
+    fd_ = write ? ::open(p.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644) : ::open(p.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd_ < 0) fail(write ? Errc::output_error : Errc::invalid_argument, "gptq: cannot open {}: {}", p.string(), std::strerror(errno));
+  }
+  ~GsFile() {
+    if (fd_ >= 0) ::close(fd_);
+  }
+  GsFile(const GsFile&) = delete;
+  GsFile& operator=(const GsFile&) = delete;
+  void write(const void* data, size_t n) {
+    const auto* p = static_cast<const uint8_t*>(data);
+    hash_.add(p, n);
+    while (n > 0) {
+      const ssize_t w = ::write(fd_, p, n);
+      if (w < 0 && errno == EINTR) continue;
+      if (w <= 0) fail(Errc::output_error, "gptq: cannot write {}: {}", path_.string(), std::strerror(errno));
+      p += w;
+      n -= static_cast<size_t>(w);
+    }
+  }
+  void read(void* data, size_t n) {
+    auto* p = static_cast<uint8_t*>(data);
+    while (n > 0) {
+      const ssize_t r = ::read(fd_, p, n);
+      if (r < 0 && errno == EINTR) continue;
+      if (r <= 0) fail(Errc::invalid_argument, "gptq: {} is shorter than its record (a damaged checkpoint)", path_.string());
+      hash_.add(p, static_cast<size_t>(r));
+      p += r;
+      n -= static_cast<size_t>(r);
+    }
+  }
+  void seek(uint64_t off) {
+    if (::lseek(fd_, static_cast<off_t>(off), SEEK_SET) < 0)
+      fail(Errc::invalid_argument, "gptq: cannot seek in {}", path_.string());
+  }
+  void sync() {
+    if (::fdatasync(fd_) != 0) fail(Errc::output_error, "gptq: cannot flush {}: {}", path_.string(), std::strerror(errno));
+  }
+  uint64_t hash() const { return hash_.value(); }
+  uint64_t bytes() const { return hash_.total; }
+
+ private:
+  fs::path path_;
+  int fd_ = -1;
+  quantize_ckpt::StreamHash hash_;
+};
+
+template <class T>
+void gs_put_vec(GsFile& f, const std::vector<T>& v) {
+  const uint64_t n = v.size();
+  f.write(&n, 8);
+  if (n) f.write(v.data(), n * sizeof(T));
+}
+template <class T>
+void gs_get_vec(GsFile& f, std::vector<T>& v, uint64_t limit) {
+  uint64_t n = 0;
+  f.read(&n, 8);
+  if (n > limit) fail(Errc::invalid_argument, "gptq: a damaged spool record (a vector of {} values)", n);
+  v.resize(static_cast<size_t>(n));
+  if (n) f.read(v.data(), n * sizeof(T));
+}
+
+// One quantized matrix in the spool: its dimensions and report, then its arrays.
+void gs_put_matrix(GsFile& f, const GptqMatrix& q) {
+  const int64_t dims[4] = {q.rows, q.cols, q.groups, q.bits};
+  f.write(dims, sizeof dims);
+  const double d[2] = {q.damp, q.loss};
+  f.write(d, sizeof d);
+  const int64_t e[2] = {q.damp_raises, q.dead_columns};
+  f.write(e, sizeof e);
+  gs_put_vec(f, q.codes);
+  gs_put_vec(f, q.scales);
+  gs_put_vec(f, q.zeros);
+  gs_put_vec(f, q.g_idx);
+  gs_put_vec(f, q.perm);
+}
+
+void gs_get_matrix(GsFile& f, GptqMatrix& q) {
+  int64_t dims[4];
+  f.read(dims, sizeof dims);
+  double d[2];
+  f.read(d, sizeof d);
+  int64_t e[2];
+  f.read(e, sizeof e);
+  q.rows = dims[0];
+  q.cols = dims[1];
+  q.groups = dims[2];
+  q.bits = static_cast<int>(dims[3]);
+  q.damp = d[0];
+  q.loss = d[1];
+  q.damp_raises = static_cast<int>(e[0]);
+  q.dead_columns = e[1];
+  const uint64_t n = static_cast<uint64_t>(std::max<int64_t>(0, q.rows) * std::max<int64_t>(0, q.cols));
+  gs_get_vec(f, q.codes, n);
+  gs_get_vec(f, q.scales, n);
+  gs_get_vec(f, q.zeros, n);
+  gs_get_vec(f, q.g_idx, static_cast<uint64_t>(q.cols));
+  gs_get_vec(f, q.perm, static_cast<uint64_t>(q.cols));
+}
+
+std::string gs_hex(uint64_t v) { return fmt::format("{:016x}", v); }
+
+void gs_sync_dir(const fs::path& d) {
+  const int fd = ::open(d.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd >= 0) {
+    ::fsync(fd);
+    ::close(fd);
+  }
+}
+
+// The streamed run.
+class GsRun {
+ public:
+  GsRun(const fs::path& model_path, fs::path out, const GptqConfig& config, const Context& ctx)
+      : cfg_(config), ctx_(ctx), progress_(ctx.progress_sink()), out_path_(std::move(out)) {
+    validate(cfg_.params);
+    if (cfg_.matrix_hook)
+      fail(Errc::invalid_argument, "gptq: a matrix hook needs GptqQuantizer (gptq_model writes the GPTQ layouts)");
+    if (cfg_.calibration_samples < 1)
+      fail(Errc::invalid_argument, "gptq: calibration samples must be positive, got {}", cfg_.calibration_samples);
+    if (cfg_.ctx < 2) fail(Errc::invalid_argument, "gptq: ctx must be at least 2, got {}", cfg_.ctx);
+    src_ = ModelSource::open(model_path);
+    if (src_->is_gguf())
+      fail(Errc::invalid_argument,
+           "gptq: {} is a GGUF file; quantize a Hugging Face checkpoint (config.json and safetensors), or use "
+           "`convert {} gptq` for the exact mapping of Q4_0/Q8_0/Q4_1",
+           src_->path().string(), src_->path().string());
+    plan_linears();
+  }
+
+  GptqResult run() {
+    const auto t0 = std::chrono::steady_clock::now();
+    // Refusals about the output directory come before any heavy work.
+    od_ = std::make_unique<OutputDir>(out_path_, std::vector<std::string>{"compressed-tensors", "gptq", "awq"},
+                                      "quantized output");
+    if (!cfg_.params.rtn) calibrate_tokens();
+    open_work();
+    const ModelConfig& mc = src_->config();
+    if (!cfg_.params.rtn) {
+      if (first_block_ == 0) write_embeddings();
+      progress_.message(fmt::format("GPTQ: {} blocks, {} chunks of {} tokens from {} (streamed, one block in memory)",
+                                    mc.n_layer, chunks_.size(), cfg_.ctx, summary_.calibration_source));
+    }
+    const char* stage = cfg_.params.rtn ? "Quantizing (RTN)" : "GPTQ";
+    progress_.update(stage, first_block_, mc.n_layer, "blocks");
+    for (int64_t L = first_block_; L < mc.n_layer; ++L) {
+      ctx_.check_cancelled();
+      block(L);
+      progress_.update(stage, L + 1, mc.n_layer, "blocks");
+    }
+    progress_.finish(stage);
+    summary_.chunks = static_cast<int64_t>(chunks_.size());
+    summary_.ctx = cfg_.params.rtn ? 0 : cfg_.ctx;
+    summary_.tokens = 0;
+    for (const auto& c : chunks_) summary_.tokens += static_cast<int64_t>(c.size());
+    summary_.quantize_seconds = gs_seconds_since(t0) - summary_.calibration_seconds;
+    write_output();
+    summary_.seconds = gs_seconds_since(t0);
+    return summary_;
+  }
+
+ private:
+  void plan_linears() {
+    const ModelConfig& mc = src_->config();
+    const bool gptq_layout = cfg_.layout != GptqLayout::compressed_tensors;
+    if (cfg_.layout == GptqLayout::awq) {
+      if (cfg_.params.bits != 4) fail(Errc::invalid_argument, "gptq: the AWQ layout stores 4-bit codes only, not {}-bit", cfg_.params.bits);
+      if (cfg_.params.group_size < 1)
+        fail(Errc::invalid_argument, "gptq: the AWQ layout needs a group size (AutoAWQ's kernels have no per-channel form)");
+      if (cfg_.params.act_order == GptqActOrder::group)
+        fail(Errc::invalid_argument, "gptq: the AWQ layout has no g_idx: use --act-order (static groups), not --act-order-group");
+    }
+    const std::string& arch = mc.architecture;
+    if (arch != "llama" && arch != "qwen2" && arch != "mistral")
+      fail(Errc::invalid_model, "engine: architecture '{}' is not supported (llama, mistral, qwen2)", arch);
+    cfg_.params.scale_storage = 16;
+    for (int64_t L = 0; L < mc.n_layer; ++L)
+      for (const char* role : kGsRoles) {
+        const std::string name = fmt::format("blk.{}.{}.weight", L, role);
+        const ModelTensor& t = src_->at(name);
+        if (t.ne.size() != 2) fail(Errc::invalid_model, "gptq: {} is not a matrix", name);
+        GsLinear x;
+        x.role = role;
+        x.module = names::hf_module(name);
+        x.layer = static_cast<int>(L);
+        x.site = gs_site(x.role);
+        x.rows = t.ne[1];
+        x.cols = t.ne[0];
+        x.permuted = arch == "llama" && (x.role == "attn_q" || x.role == "attn_k");
+        const int64_t g = cfg_.params.group_size;
+        if (g > 0 && x.cols % g != 0)
+          fail(Errc::invalid_argument, "gptq: group size {} does not divide the row length {} of {}", g, x.cols, x.module);
+        if (gptq_layout && ((x.cols * cfg_.params.bits) % 32 != 0 || (x.rows * cfg_.params.bits) % 32 != 0))
+          fail(Errc::invalid_argument, "gptq: {} ({} x {}) does not fill whole int32 words at {} bits (the GPTQ layout "
+               "packs 32 / bits values a word along both axes)", x.module, x.rows, x.cols, cfg_.params.bits);
+        if (!gptq_layout) {
+          if (t.type == QuantType::BF16) cfg_.params.scale_storage = 17;
+          else if (t.type == QuantType::F16) cfg_.params.scale_storage = 16;
+          else if (t.type == QuantType::F32) cfg_.params.scale_storage = 0;
+          else fail(Errc::invalid_model, "gptq: {} is stored as {}, not a float type", x.module, type_info(t.type).name);
+        }
+        linears_.push_back(std::move(x));
+      }
+    if (linears_.empty()) fail(Errc::invalid_model, "gptq: {} has no decoder linears", src_->path().string());
+    if (mc.n_ctx_train > 0 && cfg_.ctx > mc.n_ctx_train && !cfg_.params.rtn)
+      summary_.warnings.push_back(fmt::format("the model was trained on {} context tokens ({} asked)", mc.n_ctx_train, cfg_.ctx));
+    if (cfg_.params.rtn && cfg_.params.act_order != GptqActOrder::none)
+      summary_.warnings.push_back("act-order has no effect on round to nearest");
+  }
+
+  void calibrate_tokens() {
+    CalibrationData data;
+    if (cfg_.calibration_data.empty()) {
+      progress_.message("No calibration data given: using the built-in WikiText-2 text");
+      data = default_calibration();
+    } else {
+      data = load_calibration(cfg_.calibration_data);
+    }
+    summary_.calibration_source = data.source;
+    const gguf::Metadata meta = src_->gguf_metadata();
+    const Tokenizer tok = Tokenizer::from_gguf(meta, src_->path().string());
+    const auto tokens = imatrix_calibration_tokens(data, tok, cfg_.ctx * cfg_.calibration_samples);
+    const int64_t n_vocab = src_->at("token_embd.weight").ne[1];
+    int32_t bos = static_cast<int32_t>(meta.get_int("tokenizer.ggml.bos_token_id").value_or(-1));
+    bool add_bos = true;
+    if (const auto* v = meta.find("tokenizer.ggml.add_bos_token"); v && !v->is_array()) add_bos = v->as_bool();
+    if (bos >= n_vocab) bos = -1;
+    const int64_t available =
+        evaluation_chunks(static_cast<int64_t>(tokens.size()), cfg_.ctx, ChunkRule::imatrix, data.source);
+    if (available < cfg_.calibration_samples)
+      summary_.warnings.push_back(fmt::format(
+          "the calibration data gives {} chunks of {} tokens ({} tokens), fewer than the {} asked; using {}", available,
+          cfg_.ctx, tokens.size(), cfg_.calibration_samples, available));
+    chunks_ = make_chunks(tokens, cfg_.ctx, cfg_.calibration_samples, add_bos ? bos : -1);
+    for (const auto& c : chunks_) {
+      max_len_ = std::max<int64_t>(max_len_, static_cast<int64_t>(c.size()));
+      for (int32_t t : c)
+        if (t < 0 || t >= n_vocab) fail(Errc::calibration_error, "gptq: calibration token {} is outside the vocabulary", t);
+    }
+  }
+
+  // What the run is: a resumed run must match it exactly.
+  std::string identity() const {
+    nlohmann::ordered_json j;
+    const ModelConfig& mc = src_->config();
+    j["kind"] = "gptq-stream-1";
+    j["model"] = {{"n_layer", mc.n_layer}, {"n_embd", mc.n_embd}, {"n_ff", mc.n_ff}, {"n_head", mc.n_head},
+                  {"n_head_kv", mc.n_head_kv}, {"architecture", mc.architecture}, {"source_bytes", src_->source_bytes()}};
+    quantize_ckpt::StreamHash th;
+    std::vector<uint8_t> row;
+    for (const ModelTensor& t : src_->tensors()) {
+      th.add(t.name.data(), t.name.size());
+      th.add(t.ne.data(), t.ne.size() * 8);
+      const int32_t ty = static_cast<int32_t>(t.type);
+      th.add(&ty, 4);
+      if (t.n_rows() > 0) {  // sampled rows: the first and the last
+        row.resize(t.row_bytes());
+        for (int64_t r : {int64_t{0}, t.n_rows() - 1}) {
+          src_->read_rows_raw(t, r, 1, row.data());
+          th.add(row.data(), row.size());
+        }
+      }
+    }
+    j["tensors"] = gs_hex(th.value());
+    const GptqParams& p = cfg_.params;
+    j["params"] = {{"bits", p.bits}, {"group_size", p.group_size}, {"sym", p.sym}, {"act_order", static_cast<int>(p.act_order)},
+                   {"damp", p.damp}, {"max_damp_raises", p.max_damp_raises}, {"block_size", p.block_size},
+                   {"rtn", p.rtn}, {"scale_storage", p.scale_storage}};
+    quantize_ckpt::StreamHash ch;
+    for (const auto& c : chunks_) {
+      const uint64_t n = c.size();
+      ch.add(&n, 8);
+      ch.add(c.data(), c.size() * 4);
+    }
+    j["calibration"] = {{"ctx", cfg_.ctx}, {"chunks", chunks_.size()}, {"tokens", gs_hex(ch.value())}};
+    return j.dump(2) + "\n";
+  }
+
+  fs::path block_file(int64_t L) const { return work_ / fmt::format("block-{}.bin", L); }
+  fs::path hidden_file(int64_t L) const { return work_ / fmt::format("hidden-{}.bin", L); }
+
+  void open_work() {
+    std::error_code ec;
+    const fs::path& ck = cfg_.checkpoint_dir;
+    if (ck.empty()) {
+      work_ = od_->make_tmp() / ".gptq-work";
+      fs::create_directories(work_, ec);
+      if (ec) fail(Errc::output_error, "gptq: cannot create {}: {}", work_.string(), ec.message());
+      append_log_header();
+      return;
+    }
+    work_ = ck;
+    const std::string id = identity();
+    summary_.checkpoint = ck;
+    if (cfg_.resume) {
+      if (!fs::is_regular_file(ck / "state.json", ec))
+        fail(Errc::invalid_argument, "--resume: {} holds no GPTQ checkpoint (no state.json)", ck.string());
+      const std::string was = read_file(ck / "state.json");
+      if (was != id) {
+        const auto a = nlohmann::json::parse(was, nullptr, false), b = nlohmann::json::parse(id);
+        std::string what = "the model";
+        if (!a.is_discarded() && a.is_object()) {
+          if (a.value("params", nlohmann::json()) != b["params"]) what = "other quantization settings";
+          else if (a.value("calibration", nlohmann::json()) != b["calibration"]) what = "other calibration data";
+        }
+        fail(Errc::invalid_argument, "--resume: the checkpoint in {} was made for {} ({}); start again without --resume",
+             ck.string(), what == "the model" ? "another model" : what, what);
+      }
+      remove_old_temps();
+      load_log();
+      if (first_block_ > 0)
+        progress_.message(fmt::format("resumed: {}/{} blocks from {}", first_block_, src_->config().n_layer, ck.string()));
+      summary_.resumed_blocks = first_block_;
+    } else {
+      if (fs::exists(ck, ec)) {
+        if (fs::exists(ck / "state.json", ec)) {
+          remove_old_temps();
+          progress_.message(fmt::format("Replacing the checkpoint in {}", ck.string()));
+        } else if (!fs::is_empty(ck, ec)) {
+          fail(Errc::output_error, "gptq: the checkpoint directory {} exists and is not a GPTQ checkpoint", ck.string());
+        }
+        fs::remove_all(ck, ec);
+      }
+      fs::create_directories(ck, ec);
+      if (ec) fail(Errc::output_error, "gptq: cannot create {}: {}", ck.string(), ec.message());
+      write_file_atomic(ck / "state.json", id);
+      append_log_header();
+    }
+    // The output's temporary directory: a killed run cannot remove it, the next one does.
+    const fs::path& tmp = od_->make_tmp();
+    std::ofstream(ck / "temp-outputs.txt", std::ios::app) << tmp.string() << "\n";
+  }
+
+  void remove_old_temps() {
+    std::ifstream in(cfg_.checkpoint_dir / "temp-outputs.txt");
+    std::string line;
+    std::error_code ec;
+    while (std::getline(in, line))
+      if (!line.empty() && line.find(".tmp-") != std::string::npos) fs::remove_all(line, ec);
+    fs::remove(cfg_.checkpoint_dir / "temp-outputs.txt", ec);
+  }
+
+  void append_log_header() {
+    log_ = std::make_unique<GsFile>(work_ / "blocks.log", true);
+    log_->sync();
+  }
+
+  // The consistent prefix of blocks.log: block i's line names the checksums of block-i.bin and
+  // of hidden-(i+1).bin; a torn line or a block file whose checksum differs ends the prefix. Only
+  // the hidden states entering the next block are kept (the earlier ones are removed once the
+  // block after them is logged), so they are checked for the last line only.
+  void load_log() {
+    const std::string text = read_file(work_ / "blocks.log");
+    size_t pos = 0;
+    std::vector<std::string> lines, hidden;
+    while (true) {
+      const size_t nl = text.find('\n', pos);
+      if (nl == std::string::npos) break;
+      const std::string line = text.substr(pos, nl - pos);
+      long long L = -1;
+      char bh[17] = {}, hh[17] = {};
+      if (std::sscanf(line.c_str(), "block %lld %16s %16s", &L, bh, hh) != 3 ||
+          L != static_cast<long long>(lines.size()))
+        break;
+      if (!check_file(block_file(L), bh)) break;
+      lines.push_back(line);
+      hidden.push_back(hh);
+      pos = nl + 1;
+    }
+    int64_t done = static_cast<int64_t>(lines.size());
+    const int64_t n_layer = src_->config().n_layer;
+    if (!cfg_.params.rtn && done > 0 && done < n_layer && !check_file(hidden_file(done), hidden.back().c_str())) done = 0;
+    first_block_ = done;
+    std::string kept;
+    for (int64_t i = 0; i < done; ++i) kept += lines[static_cast<size_t>(i)] + "\n";
+    // Rewrite the log as its good prefix, then read back the finished blocks' reports.
+    log_ = std::make_unique<GsFile>(work_ / "blocks.log.tmp", true);
+    log_->write(kept.data(), kept.size());
+    log_->sync();
+    std::error_code ec;
+    fs::rename(work_ / "blocks.log.tmp", work_ / "blocks.log", ec);
+    for (int64_t L = 0; L < done; ++L) {
+      GsFile f(block_file(L), false);
+      for (const GsLinear& x : linears_) {
+        if (x.layer != L) continue;
+        GptqMatrix q;
+        gs_get_matrix(f, q);
+        report(x, q);
+      }
+    }
+  }
+
+  bool check_file(const fs::path& p, const char* want) const {
+    std::error_code ec;
+    if (!fs::is_regular_file(p, ec)) return false;
+    GsFile f(p, false);
+    std::vector<uint8_t> buf(1 << 20);
+    uint64_t left = fs::file_size(p, ec);
+    while (left > 0) {
+      const size_t n = static_cast<size_t>(std::min<uint64_t>(left, buf.size()));
+      f.read(buf.data(), n);
+      left -= n;
+    }
+    return gs_hex(f.hash()) == want;
+  }
+
+  // hidden-0.bin: each chunk's token embeddings (exactly what the engine's first block reads).
+  void write_embeddings() {
+    const ModelTensor& embd = src_->at("token_embd.weight");
+    const int64_t d = embd.ne[0];
+    GsFile f(hidden_file(0), true);
+    std::vector<float> x;
+    for (const auto& c : chunks_) {
+      x.resize(c.size() * static_cast<size_t>(d));
+      for (size_t t = 0; t < c.size(); ++t) src_->read_rows_f32(embd, c[t], 1, x.data() + t * static_cast<size_t>(d));
+      f.write(x.data(), x.size() * 4);
+    }
+    f.sync();
+  }
+
+  void report(const GsLinear& x, const GptqMatrix& q) {
+    summary_.layers.push_back(GptqLayerReport{x.module, x.layer, q.loss, q.damp, q.damp_raises, q.dead_columns});
+    summary_.damp_raises += q.damp_raises;
+  }
+
+  // Puts `hidden` (n x d) into the block model's embedding table.
+  static void set_hidden(Model& m, const float* hidden, int64_t n, int64_t rows, int64_t d, std::vector<float>& table) {
+    table.assign(static_cast<size_t>(rows * d), 0.f);
+    std::memcpy(table.data(), hidden, static_cast<size_t>(n * d) * 4);
+    m.replace_tensor("token_embd.weight", table, QuantType::F32);
+  }
+
+  void block(int64_t L) {
+    const ModelConfig& mc = src_->config();
+    const int64_t rows = std::max<int64_t>(max_len_, 1);
+    GsBlockSource bs(*src_, L, rows);
+    std::unique_ptr<Model> model = Model::load(bs);
+    const int64_t d = model->config().n_embd;
+    const bool calibrated = !cfg_.params.rtn;
+    std::vector<GsRowMat> H;
+    std::vector<int32_t> ids(static_cast<size_t>(rows));
+    for (int64_t i = 0; i < rows; ++i) ids[static_cast<size_t>(i)] = static_cast<int32_t>(i);
+    std::vector<float> table, x;
+    if (calibrated) {
+      const auto tc = std::chrono::steady_clock::now();
+      const int64_t widths[4] = {mc.n_embd, mc.n_head * model->config().head_dim, mc.n_embd, model->config().n_ff};
+      H.resize(4);
+      for (int k = 0; k < 4; ++k) H[static_cast<size_t>(k)] = GsRowMat::Zero(widths[k], widths[k]);
+      int64_t seen[4] = {0, 0, 0, 0};
+      bool non_finite = false;
+      {
+        SessionOptions so;
+        so.n_ctx = cfg_.ctx;
+        so.hook_inputs_only = true;
+        Session session(*model, so, ctx_);
+        const float* last_input = nullptr;
+        int last_site = -1;
+        session.set_linear_hook([&](const LinearEvent& ev) {
+          const LinearInfo& l = *ev.linear;
+          if (l.layer != 0) return;
+          const int k = gs_site(l.role);
+          if (!(ev.input == last_input && k == last_site)) {
+            last_input = ev.input;
+            last_site = k;
+            Eigen::Map<const GsRowMat> X(ev.input, ev.n_tokens, l.n_in);
+            if (!X.allFinite()) non_finite = true;
+            H[static_cast<size_t>(k)].noalias() += X.transpose() * X;
+            seen[k] += ev.n_tokens;
+          }
+          if (k == 3) throw GsStop{};
+        });
+        GsFile in(hidden_file(L), false);
+        for (const auto& ch : chunks_) {
+          ctx_.check_cancelled();
+          const int64_t n = static_cast<int64_t>(ch.size());
+          x.resize(static_cast<size_t>(n * d));
+          in.read(x.data(), x.size() * 4);
+          set_hidden(*model, x.data(), n, rows, d, table);
+          session.clear();
+          last_input = nullptr;
+          last_site = -1;
+          try {
+            session.eval(std::span<const int32_t>(ids.data(), static_cast<size_t>(n)), n);
+          } catch (const GsStop&) {
+          }
+        }
+      }
+      summary_.calibration_seconds += gs_seconds_since(tc);
+      if (non_finite)
+        fail(Errc::smoothquant_failed, "gptq: block {} sees NaN or infinite activations on the calibration data; nothing "
+             "was written", L);
+      for (int k = 0; k < 4; ++k) {
+        if (seen[k] == 0) fail(Errc::calibration_error, "gptq: block {} saw no calibration tokens", L);
+        H[static_cast<size_t>(k)] *= 2.0f / static_cast<float>(seen[k]);
+      }
+    }
+    // Quantize the block's linears, spool them, and put their dequantized weights in the model.
+    GsFile spool(block_file(L), true);
+    const int64_t hd = model->config().head_dim;
+    for (const GsLinear& xl : linears_) {
+      if (xl.layer != L) continue;
+      ctx_.check_cancelled();
+      const std::string gg = "blk.0." + xl.role + ".weight";
+      std::vector<float> w = model->tensor_f32(gg);
+      if (xl.permuted) {
+        std::vector<float> o(w.size());
+        for (int64_t r = 0; r < xl.rows; ++r)
+          std::memcpy(&o[static_cast<size_t>(gs_hf_row(r, hd) * xl.cols)], &w[static_cast<size_t>(r * xl.cols)],
+                      static_cast<size_t>(xl.cols) * 4);
+        w.swap(o);
+      }
+      GptqMatrix q;
+      try {
+        q = gptq_quantize_matrix(w.data(), xl.rows, xl.cols, calibrated ? H[static_cast<size_t>(xl.site)].data() : nullptr,
+                                 cfg_.params, ctx_);
+      } catch (const Error& e) {
+        if (e.code() == Errc::interrupted) throw;
+        fail(e.code(), "{}: {}; nothing was written", xl.module, e.what());
+      }
+      if (q.damp_raises > 0)
+        progress_.message(fmt::format("warning: {}: Cholesky failed, dampening raised {} time(s) to {}", xl.module,
+                                      q.damp_raises, q.damp));
+      // A Hessian goes once the last linear reading its input is done (v, o, up, down).
+      if (calibrated && (xl.role == "attn_v" || xl.role == "attn_output" || xl.role == "ffn_up" || xl.role == "ffn_down"))
+        H[static_cast<size_t>(xl.site)].resize(0, 0);
+      report(xl, q);
+      gs_put_matrix(spool, q);
+      if (calibrated && L + 1 < mc.n_layer) {
+        std::vector<float> dq = q.dequantize();
+        if (xl.permuted) {
+          std::vector<float> o(dq.size());
+          for (int64_t r = 0; r < xl.rows; ++r)
+            std::memcpy(&o[static_cast<size_t>(r * xl.cols)], &dq[static_cast<size_t>(gs_hf_row(r, hd) * xl.cols)],
+                        static_cast<size_t>(xl.cols) * 4);
+          dq.swap(o);
+        }
+        model->replace_tensor(gg, dq, QuantType::F32);
+      }
+    }
+    spool.sync();
+    H.clear();
+    // The hidden states entering block L + 1: each chunk through the quantized block.
+    uint64_t next_hash = 0;
+    if (calibrated && L + 1 < mc.n_layer) {
+      const auto tc = std::chrono::steady_clock::now();
+      SessionOptions so;
+      so.n_ctx = cfg_.ctx;
+      Session session(*model, so, ctx_);
+      std::vector<float> out;
+      session.set_linear_hook([&](const LinearEvent& ev) {
+        const LinearInfo& l = *ev.linear;
+        if (l.role != "attn_output" && l.role != "ffn_down") return;
+        // The residual stream as the engine adds it: x += attention output, then x += MLP output.
+        const size_t n = static_cast<size_t>(ev.n_tokens * d);
+        for (size_t i = 0; i < n; ++i) out[i] += ev.output[i];
+      });
+      GsFile in(hidden_file(L), false);
+      GsFile next(hidden_file(L + 1), true);
+      for (const auto& ch : chunks_) {
+        ctx_.check_cancelled();
+        const int64_t n = static_cast<int64_t>(ch.size());
+        x.resize(static_cast<size_t>(n * d));
+        in.read(x.data(), x.size() * 4);
+        set_hidden(*model, x.data(), n, rows, d, table);
+        out = x;
+        session.clear();
+        session.eval(std::span<const int32_t>(ids.data(), static_cast<size_t>(n)), n);
+        next.write(out.data(), out.size() * 4);
+      }
+      next.sync();
+      next_hash = next.hash();
+      summary_.calibration_seconds += gs_seconds_since(tc);
+    }
+    gs_sync_dir(work_);
+    const std::string line = fmt::format("block {} {} {}\n", L, gs_hex(spool.hash()), gs_hex(next_hash));
+    log_->write(line.data(), line.size());
+    log_->sync();
+    std::error_code ec;
+    if (calibrated) fs::remove(hidden_file(L), ec);
+  }
+
+  void write_output() {
+    std::error_code ec;
+    const fs::path src_path = src_->path();
+    const fs::path src_dir = fs::is_regular_file(src_path, ec) ? src_path.parent_path() : src_path;
+    const auto files = sq_impl::sq_source_files(src_path);
+    nlohmann::ordered_json config = nlohmann::ordered_json::parse(read_file(src_dir / "config.json"), nullptr, false);
+    if (config.is_discarded() || !config.is_object())
+      fail(Errc::invalid_model, "{}: malformed config.json", (src_dir / "config.json").string());
+
+    // Where each module's matrix sits in the spool, and its shape (for the tensor specs).
+    struct Where {
+      const GsLinear* x;
+      uint64_t offset;
+    };
+    std::map<std::string, Where> where;
+    {
+      int64_t cur = -1;
+      std::unique_ptr<GsFile> f;
+      for (const GsLinear& x : linears_) {
+        if (x.layer != cur) {
+          cur = x.layer;
+          f = std::make_unique<GsFile>(block_file(cur), false);
+        }
+        const uint64_t off = f->bytes();
+        GptqMatrix q;
+        gs_get_matrix(*f, q);
+        if (q.rows != x.rows || q.cols != x.cols) fail(Errc::invalid_argument, "gptq: a damaged spool record for {}", x.module);
+        where[x.module] = Where{&x, off};
+      }
+    }
+    const int bits = cfg_.params.bits;
+    gptq_impl::GpWriteSpec ws;
+    ws.layout = cfg_.layout;
+    ws.sym = cfg_.params.sym;
+    ws.g_idx = cfg_.params.act_order == GptqActOrder::group;
+    struct Item {
+      const SafetensorsFile* file;
+      const StTensor* t;
+      const Where* w = nullptr;
+      std::string module;
+    };
+    std::vector<std::unique_ptr<SafetensorsFile>> open;
+    std::vector<Item> items;
+    std::vector<StTensorSpec> specs;
+    summary_.n_parameters = 0;
+    summary_.n_quantized = 0;
+    std::set<std::string> written;
+    for (const auto& f : files) {
+      open.push_back(std::make_unique<SafetensorsFile>(f));
+      std::vector<const StTensor*> order;
+      for (const auto& t : open.back()->tensors()) order.push_back(&t);
+      std::sort(order.begin(), order.end(), [](auto* a, auto* b) { return a->begin < b->begin; });
+      for (const StTensor* t : order) {
+        Item it{open.back().get(), t};
+        const std::string& name = t->name;
+        summary_.n_parameters += static_cast<int64_t>(t->nbytes / st_dtype_size(t->dtype));
+        if (name.size() > 7 && name.ends_with(".weight")) {
+          const std::string mod = name.substr(0, name.size() - 7);
+          if (auto r = where.find(mod); r != where.end()) {
+            it.w = &r->second;
+            it.module = mod;
+          }
+        }
+        if (!it.w) {
+          specs.push_back({name, t->dtype, t->shape});
+          items.push_back(it);
+          continue;
+        }
+        const GsLinear& x = *it.w->x;
+        if (t->shape.size() != 2 || t->shape[0] != x.rows || t->shape[1] != x.cols)
+          fail(Errc::invalid_model, "gptq: {} has shape [{}], not [{}, {}]", name, fmt::join(t->shape, ", "), x.rows, x.cols);
+        GptqMatrix shape;
+        shape.rows = x.rows;
+        shape.cols = x.cols;
+        shape.bits = bits;
+        shape.groups = cfg_.params.group_size > 0 ? x.cols / cfg_.params.group_size : 1;
+        ws.scale_dtype = t->dtype;
+        gptq_impl::gp_specs(it.module, shape, ws, specs);
+        summary_.n_quantized += x.rows * x.cols;
+        written.insert(it.module);
+        items.push_back(it);
+      }
+    }
+    for (const auto& [m, w] : where)
+      if (!written.count(m)) fail(Errc::invalid_model, "gptq: {}.weight is not in the checkpoint's files", m);
+    summary_.source_bytes = 0;
+    for (const auto& f : open) summary_.source_bytes += f->file_size();
+
+    const fs::path& tmp = od_->make_tmp();
+    progress_.message(fmt::format("Writing {} ({} tensors)", od_->dir().string(), specs.size()));
+    uint64_t data_bytes = 0;
+    for (const auto& s : specs) data_bytes += s.nbytes();
+    std::vector<uint8_t> raw;
+    std::vector<std::string> out_files;
+    {
+      ShardedSafetensorsWriter out(tmp, specs);
+      progress_.update("Writing", 0, static_cast<int64_t>(items.size()), "tensors");
+      for (size_t i = 0; i < items.size(); ++i) {
+        ctx_.check_cancelled();
+        const Item& it = items[i];
+        const StTensor& t = *it.t;
+        if (!it.w) {
+          raw.resize(t.nbytes);
+          if (t.nbytes) it.file->read(t.begin, t.nbytes, raw.data());
+          out.write(t.name, raw.data(), raw.size());
+        } else {
+          GsFile f(block_file(it.w->x->layer), false);
+          f.seek(it.w->offset);
+          GptqMatrix q;
+          gs_get_matrix(f, q);
+          ws.scale_dtype = t.dtype;
+          gptq_impl::gp_write(out, it.module, q, ws);
+        }
+        progress_.update("Writing", static_cast<int64_t>(i + 1), static_cast<int64_t>(items.size()), "tensors");
+      }
+      out.commit();
+      out_files = out.file_names();
+    }
+    progress_.finish("Writing");
+
+    const GptqParams& pp = cfg_.params;
+    GptqResult& r = summary_;
+    r.files = out_files;
+    if (cfg_.layout == GptqLayout::compressed_tensors) {
+      const std::string ao = pp.act_order == GptqActOrder::group ? "group"
+                             : pp.act_order == GptqActOrder::static_groups ? "static" : "";
+      config["quantization_config"] = gptq_pack::ct_pack_quantization_config(bits, pp.group_size, pp.sym, ao);
+    } else if (cfg_.layout == GptqLayout::awq) {
+      config["quantization_config"] = gptq_pack::awq_quantization_config(pp.group_size);
+    } else {
+      const auto qc = gptq_pack::gptq_quantize_config(bits, pp.group_size, pp.sym, pp.act_order != GptqActOrder::none,
+                                                      pp.act_order == GptqActOrder::static_groups, pp.damp,
+                                                      cfg_.layout == GptqLayout::gptq_v2);
+      config["quantization_config"] = qc;
+      write_file_atomic(tmp / "quantize_config.json", qc.dump(2) + "\n");
+      r.files.insert(r.files.begin(), "quantize_config.json");
+    }
+    write_file_atomic(tmp / "config.json", config.dump(2) + "\n");
+    r.files.insert(r.files.begin(), "config.json");
+    for (const auto& e : fs::directory_iterator(src_dir, ec)) {
+      const std::string name = e.path().filename().string();
+      if (e.is_regular_file() && sq_impl::sq_copied_file(name)) {
+        fs::copy_file(e.path(), tmp / name, fs::copy_options::overwrite_existing, ec);
+        if (ec) fail(Errc::output_error, "cannot copy {} into {}: {}", e.path().string(), tmp.string(), ec.message());
+        r.files.push_back(name);
+      }
+    }
+    ctx_.check_cancelled();
+    log_.reset();
+    if (cfg_.checkpoint_dir.empty()) fs::remove_all(work_, ec);
+    od_->publish();
+    if (!cfg_.checkpoint_dir.empty()) {
+      fs::remove_all(cfg_.checkpoint_dir, ec);
+      const fs::path parent = cfg_.checkpoint_dir.parent_path();
+      if (!parent.empty() && fs::is_empty(parent, ec)) fs::remove(parent, ec);
+    }
+    r.output = od_->dir();
+    r.output_bytes = 0;
+    for (const auto& f : r.files) r.output_bytes += fs::file_size(od_->dir() / f, ec);
+    r.bpw = r.n_parameters > 0 ? 8.0 * static_cast<double>(data_bytes) / static_cast<double>(r.n_parameters) : 0;
+  }
+
+  GptqConfig cfg_;
+  const Context& ctx_;
+  Progress& progress_;
+  fs::path out_path_;
+  std::unique_ptr<ModelSource> src_;
+  std::unique_ptr<OutputDir> od_;
+  std::vector<GsLinear> linears_;
+  std::vector<std::vector<int32_t>> chunks_;
+  int64_t max_len_ = 0;
+  fs::path work_;
+  std::unique_ptr<GsFile> log_;
+  int64_t first_block_ = 0;
+  GptqResult summary_;
+};
+
+}  // namespace gptq_stream_impl
+
+GptqResult gptq_model(const fs::path& model, fs::path out, const GptqConfig& config, const Context& ctx) {
+  validate(config.params);
+  if (out.empty()) out = gptq_default_output(model, config);
+  gptq_stream_impl::GsRun run(model, std::move(out), config, ctx);
+  return run.run();
+}
+
+fs::path gptq_checkpoint_state(const fs::path& dir, const GptqConfig& config, bool resume) {
+  const GptqParams& p = config.params;
+  std::string name = fmt::format("{}-w{}a16-g{}{}{}", p.rtn ? "rtn" : "gptq", p.bits, p.group_size, p.sym ? "" : "-asym",
+                                 p.act_order == GptqActOrder::none ? "" : p.act_order == GptqActOrder::group ? "-actgroup" : "-act");
+  const fs::path sub = dir / name;
+  if (!resume) return sub;
+  std::error_code ec;
+  if (fs::is_regular_file(dir / "state.json", ec)) return dir;
+  if (fs::is_regular_file(sub / "state.json", ec)) return sub;
+  if (!fs::exists(dir, ec)) fail(Errc::invalid_argument, "--resume: checkpoint not found: {}", dir.string());
+  fail(Errc::invalid_argument, "--resume: {} holds no checkpoint of this GPTQ run (no state.json, nor {}/state.json)",
+       dir.string(), name);
+}
+
+}  // namespace lq

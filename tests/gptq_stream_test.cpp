@@ -1,0 +1,273 @@
+// GPTQ streamed at bounded memory (gptq_model): the same directory, byte for byte, as the
+// in-memory GptqQuantizer on the tiny model (several settings and layouts); the checkpoint after
+// every block: a cancelled run and `lq quantize MODEL gptq` killed with SIGKILL resume to the same
+// bytes, a torn log is cut back to its good prefix, and a checkpoint made for other settings,
+// calibration data or no checkpoint at all is refused with exit 2.
+#include <lq/lq.hpp>
+
+#include "support/support.hpp"
+
+#include <catch2/catch.hpp>
+
+#include <csignal>
+#include <cstdio>
+#include <cstring>
+#include <fstream>
+#include <map>
+#include <string>
+#include <vector>
+
+#include <sys/wait.h>
+#include <unistd.h>
+
+using namespace lq;
+namespace fs = std::filesystem;
+
+namespace {
+
+struct GsTiny {
+  fs::path dir, calib;
+};
+
+std::optional<GsTiny> gs_tiny() {
+  auto dir = test::shared_file("models/tiny-llama");
+  auto calib = test::shared_file("corpus/calibration.txt");
+  if (!dir || !calib) {
+    test::skip("the tiny model or the calibration text is missing (../shared)");
+    return std::nullopt;
+  }
+  return GsTiny{*dir, *calib};
+}
+
+GptqConfig gs_config(const fs::path& calib) {
+  GptqConfig c;
+  c.calibration_samples = 3;
+  c.ctx = 48;
+  c.calibration_data = calib;
+  return c;
+}
+
+// Every file of a directory (relative name -> bytes).
+std::map<std::string, std::string> gs_files(const fs::path& dir) {
+  std::map<std::string, std::string> m;
+  for (const auto& e : fs::recursive_directory_iterator(dir))
+    if (e.is_regular_file()) m[fs::relative(e.path(), dir).string()] = read_file(e.path());
+  return m;
+}
+
+// Cancels its token once `after` blocks of the GPTQ stage are done.
+class GsCancelAfter final : public Progress {
+ public:
+  GsCancelAfter(CancelToken& token, int64_t after) : token_(token), after_(after) {}
+  void update(std::string_view stage, int64_t done, int64_t, std::string_view) override {
+    if (stage == "GPTQ" && done >= after_) token_.cancel();
+  }
+
+ private:
+  CancelToken& token_;
+  int64_t after_;
+};
+
+// `lq ARGS...` with stderr on a pipe.
+struct GsChild {
+  pid_t pid = -1;
+  FILE* err = nullptr;
+  std::string text;
+
+  explicit GsChild(const std::vector<std::string>& args) {
+    int fds[2];
+    REQUIRE(::pipe(fds) == 0);
+    pid = ::fork();
+    REQUIRE(pid >= 0);
+    if (pid == 0) {
+      ::dup2(fds[1], 2);
+      ::close(fds[0]);
+      ::close(fds[1]);
+      std::FILE* null = std::freopen("/dev/null", "w", stdout);
+      (void)null;
+      std::vector<char*> argv;
+      const std::string cli = test::cli_path();
+      argv.push_back(const_cast<char*>(cli.c_str()));
+      for (const auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
+      argv.push_back(nullptr);
+      ::execv(cli.c_str(), argv.data());
+      ::_exit(127);
+    }
+    ::close(fds[1]);
+    err = ::fdopen(fds[0], "r");
+  }
+  ~GsChild() {
+    if (pid > 0) {
+      ::kill(pid, SIGKILL);
+      ::waitpid(pid, nullptr, 0);
+    }
+    if (err) std::fclose(err);
+  }
+  // Reads stderr until a "GPTQ ... D/N blocks" progress line with D >= done.
+  bool wait_for_block(int64_t done) {
+    char line[4096];
+    while (std::fgets(line, sizeof line, err)) {
+      text += line;
+      const char* g = std::strstr(line, "GPTQ");
+      const char* pct = g ? std::strchr(g, '%') : nullptr;
+      long long d = 0, n = 0;
+      if (pct && std::strstr(line, " blocks") && std::sscanf(pct + 1, " %lld/%lld", &d, &n) == 2 && d >= done) return true;
+    }
+    return false;
+  }
+  int kill_and_wait(int sig) {
+    ::kill(pid, sig);
+    char buf[4096];
+    while (std::fgets(buf, sizeof buf, err)) text += buf;
+    int st = 0;
+    ::waitpid(pid, &st, 0);
+    pid = -1;
+    return st;
+  }
+};
+
+}  // namespace
+
+TEST_CASE("gptq stream: the same bytes as the in-memory quantizer", "[gptq][gptq-stream]") {
+  auto t = gs_tiny();
+  if (!t) return;
+  struct Case {
+    const char* name;
+    GptqLayout layout;
+    int bits;
+    int64_t group;
+    bool sym, rtn;
+    GptqActOrder act;
+  };
+  const Case cases[] = {
+      {"w4 g128 compressed-tensors", GptqLayout::compressed_tensors, 4, 128, true, false, GptqActOrder::none},
+      {"w3 g64 asym act-order group", GptqLayout::compressed_tensors, 3, 64, false, false, GptqActOrder::group},
+      {"w4 gptq layout static act-order", GptqLayout::gptq, 4, 128, true, false, GptqActOrder::static_groups},
+      {"rtn w8 per channel", GptqLayout::compressed_tensors, 8, -1, true, true, GptqActOrder::none},
+  };
+  for (const Case& k : cases) {
+    INFO(k.name);
+    GptqConfig c = gs_config(t->calib);
+    c.layout = k.layout;
+    c.params.bits = k.bits;
+    c.params.group_size = k.group;
+    c.params.sym = k.sym;
+    c.params.rtn = k.rtn;
+    c.params.act_order = k.act;
+    test::TempDir tmp;
+    auto src = ModelSource::open(t->dir);
+    GptqQuantizer q(*src, c);
+    q.run();
+    const GptqResult a = q.write(tmp / "memory");
+    const GptqResult b = gptq_model(t->dir, tmp / "stream", c);
+    CHECK(gs_files(tmp / "memory") == gs_files(tmp / "stream"));
+    CHECK(a.files == b.files);
+    CHECK(a.output_bytes == b.output_bytes);
+    CHECK(a.n_quantized == b.n_quantized);
+    CHECK(a.tokens == b.tokens);
+    REQUIRE(a.layers.size() == b.layers.size());
+    for (size_t i = 0; i < a.layers.size(); ++i) {
+      CHECK(a.layers[i].module == b.layers[i].module);
+      CHECK(a.layers[i].loss == b.layers[i].loss);
+    }
+    // No work files are left beside the output.
+    int entries = 0;
+    for (const auto& e : fs::directory_iterator(tmp.path())) (void)e, ++entries;
+    CHECK(entries == 2);
+    CHECK_FALSE(fs::exists(tmp / "stream" / ".gptq-work"));
+  }
+}
+
+TEST_CASE("gptq stream: a cancelled run resumes from its checkpoint to the same bytes", "[gptq][gptq-stream]") {
+  auto t = gs_tiny();
+  if (!t) return;
+  test::TempDir tmp;
+  GptqConfig c = gs_config(t->calib);
+  gptq_model(t->dir, tmp / "ref", c);
+  const auto want = gs_files(tmp / "ref");
+
+  c.checkpoint_dir = gptq_checkpoint_state(tmp / "ckpt", c, false);
+  CHECK(c.checkpoint_dir == tmp / "ckpt" / "gptq-w4a16-g128");
+  CancelToken token;
+  GsCancelAfter stop(token, 2);
+  Context ctx;
+  ctx.cancel = &token;
+  ctx.progress = &stop;
+  try {
+    gptq_model(t->dir, tmp / "out", c, ctx);
+    FAIL("not interrupted");
+  } catch (const Error& e) {
+    CHECK(e.code() == Errc::interrupted);
+  }
+  CHECK_FALSE(fs::exists(tmp / "out"));
+  REQUIRE(fs::exists(c.checkpoint_dir / "state.json"));
+  const std::string log = read_file(c.checkpoint_dir / "blocks.log");
+  CHECK(std::count(log.begin(), log.end(), '\n') >= 2);
+
+  // A torn last line (a process killed while appending it) is dropped.
+  {
+    std::ofstream(c.checkpoint_dir / "blocks.log", std::ios::app) << "block 9 0123";
+  }
+  GptqConfig other = c;
+  other.resume = true;
+  other.params.bits = 3;
+  CHECK_THROWS_WITH(gptq_model(t->dir, tmp / "out", other), Catch::Matchers::Contains("other quantization settings"));
+  other = c;
+  other.resume = true;
+  other.calibration_samples = 2;
+  CHECK_THROWS_WITH(gptq_model(t->dir, tmp / "out", other), Catch::Matchers::Contains("other calibration data"));
+
+  c.resume = true;
+  const GptqResult r = gptq_model(t->dir, tmp / "out", c);
+  CHECK(r.resumed_blocks >= 2);
+  CHECK(r.resumed_blocks < 6);
+  CHECK(r.layers.size() == 42);
+  CHECK(gs_files(tmp / "out") == want);
+  CHECK_FALSE(fs::exists(tmp / "ckpt"));
+  int entries = 0;
+  for (const auto& e : fs::directory_iterator(tmp.path())) (void)e, ++entries;
+  CHECK(entries == 2);  // ref and out: the cancelled run's temporary directory is gone
+}
+
+TEST_CASE("gptq stream: lq quantize MODEL gptq killed with SIGKILL resumes to the same bytes", "[gptq][gptq-stream][cli]") {
+  auto t = gs_tiny();
+  if (!t) return;
+  test::TempDir tmp;
+  const std::string base = test::cli_path() + " --threads 2 quantize " + t->dir.string() +
+                           " gptq --calibration-samples 3 --ctx 48 --calibration-data " + t->calib.string();
+  const auto ref = test::run(base + " --no-checkpoints -o " + (tmp / "ref").string());
+  REQUIRE(ref.status == 0);
+  const auto want = gs_files(tmp / "ref");
+  const fs::path ckpt = tmp / "ckpt";
+  {
+    GsChild c({"--threads", "2", "quantize", t->dir.string(), "gptq", "--calibration-samples", "3", "--ctx", "48",
+               "--calibration-data", t->calib.string(), "--checkpoint-dir", ckpt.string(), "-o", (tmp / "out").string()});
+    REQUIRE(c.wait_for_block(2));
+    const int st = c.kill_and_wait(SIGKILL);
+    INFO(c.text);
+    REQUIRE(WIFSIGNALED(st));
+  }
+  CHECK_FALSE(fs::exists(tmp / "out"));
+  const fs::path state = ckpt / "gptq-w4a16-g128";
+  REQUIRE(fs::exists(state / "state.json"));
+
+  // Refusals: exit 2, the checkpoint left as it was.
+  const auto bits = test::run(base + " --bits 3 --resume " + state.string() + " -o " + (tmp / "out").string());
+  CHECK(bits.status == 2);
+  CHECK(bits.err.find("was made for other quantization settings") != std::string::npos);
+  const auto none = test::run(base + " --resume " + (tmp / "nothing").string() + " -o " + (tmp / "out").string());
+  CHECK(none.status == 2);
+  const auto both = test::run(base + " --resume " + ckpt.string() + " --no-checkpoints -o " + (tmp / "out").string());
+  CHECK(both.status == 2);
+  REQUIRE(fs::exists(state / "state.json"));
+
+  const auto done = test::run(base + " --resume " + ckpt.string() + " -o " + (tmp / "out").string());
+  INFO(done.err);
+  REQUIRE(done.status == 0);
+  CHECK(done.err.find("resumed: ") != std::string::npos);
+  CHECK(done.err.find("/6 blocks from " + state.string()) != std::string::npos);
+  CHECK(gs_files(tmp / "out") == want);
+  CHECK_FALSE(fs::exists(ckpt));
+  for (const auto& e : fs::directory_iterator(tmp.path()))
+    CHECK(e.path().filename().string().find(".tmp-") == std::string::npos);  // the killed run's temporary output
+}
