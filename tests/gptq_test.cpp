@@ -6,6 +6,7 @@
 #include "support/support.hpp"
 
 #include <lq/engine.hpp>
+#include <lq/error.hpp>
 #include <lq/gptq.hpp>
 #include <lq/io.hpp>
 

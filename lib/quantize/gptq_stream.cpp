@@ -27,6 +27,7 @@
 #include "formats/gptq_pack.hpp"
 #include "formats/safetensors.hpp"
 #include "formats/safetensors_writer.hpp"
+#include "model/architecture.hpp"
 #include "model/tensor_names.hpp"
 #include "quantize/checkpoint.hpp"
 #include "quantize/gptq_write.hpp"
@@ -325,9 +326,8 @@ class GsRun {
       if (cfg_.params.act_order == GptqActOrder::group)
         fail(Errc::invalid_argument, "gptq: the AWQ layout has no g_idx: use --act-order (static groups), not --act-order-group");
     }
-    const std::string& arch = mc.architecture;
-    if (arch != "llama" && arch != "qwen2" && arch != "mistral")
-      fail(Errc::invalid_model, "engine: architecture '{}' is not supported (llama, mistral, qwen2)", arch);
+    const Architecture& arch = architecture_of(mc, "gptq");
+    require_separate_linears(arch, "gptq");
     cfg_.params.scale_storage = 16;
     for (int64_t L = 0; L < mc.n_layer; ++L)
       for (const char* role : kGsRoles) {
@@ -341,7 +341,7 @@ class GsRun {
         x.site = gs_site(x.role);
         x.rows = t.ne[1];
         x.cols = t.ne[0];
-        x.permuted = arch == "llama" && (x.role == "attn_q" || x.role == "attn_k");
+        x.permuted = arch.permute_qk && (x.role == "attn_q" || x.role == "attn_k");
         const int64_t g = cfg_.params.group_size;
         if (g > 0 && x.cols % g != 0)
           fail(Errc::invalid_argument, "gptq: group size {} does not divide the row length {} of {}", g, x.cols, x.module);
@@ -916,6 +916,18 @@ class GsRun {
 GptqResult gptq_model(const fs::path& model, fs::path out, const GptqConfig& config, const Context& ctx) {
   validate(config.params);
   if (out.empty()) out = gptq_default_output(model, config);
+  {
+    // A block calibrated alone sees hidden states through a one-block model: that needs blocks
+    // that do not depend on their index (no sliding-window pattern) and embeddings used as they
+    // are (no scaling). Other architectures are quantized with the whole model loaded.
+    auto source = ModelSource::open(model);
+    const Architecture& arch = architecture_of(source->config(), "gptq");
+    if (arch.sandwich_norms || arch.scale_embedding || arch.swa_period > 0) {
+      GptqQuantizer q(*source, config);
+      q.run(ctx);
+      return q.write(out, ctx);
+    }
+  }
   gptq_stream_impl::GsRun run(model, std::move(out), config, ctx);
   return run.run();
 }
