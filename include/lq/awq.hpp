@@ -27,7 +27,7 @@ namespace lq {
 struct AwqParams {
   int bits = 4;                ///< 3 or 4
   int64_t group_size = 128;    ///< columns per scale and zero point (must divide every row)
-  int n_grid = 20;             ///< scale exponents α = 0, 1/n_grid, ..., (n_grid - 1)/n_grid
+  int n_grid = 20;             ///< (0: the identity only, no clipping) scale exponents α = 0, 1/n_grid, ..., (n_grid - 1)/n_grid
   /// s = mean|x|^α / mean(|w| / group max)^(1-α) (AutoAWQ's default, "duo scaling"); false:
   /// s = mean|x|^α. Either way s is divided by sqrt(max s · min s).
   bool duo_scaling = true;

@@ -40,7 +40,9 @@ namespace lq {
 void validate(const AwqParams& p) {
   if (p.bits != 3 && p.bits != 4) fail(Errc::invalid_argument, "awq: bits must be 3 or 4, got {}", p.bits);
   if (p.group_size < 1) fail(Errc::invalid_argument, "awq: group size must be positive, got {}", p.group_size);
-  if (p.n_grid < 1 || p.n_grid > 1000) fail(Errc::invalid_argument, "awq: grid must be in [1, 1000], got {}", p.n_grid);
+  if (p.n_grid < 0 || p.n_grid > 1000) fail(Errc::invalid_argument, "awq: grid must be in [0, 1000], got {}", p.n_grid);
+  if (p.n_grid == 0 && (p.clip || !p.identity_candidate))
+    fail(Errc::invalid_argument, "awq: an empty grid leaves no candidate (or no clipping grid)");
   if (!(p.max_shrink >= 0 && p.max_shrink < 1))
     fail(Errc::invalid_argument, "awq: max shrink must be in [0, 1), got {}", p.max_shrink);
   if (p.clip_tokens < 1) fail(Errc::invalid_argument, "awq: clip tokens must be positive, got {}", p.clip_tokens);
