@@ -27,7 +27,7 @@ namespace lq {
 struct AwqParams {
   int bits = 4;                ///< 3 or 4
   int64_t group_size = 128;    ///< columns per scale and zero point (must divide every row)
-  int n_grid = 20;             ///< (0: the identity only, no clipping) scale exponents α = 0, 1/n_grid, ..., (n_grid - 1)/n_grid
+  int n_grid = 20;             ///< (0: the identity only) scale exponents α = 0, 1/n_grid, ..., (n_grid - 1)/n_grid
   /// s = mean|x|^α / mean(|w| / group max)^(1-α) (AutoAWQ's default, "duo scaling"); false:
   /// s = mean|x|^α. Either way s is divided by sqrt(max s · min s).
   bool duo_scaling = true;
@@ -35,7 +35,8 @@ struct AwqParams {
   /// the calibration loss (AutoAWQ only tries the α grid).
   bool identity_candidate = true;
   bool clip = true;            ///< the clipping search (not for q/k, whose products feed a softmax)
-  double max_shrink = 0.5;     ///< clip candidates: group max x (1 - i / n_grid), i < max_shrink x n_grid
+  int clip_grid = 20;          ///< clip candidates: group max x (1 - i / clip_grid), i < max_shrink x clip_grid
+  double max_shrink = 0.5;
   int64_t clip_tokens = 512;   ///< tokens sampled (evenly) for the clipping search
   bool scale_v_o = true;       ///< the v_proj -> o_proj group (skipped under GQA, as AutoAWQ does)
 };

@@ -41,8 +41,9 @@ void validate(const AwqParams& p) {
   if (p.bits != 3 && p.bits != 4) fail(Errc::invalid_argument, "awq: bits must be 3 or 4, got {}", p.bits);
   if (p.group_size < 1) fail(Errc::invalid_argument, "awq: group size must be positive, got {}", p.group_size);
   if (p.n_grid < 0 || p.n_grid > 1000) fail(Errc::invalid_argument, "awq: grid must be in [0, 1000], got {}", p.n_grid);
-  if (p.n_grid == 0 && (p.clip || !p.identity_candidate))
-    fail(Errc::invalid_argument, "awq: an empty grid leaves no candidate (or no clipping grid)");
+  if (p.n_grid == 0 && !p.identity_candidate) fail(Errc::invalid_argument, "awq: an empty grid leaves no candidate");
+  if (p.clip_grid < 1 || p.clip_grid > 1000)
+    fail(Errc::invalid_argument, "awq: clip grid must be in [1, 1000], got {}", p.clip_grid);
   if (!(p.max_shrink >= 0 && p.max_shrink < 1))
     fail(Errc::invalid_argument, "awq: max shrink must be in [0, 1), got {}", p.max_shrink);
   if (p.clip_tokens < 1) fail(Errc::invalid_argument, "awq: clip tokens must be positive, got {}", p.clip_tokens);
@@ -536,7 +537,7 @@ struct AwqQuantizer::Impl {
   std::vector<float> clip_search(const AwMat& w, const AwMat& xs, const Context& ctx) const {
     const int64_t rows = w.rows(), cols = w.cols(), g = cfg.params.group_size, G = cols / g;
     const int maxq = (1 << cfg.params.bits) - 1;
-    const int steps = static_cast<int>(cfg.params.max_shrink * cfg.params.n_grid);
+    const int steps = static_cast<int>(cfg.params.max_shrink * cfg.params.clip_grid);
     std::vector<float> clip(static_cast<size_t>(rows * G), 0.0f);
     parallel_for(rows, ctx.thread_count(), 4, [&](int64_t r0, int64_t r1) {
       Eigen::VectorXf d(g), e;
@@ -548,7 +549,7 @@ struct AwqQuantizer::Impl {
           float best_v = mx0;
           double best = std::numeric_limits<double>::infinity();
           for (int i = 0; i < std::max(steps, 1); ++i) {
-            const float mv = mx0 * (1.0f - static_cast<float>(i) / static_cast<float>(cfg.params.n_grid));
+            const float mv = mx0 * (1.0f - static_cast<float>(i) / static_cast<float>(cfg.params.clip_grid));
             float s;
             int32_t z;
             aw_group_params(x, g, maxq, mv, storage, s, z);
