@@ -95,13 +95,21 @@ void aw_fake_quant(float* w, int64_t rows, int64_t cols, int bits, int64_t g, in
   });
 }
 
-// Y[T x out] = X[T x in] · Wᵀ.
-void aw_matmul(const float* x, int64_t t, int64_t in, const float* w, int64_t out, float* y, int threads) {
-  Eigen::Map<const AwMat> W(w, out, in);
+using AwGemmFn = void (*)(const detail::GemmArgs&);
+
+// C[m x n] = A[m x k] · B[n x k]ᵀ on the calling thread with the back-end's float GEMM (the
+// engine's attention kernel: vectorised for the CPU it runs on).
+inline void aw_gemm(AwGemmFn gemm, const float* a, int64_t m, int64_t k, int64_t lda, const float* b, int64_t n,
+                    int64_t ldb, float* c, int64_t ldc) {
+  detail::GemmArgs g{m, n, k, a, lda, b, QuantType::F32, ldb, c, ldc, false};
+  gemm(g);
+}
+
+// Y[T x out] = X[T x in] · Wᵀ, token blocks in parallel.
+void aw_matmul(AwGemmFn gemm, const float* x, int64_t t, int64_t in, const float* w, int64_t out, float* y,
+               int threads) {
   parallel_for(t, threads, 64, [&](int64_t t0, int64_t t1) {
-    Eigen::Map<const AwMat> X(x + t0 * in, t1 - t0, in);
-    Eigen::Map<AwMat> Y(y + t0 * out, t1 - t0, out);
-    Y.noalias() = X * W.transpose();
+    aw_gemm(gemm, x + t0 * in, t1 - t0, in, in, w, out, in, y + t0 * out, out);
   });
 }
 
@@ -248,6 +256,7 @@ struct AwqQuantizer::Impl {
   std::vector<std::vector<int32_t>> chunks;
   bool have_data = false, done = false;
   int storage = 16;
+  AwGemmFn gemm = nullptr;  // the back-end's float GEMM (set by run())
   AwqResult summary;
   GptqResult stats;
 
@@ -405,10 +414,14 @@ struct AwqQuantizer::Impl {
       AwMat q, k, v, o, s;
       for (int64_t ci = c0; ci < c1; ++ci) {
         const int64_t r0 = starts[static_cast<size_t>(ci)], n = static_cast<int64_t>(chunks[static_cast<size_t>(ci)].size());
-        const auto X = x.middleRows(r0, n);
-        q.noalias() = X * qw.transpose();
-        k.noalias() = X * kw.transpose();
-        v.noalias() = X * vw.transpose();
+        const float* X = x.data() + r0 * x.cols();
+        const int64_t e = x.cols();
+        q.resize(n, nq);
+        k.resize(n, nkv);
+        v.resize(n, nkv);
+        aw_gemm(gemm, X, n, e, e, qw.data(), nq, e, q.data(), nq);
+        aw_gemm(gemm, X, n, e, e, kw.data(), nkv, e, k.data(), nkv);
+        aw_gemm(gemm, X, n, e, e, vw.data(), nkv, e, v.data(), nkv);
         if (!bq.empty()) q.rowwise() += Eigen::Map<const Eigen::RowVectorXf>(bq.data(), nq);
         if (!bk.empty()) k.rowwise() += Eigen::Map<const Eigen::RowVectorXf>(bk.data(), nkv);
         if (!bv.empty()) v.rowwise() += Eigen::Map<const Eigen::RowVectorXf>(bv.data(), nkv);
@@ -417,7 +430,8 @@ struct AwqQuantizer::Impl {
         o.resize(n, nq);
         for (int64_t h = 0; h < c.n_head; ++h) {
           const int64_t kvh = h / group;
-          s.noalias() = q.middleCols(h * hd, hd) * k.middleCols(kvh * hd, hd).transpose();
+          s.resize(n, n);
+          aw_gemm(gemm, q.data() + h * hd, n, hd, nq, k.data() + kvh * hd, n, nkv, s.data(), n);
           for (int64_t i = 0; i < n; ++i) {
             const int64_t j0 = window > 0 ? std::max<int64_t>(0, i - window + 1) : 0;
             float mx = -std::numeric_limits<float>::infinity();
@@ -432,7 +446,7 @@ struct AwqQuantizer::Impl {
           }
           o.middleCols(h * hd, hd).noalias() = s * v.middleCols(kvh * hd, hd);
         }
-        if (ow) y.middleRows(r0, n).noalias() = o * ow->transpose();
+        if (ow) aw_gemm(gemm, o.data(), n, nq, nq, ow->data(), ow->rows(), nq, y.data() + r0 * y.cols(), y.cols());
         else y.middleRows(r0, n) = o;
       }
     });
@@ -481,20 +495,22 @@ struct AwqQuantizer::Impl {
   }
 
   // MLP output: down(silu(x gᵀ) * (x uᵀ)).
-  static void mlp_out(const AwMat& x, const AwMat& gw, const AwMat& uw, const AwMat& dw, AwMat& y, int threads) {
+  void mlp_out(const AwMat& x, const AwMat& gw, const AwMat& uw, const AwMat& dw, AwMat& y, int threads) const {
     y.resize(x.rows(), dw.rows());
+    const int64_t e = x.cols(), f = gw.rows(), o = dw.rows();
     parallel_for(x.rows(), threads, 256, [&](int64_t t0, int64_t t1) {
-      const auto X = x.middleRows(t0, t1 - t0);
-      AwMat g = X * gw.transpose();
-      const AwMat u = X * uw.transpose();
+      const int64_t m = t1 - t0;
+      AwMat g(m, f), u(m, f);
+      aw_gemm(gemm, x.data() + t0 * e, m, e, e, gw.data(), f, e, g.data(), f);
+      aw_gemm(gemm, x.data() + t0 * e, m, e, e, uw.data(), f, e, u.data(), f);
       g = g.unaryExpr([](float v) { return v / (1.0f + std::exp(-v)); }).cwiseProduct(u);
-      y.middleRows(t0, t1 - t0).noalias() = g * dw.transpose();
+      aw_gemm(gemm, g.data(), m, f, f, dw.data(), o, f, y.data() + t0 * o, o);
     });
   }
 
-  static void linear_out(const AwMat& x, const AwMat& w, AwMat& y, int threads) {
+  void linear_out(const AwMat& x, const AwMat& w, AwMat& y, int threads) const {
     y.resize(x.rows(), w.rows());
-    aw_matmul(x.data(), x.rows(), x.cols(), w.data(), w.rows(), y.data(), threads);
+    aw_matmul(gemm, x.data(), x.rows(), x.cols(), w.data(), w.rows(), y.data(), threads);
   }
 
   // Divides the norm by s, rounds it to its stored dtype and returns the scales that rounding
@@ -726,6 +742,7 @@ struct AwqQuantizer::Impl {
   }
 
   void run(const Context& ctx) {
+    gemm = engine::Exec::from(ctx).ops.gemm;
     Progress& progress = ctx.progress_sink();
     const auto t0 = std::chrono::steady_clock::now();
     const ModelConfig& mc = gq.model().config();
