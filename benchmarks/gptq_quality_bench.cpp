@@ -1,11 +1,15 @@
-// GPTQ quality table: for each scheme (bits, group size) and method (RTN, GPTQ, GPTQ with
-// act-order static / group), quantize the model's decoder linears, put the dequantized weights
+// GPTQ / AWQ quality table: for each scheme (bits, group size) and method (RTN, GPTQ, GPTQ with
+// act-order static / group, AWQ, and RTN on AWQ's asymmetric grid as its baseline), quantize the model's decoder linears, put the dequantized weights
 // into the engine's model and measure perplexity and KL divergence against the original on the
 // evaluation text (llama-perplexity's chunks). Also the time of each quantization and the
 // process's peak RSS.
 //   gptq_quality_bench [--model DIR] [--calibration FILE] [--eval FILE] [--ctx 256] [--chunks 100]
 //       [--calibration-samples 128] [--calibration-ctx 256] [--schemes 4:128,3:128,2:64]
-//       [--methods rtn,gptq,gptq-static,gptq-group] [--asym] [--threads N]
+//       [--methods rtn,gptq,gptq-static,gptq-group,rtn-asym,awq,awq-noclip,awq-cliponly] [--awq-samples N]
+//       [--asym] [--threads N]
+// (awq: asymmetric with zero points always; rtn-asym: round to nearest on AWQ's min-max grid, no
+// search, the baseline AWQ is measured against; --awq-samples: AWQ's calibration chunks, default
+// --calibration-samples.)
 // Prints one row per scheme and method; figures only, nothing asserted.
 #include <lq/lq.hpp>
 
@@ -33,7 +37,7 @@ int main(int argc, char** argv) {
   if (const char* env = std::getenv("LQ_SHARED_DIR"); env && *env) shared = env;
   fs::path model = shared / "models" / "tiny-llama", calib = shared / "corpus" / "calibration.txt",
            eval = shared / "corpus" / "eval.txt";
-  int64_t ctx = 256, chunks = 100, samples = 128, calib_ctx = 256;
+  int64_t ctx = 256, chunks = 100, samples = 128, calib_ctx = 256, awq_samples = -1;
   int threads = 0;
   bool asym = false;
   std::vector<std::string> schemes = {"4:128", "3:128", "2:64"};
@@ -50,6 +54,7 @@ int main(int argc, char** argv) {
     else if (a == "--calibration-ctx") calib_ctx = std::stoll(cl.value());
     else if (a == "--schemes") schemes = lq::bench::split_list(cl.value());
     else if (a == "--methods") methods = lq::bench::split_list(cl.value());
+    else if (a == "--awq-samples") awq_samples = std::stoll(cl.value());
     else if (a == "--asym") asym = true;
     else if (a == "--threads") threads = std::stoi(cl.value());
     else {
@@ -80,6 +85,32 @@ int main(int argc, char** argv) {
       const int bits = std::stoi(s.substr(0, colon));
       const int64_t group = colon == std::string::npos ? 128 : std::stoll(s.substr(colon + 1));
       for (const auto& m : methods) {
+        if (m == "awq" || m == "rtn-asym" || m == "awq-noclip" || m == "awq-cliponly") {
+          lq::AwqConfig acfg;
+          acfg.params.bits = bits;
+          acfg.params.group_size = group;
+          acfg.layout = lq::GptqLayout::compressed_tensors;
+          acfg.calibration_samples = awq_samples > 0 ? awq_samples : samples;
+          acfg.ctx = calib_ctx;
+          if (m == "awq-noclip") acfg.params.clip = false;  // ablations: the scale search alone,
+          if (m == "awq-cliponly") acfg.params.n_grid = 0;  // the clipping search alone
+          if (m == "rtn-asym") {  // the identity as the only candidate, no clipping: AWQ's grid alone
+            acfg.params.n_grid = 0;
+            acfg.params.clip = false;
+            acfg.calibration_samples = 1;
+          }
+          const double t0 = lq::bench::now_s();
+          lq::AwqQuantizer q(*src, acfg);
+          q.set_calibration(data);
+          q.run(c);
+          const double secs = lq::bench::now_s() - t0;
+          const lq::KldResult k = lq::kl_divergence(q.model(), *original, tokens, po, c);
+          std::printf("W%dg%-5lld | %-12s | %9.4f | %+6.2f%% | %8.5f | %6.2f | %7.1f | -\n", bits,
+                      static_cast<long long>(group), m.c_str(), k.ppl, 100 * (k.ppl / base.ppl - 1), k.kld_mean,
+                      k.same_top_pct, secs);
+          std::fflush(stdout);
+          continue;
+        }
         lq::GptqConfig cfg;
         cfg.params.bits = bits;
         cfg.params.group_size = group;

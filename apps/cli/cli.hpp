@@ -79,6 +79,8 @@ bool parse_kv_cache_f16(const std::string& value);
 /// (cmd_quantize_gptq.cpp).
 void add_gptq_options(cxxopts::Options& opts);
 int run_gptq(Context& ctx, const cxxopts::ParseResult& r, const std::string& format);
+/// `quantize MODEL awq` (cmd_quantize_awq.cpp): uses the GPTQ options layout, bits, group-size.
+int run_awq(Context& ctx, const cxxopts::ParseResult& r);
 /// `convert SRC.gguf gptq|compressed-tensors`, with the options `convert` parsed
 /// (cmd_convert_gptq.cpp).
 int run_convert_to_gptq(Context& ctx, const cxxopts::ParseResult& r);

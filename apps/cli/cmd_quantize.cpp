@@ -183,11 +183,11 @@ int run_quantize(Context& ctx, std::vector<std::string> args) {
       "Quantize a model into GGUF (llama.cpp's levels and mixtures).");
   opts.add_options()
       ("model", "Model: Hugging Face directory, .safetensors, GGUF file or Hub ID", cxxopts::value<std::string>())
-      ("output_format", "Output format: gguf, smoothquant (compressed-tensors W8A8 int8 directory), gptq or rtn "
-                        "(W4A16-style directory: compressed-tensors pack-quantized or the GPTQ layout)",
+      ("output_format", "Output format: gguf, smoothquant (compressed-tensors W8A8 int8 directory), gptq, rtn or awq "
+                        "(W4A16-style directory: compressed-tensors pack-quantized, the GPTQ layout or AutoAWQ's)",
        cxxopts::value<std::string>())
       ("q,quantization", "Level: Q4_K_M, Q8_0, IQ1_S, TERNARY, F16, ... (see `info --levels`)", cxxopts::value<std::string>())
-      ("o,output", "Output file [default: ./MODEL-LEVEL.gguf; smoothquant: directory ./MODEL-smoothquant-w8a8; gptq: ./MODEL-gptq-w4a16]",
+      ("o,output", "Output file [default: ./MODEL-LEVEL.gguf; smoothquant: directory ./MODEL-smoothquant-w8a8; gptq: ./MODEL-gptq-w4a16; awq: ./MODEL-awq-w4a16]",
        cxxopts::value<std::string>())
       ("pure", "Every weight in the level's base type (no mixture)")
       ("imatrix", "Importance matrix (llama.cpp GGUF or .dat format)", cxxopts::value<std::string>())
@@ -215,10 +215,10 @@ int run_quantize(Context& ctx, std::vector<std::string> args) {
       ("smoothquant", "SmoothQuant W8A8 transformation (output format smoothquant)")
       ("alpha", "SmoothQuant migration strength in [0, 1], or auto (per layer, lowest W8A8 output error) [default: 0.5]",
        cxxopts::value<std::string>())
-      ("calibration-data", "SmoothQuant / GPTQ calibration data: .txt, .json or .jsonl [default: built-in WikiText-2]",
+      ("calibration-data", "SmoothQuant / GPTQ / AWQ calibration data: .txt, .json or .jsonl [default: built-in WikiText-2]",
        cxxopts::value<std::string>())
-      ("calibration-samples", "SmoothQuant / GPTQ calibration chunks [default: 512]", cxxopts::value<int64_t>())
-      ("ctx", "SmoothQuant / GPTQ calibration chunk length in tokens [default: 512]", cxxopts::value<int64_t>())
+      ("calibration-samples", "SmoothQuant / GPTQ / AWQ calibration chunks [default: 512; awq: 128]", cxxopts::value<int64_t>())
+      ("ctx", "SmoothQuant / GPTQ / AWQ calibration chunk length in tokens [default: 512]", cxxopts::value<int64_t>())
       ("activation-percentile", "SmoothQuant activation statistic: percentile of |x| per channel, 100 = max [default: 100]",
        cxxopts::value<double>())
       ("static-activations", "SmoothQuant: static per-tensor activation scales (input_scale) instead of dynamic per token")
@@ -236,19 +236,19 @@ int run_quantize(Context& ctx, std::vector<std::string> args) {
   if (!r.count("model")) fail(Errc::invalid_argument, "missing MODEL (usage: {} quantize MODEL gguf -q LEVEL)", ctx.program);
   if (!r.count("output_format")) fail(Errc::invalid_argument, "missing OUTPUT_FORMAT (gguf)");
   const std::string format = r["output_format"].as<std::string>();
-  if (format != "gguf" && format != "smoothquant" && format != "gptq" && format != "rtn")
-    fail(Errc::invalid_argument, "unknown output format '{}' (supported: gguf, smoothquant, gptq, rtn)", format);
+  if (format != "gguf" && format != "smoothquant" && format != "gptq" && format != "rtn" && format != "awq")
+    fail(Errc::invalid_argument, "unknown output format '{}' (supported: gguf, smoothquant, gptq, rtn, awq)", format);
   const bool gguf_gptq = r.count("gptq") > 0;
   if (gguf_gptq && format != "gguf")
     fail(Errc::invalid_argument, "--gptq applies to the gguf output format (the gptq format is `quantize MODEL gptq`)");
-  if (format == "gptq" || format == "rtn") {
+  if (format == "gptq" || format == "rtn" || format == "awq") {
     for (const char* o : kGgufOnlyOptions)
       if (r.count(o) && std::string_view(o) != "checkpoint-dir" && std::string_view(o) != "resume" &&
           std::string_view(o) != "no-checkpoints")
         fail(Errc::invalid_argument, "--{} does not apply to the {} output format", o, format);
     for (const char* o : {"smoothquant", "alpha", "activation-percentile", "static-activations", "per-tensor-weights"})
       if (r.count(o)) fail(Errc::invalid_argument, "--{} does not apply to the {} output format", o, format);
-    return run_gptq(ctx, r, format);
+    return format == "awq" ? run_awq(ctx, r) : run_gptq(ctx, r, format);
   }
   for (const char* o : kGptqOptions)
     if (r.count(o) && !(gguf_gptq && std::string_view(o) == "damp"))

@@ -160,6 +160,17 @@ class LQ_API GptqQuantizer {
   Model& model();
   const GptqResult& summary() const;
 
+  /// For algorithms that run their own search on this pipeline (AWQ, awq.hpp) instead of run():
+  /// module `module`'s quantized matrix (rows in Hugging Face order), put into model() as its
+  /// dequantized weights (F32) and written by write().
+  void set_matrix(const std::string& module, GptqMatrix q, const GptqLayerReport& report);
+  /// Replaces the non-quantized float tensor `gguf_name` (a norm weight) by `values`, rounded to
+  /// the checkpoint's dtype of that tensor, in model() and in what write() writes.
+  void set_float_tensor(const std::string& gguf_name, std::vector<float> values);
+  /// Ends such an external run: write() may follow; the calibration figures of `stats` (source,
+  /// chunks, ctx, tokens, seconds, warnings) go into the summary.
+  void finish_external(const GptqResult& stats);
+
  private:
   struct Impl;
   std::unique_ptr<Impl> impl_;

@@ -12,6 +12,7 @@
 #include <lq/error.hpp>
 #include <lq/file_type.hpp>
 #include <lq/gguf.hpp>
+#include <lq/awq.hpp>
 #include <lq/gptq.hpp>
 #include <lq/gptq_gguf.hpp>
 #include <lq/imatrix.hpp>

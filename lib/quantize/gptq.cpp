@@ -403,6 +403,7 @@ struct GptqQuantizer::Impl {
   std::unique_ptr<Model> model;
   std::vector<GpLinear> linears;
   std::map<std::string, GptqMatrix> results;  // by module
+  std::map<std::string, std::vector<float>> floats;  // replaced float tensors by checkpoint name (AWQ's norms)
   std::vector<std::vector<int32_t>> chunks;
   bool have_data = false, done = false;
   GptqResult summary;
@@ -687,6 +688,8 @@ GptqResult GptqQuantizer::Impl::write(const fs::path& dir_in, const Context& ctx
         }
       }
       if (!it.q) {
+        if (auto f = floats.find(name); f != floats.end() && f->second.size() * st_dtype_size(t->dtype) != t->nbytes)
+          fail(Errc::invalid_model, "gptq: {} holds {} bytes, not {} values", name, t->nbytes, f->second.size());
         specs.push_back({name, t->dtype, t->shape});
         items.push_back(it);
         continue;
@@ -717,7 +720,12 @@ GptqResult GptqQuantizer::Impl::write(const fs::path& dir_in, const Context& ctx
     ctx.check_cancelled();
     const Item& it = items[i];
     const StTensor& t = *it.t;
-    if (!it.q) {
+    if (auto f = floats.find(t.name); !it.q && f != floats.end()) {
+      const size_t es = st_dtype_size(t.dtype);
+      raw.assign(t.nbytes, 0);
+      for (size_t k = 0; k < f->second.size(); ++k) gp_store(t.dtype, f->second[k], raw.data() + k * es);
+      out.write(t.name, raw.data(), raw.size());
+    } else if (!it.q) {
       raw.resize(t.nbytes);
       if (t.nbytes) it.file->read(t.begin, t.nbytes, raw.data());
       out.write(t.name, raw.data(), raw.size());
@@ -779,6 +787,42 @@ const GptqMatrix& GptqQuantizer::matrix(const std::string& module) const {
   return it->second;
 }
 Model& GptqQuantizer::model() { return *impl_->model; }
+
+void GptqQuantizer::set_matrix(const std::string& module, GptqMatrix q, const GptqLayerReport& report) {
+  Impl& im = *impl_;
+  auto x = std::find_if(im.linears.begin(), im.linears.end(), [&](const GpLinear& l) { return l.module == module; });
+  if (x == im.linears.end()) fail(Errc::invalid_argument, "gptq: no decoder linear {}", module);
+  if (q.rows != x->rows || q.cols != x->cols)
+    fail(Errc::invalid_argument, "gptq: {} is {} x {}, not {} x {}", module, x->rows, x->cols, q.rows, q.cols);
+  im.apply(*x, q);
+  im.summary.layers.push_back(report);
+  im.results[module] = std::move(q);
+}
+
+void GptqQuantizer::set_float_tensor(const std::string& gguf_name, std::vector<float> values) {
+  Impl& im = *impl_;
+  const ModelTensor& t = im.src.at(gguf_name);
+  if (static_cast<int64_t>(values.size()) != t.n_elements())
+    fail(Errc::invalid_argument, "gptq: {} has {} values, not {}", gguf_name, t.n_elements(), values.size());
+  for (float& v : values) {
+    if (t.type == QuantType::BF16) v = bf16_to_f32(f32_to_bf16(v));
+    else if (t.type == QuantType::F16) v = fp16_to_f32(f32_to_fp16(v));
+  }
+  im.model->replace_tensor(gguf_name, values, QuantType::F32);
+  im.floats[t.source_name] = std::move(values);
+}
+
+void GptqQuantizer::finish_external(const GptqResult& stats) {
+  Impl& im = *impl_;
+  im.summary.calibration_source = stats.calibration_source;
+  im.summary.chunks = stats.chunks;
+  im.summary.ctx = stats.ctx;
+  im.summary.tokens = stats.tokens;
+  im.summary.calibration_seconds = stats.calibration_seconds;
+  im.summary.quantize_seconds = stats.quantize_seconds;
+  for (const auto& w : stats.warnings) im.summary.warnings.push_back(w);
+  im.done = true;
+}
 const GptqResult& GptqQuantizer::summary() const { return impl_->summary; }
 
 }  // namespace lq

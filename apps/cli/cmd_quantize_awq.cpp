@@ -1,0 +1,119 @@
+// lq quantize MODEL awq [--layout awq|compressed-tensors|gptq] [--bits 4|3] [--group-size]
+// [--calibration-data] [--calibration-samples] [--ctx]: the options of the AWQ output, parsed into
+// an AwqConfig for lq::awq_model (awq.hpp), and the printed result. No quantization logic here.
+#include "cli.hpp"
+
+#include <lq/awq.hpp>
+#include <lq/lq.hpp>
+
+#include <fmt/format.h>
+
+#include <filesystem>
+#include <iostream>
+
+namespace fs = std::filesystem;
+
+namespace lq::cli {
+
+int run_awq(Context& ctx, const cxxopts::ParseResult& r) {
+  for (const char* o : {"act-order", "act-order-group", "sym", "asym", "damp", "method"})
+    if (r.count(o))
+      fail(Errc::invalid_argument, "--{} does not apply to the awq output format (asymmetric with zero points, no "
+           "error feedback)", o);
+  AwqConfig cfg;
+  if (r.count("layout")) {
+    const std::string l = r["layout"].as<std::string>();
+    if (l == "awq") cfg.layout = GptqLayout::awq;
+    else if (l == "compressed-tensors") cfg.layout = GptqLayout::compressed_tensors;
+    else if (l == "gptq") cfg.layout = GptqLayout::gptq;
+    else fail(Errc::invalid_argument, "--layout: the awq output format writes awq, compressed-tensors or gptq, not '{}'", l);
+  }
+  if (r.count("bits")) cfg.params.bits = r["bits"].as<int>();
+  if (r.count("group-size")) cfg.params.group_size = r["group-size"].as<int64_t>();
+  if (r.count("calibration-samples")) cfg.calibration_samples = r["calibration-samples"].as<int64_t>();
+  if (r.count("ctx")) cfg.ctx = r["ctx"].as<int64_t>();
+  if (r.count("calibration-data")) cfg.calibration_data = r["calibration-data"].as<std::string>();
+  validate(cfg.params);
+  if (cfg.layout == GptqLayout::awq && cfg.params.bits != 4)
+    fail(Errc::invalid_argument, "--bits {}: the awq layout (AutoAWQ's GEMM packing) stores 4-bit codes only; use "
+         "--layout compressed-tensors or gptq", cfg.params.bits);
+  if (cfg.calibration_samples < 1)
+    fail(Errc::invalid_argument, "--calibration-samples must be positive, got {}", cfg.calibration_samples);
+  if (cfg.ctx < 2) fail(Errc::invalid_argument, "--ctx must be at least 2, got {}", cfg.ctx);
+
+  const fs::path model = r["model"].as<std::string>();
+  const fs::path out = r.count("output") ? fs::path(r["output"].as<std::string>()) : awq_default_output(model, cfg);
+  check_output_dir(out.has_filename() ? out : out.parent_path(), /*writable=*/true);
+  TermProgress progress(ctx);
+  lq::Context run_ctx;
+  run_ctx.threads = ctx.threads;
+  run_ctx.progress = &progress;
+  const AwqResult res = awq_model(model, out, cfg, run_ctx);
+  const GptqResult& g = res.gptq;
+  for (const auto& w : g.warnings) progress.message(fmt::format("warning: {}", w));
+  const double ratio = g.source_bytes ? static_cast<double>(g.output_bytes) / static_cast<double>(g.source_bytes) : 0;
+  const char* layout = cfg.layout == GptqLayout::compressed_tensors ? "compressed-tensors"
+                       : cfg.layout == GptqLayout::gptq           ? "gptq"
+                                                                  : "awq";
+  const std::string level = fmt::format("W{}A16", cfg.params.bits);
+  int identity = 0;
+  for (const auto& s : res.groups) identity += s.alpha < 0;
+  progress.message(fmt::format("Complete: {} ({}, {:.2f} bpw)", g.output.string(), human_bytes(g.output_bytes), g.bpw));
+  if (ctx.format == Format::json) {
+    nlohmann::json layers = nlohmann::json::array();
+    for (const auto& l : g.layers)
+      layers.push_back({{"layer_name", l.module}, {"layer", l.layer}, {"relative_output_error", l.loss}});
+    nlohmann::json groups = nlohmann::json::array();
+    for (const auto& s : res.groups)
+      groups.push_back({{"layer", s.layer},
+                        {"group", s.group},
+                        {"alpha", s.alpha < 0 ? nlohmann::json(nullptr) : nlohmann::json(s.alpha)},
+                        {"loss", s.loss},
+                        {"loss_unscaled", s.identity_loss}});
+    nlohmann::json result = {{"status", "success"},
+                             {"output_path", fs::absolute(g.output).string()},
+                             {"output_files", g.files},
+                             {"model_path", model.string()},
+                             {"format", layout},
+                             {"method", "awq"},
+                             {"quantization_level", level},
+                             {"bits", cfg.params.bits},
+                             {"group_size", cfg.params.group_size},
+                             {"symmetric", false},
+                             {"duo_scaling", cfg.params.duo_scaling},
+                             {"alpha_grid", cfg.params.n_grid},
+                             {"attention_inspected_at", res.attention},
+                             {"clipped_linears", res.clipped_linears},
+                             {"scale_groups", groups},
+                             {"layer_summary", layers},
+                             {"calibration_data", g.calibration_source},
+                             {"calibration_samples", g.chunks},
+                             {"ctx", g.ctx},
+                             {"calibration_tokens", g.tokens},
+                             {"file_size", g.output_bytes},
+                             {"source_size", g.source_bytes},
+                             {"parameter_count", g.n_parameters},
+                             {"quantized_parameter_count", g.n_quantized},
+                             {"effective_bpw", g.bpw},
+                             {"compression_ratio", ratio},
+                             {"warnings", g.warnings},
+                             {"calibration_seconds", g.calibration_seconds},
+                             {"quantize_seconds", g.quantize_seconds},
+                             {"duration_seconds", g.seconds}};
+    print_json(result);
+  } else {
+    std::cout << fmt::format("Output:      {} ({})\n", g.output.string(), layout);
+    std::cout << fmt::format("Scheme:      AWQ {} g{} asymmetric (zero points)\n", level, cfg.params.group_size);
+    std::cout << fmt::format("Size:        {} ({:.1f}% of {})\n", human_bytes(g.output_bytes), 100 * ratio,
+                             human_bytes(g.source_bytes));
+    std::cout << fmt::format("Weights:     {} ({:.3f} bits per weight; {} quantized)\n", g.n_parameters, g.bpw,
+                             g.n_quantized);
+    std::cout << fmt::format("Calibration: {} chunks of {} tokens ({})\n", g.chunks, g.ctx, g.calibration_source);
+    std::cout << fmt::format("Search:      {} scale groups ({} kept unscaled), {} linears clipped\n", res.groups.size(),
+                             identity, res.clipped_linears);
+    std::cout << fmt::format("Time:        {:.2f} s\n", g.seconds);
+  }
+  return 0;
+}
+
+}  // namespace lq::cli

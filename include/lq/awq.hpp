@@ -1,0 +1,138 @@
+// liblq: AWQ (activation-aware weight quantization) of a Hugging Face Llama-family checkpoint to
+// asymmetric 4-bit (or 3-bit) integer weights with per-group scales and zero points, written in
+// AutoAWQ's GEMM layout (the default), compressed-tensors pack-quantized or the GPTQ layout. Per
+// decoder block, with its inputs coming from the already-quantized blocks before it: a
+// per-channel scale search for each of the four groups (input_layernorm -> q/k/v inspected at the
+// attention output, v_proj -> o_proj when their shapes allow, post_attention_layernorm -> gate/up
+// inspected at the MLP output, up_proj -> down_proj), the scales folded into the previous op,
+// then a per-group clipping search, then round to nearest on AutoAWQ's min-max grid.
+#pragma once
+
+#include <lq/api.hpp>
+#include <lq/calibration.hpp>
+#include <lq/context.hpp>
+#include <lq/gptq.hpp>
+#include <lq/model.hpp>
+
+#include <cstdint>
+#include <filesystem>
+#include <functional>
+#include <span>
+#include <string>
+#include <vector>
+
+namespace lq {
+
+/// The algorithm's knobs.
+struct AwqParams {
+  int bits = 4;                ///< 3 or 4
+  int64_t group_size = 128;    ///< columns per scale and zero point (must divide every row)
+  int n_grid = 20;             ///< (0: the identity only) scale exponents α = 0, 1/n_grid, ..., (n_grid - 1)/n_grid
+  /// s = mean|x|^α / mean(|w| / group max)^(1-α) (AutoAWQ's default, "duo scaling"); false:
+  /// s = mean|x|^α. Either way s is divided by sqrt(max s · min s).
+  bool duo_scaling = true;
+  /// The identity (no scaling) is a candidate too: the search never ends worse than no scaling on
+  /// the calibration loss (AutoAWQ only tries the α grid).
+  bool identity_candidate = true;
+  bool clip = true;            ///< the clipping search (not for q/k, whose products feed a softmax)
+  int clip_grid = 20;          ///< clip candidates: group max x (1 - i / clip_grid), i < max_shrink x clip_grid
+  double max_shrink = 0.5;
+  int64_t clip_tokens = 512;   ///< tokens sampled (evenly) for the clipping search
+  bool scale_v_o = true;       ///< the v_proj -> o_proj group (skipped under GQA, as AutoAWQ does)
+};
+
+/// Throws Errc::invalid_argument naming the setting (bits, group size, grid, shrink).
+LQ_API void validate(const AwqParams& params);
+
+/// The whole configuration of `lq quantize MODEL awq`.
+struct AwqConfig {
+  AwqParams params;
+  GptqLayout layout = GptqLayout::awq;  ///< awq (4-bit only), compressed_tensors or gptq (asymmetric)
+  int64_t calibration_samples = 128;    ///< chunks of ctx tokens (AutoAWQ: 128 x 512)
+  int64_t ctx = 512;
+  std::filesystem::path calibration_data;  ///< empty = the built-in WikiText-2 text
+};
+
+/// AutoAWQ's grid of one matrix (rows x cols, row-major) in groups of `group_size` columns:
+/// scale = (max - min) / (2^bits - 1) (min 1e-5), zero = clamp(-round(min / scale)),
+/// code = clamp(round(w / scale) + zero). `clip` (rows x groups, may be null) clamps each group to
+/// [-clip, clip] first. Scales are rounded to their storage before the codes are chosen (16 =
+/// binary16, AutoAWQ's and GPTQ's; 17 = bfloat16; 0 = float). Rows run in parallel on ctx's threads.
+LQ_API GptqMatrix awq_quantize_matrix(const float* w, int64_t rows, int64_t cols, int bits, int64_t group_size,
+                                      const float* clip = nullptr, const Context& ctx = {}, int scale_storage = 16);
+
+/// One scale search.
+struct AwqSearch {
+  std::vector<float> scales;   ///< per input channel; all 1 when the identity won
+  double alpha = -1;           ///< the chosen exponent; -1 = the identity
+  double loss = 0;             ///< its loss
+  double identity_loss = 0;    ///< loss without scaling (NaN when not a candidate)
+  std::vector<double> losses;  ///< per α of the grid
+};
+
+/// The candidate scales for exponent `alpha` from the per-channel statistics: mean |x| over the
+/// calibration tokens and mean |w| / (its group's max |w|) over the output rows.
+LQ_API std::vector<float> awq_candidate_scales(std::span<const float> x_mean, std::span<const float> w_mean,
+                                               double alpha, bool duo_scaling);
+
+/// Evaluates `loss` (the inspected module's output MSE with the scaled, quantized weights) for
+/// every candidate and returns the best (ties keep the earlier: the identity, then α ascending).
+LQ_API AwqSearch awq_search_scales(std::span<const float> x_mean, std::span<const float> w_mean,
+                                   const AwqParams& params,
+                                   const std::function<double(std::span<const float> scales)>& loss);
+
+/// The fold: divides row i of `prev` (row_len values a row; 1 for a norm weight) by s[i].
+LQ_API void awq_divide_rows(std::span<float> prev, int64_t row_len, std::span<const float> s);
+/// Multiplies column j of `next` (rows of cols = s.size() values) by s[j].
+LQ_API void awq_multiply_columns(std::span<float> next, std::span<const float> s);
+
+/// What the search chose for one group of one block.
+struct AwqGroupReport {
+  int layer = -1;
+  std::string group;       ///< "input_layernorm->q,k,v", "v_proj->o_proj", "post_attention_layernorm->gate,up", "up_proj->down_proj"
+  double alpha = -1;       ///< -1: the identity won
+  double loss = 0, identity_loss = 0;  ///< inspected output MSE, chosen and without scaling
+};
+
+struct AwqResult {
+  GptqResult gptq;                    ///< files, sizes, per-linear reports (loss: relative output MSE)
+  std::vector<AwqGroupReport> groups;
+  int64_t clipped_linears = 0;
+  std::string attention;              ///< how the q/k/v group was inspected
+  double search_seconds = 0;
+};
+
+/// The AWQ pipeline over one Hugging Face checkpoint (Llama / Mistral / Qwen2 decoders).
+class LQ_API AwqQuantizer {
+ public:
+  /// Validates and loads the model (Errc::invalid_argument for a GGUF source, unsupported bits, a
+  /// group size that does not divide a row, the AWQ layout with 3 bits).
+  AwqQuantizer(const ModelSource& source, AwqConfig config);
+  ~AwqQuantizer();
+  AwqQuantizer(const AwqQuantizer&) = delete;
+  AwqQuantizer& operator=(const AwqQuantizer&) = delete;
+  /// Calibration data; without a call run() uses config.calibration_data or the built-in text.
+  /// Errc::calibration_error when it gives not one chunk of ctx tokens.
+  void set_calibration(const CalibrationData& data);
+  /// Searches, folds, clips and quantizes block by block. Afterwards model() holds the folded
+  /// norms and the dequantized weights (F32).
+  void run(const Context& ctx = {});
+  /// Writes the output directory (atomic, as GptqQuantizer::write).
+  AwqResult write(const std::filesystem::path& dir, const Context& ctx = {});
+  const GptqMatrix& matrix(const std::string& module) const;
+  Model& model();
+  const AwqResult& summary() const;
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+/// The whole command: open `model`, quantize, write `out` (default awq_default_output()).
+LQ_API AwqResult awq_model(const std::filesystem::path& model, std::filesystem::path out, const AwqConfig& config,
+                           const Context& ctx = {});
+
+/// "NAME-awq-w4a16" (bits and group size in the name when not 4 / 128) in the current directory.
+LQ_API std::filesystem::path awq_default_output(const std::filesystem::path& model, const AwqConfig& config);
+
+}  // namespace lq

@@ -1,0 +1,804 @@
+// AWQ (awq.hpp): activation-aware scale search, folding, clipping and AutoAWQ's asymmetric grid,
+// run block by block on the GPTQ pipeline (GptqQuantizer: model loading, the linears' checks,
+// Hugging Face row order, the output directory in every layout). Must not parse flags or print:
+// progress goes to the Context's sink.
+//
+// Per block L: one calibration pass through the model whose blocks < L are already quantized
+// (the linear hook keeps block L's four product inputs for every chunk and stops the forward pass
+// at ffn_down); then, on the block's float weights and those activations, the four scale
+// searches (AutoAWQ's order: all searched first, then folded), the folds (norm weights divided,
+// rounded to the checkpoint's dtype, and the next linears' columns multiplied by the scales that
+// rounding left), the clipping search on the scaled weights and activations, and the quantization.
+// Only block L's activations are held. The q/k/v group is inspected at the attention block's
+// output: attention is recomputed here (RoPE and causal GQA as the engine does, checked against
+// the engine's own attention result on every block).
+#include <lq/awq.hpp>
+
+#include <lq/engine.hpp>
+#include <lq/error.hpp>
+#include <lq/threads.hpp>
+#include <lq/tokenizer.hpp>
+
+#include "core/fail.hpp"
+#include "core/half.hpp"
+#include "engine/impl.hpp"
+#include "model/tensor_names.hpp"
+
+#include <Eigen/Core>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstring>
+#include <limits>
+#include <map>
+
+namespace fs = std::filesystem;
+
+namespace lq {
+
+void validate(const AwqParams& p) {
+  if (p.bits != 3 && p.bits != 4) fail(Errc::invalid_argument, "awq: bits must be 3 or 4, got {}", p.bits);
+  if (p.group_size < 1) fail(Errc::invalid_argument, "awq: group size must be positive, got {}", p.group_size);
+  if (p.n_grid < 0 || p.n_grid > 1000) fail(Errc::invalid_argument, "awq: grid must be in [0, 1000], got {}", p.n_grid);
+  if (p.n_grid == 0 && !p.identity_candidate) fail(Errc::invalid_argument, "awq: an empty grid leaves no candidate");
+  if (p.clip_grid < 1 || p.clip_grid > 1000)
+    fail(Errc::invalid_argument, "awq: clip grid must be in [1, 1000], got {}", p.clip_grid);
+  if (!(p.max_shrink >= 0 && p.max_shrink < 1))
+    fail(Errc::invalid_argument, "awq: max shrink must be in [0, 1), got {}", p.max_shrink);
+  if (p.clip_tokens < 1) fail(Errc::invalid_argument, "awq: clip tokens must be positive, got {}", p.clip_tokens);
+}
+
+namespace awq_impl {
+
+using AwMat = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+using AwStride = Eigen::OuterStride<>;
+
+inline float aw_round_scale(float s, int storage) {
+  if (storage == 16) return fp16_to_f32(f32_to_fp16(s));
+  if (storage == 17) return bf16_to_f32(f32_to_bf16(s));
+  return s;
+}
+
+// AutoAWQ's pseudo_quantize_tensor grid for one group of n values (clamped to [-clip, clip] when
+// clip > 0): min-max with a zero point, the range not forced to hold 0.
+inline void aw_group_params(const float* x, int64_t n, int maxq, float clip, int storage, float& scale, int32_t& zero) {
+  float lo = std::numeric_limits<float>::infinity(), hi = -lo;
+  for (int64_t i = 0; i < n; ++i) {
+    const float v = clip > 0 ? std::clamp(x[i], -clip, clip) : x[i];
+    lo = std::min(lo, v);
+    hi = std::max(hi, v);
+  }
+  float s = aw_round_scale(std::max(hi - lo, 1e-5f) / static_cast<float>(maxq), storage);
+  if (!(s > 0) || !std::isfinite(s)) s = aw_round_scale(1e-5f, storage) > 0 ? aw_round_scale(1e-5f, storage) : 1e-5f;
+  scale = s;
+  zero = static_cast<int32_t>(std::clamp(-std::nearbyint(lo / s), 0.0f, static_cast<float>(maxq)));
+}
+
+inline int32_t aw_code(float w, float s, int32_t z, int maxq) {
+  const float q = std::nearbyint(w / s) + static_cast<float>(z);
+  return static_cast<int32_t>(std::clamp(q, 0.0f, static_cast<float>(maxq)));
+}
+
+// The grid's dequantized values of rows x cols `w` in place (the search's pseudo-quantization).
+void aw_fake_quant(float* w, int64_t rows, int64_t cols, int bits, int64_t g, int storage, int threads) {
+  const int maxq = (1 << bits) - 1;
+  parallel_for(rows, threads, 8, [&](int64_t r0, int64_t r1) {
+    for (int64_t r = r0; r < r1; ++r)
+      for (int64_t c0 = 0; c0 < cols; c0 += g) {
+        float* x = w + r * cols + c0;
+        float s;
+        int32_t z;
+        aw_group_params(x, g, maxq, 0, storage, s, z);
+        for (int64_t c = 0; c < g; ++c) x[c] = s * static_cast<float>(aw_code(x[c], s, z, maxq) - z);
+      }
+  });
+}
+
+using AwGemmFn = void (*)(const detail::GemmArgs&);
+
+// C[m x n] = A[m x k] · B[n x k]ᵀ on the calling thread with the back-end's float GEMM (the
+// engine's attention kernel: vectorised for the CPU it runs on).
+inline void aw_gemm(AwGemmFn gemm, const float* a, int64_t m, int64_t k, int64_t lda, const float* b, int64_t n,
+                    int64_t ldb, float* c, int64_t ldc) {
+  detail::GemmArgs g{m, n, k, a, lda, b, QuantType::F32, ldb, c, ldc, false};
+  gemm(g);
+}
+
+// Y[T x out] = X[T x in] · Wᵀ, token blocks in parallel.
+void aw_matmul(AwGemmFn gemm, const float* x, int64_t t, int64_t in, const float* w, int64_t out, float* y,
+               int threads) {
+  parallel_for(t, threads, 64, [&](int64_t t0, int64_t t1) {
+    aw_gemm(gemm, x + t0 * in, t1 - t0, in, in, w, out, in, y + t0 * out, out);
+  });
+}
+
+// The Hugging Face row of the engine's row r of a RoPE-permuted q/k weight.
+inline int64_t aw_hf_row(int64_t r, int64_t hd) {
+  const int64_t h = r / hd, w = r % hd;
+  return h * hd + (w % 2) * (hd / 2) + w / 2;
+}
+
+double aw_seconds_since(std::chrono::steady_clock::time_point t0) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+}
+
+struct AwStopForward {};
+
+}  // namespace awq_impl
+
+using namespace awq_impl;
+
+GptqMatrix awq_quantize_matrix(const float* w, int64_t rows, int64_t cols, int bits, int64_t group_size,
+                               const float* clip, const Context& ctx, int scale_storage) {
+  if (bits < 2 || bits > 8) fail(Errc::invalid_argument, "awq: bits must be in [2, 8], got {}", bits);
+  if (group_size < 1 || cols % group_size != 0)
+    fail(Errc::invalid_argument, "awq: group size {} does not divide the row length {}", group_size, cols);
+  const int maxq = (1 << bits) - 1;
+  GptqMatrix m;
+  m.rows = rows, m.cols = cols, m.bits = bits, m.groups = cols / group_size;
+  const int64_t G = m.groups;
+  m.codes.assign(static_cast<size_t>(rows * cols), 0);
+  m.scales.assign(static_cast<size_t>(rows * G), 0.0f);
+  m.zeros.assign(static_cast<size_t>(rows * G), 0);
+  m.g_idx.resize(static_cast<size_t>(cols));
+  for (int64_t c = 0; c < cols; ++c) m.g_idx[static_cast<size_t>(c)] = static_cast<int32_t>(c / group_size);
+  parallel_for(rows, ctx.thread_count(), 16, [&](int64_t r0, int64_t r1) {
+    for (int64_t r = r0; r < r1; ++r)
+      for (int64_t k = 0; k < G; ++k) {
+        const size_t gi = static_cast<size_t>(r * G + k);
+        const float* x = w + r * cols + k * group_size;
+        const float cl = clip ? clip[gi] : 0.0f;
+        aw_group_params(x, group_size, maxq, cl, scale_storage, m.scales[gi], m.zeros[gi]);
+        for (int64_t c = 0; c < group_size; ++c) {
+          const float v = cl > 0 ? std::clamp(x[c], -cl, cl) : x[c];
+          m.codes[static_cast<size_t>(r * cols + k * group_size + c)] =
+              static_cast<uint8_t>(aw_code(v, m.scales[gi], m.zeros[gi], maxq));
+        }
+      }
+  });
+  return m;
+}
+
+std::vector<float> awq_candidate_scales(std::span<const float> x_mean, std::span<const float> w_mean, double alpha,
+                                        bool duo) {
+  const size_t n = x_mean.size();
+  if (duo && w_mean.size() != n) fail(Errc::invalid_argument, "awq: {} activation means, {} weight means", n, w_mean.size());
+  std::vector<float> s(n);
+  float mx = 0, mn = std::numeric_limits<float>::infinity();
+  for (size_t i = 0; i < n; ++i) {
+    double v = std::pow(static_cast<double>(x_mean[i]), alpha);
+    if (duo) v /= std::pow(static_cast<double>(w_mean[i]), 1 - alpha) + 1e-4;
+    s[i] = std::max(static_cast<float>(v), 1e-4f);
+    mx = std::max(mx, s[i]);
+    mn = std::min(mn, s[i]);
+  }
+  const float norm = std::sqrt(mx * mn);
+  if (norm > 0 && std::isfinite(norm))
+    for (float& v : s) v /= norm;
+  return s;
+}
+
+AwqSearch awq_search_scales(std::span<const float> x_mean, std::span<const float> w_mean, const AwqParams& p,
+                            const std::function<double(std::span<const float>)>& loss) {
+  AwqSearch r;
+  r.identity_loss = std::numeric_limits<double>::quiet_NaN();
+  double best = std::numeric_limits<double>::infinity();
+  if (p.identity_candidate) {
+    std::vector<float> one(x_mean.size(), 1.0f);
+    r.identity_loss = loss(one);
+    best = r.identity_loss;
+    r.scales = std::move(one);
+    r.alpha = -1;
+  }
+  for (int i = 0; i < p.n_grid; ++i) {
+    const double a = static_cast<double>(i) / p.n_grid;
+    std::vector<float> s = awq_candidate_scales(x_mean, w_mean, a, p.duo_scaling);
+    const double l = loss(s);
+    r.losses.push_back(l);
+    if (l < best) {
+      best = l;
+      r.scales = std::move(s);
+      r.alpha = a;
+    }
+  }
+  if (r.scales.empty()) fail(Errc::smoothquant_failed, "awq: every candidate's loss is NaN or infinite");
+  r.loss = best;
+  return r;
+}
+
+void awq_divide_rows(std::span<float> prev, int64_t row_len, std::span<const float> s) {
+  if (row_len < 1 || prev.size() != s.size() * static_cast<size_t>(row_len))
+    fail(Errc::invalid_argument, "awq: {} values do not make {} rows of {}", prev.size(), s.size(), row_len);
+  for (size_t i = 0; i < s.size(); ++i)
+    for (int64_t c = 0; c < row_len; ++c) prev[i * static_cast<size_t>(row_len) + static_cast<size_t>(c)] /= s[i];
+}
+
+void awq_multiply_columns(std::span<float> next, std::span<const float> s) {
+  const size_t n = s.size();
+  if (n == 0 || next.size() % n != 0)
+    fail(Errc::invalid_argument, "awq: {} values do not make rows of {}", next.size(), n);
+  for (size_t i = 0; i < next.size(); ++i) next[i] *= s[i % n];
+}
+
+fs::path awq_default_output(const fs::path& model, const AwqConfig& c) {
+  fs::path m = model;
+  if (!m.has_filename()) m = m.parent_path();
+  std::string stem = m.filename().string();
+  if (m.extension() == ".safetensors" || m.extension() == ".gguf") stem = m.stem().string();
+  if (stem.empty() || stem == "." || stem == "..") stem = "model";
+  std::string name = fmt::format("{}-awq-w{}a16", stem, c.params.bits);
+  if (c.params.group_size != 128) name += fmt::format("-g{}", c.params.group_size);
+  return fs::path(name);
+}
+
+namespace awq_impl {
+
+// One linear of the block being quantized, engine (GGUF) row order.
+struct AwLinear {
+  std::string gguf, module;
+  bool permuted = false;
+  int64_t rows = 0, cols = 0;
+  AwMat w;
+};
+
+// The block's four product inputs over all calibration tokens (chunk after chunk).
+struct AwActs {
+  AwMat x_attn, x_o, x_ffn, x_down;
+};
+
+}  // namespace awq_impl
+
+struct AwqQuantizer::Impl {
+  const ModelSource& src;
+  AwqConfig cfg;
+  mutable GptqQuantizer gq;
+  std::vector<std::vector<int32_t>> chunks;
+  bool have_data = false, done = false;
+  int storage = 16;
+  AwGemmFn gemm = nullptr;  // the back-end's float GEMM (set by run())
+  AwqResult summary;
+  GptqResult stats;
+
+  static GptqConfig gptq_config(const AwqConfig& c) {
+    GptqConfig g;
+    g.params.bits = c.params.bits;
+    g.params.group_size = c.params.group_size;
+    g.params.sym = false;
+    g.layout = c.layout;
+    g.calibration_samples = c.calibration_samples;
+    g.ctx = c.ctx;
+    g.calibration_data = c.calibration_data;
+    return g;
+  }
+
+  static const AwqConfig& checked(const ModelSource& s, const AwqConfig& c) {
+    validate(c.params);
+    if (s.is_gguf())
+      fail(Errc::invalid_argument, "awq: {} is a GGUF file; quantize a Hugging Face checkpoint (config.json and "
+           "safetensors)", s.path().string());
+    for (const ModelTensor& t : s.tensors()) {
+      const int b = names::block_of(t.name);
+      if (b < 0 || t.ne.size() != 2 || !t.name.ends_with(".weight") || t.name.find("norm") != std::string::npos) continue;
+      if (t.row_length() % c.params.group_size != 0)
+        fail(Errc::invalid_argument, "awq: group size {} does not divide the row length {} of {}", c.params.group_size,
+             t.row_length(), t.source_name.empty() ? t.name : t.source_name);
+    }
+    if (c.layout == GptqLayout::gptq_v2)
+      fail(Errc::invalid_argument, "awq: layouts are awq, compressed-tensors and gptq (asymmetric, v1 zeros)");
+    if (c.layout == GptqLayout::awq && c.params.bits != 4)
+      fail(Errc::invalid_argument, "awq: AutoAWQ's GEMM layout stores 4-bit codes only, not {}-bit (use --layout "
+           "compressed-tensors or gptq for 3-bit)", c.params.bits);
+    if (c.calibration_samples < 1)
+      fail(Errc::invalid_argument, "awq: calibration samples must be positive, got {}", c.calibration_samples);
+    if (c.ctx < 2) fail(Errc::invalid_argument, "awq: ctx must be at least 2, got {}", c.ctx);
+    return c;
+  }
+
+  Impl(const ModelSource& s, const AwqConfig& c) : src(s), cfg(checked(s, c)), gq(s, gptq_config(c)) {
+    const ModelConfig& mc = gq.model().config();
+    if (mc.architecture != "llama" && mc.architecture != "qwen2")
+      fail(Errc::invalid_argument, "awq: the {} architecture is not supported (llama, mistral, qwen2)", mc.architecture);
+    if (cfg.layout == GptqLayout::compressed_tensors) {
+      for (const LinearInfo& l : gq.model().linears())
+        if (l.layer >= 0) storage = l.type == QuantType::BF16 ? 17 : l.type == QuantType::F16 ? 16 : 0;
+    }
+    summary.attention = "attention output (recomputed, checked against the engine)";
+  }
+
+  void set_calibration(const CalibrationData& data) {
+    stats.calibration_source = data.source;
+    const Tokenizer tok = Tokenizer::from_gguf(src.gguf_metadata(), src.path().string());
+    const auto tokens = imatrix_calibration_tokens(data, tok, cfg.ctx * cfg.calibration_samples);
+    const int32_t bos = gq.model().add_bos() ? gq.model().bos_token() : -1;
+    const int64_t available =
+        evaluation_chunks(static_cast<int64_t>(tokens.size()), cfg.ctx, ChunkRule::imatrix, data.source);
+    if (available < cfg.calibration_samples)
+      stats.warnings.push_back(fmt::format(
+          "the calibration data gives {} chunks of {} tokens ({} tokens), fewer than the {} asked; using {}", available,
+          cfg.ctx, tokens.size(), cfg.calibration_samples, available));
+    chunks = make_chunks(tokens, cfg.ctx, cfg.calibration_samples, bos);
+    have_data = true;
+  }
+
+  // Block L's product inputs for every chunk (the model's blocks < L already quantized).
+  AwActs capture(int64_t L, const Context& ctx) {
+    Model& model = gq.model();
+    const ModelConfig& mc = model.config();
+    int64_t total = 0;
+    for (const auto& ch : chunks) total += static_cast<int64_t>(ch.size());
+    AwActs a;
+    a.x_attn.resize(total, mc.n_embd);
+    a.x_o.resize(total, mc.n_head * mc.head_dim);
+    a.x_ffn.resize(total, mc.n_embd);
+    a.x_down.resize(total, mc.n_ff);
+    SessionOptions so;
+    so.n_ctx = cfg.ctx;
+    so.hook_inputs_only = true;
+    Session session(model, so, ctx);
+    int64_t row0 = 0;
+    bool non_finite = false;
+    session.set_linear_hook([&](const LinearEvent& ev) {
+      const LinearInfo& l = *ev.linear;
+      if (l.layer != L) return;
+      AwMat* dst = l.role == "attn_q"        ? &a.x_attn
+                   : l.role == "attn_output" ? &a.x_o
+                   : l.role == "ffn_gate"    ? &a.x_ffn
+                   : l.role == "ffn_down"    ? &a.x_down
+                                             : nullptr;
+      if (dst) {
+        Eigen::Map<const AwMat> X(ev.input, ev.n_tokens, l.n_in);
+        if (!X.allFinite()) non_finite = true;
+        dst->middleRows(row0, ev.n_tokens) = X;
+      }
+      if (l.role == "ffn_down") throw AwStopForward{};
+    });
+    for (const auto& ch : chunks) {
+      ctx.check_cancelled();
+      session.clear();
+      try {
+        session.eval(ch, static_cast<int64_t>(ch.size()));
+      } catch (const AwStopForward&) {
+      }
+      row0 += static_cast<int64_t>(ch.size());
+    }
+    if (non_finite)
+      fail(Errc::smoothquant_failed, "awq: block {} sees NaN or infinite activations on the calibration data; nothing "
+           "was written", L);
+    return a;
+  }
+
+  AwLinear load(int64_t L, const char* suffix) const {
+    const Model& model = gq.model();
+    AwLinear x;
+    x.gguf = names::block_tensor(static_cast<int>(L), suffix);
+    x.module = names::hf_module(x.gguf);
+    const LinearInfo* li = model.find_linear(x.gguf);
+    if (!li) fail(Errc::invalid_model, "awq: the model has no {}", x.gguf);
+    x.rows = li->n_out;
+    x.cols = li->n_in;
+    x.permuted = model.config().architecture == "llama" && (li->role == "attn_q" || li->role == "attn_k");
+    const std::vector<float> v = model.tensor_f32(x.gguf);
+    x.w = Eigen::Map<const AwMat>(v.data(), x.rows, x.cols);
+    return x;
+  }
+
+  // The attention block's output (o_proj applied) for every chunk: y = o(attn(x q, x k, x v)).
+  // `qw/kw/vw` [out x n_embd]; biases may be empty. Chunk after chunk, in parallel over chunks.
+  void attention_out(const AwMat& x, const AwMat& qw, const AwMat& kw, const AwMat& vw, const std::vector<float>& bq,
+                     const std::vector<float>& bk, const std::vector<float>& bv, const AwMat* ow, AwMat& y,
+                     const Context& ctx) const {
+    const auto& mi = detail::ModelAccess::impl(gq.model());
+    const ModelConfig& c = mi.config;
+    const int64_t hd = c.head_dim, nq = c.n_head * hd, nkv = c.n_head_kv * hd, group = c.n_head / c.n_head_kv;
+    const int64_t half = hd / 2;
+    int64_t maxlen = 0;
+    std::vector<int64_t> starts;
+    int64_t row = 0;
+    for (const auto& ch : chunks) {
+      starts.push_back(row);
+      row += static_cast<int64_t>(ch.size());
+      maxlen = std::max<int64_t>(maxlen, static_cast<int64_t>(ch.size()));
+    }
+    std::vector<float> cs(static_cast<size_t>(maxlen * half * 2));
+    for (int64_t t = 0; t < maxlen; ++t)
+      for (int64_t i = 0; i < half; ++i) {
+        const float th = static_cast<float>(t) * mi.rope_inv_freq[static_cast<size_t>(i)];
+        cs[static_cast<size_t>((t * half + i) * 2)] = std::cos(th);
+        cs[static_cast<size_t>((t * half + i) * 2 + 1)] = std::sin(th);
+      }
+    y.resize(x.rows(), ow ? ow->rows() : nq);
+    const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
+    const int64_t window = c.sliding_window;
+    parallel_for(static_cast<int64_t>(chunks.size()), ctx.thread_count(), 1, [&](int64_t c0, int64_t c1) {
+      AwMat q, k, v, o, s;
+      for (int64_t ci = c0; ci < c1; ++ci) {
+        const int64_t r0 = starts[static_cast<size_t>(ci)], n = static_cast<int64_t>(chunks[static_cast<size_t>(ci)].size());
+        const float* X = x.data() + r0 * x.cols();
+        const int64_t e = x.cols();
+        q.resize(n, nq);
+        k.resize(n, nkv);
+        v.resize(n, nkv);
+        aw_gemm(gemm, X, n, e, e, qw.data(), nq, e, q.data(), nq);
+        aw_gemm(gemm, X, n, e, e, kw.data(), nkv, e, k.data(), nkv);
+        aw_gemm(gemm, X, n, e, e, vw.data(), nkv, e, v.data(), nkv);
+        if (!bq.empty()) q.rowwise() += Eigen::Map<const Eigen::RowVectorXf>(bq.data(), nq);
+        if (!bk.empty()) k.rowwise() += Eigen::Map<const Eigen::RowVectorXf>(bk.data(), nkv);
+        if (!bv.empty()) v.rowwise() += Eigen::Map<const Eigen::RowVectorXf>(bv.data(), nkv);
+        engine::apply_rope(q.data(), n, c.n_head, hd, mi.neox_rope, cs.data());
+        engine::apply_rope(k.data(), n, c.n_head_kv, hd, mi.neox_rope, cs.data());
+        o.resize(n, nq);
+        for (int64_t h = 0; h < c.n_head; ++h) {
+          const int64_t kvh = h / group;
+          s.resize(n, n);
+          aw_gemm(gemm, q.data() + h * hd, n, hd, nq, k.data() + kvh * hd, n, nkv, s.data(), n);
+          for (int64_t i = 0; i < n; ++i) {
+            const int64_t j0 = window > 0 ? std::max<int64_t>(0, i - window + 1) : 0;
+            float mx = -std::numeric_limits<float>::infinity();
+            for (int64_t j = j0; j <= i; ++j) mx = std::max(mx, s(i, j) * scale);
+            float sum = 0;
+            for (int64_t j = 0; j < n; ++j) {
+              const float e = j >= j0 && j <= i ? std::exp(s(i, j) * scale - mx) : 0.0f;
+              s(i, j) = e;
+              sum += e;
+            }
+            s.row(i) /= sum;
+          }
+          o.middleCols(h * hd, hd).noalias() = s * v.middleCols(kvh * hd, hd);
+        }
+        if (ow) aw_gemm(gemm, o.data(), n, nq, nq, ow->data(), ow->rows(), nq, y.data() + r0 * y.cols(), y.cols());
+        else y.middleRows(r0, n) = o;
+      }
+    });
+  }
+
+  // Σ (a - b)² / count over rows of two matrices.
+  static double mse(const AwMat& a, const AwMat& b) {
+    return static_cast<double>((a - b).squaredNorm()) / static_cast<double>(std::max<Eigen::Index>(1, a.size()));
+  }
+
+  // W with columns scaled by s, pseudo-quantized, columns divided by s again.
+  AwMat scaled_fake(const AwMat& w, std::span<const float> s, const Context& ctx) const {
+    AwMat m = w;
+    for (Eigen::Index r = 0; r < m.rows(); ++r)
+      for (Eigen::Index c = 0; c < m.cols(); ++c) m(r, c) *= s[static_cast<size_t>(c)];
+    aw_fake_quant(m.data(), m.rows(), m.cols(), cfg.params.bits, cfg.params.group_size, storage, ctx.thread_count());
+    for (Eigen::Index r = 0; r < m.rows(); ++r)
+      for (Eigen::Index c = 0; c < m.cols(); ++c) m(r, c) /= s[static_cast<size_t>(c)];
+    return m;
+  }
+
+  static std::vector<float> col_abs_mean(const AwMat& x) {
+    std::vector<float> m(static_cast<size_t>(x.cols()));
+    Eigen::Map<Eigen::RowVectorXf>(m.data(), x.cols()) =
+        x.cwiseAbs().colwise().sum().cast<float>() / static_cast<float>(std::max<Eigen::Index>(1, x.rows()));
+    return m;
+  }
+
+  // Mean over the rows (of all the group's linears) of |w| / (its group's max |w| + 1e-6).
+  std::vector<float> weight_mean(std::initializer_list<const AwMat*> ws) const {
+    const int64_t g = cfg.params.group_size;
+    const int64_t cols = (*ws.begin())->cols();
+    std::vector<double> acc(static_cast<size_t>(cols), 0.0);
+    int64_t rows = 0;
+    for (const AwMat* w : ws) {
+      for (Eigen::Index r = 0; r < w->rows(); ++r)
+        for (int64_t c0 = 0; c0 < cols; c0 += g) {
+          const float mx = w->row(r).segment(c0, g).cwiseAbs().maxCoeff() + 1e-6f;
+          for (int64_t c = c0; c < c0 + g; ++c) acc[static_cast<size_t>(c)] += std::abs((*w)(r, c)) / mx;
+        }
+      rows += w->rows();
+    }
+    std::vector<float> m(static_cast<size_t>(cols));
+    for (int64_t c = 0; c < cols; ++c) m[static_cast<size_t>(c)] = static_cast<float>(acc[static_cast<size_t>(c)] / rows);
+    return m;
+  }
+
+  // MLP output: down(silu(x gᵀ) * (x uᵀ)).
+  void mlp_out(const AwMat& x, const AwMat& gw, const AwMat& uw, const AwMat& dw, AwMat& y, int threads) const {
+    y.resize(x.rows(), dw.rows());
+    const int64_t e = x.cols(), f = gw.rows(), o = dw.rows();
+    parallel_for(x.rows(), threads, 256, [&](int64_t t0, int64_t t1) {
+      const int64_t m = t1 - t0;
+      AwMat g(m, f), u(m, f);
+      aw_gemm(gemm, x.data() + t0 * e, m, e, e, gw.data(), f, e, g.data(), f);
+      aw_gemm(gemm, x.data() + t0 * e, m, e, e, uw.data(), f, e, u.data(), f);
+      g = g.unaryExpr([](float v) { return v / (1.0f + std::exp(-v)); }).cwiseProduct(u);
+      aw_gemm(gemm, g.data(), m, f, f, dw.data(), o, f, y.data() + t0 * o, o);
+    });
+  }
+
+  void linear_out(const AwMat& x, const AwMat& w, AwMat& y, int threads) const {
+    y.resize(x.rows(), w.rows());
+    aw_matmul(gemm, x.data(), x.rows(), x.cols(), w.data(), w.rows(), y.data(), threads);
+  }
+
+  // Divides the norm by s, rounds it to its stored dtype and returns the scales that rounding
+  // leaves (norm / rounded norm), which the next linears' columns take so the fold stays exact.
+  std::vector<float> fold_norm(const std::string& gguf, std::span<const float> s) {
+    const ModelTensor& t = src.at(gguf);
+    std::vector<float> w = gq.model().tensor_f32(gguf);
+    std::vector<float> eff(s.begin(), s.end());
+    for (size_t i = 0; i < w.size(); ++i) {
+      float v = w[i] / s[i];
+      if (t.type == QuantType::BF16) v = bf16_to_f32(f32_to_bf16(v));
+      else if (t.type == QuantType::F16) v = fp16_to_f32(f32_to_fp16(v));
+      if (v != 0 && w[i] != 0 && std::isfinite(w[i] / v)) eff[i] = w[i] / v;
+      w[i] = v;
+    }
+    gq.set_float_tensor(gguf, std::move(w));
+    return eff;
+  }
+
+  static void scale_cols(AwMat& w, std::span<const float> s) {
+    for (Eigen::Index r = 0; r < w.rows(); ++r)
+      for (Eigen::Index c = 0; c < w.cols(); ++c) w(r, c) *= s[static_cast<size_t>(c)];
+  }
+  static void unscale_cols(AwMat& x, std::span<const float> s) {
+    for (Eigen::Index r = 0; r < x.rows(); ++r)
+      for (Eigen::Index c = 0; c < x.cols(); ++c) x(r, c) /= s[static_cast<size_t>(c)];
+  }
+
+  // Evenly spaced rows of x, at most n.
+  static AwMat sample_rows(const AwMat& x, int64_t n) {
+    const int64_t step = std::max<int64_t>(1, x.rows() / n);
+    const int64_t m = std::min<int64_t>(n, (x.rows() + step - 1) / step);
+    AwMat s(m, x.cols());
+    for (int64_t i = 0; i < m; ++i) s.row(i) = x.row(i * step);
+    return s;
+  }
+
+  // AutoAWQ's clipping search: per (row, group) the max |w| shrink that minimises the group's
+  // partial products' error on the token sample. Returns rows x groups clip values.
+  std::vector<float> clip_search(const AwMat& w, const AwMat& xs, const Context& ctx) const {
+    const int64_t rows = w.rows(), cols = w.cols(), g = cfg.params.group_size, G = cols / g;
+    const int maxq = (1 << cfg.params.bits) - 1;
+    const int steps = static_cast<int>(cfg.params.max_shrink * cfg.params.clip_grid);
+    std::vector<float> clip(static_cast<size_t>(rows * G), 0.0f);
+    parallel_for(rows, ctx.thread_count(), 4, [&](int64_t r0, int64_t r1) {
+      Eigen::VectorXf d(g), e;
+      for (int64_t r = r0; r < r1; ++r)
+        for (int64_t k = 0; k < G; ++k) {
+          const float* x = w.data() + r * cols + k * g;
+          float mx0 = 0;
+          for (int64_t c = 0; c < g; ++c) mx0 = std::max(mx0, std::abs(x[c]));
+          float best_v = mx0;
+          double best = std::numeric_limits<double>::infinity();
+          for (int i = 0; i < std::max(steps, 1); ++i) {
+            const float mv = mx0 * (1.0f - static_cast<float>(i) / static_cast<float>(cfg.params.clip_grid));
+            float s;
+            int32_t z;
+            aw_group_params(x, g, maxq, mv, storage, s, z);
+            for (int64_t c = 0; c < g; ++c) {
+              const float v = std::clamp(x[c], -mv, mv);
+              d[c] = s * static_cast<float>(aw_code(v, s, z, maxq) - z) - x[c];
+            }
+            e.noalias() = xs.middleCols(k * g, g) * d;
+            const double err = e.squaredNorm();
+            if (err < best) best = err, best_v = mv;
+          }
+          clip[static_cast<size_t>(r * G + k)] = best_v;
+        }
+    });
+    return clip;
+  }
+
+  void quantize_linear(AwLinear& x, const AwMat& xs, bool do_clip, const Context& ctx) {
+    std::vector<float> clip;
+    if (do_clip) {
+      clip = clip_search(x.w, xs, ctx);
+      ++summary.clipped_linears;
+    }
+    GptqMatrix q = awq_quantize_matrix(x.w.data(), x.rows, x.cols, cfg.params.bits, cfg.params.group_size,
+                                       clip.empty() ? nullptr : clip.data(), ctx, storage);
+    // Relative output error of the sample.
+    const std::vector<float> d = q.dequantize();
+    const Eigen::Map<const AwMat> D(d.data(), x.rows, x.cols);
+    const double ref = (xs * x.w.transpose()).squaredNorm();
+    const double err = (xs * (D - x.w).transpose()).squaredNorm();
+    GptqLayerReport rep{x.module, names::block_of(x.gguf), ref > 0 ? err / ref : 0, 0, 0, 0};
+    if (x.permuted) {
+      GptqMatrix h = q;
+      const int64_t hd = gq.model().config().head_dim;
+      for (int64_t r = 0; r < x.rows; ++r) {
+        const int64_t hr = aw_hf_row(r, hd);
+        std::memcpy(&h.codes[static_cast<size_t>(hr * x.cols)], &q.codes[static_cast<size_t>(r * x.cols)],
+                    static_cast<size_t>(x.cols));
+        for (int64_t k = 0; k < q.groups; ++k) {
+          h.scales[static_cast<size_t>(hr * q.groups + k)] = q.scales[static_cast<size_t>(r * q.groups + k)];
+          h.zeros[static_cast<size_t>(hr * q.groups + k)] = q.zeros[static_cast<size_t>(r * q.groups + k)];
+        }
+      }
+      q = std::move(h);
+    }
+    gq.set_matrix(x.module, std::move(q), rep);
+  }
+
+  std::vector<float> bias(int64_t L, const char* suffix) const {
+    const std::string n = names::block_tensor(static_cast<int>(L), suffix);
+    if (!src.find(n)) return {};
+    return gq.model().tensor_f32(n);
+  }
+
+  void block(int64_t L, const Context& ctx, double& calib) {
+    const ModelConfig& mc = gq.model().config();
+    const int threads = ctx.thread_count();
+    const AwqParams& p = cfg.params;
+    const auto tc = std::chrono::steady_clock::now();
+    AwActs a = capture(L, ctx);
+    calib += aw_seconds_since(tc);
+    AwLinear wq = load(L, "attn_q.weight"), wk = load(L, "attn_k.weight"), wv = load(L, "attn_v.weight"),
+             wo = load(L, "attn_output.weight"), wg = load(L, "ffn_gate.weight"), wu = load(L, "ffn_up.weight"),
+             wd = load(L, "ffn_down.weight");
+    std::vector<float> bq = bias(L, "attn_q.bias"), bk = bias(L, "attn_k.bias"), bv = bias(L, "attn_v.bias");
+    auto report = [&](const char* group, const AwqSearch& s) {
+      summary.groups.push_back(AwqGroupReport{static_cast<int>(L), group, s.alpha, s.loss, s.identity_loss});
+    };
+
+    // 1. input_layernorm -> q, k, v, inspected at the attention block's output.
+    AwMat y_ref, y;
+    attention_out(a.x_attn, wq.w, wk.w, wv.w, bq, bk, bv, nullptr, y_ref, ctx);
+    const double dev = (y_ref - a.x_o).norm() / std::max(1e-30, static_cast<double>(a.x_o.norm()));
+    const bool attn_ok = dev < 1e-3;
+    if (!attn_ok) {
+      summary.attention = fmt::format("q/k/v outputs (the recomputed attention differs from the engine's by {:.2g})", dev);
+      stats.warnings.push_back(fmt::format("block {}: {}", L, summary.attention));
+    }
+    if (attn_ok) attention_out(a.x_attn, wq.w, wk.w, wv.w, bq, bk, bv, &wo.w, y_ref, ctx);
+    const std::vector<float> x1 = col_abs_mean(a.x_attn);
+    AwMat yq, yk, yv;
+    if (!attn_ok) {
+      linear_out(a.x_attn, wq.w, yq, threads);
+      linear_out(a.x_attn, wk.w, yk, threads);
+      linear_out(a.x_attn, wv.w, yv, threads);
+    }
+    const AwqSearch s1 = awq_search_scales(x1, weight_mean({&wq.w, &wk.w, &wv.w}), p, [&](std::span<const float> s) {
+      ctx.check_cancelled();
+      const AwMat q = scaled_fake(wq.w, s, ctx), k = scaled_fake(wk.w, s, ctx), v = scaled_fake(wv.w, s, ctx);
+      if (attn_ok) {
+        attention_out(a.x_attn, q, k, v, bq, bk, bv, &wo.w, y, ctx);
+        return mse(y, y_ref);
+      }
+      AwMat o;
+      double l = 0;
+      linear_out(a.x_attn, q, o, threads), l += (o - yq).squaredNorm();
+      linear_out(a.x_attn, k, o, threads), l += (o - yk).squaredNorm();
+      linear_out(a.x_attn, v, o, threads), l += (o - yv).squaredNorm();
+      return l / static_cast<double>(a.x_attn.rows() * (wq.rows + wk.rows + wv.rows));
+    });
+    report("input_layernorm->q,k,v", s1);
+    y_ref.resize(0, 0);
+
+    // 2. v_proj -> o_proj, inspected at o_proj's output: only when v's rows are o's columns
+    // (AutoAWQ's rule; under GQA a v channel feeds several heads' columns and the pair is skipped).
+    AwqSearch s2;
+    const bool vo = p.scale_v_o && wv.rows == wo.cols;
+    if (vo) {
+      linear_out(a.x_o, wo.w, y_ref, threads);
+      s2 = awq_search_scales(col_abs_mean(a.x_o), weight_mean({&wo.w}), p, [&](std::span<const float> s) {
+        ctx.check_cancelled();
+        linear_out(a.x_o, scaled_fake(wo.w, s, ctx), y, threads);
+        return mse(y, y_ref);
+      });
+      report("v_proj->o_proj", s2);
+    }
+
+    // 3. post_attention_layernorm -> gate, up, inspected at the MLP's output.
+    mlp_out(a.x_ffn, wg.w, wu.w, wd.w, y_ref, threads);
+    const AwqSearch s3 = awq_search_scales(col_abs_mean(a.x_ffn), weight_mean({&wg.w, &wu.w}), p, [&](std::span<const float> s) {
+      ctx.check_cancelled();
+      mlp_out(a.x_ffn, scaled_fake(wg.w, s, ctx), scaled_fake(wu.w, s, ctx), wd.w, y, threads);
+      return mse(y, y_ref);
+    });
+    report("post_attention_layernorm->gate,up", s3);
+
+    // 4. up_proj -> down_proj, inspected at down_proj's output.
+    linear_out(a.x_down, wd.w, y_ref, threads);
+    const AwqSearch s4 = awq_search_scales(col_abs_mean(a.x_down), weight_mean({&wd.w}), p, [&](std::span<const float> s) {
+      ctx.check_cancelled();
+      linear_out(a.x_down, scaled_fake(wd.w, s, ctx), y, threads);
+      return mse(y, y_ref);
+    });
+    report("up_proj->down_proj", s4);
+    y_ref.resize(0, 0);
+    y.resize(0, 0);
+
+    // Folds (the activations the clipping search sees are divided by the same scales).
+    const std::vector<float> e1 = fold_norm(names::block_tensor(static_cast<int>(L), "attn_norm.weight"), s1.scales);
+    for (AwLinear* x : {&wq, &wk, &wv}) scale_cols(x->w, e1);
+    unscale_cols(a.x_attn, e1);
+    if (vo) {
+      std::span<float> vs(wv.w.data(), static_cast<size_t>(wv.w.size()));
+      awq_divide_rows(vs, wv.cols, s2.scales);
+      if (!bv.empty()) {
+        awq_divide_rows(bv, 1, s2.scales);
+        gq.set_float_tensor(names::block_tensor(static_cast<int>(L), "attn_v.bias"), bv);
+      }
+      scale_cols(wo.w, s2.scales);
+      unscale_cols(a.x_o, s2.scales);
+    }
+    const std::vector<float> e3 = fold_norm(names::block_tensor(static_cast<int>(L), "ffn_norm.weight"), s3.scales);
+    for (AwLinear* x : {&wg, &wu}) scale_cols(x->w, e3);
+    unscale_cols(a.x_ffn, e3);
+    {
+      std::span<float> us(wu.w.data(), static_cast<size_t>(wu.w.size()));
+      awq_divide_rows(us, wu.cols, s4.scales);
+    }
+    scale_cols(wd.w, s4.scales);
+    unscale_cols(a.x_down, s4.scales);
+
+    // Clipping (not q/k) and quantization.
+    const AwMat xa = sample_rows(a.x_attn, p.clip_tokens), xo = sample_rows(a.x_o, p.clip_tokens),
+                xf = sample_rows(a.x_ffn, p.clip_tokens), xd = sample_rows(a.x_down, p.clip_tokens);
+    a = AwActs{};
+    quantize_linear(wq, xa, false, ctx);
+    quantize_linear(wk, xa, false, ctx);
+    quantize_linear(wv, xa, p.clip, ctx);
+    quantize_linear(wo, xo, p.clip, ctx);
+    quantize_linear(wg, xf, p.clip, ctx);
+    quantize_linear(wu, xf, p.clip, ctx);
+    quantize_linear(wd, xd, p.clip, ctx);
+    (void)mc;
+  }
+
+  void run(const Context& ctx) {
+    gemm = engine::Exec::from(ctx).ops.gemm;
+    Progress& progress = ctx.progress_sink();
+    const auto t0 = std::chrono::steady_clock::now();
+    const ModelConfig& mc = gq.model().config();
+    if (!have_data) {
+      if (cfg.calibration_data.empty()) {
+        progress.message("No calibration data given: using the built-in WikiText-2 text");
+        set_calibration(default_calibration());
+      } else {
+        set_calibration(load_calibration(cfg.calibration_data));
+      }
+    }
+    int64_t tokens = 0;
+    for (const auto& ch : chunks) tokens += static_cast<int64_t>(ch.size());
+    progress.message(fmt::format("AWQ: {} blocks, {} chunks of {} tokens from {}", mc.n_layer, chunks.size(), cfg.ctx,
+                                 stats.calibration_source));
+    double calib = 0;
+    progress.update("AWQ", 0, mc.n_layer, "blocks");
+    for (int64_t L = 0; L < mc.n_layer; ++L) {
+      ctx.check_cancelled();
+      block(L, ctx, calib);
+      progress.update("AWQ", L + 1, mc.n_layer, "blocks");
+    }
+    progress.finish("AWQ");
+    stats.chunks = static_cast<int64_t>(chunks.size());
+    stats.ctx = cfg.ctx;
+    stats.tokens = tokens;
+    stats.calibration_seconds = calib;
+    stats.quantize_seconds = aw_seconds_since(t0) - calib;
+    summary.search_seconds = stats.quantize_seconds;
+    gq.finish_external(stats);
+    summary.gptq = gq.summary();
+    done = true;
+  }
+};
+
+AwqQuantizer::AwqQuantizer(const ModelSource& source, AwqConfig config)
+    : impl_(std::make_unique<Impl>(source, config)) {}
+AwqQuantizer::~AwqQuantizer() = default;
+void AwqQuantizer::set_calibration(const CalibrationData& data) { impl_->set_calibration(data); }
+void AwqQuantizer::run(const Context& ctx) { impl_->run(ctx); }
+AwqResult AwqQuantizer::write(const fs::path& dir, const Context& ctx) {
+  if (!impl_->done) fail(Errc::invalid_argument, "awq: write() before run()");
+  impl_->summary.gptq = impl_->gq.write(dir, ctx);
+  return impl_->summary;
+}
+const GptqMatrix& AwqQuantizer::matrix(const std::string& module) const { return impl_->gq.matrix(module); }
+Model& AwqQuantizer::model() { return impl_->gq.model(); }
+const AwqResult& AwqQuantizer::summary() const { return impl_->summary; }
+
+AwqResult awq_model(const fs::path& model, fs::path out, const AwqConfig& config, const Context& ctx) {
+  validate(config.params);
+  auto source = ModelSource::open(model);
+  if (out.empty()) out = awq_default_output(model, config);
+  AwqQuantizer q(*source, config);
+  q.run(ctx);
+  return q.write(out, ctx);
+}
+
+}  // namespace lq

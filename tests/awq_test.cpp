@@ -1,0 +1,309 @@
+// AWQ (awq.hpp): the scale folding keeps the float model's output (and unfolding gives the
+// weights back), the search keeps the identity when activations are flat and finds a better
+// scaling when a few channels carry outliers, AutoAWQ's min-max grid and its clipping, the tiny
+// model's outputs read back through the checkpoint readers (same logits as the quantizer's model),
+// CLI errors with the contract's exit codes and nothing written.
+#include "support/support.hpp"
+
+#include <lq/awq.hpp>
+#include <lq/calibration.hpp>
+#include <lq/engine.hpp>
+#include <lq/io.hpp>
+
+#include <catch2/catch.hpp>
+#include <nlohmann/json.hpp>
+
+#include <algorithm>
+#include <cmath>
+#include <fstream>
+#include <random>
+
+namespace fs = std::filesystem;
+using namespace lq;
+
+namespace {
+
+std::vector<float> aq_logits(const Model& m, const std::vector<int32_t>& toks) {
+  Session s(m);
+  s.eval(toks, 0);
+  std::vector<float> out;
+  for (int64_t i = 0; i < s.n_outputs(); ++i) {
+    const auto l = s.logits(i);
+    out.insert(out.end(), l.begin(), l.end());
+  }
+  return out;
+}
+
+double aq_max_abs_diff(const std::vector<float>& a, const std::vector<float>& b) {
+  REQUIRE(a.size() == b.size());
+  double d = 0;
+  for (size_t i = 0; i < a.size(); ++i) d = std::max(d, static_cast<double>(std::abs(a[i] - b[i])));
+  return d;
+}
+
+// Output MSE of x (n x d) through w (rows x d) after scaling columns by s, quantizing on AWQ's
+// 4-bit g32 grid and unscaling (the search's loss on one linear).
+double aq_linear_loss(const std::vector<float>& x, const std::vector<float>& w, int64_t n, int64_t d, int64_t rows,
+                      std::span<const float> s) {
+  std::vector<float> ws(w);
+  for (int64_t r = 0; r < rows; ++r)
+    for (int64_t c = 0; c < d; ++c) ws[static_cast<size_t>(r * d + c)] *= s[static_cast<size_t>(c)];
+  const GptqMatrix q = awq_quantize_matrix(ws.data(), rows, d, 4, 32);
+  std::vector<float> dq = q.dequantize();
+  for (int64_t r = 0; r < rows; ++r)
+    for (int64_t c = 0; c < d; ++c) dq[static_cast<size_t>(r * d + c)] /= s[static_cast<size_t>(c)];
+  double e = 0;
+  for (int64_t t = 0; t < n; ++t)
+    for (int64_t r = 0; r < rows; ++r) {
+      double a = 0;
+      for (int64_t c = 0; c < d; ++c)
+        a += double(x[static_cast<size_t>(t * d + c)]) * (dq[static_cast<size_t>(r * d + c)] - w[static_cast<size_t>(r * d + c)]);
+      e += a * a;
+    }
+  return e / static_cast<double>(n * rows);
+}
+
+bool aq_no_leftovers(const fs::path& dir) {
+  for (const auto& e : fs::directory_iterator(dir)) {
+    const std::string n = e.path().filename().string();
+    if (n.find(".tmp-") != std::string::npos || n.find(".old-") != std::string::npos) return false;
+  }
+  return true;
+}
+
+}  // namespace
+
+TEST_CASE("awq: folding scales keeps the float model's output, unfolding gives the weights back", "[awq]") {
+  auto dir = test::shared_file("models/tiny-llama");
+  if (!dir) return;
+  auto src = ModelSource::open(*dir);
+  auto model = Model::load(*src);
+  const std::vector<int32_t> toks = {1, 17, 300, 42, 999, 5, 77, 1500, 8, 64, 2000, 3};
+  const auto before = aq_logits(*model, toks);
+  std::mt19937 rng(11);
+  std::uniform_real_distribution<float> U(0.25f, 4.0f);
+  const ModelConfig& c = model->config();
+  std::vector<float> s1(static_cast<size_t>(c.n_embd)), s4(static_cast<size_t>(c.n_ff));
+  for (auto& v : s1) v = U(rng);
+  for (auto& v : s4) v = U(rng);
+  // input_layernorm -> q, k, v of block 1 and up -> down of block 3.
+  const auto norm0 = model->tensor_f32("blk.1.attn_norm.weight");
+  const auto q0 = model->tensor_f32("blk.1.attn_q.weight"), up0 = model->tensor_f32("blk.3.ffn_up.weight"),
+             down0 = model->tensor_f32("blk.3.ffn_down.weight");
+  auto fold = [&](const std::vector<float>& a, const std::vector<float>& b) {
+    std::vector<float> n = model->tensor_f32("blk.1.attn_norm.weight");
+    awq_divide_rows(n, 1, a);
+    model->replace_tensor("blk.1.attn_norm.weight", n);
+    for (const char* t : {"blk.1.attn_q.weight", "blk.1.attn_k.weight", "blk.1.attn_v.weight"}) {
+      std::vector<float> w = model->tensor_f32(t);
+      awq_multiply_columns(w, a);
+      model->replace_tensor(t, w);
+    }
+    std::vector<float> up = model->tensor_f32("blk.3.ffn_up.weight");
+    awq_divide_rows(up, c.n_embd, b);
+    model->replace_tensor("blk.3.ffn_up.weight", up);
+    std::vector<float> down = model->tensor_f32("blk.3.ffn_down.weight");
+    awq_multiply_columns(down, b);
+    model->replace_tensor("blk.3.ffn_down.weight", down);
+  };
+  fold(s1, s4);
+  CHECK(model->tensor_f32("blk.1.attn_norm.weight") != norm0);
+  const auto after = aq_logits(*model, toks);
+  double scale = 0;
+  for (float v : before) scale = std::max(scale, static_cast<double>(std::abs(v)));
+  CHECK(aq_max_abs_diff(before, after) < 1e-4 * scale);
+  // A wrong fold (the norm divided, the columns not multiplied) changes the output.
+  {
+    std::vector<float> n = model->tensor_f32("blk.1.attn_norm.weight");
+    awq_divide_rows(n, 1, s1);
+    model->replace_tensor("blk.1.attn_norm.weight", n);
+    CHECK(aq_max_abs_diff(before, aq_logits(*model, toks)) > 1e-2 * scale);
+    awq_multiply_columns(n, s1);
+    model->replace_tensor("blk.1.attn_norm.weight", n);
+  }
+  // Unfold with the reciprocal scales: the weights come back (to float rounding).
+  std::vector<float> r1(s1.size()), r4(s4.size());
+  for (size_t i = 0; i < s1.size(); ++i) r1[i] = 1 / s1[i];
+  for (size_t i = 0; i < s4.size(); ++i) r4[i] = 1 / s4[i];
+  fold(r1, r4);
+  auto close = [](const std::vector<float>& a, const std::vector<float>& b) {
+    for (size_t i = 0; i < a.size(); ++i)
+      if (std::abs(a[i] - b[i]) > 1e-6f * std::max(1.0f, std::abs(b[i]))) return false;
+    return a.size() == b.size();
+  };
+  CHECK(close(model->tensor_f32("blk.1.attn_norm.weight"), norm0));
+  CHECK(close(model->tensor_f32("blk.1.attn_q.weight"), q0));
+  CHECK(close(model->tensor_f32("blk.3.ffn_up.weight"), up0));
+  CHECK(close(model->tensor_f32("blk.3.ffn_down.weight"), down0));
+  CHECK_THROWS_AS(awq_divide_rows(std::span<float>(r1.data(), 5), 2, s1), Error);
+}
+
+TEST_CASE("awq: flat activations keep the identity; outlier channels get scaled", "[awq]") {
+  const int64_t n = 96, d = 128, rows = 32;
+  std::mt19937 rng(5);
+  std::normal_distribution<float> N(0, 1);
+  std::vector<float> w(static_cast<size_t>(rows * d)), x(static_cast<size_t>(n * d));
+  for (auto& v : w) v = 0.05f * N(rng);
+  for (auto& v : x) v = N(rng);
+  std::vector<float> wmean(static_cast<size_t>(d));
+  for (auto& v : wmean) v = 0.2f + 0.6f * std::abs(N(rng));
+  AwqParams p;
+  int calls = 0;
+  auto loss = [&](std::span<const float> s) {
+    ++calls;
+    return aq_linear_loss(x, w, n, d, rows, s);
+  };
+  SECTION("flat: every activation-only candidate is the identity, the first (α = 0) is kept") {
+    const std::vector<float> flat(static_cast<size_t>(d), 0.8f);
+    p.duo_scaling = false;
+    p.identity_candidate = false;
+    const AwqSearch r = awq_search_scales(flat, wmean, p, loss);
+    CHECK(calls == 20);
+    CHECK(r.alpha == 0.0);
+    CHECK(std::all_of(r.scales.begin(), r.scales.end(), [](float v) { return v == 1.0f; }));
+    CHECK(r.losses.size() == 20);
+    CHECK(std::all_of(r.losses.begin(), r.losses.end(), [&](double l) { return l == r.loss; }));
+    // With the identity candidate, it is tried first and wins the ties.
+    p.identity_candidate = true;
+    const AwqSearch r2 = awq_search_scales(flat, wmean, p, loss);
+    CHECK(r2.alpha == -1.0);
+    CHECK(r2.loss == r2.identity_loss);
+  }
+  SECTION("outliers: a scaling beats the identity on the output error") {
+    for (int64_t t = 0; t < n; ++t)
+      for (int64_t c : {3, 40, 77, 100}) x[static_cast<size_t>(t * d + c)] *= 40.0f;
+    std::vector<float> xm(static_cast<size_t>(d), 0.0f);
+    for (int64_t t = 0; t < n; ++t)
+      for (int64_t c = 0; c < d; ++c) xm[static_cast<size_t>(c)] += std::abs(x[static_cast<size_t>(t * d + c)]) / n;
+    const AwqSearch r = awq_search_scales(xm, wmean, p, loss);
+    CHECK(r.alpha > 0.0);
+    CHECK(r.loss < 0.8 * r.identity_loss);
+    CHECK(r.scales[3] > r.scales[4]);  // the outlier channel is scaled up (its weights kept finer)
+  }
+  // Candidates are normalised: sqrt(max · min) = 1.
+  std::vector<float> xm(static_cast<size_t>(d));
+  for (auto& v : xm) v = 0.01f + std::abs(N(rng));
+  const auto s = awq_candidate_scales(xm, wmean, 0.5, true);
+  const auto [mn, mx] = std::minmax_element(s.begin(), s.end());
+  CHECK(std::abs(*mn * *mx - 1.0f) < 1e-4f);
+}
+
+TEST_CASE("awq: AutoAWQ's min-max grid with zero points, and clipping", "[awq]") {
+  // One group of 4: min -1, max 2 -> scale 3/15 (binary16), zero round(1 / scale) = 5.
+  const std::vector<float> w = {-1.0f, 0.0f, 0.5f, 2.0f};
+  const GptqMatrix q = awq_quantize_matrix(w.data(), 1, 4, 4, 4);
+  REQUIRE(q.scales.size() == 1);
+  CHECK(std::abs(q.scales[0] - 0.2f) < 1e-4f);
+  CHECK(q.zeros[0] == 5);
+  CHECK(q.codes == std::vector<uint8_t>({0, 5, 8, 15}));
+  const auto d = q.dequantize();
+  for (size_t i = 0; i < w.size(); ++i) CHECK(std::abs(d[i] - w[i]) <= q.scales[0] / 2 + 1e-6f);
+  // Clipped to [-1, 1]: 2 becomes 1, scale 2/15, zero round(1 / scale) = 7 (7.5 rounds to even... of -(-7.5))
+  const float clip = 1.0f;
+  const GptqMatrix c = awq_quantize_matrix(w.data(), 1, 4, 4, 4, &clip);
+  CHECK(std::abs(c.scales[0] - 2.0f / 15) < 1e-4f);
+  CHECK(c.codes[3] == 15);
+  CHECK(std::abs(c.dequantize()[3] - 1.0f) < 0.07f);
+  // 3-bit: 8 levels.
+  const GptqMatrix t = awq_quantize_matrix(w.data(), 1, 4, 3, 4);
+  CHECK(std::abs(t.scales[0] - 3.0f / 7) < 1e-3f);
+  CHECK(*std::max_element(t.codes.begin(), t.codes.end()) == 7);
+  CHECK_THROWS_AS(awq_quantize_matrix(w.data(), 1, 4, 4, 3), Error);
+  AwqParams bad;
+  bad.bits = 5;
+  CHECK_THROWS_AS(validate(bad), Error);
+}
+
+TEST_CASE("awq: tiny model outputs read back with the quantizer's logits", "[awq]") {
+  auto dir = test::shared_file("models/tiny-llama");
+  auto calib = test::shared_file("corpus/calibration.txt");
+  if (!dir || !calib) return;
+  auto src = ModelSource::open(*dir);
+  const std::vector<int32_t> toks = {1, 100, 200, 300, 400, 500, 600, 700};
+  for (const GptqLayout layout : {GptqLayout::awq, GptqLayout::compressed_tensors}) {
+    AwqConfig c;
+    c.layout = layout;
+    c.params.bits = layout == GptqLayout::awq ? 4 : 3;
+    c.params.group_size = layout == GptqLayout::awq ? 128 : 64;
+    c.calibration_samples = 2;
+    c.ctx = 64;
+    c.calibration_data = *calib;
+    AwqQuantizer q(*src, c);
+    q.run();
+    test::TempDir tmp;
+    const AwqResult r = q.write(tmp / "out");
+    INFO(static_cast<int>(layout));
+    CHECK(r.gptq.layers.size() == 42);
+    CHECK(r.groups.size() == 18);  // 3 groups a block: v -> o skipped under GQA (4 heads, 2 kv heads)
+    CHECK(r.clipped_linears == 30);
+    CHECK(r.gptq.chunks == 2);
+    CHECK(r.attention.find("recomputed") != std::string::npos);
+    int scaled = 0;
+    for (const auto& g : r.groups) {
+      CHECK(g.loss <= g.identity_loss);
+      scaled += g.alpha >= 0;
+    }
+    CHECK(scaled > 0);
+    const auto cfg = nlohmann::json::parse(read_file(tmp / "out" / "config.json"));
+    CHECK(cfg["quantization_config"]["quant_method"] == (layout == GptqLayout::awq ? "awq" : "compressed-tensors"));
+    // Read back: the linears dequantize to the quantizer's matrices and the folded norms are
+    // written, so the directory's logits are the quantizer's model's.
+    auto back_src = ModelSource::open(tmp / "out");
+    auto back = Model::load(*back_src);
+    const auto dq = q.matrix("model.layers.2.mlp.up_proj").dequantize();
+    const auto bk = back->tensor_f32("blk.2.ffn_up.weight");
+    CHECK(aq_max_abs_diff(dq, bk) == 0);
+    CHECK(back->tensor_f32("blk.4.attn_norm.weight") == q.model().tensor_f32("blk.4.attn_norm.weight"));
+    auto orig = Model::load(*src);
+    CHECK(orig->tensor_f32("blk.4.attn_norm.weight") != q.model().tensor_f32("blk.4.attn_norm.weight"));
+    const auto a = aq_logits(q.model(), toks), b = aq_logits(*back, toks);
+    CHECK(aq_max_abs_diff(a, b) < 1e-3);
+  }
+}
+
+TEST_CASE("awq: CLI writes AutoAWQ's layout; errors exit with the contract's codes, nothing written", "[awq][cli]") {
+  auto dir = test::shared_file("models/tiny-llama");
+  auto calib = test::shared_file("corpus/calibration.txt");
+  if (!dir || !calib) return;
+  const std::string m = dir->string();
+  test::TempDir tmp;
+  std::ofstream(tmp / "short.txt") << "only a few words here";
+  const std::string o = " -o " + (tmp / "o").string();
+  for (const auto& c : std::vector<test::CliFailure>{
+           {"quantize " + m + " awq --bits 5" + o, 2, "bits"},
+           {"quantize " + m + " awq --bits 8 --layout compressed-tensors" + o, 2, "bits must be 3 or 4"},
+           {"quantize " + m + " awq --bits 3" + o, 2, "4-bit codes only"},
+           {"quantize " + m + " awq --group-size 96" + o, 2, "does not divide"},
+           {"quantize " + m + " awq --group-size -1" + o, 2, "group size"},
+           {"quantize " + m + " awq --layout gptq_v2" + o, 2, "--layout"},
+           {"quantize " + m + " awq --act-order" + o, 2, "--act-order does not apply"},
+           {"quantize " + m + " awq --damp 0.1" + o, 2, "--damp"},
+           {"quantize " + m + " awq -q Q4_0" + o, 2, "--quantization"},
+           {"quantize " + m + " awq --calibration-samples 0" + o, 2, "--calibration-samples"},
+           {"quantize " + m + " awq --ctx 4096 --calibration-data " + (tmp / "short.txt").string() + o, 15, "short.txt"},
+       })
+    test::check_cli_failure(c);
+  CHECK_FALSE(fs::exists(tmp / "o"));
+  CHECK(aq_no_leftovers(tmp.path()));
+
+  const auto r = test::run(test::cli_path() + " --format json quantize " + m + " awq --calibration-samples 2 --ctx 64 " +
+                           "--calibration-data " + calib->string() + " -o " + (tmp / "out").string());
+  INFO(r.err);
+  REQUIRE(r.status == 0);
+  const auto j = nlohmann::json::parse(r.out);
+  CHECK(j["status"] == "success");
+  CHECK(j["format"] == "awq");
+  CHECK(j["method"] == "awq");
+  CHECK(j["quantization_level"] == "W4A16");
+  CHECK(j["symmetric"] == false);
+  CHECK(j["layer_summary"].size() == 42);
+  CHECK(j["scale_groups"].size() == 18);
+  CHECK(j["calibration_samples"] == 2);
+  CHECK(j["effective_bpw"].get<double>() < 16);
+  const auto cfg = nlohmann::json::parse(read_file(tmp / "out" / "config.json"));
+  CHECK(cfg["quantization_config"]["quant_method"] == "awq");
+  CHECK(cfg["quantization_config"]["zero_point"] == true);
+  CHECK(fs::exists(tmp / "out" / "model.safetensors"));
+  CHECK_FALSE(fs::exists(tmp / "out" / "quantize_config.json"));
+  CHECK(aq_no_leftovers(tmp.path()));
+}
