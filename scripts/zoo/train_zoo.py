@@ -102,12 +102,20 @@ def train_spm(text, vocab, out_dir, work):
         unk_id=0, bos_id=1, eos_id=2, pad_id=-1, max_sentence_length=1 << 16, num_threads=2,
         minloglevel=2, hard_vocab_limit=True)
     shutil.copy(prefix + ".model", os.path.join(out_dir, "tokenizer.model"))
-    from transformers import LlamaTokenizer
-    tok = LlamaTokenizer(vocab_file=os.path.join(out_dir, "tokenizer.model"), legacy=True, add_bos_token=True,
-                         add_eos_token=False)
-    tok.save_pretrained(out_dir)
+    spm_tokenizer_files(out_dir)
     sp = spm.SentencePieceProcessor(model_file=os.path.join(out_dir, "tokenizer.model"))
     return (lambda s: [1] + sp.encode(s)), sp.get_piece_size(), dict(bos=1, eos=2)
+
+
+def spm_tokenizer_files(out_dir):
+    """tokenizer.json and tokenizer_config.json converted by transformers from the tokenizer.model
+    in out_dir (from_pretrained converts the vocabulary and merges; the constructor alone does not)."""
+    from transformers import LlamaTokenizer
+    for f in ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"):
+        if os.path.exists(os.path.join(out_dir, f)):
+            os.remove(os.path.join(out_dir, f))
+    tok = LlamaTokenizer.from_pretrained(out_dir, legacy=True, add_bos_token=True, add_eos_token=False)
+    tok.save_pretrained(out_dir)
 
 
 QWEN2_REGEX = (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|"
@@ -240,12 +248,18 @@ def train_one(name, spec, texts, out_root, steps_scale, threads):
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--corpus", required=True)
-    ap.add_argument("--out", required=True)
+    ap.add_argument("--corpus")
+    ap.add_argument("--out")
     ap.add_argument("--only", nargs="*", default=None)
     ap.add_argument("--steps-scale", type=float, default=1.0)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--spm-files", metavar="DIR", help="only (re)write DIR's tokenizer.json from its tokenizer.model")
     a = ap.parse_args()
+    if a.spm_files:
+        spm_tokenizer_files(a.spm_files)
+        return
+    if not a.corpus or not a.out:
+        ap.error("--corpus and --out are required")
     torch.set_num_threads(a.threads)
     torch.use_deterministic_algorithms(True)
     texts = load_texts(a.corpus)
