@@ -48,7 +48,8 @@ lq=${LQ:-$root/build/apps/cli/lq}
 if [ -x "$lq" ]; then
   for m in "${models[@]}"; do
     "$lq" --quiet tokenize "$out/$m" -p "Once upon a time, the 1990s were" > /dev/null
-    echo "$m: lq perplexity: $("$lq" perplexity "$out/$m" -f "$out/$m/eval.txt" --ctx 256 --chunks 40 2>&1 | tail -n 1)" | tee -a "$out/README.txt"
+    echo "$m: lq $("$lq" perplexity "$out/$m" -f "$out/$m/eval.txt" --ctx 256 --chunks 40 2> /dev/null | grep '^Perplexity:')" |
+      tee -a "$out/README.txt"
   done
 fi
 cat "$out/README.txt"
