@@ -14,9 +14,15 @@
 // run (any text, any chunk count; make them with llama-quantize). --swap REGEX replaces our
 // tensors whose names match by llama.cpp's (from DIR/<key>.gguf) for diagnosis.
 //
+// Any other model (--model DIR, e.g. one of the zoo's, scripts/zoo/) takes its own importance
+// matrix (--imatrix FILE, e.g. from `lq analyze`) and llama.cpp's files from --llama DIR; the
+// manifest then does not apply. The ratio ours / llama.cpp's comes with a 95% interval from the
+// chunk-to-chunk variance (the delta method on the paired per-chunk means), and --json FILE
+// writes every figure for scripts (scripts/zoo/level_quality_zoo.sh builds the zoo table from it).
+//
 // Usage: level_quality_bench [--levels L,L,...] [--modes mix-imatrix,mix,...] [--keys K,K,...]
 //          [--chunks N] [--ctx N] [--text eval|wikitext|FILE] [--llama DIR] [--swap REGEX]
-//          [--save DIR] [--model DIR] [--shared DIR] [--threads N]
+//          [--save DIR] [--model DIR] [--imatrix FILE] [--json FILE] [--shared DIR] [--threads N]
 #include <lq/lq.hpp>
 #include <lq/engine.hpp>
 #include <lq/gguf.hpp>
@@ -51,6 +57,7 @@ using bench::split_list;
 struct Stats {
   double kld = 0, nll = 0;
   int64_t same = 0, n = 0;
+  std::vector<double> chunk_kld;  // mean KLD of each chunk
   void add(double k, double l, bool s) {
     kld += k;
     nll += l;
@@ -61,6 +68,31 @@ struct Stats {
   double ppl() const { return n ? std::exp(nll / static_cast<double>(n)) : 0; }
   double same_pct() const { return n ? 100.0 * static_cast<double>(same) / static_cast<double>(n) : 0; }
 };
+
+// Ratio of mean KLDs a / b over paired chunks and its 95% half-width: R = mean(a) / mean(b),
+// var(R) ~ var_i(a_i - R b_i) / (n mean(b)^2) (the delta method; chunks as the samples).
+struct Ratio {
+  double r = 0, half = 0;
+};
+Ratio lqb_chunk_ratio(const std::vector<double>& a, const std::vector<double>& b) {
+  const size_t n = std::min(a.size(), b.size());
+  if (n == 0) return {};
+  double sa = 0, sb = 0;
+  for (size_t i = 0; i < n; ++i) {
+    sa += a[i];
+    sb += b[i];
+  }
+  const double ma = sa / static_cast<double>(n), mb = sb / static_cast<double>(n);
+  if (mb <= 0) return {};
+  const double r = ma / mb;
+  double v = 0;
+  for (size_t i = 0; i < n; ++i) {
+    const double d = a[i] - r * b[i];
+    v += d * d;
+  }
+  v = n > 1 ? v / static_cast<double>(n - 1) : 0;
+  return {r, 1.96 * std::sqrt(v / static_cast<double>(n)) / mb};
+}
 
 struct Evaluated {
   std::string label;
@@ -107,7 +139,8 @@ std::vector<int32_t> read_i32(const fs::path& p) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  fs::path shared = LQ_DEFAULT_SHARED_DIR, model_dir = LQ_DEFAULT_MODEL_DIR, llama_dir, save_dir;
+  fs::path shared = LQ_DEFAULT_SHARED_DIR, model_dir = LQ_DEFAULT_MODEL_DIR, llama_dir, save_dir, imatrix_file,
+           json_file;
   if (const char* env = std::getenv("LQ_SHARED_DIR"); env && *env) shared = env;
   std::vector<std::string> levels, modes = {"mix-imatrix", "mix"}, keys;
   int64_t chunks = 100, ctx = 256;
@@ -125,24 +158,36 @@ int main(int argc, char** argv) {
     else if (a == "--swap") swap = cl.value();
     else if (a == "--save") save_dir = cl.value();
     else if (a == "--model") model_dir = cl.value();
+    else if (a == "--imatrix") imatrix_file = cl.value();
+    else if (a == "--json") json_file = cl.value();
     else if (a == "--shared") shared = cl.value();
     else if (a == "--threads") threads = std::atoi(cl.value().c_str());
     else {
       std::fprintf(stderr,
                    "usage: %s [--levels L,...] [--modes mix-imatrix,mix,pure,pure-imatrix] [--keys K,...] [--chunks N]\n"
                    "          [--ctx N] [--text eval|wikitext|FILE] [--llama DIR] [--swap REGEX] [--save DIR]\n"
-                   "          [--model DIR] [--shared DIR] [--threads N]\n",
+                   "          [--model DIR] [--imatrix FILE] [--json FILE] [--shared DIR] [--threads N]\n",
                    argv[0]);
       return 2;
     }
   }
   const fs::path golden = shared / "golden";
-  if (!fs::exists(golden / "manifest.json") || !fs::exists(golden / "imatrix.gguf") || !fs::exists(model_dir / "config.json")) {
-    std::fprintf(stderr, "golden data or model not found (%s, %s)\n", golden.c_str(), model_dir.c_str());
+  // The golden manifest and imatrix describe the tiny model only.
+  std::error_code ec;
+  const bool golden_model = fs::equivalent(model_dir, LQ_DEFAULT_MODEL_DIR, ec) ||
+                            fs::equivalent(model_dir, shared / "models" / "tiny-llama", ec);
+  if (imatrix_file.empty()) imatrix_file = golden / "imatrix.gguf";
+  if (!fs::exists(imatrix_file) || !fs::exists(model_dir / "config.json") ||
+      (golden_model && !fs::exists(golden / "manifest.json"))) {
+    std::fprintf(stderr, "model, imatrix or golden manifest not found (%s, %s, %s)\n", model_dir.c_str(),
+                 imatrix_file.c_str(), golden.c_str());
     return 1;
   }
-  std::ifstream mf(golden / "manifest.json");
-  const auto manifest = nlohmann::json::parse(mf);
+  nlohmann::json manifest = {{"files", nlohmann::json::object()}, {"ppl", nlohmann::json::object()}};
+  if (golden_model) {
+    std::ifstream mf(golden / "manifest.json");
+    manifest = nlohmann::json::parse(mf);
+  }
   const auto& files = manifest.at("files");
 
   // Configurations: explicit keys, or every mode x level the manifest has (without errors).
@@ -185,8 +230,13 @@ int main(int argc, char** argv) {
 
   // Tokens.
   std::vector<int32_t> tokens;
-  if (text == "eval") {
+  if (text == "eval" && golden_model) {
     tokens = read_i32(golden / "eval-tokens.i32");
+  } else if (text == "eval") {
+    // Another model: its own tokenization of the shared evaluation text.
+    std::ifstream in(shared / "corpus" / "eval.txt", std::ios::binary);
+    const std::string s((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    tokens = Tokenizer::from_hf_dir(model_dir).encode(s, false);
   } else {
     const fs::path p = text == "wikitext" ? shared / "corpus" / "wikitext2-test.raw" : fs::path(text);
     if (p.extension() == ".i32") {
@@ -199,7 +249,7 @@ int main(int argc, char** argv) {
   }
 
   const auto reference = Model::load(model_dir);
-  const Imatrix imatrix = Imatrix::load(golden / "imatrix.gguf");
+  const Imatrix imatrix = Imatrix::load(imatrix_file);
   auto src = ModelSource::open(model_dir);
   const fs::path tmp = save_dir.empty() ? fs::temp_directory_path() / ("lq_level_quality_" + std::to_string(::getpid())) : save_dir;
   fs::create_directories(tmp);
@@ -214,7 +264,7 @@ int main(int argc, char** argv) {
     qctx.threads = threads;
     if (c.imatrix) {
       o.imatrix = &imatrix;
-      o.imatrix_path = (golden / "imatrix.gguf").string();
+      o.imatrix_path = imatrix_file.string();
       if (c.pure) {
         // llama.cpp's pure imatrix files force these two (they have no importance data).
         o.token_embedding_type = QuantType::Q8_0;
@@ -292,6 +342,7 @@ int main(int argc, char** argv) {
       s.clear();
       s.eval(input, first);
       std::vector<double> kl(static_cast<size_t>(nt)), nll(static_cast<size_t>(nt));
+      double chunk_sum = 0;
       std::vector<char> same(static_cast<size_t>(nt));
       parallel_for(nt, threads, 4, [&](int64_t b, int64_t e) {
         for (int64_t j = b; j < e; ++j) {
@@ -308,7 +359,11 @@ int main(int argc, char** argv) {
           same[j] = a.argmax == c.argmax;
         }
       });
-      for (int64_t j = 0; j < nt; ++j) evals[m]->stats.add(kl[j], nll[j], same[j]);
+      for (int64_t j = 0; j < nt; ++j) {
+        evals[m]->stats.add(kl[j], nll[j], same[j]);
+        chunk_sum += kl[j];
+      }
+      evals[m]->stats.chunk_kld.push_back(chunk_sum / static_cast<double>(nt));
     }
     std::fprintf(stderr, "\rchunk %lld/%lld", static_cast<long long>(ch + 1), static_cast<long long>(n_chunks));
   }
@@ -324,8 +379,11 @@ int main(int argc, char** argv) {
               !llama_dir.empty() ? "its files evaluated here where present (L), else manifest (M)"
                                  : (manifest_comparable ? "manifest.json (same text, ctx and chunks)"
                                                         : "manifest.json (100 chunks of eval.txt: NOT the same protocol)"));
-  std::printf("%-22s | %9s %9s | %8s %8s | %8s %8s %6s | %6s %6s |\n", "config", "MB ours", "llama", "ppl ours", "llama",
-              "kld ours", "llama", "ratio", "top%", "llama");
+  std::printf("%-22s | %9s %9s | %8s %8s | %8s %8s %6s %7s | %6s %6s |\n", "config", "MB ours", "llama", "ppl ours",
+              "llama", "kld ours", "llama", "ratio", "95%+-", "top%", "llama");
+  nlohmann::json out_json = {{"model", model_dir.string()}, {"text", text}, {"ctx", ctx}, {"chunks", n_chunks},
+                             {"reference_ppl", ref_stats.ppl()}, {"imatrix", imatrix_file.string()},
+                             {"configs", nlohmann::json::array()}};
   for (const Config& c : configs) {
     if (!c.ours) continue;
     const Stats& s = c.ours->stats;
@@ -346,10 +404,27 @@ int main(int argc, char** argv) {
       l_top = f.value("same_top_p", 0.0);
       src_mark = 'M';
     }
-    std::printf("%-22s | %9.4f %9.4f | %8.4f %8.4f | %8.5f %8.5f %6.3f | %6.2f %6.2f | %c%s\n", c.key.c_str(),
+    // The interval needs llama.cpp's per-chunk figures, i.e. its file evaluated in this run.
+    const Ratio ci = c.llama ? lqb_chunk_ratio(s.chunk_kld, c.llama->stats.chunk_kld) : Ratio{};
+    std::printf("%-22s | %9.4f %9.4f | %8.4f %8.4f | %8.5f %8.5f %6.3f %7.3f | %6.2f %6.2f | %c%s\n", c.key.c_str(),
                 static_cast<double>(c.ours->bytes) / 1e6, l_bytes / 1e6, s.ppl(), l_ppl, s.kld_mean(), l_kld,
-                l_kld > 0 ? s.kld_mean() / l_kld : 0.0, s.same_pct(), l_top, src_mark,
+                l_kld > 0 ? s.kld_mean() / l_kld : 0.0, ci.half, s.same_pct(), l_top, src_mark,
                 l_kld > 0 && s.kld_mean() > l_kld ? "  kld worse" : "");
+    nlohmann::json j = {{"key", c.key},          {"bytes_ours", c.ours->bytes}, {"bytes_llama", l_bytes},
+                        {"ppl_ours", s.ppl()},   {"ppl_llama", l_ppl},          {"kld_ours", s.kld_mean()},
+                        {"kld_llama", l_kld},    {"top_ours", s.same_pct()},    {"top_llama", l_top},
+                        {"llama_source", std::string(1, src_mark)}};
+    if (l_kld > 0) j["ratio"] = s.kld_mean() / l_kld;
+    if (c.llama) j["ratio_ci95"] = ci.half;
+    out_json["configs"].push_back(std::move(j));
+  }
+  if (!json_file.empty()) {
+    std::ofstream jf(json_file);
+    jf << out_json.dump(2) << "\n";
+    if (!jf) {
+      std::fprintf(stderr, "cannot write %s\n", json_file.c_str());
+      return 1;
+    }
   }
   return 0;
 }
