@@ -27,6 +27,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -97,8 +98,8 @@ int main(int argc, char** argv) {
       return 2;
     }
   }
-  if (model_dir.empty() || imatrix_path.empty()) {
-    std::fprintf(stderr, "--model and --imatrix are required\n");
+  if (model_dir.empty() || (imatrix_path.empty() && !sens_only)) {
+    std::fprintf(stderr, "--model and --imatrix are required (--sensitivity-only: --imatrix optional)\n");
     return 2;
   }
   const fs::path shared = fs::path(LQ_DEFAULT_SHARED_DIR);
@@ -109,19 +110,19 @@ int main(int argc, char** argv) {
   ctx.threads = threads;
 
   auto src = ModelSource::open(model_dir);
-  const Imatrix imatrix = Imatrix::load(imatrix_path);
+  const Imatrix imatrix = imatrix_path.empty() ? Imatrix{} : Imatrix::load(imatrix_path);
   nlohmann::json report = {{"model", model_dir}, {"imatrix", imatrix_path}, {"threads", ctx.thread_count()}};
 
   // The sensitivity table.
   SensitivityOptions so;
-  so.imatrix = &imatrix;
+  so.imatrix = imatrix_path.empty() ? nullptr : &imatrix;
   so.ctx = sens_ctx;
   so.chunks = sens_chunks;
   for (const auto& t : sens_types) so.types.push_back(*parse_quant_type(t));
   const std::vector<int32_t> stoks = dkb_tokens(*src, sens_text);
   if (max_tensors > 0) {
     for (const auto& t : src->tensors())
-      if (t.ne.size() >= 2 && t.name != "output_norm.weight" && static_cast<int64_t>(so.tensors.size()) < max_tensors &&
+      if (t.ne.size() >= 2 && t.name.rfind("blk.", 0) == 0 && static_cast<int64_t>(so.tensors.size()) < max_tensors &&
           t.name.find("norm") == std::string::npos)
         so.tensors.push_back(t.name);
   }
@@ -193,6 +194,20 @@ int main(int argc, char** argv) {
                             {"spearman_error_per_type", nt ? rho_t_raw / nt : 0.0}};
   }
 
+  // --validate TYPE also solves with the table cut down to that one measured type (the
+  // estimate a one-probe measurement gives, at 1/N of its cost).
+  SensitivityTable probe_table = table;
+  if (!validate.empty()) {
+    const QuantType probe = *parse_quant_type(validate);
+    for (auto& r : probe_table.rows) {
+      SensitivityRow k{r.tensor, {}, {}};
+      for (size_t m = 0; m < r.types.size(); ++m)
+        if (r.types[m] == probe) k.types.push_back(probe), k.kld.push_back(r.kld[m]);
+      if (k.types.empty()) k = r;  // a tensor the probe does not fit keeps its measurements
+      r = std::move(k);
+    }
+  }
+
   const auto reference = Model::load(*src);
   const std::vector<int32_t> etoks = dkb_tokens(*src, eval_text);
   PerplexityOptions po;
@@ -206,7 +221,7 @@ int main(int argc, char** argv) {
   std::printf("\n%-8s %12s %12s %12s | %-18s %-18s %-18s | %7s %7s\n", "level", "uniform B", "dyn-err B", "dyn-kld B",
               "KLD uniform", "KLD dyn (error)", "KLD dyn (kld)", "err/uni", "kld/uni");
   nlohmann::json rows = nlohmann::json::array();
-  double log_sum = 0;
+  double log_sum = 0, probe_log_sum = 0, ratio_sum = 0, err_log_sum = 0;
   int n_levels = 0, n_wins = 0;
   for (const auto& ln : levels) {
     const auto ft = parse_file_type(ln);
@@ -239,13 +254,21 @@ int main(int argc, char** argv) {
     };
     const auto [eb, ek] = dynamic(nullptr, "error");
     const auto [kb, kk] = dynamic(&table, "kld");
+    std::optional<std::pair<uint64_t, KldResult>> pk;
+    if (!validate.empty()) pk = dynamic(&probe_table, "probe");
     const double r_err = ek.kld_mean / uk.kld_mean, r_kld = kk.kld_mean / uk.kld_mean;
     std::printf("%-8s %12llu %12llu %12llu | %.5f±%.5f %.5f±%.5f %.5f±%.5f | %7.3f %7.3f\n", ln.c_str(),
                 static_cast<unsigned long long>(target), static_cast<unsigned long long>(eb),
                 static_cast<unsigned long long>(kb), uk.kld_mean, uk.kld_error, ek.kld_mean, ek.kld_error, kk.kld_mean,
                 kk.kld_error, r_err, r_kld);
+    if (pk)
+      std::printf("%-8s %12s %12s %12llu | %-18s %-18s %.5f±%.5f | %7s %7.3f  (one probe: %s)\n", "", "", "",
+                  static_cast<unsigned long long>(pk->first), "", "", pk->second.kld_mean, pk->second.kld_error, "",
+                  pk->second.kld_mean / uk.kld_mean, validate.c_str());
     std::fflush(stdout);
     log_sum += std::log(r_kld);
+    err_log_sum += std::log(r_err);
+    ratio_sum += r_kld;
     ++n_levels;
     n_wins += r_kld <= 1.0;
     rows.push_back({{"level", ln}, {"uniform_bytes", target}, {"dynamic_error_bytes", eb}, {"dynamic_kld_bytes", kb},
@@ -253,11 +276,25 @@ int main(int argc, char** argv) {
                     {"kld_dynamic_error", ek.kld_mean}, {"kld_dynamic_error_error", ek.kld_error},
                     {"kld_dynamic_kld", kk.kld_mean}, {"kld_dynamic_kld_error", kk.kld_error},
                     {"ratio_error", r_err}, {"ratio_kld", r_kld}});
+    if (pk) {
+      rows.back()["kld_dynamic_probe"] = pk->second.kld_mean;
+      rows.back()["ratio_probe"] = pk->second.kld_mean / uk.kld_mean;
+      rows.back()["dynamic_probe_bytes"] = pk->first;
+      probe_log_sum += std::log(pk->second.kld_mean / uk.kld_mean);
+    }
     fs::remove(uf);
   }
   const double geo = n_levels ? std::exp(log_sum / n_levels) : 0;
-  std::printf("objective kld: <= uniform at %d of %d sizes; geometric mean ratio %.3f (%.1f%% lower)\n", n_wins,
-              n_levels, geo, 100 * (1 - geo));
+  std::printf("objective kld: <= uniform at %d of %d sizes; ratio to uniform: geometric mean %.3f (%.1f%% lower), "
+              "arithmetic mean %.3f; objective error: geometric mean %.3f\n",
+              n_wins, n_levels, geo, 100 * (1 - geo), n_levels ? ratio_sum / n_levels : 0.0,
+              n_levels ? std::exp(err_log_sum / n_levels) : 0.0);
+  if (!validate.empty() && n_levels) {
+    const double pg = std::exp(probe_log_sum / n_levels);
+    std::printf("objective kld from the one-probe table (%s): geometric mean ratio %.3f (%.1f%% lower)\n",
+                validate.c_str(), pg, 100 * (1 - pg));
+    report["geomean_ratio_probe"] = pg;
+  }
   report["levels"] = rows;
   report["geomean_ratio_kld"] = geo;
   if (!json_out.empty()) std::ofstream(json_out) << report.dump(2) << "\n";
