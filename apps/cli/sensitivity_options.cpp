@@ -21,8 +21,8 @@ void add_sensitivity_options(cxxopts::Options& opts) {
        cxxopts::value<std::string>())
       ("sensitivity-chunks", "--objective kld: chunks per measurement [default: 4]", cxxopts::value<int64_t>())
       ("sensitivity-ctx", "--objective kld: chunk length in tokens [default: 256]", cxxopts::value<int64_t>())
-      ("sensitivity-types", "--objective kld: types to measure, comma-separated; fewer is cheaper, the others are "
-                            "estimated from the imatrix-weighted error [default: every candidate type]",
+      ("sensitivity-types", "--objective kld: types to measure, comma-separated, or `all` (every candidate); the "
+                            "others are estimated from the imatrix-weighted error [default: Q3_K]",
        cxxopts::value<std::string>())
       ("sensitivity-cache", "--objective kld: table file, reused when it matches [default: IMATRIX.sensitivity.json; "
                             "`none`: no cache]",
@@ -55,7 +55,14 @@ std::optional<SensitivityTable> sensitivity_from_options(const cxxopts::ParseRes
   if (r.count("sensitivity-ctx")) so.ctx = r["sensitivity-ctx"].as<int64_t>();
   if (so.chunks < 1) fail(Errc::invalid_argument, "--sensitivity-chunks must be positive, got {}", so.chunks);
   if (so.ctx < 4) fail(Errc::invalid_argument, "--sensitivity-ctx must be at least 4, got {}", so.ctx);
-  if (r.count("sensitivity-types")) {
+  // One probe type by default (the others scaled from the imatrix-weighted error: rank
+  // correlation 0.99 with the measured KLD on the tiny model, at 1/14 of the cost); `all`
+  // measures every candidate.
+  so.types = {QuantType::Q3_K};
+  if (r.count("sensitivity-types") && r["sensitivity-types"].as<std::string>() == "all") {
+    so.types.clear();
+  } else if (r.count("sensitivity-types")) {
+    so.types.clear();
     std::stringstream ss(r["sensitivity-types"].as<std::string>());
     std::string item;
     while (std::getline(ss, item, ',')) {

@@ -259,6 +259,10 @@ SensitivityTable measure_sensitivity(const ModelSource& source, std::span<const 
       if (!has_im && (ti.needs_imatrix || tensor_requires_imatrix(name, qt, FileType::Q8_0))) continue;
       j.types.push_back(qt);
     }
+    // No requested type fits the rows: the first one's fallback (as the quantizer would write it).
+    if (j.types.empty())
+      if (auto fb = fallback_type(types.front(), t.row_length()))
+        if (t.row_length() % type_info(*fb).block_size == 0) j.types.push_back(*fb);
     total += static_cast<int64_t>(j.types.size());
     jobs.push_back(std::move(j));
   }
