@@ -190,6 +190,9 @@ ProfileResolution resolve_profile(const Profile& p, const ModelSource& model, co
             c.bytes.push_back(e.bytes[k]);
             c.protected_max_rel.push_back(e.protected_max_rel[k]);
           }
+        if (c.types.empty())
+          fail(Errc::profile_error, "tensor '{}': no candidate type fits its row length {}", e.tensor,
+               model.at(e.tensor).row_length());
         e = std::move(c);
       }
     }
