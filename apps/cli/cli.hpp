@@ -4,6 +4,7 @@
 #include <lq/error.hpp>
 #include <lq/io.hpp>
 #include <lq/progress.hpp>
+#include <lq/sensitivity.hpp>
 
 #include <cxxopts.hpp>
 #include <fmt/format.h>
@@ -84,6 +85,17 @@ int run_awq(Context& ctx, const cxxopts::ParseResult& r);
 /// `convert SRC.gguf gptq|compressed-tensors`, with the options `convert` parsed
 /// (cmd_convert_gptq.cpp).
 int run_convert_to_gptq(Context& ctx, const cxxopts::ParseResult& r);
+
+/// `--objective kld` and the sensitivity measurement's options, shared by `quantize -q dynamic`
+/// and `profile create` (sensitivity_options.cpp).
+void add_sensitivity_options(cxxopts::Options& opts);
+/// Names of those options (to refuse them outside a dynamic run).
+const std::vector<std::string>& sensitivity_option_names();
+/// The measured sensitivity table when --objective kld is given (loaded from its cache when it
+/// matches, else measured and cached); nullopt for the default objective. Needs the imatrix.
+std::optional<SensitivityTable> sensitivity_from_options(const cxxopts::ParseResult& r, const ModelSource& src,
+                                                         const Imatrix* imatrix, const std::string& imatrix_path,
+                                                         const lq::Context& run_ctx, Progress& progress);
 
 /// Progress on stderr: "[lq] message" lines, and a bar on a terminal ("Quantizing ━━━ 40% 23/57
 /// tensors [00:12 elapsed]") or plain lines at 10% steps otherwise. Silent with --quiet.

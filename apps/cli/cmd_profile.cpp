@@ -155,6 +155,7 @@ int run_profile(Context& ctx, std::vector<std::string> args) {
         "base", "Preset whose fixed rules (output, embeddings) to keep, or `none` to let the solver choose every "
                 "tensor [default: balanced]", cxxopts::value<std::string>())(
         "o,output", "Output profile path [default: ./NAME.dqprofile]", cxxopts::value<std::string>());
+    add_sensitivity_options(opts);
     auto r = parse(ctx, opts, args);
     if (!r) return 0;
     if (!r->count("imatrix")) fail(Errc::invalid_argument, "profile create needs --imatrix");
@@ -194,6 +195,9 @@ int run_profile(Context& ctx, std::vector<std::string> args) {
     lq::Context run_ctx;
     run_ctx.threads = ctx.threads;
     run_ctx.progress = &progress;
+    const std::optional<SensitivityTable> sensitivity =
+        sensitivity_from_options(*r, *model, &im, (*r)["imatrix"].as<std::string>(), run_ctx, progress);
+    if (sensitivity) ro.sensitivity = &*sensitivity;
     const ProfileResolution res = [&] {
       try {
         return resolve_profile(p, *model, ro, run_ctx);
@@ -214,7 +218,8 @@ int run_profile(Context& ctx, std::vector<std::string> args) {
                     {"created", utc_timestamp()},
                     {"imatrix", (*r)["imatrix"].as<std::string>()},
                     {"model", (*r)["model"].as<std::string>()},
-                    {"solver", "lagrangian relaxation + greedy fill, imatrix-weighted squared error"},
+                    {"solver", sensitivity ? "lagrangian relaxation + greedy fill, measured KLD per tensor (objective kld)"
+                                           : "lagrangian relaxation + greedy fill, imatrix-weighted squared error"},
                     {"effective_bpw", res.effective_bpw()},
                     {"size_bytes", res.total_bytes}};
     p.save(out);

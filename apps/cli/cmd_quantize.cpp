@@ -230,6 +230,7 @@ int run_quantize(Context& ctx, std::vector<std::string> args) {
       ("gptq", "gguf: GPTQ error feedback on the GGUF block types Q4_0, Q4_1, Q8_0 and Q4_K (other types as without "
                "it); calibrates with --calibration-data/--calibration-samples (default 128)/--ctx (default 256), --damp");
   add_gptq_options(opts);
+  add_sensitivity_options(opts);
   auto parsed = parse(ctx, opts, args);
   if (!parsed) return 0;
   const auto& r = *parsed;
@@ -241,6 +242,8 @@ int run_quantize(Context& ctx, std::vector<std::string> args) {
   const bool gguf_gptq = r.count("gptq") > 0;
   if (gguf_gptq && format != "gguf")
     fail(Errc::invalid_argument, "--gptq applies to the gguf output format (the gptq format is `quantize MODEL gptq`)");
+  for (const auto& o : sensitivity_option_names())
+    if (r.count(o) && format != "gguf") fail(Errc::invalid_argument, "--{} applies to -q dynamic (gguf output) only", o);
   if (format == "gptq" || format == "rtn" || format == "awq") {
     for (const char* o : kGgufOnlyOptions)
       if (r.count(o) && std::string_view(o) != "checkpoint-dir" && std::string_view(o) != "resume" &&
@@ -286,6 +289,8 @@ int run_quantize(Context& ctx, std::vector<std::string> args) {
   const FileTypeInfo& level = file_type_info(*ftype);
   if (r.count("profile") && !dynamic)
     fail(Errc::invalid_argument, "--profile selects a dynamic profile: use it with -q dynamic");
+  for (const auto& o : sensitivity_option_names())
+    if (r.count(o) && !dynamic) fail(Errc::invalid_argument, "--{} applies to -q dynamic only", o);
   if (r.count("protect-super-weights") && !r.count("imatrix"))
     throw Error(Errc::invalid_argument, "--protect-super-weights requires --imatrix",
                 "Compute an importance matrix with `lq analyze MODEL`");
@@ -388,6 +393,11 @@ int run_quantize(Context& ctx, std::vector<std::string> args) {
                                  gptq_res.gptq_tensors.size(), gptq_res.plain_tensors.size(), gptq_res.chunks,
                                  gptq_res.ctx, gptq_res.calibration_seconds, gptq_res.quantize_seconds));
     qo.tensor_bytes = &gptq_res.tensor_bytes;
+  }
+  std::optional<SensitivityTable> sensitivity;
+  if (dynamic) {
+    sensitivity = sensitivity_from_options(r, *src, qo.imatrix, qo.imatrix_path, run_ctx, progress);
+    if (sensitivity) job.sensitivity = &*sensitivity;
   }
   const QuantizeJobResult jr = quantize_model(*src, out, job, run_ctx);
   const QuantizeResult& res = jr.quantize;

@@ -21,6 +21,7 @@
 #include <lq/model.hpp>
 #include <lq/plot.hpp>
 #include <lq/profile.hpp>
+#include <lq/sensitivity.hpp>
 #include <lq/progress.hpp>
 #include <lq/quality.hpp>
 #include <lq/quant_type.hpp>

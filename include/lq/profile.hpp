@@ -22,6 +22,8 @@
 
 namespace lq {
 
+struct SensitivityTable;  // lq/sensitivity.hpp
+
 /// One rule of a profile: tensors matching `pattern` (and `layers`, when given) get `method`.
 ///
 /// `pattern` is a glob (`*`, `?`) matched against a tensor's GGUF name ("blk.3.attn_q.weight")
@@ -96,6 +98,10 @@ struct ResolveOptions {
   std::vector<ProtectedWeight> protect;         ///< weights to keep within `protect_tolerance`
   double protect_tolerance = 0.01;              ///< relative error allowed on protected weights
   int64_t max_rows_per_tensor = 512;            ///< rows sampled per tensor to measure errors
+  /// (optional) Objective kld: the solver minimises the summed measured KLD of this table
+  /// (measure_sensitivity()) instead of the imatrix-weighted squared error. Must cover every
+  /// tensor left to the solver.
+  const SensitivityTable* sensitivity = nullptr;
 };
 
 /// Decides every quantizable tensor's type: profile rules, explicit tensor_types, the solver for

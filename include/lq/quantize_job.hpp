@@ -51,6 +51,9 @@ struct QuantizeJob {
   /// Set and `protect` empty: protect the top fraction (0, 1) of weights by importance x weight^2
   /// (select_by_coverage() on options.imatrix, which must be set).
   std::optional<double> protect_coverage;
+  /// (optional) Objective kld for the profile's size solver: the measured per-tensor KLD
+  /// (lq/sensitivity.hpp) instead of the imatrix-weighted error. Must outlive the call.
+  const SensitivityTable* sensitivity = nullptr;
   QualityGates gates;
 };
 

@@ -6,6 +6,7 @@
 #include <lq/gguf.hpp>
 #include <lq/profile.hpp>
 #include <lq/quantizer.hpp>
+#include <lq/sensitivity.hpp>
 
 #include "profile/matcher.hpp"
 #include "profile/methods.hpp"
@@ -169,7 +170,32 @@ ProfileResolution resolve_profile(const Profile& p, const ModelSource& model, co
       }
       if (min_bytes > target - fixed_bytes) cands = default_ladder();
     }
-    auto errs = measure_errors(model, names, cands, opts, ctx);
+    // Objective kld: the table's measured types are measured too (to scale unmeasured ones by).
+    std::vector<QuantType> measured = cands;
+    if (opts.sensitivity)
+      for (const auto& r : opts.sensitivity->rows)
+        for (QuantType q : r.types)
+          if (std::find(measured.begin(), measured.end(), q) == measured.end()) measured.push_back(q);
+    auto errs = measure_errors(model, names, measured, opts, ctx);
+    if (opts.sensitivity) {
+      apply_sensitivity(errs, *opts.sensitivity);
+      for (auto& e : errs) {
+        TensorErrors c;
+        c.tensor = e.tensor;
+        c.n_elements = e.n_elements;
+        for (size_t k = 0; k < e.types.size(); ++k)
+          if (std::find(cands.begin(), cands.end(), e.types[k]) != cands.end()) {
+            c.types.push_back(e.types[k]);
+            c.error.push_back(e.error[k]);
+            c.bytes.push_back(e.bytes[k]);
+            c.protected_max_rel.push_back(e.protected_max_rel[k]);
+          }
+        if (c.types.empty())
+          fail(Errc::profile_error, "tensor '{}': no candidate type fits its row length {}", e.tensor,
+               model.at(e.tensor).row_length());
+        e = std::move(c);
+      }
+    }
     // Protection as a constraint: drop candidates that do not keep the protected weights.
     std::vector<bool> constrained(errs.size(), false);
     for (size_t i = 0; i < errs.size(); ++i) {

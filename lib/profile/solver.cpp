@@ -97,6 +97,41 @@ std::vector<TensorErrors> measure_errors(const ModelSource& model, const std::ve
   return out;
 }
 
+void apply_sensitivity(std::vector<TensorErrors>& errs, const SensitivityTable& table) {
+  for (auto& e : errs) {
+    const SensitivityRow* row = table.find(e.tensor);
+    if (!row || row->types.empty())
+      fail(Errc::profile_error, "the sensitivity table has no measurement of tensor '{}' (measure it again)", e.tensor);
+    std::vector<double> cost(e.types.size());
+    for (size_t k = 0; k < e.types.size(); ++k) {
+      const auto it = std::find(row->types.begin(), row->types.end(), e.types[k]);
+      if (it != row->types.end()) {
+        cost[k] = row->kld[static_cast<size_t>(it - row->types.begin())];
+        continue;
+      }
+      // Not measured: the error scaled by the tensor's KLD per unit of error at the nearest
+      // measured type (by bits per weight) whose error is known and positive.
+      double best_d = 1e300, ratio = -1;
+      for (size_t m = 0; m < row->types.size(); ++m) {
+        const auto jt = std::find(e.types.begin(), e.types.end(), row->types[m]);
+        if (jt == e.types.end()) continue;
+        const double em = e.error[static_cast<size_t>(jt - e.types.begin())];
+        if (!(em > 0)) continue;
+        const double d = std::fabs(type_info(row->types[m]).bpw() - type_info(e.types[k]).bpw());
+        if (d < best_d) {
+          best_d = d;
+          ratio = row->kld[m] / em;
+        }
+      }
+      if (ratio < 0)
+        fail(Errc::profile_error, "tensor '{}': no measured type to scale the error of {} by (measure it)", e.tensor,
+             type_name(e.types[k]));
+      cost[k] = e.error[k] * ratio;
+    }
+    e.error = std::move(cost);
+  }
+}
+
 std::vector<size_t> solve_allocation(const std::vector<TensorErrors>& errs, uint64_t budget) {
   const size_t n = errs.size();
   std::vector<size_t> pick(n, 0);

@@ -6,6 +6,7 @@
 #include <lq/model.hpp>
 #include <lq/profile.hpp>
 #include <lq/quant_type.hpp>
+#include <lq/sensitivity.hpp>
 
 #include <cstdint>
 #include <string>
@@ -29,6 +30,12 @@ struct TensorErrors {
 std::vector<TensorErrors> measure_errors(const ModelSource& model, const std::vector<std::string>& tensors,
                                          const std::vector<QuantType>& types, const ResolveOptions& opts,
                                          const Context& ctx = {});
+
+/// Replaces each tensor's errors by the measured KLD of `table` (objective kld): a measured type
+/// takes its KLD; another type its error times the tensor's KLD / error at the measured type
+/// nearest in bits per weight (which must be among `errs`' types). Throws Errc::profile_error for
+/// a tensor the table does not cover.
+void apply_sensitivity(std::vector<TensorErrors>& errs, const SensitivityTable& table);
 
 /// Chooses one type per tensor minimising the total error with total bytes <= budget
 /// (Lagrangian relaxation + greedy fill). Throws Errc::profile_error if even the smallest

@@ -112,6 +112,7 @@ QuantizeJobResult quantize_model(const ModelSource& src, const std::filesystem::
     ResolveOptions ro;
     ro.imatrix = qo.imatrix;
     ro.protect = protect;
+    ro.sensitivity = job.sensitivity;
     const ProfileResolution& resolution = res.resolution.emplace(resolve_profile(pr, src, ro, ctx));
     for (const auto& w : resolution.problems) progress.message("warning: " + w);
     for (const auto& a : resolution.tensors) qo.tensor_type_map[a.tensor] = a.type;

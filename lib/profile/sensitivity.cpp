@@ -1,0 +1,361 @@
+// Measured sensitivity for the size solver: per tensor and candidate type, the KL divergence from
+// the unquantized model caused by quantizing that tensor alone (the engine on a few chunks, the
+// reference log-probabilities kept once); the table's JSON cache with the fingerprints of what it
+// was measured on; Spearman's rank correlation for validating estimates against it.
+#include <lq/sensitivity.hpp>
+
+#include <lq/engine.hpp>
+#include <lq/error.hpp>
+#include <lq/io.hpp>
+#include <lq/quantizer.hpp>
+#include <lq/threads.hpp>
+#include "core/fail.hpp"
+
+#include "profile/methods.hpp"
+#include "quantize/mixture.hpp"
+
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <fstream>
+#include <numeric>
+#include <sstream>
+
+namespace lq {
+
+namespace {
+
+struct SensFnv {
+  uint64_t h = 1469598103934665603ull;
+  void bytes(const void* p, size_t n) {
+    const auto* b = static_cast<const uint8_t*>(p);
+    for (size_t i = 0; i < n; ++i) {
+      h ^= b[i];
+      h *= 1099511628211ull;
+    }
+  }
+  void str(const std::string& s) {
+    bytes(s.data(), s.size());
+    const uint8_t z = 0;
+    bytes(&z, 1);
+  }
+  template <class T>
+  void pod(const T& v) {
+    bytes(&v, sizeof v);
+  }
+  std::string hex() const { return fmt::format("{:016x}", h); }
+};
+
+// log-softmax of one row of logits into `out` (max in float, the sum of exp in double, as
+// lq::kl_divergence).
+void sens_log_softmax(std::span<const float> l, float* out) {
+  float mx = l[0];
+  for (float v : l) mx = std::max(mx, v);
+  double sum = 0;
+  for (float v : l) sum += std::exp(static_cast<double>(v - mx));
+  const double ls = std::log(sum);
+  for (size_t i = 0; i < l.size(); ++i) out[i] = static_cast<float>(static_cast<double>(l[i] - mx) - ls);
+}
+
+// The tensors a table covers by default: weights the quantizer may quantize that the engine runs.
+bool sens_engine_holds(const Model& m, const std::string& name) {
+  if (m.find_linear(name)) return true;
+  try {
+    (void)m.tensor_type(name);
+    return name == "token_embd.weight";
+  } catch (const Error&) {
+    return false;
+  }
+}
+
+}  // namespace
+
+const SensitivityRow* SensitivityTable::find(const std::string& tensor) const {
+  for (const auto& r : rows)
+    if (r.tensor == tensor) return &r;
+  return nullptr;
+}
+
+void SensitivityTable::save(const std::filesystem::path& path) const {
+  nlohmann::json j;
+  j["format"] = "lq-sensitivity";
+  j["version"] = 1;
+  j["key"] = {{"model", key.model}, {"text", key.text}, {"imatrix", key.imatrix}, {"types", key.types}, {"tensors", key.tensors}, {"ctx", key.ctx}, {"chunks", key.chunks}};
+  j["seconds"] = seconds;
+  j["evaluations"] = evaluations;
+  j["reference_kld_floor"] = reference_kld_floor;
+  nlohmann::json rs = nlohmann::json::array();
+  for (const auto& r : rows) {
+    nlohmann::json k = nlohmann::json::object();
+    for (size_t i = 0; i < r.types.size(); ++i) k[std::string(type_name(r.types[i]))] = r.kld[i];
+    rs.push_back({{"tensor", r.tensor}, {"kld", k}});
+  }
+  j["tensors"] = rs;
+  write_file_atomic(path, j.dump(1));
+}
+
+SensitivityTable SensitivityTable::load(const std::filesystem::path& path) {
+  std::ifstream f(path, std::ios::binary);
+  if (!f) fail(Errc::profile_error, "cannot read sensitivity table '{}'", path.string());
+  std::stringstream ss;
+  ss << f.rdbuf();
+  SensitivityTable t;
+  try {
+    const auto j = nlohmann::json::parse(ss.str());
+    if (j.value("format", std::string()) != "lq-sensitivity")
+      fail(Errc::profile_error, "'{}' is not a sensitivity table", path.string());
+    const auto& k = j.at("key");
+    t.key = {k.at("model").get<std::string>(), k.at("text").get<std::string>(), k.at("imatrix").get<std::string>(),
+             k.at("types").get<std::string>(), k.at("tensors").get<std::string>(), k.at("ctx").get<int64_t>(), k.at("chunks").get<int64_t>()};
+    t.seconds = j.value("seconds", 0.0);
+    t.evaluations = j.value("evaluations", int64_t{0});
+    t.reference_kld_floor = j.value("reference_kld_floor", 0.0);
+    for (const auto& r : j.at("tensors")) {
+      SensitivityRow row;
+      row.tensor = r.at("tensor").get<std::string>();
+      for (const auto& [name, v] : r.at("kld").items()) {
+        const auto qt = parse_quant_type(name);
+        if (!qt) fail(Errc::profile_error, "sensitivity table '{}': unknown type '{}'", path.string(), name);
+        const double kv = v.get<double>();
+        if (!std::isfinite(kv) || kv < 0)
+          fail(Errc::profile_error, "sensitivity table '{}': invalid KLD for {} {}", path.string(), row.tensor, name);
+        row.types.push_back(*qt);
+        row.kld.push_back(kv);
+      }
+      t.rows.push_back(std::move(row));
+    }
+  } catch (const nlohmann::json::exception& e) {
+    fail(Errc::profile_error, "sensitivity table '{}' is malformed: {}", path.string(), e.what());
+  }
+  return t;
+}
+
+SensitivityKey sensitivity_key(const ModelSource& source, std::span<const int32_t> tokens, const SensitivityOptions& o) {
+  SensitivityKey k;
+  SensFnv m;
+  for (const auto& t : source.tensors()) {
+    m.str(t.name);
+    for (int64_t d : t.ne) m.pod(d);
+    m.pod(static_cast<int>(t.type));
+  }
+  k.model = m.hex();
+  SensFnv tx;
+  tx.bytes(tokens.data(), tokens.size_bytes());
+  k.text = tx.hex();
+  if (o.imatrix) {
+    SensFnv im;
+    for (const auto& [name, e] : o.imatrix->entries) {
+      im.str(name);
+      im.bytes(e.in_sum2.data(), e.in_sum2.size() * sizeof(float));
+      im.bytes(e.counts.data(), e.counts.size() * sizeof(float));
+    }
+    k.imatrix = im.hex();
+  }
+  const std::vector<QuantType>& types = o.types.empty() ? profile::default_ladder() : o.types;
+  for (QuantType qt : types) k.types += (k.types.empty() ? "" : ",") + std::string(type_name(qt));
+  if (!o.tensors.empty()) {
+    SensFnv tn;
+    for (const auto& n : o.tensors) tn.str(n);
+    k.tensors = tn.hex();
+  }
+  k.ctx = o.ctx;
+  k.chunks = o.chunks;
+  return k;
+}
+
+SensitivityTable measure_sensitivity(const ModelSource& source, std::span<const int32_t> tokens,
+                                     const SensitivityOptions& o, const Context& ctx) {
+  const auto t0 = std::chrono::steady_clock::now();
+  if (o.ctx < 4) fail(Errc::invalid_argument, "sensitivity: ctx must be at least 4, got {}", o.ctx);
+  if (o.chunks < 1) fail(Errc::invalid_argument, "sensitivity: chunks must be positive, got {}", o.chunks);
+  const int threads = ctx.thread_count();
+  Progress& progress = ctx.progress_sink();
+  progress.message("Sensitivity: loading the model");
+  auto model = Model::load(source);
+  const int64_t n_vocab = model->n_vocab();
+
+  // Windows as llama-perplexity's: BOS (when the model adds one) then the stream, chunks of ctx
+  // tokens, the first token replaced by BOS, the second half's outputs compared.
+  std::vector<int32_t> stream;
+  const bool bos = model->add_bos() && model->bos_token() >= 0;
+  if (bos) stream.push_back(model->bos_token());
+  stream.insert(stream.end(), tokens.begin(), tokens.end());
+  if (static_cast<int64_t>(stream.size()) < o.chunks * o.ctx)
+    fail(Errc::invalid_argument, "sensitivity: the text has {} tokens, {} chunks of {} need {}", stream.size(), o.chunks,
+         o.ctx, o.chunks * o.ctx);
+  const int64_t first = o.ctx / 2, n_rows = o.ctx - first - 1;
+  std::vector<std::vector<int32_t>> windows;
+  for (int64_t c = 0; c < o.chunks; ++c) {
+    std::vector<int32_t> w(stream.begin() + c * o.ctx, stream.begin() + (c + 1) * o.ctx);
+    if (bos) w[0] = model->bos_token();
+    windows.push_back(std::move(w));
+  }
+
+  std::vector<std::vector<float>> ref(windows.size());  // log-probabilities, n_rows x n_vocab per chunk
+  SessionOptions so;
+  so.n_ctx = o.ctx;
+  // Mean KLD over every compared row of every chunk of the model as it stands.
+  auto evaluate = [&](bool keep_reference) {
+    Session s(*model, so, ctx);
+    double sum = 0;
+    std::vector<double> row_kl(static_cast<size_t>(n_rows));
+    for (size_t c = 0; c < windows.size(); ++c) {
+      ctx.check_cancelled();
+      s.clear();
+      s.eval(windows[c], first);
+      if (keep_reference) {
+        ref[c].resize(static_cast<size_t>(n_rows * n_vocab));
+        parallel_for(n_rows, threads, 4, [&](int64_t b, int64_t e) {
+          for (int64_t j = b; j < e; ++j) sens_log_softmax(s.logits(j), ref[c].data() + j * n_vocab);
+        });
+        continue;
+      }
+      parallel_for(n_rows, threads, 4, [&](int64_t b, int64_t e) {
+        std::vector<float> lp(static_cast<size_t>(n_vocab));
+        for (int64_t j = b; j < e; ++j) {
+          sens_log_softmax(s.logits(j), lp.data());
+          const float* lr = ref[c].data() + j * n_vocab;
+          double kl = 0;
+          for (int64_t v = 0; v < n_vocab; ++v) {
+            const double pr = std::exp(static_cast<double>(lr[v]));
+            kl += pr * (static_cast<double>(lr[v]) - lp[static_cast<size_t>(v)]);
+          }
+          row_kl[static_cast<size_t>(j)] = kl;
+        }
+      });
+      for (double v : row_kl) sum += v;
+    }
+    return sum / static_cast<double>(n_rows * static_cast<int64_t>(windows.size()));
+  };
+  progress.message(fmt::format("Sensitivity: reference outputs on {} chunks of {} tokens", o.chunks, o.ctx));
+  evaluate(true);
+
+  std::vector<std::string> names = o.tensors;
+  if (names.empty())
+    for (const auto& t : source.tensors())
+      if (tensor_allows_quantization(t.name, static_cast<int>(t.ne.size()), true) && sens_engine_holds(*model, t.name))
+        names.push_back(t.name);
+  const std::vector<QuantType>& types = o.types.empty() ? profile::default_ladder() : o.types;
+
+  // The (tensor, type) pairs to measure: those whose type fits the rows and can be quantized.
+  struct Job {
+    const ModelTensor* t;
+    std::vector<QuantType> types;
+  };
+  std::vector<Job> jobs;
+  int64_t total = 0;
+  for (const auto& name : names) {
+    const ModelTensor& t = source.at(name);
+    if (!sens_engine_holds(*model, name))
+      fail(Errc::invalid_argument, "sensitivity: the engine does not run tensor '{}'", name);
+    Job j{&t, {}};
+    const bool has_im = o.imatrix && o.imatrix->find(name);
+    for (QuantType qt : types) {
+      const TypeInfo& ti = type_info(qt);
+      if (t.row_length() % ti.block_size != 0 || !ti.quantize_ref || !ti.storable) continue;
+      if (!has_im && (ti.needs_imatrix || tensor_requires_imatrix(name, qt, FileType::Q8_0))) continue;
+      j.types.push_back(qt);
+    }
+    // No requested type fits the rows: the first one's fallback (as the quantizer would write it).
+    if (j.types.empty())
+      if (auto fb = fallback_type(types.front(), t.row_length()))
+        if (t.row_length() % type_info(*fb).block_size == 0) j.types.push_back(*fb);
+    total += static_cast<int64_t>(j.types.size());
+    jobs.push_back(std::move(j));
+  }
+
+  SensitivityTable table;
+  table.key = sensitivity_key(source, tokens, o);
+  int64_t done = 0;
+  for (const auto& job : jobs) {
+    const ModelTensor& t = *job.t;
+    const int64_t ncols = t.row_length(), nrows = t.n_rows();
+    std::vector<float> x(static_cast<size_t>(nrows * ncols));
+    source.read_rows_f32(t, 0, nrows, x.data());
+    std::optional<std::vector<float>> w;
+    if (o.imatrix) w = o.imatrix->column_weights(t.name, ncols);
+    // The original, to restore: the stored bytes where the engine keeps the stored type.
+    const QuantType held = model->tensor_type(t.name);
+    std::vector<uint8_t> orig_bytes;
+    if (held == t.type) {
+      orig_bytes.resize(type_info(t.type).row_bytes(ncols) * static_cast<size_t>(nrows));
+      source.read_rows_raw(t, 0, nrows, orig_bytes.data());
+    }
+    SensitivityRow row;
+    row.tensor = t.name;
+    for (QuantType qt : job.types) {
+      ctx.check_cancelled();
+      std::vector<uint8_t> q(type_info(qt).row_bytes(ncols) * static_cast<size_t>(nrows));
+      Quantizer::quantize_rows(qt, x.data(), q.data(), nrows, ncols, w ? w->data() : nullptr, ctx);
+      model->replace_tensor(t.name, qt, q);
+      row.types.push_back(qt);
+      row.kld.push_back(std::max(0.0, evaluate(false)));
+      progress.update("Sensitivity", ++done, total, "evaluations");
+    }
+    if (held == t.type) model->replace_tensor(t.name, held, orig_bytes);
+    else model->replace_tensor(t.name, std::span<const float>(x), held);
+    table.rows.push_back(std::move(row));
+  }
+  progress.finish("Sensitivity");
+  table.evaluations = done;
+  // Every tensor restored: the model must give its reference outputs again.
+  table.reference_kld_floor = evaluate(false);
+  table.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  return table;
+}
+
+SensitivityTable cached_sensitivity(const ModelSource& source, std::span<const int32_t> tokens,
+                                    const SensitivityOptions& options, const std::filesystem::path& cache, bool* reused,
+                                    const Context& ctx) {
+  if (reused) *reused = false;
+  std::error_code ec;
+  if (!cache.empty() && std::filesystem::exists(cache, ec)) {
+    try {
+      SensitivityTable t = SensitivityTable::load(cache);
+      const bool covers = t.key == sensitivity_key(source, tokens, options);
+      if (covers) {
+        if (reused) *reused = true;
+        return t;
+      }
+    } catch (const Error&) {
+      // An unreadable cache is measured again and replaced.
+    }
+  }
+  SensitivityTable t = measure_sensitivity(source, tokens, options, ctx);
+  if (!cache.empty()) t.save(cache);
+  return t;
+}
+
+double rank_correlation(std::span<const double> a, std::span<const double> b) {
+  const size_t n = std::min(a.size(), b.size());
+  if (n < 2) return 0;
+  auto ranks = [n](std::span<const double> v) {
+    std::vector<size_t> idx(n);
+    std::iota(idx.begin(), idx.end(), size_t{0});
+    std::sort(idx.begin(), idx.end(), [&](size_t i, size_t j) { return v[i] < v[j]; });
+    std::vector<double> r(n);
+    for (size_t i = 0; i < n;) {
+      size_t j = i;
+      while (j + 1 < n && v[idx[j + 1]] == v[idx[i]]) ++j;
+      const double mean = (static_cast<double>(i) + static_cast<double>(j)) / 2.0;
+      for (size_t k = i; k <= j; ++k) r[idx[k]] = mean;
+      i = j + 1;
+    }
+    return r;
+  };
+  const auto ra = ranks(a), rb = ranks(b);
+  const double ma = std::accumulate(ra.begin(), ra.end(), 0.0) / static_cast<double>(n);
+  const double mb = std::accumulate(rb.begin(), rb.end(), 0.0) / static_cast<double>(n);
+  double sab = 0, saa = 0, sbb = 0;
+  for (size_t i = 0; i < n; ++i) {
+    sab += (ra[i] - ma) * (rb[i] - mb);
+    saa += (ra[i] - ma) * (ra[i] - ma);
+    sbb += (rb[i] - mb) * (rb[i] - mb);
+  }
+  return saa > 0 && sbb > 0 ? sab / std::sqrt(saa * sbb) : 0;
+}
+
+}  // namespace lq

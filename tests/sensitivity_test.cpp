@@ -1,0 +1,204 @@
+// Measured sensitivity (objective kld): the per-tensor KLD table is ordered by bits on the tiny
+// model, the model is restored after measuring, the table's cache round-trips and is reused only
+// when it matches, the solver meets size targets with the measured cost, and the CLI's refusals.
+#include <lq/lq.hpp>
+#include <lq/sensitivity.hpp>
+#include <lq/tokenizer.hpp>
+
+#include "profile/solver.hpp"
+#include "support/support.hpp"
+
+#include <catch2/catch.hpp>
+
+#include <cmath>
+#include <fstream>
+
+using namespace lq;
+namespace fs = std::filesystem;
+
+namespace {
+
+std::vector<int32_t> sens_test_tokens(const ModelSource& src) {
+  const auto text = test::shared_file("corpus/calibration.txt");
+  if (!text) return {};
+  const Tokenizer tok = Tokenizer::from_gguf(src.gguf_metadata(), src.path().string());
+  std::vector<int32_t> out;
+  for (const auto& t : load_text(*text).texts) {
+    const auto ids = tok.encode(t, false);
+    out.insert(out.end(), ids.begin(), ids.end());
+    if (out.size() > 4096) break;
+  }
+  return out;
+}
+
+}  // namespace
+
+TEST_CASE("sensitivity: a higher-bit type never costs more KLD than a lower-bit one on the tiny model",
+          "[profile][dynamic]") {
+  const auto tiny = test::tiny_with_imatrix();
+  if (!tiny) return;
+  auto src = ModelSource::open(tiny->model);
+  const auto tokens = sens_test_tokens(*src);
+  if (tokens.empty()) return test::skip("corpus/calibration.txt not found");
+  SensitivityOptions so;
+  so.imatrix = &tiny->imatrix;
+  so.ctx = 64;
+  so.chunks = 3;
+  so.types = {QuantType::IQ2_XXS, QuantType::Q2_K, QuantType::Q3_K, QuantType::Q4_K, QuantType::Q5_K, QuantType::Q6_K,
+              QuantType::Q8_0};
+  so.tensors = {"blk.0.attn_v.weight", "blk.2.attn_q.weight", "blk.5.ffn_down.weight", "blk.4.ffn_gate.weight"};
+  const SensitivityTable t = measure_sensitivity(*src, tokens, so);
+  REQUIRE(t.rows.size() == so.tensors.size());
+  CHECK(t.evaluations == 28);
+  // Every tensor restored exactly: the model gives its reference outputs again.
+  CHECK(t.reference_kld_floor < 1e-9);
+  for (const auto& r : t.rows) {
+    INFO(r.tensor);
+    REQUIRE(r.types == so.types);
+    for (size_t lo = 0; lo < r.types.size(); ++lo)
+      for (size_t hi = lo + 1; hi < r.types.size(); ++hi) {
+        INFO(type_name(r.types[lo]) << " " << r.kld[lo] << " vs " << type_name(r.types[hi]) << " " << r.kld[hi]);
+        CHECK(r.kld[hi] <= r.kld[lo] * 1.25 + 1e-6);
+      }
+    CHECK(r.kld.front() > 20 * r.kld.back());  // 2 bits cost far more than 8
+    CHECK(r.kld.front() > 0);
+  }
+  // Tensors differ: the most sensitive tensor at 2 bits costs several times the least.
+  double mx = 0, mn = 1e300;
+  for (const auto& r : t.rows) mx = std::max(mx, r.kld[1]), mn = std::min(mn, r.kld[1]);
+  CHECK(mx > 2 * mn);
+}
+
+TEST_CASE("sensitivity: the cache round-trips and is reused only for the same inputs", "[profile][dynamic]") {
+  const auto tiny = test::tiny_with_imatrix();
+  if (!tiny) return;
+  auto src = ModelSource::open(tiny->model);
+  const auto tokens = sens_test_tokens(*src);
+  if (tokens.empty()) return test::skip("corpus/calibration.txt not found");
+  test::TempDir tmp;
+  const fs::path cache = tmp.path() / "im.sensitivity.json";
+  SensitivityOptions so;
+  so.imatrix = &tiny->imatrix;
+  so.ctx = 32;
+  so.chunks = 2;
+  so.types = {QuantType::Q2_K, QuantType::Q4_K};
+  so.tensors = {"blk.1.attn_k.weight", "blk.3.ffn_up.weight"};
+  bool reused = true;
+  const SensitivityTable a = cached_sensitivity(*src, tokens, so, cache, &reused);
+  CHECK_FALSE(reused);
+  REQUIRE(fs::exists(cache));
+  const SensitivityTable b = SensitivityTable::load(cache);
+  CHECK(b.key == a.key);
+  REQUIRE(b.rows.size() == a.rows.size());
+  for (size_t i = 0; i < a.rows.size(); ++i) {
+    CHECK(b.rows[i].tensor == a.rows[i].tensor);
+    CHECK(b.rows[i].types == a.rows[i].types);
+    for (size_t k = 0; k < a.rows[i].kld.size(); ++k) CHECK(b.rows[i].kld[k] == a.rows[i].kld[k]);
+  }
+  const SensitivityTable c = cached_sensitivity(*src, tokens, so, cache, &reused);
+  CHECK(reused);
+  CHECK(c.rows[0].kld == a.rows[0].kld);
+  // Other chunks, other text, another imatrix or other types: measured again.
+  SensitivityOptions so2 = so;
+  so2.chunks = 3;
+  (void)cached_sensitivity(*src, tokens, so2, cache, &reused);
+  CHECK_FALSE(reused);
+  std::vector<int32_t> other(tokens.begin() + 1, tokens.end());
+  CHECK_FALSE(sensitivity_key(*src, other, so2) == sensitivity_key(*src, tokens, so2));
+  so2.types = {QuantType::Q3_K};
+  CHECK_FALSE(sensitivity_key(*src, tokens, so2) == sensitivity_key(*src, tokens, so));
+  so2 = so;
+  so2.imatrix = nullptr;
+  CHECK_FALSE(sensitivity_key(*src, tokens, so2) == sensitivity_key(*src, tokens, so));
+  // A damaged file is an error of its own kind.
+  std::ofstream(tmp.path() / "bad.json") << "{\"format\": \"lq-sensitivity\", \"key\": 3}";
+  try {
+    (void)SensitivityTable::load(tmp.path() / "bad.json");
+    FAIL("a malformed table was read");
+  } catch (const Error& e) {
+    CHECK(e.code() == Errc::profile_error);
+  }
+}
+
+TEST_CASE("sensitivity: measured costs replace errors; unmeasured types scale by the nearest measured one",
+          "[profile][dynamic]") {
+  std::vector<profile::TensorErrors> errs(1);
+  errs[0].tensor = "blk.0.attn_q.weight";
+  errs[0].types = {QuantType::Q2_K, QuantType::Q4_K, QuantType::Q8_0};
+  errs[0].error = {100, 10, 1};
+  errs[0].bytes = {10, 20, 40};
+  errs[0].protected_max_rel = {0, 0, 0};
+  SensitivityTable t;
+  t.rows.push_back({"blk.0.attn_q.weight", {QuantType::Q4_K}, {0.5}});
+  profile::apply_sensitivity(errs, t);
+  CHECK(errs[0].error[1] == 0.5);
+  CHECK(errs[0].error[0] == Approx(5.0));
+  CHECK(errs[0].error[2] == Approx(0.05));
+  std::vector<profile::TensorErrors> missing(1);
+  missing[0].tensor = "blk.1.attn_q.weight";
+  missing[0].types = {QuantType::Q4_K};
+  missing[0].error = {1};
+  missing[0].bytes = {1};
+  missing[0].protected_max_rel = {0};
+  CHECK_THROWS_AS(profile::apply_sensitivity(missing, t), Error);
+}
+
+TEST_CASE("sensitivity: the solver meets the size target with the measured objective", "[profile][dynamic]") {
+  const auto tiny = test::tiny_with_imatrix();
+  if (!tiny) return;
+  auto src = ModelSource::open(tiny->model);
+  const auto tokens = sens_test_tokens(*src);
+  if (tokens.empty()) return test::skip("corpus/calibration.txt not found");
+  // One probe type for every tensor: the others are estimated from it.
+  SensitivityOptions so;
+  so.imatrix = &tiny->imatrix;
+  so.ctx = 32;
+  so.chunks = 2;
+  so.types = {QuantType::Q3_K};
+  const SensitivityTable t = measure_sensitivity(*src, tokens, so);
+  CHECK(t.rows.size() == 44);  // 6 blocks x 7 linears, token_embd, output
+  ResolveOptions ro;
+  ro.imatrix = &tiny->imatrix;
+  ro.max_rows_per_tensor = 64;
+  ro.sensitivity = &t;
+  Profile p;
+  p.name = "kld";
+  for (const uint64_t target : {1'500'000ull, 2'500'000ull}) {
+    p.target_bytes = target;
+    const auto r = resolve_profile(p, *src, ro);
+    INFO("target " << target << " got " << r.total_bytes);
+    CHECK(r.total_bytes <= target);
+    CHECK(static_cast<double>(r.total_bytes) >= 0.99 * static_cast<double>(target));
+  }
+  // A table that does not cover a tensor the solver must decide is refused.
+  SensitivityTable partial = t;
+  partial.rows.pop_back();
+  ro.sensitivity = &partial;
+  try {
+    (void)resolve_profile(p, *src, ro);
+    FAIL("a partial table was accepted");
+  } catch (const Error& e) {
+    CHECK(e.code() == Errc::profile_error);
+  }
+}
+
+TEST_CASE("sensitivity: CLI refusals of the kld objective", "[profile][dynamic][cli]") {
+  const auto tiny = test::tiny_with_imatrix();
+  if (!tiny) return;
+  test::TempDir tmp;
+  const std::string m = tiny->model.string(), im = tiny->imatrix_path.string();
+  const std::string out = (tmp.path() / "o.gguf").string();
+  test::check_cli_failure({"quantize " + m + " gguf -q Q4_K_M --objective kld --imatrix " + im + " -o " + out, 2,
+                           "-q dynamic only"});
+  test::check_cli_failure({"quantize " + m + " gguf -q dynamic --objective mse --imatrix " + im + " -o " + out, 2,
+                           "expected error or kld"});
+  test::check_cli_failure({"quantize " + m + " gguf -q dynamic --objective kld -o " + out, 2, "needs --imatrix"});
+  test::check_cli_failure({"quantize " + m + " gguf -q dynamic --sensitivity-chunks 2 --imatrix " + im + " -o " + out,
+                           2, "--objective kld only"});
+  test::check_cli_failure({"quantize " + m + " gguf -q dynamic --objective kld --sensitivity-chunks 0 --imatrix " + im +
+                               " -o " + out,
+                           2, "must be positive"});
+  test::check_cli_failure({"quantize " + m + " smoothquant --smoothquant --objective kld -o " + out, 2,
+                           "gguf output"});
+  CHECK_FALSE(fs::exists(out));
+}
