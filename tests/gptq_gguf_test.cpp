@@ -6,6 +6,7 @@
 #include "support/support.hpp"
 
 #include <lq/backend.hpp>
+#include <lq/error.hpp>
 #include <lq/gguf.hpp>
 #include <lq/gptq_gguf.hpp>
 #include <lq/quantizer.hpp>
