@@ -5,9 +5,16 @@
 //
 //   make_synthetic_llama OUT_DIR [--hidden N] [--layers N] [--heads N] [--kv-heads N] [--ff N]
 //                        [--vocab N] [--shards N] [--seed N] [--tied] [--qwen2] [--llama3-rope]
+//                        [--mixtral | --qwen2-moe | --qwen3-moe] [--experts N] [--top-k N]
+//                        [--ff-exp N] [--ff-shexp N]
 //
 // --qwen2: a Qwen2 checkpoint instead (q/k/v biases, NEOX RoPE, rope_theta 1e6);
 // --llama3-rope: Llama 3.1/3.2's rope_scaling (llama3, factor 32, original context 8192).
+// Mixture-of-Experts checkpoints (each layer's MLP replaced by a router and --experts experts of
+// --ff-exp rows, --top-k of them used per token):
+// --mixtral: Mixtral (block_sparse_moe.experts.N.w1/w2/w3, llama attention);
+// --qwen2-moe: Qwen2-MoE (q/k/v biases, a shared expert of --ff-shexp rows and its sigmoid gate,
+//   norm_topk_prob false); --qwen3-moe: Qwen3-MoE (q/k RMS norms, no biases, norm_topk_prob true).
 #include "core/half.hpp"
 
 #include <nlohmann/json.hpp>
@@ -37,6 +44,9 @@ struct Spec {
   bool tied = false;
   bool qwen2 = false;
   bool llama3_rope = false;
+  // Mixture of experts (0 experts: a dense MLP)
+  enum class Moe { none, mixtral, qwen2_moe, qwen3_moe } moe = Moe::none;
+  int64_t experts = 8, top_k = 2, ff_exp = 0, ff_shexp = 0;
 };
 
 struct TensorSpec {
@@ -162,10 +172,74 @@ void write_tokenizer(const fs::path& dir, int64_t vocab, Rng& rng) {
 
 }  // namespace
 
+// A Mixture-of-Experts layer's tensors in the checkpoint's own naming, sorted as the others are.
+void add_moe_tensors(const Spec& s, const std::string& p, std::vector<TensorSpec>& ts) {
+  const float std = 0.02f, down_std = std / std::sqrt(2.0f * s.layers);
+  const int64_t ff = s.ff_exp;
+  const bool mixtral = s.moe == Spec::Moe::mixtral;
+  const std::string mlp = p + (mixtral ? "block_sparse_moe." : "mlp.");
+  // The router gets larger weights than the projections, so that tokens prefer distinct experts.
+  ts.push_back({mlp + "gate.weight", {s.experts, s.hidden}, 0.1f});
+  for (int64_t e = 0; e < s.experts; ++e) {
+    const std::string x = mlp + "experts." + std::to_string(e) + ".";
+    if (mixtral) {
+      ts.push_back({x + "w1.weight", {ff, s.hidden}, std});
+      ts.push_back({x + "w2.weight", {s.hidden, ff}, down_std});
+      ts.push_back({x + "w3.weight", {ff, s.hidden}, std});
+    } else {
+      ts.push_back({x + "down_proj.weight", {s.hidden, ff}, down_std});
+      ts.push_back({x + "gate_proj.weight", {ff, s.hidden}, std});
+      ts.push_back({x + "up_proj.weight", {ff, s.hidden}, std});
+    }
+  }
+  if (s.moe == Spec::Moe::qwen2_moe) {
+    ts.push_back({mlp + "shared_expert.down_proj.weight", {s.hidden, s.ff_shexp}, down_std});
+    ts.push_back({mlp + "shared_expert.gate_proj.weight", {s.ff_shexp, s.hidden}, std});
+    ts.push_back({mlp + "shared_expert.up_proj.weight", {s.ff_shexp, s.hidden}, std});
+    ts.push_back({mlp + "shared_expert_gate.weight", {1, s.hidden}, 0.1f});
+  }
+}
+
+// The config.json keys of the Mixture-of-Experts architectures.
+void moe_config(const Spec& s, json& cfg) {
+  switch (s.moe) {
+    case Spec::Moe::mixtral:
+      cfg["architectures"] = {"MixtralForCausalLM"};
+      cfg["model_type"] = "mixtral";
+      cfg["intermediate_size"] = s.ff_exp;
+      cfg["num_local_experts"] = s.experts;
+      cfg["num_experts_per_tok"] = s.top_k;
+      cfg["router_aux_loss_coef"] = 0.02;
+      cfg["sliding_window"] = nullptr;
+      cfg["rope_theta"] = 1000000.0;
+      break;
+    case Spec::Moe::qwen2_moe:
+    case Spec::Moe::qwen3_moe: {
+      const bool q2 = s.moe == Spec::Moe::qwen2_moe;
+      cfg["architectures"] = {q2 ? "Qwen2MoeForCausalLM" : "Qwen3MoeForCausalLM"};
+      cfg["model_type"] = q2 ? "qwen2_moe" : "qwen3_moe";
+      cfg["num_experts"] = s.experts;
+      cfg["num_experts_per_tok"] = s.top_k;
+      cfg["moe_intermediate_size"] = s.ff_exp;
+      if (q2) cfg["shared_expert_intermediate_size"] = s.ff_shexp;
+      cfg["norm_topk_prob"] = !q2;
+      cfg["decoder_sparse_step"] = 1;
+      cfg["mlp_only_layers"] = json::array();
+      cfg["rms_norm_eps"] = 1e-6;
+      cfg["rope_theta"] = 1000000.0;
+      cfg["use_sliding_window"] = false;
+      cfg["attention_bias"] = false;
+      break;
+    }
+    case Spec::Moe::none: break;
+  }
+}
+
 int main(int argc, char** argv) {
   if (argc < 2) {
     std::fprintf(stderr, "usage: %s OUT_DIR [--hidden N] [--layers N] [--heads N] [--kv-heads N] [--ff N] "
-                         "[--vocab N] [--shards N] [--seed N] [--tied] [--qwen2] [--llama3-rope]\n", argv[0]);
+                         "[--vocab N] [--shards N] [--seed N] [--tied] [--qwen2] [--llama3-rope] [--mixtral | --qwen2-moe | "
+                         "--qwen3-moe] [--experts N] [--top-k N] [--ff-exp N] [--ff-shexp N]\n", argv[0]);
     return 2;
   }
   Spec s;
@@ -187,7 +261,22 @@ int main(int argc, char** argv) {
     else if (a == "--tied") s.tied = true;
     else if (a == "--qwen2") s.qwen2 = true;
     else if (a == "--llama3-rope") s.llama3_rope = true;
+    else if (a == "--mixtral") s.moe = Spec::Moe::mixtral;
+    else if (a == "--qwen2-moe") s.moe = Spec::Moe::qwen2_moe;
+    else if (a == "--qwen3-moe") s.moe = Spec::Moe::qwen3_moe;
+    else if (a == "--experts") s.experts = next();
+    else if (a == "--top-k") s.top_k = next();
+    else if (a == "--ff-exp") s.ff_exp = next();
+    else if (a == "--ff-shexp") s.ff_shexp = next();
     else { std::fprintf(stderr, "error: unknown option %s\n", a.c_str()); return 2; }
+  }
+  if (s.moe != Spec::Moe::none) {
+    if (s.ff_exp <= 0) s.ff_exp = s.ff;
+    if (s.ff_shexp <= 0) s.ff_shexp = s.ff;
+    if (s.experts < 1 || s.top_k < 1 || s.top_k > s.experts) {
+      std::fprintf(stderr, "error: --top-k must be between 1 and --experts\n");
+      return 2;
+    }
   }
   fs::create_directories(dir);
   const int64_t hd = s.hidden / s.heads;
@@ -197,15 +286,23 @@ int main(int argc, char** argv) {
   for (int64_t l = 0; l < s.layers; ++l) {
     const std::string p = "model.layers." + std::to_string(l) + ".";
     ts.push_back({p + "input_layernorm.weight", {s.hidden}, 0});
-    ts.push_back({p + "mlp.down_proj.weight", {s.hidden, s.ff}, std / std::sqrt(2.0f * s.layers)});
-    ts.push_back({p + "mlp.gate_proj.weight", {s.ff, s.hidden}, std});
-    ts.push_back({p + "mlp.up_proj.weight", {s.ff, s.hidden}, std});
+    if (s.moe == Spec::Moe::none) {
+      ts.push_back({p + "mlp.down_proj.weight", {s.hidden, s.ff}, std / std::sqrt(2.0f * s.layers)});
+      ts.push_back({p + "mlp.gate_proj.weight", {s.ff, s.hidden}, std});
+      ts.push_back({p + "mlp.up_proj.weight", {s.ff, s.hidden}, std});
+    } else {
+      add_moe_tensors(s, p, ts);
+    }
     ts.push_back({p + "post_attention_layernorm.weight", {s.hidden}, 0});
     ts.push_back({p + "self_attn.k_proj.weight", {s.kv_heads * hd, s.hidden}, std});
     ts.push_back({p + "self_attn.o_proj.weight", {s.hidden, s.heads * hd}, std / std::sqrt(2.0f * s.layers)});
     ts.push_back({p + "self_attn.q_proj.weight", {s.heads * hd, s.hidden}, std});
     ts.push_back({p + "self_attn.v_proj.weight", {s.kv_heads * hd, s.hidden}, std});
-    if (s.qwen2) {
+    if (s.moe == Spec::Moe::qwen3_moe) {
+      ts.push_back({p + "self_attn.k_norm.weight", {hd}, 0});
+      ts.push_back({p + "self_attn.q_norm.weight", {hd}, 0});
+    }
+    if (s.qwen2 || s.moe == Spec::Moe::qwen2_moe) {
       ts.push_back({p + "self_attn.k_proj.bias", {s.kv_heads * hd}, std});
       ts.push_back({p + "self_attn.q_proj.bias", {s.heads * hd}, std});
       ts.push_back({p + "self_attn.v_proj.bias", {s.kv_heads * hd}, std});
@@ -249,6 +346,7 @@ int main(int argc, char** argv) {
               {"rope_theta", s.qwen2 ? 1000000.0 : 500000.0},
               {"tie_word_embeddings", s.tied}, {"torch_dtype", "bfloat16"}, {"bos_token_id", s.vocab - 2},
               {"eos_token_id", s.vocab - 1}, {"hidden_act", "silu"}};
+  if (s.moe != Spec::Moe::none) moe_config(s, cfg);
   if (s.llama3_rope)
     cfg["rope_scaling"] = {{"rope_type", "llama3"}, {"factor", 32.0}, {"low_freq_factor", 1.0},
                            {"high_freq_factor", 4.0}, {"original_max_position_embeddings", 8192}};

@@ -42,6 +42,13 @@ struct ModelConfig {
   bool tie_embeddings = false;  ///< no output.weight: the token embedding is reused
   bool qkv_bias = false;        ///< q/k/v projections have biases (qwen2)
   int64_t sliding_window = 0;   ///< 0 = none
+  // Mixture of experts (n_expert 0: a dense MLP in every block)
+  int64_t n_expert = 0;       ///< routed experts per block ({arch}.expert_count)
+  int64_t n_expert_used = 0;  ///< experts each token goes through ({arch}.expert_used_count)
+  int64_t n_ff_exp = 0;       ///< rows of one expert's gate/up projection
+  int64_t n_ff_shexp = 0;     ///< rows of the shared expert's gate/up projection (0: none)
+  bool expert_weights_norm = false;  ///< the top-k routing weights are renormalised to sum to 1
+  bool qk_norm = false;       ///< q and k heads are RMS-normalised before RoPE (attn_q_norm / attn_k_norm)
 };
 
 /// A tensor of the model in GGUF naming and ggml dimension order (ne[0] = row length).

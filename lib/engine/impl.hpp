@@ -64,6 +64,12 @@ struct Block {
   Tensor* bk = nullptr;
   Tensor* bv = nullptr;
   int wq = -1, wk = -1, wv = -1, wo = -1, wgate = -1, wup = -1, wdown = -1;  // into linears
+  // Architecture extras: q/k head norms; a mixture of experts (router, merged 3-D experts, and an
+  // optional shared expert with its sigmoid gate), all into linears.
+  Tensor* q_norm = nullptr;
+  Tensor* k_norm = nullptr;
+  int wrouter = -1, wgate_exps = -1, wup_exps = -1, wdown_exps = -1;
+  int wshexp_gate = -1, wgate_shexp = -1, wup_shexp = -1, wdown_shexp = -1;
 };
 
 }  // namespace lq::engine

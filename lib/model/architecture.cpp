@@ -11,6 +11,10 @@ constexpr Architecture kArchitectures[] = {
     {"llama", "llama", "LlamaForCausalLM", true, false},
     {"mistral", "llama", "MistralForCausalLM", true, false},
     {"qwen2", "qwen2", "Qwen2ForCausalLM", false, true},
+    // Mixtures of experts: model_type gguf hf_class permute_qk qkv_bias moe shared_expert qk_norm
+    {"mixtral", "llama", "MixtralForCausalLM", true, false, Architecture::MoeStyle::mixtral},
+    {"qwen2_moe", "qwen2moe", "Qwen2MoeForCausalLM", false, true, Architecture::MoeStyle::qwen, true, false, false},
+    {"qwen3_moe", "qwen3moe", "Qwen3MoeForCausalLM", false, false, Architecture::MoeStyle::qwen, false, true},
 };
 
 }  // namespace
