@@ -204,6 +204,12 @@ TEST_CASE("moe: Qwen2-MoE's shared expert and Qwen3-MoE's q/k norms", "[arch][mo
   qo.ftype = FileType::BF16;
   for (const auto& p : Quantizer(qo).plan(*src))
     if (p.name.find("ffn_gate_inp_shexp") != std::string::npos) CHECK(p.type == QuantType::F32);
+  // Quantized levels too: [n_embd, 1] is 1-D to llama-quantize (ggml_n_dims), so it stays F32.
+  qo.ftype = FileType::Q8_0;
+  for (const auto& p : Quantizer(qo).plan(*src)) {
+    if (p.name.find("ffn_gate_inp_shexp") != std::string::npos) CHECK(p.type == QuantType::F32);
+    if (p.name.find("ffn_up_shexp") != std::string::npos) CHECK(p.type == QuantType::Q8_0);
+  }
   auto model = Model::load(*src);
   const std::vector<float> l = last_logits(*model, {1, 5, 9, 200, 7});
   for (float v : l) REQUIRE(std::isfinite(v));

@@ -117,7 +117,10 @@ std::vector<TensorPlan> Quantizer::plan(const ModelSource& src) const {
     p.split = o.keep_split ? t->split : 0;
     p.ne = t->ne;
     p.source_type = t->type;
-    const int n_dims = static_cast<int>(t->ne.size());
+    // Dimensions as ggml counts them (trailing 1s dropped: Qwen2-MoE's [n_embd, 1] shared-expert
+    // gate is 1-D to llama-quantize).
+    int n_dims = static_cast<int>(t->ne.size());
+    while (n_dims > 1 && t->ne[static_cast<size_t>(n_dims - 1)] == 1) --n_dims;
     // What an unquantized tensor becomes: 1-D tensors are F32, others keep the stored type
     // (GGUF), or take the level's float type when the level itself is a float level.
     QuantType keep = t->type;
