@@ -7,7 +7,8 @@
 #
 #   benchmarks/bench_moe_perplexity.sh [BUILD_DIR] [WORK_DIR] [LEVEL] [TEXT]
 # Defaults: build, /tmp/lq-moe-bench, Q4_K_M, ../shared/corpus/eval.txt. THREADS (default 2),
-# CTX (512) and CHUNKS (4) set the run.
+# CTX (512) and CHUNKS (4) set the run. On a busy machine, OMP_WAIT_POLICY=PASSIVE spares
+# llama.cpp's OpenMP barriers the worst of the oversubscription.
 set -euo pipefail
 build=${1:-build}
 work=${2:-/tmp/lq-moe-bench}

@@ -404,6 +404,8 @@ struct GptqQuantizer::Impl {
            "gptq: {} is a GGUF file; quantize a Hugging Face checkpoint (config.json and safetensors), or use "
            "`convert {} gptq` for the exact mapping of Q4_0/Q8_0/Q4_1",
            src.path().string(), src.path().string());
+    if (src.config().n_expert > 0)  // experts are 3-D tensors, which the gptq output does not lay out
+      fail(Errc::invalid_argument, "gptq: mixture-of-experts models ({}) are not supported", src.config().model_type);
     model = Model::load(src);
     const ModelConfig& mc = model->config();
     const bool gptq_layout = cfg.layout != GptqLayout::compressed_tensors;

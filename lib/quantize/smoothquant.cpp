@@ -316,6 +316,8 @@ struct SmoothQuantizer::Impl {
            "smoothquant: {} is a GGUF file; the compressed-tensors output needs a Hugging Face checkpoint (config.json "
            "and safetensors)",
            src.path().string());
+    if (src.config().n_expert > 0)  // experts are 3-D tensors, which the smoothquant output does not lay out
+      fail(Errc::invalid_argument, "smoothquant: mixture-of-experts models ({}) are not supported", src.config().model_type);
     model = Model::load(src);
     const ModelConfig& mc = model->config();
     if (mc.n_ctx_train > 0 && cfg.ctx > mc.n_ctx_train)
