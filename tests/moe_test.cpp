@@ -363,3 +363,31 @@ TEST_CASE("moe: llama-quantize's 8-expert rules for Q4_K_M and IQ2_XXS", "[arch]
   CHECK(got["blk.1.ffn_down_exps.weight"] == QuantType::IQ2_XXS);
   CHECK(got["blk.0.ffn_up_exps.weight"] == QuantType::IQ2_XXS);
 }
+
+TEST_CASE("moe: the F32 GGUF of each MoE checkpoint runs as the checkpoint does", "[arch][moe]") {
+  // config_from_gguf must recover the experts, the shared expert, the q/k norms and the routing
+  // weights' normalisation from the GGUF keys alone (mixtral is GGUF "llama" with expert keys).
+  for (const char* type : {"mixtral", "qwen2_moe", "qwen3_moe"}) {
+    INFO(type);
+    test::TempDir tmp;
+    MoeToy s;
+    s.model_type = type;
+    if (!write_moe_toy(tmp / "m", s)) return;
+    auto src = ModelSource::open(tmp / "m");
+    QuantizeOptions qo;
+    qo.ftype = FileType::F32;
+    Quantizer(qo).quantize(*src, tmp / "m.gguf");
+    auto from_gguf = ModelSource::open(tmp / "m.gguf");
+    const ModelConfig& a = src->config();
+    const ModelConfig& b = from_gguf->config();
+    CHECK(b.n_expert == a.n_expert);
+    CHECK(b.n_expert_used == a.n_expert_used);
+    CHECK(b.n_ff_exp == a.n_ff_exp);
+    CHECK(b.n_ff_shexp == a.n_ff_shexp);
+    CHECK(b.qk_norm == a.qk_norm);
+    CHECK(b.expert_weights_norm == a.expert_weights_norm);
+    const std::vector<int32_t> toks = {1, 40, 41, 900, 13, 13, 77};
+    const std::vector<float> x = last_logits(*Model::load(*src), toks), y = last_logits(*Model::load(*from_gguf), toks);
+    CHECK(test::same_bits(x, y));
+  }
+}
