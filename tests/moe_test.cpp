@@ -9,6 +9,7 @@
 #include <lq/quantizer.hpp>
 
 #include "formats/safetensors_writer.hpp"
+#include "model/tensor_names.hpp"
 #include "support/support.hpp"
 
 #include <catch2/catch.hpp>
@@ -389,5 +390,38 @@ TEST_CASE("moe: the F32 GGUF of each MoE checkpoint runs as the checkpoint does"
     const std::vector<int32_t> toks = {1, 40, 41, 900, 13, 13, 77};
     const std::vector<float> x = last_logits(*Model::load(*src), toks), y = last_logits(*Model::load(*from_gguf), toks);
     CHECK(test::same_bits(x, y));
+  }
+}
+
+TEST_CASE("moe: expert tensor names and a checkpoint missing an expert", "[arch][moe]") {
+  auto x = names::hf_expert("model.layers.3.mlp.experts.5.up_proj.weight");
+  REQUIRE(x);
+  CHECK(x->gguf == "blk.3.ffn_up_exps.weight");
+  CHECK(x->expert == 5);
+  x = names::hf_expert("model.layers.0.block_sparse_moe.experts.7.w2.weight");
+  REQUIRE(x);
+  CHECK(x->gguf == "blk.0.ffn_down_exps.weight");
+  CHECK(x->expert == 7);
+  CHECK(names::hf_expert("model.layers.0.block_sparse_moe.experts.7.w1.weight")->gguf == "blk.0.ffn_gate_exps.weight");
+  CHECK_FALSE(names::hf_expert("model.layers.0.mlp.experts.07.up_proj.weight"));
+  CHECK_FALSE(names::hf_expert("model.layers.0.mlp.experts.x.up_proj.weight"));
+  CHECK_FALSE(names::hf_expert("model.layers.0.mlp.experts.1.q_proj.weight"));
+  CHECK_FALSE(names::hf_expert("model.layers.0.mlp.up_proj.weight"));
+  CHECK(names::hf_to_gguf("model.layers.2.block_sparse_moe.gate.weight") == "blk.2.ffn_gate_inp.weight");
+  CHECK(names::hf_to_gguf("model.layers.2.mlp.shared_expert_gate.weight") == "blk.2.ffn_gate_inp_shexp.weight");
+
+  test::TempDir tmp;
+  MoeToy s;
+  if (!write_moe_toy(tmp / "m", s)) return;
+  // Declare 5 experts where 4 are stored: expert 4 is named as missing.
+  auto j = nlohmann::json::parse(std::ifstream(tmp / "m" / "config.json"));
+  j["num_local_experts"] = 5;
+  std::ofstream(tmp / "m" / "config.json") << j.dump();
+  try {
+    (void)ModelSource::open(tmp / "m");
+    FAIL("a missing expert was accepted");
+  } catch (const Error& e) {
+    CHECK(e.code() == Errc::invalid_model);
+    CHECK(std::string(e.what()).find("expert 4") != std::string::npos);
   }
 }
