@@ -201,6 +201,8 @@ TEST_CASE("moe: Qwen2-MoE's shared expert and Qwen3-MoE's q/k norms", "[arch][mo
   const gguf::Metadata m = src->gguf_metadata();
   CHECK(m.get_int("qwen2moe.expert_feed_forward_length") == 64);
   CHECK(m.get_int("qwen2moe.expert_shared_feed_forward_length") == 128);
+  CHECK(m.find("qwen2moe.vocab_size") == nullptr);  // the converter's Qwen classes write neither
+  CHECK(m.find("qwen2moe.rope.dimension_count") == nullptr);
   QuantizeOptions qo;
   qo.ftype = FileType::BF16;
   for (const auto& p : Quantizer(qo).plan(*src))

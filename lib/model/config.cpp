@@ -212,7 +212,8 @@ void moe_count_metadata(const HfConfig& hf, gguf::Metadata& m) {
     m.set(a + "expert_used_count", gguf::Value::u32(hf.text["num_experts_per_tok"].get<uint32_t>()));
 }
 
-// Qwen-MoE's expert lengths (moe_intermediate_size, shared_expert_intermediate_size), written last.
+// Qwen-MoE's expert lengths (moe_intermediate_size, shared_expert_intermediate_size), written last,
+// and the converter's key set for these architectures.
 void moe_length_metadata(const HfConfig& hf, gguf::Metadata& m) {
   const Architecture* arch = find_architecture(hf.config.model_type);
   if (!arch || arch->moe != Architecture::MoeStyle::qwen) return;
@@ -222,6 +223,9 @@ void moe_length_metadata(const HfConfig& hf, gguf::Metadata& m) {
   if (hf.text.contains("shared_expert_intermediate_size"))
     m.set(a + "expert_shared_feed_forward_length",
           gguf::Value::u32(hf.text["shared_expert_intermediate_size"].get<uint32_t>()));
+  // The converter's Qwen-MoE classes (TextModel) write neither of these Llama keys.
+  m.erase(a + "vocab_size");
+  m.erase(a + "rope.dimension_count");
 }
 
 // The same from GGUF metadata: expert counts and lengths, and the routing weights' normalisation
