@@ -7,6 +7,8 @@
 //                        [--vocab N] [--shards N] [--seed N] [--tied] [--qwen2] [--llama3-rope]
 //                        [--qwen3] [--head-dim N] [--phi3] [--longrope]
 //                        [--gemma2 | --gemma3] [--sliding-window N] [--tokenizer-model FILE]
+//                        [--mixtral | --qwen2-moe | --qwen3-moe] [--experts N] [--top-k N]
+//                        [--ff-exp N] [--ff-shexp N]
 //
 // --qwen2: a Qwen2 checkpoint instead (q/k/v biases, NEOX RoPE, rope_theta 1e6);
 // --llama3-rope: Llama 3.1/3.2's rope_scaling (llama3, factor 32, original context 8192).
@@ -24,6 +26,11 @@
 // --tokenizer-model: copy this SentencePiece tokenizer.model (and write a tokenizer_config.json)
 // instead of generating a BPE tokenizer.json (its tokenizer_config.json and special_tokens_map.json
 // too when they are beside it; BOS 1, EOS 2 as SentencePiece numbers them); Gemma 2's converter needs one.
+// Mixture-of-Experts checkpoints (each layer's MLP replaced by a router and --experts experts of
+// --ff-exp rows, --top-k of them used per token):
+// --mixtral: Mixtral (block_sparse_moe.experts.N.w1/w2/w3, llama attention);
+// --qwen2-moe: Qwen2-MoE (q/k/v biases, a shared expert of --ff-shexp rows and its sigmoid gate,
+//   norm_topk_prob false); --qwen3-moe: Qwen3-MoE (q/k RMS norms, no biases, norm_topk_prob true).
 #include "core/half.hpp"
 
 #include <nlohmann/json.hpp>
@@ -60,6 +67,9 @@ struct Spec {
   int gemma = 0;  // 2 or 3
   int64_t sliding_window = 0;
   std::string tokenizer_model;
+  // Mixture of experts (0 experts: a dense MLP)
+  enum class Moe { none, mixtral, qwen2_moe, qwen3_moe } moe = Moe::none;
+  int64_t experts = 8, top_k = 2, ff_exp = 0, ff_shexp = 0;
 };
 
 struct TensorSpec {
@@ -200,11 +210,76 @@ void write_tokenizer(const fs::path& dir, int64_t vocab, Rng& rng, const char* t
 
 }  // namespace
 
+// A Mixture-of-Experts layer's tensors in the checkpoint's own naming, sorted as the others are.
+void add_moe_tensors(const Spec& s, const std::string& p, std::vector<TensorSpec>& ts) {
+  const float std = 0.02f, down_std = std / std::sqrt(2.0f * s.layers);
+  const int64_t ff = s.ff_exp;
+  const bool mixtral = s.moe == Spec::Moe::mixtral;
+  const std::string mlp = p + (mixtral ? "block_sparse_moe." : "mlp.");
+  // The router gets larger weights than the projections, so that tokens prefer distinct experts.
+  ts.push_back({mlp + "gate.weight", {s.experts, s.hidden}, 0.1f});
+  for (int64_t e = 0; e < s.experts; ++e) {
+    const std::string x = mlp + "experts." + std::to_string(e) + ".";
+    if (mixtral) {
+      ts.push_back({x + "w1.weight", {ff, s.hidden}, std});
+      ts.push_back({x + "w2.weight", {s.hidden, ff}, down_std});
+      ts.push_back({x + "w3.weight", {ff, s.hidden}, std});
+    } else {
+      ts.push_back({x + "down_proj.weight", {s.hidden, ff}, down_std});
+      ts.push_back({x + "gate_proj.weight", {ff, s.hidden}, std});
+      ts.push_back({x + "up_proj.weight", {ff, s.hidden}, std});
+    }
+  }
+  if (s.moe == Spec::Moe::qwen2_moe) {
+    ts.push_back({mlp + "shared_expert.down_proj.weight", {s.hidden, s.ff_shexp}, down_std});
+    ts.push_back({mlp + "shared_expert.gate_proj.weight", {s.ff_shexp, s.hidden}, std});
+    ts.push_back({mlp + "shared_expert.up_proj.weight", {s.ff_shexp, s.hidden}, std});
+    ts.push_back({mlp + "shared_expert_gate.weight", {1, s.hidden}, 0.1f});
+  }
+}
+
+// The config.json keys of the Mixture-of-Experts architectures.
+void moe_config(const Spec& s, json& cfg) {
+  switch (s.moe) {
+    case Spec::Moe::mixtral:
+      cfg["architectures"] = {"MixtralForCausalLM"};
+      cfg["model_type"] = "mixtral";
+      cfg["intermediate_size"] = s.ff_exp;
+      cfg["num_local_experts"] = s.experts;
+      cfg["num_experts_per_tok"] = s.top_k;
+      cfg["router_aux_loss_coef"] = 0.02;
+      cfg["sliding_window"] = nullptr;
+      cfg["rope_theta"] = 1000000.0;
+      break;
+    case Spec::Moe::qwen2_moe:
+    case Spec::Moe::qwen3_moe: {
+      const bool q2 = s.moe == Spec::Moe::qwen2_moe;
+      cfg["architectures"] = {q2 ? "Qwen2MoeForCausalLM" : "Qwen3MoeForCausalLM"};
+      cfg["model_type"] = q2 ? "qwen2_moe" : "qwen3_moe";
+      cfg["num_experts"] = s.experts;
+      cfg["num_experts_per_tok"] = s.top_k;
+      cfg["moe_intermediate_size"] = s.ff_exp;
+      if (q2) cfg["shared_expert_intermediate_size"] = s.ff_shexp;
+      cfg["norm_topk_prob"] = !q2;
+      cfg["decoder_sparse_step"] = 1;
+      cfg["mlp_only_layers"] = json::array();
+      cfg["rms_norm_eps"] = 1e-6;
+      cfg["rope_theta"] = 1000000.0;
+      cfg["use_sliding_window"] = false;
+      cfg["attention_bias"] = false;
+      break;
+    }
+    case Spec::Moe::none: break;
+  }
+}
+
 int main(int argc, char** argv) {
   if (argc < 2) {
     std::fprintf(stderr, "usage: %s OUT_DIR [--hidden N] [--layers N] [--heads N] [--kv-heads N] [--ff N] "
                          "[--vocab N] [--shards N] [--seed N] [--tied] [--qwen2] [--llama3-rope] [--qwen3] "
-                         "[--head-dim N] [--phi3] [--longrope]\n", argv[0]);
+                         "[--head-dim N] [--phi3] [--longrope] "
+                         "[--gemma2 | --gemma3] [--sliding-window N] [--tokenizer-model FILE] "
+                         "[--mixtral | --qwen2-moe | --qwen3-moe] [--experts N] [--top-k N] [--ff-exp N] [--ff-shexp N]\n", argv[0]);
     return 2;
   }
   Spec s;
@@ -237,6 +312,13 @@ int main(int argc, char** argv) {
       if (i + 1 >= argc) { std::fprintf(stderr, "error: %s needs a value\n", a.c_str()); return 2; }
       s.tokenizer_model = argv[++i];
     }
+    else if (a == "--mixtral") s.moe = Spec::Moe::mixtral;
+    else if (a == "--qwen2-moe") s.moe = Spec::Moe::qwen2_moe;
+    else if (a == "--qwen3-moe") s.moe = Spec::Moe::qwen3_moe;
+    else if (a == "--experts") s.experts = next();
+    else if (a == "--top-k") s.top_k = next();
+    else if (a == "--ff-exp") s.ff_exp = next();
+    else if (a == "--ff-shexp") s.ff_shexp = next();
     else { std::fprintf(stderr, "error: unknown option %s\n", a.c_str()); return 2; }
   }
   if (s.gemma == 2 && s.tokenizer_model.empty()) {
@@ -245,6 +327,14 @@ int main(int argc, char** argv) {
     return 2;
   }
   if (s.gemma) s.tied = true;
+  if (s.moe != Spec::Moe::none) {
+    if (s.ff_exp <= 0) s.ff_exp = s.ff;
+    if (s.ff_shexp <= 0) s.ff_shexp = s.ff;
+    if (s.experts < 1 || s.top_k < 1 || s.top_k > s.experts) {
+      std::fprintf(stderr, "error: --top-k must be between 1 and --experts\n");
+      return 2;
+    }
+  }
   fs::create_directories(dir);
   const int64_t hd = s.head_dim > 0 ? s.head_dim : s.hidden / s.heads;
   std::vector<TensorSpec> ts;
@@ -253,12 +343,16 @@ int main(int argc, char** argv) {
   for (int64_t l = 0; l < s.layers; ++l) {
     const std::string p = "model.layers." + std::to_string(l) + ".";
     ts.push_back({p + "input_layernorm.weight", {s.hidden}, 0});
-    ts.push_back({p + "mlp.down_proj.weight", {s.hidden, s.ff}, std / std::sqrt(2.0f * s.layers)});
-    if (s.phi3) {  // rows: gate then up; q then k then v
-      ts.push_back({p + "mlp.gate_up_proj.weight", {2 * s.ff, s.hidden}, std});
+    if (s.moe != Spec::Moe::none) {
+      add_moe_tensors(s, p, ts);
     } else {
-      ts.push_back({p + "mlp.gate_proj.weight", {s.ff, s.hidden}, std});
-      ts.push_back({p + "mlp.up_proj.weight", {s.ff, s.hidden}, std});
+      ts.push_back({p + "mlp.down_proj.weight", {s.hidden, s.ff}, std / std::sqrt(2.0f * s.layers)});
+      if (s.phi3) {  // rows: gate then up; q then k then v
+        ts.push_back({p + "mlp.gate_up_proj.weight", {2 * s.ff, s.hidden}, std});
+      } else {
+        ts.push_back({p + "mlp.gate_proj.weight", {s.ff, s.hidden}, std});
+        ts.push_back({p + "mlp.up_proj.weight", {s.ff, s.hidden}, std});
+      }
     }
     ts.push_back({p + "post_attention_layernorm.weight", {s.hidden}, 0});
     if (s.gemma) {  // norms near 0 (HF's Gemma RMSNorm multiplies by 1 + w): std < 0 marks them
@@ -279,7 +373,11 @@ int main(int argc, char** argv) {
       ts.push_back({p + "self_attn.q_proj.weight", {s.heads * hd, s.hidden}, std});
       ts.push_back({p + "self_attn.v_proj.weight", {s.kv_heads * hd, s.hidden}, std});
     }
-    if (s.qwen2) {
+    if (s.moe == Spec::Moe::qwen3_moe) {
+      ts.push_back({p + "self_attn.k_norm.weight", {hd}, 0});
+      ts.push_back({p + "self_attn.q_norm.weight", {hd}, 0});
+    }
+    if (s.qwen2 || s.moe == Spec::Moe::qwen2_moe) {
       ts.push_back({p + "self_attn.k_proj.bias", {s.kv_heads * hd}, std});
       ts.push_back({p + "self_attn.q_proj.bias", {s.heads * hd}, std});
       ts.push_back({p + "self_attn.v_proj.bias", {s.kv_heads * hd}, std});
@@ -350,6 +448,7 @@ int main(int argc, char** argv) {
       cfg["rope_scaling"] = {{"type", "longrope"}, {"long_factor", lf}, {"short_factor", sf}};
     }
   }
+  if (s.moe != Spec::Moe::none) moe_config(s, cfg);
   if (s.llama3_rope)
     cfg["rope_scaling"] = {{"rope_type", "llama3"}, {"factor", 32.0}, {"low_freq_factor", 1.0},
                            {"high_freq_factor", 4.0}, {"original_max_position_embeddings", 8192}};

@@ -32,6 +32,8 @@ struct LinearInfo {
   QuantType type = QuantType::F32;  ///< current storage type
   int64_t n_in = 0;   ///< row length (columns of the input activations)
   int64_t n_out = 0;  ///< number of rows (output features)
+  /// Matrices of a 3-D MoE expert tensor ("blk.N.ffn_up_exps.weight"), each n_out x n_in; 1 else.
+  int64_t n_expert = 1;
 };
 
 /// A model's weights held in memory for inference, each in its stored type (quantized weights
@@ -99,6 +101,9 @@ struct LinearEvent {
   const float* input;        ///< n_tokens x n_in, row-major: the float activations entering the product
   const float* output;       ///< n_tokens x n_out, row-major (bias included); null where the product
                              ///< was skipped (SessionOptions::hook_inputs_only)
+  /// For an expert tensor: the expert whose product this is (its input holds only the tokens routed
+  /// to it, in token order); -1 for every other linear.
+  int expert = -1;
 };
 /// Called on the evaluating thread, once per linear layer per eval(), in forward order. For the
 /// output projection only the rows whose logits were requested are shown.

@@ -55,6 +55,9 @@ struct LQ_API Imatrix {
   /// Column weights (mean x^2) for a dense weight of row length n_cols, or nullopt when absent.
   /// Throws Errc::imatrix_error when the entry exists but its length differs.
   std::optional<std::vector<float>> column_weights(const std::string& name, int64_t n_cols) const;
+  /// The same for a weight of n_mat matrices (a 3-D MoE expert tensor): n_mat * n_cols values,
+  /// matrix by matrix. A dense entry (n_mat 1) serves a 3-D tensor whose experts share it.
+  std::optional<std::vector<float>> column_weights(const std::string& name, int64_t n_cols, int64_t n_mat) const;
 };
 
 }  // namespace lq

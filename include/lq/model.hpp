@@ -48,6 +48,13 @@ struct ModelConfig {
   float attn_scale = 0;         ///< attention score scale; 0 = 1 / sqrt(head_dim)
   float rope_theta_swa = 0;     ///< RoPE base of the sliding-window layers (unscaled); 0 = rope_theta
   int64_t swa_period = 0;       ///< layer l slides when l % swa_period < swa_period - 1 (needs sliding_window)
+  // Mixture of experts (n_expert 0: a dense MLP in every block)
+  int64_t n_expert = 0;       ///< routed experts per block ({arch}.expert_count)
+  int64_t n_expert_used = 0;  ///< experts each token goes through ({arch}.expert_used_count)
+  int64_t n_ff_exp = 0;       ///< rows of one expert's gate/up projection
+  int64_t n_ff_shexp = 0;     ///< rows of the shared expert's gate/up projection (0: none)
+  bool expert_weights_norm = false;  ///< the top-k routing weights are renormalised to sum to 1
+  bool qk_norm = false;       ///< q and k heads are RMS-normalised before RoPE (attn_q_norm / attn_k_norm)
 };
 
 /// A tensor of the model in GGUF naming and ggml dimension order (ne[0] = row length).

@@ -133,7 +133,8 @@ struct ImportanceAnalyzer::Impl {
       a.linear = static_cast<int>(i);
       a.name = li.name;
       a.n_cols = li.n_in;
-      a.sum.assign(static_cast<size_t>(li.n_in), 0.0);
+      // An expert tensor: one row of sums per expert, then the experts' row counts.
+      a.sum.assign(static_cast<size_t>(li.n_in * li.n_expert + (li.n_expert > 1 ? li.n_expert : 0)), 0.0);
       acc.push_back(std::move(a));
     }
     const int64_t n_chunks = static_cast<int64_t>(chunks.size());
@@ -184,6 +185,7 @@ struct ImportanceAnalyzer::Impl {
     std::unique_ptr<engine::Backprop> bp;
     std::vector<double> colbuf, abs_buf, sq_buf;
     const float* last_input = nullptr;
+    int last_expert = -1;
     int64_t chunk = 0;  // the one being evaluated
     if (opt.method == ImportanceMethod::activation) {
       SessionOptions so{opt.ctx, false, llama_act(), true};
@@ -198,13 +200,17 @@ struct ImportanceAnalyzer::Impl {
         }
         Accum& a = acc[static_cast<size_t>(slot[static_cast<size_t>(idx)])];
         // q/k/v (and gate/up) are shown one after the other with the same input: square it once.
-        if (ev.input != last_input || static_cast<int64_t>(colbuf.size()) != a.n_cols) {
+        if (ev.input != last_input || ev.expert != last_expert || static_cast<int64_t>(colbuf.size()) != a.n_cols) {
           colbuf.assign(static_cast<size_t>(a.n_cols), 0.0);
           add_column_squares(ops, ev.input, ev.n_tokens, a.n_cols, colbuf.data(), threads);
           check_finite(colbuf, a.name, "input activations", chunk);
           last_input = ev.input;
+          last_expert = ev.expert;
         }
-        for (int64_t c = 0; c < a.n_cols; ++c) a.sum[static_cast<size_t>(c)] += colbuf[static_cast<size_t>(c)];
+        const int64_t n_mat = lin[static_cast<size_t>(idx)].n_expert;
+        const int64_t at = ev.expert > 0 ? ev.expert * a.n_cols : 0;
+        for (int64_t c = 0; c < a.n_cols; ++c) a.sum[static_cast<size_t>(at + c)] += colbuf[static_cast<size_t>(c)];
+        if (n_mat > 1 && ev.expert >= 0) a.sum[static_cast<size_t>(a.n_cols * n_mat + ev.expert)] += static_cast<double>(ev.n_tokens);
         a.count += ev.n_tokens;
       });
     } else {
@@ -224,6 +230,7 @@ struct ImportanceAnalyzer::Impl {
         if (session) {
           session->clear();
           last_input = nullptr;
+          last_expert = -1;
           session->eval(ch, opt.process_output ? 0 : n);
         } else {
           loss_sum += bp->run(ch, wanted, [&](const engine::WeightGrad& g) {
@@ -274,10 +281,15 @@ struct ImportanceAnalyzer::Impl {
     for (const auto& a : acc) {
       ImatrixEntry e;
       e.n_cols = a.n_cols;
-      e.n_mat = 1;
-      e.in_sum2.resize(a.sum.size());
-      for (size_t c = 0; c < a.sum.size(); ++c) e.in_sum2[c] = static_cast<float>(a.sum[c]);
+      e.n_mat = model->linears()[static_cast<size_t>(a.linear)].n_expert;
+      e.in_sum2.resize(static_cast<size_t>(a.n_cols * e.n_mat));
+      for (size_t c = 0; c < e.in_sum2.size(); ++c) e.in_sum2[c] = static_cast<float>(a.sum[c]);
       e.counts = {static_cast<float>(a.count)};
+      if (e.n_mat > 1) {
+        e.counts.resize(static_cast<size_t>(e.n_mat));
+        for (int64_t x = 0; x < e.n_mat; ++x)
+          e.counts[static_cast<size_t>(x)] = static_cast<float>(a.sum[static_cast<size_t>(a.n_cols * e.n_mat + x)]);
+      }
       im.entries[a.name] = std::move(e);
     }
     res.layers = layer_scores(im, *model);

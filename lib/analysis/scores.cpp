@@ -21,7 +21,7 @@ std::vector<LayerScore> layer_scores(const Imatrix& im, const Model& model) {
     s.tensor = name;
     s.layer_name = names::hf_module(name);
     s.layer_index = li.layer;
-    s.parameter_count = li.n_in * li.n_out;
+    s.parameter_count = li.n_in * li.n_out * li.n_expert;
     double sum = 0;
     int64_t n = 0;
     for (int64_t mat = 0; mat < e->n_mat; ++mat)

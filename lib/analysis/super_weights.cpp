@@ -35,15 +35,19 @@ template <typename Fn>
 void for_each_scored_row(const ModelSource& model, const Imatrix& im, Fn&& fn) {
   for (const auto& t : model.tensors()) {
     if (!tensor_allows_quantization(t.name, static_cast<int>(t.ne.size()), true)) continue;
-    auto w = im.column_weights(t.name, t.row_length());
-    if (!w) continue;
-    const int64_t ncols = t.row_length(), nrows = t.n_rows();
+    // A 3-D expert tensor: each expert's rows weighted by its own row of the importance matrix.
+    const int64_t n_mat = t.ne.size() == 3 && t.ne[2] > 0 ? t.ne[2] : 1;
+    auto all = im.column_weights(t.name, t.row_length(), n_mat);
+    if (!all) continue;
+    const int64_t ncols = t.row_length(), nrows = t.n_rows(), per = nrows / n_mat;
     const int64_t chunk = std::max<int64_t>(1, (1 << 20) / ncols);
-    std::vector<float> x(static_cast<size_t>(chunk * ncols));
-    for (int64_t r0 = 0; r0 < nrows; r0 += chunk) {
-      const int64_t n = std::min(chunk, nrows - r0);
+    std::vector<float> x(static_cast<size_t>(chunk * ncols)), w;
+    for (int64_t r0 = 0; r0 < nrows;) {
+      const int64_t n = std::min({chunk, nrows - r0, per - r0 % per});
+      w.assign(all->begin() + (r0 / per) * ncols, all->begin() + (r0 / per + 1) * ncols);
       model.read_rows_f32(t, r0, n, x.data());
-      fn(t, *w, r0, n, x.data());
+      fn(t, w, r0, n, x.data());
+      r0 += n;
     }
     model.release(t);
   }

@@ -76,6 +76,10 @@ struct Block {
   Tensor* attn_post_norm = nullptr;
   Tensor* ffn_post_norm = nullptr;
   bool swa = false;  // attends to the last sliding_window positions, RoPE from rope_inv_freq_swa
+  // Architecture extras: q/k head norms; a mixture of experts (router, merged 3-D experts, and an
+  // optional shared expert with its sigmoid gate), all into linears.
+  int wrouter = -1, wgate_exps = -1, wup_exps = -1, wdown_exps = -1;
+  int wshexp_gate = -1, wgate_shexp = -1, wup_shexp = -1, wdown_shexp = -1;
 };
 
 }  // namespace lq::engine

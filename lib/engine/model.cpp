@@ -151,6 +151,7 @@ std::unique_ptr<Model> Model::load(const ModelSource& src) {
       src.read_rows_f32(*s, 0, 1, &p->input_scale);
     }
     LinearInfo li{t.name, std::move(role), layer, p->type, t.ne[0], t.ne[1]};
+    if (t.ne.size() == 3) li.n_expert = t.ne[2];
     m.linears.push_back(li);
     m.linear_tensors.push_back(p);
     return static_cast<int>(m.linears.size() - 1);
@@ -195,11 +196,24 @@ std::unique_ptr<Model> Model::load(const ModelSource& src) {
     if (arch.fused_gate_up) {
       b.fused_gate_up = true;
       b.wup = linear("ffn_up", {d, 2 * ff});
+      b.wdown = linear("ffn_down", {ff, d});
+    } else if (c.n_expert > 0) {  // router, merged experts, shared expert with its gate
+      const int64_t E = c.n_expert, fe = c.n_ff_exp > 0 ? c.n_ff_exp : ff, fs = c.n_ff_shexp;
+      b.wrouter = linear("ffn_gate_inp", {d, E});
+      b.wgate_exps = linear("ffn_gate_exps", {d, fe, E});
+      b.wup_exps = linear("ffn_up_exps", {d, fe, E});
+      b.wdown_exps = linear("ffn_down_exps", {fe, d, E});
+      if (fs > 0) {
+        b.wshexp_gate = linear("ffn_gate_inp_shexp", {d, 1});
+        b.wgate_shexp = linear("ffn_gate_shexp", {d, fs});
+        b.wup_shexp = linear("ffn_up_shexp", {d, fs});
+        b.wdown_shexp = linear("ffn_down_shexp", {fs, d});
+      }
     } else {
       b.wgate = linear("ffn_gate", {d, ff});
       b.wup = linear("ffn_up", {d, ff});
+      b.wdown = linear("ffn_down", {ff, d});
     }
-    b.wdown = linear("ffn_down", {ff, d});
     if (arch.sandwich_norms) {
       b.attn_post_norm = add(weight("post_attention_norm", {d}), true);
       b.ffn_post_norm = add(weight("post_ffw_norm", {d}), true);

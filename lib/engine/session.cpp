@@ -7,6 +7,8 @@
 #include "core/fail.hpp"
 #include <lq/threads.hpp>
 
+#include <memory>
+
 
 #include <algorithm>
 #include <cmath>
@@ -36,6 +38,10 @@ struct Session::Impl {
   std::vector<float> x, h, q, k, v, attn, proj, gate, up, act, rope_cs;
   std::vector<float> fused;  // fused products' outputs (qkv, gate_up) before they are split
   std::vector<float> rope_cs_swa;
+  // Mixture-of-experts scratch: router logits, each token's experts and weights, the rows of one
+  // expert's tokens, and every (token, expert) result before they are combined.
+  std::vector<float> router, route_w, xg, gg, ug, ag, yexp, shexp_gate;
+  std::vector<int32_t> route_e, expert_rows, expert_first, slot_of;
 
   Impl(const Model& model_, SessionOptions o, const Context& ctx)
       : model(model_), m(model_.impl()), opt(o), ex(engine::Exec::from(ctx)) {
@@ -157,6 +163,139 @@ struct Session::Impl {
     });
   }
 
+  // RMSNorm of `rows` head vectors in place (q/k norms), weight w of head_dim values.
+  void head_norm(float* data, int64_t rows, const Tensor& w) {
+    const int64_t hd = m.config.head_dim;
+    thread_local std::vector<float> tmp;
+    tmp.assign(data, data + rows * hd);
+    engine::rms_norm(ex, tmp.data(), w, m.config.rms_eps, hd, rows, data, nullptr);
+  }
+
+  // Expert e's rows of a merged 3-D tensor as a 2-D weight (no copy).
+  static Tensor expert_view(const Tensor& t, int64_t e) {
+    Tensor v;
+    v.name = t.name;
+    v.type = t.type;
+    v.ne = {t.ne[0], t.ne[1]};
+    const size_t bytes = v.row_bytes() * static_cast<size_t>(t.ne[1]);
+    v.data = engine::Buffer(std::shared_ptr<const uint8_t>(std::shared_ptr<const uint8_t>(), t.data.data() + e * bytes), bytes);
+    return v;
+  }
+
+  // The mixture-of-experts MLP of block b on the normalised rows h (n x n_embd) into proj: router
+  // logits, softmax over all experts, the top n_expert_used (ties: the lower index), their
+  // probabilities as weights (renormalised to sum 1 where the architecture does), then per expert
+  // one product over the rows of the tokens routed to it (gate, up, SiLU(gate) * up, down), and
+  // the weighted sum per token; plus the shared expert scaled by sigmoid of its gate.
+  void moe_ffn(const engine::Block& b, int64_t n) {
+    const ModelConfig& c = m.config;
+    const int64_t d = c.n_embd, E = c.n_expert, K = c.n_expert_used;
+    const Tensor& wg = *m.linear_tensors[static_cast<size_t>(b.wgate_exps)];
+    const Tensor& wu = *m.linear_tensors[static_cast<size_t>(b.wup_exps)];
+    const Tensor& wd = *m.linear_tensors[static_cast<size_t>(b.wdown_exps)];
+    const int64_t fe = wg.ne[1];
+    router.resize(static_cast<size_t>(n * E));
+    run_linears({b.wrouter}, h.data(), n, {router.data()}, {});
+    route_e.resize(static_cast<size_t>(n * K));
+    route_w.resize(static_cast<size_t>(n * K));
+    std::vector<int32_t> count(static_cast<size_t>(E), 0);
+    std::vector<int32_t> idx(static_cast<size_t>(E));
+    std::vector<float> p(static_cast<size_t>(E));
+    for (int64_t t = 0; t < n; ++t) {
+      const float* l = router.data() + t * E;
+      const float mx = *std::max_element(l, l + E);
+      double sum = 0;
+      for (int64_t e = 0; e < E; ++e) sum += p[e] = std::exp(l[e] - mx);
+      for (int64_t e = 0; e < E; ++e) p[e] = static_cast<float>(p[e] / sum);
+      for (int64_t e = 0; e < E; ++e) idx[e] = static_cast<int32_t>(e);
+      std::partial_sort(idx.begin(), idx.begin() + K, idx.end(),
+                        [&](int32_t a, int32_t z) { return p[a] > p[z] || (p[a] == p[z] && a < z); });
+      float wsum = 0;
+      for (int64_t k = 0; k < K; ++k) wsum += p[idx[k]];
+      for (int64_t k = 0; k < K; ++k) {
+        route_e[t * K + k] = idx[k];
+        route_w[t * K + k] = c.expert_weights_norm ? p[idx[k]] / wsum : p[idx[k]];
+        ++count[idx[k]];
+      }
+    }
+    // Assignments grouped by expert, tokens in order: expert_rows[expert_first[e] ..] are (t, k) slots.
+    expert_first.assign(static_cast<size_t>(E + 1), 0);
+    for (int64_t e = 0; e < E; ++e) expert_first[e + 1] = expert_first[e] + count[e];
+    expert_rows.resize(static_cast<size_t>(n * K));
+    slot_of.resize(static_cast<size_t>(n * K));
+    {
+      std::vector<int32_t> fill(expert_first.begin(), expert_first.end() - 1);
+      for (int64_t t = 0; t < n; ++t)
+        for (int64_t k = 0; k < K; ++k) {
+          const int32_t at = fill[route_e[t * K + k]]++;
+          expert_rows[at] = static_cast<int32_t>(t * K + k);
+          slot_of[t * K + k] = at;
+        }
+    }
+    int64_t most = 0;
+    for (int64_t e = 0; e < E; ++e) most = std::max<int64_t>(most, count[e]);
+    xg.resize(static_cast<size_t>(most * d));
+    gg.resize(static_cast<size_t>(most * fe));
+    ug.resize(static_cast<size_t>(most * fe));
+    ag.resize(static_cast<size_t>(most * fe));
+    yexp.resize(static_cast<size_t>(n * K * d));
+    for (int64_t e = 0; e < E; ++e) {
+      const int64_t cnt = count[e], first = expert_first[e];
+      if (cnt == 0) continue;
+      parallel_for(cnt, cnt * d >= (1 << 15) ? threads : 1, 16, [&](int64_t i0, int64_t i1) {
+        for (int64_t i = i0; i < i1; ++i)
+          std::memcpy(xg.data() + i * d, h.data() + (expert_rows[first + i] / K) * d, static_cast<size_t>(d) * sizeof(float));
+      });
+      const Tensor vg = expert_view(wg, e), vu = expert_view(wu, e), vd = expert_view(wd, e);
+      const bool fa = !opt.bf16_activations, ha = opt.bf16_activations;
+      const engine::LinearOp gu[2] = {{&vg, xg.data(), cnt, gg.data(), fa, ha}, {&vu, xg.data(), cnt, ug.data(), fa, ha}};
+      engine::matmul_many(ex, gu);
+      const int ie = static_cast<int>(e);
+      if (hook) {
+        hook(LinearEvent{&m.linears[static_cast<size_t>(b.wgate_exps)], cnt, xg.data(), gg.data(), ie});
+        hook(LinearEvent{&m.linears[static_cast<size_t>(b.wup_exps)], cnt, xg.data(), ug.data(), ie});
+      }
+      parallel_for(cnt, cnt * fe >= (1 << 16) ? threads : 1, 8, [&](int64_t t0, int64_t t1) {
+        ex.ops.silu_mul((t1 - t0) * fe, gg.data() + t0 * fe, ug.data() + t0 * fe, ag.data() + t0 * fe);
+      });
+      const engine::LinearOp dn{&vd, ag.data(), cnt, yexp.data() + first * d, fa, ha};
+      engine::matmul_many(ex, std::span<const engine::LinearOp>(&dn, 1));
+      if (hook) hook(LinearEvent{&m.linears[static_cast<size_t>(b.wdown_exps)], cnt, ag.data(), yexp.data() + first * d, ie});
+    }
+    // Shared expert (Qwen2-MoE): its own SwiGLU MLP on every token, times sigmoid(gate . h).
+    const bool shared = b.wgate_shexp >= 0;
+    int64_t fs = 0;
+    if (shared) {
+      fs = m.linears[static_cast<size_t>(b.wgate_shexp)].n_out;
+      shexp_gate.resize(static_cast<size_t>(n));
+      gate.resize(static_cast<size_t>(n * fs));
+      up.resize(static_cast<size_t>(n * fs));
+      act.resize(static_cast<size_t>(n * fs));
+      run_linears({b.wshexp_gate, b.wgate_shexp, b.wup_shexp}, h.data(), n, {shexp_gate.data(), gate.data(), up.data()},
+                  {});
+      parallel_for(n, n * fs >= (1 << 16) ? threads : 1, 8, [&](int64_t t0, int64_t t1) {
+        ex.ops.silu_mul((t1 - t0) * fs, gate.data() + t0 * fs, up.data() + t0 * fs, act.data() + t0 * fs);
+      });
+      run_linears({b.wdown_shexp}, act.data(), n, {proj.data()}, {});
+    }
+    parallel_for(n, n * K * d >= (1 << 15) ? threads : 1, 4, [&](int64_t t0, int64_t t1) {
+      for (int64_t t = t0; t < t1; ++t) {
+        float* o = proj.data() + t * d;
+        if (shared) {
+          const float sg = 1.0f / (1.0f + std::exp(-shexp_gate[t]));
+          for (int64_t j = 0; j < d; ++j) o[j] *= sg;
+        } else {
+          std::fill(o, o + d, 0.0f);
+        }
+        for (int64_t k = 0; k < K; ++k) {
+          const float w = route_w[t * K + k];
+          const float* y = yexp.data() + static_cast<size_t>(slot_of[t * K + k]) * d;
+          for (int64_t j = 0; j < d; ++j) o[j] += w * y[j];
+        }
+      }
+    });
+  }
+
   void eval(std::span<const int32_t> tokens, int64_t first_output) {
     const ModelConfig& c = m.config;
     const int64_t n = static_cast<int64_t>(tokens.size());
@@ -237,6 +376,12 @@ struct Session::Impl {
       if (sa) sa->ffn_input.assign(x.begin(), x.end());
 
       rmsnorm(x.data(), *b.ffn_norm, h.data(), n);
+      if (b.wrouter >= 0) {
+        moe_ffn(b, n);
+        engine::add_into(x.data(), proj.data(), n * d, threads);
+        if (sa) sa->ffn_norm.assign(h.begin(), h.end());
+        continue;
+      }
       if (b.fused_gate_up) {
         fused.resize(sz(n, 2 * ff));
         run_linears({b.wup}, h.data(), n, {fused.data()}, {});

@@ -40,6 +40,22 @@ std::optional<std::vector<float>> Imatrix::column_weights(const std::string& nam
   return e->mean(0);
 }
 
+std::optional<std::vector<float>> Imatrix::column_weights(const std::string& name, int64_t n_cols,
+                                                         int64_t n_mat) const {
+  const ImatrixEntry* e = find(name);
+  if (!e) return std::nullopt;
+  if (e->n_cols != n_cols || (e->n_mat != n_mat && e->n_mat != 1))
+    fail(Errc::imatrix_error, "importance matrix entry '{}' has {} x {} values but the tensor has {} matrices of rows of {}",
+         name, e->n_cols, e->n_mat, n_mat, n_cols);
+  std::vector<float> out;
+  out.reserve(static_cast<size_t>(n_cols * n_mat));
+  for (int64_t m = 0; m < n_mat; ++m) {
+    const std::vector<float> v = e->mean(e->n_mat == 1 ? 0 : m);
+    out.insert(out.end(), v.begin(), v.end());
+  }
+  return out;
+}
+
 namespace {
 
 void check_finite(const std::string& file, const std::string& name, const std::vector<float>& v) {

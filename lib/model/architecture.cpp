@@ -25,6 +25,13 @@ constexpr Architecture kArchitectures[] = {
     {.model_type = "gemma3", .gguf = "gemma3", .hf_class = "Gemma3ForConditionalGeneration",
      .hparam_keys = Architecture::HparamKeys::gemma3, .norm_plus_one = true, .sandwich_norms = true,
      .gelu_tanh_ffn = true, .scale_embedding = true, .swa_period = 6, .wide_attn_scale_blocks = 62, .no_space_prefix = true},
+    // Mixtures of experts (router ffn_gate_inp over experts merged into 3-D ffn_*_exps tensors).
+    {.model_type = "mixtral", .gguf = "llama", .hf_class = "MixtralForCausalLM", .permute_qk = true,
+     .keys = ConverterKeys::llama, .moe = Architecture::MoeStyle::mixtral},
+    {.model_type = "qwen2_moe", .gguf = "qwen2moe", .hf_class = "Qwen2MoeForCausalLM", .qkv_bias = true,
+     .moe = Architecture::MoeStyle::qwen, .shared_expert = true, .expert_weights_norm = false},
+    {.model_type = "qwen3_moe", .gguf = "qwen3moe", .hf_class = "Qwen3MoeForCausalLM", .qk_norm = true,
+     .moe = Architecture::MoeStyle::qwen},
 };
 
 }  // namespace

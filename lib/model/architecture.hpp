@@ -67,6 +67,18 @@ struct Architecture {
   bool drops_lm_head = false;
   /// SentencePiece vocabularies are written with tokenizer.ggml.add_space_prefix = false.
   bool no_space_prefix = false;
+
+  /// Mixture of experts: every block's MLP is a router (ffn_gate_inp) over experts merged into
+  /// 3-D tensors (ffn_gate_exps / ffn_up_exps / ffn_down_exps); see MoeStyle.
+  enum class MoeStyle {
+    none,
+    mixtral,  ///< block_sparse_moe.experts.N.w1/w2/w3; softmax over the top-k logits
+    qwen,     ///< mlp.experts.N.*_proj; softmax over all, top-k, renormalised when norm_topk_prob
+  };
+  MoeStyle moe = MoeStyle::none;
+  bool shared_expert = false;  ///< a shared expert (ffn_*_shexp) beside the routed ones, with a sigmoid gate
+  /// llama.cpp renormalises the top-k routing weights of this GGUF architecture (all but qwen2moe).
+  bool expert_weights_norm = true;
   /// The NeoX pair layout in the engine: exactly the architectures whose rows are not re-ordered.
   bool neox_rope() const { return !permute_qk; }
 };

@@ -261,6 +261,76 @@ void read_gemma_hparams(const Architecture& arch, const json& t, ModelConfig& c)
 // The general.* and {arch}.* keys of llama.cpp's Gemma2Model / Gemma3Model, in their order.
 void gemma_hparam_metadata(const Architecture& arch, const HfConfig& hf, uint64_t n_params, gguf::Metadata& m);
 
+// Mixture-of-experts hyper-parameters of a config.json (each architecture's own keys); layouts
+// with dense layers between the sparse ones (decoder_sparse_step > 1, mlp_only_layers) are named.
+void read_moe_config(const Architecture& arch, const json& t, const fs::path& cfg, ModelConfig& c) {
+  c.qk_norm = arch.qk_norm;
+  if (arch.moe == Architecture::MoeStyle::none) return;
+  const bool mixtral = arch.moe == Architecture::MoeStyle::mixtral;
+  auto need = [&](const char* k) -> int64_t {
+    if (!t.contains(k) || !t[k].is_number_integer())
+      fail(Errc::invalid_model, "{}: missing or non-integer '{}'", cfg.string(), k);
+    return t[k].get<int64_t>();
+  };
+  c.n_expert = need(mixtral ? "num_local_experts" : "num_experts");
+  c.n_expert_used = need("num_experts_per_tok");
+  c.n_ff_exp = mixtral ? c.n_ff : need("moe_intermediate_size");
+  if (arch.shared_expert) c.n_ff_shexp = need("shared_expert_intermediate_size");
+  c.expert_weights_norm = mixtral || get_or<bool>(t, "norm_topk_prob", false);
+  if (get_or<int64_t>(t, "decoder_sparse_step", 1) != 1)
+    fail(Errc::invalid_model, "{}: decoder_sparse_step {} (dense layers between the sparse ones) is not supported",
+         cfg.string(), t["decoder_sparse_step"].dump());
+  if (t.contains("mlp_only_layers") && t["mlp_only_layers"].is_array() && !t["mlp_only_layers"].empty())
+    fail(Errc::invalid_model, "{}: mlp_only_layers (dense layers in a sparse model) is not supported", cfg.string());
+  if (c.n_expert < 1 || c.n_expert_used < 1 || c.n_expert_used > c.n_expert || c.n_ff_exp < 1 || c.n_expert > 4096)
+    fail(Errc::invalid_model, "{}: inconsistent experts ({} experts, {} used per token, expert ffn {})", cfg.string(),
+         c.n_expert, c.n_expert_used, c.n_ff_exp);
+}
+
+// The converter's expert counts (TextModel: num_local_experts / num_experts, num_experts_per_tok),
+// written after the norm epsilon.
+void moe_count_metadata(const HfConfig& hf, gguf::Metadata& m) {
+  const std::string a = hf.config.architecture + ".";
+  for (const char* k : {"num_local_experts", "num_experts"})
+    if (hf.text.contains(k) && hf.text[k].is_number_integer()) {
+      m.set(a + "expert_count", gguf::Value::u32(hf.text[k].get<uint32_t>()));
+      break;
+    }
+  if (hf.text.contains("num_experts_per_tok") && hf.text["num_experts_per_tok"].is_number_integer())
+    m.set(a + "expert_used_count", gguf::Value::u32(hf.text["num_experts_per_tok"].get<uint32_t>()));
+}
+
+// Qwen-MoE's expert lengths (moe_intermediate_size, shared_expert_intermediate_size), written last,
+// and the converter's key set for these architectures.
+void moe_length_metadata(const HfConfig& hf, gguf::Metadata& m) {
+  const Architecture* arch = find_architecture(hf.config.model_type);
+  if (!arch || arch->moe != Architecture::MoeStyle::qwen) return;
+  const std::string a = hf.config.architecture + ".";
+  if (hf.text.contains("moe_intermediate_size"))
+    m.set(a + "expert_feed_forward_length", gguf::Value::u32(static_cast<uint32_t>(hf.config.n_ff_exp)));
+  if (hf.text.contains("shared_expert_intermediate_size"))
+    m.set(a + "expert_shared_feed_forward_length",
+          gguf::Value::u32(hf.text["shared_expert_intermediate_size"].get<uint32_t>()));
+  // The converter's Qwen-MoE classes (TextModel) write neither of these Llama keys.
+  m.erase(a + "vocab_size");
+  m.erase(a + "rope.dimension_count");
+}
+
+// The same from GGUF metadata: expert counts and lengths, and the routing weights' normalisation
+// as llama.cpp applies it per architecture (llama: softmax over the top-k, i.e. renormalised;
+// qwen2moe: not; qwen3moe: renormalised).
+void moe_config_from_gguf(const gguf::Metadata& m, const Architecture* arch, ModelConfig& c) {
+  const std::string a = c.architecture + ".";
+  c.n_expert = m.get_int(a + "expert_count").value_or(0);
+  c.n_expert_used = m.get_int(a + "expert_used_count").value_or(0);
+  c.n_ff_exp = m.get_int(a + "expert_feed_forward_length").value_or(c.n_expert > 0 ? c.n_ff : 0);
+  c.n_ff_shexp = m.get_int(a + "expert_shared_feed_forward_length").value_or(0);
+  c.qk_norm = arch && arch->qk_norm;
+  c.expert_weights_norm = !arch || arch->expert_weights_norm;
+  if (c.n_expert > 0 && (c.n_expert_used < 1 || c.n_expert_used > c.n_expert || c.n_expert > 4096))
+    fail(Errc::invalid_model, "GGUF: inconsistent experts ({} experts, {} used per token)", c.n_expert, c.n_expert_used);
+}
+
 }  // namespace
 
 bool Int8Checkpoint::ignored(const std::string& name) const {
@@ -356,6 +426,7 @@ HfConfig read_hf_config(const fs::path& dir) {
     }
     refuse_unsupported_rope(out.text, mt, *arch, cfg);
     if (arch->hparam_keys != Architecture::HparamKeys::llama) read_gemma_hparams(*arch, out.text, c);
+    read_moe_config(*arch, out.text, cfg, c);
   } catch (const json::exception& e) {
     fail(Errc::invalid_model, "{}: bad value: {}", cfg.string(), e.what());
   }
@@ -400,6 +471,7 @@ void hf_config_metadata(const HfConfig& hf, uint64_t n_params, gguf::Metadata& m
   }
   if (hf.text.contains("rope_theta")) m.set(a + "rope.freq_base", gguf::Value::f32(c.rope_theta));
   if (hf.text.contains("rms_norm_eps")) m.set(a + "attention.layer_norm_rms_epsilon", gguf::Value::f32(c.rms_eps));
+  moe_count_metadata(hf, m);
   if (hf.text.contains("head_dim")) {
     m.set(a + "attention.key_length", gguf::Value::u32(static_cast<uint32_t>(c.head_dim)));
     m.set(a + "attention.value_length", gguf::Value::u32(static_cast<uint32_t>(c.head_dim)));
@@ -408,6 +480,12 @@ void hf_config_metadata(const HfConfig& hf, uint64_t n_params, gguf::Metadata& m
     m.set(a + "vocab_size", gguf::Value::u32(static_cast<uint32_t>(c.n_vocab)));
     m.set(a + "rope.dimension_count", gguf::Value::u32(static_cast<uint32_t>(c.head_dim)));
   }
+  moe_length_metadata(hf, m);
+}
+
+void moe_size_label_metadata(uint64_t shared_params, uint64_t one_expert_params, int64_t n_expert, gguf::Metadata& m) {
+  m.set("general.size_label",
+        gguf::Value::string(fmt::format("{}x{}", n_expert, size_label(shared_params + one_expert_params))));
 }
 
 ModelConfig config_from_gguf(const gguf::Metadata& m, const std::string& file) {
@@ -459,6 +537,7 @@ ModelConfig config_from_gguf(const gguf::Metadata& m, const std::string& file) {
     if (arch->wide_attn_scale_blocks > 0 && c.n_layer == arch->wide_attn_scale_blocks && c.n_head > 0)
       c.attn_scale = 1.0f / std::sqrt(static_cast<float>(c.n_embd / c.n_head));
   }
+  moe_config_from_gguf(m, arch, c);
   if (absurd_hyper_parameters(c))
     fail(Errc::invalid_model, "{}: implausible hyper-parameters (embedding {}, blocks {}, heads {}/{}, key length {}, "
          "ffn {}, vocab {}, context {})", file, c.n_embd, c.n_layer, c.n_head, c.n_head_kv, c.head_dim, c.n_ff,

@@ -44,6 +44,9 @@ HfConfig read_hf_config(const std::filesystem::path& dir);
 /// Appends the general.* and {arch}.* keys the converter writes for `hf` (a model of `n_params`
 /// parameters), in its order.
 void hf_config_metadata(const HfConfig& hf, uint64_t n_params, gguf::Metadata& m);
+/// The converter's size label of a mixture of experts: "<experts>x<size>", the size counting
+/// the shared parameters and one expert's (general.size_label, replaced).
+void moe_size_label_metadata(uint64_t shared_params, uint64_t one_expert_params, int64_t n_expert, gguf::Metadata& m);
 /// Hyper-parameters from GGUF metadata ({arch}.* keys); `file` names the source in errors.
 ModelConfig config_from_gguf(const gguf::Metadata& m, const std::string& file);
 

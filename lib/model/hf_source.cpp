@@ -130,6 +130,19 @@ class HfSource final : public ModelSource {
 
   void read_rows_raw(const ModelTensor& t, int64_t row0, int64_t nrows, void* dst) const override {
     const Entry& e = entry(t);
+    if (!e.experts.empty()) {  // a merged expert tensor: each expert's rows from its own tensor
+      const int64_t per = t.ne[1];
+      const size_t rb = t.row_bytes();
+      auto* out = static_cast<uint8_t*>(dst);
+      for (int64_t r = row0; r < row0 + nrows;) {
+        const int64_t x = r / per, n = std::min(row0 + nrows, (x + 1) * per) - r;
+        const auto& [f, st] = e.experts[static_cast<size_t>(x)];
+        f->read(st->begin + static_cast<uint64_t>(r - x * per) * rb, static_cast<size_t>(n) * rb, out);
+        out += static_cast<size_t>(n) * rb;
+        r += n;
+      }
+      return;
+    }
     if (e.generated) {
       LQ_ASSERT(row0 == 0 && nrows == 1);
       std::memcpy(dst, e.generated_values.data(), e.generated_values.size() * sizeof(float));
@@ -174,7 +187,9 @@ class HfSource final : public ModelSource {
 
   std::shared_ptr<const uint8_t> share_raw(const ModelTensor& t) const override {
     const Entry& e = entry(t);
-    if (e.generated || e.permute != Mapping::Permute::none || !e.scales.empty() || e.quant || e.plus_one) return nullptr;
+    if (e.generated || e.permute != Mapping::Permute::none || !e.scales.empty() || e.quant || e.plus_one ||
+        !e.experts.empty())
+      return nullptr;
     return e.file->share(e.st->begin, t.row_bytes() * static_cast<size_t>(t.n_rows()));
   }
 
@@ -249,6 +264,8 @@ class HfSource final : public ModelSource {
     std::vector<float> scales;  // W8: one weight scale per stored (HF) row
     std::shared_ptr<const QuantEntry> quant;  // a third-party quantized linear (read dequantized)
     bool plus_one = false;  // a (1 + w) norm presented as F32 float(w) + 1
+    // A merged expert tensor (ffn_*_exps): expert i's 2-D tensor in the checkpoint, read on demand.
+    std::vector<std::pair<const SafetensorsFile*, const StTensor*>> experts;
   };
 
   // The stored row that holds presented row r (q/k rows are re-ordered for RoPE).
@@ -690,9 +707,20 @@ class HfSource final : public ModelSource {
     const ModelConfig& c = config_;
     const Architecture& arch = architecture_of(c, path_.string());
     const bool permute = arch.permute_qk;
+    std::map<std::string, std::vector<std::pair<std::string, std::pair<const SafetensorsFile*, const StTensor*>>>> experts;
     for (const auto& [hf_stored, loc] : by_name_) {
       if (multimodal_part(hf_stored)) continue;
       const std::string hf = text_model_name(hf_stored);
+      if (c.n_expert > 0)
+        if (auto x = names::hf_expert(hf)) {
+          auto& v = experts[x->gguf];
+          if (x->expert >= c.n_expert)
+            fail(Errc::invalid_model, "{}: tensor '{}' is expert {} of a model with {} experts", dir_.string(), hf,
+                 x->expert, c.n_expert);
+          v.resize(static_cast<size_t>(c.n_expert));
+          v[static_cast<size_t>(x->expert)] = {hf, loc};
+          continue;
+        }
       if (hf_.int8 && int8_companion(hf)) continue;
       if (hf_.quant && build_quantized_tensor(hf, *loc.second, permute)) continue;
       auto m = map_name(hf, permute, loc.first->path().string(), arch);
@@ -743,6 +771,7 @@ class HfSource final : public ModelSource {
         fail(Errc::invalid_model, "{}: '{}{}' is missing (found '{}'{})", dir_.string(), mod, main, hf,
              s ? fmt::format("; the config gives it {}", s->describe()) : std::string());
       }
+    for (auto& [gguf, v] : experts) add_merged_experts(gguf, v);
     share_fused_input_scales();
     // Llama-3 rope scaling: llama.cpp reads the per-frequency factors from rope_freqs.weight.
     if (c.rope_scaling && c.rope_scaling->type == "llama3") add_llama3_rope_factors();
@@ -764,6 +793,40 @@ class HfSource final : public ModelSource {
     config_.tie_embeddings = find("output.weight") == nullptr;
     validate_shapes();
     build_metadata();
+  }
+
+  // One 3-D tensor of a block's experts (ggml ne = [row length, rows, experts]) over the experts'
+  // 2-D tensors, which must all be there with one shape and dtype; nothing is read here.
+  void add_merged_experts(const std::string& gguf,
+                          const std::vector<std::pair<std::string, std::pair<const SafetensorsFile*, const StTensor*>>>& v) {
+    ModelTensor t;
+    t.name = gguf;
+    Entry e;
+    for (size_t x = 0; x < v.size(); ++x) {
+      const auto& [hf, loc] = v[x];
+      if (!loc.second)
+        fail(Errc::invalid_model, "{}: expert {} of '{}' is missing (the model has {} experts)", dir_.string(), x, gguf,
+             v.size());
+      const StTensor& st = *loc.second;
+      const QuantType ty = st_dtype_to_type(st.dtype);
+      if (ty != QuantType::F32 && ty != QuantType::F16 && ty != QuantType::BF16)
+        fail(Errc::invalid_model, "{}: tensor '{}' has dtype {}; weights must be F32, F16 or BF16",
+             loc.first->path().string(), hf, st_dtype_name(st.dtype));
+      if (st.shape.size() != 2)
+        fail(Errc::invalid_model, "{}: expert tensor '{}' is not 2-D", loc.first->path().string(), hf);
+      if (x == 0) {
+        t.source_name = hf;
+        t.type = ty;
+        t.ne = {st.shape[1], st.shape[0], static_cast<int64_t>(v.size())};
+        for (size_t k = 0; k < files_.size(); ++k)
+          if (files_[k].get() == loc.first) t.split = static_cast<int>(k);
+      } else if (ty != t.type || st.shape[1] != t.ne[0] || st.shape[0] != t.ne[1]) {
+        fail(Errc::invalid_model, "{}: expert tensor '{}' ({} [{}, {}]) differs from expert 0's ({} [{}, {}])",
+             dir_.string(), hf, st_dtype_name(st.dtype), st.shape[0], st.shape[1], type_name(t.type), t.ne[1], t.ne[0]);
+      }
+      e.experts.push_back(loc);
+    }
+    add(std::move(t), std::move(e));
   }
 
   // vLLM runs q/k/v and gate/up as one fused product each, quantizing the shared input with the
@@ -838,6 +901,33 @@ class HfSource final : public ModelSource {
            fmt::join(std::vector<int64_t>(ne.rbegin(), ne.rend()), ", "));
   }
 
+  // A block's router, merged experts, shared expert and q/k norms where the architecture has them.
+  template <typename B>
+  void expect_moe_block(const B& b, std::set<std::string>& known) {
+    const ModelConfig& c = config_;
+    std::vector<std::pair<std::string, std::vector<int64_t>>> want;
+    if (c.qk_norm) {
+      want.push_back({b("attn_q_norm.weight"), {c.head_dim}});
+      want.push_back({b("attn_k_norm.weight"), {c.head_dim}});
+    }
+    if (c.n_expert > 0) {
+      want.push_back({b("ffn_gate_inp.weight"), {c.n_embd, c.n_expert}});
+      want.push_back({b("ffn_gate_exps.weight"), {c.n_embd, c.n_ff_exp, c.n_expert}});
+      want.push_back({b("ffn_up_exps.weight"), {c.n_embd, c.n_ff_exp, c.n_expert}});
+      want.push_back({b("ffn_down_exps.weight"), {c.n_ff_exp, c.n_embd, c.n_expert}});
+    }
+    if (c.n_ff_shexp > 0) {
+      want.push_back({b("ffn_gate_inp_shexp.weight"), {c.n_embd, 1}});
+      want.push_back({b("ffn_gate_shexp.weight"), {c.n_embd, c.n_ff_shexp}});
+      want.push_back({b("ffn_up_shexp.weight"), {c.n_embd, c.n_ff_shexp}});
+      want.push_back({b("ffn_down_shexp.weight"), {c.n_ff_shexp, c.n_embd}});
+    }
+    for (auto& [name, ne] : want) {
+      expect(name, ne);
+      known.insert(name);
+    }
+  }
+
   void validate_shapes() {
     const ModelConfig& c = config_;
     const int64_t q = c.n_head * c.head_dim, kv = c.n_head_kv * c.head_dim;
@@ -863,11 +953,13 @@ class HfSource final : public ModelSource {
       expect(b("attn_output.weight"), {q, c.n_embd});
       if (arch.fused_gate_up) {
         expect(b("ffn_up.weight"), {c.n_embd, 2 * c.n_ff});
-      } else {
+        expect(b("ffn_down.weight"), {c.n_ff, c.n_embd});
+      } else if (c.n_expert == 0) {
         expect(b("ffn_gate.weight"), {c.n_embd, c.n_ff});
         expect(b("ffn_up.weight"), {c.n_embd, c.n_ff});
+        expect(b("ffn_down.weight"), {c.n_ff, c.n_embd});
       }
-      expect(b("ffn_down.weight"), {c.n_ff, c.n_embd});
+      expect_moe_block(b, known);
       for (const char* n : {"attn_norm", "ffn_norm", "attn_q", "attn_k", "attn_v", "attn_output", "ffn_gate", "ffn_up", "ffn_down"})
         if (!(arch.fused_qkv && (n[5] == 'q' || n[5] == 'k' || n[5] == 'v') && n[6] == 0) &&
             !(arch.fused_gate_up && std::string_view(n) == "ffn_gate"))
@@ -907,6 +999,16 @@ class HfSource final : public ModelSource {
     uint64_t params = 0;
     for (const auto& t : tensors_) params += static_cast<uint64_t>(t.n_elements());
     hf_config_metadata(hf_, params, metadata_);
+    if (config_.n_expert > 0) {  // merged experts ("_exps." tensors) count once, as one expert
+      uint64_t shared = 0, expert = 0;
+      for (const auto& t : tensors_) {
+        if (t.name.find("_exps.") != std::string::npos && t.ne.size() == 3)
+          expert += static_cast<uint64_t>(t.n_elements() / t.ne[2]);
+        else
+          shared += static_cast<uint64_t>(t.n_elements());
+      }
+      moe_size_label_metadata(shared, expert, config_.n_expert, metadata_);
+    }
     tokenizer_gguf_metadata(dir_, metadata_);
     if (architecture_of(config_, path_.string()).no_space_prefix) {
       const auto model = metadata_.get_string("tokenizer.ggml.model");

@@ -30,6 +30,19 @@ constexpr BlockName kBlock[] = {
     // phi3: fused projections (ffn_up holds gate and up; the plain up_proj row above comes first)
     {"attn_qkv.weight", "self_attn.qkv_proj.weight"},
     {"ffn_up.weight", "mlp.gate_up_proj.weight"},
+    // Mixture of experts: the router (Qwen-MoE's, then Mixtral's) and Qwen2-MoE's shared expert
+    {"ffn_gate_inp.weight", "mlp.gate.weight"},
+    {"ffn_gate_inp.weight", "block_sparse_moe.gate.weight"},
+    {"ffn_gate_inp_shexp.weight", "mlp.shared_expert_gate.weight"},
+    {"ffn_gate_shexp.weight", "mlp.shared_expert.gate_proj.weight"},
+    {"ffn_up_shexp.weight", "mlp.shared_expert.up_proj.weight"},
+    {"ffn_down_shexp.weight", "mlp.shared_expert.down_proj.weight"},
+};
+// One expert's projection -> the merged 3-D tensor it is a slice of.
+constexpr BlockName kExpert[] = {
+    {"ffn_gate_exps.weight", "gate_proj.weight"}, {"ffn_up_exps.weight", "up_proj.weight"},
+    {"ffn_down_exps.weight", "down_proj.weight"}, {"ffn_gate_exps.weight", "w1.weight"},
+    {"ffn_down_exps.weight", "w2.weight"},        {"ffn_up_exps.weight", "w3.weight"},
 };
 constexpr BlockName kTop[] = {
     {"token_embd.weight", "model.embed_tokens.weight"},
@@ -99,6 +112,24 @@ std::optional<std::string> hf_to_gguf(std::string_view hf) {
   if (s.block < 0) return std::nullopt;
   for (const auto& b : kBlock)
     if (b.hf == s.rest) return block_tensor(s.block, b.gguf);
+  return std::nullopt;
+}
+
+std::optional<ExpertSlice> hf_expert(std::string_view hf) {
+  const SplitName s = split_prefixed(hf, kLayers);
+  if (s.block < 0) return std::nullopt;
+  for (std::string_view prefix : {std::string_view("mlp.experts."), std::string_view("block_sparse_moe.experts.")}) {
+    if (s.rest.substr(0, prefix.size()) != prefix) continue;
+    const std::string_view tail = s.rest.substr(prefix.size());
+    const size_t dot = tail.find('.');
+    if (dot == 0 || dot == std::string_view::npos || (dot > 1 && tail[0] == '0')) return std::nullopt;
+    int e = 0;
+    const auto [p, ec] = std::from_chars(tail.data(), tail.data() + dot, e);
+    if (ec != std::errc() || p != tail.data() + dot || e < 0) return std::nullopt;
+    for (const auto& x : kExpert)
+      if (x.hf == tail.substr(dot + 1)) return ExpertSlice{block_tensor(s.block, x.gguf), e};
+    return std::nullopt;
+  }
   return std::nullopt;
 }
 

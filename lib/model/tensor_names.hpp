@@ -35,6 +35,14 @@ std::optional<std::string> hf_to_gguf(std::string_view hf);
 /// post_attention_layernorm is the norm after attention (post_attention_norm), the MLP's input norm is
 /// pre_feedforward_layernorm (ffn_norm), plus post_feedforward_layernorm and the q/k norms.
 std::optional<std::string> hf_to_gguf_sandwich(std::string_view hf);
+/// One expert's projection in a Hugging Face Mixture-of-Experts checkpoint
+/// ("model.layers.3.mlp.experts.5.up_proj.weight", Mixtral's "...block_sparse_moe.experts.5.w3.weight"):
+/// the merged GGUF tensor it is a slice of ("blk.3.ffn_up_exps.weight") and the expert's index.
+struct ExpertSlice {
+  std::string gguf;
+  int expert = 0;
+};
+std::optional<ExpertSlice> hf_expert(std::string_view hf);
 /// Whether a Hugging Face checkpoint entry is a buffer that GGUF does not store because llama.cpp
 /// recomputes it ("model.layers.N.self_attn.rotary_emb.inv_freq").
 bool hf_recomputed(std::string_view hf) noexcept;

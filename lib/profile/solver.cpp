@@ -43,9 +43,13 @@ std::vector<TensorErrors> measure_errors(const ModelSource& model, const std::ve
     for (size_t i = 0; i < rows.size(); ++i) model.read_rows_f32(t, rows[i], 1, x.data() + i * ncols);
     std::vector<float> w(static_cast<size_t>(ncols), 1.0f);
     bool has_imatrix = false;
+    // A 3-D expert tensor: each sampled row is weighted by its expert's importance.
+    const int64_t n_mat = t.ne.size() == 3 && t.ne[2] > 0 ? t.ne[2] : 1;
+    std::vector<float> w_all;
     if (opts.imatrix)
-      if (auto cw = opts.imatrix->column_weights(name, ncols)) {
-        w = *cw;
+      if (auto cw = opts.imatrix->column_weights(name, ncols, n_mat)) {
+        w_all = std::move(*cw);
+        w.assign(w_all.begin(), w_all.begin() + ncols);
         has_imatrix = true;
       }
     const double scale = static_cast<double>(nrows) / static_cast<double>(rows.size());
@@ -57,8 +61,13 @@ std::vector<TensorErrors> measure_errors(const ModelSource& model, const std::ve
       if (ncols % ti.block_size != 0 || !ti.quantize_ref) continue;
       if (!has_imatrix && (ti.needs_imatrix || tensor_requires_imatrix(name, qt, FileType::Q8_0))) continue;
       std::vector<uint8_t> q(ti.row_bytes(ncols) * rows.size());
-      Quantizer::quantize_rows(qt, x.data(), q.data(), static_cast<int64_t>(rows.size()), ncols,
-                               has_imatrix ? w.data() : nullptr, ctx);
+      if (n_mat == 1 || !has_imatrix)
+        Quantizer::quantize_rows(qt, x.data(), q.data(), static_cast<int64_t>(rows.size()), ncols,
+                                 has_imatrix ? w.data() : nullptr, ctx);
+      else
+        for (size_t i = 0; i < rows.size(); ++i)
+          Quantizer::quantize_rows(qt, x.data() + i * ncols, q.data() + i * ti.row_bytes(ncols), 1, ncols,
+                                   w_all.data() + (rows[i] / (nrows / n_mat)) * ncols, ctx);
       // Rows holding protected weights are quantized as Quantizer::quantize will write them.
       for (size_t i = 0; i < rows.size() && !ti.is_float(); ++i) {
         std::vector<int64_t> cols;

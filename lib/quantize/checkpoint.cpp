@@ -108,7 +108,8 @@ json run_identity(const ModelSource& src, const QuantizeOptions& o, const std::v
     tensors.push_back({p.name, type_name(p.type), p.bytes, p.quantize, p.split});
     if (p.uses_imatrix) {
       any_imatrix = true;
-      const std::optional<std::vector<float>> w = o.imatrix->column_weights(p.name, p.ne[0]);
+      const std::optional<std::vector<float>> w =
+          o.imatrix->column_weights(p.name, p.ne[0], p.ne.size() == 3 && p.ne[2] > 0 ? p.ne[2] : 1);
       imatrix.add_string(p.name);
       if (w) imatrix.add(w->data(), w->size() * sizeof(float));
     }

@@ -419,6 +419,8 @@ struct GptqQuantizer::Impl {
            "`convert {} gptq` for the exact mapping of Q4_0/Q8_0/Q4_1",
            src.path().string(), src.path().string());
     require_separate_linears(architecture_of(src.config(), "gptq"), "gptq");
+    if (src.config().n_expert > 0)  // experts are 3-D tensors, which the gptq output does not lay out
+      fail(Errc::invalid_argument, "gptq: mixture-of-experts models ({}) are not supported", src.config().model_type);
     model = Model::load(src);
     const ModelConfig& mc = model->config();
     const bool gptq_layout = cfg.layout != GptqLayout::compressed_tensors;

@@ -922,6 +922,8 @@ GptqResult gptq_model(const fs::path& model, fs::path out, const GptqConfig& con
     // are (no scaling). Other architectures are quantized with the whole model loaded.
     auto source = ModelSource::open(model);
     const Architecture& arch = architecture_of(source->config(), "gptq");
+    if (source->config().n_expert > 0)  // experts are 3-D tensors, which the gptq output does not lay out
+      fail(Errc::invalid_argument, "gptq: mixture-of-experts models ({}) are not supported", source->config().model_type);
     if (arch.sandwich_norms || arch.scale_embedding || arch.swa_period > 0) {
       GptqQuantizer q(*source, config);
       q.run(ctx);

@@ -4,6 +4,7 @@
 
 #include <lq/error.hpp>
 #include "core/fail.hpp"
+#include "model/tensor_names.hpp"
 
 #include <algorithm>
 
@@ -21,6 +22,16 @@ bool use_more_bits(int i, int n) { return i < n / 8 || i >= 7 * n / 8 || (i - n 
 
 // A Llama 70B-class model: 80 layers with grouped-query attention.
 bool is_70b(const ModelConfig& c) { return c.architecture == "llama" && c.n_layer == 80 && c.n_head != c.n_head_kv; }
+
+// The layer index the ffn rules use: with experts, the block of the tensor's name (llama.cpp:
+// expert tensors are not visited one per layer); otherwise the running counter.
+int moe_layer(const ModelConfig& c, const std::string& name, int counter) {
+  if (c.n_expert <= 1) return counter;
+  const int b = names::block_of(name);
+  if (b < 0 || b >= c.n_layer)
+    fail(Errc::invalid_argument, "tensor '{}': no valid block index for the expert rules ({} blocks)", name, c.n_layer);
+  return b;
+}
 
 }  // namespace
 
@@ -52,6 +63,10 @@ bool tensor_allows_quantization(const std::string& name, int n_dims, bool quanti
   if (name == "position_embd.weight" || name == "token_types.weight") return false;
   if (contains(name, "ssm_conv1d")) return false;
   return true;
+}
+
+bool converter_keeps_f32(const std::string& name) {
+  return contains(name, "ffn_gate_inp.weight") || contains(name, "ffn_gate_inp_shexp.weight");
 }
 
 bool tensor_requires_imatrix(const std::string& name, QuantType t, FileType ftype) {
@@ -96,13 +111,16 @@ QuantType mixture_type(MixtureState& st, const std::string& name, int64_t ne0, Q
   if (is_any(f, {F::IQ2_XXS, F::IQ2_XS, F::IQ1_S, F::IQ2_S, F::IQ2_M, F::IQ1_M})) {
     const bool iq2sm = is_any(f, {F::IQ2_S, F::IQ2_M});
     if (role_is_attn_v(role)) {
-      t = n_gqa >= 4 ? QT::Q4_K : (iq2sm ? QT::IQ3_S : QT::Q2_K);
+      t = n_gqa >= 4 || c.n_expert >= 4 ? QT::Q4_K : (iq2sm ? QT::IQ3_S : QT::Q2_K);
       ++st.i_attn_v;
+    } else if (c.n_expert == 8 && role == TensorRole::attn_k) {
+      t = QT::Q4_K;
     } else if (role == TensorRole::ffn_down) {
       if (st.i_ffn_down < st.n_ffn_down / 8) t = iq2sm ? QT::IQ3_S : QT::Q2_K;
       ++st.i_ffn_down;
     } else if (role == TensorRole::attn_output) {
-      if (is_any(f, {F::IQ1_S, F::IQ1_M})) t = QT::IQ2_XXS;
+      if (c.n_expert == 8) t = QT::Q5_K;
+      else if (is_any(f, {F::IQ1_S, F::IQ1_M})) t = QT::IQ2_XXS;
       else if (iq2sm) t = QT::IQ3_S;
     }
     return t;
@@ -119,21 +137,23 @@ QuantType mixture_type(MixtureState& st, const std::string& name, int64_t ne0, Q
     else if ((f == F::Q4_K_M || f == F::Q5_K_M) && use_more_bits(st.i_attn_v, st.n_attn_v)) t = QT::Q6_K;
     else if (f == F::Q4_K_S && st.i_attn_v < 4) t = QT::Q5_K;
     if (is_70b(c) && (t == QT::Q3_K || t == QT::Q4_K)) t = QT::Q5_K;
+    if (c.n_expert == 8) t = QT::Q8_0;  // llama.cpp: "trades just ~128MB" for the 8-expert model
     ++st.i_attn_v;
     return t;
   }
   if (role == TensorRole::attn_k || role == TensorRole::attn_q) {
-    if (f == F::IQ3_XS) t = QT::IQ3_XXS;
+    if (role == TensorRole::attn_k && c.n_expert == 8) t = QT::Q8_0;
+    else if (f == F::IQ3_XS) t = QT::IQ3_XXS;
     else if (f == F::IQ3_XXS) t = QT::IQ2_S;
     return t;
   }
   if (role == TensorRole::ffn_down) {
-    const int i = st.i_ffn_down, n = st.n_ffn_down;
+    const int i = moe_layer(c, name, st.i_ffn_down), n = st.n_ffn_down;
     if (f == F::Q2_K) t = QT::Q3_K;
     else if (f == F::Q2_K_S) { if (i < n / 8) t = QT::Q4_K; }
     else if (f == F::IQ3_XXS && !st.has_imatrix) t = i < n / 8 ? QT::Q4_K : QT::Q3_K;
     else if (f == F::Q3_K_M) t = i < n / 16 ? QT::Q5_K : QT::Q4_K;
-    else if (f == F::IQ3_M && i < n / 8) t = QT::Q4_K;
+    else if (f == F::IQ3_M && (i < n / 8 || (c.n_expert == 8 && use_more_bits(i, n)))) t = QT::Q4_K;
     else if (f == F::Q3_K_L) t = QT::Q5_K;
     else if (f == F::Q4_K_M) { if (use_more_bits(i, n)) t = QT::Q6_K; }
     else if (i < n / 8 && (f == F::IQ4_NL || f == F::IQ4_XS) && !st.has_imatrix) t = QT::Q5_K;
@@ -141,6 +161,12 @@ QuantType mixture_type(MixtureState& st, const std::string& name, int64_t ne0, Q
     else if (f == F::Q4_K_S && i < n / 8) t = QT::Q5_K;
     else if ((f == F::Q4_0 || f == F::Q5_0) && st.has_imatrix && i < n / 8) t = f == F::Q4_0 ? QT::Q4_1 : QT::Q5_1;
     ++st.i_ffn_down;
+    return t;
+  }
+  if (role == TensorRole::attn_output && c.n_expert == 8) {
+    if (is_any(f, {F::Q2_K, F::IQ3_XS, F::IQ3_XXS, F::Q3_K_S, F::Q3_K_M, F::IQ4_NL, F::Q4_K_S, F::Q4_K_M, F::IQ3_S,
+                   F::IQ3_M, F::IQ4_XS}))
+      t = QT::Q5_K;
     return t;
   }
   if (role == TensorRole::attn_output) {
@@ -160,7 +186,8 @@ QuantType mixture_type(MixtureState& st, const std::string& name, int64_t ne0, Q
   if (role == TensorRole::ffn_gate || role == TensorRole::ffn_up) {
     int& idx = role == TensorRole::ffn_gate ? st.i_ffn_gate : st.i_ffn_up;
     const int n = role == TensorRole::ffn_gate ? st.n_ffn_gate : st.n_ffn_up;
-    if (f == F::IQ3_XS && idx >= n / 8 && idx < 7 * n / 8) t = QT::IQ3_XXS;
+    const int i = moe_layer(c, name, idx);
+    if (f == F::IQ3_XS && i >= n / 8 && i < 7 * n / 8) t = QT::IQ3_XXS;
     ++idx;
     return t;
   }

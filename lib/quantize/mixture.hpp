@@ -20,6 +20,10 @@ bool role_is_attn_v(TensorRole r);
 /// not a norm, not a router); output.weight only when `quantize_output`.
 bool tensor_allows_quantization(const std::string& name, int n_dims, bool quantize_output);
 
+/// Tensors llama.cpp's converter writes as F32 whatever the output type: the MoE routers
+/// (ffn_gate_inp, ffn_gate_inp_shexp).
+bool converter_keeps_f32(const std::string& name);
+
 /// llama-quantize's refusal rule: tensors of these types need importance data (not token_embd/output).
 bool tensor_requires_imatrix(const std::string& name, QuantType t, FileType ftype);
 

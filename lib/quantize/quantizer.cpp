@@ -61,6 +61,10 @@ void Quantizer::quantize_rows(QuantType t, const float* src, void* dst, int64_t 
   });
 }
 
+// The matrices of a tensor: a 3-D MoE expert tensor (ne = [cols, rows, experts]) has one per
+// expert; every other tensor one.
+static int64_t expert_count(const std::vector<int64_t>& ne) { return ne.size() == 3 && ne[2] > 0 ? ne[2] : 1; }
+
 void quantize_protected_row(QuantType t, const float* row, void* dst, int64_t n_per_row, const float* imatrix,
                             const std::vector<int64_t>& cols, const Context& ctx) {
   std::vector<float> w(static_cast<size_t>(n_per_row), 1.0f);
@@ -113,11 +117,15 @@ std::vector<TensorPlan> Quantizer::plan(const ModelSource& src) const {
     p.split = o.keep_split ? t->split : 0;
     p.ne = t->ne;
     p.source_type = t->type;
-    const int n_dims = static_cast<int>(t->ne.size());
+    // Dimensions as ggml counts them (trailing 1s dropped: Qwen2-MoE's [n_embd, 1] shared-expert
+    // gate is 1-D to llama-quantize).
+    int n_dims = static_cast<int>(t->ne.size());
+    while (n_dims > 1 && t->ne[static_cast<size_t>(n_dims - 1)] == 1) --n_dims;
     // What an unquantized tensor becomes: 1-D tensors are F32, others keep the stored type
     // (GGUF), or take the level's float type when the level itself is a float level.
     QuantType keep = t->type;
     if (!src.is_gguf() && n_dims < 2) keep = QuantType::F32;
+    if (!src.is_gguf() && converter_keeps_f32(t->name)) keep = QuantType::F32;
     QuantType type = keep;
     if (tensor_allows_quantization(t->name, n_dims, !o.leave_output_tensor)) {
       const TensorRole role = tensor_role(t->name);
@@ -148,6 +156,7 @@ std::vector<TensorPlan> Quantizer::plan(const ModelSource& src) const {
         }
       }
     }
+    if (!src.is_gguf() && !base_quantized && converter_keeps_f32(t->name)) type = QuantType::F32;
     const TypeInfo& ti = type_info(type);
     if (!ti.storable) fail(Errc::invalid_argument, "tensor '{}': type {} cannot be stored in a GGUF file", t->name, ti.name);
     if (t->ne[0] % ti.block_size != 0)
@@ -161,7 +170,7 @@ std::vector<TensorPlan> Quantizer::plan(const ModelSource& src) const {
            t->name, type_name(t->type), ti.name);
     if (p.quantize && !ti.is_float() && o.imatrix) {
       p.uses_imatrix = o.imatrix->find(t->name) != nullptr;
-      if (p.uses_imatrix) (void)o.imatrix->column_weights(t->name, t->ne[0]);  // validates the length
+      if (p.uses_imatrix) (void)o.imatrix->column_weights(t->name, t->ne[0], expert_count(t->ne));  // validates it
     }
     if (p.quantize && tensor_requires_imatrix(t->name, type, o.ftype) && !p.uses_imatrix) {
       if (!o.imatrix)
@@ -306,8 +315,11 @@ QuantizeResult Quantizer::quantize(const ModelSource& src, const std::filesystem
     const int64_t nrows = t.n_rows();
     const int64_t rows_per_chunk = std::max<int64_t>(1, kChunkFloats / std::max<int64_t>(ncols, 1));
     std::optional<std::vector<float>> weights;
-    if (p.uses_imatrix) weights = o.imatrix->column_weights(p.name, ncols);
+    // A 3-D expert tensor: each expert's rows with its own importance (llama-quantize's slices).
+    const int64_t n_mat = expert_count(p.ne), rows_per_mat = nrows / n_mat;
+    if (p.uses_imatrix) weights = o.imatrix->column_weights(p.name, ncols, n_mat);
     const float* imatrix = weights ? weights->data() : nullptr;
+    auto imatrix_of = [&](int64_t row) { return imatrix ? imatrix + (row / rows_per_mat) * ncols : nullptr; };
     const TypeInfo& out_ti = type_info(p.type);
     const QuantizeFn qfn = p.quantize ? ctx.kernels(p.type).quantize : nullptr;
     const auto count_non_finite = Registry::instance().engine_ops(ctx.active_backend()).count_non_finite;
@@ -334,11 +346,17 @@ QuantizeResult Quantizer::quantize(const ModelSource& src, const std::filesystem
         src.read_rows_f32(t, r0 + a0, a1 - a0, f32.data());
         if (count_non_finite(f32.data(), (a1 - a0) * ncols) != 0)
           fail(Errc::invalid_model, "{}: tensor '{}' contains a non-finite value (NaN or Inf)", file, p.name);
-        qfn(f32.data(), q.data() + static_cast<size_t>(a0) * out_rb, a1 - a0, ncols, imatrix);
+        for (int64_t b0 = a0; b0 < a1;) {  // runs of rows within one expert
+          const int64_t b1 = std::min(a1, ((r0 + b0) / rows_per_mat + 1) * rows_per_mat - r0);
+          qfn(f32.data() + (b0 - a0) * ncols, q.data() + static_cast<size_t>(b0) * out_rb, b1 - b0, ncols,
+              imatrix_of(r0 + b0));
+          b0 = b1;
+        }
         if (protected_rows.empty() || out_ti.is_float()) return;
         for (auto it = protected_rows.lower_bound(r0 + a0); it != protected_rows.end() && it->first < r0 + a1; ++it)
           quantize_protected_row(p.type, f32.data() + (it->first - r0 - a0) * ncols,
-                                 q.data() + static_cast<size_t>(it->first - r0) * out_rb, ncols, imatrix, it->second, ctx);
+                                 q.data() + static_cast<size_t>(it->first - r0) * out_rb, ncols,
+                                 imatrix_of(it->first), it->second, ctx);
       });
       w.write(q.data(), q.size());
       if (ckpt) ckpt->append(q.data(), q.size());

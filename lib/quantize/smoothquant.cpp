@@ -323,6 +323,8 @@ struct SmoothQuantizer::Impl {
       fail(Errc::invalid_model, "smoothquant: {} models are not supported yet (their RMSNorms multiply by 1 + w and "
            "norm the attention and MLP outputs too: the smoothing factors cannot be folded as for Llama)",
            src.config().model_type);
+    if (src.config().n_expert > 0)  // experts are 3-D tensors, which the smoothquant output does not lay out
+      fail(Errc::invalid_argument, "smoothquant: mixture-of-experts models ({}) are not supported", src.config().model_type);
     model = Model::load(src);
     const ModelConfig& mc = model->config();
     if (mc.n_ctx_train > 0 && cfg.ctx > mc.n_ctx_train)

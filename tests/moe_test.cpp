@@ -1,0 +1,429 @@
+// Mixture-of-experts architectures (mixtral, qwen2_moe, qwen3_moe): tiny Hugging Face checkpoints
+// written here, read as GGUF tensors (merged 3-D experts, router, shared expert, q/k norms) with
+// the converter's metadata, run by the engine (a Mixtral whose experts are all one MLP is that
+// Llama), typed by llama-quantize's MoE rules, and analysed into per-expert importance.
+#include <lq/engine.hpp>
+#include <lq/error.hpp>
+#include <lq/importance.hpp>
+#include <lq/model.hpp>
+#include <lq/quantizer.hpp>
+
+#include "formats/safetensors_writer.hpp"
+#include "model/tensor_names.hpp"
+#include "support/support.hpp"
+
+#include <catch2/catch.hpp>
+#include <nlohmann/json.hpp>
+
+#include <cmath>
+#include <cstring>
+#include <fstream>
+#include <map>
+
+using namespace lq;
+namespace fs = std::filesystem;
+
+namespace {
+
+struct MoeToy {
+  std::string model_type = "mixtral";  // mixtral, qwen2_moe, qwen3_moe; "llama": the dense twin
+  int64_t d = 64, heads = 4, kv = 2, layers = 2, ff = 64, experts = 4, top_k = 2, ff_shexp = 64;
+  bool same_experts = false;  // every expert (and the dense twin's MLP) is expert 0
+};
+
+// Writes the checkpoint (F32 safetensors, config.json, tiny-llama's tokenizer); false when the
+// shared tokenizer is absent (the test is skipped).
+bool write_moe_toy(const fs::path& dir, const MoeToy& s) {
+  const auto tok = test::shared_file("models/tiny-llama");
+  if (!tok) return false;
+  fs::create_directories(dir);
+  for (const char* f : {"tokenizer.model", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"})
+    fs::copy_file(*tok / f, dir / f, fs::copy_options::overwrite_existing);
+  const int64_t vocab = 2048, hd = s.d / s.heads;
+  const bool mixtral = s.model_type == "mixtral", dense = s.model_type == "llama";
+  const bool q2 = s.model_type == "qwen2_moe", q3 = s.model_type == "qwen3_moe";
+  std::map<std::string, std::pair<std::vector<int64_t>, std::vector<float>>> ts;
+  uint32_t seed = 11;
+  auto add = [&](const std::string& n, std::vector<int64_t> shape, float sd, bool norm = false) {
+    size_t count = 1;
+    for (auto v : shape) count *= static_cast<size_t>(v);
+    std::vector<float> v = test::gaussian(count, seed++);
+    for (auto& x : v) x = norm ? 1.0f + 0.1f * x : sd * x;
+    ts[n] = {std::move(shape), std::move(v)};
+  };
+  add("model.embed_tokens.weight", {vocab, s.d}, 0.5f);
+  add("lm_head.weight", {vocab, s.d}, 0.1f);
+  add("model.norm.weight", {s.d}, 0, true);
+  for (int64_t l = 0; l < s.layers; ++l) {
+    const std::string p = "model.layers." + std::to_string(l) + ".";
+    add(p + "input_layernorm.weight", {s.d}, 0, true);
+    add(p + "post_attention_layernorm.weight", {s.d}, 0, true);
+    add(p + "self_attn.q_proj.weight", {s.heads * hd, s.d}, 0.15f);
+    add(p + "self_attn.k_proj.weight", {s.kv * hd, s.d}, 0.15f);
+    add(p + "self_attn.v_proj.weight", {s.kv * hd, s.d}, 0.15f);
+    add(p + "self_attn.o_proj.weight", {s.d, s.heads * hd}, 0.15f);
+    if (q2)
+      for (const char* b : {"q", "k", "v"})
+        add(p + "self_attn." + b + "_proj.bias", {(b[0] == 'q' ? s.heads : s.kv) * hd}, 0.1f);
+    if (q3) {
+      add(p + "self_attn.q_norm.weight", {hd}, 0, true);
+      add(p + "self_attn.k_norm.weight", {hd}, 0, true);
+    }
+    // Expert 0's MLP; the others are drawn (or copied with same_experts).
+    const std::string mlp = p + (mixtral ? "block_sparse_moe." : "mlp.");
+    auto expert = [&](int64_t e, const char* g, const char* u, const char* dn) {
+      const std::string x = mlp + "experts." + std::to_string(e) + ".";
+      const std::string x0 = mlp + "experts.0.";
+      for (auto [name, shape] : {std::pair<const char*, std::vector<int64_t>>{g, {s.ff, s.d}}, {u, {s.ff, s.d}},
+                                 {dn, {s.d, s.ff}}}) {
+        if (s.same_experts && e > 0) ts[x + name] = ts[x0 + name];
+        else add(x + name, shape, 0.2f);
+      }
+    };
+    if (dense) {
+      add(p + "mlp.gate_proj.weight", {s.ff, s.d}, 0.2f);
+      add(p + "mlp.up_proj.weight", {s.ff, s.d}, 0.2f);
+      add(p + "mlp.down_proj.weight", {s.d, s.ff}, 0.2f);
+      continue;
+    }
+    add(mlp + "gate.weight", {s.experts, s.d}, 0.5f);
+    for (int64_t e = 0; e < s.experts; ++e) {
+      if (mixtral) expert(e, "w1.weight", "w3.weight", "w2.weight");
+      else expert(e, "gate_proj.weight", "up_proj.weight", "down_proj.weight");
+    }
+    if (q2) {
+      add(mlp + "shared_expert.gate_proj.weight", {s.ff_shexp, s.d}, 0.2f);
+      add(mlp + "shared_expert.up_proj.weight", {s.ff_shexp, s.d}, 0.2f);
+      add(mlp + "shared_expert.down_proj.weight", {s.d, s.ff_shexp}, 0.2f);
+      add(mlp + "shared_expert_gate.weight", {1, s.d}, 0.5f);
+    }
+  }
+  std::vector<StTensorSpec> specs;
+  for (const auto& [n, v] : ts) specs.push_back({n, StDtype::F32, v.first});
+  {
+    SafetensorsWriter w(dir / "model.safetensors", specs);
+    for (const auto& [n, v] : ts) w.write(n, v.second.data(), v.second.size() * sizeof(float));
+    w.commit();
+  }
+  nlohmann::json cfg = {{"model_type", s.model_type}, {"hidden_size", s.d}, {"num_hidden_layers", s.layers},
+                        {"num_attention_heads", s.heads}, {"num_key_value_heads", s.kv}, {"vocab_size", vocab},
+                        {"intermediate_size", s.ff}, {"max_position_embeddings", 256}, {"rms_norm_eps", 1e-5},
+                        {"rope_theta", 10000.0}, {"tie_word_embeddings", false}, {"bos_token_id", 1},
+                        {"eos_token_id", 2}};
+  if (mixtral) {
+    cfg["architectures"] = {"MixtralForCausalLM"};
+    cfg["num_local_experts"] = s.experts;
+    cfg["num_experts_per_tok"] = s.top_k;
+  } else if (!dense) {
+    cfg["architectures"] = {q2 ? "Qwen2MoeForCausalLM" : "Qwen3MoeForCausalLM"};
+    cfg["num_experts"] = s.experts;
+    cfg["num_experts_per_tok"] = s.top_k;
+    cfg["moe_intermediate_size"] = s.ff;
+    cfg["norm_topk_prob"] = q3;
+    cfg["head_dim"] = hd;
+    if (q2) cfg["shared_expert_intermediate_size"] = s.ff_shexp;
+  } else {
+    cfg["architectures"] = {"LlamaForCausalLM"};
+  }
+  std::ofstream(dir / "config.json") << cfg.dump(2);
+  return true;
+}
+
+std::vector<float> expert_rows(const ModelSource& src, const std::string& name, int64_t expert) {
+  const ModelTensor& t = src.at(name);
+  std::vector<float> v(static_cast<size_t>(t.ne[0] * t.ne[1]));
+  src.read_rows_f32(t, expert * t.ne[1], t.ne[1], v.data());
+  return v;
+}
+
+std::vector<float> last_logits(const Model& m, const std::vector<int32_t>& toks) {
+  Session s(m, SessionOptions{64, false});
+  s.eval(toks, 0);
+  std::vector<float> out;
+  for (int64_t i = 0; i < s.n_outputs(); ++i) {
+    auto l = s.logits(i);
+    out.insert(out.end(), l.begin(), l.end());
+  }
+  return out;
+}
+
+}  // namespace
+
+TEST_CASE("moe: a Mixtral checkpoint reads as merged 3-D experts with the converter's keys", "[arch][moe]") {
+  test::TempDir tmp;
+  MoeToy s;
+  if (!write_moe_toy(tmp / "m", s)) return;
+  auto src = ModelSource::open(tmp / "m");
+  const ModelConfig& c = src->config();
+  CHECK(c.architecture == "llama");
+  CHECK(c.n_expert == 4);
+  CHECK(c.n_expert_used == 2);
+  CHECK(c.expert_weights_norm);
+  CHECK(src->at("blk.1.ffn_gate_exps.weight").ne == std::vector<int64_t>{64, 64, 4});
+  CHECK(src->at("blk.1.ffn_up_exps.weight").ne == std::vector<int64_t>{64, 64, 4});
+  CHECK(src->at("blk.1.ffn_down_exps.weight").ne == std::vector<int64_t>{64, 64, 4});
+  CHECK(src->at("blk.1.ffn_gate_inp.weight").ne == std::vector<int64_t>{64, 4});
+  CHECK(src->find("blk.0.ffn_gate.weight") == nullptr);
+  // Expert 2's rows of the merged up projection are its w3, row for row.
+  const std::vector<float> merged = expert_rows(*src, "blk.1.ffn_up_exps.weight", 2);
+  CHECK(merged.size() == 64 * 64);
+  CHECK(merged != expert_rows(*src, "blk.1.ffn_up_exps.weight", 1));
+  const gguf::Metadata m = src->gguf_metadata();
+  CHECK(m.get_int("llama.expert_count") == 4);
+  CHECK(m.get_int("llama.expert_used_count") == 2);
+  CHECK(m.find("llama.expert_feed_forward_length") == nullptr);
+  // 4 experts of 3 x 64 x 64 per layer count once: the label is "<experts>x<shared + one expert>".
+  REQUIRE(m.get_string("general.size_label"));
+  CHECK(m.get_string("general.size_label")->rfind("4x", 0) == 0);
+  // BF16: the router stays F32 (the converter's rule), the experts are BF16.
+  QuantizeOptions qo;
+  qo.ftype = FileType::BF16;
+  for (const auto& p : Quantizer(qo).plan(*src)) {
+    INFO(p.name);
+    if (p.name.find("ffn_gate_inp") != std::string::npos) CHECK(p.type == QuantType::F32);
+    if (p.name.find("_exps") != std::string::npos) CHECK(p.type == QuantType::BF16);
+  }
+}
+
+TEST_CASE("moe: Qwen2-MoE's shared expert and Qwen3-MoE's q/k norms", "[arch][moe]") {
+  test::TempDir tmp;
+  MoeToy s;
+  s.model_type = "qwen2_moe";
+  s.ff_shexp = 128;
+  if (!write_moe_toy(tmp / "q2", s)) return;
+  auto src = ModelSource::open(tmp / "q2");
+  CHECK(src->config().architecture == "qwen2moe");
+  CHECK_FALSE(src->config().expert_weights_norm);
+  CHECK(src->at("blk.0.ffn_gate_inp_shexp.weight").ne == std::vector<int64_t>{64, 1});
+  CHECK(src->at("blk.0.ffn_gate_shexp.weight").ne == std::vector<int64_t>{64, 128});
+  CHECK(src->at("blk.0.ffn_down_shexp.weight").ne == std::vector<int64_t>{128, 64});
+  CHECK(src->at("blk.0.attn_q.bias").ne == std::vector<int64_t>{64});
+  const gguf::Metadata m = src->gguf_metadata();
+  CHECK(m.get_int("qwen2moe.expert_feed_forward_length") == 64);
+  CHECK(m.get_int("qwen2moe.expert_shared_feed_forward_length") == 128);
+  CHECK(m.find("qwen2moe.vocab_size") == nullptr);  // the converter's Qwen classes write neither
+  CHECK(m.find("qwen2moe.rope.dimension_count") == nullptr);
+  QuantizeOptions qo;
+  qo.ftype = FileType::BF16;
+  for (const auto& p : Quantizer(qo).plan(*src))
+    if (p.name.find("ffn_gate_inp_shexp") != std::string::npos) CHECK(p.type == QuantType::F32);
+  // Quantized levels too: [n_embd, 1] is 1-D to llama-quantize (ggml_n_dims), so it stays F32.
+  qo.ftype = FileType::Q8_0;
+  for (const auto& p : Quantizer(qo).plan(*src)) {
+    if (p.name.find("ffn_gate_inp_shexp") != std::string::npos) CHECK(p.type == QuantType::F32);
+    if (p.name.find("ffn_up_shexp") != std::string::npos) CHECK(p.type == QuantType::Q8_0);
+  }
+  auto model = Model::load(*src);
+  const std::vector<float> l = last_logits(*model, {1, 5, 9, 200, 7});
+  for (float v : l) REQUIRE(std::isfinite(v));
+
+  s.model_type = "qwen3_moe";
+  if (!write_moe_toy(tmp / "q3", s)) return;
+  auto src3 = ModelSource::open(tmp / "q3");
+  CHECK(src3->config().architecture == "qwen3moe");
+  CHECK(src3->config().qk_norm);
+  CHECK(src3->config().expert_weights_norm);
+  CHECK(src3->at("blk.1.attn_q_norm.weight").ne == std::vector<int64_t>{16});
+  CHECK(src3->find("blk.1.ffn_gate_inp_shexp.weight") == nullptr);
+  CHECK(src3->gguf_metadata().get_int("qwen3moe.expert_feed_forward_length") == 64);
+}
+
+TEST_CASE("moe: a Mixtral whose experts are one MLP computes that Llama's logits", "[arch][moe]") {
+  // Routing weights are renormalised over the top k, so any choice of experts sums to 1 x MLP.
+  test::TempDir tmp;
+  MoeToy s;
+  s.same_experts = true;
+  s.experts = 4;
+  s.top_k = 2;
+  if (!write_moe_toy(tmp / "moe", s)) return;
+  MoeToy dense = s;
+  dense.model_type = "llama";
+  if (!write_moe_toy(tmp / "dense", dense)) return;
+  // The dense twin's MLP must be expert 0: same seeds in the same order except the router, so
+  // copy the expert's values over the twin's instead of relying on the draw.
+  auto moe_src = ModelSource::open(tmp / "moe");
+  auto moe = Model::load(*moe_src);
+  auto dense_model = Model::load(tmp / "dense");
+  for (int l = 0; l < 2; ++l) {
+    const std::string b = "blk." + std::to_string(l) + ".";
+    for (auto [dn, en] : {std::pair<const char*, const char*>{"ffn_gate", "ffn_gate_exps"}, {"ffn_up", "ffn_up_exps"},
+                          {"ffn_down", "ffn_down_exps"}})
+      dense_model->replace_tensor(b + dn + ".weight", expert_rows(*moe_src, b + en + ".weight", 0), QuantType::F32);
+    for (const char* n : {"attn_q", "attn_k", "attn_v", "attn_output", "attn_norm", "ffn_norm"})
+      dense_model->replace_tensor(b + n + ".weight", moe->tensor_f32(b + n + ".weight"), QuantType::F32);
+  }
+  for (const char* n : {"token_embd.weight", "output.weight", "output_norm.weight"})
+    dense_model->replace_tensor(n, moe->tensor_f32(n), QuantType::F32);
+  const std::vector<int32_t> toks = {1, 17, 300, 45, 45, 1024, 7, 88, 2000, 3};
+  const std::vector<float> a = last_logits(*moe, toks), b = last_logits(*dense_model, toks);
+  REQUIRE(a.size() == b.size());
+  CHECK(test::rel_rmse(a, b) < 1e-5);
+  // Different experts change the result: the routing is not a no-op.
+  moe->replace_tensor("blk.0.ffn_down_exps.weight", std::vector<float>(64 * 64 * 4, 0.0f), QuantType::F32);
+  CHECK(test::rel_rmse(last_logits(*moe, toks), b) > 1e-3);
+}
+
+TEST_CASE("moe: per-expert importance matrix, one row and one count per expert", "[arch][moe]") {
+  test::TempDir tmp;
+  MoeToy s;
+  s.experts = 4;
+  s.top_k = 2;
+  if (!write_moe_toy(tmp / "m", s)) return;
+  auto src = ModelSource::open(tmp / "m");
+  ImportanceOptions o;
+  o.ctx = 32;
+  o.samples = 2;
+  o.kv_f16 = false;
+  ImportanceAnalyzer an(*src, o);
+  std::vector<int32_t> toks;
+  for (int i = 0; i < 64; ++i) toks.push_back((i * 37 + 5) % 2000 + 3);
+  an.set_tokens(toks, "test");
+  const ImportanceResult r = an.run();
+  const Imatrix& im = r.imatrix;
+  const ImatrixEntry* g = im.find("blk.0.ffn_gate_exps.weight");
+  const ImatrixEntry* u = im.find("blk.0.ffn_up_exps.weight");
+  const ImatrixEntry* dn = im.find("blk.0.ffn_down_exps.weight");
+  const ImatrixEntry* router = im.find("blk.0.ffn_gate_inp.weight");
+  REQUIRE(g);
+  REQUIRE(u);
+  REQUIRE(dn);
+  REQUIRE(router);
+  CHECK(g->n_mat == 4);
+  CHECK(g->in_sum2.size() == 4 * 64);
+  CHECK(g->counts.size() == 4);
+  float total = 0;
+  int used = 0;
+  for (float c : g->counts) {
+    total += c;
+    used += c > 0;
+  }
+  CHECK(total == 64 * 2);  // every token goes through top_k experts
+  CHECK(used >= 2);
+  CHECK(g->counts == u->counts);
+  CHECK(g->counts == dn->counts);
+  CHECK(g->in_sum2 == u->in_sum2);  // gate and up see the same rows
+  CHECK(router->n_mat == 1);
+  CHECK(router->counts == std::vector<float>{64});
+  // The experts' sums add up to the router's (all tokens' squared inputs) times top_k.
+  for (int64_t c = 0; c < 64; ++c) {
+    double sum = 0;
+    for (int64_t e = 0; e < 4; ++e) sum += g->in_sum2[static_cast<size_t>(e * 64 + c)];
+    CHECK(sum == Approx(2.0 * router->in_sum2[static_cast<size_t>(c)]).epsilon(1e-4));
+  }
+  // Written and read back in llama-imatrix's GGUF layout.
+  im.save_gguf(tmp / "im.gguf");
+  const Imatrix back = Imatrix::load(tmp / "im.gguf");
+  REQUIRE(back.find("blk.0.ffn_gate_exps.weight"));
+  CHECK(back.find("blk.0.ffn_gate_exps.weight")->n_mat == 4);
+  CHECK(back.find("blk.0.ffn_gate_exps.weight")->counts == g->counts);
+  CHECK(back.find("blk.0.ffn_gate_exps.weight")->in_sum2 == g->in_sum2);
+}
+
+TEST_CASE("moe: llama-quantize's 8-expert rules for Q4_K_M and IQ2_XXS", "[arch][moe]") {
+  test::TempDir tmp;
+  MoeToy s;
+  s.d = 256;
+  s.ff = 256;
+  s.heads = 8;
+  s.experts = 8;
+  s.layers = 2;
+  if (!write_moe_toy(tmp / "m", s)) return;
+  auto src = ModelSource::open(tmp / "m");
+  QuantizeOptions qo;
+  qo.ftype = FileType::Q4_K_M;
+  std::map<std::string, QuantType> got;
+  for (const auto& p : Quantizer(qo).plan(*src)) got[p.name] = p.type;
+  // attn_v and attn_k: Q8_0 with 8 experts; attn_output Q5_K; ffn_down by layer (use_more_bits of
+  // 2 layers: only the last); the router is never quantized.
+  CHECK(got["blk.0.attn_v.weight"] == QuantType::Q8_0);
+  CHECK(got["blk.1.attn_k.weight"] == QuantType::Q8_0);
+  CHECK(got["blk.0.attn_q.weight"] == QuantType::Q4_K);
+  CHECK(got["blk.0.attn_output.weight"] == QuantType::Q5_K);
+  CHECK(got["blk.0.ffn_down_exps.weight"] == QuantType::Q4_K);
+  CHECK(got["blk.1.ffn_down_exps.weight"] == QuantType::Q6_K);
+  CHECK(got["blk.1.ffn_gate_exps.weight"] == QuantType::Q4_K);
+  CHECK(got["blk.1.ffn_gate_inp.weight"] == QuantType::F32);
+  CHECK(got["output.weight"] == QuantType::Q6_K);
+  qo.ftype = FileType::IQ2_XXS;
+  qo.imatrix = nullptr;
+  got.clear();
+  Imatrix im;  // any entry lets the level run; the types do not depend on the values
+  for (const auto& t : src->tensors())
+    if (t.ne.size() >= 2) {
+      ImatrixEntry e;
+      e.n_cols = t.ne[0];
+      e.n_mat = t.ne.size() == 3 ? t.ne[2] : 1;
+      e.in_sum2.assign(static_cast<size_t>(e.n_cols * e.n_mat), 1.0f);
+      e.counts.assign(static_cast<size_t>(e.n_mat), 1.0f);
+      im.entries[t.name] = e;
+    }
+  qo.imatrix = &im;
+  for (const auto& p : Quantizer(qo).plan(*src)) got[p.name] = p.type;
+  CHECK(got["blk.0.attn_v.weight"] == QuantType::Q4_K);  // n_expert >= 4
+  CHECK(got["blk.0.attn_k.weight"] == QuantType::Q4_K);  // n_expert == 8
+  CHECK(got["blk.0.attn_output.weight"] == QuantType::Q5_K);
+  CHECK(got["blk.0.ffn_down_exps.weight"] == QuantType::IQ2_XXS);  // 2 layers: no first eighth
+  CHECK(got["blk.1.ffn_down_exps.weight"] == QuantType::IQ2_XXS);
+  CHECK(got["blk.0.ffn_up_exps.weight"] == QuantType::IQ2_XXS);
+}
+
+TEST_CASE("moe: the F32 GGUF of each MoE checkpoint runs as the checkpoint does", "[arch][moe]") {
+  // config_from_gguf must recover the experts, the shared expert, the q/k norms and the routing
+  // weights' normalisation from the GGUF keys alone (mixtral is GGUF "llama" with expert keys).
+  for (const char* type : {"mixtral", "qwen2_moe", "qwen3_moe"}) {
+    INFO(type);
+    test::TempDir tmp;
+    MoeToy s;
+    s.model_type = type;
+    if (!write_moe_toy(tmp / "m", s)) return;
+    auto src = ModelSource::open(tmp / "m");
+    QuantizeOptions qo;
+    qo.ftype = FileType::F32;
+    Quantizer(qo).quantize(*src, tmp / "m.gguf");
+    auto from_gguf = ModelSource::open(tmp / "m.gguf");
+    const ModelConfig& a = src->config();
+    const ModelConfig& b = from_gguf->config();
+    CHECK(b.n_expert == a.n_expert);
+    CHECK(b.n_expert_used == a.n_expert_used);
+    CHECK(b.n_ff_exp == a.n_ff_exp);
+    CHECK(b.n_ff_shexp == a.n_ff_shexp);
+    CHECK(b.qk_norm == a.qk_norm);
+    CHECK(b.expert_weights_norm == a.expert_weights_norm);
+    const std::vector<int32_t> toks = {1, 40, 41, 900, 13, 13, 77};
+    const std::vector<float> x = last_logits(*Model::load(*src), toks), y = last_logits(*Model::load(*from_gguf), toks);
+    CHECK(test::same_bits(x, y));
+  }
+}
+
+TEST_CASE("moe: expert tensor names and a checkpoint missing an expert", "[arch][moe]") {
+  auto x = names::hf_expert("model.layers.3.mlp.experts.5.up_proj.weight");
+  REQUIRE(x);
+  CHECK(x->gguf == "blk.3.ffn_up_exps.weight");
+  CHECK(x->expert == 5);
+  x = names::hf_expert("model.layers.0.block_sparse_moe.experts.7.w2.weight");
+  REQUIRE(x);
+  CHECK(x->gguf == "blk.0.ffn_down_exps.weight");
+  CHECK(x->expert == 7);
+  CHECK(names::hf_expert("model.layers.0.block_sparse_moe.experts.7.w1.weight")->gguf == "blk.0.ffn_gate_exps.weight");
+  CHECK_FALSE(names::hf_expert("model.layers.0.mlp.experts.07.up_proj.weight"));
+  CHECK_FALSE(names::hf_expert("model.layers.0.mlp.experts.x.up_proj.weight"));
+  CHECK_FALSE(names::hf_expert("model.layers.0.mlp.experts.1.q_proj.weight"));
+  CHECK_FALSE(names::hf_expert("model.layers.0.mlp.up_proj.weight"));
+  CHECK(names::hf_to_gguf("model.layers.2.block_sparse_moe.gate.weight") == "blk.2.ffn_gate_inp.weight");
+  CHECK(names::hf_to_gguf("model.layers.2.mlp.shared_expert_gate.weight") == "blk.2.ffn_gate_inp_shexp.weight");
+
+  test::TempDir tmp;
+  MoeToy s;
+  if (!write_moe_toy(tmp / "m", s)) return;
+  // Declare 5 experts where 4 are stored: expert 4 is named as missing.
+  auto j = nlohmann::json::parse(std::ifstream(tmp / "m" / "config.json"));
+  j["num_local_experts"] = 5;
+  std::ofstream(tmp / "m" / "config.json") << j.dump();
+  try {
+    (void)ModelSource::open(tmp / "m");
+    FAIL("a missing expert was accepted");
+  } catch (const Error& e) {
+    CHECK(e.code() == Errc::invalid_model);
+    CHECK(std::string(e.what()).find("expert 4") != std::string::npos);
+  }
+}
