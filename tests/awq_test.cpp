@@ -5,6 +5,7 @@
 // CLI errors with the contract's exit codes and nothing written.
 #include "support/support.hpp"
 
+#include <lq/error.hpp>
 #include <lq/awq.hpp>
 #include <lq/calibration.hpp>
 #include <lq/engine.hpp>
