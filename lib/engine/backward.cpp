@@ -458,9 +458,9 @@ struct Backprop::Impl {
 
 Backprop::Backprop(const Model& model, const Context& ctx) : impl_(std::make_unique<Impl>(model, ctx)) {
   const ModelConfig& c = model.config();
-  if (c.n_expert > 0 || c.qk_norm)
-    fail(Errc::invalid_argument, "the backward pass (gradient and Fisher importance) does not cover {} models yet: "
-         "use the activation method", c.n_expert > 0 ? "mixture-of-experts" : "q/k-norm");
+  if (c.n_expert > 0)
+    fail(Errc::invalid_argument, "the backward pass (gradient and Fisher importance) does not cover mixture-of-experts "
+         "models yet: use the activation method");
 }
 Backprop::Backprop(const Model& model, int threads) : Backprop(model, Context{threads}) {}
 Backprop::~Backprop() = default;
