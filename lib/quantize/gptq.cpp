@@ -642,20 +642,20 @@ struct GptqQuantizer::Impl {
   GptqResult write(const fs::path& dir_in, const Context& ctx);
 };
 
-GptqResult GptqQuantizer::Impl::write(const fs::path& dir_in, const Context& ctx) {
-  if (!done) fail(Errc::invalid_argument, "gptq: write() before run()");
-  const auto t0 = std::chrono::steady_clock::now();
+namespace gptq_impl {
+
+GpDirectory gp_write_directory(const fs::path& src_path, OutputDir& od, const GptqConfig& cfg,
+                               const std::map<std::string, GptqMatrix>& shapes,
+                               const std::function<const GptqMatrix&(const std::string& module, GptqMatrix& scratch)>& fetch,
+                               const std::map<std::string, std::vector<float>>& floats, const Context& ctx) {
   Progress& progress = ctx.progress_sink();
-  OutputDir od(dir_in, {"compressed-tensors", "gptq", "awq"}, "quantized output");
   std::error_code ec;
-  const fs::path src_path = src.path();
   const fs::path src_dir = fs::is_regular_file(src_path, ec) ? src_path.parent_path() : src_path;
   const auto files = sq_impl::sq_source_files(src_path);
   nlohmann::ordered_json config = nlohmann::ordered_json::parse(read_file(src_dir / "config.json"), nullptr, false);
   if (config.is_discarded() || !config.is_object())
     fail(Errc::invalid_model, "{}: malformed config.json", (src_dir / "config.json").string());
 
-  const bool ct_layout = cfg.layout == GptqLayout::compressed_tensors;
   const int bits = cfg.params.bits;
   GpWriteSpec ws;
   ws.layout = cfg.layout;
@@ -664,14 +664,13 @@ GptqResult GptqQuantizer::Impl::write(const fs::path& dir_in, const Context& ctx
   struct Item {
     const SafetensorsFile* file;
     const StTensor* t;
-    const GptqMatrix* q = nullptr;
+    const GptqMatrix* q = nullptr;  // the linear's shape (its codes come from fetch)
     std::string module;
   };
+  GpDirectory d;
   std::vector<std::unique_ptr<SafetensorsFile>> open;
   std::vector<Item> items;
   std::vector<StTensorSpec> specs;
-  summary.n_parameters = 0;
-  summary.n_quantized = 0;
   std::set<std::string> written;
   for (const auto& f : files) {
     open.push_back(std::make_unique<SafetensorsFile>(f));
@@ -681,10 +680,10 @@ GptqResult GptqQuantizer::Impl::write(const fs::path& dir_in, const Context& ctx
     for (const StTensor* t : order) {
       Item it{open.back().get(), t};
       const std::string& name = t->name;
-      summary.n_parameters += static_cast<int64_t>(t->nbytes / st_dtype_size(t->dtype));
+      d.n_parameters += static_cast<int64_t>(t->nbytes / st_dtype_size(t->dtype));
       if (name.size() > 7 && name.ends_with(".weight")) {
         const std::string mod = name.substr(0, name.size() - 7);
-        if (auto r = results.find(mod); r != results.end()) {
+        if (auto r = shapes.find(mod); r != shapes.end()) {
           it.q = &r->second;
           it.module = mod;
         }
@@ -701,49 +700,49 @@ GptqResult GptqQuantizer::Impl::write(const fs::path& dir_in, const Context& ctx
         fail(Errc::invalid_model, "gptq: {} has shape [{}], not [{}, {}]", name, fmt::join(t->shape, ", "), q.rows, q.cols);
       ws.scale_dtype = t->dtype;
       gp_specs(it.module, q, ws, specs);
-      summary.n_quantized += q.rows * q.cols;
+      d.n_quantized += q.rows * q.cols;
       written.insert(it.module);
       items.push_back(it);
     }
   }
-  for (const auto& [m, q] : results)
+  for (const auto& [m, q] : shapes)
     if (!written.count(m)) fail(Errc::invalid_model, "gptq: {}.weight is not in the checkpoint's files", m);
-  summary.source_bytes = 0;
-  for (const auto& f : open) summary.source_bytes += f->file_size();
+  for (const auto& f : open) d.source_bytes += f->file_size();
 
   const fs::path& tmp = od.make_tmp();
   progress.message(fmt::format("Writing {} ({} tensors)", od.dir().string(), specs.size()));
-  uint64_t data_bytes = 0;
-  for (const auto& s : specs) data_bytes += s.nbytes();
-  ShardedSafetensorsWriter out(tmp, specs);
-  std::vector<uint8_t> raw;
-  progress.update("Writing", 0, static_cast<int64_t>(items.size()), "tensors");
-  for (size_t i = 0; i < items.size(); ++i) {
-    ctx.check_cancelled();
-    const Item& it = items[i];
-    const StTensor& t = *it.t;
-    if (auto f = floats.find(t.name); !it.q && f != floats.end()) {
-      const size_t es = st_dtype_size(t.dtype);
-      raw.assign(t.nbytes, 0);
-      for (size_t k = 0; k < f->second.size(); ++k) gp_store(t.dtype, f->second[k], raw.data() + k * es);
-      out.write(t.name, raw.data(), raw.size());
-    } else if (!it.q) {
-      raw.resize(t.nbytes);
-      if (t.nbytes) it.file->read(t.begin, t.nbytes, raw.data());
-      out.write(t.name, raw.data(), raw.size());
-    } else {
-      ws.scale_dtype = t.dtype;
-      gp_write(out, it.module, *it.q, ws);
+  for (const auto& s : specs) d.data_bytes += s.nbytes();
+  {
+    ShardedSafetensorsWriter out(tmp, specs);
+    std::vector<uint8_t> raw;
+    GptqMatrix scratch;
+    progress.update("Writing", 0, static_cast<int64_t>(items.size()), "tensors");
+    for (size_t i = 0; i < items.size(); ++i) {
+      ctx.check_cancelled();
+      const Item& it = items[i];
+      const StTensor& t = *it.t;
+      if (auto f = floats.find(t.name); !it.q && f != floats.end()) {
+        const size_t es = st_dtype_size(t.dtype);
+        raw.assign(t.nbytes, 0);
+        for (size_t k = 0; k < f->second.size(); ++k) gp_store(t.dtype, f->second[k], raw.data() + k * es);
+        out.write(t.name, raw.data(), raw.size());
+      } else if (!it.q) {
+        raw.resize(t.nbytes);
+        if (t.nbytes) it.file->read(t.begin, t.nbytes, raw.data());
+        out.write(t.name, raw.data(), raw.size());
+      } else {
+        ws.scale_dtype = t.dtype;
+        gp_write(out, it.module, fetch(it.module, scratch), ws);
+      }
+      progress.update("Writing", static_cast<int64_t>(i + 1), static_cast<int64_t>(items.size()), "tensors");
     }
-    progress.update("Writing", static_cast<int64_t>(i + 1), static_cast<int64_t>(items.size()), "tensors");
+    out.commit();
+    d.files = out.file_names();
   }
-  out.commit();
   progress.finish("Writing");
 
   const GptqParams& pp = cfg.params;
-  GptqResult& r = summary;
-  r.files = out.file_names();
-  if (ct_layout) {
+  if (cfg.layout == GptqLayout::compressed_tensors) {
     const std::string ao = pp.act_order == GptqActOrder::group ? "group"
                            : pp.act_order == GptqActOrder::static_groups ? "static" : "";
     config["quantization_config"] = gptq_pack::ct_pack_quantization_config(bits, pp.group_size, pp.sym, ao);
@@ -755,24 +754,42 @@ GptqResult GptqQuantizer::Impl::write(const fs::path& dir_in, const Context& ctx
                                                     cfg.layout == GptqLayout::gptq_v2);
     config["quantization_config"] = qc;
     write_file_atomic(tmp / "quantize_config.json", qc.dump(2) + "\n");
-    r.files.insert(r.files.begin(), "quantize_config.json");
+    d.files.insert(d.files.begin(), "quantize_config.json");
   }
   write_file_atomic(tmp / "config.json", config.dump(2) + "\n");
-  r.files.insert(r.files.begin(), "config.json");
+  d.files.insert(d.files.begin(), "config.json");
   for (const auto& e : fs::directory_iterator(src_dir, ec)) {
     const std::string name = e.path().filename().string();
     if (e.is_regular_file() && sq_impl::sq_copied_file(name)) {
       fs::copy_file(e.path(), tmp / name, fs::copy_options::overwrite_existing, ec);
       if (ec) fail(Errc::output_error, "cannot copy {} into {}: {}", e.path().string(), tmp.string(), ec.message());
-      r.files.push_back(name);
+      d.files.push_back(name);
     }
   }
+  return d;
+}
+
+}  // namespace gptq_impl
+
+GptqResult GptqQuantizer::Impl::write(const fs::path& dir_in, const Context& ctx) {
+  if (!done) fail(Errc::invalid_argument, "gptq: write() before run()");
+  const auto t0 = std::chrono::steady_clock::now();
+  OutputDir od(dir_in, {"compressed-tensors", "gptq", "awq"}, "quantized output");
+  const GpDirectory d = gp_write_directory(
+      src.path(), od, cfg, results,
+      [this](const std::string& m, GptqMatrix&) -> const GptqMatrix& { return results.at(m); }, floats, ctx);
   ctx.check_cancelled();
   od.publish();
+  GptqResult& r = summary;
+  r.n_parameters = d.n_parameters;
+  r.n_quantized = d.n_quantized;
+  r.source_bytes = d.source_bytes;
+  r.files = d.files;
   r.output = od.dir();
   r.output_bytes = 0;
+  std::error_code ec;
   for (const auto& f : r.files) r.output_bytes += fs::file_size(od.dir() / f, ec);
-  r.bpw = r.n_parameters > 0 ? 8.0 * static_cast<double>(data_bytes) / static_cast<double>(r.n_parameters) : 0;
+  r.bpw = r.n_parameters > 0 ? 8.0 * static_cast<double>(d.data_bytes) / static_cast<double>(r.n_parameters) : 0;
   r.seconds = r.calibration_seconds + r.quantize_seconds + gp_seconds_since(t0);
   return r;
 }

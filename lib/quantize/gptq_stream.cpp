@@ -736,13 +736,6 @@ class GsRun {
 
   void write_output() {
     std::error_code ec;
-    const fs::path src_path = src_->path();
-    const fs::path src_dir = fs::is_regular_file(src_path, ec) ? src_path.parent_path() : src_path;
-    const auto files = sq_impl::sq_source_files(src_path);
-    nlohmann::ordered_json config = nlohmann::ordered_json::parse(read_file(src_dir / "config.json"), nullptr, false);
-    if (config.is_discarded() || !config.is_object())
-      fail(Errc::invalid_model, "{}: malformed config.json", (src_dir / "config.json").string());
-
     // Where each module's matrix sits in the spool, and its shape (for the tensor specs).
     struct Where {
       const GsLinear* x;
@@ -764,123 +757,30 @@ class GsRun {
         where[x.module] = Where{&x, off};
       }
     }
-    const int bits = cfg_.params.bits;
-    gptq_impl::GpWriteSpec ws;
-    ws.layout = cfg_.layout;
-    ws.sym = cfg_.params.sym;
-    ws.g_idx = cfg_.params.act_order == GptqActOrder::group;
-    struct Item {
-      const SafetensorsFile* file;
-      const StTensor* t;
-      const Where* w = nullptr;
-      std::string module;
-    };
-    std::vector<std::unique_ptr<SafetensorsFile>> open;
-    std::vector<Item> items;
-    std::vector<StTensorSpec> specs;
-    summary_.n_parameters = 0;
-    summary_.n_quantized = 0;
-    std::set<std::string> written;
-    for (const auto& f : files) {
-      open.push_back(std::make_unique<SafetensorsFile>(f));
-      std::vector<const StTensor*> order;
-      for (const auto& t : open.back()->tensors()) order.push_back(&t);
-      std::sort(order.begin(), order.end(), [](auto* a, auto* b) { return a->begin < b->begin; });
-      for (const StTensor* t : order) {
-        Item it{open.back().get(), t};
-        const std::string& name = t->name;
-        summary_.n_parameters += static_cast<int64_t>(t->nbytes / st_dtype_size(t->dtype));
-        if (name.size() > 7 && name.ends_with(".weight")) {
-          const std::string mod = name.substr(0, name.size() - 7);
-          if (auto r = where.find(mod); r != where.end()) {
-            it.w = &r->second;
-            it.module = mod;
-          }
-        }
-        if (!it.w) {
-          specs.push_back({name, t->dtype, t->shape});
-          items.push_back(it);
-          continue;
-        }
-        const GsLinear& x = *it.w->x;
-        if (t->shape.size() != 2 || t->shape[0] != x.rows || t->shape[1] != x.cols)
-          fail(Errc::invalid_model, "gptq: {} has shape [{}], not [{}, {}]", name, fmt::join(t->shape, ", "), x.rows, x.cols);
-        GptqMatrix shape;
-        shape.rows = x.rows;
-        shape.cols = x.cols;
-        shape.bits = bits;
-        shape.groups = cfg_.params.group_size > 0 ? x.cols / cfg_.params.group_size : 1;
-        ws.scale_dtype = t->dtype;
-        gptq_impl::gp_specs(it.module, shape, ws, specs);
-        summary_.n_quantized += x.rows * x.cols;
-        written.insert(it.module);
-        items.push_back(it);
-      }
+    // Each linear's shape for the tensor specs; its codes are read back from the spool when written.
+    std::map<std::string, GptqMatrix> shapes;
+    for (const auto& [m, w] : where) {
+      GptqMatrix& q = shapes[m];
+      q.rows = w.x->rows;
+      q.cols = w.x->cols;
+      q.bits = cfg_.params.bits;
+      q.groups = cfg_.params.group_size > 0 ? w.x->cols / cfg_.params.group_size : 1;
     }
-    for (const auto& [m, w] : where)
-      if (!written.count(m)) fail(Errc::invalid_model, "gptq: {}.weight is not in the checkpoint's files", m);
-    summary_.source_bytes = 0;
-    for (const auto& f : open) summary_.source_bytes += f->file_size();
-
-    const fs::path& tmp = od_->make_tmp();
-    progress_.message(fmt::format("Writing {} ({} tensors)", od_->dir().string(), specs.size()));
-    uint64_t data_bytes = 0;
-    for (const auto& s : specs) data_bytes += s.nbytes();
-    std::vector<uint8_t> raw;
-    std::vector<std::string> out_files;
-    {
-      ShardedSafetensorsWriter out(tmp, specs);
-      progress_.update("Writing", 0, static_cast<int64_t>(items.size()), "tensors");
-      for (size_t i = 0; i < items.size(); ++i) {
-        ctx_.check_cancelled();
-        const Item& it = items[i];
-        const StTensor& t = *it.t;
-        if (!it.w) {
-          raw.resize(t.nbytes);
-          if (t.nbytes) it.file->read(t.begin, t.nbytes, raw.data());
-          out.write(t.name, raw.data(), raw.size());
-        } else {
-          GsFile f(block_file(it.w->x->layer), false);
-          f.seek(it.w->offset);
-          GptqMatrix q;
+    const gptq_impl::GpDirectory d = gptq_impl::gp_write_directory(
+        src_->path(), *od_, cfg_, shapes,
+        [&](const std::string& m, GptqMatrix& q) -> const GptqMatrix& {
+          const Where& w = where.at(m);
+          GsFile f(block_file(w.x->layer), false);
+          f.seek(w.offset);
           gs_get_matrix(f, q);
-          ws.scale_dtype = t.dtype;
-          gptq_impl::gp_write(out, it.module, q, ws);
-        }
-        progress_.update("Writing", static_cast<int64_t>(i + 1), static_cast<int64_t>(items.size()), "tensors");
-      }
-      out.commit();
-      out_files = out.file_names();
-    }
-    progress_.finish("Writing");
-
-    const GptqParams& pp = cfg_.params;
+          return q;
+        },
+        {}, ctx_);
     GptqResult& r = summary_;
-    r.files = out_files;
-    if (cfg_.layout == GptqLayout::compressed_tensors) {
-      const std::string ao = pp.act_order == GptqActOrder::group ? "group"
-                             : pp.act_order == GptqActOrder::static_groups ? "static" : "";
-      config["quantization_config"] = gptq_pack::ct_pack_quantization_config(bits, pp.group_size, pp.sym, ao);
-    } else if (cfg_.layout == GptqLayout::awq) {
-      config["quantization_config"] = gptq_pack::awq_quantization_config(pp.group_size);
-    } else {
-      const auto qc = gptq_pack::gptq_quantize_config(bits, pp.group_size, pp.sym, pp.act_order != GptqActOrder::none,
-                                                      pp.act_order == GptqActOrder::static_groups, pp.damp,
-                                                      cfg_.layout == GptqLayout::gptq_v2);
-      config["quantization_config"] = qc;
-      write_file_atomic(tmp / "quantize_config.json", qc.dump(2) + "\n");
-      r.files.insert(r.files.begin(), "quantize_config.json");
-    }
-    write_file_atomic(tmp / "config.json", config.dump(2) + "\n");
-    r.files.insert(r.files.begin(), "config.json");
-    for (const auto& e : fs::directory_iterator(src_dir, ec)) {
-      const std::string name = e.path().filename().string();
-      if (e.is_regular_file() && sq_impl::sq_copied_file(name)) {
-        fs::copy_file(e.path(), tmp / name, fs::copy_options::overwrite_existing, ec);
-        if (ec) fail(Errc::output_error, "cannot copy {} into {}: {}", e.path().string(), tmp.string(), ec.message());
-        r.files.push_back(name);
-      }
-    }
+    r.n_parameters = d.n_parameters;
+    r.n_quantized = d.n_quantized;
+    r.source_bytes = d.source_bytes;
+    r.files = d.files;
     ctx_.check_cancelled();
     log_.reset();
     if (cfg_.checkpoint_dir.empty()) fs::remove_all(work_, ec);
@@ -893,7 +793,7 @@ class GsRun {
     r.output = od_->dir();
     r.output_bytes = 0;
     for (const auto& f : r.files) r.output_bytes += fs::file_size(od_->dir() / f, ec);
-    r.bpw = r.n_parameters > 0 ? 8.0 * static_cast<double>(data_bytes) / static_cast<double>(r.n_parameters) : 0;
+    r.bpw = r.n_parameters > 0 ? 8.0 * static_cast<double>(d.data_bytes) / static_cast<double>(r.n_parameters) : 0;
   }
 
   GptqConfig cfg_;

@@ -1,12 +1,19 @@
 // Internal: the output tensors of one GPTQ-quantized linear in either layout (declared, then
 // written into a ShardedSafetensorsWriter), shared by `quantize MODEL gptq` (gptq.cpp) and
-// `convert X.gguf gptq` (gptq_convert.cpp).
+// `convert X.gguf gptq` (gptq_convert.cpp); and the whole output directory's contents, shared by
+// the in-memory quantizer (gptq.cpp) and the streamed one (gptq_stream.cpp).
 #pragma once
 
 #include <lq/gptq.hpp>
 
+#include <lq/context.hpp>
+
+#include "core/output_dir.hpp"
 #include "formats/safetensors_writer.hpp"
 
+#include <filesystem>
+#include <functional>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -23,5 +30,26 @@ struct GpWriteSpec {
 void gp_specs(const std::string& m, const GptqMatrix& q, const GpWriteSpec& w, std::vector<StTensorSpec>& specs);
 /// Writes them, in the order gp_specs declared.
 void gp_write(ShardedSafetensorsWriter& out, const std::string& m, const GptqMatrix& q, const GpWriteSpec& w);
+
+/// What gp_write_directory wrote.
+struct GpDirectory {
+  std::vector<std::string> files;  ///< config.json, quantize_config.json (GPTQ layout), shards, copied files
+  uint64_t data_bytes = 0;         ///< bytes of tensor data
+  int64_t n_parameters = 0;        ///< values in the source's tensors
+  int64_t n_quantized = 0;         ///< values of the quantized linears
+  uint64_t source_bytes = 0;
+};
+
+/// Writes a quantized checkpoint of `src_path` (a Hugging Face directory or its .safetensors file)
+/// into `od`'s temporary directory (made here once every check has passed): the source's tensors in
+/// their order, each quantized linear (a key of `shapes`, its module name; rows, cols, bits and
+/// groups filled) replaced by its packing, fetched by `fetch` only when written (`scratch` may hold
+/// it), float tensors named in `floats` replaced by those values, config.json with the layout's
+/// quantization_config (and quantize_config.json), the tokenizer and generation files. The caller
+/// publishes `od`.
+GpDirectory gp_write_directory(const std::filesystem::path& src_path, OutputDir& od, const GptqConfig& cfg,
+                               const std::map<std::string, GptqMatrix>& shapes,
+                               const std::function<const GptqMatrix&(const std::string& module, GptqMatrix& scratch)>& fetch,
+                               const std::map<std::string, std::vector<float>>& floats, const Context& ctx);
 
 }  // namespace lq::gptq_impl
