@@ -423,14 +423,7 @@ struct GptqQuantizer::Impl {
       fail(Errc::invalid_argument, "gptq: mixture-of-experts models ({}) are not supported", src.config().model_type);
     model = Model::load(src);
     const ModelConfig& mc = model->config();
-    const bool gptq_layout = cfg.layout != GptqLayout::compressed_tensors;
-    if (cfg.layout == GptqLayout::awq) {
-      if (cfg.params.bits != 4) fail(Errc::invalid_argument, "gptq: the AWQ layout stores 4-bit codes only, not {}-bit", cfg.params.bits);
-      if (cfg.params.group_size < 1)
-        fail(Errc::invalid_argument, "gptq: the AWQ layout needs a group size (AutoAWQ's kernels have no per-channel form)");
-      if (cfg.params.act_order == GptqActOrder::group)
-        fail(Errc::invalid_argument, "gptq: the AWQ layout has no g_idx: use --act-order (static groups), not --act-order-group");
-    }
+    gp_check_layout(cfg);
     cfg.params.scale_storage = 16;  // GPTQ layout: fp16 scales
     for (const LinearInfo& l : model->linears()) {
       if (l.layer < 0) continue;
@@ -446,18 +439,7 @@ struct GptqQuantizer::Impl {
       else if (l.role == "ffn_down") x.site = 3;
       else fail(Errc::invalid_model, "gptq: unexpected linear {} ({})", l.name, l.role);
       x.permuted = architecture_of(mc, "gptq").permute_qk && (l.role == "attn_q" || l.role == "attn_k");
-      const int64_t g = cfg.params.group_size;
-      if (g > 0 && x.cols % g != 0)
-        fail(Errc::invalid_argument, "gptq: group size {} does not divide the row length {} of {}", g, x.cols, x.module);
-      if (gptq_layout && ((x.cols * cfg.params.bits) % 32 != 0 || (x.rows * cfg.params.bits) % 32 != 0))
-        fail(Errc::invalid_argument, "gptq: {} ({} x {}) does not fill whole int32 words at {} bits (the GPTQ layout "
-             "packs 32 / bits values a word along both axes)", x.module, x.rows, x.cols, cfg.params.bits);
-      if (!gptq_layout) {
-        if (l.type == QuantType::BF16) cfg.params.scale_storage = 17;
-        else if (l.type == QuantType::F16) cfg.params.scale_storage = 16;
-        else if (l.type == QuantType::F32) cfg.params.scale_storage = 0;
-        else fail(Errc::invalid_model, "gptq: {} is stored as {}, not a float type", x.module, type_info(l.type).name);
-      }
+      gp_check_linear(cfg, x.module, x.rows, x.cols, l.type, cfg.params.scale_storage);
       linears.push_back(std::move(x));
     }
     if (linears.empty()) fail(Errc::invalid_model, "gptq: {} has no decoder linears", src.path().string());
@@ -643,6 +625,32 @@ struct GptqQuantizer::Impl {
 };
 
 namespace gptq_impl {
+
+void gp_check_layout(const GptqConfig& cfg) {
+  if (cfg.layout != GptqLayout::awq) return;
+  if (cfg.params.bits != 4) fail(Errc::invalid_argument, "gptq: the AWQ layout stores 4-bit codes only, not {}-bit", cfg.params.bits);
+  if (cfg.params.group_size < 1)
+    fail(Errc::invalid_argument, "gptq: the AWQ layout needs a group size (AutoAWQ's kernels have no per-channel form)");
+  if (cfg.params.act_order == GptqActOrder::group)
+    fail(Errc::invalid_argument, "gptq: the AWQ layout has no g_idx: use --act-order (static groups), not --act-order-group");
+}
+
+void gp_check_linear(const GptqConfig& cfg, const std::string& module, int64_t rows, int64_t cols, QuantType type,
+                     int& scale_storage) {
+  const bool gptq_layout = cfg.layout != GptqLayout::compressed_tensors;
+  const int64_t g = cfg.params.group_size;
+  if (g > 0 && cols % g != 0)
+    fail(Errc::invalid_argument, "gptq: group size {} does not divide the row length {} of {}", g, cols, module);
+  if (gptq_layout && ((cols * cfg.params.bits) % 32 != 0 || (rows * cfg.params.bits) % 32 != 0))
+    fail(Errc::invalid_argument, "gptq: {} ({} x {}) does not fill whole int32 words at {} bits (the GPTQ layout "
+         "packs 32 / bits values a word along both axes)", module, rows, cols, cfg.params.bits);
+  if (!gptq_layout) {
+    if (type == QuantType::BF16) scale_storage = 17;
+    else if (type == QuantType::F16) scale_storage = 16;
+    else if (type == QuantType::F32) scale_storage = 0;
+    else fail(Errc::invalid_model, "gptq: {} is stored as {}, not a float type", module, type_info(type).name);
+  }
+}
 
 GpDirectory gp_write_directory(const fs::path& src_path, OutputDir& od, const GptqConfig& cfg,
                                const std::map<std::string, GptqMatrix>& shapes,

@@ -318,14 +318,7 @@ class GsRun {
  private:
   void plan_linears() {
     const ModelConfig& mc = src_->config();
-    const bool gptq_layout = cfg_.layout != GptqLayout::compressed_tensors;
-    if (cfg_.layout == GptqLayout::awq) {
-      if (cfg_.params.bits != 4) fail(Errc::invalid_argument, "gptq: the AWQ layout stores 4-bit codes only, not {}-bit", cfg_.params.bits);
-      if (cfg_.params.group_size < 1)
-        fail(Errc::invalid_argument, "gptq: the AWQ layout needs a group size (AutoAWQ's kernels have no per-channel form)");
-      if (cfg_.params.act_order == GptqActOrder::group)
-        fail(Errc::invalid_argument, "gptq: the AWQ layout has no g_idx: use --act-order (static groups), not --act-order-group");
-    }
+    gptq_impl::gp_check_layout(cfg_);
     const Architecture& arch = architecture_of(mc, "gptq");
     require_separate_linears(arch, "gptq");
     cfg_.params.scale_storage = 16;
@@ -342,18 +335,7 @@ class GsRun {
         x.rows = t.ne[1];
         x.cols = t.ne[0];
         x.permuted = arch.permute_qk && (x.role == "attn_q" || x.role == "attn_k");
-        const int64_t g = cfg_.params.group_size;
-        if (g > 0 && x.cols % g != 0)
-          fail(Errc::invalid_argument, "gptq: group size {} does not divide the row length {} of {}", g, x.cols, x.module);
-        if (gptq_layout && ((x.cols * cfg_.params.bits) % 32 != 0 || (x.rows * cfg_.params.bits) % 32 != 0))
-          fail(Errc::invalid_argument, "gptq: {} ({} x {}) does not fill whole int32 words at {} bits (the GPTQ layout "
-               "packs 32 / bits values a word along both axes)", x.module, x.rows, x.cols, cfg_.params.bits);
-        if (!gptq_layout) {
-          if (t.type == QuantType::BF16) cfg_.params.scale_storage = 17;
-          else if (t.type == QuantType::F16) cfg_.params.scale_storage = 16;
-          else if (t.type == QuantType::F32) cfg_.params.scale_storage = 0;
-          else fail(Errc::invalid_model, "gptq: {} is stored as {}, not a float type", x.module, type_info(t.type).name);
-        }
+        gptq_impl::gp_check_linear(cfg_, x.module, x.rows, x.cols, t.type, cfg_.params.scale_storage);
         linears_.push_back(std::move(x));
       }
     if (linears_.empty()) fail(Errc::invalid_model, "gptq: {} has no decoder linears", src_->path().string());

@@ -31,6 +31,15 @@ void gp_specs(const std::string& m, const GptqMatrix& q, const GpWriteSpec& w, s
 /// Writes them, in the order gp_specs declared.
 void gp_write(ShardedSafetensorsWriter& out, const std::string& m, const GptqMatrix& q, const GpWriteSpec& w);
 
+/// The layout's limits on the parameters (AWQ: 4-bit codes, a group size, no g_idx);
+/// Errc::invalid_argument naming the one not met.
+void gp_check_layout(const GptqConfig& cfg);
+/// One linear's checks (the group size divides its rows; whole int32 words in the GPTQ and AWQ
+/// layouts; a float type) and, for compressed-tensors, the scale storage its dtype gives
+/// (`scale_storage`: 0 F32, 16 F16, 17 BF16; left as it is for the other layouts).
+void gp_check_linear(const GptqConfig& cfg, const std::string& module, int64_t rows, int64_t cols, QuantType type,
+                     int& scale_storage);
+
 /// What gp_write_directory wrote.
 struct GpDirectory {
   std::vector<std::string> files;  ///< config.json, quantize_config.json (GPTQ layout), shards, copied files

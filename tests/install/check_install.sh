@@ -31,9 +31,13 @@ cmake --build "$work/consumer" >/dev/null
 "$work/consumer/consumer_static"
 "$work/consumer/consumer_shared"
 # The shared program really uses the shared library.
+# (ldd's output is read whole first: `ldd | grep -q` under pipefail fails at random when grep
+# exits before ldd has written everything and ldd dies of SIGPIPE.)
 if command -v ldd >/dev/null; then
-  ldd "$work/consumer/consumer_shared" | grep -q "$prefix/.*liblq\.so" || { echo "consumer_shared does not load $prefix's liblq.so"; exit 1; }
-  ! ldd "$work/consumer/consumer_static" | grep -q "liblq\.so" || { echo "consumer_static loads liblq.so"; exit 1; }
+  shared_libs=$(ldd "$work/consumer/consumer_shared")
+  static_libs=$(ldd "$work/consumer/consumer_static")
+  grep -q "$prefix/.*liblq\.so" <<<"$shared_libs" || { echo "consumer_shared does not load $prefix's liblq.so"; exit 1; }
+  ! grep -q "liblq\.so" <<<"$static_libs" || { echo "consumer_static loads liblq.so"; exit 1; }
 fi
 
 step "pkg-config"
