@@ -353,25 +353,7 @@ struct Session::Impl {
       rope(q.data(), n, c.n_head);
       rope(k.data(), n, c.n_head_kv);
 
-      if (opt.kv_f16) {
-        engine::round_to_half(ex, k.data(), k.data(), n * nkv);
-        engine::round_to_half(ex, v.data(), v.data(), n * nkv);
-      }
-      float* kc = kcache.data() + static_cast<size_t>(l * n_ctx * nkv);
-      float* vc = vcache.data() + static_cast<size_t>(l * n_ctx * nkv);
-      std::memcpy(kc + n_past * nkv, k.data(), sz(n, nkv) * sizeof(float));
-      parallel_for(nkv, n * nkv >= (1 << 15) ? threads : 1, 16, [&](int64_t j0, int64_t j1) {
-        for (int64_t j = j0; j < j1; ++j)
-          for (int64_t t = 0; t < n; ++t) vc[j * n_ctx + n_past + t] = v[static_cast<size_t>(t * nkv + j)];
-      });
-
-      attention(l, n);
-      if (sa) {
-        sa->attn_norm.assign(h.begin(), h.end());
-        sa->q.assign(q.begin(), q.end());
-        sa->attn.assign(attn.begin(), attn.end());
-      }
-      run_linears({b.wo}, attn.data(), n, {proj.data()}, {});
+      attend_and_project(l, n, sa);
       engine::add_into(x.data(), proj.data(), n * d, threads);
       if (sa) sa->ffn_input.assign(x.begin(), x.end());
 
@@ -429,6 +411,32 @@ struct Session::Impl {
     }
   }
 
+  // Block l's attention from q, k, v (already normed and rotated): k and v into the cache (rounded
+  // to binary16 with kv_f16), the attention of the n new positions, its output projection in proj.
+  void attend_and_project(int64_t l, int64_t n, LayerActivations* sa) {
+    const engine::Block& b = m.blocks[static_cast<size_t>(l)];
+    const int64_t nkv = m.config.n_head_kv * m.config.head_dim;
+    if (opt.kv_f16) {
+      engine::round_to_half(ex, k.data(), k.data(), n * nkv);
+      engine::round_to_half(ex, v.data(), v.data(), n * nkv);
+    }
+    float* kc = kcache.data() + static_cast<size_t>(l * n_ctx * nkv);
+    float* vc = vcache.data() + static_cast<size_t>(l * n_ctx * nkv);
+    std::memcpy(kc + n_past * nkv, k.data(), static_cast<size_t>(n * nkv) * sizeof(float));
+    parallel_for(nkv, n * nkv >= (1 << 15) ? threads : 1, 16, [&](int64_t j0, int64_t j1) {
+      for (int64_t j = j0; j < j1; ++j)
+        for (int64_t t = 0; t < n; ++t) vc[j * n_ctx + n_past + t] = v[static_cast<size_t>(t * nkv + j)];
+    });
+
+    attention(l, n);
+    if (sa) {
+      sa->attn_norm.assign(h.begin(), h.end());
+      sa->q.assign(q.begin(), q.end());
+      sa->attn.assign(attn.begin(), attn.end());
+    }
+    run_linears({b.wo}, attn.data(), n, {proj.data()}, {});
+  }
+
   // A Gemma 2/3 block (architectures with sandwich_norms; their logits may be soft-capped): RMSNorm -> q/k/v (-> q/k RMSNorm per head) -> RoPE (the layer's base) ->
   // attention (scaled, soft-capped, windowed as the layer says) -> output projection -> RMSNorm ->
   // residual; RMSNorm -> GELU-tanh gated MLP -> RMSNorm -> residual. Norm weights are used as stored
@@ -447,25 +455,7 @@ struct Session::Impl {
     engine::rope(q.data(), n, c.n_head, hd, m.neox_rope, cs, false, threads);
     engine::rope(k.data(), n, c.n_head_kv, hd, m.neox_rope, cs, false, threads);
 
-    if (opt.kv_f16) {
-      engine::round_to_half(ex, k.data(), k.data(), n * nkv);
-      engine::round_to_half(ex, v.data(), v.data(), n * nkv);
-    }
-    float* kc = kcache.data() + static_cast<size_t>(l * n_ctx * nkv);
-    float* vc = vcache.data() + static_cast<size_t>(l * n_ctx * nkv);
-    std::memcpy(kc + n_past * nkv, k.data(), sz(n, nkv) * sizeof(float));
-    parallel_for(nkv, n * nkv >= (1 << 15) ? threads : 1, 16, [&](int64_t j0, int64_t j1) {
-      for (int64_t j = j0; j < j1; ++j)
-        for (int64_t t = 0; t < n; ++t) vc[j * n_ctx + n_past + t] = v[static_cast<size_t>(t * nkv + j)];
-    });
-
-    attention(l, n);
-    if (sa) {
-      sa->attn_norm.assign(h.begin(), h.end());
-      sa->q.assign(q.begin(), q.end());
-      sa->attn.assign(attn.begin(), attn.end());
-    }
-    run_linears({b.wo}, attn.data(), n, {proj.data()}, {});
+    attend_and_project(l, n, sa);
     rmsnorm(proj.data(), *b.attn_post_norm, proj.data(), n);
     engine::add_into(x.data(), proj.data(), n * d, threads);
     if (sa) sa->ffn_input.assign(x.begin(), x.end());
