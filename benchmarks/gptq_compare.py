@@ -13,9 +13,7 @@
 Run through the .sh, which makes the virtual environment; it is not part of the test suite.
 """
 import argparse
-import json
 import os
-import re
 import sys
 import time
 
@@ -56,69 +54,12 @@ def cmd_llmc(a):
     oneshot(model=model, dataset=ds, recipe=recipe, max_seq_length=a.ctx, num_calibration_samples=len(chunks),
             shuffle_calibration_samples=False)
     model.save_pretrained(a.out, save_compressed=True)
-    try:
-        AutoTokenizer.from_pretrained(a.model).save_pretrained(a.out)
-    except Exception as e:  # the synthetic checkpoint's tokenizer.json may not load here: copy the files
-        print(f"tokenizer not re-saved ({type(e).__name__}: {e}); copying tokenizer files", flush=True)
-    import shutil
-    for f in ("tokenizer.json", "tokenizer.model", "tokenizer_config.json", "special_tokens_map.json",
-              "generation_config.json"):
-        src = os.path.join(a.model, f)
-        if os.path.exists(src) and not os.path.exists(os.path.join(a.out, f)):
-            shutil.copy(src, a.out)
+    lq_eval.save_tokenizer(a.model, a.out)
     print(f"llm-compressor done in {time.time() - t0:.1f} s -> {a.out}", flush=True)
 
 
-def cmd_eval(a):
-    ids, bos, how = lq_eval.load_token_ids(a.model, a.eval_text, a.lq)
-    chunks, first = lq_eval.perplexity_chunks(ids, bos, a.ctx, a.chunks)
-    print(f"evaluation: {len(chunks)} chunks x {a.ctx} tokens of {a.eval_text} ({how}), "
-          f"{a.threads} threads", flush=True)
-    res = lq_eval.evaluate_models(a.model, a.dirs, chunks, first, a.threads)
-    res["_meta"] = {"chunks": len(chunks), "ctx": a.ctx, "tokenizer": how}
-    with open(a.json, "w") as f:
-        json.dump(res, f, indent=1)
-
-
-def parse_time(path):
-    """wall seconds and peak RSS (MiB) from /usr/bin/time -v output."""
-    txt = open(path).read()
-    m = re.search(r"Elapsed \(wall clock\) time \(h:mm:ss or m:ss\): (?:(\d+):)?(\d+):([\d.]+)", txt)
-    wall = (int(m.group(1) or 0) * 3600 + int(m.group(2)) * 60 + float(m.group(3))) if m else float("nan")
-    r = re.search(r"Maximum resident set size \(kbytes\): (\d+)", txt)
-    rss = int(r.group(1)) / 1024 if r else float("nan")
-    st = re.search(r"Exit status: (\d+)", txt)
-    return wall, rss, int(st.group(1)) if st else 0
-
-
-def cmd_report(a):
-    ev = json.load(open(a.json)) if a.json and os.path.exists(a.json) else {}
-    rows = {}
-    for spec in a.time:
-        name, path, out = spec.split("=", 2)
-        wall, rss, st = parse_time(path)
-        e = ev.get(out, {})
-        rows[name] = (wall, rss, st, e.get("kld"), e.get("ppl"), e.get("same_top"))
-    meta = ev.get("_meta", {})
-    base = next((v for k, v in ev.items() if not k.startswith("_") and "kld" not in v), None)
-    print()
-    print(f"== {a.title}")
-    if base:
-        print(f"original: perplexity {base['ppl']:.4f} on {meta.get('chunks')} chunks x ctx {meta.get('ctx')} "
-              f"({meta.get('tokenizer')})")
-    print(f"{'':16} {'wall s':>9} {'peak RSS MiB':>13} {'KLD':>10} {'ppl':>9} {'same top':>9}")
-    f = lambda v, p: "-" if v is None else f"{v:.{p}f}"
-    for name, (wall, rss, st, kld, ppl, same) in rows.items():
-        flag = "" if st == 0 else f"  (exit {st})"
-        print(f"{name:16} {wall:9.2f} {rss:13.1f} {f(kld, 6):>10} {f(ppl, 4):>9} {f(same, 4):>9}{flag}")
-    if "lq" in rows and "llm-compressor" in rows and rows["lq"][2] == 0:
-        lw, lr, _, lk, _, _ = rows["lq"]
-        cw, cr, _, ck, _, _ = rows["llm-compressor"]
-        print(f"ratios (llm-compressor / lq): time {cw / lw:.2f}x, peak RSS {cr / lr:.2f}x" +
-              (f", KLD lq/llm-compressor {lk / ck:.3f}" if lk is not None and ck else ""))
-    for k, v in ev.items():
-        if not k.startswith("_") and v.get("modules"):
-            print(f"transformers built for {k}: " + "; ".join(v["modules"]))
+cmd_eval = lq_eval.cmd_eval
+cmd_report = lq_eval.cmd_report
 
 
 def main():
