@@ -68,63 +68,6 @@ class GsCancelAfter final : public Progress {
   int64_t after_;
 };
 
-// `lq ARGS...` with stderr on a pipe.
-struct GsChild {
-  pid_t pid = -1;
-  FILE* err = nullptr;
-  std::string text;
-
-  explicit GsChild(const std::vector<std::string>& args) {
-    int fds[2];
-    REQUIRE(::pipe(fds) == 0);
-    pid = ::fork();
-    REQUIRE(pid >= 0);
-    if (pid == 0) {
-      ::dup2(fds[1], 2);
-      ::close(fds[0]);
-      ::close(fds[1]);
-      std::FILE* null = std::freopen("/dev/null", "w", stdout);
-      (void)null;
-      std::vector<char*> argv;
-      const std::string cli = test::cli_path();
-      argv.push_back(const_cast<char*>(cli.c_str()));
-      for (const auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
-      argv.push_back(nullptr);
-      ::execv(cli.c_str(), argv.data());
-      ::_exit(127);
-    }
-    ::close(fds[1]);
-    err = ::fdopen(fds[0], "r");
-  }
-  ~GsChild() {
-    if (pid > 0) {
-      ::kill(pid, SIGKILL);
-      ::waitpid(pid, nullptr, 0);
-    }
-    if (err) std::fclose(err);
-  }
-  // Reads stderr until a "GPTQ ... D/N blocks" progress line with D >= done.
-  bool wait_for_block(int64_t done) {
-    char line[4096];
-    while (std::fgets(line, sizeof line, err)) {
-      text += line;
-      const char* g = std::strstr(line, "GPTQ");
-      const char* pct = g ? std::strchr(g, '%') : nullptr;
-      long long d = 0, n = 0;
-      if (pct && std::strstr(line, " blocks") && std::sscanf(pct + 1, " %lld/%lld", &d, &n) == 2 && d >= done) return true;
-    }
-    return false;
-  }
-  int kill_and_wait(int sig) {
-    ::kill(pid, sig);
-    char buf[4096];
-    while (std::fgets(buf, sizeof buf, err)) text += buf;
-    int st = 0;
-    ::waitpid(pid, &st, 0);
-    pid = -1;
-    return st;
-  }
-};
 
 }  // namespace
 
@@ -240,11 +183,11 @@ TEST_CASE("gptq stream: lq quantize MODEL gptq killed with SIGKILL resumes to th
   const auto want = gs_files(tmp / "ref");
   const fs::path ckpt = tmp / "ckpt";
   {
-    GsChild c({"--threads", "2", "quantize", t->dir.string(), "gptq", "--calibration-samples", "3", "--ctx", "48",
+    test::CliChild c({"--threads", "2", "quantize", t->dir.string(), "gptq", "--calibration-samples", "3", "--ctx", "48",
                "--calibration-data", t->calib.string(), "--checkpoint-dir", ckpt.string(), "-o", (tmp / "out").string()});
-    REQUIRE(c.wait_for_block(2));
-    const int st = c.kill_and_wait(SIGKILL);
-    INFO(c.text);
+    REQUIRE(c.wait_for_progress("GPTQ", " blocks", 2));
+    const int st = c.signal_and_wait(SIGKILL);
+    INFO(c.text());
     REQUIRE(WIFSIGNALED(st));
   }
   CHECK_FALSE(fs::exists(tmp / "out"));

@@ -47,65 +47,6 @@ int resume_count_files(const fs::path& dir, const std::string& prefix) {
   return n;
 }
 
-// `lq ARGS...` started with stderr on a pipe: the test reads its progress lines and signals it.
-struct ResumeChild {
-  pid_t pid = -1;
-  FILE* err = nullptr;
-  std::string text;  // stderr read so far
-
-  explicit ResumeChild(const std::vector<std::string>& args) {
-    int fds[2];
-    REQUIRE(::pipe(fds) == 0);
-    pid = ::fork();
-    REQUIRE(pid >= 0);
-    if (pid == 0) {
-      ::dup2(fds[1], 2);
-      ::close(fds[0]);
-      ::close(fds[1]);
-      std::FILE* null = std::freopen("/dev/null", "w", stdout);
-      (void)null;
-      std::vector<char*> argv;
-      const std::string cli = test::cli_path();
-      argv.push_back(const_cast<char*>(cli.c_str()));
-      for (const auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
-      argv.push_back(nullptr);
-      ::execv(cli.c_str(), argv.data());
-      ::_exit(127);
-    }
-    ::close(fds[1]);
-    err = ::fdopen(fds[0], "r");
-  }
-  ~ResumeChild() {
-    if (pid > 0) {
-      ::kill(pid, SIGKILL);
-      ::waitpid(pid, nullptr, 0);
-    }
-    if (err) std::fclose(err);
-  }
-  // Reads stderr until a "Quantizing ... D/N tensors" line with D >= `done`; false at its end.
-  bool wait_for_tensor(int64_t done) {
-    char line[4096];
-    while (std::fgets(line, sizeof line, err)) {
-      text += line;
-      long long d = 0, n = 0;
-      const char* q = std::strstr(line, "Quantizing ");
-      const char* pct = q ? std::strchr(q, '%') : nullptr;
-      if (pct && std::strstr(line, " tensors") && std::sscanf(pct + 1, " %lld/%lld", &d, &n) == 2 && d >= done)
-        return true;
-    }
-    return false;
-  }
-  // Sends `sig` and waits: the wait status.
-  int signal_and_wait(int sig) {
-    ::kill(pid, sig);
-    char buf[4096];
-    while (std::fgets(buf, sizeof buf, err)) text += buf;
-    int st = 0;
-    ::waitpid(pid, &st, 0);
-    pid = -1;
-    return st;
-  }
-};
 
 std::vector<std::string> resume_args(const std::string& model, const std::string& level, const fs::path& out) {
   return {"quantize", model, "gguf", "-q", level, "-o", out.string(), "--threads", "2"};
@@ -250,19 +191,19 @@ TEST_CASE("resume: lq quantize killed with SIGKILL at several points resumes to 
     auto args = resume_args(model, "Q4_K_M", tmp / "out.gguf");
     if (at == 30) args.insert(args.end(), {"--checkpoint-dir", ckpt.string()});
     else args.insert(args.end(), {"--resume", ckpt.string()});
-    ResumeChild c(args);
-    REQUIRE(c.wait_for_tensor(at));
+    test::CliChild c(args);
+    REQUIRE(c.wait_for_progress("Quantizing ", " tensors", at));
     const int st = c.signal_and_wait(SIGKILL);
-    INFO(c.text);
+    INFO(c.text());
     REQUIRE(WIFSIGNALED(st));
     CHECK(WTERMSIG(st) == SIGKILL);
     CHECK_FALSE(fs::exists(tmp / "out.gguf"));
     if (at != 30) {
-      const size_t p = c.text.find("resumed: ");
+      const size_t p = c.text().find("resumed: ");
       REQUIRE(p != std::string::npos);
-      const int64_t resumed = std::stoll(c.text.substr(p + 9));
+      const int64_t resumed = std::stoll(c.text().substr(p + 9));
       CHECK(resumed >= last);
-      CHECK(c.text.find("/291 tensors from " + state.string()) != std::string::npos);
+      CHECK(c.text().find("/291 tensors from " + state.string()) != std::string::npos);
     }
     const std::string log = read_file(state / "tensors.log");
     last = std::count(log.begin(), log.end(), '\n');
@@ -283,14 +224,14 @@ TEST_CASE("resume: lq quantize killed with SIGKILL at several points resumes to 
   {
     auto args = resume_args(model, "Q4_K_M", tmp / "int.gguf");
     args.insert(args.end(), {"--checkpoint-dir", ckpt.string()});
-    ResumeChild c(args);
-    REQUIRE(c.wait_for_tensor(60));
+    test::CliChild c(args);
+    REQUIRE(c.wait_for_progress("Quantizing ", " tensors", 60));
     const int st = c.signal_and_wait(SIGINT);
-    INFO(c.text);
+    INFO(c.text());
     REQUIRE(WIFEXITED(st));
     CHECK(WEXITSTATUS(st) == 8);
-    CHECK(c.text.find("the checkpoint was kept in " + state.string()) != std::string::npos);
-    CHECK(test::error_lines(c.text) == 1);
+    CHECK(c.text().find("the checkpoint was kept in " + state.string()) != std::string::npos);
+    CHECK(test::error_lines(c.text()) == 1);
     CHECK(fs::exists(state / "state.json"));
     CHECK(resume_count_files(tmp.path(), "int.gguf") + resume_count_files(tmp.path(), ".int.gguf") == 0);
   }
@@ -335,8 +276,8 @@ TEST_CASE("resume: a dynamic profile killed with SIGKILL resumes to the same byt
     auto args = resume_args(model, "dynamic", tmp / "out.gguf");
     args.insert(args.end(), dyn.begin(), dyn.end());
     args.insert(args.end(), {"--checkpoint-dir", ckpt.string()});
-    ResumeChild c(args);
-    REQUIRE(c.wait_for_tensor(100));
+    test::CliChild c(args);
+    REQUIRE(c.wait_for_progress("Quantizing ", " tensors", 100));
     const int st = c.signal_and_wait(SIGKILL);
     REQUIRE(WIFSIGNALED(st));
   }

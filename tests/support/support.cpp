@@ -11,6 +11,7 @@
 #include <array>
 #include <cmath>
 #include <atomic>
+#include <csignal>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -95,6 +96,59 @@ std::optional<TinyWithImatrix> tiny_with_imatrix() {
 }
 
 std::string cli_path() { return LQ_CLI_PATH; }
+
+CliChild::CliChild(const std::vector<std::string>& args) {
+  int fds[2];
+  REQUIRE(::pipe(fds) == 0);
+  pid_ = ::fork();
+  REQUIRE(pid_ >= 0);
+  if (pid_ == 0) {
+    ::dup2(fds[1], 2);
+    ::close(fds[0]);
+    ::close(fds[1]);
+    std::FILE* null = std::freopen("/dev/null", "w", stdout);
+    (void)null;
+    std::vector<char*> argv;
+    const std::string cli = cli_path();
+    argv.push_back(const_cast<char*>(cli.c_str()));
+    for (const auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
+    argv.push_back(nullptr);
+    ::execv(cli.c_str(), argv.data());
+    ::_exit(127);
+  }
+  ::close(fds[1]);
+  err_ = ::fdopen(fds[0], "r");
+}
+
+CliChild::~CliChild() {
+  if (pid_ > 0) {
+    ::kill(pid_, SIGKILL);
+    ::waitpid(pid_, nullptr, 0);
+  }
+  if (err_) std::fclose(err_);
+}
+
+bool CliChild::wait_for_progress(const char* label, const char* unit, int64_t done) {
+  char line[4096];
+  while (std::fgets(line, sizeof line, err_)) {
+    text_ += line;
+    long long d = 0, n = 0;
+    const char* at = std::strstr(line, label);
+    const char* pct = at ? std::strchr(at, '%') : nullptr;
+    if (pct && std::strstr(line, unit) && std::sscanf(pct + 1, " %lld/%lld", &d, &n) == 2 && d >= done) return true;
+  }
+  return false;
+}
+
+int CliChild::signal_and_wait(int sig) {
+  ::kill(pid_, sig);
+  char buf[4096];
+  while (std::fgets(buf, sizeof buf, err_)) text_ += buf;
+  int st = 0;
+  ::waitpid(pid_, &st, 0);
+  pid_ = -1;
+  return st;
+}
 
 int error_lines(const std::string& err) {
   int n = 0;

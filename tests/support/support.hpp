@@ -9,6 +9,7 @@
 #include <nlohmann/json.hpp>
 
 #include <cstdint>
+#include <cstdio>
 #include <filesystem>
 #include <functional>
 #include <optional>
@@ -57,6 +58,27 @@ std::optional<TinyWithImatrix> tiny_with_imatrix();
 
 /// Path of the built lq CLI.
 std::string cli_path();
+/// `lq ARGS...` started in the background with stderr on a pipe, so that a test can read its
+/// progress lines and signal it at a chosen point (killed and reaped when destroyed).
+class CliChild {
+ public:
+  explicit CliChild(const std::vector<std::string>& args);
+  ~CliChild();
+  CliChild(const CliChild&) = delete;
+  CliChild& operator=(const CliChild&) = delete;
+  /// Reads stderr until a progress line "`label` ... % D/N`unit`" with D >= `done`; false when
+  /// stderr ends first.
+  bool wait_for_progress(const char* label, const char* unit, int64_t done);
+  /// Sends `sig`, reads the rest of stderr and waits: the wait status.
+  int signal_and_wait(int sig);
+  const std::string& text() const { return text_; }  ///< stderr read so far
+
+ private:
+  int pid_ = -1;
+  std::FILE* err_ = nullptr;
+  std::string text_;
+};
+
 /// Lines of a CLI's stderr that report an error (progress lines may precede the one error line).
 int error_lines(const std::string& err);
 /// A run of the lq CLI that must fail: the arguments after `lq`, the exit code, and a text the
