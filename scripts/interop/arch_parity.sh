@@ -148,7 +148,12 @@ case "$steps" in *" ppl "*)
 # 5. transformers as the reference for the engine
 case "$steps" in *" hf "*)
   echo "-- transformers vs lq perplexity on the checkpoint (float32, first $ctx tokens)"
-  if quietly "$work/hf-ref.json" "$convert_py" "$here/arch_parity_hf.py" "$src" "$evalt" "$ctx" \
+  # Both score the token ids lq's tokenizer gives (the tokenizer's own agreement with transformers is
+  # the tokenizer tests' business; Gemma's converter, for one, turns off the space prefix that
+  # transformers' SentencePiece tokenizer adds).
+  head -c $((40 * ctx)) "$evalt" > "$work/hf-text.txt"
+  if quietly "$work/hf-ids.json" "$lq" --quiet --format json tokenize "$src" -f "$work/hf-text.txt" \
+     && quietly "$work/hf-ref.json" "$convert_py" "$here/arch_parity_hf.py" "$src" "$evalt" "$ctx" "$work/hf-ids.json" \
      && quietly "$work/hf-lq.json" "$lq" --quiet --format json --threads "$threads" perplexity "$src" -f "$evalt" \
         --ctx "$ctx" --chunks 1; then
     tail -n 1 "$work/hf-ref.json" > "$work/hf-ref.last.json"

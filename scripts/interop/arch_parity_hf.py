@@ -4,7 +4,9 @@
 # the chunk scored), in float32: the reference for the
 # engine's arithmetic on an architecture (arch_parity.sh step "hf"). Needs torch and transformers.
 #
-#   arch_parity_hf.py HF_DIR TEXT CTX      prints {"perplexity": P, "tokens": N} as JSON
+#   arch_parity_hf.py HF_DIR TEXT CTX [IDS_JSON]   prints {"perplexity": P, "tokens": N} as JSON
+# IDS_JSON: `lq tokenize --format json` of the text's start, scored instead of transformers' own
+# tokenization (so that only the arithmetic is compared).
 import json
 import math
 import sys
@@ -14,17 +16,23 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 
 
 def main():
-    if len(sys.argv) != 4:
-        print("usage: arch_parity_hf.py HF_DIR TEXT CTX", file=sys.stderr)
+    if len(sys.argv) not in (4, 5):
+        print("usage: arch_parity_hf.py HF_DIR TEXT CTX [IDS_JSON]", file=sys.stderr)
         return 2
     path, text_path, ctx = sys.argv[1], sys.argv[2], int(sys.argv[3])
-    tok = AutoTokenizer.from_pretrained(path)
-    with open(text_path, encoding="utf-8") as f:
-        text = f.read()
     cfg = json.load(open(f"{path}/config.json"))
-    bos = cfg.get("bos_token_id", tok.bos_token_id)
+    cfg = cfg.get("text_config", cfg) if "bos_token_id" not in cfg else cfg
+    if len(sys.argv) == 5:
+        body = json.load(open(sys.argv[4]))["tokens"]
+        bos = cfg.get("bos_token_id")
+    else:
+        tok = AutoTokenizer.from_pretrained(path)
+        with open(text_path, encoding="utf-8") as f:
+            text = f.read()
+        bos = cfg.get("bos_token_id", tok.bos_token_id)
+        body = tok(text[: 40 * ctx], add_special_tokens=False)["input_ids"]
     # the stream starts with BOS (llama-perplexity tokenizes with it), and so does the chunk
-    ids = ([bos] if bos is not None else []) + tok(text[: 40 * ctx], add_special_tokens=False)["input_ids"]
+    ids = ([bos] if bos is not None else []) + body
     ids = ids[:ctx]
     if len(ids) < ctx:
         print(f"the text holds {len(ids)} tokens, fewer than {ctx}", file=sys.stderr)
