@@ -722,6 +722,9 @@ class HfSource final : public ModelSource {
           continue;
         }
       if (hf_.int8 && int8_companion(hf)) continue;
+      if (hf_.quant && hf != hf_stored)  // the quantized parts are looked up by their stored names
+        fail(Errc::invalid_model, "{}: tensor '{}': quantized checkpoints of multimodal models (a 'language_model.' "
+             "prefix) are not supported", dir_.string(), hf_stored);
       if (hf_.quant && build_quantized_tensor(hf, *loc.second, permute)) continue;
       auto m = map_name(hf, permute, loc.first->path().string(), arch);
       if (!m) continue;
