@@ -83,19 +83,28 @@ aarch64-linux-gnu-readelf -h "$bin" | grep -q "Machine:.*AArch64" ||
   { echo "check-aarch64: $bin is not an aarch64 program" >&2; exit 1; }
 
 # ---- tests under qemu ----------------------------------------------------------------------
-run() { "$qemu" -L "$sysroot" "$bin" "$@"; }
+# The dynamic loader comes from the cross sysroot (qemu's -L); the C library must be the same
+# build. Without the search path below the loader takes libc.so.6 from the host's arm64 multiarch
+# package (libc6:arm64, pulled in by libfmt-dev:arm64) through the host's ld.so.cache: when the two
+# glibc builds differ (2.36-8cross1 against 2.36-9+deb12u14 on Debian 12), the loader's shared
+# data layout disagrees with libc's and the first pthread_create spins forever walking a stack
+# list it reads at the wrong offset. The cross libraries first, then the multiarch ones (libfmt).
+libpath="$sysroot/lib:/usr/lib/aarch64-linux-gnu:/lib/aarch64-linux-gnu"
+qemu_run=("$qemu" -L "$sysroot" -E "LD_LIBRARY_PATH=$libpath")
+run() { "${qemu_run[@]}" "$bin" "$@"; }
 echo
 echo "check-aarch64: lq_tests built for aarch64 in $((t1 - t0)) s; running under $("$qemu" --version | head -1)"
 
-# Can qemu-user start a thread here? Some hosts' emulation never returns from pthread_create.
+# Can the emulated program start a thread? (It could not while the loader and libc above came from
+# two glibc builds.)
 probe="$build/thread_probe"
 printf '#include <thread>\nint main() { std::thread t([] {}); t.join(); }\n' >"$probe.cpp"
 aarch64-linux-gnu-g++ -O1 "$probe.cpp" -o "$probe" -pthread
-if timeout 60 "$qemu" -L "$sysroot" "$probe"; then
+if timeout 60 "${qemu_run[@]}" "$probe"; then
   echo "check-aarch64: qemu-user starts threads on this host"
   threads_ok=1
 else
-  echo "check-aarch64: qemu-user on this host never returns from pthread_create (probe: $probe.cpp);"
+  echo "check-aarch64: the emulated program never returns from pthread_create (probe: $probe.cpp);"
   echo "  every test that starts a thread (thread pools, the background file writer) will time out"
   threads_ok=0
 fi
@@ -117,7 +126,7 @@ while IFS= read -r name; do
   esc=$(sed 's/[],[\\*]/\\&/g' <<<"$name")
   s0=$(date +%s)
   set +e
-  timeout "$limit" "$qemu" -L "$sysroot" "$bin" "$esc" >>"$log" 2>&1
+  timeout "$limit" "${qemu_run[@]}" "$bin" "$esc" >>"$log" 2>&1
   rc=$?
   set -e
   s1=$(date +%s)
@@ -139,7 +148,7 @@ echo "  $count test cases: $passed passed, $skipped skipped, $failed failed, $ti
 echo "  build $((t1 - t0)) s, tests $((t2 - t1)) s, total $((t2 - t0)) s"
 if [[ $failed -ne 0 || $timedout -ne 0 ]]; then
   [[ $threads_ok -eq 0 && $failed -eq 0 ]] &&
-    echo "check-aarch64: only timeouts, and this host's qemu-user cannot start threads (see above)" >&2
+    echo "check-aarch64: only timeouts, and the emulated program cannot start threads (see above)" >&2
   echo "check-aarch64: FAILED" >&2
   exit 1
 fi
