@@ -92,6 +92,8 @@ aarch64-linux-gnu-readelf -h "$bin" | grep -q "Machine:.*AArch64" ||
 libpath="$sysroot/lib:/usr/lib/aarch64-linux-gnu:/lib/aarch64-linux-gnu"
 qemu_run=("$qemu" -L "$sysroot" -E "LD_LIBRARY_PATH=$libpath")
 run() { "${qemu_run[@]}" "$bin" "$@"; }
+# Tests that start the lq program run it through the same emulator (tests/support: cli_path).
+export LQ_TEST_CLI_WRAPPER="$(command -v "$qemu") -L $sysroot -E LD_LIBRARY_PATH=$libpath"
 echo
 echo "check-aarch64: lq_tests built for aarch64 in $((t1 - t0)) s; running under $("$qemu" --version | head -1)"
 

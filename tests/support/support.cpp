@@ -95,7 +95,23 @@ std::optional<TinyWithImatrix> tiny_with_imatrix() {
   return TinyWithImatrix{*model, *imatrix_path, Imatrix::load(*imatrix_path)};
 }
 
-std::string cli_path() { return LQ_CLI_PATH; }
+namespace {
+// LQ_TEST_CLI_WRAPPER split into words (no quoting: an emulator and its options).
+std::vector<std::string> cli_wrapper_words() {
+  std::vector<std::string> words;
+  if (const char* w = std::getenv("LQ_TEST_CLI_WRAPPER")) {
+    std::istringstream in(w);
+    for (std::string word; in >> word;) words.push_back(word);
+  }
+  return words;
+}
+}  // namespace
+
+std::string cli_path() {
+  std::string cmd;
+  for (const auto& w : cli_wrapper_words()) cmd += w + " ";
+  return cmd + LQ_CLI_PATH;
+}
 
 CliChild::CliChild(const std::vector<std::string>& args) {
   int fds[2];
@@ -108,12 +124,13 @@ CliChild::CliChild(const std::vector<std::string>& args) {
     ::close(fds[1]);
     std::FILE* null = std::freopen("/dev/null", "w", stdout);
     (void)null;
+    std::vector<std::string> words = cli_wrapper_words();
+    words.push_back(LQ_CLI_PATH);
+    words.insert(words.end(), args.begin(), args.end());
     std::vector<char*> argv;
-    const std::string cli = cli_path();
-    argv.push_back(const_cast<char*>(cli.c_str()));
-    for (const auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
+    for (auto& w : words) argv.push_back(w.data());
     argv.push_back(nullptr);
-    ::execv(cli.c_str(), argv.data());
+    ::execv(argv[0], argv.data());
     ::_exit(127);
   }
   ::close(fds[1]);

@@ -56,7 +56,9 @@ struct TinyWithImatrix {
 /// Both, or nullopt when either is absent (as with shared_file(), the test is then skipped).
 std::optional<TinyWithImatrix> tiny_with_imatrix();
 
-/// Path of the built lq CLI.
+/// The command that runs the built lq CLI, for a shell command line: its path, preceded by the
+/// words of LQ_TEST_CLI_WRAPPER when that is set (an emulator such as qemu-user for a cross build;
+/// scripts/check-aarch64.sh sets it).
 std::string cli_path();
 /// `lq ARGS...` started in the background with stderr on a pipe, so that a test can read its
 /// progress lines and signal it at a chosen point (killed and reaped when destroyed).
