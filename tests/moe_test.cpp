@@ -11,6 +11,7 @@
 #include <lq/model.hpp>
 #include <lq/profile.hpp>
 #include <lq/quantizer.hpp>
+#include <lq/sensitivity.hpp>
 #include <lq/super_weights.hpp>
 
 #include "engine/backward.hpp"
@@ -722,6 +723,22 @@ TEST_CASE("moe: a super weight planted in one expert is found there and survives
   read_rows_f32(out, *t, E * d + j, 1, row.data());
   INFO("type " << type_name(t->type) << ": 8 -> " << row[k]);
   CHECK(std::fabs(row[static_cast<size_t>(k)] - 8.0f) <= 0.08f);
+  // Measured sensitivity (objective kld) quantizes a merged expert tensor expert by expert with
+  // that expert's importance, and restores it.
+  SensitivityOptions so;
+  so.imatrix = &im;
+  so.ctx = 32;
+  so.chunks = 2;
+  so.types = {QuantType::Q2_K, QuantType::Q6_K};
+  so.tensors = {"blk.0.ffn_down_exps.weight", "blk.2.ffn_up_exps.weight"};
+  const SensitivityTable st = measure_sensitivity(*src, toks, so);
+  REQUIRE(st.rows.size() == 2);
+  CHECK(st.reference_kld_floor < 1e-9);
+  for (const auto& sr : st.rows) {
+    INFO(sr.tensor << ": Q2_K " << sr.kld[0] << ", Q6_K " << sr.kld[1]);
+    CHECK(sr.kld[0] > 4 * sr.kld[1]);
+    CHECK(sr.kld[1] > 0);
+  }
   // The file runs.
   auto q = Model::load(tmp / "dyn.gguf");
   const std::vector<float> l = last_logits(*q, {1, 40, 41, 900});
