@@ -610,6 +610,24 @@ TEST_CASE("moe: gradient and Fisher importance, one row and one count per expert
   }
   const ImatrixEntry* fd = fisher.find("blk.1.ffn_down_exps.weight");
   for (size_t i = 0; i < sq["d"].size(); ++i) CHECK(fd->in_sum2[i] == Approx(sq["d"][i]).epsilon(1e-4).margin(1e-12));
+
+  // The CLI end to end: `lq analyze --method gradient` writes the per-expert rows and counts.
+  const auto calib = test::shared_file("corpus/calibration.txt");
+  if (!calib) return test::skip("corpus/calibration.txt not found");
+  const auto r = test::run(test::cli_path() + " --quiet --threads 2 analyze " + (tmp / "m").string() +
+                           " --method gradient --calibration-data " + calib->string() +
+                           " --calibration-samples 2 --ctx 32 --no-cache -o " + (tmp / "g.gguf").string());
+  INFO(r.err);
+  REQUIRE(r.status == 0);
+  const Imatrix cli = Imatrix::load(tmp / "g.gguf");
+  for (const char* n : {"blk.0.ffn_gate_exps.weight", "blk.1.ffn_down_exps.weight"}) {
+    INFO(n);
+    REQUIRE(cli.find(n));
+    CHECK(cli.find(n)->n_mat == 4);
+    CHECK(cli.find(n)->counts.size() == 4);
+  }
+  REQUIRE(cli.find("blk.1.ffn_gate_inp_shexp.weight"));
+  CHECK(cli.find("blk.1.ffn_gate_inp_shexp.weight")->n_mat == 1);
 }
 
 TEST_CASE("moe: a super weight planted in one expert is found there and survives the dynamic solver's types",
