@@ -2,7 +2,8 @@
 // (names, shapes, the (1 + w) norms stored as w + 1, the converter's keys), the engine's logits
 // against a plain implementation of transformers' Gemma forward pass written here (embedding
 // scaling, pre/post norms, q/k norms, local/global RoPE, soft-capping, sliding windows, GELU-tanh),
-// the same logits from the GGUF, and llama-quantize's types for the tied output.
+// the same logits from the GGUF, llama-quantize's types for the tied output, and the backward pass
+// (gradient and Fisher importance) through all of it against the loss's finite differences.
 #include <catch2/catch.hpp>
 
 #include <lq/engine.hpp>
@@ -12,6 +13,7 @@
 #include <lq/quantizer.hpp>
 #include <lq/smoothquant.hpp>
 
+#include "engine/backward.hpp"
 #include "formats/safetensors.hpp"
 #include "formats/safetensors_writer.hpp"
 #include "support/support.hpp"
@@ -377,5 +379,69 @@ TEST_CASE("gemma: SmoothQuant refuses the (1 + w) norms it cannot fold into", "[
   } catch (const Error& e) {
     CHECK(e.code() == Errc::invalid_model);
     CHECK(std::string(e.what()).find("gemma2") != std::string::npos);
+  }
+}
+
+TEST_CASE("gemma: the backward pass matches the loss's finite differences", "[arch][gemma][gradient]") {
+  auto tok = test::shared_file("models/tiny-llama/tokenizer.model");
+  if (!tok) return;
+  for (int version : {2, 3}) {
+    INFO("gemma" << version);
+    test::TempDir tmp;
+    GemmaToy s;
+    s.version = version;
+    if (version == 2) s.layers = 2;
+    write_gemma_toy(tmp / "m", s, *tok);
+    auto src = ModelSource::open(tmp / "m");
+    auto model = Model::load(*src);
+    const std::string last = "blk." + std::to_string(s.layers - 1) + ".";
+    // Layer 0 slides (window 4 < 14 tokens); gemma3's last of six is global.
+    const std::vector<std::string> names = {"blk.0.attn_q.weight", "blk.0.attn_k.weight", "blk.0.attn_output.weight",
+                                            "blk.0.ffn_gate.weight", last + "attn_v.weight", last + "ffn_down.weight",
+                                            last + "ffn_up.weight"};
+    std::vector<char> wanted(model->linears().size(), 0);
+    for (size_t i = 0; i < wanted.size(); ++i)
+      wanted[i] = std::find(names.begin(), names.end(), model->linears()[i].name) != names.end();
+    std::map<std::string, std::vector<float>> grads;
+    engine::Backprop bp(*model, 2);
+    const double loss = bp.run(kToks, wanted, [&](const engine::WeightGrad& wg) {
+      auto& v = grads[model->linears()[static_cast<size_t>(wg.linear)].name];
+      v.resize(static_cast<size_t>(wg.n_in * wg.n_out));
+      engine::weight_grad_full(wg, v.data(), 2);
+    });
+    // Its forward pass is the engine's (soft-capped logits).
+    const std::vector<float> logits = engine_logits(*src, kToks);
+    const size_t V = logits.size() / kToks.size();
+    double ce = 0;
+    for (size_t t = 0; t + 1 < kToks.size(); ++t) {
+      const float* row = logits.data() + t * V;
+      double mx = row[0], sum = 0;
+      for (size_t v = 1; v < V; ++v) mx = std::max(mx, double(row[v]));
+      for (size_t v = 0; v < V; ++v) sum += std::exp(double(row[v]) - mx);
+      ce += std::log(sum) + mx - row[kToks[t + 1]];
+    }
+    CHECK(loss == Approx(ce / double(kToks.size() - 1)).epsilon(1e-5));
+    for (const std::string& name : names) {
+      INFO(name);
+      REQUIRE(grads.count(name));
+      const std::vector<float>& g = grads.at(name);
+      double norm = 0;
+      for (float v : g) norm += double(v) * v;
+      norm = std::sqrt(norm);
+      REQUIRE(norm > 0);
+      const std::vector<float> w0 = model->tensor_f32(name);
+      auto loss_at = [&](double eps) {
+        std::vector<float> w = w0;
+        for (size_t i = 0; i < w.size(); ++i) w[i] += static_cast<float>(eps * g[i] / norm);
+        model->replace_tensor(name, std::span<const float>(w));
+        engine::Backprop b2(*model, 2);
+        return b2.loss(kToks);
+      };
+      const double eps = 0.002;
+      const double slope = (loss_at(eps) - loss_at(-eps)) / (2 * eps);
+      model->replace_tensor(name, std::span<const float>(w0));
+      UNSCOPED_INFO(name << ": slope " << slope << ", gradient norm " << norm);
+      CHECK(slope == Approx(norm).epsilon(0.01));
+    }
   }
 }

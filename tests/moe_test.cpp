@@ -1,14 +1,22 @@
 // Mixture-of-experts architectures (mixtral, qwen2_moe, qwen3_moe): tiny Hugging Face checkpoints
 // written here, read as GGUF tensors (merged 3-D experts, router, shared expert, q/k norms) with
 // the converter's metadata, run by the engine (a Mixtral whose experts are all one MLP is that
-// Llama), typed by llama-quantize's MoE rules, and analysed into per-expert importance.
+// Llama), typed by llama-quantize's MoE rules, analysed into per-expert importance, and
+// differentiated through the router and the experts (gradient and Fisher importance).
+#include <lq/decode.hpp>
 #include <lq/engine.hpp>
+#include <lq/gguf.hpp>
 #include <lq/error.hpp>
 #include <lq/importance.hpp>
 #include <lq/model.hpp>
+#include <lq/profile.hpp>
 #include <lq/quantizer.hpp>
+#include <lq/sensitivity.hpp>
+#include <lq/super_weights.hpp>
 
+#include "engine/backward.hpp"
 #include "formats/safetensors_writer.hpp"
+#include "formats/super_weight_json.hpp"
 #include "model/tensor_names.hpp"
 #include "support/support.hpp"
 
@@ -18,6 +26,7 @@
 #include <cmath>
 #include <cstring>
 #include <fstream>
+#include <functional>
 #include <map>
 
 using namespace lq;
@@ -29,6 +38,8 @@ struct MoeToy {
   std::string model_type = "mixtral";  // mixtral, qwen2_moe, qwen3_moe; "llama": the dense twin
   int64_t d = 64, heads = 4, kv = 2, layers = 2, ff = 64, experts = 4, top_k = 2, ff_shexp = 64;
   bool same_experts = false;  // every expert (and the dense twin's MLP) is expert 0
+  // Called on every Hugging Face tensor once drawn (planting values in a checkpoint).
+  std::function<void(const std::string&, std::vector<float>&)> edit;
 };
 
 // Writes the checkpoint (F32 safetensors, config.json, tiny-llama's tokenizer); false when the
@@ -49,6 +60,7 @@ bool write_moe_toy(const fs::path& dir, const MoeToy& s) {
     for (auto v : shape) count *= static_cast<size_t>(v);
     std::vector<float> v = test::gaussian(count, seed++);
     for (auto& x : v) x = norm ? 1.0f + 0.1f * x : sd * x;
+    if (s.edit) s.edit(n, v);
     ts[n] = {std::move(shape), std::move(v)};
   };
   add("model.embed_tokens.weight", {vocab, s.d}, 0.5f);
@@ -426,4 +438,327 @@ TEST_CASE("moe: expert tensor names and a checkpoint missing an expert", "[arch]
     CHECK(e.code() == Errc::invalid_model);
     CHECK(std::string(e.what()).find("expert 4") != std::string::npos);
   }
+}
+
+namespace {
+
+const std::vector<int32_t> kMoePrompt = {1, 17, 333, 8, 1290, 4, 61, 2000, 45, 7, 99, 512, 3, 1024, 77, 5};
+
+// Every wanted weight's full gradient, by name; a merged expert tensor's slices in expert order
+// (zero for an expert no token was routed to).
+std::map<std::string, std::vector<float>> moe_grads(const Model& m, const std::vector<char>& wanted, double* loss) {
+  std::map<std::string, std::vector<float>> g;
+  engine::Backprop bp(m, 2);
+  const double l = bp.run(kMoePrompt, wanted, [&](const engine::WeightGrad& wg) {
+    const LinearInfo& li = m.linears()[static_cast<size_t>(wg.linear)];
+    auto& v = g[li.name];
+    v.resize(static_cast<size_t>(li.n_in * li.n_out * li.n_expert), 0.0f);
+    const size_t at = wg.expert > 0 ? static_cast<size_t>(wg.expert * wg.n_in * wg.n_out) : 0;
+    engine::weight_grad_full(wg, v.data() + at, 2);
+  });
+  if (loss) *loss = l;
+  return g;
+}
+
+// The mean next-token cross-entropy of the engine's forward pass (Session), in double.
+double session_loss(const Model& m, const std::vector<int32_t>& toks) {
+  const std::vector<float> l = last_logits(m, toks);
+  const size_t V = l.size() / toks.size();
+  double total = 0;
+  for (size_t t = 0; t + 1 < toks.size(); ++t) {
+    const float* row = l.data() + t * V;
+    double mx = row[0], sum = 0;
+    for (size_t v = 1; v < V; ++v) mx = std::max(mx, double(row[v]));
+    for (size_t v = 0; v < V; ++v) sum += std::exp(double(row[v]) - mx);
+    total += std::log(sum) + mx - row[toks[t + 1]];
+  }
+  return total / double(toks.size() - 1);
+}
+
+}  // namespace
+
+TEST_CASE("moe: the backward pass through router and experts matches the loss's finite differences",
+          "[arch][moe][gradient]") {
+  for (const char* type : {"mixtral", "qwen2_moe", "qwen3_moe"}) {
+    INFO(type);
+    test::TempDir tmp;
+    MoeToy s;
+    s.model_type = type;
+    if (!write_moe_toy(tmp / "m", s)) return;
+    auto model = Model::load(tmp / "m");
+    std::vector<std::string> names = {"blk.0.attn_q.weight",       "blk.0.ffn_gate_inp.weight",
+                                      "blk.1.ffn_gate_inp.weight", "blk.0.ffn_gate_exps.weight",
+                                      "blk.1.ffn_up_exps.weight",  "blk.1.ffn_down_exps.weight"};
+    if (s.model_type == "qwen2_moe")
+      for (const char* n : {"blk.1.ffn_gate_inp_shexp.weight", "blk.0.ffn_up_shexp.weight", "blk.1.ffn_down_shexp.weight"})
+        names.push_back(n);
+    std::vector<char> wanted(model->linears().size(), 0);
+    for (size_t i = 0; i < wanted.size(); ++i)
+      wanted[i] = std::find(names.begin(), names.end(), model->linears()[i].name) != names.end();
+    double loss = 0;
+    const auto grads = moe_grads(*model, wanted, &loss);
+    // The backward pass's own forward is the engine's.
+    CHECK(loss == Approx(session_loss(*model, kMoePrompt)).epsilon(1e-5));
+    for (const std::string& name : names) {
+      INFO(name);
+      REQUIRE(grads.count(name));
+      const std::vector<float>& g = grads.at(name);
+      double norm = 0;
+      for (float v : g) norm += double(v) * v;
+      norm = std::sqrt(norm);
+      REQUIRE(norm > 0);
+      // The slope of the loss along the gradient's direction is the gradient's norm. Steps small
+      // enough that no token changes its experts (top-k is piecewise constant).
+      const std::vector<float> w0 = model->tensor_f32(name);
+      REQUIRE(w0.size() == g.size());
+      auto loss_at = [&](double eps) {
+        std::vector<float> w = w0;
+        for (size_t i = 0; i < w.size(); ++i) w[i] += static_cast<float>(eps * g[i] / norm);
+        model->replace_tensor(name, std::span<const float>(w));
+        engine::Backprop b2(*model, 2);
+        return b2.loss(kMoePrompt);
+      };
+      const double eps = 0.002;
+      const double slope = (loss_at(eps) - loss_at(-eps)) / (2 * eps);
+      model->replace_tensor(name, std::span<const float>(w0));
+      CHECK(slope == Approx(norm).epsilon(0.01));
+    }
+  }
+}
+
+TEST_CASE("moe: gradient and Fisher importance, one row and one count per expert", "[arch][moe][gradient]") {
+  test::TempDir tmp;
+  MoeToy s;
+  s.model_type = "qwen2_moe";
+  if (!write_moe_toy(tmp / "m", s)) return;
+  auto src = ModelSource::open(tmp / "m");
+  std::vector<int32_t> toks;
+  for (int i = 0; i < 64; ++i) toks.push_back((i * 37 + 5) % 2000 + 3);
+  std::vector<std::vector<int32_t>> chunks;
+  auto analyse = [&](ImportanceMethod method) {
+    ImportanceOptions o;
+    o.ctx = 32;
+    o.samples = 2;
+    o.kv_f16 = false;
+    o.method = method;
+    ImportanceAnalyzer an(*src, o);
+    an.set_tokens(toks, "test");
+    chunks = an.chunks();
+    return an.run().imatrix;
+  };
+  const Imatrix act = analyse(ImportanceMethod::activation);
+  const Imatrix fisher = analyse(ImportanceMethod::fisher);
+  const Imatrix grad = analyse(ImportanceMethod::gradient);
+  // Fisher's sums per expert from the backward pass directly: sum over chunks of dW_e[o, j]^2.
+  auto model = Model::load(*src);
+  const std::vector<char> all(model->linears().size(), 1);
+  REQUIRE(chunks.size() == 2);
+  for (const char* n : {"blk.1.ffn_down_exps.weight", "blk.0.ffn_gate_exps.weight"}) {
+    const ImatrixEntry* f = fisher.find(n);
+    const ImatrixEntry* gr = grad.find(n);
+    const ImatrixEntry* a = act.find(n);
+    REQUIRE(f);
+    REQUIRE(gr);
+    REQUIRE(a);
+    INFO(n);
+    CHECK(f->n_mat == 4);
+    CHECK(f->counts.size() == 4);
+    CHECK(gr->counts == f->counts);
+    const LinearInfo* li = nullptr;
+    for (const auto& l : model->linears())
+      if (l.name == n) li = &l;
+    REQUIRE(li);
+    for (int64_t e = 0; e < 4; ++e) {
+      // An expert has a count (its output rows once per chunk it saw tokens in) exactly when the
+      // activation imatrix counted tokens for it, and sums only then.
+      const float c = f->counts[static_cast<size_t>(e)];
+      CHECK((c > 0) == (a->counts[static_cast<size_t>(e)] > 0));
+      CHECK(std::fmod(c, float(li->n_out)) == 0);
+      double row = 0;
+      for (int64_t j = 0; j < f->n_cols; ++j) row += f->in_sum2[static_cast<size_t>(e * f->n_cols + j)];
+      CHECK((row > 0) == (c > 0));
+    }
+  }
+  // The router and the shared expert's gate are ordinary 2-D weights.
+  REQUIRE(fisher.find("blk.0.ffn_gate_inp.weight"));
+  CHECK(fisher.find("blk.0.ffn_gate_inp.weight")->n_mat == 1);
+  REQUIRE(fisher.find("blk.1.ffn_gate_inp_shexp.weight"));
+  // Fisher's rows equal the squared gradients summed directly from the backward pass.
+  std::map<std::string, std::vector<double>> sq;
+  for (const auto& ch : chunks) {
+    const auto g = [&] {
+      std::map<std::string, std::vector<float>> out;
+      engine::Backprop bp(*model, 2);
+      bp.run(ch, all, [&](const engine::WeightGrad& wg) {
+        const LinearInfo& li = model->linears()[static_cast<size_t>(wg.linear)];
+        auto& v = out[li.name];
+        v.resize(static_cast<size_t>(li.n_in * li.n_out * li.n_expert), 0.0f);
+        engine::weight_grad_full(wg, v.data() + (wg.expert > 0 ? wg.expert * wg.n_in * wg.n_out : 0), 2);
+      });
+      return out;
+    }();
+    const auto& dw = g.at("blk.1.ffn_down_exps.weight");
+    const int64_t n_in = 64, n_out = 64;
+    auto& acc = sq["d"];
+    acc.resize(static_cast<size_t>(4 * n_in), 0.0);
+    for (int64_t e = 0; e < 4; ++e)
+      for (int64_t o = 0; o < n_out; ++o)
+        for (int64_t j = 0; j < n_in; ++j) {
+          const double v = dw[static_cast<size_t>((e * n_out + o) * n_in + j)];
+          acc[static_cast<size_t>(e * n_in + j)] += v * v;
+        }
+  }
+  const ImatrixEntry* fd = fisher.find("blk.1.ffn_down_exps.weight");
+  for (size_t i = 0; i < sq["d"].size(); ++i) CHECK(fd->in_sum2[i] == Approx(sq["d"][i]).epsilon(1e-4).margin(1e-12));
+
+  // The CLI end to end: `lq analyze --method gradient` writes the per-expert rows and counts.
+  const auto calib = test::shared_file("corpus/calibration.txt");
+  if (!calib) return test::skip("corpus/calibration.txt not found");
+  const auto r = test::run(test::cli_path() + " --quiet --threads 2 analyze " + (tmp / "m").string() +
+                           " --method gradient --calibration-data " + calib->string() +
+                           " --calibration-samples 2 --ctx 32 --no-cache -o " + (tmp / "g.gguf").string());
+  INFO(r.err);
+  REQUIRE(r.status == 0);
+  const Imatrix cli = Imatrix::load(tmp / "g.gguf");
+  for (const char* n : {"blk.0.ffn_gate_exps.weight", "blk.1.ffn_down_exps.weight"}) {
+    INFO(n);
+    REQUIRE(cli.find(n));
+    CHECK(cli.find(n)->n_mat == 4);
+    CHECK(cli.find(n)->counts.size() == 4);
+  }
+  REQUIRE(cli.find("blk.1.ffn_gate_inp_shexp.weight"));
+  CHECK(cli.find("blk.1.ffn_gate_inp_shexp.weight")->n_mat == 1);
+}
+
+TEST_CASE("moe: a super weight planted in one expert is found there and survives the dynamic solver's types",
+          "[arch][moe][super]") {
+  test::TempDir tmp;
+  MoeToy s;
+  s.d = 256;
+  s.ff = 256;
+  s.heads = 8;
+  s.layers = 4;
+  if (!write_moe_toy(tmp / "plain", s)) return;
+  const std::vector<int32_t> prompt = {1, 17, 333, 8, 1290, 4, 61, 2000, 45, 7, 99, 512, 3, 1024, 77, 5,
+                                       260, 31, 1500, 9, 640, 12, 88, 1999, 6, 300, 41, 1200, 2, 73, 150, 11};
+  const int64_t E = 2, j = 37, k = 101, d = s.d;
+  // The first token block 1 routes to expert E: its MLP input, and its position.
+  std::vector<float> h0;
+  int32_t pos = -1;
+  {
+    auto plain = Model::load(tmp / "plain");
+    REQUIRE(detect_super_weights(*plain, prompt).found.empty());  // no spike in the random model
+    Session ses(*plain, SessionOptions{64, false}, Context{1});
+    ses.set_linear_hook([&](const LinearEvent& ev) {
+      if (ev.linear->name == "blk.1.ffn_gate_exps.weight" && ev.expert == E && h0.empty()) {
+        REQUIRE(ev.positions);
+        h0.assign(ev.input, ev.input + d);
+        pos = ev.positions[0];
+      }
+    });
+    ses.eval(prompt);
+  }
+  REQUIRE(!h0.empty());
+  double n2 = 0;
+  for (float v : h0) n2 += double(v) * v;
+  // As the paper describes them: expert E's gate and up rows k aligned with that token's input (a
+  // super activation at input channel k of its down projection), W_down[j, k] large and the rest
+  // of column k small. Planted in the checkpoint (Mixtral: w1 gate, w3 up, w2 down).
+  s.edit = [&](const std::string& name, std::vector<float>& v) {
+    const std::string x = "model.layers.1.block_sparse_moe.experts." + std::to_string(E) + ".";
+    if (name == x + "w1.weight" || name == x + "w3.weight")
+      for (int64_t c = 0; c < d; ++c) v[static_cast<size_t>(k * d + c)] = static_cast<float>(64.0 * h0[static_cast<size_t>(c)] / n2);
+    if (name == x + "w2.weight") {
+      for (int64_t r = 0; r < d; ++r) v[static_cast<size_t>(r * s.ff + k)] *= 0.01f;
+      v[static_cast<size_t>(j * s.ff + k)] = 8.0f;
+    }
+  };
+  REQUIRE(write_moe_toy(tmp / "m", s));
+  auto src = ModelSource::open(tmp / "m");
+  auto model = Model::load(*src);
+  const std::vector<float> before = model->tensor_f32("blk.1.ffn_down_exps.weight");
+  const SuperWeightDetection det = detect_super_weights(*model, prompt);
+  for (const auto& l : det.layers)
+    UNSCOPED_INFO("layer " << l.layer << ": input " << l.input_max << " @" << l.input_channel << " (expert "
+                           << l.input_expert << "), output " << l.output_max << " @" << l.output_channel
+                           << " (expert " << l.expert << ") token " << l.token);
+  REQUIRE(det.found.size() == 1);  // nothing else spikes once it is zeroed
+  const DetectedSuperWeight& f = det.found[0];
+  CHECK(f.layer == 1);
+  CHECK(f.expert == E);
+  CHECK(det.layers[1].token == pos);
+  CHECK(f.weight.tensor == "blk.1.ffn_down_exps.weight");
+  CHECK(f.weight.row == E * d + j);  // the row of the merged 3-D tensor
+  CHECK(f.weight.col == k);
+  CHECK(f.weight.value == 8.0f);
+  CHECK(f.confirmed);
+  CHECK(f.output_after < 0.1f * f.output_max);
+  CHECK(model->tensor_f32("blk.1.ffn_down_exps.weight") == before);  // restored
+  const SuperWeightDetection back = formats::detection_from_json(formats::detection_to_json(det));
+  CHECK(back.found.at(0).expert == E);
+  CHECK(back.layers.at(1).expert == E);
+
+  // The dynamic solver with that weight protected: one type per tensor (a merged expert tensor
+  // included), the target met, and the weight kept within 1% in the written file.
+  ImportanceOptions io;
+  io.ctx = 32;
+  io.samples = 2;
+  ImportanceAnalyzer an(*src, io);
+  std::vector<int32_t> toks;
+  for (int i = 0; i < 64; ++i) toks.push_back((i * 37 + 5) % 2000 + 3);
+  an.set_tokens(toks, "test");
+  const Imatrix im = an.run().imatrix;
+  const std::vector<ProtectedWeight> protect = merge_super_weights(det, {});
+  REQUIRE(protect.size() == 1);
+  ResolveOptions ro;
+  ro.imatrix = &im;
+  ro.protect = protect;
+  Profile p = Profile::load("balanced");
+  p.target_bpw = 4.5;
+  const ProfileResolution r = resolve_profile(p, *src, ro);
+  std::map<std::string, int> seen;
+  for (const auto& a : r.tensors) ++seen[a.tensor];
+  for (const char* n : {"blk.1.ffn_down_exps.weight", "blk.0.ffn_gate_exps.weight", "blk.3.ffn_up_exps.weight"})
+    CHECK(seen[n] == 1);
+  for (const auto& [n, c] : seen) CHECK(c == 1);
+  CHECK(std::fabs(r.effective_bpw() - 4.5) / 4.5 <= 0.02);
+  QuantizeOptions qo;
+  qo.ftype = FileType::Q4_K_M;
+  qo.imatrix = &im;
+  for (const auto& a : r.tensors) qo.tensor_type_map[a.tensor] = a.type;
+  qo.protect = protect;
+  Quantizer(qo).quantize(*src, tmp / "dyn.gguf");
+  gguf::Reader out(tmp / "dyn.gguf");
+  for (const auto& a : r.tensors) {
+    const auto* t = out.find_tensor(a.tensor);
+    REQUIRE(t);
+    CHECK(t->type == a.type);
+  }
+  const auto* t = out.find_tensor("blk.1.ffn_down_exps.weight");
+  REQUIRE(t);
+  CHECK(t->ne == std::vector<int64_t>{s.ff, d, s.experts});
+  std::vector<float> row(static_cast<size_t>(t->ne[0]));
+  read_rows_f32(out, *t, E * d + j, 1, row.data());
+  INFO("type " << type_name(t->type) << ": 8 -> " << row[k]);
+  CHECK(std::fabs(row[static_cast<size_t>(k)] - 8.0f) <= 0.08f);
+  // Measured sensitivity (objective kld) quantizes a merged expert tensor expert by expert with
+  // that expert's importance, and restores it.
+  SensitivityOptions so;
+  so.imatrix = &im;
+  so.ctx = 32;
+  so.chunks = 2;
+  so.types = {QuantType::Q2_K, QuantType::Q6_K};
+  so.tensors = {"blk.0.ffn_down_exps.weight", "blk.2.ffn_up_exps.weight"};
+  const SensitivityTable st = measure_sensitivity(*src, toks, so);
+  REQUIRE(st.rows.size() == 2);
+  CHECK(st.reference_kld_floor < 1e-9);
+  for (const auto& sr : st.rows) {
+    INFO(sr.tensor << ": Q2_K " << sr.kld[0] << ", Q6_K " << sr.kld[1]);
+    CHECK(sr.kld[0] > 4 * sr.kld[1]);
+    CHECK(sr.kld[1] > 0);
+  }
+  // The file runs.
+  auto q = Model::load(tmp / "dyn.gguf");
+  const std::vector<float> l = last_logits(*q, {1, 40, 41, 900});
+  CHECK(std::all_of(l.begin(), l.end(), [](float v) { return std::isfinite(v); }));
 }

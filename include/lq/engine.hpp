@@ -104,6 +104,8 @@ struct LinearEvent {
   /// For an expert tensor: the expert whose product this is (its input holds only the tokens routed
   /// to it, in token order); -1 for every other linear.
   int expert = -1;
+  /// For an expert tensor: each row's position in the evaluated tokens (n_tokens values); else null.
+  const int32_t* positions = nullptr;
 };
 /// Called on the evaluating thread, once per linear layer per eval(), in forward order. For the
 /// output projection only the rows whose logits were requested are shown.

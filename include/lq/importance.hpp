@@ -183,17 +183,24 @@ struct DownProjMaxima {
   float output_max = 0;   ///< max |output|
   int64_t output_channel = 0;
   int64_t token = 0;      ///< position of the output maximum
+  /// A mixture of experts (ffn_down_exps): the expert whose output holds the maximum, and the
+  /// expert whose input does; -1 for a dense MLP.
+  int expert = -1;
+  int input_expert = -1;
 };
 
 /// A super weight found by activation spikes.
 struct DetectedSuperWeight {
-  ProtectedWeight weight;   ///< blk.L.ffn_down.weight, row = output channel j, col = input channel k
+  /// blk.L.ffn_down.weight, row = output channel j, col = input channel k; in a mixture of experts
+  /// blk.L.ffn_down_exps.weight with row = expert * n_embd + j (the row of the merged 3-D tensor)
+  ProtectedWeight weight;
   int layer = 0;
   float input_max = 0, output_max = 0;   ///< the spike
   double input_ratio = 0, output_ratio = 0;  ///< spike / median of the other layers' maxima
   bool confirmed = false;    ///< zeroing it removed the output spike
   float output_after = 0;    ///< |output| at channel j, same token, with the weight zeroed
   int64_t largest_contributor = 0;  ///< input channel with the largest |x_k W[j,k]| at the spike token
+  int expert = -1;  ///< the expert of an ffn_down_exps weight; -1 for ffn_down
 };
 
 /// Settings of the detection.

@@ -241,7 +241,12 @@ struct ImportanceAnalyzer::Impl {
             buf.assign(static_cast<size_t>(a.n_cols), 0.0);
             engine::weight_grad_columns(g, fisher ? nullptr : buf.data(), fisher ? buf.data() : nullptr, threads);
             check_finite(buf, a.name, "gradients", chunk);
-            for (int64_t c = 0; c < a.n_cols; ++c) a.sum[static_cast<size_t>(c)] += buf[static_cast<size_t>(c)];
+            // An expert's slice: its own row of sums and its own count (the output rows it had
+            // gradients for in this chunk), as the activation path counts its tokens.
+            const int64_t n_mat = lin[static_cast<size_t>(g.linear)].n_expert;
+            const int64_t at = g.expert > 0 ? g.expert * a.n_cols : 0;
+            for (int64_t c = 0; c < a.n_cols; ++c) a.sum[static_cast<size_t>(at + c)] += buf[static_cast<size_t>(c)];
+            if (n_mat > 1 && g.expert >= 0) a.sum[static_cast<size_t>(a.n_cols * n_mat + g.expert)] += static_cast<double>(g.n_out);
             a.count += g.n_out;
           });
         }

@@ -1,5 +1,6 @@
-// Importance scores from an importance matrix: per weight (mean column importance, normalised to
-// the model's largest), per block (parameter-weighted), and statistics over every column value.
+// Importance scores from an importance matrix: per weight (mean column importance over the
+// experts that saw tokens, normalised to the model's largest), per block (parameter-weighted), and
+// statistics over every column value.
 // Names come from model/tensor_names (the one naming place); nothing here evaluates a model.
 #include <lq/importance.hpp>
 
@@ -24,11 +25,13 @@ std::vector<LayerScore> layer_scores(const Imatrix& im, const Model& model) {
     s.parameter_count = li.n_in * li.n_out * li.n_expert;
     double sum = 0;
     int64_t n = 0;
-    for (int64_t mat = 0; mat < e->n_mat; ++mat)
+    for (int64_t mat = 0; mat < e->n_mat; ++mat) {
+      if (!(e->counts[static_cast<size_t>(mat)] > 0)) continue;  // an expert no token reached: no data
       for (float v : e->mean(mat)) {
         sum += v;
         ++n;
       }
+    }
     s.score = n ? sum / static_cast<double>(n) : 0;
     out.push_back(std::move(s));
   }
@@ -71,7 +74,8 @@ ImportanceStatistics importance_statistics(const Imatrix& im) {
   st.min = INFINITY;
   st.max = -INFINITY;
   for (const auto& [name, e] : im.entries)
-    for (int64_t mat = 0; mat < e.n_mat; ++mat)
+    for (int64_t mat = 0; mat < e.n_mat; ++mat) {
+      if (!(e.counts[static_cast<size_t>(mat)] > 0)) continue;
       for (float v : e.mean(mat)) {
         sum += v;
         sum2 += static_cast<double>(v) * v;
@@ -79,6 +83,7 @@ ImportanceStatistics importance_statistics(const Imatrix& im) {
         st.max = std::max(st.max, static_cast<double>(v));
         ++st.count;
       }
+    }
   if (st.count == 0) return ImportanceStatistics{};
   st.mean = sum / static_cast<double>(st.count);
   st.std = std::sqrt(std::max(0.0, sum2 / static_cast<double>(st.count) - st.mean * st.mean));

@@ -1,7 +1,10 @@
 // Super-weight detection by activation spikes (Yu et al. 2024): observe every block's ffn_down
 // on a short prompt, find the block whose largest input and output both stand out from the
 // other blocks by an order of magnitude, take W_down[j, k] (j = channel of the largest output,
-// k = channel of the largest input), confirm by zeroing it, and repeat with it zeroed.
+// k = channel of the largest input), confirm by zeroing it, and repeat with it zeroed. In a
+// mixture of experts every expert's slice of ffn_down_exps is observed on the rows routed to it:
+// the spike names the expert, and the weight is that expert's W_down[j, k] (row e * n_embd + j
+// of the merged tensor; zeroing it leaves the routing of its block unchanged).
 // The JSON of a detection is in formats/super_weight_file.cpp.
 #include <lq/error.hpp>
 #include "core/fail.hpp"
@@ -19,40 +22,56 @@ namespace {
 struct Pass {
   std::vector<DownProjMaxima> layers;
   std::vector<std::vector<float>> input_at_peak;  // per layer: the input row of the output maximum's token
+  std::vector<int64_t> row_at_peak;               // per layer: that row's index in its product
 };
 
-// Raises `max` to the largest |x| of a tokens x channels block where that is larger, recording its
-// channel (and token); the first position wins a tie.
-void track_peak(const float* x, int64_t n_tokens, int64_t n_channels, float& max, int64_t& channel, int64_t* token) {
-  for (int64_t t = 0; t < n_tokens; ++t)
+// Every block's ffn_down output rows, per expert (-1: a dense MLP), for confirmation.
+using DownOutputs = std::vector<std::map<int, std::vector<float>>>;
+
+bool is_down_proj(const LinearInfo& li) { return li.role == "ffn_down" || li.role == "ffn_down_exps"; }
+
+// Raises `max` to the largest |x| of a rows x channels block where that is larger, recording its
+// channel (and row); the first position wins a tie. True when it was raised.
+bool track_peak(const float* x, int64_t n_rows, int64_t n_channels, float& max, int64_t& channel, int64_t* row) {
+  bool raised = false;
+  for (int64_t t = 0; t < n_rows; ++t)
     for (int64_t c = 0; c < n_channels; ++c) {
       const float v = std::fabs(x[t * n_channels + c]);
       if (v > max) {
         max = v;
         channel = c;
-        if (token) *token = t;
+        if (row) *row = t;
+        raised = true;
       }
     }
+  return raised;
 }
 
 // Element (token, channel) of every block's ffn_down output on the prompt, for confirmation.
-Pass observe(Model& model, std::span<const int32_t> prompt, const Context& ctx, std::vector<std::vector<float>>* outputs) {
+Pass observe(Model& model, std::span<const int32_t> prompt, const Context& ctx, DownOutputs* outputs) {
   const int64_t n_layer = model.config().n_layer;
   Pass p;
   p.layers.resize(static_cast<size_t>(n_layer));
   p.input_at_peak.resize(static_cast<size_t>(n_layer));
+  p.row_at_peak.assign(static_cast<size_t>(n_layer), 0);
   if (outputs) outputs->assign(static_cast<size_t>(n_layer), {});
   Session s(model, SessionOptions{static_cast<int64_t>(prompt.size()), false}, ctx);
   s.set_linear_hook([&](const LinearEvent& ev) {
-    if (ev.linear->role != "ffn_down") return;
+    if (!is_down_proj(*ev.linear)) return;
     const int l = ev.linear->layer;
-    DownProjMaxima& m = p.layers[static_cast<size_t>(l)];
+    const size_t ls = static_cast<size_t>(l);
+    DownProjMaxima& m = p.layers[ls];
     m.layer = l;
     const int64_t ni = ev.linear->n_in, no = ev.linear->n_out;
-    track_peak(ev.input, ev.n_tokens, ni, m.input_max, m.input_channel, nullptr);
-    track_peak(ev.output, ev.n_tokens, no, m.output_max, m.output_channel, &m.token);
-    p.input_at_peak[static_cast<size_t>(l)].assign(ev.input + m.token * ni, ev.input + (m.token + 1) * ni);
-    if (outputs) (*outputs)[static_cast<size_t>(l)].assign(ev.output, ev.output + ev.n_tokens * no);
+    if (track_peak(ev.input, ev.n_tokens, ni, m.input_max, m.input_channel, nullptr)) m.input_expert = ev.expert;
+    int64_t row = 0;
+    if (track_peak(ev.output, ev.n_tokens, no, m.output_max, m.output_channel, &row)) {
+      m.expert = ev.expert;
+      m.token = ev.positions ? ev.positions[row] : row;
+      p.row_at_peak[ls] = row;
+      p.input_at_peak[ls].assign(ev.input + row * ni, ev.input + (row + 1) * ni);
+    }
+    if (outputs) (*outputs)[ls][ev.expert].assign(ev.output, ev.output + ev.n_tokens * no);
   });
   s.eval(prompt, static_cast<int64_t>(prompt.size()));
   return p;
@@ -99,6 +118,7 @@ SuperWeightDetection detect_super_weights(Model& model, std::span<const int32_t>
   // Originals of the tensors we modify, restored at the end (in their original type when it
   // round-trips floats exactly; a quantized tensor comes back as its decoded values in F32).
   std::map<std::string, std::pair<std::vector<float>, QuantType>> originals;
+  // row: of the tensor's 2-D view (expert e's row j of a 3-D tensor is e * ne[1] + j).
   auto set_element = [&](const std::string& name, int64_t row, int64_t col, float value) {
     auto it = originals.find(name);
     if (it == originals.end())
@@ -116,7 +136,7 @@ SuperWeightDetection detect_super_weights(Model& model, std::span<const int32_t>
   if (model.config().n_layer < 2) return det;
 
   try {
-    std::vector<std::vector<float>> outputs;
+    DownOutputs outputs;
     Pass pass = observe(model, prompt, ctx, nullptr);
     det.layers = pass.layers;
     for (int round = 0; round < o.max_rounds; ++round) {
@@ -130,10 +150,12 @@ SuperWeightDetection detect_super_weights(Model& model, std::span<const int32_t>
           best = static_cast<int>(l);
       if (best < 0) break;
       const DownProjMaxima& m = pass.layers[static_cast<size_t>(best)];
-      const std::string name = names::block_tensor(best, "ffn_down.weight");
-      const int64_t n_in = model.tensor_shape(name)[0];
+      const bool expert = m.expert >= 0;
+      const std::string name = names::block_tensor(best, expert ? "ffn_down_exps.weight" : "ffn_down.weight");
+      const int64_t n_in = model.tensor_shape(name)[0], n_out = model.tensor_shape(name)[1];
+      const int64_t wrow_index = (expert ? m.expert * n_out : 0) + m.output_channel;
       const std::vector<float> w = model.tensor_f32(name);
-      const float* wrow = w.data() + m.output_channel * n_in;
+      const float* wrow = w.data() + wrow_index * n_in;
       const auto& x = pass.input_at_peak[static_cast<size_t>(best)];
       int64_t contrib = 0;
       double cmax = -1;
@@ -146,35 +168,39 @@ SuperWeightDetection detect_super_weights(Model& model, std::span<const int32_t>
       }
       DetectedSuperWeight sw;
       sw.layer = best;
+      sw.expert = m.expert;
       sw.input_max = m.input_max;
       sw.output_max = m.output_max;
       sw.input_ratio = rin[static_cast<size_t>(best)];
       sw.output_ratio = rout[static_cast<size_t>(best)];
       sw.largest_contributor = contrib;
       const double threshold = o.spike_ratio * med_out[static_cast<size_t>(best)];
-      // Candidate columns: the paper's (largest input channel), then the largest contributor.
-      std::vector<int64_t> cols = {m.input_channel};
-      if (contrib != m.input_channel) cols.push_back(contrib);
+      // Candidate columns: the paper's (largest input channel, when that input entered the same
+      // expert), then the largest contributor.
+      std::vector<int64_t> cols;
+      if (m.input_expert == m.expert) cols.push_back(m.input_channel);
+      if (cols.empty() || contrib != m.input_channel) cols.push_back(contrib);
       Pass after;
       bool confirmed = false;
       for (int64_t k : cols) {
-        sw.weight = ProtectedWeight{name, m.output_channel, k, wrow[k]};
+        sw.weight = ProtectedWeight{name, wrow_index, k, wrow[k]};
         if (!o.confirm) break;
-        set_element(name, m.output_channel, k, 0.0f);
+        set_element(name, wrow_index, k, 0.0f);
         after = observe(model, prompt, ctx, &outputs);
-        const auto& y = outputs[static_cast<size_t>(best)];
-        sw.output_after = std::fabs(y[static_cast<size_t>(m.token * model.tensor_shape(name)[1] + m.output_channel)]);
+        // The same product's row: zeroing a down weight leaves the block's routing as it was.
+        const auto& y = outputs[static_cast<size_t>(best)].at(m.expert);
+        sw.output_after = std::fabs(y[static_cast<size_t>(pass.row_at_peak[static_cast<size_t>(best)] * n_out + m.output_channel)]);
         confirmed = sw.output_after < threshold;
         if (confirmed) break;
-        set_element(name, m.output_channel, k, wrow[k]);
+        set_element(name, wrow_index, k, wrow[k]);
       }
       sw.confirmed = confirmed;
       if (!o.confirm) {
         // Unconfirmed mode: zero it anyway to look for the next spike.
-        set_element(name, m.output_channel, sw.weight.col, 0.0f);
+        set_element(name, wrow_index, sw.weight.col, 0.0f);
         after = observe(model, prompt, ctx, nullptr);
       }
-      if (o.confirm && !confirmed) sw.weight.col = m.input_channel, sw.weight.value = wrow[m.input_channel];
+      if (o.confirm && !confirmed) sw.weight.col = cols.front(), sw.weight.value = wrow[cols.front()];
       det.found.push_back(sw);
       if (o.confirm && !confirmed) break;  // the spike stays: rerunning would find it again
       pass = std::move(after);

@@ -19,6 +19,9 @@ struct WeightGrad {
   int64_t n_in = 0, n_out = 0;
   const float* x = nullptr;
   const float* dy = nullptr;
+  /// A merged expert tensor (n_expert > 1): the expert whose 2-D slice W is, x and dy holding the
+  /// rows of the tokens routed to it (m of them); -1 for any other weight.
+  int expert = -1;
 };
 
 /// Forward and backward passes over one token sequence at a time (positions 0.., empty cache).

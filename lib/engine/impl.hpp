@@ -205,6 +205,17 @@ void rope(float* data, int64_t n, int64_t heads, int64_t head_dim, bool neox, co
 void matmul_many(const Exec& ex, std::span<const LinearOp> ops);
 void matmul(const Exec& ex, const Tensor& w, const float* x, int64_t m, float* y);
 
+/// Expert e's rows of a merged 3-D expert tensor (ne = {n_in, n_out, n_expert}) as a 2-D weight
+/// sharing t's bytes (no copy; t must outlive it).
+Tensor expert_view(const Tensor& t, int64_t e);
+
+/// Mixture-of-experts routing of n tokens from router logits (n x n_expert): softmax over all
+/// experts into probs (n x n_expert), the top k by probability (ties: the lower index) into
+/// experts (n x k), their probabilities into weights (n x k), divided by their sum when
+/// `normalise` (the forward and backward passes route with this one function).
+void route_experts(const float* logits, int64_t n, int64_t n_expert, int64_t k, bool normalise, float* probs,
+                   int32_t* experts, float* weights);
+
 /// Decodes row r of t into dst (row_length floats) with ex's back-end's kernel.
 void dequantize_row(const Exec& ex, const Tensor& t, int64_t r, float* dst);
 

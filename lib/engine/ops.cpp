@@ -10,6 +10,8 @@
 #include <lq/backend.hpp>
 #include <lq/threads.hpp>
 
+#include <algorithm>
+#include <cmath>
 #include <cstring>
 
 namespace lq::engine {
@@ -40,6 +42,40 @@ Buffer::Buffer(size_t n) : n_(n) {
 }
 
 int64_t Tensor::n_rows() const { return row_count(ne); }
+
+Tensor expert_view(const Tensor& t, int64_t e) {
+  Tensor v;
+  v.name = t.name;
+  v.type = t.type;
+  v.ne = {t.ne[0], t.ne[1]};
+  const size_t bytes = v.row_bytes() * static_cast<size_t>(t.ne[1]);
+  v.data = Buffer(std::shared_ptr<const uint8_t>(std::shared_ptr<const uint8_t>(), t.data.data() + e * bytes), bytes);
+  return v;
+}
+
+void route_experts(const float* logits, int64_t n, int64_t n_expert, int64_t k, bool normalise, float* probs,
+                   int32_t* experts, float* weights) {
+  const int64_t E = n_expert;
+  std::vector<int32_t> idx(static_cast<size_t>(E));
+  for (int64_t t = 0; t < n; ++t) {
+    const float* l = logits + t * E;
+    float* p = probs + t * E;
+    const float mx = *std::max_element(l, l + E);
+    double sum = 0;
+    for (int64_t e = 0; e < E; ++e) sum += p[e] = std::exp(l[e] - mx);
+    for (int64_t e = 0; e < E; ++e) p[e] = static_cast<float>(p[e] / sum);
+    for (int64_t e = 0; e < E; ++e) idx[static_cast<size_t>(e)] = static_cast<int32_t>(e);
+    std::partial_sort(idx.begin(), idx.begin() + k, idx.end(),
+                      [&](int32_t a, int32_t z) { return p[a] > p[z] || (p[a] == p[z] && a < z); });
+    float wsum = 0;
+    for (int64_t j = 0; j < k; ++j) wsum += p[idx[static_cast<size_t>(j)]];
+    for (int64_t j = 0; j < k; ++j) {
+      const int32_t e = idx[static_cast<size_t>(j)];
+      experts[t * k + j] = e;
+      weights[t * k + j] = normalise ? p[e] / wsum : p[e];
+    }
+  }
+}
 
 bool supports_weight_type(const Exec& ex, QuantType t) { return ex.ops.supports_weight(t); }
 

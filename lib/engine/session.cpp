@@ -40,8 +40,8 @@ struct Session::Impl {
   std::vector<float> rope_cs_swa;
   // Mixture-of-experts scratch: router logits, each token's experts and weights, the rows of one
   // expert's tokens, and every (token, expert) result before they are combined.
-  std::vector<float> router, route_w, xg, gg, ug, ag, yexp, shexp_gate;
-  std::vector<int32_t> route_e, expert_rows, expert_first, slot_of;
+  std::vector<float> router, route_p, route_w, xg, gg, ug, ag, yexp, shexp_gate;
+  std::vector<int32_t> route_e, expert_rows, expert_pos, expert_first, slot_of;
 
   Impl(const Model& model_, SessionOptions o, const Context& ctx)
       : model(model_), m(model_.impl()), opt(o), ex(engine::Exec::from(ctx)) {
@@ -171,17 +171,6 @@ struct Session::Impl {
     engine::rms_norm(ex, tmp.data(), w, m.config.rms_eps, hd, rows, data, nullptr);
   }
 
-  // Expert e's rows of a merged 3-D tensor as a 2-D weight (no copy).
-  static Tensor expert_view(const Tensor& t, int64_t e) {
-    Tensor v;
-    v.name = t.name;
-    v.type = t.type;
-    v.ne = {t.ne[0], t.ne[1]};
-    const size_t bytes = v.row_bytes() * static_cast<size_t>(t.ne[1]);
-    v.data = engine::Buffer(std::shared_ptr<const uint8_t>(std::shared_ptr<const uint8_t>(), t.data.data() + e * bytes), bytes);
-    return v;
-  }
-
   // The mixture-of-experts MLP of block b on the normalised rows h (n x n_embd) into proj: router
   // logits, softmax over all experts, the top n_expert_used (ties: the lower index), their
   // probabilities as weights (renormalised to sum 1 where the architecture does), then per expert
@@ -198,37 +187,23 @@ struct Session::Impl {
     run_linears({b.wrouter}, h.data(), n, {router.data()}, {});
     route_e.resize(static_cast<size_t>(n * K));
     route_w.resize(static_cast<size_t>(n * K));
+    route_p.resize(static_cast<size_t>(n * E));
+    engine::route_experts(router.data(), n, E, K, c.expert_weights_norm, route_p.data(), route_e.data(), route_w.data());
     std::vector<int32_t> count(static_cast<size_t>(E), 0);
-    std::vector<int32_t> idx(static_cast<size_t>(E));
-    std::vector<float> p(static_cast<size_t>(E));
-    for (int64_t t = 0; t < n; ++t) {
-      const float* l = router.data() + t * E;
-      const float mx = *std::max_element(l, l + E);
-      double sum = 0;
-      for (int64_t e = 0; e < E; ++e) sum += p[e] = std::exp(l[e] - mx);
-      for (int64_t e = 0; e < E; ++e) p[e] = static_cast<float>(p[e] / sum);
-      for (int64_t e = 0; e < E; ++e) idx[e] = static_cast<int32_t>(e);
-      std::partial_sort(idx.begin(), idx.begin() + K, idx.end(),
-                        [&](int32_t a, int32_t z) { return p[a] > p[z] || (p[a] == p[z] && a < z); });
-      float wsum = 0;
-      for (int64_t k = 0; k < K; ++k) wsum += p[idx[k]];
-      for (int64_t k = 0; k < K; ++k) {
-        route_e[t * K + k] = idx[k];
-        route_w[t * K + k] = c.expert_weights_norm ? p[idx[k]] / wsum : p[idx[k]];
-        ++count[idx[k]];
-      }
-    }
+    for (int64_t i = 0; i < n * K; ++i) ++count[static_cast<size_t>(route_e[static_cast<size_t>(i)])];
     // Assignments grouped by expert, tokens in order: expert_rows[expert_first[e] ..] are (t, k) slots.
     expert_first.assign(static_cast<size_t>(E + 1), 0);
     for (int64_t e = 0; e < E; ++e) expert_first[e + 1] = expert_first[e] + count[e];
     expert_rows.resize(static_cast<size_t>(n * K));
     slot_of.resize(static_cast<size_t>(n * K));
+    expert_pos.resize(static_cast<size_t>(n * K));
     {
       std::vector<int32_t> fill(expert_first.begin(), expert_first.end() - 1);
       for (int64_t t = 0; t < n; ++t)
         for (int64_t k = 0; k < K; ++k) {
           const int32_t at = fill[route_e[t * K + k]]++;
           expert_rows[at] = static_cast<int32_t>(t * K + k);
+          expert_pos[at] = static_cast<int32_t>(t);
           slot_of[t * K + k] = at;
         }
     }
@@ -246,21 +221,24 @@ struct Session::Impl {
         for (int64_t i = i0; i < i1; ++i)
           std::memcpy(xg.data() + i * d, h.data() + (expert_rows[first + i] / K) * d, static_cast<size_t>(d) * sizeof(float));
       });
-      const Tensor vg = expert_view(wg, e), vu = expert_view(wu, e), vd = expert_view(wd, e);
+      const Tensor vg = engine::expert_view(wg, e), vu = engine::expert_view(wu, e), vd = engine::expert_view(wd, e);
       const bool fa = !opt.bf16_activations, ha = opt.bf16_activations;
       const engine::LinearOp gu[2] = {{&vg, xg.data(), cnt, gg.data(), fa, ha}, {&vu, xg.data(), cnt, ug.data(), fa, ha}};
       engine::matmul_many(ex, gu);
       const int ie = static_cast<int>(e);
       if (hook) {
-        hook(LinearEvent{&m.linears[static_cast<size_t>(b.wgate_exps)], cnt, xg.data(), gg.data(), ie});
-        hook(LinearEvent{&m.linears[static_cast<size_t>(b.wup_exps)], cnt, xg.data(), ug.data(), ie});
+        const int32_t* pos = expert_pos.data() + first;
+        hook(LinearEvent{&m.linears[static_cast<size_t>(b.wgate_exps)], cnt, xg.data(), gg.data(), ie, pos});
+        hook(LinearEvent{&m.linears[static_cast<size_t>(b.wup_exps)], cnt, xg.data(), ug.data(), ie, pos});
       }
       parallel_for(cnt, cnt * fe >= (1 << 16) ? threads : 1, 8, [&](int64_t t0, int64_t t1) {
         ex.ops.silu_mul((t1 - t0) * fe, gg.data() + t0 * fe, ug.data() + t0 * fe, ag.data() + t0 * fe);
       });
       const engine::LinearOp dn{&vd, ag.data(), cnt, yexp.data() + first * d, fa, ha};
       engine::matmul_many(ex, std::span<const engine::LinearOp>(&dn, 1));
-      if (hook) hook(LinearEvent{&m.linears[static_cast<size_t>(b.wdown_exps)], cnt, ag.data(), yexp.data() + first * d, ie});
+      if (hook)
+        hook(LinearEvent{&m.linears[static_cast<size_t>(b.wdown_exps)], cnt, ag.data(), yexp.data() + first * d, ie,
+                         expert_pos.data() + first});
     }
     // Shared expert (Qwen2-MoE): its own SwiGLU MLP on every token, times sigmoid(gate . h).
     const bool shared = b.wgate_shexp >= 0;

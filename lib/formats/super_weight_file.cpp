@@ -15,15 +15,18 @@ namespace formats {
 
 json detection_to_json(const SuperWeightDetection& d) {
   json layers = json::array();
-  for (const auto& m : d.layers)
+  for (const auto& m : d.layers) {
     layers.push_back({{"layer", m.layer},
                       {"input_max", m.input_max},
                       {"input_channel", m.input_channel},
                       {"output_max", m.output_max},
                       {"output_channel", m.output_channel},
                       {"token", m.token}});
+    if (m.expert >= 0) layers.back()["expert"] = m.expert;  // a mixture of experts only
+    if (m.input_expert >= 0) layers.back()["input_expert"] = m.input_expert;
+  }
   json found = json::array();
-  for (const auto& s : d.found)
+  for (const auto& s : d.found) {
     found.push_back({{"tensor", s.weight.tensor},
                      {"layer", s.layer},
                      {"row", s.weight.row},
@@ -36,6 +39,8 @@ json detection_to_json(const SuperWeightDetection& d) {
                      {"confirmed", s.confirmed},
                      {"output_after_zeroing", s.output_after},
                      {"largest_contributor_col", s.largest_contributor}});
+    if (s.expert >= 0) found.back()["expert"] = s.expert;  // row is that of the merged 3-D tensor
+  }
   return {{"method", "activation spikes in ffn_down (Yu et al. 2024)"}, {"rounds", d.rounds}, {"layers", layers},
           {"found", found}};
 }
@@ -51,6 +56,8 @@ SuperWeightDetection detection_from_json(const json& j) {
     x.output_max = m.at("output_max").get<float>();
     x.output_channel = m.at("output_channel").get<int64_t>();
     x.token = m.at("token").get<int64_t>();
+    x.expert = m.value("expert", -1);
+    x.input_expert = m.value("input_expert", -1);
     d.layers.push_back(x);
   }
   for (const auto& f : j.at("found")) {
@@ -58,6 +65,7 @@ SuperWeightDetection detection_from_json(const json& j) {
     s.weight = {f.at("tensor").get<std::string>(), f.at("row").get<int64_t>(), f.at("col").get<int64_t>(),
                 f.at("value").get<float>()};
     s.layer = f.at("layer").get<int>();
+    s.expert = f.value("expert", -1);
     s.input_max = f.at("input_max").get<float>();
     s.output_max = f.at("output_max").get<float>();
     s.input_ratio = f.at("input_ratio").get<double>();

@@ -275,8 +275,10 @@ SensitivityTable measure_sensitivity(const ModelSource& source, std::span<const 
     const int64_t ncols = t.row_length(), nrows = t.n_rows();
     std::vector<float> x(static_cast<size_t>(nrows * ncols));
     source.read_rows_f32(t, 0, nrows, x.data());
+    // A 3-D expert tensor: each expert's rows with its own importance, as Quantizer::quantize does.
+    const int64_t n_mat = t.ne.size() == 3 && t.ne[2] > 0 ? t.ne[2] : 1, per = nrows / n_mat;
     std::optional<std::vector<float>> w;
-    if (o.imatrix) w = o.imatrix->column_weights(t.name, ncols);
+    if (o.imatrix) w = o.imatrix->column_weights(t.name, ncols, n_mat);
     // The original, to restore: the stored bytes where the engine keeps the stored type.
     const QuantType held = model->tensor_type(t.name);
     std::vector<uint8_t> orig_bytes;
@@ -289,7 +291,10 @@ SensitivityTable measure_sensitivity(const ModelSource& source, std::span<const 
     for (QuantType qt : job.types) {
       ctx.check_cancelled();
       std::vector<uint8_t> q(type_info(qt).row_bytes(ncols) * static_cast<size_t>(nrows));
-      Quantizer::quantize_rows(qt, x.data(), q.data(), nrows, ncols, w ? w->data() : nullptr, ctx);
+      const size_t rb = type_info(qt).row_bytes(ncols);
+      for (int64_t e = 0; e < n_mat; ++e)
+        Quantizer::quantize_rows(qt, x.data() + e * per * ncols, q.data() + static_cast<size_t>(e * per) * rb, per, ncols,
+                                 w ? w->data() + e * ncols : nullptr, ctx);
       model->replace_tensor(t.name, qt, q);
       row.types.push_back(qt);
       row.kld.push_back(std::max(0.0, evaluate(false)));

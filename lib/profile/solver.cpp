@@ -52,6 +52,10 @@ std::vector<TensorErrors> measure_errors(const ModelSource& model, const std::ve
         w.assign(w_all.begin(), w_all.begin() + ncols);
         has_imatrix = true;
       }
+    // The importance row of sampled row i: its expert's (expert 0's is w).
+    auto weights_of = [&](size_t i) {
+      return n_mat == 1 || !has_imatrix ? w.data() : w_all.data() + (rows[i] / (nrows / n_mat)) * ncols;
+    };
     const double scale = static_cast<double>(nrows) / static_cast<double>(rows.size());
     TensorErrors te;
     te.tensor = name;
@@ -66,8 +70,8 @@ std::vector<TensorErrors> measure_errors(const ModelSource& model, const std::ve
                                  has_imatrix ? w.data() : nullptr, ctx);
       else
         for (size_t i = 0; i < rows.size(); ++i)
-          Quantizer::quantize_rows(qt, x.data() + i * ncols, q.data() + i * ti.row_bytes(ncols), 1, ncols,
-                                   w_all.data() + (rows[i] / (nrows / n_mat)) * ncols, ctx);
+          Quantizer::quantize_rows(qt, x.data() + i * ncols, q.data() + i * ti.row_bytes(ncols), 1, ncols, weights_of(i),
+                                   ctx);
       // Rows holding protected weights are quantized as Quantizer::quantize will write them.
       for (size_t i = 0; i < rows.size() && !ti.is_float(); ++i) {
         std::vector<int64_t> cols;
@@ -75,17 +79,19 @@ std::vector<TensorErrors> measure_errors(const ModelSource& model, const std::ve
           if (pw->row == rows[i]) cols.push_back(pw->col);
         if (!cols.empty())
           quantize_protected_row(qt, x.data() + i * ncols, q.data() + i * ti.row_bytes(ncols), ncols,
-                                 has_imatrix ? w.data() : nullptr, cols, ctx);
+                                 has_imatrix ? weights_of(i) : nullptr, cols, ctx);
       }
       std::vector<float> y(x.size());
       const DequantizeFn deq = ctx.kernels(qt).dequantize;
       for (size_t i = 0; i < rows.size(); ++i) deq(q.data() + i * ti.row_bytes(ncols), y.data() + i * ncols, ncols);
       double err = 0;
-      for (size_t i = 0; i < rows.size(); ++i)
+      for (size_t i = 0; i < rows.size(); ++i) {
+        const float* wi = weights_of(i);
         for (int64_t j = 0; j < ncols; ++j) {
           const double d = static_cast<double>(x[i * ncols + j]) - y[i * ncols + j];
-          err += w[static_cast<size_t>(j)] * d * d;
+          err += wi[j] * d * d;
         }
+      }
       double pmax = 0;
       for (const auto* pw : prot) {
         const size_t i = static_cast<size_t>(std::lower_bound(rows.begin(), rows.end(), pw->row) - rows.begin());

@@ -8,6 +8,11 @@
 #   arch_parity.py key FILE.gguf KEY             prints one metadata value
 #   arch_parity.py hf HF.json LQ.json            transformers' float32 perplexity (arch_parity_hf.py) vs
 #                                                lq's on the checkpoint (1e-4 tolerance)
+#   arch_parity.py imatrix REF.gguf OURS.gguf    two GGUF importance matrices (llama-imatrix's and lq
+#                                                analyze's): entries and counts equal, every sum of an
+#                                                expert (or tensor) that saw tokens within 1e-3 relative;
+#                                                each value beyond it is listed with its size against its
+#                                                row's mean (a value near zero keeps only absolute error)
 #
 # Each prints one summary line starting with "OK" or "FAIL" (then the differences) and exits 0 / 1.
 # Metadata keys that lq writes and the converter does not are listed as extras; those named in
@@ -225,6 +230,48 @@ def cmd_hf(hf_json, lq_json):
     return 0 if ok else 1
 
 
+def imatrix_entries(path):
+    out = {}
+    for t in GGUFReader(path).tensors:
+        out[t.name] = np.array(t.data, dtype=np.float64).reshape(-1)
+    return out
+
+
+def cmd_imatrix(ref_path, ours_path):
+    ref, ours = imatrix_entries(ref_path), imatrix_entries(ours_path)
+    problems, beyond, n_values = [], [], 0
+    worst, worst_row = 0.0, 0.0
+    for name in sorted(set(ref) | set(ours)):
+        if name not in ref or name not in ours:
+            problems.append(f"{name} only in {'ours' if name not in ref else 'the reference'}")
+            continue
+        if name.endswith(".counts"):
+            if not np.array_equal(ref[name], ours[name]):
+                problems.append(f"{name}: counts differ")
+            continue
+        base = name[: -len(".in_sum2")]
+        counts = ref.get(base + ".counts", np.ones(1))
+        x, y = ours[name].reshape(len(counts), -1), ref[name].reshape(len(counts), -1)
+        for e in range(len(counts)):
+            if counts[e] <= 0:
+                continue
+            mean = np.mean(np.abs(y[e]))
+            rel = np.abs(x[e] - y[e]) / np.maximum(np.abs(y[e]), 1e-300)
+            n_values += rel.size
+            worst = max(worst, float(rel.max()))
+            if mean > 0:
+                worst_row = max(worst_row, float((np.abs(x[e] - y[e]) / mean).max()))
+            for j in np.nonzero(rel > 1e-3)[0]:
+                beyond.append(f"{base} row {e} col {j}: {x[e][j]:.6e} vs {y[e][j]:.6e} ({rel[j]:.2e}; "
+                              f"{y[e][j] / mean:.1e} of the row's mean, count {counts[e]:g})")
+    ok = not problems and not beyond
+    print(f"{'OK' if ok else 'FAIL'} imatrix: {n_values} sums, max relative difference {worst:.3e}, max difference "
+          f"against the row's mean {worst_row:.3e}; {len(beyond)} beyond 1e-3, {len(problems)} entry/count problems")
+    for line in problems + beyond:
+        print("  " + line)
+    return 0 if ok else 1
+
+
 def cmd_key(path, key):
     m = metadata(GGUFReader(path))
     if key not in m:
@@ -234,9 +281,11 @@ def cmd_key(path, key):
 
 
 def main(argv):
-    cmds = {"convert": (cmd_convert, 2), "types": (cmd_types, 2), "ppl": (cmd_ppl, 2), "key": (cmd_key, 2), "hf": (cmd_hf, 2)}
+    cmds = {"convert": (cmd_convert, 2), "types": (cmd_types, 2), "ppl": (cmd_ppl, 2), "key": (cmd_key, 2), "hf": (cmd_hf, 2),
+            "imatrix": (cmd_imatrix, 2)}
     if len(argv) < 2 or argv[1] not in cmds or len(argv) != 2 + cmds[argv[1]][1]:
-        print("usage: arch_parity.py convert REF OURS | types REF OURS | ppl LLAMA_LOG LQ_JSON | key GGUF KEY",
+        print("usage: arch_parity.py convert REF OURS | types REF OURS | ppl LLAMA_LOG LQ_JSON | key GGUF KEY | "
+              "hf HF_JSON LQ_JSON | imatrix REF OURS",
               file=sys.stderr)
         return 2
     fn, _ = cmds[argv[1]]

@@ -4,7 +4,9 @@
 #     `lq quantize DIR gguf -q F32` / `-q BF16`: tensor names, shapes, types, metadata keys and
 #     values (lq's documented extras listed), tensor bytes (arch_parity.py convert);
 #  2. an importance matrix: llama-imatrix on the converter's F32 file (IMATRIX_TOOL=lq: `lq analyze`
-#     on the checkpoint instead), the same file given to both quantizers;
+#     on the checkpoint instead), the same file given to both quantizers; with llama-imatrix's,
+#     `lq analyze` on the same F32 file against it: counts equal, sums within 1e-3 relative (one
+#     row per expert for merged expert tensors; arch_parity.py imatrix);
 #  3. levels: llama-quantize on the converter's F32 file against `lq quantize DIR gguf -q LEVEL` for
 #     LEVELS (Q2_K Q3_K_M Q4_K_M IQ2_XXS; the imatrix given to every level), per-tensor types
 #     (arch_parity.py types);
@@ -108,6 +110,14 @@ case "$steps" in *" levels "*)
       quietly "$work/imatrix.log" "$bin/llama-imatrix" -m "$work/conv-F32.gguf" -f "$calib" -c "$ictx" \
         --chunks "$ichunks" -t "$threads" -o "$imat"
     fi || { record "FAIL imatrix: $imatrix_tool failed (see $work/imatrix.log)"; imat=""; }
+  fi
+  if [ -n "$imat" ] && [ "$imatrix_tool" != lq ]; then
+    echo "-- imatrix: lq analyze on the same F32 file"
+    if quietly "$work/lq-imatrix.log" "$lq" --quiet --threads "$threads" analyze "$work/conv-F32.gguf"          --calibration-data "$calib" --calibration-samples "$ichunks" --ctx "$ictx" --no-cache -o "$work/lq-imatrix.gguf"; then
+      check "imatrix" "$py" "$here/arch_parity.py" imatrix "$imat" "$work/lq-imatrix.gguf"
+    else
+      record "FAIL imatrix: lq analyze failed (see $work/lq-imatrix.log)"
+    fi
   fi
   for lv in $levels; do
     im=(); [ -n "$imat" ] && im=(--imatrix "$imat")
