@@ -12,11 +12,10 @@
 namespace lq::cli {
 
 int run_perplexity(Context& ctx, std::vector<std::string> args) {
-  cxxopts::Options opts = command_options(ctx, "perplexity", "MODEL", {"model"},
+  cxxopts::Options opts = positional_command_options(ctx, "perplexity", "MODEL", {{"model", kModelArgHelp}},
       "Perplexity of a model on a text, as llama-perplexity measures it (optionally KL divergence "
       "against a reference model).");
   opts.add_options()
-      ("model", "Model: Hugging Face directory, GGUF file or Hub ID", cxxopts::value<std::string>())
       ("f,file", "Plain text file, tokenized as one string [default: built-in WikiText-2 test]", cxxopts::value<std::string>())
       ("ctx", "Chunk length in tokens (llama-perplexity -c) [default: 512]", cxxopts::value<int64_t>())
       ("chunks", "Chunks to evaluate [default: all that fit]", cxxopts::value<int64_t>())

@@ -13,10 +13,9 @@
 namespace lq::cli {
 
 int run_run(Context& ctx, std::vector<std::string> args) {
-  cxxopts::Options opts = command_options(ctx, "run", "MODEL", {"model"},
+  cxxopts::Options opts = positional_command_options(ctx, "run", "MODEL", {{"model", kModelArgHelp}},
       "Generate text with a model (greedy unless --temperature is above 0).");
   opts.add_options()
-      ("model", "Model: Hugging Face directory, GGUF file or Hub ID", cxxopts::value<std::string>())
       ("p,prompt", "Prompt text (encoded with BOS when the tokenizer adds one)", cxxopts::value<std::string>())
       ("n,n-predict", "Tokens to generate [default: 128]", cxxopts::value<int64_t>())
       ("temperature", "Sampling temperature; 0 = greedy [default: 0]", cxxopts::value<float>())
@@ -78,10 +77,9 @@ int run_run(Context& ctx, std::vector<std::string> args) {
 }
 
 int run_tokenize(Context& ctx, std::vector<std::string> args) {
-  cxxopts::Options opts = command_options(ctx, "tokenize", "MODEL", {"model"},
+  cxxopts::Options opts = positional_command_options(ctx, "tokenize", "MODEL", {{"model", kModelArgHelp}},
       "Token ids of a text with a model's tokenizer (no BOS added).");
   opts.add_options()
-      ("model", "Model: Hugging Face directory, GGUF file or Hub ID", cxxopts::value<std::string>())
       ("f,file", "Text file to tokenize (as one string)", cxxopts::value<std::string>())
       ("p,prompt", "Text to tokenize", cxxopts::value<std::string>())
       ("show-pieces", "Human format: one token per line with its text");
