@@ -30,11 +30,9 @@ int run_perplexity(Context& ctx, std::vector<std::string> args) {
        cxxopts::value<std::string>())
       ("kl-divergence", "Also measure KL(REFERENCE || MODEL) and same-top-token rate against this reference model",
        cxxopts::value<std::string>());
-  auto parsed = parse(ctx, opts, args);
+  auto parsed = parse_model_command(ctx, opts, args, "perplexity", "MODEL -f TEXT");
   if (!parsed) return 0;
-  no_csv(ctx, "perplexity");
   const auto& r = *parsed;
-  if (!r.count("model")) fail(Errc::invalid_argument, "missing MODEL (usage: {} perplexity MODEL -f TEXT)", ctx.program);
   PerplexityOptions po;
   po.ctx = r.count("ctx") ? r["ctx"].as<int64_t>() : 512;
   if (po.ctx < 3) fail(Errc::invalid_argument, "--ctx must be at least 3, got {}", po.ctx);
