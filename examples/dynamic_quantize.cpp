@@ -4,6 +4,8 @@
 // PROFILE: a preset (quality, the default) or a .dqprofile path. The gate measures perplexity
 // on two chunks of the built-in text; above MAX_PPL_INCREASE_PCT (default 20) the file is kept
 // and the program exits with the contract's code 11.
+#include "example_support.hpp"
+
 #include <lq/lq.hpp>
 #include <lq/quantize_job.hpp>
 
@@ -12,21 +14,8 @@
 #include <string>
 #include <string_view>
 
-namespace {
-
-// Progress lines on stderr, one per message (updates are left out).
-class StderrProgress final : public lq::Progress {
- public:
-  void message(std::string_view text) override { std::fprintf(stderr, "%.*s\n", static_cast<int>(text.size()), text.data()); }
-};
-
-}  // namespace
-
 int main(int argc, char** argv) {
-  if (argc < 4) {
-    std::fprintf(stderr, "usage: %s MODEL IMATRIX OUT.gguf [PROFILE [MAX_PPL_INCREASE_PCT]]\n", argv[0]);
-    return 2;
-  }
+  if (argc < 4) return example::usage(argv[0], "MODEL IMATRIX OUT.gguf [PROFILE [MAX_PPL_INCREASE_PCT]]");
   try {
     const lq::Imatrix imatrix = lq::Imatrix::load(argv[2]);
     auto model = lq::ModelSource::open(argv[1]);
@@ -42,7 +31,7 @@ int main(int argc, char** argv) {
     if (argc > 5) gate.max_perplexity_increase_pct = std::strtod(argv[5], nullptr);
     job.gates.settings = gate;
 
-    StderrProgress progress;
+    example::StderrProgress progress;
     lq::Context ctx;
     ctx.threads = 2;
     ctx.progress = &progress;
@@ -63,7 +52,6 @@ int main(int argc, char** argv) {
     std::printf("quality gate: passed\n");
     return 0;
   } catch (const lq::Error& e) {
-    std::fprintf(stderr, "error: %s\n", e.what());
-    return lq::exit_code(e.code());
+    return example::report(e);
   }
 }

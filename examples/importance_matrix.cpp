@@ -3,16 +3,15 @@
 //
 //   example_importance_matrix MODEL OUT.imatrix [CHUNKS]
 #include <lq/importance.hpp>
+#include "example_support.hpp"
+
 #include <lq/lq.hpp>
 
 #include <cstdio>
 #include <string>
 
 int main(int argc, char** argv) {
-  if (argc < 3) {
-    std::fprintf(stderr, "usage: %s MODEL OUT.imatrix [CHUNKS]\n", argv[0]);
-    return 2;
-  }
+  if (argc < 3) return example::usage(argv[0], "MODEL OUT.imatrix [CHUNKS]");
   try {
     auto model = lq::ModelSource::open(argv[1]);
     lq::ImportanceOptions opts;
@@ -27,8 +26,7 @@ int main(int argc, char** argv) {
     for (const auto& l : r.layers)
       if (l.importance_score == 1.0) std::printf("most important: %s\n", l.layer_name.c_str());
   } catch (const lq::Error& e) {
-    std::fprintf(stderr, "error: %s\n", e.what());
-    return lq::exit_code(e.code());
+    return example::report(e);
   }
   return 0;
 }

@@ -1,14 +1,13 @@
 // Quantizes a whole model through the library API.
 //   example_quantize_model MODEL OUT.gguf [LEVEL]
+#include "example_support.hpp"
+
 #include <lq/lq.hpp>
 
 #include <cstdio>
 
 int main(int argc, char** argv) {
-  if (argc < 3) {
-    std::fprintf(stderr, "usage: %s MODEL OUT.gguf [LEVEL]\n", argv[0]);
-    return 2;
-  }
+  if (argc < 3) return example::usage(argv[0], "MODEL OUT.gguf [LEVEL]");
   try {
     lq::QuantizeOptions opts;
     const auto level = lq::parse_file_type(argc > 3 ? argv[3] : "Q8_0");
@@ -23,7 +22,6 @@ int main(int argc, char** argv) {
                 static_cast<unsigned long long>(r.file_bytes), r.bpw, r.seconds);
     return 0;
   } catch (const lq::Error& e) {
-    std::fprintf(stderr, "error: %s\n", e.what());
-    return lq::exit_code(e.code());
+    return example::report(e);
   }
 }

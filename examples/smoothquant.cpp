@@ -2,6 +2,8 @@
 // calibrate a Hugging Face checkpoint, print the smoothing per layer, check that smoothing alone
 // leaves the model's function unchanged, then write the compressed-tensors W8A8 directory.
 //   example_smoothquant MODEL OUT_DIR [ALPHA|auto [CALIBRATION.txt]]
+#include "example_support.hpp"
+
 #include <lq/lq.hpp>
 
 #include <algorithm>
@@ -12,11 +14,6 @@
 #include <string_view>
 
 namespace {
-
-class StderrProgress final : public lq::Progress {
- public:
-  void message(std::string_view text) override { std::fprintf(stderr, "%.*s\n", static_cast<int>(text.size()), text.data()); }
-};
 
 // Largest |a - b| over the largest |a| of the last token's logits.
 double logits_difference(const lq::Model& a, const lq::Model& b, const std::vector<int32_t>& tokens) {
@@ -35,12 +32,9 @@ double logits_difference(const lq::Model& a, const lq::Model& b, const std::vect
 }  // namespace
 
 int main(int argc, char** argv) {
-  if (argc < 3) {
-    std::fprintf(stderr, "usage: %s MODEL OUT_DIR [ALPHA|auto [CALIBRATION.txt]]\n", argv[0]);
-    return 2;
-  }
+  if (argc < 3) return example::usage(argv[0], "MODEL OUT_DIR [ALPHA|auto [CALIBRATION.txt]]");
   try {
-    StderrProgress progress;
+    example::StderrProgress progress;
     lq::Context ctx;
     ctx.progress = &progress;
     auto source = lq::ModelSource::open(argv[1]);
@@ -75,7 +69,6 @@ int main(int argc, char** argv) {
                 r.output_bytes / 1e6, r.bpw);
     return 0;
   } catch (const lq::Error& e) {
-    std::fprintf(stderr, "error: %s\n", e.what());
-    return lq::exit_code(e.code());
+    return example::report(e);
   }
 }

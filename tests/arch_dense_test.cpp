@@ -148,26 +148,6 @@ bool write_dense_hf(const fs::path& dir, const DenseToy& t, const DenseWeights& 
   return true;
 }
 
-std::vector<float> logits_of(const Model& m, const std::vector<int32_t>& prompt) {
-  Session s(m);
-  s.eval(prompt, 0);
-  std::vector<float> all;
-  for (int64_t i = 0; i < s.n_outputs(); ++i) {
-    const auto l = s.logits(i);
-    all.insert(all.end(), l.begin(), l.end());
-  }
-  return all;
-}
-
-double max_rel_diff(const std::vector<float>& a, const std::vector<float>& b) {
-  double m = 0, scale = 0;
-  for (size_t i = 0; i < a.size(); ++i) {
-    m = std::max(m, static_cast<double>(std::fabs(a[i] - b[i])));
-    scale = std::max(scale, static_cast<double>(std::fabs(b[i])));
-  }
-  return m / std::max(scale, 1e-30);
-}
-
 QuantType planned(const std::vector<TensorPlan>& plan, const std::string& name) {
   for (const auto& p : plan)
     if (p.name == name) return p.type;
@@ -317,7 +297,7 @@ TEST_CASE("phi3: fused qkv and gate_up as llama.cpp stores them equal the separa
 
   auto a = Model::load(tmp / "qwen2");
   auto b = Model::load(*src);
-  CHECK(max_rel_diff(logits_of(*b, kPrompt), logits_of(*a, kPrompt)) < 1e-5);
+  CHECK(test::max_rel_diff(test::logits_of(*b, kPrompt), test::logits_of(*a, kPrompt)) < 1e-5);
 
   // Gradients: the fused weights' are the separate ones' stacked in the same row order.
   auto grads = [&](const Model& m) {
@@ -337,9 +317,9 @@ TEST_CASE("phi3: fused qkv and gate_up as llama.cpp stores them equal the separa
     for (const auto& n : names) v.insert(v.end(), ga.at(n).begin(), ga.at(n).end());
     return v;
   };
-  CHECK(max_rel_diff(gb.at("blk.0.attn_qkv.weight"),
+  CHECK(test::max_rel_diff(gb.at("blk.0.attn_qkv.weight"),
                      stacked({"blk.0.attn_q.weight", "blk.0.attn_k.weight", "blk.0.attn_v.weight"})) < 1e-4);
-  CHECK(max_rel_diff(gb.at("blk.1.ffn_up.weight"), stacked({"blk.1.ffn_gate.weight", "blk.1.ffn_up.weight"})) < 1e-4);
+  CHECK(test::max_rel_diff(gb.at("blk.1.ffn_up.weight"), stacked({"blk.1.ffn_gate.weight", "blk.1.ffn_up.weight"})) < 1e-4);
 }
 
 TEST_CASE("qwen3 and phi3: per-tensor types at Q4_K_M and Q3_K_M as llama-quantize assigns them", "[arch][dense]") {
@@ -458,24 +438,17 @@ TEST_CASE("phi3 LongRoPE: factor tensors, attention factor, short and long frequ
 
   auto plain = Model::load(tmp / "plain");
   auto unit = Model::load(tmp / "unit");
-  CHECK(max_rel_diff(logits_of(*unit, kPrompt), logits_of(*plain, kPrompt)) < 1e-6);
+  CHECK(test::max_rel_diff(test::logits_of(*unit, kPrompt), test::logits_of(*plain, kPrompt)) < 1e-6);
   auto lm = Model::load(*src);
   // the short factors up to the original context, the long ones beyond (llama.cpp's choice by the
   // context it is given)
   auto with_ctx = [&](int64_t n_ctx) {
     SessionOptions so;
     so.n_ctx = n_ctx;
-    Session s(*lm, so);
-    s.eval(kPrompt, 0);
-    std::vector<float> all;
-    for (int64_t i = 0; i < s.n_outputs(); ++i) {
-      const auto l = s.logits(i);
-      all.insert(all.end(), l.begin(), l.end());
-    }
-    return all;
+    return test::logits_of(*lm, kPrompt, 0, so);
   };
   const auto short_logits = with_ctx(512), long_logits = with_ctx(1024);
-  CHECK(max_rel_diff(short_logits, logits_of(*plain, kPrompt)) > 1e-3);
-  CHECK(max_rel_diff(long_logits, short_logits) > 1e-3);
-  CHECK(max_rel_diff(with_ctx(4096), long_logits) < 1e-6);
+  CHECK(test::max_rel_diff(short_logits, test::logits_of(*plain, kPrompt)) > 1e-3);
+  CHECK(test::max_rel_diff(long_logits, short_logits) > 1e-3);
+  CHECK(test::max_rel_diff(with_ctx(4096), long_logits) < 1e-6);
 }

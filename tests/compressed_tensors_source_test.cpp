@@ -70,92 +70,71 @@ void write_ct_checkpoint(const fs::path& src, const fs::path& out, const CtOptio
   write_file_atomic(out / "config.json", cfg.dump(2));
   std::vector<StTensorSpec> specs;
   std::vector<std::vector<uint8_t>> data;
-  for (const auto& e : fs::directory_iterator(src)) {
-    if (e.path().extension() != ".safetensors") continue;
-    SafetensorsFile f(e.path());
-    for (const StTensor& t : f.tensors()) {
-      std::vector<uint8_t> raw(t.nbytes);
-      f.read(t.begin, raw.size(), raw.data());
-      if (!ct_linear(t.name)) {
-        specs.push_back({t.name, t.dtype, t.shape});
-        data.push_back(std::move(raw));
+  test::for_each_safetensors_tensor(src, [&](const StTensor& t, std::vector<uint8_t>& raw) {
+    if (!ct_linear(t.name)) {
+      specs.push_back({t.name, t.dtype, t.shape});
+      data.push_back(std::move(raw));
+      return;
+    }
+    const int64_t rows = t.shape[0], cols = t.shape[1];
+    const std::vector<float> w = test::bf16_values(raw.data(), static_cast<size_t>(rows * cols));
+    std::vector<float> scales(static_cast<size_t>(rows));
+    std::vector<uint8_t> q(static_cast<size_t>(rows * cols));
+    std::vector<uint8_t> row(static_cast<size_t>(cols + 4));
+    float amax = 0;
+    for (float v : w) amax = std::max(amax, std::fabs(v));
+    for (int64_t r = 0; r < rows; ++r) {
+      if (o.per_tensor) {  // one scale: W8 rows with a given scale
+        scales[r] = amax / 127.5f;
+        for (int64_t c = 0; c < cols; ++c)
+          q[r * cols + c] = static_cast<uint8_t>(static_cast<int8_t>(
+              std::clamp(std::nearbyint(w[r * cols + c] / scales[r]), -128.f, 127.f)));
         continue;
       }
-      const int64_t rows = t.shape[0], cols = t.shape[1];
-      std::vector<float> w(static_cast<size_t>(rows * cols));
-      for (size_t i = 0; i < w.size(); ++i) {
-        uint16_t b;
-        std::memcpy(&b, raw.data() + 2 * i, 2);
-        w[i] = bf16_to_f32(b);
-      }
-      std::vector<float> scales(static_cast<size_t>(rows));
-      std::vector<uint8_t> q(static_cast<size_t>(rows * cols));
-      std::vector<uint8_t> row(static_cast<size_t>(cols + 4));
-      float amax = 0;
-      for (float v : w) amax = std::max(amax, std::fabs(v));
-      for (int64_t r = 0; r < rows; ++r) {
-        if (o.per_tensor) {  // one scale: W8 rows with a given scale
-          scales[r] = amax / 127.5f;
-          for (int64_t c = 0; c < cols; ++c)
-            q[r * cols + c] = static_cast<uint8_t>(static_cast<int8_t>(
-                std::clamp(std::nearbyint(w[r * cols + c] / scales[r]), -128.f, 127.f)));
-          continue;
-        }
-        ref::quantize_w8(w.data() + r * cols, row.data(), 1, cols, nullptr);
-        std::memcpy(&scales[r], row.data(), 4);
-        std::memcpy(q.data() + r * cols, row.data() + 4, static_cast<size_t>(cols));
-      }
-      specs.push_back({t.name, StDtype::I8, t.shape});
-      data.push_back(std::move(q));
-      const std::string mod = t.name.substr(0, t.name.size() - 7);
-      const int64_t ns = o.per_tensor ? 1 : rows;
-      specs.push_back({mod + ".weight_scale", o.scale_dtype, o.per_tensor ? std::vector<int64_t>{1} : std::vector<int64_t>{rows, 1}});
-      std::vector<uint8_t> sb;
-      for (int64_t i = 0; i < ns; ++i) {
-        if (o.scale_dtype == StDtype::F32) {
-          sb.resize(sb.size() + 4);
-          std::memcpy(sb.data() + sb.size() - 4, &scales[i], 4);
-        } else {
-          const uint16_t h = o.scale_dtype == StDtype::BF16 ? f32_to_bf16(scales[i]) : f32_to_fp16(scales[i]);
-          sb.resize(sb.size() + 2);
-          std::memcpy(sb.data() + sb.size() - 2, &h, 2);
-        }
-      }
-      data.push_back(std::move(sb));
-      if (o.input_scale > 0) {
-        specs.push_back({mod + ".input_scale", StDtype::F32, {1}});
-        std::vector<uint8_t> b(4);
-        std::memcpy(b.data(), &o.input_scale, 4);
-        data.push_back(std::move(b));
+      ref::quantize_w8(w.data() + r * cols, row.data(), 1, cols, nullptr);
+      std::memcpy(&scales[r], row.data(), 4);
+      std::memcpy(q.data() + r * cols, row.data() + 4, static_cast<size_t>(cols));
+    }
+    specs.push_back({t.name, StDtype::I8, t.shape});
+    data.push_back(std::move(q));
+    const std::string mod = t.name.substr(0, t.name.size() - 7);
+    const int64_t ns = o.per_tensor ? 1 : rows;
+    specs.push_back({mod + ".weight_scale", o.scale_dtype, o.per_tensor ? std::vector<int64_t>{1} : std::vector<int64_t>{rows, 1}});
+    std::vector<uint8_t> sb;
+    for (int64_t i = 0; i < ns; ++i) {
+      if (o.scale_dtype == StDtype::F32) {
+        sb.resize(sb.size() + 4);
+        std::memcpy(sb.data() + sb.size() - 4, &scales[i], 4);
+      } else {
+        const uint16_t h = o.scale_dtype == StDtype::BF16 ? f32_to_bf16(scales[i]) : f32_to_fp16(scales[i]);
+        sb.resize(sb.size() + 2);
+        std::memcpy(sb.data() + sb.size() - 2, &h, 2);
       }
     }
-  }
+    data.push_back(std::move(sb));
+    if (o.input_scale > 0) {
+      specs.push_back({mod + ".input_scale", StDtype::F32, {1}});
+      std::vector<uint8_t> b(4);
+      std::memcpy(b.data(), &o.input_scale, 4);
+      data.push_back(std::move(b));
+    }
+  });
   if (o.edit_tensors) o.edit_tensors(specs, data);
   ShardedSafetensorsWriter wr(out, specs);
   for (size_t i = 0; i < specs.size(); ++i) wr.write(specs[i].name, data[i].data(), data[i].size());
   wr.commit();
 }
 
-std::vector<float> ct_logits(Model& m, const std::vector<int32_t>& prompt) {
-  Session s(m);
-  s.eval(prompt);
-  std::vector<float> out;
-  for (int64_t i = 0; i < s.n_outputs(); ++i) {
-    auto l = s.logits(i);
-    out.insert(out.end(), l.begin(), l.end());
-  }
-  return out;
+std::vector<float> ct_logits(const Model& m, const std::vector<int32_t>& prompt) {
+  return test::logits_of(m, prompt, -1);
 }
 
 }  // namespace
 
 TEST_CASE("compressed-tensors: an int8 checkpoint opens with W8 linears and runs as in memory", "[int8][model]") {
-  auto cfg = test::shared_file("models/tiny-llama/config.json");
-  if (!cfg) {
-    test::skip("needs ../shared/models/tiny-llama");
-    return;
-  }
-  const fs::path src = cfg->parent_path();
+  const auto tiny = test::shared_file("models/tiny-llama");
+  if (!tiny) return;
+  const fs::path src = *tiny;
   test::TempDir dir;
   write_ct_checkpoint(src, dir / "w8a8");
   auto ct = Model::load(dir / "w8a8");
@@ -187,12 +166,9 @@ TEST_CASE("compressed-tensors: an int8 checkpoint opens with W8 linears and runs
 }
 
 TEST_CASE("compressed-tensors: bf16 and per-tensor scales", "[int8][model]") {
-  auto cfg = test::shared_file("models/tiny-llama/config.json");
-  if (!cfg) {
-    test::skip("needs ../shared/models/tiny-llama");
-    return;
-  }
-  const fs::path src = cfg->parent_path();
+  const auto tiny = test::shared_file("models/tiny-llama");
+  if (!tiny) return;
+  const fs::path src = *tiny;
   test::TempDir dir;
   write_ct_checkpoint(src, dir / "bf16", {.scale_dtype = StDtype::BF16});
   write_ct_checkpoint(src, dir / "tensor", {.per_tensor = true, .edit_config = [](json& c) {
@@ -219,12 +195,9 @@ TEST_CASE("compressed-tensors: bf16 and per-tensor scales", "[int8][model]") {
 }
 
 TEST_CASE("compressed-tensors: static activations (input_scale) run as set in memory", "[int8][model]") {
-  auto cfg = test::shared_file("models/tiny-llama/config.json");
-  if (!cfg) {
-    test::skip("needs ../shared/models/tiny-llama");
-    return;
-  }
-  const fs::path src = cfg->parent_path();
+  const auto tiny = test::shared_file("models/tiny-llama");
+  if (!tiny) return;
+  const fs::path src = *tiny;
   test::TempDir dir;
   const float scale = 0.04f;
   write_ct_checkpoint(src, dir / "static", {.input_scale = scale});
@@ -268,12 +241,9 @@ TEST_CASE("compressed-tensors: static activations (input_scale) run as set in me
 }
 
 TEST_CASE("compressed-tensors: unsupported schemes are named errors", "[int8][model]") {
-  auto cfg = test::shared_file("models/tiny-llama/config.json");
-  if (!cfg) {
-    test::skip("needs ../shared/models/tiny-llama");
-    return;
-  }
-  const fs::path src = cfg->parent_path();
+  const auto tiny = test::shared_file("models/tiny-llama");
+  if (!tiny) return;
+  const fs::path src = *tiny;
   struct Bad {
     const char* what;
     std::function<void(json&)> edit;

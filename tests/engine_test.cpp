@@ -75,15 +75,6 @@ std::unique_ptr<Model> toy_model(const test::TempDir& dir, const ToySpec& s, con
   return Model::load(p);
 }
 
-std::vector<float> all_logits(Session& s) {
-  std::vector<float> out;
-  for (int64_t i = 0; i < s.n_outputs(); ++i) {
-    auto l = s.logits(i);
-    out.insert(out.end(), l.begin(), l.end());
-  }
-  return out;
-}
-
 }  // namespace
 
 TEST_CASE("engine: perplexity of the tiny model matches llama-perplexity", "[engine]") {
@@ -147,13 +138,7 @@ TEST_CASE("engine: sampling is seeded and bounded", "[engine]") {
   test::TempDir dir;
   auto model = toy_model(dir, ToySpec{}, "toy.gguf");
   const std::vector<int32_t> prompt = {1, 5, 9};
-  GenerateOptions g;
-  g.temperature = 1.0f;
-  g.top_k = 10;
-  g.top_p = 0.9f;
-  g.seed = 42;
-  g.max_tokens = 20;
-  g.stop_at_eos = false;
+  GenerateOptions g{.max_tokens = 20, .temperature = 1.0f, .top_k = 10, .top_p = 0.9f, .seed = 42, .stop_at_eos = false};
   Session a(*model), b(*model);
   const auto ra = generate(a, prompt, g), rb = generate(b, prompt, g);
   CHECK(ra == rb);
@@ -436,14 +421,14 @@ TEST_CASE("engine: NEOX RoPE (qwen2) equals normal RoPE on permuted q/k rows", "
   Session sa(*a), sb(*b);
   sa.eval(prompt, 0);
   sb.eval(prompt, 0);
-  CHECK(max_abs_diff(all_logits(sa), all_logits(sb)) < 1e-4);
+  CHECK(max_abs_diff(test::all_logits(sa), test::all_logits(sb)) < 1e-4);
   // and the permutation matters for normal RoPE: same rows in a llama model differ
   ToySpec wrong = qwen;
   wrong.shape.arch = "llama";
   auto c = toy_model(dir, wrong, "wrong.gguf");
   Session sc(*c);
   sc.eval(prompt, 0);
-  CHECK(max_abs_diff(all_logits(sa), all_logits(sc)) > 1e-2);
+  CHECK(max_abs_diff(test::all_logits(sa), test::all_logits(sc)) > 1e-2);
 }
 
 TEST_CASE("engine: biases and tied embeddings", "[engine]") {

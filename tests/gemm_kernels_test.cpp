@@ -72,6 +72,20 @@ const T* field(const std::vector<uint8_t>& recs, const QActLayout& l, int64_t t,
   return reinterpret_cast<const T*>(recs.data() + static_cast<size_t>(t) * l.bytes + off);
 }
 
+/// For each block b of token t of x (m rows of k): the records `act` writes with layout l, and
+/// block b of that row as the reference quantizer of `type` writes it.
+template <class Block>
+void each_record_block(ActFn act, const QActLayout& l, QuantType type, const std::vector<float>& x, int64_t m, int64_t k,
+                       const std::function<void(const std::vector<uint8_t>&, int64_t, int64_t, const Block&)>& check) {
+  std::vector<uint8_t> recs(l.bytes * m);
+  act(x.data(), m, l, recs.data());
+  const int64_t per_row = k / type_info(type).block_size;
+  std::vector<Block> want(static_cast<size_t>(m * per_row));
+  type_info(type).quantize_ref(x.data(), want.data(), m, k, nullptr);
+  for (int64_t t = 0; t < m; ++t)
+    for (int64_t b = 0; b < per_row; ++b) check(recs, t, b, want[static_cast<size_t>(t * per_row + b)]);
+}
+
 // Rows with awkward values: exact halves after scaling, ties of +/- the maximum, a zero block.
 std::vector<float> activation_rows(int64_t m, int64_t k, uint32_t seed) {
   auto x = test::gaussian(static_cast<size_t>(m * k), seed);
@@ -99,47 +113,37 @@ TEST_CASE("perf: activation records equal the reference Q8_0 and Q8_K quantizers
       const auto x = activation_rows(m, k, 11);
       {
         const QActLayout l = layout(k, 32);
-        std::vector<uint8_t> recs(l.bytes * m);
-        isa.act_q8_0(x.data(), m, l, recs.data());
-        std::vector<ref::block_q8_0> want(static_cast<size_t>(m * k / 32));
-        type_info(QuantType::Q8_0).quantize_ref(x.data(), want.data(), m, k, nullptr);
-        for (int64_t t = 0; t < m; ++t)
-          for (int64_t b = 0; b < k / 32; ++b) {
-            const auto& wb = want[static_cast<size_t>(t * k / 32 + b)];
-            CHECK(field<float>(recs, l, t, l.d)[b] == fp16_to_f32(wb.d));
-            int sum = 0;
-            for (int j = 0; j < 32; ++j) {
-              CHECK(int(field<int8_t>(recs, l, t, l.qs)[32 * b + j]) == int(wb.qs[j]));
-              sum += wb.qs[j];
-            }
-            CHECK(field<int32_t>(recs, l, t, l.s32)[b] == sum);
-          }
+        each_record_block<ref::block_q8_0>(
+            isa.act_q8_0, l, QuantType::Q8_0, x, m, k, [&](const auto& recs, int64_t t, int64_t b, const auto& wb) {
+              CHECK(field<float>(recs, l, t, l.d)[b] == fp16_to_f32(wb.d));
+              int sum = 0;
+              for (int j = 0; j < 32; ++j) {
+                CHECK(int(field<int8_t>(recs, l, t, l.qs)[32 * b + j]) == int(wb.qs[j]));
+                sum += wb.qs[j];
+              }
+              CHECK(field<int32_t>(recs, l, t, l.s32)[b] == sum);
+            });
       }
       if (k % 256 == 0) {
         const QActLayout l = layout(k, 256);
-        std::vector<uint8_t> recs(l.bytes * m);
-        isa.act_q8_k(x.data(), m, l, recs.data());
-        std::vector<ref::block_q8_K> want(static_cast<size_t>(m * k / 256));
-        type_info(QuantType::Q8_K).quantize_ref(x.data(), want.data(), m, k, nullptr);
-        for (int64_t t = 0; t < m; ++t)
-          for (int64_t b = 0; b < k / 256; ++b) {
-            const auto& wb = want[static_cast<size_t>(t * k / 256 + b)];
-            CHECK(field<float>(recs, l, t, l.d)[b] == wb.d);
-            CHECK(std::memcmp(field<int8_t>(recs, l, t, l.qs) + 256 * b, wb.qs, 256) == 0);
-            for (int g = 0; g < 16; ++g) CHECK(field<int32_t>(recs, l, t, l.s16)[16 * b + g] == wb.bsums[g]);
-            for (int g = 0; g < 8; ++g) {
-              const int s32 = wb.bsums[2 * g] + wb.bsums[2 * g + 1];
-              CHECK(field<int32_t>(recs, l, t, l.s32)[8 * b + g] == s32);
-              const uint32_t p16 = field<uint32_t>(recs, l, t, l.p16)[8 * b + g];
-              CHECK(int16_t(p16 & 0xffff) == wb.bsums[2 * g]);
-              CHECK(int16_t(p16 >> 16) == wb.bsums[2 * g + 1]);
-            }
-            for (int g = 0; g < 4; ++g) {
-              const uint32_t p32 = field<uint32_t>(recs, l, t, l.p32)[4 * b + g];
-              CHECK(int16_t(p32 & 0xffff) == wb.bsums[4 * g] + wb.bsums[4 * g + 1]);
-              CHECK(int16_t(p32 >> 16) == wb.bsums[4 * g + 2] + wb.bsums[4 * g + 3]);
-            }
-          }
+        each_record_block<ref::block_q8_K>(
+            isa.act_q8_k, l, QuantType::Q8_K, x, m, k, [&](const auto& recs, int64_t t, int64_t b, const auto& wb) {
+              CHECK(field<float>(recs, l, t, l.d)[b] == wb.d);
+              CHECK(std::memcmp(field<int8_t>(recs, l, t, l.qs) + 256 * b, wb.qs, 256) == 0);
+              for (int g = 0; g < 16; ++g) CHECK(field<int32_t>(recs, l, t, l.s16)[16 * b + g] == wb.bsums[g]);
+              for (int g = 0; g < 8; ++g) {
+                const int s32 = wb.bsums[2 * g] + wb.bsums[2 * g + 1];
+                CHECK(field<int32_t>(recs, l, t, l.s32)[8 * b + g] == s32);
+                const uint32_t p16 = field<uint32_t>(recs, l, t, l.p16)[8 * b + g];
+                CHECK(int16_t(p16 & 0xffff) == wb.bsums[2 * g]);
+                CHECK(int16_t(p16 >> 16) == wb.bsums[2 * g + 1]);
+              }
+              for (int g = 0; g < 4; ++g) {
+                const uint32_t p32 = field<uint32_t>(recs, l, t, l.p32)[4 * b + g];
+                CHECK(int16_t(p32 & 0xffff) == wb.bsums[4 * g] + wb.bsums[4 * g + 1]);
+                CHECK(int16_t(p32 >> 16) == wb.bsums[4 * g + 2] + wb.bsums[4 * g + 3]);
+              }
+            });
       }
     }
   }

@@ -222,25 +222,18 @@ std::vector<float> gemma_reference(const GemmaToy& s, GemmaWeights& w, const std
 }
 
 std::vector<float> engine_logits(const ModelSource& src, const std::vector<int32_t>& toks) {
-  auto model = Model::load(src);
-  Session sess(*model, SessionOptions{});
-  sess.eval(toks, 0);
-  std::vector<float> out;
-  for (int64_t i = 0; i < sess.n_outputs(); ++i) {
-    const auto row = sess.logits(i);
-    out.insert(out.end(), row.begin(), row.end());
-  }
-  return out;
+  return test::logits_of(*Model::load(src), toks);
 }
 
-double max_rel_diff(const std::vector<float>& a, const std::vector<float>& b) {
-  REQUIRE(a.size() == b.size());
-  double mx = 0, diff = 0;
-  for (size_t i = 0; i < a.size(); ++i) {
-    mx = std::max(mx, std::abs(static_cast<double>(b[i])));
-    diff = std::max(diff, std::abs(static_cast<double>(a[i]) - b[i]));
-  }
-  return diff / mx;
+/// A two-layer Gemma 2 toy written in `tmp` and opened, or null (skipped) without the tokenizer.
+std::unique_ptr<ModelSource> gemma2_toy(const test::TempDir& tmp) {
+  auto tok = test::shared_file("models/tiny-llama/tokenizer.model");
+  if (!tok) return nullptr;
+  GemmaToy s;
+  s.layers = 2;
+  s.version = 2;
+  write_gemma_toy(tmp / "m", s, *tok);
+  return ModelSource::open(tmp / "m");
 }
 
 const std::vector<int32_t> kToks = {1, 17, 45, 3, 99, 120, 7, 64, 33, 88, 5, 101, 42, 9};
@@ -322,12 +315,12 @@ TEST_CASE("gemma: engine logits equal transformers' forward pass, from the check
     auto src = ModelSource::open(tmp / "m");
     const auto ref = gemma_reference(s, w, kToks);
     const auto ours = engine_logits(*src, kToks);
-    CHECK(max_rel_diff(ours, ref) < 2e-5);
+    CHECK(test::max_rel_diff(ours, ref) < 2e-5);
     // the window matters: the same model with no sliding window gives other logits
     GemmaToy wide = s;
     wide.window = 1000;
     const auto ref_wide = gemma_reference(wide, w, kToks);
-    CHECK(max_rel_diff(ref_wide, ref) > 1e-3);
+    CHECK(test::max_rel_diff(ref_wide, ref) > 1e-3);
     // GGUF F32 of it: same logits (query_pre_attn_scalar = head_dim, as llama.cpp assumes)
     QuantizeOptions o;
     o.ftype = FileType::F32;
@@ -339,19 +332,14 @@ TEST_CASE("gemma: engine logits equal transformers' forward pass, from the check
       CHECK(g->config().attn_softcap == 50.0f);
       CHECK(g->config().final_softcap == 30.0f);
     }
-    CHECK(max_rel_diff(engine_logits(*g, kToks), ours) < 1e-6);
+    CHECK(test::max_rel_diff(engine_logits(*g, kToks), ours) < 1e-6);
   }
 }
 
 TEST_CASE("gemma: the tied output's type is llama-quantize's (token_embd as output)", "[arch][gemma]") {
-  auto tok = test::shared_file("models/tiny-llama/tokenizer.model");
-  if (!tok) return;
   test::TempDir tmp;
-  GemmaToy s;
-  s.layers = 2;
-  s.version = 2;
-  write_gemma_toy(tmp / "m", s, *tok);
-  auto src = ModelSource::open(tmp / "m");
+  auto src = gemma2_toy(tmp);
+  if (!src) return;
   for (auto [ft, embd] : {std::pair{FileType::Q4_K_M, QuantType::Q6_K}, std::pair{FileType::Q2_K, QuantType::Q6_K},
                           std::pair{FileType::Q8_0, QuantType::Q8_0}}) {
     QuantizeOptions o;
@@ -365,21 +353,10 @@ TEST_CASE("gemma: the tied output's type is llama-quantize's (token_embd as outp
 }
 
 TEST_CASE("gemma: SmoothQuant refuses the (1 + w) norms it cannot fold into", "[arch][gemma]") {
-  auto tok = test::shared_file("models/tiny-llama/tokenizer.model");
-  if (!tok) return;
   test::TempDir tmp;
-  GemmaToy s;
-  s.layers = 2;
-  s.version = 2;
-  write_gemma_toy(tmp / "m", s, *tok);
-  auto src = ModelSource::open(tmp / "m");
-  try {
-    SmoothQuantizer sq(*src, SmoothQuantConfig{});
-    FAIL("no error");
-  } catch (const Error& e) {
-    CHECK(e.code() == Errc::invalid_model);
-    CHECK(std::string(e.what()).find("gemma2") != std::string::npos);
-  }
+  auto src = gemma2_toy(tmp);
+  if (!src) return;
+  test::check_error(Errc::invalid_model, [&] { SmoothQuantizer sq(*src, SmoothQuantConfig{}); }, "gemma2");
 }
 
 TEST_CASE("gemma: the backward pass matches the loss's finite differences", "[arch][gemma][gradient]") {

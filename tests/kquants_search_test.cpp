@@ -54,6 +54,11 @@ double rel_rmse(const std::vector<float>& x, const std::vector<float>& y, int64_
   return s > 0 ? std::sqrt(e / s) : std::sqrt(e);
 }
 
+// rows x n values from N(0, 1) (seed) and n heavy-tailed importance weights (seed + 1).
+std::pair<std::vector<float>, std::vector<float>> kq_rows_and_importance(int64_t n, int64_t rows, uint32_t seed) {
+  return {test::gaussian(static_cast<size_t>(n * rows), seed), test::uneven_importance(static_cast<size_t>(n), seed + 1)};
+}
+
 }  // namespace
 
 TEST_CASE("k-quants: rows of the type table", "[kquants]") {
@@ -79,8 +84,7 @@ TEST_CASE("k-quants: round trip within a tight row tolerance, weighted search be
   const TypeInfo& ti = type_info(t);
   INFO(ti.name);
   const int64_t n = 1024, rows = 16;
-  const auto x = test::gaussian(static_cast<size_t>(n * rows), 11);
-  const auto w = test::uneven_importance(static_cast<size_t>(n), 12);
+  const auto [x, w] = kq_rows_and_importance(n, rows, 11);
 
   const auto plain = dequantize(ti.dequantize_ref, ti, quantize(ti.quantize_ref, ti, x, rows, n, nullptr), rows, n);
   const double e_plain = rel_rmse(x, plain, n);
@@ -100,8 +104,7 @@ TEST_CASE("k-quants: columns without importance keep their accuracy", "[kquants]
   const TypeInfo& ti = type_info(t);
   INFO(ti.name);
   const int64_t n = 768, rows = 8;
-  const auto x = test::gaussian(static_cast<size_t>(n * rows), 61);
-  auto w = test::uneven_importance(static_cast<size_t>(n), 62);
+  auto [x, w] = kq_rows_and_importance(n, rows, 61);
   for (int64_t c = 16; c < 80; ++c) w[c] = 0;    // whole sub-blocks of the first super-block
   for (int64_t c = 512; c < 768; ++c) w[c] = 0;  // the whole third super-block
   for (QuantizeFn fn : {ti.quantize_ref, Registry::instance().kernels(Registry::instance().cpu(), t).quantize}) {

@@ -232,16 +232,15 @@ TEST_CASE("plot: the heat map has one cell per layer and tensor kind", "[plot]")
 }
 
 TEST_CASE("plot: lq quality compare --plot and lq analyze --plot render in Chromium", "[plot]") {
-  const auto hf = test::shared_file("models/tiny-llama");
-  const auto q4 = test::shared_file("golden/pure/Q4_0.gguf");
-  const auto q8 = test::shared_file("golden/pure/Q8_0.gguf");
-  const auto eval = test::shared_file("corpus/eval.txt");
-  if (!hf || !q4 || !q8 || !eval) return;
+  const auto files = test::shared_files<4>(
+      {"models/tiny-llama", "golden/pure/Q4_0.gguf", "golden/pure/Q8_0.gguf", "corpus/eval.txt"});
+  if (!files) return;
+  const auto& [hf, q4, q8, eval] = *files;
   test::TempDir d;
   const std::string lq = test::cli_path();
   const fs::path cmp_svg = d / "compare.svg", heat_svg = d / "heat.svg";
-  auto r = test::run(lq + " quality compare " + hf->string() + " " + q4->string() + " " + q8->string() +
-                     " --ctx 64 --calibration-samples 2 --threads 2 --calibration-data " + eval->string() + " --plot " +
+  auto r = test::run(lq + " quality compare " + hf.string() + " " + q4.string() + " " + q8.string() +
+                     " --ctx 64 --calibration-samples 2 --threads 2 --calibration-data " + eval.string() + " --plot " +
                      cmp_svg.string());
   REQUIRE(r.status == 0);
   CHECK(r.err.find("Plot written: ") != std::string::npos);
@@ -249,15 +248,15 @@ TEST_CASE("plot: lq quality compare --plot and lq analyze --plot render in Chrom
   CHECK(count_of(cs, "<circle ") == 3 * 2 + 2);
   CHECK(cs.find("Q4_0.gguf") != std::string::npos);
   // --plot needs the KLD; a missing folder is refused before any work.
-  test::check_cli_failure({"quality compare " + hf->string() + " " + q4->string() + " --metrics perplexity --plot " +
+  test::check_cli_failure({"quality compare " + hf.string() + " " + q4.string() + " --metrics perplexity --plot " +
                                (d / "x.svg").string(),
                            2, "--plot"});
-  test::check_cli_failure({"quality compare " + hf->string() + " " + q4->string() + " --plot " +
+  test::check_cli_failure({"quality compare " + hf.string() + " " + q4.string() + " --plot " +
                                (d / "no-dir" / "x.svg").string(),
                            7, "no-dir"});
 
-  r = test::run(lq + " analyze " + hf->string() + " --ctx 64 --calibration-samples 2 --threads 2 --no-cache " +
-                "--calibration-data " + eval->string() + " -o " + (d / "m.imatrix").string() + " --plot " + heat_svg.string());
+  r = test::run(lq + " analyze " + hf.string() + " --ctx 64 --calibration-samples 2 --threads 2 --no-cache " +
+                "--calibration-data " + eval.string() + " -o " + (d / "m.imatrix").string() + " --plot " + heat_svg.string());
   REQUIRE(r.status == 0);
   const std::string hs = read_file(heat_svg);
   CHECK(count_of(hs, "<title>blk.") == 6 * 7);  // 6 layers x (q, k, v, output, gate, up, down)

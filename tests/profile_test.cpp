@@ -76,12 +76,8 @@ TEST_CASE("profile: the solver meets a bpw or size target within 1%", "[profile]
   CHECK(static_cast<double>(r.total_bytes) >= 0.99 * 2'000'000.0);
   // below what the smallest types allow
   p.target_bytes = 300'000;
-  try {
-    (void)resolve_profile(p, *model, ro);
-    FAIL("an impossible target was accepted");
-  } catch (const Error& e) {
-    CHECK(e.code() == Errc::profile_error);
-  }
+  test::check_error(Errc::profile_error, [&] { (void)resolve_profile(p, *model, ro); }, "",
+                    "an impossible target was accepted");
 }
 
 TEST_CASE("profile: protected weights survive quantization within 1%", "[profile][protect]") {

@@ -77,14 +77,9 @@ TEST_CASE("resume: a cancelled run resumes to the same bytes, whatever tail of t
   Context stopping = ctx;
   stopping.cancel = &token;
   stopping.progress = &stop;
-  try {
-    (void)Quantizer(o).quantize(*src, tmp / "out.gguf", stopping);
-    FAIL("the cancelled run finished");
-  } catch (const Error& e) {
-    CHECK(e.code() == Errc::interrupted);
-    CHECK(std::string(e.what()).find("the checkpoint was kept in") != std::string::npos);
-    CHECK(e.suggestion().find("--resume") != std::string::npos);
-  }
+  const auto stopped = test::check_error(Errc::interrupted, [&] { (void)Quantizer(o).quantize(*src, tmp / "out.gguf", stopping); },
+                                         "the checkpoint was kept in", "the cancelled run finished");
+  CHECK((stopped && stopped->suggestion().find("--resume") != std::string::npos));
   CHECK_FALSE(fs::exists(tmp / "out.gguf"));
   CHECK(resume_count_files(tmp.path(), ".out.gguf") == 0);
   REQUIRE(fs::exists(o.checkpoint.dir / "state.json"));
@@ -121,13 +116,8 @@ TEST_CASE("resume: a cancelled run resumes to the same bytes, whatever tail of t
     std::string bad = data;
     bad[bad.size() / 2] ^= 0x01;
     std::ofstream(o.checkpoint.dir / "data.bin", std::ios::binary) << bad;
-    try {
-      (void)Quantizer(o).quantize(*src, tmp / "bad.gguf", ctx);
-      FAIL("a damaged checkpoint was accepted");
-    } catch (const Error& e) {
-      CHECK(e.code() == Errc::invalid_argument);
-      CHECK(std::string(e.what()).find("damaged") != std::string::npos);
-    }
+    test::check_error(Errc::invalid_argument, [&] { (void)Quantizer(o).quantize(*src, tmp / "bad.gguf", ctx); }, "damaged",
+                      "a damaged checkpoint was accepted");
     CHECK_FALSE(fs::exists(tmp / "bad.gguf"));
   }
 
@@ -236,19 +226,14 @@ TEST_CASE("resume: lq quantize killed with SIGKILL at several points resumes to 
     CHECK(resume_count_files(tmp.path(), "int.gguf") + resume_count_files(tmp.path(), ".int.gguf") == 0);
   }
   // Refusals, exit 2 with the reason, leaving the checkpoint as it was.
-  test::check_cli_failure({"quantize " + model + " gguf -q Q5_K_M --resume " + state.string() + " -o " +
-                               (tmp / "x.gguf").string(),
-                           2, "was made for level Q4_K_M, this run is Q5_K_M"});
-  test::check_cli_failure({"quantize " + model + " gguf -q Q4_K_M --pure --resume " + state.string() + " -o " +
-                               (tmp / "x.gguf").string(),
-                           2, "was made for other options"});
-  const std::string other = test::synthetic_llama(tmp, 31).string();
-  test::check_cli_failure({"quantize " + other + " gguf -q Q4_K_M --resume " + state.string() + " -o " +
-                               (tmp / "x.gguf").string(),
-                           2, "was made for another model"});
-  test::check_cli_failure({"quantize " + model + " gguf -q Q5_K_M --resume " + ckpt.string() + " -o " +
-                               (tmp / "x.gguf").string(),
-                           2, "holds no checkpoint of a Q5_K_M quantization"});
+  auto refused = [&](const std::string& model_and_level, const fs::path& resume, const std::string& needle) {
+    test::check_cli_failure(
+        {"quantize " + model_and_level + " --resume " + resume.string() + " -o " + (tmp / "x.gguf").string(), 2, needle});
+  };
+  refused(model + " gguf -q Q5_K_M", state, "was made for level Q4_K_M, this run is Q5_K_M");
+  refused(model + " gguf -q Q4_K_M --pure", state, "was made for other options");
+  refused(test::synthetic_llama(tmp, 31).string() + " gguf -q Q4_K_M", state, "was made for another model");
+  refused(model + " gguf -q Q5_K_M", ckpt, "holds no checkpoint of a Q5_K_M quantization");
   test::check_cli_failure({"quantize " + model + " gguf -q Q4_K_M --no-checkpoints --resume " + ckpt.string(), 2,
                            "--no-checkpoints contradicts --resume"});
   const auto resumed = test::run(test::cli_path() + " --format json quantize " + model +

@@ -31,21 +31,45 @@ std::vector<int32_t> sens_test_tokens(const ModelSource& src) {
   return out;
 }
 
+/// The tiny model, its importance matrix and calibration tokens from ../shared.
+struct SensInputs {
+  test::TinyWithImatrix tiny;
+  std::unique_ptr<ModelSource> src;
+  std::vector<int32_t> tokens;
+
+  /// Options measuring `types` on `chunks` chunks of `ctx` tokens with the importance matrix.
+  SensitivityOptions options(int64_t ctx, int64_t chunks, std::vector<QuantType> types) const {
+    SensitivityOptions so;
+    so.imatrix = &tiny.imatrix;
+    so.ctx = ctx;
+    so.chunks = chunks;
+    so.types = std::move(types);
+    return so;
+  }
+};
+
+/// The inputs, or nullopt (the test skipped) when ../shared lacks one.
+std::optional<SensInputs> sens_inputs() {
+  auto tiny = test::tiny_with_imatrix();
+  if (!tiny) return std::nullopt;
+  auto src = ModelSource::open(tiny->model);
+  auto tokens = sens_test_tokens(*src);
+  if (tokens.empty()) {
+    test::skip("corpus/calibration.txt not found");
+    return std::nullopt;
+  }
+  return SensInputs{std::move(*tiny), std::move(src), std::move(tokens)};
+}
+
 }  // namespace
 
 TEST_CASE("sensitivity: a higher-bit type never costs more KLD than a lower-bit one on the tiny model",
           "[profile][dynamic]") {
-  const auto tiny = test::tiny_with_imatrix();
-  if (!tiny) return;
-  auto src = ModelSource::open(tiny->model);
-  const auto tokens = sens_test_tokens(*src);
-  if (tokens.empty()) return test::skip("corpus/calibration.txt not found");
-  SensitivityOptions so;
-  so.imatrix = &tiny->imatrix;
-  so.ctx = 64;
-  so.chunks = 3;
-  so.types = {QuantType::IQ2_XXS, QuantType::Q2_K, QuantType::Q3_K, QuantType::Q4_K, QuantType::Q5_K, QuantType::Q6_K,
-              QuantType::Q8_0};
+  const auto in = sens_inputs();
+  if (!in) return;
+  const auto& [tiny, src, tokens] = *in;
+  SensitivityOptions so = in->options(64, 3, {QuantType::IQ2_XXS, QuantType::Q2_K, QuantType::Q3_K, QuantType::Q4_K,
+                                              QuantType::Q5_K, QuantType::Q6_K, QuantType::Q8_0});
   so.tensors = {"blk.0.attn_v.weight", "blk.2.attn_q.weight", "blk.5.ffn_down.weight", "blk.4.ffn_gate.weight"};
   const SensitivityTable t = measure_sensitivity(*src, tokens, so);
   REQUIRE(t.rows.size() == so.tensors.size());
@@ -70,18 +94,12 @@ TEST_CASE("sensitivity: a higher-bit type never costs more KLD than a lower-bit 
 }
 
 TEST_CASE("sensitivity: the cache round-trips and is reused only for the same inputs", "[profile][dynamic]") {
-  const auto tiny = test::tiny_with_imatrix();
-  if (!tiny) return;
-  auto src = ModelSource::open(tiny->model);
-  const auto tokens = sens_test_tokens(*src);
-  if (tokens.empty()) return test::skip("corpus/calibration.txt not found");
+  const auto in = sens_inputs();
+  if (!in) return;
+  const auto& [tiny, src, tokens] = *in;
   test::TempDir tmp;
   const fs::path cache = tmp.path() / "im.sensitivity.json";
-  SensitivityOptions so;
-  so.imatrix = &tiny->imatrix;
-  so.ctx = 32;
-  so.chunks = 2;
-  so.types = {QuantType::Q2_K, QuantType::Q4_K};
+  SensitivityOptions so = in->options(32, 2, {QuantType::Q2_K, QuantType::Q4_K});
   so.tensors = {"blk.1.attn_k.weight", "blk.3.ffn_up.weight"};
   bool reused = true;
   const SensitivityTable a = cached_sensitivity(*src, tokens, so, cache, &reused);
@@ -144,21 +162,15 @@ TEST_CASE("sensitivity: measured costs replace errors; unmeasured types scale by
 }
 
 TEST_CASE("sensitivity: the solver meets the size target with the measured objective", "[profile][dynamic]") {
-  const auto tiny = test::tiny_with_imatrix();
-  if (!tiny) return;
-  auto src = ModelSource::open(tiny->model);
-  const auto tokens = sens_test_tokens(*src);
-  if (tokens.empty()) return test::skip("corpus/calibration.txt not found");
+  const auto in = sens_inputs();
+  if (!in) return;
+  const auto& [tiny, src, tokens] = *in;
   // One probe type for every tensor: the others are estimated from it.
-  SensitivityOptions so;
-  so.imatrix = &tiny->imatrix;
-  so.ctx = 32;
-  so.chunks = 2;
-  so.types = {QuantType::Q3_K};
+  SensitivityOptions so = in->options(32, 2, {QuantType::Q3_K});
   const SensitivityTable t = measure_sensitivity(*src, tokens, so);
   CHECK(t.rows.size() == 44);  // 6 blocks x 7 linears, token_embd, output
   ResolveOptions ro;
-  ro.imatrix = &tiny->imatrix;
+  ro.imatrix = &tiny.imatrix;
   ro.max_rows_per_tensor = 64;
   ro.sensitivity = &t;
   Profile p;
@@ -174,12 +186,7 @@ TEST_CASE("sensitivity: the solver meets the size target with the measured objec
   SensitivityTable partial = t;
   partial.rows.pop_back();
   ro.sensitivity = &partial;
-  try {
-    (void)resolve_profile(p, *src, ro);
-    FAIL("a partial table was accepted");
-  } catch (const Error& e) {
-    CHECK(e.code() == Errc::profile_error);
-  }
+  test::check_error(Errc::profile_error, [&] { (void)resolve_profile(p, *src, ro); }, "", "a partial table was accepted");
 }
 
 TEST_CASE("sensitivity: CLI refusals of the kld objective", "[profile][dynamic][cli]") {

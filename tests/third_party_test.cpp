@@ -224,28 +224,17 @@ void tp_write(const fs::path& src, const fs::path& out, const json& qcfg,
   else cfg["quantization_config"] = qcfg;
   write_file_atomic(out / "config.json", cfg.dump(2));
   TpTensors ts;
-  for (const auto& e : fs::directory_iterator(src)) {
-    if (e.path().extension() != ".safetensors") continue;
-    SafetensorsFile f(e.path());
-    for (const StTensor& t : f.tensors()) {
-      std::vector<uint8_t> raw(t.nbytes);
-      f.read(t.begin, raw.size(), raw.data());
-      if (!tp_linear(t.name)) {
-        ts.add(t.name, t.dtype, t.shape, std::move(raw));
-        continue;
-      }
-      const int64_t rows = t.shape[0], cols = t.shape[1];
-      std::vector<float> w(static_cast<size_t>(rows * cols));
-      for (size_t i = 0; i < w.size(); ++i) {
-        uint16_t b;
-        std::memcpy(&b, raw.data() + 2 * i, 2);
-        w[i] = bf16_to_f32(b);
-      }
-      std::vector<float> deq;
-      quantize(t.name.substr(0, t.name.size() - 7), rows, cols, w, ts, deq);
-      if (expected) (*expected)[t.name] = std::move(deq);
+  test::for_each_safetensors_tensor(src, [&](const StTensor& t, std::vector<uint8_t>& raw) {
+    if (!tp_linear(t.name)) {
+      ts.add(t.name, t.dtype, t.shape, std::move(raw));
+      return;
     }
-  }
+    const int64_t rows = t.shape[0], cols = t.shape[1];
+    const std::vector<float> w = test::bf16_values(raw.data(), static_cast<size_t>(rows * cols));
+    std::vector<float> deq;
+    quantize(t.name.substr(0, t.name.size() - 7), rows, cols, w, ts, deq);
+    if (expected) (*expected)[t.name] = std::move(deq);
+  });
   if (edit) edit(ts);
   ShardedSafetensorsWriter wr(out, ts.specs);
   for (size_t i = 0; i < ts.specs.size(); ++i) wr.write(ts.specs[i].name, ts.data[i].data(), ts.data[i].size());
@@ -366,14 +355,17 @@ json tp_gptq_config(int64_t group, bool sym, bool desc_act, const char* format =
           {"checkpoint_format", format}};
 }
 
+// Every value of tensor t of m, decoded.
+std::vector<float> tp_values(const ModelSource& m, const ModelTensor& t) {
+  std::vector<float> v(static_cast<size_t>(t.n_elements()));
+  m.read_rows_f32(t, 0, t.n_rows(), v.data());
+  return v;
+}
+
 // The largest |a - b| between a tensor of two models (same name, F32 rows).
 double tp_max_diff(const ModelSource& a, const ModelSource& b, const std::string& name) {
-  const ModelTensor& ta = a.at(name);
-  const ModelTensor& tb = b.at(name);
-  REQUIRE(ta.ne == tb.ne);
-  std::vector<float> x(static_cast<size_t>(ta.n_elements())), y(x.size());
-  a.read_rows_f32(ta, 0, ta.n_rows(), x.data());
-  b.read_rows_f32(tb, 0, tb.n_rows(), y.data());
+  REQUIRE(a.at(name).ne == b.at(name).ne);
+  const std::vector<float> x = tp_values(a, a.at(name)), y = tp_values(b, b.at(name));
   double d = 0;
   for (size_t i = 0; i < x.size(); ++i) d = std::max(d, std::fabs(static_cast<double>(x[i]) - y[i]));
   return d;
@@ -402,9 +394,7 @@ TEST_CASE("GPTQ sym 4-bit g128: read exactly, and the exact mapping to Q4_0 has 
   for (const char* n : {"blk.0.attn_v.weight", "blk.3.ffn_down.weight", "blk.5.attn_output.weight"}) {
     const ModelTensor& t = m->at(n);
     CHECK(t.type == QuantType::F32);
-    std::vector<float> got(static_cast<size_t>(t.n_elements()));
-    m->read_rows_f32(t, 0, t.n_rows(), got.data());
-    CHECK(got == expected.at(t.source_name.substr(0, t.source_name.size() - 8) + ".weight"));
+    CHECK(tp_values(*m, t) == expected.at(t.source_name.substr(0, t.source_name.size() - 8) + ".weight"));
   }
   // The exact mapping: every linear Q4_0, zero error against the reader, q/k rows included.
   const ExactConvertResult r = convert_exact_to_gguf(*m, dir / "out.gguf");
@@ -451,9 +441,7 @@ TEST_CASE("GPTQ 2-, 3- and 8-bit checkpoints: read exactly; 8-bit sym maps to Q8
     auto m = ModelSource::open(dir / name);
     for (const char* n : {"blk.0.ffn_down.weight", "blk.2.attn_v.weight"}) {
       const ModelTensor& t = m->at(n);
-      std::vector<float> got(static_cast<size_t>(t.n_elements()));
-      m->read_rows_f32(t, 0, t.n_rows(), got.data());
-      CHECK(got == e.at(t.source_name.substr(0, t.source_name.size() - 8) + ".weight"));
+      CHECK(tp_values(*m, t) == e.at(t.source_name.substr(0, t.source_name.size() - 8) + ".weight"));
     }
     const ExactConvertResult r = convert_exact_to_gguf(*m, dir / (name + ".gguf"));
     if (bits == 8) {
@@ -477,9 +465,7 @@ TEST_CASE("GPTQ asym v2, AWQ and act-order: readers and the mapping's choices", 
   tp_write(*src, dir / "v2", tp_gptq_config(64, false, false, "gptq_v2"), tp_gptq(64, false, false), &e2);
   auto v1 = ModelSource::open(dir / "v1");
   auto v2 = ModelSource::open(dir / "v2");
-  std::vector<float> got(static_cast<size_t>(v2->at("blk.1.ffn_up.weight").n_elements()));
-  v2->read_rows_f32(v2->at("blk.1.ffn_up.weight"), 0, v2->at("blk.1.ffn_up.weight").n_rows(), got.data());
-  CHECK(got == e2.at("model.layers.1.mlp.up_proj.weight"));
+  CHECK(tp_values(*v2, v2->at("blk.1.ffn_up.weight")) == e2.at("model.layers.1.mlp.up_proj.weight"));
   for (const char* n : {"blk.1.ffn_up.weight", "blk.4.attn_k.weight"}) CHECK(tp_max_diff(*v1, *v2, n) == 0.0);
   // Asymmetric -> Q4_1: codes kept, the error only m's fp16 rounding (below half an ulp of m).
   const ExactConvertResult r1 = convert_exact_to_gguf(*v2, dir / "v2.gguf");
@@ -493,10 +479,7 @@ TEST_CASE("GPTQ asym v2, AWQ and act-order: readers and the mapping's choices", 
   tp_write(*src, dir / "awq", json{{"quant_method", "awq"}, {"bits", 4}, {"group_size", 128}, {"zero_point", true},
                                    {"version", "gemm"}}, tp_awq(128), &ea);
   auto awq = ModelSource::open(dir / "awq");
-  const ModelTensor& gate = awq->at("blk.2.ffn_gate.weight");
-  got.resize(static_cast<size_t>(gate.n_elements()));
-  awq->read_rows_f32(gate, 0, gate.n_rows(), got.data());
-  CHECK(got == ea.at("model.layers.2.mlp.gate_proj.weight"));
+  CHECK(tp_values(*awq, awq->at("blk.2.ffn_gate.weight")) == ea.at("model.layers.2.mlp.gate_proj.weight"));
   const ExactConvertResult ra = convert_exact_to_gguf(*awq, dir / "awq.gguf");
   CHECK(ra.n_exact == 42);
   CHECK(ra.worst_error < 1e-3);
@@ -510,10 +493,7 @@ TEST_CASE("GPTQ asym v2, AWQ and act-order: readers and the mapping's choices", 
   TpExpected eo;
   tp_write(*src, dir / "act", tp_gptq_config(128, true, true), tp_gptq(128, true, true, perm), &eo);
   auto act = ModelSource::open(dir / "act");
-  const ModelTensor& up = act->at("blk.0.ffn_up.weight");
-  got.resize(static_cast<size_t>(up.n_elements()));
-  act->read_rows_f32(up, 0, up.n_rows(), got.data());
-  CHECK(got == eo.at("model.layers.0.mlp.up_proj.weight"));
+  CHECK(tp_values(*act, act->at("blk.0.ffn_up.weight")) == eo.at("model.layers.0.mlp.up_proj.weight"));
   const ExactConvertResult ro = convert_exact_to_gguf(*act, dir / "act.gguf");
   CHECK(ro.n_requantized == 42);
   for (const auto& t : ro.tensors)
@@ -570,9 +550,7 @@ TEST_CASE("compressed-tensors W4A16 packed, W8A16 and FP8 block checkpoints open
   auto m4 = ModelSource::open(dir / "w4");
   for (const char* n : {"blk.0.ffn_down.weight", "blk.5.attn_v.weight"}) {
     const ModelTensor& t = m4->at(n);
-    std::vector<float> got(static_cast<size_t>(t.n_elements()));
-    m4->read_rows_f32(t, 0, t.n_rows(), got.data());
-    CHECK(got == e4.at(t.source_name.substr(0, t.source_name.size() - 14) + ".weight"));
+    CHECK(tp_values(*m4, t) == e4.at(t.source_name.substr(0, t.source_name.size() - 14) + ".weight"));
   }
   // W8A16 (int-quantized without input activations): per channel int8.
   auto w8 = [](const std::string& mod, int64_t out, int64_t in, const std::vector<float>& w, TpTensors& ts,
@@ -602,9 +580,7 @@ TEST_CASE("compressed-tensors W4A16 packed, W8A16 and FP8 block checkpoints open
   auto m8 = ModelSource::open(dir / "w8");
   const ModelTensor& t8 = m8->at("blk.4.ffn_gate.weight");
   CHECK(t8.type == QuantType::F32);  // weight-only: read in float, not as W8 (no int8 activations)
-  std::vector<float> got8(static_cast<size_t>(t8.n_elements()));
-  m8->read_rows_f32(t8, 0, t8.n_rows(), got8.data());
-  CHECK(got8 == e8.at("model.layers.4.mlp.gate_proj.weight"));
+  CHECK(tp_values(*m8, t8) == e8.at("model.layers.4.mlp.gate_proj.weight"));
   const ExactConvertResult r8 = convert_exact_to_gguf(*m8, dir / "w8.gguf");  // symmetric 8-bit -> Q8_0, fp16 scales
   CHECK(r8.n_exact == 42);
   CHECK(r8.worst_error == 0.0);
@@ -648,9 +624,7 @@ TEST_CASE("compressed-tensors W4A16 packed, W8A16 and FP8 block checkpoints open
   auto mf = ModelSource::open(dir / "fp8");
   CHECK_THAT(third_party_quantization(*mf), Catch::Contains("FP8 E4M3 per block [128, 128]"));
   const ModelTensor& tf = mf->at("blk.1.ffn_down.weight");
-  std::vector<float> gotf(static_cast<size_t>(tf.n_elements()));
-  mf->read_rows_f32(tf, 0, tf.n_rows(), gotf.data());
-  CHECK(gotf == ef.at("model.layers.1.mlp.down_proj.weight"));
+  CHECK(tp_values(*mf, tf) == ef.at("model.layers.1.mlp.down_proj.weight"));
 }
 
 TEST_CASE("third-party checkpoints: each broken input is one named error, nothing written", "[third-party][errors]") {

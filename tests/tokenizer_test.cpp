@@ -143,36 +143,35 @@ std::vector<std::string> metadata_keys(const gguf::Metadata& m) {
 // ---- golden: SentencePiece ids of corpus/eval.txt ---------------------------------------------
 
 TEST_CASE("tokenizer: tiny-llama eval.txt ids equal SentencePiece's, from every source", "[tokenizer]") {
-  const auto golden = test::shared_file("golden/eval-tokens.i32");
-  const auto text_file = test::shared_file("corpus/eval.txt");
-  const auto dir = test::shared_file("models/tiny-llama");
-  const auto gguf_file = test::shared_file("golden/tiny-llama-F16.gguf");
-  if (!golden || !text_file || !dir || !gguf_file) return;
-  const std::vector<int32_t> expected = read_i32(*golden);
-  const std::string text = read_file(*text_file);
+  const auto files = test::shared_files<4>(
+      {"golden/eval-tokens.i32", "corpus/eval.txt", "models/tiny-llama", "golden/tiny-llama-F16.gguf"});
+  if (!files) return;
+  const auto& [golden, text_file, dir, gguf_file] = *files;
+  const std::vector<int32_t> expected = read_i32(golden);
+  const std::string text = read_file(text_file);
   REQUIRE(expected.size() == 114556);
 
   SECTION("tokenizer.model") {
-    const auto tok = Tokenizer::from_sentencepiece(*dir / "tokenizer.model");
+    const auto tok = Tokenizer::from_sentencepiece(dir / "tokenizer.model");
     CHECK(tok.kind() == TokenizerKind::sentencepiece);
     CHECK(tok.vocab_size() == 2048);
     CHECK(tok.encode(text, false) == expected);
     CHECK(tok.decode(expected) == text);
   }
   SECTION("tokenizer.json") {
-    const auto tok = Tokenizer::from_hf_json(*dir / "tokenizer.json");
+    const auto tok = Tokenizer::from_hf_json(dir / "tokenizer.json");
     CHECK(tok.kind() == TokenizerKind::bpe);
     CHECK(tok.encode(text, false) == expected);
     CHECK(tok.decode(expected) == text);
   }
   SECTION("GGUF vocabulary") {
-    const auto tok = Tokenizer::from_gguf(*gguf_file);
+    const auto tok = Tokenizer::from_gguf(gguf_file);
     CHECK(tok.model_name() == "llama");
     CHECK(tok.encode(text, false) == expected);
     CHECK(tok.decode(expected) == text);
   }
   SECTION("model directory through converted metadata") {
-    const auto tok = Tokenizer::from_hf_dir(*dir);
+    const auto tok = Tokenizer::from_hf_dir(dir);
     CHECK(tok.encode(text, false) == expected);
   }
 }

@@ -49,6 +49,25 @@ bool tkf_is_linear(const std::string& name) {
   return false;
 }
 
+/// Checks that every linear weight of `a` stands in `b` with the same type, shape and bytes;
+/// returns how many there are.
+int tkf_same_linears(const gguf::Reader& a, const gguf::Reader& b) {
+  int linears = 0;
+  for (const auto& t : a.tensors()) {
+    if (!tkf_is_linear(t.name)) continue;
+    INFO(t.name);
+    const gguf::TensorInfo* u = b.find_tensor(t.name);
+    REQUIRE(u != nullptr);
+    CHECK(u->type == t.type);
+    CHECK(u->ne == t.ne);
+    const auto da = a.data(t), db = b.data(*u);
+    REQUIRE(da.size() == db.size());
+    CHECK(std::memcmp(da.data(), db.data(), da.size()) == 0);
+    ++linears;
+  }
+  return linears;
+}
+
 // Every tokenizer.* key of `a` is in `b` with the same value, and the other way round.
 void tkf_same_tokenizer_keys(const gguf::Metadata& a, const gguf::Metadata& b) {
   int n = 0;
@@ -122,20 +141,7 @@ TEST_CASE("tokfiles: GGUF Q4_0 -> GPTQ -> GGUF keeps the linears' bytes and the 
   INFO(r.err);
   REQUIRE(r.status == 0);
   const gguf::Reader a(q4), b(back);
-  int linears = 0;
-  for (const auto& t : a.tensors()) {
-    if (!tkf_is_linear(t.name)) continue;
-    INFO(t.name);
-    const gguf::TensorInfo* u = b.find_tensor(t.name);
-    REQUIRE(u != nullptr);
-    CHECK(u->type == t.type);
-    CHECK(u->ne == t.ne);
-    const auto da = a.data(t), db = b.data(*u);
-    REQUIRE(da.size() == db.size());
-    CHECK(std::memcmp(da.data(), db.data(), da.size()) == 0);
-    ++linears;
-  }
-  CHECK(linears == 42);
+  CHECK(tkf_same_linears(a, b) == 42);
   tkf_same_tokenizer_keys(a.metadata(), b.metadata());
 
   // The same through AutoAWQ's GEMM layout: Q4_0's codes with zero 8, read back to Q4_0 exactly.
@@ -149,19 +155,7 @@ TEST_CASE("tokfiles: GGUF Q4_0 -> GPTQ -> GGUF keeps the linears' bytes and the 
   INFO(r.err);
   REQUIRE(r.status == 0);
   const gguf::Reader c(back_awq);
-  int awq_linears = 0;
-  for (const auto& t : a.tensors()) {
-    if (!tkf_is_linear(t.name)) continue;
-    INFO(t.name);
-    const gguf::TensorInfo* u = c.find_tensor(t.name);
-    REQUIRE(u != nullptr);
-    CHECK(u->type == t.type);
-    const auto da = a.data(t), dc = c.data(*u);
-    REQUIRE(da.size() == dc.size());
-    CHECK(std::memcmp(da.data(), dc.data(), da.size()) == 0);
-    ++awq_linears;
-  }
-  CHECK(awq_linears == 42);
+  CHECK(tkf_same_linears(a, c) == 42);
 }
 
 TEST_CASE("tokfiles: a byte-level BPE vocabulary becomes a tokenizer.json that reads back the same", "[tokfiles]") {

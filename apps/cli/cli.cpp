@@ -33,6 +33,15 @@ cxxopts::Options command_options(const Context& ctx, const std::string& command,
   return opts;
 }
 
+cxxopts::Options positional_command_options(const Context& ctx, const std::string& command, const std::string& usage,
+                                            const std::vector<PositionalArg>& positional, const std::string& summary) {
+  std::vector<std::string> names;
+  for (const auto& p : positional) names.push_back(p.name);
+  cxxopts::Options opts = command_options(ctx, command, usage, std::move(names), summary);
+  for (const auto& p : positional) opts.add_options()(p.name, p.help, cxxopts::value<std::string>());
+  return opts;
+}
+
 std::optional<cxxopts::ParseResult> parse(Context& ctx, cxxopts::Options& opts, std::vector<std::string>& args,
                                           bool allow_csv) {
   add_global_options(opts, allow_csv);

@@ -50,6 +50,17 @@ const std::vector<Command>& commands();
 /// command adds them) take the positional arguments, in order.
 cxxopts::Options command_options(const Context& ctx, const std::string& command, const std::string& usage,
                                  std::vector<std::string> positional, const std::string& summary);
+/// A positional argument of a command: the string option it is parsed into and its help.
+struct PositionalArg {
+  std::string name;
+  std::string help;
+};
+/// The help of a MODEL argument that any model path or Hub ID fills.
+inline constexpr const char* kModelArgHelp = "Model: Hugging Face directory, GGUF file or Hub ID";
+/// command_options() that also adds the positional arguments, each a string option with its help
+/// (the first options the command's --help lists).
+cxxopts::Options positional_command_options(const Context& ctx, const std::string& command, const std::string& usage,
+                                            const std::vector<PositionalArg>& positional, const std::string& summary);
 /// Adds the global options (--format, --threads, --backend, --quiet; --format csv is advertised
 /// only with `allow_csv`) to `opts`, parses `args` with it and applies the global options to
 /// `ctx`. cxxopts errors throw Errc::invalid_argument. Returns the parse result; prints help and

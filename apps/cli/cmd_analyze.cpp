@@ -46,13 +46,13 @@ bool ends_with(const std::string& s, const std::string& suf) {
 }
 
 int run_importance(Context& ctx, std::vector<std::string> args) {
-  cxxopts::Options opts = command_options(ctx, "analyze", "MODEL", {"model"},
+  cxxopts::Options opts = positional_command_options(ctx, "analyze", "MODEL",
+      {{"model", "Model: Hugging Face directory, .safetensors, GGUF file or Hub ID"}},
       "Compute an importance matrix (and super weights) from calibration data.\n"
       "Also: analyze profile MODEL [--imatrix PATH] [--preset quality|balanced|speed] [-o PATH];\n"
       "      analyze combine IMATRIX... [-o PATH] [--output-format gguf|dat] [--chunk-size N];\n"
       "      analyze quality ... (see `analyze quality --help`).");
   opts.add_options()
-      ("model", "Model: Hugging Face directory, .safetensors, GGUF file or Hub ID", cxxopts::value<std::string>())
       ("o,output", "Output: PATH.json = JSON report + PATH.imatrix beside it; otherwise the importance matrix "
                    "[default: ./MODEL.imatrix]", cxxopts::value<std::string>())
       ("method", "Computation method: activation (default), gradient, fisher", cxxopts::value<std::string>())
@@ -213,10 +213,10 @@ int run_importance(Context& ctx, std::vector<std::string> args) {
 }
 
 int run_profile_from_imatrix(Context& ctx, std::vector<std::string> args) {
-  cxxopts::Options opts = command_options(ctx, "analyze profile", "MODEL", {"model"},
+  cxxopts::Options opts = positional_command_options(ctx, "analyze profile", "MODEL",
+      {{"model", "Model the profile is for"}},
       "Emit a dynamic quantization profile for a model.");
   opts.add_options()
-      ("model", "Model the profile is for", cxxopts::value<std::string>())
       ("imatrix", "Importance matrix, or the JSON report of `analyze -o PATH.json`", cxxopts::value<std::string>())
       ("preset", "Preset: quality, balanced (default), speed, or any profile name/path", cxxopts::value<std::string>())
       ("o,output", "Output profile [default: ./MODEL-PRESET.dqprofile]", cxxopts::value<std::string>());

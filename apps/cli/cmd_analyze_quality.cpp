@@ -13,11 +13,11 @@ namespace lq::cli {
 
 /// `args` are the arguments after `analyze quality`.
 int run_analyze_quality(Context& ctx, std::vector<std::string> args) {
-  cxxopts::Options opts = command_options(ctx, "analyze quality", "QUANTIZED", {"quantized"},
+  cxxopts::Options opts = positional_command_options(ctx, "analyze quality", "QUANTIZED",
+      {{"quantized", "Quantized model (GGUF or any model path)"}},
       "Quality analysis of a quantized model against its reference: perplexity, KL divergence, "
       "coherence of generated text, grade, warnings and recommendations.");
   opts.add_options()
-      ("quantized", "Quantized model (GGUF or any model path)", cxxopts::value<std::string>())
       ("reference", "Original model the quantized one was made from [required]", cxxopts::value<std::string>())
       ("test-data", "Text for perplexity: plain text, JSON list or JSONL [default: built-in WikiText-2 test]",
        cxxopts::value<std::string>())

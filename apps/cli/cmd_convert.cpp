@@ -136,8 +136,9 @@ int convert_requantize(Context& ctx, const ModelSource& src, const fs::path& mod
 }  // namespace
 
 int run_convert(Context& ctx, std::vector<std::string> args) {
-  cxxopts::Options opts = command_options(ctx, "convert", "SRC gguf -q LEVEL|exact | SRC.gguf gptq|awq|compressed-tensors",
-      {"model", "target"},
+  cxxopts::Options opts = positional_command_options(
+      ctx, "convert", "SRC gguf -q LEVEL|exact | SRC.gguf gptq|awq|compressed-tensors",
+      {{"model", "Source: a checkpoint directory"}, {"target", "Target format: gguf, gptq, awq or compressed-tensors"}},
       "Convert between quantized formats.\n"
       "SRC gguf: a quantized checkpoint (GPTQ, AWQ, compressed-tensors int/packed/FP8) to GGUF.\n"
       "  -q LEVEL  requantize its exact dequantization to any GGUF level (as `quantize` does)\n"
@@ -160,8 +161,6 @@ int run_convert(Context& ctx, std::vector<std::string> args) {
       "  BPE), with tokenizer_config.json and special_tokens_map.json; other vocabularies: none (listed\n"
       "  as lost).");
   opts.add_options()
-      ("model", "Source: a checkpoint directory", cxxopts::value<std::string>())
-      ("target", "Target format: gguf, gptq, awq or compressed-tensors", cxxopts::value<std::string>())
       ("q,quantization", "GGUF level (Q4_K_M, Q8_0, ...) or exact", cxxopts::value<std::string>())
       ("imatrix", "Importance matrix for the requantization (GGUF or .dat)", cxxopts::value<std::string>())
       ("o,output", "Output file (default: SRC-LEVEL.gguf) or, for gptq/awq/compressed-tensors, directory [default: "

@@ -70,10 +70,10 @@ int list_types(const Context& ctx) {
 }  // namespace
 
 int run_info(Context& ctx, std::vector<std::string> args) {
-  cxxopts::Options opts = command_options(ctx, "info", "PATH", {"path"},
+  cxxopts::Options opts = positional_command_options(ctx, "info", "PATH",
+      {{"path", "Model directory, .safetensors or .gguf file, or Hub ID"}},
       "Describe a model: architecture, tensors per type, size, metadata.");
   opts.add_options()
-      ("path", "Model directory, .safetensors or .gguf file, or Hub ID", cxxopts::value<std::string>())
       ("levels", "List the quantization levels")
       ("types", "List the tensor types")
       ("tensors", "List every tensor");

@@ -12,11 +12,10 @@
 namespace lq::cli {
 
 int run_perplexity(Context& ctx, std::vector<std::string> args) {
-  cxxopts::Options opts = command_options(ctx, "perplexity", "MODEL", {"model"},
+  cxxopts::Options opts = positional_command_options(ctx, "perplexity", "MODEL", {{"model", kModelArgHelp}},
       "Perplexity of a model on a text, as llama-perplexity measures it (optionally KL divergence "
       "against a reference model).");
   opts.add_options()
-      ("model", "Model: Hugging Face directory, GGUF file or Hub ID", cxxopts::value<std::string>())
       ("f,file", "Plain text file, tokenized as one string [default: built-in WikiText-2 test]", cxxopts::value<std::string>())
       ("ctx", "Chunk length in tokens (llama-perplexity -c) [default: 512]", cxxopts::value<int64_t>())
       ("chunks", "Chunks to evaluate [default: all that fit]", cxxopts::value<int64_t>())
@@ -31,11 +30,9 @@ int run_perplexity(Context& ctx, std::vector<std::string> args) {
        cxxopts::value<std::string>())
       ("kl-divergence", "Also measure KL(REFERENCE || MODEL) and same-top-token rate against this reference model",
        cxxopts::value<std::string>());
-  auto parsed = parse(ctx, opts, args);
+  auto parsed = parse_model_command(ctx, opts, args, "perplexity", "MODEL -f TEXT");
   if (!parsed) return 0;
-  no_csv(ctx, "perplexity");
   const auto& r = *parsed;
-  if (!r.count("model")) fail(Errc::invalid_argument, "missing MODEL (usage: {} perplexity MODEL -f TEXT)", ctx.program);
   PerplexityOptions po;
   po.ctx = r.count("ctx") ? r["ctx"].as<int64_t>() : 512;
   if (po.ctx < 3) fail(Errc::invalid_argument, "--ctx must be at least 3, got {}", po.ctx);

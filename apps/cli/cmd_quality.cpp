@@ -30,11 +30,11 @@ void apply_calibration_options(const cxxopts::ParseResult& r, QualityOptions& qo
 }
 
 int cmd_report(Context& ctx, std::vector<std::string> args) {
-  cxxopts::Options opts = command_options(ctx, "quality report", "ORIGINAL QUANTIZED", {"original", "quantized"},
+  cxxopts::Options opts = positional_command_options(ctx, "quality report", "ORIGINAL QUANTIZED",
+      {{"original", "Original model (Hugging Face directory, GGUF, Hub ID)"},
+       {"quantized", "Quantized model (GGUF or any model path)"}},
       "Quality of QUANTIZED against ORIGINAL: perplexity, KL divergence, size, per-layer errors, coherence.");
   opts.add_options()
-      ("original", "Original model (Hugging Face directory, GGUF, Hub ID)", cxxopts::value<std::string>())
-      ("quantized", "Quantized model (GGUF or any model path)", cxxopts::value<std::string>())
       ("include-layers", "Include the per-layer weight error breakdown")
       ("coherence-check", "Generate from prompts and score repetition and fluency")
       ("prompts", "Coherence prompts: JSON list of strings or of objects with \"prompt\" [default: built-in]",

@@ -13,10 +13,9 @@
 namespace lq::cli {
 
 int run_run(Context& ctx, std::vector<std::string> args) {
-  cxxopts::Options opts = command_options(ctx, "run", "MODEL", {"model"},
+  cxxopts::Options opts = positional_command_options(ctx, "run", "MODEL", {{"model", kModelArgHelp}},
       "Generate text with a model (greedy unless --temperature is above 0).");
   opts.add_options()
-      ("model", "Model: Hugging Face directory, GGUF file or Hub ID", cxxopts::value<std::string>())
       ("p,prompt", "Prompt text (encoded with BOS when the tokenizer adds one)", cxxopts::value<std::string>())
       ("n,n-predict", "Tokens to generate [default: 128]", cxxopts::value<int64_t>())
       ("temperature", "Sampling temperature; 0 = greedy [default: 0]", cxxopts::value<float>())
@@ -24,11 +23,9 @@ int run_run(Context& ctx, std::vector<std::string> args) {
       ("top-p", "Keep the smallest set reaching probability P [default: 0.95]", cxxopts::value<float>())
       ("seed", "Random seed of the sampler [default: 0]", cxxopts::value<uint64_t>())
       ("ignore-eos", "Keep generating after the end-of-sequence token");
-  auto parsed = parse(ctx, opts, args);
+  auto parsed = parse_model_command(ctx, opts, args, "run", "MODEL -p PROMPT");
   if (!parsed) return 0;
-  no_csv(ctx, "run");
   const auto& r = *parsed;
-  if (!r.count("model")) fail(Errc::invalid_argument, "missing MODEL (usage: {} run MODEL -p PROMPT)", ctx.program);
   if (!r.count("prompt")) fail(Errc::invalid_argument, "missing -p PROMPT");
   GenerateOptions g;
   g.max_tokens = r.count("n-predict") ? r["n-predict"].as<int64_t>() : 128;
@@ -78,18 +75,15 @@ int run_run(Context& ctx, std::vector<std::string> args) {
 }
 
 int run_tokenize(Context& ctx, std::vector<std::string> args) {
-  cxxopts::Options opts = command_options(ctx, "tokenize", "MODEL", {"model"},
+  cxxopts::Options opts = positional_command_options(ctx, "tokenize", "MODEL", {{"model", kModelArgHelp}},
       "Token ids of a text with a model's tokenizer (no BOS added).");
   opts.add_options()
-      ("model", "Model: Hugging Face directory, GGUF file or Hub ID", cxxopts::value<std::string>())
       ("f,file", "Text file to tokenize (as one string)", cxxopts::value<std::string>())
       ("p,prompt", "Text to tokenize", cxxopts::value<std::string>())
       ("show-pieces", "Human format: one token per line with its text");
-  auto parsed = parse(ctx, opts, args);
+  auto parsed = parse_model_command(ctx, opts, args, "tokenize", "MODEL -f TEXT");
   if (!parsed) return 0;
-  no_csv(ctx, "tokenize");
   const auto& r = *parsed;
-  if (!r.count("model")) fail(Errc::invalid_argument, "missing MODEL (usage: {} tokenize MODEL -f TEXT)", ctx.program);
   if (r.count("file") == r.count("prompt")) fail(Errc::invalid_argument, "give exactly one of -f TEXT_FILE and -p TEXT");
   const std::string text = r.count("file") ? load_text(r["file"].as<std::string>()).texts[0] : r["prompt"].as<std::string>();
   auto src = ModelSource::open(r["model"].as<std::string>());

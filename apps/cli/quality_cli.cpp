@@ -44,6 +44,17 @@ void no_csv(const Context& ctx, const char* command) {
   if (ctx.format == Format::csv) fail(Errc::invalid_argument, "{}: --format csv is not available (human, json)", command);
 }
 
+std::optional<cxxopts::ParseResult> parse_model_command(Context& ctx, cxxopts::Options& opts,
+                                                        std::vector<std::string>& args, const char* command,
+                                                        const char* usage) {
+  auto parsed = parse(ctx, opts, args);
+  if (!parsed) return parsed;
+  no_csv(ctx, command);
+  if (!parsed->count("model"))
+    fail(Errc::invalid_argument, "missing MODEL (usage: {} {} {})", ctx.program, command, usage);
+  return parsed;
+}
+
 std::string grade_breakdown(const QualityReport& r) {
   std::string s = fmt::format("perplexity {}", grade_name(grade_for_perplexity(r.perplexity_delta_pct)));
   if (r.kld.n_scored > 0) s += fmt::format(", KLD {}", grade_name(grade_for_kld(r.kld.kld_mean)));

@@ -28,6 +28,12 @@ int emit_quality_report(const Context& ctx, const cxxopts::ParseResult& r, const
 /// Refuses --format csv for a command that has no CSV output (Errc::invalid_argument).
 void no_csv(const Context& ctx, const char* command);
 
+/// parse() for a command with a MODEL argument and no CSV output: also refuses --format csv
+/// (no_csv) and a missing MODEL, "missing MODEL (usage: lq COMMAND USAGE)" (Errc::invalid_argument).
+std::optional<cxxopts::ParseResult> parse_model_command(Context& ctx, cxxopts::Options& opts,
+                                                        std::vector<std::string>& args, const char* command,
+                                                        const char* usage);
+
 /// "perplexity GOOD, KLD ACCEPTABLE[, coherence ...]; the worst decides".
 std::string grade_breakdown(const QualityReport& r);
 

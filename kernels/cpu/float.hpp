@@ -11,8 +11,6 @@ namespace lq::cpu {
 
 // Kernel bodies are defined out of class (so not inline): the extern template declarations in
 // dispatch.cpp then keep them from being instantiated without their ISA flags.
-template <class Arch> struct DequantBf16 { static DequantSig run; };
-template <class Arch> struct DotF32 { static DotSig run; };
 
 template <class Arch>
 void DequantBf16<Arch>::run(const void* src, float* dst, int64_t n) {

@@ -50,11 +50,6 @@ struct Iq1Ops {
   }
 };
 
-template <class Arch> struct DequantIq1S { static DequantSig run; };
-template <class Arch> struct DequantIq1M { static DequantSig run; };
-template <class Arch> struct DotIq1SQ8K { static DotSig run; };
-template <class Arch> struct DotIq1MQ8K { static DotSig run; };
-
 // The two layouts. Per sub-block ib of 32 values: four codebook rows grid(b, ib, k) and the sign
 // of each row's shift (+-kDelta), negative where neg(b, ib, k); runs(b, ls) gives the odd scales
 // of the 16 runs of 16 values. IQ1_S has one scale and one sign per sub-block (kPer32), IQ1_M a
@@ -158,14 +153,10 @@ float iq1_dot(int64_t n, const void* vx, const void* vy) {
   return sum;
 }
 
-template <class Arch>
-void DequantIq1S<Arch>::run(const void* src, float* dst, int64_t n) { iq1_dequant<Arch, Iq1S<Arch>>(src, dst, n); }
-template <class Arch>
-void DequantIq1M<Arch>::run(const void* src, float* dst, int64_t n) { iq1_dequant<Arch, Iq1M<Arch>>(src, dst, n); }
-template <class Arch>
-float DotIq1SQ8K<Arch>::run(int64_t n, const void* x, const void* y) { return iq1_dot<Arch, Iq1S<Arch>>(n, x, y); }
-template <class Arch>
-float DotIq1MQ8K<Arch>::run(int64_t n, const void* x, const void* y) { return iq1_dot<Arch, Iq1M<Arch>>(n, x, y); }
+template <class Arch> void DequantIq1S<Arch>::run(const void* src, float* dst, int64_t n) { iq1_dequant<Arch, Iq1S<Arch>>(src, dst, n); }
+template <class Arch> void DequantIq1M<Arch>::run(const void* src, float* dst, int64_t n) { iq1_dequant<Arch, Iq1M<Arch>>(src, dst, n); }
+template <class Arch> float DotIq1SQ8K<Arch>::run(int64_t n, const void* x, const void* y) { return iq1_dot<Arch, Iq1S<Arch>>(n, x, y); }
+template <class Arch> float DotIq1MQ8K<Arch>::run(int64_t n, const void* x, const void* y) { return iq1_dot<Arch, Iq1M<Arch>>(n, x, y); }
 
 #define LQ_CPU_IQ1_KERNELS(X) X(DequantIq1S) X(DequantIq1M) X(DotIq1SQ8K) X(DotIq1MQ8K)
 

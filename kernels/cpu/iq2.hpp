@@ -74,13 +74,6 @@ struct Iq2Ops {
   }
 };
 
-template <class Arch> struct DequantIq2Xxs { static DequantSig run; };
-template <class Arch> struct DequantIq2Xs { static DequantSig run; };
-template <class Arch> struct DequantIq2S { static DequantSig run; };
-template <class Arch> struct DotIq2XxsQ8K { static DotSig run; };
-template <class Arch> struct DotIq2XsQ8K { static DotSig run; };
-template <class Arch> struct DotIq2SQ8K { static DotSig run; };
-
 // The three layouts: sub(b, ib, v, s) decodes sub-block ib (32 values): v[k] the signed values of
 // its group k of 8 as the bytes of one word, s[0], s[1] the 4-bit scales of its two halves
 // (multiplier 2 s + 1 in the dots, d (0.5 + s) / 4 in the decoders). kRun: the values one scale
@@ -149,7 +142,6 @@ void iq2_dequant(const void* src, float* dst, int64_t n) {
 // reduction per run of 16 or 32 costs more than the products).
 template <class Arch, class C>
 float iq2_dot(int64_t n, const void* vx, const void* vy) {
-  using Ops = Iq2Ops<Arch>;
   const auto* x = static_cast<const typename C::block*>(vx);
   const auto* y = static_cast<const ref::block_q8_K*>(vy);
   float sum = 0;
@@ -162,25 +154,19 @@ float iq2_dot(int64_t n, const void* vx, const void* vy) {
       for (int h = 0; h < 32 / C::kRun; ++h) ls[32 / C::kRun * ib + h] = 2 * sc[h] + 1;
     }
     alignas(64) int16_t w[ref::QK_K];
-    Ops::scale_runs(reinterpret_cast<const int8_t*>(v), ls, C::kRun, w);
-    const int32_t bsum = Ops::dot256(w, y[i].qs);
+    Iq2Ops<Arch>::scale_runs(reinterpret_cast<const int8_t*>(v), ls, C::kRun, w);
+    const int32_t bsum = Iq2Ops<Arch>::dot256(w, y[i].qs);
     sum += fp16_to_f32(x[i].d) * y[i].d * static_cast<float>(bsum);
   }
   return 0.125f * sum;
 }
 
-template <class Arch>
-void DequantIq2Xxs<Arch>::run(const void* src, float* dst, int64_t n) { iq2_dequant<Arch, Iq2Xxs<Arch>>(src, dst, n); }
-template <class Arch>
-void DequantIq2Xs<Arch>::run(const void* src, float* dst, int64_t n) { iq2_dequant<Arch, Iq2Xs<Arch>>(src, dst, n); }
-template <class Arch>
-void DequantIq2S<Arch>::run(const void* src, float* dst, int64_t n) { iq2_dequant<Arch, Iq2S<Arch>>(src, dst, n); }
-template <class Arch>
-float DotIq2XxsQ8K<Arch>::run(int64_t n, const void* x, const void* y) { return iq2_dot<Arch, Iq2Xxs<Arch>>(n, x, y); }
-template <class Arch>
-float DotIq2XsQ8K<Arch>::run(int64_t n, const void* x, const void* y) { return iq2_dot<Arch, Iq2Xs<Arch>>(n, x, y); }
-template <class Arch>
-float DotIq2SQ8K<Arch>::run(int64_t n, const void* x, const void* y) { return iq2_dot<Arch, Iq2S<Arch>>(n, x, y); }
+template <class Arch> void DequantIq2Xxs<Arch>::run(const void* src, float* dst, int64_t n) { iq2_dequant<Arch, Iq2Xxs<Arch>>(src, dst, n); }
+template <class Arch> void DequantIq2Xs<Arch>::run(const void* src, float* dst, int64_t n) { iq2_dequant<Arch, Iq2Xs<Arch>>(src, dst, n); }
+template <class Arch> void DequantIq2S<Arch>::run(const void* src, float* dst, int64_t n) { iq2_dequant<Arch, Iq2S<Arch>>(src, dst, n); }
+template <class Arch> float DotIq2XxsQ8K<Arch>::run(int64_t n, const void* x, const void* y) { return iq2_dot<Arch, Iq2Xxs<Arch>>(n, x, y); }
+template <class Arch> float DotIq2XsQ8K<Arch>::run(int64_t n, const void* x, const void* y) { return iq2_dot<Arch, Iq2Xs<Arch>>(n, x, y); }
+template <class Arch> float DotIq2SQ8K<Arch>::run(int64_t n, const void* x, const void* y) { return iq2_dot<Arch, Iq2S<Arch>>(n, x, y); }
 
 #define LQ_CPU_IQ2_KERNELS(X) \
   X(DequantIq2Xxs) X(DequantIq2Xs) X(DequantIq2S) X(DotIq2XxsQ8K) X(DotIq2XsQ8K) X(DotIq2SQ8K)

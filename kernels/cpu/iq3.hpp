@@ -20,11 +20,6 @@
 
 namespace lq::cpu {
 
-template <class Arch> struct DequantIq3Xxs { static DequantSig run; };
-template <class Arch> struct DequantIq3S { static DequantSig run; };
-template <class Arch> struct DotIq3Xxs { static DotSig run; };
-template <class Arch> struct DotIq3S { static DotSig run; };
-
 // Codecs for superblock_dequant / superblock_dot (iq_superblock.hpp). x86 only (they gather with
 // AVX2): other processors declare them, and the loops take the scalar reference there.
 template <class Arch>
@@ -73,14 +68,10 @@ struct Iq3S {
 };
 #endif  // LQ_CPU_X86
 
-template <class Arch>
-void DequantIq3Xxs<Arch>::run(const void* src, float* dst, int64_t n) { superblock_dequant<Arch, Iq3Xxs<Arch>, ref::dequantize_iq3_xxs>(src, dst, n); }
-template <class Arch>
-void DequantIq3S<Arch>::run(const void* src, float* dst, int64_t n) { superblock_dequant<Arch, Iq3S<Arch>, ref::dequantize_iq3_s>(src, dst, n); }
-template <class Arch>
-float DotIq3Xxs<Arch>::run(int64_t n, const void* x, const void* y) { return superblock_dot<Arch, Iq3Xxs<Arch>, ref::dot_iq3_xxs>(n, x, y); }
-template <class Arch>
-float DotIq3S<Arch>::run(int64_t n, const void* x, const void* y) { return superblock_dot<Arch, Iq3S<Arch>, ref::dot_iq3_s>(n, x, y); }
+template <class Arch> void DequantIq3Xxs<Arch>::run(const void* src, float* dst, int64_t n) { superblock_dequant<Arch, Iq3Xxs<Arch>, ref::dequantize_iq3_xxs>(src, dst, n); }
+template <class Arch> void DequantIq3S<Arch>::run(const void* src, float* dst, int64_t n) { superblock_dequant<Arch, Iq3S<Arch>, ref::dequantize_iq3_s>(src, dst, n); }
+template <class Arch> float DotIq3Xxs<Arch>::run(int64_t n, const void* x, const void* y) { return superblock_dot<Arch, Iq3Xxs<Arch>, ref::dot_iq3_xxs>(n, x, y); }
+template <class Arch> float DotIq3S<Arch>::run(int64_t n, const void* x, const void* y) { return superblock_dot<Arch, Iq3S<Arch>, ref::dot_iq3_s>(n, x, y); }
 
 #define LQ_CPU_IQ3_KERNELS(X) X(DequantIq3Xxs) X(DequantIq3S) X(DotIq3Xxs) X(DotIq3S)
 

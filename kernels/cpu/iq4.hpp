@@ -174,9 +174,6 @@ struct Iq4Ops {
   }
 };
 
-template <class Arch> struct QuantizeIq4Nl { static QuantizeSig run; };
-template <class Arch> struct QuantizeIq4Xs { static QuantizeSig run; };
-
 template <class Arch>
 void QuantizeIq4Nl<Arch>::run(const float* src, void* dst, int64_t nrows, int64_t n_per_row, const float* imatrix) {
   // TODO(aarch64): the NEON search differs from the reference's bytes with importance data
@@ -190,11 +187,6 @@ void QuantizeIq4Xs<Arch>::run(const float* src, void* dst, int64_t nrows, int64_
   if constexpr (!LQ_CPU_X86) return ref::quantize_iq4_xs(src, dst, nrows, n_per_row, imatrix);  // see above
   ref::iq4::quantize_xs_rows<Iq4Ops<Arch>>(src, dst, nrows, n_per_row, imatrix);
 }
-
-template <class Arch> struct DequantIq4Nl { static DequantSig run; };
-template <class Arch> struct DequantIq4Xs { static DequantSig run; };
-template <class Arch> struct DotIq4Nl { static DotSig run; };
-template <class Arch> struct DotIq4Xs { static DotSig run; };
 
 // IQ4_XS as a codec for superblock_dequant / superblock_dot (iq_superblock.hpp). Its byte form is
 // Bytes<Arch>'s (x86 only): instantiated only where kByteSimd<Arch>.
@@ -239,10 +231,8 @@ float DotIq4Nl<Arch>::run(int64_t n, const void* xv, const void* yv) {
   }
 }
 
-template <class Arch>
-void DequantIq4Xs<Arch>::run(const void* src, float* dst, int64_t n) { superblock_dequant<Arch, Iq4Xs<Arch>, ref::dequantize_iq4_xs>(src, dst, n); }
-template <class Arch>
-float DotIq4Xs<Arch>::run(int64_t n, const void* x, const void* y) { return superblock_dot<Arch, Iq4Xs<Arch>, ref::dot_iq4_xs>(n, x, y); }
+template <class Arch> void DequantIq4Xs<Arch>::run(const void* src, float* dst, int64_t n) { superblock_dequant<Arch, Iq4Xs<Arch>, ref::dequantize_iq4_xs>(src, dst, n); }
+template <class Arch> float DotIq4Xs<Arch>::run(int64_t n, const void* x, const void* y) { return superblock_dot<Arch, Iq4Xs<Arch>, ref::dot_iq4_xs>(n, x, y); }
 
 #define LQ_CPU_IQ4_KERNELS(X) \
   X(QuantizeIq4Nl) X(QuantizeIq4Xs) X(DequantIq4Nl) X(DequantIq4Xs) X(DotIq4Nl) X(DotIq4Xs)

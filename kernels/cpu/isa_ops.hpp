@@ -82,53 +82,51 @@ struct IsaOps<Arch, IsaLevel::generic> : IsaOpsCommon<Arch> {
 };
 
 #if LQ_CPU_X86
-// vpmaddubsw saturates its int16 pair sums: exact while u <= 127. Larger u are split into the
-// low 7 bits and the top bit (128 * the sum of the s bytes where it is set).
+// AVX2 and AVX-512BW: the same instructions at 256 or 512 bits. vpmaddubsw saturates its int16
+// pair sums: exact while u <= 127. Larger u are split into the low 7 bits and the top bit (128 *
+// the sum of the s bytes where it is set).
 template <class Arch>
-struct IsaOps<Arch, IsaLevel::avx2> : IsaOpsCommon<Arch> {
+struct IsaOpsX86 : IsaOpsCommon<Arch> {
   using typename IsaOpsCommon<Arch>::I;
   using typename IsaOpsCommon<Arch>::F;
-  static F fma(F a, F b, F c) { return _mm256_fmadd_ps(a, b, c); }
-  static F fnma(F a, F b, F c) { return _mm256_fnmadd_ps(a, b, c); }
+  static constexpr bool k512 = kAvx512<Arch>;
+  static F fma(F a, F b, F c) {
+    if constexpr (k512) return _mm512_fmadd_ps(a, b, c);
+    else return _mm256_fmadd_ps(a, b, c);
+  }
+  static F fnma(F a, F b, F c) {
+    if constexpr (k512) return _mm512_fnmadd_ps(a, b, c);
+    else return _mm256_fnmadd_ps(a, b, c);
+  }
+  // Unsigned u bytes times signed s bytes, adjacent pairs summed into int16 lanes (saturating).
+  static I maddubs(I u, I s) {
+    if constexpr (k512) return _mm512_maddubs_epi16(u, s);
+    else return _mm256_maddubs_epi16(u, s);
+  }
+  // int16 lanes multiplied, adjacent pairs summed into int32 lanes.
+  static I madd(I a, I b) {
+    if constexpr (k512) return _mm512_madd_epi16(a, b);
+    else return _mm256_madd_epi16(a, b);
+  }
   template <int kMaxU>
   static I dot4(I acc, I u, I s) {
-    const __m256i ones = _mm256_set1_epi16(1);
+    const I ones(0x00010001);  // int16 lanes of 1
     if constexpr (kMaxU <= 127) {
-      return _mm256_add_epi32(acc, _mm256_madd_epi16(_mm256_maddubs_epi16(u, s), ones));
+      return acc + madd(maddubs(u, s), ones);
     } else {
-      const __m256i lo = _mm256_maddubs_epi16(_mm256_and_si256(u, _mm256_set1_epi8(0x7f)), s);
-      const __m256i top = _mm256_and_si256(_mm256_srli_epi16(u, 7), _mm256_set1_epi8(1));
-      const __m256i hi = _mm256_maddubs_epi16(top, s);
-      return _mm256_add_epi32(_mm256_add_epi32(acc, _mm256_madd_epi16(lo, ones)),
-                              _mm256_madd_epi16(hi, _mm256_set1_epi16(128)));
+      const I lo = maddubs(u & I(0x7f7f7f7f), s);
+      const I top = (u >> 7) & I(0x01010101);  // bit 7 of each byte (the shift's fill is masked off)
+      return acc + madd(lo, ones) + madd(maddubs(top, s), I(0x00800080));
     }
   }
-  static I dot2_i16(I acc, I a, I b) { return _mm256_add_epi32(acc, _mm256_madd_epi16(a, b)); }
-  static F dot2_bf16(F acc, I w, I x) { return dot2_bf16_widened<IsaOps>(acc, w, x); }
+  static I dot2_i16(I acc, I a, I b) { return acc + madd(a, b); }
+  static F dot2_bf16(F acc, I w, I x) { return dot2_bf16_widened<IsaOpsX86>(acc, w, x); }
 };
 
 template <class Arch>
-struct IsaOps<Arch, IsaLevel::avx512> : IsaOpsCommon<Arch> {
-  using typename IsaOpsCommon<Arch>::I;
-  using typename IsaOpsCommon<Arch>::F;
-  static F fma(F a, F b, F c) { return _mm512_fmadd_ps(a, b, c); }
-  static F fnma(F a, F b, F c) { return _mm512_fnmadd_ps(a, b, c); }
-  template <int kMaxU>
-  static I dot4(I acc, I u, I s) {
-    const __m512i ones = _mm512_set1_epi16(1);
-    if constexpr (kMaxU <= 127) {
-      return _mm512_add_epi32(acc, _mm512_madd_epi16(_mm512_maddubs_epi16(u, s), ones));
-    } else {
-      const __m512i lo = _mm512_maddubs_epi16(_mm512_and_si512(u, _mm512_set1_epi8(0x7f)), s);
-      const __m512i top = _mm512_and_si512(_mm512_srli_epi16(u, 7), _mm512_set1_epi8(1));
-      const __m512i hi = _mm512_maddubs_epi16(top, s);
-      return _mm512_add_epi32(_mm512_add_epi32(acc, _mm512_madd_epi16(lo, ones)),
-                              _mm512_madd_epi16(hi, _mm512_set1_epi16(128)));
-    }
-  }
-  static I dot2_i16(I acc, I a, I b) { return _mm512_add_epi32(acc, _mm512_madd_epi16(a, b)); }
-  static F dot2_bf16(F acc, I w, I x) { return dot2_bf16_widened<IsaOps>(acc, w, x); }
-};
+struct IsaOps<Arch, IsaLevel::avx2> : IsaOpsX86<Arch> {};
+template <class Arch>
+struct IsaOps<Arch, IsaLevel::avx512> : IsaOpsX86<Arch> {};
 
 template <class Arch>
 struct IsaOps<Arch, IsaLevel::vnni> : IsaOps<Arch, IsaLevel::avx512> {

@@ -27,22 +27,6 @@
 
 namespace lq::cpu {
 
-template <class Arch> struct QuantizeQ2K { static QuantizeSig run; };
-template <class Arch> struct DequantQ2K { static DequantSig run; };
-template <class Arch> struct DotQ2K { static DotSig run; };
-template <class Arch> struct QuantizeQ3K { static QuantizeSig run; };
-template <class Arch> struct DequantQ3K { static DequantSig run; };
-template <class Arch> struct DotQ3K { static DotSig run; };
-template <class Arch> struct QuantizeQ4K { static QuantizeSig run; };
-template <class Arch> struct DequantQ4K { static DequantSig run; };
-template <class Arch> struct DotQ4K { static DotSig run; };
-template <class Arch> struct QuantizeQ5K { static QuantizeSig run; };
-template <class Arch> struct DequantQ5K { static DequantSig run; };
-template <class Arch> struct DotQ5K { static DotSig run; };
-template <class Arch> struct QuantizeQ6K { static QuantizeSig run; };
-template <class Arch> struct DequantQ6K { static DequantSig run; };
-template <class Arch> struct DotQ6K { static DotSig run; };
-
 namespace kqk {
 
 template <class Arch>
@@ -117,26 +101,11 @@ void q3k_scales(const uint8_t* s, int* out) {
 
 // ---- quantize: the reference search, wider -----------------------------------------------------
 
-template <class Arch>
-void QuantizeQ2K<Arch>::run(const float* src, void* dst, int64_t nrows, int64_t n_per_row, const float* im) {
-  kqk::QBlocks<Arch>::quantize_q2_k(src, dst, nrows, n_per_row, im);
-}
-template <class Arch>
-void QuantizeQ3K<Arch>::run(const float* src, void* dst, int64_t nrows, int64_t n_per_row, const float* im) {
-  kqk::QBlocks<Arch>::quantize_q3_k(src, dst, nrows, n_per_row, im);
-}
-template <class Arch>
-void QuantizeQ4K<Arch>::run(const float* src, void* dst, int64_t nrows, int64_t n_per_row, const float* im) {
-  kqk::QBlocks<Arch>::quantize_q4_k(src, dst, nrows, n_per_row, im);
-}
-template <class Arch>
-void QuantizeQ5K<Arch>::run(const float* src, void* dst, int64_t nrows, int64_t n_per_row, const float* im) {
-  kqk::QBlocks<Arch>::quantize_q5_k(src, dst, nrows, n_per_row, im);
-}
-template <class Arch>
-void QuantizeQ6K<Arch>::run(const float* src, void* dst, int64_t nrows, int64_t n_per_row, const float* im) {
-  kqk::QBlocks<Arch>::quantize_q6_k(src, dst, nrows, n_per_row, im);
-}
+template <class Arch> void QuantizeQ2K<Arch>::run(const float* x, void* y, int64_t rows, int64_t n, const float* im) { kqk::QBlocks<Arch>::quantize_q2_k(x, y, rows, n, im); }
+template <class Arch> void QuantizeQ3K<Arch>::run(const float* x, void* y, int64_t rows, int64_t n, const float* im) { kqk::QBlocks<Arch>::quantize_q3_k(x, y, rows, n, im); }
+template <class Arch> void QuantizeQ4K<Arch>::run(const float* x, void* y, int64_t rows, int64_t n, const float* im) { kqk::QBlocks<Arch>::quantize_q4_k(x, y, rows, n, im); }
+template <class Arch> void QuantizeQ5K<Arch>::run(const float* x, void* y, int64_t rows, int64_t n, const float* im) { kqk::QBlocks<Arch>::quantize_q5_k(x, y, rows, n, im); }
+template <class Arch> void QuantizeQ6K<Arch>::run(const float* x, void* y, int64_t rows, int64_t n, const float* im) { kqk::QBlocks<Arch>::quantize_q6_k(x, y, rows, n, im); }
 
 // ---- dequantize ----------------------------------------------------------------------------------
 // Per super-block: the levels are unpacked to bytes in value order (block_formats.hpp) and the
@@ -173,187 +142,159 @@ void dequant(const void* src, float* dst, int64_t n) {
 
 }  // namespace kqk
 
-template <class Arch>
-void DequantQ2K<Arch>::run(const void* src, float* dst, int64_t n) { kqk::dequant<Arch, qg::FmtQ2K<Arch>>(src, dst, n); }
-template <class Arch>
-void DequantQ3K<Arch>::run(const void* src, float* dst, int64_t n) { kqk::dequant<Arch, qg::FmtQ3K<Arch>>(src, dst, n); }
-template <class Arch>
-void DequantQ4K<Arch>::run(const void* src, float* dst, int64_t n) { kqk::dequant<Arch, qg::FmtQ4K<Arch>>(src, dst, n); }
-template <class Arch>
-void DequantQ5K<Arch>::run(const void* src, float* dst, int64_t n) { kqk::dequant<Arch, qg::FmtQ5K<Arch>>(src, dst, n); }
-template <class Arch>
-void DequantQ6K<Arch>::run(const void* src, float* dst, int64_t n) { kqk::dequant<Arch, qg::FmtQ6K<Arch>>(src, dst, n); }
-
+template <class Arch> void DequantQ2K<Arch>::run(const void* src, float* dst, int64_t n) { kqk::dequant<Arch, qg::FmtQ2K<Arch>>(src, dst, n); }
+template <class Arch> void DequantQ3K<Arch>::run(const void* src, float* dst, int64_t n) { kqk::dequant<Arch, qg::FmtQ3K<Arch>>(src, dst, n); }
+template <class Arch> void DequantQ4K<Arch>::run(const void* src, float* dst, int64_t n) { kqk::dequant<Arch, qg::FmtQ4K<Arch>>(src, dst, n); }
+template <class Arch> void DequantQ5K<Arch>::run(const void* src, float* dst, int64_t n) { kqk::dequant<Arch, qg::FmtQ5K<Arch>>(src, dst, n); }
+template <class Arch> void DequantQ6K<Arch>::run(const void* src, float* dst, int64_t n) { kqk::dequant<Arch, qg::FmtQ6K<Arch>>(src, dst, n); }
 
 // ---- dot products against Q8_K -------------------------------------------------------------------
+// Per super-block a codec C gives the integer scales (scales(), which returns the integer sum that
+// the float correction scales: the mins' sum, or the level offset's) and the unpacked levels;
+// dot_q8k does the products and sums d * isum - correction over the super-blocks.
 
+namespace kqk {
+
+// Sum over the 16 sub-blocks of scale * (sum of the sub-block's Q8_K values).
 template <class Arch>
-float DotQ2K<Arch>::run(int64_t n, const void* xv, const void* yv) {
-  using I = kqk::Int<Arch>;
+int bsum_dot(const int* sc, const int16_t* bsums) {
+  int s = 0;
+  for (int g = 0; g < 16; ++g) s += sc[g] * bsums[g];
+  return s;
+}
+
+template <class Arch, class C>
+float dot_q8k(int64_t n, const void* xv, const void* yv) {
+  using I = Int<Arch>;
   using B16 = typename I::B16;
   using B32 = typename I::B32;
-  using BF = typename I::BF;
-  const auto* x = static_cast<const ref::block_q2_K*>(xv);
+  const auto* x = static_cast<const typename C::block*>(xv);
   const auto* y = static_cast<const ref::block_q8_K*>(yv);
-  BF acc(0.f);
-  float mins = 0;
+  typename I::BF acc(0.f);
+  float correction = 0;
   for (int64_t i = 0; i < n / ref::QK_K; ++i) {
     int sc[16];
-    int summ = 0;
-    for (int g = 0; g < 16; ++g) {
-      sc[g] = x[i].scales[g] & 15;
-      summ += (x[i].scales[g] >> 4) * y[i].bsums[g];
-    }
+    const int csum = C::scales(x[i], y[i].bsums, sc);
     B32 isum(0);
     for (int h = 0; h < 2; ++h)
       for (int b = 0; b < 32; b += I::kBytes) {
-        const B16 qv = I::load(x[i].qs + 32 * h + b);
+        B16 u[4];  // sub-blocks 0..3 of this half, bytes b.. of each
+        C::template levels<I>(x[i], h, b, u);
         for (int j = 0; j < 4; ++j) {
           const int e = 128 * h + 32 * j + b;
-          const B16 u = (qv >> (2 * j)) & B16(0x0303);
-          isum += I::widen(I::pair_dot(u, I::load(y[i].qs + e))) * I::sub_scales(sc, e / 16);
+          if constexpr (C::kPairScales) {  // 32-value sub-blocks: scale index j of 8 per half
+            isum += I::widen(I::pair_dot(u[j], I::load(y[i].qs + e))) * B32(sc[4 * h + j]);
+          } else {
+            isum += I::widen(I::pair_dot(u[j], I::load(y[i].qs + e))) * I::sub_scales(sc, e / 16);
+          }
         }
       }
-    const float dy = y[i].d;
-    acc = xsimd::fma(xsimd::batch_cast<float>(isum), BF(dy * kqk::half<Arch>(x[i].d)), acc);
-    mins += dy * kqk::half<Arch>(x[i].dmin) * summ;
+    const float dd = y[i].d * half<Arch>(x[i].d);
+    acc = xsimd::fma(xsimd::batch_cast<float>(isum), typename I::BF(dd), acc);
+    correction += C::correction(x[i], y[i].d, dd, csum);
   }
-  return I::reduce(acc) - mins;
+  return I::reduce(acc) - correction;
 }
 
+// Q2_K: 2-bit levels, 4-bit scale and min per 16 values.
 template <class Arch>
-float DotQ3K<Arch>::run(int64_t n, const void* xv, const void* yv) {
-  using I = kqk::Int<Arch>;
-  using B16 = typename I::B16;
-  using B32 = typename I::B32;
-  using BF = typename I::BF;
-  const auto* x = static_cast<const ref::block_q3_K*>(xv);
-  const auto* y = static_cast<const ref::block_q8_K*>(yv);
-  BF acc(0.f);
-  float offs = 0;
-  for (int64_t i = 0; i < n / ref::QK_K; ++i) {
-    int sc[16];
-    kqk::q3k_scales<Arch>(x[i].scales, sc);
-    int offset = 0;  // levels are stored + 4
-    for (int g = 0; g < 16; ++g) offset += sc[g] * y[i].bsums[g];
-    B32 isum(0);
-    for (int h = 0; h < 2; ++h)
-      for (int b = 0; b < 32; b += I::kBytes) {
-        const B16 qv = I::load(x[i].qs + 32 * h + b);
-        const B16 hv = I::load(x[i].hmask + b);
-        for (int j = 0; j < 4; ++j) {
-          const int e = 128 * h + 32 * j + b;
-          const B16 u = ((qv >> (2 * j)) & B16(0x0303)) | (((hv >> (4 * h + j)) & B16(0x0101)) << 2);
-          isum += I::widen(I::pair_dot(u, I::load(y[i].qs + e))) * I::sub_scales(sc, e / 16);
-        }
-      }
-    const float dd = y[i].d * kqk::half<Arch>(x[i].d);
-    acc = xsimd::fma(xsimd::batch_cast<float>(isum), BF(dd), acc);
-    offs += dd * static_cast<float>(4 * offset);
-  }
-  return I::reduce(acc) - offs;
-}
-
-template <class Arch>
-float DotQ4K<Arch>::run(int64_t n, const void* xv, const void* yv) {
-  using I = kqk::Int<Arch>;
-  using B16 = typename I::B16;
-  using B32 = typename I::B32;
-  using BF = typename I::BF;
-  const auto* x = static_cast<const ref::block_q4_K*>(xv);
-  const auto* y = static_cast<const ref::block_q8_K*>(yv);
-  BF acc(0.f);
-  float mins = 0;
-  for (int64_t i = 0; i < n / ref::QK_K; ++i) {
-    int sc[8], m[8];
-    int summ = 0;
-    for (int j = 0; j < 8; ++j) {
-      ref::q4k_scale_min(x[i].scales, j, sc[j], m[j]);
-      summ += m[j] * (y[i].bsums[2 * j] + y[i].bsums[2 * j + 1]);
-    }
-    B32 isum(0);
-    for (int c = 0; c < 4; ++c)
-      for (int b = 0; b < 32; b += I::kBytes) {
-        const B16 qv = I::load(x[i].qs + 32 * c + b);
-        const B16 lo = qv & B16(0x0f0f), hi = (qv >> 4) & B16(0x0f0f);
-        isum += I::widen(I::pair_dot(lo, I::load(y[i].qs + 64 * c + b))) * B32(sc[2 * c]) +
-                I::widen(I::pair_dot(hi, I::load(y[i].qs + 64 * c + 32 + b))) * B32(sc[2 * c + 1]);
-      }
-    const float dy = y[i].d;
-    acc = xsimd::fma(xsimd::batch_cast<float>(isum), BF(dy * kqk::half<Arch>(x[i].d)), acc);
-    mins += dy * kqk::half<Arch>(x[i].dmin) * summ;
-  }
-  return I::reduce(acc) - mins;
-}
-
-template <class Arch>
-float DotQ5K<Arch>::run(int64_t n, const void* xv, const void* yv) {
-  using I = kqk::Int<Arch>;
-  using B16 = typename I::B16;
-  using B32 = typename I::B32;
-  using BF = typename I::BF;
-  const auto* x = static_cast<const ref::block_q5_K*>(xv);
-  const auto* y = static_cast<const ref::block_q8_K*>(yv);
-  BF acc(0.f);
-  float mins = 0;
-  for (int64_t i = 0; i < n / ref::QK_K; ++i) {
-    int sc[8], m[8];
-    int summ = 0;
-    for (int j = 0; j < 8; ++j) {
-      ref::q4k_scale_min(x[i].scales, j, sc[j], m[j]);
-      summ += m[j] * (y[i].bsums[2 * j] + y[i].bsums[2 * j + 1]);
-    }
-    B32 isum(0);
-    for (int c = 0; c < 4; ++c)
-      for (int b = 0; b < 32; b += I::kBytes) {
-        const B16 qv = I::load(x[i].qs + 32 * c + b), hv = I::load(x[i].qh + b);
-        const B16 lo = (qv & B16(0x0f0f)) | (((hv >> (2 * c)) & B16(0x0101)) << 4);
-        const B16 hi = ((qv >> 4) & B16(0x0f0f)) | (((hv >> (2 * c + 1)) & B16(0x0101)) << 4);
-        isum += I::widen(I::pair_dot(lo, I::load(y[i].qs + 64 * c + b))) * B32(sc[2 * c]) +
-                I::widen(I::pair_dot(hi, I::load(y[i].qs + 64 * c + 32 + b))) * B32(sc[2 * c + 1]);
-      }
-    const float dy = y[i].d;
-    acc = xsimd::fma(xsimd::batch_cast<float>(isum), BF(dy * kqk::half<Arch>(x[i].d)), acc);
-    mins += dy * kqk::half<Arch>(x[i].dmin) * summ;
-  }
-  return I::reduce(acc) - mins;
-}
-
-template <class Arch>
-float DotQ6K<Arch>::run(int64_t n, const void* xv, const void* yv) {
-  using I = kqk::Int<Arch>;
-  using B16 = typename I::B16;
-  using B32 = typename I::B32;
-  using BF = typename I::BF;
-  const auto* x = static_cast<const ref::block_q6_K*>(xv);
-  const auto* y = static_cast<const ref::block_q8_K*>(yv);
-  BF acc(0.f);
-  float offs = 0;
-  for (int64_t i = 0; i < n / ref::QK_K; ++i) {
-    int sc[16];
-    int offset = 0;  // levels are stored + 32
+struct DotCodecQ2K {
+  using block = ref::block_q2_K;
+  static constexpr bool kPairScales = false;
+  static int scales(const block& x, const int16_t* bsums, int* sc) {
+    int m[16];
     for (int g = 0; g < 16; ++g) {
-      sc[g] = x[i].scales[g];
-      offset += sc[g] * y[i].bsums[g];
+      sc[g] = x.scales[g] & 15;
+      m[g] = x.scales[g] >> 4;
     }
-    B32 isum(0);
-    for (int h = 0; h < 2; ++h)
-      for (int b = 0; b < 32; b += I::kBytes) {
-        const B16 l0 = I::load(x[i].ql + 64 * h + b), l1 = I::load(x[i].ql + 64 * h + 32 + b);
-        const B16 hv = I::load(x[i].qh + 32 * h + b);
-        for (int k = 0; k < 4; ++k) {
-          const B16 lv = k % 2 ? l1 : l0;
-          const B16 u = ((lv >> (4 * (k / 2))) & B16(0x0f0f)) | (((hv >> (2 * k)) & B16(0x0303)) << 4);
-          const int e = 128 * h + 32 * k + b;
-          isum += I::widen(I::pair_dot(u, I::load(y[i].qs + e))) * I::sub_scales(sc, e / 16);
-        }
-      }
-    const float dd = y[i].d * kqk::half<Arch>(x[i].d);
-    acc = xsimd::fma(xsimd::batch_cast<float>(isum), BF(dd), acc);
-    offs += dd * static_cast<float>(32 * offset);
+    return bsum_dot<Arch>(m, bsums);
   }
-  return I::reduce(acc) - offs;
-}
+  static float correction(const block& x, float dy, float, int summ) { return dy * half<Arch>(x.dmin) * summ; }
+  template <class I>
+  static void levels(const block& x, int h, int b, typename I::B16* u) {
+    const auto qv = I::load(x.qs + 32 * h + b);
+    for (int j = 0; j < 4; ++j) u[j] = (qv >> (2 * j)) & typename I::B16(0x0303);
+  }
+};
+
+// Q3_K: 2 low bits and a high bit (hmask) per level, stored + 4; 6-bit signed scales.
+template <class Arch>
+struct DotCodecQ3K {
+  using block = ref::block_q3_K;
+  static constexpr bool kPairScales = false;
+  static int scales(const block& x, const int16_t* bsums, int* sc) {
+    q3k_scales<Arch>(x.scales, sc);
+    return bsum_dot<Arch>(sc, bsums);
+  }
+  static float correction(const block&, float, float dd, int offset) { return dd * static_cast<float>(4 * offset); }
+  template <class I>
+  static void levels(const block& x, int h, int b, typename I::B16* u) {
+    using B16 = typename I::B16;
+    const B16 qv = I::load(x.qs + 32 * h + b), hv = I::load(x.hmask + b);
+    for (int j = 0; j < 4; ++j) u[j] = ((qv >> (2 * j)) & B16(0x0303)) | (((hv >> (4 * h + j)) & B16(0x0101)) << 2);
+  }
+};
+
+// Q4_K and Q5_K: 4 low bits per level (and a fifth in qh for Q5_K), a 6-bit scale and min per
+// 32 values.
+template <class Arch, class Block, bool kFifthBit>
+struct DotCodecQ45K {
+  using block = Block;
+  static constexpr bool kPairScales = true;
+  static int scales(const block& x, const int16_t* bsums, int* sc) {
+    int m[8], summ = 0;
+    for (int j = 0; j < 8; ++j) {
+      ref::q4k_scale_min(x.scales, j, sc[j], m[j]);
+      summ += m[j] * (bsums[2 * j] + bsums[2 * j + 1]);
+    }
+    return summ;
+  }
+  static float correction(const block& x, float dy, float, int summ) { return dy * half<Arch>(x.dmin) * summ; }
+  // Bytes b.. of chunk c = 2 h + j / 2: low nibbles are sub-block 2 c, high nibbles 2 c + 1.
+  template <class I>
+  static void levels(const block& x, int h, int b, typename I::B16* u) {
+    using B16 = typename I::B16;
+    for (int j = 0; j < 4; j += 2) {
+      const int c = 2 * h + j / 2;
+      const B16 qv = I::load(x.qs + 32 * c + b);
+      u[j] = qv & B16(0x0f0f);
+      u[j + 1] = (qv >> 4) & B16(0x0f0f);
+      if constexpr (kFifthBit) {
+        const B16 hv = I::load(x.qh + b);
+        u[j] = u[j] | (((hv >> (2 * c)) & B16(0x0101)) << 4);
+        u[j + 1] = u[j + 1] | (((hv >> (2 * c + 1)) & B16(0x0101)) << 4);
+      }
+    }
+  }
+};
+
+// Q6_K: 4 low bits (ql) and 2 high bits (qh) per level, stored + 32; 8-bit scales.
+template <class Arch>
+struct DotCodecQ6K {
+  using block = ref::block_q6_K;
+  static constexpr bool kPairScales = false;
+  static int scales(const block& x, const int16_t* bsums, int* sc) {
+    for (int g = 0; g < 16; ++g) sc[g] = x.scales[g];
+    return bsum_dot<Arch>(sc, bsums);
+  }
+  static float correction(const block&, float, float dd, int offset) { return dd * static_cast<float>(32 * offset); }
+  template <class I>
+  static void levels(const block& x, int h, int b, typename I::B16* u) {
+    using B16 = typename I::B16;
+    const B16 l0 = I::load(x.ql + 64 * h + b), l1 = I::load(x.ql + 64 * h + 32 + b);
+    const B16 hv = I::load(x.qh + 32 * h + b);
+    for (int k = 0; k < 4; ++k)
+      u[k] = (((k % 2 ? l1 : l0) >> (4 * (k / 2))) & B16(0x0f0f)) | (((hv >> (2 * k)) & B16(0x0303)) << 4);
+  }
+};
+
+}  // namespace kqk
+
+template <class Arch> float DotQ2K<Arch>::run(int64_t n, const void* x, const void* y) { return kqk::dot_q8k<Arch, kqk::DotCodecQ2K<Arch>>(n, x, y); }
+template <class Arch> float DotQ3K<Arch>::run(int64_t n, const void* x, const void* y) { return kqk::dot_q8k<Arch, kqk::DotCodecQ3K<Arch>>(n, x, y); }
+template <class Arch> float DotQ4K<Arch>::run(int64_t n, const void* x, const void* y) { return kqk::dot_q8k<Arch, kqk::DotCodecQ45K<Arch, ref::block_q4_K, false>>(n, x, y); }
+template <class Arch> float DotQ5K<Arch>::run(int64_t n, const void* x, const void* y) { return kqk::dot_q8k<Arch, kqk::DotCodecQ45K<Arch, ref::block_q5_K, true>>(n, x, y); }
+template <class Arch> float DotQ6K<Arch>::run(int64_t n, const void* x, const void* y) { return kqk::dot_q8k<Arch, kqk::DotCodecQ6K<Arch>>(n, x, y); }
 
 #define LQ_CPU_KQUANT_KERNELS(X)                                                                     \
   X(QuantizeQ2K) X(QuantizeQ3K) X(QuantizeQ4K) X(QuantizeQ5K) X(QuantizeQ6K) X(DequantQ2K) X(DequantQ3K) \

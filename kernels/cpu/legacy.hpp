@@ -17,7 +17,6 @@ namespace lq::cpu {
 
 // Q8_0 quantizer, byte-identical to ref::quantize_q8_0 (same operations in the same order:
 // absmax, d = amax / 127, id = 1 / d, round half away from zero).
-template <class Arch> struct QuantizeQ8_0 { static QuantizeSig run; };
 
 template <class Arch>
 void QuantizeQ8_0<Arch>::run(const float* src, void* dst, int64_t nrows, int64_t n_per_row, const float*) {
@@ -163,11 +162,6 @@ void quantize_legacy(const float* src, void* dst, int64_t nrows, int64_t n_per_r
     }
   }
 }
-
-template <class Arch> struct QuantizeQ4_0 { static QuantizeSig run; };
-template <class Arch> struct QuantizeQ4_1 { static QuantizeSig run; };
-template <class Arch> struct QuantizeQ5_0 { static QuantizeSig run; };
-template <class Arch> struct QuantizeQ5_1 { static QuantizeSig run; };
 
 template <class Arch>
 void QuantizeQ4_0<Arch>::run(const float* src, void* dst, int64_t nrows, int64_t n_per_row, const float* imatrix) {

@@ -27,12 +27,6 @@
 
 namespace lq::cpu {
 
-template <class Arch> struct DotQ8_0 { static DotSig run; };
-template <class Arch> struct DotQ4_0 { static DotSig run; };
-template <class Arch> struct DotQ4_1 { static DotSig run; };
-template <class Arch> struct DotQ5_0 { static DotSig run; };
-template <class Arch> struct DotQ5_1 { static DotSig run; };
-
 namespace ldot {
 
 // Not a version comparison: xsimd's NEON versions are numbered above the x86 ones.
@@ -129,16 +123,8 @@ float dot_affine(int64_t n, const void* xv, const void* yv) {
 
 }  // namespace ldot
 
-template <class Arch>
-float DotQ4_1<Arch>::run(int64_t n, const void* x, const void* y) { return ldot::dot_affine<Arch, ldot::DecodeQ4_1>(n, x, y); }
-template <class Arch>
-float DotQ5_1<Arch>::run(int64_t n, const void* x, const void* y) { return ldot::dot_affine<Arch, ldot::DecodeQ5_1>(n, x, y); }
-
-/// y[t * ldy + r] = dot(row r of w, row t of x) for r, t < 4: w rows `ws` bytes apart in the
-/// weight type, x rows `xs` bytes apart in Q8_0; k values per row.
-template <class Arch> struct TileQ8_0 { static TileSig run; };
-template <class Arch> struct TileQ4_0 { static TileSig run; };
-template <class Arch> struct TileQ5_0 { static TileSig run; };
+template <class Arch> float DotQ4_1<Arch>::run(int64_t n, const void* x, const void* y) { return ldot::dot_affine<Arch, ldot::DecodeQ4_1>(n, x, y); }
+template <class Arch> float DotQ5_1<Arch>::run(int64_t n, const void* x, const void* y) { return ldot::dot_affine<Arch, ldot::DecodeQ5_1>(n, x, y); }
 
 namespace ldot {
 
@@ -302,6 +288,8 @@ float single_dot(int64_t n, const void* x, const void* y) {
 
 }  // namespace ldot
 
+// y[t * ldy + r] = dot(row r of w, row t of x) for r, t < 4: w rows `ws` bytes apart in the
+// weight type, x rows `xs` bytes apart in Q8_0; k values per row.
 template <class Arch>
 void TileQ8_0<Arch>::run(int64_t k, const void* w, size_t ws, const void* x, size_t xs, float* y, int64_t ldy) {
   ldot::tile_dots<Arch, ldot::DecodeQ8_0, 4, 4>(k, w, ws, x, xs, y, ldy);
@@ -314,12 +302,9 @@ template <class Arch>
 void TileQ5_0<Arch>::run(int64_t k, const void* w, size_t ws, const void* x, size_t xs, float* y, int64_t ldy) {
   ldot::tile_dots<Arch, ldot::DecodeQ5_0, 4, 4>(k, w, ws, x, xs, y, ldy);
 }
-template <class Arch>
-float DotQ8_0<Arch>::run(int64_t n, const void* x, const void* y) { return ldot::single_dot<Arch, ldot::DecodeQ8_0>(n, x, y); }
-template <class Arch>
-float DotQ4_0<Arch>::run(int64_t n, const void* x, const void* y) { return ldot::single_dot<Arch, ldot::DecodeQ4_0>(n, x, y); }
-template <class Arch>
-float DotQ5_0<Arch>::run(int64_t n, const void* x, const void* y) { return ldot::single_dot<Arch, ldot::DecodeQ5_0>(n, x, y); }
+template <class Arch> float DotQ8_0<Arch>::run(int64_t n, const void* x, const void* y) { return ldot::single_dot<Arch, ldot::DecodeQ8_0>(n, x, y); }
+template <class Arch> float DotQ4_0<Arch>::run(int64_t n, const void* x, const void* y) { return ldot::single_dot<Arch, ldot::DecodeQ4_0>(n, x, y); }
+template <class Arch> float DotQ5_0<Arch>::run(int64_t n, const void* x, const void* y) { return ldot::single_dot<Arch, ldot::DecodeQ5_0>(n, x, y); }
 
 #define LQ_CPU_LEGACY_DOT_KERNELS(X) \
   X(DotQ8_0) X(DotQ4_0) X(DotQ4_1) X(DotQ5_0) X(DotQ5_1) X(TileQ8_0) X(TileQ4_0) X(TileQ5_0)

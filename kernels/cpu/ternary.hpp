@@ -23,7 +23,6 @@ namespace lq::cpu {
 template <class Arch>
 struct TernaryOps {
   using B = xsimd::batch<float, Arch>;
-  using I = xsimd::batch<int32_t, Arch>;
   static constexpr int W = static_cast<int>(B::size);
   static constexpr int N = ref::kLanes / W;
 
@@ -94,18 +93,9 @@ struct TernaryOps {
   }
 };
 
-template <class Arch> struct QuantizeTq1_0 { static QuantizeSig run; };
-template <class Arch> struct QuantizeTq2_0 { static QuantizeSig run; };
+template <class Arch> void QuantizeTq1_0<Arch>::run(const float* src, void* dst, int64_t nrows, int64_t n_per_row, const float* imatrix) { ref::ternary::quantize_rows<TernaryOps<Arch>, ref::block_tq1_0>(src, dst, nrows, n_per_row, imatrix); }
 
-template <class Arch>
-void QuantizeTq1_0<Arch>::run(const float* src, void* dst, int64_t nrows, int64_t n_per_row, const float* imatrix) {
-  ref::ternary::quantize_rows<TernaryOps<Arch>, ref::block_tq1_0>(src, dst, nrows, n_per_row, imatrix);
-}
-
-template <class Arch>
-void QuantizeTq2_0<Arch>::run(const float* src, void* dst, int64_t nrows, int64_t n_per_row, const float* imatrix) {
-  ref::ternary::quantize_rows<TernaryOps<Arch>, ref::block_tq2_0>(src, dst, nrows, n_per_row, imatrix);
-}
+template <class Arch> void QuantizeTq2_0<Arch>::run(const float* src, void* dst, int64_t nrows, int64_t n_per_row, const float* imatrix) { ref::ternary::quantize_rows<TernaryOps<Arch>, ref::block_tq2_0>(src, dst, nrows, n_per_row, imatrix); }
 
 // The byte kernels below are x86 only (AVX2 integer instructions); other processors declare
 // them and take the scalar reference (kByteSimd is false there).
@@ -195,11 +185,6 @@ float dot_ternary_bytes(int64_t n, const void* xv, const void* yv) {
 }
 #endif  // LQ_CPU_X86
 
-template <class Arch> struct DequantTq1_0 { static DequantSig run; };
-template <class Arch> struct DequantTq2_0 { static DequantSig run; };
-template <class Arch> struct DotTq1_0 { static DotSig run; };
-template <class Arch> struct DotTq2_0 { static DotSig run; };
-
 // Where the ISA lacks the byte instructions the scalar reference (RefDequant, RefDot) runs.
 template <class Arch, class Block, DequantSig* RefDequant>
 void dequant_ternary(const void* src, float* dst, int64_t n) {
@@ -219,22 +204,10 @@ float dot_ternary(int64_t n, const void* xv, const void* yv) {
   }
 }
 
-template <class Arch>
-void DequantTq1_0<Arch>::run(const void* src, float* dst, int64_t n) {
-  dequant_ternary<Arch, ref::block_tq1_0, ref::dequantize_tq1_0>(src, dst, n);
-}
-template <class Arch>
-float DotTq1_0<Arch>::run(int64_t n, const void* x, const void* y) {
-  return dot_ternary<Arch, ref::block_tq1_0, ref::dot_tq1_0>(n, x, y);
-}
-template <class Arch>
-void DequantTq2_0<Arch>::run(const void* src, float* dst, int64_t n) {
-  dequant_ternary<Arch, ref::block_tq2_0, ref::dequantize_tq2_0>(src, dst, n);
-}
-template <class Arch>
-float DotTq2_0<Arch>::run(int64_t n, const void* x, const void* y) {
-  return dot_ternary<Arch, ref::block_tq2_0, ref::dot_tq2_0>(n, x, y);
-}
+template <class Arch> void DequantTq1_0<Arch>::run(const void* src, float* dst, int64_t n) { dequant_ternary<Arch, ref::block_tq1_0, ref::dequantize_tq1_0>(src, dst, n); }
+template <class Arch> float DotTq1_0<Arch>::run(int64_t n, const void* x, const void* y) { return dot_ternary<Arch, ref::block_tq1_0, ref::dot_tq1_0>(n, x, y); }
+template <class Arch> void DequantTq2_0<Arch>::run(const void* src, float* dst, int64_t n) { dequant_ternary<Arch, ref::block_tq2_0, ref::dequantize_tq2_0>(src, dst, n); }
+template <class Arch> float DotTq2_0<Arch>::run(int64_t n, const void* x, const void* y) { return dot_ternary<Arch, ref::block_tq2_0, ref::dot_tq2_0>(n, x, y); }
 
 #define LQ_CPU_TERNARY_KERNELS(X) \
   X(QuantizeTq1_0) X(QuantizeTq2_0) X(DequantTq1_0) X(DequantTq2_0) X(DotTq1_0) X(DotTq2_0)

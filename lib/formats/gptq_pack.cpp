@@ -110,26 +110,25 @@ std::vector<int32_t> gptq_pack_qzeros(const int32_t* zeros, int64_t out, int64_t
 // output c*8 + {0, 2, 4, 6, 1, 3, 5, 7}[k]).
 constexpr int kAwqNibble[8] = {0, 4, 1, 5, 2, 6, 3, 7};
 
-std::vector<int32_t> awq_pack_qweight(const uint8_t* codes, int64_t out, int64_t in) {
+// [out, cols] 4-bit values (low nibbles of v) as AutoAWQ's [cols, out / 8] int32 words.
+template <class T>
+std::vector<int32_t> awq_pack_nibbles(const T* v, int64_t out, int64_t cols) {
   const int64_t nw = out / 8;
-  std::vector<int32_t> q(static_cast<size_t>(in * nw), 0);
+  std::vector<int32_t> q(static_cast<size_t>(cols * nw), 0);
   for (int64_t o = 0; o < out; ++o)
-    for (int64_t i = 0; i < in; ++i) {
+    for (int64_t i = 0; i < cols; ++i) {
       auto& word = reinterpret_cast<uint32_t&>(q[static_cast<size_t>(i * nw + o / 8)]);
-      word |= (static_cast<uint32_t>(codes[o * in + i]) & 15u) << (4 * kAwqNibble[o % 8]);
+      word |= (static_cast<uint32_t>(v[o * cols + i]) & 15u) << (4 * kAwqNibble[o % 8]);
     }
   return q;
 }
 
+std::vector<int32_t> awq_pack_qweight(const uint8_t* codes, int64_t out, int64_t in) {
+  return awq_pack_nibbles(codes, out, in);
+}
+
 std::vector<int32_t> awq_pack_qzeros(const int32_t* zeros, int64_t out, int64_t groups) {
-  const int64_t nw = out / 8;
-  std::vector<int32_t> q(static_cast<size_t>(groups * nw), 0);
-  for (int64_t o = 0; o < out; ++o)
-    for (int64_t g = 0; g < groups; ++g) {
-      auto& word = reinterpret_cast<uint32_t&>(q[static_cast<size_t>(g * nw + o / 8)]);
-      word |= (static_cast<uint32_t>(zeros[o * groups + g]) & 15u) << (4 * kAwqNibble[o % 8]);
-    }
-  return q;
+  return awq_pack_nibbles(zeros, out, groups);
 }
 
 nlohmann::ordered_json awq_quantization_config(int64_t group_size) {

@@ -63,6 +63,58 @@ void unpack_check_bits(int bits) {
   if (bits != 2 && bits != 3 && bits != 4 && bits != 8) fail(Errc::invalid_model, "{}-bit codes are not supported", bits);
 }
 
+// An [out, in] weight of `bits`-bit codes whose groups follow from the count of its scales.
+IntWeight unpack_weight_of(int64_t out, int64_t in, int bits, size_t n_scales, int64_t scale_rows) {
+  IntWeight w;
+  w.rows = out;
+  w.cols = in;
+  w.bits = bits;
+  w.n_groups = unpack_groups_of(n_scales, scale_rows);
+  return w;
+}
+
+// Scales stored [G, out] as the [out, G] of IntWeight.
+std::vector<float> unpack_transposed_scales(std::span<const float> scales, int64_t groups, int64_t out) {
+  if (static_cast<int64_t>(scales.size()) != groups * out) return {scales.begin(), scales.end()};  // one for all
+  std::vector<float> st(static_cast<size_t>(out * groups));
+  for (int64_t g = 0; g < groups; ++g)
+    for (int64_t o = 0; o < out; ++o) st[static_cast<size_t>(o * groups + g)] = scales[static_cast<size_t>(g * out + o)];
+  return st;
+}
+
+// Codes of each row o from a bit stream along the input axis: word(o, k) is its word k (< words).
+template <class WordOf>
+void unpack_stream_codes(IntWeight& w, int64_t words, const WordOf& word) {
+  w.q.resize(static_cast<size_t>(w.rows * w.cols));
+  for (int64_t o = 0; o < w.rows; ++o) {
+    auto at = [&](int64_t k) { return k < words ? word(o, k) : 0; };
+    for (int64_t i = 0; i < w.cols; ++i)
+      w.q[static_cast<size_t>(o * w.cols + i)] = static_cast<uint8_t>(stream_value(at, i, w.bits));
+  }
+}
+
+// Zero points of each group g from a bit stream along the output axis: word(g, k) is its word k
+// (< words); `plus_one` for GPTQ v1's zeros, stored minus one.
+template <class WordOf>
+void unpack_stream_zeros(IntWeight& w, int64_t words, const WordOf& word, bool plus_one) {
+  const uint32_t mask = (1u << w.bits) - 1u;
+  for (int64_t g = 0; g < w.n_groups; ++g) {
+    auto at = [&](int64_t k) { return k < words ? word(g, k) : 0; };
+    for (int64_t o = 0; o < w.rows; ++o) {
+      uint32_t z = stream_value(at, o, w.bits);
+      if (plus_one) z = (z + 1u) & mask;
+      w.zero[static_cast<size_t>(o * w.n_groups + g)] = static_cast<int32_t>(z);
+    }
+  }
+}
+
+// compressed-tensors' signed zero points (one for all, or one per row and group) plus the offset.
+void unpack_signed_zeros(IntWeight& w, std::span<const int8_t> zero_signed, int32_t offset) {
+  if (zero_signed.size() != w.zero.size() && zero_signed.size() != 1)
+    fail(Errc::invalid_model, "weight_zero_point holds {} values, expected {}", zero_signed.size(), w.zero.size());
+  for (size_t k = 0; k < w.zero.size(); ++k) w.zero[k] = zero_signed[zero_signed.size() == 1 ? 0 : k] + offset;
+}
+
 }  // namespace
 
 void IntWeight::dequantize_rows(int64_t r0, int64_t n, float* dst) const {
@@ -102,41 +154,21 @@ std::string gptq_shape_error(int64_t out, int64_t in, int bits, int64_t n_groups
 IntWeight gptq(std::span<const int32_t> qweight, std::span<const int32_t> qzeros, std::span<const float> scales,
                std::span<const int32_t> g_idx, int64_t out, int64_t in, int bits, int64_t group_size, bool v1_zeros) {
   unpack_check_bits(bits);
-  IntWeight w;
-  w.rows = out;
-  w.cols = in;
-  w.bits = bits;
-  w.n_groups = unpack_groups_of(scales.size(), out);
+  IntWeight w = unpack_weight_of(out, in, bits, scales.size(), out);
   const int64_t in_words = (in * bits + 31) / 32;
   if (static_cast<int64_t>(qweight.size()) != in_words * out)
     fail(Errc::invalid_model, "qweight holds {} words, expected {} for [{}, {}] at {} bits", qweight.size(),
          in_words * out, out, in, bits);
-  // scales are [G, out]: transpose to [out, G].
-  std::vector<float> st(scales.size());
-  for (int64_t g = 0; g < w.n_groups; ++g)
-    for (int64_t o = 0; o < out; ++o) st[static_cast<size_t>(o * w.n_groups + g)] = scales[static_cast<size_t>(g * out + o)];
-  unpack_fill_scales(w, st);
+  unpack_fill_scales(w, unpack_transposed_scales(scales, w.n_groups, out));
   unpack_fill_groups(w, g_idx, group_size);
-  w.q.resize(static_cast<size_t>(out * in));
-  for (int64_t o = 0; o < out; ++o) {
-    auto at = [&](int64_t k) { return k < in_words ? qweight[static_cast<size_t>(k * out + o)] : 0; };
-    for (int64_t i = 0; i < in; ++i) w.q[static_cast<size_t>(o * in + i)] = static_cast<uint8_t>(stream_value(at, i, bits));
-  }
-  const uint32_t mask = (1u << bits) - 1u;
+  unpack_stream_codes(w, in_words, [&](int64_t o, int64_t k) { return qweight[static_cast<size_t>(k * out + o)]; });
   w.zero.assign(static_cast<size_t>(out * w.n_groups), static_cast<int32_t>(1u << (bits - 1)));
   if (!qzeros.empty()) {
     const int64_t zw = (out * bits + 31) / 32;
     if (static_cast<int64_t>(qzeros.size()) != zw * w.n_groups)
       fail(Errc::invalid_model, "qzeros holds {} words, expected {} ({} groups of {} outputs at {} bits)", qzeros.size(),
            zw * w.n_groups, w.n_groups, out, bits);
-    for (int64_t g = 0; g < w.n_groups; ++g) {
-      auto at = [&](int64_t k) { return k < zw ? qzeros[static_cast<size_t>(g * zw + k)] : 0; };
-      for (int64_t o = 0; o < out; ++o) {
-        uint32_t z = stream_value(at, o, bits);
-        if (v1_zeros) z = (z + 1u) & mask;
-        w.zero[static_cast<size_t>(o * w.n_groups + g)] = static_cast<int32_t>(z);
-      }
-    }
+    unpack_stream_zeros(w, zw, [&](int64_t g, int64_t k) { return qzeros[static_cast<size_t>(g * zw + k)]; }, v1_zeros);
   }
   return w;
 }
@@ -146,19 +178,11 @@ IntWeight awq_gemm(std::span<const int32_t> qweight, std::span<const int32_t> qz
   // Nibble holding output c*8 + j: the inverse of the packing order {0,2,4,6,1,3,5,7}.
   static constexpr int kAwqNibbleOf[8] = {0, 4, 1, 5, 2, 6, 3, 7};
   if (out % 8 != 0) fail(Errc::invalid_model, "out_features {} is not a multiple of 8", out);
-  IntWeight w;
-  w.rows = out;
-  w.cols = in;
-  w.bits = 4;
-  w.n_groups = unpack_groups_of(scales.size(), in > 0 ? out : 1);
+  IntWeight w = unpack_weight_of(out, in, 4, scales.size(), in > 0 ? out : 1);
   const int64_t oc = out / 8;
   if (static_cast<int64_t>(qweight.size()) != in * oc)
     fail(Errc::invalid_model, "qweight holds {} words, expected {} ([{}, {}])", qweight.size(), in * oc, in, oc);
-  // scales are [G, out]: transpose to [out, G].
-  std::vector<float> s(static_cast<size_t>(out * w.n_groups));
-  for (int64_t g = 0; g < w.n_groups; ++g)
-    for (int64_t o = 0; o < out; ++o) s[static_cast<size_t>(o * w.n_groups + g)] = scales[static_cast<size_t>(g * out + o)];
-  unpack_fill_scales(w, s);
+  unpack_fill_scales(w, unpack_transposed_scales(scales, w.n_groups, out));
   unpack_fill_groups(w, {}, group_size);
   w.q.resize(static_cast<size_t>(out * in));
   for (int64_t i = 0; i < in; ++i)
@@ -186,21 +210,13 @@ IntWeight ct_packed(std::span<const int32_t> packed, std::span<const float> scal
                     std::span<const int8_t> zero_signed, std::span<const int32_t> g_idx, int64_t out, int64_t in, int bits,
                     int64_t group_size) {
   if (bits < 1 || bits > 8) fail(Errc::invalid_model, "{}-bit packed codes are not supported", bits);
-  IntWeight w;
-  w.rows = out;
-  w.cols = in;
-  w.bits = bits;
-  w.n_groups = unpack_groups_of(scales.size(), out);
+  IntWeight w = unpack_weight_of(out, in, bits, scales.size(), out);
   const int64_t pw = (in * bits + 31) / 32;
   if (static_cast<int64_t>(packed.size()) != pw * out)
     fail(Errc::invalid_model, "weight_packed holds {} words, expected {} ([{}, {}])", packed.size(), pw * out, out, pw);
   unpack_fill_scales(w, scales);
   unpack_fill_groups(w, g_idx, group_size);
-  w.q.resize(static_cast<size_t>(out * in));
-  for (int64_t o = 0; o < out; ++o) {
-    auto at = [&](int64_t k) { return k < pw ? packed[static_cast<size_t>(o * pw + k)] : 0; };
-    for (int64_t i = 0; i < in; ++i) w.q[static_cast<size_t>(o * in + i)] = static_cast<uint8_t>(stream_value(at, i, bits));
-  }
+  unpack_stream_codes(w, pw, [&](int64_t o, int64_t k) { return packed[static_cast<size_t>(o * pw + k)]; });
   const int32_t offset = 1 << (bits - 1);
   w.zero.assign(static_cast<size_t>(out * w.n_groups), offset);
   if (!zero_packed.empty()) {
@@ -208,15 +224,11 @@ IntWeight ct_packed(std::span<const int32_t> packed, std::span<const float> scal
     if (static_cast<int64_t>(zero_packed.size()) != zw * w.n_groups)
       fail(Errc::invalid_model, "weight_zero_point holds {} words, expected {} ([{}, {}])", zero_packed.size(),
            zw * w.n_groups, zw, w.n_groups);
-    for (int64_t g = 0; g < w.n_groups; ++g) {
-      auto at = [&](int64_t k) { return k < zw ? zero_packed[static_cast<size_t>(k * w.n_groups + g)] : 0; };
-      for (int64_t o = 0; o < out; ++o)
-        w.zero[static_cast<size_t>(o * w.n_groups + g)] = static_cast<int32_t>(stream_value(at, o, bits));
-    }
+    const int64_t groups = w.n_groups;
+    unpack_stream_zeros(w, zw, [&](int64_t g, int64_t k) { return zero_packed[static_cast<size_t>(k * groups + g)]; },
+                        false);
   } else if (!zero_signed.empty()) {
-    if (zero_signed.size() != w.zero.size() && zero_signed.size() != 1)
-      fail(Errc::invalid_model, "weight_zero_point holds {} values, expected {}", zero_signed.size(), w.zero.size());
-    for (size_t k = 0; k < w.zero.size(); ++k) w.zero[k] = zero_signed[zero_signed.size() == 1 ? 0 : k] + offset;
+    unpack_signed_zeros(w, zero_signed, offset);
   }
   return w;
 }
@@ -224,11 +236,7 @@ IntWeight ct_packed(std::span<const int32_t> packed, std::span<const float> scal
 IntWeight ct_int8(std::span<const int8_t> v, std::span<const float> scales, std::span<const int8_t> zero_signed,
                   std::span<const int32_t> g_idx, int64_t out, int64_t in, int bits, int64_t group_size) {
   if (bits < 2 || bits > 8) fail(Errc::invalid_model, "{}-bit int codes are not supported", bits);
-  IntWeight w;
-  w.rows = out;
-  w.cols = in;
-  w.bits = bits;
-  w.n_groups = unpack_groups_of(scales.size(), out);
+  IntWeight w = unpack_weight_of(out, in, bits, scales.size(), out);
   if (static_cast<int64_t>(v.size()) != out * in)
     fail(Errc::invalid_model, "weight holds {} values, expected [{}, {}]", v.size(), out, in);
   unpack_fill_scales(w, scales);
@@ -243,11 +251,7 @@ IntWeight ct_int8(std::span<const int8_t> v, std::span<const float> scales, std:
     w.q[k] = static_cast<uint8_t>(x + offset);
   }
   w.zero.assign(static_cast<size_t>(out * w.n_groups), offset);
-  if (!zero_signed.empty()) {
-    if (zero_signed.size() != w.zero.size() && zero_signed.size() != 1)
-      fail(Errc::invalid_model, "weight_zero_point holds {} values, expected {}", zero_signed.size(), w.zero.size());
-    for (size_t k = 0; k < w.zero.size(); ++k) w.zero[k] = zero_signed[zero_signed.size() == 1 ? 0 : k] + offset;
-  }
+  if (!zero_signed.empty()) unpack_signed_zeros(w, zero_signed, offset);
   return w;
 }
 

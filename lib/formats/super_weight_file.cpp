@@ -8,37 +8,73 @@
 #include <lq/io.hpp>
 #include <lq/super_weights.hpp>
 
+#include <type_traits>
+
 using nlohmann::json;
 
 namespace lq {
 namespace formats {
 
+namespace {
+
+// The JSON keys of a record's fields: field(key, member) for each, one list for writing and
+// reading (R is the record, const when writing).
+struct SwMaximaFields {
+  template <class R, class Field>
+  void operator()(R& m, const Field& field) const {
+    field("layer", m.layer);
+    field("input_max", m.input_max);
+    field("input_channel", m.input_channel);
+    field("output_max", m.output_max);
+    field("output_channel", m.output_channel);
+    field("token", m.token);
+  }
+};
+
+struct SwDetectedFields {
+  template <class R, class Field>
+  void operator()(R& s, const Field& field) const {
+    field("tensor", s.weight.tensor);
+    field("row", s.weight.row);
+    field("col", s.weight.col);
+    field("value", s.weight.value);
+    field("layer", s.layer);
+    field("input_max", s.input_max);
+    field("output_max", s.output_max);
+    field("input_ratio", s.input_ratio);
+    field("output_ratio", s.output_ratio);
+    field("confirmed", s.confirmed);
+    field("output_after_zeroing", s.output_after);
+    field("largest_contributor_col", s.largest_contributor);
+  }
+};
+
+template <class R, class Fields>
+json sw_record_to_json(const R& r, const Fields& fields) {
+  json o = json::object();
+  fields(r, [&](const char* key, const auto& v) { o[key] = v; });
+  return o;
+}
+
+template <class R, class Fields>
+R sw_record_from_json(const json& j, const Fields& fields) {
+  R r;
+  fields(r, [&](const char* key, auto& v) { v = j.at(key).get<std::remove_reference_t<decltype(v)>>(); });
+  return r;
+}
+
+}  // namespace
+
 json detection_to_json(const SuperWeightDetection& d) {
   json layers = json::array();
   for (const auto& m : d.layers) {
-    layers.push_back({{"layer", m.layer},
-                      {"input_max", m.input_max},
-                      {"input_channel", m.input_channel},
-                      {"output_max", m.output_max},
-                      {"output_channel", m.output_channel},
-                      {"token", m.token}});
+    layers.push_back(sw_record_to_json(m, SwMaximaFields{}));
     if (m.expert >= 0) layers.back()["expert"] = m.expert;  // a mixture of experts only
     if (m.input_expert >= 0) layers.back()["input_expert"] = m.input_expert;
   }
   json found = json::array();
   for (const auto& s : d.found) {
-    found.push_back({{"tensor", s.weight.tensor},
-                     {"layer", s.layer},
-                     {"row", s.weight.row},
-                     {"col", s.weight.col},
-                     {"value", s.weight.value},
-                     {"input_max", s.input_max},
-                     {"output_max", s.output_max},
-                     {"input_ratio", s.input_ratio},
-                     {"output_ratio", s.output_ratio},
-                     {"confirmed", s.confirmed},
-                     {"output_after_zeroing", s.output_after},
-                     {"largest_contributor_col", s.largest_contributor}});
+    found.push_back(sw_record_to_json(s, SwDetectedFields{}));
     if (s.expert >= 0) found.back()["expert"] = s.expert;  // row is that of the merged 3-D tensor
   }
   return {{"method", "activation spikes in ffn_down (Yu et al. 2024)"}, {"rounds", d.rounds}, {"layers", layers},
@@ -49,31 +85,13 @@ SuperWeightDetection detection_from_json(const json& j) {
   SuperWeightDetection d;
   d.rounds = j.at("rounds").get<int>();
   for (const auto& m : j.at("layers")) {
-    DownProjMaxima x;
-    x.layer = m.at("layer").get<int>();
-    x.input_max = m.at("input_max").get<float>();
-    x.input_channel = m.at("input_channel").get<int64_t>();
-    x.output_max = m.at("output_max").get<float>();
-    x.output_channel = m.at("output_channel").get<int64_t>();
-    x.token = m.at("token").get<int64_t>();
-    x.expert = m.value("expert", -1);
-    x.input_expert = m.value("input_expert", -1);
-    d.layers.push_back(x);
+    d.layers.push_back(sw_record_from_json<DownProjMaxima>(m, SwMaximaFields{}));
+    d.layers.back().expert = m.value("expert", -1);  // absent outside a mixture of experts
+    d.layers.back().input_expert = m.value("input_expert", -1);
   }
   for (const auto& f : j.at("found")) {
-    DetectedSuperWeight s;
-    s.weight = {f.at("tensor").get<std::string>(), f.at("row").get<int64_t>(), f.at("col").get<int64_t>(),
-                f.at("value").get<float>()};
-    s.layer = f.at("layer").get<int>();
-    s.expert = f.value("expert", -1);
-    s.input_max = f.at("input_max").get<float>();
-    s.output_max = f.at("output_max").get<float>();
-    s.input_ratio = f.at("input_ratio").get<double>();
-    s.output_ratio = f.at("output_ratio").get<double>();
-    s.confirmed = f.at("confirmed").get<bool>();
-    s.output_after = f.at("output_after_zeroing").get<float>();
-    s.largest_contributor = f.at("largest_contributor_col").get<int64_t>();
-    d.found.push_back(std::move(s));
+    d.found.push_back(sw_record_from_json<DetectedSuperWeight>(f, SwDetectedFields{}));
+    d.found.back().expert = f.value("expert", -1);
   }
   return d;
 }

@@ -43,14 +43,23 @@ void qs_check_bits(int bits, const std::set<int>& ok, const fs::path& file, cons
          fmt::join(ok, ", "));
 }
 
+// The packing, the bits ("bits" or AutoAWQ's "w_bit", default 4, checked against `bits_ok`) and
+// the group size ("group_size" or "q_group_size") of a GPTQ or AWQ config.
+WeightScheme qs_packed_scheme(const json& q, Packing packing, const std::set<int>& bits_ok, int64_t default_group,
+                              const fs::path& file, const std::string& what) {
+  WeightScheme s;
+  s.packing = packing;
+  s.bits = q.contains("bits") ? qs_get<int>(q, "bits", 4) : qs_get<int>(q, "w_bit", 4);
+  qs_check_bits(s.bits, bits_ok, file, what);
+  s.group_size = q.contains("group_size") ? qs_get<int64_t>(q, "group_size", default_group)
+                                          : qs_get<int64_t>(q, "q_group_size", default_group);
+  return s;
+}
+
 QuantCheckpoint qs_read_gptq(const json& q, const fs::path& file) {
   QuantCheckpoint c;
   c.method = "gptq";
-  WeightScheme s;
-  s.packing = Packing::gptq;
-  s.bits = q.contains("bits") ? qs_get<int>(q, "bits", 4) : qs_get<int>(q, "w_bit", 4);
-  qs_check_bits(s.bits, {2, 3, 4, 8}, file, "GPTQ");
-  s.group_size = q.contains("group_size") ? qs_get<int64_t>(q, "group_size", -1) : qs_get<int64_t>(q, "q_group_size", -1);
+  WeightScheme s = qs_packed_scheme(q, Packing::gptq, {2, 3, 4, 8}, -1, file, "GPTQ");
   if (s.group_size == 0 || s.group_size < -1)
     fail(Errc::invalid_model, "{}: GPTQ group_size {} is not supported (-1 or a positive size)", file.string(), s.group_size);
   s.sym = qs_get<bool>(q, "sym", true);
@@ -72,11 +81,7 @@ QuantCheckpoint qs_read_gptq(const json& q, const fs::path& file) {
 QuantCheckpoint qs_read_awq(const json& q, const fs::path& file) {
   QuantCheckpoint c;
   c.method = "awq";
-  WeightScheme s;
-  s.packing = Packing::awq_gemm;
-  s.bits = q.contains("bits") ? qs_get<int>(q, "bits", 4) : qs_get<int>(q, "w_bit", 4);
-  qs_check_bits(s.bits, {4}, file, "AWQ");
-  s.group_size = q.contains("group_size") ? qs_get<int64_t>(q, "group_size", 128) : qs_get<int64_t>(q, "q_group_size", 128);
+  WeightScheme s = qs_packed_scheme(q, Packing::awq_gemm, {4}, 128, file, "AWQ");
   if (s.group_size <= 0)
     fail(Errc::invalid_model, "{}: AWQ group_size {} is not supported (a positive size)", file.string(), s.group_size);
   s.sym = !qs_get<bool>(q, "zero_point", true);

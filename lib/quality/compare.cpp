@@ -4,6 +4,7 @@
 // report.cpp's helpers, the grades grades.cpp's; the CLI prints the table.
 #include <lq/error.hpp>
 #include <lq/quality.hpp>
+#include "quality/internal.hpp"
 #include "core/fail.hpp"
 
 #include <fmt/format.h>
@@ -63,13 +64,7 @@ ModelComparison compare_models(std::span<const std::filesystem::path> paths, con
                                      c.chunks, c.ctx, c.chunks, o.samples));
     progress.message("warning: " + c.warnings.back());
   }
-  PerplexityOptions po;
-  po.ctx = c.ctx;
-  po.chunks = c.chunks;
-  po.progress = [&](int64_t done, int64_t total, double) {
-    ctx.check_cancelled();
-    progress.update("Perplexity", done, total, "chunks");
-  };
+  const PerplexityOptions po = quality_perplexity_options(c.ctx, c.chunks, ctx);
   c.vocab_size = static_cast<int64_t>(tok.vocab_size());
   if (!metrics.kld) {
     for (size_t i = 0; i < sources.size(); ++i) {

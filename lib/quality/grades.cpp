@@ -6,6 +6,7 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <array>
 #include <cmath>
 
 namespace lq {
@@ -21,36 +22,30 @@ const char* grade_name(QualityGrade g) noexcept {
   return "FAILED";
 }
 
-QualityGrade grade_for_perplexity(double d) noexcept {
-  if (std::isnan(d)) return QualityGrade::failed;
-  if (d < 5) return QualityGrade::excellent;
-  if (d < 15) return QualityGrade::good;
-  if (d < 30) return QualityGrade::acceptable;
-  if (d <= 50) return QualityGrade::degraded;
-  return QualityGrade::failed;
+namespace {
+
+// The grade of a measurement where lower is better: excellent below bound[0], good below
+// bound[1], acceptable below bound[2], degraded up to bound[3] inclusive; failed above or NaN.
+QualityGrade grade_by_bounds(double v, const std::array<double, 4>& bound) noexcept {
+  if (std::isnan(v) || v > bound[3]) return QualityGrade::failed;
+  int g = 0;
+  while (g < 3 && v >= bound[static_cast<size_t>(g)]) ++g;
+  return static_cast<QualityGrade>(g);
 }
 
-QualityGrade grade_for_coherence(double c) noexcept {
-  if (std::isnan(c)) return QualityGrade::failed;
-  if (c > 0.95) return QualityGrade::excellent;
-  if (c > 0.85) return QualityGrade::good;
-  if (c > 0.70) return QualityGrade::acceptable;
-  if (c >= 0.50) return QualityGrade::degraded;
-  return QualityGrade::failed;
-}
+}  // namespace
+
+QualityGrade grade_for_perplexity(double d) noexcept { return grade_by_bounds(d, {5, 15, 30, 50}); }
+
+// Higher coherence is better: the bounds apply to its negation (above 0.95 excellent, ...,
+// 0.50 inclusive degraded).
+QualityGrade grade_for_coherence(double c) noexcept { return grade_by_bounds(-c, {-0.95, -0.85, -0.70, -0.50}); }
 
 // The bounds are ln(1.05), ln(1.15), ln(1.30), ln(1.50) rounded: the perplexity grade's bounds
 // on the log-ratio scale that the mean KLD tracks on llama.cpp's tables (Llama 3 8B: Q4_K_M
 // 0.031 vs ln 1.028, Q3_K_M 0.102 vs ln 1.105, Q2_K 0.445 vs ln 1.565). 0.405 rather than 0.41:
 // Q2_K_S at KLD 0.408 has +50.2% perplexity (FAILED) on that table.
-QualityGrade grade_for_kld(double k) noexcept {
-  if (std::isnan(k)) return QualityGrade::failed;
-  if (k < 0.05) return QualityGrade::excellent;
-  if (k < 0.14) return QualityGrade::good;
-  if (k < 0.26) return QualityGrade::acceptable;
-  if (k <= 0.405) return QualityGrade::degraded;
-  return QualityGrade::failed;
-}
+QualityGrade grade_for_kld(double k) noexcept { return grade_by_bounds(k, {0.05, 0.14, 0.26, 0.405}); }
 
 QualityGrade quality_grade(double ppl_delta_pct, std::optional<double> kld_mean,
                            std::optional<double> coherence) noexcept {

@@ -1,8 +1,10 @@
 // Internal: helpers the quality files share and the tests reach (vocabulary comparison, coherence
-// sub-scores, grouping of weight errors, the assessment). Not part of the public API:
+// sub-scores, grouping of weight errors, the assessment, the perplexity options they evaluate with). Not part of the public API:
 // include/lq/quality.hpp holds what embedders call (the grades among them).
 #pragma once
 
+#include <lq/context.hpp>
+#include <lq/engine.hpp>
 #include <lq/quality.hpp>
 
 #include <cstdint>
@@ -31,5 +33,9 @@ std::vector<LayerError> group_layer_errors(const std::vector<TensorError>& error
 
 /// Fills grade, warnings and recommendations of `r` from its measurements.
 void assess(QualityReport& r, const QualityOptions& options);
+
+/// Options evaluating `chunks` chunks of `chunk_ctx` tokens that report each chunk to ctx's
+/// progress sink as "Perplexity" and stop when ctx is cancelled (ctx must outlive their use).
+PerplexityOptions quality_perplexity_options(int64_t chunk_ctx, int64_t chunks, const Context& ctx);
 
 }  // namespace lq

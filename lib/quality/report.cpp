@@ -30,6 +30,17 @@ std::string quantization_level(const ModelSource& src) {
   }
 }
 
+PerplexityOptions quality_perplexity_options(int64_t chunk_ctx, int64_t chunks, const Context& ctx) {
+  PerplexityOptions po;
+  po.ctx = chunk_ctx;
+  po.chunks = chunks;
+  po.progress = [&ctx](int64_t done, int64_t total, double) {
+    ctx.check_cancelled();
+    ctx.progress_sink().update("Perplexity", done, total, "chunks");
+  };
+  return po;
+}
+
 int64_t default_quality_ctx(const ModelConfig& config, int64_t requested) noexcept {
   if (requested > 0) return requested;
   return config.n_ctx_train > 0 ? std::min<int64_t>(512, config.n_ctx_train) : 512;
@@ -80,14 +91,7 @@ QualityReport report_impl(const ModelSource& original_src, const Model& original
 
   progress.message(fmt::format("Computing perplexity and KL divergence: {} chunks of {} tokens ({})", r.chunks, r.ctx,
                                calib.source));
-  PerplexityOptions po;
-  po.ctx = r.ctx;
-  po.chunks = r.chunks;
-  po.progress = [&](int64_t done, int64_t total, double) {
-    ctx.check_cancelled();
-    progress.update("Perplexity", done, total, "chunks");
-  };
-  r.kld = kl_divergence(quantized, original, tokens, po, ctx);
+  r.kld = kl_divergence(quantized, original, tokens, quality_perplexity_options(r.ctx, r.chunks, ctx), ctx);
   progress.finish("Perplexity");
   r.perplexity_original = r.kld.ppl_reference;
   r.perplexity_quantized = r.kld.ppl;

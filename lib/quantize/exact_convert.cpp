@@ -89,6 +89,27 @@ double ec_max_error(QuantType type, const std::vector<uint8_t>& bytes, const std
   return worst;
 }
 
+// W8 rows (a float scale, then the int8 values) as Q8_0: every 32-block gets the row's scale.
+std::vector<uint8_t> ec_w8_rows_as_q8_0(const ModelSource& src, const ModelTensor& t) {
+  const int64_t rows = t.n_rows(), cols = t.row_length();
+  std::vector<uint8_t> raw(t.row_bytes() * static_cast<size_t>(rows));
+  src.read_rows_raw(t, 0, rows, raw.data());
+  const size_t rb = type_info(QuantType::Q8_0).row_bytes(cols);
+  std::vector<uint8_t> bytes(rb * static_cast<size_t>(rows));
+  for (int64_t r = 0; r < rows; ++r) {
+    const uint8_t* in = raw.data() + static_cast<size_t>(r) * t.row_bytes();
+    float scale;
+    std::memcpy(&scale, in, 4);
+    for (int64_t b = 0; b < cols / 32; ++b) {
+      ref::block_q8_0 blk;
+      blk.d = f32_to_fp16(scale);
+      std::memcpy(blk.qs, in + 4 + b * 32, 32);
+      std::memcpy(bytes.data() + static_cast<size_t>(r) * rb + static_cast<size_t>(b) * sizeof blk, &blk, sizeof blk);
+    }
+  }
+  return bytes;
+}
+
 }  // namespace
 
 std::string third_party_quantization(const ModelSource& src) {
@@ -177,43 +198,15 @@ ExactConvertResult convert_exact_to_gguf(const ModelSource& src, const std::file
     src.read_rows_f32(t, 0, rows, ref.data());
     std::vector<uint8_t> bytes;
     const auto ql = hf_quantized_linear(src, t);
-    if (t.type == QuantType::W8 && p.type == QuantType::Q8_0) {
-      // W8 rows: a float scale, then the int8 values; every 32-block gets the row's scale.
-      et.source = "int8 per row (W8A8)";
-      std::vector<uint8_t> raw(t.row_bytes() * static_cast<size_t>(rows));
-      src.read_rows_raw(t, 0, rows, raw.data());
-      const size_t rb = type_info(QuantType::Q8_0).row_bytes(cols);
-      bytes.resize(rb * static_cast<size_t>(rows));
-      for (int64_t r = 0; r < rows; ++r) {
-        const uint8_t* in = raw.data() + static_cast<size_t>(r) * t.row_bytes();
-        float scale;
-        std::memcpy(&scale, in, 4);
-        for (int64_t b = 0; b < cols / 32; ++b) {
-          ref::block_q8_0 blk;
-          blk.d = f32_to_fp16(scale);
-          std::memcpy(blk.qs, in + 4 + b * 32, 32);
-          std::memcpy(bytes.data() + static_cast<size_t>(r) * rb + static_cast<size_t>(b) * sizeof blk, &blk, sizeof blk);
-        }
-      }
-      et.max_abs_error = ec_max_error(p.type, bytes, ref, rows, cols);
-      et.mapping = et.max_abs_error == 0 ? "exact" : "codes_kept";
-      if (et.max_abs_error != 0) et.note = "codes kept; scales rounded to fp16";
-      ++res.n_exact;
-      res.worst_error = std::max(res.worst_error, et.max_abs_error);
-      res.n_weights += static_cast<uint64_t>(t.n_elements());
-      writer.write(bytes.data(), bytes.size());
-      src.release(t);
-      res.tensors.push_back(std::move(et));
-      progress.update("Converting", ++done, static_cast<int64_t>(plan.size()), "tensors");
-      continue;
-    }
-    if (ql) et.source = ql->scheme.describe();
+    const bool w8_rows = t.type == QuantType::W8 && p.type == QuantType::Q8_0;
+    if (w8_rows) et.source = "int8 per row (W8A8)";
+    else if (ql) et.source = ql->scheme.describe();
     else if (hf_is_fp8_linear(src, t)) et.source = "FP8 E4M3";
     else et.source = type_name(t.type);
-    if (ql && p.type != QuantType::F32 && ec_blocks_in_groups(*ql->weight) &&
-        (p.type == QuantType::Q4_0 || p.type == QuantType::Q4_1 ||
-         (p.type == QuantType::Q8_0 && ql->weight->bits == 8 && ec_all_zero(*ql->weight, 128)))) {
-      bytes = ec_write_blocks(*ql->weight, p.type);
+    if (w8_rows || (ql && p.type != QuantType::F32 && ec_blocks_in_groups(*ql->weight) &&
+                    (p.type == QuantType::Q4_0 || p.type == QuantType::Q4_1 ||
+                     (p.type == QuantType::Q8_0 && ql->weight->bits == 8 && ec_all_zero(*ql->weight, 128))))) {
+      bytes = w8_rows ? ec_w8_rows_as_q8_0(src, t) : ec_write_blocks(*ql->weight, p.type);
       et.max_abs_error = ec_max_error(p.type, bytes, ref, rows, cols);
       et.mapping = et.max_abs_error == 0 ? "exact" : "codes_kept";
       if (et.max_abs_error != 0)

@@ -44,25 +44,13 @@ def load_token_ids(model_dir, text_file, lq=None):
     return ids, bos, "transformers AutoTokenizer" + note
 
 
-def perplexity_chunks(ids, bos, ctx, n_chunks):
-    """[(input ids of length ctx, first scored position)] as lq perplexity builds them."""
-    stream = ([bos] if bos is not None else []) + list(ids)
-    avail = len(stream) // ctx
-    if avail < 1 or len(stream) < 2 * ctx:
-        raise SystemExit(f"text too short: {len(stream)} tokens for ctx {ctx}")
-    n = min(avail, n_chunks) if n_chunks > 0 else avail
-    out = []
-    for i in range(n):
-        c = stream[i * ctx:(i + 1) * ctx]
-        if bos is not None:
-            c[0] = bos
-        out.append(c)
-    return out, ctx // 2
+def token_stream(ids, bos):
+    """The ids with BOS in front when the tokenizer has one."""
+    return ([bos] if bos is not None else []) + list(ids)
 
 
-def calibration_chunks(ids, bos, ctx, samples):
-    stream = ([bos] if bos is not None else []) + list(ids)
-    n = min(len(stream) // ctx, samples)
+def stream_chunks(stream, bos, ctx, n):
+    """The first n chunks of ctx tokens of the stream, each starting with BOS when there is one."""
     out = []
     for i in range(n):
         c = stream[i * ctx:(i + 1) * ctx]
@@ -70,6 +58,21 @@ def calibration_chunks(ids, bos, ctx, samples):
             c[0] = bos
         out.append(c)
     return out
+
+
+def perplexity_chunks(ids, bos, ctx, n_chunks):
+    """[(input ids of length ctx, first scored position)] as lq perplexity builds them."""
+    stream = token_stream(ids, bos)
+    avail = len(stream) // ctx
+    if avail < 1 or len(stream) < 2 * ctx:
+        raise SystemExit(f"text too short: {len(stream)} tokens for ctx {ctx}")
+    n = min(avail, n_chunks) if n_chunks > 0 else avail
+    return stream_chunks(stream, bos, ctx, n), ctx // 2
+
+
+def calibration_chunks(ids, bos, ctx, samples):
+    stream = token_stream(ids, bos)
+    return stream_chunks(stream, bos, ctx, min(len(stream) // ctx, samples))
 
 
 def nll_from_logprobs(target_logprobs):

@@ -85,6 +85,14 @@ def write_provenance(out, tool, versions, name, how, t):
         json.dump({"tool": tool, "versions": versions, "name": name, "how": how, "seconds": round(t, 1)}, f, indent=1)
 
 
+def finish_checkpoint(a, tool, packages, how, t0, label):
+    """Completes a saved checkpoint: tokenizer files, provenance (versions of `packages`, `how`), timing."""
+    copy_tokenizer(a.model, a.out)
+    t = time.time() - t0
+    write_provenance(a.out, tool, versions_of(*packages), a.name, how, t)
+    print(f"{label} done in {t:.1f} s -> {a.out}", flush=True)
+
+
 def versions_of(*pkgs):
     from importlib.metadata import version, PackageNotFoundError
     v = {}
@@ -132,12 +140,9 @@ def cmd_llmc(a):
                 shuffle_calibration_samples=False)
         calib = f"{len(chunks)} x {a.ctx} calibration tokens"
     model.save_pretrained(a.out, save_compressed=True)
-    copy_tokenizer(a.model, a.out)
-    t = time.time() - t0
-    write_provenance(a.out, "llm-compressor", versions_of("llmcompressor", "compressed-tensors", "torch", "transformers"),
-                     a.name, f"{' + '.join(type(r).__name__ for r in recipe)} scheme {scheme} {extra}, targets Linear, "
-                     f"ignore lm_head, {calib}", t)
-    print(f"llm-compressor {a.name} done in {t:.1f} s -> {a.out}", flush=True)
+    finish_checkpoint(a, "llm-compressor", ("llmcompressor", "compressed-tensors", "torch", "transformers"),
+                      f"{' + '.join(type(r).__name__ for r in recipe)} scheme {scheme} {extra}, targets Linear, "
+                      f"ignore lm_head, {calib}", t0, f"llm-compressor {a.name}")
 
 
 def cmd_gptqmodel(a):
@@ -155,11 +160,9 @@ def cmd_gptqmodel(a):
     model = GPTQModel.load(a.model, qc)
     model.quantize(calib, batch_size=1)
     model.save(a.out)
-    copy_tokenizer(a.model, a.out)
-    t = time.time() - t0
-    write_provenance(a.out, "GPTQModel", versions_of("gptqmodel", "torch", "transformers"), a.name,
-                     f"QuantizeConfig {GPTQ_CONFIGS[a.name]}, {len(chunks)} x {a.ctx} calibration tokens", t)
-    print(f"GPTQModel {a.name} done in {t:.1f} s -> {a.out}", flush=True)
+    finish_checkpoint(a, "GPTQModel", ("gptqmodel", "torch", "transformers"),
+                      f"QuantizeConfig {GPTQ_CONFIGS[a.name]}, {len(chunks)} x {a.ctx} calibration tokens", t0,
+                      f"GPTQModel {a.name}")
 
 
 def cmd_awq(a):
@@ -176,11 +179,8 @@ def cmd_awq(a):
     qc = {"zero_point": True, "q_group_size": 128, "w_bit": 4, "version": "GEMM"}
     model.quantize(tok, quant_config=qc, calib_data=texts, max_calib_samples=len(texts), max_calib_seq_len=a.ctx)
     model.save_quantized(a.out)
-    copy_tokenizer(a.model, a.out)
-    t = time.time() - t0
-    write_provenance(a.out, "AutoAWQ", versions_of("autoawq", "torch", "transformers"), a.name,
-                     f"quant_config {qc}, {len(chunks)} x {a.ctx} calibration tokens", t)
-    print(f"AutoAWQ done in {t:.1f} s -> {a.out}", flush=True)
+    finish_checkpoint(a, "AutoAWQ", ("autoawq", "torch", "transformers"),
+                      f"quant_config {qc}, {len(chunks)} x {a.ctx} calibration tokens", t0, "AutoAWQ")
 
 
 # ---- references -------------------------------------------------------------------------------

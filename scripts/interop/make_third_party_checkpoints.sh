@@ -64,9 +64,18 @@ post() {  # PYTHON NAME: reference and perplexity of a made checkpoint
   fi
 }
 
+make_ckpt() {  # VENV TOOL-COMMAND LABEL NAME: runs the tool into $out/NAME, then post; 1 when it fails
+  local venv=$1 cmd=$2 label=$3 name=$4 log=$out/log-$4.txt
+  echo "== $label $name"
+  rm -rf "${out:?}/$name"
+  nice -n "$nice_n" "$venv/bin/python" "$here/make_third_party_checkpoints.py" "$cmd" "$name" "$model" \
+    "$out/$name" --calibration-data "$calib" --samples "$samples" --ctx "$ctx" --threads "$threads" \
+    "${lqarg[@]}" > "$log" 2>&1 || { echo "failed: $(tail -n 2 "$log")"; return 1; }
+  post "$venv/bin/python" "$name"
+}
+
 names=("$@"); [ ${#names[@]} -eq 0 ] && read -r -a names <<< "$(all_names)"
 for name in "${names[@]}"; do
-  log=$out/log-$name.txt
   case $name in
     original)
       echo "== transformers perplexity of the original model"
@@ -76,12 +85,7 @@ for name in "${names[@]}"; do
       ;;
     ct-*)
       make_venv "$venv_llmc" llmcompressor || continue
-      echo "== llm-compressor $name"
-      rm -rf "${out:?}/$name"
-      nice -n "$nice_n" "$venv_llmc/bin/python" "$here/make_third_party_checkpoints.py" llmc "$name" "$model" \
-        "$out/$name" --calibration-data "$calib" --samples "$samples" --ctx "$ctx" --threads "$threads" \
-        "${lqarg[@]}" > "$log" 2>&1 || { echo "failed: $(tail -n 2 "$log")"; continue; }
-      post "$venv_llmc/bin/python" "$name"
+      make_ckpt "$venv_llmc" llmc llm-compressor "$name"
       ;;
     gptq-*)
       # GPTQModel builds from source: torch first, then the package without build isolation
@@ -92,22 +96,12 @@ for name in "${names[@]}"; do
           > "$venv_gptq.pip-gptqmodel.log" 2>&1 || { echo "gptqmodel does not install:"; \
           grep -E "^ERROR|error:" "$venv_gptq.pip-gptqmodel.log" | head -5; continue; }
       fi
-      echo "== GPTQModel $name"
       export GPTQMODEL_CPU_WORKERS=${GPTQMODEL_CPU_WORKERS:-2}  # its default, (cores+1)/2, is refused on 2 cores
-      rm -rf "${out:?}/$name"
-      nice -n "$nice_n" "$venv_gptq/bin/python" "$here/make_third_party_checkpoints.py" gptqmodel "$name" "$model" \
-        "$out/$name" --calibration-data "$calib" --samples "$samples" --ctx "$ctx" --threads "$threads" \
-        "${lqarg[@]}" > "$log" 2>&1 || { echo "failed: $(tail -n 2 "$log")"; continue; }
-      post "$venv_gptq/bin/python" "$name"
+      make_ckpt "$venv_gptq" gptqmodel GPTQModel "$name"
       ;;
     awq-*)
       make_venv "$venv_awq" autoawq || continue
-      echo "== AutoAWQ $name"
-      rm -rf "${out:?}/$name"
-      nice -n "$nice_n" "$venv_awq/bin/python" "$here/make_third_party_checkpoints.py" awq "$name" "$model" \
-        "$out/$name" --calibration-data "$calib" --samples "$samples" --ctx "$ctx" --threads "$threads" \
-        "${lqarg[@]}" > "$log" 2>&1 || { echo "failed: $(tail -n 2 "$log")"; continue; }
-      post "$venv_awq/bin/python" "$name"
+      make_ckpt "$venv_awq" awq AutoAWQ "$name"
       ;;
     *) echo "unknown checkpoint name $name" >&2 ;;
   esac

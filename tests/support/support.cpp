@@ -1,7 +1,10 @@
 // Test helpers: the skip record the runner turns into its exit status, the ../shared lookup (a
 // skip, or a failure in CI) and its golden files, SHA-256, random rows, shell commands, temporary
-// directories, small random Llama models, and the CLI's one-line errors.
+// directories, small random Llama models, session logits, and the library's and the CLI's errors.
 #include "support/support.hpp"
+
+#include "core/half.hpp"
+#include "formats/safetensors.hpp"
 
 #include <lq/gguf.hpp>
 
@@ -333,6 +336,68 @@ double rel_rmse(const std::vector<float>& x, const std::vector<float>& y) {
 
 bool same_bits(const std::vector<float>& a, const std::vector<float>& b) {
   return a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0;
+}
+
+double max_rel_diff(const std::vector<float>& a, const std::vector<float>& b) {
+  REQUIRE(a.size() == b.size());
+  double diff = 0, scale = 0;
+  for (size_t i = 0; i < a.size(); ++i) {
+    diff = std::max(diff, std::abs(static_cast<double>(a[i]) - b[i]));
+    scale = std::max(scale, std::abs(static_cast<double>(b[i])));
+  }
+  return diff / std::max(scale, 1e-30);
+}
+
+std::vector<float> bf16_values(const uint8_t* raw, size_t n) {
+  std::vector<float> w(n);
+  for (size_t i = 0; i < n; ++i) {
+    uint16_t b;
+    std::memcpy(&b, raw + 2 * i, 2);
+    w[i] = bf16_to_f32(b);
+  }
+  return w;
+}
+
+void for_each_safetensors_tensor(const fs::path& dir,
+                                 const std::function<void(const StTensor&, std::vector<uint8_t>&)>& fn) {
+  for (const auto& e : fs::directory_iterator(dir)) {
+    if (e.path().extension() != ".safetensors") continue;
+    SafetensorsFile f(e.path());
+    for (const StTensor& t : f.tensors()) {
+      std::vector<uint8_t> raw(t.nbytes);
+      f.read(t.begin, raw.size(), raw.data());
+      fn(t, raw);
+    }
+  }
+}
+
+std::vector<float> all_logits(const Session& s) {
+  std::vector<float> out;
+  for (int64_t i = 0; i < s.n_outputs(); ++i) {
+    const auto l = s.logits(i);
+    out.insert(out.end(), l.begin(), l.end());
+  }
+  return out;
+}
+
+std::vector<float> logits_of(const Model& m, std::span<const int32_t> prompt, int64_t first_output,
+                             const SessionOptions& so) {
+  Session s(m, so);
+  s.eval(prompt, first_output);
+  return all_logits(s);
+}
+
+std::optional<Error> check_error(Errc want, const std::function<void()>& fn, const std::string& needle,
+                                 const std::string& what) {
+  try {
+    fn();
+  } catch (const Error& e) {
+    CHECK(e.code() == want);
+    CHECK_THAT(std::string(e.what()), Catch::Contains(needle));
+    return e;
+  }
+  FAIL_CHECK(what);
+  return std::nullopt;
 }
 
 RunResult run(const std::string& command) {

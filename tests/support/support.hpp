@@ -1,13 +1,16 @@
 // Test helpers: skipping a test that cannot run, locating ../shared and its golden files, hashing,
-// random rows, small random models, and checking the CLI's failures.
+// random rows, small random models, logits of a session, and checking errors and the CLI's failures.
 #pragma once
 
+#include <lq/engine.hpp>
+#include <lq/error.hpp>
 #include <lq/gguf.hpp>
 #include <lq/imatrix.hpp>
 #include <lq/quant_type.hpp>
 
 #include <nlohmann/json.hpp>
 
+#include <array>
 #include <cstdint>
 #include <cstdio>
 #include <filesystem>
@@ -16,6 +19,10 @@
 #include <span>
 #include <string>
 #include <vector>
+
+namespace lq {
+struct StTensor;
+}
 
 namespace lq::test {
 
@@ -39,6 +46,19 @@ std::filesystem::path shared_dir_searched();
 /// shared_dir()/rel if it exists. Otherwise skips the test (skip()) and returns nullopt; in CI,
 /// where ../shared is always present, fails the test instead, naming the path it looked for.
 std::optional<std::filesystem::path> shared_file(const std::string& rel);
+/// shared_file() of each path, or nullopt when any is absent (each absent one reported).
+template <size_t N>
+std::optional<std::array<std::filesystem::path, N>> shared_files(const std::array<std::string, N>& rel) {
+  std::array<std::filesystem::path, N> out;
+  bool all = true;
+  for (size_t i = 0; i < N; ++i) {
+    const auto f = shared_file(rel[i]);
+    if (f) out[i] = *f;
+    all = all && f.has_value();
+  }
+  if (!all) return std::nullopt;
+  return out;
+}
 /// shared_dir()/rel if it exists, else nullopt, without skipping: for files that are optional.
 std::optional<std::filesystem::path> find_shared_file(const std::string& rel);
 /// tests/data/rel
@@ -124,6 +144,25 @@ std::vector<float> dequantize_rows(DequantizeFn fn, const TypeInfo& ti, const st
 double rel_rmse(const std::vector<float>& x, const std::vector<float>& y);
 /// Same size and the same bits (NaN payloads and the sign of zero included).
 bool same_bits(const std::vector<float>& a, const std::vector<float>& b);
+/// max |a - b| / max |b| over values of two vectors of the same size (checked).
+double max_rel_diff(const std::vector<float>& a, const std::vector<float>& b);
+/// n bfloat16 values stored little-endian at `raw`, widened to float.
+std::vector<float> bf16_values(const uint8_t* raw, size_t n);
+
+/// Calls fn with each tensor of the *.safetensors files in `dir` and its stored bytes.
+void for_each_safetensors_tensor(const std::filesystem::path& dir,
+                                 const std::function<void(const StTensor&, std::vector<uint8_t>&)>& fn);
+
+/// The logits of every output row of the session's last eval(), row after row.
+std::vector<float> all_logits(const Session& s);
+/// all_logits() of a fresh session on `m` (options `so`) after eval(prompt, first_output).
+std::vector<float> logits_of(const Model& m, std::span<const int32_t> prompt, int64_t first_output = 0,
+                             const SessionOptions& so = {});
+
+/// Runs `fn` and checks that it throws lq::Error with code `want` whose message holds `needle`;
+/// `what` names the case when nothing is thrown. Returns the error thrown, if any.
+std::optional<Error> check_error(Errc want, const std::function<void()>& fn, const std::string& needle = {},
+                 const std::string& what = "the call succeeded");
 
 /// Runs a shell command; returns its exit status and captures stdout/stderr.
 struct RunResult {

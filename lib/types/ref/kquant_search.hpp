@@ -563,14 +563,42 @@ struct Blocks {
   using Sc = Scalar<Tag>;
   static constexpr int W8 = W < 8 ? W : 8;  // Q4_K/Q5_K have 8 lanes
 
-  template <bool kW>
-  static void q2k(const float* x, const float* w, block_q2_K& y) {
-    using S = Search<Tag, W, 16, 16>;
+  // Searcher S loads the super-block, searches its scales and mins (S::affine with nmax, qs and
+  // the plan) and writes its levels to q.
+  template <class S, bool kW>
+  static auto affine_search(const float* x, const float* w, float nmax, float qs, const Plan& plan, int32_t* q) {
     typename S::Tile t;
     S::template load<kW>(x, w, t);
-    const auto r = S::template affine<kW>(t, 3.f, 15.f, kPlanQ2[kW]);
+    const auto r = S::template affine<kW>(t, nmax, qs, plan);
+    S::affine_levels(x, r, nmax, q);
+    return r;
+  }
+
+  // Searcher S loads the super-block, searches its symmetric scales (S::symmetric with nlo, nhi,
+  // qlo, qhi and the plan) and writes its levels to q.
+  template <class S, bool kW>
+  static auto symmetric_search(const float* x, const float* w, float nlo, float nhi, float qlo, float qhi,
+                               const Plan& plan, int32_t* q) {
+    typename S::Tile t;
+    S::template load<kW>(x, w, t);
+    const auto r = S::template symmetric<kW>(t, nlo, nhi, qlo, qhi, plan);
+    S::sym_levels(x, r, nlo, nhi, q);
+    return r;
+  }
+
+  // Q4_K and Q5_K: 8 sub-blocks of 32 with 6-bit scales and mins, packed into y; levels in q.
+  template <bool kW, class Block>
+  static void q45_scales(const float* x, const float* w, float nmax, const Plan& plan, Block& y, int32_t* q) {
+    const auto r = affine_search<Search<Tag, W8, 8, 32>, kW>(x, w, nmax, 63.f, plan, q);
+    y.d = Sc::fp16_bits(r.d);
+    y.dmin = Sc::fp16_bits(r.dmin);
+    P::scale_min_k4(r, y.scales);
+  }
+
+  template <bool kW>
+  static void q2k(const float* x, const float* w, block_q2_K& y) {
     alignas(64) int32_t q[QK_K];
-    S::affine_levels(x, r, 3.f, q);
+    const auto r = affine_search<Search<Tag, W, 16, 16>, kW>(x, w, 3.f, 15.f, kPlanQ2[kW], q);
     for (int j = 0; j < 16; ++j)
       y.scales[j] = static_cast<uint8_t>(static_cast<int>(r.sc[j]) | (static_cast<int>(r.m[j]) << 4));
     P::two_bit(q, y.qs);
@@ -580,12 +608,8 @@ struct Blocks {
 
   template <bool kW>
   static void q3k(const float* x, const float* w, block_q3_K& y) {
-    using S = Search<Tag, W, 16, 16>;
-    typename S::Tile t;
-    S::template load<kW>(x, w, t);
-    const auto r = S::template symmetric<kW>(t, 4.f, 3.f, 32.f, 31.f, kPlanQ3[kW]);
     alignas(64) int32_t q[QK_K];
-    S::sym_levels(x, r, 4.f, 3.f, q);
+    const auto r = symmetric_search<Search<Tag, W, 16, 16>, kW>(x, w, 4.f, 3.f, 32.f, 31.f, kPlanQ3[kW], q);
     std::memset(y.scales, 0, sizeof y.scales);
     for (int j = 0; j < 16; ++j) {
       const int v = static_cast<int>(r.sc[j]) + 32;
@@ -599,30 +623,16 @@ struct Blocks {
 
   template <bool kW>
   static void q4k(const float* x, const float* w, block_q4_K& y) {
-    using S = Search<Tag, W8, 8, 32>;
-    typename S::Tile t;
-    S::template load<kW>(x, w, t);
-    const auto r = S::template affine<kW>(t, 15.f, 63.f, kPlanQ4[kW]);
     alignas(64) int32_t q[QK_K];
-    S::affine_levels(x, r, 15.f, q);
-    y.d = Sc::fp16_bits(r.d);
-    y.dmin = Sc::fp16_bits(r.dmin);
-    P::scale_min_k4(r, y.scales);
+    q45_scales<kW>(x, w, 15.f, kPlanQ4[kW], y, q);
     for (int c = 0; c < 4; ++c)
       for (int l = 0; l < 32; ++l) y.qs[32 * c + l] = static_cast<uint8_t>(q[64 * c + l] | (q[64 * c + 32 + l] << 4));
   }
 
   template <bool kW>
   static void q5k(const float* x, const float* w, block_q5_K& y) {
-    using S = Search<Tag, W8, 8, 32>;
-    typename S::Tile t;
-    S::template load<kW>(x, w, t);
-    const auto r = S::template affine<kW>(t, 31.f, 63.f, kPlanQ5[kW]);
     alignas(64) int32_t q[QK_K];
-    S::affine_levels(x, r, 31.f, q);
-    y.d = Sc::fp16_bits(r.d);
-    y.dmin = Sc::fp16_bits(r.dmin);
-    P::scale_min_k4(r, y.scales);
+    q45_scales<kW>(x, w, 31.f, kPlanQ5[kW], y, q);
     for (int c = 0; c < 4; ++c)
       for (int l = 0; l < 32; ++l)
         y.qs[32 * c + l] = static_cast<uint8_t>((q[64 * c + l] & 15) | ((q[64 * c + 32 + l] & 15) << 4));
@@ -631,12 +641,8 @@ struct Blocks {
 
   template <bool kW>
   static void q6k(const float* x, const float* w, block_q6_K& y) {
-    using S = Search<Tag, W, 16, 16>;
-    typename S::Tile t;
-    S::template load<kW>(x, w, t);
-    const auto r = S::template symmetric<kW>(t, 32.f, 31.f, 128.f, 127.f, kPlanQ6[kW]);
     alignas(64) int32_t q[QK_K];
-    S::sym_levels(x, r, 32.f, 31.f, q);
+    const auto r = symmetric_search<Search<Tag, W, 16, 16>, kW>(x, w, 32.f, 31.f, 128.f, 127.f, kPlanQ6[kW], q);
     for (int j = 0; j < 16; ++j) y.scales[j] = static_cast<int8_t>(r.sc[j]);
     for (int h = 0; h < 2; ++h)
       for (int l = 0; l < 32; ++l) {
