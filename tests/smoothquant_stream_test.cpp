@@ -274,6 +274,9 @@ TEST_CASE("smoothquant stream: CLI --smooth-mappings", "[smoothquant][cli]") {
   const std::string m = dir->string(), o = " -o " + (tmp / "bad").string();
   test::check_cli_failure({"quantize " + m + " smoothquant --smoothquant --smooth-mappings some" + o, 2, "--smooth-mappings"});
   test::check_cli_failure({"quantize " + m + " gguf -q Q8_0 --smooth-mappings all" + o, 2, "--smooth-mappings"});
+  test::check_cli_failure(
+      {"quantize " + m + " smoothquant --smoothquant --calibration-activations f16" + o, 2, "--calibration-activations"});
+  test::check_cli_failure({"quantize " + m + " gptq --calibration-activations bf16" + o, 2, "--calibration-activations"});
   const auto r = test::run(test::cli_path() + " --format json quantize " + m +
                            " smoothquant --smoothquant --smooth-mappings all --calibration-samples 2 --ctx 64 "
                            "--calibration-data " + calib->string() + " -o " + (tmp / "out").string());
@@ -281,6 +284,7 @@ TEST_CASE("smoothquant stream: CLI --smooth-mappings", "[smoothquant][cli]") {
   REQUIRE(r.status == 0);
   const auto j = nlohmann::json::parse(r.out);
   CHECK(j["smooth_mappings"] == "all");
+  CHECK(j["calibration_activations"] == "bf16");  // the default for a bf16 checkpoint
   CHECK(j["layer_summary"].size() == 24);
   CHECK(j["not_smoothed"].empty());
   CHECK(r.err.find("Smoothing mappings: all") != std::string::npos);

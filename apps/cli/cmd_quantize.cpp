@@ -54,7 +54,7 @@ constexpr uint64_t kDefaultCheckpointBytes = 1'000'000'000;
 
 constexpr const char* kSmoothQuantOptions[] = {"alpha", "calibration-data", "calibration-samples", "ctx",
                                                "activation-percentile", "static-activations", "per-tensor-weights",
-                                               "smooth-mappings"};
+                                               "smooth-mappings", "calibration-activations"};
 
 constexpr const char* kGptqOptions[] = {"layout", "bits", "group-size", "act-order", "act-order-group", "sym", "asym", "damp", "method"};
 
@@ -94,6 +94,12 @@ int run_smoothquant(Context& ctx, const cxxopts::ParseResult& r) {
     if (m != "default" && m != "all")
       fail(Errc::invalid_argument, "--smooth-mappings: expected 'default' or 'all', got '{}'", m);
     cfg.smooth_all = m == "all";
+  }
+  if (r.count("calibration-activations")) {
+    const std::string a = r["calibration-activations"].as<std::string>();
+    if (a != "f32" && a != "bf16")
+      fail(Errc::invalid_argument, "--calibration-activations: expected 'f32' or 'bf16', got '{}'", a);
+    cfg.bf16_activations = a == "bf16";
   }
   validate(cfg);
 
@@ -149,6 +155,7 @@ int run_smoothquant(Context& ctx, const cxxopts::ParseResult& r) {
                              {"weights", cfg.per_channel ? "int8 per channel" : "int8 per tensor"},
                              {"activations", cfg.static_activations ? "int8 static per tensor" : "int8 dynamic per token"},
                              {"smooth_mappings", cfg.smooth_all ? "all" : "default"},
+                             {"calibration_activations", res.calibration_bf16 ? "bf16" : "f32"},
                              {"layer_summary", layers},
                              {"not_smoothed", res.not_smoothed},
                              {"calibration_data", res.calibration_source},
@@ -234,6 +241,8 @@ int run_quantize(Context& ctx, std::vector<std::string> args) {
       ("smooth-mappings", "SmoothQuant: default (input_layernorm -> q/k/v, post_attention_layernorm -> gate/up) or all "
                           "(also v_proj -> o_proj and up_proj -> down_proj) [default: default]",
        cxxopts::value<std::string>())
+      ("calibration-activations", "SmoothQuant: f32 or bf16 activations in the calibration products [default: bf16 for a "
+                                  "bf16 checkpoint, else f32]", cxxopts::value<std::string>())
       ("checkpoint-dir", "Checkpoint directory, saved after every tensor (gptq/rtn: every block) [default: ./.checkpoint for models of 1 GB "
                          "of weights or more]", cxxopts::value<std::string>())
       ("resume", "Resume from a checkpoint (its directory or the checkpoint directory)", cxxopts::value<std::string>())
@@ -262,7 +271,8 @@ int run_quantize(Context& ctx, std::vector<std::string> args) {
         fail(Errc::invalid_argument, "--{} does not apply to the {} output format", o, format);
     for (const char* o : {"smoothquant", "alpha", "activation-percentile", "static-activations", "per-tensor-weights"})
       if (r.count(o)) fail(Errc::invalid_argument, "--{} does not apply to the {} output format", o, format);
-    if (r.count("smooth-mappings")) fail(Errc::invalid_argument, "--smooth-mappings does not apply to the {} output format", format);
+    for (const char* o : {"smooth-mappings", "calibration-activations"})
+      if (r.count(o)) fail(Errc::invalid_argument, "--{} does not apply to the {} output format", o, format);
     return format == "awq" ? run_awq(ctx, r) : run_gptq(ctx, r, format);
   }
   for (const char* o : kGptqOptions)

@@ -521,7 +521,7 @@ struct SmoothQuantizer::Impl {
     SessionOptions so;
     so.n_ctx = cfg.ctx;
     so.hook_inputs_only = true;
-    so.bf16_activations = cfg.bf16_activations;
+    so.bf16_activations = bf16_calibration();
     Session session(*model, so, ctx);
     const float* last_input = nullptr;
     int last_site = -1;
@@ -544,6 +544,7 @@ struct SmoothQuantizer::Impl {
     progress.message(fmt::format("Calibrating: {} chunks of {} tokens from {}", n_chunks, cfg.ctx,
                                  summary.calibration_source));
     progress.message(mappings_line());
+    progress.message(activations_line());
     progress.update("Calibrating", 0, n_chunks, "chunks");
     int64_t tokens = 0;
     for (int64_t i = 0; i < n_chunks; ++i) {
@@ -560,6 +561,7 @@ struct SmoothQuantizer::Impl {
     summary.chunks = n_chunks;
     summary.ctx = cfg.ctx;
     summary.tokens = tokens;
+    summary.calibration_bf16 = bf16_calibration();
     site_smoothed_max.assign(sites.size(), 0.0f);
     check_sites(0, sites.size());
     if (cfg.alpha_auto) progress.message(fmt::format("Searching alpha per layer over {} values", alpha_grid().size()));
@@ -606,6 +608,7 @@ struct SmoothQuantizer::Impl {
     progress.message(fmt::format("Calibrating: {} chunks of {} tokens from {}, one block at a time", n_chunks, cfg.ctx,
                                  summary.calibration_source));
     progress.message(mappings_line());
+    progress.message(activations_line());
     if (cfg.alpha_auto) progress.message(fmt::format("Searching alpha per layer over {} values", alpha_grid().size()));
     progress.update("Calibrating", 0, n_layer, "blocks");
     const int64_t rows = max_len;
@@ -622,7 +625,7 @@ struct SmoothQuantizer::Impl {
         SessionOptions so;
         so.n_ctx = cfg.ctx;
         so.hook_inputs_only = last;  // the last block's output feeds nothing
-        so.bf16_activations = cfg.bf16_activations;
+        so.bf16_activations = bf16_calibration();
         Session session(*bm, so, ctx);
         const float* last_input = nullptr;
         int last_site = -1;
@@ -685,14 +688,26 @@ struct SmoothQuantizer::Impl {
     summary.chunks = n_chunks;
     summary.ctx = cfg.ctx;
     summary.tokens = tokens;
+    summary.calibration_bf16 = bf16_calibration();
     summary.groups = groups;
     calibrated = true;
+  }
+
+  bool bf16_calibration() const {
+    if (cfg.bf16_activations) return *cfg.bf16_activations;
+    const ModelTensor* t = src.find(linears.front().gguf);
+    return t && t->type == QuantType::BF16;
   }
 
   std::string mappings_line() const {
     return cfg.smooth_all ? "Smoothing mappings: all (input_layernorm -> q/k/v, post_attention_layernorm -> gate/up, "
                             "v_proj -> o_proj, up_proj -> down_proj)"
                           : "Smoothing mappings: default (input_layernorm -> q/k/v, post_attention_layernorm -> gate/up)";
+  }
+
+  std::string activations_line() const {
+    return bf16_calibration() ? "Calibration activations: bf16 (rounded before the products, as for a bf16 model)"
+                              : "Calibration activations: f32";
   }
 
   std::vector<double> alpha_grid() const {
