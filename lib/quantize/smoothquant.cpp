@@ -5,10 +5,16 @@
 //
 // What is smoothed: llm-compressor's Llama mapping, input_layernorm -> q/k/v_proj and
 // post_attention_layernorm -> gate/up_proj (output-formats.md §1.3, with the direction X/s, W*s,
-// γ/s). o_proj and down_proj are not smoothed, as llm-compressor leaves them: their inputs (the
-// attention result and silu(gate)*up) have no per-channel weight in front of them to absorb 1/s
-// (v_proj -> o_proj would be possible without GQA only, and the per-head value mixing makes it
-// less effective). They are quantized W8A8 like the other linears.
+// γ/s). By default o_proj and down_proj are not smoothed, as llm-compressor leaves them; with
+// smooth_all they are: v_proj -> o_proj (attention mixes each value channel across positions
+// only, so dividing v_proj's row c by s_c divides o_proj's input columns that read channel c: with
+// GQA, the columns of every query head sharing the KV head) and up_proj -> down_proj
+// (silu(gate) * up is linear in up).
+//
+// The command's path (smoothquant_model) is streamed: one block at a time through a one-block
+// model (quantize/block_stream.hpp), the hidden states between blocks in a work file, one pass of
+// the original block per block for its statistics and the next block's inputs; the writer is the
+// same, so the bytes equal the in-memory SmoothQuantizer's.
 //
 // Activation statistic: a_j = max |x_j| over all calibration tokens (the paper's formula; llm-
 // compressor's max-min range and 2x weight factor only scale s by a constant that cancels in
@@ -316,7 +322,7 @@ constexpr int kSqGroupSite[4] = {0, 2, 1, 3};
 // Linear roles of a block, in the engine's forward order.
 constexpr const char* kSqRoles[7] = {"attn_q", "attn_k", "attn_v", "attn_output", "ffn_gate", "ffn_up", "ffn_down"};
 
-// The residual stream leaving a one-block model: the hook adds each output projection's result.
+// Thrown by the last block's hook after ffn_down's input: nothing after it is needed.
 struct SqStop {};
 }  // namespace sq_impl
 
