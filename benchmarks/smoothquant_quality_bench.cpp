@@ -4,7 +4,8 @@
 // same smoothing with only the weights rounded to int8 in memory (W8, float activations).
 //   smoothquant_quality_bench [--model DIR] [--calibration FILE] [--eval FILE] [--ctx 256]
 //       [--chunks 100] [--calibration-samples N] [--calibration-ctx N] [--alphas 0,0.25,...,auto]
-//       [--static] [--threads N] [--keep DIR]
+//       [--static] [--smooth-all] [--bf16-calibration|--f32-calibration] [--threads N] [--keep DIR]
+// (calibration activations: default bf16 for a bf16 checkpoint, as the command)
 // Prints one row per alpha; figures only, nothing asserted.
 #include <lq/lq.hpp>
 
@@ -13,6 +14,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
+#include <optional>
 #include <string>
 
 namespace fs = std::filesystem;
@@ -24,7 +26,8 @@ int main(int argc, char** argv) {
            eval = shared / "corpus" / "eval.txt", keep;
   int64_t ctx = 256, chunks = 100, samples = 512, calib_ctx = 512;
   int threads = 0;
-  bool is_static = false;
+  bool is_static = false, smooth_all = false;
+  std::optional<bool> bf16_calibration;
   std::vector<std::string> alphas = {"0", "0.25", "0.5", "0.75", "1", "auto"};
   lq::bench::CommandLine cl(argc, argv);
   while (cl.more()) {
@@ -38,6 +41,9 @@ int main(int argc, char** argv) {
     else if (a == "--calibration-ctx") calib_ctx = std::stoll(cl.value());
     else if (a == "--alphas") alphas = lq::bench::split_list(cl.value());
     else if (a == "--static") is_static = true;
+    else if (a == "--smooth-all") smooth_all = true;
+    else if (a == "--bf16-calibration") bf16_calibration = true;
+    else if (a == "--f32-calibration") bf16_calibration = false;
     else if (a == "--threads") threads = std::stoi(cl.value());
     else if (a == "--keep") keep = cl.value();
     else {
@@ -56,10 +62,12 @@ int main(int argc, char** argv) {
     po.ctx = ctx;
     po.chunks = chunks;
     const lq::PerplexityResult base = lq::perplexity(*original, tokens, po, c);
-    std::printf("model %s, eval %s, ctx %lld, %lld chunks; calibration %s, %lld x %lld tokens; %s activations\n",
+    std::printf("model %s, eval %s, ctx %lld, %lld chunks; calibration %s, %lld x %lld tokens (%s activations); %s "
+                "activations; smoothing mappings %s\n",
                 model.c_str(), eval.c_str(), static_cast<long long>(ctx), static_cast<long long>(base.n_chunks),
                 calib.c_str(), static_cast<long long>(samples), static_cast<long long>(calib_ctx),
-                is_static ? "static per-tensor" : "dynamic per-token");
+                !bf16_calibration ? "default" : *bf16_calibration ? "bf16" : "f32", is_static ? "static per-tensor" : "dynamic per-token",
+                smooth_all ? "all" : "default");
     std::printf("original perplexity %.4f +/- %.4f\n\n", base.ppl, base.ppl_error);
     std::printf("%-6s | %-38s | %-31s | %s\n", "alpha", "W8A8 directory (engine): PPL  dPPL%  KLD",
                 "W8 weights only: PPL  dPPL%  KLD", "calibrate+write s");
@@ -71,6 +79,8 @@ int main(int argc, char** argv) {
       cfg.calibration_samples = samples;
       cfg.ctx = calib_ctx;
       cfg.static_activations = is_static;
+      cfg.smooth_all = smooth_all;
+      cfg.bf16_activations = bf16_calibration;
       if (a == "auto") cfg.alpha_auto = true;
       else cfg.alpha = std::stod(a);
       const double t0 = lq::bench::now_s();

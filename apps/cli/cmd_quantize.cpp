@@ -53,7 +53,8 @@ constexpr const char* kGgufOnlyOptions[] = {"quantization", "pure", "imatrix", "
 constexpr uint64_t kDefaultCheckpointBytes = 1'000'000'000;
 
 constexpr const char* kSmoothQuantOptions[] = {"alpha", "calibration-data", "calibration-samples", "ctx",
-                                               "activation-percentile", "static-activations", "per-tensor-weights"};
+                                               "activation-percentile", "static-activations", "per-tensor-weights",
+                                               "smooth-mappings", "calibration-activations"};
 
 constexpr const char* kGptqOptions[] = {"layout", "bits", "group-size", "act-order", "act-order-group", "sym", "asym", "damp", "method"};
 
@@ -88,6 +89,18 @@ int run_smoothquant(Context& ctx, const cxxopts::ParseResult& r) {
   if (r.count("calibration-data")) cfg.calibration_data = r["calibration-data"].as<std::string>();
   cfg.static_activations = r.count("static-activations") > 0;
   cfg.per_channel = r.count("per-tensor-weights") == 0;
+  if (r.count("smooth-mappings")) {
+    const std::string m = r["smooth-mappings"].as<std::string>();
+    if (m != "default" && m != "all")
+      fail(Errc::invalid_argument, "--smooth-mappings: expected 'default' or 'all', got '{}'", m);
+    cfg.smooth_all = m == "all";
+  }
+  if (r.count("calibration-activations")) {
+    const std::string a = r["calibration-activations"].as<std::string>();
+    if (a != "f32" && a != "bf16")
+      fail(Errc::invalid_argument, "--calibration-activations: expected 'f32' or 'bf16', got '{}'", a);
+    cfg.bf16_activations = a == "bf16";
+  }
   validate(cfg);
 
   const fs::path model = r["model"].as<std::string>();
@@ -141,6 +154,8 @@ int run_smoothquant(Context& ctx, const cxxopts::ParseResult& r) {
                              {"activation_percentile", cfg.activation_percentile},
                              {"weights", cfg.per_channel ? "int8 per channel" : "int8 per tensor"},
                              {"activations", cfg.static_activations ? "int8 static per tensor" : "int8 dynamic per token"},
+                             {"smooth_mappings", cfg.smooth_all ? "all" : "default"},
+                             {"calibration_activations", res.calibration_bf16 ? "bf16" : "f32"},
                              {"layer_summary", layers},
                              {"not_smoothed", res.not_smoothed},
                              {"calibration_data", res.calibration_source},
@@ -223,6 +238,11 @@ int run_quantize(Context& ctx, std::vector<std::string> args) {
        cxxopts::value<double>())
       ("static-activations", "SmoothQuant: static per-tensor activation scales (input_scale) instead of dynamic per token")
       ("per-tensor-weights", "SmoothQuant: one weight scale per tensor instead of per output channel")
+      ("smooth-mappings", "SmoothQuant: default (input_layernorm -> q/k/v, post_attention_layernorm -> gate/up) or all "
+                          "(also v_proj -> o_proj and up_proj -> down_proj) [default: default]",
+       cxxopts::value<std::string>())
+      ("calibration-activations", "SmoothQuant: f32 or bf16 activations in the calibration products [default: bf16 for a "
+                                  "bf16 checkpoint, else f32]", cxxopts::value<std::string>())
       ("checkpoint-dir", "Checkpoint directory, saved after every tensor (gptq/rtn: every block) [default: ./.checkpoint for models of 1 GB "
                          "of weights or more]", cxxopts::value<std::string>())
       ("resume", "Resume from a checkpoint (its directory or the checkpoint directory)", cxxopts::value<std::string>())
@@ -250,6 +270,8 @@ int run_quantize(Context& ctx, std::vector<std::string> args) {
           std::string_view(o) != "no-checkpoints")
         fail(Errc::invalid_argument, "--{} does not apply to the {} output format", o, format);
     for (const char* o : {"smoothquant", "alpha", "activation-percentile", "static-activations", "per-tensor-weights"})
+      if (r.count(o)) fail(Errc::invalid_argument, "--{} does not apply to the {} output format", o, format);
+    for (const char* o : {"smooth-mappings", "calibration-activations"})
       if (r.count(o)) fail(Errc::invalid_argument, "--{} does not apply to the {} output format", o, format);
     return format == "awq" ? run_awq(ctx, r) : run_gptq(ctx, r, format);
   }

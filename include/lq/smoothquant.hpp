@@ -43,6 +43,17 @@ struct SmoothQuantConfig {
   /// Activations static per tensor (an input_scale from calibration, the same for every shard of
   /// a fused module); false: dynamic per token at run time (no stored scale).
   bool static_activations = false;
+  /// Also smooth the inputs of o_proj and down_proj: v_proj -> o_proj (scales on v_proj's output
+  /// rows, folded into them and into o_proj's input columns; with grouped-query attention each KV
+  /// channel's scale applies to the o_proj columns of every query head reading it, its statistics
+  /// the maxima over those columns) and up_proj -> down_proj (silu(gate) * up is linear in up).
+  /// false: llm-compressor's Llama mapping (input_layernorm -> q/k/v, post_attention_layernorm ->
+  /// gate/up) only. The CLI's `--smooth-mappings all`.
+  bool smooth_all = false;
+  /// Calibrate with activations rounded to bf16 against the 16-bit weights (SessionOptions::
+  /// bf16_activations, as llm-compressor calibrates a bf16 model; about 1.7x faster products), or
+  /// with float activations (false). Unset: bf16 when the checkpoint's linear weights are bf16.
+  std::optional<bool> bf16_activations;
   /// Quantize (the guide's quantize_activations, W8A8). false: smoothing only, the weights stay
   /// in float (an exactness check: the smoothed model computes the same function).
   bool quantize = true;
@@ -97,7 +108,10 @@ class LQ_API MigrationAnalyzer {
 /// One smoothing group: a norm and the linear layers that read its output (Hugging Face names).
 struct SmoothQuantGroup {
   int layer = -1;
-  std::string norm;                  ///< e.g. "model.layers.3.input_layernorm"
+  /// The layer whose output is divided by the scales: e.g. "model.layers.3.input_layernorm", or
+  /// with smooth_all "model.layers.3.self_attn.v_proj" (reading: o_proj) and
+  /// "model.layers.3.mlp.up_proj" (reading: down_proj).
+  std::string norm;
   std::vector<std::string> linears;  ///< e.g. "model.layers.3.self_attn.q_proj", k_proj, v_proj
   double alpha = 0;                  ///< the α applied (chosen per group with alpha_auto)
   double activation_max = 0;         ///< max_j a_j before smoothing
@@ -106,7 +120,7 @@ struct SmoothQuantGroup {
   /// alpha_auto: relative output MSE (error energy / output energy) at the chosen α and at the
   /// configured `alpha` (0 without alpha_auto).
   double mse_chosen = 0, mse_default = 0;
-  std::vector<float> scales;         ///< s_j per input channel
+  std::vector<float> scales;         ///< s_j per input channel (v_proj -> o_proj: per v_proj row)
 };
 
 /// Result of writing a SmoothQuant checkpoint.
@@ -122,6 +136,7 @@ struct SmoothQuantResult {
   std::vector<std::string> not_smoothed;  ///< linears quantized without smoothing (o_proj, down_proj)
   std::string calibration_source;
   int64_t chunks = 0, ctx = 0, tokens = 0;
+  bool calibration_bf16 = false;        ///< the calibration ran with bf16 activations
   double calibration_seconds = 0, seconds = 0;
   std::vector<std::string> warnings;
 };
@@ -131,10 +146,14 @@ struct SmoothQuantResult {
 /// write the compressed-tensors directory.
 ///
 /// Smoothing follows llm-compressor's Llama mapping: input_layernorm → q/k/v_proj and
-/// post_attention_layernorm → gate/up_proj. o_proj and down_proj are not smoothed (their inputs
-/// come from attention and the SwiGLU product, which have no per-channel weight to fold into);
-/// they are quantized to W8A8 like every other linear. lm_head and the embeddings stay in the
+/// post_attention_layernorm → gate/up_proj. o_proj and down_proj are smoothed only with
+/// SmoothQuantConfig::smooth_all (v_proj → o_proj, up_proj → down_proj); otherwise they are
+/// quantized to W8A8 unsmoothed like every other linear. lm_head and the embeddings stay in the
 /// model's dtype.
+///
+/// This class holds the whole model in memory (library callers that hand a checkpoint and use
+/// apply()); smoothquant_model() calibrates one decoder block at a time instead, at bounded
+/// memory, and writes the same bytes.
 class LQ_API SmoothQuantizer {
  public:
   /// Validates `config` and loads the model from `source` (which must outlive the quantizer).
@@ -174,12 +193,17 @@ class LQ_API SmoothQuantizer {
   const SmoothQuantResult& summary() const;
 
  private:
+  friend LQ_API SmoothQuantResult smoothquant_model(const std::filesystem::path& model, std::filesystem::path out,
+                                                    const SmoothQuantConfig& config, const Context& ctx);
   struct Impl;
   std::unique_ptr<Impl> impl_;
 };
 
 /// The whole command: open `model`, calibrate, write `out` (default "./NAME-smoothquant-w8a8"
 /// when empty) and return the result. The CLI's `quantize MODEL smoothquant --smoothquant`.
+/// Streamed: one decoder block at a time is in memory (its weights read from the checkpoint,
+/// the calibration chunks' hidden states entering it in a work file of the output's temporary
+/// directory); the bytes written equal SmoothQuantizer's calibrate() + write().
 LQ_API SmoothQuantResult smoothquant_model(const std::filesystem::path& model, std::filesystem::path out,
                                            const SmoothQuantConfig& config, const Context& ctx = {});
 

@@ -29,6 +29,7 @@
 #include "formats/safetensors_writer.hpp"
 #include "model/architecture.hpp"
 #include "model/tensor_names.hpp"
+#include "quantize/block_stream.hpp"
 #include "quantize/checkpoint.hpp"
 #include "quantize/gptq_write.hpp"
 
@@ -72,66 +73,7 @@ int64_t gs_hf_row(int64_t r, int64_t hd) {
 
 struct GsStop {};  // thrown by the Hessian hook after ffn_down's input
 
-// Block `layer` of `base` as a one-block model: blk.0.* are the block's tensors (read from the
-// base, never shared from its mapping, so they leave memory with the Model), output_norm as in the
-// base, and a token embedding of `rows` F32 rows (zeros here; each chunk's hidden states are put
-// in with replace_tensor and "tokens" 0 .. n-1 select them). The output projection is tied to that
-// table and never used (no logits are asked).
-class GsBlockSource final : public ModelSource {
- public:
-  GsBlockSource(const ModelSource& base, int64_t layer, int64_t rows) : base_(base) {
-    cfg_ = base.config();
-    const ModelTensor& embd = base.at("token_embd.weight");
-    cfg_.n_layer = 1;
-    cfg_.n_vocab = rows;
-    cfg_.tie_embeddings = true;
-    if (cfg_.n_embd <= 0) cfg_.n_embd = embd.ne[0];
-    ModelTensor e;
-    e.name = e.source_name = "token_embd.weight";
-    e.type = QuantType::F32;
-    e.ne = {embd.ne[0], rows};
-    tensors_.push_back(e);
-    orig_.push_back(nullptr);
-    const std::string p = "blk." + std::to_string(layer) + ".";
-    for (const ModelTensor& t : base.tensors()) {
-      if (t.name == "output_norm.weight" || t.name == "rope_freqs.weight") {
-        tensors_.push_back(t);
-      } else if (t.name.rfind(p, 0) == 0) {
-        tensors_.push_back(t);
-        tensors_.back().name = "blk.0." + t.name.substr(p.size());
-      } else {
-        continue;
-      }
-      orig_.push_back(&t);
-    }
-  }
-
-  const ModelConfig& config() const override { return cfg_; }
-  const std::vector<ModelTensor>& tensors() const override { return tensors_; }
-  void read_rows_f32(const ModelTensor& t, int64_t row0, int64_t nrows, float* dst) const override {
-    if (const ModelTensor* o = orig(t)) return base_.read_rows_f32(*o, row0, nrows, dst);
-    std::fill(dst, dst + nrows * t.row_length(), 0.f);
-  }
-  void read_rows_raw(const ModelTensor& t, int64_t row0, int64_t nrows, void* dst) const override {
-    if (const ModelTensor* o = orig(t)) return base_.read_rows_raw(*o, row0, nrows, dst);
-    std::memset(dst, 0, static_cast<size_t>(nrows) * t.row_bytes());
-  }
-  gguf::Metadata gguf_metadata() const override { return base_.gguf_metadata(); }
-  bool is_gguf() const override { return false; }
-  const fs::path& path() const override { return base_.path(); }
-  uint64_t source_bytes() const override { return base_.source_bytes(); }
-
- private:
-  const ModelTensor* orig(const ModelTensor& t) const {
-    for (size_t i = 0; i < tensors_.size(); ++i)
-      if (&tensors_[i] == &t || tensors_[i].name == t.name) return orig_[i];
-    fail(Errc::invalid_argument, "gptq: no tensor {} in the block being calibrated", t.name);
-  }
-  const ModelSource& base_;
-  ModelConfig cfg_;
-  std::vector<ModelTensor> tensors_;
-  std::vector<const ModelTensor*> orig_;
-};
+using GsBlockSource = block_stream::BlockSource;
 
 struct GsLinear {
   std::string role;    // "attn_q", ...
@@ -151,55 +93,7 @@ int gs_site(const std::string& role) {
   return 3;
 }
 
-// Files of the work directory, written with plain descriptors and flushed before they are logged.
-class GsFile {
- public:
-  GsFile(const fs::path& p, bool write) : path_(p) {
-    fd_ = write ? ::open(p.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644) : ::open(p.c_str(), O_RDONLY | O_CLOEXEC);
-    if (fd_ < 0) fail(write ? Errc::output_error : Errc::invalid_argument, "gptq: cannot open {}: {}", p.string(), std::strerror(errno));
-  }
-  ~GsFile() {
-    if (fd_ >= 0) ::close(fd_);
-  }
-  GsFile(const GsFile&) = delete;
-  GsFile& operator=(const GsFile&) = delete;
-  void write(const void* data, size_t n) {
-    const auto* p = static_cast<const uint8_t*>(data);
-    hash_.add(p, n);
-    while (n > 0) {
-      const ssize_t w = ::write(fd_, p, n);
-      if (w < 0 && errno == EINTR) continue;
-      if (w <= 0) fail(Errc::output_error, "gptq: cannot write {}: {}", path_.string(), std::strerror(errno));
-      p += w;
-      n -= static_cast<size_t>(w);
-    }
-  }
-  void read(void* data, size_t n) {
-    auto* p = static_cast<uint8_t*>(data);
-    while (n > 0) {
-      const ssize_t r = ::read(fd_, p, n);
-      if (r < 0 && errno == EINTR) continue;
-      if (r <= 0) fail(Errc::invalid_argument, "gptq: {} is shorter than its record (a damaged checkpoint)", path_.string());
-      hash_.add(p, static_cast<size_t>(r));
-      p += r;
-      n -= static_cast<size_t>(r);
-    }
-  }
-  void seek(uint64_t off) {
-    if (::lseek(fd_, static_cast<off_t>(off), SEEK_SET) < 0)
-      fail(Errc::invalid_argument, "gptq: cannot seek in {}", path_.string());
-  }
-  void sync() {
-    if (::fdatasync(fd_) != 0) fail(Errc::output_error, "gptq: cannot flush {}: {}", path_.string(), std::strerror(errno));
-  }
-  uint64_t hash() const { return hash_.value(); }
-  uint64_t bytes() const { return hash_.total; }
-
- private:
-  fs::path path_;
-  int fd_ = -1;
-  quantize_ckpt::StreamHash hash_;
-};
+using GsFile = block_stream::WorkFile;
 
 template <class T>
 void gs_put_vec(GsFile& f, const std::vector<T>& v) {

@@ -5,10 +5,16 @@
 //
 // What is smoothed: llm-compressor's Llama mapping, input_layernorm -> q/k/v_proj and
 // post_attention_layernorm -> gate/up_proj (output-formats.md §1.3, with the direction X/s, W*s,
-// γ/s). o_proj and down_proj are not smoothed, as llm-compressor leaves them: their inputs (the
-// attention result and silu(gate)*up) have no per-channel weight in front of them to absorb 1/s
-// (v_proj -> o_proj would be possible without GQA only, and the per-head value mixing makes it
-// less effective). They are quantized W8A8 like the other linears.
+// γ/s). By default o_proj and down_proj are not smoothed, as llm-compressor leaves them; with
+// smooth_all they are: v_proj -> o_proj (attention mixes each value channel across positions
+// only, so dividing v_proj's row c by s_c divides o_proj's input columns that read channel c: with
+// GQA, the columns of every query head sharing the KV head) and up_proj -> down_proj
+// (silu(gate) * up is linear in up).
+//
+// The command's path (smoothquant_model) is streamed: one block at a time through a one-block
+// model (quantize/block_stream.hpp), the hidden states between blocks in a work file, one pass of
+// the original block per block for its statistics and the next block's inputs; the writer is the
+// same, so the bytes equal the in-memory SmoothQuantizer's.
 //
 // Activation statistic: a_j = max |x_j| over all calibration tokens (the paper's formula; llm-
 // compressor's max-min range and 2x weight factor only scale s by a constant that cancels in
@@ -32,6 +38,7 @@
 #include "formats/safetensors_writer.hpp"
 #include "model/architecture.hpp"
 #include "model/tensor_names.hpp"
+#include "quantize/block_stream.hpp"
 #include <lq/backend.hpp>
 
 #include <nlohmann/json.hpp>
@@ -197,10 +204,13 @@ constexpr const char* kSqSiteRoles[4] = {"attn_q", "attn_output", "ffn_gate", "f
 
 struct SqLinear {
   std::string gguf;    // "blk.3.attn_q.weight"
+  std::string role;    // "attn_q"
   std::string module;  // "model.layers.3.self_attn.q_proj"
   int layer = -1;
   int site = 0;        // index in kSqSiteRoles of its input
-  int group = -1;      // smoothing group, or -1 (o_proj, down_proj)
+  int group = -1;      // smoothing group of its input columns, or -1 (o_proj, down_proj by default)
+  int row_group = -1;  // smoothing group dividing its output rows (v_proj, up_proj with smooth_all)
+  int64_t rows = 0, cols = 0;
 };
 
 float to_f32(StDtype t, const uint8_t* p) {
@@ -298,6 +308,24 @@ using namespace sq_impl;
 
 // ---- the quantizer ------------------------------------------------------------------------
 
+namespace sq_impl {
+std::vector<float> sq_product(const detail::EngineOps& ops, const std::vector<float>& w, const float* x, int64_t rows,
+                              int64_t n, int threads);
+double sq_group_error(const detail::EngineOps& ops, const std::vector<std::vector<float>>& W, const std::vector<float>& X,
+                      int64_t rows, int64_t n, const std::vector<std::vector<float>>& Yref, const std::vector<float>& s,
+                      bool per_channel, int threads);
+
+// Smoothing groups of a block, in this order; the last two only with smooth_all.
+enum SqGroupKind { kSqAttnNorm = 0, kSqFfnNorm = 1, kSqValueOut = 2, kSqUpDown = 3 };
+// The hooked input (index in kSqSiteRoles) whose statistic each kind of group uses.
+constexpr int kSqGroupSite[4] = {0, 2, 1, 3};
+// Linear roles of a block, in the engine's forward order.
+constexpr const char* kSqRoles[7] = {"attn_q", "attn_k", "attn_v", "attn_output", "ffn_gate", "ffn_up", "ffn_down"};
+
+// Thrown by the last block's hook after ffn_down's input: nothing after it is needed.
+struct SqStop {};
+}  // namespace sq_impl
+
 struct SmoothQuantizer::Impl {
   const ModelSource& src;
   SmoothQuantConfig cfg;
@@ -305,13 +333,17 @@ struct SmoothQuantizer::Impl {
   std::vector<std::vector<int32_t>> chunks;
   bool have_data = false;
   bool calibrated = false;
+  int64_t n_layer = 0;
+  int gpb = 2;                                   // smoothing groups per block
+  int64_t head_dim = 0, q_per_kv = 1;            // for the v_proj -> o_proj mapping
   std::vector<SqLinear> linears;                 // every decoder linear, forward order
   std::vector<SqSite> sites;                     // 4 per block
-  std::vector<SmoothQuantGroup> groups;          // 2 per block
+  std::vector<SmoothQuantGroup> groups;          // gpb per block
+  std::vector<std::vector<float>> group_columns; // v -> o: the scales per o_proj column (GQA); else empty
   std::vector<float> site_smoothed_max;          // max_j a_j / s_j per site (input_scale numerator)
   SmoothQuantResult summary;
 
-  Impl(const ModelSource& s, SmoothQuantConfig c) : src(s), cfg(std::move(c)) {
+  Impl(const ModelSource& s, SmoothQuantConfig c, bool load = true) : src(s), cfg(std::move(c)) {
     validate(cfg);
     if (src.is_gguf())
       fail(Errc::invalid_argument,
@@ -325,47 +357,124 @@ struct SmoothQuantizer::Impl {
            src.config().model_type);
     if (src.config().n_expert > 0)  // experts are 3-D tensors, which the smoothquant output does not lay out
       fail(Errc::invalid_argument, "smoothquant: mixture-of-experts models ({}) are not supported", src.config().model_type);
-    model = Model::load(src);
-    const ModelConfig& mc = model->config();
+    if (load) model = Model::load(src);
+    const ModelConfig& mc = model ? model->config() : src.config();
+    n_layer = mc.n_layer;
+    if (n_layer <= 0) fail(Errc::invalid_model, "smoothquant: {} has no decoder blocks", src.path().string());
     if (mc.n_ctx_train > 0 && cfg.ctx > mc.n_ctx_train)
       summary.warnings.push_back(
           fmt::format("the model was trained on {} context tokens ({} asked)", mc.n_ctx_train, cfg.ctx));
-    for (const LinearInfo& l : model->linears()) {
-      if (l.layer < 0) continue;
-      SqLinear x;
-      x.gguf = l.name;
-      x.module = names::hf_module(l.name);
-      x.layer = l.layer;
-      if (l.role == "attn_q" || l.role == "attn_k" || l.role == "attn_v") x.site = 0, x.group = 2 * l.layer;
-      else if (l.role == "attn_output") x.site = 1;
-      else if (l.role == "ffn_gate" || l.role == "ffn_up") x.site = 2, x.group = 2 * l.layer + 1;
-      else if (l.role == "ffn_down") x.site = 3;
-      else fail(Errc::invalid_model, "smoothquant: unexpected linear {} ({})", l.name, l.role);
-      linears.push_back(std::move(x));
+    gpb = cfg.smooth_all ? 4 : 2;
+    for (int64_t l = 0; l < n_layer; ++l) {
+      for (const char* role : kSqRoles) {
+        const std::string name = fmt::format("blk.{}.{}.weight", l, role);
+        const ModelTensor* t = src.find(name);
+        if (!t) fail(Errc::invalid_model, "smoothquant: {} has no {}", src.path().string(), names::hf_module(name) + ".weight");
+        if (t->ne.size() != 2) fail(Errc::invalid_model, "smoothquant: {} is not a matrix", name);
+        SqLinear x;
+        x.gguf = name;
+        x.role = role;
+        x.module = names::hf_module(name);
+        x.layer = static_cast<int>(l);
+        x.cols = t->ne[0];
+        x.rows = t->ne[1];
+        const int b = gpb * static_cast<int>(l);
+        const std::string r = role;
+        if (r == "attn_q" || r == "attn_k" || r == "attn_v") x.site = 0, x.group = b + kSqAttnNorm;
+        else if (r == "attn_output") x.site = 1, x.group = cfg.smooth_all ? b + kSqValueOut : -1;
+        else if (r == "ffn_gate" || r == "ffn_up") x.site = 2, x.group = b + kSqFfnNorm;
+        else x.site = 3, x.group = cfg.smooth_all ? b + kSqUpDown : -1;
+        if (cfg.smooth_all && r == "attn_v") x.row_group = b + kSqValueOut;
+        if (cfg.smooth_all && r == "ffn_up") x.row_group = b + kSqUpDown;
+        linears.push_back(std::move(x));
+      }
     }
-    for (int64_t l = 0; l < mc.n_layer; ++l) {
-      for (int k = 0; k < 2; ++k) {
+    if (cfg.smooth_all) {
+      // v_proj's rows are the KV heads' channels; o_proj's columns the query heads' (GQA: a KV
+      // head serves n_head / n_head_kv query heads, all of whose o_proj columns take its scale).
+      const SqLinear& v = linears[2];
+      const SqLinear& o = linears[3];
+      if (mc.n_head <= 0 || o.cols % mc.n_head != 0 || v.rows % (o.cols / mc.n_head) != 0 ||
+          mc.n_head % (v.rows / (o.cols / mc.n_head)) != 0)
+        fail(Errc::invalid_model, "smoothquant: v_proj ({} rows) and o_proj ({} columns) do not match {} heads", v.rows,
+             o.cols, mc.n_head);
+      head_dim = o.cols / mc.n_head;
+      q_per_kv = mc.n_head / (v.rows / head_dim);
+    }
+    static const char* const kGroupNames[4] = {"input_layernorm", "post_attention_layernorm", "self_attn.v_proj",
+                                               "mlp.up_proj"};
+    for (int64_t l = 0; l < n_layer; ++l) {
+      for (int k = 0; k < gpb; ++k) {
         SmoothQuantGroup g;
         g.layer = static_cast<int>(l);
-        g.norm = fmt::format("model.layers.{}.{}", l, k == 0 ? "input_layernorm" : "post_attention_layernorm");
+        g.norm = fmt::format("model.layers.{}.{}", l, kGroupNames[k]);
         for (const auto& x : linears)
-          if (x.group == static_cast<int>(2 * l + k)) g.linears.push_back(x.module);
+          if (x.group == static_cast<int>(gpb * l + k)) g.linears.push_back(x.module);
         groups.push_back(std::move(g));
       }
     }
+    group_columns.assign(groups.size(), {});
     for (const auto& x : linears)
       if (x.group < 0) summary.not_smoothed.push_back(x.module);
   }
 
+  int group_kind(size_t g) const { return static_cast<int>(g % static_cast<size_t>(gpb)); }
+
   std::string norm_gguf(size_t g) const {
-    return names::block_tensor(groups[g].layer, g % 2 == 0 ? "attn_norm.weight" : "ffn_norm.weight");
+    return names::block_tensor(groups[g].layer, group_kind(g) == kSqAttnNorm ? "attn_norm.weight" : "ffn_norm.weight");
+  }
+
+  // The scales on a linear's input columns (empty: none).
+  const std::vector<float>* column_scales(const SqLinear& x) const {
+    if (x.group < 0) return nullptr;
+    const auto& e = group_columns[static_cast<size_t>(x.group)];
+    return e.empty() ? &groups[static_cast<size_t>(x.group)].scales : &e;
+  }
+  // The scales dividing a linear's output rows (v_proj, up_proj with smooth_all; empty: none).
+  const std::vector<float>* row_scales(const SqLinear& x) const {
+    return x.row_group < 0 ? nullptr : &groups[static_cast<size_t>(x.row_group)].scales;
+  }
+
+  // W[r, j] *= c_j, then W[r, j] /= d_r: a linear's folded weights (rows x cols, row-major).
+  void fold(const SqLinear& x, std::vector<float>& v, int threads) const {
+    const auto* c = column_scales(x);
+    const auto* d = row_scales(x);
+    const int64_t rows = x.rows, n = x.cols;
+    if (c && static_cast<int64_t>(c->size()) != n)
+      fail(Errc::invalid_model, "smoothquant: {} has {} columns, not {}", x.module, n, c->size());
+    if (d && static_cast<int64_t>(d->size()) != rows)
+      fail(Errc::invalid_model, "smoothquant: {} has {} rows, not {}", x.module, rows, d->size());
+    if (!c && !d) return;
+    parallel_for(rows, threads, 64, [&](int64_t r0, int64_t r1) {
+      for (int64_t r = r0; r < r1; ++r) {
+        float* w = &v[static_cast<size_t>(r * n)];
+        if (c)
+          for (int64_t j = 0; j < n; ++j) w[j] *= (*c)[static_cast<size_t>(j)];
+        if (d) {
+          const float s = (*d)[static_cast<size_t>(r)];
+          for (int64_t j = 0; j < n; ++j) w[j] /= s;
+        }
+      }
+    });
+  }
+
+  // The BOS token and whether chunks start with it, as the engine's Model decides.
+  int32_t chunk_bos() const {
+    if (model) return model->add_bos() ? model->bos_token() : -1;
+    const gguf::Metadata meta = src.gguf_metadata();
+    const int64_t n_vocab = src.at("token_embd.weight").ne[1];
+    int32_t bos = static_cast<int32_t>(meta.get_int("tokenizer.ggml.bos_token_id").value_or(-1));
+    bool add_bos = true;
+    if (const auto* v = meta.find("tokenizer.ggml.add_bos_token"); v && !v->is_array()) add_bos = v->as_bool();
+    if (bos >= n_vocab) bos = -1;
+    return add_bos ? bos : -1;
   }
 
   void set_calibration(const CalibrationData& data) {
     summary.calibration_source = data.source;
     const Tokenizer tok = Tokenizer::from_gguf(src.gguf_metadata(), src.path().string());
     const auto tokens = imatrix_calibration_tokens(data, tok, cfg.ctx * cfg.calibration_samples);
-    const int32_t bos = model->add_bos() ? model->bos_token() : -1;
+    const int32_t bos = chunk_bos();
     const int64_t available =
         evaluation_chunks(static_cast<int64_t>(tokens.size()), cfg.ctx, ChunkRule::imatrix, data.source);
     if (available < cfg.calibration_samples)
@@ -376,40 +485,49 @@ struct SmoothQuantizer::Impl {
     have_data = true;
   }
 
+  void load_calibration_data(Progress& progress) {
+    if (have_data) return;
+    if (cfg.calibration_data.empty()) {
+      progress.message("No calibration data given: using the built-in WikiText-2 text");
+      set_calibration(default_calibration());
+    } else {
+      set_calibration(load_calibration(cfg.calibration_data));
+    }
+  }
+
+  // The four hooked inputs of block l (widths from the model that runs it).
+  void init_sites(int64_t l, const ModelConfig& mc) {
+    const bool histogram = cfg.activation_percentile < 100;
+    const int64_t widths[4] = {mc.n_embd, mc.n_head * mc.head_dim, mc.n_embd, mc.n_ff};
+    const char* what[4] = {"input_layernorm output", "self_attn.o_proj input", "post_attention_layernorm output",
+                           "mlp.down_proj input"};
+    for (int k = 0; k < 4; ++k) {
+      SqSite& s = sites[static_cast<size_t>(4 * l + k)];
+      s.what = fmt::format("model.layers.{}.{}", l, what[k]);
+      s.n = widths[k];
+      s.absmax.assign(static_cast<size_t>(s.n), 0.0f);
+      if (histogram) s.hist.assign(static_cast<size_t>(s.n) * kSqBins, 0);
+      if (cfg.alpha_auto && (k == 0 || k == 2 || cfg.smooth_all)) {
+        s.keep = cfg.auto_rows;
+        s.rows.assign(static_cast<size_t>(s.keep * s.n), 0.0f);
+        s.rng.seed(0x5eed0000u + static_cast<uint64_t>(4 * l + k));
+      }
+    }
+  }
+
   void calibrate(const Context& ctx) {
     Progress& progress = ctx.progress_sink();
-    if (!have_data) {
-      if (cfg.calibration_data.empty()) {
-        progress.message("No calibration data given: using the built-in WikiText-2 text");
-        set_calibration(default_calibration());
-      } else {
-        set_calibration(load_calibration(cfg.calibration_data));
-      }
-    }
+    if (!model) fail(Errc::invalid_argument, "smoothquant: the model was released");
+    load_calibration_data(progress);
     const ModelConfig& mc = model->config();
     const bool histogram = cfg.activation_percentile < 100;
-    sites.assign(static_cast<size_t>(4 * mc.n_layer), SqSite{});
-    for (int64_t l = 0; l < mc.n_layer; ++l) {
-      const int64_t widths[4] = {mc.n_embd, mc.n_head * mc.head_dim, mc.n_embd, mc.n_ff};
-      const char* what[4] = {"input_layernorm output", "self_attn.o_proj input", "post_attention_layernorm output",
-                             "mlp.down_proj input"};
-      for (int k = 0; k < 4; ++k) {
-        SqSite& s = sites[static_cast<size_t>(4 * l + k)];
-        s.what = fmt::format("model.layers.{}.{}", l, what[k]);
-        s.n = widths[k];
-        s.absmax.assign(static_cast<size_t>(s.n), 0.0f);
-        if (histogram) s.hist.assign(static_cast<size_t>(s.n) * kSqBins, 0);
-        if (cfg.alpha_auto && (k == 0 || k == 2)) {
-          s.keep = cfg.auto_rows;
-          s.rows.assign(static_cast<size_t>(s.keep * s.n), 0.0f);
-          s.rng.seed(0x5eed0000u + static_cast<uint64_t>(4 * l + k));
-        }
-      }
-    }
+    sites.assign(static_cast<size_t>(4 * n_layer), SqSite{});
+    for (int64_t l = 0; l < n_layer; ++l) init_sites(l, mc);
     const int threads = ctx.thread_count();
     SessionOptions so;
     so.n_ctx = cfg.ctx;
     so.hook_inputs_only = true;
+    so.bf16_activations = bf16_calibration();
     Session session(*model, so, ctx);
     const float* last_input = nullptr;
     int last_site = -1;
@@ -431,6 +549,8 @@ struct SmoothQuantizer::Impl {
     const int64_t n_chunks = static_cast<int64_t>(chunks.size());
     progress.message(fmt::format("Calibrating: {} chunks of {} tokens from {}", n_chunks, cfg.ctx,
                                  summary.calibration_source));
+    progress.message(mappings_line());
+    progress.message(activations_line());
     progress.update("Calibrating", 0, n_chunks, "chunks");
     int64_t tokens = 0;
     for (int64_t i = 0; i < n_chunks; ++i) {
@@ -447,30 +567,166 @@ struct SmoothQuantizer::Impl {
     summary.chunks = n_chunks;
     summary.ctx = cfg.ctx;
     summary.tokens = tokens;
-    compute_scales(ctx);
+    summary.calibration_bf16 = bf16_calibration();
+    site_smoothed_max.assign(sites.size(), 0.0f);
+    check_sites(0, sites.size());
+    if (cfg.alpha_auto) progress.message(fmt::format("Searching alpha per layer over {} values", alpha_grid().size()));
+    for (int64_t l = 0; l < n_layer; ++l) block_scales(l, *model, l, ctx);
+    summary.groups = groups;
     calibrated = true;
   }
 
-  // The columns' weight maxima over a group's linears: w_j = max over rows of |W[:, j]|.
-  std::vector<float> weight_colmax(size_t g, std::vector<std::vector<float>>* keep) const {
-    std::vector<float> w;
-    for (const auto& x : linears) {
-      if (x.group != static_cast<int>(g)) continue;
-      std::vector<float> v = model->tensor_f32(x.gguf);
-      const auto shape = model->tensor_shape(x.gguf);
-      const int64_t n = shape[0], rows = static_cast<int64_t>(v.size()) / n;
-      if (w.empty()) w.assign(static_cast<size_t>(n), 0.0f);
-      for (int64_t r = 0; r < rows; ++r)
-        for (int64_t j = 0; j < n; ++j) w[static_cast<size_t>(j)] = std::max(w[static_cast<size_t>(j)], std::fabs(v[static_cast<size_t>(r * n + j)]));
-      if (keep) keep->push_back(std::move(v));
+  // Block-at-a-time calibration (the bounded-memory path): block L alone is in memory, the hidden
+  // states of every chunk entering it in `work`/hidden-L.bin. The chunks run through the original
+  // block once: the hook gathers the statistics of its inputs and adds its two output projections
+  // into the residual stream, which gives the hidden states entering block L + 1 exactly as the
+  // whole model computes them. Block L's scales are computed as soon as it is done.
+  void calibrate_streamed(const fs::path& work, const Context& ctx) {
+    Progress& progress = ctx.progress_sink();
+    load_calibration_data(progress);
+    const auto t0 = std::chrono::steady_clock::now();
+    const bool histogram = cfg.activation_percentile < 100;
+    const int threads = ctx.thread_count();
+    sites.assign(static_cast<size_t>(4 * n_layer), SqSite{});
+    site_smoothed_max.assign(sites.size(), 0.0f);
+    int64_t max_len = 1, tokens = 0;
+    const ModelTensor& embd = src.at("token_embd.weight");
+    const int64_t n_vocab = embd.ne[1], d = embd.ne[0];
+    for (const auto& c : chunks) {
+      max_len = std::max<int64_t>(max_len, static_cast<int64_t>(c.size()));
+      tokens += static_cast<int64_t>(c.size());
+      for (int32_t t : c)
+        if (t < 0 || t >= n_vocab)
+          fail(Errc::calibration_error, "smoothquant: calibration token {} is outside the vocabulary", t);
     }
-    return w;
+    auto hidden_file = [&](int64_t L) { return work / fmt::format("hidden-{}.bin", L); };
+    {  // hidden-0.bin: each chunk's token embeddings (what the first block reads)
+      block_stream::WorkFile f(hidden_file(0), true);
+      std::vector<float> x;
+      for (const auto& c : chunks) {
+        ctx.check_cancelled();
+        x.resize(c.size() * static_cast<size_t>(d));
+        for (size_t t = 0; t < c.size(); ++t) src.read_rows_f32(embd, c[t], 1, x.data() + t * static_cast<size_t>(d));
+        f.write(x.data(), x.size() * 4);
+      }
+    }
+    const int64_t n_chunks = static_cast<int64_t>(chunks.size());
+    progress.message(fmt::format("Calibrating: {} chunks of {} tokens from {}, one block at a time", n_chunks, cfg.ctx,
+                                 summary.calibration_source));
+    progress.message(mappings_line());
+    progress.message(activations_line());
+    if (cfg.alpha_auto) progress.message(fmt::format("Searching alpha per layer over {} values", alpha_grid().size()));
+    progress.update("Calibrating", 0, n_layer, "blocks");
+    const int64_t rows = max_len;
+    std::vector<int32_t> ids(static_cast<size_t>(rows));
+    for (int64_t i = 0; i < rows; ++i) ids[static_cast<size_t>(i)] = static_cast<int32_t>(i);
+    std::vector<float> table, x, out;
+    for (int64_t L = 0; L < n_layer; ++L) {
+      ctx.check_cancelled();
+      block_stream::BlockSource bs(src, L, rows);
+      std::unique_ptr<Model> bm = Model::load(bs);
+      init_sites(L, bm->config());
+      const bool last = L + 1 == n_layer;
+      {
+        SessionOptions so;
+        so.n_ctx = cfg.ctx;
+        so.hook_inputs_only = last;  // the last block's output feeds nothing
+        so.bf16_activations = bf16_calibration();
+        Session session(*bm, so, ctx);
+        const float* last_input = nullptr;
+        int last_site = -1;
+        session.set_linear_hook([&](const LinearEvent& ev) {
+          ctx.check_cancelled();
+          const LinearInfo& l = *ev.linear;
+          if (l.layer != 0) return;
+          int k = -1;
+          for (int i = 0; i < 4; ++i)
+            if (l.role == kSqSiteRoles[i]) k = i;
+          if (k < 0) return;
+          const int site = static_cast<int>(4 * L) + k;
+          if (!(ev.input == last_input && site == last_site)) {
+            last_input = ev.input;
+            last_site = site;
+            sq_observe(sites[static_cast<size_t>(site)], ev.input, ev.n_tokens, histogram, threads);
+          }
+          // The residual stream as the engine adds it: x += attention output, then x += MLP output.
+          if ((k == 1 || k == 3) && ev.output) {
+            const size_t n = static_cast<size_t>(ev.n_tokens * d);
+            for (size_t i = 0; i < n; ++i) out[i] += ev.output[i];
+          }
+          if (k == 3 && last) throw SqStop{};
+        });
+        block_stream::WorkFile in(hidden_file(L), false);
+        std::unique_ptr<block_stream::WorkFile> next;
+        if (!last) next = std::make_unique<block_stream::WorkFile>(hidden_file(L + 1), true);
+        for (const auto& ch : chunks) {
+          ctx.check_cancelled();
+          const int64_t n = static_cast<int64_t>(ch.size());
+          x.resize(static_cast<size_t>(n * d));
+          in.read(x.data(), x.size() * 4);
+          table.assign(static_cast<size_t>(rows * d), 0.f);
+          std::memcpy(table.data(), x.data(), x.size() * 4);
+          bm->replace_tensor("token_embd.weight", table, QuantType::F32);
+          out = x;
+          session.clear();
+          last_input = nullptr;
+          last_site = -1;
+          try {
+            session.eval(std::span<const int32_t>(ids.data(), static_cast<size_t>(n)), n);
+          } catch (const SqStop&) {
+          }
+          if (next) next->write(out.data(), out.size() * 4);
+        }
+      }
+      std::error_code ec;
+      fs::remove(hidden_file(L), ec);
+      check_sites(static_cast<size_t>(4 * L), static_cast<size_t>(4 * L + 4));
+      block_scales(L, *bm, 0, ctx);
+      for (int k = 0; k < 4; ++k) {  // only the per-channel maxima stay
+        SqSite& s = sites[static_cast<size_t>(4 * L + k)];
+        std::vector<uint32_t>().swap(s.hist);
+        std::vector<float>().swap(s.rows);
+      }
+      progress.update("Calibrating", L + 1, n_layer, "blocks");
+    }
+    progress.finish("Calibrating");
+    summary.calibration_seconds = sq_seconds_since(t0);
+    summary.chunks = n_chunks;
+    summary.ctx = cfg.ctx;
+    summary.tokens = tokens;
+    summary.calibration_bf16 = bf16_calibration();
+    summary.groups = groups;
+    calibrated = true;
   }
 
-  void compute_scales(const Context& ctx) {
-    Progress& progress = ctx.progress_sink();
-    // Sites must have seen finite values, and some signal.
-    for (const auto& s : sites) {
+  bool bf16_calibration() const {
+    if (cfg.bf16_activations) return *cfg.bf16_activations;
+    const ModelTensor* t = src.find(linears.front().gguf);
+    return t && t->type == QuantType::BF16;
+  }
+
+  std::string mappings_line() const {
+    return cfg.smooth_all ? "Smoothing mappings: all (input_layernorm -> q/k/v, post_attention_layernorm -> gate/up, "
+                            "v_proj -> o_proj, up_proj -> down_proj)"
+                          : "Smoothing mappings: default (input_layernorm -> q/k/v, post_attention_layernorm -> gate/up)";
+  }
+
+  std::string activations_line() const {
+    return bf16_calibration() ? "Calibration activations: bf16 (rounded before the products, as for a bf16 model)"
+                              : "Calibration activations: f32";
+  }
+
+  std::vector<double> alpha_grid() const {
+    std::vector<double> grid = cfg.alpha_grid;
+    if (grid.empty())
+      for (int i = 0; i <= 20; ++i) grid.push_back(i * 0.05);
+    return grid;
+  }
+
+  // Sites must have seen finite values, and some signal.
+  void check_sites(size_t s0, size_t s1) const {
+    for (size_t i = s0; i < s1; ++i) {
+      const SqSite& s = sites[i];
       if (s.non_finite)
         fail(Errc::smoothquant_failed,
              "smoothquant: {} holds NaN or infinite activations on the calibration data; nothing was written", s.what);
@@ -479,62 +735,118 @@ struct SmoothQuantizer::Impl {
              "smoothquant: {} has no calibration signal (all activations zero over {} tokens); nothing was written",
              s.what, s.tokens);
     }
-    std::vector<double> grid = cfg.alpha_grid;
-    if (grid.empty())
-      for (int i = 0; i <= 20; ++i) grid.push_back(i * 0.05);
-    site_smoothed_max.assign(sites.size(), 0.0f);
-    if (cfg.alpha_auto) progress.message(fmt::format("Searching alpha per layer over {} values", grid.size()));
-    for (size_t g = 0; g < groups.size(); ++g) {
-      ctx.check_cancelled();
-      SmoothQuantGroup& G = groups[g];
-      const SqSite& site = sites[static_cast<size_t>(4 * G.layer + (g % 2 == 0 ? 0 : 2))];
-      const std::vector<float> a = site.statistic(cfg.activation_percentile);
-      std::vector<std::vector<float>> W;
-      const std::vector<float> w = weight_colmax(g, cfg.alpha_auto ? &W : nullptr);
-      G.alpha = cfg.alpha;
-      if (cfg.alpha_auto) {
-        const int64_t n = site.n, rows = site.rows_held;
-        const std::vector<float> X(site.rows.begin(), site.rows.begin() + rows * n);
-        const MigrationAnalyzer analyzer(grid, cfg.per_channel);
-        const MigrationResult m = analyzer.find_optimal_alpha(W, X, rows, a, ctx);
-        G.alpha = m.alpha;
-        G.mse_chosen = m.error;
-        G.mse_default = -1;
-        for (size_t i = 0; i < grid.size(); ++i)
-          if (std::fabs(grid[i] - cfg.alpha) < 1e-12) G.mse_default = m.errors[i];
-        if (G.mse_default < 0) G.mse_default = analyzer.error(W, X, rows, smoothing_scales(a, w, cfg.alpha), ctx);
-        progress.message(fmt::format("  {}: alpha {:.2f} (relative MSE {:.3g}; {:.3g} at alpha {})", G.norm, G.alpha,
-                                     G.mse_chosen, G.mse_default, cfg.alpha));
+  }
+
+  // The scales of block l's groups, from `m` (the whole model, or the block alone as block ml).
+  void block_scales(int64_t l, const Model& m, int64_t ml, const Context& ctx) {
+    for (int k = 0; k < gpb; ++k) group_scales(static_cast<size_t>(gpb * l + k), m, ml, ctx);
+    // Unsmoothed inputs (o_proj, down_proj without smooth_all): their own statistic.
+    if (!cfg.smooth_all)
+      for (int k : {1, 3}) {
+        const size_t i = static_cast<size_t>(4 * l + k);
+        const auto a = sites[i].statistic(cfg.activation_percentile);
+        site_smoothed_max[i] = *std::max_element(a.begin(), a.end());
       }
-      G.scales = smoothing_scales(a, w, G.alpha);
-      double amax = 0, smax = 0, smin = std::numeric_limits<double>::infinity(), sm = 0;
-      for (size_t j = 0; j < a.size(); ++j) {
-        const float s = G.scales[j];
-        if (!std::isfinite(s) || s <= 0)
-          fail(Errc::smoothquant_failed, "smoothquant: {}: smoothing scale of channel {} is {}; nothing was written",
-               G.norm, j, s);
-        amax = std::max(amax, static_cast<double>(a[j]));
-        smax = std::max(smax, static_cast<double>(s));
-        smin = std::min(smin, static_cast<double>(s));
-        sm = std::max(sm, static_cast<double>(a[j]) / s);
-      }
-      G.activation_max = amax;
-      G.activation_max_smoothed = sm;
-      G.scale_min = smin;
-      G.scale_max = smax;
-      site_smoothed_max[static_cast<size_t>(4 * G.layer + (g % 2 == 0 ? 0 : 2))] = static_cast<float>(sm);
-    }
-    // Unsmoothed inputs (o_proj, down_proj): their own statistic.
-    for (size_t i = 0; i < sites.size(); ++i) {
-      if (i % 4 == 0 || i % 4 == 2) continue;
-      const auto a = sites[i].statistic(cfg.activation_percentile);
-      site_smoothed_max[i] = *std::max_element(a.begin(), a.end());
-    }
-    for (size_t i = 0; i < sites.size(); ++i)
+    for (size_t i = static_cast<size_t>(4 * l); i < static_cast<size_t>(4 * l + 4); ++i)
       if (!std::isfinite(site_smoothed_max[i]) || site_smoothed_max[i] <= 0)
         fail(Errc::smoothquant_failed, "smoothquant: {}: static input scale is {}; nothing was written", sites[i].what,
              site_smoothed_max[i] / 127.5f);
-    summary.groups = groups;
+  }
+
+  void group_scales(size_t g, const Model& m, int64_t ml, const Context& ctx) {
+    ctx.check_cancelled();
+    Progress& progress = ctx.progress_sink();
+    SmoothQuantGroup& G = groups[g];
+    const int kind = group_kind(g);
+    const size_t site_i = static_cast<size_t>(4 * G.layer + kSqGroupSite[kind]);
+    const SqSite& site = sites[site_i];
+    // Per input column of the group's linears: the activation statistic and max |W[:, j]|.
+    const std::vector<float> a_col = site.statistic(cfg.activation_percentile);
+    std::vector<std::vector<float>> W;
+    std::vector<float> w_col;
+    for (const auto& x : linears) {
+      if (x.group != static_cast<int>(g)) continue;
+      std::vector<float> v = m.tensor_f32(fmt::format("blk.{}.{}.weight", ml, x.role));
+      const int64_t n = x.cols, rows = static_cast<int64_t>(v.size()) / n;
+      if (w_col.empty()) w_col.assign(static_cast<size_t>(n), 0.0f);
+      for (int64_t r = 0; r < rows; ++r)
+        for (int64_t j = 0; j < n; ++j)
+          w_col[static_cast<size_t>(j)] = std::max(w_col[static_cast<size_t>(j)], std::fabs(v[static_cast<size_t>(r * n + j)]));
+      if (cfg.alpha_auto) W.push_back(std::move(v));
+    }
+    if (a_col.size() != w_col.size())
+      fail(Errc::invalid_model, "smoothquant: {}: {} activation channels against {} weight columns", G.norm, a_col.size(),
+           w_col.size());
+    // v -> o with GQA: one scale per KV channel serves the o_proj columns of every query head
+    // reading it; its statistics are the maxima over those columns.
+    const int64_t n_col = static_cast<int64_t>(a_col.size());
+    std::vector<int64_t> col_of;  // column -> scale index; empty = the identity
+    std::vector<float> a = a_col, w = w_col;
+    if (kind == kSqValueOut && q_per_kv > 1) {
+      const int64_t n_kv = n_col / q_per_kv;
+      col_of.resize(static_cast<size_t>(n_col));
+      a.assign(static_cast<size_t>(n_kv), 0.0f);
+      w.assign(static_cast<size_t>(n_kv), 0.0f);
+      for (int64_t j = 0; j < n_col; ++j) {
+        const int64_t h = j / head_dim, c = (h / q_per_kv) * head_dim + j % head_dim;
+        col_of[static_cast<size_t>(j)] = c;
+        a[static_cast<size_t>(c)] = std::max(a[static_cast<size_t>(c)], a_col[static_cast<size_t>(j)]);
+        w[static_cast<size_t>(c)] = std::max(w[static_cast<size_t>(c)], w_col[static_cast<size_t>(j)]);
+      }
+    }
+    auto expand = [&](const std::vector<float>& s) {
+      if (col_of.empty()) return s;
+      std::vector<float> e(static_cast<size_t>(n_col));
+      for (int64_t j = 0; j < n_col; ++j) e[static_cast<size_t>(j)] = s[static_cast<size_t>(col_of[static_cast<size_t>(j)])];
+      return e;
+    };
+    G.alpha = cfg.alpha;
+    if (cfg.alpha_auto) {
+      // MigrationAnalyzer's search, with the scales spread over the columns they apply to.
+      const int64_t rows = site.rows_held;
+      const std::vector<float> X(site.rows.begin(), site.rows.begin() + rows * n_col);
+      const detail::EngineOps ops = Registry::instance().engine_ops(ctx.active_backend());
+      const int threads = ctx.thread_count();
+      std::vector<std::vector<float>> Yref;
+      for (const auto& mw : W) Yref.push_back(sq_product(ops, mw, X.data(), rows, n_col, threads));
+      const std::vector<double> grid = alpha_grid();
+      double best = std::numeric_limits<double>::infinity();
+      G.mse_default = -1;
+      for (double al : grid) {
+        ctx.check_cancelled();
+        const double e = sq_group_error(ops, W, X, rows, n_col, Yref, expand(smoothing_scales(a, w, al)), cfg.per_channel,
+                                        threads);
+        if (e < best) best = e, G.alpha = al;
+        if (std::fabs(al - cfg.alpha) < 1e-12 && G.mse_default < 0) G.mse_default = e;
+      }
+      G.mse_chosen = best;
+      if (G.mse_default < 0)
+        G.mse_default = sq_group_error(ops, W, X, rows, n_col, Yref, expand(smoothing_scales(a, w, cfg.alpha)),
+                                       cfg.per_channel, threads);
+      progress.message(fmt::format("  {}: alpha {:.2f} (relative MSE {:.3g}; {:.3g} at alpha {})", G.norm, G.alpha,
+                                   G.mse_chosen, G.mse_default, cfg.alpha));
+    }
+    G.scales = smoothing_scales(a, w, G.alpha);
+    if (!col_of.empty()) group_columns[g] = expand(G.scales);
+    const std::vector<float>& sc = col_of.empty() ? G.scales : group_columns[g];
+    double amax = 0, smax = 0, smin = std::numeric_limits<double>::infinity(), sm = 0;
+    for (size_t j = 0; j < G.scales.size(); ++j) {
+      const float s = G.scales[j];
+      if (!std::isfinite(s) || s <= 0)
+        fail(Errc::smoothquant_failed, "smoothquant: {}: smoothing scale of channel {} is {}; nothing was written", G.norm,
+             j, s);
+      smax = std::max(smax, static_cast<double>(s));
+      smin = std::min(smin, static_cast<double>(s));
+    }
+    for (size_t j = 0; j < a_col.size(); ++j) {
+      amax = std::max(amax, static_cast<double>(a_col[j]));
+      sm = std::max(sm, static_cast<double>(a_col[j]) / sc[j]);
+    }
+    G.activation_max = amax;
+    G.activation_max_smoothed = sm;
+    G.scale_min = smin;
+    G.scale_max = smax;
+    site_smoothed_max[site_i] = static_cast<float>(sm);
   }
 
   const SqLinear* linear_by_module(const std::string& module) const {
@@ -547,6 +859,16 @@ struct SmoothQuantizer::Impl {
     if (!calibrated) fail(Errc::invalid_argument, "smoothquant: apply() before calibrate()");
     for (size_t g = 0; g < groups.size(); ++g) {
       const auto& s = groups[g].scales;
+      if (group_kind(g) == kSqValueOut) {  // v_proj's bias is divided with its rows
+        const std::string bias = names::block_tensor(groups[g].layer, "attn_v.bias");
+        if (src.find(bias)) {
+          std::vector<float> v = m.tensor_f32(bias);
+          if (v.size() != s.size()) fail(Errc::invalid_argument, "smoothquant: {} has {} values, not {}", bias, v.size(), s.size());
+          for (size_t j = 0; j < v.size(); ++j) v[j] /= s[j];
+          m.replace_tensor(bias, v, QuantType::F32);
+        }
+      }
+      if (group_kind(g) > kSqFfnNorm) continue;
       const std::string norm = norm_gguf(g);
       std::vector<float> v = m.tensor_f32(norm);
       if (v.size() != s.size()) fail(Errc::invalid_argument, "smoothquant: {} has {} values, not {}", norm, v.size(), s.size());
@@ -556,11 +878,12 @@ struct SmoothQuantizer::Impl {
     for (const auto& x : linears) {
       std::vector<float> v = m.tensor_f32(x.gguf);
       const int64_t n = m.tensor_shape(x.gguf)[0], rows = static_cast<int64_t>(v.size()) / n;
-      if (x.group >= 0) {
-        const auto& s = groups[static_cast<size_t>(x.group)].scales;
-        for (int64_t r = 0; r < rows; ++r)
-          for (int64_t j = 0; j < n; ++j) v[static_cast<size_t>(r * n + j)] *= s[static_cast<size_t>(j)];
-      }
+      if (n != x.cols || rows != x.rows)
+        fail(Errc::invalid_argument, "smoothquant: {} is {} x {} in the model, {} x {} in the checkpoint", x.gguf, rows, n,
+             x.rows, x.cols);
+      if (x.row_group >= 0 && (x.role == "attn_q" || x.role == "attn_k"))
+        fail(Errc::invalid_argument, "smoothquant: {}: rows of a permuted weight cannot be scaled", x.gguf);
+      fold(x, v, 0);
       if (cfg.quantize) {
         const StDtype dt = weight_dtype(x);
         std::vector<int8_t> q(v.size());
@@ -580,14 +903,30 @@ struct SmoothQuantizer::Impl {
     return StDtype::F32;
   }
 
-  SmoothQuantResult write(const fs::path& dir, const Context& ctx);
+  SmoothQuantResult write(const fs::path& dir, const Context& ctx) {
+    OutputDir od(dir, {"compressed-tensors"}, "compressed-tensors output");
+    return write_to(od, ctx);
+  }
+  SmoothQuantResult write_to(OutputDir& od, const Context& ctx);
+
+  // The bounded-memory command: the output's temporary directory first (its work files live
+  // there), the block-at-a-time calibration, then the same writer as write().
+  SmoothQuantResult run_streamed(const fs::path& dir, const Context& ctx) {
+    OutputDir od(dir, {"compressed-tensors"}, "compressed-tensors output");
+    const fs::path work = od.make_tmp() / ".smoothquant-work";
+    std::error_code ec;
+    fs::create_directories(work, ec);
+    if (ec) fail(Errc::output_error, "smoothquant: cannot create {}: {}", work.string(), ec.message());
+    calibrate_streamed(work, ctx);
+    fs::remove_all(work, ec);
+    return write_to(od, ctx);
+  }
 };
 
-SmoothQuantResult SmoothQuantizer::Impl::write(const fs::path& dir_in, const Context& ctx) {
+SmoothQuantResult SmoothQuantizer::Impl::write_to(OutputDir& od, const Context& ctx) {
   if (!calibrated) fail(Errc::invalid_argument, "smoothquant: write() before calibrate()");
   const auto t0 = std::chrono::steady_clock::now();
   Progress& progress = ctx.progress_sink();
-  OutputDir od(dir_in, {"compressed-tensors"}, "compressed-tensors output");
   const fs::path& dir = od.dir();
   std::error_code ec;
 
@@ -613,7 +952,10 @@ SmoothQuantResult SmoothQuantizer::Impl::write(const fs::path& dir_in, const Con
   summary.n_parameters = 0;
   summary.n_quantized = 0;
   std::map<std::string, size_t> norm_group;
-  for (size_t g = 0; g < groups.size(); ++g) norm_group[groups[g].norm + ".weight"] = g;
+  // A norm's weight is divided by its group's scales, and so is the bias of a v_proj or up_proj
+  // whose output rows are (smooth_all).
+  for (size_t g = 0; g < groups.size(); ++g)
+    norm_group[groups[g].norm + (group_kind(g) <= kSqFfnNorm ? ".weight" : ".bias")] = g;
   for (const auto& f : files) {
     open.push_back(std::make_unique<SafetensorsFile>(f));
     std::vector<const StTensor*> order;
@@ -697,15 +1039,9 @@ SmoothQuantResult SmoothQuantizer::Impl::write(const fs::path& dir_in, const Con
         out.write(t.name, raw.data(), raw.size());
       } else {
         const int64_t rows = t.shape[0], n = t.shape[1];
-        if (it.group >= 0) {
-          const auto& s = groups[static_cast<size_t>(it.group)].scales;
-          if (static_cast<int64_t>(s.size()) != n)
-            fail(Errc::invalid_model, "smoothquant: {} has {} columns, not {}", t.name, n, s.size());
-          parallel_for(rows, threads, 64, [&](int64_t r0, int64_t r1) {
-            for (int64_t r = r0; r < r1; ++r)
-              for (int64_t j = 0; j < n; ++j) v[static_cast<size_t>(r * n + j)] *= s[static_cast<size_t>(j)];
-          });
-        }
+        if (rows != it.lin->rows || n != it.lin->cols)
+          fail(Errc::invalid_model, "smoothquant: {} is {} x {}, not {} x {}", t.name, rows, n, it.lin->rows, it.lin->cols);
+        fold(*it.lin, v, threads);
         if (!cfg.quantize) {
           for (size_t k = 0; k < n_el; ++k) {
             if (!std::isfinite(through(t.dtype, v[k])))
@@ -914,10 +1250,17 @@ SmoothQuantResult smoothquant_model(const fs::path& model, fs::path out, const S
   Progress& progress = ctx.progress_sink();
   progress.message(fmt::format("Loading model: {}", model.string()));
   auto src = ModelSource::open(model);
-  SmoothQuantizer sq(*src, config);
-  sq.calibrate(ctx);
-  sq.release_model();
-  return sq.write(out, ctx);
+  const Architecture& arch = architecture_of(src->config(), "smoothquant");
+  if (src->is_gguf() || arch.sandwich_norms || arch.scale_embedding || arch.swa_period > 0) {
+    // A block calibrated alone needs blocks that do not depend on their index and embeddings
+    // used as they are; the constructor refuses the rest with its own message.
+    SmoothQuantizer sq(*src, config);
+    sq.calibrate(ctx);
+    sq.release_model();
+    return sq.write(out, ctx);
+  }
+  SmoothQuantizer::Impl run(*src, config, /*load=*/false);
+  return run.run_streamed(out, ctx);
 }
 
 }  // namespace lq
