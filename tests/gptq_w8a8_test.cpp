@@ -142,6 +142,27 @@ std::vector<float> w8_layer0_inputs(const W8Tiny& t, int k, int64_t& n) {
   return x;
 }
 
+// Every file of a directory (relative name -> bytes).
+std::map<std::string, std::string> w8_files(const fs::path& dir) {
+  std::map<std::string, std::string> m;
+  for (const auto& e : fs::recursive_directory_iterator(dir))
+    if (e.is_regular_file()) m[fs::relative(e.path(), dir).string()] = read_file(e.path());
+  return m;
+}
+
+// Cancels its token once `after` blocks of the GPTQ stage are done.
+class W8CancelAfter final : public Progress {
+ public:
+  W8CancelAfter(CancelToken& token, int64_t after) : token_(token), after_(after) {}
+  void update(std::string_view stage, int64_t done, int64_t, std::string_view) override {
+    if (stage == "GPTQ" && done >= after_) token_.cancel();
+  }
+
+ private:
+  CancelToken& token_;
+  int64_t after_;
+};
+
 // sum over rows of |x W^T|^2 differences: x (rows x n) against weights a and b (out x n).
 double w8_output_error(const std::vector<float>& x, int64_t n, const std::vector<float>& a, const std::vector<float>& b) {
   const int64_t rows = static_cast<int64_t>(x.size()) / n, out = static_cast<int64_t>(a.size()) / n;
@@ -368,4 +389,41 @@ TEST_CASE("gptq w8a8: lq quantize MODEL gptq --smoothquant writes W8A8 and repor
   }
   const auto cfg = nlohmann::json::parse(read_file(tmp / "out" / "config.json"));
   CHECK(cfg["quantization_config"]["format"] == "int-quantized");
+}
+
+TEST_CASE("gptq w8a8: a cancelled run resumes from its checkpoint (smoothing included) to the same bytes",
+          "[gptq][gptq-w8a8]") {
+  auto t = w8_tiny();
+  if (!t) return;
+  test::TempDir tmp;
+  GptqConfig c = w8_gptq(t->calib, true);
+  c.calibration_samples = 2;
+  c.ctx = 48;
+  const GptqResult ref = gptq_model(t->dir, tmp / "ref", c);
+  const auto want = w8_files(tmp / "ref");
+  c.checkpoint_dir = gptq_checkpoint_state(tmp / "ckpt", c, false);
+  CHECK(c.checkpoint_dir == tmp / "ckpt" / "gptq-w8a8-sq-static");
+  CancelToken token;
+  W8CancelAfter stop(token, 2);
+  Context ctx;
+  ctx.cancel = &token;
+  ctx.progress = &stop;
+  CHECK_THROWS_AS(gptq_model(t->dir, tmp / "out", c, ctx), Error);
+  REQUIRE(fs::exists(c.checkpoint_dir / "state.json"));
+  // Other smoothing settings are another run.
+  GptqConfig other = c;
+  other.resume = true;
+  other.smoothquant->alpha = 0.7;
+  CHECK_THROWS_WITH(gptq_model(t->dir, tmp / "out", other), Catch::Matchers::Contains("other quantization settings"));
+  c.resume = true;
+  const GptqResult r = gptq_model(t->dir, tmp / "out", c);
+  CHECK(r.resumed_blocks >= 2);
+  CHECK(r.resumed_blocks < 6);
+  CHECK(w8_files(tmp / "out") == want);
+  REQUIRE(r.smoothing.size() == ref.smoothing.size());
+  for (size_t g = 0; g < r.smoothing.size(); ++g) {
+    CHECK(r.smoothing[g].norm == ref.smoothing[g].norm);
+    CHECK(r.smoothing[g].activation_max_smoothed == ref.smoothing[g].activation_max_smoothed);
+  }
+  CHECK_FALSE(fs::exists(tmp / "ckpt"));
 }
