@@ -2,9 +2,11 @@
 # GPTQ side by side: llm-compressor's GPTQModifier against `lq quantize MODEL gptq` on the same
 # model, calibration text, sample count, ctx, group size, act-order and threads. SCHEME=w4a16
 # (default): W4A16, symmetric 4-bit with groups, compressed-tensors pack-quantized on both sides.
-# SCHEME=w8a8: llm-compressor's SmoothQuantModifier + GPTQModifier(W8A8) against
-# `lq quantize MODEL smoothquant --smoothquant --gptq` (GPTQ-rounded int8 weights; the script says
-# so when this lq has no such option). Prints wall time and peak RSS of both (/usr/bin/time -v),
+# SCHEME=w8a8: llm-compressor's SmoothQuantModifier + GPTQModifier(W8A8: int8 symmetric weights per
+# output channel, int8 dynamic per-token activations) against `lq quantize MODEL gptq --smoothquant`
+# (GPTQ-rounded int8 weights in the same compressed-tensors int-quantized layout; the script says
+# so when this lq has no such option), same alpha, samples and ctx (ACT_ORDER=none is the plain
+# W8A8 preset on both sides; GROUP does not apply). Prints wall time and peak RSS of both (/usr/bin/time -v),
 # then perplexity and KL divergence against the original model of both outputs, measured with
 # transformers (+ compressed-tensors) on lq perplexity's chunks of the evaluation text, and the
 # ratios. Not part of the test suite: it installs llmcompressor and its torch with pip into a
@@ -91,8 +93,9 @@ if [ "$scheme" = w4a16 ]; then
           --calibration-data "$calib" --calibration-samples "$samples" --ctx "$ctx" --no-checkpoints -o "$lq_out")
   supported=1
 else
-  lq_cmd=("$lq" --threads "$threads" quantize "$model" smoothquant --smoothquant --gptq --alpha "$alpha"
-          "${act_args[@]}" --calibration-data "$calib" --calibration-samples "$samples" --ctx "$ctx" -o "$lq_out")
+  lq_cmd=("$lq" --threads "$threads" quantize "$model" gptq --smoothquant --alpha "$alpha"
+          "${act_args[@]}" --calibration-data "$calib" --calibration-samples "$samples" --ctx "$ctx" --no-checkpoints
+          -o "$lq_out")
   supported=0
   # an lq with the combination documents it in its help ("GPTQ-rounded int8 weights")
   "$lq" quantize --help 2>&1 | grep -qi "GPTQ-rounded int8" && supported=1
@@ -107,7 +110,7 @@ if [ "$supported" = 1 ]; then
     echo "lq failed (exit status above); reporting llm-compressor's side only"
   fi
 else
-  echo "$lq does not support \`quantize MODEL smoothquant --smoothquant --gptq\`; reporting llm-compressor's side only"
+  echo "$lq does not support \`quantize MODEL gptq --smoothquant\`; reporting llm-compressor's side only"
 fi
 
 if [ "${EVAL:-1}" = 1 ]; then

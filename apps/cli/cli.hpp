@@ -5,6 +5,7 @@
 #include <lq/io.hpp>
 #include <lq/progress.hpp>
 #include <lq/sensitivity.hpp>
+#include <lq/smoothquant.hpp>
 
 #include <cxxopts.hpp>
 #include <fmt/format.h>
@@ -91,6 +92,9 @@ bool parse_kv_cache_f16(const std::string& value);
 /// (cmd_quantize_gptq.cpp).
 void add_gptq_options(cxxopts::Options& opts);
 int run_gptq(Context& ctx, const cxxopts::ParseResult& r, const std::string& format);
+/// The SmoothQuant options (--alpha, --activation-percentile, --static-activations,
+/// --per-tensor-weights, the calibration options) as a validated SmoothQuantConfig.
+SmoothQuantConfig smoothquant_options(const cxxopts::ParseResult& r);
 /// `quantize MODEL awq` (cmd_quantize_awq.cpp): uses the GPTQ options layout, bits, group-size.
 int run_awq(Context& ctx, const cxxopts::ParseResult& r);
 /// `convert SRC.gguf gptq|compressed-tensors`, with the options `convert` parsed

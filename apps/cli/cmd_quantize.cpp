@@ -58,9 +58,9 @@ constexpr const char* kSmoothQuantOptions[] = {"alpha", "calibration-data", "cal
 
 constexpr const char* kGptqOptions[] = {"layout", "bits", "group-size", "act-order", "act-order-group", "sym", "asym", "damp", "method"};
 
-int run_smoothquant(Context& ctx, const cxxopts::ParseResult& r) {
-  for (const char* o : kGgufOnlyOptions)
-    if (r.count(o)) fail(Errc::invalid_argument, "--{} does not apply to the smoothquant output format (W8A8)", o);
+}  // namespace
+
+SmoothQuantConfig smoothquant_options(const cxxopts::ParseResult& r) {
   SmoothQuantConfig cfg;
   if (r.count("alpha")) {
     const std::string a = r["alpha"].as<std::string>();
@@ -102,6 +102,15 @@ int run_smoothquant(Context& ctx, const cxxopts::ParseResult& r) {
     cfg.bf16_activations = a == "bf16";
   }
   validate(cfg);
+  return cfg;
+}
+
+namespace {
+
+int run_smoothquant(Context& ctx, const cxxopts::ParseResult& r) {
+  for (const char* o : kGgufOnlyOptions)
+    if (r.count(o)) fail(Errc::invalid_argument, "--{} does not apply to the smoothquant output format (W8A8)", o);
+  const SmoothQuantConfig cfg = smoothquant_options(r);
 
   const fs::path model = r["model"].as<std::string>();
   const fs::path out =
@@ -227,7 +236,8 @@ int run_quantize(Context& ctx, std::vector<std::string> args) {
       ("coherence-check",
        "Generate from the built-in prompts and score the output's coherence. Below "
        "$LLM_QUANTIZE_COHERENCE_THRESHOLD (default 0.5): exit 12, the output file is kept")
-      ("smoothquant", "SmoothQuant W8A8 transformation (output format smoothquant)")
+      ("smoothquant", "SmoothQuant W8A8 transformation (output format smoothquant; with gptq: W8A8 with GPTQ-rounded "
+                      "int8 weights, per channel)")
       ("alpha", "SmoothQuant migration strength in [0, 1], or auto (per layer, lowest W8A8 output error) [default: 0.5]",
        cxxopts::value<std::string>())
       ("calibration-data", "SmoothQuant / GPTQ / AWQ calibration data: .txt, .json or .jsonl [default: built-in WikiText-2]",
@@ -269,8 +279,19 @@ int run_quantize(Context& ctx, std::vector<std::string> args) {
       if (r.count(o) && std::string_view(o) != "checkpoint-dir" && std::string_view(o) != "resume" &&
           std::string_view(o) != "no-checkpoints")
         fail(Errc::invalid_argument, "--{} does not apply to the {} output format", o, format);
-    for (const char* o : {"smoothquant", "alpha", "activation-percentile", "static-activations", "per-tensor-weights"})
-      if (r.count(o)) fail(Errc::invalid_argument, "--{} does not apply to the {} output format", o, format);
+    // Validation rules 5 and 6: gptq is W8A8-capable (SmoothQuant, then GPTQ at 8 bits per channel).
+    if (r.count("smoothquant") && format != "gptq")
+      fail(Errc::invalid_argument,
+           "--smoothquant is only valid with a W8A8-compatible output format (smoothquant, gptq), not {} (validation rule 5)",
+           format);
+    if (r.count("alpha") && !r.count("smoothquant"))
+      fail(Errc::invalid_argument, "--alpha requires --smoothquant (validation rule 6)");
+    for (const char* o : {"activation-percentile", "static-activations", "per-tensor-weights"})
+      if (r.count(o) && !r.count("smoothquant"))
+        fail(Errc::invalid_argument, "--{} does not apply to the {} output format without --smoothquant", o, format);
+    if (r.count("per-tensor-weights"))
+      fail(Errc::invalid_argument, "--per-tensor-weights does not apply to gptq --smoothquant (GPTQ W8A8 weights are per channel)");
+    // The streamed SmoothQuant's own knobs; GPTQ W8A8 smooths the norm-fed linears only.
     for (const char* o : {"smooth-mappings", "calibration-activations"})
       if (r.count(o)) fail(Errc::invalid_argument, "--{} does not apply to the {} output format", o, format);
     return format == "awq" ? run_awq(ctx, r) : run_gptq(ctx, r, format);
@@ -282,7 +303,7 @@ int run_quantize(Context& ctx, std::vector<std::string> args) {
   // Validation rules 5 and 6 of the CLI contract.
   if (r.count("smoothquant") && format != "smoothquant")
     fail(Errc::invalid_argument,
-         "--smoothquant is only valid with a W8A8-compatible output format (smoothquant), not {} (validation rule 5)",
+         "--smoothquant is only valid with a W8A8-compatible output format (smoothquant, gptq), not {} (validation rule 5)",
          format);
   if (r.count("alpha") && !r.count("smoothquant"))
     fail(Errc::invalid_argument, "--alpha requires --smoothquant (validation rule 6)");

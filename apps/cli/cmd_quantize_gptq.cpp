@@ -1,7 +1,8 @@
 // lq quantize MODEL gptq|rtn [--layout compressed-tensors|gptq|gptq_v2] [--bits] [--group-size]
 // [--act-order|--act-order-group] [--sym|--asym] [--damp] [--calibration-data] [--calibration-samples]
-// [--ctx]: the options of the W4A16-style outputs, parsed into a GptqConfig for lq::gptq_model
-// (gptq.hpp), and the printed result. No quantization logic here.
+// [--ctx] [--smoothquant [--alpha A|auto] [--static-activations] [--activation-percentile P]]: the
+// options of the W4A16-style outputs (and of W8A8 after SmoothQuant), parsed into a GptqConfig for
+// lq::gptq_model (gptq.hpp), and the printed result. No quantization logic here.
 #include "cli.hpp"
 
 #include <lq/gptq.hpp>
@@ -61,6 +62,23 @@ int run_gptq(Context& ctx, const cxxopts::ParseResult& r, const std::string& for
   if (r.count("act-order")) cfg.params.act_order = GptqActOrder::static_groups;
   if (r.count("act-order-group")) cfg.params.act_order = GptqActOrder::group;
   if (r.count("damp")) cfg.params.damp = r["damp"].as<double>();
+  if (r.count("smoothquant")) {
+    // W8A8: SmoothQuant, then GPTQ at 8 bits per output channel, symmetric (llm-compressor's recipe).
+    if (cfg.params.rtn)
+      fail(Errc::invalid_argument, "--smoothquant with round to nearest is `quantize MODEL smoothquant --smoothquant`");
+    if (r.count("bits") && cfg.params.bits != 8)
+      fail(Errc::invalid_argument, "--smoothquant quantizes weights to 8 bits (W8A8), not --bits {}", cfg.params.bits);
+    if (r.count("group-size") && cfg.params.group_size != -1)
+      fail(Errc::invalid_argument, "--smoothquant quantizes weights per output channel (--group-size -1), not {}",
+           cfg.params.group_size);
+    if (r.count("asym")) fail(Errc::invalid_argument, "--smoothquant quantizes weights symmetrically (int8): drop --asym");
+    if (cfg.layout != GptqLayout::compressed_tensors)
+      fail(Errc::invalid_argument, "--smoothquant writes the compressed-tensors int8 layout: drop --layout {}",
+           r["layout"].as<std::string>());
+    cfg.params.bits = 8;
+    cfg.params.group_size = -1;
+    cfg.smoothquant = smoothquant_options(r);
+  }
   if (r.count("calibration-samples")) cfg.calibration_samples = r["calibration-samples"].as<int64_t>();
   if (r.count("ctx")) cfg.ctx = r["ctx"].as<int64_t>();
   if (r.count("calibration-data")) cfg.calibration_data = r["calibration-data"].as<std::string>();
@@ -120,7 +138,7 @@ int run_gptq(Context& ctx, const cxxopts::ParseResult& r, const std::string& for
   const char* act = cfg.params.act_order == GptqActOrder::static_groups ? "static"
                     : cfg.params.act_order == GptqActOrder::group       ? "group"
                                                                         : "none";
-  const std::string level = fmt::format("W{}A16", cfg.params.bits);
+  const std::string level = cfg.smoothquant ? std::string("W8A8") : fmt::format("W{}A16", cfg.params.bits);
   progress.message(fmt::format("Complete: {} ({}, {:.2f} bpw)", res.output.string(), human_bytes(res.output_bytes), res.bpw));
   if (ctx.format == Format::json) {
     nlohmann::json layers = nlohmann::json::array();
@@ -164,9 +182,32 @@ int run_gptq(Context& ctx, const cxxopts::ParseResult& r, const std::string& for
                              {"calibration_seconds", res.calibration_seconds},
                              {"quantize_seconds", res.quantize_seconds},
                              {"duration_seconds", res.seconds}};
+    if (const auto& sq = cfg.smoothquant) {
+      nlohmann::json groups = nlohmann::json::array();
+      for (const auto& g : res.smoothing)
+        groups.push_back({{"layer_name", g.norm},
+                          {"layer", g.layer},
+                          {"linears", g.linears},
+                          {"alpha", g.alpha},
+                          {"activation_max", g.activation_max},
+                          {"activation_max_smoothed", g.activation_max_smoothed},
+                          {"scale_min", g.scale_min},
+                          {"scale_max", g.scale_max},
+                          {"relative_mse", sq->alpha_auto ? nlohmann::json(g.mse_chosen) : nlohmann::json(nullptr)},
+                          {"relative_mse_default_alpha", sq->alpha_auto ? nlohmann::json(g.mse_default) : nlohmann::json(nullptr)}});
+      result["smoothquant"] = {{"alpha", sq->alpha_auto ? nlohmann::json("auto") : nlohmann::json(sq->alpha)},
+                               {"activation_percentile", sq->activation_percentile},
+                               {"weights", "int8 per channel (GPTQ)"},
+                               {"activations", sq->static_activations ? "int8 static per tensor" : "int8 dynamic per token"},
+                               {"groups", groups}};
+    }
     print_json(result);
   } else {
     std::cout << fmt::format("Output:      {} ({})\n", res.output.string(), layout);
+    if (cfg.smoothquant)
+      std::cout << fmt::format("SmoothQuant: alpha {}; {} activations\n",
+                               cfg.smoothquant->alpha_auto ? std::string("auto") : fmt::format("{}", cfg.smoothquant->alpha),
+                               cfg.smoothquant->static_activations ? "int8 static per-tensor" : "int8 dynamic per-token");
     std::cout << fmt::format("Scheme:      {} {} {} {}{}\n", cfg.params.rtn ? "RTN" : "GPTQ", level,
                              cfg.params.group_size > 0 ? fmt::format("g{}", cfg.params.group_size) : std::string("per channel"),
                              cfg.params.sym ? "symmetric" : "asymmetric",

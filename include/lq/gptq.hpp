@@ -10,11 +10,13 @@
 #include <lq/calibration.hpp>
 #include <lq/context.hpp>
 #include <lq/model.hpp>
+#include <lq/smoothquant.hpp>
 
 #include <cstdint>
 #include <filesystem>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -105,6 +107,17 @@ struct GptqConfig {
   /// Continue the checkpoint in checkpoint_dir (Errc::invalid_argument when it is missing or was made
   /// for another model, settings or calibration data).
   bool resume = false;
+  /// gptq_model only: SmoothQuant before GPTQ, llm-compressor's recommended W8A8 recipe. Per block,
+  /// the smoothing statistics of the norm-fed linears' inputs (input_layernorm -> q/k/v,
+  /// post_attention_layernorm -> gate/up) are gathered from the hidden states entering it, the
+  /// scales computed as SmoothQuantizer does (alpha, alpha_auto with its grid and auto_rows,
+  /// activation_percentile) and folded (norm γ/s, W*s), and each linear is quantized by GPTQ with
+  /// the Hessian of the smoothed inputs. Needs params bits 8, group_size -1, sym, not rtn, and the
+  /// compressed-tensors layout; the output is the int-quantized W8A8 directory of
+  /// `quantize MODEL smoothquant --smoothquant` (static_activations: an input_scale per linear).
+  /// per_channel must be true and quantize true; the calibration fields of this config
+  /// (calibration_samples, ctx, calibration_data) are the ones used, the SmoothQuantConfig's are not.
+  std::optional<SmoothQuantConfig> smoothquant;
 };
 
 /// What happened to one linear layer.
@@ -131,6 +144,8 @@ struct GptqResult {
   std::vector<std::string> warnings;
   std::filesystem::path checkpoint;    ///< gptq_model: the checkpoint's state directory (removed on success)
   int64_t resumed_blocks = 0;          ///< gptq_model: blocks taken from the checkpoint
+  /// GptqConfig::smoothquant: the smoothing groups (two per block, forward order; scales empty).
+  std::vector<SmoothQuantGroup> smoothing;
 };
 
 /// The GPTQ pipeline over one Hugging Face checkpoint: load, calibrate and quantize block by
@@ -186,14 +201,15 @@ LQ_API GptqResult gptq_model(const std::filesystem::path& model, std::filesystem
                              const Context& ctx = {});
 
 /// The state directory of a gptq_model checkpoint in checkpoint directory `dir`:
-/// dir/gptq-w4a16-g128 (rtn-..., -asym, -act, -actgroup as the settings say). With `resume`: `dir`
+/// dir/gptq-w4a16-g128 (rtn-..., -asym, -act, -actgroup as the settings say; gptq-w8a8-sq with
+/// config.smoothquant, -static with static activations). With `resume`: `dir`
 /// itself when it holds a checkpoint, else that subdirectory when it does, else
 /// Errc::invalid_argument.
 LQ_API std::filesystem::path gptq_checkpoint_state(const std::filesystem::path& dir, const GptqConfig& config,
                                                    bool resume);
 
 /// "NAME-gptq-w4a16" (RTN: "NAME-rtn-w4a16"; bits and group size in the name when not 4 / 128:
-/// "NAME-gptq-w3a16-g64") in the current directory.
+/// "NAME-gptq-w3a16-g64"; with config.smoothquant "NAME-gptq-w8a8") in the current directory.
 LQ_API std::filesystem::path gptq_default_output(const std::filesystem::path& model, const GptqConfig& config);
 
 /// The exact GPTQ form of GGUF rows (`rows` rows of `cols` values, GGUF block layout): Q4_0 ->

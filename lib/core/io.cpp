@@ -1,6 +1,7 @@
 // File helpers behind io.hpp: atomic output files (two buffers, an optional background writer,
-// O_DIRECT where allowed), read-only mappings, whole-file reads, and the SIGINT/SIGTERM handler
-// that cancels CancelToken::process(). Must not know any file format.
+// O_DIRECT where allowed), read-only mappings, whole-file reads, and the SIGINT/SIGTERM/SIGHUP
+// handler that cancels CancelToken::process() (a second signal removes the temporary files and
+// directories still registered, then dies). Must not know any file format.
 #include <lq/context.hpp>
 #include <lq/error.hpp>
 #include "core/fail.hpp"
@@ -20,8 +21,10 @@
 #include <mutex>
 #include <random>
 
+#include <dirent.h>
 #include <fcntl.h>
 #include <sys/mman.h>
+#include <sys/syscall.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -38,19 +41,60 @@ std::atomic<bool> interrupt_seen{false};
 constexpr int kMaxTmp = 64;
 char g_tmp_paths[kMaxTmp][4096];
 std::atomic<bool> g_tmp_used[kMaxTmp];
+std::atomic<bool> g_tmp_is_dir[kMaxTmp];
 std::mutex g_tmp_mutex;
 
-int register_tmp(const std::string& path) {
+int register_tmp(const std::string& path, bool dir = false) {
   std::lock_guard<std::mutex> g(g_tmp_mutex);
   if (path.size() >= sizeof(g_tmp_paths[0])) return -1;
   for (int i = 0; i < kMaxTmp; ++i) {
     if (!g_tmp_used[i].load()) {
       std::memcpy(g_tmp_paths[i], path.c_str(), path.size() + 1);
+      g_tmp_is_dir[i].store(dir);
       g_tmp_used[i].store(true);
       return i;
     }
   }
   return -1;
+}
+
+// Removes `name` under the directory `at` and, when it is a directory, its contents, with system
+// calls only (async-signal-safe: no allocation, no locks). Depth-limited; a directory that does
+// not empty in a few passes is left.
+void remove_tree_in_handler(int at, const char* name, int depth) {
+  if (::unlinkat(at, name, 0) == 0 || errno == ENOENT) return;
+#ifdef SYS_getdents64
+  if (depth > 16) return;
+  const int fd = ::openat(at, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+  if (fd < 0) return;
+  struct Dirent64 {
+    uint64_t d_ino;
+    int64_t d_off;
+    unsigned short d_reclen;
+    unsigned char d_type;
+    char d_name[1];
+  };
+  alignas(8) char buf[2048];
+  for (int pass = 0; pass < 4; ++pass) {
+    ::lseek(fd, 0, SEEK_SET);
+    for (;;) {
+      const long n = ::syscall(SYS_getdents64, fd, buf, sizeof buf);
+      if (n <= 0) break;
+      for (long off = 0; off < n;) {
+        const auto* d = reinterpret_cast<const Dirent64*>(buf + off);
+        off += d->d_reclen;
+        const char* e = d->d_name;
+        if (e[0] == '.' && (e[1] == 0 || (e[1] == '.' && e[2] == 0))) continue;
+        remove_tree_in_handler(fd, e, depth + 1);
+      }
+    }
+    if (::unlinkat(at, name, AT_REMOVEDIR) == 0) break;
+  }
+  ::close(fd);
+#else
+  (void)depth;
+  ::unlinkat(at, name, AT_REMOVEDIR);
+#endif
 }
 
 void unregister_tmp(int slot) {
@@ -60,8 +104,11 @@ void unregister_tmp(int slot) {
 extern "C" void on_signal(int sig) {
   CancelToken::process().cancel();
   if (interrupt_seen.exchange(true)) {
-    for (int i = 0; i < kMaxTmp; ++i)
-      if (g_tmp_used[i].load()) ::unlink(g_tmp_paths[i]);
+    for (int i = 0; i < kMaxTmp; ++i) {
+      if (!g_tmp_used[i].load()) continue;
+      if (g_tmp_is_dir[i].load()) remove_tree_in_handler(AT_FDCWD, g_tmp_paths[i], 0);
+      else ::unlink(g_tmp_paths[i]);
+    }
     signal(sig, SIG_DFL);
     raise(sig);
   }
@@ -330,8 +377,14 @@ void install_interrupt_handler() {
     sigemptyset(&sa.sa_mask);
     sigaction(SIGINT, &sa, nullptr);
     sigaction(SIGTERM, &sa, nullptr);
+    sigaction(SIGHUP, &sa, nullptr);
   });
 }
+
+namespace detail {
+int register_tmp_dir(const std::string& path) { return register_tmp(path, true); }
+void unregister_tmp_dir(int slot) { unregister_tmp(slot); }
+}  // namespace detail
 
 bool interrupt_requested() noexcept { return CancelToken::process().cancelled(); }
 

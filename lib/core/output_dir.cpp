@@ -43,9 +43,11 @@ OutputDir::~OutputDir() {
     std::error_code ec;
     fs::remove_all(tmp_, ec);
   }
+  detail::unregister_tmp_dir(tmp_slot_);
 }
 
 const fs::path& OutputDir::make_tmp() {
+  if (!tmp_.empty()) return tmp_;
   std::error_code ec;
   for (int attempt = 0; attempt < 8 && tmp_.empty(); ++attempt) {
     fs::path t = parent_ / fmt::format("{}.tmp-{:08x}", dir_.filename().string(), rd_());
@@ -53,6 +55,7 @@ const fs::path& OutputDir::make_tmp() {
   }
   if (tmp_.empty())
     fail(Errc::output_error, "cannot write {}: cannot create a temporary directory in {}", dir_.string(), parent_.string());
+  tmp_slot_ = detail::register_tmp_dir(fs::absolute(tmp_, ec).string());
   return tmp_;
 }
 
@@ -69,6 +72,8 @@ void OutputDir::publish() {
     if (!old.empty()) fs::rename(old, dir_, ec);
     fail(Errc::output_error, "cannot write {}: {}", dir_.string(), ec.message());
   }
+  detail::unregister_tmp_dir(tmp_slot_);
+  tmp_slot_ = -1;
   tmp_.clear();
   if (!old.empty()) fs::remove_all(old, ec);
 }

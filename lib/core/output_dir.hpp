@@ -13,6 +13,14 @@
 
 namespace lq {
 
+namespace detail {
+/// The interruption handler's table of temporary outputs (core/io.cpp): a directory registered
+/// here is removed, contents and all, when a second signal ends the process before the cooperative
+/// cleanup could. Returns the slot (-1: the table is full or the path too long; then not covered).
+int register_tmp_dir(const std::string& path);
+void unregister_tmp_dir(int slot);
+}  // namespace detail
+
 class OutputDir {
  public:
   /// `dir`: the destination. An existing non-empty one is replaced only when its config.json
@@ -34,6 +42,7 @@ class OutputDir {
  private:
   std::filesystem::path dir_, parent_, tmp_;
   bool replace_ = false;
+  int tmp_slot_ = -1;  // the tmp directory's slot in the interruption handler's table
   std::random_device rd_;
 };
 

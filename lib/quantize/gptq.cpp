@@ -22,6 +22,7 @@
 #include "core/fail.hpp"
 #include "core/output_dir.hpp"
 #include "core/half.hpp"
+#include "formats/compressed_tensors.hpp"
 #include "formats/gptq_pack.hpp"
 #include "formats/safetensors.hpp"
 #include "formats/safetensors_writer.hpp"
@@ -298,6 +299,7 @@ fs::path gptq_default_output(const fs::path& model, const GptqConfig& c) {
   std::string stem = m.filename().string();
   if (m.extension() == ".safetensors" || m.extension() == ".gguf") stem = m.stem().string();
   if (stem.empty() || stem == "." || stem == "..") stem = "model";
+  if (c.smoothquant) return fs::path(stem + "-gptq-w8a8");
   std::string name = fmt::format("{}-{}-w{}a16", stem, c.params.rtn ? "rtn" : "gptq", c.params.bits);
   if (c.params.group_size != 128) name += c.params.group_size > 0 ? fmt::format("-g{}", c.params.group_size) : "-ch";
   return fs::path(name);
@@ -344,7 +346,11 @@ void gp_store(StDtype t, float v, uint8_t* p) {
 
 void gp_specs(const std::string& m, const GptqMatrix& q, const GpWriteSpec& w, std::vector<StTensorSpec>& specs) {
   const int bits = q.bits;
-  if (w.layout == GptqLayout::compressed_tensors) {
+  if (w.int8) {
+    specs.push_back({m + ".weight", StDtype::I8, {q.rows, q.cols}});
+    specs.push_back({m + "." + ct::kWeightScale, w.scale_dtype, {q.rows, 1}});
+    if (w.static_input) specs.push_back({m + "." + ct::kInputScale, w.scale_dtype, {1}});
+  } else if (w.layout == GptqLayout::compressed_tensors) {
     specs.push_back({m + ".weight_packed", StDtype::I32, {q.rows, (q.cols * bits + 31) / 32}});
     specs.push_back({m + ".weight_scale", w.scale_dtype, {q.rows, q.groups}});
     specs.push_back({m + ".weight_shape", StDtype::I64, {2}});
@@ -367,7 +373,25 @@ void gp_write(ShardedSafetensorsWriter& out, const std::string& m, const GptqMat
   const size_t ns = q.scales.size();
   std::vector<uint8_t> raw;
   auto write_i32 = [&](const std::string& n, const std::vector<int32_t>& v) { out.write(n, v.data(), v.size() * 4); };
-  if (w.layout == GptqLayout::compressed_tensors) {
+  if (w.int8) {
+    // Symmetric 8-bit codes around zero 128 are compressed-tensors' int8 values plus 128.
+    std::vector<int8_t> v(q.codes.size());
+    for (int64_t r = 0; r < q.rows; ++r)
+      for (int64_t c = 0; c < q.cols; ++c) {
+        const size_t k = static_cast<size_t>(r * q.cols + c);
+        v[k] = static_cast<int8_t>(static_cast<int32_t>(q.codes[k]) - q.zeros[static_cast<size_t>(r * q.groups)]);
+      }
+    out.write(m + ".weight", v.data(), v.size());
+    const size_t es = st_dtype_size(w.scale_dtype);
+    raw.assign(ns * es, 0);
+    for (size_t k = 0; k < ns; ++k) gp_store(w.scale_dtype, q.scales[k], raw.data() + k * es);
+    out.write(m + "." + ct::kWeightScale, raw.data(), raw.size());
+    if (w.static_input) {
+      raw.assign(es, 0);
+      gp_store(w.scale_dtype, w.input_scale, raw.data());
+      out.write(m + "." + ct::kInputScale, raw.data(), raw.size());
+    }
+  } else if (w.layout == GptqLayout::compressed_tensors) {
     write_i32(m + ".weight_packed", gptq_pack::ct_pack_rows(q.codes.data(), q.rows, q.cols, bits));
     const size_t es = st_dtype_size(w.scale_dtype);
     raw.assign(ns * es, 0);
@@ -410,6 +434,8 @@ struct GptqQuantizer::Impl {
 
   Impl(const ModelSource& s, GptqConfig c) : src(s), cfg(std::move(c)) {
     validate(cfg.params);
+    if (cfg.smoothquant)
+      fail(Errc::invalid_argument, "gptq: SmoothQuant with GPTQ (W8A8) runs in the streamed pipeline: use gptq_model");
     if (cfg.calibration_samples < 1)
       fail(Errc::invalid_argument, "gptq: calibration samples must be positive, got {}", cfg.calibration_samples);
     if (cfg.ctx < 2) fail(Errc::invalid_argument, "gptq: ctx must be at least 2, got {}", cfg.ctx);
@@ -655,7 +681,8 @@ void gp_check_linear(const GptqConfig& cfg, const std::string& module, int64_t r
 GpDirectory gp_write_directory(const fs::path& src_path, OutputDir& od, const GptqConfig& cfg,
                                const std::map<std::string, GptqMatrix>& shapes,
                                const std::function<const GptqMatrix&(const std::string& module, GptqMatrix& scratch)>& fetch,
-                               const std::map<std::string, std::vector<float>>& floats, const Context& ctx) {
+                               const std::map<std::string, std::vector<float>>& floats, const Context& ctx,
+                               const std::map<std::string, float>& input_scales) {
   Progress& progress = ctx.progress_sink();
   std::error_code ec;
   const fs::path src_dir = fs::is_regular_file(src_path, ec) ? src_path.parent_path() : src_path;
@@ -669,6 +696,10 @@ GpDirectory gp_write_directory(const fs::path& src_path, OutputDir& od, const Gp
   ws.layout = cfg.layout;
   ws.sym = cfg.params.sym;
   ws.g_idx = cfg.params.act_order == GptqActOrder::group;
+  ws.int8 = cfg.smoothquant.has_value();
+  ws.static_input = ws.int8 && cfg.smoothquant->static_activations;
+  if (ws.int8 && (bits != 8 || !cfg.params.sym || cfg.layout != GptqLayout::compressed_tensors))
+    fail(Errc::invalid_argument, "gptq: W8A8 needs symmetric 8-bit codes in the compressed-tensors layout");
   struct Item {
     const SafetensorsFile* file;
     const StTensor* t;
@@ -740,6 +771,15 @@ GpDirectory gp_write_directory(const fs::path& src_path, OutputDir& od, const Gp
         out.write(t.name, raw.data(), raw.size());
       } else {
         ws.scale_dtype = t.dtype;
+        if (ws.static_input) {
+          const auto is = input_scales.find(it.module);
+          if (is == input_scales.end()) fail(Errc::invalid_argument, "gptq: no input scale for {}", it.module);
+          const float stored = gp_round_scale(is->second, t.dtype == StDtype::BF16 ? 17 : t.dtype == StDtype::F16 ? 16 : 0);
+          if (!std::isfinite(stored) || stored <= 0)
+            fail(Errc::smoothquant_failed, "gptq: {}: input scale {} is not a positive finite {}; nothing was written",
+                 it.module, is->second, st_dtype_name(t.dtype));
+          ws.input_scale = is->second;
+        }
         gp_write(out, it.module, fetch(it.module, scratch), ws);
       }
       progress.update("Writing", static_cast<int64_t>(i + 1), static_cast<int64_t>(items.size()), "tensors");
@@ -750,7 +790,9 @@ GpDirectory gp_write_directory(const fs::path& src_path, OutputDir& od, const Gp
   progress.finish("Writing");
 
   const GptqParams& pp = cfg.params;
-  if (cfg.layout == GptqLayout::compressed_tensors) {
+  if (ws.int8) {
+    config["quantization_config"] = ct::w8a8_quantization_config(ct::W8A8Scheme{true, ws.static_input});
+  } else if (cfg.layout == GptqLayout::compressed_tensors) {
     const std::string ao = pp.act_order == GptqActOrder::group ? "group"
                            : pp.act_order == GptqActOrder::static_groups ? "static" : "";
     config["quantization_config"] = gptq_pack::ct_pack_quantization_config(bits, pp.group_size, pp.sym, ao);

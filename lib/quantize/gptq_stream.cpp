@@ -14,6 +14,12 @@
 // flushed). A run killed at any point leaves a consistent prefix; resume continues after the
 // last logged block and writes the same bytes. Without a checkpoint the work directory lives in
 // the output's temporary directory and goes with it.
+//
+// With GptqConfig::smoothquant (W8A8, llm-compressor's SmoothQuant + GPTQ recipe) the same pass
+// that gathers block L's Hessians gathers the smoothing statistics of its two norm outputs; the
+// scales (SmoothQuant's own functions) are folded into the block (norm γ/s, W*s), the Hessians of
+// the smoothed inputs are D⁻¹HD⁻¹ (D = diag(s)), and the block's spool record also holds the
+// smoothing (scales, folded norms, the static input maxima), which the output and a resume read.
 #include <lq/gptq.hpp>
 
 #include <lq/calibration.hpp>
@@ -32,6 +38,8 @@
 #include "quantize/block_stream.hpp"
 #include "quantize/checkpoint.hpp"
 #include "quantize/gptq_write.hpp"
+#include "quantize/smoothquant_stats.hpp"
+#include "core/half.hpp"
 
 #include <Eigen/Core>
 #include <fmt/ranges.h>
@@ -39,6 +47,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <cstdio>
 #include <cstring>
 #include <fstream>
@@ -148,6 +157,47 @@ void gs_get_matrix(GsFile& f, GptqMatrix& q) {
   gs_get_vec(f, q.perm, static_cast<uint64_t>(q.cols));
 }
 
+// One block's smoothing in the spool (after its matrices): per group its α, errors, scales and
+// folded norm, then the four inputs' activation maxima (static input scales x 127.5).
+struct GsSmoothing {
+  double alpha[2] = {0, 0}, mse_chosen[2] = {0, 0}, mse_default[2] = {0, 0};
+  std::vector<float> scales[2], norm[2];
+  double act_max[2] = {0, 0};  // max_j a_j before smoothing
+  std::vector<float> site_max;  // 4: max_j a_j / s_j (q/k/v, gate/up inputs), max_j a_j (o, down)
+};
+
+void gs_put_smoothing(GsFile& f, const GsSmoothing& s) {
+  for (int g = 0; g < 2; ++g) {
+    const double d[4] = {s.alpha[g], s.mse_chosen[g], s.mse_default[g], s.act_max[g]};
+    f.write(d, sizeof d);
+    gs_put_vec(f, s.scales[g]);
+    gs_put_vec(f, s.norm[g]);
+  }
+  gs_put_vec(f, s.site_max);
+}
+
+void gs_get_smoothing(GsFile& f, GsSmoothing& s, uint64_t limit) {
+  for (int g = 0; g < 2; ++g) {
+    double d[4];
+    f.read(d, sizeof d);
+    s.alpha[g] = d[0];
+    s.mse_chosen[g] = d[1];
+    s.mse_default[g] = d[2];
+    s.act_max[g] = d[3];
+    gs_get_vec(f, s.scales[g], limit);
+    gs_get_vec(f, s.norm[g], limit);
+  }
+  gs_get_vec(f, s.site_max, 4);
+  if (s.site_max.size() != 4) fail(Errc::invalid_argument, "gptq: a damaged smoothing record");
+}
+
+// A float as a tensor of `type` stores it (the norm weights are written in the checkpoint's dtype).
+float gs_through(QuantType type, float v) {
+  if (type == QuantType::BF16) return bf16_to_f32(f32_to_bf16(v));
+  if (type == QuantType::F16) return fp16_to_f32(f32_to_fp16(v));
+  return v;
+}
+
 std::string gs_hex(uint64_t v) { return fmt::format("{:016x}", v); }
 
 void gs_sync_dir(const fs::path& d) {
@@ -175,6 +225,7 @@ class GsRun {
            "gptq: {} is a GGUF file; quantize a Hugging Face checkpoint (config.json and safetensors), or use "
            "`convert {} gptq` for the exact mapping of Q4_0/Q8_0/Q4_1",
            src_->path().string(), src_->path().string());
+    if (cfg_.smoothquant) check_smoothquant();
     plan_linears();
   }
 
@@ -210,6 +261,28 @@ class GsRun {
   }
 
  private:
+  // GPTQ W8A8 after SmoothQuant: the settings the int-quantized output can hold.
+  void check_smoothquant() {
+    const SmoothQuantConfig& sq = *cfg_.smoothquant;
+    validate(sq);
+    const GptqParams& p = cfg_.params;
+    if (p.rtn)
+      fail(Errc::invalid_argument, "gptq: SmoothQuant with round to nearest is `quantize MODEL smoothquant --smoothquant`");
+    if (p.bits != 8 || p.group_size != -1 || !p.sym)
+      fail(Errc::invalid_argument, "gptq: W8A8 after SmoothQuant quantizes weights to symmetric 8 bits per output channel "
+           "(bits 8, group size -1, sym), not {}-bit{}{}", p.bits, p.group_size > 0 ? fmt::format(" g{}", p.group_size) : "",
+           p.sym ? "" : " asym");
+    if (cfg_.layout != GptqLayout::compressed_tensors)
+      fail(Errc::invalid_argument, "gptq: W8A8 is written in the compressed-tensors layout (int-quantized) only");
+    if (!sq.per_channel)
+      fail(Errc::invalid_argument, "gptq: W8A8 with GPTQ quantizes weights per output channel (no per-tensor weights)");
+    if (!sq.quantize) fail(Errc::invalid_argument, "gptq: SmoothQuant with GPTQ always quantizes (quantize false is SmoothQuantizer's)");
+    const Architecture& arch = architecture_of(src_->config(), "gptq");
+    if (arch.norm_plus_one || arch.sandwich_norms)
+      fail(Errc::invalid_model, "gptq: SmoothQuant is not supported for {} models (their RMSNorms multiply by 1 + w)",
+           src_->config().model_type);
+  }
+
   void plan_linears() {
     const ModelConfig& mc = src_->config();
     gptq_impl::gp_check_layout(cfg_);
@@ -304,6 +377,10 @@ class GsRun {
       ch.add(c.data(), c.size() * 4);
     }
     j["calibration"] = {{"ctx", cfg_.ctx}, {"chunks", chunks_.size()}, {"tokens", gs_hex(ch.value())}};
+    if (const auto& sq = cfg_.smoothquant)
+      j["params"]["smoothquant"] = {{"alpha", sq->alpha}, {"alpha_auto", sq->alpha_auto}, {"alpha_grid", sq->alpha_grid},
+                                    {"auto_rows", sq->auto_rows}, {"activation_percentile", sq->activation_percentile},
+                                    {"static_activations", sq->static_activations}};
     return j.dump(2) + "\n";
   }
 
@@ -418,6 +495,32 @@ class GsRun {
         gs_get_matrix(f, q);
         report(x, q);
       }
+      if (cfg_.smoothquant) {
+        GsSmoothing sm;
+        gs_get_smoothing(f, sm, static_cast<uint64_t>(std::max(src_->config().n_embd, int64_t{1})));
+        report_smoothing(L, sm);
+      }
+    }
+  }
+
+  void report_smoothing(int64_t L, const GsSmoothing& sm) {
+    for (int g = 0; g < 2; ++g) {
+      SmoothQuantGroup G;
+      G.layer = static_cast<int>(L);
+      G.norm = fmt::format("model.layers.{}.{}", L, g == 0 ? "input_layernorm" : "post_attention_layernorm");
+      for (const GsLinear& x : linears_)
+        if (x.layer == L && x.site == 2 * g) G.linears.push_back(x.module);
+      G.alpha = sm.alpha[g];
+      G.mse_chosen = sm.mse_chosen[g];
+      G.mse_default = sm.mse_default[g];
+      G.activation_max = sm.act_max[g];
+      G.activation_max_smoothed = sm.site_max[static_cast<size_t>(2 * g)];
+      if (!sm.scales[g].empty()) {
+        const auto [lo, hi] = std::minmax_element(sm.scales[g].begin(), sm.scales[g].end());
+        G.scale_min = *lo;
+        G.scale_max = *hi;
+      }
+      summary_.smoothing.push_back(std::move(G));
     }
   }
 
@@ -461,6 +564,77 @@ class GsRun {
     m.replace_tensor("token_embd.weight", table, QuantType::F32);
   }
 
+  // SmoothQuant on block L (in `model`, the one-block model): the scales of both groups from their
+  // inputs' statistics, as SmoothQuantizer computes them (smoothing_scales; MigrationAnalyzer for
+  // alpha auto), the norms folded (γ/s, in the checkpoint's dtype), and the groups' Hessians turned
+  // into those of the smoothed inputs X/s: H_ij / (s_i s_j). The weights get W*s when quantized.
+  void smooth_block(int64_t L, Model& model, std::vector<GsRowMat>& H, const std::vector<sq_impl::SqInputStats>& stats,
+                    GsSmoothing& sm) {
+    const SmoothQuantConfig& sq = *cfg_.smoothquant;
+    sm.site_max.assign(4, 0.0f);
+    for (int g = 0; g < 2; ++g) {
+      const int k = 2 * g;
+      const std::vector<float> a = stats[static_cast<size_t>(k)].statistic();
+      const std::string norm_role = g == 0 ? "attn_norm" : "ffn_norm";
+      const std::string norm_name = fmt::format("model.layers.{}.{}", L, g == 0 ? "input_layernorm" : "post_attention_layernorm");
+      std::vector<std::vector<float>> W;
+      for (const GsLinear& x : linears_)
+        if (x.layer == L && x.site == k) W.push_back(model.tensor_f32("blk.0." + x.role + ".weight"));
+      const size_t n = a.size();
+      std::vector<float> wmax(n, 0.0f);
+      for (const auto& m : W) {
+        if (m.size() % n != 0) fail(Errc::invalid_model, "gptq: {}: a linear's rows are not {} long", norm_name, n);
+        for (size_t i = 0; i < m.size(); ++i) wmax[i % n] = std::max(wmax[i % n], std::fabs(m[i]));
+      }
+      double alpha = sq.alpha;
+      if (sq.alpha_auto) {
+        const MigrationAnalyzer analyzer(sq.alpha_grid, true);
+        const std::vector<float> X = stats[static_cast<size_t>(k)].sample();
+        const int64_t rows = stats[static_cast<size_t>(k)].rows();
+        const MigrationResult m = analyzer.find_optimal_alpha(W, X, rows, a, ctx_);
+        alpha = m.alpha;
+        sm.mse_chosen[g] = m.error;
+        sm.mse_default[g] = -1;
+        for (size_t i = 0; i < analyzer.grid().size(); ++i)
+          if (std::fabs(analyzer.grid()[i] - sq.alpha) < 1e-12) sm.mse_default[g] = m.errors[i];
+        if (sm.mse_default[g] < 0) sm.mse_default[g] = analyzer.error(W, X, rows, smoothing_scales(a, wmax, sq.alpha), ctx_);
+        progress_.message(fmt::format("  {}: alpha {:.2f} (relative MSE {:.3g}; {:.3g} at alpha {})", norm_name, alpha,
+                                      sm.mse_chosen[g], sm.mse_default[g], sq.alpha));
+      }
+      std::vector<float> s = smoothing_scales(a, wmax, alpha);
+      double amax = 0, smax = 0;
+      for (size_t j = 0; j < n; ++j) {
+        if (!std::isfinite(s[j]) || s[j] <= 0)
+          fail(Errc::smoothquant_failed, "gptq: {}: smoothing scale of channel {} is {}; nothing was written", norm_name, j, s[j]);
+        amax = std::max(amax, static_cast<double>(a[j]));
+        smax = std::max(smax, static_cast<double>(a[j]) / s[j]);
+      }
+      // The norm γ/s, as the output stores it; the block computes with that value.
+      const QuantType norm_type = src_->at(fmt::format("blk.{}.{}.weight", L, norm_role)).type;
+      std::vector<float> gamma = model.tensor_f32("blk.0." + norm_role + ".weight");
+      if (gamma.size() != n) fail(Errc::invalid_model, "gptq: {} has {} values, not {}", norm_name, gamma.size(), n);
+      for (size_t j = 0; j < n; ++j) {
+        gamma[j] = gs_through(norm_type, gamma[j] / s[j]);
+        if (!std::isfinite(gamma[j]))
+          fail(Errc::smoothquant_failed, "gptq: {}: smoothed norm weight {} is not finite; nothing was written", norm_name, j);
+      }
+      model.replace_tensor("blk.0." + norm_role + ".weight", gamma, QuantType::F32);
+      GsRowMat& h = H[static_cast<size_t>(k)];
+      for (int64_t i = 0; i < h.rows(); ++i)
+        for (int64_t j = 0; j < h.cols(); ++j) h(i, j) = h(i, j) / s[static_cast<size_t>(i)] / s[static_cast<size_t>(j)];
+      sm.alpha[g] = alpha;
+      sm.act_max[g] = amax;
+      sm.site_max[static_cast<size_t>(k)] = static_cast<float>(smax);
+      sm.scales[g] = std::move(s);
+      sm.norm[g] = std::move(gamma);
+    }
+    if (sq.static_activations)
+      for (int k : {1, 3}) {
+        const std::vector<float> a = stats[static_cast<size_t>(k)].statistic();
+        sm.site_max[static_cast<size_t>(k)] = *std::max_element(a.begin(), a.end());
+      }
+  }
+
   void block(int64_t L) {
     const ModelConfig& mc = src_->config();
     const int64_t rows = std::max<int64_t>(max_len_, 1);
@@ -469,6 +643,8 @@ class GsRun {
     const int64_t d = model->config().n_embd;
     const bool calibrated = !cfg_.params.rtn;
     std::vector<GsRowMat> H;
+    std::vector<sq_impl::SqInputStats> stats;  // smoothquant: the four inputs' statistics
+    GsSmoothing sm;
     std::vector<int32_t> ids(static_cast<size_t>(rows));
     for (int64_t i = 0; i < rows; ++i) ids[static_cast<size_t>(i)] = static_cast<int32_t>(i);
     std::vector<float> table, x;
@@ -479,6 +655,17 @@ class GsRun {
       for (int k = 0; k < 4; ++k) H[static_cast<size_t>(k)] = GsRowMat::Zero(widths[k], widths[k]);
       int64_t seen[4] = {0, 0, 0, 0};
       bool non_finite = false;
+      if (cfg_.smoothquant) {
+        // The four inputs' statistics: the norm outputs always, o/down's for static input scales.
+        SmoothQuantConfig plain = *cfg_.smoothquant;
+        plain.alpha_auto = false;
+        const char* what[4] = {"input_layernorm output", "self_attn.o_proj input", "post_attention_layernorm output",
+                               "mlp.down_proj input"};
+        for (int k = 0; k < 4; ++k)
+          stats.emplace_back(fmt::format("model.layers.{}.{}", L, what[k]), widths[k], k % 2 == 0 ? *cfg_.smoothquant : plain,
+                             0x5eed0000u + static_cast<uint64_t>(4 * L + k));
+      }
+      const bool static_inputs = cfg_.smoothquant && cfg_.smoothquant->static_activations;
       {
         SessionOptions so;
         so.n_ctx = cfg_.ctx;
@@ -497,6 +684,8 @@ class GsRun {
             if (!X.allFinite()) non_finite = true;
             H[static_cast<size_t>(k)].noalias() += X.transpose() * X;
             seen[k] += ev.n_tokens;
+            if (!stats.empty() && (k % 2 == 0 || static_inputs))
+              stats[static_cast<size_t>(k)].observe(ev.input, ev.n_tokens, ctx_.thread_count());
           }
           if (k == 3) throw GsStop{};
         });
@@ -524,6 +713,8 @@ class GsRun {
         if (seen[k] == 0) fail(Errc::calibration_error, "gptq: block {} saw no calibration tokens", L);
         H[static_cast<size_t>(k)] *= 2.0f / static_cast<float>(seen[k]);
       }
+      if (cfg_.smoothquant) smooth_block(L, *model, H, stats, sm);
+      stats.clear();
     }
     // Quantize the block's linears, spool them, and put their dequantized weights in the model.
     GsFile spool(block_file(L), true);
@@ -533,6 +724,11 @@ class GsRun {
       ctx_.check_cancelled();
       const std::string gg = "blk.0." + xl.role + ".weight";
       std::vector<float> w = model->tensor_f32(gg);
+      if (cfg_.smoothquant && (xl.site == 0 || xl.site == 2)) {  // W * s, column by column
+        const std::vector<float>& sc = sm.scales[xl.site / 2];
+        for (int64_t r = 0; r < xl.rows; ++r)
+          for (int64_t c = 0; c < xl.cols; ++c) w[static_cast<size_t>(r * xl.cols + c)] *= sc[static_cast<size_t>(c)];
+      }
       if (xl.permuted) {
         std::vector<float> o(w.size());
         for (int64_t r = 0; r < xl.rows; ++r)
@@ -567,6 +763,10 @@ class GsRun {
         }
         model->replace_tensor(gg, dq, QuantType::F32);
       }
+    }
+    if (cfg_.smoothquant) {
+      gs_put_smoothing(spool, sm);
+      report_smoothing(L, sm);
     }
     spool.sync();
     H.clear();
@@ -618,19 +818,25 @@ class GsRun {
       uint64_t offset;
     };
     std::map<std::string, Where> where;
-    {
-      int64_t cur = -1;
-      std::unique_ptr<GsFile> f;
+    std::map<std::string, std::vector<float>> floats;  // smoothquant: the folded norms
+    std::map<std::string, float> input_scales;         // smoothquant with static activations
+    for (int64_t L = 0; L < src_->config().n_layer; ++L) {
+      GsFile f(block_file(L), false);
       for (const GsLinear& x : linears_) {
-        if (x.layer != cur) {
-          cur = x.layer;
-          f = std::make_unique<GsFile>(block_file(cur), false);
-        }
-        const uint64_t off = f->bytes();
+        if (x.layer != L) continue;
+        const uint64_t off = f.bytes();
         GptqMatrix q;
-        gs_get_matrix(*f, q);
+        gs_get_matrix(f, q);
         if (q.rows != x.rows || q.cols != x.cols) fail(Errc::invalid_argument, "gptq: a damaged spool record for {}", x.module);
         where[x.module] = Where{&x, off};
+      }
+      if (cfg_.smoothquant) {
+        GsSmoothing sm;
+        gs_get_smoothing(f, sm, static_cast<uint64_t>(std::max(src_->config().n_embd, int64_t{1})));
+        for (int g = 0; g < 2; ++g)
+          floats[src_->at(fmt::format("blk.{}.{}.weight", L, g == 0 ? "attn_norm" : "ffn_norm")).source_name] = sm.norm[g];
+        for (const GsLinear& x : linears_)
+          if (x.layer == L) input_scales[x.module] = sm.site_max[static_cast<size_t>(x.site)] / 127.5f;
       }
     }
     // Each linear's shape for the tensor specs; its codes are read back from the spool when written.
@@ -651,7 +857,7 @@ class GsRun {
           gs_get_matrix(f, q);
           return q;
         },
-        {}, ctx_);
+        floats, ctx_, input_scales);
     GptqResult& r = summary_;
     r.n_parameters = d.n_parameters;
     r.n_quantized = d.n_quantized;
@@ -701,6 +907,8 @@ GptqResult gptq_model(const fs::path& model, fs::path out, const GptqConfig& con
     if (source->config().n_expert > 0)  // experts are 3-D tensors, which the gptq output does not lay out
       fail(Errc::invalid_argument, "gptq: mixture-of-experts models ({}) are not supported", source->config().model_type);
     if (arch.sandwich_norms || arch.scale_embedding || arch.swa_period > 0) {
+      if (config.smoothquant)
+        fail(Errc::invalid_model, "gptq: SmoothQuant with GPTQ is not supported for {} models", source->config().model_type);
       GptqQuantizer q(*source, config);
       q.run(ctx);
       return q.write(out, ctx);
@@ -714,6 +922,9 @@ fs::path gptq_checkpoint_state(const fs::path& dir, const GptqConfig& config, bo
   const GptqParams& p = config.params;
   std::string name = fmt::format("{}-w{}a16-g{}{}{}", p.rtn ? "rtn" : "gptq", p.bits, p.group_size, p.sym ? "" : "-asym",
                                  p.act_order == GptqActOrder::none ? "" : p.act_order == GptqActOrder::group ? "-actgroup" : "-act");
+  if (config.smoothquant)
+    name = fmt::format("gptq-w8a8-sq{}{}", config.smoothquant->static_activations ? "-static" : "",
+                       p.act_order == GptqActOrder::none ? "" : p.act_order == GptqActOrder::group ? "-actgroup" : "-act");
   const fs::path sub = dir / name;
   if (!resume) return sub;
   std::error_code ec;

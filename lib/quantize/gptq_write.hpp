@@ -24,6 +24,11 @@ struct GpWriteSpec {
   bool sym = true;
   bool g_idx = false;                   ///< compressed-tensors: write weight_g_idx (act-order by position)
   StDtype scale_dtype = StDtype::BF16;  ///< compressed-tensors' weight_scale dtype (GPTQ layout: fp16)
+  /// compressed-tensors int-quantized W8A8 (GptqConfig::smoothquant): weight int8 [out, in] (code -
+  /// zero), weight_scale [out, 1] in scale_dtype, and with static_input an input_scale [1].
+  bool int8 = false;
+  bool static_input = false;
+  float input_scale = 0;                ///< static_input: this module's value
 };
 
 /// Appends the specs of module `m`'s tensors.
@@ -55,10 +60,13 @@ struct GpDirectory {
 /// groups filled) replaced by its packing, fetched by `fetch` only when written (`scratch` may hold
 /// it), float tensors named in `floats` replaced by those values, config.json with the layout's
 /// quantization_config (and quantize_config.json), the tokenizer and generation files. The caller
-/// publishes `od`.
+/// publishes `od`. With cfg.smoothquant the linears are written int8 W8A8 (GpWriteSpec::int8) with
+/// the quantization_config of `quantize MODEL smoothquant`; `input_scales` holds each module's
+/// static input scale when cfg.smoothquant->static_activations.
 GpDirectory gp_write_directory(const std::filesystem::path& src_path, OutputDir& od, const GptqConfig& cfg,
                                const std::map<std::string, GptqMatrix>& shapes,
                                const std::function<const GptqMatrix&(const std::string& module, GptqMatrix& scratch)>& fetch,
-                               const std::map<std::string, std::vector<float>>& floats, const Context& ctx);
+                               const std::map<std::string, std::vector<float>>& floats, const Context& ctx,
+                               const std::map<std::string, float>& input_scales = {});
 
 }  // namespace lq::gptq_impl

@@ -34,6 +34,7 @@
 #include "model/architecture.hpp"
 #include "core/half.hpp"
 #include "formats/compressed_tensors.hpp"
+#include "quantize/smoothquant_stats.hpp"
 #include "formats/safetensors.hpp"
 #include "formats/safetensors_writer.hpp"
 #include "model/architecture.hpp"
@@ -1264,3 +1265,48 @@ SmoothQuantResult smoothquant_model(const fs::path& model, fs::path out, const S
 }
 
 }  // namespace lq
+
+// ---- the statistic's handle for other pipelines (smoothquant_stats.hpp) ---------------------
+
+namespace lq::sq_impl {
+
+SqInputStats::SqInputStats(std::string what, int64_t n, const SmoothQuantConfig& cfg, uint64_t seed)
+    : site_(std::make_unique<SqSite>()), percentile_(cfg.activation_percentile) {
+  SqSite& s = *site_;
+  s.what = std::move(what);
+  s.n = n;
+  s.absmax.assign(static_cast<size_t>(n), 0.0f);
+  if (percentile_ < 100) s.hist.assign(static_cast<size_t>(n) * kSqBins, 0);
+  if (cfg.alpha_auto) {
+    s.keep = cfg.auto_rows;
+    s.rows.assign(static_cast<size_t>(s.keep * n), 0.0f);
+    s.rng.seed(seed);
+  }
+}
+SqInputStats::~SqInputStats() = default;
+SqInputStats::SqInputStats(SqInputStats&&) noexcept = default;
+SqInputStats& SqInputStats::operator=(SqInputStats&&) noexcept = default;
+
+void SqInputStats::observe(const float* x, int64_t rows, int threads) {
+  sq_observe(*site_, x, rows, percentile_ < 100, threads);
+}
+
+std::vector<float> SqInputStats::statistic() const {
+  const SqSite& s = *site_;
+  if (s.non_finite)
+    fail(Errc::smoothquant_failed,
+         "smoothquant: {} holds NaN or infinite activations on the calibration data; nothing was written", s.what);
+  if (s.tokens == 0 || *std::max_element(s.absmax.begin(), s.absmax.end()) <= 0)
+    fail(Errc::smoothquant_failed,
+         "smoothquant: {} has no calibration signal (all activations zero over {} tokens); nothing was written", s.what,
+         s.tokens);
+  return s.statistic(percentile_);
+}
+
+std::vector<float> SqInputStats::sample() const {
+  return std::vector<float>(site_->rows.begin(), site_->rows.begin() + site_->rows_held * site_->n);
+}
+int64_t SqInputStats::rows() const { return site_->rows_held; }
+int64_t SqInputStats::channels() const { return site_->n; }
+
+}  // namespace lq::sq_impl

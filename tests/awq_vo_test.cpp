@@ -1,0 +1,205 @@
+// AWQ's v_proj -> o_proj group, which needs as many key/value heads as query heads (AutoAWQ's
+// rule; the tiny model has GQA and skips it): on an MHA copy of the tiny model (each kv head's
+// k/v rows repeated for the query heads that share it, so it computes the same function), the
+// v -> o fold keeps the logits when nothing is quantized, and AwqQuantizer applies it: v_proj's
+// rows and o_proj's columns move by reciprocal scales that are not all 1.
+#include "support/support.hpp"
+
+#include <lq/awq.hpp>
+#include <lq/engine.hpp>
+#include <lq/error.hpp>
+#include <lq/io.hpp>
+#include <lq/model.hpp>
+
+#include "formats/safetensors.hpp"
+#include "formats/safetensors_writer.hpp"
+
+#include <catch2/catch.hpp>
+#include <nlohmann/json.hpp>
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <random>
+#include <string>
+#include <vector>
+
+namespace fs = std::filesystem;
+using namespace lq;
+
+namespace {
+
+// The tiny model with n_kv_heads = n_heads: k_proj and v_proj rows of kv head h / group repeated
+// for query head h (Hugging Face order keeps a head's rows together, so q/k's RoPE permutation is
+// per head and unaffected). Returns the new checkpoint's directory.
+fs::path avo_mha_copy(const fs::path& tiny, const fs::path& out) {
+  fs::create_directories(out);
+  auto cfg = nlohmann::ordered_json::parse(read_file(tiny / "config.json"));
+  const int64_t n_head = cfg["num_attention_heads"].get<int64_t>(), n_kv = cfg["num_key_value_heads"].get<int64_t>();
+  const int64_t hd = cfg["head_dim"].get<int64_t>();
+  REQUIRE(n_head % n_kv == 0);
+  const int64_t group = n_head / n_kv;
+  cfg["num_key_value_heads"] = n_head;
+  write_file_atomic(out / "config.json", cfg.dump(2) + "\n");
+  for (const char* f : {"tokenizer.json", "tokenizer.model", "tokenizer_config.json", "special_tokens_map.json",
+                        "generation_config.json"})
+    if (fs::exists(tiny / f)) fs::copy_file(tiny / f, out / f);
+  std::vector<std::unique_ptr<SafetensorsFile>> files;
+  for (const auto& e : fs::directory_iterator(tiny))
+    if (e.path().extension() == ".safetensors") files.push_back(std::make_unique<SafetensorsFile>(e.path()));
+  struct Item {
+    const SafetensorsFile* f;
+    const StTensor* t;
+    bool expand;
+  };
+  std::vector<Item> items;
+  std::vector<StTensorSpec> specs;
+  for (const auto& f : files)
+    for (const auto& t : f->tensors()) {
+      const bool kv = t.name.find("k_proj.weight") != std::string::npos || t.name.find("v_proj.weight") != std::string::npos;
+      std::vector<int64_t> shape = t.shape;
+      if (kv) {
+        REQUIRE(shape[0] == n_kv * hd);
+        shape[0] = n_head * hd;
+      }
+      specs.push_back({t.name, t.dtype, shape});
+      items.push_back({f.get(), &t, kv});
+    }
+  ShardedSafetensorsWriter w(out, specs);
+  std::vector<uint8_t> raw, big;
+  for (const Item& it : items) {
+    raw.resize(it.t->nbytes);
+    it.f->read(it.t->begin, it.t->nbytes, raw.data());
+    if (!it.expand) {
+      w.write(it.t->name, raw.data(), raw.size());
+      continue;
+    }
+    const size_t row = it.t->nbytes / static_cast<size_t>(it.t->shape[0]);
+    big.resize(row * static_cast<size_t>(n_head * hd));
+    for (int64_t h = 0; h < n_head; ++h)
+      std::memcpy(&big[static_cast<size_t>(h * hd) * row], &raw[static_cast<size_t>((h / group) * hd) * row],
+                  row * static_cast<size_t>(hd));
+    w.write(it.t->name, big.data(), big.size());
+  }
+  w.commit();
+  return out;
+}
+
+std::vector<float> avo_logits(const Model& m, const std::vector<int32_t>& toks) {
+  Session s(m);
+  s.eval(toks, 0);
+  std::vector<float> out;
+  for (int64_t i = 0; i < s.n_outputs(); ++i) {
+    const auto l = s.logits(i);
+    out.insert(out.end(), l.begin(), l.end());
+  }
+  return out;
+}
+
+// max |a - b| / max |b|.
+double avo_rel_diff(const std::vector<float>& a, const std::vector<float>& b) {
+  REQUIRE(a.size() == b.size());
+  double d = 0, m = 0;
+  for (size_t i = 0; i < a.size(); ++i) {
+    d = std::max(d, static_cast<double>(std::fabs(a[i] - b[i])));
+    m = std::max(m, static_cast<double>(std::fabs(b[i])));
+  }
+  return d / m;
+}
+
+// Euclidean norms of the rows (by_rows) or the columns of a rows x cols matrix.
+std::vector<double> avo_norms(const std::vector<float>& w, int64_t rows, int64_t cols, bool by_rows) {
+  std::vector<double> n(static_cast<size_t>(by_rows ? rows : cols), 0.0);
+  for (int64_t r = 0; r < rows; ++r)
+    for (int64_t c = 0; c < cols; ++c) {
+      const double v = w[static_cast<size_t>(r * cols + c)];
+      n[static_cast<size_t>(by_rows ? r : c)] += v * v;
+    }
+  for (auto& x : n) x = std::sqrt(x);
+  return n;
+}
+
+}  // namespace
+
+TEST_CASE("awq v->o: the fold is exact without quantization and applied by the quantizer on an MHA model", "[awq]") {
+  auto tiny = test::shared_file("models/tiny-llama");
+  auto calib = test::shared_file("corpus/calibration.txt");
+  if (!tiny || !calib) {
+    test::skip("the tiny model or the calibration text is missing (../shared)");
+    return;
+  }
+  test::TempDir tmp;
+  const fs::path mha = avo_mha_copy(*tiny, tmp / "mha");
+  auto gqa_src = ModelSource::open(*tiny);
+  auto src = ModelSource::open(mha);
+  auto gqa = Model::load(*gqa_src);
+  auto model = Model::load(*src);
+  REQUIRE(model->config().n_head_kv == model->config().n_head);
+  const std::vector<int32_t> toks = {1, 17, 300, 42, 999, 5, 77, 1500, 8, 64, 2000, 3};
+  const auto want = avo_logits(*gqa, toks);
+  // The MHA copy computes the GQA model's function.
+  REQUIRE(avo_rel_diff(avo_logits(*model, toks), want) < 1e-5);
+
+  // 1. The fold alone: v_proj's rows / s, o_proj's columns * s (engine order = Hugging Face order
+  // for v and o's columns), in two blocks, random s.
+  const int64_t d = model->config().n_embd, nv = model->config().n_head * model->config().head_dim;
+  std::mt19937 rng(5);
+  std::uniform_real_distribution<float> U(0.25f, 4.0f);
+  for (const int L : {1, 4}) {
+    std::vector<float> s(static_cast<size_t>(nv));
+    for (auto& v : s) v = U(rng);
+    const std::string vn = "blk." + std::to_string(L) + ".attn_v.weight", on = "blk." + std::to_string(L) + ".attn_output.weight";
+    std::vector<float> v = model->tensor_f32(vn), o = model->tensor_f32(on);
+    REQUIRE(static_cast<int64_t>(v.size()) == nv * d);
+    awq_divide_rows(v, d, s);
+    awq_multiply_columns(o, s);
+    model->replace_tensor(vn, v);
+    // Half a fold (v only) changes the output: the check below can fail.
+    CHECK(avo_rel_diff(avo_logits(*model, toks), want) > 1e-2);
+    model->replace_tensor(on, o);
+  }
+  CHECK(avo_rel_diff(avo_logits(*model, toks), want) < 1e-4);
+  // Under GQA the pair does not fit: v has fewer rows than o has columns.
+  std::vector<float> gv = gqa->tensor_f32("blk.1.attn_v.weight");
+  CHECK_THROWS_AS(awq_divide_rows(gv, d, std::vector<float>(static_cast<size_t>(nv), 2.0f)), Error);
+
+  // 2. The quantizer: with v -> o on, a v_proj->o_proj group per block; block 0's v rows and o
+  // columns move by reciprocal factors (the quantization noise aside) that are not all 1.
+  auto run = [&](bool vo) {
+    AwqConfig c;
+    c.calibration_samples = 2;
+    c.ctx = 64;
+    c.calibration_data = *calib;
+    c.params.scale_v_o = vo;
+    c.params.identity_candidate = false;  // always a scaling, so the fold has something to move
+    auto q = std::make_unique<AwqQuantizer>(*src, c);
+    q->run();
+    return q;
+  };
+  const auto on = run(true), off = run(false);
+  int vo_groups = 0;
+  for (const auto& g : on->summary().groups)
+    if (g.group == "v_proj->o_proj") {
+      ++vo_groups;
+      CHECK(g.alpha >= 0);
+    }
+  CHECK(vo_groups == model->config().n_layer);
+  for (const auto& g : off->summary().groups) CHECK(g.group != "v_proj->o_proj");
+  const auto v_on = on->matrix("model.layers.0.self_attn.v_proj").dequantize(),
+             v_off = off->matrix("model.layers.0.self_attn.v_proj").dequantize();
+  const auto o_on = on->matrix("model.layers.0.self_attn.o_proj").dequantize(),
+             o_off = off->matrix("model.layers.0.self_attn.o_proj").dequantize();
+  const auto rv_on = avo_norms(v_on, nv, d, true), rv_off = avo_norms(v_off, nv, d, true);
+  const auto co_on = avo_norms(o_on, d, nv, false), co_off = avo_norms(o_off, d, nv, false);
+  double lo = 1e30, hi = 0, worst = 0;
+  for (int64_t j = 0; j < nv; ++j) {
+    const double sv = rv_off[static_cast<size_t>(j)] / rv_on[static_cast<size_t>(j)];  // ~ s_j
+    const double so = co_on[static_cast<size_t>(j)] / co_off[static_cast<size_t>(j)];  // ~ s_j
+    lo = std::min(lo, sv);
+    hi = std::max(hi, sv);
+    worst = std::max(worst, std::fabs(std::log(sv / so)));
+  }
+  INFO("v row factor range " << lo << " .. " << hi << ", worst log mismatch with o's columns " << worst);
+  CHECK(hi / lo > 1.2);    // the scales are not all 1
+  CHECK(worst < 0.15);     // v's rows and o's columns moved by the same s_j
+}
