@@ -63,6 +63,8 @@ void validate(const GptqParams& p) {
   if (p.block_size < 1) fail(Errc::invalid_argument, "gptq: block size must be positive, got {}", p.block_size);
   if (p.max_damp_raises < 0 || p.max_damp_raises > 8)
     fail(Errc::invalid_argument, "gptq: damp raises must be in [0, 8], got {}", p.max_damp_raises);
+  if (p.scale_search < 0 || p.scale_search > 99)
+    fail(Errc::invalid_argument, "gptq: scale search steps must be in [0, 99], got {}", p.scale_search);
   if (p.scale_storage != 0 && p.scale_storage != 16 && p.scale_storage != 17)
     fail(Errc::invalid_argument, "gptq: scale storage must be 0, 16 or 17, got {}", p.scale_storage);
 }
@@ -112,6 +114,47 @@ inline void gp_params(const float* x, int64_t n, int bits, bool sym, int storage
 inline int32_t gp_code(float w, float s, int32_t z, int maxq) {
   const float q = std::nearbyint(w / s) + static_cast<float>(z);  // ties to even, as torch.round
   return static_cast<int32_t>(std::clamp(q, 0.0f, static_cast<float>(maxq)));
+}
+
+// Importance-weighted scale search (GptqParams::scale_search): the min-max range shrunk by
+// 1 - k / 100 for k = 0..steps (symmetric: max|x|; asymmetric: both ends), each candidate's scale
+// rounded to its storage, keeping the one with the least sum_i imp_i (x_i - q(x_i))^2, imp the
+// diagonal of H (llama.cpp's imatrix weighting). Min-max itself (k = 0) wins ties, so the result
+// is never worse than gp_params' on that measure.
+inline void gp_params_search(const float* x, const float* imp, int64_t n, int bits, bool sym, int storage, int steps,
+                             float& scale, int32_t& zero) {
+  gp_params(x, n, bits, sym, storage, scale, zero);
+  if (steps <= 0) return;
+  const int maxq = (1 << bits) - 1;
+  float lo0 = 0, hi0 = 0;
+  for (int64_t i = 0; i < n; ++i) {
+    lo0 = std::min(lo0, x[i]);
+    hi0 = std::max(hi0, x[i]);
+  }
+  if (sym) {
+    hi0 = std::max(-lo0, hi0);
+    lo0 = -hi0;
+  }
+  if (lo0 == 0 && hi0 == 0) return;
+  auto err_of = [&](float s, int32_t z) {
+    double e = 0;
+    for (int64_t i = 0; i < n; ++i) {
+      const float d = x[i] - s * static_cast<float>(gp_code(x[i], s, z, maxq) - z);
+      e += static_cast<double>(imp[i]) * d * d;
+    }
+    return e;
+  };
+  double best = err_of(scale, zero);
+  for (int k = 1; k <= steps; ++k) {
+    const float f = 1.0f - static_cast<float>(k) / 100.0f;
+    const float lo = lo0 * f, hi = hi0 * f;
+    const float s = gp_round_scale((hi - lo) / static_cast<float>(maxq), storage);
+    if (!(s > 0) || !std::isfinite(s)) continue;
+    const int32_t z =
+        sym ? (1 << (bits - 1)) : static_cast<int32_t>(std::clamp(std::nearbyint(-lo / s), 0.0f, static_cast<float>(maxq)));
+    const double e = err_of(s, z);
+    if (e < best) best = e, scale = s, zero = z;
+  }
 }
 
 // The upper Cholesky factor of (H + λI)^-1, raising λ x10 on failure. Returns false when every
@@ -205,6 +248,10 @@ GptqMatrix gptq_quantize_matrix(const float* w, int64_t rows, int64_t cols, cons
     }
   for (float v : hh)
     if (!std::isfinite(v)) fail(Errc::smoothquant_failed, "gptq: the Hessian holds NaN or infinite values");
+  // diag(H) in the original column order: the weights of the scale search.
+  std::vector<float> hdiag(static_cast<size_t>(cols));
+  for (int64_t c = 0; c < cols; ++c) hdiag[static_cast<size_t>(c)] = hh[static_cast<size_t>(c * cols + c)];
+  const int search = p.scale_search;
 
   // Walk order: descending diag(H) with act-order (stable, so ties keep their order).
   std::vector<int32_t> perm(static_cast<size_t>(cols));
@@ -228,7 +275,8 @@ GptqMatrix gptq_quantize_matrix(const float* w, int64_t rows, int64_t cols, cons
       for (int64_t r = r0; r < r1; ++r)
         for (int64_t k = 0; k < G; ++k) {
           const size_t gi = static_cast<size_t>(r * G + k);
-          gp_params(W.data() + r * cols + k * g, g, bits, sym, storage, m.scales[gi], m.zeros[gi]);
+          gp_params_search(W.data() + r * cols + k * g, hdiag.data() + k * g, g, bits, sym, storage, search, m.scales[gi],
+                           m.zeros[gi]);
         }
     });
   }
@@ -244,6 +292,8 @@ GptqMatrix gptq_quantize_matrix(const float* w, int64_t rows, int64_t cols, cons
   hh.clear();
   hh.shrink_to_fit();
   W.resize(0, 0);
+  std::vector<float> hdiag_walk(static_cast<size_t>(cols));
+  for (int64_t j = 0; j < cols; ++j) hdiag_walk[static_cast<size_t>(j)] = hdiag[static_cast<size_t>(perm[static_cast<size_t>(j)])];
   RowMat U;
   if (!gp_inverse_factor(hp.data(), cols, p.damp, p.max_damp_raises, U, m.damp, m.damp_raises))
     fail(Errc::smoothquant_failed,
@@ -269,7 +319,8 @@ GptqMatrix gptq_quantize_matrix(const float* w, int64_t rows, int64_t cols, cons
         for (int64_t i = i1; i < i2; ++i) {
           const int32_t k = gwalk[static_cast<size_t>(i)];
           const size_t gi = static_cast<size_t>(r * G + k);
-          if (!fixed_scales && i % g == 0) gp_params(wr + i, g, bits, sym, storage, m.scales[gi], m.zeros[gi]);
+          if (!fixed_scales && i % g == 0)
+            gp_params_search(wr + i, hdiag_walk.data() + i, g, bits, sym, storage, search, m.scales[gi], m.zeros[gi]);
           const float s = m.scales[gi];
           const int32_t z = m.zeros[gi];
           const int32_t q = gp_code(wr[i], s, z, maxq);
