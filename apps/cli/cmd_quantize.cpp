@@ -55,7 +55,7 @@ constexpr uint64_t kDefaultCheckpointBytes = 1'000'000'000;
 constexpr const char* kSmoothQuantOptions[] = {"alpha", "calibration-data", "calibration-samples", "ctx",
                                                "activation-percentile", "static-activations", "per-tensor-weights"};
 
-constexpr const char* kGptqOptions[] = {"layout", "bits", "group-size", "act-order", "act-order-group", "sym", "asym", "damp", "method"};
+constexpr const char* kGptqOptions[] = {"layout", "bits", "group-size", "act-order", "act-order-group", "sym", "asym", "damp", "method", "scale-search"};
 
 int run_smoothquant(Context& ctx, const cxxopts::ParseResult& r) {
   for (const char* o : kGgufOnlyOptions)

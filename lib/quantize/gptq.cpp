@@ -118,9 +118,9 @@ inline int32_t gp_code(float w, float s, int32_t z, int maxq) {
 
 // Importance-weighted scale search (GptqParams::scale_search): the min-max range shrunk by
 // 1 - k / 100 for k = 0..steps (symmetric: max|x|; asymmetric: both ends), each candidate's scale
-// rounded to its storage, keeping the one with the least sum_i imp_i (x_i - q(x_i))^2, imp the
-// diagonal of H (llama.cpp's imatrix weighting). Min-max itself (k = 0) wins ties, so the result
-// is never worse than gp_params' on that measure.
+// rounded to its storage, keeping the one with the least sum_i imp_i (x_i - q(x_i))^2 (imp:
+// 1 / U_ii², see gptq_quantize_matrix). Min-max itself (k = 0) wins ties, so the result is never
+// worse than gp_params' on that measure.
 inline void gp_params_search(const float* x, const float* imp, int64_t n, int bits, bool sym, int storage, int steps,
                              float& scale, int32_t& zero) {
   gp_params(x, n, bits, sym, storage, scale, zero);
@@ -248,9 +248,6 @@ GptqMatrix gptq_quantize_matrix(const float* w, int64_t rows, int64_t cols, cons
     }
   for (float v : hh)
     if (!std::isfinite(v)) fail(Errc::smoothquant_failed, "gptq: the Hessian holds NaN or infinite values");
-  // diag(H) in the original column order: the weights of the scale search.
-  std::vector<float> hdiag(static_cast<size_t>(cols));
-  for (int64_t c = 0; c < cols; ++c) hdiag[static_cast<size_t>(c)] = hh[static_cast<size_t>(c * cols + c)];
   const int search = p.scale_search;
 
   // Walk order: descending diag(H) with act-order (stable, so ties keep their order).
@@ -269,17 +266,6 @@ GptqMatrix gptq_quantize_matrix(const float* w, int64_t rows, int64_t cols, cons
     gwalk[static_cast<size_t>(j)] = static_cast<int32_t>(
         (p.act_order == GptqActOrder::static_groups ? perm[static_cast<size_t>(j)] : j) / g);
   const bool fixed_scales = p.group_size < 0 || p.act_order == GptqActOrder::static_groups;
-  if (fixed_scales) {
-    // From the original (dead-zeroed) weights, in their column order.
-    parallel_for(rows, threads, 16, [&](int64_t r0, int64_t r1) {
-      for (int64_t r = r0; r < r1; ++r)
-        for (int64_t k = 0; k < G; ++k) {
-          const size_t gi = static_cast<size_t>(r * G + k);
-          gp_params_search(W.data() + r * cols + k * g, hdiag.data() + k * g, g, bits, sym, storage, search, m.scales[gi],
-                           m.zeros[gi]);
-        }
-    });
-  }
   for (int64_t j = 0; j < cols; ++j) m.g_idx[static_cast<size_t>(perm[static_cast<size_t>(j)])] = gwalk[static_cast<size_t>(j)];
 
   RowMat Wp(rows, cols);
@@ -292,8 +278,6 @@ GptqMatrix gptq_quantize_matrix(const float* w, int64_t rows, int64_t cols, cons
   hh.clear();
   hh.shrink_to_fit();
   W.resize(0, 0);
-  std::vector<float> hdiag_walk(static_cast<size_t>(cols));
-  for (int64_t j = 0; j < cols; ++j) hdiag_walk[static_cast<size_t>(j)] = hdiag[static_cast<size_t>(perm[static_cast<size_t>(j)])];
   RowMat U;
   if (!gp_inverse_factor(hp.data(), cols, p.damp, p.max_damp_raises, U, m.damp, m.damp_raises))
     fail(Errc::smoothquant_failed,
@@ -302,6 +286,29 @@ GptqMatrix gptq_quantize_matrix(const float* w, int64_t rows, int64_t cols, cons
          p.damp * std::pow(10.0, p.max_damp_raises), p.max_damp_raises, p.damp);
   hp.clear();
   hp.shrink_to_fit();
+  // The scale search's weight of walk position j: 1 / U_jj², what GPTQ's loss charges a rounding
+  // error there ((w - q)² / U_jj²: the error's cost after the later columns compensate it).
+  std::vector<float> hdiag_walk(static_cast<size_t>(cols));
+  for (int64_t j = 0; j < cols; ++j) {
+    const float d = U(j, j);
+    hdiag_walk[static_cast<size_t>(j)] = 1.0f / (d * d);
+  }
+  if (fixed_scales) {
+    // From the original (dead-zeroed) weights, group k = original columns k*g .. k*g + g - 1.
+    std::vector<int32_t> pos(static_cast<size_t>(cols));
+    for (int64_t j = 0; j < cols; ++j) pos[static_cast<size_t>(perm[static_cast<size_t>(j)])] = static_cast<int32_t>(j);
+    std::vector<float> imp(static_cast<size_t>(cols));
+    for (int64_t c = 0; c < cols; ++c) imp[static_cast<size_t>(c)] = hdiag_walk[static_cast<size_t>(pos[static_cast<size_t>(c)])];
+    parallel_for(rows, threads, 16, [&](int64_t r0, int64_t r1) {
+      std::vector<float> x(static_cast<size_t>(g));
+      for (int64_t r = r0; r < r1; ++r)
+        for (int64_t k = 0; k < G; ++k) {
+          const size_t gi = static_cast<size_t>(r * G + k);
+          for (int64_t c = 0; c < g; ++c) x[static_cast<size_t>(c)] = Wp(r, pos[static_cast<size_t>(k * g + c)]);
+          gp_params_search(x.data(), imp.data() + k * g, g, bits, sym, storage, search, m.scales[gi], m.zeros[gi]);
+        }
+    });
+  }
 
   const int64_t B = p.block_size;
   std::vector<double> row_loss(static_cast<size_t>(rows), 0.0);
