@@ -5,11 +5,13 @@
 // process's peak RSS.
 //   gptq_quality_bench [--model DIR] [--calibration FILE] [--eval FILE] [--ctx 256] [--chunks 100]
 //       [--calibration-samples 128] [--calibration-ctx 256] [--schemes 4:128,3:128,2:64]
-//       [--methods rtn,gptq,gptq-static,gptq-group,rtn-asym,awq,awq-noclip,awq-cliponly] [--awq-samples N]
-//       [--asym] [--threads N]
+//       [--methods rtn,gptq,gptq-static,gptq-group,rtn-asym,awq,awq-noclip,awq-cliponly,awq-symclip]
+//       [--awq-samples N] [--asym] [--scale-search N] [--clip-tokens N] [--threads N]
 // (awq: asymmetric with zero points always; rtn-asym: round to nearest on AWQ's min-max grid, no
 // search, the baseline AWQ is measured against; --awq-samples: AWQ's calibration chunks, default
-// --calibration-samples.)
+// --calibration-samples; --scale-search: GptqParams::scale_search of the GPTQ methods, default
+// the library's; awq-symclip: AWQ with AutoAWQ's symmetric clip candidates; --clip-tokens: AWQ's
+// clipping sample, default the library's.)
 // Prints one row per scheme and method; figures only, nothing asserted.
 #include <lq/lq.hpp>
 
@@ -38,7 +40,8 @@ int main(int argc, char** argv) {
   fs::path model = shared / "models" / "tiny-llama", calib = shared / "corpus" / "calibration.txt",
            eval = shared / "corpus" / "eval.txt";
   int64_t ctx = 256, chunks = 100, samples = 128, calib_ctx = 256, awq_samples = -1;
-  int threads = 0;
+  int threads = 0, scale_search = -1;
+  int64_t clip_tokens = 0;
   bool asym = false;
   std::vector<std::string> schemes = {"4:128", "3:128", "2:64"};
   std::vector<std::string> methods = {"rtn", "gptq", "gptq-static", "gptq-group"};
@@ -57,6 +60,8 @@ int main(int argc, char** argv) {
     else if (a == "--awq-samples") awq_samples = std::stoll(cl.value());
     else if (a == "--asym") asym = true;
     else if (a == "--threads") threads = std::stoi(cl.value());
+    else if (a == "--scale-search") scale_search = std::stoi(cl.value());
+    else if (a == "--clip-tokens") clip_tokens = std::stoll(cl.value());
     else {
       std::fprintf(stderr, "unknown option %s\n", a.c_str());
       return 2;
@@ -77,7 +82,7 @@ int main(int argc, char** argv) {
                 eval.c_str(), static_cast<long long>(ctx), static_cast<long long>(base.n_chunks), calib.c_str(),
                 static_cast<long long>(samples), static_cast<long long>(calib_ctx), asym ? "asymmetric" : "symmetric");
     std::printf("original perplexity %.4f +/- %.4f\n\n", base.ppl, base.ppl_error);
-    std::printf("%-8s | %-12s | %9s | %7s | %8s | %6s | %7s | %s\n", "scheme", "method", "PPL", "dPPL%", "KLD",
+    std::printf("%-8s | %-12s | %9s | %7s | %9s | %6s | %7s | %s\n", "scheme", "method", "PPL", "dPPL%", "KLD",
                 "top1%", "quant s", "damp raises");
     const lq::CalibrationData data = lq::load_calibration(calib);
     for (const auto& s : schemes) {
@@ -85,7 +90,7 @@ int main(int argc, char** argv) {
       const int bits = std::stoi(s.substr(0, colon));
       const int64_t group = colon == std::string::npos ? 128 : std::stoll(s.substr(colon + 1));
       for (const auto& m : methods) {
-        if (m == "awq" || m == "rtn-asym" || m == "awq-noclip" || m == "awq-cliponly") {
+        if (m == "awq" || m == "rtn-asym" || m == "awq-noclip" || m == "awq-cliponly" || m == "awq-symclip") {
           lq::AwqConfig acfg;
           acfg.params.bits = bits;
           acfg.params.group_size = group;
@@ -94,6 +99,8 @@ int main(int argc, char** argv) {
           acfg.ctx = calib_ctx;
           if (m == "awq-noclip") acfg.params.clip = false;  // ablations: the scale search alone,
           if (m == "awq-cliponly") acfg.params.n_grid = 0;  // the clipping search alone
+          if (m == "awq-symclip") acfg.params.clip_asym = false;  // AutoAWQ's symmetric clip candidates
+          if (clip_tokens > 0) acfg.params.clip_tokens = clip_tokens;
           if (m == "rtn-asym") {  // the identity as the only candidate, no clipping: AWQ's grid alone
             acfg.params.n_grid = 0;
             acfg.params.clip = false;
@@ -105,7 +112,7 @@ int main(int argc, char** argv) {
           q.run(c);
           const double secs = lq::bench::now_s() - t0;
           const lq::KldResult k = lq::kl_divergence(q.model(), *original, tokens, po, c);
-          std::printf("W%dg%-5lld | %-12s | %9.4f | %+6.2f%% | %8.5f | %6.2f | %7.1f | -\n", bits,
+          std::printf("W%dg%-5lld | %-12s | %9.4f | %+6.2f%% | %9.6f | %6.2f | %7.1f | -\n", bits,
                       static_cast<long long>(group), m.c_str(), k.ppl, 100 * (k.ppl / base.ppl - 1), k.kld_mean,
                       k.same_top_pct, secs);
           std::fflush(stdout);
@@ -116,6 +123,7 @@ int main(int argc, char** argv) {
         cfg.params.group_size = group;
         cfg.params.sym = !asym;
         cfg.params.rtn = m == "rtn";
+        if (scale_search >= 0) cfg.params.scale_search = scale_search;
         if (m == "gptq-static") cfg.params.act_order = lq::GptqActOrder::static_groups;
         else if (m == "gptq-group") cfg.params.act_order = lq::GptqActOrder::group;
         else if (m != "gptq" && m != "rtn") {
@@ -130,7 +138,7 @@ int main(int argc, char** argv) {
         q.run(c);
         const double secs = lq::bench::now_s() - t0;
         const lq::KldResult k = lq::kl_divergence(q.model(), *original, tokens, po, c);
-        std::printf("W%dg%-5lld | %-12s | %9.4f | %+6.2f%% | %8.5f | %6.2f | %7.1f | %d\n", bits,
+        std::printf("W%dg%-5lld | %-12s | %9.4f | %+6.2f%% | %9.6f | %6.2f | %7.1f | %d\n", bits,
                     static_cast<long long>(group), m.c_str(), k.ppl, 100 * (k.ppl / base.ppl - 1), k.kld_mean,
                     k.same_top_pct, secs, q.summary().damp_raises);
         std::fflush(stdout);

@@ -165,6 +165,15 @@ TEST_CASE("gptq: the lazy batch width does not change the result", "[gptq]") {
   a.block_size = 48;
   GptqParams b = a;
   b.block_size = 16;  // group starts at block starts in both: the same weights at each group start
+  {  // with the scale search (the default) too
+    const GptqMatrix x = gptq_quantize_matrix(p.w.data(), p.rows, p.d, p.h.data(), a);
+    const GptqMatrix y = gptq_quantize_matrix(p.w.data(), p.rows, p.d, p.h.data(), b);
+    int64_t diff = 0;
+    for (size_t i = 0; i < x.codes.size(); ++i) diff += x.codes[i] != y.codes[i];
+    CHECK(diff <= 2);
+  }
+  // Min-max scales from here: the lag below changes a searched scale's choice more often.
+  a.scale_search = b.scale_search = 0;
   const GptqMatrix x = gptq_quantize_matrix(p.w.data(), p.rows, p.d, p.h.data(), a);
   const GptqMatrix y = gptq_quantize_matrix(p.w.data(), p.rows, p.d, p.h.data(), b);
   int64_t diff = 0;
@@ -254,6 +263,46 @@ TEST_CASE("gptq: act-order groupings", "[gptq]") {
   const GptqMatrix s = gptq_quantize_matrix(p.w.data(), p.rows, p.d, p.h.data(), gp);
   CHECK(s.perm == g.perm);
   for (int32_t c = 0; c < 64; ++c) CHECK(s.g_idx[static_cast<size_t>(c)] == c / 16);
+}
+
+TEST_CASE("gptq: the importance-weighted scale search shrinks ranges and lowers the output error", "[gptq]") {
+  const GtProblem p = gt_problem(512, 64, 24, 13);
+  struct Case {
+    int bits;
+    int64_t group;
+    bool sym;
+    GptqActOrder ao;
+  };
+  for (const Case c : {Case{4, 32, true, GptqActOrder::static_groups}, Case{3, 16, false, GptqActOrder::static_groups},
+                       Case{4, 32, true, GptqActOrder::none}, Case{2, 32, false, GptqActOrder::group}}) {
+    INFO("bits " << c.bits << " group " << c.group << " sym " << c.sym << " act-order " << int(c.ao));
+    GptqParams a;
+    a.bits = c.bits, a.group_size = c.group, a.sym = c.sym, a.act_order = c.ao, a.scale_search = 0;
+    GptqParams b = a;
+    b.scale_search = 20;
+    const GptqMatrix x = gptq_quantize_matrix(p.w.data(), p.rows, p.d, p.h.data(), a);
+    const GptqMatrix y = gptq_quantize_matrix(p.w.data(), p.rows, p.d, p.h.data(), b);
+    const double ex = gt_output_error(p, x.dequantize()), ey = gt_output_error(p, y.dequantize());
+    CHECK(ey < 0.97 * ex);
+    if (c.ao == GptqActOrder::static_groups) {
+      // Scales fixed from the same original weights: each is min-max's or at most 20% below it.
+      int shrunk = 0;
+      for (size_t i = 0; i < x.scales.size(); ++i) {
+        if (c.sym) {
+          CHECK(y.scales[i] <= x.scales[i]);
+          CHECK(y.scales[i] >= 0.79f * x.scales[i]);
+        }
+        shrunk += y.scales[i] < 0.995f * x.scales[i];
+      }
+      CHECK(shrunk > static_cast<int>(x.scales.size() / 4));
+    }
+    for (uint8_t q : y.codes) CHECK(q < (1u << c.bits));
+  }
+  GptqParams bad;
+  bad.scale_search = 100;
+  CHECK_THROWS_WITH(validate(bad), Catch::Matchers::Contains("scale search"));
+  bad.scale_search = -1;
+  CHECK_THROWS_WITH(validate(bad), Catch::Matchers::Contains("scale search"));
 }
 
 TEST_CASE("gptq: usage errors", "[gptq]") {
@@ -550,6 +599,10 @@ TEST_CASE("gptq: CLI errors exit with the contract's codes, nothing written", "[
            {"quantize " + m + " gptq --layout awq --act-order-group" + o, 2, "the AWQ layout has no g_idx"},
            {"quantize " + m + " gptq --act-order --act-order-group" + o, 2, "exclude"},
            {"quantize " + m + " gptq --damp 0" + o, 2, "damp"},
+           {"quantize " + m + " gptq --scale-search 100" + o, 2, "scale search"},
+           {"quantize " + m + " rtn --scale-search 10" + o, 2, "not to round to nearest"},
+           {"quantize " + m + " awq --scale-search 10" + o, 2, "--scale-search does not apply"},
+           {"quantize " + m + " gguf -q Q4_0 --scale-search 10" + o, 2, "--scale-search"},
            {"quantize " + m + " gptq -q Q4_0" + o, 2, "--quantization"},
            {"quantize " + m + " gguf -q Q4_0 --bits 4" + o, 2, "--bits"},
            {"convert " + m + " gptq" + o, 2, "not a GGUF"},

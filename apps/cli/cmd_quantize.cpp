@@ -56,7 +56,7 @@ constexpr const char* kSmoothQuantOptions[] = {"alpha", "calibration-data", "cal
                                                "activation-percentile", "static-activations", "per-tensor-weights",
                                                "smooth-mappings", "calibration-activations"};
 
-constexpr const char* kGptqOptions[] = {"layout", "bits", "group-size", "act-order", "act-order-group", "sym", "asym", "damp", "method"};
+constexpr const char* kGptqOptions[] = {"layout", "bits", "group-size", "act-order", "act-order-group", "sym", "asym", "damp", "method", "scale-search"};
 
 }  // namespace
 

@@ -1,8 +1,9 @@
 // lq quantize MODEL gptq|rtn [--layout compressed-tensors|gptq|gptq_v2] [--bits] [--group-size]
-// [--act-order|--act-order-group] [--sym|--asym] [--damp] [--calibration-data] [--calibration-samples]
-// [--ctx] [--smoothquant [--alpha A|auto] [--static-activations] [--activation-percentile P]]: the
-// options of the W4A16-style outputs (and of W8A8 after SmoothQuant), parsed into a GptqConfig for
-// lq::gptq_model (gptq.hpp), and the printed result. No quantization logic here.
+// [--act-order|--act-order-group] [--sym|--asym] [--damp] [--scale-search] [--calibration-data]
+// [--calibration-samples] [--ctx] [--smoothquant [--alpha A|auto] [--static-activations]
+// [--activation-percentile P]]: the options of the W4A16-style outputs (and of W8A8 after
+// SmoothQuant), parsed into a GptqConfig for lq::gptq_model (gptq.hpp), and the printed result. No
+// quantization logic here.
 #include "cli.hpp"
 
 #include <lq/gptq.hpp>
@@ -36,7 +37,10 @@ void add_gptq_options(cxxopts::Options& opts) {
       ("damp", "Dampening fraction of mean(diag H), raised x10 (at most 4 times) when Cholesky fails [default: 0.01]",
        cxxopts::value<double>())
       ("method", "gptq (error feedback) or rtn (round to nearest, no calibration) [default: the output format]",
-       cxxopts::value<std::string>());
+       cxxopts::value<std::string>())
+      ("scale-search", "GPTQ: each group's range also shrunk by 1..N% and the scale with the least "
+                       "weighted rounding error (1 / [H^-1 Cholesky]_jj^2) kept; 0 = min-max scales only [default: 20]",
+       cxxopts::value<int>());
 }
 
 int run_gptq(Context& ctx, const cxxopts::ParseResult& r, const std::string& format) {
@@ -62,6 +66,10 @@ int run_gptq(Context& ctx, const cxxopts::ParseResult& r, const std::string& for
   if (r.count("act-order")) cfg.params.act_order = GptqActOrder::static_groups;
   if (r.count("act-order-group")) cfg.params.act_order = GptqActOrder::group;
   if (r.count("damp")) cfg.params.damp = r["damp"].as<double>();
+  if (r.count("scale-search")) {
+    if (cfg.params.rtn) fail(Errc::invalid_argument, "--scale-search applies to GPTQ, not to round to nearest");
+    cfg.params.scale_search = r["scale-search"].as<int>();
+  }
   if (r.count("smoothquant")) {
     // W8A8: SmoothQuant, then GPTQ at 8 bits per output channel, symmetric (llm-compressor's recipe).
     if (cfg.params.rtn)

@@ -37,7 +37,13 @@ struct AwqParams {
   bool clip = true;            ///< the clipping search (not for q/k, whose products feed a softmax)
   int clip_grid = 20;          ///< clip candidates: group max x (1 - i / clip_grid), i < max_shrink x clip_grid
   double max_shrink = 0.5;
-  int64_t clip_tokens = 512;   ///< tokens sampled (evenly) for the clipping search
+  /// Tokens of the clipping search: 0 = every calibration token (its error is dᵀ G d with the g x g
+  /// blocks G of XᵀX, so only G's sums grow with the tokens); n = n sampled evenly (AutoAWQ: 512).
+  int64_t clip_tokens = 0;
+  /// Clip candidates also shrink each end of the group's [min, max] (1% steps, both ends together
+  /// then each alone), besides AutoAWQ's symmetric clamps to [-m, m] (clip_grid steps): the
+  /// asymmetric grid's zero point lets the ends move apart. false: AutoAWQ's candidates only.
+  bool clip_asym = true;
   bool scale_v_o = true;       ///< the v_proj -> o_proj group (skipped under GQA, as AutoAWQ does)
 };
 

@@ -56,6 +56,14 @@ struct GptqParams {
   /// Scales are rounded to this storage before the codes are chosen (what a reader gets back):
   /// 0 = float, 16 = binary16, 17 = bfloat16.
   int scale_storage = 0;
+  /// Scale search of each group (GPTQ only, not RTN): 0 = the min-max range (AutoGPTQ's and
+  /// compressed-tensors' memoryless min-max observer); n = also the range shrunk by 1%, 2%, ...
+  /// n%, keeping the candidate with the least weighted squared rounding error of the group's
+  /// weights, column j weighted by 1 / U_jj² (U the Cholesky factor of H⁻¹: what GPTQ's loss
+  /// charges an error there; an importance like llama.cpp's imatrix diag(H), but net of what the
+  /// later columns compensate): the original weights with static groups or per channel, else the
+  /// error-updated weights at the group's first column.
+  int scale_search = 20;
 };
 
 /// Throws Errc::invalid_argument naming the setting (bits, group size, damp, block size).

@@ -8,7 +8,8 @@
 // at ffn_down); then, on the block's float weights and those activations, the four scale
 // searches (AutoAWQ's order: all searched first, then folded), the folds (norm weights divided,
 // rounded to the checkpoint's dtype, and the next linears' columns multiplied by the scales that
-// rounding left), the clipping search on the scaled weights and activations, and the quantization.
+// rounding left), the clipping search on the scaled weights and activations (every token, through
+// the per-group blocks of XᵀX), and the quantization.
 // Only block L's activations are held. The q/k/v group is inspected at the attention block's
 // output: attention is recomputed here (RoPE and causal GQA as the engine does, checked against
 // the engine's own attention result on every block).
@@ -46,7 +47,7 @@ void validate(const AwqParams& p) {
     fail(Errc::invalid_argument, "awq: clip grid must be in [1, 1000], got {}", p.clip_grid);
   if (!(p.max_shrink >= 0 && p.max_shrink < 1))
     fail(Errc::invalid_argument, "awq: max shrink must be in [0, 1), got {}", p.max_shrink);
-  if (p.clip_tokens < 1) fail(Errc::invalid_argument, "awq: clip tokens must be positive, got {}", p.clip_tokens);
+  if (p.clip_tokens < 0) fail(Errc::invalid_argument, "awq: clip tokens must be 0 (all) or positive, got {}", p.clip_tokens);
 }
 
 namespace awq_impl {
@@ -66,6 +67,21 @@ inline void aw_group_params(const float* x, int64_t n, int maxq, float clip, int
   float lo = std::numeric_limits<float>::infinity(), hi = -lo;
   for (int64_t i = 0; i < n; ++i) {
     const float v = clip > 0 ? std::clamp(x[i], -clip, clip) : x[i];
+    lo = std::min(lo, v);
+    hi = std::max(hi, v);
+  }
+  float s = aw_round_scale(std::max(hi - lo, 1e-5f) / static_cast<float>(maxq), storage);
+  if (!(s > 0) || !std::isfinite(s)) s = aw_round_scale(1e-5f, storage) > 0 ? aw_round_scale(1e-5f, storage) : 1e-5f;
+  scale = s;
+  zero = static_cast<int32_t>(std::clamp(-std::nearbyint(lo / s), 0.0f, static_cast<float>(maxq)));
+}
+
+// The same grid on the group clamped to [clo, chi] (the asymmetric clipping search's candidates).
+inline void aw_group_params_range(const float* x, int64_t n, int maxq, float clo, float chi, int storage, float& scale,
+                                  int32_t& zero) {
+  float lo = std::numeric_limits<float>::infinity(), hi = -lo;
+  for (int64_t i = 0; i < n; ++i) {
+    const float v = std::clamp(x[i], clo, chi);
     lo = std::min(lo, v);
     hi = std::max(hi, v);
   }
@@ -548,49 +564,129 @@ struct AwqQuantizer::Impl {
     return s;
   }
 
-  // AutoAWQ's clipping search: per (row, group) the max |w| shrink that minimises the group's
-  // partial products' error on the token sample. Returns rows x groups clip values.
-  std::vector<float> clip_search(const AwMat& w, const AwMat& xs, const Context& ctx) const {
+  // AutoAWQ's grid on each group clamped to its [lo, hi] pair (clip: rows x groups x 2).
+  GptqMatrix aw_quantize_range(const float* w, int64_t rows, int64_t cols, const float* clip, const Context& ctx) const {
+    const int64_t g = cfg.params.group_size;
+    const int maxq = (1 << cfg.params.bits) - 1;
+    GptqMatrix m;
+    m.rows = rows, m.cols = cols, m.bits = cfg.params.bits, m.groups = cols / g;
+    const int64_t G = m.groups;
+    m.codes.assign(static_cast<size_t>(rows * cols), 0);
+    m.scales.assign(static_cast<size_t>(rows * G), 0.0f);
+    m.zeros.assign(static_cast<size_t>(rows * G), 0);
+    m.g_idx.resize(static_cast<size_t>(cols));
+    for (int64_t c = 0; c < cols; ++c) m.g_idx[static_cast<size_t>(c)] = static_cast<int32_t>(c / g);
+    parallel_for(rows, ctx.thread_count(), 16, [&](int64_t r0, int64_t r1) {
+      for (int64_t r = r0; r < r1; ++r)
+        for (int64_t k = 0; k < G; ++k) {
+          const size_t gi = static_cast<size_t>(r * G + k);
+          const float* x = w + r * cols + k * g;
+          const float clo = clip[gi * 2], chi = clip[gi * 2 + 1];
+          aw_group_params_range(x, g, maxq, clo, chi, storage, m.scales[gi], m.zeros[gi]);
+          for (int64_t c = 0; c < g; ++c)
+            m.codes[static_cast<size_t>(r * cols + k * g + c)] =
+                static_cast<uint8_t>(aw_code(std::clamp(x[c], clo, chi), m.scales[gi], m.zeros[gi], maxq));
+        }
+    });
+    return m;
+  }
+
+  // The g x g diagonal blocks of xsᵀ xs, one per column group: a group's weight change d costs
+  // dᵀ G d on those tokens (what AutoAWQ computes as |xs d|², in g² instead of tokens x g).
+  std::vector<AwMat> group_grams(const AwMat& xs, const Context& ctx) const {
+    const int64_t g = cfg.params.group_size, G = xs.cols() / g;
+    std::vector<AwMat> grams(static_cast<size_t>(G));
+    parallel_for(G, ctx.thread_count(), 1, [&](int64_t k0, int64_t k1) {
+      for (int64_t k = k0; k < k1; ++k) {
+        const auto xk = xs.middleCols(k * g, g);
+        grams[static_cast<size_t>(k)].noalias() = xk.transpose() * xk;
+      }
+    });
+    return grams;
+  }
+
+  // The clipping search: per (row, group) the clamp range that minimises the group's partial
+  // products' error on the calibration tokens. AutoAWQ's candidates clamp to [-m, m], m = max |w| x
+  // (1 - i / clip_grid); with clip_asym also each end of [min, max] shrunk, first both by the
+  // same factor in 1% steps down to 1 - max_shrink, then each end alone around the best of those
+  // (the asymmetric grid's zero point lets the two ends move apart); the best of all wins. No
+  // clamp is a candidate too and wins ties. Returns rows x groups [lo, hi] pairs.
+  std::vector<float> clip_search(const AwMat& w, const std::vector<AwMat>& grams, const Context& ctx) const {
     const int64_t rows = w.rows(), cols = w.cols(), g = cfg.params.group_size, G = cols / g;
     const int maxq = (1 << cfg.params.bits) - 1;
-    const int steps = static_cast<int>(cfg.params.max_shrink * cfg.params.clip_grid);
-    std::vector<float> clip(static_cast<size_t>(rows * G), 0.0f);
+    const bool asym = cfg.params.clip_asym;
+    const int steps = static_cast<int>(cfg.params.max_shrink * 100);
+    const int sym_steps = static_cast<int>(cfg.params.max_shrink * cfg.params.clip_grid);
+    std::vector<float> clip(static_cast<size_t>(rows * G * 2), 0.0f);
     parallel_for(rows, ctx.thread_count(), 4, [&](int64_t r0, int64_t r1) {
-      Eigen::VectorXf d(g), e;
+      Eigen::VectorXf d(g);
       for (int64_t r = r0; r < r1; ++r)
         for (int64_t k = 0; k < G; ++k) {
           const float* x = w.data() + r * cols + k * g;
-          float mx0 = 0;
-          for (int64_t c = 0; c < g; ++c) mx0 = std::max(mx0, std::abs(x[c]));
-          float best_v = mx0;
-          double best = std::numeric_limits<double>::infinity();
-          for (int i = 0; i < std::max(steps, 1); ++i) {
-            const float mv = mx0 * (1.0f - static_cast<float>(i) / static_cast<float>(cfg.params.clip_grid));
+          const AwMat& H = grams[static_cast<size_t>(k)];
+          float lo0 = x[0], hi0 = x[0];
+          for (int64_t c = 0; c < g; ++c) lo0 = std::min(lo0, x[c]), hi0 = std::max(hi0, x[c]);
+          auto cost = [&](float clo, float chi) {
             float s;
             int32_t z;
-            aw_group_params(x, g, maxq, mv, storage, s, z);
-            for (int64_t c = 0; c < g; ++c) {
-              const float v = std::clamp(x[c], -mv, mv);
-              d[c] = s * static_cast<float>(aw_code(v, s, z, maxq) - z) - x[c];
+            aw_group_params_range(x, g, maxq, clo, chi, storage, s, z);
+            for (int64_t c = 0; c < g; ++c)
+              d[c] = s * static_cast<float>(aw_code(std::clamp(x[c], clo, chi), s, z, maxq) - z) - x[c];
+            return static_cast<double>(d.dot(H * d));
+          };
+          float blo = lo0, bhi = hi0;
+          double best = cost(lo0, hi0);
+          {  // AutoAWQ's candidates (with clip_asym too: the search then covers them)
+            const float mx0 = std::max(-lo0, hi0);
+            for (int i = 1; i < sym_steps; ++i) {
+              const float mv = mx0 * (1.0f - static_cast<float>(i) / static_cast<float>(cfg.params.clip_grid));
+              const double e = cost(-mv, mv);
+              if (e < best) best = e, blo = -mv, bhi = mv;
             }
-            e.noalias() = xs.middleCols(k * g, g) * d;
-            const double err = e.squaredNorm();
-            if (err < best) best = err, best_v = mv;
           }
-          clip[static_cast<size_t>(r * G + k)] = best_v;
+          if (asym) {
+            const float sym_lo = blo, sym_hi = bhi;
+            const double sym_best = best;
+            best = cost(lo0, hi0);
+            int bi = 0;
+            for (int i = 1; i < steps; ++i) {
+              const float f = 1.0f - static_cast<float>(i) / 100.0f;
+              const double e = cost(lo0 * f, hi0 * f);
+              if (e < best) best = e, bi = i;
+            }
+            int blo_i = bi, bhi_i = bi;
+            blo = lo0 * (1.0f - static_cast<float>(bi) / 100.0f), bhi = hi0 * (1.0f - static_cast<float>(bi) / 100.0f);
+            for (int pass = 0; pass < 2; ++pass) {
+              const int c0 = pass == 0 ? blo_i : bhi_i;
+              for (int i = std::max(0, c0 - 10); i <= std::min(steps - 1, c0 + 10); ++i) {
+                if (i == c0) continue;
+                const float f = 1.0f - static_cast<float>(i) / 100.0f;
+                const float clo = pass == 0 ? lo0 * f : blo, chi = pass == 0 ? bhi : hi0 * f;
+                const double e = cost(clo, chi);
+                if (e < best) {
+                  best = e, blo = clo, bhi = chi;
+                  (pass == 0 ? blo_i : bhi_i) = i;
+                }
+              }
+            }
+            if (sym_best < best) best = sym_best, blo = sym_lo, bhi = sym_hi;
+          }
+          clip[static_cast<size_t>((r * G + k) * 2)] = blo;
+          clip[static_cast<size_t>((r * G + k) * 2 + 1)] = bhi;
         }
     });
     return clip;
   }
 
   void quantize_linear(AwLinear& x, const AwMat& xs, bool do_clip, const Context& ctx) {
-    std::vector<float> clip;
+    GptqMatrix q;
     if (do_clip) {
-      clip = clip_search(x.w, xs, ctx);
+      const std::vector<float> clip = clip_search(x.w, group_grams(xs, ctx), ctx);
       ++summary.clipped_linears;
+      q = aw_quantize_range(x.w.data(), x.rows, x.cols, clip.data(), ctx);
+    } else {
+      q = awq_quantize_matrix(x.w.data(), x.rows, x.cols, cfg.params.bits, cfg.params.group_size, nullptr, ctx, storage);
     }
-    GptqMatrix q = awq_quantize_matrix(x.w.data(), x.rows, x.cols, cfg.params.bits, cfg.params.group_size,
-                                       clip.empty() ? nullptr : clip.data(), ctx, storage);
     // Relative output error of the sample.
     const std::vector<float> d = q.dequantize();
     const Eigen::Map<const AwMat> D(d.data(), x.rows, x.cols);
@@ -728,9 +824,15 @@ struct AwqQuantizer::Impl {
     unscale_cols(a.x_down, s4.scales);
 
     // Clipping (not q/k) and quantization.
-    const AwMat xa = sample_rows(a.x_attn, p.clip_tokens), xo = sample_rows(a.x_o, p.clip_tokens),
-                xf = sample_rows(a.x_ffn, p.clip_tokens), xd = sample_rows(a.x_down, p.clip_tokens);
-    a = AwActs{};
+    // On every calibration token (clip_tokens 0) or an even sample of them.
+    AwMat keep[4];
+    auto tokens_of = [&](const AwMat& x, AwMat& k) -> const AwMat& {
+      if (p.clip_tokens <= 0 || p.clip_tokens >= x.rows()) return x;
+      k = sample_rows(x, p.clip_tokens);
+      return k;
+    };
+    const AwMat &xa = tokens_of(a.x_attn, keep[0]), &xo = tokens_of(a.x_o, keep[1]), &xf = tokens_of(a.x_ffn, keep[2]),
+                &xd = tokens_of(a.x_down, keep[3]);
     quantize_linear(wq, xa, false, ctx);
     quantize_linear(wk, xa, false, ctx);
     quantize_linear(wv, xa, p.clip, ctx);
@@ -738,6 +840,7 @@ struct AwqQuantizer::Impl {
     quantize_linear(wg, xf, p.clip, ctx);
     quantize_linear(wu, xf, p.clip, ctx);
     quantize_linear(wd, xd, p.clip, ctx);
+    a = AwActs{};
     (void)mc;
   }
 

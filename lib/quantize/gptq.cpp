@@ -64,6 +64,8 @@ void validate(const GptqParams& p) {
   if (p.block_size < 1) fail(Errc::invalid_argument, "gptq: block size must be positive, got {}", p.block_size);
   if (p.max_damp_raises < 0 || p.max_damp_raises > 8)
     fail(Errc::invalid_argument, "gptq: damp raises must be in [0, 8], got {}", p.max_damp_raises);
+  if (p.scale_search < 0 || p.scale_search > 99)
+    fail(Errc::invalid_argument, "gptq: scale search steps must be in [0, 99], got {}", p.scale_search);
   if (p.scale_storage != 0 && p.scale_storage != 16 && p.scale_storage != 17)
     fail(Errc::invalid_argument, "gptq: scale storage must be 0, 16 or 17, got {}", p.scale_storage);
 }
@@ -113,6 +115,47 @@ inline void gp_params(const float* x, int64_t n, int bits, bool sym, int storage
 inline int32_t gp_code(float w, float s, int32_t z, int maxq) {
   const float q = std::nearbyint(w / s) + static_cast<float>(z);  // ties to even, as torch.round
   return static_cast<int32_t>(std::clamp(q, 0.0f, static_cast<float>(maxq)));
+}
+
+// Importance-weighted scale search (GptqParams::scale_search): the min-max range shrunk by
+// 1 - k / 100 for k = 0..steps (symmetric: max|x|; asymmetric: both ends), each candidate's scale
+// rounded to its storage, keeping the one with the least sum_i imp_i (x_i - q(x_i))^2 (imp:
+// 1 / U_ii², see gptq_quantize_matrix). Min-max itself (k = 0) wins ties, so the result is never
+// worse than gp_params' on that measure.
+inline void gp_params_search(const float* x, const float* imp, int64_t n, int bits, bool sym, int storage, int steps,
+                             float& scale, int32_t& zero) {
+  gp_params(x, n, bits, sym, storage, scale, zero);
+  if (steps <= 0) return;
+  const int maxq = (1 << bits) - 1;
+  float lo0 = 0, hi0 = 0;
+  for (int64_t i = 0; i < n; ++i) {
+    lo0 = std::min(lo0, x[i]);
+    hi0 = std::max(hi0, x[i]);
+  }
+  if (sym) {
+    hi0 = std::max(-lo0, hi0);
+    lo0 = -hi0;
+  }
+  if (lo0 == 0 && hi0 == 0) return;
+  auto err_of = [&](float s, int32_t z) {
+    double e = 0;
+    for (int64_t i = 0; i < n; ++i) {
+      const float d = x[i] - s * static_cast<float>(gp_code(x[i], s, z, maxq) - z);
+      e += static_cast<double>(imp[i]) * d * d;
+    }
+    return e;
+  };
+  double best = err_of(scale, zero);
+  for (int k = 1; k <= steps; ++k) {
+    const float f = 1.0f - static_cast<float>(k) / 100.0f;
+    const float lo = lo0 * f, hi = hi0 * f;
+    const float s = gp_round_scale((hi - lo) / static_cast<float>(maxq), storage);
+    if (!(s > 0) || !std::isfinite(s)) continue;
+    const int32_t z =
+        sym ? (1 << (bits - 1)) : static_cast<int32_t>(std::clamp(std::nearbyint(-lo / s), 0.0f, static_cast<float>(maxq)));
+    const double e = err_of(s, z);
+    if (e < best) best = e, scale = s, zero = z;
+  }
 }
 
 // The upper Cholesky factor of (H + λI)^-1, raising λ x10 on failure. Returns false when every
@@ -206,6 +249,7 @@ GptqMatrix gptq_quantize_matrix(const float* w, int64_t rows, int64_t cols, cons
     }
   for (float v : hh)
     if (!std::isfinite(v)) fail(Errc::smoothquant_failed, "gptq: the Hessian holds NaN or infinite values");
+  const int search = p.scale_search;
 
   // Walk order: descending diag(H) with act-order (stable, so ties keep their order).
   std::vector<int32_t> perm(static_cast<size_t>(cols));
@@ -223,16 +267,6 @@ GptqMatrix gptq_quantize_matrix(const float* w, int64_t rows, int64_t cols, cons
     gwalk[static_cast<size_t>(j)] = static_cast<int32_t>(
         (p.act_order == GptqActOrder::static_groups ? perm[static_cast<size_t>(j)] : j) / g);
   const bool fixed_scales = p.group_size < 0 || p.act_order == GptqActOrder::static_groups;
-  if (fixed_scales) {
-    // From the original (dead-zeroed) weights, in their column order.
-    parallel_for(rows, threads, 16, [&](int64_t r0, int64_t r1) {
-      for (int64_t r = r0; r < r1; ++r)
-        for (int64_t k = 0; k < G; ++k) {
-          const size_t gi = static_cast<size_t>(r * G + k);
-          gp_params(W.data() + r * cols + k * g, g, bits, sym, storage, m.scales[gi], m.zeros[gi]);
-        }
-    });
-  }
   for (int64_t j = 0; j < cols; ++j) m.g_idx[static_cast<size_t>(perm[static_cast<size_t>(j)])] = gwalk[static_cast<size_t>(j)];
 
   RowMat Wp(rows, cols);
@@ -253,6 +287,29 @@ GptqMatrix gptq_quantize_matrix(const float* w, int64_t rows, int64_t cols, cons
          p.damp * std::pow(10.0, p.max_damp_raises), p.max_damp_raises, p.damp);
   hp.clear();
   hp.shrink_to_fit();
+  // The scale search's weight of walk position j: 1 / U_jj², what GPTQ's loss charges a rounding
+  // error there ((w - q)² / U_jj²: the error's cost after the later columns compensate it).
+  std::vector<float> hdiag_walk(static_cast<size_t>(cols));
+  for (int64_t j = 0; j < cols; ++j) {
+    const float d = U(j, j);
+    hdiag_walk[static_cast<size_t>(j)] = 1.0f / (d * d);
+  }
+  if (fixed_scales) {
+    // From the original (dead-zeroed) weights, group k = original columns k*g .. k*g + g - 1.
+    std::vector<int32_t> pos(static_cast<size_t>(cols));
+    for (int64_t j = 0; j < cols; ++j) pos[static_cast<size_t>(perm[static_cast<size_t>(j)])] = static_cast<int32_t>(j);
+    std::vector<float> imp(static_cast<size_t>(cols));
+    for (int64_t c = 0; c < cols; ++c) imp[static_cast<size_t>(c)] = hdiag_walk[static_cast<size_t>(pos[static_cast<size_t>(c)])];
+    parallel_for(rows, threads, 16, [&](int64_t r0, int64_t r1) {
+      std::vector<float> x(static_cast<size_t>(g));
+      for (int64_t r = r0; r < r1; ++r)
+        for (int64_t k = 0; k < G; ++k) {
+          const size_t gi = static_cast<size_t>(r * G + k);
+          for (int64_t c = 0; c < g; ++c) x[static_cast<size_t>(c)] = Wp(r, pos[static_cast<size_t>(k * g + c)]);
+          gp_params_search(x.data(), imp.data() + k * g, g, bits, sym, storage, search, m.scales[gi], m.zeros[gi]);
+        }
+    });
+  }
 
   const int64_t B = p.block_size;
   std::vector<double> row_loss(static_cast<size_t>(rows), 0.0);
@@ -270,7 +327,8 @@ GptqMatrix gptq_quantize_matrix(const float* w, int64_t rows, int64_t cols, cons
         for (int64_t i = i1; i < i2; ++i) {
           const int32_t k = gwalk[static_cast<size_t>(i)];
           const size_t gi = static_cast<size_t>(r * G + k);
-          if (!fixed_scales && i % g == 0) gp_params(wr + i, g, bits, sym, storage, m.scales[gi], m.zeros[gi]);
+          if (!fixed_scales && i % g == 0)
+            gp_params_search(wr + i, hdiag_walk.data() + i, g, bits, sym, storage, search, m.scales[gi], m.zeros[gi]);
           const float s = m.scales[gi];
           const int32_t z = m.zeros[gi];
           const int32_t q = gp_code(wr[i], s, z, maxq);

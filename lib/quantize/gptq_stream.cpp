@@ -369,7 +369,7 @@ class GsRun {
     const GptqParams& p = cfg_.params;
     j["params"] = {{"bits", p.bits}, {"group_size", p.group_size}, {"sym", p.sym}, {"act_order", static_cast<int>(p.act_order)},
                    {"damp", p.damp}, {"max_damp_raises", p.max_damp_raises}, {"block_size", p.block_size},
-                   {"rtn", p.rtn}, {"scale_storage", p.scale_storage}};
+                   {"rtn", p.rtn}, {"scale_storage", p.scale_storage}, {"scale_search", p.scale_search}};
     quantize_ckpt::StreamHash ch;
     for (const auto& c : chunks_) {
       const uint64_t n = c.size();
