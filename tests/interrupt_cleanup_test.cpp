@@ -67,7 +67,7 @@ TEST_CASE("interrupt: SIGTERM and SIGHUP stop quantize gptq and smoothquant with
   const std::vector<std::string> gptq = {"--threads", "2", "quantize", t->dir, "gptq", "--calibration-samples", "8",
                                          "--ctx", "128", "--calibration-data", t->calib, "--no-checkpoints"};
   const std::vector<std::string> sq = {"--threads", "2", "quantize", t->dir, "smoothquant", "--smoothquant",
-                                       "--calibration-samples", "24", "--ctx", "128", "--calibration-data", t->calib};
+                                       "--calibration-samples", "96", "--ctx", "128", "--calibration-data", t->calib};
   struct Case {
     const char* what;
     const std::vector<std::string>* args;
@@ -77,7 +77,7 @@ TEST_CASE("interrupt: SIGTERM and SIGHUP stop quantize gptq and smoothquant with
   };
   for (const Case& c : {Case{"gptq SIGTERM", &gptq, "GPTQ", " blocks", SIGTERM},
                         Case{"gptq SIGHUP", &gptq, "GPTQ", " blocks", SIGHUP},
-                        Case{"smoothquant SIGTERM", &sq, "Calibrating", " chunks", SIGTERM}}) {
+                        Case{"smoothquant SIGTERM", &sq, "Calibrating", " blocks", SIGTERM}}) {
     INFO(c.what);
     std::string err;
     const int st = ic_signal_run(*c.args, tmp / "out", c.label, c.unit, 1, c.sig, err);
