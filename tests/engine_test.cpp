@@ -259,8 +259,8 @@ TEST_CASE("engine: llama.cpp's activation rounding (bf16 for BF16 weights and bi
     s.eval(prompt, 0);
     REQUIRE(checked > 0);
     CHECK(worst_rounded < (f16 ? 1e-5 : 1e-4));
-    // the rounding did act (BF16: where the panel kernel runs)
-    if (f16 || cpu::has_avx512_vnni()) CHECK(worst_exact > (f16 ? 1e-5 : 1e-4));
+    // the rounding did act (BF16: on the panel kernel, or rounded before the float GEMM elsewhere)
+    CHECK(worst_exact > (f16 ? 1e-5 : 1e-4));
   }
 }
 

@@ -7,8 +7,9 @@
 // weight panel is decoded once per call and every token runs against it); smaller batches run the
 // type's dot (4 x 4 tiles where it has them); types without a dot are dequantized tile by tile.
 // Activations are quantized once per (input, format) before the tiles run (for F16 weights with
-// f16_act: rounded to binary16 once per input). Every output element is computed by the same
-// sequence of operations whatever the tiling, so results do not depend on the thread count.
+// f16_act: rounded to binary16 once per input; for BF16 batches without a bf16 panel kernel: to
+// bf16). Every output element is computed by the same sequence of operations whatever the tiling,
+// so results do not depend on the thread count.
 #include "rows.hpp"
 
 #include <lq/backend.hpp>
@@ -17,6 +18,7 @@
 #include <lq/threads.hpp>
 
 #include "backend/ops.hpp"
+#include "core/half.hpp"
 
 #include <algorithm>
 #include <map>
@@ -230,21 +232,33 @@ void products(std::span<const Product> ops, int threads) {
     }
     p.xq = buf.data();
   }
-  // F16 weights with f16_act: each input rounded to binary16 once, into a copy (the caller's
-  // activations stay as they are: hooks read them).
-  thread_local std::map<const float*, std::vector<float>> hbufs;
-  std::vector<const float*> rounded;
+  // Float-GEMM inputs rounded first, as llama.cpp multiplies them, each input once per format into
+  // a copy (the caller's activations stay as they are: hooks read them): F16 weights with f16_act
+  // to binary16; BF16 weights whose batch would run the bf16 panel but where the CPU has no panel
+  // kernel (no AVX-512 BF16: AVX2, NEON) to bf16, so that the products do not depend on the ISA.
+  thread_local std::map<std::pair<const float*, QuantType>, std::vector<float>> hbufs;
+  std::vector<std::pair<const float*, QuantType>> rounded;
   for (Prepared& p : prep) {
-    if (p.path != Path::gemm || p.op->w.type != QuantType::F16 || !p.op->f16_act) continue;
-    auto& buf = hbufs[p.op->x];
+    if (p.path != Path::gemm) continue;
+    const QuantType t = p.op->w.type;
+    const bool to_half = t == QuantType::F16 && p.op->f16_act;
+    const bool to_bf16 = t == QuantType::BF16 && !p.op->float_act && p.op->m >= kPanelMinTokens;
+    if (!to_half && !to_bf16) continue;
+    const std::pair<const float*, QuantType> key{p.op->x, t};
+    auto& buf = hbufs[key];
     const int64_t count = p.op->m * p.op->w.cols;
-    if (std::ranges::find(rounded, p.op->x) == rounded.end()) {
+    if (std::ranges::find(rounded, key) == rounded.end()) {
       if (static_cast<int64_t>(buf.size()) < count) buf.resize(static_cast<size_t>(count));
       const float* src = p.op->x;
       float* dst = buf.data();
-      parallel_for(count, count < (1 << 15) ? 1 : use, 4096,
-                   [&](int64_t i0, int64_t i1) { round_half(i1 - i0, src + i0, dst + i0); });
-      rounded.push_back(p.op->x);
+      parallel_for(count, count < (1 << 15) ? 1 : use, 4096, [&](int64_t i0, int64_t i1) {
+        if (to_half) {
+          round_half(i1 - i0, src + i0, dst + i0);
+        } else {
+          for (int64_t i = i0; i < i1; ++i) dst[i] = bf16_to_f32(f32_to_bf16(src[i]));
+        }
+      });
+      rounded.push_back(key);
     }
     p.x = buf.data();
   }
