@@ -42,50 +42,21 @@ eval_ctx=${EVAL_CTX:-256}
 eval_chunks=${EVAL_CHUNKS:-100}
 threads=${THREADS:-2}
 nice_n=${NICE:-10}
-case "$(realpath -m "$venv")/" in "$repo"/*) echo "VENV must be outside the repository" >&2; exit 2;; esac
 case "$scheme" in w4a16|w8a8) ;; *) echo "SCHEME must be w4a16 or w8a8" >&2; exit 2;; esac
 case "$act" in static|none) ;; *) echo "ACT_ORDER must be static or none" >&2; exit 2;; esac
 
-if [ ! -x "$venv/bin/python" ] || ! "$venv/bin/python" -c "import llmcompressor" 2>/dev/null; then
-  python3 -m venv "$venv"
-  "$venv/bin/pip" install torch --index-url https://download.pytorch.org/whl/cpu || true
-  "$venv/bin/pip" install llmcompressor
-fi
-py="$venv/bin/python"
-"$py" - <<'PY'
-import importlib.metadata as m
-print("versions: " + ", ".join(f"{p} {m.version(p)}" for p in
-      ("llmcompressor", "compressed-tensors", "transformers", "torch")))
-PY
-mkdir -p "$work"
-cat "$model"/*.safetensors > /dev/null  # page cache warm for both sides
-export OMP_NUM_THREADS=$threads PYTHONDONTWRITEBYTECODE=1
-run_timed() {  # NAME TIME_FILE COMMAND...
-  local name=$1 tf=$2; shift 2
-  echo "== $name: $*"
-  local rc=0
-  nice -n "$nice_n" /usr/bin/time -v -o "$tf" "$@" || rc=$?
-  grep -E "Elapsed|Maximum resident" "$tf" | sed 's/^\s*/   /'
-  return $rc
-}
+# shellcheck source=benchmarks/llmc_compare_lib.sh
+source "$repo/benchmarks/llmc_compare_lib.sh"
+llmc_setup
 
 tag="$scheme-g$group-$act-n$samples-c$ctx"
 [ "$scheme" = w8a8 ] && tag="$tag-a$alpha"
 llmc_out="$work/llmc-$tag"
-if [ "${REUSE_LLMC:-0}" = 1 ] && [ -f "$llmc_out/config.json" ] && [ -f "$work/time-llmc-$tag.txt" ]; then
-  echo "== llm-compressor: reusing $llmc_out and its timing from an earlier run (REUSE_LLMC=1)"
-  grep -E "Elapsed|Maximum resident" "$work/time-llmc-$tag.txt" | sed 's/^\s*/   /'
-else
-  rm -rf "$llmc_out"
-  run_timed llm-compressor "$work/time-llmc-$tag.txt" "$py" "$repo/benchmarks/gptq_compare.py" llmc "$model" \
-    "$llmc_out" --scheme "$scheme" --calibration-data "$calib" --samples "$samples" --ctx "$ctx" \
-    --group-size "$group" --actorder "$act" --alpha "$alpha" --threads "$threads" --lq "$lq"
-fi
+llmc_side "$llmc_out" "$work/time-llmc-$tag.txt" "$py" "$repo/benchmarks/gptq_compare.py" llmc "$model" \
+  "$llmc_out" --scheme "$scheme" --calibration-data "$calib" --samples "$samples" --ctx "$ctx" \
+  --group-size "$group" --actorder "$act" --alpha "$alpha" --threads "$threads" --lq "$lq"
 
 lq_out="$work/lq-$tag"
-rm -rf "$lq_out"
-times=(--time "llm-compressor=$work/time-llmc-$tag.txt=$llmc_out")
-dirs=("$llmc_out")
 act_args=()
 [ "$act" = static ] && act_args=(--act-order)
 if [ "$scheme" = w4a16 ]; then
@@ -103,12 +74,7 @@ fi
 # shellcheck disable=SC2086
 lq_cmd+=(${LQ_ARGS:-})
 if [ "$supported" = 1 ]; then
-  if run_timed lq "$work/time-lq-$tag.txt" "${lq_cmd[@]}"; then
-    times+=(--time "lq=$work/time-lq-$tag.txt=$lq_out")
-    dirs+=("$lq_out")
-  else
-    echo "lq failed (exit status above); reporting llm-compressor's side only"
-  fi
+  lq_side "$lq_out" "$work/time-lq-$tag.txt" "${lq_cmd[@]}"
 else
   echo "$lq does not support \`quantize MODEL gptq --smoothquant\`; reporting llm-compressor's side only"
 fi

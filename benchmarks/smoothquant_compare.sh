@@ -34,57 +34,20 @@ eval_ctx=${EVAL_CTX:-256}
 eval_chunks=${EVAL_CHUNKS:-100}
 threads=${THREADS:-2}
 nice_n=${NICE:-10}
-case "$(realpath -m "$venv")/" in "$repo"/*) echo "VENV must be outside the repository" >&2; exit 2;; esac
-
-if [ ! -x "$venv/bin/python" ] || ! "$venv/bin/python" -c "import llmcompressor" 2>/dev/null; then
-  python3 -m venv "$venv"
-  # CPU wheels of torch where that index is reachable; otherwise PyPI's build (CUDA libraries
-  # included, unused here).
-  "$venv/bin/pip" install torch --index-url https://download.pytorch.org/whl/cpu || true
-  "$venv/bin/pip" install llmcompressor
-fi
-py="$venv/bin/python"
-"$py" - <<'PY'
-import importlib.metadata as m
-print("versions: " + ", ".join(f"{p} {m.version(p)}" for p in
-      ("llmcompressor", "compressed-tensors", "transformers", "torch")))
-PY
-mkdir -p "$work"
-cat "$model"/*.safetensors > /dev/null  # page cache warm for both sides
-export OMP_NUM_THREADS=$threads PYTHONDONTWRITEBYTECODE=1
-run_timed() {  # NAME TIME_FILE COMMAND...
-  local name=$1 tf=$2; shift 2
-  echo "== $name: $*"
-  local rc=0
-  nice -n "$nice_n" /usr/bin/time -v -o "$tf" "$@" || rc=$?
-  grep -E "Elapsed|Maximum resident" "$tf" | sed 's/^\s*/   /'
-  return $rc
-}
+# shellcheck source=benchmarks/llmc_compare_lib.sh
+source "$repo/benchmarks/llmc_compare_lib.sh"
+llmc_setup
 
 tag="a$alpha-n$samples-c$ctx"
 llmc_out="$work/llmc-w8a8-$tag"
-if [ "${REUSE_LLMC:-0}" = 1 ] && [ -f "$llmc_out/config.json" ] && [ -f "$work/time-llmc-$tag.txt" ]; then
-  echo "== llm-compressor: reusing $llmc_out and its timing from an earlier run (REUSE_LLMC=1)"
-  grep -E "Elapsed|Maximum resident" "$work/time-llmc-$tag.txt" | sed 's/^\s*/   /'
-else
-  rm -rf "$llmc_out"
-  run_timed llm-compressor "$work/time-llmc-$tag.txt" "$py" "$repo/benchmarks/smoothquant_compare.py" llmc "$model" \
-    "$llmc_out" --calibration-data "$calib" --samples "$samples" --ctx "$ctx" --alpha "$alpha" --threads "$threads" \
-    --lq "$lq"
-fi
+llmc_side "$llmc_out" "$work/time-llmc-$tag.txt" "$py" "$repo/benchmarks/smoothquant_compare.py" llmc "$model" \
+  "$llmc_out" --calibration-data "$calib" --samples "$samples" --ctx "$ctx" --alpha "$alpha" --threads "$threads" \
+  --lq "$lq"
 
 lq_out="$work/lq-w8a8-$tag"
-rm -rf "$lq_out"
-times=(--time "llm-compressor=$work/time-llmc-$tag.txt=$llmc_out")
-dirs=("$llmc_out")
 if "$lq" quantize --help 2>&1 | grep -q -- "--smoothquant"; then
-  if run_timed lq "$work/time-lq-$tag.txt" "$lq" --threads "$threads" quantize "$model" smoothquant --smoothquant \
-      --alpha "$alpha" --calibration-data "$calib" --calibration-samples "$samples" --ctx "$ctx" -o "$lq_out"; then
-    times+=(--time "lq=$work/time-lq-$tag.txt=$lq_out")
-    dirs+=("$lq_out")
-  else
-    echo "lq quantize ... smoothquant failed (exit status above); reporting llm-compressor's side only"
-  fi
+  lq_side "$lq_out" "$work/time-lq-$tag.txt" "$lq" --threads "$threads" quantize "$model" smoothquant --smoothquant \
+    --alpha "$alpha" --calibration-data "$calib" --calibration-samples "$samples" --ctx "$ctx" -o "$lq_out"
 else
   echo "$lq does not support \`quantize MODEL smoothquant --smoothquant\` yet; reporting llm-compressor's side only"
 fi

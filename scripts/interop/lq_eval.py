@@ -1,6 +1,6 @@
 """Token streams and evaluation chunks laid out as `lq perplexity` lays them, for Python clients.
 
-Used by benchmarks/smoothquant_compare.py and scripts/interop/check_w8a8_clients.py so that
+Used by benchmarks/*_compare.py and scripts/interop/check_w8a8_clients.py so that
 transformers, vLLM and lq score exactly the same tokens. Holds no model code of its own beyond
 a plain transformers forward pass; it must not import vLLM or llm-compressor.
 
@@ -15,6 +15,7 @@ import math
 import os
 import re
 import subprocess
+import time
 
 
 def load_token_ids(model_dir, text_file, lq=None):
@@ -163,6 +164,62 @@ def save_tokenizer(model_dir, out_dir):
         src = os.path.join(model_dir, f)
         if os.path.exists(src) and not os.path.exists(os.path.join(out_dir, f)):
             shutil.copy(src, out_dir)
+
+
+def llmc_oneshot(a, make_recipe):
+    """llm-compressor's oneshot on the calibration chunks lq would use (same text, samples and ctx;
+    BOS-led chunks of the text tokenized as one string), the model saved compressed to a.out with
+    its tokenizer. make_recipe() returns the modifiers; it may import llm-compressor itself."""
+    import torch
+    from datasets import Dataset
+    from transformers import AutoModelForCausalLM
+    from llmcompressor import oneshot
+
+    torch.set_num_threads(a.threads)
+    t0 = time.time()
+    ids, bos, how = load_token_ids(a.model, a.calibration_data, a.lq)
+    chunks = calibration_chunks(ids, bos, a.ctx, a.samples)
+    print(f"calibration: {len(chunks)} chunks x {a.ctx} tokens from {a.calibration_data} ({how})", flush=True)
+    ds = Dataset.from_dict({"input_ids": chunks, "attention_mask": [[1] * a.ctx for _ in chunks]})
+    model = AutoModelForCausalLM.from_pretrained(a.model, torch_dtype="auto", device_map="cpu")
+    oneshot(model=model, dataset=ds, recipe=make_recipe(), max_seq_length=a.ctx,
+            num_calibration_samples=len(chunks), shuffle_calibration_samples=False)
+    model.save_pretrained(a.out, save_compressed=True)
+    save_tokenizer(a.model, a.out)
+    print(f"llm-compressor done in {time.time() - t0:.1f} s -> {a.out}", flush=True)
+
+
+def compare_main(doc, title, add_llmc_options, cmd_llmc):
+    """The command line of a side-by-side script: `llmc` (its own options added by
+    add_llmc_options(parser) to the common ones), `eval` and `report` (cmd_eval, cmd_report)."""
+    import argparse
+    p = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = p.add_subparsers(dest="cmd", required=True)
+    q = sub.add_parser("llmc")
+    q.add_argument("model")
+    q.add_argument("out")
+    q.add_argument("--calibration-data", required=True)
+    q.add_argument("--samples", type=int, default=512)
+    q.add_argument("--ctx", type=int, default=256)
+    q.add_argument("--alpha", type=float, default=0.5)
+    q.add_argument("--threads", type=int, default=2)
+    q.add_argument("--lq")
+    add_llmc_options(q)
+    e = sub.add_parser("eval")
+    e.add_argument("model")
+    e.add_argument("dirs", nargs="+")
+    e.add_argument("--eval-text", required=True)
+    e.add_argument("--ctx", type=int, default=256)
+    e.add_argument("--chunks", type=int, default=100)
+    e.add_argument("--threads", type=int, default=2)
+    e.add_argument("--lq")
+    e.add_argument("--json", required=True)
+    r = sub.add_parser("report")
+    r.add_argument("--json")
+    r.add_argument("--title", default=title)
+    r.add_argument("--time", action="append", default=[], help="NAME=TIME_FILE=OUTPUT_DIR")
+    a = p.parse_args()
+    {"llmc": cmd_llmc, "eval": cmd_eval, "report": cmd_report}[a.cmd](a)
 
 
 def cmd_eval(a):

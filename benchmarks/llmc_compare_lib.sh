@@ -1,0 +1,62 @@
+# Shared by the llm-compressor side-by-side scripts (benchmarks/gptq_compare.sh,
+# benchmarks/smoothquant_compare.sh), sourced after they set: repo, venv, model, work, threads,
+# nice_n. Makes the virtual environment, runs each side under /usr/bin/time -v, and collects the
+# timed outputs in the arrays `times` (--time NAME=TIME_FILE=DIR for the report) and `dirs`.
+
+# The venv outside the repository with llmcompressor (CPU wheels of torch where that index is
+# reachable; otherwise PyPI's build, CUDA libraries included, unused here); sets py.
+llmc_setup() {
+  case "$(realpath -m "$venv")/" in "$repo"/*) echo "VENV must be outside the repository" >&2; exit 2;; esac
+  if [ ! -x "$venv/bin/python" ] || ! "$venv/bin/python" -c "import llmcompressor" 2>/dev/null; then
+    python3 -m venv "$venv"
+    "$venv/bin/pip" install torch --index-url https://download.pytorch.org/whl/cpu || true
+    "$venv/bin/pip" install llmcompressor
+  fi
+  py="$venv/bin/python"
+  "$py" - <<'PY'
+import importlib.metadata as m
+print("versions: " + ", ".join(f"{p} {m.version(p)}" for p in
+      ("llmcompressor", "compressed-tensors", "transformers", "torch")))
+PY
+  mkdir -p "$work"
+  cat "$model"/*.safetensors > /dev/null  # page cache warm for both sides
+  export OMP_NUM_THREADS=$threads PYTHONDONTWRITEBYTECODE=1
+  times=()
+  dirs=()
+}
+
+run_timed() {  # NAME TIME_FILE COMMAND...
+  local name=$1 tf=$2; shift 2
+  echo "== $name: $*"
+  local rc=0
+  nice -n "$nice_n" /usr/bin/time -v -o "$tf" "$@" || rc=$?
+  grep -E "Elapsed|Maximum resident" "$tf" | sed 's/^\s*/   /'
+  return $rc
+}
+
+# llm-compressor's side: OUT_DIR TIME_FILE COMMAND... (REUSE_LLMC=1 keeps an earlier output and
+# timing of the same settings).
+llmc_side() {
+  local out=$1 tf=$2; shift 2
+  if [ "${REUSE_LLMC:-0}" = 1 ] && [ -f "$out/config.json" ] && [ -f "$tf" ]; then
+    echo "== llm-compressor: reusing $out and its timing from an earlier run (REUSE_LLMC=1)"
+    grep -E "Elapsed|Maximum resident" "$tf" | sed 's/^\s*/   /'
+  else
+    rm -rf "$out"
+    run_timed llm-compressor "$tf" "$@"
+  fi
+  times+=(--time "llm-compressor=$tf=$out")
+  dirs+=("$out")
+}
+
+# lq's side: OUT_DIR TIME_FILE COMMAND...; a failure is reported and leaves llm-compressor's alone.
+lq_side() {
+  local out=$1 tf=$2; shift 2
+  rm -rf "$out"
+  if run_timed lq "$tf" "$@"; then
+    times+=(--time "lq=$tf=$out")
+    dirs+=("$out")
+  else
+    echo "lq failed (exit status above); reporting llm-compressor's side only"
+  fi
+}
