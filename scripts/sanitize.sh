@@ -52,7 +52,8 @@ if [[ $what == asan || $what == all ]]; then
   fuzz=()
   [[ $("${CXX:-clang++}" --version) == *clang* ]] && fuzz=(-DLQ_BUILD_FUZZERS=ON)
   configure "$B" address,undefined "${fuzz[@]}"
-  nice -n "$NICE" cmake --build "$B" -j "$jobs" --target lq_tests lq_cli \
+  # lq_static and lq_shared too: public_api_exported and install_check read them.
+  nice -n "$NICE" cmake --build "$B" -j "$jobs" --target lq_tests lq_cli lq_static lq_shared \
       $(ls tests/fuzz/fuzz_*.cpp | xargs -n1 basename | sed 's/\.cpp$//')
   t1=$(date +%s)
   export ASAN_OPTIONS=detect_leaks=1:halt_on_error=1:abort_on_error=0:detect_stack_use_after_return=0
