@@ -159,7 +159,7 @@ const std::vector<int32_t> kPrompt = {1, 17, 333, 8, 1290, 4, 61, 2000, 45, 7, 9
 
 }  // namespace
 
-TEST_CASE("qwen3: converted names, shapes and keys; the engine's per-head q/k RMSNorm", "[arch][dense]") {
+TEST_CASE("qwen3: converted names, shapes and keys, the engine's per-head q/k RMSNorm", "[arch][dense]") {
   test::TempDir tmp;
   DenseToy t;
   t.tied = true;
@@ -364,7 +364,7 @@ TEST_CASE("qwen3 and phi3: per-tensor types at Q4_K_M and Q3_K_M as llama-quanti
   CHECK(planned(c, "blk.0.ffn_up.weight") == QuantType::Q3_K);
 }
 
-TEST_CASE("phi3: writers of Hugging Face checkpoints refuse fused projections; partial rotary is refused", "[arch][dense]") {
+TEST_CASE("phi3: writers of Hugging Face checkpoints refuse fused projections, partial rotary is refused", "[arch][dense]") {
   test::TempDir tmp;
   DenseToy phi;
   phi.model_type = "phi3";

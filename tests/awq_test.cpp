@@ -140,7 +140,7 @@ TEST_CASE("awq: folding scales keeps the float model's output, unfolding gives t
   CHECK_THROWS_AS(awq_divide_rows(std::span<float>(r1.data(), 5), 2, s1), Error);
 }
 
-TEST_CASE("awq: flat activations keep the identity; outlier channels get scaled", "[awq]") {
+TEST_CASE("awq: flat activations keep the identity, outlier channels get scaled", "[awq]") {
   const int64_t n = 96, d = 128, rows = 32;
   std::mt19937 rng(5);
   std::normal_distribution<float> N(0, 1);
@@ -263,7 +263,7 @@ TEST_CASE("awq: tiny model outputs read back with the quantizer's logits", "[awq
   }
 }
 
-TEST_CASE("awq: CLI writes AutoAWQ's layout; errors exit with the contract's codes, nothing written", "[awq][cli]") {
+TEST_CASE("awq: CLI writes AutoAWQ's layout, errors exit with the contract's codes, nothing written", "[awq][cli]") {
   auto dir = test::shared_file("models/tiny-llama");
   auto calib = test::shared_file("corpus/calibration.txt");
   if (!dir || !calib) return;

@@ -553,7 +553,7 @@ TEST_CASE("gptq: the AWQ GEMM packing, by hand and read back", "[gptq]") {
   CHECK(cfg["zero_point"] == true);
 }
 
-TEST_CASE("gptq: interrupted writes leave nothing; foreign directories are not replaced", "[gptq]") {
+TEST_CASE("gptq: interrupted writes leave nothing, foreign directories are not replaced", "[gptq]") {
   auto t = gt_tiny();
   if (!t) return;
   GptqConfig c = gt_tiny_config(t->calib);

@@ -100,7 +100,7 @@ TEST_CASE("quality: grades follow the advanced-features table", "[quality]") {
   CHECK(std::string(grade_name(QualityGrade::failed)) == "FAILED");
 }
 
-TEST_CASE("quality: KLD grades follow llama.cpp's published levels; the worst grade decides", "[quality]") {
+TEST_CASE("quality: KLD grades follow llama.cpp's published levels, the worst grade decides", "[quality]") {
   // Boundaries.
   CHECK(grade_for_kld(0.0) == QualityGrade::excellent);
   CHECK(grade_for_kld(0.0499) == QualityGrade::excellent);

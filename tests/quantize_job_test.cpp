@@ -9,7 +9,7 @@
 using namespace lq;
 namespace fs = std::filesystem;
 
-TEST_CASE("quantize_model: dynamic, protected and gated, as the CLI writes it; a failed gate is a verdict",
+TEST_CASE("quantize_model: dynamic, protected and gated, as the CLI writes it, a failed gate is a verdict",
           "[quantize][job]") {
   const auto tiny = test::tiny_with_imatrix();
   if (!tiny) return;

@@ -138,7 +138,7 @@ TEST_CASE("sensitivity: the cache round-trips and is reused only for the same in
   }
 }
 
-TEST_CASE("sensitivity: measured costs replace errors; unmeasured types scale by the nearest measured one",
+TEST_CASE("sensitivity: measured costs replace errors, unmeasured types scale by the nearest measured one",
           "[profile][dynamic]") {
   std::vector<profile::TensorErrors> errs(1);
   errs[0].tensor = "blk.0.attn_q.weight";

@@ -426,7 +426,7 @@ TEST_CASE("GPTQ sym 4-bit g128: read exactly, and the exact mapping to Q4_0 has 
   CHECK(tp_max_diff(*m, *m2, "blk.2.attn_q.weight") == 0.0);
 }
 
-TEST_CASE("GPTQ 2-, 3- and 8-bit checkpoints: read exactly; 8-bit sym maps to Q8_0, 2/3-bit are requantized",
+TEST_CASE("GPTQ 2-, 3- and 8-bit checkpoints: read exactly, 8-bit sym maps to Q8_0, 2/3-bit are requantized",
           "[third-party][convert]") {
   const auto src = tp_tiny();
   if (!src) return;

@@ -10,6 +10,8 @@
 
 #include "support/support.hpp"
 
+#include <pthread.h>
+
 #include <catch2/catch.hpp>
 #include <fmt/format.h>
 
@@ -631,4 +633,32 @@ TEST_CASE("tokenizer: a regex that backtracks catastrophically or recurses too d
   std::u32string text;
   for (int i = 0; i < 20000; ++i) text += U"Hello, world 123 ";
   CHECK(search("'s|'t|'re|'ve|'m|'ll|'d| ?\\p{L}+| ?\\p{N}+| ?[^\\s\\p{L}\\p{N}]+|\\s+(?!\\S)|\\s+", text));
+}
+
+TEST_CASE("tokenizer: a deeply recursing regex is refused on a thread with a small stack", "[tokenizer][bad-input]") {
+  // The recursion is bounded in stack bytes, not only in levels: 10000 levels overflowed the main
+  // thread's 8 MiB under AddressSanitizer; a 512 KiB thread must see the refusal, not a crash.
+  struct Job {
+    Errc code = Errc::ok;
+  } job;
+  auto run = [](void* p) -> void* {
+    auto* j = static_cast<Job*>(p);
+    const std::u32string s(200000, U'a');
+    try {
+      const detail::Regex re("(?:a)+");
+      size_t b = 0, e = 0;
+      (void)re.find(s.data(), s.size(), 0, b, e);
+    } catch (const Error& err) {
+      j->code = err.code();
+    }
+    return nullptr;
+  };
+  pthread_attr_t attr;
+  pthread_attr_init(&attr);
+  REQUIRE(pthread_attr_setstacksize(&attr, 512 * 1024) == 0);
+  pthread_t th;
+  REQUIRE(pthread_create(&th, &attr, run, &job) == 0);
+  pthread_join(th, nullptr);
+  pthread_attr_destroy(&attr);
+  CHECK(job.code == Errc::invalid_model);
 }

@@ -331,6 +331,48 @@ TEST_CASE("fuzz finds: a config.json whose model_type is not a string", "[untrus
   }
 }
 
+TEST_CASE("quantization_config: numbers out of range and a method that is not a string are named errors",
+          "[untrusted]") {
+  // nlohmann's get<int>() casts a float without a range check (undefined behaviour for 1e300) and
+  // truncates an integer (2^32 + 8 read as 8 bits); quant_method was read outside the guard that
+  // turns JSON type errors into lq::Error.
+  using lq::fuzz::llmc_args;
+  using lq::fuzz::llmc_config;
+  const std::string w = R"("memoryless_minmax")";
+  auto with_bits = [&](const std::string& bits) {
+    std::string a = llmc_args("int", "channel", false, w);
+    a.replace(a.find(R"("num_bits":8)"), 12, R"("num_bits":)" + bits);
+    return llmc_config("pack-quantized", a, "null");
+  };
+  const struct {
+    const char* what;
+    std::string config;
+    const char* needle;
+  } cases[] = {
+      {"quant_method 1", R"({"quant_method":1})", "malformed quantization_config"},
+      {"num_bits 1e300", with_bits("1e300"), "not an integer"},
+      {"num_bits -1e300", with_bits("-1e300"), "not an integer"},
+      {"num_bits 2^32 + 8", with_bits("4294967304"), "not an integer"},
+      {"num_bits 8.5", with_bits("8.5"), "not an integer"},
+      {"GPTQ group_size 1e19", R"({"quant_method":"gptq","bits":4,"group_size":1e19})", "not an integer"},
+      {"FP8 block of 2^40 rows",
+       llmc_config("float-quantized", llmc_args("float", "block", false, w, "[1099511627776,16]"), "null"), "2^31"},
+  };
+  for (const auto& c : cases) {
+    INFO(c.what);
+    const auto dir = lq::fuzz::quantized_model_dir("qconfig", c.config);
+    try {
+      (void)lq::read_hf_config(dir);
+      FAIL("accepted");
+    } catch (const lq::Error& e) {
+      CHECK(e.code() == lq::Errc::invalid_model);
+      CHECK_THAT(e.what(), Catch::Contains(c.needle));
+    }
+  }
+  // An integral float is a number like any other.
+  CHECK_NOTHROW(lq::read_hf_config(lq::fuzz::quantized_model_dir("qconfig", with_bits("8.0"))));
+}
+
 namespace {
 
 int open_descriptors() {

@@ -6,6 +6,7 @@
 
 #include <lq/error.hpp>
 #include "core/fail.hpp"
+#include "core/json_number.hpp"
 #include <lq/io.hpp>
 
 #include <fmt/format.h>
@@ -101,7 +102,7 @@ bool absurd_hyper_parameters(const ModelConfig& c) {
 
 template <typename T>
 T get_or(const json& j, const char* key, T def) {
-  if (j.contains(key) && !j[key].is_null()) return j[key].get<T>();
+  if (j.contains(key) && !j[key].is_null()) return json_number<T>(j[key], key);
   return def;
 }
 

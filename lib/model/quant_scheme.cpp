@@ -4,6 +4,7 @@
 
 #include <lq/error.hpp>
 #include "core/fail.hpp"
+#include "core/json_number.hpp"
 
 #include <fmt/format.h>
 
@@ -18,7 +19,7 @@ namespace {
 
 template <typename T>
 T qs_get(const json& j, const char* key, T def) {
-  if (j.contains(key) && !j[key].is_null()) return j[key].get<T>();
+  if (j.contains(key) && !j[key].is_null()) return json_number<T>(j[key], std::string("quantization_config: ") + key);
   return def;
 }
 
@@ -138,6 +139,9 @@ WeightScheme qs_read_ct_weights(const json& a, const std::string& format, const 
     if (!bs.is_array() || bs.size() != 2 || !bs[0].is_number_integer() || !bs[1].is_number_integer() ||
         bs[0].get<int64_t>() <= 0 || bs[1].get<int64_t>() <= 0)
       bad("with strategy block and no [rows, cols] block_structure");
+    // Blocks of at most 2^31 (as every dimension): the scale grid's size cannot overflow.
+    if (bs[0].get<int64_t>() > (int64_t{1} << 31) || bs[1].get<int64_t>() > (int64_t{1} << 31))
+      bad(fmt::format("with block_structure {}: blocks of more than 2^31 rows or columns", bs.dump()));
     s.block_rows = bs[0].get<int64_t>();
     s.block_cols = bs[1].get<int64_t>();
   } else if (s.strategy == "channel" || s.strategy == "tensor") {
@@ -269,8 +273,9 @@ bool is_ct_int8_w8a8(const json& q) {
 
 std::optional<QuantCheckpoint> read_quant_checkpoint(const json& q, const fs::path& file) {
   if (!q.is_object()) fail(Errc::invalid_model, "{}: quantization_config is not an object", file.string());
-  const std::string method = qs_get<std::string>(q, "quant_method", "");
+  std::string method;
   try {
+    method = qs_get<std::string>(q, "quant_method", "");
     if (method == "compressed-tensors") {
       if (is_ct_int8_w8a8(q)) return std::nullopt;
       return qs_read_ct(q, file);

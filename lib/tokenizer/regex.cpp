@@ -10,6 +10,7 @@
 
 #include <algorithm>
 #include <array>
+#include <cstdint>
 #include <limits>
 #include <utility>
 #include <vector>
@@ -506,12 +507,20 @@ namespace {
 // take a few dozen steps a character and recurse only a few levels.
 constexpr uint64_t kRegexStepsBase = 1u << 20, kRegexStepsPerChar = 4096;
 constexpr int kRegexMaxDepth = 10000;
+// The depth bound alone does not bound the stack: a level's frames are several times larger under
+// the sanitizers (10000 levels overflowed the 8 MiB main stack under ASan) and a caller's thread
+// may have a small stack. So the stack a search takes is bounded too, measured from the frame
+// that started it.
+constexpr uintptr_t kRegexMaxStackBytes = 256 * 1024;
+
+uintptr_t regex_frame_address() { return reinterpret_cast<uintptr_t>(__builtin_frame_address(0)); }
 
 class Matcher {
  public:
   Matcher(const std::vector<CharSet>& sets, const char32_t* s, size_t n, const std::string& pattern, size_t from)
       : sets_(sets), s_(s), n_(n), pattern_(pattern),
-        budget_(kRegexStepsBase + kRegexStepsPerChar * static_cast<uint64_t>(n - std::min(from, n))) {}
+        budget_(kRegexStepsBase + kRegexStepsPerChar * static_cast<uint64_t>(n - std::min(from, n))),
+        stack_top_(regex_frame_address()) {}
 
   bool at(const std::vector<Seq>& alts, size_t pos, size_t& end) {
     for (const auto& alt : alts) {
@@ -583,6 +592,8 @@ class Matcher {
     if (++steps_ > budget_) too_costly("needs too many steps");
     const DepthGuard guard(depth_);
     if (depth_ > kRegexMaxDepth) too_costly("recurses too deeply");
+    if (const uintptr_t here = regex_frame_address(); here < stack_top_ && stack_top_ - here > kRegexMaxStackBytes)
+      too_costly("recurses too deeply");
     if (i == v.size()) return resume(pos, k);
     const Node& nd = v[i];
     switch (nd.kind) {
@@ -637,6 +648,7 @@ class Matcher {
   uint64_t budget_;
   uint64_t steps_ = 0;
   int depth_ = 0;
+  uintptr_t stack_top_;  // the frame address where the search started (stacks grow down)
   size_t end_ = 0;
 };
 

@@ -33,20 +33,8 @@ constexpr size_t kSchemes = sizeof(kQuantConfigs) / sizeof(kQuantConfigs[0]);
 const lq::fuzz::fs::path& scheme_dir(size_t k) {
   static const std::array<lq::fuzz::fs::path, kSchemes> dirs = [] {
     std::array<lq::fuzz::fs::path, kSchemes> d;
-    for (size_t i = 0; i < kSchemes; ++i) {
-      d[i] = lq::fuzz::fresh_dir("quant_checkpoint_" + std::to_string(i));
-      lq::fuzz::write_tiny_model(d[i], /*with_config=*/false, /*with_index=*/false);
-      for (const char* shard : {"model-00001-of-00002.safetensors", "model-00002-of-00002.safetensors"})
-        lq::fuzz::fs::remove(d[i] / shard);
-      lq::fuzz::write_bytes(
-          d[i] / "config.json",
-          std::string(R"({"architectures":["LlamaForCausalLM"],"model_type":"llama","hidden_size":32,)"
-                      R"("intermediate_size":64,"num_hidden_layers":1,"num_attention_heads":2,"num_key_value_heads":1,)"
-                      R"("vocab_size":64,"rms_norm_eps":1e-05,"max_position_embeddings":128,"rope_theta":10000.0,)"
-                      R"("tie_word_embeddings":false,"torch_dtype":"float16","bos_token_id":1,"eos_token_id":2,)"
-                      R"("quantization_config":)") +
-              kQuantConfigs[i] + "}");
-    }
+    for (size_t i = 0; i < kSchemes; ++i)
+      d[i] = lq::fuzz::quantized_model_dir("quant_checkpoint_" + std::to_string(i), kQuantConfigs[i]);
     return d;
   }();
   return dirs[k];

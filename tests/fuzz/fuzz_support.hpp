@@ -157,4 +157,64 @@ inline void write_tiny_model(const fs::path& dir, bool with_config, bool with_in
   write_bytes(dir / "tokenizer_config.json", R"({"add_bos_token":true,"bos_token":"<s>","eos_token":"</s>"})");
 }
 
+/// A directory `name` of the scratch directory holding the tiny model's config (float16, with
+/// `quant_config` as its quantization_config) and tokenizer but no weights: a quantized
+/// checkpoint target writes its input there as model.safetensors.
+inline fs::path quantized_model_dir(const std::string& name, const std::string& quant_config) {
+  const fs::path d = fresh_dir(name);
+  write_tiny_model(d, /*with_config=*/false, /*with_index=*/false);
+  for (const char* shard : {"model-00001-of-00002.safetensors", "model-00002-of-00002.safetensors"})
+    fs::remove(d / shard);
+  write_bytes(d / "config.json",
+              std::string(R"({"architectures":["LlamaForCausalLM"],"model_type":"llama","hidden_size":32,)"
+                          R"("intermediate_size":64,"num_hidden_layers":1,"num_attention_heads":2,"num_key_value_heads":1,)"
+                          R"("vocab_size":64,"rms_norm_eps":1e-05,"max_position_embeddings":128,"rope_theta":10000.0,)"
+                          R"("tie_word_embeddings":false,"torch_dtype":"float16","bos_token_id":1,"eos_token_id":2,)"
+                          R"("quantization_config":)") +
+                  quant_config + "}");
+  return d;
+}
+
+/// A compressed-tensors quantization_config of one group targeting Linear (lm_head ignored), in
+/// the layout llm-compressor and `lq quantize ... smoothquant` write: `weights` and
+/// `input_activations` are the groups' QuantizationArgs as JSON ("null" for none).
+inline std::string ct_quant_config(const std::string& format, const std::string& weights,
+                                   const std::string& input_activations) {
+  return R"({"config_groups":{"group_0":{"targets":["Linear"],"weights":)" + weights +
+         R"(,"input_activations":)" + input_activations + R"(,"output_activations":null}},"format":")" + format +
+         R"(","ignore":["lm_head"],"kv_cache_scheme":null,"quant_method":"compressed-tensors",)"
+         R"("quantization_status":"compressed","version":"0.10.2"})";
+}
+
+/// compressed-tensors QuantizationArgs: `type` int or float, 8 bits, symmetric, with `strategy`
+/// (tensor, channel, token, block), `dynamic`, and block_structure `block` ("null" unless block).
+inline std::string ct_args(const std::string& type, const std::string& strategy, bool dynamic,
+                           const std::string& block = "null") {
+  return R"({"num_bits":8,"type":")" + type + R"(","symmetric":true,"group_size":null,"strategy":")" + strategy +
+         R"(","block_structure":)" + block + R"(,"dynamic":)" + (dynamic ? "true" : "false") +
+         R"(,"actorder":null,"observer":)" + (dynamic ? "null" : "\"minmax\"") + R"(,"observer_kwargs":{}})";
+}
+
+/// llm-compressor's (0.19) QuantizationArgs, keys sorted as it saves them: 8 bits, symmetric,
+/// `type` int or float, `strategy`, `dynamic`, `observer` (JSON: null, "minmax", ...), and
+/// block_structure `block`.
+inline std::string llmc_args(const std::string& type, const std::string& strategy, bool dynamic,
+                             const std::string& observer, const std::string& block = "null") {
+  return R"({"actorder":null,"block_structure":)" + block + R"(,"dynamic":)" + (dynamic ? "true" : "false") +
+         R"(,"group_size":null,"num_bits":8,"observer":)" + observer +
+         R"(,"observer_kwargs":{},"scale_dtype":null,"strategy":")" + strategy + R"(","symmetric":true,"type":")" + type +
+         R"(","zp_dtype":null})";
+}
+
+/// llm-compressor's (0.19) quantization_config: one group targeting Linear in `format`, lm_head
+/// ignored; `weights` and `input_activations` as llmc_args gives them ("null" for none).
+inline std::string llmc_config(const std::string& format, const std::string& weights,
+                               const std::string& input_activations) {
+  return R"({"config_groups":{"group_0":{"format":")" + format + R"(","input_activations":)" + input_activations +
+         R"(,"output_activations":null,"targets":["Linear"],"weights":)" + weights + R"(}},"format":")" + format +
+         R"(","global_compression_ratio":null,"ignore":["lm_head"],"kv_cache_scheme":null,)"
+         R"("quant_method":"compressed-tensors","quantization_status":"compressed","sparsity_config":{},)"
+         R"("transform_config":{},"version":"0.19.0"})";
+}
+
 }  // namespace lq::fuzz
