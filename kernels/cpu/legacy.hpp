@@ -4,6 +4,7 @@
 #include "arch.hpp"
 #include "signatures.hpp"
 
+#include "core/float_cast.hpp"
 #include "core/half.hpp"
 #include "types/ref/blocks.hpp"
 #include "types/ref/legacy.hpp"
@@ -48,15 +49,15 @@ struct LegacyBlocks {
   using B = xsimd::batch<float, Arch>;
   using BI = xsimd::batch<int32_t, Arch>;
   // A block whose inverse scale overflows (|d| <= 2^-128, a maximum in the denormals: 1/d is
-  // inf) gives levels outside int8; there the reference's (int8_t) cast decides, and the
-  // processors differ (x86 converts out-of-range floats to INT_MIN, aarch64 saturates), so such
-  // a block's levels are redone with the reference's scalar arithmetic, on every ISA.
+  // inf) gives levels outside int8; there the reference's truncation decides (trunc_i8: x86's
+  // result, which the vector conversions do not give), so such a block's levels are redone with
+  // the reference's scalar arithmetic, on every ISA.
   static bool overflows(float d) { return d != 0 && !(std::fabs(d) > 0x1p-128f); }
   [[gnu::noinline, gnu::cold]] static void scalar_levels(const float* x, float d, float m, int32_t* L) {
     const float id = 1.0f / d;
     for (int j = 0; j < 32; ++j) {
       const float v = kAffine ? (x[j] - m) * id + 0.5f : x[j] * id + (kNmax + 0.5f);
-      L[j] = std::min<int32_t>(kAffine ? kNmax : 2 * kNmax - 1, static_cast<int8_t>(v));
+      L[j] = std::min<int32_t>(kAffine ? kNmax : 2 * kNmax - 1, trunc_i8(v));
     }
   }
 

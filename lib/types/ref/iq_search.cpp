@@ -1,5 +1,7 @@
 #include "types/ref/iq_search.hpp"
 
+#include "core/float_cast.hpp"
+
 #include "types/ref/importance.hpp"
 
 #include "core/half.hpp"
@@ -218,7 +220,7 @@ class Solver {
       int l0 = 0, l1 = 0;
       if (sstar[u] > 0) {
         const float c = 0.5f * (sstar[u] / (D * f_.mult) - 1);
-        l0 = std::clamp(static_cast<int>(std::floor(c)), 0, f_.lmax);
+        l0 = std::clamp(trunc_i32(std::floor(c)), 0, f_.lmax);
         l1 = std::clamp(l0 + 1, 0, f_.lmax);
       }
       float best = std::numeric_limits<float>::max();

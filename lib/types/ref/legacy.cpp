@@ -4,6 +4,7 @@
 // w_j the column importance, and re-round every level against the stored fp16 scale.
 #include "types/ref/legacy.hpp"
 
+#include "core/float_cast.hpp"
 #include "core/half.hpp"
 #include "types/ref/block_sums.hpp"
 #include "types/ref/blocks.hpp"
@@ -26,7 +27,7 @@ void block_symmetric(const float* x, const float* w, int nmax, float& d_out, uin
     const float d = max / -nmax;
     const float id = d ? 1.0f / d : 0.0f;
     for (int j = 0; j < 32; ++j) {
-      const int q = static_cast<int8_t>(x[j] * id + (nmax + 0.5f));
+      const int q = trunc_i8(x[j] * id + (nmax + 0.5f));
       L[j] = static_cast<uint8_t>(std::min(2 * nmax - 1, q));
     }
     d_out = d;
@@ -45,7 +46,7 @@ void block_affine(const float* x, const float* w, int nmax, float& d_out, float&
     const float d = (mx - mn) / nmax;
     const float id = d ? 1.0f / d : 0.0f;
     for (int j = 0; j < 32; ++j) {
-      const int q = static_cast<int8_t>((x[j] - mn) * id + 0.5f);
+      const int q = trunc_i8((x[j] - mn) * id + 0.5f);
       L[j] = static_cast<uint8_t>(std::min(nmax, q));
     }
     d_out = d;
@@ -115,7 +116,7 @@ void quantize_q8(const float* src, void* dst, int64_t nrows, int64_t n_per_row) 
     const float id = d ? 1.0f / d : 0.0f;
     int sum = 0;
     for (int j = 0; j < 32; ++j) {
-      b.qs[j] = static_cast<int8_t>(std::roundf(x[j] * id));
+      b.qs[j] = trunc_i8(std::roundf(x[j] * id));
       sum += b.qs[j];
     }
     b.d = f32_to_fp16(d);
