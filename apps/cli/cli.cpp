@@ -94,6 +94,19 @@ void check_output_dir(const std::filesystem::path& out, bool writable) {
     fail(Errc::output_error, "cannot write {}: directory {} is not writable", out.string(), dir.string());
 }
 
+std::filesystem::path output_model_dir(const cxxopts::ParseResult& r, const std::filesystem::path& fallback) {
+  const std::filesystem::path out = r.count("output") ? std::filesystem::path(r["output"].as<std::string>()) : fallback;
+  check_output_dir(out.has_filename() ? out : out.parent_path(), /*writable=*/true);
+  return out;
+}
+
+lq::Context library_context(const Context& ctx, Progress& progress) {
+  lq::Context run_ctx;
+  run_ctx.threads = ctx.threads;
+  run_ctx.progress = &progress;
+  return run_ctx;
+}
+
 void print_json(const nlohmann::json& j) {
   std::cout << j.dump(2, ' ', false, nlohmann::json::error_handler_t::replace) << "\n" << std::flush;
 }

@@ -192,9 +192,7 @@ int run_convert(Context& ctx, std::vector<std::string> args) {
                                          : fs::path(convert_default_output(model, exact ? "exact" : file_type_info(*ftype).name));
   check_output_dir(out, /*writable=*/true);
   TermProgress progress(ctx);
-  lq::Context run_ctx;
-  run_ctx.threads = ctx.threads;
-  run_ctx.progress = &progress;
+  lq::Context run_ctx = library_context(ctx, progress);
   progress.message(fmt::format("Loading model: {}", model.string()));
   auto src = ModelSource::open(model);
   if (exact) return convert_exact(ctx, *src, model, out, run_ctx);
