@@ -5,6 +5,7 @@
 #include <lq/error.hpp>
 #include <lq/io.hpp>
 #include <lq/progress.hpp>
+#include <lq/quantizer.hpp>
 #include <lq/sensitivity.hpp>
 #include <lq/smoothquant.hpp>
 
@@ -15,6 +16,7 @@
 #include <chrono>
 #include <filesystem>
 #include <functional>
+#include <map>
 #include <optional>
 #include <string>
 #include <vector>
@@ -109,6 +111,14 @@ nlohmann::json calibrated_result_json(const Result& r) {
           {"calibration_seconds", r.calibration_seconds},
           {"duration_seconds", r.seconds}};
 }
+
+/// Tensors and bytes of each type of a written GGUF: type name -> {tensors, bytes}.
+using TypeTally = std::map<std::string, std::pair<int, uint64_t>>;
+TypeTally tensor_type_tally(const QuantizeResult& res);
+/// The `tensor_types` ({tensors, bytes} per type) and `tensors` (one row a tensor) of a GGUF
+/// result's JSON.
+nlohmann::json tensor_types_json(const TypeTally& tally);
+nlohmann::json tensor_rows_json(const QuantizeResult& res);
 
 /// The JSON rows of SmoothQuant's smoothing groups (`layer_summary` of `quantize smoothquant`);
 /// the relative errors are null unless alpha was searched (`alpha_auto`).

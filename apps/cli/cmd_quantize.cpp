@@ -439,12 +439,7 @@ int run_quantize(Context& ctx, std::vector<std::string> args) {
   const double quality_threshold = jr.gate_settings.max_perplexity_increase_pct;
   const double coherence_threshold = jr.gate_settings.min_coherence;
 
-  std::map<std::string, std::pair<int, uint64_t>> per_type;
-  for (const auto& t : res.tensors) {
-    auto& e = per_type[type_name(t.type)];
-    e.first += 1;
-    e.second += t.bytes;
-  }
+  const TypeTally per_type = tensor_type_tally(res);
   const double ratio = res.source_bytes ? static_cast<double>(res.file_bytes) / static_cast<double>(res.source_bytes) : 0;
 
   nlohmann::json quality_json;
@@ -480,12 +475,6 @@ int run_quantize(Context& ctx, std::vector<std::string> args) {
                                {"bit_width", l.bit_width},
                                {"parameter_count", l.parameter_count},
                                {"is_protected", l.is_protected}});
-    nlohmann::json types = nlohmann::json::object();
-    for (const auto& [name, e] : per_type) types[name] = {{"tensors", e.first}, {"bytes", e.second}};
-    nlohmann::json tensors = nlohmann::json::array();
-    for (const auto& t : res.tensors)
-      tensors.push_back({{"name", t.name}, {"type", type_name(t.type)}, {"shape", t.ne}, {"bytes", t.bytes},
-                         {"imatrix", t.uses_imatrix}, {"fallback", t.fallback}});
     nlohmann::json result = {{"status", "success"},
                 {"output_path", fs::absolute(res.output).string()},
                 {"output_files", [&] {
@@ -505,8 +494,8 @@ int run_quantize(Context& ctx, std::vector<std::string> args) {
                 {"effective_bpw", res.bpw},
                 {"compression_ratio", ratio},
                 {"imatrix", qo.imatrix ? nlohmann::json(qo.imatrix_path) : nlohmann::json(nullptr)},
-                {"tensor_types", types},
-                {"tensors", tensors},
+                {"tensor_types", tensor_types_json(per_type)},
+                {"tensors", tensor_rows_json(res)},
                 {"duration_seconds", res.seconds}};
     if (!res.checkpoint.empty()) result["resumed_tensors"] = res.resumed_tensors;
     if (gguf_gptq)
