@@ -16,6 +16,7 @@
 #include <lq/lq.hpp>
 
 #include "bench_util.hpp"
+#include "quality_bench_options.hpp"
 
 #include <sys/resource.h>
 
@@ -35,12 +36,9 @@ double peak_rss_mib() {
 }  // namespace
 
 int main(int argc, char** argv) {
-  fs::path shared = LQ_DEFAULT_SHARED_DIR;
-  if (const char* env = std::getenv("LQ_SHARED_DIR"); env && *env) shared = env;
-  fs::path model = shared / "models" / "tiny-llama", calib = shared / "corpus" / "calibration.txt",
-           eval = shared / "corpus" / "eval.txt";
-  int64_t ctx = 256, chunks = 100, samples = 128, calib_ctx = 256, awq_samples = -1;
-  int threads = 0, scale_search = -1;
+  lq::bench::QualityOptions o(128, 256);
+  int64_t awq_samples = -1;
+  int scale_search = -1;
   int64_t clip_tokens = 0;
   bool asym = false;
   std::vector<std::string> schemes = {"4:128", "3:128", "2:64"};
@@ -48,18 +46,11 @@ int main(int argc, char** argv) {
   lq::bench::CommandLine cl(argc, argv);
   while (cl.more()) {
     const std::string a = cl.next();
-    if (a == "--model") model = cl.value();
-    else if (a == "--calibration") calib = cl.value();
-    else if (a == "--eval") eval = cl.value();
-    else if (a == "--ctx") ctx = std::stoll(cl.value());
-    else if (a == "--chunks") chunks = std::stoll(cl.value());
-    else if (a == "--calibration-samples") samples = std::stoll(cl.value());
-    else if (a == "--calibration-ctx") calib_ctx = std::stoll(cl.value());
-    else if (a == "--schemes") schemes = lq::bench::split_list(cl.value());
+    if (o.take(a, cl)) continue;
+    if (a == "--schemes") schemes = lq::bench::split_list(cl.value());
     else if (a == "--methods") methods = lq::bench::split_list(cl.value());
     else if (a == "--awq-samples") awq_samples = std::stoll(cl.value());
     else if (a == "--asym") asym = true;
-    else if (a == "--threads") threads = std::stoi(cl.value());
     else if (a == "--scale-search") scale_search = std::stoi(cl.value());
     else if (a == "--clip-tokens") clip_tokens = std::stoll(cl.value());
     else {
@@ -68,23 +59,15 @@ int main(int argc, char** argv) {
     }
   }
   try {
-    lq::Context c;
-    c.threads = threads;
-    auto src = lq::ModelSource::open(model);
-    auto original = lq::Model::load(*src);
-    const auto tok = lq::tokenizer_for(*src);
-    const auto tokens = lq::calibration_tokens(tok, lq::load_text(eval));
-    lq::PerplexityOptions po;
-    po.ctx = ctx;
-    po.chunks = chunks;
-    const lq::PerplexityResult base = lq::perplexity(*original, tokens, po, c);
-    std::printf("model %s, eval %s, ctx %lld, %lld chunks; calibration %s, %lld x %lld tokens; %s\n", model.c_str(),
-                eval.c_str(), static_cast<long long>(ctx), static_cast<long long>(base.n_chunks), calib.c_str(),
-                static_cast<long long>(samples), static_cast<long long>(calib_ctx), asym ? "asymmetric" : "symmetric");
+    const auto [c, src, original, tokens, po, base] = lq::bench::quality_baseline(o);
+    std::printf("model %s, eval %s, ctx %lld, %lld chunks; calibration %s, %lld x %lld tokens; %s\n",
+                o.model.c_str(), o.eval.c_str(), static_cast<long long>(o.ctx), static_cast<long long>(base.n_chunks),
+                o.calib.c_str(), static_cast<long long>(o.samples), static_cast<long long>(o.calib_ctx),
+                asym ? "asymmetric" : "symmetric");
     std::printf("original perplexity %.4f +/- %.4f\n\n", base.ppl, base.ppl_error);
     std::printf("%-8s | %-12s | %9s | %7s | %9s | %6s | %7s | %s\n", "scheme", "method", "PPL", "dPPL%", "KLD",
                 "top1%", "quant s", "damp raises");
-    const lq::CalibrationData data = lq::load_calibration(calib);
+    const lq::CalibrationData data = lq::load_calibration(o.calib);
     for (const auto& s : schemes) {
       const auto colon = s.find(':');
       const int bits = std::stoi(s.substr(0, colon));
@@ -95,8 +78,8 @@ int main(int argc, char** argv) {
           acfg.params.bits = bits;
           acfg.params.group_size = group;
           acfg.layout = lq::GptqLayout::compressed_tensors;
-          acfg.calibration_samples = awq_samples > 0 ? awq_samples : samples;
-          acfg.ctx = calib_ctx;
+          acfg.calibration_samples = awq_samples > 0 ? awq_samples : o.samples;
+          acfg.ctx = o.calib_ctx;
           if (m == "awq-noclip") acfg.params.clip = false;  // ablations: the scale search alone,
           if (m == "awq-cliponly") acfg.params.n_grid = 0;  // the clipping search alone
           if (m == "awq-symclip") acfg.params.clip_asym = false;  // AutoAWQ's symmetric clip candidates
@@ -130,8 +113,8 @@ int main(int argc, char** argv) {
           std::fprintf(stderr, "unknown method %s\n", m.c_str());
           return 2;
         }
-        cfg.calibration_samples = samples;
-        cfg.ctx = calib_ctx;
+        cfg.calibration_samples = o.samples;
+        cfg.ctx = o.calib_ctx;
         const double t0 = lq::bench::now_s();
         lq::GptqQuantizer q(*src, cfg);
         if (!cfg.params.rtn) q.set_calibration(data);
@@ -146,8 +129,7 @@ int main(int argc, char** argv) {
     }
     std::printf("\npeak RSS %.1f MiB\n", peak_rss_mib());
   } catch (const lq::Error& e) {
-    std::fprintf(stderr, "error: %s\n", e.what());
-    return lq::exit_code(e.code());
+    return lq::bench::error_status(e);
   }
   return 0;
 }

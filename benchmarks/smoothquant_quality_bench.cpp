@@ -10,6 +10,7 @@
 #include <lq/lq.hpp>
 
 #include "bench_util.hpp"
+#include "quality_bench_options.hpp"
 
 #include <cstdio>
 #include <cstdlib>
@@ -20,31 +21,20 @@
 namespace fs = std::filesystem;
 
 int main(int argc, char** argv) {
-  fs::path shared = LQ_DEFAULT_SHARED_DIR;
-  if (const char* env = std::getenv("LQ_SHARED_DIR"); env && *env) shared = env;
-  fs::path model = shared / "models" / "tiny-llama", calib = shared / "corpus" / "calibration.txt",
-           eval = shared / "corpus" / "eval.txt", keep;
-  int64_t ctx = 256, chunks = 100, samples = 512, calib_ctx = 512;
-  int threads = 0;
+  lq::bench::QualityOptions o(512, 512);
+  fs::path keep;
   bool is_static = false, smooth_all = false;
   std::optional<bool> bf16_calibration;
   std::vector<std::string> alphas = {"0", "0.25", "0.5", "0.75", "1", "auto"};
   lq::bench::CommandLine cl(argc, argv);
   while (cl.more()) {
     const std::string a = cl.next();
-    if (a == "--model") model = cl.value();
-    else if (a == "--calibration") calib = cl.value();
-    else if (a == "--eval") eval = cl.value();
-    else if (a == "--ctx") ctx = std::stoll(cl.value());
-    else if (a == "--chunks") chunks = std::stoll(cl.value());
-    else if (a == "--calibration-samples") samples = std::stoll(cl.value());
-    else if (a == "--calibration-ctx") calib_ctx = std::stoll(cl.value());
-    else if (a == "--alphas") alphas = lq::bench::split_list(cl.value());
+    if (o.take(a, cl)) continue;
+    if (a == "--alphas") alphas = lq::bench::split_list(cl.value());
     else if (a == "--static") is_static = true;
     else if (a == "--smooth-all") smooth_all = true;
     else if (a == "--bf16-calibration") bf16_calibration = true;
     else if (a == "--f32-calibration") bf16_calibration = false;
-    else if (a == "--threads") threads = std::stoi(cl.value());
     else if (a == "--keep") keep = cl.value();
     else {
       std::fprintf(stderr, "unknown option %s\n", a.c_str());
@@ -52,20 +42,11 @@ int main(int argc, char** argv) {
     }
   }
   try {
-    lq::Context c;
-    c.threads = threads;
-    auto src = lq::ModelSource::open(model);
-    auto original = lq::Model::load(*src);
-    const auto tok = lq::tokenizer_for(*src);
-    const auto tokens = lq::calibration_tokens(tok, lq::load_text(eval));
-    lq::PerplexityOptions po;
-    po.ctx = ctx;
-    po.chunks = chunks;
-    const lq::PerplexityResult base = lq::perplexity(*original, tokens, po, c);
+    const auto [c, src, original, tokens, po, base] = lq::bench::quality_baseline(o);
     std::printf("model %s, eval %s, ctx %lld, %lld chunks; calibration %s, %lld x %lld tokens (%s activations); %s "
                 "activations; smoothing mappings %s\n",
-                model.c_str(), eval.c_str(), static_cast<long long>(ctx), static_cast<long long>(base.n_chunks),
-                calib.c_str(), static_cast<long long>(samples), static_cast<long long>(calib_ctx),
+                o.model.c_str(), o.eval.c_str(), static_cast<long long>(o.ctx), static_cast<long long>(base.n_chunks),
+                o.calib.c_str(), static_cast<long long>(o.samples), static_cast<long long>(o.calib_ctx),
                 !bf16_calibration ? "default" : *bf16_calibration ? "bf16" : "f32", is_static ? "static per-tensor" : "dynamic per-token",
                 smooth_all ? "all" : "default");
     std::printf("original perplexity %.4f +/- %.4f\n\n", base.ppl, base.ppl_error);
@@ -75,9 +56,9 @@ int main(int argc, char** argv) {
     fs::create_directories(tmp);
     for (const auto& a : alphas) {
       lq::SmoothQuantConfig cfg;
-      cfg.calibration_data = calib;
-      cfg.calibration_samples = samples;
-      cfg.ctx = calib_ctx;
+      cfg.calibration_data = o.calib;
+      cfg.calibration_samples = o.samples;
+      cfg.ctx = o.calib_ctx;
       cfg.static_activations = is_static;
       cfg.smooth_all = smooth_all;
       cfg.bf16_activations = bf16_calibration;
@@ -118,8 +99,7 @@ int main(int argc, char** argv) {
     }
     if (keep.empty()) fs::remove_all(tmp);
   } catch (const lq::Error& e) {
-    std::fprintf(stderr, "error: %s\n", e.what());
-    return lq::exit_code(e.code());
+    return lq::bench::error_status(e);
   }
   return 0;
 }

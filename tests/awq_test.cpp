@@ -25,17 +25,6 @@ using namespace lq;
 
 namespace {
 
-std::vector<float> aq_logits(const Model& m, const std::vector<int32_t>& toks) {
-  Session s(m);
-  s.eval(toks, 0);
-  std::vector<float> out;
-  for (int64_t i = 0; i < s.n_outputs(); ++i) {
-    const auto l = s.logits(i);
-    out.insert(out.end(), l.begin(), l.end());
-  }
-  return out;
-}
-
 double aq_max_abs_diff(const std::vector<float>& a, const std::vector<float>& b) {
   REQUIRE(a.size() == b.size());
   double d = 0;
@@ -65,14 +54,6 @@ double aq_linear_loss(const std::vector<float>& x, const std::vector<float>& w, 
   return e / static_cast<double>(n * rows);
 }
 
-bool aq_no_leftovers(const fs::path& dir) {
-  for (const auto& e : fs::directory_iterator(dir)) {
-    const std::string n = e.path().filename().string();
-    if (n.find(".tmp-") != std::string::npos || n.find(".old-") != std::string::npos) return false;
-  }
-  return true;
-}
-
 }  // namespace
 
 TEST_CASE("awq: folding scales keeps the float model's output, unfolding gives the weights back", "[awq]") {
@@ -81,7 +62,7 @@ TEST_CASE("awq: folding scales keeps the float model's output, unfolding gives t
   auto src = ModelSource::open(*dir);
   auto model = Model::load(*src);
   const std::vector<int32_t> toks = {1, 17, 300, 42, 999, 5, 77, 1500, 8, 64, 2000, 3};
-  const auto before = aq_logits(*model, toks);
+  const auto before = test::logits_of(*model, toks);
   std::mt19937 rng(11);
   std::uniform_real_distribution<float> U(0.25f, 4.0f);
   const ModelConfig& c = model->config();
@@ -110,7 +91,7 @@ TEST_CASE("awq: folding scales keeps the float model's output, unfolding gives t
   };
   fold(s1, s4);
   CHECK(model->tensor_f32("blk.1.attn_norm.weight") != norm0);
-  const auto after = aq_logits(*model, toks);
+  const auto after = test::logits_of(*model, toks);
   double scale = 0;
   for (float v : before) scale = std::max(scale, static_cast<double>(std::abs(v)));
   CHECK(aq_max_abs_diff(before, after) < 1e-4 * scale);
@@ -119,7 +100,7 @@ TEST_CASE("awq: folding scales keeps the float model's output, unfolding gives t
     std::vector<float> n = model->tensor_f32("blk.1.attn_norm.weight");
     awq_divide_rows(n, 1, s1);
     model->replace_tensor("blk.1.attn_norm.weight", n);
-    CHECK(aq_max_abs_diff(before, aq_logits(*model, toks)) > 1e-2 * scale);
+    CHECK(aq_max_abs_diff(before, test::logits_of(*model, toks)) > 1e-2 * scale);
     awq_multiply_columns(n, s1);
     model->replace_tensor("blk.1.attn_norm.weight", n);
   }
@@ -258,7 +239,7 @@ TEST_CASE("awq: tiny model outputs read back with the quantizer's logits", "[awq
     CHECK(back->tensor_f32("blk.4.attn_norm.weight") == q.model().tensor_f32("blk.4.attn_norm.weight"));
     auto orig = Model::load(*src);
     CHECK(orig->tensor_f32("blk.4.attn_norm.weight") != q.model().tensor_f32("blk.4.attn_norm.weight"));
-    const auto a = aq_logits(q.model(), toks), b = aq_logits(*back, toks);
+    const auto a = test::logits_of(q.model(), toks), b = test::logits_of(*back, toks);
     CHECK(aq_max_abs_diff(a, b) < 1e-3);
   }
 }
@@ -286,7 +267,7 @@ TEST_CASE("awq: CLI writes AutoAWQ's layout, errors exit with the contract's cod
        })
     test::check_cli_failure(c);
   CHECK_FALSE(fs::exists(tmp / "o"));
-  CHECK(aq_no_leftovers(tmp.path()));
+  CHECK(test::no_write_leftovers(tmp.path()));
 
   const auto r = test::run(test::cli_path() + " --format json quantize " + m + " awq --calibration-samples 2 --ctx 64 " +
                            "--calibration-data " + calib->string() + " -o " + (tmp / "out").string());
@@ -307,7 +288,7 @@ TEST_CASE("awq: CLI writes AutoAWQ's layout, errors exit with the contract's cod
   CHECK(cfg["quantization_config"]["zero_point"] == true);
   CHECK(fs::exists(tmp / "out" / "model.safetensors"));
   CHECK_FALSE(fs::exists(tmp / "out" / "quantize_config.json"));
-  CHECK(aq_no_leftovers(tmp.path()));
+  CHECK(test::no_write_leftovers(tmp.path()));
 }
 
 TEST_CASE("awq: the clipping search's candidates beyond AutoAWQ's never lose on the calibration tokens", "[awq]") {

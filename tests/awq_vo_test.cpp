@@ -85,28 +85,6 @@ fs::path avo_mha_copy(const fs::path& tiny, const fs::path& out) {
   return out;
 }
 
-std::vector<float> avo_logits(const Model& m, const std::vector<int32_t>& toks) {
-  Session s(m);
-  s.eval(toks, 0);
-  std::vector<float> out;
-  for (int64_t i = 0; i < s.n_outputs(); ++i) {
-    const auto l = s.logits(i);
-    out.insert(out.end(), l.begin(), l.end());
-  }
-  return out;
-}
-
-// max |a - b| / max |b|.
-double avo_rel_diff(const std::vector<float>& a, const std::vector<float>& b) {
-  REQUIRE(a.size() == b.size());
-  double d = 0, m = 0;
-  for (size_t i = 0; i < a.size(); ++i) {
-    d = std::max(d, static_cast<double>(std::fabs(a[i] - b[i])));
-    m = std::max(m, static_cast<double>(std::fabs(b[i])));
-  }
-  return d / m;
-}
-
 // Euclidean norms of the rows (by_rows) or the columns of a rows x cols matrix.
 std::vector<double> avo_norms(const std::vector<float>& w, int64_t rows, int64_t cols, bool by_rows) {
   std::vector<double> n(static_cast<size_t>(by_rows ? rows : cols), 0.0);
@@ -136,9 +114,9 @@ TEST_CASE("awq v->o: the fold is exact without quantization and applied by the q
   auto model = Model::load(*src);
   REQUIRE(model->config().n_head_kv == model->config().n_head);
   const std::vector<int32_t> toks = {1, 17, 300, 42, 999, 5, 77, 1500, 8, 64, 2000, 3};
-  const auto want = avo_logits(*gqa, toks);
+  const auto want = test::logits_of(*gqa, toks);
   // The MHA copy computes the GQA model's function.
-  REQUIRE(avo_rel_diff(avo_logits(*model, toks), want) < 1e-5);
+  REQUIRE(test::max_rel_diff(test::logits_of(*model, toks), want) < 1e-5);
 
   // 1. The fold alone: v_proj's rows / s, o_proj's columns * s (engine order = Hugging Face order
   // for v and o's columns), in two blocks, random s.
@@ -155,10 +133,10 @@ TEST_CASE("awq v->o: the fold is exact without quantization and applied by the q
     awq_multiply_columns(o, s);
     model->replace_tensor(vn, v);
     // Half a fold (v only) changes the output: the check below can fail.
-    CHECK(avo_rel_diff(avo_logits(*model, toks), want) > 1e-2);
+    CHECK(test::max_rel_diff(test::logits_of(*model, toks), want) > 1e-2);
     model->replace_tensor(on, o);
   }
-  CHECK(avo_rel_diff(avo_logits(*model, toks), want) < 1e-4);
+  CHECK(test::max_rel_diff(test::logits_of(*model, toks), want) < 1e-4);
   // Under GQA the pair does not fit: v has fewer rows than o has columns.
   std::vector<float> gv = gqa->tensor_f32("blk.1.attn_v.weight");
   CHECK_THROWS_AS(awq_divide_rows(gv, d, std::vector<float>(static_cast<size_t>(nv), 2.0f)), Error);

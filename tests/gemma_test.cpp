@@ -24,6 +24,7 @@
 #include <cmath>
 #include <fstream>
 #include <map>
+#include <optional>
 #include <random>
 
 using namespace lq;
@@ -225,14 +226,21 @@ std::vector<float> engine_logits(const ModelSource& src, const std::vector<int32
   return test::logits_of(*Model::load(src), toks);
 }
 
+/// The toy of Gemma `version` (2: with two layers) written to `dir`: its spec in `s`, its weights;
+/// nullopt (the test is skipped) without the shared tokenizer.
+std::optional<GemmaWeights> write_gemma_version_toy(const fs::path& dir, int version, GemmaToy& s) {
+  auto tok = test::shared_file("models/tiny-llama/tokenizer.model");
+  if (!tok) return std::nullopt;
+  s = GemmaToy{};
+  s.version = version;
+  if (version == 2) s.layers = 2;
+  return write_gemma_toy(dir, s, *tok);
+}
+
 /// A two-layer Gemma 2 toy written in `tmp` and opened, or null (skipped) without the tokenizer.
 std::unique_ptr<ModelSource> gemma2_toy(const test::TempDir& tmp) {
-  auto tok = test::shared_file("models/tiny-llama/tokenizer.model");
-  if (!tok) return nullptr;
   GemmaToy s;
-  s.layers = 2;
-  s.version = 2;
-  write_gemma_toy(tmp / "m", s, *tok);
+  if (!write_gemma_version_toy(tmp / "m", 2, s)) return nullptr;
   return ModelSource::open(tmp / "m");
 }
 
@@ -303,23 +311,20 @@ TEST_CASE("gemma3: the multimodal layout's text model converts to the same tenso
 }
 
 TEST_CASE("gemma: engine logits equal transformers' forward pass, from the checkpoint and its GGUF", "[arch][gemma]") {
-  auto tok = test::shared_file("models/tiny-llama/tokenizer.model");
-  if (!tok) return;
   for (int version : {2, 3}) {
     INFO("gemma" << version);
     test::TempDir tmp;
     GemmaToy s;
-    s.version = version;
-    if (version == 2) s.layers = 2;
-    auto w = write_gemma_toy(tmp / "m", s, *tok);
+    auto w = write_gemma_version_toy(tmp / "m", version, s);
+    if (!w) return;
     auto src = ModelSource::open(tmp / "m");
-    const auto ref = gemma_reference(s, w, kToks);
+    const auto ref = gemma_reference(s, *w, kToks);
     const auto ours = engine_logits(*src, kToks);
     CHECK(test::max_rel_diff(ours, ref) < 2e-5);
     // the window matters: the same model with no sliding window gives other logits
     GemmaToy wide = s;
     wide.window = 1000;
-    const auto ref_wide = gemma_reference(wide, w, kToks);
+    const auto ref_wide = gemma_reference(wide, *w, kToks);
     CHECK(test::max_rel_diff(ref_wide, ref) > 1e-3);
     // GGUF F32 of it: same logits (query_pre_attn_scalar = head_dim, as llama.cpp assumes)
     QuantizeOptions o;
@@ -360,15 +365,11 @@ TEST_CASE("gemma: SmoothQuant refuses the (1 + w) norms it cannot fold into", "[
 }
 
 TEST_CASE("gemma: the backward pass matches the loss's finite differences", "[arch][gemma][gradient]") {
-  auto tok = test::shared_file("models/tiny-llama/tokenizer.model");
-  if (!tok) return;
   for (int version : {2, 3}) {
     INFO("gemma" << version);
     test::TempDir tmp;
     GemmaToy s;
-    s.version = version;
-    if (version == 2) s.layers = 2;
-    write_gemma_toy(tmp / "m", s, *tok);
+    if (!write_gemma_version_toy(tmp / "m", version, s)) return;
     auto src = ModelSource::open(tmp / "m");
     auto model = Model::load(*src);
     const std::string last = "blk." + std::to_string(s.layers - 1) + ".";
@@ -376,9 +377,7 @@ TEST_CASE("gemma: the backward pass matches the loss's finite differences", "[ar
     const std::vector<std::string> names = {"blk.0.attn_q.weight", "blk.0.attn_k.weight", "blk.0.attn_output.weight",
                                             "blk.0.ffn_gate.weight", last + "attn_v.weight", last + "ffn_down.weight",
                                             last + "ffn_up.weight"};
-    std::vector<char> wanted(model->linears().size(), 0);
-    for (size_t i = 0; i < wanted.size(); ++i)
-      wanted[i] = std::find(names.begin(), names.end(), model->linears()[i].name) != names.end();
+    const std::vector<char> wanted = test::linear_mask(*model, names);
     std::map<std::string, std::vector<float>> grads;
     engine::Backprop bp(*model, 2);
     const double loss = bp.run(kToks, wanted, [&](const engine::WeightGrad& wg) {
@@ -387,38 +386,11 @@ TEST_CASE("gemma: the backward pass matches the loss's finite differences", "[ar
       engine::weight_grad_full(wg, v.data(), 2);
     });
     // Its forward pass is the engine's (soft-capped logits).
-    const std::vector<float> logits = engine_logits(*src, kToks);
-    const size_t V = logits.size() / kToks.size();
-    double ce = 0;
-    for (size_t t = 0; t + 1 < kToks.size(); ++t) {
-      const float* row = logits.data() + t * V;
-      double mx = row[0], sum = 0;
-      for (size_t v = 1; v < V; ++v) mx = std::max(mx, double(row[v]));
-      for (size_t v = 0; v < V; ++v) sum += std::exp(double(row[v]) - mx);
-      ce += std::log(sum) + mx - row[kToks[t + 1]];
-    }
-    CHECK(loss == Approx(ce / double(kToks.size() - 1)).epsilon(1e-5));
+    CHECK(loss == Approx(test::mean_next_token_nll(engine_logits(*src, kToks), kToks)).epsilon(1e-5));
     for (const std::string& name : names) {
       INFO(name);
       REQUIRE(grads.count(name));
-      const std::vector<float>& g = grads.at(name);
-      double norm = 0;
-      for (float v : g) norm += double(v) * v;
-      norm = std::sqrt(norm);
-      REQUIRE(norm > 0);
-      const std::vector<float> w0 = model->tensor_f32(name);
-      auto loss_at = [&](double eps) {
-        std::vector<float> w = w0;
-        for (size_t i = 0; i < w.size(); ++i) w[i] += static_cast<float>(eps * g[i] / norm);
-        model->replace_tensor(name, std::span<const float>(w));
-        engine::Backprop b2(*model, 2);
-        return b2.loss(kToks);
-      };
-      const double eps = 0.002;
-      const double slope = (loss_at(eps) - loss_at(-eps)) / (2 * eps);
-      model->replace_tensor(name, std::span<const float>(w0));
-      UNSCOPED_INFO(name << ": slope " << slope << ", gradient norm " << norm);
-      CHECK(slope == Approx(norm).epsilon(0.01));
+      test::check_gradient_slope(*model, name, grads.at(name), [&] { return engine::Backprop(*model, 2).loss(kToks); });
     }
   }
 }

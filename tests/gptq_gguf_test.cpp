@@ -23,57 +23,6 @@ using namespace lq;
 
 namespace {
 
-struct GgProblem {
-  int64_t n = 0, d = 0, rows = 0;
-  std::vector<float> x, h, w;
-};
-
-// x = z A diag(s) (correlated columns, uneven energy), H = 2/n XᵀX, W ~ 0.05 N(0, 1).
-GgProblem gg_problem(int64_t n, int64_t d, int64_t rows, uint32_t seed) {
-  GgProblem p;
-  p.n = n, p.d = d, p.rows = rows;
-  std::mt19937 rng(seed);
-  std::normal_distribution<float> N(0, 1);
-  std::vector<float> a(static_cast<size_t>(d * d)), s(static_cast<size_t>(d));
-  for (int64_t i = 0; i < d; ++i)
-    for (int64_t j = 0; j < d; ++j) a[static_cast<size_t>(i * d + j)] = (i == j ? 1.0f : 0.0f) + 0.3f * N(rng);
-  for (auto& v : s) v = std::exp(N(rng));
-  p.x.assign(static_cast<size_t>(n * d), 0);
-  std::vector<float> z(static_cast<size_t>(d));
-  for (int64_t t = 0; t < n; ++t) {
-    for (auto& v : z) v = N(rng);
-    for (int64_t j = 0; j < d; ++j) {
-      double acc = 0;
-      for (int64_t i = 0; i < d; ++i) acc += z[static_cast<size_t>(i)] * a[static_cast<size_t>(i * d + j)];
-      p.x[static_cast<size_t>(t * d + j)] = static_cast<float>(acc) * s[static_cast<size_t>(j)];
-    }
-  }
-  p.h.assign(static_cast<size_t>(d * d), 0);
-  for (int64_t i = 0; i < d; ++i)
-    for (int64_t j = i; j < d; ++j) {
-      double acc = 0;
-      for (int64_t t = 0; t < n; ++t) acc += double(p.x[static_cast<size_t>(t * d + i)]) * p.x[static_cast<size_t>(t * d + j)];
-      p.h[static_cast<size_t>(i * d + j)] = p.h[static_cast<size_t>(j * d + i)] = static_cast<float>(2 * acc / n);
-    }
-  p.w.resize(static_cast<size_t>(rows * d));
-  for (auto& v : p.w) v = 0.05f * N(rng);
-  return p;
-}
-
-// ‖X Wᵀ − X Ŵᵀ‖² over the calibration tokens.
-double gg_output_error(const GgProblem& p, const std::vector<float>& q) {
-  double e = 0;
-  for (int64_t t = 0; t < p.n; ++t)
-    for (int64_t r = 0; r < p.rows; ++r) {
-      double s = 0;
-      for (int64_t j = 0; j < p.d; ++j)
-        s += double(p.x[static_cast<size_t>(t * p.d + j)]) *
-             (p.w[static_cast<size_t>(r * p.d + j)] - q[static_cast<size_t>(r * p.d + j)]);
-      e += s * s;
-    }
-  return e;
-}
-
 std::vector<float> gg_decode(QuantType t, const std::vector<uint8_t>& b, int64_t n) {
   std::vector<float> v(static_cast<size_t>(n));
   Registry::instance().kernels(t).dequantize(b.data(), v.data(), n);
@@ -83,7 +32,7 @@ std::vector<float> gg_decode(QuantType t, const std::vector<uint8_t>& b, int64_t
 }  // namespace
 
 TEST_CASE("gptq-gguf: error feedback on GGUF grids beats the plain quantization of the same type", "[gptq-gguf]") {
-  const GgProblem p = gg_problem(512, 256, 24, 7);
+  const test::CalibProblem p = test::calib_problem(512, 256, 24, 7);
   std::vector<float> imp(static_cast<size_t>(p.d));
   for (int64_t j = 0; j < p.d; ++j) imp[static_cast<size_t>(j)] = p.h[static_cast<size_t>(j * p.d + j)] / 2;
   for (QuantType t : {QuantType::Q4_0, QuantType::Q8_0, QuantType::Q4_1, QuantType::Q4_K}) {
@@ -99,8 +48,8 @@ TEST_CASE("gptq-gguf: error feedback on GGUF grids beats the plain quantization 
       CHECK(test::same_bits(dec, g.values));
       std::vector<uint8_t> plain(rb * static_cast<size_t>(p.rows));
       Quantizer::quantize_rows(t, p.w.data(), plain.data(), p.rows, p.d, im);
-      const double e_plain = gg_output_error(p, gg_decode(t, plain, p.rows * p.d));
-      const double e_gptq = gg_output_error(p, dec);
+      const double e_plain = test::calib_output_error(p, gg_decode(t, plain, p.rows * p.d));
+      const double e_gptq = test::calib_output_error(p, dec);
       CHECK(e_gptq < 0.9 * e_plain);
       CHECK(g.loss > 0);
     }
@@ -122,7 +71,7 @@ TEST_CASE("gptq-gguf: block headers come from the type's quantizer, codes stay o
 }
 
 TEST_CASE("gptq-gguf: usage errors", "[gptq-gguf]") {
-  const GgProblem p = gg_problem(64, 64, 2, 1);
+  const test::CalibProblem p = test::calib_problem(64, 64, 2, 1);
   GptqParams gp;
   CHECK_THROWS_AS(gptq_gguf_quantize_matrix(QuantType::Q6_K, p.w.data(), 1, 64, p.h.data(), nullptr, gp), Error);
   CHECK_THROWS_AS(gptq_gguf_quantize_matrix(QuantType::Q4_K, p.w.data(), 2, 64, p.h.data(), nullptr, gp), Error);

@@ -25,20 +25,6 @@ namespace fs = std::filesystem;
 
 namespace {
 
-struct GsTiny {
-  fs::path dir, calib;
-};
-
-std::optional<GsTiny> gs_tiny() {
-  auto dir = test::shared_file("models/tiny-llama");
-  auto calib = test::shared_file("corpus/calibration.txt");
-  if (!dir || !calib) {
-    test::skip("the tiny model or the calibration text is missing (../shared)");
-    return std::nullopt;
-  }
-  return GsTiny{*dir, *calib};
-}
-
 GptqConfig gs_config(const fs::path& calib) {
   GptqConfig c;
   c.calibration_samples = 3;
@@ -47,32 +33,10 @@ GptqConfig gs_config(const fs::path& calib) {
   return c;
 }
 
-// Every file of a directory (relative name -> bytes).
-std::map<std::string, std::string> gs_files(const fs::path& dir) {
-  std::map<std::string, std::string> m;
-  for (const auto& e : fs::recursive_directory_iterator(dir))
-    if (e.is_regular_file()) m[fs::relative(e.path(), dir).string()] = read_file(e.path());
-  return m;
-}
-
-// Cancels its token once `after` blocks of the GPTQ stage are done.
-class GsCancelAfter final : public Progress {
- public:
-  GsCancelAfter(CancelToken& token, int64_t after) : token_(token), after_(after) {}
-  void update(std::string_view stage, int64_t done, int64_t, std::string_view) override {
-    if (stage == "GPTQ" && done >= after_) token_.cancel();
-  }
-
- private:
-  CancelToken& token_;
-  int64_t after_;
-};
-
-
 }  // namespace
 
 TEST_CASE("gptq stream: the same bytes as the in-memory quantizer", "[gptq][gptq-stream]") {
-  auto t = gs_tiny();
+  auto t = test::tiny_with_calibration();
   if (!t) return;
   struct Case {
     const char* name;
@@ -103,7 +67,7 @@ TEST_CASE("gptq stream: the same bytes as the in-memory quantizer", "[gptq][gptq
     q.run();
     const GptqResult a = q.write(tmp / "memory");
     const GptqResult b = gptq_model(t->dir, tmp / "stream", c);
-    CHECK(gs_files(tmp / "memory") == gs_files(tmp / "stream"));
+    CHECK(test::files_below(tmp / "memory") == test::files_below(tmp / "stream"));
     CHECK(a.files == b.files);
     CHECK(a.output_bytes == b.output_bytes);
     CHECK(a.n_quantized == b.n_quantized);
@@ -122,22 +86,18 @@ TEST_CASE("gptq stream: the same bytes as the in-memory quantizer", "[gptq][gptq
 }
 
 TEST_CASE("gptq stream: a cancelled run resumes from its checkpoint to the same bytes", "[gptq][gptq-stream]") {
-  auto t = gs_tiny();
+  auto t = test::tiny_with_calibration();
   if (!t) return;
   test::TempDir tmp;
   GptqConfig c = gs_config(t->calib);
   gptq_model(t->dir, tmp / "ref", c);
-  const auto want = gs_files(tmp / "ref");
+  const auto want = test::files_below(tmp / "ref");
 
   c.checkpoint_dir = gptq_checkpoint_state(tmp / "ckpt", c, false);
   CHECK(c.checkpoint_dir == tmp / "ckpt" / "gptq-w4a16-g128");
-  CancelToken token;
-  GsCancelAfter stop(token, 2);
-  Context ctx;
-  ctx.cancel = &token;
-  ctx.progress = &stop;
+  test::CancelAfter stop(2, "GPTQ");
   try {
-    gptq_model(t->dir, tmp / "out", c, ctx);
+    gptq_model(t->dir, tmp / "out", c, stop.ctx());
     FAIL("not interrupted");
   } catch (const Error& e) {
     CHECK(e.code() == Errc::interrupted);
@@ -165,7 +125,7 @@ TEST_CASE("gptq stream: a cancelled run resumes from its checkpoint to the same 
   CHECK(r.resumed_blocks >= 2);
   CHECK(r.resumed_blocks < 6);
   CHECK(r.layers.size() == 42);
-  CHECK(gs_files(tmp / "out") == want);
+  CHECK(test::files_below(tmp / "out") == want);
   CHECK_FALSE(fs::exists(tmp / "ckpt"));
   int entries = 0;
   for (const auto& e : fs::directory_iterator(tmp.path())) (void)e, ++entries;
@@ -173,14 +133,14 @@ TEST_CASE("gptq stream: a cancelled run resumes from its checkpoint to the same 
 }
 
 TEST_CASE("gptq stream: lq quantize MODEL gptq killed with SIGKILL resumes to the same bytes", "[gptq][gptq-stream][cli]") {
-  auto t = gs_tiny();
+  auto t = test::tiny_with_calibration();
   if (!t) return;
   test::TempDir tmp;
   const std::string base = test::cli_path() + " --threads 2 quantize " + t->dir.string() +
                            " gptq --calibration-samples 3 --ctx 48 --calibration-data " + t->calib.string();
   const auto ref = test::run(base + " --no-checkpoints -o " + (tmp / "ref").string());
   REQUIRE(ref.status == 0);
-  const auto want = gs_files(tmp / "ref");
+  const auto want = test::files_below(tmp / "ref");
   const fs::path ckpt = tmp / "ckpt";
   {
     test::CliChild c({"--threads", "2", "quantize", t->dir.string(), "gptq", "--calibration-samples", "3", "--ctx", "48",
@@ -209,7 +169,7 @@ TEST_CASE("gptq stream: lq quantize MODEL gptq killed with SIGKILL resumes to th
   REQUIRE(done.status == 0);
   CHECK(done.err.find("resumed: ") != std::string::npos);
   CHECK(done.err.find("/6 blocks from " + state.string()) != std::string::npos);
-  CHECK(gs_files(tmp / "out") == want);
+  CHECK(test::files_below(tmp / "out") == want);
   CHECK_FALSE(fs::exists(ckpt));
   for (const auto& e : fs::directory_iterator(tmp.path()))
     CHECK(e.path().filename().string().find(".tmp-") == std::string::npos);  // the killed run's temporary output

@@ -31,58 +31,6 @@ using namespace lq;
 
 namespace {
 
-// Calibration inputs with correlated columns (x = z A, A random) and their H = 2/n XᵀX.
-struct GtProblem {
-  int64_t n = 0, d = 0, rows = 0;
-  std::vector<float> x, h, w;
-};
-
-GtProblem gt_problem(int64_t n, int64_t d, int64_t rows, uint32_t seed) {
-  GtProblem p;
-  p.n = n, p.d = d, p.rows = rows;
-  std::mt19937 rng(seed);
-  std::normal_distribution<float> N(0, 1);
-  std::vector<float> a(static_cast<size_t>(d * d));
-  for (int64_t i = 0; i < d; ++i)
-    for (int64_t j = 0; j < d; ++j) a[static_cast<size_t>(i * d + j)] = (i == j ? 1.0f : 0.0f) + 0.3f * N(rng);
-  std::vector<float> scale(static_cast<size_t>(d));
-  for (auto& s : scale) s = std::exp(N(rng));  // uneven channel energy
-  p.x.assign(static_cast<size_t>(n * d), 0);
-  std::vector<float> z(static_cast<size_t>(d));
-  for (int64_t t = 0; t < n; ++t) {
-    for (auto& v : z) v = N(rng);
-    for (int64_t j = 0; j < d; ++j) {
-      double s = 0;
-      for (int64_t i = 0; i < d; ++i) s += z[static_cast<size_t>(i)] * a[static_cast<size_t>(i * d + j)];
-      p.x[static_cast<size_t>(t * d + j)] = static_cast<float>(s) * scale[static_cast<size_t>(j)];
-    }
-  }
-  p.h.assign(static_cast<size_t>(d * d), 0);
-  for (int64_t i = 0; i < d; ++i)
-    for (int64_t j = 0; j < d; ++j) {
-      double s = 0;
-      for (int64_t t = 0; t < n; ++t) s += double(p.x[static_cast<size_t>(t * d + i)]) * p.x[static_cast<size_t>(t * d + j)];
-      p.h[static_cast<size_t>(i * d + j)] = static_cast<float>(2 * s / n);
-    }
-  p.w.resize(static_cast<size_t>(rows * d));
-  for (auto& v : p.w) v = 0.05f * N(rng);
-  return p;
-}
-
-// sum over tokens and rows of (x · (w - q))^2: the output error on the calibration inputs.
-double gt_output_error(const GtProblem& p, const std::vector<float>& q) {
-  double e = 0;
-  for (int64_t t = 0; t < p.n; ++t)
-    for (int64_t r = 0; r < p.rows; ++r) {
-      double s = 0;
-      for (int64_t j = 0; j < p.d; ++j)
-        s += double(p.x[static_cast<size_t>(t * p.d + j)]) *
-             (p.w[static_cast<size_t>(r * p.d + j)] - q[static_cast<size_t>(r * p.d + j)]);
-      e += s * s;
-    }
-  return e;
-}
-
 std::vector<int32_t> gt_i32(const SafetensorsFile& f, const std::string& name) {
   const StTensor* t = f.find(name);
   REQUIRE(t != nullptr);
@@ -114,18 +62,10 @@ std::optional<std::string> names_gguf_module(const std::string& gguf) {
   return std::nullopt;
 }
 
-bool gt_no_leftovers(const fs::path& dir) {
-  for (const auto& e : fs::directory_iterator(dir)) {
-    const std::string n = e.path().filename().string();
-    if (n.find(".tmp-") != std::string::npos || n.find(".old-") != std::string::npos) return false;
-  }
-  return true;
-}
-
 }  // namespace
 
 TEST_CASE("gptq: error feedback beats round to nearest on the calibration inputs", "[gptq]") {
-  const GtProblem p = gt_problem(512, 64, 24, 7);
+  const test::CalibProblem p = test::calib_problem(512, 64, 24, 7);
   struct Case {
     int bits;
     int64_t group;
@@ -145,7 +85,7 @@ TEST_CASE("gptq: error feedback beats round to nearest on the calibration inputs
     const GptqMatrix r = gptq_quantize_matrix(p.w.data(), p.rows, p.d, nullptr, rp);
     CHECK(g.damp_raises == 0);
     CHECK(g.dead_columns == 0);
-    const double eg = gt_output_error(p, g.dequantize()), er = gt_output_error(p, r.dequantize());
+    const double eg = test::calib_output_error(p, g.dequantize()), er = test::calib_output_error(p, r.dequantize());
     CHECK(eg < 0.85 * er);
     // Codes and zeros stay on the grid.
     for (uint8_t q : g.codes) CHECK(q < (1u << c.bits));
@@ -159,7 +99,7 @@ TEST_CASE("gptq: error feedback beats round to nearest on the calibration inputs
 }
 
 TEST_CASE("gptq: the lazy batch width does not change the result", "[gptq]") {
-  const GtProblem p = gt_problem(256, 48, 8, 11);
+  const test::CalibProblem p = test::calib_problem(256, 48, 8, 11);
   GptqParams a;
   a.bits = 4, a.group_size = 16;
   a.block_size = 48;
@@ -218,7 +158,7 @@ TEST_CASE("gptq: a Hessian that is not positive definite raises the dampening an
     CHECK_THAT(std::string(e.what()), Catch::Matchers::Contains("not positive definite"));
   }
   // A column that never saw signal is zeroed and counted.
-  const GtProblem q = gt_problem(128, 16, 4, 3);
+  const test::CalibProblem q = test::calib_problem(128, 16, 4, 3);
   std::vector<float> hd = q.h;
   for (int64_t j = 0; j < 16; ++j) hd[static_cast<size_t>(5 * 16 + j)] = hd[static_cast<size_t>(j * 16 + 5)] = 0;
   p.max_damp_raises = 4;
@@ -229,7 +169,7 @@ TEST_CASE("gptq: a Hessian that is not positive definite raises the dampening an
 }
 
 TEST_CASE("gptq: act-order groupings", "[gptq]") {
-  const GtProblem p = gt_problem(256, 64, 6, 5);
+  const test::CalibProblem p = test::calib_problem(256, 64, 6, 5);
   GptqParams gp;
   gp.bits = 4, gp.group_size = 16;
   gp.act_order = GptqActOrder::group;
@@ -266,7 +206,7 @@ TEST_CASE("gptq: act-order groupings", "[gptq]") {
 }
 
 TEST_CASE("gptq: the importance-weighted scale search shrinks ranges and lowers the output error", "[gptq]") {
-  const GtProblem p = gt_problem(512, 64, 24, 13);
+  const test::CalibProblem p = test::calib_problem(512, 64, 24, 13);
   struct Case {
     int bits;
     int64_t group;
@@ -282,7 +222,7 @@ TEST_CASE("gptq: the importance-weighted scale search shrinks ranges and lowers 
     b.scale_search = 20;
     const GptqMatrix x = gptq_quantize_matrix(p.w.data(), p.rows, p.d, p.h.data(), a);
     const GptqMatrix y = gptq_quantize_matrix(p.w.data(), p.rows, p.d, p.h.data(), b);
-    const double ex = gt_output_error(p, x.dequantize()), ey = gt_output_error(p, y.dequantize());
+    const double ex = test::calib_output_error(p, x.dequantize()), ey = test::calib_output_error(p, y.dequantize());
     CHECK(ey < 0.97 * ex);
     if (c.ao == GptqActOrder::static_groups) {
       // Scales fixed from the same original weights: each is min-max's or at most 20% below it.
@@ -560,26 +500,7 @@ TEST_CASE("gptq: interrupted writes leave nothing, foreign directories are not r
   c.params.rtn = true;
   GptqQuantizer q(*t->src, c);
   q.run();
-  test::TempDir tmp;
-  CancelToken token;
-  token.cancel();
-  Context ctx;
-  ctx.cancel = &token;
-  try {
-    q.write(tmp / "out", ctx);
-    FAIL("not interrupted");
-  } catch (const Error& e) {
-    CHECK(e.code() == Errc::interrupted);
-  }
-  CHECK(fs::is_empty(tmp.path()));
-  fs::create_directory(tmp / "mine");
-  std::ofstream(tmp / "mine" / "notes.txt") << "keep";
-  CHECK_THROWS_WITH(q.write(tmp / "mine"), Catch::Matchers::Contains("not an earlier"));
-  CHECK(read_file(tmp / "mine" / "notes.txt") == "keep");
-  q.write(tmp / "out");
-  q.write(tmp / "out");
-  CHECK(fs::exists(tmp / "out" / "model.safetensors"));
-  CHECK(gt_no_leftovers(tmp.path()));
+  test::check_directory_writes([&](const fs::path& out, const Context& ctx) { q.write(out, ctx); });
 }
 
 TEST_CASE("gptq: CLI errors exit with the contract's codes, nothing written", "[gptq][cli]") {
@@ -618,7 +539,7 @@ TEST_CASE("gptq: CLI errors exit with the contract's codes, nothing written", "[
        })
     test::check_cli_failure(c);
   CHECK_FALSE(fs::exists(tmp / "o"));
-  CHECK(gt_no_leftovers(tmp.path()));
+  CHECK(test::no_write_leftovers(tmp.path()));
 }
 
 TEST_CASE("gptq: CLI writes the directory and reports the dampening", "[gptq][cli]") {
@@ -642,7 +563,7 @@ TEST_CASE("gptq: CLI writes the directory and reports the dampening", "[gptq][cl
   CHECK(j["calibration_samples"] == 2);
   CHECK(j["effective_bpw"].get<double>() < 16);
   CHECK(fs::exists(tmp / "out" / "model.safetensors"));
-  CHECK(gt_no_leftovers(tmp.path()));
+  CHECK(test::no_write_leftovers(tmp.path()));
 }
 
 TEST_CASE("gptq: convert GGUF Q4_0 to the GPTQ layout keeps the codes and scales", "[gptq]") {
@@ -713,7 +634,7 @@ TEST_CASE("gptq: convert GGUF Q4_0 to the GPTQ layout keeps the codes and scales
   } catch (const Error& e) {
     CHECK(e.code() == Errc::output_error);
   }
-  CHECK(gt_no_leftovers(tmp.path()));
+  CHECK(test::no_write_leftovers(tmp.path()));
 }
 
 TEST_CASE("gptq: convert GGUF Q8_0 and Q4_1 to compressed-tensors, saying what is lost", "[gptq]") {

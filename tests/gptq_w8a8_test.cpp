@@ -35,20 +35,6 @@ namespace {
 
 constexpr int64_t kW8Samples = 4, kW8Ctx = 64;
 
-struct W8Tiny {
-  fs::path dir, calib;
-};
-
-std::optional<W8Tiny> w8_tiny() {
-  auto dir = test::shared_file("models/tiny-llama");
-  auto calib = test::shared_file("corpus/calibration.txt");
-  if (!dir || !calib) {
-    test::skip("the tiny model or the calibration text is missing (../shared)");
-    return std::nullopt;
-  }
-  return W8Tiny{*dir, *calib};
-}
-
 SmoothQuantConfig w8_sq(const fs::path& calib, bool is_static) {
   SmoothQuantConfig c;
   c.calibration_samples = kW8Samples;
@@ -118,7 +104,7 @@ struct W8Checkpoint {
 
 // The float inputs of layer 0's q/k/v (k = 0) and gate/up (k = 1) products on the calibration
 // chunks the quantizers use (norm output times γ), rows of n values.
-std::vector<float> w8_layer0_inputs(const W8Tiny& t, int k, int64_t& n) {
+std::vector<float> w8_layer0_inputs(const test::TinyWithCalibration& t, int k, int64_t& n) {
   auto src = ModelSource::open(t.dir);
   auto model = Model::load(*src);
   const Tokenizer tok = Tokenizer::from_gguf(src->gguf_metadata(), src->path().string());
@@ -142,27 +128,6 @@ std::vector<float> w8_layer0_inputs(const W8Tiny& t, int k, int64_t& n) {
   return x;
 }
 
-// Every file of a directory (relative name -> bytes).
-std::map<std::string, std::string> w8_files(const fs::path& dir) {
-  std::map<std::string, std::string> m;
-  for (const auto& e : fs::recursive_directory_iterator(dir))
-    if (e.is_regular_file()) m[fs::relative(e.path(), dir).string()] = read_file(e.path());
-  return m;
-}
-
-// Cancels its token once `after` blocks of the GPTQ stage are done.
-class W8CancelAfter final : public Progress {
- public:
-  W8CancelAfter(CancelToken& token, int64_t after) : token_(token), after_(after) {}
-  void update(std::string_view stage, int64_t done, int64_t, std::string_view) override {
-    if (stage == "GPTQ" && done >= after_) token_.cancel();
-  }
-
- private:
-  CancelToken& token_;
-  int64_t after_;
-};
-
 // sum over rows of |x W^T|^2 differences: x (rows x n) against weights a and b (out x n).
 double w8_output_error(const std::vector<float>& x, int64_t n, const std::vector<float>& a, const std::vector<float>& b) {
   const int64_t rows = static_cast<int64_t>(x.size()) / n, out = static_cast<int64_t>(a.size()) / n;
@@ -183,7 +148,7 @@ double w8_output_error(const std::vector<float>& x, int64_t n, const std::vector
 
 TEST_CASE("gptq w8a8: the smoothquant directory's layout, GPTQ-rounded weights that beat RTN on the calibration set",
           "[gptq][gptq-w8a8]") {
-  auto t = w8_tiny();
+  auto t = test::tiny_with_calibration();
   if (!t) return;
   test::TempDir tmp;
   auto src = ModelSource::open(t->dir);
@@ -286,7 +251,7 @@ TEST_CASE("gptq w8a8: the smoothquant directory's layout, GPTQ-rounded weights t
 
 TEST_CASE("gptq w8a8: static activations write an input scale per linear, shared by the fused shards",
           "[gptq][gptq-w8a8]") {
-  auto t = w8_tiny();
+  auto t = test::tiny_with_calibration();
   if (!t) return;
   test::TempDir tmp;
   const GptqResult r = gptq_model(t->dir, tmp / "out", w8_gptq(t->calib, true));
@@ -316,7 +281,7 @@ TEST_CASE("gptq w8a8: static activations write an input scale per linear, shared
 }
 
 TEST_CASE("gptq w8a8: settings W8A8 cannot hold are refused", "[gptq][gptq-w8a8]") {
-  auto t = w8_tiny();
+  auto t = test::tiny_with_calibration();
   if (!t) return;
   test::TempDir tmp;
   auto refused = [&](GptqConfig c, const char* needle) {
@@ -367,7 +332,7 @@ TEST_CASE("gptq w8a8: settings W8A8 cannot hold are refused", "[gptq][gptq-w8a8]
 }
 
 TEST_CASE("gptq w8a8: lq quantize MODEL gptq --smoothquant writes W8A8 and reports the smoothing", "[gptq][gptq-w8a8][cli]") {
-  auto t = w8_tiny();
+  auto t = test::tiny_with_calibration();
   if (!t) return;
   test::TempDir tmp;
   const auto res = test::run(test::cli_path() + " --threads 2 --format json quantize " + t->dir.string() +
@@ -393,22 +358,18 @@ TEST_CASE("gptq w8a8: lq quantize MODEL gptq --smoothquant writes W8A8 and repor
 
 TEST_CASE("gptq w8a8: a cancelled run resumes from its checkpoint (smoothing included) to the same bytes",
           "[gptq][gptq-w8a8]") {
-  auto t = w8_tiny();
+  auto t = test::tiny_with_calibration();
   if (!t) return;
   test::TempDir tmp;
   GptqConfig c = w8_gptq(t->calib, true);
   c.calibration_samples = 2;
   c.ctx = 48;
   const GptqResult ref = gptq_model(t->dir, tmp / "ref", c);
-  const auto want = w8_files(tmp / "ref");
+  const auto want = test::files_below(tmp / "ref");
   c.checkpoint_dir = gptq_checkpoint_state(tmp / "ckpt", c, false);
   CHECK(c.checkpoint_dir == tmp / "ckpt" / "gptq-w8a8-sq-static");
-  CancelToken token;
-  W8CancelAfter stop(token, 2);
-  Context ctx;
-  ctx.cancel = &token;
-  ctx.progress = &stop;
-  CHECK_THROWS_AS(gptq_model(t->dir, tmp / "out", c, ctx), Error);
+  test::CancelAfter stop(2, "GPTQ");
+  CHECK_THROWS_AS(gptq_model(t->dir, tmp / "out", c, stop.ctx()), Error);
   REQUIRE(fs::exists(c.checkpoint_dir / "state.json"));
   // Other smoothing settings are another run.
   GptqConfig other = c;
@@ -419,7 +380,7 @@ TEST_CASE("gptq w8a8: a cancelled run resumes from its checkpoint (smoothing inc
   const GptqResult r = gptq_model(t->dir, tmp / "out", c);
   CHECK(r.resumed_blocks >= 2);
   CHECK(r.resumed_blocks < 6);
-  CHECK(w8_files(tmp / "out") == want);
+  CHECK(test::files_below(tmp / "out") == want);
   REQUIRE(r.smoothing.size() == ref.smoothing.size());
   for (size_t g = 0; g < r.smoothing.size(); ++g) {
     CHECK(r.smoothing[g].norm == ref.smoothing[g].norm);

@@ -30,20 +30,6 @@ std::vector<std::string> ic_leftovers(const fs::path& dir) {
   return v;
 }
 
-struct IcTiny {
-  std::string dir, calib;
-};
-
-std::optional<IcTiny> ic_tiny() {
-  auto dir = test::shared_file("models/tiny-llama");
-  auto calib = test::shared_file("corpus/calibration.txt");
-  if (!dir || !calib) {
-    test::skip("the tiny model or the calibration text is missing (../shared)");
-    return std::nullopt;
-  }
-  return IcTiny{dir->string(), calib->string()};
-}
-
 // Runs `args` (lq's arguments, without -o), waits for `done` units of the progress stage `label`,
 // sends `sig` and returns the wait status; `out` is the output directory given.
 int ic_signal_run(std::vector<std::string> args, const fs::path& out, const char* label, const char* unit, int64_t done,
@@ -61,13 +47,13 @@ int ic_signal_run(std::vector<std::string> args, const fs::path& out, const char
 
 TEST_CASE("interrupt: SIGTERM and SIGHUP stop quantize gptq and smoothquant with exit 8 and no temporary directory",
           "[interrupt][cli][gptq][smoothquant]") {
-  auto t = ic_tiny();
+  auto t = test::tiny_with_calibration();
   if (!t) return;
   test::TempDir tmp;
-  const std::vector<std::string> gptq = {"--threads", "2", "quantize", t->dir, "gptq", "--calibration-samples", "8",
-                                         "--ctx", "128", "--calibration-data", t->calib, "--no-checkpoints"};
-  const std::vector<std::string> sq = {"--threads", "2", "quantize", t->dir, "smoothquant", "--smoothquant",
-                                       "--calibration-samples", "96", "--ctx", "128", "--calibration-data", t->calib};
+  const std::vector<std::string> gptq = {"--threads", "2", "quantize", t->dir.string(), "gptq", "--calibration-samples", "8",
+                                         "--ctx", "128", "--calibration-data", t->calib.string(), "--no-checkpoints"};
+  const std::vector<std::string> sq = {"--threads", "2", "quantize", t->dir.string(), "smoothquant", "--smoothquant",
+                                       "--calibration-samples", "96", "--ctx", "128", "--calibration-data", t->calib.string()};
   struct Case {
     const char* what;
     const std::vector<std::string>* args;
@@ -91,12 +77,12 @@ TEST_CASE("interrupt: SIGTERM and SIGHUP stop quantize gptq and smoothquant with
 }
 
 TEST_CASE("interrupt: SIGTERM keeps a GPTQ run's checkpoint, which resumes", "[interrupt][cli][gptq]") {
-  auto t = ic_tiny();
+  auto t = test::tiny_with_calibration();
   if (!t) return;
   test::TempDir tmp;
   const fs::path ckpt = tmp / "ckpt";
-  std::vector<std::string> args = {"--threads", "2", "quantize", t->dir, "gptq", "--calibration-samples", "8",
-                                   "--ctx", "128", "--calibration-data", t->calib, "--checkpoint-dir", ckpt.string()};
+  std::vector<std::string> args = {"--threads", "2", "quantize", t->dir.string(), "gptq", "--calibration-samples", "8",
+                                   "--ctx", "128", "--calibration-data", t->calib.string(), "--checkpoint-dir", ckpt.string()};
   std::string err;
   const int st = ic_signal_run(args, tmp / "out", "GPTQ", " blocks", 2, SIGTERM, err);
   INFO(err);
@@ -106,8 +92,8 @@ TEST_CASE("interrupt: SIGTERM keeps a GPTQ run's checkpoint, which resumes", "[i
   CHECK(fs::exists(ckpt / "gptq-w4a16-g128" / "state.json"));
   CHECK_FALSE(fs::exists(tmp / "out"));
   CHECK(ic_leftovers(tmp.path()).empty());
-  const auto done = test::run(test::cli_path() + " --threads 2 quantize " + t->dir + " gptq --calibration-samples 8 --ctx 128 "
-                              "--calibration-data " + t->calib + " --resume " + ckpt.string() + " -o " + (tmp / "out").string());
+  const auto done = test::run(test::cli_path() + " --threads 2 quantize " + t->dir.string() + " gptq --calibration-samples 8 --ctx 128 "
+                              "--calibration-data " + t->calib.string() + " --resume " + ckpt.string() + " -o " + (tmp / "out").string());
   INFO(done.err);
   CHECK(done.status == 0);
   CHECK(done.err.find("resumed: ") != std::string::npos);

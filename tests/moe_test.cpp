@@ -148,15 +148,9 @@ std::vector<float> expert_rows(const ModelSource& src, const std::string& name, 
   return v;
 }
 
+// The logits of every position of `toks` (Session with a batch of 64, F32 KV cache).
 std::vector<float> last_logits(const Model& m, const std::vector<int32_t>& toks) {
-  Session s(m, SessionOptions{64, false});
-  s.eval(toks, 0);
-  std::vector<float> out;
-  for (int64_t i = 0; i < s.n_outputs(); ++i) {
-    auto l = s.logits(i);
-    out.insert(out.end(), l.begin(), l.end());
-  }
-  return out;
+  return test::logits_of(m, toks, 0, SessionOptions{64, false});
 }
 
 }  // namespace
@@ -385,8 +379,7 @@ TEST_CASE("moe: the F32 GGUF of each MoE checkpoint runs as the checkpoint does"
   for (const char* type : {"mixtral", "qwen2_moe", "qwen3_moe"}) {
     INFO(type);
     test::TempDir tmp;
-    MoeToy s;
-    s.model_type = type;
+    const MoeToy s{.model_type = type};
     if (!write_moe_toy(tmp / "m", s)) return;
     auto src = ModelSource::open(tmp / "m");
     QuantizeOptions qo;
@@ -460,21 +453,6 @@ std::map<std::string, std::vector<float>> moe_grads(const Model& m, const std::v
   return g;
 }
 
-// The mean next-token cross-entropy of the engine's forward pass (Session), in double.
-double session_loss(const Model& m, const std::vector<int32_t>& toks) {
-  const std::vector<float> l = last_logits(m, toks);
-  const size_t V = l.size() / toks.size();
-  double total = 0;
-  for (size_t t = 0; t + 1 < toks.size(); ++t) {
-    const float* row = l.data() + t * V;
-    double mx = row[0], sum = 0;
-    for (size_t v = 1; v < V; ++v) mx = std::max(mx, double(row[v]));
-    for (size_t v = 0; v < V; ++v) sum += std::exp(double(row[v]) - mx);
-    total += std::log(sum) + mx - row[toks[t + 1]];
-  }
-  return total / double(toks.size() - 1);
-}
-
 }  // namespace
 
 TEST_CASE("moe: the backward pass through router and experts matches the loss's finite differences",
@@ -482,8 +460,7 @@ TEST_CASE("moe: the backward pass through router and experts matches the loss's 
   for (const char* type : {"mixtral", "qwen2_moe", "qwen3_moe"}) {
     INFO(type);
     test::TempDir tmp;
-    MoeToy s;
-    s.model_type = type;
+    const MoeToy s{.model_type = type};
     if (!write_moe_toy(tmp / "m", s)) return;
     auto model = Model::load(tmp / "m");
     std::vector<std::string> names = {"blk.0.attn_q.weight",       "blk.0.ffn_gate_inp.weight",
@@ -492,36 +469,18 @@ TEST_CASE("moe: the backward pass through router and experts matches the loss's 
     if (s.model_type == "qwen2_moe")
       for (const char* n : {"blk.1.ffn_gate_inp_shexp.weight", "blk.0.ffn_up_shexp.weight", "blk.1.ffn_down_shexp.weight"})
         names.push_back(n);
-    std::vector<char> wanted(model->linears().size(), 0);
-    for (size_t i = 0; i < wanted.size(); ++i)
-      wanted[i] = std::find(names.begin(), names.end(), model->linears()[i].name) != names.end();
+    const std::vector<char> wanted = test::linear_mask(*model, names);
     double loss = 0;
     const auto grads = moe_grads(*model, wanted, &loss);
     // The backward pass's own forward is the engine's.
-    CHECK(loss == Approx(session_loss(*model, kMoePrompt)).epsilon(1e-5));
+    CHECK(loss == Approx(test::mean_next_token_nll(last_logits(*model, kMoePrompt), kMoePrompt)).epsilon(1e-5));
     for (const std::string& name : names) {
       INFO(name);
       REQUIRE(grads.count(name));
-      const std::vector<float>& g = grads.at(name);
-      double norm = 0;
-      for (float v : g) norm += double(v) * v;
-      norm = std::sqrt(norm);
-      REQUIRE(norm > 0);
       // The slope of the loss along the gradient's direction is the gradient's norm. Steps small
       // enough that no token changes its experts (top-k is piecewise constant).
-      const std::vector<float> w0 = model->tensor_f32(name);
-      REQUIRE(w0.size() == g.size());
-      auto loss_at = [&](double eps) {
-        std::vector<float> w = w0;
-        for (size_t i = 0; i < w.size(); ++i) w[i] += static_cast<float>(eps * g[i] / norm);
-        model->replace_tensor(name, std::span<const float>(w));
-        engine::Backprop b2(*model, 2);
-        return b2.loss(kMoePrompt);
-      };
-      const double eps = 0.002;
-      const double slope = (loss_at(eps) - loss_at(-eps)) / (2 * eps);
-      model->replace_tensor(name, std::span<const float>(w0));
-      CHECK(slope == Approx(norm).epsilon(0.01));
+      test::check_gradient_slope(*model, name, grads.at(name),
+                                 [&] { return engine::Backprop(*model, 2).loss(kMoePrompt); });
     }
   }
 }

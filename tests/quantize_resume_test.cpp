@@ -26,19 +26,6 @@ namespace fs = std::filesystem;
 
 namespace {
 
-// A Progress that cancels its token once `after` tensors are finished.
-class ResumeCancelAfter final : public Progress {
- public:
-  ResumeCancelAfter(CancelToken& token, int64_t after) : token_(token), after_(after) {}
-  void update(std::string_view, int64_t done, int64_t, std::string_view) override {
-    if (done >= after_) token_.cancel();
-  }
-
- private:
-  CancelToken& token_;
-  int64_t after_;
-};
-
 // The files of a directory whose names start with `prefix`.
 int resume_count_files(const fs::path& dir, const std::string& prefix) {
   int n = 0;
@@ -46,7 +33,6 @@ int resume_count_files(const fs::path& dir, const std::string& prefix) {
     if (e.path().filename().string().rfind(prefix, 0) == 0) ++n;
   return n;
 }
-
 
 std::vector<std::string> resume_args(const std::string& model, const std::string& level, const fs::path& out) {
   return {"quantize", model, "gguf", "-q", level, "-o", out.string(), "--threads", "2"};
@@ -72,11 +58,8 @@ TEST_CASE("resume: a cancelled run resumes to the same bytes, whatever tail of t
   // Stop after 17 tensors: Errc::interrupted, no output, the checkpoint kept.
   o.checkpoint.dir = quantize_checkpoint_state(tmp / "ckpt", "Q4_K_M", false);
   CHECK(o.checkpoint.dir == tmp / "ckpt" / "gguf-Q4_K_M");
-  CancelToken token;
-  ResumeCancelAfter stop(token, 17);
-  Context stopping = ctx;
-  stopping.cancel = &token;
-  stopping.progress = &stop;
+  test::CancelAfter stop(17, {}, ctx);
+  const Context& stopping = stop.ctx();
   const auto stopped = test::check_error(Errc::interrupted, [&] { (void)Quantizer(o).quantize(*src, tmp / "out.gguf", stopping); },
                                          "the checkpoint was kept in", "the cancelled run finished");
   CHECK((stopped && stopped->suggestion().find("--resume") != std::string::npos));
@@ -302,11 +285,8 @@ TEST_CASE("resume: a job with an importance matrix and protected weights resumes
   const std::string want = read_file(tmp / "ref.gguf");
 
   job.options.checkpoint.dir = quantize_checkpoint_state(tmp / "ckpt", "Q4_K_M", false);
-  CancelToken token;
-  ResumeCancelAfter stop(token, 20);
-  Context stopping = ctx;
-  stopping.cancel = &token;
-  stopping.progress = &stop;
+  test::CancelAfter stop(20, {}, ctx);
+  const Context& stopping = stop.ctx();
   CHECK_THROWS_AS(quantize_model(*src, tmp / "out.gguf", job, stopping), Error);
   REQUIRE(fs::exists(job.options.checkpoint.dir / "state.json"));
 

@@ -47,17 +47,6 @@ void sqs_same_files(const fs::path& a, const fs::path& b) {
   }
 }
 
-std::vector<float> sqs_logits(const Model& m, const std::vector<int32_t>& tokens) {
-  Session s(m);
-  s.eval(tokens, 0);
-  std::vector<float> out;
-  for (int64_t i = 0; i < s.n_outputs(); ++i) {
-    const auto l = s.logits(i);
-    out.insert(out.end(), l.begin(), l.end());
-  }
-  return out;
-}
-
 // Calls `act` at the first progress update of `task` reaching `done`.
 class SqsAtProgress final : public Progress {
  public:
@@ -156,7 +145,7 @@ TEST_CASE("smoothquant stream: v_proj -> o_proj and up_proj -> down_proj keep th
   auto original = Model::load(*src);
   REQUIRE(original->config().n_head == 2 * original->config().n_head_kv);  // GQA: the scale spread is exercised
   const auto tokens = tokenizer_for(*src).encode("Once upon a time, there was a little dog named Max. He liked to run");
-  const auto want = sqs_logits(*original, tokens);
+  const auto want = test::logits_of(*original, tokens);
   for (double alpha : {0.5, 1.0}) {
     INFO("alpha " << alpha);
     SmoothQuantConfig c = sqs_config();
@@ -184,19 +173,8 @@ TEST_CASE("smoothquant stream: v_proj -> o_proj and up_proj -> down_proj keep th
     }
     auto smoothed = Model::load(*src);
     sq.apply(*smoothed);
-    const auto got = sqs_logits(*smoothed, tokens);
-    REQUIRE(got.size() == want.size());
-    const size_t nv = static_cast<size_t>(original->n_vocab());
-    double worst = 0;
-    for (size_t r = 0; r < got.size() / nv; ++r) {
-      double diff = 0, mag = 0;
-      for (size_t i = r * nv; i < (r + 1) * nv; ++i) {
-        diff = std::max(diff, static_cast<double>(std::fabs(got[i] - want[i])));
-        mag = std::max(mag, static_cast<double>(std::fabs(want[i])));
-      }
-      worst = std::max(worst, diff / mag);
-    }
-    CHECK(worst < 1e-4);
+    const auto got = test::logits_of(*smoothed, tokens);
+    CHECK(test::worst_row_rel_diff(got, want, static_cast<size_t>(original->n_vocab())) < 1e-4);
     for (const char* t : {"blk.0.attn_v.weight", "blk.0.attn_output.weight", "blk.3.ffn_up.weight", "blk.3.ffn_down.weight"}) {
       INFO(t);
       CHECK(smoothed->tensor_f32(t) != original->tensor_f32(t));

@@ -26,6 +26,7 @@
 #include <fstream>
 #include <functional>
 #include <map>
+#include <optional>
 
 using namespace lq;
 namespace fs = std::filesystem;
@@ -41,18 +42,6 @@ SmoothQuantConfig sq_test_config() {
 }
 
 std::optional<fs::path> sq_calibration_file() { return test::shared_file("corpus/calibration.txt"); }
-
-// Logits of every position of `tokens`.
-std::vector<float> sq_logits(const Model& m, const std::vector<int32_t>& tokens) {
-  Session s(m);
-  s.eval(tokens, 0);
-  std::vector<float> out;
-  for (int64_t i = 0; i < s.n_outputs(); ++i) {
-    const auto l = s.logits(i);
-    out.insert(out.end(), l.begin(), l.end());
-  }
-  return out;
-}
 
 float sq_value(const SafetensorsFile& f, const StTensor& t, size_t i) {
   const size_t es = st_dtype_size(t.dtype);
@@ -93,6 +82,24 @@ struct SqCheckpoint {
   }
 };
 
+// The tiny model and a SmoothQuantizer of it with config `c`, calibrated on the shared corpus;
+// nullopt (the test is skipped) without ../shared.
+struct SqCalibrated {
+  std::unique_ptr<ModelSource> src;
+  std::unique_ptr<SmoothQuantizer> sq;
+};
+std::optional<SqCalibrated> sq_calibrate_tiny(SmoothQuantConfig c) {
+  auto dir = test::shared_file("models/tiny-llama");
+  auto calib = sq_calibration_file();
+  if (!dir || !calib) return std::nullopt;
+  SqCalibrated t;
+  t.src = ModelSource::open(*dir);
+  c.calibration_data = *calib;
+  t.sq = std::make_unique<SmoothQuantizer>(*t.src, c);
+  t.sq->calibrate();
+  return t;
+}
+
 // The tiny model through a SmoothQuantizer with config `c` (calibrated on the shared corpus),
 // written to tmp/out; null (the test is skipped) without ../shared.
 struct SqWritten {
@@ -102,15 +109,11 @@ struct SqWritten {
   fs::path out() const { return tmp / "out"; }
 };
 std::unique_ptr<SqWritten> sq_write_tiny(SmoothQuantConfig c) {
-  auto dir = test::shared_file("models/tiny-llama");
-  auto calib = sq_calibration_file();
-  if (!dir || !calib) return nullptr;
+  auto t = sq_calibrate_tiny(std::move(c));
+  if (!t) return nullptr;
   auto w = std::make_unique<SqWritten>();
-  w->src = ModelSource::open(*dir);
-  c.calibration_data = *calib;
-  SmoothQuantizer sq(*w->src, c);
-  sq.calibrate();
-  sq.write(w->out());
+  t->sq->write(w->out());
+  w->src = std::move(t->src);
   w->config = nlohmann::json::parse(read_file(w->out() / "config.json"));
   return w;
 }
@@ -145,14 +148,6 @@ void sq_edited_copy(const fs::path& from, const fs::path& to, const std::string&
   }
 }
 
-bool sq_no_leftovers(const fs::path& parent) {
-  for (const auto& e : fs::directory_iterator(parent)) {
-    const std::string n = e.path().filename().string();
-    if (n.find(".tmp-") != std::string::npos || n.find(".old-") != std::string::npos) return false;
-  }
-  return true;
-}
-
 const char* const kSqProj[] = {"self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj",
                                "mlp.gate_proj",    "mlp.up_proj",      "mlp.down_proj"};
 
@@ -165,7 +160,7 @@ TEST_CASE("smoothquant: smoothing alone keeps the tiny model's logits", "[smooth
   auto src = ModelSource::open(*dir);
   auto original = Model::load(*src);
   const auto tokens = tokenizer_for(*src).encode("Once upon a time, there was a little dog named Max. He liked to run");
-  const auto want = sq_logits(*original, tokens);
+  const auto want = test::logits_of(*original, tokens);
   for (double alpha : {0.0, 0.5, 0.8, 1.0}) {
     INFO("alpha " << alpha);
     SmoothQuantConfig c = sq_test_config();
@@ -181,36 +176,20 @@ TEST_CASE("smoothquant: smoothing alone keeps the tiny model's logits", "[smooth
     auto smoothed = Model::load(*src);
     sq.apply(*smoothed);
     CHECK(smoothed->tensor_type("blk.0.attn_norm.weight") == QuantType::F32);
-    const auto got = sq_logits(*smoothed, tokens);
-    REQUIRE(got.size() == want.size());
-    const size_t nv = static_cast<size_t>(original->n_vocab());
-    double worst = 0;
-    for (size_t r = 0; r < got.size() / nv; ++r) {
-      double diff = 0, mag = 0;
-      for (size_t i = r * nv; i < (r + 1) * nv; ++i) {
-        diff = std::max(diff, static_cast<double>(std::fabs(got[i] - want[i])));
-        mag = std::max(mag, static_cast<double>(std::fabs(want[i])));
-      }
-      worst = std::max(worst, diff / mag);
-    }
-    CHECK(worst < 1e-4);
+    const auto got = test::logits_of(*smoothed, tokens);
+    CHECK(test::worst_row_rel_diff(got, want, static_cast<size_t>(original->n_vocab())) < 1e-4);
     // The fold really changed the weights.
     CHECK(smoothed->tensor_f32("blk.0.attn_q.weight") != original->tensor_f32("blk.0.attn_q.weight"));
   }
 }
 
 TEST_CASE("smoothquant: W8A8 fake quantization in memory stays close to the original", "[smoothquant]") {
-  auto dir = test::shared_file("models/tiny-llama");
-  auto calib = sq_calibration_file();
-  if (!dir || !calib) return;
-  auto src = ModelSource::open(*dir);
-  SmoothQuantConfig c = sq_test_config();
-  c.calibration_data = *calib;
-  SmoothQuantizer sq(*src, c);
-  sq.calibrate();
-  auto original = Model::load(*src);
-  auto quantized = Model::load(*src);
-  sq.apply(*quantized);
+  auto t = sq_calibrate_tiny(sq_test_config());
+  if (!t) return;
+  const ModelSource& src = *t->src;
+  auto original = Model::load(src);
+  auto quantized = Model::load(src);
+  t->sq->apply(*quantized);
   // Every weight row holds at most 256 distinct values (int8 multiples of one scale).
   const auto w = quantized->tensor_f32("blk.2.ffn_up.weight");
   const int64_t n = quantized->tensor_shape("blk.2.ffn_up.weight")[0];
@@ -219,8 +198,8 @@ TEST_CASE("smoothquant: W8A8 fake quantization in memory stays close to the orig
     std::sort(row.begin(), row.end());
     CHECK(std::unique(row.begin(), row.end()) - row.begin() <= 256);
   }
-  const auto tokens = tokenizer_for(*src).encode("The little cat sat on the mat and looked at the bird");
-  const auto a = sq_logits(*original, tokens), b = sq_logits(*quantized, tokens);
+  const auto tokens = tokenizer_for(src).encode("The little cat sat on the mat and looked at the bird");
+  const auto a = test::logits_of(*original, tokens), b = test::logits_of(*quantized, tokens);
   double num = 0, den = 0;
   for (size_t i = 0; i < a.size(); ++i) num += (a[i] - b[i]) * (a[i] - b[i]), den += a[i] * a[i];
   CHECK(std::sqrt(num / den) < 0.05);
@@ -241,7 +220,7 @@ TEST_CASE("smoothquant: the compressed-tensors directory matches the format note
     sq.calibrate();
     const fs::path out = tmp / (is_static ? "static" : "dynamic");
     const SmoothQuantResult r = sq.write(out);
-    CHECK(sq_no_leftovers(tmp.path()));
+    CHECK(test::no_write_leftovers(tmp.path()));
 
     // config.json: the source's keys plus quantization_config, exactly.
     const auto src_cfg = nlohmann::json::parse(read_file(*dir / "config.json"));
@@ -381,7 +360,7 @@ TEST_CASE("smoothquant: a smoothing-only checkpoint is a plain model in the sour
   auto original = Model::load(*src);
   auto smoothed = Model::load(w->out());
   const auto tokens = tokenizer_for(*src).encode("Once upon a time, there was a big red ball");
-  const auto a = sq_logits(*original, tokens), b = sq_logits(*smoothed, tokens);
+  const auto a = test::logits_of(*original, tokens), b = test::logits_of(*smoothed, tokens);
   double num = 0, den = 0;
   for (size_t i = 0; i < a.size(); ++i) num += (a[i] - b[i]) * (a[i] - b[i]), den += a[i] * a[i];
   CHECK(std::sqrt(num / den) < 0.02);
@@ -491,37 +470,9 @@ TEST_CASE("smoothquant: configuration errors", "[smoothquant]") {
 }
 
 TEST_CASE("smoothquant: cancellation leaves no directory", "[smoothquant]") {
-  auto dir = test::shared_file("models/tiny-llama");
-  auto calib = sq_calibration_file();
-  if (!dir || !calib) return;
-  auto src = ModelSource::open(*dir);
-  SmoothQuantConfig c = sq_test_config();
-  c.calibration_data = *calib;
-  SmoothQuantizer sq(*src, c);
-  sq.calibrate();
-  test::TempDir tmp;
-  CancelToken token;
-  token.cancel();
-  Context ctx;
-  ctx.cancel = &token;
-  try {
-    sq.write(tmp / "out", ctx);
-    FAIL("not interrupted");
-  } catch (const Error& e) {
-    CHECK(e.code() == Errc::interrupted);
-  }
-  CHECK_FALSE(fs::exists(tmp / "out"));
-  CHECK(fs::is_empty(tmp.path()));
-  // A directory that is not an earlier output is never replaced.
-  fs::create_directory(tmp / "mine");
-  std::ofstream(tmp / "mine" / "notes.txt") << "keep";
-  CHECK_THROWS_WITH(sq.write(tmp / "mine"), Catch::Matchers::Contains("not an earlier"));
-  CHECK(read_file(tmp / "mine" / "notes.txt") == "keep");
-  // An earlier output is.
-  sq.write(tmp / "out");
-  sq.write(tmp / "out");
-  CHECK(fs::exists(tmp / "out" / "model.safetensors"));
-  CHECK(sq_no_leftovers(tmp.path()));
+  auto t = sq_calibrate_tiny(sq_test_config());
+  if (!t) return;
+  test::check_directory_writes([&](const fs::path& out, const Context& ctx) { t->sq->write(out, ctx); });
 }
 
 TEST_CASE("smoothquant: CLI usage errors exit 2", "[smoothquant][cli]") {
@@ -570,7 +521,7 @@ TEST_CASE("smoothquant: CLI transformation failures exit 14 naming the layer, no
                              "--ctx 64 --calibration-data " + calib->string() + " -o " + (tmp / "out").string(),
                              14, b.needle});
     CHECK_FALSE(fs::exists(tmp / "out"));
-    CHECK(sq_no_leftovers(tmp.path()));
+    CHECK(test::no_write_leftovers(tmp.path()));
   }
 }
 

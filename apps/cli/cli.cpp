@@ -1,6 +1,7 @@
 #include "cli.hpp"
 
 #include <lq/backend.hpp>
+#include <lq/quant_type.hpp>
 
 #include <fmt/format.h>
 
@@ -92,6 +93,43 @@ void check_output_dir(const std::filesystem::path& out, bool writable) {
     fail(Errc::output_error, "cannot write {}: directory {} does not exist", out.string(), dir.string());
   if (writable && ::access(dir.c_str(), W_OK) != 0)
     fail(Errc::output_error, "cannot write {}: directory {} is not writable", out.string(), dir.string());
+}
+
+std::filesystem::path output_model_dir(const cxxopts::ParseResult& r, const std::filesystem::path& fallback) {
+  const std::filesystem::path out = r.count("output") ? std::filesystem::path(r["output"].as<std::string>()) : fallback;
+  check_output_dir(out.has_filename() ? out : out.parent_path(), /*writable=*/true);
+  return out;
+}
+
+TypeTally tensor_type_tally(const QuantizeResult& res) {
+  TypeTally tally;
+  for (const auto& t : res.tensors) {
+    auto& e = tally[type_name(t.type)];
+    e.first += 1;
+    e.second += t.bytes;
+  }
+  return tally;
+}
+
+nlohmann::json tensor_types_json(const TypeTally& tally) {
+  nlohmann::json types = nlohmann::json::object();
+  for (const auto& [name, e] : tally) types[name] = {{"tensors", e.first}, {"bytes", e.second}};
+  return types;
+}
+
+nlohmann::json tensor_rows_json(const QuantizeResult& res) {
+  nlohmann::json tensors = nlohmann::json::array();
+  for (const auto& t : res.tensors)
+    tensors.push_back({{"name", t.name}, {"type", type_name(t.type)}, {"shape", t.ne}, {"bytes", t.bytes},
+                       {"imatrix", t.uses_imatrix}, {"fallback", t.fallback}});
+  return tensors;
+}
+
+lq::Context library_context(const Context& ctx, Progress& progress) {
+  lq::Context run_ctx;
+  run_ctx.threads = ctx.threads;
+  run_ctx.progress = &progress;
+  return run_ctx;
 }
 
 void print_json(const nlohmann::json& j) {

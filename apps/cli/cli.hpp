@@ -1,9 +1,11 @@
 // The lq command-line tool: shared pieces of the commands (options, output, progress).
 #pragma once
 
+#include <lq/context.hpp>
 #include <lq/error.hpp>
 #include <lq/io.hpp>
 #include <lq/progress.hpp>
+#include <lq/quantizer.hpp>
 #include <lq/sensitivity.hpp>
 #include <lq/smoothquant.hpp>
 
@@ -14,6 +16,7 @@
 #include <chrono>
 #include <filesystem>
 #include <functional>
+#include <map>
 #include <optional>
 #include <string>
 #include <vector>
@@ -78,8 +81,48 @@ std::optional<std::string> take_subcommand(std::vector<std::string>& args, const
 /// `writable`, may be written to: a command checks this before its heavy work.
 void check_output_dir(const std::filesystem::path& out, bool writable);
 
+/// The model directory a run writes: -o when given, else `fallback`; checked with
+/// check_output_dir() (the directory it is made in) before the heavy work.
+std::filesystem::path output_model_dir(const cxxopts::ParseResult& r, const std::filesystem::path& fallback);
+
+/// The library context of a command: its --threads, its progress sink, the process's cancel
+/// token (Ctrl-C).
+lq::Context library_context(const Context& ctx, Progress& progress);
+
 /// Prints a JSON document on stdout (pretty, one trailing newline).
 void print_json(const nlohmann::json& j);
+
+/// The JSON fields every calibrated quantization reports (of a SmoothQuantResult or GptqResult):
+/// the calibration's size, the output's and source's sizes and their ratio, bits per weight,
+/// parameter counts, warnings and timings.
+template <class Result>
+nlohmann::json calibrated_result_json(const Result& r) {
+  const double ratio = r.source_bytes ? static_cast<double>(r.output_bytes) / static_cast<double>(r.source_bytes) : 0;
+  return {{"calibration_samples", r.chunks},
+          {"ctx", r.ctx},
+          {"calibration_tokens", r.tokens},
+          {"file_size", r.output_bytes},
+          {"source_size", r.source_bytes},
+          {"parameter_count", r.n_parameters},
+          {"quantized_parameter_count", r.n_quantized},
+          {"effective_bpw", r.bpw},
+          {"compression_ratio", ratio},
+          {"warnings", r.warnings},
+          {"calibration_seconds", r.calibration_seconds},
+          {"duration_seconds", r.seconds}};
+}
+
+/// Tensors and bytes of each type of a written GGUF: type name -> {tensors, bytes}.
+using TypeTally = std::map<std::string, std::pair<int, uint64_t>>;
+TypeTally tensor_type_tally(const QuantizeResult& res);
+/// The `tensor_types` ({tensors, bytes} per type) and `tensors` (one row a tensor) of a GGUF
+/// result's JSON.
+nlohmann::json tensor_types_json(const TypeTally& tally);
+nlohmann::json tensor_rows_json(const QuantizeResult& res);
+
+/// The JSON rows of SmoothQuant's smoothing groups (`layer_summary` of `quantize smoothquant`);
+/// the relative errors are null unless alpha was searched (`alpha_auto`).
+nlohmann::json smoothing_groups_json(const std::vector<SmoothQuantGroup>& groups, bool alpha_auto);
 
 /// "1.2 GB" style sizes: the library's (lq/io.hpp).
 using lq::human_bytes;

@@ -243,9 +243,7 @@ int run_profile_from_imatrix(Context& ctx, std::vector<std::string> args) {
   auto src = ModelSource::open(model_arg);
   ResolveOptions ro;
   ro.imatrix = im_path.empty() ? nullptr : &im;
-  lq::Context run_ctx;
-  run_ctx.threads = ctx.threads;
-  run_ctx.progress = &progress;
+  lq::Context run_ctx = library_context(ctx, progress);
   const bool solve = p.target_bpw || p.target_bytes;
   if (solve && im_path.empty())
     throw Error(Errc::imatrix_error, fmt::format("preset '{}' has a size target: it needs --imatrix", p.name),

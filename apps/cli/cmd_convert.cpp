@@ -94,19 +94,8 @@ int convert_requantize(Context& ctx, const ModelSource& src, const fs::path& mod
   const std::string source_q = third_party_quantization(src);
   run_ctx.progress_sink().message(
       fmt::format("Complete: {} ({}, {:.2f} bpw)", res.output.string(), human_bytes(res.file_bytes), res.bpw));
-  std::map<std::string, std::pair<int, uint64_t>> per_type;
-  for (const auto& t : res.tensors) {
-    auto& e = per_type[type_name(t.type)];
-    e.first += 1;
-    e.second += t.bytes;
-  }
+  const TypeTally per_type = tensor_type_tally(res);
   if (ctx.format == Format::json) {
-    nlohmann::json types = nlohmann::json::object();
-    for (const auto& [name, e] : per_type) types[name] = {{"tensors", e.first}, {"bytes", e.second}};
-    nlohmann::json tensors = nlohmann::json::array();
-    for (const auto& t : res.tensors)
-      tensors.push_back({{"name", t.name}, {"type", type_name(t.type)}, {"shape", t.ne}, {"bytes", t.bytes},
-                         {"imatrix", t.uses_imatrix}, {"fallback", t.fallback}});
     print_json({{"status", "success"},
                 {"output_path", fs::absolute(res.output).string()},
                 {"model_path", model.string()},
@@ -118,8 +107,8 @@ int convert_requantize(Context& ctx, const ModelSource& src, const fs::path& mod
                 {"parameter_count", res.n_weights},
                 {"effective_bpw", res.bpw},
                 {"imatrix", qo.imatrix ? nlohmann::json(qo.imatrix_path) : nlohmann::json(nullptr)},
-                {"tensor_types", types},
-                {"tensors", tensors},
+                {"tensor_types", tensor_types_json(per_type)},
+                {"tensors", tensor_rows_json(res)},
                 {"duration_seconds", res.seconds}});
     return 0;
   }
@@ -192,9 +181,7 @@ int run_convert(Context& ctx, std::vector<std::string> args) {
                                          : fs::path(convert_default_output(model, exact ? "exact" : file_type_info(*ftype).name));
   check_output_dir(out, /*writable=*/true);
   TermProgress progress(ctx);
-  lq::Context run_ctx;
-  run_ctx.threads = ctx.threads;
-  run_ctx.progress = &progress;
+  lq::Context run_ctx = library_context(ctx, progress);
   progress.message(fmt::format("Loading model: {}", model.string()));
   auto src = ModelSource::open(model);
   if (exact) return convert_exact(ctx, *src, model, out, run_ctx);

@@ -43,9 +43,7 @@ int run_convert_to_gptq(Context& ctx, const cxxopts::ParseResult& r) {
   fs::path out = r.count("output") ? fs::path(r["output"].as<std::string>()) : fs::path();
   if (!out.empty()) check_output_dir(out.has_filename() ? out : out.parent_path(), /*writable=*/true);
   TermProgress progress(ctx);
-  lq::Context run_ctx;
-  run_ctx.threads = ctx.threads;
-  run_ctx.progress = &progress;
+  lq::Context run_ctx = library_context(ctx, progress);
   const GgufConvertResult res = convert_gguf_to_gptq(src, out, layout, run_ctx);
   progress.message(fmt::format("Complete: {} ({})", res.output.string(), human_bytes(res.output_bytes)));
   const std::string scheme = fmt::format("W{}A16 g{} {}", res.bits, res.group_size, res.sym ? "symmetric" : "asymmetric");

@@ -192,9 +192,7 @@ int run_profile(Context& ctx, std::vector<std::string> args) {
     }
     ResolveOptions ro;
     ro.imatrix = &im;
-    lq::Context run_ctx;
-    run_ctx.threads = ctx.threads;
-    run_ctx.progress = &progress;
+    lq::Context run_ctx = library_context(ctx, progress);
     const std::optional<SensitivityTable> sensitivity =
         sensitivity_from_options(*r, *model, &im, (*r)["imatrix"].as<std::string>(), run_ctx, progress);
     if (sensitivity) ro.sensitivity = &*sensitivity;

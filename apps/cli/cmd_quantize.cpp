@@ -105,6 +105,22 @@ SmoothQuantConfig smoothquant_options(const cxxopts::ParseResult& r) {
   return cfg;
 }
 
+nlohmann::json smoothing_groups_json(const std::vector<SmoothQuantGroup>& groups, bool alpha_auto) {
+  nlohmann::json rows = nlohmann::json::array();
+  for (const auto& g : groups)
+    rows.push_back({{"layer_name", g.norm},
+                    {"layer", g.layer},
+                    {"linears", g.linears},
+                    {"alpha", g.alpha},
+                    {"activation_max", g.activation_max},
+                    {"activation_max_smoothed", g.activation_max_smoothed},
+                    {"scale_min", g.scale_min},
+                    {"scale_max", g.scale_max},
+                    {"relative_mse", alpha_auto ? nlohmann::json(g.mse_chosen) : nlohmann::json(nullptr)},
+                    {"relative_mse_default_alpha", alpha_auto ? nlohmann::json(g.mse_default) : nlohmann::json(nullptr)}});
+  return rows;
+}
+
 namespace {
 
 int run_smoothquant(Context& ctx, const cxxopts::ParseResult& r) {
@@ -113,13 +129,9 @@ int run_smoothquant(Context& ctx, const cxxopts::ParseResult& r) {
   const SmoothQuantConfig cfg = smoothquant_options(r);
 
   const fs::path model = r["model"].as<std::string>();
-  const fs::path out =
-      r.count("output") ? fs::path(r["output"].as<std::string>()) : smoothquant_default_output(model);
-  check_output_dir(out.has_filename() ? out : out.parent_path(), /*writable=*/true);
+  const fs::path out = output_model_dir(r, smoothquant_default_output(model));
   TermProgress progress(ctx);
-  lq::Context run_ctx;
-  run_ctx.threads = ctx.threads;
-  run_ctx.progress = &progress;
+  lq::Context run_ctx = library_context(ctx, progress);
   const SmoothQuantResult res = smoothquant_model(model, out, cfg, run_ctx);
   for (const auto& w : res.warnings) progress.message(fmt::format("warning: {}", w));
 
@@ -141,18 +153,7 @@ int run_smoothquant(Context& ctx, const cxxopts::ParseResult& r) {
       res.source_bytes ? static_cast<double>(res.output_bytes) / static_cast<double>(res.source_bytes) : 0;
   progress.message(fmt::format("Complete: {} ({}, {:.2f} bpw)", res.output.string(), human_bytes(res.output_bytes), res.bpw));
   if (ctx.format == Format::json) {
-    nlohmann::json layers = nlohmann::json::array();
-    for (const auto& g : res.groups)
-      layers.push_back({{"layer_name", g.norm},
-                        {"layer", g.layer},
-                        {"linears", g.linears},
-                        {"alpha", g.alpha},
-                        {"activation_max", g.activation_max},
-                        {"activation_max_smoothed", g.activation_max_smoothed},
-                        {"scale_min", g.scale_min},
-                        {"scale_max", g.scale_max},
-                        {"relative_mse", cfg.alpha_auto ? nlohmann::json(g.mse_chosen) : nlohmann::json(nullptr)},
-                        {"relative_mse_default_alpha", cfg.alpha_auto ? nlohmann::json(g.mse_default) : nlohmann::json(nullptr)}});
+    const nlohmann::json layers = smoothing_groups_json(res.groups, cfg.alpha_auto);
     nlohmann::json result = {{"status", "success"},
                              {"output_path", fs::absolute(res.output).string()},
                              {"output_files", res.files},
@@ -167,19 +168,8 @@ int run_smoothquant(Context& ctx, const cxxopts::ParseResult& r) {
                              {"calibration_activations", res.calibration_bf16 ? "bf16" : "f32"},
                              {"layer_summary", layers},
                              {"not_smoothed", res.not_smoothed},
-                             {"calibration_data", res.calibration_source},
-                             {"calibration_samples", res.chunks},
-                             {"ctx", res.ctx},
-                             {"calibration_tokens", res.tokens},
-                             {"file_size", res.output_bytes},
-                             {"source_size", res.source_bytes},
-                             {"parameter_count", res.n_parameters},
-                             {"quantized_parameter_count", res.n_quantized},
-                             {"effective_bpw", res.bpw},
-                             {"compression_ratio", ratio},
-                             {"warnings", res.warnings},
-                             {"calibration_seconds", res.calibration_seconds},
-                             {"duration_seconds", res.seconds}};
+                             {"calibration_data", res.calibration_source}};
+    result.update(calibrated_result_json(res));
     if (!quality_json.is_null()) result["quality_report"] = quality_json;
     print_json(result);
   } else {
@@ -386,9 +376,7 @@ int run_quantize(Context& ctx, std::vector<std::string> args) {
   // Fail fast on an unusable output location, before any heavy work.
   check_output_dir(out, /*writable=*/true);
   TermProgress progress(ctx);
-  lq::Context run_ctx;
-  run_ctx.threads = ctx.threads;
-  run_ctx.progress = &progress;
+  lq::Context run_ctx = library_context(ctx, progress);
   Imatrix imatrix;
   if (r.count("imatrix")) {
     const std::string ip = r["imatrix"].as<std::string>();
@@ -451,12 +439,7 @@ int run_quantize(Context& ctx, std::vector<std::string> args) {
   const double quality_threshold = jr.gate_settings.max_perplexity_increase_pct;
   const double coherence_threshold = jr.gate_settings.min_coherence;
 
-  std::map<std::string, std::pair<int, uint64_t>> per_type;
-  for (const auto& t : res.tensors) {
-    auto& e = per_type[type_name(t.type)];
-    e.first += 1;
-    e.second += t.bytes;
-  }
+  const TypeTally per_type = tensor_type_tally(res);
   const double ratio = res.source_bytes ? static_cast<double>(res.file_bytes) / static_cast<double>(res.source_bytes) : 0;
 
   nlohmann::json quality_json;
@@ -492,12 +475,6 @@ int run_quantize(Context& ctx, std::vector<std::string> args) {
                                {"bit_width", l.bit_width},
                                {"parameter_count", l.parameter_count},
                                {"is_protected", l.is_protected}});
-    nlohmann::json types = nlohmann::json::object();
-    for (const auto& [name, e] : per_type) types[name] = {{"tensors", e.first}, {"bytes", e.second}};
-    nlohmann::json tensors = nlohmann::json::array();
-    for (const auto& t : res.tensors)
-      tensors.push_back({{"name", t.name}, {"type", type_name(t.type)}, {"shape", t.ne}, {"bytes", t.bytes},
-                         {"imatrix", t.uses_imatrix}, {"fallback", t.fallback}});
     nlohmann::json result = {{"status", "success"},
                 {"output_path", fs::absolute(res.output).string()},
                 {"output_files", [&] {
@@ -517,8 +494,8 @@ int run_quantize(Context& ctx, std::vector<std::string> args) {
                 {"effective_bpw", res.bpw},
                 {"compression_ratio", ratio},
                 {"imatrix", qo.imatrix ? nlohmann::json(qo.imatrix_path) : nlohmann::json(nullptr)},
-                {"tensor_types", types},
-                {"tensors", tensors},
+                {"tensor_types", tensor_types_json(per_type)},
+                {"tensors", tensor_rows_json(res)},
                 {"duration_seconds", res.seconds}};
     if (!res.checkpoint.empty()) result["resumed_tensors"] = res.resumed_tensors;
     if (gguf_gptq)

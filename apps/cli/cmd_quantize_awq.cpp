@@ -42,12 +42,9 @@ int run_awq(Context& ctx, const cxxopts::ParseResult& r) {
   if (cfg.ctx < 2) fail(Errc::invalid_argument, "--ctx must be at least 2, got {}", cfg.ctx);
 
   const fs::path model = r["model"].as<std::string>();
-  const fs::path out = r.count("output") ? fs::path(r["output"].as<std::string>()) : awq_default_output(model, cfg);
-  check_output_dir(out.has_filename() ? out : out.parent_path(), /*writable=*/true);
+  const fs::path out = output_model_dir(r, awq_default_output(model, cfg));
   TermProgress progress(ctx);
-  lq::Context run_ctx;
-  run_ctx.threads = ctx.threads;
-  run_ctx.progress = &progress;
+  lq::Context run_ctx = library_context(ctx, progress);
   const AwqResult res = awq_model(model, out, cfg, run_ctx);
   const GptqResult& g = res.gptq;
   for (const auto& w : g.warnings) progress.message(fmt::format("warning: {}", w));
@@ -87,19 +84,8 @@ int run_awq(Context& ctx, const cxxopts::ParseResult& r) {
                              {"scale_groups", groups},
                              {"layer_summary", layers},
                              {"calibration_data", g.calibration_source},
-                             {"calibration_samples", g.chunks},
-                             {"ctx", g.ctx},
-                             {"calibration_tokens", g.tokens},
-                             {"file_size", g.output_bytes},
-                             {"source_size", g.source_bytes},
-                             {"parameter_count", g.n_parameters},
-                             {"quantized_parameter_count", g.n_quantized},
-                             {"effective_bpw", g.bpw},
-                             {"compression_ratio", ratio},
-                             {"warnings", g.warnings},
-                             {"calibration_seconds", g.calibration_seconds},
-                             {"quantize_seconds", g.quantize_seconds},
-                             {"duration_seconds", g.seconds}};
+                             {"quantize_seconds", g.quantize_seconds}};
+    result.update(calibrated_result_json(g));
     print_json(result);
   } else {
     std::cout << fmt::format("Output:      {} ({})\n", g.output.string(), layout);

@@ -107,12 +107,9 @@ int run_gptq(Context& ctx, const cxxopts::ParseResult& r, const std::string& for
   }
 
   const fs::path model = r["model"].as<std::string>();
-  const fs::path out = r.count("output") ? fs::path(r["output"].as<std::string>()) : gptq_default_output(model, cfg);
-  check_output_dir(out.has_filename() ? out : out.parent_path(), /*writable=*/true);
+  const fs::path out = output_model_dir(r, gptq_default_output(model, cfg));
   TermProgress progress(ctx);
-  lq::Context run_ctx;
-  run_ctx.threads = ctx.threads;
-  run_ctx.progress = &progress;
+  lq::Context run_ctx = library_context(ctx, progress);
   if (cfg.checkpoint_dir.empty() && !r.count("no-checkpoints")) {
     // As `quantize ... gguf`: models of 1 GB or more get a checkpoint in ./.checkpoint by default.
     std::error_code ec;
@@ -177,37 +174,14 @@ int run_gptq(Context& ctx, const cxxopts::ParseResult& r, const std::string& for
                              {"total_loss", loss},
                              {"layer_summary", layers},
                              {"calibration_data", cfg.params.rtn ? nlohmann::json(nullptr) : nlohmann::json(res.calibration_source)},
-                             {"calibration_samples", res.chunks},
-                             {"ctx", res.ctx},
-                             {"calibration_tokens", res.tokens},
-                             {"file_size", res.output_bytes},
-                             {"source_size", res.source_bytes},
-                             {"parameter_count", res.n_parameters},
-                             {"quantized_parameter_count", res.n_quantized},
-                             {"effective_bpw", res.bpw},
-                             {"compression_ratio", ratio},
-                             {"warnings", res.warnings},
-                             {"calibration_seconds", res.calibration_seconds},
-                             {"quantize_seconds", res.quantize_seconds},
-                             {"duration_seconds", res.seconds}};
+                             {"quantize_seconds", res.quantize_seconds}};
+    result.update(calibrated_result_json(res));
     if (const auto& sq = cfg.smoothquant) {
-      nlohmann::json groups = nlohmann::json::array();
-      for (const auto& g : res.smoothing)
-        groups.push_back({{"layer_name", g.norm},
-                          {"layer", g.layer},
-                          {"linears", g.linears},
-                          {"alpha", g.alpha},
-                          {"activation_max", g.activation_max},
-                          {"activation_max_smoothed", g.activation_max_smoothed},
-                          {"scale_min", g.scale_min},
-                          {"scale_max", g.scale_max},
-                          {"relative_mse", sq->alpha_auto ? nlohmann::json(g.mse_chosen) : nlohmann::json(nullptr)},
-                          {"relative_mse_default_alpha", sq->alpha_auto ? nlohmann::json(g.mse_default) : nlohmann::json(nullptr)}});
       result["smoothquant"] = {{"alpha", sq->alpha_auto ? nlohmann::json("auto") : nlohmann::json(sq->alpha)},
                                {"activation_percentile", sq->activation_percentile},
                                {"weights", "int8 per channel (GPTQ)"},
                                {"activations", sq->static_activations ? "int8 static per tensor" : "int8 dynamic per token"},
-                               {"groups", groups}};
+                               {"groups", smoothing_groups_json(res.smoothing, sq->alpha_auto)}};
     }
     print_json(result);
   } else {

@@ -139,13 +139,6 @@ void write_text_file(const std::filesystem::path& path, const std::string& text)
   write_file_atomic(path, text + "\n");
 }
 
-lq::Context library_context(const Context& ctx, Progress& progress) {
-  lq::Context c;
-  c.threads = ctx.threads;
-  c.progress = &progress;
-  return c;
-}
-
 std::function<void(int64_t, int64_t, double)> perplexity_progress(const lq::Context& c) {
   return [c](int64_t done, int64_t total, double) {
     c.check_cancelled();

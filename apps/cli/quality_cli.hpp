@@ -51,10 +51,6 @@ void print_quality_human(const QualityReport& r);
 /// directory does not exist or the write fails.
 void write_text_file(const std::filesystem::path& path, const std::string& text);
 
-/// The library context of a command: its --threads, its progress sink, the process's cancel
-/// token (Ctrl-C).
-lq::Context library_context(const Context& ctx, Progress& progress);
-
 /// Reports perplexity progress ("Perplexity ━━ 40% 4/10 chunks") on c's progress sink and stops
 /// at c's cancel token.
 std::function<void(int64_t, int64_t, double)> perplexity_progress(const lq::Context& c);

@@ -868,14 +868,19 @@ class HfSource final : public ModelSource {
         f.push_back(static_cast<float>(1.0 / ((1 - smooth) / rs.factor + smooth)));
       }
     }
+    add_generated_f32("rope_freqs.weight", "(computed from rope_scaling)", std::move(f));
+  }
+
+  // A 1-D F32 tensor the converter computes (not stored in the checkpoint), with its values.
+  void add_generated_f32(std::string name, std::string source_name, std::vector<float> values) {
     ModelTensor t;
-    t.name = "rope_freqs.weight";
-    t.source_name = "(computed from rope_scaling)";
+    t.name = std::move(name);
+    t.source_name = std::move(source_name);
     t.type = QuantType::F32;
-    t.ne = {static_cast<int64_t>(f.size())};
+    t.ne = {static_cast<int64_t>(values.size())};
     Entry e;
     e.generated = true;
-    e.generated_values = std::move(f);
+    e.generated_values = std::move(values);
     add(std::move(t), std::move(e));
   }
 
@@ -883,15 +888,8 @@ class HfSource final : public ModelSource {
     for (const char* which : {"long", "short"}) {
       std::vector<float> f;
       for (const auto& v : hf_.text["rope_scaling"][std::string(which) + "_factor"]) f.push_back(v.get<float>());
-      ModelTensor t;
-      t.name = std::string("rope_factors_") + which + ".weight";
-      t.source_name = std::string("(rope_scaling.") + which + "_factor)";
-      t.type = QuantType::F32;
-      t.ne = {static_cast<int64_t>(f.size())};
-      Entry e;
-      e.generated = true;
-      e.generated_values = std::move(f);
-      add(std::move(t), std::move(e));
+      add_generated_f32(std::string("rope_factors_") + which + ".weight", std::string("(rope_scaling.") + which + "_factor)",
+                        std::move(f));
     }
   }
 

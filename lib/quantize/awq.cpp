@@ -24,6 +24,7 @@
 #include "core/half.hpp"
 #include "engine/impl.hpp"
 #include "model/tensor_names.hpp"
+#include "quantize/calibration_chunks.hpp"
 
 #include <Eigen/Core>
 
@@ -324,16 +325,8 @@ struct AwqQuantizer::Impl {
 
   void set_calibration(const CalibrationData& data) {
     stats.calibration_source = data.source;
-    const Tokenizer tok = Tokenizer::from_gguf(src.gguf_metadata(), src.path().string());
-    const auto tokens = imatrix_calibration_tokens(data, tok, cfg.ctx * cfg.calibration_samples);
     const int32_t bos = gq.model().add_bos() ? gq.model().bos_token() : -1;
-    const int64_t available =
-        evaluation_chunks(static_cast<int64_t>(tokens.size()), cfg.ctx, ChunkRule::imatrix, data.source);
-    if (available < cfg.calibration_samples)
-      stats.warnings.push_back(fmt::format(
-          "the calibration data gives {} chunks of {} tokens ({} tokens), fewer than the {} asked; using {}", available,
-          cfg.ctx, tokens.size(), cfg.calibration_samples, available));
-    chunks = make_chunks(tokens, cfg.ctx, cfg.calibration_samples, bos);
+    chunks = quant_impl::calibration_chunks(src, data, cfg.ctx, cfg.calibration_samples, bos, stats.warnings);
     have_data = true;
   }
 
@@ -849,14 +842,7 @@ struct AwqQuantizer::Impl {
     Progress& progress = ctx.progress_sink();
     const auto t0 = std::chrono::steady_clock::now();
     const ModelConfig& mc = gq.model().config();
-    if (!have_data) {
-      if (cfg.calibration_data.empty()) {
-        progress.message("No calibration data given: using the built-in WikiText-2 text");
-        set_calibration(default_calibration());
-      } else {
-        set_calibration(load_calibration(cfg.calibration_data));
-      }
-    }
+    if (!have_data) set_calibration(quant_impl::calibration_text(cfg.calibration_data, progress));
     int64_t tokens = 0;
     for (const auto& ch : chunks) tokens += static_cast<int64_t>(ch.size());
     progress.message(fmt::format("AWQ: {} blocks, {} chunks of {} tokens from {}", mc.n_layer, chunks.size(), cfg.ctx,

@@ -28,7 +28,10 @@
 #include "formats/safetensors_writer.hpp"
 #include "model/architecture.hpp"
 #include "model/tensor_names.hpp"
+#include "quantize/calibration_chunks.hpp"
+#include "quantize/gptq_walk.hpp"
 #include "quantize/gptq_write.hpp"
+#include "quantize/smoothquant_stats.hpp"
 
 #include <Eigen/Cholesky>
 #include <Eigen/Core>
@@ -47,13 +50,6 @@
 namespace fs = std::filesystem;
 
 namespace lq {
-
-// Shared with the SmoothQuant writer (lib/quantize/smoothquant.cpp): the source checkpoint's
-// weight files and the tokenizer / generation files copied beside the output's weights.
-namespace sq_impl {
-std::vector<fs::path> sq_source_files(const fs::path& path);
-bool sq_copied_file(const std::string& name);
-}  // namespace sq_impl
 
 void validate(const GptqParams& p) {
   if (p.bits != 2 && p.bits != 3 && p.bits != 4 && p.bits != 8)
@@ -83,7 +79,6 @@ std::vector<float> GptqMatrix::dequantize() const {
 
 namespace gptq_impl {
 
-using RowMat = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
 using RowMatD = Eigen::Matrix<double, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
 
 inline float gp_round_scale(float s, int storage) {
@@ -239,16 +234,8 @@ GptqMatrix gptq_quantize_matrix(const float* w, int64_t rows, int64_t cols, cons
   }
 
   // Dead columns (no signal): H_ii = 1 and the weights zeroed.
-  std::vector<float> hh(h, h + cols * cols);
   RowMat W = Eigen::Map<const RowMat>(w, rows, cols);
-  for (int64_t c = 0; c < cols; ++c)
-    if (hh[static_cast<size_t>(c * cols + c)] == 0) {
-      hh[static_cast<size_t>(c * cols + c)] = 1;
-      W.col(c).setZero();
-      ++m.dead_columns;
-    }
-  for (float v : hh)
-    if (!std::isfinite(v)) fail(Errc::smoothquant_failed, "gptq: the Hessian holds NaN or infinite values");
+  std::vector<float> hh = gp_live_hessian(h, cols, W, m.dead_columns);
   const int search = p.scale_search;
 
   // Walk order: descending diag(H) with act-order (stable, so ties keep their order).
@@ -311,42 +298,19 @@ GptqMatrix gptq_quantize_matrix(const float* w, int64_t rows, int64_t cols, cons
     });
   }
 
-  const int64_t B = p.block_size;
-  std::vector<double> row_loss(static_cast<size_t>(rows), 0.0);
-  // Rows are independent: each chunk of rows walks all columns with its own error block.
-  parallel_for(rows, threads, 8, [&](int64_t r0, int64_t r1) {
-    const int64_t R = r1 - r0;
-    auto Wc = Wp.middleRows(r0, R);
-    RowMat E(R, B);
-    for (int64_t i1 = 0; i1 < cols; i1 += B) {
-      const int64_t i2 = std::min(i1 + B, cols), cnt = i2 - i1;
-      for (int64_t rr = 0; rr < R; ++rr) {
-        const int64_t r = r0 + rr;
-        float* wr = Wc.row(rr).data();
-        double loss = 0;
-        for (int64_t i = i1; i < i2; ++i) {
-          const int32_t k = gwalk[static_cast<size_t>(i)];
-          const size_t gi = static_cast<size_t>(r * G + k);
-          if (!fixed_scales && i % g == 0)
-            gp_params_search(wr + i, hdiag_walk.data() + i, g, bits, sym, storage, search, m.scales[gi], m.zeros[gi]);
-          const float s = m.scales[gi];
-          const int32_t z = m.zeros[gi];
-          const int32_t q = gp_code(wr[i], s, z, maxq);
-          m.codes[static_cast<size_t>(r * cols + perm[static_cast<size_t>(i)])] = static_cast<uint8_t>(q);
-          const float dq = s * static_cast<float>(q - z);
-          const float d = U(i, i);
-          const float err = (wr[i] - dq) / d;
-          loss += static_cast<double>(err) * err / 2;
-          const float* ui = U.row(i).data();
-          for (int64_t k2 = i + 1; k2 < i2; ++k2) wr[k2] -= err * ui[k2];
-          E(rr, i - i1) = err;
-        }
-        row_loss[static_cast<size_t>(r)] += loss;
-      }
-      if (i2 < cols) Wc.rightCols(cols - i2).noalias() -= E.leftCols(cnt) * U.block(i1, i2, cnt, cols - i2);
-    }
+  m.loss += gp_feedback_walk(Wp, U, p.block_size, threads, [&] {
+    return [&](int64_t r, int64_t i, float* wr) {
+      const int32_t k = gwalk[static_cast<size_t>(i)];
+      const size_t gi = static_cast<size_t>(r * G + k);
+      if (!fixed_scales && i % g == 0)
+        gp_params_search(wr + i, hdiag_walk.data() + i, g, bits, sym, storage, search, m.scales[gi], m.zeros[gi]);
+      const float s = m.scales[gi];
+      const int32_t z = m.zeros[gi];
+      const int32_t q = gp_code(wr[i], s, z, maxq);
+      m.codes[static_cast<size_t>(r * cols + perm[static_cast<size_t>(i)])] = static_cast<uint8_t>(q);
+      return s * static_cast<float>(q - z);
+    };
   });
-  for (double l : row_loss) m.loss += l;
   return m;
 }
 
@@ -535,16 +499,8 @@ struct GptqQuantizer::Impl {
 
   void set_calibration(const CalibrationData& data) {
     summary.calibration_source = data.source;
-    const Tokenizer tok = Tokenizer::from_gguf(src.gguf_metadata(), src.path().string());
-    const auto tokens = imatrix_calibration_tokens(data, tok, cfg.ctx * cfg.calibration_samples);
     const int32_t bos = model->add_bos() ? model->bos_token() : -1;
-    const int64_t available =
-        evaluation_chunks(static_cast<int64_t>(tokens.size()), cfg.ctx, ChunkRule::imatrix, data.source);
-    if (available < cfg.calibration_samples)
-      summary.warnings.push_back(fmt::format(
-          "the calibration data gives {} chunks of {} tokens ({} tokens), fewer than the {} asked; using {}", available,
-          cfg.ctx, tokens.size(), cfg.calibration_samples, available));
-    chunks = make_chunks(tokens, cfg.ctx, cfg.calibration_samples, bos);
+    chunks = quant_impl::calibration_chunks(src, data, cfg.ctx, cfg.calibration_samples, bos, summary.warnings);
     have_data = true;
   }
 
@@ -621,14 +577,7 @@ struct GptqQuantizer::Impl {
       done = true;
       return;
     }
-    if (!have_data) {
-      if (cfg.calibration_data.empty()) {
-        progress.message("No calibration data given: using the built-in WikiText-2 text");
-        set_calibration(default_calibration());
-      } else {
-        set_calibration(load_calibration(cfg.calibration_data));
-      }
-    }
+    if (!have_data) set_calibration(quant_impl::calibration_text(cfg.calibration_data, progress));
     const int64_t n_chunks = static_cast<int64_t>(chunks.size());
     progress.message(fmt::format("GPTQ: {} blocks, {} chunks of {} tokens from {}", mc.n_layer, n_chunks, cfg.ctx,
                                  summary.calibration_source));

@@ -12,6 +12,7 @@
 
 #include "core/fail.hpp"
 #include "core/half.hpp"
+#include "quantize/gptq_walk.hpp"
 #include "types/ref/blocks.hpp"
 
 #include <Eigen/Core>
@@ -22,12 +23,6 @@
 #include <cstring>
 
 namespace lq {
-
-namespace gptq_impl {
-using RowMat = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
-bool gp_inverse_factor(const float* h, int64_t n, double damp0, int max_raises, RowMat& U, double& damp_used,
-                       int& raises);
-}  // namespace gptq_impl
 
 bool gptq_gguf_supported(QuantType t) {
   return t == QuantType::Q4_0 || t == QuantType::Q4_1 || t == QuantType::Q8_0 || t == QuantType::Q4_K;
@@ -126,16 +121,8 @@ GptqGgufMatrix gptq_gguf_quantize_matrix(QuantType type, const float* w, int64_t
   m.bytes.assign(static_cast<size_t>(rows) * rb, 0);
   m.values.assign(static_cast<size_t>(rows * cols), 0.0f);
 
-  std::vector<float> hh(h, h + cols * cols);
   gptq_impl::RowMat W = Eigen::Map<const gptq_impl::RowMat>(w, rows, cols);
-  for (int64_t c = 0; c < cols; ++c)
-    if (hh[static_cast<size_t>(c * cols + c)] == 0) {
-      hh[static_cast<size_t>(c * cols + c)] = 1;
-      W.col(c).setZero();
-      ++m.dead_columns;
-    }
-  for (float v : hh)
-    if (!std::isfinite(v)) fail(Errc::smoothquant_failed, "gptq: the Hessian holds NaN or infinite values");
+  std::vector<float> hh = gptq_impl::gp_live_hessian(h, cols, W, m.dead_columns);
   gptq_impl::RowMat U;
   if (!gptq_impl::gp_inverse_factor(hh.data(), cols, p.damp, p.max_damp_raises, U, m.damp, m.damp_raises))
     fail(Errc::smoothquant_failed,
@@ -148,44 +135,24 @@ GptqGgufMatrix gptq_gguf_quantize_matrix(QuantType type, const float* w, int64_t
   // Lazy batches of whole blocks, so a block's scales see every earlier column's feedback.
   const int64_t B = std::max<int64_t>(QK, (128 / QK) * QK);
   const int64_t n_grid = QK / 32;
-  std::vector<double> row_loss(static_cast<size_t>(rows), 0.0);
-  parallel_for(rows, ctx.thread_count(), 8, [&](int64_t r0, int64_t r1) {
-    const int64_t R = r1 - r0;
-    auto Wc = W.middleRows(r0, R);
-    gptq_impl::RowMat E(R, B);
-    std::vector<GgGrid> grid(static_cast<size_t>(n_grid));
-    for (int64_t i1 = 0; i1 < cols; i1 += B) {
-      const int64_t i2 = std::min(i1 + B, cols), cnt = i2 - i1;
-      for (int64_t rr = 0; rr < R; ++rr) {
-        const int64_t r = r0 + rr;
-        float* wr = Wc.row(rr).data();
-        uint8_t* row_out = m.bytes.data() + static_cast<size_t>(r) * rb;
-        double loss = 0;
-        uint8_t* blk = nullptr;
-        for (int64_t i = i1; i < i2; ++i) {
-          const int64_t e = i % QK;
-          if (e == 0) {
-            blk = row_out + static_cast<size_t>(i / QK) * bb;
-            qfn(wr + i, blk, 1, QK, imatrix ? imatrix + i : nullptr);
-            gg_grids(type, blk, grid.data());
-          }
-          const GgGrid& g = grid[static_cast<size_t>(e / 32)];
-          const int q = g.nearest(wr[i]);
-          gg_store(type, blk, static_cast<int>(e), q);
-          const float dq = g.value(q);
-          m.values[static_cast<size_t>(r * cols + i)] = dq;
-          const float err = (wr[i] - dq) / U(i, i);
-          loss += static_cast<double>(err) * err / 2;
-          const float* ui = U.row(i).data();
-          for (int64_t k2 = i + 1; k2 < i2; ++k2) wr[k2] -= err * ui[k2];
-          E(rr, i - i1) = err;
-        }
-        row_loss[static_cast<size_t>(r)] += loss;
+  // B is whole blocks, so every row's batch starts a block (e == 0) before it rounds in it.
+  m.loss += gptq_impl::gp_feedback_walk(W, U, B, ctx.thread_count(), [&] {
+    return [&, grid = std::vector<GgGrid>(static_cast<size_t>(n_grid)), blk = static_cast<uint8_t*>(nullptr)](
+               int64_t r, int64_t i, float* wr) mutable {
+      const int64_t e = i % QK;
+      if (e == 0) {
+        blk = m.bytes.data() + static_cast<size_t>(r) * rb + static_cast<size_t>(i / QK) * bb;
+        qfn(wr + i, blk, 1, QK, imatrix ? imatrix + i : nullptr);
+        gg_grids(type, blk, grid.data());
       }
-      if (i2 < cols) Wc.rightCols(cols - i2).noalias() -= E.leftCols(cnt) * U.block(i1, i2, cnt, cols - i2);
-    }
+      const GgGrid& g = grid[static_cast<size_t>(e / 32)];
+      const int q = g.nearest(wr[i]);
+      gg_store(type, blk, static_cast<int>(e), q);
+      const float dq = g.value(q);
+      m.values[static_cast<size_t>(r * cols + i)] = dq;
+      return dq;
+    };
   });
-  for (double l : row_loss) m.loss += l;
   return m;
 }
 

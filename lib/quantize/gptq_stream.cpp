@@ -35,6 +35,7 @@
 #include "formats/safetensors_writer.hpp"
 #include "model/architecture.hpp"
 #include "model/tensor_names.hpp"
+#include "quantize/calibration_chunks.hpp"
 #include "quantize/block_stream.hpp"
 #include "quantize/checkpoint.hpp"
 #include "quantize/gptq_write.hpp"
@@ -60,11 +61,6 @@
 namespace fs = std::filesystem;
 
 namespace lq {
-
-namespace sq_impl {
-std::vector<fs::path> sq_source_files(const fs::path& path);
-bool sq_copied_file(const std::string& name);
-}  // namespace sq_impl
 
 namespace gptq_stream_impl {
 
@@ -313,29 +309,11 @@ class GsRun {
   }
 
   void calibrate_tokens() {
-    CalibrationData data;
-    if (cfg_.calibration_data.empty()) {
-      progress_.message("No calibration data given: using the built-in WikiText-2 text");
-      data = default_calibration();
-    } else {
-      data = load_calibration(cfg_.calibration_data);
-    }
+    const CalibrationData data = quant_impl::calibration_text(cfg_.calibration_data, progress_);
     summary_.calibration_source = data.source;
-    const gguf::Metadata meta = src_->gguf_metadata();
-    const Tokenizer tok = Tokenizer::from_gguf(meta, src_->path().string());
-    const auto tokens = imatrix_calibration_tokens(data, tok, cfg_.ctx * cfg_.calibration_samples);
     const int64_t n_vocab = src_->at("token_embd.weight").ne[1];
-    int32_t bos = static_cast<int32_t>(meta.get_int("tokenizer.ggml.bos_token_id").value_or(-1));
-    bool add_bos = true;
-    if (const auto* v = meta.find("tokenizer.ggml.add_bos_token"); v && !v->is_array()) add_bos = v->as_bool();
-    if (bos >= n_vocab) bos = -1;
-    const int64_t available =
-        evaluation_chunks(static_cast<int64_t>(tokens.size()), cfg_.ctx, ChunkRule::imatrix, data.source);
-    if (available < cfg_.calibration_samples)
-      summary_.warnings.push_back(fmt::format(
-          "the calibration data gives {} chunks of {} tokens ({} tokens), fewer than the {} asked; using {}", available,
-          cfg_.ctx, tokens.size(), cfg_.calibration_samples, available));
-    chunks_ = make_chunks(tokens, cfg_.ctx, cfg_.calibration_samples, add_bos ? bos : -1);
+    chunks_ = quant_impl::calibration_chunks(*src_, data, cfg_.ctx, cfg_.calibration_samples,
+                                             quant_impl::source_chunk_bos(*src_), summary_.warnings);
     for (const auto& c : chunks_) {
       max_len_ = std::max<int64_t>(max_len_, static_cast<int64_t>(c.size()));
       for (int32_t t : c)
@@ -557,11 +535,18 @@ class GsRun {
     summary_.damp_raises += q.damp_raises;
   }
 
-  // Puts `hidden` (n x d) into the block model's embedding table.
-  static void set_hidden(Model& m, const float* hidden, int64_t n, int64_t rows, int64_t d, std::vector<float>& table) {
+  // Reads the hidden states of the next chunk (n_tokens x d) from `in` into x and puts them into the
+  // block model's embedding table (rows x d); returns the chunk's token count.
+  int64_t load_hidden(Model& m, GsFile& in, size_t n_tokens, int64_t rows, int64_t d, std::vector<float>& x,
+                      std::vector<float>& table) {
+    ctx_.check_cancelled();
+    const int64_t n = static_cast<int64_t>(n_tokens);
+    x.resize(static_cast<size_t>(n * d));
+    in.read(x.data(), x.size() * 4);
     table.assign(static_cast<size_t>(rows * d), 0.f);
-    std::memcpy(table.data(), hidden, static_cast<size_t>(n * d) * 4);
+    std::memcpy(table.data(), x.data(), static_cast<size_t>(n * d) * 4);
     m.replace_tensor("token_embd.weight", table, QuantType::F32);
+    return n;
   }
 
   // SmoothQuant on block L (in `model`, the one-block model): the scales of both groups from their
@@ -691,11 +676,7 @@ class GsRun {
         });
         GsFile in(hidden_file(L), false);
         for (const auto& ch : chunks_) {
-          ctx_.check_cancelled();
-          const int64_t n = static_cast<int64_t>(ch.size());
-          x.resize(static_cast<size_t>(n * d));
-          in.read(x.data(), x.size() * 4);
-          set_hidden(*model, x.data(), n, rows, d, table);
+          const int64_t n = load_hidden(*model, in, ch.size(), rows, d, x, table);
           session.clear();
           last_input = nullptr;
           last_site = -1;
@@ -788,11 +769,7 @@ class GsRun {
       GsFile in(hidden_file(L), false);
       GsFile next(hidden_file(L + 1), true);
       for (const auto& ch : chunks_) {
-        ctx_.check_cancelled();
-        const int64_t n = static_cast<int64_t>(ch.size());
-        x.resize(static_cast<size_t>(n * d));
-        in.read(x.data(), x.size() * 4);
-        set_hidden(*model, x.data(), n, rows, d, table);
+        const int64_t n = load_hidden(*model, in, ch.size(), rows, d, x, table);
         out = x;
         session.clear();
         session.eval(std::span<const int32_t>(ids.data(), static_cast<size_t>(n)), n);

@@ -34,6 +34,7 @@
 #include "model/architecture.hpp"
 #include "core/half.hpp"
 #include "formats/compressed_tensors.hpp"
+#include "quantize/calibration_chunks.hpp"
 #include "quantize/smoothquant_stats.hpp"
 #include "formats/safetensors.hpp"
 #include "formats/safetensors_writer.hpp"
@@ -462,38 +463,17 @@ struct SmoothQuantizer::Impl {
   // The BOS token and whether chunks start with it, as the engine's Model decides.
   int32_t chunk_bos() const {
     if (model) return model->add_bos() ? model->bos_token() : -1;
-    const gguf::Metadata meta = src.gguf_metadata();
-    const int64_t n_vocab = src.at("token_embd.weight").ne[1];
-    int32_t bos = static_cast<int32_t>(meta.get_int("tokenizer.ggml.bos_token_id").value_or(-1));
-    bool add_bos = true;
-    if (const auto* v = meta.find("tokenizer.ggml.add_bos_token"); v && !v->is_array()) add_bos = v->as_bool();
-    if (bos >= n_vocab) bos = -1;
-    return add_bos ? bos : -1;
+    return quant_impl::source_chunk_bos(src);
   }
 
   void set_calibration(const CalibrationData& data) {
     summary.calibration_source = data.source;
-    const Tokenizer tok = Tokenizer::from_gguf(src.gguf_metadata(), src.path().string());
-    const auto tokens = imatrix_calibration_tokens(data, tok, cfg.ctx * cfg.calibration_samples);
-    const int32_t bos = chunk_bos();
-    const int64_t available =
-        evaluation_chunks(static_cast<int64_t>(tokens.size()), cfg.ctx, ChunkRule::imatrix, data.source);
-    if (available < cfg.calibration_samples)
-      summary.warnings.push_back(fmt::format(
-          "the calibration data gives {} chunks of {} tokens ({} tokens), fewer than the {} asked; using {}", available,
-          cfg.ctx, tokens.size(), cfg.calibration_samples, available));
-    chunks = make_chunks(tokens, cfg.ctx, cfg.calibration_samples, bos);
+    chunks = quant_impl::calibration_chunks(src, data, cfg.ctx, cfg.calibration_samples, chunk_bos(), summary.warnings);
     have_data = true;
   }
 
   void load_calibration_data(Progress& progress) {
-    if (have_data) return;
-    if (cfg.calibration_data.empty()) {
-      progress.message("No calibration data given: using the built-in WikiText-2 text");
-      set_calibration(default_calibration());
-    } else {
-      set_calibration(load_calibration(cfg.calibration_data));
-    }
+    if (!have_data) set_calibration(quant_impl::calibration_text(cfg.calibration_data, progress));
   }
 
   // The four hooked inputs of block l (widths from the model that runs it).

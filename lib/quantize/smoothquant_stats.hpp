@@ -2,11 +2,13 @@
 // |x_j|, or a percentile from a histogram, and the reservoir of token rows the alpha search
 // reads), gathered outside SmoothQuantizer: the streamed GPTQ path's W8A8 recipe (gptq_stream.cpp)
 // feeds it block by block. The statistic itself is smoothquant.cpp's (SqSite); this is its handle.
+// Also the source files the SmoothQuant writer reads and copies, which the GPTQ writers share.
 #pragma once
 
 #include <lq/smoothquant.hpp>
 
 #include <cstdint>
+#include <filesystem>
 #include <memory>
 #include <string>
 #include <vector>
@@ -39,5 +41,11 @@ class SqInputStats {
   std::unique_ptr<SqSite> site_;
   double percentile_ = 100;
 };
+
+/// The source checkpoint's weight files (index order, else the directory's *.safetensors sorted).
+std::vector<std::filesystem::path> sq_source_files(const std::filesystem::path& path);
+/// Whether a file of the source is copied beside the written weights (tokenizer and generation
+/// settings).
+bool sq_copied_file(const std::string& name);
 
 }  // namespace lq::sq_impl

@@ -7,6 +7,7 @@
 #include "formats/safetensors.hpp"
 
 #include <lq/gguf.hpp>
+#include <lq/io.hpp>
 
 #include <catch2/catch.hpp>
 
@@ -109,6 +110,19 @@ std::vector<std::string> cli_wrapper_words() {
   return words;
 }
 }  // namespace
+
+std::optional<TinyWithCalibration> tiny_with_calibration() {
+  const auto f = shared_files<2>({"models/tiny-llama", "corpus/calibration.txt"});
+  if (!f) return std::nullopt;
+  return TinyWithCalibration{(*f)[0], (*f)[1]};
+}
+
+std::map<std::string, std::string> files_below(const std::filesystem::path& dir) {
+  std::map<std::string, std::string> m;
+  for (const auto& e : std::filesystem::recursive_directory_iterator(dir))
+    if (e.is_regular_file()) m[std::filesystem::relative(e.path(), dir).string()] = read_file(e.path());
+  return m;
+}
 
 std::string cli_path() {
   std::string cmd;
@@ -338,6 +352,50 @@ bool same_bits(const std::vector<float>& a, const std::vector<float>& b) {
   return a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0;
 }
 
+CalibProblem calib_problem(int64_t n, int64_t d, int64_t rows, uint32_t seed) {
+  CalibProblem p;
+  p.n = n, p.d = d, p.rows = rows;
+  std::mt19937 rng(seed);
+  std::normal_distribution<float> N(0, 1);
+  std::vector<float> a(static_cast<size_t>(d * d)), s(static_cast<size_t>(d));
+  for (int64_t i = 0; i < d; ++i)
+    for (int64_t j = 0; j < d; ++j) a[static_cast<size_t>(i * d + j)] = (i == j ? 1.0f : 0.0f) + 0.3f * N(rng);
+  for (auto& v : s) v = std::exp(N(rng));
+  p.x.assign(static_cast<size_t>(n * d), 0);
+  std::vector<float> z(static_cast<size_t>(d));
+  for (int64_t t = 0; t < n; ++t) {
+    for (auto& v : z) v = N(rng);
+    for (int64_t j = 0; j < d; ++j) {
+      double acc = 0;
+      for (int64_t i = 0; i < d; ++i) acc += z[static_cast<size_t>(i)] * a[static_cast<size_t>(i * d + j)];
+      p.x[static_cast<size_t>(t * d + j)] = static_cast<float>(acc) * s[static_cast<size_t>(j)];
+    }
+  }
+  p.h.assign(static_cast<size_t>(d * d), 0);
+  for (int64_t i = 0; i < d; ++i)
+    for (int64_t j = i; j < d; ++j) {
+      double acc = 0;
+      for (int64_t t = 0; t < n; ++t) acc += double(p.x[static_cast<size_t>(t * d + i)]) * p.x[static_cast<size_t>(t * d + j)];
+      p.h[static_cast<size_t>(i * d + j)] = p.h[static_cast<size_t>(j * d + i)] = static_cast<float>(2 * acc / n);
+    }
+  p.w.resize(static_cast<size_t>(rows * d));
+  for (auto& v : p.w) v = 0.05f * N(rng);
+  return p;
+}
+
+double calib_output_error(const CalibProblem& p, const std::vector<float>& q) {
+  double e = 0;
+  for (int64_t t = 0; t < p.n; ++t)
+    for (int64_t r = 0; r < p.rows; ++r) {
+      double s = 0;
+      for (int64_t j = 0; j < p.d; ++j)
+        s += double(p.x[static_cast<size_t>(t * p.d + j)]) *
+             (p.w[static_cast<size_t>(r * p.d + j)] - q[static_cast<size_t>(r * p.d + j)]);
+      e += s * s;
+    }
+  return e;
+}
+
 double max_rel_diff(const std::vector<float>& a, const std::vector<float>& b) {
   REQUIRE(a.size() == b.size());
   double diff = 0, scale = 0;
@@ -346,6 +404,20 @@ double max_rel_diff(const std::vector<float>& a, const std::vector<float>& b) {
     scale = std::max(scale, std::abs(static_cast<double>(b[i])));
   }
   return diff / std::max(scale, 1e-30);
+}
+
+double worst_row_rel_diff(const std::vector<float>& a, const std::vector<float>& b, size_t row) {
+  REQUIRE(a.size() == b.size());
+  double worst = 0;
+  for (size_t r = 0; r < a.size() / row; ++r) {
+    double diff = 0, mag = 0;
+    for (size_t i = r * row; i < (r + 1) * row; ++i) {
+      diff = std::max(diff, static_cast<double>(std::fabs(a[i] - b[i])));
+      mag = std::max(mag, static_cast<double>(std::fabs(b[i])));
+    }
+    worst = std::max(worst, diff / mag);
+  }
+  return worst;
 }
 
 std::vector<float> bf16_values(const uint8_t* raw, size_t n) {
@@ -385,6 +457,77 @@ std::vector<float> logits_of(const Model& m, std::span<const int32_t> prompt, in
   Session s(m, so);
   s.eval(prompt, first_output);
   return all_logits(s);
+}
+
+bool no_write_leftovers(const std::filesystem::path& dir) {
+  for (const auto& e : std::filesystem::directory_iterator(dir)) {
+    const std::string n = e.path().filename().string();
+    if (n.find(".tmp-") != std::string::npos || n.find(".old-") != std::string::npos) return false;
+  }
+  return true;
+}
+
+void check_directory_writes(const std::function<void(const std::filesystem::path&, const Context&)>& write) {
+  namespace fs = std::filesystem;
+  TempDir tmp;
+  CancelToken token;
+  token.cancel();
+  Context ctx;
+  ctx.cancel = &token;
+  check_error(Errc::interrupted, [&] { write(tmp / "out", ctx); }, {}, "not interrupted");
+  CHECK_FALSE(fs::exists(tmp / "out"));
+  CHECK(fs::is_empty(tmp.path()));
+  // A directory that is not an earlier output is never replaced.
+  fs::create_directory(tmp / "mine");
+  std::ofstream(tmp / "mine" / "notes.txt") << "keep";
+  check_error(Errc::output_error, [&] { write(tmp / "mine", Context{}); }, "not an earlier");
+  CHECK(read_file(tmp / "mine" / "notes.txt") == "keep");
+  // An earlier output is.
+  write(tmp / "out", Context{});
+  write(tmp / "out", Context{});
+  CHECK(fs::exists(tmp / "out" / "model.safetensors"));
+  CHECK(no_write_leftovers(tmp.path()));
+}
+
+double mean_next_token_nll(const std::vector<float>& logits, std::span<const int32_t> tokens) {
+  const size_t V = logits.size() / tokens.size();
+  double total = 0;
+  for (size_t t = 0; t + 1 < tokens.size(); ++t) {
+    const float* row = logits.data() + t * V;
+    double mx = row[0], sum = 0;
+    for (size_t v = 1; v < V; ++v) mx = std::max(mx, double(row[v]));
+    for (size_t v = 0; v < V; ++v) sum += std::exp(double(row[v]) - mx);
+    total += std::log(sum) + mx - row[tokens[t + 1]];
+  }
+  return total / double(tokens.size() - 1);
+}
+
+std::vector<char> linear_mask(const Model& model, const std::vector<std::string>& names) {
+  std::vector<char> wanted(model.linears().size(), 0);
+  for (size_t i = 0; i < wanted.size(); ++i)
+    wanted[i] = std::find(names.begin(), names.end(), model.linears()[i].name) != names.end();
+  return wanted;
+}
+
+void check_gradient_slope(Model& model, const std::string& name, const std::vector<float>& g,
+                          const std::function<double()>& loss) {
+  double norm = 0;
+  for (float v : g) norm += double(v) * v;
+  norm = std::sqrt(norm);
+  REQUIRE(norm > 0);
+  const std::vector<float> w0 = model.tensor_f32(name);
+  REQUIRE(w0.size() == g.size());
+  auto loss_at = [&](double eps) {
+    std::vector<float> w = w0;
+    for (size_t i = 0; i < w.size(); ++i) w[i] += static_cast<float>(eps * g[i] / norm);
+    model.replace_tensor(name, std::span<const float>(w));
+    return loss();
+  };
+  const double eps = 0.002;
+  const double slope = (loss_at(eps) - loss_at(-eps)) / (2 * eps);
+  model.replace_tensor(name, std::span<const float>(w0));
+  UNSCOPED_INFO(name << ": slope " << slope << ", gradient norm " << norm);
+  CHECK(slope == Approx(norm).epsilon(0.01));
 }
 
 std::optional<Error> check_error(Errc want, const std::function<void()>& fn, const std::string& needle,

@@ -2,10 +2,12 @@
 // random rows, small random models, logits of a session, and checking errors and the CLI's failures.
 #pragma once
 
+#include <lq/context.hpp>
 #include <lq/engine.hpp>
 #include <lq/error.hpp>
 #include <lq/gguf.hpp>
 #include <lq/imatrix.hpp>
+#include <lq/progress.hpp>
 #include <lq/quant_type.hpp>
 
 #include <nlohmann/json.hpp>
@@ -15,9 +17,12 @@
 #include <cstdio>
 #include <filesystem>
 #include <functional>
+#include <map>
 #include <optional>
 #include <span>
 #include <string>
+#include <string_view>
+#include <utility>
 #include <vector>
 
 namespace lq {
@@ -75,6 +80,16 @@ struct TinyWithImatrix {
 };
 /// Both, or nullopt when either is absent (as with shared_file(), the test is then skipped).
 std::optional<TinyWithImatrix> tiny_with_imatrix();
+
+/// The tiny Llama checkpoint and the calibration text, from ../shared.
+struct TinyWithCalibration {
+  std::filesystem::path dir;    ///< models/tiny-llama
+  std::filesystem::path calib;  ///< corpus/calibration.txt
+};
+/// Both, or nullopt when either is absent (as with shared_file(), the test is then skipped).
+std::optional<TinyWithCalibration> tiny_with_calibration();
+/// Every regular file below `dir`: its path relative to dir -> its bytes.
+std::map<std::string, std::string> files_below(const std::filesystem::path& dir);
 
 /// The command that runs the built lq CLI, for a shell command line: its path, preceded by the
 /// words of LQ_TEST_CLI_WRAPPER when that is set (an emulator such as qemu-user for a cross build;
@@ -135,6 +150,17 @@ struct NamedRow {
 /// subnormals, a single spike, alternating signs, a zero block beside a busy one.
 std::vector<NamedRow> hostile_rows(int64_t n);
 
+/// A layer's calibration problem for GPTQ-style tests: n inputs x of d correlated columns with uneven
+/// energy (x = z A diag(s), A = I + 0.3 N(0, 1), s = exp N(0, 1)), their H = 2/n XᵀX (d x d), and
+/// weights W ~ 0.05 N(0, 1) of `rows` rows; all drawn from `seed`.
+struct CalibProblem {
+  int64_t n = 0, d = 0, rows = 0;
+  std::vector<float> x, h, w;
+};
+CalibProblem calib_problem(int64_t n, int64_t d, int64_t rows, uint32_t seed);
+/// ‖X Wᵀ − X Ŵᵀ‖² over the problem's inputs, for the weights q (rows x d) in place of W.
+double calib_output_error(const CalibProblem& p, const std::vector<float>& q);
+
 /// Quantizes x (rows of n values) with fn into rows of ti.row_bytes(n) bytes.
 std::vector<uint8_t> quantize_rows(QuantizeFn fn, const TypeInfo& ti, const std::vector<float>& x, int64_t n,
                                    const float* imatrix);
@@ -146,6 +172,9 @@ double rel_rmse(const std::vector<float>& x, const std::vector<float>& y);
 bool same_bits(const std::vector<float>& a, const std::vector<float>& b);
 /// max |a - b| / max |b| over values of two vectors of the same size (checked).
 double max_rel_diff(const std::vector<float>& a, const std::vector<float>& b);
+/// The largest max_rel_diff() of a row against b's row, over rows of `row` values (a and b of the
+/// same size, checked): e.g. logits compared position by position.
+double worst_row_rel_diff(const std::vector<float>& a, const std::vector<float>& b, size_t row);
 /// n bfloat16 values stored little-endian at `raw`, widened to float.
 std::vector<float> bf16_values(const uint8_t* raw, size_t n);
 
@@ -159,6 +188,17 @@ std::vector<float> all_logits(const Session& s);
 std::vector<float> logits_of(const Model& m, std::span<const int32_t> prompt, int64_t first_output = 0,
                              const SessionOptions& so = {});
 
+/// The mean next-token cross-entropy (in double) of `logits`, one row per token of `tokens`: row t
+/// predicts tokens[t + 1].
+double mean_next_token_nll(const std::vector<float>& logits, std::span<const int32_t> tokens);
+/// A mask over model.linears(): 1 for those named in `names`.
+std::vector<char> linear_mask(const Model& model, const std::vector<std::string>& names);
+/// Checks a backward pass's gradient `g` of the tensor `name` of `model` against finite
+/// differences: the slope of `loss` (the model's loss, evaluated afresh) along g's direction,
+/// by central differences with steps of 0.002, equals ‖g‖ within 1%. The tensor is restored.
+void check_gradient_slope(Model& model, const std::string& name, const std::vector<float>& g,
+                          const std::function<double()>& loss);
+
 /// Runs `fn` and checks that it throws lq::Error with code `want` whose message holds `needle`;
 /// `what` names the case when nothing is thrown. Returns the error thrown, if any.
 std::optional<Error> check_error(Errc want, const std::function<void()>& fn, const std::string& needle = {},
@@ -171,6 +211,37 @@ struct RunResult {
   std::string err;
 };
 RunResult run(const std::string& command);
+
+/// True when `dir` holds no temporary (".tmp-") or set-aside (".old-") entry of an output write.
+bool no_write_leftovers(const std::filesystem::path& dir);
+/// Checks how `write(dir, ctx)`, a writer of a model directory, treats its destination (in a fresh
+/// temporary directory): a cancelled write throws interrupted and leaves nothing; a directory that
+/// is not an earlier output is refused and kept as it was; an earlier output is replaced (written
+/// twice), leaving model.safetensors and no temporary entries.
+void check_directory_writes(const std::function<void(const std::filesystem::path&, const Context&)>& write);
+
+/// A run that cancels itself: ctx() is a copy of `base` whose cancel token trips at the first
+/// progress update of `stage` (of any task when empty) with at least `after` units done.
+class CancelAfter final : public Progress {
+ public:
+  explicit CancelAfter(int64_t after, std::string stage = {}, const Context& base = {})
+      : after_(after), stage_(std::move(stage)), ctx_(base) {
+    ctx_.cancel = &token_;
+    ctx_.progress = this;
+  }
+  CancelAfter(const CancelAfter&) = delete;
+  CancelAfter& operator=(const CancelAfter&) = delete;
+  const Context& ctx() const { return ctx_; }
+  void update(std::string_view task, int64_t done, int64_t, std::string_view) override {
+    if ((stage_.empty() || task == stage_) && done >= after_) token_.cancel();
+  }
+
+ private:
+  CancelToken token_;
+  int64_t after_;
+  std::string stage_;
+  Context ctx_;
+};
 
 /// A fresh temporary directory removed at destruction.
 class TempDir {
