@@ -24,12 +24,9 @@
 # NICE (10), REUSE_LLMC (1: keep an llm-compressor output and timing already in WORK_DIR for the
 # same settings instead of running it again), LQ_ARGS (more lq options).
 set -euo pipefail
-repo=$(cd "$(dirname "$0")/.." && pwd)
-lq=${1:?usage: gptq_compare.sh LQ MODEL [WORK_DIR]}
-model=${2:?usage: gptq_compare.sh LQ MODEL [WORK_DIR]}
-lq=$(realpath "$lq"); model=$(realpath "$model")
-work=${3:-/tmp/lq-gptq-compare/$(basename "$model")}
-venv=${VENV:-$repo/../venv-sq}
+# shellcheck source=benchmarks/llmc_compare_lib.sh
+source "$(dirname "$0")/llmc_compare_lib.sh"
+compare_args gptq_compare.sh /tmp/lq-gptq-compare "$@"  # repo, lq, model, work, venv
 scheme=${SCHEME:-w4a16}
 samples=${SAMPLES:-128}
 ctx=${CTX:-256}
@@ -45,8 +42,6 @@ nice_n=${NICE:-10}
 case "$scheme" in w4a16|w8a8) ;; *) echo "SCHEME must be w4a16 or w8a8" >&2; exit 2;; esac
 case "$act" in static|none) ;; *) echo "ACT_ORDER must be static or none" >&2; exit 2;; esac
 
-# shellcheck source=benchmarks/llmc_compare_lib.sh
-source "$repo/benchmarks/llmc_compare_lib.sh"
 llmc_setup
 
 tag="$scheme-g$group-$act-n$samples-c$ctx"

@@ -1,7 +1,18 @@
 # Shared by the llm-compressor side-by-side scripts (benchmarks/gptq_compare.sh,
-# benchmarks/smoothquant_compare.sh), sourced after they set: repo, venv, model, work, threads,
-# nice_n. Makes the virtual environment, runs each side under /usr/bin/time -v, and collects the
-# timed outputs in the arrays `times` (--time NAME=TIME_FILE=DIR for the report) and `dirs`.
+# benchmarks/smoothquant_compare.sh): their arguments, the virtual environment, each side run
+# under /usr/bin/time -v, and the timed outputs collected in the arrays `times` (--time
+# NAME=TIME_FILE=DIR for the report) and `dirs`. llmc_setup needs threads and nice_n set too.
+
+# SCRIPT_NAME DEFAULT_WORK_ROOT LQ MODEL [WORK_DIR]: sets repo, lq, model, work (WORK_DIR, else
+# DEFAULT_WORK_ROOT/<model's name>) and venv (VENV, else ../venv-sq beside the repository).
+compare_args() {
+  local name=$1 root=$2
+  repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+  lq=$(realpath "${3:?usage: $name LQ MODEL [WORK_DIR]}")
+  model=$(realpath "${4:?usage: $name LQ MODEL [WORK_DIR]}")
+  work=${5:-$root/$(basename "$model")}
+  venv=${VENV:-$repo/../venv-sq}
+}
 
 # The venv outside the repository with llmcompressor (CPU wheels of torch where that index is
 # reachable; otherwise PyPI's build, CUDA libraries included, unused here); sets py.

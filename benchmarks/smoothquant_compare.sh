@@ -19,12 +19,9 @@
 # If LQ does not accept the smoothquant command the script says so and reports llm-compressor's
 # side alone.
 set -euo pipefail
-repo=$(cd "$(dirname "$0")/.." && pwd)
-lq=${1:?usage: smoothquant_compare.sh LQ MODEL [WORK_DIR]}
-model=${2:?usage: smoothquant_compare.sh LQ MODEL [WORK_DIR]}
-lq=$(realpath "$lq"); model=$(realpath "$model")
-work=${3:-/tmp/lq-sq-compare/$(basename "$model")}
-venv=${VENV:-$repo/../venv-sq}
+# shellcheck source=benchmarks/llmc_compare_lib.sh
+source "$(dirname "$0")/llmc_compare_lib.sh"
+compare_args smoothquant_compare.sh /tmp/lq-sq-compare "$@"  # repo, lq, model, work, venv
 alpha=${ALPHA:-0.5}
 samples=${SAMPLES:-512}
 ctx=${CTX:-256}
@@ -34,8 +31,6 @@ eval_ctx=${EVAL_CTX:-256}
 eval_chunks=${EVAL_CHUNKS:-100}
 threads=${THREADS:-2}
 nice_n=${NICE:-10}
-# shellcheck source=benchmarks/llmc_compare_lib.sh
-source "$repo/benchmarks/llmc_compare_lib.sh"
 llmc_setup
 
 tag="a$alpha-n$samples-c$ctx"

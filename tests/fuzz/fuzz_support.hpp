@@ -5,6 +5,7 @@
 #pragma once
 
 #include <lq/error.hpp>
+#include <lq/tokenizer.hpp>
 
 #include <cstddef>
 #include <cstdint>
@@ -215,6 +216,22 @@ inline std::string llmc_config(const std::string& format, const std::string& wei
          R"(","global_compression_ratio":null,"ignore":["lm_head"],"kv_cache_scheme":null,)"
          R"("quant_method":"compressed-tensors","quantization_status":"compressed","sparsity_config":{},)"
          R"("transform_config":{},"version":"0.19.0"})";
+}
+
+/// A tokenizer file (`file` in a fresh directory holding the input) read both ways liblq reads
+/// it: by `read` from the file, and by the converter's path from its directory; each tokenizer
+/// then encodes and decodes a fixed text.
+template <class Read>
+void tokenizer_file(const std::string& name, const char* file, const uint8_t* data, size_t size, Read read) {
+  const auto exercise = [](const lq::Tokenizer& tok) {
+    const auto ids = tok.encode("Hello world, 123  <s> </s> \xC3\xA9\xE2\x96\x81 \t\n", true, true);
+    (void)tok.decode(ids, true);
+    (void)tok.decode(ids, false);
+  };
+  const auto dir = fresh_dir(name);
+  write_bytes(dir / file, data, size);
+  expect_clean([&] { exercise(read(dir / file)); });
+  expect_clean([&] { exercise(lq::Tokenizer::from_hf_dir(dir)); });
 }
 
 }  // namespace lq::fuzz
