@@ -26,19 +26,12 @@
 set -euo pipefail
 # shellcheck source=benchmarks/llmc_compare_lib.sh
 source "$(dirname "$0")/llmc_compare_lib.sh"
-compare_args gptq_compare.sh /tmp/lq-gptq-compare "$@"  # repo, lq, model, work, venv
+compare_args gptq_compare.sh /tmp/lq-gptq-compare "$@"  # repo, lq, model, work, venv, the shared settings
 scheme=${SCHEME:-w4a16}
 samples=${SAMPLES:-128}
 ctx=${CTX:-256}
 group=${GROUP:-128}
 act=${ACT_ORDER:-static}
-alpha=${ALPHA:-0.5}
-calib=$(realpath "${CALIB:-$repo/../shared/corpus/calibration.txt}")
-eval_text=$(realpath "${EVAL_TEXT:-$repo/../shared/corpus/eval.txt}")
-eval_ctx=${EVAL_CTX:-256}
-eval_chunks=${EVAL_CHUNKS:-100}
-threads=${THREADS:-2}
-nice_n=${NICE:-10}
 case "$scheme" in w4a16|w8a8) ;; *) echo "SCHEME must be w4a16 or w8a8" >&2; exit 2;; esac
 case "$act" in static|none) ;; *) echo "ACT_ORDER must be static or none" >&2; exit 2;; esac
 

@@ -1,10 +1,13 @@
 # Shared by the llm-compressor side-by-side scripts (benchmarks/gptq_compare.sh,
 # benchmarks/smoothquant_compare.sh): their arguments, the virtual environment, each side run
 # under /usr/bin/time -v, and the timed outputs collected in the arrays `times` (--time
-# NAME=TIME_FILE=DIR for the report) and `dirs`. llmc_setup needs threads and nice_n set too.
+# NAME=TIME_FILE=DIR for the report) and `dirs`.
 
 # SCRIPT_NAME DEFAULT_WORK_ROOT LQ MODEL [WORK_DIR]: sets repo, lq, model, work (WORK_DIR, else
-# DEFAULT_WORK_ROOT/<model's name>) and venv (VENV, else ../venv-sq beside the repository).
+# DEFAULT_WORK_ROOT/<model's name>) and venv (VENV, else ../venv-sq beside the repository), and
+# the settings both scripts share, from the environment: alpha (ALPHA, 0.5), calib (CALIB,
+# ../shared/corpus/calibration.txt), eval_text (EVAL_TEXT, ../shared/corpus/eval.txt), eval_ctx
+# (EVAL_CTX, 256), eval_chunks (EVAL_CHUNKS, 100), threads (THREADS, 2), nice_n (NICE, 10).
 compare_args() {
   local name=$1 root=$2
   repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -12,6 +15,13 @@ compare_args() {
   model=$(realpath "${4:?usage: $name LQ MODEL [WORK_DIR]}")
   work=${5:-$root/$(basename "$model")}
   venv=${VENV:-$repo/../venv-sq}
+  alpha=${ALPHA:-0.5}
+  calib=$(realpath "${CALIB:-$repo/../shared/corpus/calibration.txt}")
+  eval_text=$(realpath "${EVAL_TEXT:-$repo/../shared/corpus/eval.txt}")
+  eval_ctx=${EVAL_CTX:-256}
+  eval_chunks=${EVAL_CHUNKS:-100}
+  threads=${THREADS:-2}
+  nice_n=${NICE:-10}
 }
 
 # The venv outside the repository with llmcompressor (CPU wheels of torch where that index is

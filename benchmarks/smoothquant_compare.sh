@@ -21,16 +21,9 @@
 set -euo pipefail
 # shellcheck source=benchmarks/llmc_compare_lib.sh
 source "$(dirname "$0")/llmc_compare_lib.sh"
-compare_args smoothquant_compare.sh /tmp/lq-sq-compare "$@"  # repo, lq, model, work, venv
-alpha=${ALPHA:-0.5}
+compare_args smoothquant_compare.sh /tmp/lq-sq-compare "$@"  # repo, lq, model, work, venv, the shared settings
 samples=${SAMPLES:-512}
 ctx=${CTX:-256}
-calib=$(realpath "${CALIB:-$repo/../shared/corpus/calibration.txt}")
-eval_text=$(realpath "${EVAL_TEXT:-$repo/../shared/corpus/eval.txt}")
-eval_ctx=${EVAL_CTX:-256}
-eval_chunks=${EVAL_CHUNKS:-100}
-threads=${THREADS:-2}
-nice_n=${NICE:-10}
 llmc_setup
 
 tag="a$alpha-n$samples-c$ctx"
