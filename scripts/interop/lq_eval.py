@@ -195,25 +195,22 @@ def compare_main(doc, title, add_llmc_options, cmd_llmc):
     import argparse
     p = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="cmd", required=True)
-    q = sub.add_parser("llmc")
-    q.add_argument("model")
-    q.add_argument("out")
-    q.add_argument("--calibration-data", required=True)
-    q.add_argument("--samples", type=int, default=512)
-    q.add_argument("--ctx", type=int, default=256)
-    q.add_argument("--alpha", type=float, default=0.5)
-    q.add_argument("--threads", type=int, default=2)
-    q.add_argument("--lq")
-    add_llmc_options(q)
-    e = sub.add_parser("eval")
-    e.add_argument("model")
-    e.add_argument("dirs", nargs="+")
-    e.add_argument("--eval-text", required=True)
-    e.add_argument("--ctx", type=int, default=256)
-    e.add_argument("--chunks", type=int, default=100)
-    e.add_argument("--threads", type=int, default=2)
-    e.add_argument("--lq")
-    e.add_argument("--json", required=True)
+    # (name, add_argument keywords) of each subcommand's common options
+    common = {
+        "llmc": [("model", {}), ("out", {}), ("--calibration-data", {"required": True}),
+                 ("--samples", {"type": int, "default": 512}), ("--ctx", {"type": int, "default": 256}),
+                 ("--alpha", {"type": float, "default": 0.5}), ("--threads", {"type": int, "default": 2}),
+                 ("--lq", {})],
+        "eval": [("model", {}), ("dirs", {"nargs": "+"}), ("--eval-text", {"required": True}),
+                 ("--ctx", {"type": int, "default": 256}), ("--chunks", {"type": int, "default": 100}),
+                 ("--threads", {"type": int, "default": 2}), ("--lq", {}), ("--json", {"required": True})],
+    }
+    for cmd, options in common.items():
+        q = sub.add_parser(cmd)
+        for name, kw in options:
+            q.add_argument(name, **kw)
+        if cmd == "llmc":
+            add_llmc_options(q)
     r = sub.add_parser("report")
     r.add_argument("--json")
     r.add_argument("--title", default=title)
