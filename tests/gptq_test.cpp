@@ -14,7 +14,9 @@
 #include "formats/quant_unpack.hpp"
 #include "formats/safetensors.hpp"
 #include "core/half.hpp"
+#include "quantize/gptq_walk.hpp"
 
+#include <Eigen/Cholesky>
 #include <catch2/catch.hpp>
 #include <nlohmann/json.hpp>
 
@@ -166,6 +168,41 @@ TEST_CASE("gptq: a Hessian that is not positive definite raises the dampening an
   CHECK(z.dead_columns == 1);
   const auto dz = z.dequantize();
   for (int64_t r = 0; r < 4; ++r) CHECK(dz[static_cast<size_t>(r * 16 + 5)] == 0.0f);
+}
+
+TEST_CASE("gptq: the in-place inverse factor is the upper Cholesky factor of the damped inverse", "[gptq]") {
+  // n = 300 spans three of the in-place inversion's 128-column blocks; H = XᵀX of correlated
+  // columns (condition number ~1e4), against chol((H + λ mean(diag H) I)^-1) in double.
+  const int64_t n = 300, t = 600;
+  std::mt19937 rng(7);
+  std::normal_distribution<double> nd;
+  Eigen::MatrixXd X(t, n);
+  for (int64_t i = 0; i < t; ++i) {
+    double run = 0;
+    for (int64_t j = 0; j < n; ++j) X(i, j) = run = 0.9 * run + nd(rng) * (1.0 + static_cast<double>(j % 7));
+  }
+  const Eigen::MatrixXd H = X.transpose() * X / static_cast<double>(t);
+  const double damp = 0.01;
+  Eigen::MatrixXd Hd = H;
+  Hd.diagonal().array() += damp * H.diagonal().mean();
+  const Eigen::MatrixXd Hinv = Hd.llt().solve(Eigen::MatrixXd::Identity(n, n));
+  const Eigen::MatrixXd Uref = Hinv.llt().matrixU();
+  const gptq_impl::RowMat Hf = H.cast<float>();
+  gptq_impl::RowMat U;
+  double used = 0;
+  int raises = -1;
+  REQUIRE(gptq_impl::gp_inverse_factor(U, [&](gptq_impl::RowMat& a) { a = Hf; }, damp, 4, used, raises));
+  CHECK(raises == 0);
+  CHECK(used == damp);
+  const Eigen::MatrixXd Ud = U.cast<double>();
+  CHECK(Ud.triangularView<Eigen::StrictlyLower>().toDenseMatrix().isZero(0.0));
+  CHECK((Ud - Uref).norm() / Uref.norm() < 1e-4);
+  CHECK((Ud.transpose() * Ud - Hinv).norm() / Hinv.norm() < 1e-4);
+  // The stripes fix the order of every sum: the same bits on 1 and 3 threads.
+  gptq_impl::RowMat U1, U3;
+  REQUIRE(gptq_impl::gp_inverse_factor(U1, [&](gptq_impl::RowMat& a) { a = Hf; }, damp, 4, used, raises, 1));
+  REQUIRE(gptq_impl::gp_inverse_factor(U3, [&](gptq_impl::RowMat& a) { a = Hf; }, damp, 4, used, raises, 3));
+  CHECK(U1 == U3);
 }
 
 TEST_CASE("gptq: act-order groupings", "[gptq]") {

@@ -28,6 +28,7 @@
 #include "formats/safetensors_writer.hpp"
 #include "model/architecture.hpp"
 #include "model/tensor_names.hpp"
+#include "engine/impl.hpp"
 #include "quantize/calibration_chunks.hpp"
 #include "quantize/gptq_walk.hpp"
 #include "quantize/gptq_write.hpp"
@@ -79,7 +80,6 @@ std::vector<float> GptqMatrix::dequantize() const {
 
 namespace gptq_impl {
 
-using RowMatD = Eigen::Matrix<double, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
 
 inline float gp_round_scale(float s, int storage) {
   if (storage == 16) return fp16_to_f32(f32_to_fp16(s));
@@ -153,40 +153,92 @@ inline void gp_params_search(const float* x, const float* imp, int64_t n, int bi
   }
 }
 
-// The upper Cholesky factor of (H + λI)^-1, raising λ x10 on failure. Returns false when every
-// attempt failed. Both factorizations run in place, so at most two n x n double matrices live at a
-// time (the damped H, then its inverse): the arithmetic of LLT on copies, in less memory (an
-// 8192-column Hessian is 0.5 GB in double).
-bool gp_inverse_factor(const float* h, int64_t n, double damp0, int max_raises, RowMat& U, double& damp_used,
-                       int& raises) {
-  const Eigen::Map<const RowMat> Hf(h, n, n);
-  const double mean = Hf.diagonal().cast<double>().mean();
-  double damp = damp0;
-  RowMatD Hd, Hinv;
-  for (raises = 0; raises <= max_raises; ++raises, damp *= 10) {
-    Hd = Hf.cast<double>();
-    Hd.diagonal().array() += damp * mean;
-    Eigen::LLT<Eigen::Ref<RowMatD>> llt(Hd);
-    if (llt.info() == Eigen::Success && std::isfinite(llt.matrixLLT().diagonal().sum())) {
-      Hinv = RowMatD::Identity(n, n);
-      llt.solveInPlace(Hinv);
-      Hd.resize(0, 0);
-      Eigen::LLT<Eigen::Ref<RowMatD>> llt2(Hinv);
-      if (llt2.info() == Eigen::Success) {
-        // U = Lᵀ, L in Hinv's lower triangle.
-        bool ok = true;
-        for (int64_t i = 0; i < n && ok; ++i) {
-          ok = Hinv(i, i) > 0;
-          for (int64_t j = 0; j <= i; ++j) ok = ok && std::isfinite(Hinv(i, j));
-        }
-        if (ok) {
-          U.setZero(n, n);
-          for (int64_t j = 0; j < n; ++j)
-            for (int64_t i = 0; i <= j; ++i) U(i, j) = static_cast<float>(Hinv(j, i));
-          damp_used = damp;
-          return true;
-        }
+// In-place blocked lower Cholesky (A = L Lᵀ, L in A's lower triangle; the strict upper triangle
+// is scratch) and in-place inverse of that L, on the threads. Row stripes of kStripe rows are the
+// unit of work: the stripes, not the thread count, fix every sum's order, so the factor is the same
+// for any thread count.
+constexpr int64_t kStripe = 128;
+
+bool gp_cholesky_inplace(RowMat& A, int threads) {
+  const int64_t n = A.rows();
+  for (int64_t k = 0; k < n; k += kStripe) {
+    const int64_t b = std::min(kStripe, n - k), r = n - k - b;
+    auto A11 = A.block(k, k, b, b);
+    Eigen::LLT<Eigen::Ref<RowMat>> llt(A11);
+    if (llt.info() != Eigen::Success) return false;
+    if (r == 0) break;
+    const int64_t stripes = (r + kStripe - 1) / kStripe;
+    // A21 <- A21 L11^-T, then the trailing lower triangle A22 -= A21 A21ᵀ, stripe by stripe.
+    parallel_for(stripes, threads, 1, [&](int64_t s0, int64_t s1) {
+      for (int64_t s = s0; s < s1; ++s) {
+        const int64_t i0 = s * kStripe, h = std::min(kStripe, r - i0);
+        auto rows = A.block(k + b + i0, k, h, b);
+        A11.triangularView<Eigen::Lower>().transpose().solveInPlace<Eigen::OnTheRight>(rows);
       }
+    });
+    const auto A21 = A.block(k + b, k, r, b);
+    parallel_for(stripes, threads, 1, [&](int64_t s0, int64_t s1) {
+      for (int64_t s = s0; s < s1; ++s) {
+        const int64_t i0 = s * kStripe, h = std::min(kStripe, r - i0);
+        A.block(k + b + i0, k + b, h, i0 + h).noalias() -= A21.middleRows(i0, h) * A21.topRows(i0 + h).transpose();
+      }
+    });
+  }
+  return true;
+}
+
+void gp_lower_inverse_inplace(RowMat& A, int threads) {
+  const int64_t n = A.rows();
+  RowMat T;
+  for (int64_t j = ((n - 1) / kStripe) * kStripe; j >= 0; j -= kStripe) {
+    const int64_t b = std::min(kStripe, n - j), r = n - j - b;
+    const RowMat X11 = A.block(j, j, b, b).triangularView<Eigen::Lower>().solve(RowMat::Identity(b, b));
+    if (r > 0) {
+      // X21 = -X22 (A21 X11), X22 (already inverted) read through its lower triangle only.
+      T.noalias() = A.block(j + b, j, r, b) * X11.triangularView<Eigen::Lower>();
+      const int64_t stripes = (r + kStripe - 1) / kStripe;
+      parallel_for(stripes, threads, 1, [&](int64_t s0, int64_t s1) {
+        for (int64_t s = s0; s < s1; ++s) {
+          const int64_t i0 = s * kStripe, h = std::min(kStripe, r - i0);
+          auto out = A.block(j + b + i0, j, h, b);
+          out.noalias() = -(A.block(j + b + i0, j + b + i0, h, h).triangularView<Eigen::Lower>() * T.middleRows(i0, h));
+          if (i0 > 0) out.noalias() -= A.block(j + b + i0, j + b, h, i0) * T.topRows(i0);
+        }
+      });
+    }
+    A.block(j, j, b, b).triangularView<Eigen::Lower>() = X11;
+  }
+}
+
+// The upper Cholesky factor of (H + λI)^-1 in A's own storage, in float (as GPTQ's reference
+// factors it), with no n x n matrix beside A (an 8192-column Hessian is 256 MB): with P the
+// reversal of the indices, P(H + λI)P = L Lᵀ gives (H + λI)^-1 = UᵀU for U = P L^-1 P, upper
+// triangular with a positive diagonal, so U is that Cholesky factor. P·P is the reversal of A's
+// row-major storage. fill() writes H again for each attempt, λ x10 after a failure.
+bool gp_inverse_factor(RowMat& A, const std::function<void(RowMat&)>& fill, double damp0, int max_raises,
+                       double& damp_used, int& raises, int threads) {
+  double damp = damp0;
+  for (raises = 0; raises <= max_raises; ++raises, damp *= 10) {
+    fill(A);
+    const int64_t n = A.rows();
+    double mean = 0;
+    for (int64_t i = 0; i < n; ++i) mean += A(i, i);
+    mean /= static_cast<double>(n);
+    for (int64_t i = 0; i < n; ++i) A(i, i) += static_cast<float>(damp * mean);
+    std::reverse(A.data(), A.data() + n * n);
+    if (!gp_cholesky_inplace(A, threads)) continue;
+    gp_lower_inverse_inplace(A, threads);
+    std::reverse(A.data(), A.data() + n * n);
+    bool ok = true;
+    for (int64_t i = 0; i < n && ok; ++i) {
+      float* row = A.row(i).data();
+      std::fill(row, row + i, 0.0f);
+      ok = row[i] > 0;
+      for (int64_t j = i; j < n && ok; ++j) ok = std::isfinite(row[j]);
+    }
+    if (ok) {
+      damp_used = damp;
+      return true;
     }
   }
   raises = max_raises;
@@ -235,7 +287,7 @@ GptqMatrix gptq_quantize_matrix(const float* w, int64_t rows, int64_t cols, cons
 
   // Dead columns (no signal): H_ii = 1 and the weights zeroed.
   RowMat W = Eigen::Map<const RowMat>(w, rows, cols);
-  std::vector<float> hh = gp_live_hessian(h, cols, W, m.dead_columns);
+  gp_dead_columns(h, cols, W, m.dead_columns);
   const int search = p.scale_search;
 
   // Walk order: descending diag(H) with act-order (stable, so ties keep their order).
@@ -243,9 +295,9 @@ GptqMatrix gptq_quantize_matrix(const float* w, int64_t rows, int64_t cols, cons
   std::iota(perm.begin(), perm.end(), 0);
   const bool reorder = p.act_order != GptqActOrder::none;
   if (reorder) {
-    std::stable_sort(perm.begin(), perm.end(), [&](int32_t a, int32_t b) {
-      return hh[static_cast<size_t>(a) * static_cast<size_t>(cols + 1)] > hh[static_cast<size_t>(b) * static_cast<size_t>(cols + 1)];
-    });
+    const std::vector<float> hd = gp_live_diagonal(h, cols);
+    std::stable_sort(perm.begin(), perm.end(),
+                     [&](int32_t a, int32_t b) { return hd[static_cast<size_t>(a)] > hd[static_cast<size_t>(b)]; });
     m.perm = perm;
   }
   // Group of each walk position, and whether its scales are fixed before the walk.
@@ -257,23 +309,16 @@ GptqMatrix gptq_quantize_matrix(const float* w, int64_t rows, int64_t cols, cons
   for (int64_t j = 0; j < cols; ++j) m.g_idx[static_cast<size_t>(perm[static_cast<size_t>(j)])] = gwalk[static_cast<size_t>(j)];
 
   RowMat Wp(rows, cols);
-  std::vector<float> hp(static_cast<size_t>(cols * cols));
-  for (int64_t j = 0; j < cols; ++j) {
-    const int64_t pj = perm[static_cast<size_t>(j)];
-    Wp.col(j) = W.col(pj);
-    for (int64_t k = 0; k < cols; ++k) hp[static_cast<size_t>(j * cols + k)] = hh[static_cast<size_t>(pj * cols + perm[static_cast<size_t>(k)])];
-  }
-  hh.clear();
-  hh.shrink_to_fit();
+  for (int64_t j = 0; j < cols; ++j) Wp.col(j) = W.col(perm[static_cast<size_t>(j)]);
   W.resize(0, 0);
   RowMat U;
-  if (!gp_inverse_factor(hp.data(), cols, p.damp, p.max_damp_raises, U, m.damp, m.damp_raises))
+  const std::vector<int32_t> walk = reorder ? perm : std::vector<int32_t>{};
+  if (!gp_inverse_factor(U, [&](RowMat& a) { gp_live_hessian(h, cols, walk, a); }, p.damp, p.max_damp_raises, m.damp,
+                         m.damp_raises, threads))
     fail(Errc::smoothquant_failed,
          "gptq: the Hessian is not positive definite even with dampening {} x mean(diag H) ({} raises x10 from {}); "
          "use more calibration samples or a larger --damp",
          p.damp * std::pow(10.0, p.max_damp_raises), p.max_damp_raises, p.damp);
-  hp.clear();
-  hp.shrink_to_fit();
   // The scale search's weight of walk position j: 1 / U_jj², what GPTQ's loss charges a rounding
   // error there ((w - q)² / U_jj²: the error's cost after the later columns compensate it).
   std::vector<float> hdiag_walk(static_cast<size_t>(cols));
@@ -596,6 +641,7 @@ struct GptqQuantizer::Impl {
         so.n_ctx = cfg.ctx;
         so.hook_inputs_only = true;
         Session session(*model, so, ctx);
+        const GpGemmFn gemm = engine::Exec::from(ctx).ops.gemm;
         const float* last_input = nullptr;
         int last_site = -1;
         session.set_linear_hook([&](const LinearEvent& ev) {
@@ -610,9 +656,8 @@ struct GptqQuantizer::Impl {
           if (!(ev.input == last_input && k == last_site)) {
             last_input = ev.input;
             last_site = k;
-            Eigen::Map<const RowMat> X(ev.input, ev.n_tokens, l.n_in);
-            if (!X.allFinite()) non_finite = true;
-            H[static_cast<size_t>(k)].noalias() += X.transpose() * X;
+            if (!Eigen::Map<const RowMat>(ev.input, ev.n_tokens, l.n_in).allFinite()) non_finite = true;
+            gp_add_gram(H[static_cast<size_t>(k)], ev.input, ev.n_tokens, l.n_in, ctx.thread_count(), gemm);
             seen[k] += ev.n_tokens;
           }
           if (k == 3) throw GpStopForward{};
@@ -636,7 +681,7 @@ struct GptqQuantizer::Impl {
              "was written", L);
       for (int k = 0; k < 4; ++k) {
         if (seen[k] == 0) fail(Errc::calibration_error, "gptq: block {} saw no calibration tokens", L);
-        H[static_cast<size_t>(k)] *= 2.0f / static_cast<float>(seen[k]);
+        gp_finish_gram(H[static_cast<size_t>(k)], 2.0f / static_cast<float>(seen[k]));
       }
       for (const GpLinear& x : linears) {
         if (x.layer != L) continue;

@@ -122,15 +122,14 @@ GptqGgufMatrix gptq_gguf_quantize_matrix(QuantType type, const float* w, int64_t
   m.values.assign(static_cast<size_t>(rows * cols), 0.0f);
 
   gptq_impl::RowMat W = Eigen::Map<const gptq_impl::RowMat>(w, rows, cols);
-  std::vector<float> hh = gptq_impl::gp_live_hessian(h, cols, W, m.dead_columns);
+  gptq_impl::gp_dead_columns(h, cols, W, m.dead_columns);
   gptq_impl::RowMat U;
-  if (!gptq_impl::gp_inverse_factor(hh.data(), cols, p.damp, p.max_damp_raises, U, m.damp, m.damp_raises))
+  if (!gptq_impl::gp_inverse_factor(U, [&](gptq_impl::RowMat& a) { gptq_impl::gp_live_hessian(h, cols, {}, a); },
+                                    p.damp, p.max_damp_raises, m.damp, m.damp_raises, ctx.thread_count()))
     fail(Errc::smoothquant_failed,
          "gptq: the Hessian is not positive definite even with dampening {} x mean(diag H); use more calibration "
          "samples or a larger --damp",
          p.damp * std::pow(10.0, p.max_damp_raises));
-  hh.clear();
-  hh.shrink_to_fit();
 
   // Lazy batches of whole blocks, so a block's scales see every earlier column's feedback.
   const int64_t B = std::max<int64_t>(QK, (128 / QK) * QK);

@@ -35,9 +35,11 @@
 #include "formats/safetensors_writer.hpp"
 #include "model/architecture.hpp"
 #include "model/tensor_names.hpp"
+#include "engine/impl.hpp"
 #include "quantize/calibration_chunks.hpp"
 #include "quantize/block_stream.hpp"
 #include "quantize/checkpoint.hpp"
+#include "quantize/gptq_walk.hpp"
 #include "quantize/gptq_write.hpp"
 #include "quantize/smoothquant_stats.hpp"
 #include "core/half.hpp"
@@ -656,6 +658,7 @@ class GsRun {
         so.n_ctx = cfg_.ctx;
         so.hook_inputs_only = true;
         Session session(*model, so, ctx_);
+        const gptq_impl::GpGemmFn gemm = engine::Exec::from(ctx_).ops.gemm;
         const float* last_input = nullptr;
         int last_site = -1;
         session.set_linear_hook([&](const LinearEvent& ev) {
@@ -665,9 +668,8 @@ class GsRun {
           if (!(ev.input == last_input && k == last_site)) {
             last_input = ev.input;
             last_site = k;
-            Eigen::Map<const GsRowMat> X(ev.input, ev.n_tokens, l.n_in);
-            if (!X.allFinite()) non_finite = true;
-            H[static_cast<size_t>(k)].noalias() += X.transpose() * X;
+            if (!Eigen::Map<const GsRowMat>(ev.input, ev.n_tokens, l.n_in).allFinite()) non_finite = true;
+            gptq_impl::gp_add_gram(H[static_cast<size_t>(k)], ev.input, ev.n_tokens, l.n_in, ctx_.thread_count(), gemm);
             seen[k] += ev.n_tokens;
             if (!stats.empty() && (k % 2 == 0 || static_inputs))
               stats[static_cast<size_t>(k)].observe(ev.input, ev.n_tokens, ctx_.thread_count());
@@ -692,7 +694,7 @@ class GsRun {
              "was written", L);
       for (int k = 0; k < 4; ++k) {
         if (seen[k] == 0) fail(Errc::calibration_error, "gptq: block {} saw no calibration tokens", L);
-        H[static_cast<size_t>(k)] *= 2.0f / static_cast<float>(seen[k]);
+        gptq_impl::gp_finish_gram(H[static_cast<size_t>(k)], 2.0f / static_cast<float>(seen[k]));
       }
       if (cfg_.smoothquant) smooth_block(L, *model, H, stats, sm);
       stats.clear();

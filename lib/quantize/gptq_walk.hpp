@@ -6,6 +6,7 @@
 #include <lq/error.hpp>
 #include <lq/threads.hpp>
 
+#include "backend/ops.hpp"
 #include "core/fail.hpp"
 
 #include <Eigen/Core>
@@ -13,32 +14,82 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <functional>
 #include <vector>
 
 namespace lq::gptq_impl {
 
 using RowMat = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
 
-/// H (cols x cols) as GPTQ factors it: a dead column (H_ii = 0, no signal) gets H_ii = 1 and its
-/// weights in W are zeroed, each counted in `dead`. Errc::smoothquant_failed when H holds NaN or
-/// infinite values.
-inline std::vector<float> gp_live_hessian(const float* h, int64_t cols, RowMat& W, int64_t& dead) {
-  std::vector<float> hh(h, h + cols * cols);
+/// GPTQ's dead columns (H_ii = 0: no signal): their weights in W are zeroed, each counted in dead.
+inline void gp_dead_columns(const float* h, int64_t cols, RowMat& W, int64_t& dead) {
   for (int64_t c = 0; c < cols; ++c)
-    if (hh[static_cast<size_t>(c * cols + c)] == 0) {
-      hh[static_cast<size_t>(c * cols + c)] = 1;
+    if (h[c * cols + c] == 0) {
       W.col(c).setZero();
       ++dead;
     }
-  for (float v : hh)
-    if (!std::isfinite(v)) fail(Errc::smoothquant_failed, "gptq: the Hessian holds NaN or infinite values");
-  return hh;
 }
 
-/// The upper Cholesky factor of (H + λI)^-1 (gptq.cpp), raising λ x10 on failure; false when every
-/// attempt failed.
-bool gp_inverse_factor(const float* h, int64_t n, double damp0, int max_raises, RowMat& U, double& damp_used,
-                       int& raises);
+/// H (cols x cols) as GPTQ factors it, into A in walk order (walk position j is column perm[j];
+/// an empty perm keeps the order), a dead column's H_ii set to 1. Errc::smoothquant_failed when H
+/// holds NaN or infinite values.
+inline void gp_live_hessian(const float* h, int64_t cols, const std::vector<int32_t>& perm, RowMat& A) {
+  A.resize(cols, cols);
+  for (int64_t j = 0; j < cols; ++j) {
+    const int64_t pj = perm.empty() ? j : perm[static_cast<size_t>(j)];
+    const float* src = h + pj * cols;
+    float* dst = A.row(j).data();
+    if (perm.empty()) std::copy(src, src + cols, dst);
+    else
+      for (int64_t k = 0; k < cols; ++k) dst[k] = src[perm[static_cast<size_t>(k)]];
+    for (int64_t k = 0; k < cols; ++k)
+      if (!std::isfinite(dst[k])) fail(Errc::smoothquant_failed, "gptq: the Hessian holds NaN or infinite values");
+    if (dst[j] == 0) dst[j] = 1;
+  }
+}
+
+/// diag(H) with GPTQ's dead columns (H_ii = 0) set to 1: the act-order key.
+inline std::vector<float> gp_live_diagonal(const float* h, int64_t cols) {
+  std::vector<float> d(static_cast<size_t>(cols));
+  for (int64_t c = 0; c < cols; ++c) {
+    const float v = h[c * cols + c];
+    d[static_cast<size_t>(c)] = v == 0 ? 1.0f : v;
+  }
+  return d;
+}
+
+/// The back-end's float GEMM, C = A·Bᵀ (+ C) (EngineOps::gemm).
+using GpGemmFn = void (*)(const detail::GemmArgs&);
+
+/// The lower triangle of H += XᵀX for the n rows (tokens) of x, cols inputs each (gp_finish_gram
+/// completes H): Xᵀ is formed once, then each stripe of 128 rows of H is one product of the
+/// back-end's GEMM (vectorised for the CPU it runs on), the stripes on the threads. The stripes,
+/// not the thread count, set each sum's order, so H is the same for any thread count.
+inline void gp_add_gram(RowMat& H, const float* x, int64_t n, int64_t cols, int threads, GpGemmFn gemm) {
+  constexpr int64_t kStripe = 128;
+  RowMat Xt = Eigen::Map<const RowMat>(x, n, cols).transpose();
+  const int64_t stripes = (cols + kStripe - 1) / kStripe;
+  parallel_for(stripes, threads, 1, [&](int64_t s0, int64_t s1) {
+    for (int64_t s = s1 - 1; s >= s0; --s) {  // the longer stripes first
+      const int64_t r0 = s * kStripe, h = std::min(kStripe, cols - r0);
+      detail::GemmArgs g{h, r0 + h, n, Xt.data() + r0 * n, n, Xt.data(), QuantType::F32, n, H.data() + r0 * cols, cols, true};
+      g.c_causal = r0;  // row r0 + i needs columns 0 .. r0 + i (the lower triangle)
+      gemm(g);
+    }
+  });
+}
+
+/// H from gp_add_gram's sums: scaled (GPTQ's 2 / tokens) and mirrored into its upper triangle.
+inline void gp_finish_gram(RowMat& H, float scale) {
+  for (int64_t i = 0; i < H.rows(); ++i)
+    for (int64_t j = 0; j <= i; ++j) H(j, i) = H(i, j) = H(i, j) * scale;
+}
+
+/// The upper Cholesky factor U of (H + λI)^-1 (H^-1 = UᵀU), in place: fill(A) writes the live
+/// Hessian into A (again for each attempt), λ = damp x mean(diag H) is raised x10 on failure; A
+/// ends as U (the same for any thread count). False when every attempt failed.
+bool gp_inverse_factor(RowMat& A, const std::function<void(RowMat&)>& fill, double damp0, int max_raises,
+                       double& damp_used, int& raises, int threads = 1);
 
 /// GPTQ's error feedback over the rows of W (updated in place), column after column in lazy batches
 /// of B columns: quant(r, i, wr) rounds column i of row r (wr: the row's weights with the feedback
