@@ -135,3 +135,30 @@ TEST_CASE("gptq-gguf: CLI writes the plain run's tensor types with GPTQ blocks",
   CHECK(differ > 0);
   CHECK(fs::file_size(tmp / "plain.gguf") == fs::file_size(tmp / "gptq.gguf"));
 }
+
+TEST_CASE("gptq-gguf: the streamed calibration gives the in-memory run's bytes and leaves no work files",
+          "[gptq-gguf]") {
+  auto t = test::tiny_with_calibration();
+  if (!t) return;
+  auto src = ModelSource::open(t->dir);
+  QuantizeOptions qo;
+  qo.ftype = FileType::Q4_K_M;
+  GptqGgufConfig c;
+  c.calibration_samples = 4;
+  c.ctx = 64;
+  c.calibration_data = t->calib;
+  const GptqGgufResult memory = gptq_gguf_tensors(*src, qo, c);
+  test::TempDir tmp;
+  c.work_dir = tmp.path();
+  const GptqGgufResult streamed = gptq_gguf_tensors(*src, qo, c);
+  CHECK_FALSE(memory.tensor_bytes.empty());
+  CHECK(streamed.gptq_tensors == memory.gptq_tensors);
+  CHECK(streamed.plain_tensors == memory.plain_tensors);
+  CHECK(streamed.tokens == memory.tokens);
+  REQUIRE(streamed.tensor_bytes.size() == memory.tensor_bytes.size());
+  for (const auto& [name, bytes] : memory.tensor_bytes) {
+    INFO(name);
+    CHECK(streamed.tensor_bytes.at(name) == bytes);
+  }
+  CHECK(fs::is_empty(tmp.path()));
+}

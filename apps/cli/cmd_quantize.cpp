@@ -418,6 +418,7 @@ int run_quantize(Context& ctx, std::vector<std::string> args) {
       fail(Errc::invalid_argument, "--gptq needs a Hugging Face checkpoint (safetensors), not the GGUF file {}",
            model.string());
     qo.checkpoint = {};
+    gcfg.work_dir = fs::absolute(out).parent_path();  // the streamed calibration's work files, beside the output
     gptq_res = gptq_gguf_tensors(*src, qo, gcfg, run_ctx);
     progress.message(fmt::format("GPTQ: {} linears on the GGUF grid, {} without ({} chunks of {} tokens, {:.1f} s "
                                  "calibration, {:.1f} s quantization)",

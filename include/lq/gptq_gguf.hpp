@@ -50,6 +50,10 @@ struct GptqGgufConfig {
   int64_t calibration_samples = 128;  ///< chunks of ctx tokens
   int64_t ctx = 256;
   std::filesystem::path calibration_data;  ///< empty = the built-in WikiText-2 text
+  /// Where the block-by-block calibration keeps its work files (each block's input hidden states)
+  /// while it runs, with one block of the model in memory, where gptq_model streams too (not for
+  /// Gemma's windows and scaled embeddings). Empty: the whole model is loaded (GptqQuantizer).
+  std::filesystem::path work_dir;
 };
 
 /// The GPTQ-made bytes of a model's decoder linears, for QuantizeOptions::tensor_bytes.

@@ -12,6 +12,7 @@
 
 #include "core/fail.hpp"
 #include "core/half.hpp"
+#include "quantize/gptq_stream.hpp"
 #include "quantize/gptq_walk.hpp"
 #include "types/ref/blocks.hpp"
 
@@ -203,9 +204,14 @@ GptqGgufResult gptq_gguf_tensors(const ModelSource& src, const QuantizeOptions& 
     }
     return out;
   };
-  GptqQuantizer gq(src, gc);
-  gq.run(ctx);
-  const GptqResult& s = gq.summary();
+  GptqResult s;
+  if (!config.work_dir.empty() && gptq_streams(src)) {
+    s = gptq_stream_hook(src.path(), config.work_dir, gc, ctx);
+  } else {
+    GptqQuantizer gq(src, gc);
+    gq.run(ctx);
+    s = gq.summary();
+  }
   res.calibration_source = s.calibration_source;
   res.chunks = s.chunks;
   res.ctx = s.ctx;

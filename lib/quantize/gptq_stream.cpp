@@ -39,6 +39,7 @@
 #include "quantize/calibration_chunks.hpp"
 #include "quantize/block_stream.hpp"
 #include "quantize/checkpoint.hpp"
+#include "quantize/gptq_stream.hpp"
 #include "quantize/gptq_walk.hpp"
 #include "quantize/gptq_write.hpp"
 #include "quantize/smoothquant_stats.hpp"
@@ -209,11 +210,14 @@ void gs_sync_dir(const fs::path& d) {
 // The streamed run.
 class GsRun {
  public:
+  // out: the output directory; with config.matrix_hook (gptq_stream_hook) the folder that holds the
+  // work files for the run's duration instead, and nothing is written.
   GsRun(const fs::path& model_path, fs::path out, const GptqConfig& config, const Context& ctx)
       : cfg_(config), ctx_(ctx), progress_(ctx.progress_sink()), out_path_(std::move(out)) {
     validate(cfg_.params);
-    if (cfg_.matrix_hook)
-      fail(Errc::invalid_argument, "gptq: a matrix hook needs GptqQuantizer (gptq_model writes the GPTQ layouts)");
+    hook_ = static_cast<bool>(cfg_.matrix_hook);
+    if (hook_ && (cfg_.params.rtn || cfg_.smoothquant || !cfg_.checkpoint_dir.empty()))
+      fail(Errc::invalid_argument, "gptq: a matrix hook runs GPTQ's calibration alone (no RTN, SmoothQuant or checkpoint)");
     if (cfg_.calibration_samples < 1)
       fail(Errc::invalid_argument, "gptq: calibration samples must be positive, got {}", cfg_.calibration_samples);
     if (cfg_.ctx < 2) fail(Errc::invalid_argument, "gptq: ctx must be at least 2, got {}", cfg_.ctx);
@@ -230,8 +234,9 @@ class GsRun {
   GptqResult run() {
     const auto t0 = std::chrono::steady_clock::now();
     // Refusals about the output directory come before any heavy work.
-    od_ = std::make_unique<OutputDir>(out_path_, std::vector<std::string>{"compressed-tensors", "gptq", "awq"},
-                                      "quantized output");
+    if (!hook_)
+      od_ = std::make_unique<OutputDir>(out_path_, std::vector<std::string>{"compressed-tensors", "gptq", "awq"},
+                                        "quantized output");
     if (!cfg_.params.rtn) calibrate_tokens();
     open_work();
     const ModelConfig& mc = src_->config();
@@ -253,9 +258,23 @@ class GsRun {
     summary_.tokens = 0;
     for (const auto& c : chunks_) summary_.tokens += static_cast<int64_t>(c.size());
     summary_.quantize_seconds = gs_seconds_since(t0) - summary_.calibration_seconds;
-    write_output();
+    if (hook_) {
+      log_.reset();
+      std::error_code ec;
+      fs::remove_all(work_, ec);
+    } else {
+      write_output();
+    }
     summary_.seconds = gs_seconds_since(t0);
     return summary_;
+  }
+
+  ~GsRun() {
+    if (hook_ && !work_.empty()) {
+      log_.reset();
+      std::error_code ec;
+      fs::remove_all(work_, ec);
+    }
   }
 
  private:
@@ -371,7 +390,7 @@ class GsRun {
     std::error_code ec;
     const fs::path& ck = cfg_.checkpoint_dir;
     if (ck.empty()) {
-      work_ = od_->make_tmp() / ".gptq-work";
+      work_ = hook_ ? out_path_ / fmt::format(".lq-gptq-work-{}", ::getpid()) : od_->make_tmp() / ".gptq-work";
       fs::create_directories(work_, ec);
       if (ec) fail(Errc::output_error, "gptq: cannot create {}: {}", work_.string(), ec.message());
       append_log_header();
@@ -707,6 +726,14 @@ class GsRun {
       ctx_.check_cancelled();
       const std::string gg = "blk.0." + xl.role + ".weight";
       std::vector<float> w = model->tensor_f32(gg);
+      if (hook_) {  // the caller's quantizer, on the weights in the engine's row order
+        std::vector<float> dq = cfg_.matrix_hook(fmt::format("blk.{}.{}.weight", L, xl.role), w, xl.rows, xl.cols,
+                                                 H[static_cast<size_t>(xl.site)].data(), ctx_);
+        if (xl.role == "attn_v" || xl.role == "attn_output" || xl.role == "ffn_up" || xl.role == "ffn_down")
+          H[static_cast<size_t>(xl.site)].resize(0, 0);
+        if (L + 1 < mc.n_layer) model->replace_tensor(gg, dq, QuantType::F32);
+        continue;
+      }
       if (cfg_.smoothquant && (xl.site == 0 || xl.site == 2)) {  // W * s, column by column
         const std::vector<float>& sc = sm.scales[xl.site / 2];
         for (int64_t r = 0; r < xl.rows; ++r)
@@ -863,6 +890,7 @@ class GsRun {
   fs::path out_path_;
   std::unique_ptr<ModelSource> src_;
   std::unique_ptr<OutputDir> od_;
+  bool hook_ = false;  // config.matrix_hook: calibration and the caller's quantizer only
   std::vector<GsLinear> linears_;
   std::vector<std::vector<int32_t>> chunks_;
   int64_t max_len_ = 0;
@@ -873,6 +901,21 @@ class GsRun {
 };
 
 }  // namespace gptq_stream_impl
+
+GptqResult gptq_stream_hook(const fs::path& model, const fs::path& work_root, const GptqConfig& config,
+                            const Context& ctx) {
+  gptq_stream_impl::GsRun run(model, work_root, config, ctx);
+  return run.run();
+}
+
+bool gptq_streams(const ModelSource& src) {
+  // A block calibrated alone sees hidden states through a one-block model: that needs blocks that
+  // do not depend on their index (no sliding-window pattern) and embeddings used as they are (no
+  // scaling); experts are 3-D tensors, which the walk does not take.
+  const Architecture& arch = architecture_of(src.config(), "gptq");
+  return src.config().n_expert == 0 && !arch.sandwich_norms && !arch.scale_embedding && arch.swa_period == 0 &&
+         !src.is_gguf();
+}
 
 GptqResult gptq_model(const fs::path& model, fs::path out, const GptqConfig& config, const Context& ctx) {
   validate(config.params);

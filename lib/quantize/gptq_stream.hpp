@@ -1,0 +1,22 @@
+// Internal: the streamed GPTQ calibration (gptq_stream.cpp) for callers other than gptq_model.
+#pragma once
+
+#include <lq/gptq.hpp>
+#include <lq/model.hpp>
+
+#include <filesystem>
+
+namespace lq {
+
+/// Whether gptq_model calibrates src block by block (a Hugging Face checkpoint whose blocks do not
+/// depend on their index and whose embeddings are used as stored, without experts).
+bool gptq_streams(const ModelSource& src);
+
+/// GPTQ's sequential calibration with one block in memory, each linear quantized by
+/// config.matrix_hook (required; no RTN, SmoothQuant or checkpoint): its returned values feed the
+/// later blocks. The work files (each block's input hidden states) live in a folder under
+/// work_root for the run's duration. Nothing else is written; the summary has no layer reports.
+GptqResult gptq_stream_hook(const std::filesystem::path& model, const std::filesystem::path& work_root,
+                            const GptqConfig& config, const Context& ctx);
+
+}  // namespace lq
