@@ -80,7 +80,7 @@ int main(int argc, char** argv) {
         auto q = lq::Model::load(dir);
         const lq::KldResult k = lq::kl_divergence(*q, *original, tokens, po, c);
         char buf[128];
-        std::snprintf(buf, sizeof buf, "%8.4f %+6.2f%% %.5f", k.ppl, 100 * (k.ppl / base.ppl - 1), k.kld_mean);
+        std::snprintf(buf, sizeof buf, "%8.4f %+6.2f%% %.6f", k.ppl, 100 * (k.ppl / base.ppl - 1), k.kld_mean);
         full = buf;
       } catch (const lq::Error& e) {
         full = std::string("not loadable: ") + e.what();
@@ -93,7 +93,7 @@ int main(int argc, char** argv) {
         for (const auto& g : sq.groups()) std::printf(" %.2f", g.alpha);
         std::printf("\n");
       }
-      std::printf("%-6s | %-38s | %8.4f %+6.2f%% %.5f | %.1f\n", alpha_text.c_str(), full.c_str(), kw.ppl,
+      std::printf("%-6s | %-38s | %8.4f %+6.2f%% %.6f | %.1f\n", alpha_text.c_str(), full.c_str(), kw.ppl,
                   100 * (kw.ppl / base.ppl - 1), kw.kld_mean, secs);
       std::fflush(stdout);
     }

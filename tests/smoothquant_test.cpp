@@ -401,6 +401,18 @@ TEST_CASE("smoothquant: alpha auto picks per layer the lowest W8A8 error", "[smo
     CHECK(g.mse_chosen <= g.mse_default);
     CHECK(g.mse_chosen > 0);
   }
+  // Static activations are judged with the one input_scale they will be stored with: every token
+  // quantized on the calibration maximum's grid costs more than its own per-token grid.
+  SmoothQuantConfig cs = c;
+  cs.static_activations = true;
+  SmoothQuantizer ss(*src, cs);
+  ss.calibrate();
+  REQUIRE(ss.groups().size() == sq.groups().size());
+  for (size_t i = 0; i < ss.groups().size(); ++i) {
+    INFO(ss.groups()[i].norm);
+    CHECK(ss.groups()[i].mse_chosen <= ss.groups()[i].mse_default);
+    CHECK(ss.groups()[i].mse_chosen > sq.groups()[i].mse_chosen);
+  }
   // A lower percentile clips the statistic: smaller a_j than the max.
   SmoothQuantConfig p = sq_test_config();
   p.calibration_data = *calib;

@@ -313,9 +313,11 @@ using namespace sq_impl;
 namespace sq_impl {
 std::vector<float> sq_product(const detail::EngineOps& ops, const std::vector<float>& w, const float* x, int64_t rows,
                               int64_t n, int threads);
+// static_scale > 0: static activations, every token quantized with that one scale (the
+// input_scale the output will hold); 0: dynamic per-token scales.
 double sq_group_error(const detail::EngineOps& ops, const std::vector<std::vector<float>>& W, const std::vector<float>& X,
                       int64_t rows, int64_t n, const std::vector<std::vector<float>>& Yref, const std::vector<float>& s,
-                      bool per_channel, int threads);
+                      bool per_channel, int threads, float static_scale = 0);
 
 // Smoothing groups of a block, in this order; the last two only with smooth_all.
 enum SqGroupKind { kSqAttnNorm = 0, kSqFfnNorm = 1, kSqValueOut = 2, kSqUpDown = 3 };
@@ -791,19 +793,27 @@ struct SmoothQuantizer::Impl {
       std::vector<std::vector<float>> Yref;
       for (const auto& mw : W) Yref.push_back(sq_product(ops, mw, X.data(), rows, n_col, threads));
       const std::vector<double> grid = alpha_grid();
+      // Static activations are judged with the input_scale each alpha would store (see below).
+      auto input_scale = [&](const std::vector<float>& se) {
+        if (!cfg.static_activations) return 0.0f;
+        double sm = 0;
+        for (size_t j = 0; j < a_col.size(); ++j) sm = std::max(sm, static_cast<double>(a_col[j]) / se[j]);
+        return static_cast<float>(sm / 127.5);
+      };
+      auto error_at = [&](double al) {
+        const std::vector<float> se = expand(smoothing_scales(a, w, al));
+        return sq_group_error(ops, W, X, rows, n_col, Yref, se, cfg.per_channel, threads, input_scale(se));
+      };
       double best = std::numeric_limits<double>::infinity();
       G.mse_default = -1;
       for (double al : grid) {
         ctx.check_cancelled();
-        const double e = sq_group_error(ops, W, X, rows, n_col, Yref, expand(smoothing_scales(a, w, al)), cfg.per_channel,
-                                        threads);
+        const double e = error_at(al);
         if (e < best) best = e, G.alpha = al;
         if (std::fabs(al - cfg.alpha) < 1e-12 && G.mse_default < 0) G.mse_default = e;
       }
       G.mse_chosen = best;
-      if (G.mse_default < 0)
-        G.mse_default = sq_group_error(ops, W, X, rows, n_col, Yref, expand(smoothing_scales(a, w, cfg.alpha)),
-                                       cfg.per_channel, threads);
+      if (G.mse_default < 0) G.mse_default = error_at(cfg.alpha);
       progress.message(fmt::format("  {}: alpha {:.2f} (relative MSE {:.3g}; {:.3g} at alpha {})", G.norm, G.alpha,
                                    G.mse_chosen, G.mse_default, cfg.alpha));
     }
@@ -1120,15 +1130,16 @@ std::vector<float> sq_product(const detail::EngineOps& ops, const std::vector<fl
 
 double sq_group_error(const detail::EngineOps& ops, const std::vector<std::vector<float>>& W, const std::vector<float>& X,
                       int64_t rows, int64_t n, const std::vector<std::vector<float>>& Yref, const std::vector<float>& s,
-                      bool per_channel, int threads) {
+                      bool per_channel, int threads, float static_scale) {
   std::vector<float> xq(static_cast<size_t>(rows * n));
   for (int64_t r = 0; r < rows; ++r) {
     const float* x = &X[static_cast<size_t>(r * n)];
     float* o = &xq[static_cast<size_t>(r * n)];
     float m = 0;
     for (int64_t j = 0; j < n; ++j) m = std::max(m, std::fabs(x[j] / s[static_cast<size_t>(j)]));
-    // Dynamic per-token activations as vLLM computes them at run time: scale max|x| / 127.
-    const float sc = m > 0 ? m / 127.0f : 1.0f;
+    // Dynamic per-token activations as vLLM computes them at run time: scale max|x| / 127; static:
+    // the stored input_scale.
+    const float sc = static_scale > 0 ? static_scale : m > 0 ? m / 127.0f : 1.0f;
     for (int64_t j = 0; j < n; ++j)
       o[j] = std::clamp(std::nearbyint(x[j] / s[static_cast<size_t>(j)] / sc), -128.0f, 127.0f) * sc;
   }
