@@ -448,6 +448,15 @@ TEST_CASE("smoothquant: MigrationAnalyzer moves an outlier channel into the weig
   for (const auto& mat : w)
     for (size_t k = 0; k < mat.size(); ++k) wmax[k % n] = std::max(wmax[k % n], std::fabs(mat[k]));
   CHECK(an.error(w, x, rows, smoothing_scales(a, wmax, m.alpha)) == Approx(m.error).epsilon(1e-9));
+  // Static activations: one input scale max_j a_j / s_j / 127.5 for every token; at alpha 0 (the
+  // outlier channel left in the activations) it costs more than per-token scales, and error() (its
+  // maximum over the same rows) agrees with the search.
+  const MigrationAnalyzer st({0, 0.25, 0.5, 0.75, 1}, true, true);
+  const MigrationResult ms = st.find_optimal_alpha(w, x, rows, a);
+  REQUIRE(ms.errors.size() == 5);
+  CHECK(ms.errors[0] > m.errors[0]);
+  CHECK(ms.errors != m.errors);
+  CHECK(st.error(w, x, rows, smoothing_scales(a, wmax, ms.alpha)) == Approx(ms.error).epsilon(1e-9));
   // Scales: a^alpha / w^(1-alpha), a where the weights are zero, floored at 1e-5.
   const auto s = smoothing_scales({4, 9, 0, 2}, {1, 4, 1, 0}, 0.5);
   CHECK(s[0] == Approx(2));

@@ -85,11 +85,14 @@ struct MigrationResult {
 /// relative output error of its linears under W8A8 fake quantization, sum (Q(X/s) Q(W s)^T -
 /// X W^T)^2 / sum (X W^T)^2, with int8 weights (per output row, or per matrix) rounded as
 /// compressed-tensors rounds and int8 activations per token rounded as vLLM does at run time
-/// (max |x| / 127). SmoothQuantizer runs it per group with `--alpha auto`.
+/// (max |x| / 127), or with static activations every token on the one input scale the output
+/// stores (max_j a_j / s_j / 127.5). SmoothQuantizer runs it per group with `--alpha auto`.
 class LQ_API MigrationAnalyzer {
  public:
-  /// `grid` empty = {0, 0.05, ..., 1}; `per_channel` false: one weight scale per matrix.
-  explicit MigrationAnalyzer(std::vector<double> grid = {}, bool per_channel = true);
+  /// `grid` empty = {0, 0.05, ..., 1}; `per_channel` false: one weight scale per matrix;
+  /// `static_activations`: judge activations as stored static (see above; error() takes the
+  /// maximum over its own rows).
+  explicit MigrationAnalyzer(std::vector<double> grid = {}, bool per_channel = true, bool static_activations = false);
   const std::vector<double>& grid() const { return grid_; }
   /// The relative error for `scales` (n values): `weights` are the group's matrices, each
   /// out_i x n row-major; `x` holds `rows` input rows of n values.
@@ -103,6 +106,7 @@ class LQ_API MigrationAnalyzer {
  private:
   std::vector<double> grid_;
   bool per_channel_ = true;
+  bool static_ = false;
 };
 
 /// One smoothing group: a norm and the linear layers that read its output (Hugging Face names).

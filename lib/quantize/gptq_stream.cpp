@@ -594,7 +594,7 @@ class GsRun {
       }
       double alpha = sq.alpha;
       if (sq.alpha_auto) {
-        const MigrationAnalyzer analyzer(sq.alpha_grid, true);
+        const MigrationAnalyzer analyzer(sq.alpha_grid, true, sq.static_activations);
         const std::vector<float> X = stats[static_cast<size_t>(k)].sample();
         const int64_t rows = stats[static_cast<size_t>(k)].rows();
         const MigrationResult m = analyzer.find_optimal_alpha(W, X, rows, a, ctx_);

@@ -1180,8 +1180,8 @@ int64_t sq_group_width(const std::vector<std::vector<float>>& W, const std::vect
 
 }  // namespace sq_impl
 
-MigrationAnalyzer::MigrationAnalyzer(std::vector<double> grid, bool per_channel)
-    : grid_(std::move(grid)), per_channel_(per_channel) {
+MigrationAnalyzer::MigrationAnalyzer(std::vector<double> grid, bool per_channel, bool static_activations)
+    : grid_(std::move(grid)), per_channel_(per_channel), static_(static_activations) {
   if (grid_.empty())
     for (int i = 0; i <= 20; ++i) grid_.push_back(i * 0.05);
   for (double a : grid_)
@@ -1195,7 +1195,15 @@ double MigrationAnalyzer::error(const std::vector<std::vector<float>>& W, const 
   const int threads = ctx.thread_count();
   std::vector<std::vector<float>> Yref;
   for (const auto& w : W) Yref.push_back(sq_product(ops, w, x.data(), rows, n, threads));
-  return sq_group_error(ops, W, x, rows, n, Yref, s, per_channel_, threads);
+  float input_scale = 0;
+  if (static_) {
+    double m = 0;
+    for (int64_t r = 0; r < rows; ++r)
+      for (int64_t j = 0; j < n; ++j)
+        m = std::max(m, static_cast<double>(std::fabs(x[static_cast<size_t>(r * n + j)]) / s[static_cast<size_t>(j)]));
+    input_scale = static_cast<float>(m / 127.5);
+  }
+  return sq_group_error(ops, W, x, rows, n, Yref, s, per_channel_, threads, input_scale);
 }
 
 MigrationResult MigrationAnalyzer::find_optimal_alpha(const std::vector<std::vector<float>>& W, const std::vector<float>& x,
@@ -1212,7 +1220,14 @@ MigrationResult MigrationAnalyzer::find_optimal_alpha(const std::vector<std::vec
   r.error = std::numeric_limits<double>::infinity();
   for (double al : grid_) {
     ctx.check_cancelled();
-    const double e = sq_group_error(ops, W, x, rows, n, Yref, smoothing_scales(a, w, al), per_channel_, threads);
+    const std::vector<float> s = smoothing_scales(a, w, al);
+    float input_scale = 0;  // static: the input_scale the output would store
+    if (static_) {
+      double m = 0;
+      for (int64_t j = 0; j < n; ++j) m = std::max(m, static_cast<double>(a[static_cast<size_t>(j)]) / s[static_cast<size_t>(j)]);
+      input_scale = static_cast<float>(m / 127.5);
+    }
+    const double e = sq_group_error(ops, W, x, rows, n, Yref, s, per_channel_, threads, input_scale);
     r.errors.push_back(e);
     if (e < r.error) r.error = e, r.alpha = al;
   }
