@@ -188,10 +188,10 @@ TEST_CASE("gptq: the in-place inverse factor is the upper Cholesky factor of the
   const Eigen::MatrixXd Hinv = Hd.llt().solve(Eigen::MatrixXd::Identity(n, n));
   const Eigen::MatrixXd Uref = Hinv.llt().matrixU();
   const gptq_impl::RowMat Hf = H.cast<float>();
-  gptq_impl::RowMat U;
+  gptq_impl::RowMat U = Hf;
   double used = 0;
   int raises = -1;
-  REQUIRE(gptq_impl::gp_inverse_factor(U, [&](gptq_impl::RowMat& a) { a = Hf; }, damp, 4, used, raises));
+  REQUIRE(gptq_impl::gp_inverse_factor(U, damp, 4, used, raises));
   CHECK(raises == 0);
   CHECK(used == damp);
   const Eigen::MatrixXd Ud = U.cast<double>();
@@ -199,10 +199,48 @@ TEST_CASE("gptq: the in-place inverse factor is the upper Cholesky factor of the
   CHECK((Ud - Uref).norm() / Uref.norm() < 1e-4);
   CHECK((Ud.transpose() * Ud - Hinv).norm() / Hinv.norm() < 1e-4);
   // The stripes fix the order of every sum: the same bits on 1 and 3 threads.
-  gptq_impl::RowMat U1, U3;
-  REQUIRE(gptq_impl::gp_inverse_factor(U1, [&](gptq_impl::RowMat& a) { a = Hf; }, damp, 4, used, raises, 1));
-  REQUIRE(gptq_impl::gp_inverse_factor(U3, [&](gptq_impl::RowMat& a) { a = Hf; }, damp, 4, used, raises, 3));
+  gptq_impl::RowMat U1 = Hf, U3 = Hf;
+  REQUIRE(gptq_impl::gp_inverse_factor(U1, damp, 4, used, raises, 1));
+  REQUIRE(gptq_impl::gp_inverse_factor(U3, damp, 4, used, raises, 3));
   CHECK(U1 == U3);
+
+  // A failed attempt leaves H in the triangle it did not touch: an indefinite H (rank 24 of 300,
+  // diagonal lowered by 5% of its mean) fails at λ 0.01 and is factored at the raised λ exactly as a
+  // first attempt at that λ would be.
+  Eigen::MatrixXd Y(24, n);
+  for (int64_t i = 0; i < 24; ++i)
+    for (int64_t j = 0; j < n; ++j) Y(i, j) = nd(rng);
+  gptq_impl::RowMat Hs = (Y.transpose() * Y / 24.0).cast<float>();
+  const float low = 0.05f * Hs.diagonal().mean();
+  Hs.diagonal().array() -= low;
+  gptq_impl::RowMat R = Hs;
+  REQUIRE(gptq_impl::gp_inverse_factor(R, damp, 4, used, raises, 2));
+  CHECK(raises >= 1);
+  gptq_impl::RowMat D = Hs;
+  int raises_direct = -1;
+  double used_direct = 0;
+  REQUIRE(gptq_impl::gp_inverse_factor(D, used, 0, used_direct, raises_direct, 2));
+  CHECK(raises_direct == 0);
+  CHECK(R == D);
+  gptq_impl::RowMat F = Hs;
+  CHECK_FALSE(gptq_impl::gp_inverse_factor(F, damp, 0, used, raises, 2));
+}
+
+TEST_CASE("gptq: the consuming quantizer factors in the Hessian's own storage, same result", "[gptq]") {
+  const test::CalibProblem p = test::calib_problem(200, 96, 6, 9);
+  for (const GptqActOrder order : {GptqActOrder::none, GptqActOrder::static_groups, GptqActOrder::group}) {
+    GptqParams gp;
+    gp.bits = 4, gp.group_size = 32, gp.act_order = order;
+    const GptqMatrix a = gptq_quantize_matrix(p.w.data(), p.rows, p.d, p.h.data(), gp);
+    gptq_impl::RowMat H = Eigen::Map<const gptq_impl::RowMat>(p.h.data(), p.d, p.d);
+    const GptqMatrix b = gptq_impl::gp_quantize_consuming(p.w.data(), p.rows, p.d, H, gp, Context{});
+    CHECK(H.size() == 0);
+    CHECK(a.codes == b.codes);
+    CHECK(a.scales == b.scales);
+    CHECK(a.zeros == b.zeros);
+    CHECK(a.g_idx == b.g_idx);
+    CHECK(a.loss == b.loss);
+  }
 }
 
 TEST_CASE("gptq: act-order groupings", "[gptq]") {

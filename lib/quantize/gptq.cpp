@@ -154,7 +154,8 @@ inline void gp_params_search(const float* x, const float* imp, int64_t n, int bi
 }
 
 // In-place blocked lower Cholesky (A = L Lᵀ, L in A's lower triangle; the strict upper triangle
-// is scratch) and in-place inverse of that L, on the threads. Row stripes of kStripe rows are the
+// is read and written by neither, so it still holds the matrix after a failure) and in-place
+// inverse of that L, on the threads. Row stripes of kStripe rows are the
 // unit of work: the stripes, not the thread count, fix every sum's order, so the factor is the same
 // for any thread count.
 constexpr int64_t kStripe = 128;
@@ -180,7 +181,9 @@ bool gp_cholesky_inplace(RowMat& A, int threads) {
     parallel_for(stripes, threads, 1, [&](int64_t s0, int64_t s1) {
       for (int64_t s = s0; s < s1; ++s) {
         const int64_t i0 = s * kStripe, h = std::min(kStripe, r - i0);
-        A.block(k + b + i0, k + b, h, i0 + h).noalias() -= A21.middleRows(i0, h) * A21.topRows(i0 + h).transpose();
+        if (i0 > 0) A.block(k + b + i0, k + b, h, i0).noalias() -= A21.middleRows(i0, h) * A21.topRows(i0).transpose();
+        A.block(k + b + i0, k + b + i0, h, h).triangularView<Eigen::Lower>() -=
+            A21.middleRows(i0, h) * A21.middleRows(i0, h).transpose();
       }
     });
   }
@@ -214,32 +217,35 @@ void gp_lower_inverse_inplace(RowMat& A, int threads) {
 // factors it), with no n x n matrix beside A (an 8192-column Hessian is 256 MB): with P the
 // reversal of the indices, P(H + λI)P = L Lᵀ gives (H + λI)^-1 = UᵀU for U = P L^-1 P, upper
 // triangular with a positive diagonal, so U is that Cholesky factor. P·P is the reversal of A's
-// row-major storage. fill() writes H again for each attempt, λ x10 after a failure.
-bool gp_inverse_factor(RowMat& A, const std::function<void(RowMat&)>& fill, double damp0, int max_raises,
-                       double& damp_used, int& raises, int threads) {
+// row-major storage. The factor and its inverse write only the lower triangle, so after a failed
+// attempt H is mirrored back from the strict upper one (its diagonal kept aside) and λ raised x10.
+bool gp_inverse_factor(RowMat& A, double damp0, int max_raises, double& damp_used, int& raises, int threads) {
+  const int64_t n = A.rows();
+  double mean = 0;
+  for (int64_t i = 0; i < n; ++i) mean += A(i, i);
+  mean /= static_cast<double>(n);
+  std::reverse(A.data(), A.data() + n * n);
+  std::vector<float> diag(static_cast<size_t>(n));
+  for (int64_t i = 0; i < n; ++i) diag[static_cast<size_t>(i)] = A(i, i);
   double damp = damp0;
   for (raises = 0; raises <= max_raises; ++raises, damp *= 10) {
-    fill(A);
-    const int64_t n = A.rows();
-    double mean = 0;
-    for (int64_t i = 0; i < n; ++i) mean += A(i, i);
-    mean /= static_cast<double>(n);
-    for (int64_t i = 0; i < n; ++i) A(i, i) += static_cast<float>(damp * mean);
-    std::reverse(A.data(), A.data() + n * n);
+    if (raises > 0)
+      for (int64_t i = 1; i < n; ++i)
+        for (int64_t j = 0; j < i; ++j) A(i, j) = A(j, i);
+    for (int64_t i = 0; i < n; ++i) A(i, i) = diag[static_cast<size_t>(i)] + static_cast<float>(damp * mean);
     if (!gp_cholesky_inplace(A, threads)) continue;
     gp_lower_inverse_inplace(A, threads);
-    std::reverse(A.data(), A.data() + n * n);
     bool ok = true;
     for (int64_t i = 0; i < n && ok; ++i) {
-      float* row = A.row(i).data();
-      std::fill(row, row + i, 0.0f);
+      const float* row = A.row(i).data();
       ok = row[i] > 0;
-      for (int64_t j = i; j < n && ok; ++j) ok = std::isfinite(row[j]);
+      for (int64_t j = 0; j <= i && ok; ++j) ok = std::isfinite(row[j]);
     }
-    if (ok) {
-      damp_used = damp;
-      return true;
-    }
+    if (!ok) continue;
+    std::reverse(A.data(), A.data() + n * n);
+    for (int64_t i = 1; i < n; ++i) std::fill(A.row(i).data(), A.row(i).data() + i, 0.0f);
+    damp_used = damp;
+    return true;
   }
   raises = max_raises;
   return false;
@@ -249,8 +255,12 @@ bool gp_inverse_factor(RowMat& A, const std::function<void(RowMat&)>& fill, doub
 
 using namespace gptq_impl;
 
-GptqMatrix gptq_quantize_matrix(const float* w, int64_t rows, int64_t cols, const float* h, const GptqParams& p,
-                                const Context& ctx) {
+namespace gptq_impl {
+
+// gptq_quantize_matrix on H at h, or on `own` (then h is own's data), whose storage then becomes
+// the factor: no second cols x cols matrix.
+GptqMatrix gp_quantize(const float* w, int64_t rows, int64_t cols, const float* h, RowMat* own, const GptqParams& p,
+                       const Context& ctx) {
   validate(p);
   if (rows < 1 || cols < 1) fail(Errc::invalid_argument, "gptq: empty matrix ({} x {})", rows, cols);
   const int64_t g = p.group_size > 0 ? p.group_size : cols;
@@ -313,8 +323,13 @@ GptqMatrix gptq_quantize_matrix(const float* w, int64_t rows, int64_t cols, cons
   W.resize(0, 0);
   RowMat U;
   const std::vector<int32_t> walk = reorder ? perm : std::vector<int32_t>{};
-  if (!gp_inverse_factor(U, [&](RowMat& a) { gp_live_hessian(h, cols, walk, a); }, p.damp, p.max_damp_raises, m.damp,
-                         m.damp_raises, threads))
+  if (own) {
+    U.swap(*own);
+    gp_live_hessian_inplace(U, walk);
+  } else {
+    gp_live_hessian(h, cols, walk, U);
+  }
+  if (!gp_inverse_factor(U, p.damp, p.max_damp_raises, m.damp, m.damp_raises, threads))
     fail(Errc::smoothquant_failed,
          "gptq: the Hessian is not positive definite even with dampening {} x mean(diag H) ({} raises x10 from {}); "
          "use more calibration samples or a larger --damp",
@@ -359,6 +374,21 @@ GptqMatrix gptq_quantize_matrix(const float* w, int64_t rows, int64_t cols, cons
   return m;
 }
 
+}  // namespace gptq_impl
+
+GptqMatrix gptq_quantize_matrix(const float* w, int64_t rows, int64_t cols, const float* h, const GptqParams& p,
+                                const Context& ctx) {
+  return gp_quantize(w, rows, cols, h, nullptr, p, ctx);
+}
+
+GptqMatrix gptq_impl::gp_quantize_consuming(const float* w, int64_t rows, int64_t cols, RowMat& H, const GptqParams& p,
+                                            const Context& ctx) {
+  if (H.rows() != cols || H.cols() != cols)
+    fail(Errc::invalid_argument, "gptq: a {} x {} Hessian for {} columns", H.rows(), H.cols(), cols);
+  GptqMatrix m = gp_quantize(w, rows, cols, H.data(), &H, p, ctx);
+  H.resize(0, 0);
+  return m;
+}
 
 fs::path gptq_default_output(const fs::path& model, const GptqConfig& c) {
   fs::path m = model;

@@ -125,8 +125,8 @@ GptqGgufMatrix gptq_gguf_quantize_matrix(QuantType type, const float* w, int64_t
   gptq_impl::RowMat W = Eigen::Map<const gptq_impl::RowMat>(w, rows, cols);
   gptq_impl::gp_dead_columns(h, cols, W, m.dead_columns);
   gptq_impl::RowMat U;
-  if (!gptq_impl::gp_inverse_factor(U, [&](gptq_impl::RowMat& a) { gptq_impl::gp_live_hessian(h, cols, {}, a); },
-                                    p.damp, p.max_damp_raises, m.damp, m.damp_raises, ctx.thread_count()))
+  gptq_impl::gp_live_hessian(h, cols, {}, U);
+  if (!gptq_impl::gp_inverse_factor(U, p.damp, p.max_damp_raises, m.damp, m.damp_raises, ctx.thread_count()))
     fail(Errc::smoothquant_failed,
          "gptq: the Hessian is not positive definite even with dampening {} x mean(diag H); use more calibration "
          "samples or a larger --damp",

@@ -746,10 +746,17 @@ class GsRun {
                       static_cast<size_t>(xl.cols) * 4);
         w.swap(o);
       }
+      // The last linear reading an input (v, o, up, down) takes its Hessian's storage for the factor.
+      const bool last_reader =
+          xl.role == "attn_v" || xl.role == "attn_output" || xl.role == "ffn_up" || xl.role == "ffn_down";
       GptqMatrix q;
       try {
-        q = gptq_quantize_matrix(w.data(), xl.rows, xl.cols, calibrated ? H[static_cast<size_t>(xl.site)].data() : nullptr,
-                                 cfg_.params, ctx_);
+        if (calibrated && last_reader)
+          q = gptq_impl::gp_quantize_consuming(w.data(), xl.rows, xl.cols, H[static_cast<size_t>(xl.site)], cfg_.params,
+                                               ctx_);
+        else
+          q = gptq_quantize_matrix(w.data(), xl.rows, xl.cols,
+                                   calibrated ? H[static_cast<size_t>(xl.site)].data() : nullptr, cfg_.params, ctx_);
       } catch (const Error& e) {
         if (e.code() == Errc::interrupted) throw;
         fail(e.code(), "{}: {}; nothing was written", xl.module, e.what());
@@ -757,9 +764,6 @@ class GsRun {
       if (q.damp_raises > 0)
         progress_.message(fmt::format("warning: {}: Cholesky failed, dampening raised {} time(s) to {}", xl.module,
                                       q.damp_raises, q.damp));
-      // A Hessian goes once the last linear reading its input is done (v, o, up, down).
-      if (calibrated && (xl.role == "attn_v" || xl.role == "attn_output" || xl.role == "ffn_up" || xl.role == "ffn_down"))
-        H[static_cast<size_t>(xl.site)].resize(0, 0);
       report(xl, q);
       gs_put_matrix(spool, q);
       if (calibrated && L + 1 < mc.n_layer) {

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <lq/error.hpp>
+#include <lq/gptq.hpp>
 #include <lq/threads.hpp>
 
 #include "backend/ops.hpp"
@@ -48,6 +49,41 @@ inline void gp_live_hessian(const float* h, int64_t cols, const std::vector<int3
   }
 }
 
+/// gp_live_hessian in H's own storage: rows and columns permuted in place (one row of scratch).
+inline void gp_live_hessian_inplace(RowMat& H, const std::vector<int32_t>& perm) {
+  const int64_t cols = H.rows();
+  if (!perm.empty()) {
+    std::vector<float> tmp(static_cast<size_t>(cols));
+    std::vector<char> done(static_cast<size_t>(cols), 0);
+    for (int64_t s = 0; s < cols; ++s) {  // row j <- row perm[j], cycle by cycle
+      if (done[static_cast<size_t>(s)]) continue;
+      std::copy(H.row(s).data(), H.row(s).data() + cols, tmp.data());
+      int64_t j = s;
+      for (;;) {
+        done[static_cast<size_t>(j)] = 1;
+        const int64_t from = perm[static_cast<size_t>(j)];
+        if (from == s) {
+          std::copy(tmp.begin(), tmp.end(), H.row(j).data());
+          break;
+        }
+        std::copy(H.row(from).data(), H.row(from).data() + cols, H.row(j).data());
+        j = from;
+      }
+    }
+    for (int64_t j = 0; j < cols; ++j) {
+      float* r = H.row(j).data();
+      for (int64_t k = 0; k < cols; ++k) tmp[static_cast<size_t>(k)] = r[perm[static_cast<size_t>(k)]];
+      std::copy(tmp.begin(), tmp.end(), r);
+    }
+  }
+  for (int64_t j = 0; j < cols; ++j) {
+    float* r = H.row(j).data();
+    for (int64_t k = 0; k < cols; ++k)
+      if (!std::isfinite(r[k])) fail(Errc::smoothquant_failed, "gptq: the Hessian holds NaN or infinite values");
+    if (r[j] == 0) r[j] = 1;
+  }
+}
+
 /// diag(H) with GPTQ's dead columns (H_ii = 0) set to 1: the act-order key.
 inline std::vector<float> gp_live_diagonal(const float* h, int64_t cols) {
   std::vector<float> d(static_cast<size_t>(cols));
@@ -85,11 +121,16 @@ inline void gp_finish_gram(RowMat& H, float scale) {
     for (int64_t j = 0; j <= i; ++j) H(j, i) = H(i, j) = H(i, j) * scale;
 }
 
-/// The upper Cholesky factor U of (H + λI)^-1 (H^-1 = UᵀU), in place: fill(A) writes the live
-/// Hessian into A (again for each attempt), λ = damp x mean(diag H) is raised x10 on failure; A
-/// ends as U (the same for any thread count). False when every attempt failed.
-bool gp_inverse_factor(RowMat& A, const std::function<void(RowMat&)>& fill, double damp0, int max_raises,
-                       double& damp_used, int& raises, int threads = 1);
+/// The upper Cholesky factor U of (H + λI)^-1 (H^-1 = UᵀU), in place: A holds the live Hessian
+/// (gp_live_hessian) and ends as U (the same for any thread count); λ = damp x mean(diag H) is
+/// raised x10 on failure, H restored from the triangle the attempt left alone. False when every
+/// attempt failed (A then holds no factor).
+bool gp_inverse_factor(RowMat& A, double damp0, int max_raises, double& damp_used, int& raises, int threads = 1);
+
+/// gptq_quantize_matrix on the Hessian H (cols x cols), whose storage becomes the inverse's factor
+/// and is released: the streamed quantizer's last linear on an input holds no second matrix.
+GptqMatrix gp_quantize_consuming(const float* w, int64_t rows, int64_t cols, RowMat& H, const GptqParams& p,
+                                 const Context& ctx);
 
 /// GPTQ's error feedback over the rows of W (updated in place), column after column in lazy batches
 /// of B columns: quant(r, i, wr) rounds column i of row r (wr: the row's weights with the feedback
