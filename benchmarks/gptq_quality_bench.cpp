@@ -5,7 +5,7 @@
 // process's peak RSS.
 //   gptq_quality_bench [--model DIR] [--calibration FILE] [--eval FILE] [--ctx 256] [--chunks 100]
 //       [--calibration-samples 128] [--calibration-ctx 256] [--schemes 4:128,3:128,2:64]
-//       [--methods rtn,gptq,gptq-static,gptq-group,rtn-asym,awq,awq-noclip,awq-cliponly,awq-symclip]
+//       [--methods rtn,gptq,gptq-static,gptq-group,rtn-asym,awq,awq-noclip,awq-cliponly,awq-symclip,awq-norefit]
 //       [--awq-samples N] [--asym] [--scale-search N] [--clip-tokens N] [--threads N]
 // (awq: asymmetric with zero points always; rtn-asym: round to nearest on AWQ's min-max grid, no
 // search, the baseline AWQ is measured against; --awq-samples: AWQ's calibration chunks, default
@@ -73,7 +73,8 @@ int main(int argc, char** argv) {
       const int bits = std::stoi(s.substr(0, colon));
       const int64_t group = colon == std::string::npos ? 128 : std::stoll(s.substr(colon + 1));
       for (const auto& m : methods) {
-        if (m == "awq" || m == "rtn-asym" || m == "awq-noclip" || m == "awq-cliponly" || m == "awq-symclip") {
+        if (m == "awq" || m == "rtn-asym" || m == "awq-noclip" || m == "awq-cliponly" || m == "awq-symclip" ||
+            m == "awq-norefit") {
           lq::AwqConfig acfg;
           acfg.params.bits = bits;
           acfg.params.group_size = group;
@@ -83,6 +84,7 @@ int main(int argc, char** argv) {
           if (m == "awq-noclip") acfg.params.clip = false;  // ablations: the scale search alone,
           if (m == "awq-cliponly") acfg.params.n_grid = 0;  // the clipping search alone
           if (m == "awq-symclip") acfg.params.clip_asym = false;  // AutoAWQ's symmetric clip candidates
+          if (m == "awq-norefit") acfg.params.refit_scale = false;  // the clip's own scale, no refit
           if (clip_tokens > 0) acfg.params.clip_tokens = clip_tokens;
           if (m == "rtn-asym") {  // the identity as the only candidate, no clipping: AWQ's grid alone
             acfg.params.n_grid = 0;

@@ -44,6 +44,10 @@ struct AwqParams {
   /// then each alone), besides AutoAWQ's symmetric clamps to [-m, m] (clip_grid steps): the
   /// asymmetric grid's zero point lets the ends move apart. false: AutoAWQ's candidates only.
   bool clip_asym = true;
+  /// After the clip, each group's scale is refitted to its codes by least squares on the same
+  /// error (dᵀ G d), with the zero point and its two neighbours, and the codes rounded again, twice;
+  /// a refit is kept only where it lowers that error.
+  bool refit_scale = true;
   bool scale_v_o = true;       ///< the v_proj -> o_proj group (skipped under GQA, as AutoAWQ does)
 };
 

@@ -142,6 +142,12 @@ double aw_seconds_since(std::chrono::steady_clock::time_point t0) {
 
 struct AwStopForward {};
 
+// One group's grid: value = scale x (code - zero).
+struct AwGroupGrid {
+  float scale = 0;
+  int32_t zero = 0;
+};
+
 }  // namespace awq_impl
 
 using namespace awq_impl;
@@ -557,8 +563,9 @@ struct AwqQuantizer::Impl {
     return s;
   }
 
-  // AutoAWQ's grid on each group clamped to its [lo, hi] pair (clip: rows x groups x 2).
-  GptqMatrix aw_quantize_range(const float* w, int64_t rows, int64_t cols, const float* clip, const Context& ctx) const {
+  // Each group on its own (scale, zero) pair (grid: rows x groups; codes clamped to the grid).
+  GptqMatrix aw_quantize_grid(const float* w, int64_t rows, int64_t cols, const std::vector<AwGroupGrid>& grid,
+                              const Context& ctx) const {
     const int64_t g = cfg.params.group_size;
     const int maxq = (1 << cfg.params.bits) - 1;
     GptqMatrix m;
@@ -574,11 +581,11 @@ struct AwqQuantizer::Impl {
         for (int64_t k = 0; k < G; ++k) {
           const size_t gi = static_cast<size_t>(r * G + k);
           const float* x = w + r * cols + k * g;
-          const float clo = clip[gi * 2], chi = clip[gi * 2 + 1];
-          aw_group_params_range(x, g, maxq, clo, chi, storage, m.scales[gi], m.zeros[gi]);
+          m.scales[gi] = grid[gi].scale;
+          m.zeros[gi] = grid[gi].zero;
           for (int64_t c = 0; c < g; ++c)
             m.codes[static_cast<size_t>(r * cols + k * g + c)] =
-                static_cast<uint8_t>(aw_code(std::clamp(x[c], clo, chi), m.scales[gi], m.zeros[gi], maxq));
+                static_cast<uint8_t>(aw_code(x[c], m.scales[gi], m.zeros[gi], maxq));
         }
     });
     return m;
@@ -589,10 +596,14 @@ struct AwqQuantizer::Impl {
   std::vector<AwMat> group_grams(const AwMat& xs, const Context& ctx) const {
     const int64_t g = cfg.params.group_size, G = xs.cols() / g;
     std::vector<AwMat> grams(static_cast<size_t>(G));
+    const int64_t T = xs.rows();
     parallel_for(G, ctx.thread_count(), 1, [&](int64_t k0, int64_t k1) {
+      AwMat xt;
       for (int64_t k = k0; k < k1; ++k) {
-        const auto xk = xs.middleCols(k * g, g);
-        grams[static_cast<size_t>(k)].noalias() = xk.transpose() * xk;
+        xt = xs.middleCols(k * g, g).transpose();  // g x T, so G = xt·xtᵀ is one back-end product
+        AwMat& Gk = grams[static_cast<size_t>(k)];
+        Gk.resize(g, g);
+        aw_gemm(gemm, xt.data(), g, T, T, xt.data(), g, T, Gk.data(), g);
       }
     });
     return grams;
@@ -603,88 +614,176 @@ struct AwqQuantizer::Impl {
   // (1 - i / clip_grid); with clip_asym also each end of [min, max] shrunk, first both by the
   // same factor in 1% steps down to 1 - max_shrink, then each end alone around the best of those
   // (the asymmetric grid's zero point lets the two ends move apart); the best of all wins. No
-  // clamp is a candidate too and wins ties. Returns rows x groups [lo, hi] pairs.
-  std::vector<float> clip_search(const AwMat& w, const std::vector<AwMat>& grams, const Context& ctx) const {
+  // clamp is a candidate too and wins ties. A code clamped to the grid's ends is the clamped
+  // value's code, so each range becomes its (scale, zero) pair; with refit_scale that pair is then
+  // refitted (aw_refit). Returns rows x groups pairs.
+  std::vector<AwGroupGrid> clip_search(const AwMat& w, const std::vector<AwMat>& grams, const Context& ctx) const {
     const int64_t rows = w.rows(), cols = w.cols(), g = cfg.params.group_size, G = cols / g;
     const int maxq = (1 << cfg.params.bits) - 1;
     const bool asym = cfg.params.clip_asym;
     const int steps = static_cast<int>(cfg.params.max_shrink * 100);
     const int sym_steps = static_cast<int>(cfg.params.max_shrink * cfg.params.clip_grid);
-    std::vector<float> clip(static_cast<size_t>(rows * G * 2), 0.0f);
-    parallel_for(rows, ctx.thread_count(), 4, [&](int64_t r0, int64_t r1) {
-      Eigen::VectorXf d(g);
-      for (int64_t r = r0; r < r1; ++r)
+    constexpr int64_t kRows = 64;  // rows whose candidates are costed by one product
+    std::vector<AwGroupGrid> clip(static_cast<size_t>(rows * G));
+    parallel_for((rows + kRows - 1) / kRows, ctx.thread_count(), 1, [&](int64_t b0, int64_t b1) {
+      AwMat D(kRows, g), E(kRows, g);
+      Eigen::VectorXf d(g), v(g);
+      std::vector<float> lo0(kRows), hi0(kRows), blo(kRows), bhi(kRows), clo(kRows), chi(kRows);
+      std::vector<double> best(kRows), cost(kRows);
+      std::vector<char> on(kRows);
+      for (int64_t b = b0; b < b1; ++b) {
+        const int64_t r0 = b * kRows, R = std::min(kRows, rows - r0);
         for (int64_t k = 0; k < G; ++k) {
-          const float* x = w.data() + r * cols + k * g;
           const AwMat& H = grams[static_cast<size_t>(k)];
-          float lo0 = x[0], hi0 = x[0];
-          for (int64_t c = 0; c < g; ++c) lo0 = std::min(lo0, x[c]), hi0 = std::max(hi0, x[c]);
-          auto cost = [&](float clo, float chi) {
-            float s;
-            int32_t z;
-            aw_group_params_range(x, g, maxq, clo, chi, storage, s, z);
-            for (int64_t c = 0; c < g; ++c)
-              d[c] = s * static_cast<float>(aw_code(std::clamp(x[c], clo, chi), s, z, maxq) - z) - x[c];
-            return static_cast<double>(d.dot(H * d));
-          };
-          float blo = lo0, bhi = hi0;
-          double best = cost(lo0, hi0);
-          {  // AutoAWQ's candidates (with clip_asym too: the search then covers them)
-            const float mx0 = std::max(-lo0, hi0);
-            for (int i = 1; i < sym_steps; ++i) {
-              const float mv = mx0 * (1.0f - static_cast<float>(i) / static_cast<float>(cfg.params.clip_grid));
-              const double e = cost(-mv, mv);
-              if (e < best) best = e, blo = -mv, bhi = mv;
+          auto x_of = [&](int64_t i) { return w.data() + (r0 + i) * cols + k * g; };
+          // Costs of the candidates [clo_i, chi_i] of the rows with on_i: each row's error vector d
+          // a row of D, E = D·G in one back-end product, cost_i = d_i · e_i.
+          auto evaluate = [&] {
+            for (int64_t i = 0; i < R; ++i) {
+              float* di = D.row(i).data();
+              if (!on[static_cast<size_t>(i)]) {
+                std::fill(di, di + g, 0.0f);
+                continue;
+              }
+              const float* x = x_of(i);
+              float s;
+              int32_t z;
+              aw_group_params_range(x, g, maxq, clo[static_cast<size_t>(i)], chi[static_cast<size_t>(i)], storage, s, z);
+              for (int64_t c = 0; c < g; ++c)
+                di[c] = s * static_cast<float>(aw_code(std::clamp(x[c], clo[static_cast<size_t>(i)], chi[static_cast<size_t>(i)]),
+                                                       s, z, maxq) - z) - x[c];
             }
+            aw_gemm(gemm, D.data(), R, g, g, H.data(), g, g, E.data(), g);
+            for (int64_t i = 0; i < R; ++i)
+              cost[static_cast<size_t>(i)] = static_cast<double>(D.row(i).dot(E.row(i)));
+          };
+          auto all_on = [&] { std::fill(on.begin(), on.end(), 1); };
+          for (int64_t i = 0; i < R; ++i) {
+            const float* x = x_of(i);
+            float lo = x[0], hi = x[0];
+            for (int64_t c = 0; c < g; ++c) lo = std::min(lo, x[c]), hi = std::max(hi, x[c]);
+            lo0[static_cast<size_t>(i)] = blo[static_cast<size_t>(i)] = clo[static_cast<size_t>(i)] = lo;
+            hi0[static_cast<size_t>(i)] = bhi[static_cast<size_t>(i)] = chi[static_cast<size_t>(i)] = hi;
+          }
+          all_on();
+          evaluate();
+          const std::vector<double> plain = cost;  // no clamp
+          best = plain;
+          // AutoAWQ's candidates (with clip_asym too: the search then covers them).
+          for (int s = 1; s < sym_steps; ++s) {
+            const float f = 1.0f - static_cast<float>(s) / static_cast<float>(cfg.params.clip_grid);
+            for (int64_t i = 0; i < R; ++i) {
+              const float mv = std::max(-lo0[static_cast<size_t>(i)], hi0[static_cast<size_t>(i)]) * f;
+              clo[static_cast<size_t>(i)] = -mv, chi[static_cast<size_t>(i)] = mv;
+            }
+            evaluate();
+            for (int64_t i = 0; i < R; ++i)
+              if (cost[static_cast<size_t>(i)] < best[static_cast<size_t>(i)])
+                best[static_cast<size_t>(i)] = cost[static_cast<size_t>(i)], blo[static_cast<size_t>(i)] = clo[static_cast<size_t>(i)],
+                bhi[static_cast<size_t>(i)] = chi[static_cast<size_t>(i)];
           }
           if (asym) {
-            const float sym_lo = blo, sym_hi = bhi;
-            const double sym_best = best;
-            best = cost(lo0, hi0);
-            int bi = 0;
-            for (int i = 1; i < steps; ++i) {
-              const float f = 1.0f - static_cast<float>(i) / 100.0f;
-              const double e = cost(lo0 * f, hi0 * f);
-              if (e < best) best = e, bi = i;
+            const std::vector<float> sym_lo = blo, sym_hi = bhi;
+            const std::vector<double> sym_best = best;
+            best = plain;
+            std::vector<int> bi(static_cast<size_t>(R), 0);
+            for (int s = 1; s < steps; ++s) {  // both ends shrunk by one factor
+              const float f = 1.0f - static_cast<float>(s) / 100.0f;
+              for (int64_t i = 0; i < R; ++i)
+                clo[static_cast<size_t>(i)] = lo0[static_cast<size_t>(i)] * f, chi[static_cast<size_t>(i)] = hi0[static_cast<size_t>(i)] * f;
+              evaluate();
+              for (int64_t i = 0; i < R; ++i)
+                if (cost[static_cast<size_t>(i)] < best[static_cast<size_t>(i)])
+                  best[static_cast<size_t>(i)] = cost[static_cast<size_t>(i)], bi[static_cast<size_t>(i)] = s;
             }
-            int blo_i = bi, bhi_i = bi;
-            blo = lo0 * (1.0f - static_cast<float>(bi) / 100.0f), bhi = hi0 * (1.0f - static_cast<float>(bi) / 100.0f);
+            for (int64_t i = 0; i < R; ++i) {
+              const float f = 1.0f - static_cast<float>(bi[static_cast<size_t>(i)]) / 100.0f;
+              blo[static_cast<size_t>(i)] = lo0[static_cast<size_t>(i)] * f, bhi[static_cast<size_t>(i)] = hi0[static_cast<size_t>(i)] * f;
+            }
+            // Then each end alone within ±10 steps of that factor: the low end first, then the high.
             for (int pass = 0; pass < 2; ++pass) {
-              const int c0 = pass == 0 ? blo_i : bhi_i;
-              for (int i = std::max(0, c0 - 10); i <= std::min(steps - 1, c0 + 10); ++i) {
-                if (i == c0) continue;
-                const float f = 1.0f - static_cast<float>(i) / 100.0f;
-                const float clo = pass == 0 ? lo0 * f : blo, chi = pass == 0 ? bhi : hi0 * f;
-                const double e = cost(clo, chi);
-                if (e < best) {
-                  best = e, blo = clo, bhi = chi;
-                  (pass == 0 ? blo_i : bhi_i) = i;
+              const std::vector<float> fixed = pass == 0 ? bhi : blo;
+              for (int o = -10; o <= 10; ++o) {
+                if (o == 0) continue;
+                for (int64_t i = 0; i < R; ++i) {
+                  const int s = bi[static_cast<size_t>(i)] + o;
+                  on[static_cast<size_t>(i)] = s >= 0 && s <= steps - 1;
+                  const float f = 1.0f - static_cast<float>(s) / 100.0f;
+                  clo[static_cast<size_t>(i)] = pass == 0 ? lo0[static_cast<size_t>(i)] * f : fixed[static_cast<size_t>(i)];
+                  chi[static_cast<size_t>(i)] = pass == 0 ? fixed[static_cast<size_t>(i)] : hi0[static_cast<size_t>(i)] * f;
                 }
+                evaluate();
+                for (int64_t i = 0; i < R; ++i)
+                  if (on[static_cast<size_t>(i)] && cost[static_cast<size_t>(i)] < best[static_cast<size_t>(i)])
+                    best[static_cast<size_t>(i)] = cost[static_cast<size_t>(i)], blo[static_cast<size_t>(i)] = clo[static_cast<size_t>(i)],
+                    bhi[static_cast<size_t>(i)] = chi[static_cast<size_t>(i)];
               }
+              all_on();
             }
-            if (sym_best < best) best = sym_best, blo = sym_lo, bhi = sym_hi;
+            for (int64_t i = 0; i < R; ++i)
+              if (sym_best[static_cast<size_t>(i)] < best[static_cast<size_t>(i)])
+                best[static_cast<size_t>(i)] = sym_best[static_cast<size_t>(i)], blo[static_cast<size_t>(i)] = sym_lo[static_cast<size_t>(i)],
+                bhi[static_cast<size_t>(i)] = sym_hi[static_cast<size_t>(i)];
           }
-          clip[static_cast<size_t>((r * G + k) * 2)] = blo;
-          clip[static_cast<size_t>((r * G + k) * 2 + 1)] = bhi;
+          for (int64_t i = 0; i < R; ++i) {
+            AwGroupGrid& out = clip[static_cast<size_t>((r0 + i) * G + k)];
+            aw_group_params_range(x_of(i), g, maxq, blo[static_cast<size_t>(i)], bhi[static_cast<size_t>(i)], storage,
+                                  out.scale, out.zero);
+            if (cfg.params.refit_scale) aw_refit(x_of(i), g, H, maxq, storage, best[static_cast<size_t>(i)], out, d, v);
+          }
         }
+      }
     });
     return clip;
+  }
+
+  // The error dᵀ G d of group x on the grid (s, z), d = s (code - z) - x, codes clamped to the grid.
+  static double aw_grid_cost(const float* x, int64_t g, const AwMat& H, int maxq, float s, int32_t z,
+                             Eigen::VectorXf& d) {
+    for (int64_t c = 0; c < g; ++c) d[c] = s * static_cast<float>(aw_code(x[c], s, z, maxq) - z) - x[c];
+    return static_cast<double>(d.dot(H * d));
+  }
+
+  // Refits a group's scale to its codes: for the zero point and its neighbours, the s minimising
+  // (s v - x)ᵀ G (s v - x) for v = code - z is s = vᵀGx / vᵀGv (rounded to the stored dtype); the
+  // codes are rounded again on it and the refit repeated once. A pair is kept only when its error
+  // is below `best` (the clip search's), so the result is never worse on that measure.
+  static void aw_refit(const float* x, int64_t g, const AwMat& H, int maxq, int storage, double best, AwGroupGrid& out,
+                       Eigen::VectorXf& d, Eigen::VectorXf& v) {
+    const Eigen::Map<const Eigen::VectorXf> X(x, g);
+    best = std::min(best, aw_grid_cost(x, g, H, maxq, out.scale, out.zero, d));
+    for (int pass = 0; pass < 2; ++pass) {
+      const AwGroupGrid from = out;
+      for (int32_t z = std::max(0, from.zero - 1); z <= std::min(maxq, from.zero + 1); ++z) {
+        for (int64_t c = 0; c < g; ++c) v[c] = static_cast<float>(aw_code(x[c], from.scale, from.zero, maxq) - z);
+        const Eigen::VectorXf Hv = H * v;
+        const double den = static_cast<double>(v.dot(Hv));
+        if (!(den > 0)) continue;
+        const float s = aw_round_scale(static_cast<float>(static_cast<double>(Hv.dot(X)) / den), storage);
+        if (!(s > 0) || !std::isfinite(s)) continue;
+        const double e = aw_grid_cost(x, g, H, maxq, s, z, d);
+        if (e < best) best = e, out = AwGroupGrid{s, z};
+      }
+    }
   }
 
   void quantize_linear(AwLinear& x, const AwMat& xs, bool do_clip, const Context& ctx) {
     GptqMatrix q;
     if (do_clip) {
-      const std::vector<float> clip = clip_search(x.w, group_grams(xs, ctx), ctx);
+      const std::vector<AwGroupGrid> grid = clip_search(x.w, group_grams(xs, ctx), ctx);
       ++summary.clipped_linears;
-      q = aw_quantize_range(x.w.data(), x.rows, x.cols, clip.data(), ctx);
+      q = aw_quantize_grid(x.w.data(), x.rows, x.cols, grid, ctx);
     } else {
       q = awq_quantize_matrix(x.w.data(), x.rows, x.cols, cfg.params.bits, cfg.params.group_size, nullptr, ctx, storage);
     }
     // Relative output error of the sample.
     const std::vector<float> d = q.dequantize();
-    const Eigen::Map<const AwMat> D(d.data(), x.rows, x.cols);
-    const double ref = (xs * x.w.transpose()).squaredNorm();
-    const double err = (xs * (D - x.w).transpose()).squaredNorm();
+    const AwMat diff = Eigen::Map<const AwMat>(d.data(), x.rows, x.cols) - x.w;
+    AwMat y;
+    linear_out(xs, x.w, y, ctx.thread_count());
+    const double ref = y.squaredNorm();
+    linear_out(xs, diff, y, ctx.thread_count());
+    const double err = y.squaredNorm();
     GptqLayerReport rep{x.module, names::block_of(x.gguf), ref > 0 ? err / ref : 0, 0, 0, 0};
     if (x.permuted) {
       GptqMatrix h = q;
