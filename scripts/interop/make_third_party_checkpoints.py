@@ -131,6 +131,11 @@ def cmd_llmc(a):
         recipe = [QuantizationModifier(**qargs, **extra)]
     else:
         from llmcompressor.modifiers.transform.awq import AWQModifier
+        if not torch.cuda.is_available():
+            # AWQModifier pins its cached activations for faster host-to-GPU copies; pinning
+            # needs a CUDA driver and does nothing for a CPU run, so it is skipped there.
+            from llmcompressor.pipelines.cache import IntermediatesCache
+            IntermediatesCache.pin_memory = lambda self, *args, **kwargs: None
         recipe = [AWQModifier(**extra), QuantizationModifier(**qargs)]
     if kind == "rtn":  # weights only (and dynamic activations): no calibration data
         oneshot(model=model, recipe=recipe)
