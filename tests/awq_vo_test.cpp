@@ -2,7 +2,8 @@
 // rule; the tiny model has GQA and skips it): on an MHA copy of the tiny model (each kv head's
 // k/v rows repeated for the query heads that share it, so it computes the same function), the
 // v -> o fold keeps the logits when nothing is quantized, and AwqQuantizer applies it: v_proj's
-// rows and o_proj's columns move by reciprocal scales that are not all 1.
+// rows and o_proj's columns move by reciprocal scales that are not all 1; the streamed run
+// (awq_model) writes the same bytes.
 #include "support/support.hpp"
 
 #include <lq/awq.hpp>
@@ -180,4 +181,15 @@ TEST_CASE("awq v->o: the fold is exact without quantization and applied by the q
   INFO("v row factor range " << lo << " .. " << hi << ", worst log mismatch with o's columns " << worst);
   CHECK(hi / lo > 1.2);    // the scales are not all 1
   CHECK(worst < 0.15);     // v's rows and o's columns moved by the same s_j
+
+  // 3. Streamed (one block in memory, awq_model's path for this checkpoint): the same bytes.
+  on->write(tmp / "memory");
+  AwqConfig c;
+  c.calibration_samples = 2;
+  c.ctx = 64;
+  c.calibration_data = *calib;
+  c.params.identity_candidate = false;
+  const AwqResult streamed = awq_model(mha, tmp / "stream", c);
+  CHECK(test::files_below(tmp / "memory") == test::files_below(tmp / "stream"));
+  CHECK(streamed.groups.size() == on->summary().groups.size());
 }

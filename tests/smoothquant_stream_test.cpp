@@ -7,6 +7,7 @@
 #include <lq/error.hpp>
 #include <lq/io.hpp>
 #include <lq/model.hpp>
+#include <lq/quality.hpp>
 #include <lq/smoothquant.hpp>
 #include <lq/tokenizer.hpp>
 

@@ -10,6 +10,7 @@
 #include <lq/smoothquant.hpp>
 
 #include <cxxopts.hpp>
+#include <functional>
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
@@ -88,6 +89,15 @@ std::filesystem::path output_model_dir(const cxxopts::ParseResult& r, const std:
 /// The library context of a command: its --threads, its progress sink, the process's cancel
 /// token (Ctrl-C).
 lq::Context library_context(const Context& ctx, Progress& progress);
+
+/// --checkpoint-dir / --resume / --no-checkpoints of the block-streamed outputs (gptq, rtn, awq):
+/// `state(dir, resume)` gives the run's state directory (gptq_checkpoint_state, awq_checkpoint_state);
+/// without an option, ./.checkpoint for models of 1 GB or more. Sets dir and resume.
+void block_checkpoint_options(const cxxopts::ParseResult& r, const std::filesystem::path& model, Progress& progress,
+                              const std::function<std::filesystem::path(const std::filesystem::path&, bool)>& state,
+                              std::filesystem::path& dir, bool& resume);
+/// Rethrows e; an interruption that left a checkpoint in dir names it and how to resume.
+[[noreturn]] void rethrow_naming_checkpoint(const Error& e, const std::filesystem::path& dir);
 
 /// Prints a JSON document on stdout (pretty, one trailing newline).
 void print_json(const nlohmann::json& j);

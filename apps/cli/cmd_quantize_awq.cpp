@@ -1,5 +1,5 @@
 // lq quantize MODEL awq [--layout awq|compressed-tensors|gptq] [--bits 4|3] [--group-size]
-// [--calibration-data] [--calibration-samples] [--ctx]: the options of the AWQ output, parsed into
+// [--calibration-data] [--calibration-samples] [--ctx] [--checkpoint-dir|--resume|--no-checkpoints]: the options of the AWQ output, parsed into
 // an AwqConfig for lq::awq_model (awq.hpp), and the printed result. No quantization logic here.
 #include "cli.hpp"
 
@@ -45,7 +45,15 @@ int run_awq(Context& ctx, const cxxopts::ParseResult& r) {
   const fs::path out = output_model_dir(r, awq_default_output(model, cfg));
   TermProgress progress(ctx);
   lq::Context run_ctx = library_context(ctx, progress);
-  const AwqResult res = awq_model(model, out, cfg, run_ctx);
+  block_checkpoint_options(
+      r, model, progress, [&](const fs::path& d, bool resume) { return awq_checkpoint_state(d, cfg, resume); },
+      cfg.checkpoint_dir, cfg.resume);
+  AwqResult res;
+  try {
+    res = awq_model(model, out, cfg, run_ctx);
+  } catch (const Error& e) {
+    rethrow_naming_checkpoint(e, cfg.checkpoint_dir);
+  }
   const GptqResult& g = res.gptq;
   for (const auto& w : g.warnings) progress.message(fmt::format("warning: {}", w));
   const double ratio = g.source_bytes ? static_cast<double>(g.output_bytes) / static_cast<double>(g.source_bytes) : 0;
@@ -84,7 +92,8 @@ int run_awq(Context& ctx, const cxxopts::ParseResult& r) {
                              {"scale_groups", groups},
                              {"layer_summary", layers},
                              {"calibration_data", g.calibration_source},
-                             {"quantize_seconds", g.quantize_seconds}};
+                             {"quantize_seconds", g.quantize_seconds},
+                             {"resumed_blocks", g.resumed_blocks}};
     result.update(calibrated_result_json(g));
     print_json(result);
   } else {

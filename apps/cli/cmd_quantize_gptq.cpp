@@ -43,6 +43,44 @@ void add_gptq_options(cxxopts::Options& opts) {
        cxxopts::value<int>());
 }
 
+void block_checkpoint_options(const cxxopts::ParseResult& r, const fs::path& model, Progress& progress,
+                              const std::function<fs::path(const fs::path&, bool)>& state, fs::path& dir,
+                              bool& resume) {
+  if (r.count("no-checkpoints") && (r.count("checkpoint-dir") || r.count("resume")))
+    fail(Errc::invalid_argument, "--no-checkpoints contradicts --{}", r.count("resume") ? "resume" : "checkpoint-dir");
+  if (r.count("resume") && r.count("checkpoint-dir"))
+    fail(Errc::invalid_argument, "--resume continues the checkpoint in its own directory: drop --checkpoint-dir");
+  if (r.count("resume")) {
+    dir = state(r["resume"].as<std::string>(), true);
+    resume = true;
+    return;
+  }
+  if (r.count("checkpoint-dir")) {
+    dir = state(r["checkpoint-dir"].as<std::string>(), false);
+    return;
+  }
+  if (r.count("no-checkpoints")) return;
+  // As `quantize ... gguf`: models of 1 GB or more get a checkpoint in ./.checkpoint by default.
+  std::error_code ec;
+  const auto src = ModelSource::open(model);
+  const bool exists = fs::exists(".checkpoint", ec);
+  if (src->source_bytes() < 1'000'000'000ull || src->is_gguf()) return;
+  if (::access(exists ? ".checkpoint" : ".", W_OK) == 0) {
+    dir = state(".checkpoint", false);
+    progress.message(fmt::format("Checkpointing to {} (models of 1 GB or more; --no-checkpoints turns it off)",
+                                 dir.string()));
+  } else {
+    progress.message("warning: no checkpoint: the working directory is not writable (--checkpoint-dir DIR names another)");
+  }
+}
+
+void rethrow_naming_checkpoint(const Error& e, const fs::path& dir) {
+  if (e.code() == Errc::interrupted && !dir.empty() && fs::exists(dir / "state.json"))
+    throw Error(e.code(), fmt::format("{}; the checkpoint was kept in {} (--resume {})", e.what(), dir.string(),
+                                      dir.string()));
+  throw e;
+}
+
 int run_gptq(Context& ctx, const cxxopts::ParseResult& r, const std::string& format) {
   GptqConfig cfg;
   std::string method = format;
@@ -95,44 +133,18 @@ int run_gptq(Context& ctx, const cxxopts::ParseResult& r, const std::string& for
     fail(Errc::invalid_argument, "--calibration-samples must be positive, got {}", cfg.calibration_samples);
   if (cfg.ctx < 2) fail(Errc::invalid_argument, "--ctx must be at least 2, got {}", cfg.ctx);
 
-  if (r.count("no-checkpoints") && (r.count("checkpoint-dir") || r.count("resume")))
-    fail(Errc::invalid_argument, "--no-checkpoints contradicts --{}", r.count("resume") ? "resume" : "checkpoint-dir");
-  if (r.count("resume") && r.count("checkpoint-dir"))
-    fail(Errc::invalid_argument, "--resume continues the checkpoint in its own directory: drop --checkpoint-dir");
-  if (r.count("resume")) {
-    cfg.checkpoint_dir = gptq_checkpoint_state(r["resume"].as<std::string>(), cfg, true);
-    cfg.resume = true;
-  } else if (r.count("checkpoint-dir")) {
-    cfg.checkpoint_dir = gptq_checkpoint_state(r["checkpoint-dir"].as<std::string>(), cfg, false);
-  }
-
   const fs::path model = r["model"].as<std::string>();
   const fs::path out = output_model_dir(r, gptq_default_output(model, cfg));
   TermProgress progress(ctx);
   lq::Context run_ctx = library_context(ctx, progress);
-  if (cfg.checkpoint_dir.empty() && !r.count("no-checkpoints")) {
-    // As `quantize ... gguf`: models of 1 GB or more get a checkpoint in ./.checkpoint by default.
-    std::error_code ec;
-    const auto src = ModelSource::open(model);
-    const bool exists = fs::exists(".checkpoint", ec);
-    if (src->source_bytes() >= 1'000'000'000ull && !src->is_gguf()) {
-      if (::access(exists ? ".checkpoint" : ".", W_OK) == 0) {
-        cfg.checkpoint_dir = gptq_checkpoint_state(".checkpoint", cfg, false);
-        progress.message(fmt::format("Checkpointing to {} (models of 1 GB or more; --no-checkpoints turns it off)",
-                                     cfg.checkpoint_dir.string()));
-      } else {
-        progress.message("warning: no checkpoint: the working directory is not writable (--checkpoint-dir DIR names another)");
-      }
-    }
-  }
+  block_checkpoint_options(
+      r, model, progress, [&](const fs::path& d, bool resume) { return gptq_checkpoint_state(d, cfg, resume); },
+      cfg.checkpoint_dir, cfg.resume);
   GptqResult res;
   try {
     res = gptq_model(model, out, cfg, run_ctx);
   } catch (const Error& e) {
-    if (e.code() == Errc::interrupted && !cfg.checkpoint_dir.empty() && fs::exists(cfg.checkpoint_dir / "state.json"))
-      throw Error(e.code(), fmt::format("{}; the checkpoint was kept in {} (--resume {})", e.what(),
-                                        cfg.checkpoint_dir.string(), cfg.checkpoint_dir.string()));
-    throw;
+    rethrow_naming_checkpoint(e, cfg.checkpoint_dir);
   }
   for (const auto& w : res.warnings) progress.message(fmt::format("warning: {}", w));
   const double ratio = res.source_bytes ? static_cast<double>(res.output_bytes) / static_cast<double>(res.source_bytes) : 0;

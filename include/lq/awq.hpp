@@ -61,7 +61,15 @@ struct AwqConfig {
   int64_t calibration_samples = 128;    ///< chunks of ctx tokens (AutoAWQ: 128 x 512)
   int64_t ctx = 512;
   std::filesystem::path calibration_data;  ///< empty = the built-in WikiText-2 text
+  /// awq_model on a streamed checkpoint: a checkpoint after every block in this state directory
+  /// (awq_checkpoint_state); empty: none. As GptqConfig's.
+  std::filesystem::path checkpoint_dir;
+  bool resume = false;  ///< continue the checkpoint in checkpoint_dir (refused when it is another run's)
 };
+
+/// The state directory of an AWQ checkpoint under `dir` (as gptq_checkpoint_state).
+LQ_API std::filesystem::path awq_checkpoint_state(const std::filesystem::path& dir, const AwqConfig& config,
+                                                  bool resume);
 
 /// AutoAWQ's grid of one matrix (rows x cols, row-major) in groups of `group_size` columns:
 /// scale = (max - min) / (2^bits - 1) (min 1e-5), zero = clamp(-round(min / scale)),
@@ -138,7 +146,11 @@ class LQ_API AwqQuantizer {
   std::unique_ptr<Impl> impl_;
 };
 
-/// The whole command: open `model`, quantize, write `out` (default awq_default_output()).
+/// The whole command: open `model`, quantize, write `out` (default awq_default_output()). A
+/// checkpoint gptq_model streams is quantized the same way, with one block in memory (its
+/// weights and its calibration inputs; the hidden states between blocks in work files) and a
+/// checkpoint after each block when config.checkpoint_dir is set; the output bytes are
+/// AwqQuantizer's.
 LQ_API AwqResult awq_model(const std::filesystem::path& model, std::filesystem::path out, const AwqConfig& config,
                            const Context& ctx = {});
 

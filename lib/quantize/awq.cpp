@@ -1,7 +1,10 @@
-// AWQ (awq.hpp): activation-aware scale search, folding, clipping and AutoAWQ's asymmetric grid,
-// run block by block on the GPTQ pipeline (GptqQuantizer: model loading, the linears' checks,
-// Hugging Face row order, the output directory in every layout). Must not parse flags or print:
-// progress goes to the Context's sink.
+// AWQ (awq.hpp): activation-aware scale search, folding, clipping and AutoAWQ's asymmetric grid.
+// The block step (AwBlockStep, run through awq_block.hpp's AwBlockRunner) works on one block's
+// float weights and captured inputs and hands every change to an AwBlockIo; AwqQuantizer runs it
+// on the whole model loaded in GPTQ's pipeline (GptqQuantizer: model loading, the linears' checks,
+// Hugging Face row order, the output directory in every layout), and awq_model on GPTQ's streamed
+// runner (gptq_stream.cpp: one block in memory, checkpoints) wherever that runner applies. Must not
+// parse flags or print: progress goes to the Context's sink.
 //
 // Per block L: one calibration pass through the model whose blocks < L are already quantized
 // (the linear hook keeps block L's four product inputs for every chunk and stops the forward pass
@@ -24,7 +27,9 @@
 #include "core/half.hpp"
 #include "engine/impl.hpp"
 #include "model/tensor_names.hpp"
+#include "quantize/awq_block.hpp"
 #include "quantize/calibration_chunks.hpp"
+#include "quantize/gptq_stream.hpp"
 
 #include <Eigen/Core>
 
@@ -270,130 +275,35 @@ struct AwActs {
   AwMat x_attn, x_o, x_ffn, x_down;
 };
 
-}  // namespace awq_impl
+// One block's AWQ step, on the block's float weights and captured inputs, for the whole-model
+// quantizer (AwqQuantizer) and the streamed one (awq_stream: the block alone in a one-block model).
+struct AwBlockStep {
+  struct {
+    AwqParams params;
+  } cfg;
+  int storage = 16;                // the scales' stored dtype (16 F16, 17 BF16, 0 F32)
+  AwGemmFn gemm = nullptr;         // the back-end's float GEMM
+  std::vector<int64_t> lengths;    // the calibration chunks' token counts, in capture order
+  AwqResult& summary;
+  std::vector<std::string>& warnings;
+  AwBlockIo* io = nullptr;         // during run()
 
-struct AwqQuantizer::Impl {
-  const ModelSource& src;
-  AwqConfig cfg;
-  mutable GptqQuantizer gq;
-  std::vector<std::vector<int32_t>> chunks;
-  bool have_data = false, done = false;
-  int storage = 16;
-  AwGemmFn gemm = nullptr;  // the back-end's float GEMM (set by run())
-  AwqResult summary;
-  GptqResult stats;
+  AwBlockStep(const AwqParams& p, AwqResult& s, std::vector<std::string>& w) : summary(s), warnings(w) { cfg.params = p; }
 
-  static GptqConfig gptq_config(const AwqConfig& c) {
-    GptqConfig g;
-    g.params.bits = c.params.bits;
-    g.params.group_size = c.params.group_size;
-    g.params.sym = false;
-    g.layout = c.layout;
-    g.calibration_samples = c.calibration_samples;
-    g.ctx = c.ctx;
-    g.calibration_data = c.calibration_data;
-    return g;
-  }
-
-  static const AwqConfig& checked(const ModelSource& s, const AwqConfig& c) {
-    validate(c.params);
-    if (s.is_gguf())
-      fail(Errc::invalid_argument, "awq: {} is a GGUF file; quantize a Hugging Face checkpoint (config.json and "
-           "safetensors)", s.path().string());
-    for (const ModelTensor& t : s.tensors()) {
-      const int b = names::block_of(t.name);
-      if (b < 0 || t.ne.size() != 2 || !t.name.ends_with(".weight") || t.name.find("norm") != std::string::npos) continue;
-      if (t.row_length() % c.params.group_size != 0)
-        fail(Errc::invalid_argument, "awq: group size {} does not divide the row length {} of {}", c.params.group_size,
-             t.row_length(), t.source_name.empty() ? t.name : t.source_name);
-    }
-    if (c.layout == GptqLayout::gptq_v2)
-      fail(Errc::invalid_argument, "awq: layouts are awq, compressed-tensors and gptq (asymmetric, v1 zeros)");
-    if (c.layout == GptqLayout::awq && c.params.bits != 4)
-      fail(Errc::invalid_argument, "awq: AutoAWQ's GEMM layout stores 4-bit codes only, not {}-bit (use --layout "
-           "compressed-tensors or gptq for 3-bit)", c.params.bits);
-    if (c.calibration_samples < 1)
-      fail(Errc::invalid_argument, "awq: calibration samples must be positive, got {}", c.calibration_samples);
-    if (c.ctx < 2) fail(Errc::invalid_argument, "awq: ctx must be at least 2, got {}", c.ctx);
-    return c;
-  }
-
-  Impl(const ModelSource& s, const AwqConfig& c) : src(s), cfg(checked(s, c)), gq(s, gptq_config(c)) {
-    const ModelConfig& mc = gq.model().config();
-    if (mc.architecture != "llama" && mc.architecture != "qwen2")
-      fail(Errc::invalid_argument, "awq: the {} architecture is not supported (llama, mistral, qwen2)", mc.architecture);
-    if (cfg.layout == GptqLayout::compressed_tensors) {
-      for (const LinearInfo& l : gq.model().linears())
-        if (l.layer >= 0) storage = l.type == QuantType::BF16 ? 17 : l.type == QuantType::F16 ? 16 : 0;
-    }
-    summary.attention = "attention output (recomputed, checked against the engine)";
-  }
-
-  void set_calibration(const CalibrationData& data) {
-    stats.calibration_source = data.source;
-    const int32_t bos = gq.model().add_bos() ? gq.model().bos_token() : -1;
-    chunks = quant_impl::calibration_chunks(src, data, cfg.ctx, cfg.calibration_samples, bos, stats.warnings);
-    have_data = true;
-  }
-
-  // Block L's product inputs for every chunk (the model's blocks < L already quantized).
-  AwActs capture(int64_t L, const Context& ctx) {
-    Model& model = gq.model();
-    const ModelConfig& mc = model.config();
-    int64_t total = 0;
-    for (const auto& ch : chunks) total += static_cast<int64_t>(ch.size());
-    AwActs a;
-    a.x_attn.resize(total, mc.n_embd);
-    a.x_o.resize(total, mc.n_head * mc.head_dim);
-    a.x_ffn.resize(total, mc.n_embd);
-    a.x_down.resize(total, mc.n_ff);
-    SessionOptions so;
-    so.n_ctx = cfg.ctx;
-    so.hook_inputs_only = true;
-    Session session(model, so, ctx);
-    int64_t row0 = 0;
-    bool non_finite = false;
-    session.set_linear_hook([&](const LinearEvent& ev) {
-      const LinearInfo& l = *ev.linear;
-      if (l.layer != L) return;
-      AwMat* dst = l.role == "attn_q"        ? &a.x_attn
-                   : l.role == "attn_output" ? &a.x_o
-                   : l.role == "ffn_gate"    ? &a.x_ffn
-                   : l.role == "ffn_down"    ? &a.x_down
-                                             : nullptr;
-      if (dst) {
-        Eigen::Map<const AwMat> X(ev.input, ev.n_tokens, l.n_in);
-        if (!X.allFinite()) non_finite = true;
-        dst->middleRows(row0, ev.n_tokens) = X;
-      }
-      if (l.role == "ffn_down") throw AwStopForward{};
-    });
-    for (const auto& ch : chunks) {
-      ctx.check_cancelled();
-      session.clear();
-      try {
-        session.eval(ch, static_cast<int64_t>(ch.size()));
-      } catch (const AwStopForward&) {
-      }
-      row0 += static_cast<int64_t>(ch.size());
-    }
-    if (non_finite)
-      fail(Errc::smoothquant_failed, "awq: block {} sees NaN or infinite activations on the calibration data; nothing "
-           "was written", L);
-    return a;
-  }
+  // blk.<model_layer>.suffix: the block's tensor in the model the step works on.
+  std::string local(const char* suffix) const { return names::block_tensor(io->model_layer, suffix); }
 
   AwLinear load(int64_t L, const char* suffix) const {
-    const Model& model = gq.model();
+    const Model& model = *io->model;
     AwLinear x;
     x.gguf = names::block_tensor(static_cast<int>(L), suffix);
     x.module = names::hf_module(x.gguf);
-    const LinearInfo* li = model.find_linear(x.gguf);
+    const LinearInfo* li = model.find_linear(local(suffix));
     if (!li) fail(Errc::invalid_model, "awq: the model has no {}", x.gguf);
     x.rows = li->n_out;
     x.cols = li->n_in;
     x.permuted = model.config().architecture == "llama" && (li->role == "attn_q" || li->role == "attn_k");
-    const std::vector<float> v = model.tensor_f32(x.gguf);
+    const std::vector<float> v = model.tensor_f32(local(suffix));
     x.w = Eigen::Map<const AwMat>(v.data(), x.rows, x.cols);
     return x;
   }
@@ -403,17 +313,17 @@ struct AwqQuantizer::Impl {
   void attention_out(const AwMat& x, const AwMat& qw, const AwMat& kw, const AwMat& vw, const std::vector<float>& bq,
                      const std::vector<float>& bk, const std::vector<float>& bv, const AwMat* ow, AwMat& y,
                      const Context& ctx) const {
-    const auto& mi = detail::ModelAccess::impl(gq.model());
+    const auto& mi = detail::ModelAccess::impl(*io->model);
     const ModelConfig& c = mi.config;
     const int64_t hd = c.head_dim, nq = c.n_head * hd, nkv = c.n_head_kv * hd, group = c.n_head / c.n_head_kv;
     const int64_t half = hd / 2;
     int64_t maxlen = 0;
     std::vector<int64_t> starts;
     int64_t row = 0;
-    for (const auto& ch : chunks) {
+    for (const int64_t len : lengths) {
       starts.push_back(row);
-      row += static_cast<int64_t>(ch.size());
-      maxlen = std::max<int64_t>(maxlen, static_cast<int64_t>(ch.size()));
+      row += len;
+      maxlen = std::max(maxlen, len);
     }
     std::vector<float> cs(static_cast<size_t>(maxlen * half * 2));
     for (int64_t t = 0; t < maxlen; ++t)
@@ -425,10 +335,10 @@ struct AwqQuantizer::Impl {
     y.resize(x.rows(), ow ? ow->rows() : nq);
     const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
     const int64_t window = c.sliding_window;
-    parallel_for(static_cast<int64_t>(chunks.size()), ctx.thread_count(), 1, [&](int64_t c0, int64_t c1) {
+    parallel_for(static_cast<int64_t>(lengths.size()), ctx.thread_count(), 1, [&](int64_t c0, int64_t c1) {
       AwMat q, k, v, o, s;
       for (int64_t ci = c0; ci < c1; ++ci) {
-        const int64_t r0 = starts[static_cast<size_t>(ci)], n = static_cast<int64_t>(chunks[static_cast<size_t>(ci)].size());
+        const int64_t r0 = starts[static_cast<size_t>(ci)], n = lengths[static_cast<size_t>(ci)];
         const float* X = x.data() + r0 * x.cols();
         const int64_t e = x.cols();
         q.resize(n, nq);
@@ -530,18 +440,18 @@ struct AwqQuantizer::Impl {
 
   // Divides the norm by s, rounds it to its stored dtype and returns the scales that rounding
   // leaves (norm / rounded norm), which the next linears' columns take so the fold stays exact.
-  std::vector<float> fold_norm(const std::string& gguf, std::span<const float> s) {
-    const ModelTensor& t = src.at(gguf);
-    std::vector<float> w = gq.model().tensor_f32(gguf);
+  std::vector<float> fold_norm(const char* suffix, std::span<const float> s) {
+    const QuantType stored = io->stored_type(suffix);
+    std::vector<float> w = io->model->tensor_f32(local(suffix));
     std::vector<float> eff(s.begin(), s.end());
     for (size_t i = 0; i < w.size(); ++i) {
       float v = w[i] / s[i];
-      if (t.type == QuantType::BF16) v = bf16_to_f32(f32_to_bf16(v));
-      else if (t.type == QuantType::F16) v = fp16_to_f32(f32_to_fp16(v));
+      if (stored == QuantType::BF16) v = bf16_to_f32(f32_to_bf16(v));
+      else if (stored == QuantType::F16) v = fp16_to_f32(f32_to_fp16(v));
       if (v != 0 && w[i] != 0 && std::isfinite(w[i] / v)) eff[i] = w[i] / v;
       w[i] = v;
     }
-    gq.set_float_tensor(gguf, std::move(w));
+    io->set_float(suffix, std::move(w));
     return eff;
   }
 
@@ -787,7 +697,7 @@ struct AwqQuantizer::Impl {
     GptqLayerReport rep{x.module, names::block_of(x.gguf), ref > 0 ? err / ref : 0, 0, 0, 0};
     if (x.permuted) {
       GptqMatrix h = q;
-      const int64_t hd = gq.model().config().head_dim;
+      const int64_t hd = io->model->config().head_dim;
       for (int64_t r = 0; r < x.rows; ++r) {
         const int64_t hr = aw_hf_row(r, hd);
         std::memcpy(&h.codes[static_cast<size_t>(hr * x.cols)], &q.codes[static_cast<size_t>(r * x.cols)],
@@ -799,26 +709,25 @@ struct AwqQuantizer::Impl {
       }
       q = std::move(h);
     }
-    gq.set_matrix(x.module, std::move(q), rep);
+    io->put_matrix(x.module, std::move(q), rep);
   }
 
-  std::vector<float> bias(int64_t L, const char* suffix) const {
-    const std::string n = names::block_tensor(static_cast<int>(L), suffix);
-    if (!src.find(n)) return {};
-    return gq.model().tensor_f32(n);
+  std::vector<float> bias(const char* suffix) const {
+    if (!io->has(suffix)) return {};
+    return io->model->tensor_f32(local(suffix));
   }
 
-  void block(int64_t L, const Context& ctx, double& calib) {
-    const ModelConfig& mc = gq.model().config();
+  // Block io.layer on its captured inputs: the four searches, the folds, the clipping and the
+  // quantization, every change handed to io.
+  void run(AwBlockIo& block_io, AwActs& a, const Context& ctx) {
+    io = &block_io;
+    const int64_t L = block_io.layer;
     const int threads = ctx.thread_count();
     const AwqParams& p = cfg.params;
-    const auto tc = std::chrono::steady_clock::now();
-    AwActs a = capture(L, ctx);
-    calib += aw_seconds_since(tc);
     AwLinear wq = load(L, "attn_q.weight"), wk = load(L, "attn_k.weight"), wv = load(L, "attn_v.weight"),
              wo = load(L, "attn_output.weight"), wg = load(L, "ffn_gate.weight"), wu = load(L, "ffn_up.weight"),
              wd = load(L, "ffn_down.weight");
-    std::vector<float> bq = bias(L, "attn_q.bias"), bk = bias(L, "attn_k.bias"), bv = bias(L, "attn_v.bias");
+    std::vector<float> bq = bias("attn_q.bias"), bk = bias("attn_k.bias"), bv = bias("attn_v.bias");
     auto report = [&](const char* group, const AwqSearch& s) {
       summary.groups.push_back(AwqGroupReport{static_cast<int>(L), group, s.alpha, s.loss, s.identity_loss});
     };
@@ -830,7 +739,7 @@ struct AwqQuantizer::Impl {
     const bool attn_ok = dev < 1e-3;
     if (!attn_ok) {
       summary.attention = fmt::format("q/k/v outputs (the recomputed attention differs from the engine's by {:.2g})", dev);
-      stats.warnings.push_back(fmt::format("block {}: {}", L, summary.attention));
+      warnings.push_back(fmt::format("block {}: {}", L, summary.attention));
     }
     if (attn_ok) attention_out(a.x_attn, wq.w, wk.w, wv.w, bq, bk, bv, &wo.w, y_ref, ctx);
     const std::vector<float> x1 = col_abs_mean(a.x_attn);
@@ -892,7 +801,7 @@ struct AwqQuantizer::Impl {
     y.resize(0, 0);
 
     // Folds (the activations the clipping search sees are divided by the same scales).
-    const std::vector<float> e1 = fold_norm(names::block_tensor(static_cast<int>(L), "attn_norm.weight"), s1.scales);
+    const std::vector<float> e1 = fold_norm("attn_norm.weight", s1.scales);
     for (AwLinear* x : {&wq, &wk, &wv}) scale_cols(x->w, e1);
     unscale_cols(a.x_attn, e1);
     if (vo) {
@@ -900,12 +809,12 @@ struct AwqQuantizer::Impl {
       awq_divide_rows(vs, wv.cols, s2.scales);
       if (!bv.empty()) {
         awq_divide_rows(bv, 1, s2.scales);
-        gq.set_float_tensor(names::block_tensor(static_cast<int>(L), "attn_v.bias"), bv);
+        io->set_float("attn_v.bias", bv);
       }
       scale_cols(wo.w, s2.scales);
       unscale_cols(a.x_o, s2.scales);
     }
-    const std::vector<float> e3 = fold_norm(names::block_tensor(static_cast<int>(L), "ffn_norm.weight"), s3.scales);
+    const std::vector<float> e3 = fold_norm("ffn_norm.weight", s3.scales);
     for (AwLinear* x : {&wg, &wu}) scale_cols(x->w, e3);
     unscale_cols(a.x_ffn, e3);
     {
@@ -933,11 +842,148 @@ struct AwqQuantizer::Impl {
     quantize_linear(wu, xf, p.clip, ctx);
     quantize_linear(wd, xd, p.clip, ctx);
     a = AwActs{};
-    (void)mc;
+    io = nullptr;
+  }
+};
+
+// Block io.layer's product inputs for every chunk (the blocks before it already quantized in
+// the model that feeds it).
+AwActs aw_capture(AwBlockIo& io, const std::vector<int64_t>& lengths, int64_t n_ctx,
+                  const std::function<void(size_t, Session&)>& eval_chunk, const Context& ctx) {
+  Model& model = *io.model;
+  const ModelConfig& mc = model.config();
+  int64_t total = 0;
+  for (const int64_t n : lengths) total += n;
+  AwActs a;
+  a.x_attn.resize(total, mc.n_embd);
+  a.x_o.resize(total, mc.n_head * mc.head_dim);
+  a.x_ffn.resize(total, mc.n_embd);
+  a.x_down.resize(total, mc.n_ff);
+  SessionOptions so;
+  so.n_ctx = n_ctx;
+  so.hook_inputs_only = true;
+  Session session(model, so, ctx);
+  int64_t row0 = 0;
+  bool non_finite = false;
+  session.set_linear_hook([&](const LinearEvent& ev) {
+    const LinearInfo& l = *ev.linear;
+    if (l.layer != io.model_layer) return;
+    AwMat* dst = l.role == "attn_q"        ? &a.x_attn
+                 : l.role == "attn_output" ? &a.x_o
+                 : l.role == "ffn_gate"    ? &a.x_ffn
+                 : l.role == "ffn_down"    ? &a.x_down
+                                           : nullptr;
+    if (dst) {
+      Eigen::Map<const AwMat> X(ev.input, ev.n_tokens, l.n_in);
+      if (!X.allFinite()) non_finite = true;
+      dst->middleRows(row0, ev.n_tokens) = X;
+    }
+    if (l.role == "ffn_down") throw AwStopForward{};
+  });
+  for (size_t i = 0; i < lengths.size(); ++i) {
+    ctx.check_cancelled();
+    session.clear();
+    try {
+      eval_chunk(i, session);
+    } catch (const AwStopForward&) {
+    }
+    row0 += lengths[i];
+  }
+  if (non_finite)
+    fail(Errc::smoothquant_failed, "awq: block {} sees NaN or infinite activations on the calibration data; nothing "
+         "was written", io.layer);
+  return a;
+}
+
+struct AwBlockRunner::Step : AwBlockStep {
+  using AwBlockStep::AwBlockStep;
+};
+
+AwBlockRunner::AwBlockRunner(const AwqParams& params, int scale_storage, std::vector<int64_t> lengths,
+                             AwqResult& summary, std::vector<std::string>& warnings, const Context& ctx)
+    : step_(std::make_unique<Step>(params, summary, warnings)) {
+  step_->storage = scale_storage;
+  step_->lengths = std::move(lengths);
+  step_->gemm = engine::Exec::from(ctx).ops.gemm;
+}
+AwBlockRunner::~AwBlockRunner() = default;
+
+void AwBlockRunner::run(AwBlockIo& io, int64_t n_ctx, const std::function<void(size_t, Session&)>& eval_chunk,
+                        double& calib_seconds, const Context& ctx) {
+  const auto tc = std::chrono::steady_clock::now();
+  AwActs a = aw_capture(io, step_->lengths, n_ctx, eval_chunk, ctx);
+  calib_seconds += aw_seconds_since(tc);
+  step_->run(io, a, ctx);
+}
+
+GptqConfig awq_gptq_config(const AwqConfig& c) {
+  GptqConfig g;
+  g.params.bits = c.params.bits;
+  g.params.group_size = c.params.group_size;
+  g.params.sym = false;
+  g.layout = c.layout;
+  g.calibration_samples = c.calibration_samples;
+  g.ctx = c.ctx;
+  g.calibration_data = c.calibration_data;
+  g.checkpoint_dir = c.checkpoint_dir;
+  g.resume = c.resume;
+  return g;
+}
+
+const AwqConfig& awq_checked(const ModelSource& s, const AwqConfig& c) {
+  validate(c.params);
+  if (s.is_gguf())
+    fail(Errc::invalid_argument, "awq: {} is a GGUF file; quantize a Hugging Face checkpoint (config.json and "
+         "safetensors)", s.path().string());
+  for (const ModelTensor& t : s.tensors()) {
+    const int b = names::block_of(t.name);
+    if (b < 0 || t.ne.size() != 2 || !t.name.ends_with(".weight") || t.name.find("norm") != std::string::npos) continue;
+    if (t.row_length() % c.params.group_size != 0)
+      fail(Errc::invalid_argument, "awq: group size {} does not divide the row length {} of {}", c.params.group_size,
+           t.row_length(), t.source_name.empty() ? t.name : t.source_name);
+  }
+  if (c.layout == GptqLayout::gptq_v2)
+    fail(Errc::invalid_argument, "awq: layouts are awq, compressed-tensors and gptq (asymmetric, v1 zeros)");
+  if (c.layout == GptqLayout::awq && c.params.bits != 4)
+    fail(Errc::invalid_argument, "awq: AutoAWQ's GEMM layout stores 4-bit codes only, not {}-bit (use --layout "
+         "compressed-tensors or gptq for 3-bit)", c.params.bits);
+  if (c.calibration_samples < 1)
+    fail(Errc::invalid_argument, "awq: calibration samples must be positive, got {}", c.calibration_samples);
+  if (c.ctx < 2) fail(Errc::invalid_argument, "awq: ctx must be at least 2, got {}", c.ctx);
+  const std::string& arch = s.config().architecture;
+  if (arch != "llama" && arch != "qwen2")
+    fail(Errc::invalid_argument, "awq: the {} architecture is not supported (llama, mistral, qwen2)", arch);
+  return c;
+}
+
+}  // namespace awq_impl
+
+struct AwqQuantizer::Impl {
+  const ModelSource& src;
+  AwqConfig cfg;
+  mutable GptqQuantizer gq;
+  std::vector<std::vector<int32_t>> chunks;
+  bool have_data = false, done = false;
+  int storage = 16;
+  AwqResult summary;
+  GptqResult stats;
+
+  Impl(const ModelSource& s, const AwqConfig& c) : src(s), cfg(awq_checked(s, c)), gq(s, awq_gptq_config(c)) {
+    if (cfg.layout == GptqLayout::compressed_tensors) {
+      for (const LinearInfo& l : gq.model().linears())
+        if (l.layer >= 0) storage = l.type == QuantType::BF16 ? 17 : l.type == QuantType::F16 ? 16 : 0;
+    }
+    summary.attention = "attention output (recomputed, checked against the engine)";
+  }
+
+  void set_calibration(const CalibrationData& data) {
+    stats.calibration_source = data.source;
+    const int32_t bos = gq.model().add_bos() ? gq.model().bos_token() : -1;
+    chunks = quant_impl::calibration_chunks(src, data, cfg.ctx, cfg.calibration_samples, bos, stats.warnings);
+    have_data = true;
   }
 
   void run(const Context& ctx) {
-    gemm = engine::Exec::from(ctx).ops.gemm;
     Progress& progress = ctx.progress_sink();
     const auto t0 = std::chrono::steady_clock::now();
     const ModelConfig& mc = gq.model().config();
@@ -947,10 +993,27 @@ struct AwqQuantizer::Impl {
     progress.message(fmt::format("AWQ: {} blocks, {} chunks of {} tokens from {}", mc.n_layer, chunks.size(), cfg.ctx,
                                  stats.calibration_source));
     double calib = 0;
+    std::vector<int64_t> lengths;
+    for (const auto& ch : chunks) lengths.push_back(static_cast<int64_t>(ch.size()));
+    AwBlockRunner runner(cfg.params, storage, lengths, summary, stats.warnings, ctx);
+    Model& model = gq.model();
+    AwBlockIo io;
+    io.model = &model;
+    io.stored_type = [&](const char* suffix) { return src.at(names::block_tensor(io.model_layer, suffix)).type; };
+    io.has = [&](const char* suffix) { return src.find(names::block_tensor(io.model_layer, suffix)) != nullptr; };
+    io.set_float = [&](const char* suffix, std::vector<float> v) {
+      gq.set_float_tensor(names::block_tensor(io.model_layer, suffix), std::move(v));
+    };
+    io.put_matrix = [&](const std::string& module, GptqMatrix q, const GptqLayerReport& rep) {
+      gq.set_matrix(module, std::move(q), rep);
+    };
     progress.update("AWQ", 0, mc.n_layer, "blocks");
     for (int64_t L = 0; L < mc.n_layer; ++L) {
       ctx.check_cancelled();
-      block(L, ctx, calib);
+      io.layer = L;
+      io.model_layer = static_cast<int>(L);
+      runner.run(io, cfg.ctx, [&](size_t i, Session& s) { s.eval(chunks[i], static_cast<int64_t>(chunks[i].size())); },
+                 calib, ctx);
       progress.update("AWQ", L + 1, mc.n_layer, "blocks");
     }
     progress.finish("AWQ");
@@ -984,6 +1047,14 @@ AwqResult awq_model(const fs::path& model, fs::path out, const AwqConfig& config
   validate(config.params);
   auto source = ModelSource::open(model);
   if (out.empty()) out = awq_default_output(model, config);
+  awq_checked(*source, config);
+  if (gptq_streams(*source)) {
+    source.reset();
+    return awq_stream(model, std::move(out), config, ctx);
+  }
+  if (!config.checkpoint_dir.empty())
+    fail(Errc::invalid_argument, "awq: checkpoints are kept for streamed models only ({} is quantized whole)",
+         model.string());
   AwqQuantizer q(*source, config);
   q.run(ctx);
   return q.write(out, ctx);

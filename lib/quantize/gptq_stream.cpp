@@ -37,6 +37,7 @@
 #include "model/tensor_names.hpp"
 #include "engine/impl.hpp"
 #include "quantize/calibration_chunks.hpp"
+#include "quantize/awq_block.hpp"
 #include "quantize/block_stream.hpp"
 #include "quantize/checkpoint.hpp"
 #include "quantize/gptq_stream.hpp"
@@ -56,6 +57,7 @@
 #include <cstring>
 #include <fstream>
 #include <map>
+#include <optional>
 #include <set>
 
 #include <fcntl.h>
@@ -190,6 +192,77 @@ void gs_get_smoothing(GsFile& f, GsSmoothing& s, uint64_t limit) {
   if (s.site_max.size() != 4) fail(Errc::invalid_argument, "gptq: a damaged smoothing record");
 }
 
+// One AWQ block in the spool (after its matrices): the float tensors it changed (folded norms, a
+// scaled v bias; source names), its scale searches, its linears' reports and clipped count.
+struct GsAwqRecord {
+  std::vector<std::pair<std::string, std::vector<float>>> floats;
+  std::vector<AwqGroupReport> groups;
+  std::vector<GptqLayerReport> reports;
+  int64_t clipped = 0;
+};
+
+void gs_put_string(GsFile& f, const std::string& v) { gs_put_vec(f, std::vector<char>(v.begin(), v.end())); }
+std::string gs_get_string(GsFile& f) {
+  std::vector<char> v;
+  gs_get_vec(f, v, 4096);
+  return std::string(v.begin(), v.end());
+}
+
+void gs_put_awq(GsFile& f, const GsAwqRecord& r) {
+  const uint64_t n[4] = {r.floats.size(), r.groups.size(), r.reports.size(), static_cast<uint64_t>(r.clipped)};
+  f.write(n, sizeof n);
+  for (const auto& [name, v] : r.floats) {
+    gs_put_string(f, name);
+    gs_put_vec(f, v);
+  }
+  for (const AwqGroupReport& g : r.groups) {
+    gs_put_string(f, g.group);
+    const double d[3] = {g.alpha, g.loss, g.identity_loss};
+    f.write(d, sizeof d);
+    const int64_t layer = g.layer;
+    f.write(&layer, 8);
+  }
+  for (const GptqLayerReport& l : r.reports) {
+    gs_put_string(f, l.module);
+    const double d[2] = {l.loss, l.damp};
+    f.write(d, sizeof d);
+    const int64_t e[3] = {l.layer, l.damp_raises, l.dead_columns};
+    f.write(e, sizeof e);
+  }
+}
+
+void gs_get_awq(GsFile& f, GsAwqRecord& r, uint64_t limit) {
+  uint64_t n[4];
+  f.read(n, sizeof n);
+  if (n[0] > 16 || n[1] > 16 || n[2] > 64) fail(Errc::invalid_argument, "awq: a damaged spool record");
+  r.clipped = static_cast<int64_t>(n[3]);
+  r.floats.resize(static_cast<size_t>(n[0]));
+  for (auto& [name, v] : r.floats) {
+    name = gs_get_string(f);
+    gs_get_vec(f, v, limit);
+  }
+  r.groups.resize(static_cast<size_t>(n[1]));
+  for (AwqGroupReport& g : r.groups) {
+    g.group = gs_get_string(f);
+    double d[3];
+    f.read(d, sizeof d);
+    g.alpha = d[0], g.loss = d[1], g.identity_loss = d[2];
+    int64_t layer = 0;
+    f.read(&layer, 8);
+    g.layer = static_cast<int>(layer);
+  }
+  r.reports.resize(static_cast<size_t>(n[2]));
+  for (GptqLayerReport& l : r.reports) {
+    l.module = gs_get_string(f);
+    double d[2];
+    f.read(d, sizeof d);
+    l.loss = d[0], l.damp = d[1];
+    int64_t e[3];
+    f.read(e, sizeof e);
+    l.layer = static_cast<int>(e[0]), l.damp_raises = static_cast<int>(e[1]), l.dead_columns = e[2];
+  }
+}
+
 // A float as a tensor of `type` stores it (the norm weights are written in the checkpoint's dtype).
 float gs_through(QuantType type, float v) {
   if (type == QuantType::BF16) return bf16_to_f32(f32_to_bf16(v));
@@ -207,14 +280,32 @@ void gs_sync_dir(const fs::path& d) {
   }
 }
 
+// A run's state directory: DIR/NAME, or with `resume` DIR itself when it holds the state.
+fs::path gs_state_dir(const fs::path& dir, const std::string& name, bool resume, const char* run) {
+  const fs::path sub = dir / name;
+  if (!resume) return sub;
+  std::error_code ec;
+  if (fs::is_regular_file(dir / "state.json", ec)) return dir;
+  if (fs::is_regular_file(sub / "state.json", ec)) return sub;
+  if (!fs::exists(dir, ec)) fail(Errc::invalid_argument, "--resume: checkpoint not found: {}", dir.string());
+  fail(Errc::invalid_argument, "--resume: {} holds no checkpoint of this {} run (no state.json, nor {}/state.json)",
+       dir.string(), run, name);
+}
+
 // The streamed run.
 class GsRun {
  public:
   // out: the output directory; with config.matrix_hook (gptq_stream_hook) the folder that holds the
   // work files for the run's duration instead, and nothing is written.
-  GsRun(const fs::path& model_path, fs::path out, const GptqConfig& config, const Context& ctx)
+  // awq: AWQ's searches instead of GPTQ's walk (awq_stream), config from awq_gptq_config.
+  GsRun(const fs::path& model_path, fs::path out, const GptqConfig& config, const Context& ctx,
+        const AwqParams* awq = nullptr)
       : cfg_(config), ctx_(ctx), progress_(ctx.progress_sink()), out_path_(std::move(out)) {
     validate(cfg_.params);
+    if (awq) {
+      awq_ = *awq;
+      awq_summary_.attention = "attention output (recomputed, checked against the engine)";
+    }
     hook_ = static_cast<bool>(cfg_.matrix_hook);
     if (hook_ && (cfg_.params.rtn || cfg_.smoothquant || !cfg_.checkpoint_dir.empty()))
       fail(Errc::invalid_argument, "gptq: a matrix hook runs GPTQ's calibration alone (no RTN, SmoothQuant or checkpoint)");
@@ -242,10 +333,11 @@ class GsRun {
     const ModelConfig& mc = src_->config();
     if (!cfg_.params.rtn) {
       if (first_block_ == 0) write_embeddings();
-      progress_.message(fmt::format("GPTQ: {} blocks, {} chunks of {} tokens from {} (streamed, one block in memory)",
-                                    mc.n_layer, chunks_.size(), cfg_.ctx, summary_.calibration_source));
+      progress_.message(fmt::format("{}: {} blocks, {} chunks of {} tokens from {} (streamed, one block in memory)",
+                                    awq_ ? "AWQ" : "GPTQ", mc.n_layer, chunks_.size(), cfg_.ctx,
+                                    summary_.calibration_source));
     }
-    const char* stage = cfg_.params.rtn ? "Quantizing (RTN)" : "GPTQ";
+    const char* stage = cfg_.params.rtn ? "Quantizing (RTN)" : awq_ ? "AWQ" : "GPTQ";
     progress_.update(stage, first_block_, mc.n_layer, "blocks");
     for (int64_t L = first_block_; L < mc.n_layer; ++L) {
       ctx_.check_cancelled();
@@ -380,6 +472,12 @@ class GsRun {
       j["params"]["smoothquant"] = {{"alpha", sq->alpha}, {"alpha_auto", sq->alpha_auto}, {"alpha_grid", sq->alpha_grid},
                                     {"auto_rows", sq->auto_rows}, {"activation_percentile", sq->activation_percentile},
                                     {"static_activations", sq->static_activations}};
+    if (awq_)
+      j["params"]["awq"] = {{"n_grid", awq_->n_grid}, {"duo_scaling", awq_->duo_scaling},
+                            {"identity_candidate", awq_->identity_candidate}, {"clip", awq_->clip},
+                            {"clip_grid", awq_->clip_grid}, {"max_shrink", awq_->max_shrink},
+                            {"clip_tokens", awq_->clip_tokens}, {"clip_asym", awq_->clip_asym},
+                            {"refit_scale", awq_->refit_scale}, {"scale_v_o", awq_->scale_v_o}};
     return j.dump(2) + "\n";
   }
 
@@ -492,7 +590,14 @@ class GsRun {
         if (x.layer != L) continue;
         GptqMatrix q;
         gs_get_matrix(f, q);
-        report(x, q);
+        if (!awq_) report(x, q);
+      }
+      if (awq_) {
+        GsAwqRecord rec;
+        gs_get_awq(f, rec, static_cast<uint64_t>(std::max(src_->config().n_embd, int64_t{1})));
+        summary_.layers.insert(summary_.layers.end(), rec.reports.begin(), rec.reports.end());
+        awq_summary_.groups.insert(awq_summary_.groups.end(), rec.groups.begin(), rec.groups.end());
+        awq_summary_.clipped_linears += rec.clipped;
       }
       if (cfg_.smoothquant) {
         GsSmoothing sm;
@@ -654,6 +759,10 @@ class GsRun {
     std::vector<int32_t> ids(static_cast<size_t>(rows));
     for (int64_t i = 0; i < rows; ++i) ids[static_cast<size_t>(i)] = static_cast<int32_t>(i);
     std::vector<float> table, x;
+    GsFile spool(block_file(L), true);
+    if (awq_) {
+      awq_block(L, *model, rows, d, ids, table, x, spool);
+    } else {
     if (calibrated) {
       const auto tc = std::chrono::steady_clock::now();
       const int64_t widths[4] = {mc.n_embd, mc.n_head * model->config().head_dim, mc.n_embd, model->config().n_ff};
@@ -719,7 +828,6 @@ class GsRun {
       stats.clear();
     }
     // Quantize the block's linears, spool them, and put their dequantized weights in the model.
-    GsFile spool(block_file(L), true);
     const int64_t hd = model->config().head_dim;
     for (const GsLinear& xl : linears_) {
       if (xl.layer != L) continue;
@@ -766,21 +874,12 @@ class GsRun {
                                       q.damp_raises, q.damp));
       report(xl, q);
       gs_put_matrix(spool, q);
-      if (calibrated && L + 1 < mc.n_layer) {
-        std::vector<float> dq = q.dequantize();
-        if (xl.permuted) {
-          std::vector<float> o(dq.size());
-          for (int64_t r = 0; r < xl.rows; ++r)
-            std::memcpy(&o[static_cast<size_t>(r * xl.cols)], &dq[static_cast<size_t>(gs_hf_row(r, hd) * xl.cols)],
-                        static_cast<size_t>(xl.cols) * 4);
-          dq.swap(o);
-        }
-        model->replace_tensor(gg, dq, QuantType::F32);
-      }
+      if (calibrated && L + 1 < mc.n_layer) put_dequantized(*model, xl, q);
     }
     if (cfg_.smoothquant) {
       gs_put_smoothing(spool, sm);
       report_smoothing(L, sm);
+    }
     }
     spool.sync();
     H.clear();
@@ -820,6 +919,74 @@ class GsRun {
     if (calibrated) fs::remove(hidden_file(L), ec);
   }
 
+  // The block model's weight of xl replaced by q's values (engine row order), for the pass that
+  // gives the next block's inputs.
+  static void put_dequantized(Model& model, const GsLinear& xl, const GptqMatrix& q) {
+    std::vector<float> dq = q.dequantize();
+    if (xl.permuted) {
+      const int64_t hd = model.config().head_dim;
+      std::vector<float> o(dq.size());
+      for (int64_t r = 0; r < xl.rows; ++r)
+        std::memcpy(&o[static_cast<size_t>(r * xl.cols)], &dq[static_cast<size_t>(gs_hf_row(r, hd) * xl.cols)],
+                    static_cast<size_t>(xl.cols) * 4);
+      dq.swap(o);
+    }
+    model.replace_tensor("blk.0." + xl.role + ".weight", dq, QuantType::F32);
+  }
+
+  // AWQ on block L (awq_block.hpp) in the one-block model: its inputs captured from the hidden
+  // states entering it, the searches, folds, clipping and quantization; the matrices (in linears_
+  // order) and the block's changed float tensors and scale reports go to the spool, and the model
+  // takes the folded norms and the dequantized weights for the pass to block L + 1.
+  void awq_block(int64_t L, Model& model, int64_t rows, int64_t d, const std::vector<int32_t>& ids,
+                 std::vector<float>& table, std::vector<float>& x, GsFile& spool) {
+    if (!awq_runner_) {
+      std::vector<int64_t> lengths;
+      for (const auto& c : chunks_) lengths.push_back(static_cast<int64_t>(c.size()));
+      awq_runner_ = std::make_unique<awq_impl::AwBlockRunner>(*awq_, cfg_.params.scale_storage, std::move(lengths),
+                                                              awq_summary_, summary_.warnings, ctx_);
+    }
+    const auto name = [&](const char* suffix) { return fmt::format("blk.{}.{}", L, suffix); };
+    GsAwqRecord rec;
+    std::map<std::string, std::pair<GptqMatrix, GptqLayerReport>> mats;
+    awq_impl::AwBlockIo io;
+    io.model = &model;
+    io.model_layer = 0;
+    io.layer = L;
+    io.stored_type = [&](const char* suffix) { return src_->at(name(suffix)).type; };
+    io.has = [&](const char* suffix) { return src_->find(name(suffix)) != nullptr; };
+    io.set_float = [&](const char* suffix, std::vector<float> v) {
+      model.replace_tensor(fmt::format("blk.0.{}", suffix), v, QuantType::F32);
+      rec.floats.emplace_back(src_->at(name(suffix)).source_name, std::move(v));
+    };
+    io.put_matrix = [&](const std::string& module, GptqMatrix q, const GptqLayerReport& rep) {
+      mats[module] = {std::move(q), rep};
+    };
+    const size_t groups_before = awq_summary_.groups.size();
+    const int64_t clipped_before = awq_summary_.clipped_linears;
+    GsFile in(hidden_file(L), false);
+    awq_runner_->run(
+        io, cfg_.ctx,
+        [&](size_t i, Session& session) {
+          const int64_t n = load_hidden(model, in, chunks_[i].size(), rows, d, x, table);
+          session.eval(std::span<const int32_t>(ids.data(), static_cast<size_t>(n)), n);
+        },
+        summary_.calibration_seconds, ctx_);
+    rec.groups.assign(awq_summary_.groups.begin() + static_cast<std::ptrdiff_t>(groups_before), awq_summary_.groups.end());
+    rec.clipped = awq_summary_.clipped_linears - clipped_before;
+    for (const GsLinear& xl : linears_) {
+      if (xl.layer != L) continue;
+      auto it = mats.find(xl.module);
+      if (it == mats.end()) fail(Errc::invalid_model, "awq: block {} gave no matrix for {}", L, xl.module);
+      GptqMatrix& q = it->second.first;
+      rec.reports.push_back(it->second.second);
+      summary_.layers.push_back(it->second.second);
+      gs_put_matrix(spool, q);
+      if (L + 1 < src_->config().n_layer) put_dequantized(model, xl, q);
+    }
+    gs_put_awq(spool, rec);
+  }
+
   void write_output() {
     std::error_code ec;
     // Where each module's matrix sits in the spool, and its shape (for the tensor specs).
@@ -839,6 +1006,11 @@ class GsRun {
         gs_get_matrix(f, q);
         if (q.rows != x.rows || q.cols != x.cols) fail(Errc::invalid_argument, "gptq: a damaged spool record for {}", x.module);
         where[x.module] = Where{&x, off};
+      }
+      if (awq_) {
+        GsAwqRecord rec;
+        gs_get_awq(f, rec, static_cast<uint64_t>(std::max(src_->config().n_embd, int64_t{1})));
+        for (auto& [name, v] : rec.floats) floats[name] = std::move(v);
       }
       if (cfg_.smoothquant) {
         GsSmoothing sm;
@@ -902,6 +1074,12 @@ class GsRun {
   std::unique_ptr<GsFile> log_;
   int64_t first_block_ = 0;
   GptqResult summary_;
+  std::optional<AwqParams> awq_;                          // awq_stream's run
+  std::unique_ptr<awq_impl::AwBlockRunner> awq_runner_;  // made at the first block (needs the chunks)
+  AwqResult awq_summary_;
+
+ public:
+  const AwqResult& awq_summary() const { return awq_summary_; }
 };
 
 }  // namespace gptq_stream_impl
@@ -944,6 +1122,15 @@ GptqResult gptq_model(const fs::path& model, fs::path out, const GptqConfig& con
   return run.run();
 }
 
+AwqResult awq_stream(const fs::path& model, fs::path out, const AwqConfig& config, const Context& ctx) {
+  gptq_stream_impl::GsRun run(model, std::move(out), awq_impl::awq_gptq_config(config), ctx, &config.params);
+  GptqResult g = run.run();
+  AwqResult r = run.awq_summary();
+  r.search_seconds = g.quantize_seconds;
+  r.gptq = std::move(g);
+  return r;
+}
+
 fs::path gptq_checkpoint_state(const fs::path& dir, const GptqConfig& config, bool resume) {
   const GptqParams& p = config.params;
   std::string name = fmt::format("{}-w{}a16-g{}{}{}", p.rtn ? "rtn" : "gptq", p.bits, p.group_size, p.sym ? "" : "-asym",
@@ -951,14 +1138,12 @@ fs::path gptq_checkpoint_state(const fs::path& dir, const GptqConfig& config, bo
   if (config.smoothquant)
     name = fmt::format("gptq-w8a8-sq{}{}", config.smoothquant->static_activations ? "-static" : "",
                        p.act_order == GptqActOrder::none ? "" : p.act_order == GptqActOrder::group ? "-actgroup" : "-act");
-  const fs::path sub = dir / name;
-  if (!resume) return sub;
-  std::error_code ec;
-  if (fs::is_regular_file(dir / "state.json", ec)) return dir;
-  if (fs::is_regular_file(sub / "state.json", ec)) return sub;
-  if (!fs::exists(dir, ec)) fail(Errc::invalid_argument, "--resume: checkpoint not found: {}", dir.string());
-  fail(Errc::invalid_argument, "--resume: {} holds no checkpoint of this GPTQ run (no state.json, nor {}/state.json)",
-       dir.string(), name);
+  return gptq_stream_impl::gs_state_dir(dir, name, resume, "GPTQ");
+}
+
+fs::path awq_checkpoint_state(const fs::path& dir, const AwqConfig& config, bool resume) {
+  return gptq_stream_impl::gs_state_dir(
+      dir, fmt::format("awq-w{}a16-g{}", config.params.bits, config.params.group_size), resume, "AWQ");
 }
 
 }  // namespace lq

@@ -1,6 +1,7 @@
 // Internal: the streamed GPTQ calibration (gptq_stream.cpp) for callers other than gptq_model.
 #pragma once
 
+#include <lq/awq.hpp>
 #include <lq/gptq.hpp>
 #include <lq/model.hpp>
 
@@ -18,5 +19,10 @@ bool gptq_streams(const ModelSource& src);
 /// work_root for the run's duration. Nothing else is written; the summary has no layer reports.
 GptqResult gptq_stream_hook(const std::filesystem::path& model, const std::filesystem::path& work_root,
                             const GptqConfig& config, const Context& ctx);
+
+/// awq_model's streamed run (the source must stream: gptq_streams): AWQ block by block on GPTQ's
+/// streamed runner, with its checkpoint, work files and output; the same bytes as AwqQuantizer's.
+AwqResult awq_stream(const std::filesystem::path& model, std::filesystem::path out, const AwqConfig& config,
+                     const Context& ctx);
 
 }  // namespace lq

@@ -1,0 +1,63 @@
+// Internal: AWQ's work on one block (awq.cpp), shared by the whole-model AwqQuantizer and the
+// streamed run (gptq_stream.cpp, one block in memory): the capture of the block's four product
+// inputs over the calibration chunks, then the scale searches, folds, clipping and quantization,
+// every change handed to an AwBlockIo.
+#pragma once
+
+#include <lq/awq.hpp>
+#include <lq/engine.hpp>
+#include <lq/gptq.hpp>
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace lq::awq_impl {
+
+/// What one block's AWQ step reads and writes: the model holding the block (the whole model, or the
+/// streamed run's one-block model where the block is blk.0), the block's index in the checkpoint,
+/// and where its changes go (the model and the output).
+struct AwBlockIo {
+  Model* model = nullptr;
+  int model_layer = 0;  ///< the block's index in *model
+  int64_t layer = 0;    ///< its index in the checkpoint
+  std::function<QuantType(const char* suffix)> stored_type;  ///< the checkpoint's dtype of blk.<layer>.suffix
+  std::function<bool(const char* suffix)> has;               ///< whether the checkpoint has it (biases)
+  /// A changed float tensor of the block (a folded norm, a scaled v bias), already rounded to its
+  /// stored dtype: into *model and the output.
+  std::function<void(const char* suffix, std::vector<float> values)> set_float;
+  /// A quantized linear (Hugging Face row order) and its report.
+  std::function<void(const std::string& module, GptqMatrix q, const GptqLayerReport& rep)> put_matrix;
+};
+
+/// GptqConfig for GPTQ's machinery (loading, checks, layouts, the streamed run): asymmetric, the
+/// layout, the calibration and the checkpoint of c.
+GptqConfig awq_gptq_config(const AwqConfig& c);
+/// Validates c against the checkpoint (Errc::invalid_argument: a GGUF source, a group size that
+/// does not divide a row, the AWQ layout with 3 bits, an architecture other than Llama/Qwen2's).
+const AwqConfig& awq_checked(const ModelSource& s, const AwqConfig& c);
+
+/// Runs AWQ on one block at a time. `lengths`: the calibration chunks' token counts, in the order
+/// eval_chunk feeds them.
+class AwBlockRunner {
+ public:
+  AwBlockRunner(const AwqParams& params, int scale_storage, std::vector<int64_t> lengths, AwqResult& summary,
+                std::vector<std::string>& warnings, const Context& ctx);
+  ~AwBlockRunner();
+  AwBlockRunner(const AwBlockRunner&) = delete;
+  AwBlockRunner& operator=(const AwBlockRunner&) = delete;
+
+  /// Captures block io.layer's inputs (eval_chunk(i, session) evaluates chunk i in the session on
+  /// io.model; the forward pass is stopped after the block's ffn_down input), then searches, folds,
+  /// clips and quantizes it. calib_seconds grows by the capture's time.
+  void run(AwBlockIo& io, int64_t n_ctx, const std::function<void(size_t, Session&)>& eval_chunk,
+           double& calib_seconds, const Context& ctx);
+
+ private:
+  struct Step;
+  std::unique_ptr<Step> step_;
+};
+
+}  // namespace lq::awq_impl
