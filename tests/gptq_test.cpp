@@ -14,6 +14,7 @@
 #include "formats/quant_unpack.hpp"
 #include "formats/safetensors.hpp"
 #include "core/half.hpp"
+#include "engine/impl.hpp"
 #include "quantize/gptq_walk.hpp"
 
 #include <Eigen/Cholesky>
@@ -188,10 +189,11 @@ TEST_CASE("gptq: the in-place inverse factor is the upper Cholesky factor of the
   const Eigen::MatrixXd Hinv = Hd.llt().solve(Eigen::MatrixXd::Identity(n, n));
   const Eigen::MatrixXd Uref = Hinv.llt().matrixU();
   const gptq_impl::RowMat Hf = H.cast<float>();
+  const gptq_impl::GpGemmFn gemm = engine::Exec::with_threads(1).ops.gemm;
   gptq_impl::RowMat U = Hf;
   double used = 0;
   int raises = -1;
-  REQUIRE(gptq_impl::gp_inverse_factor(U, damp, 4, used, raises));
+  REQUIRE(gptq_impl::gp_inverse_factor(U, damp, 4, used, raises, 1, gemm));
   CHECK(raises == 0);
   CHECK(used == damp);
   const Eigen::MatrixXd Ud = U.cast<double>();
@@ -200,8 +202,8 @@ TEST_CASE("gptq: the in-place inverse factor is the upper Cholesky factor of the
   CHECK((Ud.transpose() * Ud - Hinv).norm() / Hinv.norm() < 1e-4);
   // The stripes fix the order of every sum: the same bits on 1 and 3 threads.
   gptq_impl::RowMat U1 = Hf, U3 = Hf;
-  REQUIRE(gptq_impl::gp_inverse_factor(U1, damp, 4, used, raises, 1));
-  REQUIRE(gptq_impl::gp_inverse_factor(U3, damp, 4, used, raises, 3));
+  REQUIRE(gptq_impl::gp_inverse_factor(U1, damp, 4, used, raises, 1, gemm));
+  REQUIRE(gptq_impl::gp_inverse_factor(U3, damp, 4, used, raises, 3, gemm));
   CHECK(U1 == U3);
 
   // A failed attempt leaves H in the triangle it did not touch: an indefinite H (rank 24 of 300,
@@ -214,16 +216,16 @@ TEST_CASE("gptq: the in-place inverse factor is the upper Cholesky factor of the
   const float low = 0.05f * Hs.diagonal().mean();
   Hs.diagonal().array() -= low;
   gptq_impl::RowMat R = Hs;
-  REQUIRE(gptq_impl::gp_inverse_factor(R, damp, 4, used, raises, 2));
+  REQUIRE(gptq_impl::gp_inverse_factor(R, damp, 4, used, raises, 2, gemm));
   CHECK(raises >= 1);
   gptq_impl::RowMat D = Hs;
   int raises_direct = -1;
   double used_direct = 0;
-  REQUIRE(gptq_impl::gp_inverse_factor(D, used, 0, used_direct, raises_direct, 2));
+  REQUIRE(gptq_impl::gp_inverse_factor(D, used, 0, used_direct, raises_direct, 2, gemm));
   CHECK(raises_direct == 0);
   CHECK(R == D);
   gptq_impl::RowMat F = Hs;
-  CHECK_FALSE(gptq_impl::gp_inverse_factor(F, damp, 0, used, raises, 2));
+  CHECK_FALSE(gptq_impl::gp_inverse_factor(F, damp, 0, used, raises, 2, gemm));
 }
 
 TEST_CASE("gptq: the consuming quantizer factors in the Hessian's own storage, same result", "[gptq]") {

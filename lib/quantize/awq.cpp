@@ -283,6 +283,7 @@ struct AwBlockStep {
   } cfg;
   int storage = 16;                // the scales' stored dtype (16 F16, 17 BF16, 0 F32)
   AwGemmFn gemm = nullptr;         // the back-end's float GEMM
+  void (*silu_mul)(int64_t, const float*, const float*, float*) = nullptr;  // the engine's MLP activation
   std::vector<int64_t> lengths;    // the calibration chunks' token counts, in capture order
   AwqResult& summary;
   std::vector<std::string>& warnings;
@@ -428,7 +429,7 @@ struct AwBlockStep {
       AwMat g(m, f), u(m, f);
       aw_gemm(gemm, x.data() + t0 * e, m, e, e, gw.data(), f, e, g.data(), f);
       aw_gemm(gemm, x.data() + t0 * e, m, e, e, uw.data(), f, e, u.data(), f);
-      g = g.unaryExpr([](float v) { return v / (1.0f + std::exp(-v)); }).cwiseProduct(u);
+      silu_mul(m * f, g.data(), u.data(), g.data());
       aw_gemm(gemm, g.data(), m, f, f, dw.data(), o, f, y.data() + t0 * o, o);
     });
   }
@@ -904,7 +905,9 @@ AwBlockRunner::AwBlockRunner(const AwqParams& params, int scale_storage, std::ve
     : step_(std::make_unique<Step>(params, summary, warnings)) {
   step_->storage = scale_storage;
   step_->lengths = std::move(lengths);
-  step_->gemm = engine::Exec::from(ctx).ops.gemm;
+  const engine::Exec ex = engine::Exec::from(ctx);
+  step_->gemm = ex.ops.gemm;
+  step_->silu_mul = ex.ops.silu_mul;
 }
 AwBlockRunner::~AwBlockRunner() = default;
 

@@ -160,8 +160,9 @@ inline void gp_params_search(const float* x, const float* imp, int64_t n, int bi
 // for any thread count.
 constexpr int64_t kStripe = 128;
 
-bool gp_cholesky_inplace(RowMat& A, int threads) {
+bool gp_cholesky_inplace(RowMat& A, int threads, GpGemmFn gemm) {
   const int64_t n = A.rows();
+  RowMat N;
   for (int64_t k = 0; k < n; k += kStripe) {
     const int64_t b = std::min(kStripe, n - k), r = n - k - b;
     auto A11 = A.block(k, k, b, b);
@@ -177,35 +178,44 @@ bool gp_cholesky_inplace(RowMat& A, int threads) {
         A11.triangularView<Eigen::Lower>().transpose().solveInPlace<Eigen::OnTheRight>(rows);
       }
     });
-    const auto A21 = A.block(k + b, k, r, b);
+    // On the back-end's GEMM (C += A·Bᵀ): A = -A21's stripe, B = A21's rows; the diagonal block
+    // through a scratch block, so nothing above the diagonal is written.
+    N = -A.block(k + b, k, r, b);
+    const float* a21 = A.data() + (k + b) * n + k;
     parallel_for(stripes, threads, 1, [&](int64_t s0, int64_t s1) {
+      RowMat T(kStripe, kStripe);
       for (int64_t s = s0; s < s1; ++s) {
         const int64_t i0 = s * kStripe, h = std::min(kStripe, r - i0);
-        if (i0 > 0) A.block(k + b + i0, k + b, h, i0).noalias() -= A21.middleRows(i0, h) * A21.topRows(i0).transpose();
-        A.block(k + b + i0, k + b + i0, h, h).triangularView<Eigen::Lower>() -=
-            A21.middleRows(i0, h) * A21.middleRows(i0, h).transpose();
+        float* c = A.data() + (k + b + i0) * n + (k + b);
+        if (i0 > 0) gemm(detail::GemmArgs{h, i0, b, N.data() + i0 * b, b, a21, QuantType::F32, n, c, n, true});
+        gemm(detail::GemmArgs{h, h, b, N.data() + i0 * b, b, a21 + i0 * n, QuantType::F32, n, T.data(), kStripe, false});
+        for (int64_t ii = 0; ii < h; ++ii)
+          for (int64_t jj = 0; jj <= ii; ++jj) c[ii * n + i0 + jj] += T(ii, jj);
       }
     });
   }
   return true;
 }
 
-void gp_lower_inverse_inplace(RowMat& A, int threads) {
+void gp_lower_inverse_inplace(RowMat& A, int threads, GpGemmFn gemm) {
   const int64_t n = A.rows();
-  RowMat T;
+  RowMat T, Tn;
   for (int64_t j = ((n - 1) / kStripe) * kStripe; j >= 0; j -= kStripe) {
     const int64_t b = std::min(kStripe, n - j), r = n - j - b;
     const RowMat X11 = A.block(j, j, b, b).triangularView<Eigen::Lower>().solve(RowMat::Identity(b, b));
     if (r > 0) {
       // X21 = -X22 (A21 X11), X22 (already inverted) read through its lower triangle only.
       T.noalias() = A.block(j + b, j, r, b) * X11.triangularView<Eigen::Lower>();
+      Tn = -T.transpose();  // b x r: the GEMM's B operand (C += A·Bᵀ)
       const int64_t stripes = (r + kStripe - 1) / kStripe;
       parallel_for(stripes, threads, 1, [&](int64_t s0, int64_t s1) {
         for (int64_t s = s0; s < s1; ++s) {
           const int64_t i0 = s * kStripe, h = std::min(kStripe, r - i0);
           auto out = A.block(j + b + i0, j, h, b);
           out.noalias() = -(A.block(j + b + i0, j + b + i0, h, h).triangularView<Eigen::Lower>() * T.middleRows(i0, h));
-          if (i0 > 0) out.noalias() -= A.block(j + b + i0, j + b, h, i0) * T.topRows(i0);
+          if (i0 > 0)
+            gemm(detail::GemmArgs{h, b, i0, A.data() + (j + b + i0) * n + (j + b), n, Tn.data(), QuantType::F32, r,
+                                  A.data() + (j + b + i0) * n + j, n, true});
         }
       });
     }
@@ -219,7 +229,8 @@ void gp_lower_inverse_inplace(RowMat& A, int threads) {
 // triangular with a positive diagonal, so U is that Cholesky factor. P·P is the reversal of A's
 // row-major storage. The factor and its inverse write only the lower triangle, so after a failed
 // attempt H is mirrored back from the strict upper one (its diagonal kept aside) and λ raised x10.
-bool gp_inverse_factor(RowMat& A, double damp0, int max_raises, double& damp_used, int& raises, int threads) {
+bool gp_inverse_factor(RowMat& A, double damp0, int max_raises, double& damp_used, int& raises, int threads,
+                       GpGemmFn gemm) {
   const int64_t n = A.rows();
   double mean = 0;
   for (int64_t i = 0; i < n; ++i) mean += A(i, i);
@@ -233,8 +244,8 @@ bool gp_inverse_factor(RowMat& A, double damp0, int max_raises, double& damp_use
       for (int64_t i = 1; i < n; ++i)
         for (int64_t j = 0; j < i; ++j) A(i, j) = A(j, i);
     for (int64_t i = 0; i < n; ++i) A(i, i) = diag[static_cast<size_t>(i)] + static_cast<float>(damp * mean);
-    if (!gp_cholesky_inplace(A, threads)) continue;
-    gp_lower_inverse_inplace(A, threads);
+    if (!gp_cholesky_inplace(A, threads, gemm)) continue;
+    gp_lower_inverse_inplace(A, threads, gemm);
     bool ok = true;
     for (int64_t i = 0; i < n && ok; ++i) {
       const float* row = A.row(i).data();
@@ -329,7 +340,7 @@ GptqMatrix gp_quantize(const float* w, int64_t rows, int64_t cols, const float* 
   } else {
     gp_live_hessian(h, cols, walk, U);
   }
-  if (!gp_inverse_factor(U, p.damp, p.max_damp_raises, m.damp, m.damp_raises, threads))
+  if (!gp_inverse_factor(U, p.damp, p.max_damp_raises, m.damp, m.damp_raises, threads, engine::Exec::from(ctx).ops.gemm))
     fail(Errc::smoothquant_failed,
          "gptq: the Hessian is not positive definite even with dampening {} x mean(diag H) ({} raises x10 from {}); "
          "use more calibration samples or a larger --damp",
@@ -358,7 +369,7 @@ GptqMatrix gp_quantize(const float* w, int64_t rows, int64_t cols, const float* 
     });
   }
 
-  m.loss += gp_feedback_walk(Wp, U, p.block_size, threads, [&] {
+  m.loss += gp_feedback_walk(Wp, U, p.block_size, threads, engine::Exec::from(ctx).ops.gemm, [&] {
     return [&](int64_t r, int64_t i, float* wr) {
       const int32_t k = gwalk[static_cast<size_t>(i)];
       const size_t gi = static_cast<size_t>(r * G + k);

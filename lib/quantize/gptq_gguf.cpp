@@ -11,6 +11,7 @@
 #include <lq/threads.hpp>
 
 #include "core/fail.hpp"
+#include "engine/impl.hpp"
 #include "core/half.hpp"
 #include "quantize/gptq_stream.hpp"
 #include "quantize/gptq_walk.hpp"
@@ -126,7 +127,8 @@ GptqGgufMatrix gptq_gguf_quantize_matrix(QuantType type, const float* w, int64_t
   gptq_impl::gp_dead_columns(h, cols, W, m.dead_columns);
   gptq_impl::RowMat U;
   gptq_impl::gp_live_hessian(h, cols, {}, U);
-  if (!gptq_impl::gp_inverse_factor(U, p.damp, p.max_damp_raises, m.damp, m.damp_raises, ctx.thread_count()))
+  if (!gptq_impl::gp_inverse_factor(U, p.damp, p.max_damp_raises, m.damp, m.damp_raises, ctx.thread_count(),
+                                    engine::Exec::from(ctx).ops.gemm))
     fail(Errc::smoothquant_failed,
          "gptq: the Hessian is not positive definite even with dampening {} x mean(diag H); use more calibration "
          "samples or a larger --damp",
@@ -136,7 +138,7 @@ GptqGgufMatrix gptq_gguf_quantize_matrix(QuantType type, const float* w, int64_t
   const int64_t B = std::max<int64_t>(QK, (128 / QK) * QK);
   const int64_t n_grid = QK / 32;
   // B is whole blocks, so every row's batch starts a block (e == 0) before it rounds in it.
-  m.loss += gptq_impl::gp_feedback_walk(W, U, B, ctx.thread_count(), [&] {
+  m.loss += gptq_impl::gp_feedback_walk(W, U, B, ctx.thread_count(), engine::Exec::from(ctx).ops.gemm, [&] {
     return [&, grid = std::vector<GgGrid>(static_cast<size_t>(n_grid)), blk = static_cast<uint8_t*>(nullptr)](
                int64_t r, int64_t i, float* wr) mutable {
       const int64_t e = i % QK;

@@ -123,9 +123,11 @@ inline void gp_finish_gram(RowMat& H, float scale) {
 
 /// The upper Cholesky factor U of (H + λI)^-1 (H^-1 = UᵀU), in place: A holds the live Hessian
 /// (gp_live_hessian) and ends as U (the same for any thread count); λ = damp x mean(diag H) is
-/// raised x10 on failure, H restored from the triangle the attempt left alone. False when every
-/// attempt failed (A then holds no factor).
-bool gp_inverse_factor(RowMat& A, double damp0, int max_raises, double& damp_used, int& raises, int threads = 1);
+/// raised x10 on failure, H restored from the triangle the attempt left alone. The factorization's
+/// and the inverse's large products run on `gemm` (the back-end's), in fixed stripes. False when
+/// every attempt failed (A then holds no factor).
+bool gp_inverse_factor(RowMat& A, double damp0, int max_raises, double& damp_used, int& raises, int threads,
+                       GpGemmFn gemm);
 
 /// gptq_quantize_matrix on the Hessian H (cols x cols), whose storage becomes the inverse's factor
 /// and is released: the streamed quantizer's last linear on an input holds no second matrix.
@@ -135,37 +137,58 @@ GptqMatrix gp_quantize_consuming(const float* w, int64_t rows, int64_t cols, Row
 /// GPTQ's error feedback over the rows of W (updated in place), column after column in lazy batches
 /// of B columns: quant(r, i, wr) rounds column i of row r (wr: the row's weights with the feedback
 /// of the earlier columns) and returns the value it stands for; the error, over U_ii, moves to the
-/// later columns through U (the upper Cholesky factor of H^-1). make_quant() gives each parallel
-/// chunk of rows its own rounding state. Returns the loss, the sum of err² / 2.
+/// later columns through U (the upper Cholesky factor of H^-1). Per batch, the rows walk its
+/// columns in fixed chunks of rows (make_quant() gives each chunk its own rounding state, kept
+/// across batches), then the later columns take the batch's errors in one product per fixed stripe
+/// of columns on the back-end's GEMM: U is transposed in place for that (its rows then give the
+/// product's operand directly). Chunks and stripes, not the thread count, fix every sum's order.
+/// Returns the loss, the sum of err² / 2.
 template <class MakeQuant>
-double gp_feedback_walk(RowMat& W, const RowMat& U, int64_t B, int threads, const MakeQuant& make_quant) {
+double gp_feedback_walk(RowMat& W, RowMat& U, int64_t B, int threads, GpGemmFn gemm, const MakeQuant& make_quant) {
+  constexpr int64_t kRows = 32, kCols = 256;
   const int64_t rows = W.rows(), cols = W.cols();
+  U.transposeInPlace();  // lower: row j holds U(., j)
+  const RowMat& Ut = U;
+  const int64_t chunks = (rows + kRows - 1) / kRows;
+  std::vector<decltype(make_quant())> quants;
+  quants.reserve(static_cast<size_t>(chunks));
+  for (int64_t c = 0; c < chunks; ++c) quants.push_back(make_quant());
   std::vector<double> row_loss(static_cast<size_t>(rows), 0.0);
-  // Rows are independent: each chunk of rows walks all columns with its own error block.
-  parallel_for(rows, threads, 8, [&](int64_t r0, int64_t r1) {
-    const int64_t R = r1 - r0;
-    auto Wc = W.middleRows(r0, R);
-    RowMat E(R, B);
-    auto quant = make_quant();
-    for (int64_t i1 = 0; i1 < cols; i1 += B) {
-      const int64_t i2 = std::min(i1 + B, cols), cnt = i2 - i1;
-      for (int64_t rr = 0; rr < R; ++rr) {
-        const int64_t r = r0 + rr;
-        float* wr = Wc.row(rr).data();
-        double loss = 0;
-        for (int64_t i = i1; i < i2; ++i) {
-          const float dq = quant(r, i, wr);
-          const float err = (wr[i] - dq) / U(i, i);
-          loss += static_cast<double>(err) * err / 2;
-          const float* ui = U.row(i).data();
-          for (int64_t k2 = i + 1; k2 < i2; ++k2) wr[k2] -= err * ui[k2];
-          E(rr, i - i1) = err;
+  RowMat E(rows, B), D(B, B);  // the batch's negated errors; its block of U
+  for (int64_t i1 = 0; i1 < cols; i1 += B) {
+    const int64_t i2 = std::min(i1 + B, cols), cnt = i2 - i1;
+    for (int64_t a = 0; a < cnt; ++a)
+      for (int64_t b = 0; b < cnt; ++b) D(a, b) = Ut(i1 + b, i1 + a);
+    parallel_for(chunks, threads, 1, [&](int64_t c0, int64_t c1) {
+      for (int64_t c = c0; c < c1; ++c) {
+        auto& quant = quants[static_cast<size_t>(c)];
+        for (int64_t r = c * kRows; r < std::min(rows, (c + 1) * kRows); ++r) {
+          float* wr = W.row(r).data();
+          double loss = 0;
+          for (int64_t i = i1; i < i2; ++i) {
+            const float dq = quant(r, i, wr);
+            const float* di = D.row(i - i1).data() - i1;
+            const float err = (wr[i] - dq) / di[i];
+            loss += static_cast<double>(err) * err / 2;
+            for (int64_t k2 = i + 1; k2 < i2; ++k2) wr[k2] -= err * di[k2];
+            E(r, i - i1) = -err;
+          }
+          row_loss[static_cast<size_t>(r)] += loss;
         }
-        row_loss[static_cast<size_t>(r)] += loss;
       }
-      if (i2 < cols) Wc.rightCols(cols - i2).noalias() -= E.leftCols(cnt) * U.block(i1, i2, cnt, cols - i2);
+    });
+    if (i2 < cols) {
+      const int64_t stripes = (cols - i2 + kCols - 1) / kCols;
+      parallel_for(stripes, threads, 1, [&](int64_t s0, int64_t s1) {
+        for (int64_t s = s0; s < s1; ++s) {
+          const int64_t j0 = i2 + s * kCols, nj = std::min(kCols, cols - j0);
+          detail::GemmArgs g{rows, nj, cnt, E.data(), B, Ut.data() + j0 * cols + i1, QuantType::F32, cols,
+                             W.data() + j0, cols, true};
+          gemm(g);
+        }
+      });
     }
-  });
+  }
   double total = 0;
   for (double l : row_loss) total += l;
   return total;
