@@ -36,7 +36,7 @@ void QuantizeQ8_0<Arch>::run(const float* src, void* dst, int64_t nrows, int64_t
       const B vid(id);
       alignas(64) float tmp[32];
       for (int j = 0; j < 32; j += W) xsimd::round(B::load_unaligned(x + j) * vid).store_aligned(tmp + j);
-      for (int j = 0; j < 32; ++j) y[ib].qs[j] = static_cast<int8_t>(tmp[j]);
+      for (int j = 0; j < 32; ++j) y[ib].qs[j] = trunc_i8(tmp[j]);  // NaN (a hostile row): the reference's 0
     }
 }
 
