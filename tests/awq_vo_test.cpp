@@ -12,6 +12,7 @@
 #include <lq/io.hpp>
 #include <lq/model.hpp>
 
+#include "core/half.hpp"
 #include "formats/safetensors.hpp"
 #include "formats/safetensors_writer.hpp"
 
@@ -33,7 +34,9 @@ namespace {
 // The tiny model with n_kv_heads = n_heads: k_proj and v_proj rows of kv head h / group repeated
 // for query head h (Hugging Face order keeps a head's rows together, so q/k's RoPE permutation is
 // per head and unaffected). Returns the new checkpoint's directory.
-fs::path avo_mha_copy(const fs::path& tiny, const fs::path& out) {
+// With qwen2: a Qwen2 checkpoint instead (model_type qwen2, NEOX RoPE, random q/k/v biases in bf16):
+// another function, but a valid Qwen2 model whose v_proj -> o_proj fold also scales the v bias.
+fs::path avo_mha_copy(const fs::path& tiny, const fs::path& out, bool qwen2 = false) {
   fs::create_directories(out);
   auto cfg = nlohmann::ordered_json::parse(read_file(tiny / "config.json"));
   const int64_t n_head = cfg["num_attention_heads"].get<int64_t>(), n_kv = cfg["num_key_value_heads"].get<int64_t>();
@@ -41,6 +44,10 @@ fs::path avo_mha_copy(const fs::path& tiny, const fs::path& out) {
   REQUIRE(n_head % n_kv == 0);
   const int64_t group = n_head / n_kv;
   cfg["num_key_value_heads"] = n_head;
+  if (qwen2) {
+    cfg["model_type"] = "qwen2";
+    cfg["architectures"] = {"Qwen2ForCausalLM"};
+  }
   write_file_atomic(out / "config.json", cfg.dump(2) + "\n");
   for (const char* f : {"tokenizer.json", "tokenizer.model", "tokenizer_config.json", "special_tokens_map.json",
                         "generation_config.json"})
@@ -66,6 +73,11 @@ fs::path avo_mha_copy(const fs::path& tiny, const fs::path& out) {
       specs.push_back({t.name, t.dtype, shape});
       items.push_back({f.get(), &t, kv});
     }
+  const int64_t n_layer = cfg["num_hidden_layers"].get<int64_t>();
+  if (qwen2)
+    for (int64_t L = 0; L < n_layer; ++L)
+      for (const char* m : {"q_proj", "k_proj", "v_proj"})
+        specs.push_back({"model.layers." + std::to_string(L) + ".self_attn." + m + ".bias", StDtype::BF16, {n_head * hd}});
   ShardedSafetensorsWriter w(out, specs);
   std::vector<uint8_t> raw, big;
   for (const Item& it : items) {
@@ -81,6 +93,13 @@ fs::path avo_mha_copy(const fs::path& tiny, const fs::path& out) {
       std::memcpy(&big[static_cast<size_t>(h * hd) * row], &raw[static_cast<size_t>((h / group) * hd) * row],
                   row * static_cast<size_t>(hd));
     w.write(it.t->name, big.data(), big.size());
+  }
+  std::mt19937 rng(11);
+  std::normal_distribution<float> N(0.0f, 0.05f);
+  for (size_t i = items.size(); i < specs.size(); ++i) {
+    std::vector<uint16_t> b(static_cast<size_t>(n_head * hd));
+    for (auto& v : b) v = f32_to_bf16(N(rng));
+    w.write(specs[i].name, b.data(), b.size() * 2);
   }
   w.commit();
   return out;
@@ -192,4 +211,17 @@ TEST_CASE("awq v->o: the fold is exact without quantization and applied by the q
   const AwqResult streamed = awq_model(mha, tmp / "stream", c);
   CHECK(test::files_below(tmp / "memory") == test::files_below(tmp / "stream"));
   CHECK(streamed.groups.size() == on->summary().groups.size());
+
+  // 4. The same on a Qwen2 copy: the fold divides the v bias too, which the output stores (bf16)
+  // and the next blocks are calibrated with.
+  const fs::path q2 = avo_mha_copy(*tiny, tmp / "qwen2", true);
+  auto q2src = ModelSource::open(q2);
+  AwqQuantizer qm(*q2src, c);
+  qm.run();
+  qm.write(tmp / "qwen2-memory");
+  const AwqResult qs = awq_model(q2, tmp / "qwen2-stream", c);
+  int q2_vo = 0;
+  for (const auto& g : qs.groups) q2_vo += g.group == "v_proj->o_proj";
+  CHECK(q2_vo == model->config().n_layer);
+  CHECK(test::files_below(tmp / "qwen2-memory") == test::files_below(tmp / "qwen2-stream"));
 }

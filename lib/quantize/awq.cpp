@@ -810,6 +810,9 @@ struct AwBlockStep {
       awq_divide_rows(vs, wv.cols, s2.scales);
       if (!bv.empty()) {
         awq_divide_rows(bv, 1, s2.scales);
+        const QuantType stored = io->stored_type("attn_v.bias");  // as the output stores it
+        for (float& v : bv)
+          v = stored == QuantType::BF16 ? bf16_to_f32(f32_to_bf16(v)) : stored == QuantType::F16 ? fp16_to_f32(f32_to_fp16(v)) : v;
         io->set_float("attn_v.bias", bv);
       }
       scale_cols(wo.w, s2.scales);
