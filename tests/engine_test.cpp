@@ -407,6 +407,12 @@ TEST_CASE("engine: KL divergence against itself and a quantized copy", "[engine]
   CHECK(r.same_top_pct > 95);
   CHECK(r.kld_p99 >= r.kld_median);
   CHECK(r.kld_max >= r.kld_p99);
+  // The paired log ratio of the perplexities, and its uncertainty (0 against itself).
+  CHECK(self.ln_ppl_ratio == Approx(0).margin(1e-12));
+  CHECK(self.ln_ppl_ratio_error == Approx(0).margin(1e-12));
+  CHECK(r.ln_ppl_ratio == Approx(std::log(r.ppl / r.ppl_reference)).epsilon(1e-9).margin(1e-12));
+  CHECK(r.ln_ppl_ratio_error > 0);
+  CHECK(r.ln_ppl_ratio_error < std::log(1 + r.ppl_error / r.ppl));  // pairing removes most of the text's own spread
 }
 
 TEST_CASE("engine: NEOX RoPE (qwen2) equals normal RoPE on permuted q/k rows", "[engine]") {

@@ -92,7 +92,9 @@ int run_perplexity(Context& ctx, std::vector<std::string> args) {
                 {"kld_max", k.kld_max},
                 {"same_top_pct", k.same_top_pct},
                 {"same_top_error", k.same_top_error},
-                {"delta_p_rms_pct", k.delta_p_rms_pct}}}});
+                {"delta_p_rms_pct", k.delta_p_rms_pct},
+                {"ln_ppl_ratio", k.ln_ppl_ratio},
+                {"ln_ppl_ratio_error", k.ln_ppl_ratio_error}}}});
     if (ctx.format == Format::json) {
       print_json(j);
     } else {
@@ -103,6 +105,8 @@ int run_perplexity(Context& ctx, std::vector<std::string> args) {
                                k.kld_mean, k.kld_error, k.kld_median, k.kld_p99, k.kld_max);
       std::cout << fmt::format("Same top token:       {:.3f} +/- {:.3f}%\n", k.same_top_pct, k.same_top_error);
       std::cout << fmt::format("RMS delta p:          {:.3f}%\n", k.delta_p_rms_pct);
+      std::cout << fmt::format("ln(PPL / PPL(ref)):   {:.6f} +/- {:.6f} (paired, per token)\n", k.ln_ppl_ratio,
+                               k.ln_ppl_ratio_error);
       std::cout << fmt::format("Time:                 {:.2f} s (both models)\n", k.seconds);
     }
     return 0;

@@ -229,6 +229,10 @@ struct KldResult {
   double ppl = 0, ppl_reference = 0;
   double ppl_error = 0, ppl_reference_error = 0;  ///< llama-perplexity's +/- of each perplexity
   double delta_p_rms_pct = 0;  ///< RMS of p(model) - p(reference) of the right token, in %
+  /// Mean over the scored tokens of ln p(reference) - ln p(model) of the right token, which is
+  /// ln(ppl / ppl_reference), and its +/- from the same tokens (llama-perplexity's "Mean
+  /// ln(PPL(Q)/PPL(base))"): the paired uncertainty of the two perplexities' ratio.
+  double ln_ppl_ratio = 0, ln_ppl_ratio_error = 0;
   int64_t n_scored = 0;
   double seconds = 0;
 };

@@ -178,6 +178,7 @@ KldResult kl_divergence(const Model& model, const Model& reference, std::span<co
   std::vector<Row> rows;
   std::vector<float> klds;
   double sum_kld = 0, sum_kld2 = 0, sum_nll = 0, sum_nll2 = 0, sum_nllb = 0, sum_nllb2 = 0, sum_pd2 = 0, sum_pd4 = 0;
+  double sum_dn = 0, sum_dn2 = 0;  // nll - nll_base
   int64_t same = 0;
   for (int64_t i = 0; i < plan.size(); ++i) {
     const Window w = plan.get(i);
@@ -215,6 +216,8 @@ KldResult kl_divergence(const Model& model, const Model& reference, std::span<co
       sum_nllb2 += r.nll_base * r.nll_base;
       sum_pd2 += r.p_diff * r.p_diff;
       sum_pd4 += r.p_diff * r.p_diff * r.p_diff * r.p_diff;
+      sum_dn += r.nll - r.nll_base;
+      sum_dn2 += (r.nll - r.nll_base) * (r.nll - r.nll_base);
       same += r.same_top;
       klds.push_back(static_cast<float>(r.kld));
     }
@@ -235,6 +238,7 @@ KldResult kl_divergence(const Model& model, const Model& reference, std::span<co
   r.ppl_error = mean_err(sum_nll, sum_nll2).second * r.ppl;
   r.ppl_reference_error = mean_err(sum_nllb, sum_nllb2).second * r.ppl_reference;
   r.delta_p_rms_pct = 100.0 * std::sqrt(sum_pd2 / n);
+  std::tie(r.ln_ppl_ratio, r.ln_ppl_ratio_error) = mean_err(sum_dn, sum_dn2);
   const double top = static_cast<double>(same) / n;
   r.same_top_pct = 100.0 * top;
   r.same_top_error = n > 1 ? 100.0 * std::sqrt(top * (1 - top) / (n - 1)) : 0.0;
