@@ -5,7 +5,7 @@
 # CI=true a test that lacks ../shared fails instead of skipping.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/deps.sh
+bash scripts/deps.sh --test
 cmake -S . -B build-test -G Ninja -DCMAKE_BUILD_TYPE=Release -DLQ_BUILD_TESTS=ON -DLQ_BUILD_EXAMPLES=ON \
       -DLQ_BUILD_BENCHMARKS=ON
 cmake --build build-test
