@@ -5,12 +5,13 @@
 // by the engine, and the ratios. Also the sensitivity measurement's wall time and, with
 // --validate, how well a one-probe estimate (error x the tensor's KLD/error at one type) ranks
 // the measured KLD (Spearman). With --sensitivity-only it measures the table and stops (for the
-// time on a large model; --max-tensors N measures the first N tensors only).
+// time on a large model; --max-tensors N measures the first N tensors only; --whole-forward runs
+// every evaluation from the embeddings instead of from the tensor's block, for the time it saves).
 //
 // Usage: dynamic_kld_bench --model DIR --imatrix FILE [--levels L,...] [--eval FILE] [--chunks N]
 //          [--ctx N] [--sens-text FILE] [--sens-chunks N] [--sens-ctx N] [--sens-types T,...]
 //          [--cache FILE] [--work DIR] [--threads N] [--validate TYPE] [--sensitivity-only]
-//          [--max-tensors N] [--json FILE]
+//          [--max-tensors N] [--whole-forward] [--json FILE]
 #include <lq/lq.hpp>
 #include <lq/engine.hpp>
 #include <lq/sensitivity.hpp>
@@ -62,7 +63,7 @@ int main(int argc, char** argv) {
   std::vector<std::string> sens_types;
   int64_t chunks = 40, ctx_len = 256, sens_chunks = 4, sens_ctx = 256, max_tensors = 0;
   int threads = 0;
-  bool sens_only = false;
+  bool sens_only = false, whole_forward = false;
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
     auto next = [&]() -> std::string {
@@ -88,12 +89,14 @@ int main(int argc, char** argv) {
     else if (a == "--validate") validate = next();
     else if (a == "--sensitivity-only") sens_only = true;
     else if (a == "--max-tensors") max_tensors = std::stoll(next());
+    else if (a == "--whole-forward") whole_forward = true;
     else if (a == "--json") json_out = next();
     else {
       std::fprintf(stderr,
                    "usage: %s --model DIR --imatrix FILE [--levels L,...] [--eval FILE] [--chunks N] [--ctx N]\n"
                    "  [--sens-text FILE] [--sens-chunks N] [--sens-ctx N] [--sens-types T,...] [--cache FILE]\n"
-                   "  [--work DIR] [--threads N] [--validate TYPE] [--sensitivity-only] [--max-tensors N] [--json FILE]\n",
+                   "  [--work DIR] [--threads N] [--validate TYPE] [--sensitivity-only] [--max-tensors N] [--whole-forward]\n"
+                   "  [--json FILE]\n",
                    argv[0]);
       return 2;
     }
@@ -118,6 +121,7 @@ int main(int argc, char** argv) {
   so.imatrix = imatrix_path.empty() ? nullptr : &imatrix;
   so.ctx = sens_ctx;
   so.chunks = sens_chunks;
+  so.resume_at_block = !whole_forward;
   for (const auto& t : sens_types) so.types.push_back(*parse_quant_type(t));
   const std::vector<int32_t> stoks = dkb_tokens(*src, sens_text);
   if (max_tensors > 0) {
@@ -137,7 +141,8 @@ int main(int argc, char** argv) {
               static_cast<long long>(sens_ctx), table.seconds, reused ? " (cached)" : "",
               table.evaluations ? table.seconds / static_cast<double>(table.evaluations) : 0.0, table.reference_kld_floor);
   report["sensitivity"] = {{"tensors", table.rows.size()}, {"evaluations", table.evaluations}, {"seconds", table.seconds},
-                           {"cached", reused}, {"chunks", sens_chunks}, {"ctx", sens_ctx}};
+                           {"cached", reused}, {"chunks", sens_chunks}, {"ctx", sens_ctx},
+                           {"whole_forward", whole_forward}};
   if (sens_only) {
     if (!json_out.empty()) std::ofstream(json_out) << report.dump(2) << "\n";
     return 0;

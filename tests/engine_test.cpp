@@ -474,6 +474,66 @@ TEST_CASE("engine: biases and tied embeddings", "[engine]") {
   }
 }
 
+TEST_CASE("engine: the forward pass split over eval_blocks gives eval's logits bit for bit", "[engine]") {
+  test::TempDir dir;
+  ToySpec s;
+  s.shape.arch = "qwen2";
+  s.shape.biases = true;
+  s.shape.tied = true;
+  auto model = toy_model(dir, s, "toy.gguf");
+  const int L = static_cast<int>(model->config().n_layer);
+  REQUIRE(L == 2);
+  const std::vector<int32_t> prompt = {1, 17, 33, 8, 5, 60, 2};
+  const int64_t first = 3, n = static_cast<int64_t>(prompt.size());
+  Session ref(*model);
+  ref.eval(prompt, first);
+  auto same_logits = [&](Session& t) {
+    REQUIRE(t.n_outputs() == n - first);
+    for (int64_t i = 0; i < n - first; ++i) {
+      const auto a = ref.logits(i), b = t.logits(i);
+      CHECK(std::equal(a.begin(), a.end(), b.begin(), [](float x, float y) { return std::bit_cast<uint32_t>(x) == std::bit_cast<uint32_t>(y); }));
+    }
+  };
+  Session t(*model);
+  std::vector<float> r;
+  // Every split point, the head alone included: the residual leaving one call enters the next.
+  for (int split = 0; split <= L; ++split) {
+    INFO("split at block " << split);
+    t.clear();
+    t.eval_blocks(prompt, 0, split, r, n);
+    REQUIRE(r.size() == static_cast<size_t>(n * model->config().n_embd));
+    CHECK(t.n_outputs() == 0);
+    const std::vector<float> entering = r;
+    t.clear();
+    t.eval_blocks(prompt, split, L, r, first);
+    same_logits(t);
+    // From the same residual again: the call does not depend on what the session held.
+    r = entering;
+    t.clear();
+    t.eval_blocks(prompt, split, L, r, first);
+    same_logits(t);
+  }
+  // The whole range in one call is eval() and leaves a whole cache: decoding may go on.
+  t.clear();
+  t.eval_blocks(prompt, 0, L, r, first);
+  same_logits(t);
+  CHECK_NOTHROW(t.eval(std::vector<int32_t>{4}));
+  // Positions run through some blocks only: nothing may attend to them until they are dropped.
+  t.clear();
+  t.eval_blocks(prompt, 0, 1, r, n);
+  CHECK_THROWS_MATCHES(t.eval(std::vector<int32_t>{4}), Error, Catch::Predicate<Error>([](const Error& e) { return e.code() == Errc::invalid_argument; }));
+  CHECK_THROWS_MATCHES(t.eval_blocks(prompt, 1, L, r, first), Error, Catch::Predicate<Error>([](const Error& e) { return e.code() == Errc::invalid_argument; }));
+  t.truncate(0);
+  CHECK_NOTHROW(t.eval_blocks(prompt, 1, L, r, first));
+  same_logits(t);
+  // Bad ranges and residual sizes.
+  t.clear();
+  CHECK_THROWS_MATCHES(t.eval_blocks(prompt, 2, 1, r, first), Error, Catch::Predicate<Error>([](const Error& e) { return e.code() == Errc::invalid_argument; }));
+  CHECK_THROWS_MATCHES(t.eval_blocks(prompt, 0, L + 1, r, first), Error, Catch::Predicate<Error>([](const Error& e) { return e.code() == Errc::invalid_argument; }));
+  std::vector<float> short_r(5);
+  CHECK_THROWS_MATCHES(t.eval_blocks(prompt, 1, L, short_r, first), Error, Catch::Predicate<Error>([](const Error& e) { return e.code() == Errc::invalid_argument; }));
+}
+
 TEST_CASE("engine: bad input gets invalid_argument", "[engine]") {
   test::TempDir dir;
   auto model = toy_model(dir, ToySpec{}, "toy.gguf");

@@ -93,6 +93,35 @@ TEST_CASE("sensitivity: a higher-bit type never costs more KLD than a lower-bit 
   CHECK(mx > 2 * mn);
 }
 
+TEST_CASE("sensitivity: starting each evaluation at the tensor's block gives the same table bit for bit",
+          "[profile][dynamic]") {
+  const auto in = sens_inputs();
+  if (!in) return;
+  const auto& [tiny, src, tokens] = *in;
+  SensitivityOptions so = in->options(64, 2, {QuantType::Q2_K, QuantType::Q4_K});
+  // Out of block order on purpose, with the embeddings (block 0) and the output head (after the last block).
+  so.tensors = {"blk.4.ffn_up.weight", "output.weight", "blk.0.attn_k.weight", "token_embd.weight",
+                "blk.5.ffn_down.weight", "blk.2.attn_output.weight"};
+  REQUIRE(so.resume_at_block);
+  const SensitivityTable fast = measure_sensitivity(*src, tokens, so);
+  so.resume_at_block = false;
+  const SensitivityTable whole = measure_sensitivity(*src, tokens, so);
+  REQUIRE(fast.rows.size() == so.tensors.size());
+  REQUIRE(whole.rows.size() == so.tensors.size());
+  for (size_t i = 0; i < so.tensors.size(); ++i) {
+    INFO(so.tensors[i]);
+    CHECK(fast.rows[i].tensor == so.tensors[i]);  // the requested order, whatever the measuring order
+    CHECK(fast.rows[i].types == whole.rows[i].types);
+    REQUIRE(fast.rows[i].kld.size() == whole.rows[i].kld.size());
+    for (size_t j = 0; j < fast.rows[i].kld.size(); ++j) {
+      CHECK(fast.rows[i].kld[j] == whole.rows[i].kld[j]);
+      CHECK(fast.rows[i].kld[j] > 0);
+    }
+  }
+  CHECK(fast.reference_kld_floor < 1e-9);
+  CHECK(fast.key == whole.key);  // the option does not change what the table means
+}
+
 TEST_CASE("sensitivity: the cache round-trips and is reused only for the same inputs", "[profile][dynamic]") {
   const auto in = sens_inputs();
   if (!in) return;

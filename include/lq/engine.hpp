@@ -157,6 +157,20 @@ class LQ_API Session {
   /// size); first_output < 0 means only the last token. Throws Errc::invalid_argument for an
   /// empty list, a token id outside the vocabulary or a cache overflow.
   void eval(std::span<const int32_t> tokens, int64_t first_output = -1);
+  /// Part of the forward pass, for measurements that change one block's weights at a time
+  /// (measure_sensitivity): `tokens` at positions n_past() .. as eval() runs them, through blocks
+  /// [first_block, stop_block) only (0 <= first_block <= stop_block <= n_layer). With first_block 0
+  /// the tokens are embedded; otherwise `residual` (size x n_embd, row-major) is the residual
+  /// stream entering first_block, as LayerActivations::input holds it. With stop_block < n_layer
+  /// the residual stream entering stop_block is written to `residual` and there are no logits;
+  /// with stop_block == n_layer the logits of rows [first_output, size) are produced as by eval(),
+  /// and when that is none (first_output == size) the stream entering the output norm is written.
+  /// The arithmetic is eval()'s: the blocks split over calls give eval()'s logits bit for bit. A
+  /// call that skips blocks caches these positions for the blocks it ran only, so the next eval()
+  /// or eval_blocks() needs clear() (or truncate() to before them) first; otherwise, and for a
+  /// block range or residual size out of bounds, it throws Errc::invalid_argument.
+  void eval_blocks(std::span<const int32_t> tokens, int first_block, int stop_block, std::vector<float>& residual,
+                   int64_t first_output = -1);
   /// Logits of output row i of the last eval() (n_vocab floats).
   std::span<const float> logits(int64_t i) const;
   /// Number of output rows of the last eval().

@@ -27,6 +27,9 @@ struct Session::Impl {
   int64_t n_ctx = 0;
   int64_t n_past = 0;
   int64_t n_out = 0;
+  // Positions from partial_from on were run through some blocks only (eval_blocks): nothing may
+  // attend to them until clear() or truncate() drops them. -1: every cached position is whole.
+  int64_t partial_from = -1;
   // K cache: [layer][pos][n_head_kv * head_dim]; V cache transposed: [layer][kv head][head_dim][pos],
   // so that both attention products read their second operand as contiguous rows.
   std::vector<float> kcache, vcache;
@@ -275,9 +278,27 @@ struct Session::Impl {
   }
 
   void eval(std::span<const int32_t> tokens, int64_t first_output) {
+    forward(tokens, 0, static_cast<int>(m.config.n_layer), nullptr, first_output);
+  }
+
+  // Blocks [first_block, stop_block) on `tokens`: entering with their embeddings (first_block 0)
+  // or with *residual; leaving with the logits (stop_block n_layer) or the residual in *residual.
+  void forward(std::span<const int32_t> tokens, int first_block, int stop_block, std::vector<float>* residual,
+               int64_t first_output) {
     const ModelConfig& c = m.config;
     const int64_t n = static_cast<int64_t>(tokens.size());
     if (n == 0) fail(Errc::invalid_argument, "eval: the token list is empty");
+    if (first_block < 0 || first_block > stop_block || stop_block > c.n_layer)
+      fail(Errc::invalid_argument, "eval_blocks: blocks [{}, {}) are not within the model's {}", first_block, stop_block,
+           c.n_layer);
+    if (first_block > 0 && (!residual || static_cast<int64_t>(residual->size()) != n * c.n_embd))
+      fail(Errc::invalid_argument, "eval_blocks: the residual entering block {} must hold {} x {} values, got {}",
+           first_block, n, c.n_embd, residual ? residual->size() : 0);
+    if (partial_from >= 0 && partial_from < n_past)
+      fail(Errc::invalid_argument,
+           "eval: cached positions from {} on were evaluated through some blocks only (eval_blocks); clear() or "
+           "truncate({}) first",
+           partial_from, partial_from);
     if (n_past + n > n_ctx)
       fail(Errc::invalid_argument, "eval: {} tokens after {} cached positions exceed the context of {}", n, n_past,
            n_ctx);
@@ -301,13 +322,17 @@ struct Session::Impl {
     up.resize(sz(n, ff));
     act.resize(sz(n, ff));
 
-    for (int64_t t = 0; t < n; ++t) engine::dequantize_row(ex, *m.tok_embd, tokens[t], x.data() + t * d);
-    if (m.embd_scale != 1.0f)
-      for (float& e : x) e *= m.embd_scale;
+    if (first_block == 0) {
+      for (int64_t t = 0; t < n; ++t) engine::dequantize_row(ex, *m.tok_embd, tokens[t], x.data() + t * d);
+      if (m.embd_scale != 1.0f)
+        for (float& e : x) e *= m.embd_scale;
+    } else {
+      std::copy(residual->begin(), residual->end(), x.begin());
+    }
     rope_table(n);
     if (m.sandwich_norms) rope_table_swa(n);
 
-    for (int64_t l = 0; l < c.n_layer; ++l) {
+    for (int64_t l = first_block; l < stop_block; ++l) {
       const engine::Block& b = m.blocks[static_cast<size_t>(l)];
       LayerActivations* sa = opt.save_activations ? &acts[static_cast<size_t>(l)] : nullptr;
       if (sa) sa->input.assign(x.begin(), x.end());
@@ -353,7 +378,7 @@ struct Session::Impl {
         ex.ops.silu_mul((t1 - t0) * ff, gate.data() + t0 * ff, up.data() + t0 * ff, act.data() + t0 * ff);
       });
       // With no logits wanted, the last block's output feeds nothing (hook_inputs_only).
-      const bool unused = opt.hook_inputs_only && !sa && first_output == n && l + 1 == c.n_layer;
+      const bool unused = opt.hook_inputs_only && !sa && !residual && first_output == n && l + 1 == c.n_layer;
       run_linears({b.wdown}, act.data(), n, {unused ? nullptr : proj.data()}, {});
       if (!unused) engine::add_into(x.data(), proj.data(), n * d, threads);
       if (sa) {
@@ -363,8 +388,14 @@ struct Session::Impl {
         sa->act.assign(act.begin(), act.end());
       }
     }
+    if (first_block > 0 || stop_block < c.n_layer) partial_from = n_past;
     n_past += n;
 
+    if (residual && (stop_block < c.n_layer || first_output == n)) residual->assign(x.begin(), x.end());
+    if (stop_block < c.n_layer) {
+      n_out = 0;
+      return;
+    }
     n_out = n - first_output;
     logits.resize(sz(n_out, m.n_vocab));
     if (n_out == 0) return;
@@ -469,6 +500,11 @@ Session::~Session() = default;
 
 void Session::eval(std::span<const int32_t> tokens, int64_t first_output) { impl_->eval(tokens, first_output); }
 
+void Session::eval_blocks(std::span<const int32_t> tokens, int first_block, int stop_block, std::vector<float>& residual,
+                          int64_t first_output) {
+  impl_->forward(tokens, first_block, stop_block, &residual, first_output);
+}
+
 std::span<const float> Session::logits(int64_t i) const {
   if (i < 0 || i >= impl_->n_out)
     fail(Errc::invalid_argument, "logits: row {} requested, the last eval produced {}", i, impl_->n_out);
@@ -478,12 +514,16 @@ std::span<const float> Session::logits(int64_t i) const {
 int64_t Session::n_outputs() const { return impl_->n_out; }
 int64_t Session::n_past() const { return impl_->n_past; }
 int64_t Session::n_ctx() const { return impl_->n_ctx; }
-void Session::clear() { impl_->n_past = 0; }
+void Session::clear() {
+  impl_->n_past = 0;
+  impl_->partial_from = -1;
+}
 
 void Session::truncate(int64_t n) {
   if (n < 0 || n > impl_->n_past)
     fail(Errc::invalid_argument, "truncate: {} positions requested, the cache holds {}", n, impl_->n_past);
   impl_->n_past = n;
+  if (impl_->partial_from >= n) impl_->partial_from = -1;
 }
 
 void Session::set_linear_hook(LinearHook hook) { impl_->hook = std::move(hook); }

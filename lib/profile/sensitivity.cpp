@@ -197,15 +197,33 @@ SensitivityTable measure_sensitivity(const ModelSource& source, std::span<const 
   std::vector<std::vector<float>> ref(windows.size());  // log-probabilities, n_rows x n_vocab per chunk
   SessionOptions so;
   so.n_ctx = o.ctx;
-  // Mean KLD over every compared row of every chunk of the model as it stands.
-  auto evaluate = [&](bool keep_reference) {
+  const int n_layer = static_cast<int>(model->config().n_layer);
+  // The unquantized model's residual stream entering block `at`, per chunk (empty while at is 0):
+  // an evaluation of a tensor of block b >= at starts there, the blocks before b being unchanged.
+  std::vector<std::vector<float>> entry(windows.size());
+  int at = 0;
+  auto advance_to = [&](int b) {  // every tensor restored
+    if (b <= at) return;
     Session s(*model, so, ctx);
-    double sum = 0;
-    std::vector<double> row_kl(static_cast<size_t>(n_rows));
     for (size_t c = 0; c < windows.size(); ++c) {
       ctx.check_cancelled();
       s.clear();
-      s.eval(windows[c], first);
+      s.eval_blocks(windows[c], at, b, entry[c], static_cast<int64_t>(windows[c].size()));
+    }
+    at = b;
+  };
+  // Mean KLD over every compared row of every chunk of the model as it stands, evaluated from
+  // block `from` on (at most `at`; 0: the whole forward pass).
+  auto evaluate = [&](bool keep_reference, int from) {
+    Session s(*model, so, ctx);
+    double sum = 0;
+    std::vector<double> row_kl(static_cast<size_t>(n_rows));
+    std::vector<float> residual;
+    for (size_t c = 0; c < windows.size(); ++c) {
+      ctx.check_cancelled();
+      s.clear();
+      if (from > 0) residual = entry[c];
+      s.eval_blocks(windows[c], from, n_layer, residual, first);
       if (keep_reference) {
         ref[c].resize(static_cast<size_t>(n_rows * n_vocab));
         parallel_for(n_rows, threads, 4, [&](int64_t b, int64_t e) {
@@ -231,7 +249,7 @@ SensitivityTable measure_sensitivity(const ModelSource& source, std::span<const 
     return sum / static_cast<double>(n_rows * static_cast<int64_t>(windows.size()));
   };
   progress.message(fmt::format("Sensitivity: reference outputs on {} chunks of {} tokens", o.chunks, o.ctx));
-  evaluate(true);
+  evaluate(true, 0);
 
   std::vector<std::string> names = o.tensors;
   if (names.empty())
@@ -267,10 +285,28 @@ SensitivityTable measure_sensitivity(const ModelSource& source, std::span<const 
     jobs.push_back(std::move(j));
   }
 
+  // The first block whose output a tensor changes: its own, 0 for the token embeddings (tied or
+  // not) and n_layer for a separate output projection. Jobs run in that order; rows keep the
+  // tensors' order.
+  auto entry_block = [&](const std::string& name) {
+    const LinearInfo* li = model->find_linear(name);
+    if (!o.resume_at_block || !li || name == "token_embd.weight") return 0;
+    return li->layer >= 0 ? std::min(li->layer, n_layer) : n_layer;
+  };
+  std::vector<size_t> order(jobs.size());
+  std::iota(order.begin(), order.end(), size_t{0});
+  std::stable_sort(order.begin(), order.end(), [&](size_t a, size_t b) {
+    return entry_block(jobs[a].t->name) < entry_block(jobs[b].t->name);
+  });
+
   SensitivityTable table;
   table.key = sensitivity_key(source, tokens, o);
+  table.rows.resize(jobs.size());
   int64_t done = 0;
-  for (const auto& job : jobs) {
+  for (const size_t ji : order) {
+    const Job& job = jobs[ji];
+    const int from = entry_block(job.t->name);
+    advance_to(from);
     const ModelTensor& t = *job.t;
     const int64_t ncols = t.row_length(), nrows = t.n_rows();
     std::vector<float> x(static_cast<size_t>(nrows * ncols));
@@ -297,17 +333,17 @@ SensitivityTable measure_sensitivity(const ModelSource& source, std::span<const 
                                  w ? w->data() + e * ncols : nullptr, ctx);
       model->replace_tensor(t.name, qt, q);
       row.types.push_back(qt);
-      row.kld.push_back(std::max(0.0, evaluate(false)));
+      row.kld.push_back(std::max(0.0, evaluate(false, from)));
       progress.update("Sensitivity", ++done, total, "evaluations");
     }
     if (held == t.type) model->replace_tensor(t.name, held, orig_bytes);
     else model->replace_tensor(t.name, std::span<const float>(x), held);
-    table.rows.push_back(std::move(row));
+    table.rows[ji] = std::move(row);
   }
   progress.finish("Sensitivity");
   table.evaluations = done;
   // Every tensor restored: the model must give its reference outputs again.
-  table.reference_kld_floor = evaluate(false);
+  table.reference_kld_floor = evaluate(false, 0);
   table.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   return table;
 }
