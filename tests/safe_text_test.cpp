@@ -133,7 +133,7 @@ TEST_CASE("safe text: profile create suggests --base none for a target the base 
   if (!hf || !im) return;
   test::TempDir d;
   const std::string args = "profile create --imatrix " + im->string() + " --model " + hf->string() +
-                           " --name tight --target-bpw 1.0 -o " + (d / "tight.dqprofile").string();
+                           " --name tight --target-bpw 1.0 --objective error -o " + (d / "tight.dqprofile").string();
   // The balanced base keeps the embeddings and output at their types: 1 bpw leaves nothing.
   test::check_cli_failure({args, 13, "try --base none"});
   CHECK_FALSE(fs::exists(d / "tight.dqprofile"));

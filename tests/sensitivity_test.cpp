@@ -12,6 +12,7 @@
 
 #include <cmath>
 #include <fstream>
+#include <iterator>
 
 using namespace lq;
 namespace fs = std::filesystem;
@@ -230,7 +231,8 @@ TEST_CASE("sensitivity: CLI refusals of the kld objective", "[profile][dynamic][
   test::check_cli_failure({"quantize " + m + " gguf -q dynamic --objective mse --imatrix " + im + " -o " + out, 2,
                            "expected error or kld"});
   test::check_cli_failure({"quantize " + m + " gguf -q dynamic --objective kld -o " + out, 2, "needs --imatrix"});
-  test::check_cli_failure({"quantize " + m + " gguf -q dynamic --sensitivity-chunks 2 --imatrix " + im + " -o " + out,
+  test::check_cli_failure({"quantize " + m + " gguf -q dynamic --objective error --sensitivity-chunks 2 --imatrix " + im +
+                               " -o " + out,
                            2, "--objective kld only"});
   test::check_cli_failure({"quantize " + m + " gguf -q dynamic --objective kld --sensitivity-chunks 0 --imatrix " + im +
                                " -o " + out,
@@ -238,4 +240,41 @@ TEST_CASE("sensitivity: CLI refusals of the kld objective", "[profile][dynamic][
   test::check_cli_failure({"quantize " + m + " smoothquant --smoothquant --objective kld -o " + out, 2,
                            "gguf output"});
   CHECK_FALSE(fs::exists(out));
+}
+
+TEST_CASE("sensitivity: kld is the default objective wherever the solver runs, cached beside the imatrix",
+          "[profile][dynamic][cli]") {
+  const auto tiny = test::tiny_with_imatrix();
+  if (!tiny) return;
+  test::TempDir tmp;
+  const fs::path im = tmp.path() / "tiny.imatrix";
+  fs::copy_file(tiny->imatrix_path, im);
+  const std::string m = tiny->model.string();
+  const std::string small = " --sensitivity-chunks 1 --sensitivity-ctx 64";
+  // The balanced preset solves to 3.5 bpw with an imatrix: measured by default, cached beside it.
+  auto r = test::run(test::cli_path() + " quantize " + m + " gguf -q dynamic --imatrix " + im.string() + small +
+                     " -o " + (tmp.path() / "kld.gguf").string());
+  INFO(r.err);
+  REQUIRE(r.status == 0);
+  CHECK(r.err.find("objective kld, the default") != std::string::npos);
+  CHECK(fs::exists(fs::path(im.string() + ".sensitivity.json")));
+  // The same again: the table is reused.
+  r = test::run(test::cli_path() + " quantize " + m + " gguf -q dynamic --imatrix " + im.string() + small + " -o " +
+                (tmp.path() / "kld2.gguf").string());
+  REQUIRE(r.status == 0);
+  CHECK(r.err.find("Sensitivity: reused") != std::string::npos);
+  auto bytes = [](const fs::path& p) {
+    std::ifstream f(p, std::ios::binary);
+    return std::string(std::istreambuf_iterator<char>(f), {});
+  };
+  CHECK(bytes(tmp.path() / "kld.gguf") == bytes(tmp.path() / "kld2.gguf"));
+  // --objective error measures nothing.
+  r = test::run(test::cli_path() + " quantize " + m + " gguf -q dynamic --objective error --imatrix " + im.string() +
+                " -o " + (tmp.path() / "err.gguf").string());
+  REQUIRE(r.status == 0);
+  CHECK(r.err.find("Sensitivity") == std::string::npos);
+  // No imatrix, no solve: the preset's importance-free rules, nothing measured, no refusal.
+  r = test::run(test::cli_path() + " quantize " + m + " gguf -q dynamic -o " + (tmp.path() / "rules.gguf").string());
+  REQUIRE(r.status == 0);
+  CHECK(r.err.find("Sensitivity") == std::string::npos);
 }

@@ -159,11 +159,13 @@ int run_convert_to_gptq(Context& ctx, const cxxopts::ParseResult& r);
 void add_sensitivity_options(cxxopts::Options& opts);
 /// Names of those options (to refuse them outside a dynamic run).
 const std::vector<std::string>& sensitivity_option_names();
-/// The measured sensitivity table when --objective kld is given (loaded from its cache when it
-/// matches, else measured and cached); nullopt for the default objective. Needs the imatrix.
+/// The measured sensitivity table for the kld objective (loaded from its cache when it matches,
+/// else measured and cached): asked for with --objective kld, and the default when `solves` (the
+/// size solver will run: a size target and an imatrix); nullopt for --objective error and where
+/// nothing is solved. --objective kld needs the imatrix.
 std::optional<SensitivityTable> sensitivity_from_options(const cxxopts::ParseResult& r, const ModelSource& src,
                                                          const Imatrix* imatrix, const std::string& imatrix_path,
-                                                         const lq::Context& run_ctx, Progress& progress);
+                                                         bool solves, const lq::Context& run_ctx, Progress& progress);
 
 /// Progress on stderr: "[lq] message" lines, and a bar on a terminal ("Quantizing ━━━ 40% 23/57
 /// tensors [00:12 elapsed]") or plain lines at 10% steps otherwise. Silent with --quiet.

@@ -194,7 +194,7 @@ int run_profile(Context& ctx, std::vector<std::string> args) {
     ro.imatrix = &im;
     lq::Context run_ctx = library_context(ctx, progress);
     const std::optional<SensitivityTable> sensitivity =
-        sensitivity_from_options(*r, *model, &im, (*r)["imatrix"].as<std::string>(), run_ctx, progress);
+        sensitivity_from_options(*r, *model, &im, (*r)["imatrix"].as<std::string>(), /*solves=*/true, run_ctx, progress);
     if (sensitivity) ro.sensitivity = &*sensitivity;
     const ProfileResolution res = [&] {
       try {

@@ -428,7 +428,8 @@ int run_quantize(Context& ctx, std::vector<std::string> args) {
   }
   std::optional<SensitivityTable> sensitivity;
   if (dynamic) {
-    sensitivity = sensitivity_from_options(r, *src, qo.imatrix, qo.imatrix_path, run_ctx, progress);
+    const bool solves = (job.profile->target_bpw || job.profile->target_bytes) && qo.imatrix;
+    sensitivity = sensitivity_from_options(r, *src, qo.imatrix, qo.imatrix_path, solves, run_ctx, progress);
     if (sensitivity) job.sensitivity = &*sensitivity;
   }
   const QuantizeJobResult jr = quantize_model(*src, out, job, run_ctx);

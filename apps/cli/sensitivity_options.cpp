@@ -8,14 +8,17 @@
 
 #include <sstream>
 
+#include <unistd.h>
+
 namespace fs = std::filesystem;
 
 namespace lq::cli {
 
 void add_sensitivity_options(cxxopts::Options& opts) {
   opts.add_options()
-      ("objective", "Size solver's objective: error (imatrix-weighted squared error) or kld (the KL divergence "
-                    "each tensor causes alone, measured with the engine) [default: error]",
+      ("objective", "Size solver's objective: kld (the KL divergence each tensor causes alone, measured with the "
+                    "engine and cached) or error (the imatrix-weighted squared error: no measurement) [default: kld "
+                    "when the solver runs]",
        cxxopts::value<std::string>())
       ("sensitivity-text", "--objective kld: text to measure on (.txt, .json, .jsonl) [default: built-in WikiText-2]",
        cxxopts::value<std::string>())
@@ -37,8 +40,12 @@ const std::vector<std::string>& sensitivity_option_names() {
 
 std::optional<SensitivityTable> sensitivity_from_options(const cxxopts::ParseResult& r, const ModelSource& src,
                                                          const Imatrix* imatrix, const std::string& imatrix_path,
-                                                         const lq::Context& run_ctx, Progress& progress) {
-  const std::string objective = r.count("objective") ? r["objective"].as<std::string>() : "error";
+                                                         bool solves, const lq::Context& run_ctx, Progress& progress) {
+  const bool asked = r.count("objective") > 0;
+  // kld by default wherever the solver runs (a size target and an imatrix): it gave a lower KLD
+  // than the error objective and than the uniform level at every size on every model measured
+  // (docs/performance.md); elsewhere there is nothing to solve and nothing is measured.
+  const std::string objective = asked ? r["objective"].as<std::string>() : solves ? "kld" : "error";
   if (objective != "error" && objective != "kld")
     fail(Errc::invalid_argument, "--objective: expected error or kld, got '{}'", objective);
   if (objective == "error") {
@@ -82,12 +89,27 @@ std::optional<SensitivityTable> sensitivity_from_options(const cxxopts::ParseRes
   }
   fs::path cache;
   const std::string c = r.count("sensitivity-cache") ? r["sensitivity-cache"].as<std::string>() : std::string();
-  if (c == "none") cache.clear();
-  else if (!c.empty()) cache = c;
-  else cache = fs::path(imatrix_path + ".sensitivity.json");
-  if (!cache.empty()) check_output_dir(cache, /*writable=*/true);
-  progress.message(fmt::format("Sensitivity: {} chunks of {} tokens of {}{}", so.chunks, so.ctx, text.source,
-                               cache.empty() ? std::string() : ", table " + cache.string()));
+  if (c == "none") {
+    cache.clear();
+  } else if (!c.empty()) {
+    cache = c;
+    check_output_dir(cache, /*writable=*/true);
+  } else {
+    // Beside the imatrix, where the next solve finds it; a directory that cannot take it (a
+    // read-only data set) only costs the reuse.
+    cache = fs::path(imatrix_path + ".sensitivity.json");
+    std::error_code ec;
+    const fs::path dir = cache.parent_path().empty() ? fs::path(".") : cache.parent_path();
+    if (!fs::exists(cache, ec) && ::access(dir.c_str(), W_OK) != 0) {
+      progress.message(fmt::format("Sensitivity: {} is not writable: the table is measured without a cache "
+                                   "(--sensitivity-cache FILE keeps it elsewhere)",
+                                   dir.string()));
+      cache.clear();
+    }
+  }
+  progress.message(fmt::format("Sensitivity ({}): {} chunks of {} tokens of {}{}",
+                               asked ? "--objective kld" : "objective kld, the default; --objective error skips it",
+                               so.chunks, so.ctx, text.source, cache.empty() ? std::string() : ", table " + cache.string()));
   bool reused = false;
   SensitivityTable t = cached_sensitivity(src, tokens, so, cache, &reused, run_ctx);
   progress.message(reused ? fmt::format("Sensitivity: reused {} ({} evaluations measured in {:.1f} s)", cache.string(),
