@@ -56,10 +56,13 @@ for m in "${models[@]}"; do
   [ -f "$w/base.gguf" ] || "$lq" --quiet quantize "$m" gguf -q "$base" -o "$w/base.gguf"
   [ -f "$w/imatrix.gguf" ] || "$lq" --quiet --threads "$threads" analyze "$m" --calibration-data "$corpus/calibration.txt" \
     --calibration-samples 64 --ctx 256 --no-cache -o "$w/imatrix.gguf"
+  # The same matrix in the legacy .dat format for llama-quantize: every llama.cpp reads it (the GGUF
+  # imatrix only since mid-2025).
+  [ -f "$w/imatrix.dat" ] || "$lq" --quiet analyze combine "$w/imatrix.gguf" --output-format dat -o "$w/imatrix.dat"
   IFS=, read -r -a lv <<< "$levels"
   for l in "${lv[@]}"; do
     out=$w/llama/mix-imatrix/$l.gguf
-    [ -f "$out" ] || "$llama_bin/llama-quantize" --imatrix "$w/imatrix.gguf" "$w/base.gguf" "$out" "$l" "$threads" \
+    [ -f "$out" ] || "$llama_bin/llama-quantize" --imatrix "$w/imatrix.dat" "$w/base.gguf" "$out" "$l" "$threads" \
       > "$w/llama-quantize-$l.log" 2>&1 || { echo "llama-quantize $l failed (see $w/llama-quantize-$l.log)" >&2; exit 1; }
   done
   text=eval

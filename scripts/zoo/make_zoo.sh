@@ -18,8 +18,9 @@ corpus=${LQ_SHARED_DIR:-$root/../shared}/corpus
 venv=${LQ_ZOO_VENV:-${TMPDIR:-/tmp}/lq-zoo-venv}
 if [ ! -x "$venv/bin/python" ]; then
   python3 -m venv "$venv"
-  "$venv/bin/pip" install --quiet torch --index-url https://download.pytorch.org/whl/cpu
-  "$venv/bin/pip" install --quiet transformers sentencepiece tokenizers safetensors numpy
+  # The CPU-only wheel from PyTorch's index; PyPI's (with the CUDA libraries) where that index is unreachable.
+  "$venv/bin/pip" install --quiet torch --index-url https://download.pytorch.org/whl/cpu || "$venv/bin/pip" install --quiet torch
+  "$venv/bin/pip" install --quiet "transformers<5" sentencepiece tokenizers safetensors numpy  # 5.x converts tokenizer.model through tiktoken
 fi
 py=$venv/bin/python
 models=("$@")
