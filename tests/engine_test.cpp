@@ -75,6 +75,20 @@ std::unique_ptr<Model> toy_model(const test::TempDir& dir, const ToySpec& s, con
   return Model::load(p);
 }
 
+// The toy as Qwen2: q/k/v biases, tied embeddings.
+std::unique_ptr<Model> qwen2_toy(const test::TempDir& dir) {
+  ToySpec s;
+  s.shape.arch = "qwen2";
+  s.shape.biases = true;
+  s.shape.tied = true;
+  return toy_model(dir, s, "toy.gguf");
+}
+
+// Matches an Error of code invalid_argument.
+auto invalid_arg() {
+  return Catch::Predicate<Error>([](const Error& e) { return e.code() == Errc::invalid_argument; });
+}
+
 }  // namespace
 
 TEST_CASE("engine: perplexity of the tiny model matches llama-perplexity", "[engine]") {
@@ -381,11 +395,11 @@ TEST_CASE("engine: replacing weights changes and restores the outputs", "[engine
   CHECK(max_abs_diff(run(), base) == 0);
 
   CHECK_THROWS_MATCHES(model->replace_tensor("nope.weight", original), Error,
-                       Catch::Predicate<Error>([](const Error& e) { return e.code() == Errc::invalid_argument; }));
+                       invalid_arg());
   CHECK_THROWS_MATCHES(model->replace_tensor(name, QuantType::BF16, std::span<const uint8_t>(bytes.data(), 10)), Error,
-                       Catch::Predicate<Error>([](const Error& e) { return e.code() == Errc::invalid_argument; }));
+                       invalid_arg());
   CHECK_THROWS_MATCHES(model->replace_tensor("output_norm.weight", QuantType::BF16, bytes), Error,
-                       Catch::Predicate<Error>([](const Error& e) { return e.code() == Errc::invalid_argument; }));
+                       invalid_arg());
 }
 
 TEST_CASE("engine: KL divergence against itself and a quantized copy", "[engine]") {
@@ -439,11 +453,7 @@ TEST_CASE("engine: NEOX RoPE (qwen2) equals normal RoPE on permuted q/k rows", "
 
 TEST_CASE("engine: biases and tied embeddings", "[engine]") {
   test::TempDir dir;
-  ToySpec s;
-  s.shape.arch = "qwen2";
-  s.shape.biases = true;
-  s.shape.tied = true;
-  auto model = toy_model(dir, s, "toy.gguf");
+  auto model = qwen2_toy(dir);
   REQUIRE(model->linears().back().name == "token_embd.weight");
   const auto bias = model->tensor_f32("blk.1.attn_v.bias");
   const auto wv = model->tensor_f32("blk.1.attn_v.weight");
@@ -476,11 +486,7 @@ TEST_CASE("engine: biases and tied embeddings", "[engine]") {
 
 TEST_CASE("engine: the forward pass split over eval_blocks gives eval's logits bit for bit", "[engine]") {
   test::TempDir dir;
-  ToySpec s;
-  s.shape.arch = "qwen2";
-  s.shape.biases = true;
-  s.shape.tied = true;
-  auto model = toy_model(dir, s, "toy.gguf");
+  auto model = qwen2_toy(dir);
   const int L = static_cast<int>(model->config().n_layer);
   REQUIRE(L == 2);
   const std::vector<int32_t> prompt = {1, 17, 33, 8, 5, 60, 2};
@@ -521,17 +527,17 @@ TEST_CASE("engine: the forward pass split over eval_blocks gives eval's logits b
   // Positions run through some blocks only: nothing may attend to them until they are dropped.
   t.clear();
   t.eval_blocks(prompt, 0, 1, r, n);
-  CHECK_THROWS_MATCHES(t.eval(std::vector<int32_t>{4}), Error, Catch::Predicate<Error>([](const Error& e) { return e.code() == Errc::invalid_argument; }));
-  CHECK_THROWS_MATCHES(t.eval_blocks(prompt, 1, L, r, first), Error, Catch::Predicate<Error>([](const Error& e) { return e.code() == Errc::invalid_argument; }));
+  CHECK_THROWS_MATCHES(t.eval(std::vector<int32_t>{4}), Error, invalid_arg());
+  CHECK_THROWS_MATCHES(t.eval_blocks(prompt, 1, L, r, first), Error, invalid_arg());
   t.truncate(0);
   CHECK_NOTHROW(t.eval_blocks(prompt, 1, L, r, first));
   same_logits(t);
   // Bad ranges and residual sizes.
   t.clear();
-  CHECK_THROWS_MATCHES(t.eval_blocks(prompt, 2, 1, r, first), Error, Catch::Predicate<Error>([](const Error& e) { return e.code() == Errc::invalid_argument; }));
-  CHECK_THROWS_MATCHES(t.eval_blocks(prompt, 0, L + 1, r, first), Error, Catch::Predicate<Error>([](const Error& e) { return e.code() == Errc::invalid_argument; }));
+  CHECK_THROWS_MATCHES(t.eval_blocks(prompt, 2, 1, r, first), Error, invalid_arg());
+  CHECK_THROWS_MATCHES(t.eval_blocks(prompt, 0, L + 1, r, first), Error, invalid_arg());
   std::vector<float> short_r(5);
-  CHECK_THROWS_MATCHES(t.eval_blocks(prompt, 1, L, short_r, first), Error, Catch::Predicate<Error>([](const Error& e) { return e.code() == Errc::invalid_argument; }));
+  CHECK_THROWS_MATCHES(t.eval_blocks(prompt, 1, L, short_r, first), Error, invalid_arg());
 }
 
 TEST_CASE("engine: bad input gets invalid_argument", "[engine]") {
@@ -540,7 +546,7 @@ TEST_CASE("engine: bad input gets invalid_argument", "[engine]") {
   ToySpec other;
   other.shape.vocab = 128;
   auto bigger = toy_model(dir, other, "other.gguf");
-  auto is_invalid = Catch::Predicate<Error>([](const Error& e) { return e.code() == Errc::invalid_argument; });
+  auto is_invalid = invalid_arg();
   Session s(*model, SessionOptions{8, false}, Context{1});
   CHECK_THROWS_MATCHES(s.eval({}), Error, is_invalid);
   const std::vector<int32_t> bad = {1, 96};
