@@ -13,6 +13,7 @@
 
 #include "core/half.hpp"
 #include "types/ref/kquant_search.hpp"
+#include "types/ref/kquants.hpp"
 #include "support/support.hpp"
 
 #include <catch2/catch.hpp>
@@ -283,4 +284,43 @@ TEST_CASE("k-quants: tiny model error no worse than llama.cpp, tensor by tensor"
       }
     }
   }
+}
+
+TEST_CASE("k-quants: Q6_K by square beats the plain search on the square-weighted error, and llama.cpp on the tiny model's RMSE",
+          "[kquants][golden]") {
+  const TypeInfo& ti = type_info(QuantType::Q6_K);
+  const int64_t n = 1024, rows = 16;
+  const auto xw = kq_rows_and_importance(n, rows, 23);
+  const std::vector<float>& x = xw.first;
+  std::vector<float> sq(x.size());
+  for (size_t i = 0; i < x.size(); ++i) sq[i] = x[i] * x[i];
+  auto sq_err = [&](const std::vector<float>& y) {
+    double e = 0;
+    for (size_t i = 0; i < x.size(); ++i) e += static_cast<double>(sq[i]) * (x[i] - y[i]) * (x[i] - y[i]);
+    return e;
+  };
+  const auto plain = dequantize(ti.dequantize_ref, ti, quantize(ti.quantize_ref, ti, x, rows, n, nullptr), rows, n);
+  const auto by_sq = dequantize(ti.dequantize_ref, ti, quantize(ref::quantize_q6_k_by_square, ti, x, rows, n, nullptr), rows, n);
+  CHECK(sq_err(by_sq) < sq_err(plain));
+  CHECK(rel_rmse(x, by_sq, n) <= ti.tolerance * 1.15);
+
+  // The golden bar for tensors quantized without importance: RMSE no worse than llama.cpp's
+  // (whose Q6_K weighs by the square too) on every Q6_K tensor of the tiny model.
+  const Golden* g = golden();
+  if (!g) return;
+  const auto& recs = g->manifest.at("files").at("pure/Q6_K.gguf").at("tensors");
+  int checked = 0;
+  for (const auto& tensor : g->model->tensors()) {
+    if (!recs.contains(tensor.name) || recs.at(tensor.name).at("type").get<int>() != static_cast<int>(QuantType::Q6_K)) continue;
+    const int64_t ncols = tensor.ne[0], nrows = tensor.n_rows();
+    std::vector<float> v(static_cast<size_t>(ncols * nrows));
+    read_rows_f32(*g->model, tensor, 0, nrows, v.data());
+    const auto y = dequantize(ti.dequantize_ref, ti, quantize(ref::quantize_q6_k_by_square, ti, v, nrows, ncols, nullptr), nrows, ncols);
+    double e = 0;
+    for (size_t k = 0; k < v.size(); ++k) e += (static_cast<double>(v[k]) - y[k]) * (static_cast<double>(v[k]) - y[k]);
+    INFO(tensor.name);
+    CHECK(std::sqrt(e / static_cast<double>(v.size())) <= recs.at(tensor.name).at("rmse").get<double>());
+    ++checked;
+  }
+  CHECK(checked >= 40);
 }

@@ -132,3 +132,55 @@ TEST_CASE("quantize: golden encode (float types byte-identical, legacy types no 
     }
   }
 }
+
+TEST_CASE("quantize: Q6_K tensors an importance matrix does not cover are weighted by their values' squares",
+          "[quantize][golden][imatrix]") {
+  const auto tiny = test::tiny_with_imatrix();
+  if (!tiny) return;
+  auto src = ModelSource::open(tiny->model);
+  test::TempDir tmp;
+  const Context ctx;
+  // The bytes of tensor `name` as `kernel` writes them (column importance `im` or none).
+  auto expect = [&](const std::string& name, QuantizeFn kernel, const float* im) {
+    const ModelTensor& t = src->at(name);
+    std::vector<float> x(static_cast<size_t>(t.n_rows() * t.row_length()));
+    src->read_rows_f32(t, 0, t.n_rows(), x.data());
+    std::vector<uint8_t> q(type_info(QuantType::Q6_K).row_bytes(t.row_length()) * static_cast<size_t>(t.n_rows()));
+    kernel(x.data(), q.data(), t.n_rows(), t.row_length(), im);
+    return q;
+  };
+  auto written = [](const gguf::Reader& r, const std::string& name) {
+    const auto* t = r.find_tensor(name);
+    REQUIRE(t);
+    REQUIRE(t->type == QuantType::Q6_K);
+    const auto d = r.data(*t);
+    return std::vector<uint8_t>(d.begin(), d.end());
+  };
+  const QuantizeFn plain = ctx.kernels(QuantType::Q6_K).quantize;
+  const QuantizeFn by_square = Quantizer::uncovered_kernel(QuantType::Q6_K);
+  REQUIRE(by_square != nullptr);
+  CHECK(Quantizer::uncovered_kernel(QuantType::Q4_K) == nullptr);
+  REQUIRE(tiny->imatrix.find("output.weight") == nullptr);  // llama-imatrix leaves these two out
+  REQUIRE(tiny->imatrix.find("token_embd.weight") == nullptr);
+
+  QuantizeOptions o;
+  o.ftype = FileType::Q6_K;
+  o.imatrix = &tiny->imatrix;
+  Quantizer(o).quantize(*src, tmp / "im.gguf", ctx);
+  gguf::Reader with(tmp / "im.gguf");
+  for (const char* name : {"output.weight", "token_embd.weight"}) {
+    INFO(name);
+    const auto by_sq = expect(name, by_square, nullptr);
+    CHECK(written(with, name) == by_sq);
+    CHECK(by_sq != expect(name, plain, nullptr));  // the rule changes these bytes
+  }
+  const std::string covered = "blk.0.attn_q.weight";
+  const auto cw = tiny->imatrix.column_weights(covered, src->at(covered).row_length());
+  REQUIRE(cw);
+  CHECK(written(with, covered) == expect(covered, plain, cw->data()));
+
+  o.imatrix = nullptr;  // without an importance matrix every tensor keeps the plain search
+  Quantizer(o).quantize(*src, tmp / "plain.gguf", ctx);
+  gguf::Reader without(tmp / "plain.gguf");
+  CHECK(written(without, "output.weight") == expect("output.weight", plain, nullptr));
+}

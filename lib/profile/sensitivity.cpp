@@ -330,7 +330,7 @@ SensitivityTable measure_sensitivity(const ModelSource& source, std::span<const 
       const size_t rb = type_info(qt).row_bytes(ncols);
       for (int64_t e = 0; e < n_mat; ++e)
         Quantizer::quantize_rows(qt, x.data() + e * per * ncols, q.data() + static_cast<size_t>(e * per) * rb, per, ncols,
-                                 w ? w->data() + e * ncols : nullptr, ctx);
+                                 w ? w->data() + e * ncols : nullptr, ctx, o.imatrix != nullptr);
       model->replace_tensor(t.name, qt, q);
       row.types.push_back(qt);
       row.kld.push_back(std::max(0.0, evaluate(false, from)));

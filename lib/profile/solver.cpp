@@ -67,7 +67,7 @@ std::vector<TensorErrors> measure_errors(const ModelSource& model, const std::ve
       std::vector<uint8_t> q(ti.row_bytes(ncols) * rows.size());
       if (n_mat == 1 || !has_imatrix)
         Quantizer::quantize_rows(qt, x.data(), q.data(), static_cast<int64_t>(rows.size()), ncols,
-                                 has_imatrix ? w.data() : nullptr, ctx);
+                                 has_imatrix ? w.data() : nullptr, ctx, opts.imatrix != nullptr);
       else
         for (size_t i = 0; i < rows.size(); ++i)
           Quantizer::quantize_rows(qt, x.data() + i * ncols, q.data() + i * ti.row_bytes(ncols), 1, ncols, weights_of(i),

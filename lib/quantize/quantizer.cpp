@@ -15,6 +15,7 @@
 #include "quantize/checkpoint.hpp"
 #include "quantize/mixture.hpp"
 #include "quantize/protect.hpp"
+#include "types/ref/kquants.hpp"
 
 #include <algorithm>
 #include <chrono>
@@ -48,10 +49,13 @@ bool gguf_tensor_order_less(const std::string& a, const std::string& b) {
 
 }  // namespace
 
+QuantizeFn Quantizer::uncovered_kernel(QuantType t) { return t == QuantType::Q6_K ? ref::quantize_q6_k_by_square : nullptr; }
+
 void Quantizer::quantize_rows(QuantType t, const float* src, void* dst, int64_t nrows, int64_t n_per_row,
-                              const float* imatrix, const Context& ctx) {
+                              const float* imatrix, const Context& ctx, bool uncovered) {
   const TypeInfo& ti = type_info(t);
-  const QuantizeFn q = ctx.kernels(t).quantize;
+  const QuantizeFn fallback = uncovered && !imatrix ? uncovered_kernel(t) : nullptr;
+  const QuantizeFn q = fallback ? fallback : ctx.kernels(t).quantize;
   if (!q) fail(Errc::invalid_argument, "type {} cannot be quantized to", ti.name);
   const size_t rb = ti.row_bytes(n_per_row);
   // Rows are independent; each chunk goes to the kernel in one call so it can amortise setup.
@@ -321,7 +325,8 @@ QuantizeResult Quantizer::quantize(const ModelSource& src, const std::filesystem
     const float* imatrix = weights ? weights->data() : nullptr;
     auto imatrix_of = [&](int64_t row) { return imatrix ? imatrix + (row / rows_per_mat) * ncols : nullptr; };
     const TypeInfo& out_ti = type_info(p.type);
-    const QuantizeFn qfn = p.quantize ? ctx.kernels(p.type).quantize : nullptr;
+    const QuantizeFn fallback = o.imatrix && !p.uses_imatrix ? uncovered_kernel(p.type) : nullptr;
+    const QuantizeFn qfn = !p.quantize ? nullptr : fallback ? fallback : ctx.kernels(p.type).quantize;
     const auto count_non_finite = Registry::instance().engine_ops(ctx.active_backend()).count_non_finite;
     const size_t out_rb = out_ti.row_bytes(ncols);
     std::map<int64_t, std::vector<int64_t>> protected_rows;  // row -> columns

@@ -692,6 +692,20 @@ struct Blocks {
   static void quantize_q4_k(const float* s, void* d, int64_t nr, int64_t n, const float* im) { rows<block_q4_K, q4k<false>, q4k<true>>(s, d, nr, n, im); }
   static void quantize_q5_k(const float* s, void* d, int64_t nr, int64_t n, const float* im) { rows<block_q5_K, q5k<false>, q5k<true>>(s, d, nr, n, im); }
   static void quantize_q6_k(const float* s, void* d, int64_t nr, int64_t n, const float* im) { rows<block_q6_K, q6k<false>, q6k<true>>(s, d, nr, n, im); }
+
+  // Q6_K weighted by each value's square (llama.cpp's own Q6_K objective without an imatrix), for
+  // tensors that a run's importance matrix does not cover (see uncovered_quantize_kernel).
+  static void quantize_q6_k_by_square(const float* src, void* dst, int64_t nrows, int64_t n_per_row) {
+    auto* y = static_cast<block_q6_K*>(dst);
+    const int64_t nb = n_per_row / QK_K;
+    for (int64_t r = 0; r < nrows; ++r)
+      for (int64_t b = 0; b < nb; ++b) {
+        const float* x = src + r * n_per_row + b * QK_K;
+        float w[QK_K];
+        for (int e = 0; e < QK_K; ++e) w[e] = x[e] * x[e] + 1e-20f;  // > 0: an all-zero block stays solvable
+        q6k<true>(x, w, y[r * nb + b]);
+      }
+  }
 };
 
 }  // namespace lq::ref::kq

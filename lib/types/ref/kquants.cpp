@@ -165,5 +165,8 @@ void quantize_q5_k(const float* src, void* dst, int64_t nrows, int64_t n_per_row
 void quantize_q6_k(const float* src, void* dst, int64_t nrows, int64_t n_per_row, const float* imatrix) {
   RefBlocks::quantize_q6_k(src, dst, nrows, n_per_row, imatrix);
 }
+void quantize_q6_k_by_square(const float* src, void* dst, int64_t nrows, int64_t n_per_row, const float*) {
+  RefBlocks::quantize_q6_k_by_square(src, dst, nrows, n_per_row);
+}
 
 }  // namespace lq::ref

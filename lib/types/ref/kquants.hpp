@@ -16,4 +16,8 @@ DequantizeKernel dequantize_q2_k, dequantize_q3_k, dequantize_q4_k, dequantize_q
 
 DotKernel dot_q2_k, dot_q3_k, dot_q4_k, dot_q5_k, dot_q6_k;
 
+/// Q6_K minimising sum x_j^2 (x_j - xhat_j)^2: llama.cpp's Q6_K objective without an imatrix,
+/// used for the tensors an importance matrix has no entry for (`imatrix` is ignored).
+QuantizeKernel quantize_q6_k_by_square;
+
 }  // namespace lq::ref
