@@ -9,6 +9,7 @@
 #include "support/support.hpp"
 
 #include <catch2/catch.hpp>
+#include <nlohmann/json.hpp>
 
 #include <cmath>
 #include <fstream>
@@ -158,6 +159,20 @@ TEST_CASE("sensitivity: the cache round-trips and is reused only for the same in
   so2 = so;
   so2.imatrix = nullptr;
   CHECK_FALSE(sensitivity_key(*src, tokens, so2) == sensitivity_key(*src, tokens, so));
+  // A table written before the quantizers' revision was recorded (its key has none) was measured
+  // with other quantized bytes: measured again.
+  (void)cached_sensitivity(*src, tokens, so, cache, &reused);  // the cache holds so's table again
+  {
+    auto j = nlohmann::json::parse(read_file(cache));
+    REQUIRE(j.at("key").contains("revision"));
+    j["key"].erase("revision");
+    std::ofstream(cache, std::ios::trunc) << j.dump();
+  }
+  CHECK(SensitivityTable::load(cache).key.revision == 1);
+  (void)cached_sensitivity(*src, tokens, so, cache, &reused);
+  CHECK_FALSE(reused);
+  (void)cached_sensitivity(*src, tokens, so, cache, &reused);
+  CHECK(reused);
   // A damaged file is an error of its own kind.
   std::ofstream(tmp.path() / "bad.json") << "{\"format\": \"lq-sensitivity\", \"key\": 3}";
   try {

@@ -35,6 +35,9 @@ struct SensitivityKey {
   std::string tensors;   ///< fingerprint of the requested tensor list ("" = every quantizable weight)
   int64_t ctx = 0;
   int64_t chunks = 0;
+  /// The quantizers' revision the table was measured with (tables written before revisions were
+  /// recorded read as 1): a table measured with other quantized bytes is measured again.
+  int revision = 0;
   bool operator==(const SensitivityKey&) const = default;
 };
 

@@ -83,7 +83,7 @@ void SensitivityTable::save(const std::filesystem::path& path) const {
   nlohmann::json j;
   j["format"] = "lq-sensitivity";
   j["version"] = 1;
-  j["key"] = {{"model", key.model}, {"text", key.text}, {"imatrix", key.imatrix}, {"types", key.types}, {"tensors", key.tensors}, {"ctx", key.ctx}, {"chunks", key.chunks}};
+  j["key"] = {{"model", key.model}, {"text", key.text}, {"imatrix", key.imatrix}, {"types", key.types}, {"tensors", key.tensors}, {"ctx", key.ctx}, {"chunks", key.chunks}, {"revision", key.revision}};
   j["seconds"] = seconds;
   j["evaluations"] = evaluations;
   j["reference_kld_floor"] = reference_kld_floor;
@@ -109,7 +109,8 @@ SensitivityTable SensitivityTable::load(const std::filesystem::path& path) {
       fail(Errc::profile_error, "'{}' is not a sensitivity table", path.string());
     const auto& k = j.at("key");
     t.key = {k.at("model").get<std::string>(), k.at("text").get<std::string>(), k.at("imatrix").get<std::string>(),
-             k.at("types").get<std::string>(), k.at("tensors").get<std::string>(), k.at("ctx").get<int64_t>(), k.at("chunks").get<int64_t>()};
+             k.at("types").get<std::string>(), k.at("tensors").get<std::string>(), k.at("ctx").get<int64_t>(), k.at("chunks").get<int64_t>(),
+             k.value("revision", 1)};
     t.seconds = j.value("seconds", 0.0);
     t.evaluations = j.value("evaluations", int64_t{0});
     t.reference_kld_floor = j.value("reference_kld_floor", 0.0);
@@ -133,8 +134,14 @@ SensitivityTable SensitivityTable::load(const std::filesystem::path& path) {
   return t;
 }
 
+// The quantizers' revision, part of every key: raise it when a change gives any tensor other
+// quantized bytes, so that tables cached before are measured again. 2: Q6_K tensors that the
+// importance matrix does not cover are weighted by their values' squares.
+constexpr int kQuantizerRevision = 2;
+
 SensitivityKey sensitivity_key(const ModelSource& source, std::span<const int32_t> tokens, const SensitivityOptions& o) {
   SensitivityKey k;
+  k.revision = kQuantizerRevision;
   SensFnv m;
   for (const auto& t : source.tensors()) {
     m.str(t.name);
