@@ -7,11 +7,13 @@
 // the measured KLD (Spearman). With --sensitivity-only it measures the table and stops (for the
 // time on a large model; --max-tensors N measures the first N tensors only; --whole-forward runs
 // every evaluation from the embeddings instead of from the tensor's block, for the time it saves).
+// The kld rows are `lq`'s default: the kld objective's mix and the error objective's measured whole
+// on the sensitivity text, the lower kept (--kld-only: the kld objective's mix alone).
 //
 // Usage: dynamic_kld_bench --model DIR --imatrix FILE [--levels L,...] [--eval FILE] [--chunks N]
 //          [--ctx N] [--sens-text FILE] [--sens-chunks N] [--sens-ctx N] [--sens-types T,...]
 //          [--cache FILE] [--work DIR] [--threads N] [--validate TYPE] [--sensitivity-only]
-//          [--max-tensors N] [--whole-forward] [--json FILE]
+//          [--max-tensors N] [--whole-forward] [--kld-only] [--json FILE]
 #include <lq/lq.hpp>
 #include <lq/engine.hpp>
 #include <lq/sensitivity.hpp>
@@ -63,7 +65,7 @@ int main(int argc, char** argv) {
   std::vector<std::string> sens_types;
   int64_t chunks = 40, ctx_len = 256, sens_chunks = 4, sens_ctx = 256, max_tensors = 0;
   int threads = 0;
-  bool sens_only = false, whole_forward = false;
+  bool sens_only = false, whole_forward = false, kld_only = false;
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
     auto next = [&]() -> std::string {
@@ -88,6 +90,7 @@ int main(int argc, char** argv) {
     else if (a == "--threads") threads = std::stoi(next());
     else if (a == "--validate") validate = next();
     else if (a == "--sensitivity-only") sens_only = true;
+    else if (a == "--kld-only") kld_only = true;
     else if (a == "--max-tensors") max_tensors = std::stoll(next());
     else if (a == "--whole-forward") whole_forward = true;
     else if (a == "--json") json_out = next();
@@ -95,7 +98,7 @@ int main(int argc, char** argv) {
       std::fprintf(stderr,
                    "usage: %s --model DIR --imatrix FILE [--levels L,...] [--eval FILE] [--chunks N] [--ctx N]\n"
                    "  [--sens-text FILE] [--sens-chunks N] [--sens-ctx N] [--sens-types T,...] [--cache FILE]\n"
-                   "  [--work DIR] [--threads N] [--validate TYPE] [--sensitivity-only] [--max-tensors N] [--whole-forward]\n"
+                   "  [--work DIR] [--threads N] [--validate TYPE] [--sensitivity-only] [--max-tensors N] [--whole-forward] [--kld-only]\n"
                    "  [--json FILE]\n",
                    argv[0]);
       return 2;
@@ -253,8 +256,19 @@ int main(int argc, char** argv) {
       job.options.imatrix_path = imatrix_path;
       job.profile = p;
       job.sensitivity = sens;
+      // As `lq` does: the kld objective's mix against the error objective's, measured whole on the
+      // sensitivity text, the lower kept (--kld-only: the kld objective's mix alone).
+      if (sens && !kld_only)
+        job.measure_mixes = [&](const std::vector<std::vector<std::pair<std::string, QuantType>>>& mixes) {
+          return measure_mix_kld(*src, stoks, so, mixes, ctx);
+        };
       const fs::path f = fs::path(work) / (ln + "-dynamic-" + tag + ".gguf");
       const QuantizeJobResult jr = quantize_model(*src, f, job, ctx);
+      if (sens && jr.resolution && jr.resolution->mix_kld.size() == 2)
+        std::printf("%-8s %s: mixes measured whole on the sensitivity text: kld objective's %.5g, error objective's "
+                    "%.5g: kept the %s one\n",
+                    ln.c_str(), tag.c_str(), jr.resolution->mix_kld[0], jr.resolution->mix_kld[1],
+                    jr.resolution->objective.c_str());
       return std::make_pair(dkb_tensor_bytes(jr.quantize), kld_of(f));
     };
     const auto [eb, ek] = dynamic(nullptr, "error");

@@ -235,6 +235,69 @@ TEST_CASE("sensitivity: the solver meets the size target with the measured objec
   test::check_error(Errc::profile_error, [&] { (void)resolve_profile(p, *in->src, ro); }, "", "a partial table was accepted");
 }
 
+TEST_CASE("sensitivity: mixes measured whole agree with the table, and the lower-KLD objective's mix is kept",
+          "[profile][dynamic]") {
+  const auto in = sens_inputs();
+  if (!in) return;
+  const auto& [tiny, src, tokens] = *in;
+  SensitivityOptions so = in->options(32, 2, {QuantType::Q2_K});
+  so.tensors = {"blk.2.ffn_up.weight", "output.weight"};
+  const SensitivityTable t = measure_sensitivity(*src, tokens, so);
+  // One tensor quantized alone gives the table's figure; a later mix that does not name it gets
+  // it back unquantized (the floor). Both together: more than the smaller alone, but not the sum,
+  // nor even above the larger here (0.0315 against output's 0.0319 alone): the KLDs do not add,
+  // which is why the resolver measures whole mixes.
+  const std::vector<double> k = measure_mix_kld(
+      *src, tokens, so,
+      {{{"blk.2.ffn_up.weight", QuantType::Q2_K}},
+       {},
+       {{"output.weight", QuantType::Q2_K}},
+       {{"blk.2.ffn_up.weight", QuantType::Q2_K}, {"output.weight", QuantType::Q2_K}},
+       {{"blk.2.ffn_up.weight", QuantType::BF16}}});
+  REQUIRE(k.size() == 5);
+  CHECK(k[0] == Approx(t.find("blk.2.ffn_up.weight")->kld[0]).epsilon(1e-9));
+  CHECK(k[1] < 1e-9);
+  CHECK(k[2] == Approx(t.find("output.weight")->kld[0]).epsilon(1e-9));
+  CHECK(k[3] > std::min(k[0], k[2]));
+  CHECK(k[3] < k[0] + k[2]);
+  CHECK(k[4] < 1e-9);  // the stored type: the original values
+
+  // The resolver keeps the mix its measurement ranks lower: a measurement preferring the error
+  // objective's mix gives that objective's assignment, one preferring kld's the kld one.
+  SensitivityOptions all = in->options(32, 2, {QuantType::Q3_K});
+  const SensitivityTable table = measure_sensitivity(*src, tokens, all);
+  Profile p;
+  p.name = "mix";
+  p.target_bytes = 2'500'000;
+  ResolveOptions ro;
+  ro.imatrix = &tiny.imatrix;
+  ro.max_rows_per_tensor = 64;
+  const auto by_error = resolve_profile(p, *in->src, ro);
+  ro.sensitivity = &table;
+  const auto by_kld = resolve_profile(p, *in->src, ro);
+  CHECK(by_kld.objective == "kld");
+  CHECK(by_error.objective == "error");
+  auto types = [](const ProfileResolution& r) {
+    std::vector<QuantType> v;
+    for (const auto& a : r.tensors) v.push_back(a.type);
+    return v;
+  };
+  REQUIRE(types(by_kld) != types(by_error));  // the two objectives disagree at this size
+  int calls = 0;
+  for (const bool prefer_error : {true, false}) {
+    ro.measure_mixes = [&](const std::vector<std::vector<std::pair<std::string, QuantType>>>& mixes) {
+      ++calls;
+      CHECK(mixes.size() == 2);
+      return prefer_error ? std::vector<double>{2.0, 1.0} : std::vector<double>{1.0, 2.0};
+    };
+    const auto r = resolve_profile(p, *in->src, ro);
+    CHECK(r.objective == (prefer_error ? "error" : "kld"));
+    CHECK(r.mix_kld.size() == 2);
+    CHECK(types(r) == types(prefer_error ? by_error : by_kld));
+  }
+  CHECK(calls == 2);
+}
+
 TEST_CASE("sensitivity: CLI refusals of the kld objective", "[profile][dynamic][cli]") {
   const auto tiny = test::tiny_with_imatrix();
   if (!tiny) return;
@@ -283,6 +346,19 @@ TEST_CASE("sensitivity: kld is the default objective wherever the solver runs, c
     return std::string(std::istreambuf_iterator<char>(f), {});
   };
   CHECK(bytes(tmp.path() / "kld.gguf") == bytes(tmp.path() / "kld2.gguf"));
+  // The JSON result names the objective whose mix was kept; where the two mixes differ, both
+  // were measured whole and the lower was kept.
+  r = test::run(test::cli_path() + " --format json quantize " + m + " gguf -q dynamic --imatrix " + im.string() +
+                small + " -o " + (tmp.path() / "kld3.gguf").string());
+  REQUIRE(r.status == 0);
+  const auto j = nlohmann::json::parse(r.out);
+  const std::string kept = j.at("solver_objective").get<std::string>();
+  CHECK((kept == "kld" || kept == "error"));
+  if (j.contains("solver_mix_kld")) {
+    const double k = j["solver_mix_kld"].at("kld").get<double>(), e = j["solver_mix_kld"].at("error").get<double>();
+    CHECK(kept == (e < k ? "error" : "kld"));
+    CHECK(r.err.find("keeping the") != std::string::npos);
+  }
   // --objective error measures nothing.
   r = test::run(test::cli_path() + " quantize " + m + " gguf -q dynamic --objective error --imatrix " + im.string() +
                 " -o " + (tmp.path() / "err.gguf").string());

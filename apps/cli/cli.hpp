@@ -4,6 +4,7 @@
 #include <lq/context.hpp>
 #include <lq/error.hpp>
 #include <lq/io.hpp>
+#include <lq/profile.hpp>
 #include <lq/progress.hpp>
 #include <lq/quantizer.hpp>
 #include <lq/sensitivity.hpp>
@@ -163,9 +164,15 @@ const std::vector<std::string>& sensitivity_option_names();
 /// else measured and cached): asked for with --objective kld, and the default when `solves` (the
 /// size solver will run: a size target and an imatrix); nullopt for --objective error and where
 /// nothing is solved. --objective kld needs the imatrix.
-std::optional<SensitivityTable> sensitivity_from_options(const cxxopts::ParseResult& r, const ModelSource& src,
-                                                         const Imatrix* imatrix, const std::string& imatrix_path,
-                                                         bool solves, const lq::Context& run_ctx, Progress& progress);
+/// With it, `measure_mixes` measures candidate mixes whole on the table's text (ResolveOptions::
+/// measure_mixes); it refers to `src` and `run_ctx`, which must outlive it.
+struct KldObjective {
+  SensitivityTable table;
+  MixMeasure measure_mixes;
+};
+std::optional<KldObjective> sensitivity_from_options(const cxxopts::ParseResult& r, const ModelSource& src,
+                                                     const Imatrix* imatrix, const std::string& imatrix_path,
+                                                     bool solves, const lq::Context& run_ctx, Progress& progress);
 
 /// Progress on stderr: "[lq] message" lines, and a bar on a terminal ("Quantizing ━━━ 40% 23/57
 /// tensors [00:12 elapsed]") or plain lines at 10% steps otherwise. Silent with --quiet.

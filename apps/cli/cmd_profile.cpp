@@ -193,9 +193,12 @@ int run_profile(Context& ctx, std::vector<std::string> args) {
     ResolveOptions ro;
     ro.imatrix = &im;
     lq::Context run_ctx = library_context(ctx, progress);
-    const std::optional<SensitivityTable> sensitivity =
+    const std::optional<KldObjective> sensitivity =
         sensitivity_from_options(*r, *model, &im, (*r)["imatrix"].as<std::string>(), /*solves=*/true, run_ctx, progress);
-    if (sensitivity) ro.sensitivity = &*sensitivity;
+    if (sensitivity) {
+      ro.sensitivity = &sensitivity->table;
+      ro.measure_mixes = sensitivity->measure_mixes;
+    }
     const ProfileResolution res = [&] {
       try {
         return resolve_profile(p, *model, ro, run_ctx);
@@ -216,8 +219,11 @@ int run_profile(Context& ctx, std::vector<std::string> args) {
                     {"created", utc_timestamp()},
                     {"imatrix", (*r)["imatrix"].as<std::string>()},
                     {"model", (*r)["model"].as<std::string>()},
-                    {"solver", sensitivity ? "lagrangian relaxation + greedy fill, measured KLD per tensor (objective kld)"
-                                           : "lagrangian relaxation + greedy fill, imatrix-weighted squared error"},
+                    {"solver", !sensitivity ? "lagrangian relaxation + greedy fill, imatrix-weighted squared error"
+                               : res.objective == "error"
+                                   ? "lagrangian relaxation + greedy fill, imatrix-weighted squared error (its mix "
+                                     "measured a lower KLD than the kld objective's)"
+                                   : "lagrangian relaxation + greedy fill, measured KLD per tensor (objective kld)"},
                     {"effective_bpw", res.effective_bpw()},
                     {"size_bytes", res.total_bytes}};
     p.save(out);

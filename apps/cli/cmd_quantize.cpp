@@ -426,11 +426,14 @@ int run_quantize(Context& ctx, std::vector<std::string> args) {
                                  gptq_res.ctx, gptq_res.calibration_seconds, gptq_res.quantize_seconds));
     qo.tensor_bytes = &gptq_res.tensor_bytes;
   }
-  std::optional<SensitivityTable> sensitivity;
+  std::optional<KldObjective> sensitivity;
   if (dynamic) {
     const bool solves = (job.profile->target_bpw || job.profile->target_bytes) && qo.imatrix;
     sensitivity = sensitivity_from_options(r, *src, qo.imatrix, qo.imatrix_path, solves, run_ctx, progress);
-    if (sensitivity) job.sensitivity = &*sensitivity;
+    if (sensitivity) {
+      job.sensitivity = &sensitivity->table;
+      job.measure_mixes = sensitivity->measure_mixes;
+    }
   }
   const QuantizeJobResult jr = quantize_model(*src, out, job, run_ctx);
   const QuantizeResult& res = jr.quantize;
@@ -499,6 +502,12 @@ int run_quantize(Context& ctx, std::vector<std::string> args) {
                 {"tensor_types", tensor_types_json(per_type)},
                 {"tensors", tensor_rows_json(res)},
                 {"duration_seconds", res.seconds}};
+    if (jr.resolution && !jr.resolution->objective.empty()) {
+      // Which objective's mix the size solver kept, and the whole-mix KLDs it compared.
+      result["solver_objective"] = jr.resolution->objective;
+      if (jr.resolution->mix_kld.size() == 2)
+        result["solver_mix_kld"] = {{"kld", jr.resolution->mix_kld[0]}, {"error", jr.resolution->mix_kld[1]}};
+    }
     if (!res.checkpoint.empty()) result["resumed_tensors"] = res.resumed_tensors;
     if (gguf_gptq)
       result["gptq"] = {{"tensors", gptq_res.gptq_tensors},

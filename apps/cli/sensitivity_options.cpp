@@ -38,9 +38,9 @@ const std::vector<std::string>& sensitivity_option_names() {
   return kNames;
 }
 
-std::optional<SensitivityTable> sensitivity_from_options(const cxxopts::ParseResult& r, const ModelSource& src,
-                                                         const Imatrix* imatrix, const std::string& imatrix_path,
-                                                         bool solves, const lq::Context& run_ctx, Progress& progress) {
+std::optional<KldObjective> sensitivity_from_options(const cxxopts::ParseResult& r, const ModelSource& src,
+                                                     const Imatrix* imatrix, const std::string& imatrix_path,
+                                                     bool solves, const lq::Context& run_ctx, Progress& progress) {
   const bool asked = r.count("objective") > 0;
   // kld by default wherever the solver runs (a size target and an imatrix): it gave a lower KLD
   // than the error objective and than the uniform level at every size on every model measured
@@ -116,7 +116,16 @@ std::optional<SensitivityTable> sensitivity_from_options(const cxxopts::ParseRes
                                         t.evaluations, t.seconds)
                           : fmt::format("Sensitivity: {} evaluations in {:.1f} s (restored model's KLD {:.2g})",
                                         t.evaluations, t.seconds, t.reference_kld_floor));
-  return t;
+  KldObjective k{std::move(t), {}};
+  k.measure_mixes = [&src, &run_ctx, &progress, tokens = std::move(tokens), so](
+                        const std::vector<std::vector<std::pair<std::string, QuantType>>>& mixes) {
+    const auto kld = measure_mix_kld(src, tokens, so, mixes, run_ctx);
+    progress.message(fmt::format("Sensitivity: the kld objective's mix measures KLD {:.4g}, the error objective's "
+                                 "{:.4g}: keeping the {} one",
+                                 kld.at(0), kld.at(1), kld.at(1) < kld.at(0) ? "error objective's" : "kld objective's"));
+    return kld;
+  };
+  return k;
 }
 
 }  // namespace lq::cli

@@ -15,6 +15,7 @@
 
 #include <cstdint>
 #include <filesystem>
+#include <functional>
 #include <map>
 #include <optional>
 #include <string>
@@ -87,10 +88,20 @@ struct ProfileResolution {
   std::vector<std::string> unmatched_rules;   ///< patterns that matched no tensor
   std::vector<std::string> problems;          ///< e.g. a type that does not fit a row length
   bool needs_imatrix = false;                 ///< some chosen type needs importance data to quantize
+  /// The solver's objective whose mix was kept: "kld" or "error" ("" where no solver ran, or
+  /// "error" alone without a sensitivity table); with ResolveOptions::measure_mixes and two
+  /// different mixes, their measured KLDs (kld's first).
+  std::string objective;
+  std::vector<double> mix_kld;
   uint64_t total_bytes = 0;                   ///< bytes of all tensors (quantized + others)
   int64_t total_elements = 0;
   double effective_bpw() const { return total_elements ? 8.0 * total_bytes / total_elements : 0; }
 };
+
+/// Measures candidate mixes (a type per tensor, GGUF names) whole: one mean KLD per mix
+/// (measure_mix_kld() in lq/sensitivity.hpp on the sensitivity table's text).
+using MixMeasure =
+    std::function<std::vector<double>(const std::vector<std::vector<std::pair<std::string, QuantType>>>&)>;
 
 /// Options of profile resolution.
 struct ResolveOptions {
@@ -102,6 +113,11 @@ struct ResolveOptions {
   /// (measure_sensitivity()) instead of the imatrix-weighted squared error. Must cover every
   /// tensor left to the solver.
   const SensitivityTable* sensitivity = nullptr;
+  /// (optional, with `sensitivity`) The solver also solves with the imatrix-weighted error, and
+  /// when the two mixes differ keeps the one whose KLD measured whole is lower: the table's
+  /// per-tensor KLDs add up only approximately, and on some models (one large tied embedding)
+  /// the error objective's mix measures lower.
+  MixMeasure measure_mixes;
 };
 
 /// Decides every quantizable tensor's type: profile rules, explicit tensor_types, the solver for

@@ -54,6 +54,9 @@ struct QuantizeJob {
   /// (optional) Objective kld for the profile's size solver: the measured per-tensor KLD
   /// (lq/sensitivity.hpp) instead of the imatrix-weighted error. Must outlive the call.
   const SensitivityTable* sensitivity = nullptr;
+  /// (optional, with `sensitivity`) ResolveOptions::measure_mixes: keep the lower-KLD mix of the
+  /// kld and error objectives, measured whole.
+  MixMeasure measure_mixes;
   QualityGates gates;
 };
 

@@ -95,6 +95,19 @@ LQ_API SensitivityTable cached_sensitivity(const ModelSource& source, std::span<
                                            const SensitivityOptions& options, const std::filesystem::path& cache,
                                            bool* reused = nullptr, const Context& ctx = {});
 
+/// A type per tensor (GGUF names): a candidate mix.
+using TypeAssignment = std::vector<std::pair<std::string, QuantType>>;
+
+/// The mean KLD from the unquantized model, on the text and settings a table is measured with
+/// (`options`' chunks of ctx tokens of `tokens`), of the model with every tensor of a mix
+/// replaced by its quantized bytes (the importance matrix used as the quantizer uses it;
+/// tensors not named, and tensors the engine does not run, keep their stored values), one figure
+/// per mix. The model is loaded once;
+/// each mix costs one evaluation. Runs on ctx's threads; Errc::interrupted when cancelled.
+LQ_API std::vector<double> measure_mix_kld(const ModelSource& source, std::span<const int32_t> tokens,
+                                           const SensitivityOptions& options, const std::vector<TypeAssignment>& mixes,
+                                           const Context& ctx = {});
+
 /// Spearman rank correlation of two equally long series (ties get their mean rank); 0 for fewer
 /// than two values.
 LQ_API double rank_correlation(std::span<const double> a, std::span<const double> b);

@@ -177,9 +177,9 @@ ProfileResolution resolve_profile(const Profile& p, const ModelSource& model, co
         for (QuantType q : r.types)
           if (std::find(measured.begin(), measured.end(), q) == measured.end()) measured.push_back(q);
     auto errs = measure_errors(model, names, measured, opts, ctx);
-    if (opts.sensitivity) {
-      apply_sensitivity(errs, *opts.sensitivity);
-      for (auto& e : errs) {
+    // Only the candidates (the measured list may hold more types, to scale the table by).
+    auto keep_candidates = [&](std::vector<TensorErrors>& all) {
+      for (auto& e : all) {
         TensorErrors c;
         c.tensor = e.tensor;
         c.n_elements = e.n_elements;
@@ -195,31 +195,68 @@ ProfileResolution resolve_profile(const Profile& p, const ModelSource& model, co
                model.at(e.tensor).row_length());
         e = std::move(c);
       }
-    }
-    // Protection as a constraint: drop candidates that do not keep the protected weights.
-    std::vector<bool> constrained(errs.size(), false);
-    for (size_t i = 0; i < errs.size(); ++i) {
-      TensorErrors& e = errs[i];
-      TensorErrors kept;
-      kept.tensor = e.tensor;
-      kept.n_elements = e.n_elements;
-      for (size_t k = 0; k < e.types.size(); ++k)
-        if (e.protected_max_rel[k] <= opts.protect_tolerance) {
-          kept.types.push_back(e.types[k]);
-          kept.error.push_back(e.error[k]);
-          kept.bytes.push_back(e.bytes[k]);
-          kept.protected_max_rel.push_back(e.protected_max_rel[k]);
+    };
+    // Protection as a constraint: drop candidates that do not keep the protected weights; the
+    // tensors that lost some are flagged.
+    auto constrain = [&](std::vector<TensorErrors>& all) {
+      std::vector<bool> constrained(all.size(), false);
+      for (size_t i = 0; i < all.size(); ++i) {
+        TensorErrors& e = all[i];
+        TensorErrors kept;
+        kept.tensor = e.tensor;
+        kept.n_elements = e.n_elements;
+        for (size_t k = 0; k < e.types.size(); ++k)
+          if (e.protected_max_rel[k] <= opts.protect_tolerance) {
+            kept.types.push_back(e.types[k]);
+            kept.error.push_back(e.error[k]);
+            kept.bytes.push_back(e.bytes[k]);
+            kept.protected_max_rel.push_back(e.protected_max_rel[k]);
+          }
+        if (kept.types.empty()) {  // nothing on the ladder keeps them: F16
+          kept.types = {QuantType::F16};
+          kept.error = {0};
+          kept.bytes = {gguf::tensor_nbytes(QuantType::F16, model.at(e.tensor).ne)};
+          kept.protected_max_rel = {0};
         }
-      if (kept.types.empty()) {  // nothing on the ladder keeps them: F16
-        kept.types = {QuantType::F16};
-        kept.error = {0};
-        kept.bytes = {gguf::tensor_nbytes(QuantType::F16, model.at(e.tensor).ne)};
-        kept.protected_max_rel = {0};
+        constrained[i] = kept.types.size() != e.types.size();
+        e = std::move(kept);
       }
-      constrained[i] = kept.types.size() != e.types.size();
-      e = std::move(kept);
+      return constrained;
+    };
+    std::vector<TensorErrors> by_error;  // the error objective beside kld, to compare the two mixes
+    if (opts.sensitivity) {
+      if (opts.measure_mixes) by_error = errs;
+      apply_sensitivity(errs, *opts.sensitivity);
+      keep_candidates(errs);
     }
-    const auto pick = solve_allocation(errs, target - fixed_bytes);
+    std::vector<bool> constrained = constrain(errs);
+    std::vector<size_t> pick = solve_allocation(errs, target - fixed_bytes);
+    res.objective = opts.sensitivity ? "kld" : "error";
+    if (!by_error.empty()) {
+      keep_candidates(by_error);
+      std::vector<bool> constrained_e = constrain(by_error);
+      std::vector<size_t> pick_e = solve_allocation(by_error, target - fixed_bytes);
+      // The two whole mixes: the fixed tensors, then the solver's.
+      auto mix_of = [&](const std::vector<TensorErrors>& all, const std::vector<size_t>& chosen) {
+        std::vector<std::pair<std::string, QuantType>> mix;
+        for (const auto& a : res.tensors)
+          if (a.rule != "solver") mix.emplace_back(a.tensor, a.type);
+        for (size_t i = 0; i < open.size(); ++i) mix.emplace_back(all[i].tensor, all[i].types[chosen[i]]);
+        return mix;
+      };
+      const auto m_kld = mix_of(errs, pick), m_err = mix_of(by_error, pick_e);
+      if (m_kld != m_err) {
+        res.mix_kld = opts.measure_mixes({m_kld, m_err});
+        if (res.mix_kld.size() != 2)
+          fail(Errc::profile_error, "measure_mixes gave {} results for 2 mixes", res.mix_kld.size());
+        if (res.mix_kld[1] < res.mix_kld[0]) {
+          res.objective = "error";
+          errs = std::move(by_error);
+          pick = std::move(pick_e);
+          constrained = std::move(constrained_e);
+        }
+      }
+    }
     for (size_t i = 0; i < open.size(); ++i) {
       ProfileAssignment& a = res.tensors[open_index[i]];
       a.type = errs[i].types[pick[i]];

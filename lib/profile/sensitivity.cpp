@@ -21,6 +21,7 @@
 #include <chrono>
 #include <cmath>
 #include <fstream>
+#include <map>
 #include <numeric>
 #include <sstream>
 
@@ -173,78 +174,84 @@ SensitivityKey sensitivity_key(const ModelSource& source, std::span<const int32_
   return k;
 }
 
-SensitivityTable measure_sensitivity(const ModelSource& source, std::span<const int32_t> tokens,
-                                     const SensitivityOptions& o, const Context& ctx) {
-  const auto t0 = std::chrono::steady_clock::now();
-  if (o.ctx < 4) fail(Errc::invalid_argument, "sensitivity: ctx must be at least 4, got {}", o.ctx);
-  if (o.chunks < 1) fail(Errc::invalid_argument, "sensitivity: chunks must be positive, got {}", o.chunks);
-  const int threads = ctx.thread_count();
-  Progress& progress = ctx.progress_sink();
-  progress.message("Sensitivity: loading the model");
-  auto model = Model::load(source);
-  const int64_t n_vocab = model->n_vocab();
+namespace {
 
-  // Windows as llama-perplexity's: BOS (when the model adds one) then the stream, chunks of ctx
-  // tokens, the first token replaced by BOS, the second half's outputs compared.
-  std::vector<int32_t> stream;
-  const bool bos = model->add_bos() && model->bos_token() >= 0;
-  if (bos) stream.push_back(model->bos_token());
-  stream.insert(stream.end(), tokens.begin(), tokens.end());
-  if (static_cast<int64_t>(stream.size()) < o.chunks * o.ctx)
-    fail(Errc::invalid_argument, "sensitivity: the text has {} tokens, {} chunks of {} need {}", stream.size(), o.chunks,
-         o.ctx, o.chunks * o.ctx);
-  const int64_t first = o.ctx / 2, n_rows = o.ctx - first - 1;
-  std::vector<std::vector<int32_t>> windows;
-  for (int64_t c = 0; c < o.chunks; ++c) {
-    std::vector<int32_t> w(stream.begin() + c * o.ctx, stream.begin() + (c + 1) * o.ctx);
-    if (bos) w[0] = model->bos_token();
-    windows.push_back(std::move(w));
+// The measurement's text and reference: the model's chunks of ctx tokens cut as llama-perplexity
+// cuts them (BOS when the model adds one, then the stream; each chunk's first token replaced by
+// BOS; the second half's outputs compared), the unquantized model's log-probabilities there, and
+// the mean KLD against them of the model as it stands.
+class KldProbe {
+ public:
+  KldProbe(Model& model, std::span<const int32_t> tokens, const SensitivityOptions& o, const Context& ctx)
+      : model_(model), ctx_(ctx), n_vocab_(model.n_vocab()), n_layer_(static_cast<int>(model.config().n_layer)),
+        first_(o.ctx / 2), n_rows_(o.ctx - o.ctx / 2 - 1) {
+    if (o.ctx < 4) fail(Errc::invalid_argument, "sensitivity: ctx must be at least 4, got {}", o.ctx);
+    if (o.chunks < 1) fail(Errc::invalid_argument, "sensitivity: chunks must be positive, got {}", o.chunks);
+    std::vector<int32_t> stream;
+    const bool bos = model.add_bos() && model.bos_token() >= 0;
+    if (bos) stream.push_back(model.bos_token());
+    stream.insert(stream.end(), tokens.begin(), tokens.end());
+    if (static_cast<int64_t>(stream.size()) < o.chunks * o.ctx)
+      fail(Errc::invalid_argument, "sensitivity: the text has {} tokens, {} chunks of {} need {}", stream.size(),
+           o.chunks, o.ctx, o.chunks * o.ctx);
+    for (int64_t c = 0; c < o.chunks; ++c) {
+      std::vector<int32_t> w(stream.begin() + c * o.ctx, stream.begin() + (c + 1) * o.ctx);
+      if (bos) w[0] = model.bos_token();
+      windows_.push_back(std::move(w));
+    }
+    so_.n_ctx = o.ctx;
+    entry_.resize(windows_.size());
+    ctx.progress_sink().message(
+        fmt::format("Sensitivity: reference outputs on {} chunks of {} tokens", o.chunks, o.ctx));
+    evaluate(true, 0);
   }
 
-  std::vector<std::vector<float>> ref(windows.size());  // log-probabilities, n_rows x n_vocab per chunk
-  SessionOptions so;
-  so.n_ctx = o.ctx;
-  const int n_layer = static_cast<int>(model->config().n_layer);
-  // The unquantized model's residual stream entering block `at`, per chunk (empty while at is 0):
-  // an evaluation of a tensor of block b >= at starts there, the blocks before b being unchanged.
-  std::vector<std::vector<float>> entry(windows.size());
-  int at = 0;
-  auto advance_to = [&](int b) {  // every tensor restored
-    if (b <= at) return;
-    Session s(*model, so, ctx);
-    for (size_t c = 0; c < windows.size(); ++c) {
-      ctx.check_cancelled();
+  int n_layer() const { return n_layer_; }
+
+  // Keeps the unquantized model's residual stream entering block b, per chunk (every tensor must
+  // be restored): a later evaluation from block b on starts there, the blocks before it unchanged.
+  void advance_to(int b) {
+    if (b <= at_) return;
+    Session s(model_, so_, ctx_);
+    for (size_t c = 0; c < windows_.size(); ++c) {
+      ctx_.check_cancelled();
       s.clear();
-      s.eval_blocks(windows[c], at, b, entry[c], static_cast<int64_t>(windows[c].size()));
+      s.eval_blocks(windows_[c], at_, b, entry_[c], static_cast<int64_t>(windows_[c].size()));
     }
-    at = b;
-  };
+    at_ = b;
+  }
+
   // Mean KLD over every compared row of every chunk of the model as it stands, evaluated from
-  // block `from` on (at most `at`; 0: the whole forward pass).
-  auto evaluate = [&](bool keep_reference, int from) {
-    Session s(*model, so, ctx);
+  // block `from` on (at most the block advance_to reached; 0: the whole forward pass).
+  double kld(int from) { return evaluate(false, from); }
+
+ private:
+  double evaluate(bool keep_reference, int from) {
+    const int threads = ctx_.thread_count();
+    if (keep_reference) ref_.resize(windows_.size());
+    Session s(model_, so_, ctx_);
     double sum = 0;
-    std::vector<double> row_kl(static_cast<size_t>(n_rows));
+    std::vector<double> row_kl(static_cast<size_t>(n_rows_));
     std::vector<float> residual;
-    for (size_t c = 0; c < windows.size(); ++c) {
-      ctx.check_cancelled();
+    for (size_t c = 0; c < windows_.size(); ++c) {
+      ctx_.check_cancelled();
       s.clear();
-      if (from > 0) residual = entry[c];
-      s.eval_blocks(windows[c], from, n_layer, residual, first);
+      if (from > 0) residual = entry_[c];
+      s.eval_blocks(windows_[c], from, n_layer_, residual, first_);
       if (keep_reference) {
-        ref[c].resize(static_cast<size_t>(n_rows * n_vocab));
-        parallel_for(n_rows, threads, 4, [&](int64_t b, int64_t e) {
-          for (int64_t j = b; j < e; ++j) sens_log_softmax(s.logits(j), ref[c].data() + j * n_vocab);
+        ref_[c].resize(static_cast<size_t>(n_rows_ * n_vocab_));
+        parallel_for(n_rows_, threads, 4, [&](int64_t b, int64_t e) {
+          for (int64_t j = b; j < e; ++j) sens_log_softmax(s.logits(j), ref_[c].data() + j * n_vocab_);
         });
         continue;
       }
-      parallel_for(n_rows, threads, 4, [&](int64_t b, int64_t e) {
-        std::vector<float> lp(static_cast<size_t>(n_vocab));
+      parallel_for(n_rows_, threads, 4, [&](int64_t b, int64_t e) {
+        std::vector<float> lp(static_cast<size_t>(n_vocab_));
         for (int64_t j = b; j < e; ++j) {
           sens_log_softmax(s.logits(j), lp.data());
-          const float* lr = ref[c].data() + j * n_vocab;
+          const float* lr = ref_[c].data() + j * n_vocab_;
           double kl = 0;
-          for (int64_t v = 0; v < n_vocab; ++v) {
+          for (int64_t v = 0; v < n_vocab_; ++v) {
             const double pr = std::exp(static_cast<double>(lr[v]));
             kl += pr * (static_cast<double>(lr[v]) - lp[static_cast<size_t>(v)]);
           }
@@ -253,10 +260,49 @@ SensitivityTable measure_sensitivity(const ModelSource& source, std::span<const 
       });
       for (double v : row_kl) sum += v;
     }
-    return sum / static_cast<double>(n_rows * static_cast<int64_t>(windows.size()));
-  };
-  progress.message(fmt::format("Sensitivity: reference outputs on {} chunks of {} tokens", o.chunks, o.ctx));
-  evaluate(true, 0);
+    return sum / static_cast<double>(n_rows_ * static_cast<int64_t>(windows_.size()));
+  }
+
+  Model& model_;
+  const Context& ctx_;
+  const int64_t n_vocab_;
+  const int n_layer_;
+  const int64_t first_, n_rows_;
+  SessionOptions so_;
+  std::vector<std::vector<int32_t>> windows_;
+  std::vector<std::vector<float>> ref_;    // log-probabilities, n_rows x n_vocab per chunk
+  std::vector<std::vector<float>> entry_;  // residual stream entering block at_, per chunk
+  int at_ = 0;
+};
+
+// Quantizes tensor t of `source` to qt as the quantizer writes it (each expert's rows with its own
+// importance; a tensor the importance matrix does not cover by Quantizer::uncovered_kernel's rule).
+std::vector<uint8_t> sens_quantize(const ModelTensor& t, std::span<const float> x,
+                                   QuantType qt, const Imatrix* imatrix, const Context& ctx) {
+  const int64_t ncols = t.row_length(), nrows = t.n_rows();
+  const int64_t n_mat = t.ne.size() == 3 && t.ne[2] > 0 ? t.ne[2] : 1, per = nrows / n_mat;
+  std::optional<std::vector<float>> w;
+  if (imatrix) w = imatrix->column_weights(t.name, ncols, n_mat);
+  const size_t rb = type_info(qt).row_bytes(ncols);
+  std::vector<uint8_t> q(rb * static_cast<size_t>(nrows));
+  for (int64_t e = 0; e < n_mat; ++e)
+    Quantizer::quantize_rows(qt, x.data() + e * per * ncols, q.data() + static_cast<size_t>(e * per) * rb, per, ncols,
+                             w ? w->data() + e * ncols : nullptr, ctx, imatrix != nullptr);
+  return q;
+}
+
+}  // namespace
+
+SensitivityTable measure_sensitivity(const ModelSource& source, std::span<const int32_t> tokens,
+                                     const SensitivityOptions& o, const Context& ctx) {
+  const auto t0 = std::chrono::steady_clock::now();
+  if (o.ctx < 4) fail(Errc::invalid_argument, "sensitivity: ctx must be at least 4, got {}", o.ctx);
+  if (o.chunks < 1) fail(Errc::invalid_argument, "sensitivity: chunks must be positive, got {}", o.chunks);
+  Progress& progress = ctx.progress_sink();
+  progress.message("Sensitivity: loading the model");
+  auto model = Model::load(source);
+  KldProbe probe(*model, tokens, o, ctx);
+  const int n_layer = probe.n_layer();
 
   std::vector<std::string> names = o.tensors;
   if (names.empty())
@@ -313,15 +359,11 @@ SensitivityTable measure_sensitivity(const ModelSource& source, std::span<const 
   for (const size_t ji : order) {
     const Job& job = jobs[ji];
     const int from = entry_block(job.t->name);
-    advance_to(from);
+    probe.advance_to(from);
     const ModelTensor& t = *job.t;
     const int64_t ncols = t.row_length(), nrows = t.n_rows();
     std::vector<float> x(static_cast<size_t>(nrows * ncols));
     source.read_rows_f32(t, 0, nrows, x.data());
-    // A 3-D expert tensor: each expert's rows with its own importance, as Quantizer::quantize does.
-    const int64_t n_mat = t.ne.size() == 3 && t.ne[2] > 0 ? t.ne[2] : 1, per = nrows / n_mat;
-    std::optional<std::vector<float>> w;
-    if (o.imatrix) w = o.imatrix->column_weights(t.name, ncols, n_mat);
     // The original, to restore: the stored bytes where the engine keeps the stored type.
     const QuantType held = model->tensor_type(t.name);
     std::vector<uint8_t> orig_bytes;
@@ -333,14 +375,9 @@ SensitivityTable measure_sensitivity(const ModelSource& source, std::span<const 
     row.tensor = t.name;
     for (QuantType qt : job.types) {
       ctx.check_cancelled();
-      std::vector<uint8_t> q(type_info(qt).row_bytes(ncols) * static_cast<size_t>(nrows));
-      const size_t rb = type_info(qt).row_bytes(ncols);
-      for (int64_t e = 0; e < n_mat; ++e)
-        Quantizer::quantize_rows(qt, x.data() + e * per * ncols, q.data() + static_cast<size_t>(e * per) * rb, per, ncols,
-                                 w ? w->data() + e * ncols : nullptr, ctx, o.imatrix != nullptr);
-      model->replace_tensor(t.name, qt, q);
+      model->replace_tensor(t.name, qt, sens_quantize(t, x, qt, o.imatrix, ctx));
       row.types.push_back(qt);
-      row.kld.push_back(std::max(0.0, evaluate(false, from)));
+      row.kld.push_back(std::max(0.0, probe.kld(from)));
       progress.update("Sensitivity", ++done, total, "evaluations");
     }
     if (held == t.type) model->replace_tensor(t.name, held, orig_bytes);
@@ -350,9 +387,56 @@ SensitivityTable measure_sensitivity(const ModelSource& source, std::span<const 
   progress.finish("Sensitivity");
   table.evaluations = done;
   // Every tensor restored: the model must give its reference outputs again.
-  table.reference_kld_floor = evaluate(false, 0);
+  table.reference_kld_floor = probe.kld(0);
   table.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   return table;
+}
+
+std::vector<double> measure_mix_kld(const ModelSource& source, std::span<const int32_t> tokens,
+                                    const SensitivityOptions& o, const std::vector<TypeAssignment>& mixes,
+                                    const Context& ctx) {
+  Progress& progress = ctx.progress_sink();
+  progress.message(fmt::format("Sensitivity: comparing {} candidate mixes", mixes.size()));
+  auto model = Model::load(source);
+  KldProbe probe(*model, tokens, o, ctx);
+  // Each tensor's original values, the engine's own type for it, and the quantized bytes already
+  // made, shared by the mixes.
+  std::map<std::string, std::vector<float>> values;
+  std::map<std::string, QuantType> held;
+  std::map<std::pair<std::string, QuantType>, std::vector<uint8_t>> made;
+  auto original = [&](const std::string& name) -> const std::vector<float>& {
+    auto& x = values[name];
+    if (x.empty()) {
+      const ModelTensor& t = source.at(name);
+      if (!sens_engine_holds(*model, name))
+        fail(Errc::invalid_argument, "sensitivity: the engine does not run tensor '{}'", name);
+      held.emplace(name, model->tensor_type(name));
+      x.resize(static_cast<size_t>(t.n_rows() * t.row_length()));
+      source.read_rows_f32(t, 0, t.n_rows(), x.data());
+    }
+    return x;
+  };
+  std::vector<double> out;
+  for (const TypeAssignment& mix : mixes) {
+    const std::map<std::string, QuantType> want(mix.begin(), mix.end());
+    for (const auto& [name, ty] : held)  // a tensor an earlier mix changed and this one does not name
+      if (!want.count(name)) model->replace_tensor(name, std::span<const float>(values.at(name)), ty);
+    for (const auto& [name, qt] : want) {
+      ctx.check_cancelled();
+      if (!sens_engine_holds(*model, name)) continue;
+      const ModelTensor& t = source.at(name);
+      const std::vector<float>& x = original(name);
+      if (type_info(qt).is_float() || qt == t.type) {
+        model->replace_tensor(name, std::span<const float>(x), held.at(name));
+        continue;
+      }
+      auto it = made.find({name, qt});
+      if (it == made.end()) it = made.emplace(std::pair{name, qt}, sens_quantize(t, x, qt, o.imatrix, ctx)).first;
+      model->replace_tensor(name, qt, it->second);
+    }
+    out.push_back(std::max(0.0, probe.kld(0)));
+  }
+  return out;
 }
 
 SensitivityTable cached_sensitivity(const ModelSource& source, std::span<const int32_t> tokens,

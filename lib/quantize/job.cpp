@@ -113,6 +113,7 @@ QuantizeJobResult quantize_model(const ModelSource& src, const std::filesystem::
     ro.imatrix = qo.imatrix;
     ro.protect = protect;
     ro.sensitivity = job.sensitivity;
+    ro.measure_mixes = job.measure_mixes;
     const ProfileResolution& resolution = res.resolution.emplace(resolve_profile(pr, src, ro, ctx));
     for (const auto& w : resolution.problems) progress.message("warning: " + w);
     for (const auto& a : resolution.tensors) qo.tensor_type_map[a.tensor] = a.type;
