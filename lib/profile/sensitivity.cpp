@@ -399,40 +399,28 @@ std::vector<double> measure_mix_kld(const ModelSource& source, std::span<const i
   progress.message(fmt::format("Sensitivity: comparing {} candidate mixes", mixes.size()));
   auto model = Model::load(source);
   KldProbe probe(*model, tokens, o, ctx);
-  // Each tensor's original values, the engine's own type for it, and the quantized bytes already
-  // made, shared by the mixes.
-  std::map<std::string, std::vector<float>> values;
-  std::map<std::string, QuantType> held;
-  std::map<std::pair<std::string, QuantType>, std::vector<uint8_t>> made;
-  auto original = [&](const std::string& name) -> const std::vector<float>& {
-    auto& x = values[name];
-    if (x.empty()) {
-      const ModelTensor& t = source.at(name);
-      if (!sens_engine_holds(*model, name))
-        fail(Errc::invalid_argument, "sensitivity: the engine does not run tensor '{}'", name);
-      held.emplace(name, model->tensor_type(name));
-      x.resize(static_cast<size_t>(t.n_rows() * t.row_length()));
-      source.read_rows_f32(t, 0, t.n_rows(), x.data());
-    }
-    return x;
+  // The engine's own type of each tensor a mix changed, and the type it holds now: a later mix
+  // requantizes only the tensors whose type differs (one tensor's floats in memory at a time).
+  std::map<std::string, QuantType> held, now;
+  auto set_type = [&](const std::string& name, QuantType qt) {
+    const ModelTensor& t = source.at(name);
+    const QuantType own = held.emplace(name, model->tensor_type(name)).first->second;
+    if (type_info(qt).is_float() || qt == t.type) qt = own;  // the stored values
+    if (auto it = now.find(name); it != now.end() ? it->second == qt : qt == own) return;
+    std::vector<float> x(static_cast<size_t>(t.n_rows() * t.row_length()));
+    source.read_rows_f32(t, 0, t.n_rows(), x.data());
+    if (qt == own) model->replace_tensor(name, std::span<const float>(x), own);
+    else model->replace_tensor(name, qt, sens_quantize(t, x, qt, o.imatrix, ctx));
+    now[name] = qt;
   };
   std::vector<double> out;
   for (const TypeAssignment& mix : mixes) {
     const std::map<std::string, QuantType> want(mix.begin(), mix.end());
-    for (const auto& [name, ty] : held)  // a tensor an earlier mix changed and this one does not name
-      if (!want.count(name)) model->replace_tensor(name, std::span<const float>(values.at(name)), ty);
+    for (const auto& [name, own] : held)  // a tensor an earlier mix changed and this one does not name
+      if (!want.count(name)) set_type(name, own);
     for (const auto& [name, qt] : want) {
       ctx.check_cancelled();
-      if (!sens_engine_holds(*model, name)) continue;
-      const ModelTensor& t = source.at(name);
-      const std::vector<float>& x = original(name);
-      if (type_info(qt).is_float() || qt == t.type) {
-        model->replace_tensor(name, std::span<const float>(x), held.at(name));
-        continue;
-      }
-      auto it = made.find({name, qt});
-      if (it == made.end()) it = made.emplace(std::pair{name, qt}, sens_quantize(t, x, qt, o.imatrix, ctx)).first;
-      model->replace_tensor(name, qt, it->second);
+      if (sens_engine_holds(*model, name)) set_type(name, qt);
     }
     out.push_back(std::max(0.0, probe.kld(0)));
   }
