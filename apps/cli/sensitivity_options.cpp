@@ -6,6 +6,7 @@
 #include <lq/calibration.hpp>
 #include <lq/tokenizer.hpp>
 
+#include <chrono>
 #include <sstream>
 
 #include <unistd.h>
@@ -119,10 +120,12 @@ std::optional<KldObjective> sensitivity_from_options(const cxxopts::ParseResult&
   KldObjective k{std::move(t), {}};
   k.measure_mixes = [&src, &run_ctx, &progress, tokens = std::move(tokens), so](
                         const std::vector<std::vector<std::pair<std::string, QuantType>>>& mixes) {
+    const auto t0 = std::chrono::steady_clock::now();
     const auto kld = measure_mix_kld(src, tokens, so, mixes, run_ctx);
     progress.message(fmt::format("Sensitivity: the kld objective's mix measures KLD {:.4g}, the error objective's "
-                                 "{:.4g}: keeping the {} one",
-                                 kld.at(0), kld.at(1), kld.at(1) < kld.at(0) ? "error objective's" : "kld objective's"));
+                                 "{:.4g}: keeping the {} one ({:.1f} s)",
+                                 kld.at(0), kld.at(1), kld.at(1) < kld.at(0) ? "error objective's" : "kld objective's",
+                                 std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count()));
     return kld;
   };
   return k;
