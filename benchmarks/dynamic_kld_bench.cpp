@@ -259,7 +259,7 @@ int main(int argc, char** argv) {
       // As `lq` does: the kld objective's mix against the error objective's, measured whole on the
       // sensitivity text, the lower kept (--kld-only: the kld objective's mix alone).
       if (sens && !kld_only)
-        job.measure_mixes = [&](const std::vector<std::vector<std::pair<std::string, QuantType>>>& mixes) {
+        job.measure_mixes = [&](const std::vector<TypeAssignment>& mixes) {
           return measure_mix_kld(*src, stoks, so, mixes, ctx);
         };
       const fs::path f = fs::path(work) / (ln + "-dynamic-" + tag + ".gguf");

@@ -285,7 +285,7 @@ TEST_CASE("sensitivity: mixes measured whole agree with the table, and the lower
   REQUIRE(types(by_kld) != types(by_error));  // the two objectives disagree at this size
   int calls = 0;
   for (const bool prefer_error : {true, false}) {
-    ro.measure_mixes = [&](const std::vector<std::vector<std::pair<std::string, QuantType>>>& mixes) {
+    ro.measure_mixes = [&](const std::vector<TypeAssignment>& mixes) {
       ++calls;
       CHECK(mixes.size() == 2);
       return prefer_error ? std::vector<double>{2.0, 1.0} : std::vector<double>{1.0, 2.0};

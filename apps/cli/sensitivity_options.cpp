@@ -119,7 +119,7 @@ std::optional<KldObjective> sensitivity_from_options(const cxxopts::ParseResult&
                                         t.evaluations, t.seconds, t.reference_kld_floor));
   KldObjective k{std::move(t), {}};
   k.measure_mixes = [&src, &run_ctx, &progress, tokens = std::move(tokens), so](
-                        const std::vector<std::vector<std::pair<std::string, QuantType>>>& mixes) {
+                        const std::vector<TypeAssignment>& mixes) {
     const auto t0 = std::chrono::steady_clock::now();
     const auto kld = measure_mix_kld(src, tokens, so, mixes, run_ctx);
     progress.message(fmt::format("Sensitivity: the kld objective's mix measures KLD {:.4g}, the error objective's "

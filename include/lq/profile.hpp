@@ -19,6 +19,7 @@
 #include <map>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace lq {
@@ -98,10 +99,12 @@ struct ProfileResolution {
   double effective_bpw() const { return total_elements ? 8.0 * total_bytes / total_elements : 0; }
 };
 
-/// Measures candidate mixes (a type per tensor, GGUF names) whole: one mean KLD per mix
-/// (measure_mix_kld() in lq/sensitivity.hpp on the sensitivity table's text).
-using MixMeasure =
-    std::function<std::vector<double>(const std::vector<std::vector<std::pair<std::string, QuantType>>>&)>;
+/// A type per tensor (GGUF names): a candidate mix.
+using TypeAssignment = std::vector<std::pair<std::string, QuantType>>;
+
+/// Measures candidate mixes whole: one mean KLD per mix (measure_mix_kld() in lq/sensitivity.hpp,
+/// on the sensitivity table's text).
+using MixMeasure = std::function<std::vector<double>(const std::vector<TypeAssignment>&)>;
 
 /// Options of profile resolution.
 struct ResolveOptions {

@@ -8,6 +8,7 @@
 #include <lq/context.hpp>
 #include <lq/imatrix.hpp>
 #include <lq/model.hpp>
+#include <lq/profile.hpp>  // TypeAssignment
 #include <lq/quant_type.hpp>
 
 #include <cstdint>
@@ -95,15 +96,13 @@ LQ_API SensitivityTable cached_sensitivity(const ModelSource& source, std::span<
                                            const SensitivityOptions& options, const std::filesystem::path& cache,
                                            bool* reused = nullptr, const Context& ctx = {});
 
-/// A type per tensor (GGUF names): a candidate mix.
-using TypeAssignment = std::vector<std::pair<std::string, QuantType>>;
-
 /// The mean KLD from the unquantized model, on the text and settings a table is measured with
 /// (`options`' chunks of ctx tokens of `tokens`), of the model with every tensor of a mix
 /// replaced by its quantized bytes (the importance matrix used as the quantizer uses it;
 /// tensors not named, and tensors the engine does not run, keep their stored values), one figure
-/// per mix. The model is loaded once;
-/// each mix costs one evaluation. Runs on ctx's threads; Errc::interrupted when cancelled.
+/// per mix. The model is loaded once; each mix costs one evaluation and the quantization of the
+/// tensors whose type differs from the mix before. Runs on ctx's threads; Errc::interrupted when
+/// cancelled.
 LQ_API std::vector<double> measure_mix_kld(const ModelSource& source, std::span<const int32_t> tokens,
                                            const SensitivityOptions& options, const std::vector<TypeAssignment>& mixes,
                                            const Context& ctx = {});

@@ -238,7 +238,7 @@ ProfileResolution resolve_profile(const Profile& p, const ModelSource& model, co
       std::vector<size_t> pick_e = solve_allocation(by_error, target - fixed_bytes);
       // The two whole mixes: the fixed tensors, then the solver's.
       auto mix_of = [&](const std::vector<TensorErrors>& all, const std::vector<size_t>& chosen) {
-        std::vector<std::pair<std::string, QuantType>> mix;
+        TypeAssignment mix;
         for (const auto& a : res.tensors)
           if (a.rule != "solver") mix.emplace_back(a.tensor, a.type);
         for (size_t i = 0; i < open.size(); ++i) mix.emplace_back(all[i].tensor, all[i].types[chosen[i]]);
