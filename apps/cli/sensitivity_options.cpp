@@ -18,8 +18,9 @@ namespace lq::cli {
 void add_sensitivity_options(cxxopts::Options& opts) {
   opts.add_options()
       ("objective", "Size solver's objective: kld (the KL divergence each tensor causes alone, measured with the "
-                    "engine and cached) or error (the imatrix-weighted squared error: no measurement) [default: kld "
-                    "when the solver runs]",
+                    "engine and cached; its mix and the error objective's are then measured whole and the lower "
+                    "kept) or error (the imatrix-weighted squared error: no measurement) [default: kld when the "
+                    "solver runs]",
        cxxopts::value<std::string>())
       ("sensitivity-text", "--objective kld: text to measure on (.txt, .json, .jsonl) [default: built-in WikiText-2]",
        cxxopts::value<std::string>())
