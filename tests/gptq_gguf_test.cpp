@@ -1,5 +1,6 @@
 // GPTQ on GGUF block types (gptq_gguf.hpp): on a random linear with correlated calibration
-// inputs the GPTQ-fed Q4_0 / Q8_0 / Q4_1 / Q4_K blocks have a lower output error than the plain
+// inputs the GPTQ-fed blocks of every type with a walk (the legacy 4-, 5- and 8-bit types, the
+// k-quants, the i-quants) have a lower output error than the plain
 // quantization of the same type (with and without importance weights), the written blocks decode
 // through the registry to the values the walk used, and `lq quantize MODEL gguf --gptq` refuses
 // combinations that make no sense and writes the same tensor types as without the flag.
@@ -13,6 +14,7 @@
 
 #include <catch2/catch.hpp>
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <fstream>
@@ -35,8 +37,14 @@ TEST_CASE("gptq-gguf: error feedback on GGUF grids beats the plain quantization 
   const test::CalibProblem p = test::calib_problem(512, 256, 24, 7);
   std::vector<float> imp(static_cast<size_t>(p.d));
   for (int64_t j = 0; j < p.d; ++j) imp[static_cast<size_t>(j)] = p.h[static_cast<size_t>(j * p.d + j)] / 2;
-  for (QuantType t : {QuantType::Q4_0, QuantType::Q8_0, QuantType::Q4_1, QuantType::Q4_K}) {
+  for (QuantType t : {QuantType::Q4_0, QuantType::Q8_0, QuantType::Q4_1, QuantType::Q5_0, QuantType::Q5_1,
+                      QuantType::Q2_K, QuantType::Q3_K, QuantType::Q4_K, QuantType::Q5_K, QuantType::Q6_K,
+                      QuantType::IQ4_NL, QuantType::IQ4_XS, QuantType::IQ2_XXS, QuantType::IQ2_XS, QuantType::IQ2_S,
+                      QuantType::IQ3_XXS, QuantType::IQ3_S, QuantType::IQ1_S, QuantType::IQ1_M}) {
+    REQUIRE(gptq_gguf_supported(t));
     for (bool with_imatrix : {false, true}) {
+      if (!with_imatrix && (t == QuantType::IQ2_XXS || t == QuantType::IQ2_XS || t == QuantType::IQ1_S))
+        continue;  // these need importance data
       CAPTURE(type_info(t).name, with_imatrix);
       const float* im = with_imatrix ? imp.data() : nullptr;
       GptqParams gp;
@@ -77,7 +85,9 @@ TEST_CASE("gptq-gguf: usage errors", "[gptq-gguf]") {
   CHECK_THROWS_AS(gptq_gguf_quantize_matrix(QuantType::Q4_K, p.w.data(), 2, 64, p.h.data(), nullptr, gp), Error);
   CHECK_THROWS_AS(gptq_gguf_quantize_matrix(QuantType::Q4_0, p.w.data(), 2, 64, nullptr, nullptr, gp), Error);
   CHECK(gptq_gguf_supported(QuantType::Q4_K));
-  CHECK_FALSE(gptq_gguf_supported(QuantType::Q5_K));
+  CHECK_FALSE(gptq_gguf_supported(QuantType::TQ1_0));
+  CHECK_FALSE(gptq_gguf_supported(QuantType::F16));
+  CHECK_THROWS_AS(gptq_gguf_quantize_matrix(QuantType::TQ2_0, p.w.data(), 1, 256, p.h.data(), nullptr, gp), Error);
 }
 
 TEST_CASE("gptq-gguf: CLI refusals exit 2, nothing written", "[gptq-gguf][cli]") {
@@ -120,7 +130,8 @@ TEST_CASE("gptq-gguf: CLI writes the plain run's tensor types with GPTQ blocks",
   INFO(g.err);
   REQUIRE(g.status == 0);
   CHECK(g.out.find("GPTQ:") != std::string::npos);
-  CHECK(g.out.find("without") != std::string::npos);  // Q4_K_M's Q6_K tensors have no walk
+  // Q4_K_M's Q4_K, Q5_K and Q6_K linears all have a walk.
+  CHECK(g.out.find("42 linears with error feedback, 0 without") != std::string::npos);
   const gguf::Reader a(tmp / "plain.gguf");
   const gguf::Reader b(tmp / "gptq.gguf");
   REQUIRE(a.tensors().size() == b.tensors().size());
@@ -161,4 +172,34 @@ TEST_CASE("gptq-gguf: the streamed calibration gives the in-memory run's bytes a
     CHECK(streamed.tensor_bytes.at(name) == bytes);
   }
   CHECK(fs::is_empty(tmp.path()));
+}
+
+TEST_CASE("gptq-gguf: an i-quant level walks every linear, on its planned types", "[gptq-gguf]") {
+  auto t = test::tiny_with_calibration();
+  auto im = test::shared_file("golden/imatrix.gguf");
+  if (!t || !im) return;
+  auto src = ModelSource::open(t->dir);
+  const Imatrix imatrix = Imatrix::load(*im);
+  QuantizeOptions qo;
+  qo.ftype = FileType::IQ2_XXS;
+  qo.imatrix = &imatrix;
+  GptqGgufConfig c;
+  c.calibration_samples = 4;
+  c.ctx = 64;
+  c.calibration_data = t->calib;
+  const GptqGgufResult r = gptq_gguf_tensors(*src, qo, c);
+  CHECK(r.plain_tensors.empty());
+  CHECK(r.gptq_tensors.size() == 42);
+  int lattice = 0;
+  for (const TensorPlan& p : Quantizer(qo).plan(*src)) {
+    auto it = r.tensor_bytes.find(p.name);
+    if (it == r.tensor_bytes.end()) continue;
+    INFO(p.name);
+    CHECK(it->second.size() == type_info(p.type).row_bytes(p.ne[0]) * static_cast<size_t>(p.ne[1]));
+    // The bytes decode to finite values (the codebook indices and signs are in range).
+    const std::vector<float> v = gg_decode(p.type, it->second, p.ne[0] * p.ne[1]);
+    CHECK(std::all_of(v.begin(), v.end(), [](float x) { return std::isfinite(x); }));
+    lattice += p.type == QuantType::IQ2_XXS;
+  }
+  CHECK(lattice > 0);
 }

@@ -247,8 +247,9 @@ int run_quantize(Context& ctx, std::vector<std::string> args) {
                          "of weights or more]", cxxopts::value<std::string>())
       ("resume", "Resume from a checkpoint (its directory or the checkpoint directory)", cxxopts::value<std::string>())
       ("no-checkpoints", "No checkpoint, whatever the model's size")
-      ("gptq", "gguf: GPTQ error feedback on the GGUF block types Q4_0, Q4_1, Q8_0 and Q4_K (other types as without "
-               "it); calibrates with --calibration-data/--calibration-samples (default 128)/--ctx (default 256), --damp");
+      ("gptq", "gguf: GPTQ error feedback on the GGUF block types (legacy, k-quants, i-quants; the ternary and float "
+               "types as without it); calibrates with --calibration-data/--calibration-samples (default 128)/--ctx "
+               "(default 256), --damp");
   add_gptq_options(opts);
   add_sensitivity_options(opts);
   auto parsed = parse(ctx, opts, args);

@@ -1,9 +1,11 @@
 // liblq: GPTQ's error feedback on GGUF block types (`lq quantize MODEL gguf -q LEVEL --gptq`).
 // The column walk of gptq.hpp with a GGUF type's own quantizer as the grid: at the first column
-// of each block (32 values; 256 for k-quants) the type's reference quantizer (with the importance
-// matrix, as a plain quantization uses it) fixes the block's scales from the current,
+// of each block (32 values; 256 for k-quants and i-quants) the type's quantizer (with the
+// importance matrix, as a plain quantization uses it) fixes the block's scales from the current,
 // error-corrected weights; each column is then rounded to the nearest level of that fixed grid
-// and its error is spread over the columns still to come. The result is the type's exact bytes.
+// (the lattice i-quants: each group of 8 columns to the nearest codebook entry, importance-
+// weighted, at its first column) and its error is spread over the columns still to come. The
+// result is the type's exact bytes.
 #pragma once
 
 #include <lq/api.hpp>
@@ -21,7 +23,9 @@
 
 namespace lq {
 
-/// Whether gptq_gguf_quantize_matrix() handles `t` (Q4_0, Q4_1, Q8_0, Q4_K).
+/// Whether gptq_gguf_quantize_matrix() handles `t`: Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K to Q6_K,
+/// IQ4_NL, IQ4_XS, and the lattice i-quants IQ1_S, IQ1_M, IQ2_XXS, IQ2_XS, IQ2_S, IQ3_XXS, IQ3_S
+/// (not the ternary TQ1_0/TQ2_0, Q8_1 or the float types).
 LQ_API bool gptq_gguf_supported(QuantType t);
 
 /// One matrix quantized by the GGUF-grid walk.

@@ -1,8 +1,9 @@
 // GPTQ on GGUF block types (gptq_gguf.hpp): the lazy-batch column walk of gptq.cpp with the grid
 // of a GGUF type. At a block's first column the type's quantizer (registry kernel, one block,
 // importance weights of its columns) fixes the block's scales and mins from the current weights;
-// the walk keeps those header bytes, rounds each column to the nearest level of that grid,
-// propagates the error, and writes the codes into the block's nibbles / bytes. Also the
+// the walk keeps those header bytes, rounds each column to the nearest level of that grid (scalar
+// grids: gg_grids, gg_store; lattice i-quants: a group of 8 at a time, gg_lattice_group),
+// propagates the error, and writes the codes where the dequantizer reads them. Also the
 // whole-model pass that feeds Quantizer::quantize (QuantizeOptions::tensor_bytes).
 #include <lq/gptq_gguf.hpp>
 
@@ -16,10 +17,14 @@
 #include "quantize/gptq_stream.hpp"
 #include "quantize/gptq_walk.hpp"
 #include "types/ref/blocks.hpp"
+#include "types/ref/iq_search.hpp"
+#include "types/ref/iq_tables.hpp"
 
 #include <Eigen/Core>
 
 #include <algorithm>
+#include <bit>
+#include <limits>
 #include <optional>
 #include <cmath>
 #include <cstring>
@@ -27,23 +32,42 @@
 namespace lq {
 
 bool gptq_gguf_supported(QuantType t) {
-  return t == QuantType::Q4_0 || t == QuantType::Q4_1 || t == QuantType::Q8_0 || t == QuantType::Q4_K;
+  switch (t) {
+    case QuantType::Q4_0: case QuantType::Q4_1: case QuantType::Q5_0: case QuantType::Q5_1: case QuantType::Q8_0:
+    case QuantType::Q2_K: case QuantType::Q3_K: case QuantType::Q4_K: case QuantType::Q5_K: case QuantType::Q6_K:
+    case QuantType::IQ4_NL: case QuantType::IQ4_XS:
+    case QuantType::IQ2_XXS: case QuantType::IQ2_XS: case QuantType::IQ2_S: case QuantType::IQ3_XXS:
+    case QuantType::IQ3_S: case QuantType::IQ1_S: case QuantType::IQ1_M:
+      return true;
+    default:
+      return false;
+  }
 }
 
 namespace gguf_gptq_impl {
 
-// The grid of one 32-value group: value(q) = (q - off) * d (Q4_0, Q8_0), q * d + m (Q4_1) or
-// dl * q - ml (Q4_K), q in [qmin, qmax]; the expressions are the dequantizers' own.
+// The grid of one sub-block (the values that share a scale): value(q) = (q - off) * d (Q4_0,
+// Q8_0; Q3_K and Q6_K with off 0 and signed codes), q * d + m (Q4_1), d * q - m (Q2_K, Q4_K,
+// Q5_K) or d * K[q] (IQ4_NL, IQ4_XS: K the format's 16 non-uniform levels), q in [qmin, qmax];
+// each expression is the dequantizer's own, in its order.
 struct GgGrid {
-  int kind = 0;  // 0: (q - off) * d, 1: q * d + m, 2: d * q - m
+  int kind = 0;  // 0: (q - off) * d, 1: q * d + m, 2: d * q - m, 3: d * K[q]
   float d = 0, m = 0;
   int off = 0, qmin = 0, qmax = 15;
   float value(int q) const {
     if (kind == 0) return static_cast<float>(q - off) * d;
     if (kind == 1) return static_cast<float>(q) * d + m;
-    return d * static_cast<float>(q) - m;
+    if (kind == 2) return d * static_cast<float>(q) - m;
+    return d * static_cast<float>(ref::kvalues_iq4nl[q]);
   }
   int nearest(float w) const {
+    if (kind == 3) {  // 16 levels: look at each
+      int q = 0;
+      float best = std::fabs(w - value(0));
+      for (int c = 1; c < 16; ++c)
+        if (std::fabs(w - value(c)) < best) best = std::fabs(w - value(c)), q = c;
+      return q;
+    }
     if (d == 0) return kind == 0 ? std::clamp(off, qmin, qmax) : qmin;
     float t = kind == 0 ? w / d + static_cast<float>(off) : kind == 1 ? (w - m) / d : (w + m) / d;
     if (!std::isfinite(t)) t = 0;
@@ -56,48 +80,370 @@ struct GgGrid {
   }
 };
 
-// The grids of the 32-value groups of one block (block_values / 32 of them).
+// Values per sub-block (one grid each).
+int gg_group(QuantType t) {
+  return t == QuantType::Q2_K || t == QuantType::Q3_K || t == QuantType::Q6_K ? 16 : 32;
+}
+
+// The grids of the sub-blocks of one block (block_values / gg_group of them).
 void gg_grids(QuantType t, const uint8_t* blk, GgGrid* g) {
-  if (t == QuantType::Q4_0) {
-    const auto* b = reinterpret_cast<const ref::block_q4_0*>(blk);
-    g[0] = {0, fp16_to_f32(b->d), 0, 8, 0, 15};
-  } else if (t == QuantType::Q8_0) {
-    const auto* b = reinterpret_cast<const ref::block_q8_0*>(blk);
-    g[0] = {0, fp16_to_f32(b->d), 0, 0, -128, 127};
-  } else if (t == QuantType::Q4_1) {
-    const auto* b = reinterpret_cast<const ref::block_q4_1*>(blk);
-    g[0] = {1, fp16_to_f32(b->d), fp16_to_f32(b->m), 0, 0, 15};
-  } else {
-    const auto* b = reinterpret_cast<const ref::block_q4_K*>(blk);
-    const float d = fp16_to_f32(b->d), dmin = fp16_to_f32(b->dmin);
-    for (int j = 0; j < 8; ++j) {
-      int sc = 0, mn = 0;
-      ref::q4k_scale_min(b->scales, j, sc, mn);
-      g[j] = {2, d * static_cast<float>(sc), dmin * static_cast<float>(mn), 0, 0, 15};
+  switch (t) {
+    case QuantType::Q4_0: {
+      const auto* b = reinterpret_cast<const ref::block_q4_0*>(blk);
+      g[0] = {0, fp16_to_f32(b->d), 0, 8, 0, 15};
+      break;
     }
+    case QuantType::Q8_0: {
+      const auto* b = reinterpret_cast<const ref::block_q8_0*>(blk);
+      g[0] = {0, fp16_to_f32(b->d), 0, 0, -128, 127};
+      break;
+    }
+    case QuantType::Q4_1: {
+      const auto* b = reinterpret_cast<const ref::block_q4_1*>(blk);
+      g[0] = {1, fp16_to_f32(b->d), fp16_to_f32(b->m), 0, 0, 15};
+      break;
+    }
+    case QuantType::Q5_0: {
+      const auto* b = reinterpret_cast<const ref::block_q5_0*>(blk);
+      g[0] = {0, fp16_to_f32(b->d), 0, 16, 0, 31};
+      break;
+    }
+    case QuantType::Q5_1: {
+      const auto* b = reinterpret_cast<const ref::block_q5_1*>(blk);
+      g[0] = {1, fp16_to_f32(b->d), fp16_to_f32(b->m), 0, 0, 31};
+      break;
+    }
+    case QuantType::Q2_K: {
+      const auto* b = reinterpret_cast<const ref::block_q2_K*>(blk);
+      const float d = fp16_to_f32(b->d), dmin = fp16_to_f32(b->dmin);
+      for (int j = 0; j < 16; ++j)
+        g[j] = {2, d * static_cast<float>(b->scales[j] & 15), dmin * static_cast<float>(b->scales[j] >> 4), 0, 0, 3};
+      break;
+    }
+    case QuantType::Q3_K: {
+      const auto* b = reinterpret_cast<const ref::block_q3_K*>(blk);
+      const float d = fp16_to_f32(b->d);
+      for (int j = 0; j < 16; ++j) {  // signed 6-bit scales, stored + 32
+        const int lo = j < 8 ? (b->scales[j] & 15) : (b->scales[j - 8] >> 4);
+        const int hi = (b->scales[8 + j % 4] >> (2 * (j / 4))) & 3;
+        g[j] = {0, d * static_cast<float>((lo | (hi << 4)) - 32), 0, 0, -4, 3};
+      }
+      break;
+    }
+    case QuantType::Q4_K:
+    case QuantType::Q5_K: {
+      // Q5_K starts with Q4_K's d, dmin and packed 6-bit scales and mins.
+      const auto* b = reinterpret_cast<const ref::block_q4_K*>(blk);
+      const float d = fp16_to_f32(b->d), dmin = fp16_to_f32(b->dmin);
+      for (int j = 0; j < 8; ++j) {
+        int sc = 0, mn = 0;
+        ref::q4k_scale_min(b->scales, j, sc, mn);
+        g[j] = {2, d * static_cast<float>(sc), dmin * static_cast<float>(mn), 0, 0, t == QuantType::Q4_K ? 15 : 31};
+      }
+      break;
+    }
+    case QuantType::Q6_K: {
+      const auto* b = reinterpret_cast<const ref::block_q6_K*>(blk);
+      const float d = fp16_to_f32(b->d);
+      for (int j = 0; j < 16; ++j) g[j] = {0, d * static_cast<float>(b->scales[j]), 0, 0, -32, 31};
+      break;
+    }
+    case QuantType::IQ4_NL: {
+      const auto* b = reinterpret_cast<const ref::block_iq4_nl*>(blk);
+      g[0] = {3, fp16_to_f32(b->d), 0, 0, 0, 15};
+      break;
+    }
+    case QuantType::IQ4_XS: {
+      const auto* b = reinterpret_cast<const ref::block_iq4_xs*>(blk);
+      const float d = fp16_to_f32(b->d);
+      for (int j = 0; j < 8; ++j) {
+        const int sc = (((b->scales_l[j / 2] >> (4 * (j % 2))) & 15) | (((b->scales_h >> (2 * j)) & 3) << 4)) - 32;
+        g[j] = {3, d * static_cast<float>(sc), 0, 0, 0, 15};
+      }
+      break;
+    }
+    default:
+      fail(Errc::general, "gptq: no grid for {}", type_info(t).name);
   }
 }
 
-// Stores code q of value e (0-based in the block).
+// Sets `bits` bits of byte `p` at `shift` to v.
+inline void put_bits(uint8_t& p, int shift, int bits, int v) {
+  const int mask = ((1 << bits) - 1) << shift;
+  p = static_cast<uint8_t>((p & ~mask) | ((v << shift) & mask));
+}
+
+// Stores code q of value e (0-based in the block), where the dequantizers read it.
 void gg_store(QuantType t, uint8_t* blk, int e, int q) {
-  if (t == QuantType::Q8_0) {
-    reinterpret_cast<ref::block_q8_0*>(blk)->qs[e] = static_cast<int8_t>(q);
-    return;
+  switch (t) {
+    case QuantType::Q8_0:
+      reinterpret_cast<ref::block_q8_0*>(blk)->qs[e] = static_cast<int8_t>(q);
+      return;
+    case QuantType::Q4_0:  // value j in the low nibble of byte j, value j + 16 in its high one
+      put_bits(reinterpret_cast<ref::block_q4_0*>(blk)->qs[e % 16], e >= 16 ? 4 : 0, 4, q);
+      return;
+    case QuantType::Q4_1:
+      put_bits(reinterpret_cast<ref::block_q4_1*>(blk)->qs[e % 16], e >= 16 ? 4 : 0, 4, q);
+      return;
+    case QuantType::Q5_0: {  // as Q4_0, the fifth bit of value e at bit e of qh
+      auto* b = reinterpret_cast<ref::block_q5_0*>(blk);
+      put_bits(b->qs[e % 16], e >= 16 ? 4 : 0, 4, q & 15);
+      put_bits(b->qh[e / 8], e % 8, 1, q >> 4);
+      return;
+    }
+    case QuantType::Q5_1: {
+      auto* b = reinterpret_cast<ref::block_q5_1*>(blk);
+      put_bits(b->qs[e % 16], e >= 16 ? 4 : 0, 4, q & 15);
+      put_bits(b->qh[e / 8], e % 8, 1, q >> 4);
+      return;
+    }
+    case QuantType::IQ4_NL:
+      put_bits(reinterpret_cast<ref::block_iq4_nl*>(blk)->qs[e % 16], e >= 16 ? 4 : 0, 4, q);
+      return;
+    case QuantType::IQ4_XS: {  // sub-block j's 32 values in bytes 16 j .. 16 j + 15, as IQ4_NL
+      const int l = e % 32;
+      put_bits(reinterpret_cast<ref::block_iq4_xs*>(blk)->qs[16 * (e / 32) + l % 16], l >= 16 ? 4 : 0, 4, q);
+      return;
+    }
+    case QuantType::Q2_K:  // 2 bits at 2 ((e % 128) / 32) of byte 32 (e / 128) + e % 32
+      put_bits(reinterpret_cast<ref::block_q2_K*>(blk)->qs[32 * (e / 128) + e % 32], 2 * ((e % 128) / 32), 2, q);
+      return;
+    case QuantType::Q3_K: {  // q + 4: low 2 bits as Q2_K, the third in hmask[e % 32] at bit 4 (e / 128) + (e % 128) / 32
+      auto* b = reinterpret_cast<ref::block_q3_K*>(blk);
+      const int u = q + 4, h = e / 128, j = (e % 128) / 32, l = e % 32;
+      put_bits(b->qs[32 * h + l], 2 * j, 2, u & 3);
+      put_bits(b->hmask[l], 4 * h + j, 1, u >> 2);
+      return;
+    }
+    case QuantType::Q4_K:
+    case QuantType::Q5_K: {  // nibble (e / 32) % 2 of byte 32 (e / 64) + e % 32; Q5_K's fifth bit at bit e / 32 of qh[e % 32]
+      uint8_t* qs = t == QuantType::Q4_K ? reinterpret_cast<ref::block_q4_K*>(blk)->qs
+                                         : reinterpret_cast<ref::block_q5_K*>(blk)->qs;
+      put_bits(qs[32 * (e / 64) + e % 32], 4 * ((e / 32) % 2), 4, q & 15);
+      if (t == QuantType::Q5_K) put_bits(reinterpret_cast<ref::block_q5_K*>(blk)->qh[e % 32], e / 32, 1, q >> 4);
+      return;
+    }
+    case QuantType::Q6_K: {  // q + 32: low 4 bits in ql, high 2 in qh
+      auto* b = reinterpret_cast<ref::block_q6_K*>(blk);
+      const int u = q + 32, h = e / 128, k = (e % 128) / 32, l = e % 32;
+      put_bits(b->ql[64 * h + l + 32 * (k % 2)], 4 * (k / 2), 4, u & 15);
+      put_bits(b->qh[32 * h + l], 2 * k, 2, u >> 4);
+      return;
+    }
+    default:
+      fail(Errc::general, "gptq: no layout for {}", type_info(t).name);
   }
-  uint8_t* qs = t == QuantType::Q4_0   ? reinterpret_cast<ref::block_q4_0*>(blk)->qs
-                : t == QuantType::Q4_1 ? reinterpret_cast<ref::block_q4_1*>(blk)->qs
-                                       : reinterpret_cast<ref::block_q4_K*>(blk)->qs;
-  int byte = 0;
-  bool high = false;
-  if (t == QuantType::Q4_K) {
-    const int c = e / 64, l = e % 64;
-    byte = 32 * c + (l % 32);
-    high = l >= 32;
-  } else {
-    byte = e % 16;
-    high = e >= 16;
+}
+
+// The lattice types (IQ1_S to IQ3_S) code 8 values at a time (codebook entries of 8, or two of 4,
+// with their signs), so their walk decides a group of 8 at its first column: the codebook entry
+// nearest to the group's current weights at the block's stored scales (and, for IQ1_M, the better
+// shift sign), written into the block; the group's columns then take the values the dequantizer
+// gives. Later columns of the group do not re-round after the feedback of earlier ones, but their
+// errors are still spread over the columns to come.
+bool gg_lattice(QuantType t) {
+  switch (t) {
+    case QuantType::IQ2_XXS: case QuantType::IQ2_XS: case QuantType::IQ2_S: case QuantType::IQ3_XXS:
+    case QuantType::IQ3_S: case QuantType::IQ1_S: case QuantType::IQ1_M:
+      return true;
+    default:
+      return false;
   }
-  qs[byte] = high ? static_cast<uint8_t>((qs[byte] & 0x0F) | (q << 4)) : static_cast<uint8_t>((qs[byte] & 0xF0) | q);
+}
+
+uint32_t load32(const void* p) {
+  uint32_t v;
+  std::memcpy(&v, p, sizeof(v));
+  return v;
+}
+void store32(void* p, uint32_t v) { std::memcpy(p, &v, sizeof(v)); }
+
+// Nearest entry of an 8-vector codebook (IQ2, IQ1) to targets a (in units of the scale; v: the
+// value of each level index): the per-coordinate rounding's entry, or off the codebook the best of
+// its neighbour list, by squared distance weighted by w. *cost gets that distance.
+int nearest_entry8(const ref::IqGrid& g, const float* a, const float* w, const float* v, float* cost) {
+  const float t1 = 0.5f * (v[0] + v[1]), t2 = 0.5f * (v[1] + v[2]);
+  int key = 0;
+  for (int k = 0, p = 1; k < 8; ++k, p *= 3) key += ((a[k] > t1) + (a[k] > t2)) * p;
+  auto dist = [&](int e) {
+    float s = 0;
+    for (int k = 0; k < 8; ++k) {
+      const float d = a[k] - v[g.levels[static_cast<size_t>(e) * 8 + k]];
+      s += w[k] * d * d;
+    }
+    return s;
+  };
+  int e = g.map[static_cast<size_t>(key)];
+  if (e >= 0) {
+    *cost = dist(e);
+    return e;
+  }
+  const uint32_t* nb = &g.neighbours[static_cast<size_t>(-e - 1)];
+  int best = static_cast<int>(nb[1] >> 16);
+  float bc = dist(best);
+  for (uint32_t j = 2; j <= nb[0]; ++j) {
+    const int c = static_cast<int>(nb[j] >> 16);
+    const float dc = dist(c);
+    if (dc < bc) bc = dc, best = c;
+  }
+  *cost = bc;
+  return best;
+}
+
+// Nearest of `n` 4-value grid points (IQ3: bytes of `table`) to a (in units of the scale), by
+// squared distance weighted by w.
+int nearest_entry4(const uint32_t* table, int n, const float* a, const float* w) {
+  int best = 0;
+  float bc = std::numeric_limits<float>::max();
+  for (int e = 0; e < n; ++e) {
+    float s = 0;
+    for (int j = 0; j < 4; ++j) {
+      const float d = a[j] - static_cast<float>((table[e] >> (8 * j)) & 0xff);
+      s += w[j] * d * d;
+    }
+    if (s < bc) bc = s, best = e;
+  }
+  return best;
+}
+
+// Signs of 8 values as a bit mask and their magnitudes; with `even` an odd number of negatives
+// leaves the value of least weighted square at the wrong sign (its target becomes -|x|), as the
+// formats' 7 stored sign bits require.
+uint8_t split_signs8(const float* x, const float* w, bool even, float* a) {
+  uint8_t s = 0;
+  int kmin = 0;
+  for (int k = 0; k < 8; ++k) {
+    a[k] = std::fabs(x[k]);
+    if (x[k] < 0) s = static_cast<uint8_t>(s | (1u << k));
+    if (w[k] * a[k] * a[k] < w[kmin] * a[kmin] * a[kmin]) kmin = k;
+  }
+  if (even && (std::popcount(s) & 1)) {
+    a[kmin] = -a[kmin];
+    s = static_cast<uint8_t>(s ^ (1u << kmin));
+  }
+  return s;
+}
+
+// Divides the targets by a scale (a zero or non-finite scale: every target 0).
+void in_units(float* a, int n, float scale) {
+  const bool ok = scale != 0 && std::isfinite(scale);
+  for (int k = 0; k < n; ++k) a[k] = ok ? a[k] / scale : 0.f;
+}
+
+// Chooses and writes the code of group g (values 8 g .. 8 g + 7 of the block) for the weights x,
+// at the scales the block stores, the distance weighted by w (the importance of the 8 columns).
+void gg_lattice_group(QuantType t, uint8_t* blk, int g, const float* x, const float* w) {
+  static constexpr float kIq2[3] = {8.f, 25.f, 43.f};
+  float a[8];
+  switch (t) {
+    case QuantType::IQ2_XXS: {
+      auto* b = reinterpret_cast<ref::block_iq2_xxs*>(blk);
+      uint8_t* words = reinterpret_cast<uint8_t*>(b->qs) + 8 * (g / 4);  // grid bytes, then signs and scale
+      uint32_t w0 = load32(words), w1 = load32(words + 4);
+      const int slot = g % 4;
+      const float db = fp16_to_f32(b->d) * (0.5f + static_cast<float>(w1 >> 28)) * 0.25f;
+      const uint8_t s = split_signs8(x, w, true, a);
+      in_units(a, 8, db);
+      float c;
+      const int e = nearest_entry8(ref::iq_grid(ref::IqCodebook::iq2xxs), a, w, kIq2, &c);
+      w0 = (w0 & ~(0xffu << (8 * slot))) | static_cast<uint32_t>(e) << (8 * slot);
+      w1 = (w1 & ~(0x7fu << (7 * slot))) | static_cast<uint32_t>(s & 127) << (7 * slot);
+      store32(words, w0);
+      store32(words + 4, w1);
+      return;
+    }
+    case QuantType::IQ2_XS: {
+      auto* b = reinterpret_cast<ref::block_iq2_xs*>(blk);
+      const int ls = (b->scales[g / 4] >> (4 * ((g / 2) % 2))) & 15;
+      const float db = fp16_to_f32(b->d) * (0.5f + static_cast<float>(ls)) * 0.25f;
+      const uint8_t s = split_signs8(x, w, true, a);
+      in_units(a, 8, db);
+      float c;
+      const int e = nearest_entry8(ref::iq_grid(ref::IqCodebook::iq2xs), a, w, kIq2, &c);
+      b->qs[g] = static_cast<uint16_t>(e | (s & 127) << 9);
+      return;
+    }
+    case QuantType::IQ2_S: {
+      auto* b = reinterpret_cast<ref::block_iq2_s*>(blk);
+      const int ls = (b->scales[g / 4] >> (4 * ((g / 2) % 2))) & 15;
+      const float db = fp16_to_f32(b->d) * (0.5f + static_cast<float>(ls)) * 0.25f;
+      const uint8_t s = split_signs8(x, w, false, a);
+      in_units(a, 8, db);
+      float c;
+      const int e = nearest_entry8(ref::iq_grid(ref::IqCodebook::iq2s), a, w, kIq2, &c);
+      b->qs[g] = static_cast<uint8_t>(e & 255);
+      put_bits(b->qh[g / 4], 2 * (g % 4), 2, e >> 8);
+      b->qs[ref::QK_K / 8 + g] = s;
+      return;
+    }
+    case QuantType::IQ3_XXS: {
+      auto* b = reinterpret_cast<ref::block_iq3_xxs*>(blk);
+      const int ib = g / 4, l = g % 4;
+      uint32_t aux = load32(b->qs + 64 + 4 * ib);
+      const float db = fp16_to_f32(b->d) * (0.5f + static_cast<float>(aux >> 28)) * 0.5f;
+      const uint8_t s = split_signs8(x, w, true, a);
+      in_units(a, 8, db);
+      for (int h = 0; h < 2; ++h)
+        b->qs[8 * ib + 2 * l + h] = static_cast<uint8_t>(nearest_entry4(ref::iq3xxs_grid, 256, a + 4 * h, w + 4 * h));
+      aux = (aux & ~(0x7fu << (7 * l))) | static_cast<uint32_t>(s & 127) << (7 * l);
+      store32(b->qs + 64 + 4 * ib, aux);
+      return;
+    }
+    case QuantType::IQ3_S: {
+      auto* b = reinterpret_cast<ref::block_iq3_s*>(blk);
+      const int ib = g / 4;
+      const float db = fp16_to_f32(b->d) * static_cast<float>(2 * ((b->scales[ib / 2] >> (4 * (ib % 2))) & 15) + 1);
+      const uint8_t s = split_signs8(x, w, false, a);
+      in_units(a, 8, db);
+      for (int h = 0; h < 2; ++h) {
+        const int k = 2 * (g % 4) + h, e = nearest_entry4(ref::iq3s_grid, 512, a + 4 * h, w + 4 * h);
+        b->qs[8 * ib + k] = static_cast<uint8_t>(e & 255);
+        put_bits(b->qh[ib], k, 1, e >> 8);
+      }
+      b->signs[g] = s;  // signs[4 ib + g % 4]
+      return;
+    }
+    case QuantType::IQ1_S: {
+      auto* b = reinterpret_cast<ref::block_iq1_s*>(blk);
+      const uint16_t qh = b->qh[g / 4];
+      const float delta = (qh & 0x8000) ? -0.125f : 0.125f;
+      const float dl = fp16_to_f32(b->d) * static_cast<float>(2 * ((qh >> 12) & 7) + 1);
+      const float v[3] = {-1 + delta, delta, 1 + delta};
+      std::memcpy(a, x, sizeof(a));
+      in_units(a, 8, dl);
+      float c;
+      const int e = nearest_entry8(ref::iq_grid(ref::IqCodebook::iq1s), a, w, v, &c);
+      b->qs[g] = static_cast<uint8_t>(e & 255);
+      b->qh[g / 4] = static_cast<uint16_t>((qh & ~(7u << (3 * (g % 4)))) | static_cast<uint32_t>(e >> 8) << (3 * (g % 4)));
+      return;
+    }
+    case QuantType::IQ1_M: {
+      auto* b = reinterpret_cast<ref::block_iq1_m*>(blk);
+      uint16_t sc[4];
+      std::memcpy(sc, b->scales, sizeof(sc));
+      const uint16_t dbits = static_cast<uint16_t>((sc[0] >> 12) | ((sc[1] >> 8) & 0x00f0) | ((sc[2] >> 4) & 0x0f00) |
+                                                   (sc[3] & 0xf000));
+      const int h = g / 2, ib = h / 2;
+      const int ls = 2 * ((sc[ib / 2] >> (6 * (ib % 2) + 3 * (h % 2))) & 7) + 1;
+      const float dl = fp16_to_f32(dbits) * static_cast<float>(ls);
+      std::memcpy(a, x, sizeof(a));
+      in_units(a, 8, dl);
+      int best = 0, neg = 0;
+      float bc = std::numeric_limits<float>::max();
+      for (int n = 0; n < 2; ++n) {
+        const float delta = n ? -0.125f : 0.125f;
+        const float v[3] = {-1 + delta, delta, 1 + delta};
+        float c;
+        const int e = nearest_entry8(ref::iq_grid(ref::IqCodebook::iq1s), a, w, v, &c);
+        if (c < bc) bc = c, best = e, neg = n;
+      }
+      b->qs[g] = static_cast<uint8_t>(best & 255);
+      put_bits(b->qh[g / 2], 4 * (g % 2), 4, (best >> 8) | neg << 3);
+      return;
+    }
+    default:
+      fail(Errc::general, "gptq: no lattice walk for {}", type_info(t).name);
+  }
 }
 
 }  // namespace gguf_gptq_impl
@@ -107,7 +453,8 @@ using namespace gguf_gptq_impl;
 GptqGgufMatrix gptq_gguf_quantize_matrix(QuantType type, const float* w, int64_t rows, int64_t cols, const float* h,
                                          const float* imatrix, const GptqParams& p, const Context& ctx) {
   if (!gptq_gguf_supported(type))
-    fail(Errc::invalid_argument, "gptq: no GPTQ walk for GGUF type {} (Q4_0, Q4_1, Q8_0 and Q4_K have one)",
+    fail(Errc::invalid_argument,
+         "gptq: no GPTQ walk for GGUF type {} (the legacy 4- and 8-bit types, the k-quants and the i-quants have one)",
          type_info(type).name);
   const TypeInfo& ti = type_info(type);
   const int64_t QK = ti.block_size;
@@ -136,18 +483,31 @@ GptqGgufMatrix gptq_gguf_quantize_matrix(QuantType type, const float* w, int64_t
 
   // Lazy batches of whole blocks, so a block's scales see every earlier column's feedback.
   const int64_t B = std::max<int64_t>(QK, (128 / QK) * QK);
-  const int64_t n_grid = QK / 32;
+  const bool lattice = gg_lattice(type);
+  const int G = lattice ? 8 : gg_group(type);
+  const DequantizeFn dequantize = ctx.kernels(type).dequantize;
+  const int64_t n_grid = QK / G;
   // B is whole blocks, so every row's batch starts a block (e == 0) before it rounds in it.
   m.loss += gptq_impl::gp_feedback_walk(W, U, B, ctx.thread_count(), engine::Exec::from(ctx).ops.gemm, [&] {
-    return [&, grid = std::vector<GgGrid>(static_cast<size_t>(n_grid)), blk = static_cast<uint8_t*>(nullptr)](
-               int64_t r, int64_t i, float* wr) mutable {
+    return [&, grid = std::vector<GgGrid>(static_cast<size_t>(n_grid)), decoded = std::vector<float>(static_cast<size_t>(QK)),
+            blk = static_cast<uint8_t*>(nullptr)](int64_t r, int64_t i, float* wr) mutable {
       const int64_t e = i % QK;
       if (e == 0) {
         blk = m.bytes.data() + static_cast<size_t>(r) * rb + static_cast<size_t>(i / QK) * bb;
         qfn(wr + i, blk, 1, QK, imatrix ? imatrix + i : nullptr);
-        gg_grids(type, blk, grid.data());
+        if (!lattice) gg_grids(type, blk, grid.data());
       }
-      const GgGrid& g = grid[static_cast<size_t>(e / 32)];
+      if (lattice) {
+        if (e % 8 == 0) {
+          static constexpr float kOnes[8] = {1, 1, 1, 1, 1, 1, 1, 1};
+          gg_lattice_group(type, blk, static_cast<int>(e / 8), wr + i, imatrix ? imatrix + i : kOnes);
+          dequantize(blk, decoded.data(), QK);  // the group's values exactly as the format decodes them
+        }
+        const float dq = decoded[static_cast<size_t>(e)];
+        m.values[static_cast<size_t>(r * cols + i)] = dq;
+        return dq;
+      }
+      const GgGrid& g = grid[static_cast<size_t>(e / G)];
       const int q = g.nearest(wr[i]);
       gg_store(type, blk, static_cast<int>(e), q);
       const float dq = g.value(q);
