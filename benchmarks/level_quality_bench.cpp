@@ -20,12 +20,19 @@
 // chunk-to-chunk variance (the delta method on the paired per-chunk means), and --json FILE
 // writes every figure for scripts (scripts/zoo/level_quality_zoo.sh builds the zoo table from it).
 //
+// --gptq FILE quantizes ours as `lq quantize MODEL gguf -q LEVEL --imatrix ... --gptq
+// --calibration-data FILE` does (GPTQ's error feedback on the types that have a walk, the same
+// imatrix; --calibration-samples N chunks of 256 tokens, default 64); llama.cpp's files are as
+// without it.
+//
 // Usage: level_quality_bench [--levels L,L,...] [--modes mix-imatrix,mix,...] [--keys K,K,...]
 //          [--chunks N] [--ctx N] [--text eval|wikitext|FILE] [--llama DIR] [--swap REGEX]
 //          [--save DIR] [--model DIR] [--imatrix FILE] [--json FILE] [--shared DIR] [--threads N]
+//          [--gptq CALIBRATION_FILE [--calibration-samples N]]
 #include <lq/lq.hpp>
 #include <lq/engine.hpp>
 #include <lq/gguf.hpp>
+#include <lq/gptq_gguf.hpp>
 #include <lq/threads.hpp>
 #include <lq/tokenizer.hpp>
 
@@ -140,7 +147,8 @@ std::vector<int32_t> read_i32(const fs::path& p) {
 
 int main(int argc, char** argv) {
   fs::path shared = LQ_DEFAULT_SHARED_DIR, model_dir = LQ_DEFAULT_MODEL_DIR, llama_dir, save_dir, imatrix_file,
-           json_file;
+           json_file, gptq_calibration;
+  int64_t gptq_samples = 64;
   if (const char* env = std::getenv("LQ_SHARED_DIR"); env && *env) shared = env;
   std::vector<std::string> levels, modes = {"mix-imatrix", "mix"}, keys;
   int64_t chunks = 100, ctx = 256;
@@ -162,11 +170,14 @@ int main(int argc, char** argv) {
     else if (a == "--json") json_file = cl.value();
     else if (a == "--shared") shared = cl.value();
     else if (a == "--threads") threads = std::atoi(cl.value().c_str());
+    else if (a == "--gptq") gptq_calibration = cl.value();
+    else if (a == "--calibration-samples") gptq_samples = std::atoll(cl.value().c_str());
     else {
       std::fprintf(stderr,
                    "usage: %s [--levels L,...] [--modes mix-imatrix,mix,pure,pure-imatrix] [--keys K,...] [--chunks N]\n"
                    "          [--ctx N] [--text eval|wikitext|FILE] [--llama DIR] [--swap REGEX] [--save DIR]\n"
-                   "          [--model DIR] [--imatrix FILE] [--json FILE] [--shared DIR] [--threads N]\n",
+                   "          [--model DIR] [--imatrix FILE] [--json FILE] [--shared DIR] [--threads N]\n"
+                   "          [--gptq CALIBRATION_FILE [--calibration-samples N]]\n",
                    argv[0]);
       return 2;
     }
@@ -274,6 +285,16 @@ int main(int argc, char** argv) {
     fs::path out = tmp / (c.key + ".gguf");
     fs::create_directories(out.parent_path());
     try {
+      GptqGgufResult gptq;
+      if (!gptq_calibration.empty()) {
+        GptqGgufConfig gc;
+        gc.calibration_data = gptq_calibration;
+        gc.calibration_samples = gptq_samples;
+        gptq = gptq_gguf_tensors(*src, o, gc, qctx);
+        o.tensor_bytes = &gptq.tensor_bytes;
+        std::fprintf(stderr, "%s: --gptq: %zu linears by GPTQ, %zu without a walk\n", c.key.c_str(),
+                     gptq.gptq_tensors.size(), gptq.plain_tensors.size());
+      }
       const QuantizeResult r = Quantizer(o).quantize(*src, out, qctx);
       Evaluated e;
       e.label = "ours";
@@ -382,7 +403,7 @@ int main(int argc, char** argv) {
   std::printf("%-22s | %9s %9s | %8s %8s | %8s %8s %6s %7s | %6s %6s |\n", "config", "MB ours", "llama", "ppl ours",
               "llama", "kld ours", "llama", "ratio", "95%+-", "top%", "llama");
   nlohmann::json out_json = {{"model", model_dir.string()}, {"text", text}, {"ctx", ctx}, {"chunks", n_chunks},
-                             {"reference_ppl", ref_stats.ppl()}, {"imatrix", imatrix_file.string()},
+                             {"reference_ppl", ref_stats.ppl()}, {"imatrix", imatrix_file.string()}, {"gptq_calibration", gptq_calibration.string()},
                              {"configs", nlohmann::json::array()}};
   for (const Config& c : configs) {
     if (!c.ours) continue;

@@ -8,9 +8,12 @@
 # same imatrix, straight from the checkpoint), both evaluated in one lock-step run on the model's own
 # held-out text (DIR/eval.txt written by train_zoo.py; the shared eval.txt for the tiny model).
 # Results: WORK/<model>/result.json and the Markdown table WORK/zoo-table.md (scripts/zoo/zoo_table.py).
+# With -g, ours are made with GPTQ's error feedback (`lq quantize ... gguf --gptq`, calibrated on
+# calibration.txt, the imatrix's 64 chunks of 256 tokens; llama.cpp's files as without it): results
+# in result-gptq.json, bench-gptq.txt and WORK/zoo-table-gptq.md.
 #
 # Usage: scripts/zoo/level_quality_zoo.sh [-b BUILD] [-l LLAMA_BIN] [-w WORK] [-L LEVELS] [-c CHUNKS]
-#                                         [-t THREADS] MODEL_DIR...
+#                                         [-t THREADS] [-g] MODEL_DIR...
 #   default MODEL_DIRs: ../shared/models/tiny-llama and every /work/zoo/*/ (LQ_ZOO_DIR)
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -21,7 +24,8 @@ work=${TMPDIR:-/tmp}/lq-zoo-quality
 levels=Q6_K,Q5_K_M,Q4_K_M,Q3_K_M,IQ4_XS,IQ3_XXS,Q2_K,IQ2_XXS,IQ1_M
 chunks=100
 threads=2
-while getopts "b:l:w:L:c:t:" o; do
+gptq=0
+while getopts "b:l:w:L:c:t:g" o; do
   case $o in
     b) build=$OPTARG ;;
     l) llama_bin=$OPTARG ;;
@@ -29,7 +33,8 @@ while getopts "b:l:w:L:c:t:" o; do
     L) levels=$OPTARG ;;
     c) chunks=$OPTARG ;;
     t) threads=$OPTARG ;;
-    *) sed -n 2,16p "$0"; exit 2 ;;
+    g) gptq=1 ;;
+    *) sed -n 2,20p "$0"; exit 2 ;;
   esac
 done
 shift $((OPTIND - 1))
@@ -46,6 +51,12 @@ for f in "$lq" "$bench" "$llama_bin/llama-quantize"; do
   [ -x "$f" ] || { echo "missing $f (build lq_cli and level_quality_bench; llama.cpp's tools via -l)" >&2; exit 1; }
 done
 mkdir -p "$work"
+suffix=""
+extra=()
+if [ $gptq = 1 ]; then
+  suffix=-gptq
+  extra=(--gptq "$corpus/calibration.txt" --calibration-samples 64)
+fi
 for m in "${models[@]}"; do
   name=$(basename "$m")
   w=$work/$name
@@ -68,7 +79,8 @@ for m in "${models[@]}"; do
   text=eval
   [ -f "$m/eval.txt" ] && text=$m/eval.txt
   "$bench" --model "$m" --imatrix "$w/imatrix.gguf" --llama "$w/llama" --modes mix-imatrix --levels "$levels" \
-    --text "$text" --chunks "$chunks" --ctx 256 --threads "$threads" --json "$w/result.json" | tee "$w/bench.txt"
+    --text "$text" --chunks "$chunks" --ctx 256 --threads "$threads" --json "$w/result$suffix.json" "${extra[@]}" \
+    | tee "$w/bench$suffix.txt"
 done
-python3 "$here/zoo_table.py" "$work" "${models[@]}" > "$work/zoo-table.md"
-cat "$work/zoo-table.md"
+LQ_ZOO_RESULT=result$suffix.json python3 "$here/zoo_table.py" "$work" "${models[@]}" > "$work/zoo-table$suffix.md"
+cat "$work/zoo-table$suffix.md"

@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Builds the zoo table (Markdown) from level_quality_bench's --json results.
 
-Usage: zoo_table.py WORK MODEL_DIR...   (reads WORK/<basename of MODEL_DIR>/result.json)
+Usage: zoo_table.py WORK MODEL_DIR...   (reads WORK/<basename of MODEL_DIR>/result.json, or the
+       file named by LQ_ZOO_RESULT, e.g. result-gptq.json)
 Prints: the ratio KLD ours / llama.cpp's per level and model with its 95% interval, the worst ratio
 per level, then per model the KLDs, sizes and perplexities behind each ratio.
 """
@@ -15,7 +16,7 @@ def main():
     results, infos = {}, {}
     for d in dirs:
         name = os.path.basename(os.path.normpath(d))
-        p = os.path.join(work, name, "result.json")
+        p = os.path.join(work, name, os.environ.get("LQ_ZOO_RESULT", "result.json"))
         if not os.path.exists(p):
             print(f"<!-- {name}: no result -->")
             continue
