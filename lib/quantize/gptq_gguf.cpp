@@ -17,6 +17,7 @@
 #include "quantize/gptq_stream.hpp"
 #include "quantize/gptq_walk.hpp"
 #include "types/ref/blocks.hpp"
+#include "types/ref/iq3.hpp"
 #include "types/ref/iq_search.hpp"
 #include "types/ref/iq_tables.hpp"
 
@@ -290,22 +291,6 @@ int nearest_entry8(const ref::IqGrid& g, const float* a, const float* w, const f
   return best;
 }
 
-// Nearest of `n` 4-value grid points (IQ3: bytes of `table`) to a (in units of the scale), by
-// squared distance weighted by w.
-int nearest_entry4(const uint32_t* table, int n, const float* a, const float* w) {
-  int best = 0;
-  float bc = std::numeric_limits<float>::max();
-  for (int e = 0; e < n; ++e) {
-    float s = 0;
-    for (int j = 0; j < 4; ++j) {
-      const float d = a[j] - static_cast<float>((table[e] >> (8 * j)) & 0xff);
-      s += w[j] * d * d;
-    }
-    if (s < bc) bc = s, best = e;
-  }
-  return best;
-}
-
 // Signs of 8 values as a bit mask and their magnitudes; with `even` an odd number of negatives
 // leaves the value of least weighted square at the wrong sign (its target becomes -|x|), as the
 // formats' 7 stored sign bits require.
@@ -384,7 +369,7 @@ void gg_lattice_group(QuantType t, uint8_t* blk, int g, const float* x, const fl
       const uint8_t s = split_signs8(x, w, true, a);
       in_units(a, 8, db);
       for (int h = 0; h < 2; ++h)
-        b->qs[8 * ib + 2 * l + h] = static_cast<uint8_t>(nearest_entry4(ref::iq3xxs_grid, 256, a + 4 * h, w + 4 * h));
+        b->qs[8 * ib + 2 * l + h] = static_cast<uint8_t>(ref::iq3_nearest_point(false, a + 4 * h, w + 4 * h));
       aux = (aux & ~(0x7fu << (7 * l))) | static_cast<uint32_t>(s & 127) << (7 * l);
       store32(b->qs + 64 + 4 * ib, aux);
       return;
@@ -396,7 +381,7 @@ void gg_lattice_group(QuantType t, uint8_t* blk, int g, const float* x, const fl
       const uint8_t s = split_signs8(x, w, false, a);
       in_units(a, 8, db);
       for (int h = 0; h < 2; ++h) {
-        const int k = 2 * (g % 4) + h, e = nearest_entry4(ref::iq3s_grid, 512, a + 4 * h, w + 4 * h);
+        const int k = 2 * (g % 4) + h, e = ref::iq3_nearest_point(true, a + 4 * h, w + 4 * h);
         b->qs[8 * ib + k] = static_cast<uint8_t>(e & 255);
         put_bits(b->qh[ib], k, 1, e >> 8);
       }

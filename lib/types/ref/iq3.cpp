@@ -390,6 +390,13 @@ float dot_blocks(int64_t n, const void* xv, const void* yv) {
 
 }  // namespace
 
+int iq3_nearest_point(bool s, const float* a, const float* w) {
+  // Grid coordinates are bytes / byte_scale (4 for IQ3_XXS, 1 for IQ3_S): at D = byte_scale the
+  // search's D * point is the byte itself.
+  const float byte_scale = s ? 1.f : 4.f;
+  return best_point(s ? grid_s() : grid_xxs(), a, w, 1.f / byte_scale, byte_scale);
+}
+
 void dequantize_iq3_xxs(const void* src, float* dst, int64_t n) { dequantize_blocks<Xxs>(src, dst, n); }
 float dot_iq3_xxs(int64_t n, const void* x, const void* y) { return dot_blocks<Xxs>(n, x, y); }
 void dequantize_iq3_s(const void* src, float* dst, int64_t n) { dequantize_blocks<S>(src, dst, n); }
