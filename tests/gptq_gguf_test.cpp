@@ -13,12 +13,14 @@
 #include <lq/quantizer.hpp>
 
 #include <catch2/catch.hpp>
+#include <nlohmann/json.hpp>
 
 #include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <fstream>
 #include <random>
+#include <set>
 
 namespace fs = std::filesystem;
 using namespace lq;
@@ -97,7 +99,8 @@ TEST_CASE("gptq-gguf: CLI refusals exit 2, nothing written", "[gptq-gguf][cli]")
   test::TempDir tmp;
   const std::string o = " -o " + (tmp / "o.gguf").string();
   std::vector<test::CliFailure> cases = {
-      {"quantize " + m + " gguf -q Q4_0 --gptq --dynamic" + o, 2, "--gptq cannot be combined with --dynamic"},
+      {"quantize " + m + " gguf -q Q4_0 --gptq --protect-super-weights" + o, 2,
+       "--gptq cannot be combined with --protect-super-weights"},
       {"quantize " + m + " gguf -q Q4_0 --gptq --resume " + tmp.path().string() + o, 2, "--resume"},
       {"quantize " + m + " gguf -q Q4_0 --gptq --checkpoint-dir " + tmp.path().string() + o, 2, "--checkpoint-dir"},
       {"quantize " + m + " gguf -q Q4_0 --gptq --damp 0" + o, 2, "--damp"},
@@ -202,4 +205,36 @@ TEST_CASE("gptq-gguf: an i-quant level walks every linear, on its planned types"
     lattice += p.type == QuantType::IQ2_XXS;
   }
   CHECK(lattice > 0);
+}
+
+TEST_CASE("gptq-gguf: a dynamic profile's types, walked", "[gptq-gguf][cli]") {
+  auto t = test::tiny_with_calibration();
+  if (!t) return;
+  test::TempDir tmp;
+  const std::string base = test::cli_path() + " quantize " + t->dir.string() + " gguf -q dynamic --profile balanced ";
+  const auto plain = test::run(base + "-o " + (tmp / "plain.gguf").string());
+  REQUIRE(plain.status == 0);
+  const auto g = test::run(base + "--gptq --calibration-samples 4 --ctx 64 --calibration-data " + t->calib.string() +
+                           " --format json -o " + (tmp / "gptq.gguf").string());
+  INFO(g.err);
+  REQUIRE(g.status == 0);
+  const auto j = nlohmann::json::parse(g.out);
+  CHECK(j.at("quantization_level") == "dynamic");
+  CHECK(j.at("gptq").at("tensors").size() == 42);
+  // The profile's types, tensor by tensor; the walked bytes differ.
+  const gguf::Reader a(tmp / "plain.gguf");
+  const gguf::Reader b(tmp / "gptq.gguf");
+  REQUIRE(a.tensors().size() == b.tensors().size());
+  std::set<QuantType> types;
+  int differ = 0;
+  for (size_t i = 0; i < a.tensors().size(); ++i) {
+    const auto& ta = a.tensors()[i];
+    const auto& tb = b.tensors()[i];
+    CHECK(ta.name == tb.name);
+    CHECK(ta.type == tb.type);
+    if (ta.name.rfind("blk.", 0) == 0 && !type_info(ta.type).is_float()) types.insert(ta.type);
+    if (ta.nbytes == tb.nbytes && std::memcmp(a.data(ta).data(), b.data(tb).data(), ta.nbytes) != 0) ++differ;
+  }
+  CHECK(types.size() > 1);  // a mix, not one level
+  CHECK(differ > 0);
 }

@@ -311,8 +311,8 @@ int run_quantize(Context& ctx, std::vector<std::string> args) {
   }
   if (gguf_gptq) {
     // The GPTQ pass needs the tensor types fixed before it runs and writes the bytes itself.
-    for (const char* o : {"dynamic", "profile", "protect-super-weights", "protection-coverage", "super-weights",
-                          "checkpoint-dir", "resume", "allow-requantize"})
+    for (const char* o : {"protect-super-weights", "protection-coverage", "super-weights", "checkpoint-dir", "resume",
+                          "allow-requantize"})
       if (r.count(o)) fail(Errc::invalid_argument, "--gptq cannot be combined with --{}", o);
   }
   if (!r.count("quantization") && !r.count("dynamic")) fail(Errc::invalid_argument, "missing -q LEVEL");
@@ -404,7 +404,6 @@ int run_quantize(Context& ctx, std::vector<std::string> args) {
     }
   }
 
-  GptqGgufResult gptq_res;
   if (gguf_gptq) {
     GptqGgufConfig gcfg;
     if (r.count("damp")) gcfg.damp = r["damp"].as<double>();
@@ -420,12 +419,7 @@ int run_quantize(Context& ctx, std::vector<std::string> args) {
            model.string());
     qo.checkpoint = {};
     gcfg.work_dir = fs::absolute(out).parent_path();  // the streamed calibration's work files, beside the output
-    gptq_res = gptq_gguf_tensors(*src, qo, gcfg, run_ctx);
-    progress.message(fmt::format("GPTQ: {} linears on the GGUF grid, {} without ({} chunks of {} tokens, {:.1f} s "
-                                 "calibration, {:.1f} s quantization)",
-                                 gptq_res.gptq_tensors.size(), gptq_res.plain_tensors.size(), gptq_res.chunks,
-                                 gptq_res.ctx, gptq_res.calibration_seconds, gptq_res.quantize_seconds));
-    qo.tensor_bytes = &gptq_res.tensor_bytes;
+    job.gptq = gcfg;  // run by quantize_model once the types are decided
   }
   std::optional<KldObjective> sensitivity;
   if (dynamic) {
@@ -511,14 +505,14 @@ int run_quantize(Context& ctx, std::vector<std::string> args) {
     }
     if (!res.checkpoint.empty()) result["resumed_tensors"] = res.resumed_tensors;
     if (gguf_gptq)
-      result["gptq"] = {{"tensors", gptq_res.gptq_tensors},
-                        {"without_gptq", gptq_res.plain_tensors},
-                        {"calibration_data", gptq_res.calibration_source},
-                        {"calibration_samples", gptq_res.chunks},
-                        {"ctx", gptq_res.ctx},
-                        {"calibration_tokens", gptq_res.tokens},
-                        {"calibration_seconds", gptq_res.calibration_seconds},
-                        {"quantize_seconds", gptq_res.quantize_seconds}};
+      result["gptq"] = {{"tensors", jr.gptq->gptq_tensors},
+                        {"without_gptq", jr.gptq->plain_tensors},
+                        {"calibration_data", jr.gptq->calibration_source},
+                        {"calibration_samples", jr.gptq->chunks},
+                        {"ctx", jr.gptq->ctx},
+                        {"calibration_tokens", jr.gptq->tokens},
+                        {"calibration_seconds", jr.gptq->calibration_seconds},
+                        {"quantize_seconds", jr.gptq->quantize_seconds}};
     if (!quality_json.is_null()) result["quality_report"] = quality_json;
     print_json(result);
   } else {
@@ -533,8 +527,8 @@ int run_quantize(Context& ctx, std::vector<std::string> args) {
     if (gguf_gptq)
       std::cout << fmt::format("GPTQ:        {} linears with error feedback, {} without (type has no GPTQ walk); "
                                "{} chunks of {} tokens, {:.1f} s calibration + {:.1f} s\n",
-                               gptq_res.gptq_tensors.size(), gptq_res.plain_tensors.size(), gptq_res.chunks,
-                               gptq_res.ctx, gptq_res.calibration_seconds, gptq_res.quantize_seconds);
+                               jr.gptq->gptq_tensors.size(), jr.gptq->plain_tensors.size(), jr.gptq->chunks,
+                               jr.gptq->ctx, jr.gptq->calibration_seconds, jr.gptq->quantize_seconds);
     if (quality) std::cout << quality_block_line(*quality);
     if (coherence)
       std::cout << fmt::format("Coherence:   {:.3f} ({}/{} prompts coherent)\n", coherence->score, coherence->n_coherent,

@@ -1,10 +1,11 @@
 // liblq: a whole quantization as `lq quantize` runs it: a level or a dynamic profile, super-weight
-// protection, the write, and the quality gates measured on the written file. The result holds
+// protection, GPTQ's error feedback, the write, and the quality gates measured on the written file. The result holds
 // everything a caller prints; nothing here prints or reads the command line.
 #pragma once
 
 #include <lq/api.hpp>
 #include <lq/context.hpp>
+#include <lq/gptq_gguf.hpp>  // GptqGgufConfig, GptqGgufResult held by value
 #include <lq/model.hpp>
 #include <lq/profile.hpp>   // Profile, ProfileResolution (brings nlohmann/json: Profile::provenance)
 #include <lq/quality.hpp>   // QualityReport, CoherenceResult held by value in the result
@@ -57,6 +58,11 @@ struct QuantizeJob {
   /// (optional, with `sensitivity`) ResolveOptions::measure_mixes: keep the lower-KLD mix of the
   /// kld and error objectives, measured whole.
   MixMeasure measure_mixes;
+  /// Set: GPTQ's error feedback on the GGUF grids (lq/gptq_gguf.hpp) once the types are decided
+  /// (the level's mixture, overrides, or the dynamic profile's resolution): the walked linears'
+  /// bytes replace the plain quantization's. Not with protection or checkpoints
+  /// (Errc::invalid_argument).
+  std::optional<GptqGgufConfig> gptq;
   QualityGates gates;
 };
 
@@ -78,6 +84,7 @@ struct QuantizeJobResult {
   std::vector<ProtectedWeight> protected_weights;  ///< the weights protected (given or selected)
   int raised_tensors = 0;                       ///< tensors raised to keep protected weights
   std::vector<LayerSummary> layers;             ///< per layer, when `resolution` is set
+  std::optional<GptqGgufResult> gptq;           ///< the GPTQ pass, when the job asked for one
   std::optional<QualityReport> quality;         ///< the perplexity gate's measurement
   std::optional<CoherenceResult> coherence;     ///< the coherence gate's measurement
   GateSettings gate_settings;                   ///< the thresholds the gates used

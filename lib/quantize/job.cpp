@@ -138,6 +138,20 @@ QuantizeJobResult quantize_model(const ModelSource& src, const std::filesystem::
     }
     res.layers = layer_summary(resolution);
   }
+  if (job.gptq) {
+    // The walk needs the final types (qo.tensor_type_map from the resolution above) and writes
+    // whole tensors, so nothing may change them afterwards.
+    if (!protect.empty())
+      throw Error(Errc::invalid_argument, "GPTQ on GGUF types cannot be combined with super-weight protection");
+    if (!qo.checkpoint.dir.empty())
+      throw Error(Errc::invalid_argument, "GPTQ on GGUF types keeps no checkpoint; run it without one");
+    const GptqGgufResult& g = res.gptq.emplace(gptq_gguf_tensors(src, qo, *job.gptq, ctx));
+    progress.message(fmt::format("GPTQ: {} linears on the GGUF grid, {} without ({} chunks of {} tokens, {:.1f} s "
+                                 "calibration, {:.1f} s quantization)",
+                                 g.gptq_tensors.size(), g.plain_tensors.size(), g.chunks, g.ctx, g.calibration_seconds,
+                                 g.quantize_seconds));
+    qo.tensor_bytes = &g.tensor_bytes;
+  }
   if (!res.dynamic)
     progress.message(fmt::format("Quantizing to {} ({}){}", level.name, level.description, qo.pure ? ", pure" : ""));
   res.quantize = Quantizer(qo).quantize(src, out, ctx);
