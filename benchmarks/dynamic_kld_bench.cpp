@@ -9,13 +9,17 @@
 // every evaluation from the embeddings instead of from the tensor's block, for the time it saves).
 // The kld rows are `lq`'s default: the kld objective's mix and the error objective's measured whole
 // on the sensitivity text, the lower kept (--kld-only: the kld objective's mix alone).
+// --gptq FILE also makes the uniform level and the kld row's dynamic mix with GPTQ's error feedback
+// (`--gptq --calibration-data FILE`, --gptq-samples chunks of 256 tokens, default 64) and prints
+// their KLD beside the plain ones.
 //
 // Usage: dynamic_kld_bench --model DIR --imatrix FILE [--levels L,...] [--eval FILE] [--chunks N]
 //          [--ctx N] [--sens-text FILE] [--sens-chunks N] [--sens-ctx N] [--sens-types T,...]
 //          [--cache FILE] [--work DIR] [--threads N] [--validate TYPE] [--sensitivity-only]
-//          [--max-tensors N] [--whole-forward] [--kld-only] [--json FILE]
+//          [--max-tensors N] [--whole-forward] [--kld-only] [--json FILE] [--gptq FILE [--gptq-samples N]]
 #include <lq/lq.hpp>
 #include <lq/engine.hpp>
+#include <lq/gptq_gguf.hpp>
 #include <lq/sensitivity.hpp>
 #include <lq/tokenizer.hpp>
 
@@ -60,7 +64,9 @@ uint64_t dkb_tensor_bytes(const QuantizeResult& r) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  std::string model_dir, imatrix_path, eval_text, sens_text, cache, work = "/tmp/dynamic_kld_bench", validate, json_out;
+  std::string model_dir, imatrix_path, eval_text, sens_text, cache, work = "/tmp/dynamic_kld_bench", validate, json_out,
+      gptq_text;
+  int64_t gptq_samples = 64;
   std::vector<std::string> levels = {"Q2_K", "Q3_K_M", "Q4_K_M", "Q5_K_M", "IQ2_XXS", "IQ1_M"};
   std::vector<std::string> sens_types;
   int64_t chunks = 40, ctx_len = 256, sens_chunks = 4, sens_ctx = 256, max_tensors = 0;
@@ -94,12 +100,14 @@ int main(int argc, char** argv) {
     else if (a == "--max-tensors") max_tensors = std::stoll(next());
     else if (a == "--whole-forward") whole_forward = true;
     else if (a == "--json") json_out = next();
+    else if (a == "--gptq") gptq_text = next();
+    else if (a == "--gptq-samples") gptq_samples = std::stoll(next());
     else {
       std::fprintf(stderr,
                    "usage: %s --model DIR --imatrix FILE [--levels L,...] [--eval FILE] [--chunks N] [--ctx N]\n"
                    "  [--sens-text FILE] [--sens-chunks N] [--sens-ctx N] [--sens-types T,...] [--cache FILE]\n"
                    "  [--work DIR] [--threads N] [--validate TYPE] [--sensitivity-only] [--max-tensors N] [--whole-forward] [--kld-only]\n"
-                   "  [--json FILE]\n",
+                   "  [--json FILE] [--gptq FILE [--gptq-samples N]]\n",
                    argv[0]);
       return 2;
     }
@@ -249,8 +257,15 @@ int main(int argc, char** argv) {
     Profile p;
     p.name = "bench-" + ln;
     p.target_bytes = target;
-    auto dynamic = [&](const SensitivityTable* sens, const std::string& tag) {
+    std::optional<GptqGgufConfig> gcfg;
+    if (!gptq_text.empty()) {
+      gcfg.emplace();
+      gcfg->calibration_data = gptq_text;
+      gcfg->calibration_samples = gptq_samples;
+    }
+    auto dynamic = [&](const SensitivityTable* sens, const std::string& tag, bool gptq = false) {
       QuantizeJob job;
+      if (gptq) job.gptq = gcfg;
       job.options.ftype = FileType::Q4_K_M;
       job.options.imatrix = &imatrix;
       job.options.imatrix_path = imatrix_path;
@@ -300,6 +315,24 @@ int main(int argc, char** argv) {
       rows.back()["ratio_probe"] = pk->second.kld_mean / uk.kld_mean;
       rows.back()["dynamic_probe_bytes"] = pk->first;
       probe_log_sum += std::log(pk->second.kld_mean / uk.kld_mean);
+    }
+    if (gcfg) {
+      // The uniform level and the kld row's mix, both with GPTQ's error feedback.
+      QuantizeJob uj;
+      uj.options = qo;
+      uj.gptq = gcfg;
+      const fs::path ug = fs::path(work) / (ln + "-uniform-gptq.gguf");
+      quantize_model(*src, ug, uj, ctx);
+      const KldResult ugk = kld_of(ug);
+      const auto [gb, gk] = dynamic(&table, "kld-gptq", true);
+      std::printf("%-8s %12s %12s %12llu | %.5f±%.5f %-18s %.5f±%.5f | %7s %7.3f  (--gptq; ratios to the plain "
+                  "uniform: uniform %.3f, dynamic %.3f)\n",
+                  "", "", "", static_cast<unsigned long long>(gb), ugk.kld_mean, ugk.kld_error, "", gk.kld_mean,
+                  gk.kld_error, "", gk.kld_mean / ugk.kld_mean, ugk.kld_mean / uk.kld_mean, gk.kld_mean / uk.kld_mean);
+      rows.back()["kld_uniform_gptq"] = ugk.kld_mean;
+      rows.back()["kld_dynamic_kld_gptq"] = gk.kld_mean;
+      rows.back()["dynamic_kld_gptq_bytes"] = gb;
+      fs::remove(ug);
     }
     fs::remove(uf);
   }

@@ -11,7 +11,8 @@
 # CHUNKS (KLD chunks of eval.txt, 256 tokens; default 40), SENS_CHUNKS / SENS_CTX (sensitivity
 # chunks and length; default 4 x 256), SENS_TYPES (types measured; default every candidate),
 # VALIDATE (a probe type: also the one-probe estimate's rank correlation and its solve), NO_TINY=1
-# (only the models given), THREADS (default: all). A model directory holding eval.txt is
+# (only the models given), THREADS (default: all), GPTQ=1 (also the uniform level and the kld mix
+# with GPTQ's error feedback, calibrated on calibration.txt, 64 x 256). A model directory holding eval.txt is
 # evaluated on it, else on ../shared/corpus/eval.txt.
 set -euo pipefail
 build=${1:?usage: dynamic_kld_table.sh BUILD_DIR OUT_DIR [MODEL_DIR...]}
@@ -42,8 +43,10 @@ for m in "${models[@]}"; do
   [ -n "${SENS_TYPES:-}" ] && sens_types=(--sens-types "$SENS_TYPES")
   validate=()
   [ -n "${VALIDATE:-}" ] && validate=(--validate "$VALIDATE")
+  gptq=()
+  [ -n "${GPTQ:-}" ] && gptq=(--gptq "$shared/corpus/calibration.txt" --gptq-samples 64)
   "$bench" --model "$m" --imatrix "$im" --levels "$levels" "${eval[@]}" --chunks "${CHUNKS:-40}" \
-    --sens-chunks "${SENS_CHUNKS:-4}" --sens-ctx "${SENS_CTX:-256}" "${sens_types[@]}" "${validate[@]}" \
+    --sens-chunks "${SENS_CHUNKS:-4}" --sens-ctx "${SENS_CTX:-256}" "${sens_types[@]}" "${validate[@]}" "${gptq[@]}" \
     --cache "$out/$name.sensitivity.json" --work "$out/work-$name" --json "$out/$name.json" "${threads[@]}" \
     | tee "$out/$name.txt"
   rm -rf "$out/work-$name"
