@@ -33,6 +33,25 @@ std::vector<float> gg_decode(QuantType t, const std::vector<uint8_t>& b, int64_t
   return v;
 }
 
+// Two GGUF files of the same model: every tensor has the same name and type in both; returns how
+// many tensors' bytes differ and the quantized types of the block tensors.
+std::pair<int, std::set<QuantType>> compare_gguf(const fs::path& pa, const fs::path& pb) {
+  const gguf::Reader a(pa);
+  const gguf::Reader b(pb);
+  REQUIRE(a.tensors().size() == b.tensors().size());
+  std::set<QuantType> types;
+  int differ = 0;
+  for (size_t i = 0; i < a.tensors().size(); ++i) {
+    const auto& ta = a.tensors()[i];
+    const auto& tb = b.tensors()[i];
+    CHECK(ta.name == tb.name);
+    CHECK(ta.type == tb.type);
+    if (ta.name.rfind("blk.", 0) == 0 && !type_info(ta.type).is_float()) types.insert(ta.type);
+    if (ta.nbytes == tb.nbytes && std::memcmp(a.data(ta).data(), b.data(tb).data(), ta.nbytes) != 0) ++differ;
+  }
+  return {differ, types};
+}
+
 }  // namespace
 
 TEST_CASE("gptq-gguf: error feedback on GGUF grids beats the plain quantization of the same type", "[gptq-gguf]") {
@@ -135,18 +154,7 @@ TEST_CASE("gptq-gguf: CLI writes the plain run's tensor types with GPTQ blocks",
   CHECK(g.out.find("GPTQ:") != std::string::npos);
   // Q4_K_M's Q4_K, Q5_K and Q6_K linears all have a walk.
   CHECK(g.out.find("42 linears with error feedback, 0 without") != std::string::npos);
-  const gguf::Reader a(tmp / "plain.gguf");
-  const gguf::Reader b(tmp / "gptq.gguf");
-  REQUIRE(a.tensors().size() == b.tensors().size());
-  int differ = 0;
-  for (size_t i = 0; i < a.tensors().size(); ++i) {
-    const auto& ta = a.tensors()[i];
-    const auto& tb = b.tensors()[i];
-    CHECK(ta.name == tb.name);
-    CHECK(ta.type == tb.type);
-    if (ta.nbytes == tb.nbytes && std::memcmp(a.data(ta).data(), b.data(tb).data(), ta.nbytes) != 0) ++differ;
-  }
-  CHECK(differ > 0);
+  CHECK(compare_gguf(tmp / "plain.gguf", tmp / "gptq.gguf").first > 0);
   CHECK(fs::file_size(tmp / "plain.gguf") == fs::file_size(tmp / "gptq.gguf"));
 }
 
@@ -222,19 +230,7 @@ TEST_CASE("gptq-gguf: a dynamic profile's types, walked", "[gptq-gguf][cli]") {
   CHECK(j.at("quantization_level") == "dynamic");
   CHECK(j.at("gptq").at("tensors").size() == 42);
   // The profile's types, tensor by tensor; the walked bytes differ.
-  const gguf::Reader a(tmp / "plain.gguf");
-  const gguf::Reader b(tmp / "gptq.gguf");
-  REQUIRE(a.tensors().size() == b.tensors().size());
-  std::set<QuantType> types;
-  int differ = 0;
-  for (size_t i = 0; i < a.tensors().size(); ++i) {
-    const auto& ta = a.tensors()[i];
-    const auto& tb = b.tensors()[i];
-    CHECK(ta.name == tb.name);
-    CHECK(ta.type == tb.type);
-    if (ta.name.rfind("blk.", 0) == 0 && !type_info(ta.type).is_float()) types.insert(ta.type);
-    if (ta.nbytes == tb.nbytes && std::memcmp(a.data(ta).data(), b.data(tb).data(), ta.nbytes) != 0) ++differ;
-  }
+  const auto [differ, types] = compare_gguf(tmp / "plain.gguf", tmp / "gptq.gguf");
   CHECK(types.size() > 1);  // a mix, not one level
   CHECK(differ > 0);
 }

@@ -86,34 +86,23 @@ int gg_group(QuantType t) {
   return t == QuantType::Q2_K || t == QuantType::Q3_K || t == QuantType::Q6_K ? 16 : 32;
 }
 
+// The one grid of a legacy 32-value block: scale d (and min m where the block has one).
+template <class Block>
+GgGrid legacy_grid(const uint8_t* blk, int kind, int off, int qmin, int qmax) {
+  const auto* b = reinterpret_cast<const Block*>(blk);
+  float m = 0;
+  if constexpr (requires { b->m; }) m = fp16_to_f32(b->m);
+  return {kind, fp16_to_f32(b->d), m, off, qmin, qmax};
+}
+
 // The grids of the sub-blocks of one block (block_values / gg_group of them).
 void gg_grids(QuantType t, const uint8_t* blk, GgGrid* g) {
   switch (t) {
-    case QuantType::Q4_0: {
-      const auto* b = reinterpret_cast<const ref::block_q4_0*>(blk);
-      g[0] = {0, fp16_to_f32(b->d), 0, 8, 0, 15};
-      break;
-    }
-    case QuantType::Q8_0: {
-      const auto* b = reinterpret_cast<const ref::block_q8_0*>(blk);
-      g[0] = {0, fp16_to_f32(b->d), 0, 0, -128, 127};
-      break;
-    }
-    case QuantType::Q4_1: {
-      const auto* b = reinterpret_cast<const ref::block_q4_1*>(blk);
-      g[0] = {1, fp16_to_f32(b->d), fp16_to_f32(b->m), 0, 0, 15};
-      break;
-    }
-    case QuantType::Q5_0: {
-      const auto* b = reinterpret_cast<const ref::block_q5_0*>(blk);
-      g[0] = {0, fp16_to_f32(b->d), 0, 16, 0, 31};
-      break;
-    }
-    case QuantType::Q5_1: {
-      const auto* b = reinterpret_cast<const ref::block_q5_1*>(blk);
-      g[0] = {1, fp16_to_f32(b->d), fp16_to_f32(b->m), 0, 0, 31};
-      break;
-    }
+    case QuantType::Q4_0: g[0] = legacy_grid<ref::block_q4_0>(blk, 0, 8, 0, 15); break;
+    case QuantType::Q8_0: g[0] = legacy_grid<ref::block_q8_0>(blk, 0, 0, -128, 127); break;
+    case QuantType::Q4_1: g[0] = legacy_grid<ref::block_q4_1>(blk, 1, 0, 0, 15); break;
+    case QuantType::Q5_0: g[0] = legacy_grid<ref::block_q5_0>(blk, 0, 16, 0, 31); break;
+    case QuantType::Q5_1: g[0] = legacy_grid<ref::block_q5_1>(blk, 1, 0, 0, 31); break;
     case QuantType::Q2_K: {
       const auto* b = reinterpret_cast<const ref::block_q2_K*>(blk);
       const float d = fp16_to_f32(b->d), dmin = fp16_to_f32(b->dmin);
@@ -315,10 +304,21 @@ void in_units(float* a, int n, float scale) {
   for (int k = 0; k < n; ++k) a[k] = ok ? a[k] / scale : 0.f;
 }
 
+// The IQ2 codebook entry for 8 weights x at the group's scale code ls (value = d (0.5 + ls) / 4 x
+// level): the signs (even count with `even`) in *signs, the entry returned.
+int iq2_entry(ref::IqCodebook cb, uint16_t d_bits, int ls, const float* x, const float* w, bool even, uint8_t* signs) {
+  static constexpr float kIq2[3] = {8.f, 25.f, 43.f};
+  float a[8];
+  const float db = fp16_to_f32(d_bits) * (0.5f + static_cast<float>(ls)) * 0.25f;
+  *signs = split_signs8(x, w, even, a);
+  in_units(a, 8, db);
+  float c;
+  return nearest_entry8(ref::iq_grid(cb), a, w, kIq2, &c);
+}
+
 // Chooses and writes the code of group g (values 8 g .. 8 g + 7 of the block) for the weights x,
 // at the scales the block stores, the distance weighted by w (the importance of the 8 columns).
 void gg_lattice_group(QuantType t, uint8_t* blk, int g, const float* x, const float* w) {
-  static constexpr float kIq2[3] = {8.f, 25.f, 43.f};
   float a[8];
   switch (t) {
     case QuantType::IQ2_XXS: {
@@ -326,36 +326,25 @@ void gg_lattice_group(QuantType t, uint8_t* blk, int g, const float* x, const fl
       uint8_t* words = reinterpret_cast<uint8_t*>(b->qs) + 8 * (g / 4);  // grid bytes, then signs and scale
       uint32_t w0 = load32(words), w1 = load32(words + 4);
       const int slot = g % 4;
-      const float db = fp16_to_f32(b->d) * (0.5f + static_cast<float>(w1 >> 28)) * 0.25f;
-      const uint8_t s = split_signs8(x, w, true, a);
-      in_units(a, 8, db);
-      float c;
-      const int e = nearest_entry8(ref::iq_grid(ref::IqCodebook::iq2xxs), a, w, kIq2, &c);
+      uint8_t s = 0;
+      const int e = iq2_entry(ref::IqCodebook::iq2xxs, b->d, static_cast<int>(w1 >> 28), x, w, true, &s);
       w0 = (w0 & ~(0xffu << (8 * slot))) | static_cast<uint32_t>(e) << (8 * slot);
       w1 = (w1 & ~(0x7fu << (7 * slot))) | static_cast<uint32_t>(s & 127) << (7 * slot);
       store32(words, w0);
       store32(words + 4, w1);
       return;
     }
-    case QuantType::IQ2_XS: {
+    case QuantType::IQ2_XS: {  // a 4-bit scale per 16 values
       auto* b = reinterpret_cast<ref::block_iq2_xs*>(blk);
-      const int ls = (b->scales[g / 4] >> (4 * ((g / 2) % 2))) & 15;
-      const float db = fp16_to_f32(b->d) * (0.5f + static_cast<float>(ls)) * 0.25f;
-      const uint8_t s = split_signs8(x, w, true, a);
-      in_units(a, 8, db);
-      float c;
-      const int e = nearest_entry8(ref::iq_grid(ref::IqCodebook::iq2xs), a, w, kIq2, &c);
+      uint8_t s = 0;
+      const int e = iq2_entry(ref::IqCodebook::iq2xs, b->d, (b->scales[g / 4] >> (4 * ((g / 2) % 2))) & 15, x, w, true, &s);
       b->qs[g] = static_cast<uint16_t>(e | (s & 127) << 9);
       return;
     }
     case QuantType::IQ2_S: {
       auto* b = reinterpret_cast<ref::block_iq2_s*>(blk);
-      const int ls = (b->scales[g / 4] >> (4 * ((g / 2) % 2))) & 15;
-      const float db = fp16_to_f32(b->d) * (0.5f + static_cast<float>(ls)) * 0.25f;
-      const uint8_t s = split_signs8(x, w, false, a);
-      in_units(a, 8, db);
-      float c;
-      const int e = nearest_entry8(ref::iq_grid(ref::IqCodebook::iq2s), a, w, kIq2, &c);
+      uint8_t s = 0;
+      const int e = iq2_entry(ref::IqCodebook::iq2s, b->d, (b->scales[g / 4] >> (4 * ((g / 2) % 2))) & 15, x, w, false, &s);
       b->qs[g] = static_cast<uint8_t>(e & 255);
       put_bits(b->qh[g / 4], 2 * (g % 4), 2, e >> 8);
       b->qs[ref::QK_K / 8 + g] = s;
