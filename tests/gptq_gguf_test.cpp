@@ -222,6 +222,7 @@ TEST_CASE("gptq-gguf: a dynamic profile's types, walked", "[gptq-gguf][cli]") {
   const std::string base = test::cli_path() + " quantize " + t->dir.string() + " gguf -q dynamic --profile balanced ";
   const auto plain = test::run(base + "-o " + (tmp / "plain.gguf").string());
   REQUIRE(plain.status == 0);
+  CHECK(plain.out.find("Level:       dynamic (profile balanced)") != std::string::npos);  // not the placeholder level
   const auto g = test::run(base + "--gptq --calibration-samples 4 --ctx 64 --calibration-data " + t->calib.string() +
                            " --format json -o " + (tmp / "gptq.gguf").string());
   INFO(g.err);

@@ -517,7 +517,10 @@ int run_quantize(Context& ctx, std::vector<std::string> args) {
     print_json(result);
   } else {
     for (const auto& o : res.outputs) std::cout << fmt::format("Output:      {}\n", o.string());
-    std::cout << fmt::format("Level:       {}{}\n", level.name, qo.pure ? " (pure)" : "");
+    if (jr.dynamic)
+      std::cout << fmt::format("Level:       dynamic (profile {})\n", jr.profile);
+    else
+      std::cout << fmt::format("Level:       {}{}\n", level.name, qo.pure ? " (pure)" : "");
     std::cout << fmt::format("Size:        {} ({:.1f}% of {})\n", human_bytes(res.file_bytes), 100 * ratio,
                              human_bytes(res.source_bytes));
     std::cout << fmt::format("Weights:     {} ({:.3f} bits per weight)\n", res.n_weights, res.bpw);
