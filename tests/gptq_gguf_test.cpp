@@ -10,6 +10,7 @@
 #include <lq/error.hpp>
 #include <lq/gguf.hpp>
 #include <lq/gptq_gguf.hpp>
+#include <lq/io.hpp>
 #include <lq/quantizer.hpp>
 
 #include <catch2/catch.hpp>
@@ -17,10 +18,13 @@
 
 #include <algorithm>
 #include <cmath>
+#include <csignal>
 #include <cstring>
 #include <fstream>
 #include <random>
 #include <set>
+
+#include <sys/wait.h>
 
 namespace fs = std::filesystem;
 using namespace lq;
@@ -121,7 +125,6 @@ TEST_CASE("gptq-gguf: CLI refusals exit 2, nothing written", "[gptq-gguf][cli]")
       {"quantize " + m + " gguf -q Q4_0 --gptq --protect-super-weights" + o, 2,
        "--gptq cannot be combined with --protect-super-weights"},
       {"quantize " + m + " gguf -q Q4_0 --gptq --resume " + tmp.path().string() + o, 2, "--resume"},
-      {"quantize " + m + " gguf -q Q4_0 --gptq --checkpoint-dir " + tmp.path().string() + o, 2, "--checkpoint-dir"},
       {"quantize " + m + " gguf -q Q4_0 --gptq --damp 0" + o, 2, "--damp"},
       {"quantize " + m + " gguf -q Q4_0 --gptq --calibration-samples 0" + o, 2, "--calibration-samples"},
       {"quantize " + m + " gguf -q Q4_0 --damp 0.01" + o, 2, "--gptq"},
@@ -234,4 +237,48 @@ TEST_CASE("gptq-gguf: a dynamic profile's types, walked", "[gptq-gguf][cli]") {
   const auto [differ, types] = compare_gguf(tmp / "plain.gguf", tmp / "gptq.gguf");
   CHECK(types.size() > 1);  // a mix, not one level
   CHECK(differ > 0);
+}
+
+TEST_CASE("gptq-gguf: lq quantize --gptq killed with SIGKILL resumes to the same bytes", "[gptq-gguf][cli]") {
+  auto t = test::tiny_with_calibration();
+  auto im = test::shared_file("golden/imatrix.gguf");
+  if (!t || !im) return;
+  test::TempDir tmp;
+  const std::vector<std::string> args = {"--threads", "2", "quantize", t->dir.string(), "gguf", "-q", "IQ2_XXS",
+                                         "--imatrix", im->string(), "--gptq", "--calibration-samples", "3",
+                                         "--ctx", "48", "--calibration-data", t->calib.string()};
+  std::string base = test::cli_path();
+  for (const auto& a : args) base += " " + a;
+  const auto ref = test::run(base + " --no-checkpoints -o " + (tmp / "ref.gguf").string());
+  REQUIRE(ref.status == 0);
+  const fs::path ckpt = tmp / "ckpt", state = ckpt / "gguf-gptq-IQ2_XXS";
+  for (int64_t at : {1, 4}) {  // killed after one block, and after four of six
+    INFO("killed after block " << at);
+    fs::remove_all(ckpt);
+    fs::remove(tmp / "out.gguf");
+    {
+      std::vector<std::string> a = args;
+      for (const char* x : {"--checkpoint-dir", ckpt.c_str(), "-o", (tmp / "out.gguf").c_str()}) a.emplace_back(x);
+      test::CliChild c(a);
+      REQUIRE(c.wait_for_progress("GPTQ", " blocks", at));
+      const int st = c.signal_and_wait(SIGKILL);
+      INFO(c.text());
+      REQUIRE(WIFSIGNALED(st));
+    }
+    CHECK_FALSE(fs::exists(tmp / "out.gguf"));
+    REQUIRE(fs::exists(state / "state.json"));
+    // Another level's or another imatrix's settings are refused, the checkpoint kept.
+    std::string other = base;
+    other.replace(other.find("IQ2_XXS"), 7, "IQ2_XS");
+    const auto lvl = test::run(other + " --resume " + state.string() + " -o " + (tmp / "out.gguf").string());
+    CHECK(lvl.status == 2);
+    CHECK(lvl.err.find("was made for other quantization settings") != std::string::npos);
+    REQUIRE(fs::exists(state / "state.json"));
+    const auto done = test::run(base + " --resume " + ckpt.string() + " -o " + (tmp / "out.gguf").string());
+    INFO(done.err);
+    REQUIRE(done.status == 0);
+    CHECK(done.err.find("resumed: ") != std::string::npos);
+    CHECK(read_file(tmp / "out.gguf") == read_file(tmp / "ref.gguf"));
+    CHECK_FALSE(fs::exists(ckpt));  // removed once the file is written
+  }
 }

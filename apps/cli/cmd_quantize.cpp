@@ -311,8 +311,7 @@ int run_quantize(Context& ctx, std::vector<std::string> args) {
   }
   if (gguf_gptq) {
     // The GPTQ pass needs the tensor types fixed before it runs and writes the bytes itself.
-    for (const char* o : {"protect-super-weights", "protection-coverage", "super-weights", "checkpoint-dir", "resume",
-                          "allow-requantize"})
+    for (const char* o : {"protect-super-weights", "protection-coverage", "super-weights", "allow-requantize"})
       if (r.count(o)) fail(Errc::invalid_argument, "--gptq cannot be combined with --{}", o);
   }
   if (!r.count("quantization") && !r.count("dynamic")) fail(Errc::invalid_argument, "missing -q LEVEL");
@@ -337,12 +336,20 @@ int run_quantize(Context& ctx, std::vector<std::string> args) {
   QuantizeJob job;
   // Checkpoints: --resume continues one (checked before any heavy work), --checkpoint-dir starts
   // one; otherwise models of kDefaultCheckpointBytes or more get one in ./.checkpoint.
-  const std::string ckpt_level = dynamic ? "dynamic" : level.name;
+  // With --gptq the checkpoint is the GPTQ pass's (per block, dir/gguf-gptq-LEVEL); the write after
+  // it takes seconds and keeps none.
+  const std::string ckpt_level = std::string(gguf_gptq ? "gptq-" : "") + (dynamic ? "dynamic" : level.name);
+  fs::path gptq_ckpt;
+  bool gptq_resume = false;
   if (r.count("resume")) {
-    job.options.checkpoint.dir = quantize_checkpoint_state(r["resume"].as<std::string>(), ckpt_level, true);
-    job.options.checkpoint.resume = true;
+    const fs::path d = quantize_checkpoint_state(r["resume"].as<std::string>(), ckpt_level, true);
+    if (gguf_gptq)
+      gptq_ckpt = d, gptq_resume = true;
+    else
+      job.options.checkpoint.dir = d, job.options.checkpoint.resume = true;
   } else if (r.count("checkpoint-dir")) {
-    job.options.checkpoint.dir = quantize_checkpoint_state(r["checkpoint-dir"].as<std::string>(), ckpt_level, false);
+    const fs::path d = quantize_checkpoint_state(r["checkpoint-dir"].as<std::string>(), ckpt_level, false);
+    (gguf_gptq ? gptq_ckpt : job.options.checkpoint.dir) = d;
   }
   job.gates.perplexity = r.count("quality-report") > 0;
   job.gates.coherence = r.count("coherence-check") > 0;
@@ -390,15 +397,20 @@ int run_quantize(Context& ctx, std::vector<std::string> args) {
   auto src = ModelSource::open(model);
   if (r.count("super-weights")) job.protect = load_super_weights(r["super-weights"].as<std::string>());
   if (r.count("protect-super-weights")) job.protect_coverage = coverage;
-  if (!gguf_gptq && qo.checkpoint.dir.empty() && !r.count("no-checkpoints") && src->source_bytes() >= kDefaultCheckpointBytes) {
+  if (qo.checkpoint.dir.empty() && gptq_ckpt.empty() && !r.count("no-checkpoints") &&
+      src->source_bytes() >= kDefaultCheckpointBytes) {
     // The default checkpoint must not stop a run that could write its output: where the
     // working directory (or ./.checkpoint) is not writable, the run goes on without one.
     std::error_code ec;
     const bool exists = fs::exists(".checkpoint", ec);
     if (::access(exists ? ".checkpoint" : ".", W_OK) == 0) {
-      qo.checkpoint.dir = quantize_checkpoint_state(".checkpoint", ckpt_level, false);
-      progress.message(fmt::format("Checkpointing to {} (models of {} or more; --no-checkpoints turns it off)",
-                                   qo.checkpoint.dir.string(), human_bytes(kDefaultCheckpointBytes)));
+      // --gptq: a streamed calibration only (gptq_gguf_tensors refuses a checkpoint otherwise).
+      if (!gguf_gptq || gptq_gguf_streams(*src)) {
+        (gguf_gptq ? gptq_ckpt : qo.checkpoint.dir) = quantize_checkpoint_state(".checkpoint", ckpt_level, false);
+        progress.message(fmt::format("Checkpointing to {} (models of {} or more; --no-checkpoints turns it off)",
+                                     (gguf_gptq ? gptq_ckpt : qo.checkpoint.dir).string(),
+                                     human_bytes(kDefaultCheckpointBytes)));
+      }
     } else {
       progress.message("warning: no checkpoint: the working directory is not writable (--checkpoint-dir DIR names another)");
     }
@@ -419,6 +431,8 @@ int run_quantize(Context& ctx, std::vector<std::string> args) {
            model.string());
     qo.checkpoint = {};
     gcfg.work_dir = fs::absolute(out).parent_path();  // the streamed calibration's work files, beside the output
+    gcfg.checkpoint_dir = gptq_ckpt;
+    gcfg.resume = gptq_resume;
     job.gptq = gcfg;  // run by quantize_model once the types are decided
   }
   std::optional<KldObjective> sensitivity;

@@ -115,6 +115,11 @@ struct GptqConfig {
   /// Continue the checkpoint in checkpoint_dir (Errc::invalid_argument when it is missing or was made
   /// for another model, settings or calibration data).
   bool resume = false;
+  /// With matrix_hook and checkpoint_dir: the caller's settings, recorded in the checkpoint's
+  /// identity (a resume with another tag is refused as other settings). With a hook the checkpoint
+  /// is not removed at the end: the caller keeps its own per-tensor results beside it and removes
+  /// it once its output is written.
+  std::string checkpoint_tag;
   /// gptq_model only: SmoothQuant before GPTQ, llm-compressor's recommended W8A8 recipe. Per block,
   /// the smoothing statistics of the norm-fed linears' inputs (input_layernorm -> q/k/v,
   /// post_attention_layernorm -> gate/up) are gathered from the hidden states entering it, the

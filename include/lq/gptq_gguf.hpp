@@ -58,6 +58,13 @@ struct GptqGgufConfig {
   /// while it runs, with one block of the model in memory, where gptq_model streams too (not for
   /// Gemma's windows and scaled embeddings). Empty: the whole model is loaded (GptqQuantizer).
   std::filesystem::path work_dir;
+  /// A checkpoint after every block in this state directory (the streamed calibration's, and each
+  /// walked tensor's bytes in gguf-tensors/ beside it); needs the streamed calibration (work_dir
+  /// set and a model gptq_model streams). Removed by quantize_model once the file is written.
+  std::filesystem::path checkpoint_dir;
+  /// Continue checkpoint_dir: its logged blocks are not calibrated or walked again (Errc::
+  /// invalid_argument when it was made for another model, calibration, level, types or imatrix).
+  bool resume = false;
 };
 
 /// The GPTQ-made bytes of a model's decoder linears, for QuantizeOptions::tensor_bytes.
@@ -68,7 +75,13 @@ struct GptqGgufResult {
   std::string calibration_source;
   int64_t chunks = 0, ctx = 0, tokens = 0;
   double calibration_seconds = 0, quantize_seconds = 0;
+  int64_t resumed_blocks = 0;  ///< blocks taken from the checkpoint
 };
+
+/// Whether gptq_gguf_tensors calibrates `src` block by block with one block in memory (given a
+/// work_dir), which a checkpoint needs: Hugging Face checkpoints whose blocks do not depend on
+/// their index, without experts or scaled embeddings.
+LQ_API bool gptq_gguf_streams(const ModelSource& src);
 
 /// Plans `src` with `options` (the types each tensor gets), then calibrates block by block
 /// (sequentially, as gptq_model) and quantizes every decoder linear whose planned type is

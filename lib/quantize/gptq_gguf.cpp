@@ -9,11 +9,13 @@
 
 #include <lq/backend.hpp>
 #include <lq/error.hpp>
+#include <lq/io.hpp>
 #include <lq/threads.hpp>
 
 #include "core/fail.hpp"
 #include "engine/impl.hpp"
 #include "core/half.hpp"
+#include "quantize/checkpoint.hpp"
 #include "quantize/gptq_stream.hpp"
 #include "quantize/gptq_walk.hpp"
 #include "types/ref/blocks.hpp"
@@ -25,12 +27,15 @@
 
 #include <algorithm>
 #include <bit>
+#include <set>
 #include <limits>
 #include <optional>
 #include <cmath>
 #include <cstring>
 
 namespace lq {
+
+namespace fs = std::filesystem;
 
 bool gptq_gguf_supported(QuantType t) {
   switch (t) {
@@ -492,6 +497,63 @@ GptqGgufMatrix gptq_gguf_quantize_matrix(QuantType type, const float* w, int64_t
   return m;
 }
 
+namespace gguf_gptq_impl {
+
+// A walked (or plain) tensor's record in the checkpoint's gguf-tensors/: "LQGG", a byte 1 (walked)
+// or 0 (quantized as without --gptq: no bytes kept), the byte count (u64), the bytes.
+constexpr char kRecordMagic[4] = {'L', 'Q', 'G', 'G'};
+
+void write_record(const fs::path& dir, const std::string& name, bool walked, const std::vector<uint8_t>& bytes) {
+  std::vector<uint8_t> r(13 + (walked ? bytes.size() : 0));
+  std::memcpy(r.data(), kRecordMagic, 4);
+  r[4] = walked ? 1 : 0;
+  const uint64_t n = walked ? bytes.size() : 0;
+  std::memcpy(r.data() + 5, &n, 8);
+  if (walked) std::memcpy(r.data() + 13, bytes.data(), bytes.size());
+  // The directory inside the checkpoint, which the calibration's run creates (or replaces) first.
+  std::error_code ec;
+  fs::create_directories(dir, ec);
+  if (ec) fail(Errc::output_error, "--gptq: cannot create {}: {}", dir.string(), ec.message());
+  write_file_atomic(dir / (name + ".bin"), std::span<const uint8_t>(r));
+}
+
+// Reads a record; nullopt when it is missing. A malformed one (a torn or foreign file): Errc::
+// invalid_argument, naming the checkpoint.
+std::optional<std::pair<bool, std::vector<uint8_t>>> read_record(const fs::path& dir, const std::string& name,
+                                                                 size_t expect) {
+  std::error_code ec;
+  const fs::path f = dir / (name + ".bin");
+  if (!fs::is_regular_file(f, ec)) return std::nullopt;
+  const std::string t = read_file(f);
+  uint64_t n = 0;
+  if (t.size() >= 13) std::memcpy(&n, t.data() + 5, 8);
+  const bool walked = t.size() >= 13 && t[4] == 1;
+  if (t.size() < 13 || std::memcmp(t.data(), kRecordMagic, 4) != 0 || (t[4] != 0 && t[4] != 1) ||
+      n != t.size() - 13 || (walked && n != expect))
+    fail(Errc::invalid_argument, "--resume: {} is not a tensor record of this run; start again without --resume",
+         f.string());
+  return std::make_pair(walked, std::vector<uint8_t>(t.begin() + 13, t.end()));
+}
+
+// What a checkpoint must match besides the calibration: every planned tensor's name and type, and
+// the importance each walked type's scales see.
+std::string checkpoint_tag(const std::vector<TensorPlan>& plans, const QuantizeOptions& options) {
+  quantize_ckpt::StreamHash h;
+  for (const auto& p : plans) {
+    h.add(p.name.data(), p.name.size());
+    const int32_t t[3] = {static_cast<int32_t>(p.type), p.quantize, p.uses_imatrix};
+    h.add(t, sizeof(t));
+    if (p.uses_imatrix && options.imatrix && !p.ne.empty()) {
+      if (const auto w = options.imatrix->column_weights(p.name, p.ne[0])) h.add(w->data(), w->size() * 4);
+    }
+  }
+  return fmt::format("gguf-gptq {:016x}", h.value());
+}
+
+}  // namespace gguf_gptq_impl
+
+bool gptq_gguf_streams(const ModelSource& src) { return !src.is_gguf() && gptq_streams(src); }
+
 GptqGgufResult gptq_gguf_tensors(const ModelSource& src, const QuantizeOptions& options, const GptqGgufConfig& config,
                                  const Context& ctx) {
   if (src.is_gguf())
@@ -508,6 +570,18 @@ GptqGgufResult gptq_gguf_tensors(const ModelSource& src, const QuantizeOptions& 
   gc.calibration_samples = config.calibration_samples;
   gc.ctx = config.ctx;
   gc.calibration_data = config.calibration_data;
+  const bool checkpointed = !config.checkpoint_dir.empty();
+  const fs::path records = config.checkpoint_dir / "gguf-tensors";
+  if (checkpointed) {
+    if (config.work_dir.empty() || !gptq_streams(src))
+      fail(Errc::invalid_argument,
+           "--gptq: a checkpoint needs the streamed calibration, which this model's blocks do not allow (run it "
+           "without --checkpoint-dir / --resume)");
+    gc.checkpoint_dir = config.checkpoint_dir;
+    gc.resume = config.resume;
+    gc.checkpoint_tag = checkpoint_tag(plans, options);
+  }
+  std::set<std::string> plain;  // the linears quantized as without --gptq
   gc.matrix_hook = [&](const std::string& name, const std::vector<float>& w, int64_t rows, int64_t cols, const float* h,
                        const Context& c) -> std::vector<float> {
     auto it = by_name.find(name);
@@ -525,8 +599,8 @@ GptqGgufResult gptq_gguf_tensors(const ModelSource& src, const QuantizeOptions& 
       if (q.damp_raises > 0)
         c.progress_sink().message(fmt::format("warning: {}: Cholesky failed, dampening raised {} time(s) to {}", name,
                                               q.damp_raises, q.damp));
+      if (checkpointed) write_record(records, name, true, q.bytes);
       res.tensor_bytes[name] = std::move(q.bytes);
-      res.gptq_tensors.push_back(fmt::format("{} ({})", name, ti.name));
       out = std::move(q.values);
     } else {
       // As the plain run quantizes it: its values feed the next blocks' calibration.
@@ -536,7 +610,8 @@ GptqGgufResult gptq_gguf_tensors(const ModelSource& src, const QuantizeOptions& 
         Quantizer::quantize_rows(p.type, w.data(), b.data(), rows, cols, im, c, options.imatrix != nullptr);
         c.kernels(p.type).dequantize(b.data(), out.data(), rows * cols);
       }
-      res.plain_tensors.push_back(fmt::format("{} ({})", name, ti.name));
+      if (checkpointed) write_record(records, name, false, {});
+      plain.insert(name);
     }
     return out;
   };
@@ -547,6 +622,27 @@ GptqGgufResult gptq_gguf_tensors(const ModelSource& src, const QuantizeOptions& 
     GptqQuantizer gq(src, gc);
     gq.run(ctx);
     s = gq.summary();
+  }
+  res.resumed_blocks = s.resumed_blocks;
+  // The linears of the blocks a resume skipped: their records; then the lists in plan order.
+  for (const auto& p : plans) {
+    // The walk sees the blocks' matrices (the linears), not their norms or biases.
+    if (!p.quantize || p.name.rfind("blk.", 0) != 0 || p.ne.size() < 2 || res.tensor_bytes.count(p.name) ||
+        plain.count(p.name))
+      continue;
+    if (!checkpointed || !config.resume) continue;
+    const auto r = read_record(records, p.name, type_info(p.type).row_bytes(p.ne[0]) * static_cast<size_t>(p.n_elements() / p.ne[0]));
+    if (!r)  // its block was logged, its record is gone (a crash of the machine, or a hand)
+      fail(Errc::invalid_argument, "--resume: the checkpoint {} has no record of {}; start again without --resume",
+           config.checkpoint_dir.string(), p.name);
+    if (r->first)
+      res.tensor_bytes[p.name] = std::move(r->second);
+    else
+      plain.insert(p.name);
+  }
+  for (const auto& p : plans) {
+    if (res.tensor_bytes.count(p.name)) res.gptq_tensors.push_back(fmt::format("{} ({})", p.name, type_info(p.type).name));
+    if (plain.count(p.name)) res.plain_tensors.push_back(fmt::format("{} ({})", p.name, type_info(p.type).name));
   }
   res.calibration_source = s.calibration_source;
   res.chunks = s.chunks;

@@ -307,8 +307,8 @@ class GsRun {
       awq_summary_.attention = "attention output (recomputed, checked against the engine)";
     }
     hook_ = static_cast<bool>(cfg_.matrix_hook);
-    if (hook_ && (cfg_.params.rtn || cfg_.smoothquant || !cfg_.checkpoint_dir.empty()))
-      fail(Errc::invalid_argument, "gptq: a matrix hook runs GPTQ's calibration alone (no RTN, SmoothQuant or checkpoint)");
+    if (hook_ && (cfg_.params.rtn || cfg_.smoothquant))
+      fail(Errc::invalid_argument, "gptq: a matrix hook runs GPTQ's calibration alone (no RTN or SmoothQuant)");
     if (cfg_.calibration_samples < 1)
       fail(Errc::invalid_argument, "gptq: calibration samples must be positive, got {}", cfg_.calibration_samples);
     if (cfg_.ctx < 2) fail(Errc::invalid_argument, "gptq: ctx must be at least 2, got {}", cfg_.ctx);
@@ -353,7 +353,7 @@ class GsRun {
     if (hook_) {
       log_.reset();
       std::error_code ec;
-      fs::remove_all(work_, ec);
+      if (cfg_.checkpoint_dir.empty()) fs::remove_all(work_, ec);  // a checkpoint is the caller's to remove
     } else {
       write_output();
     }
@@ -362,7 +362,7 @@ class GsRun {
   }
 
   ~GsRun() {
-    if (hook_ && !work_.empty()) {
+    if (hook_ && !work_.empty() && cfg_.checkpoint_dir.empty()) {
       log_.reset();
       std::error_code ec;
       fs::remove_all(work_, ec);
@@ -468,6 +468,7 @@ class GsRun {
       ch.add(c.data(), c.size() * 4);
     }
     j["calibration"] = {{"ctx", cfg_.ctx}, {"chunks", chunks_.size()}, {"tokens", gs_hex(ch.value())}};
+    if (!cfg_.checkpoint_tag.empty()) j["caller"] = cfg_.checkpoint_tag;
     if (const auto& sq = cfg_.smoothquant)
       j["params"]["smoothquant"] = {{"alpha", sq->alpha}, {"alpha_auto", sq->alpha_auto}, {"alpha_grid", sq->alpha_grid},
                                     {"auto_rows", sq->auto_rows}, {"activation_percentile", sq->activation_percentile},
@@ -505,7 +506,9 @@ class GsRun {
         const auto a = nlohmann::json::parse(was, nullptr, false), b = nlohmann::json::parse(id);
         std::string what = "the model";
         if (!a.is_discarded() && a.is_object()) {
-          if (a.value("params", nlohmann::json()) != b["params"]) what = "other quantization settings";
+          if (a.value("params", nlohmann::json()) != b["params"] ||
+              a.value("caller", nlohmann::json()) != b.value("caller", nlohmann::json()))
+            what = "other quantization settings";
           else if (a.value("calibration", nlohmann::json()) != b["calibration"]) what = "other calibration data";
         }
         fail(Errc::invalid_argument, "--resume: the checkpoint in {} was made for {} ({}); start again without --resume",
@@ -531,9 +534,12 @@ class GsRun {
       write_file_atomic(ck / "state.json", id);
       append_log_header();
     }
-    // The output's temporary directory: a killed run cannot remove it, the next one does.
-    const fs::path& tmp = od_->make_tmp();
-    std::ofstream(ck / "temp-outputs.txt", std::ios::app) << tmp.string() << "\n";
+    // The output's temporary directory: a killed run cannot remove it, the next one does (a hook's
+    // caller writes its own output).
+    if (!hook_) {
+      const fs::path& tmp = od_->make_tmp();
+      std::ofstream(ck / "temp-outputs.txt", std::ios::app) << tmp.string() << "\n";
+    }
   }
 
   void remove_old_temps() {
@@ -584,7 +590,7 @@ class GsRun {
     log_->sync();
     std::error_code ec;
     fs::rename(work_ / "blocks.log.tmp", work_ / "blocks.log", ec);
-    for (int64_t L = 0; L < done; ++L) {
+    for (int64_t L = 0; L < done && !hook_; ++L) {  // a hook's block files are empty: its caller keeps its results
       GsFile f(block_file(L), false);
       for (const GsLinear& x : linears_) {
         if (x.layer != L) continue;

@@ -14,9 +14,12 @@ namespace lq {
 bool gptq_streams(const ModelSource& src);
 
 /// GPTQ's sequential calibration with one block in memory, each linear quantized by
-/// config.matrix_hook (required; no RTN, SmoothQuant or checkpoint): its returned values feed the
-/// later blocks. The work files (each block's input hidden states) live in a folder under
-/// work_root for the run's duration. Nothing else is written; the summary has no layer reports.
+/// config.matrix_hook (required; no RTN or SmoothQuant): its returned values feed the later
+/// blocks. The work files (each block's input hidden states) live in a folder under work_root for
+/// the run's duration, or, with config.checkpoint_dir, in that checkpoint (a block is logged once
+/// the hook has run on all its linears; config.resume skips the logged blocks, whose hook calls are
+/// not made again; the checkpoint is left for the caller to remove). Nothing else is written; the
+/// summary has no layer reports.
 GptqResult gptq_stream_hook(const std::filesystem::path& model, const std::filesystem::path& work_root,
                             const GptqConfig& config, const Context& ctx);
 

@@ -18,6 +18,8 @@
 #include <set>
 
 namespace lq {
+
+namespace fs = std::filesystem;
 namespace {
 
 std::string bits_label(double bpw) { return fmt::format("{:.2g}-bit", bpw); }
@@ -144,7 +146,9 @@ QuantizeJobResult quantize_model(const ModelSource& src, const std::filesystem::
     if (!protect.empty())
       throw Error(Errc::invalid_argument, "GPTQ on GGUF types cannot be combined with super-weight protection");
     if (!qo.checkpoint.dir.empty())
-      throw Error(Errc::invalid_argument, "GPTQ on GGUF types keeps no checkpoint; run it without one");
+      throw Error(Errc::invalid_argument,
+                  "GPTQ on GGUF types checkpoints through its own state (GptqGgufConfig::checkpoint_dir), not the "
+                  "write's (QuantizeOptions::checkpoint)");
     const GptqGgufResult& g = res.gptq.emplace(gptq_gguf_tensors(src, qo, *job.gptq, ctx));
     progress.message(fmt::format("GPTQ: {} linears on the GGUF grid, {} without ({} chunks of {} tokens, {:.1f} s "
                                  "calibration, {:.1f} s quantization)",
@@ -155,6 +159,12 @@ QuantizeJobResult quantize_model(const ModelSource& src, const std::filesystem::
   if (!res.dynamic)
     progress.message(fmt::format("Quantizing to {} ({}){}", level.name, level.description, qo.pure ? ", pure" : ""));
   res.quantize = Quantizer(qo).quantize(src, out, ctx);
+  if (job.gptq && !job.gptq->checkpoint_dir.empty()) {  // the file is complete: the GPTQ checkpoint goes
+    std::error_code ec;
+    fs::remove_all(job.gptq->checkpoint_dir, ec);
+    const fs::path parent = job.gptq->checkpoint_dir.parent_path();
+    if (!parent.empty() && fs::is_empty(parent, ec)) fs::remove(parent, ec);
+  }
   res.protected_weights = std::move(protect);
 
   if (res.quantize.n_fallback > 0)
