@@ -8,6 +8,7 @@
 #include "support/support.hpp"
 
 #include <catch2/catch.hpp>
+#include <fmt/format.h>
 
 #ifdef LQ_TEST_HAVE_ZLIB
 #include <zlib.h>
@@ -196,6 +197,58 @@ TEST_CASE("plot: the comparison plot has a point per model and panel, the front 
   ModelComparison no_kld = plot_comparison();
   no_kld.models[2].kld.reset();
   CHECK_THROWS_AS(comparison_plot_svg(no_kld), Error);
+}
+
+TEST_CASE("plot: crowded points get labels that overlap nothing, and decades of KLD a log axis", "[plot]") {
+  // Eight models within 1.2 MB and 0.05 of perplexity, their KLDs from 1e-4 to 0.09 (a real
+  // comparison's shape): every label placed clear of every other label, inside its panel.
+  ModelComparison c;
+  c.calibration_source = "eval";
+  c.chunks = 40;
+  c.ctx = 256;
+  c.models = {plot_model("/m/tiny", 11'500'000, 11.83, std::nullopt)};
+  const double mb[] = {1.8, 2.4, 3.0, 3.3, 3.6, 4.2, 4.8, 6.2};
+  const double ppl[] = {12.61, 12.36, 11.88, 11.84, 11.85, 11.84, 11.82, 11.83};
+  const double kld[] = {0.09, 0.051, 0.012, 0.0046, 0.0037, 0.0013, 0.0007, 0.0001};
+  for (int i = 0; i < 8; ++i)
+    c.models.push_back(plot_model(fmt::format("/m/tiny-L{}.gguf", i), static_cast<uint64_t>(mb[i] * 1e6), ppl[i], kld[i]));
+  const std::string svg = comparison_plot_svg(c);
+  struct Box {
+    double x0, y0, x1, y1;
+  };
+  std::vector<Box> boxes[2];
+  const std::regex label(R"re(<text x="([0-9.]+)" y="([0-9.]+)" class="label" text-anchor="(start|end)">([^<]*)</text>)re");
+  for (auto it = std::sregex_iterator(svg.begin(), svg.end(), label); it != std::sregex_iterator(); ++it) {
+    const double x = std::stod((*it)[1]), y = std::stod((*it)[2]);
+    const double w = 6.3 * static_cast<double>((*it)[4].length());
+    const Box b{(*it)[3] == "end" ? x - w : x, y - 10, (*it)[3] == "end" ? x : x + w, y + 3};
+    if (b.y0 > 420) continue;  // the legend
+    boxes[x < 530 ? 0 : 1].push_back(b);
+  }
+  for (int panel = 0; panel < 2; ++panel) {
+    INFO("panel " << panel);
+    REQUIRE(boxes[panel].size() == 9);
+    const double ox = panel == 0 ? 90 : 590;
+    for (size_t i = 0; i < boxes[panel].size(); ++i) {
+      const Box& a = boxes[panel][i];
+      CHECK(a.x0 >= ox - 1);
+      CHECK(a.x1 <= ox + 380 + 1);
+      for (size_t j = i + 1; j < boxes[panel].size(); ++j) {
+        const Box& b = boxes[panel][j];
+        CHECK_FALSE((a.x0 < b.x1 && b.x0 < a.x1 && a.y0 < b.y1 && b.y0 < a.y1));
+      }
+    }
+  }
+  // The KLD axis is logarithmic (1e-4 to 0.09), with the original at its floor marked 0.
+  CHECK(svg.find("mean KLD (nats per token) (log scale)") != std::string::npos);
+  CHECK(svg.find(">0.001</text>") != std::string::npos);
+  CHECK(svg.find("text-anchor=\"end\">0</text>") != std::string::npos);
+  CHECK(svg.find("class=\"leader\"") != std::string::npos);
+  // The perplexity axis stays linear, and so does a KLD axis within one decade.
+  CHECK(count_of(svg, "(log scale)") == 1);
+  ModelComparison narrow = plot_comparison();
+  narrow.models[1].kld->kld_mean = 0.012;  // KLDs 0.012 to 0.09
+  CHECK(comparison_plot_svg(narrow).find("(log scale)") == std::string::npos);
 }
 
 TEST_CASE("plot: the heat map has one cell per layer and tensor kind", "[plot]") {

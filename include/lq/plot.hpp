@@ -13,8 +13,10 @@
 namespace lq {
 
 /// Two panels of a comparison: file size (MB) against perplexity, and against mean KLD (the
-/// original at 0), one labelled point per model, the Pareto front (no other model both smaller
-/// and better) drawn as a line. Needs perplexity and KLD measured (CompareMetrics{true, true}):
+/// original at 0; a log axis with the original on its floor when the KLDs span a factor of 10 or
+/// more), one labelled point per model placed where it overlaps no other label or point (away
+/// from its point with a leader line when the points crowd), the Pareto front (no other model
+/// both smaller and better) drawn as a line. Needs perplexity and KLD measured (CompareMetrics{true, true}):
 /// else Errc::invalid_argument.
 LQ_API std::string comparison_plot_svg(const ModelComparison& comparison);
 

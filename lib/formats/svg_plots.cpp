@@ -67,23 +67,95 @@ std::pair<double, double> svg_range(double lo, double hi, bool from_zero) {
   return {from_zero && lo >= 0 ? lo : lo - pad, hi + pad};
 }
 
+// A label's box in pixels (11 px text: about 6.3 px a character, 12 px high).
+struct LabelBox {
+  double x0, y0, x1, y1;
+  bool hits(const LabelBox& o) const { return x0 < o.x1 && o.x0 < x1 && y0 < o.y1 && o.y0 < y1; }
+};
+
+struct PlacedLabel {
+  double x, y;        // text anchor point (baseline)
+  bool end_anchor;    // text-anchor end (label left of the point)
+  bool leader;        // drawn away from its point: a thin line joins them
+};
+
+// Places each point's label beside it where it overlaps no other label, no point and stays in
+// the panel: first the four corners next to the point, then further up or down on either side
+// (with a leader line); when nothing is free, the place with the least overlap.
+std::vector<PlacedLabel> place_labels(const std::vector<std::pair<double, double>>& at,
+                                      const std::vector<std::string>& labels, double ox, double oy, double w, double h) {
+  std::vector<LabelBox> taken;
+  for (const auto& [X, Y] : at) taken.push_back({X - 8, Y - 8, X + 8, Y + 8});
+  std::vector<size_t> order(at.size());
+  for (size_t i = 0; i < order.size(); ++i) order[i] = i;
+  // Left to right, so that clusters fan out in a stable order.
+  std::stable_sort(order.begin(), order.end(), [&](size_t a, size_t b) { return at[a].first < at[b].first; });
+  std::vector<PlacedLabel> out(at.size());
+  for (size_t i : order) {
+    const auto [X, Y] = at[i];
+    const double tw = 6.3 * static_cast<double>(labels[i].size()), th = 12;
+    const bool prefer_left = X > ox + w * 0.7;
+    double best_cost = std::numeric_limits<double>::infinity();
+    PlacedLabel best{};
+    LabelBox best_box{};
+    for (int k = 0; k < 24 && best_cost > 0; ++k) {
+      // k = 0..3: the corners; then steps of 13 px up and down, alternating.
+      const int step = k < 4 ? 0 : (k - 4) / 2 + 1;
+      const bool up = k < 4 ? (k % 2 == 0) : ((k - 4) % 2 == 0);
+      for (int side = 0; side < 2; ++side) {
+        const bool left = (side == 0) == prefer_left;
+        if (k < 4 && (k / 2 == 1) != (side == 1)) continue;  // corners: nearer side first
+        const double by = up ? Y - 8 - 13.0 * step : Y + 16 + 13.0 * step;  // baseline
+        const double bx = left ? X - 8 : X + 8;
+        const LabelBox box{left ? bx - tw : bx, by - th + 2, left ? bx : bx + tw, by + 3};
+        double cost = 0;
+        for (const auto& t : taken)
+          if (box.hits(t)) cost += (std::min(box.x1, t.x1) - std::max(box.x0, t.x0)) * (std::min(box.y1, t.y1) - std::max(box.y0, t.y0));
+        const double outside = std::max(0.0, ox - box.x0) + std::max(0.0, box.x1 - (ox + w)) +
+                               std::max(0.0, oy - box.y0) + std::max(0.0, box.y1 - (oy + h));
+        cost += outside * 40;
+        // A label nearer to another point than to its own reads as that point's.
+        const double own = std::hypot(bx - X, by - 4 - Y);
+        for (size_t j = 0; j < at.size(); ++j)
+          if (j != i && std::hypot(bx - at[j].first, by - 4 - at[j].second) < own) cost += 60;
+        if (cost < best_cost) {
+          best_cost = cost;
+          best = {bx, by, left, step > 0};
+          best_box = box;
+        }
+      }
+    }
+    out[i] = best;
+    taken.push_back(best_box);
+  }
+  return out;
+}
+
 // One scatter panel with its axes, grid, Pareto staircase (smaller x and smaller y are better)
-// and labelled points.
+// and labelled points. With `log_y` the y axis is logarithmic and values at or below 0 sit on
+// its floor (half a decade under the smallest positive value).
 void svg_scatter_panel(std::string& s, double ox, double oy, double w, double h, const std::string& title,
                        const std::string& xlabel, const std::string& ylabel, const std::vector<PlotPointSvg>& pts,
-                       bool y_from_zero) {
+                       bool y_from_zero, bool log_y = false) {
   double xmin = std::numeric_limits<double>::infinity(), xmax = -xmin, ymin = xmin, ymax = -xmin;
+  double pos_min = std::numeric_limits<double>::infinity();
   for (const auto& p : pts) {
     xmin = std::min(xmin, p.x), xmax = std::max(xmax, p.x);
     ymin = std::min(ymin, p.y), ymax = std::max(ymax, p.y);
+    if (p.y > 0) pos_min = std::min(pos_min, p.y);
   }
+  log_y = log_y && std::isfinite(pos_min) && ymax > pos_min;
+  const double floor_log = log_y ? std::log10(pos_min) - 0.5 : 0;
+  // The plotted coordinate: log10 of the value on a log axis (the floor for values <= 0).
+  auto ty = [&](double y) { return !log_y ? y : y > 0 ? std::log10(y) : floor_log; };
   // Plain variables, not structured bindings: lambdas below capture them (clang before 16 refuses
   // to capture a structured binding).
   const auto xr = svg_range(xmin, xmax, false);
-  const auto yr = svg_range(ymin, ymax, y_from_zero);
+  const auto yr = log_y ? std::pair<double, double>{floor_log - 0.15, std::log10(ymax) + 0.25}
+                        : svg_range(ymin, ymax, y_from_zero);
   const double x0 = xr.first, x1 = xr.second, y0 = yr.first, y1 = yr.second;
   auto px = [&](double x) { return ox + (x - x0) / (x1 - x0) * w; };
-  auto py = [&](double y) { return oy + h - (y - y0) / (y1 - y0) * h; };
+  auto py = [&](double y) { return oy + h - (ty(y) - y0) / (y1 - y0) * h; };
 
   s += fmt::format("<text x=\"{:.1f}\" y=\"{:.1f}\" class=\"panel\">{}</text>\n", ox + w / 2, oy - 12, svg_text(title));
   s += fmt::format("<rect x=\"{:.1f}\" y=\"{:.1f}\" width=\"{:.1f}\" height=\"{:.1f}\" fill=\"#ffffff\" stroke=\"#444444\"/>\n",
@@ -94,16 +166,32 @@ void svg_scatter_panel(std::string& s, double ox, double oy, double w, double h,
     s += fmt::format("<text x=\"{:.1f}\" y=\"{:.1f}\" class=\"tick\" text-anchor=\"middle\">{}</text>\n", X, oy + h + 16,
                      svg_number(t));
   }
-  for (double t : svg_ticks(y0, y1, 5)) {
+  std::vector<double> yticks;  // values, not plotted coordinates
+  if (log_y) {
+    const double decades = y1 - y0;
+    for (int e = static_cast<int>(std::floor(y0)); e <= static_cast<int>(std::ceil(y1)); ++e)
+      for (double m : {1.0, 2.0, 5.0}) {
+        if (m != 1.0 && decades > 3) continue;
+        const double v = m * std::pow(10.0, e);
+        if (std::log10(v) >= y0 && std::log10(v) <= y1) yticks.push_back(v);
+      }
+  } else {
+    yticks = svg_ticks(y0, y1, 5);
+  }
+  for (double t : yticks) {
     const double Y = py(t);
     s += fmt::format("<line x1=\"{0:.1f}\" y1=\"{2:.1f}\" x2=\"{1:.1f}\" y2=\"{2:.1f}\" class=\"grid\"/>\n", ox, ox + w, Y);
     s += fmt::format("<text x=\"{:.1f}\" y=\"{:.1f}\" class=\"tick\" text-anchor=\"end\">{}</text>\n", ox - 6, Y + 4,
                      svg_number(t));
   }
+  if (log_y && ymin <= 0) {
+    const double Y = oy + h - (floor_log - y0) / (y1 - y0) * h;
+    s += fmt::format("<text x=\"{:.1f}\" y=\"{:.1f}\" class=\"tick\" text-anchor=\"end\">0</text>\n", ox - 6, Y + 4);
+  }
   s += fmt::format("<text x=\"{:.1f}\" y=\"{:.1f}\" class=\"axis\" text-anchor=\"middle\">{}</text>\n", ox + w / 2,
                    oy + h + 36, svg_text(xlabel));
   s += fmt::format("<text transform=\"translate({:.1f},{:.1f}) rotate(-90)\" class=\"axis\" text-anchor=\"middle\">{}</text>\n",
-                   ox - 48, oy + h / 2, svg_text(ylabel));
+                   ox - 48, oy + h / 2, svg_text(ylabel + (log_y ? " (log scale)" : "")));
 
   // The Pareto front: by size, each point better than every smaller one.
   std::vector<size_t> order(pts.size());
@@ -127,13 +215,23 @@ void svg_scatter_panel(std::string& s, double ox, double oy, double w, double h,
     else path += fmt::format(" H{:.1f} V{:.1f}", px(p.x), py(p.y));
   }
   if (!path.empty()) s += fmt::format("<path d=\"{}\" class=\"front\"/>\n", path);
+  std::vector<std::pair<double, double>> at;
+  std::vector<std::string> labels;
+  for (const auto& p : pts) {
+    at.emplace_back(px(p.x), py(p.y));
+    labels.push_back(p.label);
+  }
+  const std::vector<PlacedLabel> placed = place_labels(at, labels, ox, oy, w, h);
   for (size_t i = 0; i < pts.size(); ++i) {
-    const double X = px(pts[i].x), Y = py(pts[i].y);
+    const auto [X, Y] = at[i];
     s += fmt::format("<circle cx=\"{:.1f}\" cy=\"{:.1f}\" r=\"5\" class=\"{}\"><title>{}: {}, {}</title></circle>\n", X, Y,
                      on_front[i] ? "pt-front" : "pt", svg_text(pts[i].label), svg_number(pts[i].x), svg_number(pts[i].y));
-    const bool right_half = X > ox + w * 0.7;
-    s += fmt::format("<text x=\"{:.1f}\" y=\"{:.1f}\" class=\"label\" text-anchor=\"{}\">{}</text>\n",
-                     right_half ? X - 8 : X + 8, Y - 8, right_half ? "end" : "start", svg_text(pts[i].label));
+    const PlacedLabel& l = placed[i];
+    if (l.leader)
+      s += fmt::format("<line x1=\"{:.1f}\" y1=\"{:.1f}\" x2=\"{:.1f}\" y2=\"{:.1f}\" class=\"leader\"/>\n", X, Y, l.x,
+                       l.y - 4);
+    s += fmt::format("<text x=\"{:.1f}\" y=\"{:.1f}\" class=\"label\" text-anchor=\"{}\">{}</text>\n", l.x, l.y,
+                     l.end_anchor ? "end" : "start", svg_text(pts[i].label));
   }
 }
 
@@ -151,6 +249,7 @@ const char* kSvgStyle =
     ".front { fill: none; stroke: #d62728; stroke-width: 2; stroke-dasharray: 6 3; }\n"
     ".pt { fill: #8c8c8c; stroke: #333333; }\n"
     ".pt-front { fill: #d62728; stroke: #333333; }\n"
+    ".leader { stroke: #777777; stroke-width: 1; }\n"
     "</style>\n";
 
 std::string model_label(const std::string& path) {
@@ -195,8 +294,13 @@ std::string comparison_plot_svg(const ModelComparison& c) {
   s += fmt::format("<text x=\"24\" y=\"50\" class=\"sub\">{} chunks of {} tokens of {}; lower and to the left is better</text>\n",
                    c.chunks, c.ctx, svg_text(c.calibration_source));
   svg_scatter_panel(s, 90, 90, 380, 300, "Perplexity", "file size (MB)", "perplexity", ppl, false);
+  // KLDs of one comparison often span decades (Q8_0 against IQ2): then a log axis, the original
+  // (KLD 0) on its floor.
+  double kmin = std::numeric_limits<double>::infinity(), kmax = 0;
+  for (size_t i = 1; i < kld.size(); ++i) kmin = std::min(kmin, kld[i].y), kmax = std::max(kmax, kld[i].y);
+  const bool kld_log = kmin > 0 && kmax >= 10 * kmin;
   svg_scatter_panel(s, 590, 90, 380, 300, "KL divergence from the original", "file size (MB)", "mean KLD (nats per token)",
-                    kld, true);
+                    kld, true, kld_log);
   s += fmt::format(
       "<circle cx=\"100\" cy=\"{0}\" r=\"5\" class=\"pt-front\"/><text x=\"112\" y=\"{1}\" class=\"label\">on the Pareto "
       "front (no other model both smaller and better); dashed line: the front</text>\n"
