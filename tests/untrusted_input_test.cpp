@@ -11,6 +11,7 @@
 #include <lq/gguf.hpp>
 #include <lq/imatrix.hpp>
 #include <lq/model.hpp>
+#include <lq/super_weights.hpp>
 #include <lq/tokenizer.hpp>
 
 #include "formats/safetensors.hpp"
@@ -395,4 +396,66 @@ TEST_CASE("fuzz finds: a refused safetensors file leaves no descriptor open", "[
     CHECK_THROWS_AS(lq::SafetensorsFile(short_file), lq::Error);
   }
   CHECK(open_descriptors() == before);
+}
+
+TEST_CASE("fuzz finds: a super-weight mask's coordinates are checked, not used as indices", "[untrusted]") {
+  // A column past the row made `quantize --super-weights` write past a buffer (SIGSEGV); a row past
+  // the tensor read far past the file; 1e39 and 1e300 were converted with undefined behaviour.
+  const auto tiny = lq::test::tiny_with_imatrix();
+  if (!tiny) return;
+  TempDir tmp;
+  auto mask = [&](const std::string& name, const std::string& entry) {
+    const fs::path p = tmp / (name + ".json");
+    lq::fuzz::write_bytes(p, R"({"format": "lq.super_weights", "version": 1, "info": {}, "weights": [)" + entry + "]}");
+    return p;
+  };
+  const std::string in = R"("tensor": "blk.0.ffn_down.weight")";
+  // Read, then refused where the model is known: exit 2, the reason, no output.
+  const struct {
+    const char* what;
+    std::string entry;
+    const char* needle;
+  } at_quantize[] = {
+      {"column past the row", "{" + in + R"(, "row": 0, "col": 100000000, "value": 0.1})", "lies outside the tensor (256 rows of 768)"},
+      {"row past the tensor", "{" + in + R"(, "row": 1000000000000, "col": 5, "value": 0.1})", "lies outside the tensor"},
+      {"a tensor the model lacks", R"({"tensor": "blk.9.ffn_down.weight", "row": 0, "col": 5, "value": 0.1})",
+       "the model has no such tensor"},
+  };
+  for (const auto& c : at_quantize) {
+    INFO(c.what);
+    const fs::path m = mask("q", c.entry);
+    CHECK_NOTHROW(lq::load_super_weights(m));
+    lq::test::check_cli_failure({"quantize " + tiny->model.string() + " gguf -q Q4_K_M --imatrix " + tiny->imatrix_path.string() +
+                                 " --super-weights " + m.string() + " -o " + (tmp / "out.gguf").string(),
+                             2, c.needle});
+    CHECK_FALSE(fs::exists(tmp / "out.gguf"));
+  }
+  // Refused when read.
+  const std::string refused_at_load[] = {
+      "{" + in + R"(, "row": 0, "col": -5, "value": 0.1})",
+      "{" + in + R"(, "row": 1e300, "col": 5, "value": 0.1})",
+      "{" + in + R"(, "row": 0, "col": 5.5, "value": 0.1})",
+      "{" + in + R"(, "row": 0, "col": 5, "value": 1e39})",
+      "{" + in + R"(, "row": 0, "col": 5, "value": "x"})",
+      R"({"tensor": "", "row": 0, "col": 5, "value": 0.1})",
+  };
+  for (const auto& e : refused_at_load) {
+    INFO(e);
+    try {
+      (void)lq::load_super_weights(mask("l", e));
+      FAIL("accepted");
+    } catch (const lq::Error& err) {
+      CHECK(err.code() == lq::Errc::invalid_argument);
+      CHECK_THAT(err.what(), Catch::Contains("malformed super-weight"));
+    }
+  }
+  lq::fuzz::write_bytes(tmp / "report.json", R"({"format": "lq.analysis", "weights": []})");
+  CHECK_THROWS_AS(lq::load_super_weights(tmp / "report.json"), lq::Error);
+  // A well-formed entry inside the tensor still protects.
+  const fs::path ok = mask("ok", "{" + in + R"(, "row": 3, "col": 5, "value": 0.1})");
+  REQUIRE(lq::load_super_weights(ok).size() == 1);
+  const auto r = lq::test::run(lq::test::cli_path() + " --quiet quantize " + tiny->model.string() + " gguf -q Q4_K_M --imatrix " +
+                           tiny->imatrix_path.string() + " --super-weights " + ok.string() + " -o " + (tmp / "ok.gguf").string());
+  CHECK(r.status == 0);
+  CHECK(fs::exists(tmp / "ok.gguf"));
 }

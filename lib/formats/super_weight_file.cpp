@@ -8,6 +8,9 @@
 #include <lq/io.hpp>
 #include <lq/super_weights.hpp>
 
+#include <cmath>
+#include <cstdint>
+#include <limits>
 #include <type_traits>
 
 using nlohmann::json;
@@ -147,10 +150,27 @@ void save_super_weights(const std::filesystem::path& path, const SuperWeightSele
 std::vector<ProtectedWeight> load_super_weights(const std::filesystem::path& path) {
   try {
     const json j = json::parse(read_file(path));
+    if (j.contains("format") && j["format"] != "lq.super_weights")
+      fail(Errc::invalid_argument, "{}: not a super-weight file (format {})", path.string(), j["format"].dump());
     std::vector<ProtectedWeight> out;
-    for (const auto& x : j.at("weights"))
-      out.push_back({x.at("tensor").get<std::string>(), x.at("row").get<int64_t>(), x.at("col").get<int64_t>(),
-                     x.at("value").get<float>()});
+    for (const auto& x : j.at("weights")) {
+      ProtectedWeight w;
+      w.tensor = x.at("tensor").get<std::string>();
+      // Coordinates and values are checked here, not cast: nlohmann's get<int64_t>() of 1e300 and
+      // a float conversion of 1e39 are undefined behaviour.
+      auto coordinate = [](const json& c) -> int64_t {  // -1 (refused below) unless an integer >= 0
+        if (c.is_number_unsigned()) return c.get<uint64_t>() <= static_cast<uint64_t>(INT64_MAX) ? c.get<int64_t>() : -1;
+        return c.is_number_integer() ? c.get<int64_t>() : -1;
+      };
+      w.row = coordinate(x.at("row"));
+      w.col = coordinate(x.at("col"));
+      const json& v = x.at("value");
+      const double d = v.is_number() ? v.get<double>() : std::numeric_limits<double>::quiet_NaN();
+      if (w.tensor.empty() || w.row < 0 || w.col < 0 || !(std::fabs(d) <= std::numeric_limits<float>::max()))
+        fail(Errc::invalid_argument, "{}: malformed super-weight entry {}", path.string(), x.dump());
+      w.value = static_cast<float>(d);
+      out.push_back(std::move(w));
+    }
     return out;
   } catch (const json::exception& e) {
     fail(Errc::invalid_argument, "{}: malformed super-weight file: {}", path.string(), e.what());

@@ -11,6 +11,7 @@
 #include "profile/matcher.hpp"
 #include "profile/methods.hpp"
 #include "profile/solver.hpp"
+#include "quantize/protect.hpp"
 #include "quantize/mixture.hpp"
 
 #include <fmt/format.h>
@@ -64,6 +65,7 @@ struct Resolver {
 
 ProfileResolution resolve_profile(const Profile& p, const ModelSource& model, const ResolveOptions& opts,
                                   const Context& ctx) {
+  check_protected_weights(opts.protect, model);
   const int n_layer = static_cast<int>(model.config().n_layer);
   Resolver rs{p, model, opts, n_layer, {}, {}};
   std::vector<ProfileRule> rules = p.rules;

@@ -78,6 +78,18 @@ void quantize_protected_row(QuantType t, const float* row, void* dst, int64_t n_
   ctx.kernels(t).quantize(row, dst, 1, n_per_row, w.data());
 }
 
+void check_protected_weights(const std::vector<ProtectedWeight>& protect, const ModelSource& model) {
+  for (const auto& pw : protect) {
+    const ModelTensor* t = model.find(pw.tensor);
+    if (!t)
+      fail(Errc::invalid_argument, "protected weight in tensor '{}': the model has no such tensor (a mask for another model?)",
+           pw.tensor);
+    if (pw.row < 0 || pw.row >= t->n_rows() || pw.col < 0 || pw.col >= t->row_length())
+      fail(Errc::invalid_argument, "protected weight ({}, {}) of '{}' lies outside the tensor ({} rows of {})", pw.row, pw.col,
+           pw.tensor, t->n_rows(), t->row_length());
+  }
+}
+
 std::vector<TensorPlan> Quantizer::plan(const ModelSource& src) const {
   const QuantizeOptions& o = opts_;
   const FileTypeInfo& level = file_type_info(o.ftype);
@@ -199,6 +211,7 @@ QuantizeResult Quantizer::quantize(const ModelSource& src, const std::filesystem
   QuantizeResult res;
   res.output = out;
   res.ftype = o.ftype;
+  check_protected_weights(o.protect, src);
   res.tensors = plan(src);
   res.source_bytes = src.source_bytes();
   for (const auto& p : res.tensors) res.n_fallback += p.fallback ? 1 : 0;
