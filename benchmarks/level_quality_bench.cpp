@@ -292,6 +292,7 @@ int main(int argc, char** argv) {
         gc.calibration_samples = gptq_samples;
         gptq = gptq_gguf_tensors(*src, o, gc, qctx);
         o.tensor_bytes = &gptq.tensor_bytes;
+        o.gain_correction = false;  // as quantize --gptq
         std::fprintf(stderr, "%s: --gptq: %zu linears by GPTQ, %zu without a walk\n", c.key.c_str(),
                      gptq.gptq_tensors.size(), gptq.plain_tensors.size());
       }

@@ -3,6 +3,8 @@
 
 #include "support/support.hpp"
 
+#include "quantize/gain.hpp"
+
 #include <catch2/catch.hpp>
 #include <nlohmann/json.hpp>
 
@@ -140,13 +142,15 @@ TEST_CASE("quantize: Q6_K tensors an importance matrix does not cover are weight
   auto src = ModelSource::open(tiny->model);
   test::TempDir tmp;
   const Context ctx;
-  // The bytes of tensor `name` as `kernel` writes them (column importance `im` or none).
-  auto expect = [&](const std::string& name, QuantizeFn kernel, const float* im) {
+  // The bytes of tensor `name` as `kernel` writes them (column importance `im` or none), with the
+  // gain correction a run with an importance matrix applies when `gain`.
+  auto expect = [&](const std::string& name, QuantizeFn kernel, const float* im, bool gain = false) {
     const ModelTensor& t = src->at(name);
     std::vector<float> x(static_cast<size_t>(t.n_rows() * t.row_length()));
     src->read_rows_f32(t, 0, t.n_rows(), x.data());
     std::vector<uint8_t> q(type_info(QuantType::Q6_K).row_bytes(t.row_length()) * static_cast<size_t>(t.n_rows()));
     kernel(x.data(), q.data(), t.n_rows(), t.row_length(), im);
+    if (gain) correct_gain(QuantType::Q6_K, x.data(), q.data(), t.n_rows(), t.row_length(), im);
     return q;
   };
   auto written = [](const gguf::Reader& r, const std::string& name) {
@@ -170,17 +174,82 @@ TEST_CASE("quantize: Q6_K tensors an importance matrix does not cover are weight
   gguf::Reader with(tmp / "im.gguf");
   for (const char* name : {"output.weight", "token_embd.weight"}) {
     INFO(name);
-    const auto by_sq = expect(name, by_square, nullptr);
+    const auto by_sq = expect(name, by_square, nullptr, true);
     CHECK(written(with, name) == by_sq);
-    CHECK(by_sq != expect(name, plain, nullptr));  // the rule changes these bytes
+    CHECK(by_sq != expect(name, plain, nullptr, true));  // the rule changes these bytes
   }
   const std::string covered = "blk.0.attn_q.weight";
   const auto cw = tiny->imatrix.column_weights(covered, src->at(covered).row_length());
   REQUIRE(cw);
-  CHECK(written(with, covered) == expect(covered, plain, cw->data()));
+  CHECK(written(with, covered) == expect(covered, plain, cw->data(), true));
+  // Without the gain correction the kernels' bytes as they are.
+  o.gain_correction = false;
+  Quantizer(o).quantize(*src, tmp / "nogain.gguf", ctx);
+  gguf::Reader nogain(tmp / "nogain.gguf");
+  CHECK(written(nogain, "output.weight") == expect("output.weight", by_square, nullptr));
+  CHECK(written(nogain, covered) == expect(covered, plain, cw->data()));
+  o.gain_correction = true;
 
   o.imatrix = nullptr;  // without an importance matrix every tensor keeps the plain search
   Quantizer(o).quantize(*src, tmp / "plain.gguf", ctx);
   gguf::Reader without(tmp / "plain.gguf");
   CHECK(written(without, "output.weight") == expect("output.weight", plain, nullptr));
+}
+
+TEST_CASE("quantize: the gain correction keeps each block's weighted projection and only rescales it",
+          "[quantize][gain]") {
+  // Rows with a spread of magnitudes and an importance vector far from uniform; every type with
+  // fp16 scale fields: after correct_gain each block's sum w x x' equals sum w x^2 (to the fp16
+  // rounding of its new scales), and its decoded values are the old ones times one factor.
+  const int64_t nrows = 8, ncols = 512;
+  std::vector<float> x = test::gaussian(static_cast<size_t>(nrows * ncols), 7);
+  for (int64_t i = 0; i < nrows * ncols; ++i) x[static_cast<size_t>(i)] *= 1.0f + static_cast<float>(i % 37) / 9.0f;
+  std::vector<float> w(static_cast<size_t>(ncols));
+  for (int64_t j = 0; j < ncols; ++j) w[static_cast<size_t>(j)] = 0.05f + static_cast<float>((j * 7919) % 101) / 10.0f;
+  const Context ctx;
+  for (QuantType t : {QuantType::Q4_0, QuantType::Q4_1, QuantType::Q5_0, QuantType::Q5_1, QuantType::Q8_0, QuantType::Q2_K,
+                      QuantType::Q3_K, QuantType::Q4_K, QuantType::Q5_K, QuantType::Q6_K, QuantType::IQ1_S, QuantType::IQ1_M,
+                      QuantType::IQ2_XXS, QuantType::IQ2_XS, QuantType::IQ2_S, QuantType::IQ3_XXS, QuantType::IQ3_S,
+                      QuantType::IQ4_NL, QuantType::IQ4_XS, QuantType::TQ1_0, QuantType::TQ2_0}) {
+    const TypeInfo& ti = type_info(t);
+    INFO(ti.name);
+    std::vector<uint8_t> q(ti.row_bytes(ncols) * nrows);
+    ctx.kernels(t).quantize(x.data(), q.data(), nrows, ncols, w.data());
+    std::vector<uint8_t> c = q;
+    correct_gain(t, x.data(), c.data(), nrows, ncols, w.data());
+    std::vector<float> before(x.size()), after(x.size());
+    ti.dequantize_ref(q.data(), before.data(), nrows * ncols);
+    ti.dequantize_ref(c.data(), after.data(), nrows * ncols);
+    const int64_t bs = ti.block_size;
+    int corrected = 0, blocks = 0;
+    for (int64_t b0 = 0; b0 < nrows * ncols; b0 += bs) {
+      double xx = 0, xy0 = 0, xy1 = 0;
+      for (int64_t i = b0; i < b0 + bs; ++i) {
+        const double wi = w[static_cast<size_t>(i % ncols)], xi = x[static_cast<size_t>(i)];
+        xx += wi * xi * xi;
+        xy0 += wi * xi * before[static_cast<size_t>(i)];
+        xy1 += wi * xi * after[static_cast<size_t>(i)];
+      }
+      ++blocks;
+      if (!(xy0 > 0) || xx / xy0 > 2 || xx / xy0 < 0.5) continue;
+      ++corrected;
+      CHECK(xy1 / xx == Approx(1.0).epsilon(2e-3));
+      // One factor for the whole block (to the fp16 rounding of the scaled fields: where a min is
+      // subtracted, the rounding is relative to the terms, not to their difference).
+      const double f = xy1 / xy0;
+      double amax = 0;
+      for (int64_t i = b0; i < b0 + bs; ++i) amax = std::max(amax, std::fabs(static_cast<double>(before[static_cast<size_t>(i)])));
+      for (int64_t i = b0; i < b0 + bs; ++i)
+        CHECK(after[static_cast<size_t>(i)] == Approx(f * before[static_cast<size_t>(i)]).margin(1e-6 + 2e-3 * amax));
+
+    }
+    CHECK(corrected >= blocks * 3 / 4);
+  }
+  // A type without fp16 scale fields is left as it is.
+  std::vector<float> src(static_cast<size_t>(ncols));
+  std::vector<uint8_t> f16(type_info(QuantType::F16).row_bytes(ncols));
+  ctx.kernels(QuantType::F16).quantize(x.data(), f16.data(), 1, ncols, nullptr);
+  const std::vector<uint8_t> kept = f16;
+  correct_gain(QuantType::F16, x.data(), f16.data(), 1, ncols, w.data());
+  CHECK(f16 == kept);
 }

@@ -126,7 +126,8 @@ json run_identity(const ModelSource& src, const QuantizeOptions& o, const std::v
           {"level", level},
           {"tensors", tensors},
           {"imatrix", any_imatrix ? json(imatrix.hex()) : json(nullptr)},
-          {"protected", o.protect.empty() ? json(nullptr) : json(protect.hex())}};
+          {"protected", o.protect.empty() ? json(nullptr) : json(protect.hex())},
+          {"gain_correction", o.gain_correction && o.imatrix != nullptr}};
 }
 
 // Why a checkpoint made for `had` does not fit the run `want`: "" when it fits.
@@ -151,6 +152,9 @@ std::string identity_mismatch(const json& had, const json& want) {
            : had.value("imatrix", json(nullptr)).is_null() ? "no importance matrix, this run has one"
                                                             : "another importance matrix";
   if (had.value("protected", json(nullptr)) != want["protected"]) return "other protected weights";
+  if (had.value("gain_correction", false) != want.value("gain_correction", false))
+    return want.value("gain_correction", false) ? "no gain correction (an earlier lq), this run corrects"
+                                               : "the gain correction, this run has none";
   return "";
 }
 

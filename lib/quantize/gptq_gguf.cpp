@@ -607,7 +607,7 @@ GptqGgufResult gptq_gguf_tensors(const ModelSource& src, const QuantizeOptions& 
       out = w;
       if (p.quantize && !ti.is_float()) {
         std::vector<uint8_t> b(ti.row_bytes(cols) * static_cast<size_t>(rows));
-        Quantizer::quantize_rows(p.type, w.data(), b.data(), rows, cols, im, c, options.imatrix != nullptr);
+        Quantizer::quantize_rows(p.type, w.data(), b.data(), rows, cols, im, c, options.imatrix != nullptr, false);
         c.kernels(p.type).dequantize(b.data(), out.data(), rows * cols);
       }
       if (checkpointed) write_record(records, name, false, {});

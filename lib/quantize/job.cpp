@@ -155,6 +155,9 @@ QuantizeJobResult quantize_model(const ModelSource& src, const std::filesystem::
                                  g.gptq_tensors.size(), g.plain_tensors.size(), g.chunks, g.ctx, g.calibration_seconds,
                                  g.quantize_seconds));
     qo.tensor_bytes = &g.tensor_bytes;
+    // The walk's files were measured without the gain correction (its rounding already answers to
+    // each linear's output error); the tensors it does not walk stay as in those files too.
+    qo.gain_correction = false;
   }
   if (!res.dynamic)
     progress.message(fmt::format("Quantizing to {} ({}){}", level.name, level.description, qo.pure ? ", pure" : ""));

@@ -13,6 +13,7 @@
 #include "backend/ops.hpp"
 #include "model/tensor_names.hpp"
 #include "quantize/checkpoint.hpp"
+#include "quantize/gain.hpp"
 #include "quantize/mixture.hpp"
 #include "quantize/protect.hpp"
 #include "types/ref/kquants.hpp"
@@ -52,7 +53,7 @@ bool gguf_tensor_order_less(const std::string& a, const std::string& b) {
 QuantizeFn Quantizer::uncovered_kernel(QuantType t) { return t == QuantType::Q6_K ? ref::quantize_q6_k_by_square : nullptr; }
 
 void Quantizer::quantize_rows(QuantType t, const float* src, void* dst, int64_t nrows, int64_t n_per_row,
-                              const float* imatrix, const Context& ctx, bool uncovered) {
+                              const float* imatrix, const Context& ctx, bool uncovered, bool gain_correction) {
   const TypeInfo& ti = type_info(t);
   const QuantizeFn fallback = uncovered && !imatrix ? uncovered_kernel(t) : nullptr;
   const QuantizeFn q = fallback ? fallback : ctx.kernels(t).quantize;
@@ -62,6 +63,9 @@ void Quantizer::quantize_rows(QuantType t, const float* src, void* dst, int64_t 
   const int64_t grain = std::max<int64_t>(1, 16384 / std::max<int64_t>(n_per_row, 1));
   parallel_for(nrows, ctx.threads, grain, [&](int64_t r0, int64_t r1) {
     q(src + r0 * n_per_row, static_cast<uint8_t*>(dst) + static_cast<size_t>(r0) * rb, r1 - r0, n_per_row, imatrix);
+    if (gain_correction && (imatrix || uncovered))
+      correct_gain(t, src + r0 * n_per_row, static_cast<uint8_t*>(dst) + static_cast<size_t>(r0) * rb, r1 - r0, n_per_row,
+                   imatrix);
   });
 }
 
@@ -340,6 +344,7 @@ QuantizeResult Quantizer::quantize(const ModelSource& src, const std::filesystem
     const TypeInfo& out_ti = type_info(p.type);
     const QuantizeFn fallback = o.imatrix && !p.uses_imatrix ? uncovered_kernel(p.type) : nullptr;
     const QuantizeFn qfn = !p.quantize ? nullptr : fallback ? fallback : ctx.kernels(p.type).quantize;
+    const bool gain = o.gain_correction && o.imatrix;
     const auto count_non_finite = Registry::instance().engine_ops(ctx.active_backend()).count_non_finite;
     const size_t out_rb = out_ti.row_bytes(ncols);
     std::map<int64_t, std::vector<int64_t>> protected_rows;  // row -> columns
@@ -368,6 +373,9 @@ QuantizeResult Quantizer::quantize(const ModelSource& src, const std::filesystem
           const int64_t b1 = std::min(a1, ((r0 + b0) / rows_per_mat + 1) * rows_per_mat - r0);
           qfn(f32.data() + (b0 - a0) * ncols, q.data() + static_cast<size_t>(b0) * out_rb, b1 - b0, ncols,
               imatrix_of(r0 + b0));
+          if (gain)
+            correct_gain(p.type, f32.data() + (b0 - a0) * ncols, q.data() + static_cast<size_t>(b0) * out_rb, b1 - b0, ncols,
+                         imatrix_of(r0 + b0));
           b0 = b1;
         }
         if (protected_rows.empty() || out_ti.is_float()) return;
