@@ -188,6 +188,13 @@ TEST_CASE("quantize: Q6_K tensors an importance matrix does not cover are weight
   gguf::Reader nogain(tmp / "nogain.gguf");
   CHECK(written(nogain, "output.weight") == expect("output.weight", by_square, nullptr));
   CHECK(written(nogain, covered) == expect(covered, plain, cw->data()));
+  // The CLI's --no-gain-correction is that option.
+  const auto cli = test::run(test::cli_path() + " --quiet quantize " + tiny->model.string() + " gguf -q Q6_K --imatrix " +
+                             tiny->imatrix_path.string() + " --no-gain-correction -o " + (tmp / "cli.gguf").string());
+  REQUIRE(cli.status == 0);
+  gguf::Reader from_cli(tmp / "cli.gguf");
+  for (const std::string name : {"output.weight", "token_embd.weight", "blk.0.attn_q.weight", "blk.5.ffn_down.weight"})
+    CHECK(written(from_cli, name) == written(nogain, name));
   o.gain_correction = true;
 
   o.imatrix = nullptr;  // without an importance matrix every tensor keeps the plain search

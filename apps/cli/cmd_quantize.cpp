@@ -44,7 +44,7 @@ std::string default_output(const fs::path& model, const std::string& level) {
 
 // Options that only the GGUF path reads, and those only SmoothQuant reads.
 constexpr const char* kGgufOnlyOptions[] = {"quantization", "pure", "imatrix", "output-tensor-type", "token-embedding-type",
-                                            "leave-output-tensor", "tensor-type", "allow-requantize", "keep-split",
+                                            "leave-output-tensor", "tensor-type", "allow-requantize", "keep-split", "no-gain-correction",
                                             "dynamic", "profile", "protect-super-weights", "protection-coverage",
                                             "super-weights", "coherence-check", "checkpoint-dir", "resume",
                                             "no-checkpoints"};
@@ -208,6 +208,8 @@ int run_quantize(Context& ctx, std::vector<std::string> args) {
       ("output-tensor-type", "Type for output.weight", cxxopts::value<std::string>())
       ("token-embedding-type", "Type for token_embd.weight", cxxopts::value<std::string>())
       ("leave-output-tensor", "Keep output.weight unquantized")
+      ("no-gain-correction", "With --imatrix: keep each block's least-squares scales (no gain correction; "
+       "docs/quality-zoo.md)")
       ("tensor-type", "REGEX=TYPE: type for matching tensors (repeatable, first match wins)",
        cxxopts::value<std::vector<std::string>>())
       ("allow-requantize", "Allow re-quantizing tensors that are already quantized")
@@ -364,6 +366,7 @@ int run_quantize(Context& ctx, std::vector<std::string> args) {
   qo.leave_output_tensor = r.count("leave-output-tensor") > 0;
   qo.allow_requantize = r.count("allow-requantize") > 0;
   qo.keep_split = r.count("keep-split") > 0;
+  qo.gain_correction = r.count("no-gain-correction") == 0;
   if (r.count("output-tensor-type"))
     qo.output_tensor_type = parse_type_option("--output-tensor-type", r["output-tensor-type"].as<std::string>());
   if (r.count("token-embedding-type"))
