@@ -258,7 +258,9 @@ TEST_CASE("gptq-gguf: lq quantize --gptq killed with SIGKILL resumes to the same
     fs::remove(tmp / "out.gguf");
     {
       std::vector<std::string> a = args;
-      for (const char* x : {"--checkpoint-dir", ckpt.c_str(), "-o", (tmp / "out.gguf").c_str()}) a.emplace_back(x);
+      // Strings, not c_str() of temporaries: a temporary path dies before the loop body runs.
+      for (const std::string& x : {std::string("--checkpoint-dir"), ckpt.string(), std::string("-o"), (tmp / "out.gguf").string()})
+        a.push_back(x);
       test::CliChild c(a);
       REQUIRE(c.wait_for_progress("GPTQ", " blocks", at));
       const int st = c.signal_and_wait(SIGKILL);
