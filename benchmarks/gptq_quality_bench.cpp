@@ -7,11 +7,13 @@
 //       [--calibration-samples 128] [--calibration-ctx 256] [--schemes 4:128,3:128,2:64]
 //       [--methods rtn,gptq,gptq-static,gptq-group,rtn-asym,awq,awq-noclip,awq-cliponly,awq-symclip,awq-norefit]
 //       [--awq-samples N] [--asym] [--scale-search N] [--clip-tokens N] [--threads N]
+//       [--awq-set NAME=VALUE,...]
 // (awq: asymmetric with zero points always; rtn-asym: round to nearest on AWQ's min-max grid, no
 // search, the baseline AWQ is measured against; --awq-samples: AWQ's calibration chunks, default
 // --calibration-samples; --scale-search: GptqParams::scale_search of the GPTQ methods, default
 // the library's; awq-symclip: AWQ with AutoAWQ's symmetric clip candidates; --clip-tokens: AWQ's
-// clipping sample, default the library's.)
+// clipping sample, default the library's; --awq-set: AwqParams fields for every AWQ method, e.g.
+// duo_scaling=0,max_shrink=0.2.)
 // Prints one row per scheme and method; figures only, nothing asserted.
 #include <lq/lq.hpp>
 
@@ -41,6 +43,7 @@ int main(int argc, char** argv) {
   int scale_search = -1;
   int64_t clip_tokens = 0;
   bool asym = false;
+  std::vector<std::string> awq_set;  // NAME=VALUE of AwqParams for the awq methods
   std::vector<std::string> schemes = {"4:128", "3:128", "2:64"};
   std::vector<std::string> methods = {"rtn", "gptq", "gptq-static", "gptq-group"};
   lq::bench::CommandLine cl(argc, argv);
@@ -53,6 +56,7 @@ int main(int argc, char** argv) {
     else if (a == "--asym") asym = true;
     else if (a == "--scale-search") scale_search = std::stoi(cl.value());
     else if (a == "--clip-tokens") clip_tokens = std::stoll(cl.value());
+    else if (a == "--awq-set") awq_set = lq::bench::split_list(cl.value());
     else {
       std::fprintf(stderr, "unknown option %s\n", a.c_str());
       return 2;
@@ -74,7 +78,7 @@ int main(int argc, char** argv) {
       const int64_t group = colon == std::string::npos ? 128 : std::stoll(s.substr(colon + 1));
       for (const auto& m : methods) {
         if (m == "awq" || m == "rtn-asym" || m == "awq-noclip" || m == "awq-cliponly" || m == "awq-symclip" ||
-            m == "awq-norefit") {
+            m == "awq-norefit" || m == "awq-nogain") {
           lq::AwqConfig acfg;
           acfg.params.bits = bits;
           acfg.params.group_size = group;
@@ -85,7 +89,28 @@ int main(int argc, char** argv) {
           if (m == "awq-cliponly") acfg.params.n_grid = 0;  // the clipping search alone
           if (m == "awq-symclip") acfg.params.clip_asym = false;  // AutoAWQ's symmetric clip candidates
           if (m == "awq-norefit") acfg.params.refit_scale = false;  // the clip's own scale, no refit
+          if (m == "awq-nogain") acfg.params.gain_correction = false;  // the clip's scales as found
           if (clip_tokens > 0) acfg.params.clip_tokens = clip_tokens;
+          for (const std::string& kv : awq_set) {
+            const auto eq = kv.find('=');
+            const std::string k = kv.substr(0, eq), v = eq == std::string::npos ? "" : kv.substr(eq + 1);
+            lq::AwqParams& p = acfg.params;
+            if (k == "n_grid") p.n_grid = std::stoi(v);
+            else if (k == "duo_scaling") p.duo_scaling = v == "1";
+            else if (k == "plain_candidates") p.plain_candidates = v == "1";
+            else if (k == "identity_candidate") p.identity_candidate = v == "1";
+            else if (k == "clip") p.clip = v == "1";
+            else if (k == "clip_grid") p.clip_grid = std::stoi(v);
+            else if (k == "max_shrink") p.max_shrink = std::stod(v);
+            else if (k == "clip_asym") p.clip_asym = v == "1";
+            else if (k == "refit_scale") p.refit_scale = v == "1";
+            else if (k == "gain_correction") p.gain_correction = v == "1";
+            else if (k == "scale_v_o") p.scale_v_o = v == "1";
+            else {
+              std::fprintf(stderr, "unknown AWQ parameter %s\n", k.c_str());
+              return 2;
+            }
+          }
           if (m == "rtn-asym") {  // the identity as the only candidate, no clipping: AWQ's grid alone
             acfg.params.n_grid = 0;
             acfg.params.clip = false;

@@ -5,6 +5,9 @@
 // CLI errors with the contract's exit codes and nothing written.
 #include "support/support.hpp"
 
+#include "core/half.hpp"
+#include "quantize/awq_block.hpp"
+
 #include <lq/error.hpp>
 #include <lq/awq.hpp>
 #include <lq/calibration.hpp>
@@ -290,6 +293,26 @@ TEST_CASE("awq: CLI writes AutoAWQ's layout, errors exit with the contract's cod
   CHECK(fs::exists(tmp / "out" / "model.safetensors"));
   CHECK_FALSE(fs::exists(tmp / "out" / "quantize_config.json"));
   CHECK(test::no_write_leftovers(tmp.path()));
+  CHECK(j["gain_correction"] == true);
+  CHECK(j["scale_groups"][0].contains("duo_scaling"));
+
+  // --no-gain-correction: the library's gain_correction = false (the clipped groups' scales as fitted).
+  const auto r2 = test::run(test::cli_path() + " --format json quantize " + m + " awq --calibration-samples 2 --ctx 64 " +
+                            "--calibration-data " + calib->string() + " --no-gain-correction -o " + (tmp / "nogain").string());
+  INFO(r2.err);
+  REQUIRE(r2.status == 0);
+  CHECK(nlohmann::json::parse(r2.out)["gain_correction"] == false);
+  AwqConfig c;
+  c.params.gain_correction = false;
+  c.calibration_samples = 2;
+  c.ctx = 64;
+  c.calibration_data = *calib;
+  auto src = ModelSource::open(*dir);
+  AwqQuantizer q(*src, c);
+  q.run();
+  q.write(tmp / "lib", {});
+  CHECK(read_file(tmp / "nogain" / "model.safetensors") == read_file(tmp / "lib" / "model.safetensors"));
+  CHECK(read_file(tmp / "nogain" / "model.safetensors") != read_file(tmp / "out" / "model.safetensors"));
 }
 
 namespace {
@@ -340,8 +363,8 @@ TEST_CASE("awq: the clipping search's candidates beyond AutoAWQ's never lose on 
   auto calib = test::shared_file("corpus/calibration.txt");
   if (!dir || !calib) return;
   auto src = ModelSource::open(*dir);
-  aw_check_never_worse(aw_block_losses(*src, *calib, 3, 64, [](AwqParams& p) { p.clip_asym = false; }),
-                       aw_block_losses(*src, *calib, 3, 64, [](AwqParams& p) { p.clip_asym = true; }), 3);
+  aw_check_never_worse(aw_block_losses(*src, *calib, 3, 64, [](AwqParams& p) { p.clip_asym = false, p.gain_correction = false; }),
+                       aw_block_losses(*src, *calib, 3, 64, [](AwqParams& p) { p.clip_asym = true, p.gain_correction = false; }), 3);
 }
 
 TEST_CASE("awq: refitting each group's scale to its codes lowers the calibration error", "[awq]") {
@@ -350,6 +373,95 @@ TEST_CASE("awq: refitting each group's scale to its codes lowers the calibration
   if (!dir || !calib) return;
   auto src = ModelSource::open(*dir);
   // A refit is kept only where its group's error is lower.
-  aw_check_never_worse(aw_block_losses(*src, *calib, 4, 64, [](AwqParams& p) { p.refit_scale = false; }),
-                       aw_block_losses(*src, *calib, 4, 64, [](AwqParams& p) { p.refit_scale = true; }), 0);
+  aw_check_never_worse(aw_block_losses(*src, *calib, 4, 64, [](AwqParams& p) { p.refit_scale = false, p.gain_correction = false; }),
+                       aw_block_losses(*src, *calib, 4, 64, [](AwqParams& p) { p.refit_scale = true, p.gain_correction = false; }), 0);
+}
+
+TEST_CASE("awq: the gain correction gives a clipped group the float weights' projection on the inputs", "[awq]") {
+  // One group of 64 weights with an outlier, inputs with correlated channels: clamped to 70% of
+  // its range the group's dequantized values are shorter along G = XᵀX than the weights.
+  const int64_t g = 64, T = 512;
+  std::mt19937 rng(11);
+  std::normal_distribution<float> N(0, 1);
+  std::vector<float> x(static_cast<size_t>(g)), X(static_cast<size_t>(T * g)), G(static_cast<size_t>(g * g), 0.0f);
+  for (auto& v : x) v = 0.02f * N(rng);
+  x[5] = 0.2f;
+  for (int64_t t = 0; t < T; ++t) {
+    const float common = N(rng);
+    for (int64_t c = 0; c < g; ++c) X[static_cast<size_t>(t * g + c)] = (1.0f + 0.1f * c) * (N(rng) + 0.5f * common);
+  }
+  for (int64_t i = 0; i < g; ++i)
+    for (int64_t j = 0; j < g; ++j)
+      for (int64_t t = 0; t < T; ++t) G[static_cast<size_t>(i * g + j)] += X[static_cast<size_t>(t * g + i)] * X[static_cast<size_t>(t * g + j)];
+  const int maxq = 15;
+  const auto [mn, mx] = std::minmax_element(x.begin(), x.end());
+  const float lo = *mn * 0.7f, hi = *mx * 0.7f;
+  const float scale = fp16_to_f32(f32_to_fp16((hi - lo) / maxq));
+  const int32_t zero = static_cast<int32_t>(std::nearbyint(-lo / scale));
+  auto proj = [&](float s) {  // x̂ᵀ G x with x̂ = s (code - zero), codes on `scale`
+    double p = 0;
+    for (int64_t i = 0; i < g; ++i) {
+      const float q = std::clamp(std::nearbyint(x[static_cast<size_t>(i)] / scale) + static_cast<float>(zero), 0.0f, 15.0f);
+      const double xi = s * (q - zero);
+      for (int64_t j = 0; j < g; ++j) p += xi * G[static_cast<size_t>(i * g + j)] * x[static_cast<size_t>(j)];
+    }
+    return p;
+  };
+  double xgx = 0;
+  for (int64_t i = 0; i < g; ++i)
+    for (int64_t j = 0; j < g; ++j) xgx += static_cast<double>(x[static_cast<size_t>(i)]) * G[static_cast<size_t>(i * g + j)] * x[static_cast<size_t>(j)];
+  REQUIRE(proj(scale) < 0.97 * xgx);  // the clamp shortened it
+  const float s32 = awq_impl::awq_gain_scale(x.data(), g, G.data(), maxq, scale, zero, 0);
+  CHECK(s32 > scale);
+  CHECK(std::abs(proj(s32) / xgx - 1) < 1e-4);
+  const float s16 = awq_impl::awq_gain_scale(x.data(), g, G.data(), maxq, scale, zero, 16);
+  CHECK(s16 == fp16_to_f32(f32_to_fp16(s16)));
+  CHECK(std::abs(proj(s16) / xgx - 1) < 2e-3);  // binary16's rounding
+  // Weights on the grid itself keep their scale; a degenerate G leaves it alone.
+  std::vector<float> on_grid(static_cast<size_t>(g));
+  for (int64_t i = 0; i < g; ++i) on_grid[static_cast<size_t>(i)] = 0.125f * static_cast<float>(i % 16 - 6);
+  CHECK(awq_impl::awq_gain_scale(on_grid.data(), g, G.data(), maxq, 0.125f, 6, 16) == 0.125f);
+  const std::vector<float> zeroG(static_cast<size_t>(g * g), 0.0f);
+  CHECK(awq_impl::awq_gain_scale(x.data(), g, zeroG.data(), maxq, scale, zero, 0) == scale);
+}
+
+TEST_CASE("awq: with the gain correction only the clipped linears' scales move, codes and zeros kept", "[awq]") {
+  auto dir = test::shared_file("models/tiny-llama");
+  auto calib = test::shared_file("corpus/calibration.txt");
+  if (!dir || !calib) return;
+  auto src = ModelSource::open(*dir);
+  auto run = [&](bool gain) {
+    AwqConfig c;
+    c.layout = GptqLayout::compressed_tensors;
+    c.params.gain_correction = gain;
+    c.calibration_samples = 2;
+    c.ctx = 64;
+    c.calibration_data = *calib;
+    auto q = std::make_unique<AwqQuantizer>(*src, c);
+    q->run();
+    return q;
+  };
+  const auto off = run(false), on = run(true);
+  // Block 0 sees the same inputs in both runs.
+  for (const char* m : {"q_proj", "k_proj"}) {
+    const std::string name = std::string("model.layers.0.self_attn.") + m;
+    CHECK(on->matrix(name).scales == off->matrix(name).scales);
+    CHECK(on->matrix(name).codes == off->matrix(name).codes);
+  }
+  for (const char* m : {"self_attn.v_proj", "self_attn.o_proj", "mlp.gate_proj", "mlp.up_proj", "mlp.down_proj"}) {
+    const std::string name = std::string("model.layers.0.") + m;
+    INFO(name);
+    const GptqMatrix &a = off->matrix(name), &b = on->matrix(name);
+    CHECK(a.codes == b.codes);
+    CHECK(a.zeros == b.zeros);
+    size_t moved = 0, up = 0;
+    for (size_t i = 0; i < a.scales.size(); ++i) {
+      const double f = b.scales[i] / a.scales[i];
+      CHECK((f >= 0.5 * 0.999 && f <= 2 * 1.001));
+      moved += b.scales[i] != a.scales[i];
+      up += b.scales[i] > a.scales[i];
+    }
+    CHECK(moved > a.scales.size() / 2);
+    CHECK(up > moved / 2);  // mostly lengthened: the clamp and the refit shorten
+  }
 }

@@ -208,8 +208,8 @@ int run_quantize(Context& ctx, std::vector<std::string> args) {
       ("output-tensor-type", "Type for output.weight", cxxopts::value<std::string>())
       ("token-embedding-type", "Type for token_embd.weight", cxxopts::value<std::string>())
       ("leave-output-tensor", "Keep output.weight unquantized")
-      ("no-gain-correction", "With --imatrix: keep each block's least-squares scales (no gain correction; "
-       "docs/quality-zoo.md)")
+      ("no-gain-correction", "With --imatrix, and for awq: keep each block's (awq: each clipped group's) fitted "
+       "scales (no gain correction; docs/quality-zoo.md, docs/cli.md)")
       ("tensor-type", "REGEX=TYPE: type for matching tensors (repeatable, first match wins)",
        cxxopts::value<std::vector<std::string>>())
       ("allow-requantize", "Allow re-quantizing tensors that are already quantized")
@@ -270,7 +270,7 @@ int run_quantize(Context& ctx, std::vector<std::string> args) {
   if (format == "gptq" || format == "rtn" || format == "awq") {
     for (const char* o : kGgufOnlyOptions)
       if (r.count(o) && std::string_view(o) != "checkpoint-dir" && std::string_view(o) != "resume" &&
-          std::string_view(o) != "no-checkpoints")
+          std::string_view(o) != "no-checkpoints" && !(format == "awq" && std::string_view(o) == "no-gain-correction"))
         fail(Errc::invalid_argument, "--{} does not apply to the {} output format", o, format);
     // Validation rules 5 and 6: gptq is W8A8-capable (SmoothQuant, then GPTQ at 8 bits per channel).
     if (r.count("smoothquant") && format != "gptq")

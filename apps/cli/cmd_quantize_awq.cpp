@@ -1,5 +1,6 @@
 // lq quantize MODEL awq [--layout awq|compressed-tensors|gptq] [--bits 4|3] [--group-size]
-// [--calibration-data] [--calibration-samples] [--ctx] [--checkpoint-dir|--resume|--no-checkpoints]: the options of the AWQ output, parsed into
+// [--calibration-data] [--calibration-samples] [--ctx] [--no-gain-correction]
+// [--checkpoint-dir|--resume|--no-checkpoints]: the options of the AWQ output, parsed into
 // an AwqConfig for lq::awq_model (awq.hpp), and the printed result. No quantization logic here.
 #include "cli.hpp"
 
@@ -33,6 +34,7 @@ int run_awq(Context& ctx, const cxxopts::ParseResult& r) {
   if (r.count("calibration-samples")) cfg.calibration_samples = r["calibration-samples"].as<int64_t>();
   if (r.count("ctx")) cfg.ctx = r["ctx"].as<int64_t>();
   if (r.count("calibration-data")) cfg.calibration_data = r["calibration-data"].as<std::string>();
+  cfg.params.gain_correction = r.count("no-gain-correction") == 0;
   validate(cfg.params);
   if (cfg.layout == GptqLayout::awq && cfg.params.bits != 4)
     fail(Errc::invalid_argument, "--bits {}: the awq layout (AutoAWQ's GEMM packing) stores 4-bit codes only; use "
@@ -73,6 +75,7 @@ int run_awq(Context& ctx, const cxxopts::ParseResult& r) {
       groups.push_back({{"layer", s.layer},
                         {"group", s.group},
                         {"alpha", s.alpha < 0 ? nlohmann::json(nullptr) : nlohmann::json(s.alpha)},
+                        {"duo_scaling", s.duo},
                         {"loss", s.loss},
                         {"loss_unscaled", s.identity_loss}});
     nlohmann::json result = {{"status", "success"},
@@ -86,6 +89,7 @@ int run_awq(Context& ctx, const cxxopts::ParseResult& r) {
                              {"group_size", cfg.params.group_size},
                              {"symmetric", false},
                              {"duo_scaling", cfg.params.duo_scaling},
+                             {"gain_correction", cfg.params.gain_correction},
                              {"alpha_grid", cfg.params.n_grid},
                              {"attention_inspected_at", res.attention},
                              {"clipped_linears", res.clipped_linears},

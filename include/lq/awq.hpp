@@ -5,7 +5,8 @@
 // per-channel scale search for each of the four groups (input_layernorm -> q/k/v inspected at the
 // attention output, v_proj -> o_proj when their shapes allow, post_attention_layernorm -> gate/up
 // inspected at the MLP output, up_proj -> down_proj), the scales folded into the previous op,
-// then a per-group clipping search, then round to nearest on AutoAWQ's min-max grid.
+// then a per-group clipping search, then round to nearest on AutoAWQ's min-max grid, each clipped
+// group's scale refitted and gain-corrected on its calibration inputs.
 #pragma once
 
 #include <lq/api.hpp>
@@ -31,6 +32,11 @@ struct AwqParams {
   /// s = mean|x|^α / mean(|w| / group max)^(1-α) (AutoAWQ's default, "duo scaling"); false:
   /// s = mean|x|^α. Either way s is divided by sqrt(max s · min s).
   bool duo_scaling = true;
+  /// With duo_scaling, the activation-only candidates s = mean|x|^α (α from 1/n_grid; α = 0 is the
+  /// identity) are searched too and the calibration loss picks between the two forms. Off by
+  /// default: it doubles the search, and on four models x two widths neither form nor the pick of
+  /// the two had the lowest KLD everywhere (docs/performance.md, AWQ).
+  bool plain_candidates = false;
   /// The identity (no scaling) is a candidate too: the search never ends worse than no scaling on
   /// the calibration loss (AutoAWQ only tries the α grid).
   bool identity_candidate = true;
@@ -48,6 +54,11 @@ struct AwqParams {
   /// error (dᵀ G d), with the zero point and its two neighbours, and the codes rounded again, twice;
   /// a refit is kept only where it lowers that error.
   bool refit_scale = true;
+  /// After the clip (and refit), each clipped group's scale is multiplied by f = xᵀGx / x̂ᵀGx (x the
+  /// group's weights, x̂ its dequantized values, G its block of XᵀX; skipped outside [0.5, 2]): the
+  /// clamp and the least-squares refit leave x̂ shorter than x along the calibration inputs, and
+  /// that shrinkage, unlike the rounding noise, adds up through the layers.
+  bool gain_correction = true;
   bool scale_v_o = true;       ///< the v_proj -> o_proj group (skipped under GQA, as AutoAWQ does)
 };
 
@@ -83,9 +94,10 @@ LQ_API GptqMatrix awq_quantize_matrix(const float* w, int64_t rows, int64_t cols
 struct AwqSearch {
   std::vector<float> scales;   ///< per input channel; all 1 when the identity won
   double alpha = -1;           ///< the chosen exponent; -1 = the identity
+  bool duo = false;            ///< the chosen candidate is a duo scaling (weights' means in it)
   double loss = 0;             ///< its loss
   double identity_loss = 0;    ///< loss without scaling (NaN when not a candidate)
-  std::vector<double> losses;  ///< per α of the grid
+  std::vector<double> losses;  ///< per candidate after the identity: the duo α grid, then the plain one
 };
 
 /// The candidate scales for exponent `alpha` from the per-channel statistics: mean |x| over the
@@ -94,7 +106,8 @@ LQ_API std::vector<float> awq_candidate_scales(std::span<const float> x_mean, st
                                                double alpha, bool duo_scaling);
 
 /// Evaluates `loss` (the inspected module's output MSE with the scaled, quantized weights) for
-/// every candidate and returns the best (ties keep the earlier: the identity, then α ascending).
+/// every candidate and returns the best (ties keep the earlier: the identity, then α ascending,
+/// duo scalings before the plain ones).
 LQ_API AwqSearch awq_search_scales(std::span<const float> x_mean, std::span<const float> w_mean,
                                    const AwqParams& params,
                                    const std::function<double(std::span<const float> scales)>& loss);
@@ -109,6 +122,7 @@ struct AwqGroupReport {
   int layer = -1;
   std::string group;       ///< "input_layernorm->q,k,v", "v_proj->o_proj", "post_attention_layernorm->gate,up", "up_proj->down_proj"
   double alpha = -1;       ///< -1: the identity won
+  bool duo = false;        ///< the scales are a duo scaling's (weights' means in them)
   double loss = 0, identity_loss = 0;  ///< inspected output MSE, chosen and without scaling
 };
 

@@ -12,7 +12,8 @@
 // searches (AutoAWQ's order: all searched first, then folded), the folds (norm weights divided,
 // rounded to the checkpoint's dtype, and the next linears' columns multiplied by the scales that
 // rounding left), the clipping search on the scaled weights and activations (every token, through
-// the per-group blocks of XᵀX), and the quantization.
+// the per-group blocks of XᵀX; each clipped group's scale refitted, then gain-corrected), and the
+// quantization. Linear-inspected groups cost their loss through XᵀX when tokens outnumber columns.
 // Only block L's activations are held. The q/k/v group is inspected at the attention block's
 // output: attention is recomputed here (RoPE and causal GQA as the engine does, checked against
 // the engine's own attention result on every block).
@@ -30,6 +31,7 @@
 #include "quantize/awq_block.hpp"
 #include "quantize/calibration_chunks.hpp"
 #include "quantize/gptq_stream.hpp"
+#include "quantize/gptq_walk.hpp"
 
 #include <Eigen/Core>
 
@@ -119,6 +121,25 @@ void aw_fake_quant(float* w, int64_t rows, int64_t cols, int bits, int64_t g, in
 
 using AwGemmFn = void (*)(const detail::GemmArgs&);
 
+}  // namespace awq_impl
+
+float awq_impl::awq_gain_scale(const float* x, int64_t g, const float* gram, int maxq, float scale, int32_t zero,
+                               int storage) {
+  const Eigen::Map<const Eigen::VectorXf> X(x, g);
+  const Eigen::Map<const AwMat> G(gram, g, g);
+  Eigen::VectorXf v(g);
+  for (int64_t c = 0; c < g; ++c) v[c] = scale * static_cast<float>(aw_code(x[c], scale, zero, maxq) - zero);
+  const Eigen::VectorXf GX = G * X;
+  const double num = static_cast<double>(X.dot(GX)), den = static_cast<double>(v.dot(GX));
+  if (!(num > 0) || !(den > 0)) return scale;
+  const double f = num / den;
+  if (!(f >= 0.5 && f <= 2)) return scale;
+  const float s = aw_round_scale(static_cast<float>(scale * f), storage);
+  return s > 0 && std::isfinite(s) ? s : scale;
+}
+
+namespace awq_impl {
+
 // C[m x n] = A[m x k] · B[n x k]ᵀ on the calling thread with the back-end's float GEMM (the
 // engine's attention kernel: vectorised for the CPU it runs on).
 inline void aw_gemm(AwGemmFn gemm, const float* a, int64_t m, int64_t k, int64_t lda, const float* b, int64_t n,
@@ -151,6 +172,7 @@ struct AwStopForward {};
 struct AwGroupGrid {
   float scale = 0;
   int32_t zero = 0;
+  float code_scale = 0;  // the scale the codes are rounded on, when the gain correction moved `scale` (0: scale)
 };
 
 }  // namespace awq_impl
@@ -219,15 +241,20 @@ AwqSearch awq_search_scales(std::span<const float> x_mean, std::span<const float
     r.scales = std::move(one);
     r.alpha = -1;
   }
-  for (int i = 0; i < p.n_grid; ++i) {
-    const double a = static_cast<double>(i) / p.n_grid;
-    std::vector<float> s = awq_candidate_scales(x_mean, w_mean, a, p.duo_scaling);
-    const double l = loss(s);
-    r.losses.push_back(l);
-    if (l < best) {
-      best = l;
-      r.scales = std::move(s);
-      r.alpha = a;
+  for (const bool duo : {true, false}) {
+    if (duo ? !p.duo_scaling : p.duo_scaling && !p.plain_candidates) continue;
+    for (int i = 0; i < p.n_grid; ++i) {
+      if (!duo && i == 0 && p.identity_candidate && p.duo_scaling) continue;  // s = 1, the identity's loss
+      const double a = static_cast<double>(i) / p.n_grid;
+      std::vector<float> s = awq_candidate_scales(x_mean, w_mean, a, duo);
+      const double l = loss(s);
+      r.losses.push_back(l);
+      if (l < best) {
+        best = l;
+        r.scales = std::move(s);
+        r.alpha = a;
+        r.duo = duo;
+      }
     }
   }
   if (r.scales.empty()) fail(Errc::smoothquant_failed, "awq: every candidate's loss is NaN or infinite");
@@ -284,6 +311,7 @@ struct AwBlockStep {
   int storage = 16;                // the scales' stored dtype (16 F16, 17 BF16, 0 F32)
   AwGemmFn gemm = nullptr;         // the back-end's float GEMM
   void (*silu_mul)(int64_t, const float*, const float*, float*) = nullptr;  // the engine's MLP activation
+  void (*softmax_row)(int64_t, float*, float) = nullptr;                     // the engine's attention softmax
   std::vector<int64_t> lengths;    // the calibration chunks' token counts, in capture order
   AwqResult& summary;
   std::vector<std::string>& warnings;
@@ -337,7 +365,7 @@ struct AwBlockStep {
     const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
     const int64_t window = c.sliding_window;
     parallel_for(static_cast<int64_t>(lengths.size()), ctx.thread_count(), 1, [&](int64_t c0, int64_t c1) {
-      AwMat q, k, v, o, s;
+      AwMat q, k, v, vt, o, s;
       for (int64_t ci = c0; ci < c1; ++ci) {
         const int64_t r0 = starts[static_cast<size_t>(ci)], n = lengths[static_cast<size_t>(ci)];
         const float* X = x.data() + r0 * x.cols();
@@ -354,23 +382,25 @@ struct AwBlockStep {
         engine::apply_rope(q.data(), n, c.n_head, hd, mi.neox_rope, cs.data());
         engine::apply_rope(k.data(), n, c.n_head_kv, hd, mi.neox_rope, cs.data());
         o.resize(n, nq);
+        vt = v.transpose();  // nkv x n: the probabilities' product takes V's columns as rows
+        s.resize(n, n);
         for (int64_t h = 0; h < c.n_head; ++h) {
           const int64_t kvh = h / group;
-          s.resize(n, n);
-          aw_gemm(gemm, q.data() + h * hd, n, hd, nq, k.data() + kvh * hd, n, nkv, s.data(), n);
+          // Causal as the engine: the scores' product skips the masked part, the softmax runs over
+          // the visible keys (those older than a sliding window at -inf), the rest is zero.
+          detail::GemmArgs qk{n, n, hd, q.data() + h * hd, nq, k.data() + kvh * hd, QuantType::F32, nkv, s.data(), n, false};
+          qk.c_causal = 0;
+          gemm(qk);
           for (int64_t i = 0; i < n; ++i) {
-            const int64_t j0 = window > 0 ? std::max<int64_t>(0, i - window + 1) : 0;
-            float mx = -std::numeric_limits<float>::infinity();
-            for (int64_t j = j0; j <= i; ++j) mx = std::max(mx, s(i, j) * scale);
-            float sum = 0;
-            for (int64_t j = 0; j < n; ++j) {
-              const float e = j >= j0 && j <= i ? std::exp(s(i, j) * scale - mx) : 0.0f;
-              s(i, j) = e;
-              sum += e;
-            }
-            s.row(i) /= sum;
+            float* row = s.data() + i * n;
+            const int64_t visible = i + 1;
+            if (window > 0) std::fill(row, row + std::max<int64_t>(0, visible - window), -std::numeric_limits<float>::infinity());
+            softmax_row(visible, row, scale);
+            std::fill(row + visible, row + n, 0.0f);
           }
-          o.middleCols(h * hd, hd).noalias() = s * v.middleCols(kvh * hd, hd);
+          detail::GemmArgs pv{n, hd, n, s.data(), n, vt.data() + kvh * hd * n, QuantType::F32, n, o.data() + h * hd, nq, false};
+          pv.a_causal = 0;
+          gemm(pv);
         }
         if (ow) aw_gemm(gemm, o.data(), n, nq, nq, ow->data(), ow->rows(), nq, y.data() + r0 * y.cols(), y.cols());
         else y.middleRows(r0, n) = o;
@@ -434,6 +464,42 @@ struct AwBlockStep {
     });
   }
 
+  // The loss of a group inspected at one linear's own output: the mean over tokens and outputs of
+  // the squared output change, (X ΔWᵀ)². With more tokens than columns it is computed through
+  // G = XᵀX, formed once: Σ_r Δw_r G Δw_rᵀ costs columns² a row per candidate instead of
+  // tokens x columns (the same sum, up to float rounding).
+  struct LinearLoss {
+    const AwBlockStep& step;
+    const AwMat& x;
+    const AwMat& w;
+    bool gram = false;
+    AwMat G, y_ref, y;
+    LinearLoss(const AwBlockStep& st, const AwMat& x_, const AwMat& w_, int threads) : step(st), x(x_), w(w_) {
+      gram = x.rows() > x.cols();
+      if (!gram) {
+        step.linear_out(x, w, y_ref, threads);
+        return;
+      }
+      const int64_t cols = x.cols();
+      G = AwMat::Zero(cols, cols);
+      constexpr int64_t kTokens = 4096;  // rows transposed at a time
+      for (int64_t t0 = 0; t0 < x.rows(); t0 += kTokens)
+        gptq_impl::gp_add_gram(G, x.data() + t0 * cols, std::min(kTokens, x.rows() - t0), cols, threads, step.gemm);
+      gptq_impl::gp_finish_gram(G, 1.0f);
+    }
+    double operator()(const AwMat& wq, int threads) {
+      const double n = static_cast<double>(std::max<Eigen::Index>(1, x.rows() * w.rows()));
+      if (!gram) {
+        step.linear_out(x, wq, y, threads);
+        return static_cast<double>((y - y_ref).squaredNorm()) / n;
+      }
+      const AwMat d = wq - w;
+      y.resize(d.rows(), d.cols());
+      aw_matmul(step.gemm, d.data(), d.rows(), d.cols(), G.data(), G.rows(), y.data(), threads);  // ΔW G (G symmetric)
+      return d.cwiseProduct(y).cast<double>().sum() / n;
+    }
+  };
+
   void linear_out(const AwMat& x, const AwMat& w, AwMat& y, int threads) const {
     y.resize(x.rows(), w.rows());
     aw_matmul(gemm, x.data(), x.rows(), x.cols(), w.data(), w.rows(), y.data(), threads);
@@ -496,7 +562,8 @@ struct AwBlockStep {
           m.zeros[gi] = grid[gi].zero;
           for (int64_t c = 0; c < g; ++c)
             m.codes[static_cast<size_t>(r * cols + k * g + c)] =
-                static_cast<uint8_t>(aw_code(x[c], m.scales[gi], m.zeros[gi], maxq));
+                static_cast<uint8_t>(aw_code(x[c], grid[gi].code_scale > 0 ? grid[gi].code_scale : m.scales[gi],
+                                             m.zeros[gi], maxq));
         }
     });
     return m;
@@ -641,6 +708,7 @@ struct AwBlockStep {
             aw_group_params_range(x_of(i), g, maxq, blo[static_cast<size_t>(i)], bhi[static_cast<size_t>(i)], storage,
                                   out.scale, out.zero);
             if (cfg.params.refit_scale) aw_refit(x_of(i), g, H, maxq, storage, best[static_cast<size_t>(i)], out, d, v);
+            if (cfg.params.gain_correction) aw_gain(x_of(i), g, H, maxq, storage, out);
           }
         }
       }
@@ -676,6 +744,11 @@ struct AwBlockStep {
         if (e < best) best = e, out = AwGroupGrid{s, z};
       }
     }
+  }
+
+  static void aw_gain(const float* x, int64_t g, const AwMat& H, int maxq, int storage, AwGroupGrid& out) {
+    const float s = awq_gain_scale(x, g, H.data(), maxq, out.scale, out.zero, storage);
+    if (s != out.scale) out.code_scale = out.scale, out.scale = s;
   }
 
   void quantize_linear(AwLinear& x, const AwMat& xs, bool do_clip, const Context& ctx) {
@@ -730,7 +803,7 @@ struct AwBlockStep {
              wd = load(L, "ffn_down.weight");
     std::vector<float> bq = bias("attn_q.bias"), bk = bias("attn_k.bias"), bv = bias("attn_v.bias");
     auto report = [&](const char* group, const AwqSearch& s) {
-      summary.groups.push_back(AwqGroupReport{static_cast<int>(L), group, s.alpha, s.loss, s.identity_loss});
+      summary.groups.push_back(AwqGroupReport{static_cast<int>(L), group, s.alpha, s.duo, s.loss, s.identity_loss});
     };
 
     // 1. input_layernorm -> q, k, v, inspected at the attention block's output.
@@ -772,11 +845,10 @@ struct AwBlockStep {
     AwqSearch s2;
     const bool vo = p.scale_v_o && wv.rows == wo.cols;
     if (vo) {
-      linear_out(a.x_o, wo.w, y_ref, threads);
+      LinearLoss ll(*this, a.x_o, wo.w, threads);
       s2 = awq_search_scales(col_abs_mean(a.x_o), weight_mean({&wo.w}), p, [&](std::span<const float> s) {
         ctx.check_cancelled();
-        linear_out(a.x_o, scaled_fake(wo.w, s, ctx), y, threads);
-        return mse(y, y_ref);
+        return ll(scaled_fake(wo.w, s, ctx), threads);
       });
       report("v_proj->o_proj", s2);
     }
@@ -791,12 +863,14 @@ struct AwBlockStep {
     report("post_attention_layernorm->gate,up", s3);
 
     // 4. up_proj -> down_proj, inspected at down_proj's output.
-    linear_out(a.x_down, wd.w, y_ref, threads);
-    const AwqSearch s4 = awq_search_scales(col_abs_mean(a.x_down), weight_mean({&wd.w}), p, [&](std::span<const float> s) {
-      ctx.check_cancelled();
-      linear_out(a.x_down, scaled_fake(wd.w, s, ctx), y, threads);
-      return mse(y, y_ref);
-    });
+    AwqSearch s4;
+    {
+      LinearLoss ll(*this, a.x_down, wd.w, threads);
+      s4 = awq_search_scales(col_abs_mean(a.x_down), weight_mean({&wd.w}), p, [&](std::span<const float> s) {
+        ctx.check_cancelled();
+        return ll(scaled_fake(wd.w, s, ctx), threads);
+      });
+    }
     report("up_proj->down_proj", s4);
     y_ref.resize(0, 0);
     y.resize(0, 0);
@@ -911,6 +985,7 @@ AwBlockRunner::AwBlockRunner(const AwqParams& params, int scale_storage, std::ve
   const engine::Exec ex = engine::Exec::from(ctx);
   step_->gemm = ex.ops.gemm;
   step_->silu_mul = ex.ops.silu_mul;
+  step_->softmax_row = ex.ops.softmax_row;
 }
 AwBlockRunner::~AwBlockRunner() = default;
 

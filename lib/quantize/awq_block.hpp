@@ -39,6 +39,14 @@ GptqConfig awq_gptq_config(const AwqConfig& c);
 /// does not divide a row, the AWQ layout with 3 bits, an architecture other than Llama/Qwen2's).
 const AwqConfig& awq_checked(const ModelSource& s, const AwqConfig& c);
 
+/// The gain correction of one group of g weights x on the grid (scale, zero) with 2^bits - 1 = maxq
+/// (codes clamp(round(x / scale) + zero), as AutoAWQ's): `gram` is the group's g x g block of XᵀX
+/// (row-major). Returns scale x f, f = xᵀGx / x̂ᵀGx with x̂ = scale (code - zero), rounded to the
+/// scales' storage (16 binary16, 17 bfloat16, 0 float); `scale` itself when f is outside [0.5, 2]
+/// or not finite. The codes stay those of `scale`: the group's output then has the float weights'
+/// projection on the calibration inputs, where the clamp and a least-squares refit leave it short.
+float awq_gain_scale(const float* x, int64_t g, const float* gram, int maxq, float scale, int32_t zero, int storage);
+
 /// Runs AWQ on one block at a time. `lengths`: the calibration chunks' token counts, in the order
 /// eval_chunk feeds them.
 class AwBlockRunner {

@@ -217,7 +217,7 @@ void gs_put_awq(GsFile& f, const GsAwqRecord& r) {
   }
   for (const AwqGroupReport& g : r.groups) {
     gs_put_string(f, g.group);
-    const double d[3] = {g.alpha, g.loss, g.identity_loss};
+    const double d[4] = {g.alpha, g.loss, g.identity_loss, g.duo ? 1.0 : 0.0};
     f.write(d, sizeof d);
     const int64_t layer = g.layer;
     f.write(&layer, 8);
@@ -244,9 +244,9 @@ void gs_get_awq(GsFile& f, GsAwqRecord& r, uint64_t limit) {
   r.groups.resize(static_cast<size_t>(n[1]));
   for (AwqGroupReport& g : r.groups) {
     g.group = gs_get_string(f);
-    double d[3];
+    double d[4];
     f.read(d, sizeof d);
-    g.alpha = d[0], g.loss = d[1], g.identity_loss = d[2];
+    g.alpha = d[0], g.loss = d[1], g.identity_loss = d[2], g.duo = d[3] != 0;
     int64_t layer = 0;
     f.read(&layer, 8);
     g.layer = static_cast<int>(layer);
@@ -475,10 +475,12 @@ class GsRun {
                                     {"static_activations", sq->static_activations}};
     if (awq_)
       j["params"]["awq"] = {{"n_grid", awq_->n_grid}, {"duo_scaling", awq_->duo_scaling},
-                            {"identity_candidate", awq_->identity_candidate}, {"clip", awq_->clip},
+                            {"identity_candidate", awq_->identity_candidate}, {"plain_candidates", awq_->plain_candidates},
+                            {"clip", awq_->clip},
                             {"clip_grid", awq_->clip_grid}, {"max_shrink", awq_->max_shrink},
                             {"clip_tokens", awq_->clip_tokens}, {"clip_asym", awq_->clip_asym},
-                            {"refit_scale", awq_->refit_scale}, {"scale_v_o", awq_->scale_v_o}};
+                            {"refit_scale", awq_->refit_scale}, {"scale_v_o", awq_->scale_v_o},
+                            {"gain_correction", awq_->gain_correction}};
     return j.dump(2) + "\n";
   }
 
