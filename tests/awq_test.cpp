@@ -201,6 +201,34 @@ TEST_CASE("awq: AutoAWQ's min-max grid with zero points, and clipping", "[awq]")
   CHECK_THROWS_AS(validate(bad), Error);
 }
 
+TEST_CASE("awq: a configured sliding window the engine does not apply keeps the attention inspected", "[awq]") {
+  // Llama/Mistral/Qwen2 configs may carry sliding_window; the engine (as llama.cpp) attends to every
+  // earlier position on those blocks, so the recomputed attention must too, or every block falls
+  // back to the q/k/v outputs.
+  auto dir = test::shared_file("models/tiny-llama");
+  auto calib = test::shared_file("corpus/calibration.txt");
+  if (!dir || !calib) return;
+  test::TempDir tmp;
+  const fs::path m = tmp / "swa";
+  fs::create_directories(m);
+  for (const auto& e : fs::directory_iterator(*dir)) fs::copy_file(e.path(), m / e.path().filename());
+  auto cfg = nlohmann::json::parse(read_file(m / "config.json"));
+  cfg["sliding_window"] = 16;
+  std::ofstream(m / "config.json") << cfg.dump(2);
+  auto src = ModelSource::open(m);
+  REQUIRE(src->config().sliding_window == 16);
+  AwqConfig c;
+  c.layout = GptqLayout::compressed_tensors;
+  c.calibration_samples = 2;
+  c.ctx = 64;
+  c.calibration_data = *calib;
+  AwqQuantizer q(*src, c);
+  q.run();
+  const AwqResult r = q.write(tmp / "out");
+  CHECK(r.attention.starts_with("attention output"));  // not the q/k/v fallback
+  CHECK(r.gptq.warnings.empty());
+}
+
 TEST_CASE("awq: tiny model outputs read back with the quantizer's logits", "[awq]") {
   auto dir = test::shared_file("models/tiny-llama");
   auto calib = test::shared_file("corpus/calibration.txt");

@@ -363,7 +363,9 @@ struct AwBlockStep {
       }
     y.resize(x.rows(), ow ? ow->rows() : nq);
     const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
-    const int64_t window = c.sliding_window;
+    // Masked by a window only where the engine's block is (Gemma's local layers; Mistral's and
+    // Qwen2's configured windows are not applied, as llama.cpp does not).
+    const int64_t window = mi.blocks[static_cast<size_t>(io->model_layer)].swa ? c.sliding_window : 0;
     parallel_for(static_cast<int64_t>(lengths.size()), ctx.thread_count(), 1, [&](int64_t c0, int64_t c1) {
       AwMat q, k, v, vt, o, s;
       for (int64_t ci = c0; ci < c1; ++ci) {
