@@ -607,12 +607,12 @@ struct AwBlockStep {
   // clamp is a candidate too and wins ties. A code clamped to the grid's ends is the clamped
   // value's code, so each range becomes its (scale, zero) pair; with refit_scale that pair is then
   // refitted (aw_refit). Returns rows x groups pairs.
-  std::vector<AwGroupGrid> clip_search(const AwMat& w, const std::vector<AwMat>& grams, const Context& ctx) const {
-    const int64_t rows = w.rows(), cols = w.cols(), g = cfg.params.group_size, G = cols / g;
-    const int maxq = (1 << cfg.params.bits) - 1;
-    const bool asym = cfg.params.clip_asym;
-    const int steps = static_cast<int>(cfg.params.max_shrink * 100);
-    const int sym_steps = static_cast<int>(cfg.params.max_shrink * cfg.params.clip_grid);
+  std::vector<AwGroupGrid> clip_search(const AwMat& w, const std::vector<AwMat>& grams, const AwqParams& cp, const Context& ctx) const {
+    const int64_t rows = w.rows(), cols = w.cols(), g = cp.group_size, G = cols / g;
+    const int maxq = (1 << cp.bits) - 1;
+    const bool asym = cp.clip_asym;
+    const int steps = static_cast<int>(cp.max_shrink * 100);
+    const int sym_steps = static_cast<int>(cp.max_shrink * cp.clip_grid);
     constexpr int64_t kRows = 64;  // rows whose candidates are costed by one product
     std::vector<AwGroupGrid> clip(static_cast<size_t>(rows * G));
     parallel_for((rows + kRows - 1) / kRows, ctx.thread_count(), 1, [&](int64_t b0, int64_t b1) {
@@ -661,7 +661,7 @@ struct AwBlockStep {
           best = plain;
           // AutoAWQ's candidates (with clip_asym too: the search then covers them).
           for (int s = 1; s < sym_steps; ++s) {
-            const float f = 1.0f - static_cast<float>(s) / static_cast<float>(cfg.params.clip_grid);
+            const float f = 1.0f - static_cast<float>(s) / static_cast<float>(cp.clip_grid);
             for (int64_t i = 0; i < R; ++i) {
               const float mv = std::max(-lo0[static_cast<size_t>(i)], hi0[static_cast<size_t>(i)]) * f;
               clo[static_cast<size_t>(i)] = -mv, chi[static_cast<size_t>(i)] = mv;
@@ -719,8 +719,8 @@ struct AwBlockStep {
             AwGroupGrid& out = clip[static_cast<size_t>((r0 + i) * G + k)];
             aw_group_params_range(x_of(i), g, maxq, blo[static_cast<size_t>(i)], bhi[static_cast<size_t>(i)], storage,
                                   out.scale, out.zero);
-            if (cfg.params.refit_scale) aw_refit(x_of(i), g, H, maxq, storage, best[static_cast<size_t>(i)], out, d, v);
-            if (cfg.params.gain_correction) aw_gain(x_of(i), g, H, maxq, storage, out);
+            if (cp.refit_scale) aw_refit(x_of(i), g, H, maxq, storage, best[static_cast<size_t>(i)], out, d, v);
+            if (cp.gain_correction) aw_gain(x_of(i), g, H, maxq, storage, out);
           }
         }
       }
@@ -763,10 +763,10 @@ struct AwBlockStep {
     if (s != out.scale) out.code_scale = out.scale, out.scale = s;
   }
 
-  void quantize_linear(AwLinear& x, const AwMat& xs, bool do_clip, const Context& ctx) {
+  void quantize_linear(AwLinear& x, const AwMat& xs, bool do_clip, const Context& ctx, const AwqParams* over = nullptr) {
     GptqMatrix q;
     if (do_clip) {
-      const std::vector<AwGroupGrid> grid = clip_search(x.w, group_grams(xs, ctx), ctx);
+      const std::vector<AwGroupGrid> grid = clip_search(x.w, group_grams(xs, ctx), over ? *over : cfg.params, ctx);
       ++summary.clipped_linears;
       q = aw_quantize_grid(x.w.data(), x.rows, x.cols, grid, ctx);
     } else {
@@ -914,7 +914,7 @@ struct AwBlockStep {
     scale_cols(wd.w, s4.scales);
     unscale_cols(a.x_down, s4.scales);
 
-    // Clipping (not q/k) and quantization.
+    // Clipping (q/k on the symmetric clamps only, with clip_qk) and quantization.
     // On every calibration token (clip_tokens 0) or an even sample of them.
     AwMat keep[4];
     auto tokens_of = [&](const AwMat& x, AwMat& k) -> const AwMat& {
@@ -924,8 +924,10 @@ struct AwBlockStep {
     };
     const AwMat &xa = tokens_of(a.x_attn, keep[0]), &xo = tokens_of(a.x_o, keep[1]), &xf = tokens_of(a.x_ffn, keep[2]),
                 &xd = tokens_of(a.x_down, keep[3]);
-    quantize_linear(wq, xa, false, ctx);
-    quantize_linear(wk, xa, false, ctx);
+    AwqParams pq = p;  // q/k: the symmetric clamps only
+    pq.clip_asym = false;
+    quantize_linear(wq, xa, p.clip && p.clip_qk, ctx, &pq);
+    quantize_linear(wk, xa, p.clip && p.clip_qk, ctx, &pq);
     quantize_linear(wv, xa, p.clip, ctx);
     quantize_linear(wo, xo, p.clip, ctx);
     quantize_linear(wg, xf, p.clip, ctx);

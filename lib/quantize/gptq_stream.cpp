@@ -476,7 +476,7 @@ class GsRun {
     if (awq_)
       j["params"]["awq"] = {{"n_grid", awq_->n_grid}, {"duo_scaling", awq_->duo_scaling},
                             {"identity_candidate", awq_->identity_candidate}, {"plain_candidates", awq_->plain_candidates},
-                            {"clip", awq_->clip},
+                            {"clip", awq_->clip}, {"clip_qk", awq_->clip_qk},
                             {"clip_grid", awq_->clip_grid}, {"max_shrink", awq_->max_shrink},
                             {"clip_tokens", awq_->clip_tokens}, {"clip_asym", awq_->clip_asym},
                             {"refit_scale", awq_->refit_scale}, {"scale_v_o", awq_->scale_v_o},
