@@ -101,6 +101,7 @@ int main(int argc, char** argv) {
             else if (k == "identity_candidate") p.identity_candidate = v == "1";
             else if (k == "clip") p.clip = v == "1";
             else if (k == "clip_qk") p.clip_qk = v == "1";
+            else if (k == "clip_cross") p.clip_cross = v == "1";
             else if (k == "clip_grid") p.clip_grid = std::stoi(v);
             else if (k == "max_shrink") p.max_shrink = std::stod(v);
             else if (k == "clip_asym") p.clip_asym = v == "1";

@@ -55,8 +55,14 @@ struct AwqParams {
   /// then each alone), besides AutoAWQ's symmetric clamps to [-m, m] (clip_grid steps): the
   /// asymmetric grid's zero point lets the ends move apart. false: AutoAWQ's candidates only.
   bool clip_asym = true;
+  /// The clipping search takes a row's groups left to right and costs each candidate with its
+  /// cross term against the groups already chosen (2 dᵀ G_kj d_j, from all of XᵀX), so it
+  /// minimises the row's whole output error rather than each group's alone (AutoAWQ's). Lowered
+  /// KLD in 9 of 10 model x width cells at g128 and 10 of 10 at g64 (docs/performance.md, AWQ);
+  /// costs XᵀX of each input (in² floats) while its linears are clipped.
+  bool clip_cross = true;
   /// After the clip, each group's scale is refitted to its codes by least squares on the same
-  /// error (dᵀ G d), with the zero point and its two neighbours, and the codes rounded again, twice;
+  /// error (dᵀ G d, plus its cross term with clip_cross), with the zero point and its two neighbours, and the codes rounded again, twice;
   /// a refit is kept only where it lowers that error.
   bool refit_scale = true;
   /// After the clip (and refit), each clipped group's scale is multiplied by f = xᵀGx / x̂ᵀGx (x the

@@ -11,9 +11,10 @@
 // at ffn_down); then, on the block's float weights and those activations, the four scale
 // searches (AutoAWQ's order: all searched first, then folded), the folds (norm weights divided,
 // rounded to the checkpoint's dtype, and the next linears' columns multiplied by the scales that
-// rounding left), the clipping search on the scaled weights and activations (every token, through
-// the per-group blocks of XᵀX; each clipped group's scale refitted, then gain-corrected), and the
-// quantization. Linear-inspected groups cost their loss through XᵀX when tokens outnumber columns.
+// rounding left), the clipping search on the scaled weights and activations of all seven linears
+// (q/k on the symmetric clamps only; every token, through XᵀX: each group's own block and its cross
+// term with the row's groups before it; each clipped group's scale refitted, then gain-corrected),
+// and the quantization. Linear-inspected groups cost their loss through XᵀX when tokens outnumber columns.
 // Only block L's activations are held. The q/k/v group is inspected at the attention block's
 // output: attention is recomputed here (RoPE and causal GQA as the engine does, checked against
 // the engine's own attention result on every block).
@@ -599,6 +600,29 @@ struct AwBlockStep {
     return grams;
   }
 
+  // The clipping search's view of one input: the g x g diagonal blocks of xsᵀ xs, and with
+  // clip_cross all of xsᵀ xs (its off-diagonal blocks give each group its cross term with the
+  // groups before it; in x in floats, held while that input's linears are clipped).
+  struct AwGrams {
+    std::vector<AwMat> blocks;
+    AwMat full;  // empty without clip_cross
+  };
+  AwGrams input_grams(const AwMat& xs, const Context& ctx) const {
+    AwGrams r;
+    if (!cfg.params.clip_cross) {
+      r.blocks = group_grams(xs, ctx);
+      return r;
+    }
+    const int64_t cols = xs.cols(), g = cfg.params.group_size;
+    r.full = AwMat::Zero(cols, cols);
+    constexpr int64_t kTokens = 4096;  // rows transposed at a time
+    for (int64_t t0 = 0; t0 < xs.rows(); t0 += kTokens)
+      gptq_impl::gp_add_gram(r.full, xs.data() + t0 * cols, std::min(kTokens, xs.rows() - t0), cols, ctx.thread_count(), gemm);
+    gptq_impl::gp_finish_gram(r.full, 1.0f);
+    for (int64_t k = 0; k < cols / g; ++k) r.blocks.push_back(r.full.block(k * g, k * g, g, g));
+    return r;
+  }
+
   // The clipping search: per (row, group) the clamp range that minimises the group's partial
   // products' error on the calibration tokens. AutoAWQ's candidates clamp to [-m, m], m = max |w| x
   // (1 - i / clip_grid); with clip_asym also each end of [min, max] shrunk, first both by the
@@ -607,7 +631,8 @@ struct AwBlockStep {
   // clamp is a candidate too and wins ties. A code clamped to the grid's ends is the clamped
   // value's code, so each range becomes its (scale, zero) pair; with refit_scale that pair is then
   // refitted (aw_refit). Returns rows x groups pairs.
-  std::vector<AwGroupGrid> clip_search(const AwMat& w, const std::vector<AwMat>& grams, const AwqParams& cp, const Context& ctx) const {
+  std::vector<AwGroupGrid> clip_search(const AwMat& w, const std::vector<AwMat>& grams, const AwqParams& cp, const Context& ctx,
+                                       const AwMat* full = nullptr) const {
     const int64_t rows = w.rows(), cols = w.cols(), g = cp.group_size, G = cols / g;
     const int maxq = (1 << cp.bits) - 1;
     const bool asym = cp.clip_asym;
@@ -615,16 +640,28 @@ struct AwBlockStep {
     const int sym_steps = static_cast<int>(cp.max_shrink * cp.clip_grid);
     constexpr int64_t kRows = 64;  // rows whose candidates are costed by one product
     std::vector<AwGroupGrid> clip(static_cast<size_t>(rows * G));
-    parallel_for((rows + kRows - 1) / kRows, ctx.thread_count(), 1, [&](int64_t b0, int64_t b1) {
-      AwMat D(kRows, g), E(kRows, g);
-      Eigen::VectorXf d(g), v(g);
-      std::vector<float> lo0(kRows), hi0(kRows), blo(kRows), bhi(kRows), clo(kRows), chi(kRows);
-      std::vector<double> best(kRows), cost(kRows);
-      std::vector<char> on(kRows);
-      for (int64_t b = b0; b < b1; ++b) {
-        const int64_t r0 = b * kRows, R = std::min(kRows, rows - r0);
-        for (int64_t k = 0; k < G; ++k) {
-          const AwMat& H = grams[static_cast<size_t>(k)];
+    AwMat Dsel, Cl;  // with `full`: every row's chosen errors so far (rows x cols); their cross terms (rows x g)
+    if (full) Dsel = AwMat::Zero(rows, cols), Cl.resize(rows, g);
+    for (int64_t k = 0; k < G; ++k) {
+      const AwMat& H = grams[static_cast<size_t>(k)];
+      // The cross term of group k with the groups before it (their errors as chosen): c = Σ_j<k G_kj d_j,
+      // and a candidate d then costs dᵀ G_kk d + 2 dᵀ c, so the row's whole error dᵀ (XᵀX) d is
+      // what the groups, taken left to right, minimise. One product for all rows (B packed once a
+      // row stripe).
+      const bool cross = full && k > 0;
+      if (cross)
+        parallel_for(rows, ctx.thread_count(), aw_grain(rows, ctx.thread_count()), [&](int64_t a0, int64_t a1) {
+          aw_gemm(gemm, Dsel.data() + a0 * cols, a1 - a0, k * g, cols, full->data() + k * g * cols, g, cols,
+                  Cl.data() + a0 * g, g);
+        });
+      parallel_for((rows + kRows - 1) / kRows, ctx.thread_count(), 1, [&](int64_t b0, int64_t b1) {
+        AwMat D(kRows, g), E(kRows, g);
+        Eigen::VectorXf d(g), v(g);
+        std::vector<float> lo0(kRows), hi0(kRows), blo(kRows), bhi(kRows), clo(kRows), chi(kRows);
+        std::vector<double> best(kRows), cost(kRows);
+        std::vector<char> on(kRows);
+        for (int64_t b = b0; b < b1; ++b) {
+          const int64_t r0 = b * kRows, R = std::min(kRows, rows - r0);
           auto x_of = [&](int64_t i) { return w.data() + (r0 + i) * cols + k * g; };
           // Costs of the candidates [clo_i, chi_i] of the rows with on_i: each row's error vector d
           // a row of D, E = D·G in one back-end product, cost_i = d_i · e_i.
@@ -645,7 +682,8 @@ struct AwBlockStep {
             }
             aw_gemm(gemm, D.data(), R, g, g, H.data(), g, g, E.data(), g);
             for (int64_t i = 0; i < R; ++i)
-              cost[static_cast<size_t>(i)] = static_cast<double>(D.row(i).dot(E.row(i)));
+              cost[static_cast<size_t>(i)] = static_cast<double>(D.row(i).dot(E.row(i))) +
+                                             (cross ? 2.0 * static_cast<double>(D.row(i).dot(Cl.row(r0 + i))) : 0.0);
           };
           auto all_on = [&] { std::fill(on.begin(), on.end(), 1); };
           for (int64_t i = 0; i < R; ++i) {
@@ -719,20 +757,29 @@ struct AwBlockStep {
             AwGroupGrid& out = clip[static_cast<size_t>((r0 + i) * G + k)];
             aw_group_params_range(x_of(i), g, maxq, blo[static_cast<size_t>(i)], bhi[static_cast<size_t>(i)], storage,
                                   out.scale, out.zero);
-            if (cp.refit_scale) aw_refit(x_of(i), g, H, maxq, storage, best[static_cast<size_t>(i)], out, d, v);
+            const float* ci = cross ? Cl.row(r0 + i).data() : nullptr;
+            if (cp.refit_scale) aw_refit(x_of(i), g, H, maxq, storage, best[static_cast<size_t>(i)], out, d, v, ci);
             if (cp.gain_correction) aw_gain(x_of(i), g, H, maxq, storage, out);
+            if (full) {
+              const float* x = x_of(i);
+              const float cs = out.code_scale > 0 ? out.code_scale : out.scale;
+              float* di = Dsel.row(r0 + i).data() + k * g;
+              for (int64_t c = 0; c < g; ++c) di[c] = out.scale * static_cast<float>(aw_code(x[c], cs, out.zero, maxq) - out.zero) - x[c];
+            }
           }
         }
-      }
-    });
+      });
+    }
     return clip;
   }
 
   // The error dᵀ G d of group x on the grid (s, z), d = s (code - z) - x, codes clamped to the grid.
   static double aw_grid_cost(const float* x, int64_t g, const AwMat& H, int maxq, float s, int32_t z,
-                             Eigen::VectorXf& d) {
+                             Eigen::VectorXf& d, const float* cl = nullptr) {
     for (int64_t c = 0; c < g; ++c) d[c] = s * static_cast<float>(aw_code(x[c], s, z, maxq) - z) - x[c];
-    return static_cast<double>(d.dot(H * d));
+    double e = static_cast<double>(d.dot(H * d));
+    if (cl) e += 2.0 * static_cast<double>(d.dot(Eigen::Map<const Eigen::VectorXf>(cl, g)));
+    return e;
   }
 
   // Refits a group's scale to its codes: for the zero point and its neighbours, the s minimising
@@ -740,9 +787,9 @@ struct AwBlockStep {
   // codes are rounded again on it and the refit repeated once. A pair is kept only when its error
   // is below `best` (the clip search's), so the result is never worse on that measure.
   static void aw_refit(const float* x, int64_t g, const AwMat& H, int maxq, int storage, double best, AwGroupGrid& out,
-                       Eigen::VectorXf& d, Eigen::VectorXf& v) {
+                       Eigen::VectorXf& d, Eigen::VectorXf& v, const float* cl = nullptr) {
     const Eigen::Map<const Eigen::VectorXf> X(x, g);
-    best = std::min(best, aw_grid_cost(x, g, H, maxq, out.scale, out.zero, d));
+    best = std::min(best, aw_grid_cost(x, g, H, maxq, out.scale, out.zero, d, cl));
     for (int pass = 0; pass < 2; ++pass) {
       const AwGroupGrid from = out;
       for (int32_t z = std::max(0, from.zero - 1); z <= std::min(maxq, from.zero + 1); ++z) {
@@ -750,9 +797,11 @@ struct AwBlockStep {
         const Eigen::VectorXf Hv = H * v;
         const double den = static_cast<double>(v.dot(Hv));
         if (!(den > 0)) continue;
-        const float s = aw_round_scale(static_cast<float>(static_cast<double>(Hv.dot(X)) / den), storage);
+        double num = static_cast<double>(Hv.dot(X));
+        if (cl) num -= static_cast<double>(v.dot(Eigen::Map<const Eigen::VectorXf>(cl, g)));
+        const float s = aw_round_scale(static_cast<float>(num / den), storage);
         if (!(s > 0) || !std::isfinite(s)) continue;
-        const double e = aw_grid_cost(x, g, H, maxq, s, z, d);
+        const double e = aw_grid_cost(x, g, H, maxq, s, z, d, cl);
         if (e < best) best = e, out = AwGroupGrid{s, z};
       }
     }
@@ -763,10 +812,14 @@ struct AwBlockStep {
     if (s != out.scale) out.code_scale = out.scale, out.scale = s;
   }
 
-  void quantize_linear(AwLinear& x, const AwMat& xs, bool do_clip, const Context& ctx, const AwqParams* over = nullptr) {
+  // Quantizes one linear on its (scaled) inputs xs: clipped on `grams` (null: AutoAWQ's min-max
+  // grid), with `over`'s parameters in place of the run's where given.
+  void quantize_linear(AwLinear& x, const AwMat& xs, const AwGrams* grams, const Context& ctx,
+                       const AwqParams* over = nullptr) {
     GptqMatrix q;
-    if (do_clip) {
-      const std::vector<AwGroupGrid> grid = clip_search(x.w, group_grams(xs, ctx), over ? *over : cfg.params, ctx);
+    if (grams) {
+      const std::vector<AwGroupGrid> grid =
+          clip_search(x.w, grams->blocks, over ? *over : cfg.params, ctx, grams->full.size() ? &grams->full : nullptr);
       ++summary.clipped_linears;
       q = aw_quantize_grid(x.w.data(), x.rows, x.cols, grid, ctx);
     } else {
@@ -926,13 +979,26 @@ struct AwBlockStep {
                 &xd = tokens_of(a.x_down, keep[3]);
     AwqParams pq = p;  // q/k: the symmetric clamps only
     pq.clip_asym = false;
-    quantize_linear(wq, xa, p.clip && p.clip_qk, ctx, &pq);
-    quantize_linear(wk, xa, p.clip && p.clip_qk, ctx, &pq);
-    quantize_linear(wv, xa, p.clip, ctx);
-    quantize_linear(wo, xo, p.clip, ctx);
-    quantize_linear(wg, xf, p.clip, ctx);
-    quantize_linear(wu, xf, p.clip, ctx);
-    quantize_linear(wd, xd, p.clip, ctx);
+    // Each input's grams are formed once for its linears and freed after them.
+    {
+      const AwGrams ga = p.clip ? input_grams(xa, ctx) : AwGrams{};
+      quantize_linear(wq, xa, p.clip && p.clip_qk ? &ga : nullptr, ctx, &pq);
+      quantize_linear(wk, xa, p.clip && p.clip_qk ? &ga : nullptr, ctx, &pq);
+      quantize_linear(wv, xa, p.clip ? &ga : nullptr, ctx);
+    }
+    {
+      const AwGrams go = p.clip ? input_grams(xo, ctx) : AwGrams{};
+      quantize_linear(wo, xo, p.clip ? &go : nullptr, ctx);
+    }
+    {
+      const AwGrams gf = p.clip ? input_grams(xf, ctx) : AwGrams{};
+      quantize_linear(wg, xf, p.clip ? &gf : nullptr, ctx);
+      quantize_linear(wu, xf, p.clip ? &gf : nullptr, ctx);
+    }
+    {
+      const AwGrams gd = p.clip ? input_grams(xd, ctx) : AwGrams{};
+      quantize_linear(wd, xd, p.clip ? &gd : nullptr, ctx);
+    }
     a = AwActs{};
     io = nullptr;
   }

@@ -478,7 +478,7 @@ class GsRun {
                             {"identity_candidate", awq_->identity_candidate}, {"plain_candidates", awq_->plain_candidates},
                             {"clip", awq_->clip}, {"clip_qk", awq_->clip_qk},
                             {"clip_grid", awq_->clip_grid}, {"max_shrink", awq_->max_shrink},
-                            {"clip_tokens", awq_->clip_tokens}, {"clip_asym", awq_->clip_asym},
+                            {"clip_tokens", awq_->clip_tokens}, {"clip_asym", awq_->clip_asym}, {"clip_cross", awq_->clip_cross},
                             {"refit_scale", awq_->refit_scale}, {"scale_v_o", awq_->scale_v_o},
                             {"gain_correction", awq_->gain_correction}};
     return j.dump(2) + "\n";
