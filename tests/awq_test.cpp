@@ -166,6 +166,41 @@ TEST_CASE("awq: flat activations keep the identity, outlier channels get scaled"
     CHECK(r.alpha > 0.0);
     CHECK(r.loss < 0.8 * r.identity_loss);
     CHECK(r.scales[3] > r.scales[4]);  // the outlier channel is scaled up (its weights kept finer)
+
+    // Screened: the screen costs all 20, `loss` only the identity and the search_keep cheapest there.
+    int screens = 0;
+    std::vector<double> seen;  // the screen's losses in call order
+    auto on_sample = [&](std::span<const float> s) {
+      ++screens;
+      seen.push_back(aq_linear_loss(x, w, n / 4, d, rows, s));  // the first quarter of the tokens
+      return seen.back();
+    };
+    calls = 0;
+    p.search_keep = 3;
+    const AwqSearch sc = awq_search_scales(xm, wmean, p, loss, on_sample);
+    CHECK(screens == 20);
+    CHECK(calls == 4);
+    CHECK(sc.screen_losses == seen);
+    REQUIRE(sc.losses.size() == 20);
+    std::vector<double> sorted = seen;
+    std::sort(sorted.begin(), sorted.end());
+    int costed = 0;
+    for (size_t i = 0; i < 20; ++i) {
+      if (std::isnan(sc.losses[i])) continue;
+      ++costed;
+      CHECK(seen[i] <= sorted[2]);                 // one of the three cheapest on the sample
+      CHECK(sc.losses[i] == r.losses[i]);          // costed as the full search costs it
+      CHECK(sc.loss <= sc.losses[i]);
+    }
+    CHECK(costed == 3);
+    CHECK(sc.identity_loss == r.identity_loss);
+    CHECK(sc.loss <= sc.identity_loss);
+    // The screen being the loss itself, the screened search picks the full search's winner.
+    calls = 0;
+    const AwqSearch same = awq_search_scales(xm, wmean, p, loss, loss);
+    CHECK(same.alpha == r.alpha);
+    CHECK(same.loss == r.loss);
+    CHECK(same.scales == r.scales);
   }
   // Candidates are normalised: sqrt(max · min) = 1.
   std::vector<float> xm(static_cast<size_t>(d));

@@ -71,6 +71,12 @@ struct AwqParams {
   /// that shrinkage, unlike the rounding noise, adds up through the layers.
   bool gain_correction = true;
   bool scale_v_o = true;       ///< the v_proj -> o_proj group (skipped under GQA, as AutoAWQ does)
+  /// The scale search in two stages: every candidate is first costed on an even sample of about
+  /// search_tokens calibration tokens (whole chunks for the attention group), then the
+  /// search_keep cheapest, and the identity, again on every token; the lowest of those wins. 0,
+  /// or a sample of more than half the tokens: every candidate on every token (AutoAWQ's).
+  int64_t search_tokens = 1024;
+  int search_keep = 4;         ///< candidates re-costed on every token after the sample (at least 1)
 };
 
 /// Throws Errc::invalid_argument naming the setting (bits, group size, grid, shrink).
@@ -108,7 +114,8 @@ struct AwqSearch {
   bool duo = false;            ///< the chosen candidate is a duo scaling (weights' means in it)
   double loss = 0;             ///< its loss
   double identity_loss = 0;    ///< loss without scaling (NaN when not a candidate)
-  std::vector<double> losses;  ///< per candidate after the identity: the duo α grid, then the plain one
+  std::vector<double> losses;  ///< per candidate after the identity: the duo α grid, then the plain one (NaN: not re-costed after a screen)
+  std::vector<double> screen_losses;  ///< with a screen: per candidate after the identity, on the sample
 };
 
 /// The candidate scales for exponent `alpha` from the per-channel statistics: mean |x| over the
@@ -118,10 +125,13 @@ LQ_API std::vector<float> awq_candidate_scales(std::span<const float> x_mean, st
 
 /// Evaluates `loss` (the inspected module's output MSE with the scaled, quantized weights) for
 /// every candidate and returns the best (ties keep the earlier: the identity, then α ascending,
-/// duo scalings before the plain ones).
+/// duo scalings before the plain ones). With `screen` (the same loss on a sample of the tokens)
+/// every candidate is costed by `screen` first and only the params.search_keep cheapest there,
+/// and the identity, by `loss`.
 LQ_API AwqSearch awq_search_scales(std::span<const float> x_mean, std::span<const float> w_mean,
                                    const AwqParams& params,
-                                   const std::function<double(std::span<const float> scales)>& loss);
+                                   const std::function<double(std::span<const float> scales)>& loss,
+                                   const std::function<double(std::span<const float> scales)>& screen = {});
 
 /// The fold: divides row i of `prev` (row_len values a row; 1 for a norm weight) by s[i].
 LQ_API void awq_divide_rows(std::span<float> prev, int64_t row_len, std::span<const float> s);

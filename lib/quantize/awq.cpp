@@ -42,6 +42,7 @@
 #include <cstring>
 #include <limits>
 #include <map>
+#include <optional>
 
 namespace fs = std::filesystem;
 
@@ -57,6 +58,9 @@ void validate(const AwqParams& p) {
   if (!(p.max_shrink >= 0 && p.max_shrink < 1))
     fail(Errc::invalid_argument, "awq: max shrink must be in [0, 1), got {}", p.max_shrink);
   if (p.clip_tokens < 0) fail(Errc::invalid_argument, "awq: clip tokens must be 0 (all) or positive, got {}", p.clip_tokens);
+  if (p.search_tokens < 0)
+    fail(Errc::invalid_argument, "awq: search tokens must be 0 (all) or positive, got {}", p.search_tokens);
+  if (p.search_keep < 1) fail(Errc::invalid_argument, "awq: search keep must be at least 1, got {}", p.search_keep);
 }
 
 namespace awq_impl {
@@ -241,9 +245,23 @@ std::vector<float> awq_candidate_scales(std::span<const float> x_mean, std::span
 }
 
 AwqSearch awq_search_scales(std::span<const float> x_mean, std::span<const float> w_mean, const AwqParams& p,
-                            const std::function<double(std::span<const float>)>& loss) {
+                            const std::function<double(std::span<const float>)>& loss,
+                            const std::function<double(std::span<const float>)>& screen) {
+  struct Candidate {
+    double alpha;
+    bool duo;
+  };
+  std::vector<Candidate> cands;  // after the identity, in tie-breaking order
+  for (const bool duo : {true, false}) {
+    if (duo ? !p.duo_scaling : p.duo_scaling && !p.plain_candidates) continue;
+    for (int i = 0; i < p.n_grid; ++i) {
+      if (!duo && i == 0 && p.identity_candidate && p.duo_scaling) continue;  // s = 1, the identity's loss
+      cands.push_back({static_cast<double>(i) / p.n_grid, duo});
+    }
+  }
+  const double nan = std::numeric_limits<double>::quiet_NaN();
   AwqSearch r;
-  r.identity_loss = std::numeric_limits<double>::quiet_NaN();
+  r.identity_loss = nan;
   double best = std::numeric_limits<double>::infinity();
   if (p.identity_candidate) {
     std::vector<float> one(x_mean.size(), 1.0f);
@@ -252,20 +270,34 @@ AwqSearch awq_search_scales(std::span<const float> x_mean, std::span<const float
     r.scales = std::move(one);
     r.alpha = -1;
   }
-  for (const bool duo : {true, false}) {
-    if (duo ? !p.duo_scaling : p.duo_scaling && !p.plain_candidates) continue;
-    for (int i = 0; i < p.n_grid; ++i) {
-      if (!duo && i == 0 && p.identity_candidate && p.duo_scaling) continue;  // s = 1, the identity's loss
-      const double a = static_cast<double>(i) / p.n_grid;
-      std::vector<float> s = awq_candidate_scales(x_mean, w_mean, a, duo);
-      const double l = loss(s);
-      r.losses.push_back(l);
-      if (l < best) {
-        best = l;
-        r.scales = std::move(s);
-        r.alpha = a;
-        r.duo = duo;
-      }
+  // With a screen, only the search_keep cheapest candidates on the sample are costed by `loss`.
+  std::vector<char> keep(cands.size(), 1);
+  if (screen) {
+    r.screen_losses.reserve(cands.size());
+    for (const Candidate& c : cands) r.screen_losses.push_back(screen(awq_candidate_scales(x_mean, w_mean, c.alpha, c.duo)));
+    std::vector<size_t> order(cands.size());
+    for (size_t i = 0; i < order.size(); ++i) order[i] = i;
+    auto key = [&](size_t i) {
+      const double l = r.screen_losses[i];
+      return std::isfinite(l) ? l : std::numeric_limits<double>::infinity();
+    };
+    std::stable_sort(order.begin(), order.end(), [&](size_t a, size_t b) { return key(a) < key(b); });
+    std::fill(keep.begin(), keep.end(), 0);
+    for (size_t i = 0; i < std::min(order.size(), static_cast<size_t>(std::max(1, p.search_keep))); ++i) keep[order[i]] = 1;
+  }
+  for (size_t i = 0; i < cands.size(); ++i) {
+    if (!keep[i]) {
+      r.losses.push_back(nan);
+      continue;
+    }
+    std::vector<float> s = awq_candidate_scales(x_mean, w_mean, cands[i].alpha, cands[i].duo);
+    const double l = loss(s);
+    r.losses.push_back(l);
+    if (l < best) {
+      best = l;
+      r.scales = std::move(s);
+      r.alpha = cands[i].alpha;
+      r.duo = cands[i].duo;
     }
   }
   if (r.scales.empty()) fail(Errc::smoothquant_failed, "awq: every candidate's loss is NaN or infinite");
@@ -348,9 +380,10 @@ struct AwBlockStep {
     return x;
   }
 
-  // The attention block's output (o_proj applied) for every chunk: y = o(attn(x q, x k, x v)).
-  // `qw/kw/vw` [out x n_embd]; biases may be empty. Chunk after chunk, in parallel over chunks.
-  void attention_out(const AwMat& x, const AwMat& qw, const AwMat& kw, const AwMat& vw, const std::vector<float>& bq,
+  // The attention block's output (o_proj applied) for every chunk: y = o(attn(x q, x k, x v)), x
+  // the chunks of `lens` tokens one after another. `qw/kw/vw` [out x n_embd]; biases may be
+  // empty. Chunk after chunk, in parallel over chunks.
+  void attention_out(const AwMat& x, const std::vector<int64_t>& lens, const AwMat& qw, const AwMat& kw, const AwMat& vw, const std::vector<float>& bq,
                      const std::vector<float>& bk, const std::vector<float>& bv, const AwMat* ow, AwMat& y,
                      const Context& ctx) const {
     const auto& mi = detail::ModelAccess::impl(*io->model);
@@ -360,7 +393,7 @@ struct AwBlockStep {
     int64_t maxlen = 0;
     std::vector<int64_t> starts;
     int64_t row = 0;
-    for (const int64_t len : lengths) {
+    for (const int64_t len : lens) {
       starts.push_back(row);
       row += len;
       maxlen = std::max(maxlen, len);
@@ -377,10 +410,10 @@ struct AwBlockStep {
     // Masked by a window only where the engine's block is (Gemma's local layers; Mistral's and
     // Qwen2's configured windows are not applied, as llama.cpp does not).
     const int64_t window = mi.blocks[static_cast<size_t>(io->model_layer)].swa ? c.sliding_window : 0;
-    parallel_for(static_cast<int64_t>(lengths.size()), ctx.thread_count(), 1, [&](int64_t c0, int64_t c1) {
+    parallel_for(static_cast<int64_t>(lens.size()), ctx.thread_count(), 1, [&](int64_t c0, int64_t c1) {
       AwMat q, k, v, vt, o, s;
       for (int64_t ci = c0; ci < c1; ++ci) {
-        const int64_t r0 = starts[static_cast<size_t>(ci)], n = lengths[static_cast<size_t>(ci)];
+        const int64_t r0 = starts[static_cast<size_t>(ci)], n = lens[static_cast<size_t>(ci)];
         const float* X = x.data() + r0 * x.cols();
         const int64_t e = x.cols();
         q.resize(n, nq);
@@ -871,71 +904,126 @@ struct AwBlockStep {
       summary.groups.push_back(AwqGroupReport{static_cast<int>(L), group, s.alpha, s.duo, s.loss, s.identity_loss});
     };
 
+    // The screens' samples (p.search_tokens): whole chunks, evenly spaced, for the attention
+    // group; evenly spaced rows for the others.
+    const int64_t T = a.x_attn.rows();
+    const bool screen = p.search_tokens > 0 && 2 * p.search_tokens <= T;
+    AwMat xs_attn;
+    std::vector<int64_t> lens_s;
+    if (screen) {
+      const int64_t nc = static_cast<int64_t>(lengths.size());
+      const int64_t m = std::clamp<int64_t>((p.search_tokens * nc + T - 1) / T, 1, nc);
+      std::vector<int64_t> starts(static_cast<size_t>(nc) + 1, 0);
+      for (int64_t c = 0; c < nc; ++c) starts[static_cast<size_t>(c) + 1] = starts[static_cast<size_t>(c)] + lengths[static_cast<size_t>(c)];
+      int64_t rows = 0;
+      for (int64_t j = 0; j < m; ++j) rows += lengths[static_cast<size_t>(j * nc / m)];
+      xs_attn.resize(rows, a.x_attn.cols());
+      rows = 0;
+      for (int64_t j = 0; j < m; ++j) {
+        const size_t c = static_cast<size_t>(j * nc / m);
+        xs_attn.middleRows(rows, lengths[c]) = a.x_attn.middleRows(starts[c], lengths[c]);
+        rows += lengths[c];
+        lens_s.push_back(lengths[c]);
+      }
+    }
+    using Loss = std::function<double(std::span<const float>)>;
+
     // 1. input_layernorm -> q, k, v, inspected at the attention block's output.
     AwMat y_ref, y;
-    attention_out(a.x_attn, wq.w, wk.w, wv.w, bq, bk, bv, nullptr, y_ref, ctx);
+    attention_out(a.x_attn, lengths, wq.w, wk.w, wv.w, bq, bk, bv, nullptr, y_ref, ctx);
     const double dev = (y_ref - a.x_o).norm() / std::max(1e-30, static_cast<double>(a.x_o.norm()));
     const bool attn_ok = dev < 1e-3;
     if (!attn_ok) {
       summary.attention = fmt::format("q/k/v outputs (the recomputed attention differs from the engine's by {:.2g})", dev);
       warnings.push_back(fmt::format("block {}: {}", L, summary.attention));
     }
-    if (attn_ok) attention_out(a.x_attn, wq.w, wk.w, wv.w, bq, bk, bv, &wo.w, y_ref, ctx);
     const std::vector<float> x1 = col_abs_mean(a.x_attn);
-    AwMat yq, yk, yv;
-    if (!attn_ok) {
-      linear_out(a.x_attn, wq.w, yq, threads);
-      linear_out(a.x_attn, wk.w, yk, threads);
-      linear_out(a.x_attn, wv.w, yv, threads);
+    AwqSearch s1;
+    {
+      // The loss on x (chunks of lens tokens), against the original weights' outputs there.
+      struct AttnLoss {
+        AwMat ref, yq, yk, yv;
+      };
+      auto prepare = [&](const AwMat& x, const std::vector<int64_t>& lens, AttnLoss& r) {
+        if (attn_ok) return attention_out(x, lens, wq.w, wk.w, wv.w, bq, bk, bv, &wo.w, r.ref, ctx);
+        linear_out(x, wq.w, r.yq, threads);
+        linear_out(x, wk.w, r.yk, threads);
+        linear_out(x, wv.w, r.yv, threads);
+      };
+      auto loss_on = [&](const AwMat& x, const std::vector<int64_t>& lens, const AttnLoss& r) -> Loss {
+        return [&](std::span<const float> s) {
+          ctx.check_cancelled();
+          const AwMat q = scaled_fake(wq.w, s, ctx), k = scaled_fake(wk.w, s, ctx), v = scaled_fake(wv.w, s, ctx);
+          if (attn_ok) {
+            attention_out(x, lens, q, k, v, bq, bk, bv, &wo.w, y, ctx);
+            return mse(y, r.ref);
+          }
+          AwMat o;
+          double l = 0;
+          linear_out(x, q, o, threads), l += (o - r.yq).squaredNorm();
+          linear_out(x, k, o, threads), l += (o - r.yk).squaredNorm();
+          linear_out(x, v, o, threads), l += (o - r.yv).squaredNorm();
+          return l / static_cast<double>(x.rows() * (wq.rows + wk.rows + wv.rows));
+        };
+      };
+      AttnLoss full, part;
+      prepare(a.x_attn, lengths, full);
+      if (screen) prepare(xs_attn, lens_s, part);
+      s1 = awq_search_scales(x1, weight_mean({&wq.w, &wk.w, &wv.w}), p, loss_on(a.x_attn, lengths, full),
+                             screen ? loss_on(xs_attn, lens_s, part) : Loss{});
     }
-    const AwqSearch s1 = awq_search_scales(x1, weight_mean({&wq.w, &wk.w, &wv.w}), p, [&](std::span<const float> s) {
-      ctx.check_cancelled();
-      const AwMat q = scaled_fake(wq.w, s, ctx), k = scaled_fake(wk.w, s, ctx), v = scaled_fake(wv.w, s, ctx);
-      if (attn_ok) {
-        attention_out(a.x_attn, q, k, v, bq, bk, bv, &wo.w, y, ctx);
-        return mse(y, y_ref);
-      }
-      AwMat o;
-      double l = 0;
-      linear_out(a.x_attn, q, o, threads), l += (o - yq).squaredNorm();
-      linear_out(a.x_attn, k, o, threads), l += (o - yk).squaredNorm();
-      linear_out(a.x_attn, v, o, threads), l += (o - yv).squaredNorm();
-      return l / static_cast<double>(a.x_attn.rows() * (wq.rows + wk.rows + wv.rows));
-    });
     report("input_layernorm->q,k,v", s1);
+    xs_attn.resize(0, 0);
     y_ref.resize(0, 0);
+
+    // A linear inspected at its own output, on x: its search (with a screen on a sample of x's rows).
+    auto search_linear = [&](const AwMat& x, const AwLinear& l) {
+      LinearLoss ll(*this, x, l.w, threads);
+      const AwMat xs = screen ? sample_rows(x, p.search_tokens) : AwMat();
+      std::optional<LinearLoss> ls;
+      if (screen) ls.emplace(*this, xs, l.w, threads);
+      return awq_search_scales(col_abs_mean(x), weight_mean({&l.w}), p,
+                               [&](std::span<const float> s) {
+                                 ctx.check_cancelled();
+                                 return ll(scaled_fake(l.w, s, ctx), threads);
+                               },
+                               screen ? Loss([&](std::span<const float> s) {
+                                 ctx.check_cancelled();
+                                 return (*ls)(scaled_fake(l.w, s, ctx), threads);
+                               })
+                                      : Loss{});
+    };
 
     // 2. v_proj -> o_proj, inspected at o_proj's output: only when v's rows are o's columns
     // (AutoAWQ's rule; under GQA a v channel feeds several heads' columns and the pair is skipped).
     AwqSearch s2;
     const bool vo = p.scale_v_o && wv.rows == wo.cols;
     if (vo) {
-      LinearLoss ll(*this, a.x_o, wo.w, threads);
-      s2 = awq_search_scales(col_abs_mean(a.x_o), weight_mean({&wo.w}), p, [&](std::span<const float> s) {
-        ctx.check_cancelled();
-        return ll(scaled_fake(wo.w, s, ctx), threads);
-      });
+      s2 = search_linear(a.x_o, wo);
       report("v_proj->o_proj", s2);
     }
 
     // 3. post_attention_layernorm -> gate, up, inspected at the MLP's output.
-    mlp_out(a.x_ffn, wg.w, wu.w, wd.w, y_ref, threads);
-    const AwqSearch s3 = awq_search_scales(col_abs_mean(a.x_ffn), weight_mean({&wg.w, &wu.w}), p, [&](std::span<const float> s) {
-      ctx.check_cancelled();
-      mlp_out(a.x_ffn, scaled_fake(wg.w, s, ctx), scaled_fake(wu.w, s, ctx), wd.w, y, threads);
-      return mse(y, y_ref);
-    });
+    AwqSearch s3;
+    {
+      auto loss_on = [&](const AwMat& x, const AwMat& ref) -> Loss {
+        return [&](std::span<const float> s) {
+          ctx.check_cancelled();
+          mlp_out(x, scaled_fake(wg.w, s, ctx), scaled_fake(wu.w, s, ctx), wd.w, y, threads);
+          return mse(y, ref);
+        };
+      };
+      mlp_out(a.x_ffn, wg.w, wu.w, wd.w, y_ref, threads);
+      const AwMat xs = screen ? sample_rows(a.x_ffn, p.search_tokens) : AwMat();
+      AwMat ys_ref;
+      if (screen) mlp_out(xs, wg.w, wu.w, wd.w, ys_ref, threads);
+      s3 = awq_search_scales(col_abs_mean(a.x_ffn), weight_mean({&wg.w, &wu.w}), p, loss_on(a.x_ffn, y_ref),
+                             screen ? loss_on(xs, ys_ref) : Loss{});
+    }
     report("post_attention_layernorm->gate,up", s3);
 
     // 4. up_proj -> down_proj, inspected at down_proj's output.
-    AwqSearch s4;
-    {
-      LinearLoss ll(*this, a.x_down, wd.w, threads);
-      s4 = awq_search_scales(col_abs_mean(a.x_down), weight_mean({&wd.w}), p, [&](std::span<const float> s) {
-        ctx.check_cancelled();
-        return ll(scaled_fake(wd.w, s, ctx), threads);
-      });
-    }
+    const AwqSearch s4 = search_linear(a.x_down, wd);
     report("up_proj->down_proj", s4);
     y_ref.resize(0, 0);
     y.resize(0, 0);
