@@ -13,6 +13,8 @@
 
 #include <catch2/catch.hpp>
 
+#include <algorithm>
+#include <array>
 #include <bit>
 #include <cmath>
 #include <fstream>
@@ -694,6 +696,35 @@ TEST_CASE("engine: 4x4 tile kernels equal their single dots", "[engine]") {
         }
     }
   }
+}
+
+TEST_CASE("engine: the grid-error kernel gives the scalar values bit for bit", "[engine]") {
+  // Ragged lengths (vector body and tail), clamps inside and outside the values, both widths, and
+  // values on the rounding ties (x / s = k + 1/2 exactly) where only round-half-even is right.
+  for (const int64_t n : {1, 7, 8, 33, 128}) {
+    std::vector<float> x = test::gaussian(static_cast<size_t>(n), static_cast<uint32_t>(n));
+    for (int64_t i = 0; i < n; i += 3) x[static_cast<size_t>(i)] = 0.25f * (static_cast<float>(i % 9) - 4.0f + 0.5f);
+    for (const float maxq : {7.0f, 15.0f})
+      for (const auto& [lo, hi, s, z] : std::vector<std::array<float, 4>>{
+               {-1.0f, 1.0f, 0.25f, 4.0f}, {-3.0f, 3.0f, 0.4f, 7.0f}, {-0.3f, 0.8f, 0.0733f, 3.0f}, {0.1f, 0.1f, 0.5f, 0.0f}}) {
+        INFO("n=" << n << " maxq=" << maxq << " lo=" << lo << " hi=" << hi << " s=" << s << " z=" << z);
+        std::vector<float> d(static_cast<size_t>(n), 123.0f);
+        cpu::grid_error(n, x.data(), lo, hi, s, z, maxq, d.data());
+        int64_t bad = 0;
+        for (int64_t i = 0; i < n; ++i) {
+          const float v = x[static_cast<size_t>(i)];
+          const float q = std::clamp(std::nearbyint(std::clamp(v, lo, hi) / s) + z, 0.0f, maxq);
+          bad += std::bit_cast<uint32_t>(s * (q - z) - v) != std::bit_cast<uint32_t>(d[static_cast<size_t>(i)]);
+        }
+        CHECK(bad == 0);
+      }
+  }
+  // Ties: 0.125 / 0.25 = 0.5 rounds to 0, 0.375 / 0.25 = 1.5 to 2.
+  const float t[2] = {0.125f, 0.375f};
+  float d[2];
+  cpu::grid_error(2, t, -1.0f, 1.0f, 0.25f, 0.0f, 15.0f, d);
+  CHECK(d[0] == -0.125f);
+  CHECK(d[1] == 0.125f);
 }
 
 TEST_CASE("engine: softmax and SiLU kernels", "[engine]") {

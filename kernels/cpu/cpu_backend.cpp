@@ -46,8 +46,9 @@ const std::array<TypeRow, kTypeSlotCount>& rows_by_id() {
   return table;
 }
 
-constexpr lq::detail::EngineOps kEngineOps{supports_weight, products,   gemm_nt,     softmax_row,     silu_mul,
-                                       rms_norm_row,    round_half, add_squares, count_non_finite};
+constexpr lq::detail::EngineOps kEngineOps{supports_weight, products,    gemm_nt,          softmax_row, silu_mul,
+                                           rms_norm_row,    round_half,  add_squares,      count_non_finite,
+                                           grid_error};
 
 class CpuBackend final : public Backend {
  public:

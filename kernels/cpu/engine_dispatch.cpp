@@ -87,6 +87,9 @@ void quantize_act_bf16(const float* x, int64_t m, const QActLayout& lay, uint8_t
 void softmax_row(int64_t n, float* x, float scale) { dispatch_call<SoftmaxRow>(n, x, scale); }
 void silu_mul(int64_t n, const float* gate, const float* up, float* out) { dispatch_call<SiluMul>(n, gate, up, out); }
 void round_half(int64_t n, const float* x, float* y) { dispatch_call<RoundHalf>(n, x, y); }
+void grid_error(int64_t n, const float* x, float lo, float hi, float s, float z, float maxq, float* d) {
+  dispatch_call<GridError>(n, x, lo, hi, s, z, maxq, d);
+}
 void add_squares(int64_t n, const float* x, int64_t ldx, int64_t rows, double* acc) {
   dispatch_call<AddSquares>(n, x, ldx, rows, acc);
 }

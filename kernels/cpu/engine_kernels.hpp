@@ -64,6 +64,8 @@ void add_squares(int64_t n, const float* x, int64_t ldx, int64_t rows, double* a
 float rms_norm_row(int64_t d, const float* x, const float* g, float eps, float* y);
 /// y[i] = x[i] rounded to the nearest binary16 (ties to even), as a float, for i < n; y may be x.
 void round_half(int64_t n, const float* x, float* y);
+/// d[i] = s (q - z) - x[i], q = clamp(round_half_even(clamp(x[i], lo, hi) / s) + z, 0, maxq), i < n (lo <= hi).
+void grid_error(int64_t n, const float* x, float lo, float hi, float s, float z, float maxq, float* d);
 /// Number of NaN or Inf values in x[0..n) (dispatch.cpp).
 int64_t count_non_finite(const float* x, int64_t n);
 

@@ -9,6 +9,8 @@
 //   RmsNormRow  y = x / sqrt(mean(x^2) + eps) * g over one row (sum of squares in double).
 //   AddSquares  acc[i] += x[r, i]^2 over rows r in order, in double (the activation importance sums).
 //   RoundHalf   y = x rounded to binary16 and back (F16C where the ISA has it; ties to even).
+//   GridError   d = s (q - z) - x, q = clamp(round_half_even(clamp(x, lo, hi) / s) + z, 0, maxq):
+//               one group's error on an asymmetric integer grid (AWQ's clipping search).
 // Check them with `lq_tests "[engine]"`; time them with `engine_bench`.
 #pragma once
 
@@ -51,6 +53,10 @@ struct AddSquares {
 template <class Arch>
 struct RoundHalf {
   static void run(int64_t n, const float* x, float* y);
+};
+template <class Arch>
+struct GridError {
+  static void run(int64_t n, const float* x, float lo, float hi, float s, float z, float maxq, float* d);
 };
 template <class Arch>
 struct RmsNormRow {
@@ -364,6 +370,25 @@ void RoundHalf<Arch>::run(int64_t n, const float* x, float* y) {
   for (; i < n; ++i) y[i] = fp16_to_f32(f32_to_fp16(x[i]));
 }
 
-#define LQ_CPU_MATMUL_KERNELS(X) X(GemmNT) X(SoftmaxRow) X(SiluMul) X(RmsNormRow) X(AddSquares) X(RoundHalf)
+template <class Arch>
+void GridError<Arch>::run(int64_t n, const float* x, float lo, float hi, float s, float z, float maxq, float* d) {
+  // Division, rounding and the clamps are exact per lane, so every ISA gives the scalar loop's
+  // values (round_half_even: xsimd's nearbyint, the current rounding mode as std::nearbyint).
+  using B = xsimd::batch<float, Arch>;
+  constexpr int64_t W = B::size;
+  const int64_t nv = n / W * W;
+  const B vlo(lo), vhi(hi), vs(s), vz(z), vzero(0.0f), vmax(maxq);
+  for (int64_t i = 0; i < nv; i += W) {
+    const B v = B::load_unaligned(x + i);
+    const B q = xsimd::min(xsimd::max(xsimd::nearbyint(xsimd::min(xsimd::max(v, vlo), vhi) / vs) + vz, vzero), vmax);
+    (vs * (q - vz) - v).store_unaligned(d + i);
+  }
+  for (int64_t i = nv; i < n; ++i) {
+    const float q = std::min(std::max(std::nearbyint(std::min(std::max(x[i], lo), hi) / s) + z, 0.0f), maxq);
+    d[i] = s * (q - z) - x[i];
+  }
+}
+
+#define LQ_CPU_MATMUL_KERNELS(X) X(GemmNT) X(SoftmaxRow) X(SiluMul) X(RmsNormRow) X(AddSquares) X(RoundHalf) X(GridError)
 
 }  // namespace lq::cpu

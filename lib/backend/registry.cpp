@@ -106,6 +106,7 @@ detail::EngineOps Registry::engine_ops(const Backend& b) const {
     take(ops.round_half, own->round_half);
     take(ops.add_squares, own->add_squares);
     take(ops.count_non_finite, own->count_non_finite);
+    take(ops.grid_error, own->grid_error);
   }
   return ops;
 }

@@ -74,6 +74,15 @@ inline float aw_round_scale(float s, int storage) {
   return s;
 }
 
+// The grid of values spanning [lo, hi]: scale = (hi - lo) / maxq (min 1e-5, rounded to its storage),
+// zero = clamp(-round(lo / scale), 0, maxq).
+inline void aw_range_params(float lo, float hi, int maxq, int storage, float& scale, int32_t& zero) {
+  float s = aw_round_scale(std::max(hi - lo, 1e-5f) / static_cast<float>(maxq), storage);
+  if (!(s > 0) || !std::isfinite(s)) s = aw_round_scale(1e-5f, storage) > 0 ? aw_round_scale(1e-5f, storage) : 1e-5f;
+  scale = s;
+  zero = static_cast<int32_t>(std::clamp(-std::nearbyint(lo / s), 0.0f, static_cast<float>(maxq)));
+}
+
 // AutoAWQ's pseudo_quantize_tensor grid for one group of n values (clamped to [-clip, clip] when
 // clip > 0): min-max with a zero point, the range not forced to hold 0.
 inline void aw_group_params(const float* x, int64_t n, int maxq, float clip, int storage, float& scale, int32_t& zero) {
@@ -83,10 +92,7 @@ inline void aw_group_params(const float* x, int64_t n, int maxq, float clip, int
     lo = std::min(lo, v);
     hi = std::max(hi, v);
   }
-  float s = aw_round_scale(std::max(hi - lo, 1e-5f) / static_cast<float>(maxq), storage);
-  if (!(s > 0) || !std::isfinite(s)) s = aw_round_scale(1e-5f, storage) > 0 ? aw_round_scale(1e-5f, storage) : 1e-5f;
-  scale = s;
-  zero = static_cast<int32_t>(std::clamp(-std::nearbyint(lo / s), 0.0f, static_cast<float>(maxq)));
+  aw_range_params(lo, hi, maxq, storage, scale, zero);
 }
 
 // The same grid on the group clamped to [clo, chi] (the asymmetric clipping search's candidates).
@@ -98,10 +104,7 @@ inline void aw_group_params_range(const float* x, int64_t n, int maxq, float clo
     lo = std::min(lo, v);
     hi = std::max(hi, v);
   }
-  float s = aw_round_scale(std::max(hi - lo, 1e-5f) / static_cast<float>(maxq), storage);
-  if (!(s > 0) || !std::isfinite(s)) s = aw_round_scale(1e-5f, storage) > 0 ? aw_round_scale(1e-5f, storage) : 1e-5f;
-  scale = s;
-  zero = static_cast<int32_t>(std::clamp(-std::nearbyint(lo / s), 0.0f, static_cast<float>(maxq)));
+  aw_range_params(lo, hi, maxq, storage, scale, zero);
 }
 
 inline int32_t aw_code(float w, float s, int32_t z, int maxq) {
@@ -355,6 +358,7 @@ struct AwBlockStep {
   AwGemmFn gemm = nullptr;         // the back-end's float GEMM
   void (*silu_mul)(int64_t, const float*, const float*, float*) = nullptr;  // the engine's MLP activation
   void (*softmax_row)(int64_t, float*, float) = nullptr;                     // the engine's attention softmax
+  void (*grid_error)(int64_t, const float*, float, float, float, float, float, float*) = nullptr;  // a clamped group's grid error
   std::vector<int64_t> lengths;    // the calibration chunks' token counts, in capture order
   AwqResult& summary;
   std::vector<std::string>& warnings;
@@ -706,12 +710,18 @@ struct AwBlockStep {
                 continue;
               }
               const float* x = x_of(i);
+              const float a = clo[static_cast<size_t>(i)], b = chi[static_cast<size_t>(i)];
               float s;
               int32_t z;
-              aw_group_params_range(x, g, maxq, clo[static_cast<size_t>(i)], chi[static_cast<size_t>(i)], storage, s, z);
-              for (int64_t c = 0; c < g; ++c)
-                di[c] = s * static_cast<float>(aw_code(std::clamp(x[c], clo[static_cast<size_t>(i)], chi[static_cast<size_t>(i)]),
-                                                       s, z, maxq) - z) - x[c];
+              if (grid_error && a <= b) {
+                // The clamp is monotone, so the clamped group's ends are the clamped ends.
+                aw_range_params(std::clamp(lo0[static_cast<size_t>(i)], a, b), std::clamp(hi0[static_cast<size_t>(i)], a, b),
+                                maxq, storage, s, z);
+                grid_error(g, x, a, b, s, static_cast<float>(z), static_cast<float>(maxq), di);
+                continue;
+              }
+              aw_group_params_range(x, g, maxq, a, b, storage, s, z);
+              for (int64_t c = 0; c < g; ++c) di[c] = s * static_cast<float>(aw_code(std::clamp(x[c], a, b), s, z, maxq) - z) - x[c];
             }
             aw_gemm(gemm, D.data(), R, g, g, H.data(), g, g, E.data(), g);
             for (int64_t i = 0; i < R; ++i)
@@ -1154,6 +1164,7 @@ AwBlockRunner::AwBlockRunner(const AwqParams& params, int scale_storage, std::ve
   step_->gemm = ex.ops.gemm;
   step_->silu_mul = ex.ops.silu_mul;
   step_->softmax_row = ex.ops.softmax_row;
+  step_->grid_error = ex.ops.grid_error;
 }
 AwBlockRunner::~AwBlockRunner() = default;
 
