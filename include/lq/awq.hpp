@@ -4,7 +4,8 @@
 // decoder block, with its inputs coming from the already-quantized blocks before it: a
 // per-channel scale search for each of the four groups (input_layernorm -> q/k/v inspected at the
 // attention output, v_proj -> o_proj when their shapes allow, post_attention_layernorm -> gate/up
-// inspected at the MLP output, up_proj -> down_proj), the scales folded into the previous op,
+// inspected at the MLP output, up_proj -> down_proj; candidates screened on a token sample, the
+// cheapest re-costed on every token), the scales folded into the previous op,
 // then a per-group clipping search, then round to nearest on AutoAWQ's min-max grid, each clipped
 // group's scale refitted and gain-corrected on its calibration inputs.
 #pragma once
@@ -75,7 +76,7 @@ struct AwqParams {
   /// search_tokens calibration tokens (whole chunks for the attention group), then the
   /// search_keep cheapest, and the identity, again on every token; the lowest of those wins. 0,
   /// or a sample of more than half the tokens: every candidate on every token (AutoAWQ's).
-  int64_t search_tokens = 1024;
+  int64_t search_tokens = 512;
   int search_keep = 4;         ///< candidates re-costed on every token after the sample (at least 1)
 };
 
