@@ -73,6 +73,37 @@ TEST_CASE("awq stream: the same bytes as the in-memory quantizer", "[awq][gptq-s
     c.params.group_size = 64;
     as_check_same(t->dir, c, tmp.path());
   }
+  {
+    INFO("the scale search screened on 48 of 192 tokens");
+    test::TempDir tmp;
+    AwqConfig c = as_config(t->calib);
+    c.calibration_samples = 4;
+    c.params.search_tokens = 48;
+    as_check_same(t->dir, c, tmp.path());
+  }
+}
+
+TEST_CASE("awq: a screen that keeps every candidate gives the full search's bytes", "[awq][gptq-stream]") {
+  auto t = test::tiny_with_calibration();
+  if (!t) return;
+  test::TempDir tmp;
+  AwqConfig c = as_config(t->calib);
+  c.calibration_samples = 4;
+  c.params.search_tokens = 0;  // every candidate on every token
+  const AwqResult full = awq_model(t->dir, tmp.path() / "full", c);
+  c.params.search_tokens = 48;
+  c.params.search_keep = 20;  // all 20 α re-costed after the screen
+  const AwqResult all = awq_model(t->dir, tmp.path() / "all", c);
+  CHECK(test::files_below(tmp.path() / "full") == test::files_below(tmp.path() / "all"));
+  c.params.search_keep = 1;  // the screen's winner alone, against the identity
+  const AwqResult one = awq_model(t->dir, tmp.path() / "one", c);
+  REQUIRE(one.groups.size() == full.groups.size());
+  for (size_t i = 0; i < one.groups.size(); ++i) {
+    CHECK(one.groups[i].loss <= one.groups[i].identity_loss);
+    if (one.groups[i].layer > 0) continue;  // later blocks' inputs differ once an α does
+    CHECK(one.groups[i].identity_loss == full.groups[i].identity_loss);
+    CHECK(one.groups[i].loss >= full.groups[i].loss);  // never below the full search's minimum
+  }
 }
 
 TEST_CASE("awq stream: lq quantize MODEL awq killed with SIGKILL resumes to the same bytes", "[awq][gptq-stream][cli]") {
