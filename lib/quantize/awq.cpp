@@ -26,6 +26,7 @@
 #include <lq/tokenizer.hpp>
 
 #include "core/fail.hpp"
+#include "core/float_cast.hpp"
 #include "core/half.hpp"
 #include "engine/impl.hpp"
 #include "model/tensor_names.hpp"
@@ -108,23 +109,8 @@ inline void aw_group_params_range(const float* x, int64_t n, int maxq, float clo
 }
 
 inline int32_t aw_code(float w, float s, int32_t z, int maxq) {
-  const float q = std::nearbyint(w / s) + static_cast<float>(z);
+  const float q = round_half_even_clamped(w / s) + static_cast<float>(z);
   return static_cast<int32_t>(std::clamp(q, 0.0f, static_cast<float>(maxq)));
-}
-
-// The grid's dequantized values of rows x cols `w` in place (the search's pseudo-quantization).
-void aw_fake_quant(float* w, int64_t rows, int64_t cols, int bits, int64_t g, int storage, int threads) {
-  const int maxq = (1 << bits) - 1;
-  parallel_for(rows, threads, 8, [&](int64_t r0, int64_t r1) {
-    for (int64_t r = r0; r < r1; ++r)
-      for (int64_t c0 = 0; c0 < cols; c0 += g) {
-        float* x = w + r * cols + c0;
-        float s;
-        int32_t z;
-        aw_group_params(x, g, maxq, 0, storage, s, z);
-        for (int64_t c = 0; c < g; ++c) x[c] = s * static_cast<float>(aw_code(x[c], s, z, maxq) - z);
-      }
-  });
 }
 
 using AwGemmFn = void (*)(const detail::GemmArgs&);
@@ -463,14 +449,26 @@ struct AwBlockStep {
     return static_cast<double>((a - b).squaredNorm()) / static_cast<double>(std::max<Eigen::Index>(1, a.size()));
   }
 
-  // W with columns scaled by s, pseudo-quantized, columns divided by s again.
+  // W with columns scaled by s, pseudo-quantized (AutoAWQ's min-max grid per group), columns
+  // divided by s again: one pass over W, rows on the threads, each step rounded as on its own.
   AwMat scaled_fake(const AwMat& w, std::span<const float> s, const Context& ctx) const {
-    AwMat m = w;
-    for (Eigen::Index r = 0; r < m.rows(); ++r)
-      for (Eigen::Index c = 0; c < m.cols(); ++c) m(r, c) *= s[static_cast<size_t>(c)];
-    aw_fake_quant(m.data(), m.rows(), m.cols(), cfg.params.bits, cfg.params.group_size, storage, ctx.thread_count());
-    for (Eigen::Index r = 0; r < m.rows(); ++r)
-      for (Eigen::Index c = 0; c < m.cols(); ++c) m(r, c) /= s[static_cast<size_t>(c)];
+    AwMat m(w.rows(), w.cols());
+    const int64_t cols = w.cols(), g = cfg.params.group_size;
+    const int maxq = (1 << cfg.params.bits) - 1;
+    parallel_for(w.rows(), ctx.thread_count(), 8, [&](int64_t r0, int64_t r1) {
+      for (int64_t r = r0; r < r1; ++r) {
+        const float* src = w.data() + r * cols;
+        float* x = m.data() + r * cols;
+        for (int64_t c = 0; c < cols; ++c) x[c] = src[c] * s[static_cast<size_t>(c)];
+        for (int64_t c0 = 0; c0 < cols; c0 += g) {
+          float gs;
+          int32_t z;
+          aw_group_params(x + c0, g, maxq, 0, storage, gs, z);
+          for (int64_t c = c0; c < c0 + g; ++c)
+            x[c] = gs * static_cast<float>(aw_code(x[c], gs, z, maxq) - z) / s[static_cast<size_t>(c)];
+        }
+      }
+    });
     return m;
   }
 
@@ -675,7 +673,11 @@ struct AwBlockStep {
     const bool asym = cp.clip_asym;
     const int steps = static_cast<int>(cp.max_shrink * 100);
     const int sym_steps = static_cast<int>(cp.max_shrink * cp.clip_grid);
-    constexpr int64_t kRows = 64;  // rows whose candidates are costed by one product
+    // Rows whose candidates are costed by one product: up to 256 (each product packs the group's
+    // G once, so taller products spend less on it), but at least two blocks for every thread. A
+    // row's cost does not depend on the rows beside it.
+    const int64_t nthreads = std::max(1, ctx.thread_count());
+    const int64_t kRows = rows >= 256 * 2 * nthreads ? 256 : rows >= 128 * 2 * nthreads ? 128 : 64;
     std::vector<AwGroupGrid> clip(static_cast<size_t>(rows * G));
     AwMat Dsel, Cl;  // with `full`: every row's chosen errors so far (rows x cols); their cross terms (rows x g)
     if (full) Dsel = AwMat::Zero(rows, cols), Cl.resize(rows, g);
@@ -847,6 +849,8 @@ struct AwBlockStep {
         const double e = aw_grid_cost(x, g, H, maxq, s, z, d, cl);
         if (e < best) best = e, out = AwGroupGrid{s, z};
       }
+      // A pass that kept its pair leaves the next one the same candidates, none below `best`.
+      if (out.scale == from.scale && out.zero == from.zero) break;
     }
   }
 
@@ -868,14 +872,24 @@ struct AwBlockStep {
     } else {
       q = awq_quantize_matrix(x.w.data(), x.rows, x.cols, cfg.params.bits, cfg.params.group_size, nullptr, ctx, storage);
     }
-    // Relative output error of the sample.
+    // Relative output error on the calibration tokens, |xs ΔWᵀ|² / |xs Wᵀ|²: through the clip's
+    // XᵀX where it has one and the tokens outnumber the columns (m G mᵀ per row, columns² a row
+    // instead of tokens x columns; the same sums up to float rounding).
     const std::vector<float> d = q.dequantize();
     const AwMat diff = Eigen::Map<const AwMat>(d.data(), x.rows, x.cols) - x.w;
+    const AwMat* G = grams && grams->full.size() && xs.rows() > xs.cols() ? &grams->full : nullptr;
     AwMat y;
-    linear_out(xs, x.w, y, ctx.thread_count());
-    const double ref = y.squaredNorm();
-    linear_out(xs, diff, y, ctx.thread_count());
-    const double err = y.squaredNorm();
+    auto out_sq = [&](const AwMat& m) -> double {
+      if (!G) {
+        linear_out(xs, m, y, ctx.thread_count());
+        return y.squaredNorm();
+      }
+      y.resize(m.rows(), m.cols());
+      aw_matmul(gemm, m.data(), m.rows(), m.cols(), G->data(), G->rows(), y.data(), ctx.thread_count());
+      return m.cwiseProduct(y).cast<double>().sum();
+    };
+    const double ref = out_sq(x.w);
+    const double err = out_sq(diff);
     GptqLayerReport rep{x.module, names::block_of(x.gguf), ref > 0 ? err / ref : 0, 0, 0, 0};
     if (x.permuted) {
       GptqMatrix h = q;

@@ -20,6 +20,7 @@
 #include <lq/tokenizer.hpp>
 
 #include "core/fail.hpp"
+#include "core/float_cast.hpp"
 #include "core/output_dir.hpp"
 #include "core/half.hpp"
 #include "formats/compressed_tensors.hpp"
@@ -108,7 +109,7 @@ inline void gp_params(const float* x, int64_t n, int bits, bool sym, int storage
 }
 
 inline int32_t gp_code(float w, float s, int32_t z, int maxq) {
-  const float q = std::nearbyint(w / s) + static_cast<float>(z);  // ties to even, as torch.round
+  const float q = round_half_even_clamped(w / s) + static_cast<float>(z);  // ties to even, as torch.round
   return static_cast<int32_t>(std::clamp(q, 0.0f, static_cast<float>(maxq)));
 }
 
@@ -116,9 +117,12 @@ inline int32_t gp_code(float w, float s, int32_t z, int maxq) {
 // 1 - k / 100 for k = 0..steps (symmetric: max|x|; asymmetric: both ends), each candidate's scale
 // rounded to its storage, keeping the one with the least sum_i imp_i (x_i - q(x_i))^2 (imp:
 // 1 / U_ii², see gptq_quantize_matrix). Min-max itself (k = 0) wins ties, so the result is never
-// worse than gp_params' on that measure.
+// worse than gp_params' on that measure. `grid_error` (the back-end's EngineOps::grid_error, may be
+// null) computes each candidate's errors: unclamped it gives exactly gp_code's values, negated,
+// and the sum below keeps its order, so the result does not depend on the kernel.
+using GpGridErrorFn = void (*)(int64_t, const float*, float, float, float, float, float, float*);
 inline void gp_params_search(const float* x, const float* imp, int64_t n, int bits, bool sym, int storage, int steps,
-                             float& scale, int32_t& zero) {
+                             float& scale, int32_t& zero, GpGridErrorFn grid_error = nullptr) {
   gp_params(x, n, bits, sym, storage, scale, zero);
   if (steps <= 0) return;
   const int maxq = (1 << bits) - 1;
@@ -132,8 +136,19 @@ inline void gp_params_search(const float* x, const float* imp, int64_t n, int bi
     lo0 = -hi0;
   }
   if (lo0 == 0 && hi0 == 0) return;
+  thread_local std::vector<float> dbuf;
   auto err_of = [&](float s, int32_t z) {
     double e = 0;
+    if (grid_error) {
+      dbuf.resize(static_cast<size_t>(n));
+      constexpr float kInf = std::numeric_limits<float>::infinity();
+      grid_error(n, x, -kInf, kInf, s, static_cast<float>(z), static_cast<float>(maxq), dbuf.data());
+      for (int64_t i = 0; i < n; ++i) {
+        const float d = dbuf[static_cast<size_t>(i)];
+        e += static_cast<double>(imp[i]) * d * d;
+      }
+      return e;
+    }
     for (int64_t i = 0; i < n; ++i) {
       const float d = x[i] - s * static_cast<float>(gp_code(x[i], s, z, maxq) - z);
       e += static_cast<double>(imp[i]) * d * d;
@@ -310,6 +325,7 @@ GptqMatrix gp_quantize(const float* w, int64_t rows, int64_t cols, const float* 
   RowMat W = Eigen::Map<const RowMat>(w, rows, cols);
   gp_dead_columns(h, cols, W, m.dead_columns);
   const int search = p.scale_search;
+  const GpGridErrorFn grid_error = engine::Exec::from(ctx).ops.grid_error;
 
   // Walk order: descending diag(H) with act-order (stable, so ties keep their order).
   std::vector<int32_t> perm(static_cast<size_t>(cols));
@@ -364,7 +380,8 @@ GptqMatrix gp_quantize(const float* w, int64_t rows, int64_t cols, const float* 
         for (int64_t k = 0; k < G; ++k) {
           const size_t gi = static_cast<size_t>(r * G + k);
           for (int64_t c = 0; c < g; ++c) x[static_cast<size_t>(c)] = Wp(r, pos[static_cast<size_t>(k * g + c)]);
-          gp_params_search(x.data(), imp.data() + k * g, g, bits, sym, storage, search, m.scales[gi], m.zeros[gi]);
+          gp_params_search(x.data(), imp.data() + k * g, g, bits, sym, storage, search, m.scales[gi], m.zeros[gi],
+                           grid_error);
         }
     });
   }
@@ -374,7 +391,8 @@ GptqMatrix gp_quantize(const float* w, int64_t rows, int64_t cols, const float* 
       const int32_t k = gwalk[static_cast<size_t>(i)];
       const size_t gi = static_cast<size_t>(r * G + k);
       if (!fixed_scales && i % g == 0)
-        gp_params_search(wr + i, hdiag_walk.data() + i, g, bits, sym, storage, search, m.scales[gi], m.zeros[gi]);
+        gp_params_search(wr + i, hdiag_walk.data() + i, g, bits, sym, storage, search, m.scales[gi], m.zeros[gi],
+                         grid_error);
       const float s = m.scales[gi];
       const int32_t z = m.zeros[gi];
       const int32_t q = gp_code(wr[i], s, z, maxq);
