@@ -12,7 +12,9 @@
 # Environment: LQ (build/apps/cli/lq), MODEL (../shared/models/tiny-llama), CALIB (calibration.txt),
 # EVAL (eval.txt), SAMPLES (8), CTX (256), CHUNKS (100), CLIENT_CHUNKS (20), THREADS (2),
 # OUT (/tmp/awq-compare), VENV_AWQ (../venv-awq), VENV_LLMC (../venv-sq), LLMC=1 (also AWQModifier),
-# AUTOAWQ_DIR (an AutoAWQ output made with the same settings: reused, its time and RSS not measured).
+# AUTOAWQ_DIR (an AutoAWQ output made with the same settings: reused, its time and RSS not measured),
+# LLMC_DTYPE (auto: the dtype llm-compressor loads the model in; float32 where torch has no bf16
+# products on the CPU).
 set -uo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
 lq=$(realpath "${LQ:-$repo/build/apps/cli/lq}")

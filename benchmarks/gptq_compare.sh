@@ -22,7 +22,8 @@
 # EVAL_TEXT (../shared/corpus/eval.txt), EVAL_CTX (256), EVAL_CHUNKS (100), EVAL (1; 0 skips
 # the evaluation, e.g. for a synthetic model whose perplexity means nothing), THREADS (2),
 # NICE (10), REUSE_LLMC (1: keep an llm-compressor output and timing already in WORK_DIR for the
-# same settings instead of running it again), LQ_ARGS (more lq options).
+# same settings instead of running it again), LQ_ARGS (more lq options), LLMC_DTYPE (auto: the
+# dtype llm-compressor loads the model in; float32 where torch has no bf16 products on the CPU).
 set -euo pipefail
 # shellcheck source=benchmarks/llmc_compare_lib.sh
 source "$(dirname "$0")/llmc_compare_lib.sh"

@@ -8,6 +8,7 @@
 #include "kernels/cpu/arch.hpp"
 #include "kernels/cpu/engine_kernels.hpp"
 #include "engine/impl.hpp"
+#include "core/float_cast.hpp"
 #include "core/half.hpp"
 #include "support/support.hpp"
 
@@ -706,7 +707,8 @@ TEST_CASE("engine: the grid-error kernel gives the scalar values bit for bit", "
     for (int64_t i = 0; i < n; i += 3) x[static_cast<size_t>(i)] = 0.25f * (static_cast<float>(i % 9) - 4.0f + 0.5f);
     for (const float maxq : {7.0f, 15.0f})
       for (const auto& [lo, hi, s, z] : std::vector<std::array<float, 4>>{
-               {-1.0f, 1.0f, 0.25f, 4.0f}, {-3.0f, 3.0f, 0.4f, 7.0f}, {-0.3f, 0.8f, 0.0733f, 3.0f}, {0.1f, 0.1f, 0.5f, 0.0f}}) {
+               {-1.0f, 1.0f, 0.25f, 4.0f}, {-3.0f, 3.0f, 0.4f, 7.0f}, {-0.3f, 0.8f, 0.0733f, 3.0f}, {0.1f, 0.1f, 0.5f, 0.0f},
+               {-INFINITY, INFINITY, 0.1f, 3.0f}}) {  // unclamped: GPTQ's scale search
         INFO("n=" << n << " maxq=" << maxq << " lo=" << lo << " hi=" << hi << " s=" << s << " z=" << z);
         std::vector<float> d(static_cast<size_t>(n), 123.0f);
         cpu::grid_error(n, x.data(), lo, hi, s, z, maxq, d.data());
@@ -725,6 +727,29 @@ TEST_CASE("engine: the grid-error kernel gives the scalar values bit for bit", "
   cpu::grid_error(2, t, -1.0f, 1.0f, 0.25f, 0.0f, 15.0f, d);
   CHECK(d[0] == -0.125f);
   CHECK(d[1] == 0.125f);
+}
+
+TEST_CASE("engine: round_half_even_clamped gives nearbyint's codes once clamped", "[engine]") {
+  // Ties at every magnitude up to 2^22, values around 2^22 .. 2^24 where the sum loses the
+  // fraction, huge values and infinities: the clamped code is nearbyint's.
+  std::vector<float> v = test::gaussian(4096, 77);
+  for (float& x : v) x *= 40.0f;
+  for (int k = -300; k <= 300; ++k) v.push_back(static_cast<float>(k) + 0.5f);
+  for (const float big : {0x1p21f, 0x1p22f, 0x1p23f, 0x1p24f, 1e30f})
+    for (const float off : {-2.5f, -1.5f, -1.0f, -0.5f, 0.0f, 0.5f, 1.0f, 1.5f, 2.5f}) {
+      v.push_back(big + off);
+      v.push_back(-big + off);
+    }
+  v.push_back(INFINITY);
+  v.push_back(-INFINITY);
+  int64_t bad = 0;
+  for (const float x : v) {
+    bad += round_half_even_clamped(x) != std::nearbyint(x) && std::fabs(x) < 0x1p22f;
+    for (const float z : {0.0f, 8.0f, 128.0f})
+      for (const float maxq : {7.0f, 15.0f, 255.0f})
+        bad += std::clamp(round_half_even_clamped(x) + z, 0.0f, maxq) != std::clamp(std::nearbyint(x) + z, 0.0f, maxq);
+  }
+  CHECK(bad == 0);
 }
 
 TEST_CASE("engine: softmax and SiLU kernels", "[engine]") {

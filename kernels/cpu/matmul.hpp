@@ -10,7 +10,8 @@
 //   AddSquares  acc[i] += x[r, i]^2 over rows r in order, in double (the activation importance sums).
 //   RoundHalf   y = x rounded to binary16 and back (F16C where the ISA has it; ties to even).
 //   GridError   d = s (q - z) - x, q = clamp(round_half_even(clamp(x, lo, hi) / s) + z, 0, maxq):
-//               one group's error on an asymmetric integer grid (AWQ's clipping search).
+//               one group's error on an asymmetric integer grid (AWQ's clipping search, GPTQ's
+//               scale search).
 // Check them with `lq_tests "[engine]"`; time them with `engine_bench`.
 #pragma once
 

@@ -77,8 +77,8 @@ struct EngineOps {
   /// Number of NaN or infinite values in x[0..n).
   int64_t (*count_non_finite)(const float* x, int64_t n) = nullptr;
   /// d[i] = s (q - z) - x[i], q = clamp(round_half_even(clamp(x[i], lo, hi) / s) + z, 0, maxq),
-  /// i < n, lo <= hi: one group's error on an asymmetric integer grid (AWQ's clipping search),
-  /// exactly the scalar values.
+  /// i < n, lo <= hi: one group's error on an asymmetric integer grid (AWQ's clipping search;
+  /// GPTQ's scale search with lo, hi = ∓inf), exactly the scalar values.
   void (*grid_error)(int64_t n, const float* x, float lo, float hi, float s, float z, float maxq, float* d) = nullptr;
 };
 

@@ -18,6 +18,15 @@ import subprocess
 import time
 
 
+def llmc_dtype():
+    """The dtype llm-compressor's side loads the checkpoint in: LLMC_DTYPE (default "auto", the
+    checkpoint's own, as llm-compressor's examples load it; "float32" where the CPU has no bf16
+    products, for its fastest run there)."""
+    import torch
+    v = os.environ.get("LLMC_DTYPE", "auto")
+    return v if v == "auto" else getattr(torch, v)
+
+
 def load_token_ids(model_dir, text_file, lq=None):
     """Token ids of a text (no BOS) and the BOS id. With an lq binary its tokenizer is used
     (`lq tokenize`), so the ids are the ones lq scores; else the model's Hugging Face tokenizer."""
@@ -181,7 +190,7 @@ def llmc_oneshot(a, make_recipe):
     chunks = calibration_chunks(ids, bos, a.ctx, a.samples)
     print(f"calibration: {len(chunks)} chunks x {a.ctx} tokens from {a.calibration_data} ({how})", flush=True)
     ds = Dataset.from_dict({"input_ids": chunks, "attention_mask": [[1] * a.ctx for _ in chunks]})
-    model = AutoModelForCausalLM.from_pretrained(a.model, torch_dtype="auto", device_map="cpu")
+    model = AutoModelForCausalLM.from_pretrained(a.model, torch_dtype=llmc_dtype(), device_map="cpu")
     oneshot(model=model, dataset=ds, recipe=make_recipe(), max_seq_length=a.ctx,
             num_calibration_samples=len(chunks), shuffle_calibration_samples=False)
     model.save_pretrained(a.out, save_compressed=True)

@@ -116,7 +116,7 @@ def cmd_llmc(a):
     t0 = time.time()
     chunks = calibration(a, a.model)
     ds = Dataset.from_dict({"input_ids": chunks, "attention_mask": [[1] * a.ctx for _ in chunks]})
-    model = AutoModelForCausalLM.from_pretrained(a.model, dtype="auto", device_map="cpu")
+    model = AutoModelForCausalLM.from_pretrained(a.model, dtype=lq_eval.llmc_dtype(), device_map="cpu")
     qargs = dict(targets="Linear", ignore=["lm_head"])
     if scheme == "W4A16-channel":  # 4-bit symmetric, one scale per output row (no groups)
         from compressed_tensors.quantization import QuantizationArgs, QuantizationScheme
