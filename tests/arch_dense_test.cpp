@@ -2,6 +2,7 @@
 // phi3 (fused qkv and gate_up projections). Small Hugging Face checkpoints are written here (F32
 // safetensors, the tiny model's tokenizer), opened as llama.cpp's converter names them, run by the
 // engine against references computed here, and planned at a level.
+#include <lq/awq.hpp>
 #include <lq/engine.hpp>
 #include <lq/error.hpp>
 #include <lq/model.hpp>
@@ -238,6 +239,44 @@ TEST_CASE("qwen3: converted names, shapes and keys, the engine's per-head q/k RM
   CHECK(worst < 2e-4);
 }
 
+TEST_CASE("qwen3: AWQ inspects the attention output through the q/k norms; the directory reads back", "[arch][dense][awq]") {
+  auto calib = test::shared_file("corpus/calibration.txt");
+  if (!calib) return;
+  test::TempDir tmp;
+  DenseToy t;
+  const DenseWeights w = dense_weights(t, 23);
+  if (!write_dense_hf(tmp / "qwen3", t, w)) return;
+  auto src = ModelSource::open(tmp / "qwen3");
+  AwqConfig c;
+  c.layout = GptqLayout::compressed_tensors;
+  c.calibration_samples = 3;
+  c.ctx = 64;
+  c.calibration_data = *calib;
+  AwqQuantizer q(*src, c);
+  q.run();
+  const AwqResult r = q.write(tmp / "out");
+  // The recomputed attention (q/k RMSNorm per head, then NEOX RoPE) agrees with the engine's on
+  // every block, so the q/k/v group is costed at the attention output, not on q/k/v alone.
+  CHECK(r.attention.starts_with("attention output"));
+  CHECK(r.gptq.warnings.empty());
+  CHECK(r.gptq.layers.size() == 14);
+  for (const auto& g : r.groups) CHECK(g.loss <= g.identity_loss);
+  // the streamed run (one block in memory, as the CLI runs a Qwen3) writes the same bytes
+  awq_model(tmp / "qwen3", tmp / "stream", c);
+  CHECK(test::files_below(tmp / "out") == test::files_below(tmp / "stream"));
+  // q/k norms are written unchanged beside the folded norms and the linears
+  auto back_src = ModelSource::open(tmp / "out");
+  auto back = Model::load(*back_src);
+  auto orig = Model::load(*src);
+  CHECK(back->tensor_f32("blk.1.attn_q_norm.weight") == orig->tensor_f32("blk.1.attn_q_norm.weight"));
+  CHECK(back->tensor_f32("blk.1.attn_k_norm.weight") == orig->tensor_f32("blk.1.attn_k_norm.weight"));
+  const auto a = test::logits_of(q.model(), kPrompt), b = test::logits_of(*back, kPrompt);
+  REQUIRE(a.size() == b.size());
+  float diff = 0;
+  for (size_t i = 0; i < a.size(); ++i) diff = std::max(diff, std::abs(a[i] - b[i]));
+  CHECK(diff < 1e-3f);
+}
+
 TEST_CASE("qwen3: the gradient through the q/k norms matches the loss's finite difference", "[arch][dense]") {
   test::TempDir tmp;
   DenseToy t;
@@ -379,6 +418,10 @@ TEST_CASE("phi3: writers of Hugging Face checkpoints refuse fused projections, p
   CHECK(r.status == 6);
   CHECK(r.err.find("phi3") != std::string::npos);
   CHECK(r.err.find("fused") != std::string::npos);
+  CHECK(!fs::exists(tmp / "out"));
+  const auto ra = test::run(lq + " quantize " + (tmp / "phi3").string() + " awq -o " + (tmp / "out").string());
+  CHECK(ra.status == 6);
+  CHECK(ra.err.find("phi3") != std::string::npos);
   CHECK(!fs::exists(tmp / "out"));
   // partial rotary (Phi-4-mini) and LongRoPE factor lists of the wrong length: refused by name, exit 6
   const auto cfg0 = nlohmann::json::parse(std::ifstream(tmp / "phi3" / "config.json"));

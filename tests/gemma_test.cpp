@@ -6,6 +6,7 @@
 // (gradient and Fisher importance) through all of it against the loss's finite differences.
 #include <catch2/catch.hpp>
 
+#include <lq/awq.hpp>
 #include <lq/engine.hpp>
 #include <lq/error.hpp>
 #include <lq/gguf.hpp>
@@ -354,6 +355,50 @@ TEST_CASE("gemma: the tied output's type is llama-quantize's (token_embd as outp
       if (p.name == "token_embd.weight") CHECK(p.type == embd);
       if (p.ne.size() == 1) CHECK(p.type == QuantType::F32);  // every norm, q/k norms too
     }
+  }
+}
+
+TEST_CASE("gemma: AWQ inspects the soft-capped, windowed attention and folds into the (1 + w) norms", "[arch][gemma][awq]") {
+  auto tok = test::shared_file("models/tiny-llama/tokenizer.model");
+  auto calib = test::shared_file("corpus/calibration.txt");
+  if (!tok || !calib) return;
+  for (int version : {2, 3}) {
+    INFO("gemma" << version);
+    test::TempDir tmp;
+    GemmaToy s;
+    s.version = version;
+    s.layers = version == 2 ? 2 : 6;
+    s.vocab = 2048;  // the tokenizer's, for the calibration text
+    s.window = 16;   // shorter than the chunks: the local layers' mask matters
+    write_gemma_toy(tmp / "m", s, *tok);
+    auto src = ModelSource::open(tmp / "m");
+    AwqConfig c;
+    c.layout = GptqLayout::compressed_tensors;
+    c.calibration_samples = 3;
+    c.ctx = 64;
+    c.calibration_data = *calib;
+    AwqQuantizer q(*src, c);
+    q.run();
+    const AwqResult r = q.write(tmp / "out");
+    // The recomputed attention (scale, soft-cap, windows, local RoPE base, q/k norms) agrees with
+    // the engine's on every block, so the q/k/v group is costed at the attention output.
+    CHECK(r.attention.starts_with("attention output"));
+    CHECK(r.gptq.warnings.empty());
+    CHECK(r.gptq.layers.size() == static_cast<size_t>(7 * s.layers));
+    for (const auto& g : r.groups) CHECK(g.loss <= g.identity_loss);
+    // The folded norms are written as w (the checkpoint's form): read back (as 1 + w) they are
+    // the quantizer's, which differ from the original, and the logits agree.
+    auto back_src = ModelSource::open(tmp / "out");
+    auto back = Model::load(*back_src);
+    auto orig = Model::load(*src);
+    for (const char* n : {"blk.0.attn_norm.weight", "blk.1.ffn_norm.weight"}) {
+      INFO(n);
+      CHECK(back->tensor_f32(n) == q.model().tensor_f32(n));
+      CHECK(orig->tensor_f32(n) != q.model().tensor_f32(n));
+    }
+    CHECK(back->tensor_f32("blk.1.post_attention_norm.weight") == orig->tensor_f32("blk.1.post_attention_norm.weight"));
+    const auto a = test::logits_of(q.model(), kToks), b = test::logits_of(*back, kToks);
+    CHECK(test::max_rel_diff(a, b) < 1e-4);
   }
 }
 

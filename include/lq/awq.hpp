@@ -156,11 +156,13 @@ struct AwqResult {
   double search_seconds = 0;
 };
 
-/// The AWQ pipeline over one Hugging Face checkpoint (Llama / Mistral / Qwen2 decoders).
+/// The AWQ pipeline over one Hugging Face checkpoint (Llama / Mistral / Qwen2 / Qwen3 / Gemma 2 /
+/// Gemma 3 decoders).
 class LQ_API AwqQuantizer {
  public:
   /// Validates and loads the model (Errc::invalid_argument for a GGUF source, unsupported bits, a
-  /// group size that does not divide a row, the AWQ layout with 3 bits).
+  /// group size that does not divide a row, the AWQ layout with 3 bits; Errc::invalid_model for
+  /// another architecture: fused projections (Phi-3) or experts).
   AwqQuantizer(const ModelSource& source, AwqConfig config);
   ~AwqQuantizer();
   AwqQuantizer(const AwqQuantizer&) = delete;

@@ -64,6 +64,11 @@ struct LQ_API ModelTensor {
   QuantType type = QuantType::F32;  ///< element type as stored in the source
   std::vector<int64_t> ne;
   int split = 0;            ///< index of the source file holding it (shard or GGUF split)
+  /// A (1 + w) norm (Gemma's): read as float(w) + 1, `type` F32; w is stored as plus_one_type.
+  bool plus_one = false;
+  QuantType plus_one_type = QuantType::F32;
+  /// The element type of the values in the checkpoint's file (w's for a plus_one norm).
+  QuantType checkpoint_type() const { return plus_one ? plus_one_type : type; }
   int64_t n_elements() const;
   int64_t n_rows() const;
   int64_t row_length() const { return ne.empty() ? 0 : ne[0]; }

@@ -473,11 +473,7 @@ struct Session::Impl {
     run_linears({b.wgate, b.wup}, h.data(), n, {gate.data(), up.data()}, {});
     parallel_for(n, n * ff >= (1 << 16) ? threads : 1, 8, [&](int64_t t0, int64_t t1) {
       if (m.gelu_tanh_ffn) {
-        for (int64_t i = t0 * ff; i < t1 * ff; ++i) {
-          const float g = gate[static_cast<size_t>(i)];
-          const float gelu = 0.5f * g * (1.0f + std::tanh(0.7978845608f * (g + 0.044715f * g * g * g)));
-          act[static_cast<size_t>(i)] = gelu * up[static_cast<size_t>(i)];
-        }
+        engine::gelu_tanh_mul((t1 - t0) * ff, gate.data() + t0 * ff, up.data() + t0 * ff, act.data() + t0 * ff);
       } else {
         ex.ops.silu_mul((t1 - t0) * ff, gate.data() + t0 * ff, up.data() + t0 * ff, act.data() + t0 * ff);
       }

@@ -742,6 +742,8 @@ class HfSource final : public ModelSource {
              hf_.int8 ? " (or int8 with a weight_scale in a compressed-tensors checkpoint)" : "");
       if (arch.norm_plus_one && hf.ends_with("norm.weight")) {
         e.plus_one = true;
+        t.plus_one = true;
+        t.plus_one_type = t.type;
         t.type = QuantType::F32;
       }
       t.ne.assign(st.shape.rbegin(), st.shape.rend());

@@ -17,7 +17,9 @@
 // and the quantization. Linear-inspected groups cost their loss through XᵀX when tokens outnumber columns.
 // Only block L's activations are held. The q/k/v group is inspected at the attention block's
 // output: attention is recomputed here (RoPE and causal GQA as the engine does, checked against
-// the engine's own attention result on every block).
+// the engine's own attention result on every block; Qwen3's and Gemma 3's per-head q/k RMSNorm,
+// Gemma's score scale, soft-cap, sliding windows and local RoPE base included). Gemma's MLP is
+// GELU-tanh gated and its (1 + w) norms fold as 1 + w, stored as w.
 #include <lq/awq.hpp>
 
 #include <lq/engine.hpp>
@@ -29,6 +31,7 @@
 #include "core/float_cast.hpp"
 #include "core/half.hpp"
 #include "engine/impl.hpp"
+#include "model/architecture.hpp"
 #include "model/tensor_names.hpp"
 #include "quantize/awq_block.hpp"
 #include "quantize/calibration_chunks.hpp"
@@ -388,18 +391,23 @@ struct AwBlockStep {
       row += len;
       maxlen = std::max(maxlen, len);
     }
+    const engine::Block& blk = mi.blocks[static_cast<size_t>(io->model_layer)];
+    // Gemma's sliding-window layers take RoPE from their own base.
+    const std::vector<float>& inv_freq = blk.swa && !mi.rope_inv_freq_swa.empty() ? mi.rope_inv_freq_swa : mi.rope_inv_freq;
     std::vector<float> cs(static_cast<size_t>(maxlen * half * 2));
     for (int64_t t = 0; t < maxlen; ++t)
       for (int64_t i = 0; i < half; ++i) {
-        const float th = static_cast<float>(t) * mi.rope_inv_freq[static_cast<size_t>(i)];
+        const float th = static_cast<float>(t) * inv_freq[static_cast<size_t>(i)];
         cs[static_cast<size_t>((t * half + i) * 2)] = std::cos(th);
         cs[static_cast<size_t>((t * half + i) * 2 + 1)] = std::sin(th);
       }
     y.resize(x.rows(), ow ? ow->rows() : nq);
-    const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
+    const float scale = mi.attn_scale;     // 1 / sqrt(head_dim) unless the config says otherwise
+    const float softcap = c.attn_softcap;  // Gemma 2: scores capped as cap * tanh(s / cap)
     // Masked by a window only where the engine's block is (Gemma's local layers; Mistral's and
     // Qwen2's configured windows are not applied, as llama.cpp does not).
-    const int64_t window = mi.blocks[static_cast<size_t>(io->model_layer)].swa ? c.sliding_window : 0;
+    const int64_t window = blk.swa ? c.sliding_window : 0;
+    const engine::Exec ex = engine::Exec::from(ctx);
     parallel_for(static_cast<int64_t>(lens.size()), ctx.thread_count(), 1, [&](int64_t c0, int64_t c1) {
       AwMat q, k, v, vt, o, s;
       for (int64_t ci = c0; ci < c1; ++ci) {
@@ -415,6 +423,9 @@ struct AwBlockStep {
         if (!bq.empty()) q.rowwise() += Eigen::Map<const Eigen::RowVectorXf>(bq.data(), nq);
         if (!bk.empty()) k.rowwise() += Eigen::Map<const Eigen::RowVectorXf>(bk.data(), nkv);
         if (!bv.empty()) v.rowwise() += Eigen::Map<const Eigen::RowVectorXf>(bv.data(), nkv);
+        // RMSNorm of each head's q and k before RoPE (Qwen3, Gemma 3), as the engine
+        if (blk.q_norm) engine::rms_norm(ex, q.data(), *blk.q_norm, c.rms_eps, hd, n * c.n_head, q.data(), nullptr);
+        if (blk.k_norm) engine::rms_norm(ex, k.data(), *blk.k_norm, c.rms_eps, hd, n * c.n_head_kv, k.data(), nullptr);
         engine::apply_rope(q.data(), n, c.n_head, hd, mi.neox_rope, cs.data());
         engine::apply_rope(k.data(), n, c.n_head_kv, hd, mi.neox_rope, cs.data());
         o.resize(n, nq);
@@ -430,8 +441,10 @@ struct AwBlockStep {
           for (int64_t i = 0; i < n; ++i) {
             float* row = s.data() + i * n;
             const int64_t visible = i + 1;
+            if (softcap > 0)
+              for (int64_t j = 0; j < visible; ++j) row[j] = softcap * std::tanh(row[j] * scale / softcap);
             if (window > 0) std::fill(row, row + std::max<int64_t>(0, visible - window), -std::numeric_limits<float>::infinity());
-            softmax_row(visible, row, scale);
+            softmax_row(visible, row, softcap > 0 ? 1.0f : scale);
             std::fill(row + visible, row + n, 0.0f);
           }
           detail::GemmArgs pv{n, hd, n, s.data(), n, vt.data() + kvh * hd * n, QuantType::F32, n, o.data() + h * hd, nq, false};
@@ -498,16 +511,18 @@ struct AwBlockStep {
     return m;
   }
 
-  // MLP output: down(silu(x gᵀ) * (x uᵀ)).
+  // MLP output: down(act(x gᵀ) * (x uᵀ)), act SiLU or (Gemma) GELU-tanh, as the engine's.
   void mlp_out(const AwMat& x, const AwMat& gw, const AwMat& uw, const AwMat& dw, AwMat& y, int threads) const {
     y.resize(x.rows(), dw.rows());
     const int64_t e = x.cols(), f = gw.rows(), o = dw.rows();
+    const bool gelu_tanh = detail::ModelAccess::impl(*io->model).gelu_tanh_ffn;
     parallel_for(x.rows(), threads, aw_grain(x.rows(), threads), [&](int64_t t0, int64_t t1) {
       const int64_t m = t1 - t0;
       AwMat g(m, f), u(m, f);
       aw_gemm(gemm, x.data() + t0 * e, m, e, e, gw.data(), f, e, g.data(), f);
       aw_gemm(gemm, x.data() + t0 * e, m, e, e, uw.data(), f, e, u.data(), f);
-      silu_mul(m * f, g.data(), u.data(), g.data());
+      if (gelu_tanh) engine::gelu_tanh_mul(m * f, g.data(), u.data(), g.data());
+      else silu_mul(m * f, g.data(), u.data(), g.data());
       aw_gemm(gemm, g.data(), m, f, f, dw.data(), o, f, y.data() + t0 * o, o);
     });
   }
@@ -557,12 +572,17 @@ struct AwBlockStep {
   // leaves (norm / rounded norm), which the next linears' columns take so the fold stays exact.
   std::vector<float> fold_norm(const char* suffix, std::span<const float> s) {
     const QuantType stored = io->stored_type(suffix);
+    // Gemma's norms multiply by 1 + w: the model holds 1 + w, the checkpoint w, so the rounding
+    // is w's.
+    const bool plus_one = architecture_of(io->model->config(), "awq").norm_plus_one;
     std::vector<float> w = io->model->tensor_f32(local(suffix));
     std::vector<float> eff(s.begin(), s.end());
     for (size_t i = 0; i < w.size(); ++i) {
       float v = w[i] / s[i];
+      if (plus_one) v -= 1.0f;
       if (stored == QuantType::BF16) v = bf16_to_f32(f32_to_bf16(v));
       else if (stored == QuantType::F16) v = fp16_to_f32(f32_to_fp16(v));
+      if (plus_one) v += 1.0f;
       if (v != 0 && w[i] != 0 && std::isfinite(w[i] / v)) eff[i] = w[i] / v;
       w[i] = v;
     }
@@ -1225,8 +1245,9 @@ const AwqConfig& awq_checked(const ModelSource& s, const AwqConfig& c) {
     fail(Errc::invalid_argument, "awq: calibration samples must be positive, got {}", c.calibration_samples);
   if (c.ctx < 2) fail(Errc::invalid_argument, "awq: ctx must be at least 2, got {}", c.ctx);
   const std::string& arch = s.config().architecture;
-  if (arch != "llama" && arch != "qwen2")
-    fail(Errc::invalid_argument, "awq: the {} architecture is not supported (llama, mistral, qwen2)", arch);
+  if (arch != "llama" && arch != "qwen2" && arch != "qwen3" && arch != "gemma2" && arch != "gemma3")
+    fail(Errc::invalid_model, "awq: model_type '{}' is not supported (llama, mistral, qwen2, qwen3, gemma2, gemma3)",
+         s.config().model_type.empty() ? arch : s.config().model_type);
   return c;
 }
 
@@ -1273,7 +1294,7 @@ struct AwqQuantizer::Impl {
     Model& model = gq.model();
     AwBlockIo io;
     io.model = &model;
-    io.stored_type = [&](const char* suffix) { return src.at(names::block_tensor(io.model_layer, suffix)).type; };
+    io.stored_type = [&](const char* suffix) { return src.at(names::block_tensor(io.model_layer, suffix)).checkpoint_type(); };
     io.has = [&](const char* suffix) { return src.find(names::block_tensor(io.model_layer, suffix)) != nullptr; };
     io.set_float = [&](const char* suffix, std::vector<float> v) {
       gq.set_float_tensor(names::block_tensor(io.model_layer, suffix), std::move(v));

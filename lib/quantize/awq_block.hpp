@@ -23,10 +23,10 @@ struct AwBlockIo {
   Model* model = nullptr;
   int model_layer = 0;  ///< the block's index in *model
   int64_t layer = 0;    ///< its index in the checkpoint
-  std::function<QuantType(const char* suffix)> stored_type;  ///< the checkpoint's dtype of blk.<layer>.suffix
+  std::function<QuantType(const char* suffix)> stored_type;  ///< the checkpoint's dtype of blk.<layer>.suffix (w's for a (1 + w) norm)
   std::function<bool(const char* suffix)> has;               ///< whether the checkpoint has it (biases)
   /// A changed float tensor of the block (a folded norm, a scaled v bias), already rounded to its
-  /// stored dtype: into *model and the output.
+  /// stored dtype (a (1 + w) norm as 1 + w, w rounded): into *model and the output.
   std::function<void(const char* suffix, std::vector<float> values)> set_float;
   /// A quantized linear (Hugging Face row order) and its report.
   std::function<void(const std::string& module, GptqMatrix q, const GptqLayerReport& rep)> put_matrix;
@@ -36,7 +36,8 @@ struct AwBlockIo {
 /// layout, the calibration and the checkpoint of c.
 GptqConfig awq_gptq_config(const AwqConfig& c);
 /// Validates c against the checkpoint (Errc::invalid_argument: a GGUF source, a group size that
-/// does not divide a row, the AWQ layout with 3 bits, an architecture other than Llama/Qwen2's).
+/// does not divide a row, the AWQ layout with 3 bits); Errc::invalid_model: an architecture the block step
+/// does not compute (llama, mistral, qwen2, qwen3, gemma2, gemma3 are).
 const AwqConfig& awq_checked(const ModelSource& s, const AwqConfig& c);
 
 /// The gain correction of one group of g weights x on the grid (scale, zero) with 2^bits - 1 = maxq

@@ -572,7 +572,7 @@ struct GptqQuantizer::Impl {
            src.path().string(), src.path().string());
     require_separate_linears(architecture_of(src.config(), "gptq"), "gptq");
     if (src.config().n_expert > 0)  // experts are 3-D tensors, which the gptq output does not lay out
-      fail(Errc::invalid_argument, "gptq: mixture-of-experts models ({}) are not supported", src.config().model_type);
+      fail(Errc::invalid_model, "gptq: mixture-of-experts models ({}) are not supported", src.config().model_type);
     model = Model::load(src);
     const ModelConfig& mc = model->config();
     gp_check_layout(cfg);
@@ -984,12 +984,18 @@ void GptqQuantizer::set_float_tensor(const std::string& gguf_name, std::vector<f
   const ModelTensor& t = im.src.at(gguf_name);
   if (static_cast<int64_t>(values.size()) != t.n_elements())
     fail(Errc::invalid_argument, "gptq: {} has {} values, not {}", gguf_name, t.n_elements(), values.size());
-  for (float& v : values) {
-    if (t.type == QuantType::BF16) v = bf16_to_f32(f32_to_bf16(v));
-    else if (t.type == QuantType::F16) v = fp16_to_f32(f32_to_fp16(v));
+  // Rounded to the checkpoint's dtype; a (1 + w) norm is given and used as 1 + w, stored as w.
+  const QuantType st = t.checkpoint_type();
+  std::vector<float> stored(values.size());
+  for (size_t i = 0; i < values.size(); ++i) {
+    float v = t.plus_one ? values[i] - 1.0f : values[i];
+    if (st == QuantType::BF16) v = bf16_to_f32(f32_to_bf16(v));
+    else if (st == QuantType::F16) v = fp16_to_f32(f32_to_fp16(v));
+    stored[i] = v;
+    values[i] = t.plus_one ? v + 1.0f : v;
   }
   im.model->replace_tensor(gguf_name, values, QuantType::F32);
-  im.floats[t.source_name] = std::move(values);
+  im.floats[t.source_name] = std::move(stored);
 }
 
 void GptqQuantizer::finish_external(const GptqResult& stats) {

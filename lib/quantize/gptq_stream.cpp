@@ -962,7 +962,7 @@ class GsRun {
     io.model = &model;
     io.model_layer = 0;
     io.layer = L;
-    io.stored_type = [&](const char* suffix) { return src_->at(name(suffix)).type; };
+    io.stored_type = [&](const char* suffix) { return src_->at(name(suffix)).checkpoint_type(); };
     io.has = [&](const char* suffix) { return src_->find(name(suffix)) != nullptr; };
     io.set_float = [&](const char* suffix, std::vector<float> v) {
       model.replace_tensor(fmt::format("blk.0.{}", suffix), v, QuantType::F32);
@@ -1118,7 +1118,7 @@ GptqResult gptq_model(const fs::path& model, fs::path out, const GptqConfig& con
     auto source = ModelSource::open(model);
     const Architecture& arch = architecture_of(source->config(), "gptq");
     if (source->config().n_expert > 0)  // experts are 3-D tensors, which the gptq output does not lay out
-      fail(Errc::invalid_argument, "gptq: mixture-of-experts models ({}) are not supported", source->config().model_type);
+      fail(Errc::invalid_model, "gptq: mixture-of-experts models ({}) are not supported", source->config().model_type);
     if (arch.sandwich_norms || arch.scale_embedding || arch.swa_period > 0) {
       if (config.smoothquant)
         fail(Errc::invalid_model, "gptq: SmoothQuant with GPTQ is not supported for {} models", source->config().model_type);

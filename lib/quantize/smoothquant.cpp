@@ -360,7 +360,7 @@ struct SmoothQuantizer::Impl {
            "norm the attention and MLP outputs too: the smoothing factors cannot be folded as for Llama)",
            src.config().model_type);
     if (src.config().n_expert > 0)  // experts are 3-D tensors, which the smoothquant output does not lay out
-      fail(Errc::invalid_argument, "smoothquant: mixture-of-experts models ({}) are not supported", src.config().model_type);
+      fail(Errc::invalid_model, "smoothquant: mixture-of-experts models ({}) are not supported", src.config().model_type);
     if (load) model = Model::load(src);
     const ModelConfig& mc = model ? model->config() : src.config();
     n_layer = mc.n_layer;
