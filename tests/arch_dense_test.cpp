@@ -4,6 +4,7 @@
 // engine against references computed here, and planned at a level.
 #include <lq/awq.hpp>
 #include <lq/engine.hpp>
+#include <lq/gptq.hpp>
 #include <lq/error.hpp>
 #include <lq/model.hpp>
 #include <lq/quantizer.hpp>
@@ -403,7 +404,45 @@ TEST_CASE("qwen3 and phi3: per-tensor types at Q4_K_M and Q3_K_M as llama-quanti
   CHECK(planned(c, "blk.0.ffn_up.weight") == QuantType::Q3_K);
 }
 
-TEST_CASE("phi3: writers of Hugging Face checkpoints refuse fused projections, partial rotary is refused", "[arch][dense]") {
+TEST_CASE("phi3: GPTQ writes the fused qkv_proj and gate_up_proj; streamed and whole agree; the directory reads back", "[arch][dense][gptq]") {
+  auto calib = test::shared_file("corpus/calibration.txt");
+  if (!calib) return;
+  test::TempDir tmp;
+  DenseToy phi;
+  phi.model_type = "phi3";
+  phi.heads = 4;
+  phi.write_head_dim = false;
+  DenseToy base = phi;
+  base.model_type = "qwen2";
+  if (!write_dense_hf(tmp / "phi3", phi, fuse_phi3(dense_weights(base, 31)))) return;
+  auto src = ModelSource::open(tmp / "phi3");
+  GptqConfig c;
+  c.layout = GptqLayout::compressed_tensors;
+  c.params.act_order = GptqActOrder::static_groups;
+  c.calibration_samples = 3;
+  c.ctx = 64;
+  c.calibration_data = *calib;
+  GptqQuantizer q(*src, c);
+  q.run();
+  const GptqResult r = q.write(tmp / "whole");
+  CHECK(r.layers.size() == 8);  // qkv, o, gate_up, down in each of 2 blocks
+  const int64_t hd = phi.d / phi.heads;
+  CHECK(q.matrix("model.layers.1.self_attn.qkv_proj").rows == (phi.heads + 2 * phi.kv) * hd);
+  CHECK(q.matrix("model.layers.1.mlp.gate_up_proj").rows == 2 * phi.ff);
+  // the CLI's run (one block in memory) writes the same bytes
+  gptq_model(tmp / "phi3", tmp / "stream", c);
+  CHECK(test::files_below(tmp / "whole") == test::files_below(tmp / "stream"));
+  // read back: the fused modules dequantize into the engine's fused tensors
+  auto back_src = ModelSource::open(tmp / "whole");
+  auto back = Model::load(*back_src);
+  const auto a = test::logits_of(q.model(), kPrompt), b = test::logits_of(*back, kPrompt);
+  REQUIRE(a.size() == b.size());
+  float diff = 0;
+  for (size_t i = 0; i < a.size(); ++i) diff = std::max(diff, std::abs(a[i] - b[i]));
+  CHECK(diff < 1e-3f);
+}
+
+TEST_CASE("phi3: AWQ and SmoothQuant alone refuse fused projections, partial rotary is refused", "[arch][dense]") {
   test::TempDir tmp;
   DenseToy phi;
   phi.model_type = "phi3";
@@ -414,7 +453,7 @@ TEST_CASE("phi3: writers of Hugging Face checkpoints refuse fused projections, p
   base.model_type = "qwen2";
   if (!write_dense_hf(tmp / "phi3", phi, fuse_phi3(dense_weights(base, 9)))) return;
   const std::string lq = test::cli_path();
-  const auto r = test::run(lq + " quantize " + (tmp / "phi3").string() + " gptq -o " + (tmp / "out").string());
+  const auto r = test::run(lq + " quantize " + (tmp / "phi3").string() + " smoothquant --smoothquant -o " + (tmp / "out").string());
   CHECK(r.status == 6);
   CHECK(r.err.find("phi3") != std::string::npos);
   CHECK(r.err.find("fused") != std::string::npos);

@@ -70,6 +70,27 @@ void require_separate_linears(const Architecture& a, std::string_view what) {
        a.fused_qkv && a.fused_gate_up ? "q/k/v and gate/up are each" : a.fused_qkv ? "q/k/v are" : "gate/up are", ok);
 }
 
+std::span<const char* const> block_linear_roles(const Architecture& a) {
+  static constexpr const char* kSeparate[] = {"attn_q", "attn_k", "attn_v", "attn_output", "ffn_gate", "ffn_up", "ffn_down"};
+  static constexpr const char* kFusedQkv[] = {"attn_qkv", "attn_output", "ffn_gate", "ffn_up", "ffn_down"};
+  static constexpr const char* kFusedUp[] = {"attn_q", "attn_k", "attn_v", "attn_output", "ffn_up", "ffn_down"};
+  static constexpr const char* kFused[] = {"attn_qkv", "attn_output", "ffn_up", "ffn_down"};
+  if (a.fused_qkv) return a.fused_gate_up ? std::span<const char* const>(kFused) : std::span<const char* const>(kFusedQkv);
+  return a.fused_gate_up ? std::span<const char* const>(kFusedUp) : std::span<const char* const>(kSeparate);
+}
+
+int linear_input_site(std::string_view role) {
+  if (role == "attn_q" || role == "attn_k" || role == "attn_v" || role == "attn_qkv") return 0;
+  if (role == "attn_output") return 1;
+  if (role == "ffn_gate" || role == "ffn_up") return 2;
+  if (role == "ffn_down") return 3;
+  return -1;
+}
+
+bool last_reader_of_input(std::string_view role) {
+  return role == "attn_v" || role == "attn_qkv" || role == "attn_output" || role == "ffn_up" || role == "ffn_down";
+}
+
 std::string supported_model_types() {
   std::string s;
   for (const auto& a : kArchitectures) s += (s.empty() ? "" : ", ") + std::string(a.model_type);

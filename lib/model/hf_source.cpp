@@ -546,7 +546,9 @@ class HfSource final : public ModelSource {
     if (gguf == "output.weight") return {c.n_vocab, c.n_embd};
     if (rest == "attn_q.weight") return {q, c.n_embd};
     if (rest == "attn_k.weight" || rest == "attn_v.weight") return {kv, c.n_embd};
+    if (rest == "attn_qkv.weight") return {q + 2 * kv, c.n_embd};  // phi3's fused q/k/v
     if (rest == "attn_output.weight") return {c.n_embd, q};
+    if (rest == "ffn_up.weight" && architecture_of(c, path_.string()).fused_gate_up) return {2 * c.n_ff, c.n_embd};
     if (rest == "ffn_gate.weight" || rest == "ffn_up.weight") return {c.n_ff, c.n_embd};
     if (rest == "ffn_down.weight") return {c.n_embd, c.n_ff};
     fail(Errc::invalid_model, "{}: tensor '{}' is quantized but is not a linear layer", dir_.string(), gguf);

@@ -138,7 +138,7 @@ bool hf_recomputed(std::string_view hf) noexcept {
   return s.block >= 0 && s.rest == "self_attn.rotary_emb.inv_freq";
 }
 
-std::string hf_module(std::string_view gguf) {
+std::string hf_module(std::string_view gguf, bool fused_gate_up) {
   const SplitName s = split(gguf);
   if (s.block < 0) {
     if (gguf == "token_embd.weight") return "model.embed_tokens";
@@ -150,6 +150,7 @@ std::string hf_module(std::string_view gguf) {
   if (rest.size() > kWeight.size() && rest.substr(rest.size() - kWeight.size()) == kWeight)
     rest = rest.substr(0, rest.size() - kWeight.size());
   const std::string base = std::string(kLayers) + std::to_string(s.block) + ".";
+  if (fused_gate_up && rest == "ffn_up") return base + "mlp.gate_up_proj";
   for (const auto& b : kBlock)
     if (b.gguf.size() == rest.size() + kWeight.size() && b.gguf.substr(0, rest.size()) == rest &&
         b.gguf.substr(rest.size()) == kWeight)

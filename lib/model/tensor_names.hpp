@@ -50,7 +50,8 @@ bool hf_recomputed(std::string_view hf) noexcept;
 /// The Hugging Face module of a GGUF weight: "blk.3.attn_q.weight" -> "model.layers.3.self_attn.q_proj",
 /// "token_embd.weight" -> "model.embed_tokens", "output.weight" -> "lm_head"; other non-block
 /// names unchanged, unknown block suffixes keep their GGUF spelling (the analysis reports' names).
-std::string hf_module(std::string_view gguf);
+/// fused_gate_up (phi3): ffn_up is "mlp.gate_up_proj".
+std::string hf_module(std::string_view gguf, bool fused_gate_up = false);
 /// The Hugging Face layer a GGUF tensor belongs to: "model.layers.3", "model.embed_tokens",
 /// "lm_head"; other non-block tensors keep their name.
 std::string hf_layer(std::string_view gguf);

@@ -570,7 +570,7 @@ struct GptqQuantizer::Impl {
            "gptq: {} is a GGUF file; quantize a Hugging Face checkpoint (config.json and safetensors), or use "
            "`convert {} gptq` for the exact mapping of Q4_0/Q8_0/Q4_1",
            src.path().string(), src.path().string());
-    require_separate_linears(architecture_of(src.config(), "gptq"), "gptq");
+    const Architecture& arch = architecture_of(src.config(), "gptq");
     if (src.config().n_expert > 0)  // experts are 3-D tensors, which the gptq output does not lay out
       fail(Errc::invalid_model, "gptq: mixture-of-experts models ({}) are not supported", src.config().model_type);
     model = Model::load(src);
@@ -581,16 +581,13 @@ struct GptqQuantizer::Impl {
       if (l.layer < 0) continue;
       GpLinear x;
       x.gguf = l.name;
-      x.module = names::hf_module(l.name);
+      x.module = names::hf_module(l.name, arch.fused_gate_up);
       x.layer = l.layer;
       x.rows = l.n_out;
       x.cols = l.n_in;
-      if (l.role == "attn_q" || l.role == "attn_k" || l.role == "attn_v") x.site = 0;
-      else if (l.role == "attn_output") x.site = 1;
-      else if (l.role == "ffn_gate" || l.role == "ffn_up") x.site = 2;
-      else if (l.role == "ffn_down") x.site = 3;
-      else fail(Errc::invalid_model, "gptq: unexpected linear {} ({})", l.name, l.role);
-      x.permuted = architecture_of(mc, "gptq").permute_qk && (l.role == "attn_q" || l.role == "attn_k");
+      x.site = linear_input_site(l.role);
+      if (x.site < 0) fail(Errc::invalid_model, "gptq: unexpected linear {} ({})", l.name, l.role);
+      x.permuted = arch.permute_qk && (l.role == "attn_q" || l.role == "attn_k");
       gp_check_linear(cfg, x.module, x.rows, x.cols, l.type, cfg.params.scale_storage);
       linears.push_back(std::move(x));
     }
@@ -706,11 +703,7 @@ struct GptqQuantizer::Impl {
         session.set_linear_hook([&](const LinearEvent& ev) {
           const LinearInfo& l = *ev.linear;
           if (l.layer != L) return;
-          int k = -1;
-          if (l.role == "attn_q" || l.role == "attn_k" || l.role == "attn_v") k = 0;
-          else if (l.role == "attn_output") k = 1;
-          else if (l.role == "ffn_gate" || l.role == "ffn_up") k = 2;
-          else if (l.role == "ffn_down") k = 3;
+          const int k = linear_input_site(l.role);
           if (k < 0) return;
           if (!(ev.input == last_input && k == last_site)) {
             last_input = ev.input;

@@ -94,15 +94,6 @@ struct GsLinear {
   int64_t rows = 0, cols = 0;
 };
 
-constexpr const char* kGsRoles[] = {"attn_q", "attn_k", "attn_v", "attn_output", "ffn_gate", "ffn_up", "ffn_down"};
-
-int gs_site(const std::string& role) {
-  if (role == "attn_q" || role == "attn_k" || role == "attn_v") return 0;
-  if (role == "attn_output") return 1;
-  if (role == "ffn_gate" || role == "ffn_up") return 2;
-  return 3;
-}
-
 using GsFile = block_stream::WorkFile;
 
 template <class T>
@@ -396,18 +387,17 @@ class GsRun {
     const ModelConfig& mc = src_->config();
     gptq_impl::gp_check_layout(cfg_);
     const Architecture& arch = architecture_of(mc, "gptq");
-    require_separate_linears(arch, "gptq");
     cfg_.params.scale_storage = 16;
     for (int64_t L = 0; L < mc.n_layer; ++L)
-      for (const char* role : kGsRoles) {
+      for (const char* role : block_linear_roles(arch)) {
         const std::string name = fmt::format("blk.{}.{}.weight", L, role);
         const ModelTensor& t = src_->at(name);
         if (t.ne.size() != 2) fail(Errc::invalid_model, "gptq: {} is not a matrix", name);
         GsLinear x;
         x.role = role;
-        x.module = names::hf_module(name);
+        x.module = names::hf_module(name, arch.fused_gate_up);
         x.layer = static_cast<int>(L);
-        x.site = gs_site(x.role);
+        x.site = linear_input_site(x.role);
         x.rows = t.ne[1];
         x.cols = t.ne[0];
         x.permuted = arch.permute_qk && (x.role == "attn_q" || x.role == "attn_k");
@@ -801,7 +791,8 @@ class GsRun {
         session.set_linear_hook([&](const LinearEvent& ev) {
           const LinearInfo& l = *ev.linear;
           if (l.layer != 0) return;
-          const int k = gs_site(l.role);
+          const int k = linear_input_site(l.role);
+          if (k < 0) return;
           if (!(ev.input == last_input && k == last_site)) {
             last_input = ev.input;
             last_site = k;
@@ -846,8 +837,7 @@ class GsRun {
       if (hook_) {  // the caller's quantizer, on the weights in the engine's row order
         std::vector<float> dq = cfg_.matrix_hook(fmt::format("blk.{}.{}.weight", L, xl.role), w, xl.rows, xl.cols,
                                                  H[static_cast<size_t>(xl.site)].data(), ctx_);
-        if (xl.role == "attn_v" || xl.role == "attn_output" || xl.role == "ffn_up" || xl.role == "ffn_down")
-          H[static_cast<size_t>(xl.site)].resize(0, 0);
+        if (last_reader_of_input(xl.role)) H[static_cast<size_t>(xl.site)].resize(0, 0);
         if (L + 1 < mc.n_layer) model->replace_tensor(gg, dq, QuantType::F32);
         continue;
       }
@@ -864,8 +854,7 @@ class GsRun {
         w.swap(o);
       }
       // The last linear reading an input (v, o, up, down) takes its Hessian's storage for the factor.
-      const bool last_reader =
-          xl.role == "attn_v" || xl.role == "attn_output" || xl.role == "ffn_up" || xl.role == "ffn_down";
+      const bool last_reader = last_reader_of_input(xl.role);
       GptqMatrix q;
       try {
         if (calibrated && last_reader)
