@@ -157,12 +157,12 @@ struct AwqResult {
 };
 
 /// The AWQ pipeline over one Hugging Face checkpoint (Llama / Mistral / Qwen2 / Qwen3 / Gemma 2 /
-/// Gemma 3 decoders).
+/// Gemma 3 / Phi-3 decoders).
 class LQ_API AwqQuantizer {
  public:
   /// Validates and loads the model (Errc::invalid_argument for a GGUF source, unsupported bits, a
   /// group size that does not divide a row, the AWQ layout with 3 bits; Errc::invalid_model for
-  /// another architecture: fused projections (Phi-3) or experts).
+  /// another architecture: experts).
   AwqQuantizer(const ModelSource& source, AwqConfig config);
   ~AwqQuantizer();
   AwqQuantizer(const AwqQuantizer&) = delete;

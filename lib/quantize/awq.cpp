@@ -19,7 +19,9 @@
 // output: attention is recomputed here (RoPE and causal GQA as the engine does, checked against
 // the engine's own attention result on every block; Qwen3's and Gemma 3's per-head q/k RMSNorm,
 // Gemma's score scale, soft-cap, sliding windows and local RoPE base included). Gemma's MLP is
-// GELU-tanh gated and its (1 + w) norms fold as 1 + w, stored as w.
+// GELU-tanh gated and its (1 + w) norms fold as 1 + w, stored as w. Phi-3's fused qkv_proj and
+// gate_up_proj are split into their parts for the searches, folds and clipping and put back
+// together when quantized; its LongRoPE factors and attention factor are the engine's.
 #include <lq/awq.hpp>
 
 #include <lq/engine.hpp>
@@ -330,6 +332,7 @@ struct AwLinear {
   bool permuted = false;
   int64_t rows = 0, cols = 0;
   AwMat w;
+  int parts = 0;  // a part of a fused projection (Phi-3's q/k/v, gate/up): how many it has
 };
 
 // The block's four product inputs over all calibration tokens (chunk after chunk).
@@ -349,6 +352,7 @@ struct AwBlockStep {
   void (*softmax_row)(int64_t, float*, float) = nullptr;                     // the engine's attention softmax
   void (*grid_error)(int64_t, const float*, float, float, float, float, float, float*) = nullptr;  // a clamped group's grid error
   std::vector<int64_t> lengths;    // the calibration chunks' token counts, in capture order
+  int64_t n_ctx = 0;               // the capture session's context (Phi-3's LongRoPE factors depend on it)
   AwqResult& summary;
   std::vector<std::string>& warnings;
   AwBlockIo* io = nullptr;         // during run()
@@ -362,7 +366,7 @@ struct AwBlockStep {
     const Model& model = *io->model;
     AwLinear x;
     x.gguf = names::block_tensor(static_cast<int>(L), suffix);
-    x.module = names::hf_module(x.gguf);
+    x.module = names::hf_module(x.gguf, architecture_of(model.config(), "awq").fused_gate_up);
     const LinearInfo* li = model.find_linear(local(suffix));
     if (!li) fail(Errc::invalid_model, "awq: the model has no {}", x.gguf);
     x.rows = li->n_out;
@@ -371,6 +375,27 @@ struct AwBlockStep {
     const std::vector<float> v = model.tensor_f32(local(suffix));
     x.w = Eigen::Map<const AwMat>(v.data(), x.rows, x.cols);
     return x;
+  }
+
+  // A fused projection (Phi-3's qkv_proj, gate_up_proj) as its parts of `rows` rows each, top to
+  // bottom: searched, folded and clipped as separate linears, put back together when quantized.
+  std::vector<AwLinear> load_parts(int64_t L, const char* suffix, std::initializer_list<int64_t> rows) const {
+    const AwLinear f = load(L, suffix);
+    std::vector<AwLinear> out;
+    int64_t r0 = 0;
+    for (const int64_t n : rows) {
+      AwLinear x;
+      x.gguf = f.gguf;
+      x.module = f.module;
+      x.rows = n;
+      x.cols = f.cols;
+      x.w = f.w.middleRows(r0, n);
+      x.parts = static_cast<int>(rows.size());
+      out.push_back(std::move(x));
+      r0 += n;
+    }
+    if (r0 != f.rows) fail(Errc::invalid_model, "awq: {} has {} rows, not {}", f.gguf, f.rows, r0);
+    return out;
   }
 
   // The attention block's output (o_proj applied) for every chunk: y = o(attn(x q, x k, x v)), x
@@ -393,13 +418,19 @@ struct AwBlockStep {
     }
     const engine::Block& blk = mi.blocks[static_cast<size_t>(io->model_layer)];
     // Gemma's sliding-window layers take RoPE from their own base.
-    const std::vector<float>& inv_freq = blk.swa && !mi.rope_inv_freq_swa.empty() ? mi.rope_inv_freq_swa : mi.rope_inv_freq;
+    // Phi-3's LongRoPE: the long factors past the original context (the capture session's n_ctx
+    // decides, as in the engine) and cos/sin scaled by the attention factor.
+    const bool swa_rope = blk.swa && !mi.rope_inv_freq_swa.empty();
+    const std::vector<float>& inv_freq = swa_rope ? mi.rope_inv_freq_swa
+                                         : !mi.rope_inv_freq_long.empty() && n_ctx > mi.rope_original_ctx ? mi.rope_inv_freq_long
+                                                                                                         : mi.rope_inv_freq;
+    const float ms = swa_rope ? 1.0f : mi.rope_mscale;
     std::vector<float> cs(static_cast<size_t>(maxlen * half * 2));
     for (int64_t t = 0; t < maxlen; ++t)
       for (int64_t i = 0; i < half; ++i) {
         const float th = static_cast<float>(t) * inv_freq[static_cast<size_t>(i)];
-        cs[static_cast<size_t>((t * half + i) * 2)] = std::cos(th);
-        cs[static_cast<size_t>((t * half + i) * 2 + 1)] = std::sin(th);
+        cs[static_cast<size_t>((t * half + i) * 2)] = std::cos(th) * ms;
+        cs[static_cast<size_t>((t * half + i) * 2 + 1)] = std::sin(th) * ms;
       }
     y.resize(x.rows(), ow ? ow->rows() : nq);
     const float scale = mi.attn_scale;     // 1 / sqrt(head_dim) unless the config says otherwise
@@ -910,7 +941,6 @@ struct AwBlockStep {
     };
     const double ref = out_sq(x.w);
     const double err = out_sq(diff);
-    GptqLayerReport rep{x.module, names::block_of(x.gguf), ref > 0 ? err / ref : 0, 0, 0, 0};
     if (x.permuted) {
       GptqMatrix h = q;
       const int64_t hd = io->model->config().head_dim;
@@ -925,8 +955,31 @@ struct AwBlockStep {
       }
       q = std::move(h);
     }
-    io->put_matrix(x.module, std::move(q), rep);
+    if (x.parts > 0) {  // a fused projection's part: put with the others once all are quantized
+      pending_.push_back({std::move(q), err, ref});
+      if (static_cast<int>(pending_.size()) < x.parts) return;
+      q = std::move(pending_[0].q);
+      double e = pending_[0].err, r = pending_[0].ref;
+      for (size_t i = 1; i < pending_.size(); ++i) {
+        const GptqMatrix& m = pending_[i].q;
+        q.rows += m.rows;
+        q.codes.insert(q.codes.end(), m.codes.begin(), m.codes.end());
+        q.scales.insert(q.scales.end(), m.scales.begin(), m.scales.end());
+        q.zeros.insert(q.zeros.end(), m.zeros.begin(), m.zeros.end());
+        e += pending_[i].err;
+        r += pending_[i].ref;
+      }
+      pending_.clear();
+      io->put_matrix(x.module, std::move(q), GptqLayerReport{x.module, names::block_of(x.gguf), r > 0 ? e / r : 0, 0, 0, 0});
+      return;
+    }
+    io->put_matrix(x.module, std::move(q), GptqLayerReport{x.module, names::block_of(x.gguf), ref > 0 ? err / ref : 0, 0, 0, 0});
   }
+  struct AwPart {
+    GptqMatrix q;
+    double err = 0, ref = 0;
+  };
+  std::vector<AwPart> pending_;  // the quantized parts of the fused projection being put
 
   std::vector<float> bias(const char* suffix) const {
     if (!io->has(suffix)) return {};
@@ -940,9 +993,23 @@ struct AwBlockStep {
     const int64_t L = block_io.layer;
     const int threads = ctx.thread_count();
     const AwqParams& p = cfg.params;
-    AwLinear wq = load(L, "attn_q.weight"), wk = load(L, "attn_k.weight"), wv = load(L, "attn_v.weight"),
-             wo = load(L, "attn_output.weight"), wg = load(L, "ffn_gate.weight"), wu = load(L, "ffn_up.weight"),
-             wd = load(L, "ffn_down.weight");
+    const Architecture& arch = architecture_of(io->model->config(), "awq");
+    const ModelConfig& mc = io->model->config();
+    AwLinear wq, wk, wv, wg, wu;
+    if (arch.fused_qkv) {
+      std::vector<AwLinear> p3 = load_parts(L, "attn_qkv.weight", {mc.n_head * mc.head_dim, mc.n_head_kv * mc.head_dim,
+                                                                   mc.n_head_kv * mc.head_dim});
+      wq = std::move(p3[0]), wk = std::move(p3[1]), wv = std::move(p3[2]);
+    } else {
+      wq = load(L, "attn_q.weight"), wk = load(L, "attn_k.weight"), wv = load(L, "attn_v.weight");
+    }
+    if (arch.fused_gate_up) {
+      std::vector<AwLinear> p2 = load_parts(L, "ffn_up.weight", {mc.n_ff, mc.n_ff});
+      wg = std::move(p2[0]), wu = std::move(p2[1]);
+    } else {
+      wg = load(L, "ffn_gate.weight"), wu = load(L, "ffn_up.weight");
+    }
+    AwLinear wo = load(L, "attn_output.weight"), wd = load(L, "ffn_down.weight");
     std::vector<float> bq = bias("attn_q.bias"), bk = bias("attn_k.bias"), bv = bias("attn_v.bias");
     auto report = [&](const char* group, const AwqSearch& s) {
       summary.groups.push_back(AwqGroupReport{static_cast<int>(L), group, s.alpha, s.duo, s.loss, s.identity_loss});
@@ -1155,14 +1222,16 @@ AwActs aw_capture(AwBlockIo& io, const std::vector<int64_t>& lengths, int64_t n_
   Session session(model, so, ctx);
   int64_t row0 = 0;
   bool non_finite = false;
+  const bool fused_up = architecture_of(mc, "awq").fused_gate_up;
   session.set_linear_hook([&](const LinearEvent& ev) {
     const LinearInfo& l = *ev.linear;
     if (l.layer != io.model_layer) return;
-    AwMat* dst = l.role == "attn_q"        ? &a.x_attn
-                 : l.role == "attn_output" ? &a.x_o
-                 : l.role == "ffn_gate"    ? &a.x_ffn
-                 : l.role == "ffn_down"    ? &a.x_down
-                                           : nullptr;
+    // each input once, from the first linear reading it (fused: attn_qkv, ffn_up)
+    AwMat* dst = l.role == "attn_q" || l.role == "attn_qkv"   ? &a.x_attn
+                 : l.role == "attn_output"                    ? &a.x_o
+                 : l.role == "ffn_gate" || (l.role == "ffn_up" && fused_up) ? &a.x_ffn
+                 : l.role == "ffn_down"                       ? &a.x_down
+                                                              : nullptr;
     if (dst) {
       Eigen::Map<const AwMat> X(ev.input, ev.n_tokens, l.n_in);
       if (!X.allFinite()) non_finite = true;
@@ -1206,6 +1275,7 @@ void AwBlockRunner::run(AwBlockIo& io, int64_t n_ctx, const std::function<void(s
                         double& calib_seconds, const Context& ctx) {
   const auto tc = std::chrono::steady_clock::now();
   AwActs a = aw_capture(io, step_->lengths, n_ctx, eval_chunk, ctx);
+  step_->n_ctx = n_ctx;
   calib_seconds += aw_seconds_since(tc);
   step_->run(io, a, ctx);
 }
@@ -1245,8 +1315,8 @@ const AwqConfig& awq_checked(const ModelSource& s, const AwqConfig& c) {
     fail(Errc::invalid_argument, "awq: calibration samples must be positive, got {}", c.calibration_samples);
   if (c.ctx < 2) fail(Errc::invalid_argument, "awq: ctx must be at least 2, got {}", c.ctx);
   const std::string& arch = s.config().architecture;
-  if (arch != "llama" && arch != "qwen2" && arch != "qwen3" && arch != "gemma2" && arch != "gemma3")
-    fail(Errc::invalid_model, "awq: model_type '{}' is not supported (llama, mistral, qwen2, qwen3, gemma2, gemma3)",
+  if (arch != "llama" && arch != "qwen2" && arch != "qwen3" && arch != "gemma2" && arch != "gemma3" && arch != "phi3")
+    fail(Errc::invalid_model, "awq: model_type '{}' is not supported (llama, mistral, qwen2, qwen3, gemma2, gemma3, phi3)",
          s.config().model_type.empty() ? arch : s.config().model_type);
   return c;
 }

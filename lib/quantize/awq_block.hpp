@@ -37,7 +37,7 @@ struct AwBlockIo {
 GptqConfig awq_gptq_config(const AwqConfig& c);
 /// Validates c against the checkpoint (Errc::invalid_argument: a GGUF source, a group size that
 /// does not divide a row, the AWQ layout with 3 bits); Errc::invalid_model: an architecture the block step
-/// does not compute (llama, mistral, qwen2, qwen3, gemma2, gemma3 are).
+/// does not compute (llama, mistral, qwen2, qwen3, gemma2, gemma3, phi3 are).
 const AwqConfig& awq_checked(const ModelSource& s, const AwqConfig& c);
 
 /// The gain correction of one group of g weights x on the grid (scale, zero) with 2^bits - 1 = maxq

@@ -44,7 +44,8 @@ class BlockSource final : public ModelSource {
     orig_.push_back(nullptr);
     const std::string p = "blk." + std::to_string(layer) + ".";
     for (const ModelTensor& t : base.tensors()) {
-      if (t.name == "output_norm.weight" || t.name == "rope_freqs.weight") {
+      if (t.name == "output_norm.weight" || t.name == "rope_freqs.weight" || t.name == "rope_factors_long.weight" ||
+          t.name == "rope_factors_short.weight") {  // what every block's RoPE reads (Phi-3's LongRoPE factors)
         tensors_.push_back(t);
       } else if (t.name.rfind(p, 0) == 0) {
         tensors_.push_back(t);
