@@ -482,7 +482,7 @@ TEST_CASE("phi3: AWQ searches and clips the fused projections' parts and writes 
   CHECK(diff < 1e-3f);
 }
 
-TEST_CASE("phi3: SmoothQuant alone refuses fused projections, partial rotary is refused", "[arch][dense]") {
+TEST_CASE("phi3: SmoothQuant W8A8 smooths the fused projections, refuses row mappings; partial rotary is refused", "[arch][dense]") {
   test::TempDir tmp;
   DenseToy phi;
   phi.model_type = "phi3";
@@ -493,10 +493,23 @@ TEST_CASE("phi3: SmoothQuant alone refuses fused projections, partial rotary is 
   base.model_type = "qwen2";
   if (!write_dense_hf(tmp / "phi3", phi, fuse_phi3(dense_weights(base, 9)))) return;
   const std::string lq = test::cli_path();
-  const auto r = test::run(lq + " quantize " + (tmp / "phi3").string() + " smoothquant --smoothquant -o " + (tmp / "out").string());
-  CHECK(r.status == 6);
-  CHECK(r.err.find("phi3") != std::string::npos);
-  CHECK(r.err.find("fused") != std::string::npos);
+  const std::string sq = lq + " quantize " + (tmp / "phi3").string() + " smoothquant --smoothquant --calibration-samples 2 --ctx 64";
+  // the default mappings (the two norms) fold into qkv_proj's and gate_up_proj's columns; with
+  // static activations one input_scale per fused module, which the reader takes back
+  for (const std::string extra : {"", " --static-activations"}) {
+    INFO(extra);
+    const fs::path out = tmp / ("w8" + std::to_string(extra.size()));
+    const auto r = test::run(sq + extra + " -o " + out.string());
+    REQUIRE(r.status == 0);
+    auto back = ModelSource::open(out);
+    CHECK(back->find("blk.0.attn_qkv.weight"));
+    CHECK(back->find("blk.0.ffn_up.weight"));
+    CHECK(std::isfinite(test::logits_of(*Model::load(*back), kPrompt)[5]));
+  }
+  // v -> o and up -> down divide rows that Phi-3 fuses with others: refused, nothing written
+  const auto r = test::run(sq + " --smooth-mappings all -o " + (tmp / "out").string());
+  CHECK(r.status == 2);
+  CHECK(r.err.find("fuses") != std::string::npos);
   CHECK(!fs::exists(tmp / "out"));
   // partial rotary (Phi-4-mini) and LongRoPE factor lists of the wrong length: refused by name, exit 6
   const auto cfg0 = nlohmann::json::parse(std::ifstream(tmp / "phi3" / "config.json"));

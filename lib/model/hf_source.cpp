@@ -969,8 +969,7 @@ class HfSource final : public ModelSource {
         if (!(arch.fused_qkv && (n[5] == 'q' || n[5] == 'k' || n[5] == 'v') && n[6] == 0) &&
             !(arch.fused_gate_up && std::string_view(n) == "ffn_gate"))
           known.insert(b(std::string(n) + ".weight"));
-      for (const char* n : {"attn_q", "attn_k", "attn_v", "attn_output", "ffn_gate", "ffn_up", "ffn_down"})
-        known.insert(b(std::string(n) + ".input_scale"));
+      for (const char* n : block_linear_roles(arch)) known.insert(b(std::string(n) + ".input_scale"));
       if (c.qkv_bias) {
         expect(b("attn_q.bias"), {q});
         expect(b("attn_k.bias"), {kv});

@@ -38,7 +38,6 @@
 #include "quantize/smoothquant_stats.hpp"
 #include "formats/safetensors.hpp"
 #include "formats/safetensors_writer.hpp"
-#include "model/architecture.hpp"
 #include "model/tensor_names.hpp"
 #include "quantize/block_stream.hpp"
 #include <lq/backend.hpp>
@@ -199,9 +198,6 @@ void sq_observe(SqSite& s, const float* x, int64_t rows, bool histogram, int thr
   }
 }
 
-// Roles of the four hooked inputs of a block, in forward order.
-constexpr const char* kSqSiteRoles[4] = {"attn_q", "attn_output", "ffn_gate", "ffn_down"};
-
 // ---- tensors ----------------------------------------------------------------------------
 
 struct SqLinear {
@@ -209,7 +205,7 @@ struct SqLinear {
   std::string role;    // "attn_q"
   std::string module;  // "model.layers.3.self_attn.q_proj"
   int layer = -1;
-  int site = 0;        // index in kSqSiteRoles of its input
+  int site = 0;        // the block input it reads (linear_input_site: 0 q/k/v, 1 o, 2 gate/up, 3 down)
   int group = -1;      // smoothing group of its input columns, or -1 (o_proj, down_proj by default)
   int row_group = -1;  // smoothing group dividing its output rows (v_proj, up_proj with smooth_all)
   int64_t rows = 0, cols = 0;
@@ -321,10 +317,8 @@ double sq_group_error(const detail::EngineOps& ops, const std::vector<std::vecto
 
 // Smoothing groups of a block, in this order; the last two only with smooth_all.
 enum SqGroupKind { kSqAttnNorm = 0, kSqFfnNorm = 1, kSqValueOut = 2, kSqUpDown = 3 };
-// The hooked input (index in kSqSiteRoles) whose statistic each kind of group uses.
+// The hooked input (linear_input_site) whose statistic each kind of group uses.
 constexpr int kSqGroupSite[4] = {0, 2, 1, 3};
-// Linear roles of a block, in the engine's forward order.
-constexpr const char* kSqRoles[7] = {"attn_q", "attn_k", "attn_v", "attn_output", "ffn_gate", "ffn_up", "ffn_down"};
 
 // Thrown by the last block's hook after ffn_down's input: nothing after it is needed.
 struct SqStop {};
@@ -354,8 +348,11 @@ struct SmoothQuantizer::Impl {
            "smoothquant: {} is a GGUF file; the compressed-tensors output needs a Hugging Face checkpoint (config.json "
            "and safetensors)",
            src.path().string());
-    require_separate_linears(architecture_of(src.config(), "smoothquant"), "smoothquant");
-    if (architecture_of(src.config(), "smoothquant").norm_plus_one)
+    const Architecture& arch = architecture_of(src.config(), "smoothquant");
+    if (cfg.smooth_all && (arch.fused_qkv || arch.fused_gate_up))
+      fail(Errc::invalid_argument, "smoothquant: --smooth-mappings all divides v_proj's and up_proj's rows, which {} "
+           "fuses into qkv_proj and gate_up_proj; use the default mappings", src.config().model_type);
+    if (arch.norm_plus_one)
       fail(Errc::invalid_model, "smoothquant: {} models are not supported yet (their RMSNorms multiply by 1 + w and "
            "norm the attention and MLP outputs too: the smoothing factors cannot be folded as for Llama)",
            src.config().model_type);
@@ -370,7 +367,7 @@ struct SmoothQuantizer::Impl {
           fmt::format("the model was trained on {} context tokens ({} asked)", mc.n_ctx_train, cfg.ctx));
     gpb = cfg.smooth_all ? 4 : 2;
     for (int64_t l = 0; l < n_layer; ++l) {
-      for (const char* role : kSqRoles) {
+      for (const char* role : block_linear_roles(arch)) {
         const std::string name = fmt::format("blk.{}.{}.weight", l, role);
         const ModelTensor* t = src.find(name);
         if (!t) fail(Errc::invalid_model, "smoothquant: {} has no {}", src.path().string(), names::hf_module(name) + ".weight");
@@ -378,16 +375,17 @@ struct SmoothQuantizer::Impl {
         SqLinear x;
         x.gguf = name;
         x.role = role;
-        x.module = names::hf_module(name);
+        x.module = names::hf_module(name, arch.fused_gate_up);
         x.layer = static_cast<int>(l);
         x.cols = t->ne[0];
         x.rows = t->ne[1];
         const int b = gpb * static_cast<int>(l);
         const std::string r = role;
-        if (r == "attn_q" || r == "attn_k" || r == "attn_v") x.site = 0, x.group = b + kSqAttnNorm;
-        else if (r == "attn_output") x.site = 1, x.group = cfg.smooth_all ? b + kSqValueOut : -1;
-        else if (r == "ffn_gate" || r == "ffn_up") x.site = 2, x.group = b + kSqFfnNorm;
-        else x.site = 3, x.group = cfg.smooth_all ? b + kSqUpDown : -1;
+        x.site = linear_input_site(r);
+        if (x.site == 0) x.group = b + kSqAttnNorm;
+        else if (x.site == 1) x.group = cfg.smooth_all ? b + kSqValueOut : -1;
+        else if (x.site == 2) x.group = b + kSqFfnNorm;
+        else x.group = cfg.smooth_all ? b + kSqUpDown : -1;
         if (cfg.smooth_all && r == "attn_v") x.row_group = b + kSqValueOut;
         if (cfg.smooth_all && r == "ffn_up") x.row_group = b + kSqUpDown;
         linears.push_back(std::move(x));
@@ -518,11 +516,9 @@ struct SmoothQuantizer::Impl {
       ctx.check_cancelled();
       const LinearInfo& l = *ev.linear;
       if (l.layer < 0) return;
-      int k = -1;
-      for (int i = 0; i < 4; ++i)
-        if (l.role == kSqSiteRoles[i]) k = i;
-      if (k < 0) return;  // k, v, up share the input of q, gate
-      const int site = 4 * l.layer + k;
+      const int k = linear_input_site(l.role);
+      if (k < 0) return;
+      const int site = 4 * l.layer + k;  // k, v, up read q's, gate's input: seen once below
       if (ev.input == last_input && site == last_site) return;
       last_input = ev.input;
       last_site = site;
@@ -622,9 +618,7 @@ struct SmoothQuantizer::Impl {
           ctx.check_cancelled();
           const LinearInfo& l = *ev.linear;
           if (l.layer != 0) return;
-          int k = -1;
-          for (int i = 0; i < 4; ++i)
-            if (l.role == kSqSiteRoles[i]) k = i;
+          const int k = linear_input_site(l.role);
           if (k < 0) return;
           const int site = static_cast<int>(4 * L) + k;
           if (!(ev.input == last_input && site == last_site)) {
