@@ -240,7 +240,7 @@ TEST_CASE("qwen3: converted names, shapes and keys, the engine's per-head q/k RM
   CHECK(worst < 2e-4);
 }
 
-TEST_CASE("qwen3: AWQ inspects the attention output through the q/k norms; the directory reads back", "[arch][dense][awq]") {
+TEST_CASE("qwen3: AWQ inspects the attention output through the q/k norms, the directory reads back", "[arch][dense][awq]") {
   auto calib = test::shared_file("corpus/calibration.txt");
   if (!calib) return;
   test::TempDir tmp;
@@ -404,7 +404,7 @@ TEST_CASE("qwen3 and phi3: per-tensor types at Q4_K_M and Q3_K_M as llama-quanti
   CHECK(planned(c, "blk.0.ffn_up.weight") == QuantType::Q3_K);
 }
 
-TEST_CASE("phi3: GPTQ writes the fused qkv_proj and gate_up_proj; streamed and whole agree; the directory reads back", "[arch][dense][gptq]") {
+TEST_CASE("phi3: GPTQ writes the fused qkv_proj and gate_up_proj, streamed and whole agree, the directory reads back", "[arch][dense][gptq]") {
   auto calib = test::shared_file("corpus/calibration.txt");
   if (!calib) return;
   test::TempDir tmp;
@@ -482,7 +482,7 @@ TEST_CASE("phi3: AWQ searches and clips the fused projections' parts and writes 
   CHECK(diff < 1e-3f);
 }
 
-TEST_CASE("phi3: SmoothQuant W8A8 smooths the fused projections, refuses row mappings; partial rotary is refused", "[arch][dense]") {
+TEST_CASE("phi3: SmoothQuant W8A8 smooths the fused projections, refuses row mappings, partial rotary is refused", "[arch][dense]") {
   test::TempDir tmp;
   DenseToy phi;
   phi.model_type = "phi3";
