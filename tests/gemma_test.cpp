@@ -10,6 +10,7 @@
 #include <lq/engine.hpp>
 #include <lq/error.hpp>
 #include <lq/gguf.hpp>
+#include <lq/gptq.hpp>
 #include <lq/model.hpp>
 #include <lq/quantizer.hpp>
 #include <lq/smoothquant.hpp>
@@ -358,7 +359,7 @@ TEST_CASE("gemma: the tied output's type is llama-quantize's (token_embd as outp
   }
 }
 
-TEST_CASE("gemma: AWQ inspects the soft-capped, windowed attention and folds into the (1 + w) norms", "[arch][gemma][awq]") {
+TEST_CASE("gemma: AWQ inspects the soft-capped, windowed attention and folds into the (1 + w) norms, streamed as whole", "[arch][gemma][awq]") {
   auto tok = test::shared_file("models/tiny-llama/tokenizer.model");
   auto calib = test::shared_file("corpus/calibration.txt");
   if (!tok || !calib) return;
@@ -399,6 +400,20 @@ TEST_CASE("gemma: AWQ inspects the soft-capped, windowed attention and folds int
     CHECK(back->tensor_f32("blk.1.post_attention_norm.weight") == orig->tensor_f32("blk.1.post_attention_norm.weight"));
     const auto a = test::logits_of(q.model(), kToks), b = test::logits_of(*back, kToks);
     CHECK(test::max_rel_diff(a, b) < 1e-4);
+    // The streamed run (one block in memory: the block keeps its layer's window kind, the hidden
+    // states enter scaled) writes the same bytes as the whole model's.
+    awq_model(tmp / "m", tmp / "stream", c);
+    CHECK(test::files_below(tmp / "out") == test::files_below(tmp / "stream"));
+    GptqConfig g;
+    g.calibration_samples = 3;
+    g.ctx = 64;
+    g.calibration_data = *calib;
+    g.params.act_order = GptqActOrder::static_groups;
+    GptqQuantizer gq(*src, g);
+    gq.run();
+    gq.write(tmp / "gptq-whole");
+    gptq_model(tmp / "m", tmp / "gptq-stream", g);
+    CHECK(test::files_below(tmp / "gptq-whole") == test::files_below(tmp / "gptq-stream"));
   }
 }
 

@@ -40,6 +40,9 @@ struct ModelConfig {
   float rope_theta = 10000.0f;
   std::optional<RopeScaling> rope_scaling;
   bool tie_embeddings = false;  ///< no output.weight: the token embedding is reused
+  /// The token table is used as it is, without the architecture's embedding scale (internal: the
+  /// one-block models of the streamed quantizers hold hidden states there).
+  bool unscaled_embeddings = false;
   bool qkv_bias = false;        ///< q/k/v projections have biases (qwen2)
   int64_t sliding_window = 0;   ///< 0 = none
   // Gemma 2 / 3 (zero where the architecture has none):

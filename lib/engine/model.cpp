@@ -261,7 +261,7 @@ std::unique_ptr<Model> Model::load(const ModelSource& src) {
   if (arch.sandwich_norms) {
     m.sandwich_norms = true;
     m.gelu_tanh_ffn = arch.gelu_tanh_ffn;
-    if (arch.scale_embedding) m.embd_scale = std::sqrt(static_cast<float>(d));
+    if (arch.scale_embedding && !c.unscaled_embeddings) m.embd_scale = std::sqrt(static_cast<float>(d));
     ModelConfig local = c;  // sliding-window layers: their own base, no scaling
     local.rope_theta = c.rope_theta_swa > 0 ? c.rope_theta_swa : c.rope_theta;
     local.rope_scaling.reset();

@@ -35,6 +35,10 @@ class BlockSource final : public ModelSource {
     cfg_.n_layer = 1;
     cfg_.n_vocab = rows;
     cfg_.tie_embeddings = true;
+    cfg_.unscaled_embeddings = true;  // the table holds hidden states (Gemma's already scaled)
+    // Gemma's pattern: the block keeps layer `layer`'s kind (block 0 of a period-P model is a
+    // sliding-window one for P >= 2, a global one for P = 1).
+    if (cfg_.swa_period > 0) cfg_.swa_period = layer % cfg_.swa_period < cfg_.swa_period - 1 ? cfg_.swa_period : 1;
     if (cfg_.n_embd <= 0) cfg_.n_embd = embd.ne[0];
     ModelTensor e;
     e.name = e.source_name = "token_embd.weight";

@@ -972,12 +972,7 @@ void GptqQuantizer::set_matrix(const std::string& module, GptqMatrix q, const Gp
   im.results[module] = std::move(q);
 }
 
-void GptqQuantizer::set_float_tensor(const std::string& gguf_name, std::vector<float> values) {
-  Impl& im = *impl_;
-  const ModelTensor& t = im.src.at(gguf_name);
-  if (static_cast<int64_t>(values.size()) != t.n_elements())
-    fail(Errc::invalid_argument, "gptq: {} has {} values, not {}", gguf_name, t.n_elements(), values.size());
-  // Rounded to the checkpoint's dtype; a (1 + w) norm is given and used as 1 + w, stored as w.
+std::vector<float> gptq_impl::gp_checkpoint_floats(const ModelTensor& t, std::vector<float>& values) {
   const QuantType st = t.checkpoint_type();
   std::vector<float> stored(values.size());
   for (size_t i = 0; i < values.size(); ++i) {
@@ -987,6 +982,15 @@ void GptqQuantizer::set_float_tensor(const std::string& gguf_name, std::vector<f
     stored[i] = v;
     values[i] = t.plus_one ? v + 1.0f : v;
   }
+  return stored;
+}
+
+void GptqQuantizer::set_float_tensor(const std::string& gguf_name, std::vector<float> values) {
+  Impl& im = *impl_;
+  const ModelTensor& t = im.src.at(gguf_name);
+  if (static_cast<int64_t>(values.size()) != t.n_elements())
+    fail(Errc::invalid_argument, "gptq: {} has {} values, not {}", gguf_name, t.n_elements(), values.size());
+  std::vector<float> stored = gp_checkpoint_floats(t, values);
   im.model->replace_tensor(gguf_name, values, QuantType::F32);
   im.floats[t.source_name] = std::move(stored);
 }

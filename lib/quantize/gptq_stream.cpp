@@ -641,15 +641,20 @@ class GsRun {
     return gs_hex(f.hash()) == want;
   }
 
-  // hidden-0.bin: each chunk's token embeddings (exactly what the engine's first block reads).
+  // hidden-0.bin: each chunk's token embeddings (exactly what the engine's first block reads:
+  // Gemma's scaled by sqrt(n_embd), as the engine scales them).
   void write_embeddings() {
     const ModelTensor& embd = src_->at("token_embd.weight");
     const int64_t d = embd.ne[0];
+    const bool scaled = architecture_of(src_->config(), "gptq").scale_embedding;
+    const float scale = std::sqrt(static_cast<float>(d));
     GsFile f(hidden_file(0), true);
     std::vector<float> x;
     for (const auto& c : chunks_) {
       x.resize(c.size() * static_cast<size_t>(d));
       for (size_t t = 0; t < c.size(); ++t) src_->read_rows_f32(embd, c[t], 1, x.data() + t * static_cast<size_t>(d));
+      if (scaled)
+        for (float& e : x) e *= scale;
       f.write(x.data(), x.size() * 4);
     }
     f.sync();
@@ -889,20 +894,13 @@ class GsRun {
       so.n_ctx = cfg_.ctx;
       Session session(*model, so, ctx_);
       std::vector<float> out;
-      session.set_linear_hook([&](const LinearEvent& ev) {
-        const LinearInfo& l = *ev.linear;
-        if (l.role != "attn_output" && l.role != "ffn_down") return;
-        // The residual stream as the engine adds it: x += attention output, then x += MLP output.
-        const size_t n = static_cast<size_t>(ev.n_tokens * d);
-        for (size_t i = 0; i < n; ++i) out[i] += ev.output[i];
-      });
       GsFile in(hidden_file(L), false);
       GsFile next(hidden_file(L + 1), true);
       for (const auto& ch : chunks_) {
         const int64_t n = load_hidden(*model, in, ch.size(), rows, d, x, table);
-        out = x;
         session.clear();
-        session.eval(std::span<const int32_t>(ids.data(), static_cast<size_t>(n)), n);
+        // the residual stream leaving the block, as the engine computes it (no logits)
+        session.eval_blocks(std::span<const int32_t>(ids.data(), static_cast<size_t>(n)), 0, 1, out, n);
         next.write(out.data(), out.size() * 4);
       }
       next.sync();
@@ -954,8 +952,10 @@ class GsRun {
     io.stored_type = [&](const char* suffix) { return src_->at(name(suffix)).checkpoint_type(); };
     io.has = [&](const char* suffix) { return src_->find(name(suffix)) != nullptr; };
     io.set_float = [&](const char* suffix, std::vector<float> v) {
+      const ModelTensor& t = src_->at(name(suffix));
+      std::vector<float> stored = gptq_impl::gp_checkpoint_floats(t, v);
       model.replace_tensor(fmt::format("blk.0.{}", suffix), v, QuantType::F32);
-      rec.floats.emplace_back(src_->at(name(suffix)).source_name, std::move(v));
+      rec.floats.emplace_back(t.source_name, std::move(stored));
     };
     io.put_matrix = [&](const std::string& module, GptqMatrix q, const GptqLayerReport& rep) {
       mats[module] = {std::move(q), rep};
@@ -1089,32 +1089,19 @@ GptqResult gptq_stream_hook(const fs::path& model, const fs::path& work_root, co
 }
 
 bool gptq_streams(const ModelSource& src) {
-  // A block calibrated alone sees hidden states through a one-block model: that needs blocks that
-  // do not depend on their index (no sliding-window pattern) and embeddings used as they are (no
-  // scaling); experts are 3-D tensors, which the walk does not take.
-  const Architecture& arch = architecture_of(src.config(), "gptq");
-  return src.config().n_expert == 0 && !arch.sandwich_norms && !arch.scale_embedding && arch.swa_period == 0 &&
-         !src.is_gguf();
+  // A block calibrated alone sees hidden states through a one-block model (BlockSource keeps its
+  // sliding-window kind and takes the hidden states unscaled); experts are 3-D tensors, which the
+  // walk does not take.
+  return src.config().n_expert == 0 && !src.is_gguf();
 }
 
 GptqResult gptq_model(const fs::path& model, fs::path out, const GptqConfig& config, const Context& ctx) {
   validate(config.params);
   if (out.empty()) out = gptq_default_output(model, config);
   {
-    // A block calibrated alone sees hidden states through a one-block model: that needs blocks
-    // that do not depend on their index (no sliding-window pattern) and embeddings used as they
-    // are (no scaling). Other architectures are quantized with the whole model loaded.
     auto source = ModelSource::open(model);
-    const Architecture& arch = architecture_of(source->config(), "gptq");
     if (source->config().n_expert > 0)  // experts are 3-D tensors, which the gptq output does not lay out
       fail(Errc::invalid_model, "gptq: mixture-of-experts models ({}) are not supported", source->config().model_type);
-    if (arch.sandwich_norms || arch.scale_embedding || arch.swa_period > 0) {
-      if (config.smoothquant)
-        fail(Errc::invalid_model, "gptq: SmoothQuant with GPTQ is not supported for {} models", source->config().model_type);
-      GptqQuantizer q(*source, config);
-      q.run(ctx);
-      return q.write(out, ctx);
-    }
   }
   gptq_stream_impl::GsRun run(model, std::move(out), config, ctx);
   return run.run();

@@ -31,6 +31,11 @@ struct GpWriteSpec {
   float input_scale = 0;                ///< static_input: this module's value
 };
 
+/// A replaced float tensor of the checkpoint (AWQ's folded norms, a scaled v bias), given as the
+/// model uses it: rounded to the checkpoint's dtype, returned as the checkpoint stores it (a
+/// (1 + w) norm's w), and `values` set to what the model reads back from that.
+std::vector<float> gp_checkpoint_floats(const ModelTensor& t, std::vector<float>& values);
+
 /// Appends the specs of module `m`'s tensors.
 void gp_specs(const std::string& m, const GptqMatrix& q, const GpWriteSpec& w, std::vector<StTensorSpec>& specs);
 /// Writes them, in the order gp_specs declared.
