@@ -11,6 +11,7 @@
 #include <lq/error.hpp>
 #include <lq/gguf.hpp>
 #include <lq/gptq.hpp>
+#include <lq/gptq_gguf.hpp>
 #include <lq/model.hpp>
 #include <lq/quantizer.hpp>
 #include <lq/smoothquant.hpp>
@@ -414,6 +415,62 @@ TEST_CASE("gemma: AWQ inspects the soft-capped, windowed attention and folds int
     gq.write(tmp / "gptq-whole");
     gptq_model(tmp / "m", tmp / "gptq-stream", g);
     CHECK(test::files_below(tmp / "gptq-whole") == test::files_below(tmp / "gptq-stream"));
+    // GPTQ for GGUF types streams its calibration the same way: the same tensor bytes
+    QuantizeOptions qo;
+    qo.ftype = FileType::Q4_K_M;
+    GptqGgufConfig gg;
+    gg.calibration_samples = 3;
+    gg.ctx = 64;
+    gg.calibration_data = *calib;
+    const GptqGgufResult memory = gptq_gguf_tensors(*src, qo, gg);
+    gg.work_dir = tmp / "work";
+    fs::create_directories(gg.work_dir);
+    const GptqGgufResult streamed = gptq_gguf_tensors(*src, qo, gg);
+    CHECK_FALSE(memory.tensor_bytes.empty());
+    REQUIRE(streamed.tensor_bytes.size() == memory.tensor_bytes.size());
+    for (const auto& [name, bytes] : memory.tensor_bytes) {
+      INFO(name);
+      CHECK(streamed.tensor_bytes.at(name) == bytes);
+    }
+  }
+}
+
+TEST_CASE("gemma: GPTQ W8A8 after SmoothQuant folds into the (1 + w) norms and writes them as w", "[arch][gemma][smoothquant]") {
+  auto tok = test::shared_file("models/tiny-llama/tokenizer.model");
+  auto calib = test::shared_file("corpus/calibration.txt");
+  if (!tok || !calib) return;
+  for (int version : {2, 3}) {
+    INFO("gemma" << version);
+    test::TempDir tmp;
+    GemmaToy s;
+    s.version = version;
+    s.layers = version == 2 ? 2 : 6;
+    s.vocab = 2048;
+    s.window = 16;
+    write_gemma_toy(tmp / "m", s, *tok);
+    SmoothQuantConfig sq;
+    sq.calibration_samples = 3;
+    sq.ctx = 64;
+    sq.calibration_data = *calib;
+    GptqConfig c;
+    c.params.bits = 8;
+    c.params.group_size = -1;
+    c.calibration_samples = 3;
+    c.ctx = 64;
+    c.calibration_data = *calib;
+    c.smoothquant = sq;
+    const GptqResult r = gptq_model(tmp / "m", tmp / "w8", c);
+    CHECK(r.smoothing.size() == static_cast<size_t>(2 * s.layers));
+    auto src = ModelSource::open(tmp / "m");
+    auto back_src = ModelSource::open(tmp / "w8");
+    auto orig = Model::load(*src);
+    auto back = Model::load(*back_src);
+    // the folded norms differ from the original ones by the smoothing scales, which are far from
+    // 1 + w's offset: written as 1 + w instead of w, every norm would be off by about 1
+    const auto n0 = orig->tensor_f32("blk.0.attn_norm.weight"), n1 = back->tensor_f32("blk.0.attn_norm.weight");
+    CHECK(n0 != n1);
+    // W8A8 keeps the function: the logits stay close to the float model's
+    CHECK(test::max_rel_diff(test::logits_of(*back, kToks), test::logits_of(*orig, kToks)) < 0.05);
   }
 }
 

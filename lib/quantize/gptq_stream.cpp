@@ -254,13 +254,6 @@ void gs_get_awq(GsFile& f, GsAwqRecord& r, uint64_t limit) {
   }
 }
 
-// A float as a tensor of `type` stores it (the norm weights are written in the checkpoint's dtype).
-float gs_through(QuantType type, float v) {
-  if (type == QuantType::BF16) return bf16_to_f32(f32_to_bf16(v));
-  if (type == QuantType::F16) return fp16_to_f32(f32_to_fp16(v));
-  return v;
-}
-
 std::string gs_hex(uint64_t v) { return fmt::format("{:016x}", v); }
 
 void gs_sync_dir(const fs::path& d) {
@@ -377,10 +370,6 @@ class GsRun {
     if (!sq.per_channel)
       fail(Errc::invalid_argument, "gptq: W8A8 with GPTQ quantizes weights per output channel (no per-tensor weights)");
     if (!sq.quantize) fail(Errc::invalid_argument, "gptq: SmoothQuant with GPTQ always quantizes (quantize false is SmoothQuantizer's)");
-    const Architecture& arch = architecture_of(src_->config(), "gptq");
-    if (arch.norm_plus_one || arch.sandwich_norms)
-      fail(Errc::invalid_model, "gptq: SmoothQuant is not supported for {} models (their RMSNorms multiply by 1 + w)",
-           src_->config().model_type);
   }
 
   void plan_linears() {
@@ -724,15 +713,16 @@ class GsRun {
         amax = std::max(amax, static_cast<double>(a[j]));
         smax = std::max(smax, static_cast<double>(a[j]) / s[j]);
       }
-      // The norm γ/s, as the output stores it; the block computes with that value.
-      const QuantType norm_type = src_->at(fmt::format("blk.{}.{}.weight", L, norm_role)).type;
+      // The norm γ/s, as the output stores it (Gemma's 1 + w as w); the block computes with what
+      // reading that back gives.
       std::vector<float> gamma = model.tensor_f32("blk.0." + norm_role + ".weight");
       if (gamma.size() != n) fail(Errc::invalid_model, "gptq: {} has {} values, not {}", norm_name, gamma.size(), n);
-      for (size_t j = 0; j < n; ++j) {
-        gamma[j] = gs_through(norm_type, gamma[j] / s[j]);
+      for (size_t j = 0; j < n; ++j) gamma[j] /= s[j];
+      std::vector<float> stored =
+          gptq_impl::gp_checkpoint_floats(src_->at(fmt::format("blk.{}.{}.weight", L, norm_role)), gamma);
+      for (size_t j = 0; j < n; ++j)
         if (!std::isfinite(gamma[j]))
           fail(Errc::smoothquant_failed, "gptq: {}: smoothed norm weight {} is not finite; nothing was written", norm_name, j);
-      }
       model.replace_tensor("blk.0." + norm_role + ".weight", gamma, QuantType::F32);
       GsRowMat& h = H[static_cast<size_t>(k)];
       for (int64_t i = 0; i < h.rows(); ++i)
@@ -741,7 +731,7 @@ class GsRun {
       sm.act_max[g] = amax;
       sm.site_max[static_cast<size_t>(k)] = static_cast<float>(smax);
       sm.scales[g] = std::move(s);
-      sm.norm[g] = std::move(gamma);
+      sm.norm[g] = std::move(stored);
     }
     if (sq.static_activations)
       for (int k : {1, 3}) {
