@@ -474,11 +474,42 @@ TEST_CASE("gemma: GPTQ W8A8 after SmoothQuant folds into the (1 + w) norms and w
   }
 }
 
-TEST_CASE("gemma: SmoothQuant refuses the (1 + w) norms it cannot fold into", "[arch][gemma]") {
-  test::TempDir tmp;
-  auto src = gemma2_toy(tmp);
-  if (!src) return;
-  test::check_error(Errc::invalid_model, [&] { SmoothQuantizer sq(*src, SmoothQuantConfig{}); }, "gemma2");
+TEST_CASE("gemma: SmoothQuant folds into the (1 + w) input and pre-feed-forward norms, streamed as in memory", "[arch][gemma][smoothquant]") {
+  auto tok = test::shared_file("models/tiny-llama/tokenizer.model");
+  auto calib = test::shared_file("corpus/calibration.txt");
+  if (!tok || !calib) return;
+  for (int version : {2, 3}) {
+    for (const bool all : {false, true}) {
+      INFO("gemma" << version << (all ? ", all mappings" : ""));
+      test::TempDir tmp;
+      GemmaToy s;
+      s.version = version;
+      s.layers = version == 2 ? 2 : 6;
+      s.vocab = 2048;
+      s.window = 16;
+      write_gemma_toy(tmp / "m", s, *tok);
+      auto src = ModelSource::open(tmp / "m");
+      SmoothQuantConfig c;
+      c.calibration_samples = 3;
+      c.ctx = 64;
+      c.calibration_data = *calib;
+      c.smooth_all = all;
+      SmoothQuantizer sq(*src, c);
+      sq.calibrate();
+      const SmoothQuantResult a = sq.write(tmp / "memory");
+      const SmoothQuantResult b = smoothquant_model(tmp / "m", tmp / "streamed", c);
+      CHECK(test::files_below(tmp / "memory") == test::files_below(tmp / "streamed"));
+      REQUIRE(a.groups.size() == b.groups.size());
+      CHECK(a.groups[1].norm == "model.layers.0.pre_feedforward_layernorm");  // not Gemma's attention post-norm
+      // smoothing alone keeps the function: the folded (1 + w) norms written as w
+      c.quantize = false;
+      smoothquant_model(tmp / "m", tmp / "smoothed", c);
+      auto back = Model::load(*ModelSource::open(tmp / "smoothed"));
+      auto orig = Model::load(*src);
+      CHECK(back->tensor_f32("blk.0.attn_norm.weight") != orig->tensor_f32("blk.0.attn_norm.weight"));
+      CHECK(test::max_rel_diff(test::logits_of(*back, kToks), test::logits_of(*orig, kToks)) < 1e-2);
+    }
+  }
 }
 
 TEST_CASE("gemma: the backward pass matches the loss's finite differences", "[arch][gemma][gradient]") {

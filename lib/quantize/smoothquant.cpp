@@ -352,10 +352,6 @@ struct SmoothQuantizer::Impl {
     if (cfg.smooth_all && (arch.fused_qkv || arch.fused_gate_up))
       fail(Errc::invalid_argument, "smoothquant: --smooth-mappings all divides v_proj's and up_proj's rows, which {} "
            "fuses into qkv_proj and gate_up_proj; use the default mappings", src.config().model_type);
-    if (arch.norm_plus_one)
-      fail(Errc::invalid_model, "smoothquant: {} models are not supported yet (their RMSNorms multiply by 1 + w and "
-           "norm the attention and MLP outputs too: the smoothing factors cannot be folded as for Llama)",
-           src.config().model_type);
     if (src.config().n_expert > 0)  // experts are 3-D tensors, which the smoothquant output does not lay out
       fail(Errc::invalid_model, "smoothquant: mixture-of-experts models ({}) are not supported", src.config().model_type);
     if (load) model = Model::load(src);
@@ -403,13 +399,17 @@ struct SmoothQuantizer::Impl {
       head_dim = o.cols / mc.n_head;
       q_per_kv = mc.n_head / (v.rows / head_dim);
     }
-    static const char* const kGroupNames[4] = {"input_layernorm", "post_attention_layernorm", "self_attn.v_proj",
-                                               "mlp.up_proj"};
+    static const char* const kGroupNames[4] = {"attn_norm.weight", "ffn_norm.weight", "self_attn.v_proj", "mlp.up_proj"};
     for (int64_t l = 0; l < n_layer; ++l) {
       for (int k = 0; k < gpb; ++k) {
         SmoothQuantGroup g;
         g.layer = static_cast<int>(l);
-        g.norm = fmt::format("model.layers.{}.{}", l, kGroupNames[k]);
+        if (k <= kSqFfnNorm) {  // the norm's checkpoint name (Gemma's MLP norm: pre_feedforward_layernorm)
+          const std::string& sn = src.at(names::block_tensor(static_cast<int>(l), kGroupNames[k])).source_name;
+          g.norm = sn.substr(0, sn.size() - 7);
+        } else {
+          g.norm = fmt::format("model.layers.{}.{}", l, kGroupNames[k]);
+        }
         for (const auto& x : linears)
           if (x.group == static_cast<int>(gpb * l + k)) g.linears.push_back(x.module);
         groups.push_back(std::move(g));
@@ -557,9 +557,9 @@ struct SmoothQuantizer::Impl {
 
   // Block-at-a-time calibration (the bounded-memory path): block L alone is in memory, the hidden
   // states of every chunk entering it in `work`/hidden-L.bin. The chunks run through the original
-  // block once: the hook gathers the statistics of its inputs and adds its two output projections
-  // into the residual stream, which gives the hidden states entering block L + 1 exactly as the
-  // whole model computes them. Block L's scales are computed as soon as it is done.
+  // block once: the hook gathers the statistics of its inputs, and the engine's residual stream
+  // leaving the block gives the hidden states entering block L + 1 exactly as the whole model
+  // computes them. Block L's scales are computed as soon as it is done.
   void calibrate_streamed(const fs::path& work, const Context& ctx) {
     Progress& progress = ctx.progress_sink();
     load_calibration_data(progress);
@@ -579,13 +579,17 @@ struct SmoothQuantizer::Impl {
           fail(Errc::calibration_error, "smoothquant: calibration token {} is outside the vocabulary", t);
     }
     auto hidden_file = [&](int64_t L) { return work / fmt::format("hidden-{}.bin", L); };
-    {  // hidden-0.bin: each chunk's token embeddings (what the first block reads)
+    {  // hidden-0.bin: each chunk's token embeddings (what the first block reads; Gemma's scaled)
       block_stream::WorkFile f(hidden_file(0), true);
       std::vector<float> x;
+      const bool scaled = architecture_of(src.config(), "smoothquant").scale_embedding;
+      const float scale = std::sqrt(static_cast<float>(d));
       for (const auto& c : chunks) {
         ctx.check_cancelled();
         x.resize(c.size() * static_cast<size_t>(d));
         for (size_t t = 0; t < c.size(); ++t) src.read_rows_f32(embd, c[t], 1, x.data() + t * static_cast<size_t>(d));
+        if (scaled)
+          for (float& e : x) e *= scale;
         f.write(x.data(), x.size() * 4);
       }
     }
@@ -626,11 +630,6 @@ struct SmoothQuantizer::Impl {
             last_site = site;
             sq_observe(sites[static_cast<size_t>(site)], ev.input, ev.n_tokens, histogram, threads);
           }
-          // The residual stream as the engine adds it: x += attention output, then x += MLP output.
-          if ((k == 1 || k == 3) && ev.output) {
-            const size_t n = static_cast<size_t>(ev.n_tokens * d);
-            for (size_t i = 0; i < n; ++i) out[i] += ev.output[i];
-          }
           if (k == 3 && last) throw SqStop{};
         });
         block_stream::WorkFile in(hidden_file(L), false);
@@ -644,12 +643,12 @@ struct SmoothQuantizer::Impl {
           table.assign(static_cast<size_t>(rows * d), 0.f);
           std::memcpy(table.data(), x.data(), x.size() * 4);
           bm->replace_tensor("token_embd.weight", table, QuantType::F32);
-          out = x;
           session.clear();
           last_input = nullptr;
           last_site = -1;
           try {
-            session.eval(std::span<const int32_t>(ids.data(), static_cast<size_t>(n)), n);
+            // the residual stream leaving the block, as the engine computes it (no logits)
+            session.eval_blocks(std::span<const int32_t>(ids.data(), static_cast<size_t>(n)), 0, 1, out, n);
           } catch (const SqStop&) {
           }
           if (next) next->write(out.data(), out.size() * 4);
@@ -1014,8 +1013,10 @@ SmoothQuantResult SmoothQuantizer::Impl::write_to(OutputDir& od, const Context& 
       if (it.kind == Kind::norm) {
         const auto& s = groups[static_cast<size_t>(it.group)].scales;
         if (s.size() != n_el) fail(Errc::invalid_model, "smoothquant: {} has {} values, not {}", t.name, n_el, s.size());
+        // a (1 + w) norm (Gemma's) is stored as w: (1 + w) / s - 1
+        const bool plus_one = src.at(norm_gguf(static_cast<size_t>(it.group))).plus_one;
         for (size_t k = 0; k < n_el; ++k) {
-          v[k] /= s[k];
+          v[k] = plus_one ? (v[k] + 1.0f) / s[k] - 1.0f : v[k] / s[k];
           if (!std::isfinite(through(t.dtype, v[k])))
             fail(Errc::smoothquant_failed, "smoothquant: {}: smoothed norm weight {} is not finite in {}; nothing was written",
                  t.name, k, st_dtype_name(t.dtype));
