@@ -435,6 +435,47 @@ TEST_CASE("gemma: AWQ inspects the soft-capped, windowed attention and folds int
   }
 }
 
+TEST_CASE("gemma3: GPTQ and AWQ on the multimodal layout write its text model's linears under their own names", "[arch][gemma][gptq]") {
+  auto tok = test::shared_file("models/tiny-llama/tokenizer.model");
+  auto calib = test::shared_file("corpus/calibration.txt");
+  if (!tok || !calib) return;
+  test::TempDir tmp;
+  GemmaToy s;
+  s.vocab = 2048;
+  s.window = 16;
+  s.wrapped = true;
+  write_gemma_toy(tmp / "m", s, *tok);
+  auto src = ModelSource::open(tmp / "m");
+  GptqConfig g;
+  g.calibration_samples = 2;
+  g.ctx = 64;
+  g.calibration_data = *calib;
+  GptqQuantizer q(*src, g);
+  q.run();
+  q.write(tmp / "whole");
+  gptq_model(tmp / "m", tmp / "stream", g);
+  CHECK(test::files_below(tmp / "whole") == test::files_below(tmp / "stream"));
+  const auto cfg = json::parse(std::ifstream(tmp / "whole" / "config.json"));
+  const auto& ignore = cfg["quantization_config"]["ignore"];
+  CHECK(std::find(ignore.begin(), ignore.end(), "re:.*vision_tower.*") != ignore.end());
+  auto back_src = ModelSource::open(tmp / "whole");
+  // the packed linears keep the checkpoint's language_model. names (lq reads them back through them)
+  bool wrapped_name = false;
+  const SafetensorsFile out(tmp / "whole" / "model.safetensors");
+  for (const auto& t : out.tensors()) wrapped_name |= t.name == "language_model.model.layers.0.self_attn.q_proj.weight_packed";
+  CHECK(wrapped_name);
+  auto back = Model::load(*back_src);
+  CHECK(test::max_rel_diff(test::logits_of(*back, kToks), test::logits_of(q.model(), kToks)) < 1e-4);
+  AwqConfig a;
+  a.calibration_samples = 2;
+  a.ctx = 64;
+  a.calibration_data = *calib;
+  a.layout = GptqLayout::compressed_tensors;
+  const AwqResult r = awq_model(tmp / "m", tmp / "awq", a);
+  CHECK(r.gptq.warnings.empty());
+  CHECK(ModelSource::open(tmp / "awq")->find("blk.5.ffn_down.weight"));
+}
+
 TEST_CASE("gemma: GPTQ W8A8 after SmoothQuant folds into the (1 + w) norms and writes them as w", "[arch][gemma][smoothquant]") {
   auto tok = test::shared_file("models/tiny-llama/tokenizer.model");
   auto calib = test::shared_file("corpus/calibration.txt");

@@ -91,18 +91,8 @@ struct TensorOrder {
   }
 };
 
-// A multimodal checkpoint's text model (Gemma3ForConditionalGeneration): the converter drops
-// "language_model." from every name and skips the vision tower and its projector.
-bool multimodal_part(const std::string& hf) {
-  return hf.rfind("vision_tower.", 0) == 0 || hf.rfind("multi_modal_projector.", 0) == 0 ||
-         hf.rfind("model.vision_tower.", 0) == 0 || hf.rfind("model.multi_modal_projector.", 0) == 0;
-}
-std::string text_model_name(const std::string& hf) {
-  std::string s = hf;
-  constexpr std::string_view lm = "language_model.";
-  if (const size_t at = s.find(lm); at != std::string::npos) s.erase(at, lm.size());
-  return s;
-}
+using names::multimodal_part;
+using names::text_model_name;
 
 class HfSource final : public ModelSource {
  public:
@@ -315,8 +305,8 @@ class HfSource final : public ModelSource {
       fail(Errc::invalid_model, "{}: module '{}' is on the quantization ignore list but its weight is int8", file, mod);
     const int64_t rows = st.shape[0];
     auto companion = [&](const char* name) -> std::pair<const SafetensorsFile*, const StTensor*> {
-      auto it = by_name_.find(mod + name);
-      return it == by_name_.end() ? std::pair<const SafetensorsFile*, const StTensor*>{nullptr, nullptr} : it->second;
+      const auto* p = stored(mod + name);
+      return p ? *p : std::pair<const SafetensorsFile*, const StTensor*>{nullptr, nullptr};
     };
     const auto [sf, ss] = companion(".weight_scale");
     if (!ss) fail(Errc::invalid_model, "{}: int8 weight '{}' has no '{}.weight_scale'", file, hf, mod);
@@ -359,7 +349,13 @@ class HfSource final : public ModelSource {
 
   // The part `suffix` of quantized module `q`, or null.
   const std::pair<const SafetensorsFile*, const StTensor*>* part(const QuantEntry& q, std::string_view suffix) const {
-    auto it = by_name_.find(q.mod + std::string(suffix));
+    return stored(q.mod + std::string(suffix));
+  }
+  // A tensor by its text-model name (a multimodal checkpoint stores it under language_model.), or null.
+  const std::pair<const SafetensorsFile*, const StTensor*>* stored(const std::string& text_name) const {
+    auto it = by_name_.find(text_name);
+    if (it == by_name_.end())
+      if (auto w = stored_name_.find(text_name); w != stored_name_.end()) it = by_name_.find(w->second);
     return it == by_name_.end() ? nullptr : &it->second;
   }
   const std::pair<const SafetensorsFile*, const StTensor*>& need_part(const QuantEntry& q, std::string_view suffix) const {
@@ -557,7 +553,7 @@ class HfSource final : public ModelSource {
   // The GGUF-side tensor of a quantized module, all of it checked now so errors come at open.
   void add_quantized(const std::string& mod, std::string_view main_suffix, const WeightScheme& scheme, bool permute) {
     const std::string hf = mod + ".weight";
-    const auto& loc = by_name_.at(mod + std::string(main_suffix));
+    const auto& loc = *stored(mod + std::string(main_suffix));
     auto m = map_name(hf, permute, loc.first->path().string(), architecture_of(config_, path_.string()));
     if (!m) fail(Errc::invalid_model, "{}: '{}' is quantized but is not a linear layer", dir_.string(), mod);
     auto q = std::make_shared<QuantEntry>();
@@ -594,11 +590,11 @@ class HfSource final : public ModelSource {
     } else if (hf.ends_with(".weight") && (st.dtype == StDtype::I8 || st.dtype == StDtype::F8_E4M3)) {
       mod = hf.substr(0, hf.size() - 7);
       main_suffix = ".weight";
-    } else if (hf.ends_with(".bias") && by_name_.count(hf.substr(0, hf.size() - 5) + ".qweight") &&
+    } else if (hf.ends_with(".bias") && stored(hf.substr(0, hf.size() - 5) + ".qweight") &&
                !(config_.qkv_bias && (hf.ends_with("q_proj.bias") || hf.ends_with("k_proj.bias") || hf.ends_with("v_proj.bias")))) {
       // AutoGPTQ saves a bias for every quantized linear; all-zero ones where the architecture has
       // none are not part of the model.
-      const auto& loc = by_name_.at(hf);
+      const auto& loc = *stored(hf);
       std::vector<float> b = small_f32(*loc.first, *loc.second);
       return std::all_of(b.begin(), b.end(), [](float x) { return x == 0; });
     } else {
@@ -688,6 +684,7 @@ class HfSource final : public ModelSource {
         if (by_name_.count(t.name))
           fail(Errc::invalid_model, "{}: tensor '{}' appears in two shards", f->path().string(), t.name);
         by_name_[t.name] = {f.get(), &t};
+        if (std::string tn = text_model_name(t.name); tn != t.name) stored_name_[tn] = t.name;
       }
     for (const auto& [name, file] : weight_map) {
       auto it = by_name_.find(name);
@@ -724,9 +721,6 @@ class HfSource final : public ModelSource {
           continue;
         }
       if (hf_.int8 && int8_companion(hf)) continue;
-      if (hf_.quant && hf != hf_stored)  // the quantized parts are looked up by their stored names
-        fail(Errc::invalid_model, "{}: tensor '{}': quantized checkpoints of multimodal models (a 'language_model.' "
-             "prefix) are not supported", dir_.string(), hf_stored);
       if (hf_.quant && build_quantized_tensor(hf, *loc.second, permute)) continue;
       auto m = map_name(hf, permute, loc.first->path().string(), arch);
       if (!m) continue;
@@ -767,7 +761,9 @@ class HfSource final : public ModelSource {
       add(std::move(t), std::move(e));
     }
     if (hf_.quant)  // parts of a quantized linear whose main tensor is absent
-      for (const auto& [hf, loc] : by_name_) {
+      for (const auto& [hf_stored, loc] : by_name_) {
+        if (multimodal_part(hf_stored)) continue;
+        const std::string hf = text_model_name(hf_stored);
         const auto [mod, suffix] = quant_part(hf);
         if (mod.empty() || quant_mods_.count(mod)) continue;
         const auto s = hf_.quant->scheme_for(mod);
@@ -1026,6 +1022,7 @@ class HfSource final : public ModelSource {
   ModelConfig config_;
   std::vector<std::unique_ptr<SafetensorsFile>> files_;
   std::map<std::string, std::pair<const SafetensorsFile*, const StTensor*>> by_name_;
+  std::map<std::string, std::string> stored_name_;  // text-model name -> stored name (multimodal checkpoints)
   std::vector<ModelTensor> tensors_;
   std::vector<Entry> entries_;
   gguf::Metadata metadata_;

@@ -138,6 +138,19 @@ bool hf_recomputed(std::string_view hf) noexcept {
   return s.block >= 0 && s.rest == "self_attn.rotary_emb.inv_freq";
 }
 
+bool multimodal_part(std::string_view hf) {
+  for (std::string_view p : {"vision_tower.", "multi_modal_projector.", "model.vision_tower.", "model.multi_modal_projector."})
+    if (hf.substr(0, p.size()) == p) return true;
+  return false;
+}
+
+std::string text_model_name(std::string_view hf) {
+  std::string s(hf);
+  constexpr std::string_view lm = "language_model.";
+  if (const size_t at = s.find(lm); at != std::string::npos) s.erase(at, lm.size());
+  return s;
+}
+
 std::string hf_module(std::string_view gguf, bool fused_gate_up) {
   const SplitName s = split(gguf);
   if (s.block < 0) {

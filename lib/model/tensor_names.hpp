@@ -47,6 +47,13 @@ std::optional<ExpertSlice> hf_expert(std::string_view hf);
 /// recomputes it ("model.layers.N.self_attn.rotary_emb.inv_freq").
 bool hf_recomputed(std::string_view hf) noexcept;
 
+/// A multimodal checkpoint's text model (Gemma3ForConditionalGeneration): the converter drops
+/// "language_model." from every name ("language_model.model.layers.0..." and
+/// "model.language_model.layers.0..." are "model.layers.0...") and skips the vision tower and its
+/// projector (multimodal_part).
+bool multimodal_part(std::string_view hf);
+std::string text_model_name(std::string_view hf);
+
 /// The Hugging Face module of a GGUF weight: "blk.3.attn_q.weight" -> "model.layers.3.self_attn.q_proj",
 /// "token_embd.weight" -> "model.embed_tokens", "output.weight" -> "lm_head"; other non-block
 /// names unchanged, unknown block suffixes keep their GGUF spelling (the analysis reports' names).

@@ -808,13 +808,14 @@ GpDirectory gp_write_directory(const fs::path& src_path, OutputDir& od, const Gp
     const SafetensorsFile* file;
     const StTensor* t;
     const GptqMatrix* q = nullptr;  // the linear's shape (its codes come from fetch)
-    std::string module;
+    std::string module;             // as the checkpoint names it
+    std::string key;                // as the quantizer does (no multimodal wrapper)
   };
   GpDirectory d;
   std::vector<std::unique_ptr<SafetensorsFile>> open;
   std::vector<Item> items;
   std::vector<StTensorSpec> specs;
-  std::set<std::string> written;
+  std::set<std::string> written, untouched;
   for (const auto& f : files) {
     open.push_back(std::make_unique<SafetensorsFile>(f));
     std::vector<const StTensor*> order;
@@ -826,9 +827,19 @@ GpDirectory gp_write_directory(const fs::path& src_path, OutputDir& od, const Gp
       d.n_parameters += static_cast<int64_t>(t->nbytes / st_dtype_size(t->dtype));
       if (name.size() > 7 && name.ends_with(".weight")) {
         const std::string mod = name.substr(0, name.size() - 7);
-        if (auto r = shapes.find(mod); r != shapes.end()) {
+        // Gemma 3's multimodal checkpoints keep the text model under language_model.
+        const std::string key = names::text_model_name(mod);
+        if (auto r = shapes.find(key); r != shapes.end()) {
           it.q = &r->second;
           it.module = mod;
+          it.key = key;
+          written.insert(key);
+        } else if (names::multimodal_part(name)) {
+          // the vision tower and projector are not quantized, so compressed-tensors' "Linear"
+          // target must leave them out, as llm-compressor's Gemma 3 recipe does (under any
+          // prefix: transformers 5 names them model.vision_tower... at run time)
+          const size_t from = name.starts_with("model.") ? 6 : 0;
+          untouched.insert("re:.*" + name.substr(from, name.find('.', from) - from) + ".*");
         }
       }
       if (!it.q) {
@@ -844,7 +855,6 @@ GpDirectory gp_write_directory(const fs::path& src_path, OutputDir& od, const Gp
       ws.scale_dtype = t->dtype;
       gp_specs(it.module, q, ws, specs);
       d.n_quantized += q.rows * q.cols;
-      written.insert(it.module);
       items.push_back(it);
     }
   }
@@ -876,7 +886,7 @@ GpDirectory gp_write_directory(const fs::path& src_path, OutputDir& od, const Gp
       } else {
         ws.scale_dtype = t.dtype;
         if (ws.static_input) {
-          const auto is = input_scales.find(it.module);
+          const auto is = input_scales.find(it.key);
           if (is == input_scales.end()) fail(Errc::invalid_argument, "gptq: no input scale for {}", it.module);
           const float stored = gp_round_scale(is->second, t.dtype == StDtype::BF16 ? 17 : t.dtype == StDtype::F16 ? 16 : 0);
           if (!std::isfinite(stored) || stored <= 0)
@@ -884,7 +894,7 @@ GpDirectory gp_write_directory(const fs::path& src_path, OutputDir& od, const Gp
                  it.module, is->second, st_dtype_name(t.dtype));
           ws.input_scale = is->second;
         }
-        gp_write(out, it.module, fetch(it.module, scratch), ws);
+        gp_write(out, it.module, fetch(it.key, scratch), ws);
       }
       progress.update("Writing", static_cast<int64_t>(i + 1), static_cast<int64_t>(items.size()), "tensors");
     }
@@ -910,6 +920,8 @@ GpDirectory gp_write_directory(const fs::path& src_path, OutputDir& od, const Gp
     write_file_atomic(tmp / "quantize_config.json", qc.dump(2) + "\n");
     d.files.insert(d.files.begin(), "quantize_config.json");
   }
+  if (config["quantization_config"].contains("ignore"))
+    for (const auto& u : untouched) config["quantization_config"]["ignore"].push_back(u);
   write_file_atomic(tmp / "config.json", config.dump(2) + "\n");
   d.files.insert(d.files.begin(), "config.json");
   for (const auto& e : fs::directory_iterator(src_dir, ec)) {
