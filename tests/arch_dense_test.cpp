@@ -248,11 +248,7 @@ TEST_CASE("qwen3: AWQ inspects the attention output through the q/k norms, the d
   const DenseWeights w = dense_weights(t, 23);
   if (!write_dense_hf(tmp / "qwen3", t, w)) return;
   auto src = ModelSource::open(tmp / "qwen3");
-  AwqConfig c;
-  c.layout = GptqLayout::compressed_tensors;
-  c.calibration_samples = 3;
-  c.ctx = 64;
-  c.calibration_data = *calib;
+  AwqConfig c = test::small_awq_config(*calib, 3);
   AwqQuantizer q(*src, c);
   q.run();
   const AwqResult r = q.write(tmp / "out");
@@ -271,11 +267,7 @@ TEST_CASE("qwen3: AWQ inspects the attention output through the q/k norms, the d
   auto orig = Model::load(*src);
   CHECK(back->tensor_f32("blk.1.attn_q_norm.weight") == orig->tensor_f32("blk.1.attn_q_norm.weight"));
   CHECK(back->tensor_f32("blk.1.attn_k_norm.weight") == orig->tensor_f32("blk.1.attn_k_norm.weight"));
-  const auto a = test::logits_of(q.model(), kPrompt), b = test::logits_of(*back, kPrompt);
-  REQUIRE(a.size() == b.size());
-  float diff = 0;
-  for (size_t i = 0; i < a.size(); ++i) diff = std::max(diff, std::abs(a[i] - b[i]));
-  CHECK(diff < 1e-3f);
+  CHECK(test::max_rel_diff(test::logits_of(q.model(), kPrompt), test::logits_of(*back, kPrompt)) < 1e-4);
 }
 
 TEST_CASE("qwen3: the gradient through the q/k norms matches the loss's finite difference", "[arch][dense]") {
@@ -416,12 +408,8 @@ TEST_CASE("phi3: GPTQ writes the fused qkv_proj and gate_up_proj, streamed and w
   base.model_type = "qwen2";
   if (!write_dense_hf(tmp / "phi3", phi, fuse_phi3(dense_weights(base, 31)))) return;
   auto src = ModelSource::open(tmp / "phi3");
-  GptqConfig c;
-  c.layout = GptqLayout::compressed_tensors;
+  GptqConfig c = test::small_gptq_config(*calib, 3);
   c.params.act_order = GptqActOrder::static_groups;
-  c.calibration_samples = 3;
-  c.ctx = 64;
-  c.calibration_data = *calib;
   GptqQuantizer q(*src, c);
   q.run();
   const GptqResult r = q.write(tmp / "whole");
@@ -435,11 +423,7 @@ TEST_CASE("phi3: GPTQ writes the fused qkv_proj and gate_up_proj, streamed and w
   // read back: the fused modules dequantize into the engine's fused tensors
   auto back_src = ModelSource::open(tmp / "whole");
   auto back = Model::load(*back_src);
-  const auto a = test::logits_of(q.model(), kPrompt), b = test::logits_of(*back, kPrompt);
-  REQUIRE(a.size() == b.size());
-  float diff = 0;
-  for (size_t i = 0; i < a.size(); ++i) diff = std::max(diff, std::abs(a[i] - b[i]));
-  CHECK(diff < 1e-3f);
+  CHECK(test::max_rel_diff(test::logits_of(q.model(), kPrompt), test::logits_of(*back, kPrompt)) < 1e-4);
 }
 
 TEST_CASE("phi3: AWQ searches and clips the fused projections' parts and writes them fused", "[arch][dense][awq]") {
@@ -455,11 +439,7 @@ TEST_CASE("phi3: AWQ searches and clips the fused projections' parts and writes 
   base.model_type = "qwen2";
   if (!write_dense_hf(tmp / "phi3", phi, fuse_phi3(dense_weights(base, 37)))) return;
   auto src = ModelSource::open(tmp / "phi3");
-  AwqConfig c;
-  c.layout = GptqLayout::compressed_tensors;
-  c.calibration_samples = 3;
-  c.ctx = 64;
-  c.calibration_data = *calib;
+  AwqConfig c = test::small_awq_config(*calib, 3);
   AwqQuantizer q(*src, c);
   q.run();
   const AwqResult r = q.write(tmp / "whole");
@@ -475,11 +455,7 @@ TEST_CASE("phi3: AWQ searches and clips the fused projections' parts and writes 
   auto back_src = ModelSource::open(tmp / "whole");
   auto back = Model::load(*back_src);
   CHECK(back->tensor_f32("blk.1.attn_qkv.weight") == q.model().tensor_f32("blk.1.attn_qkv.weight"));
-  const auto a = test::logits_of(q.model(), kPrompt), b = test::logits_of(*back, kPrompt);
-  REQUIRE(a.size() == b.size());
-  float diff = 0;
-  for (size_t i = 0; i < a.size(); ++i) diff = std::max(diff, std::abs(a[i] - b[i]));
-  CHECK(diff < 1e-3f);
+  CHECK(test::max_rel_diff(test::logits_of(q.model(), kPrompt), test::logits_of(*back, kPrompt)) < 1e-4);
 }
 
 TEST_CASE("phi3: SmoothQuant W8A8 smooths the fused projections, refuses row mappings, partial rotary is refused", "[arch][dense]") {
@@ -588,10 +564,7 @@ TEST_CASE("phi3 LongRoPE: factor tensors, attention factor, short and long frequ
   // attention factor, as the engine at this context).
   auto calib = test::shared_file("corpus/calibration.txt");
   if (!calib) return;
-  GptqConfig g;
-  g.calibration_samples = 2;
-  g.ctx = 64;
-  g.calibration_data = *calib;
+  GptqConfig g = test::small_gptq_config(*calib, 2);
   GptqQuantizer gq(*src, g);
   gq.run();
   gq.write(tmp / "gptq-whole");

@@ -249,6 +249,18 @@ std::unique_ptr<ModelSource> gemma2_toy(const test::TempDir& tmp) {
 
 const std::vector<int32_t> kToks = {1, 17, 45, 3, 99, 120, 7, 64, 33, 88, 5, 101, 42, 9};
 
+// A Gemma `version` toy to calibrate on the shared text: the tokenizer's vocabulary, a window
+// shorter than the chunks (the local layers' mask matters), 2 layers (Gemma 2) or 6 (Gemma 3: five
+// local, one global).
+GemmaToy calibration_toy(int version) {
+  GemmaToy s;
+  s.version = version;
+  s.layers = version == 2 ? 2 : 6;
+  s.vocab = 2048;
+  s.window = 16;
+  return s;
+}
+
 }  // namespace
 
 TEST_CASE("gemma3: conversion as llama.cpp's converter writes it", "[arch][gemma]") {
@@ -367,18 +379,10 @@ TEST_CASE("gemma: AWQ inspects the soft-capped, windowed attention and folds int
   for (int version : {2, 3}) {
     INFO("gemma" << version);
     test::TempDir tmp;
-    GemmaToy s;
-    s.version = version;
-    s.layers = version == 2 ? 2 : 6;
-    s.vocab = 2048;  // the tokenizer's, for the calibration text
-    s.window = 16;   // shorter than the chunks: the local layers' mask matters
+    const GemmaToy s = calibration_toy(version);
     write_gemma_toy(tmp / "m", s, *tok);
     auto src = ModelSource::open(tmp / "m");
-    AwqConfig c;
-    c.layout = GptqLayout::compressed_tensors;
-    c.calibration_samples = 3;
-    c.ctx = 64;
-    c.calibration_data = *calib;
+    AwqConfig c = test::small_awq_config(*calib, 3);
     AwqQuantizer q(*src, c);
     q.run();
     const AwqResult r = q.write(tmp / "out");
@@ -405,10 +409,7 @@ TEST_CASE("gemma: AWQ inspects the soft-capped, windowed attention and folds int
     // states enter scaled) writes the same bytes as the whole model's.
     awq_model(tmp / "m", tmp / "stream", c);
     CHECK(test::files_below(tmp / "out") == test::files_below(tmp / "stream"));
-    GptqConfig g;
-    g.calibration_samples = 3;
-    g.ctx = 64;
-    g.calibration_data = *calib;
+    GptqConfig g = test::small_gptq_config(*calib, 3);
     g.params.act_order = GptqActOrder::static_groups;
     GptqQuantizer gq(*src, g);
     gq.run();
@@ -446,10 +447,7 @@ TEST_CASE("gemma3: GPTQ and AWQ on the multimodal layout write its text model's 
   s.wrapped = true;
   write_gemma_toy(tmp / "m", s, *tok);
   auto src = ModelSource::open(tmp / "m");
-  GptqConfig g;
-  g.calibration_samples = 2;
-  g.ctx = 64;
-  g.calibration_data = *calib;
+  GptqConfig g = test::small_gptq_config(*calib, 2);
   GptqQuantizer q(*src, g);
   q.run();
   q.write(tmp / "whole");
@@ -466,11 +464,7 @@ TEST_CASE("gemma3: GPTQ and AWQ on the multimodal layout write its text model's 
   CHECK(wrapped_name);
   auto back = Model::load(*back_src);
   CHECK(test::max_rel_diff(test::logits_of(*back, kToks), test::logits_of(q.model(), kToks)) < 1e-4);
-  AwqConfig a;
-  a.calibration_samples = 2;
-  a.ctx = 64;
-  a.calibration_data = *calib;
-  a.layout = GptqLayout::compressed_tensors;
+  AwqConfig a = test::small_awq_config(*calib, 2);
   const AwqResult r = awq_model(tmp / "m", tmp / "awq", a);
   CHECK(r.gptq.warnings.empty());
   CHECK(ModelSource::open(tmp / "awq")->find("blk.5.ffn_down.weight"));
@@ -483,11 +477,7 @@ TEST_CASE("gemma: GPTQ W8A8 after SmoothQuant folds into the (1 + w) norms and w
   for (int version : {2, 3}) {
     INFO("gemma" << version);
     test::TempDir tmp;
-    GemmaToy s;
-    s.version = version;
-    s.layers = version == 2 ? 2 : 6;
-    s.vocab = 2048;
-    s.window = 16;
+    const GemmaToy s = calibration_toy(version);
     write_gemma_toy(tmp / "m", s, *tok);
     SmoothQuantConfig sq;
     sq.calibration_samples = 3;
@@ -523,11 +513,7 @@ TEST_CASE("gemma: SmoothQuant folds into the (1 + w) input and pre-feed-forward 
     for (const bool all : {false, true}) {
       INFO("gemma" << version << (all ? ", all mappings" : ""));
       test::TempDir tmp;
-      GemmaToy s;
-      s.version = version;
-      s.layers = version == 2 ? 2 : 6;
-      s.vocab = 2048;
-      s.window = 16;
+      const GemmaToy s = calibration_toy(version);
       write_gemma_toy(tmp / "m", s, *tok);
       auto src = ModelSource::open(tmp / "m");
       SmoothQuantConfig c;

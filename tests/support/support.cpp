@@ -396,6 +396,24 @@ double calib_output_error(const CalibProblem& p, const std::vector<float>& q) {
   return e;
 }
 
+GptqConfig small_gptq_config(const std::filesystem::path& calib, int samples, int64_t ctx) {
+  GptqConfig c;
+  c.layout = GptqLayout::compressed_tensors;
+  c.calibration_samples = samples;
+  c.ctx = ctx;
+  c.calibration_data = calib;
+  return c;
+}
+
+AwqConfig small_awq_config(const std::filesystem::path& calib, int samples, int64_t ctx) {
+  AwqConfig c;
+  c.layout = GptqLayout::compressed_tensors;
+  c.calibration_samples = samples;
+  c.ctx = ctx;
+  c.calibration_data = calib;
+  return c;
+}
+
 double max_rel_diff(const std::vector<float>& a, const std::vector<float>& b) {
   REQUIRE(a.size() == b.size());
   double diff = 0, scale = 0;

@@ -2,10 +2,12 @@
 // random rows, small random models, logits of a session, and checking errors and the CLI's failures.
 #pragma once
 
+#include <lq/awq.hpp>
 #include <lq/context.hpp>
 #include <lq/engine.hpp>
 #include <lq/error.hpp>
 #include <lq/gguf.hpp>
+#include <lq/gptq.hpp>
 #include <lq/imatrix.hpp>
 #include <lq/progress.hpp>
 #include <lq/quant_type.hpp>
@@ -187,6 +189,11 @@ std::vector<float> all_logits(const Session& s);
 /// all_logits() of a fresh session on `m` (options `so`) after eval(prompt, first_output).
 std::vector<float> logits_of(const Model& m, std::span<const int32_t> prompt, int64_t first_output = 0,
                              const SessionOptions& so = {});
+
+/// GPTQ and AWQ on the tests' small models: `samples` chunks of `ctx` tokens of `calib`, the
+/// compressed-tensors layout, the other settings the defaults.
+GptqConfig small_gptq_config(const std::filesystem::path& calib, int samples = 3, int64_t ctx = 64);
+AwqConfig small_awq_config(const std::filesystem::path& calib, int samples = 3, int64_t ctx = 64);
 
 /// The mean next-token cross-entropy (in double) of `logits`, one row per token of `tokens`: row t
 /// predicts tokens[t + 1].
