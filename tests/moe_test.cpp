@@ -2,11 +2,15 @@
 // written here, read as GGUF tensors (merged 3-D experts, router, shared expert, q/k norms) with
 // the converter's metadata, run by the engine (a Mixtral whose experts are all one MLP is that
 // Llama), typed by llama-quantize's MoE rules, analysed into per-expert importance, and
-// differentiated through the router and the experts (gradient and Fisher importance).
+// differentiated through the router and the experts (gradient and Fisher importance); quantized
+// with GPTQ / RTN into compressed-tensors checkpoints (one packed module per expert, the routers
+// float) that read back.
+#include <lq/awq.hpp>
 #include <lq/decode.hpp>
 #include <lq/engine.hpp>
 #include <lq/gguf.hpp>
 #include <lq/error.hpp>
+#include <lq/gptq.hpp>
 #include <lq/importance.hpp>
 #include <lq/model.hpp>
 #include <lq/profile.hpp>
@@ -15,6 +19,7 @@
 #include <lq/super_weights.hpp>
 
 #include "engine/backward.hpp"
+#include "formats/safetensors.hpp"
 #include "formats/safetensors_writer.hpp"
 #include "formats/super_weight_json.hpp"
 #include "model/tensor_names.hpp"
@@ -720,4 +725,191 @@ TEST_CASE("moe: a super weight planted in one expert is found there and survives
   auto q = Model::load(tmp / "dyn.gguf");
   const std::vector<float> l = last_logits(*q, {1, 40, 41, 900});
   CHECK(std::all_of(l.begin(), l.end(), [](float v) { return std::isfinite(v); }));
+}
+
+namespace {
+
+// GPTQ's settings for the toys (rows of 64): 3 chunks of 64 tokens, groups of 32.
+GptqConfig moe_gptq_config(const fs::path& calib) {
+  GptqConfig c = test::small_gptq_config(calib);
+  c.params.group_size = 32;
+  return c;
+}
+
+// The names of expert e's three projections in block l (gate, up, down).
+std::vector<std::string> expert_modules(const std::string& type, int64_t l, int64_t e) {
+  const bool mixtral = type == "mixtral";
+  const std::string p = fmt::format("model.layers.{}.{}experts.{}.", l, mixtral ? "block_sparse_moe." : "mlp.", e);
+  if (mixtral) return {p + "w1", p + "w3", p + "w2"};
+  return {p + "gate_proj", p + "up_proj", p + "down_proj"};
+}
+
+std::map<std::string, std::vector<uint8_t>> output_tensors(const fs::path& dir) {
+  std::map<std::string, std::vector<uint8_t>> m;
+  test::for_each_safetensors_tensor(dir, [&](const StTensor& t, std::vector<uint8_t>& raw) { m[t.name] = raw; });
+  return m;
+}
+
+}  // namespace
+
+TEST_CASE("moe: GPTQ writes every expert as a packed module of its own, the routers float and ignored, and reads back",
+          "[arch][moe][gptq]") {
+  auto calib = test::shared_file("corpus/calibration.txt");
+  if (!calib) return;
+  for (const std::string type : {"mixtral", "qwen2_moe", "qwen3_moe"}) {
+    INFO(type);
+    test::TempDir tmp;
+    MoeToy s;
+    s.model_type = type;
+    if (!write_moe_toy(tmp / "m", s)) return;
+    const bool shared = type == "qwen2_moe";
+    const GptqResult r = gptq_model(tmp / "m", tmp / "out", moe_gptq_config(*calib));
+    // q, k, v, o, each expert's three projections, the shared expert's three
+    CHECK(r.layers.size() == static_cast<size_t>(s.layers * (4 + 3 * s.experts + (shared ? 3 : 0))));
+    CHECK(r.warnings.empty());  // 3 x 64 tokens reach every expert
+    for (const GptqLayerReport& l : r.layers) CHECK(l.loss > 0);
+
+    const auto out = output_tensors(tmp / "out");
+    const std::string mlp = type == "mixtral" ? ".block_sparse_moe." : ".mlp.";
+    for (int64_t l = 0; l < s.layers; ++l) {
+      for (int64_t e = 0; e < s.experts; ++e)
+        for (const std::string& m : expert_modules(type, l, e)) {
+          CHECK(out.count(m + ".weight_packed"));
+          CHECK(out.count(m + ".weight_scale"));
+          CHECK_FALSE(out.count(m + ".weight"));
+        }
+      const std::string b = fmt::format("model.layers.{}", l);
+      CHECK(out.count(b + mlp + "gate.weight"));  // the router as it was
+      if (shared) {
+        CHECK(out.count(b + ".mlp.shared_expert.down_proj.weight_packed"));
+        CHECK(out.count(b + ".mlp.shared_expert_gate.weight"));
+      }
+    }
+    const auto cfg = nlohmann::json::parse(read_file(tmp / "out" / "config.json"));
+    const auto& ignore = cfg["quantization_config"]["ignore"];
+    auto ignored = [&](const std::string& p) { return std::find(ignore.begin(), ignore.end(), p) != ignore.end(); };
+    CHECK(ignored("lm_head"));
+    CHECK(ignored("re:.*" + mlp.substr(1) + "gate$"));
+    CHECK(ignored("re:.*mlp.shared_expert_gate$") == shared);
+
+    // Read back: each expert's matrix is its own 4-bit grid (at most 16 values a group of 32),
+    // near the float weights, and the quantized model runs close to the float one.
+    auto src = ModelSource::open(tmp / "m");
+    auto q = ModelSource::open(tmp / "out");
+    for (const char* role : {"ffn_gate_exps", "ffn_up_exps", "ffn_down_exps"}) {
+      const std::string name = fmt::format("blk.1.{}.weight", role);
+      REQUIRE(q->at(name).ne == src->at(name).ne);
+      for (int64_t e = 0; e < s.experts; ++e) {
+        const std::vector<float> a = expert_rows(*src, name, e), b = expert_rows(*q, name, e);
+        CHECK(test::rel_rmse(a, b) > 0.01);
+        CHECK(test::rel_rmse(a, b) < 0.25);
+        for (size_t g = 0; g < b.size(); g += 32) {
+          std::vector<float> v(b.begin() + static_cast<std::ptrdiff_t>(g), b.begin() + static_cast<std::ptrdiff_t>(g + 32));
+          std::sort(v.begin(), v.end());
+          CHECK(std::unique(v.begin(), v.end()) - v.begin() <= 16);
+        }
+      }
+    }
+    // The random toys are sensitive (a changed routing moves the logits far), but GPTQ's stay
+    // closer to the float model's than round to nearest's.
+    const std::vector<int32_t> toks = {1, 17, 300, 45, 45, 1024, 7, 88, 2000, 3};
+    const std::vector<float> want = last_logits(*Model::load(*src), toks);
+    const double err = test::rel_rmse(want, last_logits(*Model::load(*q), toks));
+    GptqConfig rc = moe_gptq_config(*calib);
+    rc.params.rtn = true;
+    gptq_model(tmp / "m", tmp / "rtn", rc);
+    const double rtn_err = test::rel_rmse(want, last_logits(*Model::load(tmp / "rtn"), toks));
+    CHECK(err > 0);
+    CHECK(err < rtn_err);
+  }
+}
+
+TEST_CASE("moe: an expert no calibration token reaches is rounded to nearest, with a warning", "[arch][moe][gptq]") {
+  auto calib = test::shared_file("corpus/calibration.txt");
+  if (!calib) return;
+  test::TempDir tmp;
+  MoeToy s;
+  // The router reads channel 0 only: expert 0 when it is positive, expert 1 when negative; 2 and 3
+  // tie at 0 and the lower index wins, so expert 3 is never chosen.
+  s.edit = [&](const std::string& name, std::vector<float>& v) {
+    if (!name.ends_with("block_sparse_moe.gate.weight")) return;
+    std::fill(v.begin(), v.end(), 0.0f);
+    v[0] = 100.0f;
+    v[static_cast<size_t>(s.d)] = -100.0f;
+  };
+  if (!write_moe_toy(tmp / "m", s)) return;
+  GptqConfig c = moe_gptq_config(*calib);
+  const GptqResult r = gptq_model(tmp / "m", tmp / "gptq", c);
+  REQUIRE(r.warnings.size() == 2);
+  CHECK_THAT(r.warnings[0], Catch::Matchers::Contains("block 0") && Catch::Matchers::Contains("expert(s) 3;"));
+  CHECK_THAT(r.warnings[1], Catch::Matchers::Contains("block 1") && Catch::Matchers::Contains("rounded to nearest"));
+  c.params.rtn = true;
+  gptq_model(tmp / "m", tmp / "rtn", c);
+  const auto g = output_tensors(tmp / "gptq"), n = output_tensors(tmp / "rtn");
+  for (int64_t l = 0; l < s.layers; ++l)
+    for (int64_t e = 0; e < s.experts; ++e)
+      for (const std::string& m : expert_modules("mixtral", l, e)) {
+        INFO(m);
+        const bool same = g.at(m + ".weight_packed") == n.at(m + ".weight_packed") &&
+                          g.at(m + ".weight_scale") == n.at(m + ".weight_scale");
+        CHECK(same == (e == 3));  // the others went through GPTQ's walk
+      }
+}
+
+TEST_CASE("moe: AWQ and W8A8 after SmoothQuant refuse experts as an invalid model", "[arch][moe][gptq]") {
+  auto calib = test::shared_file("corpus/calibration.txt");
+  if (!calib) return;
+  test::TempDir tmp;
+  MoeToy s;
+  if (!write_moe_toy(tmp / "m", s)) return;
+  AwqConfig a = test::small_awq_config(*calib);
+  a.params.group_size = 32;
+  test::check_error(Errc::invalid_model, [&] { awq_model(tmp / "m", tmp / "awq", a); }, "mixtral");
+  GptqConfig c = moe_gptq_config(*calib);
+  c.params.bits = 8;
+  c.params.group_size = -1;
+  c.smoothquant = SmoothQuantConfig{};
+  test::check_error(Errc::invalid_model, [&] { gptq_model(tmp / "m", tmp / "w8a8", c); }, "SmoothQuant");
+  CHECK_FALSE(fs::exists(tmp / "awq"));
+  CHECK_FALSE(fs::exists(tmp / "w8a8"));
+}
+
+TEST_CASE("moe: a cancelled GPTQ run resumes from its checkpoint to the same bytes; the GPTQ layout reads back",
+          "[arch][moe][gptq]") {
+  auto calib = test::shared_file("corpus/calibration.txt");
+  if (!calib) return;
+  test::TempDir tmp;
+  MoeToy s;
+  s.model_type = "qwen2_moe";  // routed and shared experts
+  s.layers = 3;
+  if (!write_moe_toy(tmp / "m", s)) return;
+  GptqConfig c = moe_gptq_config(*calib);
+  gptq_model(tmp / "m", tmp / "ref", c);
+  c.checkpoint_dir = gptq_checkpoint_state(tmp / "ckpt", c, false);
+  test::CancelAfter stop(1, "GPTQ");
+  test::check_error(Errc::interrupted, [&] { gptq_model(tmp / "m", tmp / "out", c, stop.ctx()); });
+  CHECK_FALSE(fs::exists(tmp / "out"));
+  c.resume = true;
+  const GptqResult r = gptq_model(tmp / "m", tmp / "out", c);
+  CHECK(r.resumed_blocks >= 1);
+  CHECK(r.resumed_blocks < 3);
+  CHECK(test::files_below(tmp / "out") == test::files_below(tmp / "ref"));
+
+  // AutoGPTQ's layout (qweight, qzeros, scales in fp16): every expert reads back near its float
+  // weights (its rounding differs from the compressed-tensors run's: fp16 scales steer the walk).
+  GptqConfig g = moe_gptq_config(*calib);
+  g.layout = GptqLayout::gptq;
+  gptq_model(tmp / "m", tmp / "gptq", g);
+  const auto out = output_tensors(tmp / "gptq");
+  CHECK(out.count("model.layers.2.mlp.experts.3.down_proj.qweight"));
+  CHECK(out.count("model.layers.2.mlp.shared_expert.up_proj.qweight"));
+  CHECK(out.count("model.layers.2.mlp.gate.weight"));
+  auto src = ModelSource::open(tmp / "m"), gl = ModelSource::open(tmp / "gptq");
+  for (const char* role : {"ffn_gate_exps", "ffn_up_exps", "ffn_down_exps"})
+    for (int64_t e = 0; e < s.experts; ++e) {
+      const std::string name = fmt::format("blk.2.{}.weight", role);
+      const double err = test::rel_rmse(expert_rows(*src, name, e), expert_rows(*gl, name, e));
+      CHECK(err > 0.01);
+      CHECK(err < 0.25);
+    }
 }

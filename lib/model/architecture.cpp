@@ -75,20 +75,38 @@ std::span<const char* const> block_linear_roles(const Architecture& a) {
   static constexpr const char* kFusedQkv[] = {"attn_qkv", "attn_output", "ffn_gate", "ffn_up", "ffn_down"};
   static constexpr const char* kFusedUp[] = {"attn_q", "attn_k", "attn_v", "attn_output", "ffn_up", "ffn_down"};
   static constexpr const char* kFused[] = {"attn_qkv", "attn_output", "ffn_up", "ffn_down"};
+  static constexpr const char* kMoe[] = {"attn_q", "attn_k", "attn_v", "attn_output"};
+  static constexpr const char* kMoeShared[] = {"attn_q",         "attn_k",       "attn_v",        "attn_output",
+                                               "ffn_gate_shexp", "ffn_up_shexp", "ffn_down_shexp"};
+  if (a.moe != Architecture::MoeStyle::none)
+    return a.shared_expert ? std::span<const char* const>(kMoeShared) : std::span<const char* const>(kMoe);
   if (a.fused_qkv) return a.fused_gate_up ? std::span<const char* const>(kFused) : std::span<const char* const>(kFusedQkv);
   return a.fused_gate_up ? std::span<const char* const>(kFusedUp) : std::span<const char* const>(kSeparate);
+}
+
+std::span<const char* const> expert_linear_roles(const Architecture& a) {
+  static constexpr const char* kExperts[] = {"ffn_gate_exps", "ffn_up_exps", "ffn_down_exps"};
+  if (a.moe == Architecture::MoeStyle::none) return {};
+  return kExperts;
 }
 
 int linear_input_site(std::string_view role) {
   if (role == "attn_q" || role == "attn_k" || role == "attn_v" || role == "attn_qkv") return 0;
   if (role == "attn_output") return 1;
-  if (role == "ffn_gate" || role == "ffn_up") return 2;
-  if (role == "ffn_down") return 3;
+  if (role == "ffn_gate" || role == "ffn_up" || role == "ffn_gate_shexp" || role == "ffn_up_shexp") return 2;
+  if (role == "ffn_down" || role == "ffn_down_shexp") return 3;
   return -1;
 }
 
 bool last_reader_of_input(std::string_view role) {
-  return role == "attn_v" || role == "attn_qkv" || role == "attn_output" || role == "ffn_up" || role == "ffn_down";
+  return role == "attn_v" || role == "attn_qkv" || role == "attn_output" || role == "ffn_up" || role == "ffn_down" ||
+         role == "ffn_up_shexp" || role == "ffn_down_shexp" || role == "ffn_up_exps" || role == "ffn_down_exps";
+}
+
+int expert_input_site(std::string_view role) {
+  if (role == "ffn_gate_exps" || role == "ffn_up_exps") return 0;
+  if (role == "ffn_down_exps") return 1;
+  return -1;
 }
 
 std::string supported_model_types() {

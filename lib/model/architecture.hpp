@@ -95,15 +95,24 @@ const Architecture& architecture_of(const ModelConfig& c, std::string_view what)
 /// Errc::invalid_model naming `what` (the writer: "gptq", "smoothquant", "convert") unless `a` keeps
 /// every decoder linear a module of its own, which is what the Hugging Face writers handle.
 void require_separate_linears(const Architecture& a, std::string_view what);
-/// The decoder linears of a dense block by GGUF role, in the checkpoint's order: q, k, v, o, gate,
-/// up, down, or with fused projections (phi3) attn_qkv for q/k/v and ffn_up for gate/up.
+/// The decoder linears of a block by GGUF role that are one matrix each, in the checkpoint's order:
+/// q, k, v, o, gate, up, down, or with fused projections (phi3) attn_qkv for q/k/v and ffn_up for
+/// gate/up; with experts q, k, v, o and the shared expert's gate, up and down where there is one
+/// (the routers stay float; the experts are expert_linear_roles).
 std::span<const char* const> block_linear_roles(const Architecture& a);
+/// The merged expert tensors of a mixture-of-experts block (one matrix per expert): gate, up, down;
+/// empty without experts.
+std::span<const char* const> expert_linear_roles(const Architecture& a);
 /// The block input a linear reads: 0 the attention norm's output (q, k, v, fused qkv), 1 the
 /// attention (o), 2 the MLP norm's output (gate, up, fused gate_up), 3 the MLP activation (down);
 /// -1 for any other role. Last (the linear that may take that input's Hessian storage): v or qkv,
 /// o, up, down.
+/// The shared expert's linears read sites 2 (gate, up) and 3 (down) too.
 int linear_input_site(std::string_view role);
 bool last_reader_of_input(std::string_view role);
+/// The per-expert input an expert tensor's matrix reads: 0 the tokens routed to the expert (gate,
+/// up), 1 its activation (down); -1 for any other role. Last readers: up, down.
+int expert_input_site(std::string_view role);
 /// "llama, mistral, qwen2": the supported model_type values for error messages.
 std::string supported_model_types();
 

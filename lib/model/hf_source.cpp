@@ -126,6 +126,13 @@ class HfSource final : public ModelSource {
       auto* out = static_cast<uint8_t*>(dst);
       for (int64_t r = row0; r < row0 + nrows;) {
         const int64_t x = r / per, n = std::min(row0 + nrows, (x + 1) * per) - r;
+        if (!e.expert_quant.empty()) {  // dequantized F32 rows of expert x's quantized linear
+          const std::shared_ptr<const Unpacked> u = unpacked(e.expert_quant[static_cast<size_t>(x)]);
+          for (int64_t i = 0; i < n; ++i) u->row(r - x * per + i, reinterpret_cast<float*>(out + static_cast<size_t>(i) * rb));
+          out += static_cast<size_t>(n) * rb;
+          r += n;
+          continue;
+        }
         const auto& [f, st] = e.experts[static_cast<size_t>(x)];
         f->read(st->begin + static_cast<uint64_t>(r - x * per) * rb, static_cast<size_t>(n) * rb, out);
         out += static_cast<size_t>(n) * rb;
@@ -256,6 +263,8 @@ class HfSource final : public ModelSource {
     bool plus_one = false;  // a (1 + w) norm presented as F32 float(w) + 1
     // A merged expert tensor (ffn_*_exps): expert i's 2-D tensor in the checkpoint, read on demand.
     std::vector<std::pair<const SafetensorsFile*, const StTensor*>> experts;
+    // ... or, in a quantized checkpoint, expert i's quantized linear (read dequantized).
+    std::vector<std::shared_ptr<const QuantEntry>> expert_quant;
   };
 
   // The stored row that holds presented row r (q/k rows are re-ordered for RoPE).
@@ -521,15 +530,16 @@ class HfSource final : public ModelSource {
   }
 
   // The unpacked values of `e`, from a cache of the last two tensors read.
-  std::shared_ptr<const Unpacked> unpacked(const Entry& e) const {
+  std::shared_ptr<const Unpacked> unpacked(const Entry& e) const { return unpacked(e.quant); }
+  std::shared_ptr<const Unpacked> unpacked(const std::shared_ptr<const QuantEntry>& q) const {
     {
       std::lock_guard<std::mutex> lock(qmu_);
       for (const auto& [k, v] : qcache_)
-        if (k == e.quant.get()) return v;
+        if (k == q.get()) return v;
     }
-    std::shared_ptr<const Unpacked> u = unpack_linear(*e.quant);
+    std::shared_ptr<const Unpacked> u = unpack_linear(*q);
     std::lock_guard<std::mutex> lock(qmu_);
-    qcache_.insert(qcache_.begin(), {e.quant.get(), u});
+    qcache_.insert(qcache_.begin(), {q.get(), u});
     if (qcache_.size() > 2) qcache_.pop_back();
     return u;
   }
@@ -547,6 +557,8 @@ class HfSource final : public ModelSource {
     if (rest == "ffn_up.weight" && architecture_of(c, path_.string()).fused_gate_up) return {2 * c.n_ff, c.n_embd};
     if (rest == "ffn_gate.weight" || rest == "ffn_up.weight") return {c.n_ff, c.n_embd};
     if (rest == "ffn_down.weight") return {c.n_embd, c.n_ff};
+    if (rest == "ffn_gate_shexp.weight" || rest == "ffn_up_shexp.weight") return {c.n_ff_shexp, c.n_embd};
+    if (rest == "ffn_down_shexp.weight") return {c.n_embd, c.n_ff_shexp};
     fail(Errc::invalid_model, "{}: tensor '{}' is quantized but is not a linear layer", dir_.string(), gguf);
   }
 
@@ -710,16 +722,31 @@ class HfSource final : public ModelSource {
     for (const auto& [hf_stored, loc] : by_name_) {
       if (multimodal_part(hf_stored)) continue;
       const std::string hf = text_model_name(hf_stored);
-      if (c.n_expert > 0)
-        if (auto x = names::hf_expert(hf)) {
+      if (c.n_expert > 0) {
+        // An expert's weight, or in a quantized checkpoint its quantized linear's main part (its
+        // other parts are read through it).
+        std::optional<names::ExpertSlice> x = names::hf_expert(hf);
+        bool quantized = false;
+        if (!x && hf_.quant)
+          if (const auto [mod, suffix] = quant_part(hf); !mod.empty())
+            if ((x = names::hf_expert(mod + ".weight"))) {
+              if (suffix != ".qweight" && suffix != ".weight_packed") continue;
+              quantized = true;
+            }
+        if (x) {
           auto& v = experts[x->gguf];
           if (x->expert >= c.n_expert)
             fail(Errc::invalid_model, "{}: tensor '{}' is expert {} of a model with {} experts", dir_.string(), hf,
                  x->expert, c.n_expert);
           v.resize(static_cast<size_t>(c.n_expert));
+          if (v[static_cast<size_t>(x->expert)].second.second)
+            fail(Errc::invalid_model, "{}: expert {} of '{}' is stored twice ('{}' and '{}')", dir_.string(), x->expert,
+                 x->gguf, v[static_cast<size_t>(x->expert)].first, hf);
           v[static_cast<size_t>(x->expert)] = {hf, loc};
+          if (quantized) quant_mods_.insert(quant_part(hf).first);
           continue;
         }
+      }
       if (hf_.int8 && int8_companion(hf)) continue;
       if (hf_.quant && build_quantized_tensor(hf, *loc.second, permute)) continue;
       auto m = map_name(hf, permute, loc.first->path().string(), arch);
@@ -810,6 +837,13 @@ class HfSource final : public ModelSource {
       if (!loc.second)
         fail(Errc::invalid_model, "{}: expert {} of '{}' is missing (the model has {} experts)", dir_.string(), x, gguf,
              v.size());
+      if (const auto [mod, suffix] = quant_part(hf); hf_.quant && !mod.empty()) {
+        add_quantized_expert(t, e, x, mod, suffix, loc);
+        continue;
+      }
+      if (!e.expert_quant.empty())
+        fail(Errc::invalid_model, "{}: expert {} of '{}' is stored as floats ('{}'), expert 0 quantized", dir_.string(), x,
+             gguf, hf);
       const StTensor& st = *loc.second;
       const QuantType ty = st_dtype_to_type(st.dtype);
       if (ty != QuantType::F32 && ty != QuantType::F16 && ty != QuantType::BF16)
@@ -830,6 +864,44 @@ class HfSource final : public ModelSource {
       e.experts.push_back(loc);
     }
     add(std::move(t), std::move(e));
+  }
+
+  // Expert x of merged tensor t (e: its entry) is the quantized linear `mod` (main part `suffix`):
+  // its scheme from the config, its shape from the model's (gate / up [n_ff_exp, n_embd], down
+  // [n_embd, n_ff_exp]), every expert of t quantized alike.
+  void add_quantized_expert(ModelTensor& t, Entry& e, size_t x, const std::string& mod, std::string_view suffix,
+                            const std::pair<const SafetensorsFile*, const StTensor*>& loc) {
+    const auto s = hf_.quant->scheme_for(mod);
+    if (!s)
+      fail(Errc::invalid_model, "{}: '{}{}' is quantized but the quantization config leaves module '{}' unquantized",
+           dir_.string(), mod, suffix, mod);
+    const bool packing_ok = suffix == ".qweight" ? (s->packing == Packing::gptq || s->packing == Packing::awq_gemm)
+                                                 : s->packing == Packing::ct_packed;
+    if (!packing_ok)
+      fail(Errc::invalid_model, "{}: '{}{}' does not match the config's scheme for it: {}", dir_.string(), mod, suffix,
+           s->describe());
+    if (x > 0 && e.expert_quant.size() != x)
+      fail(Errc::invalid_model, "{}: '{}' is quantized, expert 0 of '{}' is stored as floats", dir_.string(), mod, t.name);
+    const int64_t d = config_.n_embd, fe = config_.n_ff_exp > 0 ? config_.n_ff_exp : config_.n_ff;
+    auto q = std::make_shared<QuantEntry>();
+    q->mod = mod;
+    q->scheme = *s;
+    const bool down = names::split(t.name).rest == "ffn_down_exps.weight";
+    q->out = down ? d : fe;
+    q->in = down ? fe : d;
+    const bool ct = s->packing == Packing::ct_packed;
+    need_part(*q, ct ? ".weight_scale" : ".scales");
+    if (!s->sym) need_part(*q, ct ? ".weight_zero_point" : ".qzeros");
+    if (s->packing == Packing::gptq && s->actorder) need_part(*q, ".g_idx");
+    if (x == 0) {
+      t.source_name = mod + std::string(suffix);
+      t.type = QuantType::F32;
+      t.ne = {q->in, q->out, static_cast<int64_t>(config_.n_expert)};
+      for (size_t k = 0; k < files_.size(); ++k)
+        if (files_[k].get() == loc.first) t.split = static_cast<int>(k);
+    }
+    e.experts.push_back(loc);
+    e.expert_quant.push_back(std::move(q));
   }
 
   // vLLM runs q/k/v and gate/up as one fused product each, quantizing the shared input with the

@@ -38,7 +38,8 @@ constexpr BlockName kBlock[] = {
     {"ffn_up_shexp.weight", "mlp.shared_expert.up_proj.weight"},
     {"ffn_down_shexp.weight", "mlp.shared_expert.down_proj.weight"},
 };
-// One expert's projection -> the merged 3-D tensor it is a slice of.
+// One expert's projection -> the merged 3-D tensor it is a slice of (Qwen-MoE's names, then
+// Mixtral's: hf_expert_module relies on the halves).
 constexpr BlockName kExpert[] = {
     {"ffn_gate_exps.weight", "gate_proj.weight"}, {"ffn_up_exps.weight", "up_proj.weight"},
     {"ffn_down_exps.weight", "down_proj.weight"}, {"ffn_gate_exps.weight", "w1.weight"},
@@ -131,6 +132,31 @@ std::optional<ExpertSlice> hf_expert(std::string_view hf) {
     return std::nullopt;
   }
   return std::nullopt;
+}
+
+std::string hf_expert_module(std::string_view gguf, int expert, bool mixtral) {
+  const SplitName s = split(gguf);
+  if (s.block < 0 || expert < 0) return {};
+  constexpr std::string_view kWeight = ".weight";
+  // kExpert lists Qwen-MoE's names first, then Mixtral's.
+  const size_t half = std::size(kExpert) / 2;
+  for (size_t i = mixtral ? half : 0; i < (mixtral ? std::size(kExpert) : half); ++i)
+    if (kExpert[i].gguf == s.rest) {
+      const std::string_view hf = kExpert[i].hf.substr(0, kExpert[i].hf.size() - kWeight.size());
+      return std::string(kLayers) + std::to_string(s.block) + (mixtral ? ".block_sparse_moe" : ".mlp") + ".experts." +
+             std::to_string(expert) + "." + std::string(hf);
+    }
+  return {};
+}
+
+std::string moe_router_module(std::string_view hf_module) {
+  const std::string w = std::string(hf_module) + ".weight";
+  const SplitName s = split_prefixed(w, kLayers);
+  if (s.block < 0) return {};
+  for (const auto& b : kBlock)
+    if (b.hf == s.rest && (b.gguf == "ffn_gate_inp.weight" || b.gguf == "ffn_gate_inp_shexp.weight"))
+      return std::string(s.rest.substr(0, s.rest.size() - 7));
+  return {};
 }
 
 bool hf_recomputed(std::string_view hf) noexcept {

@@ -43,6 +43,15 @@ struct ExpertSlice {
   int expert = 0;
 };
 std::optional<ExpertSlice> hf_expert(std::string_view hf);
+/// The Hugging Face module of expert `expert`'s slice of a merged expert tensor, hf_expert's
+/// inverse: ("blk.3.ffn_gate_exps.weight", 5) is "model.layers.3.block_sparse_moe.experts.5.w1"
+/// (Mixtral's names) or "model.layers.3.mlp.experts.5.gate_proj" (Qwen-MoE's); empty for any
+/// other tensor.
+std::string hf_expert_module(std::string_view gguf, int expert, bool mixtral);
+/// For a mixture-of-experts router module ("model.layers.3.block_sparse_moe.gate",
+/// "model.layers.3.mlp.gate", "model.layers.3.mlp.shared_expert_gate"), its name within the block
+/// ("block_sparse_moe.gate"); empty for any other module.
+std::string moe_router_module(std::string_view hf_module);
 /// Whether a Hugging Face checkpoint entry is a buffer that GGUF does not store because llama.cpp
 /// recomputes it ("model.layers.N.self_attn.rotary_emb.inv_freq").
 bool hf_recomputed(std::string_view hf) noexcept;

@@ -1299,6 +1299,9 @@ const AwqConfig& awq_checked(const ModelSource& s, const AwqConfig& c) {
   if (s.is_gguf())
     fail(Errc::invalid_argument, "awq: {} is a GGUF file; quantize a Hugging Face checkpoint (config.json and "
          "safetensors)", s.path().string());
+  if (s.config().n_expert > 0)
+    fail(Errc::invalid_model, "awq: mixture-of-experts models ({}) are not supported (gptq and rtn quantize them)",
+         s.config().model_type);
   for (const ModelTensor& t : s.tensors()) {
     const int b = names::block_of(t.name);
     if (b < 0 || t.ne.size() != 2 || !t.name.ends_with(".weight") || t.name.find("norm") != std::string::npos) continue;

@@ -571,8 +571,10 @@ struct GptqQuantizer::Impl {
            "`convert {} gptq` for the exact mapping of Q4_0/Q8_0/Q4_1",
            src.path().string(), src.path().string());
     const Architecture& arch = architecture_of(src.config(), "gptq");
-    if (src.config().n_expert > 0)  // experts are 3-D tensors, which the gptq output does not lay out
-      fail(Errc::invalid_model, "gptq: mixture-of-experts models ({}) are not supported", src.config().model_type);
+    if (src.config().n_expert > 0)  // the streamed pipeline (gptq_model) takes experts one matrix each
+      fail(Errc::invalid_model, "gptq: mixture-of-experts models ({}) are quantized one expert matrix at a time by "
+           "`quantize MODEL gptq|rtn` (gptq_model); the in-memory quantizer (GptqQuantizer, GGUF --gptq) does not "
+           "take them", src.config().model_type);
     model = Model::load(src);
     const ModelConfig& mc = model->config();
     gp_check_layout(cfg);
@@ -840,6 +842,10 @@ GpDirectory gp_write_directory(const fs::path& src_path, OutputDir& od, const Gp
           // prefix: transformers 5 names them model.vision_tower... at run time)
           const size_t from = name.starts_with("model.") ? 6 : 0;
           untouched.insert("re:.*" + name.substr(from, name.find('.', from) - from) + ".*");
+        } else if (const std::string r = names::moe_router_module(key); !r.empty()) {
+          // the routers (and Qwen2-MoE's shared-expert gate) stay float, on the ignore list as in
+          // llm-compressor's MoE recipes ("re:.*block_sparse_moe.gate$", "re:.*mlp.gate$")
+          untouched.insert("re:.*" + r + "$");
         }
       }
       if (!it.q) {

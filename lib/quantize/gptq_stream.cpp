@@ -89,10 +89,21 @@ struct GsLinear {
   std::string role;    // "attn_q", ...
   std::string module;  // model.layers.3.self_attn.q_proj
   int layer = -1;
-  int site = 0;        // Hessian: 0 q/k/v, 1 o, 2 gate/up, 3 down
+  // Hessian: 0 q/k/v, 1 o, 2 gate/up (a shared expert's too), 3 down; expert e's gate/up 4 + 2e,
+  // its down 5 + 2e
+  int site = 0;
+  int expert = -1;     // the matrix of a merged expert tensor (role ffn_*_exps); -1 else
   bool permuted = false;
   int64_t rows = 0, cols = 0;
 };
+
+// The Hessian index of a hooked linear (GsLinear::site); -1 for a linear GPTQ does not take (the
+// routers).
+inline int gs_site(std::string_view role, int expert) {
+  if (const int k = linear_input_site(role); k >= 0) return k;
+  const int x = expert_input_site(role);
+  return x < 0 || expert < 0 ? -1 : 4 + 2 * expert + x;
+}
 
 using GsFile = block_stream::WorkFile;
 
@@ -303,6 +314,10 @@ class GsRun {
            "`convert {} gptq` for the exact mapping of Q4_0/Q8_0/Q4_1",
            src_->path().string(), src_->path().string());
     if (cfg_.smoothquant) check_smoothquant();
+    if (src_->config().n_expert > 0 && (awq_ || cfg_.smoothquant || hook_))
+      fail(Errc::invalid_model, "{}: mixture-of-experts models ({}) are quantized with GPTQ or RTN to W4A16-style "
+           "weights only, not {}", awq_ ? "awq" : "gptq", src_->config().model_type,
+           awq_ ? "with AWQ" : cfg_.smoothquant ? "W8A8 after SmoothQuant" : "through a matrix hook (GGUF --gptq)");
     plan_linears();
   }
 
@@ -392,12 +407,35 @@ class GsRun {
         x.permuted = arch.permute_qk && (x.role == "attn_q" || x.role == "attn_k");
         gptq_impl::gp_check_linear(cfg_, x.module, x.rows, x.cols, t.type, cfg_.params.scale_storage);
         linears_.push_back(std::move(x));
+        if (role == std::string_view("attn_output")) plan_experts(L, arch);  // the checkpoint's order
       }
     if (linears_.empty()) fail(Errc::invalid_model, "gptq: {} has no decoder linears", src_->path().string());
     if (mc.n_ctx_train > 0 && cfg_.ctx > mc.n_ctx_train && !cfg_.params.rtn)
       summary_.warnings.push_back(fmt::format("the model was trained on {} context tokens ({} asked)", mc.n_ctx_train, cfg_.ctx));
     if (cfg_.params.rtn && cfg_.params.act_order != GptqActOrder::none)
       summary_.warnings.push_back("act-order has no effect on round to nearest");
+  }
+
+  // Block L's experts, one matrix each (role-major: every expert's gate, then up, then down), named
+  // as the checkpoint names them.
+  void plan_experts(int64_t L, const Architecture& arch) {
+    for (const char* role : expert_linear_roles(arch)) {
+      const std::string name = fmt::format("blk.{}.{}.weight", L, role);
+      const ModelTensor& t = src_->at(name);
+      if (t.ne.size() != 3) fail(Errc::invalid_model, "gptq: {} is not a 3-D expert tensor", name);
+      for (int e = 0; e < static_cast<int>(t.ne[2]); ++e) {
+        GsLinear x;
+        x.role = role;
+        x.expert = e;
+        x.module = names::hf_expert_module(name, e, arch.moe == Architecture::MoeStyle::mixtral);
+        x.layer = static_cast<int>(L);
+        x.site = gs_site(x.role, e);
+        x.rows = t.ne[1];
+        x.cols = t.ne[0];
+        gptq_impl::gp_check_linear(cfg_, x.module, x.rows, x.cols, t.type, cfg_.params.scale_storage);
+        linears_.push_back(std::move(x));
+      }
+    }
   }
 
   void calibrate_tokens() {
@@ -748,6 +786,7 @@ class GsRun {
     const int64_t d = model->config().n_embd;
     const bool calibrated = !cfg_.params.rtn;
     std::vector<GsRowMat> H;
+    std::vector<char> unrouted;  // per Hessian site: an expert input no calibration token reached
     std::vector<sq_impl::SqInputStats> stats;  // smoothquant: the four inputs' statistics
     GsSmoothing sm;
     std::vector<int32_t> ids(static_cast<size_t>(rows));
@@ -759,10 +798,18 @@ class GsRun {
     } else {
     if (calibrated) {
       const auto tc = std::chrono::steady_clock::now();
-      const int64_t widths[4] = {mc.n_embd, mc.n_head * model->config().head_dim, mc.n_embd, model->config().n_ff};
-      H.resize(4);
-      for (int k = 0; k < 4; ++k) H[static_cast<size_t>(k)] = GsRowMat::Zero(widths[k], widths[k]);
-      int64_t seen[4] = {0, 0, 0, 0};
+      // One Hessian per input the block's linears read (the width of their rows); a MoE block
+      // without a shared expert has none at sites 2 and 3.
+      std::vector<int64_t> widths(4, 0);
+      for (const GsLinear& xl : linears_)
+        if (xl.layer == L) {
+          if (static_cast<size_t>(xl.site) >= widths.size()) widths.resize(static_cast<size_t>(xl.site) + 1, 0);
+          widths[static_cast<size_t>(xl.site)] = xl.cols;
+        }
+      const int sites = static_cast<int>(widths.size());
+      H.resize(widths.size());
+      for (int k = 0; k < sites; ++k) H[static_cast<size_t>(k)] = GsRowMat::Zero(widths[k], widths[k]);
+      std::vector<int64_t> seen(widths.size(), 0);
       bool non_finite = false;
       if (cfg_.smoothquant) {
         // The four inputs' statistics: the norm outputs always, o/down's for static input scales.
@@ -786,8 +833,8 @@ class GsRun {
         session.set_linear_hook([&](const LinearEvent& ev) {
           const LinearInfo& l = *ev.linear;
           if (l.layer != 0) return;
-          const int k = linear_input_site(l.role);
-          if (k < 0) return;
+          const int k = gs_site(l.role, ev.expert);
+          if (k < 0 || k >= sites || widths[static_cast<size_t>(k)] == 0) return;
           if (!(ev.input == last_input && k == last_site)) {
             last_input = ev.input;
             last_site = k;
@@ -815,20 +862,46 @@ class GsRun {
       if (non_finite)
         fail(Errc::smoothquant_failed, "gptq: block {} sees NaN or infinite activations on the calibration data; nothing "
              "was written", L);
-      for (int k = 0; k < 4; ++k) {
-        if (seen[k] == 0) fail(Errc::calibration_error, "gptq: block {} saw no calibration tokens", L);
+      unrouted.assign(static_cast<size_t>(sites), 0);
+      for (int k = 0; k < sites; ++k) {
+        if (widths[static_cast<size_t>(k)] == 0) continue;
+        if (seen[k] == 0 && k < 4) fail(Errc::calibration_error, "gptq: block {} saw no calibration tokens", L);
+        if (seen[k] == 0) {  // an expert the router never chose: no Hessian, rounded to nearest
+          unrouted[static_cast<size_t>(k)] = 1;
+          H[static_cast<size_t>(k)].resize(0, 0);
+          continue;
+        }
         gptq_impl::gp_finish_gram(H[static_cast<size_t>(k)], 2.0f / static_cast<float>(seen[k]));
+      }
+      std::vector<int> rtn_experts;
+      for (int k = 4; k < sites; k += 2)
+        if (unrouted[static_cast<size_t>(k)] || unrouted[static_cast<size_t>(k) + 1]) rtn_experts.push_back((k - 4) / 2);
+      if (!rtn_experts.empty()) {
+        const std::string w = fmt::format("block {}: the calibration data routed no tokens to expert(s) {}; their "
+                                          "matrices were rounded to nearest", L, fmt::join(rtn_experts, ", "));
+        progress_.message("warning: " + w);
+        summary_.warnings.push_back(w);
       }
       if (cfg_.smoothquant) smooth_block(L, *model, H, stats, sm);
       stats.clear();
     }
     // Quantize the block's linears, spool them, and put their dequantized weights in the model.
     const int64_t hd = model->config().head_dim;
+    // A merged expert tensor's values while its experts are quantized one after another (each
+    // expert's slice then holds its dequantized weights); one at a time, as linears_ is role-major.
+    std::vector<float> experts;
     for (const GsLinear& xl : linears_) {
       if (xl.layer != L) continue;
       ctx_.check_cancelled();
       const std::string gg = "blk.0." + xl.role + ".weight";
-      std::vector<float> w = model->tensor_f32(gg);
+      std::vector<float> w;
+      const size_t slice = static_cast<size_t>(xl.rows * xl.cols), at = slice * static_cast<size_t>(std::max(xl.expert, 0));
+      if (xl.expert >= 0) {
+        if (xl.expert == 0) experts = model->tensor_f32(gg);
+        w.assign(experts.begin() + static_cast<std::ptrdiff_t>(at), experts.begin() + static_cast<std::ptrdiff_t>(at + slice));
+      } else {
+        w = model->tensor_f32(gg);
+      }
       if (hook_) {  // the caller's quantizer, on the weights in the engine's row order
         std::vector<float> dq = cfg_.matrix_hook(fmt::format("blk.{}.{}.weight", L, xl.role), w, xl.rows, xl.cols,
                                                  H[static_cast<size_t>(xl.site)].data(), ctx_);
@@ -852,7 +925,11 @@ class GsRun {
       const bool last_reader = last_reader_of_input(xl.role);
       GptqMatrix q;
       try {
-        if (calibrated && last_reader)
+        if (calibrated && !unrouted.empty() && unrouted[static_cast<size_t>(xl.site)]) {
+          GptqParams rtn = cfg_.params;
+          rtn.rtn = true;
+          q = gptq_quantize_matrix(w.data(), xl.rows, xl.cols, nullptr, rtn, ctx_);
+        } else if (calibrated && last_reader)
           q = gptq_impl::gp_quantize_consuming(w.data(), xl.rows, xl.cols, H[static_cast<size_t>(xl.site)], cfg_.params,
                                                ctx_);
         else
@@ -867,6 +944,18 @@ class GsRun {
                                       q.damp_raises, q.damp));
       report(xl, q);
       gs_put_matrix(spool, q);
+      if (xl.expert >= 0) {  // the whole merged tensor goes into the model after its last expert
+        const bool propagate = calibrated && L + 1 < mc.n_layer;
+        if (propagate) {
+          const std::vector<float> dq = q.dequantize();
+          std::copy(dq.begin(), dq.end(), experts.begin() + static_cast<std::ptrdiff_t>(at));
+        }
+        if (static_cast<size_t>(at + slice) == experts.size()) {
+          if (propagate) model->replace_tensor(gg, experts, QuantType::F32);
+          std::vector<float>().swap(experts);
+        }
+        continue;
+      }
       if (calibrated && L + 1 < mc.n_layer) put_dequantized(*model, xl, q);
     }
     if (cfg_.smoothquant) {
@@ -1088,11 +1177,6 @@ bool gptq_streams(const ModelSource& src) {
 GptqResult gptq_model(const fs::path& model, fs::path out, const GptqConfig& config, const Context& ctx) {
   validate(config.params);
   if (out.empty()) out = gptq_default_output(model, config);
-  {
-    auto source = ModelSource::open(model);
-    if (source->config().n_expert > 0)  // experts are 3-D tensors, which the gptq output does not lay out
-      fail(Errc::invalid_model, "gptq: mixture-of-experts models ({}) are not supported", source->config().model_type);
-  }
   gptq_stream_impl::GsRun run(model, std::move(out), config, ctx);
   return run.run();
 }
