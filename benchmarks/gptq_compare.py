@@ -2,7 +2,8 @@
 
   gptq_compare.py llmc MODEL OUT --scheme w4a16|w8a8 --calibration-data F --samples N --ctx C
                   --group-size G [--alpha A] [--lq LQ]
-      w4a16: GPTQModifier(W4A16: symmetric 4-bit, group G, targets Linear, ignore lm_head);
+      w4a16: GPTQModifier(W4A16: symmetric 4-bit, group G, targets Linear, ignore lm_head and each
+      --ignore pattern, e.g. a mixture of experts' routers "re:.*block_sparse_moe.gate$");
       w8a8: SmoothQuantModifier(smoothing_strength=A) then GPTQModifier(W8A8), llm-compressor's
       recommended recipe. Calibration chunks are the ones lq uses (same text, samples, ctx;
       BOS-led chunks of the text tokenized as one string); saved compressed.
@@ -24,9 +25,10 @@ def cmd_llmc(a):
         from llmcompressor.modifiers.quantization import GPTQModifier
         from llmcompressor.modifiers.smoothquant import SmoothQuantModifier
         actorder = None if a.actorder == "none" else a.actorder
+        ignore = ["lm_head"] + a.ignore
         if a.scheme == "w8a8":
             return [SmoothQuantModifier(smoothing_strength=a.alpha),
-                    GPTQModifier(targets="Linear", scheme="W8A8", ignore=["lm_head"], dampening_frac=a.damp,
+                    GPTQModifier(targets="Linear", scheme="W8A8", ignore=ignore, dampening_frac=a.damp,
                                  actorder=actorder)]
         # the W4A16 preset with the group size asked (symmetric int4, per group, static)
         from compressed_tensors.quantization import QuantizationArgs, QuantizationScheme
@@ -35,7 +37,7 @@ def cmd_llmc(a):
             weights=QuantizationArgs(num_bits=4, type="int", symmetric=True,
                                      strategy="group" if a.group_size > 0 else "channel",
                                      group_size=a.group_size if a.group_size > 0 else None))
-        return [GPTQModifier(config_groups={"group_0": scheme}, ignore=["lm_head"], dampening_frac=a.damp,
+        return [GPTQModifier(config_groups={"group_0": scheme}, ignore=ignore, dampening_frac=a.damp,
                              actorder=actorder)]
     lq_eval.llmc_oneshot(a, recipe)
 
@@ -45,6 +47,7 @@ def llmc_options(q):
     q.add_argument("--group-size", type=int, default=128)
     q.add_argument("--damp", type=float, default=0.01)
     q.add_argument("--actorder", choices=["static", "group", "none"], default="static")
+    q.add_argument("--ignore", action="append", default=[], help="another module pattern left unquantized")
 
 
 if __name__ == "__main__":

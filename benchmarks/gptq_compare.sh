@@ -22,7 +22,9 @@
 # EVAL_TEXT (../shared/corpus/eval.txt), EVAL_CTX (256), EVAL_CHUNKS (100), EVAL (1; 0 skips
 # the evaluation, e.g. for a synthetic model whose perplexity means nothing), THREADS (2),
 # NICE (10), REUSE_LLMC (1: keep an llm-compressor output and timing already in WORK_DIR for the
-# same settings instead of running it again), LQ_ARGS (more lq options), LLMC_DTYPE (auto: the
+# same settings instead of running it again), LQ_ARGS (more lq options), IGNORE (module patterns
+# llm-compressor leaves unquantized besides lm_head, space-separated: a mixture of experts' routers,
+# "re:.*block_sparse_moe.gate$" for Mixtral, as lq leaves them), LLMC_DTYPE (auto: the
 # dtype llm-compressor loads the model in; float32 where torch has no bf16 products on the CPU).
 set -euo pipefail
 # shellcheck source=benchmarks/llmc_compare_lib.sh
@@ -37,13 +39,16 @@ case "$scheme" in w4a16|w8a8) ;; *) echo "SCHEME must be w4a16 or w8a8" >&2; exi
 case "$act" in static|none) ;; *) echo "ACT_ORDER must be static or none" >&2; exit 2;; esac
 
 llmc_setup
+read -r -a ignore_list <<< "${IGNORE:-}"  # no glob expansion of the patterns
+ignore_args=()
+for i in "${ignore_list[@]}"; do ignore_args+=("--ignore=$i"); done
 
 tag="$scheme-g$group-$act-n$samples-c$ctx"
 [ "$scheme" = w8a8 ] && tag="$tag-a$alpha"
 llmc_out="$work/llmc-$tag"
 llmc_side "$llmc_out" "$work/time-llmc-$tag.txt" "$py" "$repo/benchmarks/gptq_compare.py" llmc "$model" \
   "$llmc_out" --scheme "$scheme" --calibration-data "$calib" --samples "$samples" --ctx "$ctx" \
-  --group-size "$group" --actorder "$act" --alpha "$alpha" --threads "$threads" --lq "$lq"
+  --group-size "$group" --actorder "$act" --alpha "$alpha" --threads "$threads" --lq "$lq" "${ignore_args[@]}"
 
 lq_out="$work/lq-$tag"
 act_args=()
