@@ -4,19 +4,21 @@
 // Llama), typed by llama-quantize's MoE rules, analysed into per-expert importance, and
 // differentiated through the router and the experts (gradient and Fisher importance); quantized
 // with GPTQ / RTN into compressed-tensors checkpoints (one packed module per expert, the routers
-// float) that read back.
+// float) that read back, and into GGUF with GPTQ's walk on every expert's slice (`--gptq`).
 #include <lq/awq.hpp>
 #include <lq/decode.hpp>
 #include <lq/engine.hpp>
 #include <lq/gguf.hpp>
 #include <lq/error.hpp>
 #include <lq/gptq.hpp>
+#include <lq/gptq_gguf.hpp>
 #include <lq/importance.hpp>
 #include <lq/model.hpp>
 #include <lq/profile.hpp>
 #include <lq/quantizer.hpp>
 #include <lq/sensitivity.hpp>
 #include <lq/super_weights.hpp>
+#include <lq/tokenizer.hpp>
 
 #include "engine/backward.hpp"
 #include "formats/safetensors.hpp"
@@ -912,4 +914,69 @@ TEST_CASE("moe: a cancelled GPTQ run resumes from its checkpoint to the same byt
       CHECK(err > 0.01);
       CHECK(err < 0.25);
     }
+}
+
+TEST_CASE("moe: GGUF --gptq walks every expert's slice of the merged tensors, closer to the float model than without",
+          "[arch][moe][gptq-gguf]") {
+  auto calib = test::shared_file("corpus/calibration.txt");
+  if (!calib) return;
+  test::TempDir tmp;
+  MoeToy s;
+  s.model_type = "qwen2_moe";
+  if (!write_moe_toy(tmp / "m", s)) return;
+  auto src = ModelSource::open(tmp / "m");
+  QuantizeOptions qo;
+  qo.ftype = FileType::Q4_0;
+  GptqGgufConfig c;
+  c.calibration_samples = 3;
+  c.ctx = 64;
+  c.calibration_data = *calib;
+  c.work_dir = tmp / "work";
+  fs::create_directories(c.work_dir);
+  const GptqGgufResult r = gptq_gguf_tensors(*src, qo, c);
+  CHECK(r.plain_tensors.empty());
+  const size_t per_block = 4 + 3 + 3;  // attention, experts (merged), shared expert
+  CHECK(r.gptq_tensors.size() == per_block * static_cast<size_t>(s.layers));
+  CHECK(fs::is_empty(c.work_dir));
+
+  // The float model with every linear in its Q4_0 bytes: walked, or as the plain run makes them.
+  auto model_with = [&](bool walked) {
+    auto m = Model::load(*src);
+    for (const TensorPlan& p : Quantizer(qo).plan(*src)) {
+      if (p.name.rfind("blk.", 0) != 0 || p.ne.size() < 2 || !p.quantize || p.name.find("gate_inp") != std::string::npos)
+        continue;
+      INFO(p.name);
+      const int64_t rows = p.n_elements() / p.ne[0];
+      std::vector<uint8_t> b;
+      if (walked) {
+        b = r.tensor_bytes.at(p.name);
+      } else {
+        std::vector<float> w(static_cast<size_t>(p.n_elements()));
+        src->read_rows_f32(src->at(p.name), 0, rows, w.data());
+        b.resize(type_info(p.type).row_bytes(p.ne[0]) * static_cast<size_t>(rows));
+        Quantizer::quantize_rows(p.type, w.data(), b.data(), rows, p.ne[0], nullptr, Context{}, false, false);
+      }
+      REQUIRE(b.size() == type_info(p.type).row_bytes(p.ne[0]) * static_cast<size_t>(rows));
+      m->replace_tensor(p.name, p.type, b);
+    }
+    return m;
+  };
+  // On the calibration text's first chunk (the random toy's logits move far on any change of
+  // routing; on the data it was calibrated on the walk must still win).
+  std::vector<int32_t> toks = Tokenizer::from_hf_dir(tmp / "m").encode(read_file(*calib));
+  toks.resize(64);
+  const std::vector<float> want = last_logits(*Model::load(*src), toks);
+  const double walked = test::rel_rmse(want, last_logits(*model_with(true), toks));
+  const double plain = test::rel_rmse(want, last_logits(*model_with(false), toks));
+  CHECK(walked > 0);
+  CHECK(walked < plain);
+
+  // Streamed with a checkpoint: cancelled after a block, resumed to the same bytes.
+  GptqGgufConfig k = c;
+  k.checkpoint_dir = tmp / "ckpt" / "gguf-gptq-Q4_0";
+  test::CancelAfter stop(1, "GPTQ");
+  test::check_error(Errc::interrupted, [&] { gptq_gguf_tensors(*src, qo, k, stop.ctx()); });
+  k.resume = true;
+  const GptqGgufResult again = gptq_gguf_tensors(*src, qo, k);
+  CHECK(again.tensor_bytes == r.tensor_bytes);
 }

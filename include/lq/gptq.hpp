@@ -105,7 +105,10 @@ struct GptqConfig {
   /// Set: each linear is quantized by this function instead of gptq_quantize_matrix (GGUF block
   /// types, gptq_gguf.hpp). It gets the GGUF tensor name, the weights in the engine's (GGUF) row
   /// order, rows, cols and H, and returns the dequantized weights in the same order, which the
-  /// later blocks' calibration sees. matrix() and write() have nothing to give then.
+  /// later blocks' calibration sees. matrix() and write() have nothing to give then. A merged
+  /// expert tensor (ffn_*_exps, streamed runs) calls it once per expert, experts in order, with
+  /// the merged tensor's name, that expert's rows x cols and the Hessian of the tokens routed to
+  /// it; h is null for an expert no calibration token reached.
   std::function<std::vector<float>(const std::string& name, const std::vector<float>& w, int64_t rows, int64_t cols,
                                     const float* h, const Context& ctx)>
       matrix_hook;

@@ -55,8 +55,9 @@ struct GptqGgufConfig {
   int64_t ctx = 256;
   std::filesystem::path calibration_data;  ///< empty = the built-in WikiText-2 text
   /// Where the block-by-block calibration keeps its work files (each block's input hidden states)
-  /// while it runs, with one block of the model in memory, where gptq_model streams too (not for
-  /// Gemma's windows and scaled embeddings). Empty: the whole model is loaded (GptqQuantizer).
+  /// while it runs, with one block of the model in memory, as gptq_model streams (every Hugging
+  /// Face checkpoint; mixtures of experts only so). Empty: the whole model is loaded
+  /// (GptqQuantizer, which refuses experts).
   std::filesystem::path work_dir;
   /// A checkpoint after every block in this state directory (the streamed calibration's, and each
   /// walked tensor's bytes in gguf-tensors/ beside it); needs the streamed calibration (work_dir

@@ -582,15 +582,60 @@ GptqGgufResult gptq_gguf_tensors(const ModelSource& src, const QuantizeOptions& 
     gc.checkpoint_tag = checkpoint_tag(plans, options);
   }
   std::set<std::string> plain;  // the linears quantized as without --gptq
+  // A merged expert tensor's bytes while its experts are walked one after another (the hook sees
+  // expert 0, 1, ... in order); the tensor is done with its last.
+  struct ExpertBytes {
+    std::vector<uint8_t> bytes;
+    int64_t next = 0;
+  };
+  std::map<std::string, ExpertBytes> experts;
   gc.matrix_hook = [&](const std::string& name, const std::vector<float>& w, int64_t rows, int64_t cols, const float* h,
                        const Context& c) -> std::vector<float> {
     auto it = by_name.find(name);
     if (it == by_name.end()) fail(Errc::invalid_model, "--gptq: {} is not in the plan", name);
     const TensorPlan& p = *it->second;
+    const int64_t n_mat = p.ne.size() == 3 ? p.ne[2] : 1;
     std::optional<std::vector<float>> iw;
-    if (p.uses_imatrix) iw = options.imatrix->column_weights(p.name, cols);
-    const float* im = iw ? iw->data() : nullptr;
+    if (p.uses_imatrix)  // one row of importance per expert
+      iw = n_mat > 1 ? options.imatrix->column_weights(p.name, cols, n_mat) : options.imatrix->column_weights(p.name, cols);
     const TypeInfo& ti = type_info(p.type);
+    if (n_mat > 1) {  // expert e of a merged tensor: walked (or, never routed to, quantized plainly) into its slice
+      ExpertBytes& x = experts[name];
+      const int64_t e = x.next++;
+      if (e >= n_mat || rows * n_mat * cols != p.n_elements())
+        fail(Errc::invalid_model, "--gptq: {}: expert {} of {} ({} x {})", name, e, n_mat, rows, cols);
+      const float* im = iw ? iw->data() + e * cols : nullptr;
+      const size_t bytes = ti.row_bytes(cols) * static_cast<size_t>(rows);
+      const bool walk = p.quantize && gptq_gguf_supported(p.type) && p.ne[0] == cols;
+      std::vector<float> out = w;
+      if (walk && h) {
+        GptqParams gp;
+        gp.damp = config.damp;
+        GptqGgufMatrix q = gptq_gguf_quantize_matrix(p.type, w.data(), rows, cols, h, im, gp, c);
+        if (q.damp_raises > 0)
+          c.progress_sink().message(fmt::format("warning: {} expert {}: Cholesky failed, dampening raised {} time(s) to {}",
+                                                name, e, q.damp_raises, q.damp));
+        x.bytes.insert(x.bytes.end(), q.bytes.begin(), q.bytes.end());
+        out = std::move(q.values);
+      } else if (p.quantize && !ti.is_float()) {
+        std::vector<uint8_t> b(bytes);
+        Quantizer::quantize_rows(p.type, w.data(), b.data(), rows, cols, im, c, options.imatrix != nullptr, false);
+        c.kernels(p.type).dequantize(b.data(), out.data(), rows * cols);
+        x.bytes.insert(x.bytes.end(), b.begin(), b.end());
+      }
+      if (e + 1 == n_mat) {  // the whole tensor: walked when its type has a walk
+        if (walk) {
+          if (checkpointed) write_record(records, name, true, x.bytes);
+          res.tensor_bytes[name] = std::move(x.bytes);
+        } else {
+          if (checkpointed) write_record(records, name, false, {});
+          plain.insert(name);
+        }
+        experts.erase(name);
+      }
+      return out;
+    }
+    const float* im = iw ? iw->data() : nullptr;
     std::vector<float> out;
     if (p.quantize && gptq_gguf_supported(p.type) && p.ne[0] == cols) {
       GptqParams gp;

@@ -314,10 +314,10 @@ class GsRun {
            "`convert {} gptq` for the exact mapping of Q4_0/Q8_0/Q4_1",
            src_->path().string(), src_->path().string());
     if (cfg_.smoothquant) check_smoothquant();
-    if (src_->config().n_expert > 0 && (awq_ || cfg_.smoothquant || hook_))
+    if (src_->config().n_expert > 0 && (awq_ || cfg_.smoothquant))
       fail(Errc::invalid_model, "{}: mixture-of-experts models ({}) are quantized with GPTQ or RTN to W4A16-style "
            "weights only, not {}", awq_ ? "awq" : "gptq", src_->config().model_type,
-           awq_ ? "with AWQ" : cfg_.smoothquant ? "W8A8 after SmoothQuant" : "through a matrix hook (GGUF --gptq)");
+           awq_ ? "with AWQ" : "W8A8 after SmoothQuant");
     plan_linears();
   }
 
@@ -878,7 +878,8 @@ class GsRun {
         if (unrouted[static_cast<size_t>(k)] || unrouted[static_cast<size_t>(k) + 1]) rtn_experts.push_back((k - 4) / 2);
       if (!rtn_experts.empty()) {
         const std::string w = fmt::format("block {}: the calibration data routed no tokens to expert(s) {}; their "
-                                          "matrices were rounded to nearest", L, fmt::join(rtn_experts, ", "));
+                                          "matrices were {}", L, fmt::join(rtn_experts, ", "),
+                                          hook_ ? "quantized without GPTQ's walk" : "rounded to nearest");
         progress_.message("warning: " + w);
         summary_.warnings.push_back(w);
       }
@@ -903,9 +904,21 @@ class GsRun {
         w = model->tensor_f32(gg);
       }
       if (hook_) {  // the caller's quantizer, on the weights in the engine's row order
+        const bool no_tokens = !unrouted.empty() && unrouted[static_cast<size_t>(xl.site)];
         std::vector<float> dq = cfg_.matrix_hook(fmt::format("blk.{}.{}.weight", L, xl.role), w, xl.rows, xl.cols,
-                                                 H[static_cast<size_t>(xl.site)].data(), ctx_);
+                                                 no_tokens ? nullptr : H[static_cast<size_t>(xl.site)].data(), ctx_);
+        if (static_cast<int64_t>(dq.size()) != xl.rows * xl.cols)
+          fail(Errc::invalid_argument, "gptq: {}: the matrix hook returned {} values, not {}", xl.module, dq.size(),
+               xl.rows * xl.cols);
         if (last_reader_of_input(xl.role)) H[static_cast<size_t>(xl.site)].resize(0, 0);
+        if (xl.expert >= 0) {  // into the merged tensor, which goes into the model after its last expert
+          std::copy(dq.begin(), dq.end(), experts.begin() + static_cast<std::ptrdiff_t>(at));
+          if (static_cast<size_t>(at + slice) == experts.size()) {
+            if (L + 1 < mc.n_layer) model->replace_tensor(gg, experts, QuantType::F32);
+            std::vector<float>().swap(experts);
+          }
+          continue;
+        }
         if (L + 1 < mc.n_layer) model->replace_tensor(gg, dq, QuantType::F32);
         continue;
       }
@@ -1169,9 +1182,9 @@ GptqResult gptq_stream_hook(const fs::path& model, const fs::path& work_root, co
 
 bool gptq_streams(const ModelSource& src) {
   // A block calibrated alone sees hidden states through a one-block model (BlockSource keeps its
-  // sliding-window kind and takes the hidden states unscaled); experts are 3-D tensors, which the
-  // walk does not take.
-  return src.config().n_expert == 0 && !src.is_gguf();
+  // sliding-window kind and takes the hidden states unscaled; a merged expert tensor is walked
+  // one expert at a time).
+  return !src.is_gguf();
 }
 
 GptqResult gptq_model(const fs::path& model, fs::path out, const GptqConfig& config, const Context& ctx) {

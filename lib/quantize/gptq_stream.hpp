@@ -9,8 +9,8 @@
 
 namespace lq {
 
-/// Whether gptq_model calibrates src block by block (a Hugging Face checkpoint whose blocks do not
-/// depend on their index and whose embeddings are used as stored, without experts).
+/// Whether gptq_model calibrates src block by block (a Hugging Face checkpoint; every architecture
+/// liblq reads streams, a merged expert tensor one expert at a time).
 bool gptq_streams(const ModelSource& src);
 
 /// GPTQ's sequential calibration with one block in memory, each linear quantized by
