@@ -419,10 +419,7 @@ TEST_CASE("gemma: AWQ inspects the soft-capped, windowed attention and folds int
     // GPTQ for GGUF types streams its calibration the same way: the same tensor bytes
     QuantizeOptions qo;
     qo.ftype = FileType::Q4_K_M;
-    GptqGgufConfig gg;
-    gg.calibration_samples = 3;
-    gg.ctx = 64;
-    gg.calibration_data = *calib;
+    GptqGgufConfig gg = test::small_gptq_gguf_config(*calib);
     const GptqGgufResult memory = gptq_gguf_tensors(*src, qo, gg);
     gg.work_dir = tmp / "work";
     fs::create_directories(gg.work_dir);

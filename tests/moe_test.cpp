@@ -876,7 +876,7 @@ TEST_CASE("moe: AWQ and W8A8 after SmoothQuant refuse experts as an invalid mode
   CHECK_FALSE(fs::exists(tmp / "w8a8"));
 }
 
-TEST_CASE("moe: a cancelled GPTQ run resumes from its checkpoint to the same bytes; the GPTQ layout reads back",
+TEST_CASE("moe: a cancelled GPTQ run resumes from its checkpoint to the same bytes, and the GPTQ layout reads back",
           "[arch][moe][gptq]") {
   auto calib = test::shared_file("corpus/calibration.txt");
   if (!calib) return;
@@ -927,10 +927,7 @@ TEST_CASE("moe: GGUF --gptq walks every expert's slice of the merged tensors, cl
   auto src = ModelSource::open(tmp / "m");
   QuantizeOptions qo;
   qo.ftype = FileType::Q4_0;
-  GptqGgufConfig c;
-  c.calibration_samples = 3;
-  c.ctx = 64;
-  c.calibration_data = *calib;
+  GptqGgufConfig c = test::small_gptq_gguf_config(*calib);
   c.work_dir = tmp / "work";
   fs::create_directories(c.work_dir);
   const GptqGgufResult r = gptq_gguf_tensors(*src, qo, c);

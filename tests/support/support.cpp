@@ -405,6 +405,14 @@ GptqConfig small_gptq_config(const std::filesystem::path& calib, int samples, in
   return c;
 }
 
+GptqGgufConfig small_gptq_gguf_config(const std::filesystem::path& calib, int samples, int64_t ctx) {
+  GptqGgufConfig c;
+  c.calibration_samples = samples;
+  c.ctx = ctx;
+  c.calibration_data = calib;
+  return c;
+}
+
 AwqConfig small_awq_config(const std::filesystem::path& calib, int samples, int64_t ctx) {
   AwqConfig c;
   c.layout = GptqLayout::compressed_tensors;

@@ -8,6 +8,7 @@
 #include <lq/error.hpp>
 #include <lq/gguf.hpp>
 #include <lq/gptq.hpp>
+#include <lq/gptq_gguf.hpp>
 #include <lq/imatrix.hpp>
 #include <lq/progress.hpp>
 #include <lq/quant_type.hpp>
@@ -194,6 +195,9 @@ std::vector<float> logits_of(const Model& m, std::span<const int32_t> prompt, in
 /// compressed-tensors layout, the other settings the defaults.
 GptqConfig small_gptq_config(const std::filesystem::path& calib, int samples = 3, int64_t ctx = 64);
 AwqConfig small_awq_config(const std::filesystem::path& calib, int samples = 3, int64_t ctx = 64);
+/// GptqGgufConfig for the small test models: `samples` chunks of `ctx` tokens of `calib`, no work
+/// directory (the whole model in memory).
+GptqGgufConfig small_gptq_gguf_config(const std::filesystem::path& calib, int samples = 3, int64_t ctx = 64);
 
 /// The mean next-token cross-entropy (in double) of `logits`, one row per token of `tokens`: row t
 /// predicts tokens[t + 1].
