@@ -858,7 +858,8 @@ TEST_CASE("moe: an expert no calibration token reaches is rounded to nearest, wi
       }
 }
 
-TEST_CASE("moe: AWQ and W8A8 after SmoothQuant refuse experts as an invalid model", "[arch][moe][gptq]") {
+TEST_CASE("moe: AWQ refuses experts, W8A8 after SmoothQuant smooths the attention and writes int8 experts",
+          "[arch][moe][gptq]") {
   auto calib = test::shared_file("corpus/calibration.txt");
   if (!calib) return;
   test::TempDir tmp;
@@ -867,13 +868,44 @@ TEST_CASE("moe: AWQ and W8A8 after SmoothQuant refuse experts as an invalid mode
   AwqConfig a = test::small_awq_config(*calib);
   a.params.group_size = 32;
   test::check_error(Errc::invalid_model, [&] { awq_model(tmp / "m", tmp / "awq", a); }, "mixtral");
+  CHECK_FALSE(fs::exists(tmp / "awq"));
+
   GptqConfig c = moe_gptq_config(*calib);
   c.params.bits = 8;
   c.params.group_size = -1;
   c.smoothquant = SmoothQuantConfig{};
-  test::check_error(Errc::invalid_model, [&] { gptq_model(tmp / "m", tmp / "w8a8", c); }, "SmoothQuant");
-  CHECK_FALSE(fs::exists(tmp / "awq"));
+  c.smoothquant->static_activations = true;
+  test::check_error(Errc::invalid_argument, [&] { gptq_model(tmp / "m", tmp / "w8a8", c); }, "dynamically per token");
   CHECK_FALSE(fs::exists(tmp / "w8a8"));
+  c.smoothquant->static_activations = false;
+  const GptqResult r = gptq_model(tmp / "m", tmp / "w8a8", c);
+  // One smoothing group a block: input_layernorm -> q/k/v (the MLP norm feeds router and experts).
+  REQUIRE(r.smoothing.size() == static_cast<size_t>(s.layers));
+  for (const SmoothQuantGroup& g : r.smoothing) CHECK(g.norm.ends_with("input_layernorm"));
+  const auto out = output_tensors(tmp / "w8a8"), in = output_tensors(tmp / "m");
+  for (int64_t l = 0; l < s.layers; ++l) {
+    const std::string b = fmt::format("model.layers.{}.", l);
+    CHECK(out.at(b + "input_layernorm.weight") != in.at(b + "input_layernorm.weight"));  // γ / s
+    CHECK(out.at(b + "post_attention_layernorm.weight") == in.at(b + "post_attention_layernorm.weight"));
+    CHECK(out.at(b + "block_sparse_moe.gate.weight") == in.at(b + "block_sparse_moe.gate.weight"));
+    for (int64_t e = 0; e < s.experts; ++e)
+      for (const std::string& m : expert_modules("mixtral", l, e)) {
+        CHECK(out.at(m + ".weight").size() == static_cast<size_t>(s.d * s.ff));  // int8
+        CHECK(out.count(m + ".weight_scale"));
+      }
+  }
+  // Read back as int8 rows (W8) of the merged tensors, each expert near its float weights, and the
+  // model near the float one.
+  auto src = ModelSource::open(tmp / "m"), q = ModelSource::open(tmp / "w8a8");
+  CHECK(q->at("blk.1.ffn_down_exps.weight").type == QuantType::W8);
+  for (int64_t e = 0; e < s.experts; ++e) {
+    const double err = test::rel_rmse(expert_rows(*src, "blk.1.ffn_down_exps.weight", e),
+                                      expert_rows(*q, "blk.1.ffn_down_exps.weight", e));
+    CHECK(err > 0);
+    CHECK(err < 0.02);
+  }
+  const std::vector<int32_t> toks = {1, 17, 300, 45, 45, 1024, 7, 88, 2000, 3};
+  CHECK(test::rel_rmse(last_logits(*Model::load(*src), toks), last_logits(*Model::load(*q), toks)) < 0.1);
 }
 
 TEST_CASE("moe: a cancelled GPTQ run resumes from its checkpoint to the same bytes, and the GPTQ layout reads back",

@@ -126,6 +126,19 @@ class HfSource final : public ModelSource {
       auto* out = static_cast<uint8_t*>(dst);
       for (int64_t r = row0; r < row0 + nrows;) {
         const int64_t x = r / per, n = std::min(row0 + nrows, (x + 1) * per) - r;
+        if (!e.expert_scales.empty()) {  // W8: each row's scale, then its int8 values from expert x's tensor
+          const auto& [f, st] = e.experts[static_cast<size_t>(x)];
+          const auto in = static_cast<size_t>(t.row_length());
+          for (int64_t i = 0; i < n; ++i) {
+            const int64_t src = r - x * per + i;
+            uint8_t* o = out + static_cast<size_t>(i) * rb;
+            std::memcpy(o, &e.expert_scales[static_cast<size_t>(x)][static_cast<size_t>(src)], 4);
+            f->read(st->begin + static_cast<uint64_t>(src) * in, in, o + 4);
+          }
+          out += static_cast<size_t>(n) * rb;
+          r += n;
+          continue;
+        }
         if (!e.expert_quant.empty()) {  // dequantized F32 rows of expert x's quantized linear
           const std::shared_ptr<const Unpacked> u = unpacked(e.expert_quant[static_cast<size_t>(x)]);
           for (int64_t i = 0; i < n; ++i) u->row(r - x * per + i, reinterpret_cast<float*>(out + static_cast<size_t>(i) * rb));
@@ -265,6 +278,8 @@ class HfSource final : public ModelSource {
     std::vector<std::pair<const SafetensorsFile*, const StTensor*>> experts;
     // ... or, in a quantized checkpoint, expert i's quantized linear (read dequantized).
     std::vector<std::shared_ptr<const QuantEntry>> expert_quant;
+    // ... or, in an int8 (W8A8) checkpoint, expert i's weight scales (one per row; rows read as W8).
+    std::vector<std::vector<float>> expert_scales;
   };
 
   // The stored row that holds presented row r (q/k rows are re-ordered for RoPE).
@@ -845,10 +860,24 @@ class HfSource final : public ModelSource {
         fail(Errc::invalid_model, "{}: expert {} of '{}' is stored as floats ('{}'), expert 0 quantized", dir_.string(), x,
              gguf, hf);
       const StTensor& st = *loc.second;
-      const QuantType ty = st_dtype_to_type(st.dtype);
-      if (ty != QuantType::F32 && ty != QuantType::F16 && ty != QuantType::BF16)
-        fail(Errc::invalid_model, "{}: tensor '{}' has dtype {}; weights must be F32, F16 or BF16",
-             loc.first->path().string(), hf, st_dtype_name(st.dtype));
+      QuantType ty = st_dtype_to_type(st.dtype);
+      if (hf_.int8 && st.dtype == StDtype::I8) {  // W8A8: int8 rows with their weight scales
+        ModelTensor w8;
+        Entry we;
+        if (make_w8(hf, *loc.first, st, w8, we) > 0)
+          fail(Errc::invalid_model, "{}: '{}': static input scales are not supported for experts", dir_.string(), hf);
+        if (x > 0 && e.expert_scales.size() != x)
+          fail(Errc::invalid_model, "{}: '{}' is int8, expert 0 of '{}' is not", dir_.string(), hf, gguf);
+        e.expert_scales.push_back(std::move(we.scales));
+        ty = QuantType::W8;
+      } else if (!e.expert_scales.empty()) {
+        fail(Errc::invalid_model, "{}: '{}' is stored as {}, expert 0 of '{}' as int8", dir_.string(), hf,
+             st_dtype_name(st.dtype), gguf);
+      } else if (ty != QuantType::F32 && ty != QuantType::F16 && ty != QuantType::BF16) {
+        fail(Errc::invalid_model, "{}: tensor '{}' has dtype {}; weights must be F32, F16 or BF16{}",
+             loc.first->path().string(), hf, st_dtype_name(st.dtype),
+             hf_.int8 ? " (or int8 with a weight_scale in a compressed-tensors checkpoint)" : "");
+      }
       if (st.shape.size() != 2)
         fail(Errc::invalid_model, "{}: expert tensor '{}' is not 2-D", loc.first->path().string(), hf);
       if (x == 0) {

@@ -314,10 +314,13 @@ class GsRun {
            "`convert {} gptq` for the exact mapping of Q4_0/Q8_0/Q4_1",
            src_->path().string(), src_->path().string());
     if (cfg_.smoothquant) check_smoothquant();
-    if (src_->config().n_expert > 0 && (awq_ || cfg_.smoothquant))
-      fail(Errc::invalid_model, "{}: mixture-of-experts models ({}) are quantized with GPTQ or RTN to W4A16-style "
-           "weights only, not {}", awq_ ? "awq" : "gptq", src_->config().model_type,
-           awq_ ? "with AWQ" : "W8A8 after SmoothQuant");
+    moe_ = src_->config().n_expert > 0;
+    if (moe_ && awq_)
+      fail(Errc::invalid_model, "awq: mixture-of-experts models ({}) are not supported (gptq and rtn quantize them)",
+           src_->config().model_type);
+    if (moe_ && cfg_.smoothquant && cfg_.smoothquant->static_activations)
+      fail(Errc::invalid_argument, "gptq: W8A8 of a mixture of experts ({}) quantizes activations dynamically per "
+           "token; static input scales are not supported for experts", src_->config().model_type);
     plan_linears();
   }
 
@@ -635,6 +638,7 @@ class GsRun {
 
   void report_smoothing(int64_t L, const GsSmoothing& sm) {
     for (int g = 0; g < 2; ++g) {
+      if (sm.scales[g].empty()) continue;  // not smoothed (a mixture of experts' MLP group)
       SmoothQuantGroup G;
       G.layer = static_cast<int>(L);
       G.norm = fmt::format("model.layers.{}.{}", L, g == 0 ? "input_layernorm" : "post_attention_layernorm");
@@ -714,7 +718,7 @@ class GsRun {
                     GsSmoothing& sm) {
     const SmoothQuantConfig& sq = *cfg_.smoothquant;
     sm.site_max.assign(4, 0.0f);
-    for (int g = 0; g < 2; ++g) {
+    for (int g = 0; g < (moe_ ? 1 : 2); ++g) {
       const int k = 2 * g;
       const std::vector<float> a = stats[static_cast<size_t>(k)].statistic();
       const std::string norm_role = g == 0 ? "attn_norm" : "ffn_norm";
@@ -818,7 +822,8 @@ class GsRun {
         const char* what[4] = {"input_layernorm output", "self_attn.o_proj input", "post_attention_layernorm output",
                                "mlp.down_proj input"};
         for (int k = 0; k < 4; ++k)
-          stats.emplace_back(fmt::format("model.layers.{}.{}", L, what[k]), widths[k], k % 2 == 0 ? *cfg_.smoothquant : plain,
+          stats.emplace_back(fmt::format("model.layers.{}.{}", L, what[k]), std::max<int64_t>(widths[k], 1),
+                             k % 2 == 0 ? *cfg_.smoothquant : plain,
                              0x5eed0000u + static_cast<uint64_t>(4 * L + k));
       }
       const bool static_inputs = cfg_.smoothquant && cfg_.smoothquant->static_activations;
@@ -841,7 +846,7 @@ class GsRun {
             if (!Eigen::Map<const GsRowMat>(ev.input, ev.n_tokens, l.n_in).allFinite()) non_finite = true;
             gptq_impl::gp_add_gram(H[static_cast<size_t>(k)], ev.input, ev.n_tokens, l.n_in, ctx_.thread_count(), gemm);
             seen[k] += ev.n_tokens;
-            if (!stats.empty() && (k % 2 == 0 || static_inputs))
+            if (!stats.empty() && k < 4 && (k % 2 == 0 || static_inputs))
               stats[static_cast<size_t>(k)].observe(ev.input, ev.n_tokens, ctx_.thread_count());
           }
           if (k == 3) throw GsStop{};
@@ -922,7 +927,7 @@ class GsRun {
         if (L + 1 < mc.n_layer) model->replace_tensor(gg, dq, QuantType::F32);
         continue;
       }
-      if (cfg_.smoothquant && (xl.site == 0 || xl.site == 2)) {  // W * s, column by column
+      if (cfg_.smoothquant && (xl.site == 0 || xl.site == 2) && !sm.scales[xl.site / 2].empty()) {  // W * s, column by column
         const std::vector<float>& sc = sm.scales[xl.site / 2];
         for (int64_t r = 0; r < xl.rows; ++r)
           for (int64_t c = 0; c < xl.cols; ++c) w[static_cast<size_t>(r * xl.cols + c)] *= sc[static_cast<size_t>(c)];
@@ -1106,7 +1111,8 @@ class GsRun {
         GsSmoothing sm;
         gs_get_smoothing(f, sm, static_cast<uint64_t>(std::max(src_->config().n_embd, int64_t{1})));
         for (int g = 0; g < 2; ++g)
-          floats[src_->at(fmt::format("blk.{}.{}.weight", L, g == 0 ? "attn_norm" : "ffn_norm")).source_name] = sm.norm[g];
+          if (!sm.norm[g].empty())  // a smoothed group's folded norm
+            floats[src_->at(fmt::format("blk.{}.{}.weight", L, g == 0 ? "attn_norm" : "ffn_norm")).source_name] = sm.norm[g];
         for (const GsLinear& x : linears_)
           if (x.layer == L) input_scales[x.module] = sm.site_max[static_cast<size_t>(x.site)] / 127.5f;
       }
@@ -1157,6 +1163,9 @@ class GsRun {
   std::unique_ptr<ModelSource> src_;
   std::unique_ptr<OutputDir> od_;
   bool hook_ = false;  // config.matrix_hook: calibration and the caller's quantizer only
+  // A mixture of experts: with SmoothQuant only the attention group is smoothed (the MLP norm feeds
+  // the router and every expert), as llm-compressor's Mixtral mappings do.
+  bool moe_ = false;
   std::vector<GsLinear> linears_;
   std::vector<std::vector<int32_t>> chunks_;
   int64_t max_len_ = 0;
