@@ -49,14 +49,22 @@ std::optional<Q4Files> q4_files() {
 }
 
 // A copy of a GGUF file with token `id` of its vocabulary renamed.
-void write_renamed_vocab(const fs::path& src, const fs::path& dst, int32_t id) {
+// The GGUF `src` with token `id` renamed, or with its text kept and its type changed (retype: an
+// unknown token's type for a control one and back, as tokenizer files rewritten by another tool
+// may give it).
+void write_renamed_vocab(const fs::path& src, const fs::path& dst, int32_t id, bool retype = false) {
   gguf::Reader in(src);
   gguf::Writer out(dst);
   for (const auto& [k, v] : in.metadata().entries()) {
-    if (k == "tokenizer.ggml.tokens") {
+    if (k == "tokenizer.ggml.tokens" && !retype) {
       auto tokens = v.as_strings();
       tokens[static_cast<size_t>(id)] = "\xE2\x96\x81zzzz-renamed";
       out.metadata().set(k, gguf::Value::strings(tokens));
+    } else if (k == "tokenizer.ggml.token_type" && retype) {
+      std::vector<int32_t> types(v.size());
+      for (size_t i = 0; i < types.size(); ++i) types[i] = static_cast<int32_t>(v.int_at(i));
+      types[static_cast<size_t>(id)] = types[static_cast<size_t>(id)] == 2 ? 3 : 2;
+      out.metadata().set(k, gguf::Value::array<int32_t>(gguf::ValueType::INT32, types));
     } else {
       out.metadata().set(k, v);
     }
@@ -412,6 +420,12 @@ TEST_CASE("quality: mismatched vocabularies are refused", "[quality]") {
   CHECK(vocabulary_mismatch(tokenizer_for(*osrc), tokenizer_for(*ModelSource::open(*q8))).empty());
   const std::string why = vocabulary_mismatch(tokenizer_for(*osrc), tokenizer_for(*ModelSource::open(renamed)));
   CHECK(why.find("token 300") != std::string::npos);
+  // The same texts with another token type (a tokenizer rewritten by another tool): the logits of
+  // the two models still compare id for id.
+  const fs::path retyped = d / "retyped.gguf";
+  write_renamed_vocab(*q8, retyped, 0, true);
+  CHECK(tokenizer_for(*ModelSource::open(retyped)).token_type(0) != tokenizer_for(*osrc).token_type(0));
+  CHECK(vocabulary_mismatch(tokenizer_for(*osrc), tokenizer_for(*ModelSource::open(retyped))).empty());
   QualityOptions o;
   o.samples = 1;
   CHECK_THROWS_MATCHES(quality_report(*hf, renamed, o), Error, has_code(Errc::invalid_argument));
