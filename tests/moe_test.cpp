@@ -1009,3 +1009,19 @@ TEST_CASE("moe: GGUF --gptq walks every expert's slice of the merged tensors, cl
   const GptqGgufResult again = gptq_gguf_tensors(*src, qo, k);
   CHECK(again.tensor_bytes == r.tensor_bytes);
 }
+
+TEST_CASE("moe: convert X.gguf gptq refuses experts with exit 6 and writes nothing", "[arch][moe][cli]") {
+  test::TempDir tmp;
+  MoeToy s;
+  if (!write_moe_toy(tmp / "m", s)) return;
+  const std::string gguf = (tmp / "m.gguf").string();
+  REQUIRE(test::run(test::cli_path() + " quantize " + (tmp / "m").string() + " gguf -q Q8_0 -o " + gguf).status == 0);
+  test::check_error(Errc::invalid_model, [&] { convert_gguf_to_gptq(gguf, tmp / "api", GptqLayout::compressed_tensors); },
+                    "mixture-of-experts");
+  for (const char* layout : {"gptq", "compressed-tensors", "awq"})
+    test::check_cli_failure({std::string("convert ") + gguf + " " + layout + " -o " + (tmp / "cli").string(), 6,
+                             "mixture-of-experts"});
+  CHECK_FALSE(fs::exists(tmp / "api"));
+  CHECK_FALSE(fs::exists(tmp / "cli"));
+  CHECK(test::no_write_leftovers(tmp.path()));
+}

@@ -110,6 +110,9 @@ GgufConvertResult convert_gguf_to_gptq(const fs::path& gguf, fs::path out, GptqL
   const ModelConfig& mc = src->config();
   const Architecture& arch = architecture_of(mc, "convert");
   require_separate_linears(arch, "convert");
+  if (mc.n_expert > 0)  // merged 3-D expert tensors: no per-expert modules or MoE config.json written here
+    fail(Errc::invalid_model, "convert: {}: Hugging Face directories of mixture-of-experts models ({} experts) are "
+         "not written yet; quantize the original checkpoint with `quantize MODEL gptq`", gguf.string(), mc.n_expert);
   if (arch.norm_plus_one)
     fail(Errc::invalid_model, "convert: {}: Hugging Face directories of {} models are not written yet (the GGUF "
          "stores their norms as 1 + w and names them differently)", gguf.string(), mc.architecture);
