@@ -6,6 +6,7 @@
 // with GPTQ / RTN into compressed-tensors checkpoints (one packed module per expert, the routers
 // float) that read back, and into GGUF with GPTQ's walk on every expert's slice (`--gptq`).
 #include <lq/awq.hpp>
+#include <lq/convert.hpp>
 #include <lq/decode.hpp>
 #include <lq/engine.hpp>
 #include <lq/gguf.hpp>
@@ -1024,4 +1025,44 @@ TEST_CASE("moe: convert X.gguf gptq refuses experts with exit 6 and writes nothi
   CHECK_FALSE(fs::exists(tmp / "api"));
   CHECK_FALSE(fs::exists(tmp / "cli"));
   CHECK(test::no_write_leftovers(tmp.path()));
+}
+
+TEST_CASE("moe: convert DIR gguf -q exact writes every quantized expert's codes as Q4_0 or Q8_0 blocks", "[arch][moe]") {
+  auto calib = test::shared_file("corpus/calibration.txt");
+  if (!calib) return;
+  test::TempDir tmp;
+  MoeToy s;
+  s.model_type = "qwen2_moe";
+  if (!write_moe_toy(tmp / "m", s)) return;
+  GptqConfig c4 = moe_gptq_config(*calib);  // symmetric 4-bit g32 with fp16 scales: Q4_0's grid
+  c4.layout = GptqLayout::gptq;
+  gptq_model(tmp / "m", tmp / "w4", c4);
+  GptqConfig c8 = moe_gptq_config(*calib);
+  c8.params.bits = 8;
+  c8.params.group_size = -1;
+  c8.smoothquant = SmoothQuantConfig{};
+  gptq_model(tmp / "m", tmp / "w8a8", c8);  // int8 rows: Q8_0 keeps them
+  for (const auto& [dir, type] : {std::pair<const char*, const char*>{"w4", "Q4_0"}, {"w8a8", "Q8_0"}}) {
+    INFO(dir);
+    auto q = ModelSource::open(tmp / dir);
+    const ExactConvertResult r = convert_exact_to_gguf(*q, tmp / (std::string(dir) + ".gguf"));
+    int experts = 0;
+    for (const ExactTensor& t : r.tensors)
+      if (t.name.find("_exps.") != std::string::npos) {
+        INFO(t.name);
+        CHECK(t.type == type);
+        // W4: exact; W8A8's F32 row scales become each block's fp16 scale, the codes kept
+        CHECK(t.mapping == (type == std::string("Q4_0") ? "exact" : "codes_kept"));
+        ++experts;
+      }
+    CHECK(experts == 3 * s.layers);
+    // The GGUF's experts decode to the directory's values (up to W8A8's scales in fp16).
+    auto g = ModelSource::open(tmp / (std::string(dir) + ".gguf"));
+    for (int64_t e = 0; e < s.experts; ++e) {
+      const std::vector<float> a = expert_rows(*g, "blk.1.ffn_down_exps.weight", e);
+      const std::vector<float> b = expert_rows(*q, "blk.1.ffn_down_exps.weight", e);
+      if (type == std::string("Q4_0")) CHECK(a == b);
+      else CHECK(test::rel_rmse(b, a) < 1e-3);
+    }
+  }
 }

@@ -226,6 +226,7 @@ class HfSource final : public ModelSource {
   // The codes of a third-party int linear with rows in GGUF order; null for other tensors.
   std::optional<QuantizedLinear> quantized_linear(const ModelTensor& t) const {
     const Entry& e = entry(t);
+    if (!e.expert_quant.empty()) return merged_expert_codes(e);
     if (!e.quant || e.quant->scheme.packing == Packing::ct_fp8) return std::nullopt;
     const std::shared_ptr<const Unpacked> u = unpacked(e);
     QuantizedLinear ql;
@@ -893,6 +894,36 @@ class HfSource final : public ModelSource {
       e.experts.push_back(loc);
     }
     add(std::move(t), std::move(e));
+  }
+
+  // The codes of a merged tensor of quantized experts as one weight of experts x rows (expert 0's
+  // rows first), when every expert has the same scheme and the same column groups (act-order
+  // g_idx differing between experts has no merged form: null, and the tensor is read dequantized).
+  std::optional<QuantizedLinear> merged_expert_codes(const Entry& e) const {
+    const QuantEntry& q0 = *e.expert_quant.front();
+    if (q0.scheme.packing == Packing::ct_fp8) return std::nullopt;
+    auto w = std::make_shared<unpack::IntWeight>();
+    for (const auto& q : e.expert_quant) {
+      if (q->scheme.describe() != q0.scheme.describe()) return std::nullopt;
+      const std::shared_ptr<const Unpacked> u = unpacked(q);
+      const unpack::IntWeight& x = *u->iw;
+      if (w->q.empty()) {
+        w->cols = x.cols;
+        w->bits = x.bits;
+        w->n_groups = x.n_groups;
+        w->g_idx = x.g_idx;
+      } else if (x.cols != w->cols || x.bits != w->bits || x.n_groups != w->n_groups || x.g_idx != w->g_idx) {
+        return std::nullopt;
+      }
+      w->rows += x.rows;
+      w->q.insert(w->q.end(), x.q.begin(), x.q.end());
+      w->scale.insert(w->scale.end(), x.scale.begin(), x.scale.end());
+      w->zero.insert(w->zero.end(), x.zero.begin(), x.zero.end());
+    }
+    QuantizedLinear ql;
+    ql.scheme = q0.scheme;
+    ql.weight = std::move(w);
+    return ql;
   }
 
   // Expert x of merged tensor t (e: its entry) is the quantized linear `mod` (main part `suffix`):
