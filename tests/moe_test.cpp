@@ -1011,20 +1011,39 @@ TEST_CASE("moe: GGUF --gptq walks every expert's slice of the merged tensors, cl
   CHECK(again.tensor_bytes == r.tensor_bytes);
 }
 
-TEST_CASE("moe: convert X.gguf gptq refuses experts with exit 6 and writes nothing", "[arch][moe][cli]") {
-  test::TempDir tmp;
-  MoeToy s;
-  if (!write_moe_toy(tmp / "m", s)) return;
-  const std::string gguf = (tmp / "m.gguf").string();
-  REQUIRE(test::run(test::cli_path() + " quantize " + (tmp / "m").string() + " gguf -q Q8_0 -o " + gguf).status == 0);
-  test::check_error(Errc::invalid_model, [&] { convert_gguf_to_gptq(gguf, tmp / "api", GptqLayout::compressed_tensors); },
-                    "mixture-of-experts");
-  for (const char* layout : {"gptq", "compressed-tensors", "awq"})
-    test::check_cli_failure({std::string("convert ") + gguf + " " + layout + " -o " + (tmp / "cli").string(), 6,
-                             "mixture-of-experts"});
-  CHECK_FALSE(fs::exists(tmp / "api"));
-  CHECK_FALSE(fs::exists(tmp / "cli"));
-  CHECK(test::no_write_leftovers(tmp.path()));
+TEST_CASE("moe: convert X.gguf to compressed-tensors or gptq writes every expert's Q4_0 codes as a module of its own",
+          "[arch][moe][cli]") {
+  for (const std::string type : {"mixtral", "qwen2_moe", "qwen3_moe"}) {
+    INFO(type);
+    test::TempDir tmp;
+    MoeToy s;
+    s.model_type = type;
+    if (!write_moe_toy(tmp / "m", s)) return;
+    const fs::path gguf = tmp / "m.gguf";
+    REQUIRE(test::run(test::cli_path() + " quantize " + (tmp / "m").string() + " gguf -q Q4_0 -o " + gguf.string())
+                .status == 0);
+    for (const GptqLayout layout : {GptqLayout::compressed_tensors, GptqLayout::gptq}) {
+      const fs::path dir = tmp / (layout == GptqLayout::gptq ? "gptq" : "ct");
+      const GgufConvertResult r = convert_gguf_to_gptq(gguf, dir, layout);
+      CHECK(r.requantized.empty());  // every linear, experts included, maps exactly
+      CHECK(r.exact.size() == static_cast<size_t>(s.layers * (4 + 3 * s.experts + (type == "qwen2_moe" ? 3 : 0))));
+      const auto cfg = nlohmann::json::parse(read_file(dir / "config.json"));
+      CHECK(cfg["model_type"] == type);
+      CHECK(cfg[type == "mixtral" ? "num_local_experts" : "num_experts"] == s.experts);
+      CHECK(cfg["num_experts_per_tok"] == s.top_k);
+      const auto out = output_tensors(dir);
+      const std::string packed = layout == GptqLayout::gptq ? ".qweight" : ".weight_packed";
+      for (const std::string& m : expert_modules(type, 1, s.experts - 1)) CHECK(out.count(m + packed));
+      CHECK(out.count(type == "mixtral" ? "model.layers.1.block_sparse_moe.gate.weight" : "model.layers.1.mlp.gate.weight"));
+      // The directory reads back to the GGUF's values, expert by expert.
+      auto g = ModelSource::open(gguf), d = ModelSource::open(dir);
+      for (const char* role : {"ffn_gate_exps", "ffn_up_exps", "ffn_down_exps"})
+        for (int64_t e = 0; e < s.experts; ++e) {
+          const std::string name = fmt::format("blk.1.{}.weight", role);
+          CHECK(expert_rows(*g, name, e) == expert_rows(*d, name, e));
+        }
+    }
+  }
 }
 
 TEST_CASE("moe: convert DIR gguf -q exact writes every quantized expert's codes as Q4_0 or Q8_0 blocks", "[arch][moe]") {

@@ -88,9 +88,21 @@ namespace {
 
 bool gc_linear_rest(std::string_view rest) {
   for (const char* n : {"attn_q.weight", "attn_k.weight", "attn_v.weight", "attn_output.weight", "ffn_gate.weight",
-                        "ffn_up.weight", "ffn_down.weight"})
+                        "ffn_up.weight", "ffn_down.weight", "ffn_gate_shexp.weight", "ffn_up_shexp.weight",
+                        "ffn_down_shexp.weight", "ffn_gate_exps.weight", "ffn_up_exps.weight", "ffn_down_exps.weight"})
     if (rest == n) return true;
   return false;
+}
+
+bool gc_experts_rest(std::string_view rest) { return rest.ends_with("_exps.weight"); }
+
+// The architecture row of a GGUF: a llama GGUF with experts is Mixtral's.
+const Architecture& gc_architecture(const ModelConfig& mc) {
+  const Architecture& a = architecture_of(mc, "convert");
+  if (mc.n_expert == 0 || a.moe != Architecture::MoeStyle::none) return a;
+  for (const Architecture& r : architectures())
+    if (r.gguf == a.gguf && r.moe != Architecture::MoeStyle::none) return r;
+  fail(Errc::invalid_model, "convert: a {} model with {} experts is not an architecture liblq writes", a.gguf, mc.n_expert);
 }
 
 inline int64_t gc_hf_row(int64_t r, int64_t hd) {
@@ -108,11 +120,8 @@ GgufConvertResult convert_gguf_to_gptq(const fs::path& gguf, fs::path out, GptqL
     fail(Errc::invalid_argument, "convert: {} is not a GGUF file (quantize a Hugging Face checkpoint with `quantize MODEL gptq`)",
          gguf.string());
   const ModelConfig& mc = src->config();
-  const Architecture& arch = architecture_of(mc, "convert");
+  const Architecture& arch = gc_architecture(mc);
   require_separate_linears(arch, "convert");
-  if (mc.n_expert > 0)  // merged 3-D expert tensors: no per-expert modules or MoE config.json written here
-    fail(Errc::invalid_model, "convert: {}: Hugging Face directories of mixture-of-experts models ({} experts) are "
-         "not written yet; quantize the original checkpoint with `quantize MODEL gptq`", gguf.string(), mc.n_expert);
   if (arch.norm_plus_one)
     fail(Errc::invalid_model, "convert: {}: Hugging Face directories of {} models are not written yet (the GGUF "
          "stores their norms as 1 + w and names them differently)", gguf.string(), mc.architecture);
@@ -150,8 +159,8 @@ GgufConvertResult convert_gguf_to_gptq(const fs::path& gguf, fs::path out, GptqL
   res.bits = rp.bits, res.group_size = rp.group_size, res.sym = rp.sym;
   const bool ct = layout == GptqLayout::compressed_tensors;
   if (!ct)
-    for (const ModelTensor* t : linears)
-      if ((t->row_length() * rp.bits) % 32 != 0 || (t->n_rows() * rp.bits) % 32 != 0)
+    for (const ModelTensor* t : linears)  // (a merged expert tensor: each expert's rows)
+      if ((t->row_length() * rp.bits) % 32 != 0 || ((t->ne.size() == 3 ? t->ne[1] : t->n_rows()) * rp.bits) % 32 != 0)
         fail(Errc::invalid_argument, "convert: {} does not fill whole int32 words in the GPTQ layout", t->name);
   for (const ModelTensor* t : linears)
     if (t->row_length() % rp.group_size != 0)
@@ -187,12 +196,55 @@ GgufConvertResult convert_gguf_to_gptq(const fs::path& gguf, fs::path out, GptqL
   std::vector<GptqMatrix> mats;  // per linear, filled while planning (exact or RTN)
   bool non_float_copy = false;
   int64_t n_params = 0;
+  // One linear's matrix: the GGUF's codes where its grid maps exactly, else rounded to nearest from
+  // the dequantized weights (rows [row0, row0 + rows) of t: one expert's of a merged tensor).
+  auto plan_matrix = [&](const ModelTensor& t, int64_t row0, int64_t rows, const std::string& module) {
+    const int64_t cols = t.row_length();
+    GptqMatrix q;
+    bool exact = false;
+    if (t.type == major) {
+      std::vector<uint8_t> raw(static_cast<size_t>(rows) * t.row_bytes());
+      src->read_rows_raw(t, row0, rows, raw.data());
+      exact = gptq_from_gguf_rows(t.type, raw.data(), rows, cols, q);
+    }
+    if (!exact) {
+      std::vector<float> w(static_cast<size_t>(rows * cols));
+      src->read_rows_f32(t, row0, rows, w.data());
+      q = gptq_quantize_matrix(w.data(), rows, cols, nullptr, rp, ctx);
+      const auto d = q.dequantize();
+      double e = 0, s2 = 0;
+      for (size_t k = 0; k < w.size(); ++k) e += double(w[k] - d[k]) * (w[k] - d[k]), s2 += double(w[k]) * w[k];
+      const double rel = s2 > 0 ? std::sqrt(e / s2) : 0;
+      if (rel >= res.worst_rel_rmse) res.worst_rel_rmse = rel, res.worst_module = module;
+      res.requantized.push_back(module);
+    } else {
+      res.exact.push_back(module);
+    }
+    return q;
+  };
+  const bool mixtral = arch.moe == Architecture::MoeStyle::mixtral;
   for (const auto& t : src->tensors()) {
+    const auto sp = names::split(t.name);
+    if (sp.block >= 0 && gc_experts_rest(sp.rest)) {  // a merged expert tensor: one module per expert
+      if (t.ne.size() != 3) fail(Errc::invalid_model, "convert: {} is not a 3-D expert tensor", t.name);
+      n_params += t.n_elements();
+      for (int64_t e = 0; e < t.ne[2]; ++e) {
+        const std::string module = names::hf_expert_module(t.name, static_cast<int>(e), mixtral);
+        GptqMatrix q = plan_matrix(t, e * t.ne[1], t.ne[1], module);
+        gp_specs(module, q, ws, specs);
+        mats.push_back(std::move(q));
+        items.push_back(Item{&t, module + ".weight", true});
+      }
+      src->release(t);
+      ctx.check_cancelled();
+      continue;
+    }
     auto hf = names::gguf_to_hf(t.name);
     if (!hf) continue;  // rope frequencies and other GGUF-only tensors
+    if (mixtral && sp.rest == "ffn_gate_inp.weight")  // Mixtral's router (the table's first spelling is Qwen's)
+      hf = fmt::format("model.layers.{}.block_sparse_moe.gate.weight", sp.block);
     Item it{&t, *hf};
     n_params += t.n_elements();
-    const auto sp = names::split(t.name);
     it.linear = sp.block >= 0 && gc_linear_rest(sp.rest);
     if (!it.linear) {
       if (t.type == QuantType::F16) it.dtype = StDtype::F16;
@@ -206,27 +258,7 @@ GgufConvertResult convert_gguf_to_gptq(const fs::path& gguf, fs::path out, GptqL
     } else {
       const std::string module = it.hf.substr(0, it.hf.size() - 7);
       const int64_t rows = t.n_rows(), cols = t.row_length();
-      GptqMatrix q;
-      bool exact = false;
-      if (t.type == major) {
-        std::vector<uint8_t> raw(static_cast<size_t>(rows) * t.row_bytes());
-        src->read_rows_raw(t, 0, rows, raw.data());
-        exact = gptq_from_gguf_rows(t.type, raw.data(), rows, cols, q);
-      }
-      std::vector<float> w;
-      if (!exact) {
-        w.resize(static_cast<size_t>(rows * cols));
-        src->read_rows_f32(t, 0, rows, w.data());
-        q = gptq_quantize_matrix(w.data(), rows, cols, nullptr, rp, ctx);
-        const auto d = q.dequantize();
-        double e = 0, s = 0;
-        for (size_t k = 0; k < w.size(); ++k) e += double(w[k] - d[k]) * (w[k] - d[k]), s += double(w[k]) * w[k];
-        const double rel = s > 0 ? std::sqrt(e / s) : 0;
-        if (rel >= res.worst_rel_rmse) res.worst_rel_rmse = rel, res.worst_module = module;
-        res.requantized.push_back(module);
-      } else {
-        res.exact.push_back(module);
-      }
+      GptqMatrix q = plan_matrix(t, 0, rows, module);
       // q/k rows back in Hugging Face order.
       if (arch.permute_qk && (sp.rest == "attn_q.weight" || sp.rest == "attn_k.weight")) {
         GptqMatrix o = q;
@@ -278,15 +310,33 @@ GgufConvertResult convert_gguf_to_gptq(const fs::path& gguf, fs::path out, GptqL
   config["vocab_size"] = mc.n_vocab;
   config["tie_word_embeddings"] = mc.tie_embeddings;
   if (!arch.qkv_bias) config["attention_bias"] = mc.qkv_bias;
+  if (arch.moe == Architecture::MoeStyle::mixtral) {  // Mixtral's intermediate_size is one expert's
+    config["num_local_experts"] = mc.n_expert;
+    config["num_experts_per_tok"] = mc.n_expert_used;
+    if (mc.n_ff_exp > 0) config["intermediate_size"] = mc.n_ff_exp;
+  } else if (arch.moe == Architecture::MoeStyle::qwen) {
+    config["num_experts"] = mc.n_expert;
+    config["num_experts_per_tok"] = mc.n_expert_used;
+    config["moe_intermediate_size"] = mc.n_ff_exp > 0 ? mc.n_ff_exp : mc.n_ff;
+    if (arch.shared_expert) config["shared_expert_intermediate_size"] = mc.n_ff_shexp;
+    config["norm_topk_prob"] = mc.expert_weights_norm;
+    config["decoder_sparse_step"] = 1;
+    config["mlp_only_layers"] = nlohmann::ordered_json::array();
+  }
   for (const auto& [key, id] : tokfiles.config_ids.items()) config[key] = id;
   config["torch_dtype"] = "float16";
   const std::string ao;
   if (ct) {
     config["quantization_config"] = gptq_pack::ct_pack_quantization_config(rp.bits, rp.group_size, rp.sym, ao);
+    // the routers stay float (as `quantize MODEL gptq` leaves them)
+    if (arch.moe == Architecture::MoeStyle::mixtral) config["quantization_config"]["ignore"].push_back("re:.*block_sparse_moe.gate$");
+    if (arch.moe == Architecture::MoeStyle::qwen) config["quantization_config"]["ignore"].push_back("re:.*mlp.gate$");
+    if (arch.shared_expert) config["quantization_config"]["ignore"].push_back("re:.*mlp.shared_expert_gate$");
   } else if (awq) {
     config["quantization_config"] = gptq_pack::awq_quantization_config(rp.group_size);
   } else {
-    config["quantization_config"] = gptq_pack::gptq_quantize_config(rp.bits, rp.group_size, rp.sym, false, false, 0.0,
+    // No walk ran, but transformers' GPTQConfig refuses a damp_percent outside (0, 1): GPTQ's default.
+    config["quantization_config"] = gptq_pack::gptq_quantize_config(rp.bits, rp.group_size, rp.sym, false, false, 0.01,
                                                                     layout == GptqLayout::gptq_v2);
   }
 
