@@ -15,6 +15,11 @@
 // last logged block and writes the same bytes. Without a checkpoint the work directory lives in
 // the output's temporary directory and goes with it.
 //
+// Mixtures of experts: each expert's gate, up and down is a linear of its own (GsLinear::expert),
+// its Hessians (sites 4 + 2e, 5 + 2e) gathered from the engine's per-expert products, i.e. from the
+// tokens routed to it; an expert no token reached is rounded to nearest (the hook gets no H). The
+// merged expert tensor's values are held while its experts are quantized, then put back whole.
+//
 // With GptqConfig::smoothquant (W8A8, llm-compressor's SmoothQuant + GPTQ recipe) the same pass
 // that gathers block L's Hessians gathers the smoothing statistics of its two norm outputs; the
 // scales (SmoothQuant's own functions) are folded into the block (norm γ/s, W*s), the Hessians of
