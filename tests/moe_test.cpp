@@ -4,7 +4,8 @@
 // Llama), typed by llama-quantize's MoE rules, analysed into per-expert importance, and
 // differentiated through the router and the experts (gradient and Fisher importance); quantized
 // with GPTQ / RTN into compressed-tensors checkpoints (one packed module per expert, the routers
-// float) that read back, and into GGUF with GPTQ's walk on every expert's slice (`--gptq`).
+// float) that read back, and into GGUF with GPTQ's walk on every expert's slice (`--gptq`); W8A8
+// with the attention smoothed and int8 experts (GPTQ or round to nearest).
 #include <lq/awq.hpp>
 #include <lq/convert.hpp>
 #include <lq/decode.hpp>
@@ -18,6 +19,7 @@
 #include <lq/profile.hpp>
 #include <lq/quantizer.hpp>
 #include <lq/sensitivity.hpp>
+#include <lq/smoothquant.hpp>
 #include <lq/super_weights.hpp>
 #include <lq/tokenizer.hpp>
 
@@ -1083,5 +1085,56 @@ TEST_CASE("moe: convert DIR gguf -q exact writes every quantized expert's codes 
       if (type == std::string("Q4_0")) CHECK(a == b);
       else CHECK(test::rel_rmse(b, a) < 1e-3);
     }
+  }
+}
+
+TEST_CASE("moe: quantize MODEL smoothquant smooths the attention, writes int8 experts, streamed as in memory",
+          "[arch][moe]") {
+  auto calib = test::shared_file("corpus/calibration.txt");
+  if (!calib) return;
+  for (const std::string type : {"mixtral", "qwen2_moe"}) {
+    INFO(type);
+    test::TempDir tmp;
+    MoeToy s;
+    s.model_type = type;
+    if (!write_moe_toy(tmp / "m", s)) return;
+    SmoothQuantConfig c;
+    c.calibration_data = *calib;
+    c.calibration_samples = 3;
+    c.ctx = 64;
+    auto src = ModelSource::open(tmp / "m");
+    SmoothQuantizer q(*src, c);
+    q.calibrate();
+    REQUIRE(q.groups().size() == static_cast<size_t>(s.layers));  // input_layernorm -> q/k/v only
+    for (const SmoothQuantGroup& g : q.groups()) CHECK(g.norm.ends_with("input_layernorm"));
+    const SmoothQuantResult r = q.write(tmp / "whole");
+    CHECK(std::count_if(r.not_smoothed.begin(), r.not_smoothed.end(), [](const std::string& m) {
+            return m.find(".experts.") != std::string::npos;
+          }) == 3 * s.experts * s.layers);
+    smoothquant_model(tmp / "m", tmp / "streamed", c);
+    CHECK(test::files_below(tmp / "whole") == test::files_below(tmp / "streamed"));
+    const auto cfg = nlohmann::json::parse(read_file(tmp / "streamed" / "config.json"));
+    const auto& ignore = cfg["quantization_config"]["ignore"];
+    CHECK(std::find(ignore.begin(), ignore.end(),
+                    type == "mixtral" ? "re:.*block_sparse_moe.gate$" : "re:.*mlp.gate$") != ignore.end());
+    // Read back: int8 experts near the float ones; the model near the float one, as apply() makes it.
+    auto out = ModelSource::open(tmp / "streamed");
+    CHECK(out->at("blk.1.ffn_up_exps.weight").type == QuantType::W8);
+    for (int64_t e = 0; e < s.experts; ++e)
+      CHECK(test::rel_rmse(expert_rows(*src, "blk.1.ffn_up_exps.weight", e), expert_rows(*out, "blk.1.ffn_up_exps.weight", e)) < 0.02);
+    auto applied = Model::load(*src);
+    q.apply(*applied);
+    const std::vector<int32_t> toks = {1, 17, 300, 45, 45, 1024, 7, 88, 2000, 3};
+    const std::vector<float> want = last_logits(*Model::load(*src), toks);
+    CHECK(test::rel_rmse(want, last_logits(*applied, toks)) < 0.1);
+    CHECK(test::rel_rmse(want, last_logits(*Model::load(*out), toks)) < 0.1);
+    // Refused for experts: all mappings (up -> down is not laid out per expert)
+    // and static input scales.
+    SmoothQuantConfig all = c;
+    all.smooth_all = true;
+    test::check_error(Errc::invalid_argument, [&] { smoothquant_model(tmp / "m", tmp / "all", all); }, "mixtures of experts");
+    SmoothQuantConfig st = c;
+    st.static_activations = true;
+    test::check_error(Errc::invalid_argument, [&] { smoothquant_model(tmp / "m", tmp / "static", st); }, "static");
   }
 }

@@ -201,13 +201,14 @@ void sq_observe(SqSite& s, const float* x, int64_t rows, bool histogram, int thr
 // ---- tensors ----------------------------------------------------------------------------
 
 struct SqLinear {
-  std::string gguf;    // "blk.3.attn_q.weight"
+  std::string gguf;    // "blk.3.attn_q.weight" (an expert's: its merged tensor, "blk.3.ffn_up_exps.weight")
   std::string role;    // "attn_q"
   std::string module;  // "model.layers.3.self_attn.q_proj"
   int layer = -1;
   int site = 0;        // the block input it reads (linear_input_site: 0 q/k/v, 1 o, 2 gate/up, 3 down)
   int group = -1;      // smoothing group of its input columns, or -1 (o_proj, down_proj by default)
   int row_group = -1;  // smoothing group dividing its output rows (v_proj, up_proj with smooth_all)
+  int expert = -1;     // the slice of its merged tensor this expert is (rows..., the expert's); -1 else
   int64_t rows = 0, cols = 0;
 };
 
@@ -333,6 +334,7 @@ struct SmoothQuantizer::Impl {
   bool calibrated = false;
   int64_t n_layer = 0;
   int gpb = 2;                                   // smoothing groups per block
+  bool moe = false;  // a mixture of experts: the attention group only; sites 2 and 3 are not observed
   int64_t head_dim = 0, q_per_kv = 1;            // for the v_proj -> o_proj mapping
   std::vector<SqLinear> linears;                 // every decoder linear, forward order
   std::vector<SqSite> sites;                     // 4 per block
@@ -352,8 +354,15 @@ struct SmoothQuantizer::Impl {
     if (cfg.smooth_all && (arch.fused_qkv || arch.fused_gate_up))
       fail(Errc::invalid_argument, "smoothquant: --smooth-mappings all divides v_proj's and up_proj's rows, which {} "
            "fuses into qkv_proj and gate_up_proj; use the default mappings", src.config().model_type);
-    if (src.config().n_expert > 0)  // experts are 3-D tensors, which the smoothquant output does not lay out
-      fail(Errc::invalid_model, "smoothquant: mixture-of-experts models ({}) are not supported", src.config().model_type);
+    // A mixture of experts: the attention group only (the MLP norm feeds the router and every
+    // expert, as llm-compressor's Mixtral mappings leave it); every expert int8 per channel.
+    moe = src.config().n_expert > 0;
+    if (moe && cfg.smooth_all)
+      fail(Errc::invalid_argument, "smoothquant: --smooth-mappings all is not supported for mixtures of experts ({}); "
+           "use the default mappings (input_layernorm -> q/k/v)", src.config().model_type);
+    if (moe && cfg.static_activations)
+      fail(Errc::invalid_argument, "smoothquant: a mixture of experts ({}) is written with dynamic per-token "
+           "activations; static input scales are not supported for experts", src.config().model_type);
     if (load) model = Model::load(src);
     const ModelConfig& mc = model ? model->config() : src.config();
     n_layer = mc.n_layer;
@@ -361,7 +370,7 @@ struct SmoothQuantizer::Impl {
     if (mc.n_ctx_train > 0 && cfg.ctx > mc.n_ctx_train)
       summary.warnings.push_back(
           fmt::format("the model was trained on {} context tokens ({} asked)", mc.n_ctx_train, cfg.ctx));
-    gpb = cfg.smooth_all ? 4 : 2;
+    gpb = moe ? 1 : cfg.smooth_all ? 4 : 2;
     for (int64_t l = 0; l < n_layer; ++l) {
       for (const char* role : block_linear_roles(arch)) {
         const std::string name = fmt::format("blk.{}.{}.weight", l, role);
@@ -380,11 +389,28 @@ struct SmoothQuantizer::Impl {
         x.site = linear_input_site(r);
         if (x.site == 0) x.group = b + kSqAttnNorm;
         else if (x.site == 1) x.group = cfg.smooth_all ? b + kSqValueOut : -1;
-        else if (x.site == 2) x.group = b + kSqFfnNorm;
+        else if (x.site == 2) x.group = moe ? -1 : b + kSqFfnNorm;  // (a shared expert: not smoothed)
         else x.group = cfg.smooth_all ? b + kSqUpDown : -1;
         if (cfg.smooth_all && r == "attn_v") x.row_group = b + kSqValueOut;
         if (cfg.smooth_all && r == "ffn_up") x.row_group = b + kSqUpDown;
         linears.push_back(std::move(x));
+      }
+      for (const char* role : expert_linear_roles(arch)) {  // one linear per expert, none smoothed
+        const std::string name = fmt::format("blk.{}.{}.weight", l, role);
+        const ModelTensor& t = src.at(name);
+        if (t.ne.size() != 3) fail(Errc::invalid_model, "smoothquant: {} is not a 3-D expert tensor", name);
+        for (int e = 0; e < static_cast<int>(t.ne[2]); ++e) {
+          SqLinear x;
+          x.gguf = name;
+          x.role = role;
+          x.module = names::hf_expert_module(name, e, arch.moe == Architecture::MoeStyle::mixtral);
+          x.layer = static_cast<int>(l);
+          x.site = -1;
+          x.expert = e;
+          x.cols = t.ne[0];
+          x.rows = t.ne[1];
+          linears.push_back(std::move(x));
+        }
       }
     }
     if (cfg.smooth_all) {
@@ -517,7 +543,7 @@ struct SmoothQuantizer::Impl {
       const LinearInfo& l = *ev.linear;
       if (l.layer < 0) return;
       const int k = linear_input_site(l.role);
-      if (k < 0) return;
+      if (k < 0 || (moe && k >= 2)) return;  // (a shared expert's inputs: no group reads them)
       const int site = 4 * l.layer + k;  // k, v, up read q's, gate's input: seen once below
       if (ev.input == last_input && site == last_site) return;
       last_input = ev.input;
@@ -623,7 +649,7 @@ struct SmoothQuantizer::Impl {
           const LinearInfo& l = *ev.linear;
           if (l.layer != 0) return;
           const int k = linear_input_site(l.role);
-          if (k < 0) return;
+          if (k < 0 || (moe && k >= 2)) return;  // (a shared expert's inputs: no group reads them)
           const int site = static_cast<int>(4 * L) + k;
           if (!(ev.input == last_input && site == last_site)) {
             last_input = ev.input;
@@ -682,6 +708,9 @@ struct SmoothQuantizer::Impl {
   }
 
   std::string mappings_line() const {
+    if (moe)
+      return "Smoothing mappings: input_layernorm -> q/k/v (the post-attention norm feeds the router and every "
+             "expert: not smoothed)";
     return cfg.smooth_all ? "Smoothing mappings: all (input_layernorm -> q/k/v, post_attention_layernorm -> gate/up, "
                             "v_proj -> o_proj, up_proj -> down_proj)"
                           : "Smoothing mappings: default (input_layernorm -> q/k/v, post_attention_layernorm -> gate/up)";
@@ -702,6 +731,7 @@ struct SmoothQuantizer::Impl {
   // Sites must have seen finite values, and some signal.
   void check_sites(size_t s0, size_t s1) const {
     for (size_t i = s0; i < s1; ++i) {
+      if (moe && i % 4 >= 2) continue;  // not observed
       const SqSite& s = sites[i];
       if (s.non_finite)
         fail(Errc::smoothquant_failed,
@@ -719,12 +749,13 @@ struct SmoothQuantizer::Impl {
     // Unsmoothed inputs (o_proj, down_proj without smooth_all): their own statistic.
     if (!cfg.smooth_all)
       for (int k : {1, 3}) {
+        if (moe && k == 3) continue;  // not observed
         const size_t i = static_cast<size_t>(4 * l + k);
         const auto a = sites[i].statistic(cfg.activation_percentile);
         site_smoothed_max[i] = *std::max_element(a.begin(), a.end());
       }
     for (size_t i = static_cast<size_t>(4 * l); i < static_cast<size_t>(4 * l + 4); ++i)
-      if (!std::isfinite(site_smoothed_max[i]) || site_smoothed_max[i] <= 0)
+      if (!(moe && i % 4 >= 2) && (!std::isfinite(site_smoothed_max[i]) || site_smoothed_max[i] <= 0))
         fail(Errc::smoothquant_failed, "smoothquant: {}: static input scale is {}; nothing was written", sites[i].what,
              site_smoothed_max[i] / 127.5f);
   }
@@ -860,9 +891,11 @@ struct SmoothQuantizer::Impl {
       m.replace_tensor(norm, v, QuantType::F32);
     }
     for (const auto& x : linears) {
+      if (x.expert > 0) continue;  // a merged expert tensor is done whole with expert 0 (rows are independent)
       std::vector<float> v = m.tensor_f32(x.gguf);
       const int64_t n = m.tensor_shape(x.gguf)[0], rows = static_cast<int64_t>(v.size()) / n;
-      if (n != x.cols || rows != x.rows)
+      const int64_t want_rows = x.expert == 0 ? x.rows * src.at(x.gguf).ne[2] : x.rows;
+      if (n != x.cols || rows != want_rows)
         fail(Errc::invalid_argument, "smoothquant: {} is {} x {} in the model, {} x {} in the checkpoint", x.gguf, rows, n,
              x.rows, x.cols);
       if (x.row_group >= 0 && (x.role == "attn_q" || x.role == "attn_k"))
@@ -1069,7 +1102,17 @@ SmoothQuantResult SmoothQuantizer::Impl::write_to(OutputDir& od, const Context& 
   progress.finish("Writing");
 
   ct::W8A8Scheme scheme{cfg.per_channel, cfg.static_activations};
-  if (cfg.quantize) config["quantization_config"] = ct::w8a8_quantization_config(scheme);
+  if (cfg.quantize) {
+    config["quantization_config"] = ct::w8a8_quantization_config(scheme);
+    for (const auto& f : open)  // the routers stay float (as llm-compressor's MoE recipes ignore them)
+      for (const auto& t : f->tensors())
+        if (t.name.ends_with(".weight"))
+          if (const std::string r = names::moe_router_module(t.name.substr(0, t.name.size() - 7)); !r.empty())
+            if (const std::string pat = "re:.*" + r + "$";
+                std::find(config["quantization_config"]["ignore"].begin(), config["quantization_config"]["ignore"].end(),
+                          pat) == config["quantization_config"]["ignore"].end())
+              config["quantization_config"]["ignore"].push_back(pat);
+  }
   write_file_atomic(tmp / "config.json", config.dump(2) + "\n");
   SmoothQuantResult& r = summary;
   r.files = out.file_names();
