@@ -153,7 +153,9 @@ struct SizeInfo {
   uint64_t file_bytes = 0;    ///< bytes of the source files
   uint64_t tensor_bytes = 0;  ///< bytes of all tensors as stored
   int64_t n_weights = 0;      ///< elements of all tensors
-  double bpw = 0;             ///< tensor bits / weights (effective bits per weight)
+  /// Effective bits per weight: the tensors' bits as stored / weights; for a checkpoint whose
+  /// quantized linears are read dequantized (GPTQ, AWQ, compressed-tensors), its files' bits.
+  double bpw = 0;
 };
 LQ_API SizeInfo size_info(const ModelSource& source);
 /// The quantization level a GGUF records in general.file_type ("Q4_K_M"; llama.cpp's "guessed"

@@ -20,7 +20,10 @@ SizeInfo size_info(const ModelSource& source) {
     s.tensor_bytes += t.row_bytes() * static_cast<uint64_t>(t.n_rows());
     s.n_weights += t.n_elements();
   }
-  s.bpw = s.n_weights ? 8.0 * static_cast<double>(s.tensor_bytes) / static_cast<double>(s.n_weights) : 0;
+  // A GPTQ / AWQ / compressed-tensors checkpoint presents its linears dequantized (F32): its
+  // tensors then take fewer bytes in its files than as presented, and the files' bytes are the size.
+  const uint64_t stored = std::min(s.tensor_bytes, s.file_bytes > 0 ? s.file_bytes : s.tensor_bytes);
+  s.bpw = s.n_weights ? 8.0 * static_cast<double>(stored) / static_cast<double>(s.n_weights) : 0;
   return s;
 }
 
