@@ -16,6 +16,10 @@
 #   e.g. benchmarks/gptq_compare.sh build/apps/cli/lq ../shared/models/tiny-llama
 #        SAMPLES=16 CTX=256 EVAL=0 benchmarks/gptq_compare.sh build/apps/cli/lq /tmp/synth-1b
 #        (made by build/benchmarks/make_synthetic_llama /tmp/synth-1b)
+#        IGNORE='re:.*block_sparse_moe.gate$' ACT_ORDER=none benchmarks/gptq_compare.sh build/apps/cli/lq /tmp/mixtral
+#        (a mixture of experts: its routers stay float on both sides, as lq leaves them; llm-compressor
+#        0.14 writes the experts under linearized names transformers 5.17 does not load, so EVAL=0 and
+#        `lq perplexity` on both directories)
 # Environment: VENV (default ../venv-sq from the repository root), SCHEME (w4a16), SAMPLES (128),
 # CTX (256; calibration ctx), GROUP (128), ACT_ORDER (static | none; llm-compressor's default is
 # static, lq's --act-order), ALPHA (0.5, w8a8 only), CALIB (../shared/corpus/calibration.txt),
