@@ -578,3 +578,59 @@ TEST_CASE("phi3 LongRoPE: factor tensors, attention factor, short and long frequ
   CHECK(ar.attention.starts_with("attention output"));
   CHECK(ar.gptq.warnings.empty());
 }
+
+TEST_CASE("phi3: convert X.gguf writes the fused projections, the window and LongRoPE's factors, and reads back",
+          "[arch][dense]") {
+  for (const bool longrope : {false, true}) {
+    INFO("longrope " << longrope);
+    test::TempDir tmp;
+    DenseToy phi;
+    phi.model_type = "phi3";
+    phi.heads = 4;
+    phi.write_head_dim = false;
+    DenseToy base = phi;
+    base.model_type = "qwen2";
+    if (!write_dense_hf(tmp / "phi3", phi, fuse_phi3(dense_weights(base, 37)))) return;
+    std::vector<double> short_f, long_f;
+    if (longrope) {  // LongRoPE over an original context of 512 (32 rotated pairs)
+      auto cfg = nlohmann::json::parse(read_file(tmp / "phi3" / "config.json"));
+      for (int i = 0; i < 32; ++i) short_f.push_back(1.0 + 0.01 * i), long_f.push_back(1.0 + 0.25 * i);
+      cfg["max_position_embeddings"] = 8192;
+      cfg["rope_scaling"] = {{"type", "longrope"}, {"short_factor", short_f}, {"long_factor", long_f}};
+      std::ofstream(tmp / "phi3" / "config.json") << cfg.dump(2);
+    }
+    const fs::path gguf = tmp / "phi3.gguf";
+    REQUIRE(test::run(test::cli_path() + " quantize " + (tmp / "phi3").string() + " gguf -q Q8_0 -o " + gguf.string())
+                .status == 0);
+    const GgufConvertResult r = convert_gguf_to_gptq(gguf, tmp / "ct", GptqLayout::compressed_tensors);
+    CHECK(r.requantized.empty());
+    CHECK(r.exact.size() == 8);  // qkv, o, gate_up, down in each of 2 blocks
+    const auto cfg = nlohmann::json::parse(read_file(tmp / "ct" / "config.json"));
+    CHECK(cfg["model_type"] == "phi3");
+    CHECK(cfg["original_max_position_embeddings"] == 512);
+    CHECK(cfg["sliding_window"] == 2047);
+    CHECK_FALSE(cfg.contains("head_dim"));
+    if (longrope) {
+      REQUIRE(cfg["rope_scaling"].is_object());
+      CHECK(cfg["rope_scaling"]["type"] == "longrope");
+      for (size_t i = 0; i < 32; ++i) {
+        CHECK(cfg["rope_scaling"]["short_factor"][i].get<double>() == static_cast<float>(short_f[i]));
+        CHECK(cfg["rope_scaling"]["long_factor"][i].get<double>() == static_cast<float>(long_f[i]));
+      }
+    } else {
+      CHECK(cfg["rope_scaling"].is_null());
+    }
+    // The fused modules read back to the GGUF's values; the directory reads as the same model.
+    auto g = ModelSource::open(gguf), d = ModelSource::open(tmp / "ct");
+    CHECK(d->config().rope_scaling.has_value() == longrope);
+    for (const char* name : {"blk.1.attn_qkv.weight", "blk.1.ffn_up.weight"}) {
+      INFO(name);
+      const ModelTensor& a = g->at(name);
+      REQUIRE(d->at(name).ne == a.ne);
+      std::vector<float> x(static_cast<size_t>(a.n_elements())), y(x.size());
+      g->read_rows_f32(a, 0, a.n_rows(), x.data());
+      d->read_rows_f32(d->at(name), 0, a.n_rows(), y.data());
+      CHECK(x == y);
+    }
+  }
+}

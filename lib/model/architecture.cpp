@@ -59,17 +59,6 @@ const Architecture& architecture_of(const ModelConfig& c, std::string_view what)
   return *a;
 }
 
-void require_separate_linears(const Architecture& a, std::string_view what) {
-  if (a.separate_linears()) return;
-  std::string ok;
-  for (const auto& r : kArchitectures)
-    if (r.separate_linears()) ok += (ok.empty() ? "" : ", ") + std::string(r.model_type);
-  fail(Errc::invalid_model, "{}: model_type '{}' is not supported here: its {} fused in one projection, and this "
-       "output writes each linear as a Hugging Face module of its own (supported: {}; GGUF output supports it)",
-       what, a.model_type,
-       a.fused_qkv && a.fused_gate_up ? "q/k/v and gate/up are each" : a.fused_qkv ? "q/k/v are" : "gate/up are", ok);
-}
-
 std::span<const char* const> block_linear_roles(const Architecture& a) {
   static constexpr const char* kSeparate[] = {"attn_q", "attn_k", "attn_v", "attn_output", "ffn_gate", "ffn_up", "ffn_down"};
   static constexpr const char* kFusedQkv[] = {"attn_qkv", "attn_output", "ffn_gate", "ffn_up", "ffn_down"};

@@ -41,9 +41,6 @@ struct Architecture {
   /// gate and up in one projection, ffn_up of 2 x n_ff rows (gate, then up), as HF's gate_up_proj (phi3).
   bool fused_gate_up = false;
   ConverterKeys keys = ConverterKeys::text_model;
-  /// Whether every decoder linear is one HF module of its own (q/k/v and gate/up separate): what the
-  /// paths writing Hugging Face checkpoints (GPTQ, AWQ, SmoothQuant, convert) handle.
-  bool separate_linears() const { return !fused_qkv && !fused_gate_up; }
 
   // Gemma 2 / Gemma 3 differences (each false / 0 / llama for the Llama family).
   /// Which {arch}.* hyper-parameter keys llama.cpp's converter writes, in its order.
@@ -92,9 +89,6 @@ const Architecture* find_gguf_architecture(std::string_view gguf_arch);
 /// The row of a model's config (model_type first, then the GGUF architecture); Errc::invalid_model
 /// naming `what` and the supported list when there is none.
 const Architecture& architecture_of(const ModelConfig& c, std::string_view what);
-/// Errc::invalid_model naming `what` (the writer: "gptq", "smoothquant", "convert") unless `a` keeps
-/// every decoder linear a module of its own, which is what the Hugging Face writers handle.
-void require_separate_linears(const Architecture& a, std::string_view what);
 /// The decoder linears of a block by GGUF role that are one matrix each, in the checkpoint's order:
 /// q, k, v, o, gate, up, down, or with fused projections (phi3) attn_qkv for q/k/v and ffn_up for
 /// gate/up; with experts q, k, v, o and the shared expert's gate, up and down where there is one

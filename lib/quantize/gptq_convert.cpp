@@ -87,7 +87,7 @@ bool gptq_from_gguf_rows(QuantType type, const void* data, int64_t rows, int64_t
 namespace {
 
 bool gc_linear_rest(std::string_view rest) {
-  for (const char* n : {"attn_q.weight", "attn_k.weight", "attn_v.weight", "attn_output.weight", "ffn_gate.weight",
+  for (const char* n : {"attn_q.weight", "attn_k.weight", "attn_v.weight", "attn_qkv.weight", "attn_output.weight", "ffn_gate.weight",
                         "ffn_up.weight", "ffn_down.weight", "ffn_gate_shexp.weight", "ffn_up_shexp.weight",
                         "ffn_down_shexp.weight", "ffn_gate_exps.weight", "ffn_up_exps.weight", "ffn_down_exps.weight"})
     if (rest == n) return true;
@@ -121,7 +121,6 @@ GgufConvertResult convert_gguf_to_gptq(const fs::path& gguf, fs::path out, GptqL
          gguf.string());
   const ModelConfig& mc = src->config();
   const Architecture& arch = gc_architecture(mc);
-  require_separate_linears(arch, "convert");
   if (arch.norm_plus_one)
     fail(Errc::invalid_model, "convert: {}: Hugging Face directories of {} models are not written yet (the GGUF "
          "stores their norms as 1 + w and names them differently)", gguf.string(), mc.architecture);
@@ -243,6 +242,8 @@ GgufConvertResult convert_gguf_to_gptq(const fs::path& gguf, fs::path out, GptqL
     if (!hf) continue;  // rope frequencies and other GGUF-only tensors
     if (mixtral && sp.rest == "ffn_gate_inp.weight")  // Mixtral's router (the table's first spelling is Qwen's)
       hf = fmt::format("model.layers.{}.block_sparse_moe.gate.weight", sp.block);
+    if (arch.fused_gate_up && sp.rest == "ffn_up.weight")  // Phi-3's gate and up in one projection
+      hf = names::hf_module(t.name, true) + ".weight";
     Item it{&t, *hf};
     n_params += t.n_elements();
     it.linear = sp.block >= 0 && gc_linear_rest(sp.rest);
@@ -310,6 +311,24 @@ GgufConvertResult convert_gguf_to_gptq(const fs::path& gguf, fs::path out, GptqL
   config["vocab_size"] = mc.n_vocab;
   config["tie_word_embeddings"] = mc.tie_embeddings;
   if (!arch.qkv_bias) config["attention_bias"] = mc.qkv_bias;
+  if (arch.keys == ConverterKeys::phi3) {  // Phi-3: the original context, the window, LongRoPE's factors
+    const gguf::Metadata meta = src->gguf_metadata();
+    const std::string a = mc.architecture + ".";
+    config["original_max_position_embeddings"] =
+        meta.get_int(a + "rope.scaling.original_context_length").value_or(mc.n_ctx_train);
+    config["sliding_window"] = mc.sliding_window > 0 ? nlohmann::ordered_json(mc.sliding_window) : nlohmann::ordered_json();
+    const ModelTensor* lf = src->find("rope_factors_long.weight");
+    const ModelTensor* sf = src->find("rope_factors_short.weight");
+    if (lf && sf) {
+      std::vector<float> l(static_cast<size_t>(lf->n_elements())), sh(static_cast<size_t>(sf->n_elements()));
+      src->read_rows_f32(*lf, 0, lf->n_rows(), l.data());
+      src->read_rows_f32(*sf, 0, sf->n_rows(), sh.data());
+      config["rope_scaling"] = {{"type", "longrope"}, {"short_factor", sh}, {"long_factor", l}};
+    } else {
+      config["rope_scaling"] = nullptr;
+    }
+    config.erase("head_dim");  // Phi3Config has none (hidden_size / heads)
+  }
   if (arch.moe == Architecture::MoeStyle::mixtral) {  // Mixtral's intermediate_size is one expert's
     config["num_local_experts"] = mc.n_expert;
     config["num_experts_per_tok"] = mc.n_expert_used;
