@@ -566,3 +566,63 @@ TEST_CASE("gemma: the backward pass matches the loss's finite differences", "[ar
     }
   }
 }
+
+TEST_CASE("gemma: convert X.gguf writes the (1 + w) norms back as w, the sandwich names and Gemma's keys", "[arch][gemma]") {
+  auto tok = test::shared_file("models/tiny-llama/tokenizer.model");
+  if (!tok) return;
+  for (int version : {2, 3}) {
+    INFO("gemma" << version);
+    test::TempDir tmp;
+    GemmaToy s = calibration_toy(version);
+    const GemmaWeights w = write_gemma_toy(tmp / "m", s, *tok);
+    const fs::path gguf = tmp / "m.gguf";
+    REQUIRE(test::run(test::cli_path() + " quantize " + (tmp / "m").string() + " gguf -q Q8_0 -o " + gguf.string())
+                .status == 0);
+    const GgufConvertResult r = convert_gguf_to_gptq(gguf, tmp / "ct", GptqLayout::compressed_tensors);
+    CHECK(r.requantized.empty());
+    const auto cfg = nlohmann::json::parse(read_file(tmp / "ct" / "config.json"));
+    CHECK(cfg["model_type"] == (version == 2 ? "gemma2" : "gemma3_text"));
+    CHECK(cfg["hidden_activation"] == "gelu_pytorch_tanh");
+    CHECK(cfg["query_pre_attn_scalar"] == 64);
+    CHECK(cfg["sliding_window"] == s.window);
+    CHECK(cfg["tie_word_embeddings"] == true);
+    REQUIRE(cfg["layer_types"].size() == static_cast<size_t>(s.layers));
+    const int period = version == 2 ? 2 : 6;
+    for (int64_t l = 0; l < s.layers; ++l)
+      CHECK(cfg["layer_types"][static_cast<size_t>(l)] ==
+            (l % period < period - 1 ? "sliding_attention" : "full_attention"));
+    if (version == 2) {
+      CHECK(cfg["attn_logit_softcapping"] == 50.0);
+      CHECK(cfg["final_logit_softcapping"] == 30.0);
+    } else {
+      CHECK(cfg.contains("rope_local_base_freq"));
+    }
+    // The norms are w again under their sandwich names (the GGUF's 1 + w, less 1); the linears
+    // and the norms read back as the GGUF holds them.
+    const auto out = [&] {
+      std::map<std::string, std::vector<float>> m;
+      test::for_each_safetensors_tensor(tmp / "ct", [&](const StTensor& t, std::vector<uint8_t>& raw) {
+        if (t.dtype != StDtype::F32) return;
+        std::vector<float> v(raw.size() / 4);
+        std::memcpy(v.data(), raw.data(), raw.size());
+        m[t.name] = std::move(v);
+      });
+      return m;
+    }();
+    for (const char* n : {"model.layers.1.post_attention_layernorm.weight", "model.layers.1.pre_feedforward_layernorm.weight",
+                          "model.layers.1.post_feedforward_layernorm.weight", "model.layers.1.input_layernorm.weight"}) {
+      INFO(n);
+      REQUIRE(out.count(n));
+      CHECK(test::max_rel_diff(w.at(n), out.at(n)) < 1e-6);
+    }
+    auto g = ModelSource::open(gguf), d = ModelSource::open(tmp / "ct");
+    for (const char* name : {"blk.1.ffn_norm.weight", "blk.1.post_ffw_norm.weight", "blk.1.attn_q.weight"}) {
+      INFO(name);
+      const ModelTensor& a = g->at(name);
+      std::vector<float> x(static_cast<size_t>(a.n_elements())), y(x.size());
+      g->read_rows_f32(a, 0, a.n_rows(), x.data());
+      d->read_rows_f32(d->at(name), 0, a.n_rows(), y.data());
+      CHECK(test::max_rel_diff(x, y) < 1e-6);
+    }
+  }
+}

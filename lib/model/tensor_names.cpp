@@ -98,6 +98,14 @@ std::optional<std::string> gguf_to_hf(std::string_view gguf) {
   return std::nullopt;
 }
 
+std::optional<std::string> gguf_to_hf_sandwich(std::string_view gguf) {
+  const SplitName s = split(gguf);
+  if (s.block >= 0)
+    for (const auto& b : kSandwichBlock)
+      if (b.gguf == s.rest) return std::string(kLayers) + std::to_string(s.block) + "." + std::string(b.hf);
+  return gguf_to_hf(gguf);
+}
+
 std::optional<std::string> hf_to_gguf_sandwich(std::string_view hf) {
   const SplitName s = split_prefixed(hf, kLayers);
   if (s.block >= 0)

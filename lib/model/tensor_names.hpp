@@ -35,6 +35,9 @@ std::optional<std::string> hf_to_gguf(std::string_view hf);
 /// post_attention_layernorm is the norm after attention (post_attention_norm), the MLP's input norm is
 /// pre_feedforward_layernorm (ffn_norm), plus post_feedforward_layernorm and the q/k norms.
 std::optional<std::string> hf_to_gguf_sandwich(std::string_view hf);
+/// gguf_to_hf for blocks with sandwich norms (Gemma 2/3): their names first ("blk.3.ffn_norm.weight"
+/// is "model.layers.3.pre_feedforward_layernorm.weight" there).
+std::optional<std::string> gguf_to_hf_sandwich(std::string_view gguf);
 /// One expert's projection in a Hugging Face Mixture-of-Experts checkpoint
 /// ("model.layers.3.mlp.experts.5.up_proj.weight", Mixtral's "...block_sparse_moe.experts.5.w3.weight"):
 /// the merged GGUF tensor it is a slice of ("blk.3.ffn_up_exps.weight") and the expert's index.

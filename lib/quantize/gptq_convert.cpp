@@ -121,9 +121,6 @@ GgufConvertResult convert_gguf_to_gptq(const fs::path& gguf, fs::path out, GptqL
          gguf.string());
   const ModelConfig& mc = src->config();
   const Architecture& arch = gc_architecture(mc);
-  if (arch.norm_plus_one)
-    fail(Errc::invalid_model, "convert: {}: Hugging Face directories of {} models are not written yet (the GGUF "
-         "stores their norms as 1 + w and names them differently)", gguf.string(), mc.architecture);
   Progress& progress = ctx.progress_sink();
   GgufConvertResult res;
 
@@ -238,7 +235,7 @@ GgufConvertResult convert_gguf_to_gptq(const fs::path& gguf, fs::path out, GptqL
       ctx.check_cancelled();
       continue;
     }
-    auto hf = names::gguf_to_hf(t.name);
+    auto hf = arch.sandwich_norms ? names::gguf_to_hf_sandwich(t.name) : names::gguf_to_hf(t.name);
     if (!hf) continue;  // rope frequencies and other GGUF-only tensors
     if (mixtral && sp.rest == "ffn_gate_inp.weight")  // Mixtral's router (the table's first spelling is Qwen's)
       hf = fmt::format("model.layers.{}.block_sparse_moe.gate.weight", sp.block);
@@ -311,6 +308,28 @@ GgufConvertResult convert_gguf_to_gptq(const fs::path& gguf, fs::path out, GptqL
   config["vocab_size"] = mc.n_vocab;
   config["tie_word_embeddings"] = mc.tie_embeddings;
   if (!arch.qkv_bias) config["attention_bias"] = mc.qkv_bias;
+  if (arch.hparam_keys != Architecture::HparamKeys::llama) {  // Gemma 2 / Gemma 3 text
+    config.erase("hidden_act");
+    config.erase("attention_bias");
+    config["hidden_activation"] = "gelu_pytorch_tanh";
+    config["attention_bias"] = false;
+    // llama.cpp's 1 / sqrt(n_embd / n_head) for the 27B models is query_pre_attn_scalar n_embd / n_head
+    config["query_pre_attn_scalar"] = mc.attn_scale > 0 && mc.n_head > 0 ? mc.n_embd / mc.n_head : mc.head_dim;
+    config["attn_logit_softcapping"] = mc.attn_softcap > 0 ? nlohmann::ordered_json(mc.attn_softcap) : nlohmann::ordered_json();
+    config["final_logit_softcapping"] = mc.final_softcap > 0 ? nlohmann::ordered_json(mc.final_softcap) : nlohmann::ordered_json();
+    config["sliding_window"] = mc.sliding_window;
+    auto layers = nlohmann::ordered_json::array();
+    for (int64_t l = 0; l < mc.n_layer; ++l)
+      layers.push_back(mc.swa_period > 0 && l % mc.swa_period < mc.swa_period - 1 ? "sliding_attention" : "full_attention");
+    config["layer_types"] = layers;
+    if (arch.hparam_keys == Architecture::HparamKeys::gemma3) {
+      config["architectures"] = {"Gemma3ForCausalLM"};  // the text model (a multimodal GGUF holds it alone)
+      config["model_type"] = "gemma3_text";
+      config["rope_local_base_freq"] = mc.rope_theta_swa;
+      if (mc.rope_scaling && mc.rope_scaling->type == "linear")
+        config["rope_scaling"] = {{"rope_type", "linear"}, {"factor", mc.rope_scaling->factor}};
+    }
+  }
   if (arch.keys == ConverterKeys::phi3) {  // Phi-3: the original context, the window, LongRoPE's factors
     const gguf::Metadata meta = src->gguf_metadata();
     const std::string a = mc.architecture + ".";
@@ -389,6 +408,8 @@ GgufConvertResult convert_gguf_to_gptq(const fs::path& gguf, fs::path out, GptqL
       if (it.dtype == StDtype::F32) {
         v.resize(static_cast<size_t>(t.n_elements()));
         src->read_rows_f32(t, 0, t.n_rows(), v.data());
+        if (arch.norm_plus_one && it.hf.ends_with("norm.weight"))  // Gemma's (1 + w) norms: the checkpoint stores w
+          for (float& x : v) x -= 1.0f;
         w.write(it.hf, v.data(), v.size() * 4);
       } else {
         std::vector<uint8_t> raw(static_cast<size_t>(t.n_rows()) * t.row_bytes());
