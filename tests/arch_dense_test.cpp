@@ -150,6 +150,17 @@ bool write_dense_hf(const fs::path& dir, const DenseToy& t, const DenseWeights& 
   return true;
 }
 
+// The Phi-3 toy (4 heads, no head_dim key in config.json): the separate weights of `seed` fused as
+// Phi-3 stores them, written to dir; false when the test is skipped.
+bool write_phi3_toy(const fs::path& dir, uint32_t seed, DenseToy& phi) {
+  phi.model_type = "phi3";
+  phi.heads = 4;
+  phi.write_head_dim = false;
+  DenseToy base = phi;
+  base.model_type = "qwen2";
+  return write_dense_hf(dir, phi, fuse_phi3(dense_weights(base, seed)));
+}
+
 QuantType planned(const std::vector<TensorPlan>& plan, const std::string& name) {
   for (const auto& p : plan)
     if (p.name == name) return p.type;
@@ -401,12 +412,7 @@ TEST_CASE("phi3: GPTQ writes the fused qkv_proj and gate_up_proj, streamed and w
   if (!calib) return;
   test::TempDir tmp;
   DenseToy phi;
-  phi.model_type = "phi3";
-  phi.heads = 4;
-  phi.write_head_dim = false;
-  DenseToy base = phi;
-  base.model_type = "qwen2";
-  if (!write_dense_hf(tmp / "phi3", phi, fuse_phi3(dense_weights(base, 31)))) return;
+  if (!write_phi3_toy(tmp / "phi3", 31, phi)) return;
   auto src = ModelSource::open(tmp / "phi3");
   GptqConfig c = test::small_gptq_config(*calib, 3);
   c.params.act_order = GptqActOrder::static_groups;
@@ -585,12 +591,7 @@ TEST_CASE("phi3: convert X.gguf writes the fused projections, the window and Lon
     INFO("longrope " << longrope);
     test::TempDir tmp;
     DenseToy phi;
-    phi.model_type = "phi3";
-    phi.heads = 4;
-    phi.write_head_dim = false;
-    DenseToy base = phi;
-    base.model_type = "qwen2";
-    if (!write_dense_hf(tmp / "phi3", phi, fuse_phi3(dense_weights(base, 37)))) return;
+    if (!write_phi3_toy(tmp / "phi3", 37, phi)) return;
     std::vector<double> short_f, long_f;
     if (longrope) {  // LongRoPE over an original context of 512 (32 rotated pairs)
       auto cfg = nlohmann::json::parse(read_file(tmp / "phi3" / "config.json"));
