@@ -24,6 +24,7 @@
 #include <lq/super_weights.hpp>
 #include <lq/tokenizer.hpp>
 
+#include "core/half.hpp"
 #include "engine/backward.hpp"
 #include "formats/safetensors.hpp"
 #include "formats/safetensors_writer.hpp"
@@ -49,6 +50,7 @@ struct MoeToy {
   std::string model_type = "mixtral";  // mixtral, qwen2_moe, qwen3_moe; "llama": the dense twin
   int64_t d = 64, heads = 4, kv = 2, layers = 2, ff = 64, experts = 4, top_k = 2, ff_shexp = 64;
   bool same_experts = false;  // every expert (and the dense twin's MLP) is expert 0
+  bool bf16 = false;          // BF16 safetensors (GGUF output then converts the F32-kept routers)
   // Called on every Hugging Face tensor once drawn (planting values in a checkpoint).
   std::function<void(const std::string&, std::vector<float>&)> edit;
 };
@@ -122,10 +124,18 @@ bool write_moe_toy(const fs::path& dir, const MoeToy& s) {
     }
   }
   std::vector<StTensorSpec> specs;
-  for (const auto& [n, v] : ts) specs.push_back({n, StDtype::F32, v.first});
+  for (const auto& [n, v] : ts) specs.push_back({n, s.bf16 ? StDtype::BF16 : StDtype::F32, v.first});
   {
     SafetensorsWriter w(dir / "model.safetensors", specs);
-    for (const auto& [n, v] : ts) w.write(n, v.second.data(), v.second.size() * sizeof(float));
+    for (const auto& [n, v] : ts) {
+      if (!s.bf16) {
+        w.write(n, v.second.data(), v.second.size() * sizeof(float));
+        continue;
+      }
+      std::vector<uint16_t> h(v.second.size());
+      for (size_t i = 0; i < h.size(); ++i) h[i] = f32_to_bf16(v.second[i]);
+      w.write(n, h.data(), h.size() * sizeof(uint16_t));
+    }
     w.commit();
   }
   nlohmann::json cfg = {{"model_type", s.model_type}, {"hidden_size", s.d}, {"num_hidden_layers", s.layers},
@@ -962,6 +972,7 @@ TEST_CASE("moe: GGUF --gptq walks every expert's slice of the merged tensors, cl
   test::TempDir tmp;
   MoeToy s;
   s.model_type = "qwen2_moe";
+  s.bf16 = true;  // the routers are converted to F32 (planned, not walked: a resume must not look for them)
   if (!write_moe_toy(tmp / "m", s)) return;
   auto src = ModelSource::open(tmp / "m");
   QuantizeOptions qo;

@@ -15,6 +15,8 @@
 #include "core/fail.hpp"
 #include "engine/impl.hpp"
 #include "core/half.hpp"
+#include "model/architecture.hpp"
+#include "model/tensor_names.hpp"
 #include "quantize/checkpoint.hpp"
 #include "quantize/gptq_stream.hpp"
 #include "quantize/gptq_walk.hpp"
@@ -670,9 +672,16 @@ GptqGgufResult gptq_gguf_tensors(const ModelSource& src, const QuantizeOptions& 
   }
   res.resumed_blocks = s.resumed_blocks;
   // The linears of the blocks a resume skipped: their records; then the lists in plan order.
+  const Architecture& arch = architecture_of(src.config(), "--gptq");
+  auto walked = [&](const std::string& name) {  // the walk's linears, not norms, biases or routers
+    const std::string_view rest = names::split(name).rest;
+    for (const std::span<const char* const> roles : {block_linear_roles(arch), expert_linear_roles(arch)})
+      for (const char* r : roles)
+        if (rest == std::string(r) + ".weight") return true;
+    return false;
+  };
   for (const auto& p : plans) {
-    // The walk sees the blocks' matrices (the linears), not their norms or biases.
-    if (!p.quantize || p.name.rfind("blk.", 0) != 0 || p.ne.size() < 2 || res.tensor_bytes.count(p.name) ||
+    if (!p.quantize || p.name.rfind("blk.", 0) != 0 || !walked(p.name) || res.tensor_bytes.count(p.name) ||
         plain.count(p.name))
       continue;
     if (!checkpointed || !config.resume) continue;
