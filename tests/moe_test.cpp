@@ -4,8 +4,10 @@
 // Llama), typed by llama-quantize's MoE rules, analysed into per-expert importance, and
 // differentiated through the router and the experts (gradient and Fisher importance); quantized
 // with GPTQ / RTN into compressed-tensors checkpoints (one packed module per expert, the routers
-// float) that read back, and into GGUF with GPTQ's walk on every expert's slice (`--gptq`); W8A8
-// with the attention smoothed and int8 experts (GPTQ or round to nearest).
+// float) that read back, and into GGUF with GPTQ's walk on every expert's slice (`--gptq`); AWQ
+// (the mixture searched as one group, the norm folded into routers and experts, each expert's
+// up -> down on its routed tokens); W8A8 with the attention smoothed and int8 experts (GPTQ or
+// round to nearest).
 #include <lq/awq.hpp>
 #include <lq/convert.hpp>
 #include <lq/decode.hpp>
@@ -875,17 +877,122 @@ TEST_CASE("moe: an expert no calibration token reaches is rounded to nearest, wi
       }
 }
 
-TEST_CASE("moe: AWQ refuses experts, W8A8 after SmoothQuant smooths the attention and writes int8 experts",
-          "[arch][moe][gptq]") {
+TEST_CASE("moe: AWQ searches the mixture and each expert, folds the norm into router and experts, and reads back",
+          "[arch][moe][awq]") {
+  auto calib = test::shared_file("corpus/calibration.txt");
+  if (!calib) return;
+  for (const std::string type : {"mixtral", "qwen2_moe", "qwen3_moe"}) {
+    INFO(type);
+    test::TempDir tmp;
+    MoeToy s;
+    s.model_type = type;
+    if (!write_moe_toy(tmp / "m", s)) return;
+    const bool shared = type == "qwen2_moe";
+    AwqConfig a = test::small_awq_config(*calib);
+    a.params.group_size = 32;
+    const AwqResult r = awq_model(tmp / "m", tmp / "awq", a);
+    // q, k, v, o, each expert's three projections, the shared expert's three
+    CHECK(r.gptq.layers.size() == static_cast<size_t>(s.layers * (4 + 3 * s.experts + (shared ? 3 : 0))));
+    CHECK(r.gptq.warnings.empty());
+    // Per block: q/k/v (v -> o is skipped under GQA), the mixture, each expert's up -> down, the
+    // shared expert's.
+    REQUIRE(r.groups.size() == static_cast<size_t>(s.layers * (2 + s.experts + (shared ? 1 : 0))));
+    CHECK(r.groups[1].group == "post_attention_layernorm->router,experts.gate,up");
+    CHECK(r.groups[2].group == "experts.0.up->down");
+    if (shared) CHECK(r.groups[2 + static_cast<size_t>(s.experts)].group == "shared_expert.up->down");
+    for (const AwqGroupReport& g : r.groups) CHECK(g.loss <= g.identity_loss);
+
+    const auto out = output_tensors(tmp / "awq"), in = output_tensors(tmp / "m");
+    const std::string mlp = type == "mixtral" ? ".block_sparse_moe." : ".mlp.";
+    for (int64_t l = 0; l < s.layers; ++l) {
+      const std::string b = fmt::format("model.layers.{}", l);
+      for (int64_t e = 0; e < s.experts; ++e)
+        for (const std::string& m : expert_modules(type, l, e)) {
+          CHECK(out.count(m + ".weight_packed"));
+          CHECK(out.count(m + ".weight_zero_point"));
+        }
+      // The MLP norm divided by the scales, the routers' columns multiplied: float, ignored.
+      CHECK(out.at(b + ".post_attention_layernorm.weight") != in.at(b + ".post_attention_layernorm.weight"));
+      CHECK(out.at(b + mlp + "gate.weight") != in.at(b + mlp + "gate.weight"));
+      if (shared) CHECK(out.at(b + ".mlp.shared_expert_gate.weight") != in.at(b + ".mlp.shared_expert_gate.weight"));
+    }
+    const auto cfg = nlohmann::json::parse(read_file(tmp / "awq" / "config.json"));
+    const auto& ignore = cfg["quantization_config"]["ignore"];
+    CHECK(std::find(ignore.begin(), ignore.end(), "re:.*" + mlp.substr(1) + "gate$") != ignore.end());
+
+    // Read back as merged 3-D experts.
+    auto src = ModelSource::open(tmp / "m"), q = ModelSource::open(tmp / "awq");
+    for (const char* role : {"ffn_gate_exps", "ffn_up_exps", "ffn_down_exps"}) {
+      const std::string name = fmt::format("blk.1.{}.weight", role);
+      REQUIRE(q->at(name).ne == src->at(name).ne);
+    }
+    // Closer to the float model than round to nearest on the same asymmetric grid (the logits of
+    // 64 positions of eval.txt).
+    auto eval = test::shared_file("corpus/eval.txt");
+    REQUIRE(eval);
+    std::vector<int32_t> toks = Tokenizer::from_hf_dir(tmp / "m").encode(read_file(*eval).substr(0, 2000));
+    toks.resize(64);
+    const std::vector<float> want = last_logits(*Model::load(*src), toks);
+    const double err = test::rel_rmse(want, last_logits(*Model::load(*q), toks));
+    GptqConfig rc = moe_gptq_config(*calib);
+    rc.params.rtn = true;
+    rc.params.sym = false;
+    gptq_model(tmp / "m", tmp / "rtn", rc);
+    const double rtn_err = test::rel_rmse(want, last_logits(*Model::load(tmp / "rtn"), toks));
+    CHECK(err > 0);
+    CHECK(err < rtn_err);
+  }
+}
+
+TEST_CASE("moe: AWQ rounds an expert no token reaches on its grid with a warning, and resumes to the same bytes",
+          "[arch][moe][awq]") {
+  auto calib = test::shared_file("corpus/calibration.txt");
+  if (!calib) return;
+  test::TempDir tmp;
+  MoeToy s;
+  s.layers = 3;
+  // The router reads channel 0 only: expert 0 when it is positive, expert 1 when negative; 2 and 3
+  // tie at 0 and the lower index wins, so expert 3 is never chosen.
+  s.edit = [&](const std::string& name, std::vector<float>& v) {
+    if (!name.ends_with("block_sparse_moe.gate.weight")) return;
+    std::fill(v.begin(), v.end(), 0.0f);
+    v[0] = 100.0f;
+    v[static_cast<size_t>(s.d)] = -100.0f;
+  };
+  if (!write_moe_toy(tmp / "m", s)) return;
+  AwqConfig a = test::small_awq_config(*calib);
+  a.params.group_size = 32;
+  const AwqResult r = awq_model(tmp / "m", tmp / "ref", a);
+  REQUIRE(r.gptq.warnings.size() == 3);
+  CHECK_THAT(r.gptq.warnings[0], Catch::Matchers::Contains("block 0") && Catch::Matchers::Contains("expert(s) 3;"));
+  for (const GptqLayerReport& l : r.gptq.layers) {
+    INFO(l.module);
+    CHECK((l.loss == 0) == (l.module.find("experts.3.") != std::string::npos));  // no tokens, no error measured
+  }
+  for (const AwqGroupReport& g : r.groups) CHECK(g.group != "experts.3.up->down");
+
+  // Cancelled after its first block, resumed from the checkpoint: the same bytes.
+  a.checkpoint_dir = awq_checkpoint_state(tmp / "ckpt", a, false);
+  test::CancelAfter stop(1, "AWQ");
+  test::check_error(Errc::interrupted, [&] { awq_model(tmp / "m", tmp / "out", a, stop.ctx()); });
+  CHECK_FALSE(fs::exists(tmp / "out"));
+  a.resume = true;
+  const AwqResult b = awq_model(tmp / "m", tmp / "out", a);
+  CHECK(b.gptq.resumed_blocks >= 1);
+  CHECK(test::files_below(tmp / "out") == test::files_below(tmp / "ref"));
+  CHECK(b.groups.size() == r.groups.size());
+
+  // The whole-model AwqQuantizer does not take experts.
+  auto src = ModelSource::open(tmp / "m");
+  test::check_error(Errc::invalid_model, [&] { AwqQuantizer qz(*src, a); }, "streamed");
+}
+
+TEST_CASE("moe: W8A8 after SmoothQuant smooths the attention and writes int8 experts", "[arch][moe][gptq]") {
   auto calib = test::shared_file("corpus/calibration.txt");
   if (!calib) return;
   test::TempDir tmp;
   MoeToy s;
   if (!write_moe_toy(tmp / "m", s)) return;
-  AwqConfig a = test::small_awq_config(*calib);
-  a.params.group_size = 32;
-  test::check_error(Errc::invalid_model, [&] { awq_model(tmp / "m", tmp / "awq", a); }, "mixtral");
-  CHECK_FALSE(fs::exists(tmp / "awq"));
 
   GptqConfig c = moe_gptq_config(*calib);
   c.params.bits = 8;

@@ -21,7 +21,10 @@
 // Gemma's score scale, soft-cap, sliding windows and local RoPE base included). Gemma's MLP is
 // GELU-tanh gated and its (1 + w) norms fold as 1 + w, stored as w. Phi-3's fused qkv_proj and
 // gate_up_proj are split into their parts for the searches, folds and clipping and put back
-// together when quantized; its LongRoPE factors and attention factor are the engine's.
+// together when quantized; its LongRoPE factors and attention factor are the engine's. A mixture
+// of experts (Mixtral, Qwen2-MoE, Qwen3-MoE; streamed only) searches its MLP norm's scales on the
+// mixture's output with the capture's routing (folded into the float routers too) and each
+// expert's up -> down on its routed tokens weighted by their routing weights (moe_step).
 #include <lq/awq.hpp>
 
 #include <lq/engine.hpp>
@@ -335,9 +338,13 @@ struct AwLinear {
   int parts = 0;  // a part of a fused projection (Phi-3's q/k/v, gate/up): how many it has
 };
 
-// The block's four product inputs over all calibration tokens (chunk after chunk).
+// The block's four product inputs over all calibration tokens (chunk after chunk). In a mixture
+// of experts x_ffn is the router's input and x_down the shared expert's down input (empty without
+// one); each expert's tokens (rows of x_ffn, ascending) and their down inputs are kept apart.
 struct AwActs {
   AwMat x_attn, x_o, x_ffn, x_down;
+  std::vector<std::vector<int64_t>> expert_rows;
+  std::vector<AwMat> expert_down;
 };
 
 // One block's AWQ step, on the block's float weights and captured inputs, for the whole-model
@@ -525,6 +532,9 @@ struct AwBlockStep {
 
   // Mean over the rows (of all the group's linears) of |w| / (its group's max |w| + 1e-6).
   std::vector<float> weight_mean(std::initializer_list<const AwMat*> ws) const {
+    return weight_mean(std::span<const AwMat* const>(ws.begin(), ws.size()));
+  }
+  std::vector<float> weight_mean(std::span<const AwMat* const> ws) const {
     const int64_t g = cfg.params.group_size;
     const int64_t cols = (*ws.begin())->cols();
     std::vector<double> acc(static_cast<size_t>(cols), 0.0);
@@ -986,16 +996,68 @@ struct AwBlockStep {
     return io->model->tensor_f32(local(suffix));
   }
 
-  // Block io.layer on its captured inputs: the four searches, the folds, the clipping and the
-  // quantization, every change handed to io.
+  // A linear inspected at its own output, on x: its search, screened on an even sample of x's
+  // rows where x has at least twice the sample.
+  AwqSearch search_linear(const AwMat& x, const AwMat& w, const Context& ctx) const {
+    using Loss = std::function<double(std::span<const float>)>;
+    const AwqParams& p = cfg.params;
+    const int threads = ctx.thread_count();
+    const bool screen = p.search_tokens > 0 && 2 * p.search_tokens <= x.rows();
+    LinearLoss ll(*this, x, w, threads);
+    const AwMat xs = screen ? sample_rows(x, p.search_tokens) : AwMat();
+    std::optional<LinearLoss> ls;
+    if (screen) ls.emplace(*this, xs, w, threads);
+    return awq_search_scales(col_abs_mean(x), weight_mean({&w}), p,
+                             [&](std::span<const float> s) {
+                               ctx.check_cancelled();
+                               return ll(scaled_fake(w, s, ctx), threads);
+                             },
+                             screen ? Loss([&](std::span<const float> s) {
+                               ctx.check_cancelled();
+                               return (*ls)(scaled_fake(w, s, ctx), threads);
+                             })
+                                    : Loss{});
+  }
+
+  void report(int64_t L, const char* group, const AwqSearch& s) {
+    summary.groups.push_back(AwqGroupReport{static_cast<int>(L), group, s.alpha, s.duo, s.loss, s.identity_loss});
+  }
+
+  // Quantizes linears that read one input x (their clipping on x's grams, formed once).
+  void quantize_on(const AwMat& x, std::initializer_list<std::pair<AwLinear*, const AwqParams*>> ls, bool clip,
+                   const Context& ctx) {
+    const AwGrams gr = clip ? input_grams(x, ctx) : AwGrams{};
+    for (const auto& [l, over] : ls) quantize_linear(*l, x, clip ? &gr : nullptr, ctx, over);
+  }
+
+  // The clipping's view of x: every row (clip_tokens 0) or an even sample of them.
+  const AwMat& clip_tokens(const AwMat& x, AwMat& keep) const {
+    const int64_t n = cfg.params.clip_tokens;
+    if (n <= 0 || n >= x.rows()) return x;
+    keep = sample_rows(x, n);
+    return keep;
+  }
+
+  // Block io.layer on its captured inputs: the attention part, then the MLP's or the mixture of
+  // experts' (each searched, folded, clipped and quantized; the parts read disjoint inputs), every
+  // change handed to io.
   void run(AwBlockIo& block_io, AwActs& a, const Context& ctx) {
     io = &block_io;
-    const int64_t L = block_io.layer;
+    const Architecture& arch = architecture_of(io->model->config(), "awq");
+    attention_step(a, arch, ctx);
+    if (arch.moe != Architecture::MoeStyle::none) moe_step(a, arch, ctx);
+    else mlp_step(a, arch, ctx);
+    a = AwActs{};
+    io = nullptr;
+  }
+
+  // input_layernorm -> q, k, v (inspected at the attention block's output) and v_proj -> o_proj.
+  void attention_step(AwActs& a, const Architecture& arch, const Context& ctx) {
+    const int64_t L = io->layer;
     const int threads = ctx.thread_count();
     const AwqParams& p = cfg.params;
-    const Architecture& arch = architecture_of(io->model->config(), "awq");
     const ModelConfig& mc = io->model->config();
-    AwLinear wq, wk, wv, wg, wu;
+    AwLinear wq, wk, wv;
     if (arch.fused_qkv) {
       std::vector<AwLinear> p3 = load_parts(L, "attn_qkv.weight", {mc.n_head * mc.head_dim, mc.n_head_kv * mc.head_dim,
                                                                    mc.n_head_kv * mc.head_dim});
@@ -1003,20 +1065,10 @@ struct AwBlockStep {
     } else {
       wq = load(L, "attn_q.weight"), wk = load(L, "attn_k.weight"), wv = load(L, "attn_v.weight");
     }
-    if (arch.fused_gate_up) {
-      std::vector<AwLinear> p2 = load_parts(L, "ffn_up.weight", {mc.n_ff, mc.n_ff});
-      wg = std::move(p2[0]), wu = std::move(p2[1]);
-    } else {
-      wg = load(L, "ffn_gate.weight"), wu = load(L, "ffn_up.weight");
-    }
-    AwLinear wo = load(L, "attn_output.weight"), wd = load(L, "ffn_down.weight");
+    AwLinear wo = load(L, "attn_output.weight");
     std::vector<float> bq = bias("attn_q.bias"), bk = bias("attn_k.bias"), bv = bias("attn_v.bias");
-    auto report = [&](const char* group, const AwqSearch& s) {
-      summary.groups.push_back(AwqGroupReport{static_cast<int>(L), group, s.alpha, s.duo, s.loss, s.identity_loss});
-    };
 
-    // The screens' samples (p.search_tokens): whole chunks, evenly spaced, for the attention
-    // group; evenly spaced rows for the others.
+    // The screen's sample (p.search_tokens): whole chunks, evenly spaced.
     const int64_t T = a.x_attn.rows();
     const bool screen = p.search_tokens > 0 && 2 * p.search_tokens <= T;
     AwMat xs_attn;
@@ -1083,40 +1135,70 @@ struct AwBlockStep {
       s1 = awq_search_scales(x1, weight_mean({&wq.w, &wk.w, &wv.w}), p, loss_on(a.x_attn, lengths, full),
                              screen ? loss_on(xs_attn, lens_s, part) : Loss{});
     }
-    report("input_layernorm->q,k,v", s1);
+    report(L, "input_layernorm->q,k,v", s1);
     xs_attn.resize(0, 0);
     y_ref.resize(0, 0);
-
-    // A linear inspected at its own output, on x: its search (with a screen on a sample of x's rows).
-    auto search_linear = [&](const AwMat& x, const AwLinear& l) {
-      LinearLoss ll(*this, x, l.w, threads);
-      const AwMat xs = screen ? sample_rows(x, p.search_tokens) : AwMat();
-      std::optional<LinearLoss> ls;
-      if (screen) ls.emplace(*this, xs, l.w, threads);
-      return awq_search_scales(col_abs_mean(x), weight_mean({&l.w}), p,
-                               [&](std::span<const float> s) {
-                                 ctx.check_cancelled();
-                                 return ll(scaled_fake(l.w, s, ctx), threads);
-                               },
-                               screen ? Loss([&](std::span<const float> s) {
-                                 ctx.check_cancelled();
-                                 return (*ls)(scaled_fake(l.w, s, ctx), threads);
-                               })
-                                      : Loss{});
-    };
+    y.resize(0, 0);
 
     // 2. v_proj -> o_proj, inspected at o_proj's output: only when v's rows are o's columns
     // (AutoAWQ's rule; under GQA a v channel feeds several heads' columns and the pair is skipped).
     AwqSearch s2;
     const bool vo = p.scale_v_o && wv.rows == wo.cols;
     if (vo) {
-      s2 = search_linear(a.x_o, wo);
-      report("v_proj->o_proj", s2);
+      s2 = search_linear(a.x_o, wo.w, ctx);
+      report(L, "v_proj->o_proj", s2);
     }
+
+    // Folds (the activations the clipping search sees are divided by the same scales).
+    const std::vector<float> e1 = fold_norm("attn_norm.weight", s1.scales);
+    for (AwLinear* x : {&wq, &wk, &wv}) scale_cols(x->w, e1);
+    unscale_cols(a.x_attn, e1);
+    if (vo) {
+      std::span<float> vs(wv.w.data(), static_cast<size_t>(wv.w.size()));
+      awq_divide_rows(vs, wv.cols, s2.scales);
+      if (!bv.empty()) {
+        awq_divide_rows(bv, 1, s2.scales);
+        io->set_float("attn_v.bias", stored_rounding("attn_v.bias", std::move(bv)));
+      }
+      scale_cols(wo.w, s2.scales);
+      unscale_cols(a.x_o, s2.scales);
+    }
+
+    // Clipping (q/k on the symmetric clamps only, with clip_qk) and quantization.
+    AwMat keep[2];
+    AwqParams pq = p;  // q/k: the symmetric clamps only
+    pq.clip_asym = false;
+    {
+      const AwMat& xa = clip_tokens(a.x_attn, keep[0]);
+      const AwGrams ga = p.clip ? input_grams(xa, ctx) : AwGrams{};
+      quantize_linear(wq, xa, p.clip && p.clip_qk ? &ga : nullptr, ctx, &pq);
+      quantize_linear(wk, xa, p.clip && p.clip_qk ? &ga : nullptr, ctx, &pq);
+      quantize_linear(wv, xa, p.clip ? &ga : nullptr, ctx);
+    }
+    quantize_on(clip_tokens(a.x_o, keep[1]), {{&wo, nullptr}}, p.clip, ctx);
+  }
+
+  // post_attention_layernorm -> gate, up (inspected at the MLP's output) and up_proj -> down_proj.
+  void mlp_step(AwActs& a, const Architecture& arch, const Context& ctx) {
+    const int64_t L = io->layer;
+    const int threads = ctx.thread_count();
+    const AwqParams& p = cfg.params;
+    const ModelConfig& mc = io->model->config();
+    AwLinear wg, wu;
+    if (arch.fused_gate_up) {
+      std::vector<AwLinear> p2 = load_parts(L, "ffn_up.weight", {mc.n_ff, mc.n_ff});
+      wg = std::move(p2[0]), wu = std::move(p2[1]);
+    } else {
+      wg = load(L, "ffn_gate.weight"), wu = load(L, "ffn_up.weight");
+    }
+    AwLinear wd = load(L, "ffn_down.weight");
+    using Loss = std::function<double(std::span<const float>)>;
+    const bool screen = p.search_tokens > 0 && 2 * p.search_tokens <= a.x_ffn.rows();
 
     // 3. post_attention_layernorm -> gate, up, inspected at the MLP's output.
     AwqSearch s3;
     {
+      AwMat y_ref, y;
       auto loss_on = [&](const AwMat& x, const AwMat& ref) -> Loss {
         return [&](std::span<const float> s) {
           ctx.check_cancelled();
@@ -1131,75 +1213,279 @@ struct AwBlockStep {
       s3 = awq_search_scales(col_abs_mean(a.x_ffn), weight_mean({&wg.w, &wu.w}), p, loss_on(a.x_ffn, y_ref),
                              screen ? loss_on(xs, ys_ref) : Loss{});
     }
-    report("post_attention_layernorm->gate,up", s3);
+    report(L, "post_attention_layernorm->gate,up", s3);
 
     // 4. up_proj -> down_proj, inspected at down_proj's output.
-    const AwqSearch s4 = search_linear(a.x_down, wd);
-    report("up_proj->down_proj", s4);
-    y_ref.resize(0, 0);
-    y.resize(0, 0);
+    const AwqSearch s4 = search_linear(a.x_down, wd.w, ctx);
+    report(L, "up_proj->down_proj", s4);
 
-    // Folds (the activations the clipping search sees are divided by the same scales).
-    const std::vector<float> e1 = fold_norm("attn_norm.weight", s1.scales);
-    for (AwLinear* x : {&wq, &wk, &wv}) scale_cols(x->w, e1);
-    unscale_cols(a.x_attn, e1);
-    if (vo) {
-      std::span<float> vs(wv.w.data(), static_cast<size_t>(wv.w.size()));
-      awq_divide_rows(vs, wv.cols, s2.scales);
-      if (!bv.empty()) {
-        awq_divide_rows(bv, 1, s2.scales);
-        const QuantType stored = io->stored_type("attn_v.bias");  // as the output stores it
-        for (float& v : bv)
-          v = stored == QuantType::BF16 ? bf16_to_f32(f32_to_bf16(v)) : stored == QuantType::F16 ? fp16_to_f32(f32_to_fp16(v)) : v;
-        io->set_float("attn_v.bias", bv);
-      }
-      scale_cols(wo.w, s2.scales);
-      unscale_cols(a.x_o, s2.scales);
-    }
+    // Folds, then clipping and quantization.
     const std::vector<float> e3 = fold_norm("ffn_norm.weight", s3.scales);
     for (AwLinear* x : {&wg, &wu}) scale_cols(x->w, e3);
     unscale_cols(a.x_ffn, e3);
-    {
-      std::span<float> us(wu.w.data(), static_cast<size_t>(wu.w.size()));
-      awq_divide_rows(us, wu.cols, s4.scales);
-    }
-    scale_cols(wd.w, s4.scales);
-    unscale_cols(a.x_down, s4.scales);
+    fold_pair(wu.w, wd.w, a.x_down, s4.scales);
+    AwMat keep[2];
+    quantize_on(clip_tokens(a.x_ffn, keep[0]), {{&wg, nullptr}, {&wu, nullptr}}, p.clip, ctx);
+    quantize_on(clip_tokens(a.x_down, keep[1]), {{&wd, nullptr}}, p.clip, ctx);
+  }
 
-    // Clipping (q/k on the symmetric clamps only, with clip_qk) and quantization.
-    // On every calibration token (clip_tokens 0) or an even sample of them.
-    AwMat keep[4];
-    auto tokens_of = [&](const AwMat& x, AwMat& k) -> const AwMat& {
-      if (p.clip_tokens <= 0 || p.clip_tokens >= x.rows()) return x;
-      k = sample_rows(x, p.clip_tokens);
-      return k;
+  // up -> down: up's rows divided by s, down's columns (and its inputs x) multiplied (divided).
+  static void fold_pair(AwMat& up, AwMat& down, AwMat& x, std::span<const float> s) {
+    std::span<float> us(up.data(), static_cast<size_t>(up.size()));
+    awq_divide_rows(us, up.cols(), s);
+    scale_cols(down, s);
+    unscale_cols(x, s);
+  }
+
+  // v rounded to the stored dtype of blk.<layer>.suffix, as the output stores it.
+  std::vector<float> stored_rounding(const char* suffix, std::vector<float> v) const {
+    const QuantType stored = io->stored_type(suffix);
+    for (float& x : v)
+      x = stored == QuantType::BF16 ? bf16_to_f32(f32_to_bf16(x)) : stored == QuantType::F16 ? fp16_to_f32(f32_to_fp16(x)) : x;
+    return v;
+  }
+
+  // The tokens a mixture of experts' loss is costed on, with the routing the capture saw: each
+  // expert's rows of x (`at`: their indices in the set) and routing weights, each token's shared
+  // expert gate, and the block's output with the original weights.
+  struct MoeSet {
+    AwMat x;                                // the set's MLP inputs
+    std::vector<std::vector<int64_t>> at;   // per expert: its tokens' indices in x
+    std::vector<std::vector<float>> route;  // per expert: their routing weights
+    std::vector<AwMat> xe;                  // per expert: its tokens' rows of x
+    std::vector<float> shared_gate;         // per token: sigmoid(gate . x) (a shared expert)
+    AwMat ref;
+  };
+
+  // The mixture's output on `set`: each token's routing-weighted sum of its experts' MLPs, expert
+  // e's gate and up from gate_up(e, g, u) (which may fill g and u and point at them: one expert's
+  // at a time), its down ds[e]; plus the gated shared MLP (sg, su, sd; none when null).
+  using GateUp = std::function<std::pair<const AwMat*, const AwMat*>(size_t, AwMat&, AwMat&)>;
+  void moe_out(const MoeSet& set, const GateUp& gate_up, const std::vector<const AwMat*>& ds, const AwMat* sg,
+               const AwMat* su, const AwMat* sd, AwMat& out, int threads) const {
+    out = AwMat::Zero(set.x.rows(), set.x.cols());
+    AwMat y, gbuf, ubuf;
+    for (size_t e = 0; e < set.xe.size(); ++e) {
+      if (set.xe[e].rows() == 0) continue;
+      const auto [g, u] = gate_up(e, gbuf, ubuf);
+      mlp_out(set.xe[e], *g, *u, *ds[e], y, threads);
+      for (size_t i = 0; i < set.at[e].size(); ++i) out.row(set.at[e][i]) += set.route[e][i] * y.row(static_cast<Eigen::Index>(i));
+    }
+    if (sg) {
+      mlp_out(set.x, *sg, *su, *sd, y, threads);
+      for (Eigen::Index t = 0; t < y.rows(); ++t) out.row(t) += set.shared_gate[static_cast<size_t>(t)] * y.row(t);
+    }
+  }
+
+  // A mixture of experts (its router and shared expert gate stay float): post_attention_layernorm
+  // -> the router, every expert's gate and up and the shared expert's, inspected at the mixture's
+  // output with the capture's routing (the router takes the scales exactly, so its logits do not
+  // move beyond its stored dtype's rounding); then each expert's up -> down on its routed tokens,
+  // their rows weighted by the routing weights (the down projection's share of the output), and
+  // the shared expert's up -> down on every token weighted by its gate. An expert no calibration
+  // token reached is rounded on AutoAWQ's min-max grid, and a warning names it.
+  void moe_step(AwActs& a, const Architecture& arch, const Context& ctx) {
+    const int64_t L = io->layer;
+    const int threads = ctx.thread_count();
+    const AwqParams& p = cfg.params;
+    const ModelConfig& mc = io->model->config();
+    const int64_t E = mc.n_expert, d = mc.n_embd, T = a.x_ffn.rows();
+    const bool mixtral = arch.moe == Architecture::MoeStyle::mixtral;
+    if (static_cast<int64_t>(a.expert_rows.size()) != E) fail(Errc::invalid_model, "awq: block {} captured no routing", L);
+    // Each expert's three matrices, as linears of their own.
+    std::vector<AwLinear> eg(static_cast<size_t>(E)), eu(static_cast<size_t>(E)), ed(static_cast<size_t>(E));
+    for (const char* role : {"ffn_gate_exps", "ffn_up_exps", "ffn_down_exps"}) {
+      const std::string suffix = std::string(role) + ".weight";
+      const LinearInfo* li = io->model->find_linear(local(suffix.c_str()));
+      if (!li) fail(Errc::invalid_model, "awq: the model has no blk.{}.{}", L, suffix);
+      const std::vector<float> v = io->model->tensor_f32(local(suffix.c_str()));
+      std::vector<AwLinear>& dst = role[4] == 'g' ? eg : role[4] == 'u' ? eu : ed;
+      for (int64_t e = 0; e < E; ++e) {
+        AwLinear& x = dst[static_cast<size_t>(e)];
+        x.gguf = names::block_tensor(static_cast<int>(L), suffix.c_str());
+        x.module = names::hf_expert_module(x.gguf, static_cast<int>(e), mixtral);
+        x.rows = li->n_out;
+        x.cols = li->n_in;
+        x.w = Eigen::Map<const AwMat>(v.data() + e * x.rows * x.cols, x.rows, x.cols);
+      }
+    }
+    const bool shared = arch.shared_expert;
+    AwLinear sg, su, sd;
+    if (shared) sg = load(L, "ffn_gate_shexp.weight"), su = load(L, "ffn_up_shexp.weight"), sd = load(L, "ffn_down_shexp.weight");
+    const std::vector<float> router = io->model->tensor_f32(local("ffn_gate_inp.weight"));
+    const std::vector<float> shexp_gate = shared ? io->model->tensor_f32(local("ffn_gate_inp_shexp.weight")) : std::vector<float>{};
+
+    // Routing weights of the captured assignments: softmax over all the router's logits, the
+    // token's chosen experts' probabilities, renormalised over them where the model does.
+    AwMat probs;
+    linear_out(a.x_ffn, Eigen::Map<const AwMat>(router.data(), E, d), probs, threads);
+    std::vector<float> psum(static_cast<size_t>(T), 0.0f);
+    for (int64_t t = 0; t < T; ++t) {
+      auto row = probs.row(t);
+      const float mx = row.maxCoeff();
+      row = (row.array() - mx).exp().matrix();
+      row /= row.sum();
+    }
+    if (mc.expert_weights_norm)
+      for (int64_t e = 0; e < E; ++e)
+        for (const int64_t t : a.expert_rows[static_cast<size_t>(e)]) psum[static_cast<size_t>(t)] += probs(t, e);
+    auto route_of = [&](int64_t t, int64_t e) {
+      return mc.expert_weights_norm ? probs(t, e) / std::max(psum[static_cast<size_t>(t)], 1e-30f) : probs(t, e);
     };
-    const AwMat &xa = tokens_of(a.x_attn, keep[0]), &xo = tokens_of(a.x_o, keep[1]), &xf = tokens_of(a.x_ffn, keep[2]),
-                &xd = tokens_of(a.x_down, keep[3]);
-    AwqParams pq = p;  // q/k: the symmetric clamps only
-    pq.clip_asym = false;
-    // Each input's grams are formed once for its linears and freed after them.
-    {
-      const AwGrams ga = p.clip ? input_grams(xa, ctx) : AwGrams{};
-      quantize_linear(wq, xa, p.clip && p.clip_qk ? &ga : nullptr, ctx, &pq);
-      quantize_linear(wk, xa, p.clip && p.clip_qk ? &ga : nullptr, ctx, &pq);
-      quantize_linear(wv, xa, p.clip ? &ga : nullptr, ctx);
+    std::vector<float> sgate;
+    if (shared) {
+      AwMat gl;
+      linear_out(a.x_ffn, Eigen::Map<const AwMat>(shexp_gate.data(), 1, d), gl, threads);
+      sgate.resize(static_cast<size_t>(T));
+      for (int64_t t = 0; t < T; ++t) sgate[static_cast<size_t>(t)] = 1.0f / (1.0f + std::exp(-gl(t, 0)));
     }
+    std::vector<const AwMat*> W_g, W_u, W_d;  // the original weights
+    for (int64_t e = 0; e < E; ++e)
+      W_g.push_back(&eg[static_cast<size_t>(e)].w), W_u.push_back(&eu[static_cast<size_t>(e)].w),
+          W_d.push_back(&ed[static_cast<size_t>(e)].w);
+    // The set of tokens `rows` (global, ascending): each expert's share of it.
+    auto make_set = [&](const std::vector<int64_t>& rows) {
+      MoeSet s;
+      s.x.resize(static_cast<int64_t>(rows.size()), d);
+      std::vector<int64_t> index(static_cast<size_t>(T), -1);
+      for (size_t i = 0; i < rows.size(); ++i) {
+        s.x.row(static_cast<Eigen::Index>(i)) = a.x_ffn.row(rows[i]);
+        index[static_cast<size_t>(rows[i])] = static_cast<int64_t>(i);
+      }
+      s.at.resize(static_cast<size_t>(E));
+      s.route.resize(static_cast<size_t>(E));
+      s.xe.resize(static_cast<size_t>(E));
+      for (int64_t e = 0; e < E; ++e)
+        for (const int64_t t : a.expert_rows[static_cast<size_t>(e)])
+          if (index[static_cast<size_t>(t)] >= 0) {
+            s.at[static_cast<size_t>(e)].push_back(index[static_cast<size_t>(t)]);
+            s.route[static_cast<size_t>(e)].push_back(route_of(t, e));
+          }
+      for (int64_t e = 0; e < E; ++e) {
+        const auto& at = s.at[static_cast<size_t>(e)];
+        AwMat& xe = s.xe[static_cast<size_t>(e)];
+        xe.resize(static_cast<int64_t>(at.size()), d);
+        for (size_t i = 0; i < at.size(); ++i) xe.row(static_cast<Eigen::Index>(i)) = s.x.row(at[i]);
+      }
+      if (shared)
+        for (const int64_t t : rows) s.shared_gate.push_back(sgate[static_cast<size_t>(t)]);
+      moe_out(s, [&](size_t e, AwMat&, AwMat&) { return std::make_pair(W_g[e], W_u[e]); }, W_d, shared ? &sg.w : nullptr,
+              shared ? &su.w : nullptr, shared ? &sd.w : nullptr, s.ref, threads);
+      return s;
+    };
+    using Loss = std::function<double(std::span<const float>)>;
+
+    // 3. post_attention_layernorm -> router, experts' gate and up (and the shared expert's).
+    AwqSearch s3;
     {
-      const AwGrams go = p.clip ? input_grams(xo, ctx) : AwGrams{};
-      quantize_linear(wo, xo, p.clip ? &go : nullptr, ctx);
+      std::vector<int64_t> all(static_cast<size_t>(T));
+      for (int64_t t = 0; t < T; ++t) all[static_cast<size_t>(t)] = t;
+      const MoeSet full = make_set(all);
+      const bool screen = p.search_tokens > 0 && 2 * p.search_tokens <= T;
+      MoeSet part;
+      if (screen) {
+        const int64_t step = std::max<int64_t>(1, T / p.search_tokens);
+        std::vector<int64_t> rows;
+        for (int64_t t = 0; t < T && static_cast<int64_t>(rows.size()) < p.search_tokens; t += step) rows.push_back(t);
+        part = make_set(rows);
+      }
+      auto loss_on = [&](const MoeSet& set) -> Loss {
+        return [&](std::span<const float> s) {
+          ctx.check_cancelled();
+          AwMat sgq, suq, out;
+          if (shared) sgq = scaled_fake(sg.w, s, ctx), suq = scaled_fake(su.w, s, ctx);
+          moe_out(set,
+                  [&](size_t e, AwMat& g, AwMat& u) {
+                    g = scaled_fake(eg[e].w, s, ctx), u = scaled_fake(eu[e].w, s, ctx);
+                    return std::make_pair(static_cast<const AwMat*>(&g), static_cast<const AwMat*>(&u));
+                  },
+                  W_d, shared ? &sgq : nullptr, shared ? &suq : nullptr, shared ? &sd.w : nullptr, out, threads);
+          return mse(out, set.ref);
+        };
+      };
+      std::vector<const AwMat*> ws;
+      for (int64_t e = 0; e < E; ++e) ws.push_back(&eg[static_cast<size_t>(e)].w), ws.push_back(&eu[static_cast<size_t>(e)].w);
+      if (shared) ws.push_back(&sg.w), ws.push_back(&su.w);
+      s3 = awq_search_scales(col_abs_mean(a.x_ffn), weight_mean(ws), p, loss_on(full), screen ? loss_on(part) : Loss{});
     }
-    {
-      const AwGrams gf = p.clip ? input_grams(xf, ctx) : AwGrams{};
-      quantize_linear(wg, xf, p.clip ? &gf : nullptr, ctx);
-      quantize_linear(wu, xf, p.clip ? &gf : nullptr, ctx);
+    report(L, "post_attention_layernorm->router,experts.gate,up", s3);
+
+    // 4. Each expert's up -> down (and the shared expert's), inspected at its down projection's
+    // output, each token's row weighted by its routing weight (its gate).
+    std::vector<AwMat> xd(static_cast<size_t>(E));
+    std::vector<AwqSearch> s4(static_cast<size_t>(E));
+    std::vector<int> unrouted;
+    for (int64_t e = 0; e < E; ++e) {
+      const auto& rows = a.expert_rows[static_cast<size_t>(e)];
+      AwMat& x = xd[static_cast<size_t>(e)];
+      x = std::move(a.expert_down[static_cast<size_t>(e)]);
+      if (rows.empty()) {
+        unrouted.push_back(static_cast<int>(e));
+        continue;
+      }
+      for (size_t i = 0; i < rows.size(); ++i) x.row(static_cast<Eigen::Index>(i)) *= route_of(rows[i], e);
+      s4[static_cast<size_t>(e)] = search_linear(x, ed[static_cast<size_t>(e)].w, ctx);
+      report(L, fmt::format("experts.{}.up->down", e).c_str(), s4[static_cast<size_t>(e)]);
     }
-    {
-      const AwGrams gd = p.clip ? input_grams(xd, ctx) : AwGrams{};
-      quantize_linear(wd, xd, p.clip ? &gd : nullptr, ctx);
+    AwqSearch s5;
+    if (shared) {
+      for (int64_t t = 0; t < T; ++t) a.x_down.row(t) *= sgate[static_cast<size_t>(t)];
+      s5 = search_linear(a.x_down, sd.w, ctx);
+      report(L, "shared_expert.up->down", s5);
     }
-    a = AwActs{};
-    io = nullptr;
+    if (!unrouted.empty()) {
+      const std::string w = fmt::format("block {}: the calibration data routed no tokens to expert(s) {}; their matrices "
+                                        "were rounded to nearest (AWQ's grid, no search)", L, fmt::join(unrouted, ", "));
+      ctx.progress_sink().message("warning: " + w);
+      warnings.push_back(w);
+    }
+
+    // Folds: the norm, the router's and the shared gate's columns (float), every expert's and
+    // the shared expert's gate and up; each up -> down pair.
+    const std::vector<float> e3 = fold_norm("ffn_norm.weight", s3.scales);
+    auto fold_float = [&](const char* suffix, std::vector<float> v) {
+      const size_t n = e3.size();
+      for (size_t i = 0; i < v.size(); ++i) v[i] *= e3[i % n];
+      io->set_float(suffix, stored_rounding(suffix, std::move(v)));
+    };
+    fold_float("ffn_gate_inp.weight", router);
+    if (shared) fold_float("ffn_gate_inp_shexp.weight", shexp_gate);
+    for (int64_t e = 0; e < E; ++e) scale_cols(eg[static_cast<size_t>(e)].w, e3), scale_cols(eu[static_cast<size_t>(e)].w, e3);
+    if (shared) scale_cols(sg.w, e3), scale_cols(su.w, e3);
+    unscale_cols(a.x_ffn, e3);
+    for (int64_t e = 0; e < E; ++e)
+      if (!a.expert_rows[static_cast<size_t>(e)].empty())
+        fold_pair(eu[static_cast<size_t>(e)].w, ed[static_cast<size_t>(e)].w, xd[static_cast<size_t>(e)], s4[static_cast<size_t>(e)].scales);
+    if (shared) fold_pair(su.w, sd.w, a.x_down, s5.scales);
+
+    // Clipping and quantization, role-major as the checkpoint lists them (gate, up, down of every
+    // expert), each expert on its own tokens; then the shared expert.
+    for (const int role : {0, 1, 2}) {
+      std::vector<AwLinear>& ls = role == 0 ? eg : role == 1 ? eu : ed;
+      for (int64_t e = 0; e < E; ++e) {
+        ctx.check_cancelled();
+        const auto& rows = a.expert_rows[static_cast<size_t>(e)];
+        AwLinear& l = ls[static_cast<size_t>(e)];
+        if (rows.empty()) {
+          quantize_linear(l, AwMat(0, l.cols), nullptr, ctx);
+          continue;
+        }
+        AwMat x, keep;
+        if (role < 2) {
+          x.resize(static_cast<int64_t>(rows.size()), d);
+          for (size_t i = 0; i < rows.size(); ++i) x.row(static_cast<Eigen::Index>(i)) = a.x_ffn.row(rows[i]);
+        }
+        const AwMat& xs = clip_tokens(role < 2 ? x : xd[static_cast<size_t>(e)], keep);
+        quantize_on(xs, {{&l, nullptr}}, p.clip, ctx);
+        l.w.resize(0, 0);
+        if (role == 2) xd[static_cast<size_t>(e)].resize(0, 0);
+      }
+    }
+    if (shared) {
+      AwMat keep[2];
+      quantize_on(clip_tokens(a.x_ffn, keep[0]), {{&sg, nullptr}, {&su, nullptr}}, p.clip, ctx);
+      quantize_on(clip_tokens(a.x_down, keep[1]), {{&sd, nullptr}}, p.clip, ctx);
+    }
   }
 };
 
@@ -1212,10 +1498,17 @@ AwActs aw_capture(AwBlockIo& io, const std::vector<int64_t>& lengths, int64_t n_
   int64_t total = 0;
   for (const int64_t n : lengths) total += n;
   AwActs a;
+  const bool moe = mc.n_expert > 0;
   a.x_attn.resize(total, mc.n_embd);
   a.x_o.resize(total, mc.n_head * mc.head_dim);
   a.x_ffn.resize(total, mc.n_embd);
-  a.x_down.resize(total, mc.n_ff);
+  a.x_down.resize(total, moe ? mc.n_ff_shexp : mc.n_ff);
+  std::vector<std::vector<float>> down_e;  // each expert's down inputs, row after row
+  if (moe) {
+    a.expert_rows.resize(static_cast<size_t>(mc.n_expert));
+    a.expert_down.resize(static_cast<size_t>(mc.n_expert));
+    down_e.resize(static_cast<size_t>(mc.n_expert));
+  }
   SessionOptions so;
   so.n_ctx = n_ctx;
   so.hook_inputs_only = true;
@@ -1223,14 +1516,27 @@ AwActs aw_capture(AwBlockIo& io, const std::vector<int64_t>& lengths, int64_t n_
   int64_t row0 = 0;
   bool non_finite = false;
   const bool fused_up = architecture_of(mc, "awq").fused_gate_up;
+  bool routed = false;  // this chunk passed the block's router
   session.set_linear_hook([&](const LinearEvent& ev) {
     const LinearInfo& l = *ev.linear;
-    if (l.layer != io.model_layer) return;
+    if (l.layer != io.model_layer) {
+      if (routed) throw AwStopForward{};  // past a mixture of experts: nothing more to keep
+      return;
+    }
+    if (ev.expert >= 0) {
+      if (l.role != "ffn_down_exps") return;
+      const size_t e = static_cast<size_t>(ev.expert);
+      for (int64_t i = 0; i < ev.n_tokens; ++i) a.expert_rows[e].push_back(row0 + ev.positions[i]);
+      down_e[e].insert(down_e[e].end(), ev.input, ev.input + ev.n_tokens * l.n_in);
+      if (!Eigen::Map<const AwMat>(ev.input, ev.n_tokens, l.n_in).allFinite()) non_finite = true;
+      return;
+    }
+    if (l.role == "ffn_gate_inp") routed = true;
     // each input once, from the first linear reading it (fused: attn_qkv, ffn_up)
     AwMat* dst = l.role == "attn_q" || l.role == "attn_qkv"   ? &a.x_attn
                  : l.role == "attn_output"                    ? &a.x_o
-                 : l.role == "ffn_gate" || (l.role == "ffn_up" && fused_up) ? &a.x_ffn
-                 : l.role == "ffn_down"                       ? &a.x_down
+                 : l.role == "ffn_gate" || (l.role == "ffn_up" && fused_up) || l.role == "ffn_gate_inp" ? &a.x_ffn
+                 : l.role == "ffn_down" || l.role == "ffn_down_shexp" ? &a.x_down
                                                               : nullptr;
     if (dst) {
       Eigen::Map<const AwMat> X(ev.input, ev.n_tokens, l.n_in);
@@ -1242,11 +1548,17 @@ AwActs aw_capture(AwBlockIo& io, const std::vector<int64_t>& lengths, int64_t n_
   for (size_t i = 0; i < lengths.size(); ++i) {
     ctx.check_cancelled();
     session.clear();
+    routed = false;
     try {
       eval_chunk(i, session);
     } catch (const AwStopForward&) {
     }
     row0 += lengths[i];
+  }
+  for (size_t e = 0; e < down_e.size(); ++e) {
+    const int64_t n = static_cast<int64_t>(a.expert_rows[e].size());
+    a.expert_down[e] = Eigen::Map<const AwMat>(down_e[e].data(), n, mc.n_ff_exp);
+    std::vector<float>().swap(down_e[e]);
   }
   if (non_finite)
     fail(Errc::smoothquant_failed, "awq: block {} sees NaN or infinite activations on the calibration data; nothing "
@@ -1299,12 +1611,12 @@ const AwqConfig& awq_checked(const ModelSource& s, const AwqConfig& c) {
   if (s.is_gguf())
     fail(Errc::invalid_argument, "awq: {} is a GGUF file; quantize a Hugging Face checkpoint (config.json and "
          "safetensors)", s.path().string());
-  if (s.config().n_expert > 0)
-    fail(Errc::invalid_model, "awq: mixture-of-experts models ({}) are not supported (gptq and rtn quantize them)",
-         s.config().model_type);
   for (const ModelTensor& t : s.tensors()) {
     const int b = names::block_of(t.name);
-    if (b < 0 || t.ne.size() != 2 || !t.name.ends_with(".weight") || t.name.find("norm") != std::string::npos) continue;
+    // the quantized linears (a mixture's 3-D expert tensors too; its routers stay float)
+    if (b < 0 || t.ne.size() < 2 || t.ne.size() > 3 || !t.name.ends_with(".weight") ||
+        t.name.find("norm") != std::string::npos || t.name.find("gate_inp") != std::string::npos)
+      continue;
     if (t.row_length() % c.params.group_size != 0)
       fail(Errc::invalid_argument, "awq: group size {} does not divide the row length {} of {}", c.params.group_size,
            t.row_length(), t.source_name.empty() ? t.name : t.source_name);
@@ -1318,8 +1630,10 @@ const AwqConfig& awq_checked(const ModelSource& s, const AwqConfig& c) {
     fail(Errc::invalid_argument, "awq: calibration samples must be positive, got {}", c.calibration_samples);
   if (c.ctx < 2) fail(Errc::invalid_argument, "awq: ctx must be at least 2, got {}", c.ctx);
   const std::string& arch = s.config().architecture;
-  if (arch != "llama" && arch != "qwen2" && arch != "qwen3" && arch != "gemma2" && arch != "gemma3" && arch != "phi3")
-    fail(Errc::invalid_model, "awq: model_type '{}' is not supported (llama, mistral, qwen2, qwen3, gemma2, gemma3, phi3)",
+  if (arch != "llama" && arch != "qwen2" && arch != "qwen3" && arch != "gemma2" && arch != "gemma3" && arch != "phi3" &&
+      arch != "qwen2moe" && arch != "qwen3moe")
+    fail(Errc::invalid_model, "awq: model_type '{}' is not supported (llama, mistral, mixtral, qwen2, qwen2_moe, qwen3, "
+         "qwen3_moe, gemma2, gemma3, phi3)",
          s.config().model_type.empty() ? arch : s.config().model_type);
   return c;
 }
@@ -1336,7 +1650,13 @@ struct AwqQuantizer::Impl {
   AwqResult summary;
   GptqResult stats;
 
-  Impl(const ModelSource& s, const AwqConfig& c) : src(s), cfg(awq_checked(s, c)), gq(s, awq_gptq_config(c)) {
+  static const AwqConfig& whole_checked(const ModelSource& s, const AwqConfig& c) {
+    if (s.config().n_expert > 0)
+      fail(Errc::invalid_model, "awq: a mixture of experts ({}) is quantized streamed (awq_model), not by AwqQuantizer",
+           s.config().model_type);
+    return awq_checked(s, c);
+  }
+  Impl(const ModelSource& s, const AwqConfig& c) : src(s), cfg(whole_checked(s, c)), gq(s, awq_gptq_config(c)) {
     if (cfg.layout == GptqLayout::compressed_tensors) {
       for (const LinearInfo& l : gq.model().linears())
         if (l.layer >= 0) storage = l.type == QuantType::BF16 ? 17 : l.type == QuantType::F16 ? 16 : 0;

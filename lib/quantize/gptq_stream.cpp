@@ -241,7 +241,7 @@ void gs_put_awq(GsFile& f, const GsAwqRecord& r) {
 void gs_get_awq(GsFile& f, GsAwqRecord& r, uint64_t limit) {
   uint64_t n[4];
   f.read(n, sizeof n);
-  if (n[0] > 16 || n[1] > 16 || n[2] > 64) fail(Errc::invalid_argument, "awq: a damaged spool record");
+  if (n[0] > 16 || n[1] > (1u << 16) || n[2] > (1u << 18)) fail(Errc::invalid_argument, "awq: a damaged spool record");
   r.clipped = static_cast<int64_t>(n[3]);
   r.floats.resize(static_cast<size_t>(n[0]));
   for (auto& [name, v] : r.floats) {
@@ -320,9 +320,6 @@ class GsRun {
            src_->path().string(), src_->path().string());
     if (cfg_.smoothquant) check_smoothquant();
     moe_ = src_->config().n_expert > 0;
-    if (moe_ && awq_)
-      fail(Errc::invalid_model, "awq: mixture-of-experts models ({}) are not supported (gptq and rtn quantize them)",
-           src_->config().model_type);
     if (moe_ && cfg_.smoothquant && cfg_.smoothquant->static_activations)
       fail(Errc::invalid_argument, "gptq: W8A8 of a mixture of experts ({}) quantizes activations dynamically per "
            "token; static input scales are not supported for experts", src_->config().model_type);
@@ -628,7 +625,7 @@ class GsRun {
       }
       if (awq_) {
         GsAwqRecord rec;
-        gs_get_awq(f, rec, static_cast<uint64_t>(std::max(src_->config().n_embd, int64_t{1})));
+        gs_get_awq(f, rec, awq_float_limit());
         summary_.layers.insert(summary_.layers.end(), rec.reports.begin(), rec.reports.end());
         awq_summary_.groups.insert(awq_summary_.groups.end(), rec.groups.begin(), rec.groups.end());
         awq_summary_.clipped_linears += rec.clipped;
@@ -1036,6 +1033,12 @@ class GsRun {
   // states entering it, the searches, folds, clipping and quantization; the matrices (in linears_
   // order) and the block's changed float tensors and scale reports go to the spool, and the model
   // takes the folded norms and the dequantized weights for the pass to block L + 1.
+  // The longest float tensor an AWQ record may hold: a router (experts x n_embd) or a norm.
+  uint64_t awq_float_limit() const {
+    const ModelConfig& c = src_->config();
+    return static_cast<uint64_t>(std::max<int64_t>(c.n_embd, 1) * std::max<int64_t>(c.n_expert, 1));
+  }
+
   void awq_block(int64_t L, Model& model, int64_t rows, int64_t d, const std::vector<int32_t>& ids,
                  std::vector<float>& table, std::vector<float>& x, GsFile& spool) {
     if (!awq_runner_) {
@@ -1074,6 +1077,8 @@ class GsRun {
         summary_.calibration_seconds, ctx_);
     rec.groups.assign(awq_summary_.groups.begin() + static_cast<std::ptrdiff_t>(groups_before), awq_summary_.groups.end());
     rec.clipped = awq_summary_.clipped_linears - clipped_before;
+    const bool propagate = L + 1 < src_->config().n_layer;
+    std::vector<float> experts;  // a merged expert tensor's dequantized values, expert after expert
     for (const GsLinear& xl : linears_) {
       if (xl.layer != L) continue;
       auto it = mats.find(xl.module);
@@ -1082,7 +1087,17 @@ class GsRun {
       rec.reports.push_back(it->second.second);
       summary_.layers.push_back(it->second.second);
       gs_put_matrix(spool, q);
-      if (L + 1 < src_->config().n_layer) put_dequantized(model, xl, q);
+      if (!propagate) continue;
+      if (xl.expert < 0) {
+        put_dequantized(model, xl, q);
+        continue;
+      }
+      const std::vector<float> dq = q.dequantize();
+      experts.insert(experts.end(), dq.begin(), dq.end());
+      if (experts.size() == static_cast<size_t>(xl.rows * xl.cols * src_->config().n_expert)) {
+        model.replace_tensor("blk.0." + xl.role + ".weight", experts, QuantType::F32);
+        std::vector<float>().swap(experts);
+      }
     }
     gs_put_awq(spool, rec);
   }
@@ -1109,7 +1124,7 @@ class GsRun {
       }
       if (awq_) {
         GsAwqRecord rec;
-        gs_get_awq(f, rec, static_cast<uint64_t>(std::max(src_->config().n_embd, int64_t{1})));
+        gs_get_awq(f, rec, awq_float_limit());
         for (auto& [name, v] : rec.floats) floats[name] = std::move(v);
       }
       if (cfg_.smoothquant) {
