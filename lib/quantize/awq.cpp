@@ -340,11 +340,10 @@ struct AwLinear {
 
 // The block's four product inputs over all calibration tokens (chunk after chunk). In a mixture
 // of experts x_ffn is the router's input and x_down the shared expert's down input (empty without
-// one); each expert's tokens (rows of x_ffn, ascending) and their down inputs are kept apart.
+// one); each expert's tokens are kept as rows of x_ffn (ascending).
 struct AwActs {
   AwMat x_attn, x_o, x_ffn, x_down;
   std::vector<std::vector<int64_t>> expert_rows;
-  std::vector<AwMat> expert_down;
 };
 
 // One block's AWQ step, on the block's float weights and captured inputs, for the whole-model
@@ -553,18 +552,20 @@ struct AwBlockStep {
   }
 
   // MLP output: down(act(x gᵀ) * (x uᵀ)), act SiLU or (Gemma) GELU-tanh, as the engine's.
-  void mlp_out(const AwMat& x, const AwMat& gw, const AwMat& uw, const AwMat& dw, AwMat& y, int threads) const {
-    y.resize(x.rows(), dw.rows());
-    const int64_t e = x.cols(), f = gw.rows(), o = dw.rows();
+  // With dw null, y is down's input: act(x gᵀ) * (x uᵀ).
+  void mlp_out(const AwMat& x, const AwMat& gw, const AwMat& uw, const AwMat* dw, AwMat& y, int threads) const {
+    const int64_t e = x.cols(), f = gw.rows(), o = dw ? dw->rows() : f;
+    y.resize(x.rows(), o);
     const bool gelu_tanh = detail::ModelAccess::impl(*io->model).gelu_tanh_ffn;
     parallel_for(x.rows(), threads, aw_grain(x.rows(), threads), [&](int64_t t0, int64_t t1) {
       const int64_t m = t1 - t0;
       AwMat g(m, f), u(m, f);
       aw_gemm(gemm, x.data() + t0 * e, m, e, e, gw.data(), f, e, g.data(), f);
       aw_gemm(gemm, x.data() + t0 * e, m, e, e, uw.data(), f, e, u.data(), f);
-      if (gelu_tanh) engine::gelu_tanh_mul(m * f, g.data(), u.data(), g.data());
-      else silu_mul(m * f, g.data(), u.data(), g.data());
-      aw_gemm(gemm, g.data(), m, f, f, dw.data(), o, f, y.data() + t0 * o, o);
+      float* act = dw ? g.data() : y.data() + t0 * f;
+      if (gelu_tanh) engine::gelu_tanh_mul(m * f, g.data(), u.data(), act);
+      else silu_mul(m * f, g.data(), u.data(), act);
+      if (dw) aw_gemm(gemm, g.data(), m, f, f, dw->data(), o, f, y.data() + t0 * o, o);
     });
   }
 
@@ -1202,14 +1203,14 @@ struct AwBlockStep {
       auto loss_on = [&](const AwMat& x, const AwMat& ref) -> Loss {
         return [&](std::span<const float> s) {
           ctx.check_cancelled();
-          mlp_out(x, scaled_fake(wg.w, s, ctx), scaled_fake(wu.w, s, ctx), wd.w, y, threads);
+          mlp_out(x, scaled_fake(wg.w, s, ctx), scaled_fake(wu.w, s, ctx), &wd.w, y, threads);
           return mse(y, ref);
         };
       };
-      mlp_out(a.x_ffn, wg.w, wu.w, wd.w, y_ref, threads);
+      mlp_out(a.x_ffn, wg.w, wu.w, &wd.w, y_ref, threads);
       const AwMat xs = screen ? sample_rows(a.x_ffn, p.search_tokens) : AwMat();
       AwMat ys_ref;
-      if (screen) mlp_out(xs, wg.w, wu.w, wd.w, ys_ref, threads);
+      if (screen) mlp_out(xs, wg.w, wu.w, &wd.w, ys_ref, threads);
       s3 = awq_search_scales(col_abs_mean(a.x_ffn), weight_mean({&wg.w, &wu.w}), p, loss_on(a.x_ffn, y_ref),
                              screen ? loss_on(xs, ys_ref) : Loss{});
     }
@@ -1223,18 +1224,19 @@ struct AwBlockStep {
     const std::vector<float> e3 = fold_norm("ffn_norm.weight", s3.scales);
     for (AwLinear* x : {&wg, &wu}) scale_cols(x->w, e3);
     unscale_cols(a.x_ffn, e3);
-    fold_pair(wu.w, wd.w, a.x_down, s4.scales);
+    fold_pair(wu.w, wd.w, &a.x_down, s4.scales);
     AwMat keep[2];
     quantize_on(clip_tokens(a.x_ffn, keep[0]), {{&wg, nullptr}, {&wu, nullptr}}, p.clip, ctx);
     quantize_on(clip_tokens(a.x_down, keep[1]), {{&wd, nullptr}}, p.clip, ctx);
   }
 
-  // up -> down: up's rows divided by s, down's columns (and its inputs x) multiplied (divided).
-  static void fold_pair(AwMat& up, AwMat& down, AwMat& x, std::span<const float> s) {
+  // up -> down: up's rows divided by s, down's columns (and its inputs x, where given) multiplied
+  // (divided).
+  static void fold_pair(AwMat& up, AwMat& down, AwMat* x, std::span<const float> s) {
     std::span<float> us(up.data(), static_cast<size_t>(up.size()));
     awq_divide_rows(us, up.cols(), s);
     scale_cols(down, s);
-    unscale_cols(x, s);
+    if (x) unscale_cols(*x, s);
   }
 
   // v rounded to the stored dtype of blk.<layer>.suffix, as the output stores it.
@@ -1249,13 +1251,21 @@ struct AwBlockStep {
   // expert's rows of x (`at`: their indices in the set) and routing weights, each token's shared
   // expert gate, and the block's output with the original weights.
   struct MoeSet {
-    AwMat x;                                // the set's MLP inputs
+    const AwMat* all = nullptr;             // the capture's MLP inputs, when the set is every token
+    AwMat own;                              // else the set's rows of them
+    const AwMat& x() const { return all ? *all : own; }
     std::vector<std::vector<int64_t>> at;   // per expert: its tokens' indices in x
     std::vector<std::vector<float>> route;  // per expert: their routing weights
-    std::vector<AwMat> xe;                  // per expert: its tokens' rows of x
     std::vector<float> shared_gate;         // per token: sigmoid(gate . x) (a shared expert)
     AwMat ref;
   };
+
+  // Rows `at` of x.
+  static AwMat gather_rows(const AwMat& x, const std::vector<int64_t>& at) {
+    AwMat r(static_cast<Eigen::Index>(at.size()), x.cols());
+    for (size_t i = 0; i < at.size(); ++i) r.row(static_cast<Eigen::Index>(i)) = x.row(at[i]);
+    return r;
+  }
 
   // The mixture's output on `set`: each token's routing-weighted sum of its experts' MLPs, expert
   // e's gate and up from gate_up(e, g, u) (which may fill g and u and point at them: one expert's
@@ -1263,16 +1273,17 @@ struct AwBlockStep {
   using GateUp = std::function<std::pair<const AwMat*, const AwMat*>(size_t, AwMat&, AwMat&)>;
   void moe_out(const MoeSet& set, const GateUp& gate_up, const std::vector<const AwMat*>& ds, const AwMat* sg,
                const AwMat* su, const AwMat* sd, AwMat& out, int threads) const {
-    out = AwMat::Zero(set.x.rows(), set.x.cols());
-    AwMat y, gbuf, ubuf;
-    for (size_t e = 0; e < set.xe.size(); ++e) {
-      if (set.xe[e].rows() == 0) continue;
+    out = AwMat::Zero(set.x().rows(), set.x().cols());
+    AwMat y, gbuf, ubuf, xe;
+    for (size_t e = 0; e < set.at.size(); ++e) {
+      if (set.at[e].empty()) continue;
       const auto [g, u] = gate_up(e, gbuf, ubuf);
-      mlp_out(set.xe[e], *g, *u, *ds[e], y, threads);
+      xe = gather_rows(set.x(), set.at[e]);
+      mlp_out(xe, *g, *u, ds[e], y, threads);
       for (size_t i = 0; i < set.at[e].size(); ++i) out.row(set.at[e][i]) += set.route[e][i] * y.row(static_cast<Eigen::Index>(i));
     }
     if (sg) {
-      mlp_out(set.x, *sg, *su, *sd, y, threads);
+      mlp_out(set.x(), *sg, *su, sd, y, threads);
       for (Eigen::Index t = 0; t < y.rows(); ++t) out.row(t) += set.shared_gate[static_cast<size_t>(t)] * y.row(t);
     }
   }
@@ -1344,30 +1355,27 @@ struct AwBlockStep {
       W_g.push_back(&eg[static_cast<size_t>(e)].w), W_u.push_back(&eu[static_cast<size_t>(e)].w),
           W_d.push_back(&ed[static_cast<size_t>(e)].w);
     // The set of tokens `rows` (global, ascending): each expert's share of it.
+    // The set of tokens `rows` (global, ascending; empty: every token, read in place).
     auto make_set = [&](const std::vector<int64_t>& rows) {
       MoeSet s;
-      s.x.resize(static_cast<int64_t>(rows.size()), d);
       std::vector<int64_t> index(static_cast<size_t>(T), -1);
-      for (size_t i = 0; i < rows.size(); ++i) {
-        s.x.row(static_cast<Eigen::Index>(i)) = a.x_ffn.row(rows[i]);
-        index[static_cast<size_t>(rows[i])] = static_cast<int64_t>(i);
+      if (rows.empty()) {
+        s.all = &a.x_ffn;
+        for (int64_t t = 0; t < T; ++t) index[static_cast<size_t>(t)] = t;
+      } else {
+        s.own = gather_rows(a.x_ffn, rows);
+        for (size_t i = 0; i < rows.size(); ++i) index[static_cast<size_t>(rows[i])] = static_cast<int64_t>(i);
       }
       s.at.resize(static_cast<size_t>(E));
       s.route.resize(static_cast<size_t>(E));
-      s.xe.resize(static_cast<size_t>(E));
       for (int64_t e = 0; e < E; ++e)
         for (const int64_t t : a.expert_rows[static_cast<size_t>(e)])
           if (index[static_cast<size_t>(t)] >= 0) {
             s.at[static_cast<size_t>(e)].push_back(index[static_cast<size_t>(t)]);
             s.route[static_cast<size_t>(e)].push_back(route_of(t, e));
           }
-      for (int64_t e = 0; e < E; ++e) {
-        const auto& at = s.at[static_cast<size_t>(e)];
-        AwMat& xe = s.xe[static_cast<size_t>(e)];
-        xe.resize(static_cast<int64_t>(at.size()), d);
-        for (size_t i = 0; i < at.size(); ++i) xe.row(static_cast<Eigen::Index>(i)) = s.x.row(at[i]);
-      }
-      if (shared)
+      if (shared && rows.empty()) s.shared_gate = sgate;
+      else if (shared)
         for (const int64_t t : rows) s.shared_gate.push_back(sgate[static_cast<size_t>(t)]);
       moe_out(s, [&](size_t e, AwMat&, AwMat&) { return std::make_pair(W_g[e], W_u[e]); }, W_d, shared ? &sg.w : nullptr,
               shared ? &su.w : nullptr, shared ? &sd.w : nullptr, s.ref, threads);
@@ -1378,9 +1386,7 @@ struct AwBlockStep {
     // 3. post_attention_layernorm -> router, experts' gate and up (and the shared expert's).
     AwqSearch s3;
     {
-      std::vector<int64_t> all(static_cast<size_t>(T));
-      for (int64_t t = 0; t < T; ++t) all[static_cast<size_t>(t)] = t;
-      const MoeSet full = make_set(all);
+      const MoeSet full = make_set({});
       const bool screen = p.search_tokens > 0 && 2 * p.search_tokens <= T;
       MoeSet part;
       if (screen) {
@@ -1411,20 +1417,24 @@ struct AwBlockStep {
     report(L, "post_attention_layernorm->router,experts.gate,up", s3);
 
     // 4. Each expert's up -> down (and the shared expert's), inspected at its down projection's
-    // output, each token's row weighted by its routing weight (its gate).
-    std::vector<AwMat> xd(static_cast<size_t>(E));
+    // output, each token's row weighted by its routing weight (its gate). An expert's down input,
+    // act(x gᵀ) * (x uᵀ) on its tokens, is recomputed from the MLP inputs when needed (one
+    // expert's at a time); after the folds it is the input divided by the expert's scales.
+    auto down_input = [&](int64_t e) {
+      const auto& rows = a.expert_rows[static_cast<size_t>(e)];
+      AwMat y;
+      mlp_out(gather_rows(a.x_ffn, rows), eg[static_cast<size_t>(e)].w, eu[static_cast<size_t>(e)].w, nullptr, y, threads);
+      for (size_t i = 0; i < rows.size(); ++i) y.row(static_cast<Eigen::Index>(i)) *= route_of(rows[i], e);
+      return y;
+    };
     std::vector<AwqSearch> s4(static_cast<size_t>(E));
     std::vector<int> unrouted;
     for (int64_t e = 0; e < E; ++e) {
-      const auto& rows = a.expert_rows[static_cast<size_t>(e)];
-      AwMat& x = xd[static_cast<size_t>(e)];
-      x = std::move(a.expert_down[static_cast<size_t>(e)]);
-      if (rows.empty()) {
+      if (a.expert_rows[static_cast<size_t>(e)].empty()) {
         unrouted.push_back(static_cast<int>(e));
         continue;
       }
-      for (size_t i = 0; i < rows.size(); ++i) x.row(static_cast<Eigen::Index>(i)) *= route_of(rows[i], e);
-      s4[static_cast<size_t>(e)] = search_linear(x, ed[static_cast<size_t>(e)].w, ctx);
+      s4[static_cast<size_t>(e)] = search_linear(down_input(e), ed[static_cast<size_t>(e)].w, ctx);
       report(L, fmt::format("experts.{}.up->down", e).c_str(), s4[static_cast<size_t>(e)]);
     }
     AwqSearch s5;
@@ -1455,8 +1465,8 @@ struct AwBlockStep {
     unscale_cols(a.x_ffn, e3);
     for (int64_t e = 0; e < E; ++e)
       if (!a.expert_rows[static_cast<size_t>(e)].empty())
-        fold_pair(eu[static_cast<size_t>(e)].w, ed[static_cast<size_t>(e)].w, xd[static_cast<size_t>(e)], s4[static_cast<size_t>(e)].scales);
-    if (shared) fold_pair(su.w, sd.w, a.x_down, s5.scales);
+        fold_pair(eu[static_cast<size_t>(e)].w, ed[static_cast<size_t>(e)].w, nullptr, s4[static_cast<size_t>(e)].scales);
+    if (shared) fold_pair(su.w, sd.w, &a.x_down, s5.scales);
 
     // Clipping and quantization, role-major as the checkpoint lists them (gate, up, down of every
     // expert), each expert on its own tokens; then the shared expert.
@@ -1470,15 +1480,11 @@ struct AwBlockStep {
           quantize_linear(l, AwMat(0, l.cols), nullptr, ctx);
           continue;
         }
-        AwMat x, keep;
-        if (role < 2) {
-          x.resize(static_cast<int64_t>(rows.size()), d);
-          for (size_t i = 0; i < rows.size(); ++i) x.row(static_cast<Eigen::Index>(i)) = a.x_ffn.row(rows[i]);
-        }
-        const AwMat& xs = clip_tokens(role < 2 ? x : xd[static_cast<size_t>(e)], keep);
-        quantize_on(xs, {{&l, nullptr}}, p.clip, ctx);
-        l.w.resize(0, 0);
-        if (role == 2) xd[static_cast<size_t>(e)].resize(0, 0);
+        AwMat keep;
+        const AwMat x = role < 2 ? gather_rows(a.x_ffn, rows) : down_input(e);
+        quantize_on(clip_tokens(x, keep), {{&l, nullptr}}, p.clip, ctx);
+        if (role == 2)  // the expert's float weights are no longer needed
+          for (std::vector<AwLinear>* v : {&eg, &eu, &ed}) (*v)[static_cast<size_t>(e)].w.resize(0, 0);
       }
     }
     if (shared) {
@@ -1503,12 +1509,7 @@ AwActs aw_capture(AwBlockIo& io, const std::vector<int64_t>& lengths, int64_t n_
   a.x_o.resize(total, mc.n_head * mc.head_dim);
   a.x_ffn.resize(total, mc.n_embd);
   a.x_down.resize(total, moe ? mc.n_ff_shexp : mc.n_ff);
-  std::vector<std::vector<float>> down_e;  // each expert's down inputs, row after row
-  if (moe) {
-    a.expert_rows.resize(static_cast<size_t>(mc.n_expert));
-    a.expert_down.resize(static_cast<size_t>(mc.n_expert));
-    down_e.resize(static_cast<size_t>(mc.n_expert));
-  }
+  if (moe) a.expert_rows.resize(static_cast<size_t>(mc.n_expert));
   SessionOptions so;
   so.n_ctx = n_ctx;
   so.hook_inputs_only = true;
@@ -1523,12 +1524,9 @@ AwActs aw_capture(AwBlockIo& io, const std::vector<int64_t>& lengths, int64_t n_
       if (routed) throw AwStopForward{};  // past a mixture of experts: nothing more to keep
       return;
     }
-    if (ev.expert >= 0) {
-      if (l.role != "ffn_down_exps") return;
-      const size_t e = static_cast<size_t>(ev.expert);
-      for (int64_t i = 0; i < ev.n_tokens; ++i) a.expert_rows[e].push_back(row0 + ev.positions[i]);
-      down_e[e].insert(down_e[e].end(), ev.input, ev.input + ev.n_tokens * l.n_in);
-      if (!Eigen::Map<const AwMat>(ev.input, ev.n_tokens, l.n_in).allFinite()) non_finite = true;
+    if (ev.expert >= 0) {  // the tokens routed to the expert
+      if (l.role == "ffn_gate_exps")
+        for (int64_t i = 0; i < ev.n_tokens; ++i) a.expert_rows[static_cast<size_t>(ev.expert)].push_back(row0 + ev.positions[i]);
       return;
     }
     if (l.role == "ffn_gate_inp") routed = true;
@@ -1554,11 +1552,6 @@ AwActs aw_capture(AwBlockIo& io, const std::vector<int64_t>& lengths, int64_t n_
     } catch (const AwStopForward&) {
     }
     row0 += lengths[i];
-  }
-  for (size_t e = 0; e < down_e.size(); ++e) {
-    const int64_t n = static_cast<int64_t>(a.expert_rows[e].size());
-    a.expert_down[e] = Eigen::Map<const AwMat>(down_e[e].data(), n, mc.n_ff_exp);
-    std::vector<float>().swap(down_e[e]);
   }
   if (non_finite)
     fail(Errc::smoothquant_failed, "awq: block {} sees NaN or infinite activations on the calibration data; nothing "
