@@ -14,7 +14,9 @@
 # OUT (/tmp/awq-compare), VENV_AWQ (../venv-awq), VENV_LLMC (../venv-sq), LLMC=1 (also AWQModifier),
 # AUTOAWQ_DIR (an AutoAWQ output made with the same settings: reused, its time and RSS not measured),
 # LLMC_DTYPE (auto: the dtype llm-compressor loads the model in; float32 where torch has no bf16
-# products on the CPU).
+# products on the CPU), IGNORE (module patterns llm-compressor leaves unquantized besides lm_head,
+# space-separated) and AWQ_MAPPINGS (moe: llm-compressor's mixture-of-experts mappings), e.g. for a
+# Mixtral: LLMC=1 IGNORE='re:.*block_sparse_moe.gate$ re:.*mlp.gate$' AWQ_MAPPINGS=moe MODEL=/tmp/mixtral.
 set -uo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
 lq=$(realpath "${LQ:-$repo/build/apps/cli/lq}")
@@ -71,8 +73,11 @@ fi
 if [ "${LLMC:-0}" = 1 ] && [ -x "$venv_llmc/bin/python" ]; then
   echo "== llm-compressor AWQModifier"
   rm -rf "$out/llmc-awq"
+  read -r -a ignore_list <<< "${IGNORE:-}"  # no glob expansion of the patterns
+  llmc_args=(--awq-mappings "${AWQ_MAPPINGS:-default}")
+  for i in "${ignore_list[@]}"; do llmc_args+=("--ignore=$i"); done
   timed llmc-awq "$venv_llmc/bin/python" "$interop" llmc ct-awq-w4a16-asym "$model" "$out/llmc-awq" \
-    --calibration-data "$calib" --samples "$samples" --ctx "$ctx" --threads "$threads" &&
+    --calibration-data "$calib" --samples "$samples" --ctx "$ctx" --threads "$threads" "${llmc_args[@]}" &&
     measure llmc-awq "$out/llmc-awq" "$(wall llmc-awq)" "$(rss llmc-awq)"
 fi
 

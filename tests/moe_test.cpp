@@ -762,6 +762,25 @@ std::vector<std::string> expert_modules(const std::string& type, int64_t l, int6
   return {p + "gate_proj", p + "up_proj", p + "down_proj"};
 }
 
+// Runs body(type, toy, dir) on a toy of each mixture-of-experts type, its checkpoint in dir / "m";
+// stops where the shared tokenizer is absent (the test is skipped).
+void for_each_moe_toy(const std::function<void(const std::string&, const MoeToy&, const test::TempDir&)>& body) {
+  for (const std::string type : {"mixtral", "qwen2_moe", "qwen3_moe"}) {
+    INFO(type);
+    test::TempDir tmp;
+    MoeToy s;
+    s.model_type = type;
+    if (!write_moe_toy(tmp / "m", s)) return;
+    body(type, s, tmp);
+  }
+}
+
+// The linears a quantizer writes for toy s: per block q, k, v, o, each expert's three projections
+// and the shared expert's three.
+size_t moe_linears(const MoeToy& s) {
+  return static_cast<size_t>(s.layers * (4 + 3 * s.experts + (s.model_type == "qwen2_moe" ? 3 : 0)));
+}
+
 std::map<std::string, std::vector<uint8_t>> output_tensors(const fs::path& dir) {
   std::map<std::string, std::vector<uint8_t>> m;
   test::for_each_safetensors_tensor(dir, [&](const StTensor& t, std::vector<uint8_t>& raw) { m[t.name] = raw; });
@@ -774,16 +793,10 @@ TEST_CASE("moe: GPTQ writes every expert as a packed module of its own, the rout
           "[arch][moe][gptq]") {
   auto calib = test::shared_file("corpus/calibration.txt");
   if (!calib) return;
-  for (const std::string type : {"mixtral", "qwen2_moe", "qwen3_moe"}) {
-    INFO(type);
-    test::TempDir tmp;
-    MoeToy s;
-    s.model_type = type;
-    if (!write_moe_toy(tmp / "m", s)) return;
+  for_each_moe_toy([&](const std::string& type, const MoeToy& s, const test::TempDir& tmp) {
     const bool shared = type == "qwen2_moe";
     const GptqResult r = gptq_model(tmp / "m", tmp / "out", moe_gptq_config(*calib));
-    // q, k, v, o, each expert's three projections, the shared expert's three
-    CHECK(r.layers.size() == static_cast<size_t>(s.layers * (4 + 3 * s.experts + (shared ? 3 : 0))));
+    CHECK(r.layers.size() == moe_linears(s));
     CHECK(r.warnings.empty());  // 3 x 64 tokens reach every expert
     for (const GptqLayerReport& l : r.layers) CHECK(l.loss > 0);
 
@@ -842,7 +855,7 @@ TEST_CASE("moe: GPTQ writes every expert as a packed module of its own, the rout
     const double rtn_err = test::rel_rmse(want, last_logits(*Model::load(tmp / "rtn"), toks));
     CHECK(err > 0);
     CHECK(err < rtn_err);
-  }
+  });
 }
 
 TEST_CASE("moe: an expert no calibration token reaches is rounded to nearest, with a warning", "[arch][moe][gptq]") {
@@ -881,19 +894,13 @@ TEST_CASE("moe: AWQ searches the mixture and each expert, folds the norm into ro
           "[arch][moe][awq]") {
   auto calib = test::shared_file("corpus/calibration.txt");
   if (!calib) return;
-  for (const std::string type : {"mixtral", "qwen2_moe", "qwen3_moe"}) {
-    INFO(type);
-    test::TempDir tmp;
-    MoeToy s;
-    s.model_type = type;
-    if (!write_moe_toy(tmp / "m", s)) return;
+  for_each_moe_toy([&](const std::string& type, const MoeToy& s, const test::TempDir& tmp) {
     const bool shared = type == "qwen2_moe";
     AwqConfig a = test::small_awq_config(*calib, 8, 64);
     a.params.group_size = 32;
     a.params.search_tokens = 128;  // the mixture's candidates screened on 128 of the 512 tokens
     const AwqResult r = awq_model(tmp / "m", tmp / "awq", a);
-    // q, k, v, o, each expert's three projections, the shared expert's three
-    CHECK(r.gptq.layers.size() == static_cast<size_t>(s.layers * (4 + 3 * s.experts + (shared ? 3 : 0))));
+    CHECK(r.gptq.layers.size() == moe_linears(s));
     CHECK(r.gptq.warnings.empty());
     // Per block: q/k/v (v -> o is skipped under GQA), the mixture, each expert's up -> down, the
     // shared expert's.
@@ -947,7 +954,7 @@ TEST_CASE("moe: AWQ searches the mixture and each expert, folds the norm into ro
     const double rtn_err = test::rel_rmse(want, last_logits(*Model::load(tmp / "same-rtn"), toks));
     CHECK(err > 0);
     CHECK(err < rtn_err);
-  }
+  });
 }
 
 TEST_CASE("moe: AWQ rounds an expert no token reaches on its grid with a warning, and resumes to the same bytes",
@@ -1143,12 +1150,7 @@ TEST_CASE("moe: GGUF --gptq walks every expert's slice of the merged tensors, cl
 
 TEST_CASE("moe: convert X.gguf to compressed-tensors or gptq writes every expert's Q4_0 codes as a module of its own",
           "[arch][moe][cli]") {
-  for (const std::string type : {"mixtral", "qwen2_moe", "qwen3_moe"}) {
-    INFO(type);
-    test::TempDir tmp;
-    MoeToy s;
-    s.model_type = type;
-    if (!write_moe_toy(tmp / "m", s)) return;
+  for_each_moe_toy([&](const std::string& type, const MoeToy& s, const test::TempDir& tmp) {
     const fs::path gguf = tmp / "m.gguf";
     REQUIRE(test::run(test::cli_path() + " quantize " + (tmp / "m").string() + " gguf -q Q4_0 -o " + gguf.string())
                 .status == 0);
@@ -1156,7 +1158,7 @@ TEST_CASE("moe: convert X.gguf to compressed-tensors or gptq writes every expert
       const fs::path dir = tmp / (layout == GptqLayout::gptq ? "gptq" : "ct");
       const GgufConvertResult r = convert_gguf_to_gptq(gguf, dir, layout);
       CHECK(r.requantized.empty());  // every linear, experts included, maps exactly
-      CHECK(r.exact.size() == static_cast<size_t>(s.layers * (4 + 3 * s.experts + (type == "qwen2_moe" ? 3 : 0))));
+      CHECK(r.exact.size() == moe_linears(s));
       const auto cfg = nlohmann::json::parse(read_file(dir / "config.json"));
       CHECK(cfg["model_type"] == type);
       CHECK(cfg[type == "mixtral" ? "num_local_experts" : "num_experts"] == s.experts);
@@ -1173,7 +1175,7 @@ TEST_CASE("moe: convert X.gguf to compressed-tensors or gptq writes every expert
           CHECK(expert_rows(*g, name, e) == expert_rows(*d, name, e));
         }
     }
-  }
+  });
 }
 
 TEST_CASE("moe: convert DIR gguf -q exact writes every quantized expert's codes as Q4_0 or Q8_0 blocks", "[arch][moe]") {

@@ -2,8 +2,12 @@
 dequantization as F32 references, and transformers' perplexity on them, for the readers' checks.
 
   make_third_party_checkpoints.py llmc NAME MODEL OUT [--calibration-data F --samples N --ctx C]
-      llm-compressor (oneshot) with the recipe NAME (see LLMC_RECIPES), lm_head ignored, on the
-      calibration chunks lq uses (BOS-led ctx-long pieces of the text tokenized as one string).
+                                   [--ignore PATTERN ...] [--awq-mappings moe]
+      llm-compressor (oneshot) with the recipe NAME (see LLMC_RECIPES), lm_head (and each --ignore
+      pattern: a mixture of experts' routers) ignored, on the calibration chunks lq uses (BOS-led
+      ctx-long pieces of the text tokenized as one string). --awq-mappings moe: AWQModifier with
+      llm-compressor's own mixture-of-experts mappings (post_attention_layernorm -> the router and
+      every expert's gate_proj and up_proj), the router patterns given as --ignore.
   make_third_party_checkpoints.py gptqmodel NAME MODEL OUT [...]   GPTQModel, config NAME (GPTQ_CONFIGS)
   make_third_party_checkpoints.py awq NAME MODEL OUT [...]         AutoAWQ (GEMM layout)
   make_third_party_checkpoints.py ref DIR [--out DIR/ref-dequant.safetensors]
@@ -117,7 +121,7 @@ def cmd_llmc(a):
     chunks = calibration(a, a.model)
     ds = Dataset.from_dict({"input_ids": chunks, "attention_mask": [[1] * a.ctx for _ in chunks]})
     model = AutoModelForCausalLM.from_pretrained(a.model, dtype=lq_eval.llmc_dtype(), device_map="cpu")
-    qargs = dict(targets="Linear", ignore=["lm_head"])
+    qargs = dict(targets="Linear", ignore=["lm_head"] + list(a.ignore or []))
     if scheme == "W4A16-channel":  # 4-bit symmetric, one scale per output row (no groups)
         from compressed_tensors.quantization import QuantizationArgs, QuantizationScheme
         qargs["config_groups"] = {"group_0": QuantizationScheme(
@@ -136,6 +140,14 @@ def cmd_llmc(a):
             # needs a CUDA driver and does nothing for a CPU run, so it is skipped there.
             from llmcompressor.pipelines.cache import IntermediatesCache
             IntermediatesCache.pin_memory = lambda self, *args, **kwargs: None
+        if a.awq_mappings == "moe":
+            from llmcompressor.modifiers.transform.awq.mappings import AWQMapping
+            extra = dict(extra, mappings=[
+                AWQMapping("re:.*input_layernorm$", ["re:.*q_proj$", "re:.*k_proj$", "re:.*v_proj$"]),
+                AWQMapping("re:.*v_proj$", ["re:.*o_proj$"]),
+                AWQMapping("re:.*post_attention_layernorm$",
+                           ["re:.*mlp.gate$", "re:.*mlp.experts.*.gate_proj$", "re:.*mlp.experts.*.up_proj$"]),
+                AWQMapping("re:.*up_proj$", ["re:.*down_proj$"])])
         recipe = [AWQModifier(**extra), QuantizationModifier(**qargs)]
     if kind == "rtn":  # weights only (and dynamic activations): no calibration data
         oneshot(model=model, recipe=recipe)
@@ -479,6 +491,9 @@ def main():
         s.add_argument("--ctx", type=int, default=256)
         s.add_argument("--threads", type=int, default=2)
         s.add_argument("--lq")
+        if name == "llmc":
+            s.add_argument("--ignore", action="append", help="a module pattern left unquantized besides lm_head")
+            s.add_argument("--awq-mappings", choices=("default", "moe"), default="default")
     s = sub.add_parser("ref")
     s.add_argument("dir")
     s.add_argument("--out")
