@@ -998,6 +998,29 @@ TEST_CASE("moe: AWQ rounds an expert no token reaches on its grid with a warning
   // The whole-model AwqQuantizer does not take experts.
   auto src = ModelSource::open(tmp / "m");
   test::check_error(Errc::invalid_model, [&] { AwqQuantizer qz(*src, a); }, "streamed");
+
+  // AutoAWQ's GEMM layout: every expert a qweight / qzeros / scales module, read back as 4-bit
+  // grids (at most 16 values a group of 32).
+  AwqConfig g = test::small_awq_config(*calib);
+  g.params.group_size = 32;
+  g.layout = GptqLayout::awq;
+  awq_model(tmp / "m", tmp / "gemm", g);
+  const auto out = output_tensors(tmp / "gemm");
+  for (const std::string& m : expert_modules("mixtral", 2, 3)) {
+    CHECK(out.count(m + ".qweight"));
+    CHECK(out.count(m + ".qzeros"));
+    CHECK(out.count(m + ".scales"));
+  }
+  auto gemm = ModelSource::open(tmp / "gemm");
+  for (const char* role : {"ffn_gate_exps", "ffn_up_exps", "ffn_down_exps"})
+    for (int64_t e = 0; e < s.experts; ++e) {
+      const std::vector<float> w = expert_rows(*gemm, fmt::format("blk.2.{}.weight", role), e);
+      for (size_t g = 0; g < w.size(); g += 32) {
+        std::vector<float> v(w.begin() + static_cast<std::ptrdiff_t>(g), w.begin() + static_cast<std::ptrdiff_t>(g + 32));
+        std::sort(v.begin(), v.end());
+        CHECK(std::unique(v.begin(), v.end()) - v.begin() <= 16);
+      }
+    }
 }
 
 TEST_CASE("moe: W8A8 after SmoothQuant smooths the attention and writes int8 experts", "[arch][moe][gptq]") {
