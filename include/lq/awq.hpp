@@ -7,7 +7,10 @@
 // inspected at the MLP output, up_proj -> down_proj; candidates screened on a token sample, the
 // cheapest re-costed on every token), the scales folded into the previous op,
 // then a per-group clipping search, then round to nearest on AutoAWQ's min-max grid, each clipped
-// group's scale refitted and gain-corrected on its calibration inputs.
+// group's scale refitted and gain-corrected on its calibration inputs. A mixture of experts
+// (Mixtral, Qwen2-MoE, Qwen3-MoE; awq_model, streamed) searches its MLP norm on the mixture's
+// output (the scales folded into the float routers too) and each expert's up -> down on its
+// routed tokens.
 #pragma once
 
 #include <lq/api.hpp>
@@ -162,7 +165,7 @@ class LQ_API AwqQuantizer {
  public:
   /// Validates and loads the model (Errc::invalid_argument for a GGUF source, unsupported bits, a
   /// group size that does not divide a row, the AWQ layout with 3 bits; Errc::invalid_model for
-  /// another architecture: experts).
+  /// another architecture, or a mixture of experts: awq_model quantizes those, streamed).
   AwqQuantizer(const ModelSource& source, AwqConfig config);
   ~AwqQuantizer();
   AwqQuantizer(const AwqQuantizer&) = delete;
