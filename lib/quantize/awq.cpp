@@ -1305,12 +1305,14 @@ struct AwBlockStep {
     if (static_cast<int64_t>(a.expert_rows.size()) != E) fail(Errc::invalid_model, "awq: block {} captured no routing", L);
     // Each expert's three matrices, as linears of their own.
     std::vector<AwLinear> eg(static_cast<size_t>(E)), eu(static_cast<size_t>(E)), ed(static_cast<size_t>(E));
-    for (const char* role : {"ffn_gate_exps", "ffn_up_exps", "ffn_down_exps"}) {
+    const std::pair<const char*, std::vector<AwLinear>*> merged[] = {
+        {"ffn_gate_exps", &eg}, {"ffn_up_exps", &eu}, {"ffn_down_exps", &ed}};
+    for (const auto& [role, list] : merged) {
       const std::string suffix = std::string(role) + ".weight";
       const LinearInfo* li = io->model->find_linear(local(suffix.c_str()));
       if (!li) fail(Errc::invalid_model, "awq: the model has no blk.{}.{}", L, suffix);
       const std::vector<float> v = io->model->tensor_f32(local(suffix.c_str()));
-      std::vector<AwLinear>& dst = role[4] == 'g' ? eg : role[4] == 'u' ? eu : ed;
+      std::vector<AwLinear>& dst = *list;
       for (int64_t e = 0; e < E; ++e) {
         AwLinear& x = dst[static_cast<size_t>(e)];
         x.gguf = names::block_tensor(static_cast<int>(L), suffix.c_str());
@@ -1354,7 +1356,6 @@ struct AwBlockStep {
     for (int64_t e = 0; e < E; ++e)
       W_g.push_back(&eg[static_cast<size_t>(e)].w), W_u.push_back(&eu[static_cast<size_t>(e)].w),
           W_d.push_back(&ed[static_cast<size_t>(e)].w);
-    // The set of tokens `rows` (global, ascending): each expert's share of it.
     // The set of tokens `rows` (global, ascending; empty: every token, read in place).
     auto make_set = [&](const std::vector<int64_t>& rows) {
       MoeSet s;
