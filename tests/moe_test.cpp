@@ -1078,16 +1078,27 @@ TEST_CASE("moe: a cancelled GPTQ run resumes from its checkpoint to the same byt
   s.layers = 3;
   if (!write_moe_toy(tmp / "m", s)) return;
   GptqConfig c = moe_gptq_config(*calib);
-  gptq_model(tmp / "m", tmp / "ref", c);
+  CHECK(gptq_model(tmp / "m", tmp / "ref", c).expert_inputs_spooled == 0);  // under the budget: in memory
+  {
+    // The experts' down inputs spooled to the work directory, each Hessian formed when its expert
+    // is quantized: the same bytes (and the work file gone).
+    GptqConfig sp = c;
+    sp.expert_hessian_bytes = 0;
+    CHECK(gptq_model(tmp / "m", tmp / "spooled", sp).expert_inputs_spooled > 0);
+    CHECK(test::files_below(tmp / "spooled") == test::files_below(tmp / "ref"));
+  }
   c.checkpoint_dir = gptq_checkpoint_state(tmp / "ckpt", c, false);
   test::CancelAfter stop(1, "GPTQ");
   test::check_error(Errc::interrupted, [&] { gptq_model(tmp / "m", tmp / "out", c, stop.ctx()); });
   CHECK_FALSE(fs::exists(tmp / "out"));
   c.resume = true;
+  c.expert_hessian_bytes = 0;  // resumed with the inputs spooled: still the same bytes
   const GptqResult r = gptq_model(tmp / "m", tmp / "out", c);
   CHECK(r.resumed_blocks >= 1);
   CHECK(r.resumed_blocks < 3);
   CHECK(test::files_below(tmp / "out") == test::files_below(tmp / "ref"));
+  for (const auto& e : fs::recursive_directory_iterator(tmp.path()))
+    CHECK(e.path().filename().string().rfind("experts-", 0) != 0);  // no spool left behind
 
   // AutoGPTQ's layout (qweight, qzeros, scales in fp16): every expert reads back near its float
   // weights (its rounding differs from the compressed-tensors run's: fp16 scales steer the walk).

@@ -171,6 +171,7 @@ int run_gptq(Context& ctx, const cxxopts::ParseResult& r, const std::string& for
     }
     nlohmann::json result = {{"status", "success"},
                              {"resumed_blocks", res.resumed_blocks},
+                             {"expert_inputs_spooled", res.expert_inputs_spooled},
                              {"output_path", fs::absolute(res.output).string()},
                              {"output_files", res.files},
                              {"model_path", model.string()},

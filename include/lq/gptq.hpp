@@ -134,6 +134,13 @@ struct GptqConfig {
   /// per_channel must be true and quantize true; the calibration fields of this config
   /// (calibration_samples, ctx, calibration_data) are the ones used, the SmoothQuantConfig's are not.
   std::optional<SmoothQuantConfig> smoothquant;
+  /// gptq_model on a mixture of experts: the most bytes one block's expert Hessians
+  /// (n_expert x (n_embd² + n_ff_exp²) floats) may take in memory. Above it, the experts' inputs
+  /// are spooled to the work directory during the calibration pass and each Hessian is formed from
+  /// them just before a projection reading it is quantized (an expert's gate/up one twice), one at
+  /// a time: the same bytes in less memory, for the spool's disk space (the routed tokens x
+  /// (n_embd + n_ff_exp) floats) and those sums done again. 0: always spooled.
+  int64_t expert_hessian_bytes = int64_t{1} << 30;
 };
 
 /// What happened to one linear layer.
@@ -160,6 +167,9 @@ struct GptqResult {
   std::vector<std::string> warnings;
   std::filesystem::path checkpoint;    ///< gptq_model: the checkpoint's state directory (removed on success)
   int64_t resumed_blocks = 0;          ///< gptq_model: blocks taken from the checkpoint
+  /// gptq_model on a mixture of experts: bytes of expert down inputs spooled to the work directory
+  /// (GptqConfig::expert_hessian_bytes); 0 when every Hessian was formed in memory.
+  int64_t expert_inputs_spooled = 0;
   /// GptqConfig::smoothquant: the smoothing groups (two per block, forward order; scales empty).
   std::vector<SmoothQuantGroup> smoothing;
 };

@@ -509,6 +509,7 @@ class GsRun {
 
   fs::path block_file(int64_t L) const { return work_ / fmt::format("block-{}.bin", L); }
   fs::path hidden_file(int64_t L) const { return work_ / fmt::format("hidden-{}.bin", L); }
+  fs::path expert_inputs_file(int64_t L) const { return work_ / fmt::format("experts-{}.bin", L); }
 
   void open_work() {
     std::error_code ec;
@@ -792,6 +793,14 @@ class GsRun {
     const int64_t d = model->config().n_embd;
     const bool calibrated = !cfg_.params.rtn;
     std::vector<GsRowMat> H;
+    // A mixture whose expert Hessians would pass cfg_.expert_hessian_bytes: the experts' inputs go
+    // to a spool file during the pass (each record's offset and rows per site), and each Hessian is
+    // formed from it just before a linear reading it is quantized and freed after (expert_hessian:
+    // an expert's gate/up Hessian twice, for its gate and for its up).
+    std::vector<char> spooled;
+    std::vector<std::vector<std::pair<uint64_t, int64_t>>> spool_at;
+    std::vector<int64_t> site_width, site_seen;
+    std::unique_ptr<GsFile> expert_inputs;
     std::vector<char> unrouted;  // per Hessian site: an expert input no calibration token reached
     std::vector<sq_impl::SqInputStats> stats;  // smoothquant: the four inputs' statistics
     GsSmoothing sm;
@@ -813,8 +822,17 @@ class GsRun {
           widths[static_cast<size_t>(xl.site)] = xl.cols;
         }
       const int sites = static_cast<int>(widths.size());
+      int64_t expert_bytes = 0;  // the experts' Hessians (sites 4 + 2e and 5 + 2e)
+      for (int k = 4; k < sites; ++k) expert_bytes += widths[static_cast<size_t>(k)] * widths[static_cast<size_t>(k)] * 4;
+      spooled.assign(widths.size(), 0);
+      if (expert_bytes > 0 && expert_bytes > cfg_.expert_hessian_bytes) {
+        for (int k = 4; k < sites; ++k) spooled[static_cast<size_t>(k)] = 1;
+        spool_at.assign(widths.size(), {});
+        expert_inputs = std::make_unique<GsFile>(expert_inputs_file(L), true);
+      }
       H.resize(widths.size());
-      for (int k = 0; k < sites; ++k) H[static_cast<size_t>(k)] = GsRowMat::Zero(widths[k], widths[k]);
+      for (int k = 0; k < sites; ++k)
+        if (!spooled[static_cast<size_t>(k)]) H[static_cast<size_t>(k)] = GsRowMat::Zero(widths[k], widths[k]);
       std::vector<int64_t> seen(widths.size(), 0);
       bool non_finite = false;
       if (cfg_.smoothquant) {
@@ -846,7 +864,13 @@ class GsRun {
             last_input = ev.input;
             last_site = k;
             if (!Eigen::Map<const GsRowMat>(ev.input, ev.n_tokens, l.n_in).allFinite()) non_finite = true;
-            gptq_impl::gp_add_gram(H[static_cast<size_t>(k)], ev.input, ev.n_tokens, l.n_in, ctx_.thread_count(), gemm);
+            if (spooled[static_cast<size_t>(k)]) {
+              spool_at[static_cast<size_t>(k)].emplace_back(expert_inputs->bytes(), ev.n_tokens);
+              expert_inputs->write(ev.input, static_cast<size_t>(ev.n_tokens * l.n_in) * sizeof(float));
+              summary_.expert_inputs_spooled += ev.n_tokens * l.n_in * static_cast<int64_t>(sizeof(float));
+            } else {
+              gptq_impl::gp_add_gram(H[static_cast<size_t>(k)], ev.input, ev.n_tokens, l.n_in, ctx_.thread_count(), gemm);
+            }
             seen[k] += ev.n_tokens;
             if (!stats.empty() && k < 4 && (k % 2 == 0 || static_inputs))
               stats[static_cast<size_t>(k)].observe(ev.input, ev.n_tokens, ctx_.thread_count());
@@ -878,8 +902,11 @@ class GsRun {
           H[static_cast<size_t>(k)].resize(0, 0);
           continue;
         }
-        gptq_impl::gp_finish_gram(H[static_cast<size_t>(k)], 2.0f / static_cast<float>(seen[k]));
+        if (!spooled[static_cast<size_t>(k)]) gptq_impl::gp_finish_gram(H[static_cast<size_t>(k)], 2.0f / static_cast<float>(seen[k]));
       }
+      site_width = widths;
+      site_seen = seen;
+      expert_inputs.reset();  // written: read back by expert_hessian
       std::vector<int> rtn_experts;
       for (int k = 4; k < sites; k += 2)
         if (unrouted[static_cast<size_t>(k)] || unrouted[static_cast<size_t>(k) + 1]) rtn_experts.push_back((k - 4) / 2);
@@ -898,9 +925,29 @@ class GsRun {
     // A merged expert tensor's values while its experts are quantized one after another (each
     // expert's slice then holds its dequantized weights); one at a time, as linears_ is role-major.
     std::vector<float> experts;
+    // A spooled site's Hessian, formed from its records in the order the pass gave them (the same
+    // sums as during the pass).
+    auto spooled_site = [&](int k) { return calibrated && static_cast<size_t>(k) < spooled.size() && spooled[static_cast<size_t>(k)]; };
+    auto expert_hessian = [&](int k) {
+      const size_t i = static_cast<size_t>(k);
+      if (!spooled_site(k) || unrouted[i]) return;
+      const int64_t w = site_width[i];
+      H[i] = GsRowMat::Zero(w, w);
+      if (!expert_inputs) expert_inputs = std::make_unique<GsFile>(expert_inputs_file(L), false);
+      const gptq_impl::GpGemmFn gemm = engine::Exec::from(ctx_).ops.gemm;
+      std::vector<float> rows;
+      for (const auto& [offset, n] : spool_at[i]) {
+        rows.resize(static_cast<size_t>(n * w));
+        expert_inputs->seek(offset);
+        expert_inputs->read(rows.data(), rows.size() * sizeof(float));
+        gptq_impl::gp_add_gram(H[i], rows.data(), n, w, ctx_.thread_count(), gemm);
+      }
+      gptq_impl::gp_finish_gram(H[i], 2.0f / static_cast<float>(site_seen[i]));
+    };
     for (const GsLinear& xl : linears_) {
       if (xl.layer != L) continue;
       ctx_.check_cancelled();
+      expert_hessian(xl.site);
       const std::string gg = "blk.0." + xl.role + ".weight";
       std::vector<float> w;
       const size_t slice = static_cast<size_t>(xl.rows * xl.cols), at = slice * static_cast<size_t>(std::max(xl.expert, 0));
@@ -917,7 +964,7 @@ class GsRun {
         if (static_cast<int64_t>(dq.size()) != xl.rows * xl.cols)
           fail(Errc::invalid_argument, "gptq: {}: the matrix hook returned {} values, not {}", xl.module, dq.size(),
                xl.rows * xl.cols);
-        if (last_reader_of_input(xl.role)) H[static_cast<size_t>(xl.site)].resize(0, 0);
+        if (last_reader_of_input(xl.role) || spooled_site(xl.site)) H[static_cast<size_t>(xl.site)].resize(0, 0);
         if (xl.expert >= 0) {  // into the merged tensor, which goes into the model after its last expert
           std::copy(dq.begin(), dq.end(), experts.begin() + static_cast<std::ptrdiff_t>(at));
           if (static_cast<size_t>(at + slice) == experts.size()) {
@@ -959,6 +1006,7 @@ class GsRun {
         if (e.code() == Errc::interrupted) throw;
         fail(e.code(), "{}: {}; nothing was written", xl.module, e.what());
       }
+      if (spooled_site(xl.site)) H[static_cast<size_t>(xl.site)].resize(0, 0);  // formed again if read again
       if (q.damp_raises > 0)
         progress_.message(fmt::format("warning: {}: Cholesky failed, dampening raised {} time(s) to {}", xl.module,
                                       q.damp_raises, q.damp));
@@ -985,6 +1033,11 @@ class GsRun {
     }
     spool.sync();
     H.clear();
+    if (expert_inputs || !spool_at.empty()) {
+      expert_inputs.reset();
+      std::error_code ec;
+      fs::remove(expert_inputs_file(L), ec);
+    }
     // The hidden states entering block L + 1: each chunk through the quantized block.
     uint64_t next_hash = 0;
     if (calibrated && L + 1 < mc.n_layer) {
