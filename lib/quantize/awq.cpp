@@ -534,20 +534,25 @@ struct AwBlockStep {
     return weight_mean(std::span<const AwMat* const>(ws.begin(), ws.size()));
   }
   std::vector<float> weight_mean(std::span<const AwMat* const> ws) const {
-    const int64_t g = cfg.params.group_size;
-    const int64_t cols = (*ws.begin())->cols();
-    std::vector<double> acc(static_cast<size_t>(cols), 0.0);
+    std::vector<double> acc(static_cast<size_t>((*ws.begin())->cols()), 0.0);
     int64_t rows = 0;
-    for (const AwMat* w : ws) {
-      for (Eigen::Index r = 0; r < w->rows(); ++r)
-        for (int64_t c0 = 0; c0 < cols; c0 += g) {
-          const float mx = w->row(r).segment(c0, g).cwiseAbs().maxCoeff() + 1e-6f;
-          for (int64_t c = c0; c < c0 + g; ++c) acc[static_cast<size_t>(c)] += std::abs((*w)(r, c)) / mx;
-        }
-      rows += w->rows();
-    }
-    std::vector<float> m(static_cast<size_t>(cols));
-    for (int64_t c = 0; c < cols; ++c) m[static_cast<size_t>(c)] = static_cast<float>(acc[static_cast<size_t>(c)] / rows);
+    for (const AwMat* w : ws) rows += weight_mean_add(*w, acc);
+    return weight_mean_of(acc, rows);
+  }
+  // weight_mean's sums, one matrix at a time: acc[c] += |w| / (its group's max |w| + 1e-6) over
+  // w's rows; returns the rows added.
+  int64_t weight_mean_add(const AwMat& w, std::vector<double>& acc) const {
+    const int64_t g = cfg.params.group_size, cols = w.cols();
+    for (Eigen::Index r = 0; r < w.rows(); ++r)
+      for (int64_t c0 = 0; c0 < cols; c0 += g) {
+        const float mx = w.row(r).segment(c0, g).cwiseAbs().maxCoeff() + 1e-6f;
+        for (int64_t c = c0; c < c0 + g; ++c) acc[static_cast<size_t>(c)] += std::abs(w(r, c)) / mx;
+      }
+    return w.rows();
+  }
+  static std::vector<float> weight_mean_of(const std::vector<double>& acc, int64_t rows) {
+    std::vector<float> m(acc.size());
+    for (size_t c = 0; c < acc.size(); ++c) m[c] = static_cast<float>(acc[c] / rows);
     return m;
   }
 
@@ -1267,19 +1272,19 @@ struct AwBlockStep {
     return r;
   }
 
-  // The mixture's output on `set`: each token's routing-weighted sum of its experts' MLPs, expert
-  // e's gate and up from gate_up(e, g, u) (which may fill g and u and point at them: one expert's
-  // at a time), its down ds[e]; plus the gated shared MLP (sg, su, sd; none when null).
-  using GateUp = std::function<std::pair<const AwMat*, const AwMat*>(size_t, AwMat&, AwMat&)>;
-  void moe_out(const MoeSet& set, const GateUp& gate_up, const std::vector<const AwMat*>& ds, const AwMat* sg,
-               const AwMat* su, const AwMat* sd, AwMat& out, int threads) const {
+  // The mixture's output on `set`: each token's routing-weighted sum of its experts' MLPs (expert
+  // e's gate, up and down filled by weights(e, g, u, d): one expert's at a time), plus the gated
+  // shared MLP (sg, su, sd; none when null).
+  using ExpertWeights = std::function<void(size_t, AwMat&, AwMat&, AwMat&)>;
+  void moe_out(const MoeSet& set, const ExpertWeights& weights, const AwMat* sg, const AwMat* su, const AwMat* sd,
+               AwMat& out, int threads) const {
     out = AwMat::Zero(set.x().rows(), set.x().cols());
-    AwMat y, gbuf, ubuf, xe;
+    AwMat y, g, u, dn, xe;
     for (size_t e = 0; e < set.at.size(); ++e) {
       if (set.at[e].empty()) continue;
-      const auto [g, u] = gate_up(e, gbuf, ubuf);
+      weights(e, g, u, dn);
       xe = gather_rows(set.x(), set.at[e]);
-      mlp_out(xe, *g, *u, ds[e], y, threads);
+      mlp_out(xe, g, u, &dn, y, threads);
       for (size_t i = 0; i < set.at[e].size(); ++i) out.row(set.at[e][i]) += set.route[e][i] * y.row(static_cast<Eigen::Index>(i));
     }
     if (sg) {
@@ -1303,25 +1308,37 @@ struct AwBlockStep {
     const int64_t E = mc.n_expert, d = mc.n_embd, T = a.x_ffn.rows();
     const bool mixtral = arch.moe == Architecture::MoeStyle::mixtral;
     if (static_cast<int64_t>(a.expert_rows.size()) != E) fail(Errc::invalid_model, "awq: block {} captured no routing", L);
-    // Each expert's three matrices, as linears of their own.
+    // Each expert's three matrices, as linears of their own (named and shaped here; their F32
+    // values made from the model's merged tensors when needed, one expert's at a time).
     std::vector<AwLinear> eg(static_cast<size_t>(E)), eu(static_cast<size_t>(E)), ed(static_cast<size_t>(E));
+    const auto& mi = detail::ModelAccess::impl(*io->model);
+    const engine::Tensor* merged_tensor[3] = {};
     const std::pair<const char*, std::vector<AwLinear>*> merged[] = {
         {"ffn_gate_exps", &eg}, {"ffn_up_exps", &eu}, {"ffn_down_exps", &ed}};
-    for (const auto& [role, list] : merged) {
+    for (int m = 0; m < 3; ++m) {
+      const auto& [role, list] = merged[m];
       const std::string suffix = std::string(role) + ".weight";
       const LinearInfo* li = io->model->find_linear(local(suffix.c_str()));
       if (!li) fail(Errc::invalid_model, "awq: the model has no blk.{}.{}", L, suffix);
-      const std::vector<float> v = io->model->tensor_f32(local(suffix.c_str()));
-      std::vector<AwLinear>& dst = *list;
+      merged_tensor[m] = mi.linear_tensors[static_cast<size_t>(li - io->model->linears().data())];
       for (int64_t e = 0; e < E; ++e) {
-        AwLinear& x = dst[static_cast<size_t>(e)];
+        AwLinear& x = (*list)[static_cast<size_t>(e)];
         x.gguf = names::block_tensor(static_cast<int>(L), suffix.c_str());
         x.module = names::hf_expert_module(x.gguf, static_cast<int>(e), mixtral);
         x.rows = li->n_out;
         x.cols = li->n_in;
-        x.w = Eigen::Map<const AwMat>(v.data() + e * x.rows * x.cols, x.rows, x.cols);
       }
     }
+    // Expert e's matrix m (0 gate, 1 up, 2 down) as the checkpoint has it, in F32.
+    auto expert_w = [&](int m, int64_t e) {
+      const engine::Tensor v = engine::expert_view(*merged_tensor[m], e);
+      AwMat w(v.ne[1], v.ne[0]);
+      const engine::Exec one = engine::Exec::with_threads(1);
+      parallel_for(v.ne[1], threads, 64, [&](int64_t r0, int64_t r1) {
+        for (int64_t r = r0; r < r1; ++r) engine::dequantize_row(one, v, r, w.row(r).data());
+      });
+      return w;
+    };
     const bool shared = arch.shared_expert;
     AwLinear sg, su, sd;
     if (shared) sg = load(L, "ffn_gate_shexp.weight"), su = load(L, "ffn_up_shexp.weight"), sd = load(L, "ffn_down_shexp.weight");
@@ -1352,10 +1369,9 @@ struct AwBlockStep {
       sgate.resize(static_cast<size_t>(T));
       for (int64_t t = 0; t < T; ++t) sgate[static_cast<size_t>(t)] = 1.0f / (1.0f + std::exp(-gl(t, 0)));
     }
-    std::vector<const AwMat*> W_g, W_u, W_d;  // the original weights
-    for (int64_t e = 0; e < E; ++e)
-      W_g.push_back(&eg[static_cast<size_t>(e)].w), W_u.push_back(&eu[static_cast<size_t>(e)].w),
-          W_d.push_back(&ed[static_cast<size_t>(e)].w);
+    const ExpertWeights original = [&](size_t e, AwMat& g, AwMat& u, AwMat& dn) {
+      g = expert_w(0, static_cast<int64_t>(e)), u = expert_w(1, static_cast<int64_t>(e)), dn = expert_w(2, static_cast<int64_t>(e));
+    };
     // The set of tokens `rows` (global, ascending; empty: every token, read in place).
     auto make_set = [&](const std::vector<int64_t>& rows) {
       MoeSet s;
@@ -1378,8 +1394,7 @@ struct AwBlockStep {
       if (shared && rows.empty()) s.shared_gate = sgate;
       else if (shared)
         for (const int64_t t : rows) s.shared_gate.push_back(sgate[static_cast<size_t>(t)]);
-      moe_out(s, [&](size_t e, AwMat&, AwMat&) { return std::make_pair(W_g[e], W_u[e]); }, W_d, shared ? &sg.w : nullptr,
-              shared ? &su.w : nullptr, shared ? &sd.w : nullptr, s.ref, threads);
+      moe_out(s, original, shared ? &sg.w : nullptr, shared ? &su.w : nullptr, shared ? &sd.w : nullptr, s.ref, threads);
       return s;
     };
     using Loss = std::function<double(std::span<const float>)>;
@@ -1402,29 +1417,32 @@ struct AwBlockStep {
           AwMat sgq, suq, out;
           if (shared) sgq = scaled_fake(sg.w, s, ctx), suq = scaled_fake(su.w, s, ctx);
           moe_out(set,
-                  [&](size_t e, AwMat& g, AwMat& u) {
-                    g = scaled_fake(eg[e].w, s, ctx), u = scaled_fake(eu[e].w, s, ctx);
-                    return std::make_pair(static_cast<const AwMat*>(&g), static_cast<const AwMat*>(&u));
+                  [&](size_t e, AwMat& g, AwMat& u, AwMat& dn) {
+                    original(e, g, u, dn);
+                    g = scaled_fake(g, s, ctx), u = scaled_fake(u, s, ctx);
                   },
-                  W_d, shared ? &sgq : nullptr, shared ? &suq : nullptr, shared ? &sd.w : nullptr, out, threads);
+                  shared ? &sgq : nullptr, shared ? &suq : nullptr, shared ? &sd.w : nullptr, out, threads);
           return mse(out, set.ref);
         };
       };
-      std::vector<const AwMat*> ws;
-      for (int64_t e = 0; e < E; ++e) ws.push_back(&eg[static_cast<size_t>(e)].w), ws.push_back(&eu[static_cast<size_t>(e)].w);
-      if (shared) ws.push_back(&sg.w), ws.push_back(&su.w);
-      s3 = awq_search_scales(col_abs_mean(a.x_ffn), weight_mean(ws), p, loss_on(full), screen ? loss_on(part) : Loss{});
+      std::vector<double> acc(static_cast<size_t>(d), 0.0);  // weight_mean over every gate and up
+      int64_t wrows = 0;
+      for (int64_t e = 0; e < E; ++e) wrows += weight_mean_add(expert_w(0, e), acc), wrows += weight_mean_add(expert_w(1, e), acc);
+      if (shared) wrows += weight_mean_add(sg.w, acc), wrows += weight_mean_add(su.w, acc);
+      s3 = awq_search_scales(col_abs_mean(a.x_ffn), weight_mean_of(acc, wrows), p, loss_on(full),
+                             screen ? loss_on(part) : Loss{});
     }
     report(L, "post_attention_layernorm->router,experts.gate,up", s3);
 
     // 4. Each expert's up -> down (and the shared expert's), inspected at its down projection's
     // output, each token's row weighted by its routing weight (its gate). An expert's down input,
-    // act(x gᵀ) * (x uᵀ) on its tokens, is recomputed from the MLP inputs when needed (one
-    // expert's at a time); after the folds it is the input divided by the expert's scales.
-    auto down_input = [&](int64_t e) {
+    // act(x gᵀ) * (x uᵀ) on its tokens, is recomputed from the MLP inputs with its gate and up
+    // (`weight(m, e)`) when needed, one expert's at a time; after the folds it is the input divided
+    // by the expert's scales.
+    auto down_input = [&](int64_t e, const std::function<AwMat(int, int64_t)>& weight) {
       const auto& rows = a.expert_rows[static_cast<size_t>(e)];
       AwMat y;
-      mlp_out(gather_rows(a.x_ffn, rows), eg[static_cast<size_t>(e)].w, eu[static_cast<size_t>(e)].w, nullptr, y, threads);
+      mlp_out(gather_rows(a.x_ffn, rows), weight(0, e), weight(1, e), nullptr, y, threads);
       for (size_t i = 0; i < rows.size(); ++i) y.row(static_cast<Eigen::Index>(i)) *= route_of(rows[i], e);
       return y;
     };
@@ -1435,7 +1453,7 @@ struct AwBlockStep {
         unrouted.push_back(static_cast<int>(e));
         continue;
       }
-      s4[static_cast<size_t>(e)] = search_linear(down_input(e), ed[static_cast<size_t>(e)].w, ctx);
+      s4[static_cast<size_t>(e)] = search_linear(down_input(e, expert_w), expert_w(2, e), ctx);
       report(L, fmt::format("experts.{}.up->down", e).c_str(), s4[static_cast<size_t>(e)]);
     }
     AwqSearch s5;
@@ -1461,12 +1479,19 @@ struct AwBlockStep {
     };
     fold_float("ffn_gate_inp.weight", router);
     if (shared) fold_float("ffn_gate_inp_shexp.weight", shexp_gate);
-    for (int64_t e = 0; e < E; ++e) scale_cols(eg[static_cast<size_t>(e)].w, e3), scale_cols(eu[static_cast<size_t>(e)].w, e3);
+    // An expert's folded matrix m: its gate and up columns times the norm's scales, then (a routed
+    // expert) its up rows divided by its own scales and its down columns multiplied.
+    auto folded = [&](int m, int64_t e) {
+      AwMat w = expert_w(m, e);
+      if (m < 2) scale_cols(w, e3);
+      if (a.expert_rows[static_cast<size_t>(e)].empty()) return w;
+      std::span<const float> s = s4[static_cast<size_t>(e)].scales;
+      if (m == 1) awq_divide_rows(std::span<float>(w.data(), static_cast<size_t>(w.size())), w.cols(), s);
+      if (m == 2) scale_cols(w, s);
+      return w;
+    };
     if (shared) scale_cols(sg.w, e3), scale_cols(su.w, e3);
     unscale_cols(a.x_ffn, e3);
-    for (int64_t e = 0; e < E; ++e)
-      if (!a.expert_rows[static_cast<size_t>(e)].empty())
-        fold_pair(eu[static_cast<size_t>(e)].w, ed[static_cast<size_t>(e)].w, nullptr, s4[static_cast<size_t>(e)].scales);
     if (shared) fold_pair(su.w, sd.w, &a.x_down, s5.scales);
 
     // Clipping and quantization, role-major as the checkpoint lists them (gate, up, down of every
@@ -1477,15 +1502,15 @@ struct AwBlockStep {
         ctx.check_cancelled();
         const auto& rows = a.expert_rows[static_cast<size_t>(e)];
         AwLinear& l = ls[static_cast<size_t>(e)];
+        l.w = folded(role, e);
         if (rows.empty()) {
           quantize_linear(l, AwMat(0, l.cols), nullptr, ctx);
-          continue;
+        } else {
+          AwMat keep;
+          const AwMat x = role < 2 ? gather_rows(a.x_ffn, rows) : down_input(e, folded);
+          quantize_on(clip_tokens(x, keep), {{&l, nullptr}}, p.clip, ctx);
         }
-        AwMat keep;
-        const AwMat x = role < 2 ? gather_rows(a.x_ffn, rows) : down_input(e);
-        quantize_on(clip_tokens(x, keep), {{&l, nullptr}}, p.clip, ctx);
-        if (role == 2)  // the expert's float weights are no longer needed
-          for (std::vector<AwLinear>* v : {&eg, &eu, &ed}) (*v)[static_cast<size_t>(e)].w.resize(0, 0);
+        l.w.resize(0, 0);
       }
     }
     if (shared) {
