@@ -1086,6 +1086,15 @@ TEST_CASE("moe: a cancelled GPTQ run resumes from its checkpoint to the same byt
     sp.expert_hessian_bytes = 0;
     CHECK(gptq_model(tmp / "m", tmp / "spooled", sp).expert_inputs_spooled > 0);
     CHECK(test::files_below(tmp / "spooled") == test::files_below(tmp / "ref"));
+    // The CLI's --expert-hessian-memory sets that budget: 0 spools (its JSON says how much), the
+    // same bytes again.
+    const auto r = test::run(test::cli_path() + " --quiet --threads 2 --format json quantize " + (tmp / "m").string() +
+                             " gptq --group-size 32 --calibration-data " + calib->string() +
+                             " --calibration-samples 3 --ctx 64 --expert-hessian-memory 0 -o " + (tmp / "cli").string());
+    INFO(r.err);
+    REQUIRE(r.status == 0);
+    CHECK(nlohmann::json::parse(r.out).at("expert_inputs_spooled").get<int64_t>() > 0);
+    CHECK(test::files_below(tmp / "cli") == test::files_below(tmp / "ref"));
   }
   c.checkpoint_dir = gptq_checkpoint_state(tmp / "ckpt", c, false);
   test::CancelAfter stop(1, "GPTQ");

@@ -5,7 +5,10 @@
 
 #include <fmt/format.h>
 
+#include <cctype>
+#include <cmath>
 #include <cstdio>
+#include <regex>
 #include <iostream>
 
 #include <unistd.h>
@@ -134,6 +137,22 @@ lq::Context library_context(const Context& ctx, Progress& progress) {
 
 void print_json(const nlohmann::json& j) {
   std::cout << j.dump(2, ' ', false, nlohmann::json::error_handler_t::replace) << "\n" << std::flush;
+}
+
+ByteSize parse_byte_size(const std::string& s, std::string_view flag, std::string_view examples) {
+  static const std::regex re(R"(^\s*([0-9]*\.?[0-9]+)\s*([KkMmGgTt]?[Bb]?|[KkMmGgTt]i[Bb])?\s*$)");
+  std::smatch m;
+  if (!std::regex_match(s, m, re)) fail(Errc::invalid_argument, "--{}: cannot read '{}' (e.g. {})", flag, s, examples);
+  ByteSize b;
+  b.value = std::stod(m[1]);
+  std::string unit = m[2];
+  for (auto& c : unit) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+  if (unit.empty()) return b;
+  b.has_unit = true;
+  const bool binary = unit.find('I') != std::string::npos;
+  const int power = std::string_view("BKMGT").find(unit[0]);  // B (or none): 0, K: 1, ..., T: 4
+  b.bytes = static_cast<uint64_t>(b.value * std::pow(binary ? 1024.0 : 1000.0, power));
+  return b;
 }
 
 bool parse_kv_cache_f16(const std::string& value) {

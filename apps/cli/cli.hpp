@@ -138,6 +138,17 @@ nlohmann::json smoothing_groups_json(const std::vector<SmoothQuantGroup>& groups
 /// "1.2 GB" style sizes: the library's (lq/io.hpp).
 using lq::human_bytes;
 
+/// A size option's value: a number with an optional unit, B, KB/MB/GB/TB (powers of 1000) or
+/// KiB/MiB/GiB/TiB (powers of 1024), case-insensitive ("3GB", "2.5 MiB", "750000B"). bytes is the
+/// value times its unit; without a unit has_unit is false and the caller decides what the bare
+/// number means (value). Anything else throws Errc::invalid_argument naming --flag and the examples.
+struct ByteSize {
+  double value = 0;
+  bool has_unit = false;
+  uint64_t bytes = 0;
+};
+ByteSize parse_byte_size(const std::string& s, std::string_view flag, std::string_view examples);
+
 /// The value of a --kv-cache option: true for "f16", false for "f32"; anything else throws
 /// Errc::invalid_argument.
 bool parse_kv_cache_f16(const std::string& value);
@@ -146,6 +157,8 @@ bool parse_kv_cache_f16(const std::string& value);
 /// (cmd_quantize_gptq.cpp).
 void add_gptq_options(cxxopts::Options& opts);
 int run_gptq(Context& ctx, const cxxopts::ParseResult& r, const std::string& format);
+/// --expert-hessian-memory in bytes (GptqConfig::expert_hessian_bytes), `fallback` when not given.
+int64_t expert_hessian_memory(const cxxopts::ParseResult& r, int64_t fallback);
 /// The SmoothQuant options (--alpha, --activation-percentile, --static-activations,
 /// --per-tensor-weights, the calibration options) as a validated SmoothQuantConfig.
 SmoothQuantConfig smoothquant_options(const cxxopts::ParseResult& r);

@@ -10,7 +10,6 @@
 #include <cstdlib>
 #include <filesystem>
 #include <iostream>
-#include <regex>
 
 namespace fs = std::filesystem;
 
@@ -20,22 +19,10 @@ namespace {
 // --target-size: a size with a unit ("3GB", "2.5 MB", "750000B"), a plain number of GB (> 1),
 // or a fraction of the F16 size (<= 1, the contract's "compression ratio").
 uint64_t parse_target_size(const std::string& s, int64_t n_params) {
-  static const std::regex re(R"(^\s*([0-9]*\.?[0-9]+)\s*([KkMmGgTt]?[Bb]?|[KkMmGgTt]i[Bb])?\s*$)");
-  std::smatch m;
-  if (!std::regex_match(s, m, re)) fail(Errc::invalid_argument, "--target-size: cannot read '{}' (e.g. 3GB, 750MB, 0.25)", s);
-  const double v = std::stod(m[1]);
-  std::string unit = m[2];
-  for (auto& c : unit) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
-  if (unit.empty()) {
-    if (v <= 1.0) return static_cast<uint64_t>(v * static_cast<double>(n_params) * 2.0);
-    return static_cast<uint64_t>(v * 1e9);
-  }
-  double mult = 1;
-  if (unit[0] == 'K') mult = unit.find('I') != std::string::npos ? 1024.0 : 1e3;
-  if (unit[0] == 'M') mult = unit.find('I') != std::string::npos ? 1048576.0 : 1e6;
-  if (unit[0] == 'G') mult = unit.find('I') != std::string::npos ? 1073741824.0 : 1e9;
-  if (unit[0] == 'T') mult = unit.find('I') != std::string::npos ? 1099511627776.0 : 1e12;
-  return static_cast<uint64_t>(v * mult);
+  const ByteSize b = parse_byte_size(s, "target-size", "3GB, 750MB, 0.25");
+  if (b.has_unit) return b.bytes;
+  if (b.value <= 1.0) return static_cast<uint64_t>(b.value * static_cast<double>(n_params) * 2.0);
+  return static_cast<uint64_t>(b.value * 1e9);
 }
 
 void print_profile(const Context& ctx, const Profile& p) {

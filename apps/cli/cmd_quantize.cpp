@@ -56,7 +56,8 @@ constexpr const char* kSmoothQuantOptions[] = {"alpha", "calibration-data", "cal
                                                "activation-percentile", "static-activations", "per-tensor-weights",
                                                "smooth-mappings", "calibration-activations"};
 
-constexpr const char* kGptqOptions[] = {"layout", "bits", "group-size", "act-order", "act-order-group", "sym", "asym", "damp", "method", "scale-search"};
+constexpr const char* kGptqOptions[] = {"layout", "bits", "group-size", "act-order", "act-order-group", "sym", "asym", "damp", "method", "scale-search",
+                                        "expert-hessian-memory"};
 
 }  // namespace
 
@@ -289,10 +290,14 @@ int run_quantize(Context& ctx, std::vector<std::string> args) {
       if (r.count(o)) fail(Errc::invalid_argument, "--{} does not apply to the {} output format", o, format);
     return format == "awq" ? run_awq(ctx, r) : run_gptq(ctx, r, format);
   }
-  for (const char* o : kGptqOptions)
-    if (r.count(o) && !(gguf_gptq && std::string_view(o) == "damp"))
-      fail(Errc::invalid_argument, "--{} applies to the gptq and rtn output formats{}", o,
-           std::string_view(o) == "damp" ? " and to gguf with --gptq" : " only");
+  for (const char* o : kGptqOptions) {
+    const std::string_view name(o);
+    const bool with_gguf_gptq = name == "damp" || name == "expert-hessian-memory";
+    if (r.count(o) && !(gguf_gptq && with_gguf_gptq))
+      fail(Errc::invalid_argument, "--{} applies to {}{}", o,
+           name == "expert-hessian-memory" ? "the gptq output format" : "the gptq and rtn output formats",
+           with_gguf_gptq ? " and to gguf with --gptq" : " only");
+  }
   // Validation rules 5 and 6 of the CLI contract.
   if (r.count("smoothquant") && format != "smoothquant")
     fail(Errc::invalid_argument,
@@ -422,6 +427,7 @@ int run_quantize(Context& ctx, std::vector<std::string> args) {
   if (gguf_gptq) {
     GptqGgufConfig gcfg;
     if (r.count("damp")) gcfg.damp = r["damp"].as<double>();
+    gcfg.expert_hessian_bytes = expert_hessian_memory(r, gcfg.expert_hessian_bytes);
     if (!(gcfg.damp > 0 && gcfg.damp < 100)) fail(Errc::invalid_argument, "--damp must be in (0, 100), got {}", gcfg.damp);
     if (r.count("calibration-samples")) gcfg.calibration_samples = r["calibration-samples"].as<int64_t>();
     if (r.count("ctx")) gcfg.ctx = r["ctx"].as<int64_t>();

@@ -17,7 +17,7 @@ namespace fs = std::filesystem;
 namespace lq::cli {
 
 int run_awq(Context& ctx, const cxxopts::ParseResult& r) {
-  for (const char* o : {"act-order", "act-order-group", "sym", "asym", "damp", "method", "scale-search"})
+  for (const char* o : {"act-order", "act-order-group", "sym", "asym", "damp", "method", "scale-search", "expert-hessian-memory"})
     if (r.count(o))
       fail(Errc::invalid_argument, "--{} does not apply to the awq output format (asymmetric with zero points, no "
            "error feedback)", o);

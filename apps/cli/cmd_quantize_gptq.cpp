@@ -1,5 +1,5 @@
 // lq quantize MODEL gptq|rtn [--layout compressed-tensors|gptq|gptq_v2] [--bits] [--group-size]
-// [--act-order|--act-order-group] [--sym|--asym] [--damp] [--scale-search] [--calibration-data]
+// [--act-order|--act-order-group] [--sym|--asym] [--damp] [--scale-search] [--expert-hessian-memory] [--calibration-data]
 // [--calibration-samples] [--ctx] [--smoothquant [--alpha A|auto] [--static-activations]
 // [--activation-percentile P]]: the options of the W4A16-style outputs (and of W8A8 after
 // SmoothQuant), parsed into a GptqConfig for lq::gptq_model (gptq.hpp), and the printed result. No
@@ -40,7 +40,21 @@ void add_gptq_options(cxxopts::Options& opts) {
        cxxopts::value<std::string>())
       ("scale-search", "GPTQ: each group's range also shrunk by 1..N% and the scale with the least "
                        "weighted rounding error (1 / [H^-1 Cholesky]_jj^2) kept; 0 = min-max scales only [default: 20]",
-       cxxopts::value<int>());
+       cxxopts::value<int>())
+      ("expert-hessian-memory", "GPTQ (and gguf --gptq) on a mixture of experts: the most memory one block's expert "
+                                "Hessians may take, e.g. 512MiB, 4GB (a bare number is bytes); above it the experts' "
+                                "inputs are spooled to disk and each Hessian formed when needed, the same output "
+                                "bytes; 0 = always spool [default: 1GiB]",
+       cxxopts::value<std::string>());
+}
+
+int64_t expert_hessian_memory(const cxxopts::ParseResult& r, int64_t fallback) {
+  if (!r.count("expert-hessian-memory")) return fallback;
+  const ByteSize b = parse_byte_size(r["expert-hessian-memory"].as<std::string>(), "expert-hessian-memory",
+                                     "512MiB, 4GB, 0");
+  const double bytes = b.has_unit ? static_cast<double>(b.bytes) : b.value;
+  if (bytes >= 9.0e18) fail(Errc::invalid_argument, "--expert-hessian-memory: {} is too large", bytes);
+  return static_cast<int64_t>(bytes);
 }
 
 void block_checkpoint_options(const cxxopts::ParseResult& r, const fs::path& model, Progress& progress,
@@ -108,6 +122,9 @@ int run_gptq(Context& ctx, const cxxopts::ParseResult& r, const std::string& for
     if (cfg.params.rtn) fail(Errc::invalid_argument, "--scale-search applies to GPTQ, not to round to nearest");
     cfg.params.scale_search = r["scale-search"].as<int>();
   }
+  if (r.count("expert-hessian-memory") && cfg.params.rtn)
+    fail(Errc::invalid_argument, "--expert-hessian-memory applies to GPTQ, not to round to nearest (no Hessians)");
+  cfg.expert_hessian_bytes = expert_hessian_memory(r, cfg.expert_hessian_bytes);
   if (r.count("smoothquant")) {
     // W8A8: SmoothQuant, then GPTQ at 8 bits per output channel, symmetric (llm-compressor's recipe).
     if (cfg.params.rtn)

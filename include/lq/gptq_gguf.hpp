@@ -54,6 +54,9 @@ struct GptqGgufConfig {
   int64_t calibration_samples = 128;  ///< chunks of ctx tokens
   int64_t ctx = 256;
   std::filesystem::path calibration_data;  ///< empty = the built-in WikiText-2 text
+  /// A mixture of experts: the most bytes one block's expert Hessians may take in memory before
+  /// the experts' inputs are spooled to work_dir (GptqConfig::expert_hessian_bytes).
+  int64_t expert_hessian_bytes = int64_t{1} << 30;
   /// Where the block-by-block calibration keeps its work files (each block's input hidden states)
   /// while it runs, with one block of the model in memory, as gptq_model streams (every Hugging
   /// Face checkpoint; mixtures of experts only so). Empty: the whole model is loaded

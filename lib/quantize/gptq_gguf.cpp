@@ -572,6 +572,7 @@ GptqGgufResult gptq_gguf_tensors(const ModelSource& src, const QuantizeOptions& 
   gc.calibration_samples = config.calibration_samples;
   gc.ctx = config.ctx;
   gc.calibration_data = config.calibration_data;
+  gc.expert_hessian_bytes = config.expert_hessian_bytes;
   const bool checkpointed = !config.checkpoint_dir.empty();
   const fs::path records = config.checkpoint_dir / "gguf-tensors";
   if (checkpointed) {
