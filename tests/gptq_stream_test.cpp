@@ -9,6 +9,7 @@
 
 #include <catch2/catch.hpp>
 
+#include <algorithm>
 #include <csignal>
 #include <cstdio>
 #include <cstring>
@@ -72,6 +73,11 @@ TEST_CASE("gptq stream: the same bytes as the in-memory quantizer", "[gptq][gptq
     CHECK(a.output_bytes == b.output_bytes);
     CHECK(a.n_quantized == b.n_quantized);
     CHECK(a.tokens == b.tokens);
+    CHECK(a.warnings == b.warnings);
+    // Group act-order is refused by vLLM: both say so, the others do not.
+    const bool vllm_warned = std::any_of(a.warnings.begin(), a.warnings.end(),
+                                         [](const std::string& w) { return w.find("vLLM") != std::string::npos; });
+    CHECK(vllm_warned == (k.act == GptqActOrder::group));
     REQUIRE(a.layers.size() == b.layers.size());
     for (size_t i = 0; i < a.layers.size(); ++i) {
       CHECK(a.layers[i].module == b.layers[i].module);

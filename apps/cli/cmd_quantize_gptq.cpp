@@ -31,7 +31,8 @@ void add_gptq_options(cxxopts::Options& opts) {
       ("act-order", "Columns in descending Hessian-diagonal order with static groups (groups stay i / group-size, "
                     "g_idx trivial: AutoGPTQ static_groups, llm-compressor actorder static)")
       ("act-order-group", "Columns in descending Hessian-diagonal order, groups by position in that order (AutoGPTQ "
-                          "desc_act, llm-compressor actorder group): a non-monotonic g_idx, written")
+                          "desc_act, llm-compressor actorder group): a non-monotonic g_idx, written; vLLM (0.32) "
+                          "refuses it, transformers reads it")
       ("sym", "Symmetric weights (zero 2^(bits-1); the default)")
       ("asym", "Asymmetric weights with a zero point per group")
       ("damp", "Dampening fraction of mean(diag H), raised x10 (at most 4 times) when Cholesky fails [default: 0.01]",

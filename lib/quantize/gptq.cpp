@@ -594,10 +594,7 @@ struct GptqQuantizer::Impl {
       linears.push_back(std::move(x));
     }
     if (linears.empty()) fail(Errc::invalid_model, "gptq: {} has no decoder linears", src.path().string());
-    if (mc.n_ctx_train > 0 && cfg.ctx > mc.n_ctx_train)
-      summary.warnings.push_back(fmt::format("the model was trained on {} context tokens ({} asked)", mc.n_ctx_train, cfg.ctx));
-    if (cfg.params.rtn && cfg.params.act_order != GptqActOrder::none)
-      summary.warnings.push_back("act-order has no effect on round to nearest");
+    summary.warnings = gp_config_warnings(cfg, mc.n_ctx_train);
   }
 
   void set_calibration(const CalibrationData& data) {
@@ -765,6 +762,17 @@ void gp_check_layout(const GptqConfig& cfg) {
     fail(Errc::invalid_argument, "gptq: the AWQ layout needs a group size (AutoAWQ's kernels have no per-channel form)");
   if (cfg.params.act_order == GptqActOrder::group)
     fail(Errc::invalid_argument, "gptq: the AWQ layout has no g_idx: use --act-order (static groups), not --act-order-group");
+}
+
+std::vector<std::string> gp_config_warnings(const GptqConfig& cfg, int64_t n_ctx_train) {
+  std::vector<std::string> w;
+  if (n_ctx_train > 0 && cfg.ctx > n_ctx_train && !cfg.params.rtn)
+    w.push_back(fmt::format("the model was trained on {} context tokens ({} asked)", n_ctx_train, cfg.ctx));
+  if (cfg.params.rtn && cfg.params.act_order != GptqActOrder::none) w.push_back("act-order has no effect on round to nearest");
+  if (!cfg.params.rtn && cfg.params.act_order == GptqActOrder::group)
+    w.push_back("group act-order (a permuted g_idx, desc_act) is refused by vLLM (0.32: \"no longer supported\"); "
+                "transformers and lq read it, and --act-order (static groups) loads in vLLM too");
+  return w;
 }
 
 void gp_check_linear(const GptqConfig& cfg, const std::string& module, int64_t rows, int64_t cols, QuantType type,

@@ -415,10 +415,7 @@ class GsRun {
         if (role == std::string_view("attn_output")) plan_experts(L, arch);  // the checkpoint's order
       }
     if (linears_.empty()) fail(Errc::invalid_model, "gptq: {} has no decoder linears", src_->path().string());
-    if (mc.n_ctx_train > 0 && cfg_.ctx > mc.n_ctx_train && !cfg_.params.rtn)
-      summary_.warnings.push_back(fmt::format("the model was trained on {} context tokens ({} asked)", mc.n_ctx_train, cfg_.ctx));
-    if (cfg_.params.rtn && cfg_.params.act_order != GptqActOrder::none)
-      summary_.warnings.push_back("act-order has no effect on round to nearest");
+    for (std::string& w : gptq_impl::gp_config_warnings(cfg_, mc.n_ctx_train)) summary_.warnings.push_back(std::move(w));
   }
 
   // Block L's experts, one matrix each (role-major: every expert's gate, then up, then down), named

@@ -44,6 +44,10 @@ void gp_write(ShardedSafetensorsWriter& out, const std::string& m, const GptqMat
 /// The layout's limits on the parameters (AWQ: 4-bit codes, a group size, no g_idx);
 /// Errc::invalid_argument naming the one not met.
 void gp_check_layout(const GptqConfig& cfg);
+/// The warnings a config gives whatever the weights: a ctx beyond the model's training context
+/// (n_ctx_train, 0 = unknown), act-order with round to nearest, and group act-order, which vLLM
+/// refuses to load.
+std::vector<std::string> gp_config_warnings(const GptqConfig& cfg, int64_t n_ctx_train);
 /// One linear's checks (the group size divides its rows; whole int32 words in the GPTQ and AWQ
 /// layouts; a float type) and, for compressed-tensors, the scale storage its dtype gives
 /// (`scale_storage`: 0 F32, 16 F16, 17 BF16; left as it is for the other layouts).
