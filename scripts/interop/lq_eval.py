@@ -1,6 +1,6 @@
 """Token streams and evaluation chunks laid out as `lq perplexity` lays them, for Python clients.
 
-Used by benchmarks/*_compare.py and scripts/interop/check_w8a8_clients.py so that
+Used by benchmarks/*_compare.py and scripts/interop/check_clients.py so that
 transformers, vLLM and lq score exactly the same tokens. Holds no model code of its own beyond
 a plain transformers forward pass; it must not import vLLM or llm-compressor.
 

