@@ -176,6 +176,22 @@ TEST_CASE("tokenizer: tiny-llama eval.txt ids equal SentencePiece's, from every 
     const auto tok = Tokenizer::from_hf_dir(dir);
     CHECK(tok.encode(text, false) == expected);
   }
+  SECTION("model directory with tokenizer.json only (no tokenizer.model), as GPTQModel saves it") {
+    // The vocabulary's scores come from the merges' order: the same ids as SentencePiece's.
+    test::TempDir tmp;
+    for (const char* f : {"config.json", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"})
+      fs::copy_file(dir / f, tmp / f);
+    gguf::Metadata m;
+    tokenizer_gguf_metadata(tmp.path(), m);
+    CHECK(m.get_string("tokenizer.ggml.model") == "llama");
+    CHECK(m.find("tokenizer.ggml.add_space_prefix")->as_bool());
+    CHECK(m.find("tokenizer.ggml.bos_token_id")->as_int() == 1);
+    const auto tok = Tokenizer::from_hf_dir(tmp.path());
+    CHECK(tok.model_name() == "llama");
+    CHECK(tok.vocab_size() == 2048);
+    CHECK(tok.encode(text, false) == expected);
+    CHECK(tok.decode(expected) == text);
+  }
 }
 
 TEST_CASE("tokenizer: SentencePiece normalization rules, extra spaces, user symbols, unk", "[tokenizer]") {
@@ -389,7 +405,7 @@ TEST_CASE("tokenizer: converter rules on a synthetic byte-level BPE model", "[to
     require_invalid_model([&] { tokenizer_gguf_metadata(tmp.path(), m); }, "not recognized");
     CHECK(Tokenizer::from_hf_json(tmp / "tokenizer.json").encode("the", false) == std::vector<int32_t>{258});
   }
-  SECTION("a SentencePiece-style tokenizer.json needs its tokenizer.model") {
+  SECTION("a byte-fallback tokenizer.json that keeps spaces as they are has no SentencePiece form") {
     auto j = tiny_bpe_json();
     j["model"]["byte_fallback"] = true;
     j["pre_tokenizer"] = nullptr;
@@ -421,6 +437,26 @@ TEST_CASE("tokenizer: SentencePiece-style tokenizer.json with a Metaspace pre-to
   for (const std::string text : {"hi hi!", "hé  hi"}) CHECK(tok.decode(tok.encode(text, false)) == text);
   // As with Hugging Face's Metaspace decoder, a leading space merges into the prefix.
   CHECK(tok.decode(tok.encode(" hi", false)) == "hi");
+
+  // Without a tokenizer.model the directory converts to a SentencePiece vocabulary scored by the
+  // merges' order ("▁h" before "▁hi", pieces no merge makes below both), which encodes the same.
+  gguf::Metadata m;
+  tokenizer_gguf_metadata(tmp.path(), m);
+  const gguf::Value* scores = m.find("tokenizer.ggml.scores");
+  CHECK(scores->float_at(262) == 0.0);
+  CHECK(scores->float_at(263) == -1.0);
+  CHECK(scores->float_at(259) < -1.0);
+  CHECK(m.find("tokenizer.ggml.token_type")->int_at(3 + 0x41) == static_cast<int64_t>(TokenType::byte));
+  CHECK(m.find("tokenizer.ggml.token_type")->int_at(0) == static_cast<int64_t>(TokenType::unknown));
+  const auto spm = Tokenizer::from_gguf(m, "metadata");
+  for (const std::string text : {"hi hi!", "hi  hi", "hé", "hi hi hi"}) CHECK(spm.encode(text, false) == tok.encode(text, false));
+
+  SECTION("other pre-tokenizer steps have no SentencePiece form") {
+    j["pre_tokenizer"] = {{"type", "Sequence"},
+                          {"pretokenizers", nlohmann::json::array({j["pre_tokenizer"], {{"type", "Digits"}, {"individual_digits", true}}})}};
+    write_temp(tmp, "tokenizer.json", j.dump());
+    require_invalid_model([&] { tokenizer_gguf_metadata(tmp.path(), m); }, "Metaspace");
+  }
 }
 
 // ---- pre-tokenizers and the regex engine ------------------------------------------------------

@@ -116,13 +116,91 @@ void sentencepiece_metadata(const fs::path& dir, gguf::Metadata& out) {
   sv.write(out);
 }
 
+// A SentencePiece-style BPE tokenizer.json (byte fallback, spaces as "▁") without the
+// tokenizer.model it was converted from, as GPTQModel's and transformers' save_pretrained leave
+// it: a "llama" vocabulary whose scores are the merges' order. Each piece scores minus the rank of
+// the first merge that makes it, so SentencePiece's merge loop (the highest-scoring adjacent pair
+// first, ties to the left: the engine's and llama.cpp's) merges in the order of the list, which
+// transformers' converter took from the model's scores. Pieces no merge makes score below all of
+// them. llama.cpp's own converter gives every piece -1000 here (LlamaHfVocab), which leaves its
+// merge order to position alone.
+void sentencepiece_json_metadata(const fs::path& dir, const HfJson& h, gguf::Metadata& out) {
+  bool prefix = h.prepend_metaspace, escape = h.replace_space;
+  for (const auto& step : h.pre.steps()) {
+    if (step.kind != detail::PreStep::Kind::metaspace || step.replacement != kMetaSpace)
+      fail(Errc::invalid_model,
+           "{}: a SentencePiece-style tokenizer.json with pre-tokenizer steps other than Metaspace(\"▁\") has "
+           "no SentencePiece vocabulary form; put its tokenizer.model beside it",
+           h.file);
+    escape = true;
+    prefix = prefix || step.prepend != detail::PreStep::Prepend::never;
+  }
+  if (!escape)
+    fail(Errc::invalid_model,
+         "{}: a byte-fallback tokenizer.json that does not write spaces as \"▁\" has no SentencePiece vocabulary "
+         "form; put its tokenizer.model beside it",
+         h.file);
+  const auto rev = reverse_vocab(h);
+  const int64_t max_id = rev.empty() ? -1 : rev.rbegin()->first;
+  const int64_t vocab_size = config_vocab_size(dir, true).value_or(max_id + 1);
+  if (max_id >= vocab_size)
+    fail(Errc::invalid_model, "{}: token id {} is not below the vocabulary size {}", h.file, max_id, vocab_size);
+  std::map<std::string, int64_t> first_merge;  // piece -> rank of the first merge making it
+  for (size_t r = 0; r < h.merges.size(); ++r) {
+    const std::string& m = h.merges[r];
+    const size_t sp = m.find(' ');
+    if (sp == std::string::npos) fail(Errc::invalid_model, "{}: merge {} ('{}') is not two pieces", h.file, r, m);
+    first_merge.emplace(m.substr(0, sp) + m.substr(sp + 1), static_cast<int64_t>(r));
+  }
+  const float unmerged = -static_cast<float>(h.merges.size()) - 1.0f;
+  std::map<int64_t, const AddedToken*> added;
+  for (const auto& a : h.added) added[a.id] = &a;
+
+  std::vector<std::string> tokens(static_cast<size_t>(vocab_size));
+  std::vector<float> scores(static_cast<size_t>(vocab_size), -10000.0f);
+  std::vector<int32_t> types(static_cast<size_t>(vocab_size), static_cast<int32_t>(TokenType::unused));
+  for (int64_t i = 0; i < vocab_size; ++i) tokens[static_cast<size_t>(i)] = "[PAD" + std::to_string(i) + "]";
+  for (const auto& [id, text] : rev) {
+    const size_t i = static_cast<size_t>(id);
+    tokens[i] = text;
+    TokenType t = TokenType::normal;
+    if (auto a = added.find(id); a != added.end()) {
+      if (a->second->special || looks_special(text)) {
+        t = TokenType::control;
+      } else {
+        replace_all(tokens[i], kMetaSpace, " ");
+        t = TokenType::user_defined;
+      }
+      scores[i] = -1000.0f;
+    } else {
+      if (h.unk_token && text == *h.unk_token) t = TokenType::unknown;
+      else if (text.size() == 6 && text.rfind("<0x", 0) == 0 && text[5] == '>') t = TokenType::byte;
+      const auto m = first_merge.find(text);
+      scores[i] = m != first_merge.end() ? -static_cast<float>(m->second) : unmerged;
+    }
+    types[i] = static_cast<int32_t>(t);
+  }
+
+  out.set("tokenizer.ggml.model", gguf::Value::string("llama"));
+  out.set("tokenizer.ggml.pre", gguf::Value::string("default"));
+  out.set("tokenizer.ggml.add_space_prefix", gguf::Value::boolean(prefix));
+  out.set("tokenizer.ggml.tokens", gguf::Value::strings(std::move(tokens)));
+  out.set("tokenizer.ggml.scores", gguf::Value::array<float>(gguf::ValueType::FLOAT32, scores));
+  out.set("tokenizer.ggml.token_type", gguf::Value::array<int32_t>(gguf::ValueType::INT32, types));
+  SpecialVocab sv;
+  sv.n_vocab = static_cast<size_t>(vocab_size);
+  sv.load(dir, false);
+  sv.write(out);
+}
+
 void bpe_metadata(const fs::path& dir, gguf::Metadata& out) {
   const fs::path tok_file = dir / "tokenizer.json";
   const HfJson h = parse_hf_json(tok_file);
+  if (h.byte_fallback && !h.pre.byte_level()) return sentencepiece_json_metadata(dir, h, out);
   if (h.byte_fallback || !h.pre.byte_level())
     fail(Errc::invalid_model,
-         "{}: a SentencePiece-style BPE tokenizer.json needs its tokenizer.model beside it for GGUF "
-         "conversion",
+         "{}: a BPE tokenizer.json needs a byte-level pre-tokenizer, or byte fallback with spaces as \"▁\" "
+         "(SentencePiece style), for GGUF conversion",
          h.file);
   const auto pre = detail::detect_pretokenizer(h.pre);
   if (!pre)
