@@ -626,3 +626,29 @@ TEST_CASE("gemma: convert X.gguf writes the (1 + w) norms back as w, the sandwic
     }
   }
 }
+
+TEST_CASE("gemma: Gemma 3's per-attention-type rope_parameters (transformers 5) read as the legacy keys",
+          "[arch][gemma]") {
+  test::TempDir tmp;
+  GemmaToy s;
+  if (!write_gemma_version_toy(tmp / "legacy", 3, s)) return;
+  write_gemma_version_toy(tmp / "v5", 3, s);
+  auto cfg = json::parse(std::ifstream(tmp / "v5" / "config.json"));
+  for (const char* k : {"rope_theta", "rope_local_base_freq", "rope_scaling"}) cfg.erase(k);
+  cfg["rope_parameters"]["sliding_attention"] = {{"rope_type", "default"}, {"rope_theta", 10000.0}};
+  cfg["rope_parameters"]["full_attention"] = {{"rope_type", "linear"}, {"factor", 8.0}, {"rope_theta", 1000000.0}};
+  std::ofstream(tmp / "v5" / "config.json") << cfg.dump(2);
+  const auto a = ModelSource::open(tmp / "legacy"), b = ModelSource::open(tmp / "v5");
+  CHECK(b->config().rope_theta == 1000000.0f);
+  CHECK(b->config().rope_theta_swa == 10000.0f);
+  REQUIRE(b->config().rope_scaling);
+  CHECK(b->config().rope_scaling->type == "linear");
+  CHECK(b->config().rope_scaling->factor == 8.0f);
+  CHECK(a->gguf_metadata().get_float("gemma3.rope.freq_base") == b->gguf_metadata().get_float("gemma3.rope.freq_base"));
+  auto la = Model::load(*a), lb = Model::load(*b);
+  Session sa(*la), sb(*lb);
+  sa.eval(kToks, 0);
+  sb.eval(kToks, 0);
+  const auto x = sa.logits(13), y = sb.logits(13);
+  CHECK(std::vector<float>(x.begin(), x.end()) == std::vector<float>(y.begin(), y.end()));
+}

@@ -1,6 +1,7 @@
 // Reading Hugging Face checkpoints: names, shapes, q/k permutation and values against llama.cpp's
 // own conversion of the same model, plus strict validation of malformed inputs.
 #include <lq/decode.hpp>
+#include <lq/engine.hpp>
 #include <lq/error.hpp>
 #include <lq/gguf.hpp>
 #include <lq/model.hpp>
@@ -190,4 +191,44 @@ TEST_CASE("model: a model in the Hugging Face cache is named after its Hub ID, n
   REQUIRE(r.status == 0);
   gguf::Reader q(out);
   CHECK(q.metadata().get_string("general.name") == std::optional<std::string>("Tiny Story v2"));
+}
+
+TEST_CASE("model: transformers 5's rope_parameters read as rope_theta, rope_scaling and the sliding base",
+          "[model]") {
+  if (!test::shared_file("models/tiny-llama")) return;
+  test::TempDir tmp;
+  // The same RoPE in the two spellings: the same configuration, GGUF keys and logits.
+  auto legacy = copy_tiny(tmp);
+  auto j = nlohmann::json::parse(slurp(legacy / "config.json"));
+  j["rope_theta"] = 500000.0;
+  j["rope_scaling"] = {{"rope_type", "llama3"}, {"factor", 8.0}, {"low_freq_factor", 1.0},
+                       {"high_freq_factor", 4.0}, {"original_max_position_embeddings", 128}};
+  spit(legacy / "config.json", j.dump());
+  test::TempDir tmp5;
+  auto v5 = copy_tiny(tmp5);
+  j.erase("rope_theta");
+  nlohmann::json rp = j["rope_scaling"];
+  rp["rope_theta"] = 500000.0;
+  j.erase("rope_scaling");
+  j["rope_parameters"] = rp;
+  spit(v5 / "config.json", j.dump());
+
+  const auto a = ModelSource::open(legacy), b = ModelSource::open(v5);
+  CHECK(b->config().rope_theta == 500000.0f);
+  REQUIRE(b->config().rope_scaling);
+  CHECK(b->config().rope_scaling->type == "llama3");
+  CHECK(b->config().rope_scaling->factor == 8.0f);
+  CHECK(b->config().rope_scaling->original_context == 128);
+  CHECK(a->gguf_metadata().get_float("llama.rope.freq_base") == b->gguf_metadata().get_float("llama.rope.freq_base"));
+  CHECK(b->gguf_metadata().get_float("llama.rope.freq_base") == Approx(500000.0));
+  const std::vector<int32_t> toks = {1, 450, 1996, 1354, 1701, 432, 1, 7, 99, 1000, 300, 2, 5, 6, 7, 8};
+  auto la = Model::load(*a), lb = Model::load(*b);
+  Session sa(*la), sb(*lb);
+  sa.eval(toks, 0);
+  sb.eval(toks, 0);
+  for (int64_t i : {int64_t{0}, int64_t{15}}) {
+    const auto x = sa.logits(i), y = sb.logits(i);
+    CHECK(std::vector<float>(x.begin(), x.end()) == std::vector<float>(y.begin(), y.end()));
+  }
+
 }

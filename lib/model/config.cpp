@@ -174,6 +174,37 @@ Int8Checkpoint read_int8_quantization(const json& q, const fs::path& cfg) {
   return out;
 }
 
+// transformers 5 writes RoPE as `rope_parameters`: {rope_theta, rope_type, the scaling's fields},
+// or one such object per attention type (Gemma 3: full_attention, sliding_attention), in place of
+// rope_theta, rope_scaling, rope_local_base_freq and partial_rotary_factor. Those keys are made
+// from it where the file lacks them, so that every reader below (and the GGUF keys) sees one
+// spelling; without this a transformers-5 directory would run with the default base 10000.
+void rope_parameters_as_keys(json& t) {
+  if (!t.contains("rope_parameters") || !t["rope_parameters"].is_object()) return;
+  const json rp = t["rope_parameters"];
+  auto take = [&](const json& p, const char* theta_key, bool scaling) {
+    if (!p.is_object()) return;
+    if (p.contains("rope_theta") && !t.contains(theta_key)) t[theta_key] = p["rope_theta"];
+    if (!scaling) return;
+    if (p.contains("partial_rotary_factor") && !t.contains("partial_rotary_factor"))
+      t["partial_rotary_factor"] = p["partial_rotary_factor"];
+    const json& type = p.contains("rope_type") ? p["rope_type"] : p.contains("type") ? p["type"] : json("default");
+    if (type.is_string() && type.get<std::string>() != "default" &&
+        (!t.contains("rope_scaling") || t["rope_scaling"].is_null())) {
+      json rs = p;
+      rs.erase("rope_theta");
+      rs.erase("partial_rotary_factor");
+      t["rope_scaling"] = std::move(rs);
+    }
+  };
+  if (rp.contains("full_attention") || rp.contains("sliding_attention")) {
+    take(rp.contains("full_attention") ? rp["full_attention"] : json(), "rope_theta", true);
+    take(rp.contains("sliding_attention") ? rp["sliding_attention"] : json(), "rope_local_base_freq", false);
+  } else {
+    take(rp, "rope_theta", true);
+  }
+}
+
 // RoPE variants the engine does not compute: refused by name rather than converted into a model
 // that runs with the wrong positions (partial rotary dimensions; LongRoPE outside phi3, whose
 // factors and attention factor only phi3's keys carry). LongRoPE's factor lists are checked here.
@@ -363,6 +394,11 @@ HfConfig read_hf_config(const fs::path& dir) {
   if (!j.is_object()) fail(Errc::invalid_model, "{}: not a JSON object", cfg.string());
   if (j.contains("text_config") && j["text_config"].is_object()) out.text = j["text_config"];
   else out.text = j;
+  try {
+    rope_parameters_as_keys(out.text);
+  } catch (const json::exception& e) {
+    fail(Errc::invalid_model, "{}: malformed rope_parameters: {}", cfg.string(), e.what());
+  }
   std::string mt;
   try {
     mt = get_or<std::string>(j, "model_type", "");
