@@ -255,6 +255,18 @@ TEST_CASE("moe: Qwen2-MoE's shared expert and Qwen3-MoE's q/k norms", "[arch][mo
   CHECK(src3->at("blk.1.attn_q_norm.weight").ne == std::vector<int64_t>{16});
   CHECK(src3->find("blk.1.ffn_gate_inp_shexp.weight") == nullptr);
   CHECK(src3->gguf_metadata().get_int("qwen3moe.expert_feed_forward_length") == 64);
+
+  // As transformers 5 saves it: the expert count under num_local_experts, RoPE in rope_parameters.
+  auto j = nlohmann::json::parse(std::ifstream(tmp / "q3" / "config.json"));
+  j["num_local_experts"] = j["num_experts"];
+  j.erase("num_experts");
+  j["rope_parameters"] = {{"rope_type", "default"}, {"rope_theta", j.value("rope_theta", 10000.0)}};
+  j.erase("rope_theta");
+  std::ofstream(tmp / "q3" / "config.json") << j.dump();
+  auto v5 = ModelSource::open(tmp / "q3");
+  CHECK(v5->config().n_expert == src3->config().n_expert);
+  CHECK(v5->config().rope_theta == src3->config().rope_theta);
+  CHECK(last_logits(*Model::load(*v5), {1, 5, 9, 200, 7}) == last_logits(*Model::load(*src3), {1, 5, 9, 200, 7}));
 }
 
 TEST_CASE("moe: a Mixtral whose experts are one MLP computes that Llama's logits", "[arch][moe]") {

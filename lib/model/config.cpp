@@ -304,7 +304,11 @@ void read_moe_config(const Architecture& arch, const json& t, const fs::path& cf
       fail(Errc::invalid_model, "{}: missing or non-integer '{}'", cfg.string(), k);
     return t[k].get<int64_t>();
   };
-  c.n_expert = need(mixtral ? "num_local_experts" : "num_experts");
+  // Each architecture's own key; transformers 5 saves Qwen3-MoE's under Mixtral's
+  // (num_local_experts), as llama.cpp's converter accepts either.
+  const char* own = mixtral ? "num_local_experts" : "num_experts";
+  const char* other = mixtral ? "num_experts" : "num_local_experts";
+  c.n_expert = need(t.contains(own) || !t.contains(other) ? own : other);
   c.n_expert_used = need("num_experts_per_tok");
   c.n_ff_exp = mixtral ? c.n_ff : need("moe_intermediate_size");
   if (arch.shared_expert) c.n_ff_shexp = need("shared_expert_intermediate_size");
