@@ -651,4 +651,26 @@ TEST_CASE("gemma: Gemma 3's per-attention-type rope_parameters (transformers 5) 
   sb.eval(kToks, 0);
   const auto x = sa.logits(13), y = sb.logits(13);
   CHECK(std::vector<float>(x.begin(), x.end()) == std::vector<float>(y.begin(), y.end()));
+
+  // layer_types: the architecture's pattern reads as before, all full turns the window off, and
+  // another pattern is refused.
+  auto types = [&](const std::vector<std::string>& lt) {
+    cfg["layer_types"] = lt;
+    std::ofstream(tmp / "v5" / "config.json") << cfg.dump(2);
+  };
+  std::vector<std::string> lt(static_cast<size_t>(s.layers), "sliding_attention");
+  for (size_t l = 5; l < lt.size(); l += 6) lt[l] = "full_attention";
+  types(lt);
+  CHECK(ModelSource::open(tmp / "v5")->config().swa_period == 6);
+  types(std::vector<std::string>(static_cast<size_t>(s.layers), "full_attention"));
+  CHECK(ModelSource::open(tmp / "v5")->config().sliding_window == 0);
+  lt[0] = "full_attention";
+  types(lt);
+  try {
+    (void)ModelSource::open(tmp / "v5");
+    FAIL("an unsupported layer_types pattern was accepted");
+  } catch (const Error& e) {
+    CHECK(e.code() == Errc::invalid_model);
+    CHECK(std::string(e.what()).find("layer_types") != std::string::npos);
+  }
 }

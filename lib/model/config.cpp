@@ -283,11 +283,28 @@ void read_gemma_hparams(const Architecture& arch, const json& t, ModelConfig& c)
     if (!t.contains("max_position_embeddings")) c.n_ctx_train = 131072;
     if (!t.contains("rope_theta")) c.rope_theta = 1000000.0f;
     c.rope_theta_swa = get_or<float>(t, "rope_local_base_freq", 10000.0f);
-    if (t.contains("sliding_window_pattern") && t["sliding_window_pattern"] == 1) c.sliding_window = 0;
+    for (const char* k : {"sliding_window_pattern", "_sliding_window_pattern"})  // the latter: transformers 5
+      if (t.contains(k) && t[k] == 1) c.sliding_window = 0;
   } else if (!t.contains("sliding_window") || t["sliding_window"].is_null()) {
     c.sliding_window = 4096;
   }
   c.swa_period = c.sliding_window > 0 ? arch.swa_period : 0;
+  // transformers 5's layer_types names each layer's attention: all full turns the window off;
+  // any other pattern must be the architecture's period (the engine's and llama.cpp's).
+  if (t.contains("layer_types") && t["layer_types"].is_array()) {
+    const json& lt = t["layer_types"];
+    if (std::all_of(lt.begin(), lt.end(), [](const json& v) { return v == "full_attention"; })) {
+      c.sliding_window = 0;
+      c.swa_period = 0;
+    }
+    for (size_t l = 0; l < lt.size(); ++l) {
+      const bool sliding = c.swa_period > 0 && static_cast<int64_t>(l) % c.swa_period < c.swa_period - 1;
+      if (lt[l] != (sliding ? "sliding_attention" : "full_attention"))
+        fail(Errc::invalid_model, "config.json: layer_types: layer {} is {} where {} has {} attention (a window every {} layers "
+             "but the last of each {}); another pattern is not supported", l, lt[l].dump(), arch.model_type,
+             sliding ? "sliding-window" : "full", c.swa_period, c.swa_period);
+    }
+  }
 }
 
 // The general.* and {arch}.* keys of llama.cpp's Gemma2Model / Gemma3Model, in their order.
