@@ -1,9 +1,10 @@
 """GPTQModel's side of benchmarks/gptqmodel_compare.sh, and its report.
 
   gptqmodel_compare.py quantize MODEL OUT --calibration-data F --samples N --ctx C --bits B
-                       --group-size G --act-order none|static|group [--damp D] [--asym] [--lq LQ]
-      GPTQModel.load(MODEL, QuantizeConfig(...)).quantize(chunks) on the CPU, saved to OUT in its
-      GPTQ layout. The calibration chunks are the ones lq uses (same text, samples and ctx;
+                       --group-size G --act-order none|static|group [--damp D] [--asym]
+                       [--method gptq|awq] [--lq LQ]
+      GPTQModel.load(MODEL, QuantizeConfig(...) or AWQConfig(...)).quantize(chunks) on the CPU,
+      saved to OUT in its GPTQ layout (AWQ: with zero points, AutoAWQ's GEMM layout). The calibration chunks are the ones lq uses (same text, samples and ctx;
       BOS-led chunks of the text tokenized as one string, by `lq tokenize` when --lq is given).
       --damp unset keeps GPTQModel's own default; every other QuantizeConfig field is GPTQModel's
       default (true_sequential, act_group_aware, ...) and is printed.
@@ -32,12 +33,16 @@ def cmd_quantize(a):
     print(f"calibration: {len(chunks)} chunks x {a.ctx} tokens from {a.calibration_data} ({how})", flush=True)
     data = [{"input_ids": torch.tensor([c]), "attention_mask": torch.ones(1, len(c), dtype=torch.long)}
             for c in chunks]
-    kw = dict(bits=a.bits, group_size=a.group_size, sym=not a.asym, desc_act=a.act_order == "group")
-    if a.act_order == "static":
-        kw.update(desc_act=True, static_groups=True)
-    if a.damp is not None:
-        kw["damp_percent"] = a.damp
-    qc = QuantizeConfig(**kw)
+    if a.method == "awq":  # AWQ with zero points, AutoAWQ's GEMM layout
+        from gptqmodel.quantization import AWQConfig
+        qc = AWQConfig(bits=a.bits, group_size=a.group_size, sym=False, format="gemm")
+    else:
+        kw = dict(bits=a.bits, group_size=a.group_size, sym=not a.asym, desc_act=a.act_order == "group")
+        if a.act_order == "static":
+            kw.update(desc_act=True, static_groups=True)
+        if a.damp is not None:
+            kw["damp_percent"] = a.damp
+        qc = QuantizeConfig(**kw)
     print("QuantizeConfig: " + json.dumps(qc.to_dict(), default=str)[:2000], flush=True)
     model = GPTQModel.load(a.model, qc, device="cpu")
     model.quantize(data, batch_size=1)
@@ -88,10 +93,11 @@ def main():
     q.add_argument("--act-order", choices=["none", "static", "group"], default="none")
     q.add_argument("--damp", type=float)
     q.add_argument("--asym", action="store_true")
+    q.add_argument("--method", choices=["gptq", "awq"], default="gptq")
     q.add_argument("--threads", type=int, default=2)
     q.add_argument("--lq")
     r = sub.add_parser("report")
-    r.add_argument("--title", default="GPTQ side by side with GPTQModel")
+    r.add_argument("--title", default="side by side with GPTQModel")
     r.add_argument("--time", action="append", default=[], help="NAME=TIME_FILE=PPL_JSON")
     a = p.parse_args()
     {"quantize": cmd_quantize, "report": cmd_report}[a.cmd](a)
