@@ -1183,8 +1183,11 @@ class GsRun {
         for (int g = 0; g < 2; ++g)
           if (!sm.norm[g].empty())  // a smoothed group's folded norm
             floats[src_->at(fmt::format("blk.{}.{}.weight", L, g == 0 ? "attn_norm" : "ffn_norm")).source_name] = sm.norm[g];
-        for (const GsLinear& x : linears_)
-          if (x.layer == L) input_scales[x.module] = sm.site_max[static_cast<size_t>(x.site)] / 127.5f;
+        // Static activations only (refused for experts, whose sites are past the four dense ones).
+        if (cfg_.smoothquant->static_activations)
+          for (const GsLinear& x : linears_)
+            if (x.layer == L && x.site >= 0 && static_cast<size_t>(x.site) < sm.site_max.size())
+              input_scales[x.module] = sm.site_max[static_cast<size_t>(x.site)] / 127.5f;
       }
     }
     // Each linear's shape for the tensor specs; its codes are read back from the spool when written.
