@@ -114,7 +114,7 @@ case "$steps" in *" levels "*)
   if [ -n "$imat" ] && [ "$imatrix_tool" != lq ]; then
     echo "-- imatrix: lq analyze on the same F32 file"
     if quietly "$work/lq-imatrix.log" "$lq" --quiet --threads "$threads" analyze "$work/conv-F32.gguf"          --calibration-data "$calib" --calibration-samples "$ichunks" --ctx "$ictx" --no-cache -o "$work/lq-imatrix.gguf"; then
-      check "imatrix" "$py" "$here/arch_parity.py" imatrix "$imat" "$work/lq-imatrix.gguf"
+      check "imatrix" "$py" "$here/arch_parity.py" imatrix "$imat" "$work/lq-imatrix.gguf" "$src/config.json"
     else
       record "FAIL imatrix: lq analyze failed (see $work/lq-imatrix.log)"
     fi

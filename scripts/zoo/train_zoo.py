@@ -2,7 +2,9 @@
 """Trains the small models of the quantization zoo (see scripts/zoo/README.md).
 
 Each zoo member gets its own tokenizer (SentencePiece BPE or byte-level BPE, trained here), its own
-architecture (Llama with GQA, Mistral without GQA, Qwen2 with q/k/v biases and tied embeddings), width,
+architecture (Llama with GQA, Mistral without GQA, Qwen2 with q/k/v biases and tied embeddings, Qwen3
+with q/k norms, Gemma 2 with soft-caps and a sliding window, Phi-3's fused projections, a Mixtral
+mixture of experts), width,
 depth, training text and saved dtype. Everything is seeded: the same corpus and the same torch build
 give the same files. Output: one Hugging Face directory per model (config.json, model.safetensors,
 tokenizer files) plus eval.txt, the held-out text of that model's training distribution.
@@ -44,6 +46,27 @@ ZOO = {
         tok="spm", vocab=32000, text="mix", dtype="float16", steps=200, lr=3e-3,
         what="Llama without GQA (4/4 heads), shallow with a wide FFN (2 layers, ffn 1536), SentencePiece BPE 32k, "
              "TinyStories + WikiText-2, F16"),
+    "qwen3-tied-bpe8k": dict(
+        arch="qwen3", hidden=256, layers=3, heads=4, kv_heads=2, ffn=768, tied=True,
+        tok="bpe-qwen2", vocab=8192, text="mix", dtype="bfloat16", steps=2000, lr=3e-3,
+        what="Qwen3: per-head q/k RMS norms, no biases, tied embeddings, GQA 4/2, 3 layers, hidden 256, ffn 768, "
+             "byte-level BPE 8k (Qwen2 pre-tokenizer), TinyStories + WikiText-2, BF16"),
+    "gemma2-sp8k": dict(
+        arch="gemma2", hidden=256, layers=4, heads=4, kv_heads=2, ffn=768, tied=True, window=128,
+        tok="spm", vocab=8000, text="stories", dtype="bfloat16", steps=2000, lr=3e-3,
+        what="Gemma 2: sandwich norms (1 + w), GeLU-tanh, embeddings scaled by sqrt(hidden), attention and final "
+             "soft-caps, sliding window 128 on alternate layers (so it bites at ctx 256), tied embeddings, GQA 4/2, "
+             "4 layers, hidden 256, ffn 768, SentencePiece BPE 8k, TinyStories, BF16"),
+    "phi3-sp4k": dict(
+        arch="phi3", hidden=256, layers=3, heads=4, kv_heads=4, ffn=768,
+        tok="spm", vocab=4000, text="wiki", dtype="bfloat16", steps=2000, lr=3e-3,
+        what="Phi-3: fused qkv_proj and gate_up_proj, no GQA (4/4 heads), 3 layers, hidden 256, ffn 768, "
+             "SentencePiece BPE 4k, WikiText-2 prose, BF16"),
+    "mixtral-moe-sp4k": dict(
+        arch="mixtral", hidden=256, layers=2, heads=4, kv_heads=2, ffn=512, experts=4, top_k=2,
+        tok="spm", vocab=4000, text="stories", dtype="bfloat16", steps=2000, lr=3e-3,
+        what="Mixtral: 4 trained experts (ffn 512 each), top 2, with the load-balancing loss, GQA 4/2, 2 layers, "
+             "hidden 256, SentencePiece BPE 4k, TinyStories, BF16"),
 }
 
 # Rows of every quantized tensor are multiples of 256 (hidden and ffn), so k-quants and i-quants apply
@@ -162,7 +185,24 @@ def make_model(spec, n_vocab, special):
                   num_hidden_layers=spec["layers"], num_attention_heads=spec["heads"],
                   num_key_value_heads=spec["kv_heads"], max_position_embeddings=2 * CTX, rms_norm_eps=1e-5,
                   rope_theta=10000.0, bos_token_id=special["bos"], eos_token_id=special["eos"],
-                  tie_word_embeddings=spec["arch"] == "qwen2", initializer_range=0.02)
+                  tie_word_embeddings=spec.get("tied", spec["arch"] == "qwen2"), initializer_range=0.02)
+    head_dim = spec["hidden"] // spec["heads"]
+    if spec["arch"] == "qwen3":
+        return tf.Qwen3ForCausalLM(tf.Qwen3Config(head_dim=head_dim, use_sliding_window=False, **common))
+    if spec["arch"] == "gemma2":
+        # eager attention: the soft-cap of the scores is only applied there; query scale 1/sqrt(head_dim).
+        cfg = tf.Gemma2Config(head_dim=head_dim, query_pre_attn_scalar=head_dim, sliding_window=spec["window"],
+                              pad_token_id=0, hidden_activation="gelu_pytorch_tanh", **common)
+        cfg._attn_implementation = "eager"
+        return tf.Gemma2ForCausalLM(cfg)
+    if spec["arch"] == "phi3":
+        # Phi3Config's default pad id (32000) is outside a small vocabulary.
+        return tf.Phi3ForCausalLM(tf.Phi3Config(pad_token_id=special["eos"], sliding_window=None, **common))
+    if spec["arch"] == "mixtral":
+        cfg = tf.MixtralConfig(num_local_experts=spec["experts"], num_experts_per_tok=spec["top_k"],
+                               output_router_logits=True, router_aux_loss_coef=0.02, sliding_window=None,
+                               head_dim=head_dim, **common)
+        return tf.MixtralForCausalLM(cfg)
     if spec["arch"] == "llama":
         cfg = tf.LlamaConfig(**common)
         return tf.LlamaForCausalLM(cfg)
@@ -215,6 +255,7 @@ def train_one(name, spec, texts, out_root, steps_scale, threads):
         if step % 50 == 0 or step == steps - 1:
             log(f"{name}: step {step}/{steps} loss {l:.3f} (ema {ema:.3f}) {time.time()-t0:.0f}s")
     model.eval()
+    model.config.output_router_logits = False  # the held-out loss without a mixture's balancing term
     # Held-out loss on the evaluation text.
     ev = encode_stream(encode, eval_text[:200000], special["eos"])
     with torch.no_grad():
