@@ -176,6 +176,19 @@ TEST_CASE("tokenizer: tiny-llama eval.txt ids equal SentencePiece's, from every 
     const auto tok = Tokenizer::from_hf_dir(dir);
     CHECK(tok.encode(text, false) == expected);
   }
+  SECTION("tokenizer_config.json's add_prefix_space: only false is written, as the converter leaves true out") {
+    for (const bool aps : {true, false}) {
+      test::TempDir tmp;
+      for (const char* f : {"config.json", "tokenizer.model", "special_tokens_map.json"}) fs::copy_file(dir / f, tmp / f);
+      nlohmann::json cfg = nlohmann::json::parse(read_file(dir / "tokenizer_config.json"));
+      cfg["add_prefix_space"] = aps;
+      write_file_atomic(tmp / "tokenizer_config.json", cfg.dump());
+      gguf::Metadata m;
+      tokenizer_gguf_metadata(tmp.path(), m);
+      if (aps) CHECK(m.find("tokenizer.ggml.add_space_prefix") == nullptr);
+      else CHECK(m.find("tokenizer.ggml.add_space_prefix")->as_bool() == false);
+    }
+  }
   SECTION("model directory with tokenizer.json only (no tokenizer.model), as GPTQModel saves it") {
     // The vocabulary's scores come from the merges' order: the same ids as SentencePiece's.
     test::TempDir tmp;

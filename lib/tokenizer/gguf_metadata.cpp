@@ -46,10 +46,13 @@ void sentencepiece_metadata(const fs::path& dir, gguf::Metadata& out) {
   const fs::path cfg_file = dir / "tokenizer_config.json";
   const std::optional<json> cfg = read_json_if_present(cfg_file);
 
+  // Only a false add_prefix_space is written: true is what llama.cpp assumes for a SentencePiece
+  // vocabulary without the key, and convert_hf_to_gguf.py writes no key for Llama and Phi-3 (whose
+  // tokenizer_config.json from transformers 4.4x+ says true), so the metadata stays the converter's.
   if (cfg)
     with_json_errors(cfg_file, [&] {
       const json& aps = member(*cfg, "add_prefix_space");
-      if (aps.is_boolean()) out.set("tokenizer.ggml.add_space_prefix", gguf::Value::boolean(aps.get<bool>()));
+      if (aps.is_boolean() && !aps.get<bool>()) out.set("tokenizer.ggml.add_space_prefix", gguf::Value::boolean(false));
       return 0;
     });
 

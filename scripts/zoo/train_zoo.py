@@ -60,8 +60,10 @@ ZOO = {
     "phi3-sp4k": dict(
         arch="phi3", hidden=256, layers=3, heads=4, kv_heads=4, ffn=768,
         tok="spm", vocab=4000, text="wiki", dtype="bfloat16", steps=2000, lr=3e-3,
+        # llama.cpp's vocabulary loader looks these up in any model whose name says phi3.
+        spm_symbols=["<|endoftext|>", "<|end|>"],
         what="Phi-3: fused qkv_proj and gate_up_proj, no GQA (4/4 heads), 3 layers, hidden 256, ffn 768, "
-             "SentencePiece BPE 4k, WikiText-2 prose, BF16"),
+             "SentencePiece BPE 4k with Phi-3's <|endoftext|> and <|end|>, WikiText-2 prose, BF16"),
     "mixtral-moe-sp4k": dict(
         arch="mixtral", hidden=256, layers=2, heads=4, kv_heads=2, ffn=512, experts=4, top_k=2,
         tok="spm", vocab=4000, text="stories", dtype="bfloat16", steps=2000, lr=3e-3,
@@ -111,7 +113,7 @@ def mix_paragraphs(a, b):
     return "\n\n".join(out) + "\n"
 
 
-def train_spm(text, vocab, out_dir, work):
+def train_spm(text, vocab, out_dir, work, symbols=()):
     import sentencepiece as spm
     if hasattr(spm, "set_random_generator_seed"):
         spm.set_random_generator_seed(SEED)
@@ -123,7 +125,7 @@ def train_spm(text, vocab, out_dir, work):
         input=src, model_prefix=prefix, model_type="bpe", vocab_size=vocab, character_coverage=1.0,
         byte_fallback=True, split_digits=True, allow_whitespace_only_pieces=True, remove_extra_whitespaces=False,
         unk_id=0, bos_id=1, eos_id=2, pad_id=-1, max_sentence_length=1 << 16, num_threads=2,
-        minloglevel=2, hard_vocab_limit=True)
+        minloglevel=2, hard_vocab_limit=True, user_defined_symbols=list(symbols))
     shutil.copy(prefix + ".model", os.path.join(out_dir, "tokenizer.model"))
     spm_tokenizer_files(out_dir)
     sp = spm.SentencePieceProcessor(model_file=os.path.join(out_dir, "tokenizer.model"))
@@ -222,7 +224,7 @@ def train_one(name, spec, texts, out_root, steps_scale, threads):
     train_text, eval_text = texts[spec["text"]]
     log(f"{name}: tokenizer ({spec['tok']}, {spec['vocab']})")
     if spec["tok"] == "spm":
-        encode, n_vocab, special = train_spm(train_text, spec["vocab"], tmp, tmp)
+        encode, n_vocab, special = train_spm(train_text, spec["vocab"], tmp, tmp, spec.get("spm_symbols", ()))
     else:
         encode, n_vocab, special = train_bpe(train_text, spec["vocab"], tmp, spec["tok"])
     for f in ("spm-train.txt", "spm.model", "spm.vocab"):
