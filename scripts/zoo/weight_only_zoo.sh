@@ -48,7 +48,7 @@ declare -A run_args=(
   [rtn-asym-w3]="rtn --bits 3 --group-size 128 --asym"
   [gptq-w3]="gptq --bits 3 --group-size 128"
   [gptq-act-w3]="gptq --bits 3 --group-size 128 --act-order"
-  [awq-w3]="awq --bits 3 --group-size 128"
+  [awq-w3]="awq --bits 3 --group-size 128 --layout compressed-tensors"
   [rtn-w2]="rtn --bits 2 --group-size 64"
   [gptq-w2]="gptq --bits 2 --group-size 64"
 )
