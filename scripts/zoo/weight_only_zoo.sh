@@ -76,7 +76,7 @@ for model in "$@"; do
     shift
     cal=()
     [ "$method" = rtn ] || cal=(--calibration-data "$calib" --calibration-samples "$samples" --ctx 256)
-    rm -rf "$out/$r"
+    rm -rf "${out:?}/$r"
     t0=$(date +%s.%N)
     "$lq" --threads "$threads" --quiet quantize "$model" "$method" "$@" "${cal[@]}" --no-checkpoints -o "$out/$r" \
       > "$out/$r.log" 2>&1 || { echo "| $r | failed: $(tail -n 1 "$out/$r.log") | | | |"; continue; }
