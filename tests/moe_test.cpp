@@ -38,6 +38,7 @@
 #include <nlohmann/json.hpp>
 
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
 #include <fstream>
 #include <functional>
@@ -1160,6 +1161,22 @@ TEST_CASE("moe: GGUF --gptq walks every expert's slice of the merged tensors, cl
   const size_t per_block = 4 + 3 + 3;  // attention, experts (merged), shared expert
   CHECK(r.gptq_tensors.size() == per_block * static_cast<size_t>(s.layers));
   CHECK(fs::is_empty(c.work_dir));
+  {
+    // Without a work folder (the API's default): streamed through a private temporary folder,
+    // the same bytes, nothing left in TMPDIR.
+    const fs::path tmpdir = tmp / "tmpdir";
+    fs::create_directories(tmpdir);
+    const char* old = std::getenv("TMPDIR");
+    const std::string saved = old ? old : "";
+    ::setenv("TMPDIR", tmpdir.c_str(), 1);
+    GptqGgufConfig d = c;
+    d.work_dir.clear();
+    const GptqGgufResult r2 = gptq_gguf_tensors(*src, qo, d);
+    if (old) ::setenv("TMPDIR", saved.c_str(), 1);
+    else ::unsetenv("TMPDIR");
+    CHECK(r2.tensor_bytes == r.tensor_bytes);
+    CHECK(fs::is_empty(tmpdir));
+  }
 
   // The float model with every linear in its Q4_0 bytes: walked, or as the plain run makes them.
   auto model_with = [&](bool walked) {

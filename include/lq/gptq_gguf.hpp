@@ -60,7 +60,8 @@ struct GptqGgufConfig {
   /// Where the block-by-block calibration keeps its work files (each block's input hidden states)
   /// while it runs, with one block of the model in memory, as gptq_model streams (every Hugging
   /// Face checkpoint; mixtures of experts only so). Empty: the whole model is loaded
-  /// (GptqQuantizer, which refuses experts).
+  /// (GptqQuantizer), except for a mixture of experts, which streams through a folder of its own
+  /// under the system's temporary directory (TMPDIR), removed when the call returns.
   std::filesystem::path work_dir;
   /// A checkpoint after every block in this state directory (the streamed calibration's, and each
   /// walked tensor's bytes in gguf-tensors/ beside it); needs the streamed calibration (work_dir
