@@ -764,3 +764,24 @@ TEST_CASE("engine: softmax and SiLU kernels", "[engine]") {
   cpu::silu_mul(37, g.data(), u.data(), o.data());
   for (size_t i = 0; i < o.size(); ++i) CHECK(o[i] == Approx(g[i] / (1 + std::exp(-g[i])) * u[i]).epsilon(1e-5).margin(1e-7));
 }
+
+TEST_CASE("engine: GELU-tanh and soft-cap kernels equal the C library's tanh within float rounding", "[engine]") {
+  // Every vector width's body and tail (n = 1 .. 67), wide arguments (tanh saturating both ways),
+  // in place (out = gate), against double-precision references.
+  for (int64_t n : {1, 7, 16, 37, 67}) {
+    INFO("n = " << n);
+    std::vector<float> g = test::gaussian(static_cast<size_t>(n), 11), u = test::gaussian(static_cast<size_t>(n), 12);
+    for (int64_t i = 0; i < n; i += 5) g[static_cast<size_t>(i)] *= 8.0f;
+    std::vector<float> o(static_cast<size_t>(n)), inplace = g, x = g;
+    cpu::gelu_tanh_mul(n, g.data(), u.data(), o.data());
+    cpu::gelu_tanh_mul(n, inplace.data(), u.data(), inplace.data());
+    CHECK(inplace == o);
+    cpu::soft_cap(n, x.data(), 0.125f, 50.0f);
+    for (int64_t i = 0; i < n; ++i) {
+      const double gi = g[static_cast<size_t>(i)];
+      const double want = 0.5 * gi * (1 + std::tanh(0.7978845608 * (gi + 0.044715 * gi * gi * gi))) * u[static_cast<size_t>(i)];
+      CHECK(o[static_cast<size_t>(i)] == Approx(want).epsilon(2e-6).margin(1e-7));
+      CHECK(x[static_cast<size_t>(i)] == Approx(50.0 * std::tanh(gi * 0.125 / 50.0)).epsilon(2e-6).margin(1e-7));
+    }
+  }
+}

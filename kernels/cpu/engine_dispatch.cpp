@@ -86,6 +86,10 @@ void quantize_act_bf16(const float* x, int64_t m, const QActLayout& lay, uint8_t
 }
 void softmax_row(int64_t n, float* x, float scale) { dispatch_call<SoftmaxRow>(n, x, scale); }
 void silu_mul(int64_t n, const float* gate, const float* up, float* out) { dispatch_call<SiluMul>(n, gate, up, out); }
+void gelu_tanh_mul(int64_t n, const float* gate, const float* up, float* out) {
+  dispatch_call<GeluTanhMul>(n, gate, up, out);
+}
+void soft_cap(int64_t n, float* x, float scale, float cap) { dispatch_call<SoftCapRow>(n, x, scale, cap); }
 void round_half(int64_t n, const float* x, float* y) { dispatch_call<RoundHalf>(n, x, y); }
 void grid_error(int64_t n, const float* x, float lo, float hi, float s, float z, float maxq, float* d) {
   dispatch_call<GridError>(n, x, lo, hi, s, z, maxq, d);

@@ -58,6 +58,10 @@ void quantize_act_bf16(const float* x, int64_t m, const QActLayout& lay, uint8_t
 void softmax_row(int64_t n, float* x, float scale);
 /// out = silu(gate) * up over n values.
 void silu_mul(int64_t n, const float* gate, const float* up, float* out);
+/// out = gelu_tanh(gate) * up over n values.
+void gelu_tanh_mul(int64_t n, const float* gate, const float* up, float* out);
+/// In place: x = cap * tanh(scale * x / cap) over n values.
+void soft_cap(int64_t n, float* x, float scale, float cap);
 /// acc[i] += x[r * ldx + i]^2 (in double) for i < n, over rows r = 0 .. rows - 1 in order.
 void add_squares(int64_t n, const float* x, int64_t ldx, int64_t rows, double* acc);
 /// y = x / sqrt(mean(x^2) + eps) * g over d values; returns the scale 1 / sqrt(mean(x^2) + eps).

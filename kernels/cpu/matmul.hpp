@@ -6,6 +6,8 @@
 //               row-by-row dot products (decode); larger m as a packed, register-blocked GEMM.
 //   SoftmaxRow  x = exp(scale * x - max) / sum over one row.
 //   SiluMul     out = silu(gate) * up.
+//   GeluTanhMul out = gelu_tanh(gate) * up (Gemma's MLP; the tanh approximation of GELU).
+//   SoftCapRow  x = cap * tanh(scale * x / cap) (Gemma 2's attention and final-logit soft-caps).
 //   RmsNormRow  y = x / sqrt(mean(x^2) + eps) * g over one row (sum of squares in double).
 //   AddSquares  acc[i] += x[r, i]^2 over rows r in order, in double (the activation importance sums).
 //   RoundHalf   y = x rounded to binary16 and back (F16C where the ISA has it; ties to even).
@@ -46,6 +48,14 @@ struct SoftmaxRow {
 template <class Arch>
 struct SiluMul {
   static void run(int64_t n, const float* gate, const float* up, float* out);
+};
+template <class Arch>
+struct GeluTanhMul {
+  static void run(int64_t n, const float* gate, const float* up, float* out);
+};
+template <class Arch>
+struct SoftCapRow {
+  static void run(int64_t n, float* x, float scale, float cap);
 };
 template <class Arch>
 struct AddSquares {
@@ -305,6 +315,36 @@ void SiluMul<Arch>::run(int64_t n, const float* gate, const float* up, float* ou
   for (int64_t i = nv; i < n; ++i) out[i] = gate[i] / (1.f + std::exp(-gate[i])) * up[i];
 }
 
+// GELU's tanh form, 0.5 g (1 + tanh(sqrt(2/pi) (g + 0.044715 g^3))), and the soft-cap: xsimd's
+// vector tanh (within a few ulp of the C library's), the C library's on the tail.
+template <class Arch>
+void GeluTanhMul<Arch>::run(int64_t n, const float* gate, const float* up, float* out) {
+  using B = xsimd::batch<float, Arch>;
+  constexpr int64_t W = B::size;
+  const int64_t nv = n / W * W;
+  const B half(0.5f), one(1.f), k(0.7978845608f), a(0.044715f);
+  for (int64_t i = 0; i < nv; i += W) {
+    const B g = B::load_unaligned(gate + i);
+    const B t = xsimd::tanh(k * (g + a * g * g * g));
+    (half * g * (one + t) * B::load_unaligned(up + i)).store_unaligned(out + i);
+  }
+  for (int64_t i = nv; i < n; ++i) {
+    const float g = gate[i];
+    out[i] = 0.5f * g * (1.0f + std::tanh(0.7978845608f * (g + 0.044715f * g * g * g))) * up[i];
+  }
+}
+
+template <class Arch>
+void SoftCapRow<Arch>::run(int64_t n, float* x, float scale, float cap) {
+  using B = xsimd::batch<float, Arch>;
+  constexpr int64_t W = B::size;
+  const int64_t nv = n / W * W;
+  const B vs(scale), vc(cap);
+  for (int64_t i = 0; i < nv; i += W)
+    (vc * xsimd::tanh(B::load_unaligned(x + i) * vs / vc)).store_unaligned(x + i);
+  for (int64_t i = nv; i < n; ++i) x[i] = cap * std::tanh(x[i] * scale / cap);
+}
+
 template <class Arch>
 float RmsNormRow<Arch>::run(int64_t d, const float* x, const float* g, float eps, float* y) {
   using B = xsimd::batch<float, Arch>;
@@ -395,6 +435,7 @@ void GridError<Arch>::run(int64_t n, const float* x, float lo, float hi, float s
   }
 }
 
-#define LQ_CPU_MATMUL_KERNELS(X) X(GemmNT) X(SoftmaxRow) X(SiluMul) X(RmsNormRow) X(AddSquares) X(RoundHalf) X(GridError)
+#define LQ_CPU_MATMUL_KERNELS(X) \
+  X(GemmNT) X(SoftmaxRow) X(SiluMul) X(GeluTanhMul) X(SoftCapRow) X(RmsNormRow) X(AddSquares) X(RoundHalf) X(GridError)
 
 }  // namespace lq::cpu

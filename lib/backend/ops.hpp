@@ -80,6 +80,10 @@ struct EngineOps {
   /// i < n, lo <= hi: one group's error on an asymmetric integer grid (AWQ's clipping search;
   /// GPTQ's scale search with lo, hi = ∓inf), exactly the scalar values.
   void (*grid_error)(int64_t n, const float* x, float lo, float hi, float s, float z, float maxq, float* d) = nullptr;
+  /// out = gelu_tanh(gate) * up over n values (GELU's tanh approximation; out may be gate).
+  void (*gelu_tanh_mul)(int64_t n, const float* gate, const float* up, float* out) = nullptr;
+  /// In place: x = cap * tanh(scale * x / cap) over n values (a soft-cap).
+  void (*soft_cap)(int64_t n, float* x, float scale, float cap) = nullptr;
 };
 
 }  // namespace lq::detail

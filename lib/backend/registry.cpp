@@ -107,6 +107,8 @@ detail::EngineOps Registry::engine_ops(const Backend& b) const {
     take(ops.add_squares, own->add_squares);
     take(ops.count_non_finite, own->count_non_finite);
     take(ops.grid_error, own->grid_error);
+    take(ops.gelu_tanh_mul, own->gelu_tanh_mul);
+    take(ops.soft_cap, own->soft_cap);
   }
   return ops;
 }

@@ -239,7 +239,7 @@ struct Backprop::Impl {
       const int64_t visible = i + 1;
       if (cap > 0 || window > 0) {
         if (cap > 0) {
-          for (int64_t j = 0; j < visible; ++j) row[j] = cap * std::tanh(row[j] * scale / cap);
+          ex.ops.soft_cap(visible, row, scale, cap);
           if (capped) std::copy(row, row + visible, capped + i * n);
         }
         if (window > 0) std::fill(row, row + std::max<int64_t>(0, visible - window), -INFINITY);
@@ -573,11 +573,7 @@ struct Backprop::Impl {
         linears({b.wgate, b.wup}, L.h2.data(), n, {L.gate.data(), L.up.data()}, {nullptr, nullptr});
       }
       if (m.gelu_tanh_ffn) {
-        for (size_t i = 0; i < L.act.size(); ++i) {
-          const float g = L.gate[i];
-          const float gelu = 0.5f * g * (1.0f + std::tanh(0.7978845608f * (g + 0.044715f * g * g * g)));
-          L.act[i] = gelu * L.up[i];
-        }
+        ex.ops.gelu_tanh_mul(n * ff, L.gate.data(), L.up.data(), L.act.data());
       } else {
         ex.ops.silu_mul(n * ff, L.gate.data(), L.up.data(), L.act.data());
       }
@@ -595,8 +591,7 @@ struct Backprop::Impl {
     rmsnorm(xf.data(), *m.output_norm, hf.data(), rf.data(), n);
     logits.resize(sz(n, m.n_vocab));
     linear(m.output, hf.data(), n, logits.data(), nullptr);
-    if (const float cap = c.final_softcap; cap > 0)
-      for (float& z : logits) z = cap * std::tanh(z / cap);
+    if (const float cap = c.final_softcap; cap > 0) ex.ops.soft_cap(static_cast<int64_t>(logits.size()), logits.data(), 1.0f, cap);
   }
 
   // Mean cross-entropy of rows 0..n-2 against tokens[1..]; with `grad`, dlogits = (p - onehot) / (n-1).

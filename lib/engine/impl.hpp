@@ -190,8 +190,6 @@ struct ColumnPart {
 void split_columns(const float* src, int64_t n, std::initializer_list<ColumnPart> parts);
 /// The way back: n rows of the parts side by side in dst.
 void join_columns(float* dst, int64_t n, std::initializer_list<std::pair<const float*, int64_t>> parts);
-/// Gemma's gated MLP activation: out[i] = gelu_tanh(gate[i]) * up[i] for i < n (out may be gate).
-void gelu_tanh_mul(int64_t n, const float* gate, const float* up, float* out);
 /// dst[i] += src[i] for i < count.
 void add_into(float* dst, const float* src, int64_t count, int threads);
 /// dst[i] = src[i] rounded to the nearest binary16 (ties to even; beyond its range: infinity),

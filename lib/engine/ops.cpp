@@ -127,14 +127,6 @@ void rms_norm(const Exec& ex, const float* in, const Tensor& w, float eps, int64
   });
 }
 
-void gelu_tanh_mul(int64_t n, const float* gate, const float* up, float* out) {
-  for (int64_t i = 0; i < n; ++i) {
-    const float g = gate[i];
-    const float gelu = 0.5f * g * (1.0f + std::tanh(0.7978845608f * (g + 0.044715f * g * g * g)));
-    out[i] = gelu * up[i];
-  }
-}
-
 void split_columns(const float* src, int64_t n, std::initializer_list<ColumnPart> parts) {
   int64_t width = 0;
   for (const auto& p : parts) width += p.cols;

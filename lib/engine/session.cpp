@@ -149,8 +149,7 @@ struct Session::Impl {
           float* row = s.data() + i * len;
           const int64_t visible = diag + i + 1;
           if (softcap > 0 || window > 0) {
-            if (softcap > 0)
-              for (int64_t j = 0; j < visible; ++j) row[j] = softcap * std::tanh(row[j] * scale / softcap);
+            if (softcap > 0) ex.ops.soft_cap(visible, row, scale, softcap);
             if (window > 0) std::fill(row, row + std::max<int64_t>(0, visible - window), -INFINITY);
             ex.ops.softmax_row(visible, row, softcap > 0 ? 1.0f : scale);
           } else {
@@ -402,8 +401,7 @@ struct Session::Impl {
     rmsnorm(x.data() + first_output * d, *m.output_norm, h.data(), n_out);
     if (opt.save_activations) out_norm_act.assign(h.begin(), h.begin() + n_out * d);
     run_linears({m.output}, h.data(), n_out, {logits.data()}, {});
-    if (const float cap = c.final_softcap; cap > 0)
-      for (float& z : logits) z = cap * std::tanh(z / cap);
+    if (const float cap = c.final_softcap; cap > 0) ex.ops.soft_cap(static_cast<int64_t>(logits.size()), logits.data(), 1.0f, cap);
   }
 
   // cos/sin of the sliding-window layers (their own RoPE base), positions as rope_table's.
@@ -473,7 +471,7 @@ struct Session::Impl {
     run_linears({b.wgate, b.wup}, h.data(), n, {gate.data(), up.data()}, {});
     parallel_for(n, n * ff >= (1 << 16) ? threads : 1, 8, [&](int64_t t0, int64_t t1) {
       if (m.gelu_tanh_ffn) {
-        engine::gelu_tanh_mul((t1 - t0) * ff, gate.data() + t0 * ff, up.data() + t0 * ff, act.data() + t0 * ff);
+        ex.ops.gelu_tanh_mul((t1 - t0) * ff, gate.data() + t0 * ff, up.data() + t0 * ff, act.data() + t0 * ff);
       } else {
         ex.ops.silu_mul((t1 - t0) * ff, gate.data() + t0 * ff, up.data() + t0 * ff, act.data() + t0 * ff);
       }

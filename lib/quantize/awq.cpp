@@ -356,6 +356,8 @@ struct AwBlockStep {
   AwGemmFn gemm = nullptr;         // the back-end's float GEMM
   void (*silu_mul)(int64_t, const float*, const float*, float*) = nullptr;  // the engine's MLP activation
   void (*softmax_row)(int64_t, float*, float) = nullptr;                     // the engine's attention softmax
+  void (*gelu_tanh_mul)(int64_t, const float*, const float*, float*) = nullptr;  // Gemma's MLP activation
+  void (*soft_cap)(int64_t, float*, float, float) = nullptr;                 // Gemma 2's attention soft-cap
   void (*grid_error)(int64_t, const float*, float, float, float, float, float, float*) = nullptr;  // a clamped group's grid error
   std::vector<int64_t> lengths;    // the calibration chunks' token counts, in capture order
   int64_t n_ctx = 0;               // the capture session's context (Phi-3's LongRoPE factors depend on it)
@@ -478,8 +480,7 @@ struct AwBlockStep {
           for (int64_t i = 0; i < n; ++i) {
             float* row = s.data() + i * n;
             const int64_t visible = i + 1;
-            if (softcap > 0)
-              for (int64_t j = 0; j < visible; ++j) row[j] = softcap * std::tanh(row[j] * scale / softcap);
+            if (softcap > 0) soft_cap(visible, row, scale, softcap);
             if (window > 0) std::fill(row, row + std::max<int64_t>(0, visible - window), -std::numeric_limits<float>::infinity());
             softmax_row(visible, row, softcap > 0 ? 1.0f : scale);
             std::fill(row + visible, row + n, 0.0f);
@@ -568,7 +569,7 @@ struct AwBlockStep {
       aw_gemm(gemm, x.data() + t0 * e, m, e, e, gw.data(), f, e, g.data(), f);
       aw_gemm(gemm, x.data() + t0 * e, m, e, e, uw.data(), f, e, u.data(), f);
       float* act = dw ? g.data() : y.data() + t0 * f;
-      if (gelu_tanh) engine::gelu_tanh_mul(m * f, g.data(), u.data(), act);
+      if (gelu_tanh) gelu_tanh_mul(m * f, g.data(), u.data(), act);
       else silu_mul(m * f, g.data(), u.data(), act);
       if (dw) aw_gemm(gemm, g.data(), m, f, f, dw->data(), o, f, y.data() + t0 * o, o);
     });
@@ -1598,6 +1599,8 @@ AwBlockRunner::AwBlockRunner(const AwqParams& params, int scale_storage, std::ve
   step_->gemm = ex.ops.gemm;
   step_->silu_mul = ex.ops.silu_mul;
   step_->softmax_row = ex.ops.softmax_row;
+  step_->gelu_tanh_mul = ex.ops.gelu_tanh_mul;
+  step_->soft_cap = ex.ops.soft_cap;
   step_->grid_error = ex.ops.grid_error;
 }
 AwBlockRunner::~AwBlockRunner() = default;
