@@ -1,6 +1,8 @@
-// Small helpers the benchmarks share: comma lists, command-line options, wall-clock seconds, and
-// running llama.cpp's tools beside ours (their output and log timestamps).
+// Small helpers the benchmarks share: comma lists, command-line options, wall-clock seconds, peak RSS,
+// and running llama.cpp's tools beside ours (their output and log timestamps).
 #pragma once
+
+#include <sys/resource.h>
 
 #include <algorithm>
 #include <chrono>
@@ -57,6 +59,13 @@ class CommandLine {
   int i_ = 1;
   std::string option_;
 };
+
+/// The process's peak resident set size so far, MiB.
+inline double peak_rss_mib() {
+  rusage u{};
+  getrusage(RUSAGE_SELF, &u);
+  return static_cast<double>(u.ru_maxrss) / 1024.0;
+}
 
 /// Monotonic wall-clock seconds.
 inline double now_s() {

@@ -20,22 +20,12 @@
 #include "bench_util.hpp"
 #include "quality_bench_options.hpp"
 
-#include <sys/resource.h>
-
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
 #include <string>
 
 namespace fs = std::filesystem;
-
-namespace {
-double peak_rss_mib() {
-  rusage u{};
-  getrusage(RUSAGE_SELF, &u);
-  return static_cast<double>(u.ru_maxrss) / 1024.0;
-}
-}  // namespace
 
 int main(int argc, char** argv) {
   lq::bench::QualityOptions o(128, 256);
@@ -158,7 +148,7 @@ int main(int argc, char** argv) {
         std::fflush(stdout);
       }
     }
-    std::printf("\npeak RSS %.1f MiB\n", peak_rss_mib());
+    std::printf("\npeak RSS %.1f MiB\n", lq::bench::peak_rss_mib());
   } catch (const lq::Error& e) {
     return lq::bench::error_status(e);
   }

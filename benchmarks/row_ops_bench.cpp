@@ -12,8 +12,6 @@
 
 #include <lq/backend.hpp>
 
-#include <sys/resource.h>
-
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
@@ -32,12 +30,6 @@ double best_seconds(int reps, const std::function<void()>& fn) {
     best = std::min(best, lq::bench::now_s() - t0);
   }
   return best;
-}
-
-double peak_rss_mib() {
-  rusage u{};
-  getrusage(RUSAGE_SELF, &u);
-  return static_cast<double>(u.ru_maxrss) / 1024.0;
 }
 
 }  // namespace
@@ -133,6 +125,6 @@ int main(int argc, char** argv) {
     const double mv = static_cast<double>(total) / 1e6;
     std::printf("%-14s | %14.1f | %14.1f | %6.2fx\n", r.name, mv / tk, mv / ta, ta / tk);
   }
-  std::printf("peak RSS %.1f MiB\n", peak_rss_mib());
+  std::printf("peak RSS %.1f MiB\n", lq::bench::peak_rss_mib());
   return 0;
 }
