@@ -903,6 +903,52 @@ TEST_CASE("moe: an expert no calibration token reaches is rounded to nearest, wi
       }
 }
 
+TEST_CASE("moe: the in-memory GptqQuantizer writes gptq_model's bytes, holds every expert's matrix and runs them",
+          "[arch][moe][gptq]") {
+  auto calib = test::shared_file("corpus/calibration.txt");
+  if (!calib) return;
+  for_each_moe_toy([&](const std::string& type, const MoeToy& s, const test::TempDir& tmp) {
+    const GptqConfig c = moe_gptq_config(*calib);
+    gptq_model(tmp / "m", tmp / "ref", c);
+    auto src = ModelSource::open(tmp / "m");
+    GptqQuantizer q(*src, c);
+    q.run();
+    const GptqResult r = q.write(tmp / "mem");
+    CHECK(test::files_below(tmp / "mem") == test::files_below(tmp / "ref"));
+    CHECK(r.layers.size() == moe_linears(s));
+    CHECK(r.tokens > 0);
+    for (const GptqLayerReport& l : r.layers) CHECK(l.loss > 0);
+
+    // Each expert is a matrix of its own, the one written; the model in memory holds the
+    // dequantized experts and computes what the written directory does.
+    auto ref = ModelSource::open(tmp / "ref");
+    for (int64_t e = 0; e < s.experts; ++e) {
+      const GptqMatrix& m = q.matrix(expert_modules(type, 1, e)[2]);
+      CHECK(m.dequantize() == expert_rows(*ref, "blk.1.ffn_down_exps.weight", e));
+    }
+    const std::vector<int32_t> toks = {1, 17, 300, 45, 45, 1024, 7, 88, 2000, 3};
+    CHECK(test::rel_rmse(last_logits(*Model::load(*ref), toks), last_logits(q.model(), toks)) < 1e-5);
+
+    if (type != "mixtral") return;
+    // Calibration data given as such: the same bytes as from its file.
+    GptqConfig nc = c;
+    nc.calibration_data.clear();
+    GptqQuantizer g(*src, nc);
+    g.set_calibration(load_calibration(*calib));
+    g.run();
+    g.write(tmp / "given");
+    CHECK(test::files_below(tmp / "given") == test::files_below(tmp / "ref"));
+    // Round to nearest, no calibration: gptq_model's bytes too.
+    GptqConfig rc = c;
+    rc.params.rtn = true;
+    gptq_model(tmp / "m", tmp / "rtn-ref", rc);
+    GptqQuantizer n(*src, rc);
+    n.run();
+    n.write(tmp / "rtn");
+    CHECK(test::files_below(tmp / "rtn") == test::files_below(tmp / "rtn-ref"));
+  });
+}
+
 TEST_CASE("moe: AWQ searches the mixture and each expert, folds the norm into router and experts, and reads back",
           "[arch][moe][awq]") {
   auto calib = test::shared_file("corpus/calibration.txt");
@@ -940,6 +986,14 @@ TEST_CASE("moe: AWQ searches the mixture and each expert, folds the norm into ro
     const auto cfg = nlohmann::json::parse(read_file(tmp / "awq" / "config.json"));
     const auto& ignore = cfg["quantization_config"]["ignore"];
     CHECK(std::find(ignore.begin(), ignore.end(), "re:.*" + mlp.substr(1) + "gate$") != ignore.end());
+    // The in-memory quantizer writes the same bytes.
+    {
+      auto src = ModelSource::open(tmp / "m");
+      AwqQuantizer qz(*src, a);
+      qz.run();
+      qz.write(tmp / "awq-mem");
+      CHECK(test::files_below(tmp / "awq-mem") == test::files_below(tmp / "awq"));
+    }
 
     // Read back as merged 3-D experts.
     auto src = ModelSource::open(tmp / "m"), q = ModelSource::open(tmp / "awq");
@@ -1008,9 +1062,15 @@ TEST_CASE("moe: AWQ rounds an expert no token reaches on its grid with a warning
   CHECK(test::files_below(tmp / "out") == test::files_below(tmp / "ref"));
   CHECK(b.groups.size() == r.groups.size());
 
-  // The whole-model AwqQuantizer does not take experts.
+  // The in-memory AwqQuantizer: the same bytes, the unreached expert's matrix on its grid too.
   auto src = ModelSource::open(tmp / "m");
-  test::check_error(Errc::invalid_model, [&] { AwqQuantizer qz(*src, a); }, "streamed");
+  AwqConfig m = test::small_awq_config(*calib);
+  m.params.group_size = 32;
+  AwqQuantizer qz(*src, m);
+  qz.run();
+  qz.write(tmp / "mem");
+  CHECK(test::files_below(tmp / "mem") == test::files_below(tmp / "ref"));
+  CHECK(qz.matrix(expert_modules("mixtral", 0, 3)[0]).rows > 0);
 
   // AutoAWQ's GEMM layout: every expert a qweight / qzeros / scales module, read back as 4-bit
   // grids (at most 16 values a group of 32).

@@ -8,7 +8,7 @@
 // cheapest re-costed on every token), the scales folded into the previous op,
 // then a per-group clipping search, then round to nearest on AutoAWQ's min-max grid, each clipped
 // group's scale refitted and gain-corrected on its calibration inputs. A mixture of experts
-// (Mixtral, Qwen2-MoE, Qwen3-MoE; awq_model, streamed) searches its MLP norm on the mixture's
+// (Mixtral, Qwen2-MoE, Qwen3-MoE) searches its MLP norm on the mixture's
 // output (the scales folded into the float routers too) and each expert's up -> down on its
 // routed tokens.
 #pragma once
@@ -165,7 +165,8 @@ class LQ_API AwqQuantizer {
  public:
   /// Validates and loads the model (Errc::invalid_argument for a GGUF source, unsupported bits, a
   /// group size that does not divide a row, the AWQ layout with 3 bits; Errc::invalid_model for
-  /// another architecture, or a mixture of experts: awq_model quantizes those, streamed).
+  /// another architecture). A mixture of experts' experts are modules of their own (matrix()), the
+  /// routers float; the bytes written are awq_model's.
   AwqQuantizer(const ModelSource& source, AwqConfig config);
   ~AwqQuantizer();
   AwqQuantizer(const AwqQuantizer&) = delete;

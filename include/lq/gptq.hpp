@@ -176,7 +176,11 @@ struct GptqResult {
 
 /// The GPTQ pipeline over one Hugging Face checkpoint: load, calibrate and quantize block by
 /// block (run()), then apply the dequantized weights to a Model in memory and/or write the
-/// output directory.
+/// output directory. A mixture of experts (Mixtral, Qwen2-MoE, Qwen3-MoE) is calibrated by
+/// gptq_model's streamed runner (each expert on the tokens routed to it, a work folder under the
+/// system's temporary directory for the hidden states between blocks) with this quantizer's walk
+/// on each matrix: every expert is a module of its own (matrix("...experts.3.w1")), the routers
+/// stay float, and the bytes written are gptq_model's.
 class LQ_API GptqQuantizer {
  public:
   /// Validates and loads the model (Errc::invalid_argument for a GGUF source; Errc::invalid_argument

@@ -22,7 +22,7 @@
 // GELU-tanh gated and its (1 + w) norms fold as 1 + w, stored as w. Phi-3's fused qkv_proj and
 // gate_up_proj are split into their parts for the searches, folds and clipping and put back
 // together when quantized; its LongRoPE factors and attention factor are the engine's. A mixture
-// of experts (Mixtral, Qwen2-MoE, Qwen3-MoE; streamed only) searches its MLP norm's scales on the
+// of experts (Mixtral, Qwen2-MoE, Qwen3-MoE) searches its MLP norm's scales on the
 // mixture's output with the capture's routing (folded into the float routers too) and each
 // expert's up -> down on its routed tokens weighted by their routing weights (moe_step).
 #include <lq/awq.hpp>
@@ -52,6 +52,7 @@
 #include <limits>
 #include <map>
 #include <optional>
+#include <tuple>
 
 namespace fs = std::filesystem;
 
@@ -1672,13 +1673,7 @@ struct AwqQuantizer::Impl {
   AwqResult summary;
   GptqResult stats;
 
-  static const AwqConfig& whole_checked(const ModelSource& s, const AwqConfig& c) {
-    if (s.config().n_expert > 0)
-      fail(Errc::invalid_model, "awq: a mixture of experts ({}) is quantized streamed (awq_model), not by AwqQuantizer",
-           s.config().model_type);
-    return awq_checked(s, c);
-  }
-  Impl(const ModelSource& s, const AwqConfig& c) : src(s), cfg(whole_checked(s, c)), gq(s, awq_gptq_config(c)) {
+  Impl(const ModelSource& s, const AwqConfig& c) : src(s), cfg(awq_checked(s, c)), gq(s, awq_gptq_config(c)) {
     if (cfg.layout == GptqLayout::compressed_tensors) {
       for (const LinearInfo& l : gq.model().linears())
         if (l.layer >= 0) storage = l.type == QuantType::BF16 ? 17 : l.type == QuantType::F16 ? 16 : 0;
@@ -1714,8 +1709,11 @@ struct AwqQuantizer::Impl {
     io.set_float = [&](const char* suffix, std::vector<float> v) {
       gq.set_float_tensor(names::block_tensor(io.model_layer, suffix), std::move(v));
     };
+    // A block's matrices go into the model once its step is done (the step reads the float
+    // weights, a mixture's merged expert tensors included, until then), in the order given.
+    std::vector<std::tuple<std::string, GptqMatrix, GptqLayerReport>> block_mats;
     io.put_matrix = [&](const std::string& module, GptqMatrix q, const GptqLayerReport& rep) {
-      gq.set_matrix(module, std::move(q), rep);
+      block_mats.emplace_back(module, std::move(q), rep);
     };
     progress.update("AWQ", 0, mc.n_layer, "blocks");
     for (int64_t L = 0; L < mc.n_layer; ++L) {
@@ -1724,6 +1722,8 @@ struct AwqQuantizer::Impl {
       io.model_layer = static_cast<int>(L);
       runner.run(io, cfg.ctx, [&](size_t i, Session& s) { s.eval(chunks[i], static_cast<int64_t>(chunks[i].size())); },
                  calib, ctx);
+      for (auto& [module, q, rep] : block_mats) gq.set_matrix(module, std::move(q), rep);
+      block_mats.clear();
       progress.update("AWQ", L + 1, mc.n_layer, "blocks");
     }
     progress.finish("AWQ");

@@ -9,7 +9,9 @@
 // blocks < L hold their dequantized weights; the hook stops the forward pass (an exception
 // caught here) once block L's last linear has been seen, so block L costs (L + 1) / n_layer of a
 // full pass and the whole model about (n_layer + 1) / 2 passes. Hessians: one per distinct
-// input (q/k/v share one, gate/up another), 4 per block, accumulated as sums of xᵀx.
+// input (q/k/v share one, gate/up another), 4 per block, accumulated as sums of xᵀx. A mixture
+// of experts is calibrated by the streamed runner (gptq_stream.cpp, each expert on its routed
+// tokens) with this quantizer's walk as its matrix hook, into the model held here.
 #include <lq/gptq.hpp>
 
 #include <lq/calibration.hpp>
@@ -31,6 +33,7 @@
 #include "model/tensor_names.hpp"
 #include "engine/impl.hpp"
 #include "quantize/calibration_chunks.hpp"
+#include "quantize/gptq_stream.hpp"
 #include "quantize/gptq_walk.hpp"
 #include "quantize/gptq_write.hpp"
 #include "quantize/smoothquant_stats.hpp"
@@ -46,6 +49,7 @@
 #include <cstring>
 #include <map>
 #include <numeric>
+#include <optional>
 #include <random>
 #include <set>
 
@@ -441,6 +445,7 @@ struct GpLinear {
   int site = 0;        // 0: attn_norm output (q/k/v), 1: o_proj input, 2: ffn_norm output (gate/up), 3: down_proj input
   bool permuted = false;  // q/k rows re-ordered for RoPE in the engine (llama)
   int64_t rows = 0, cols = 0;
+  int expert = -1;        // a mixture's expert: its slice of the merged tensor `gguf` (its rows x cols)
 };
 
 // The Hugging Face row of the engine's row r of a permuted q/k weight (hf_source's order).
@@ -557,6 +562,18 @@ struct GptqQuantizer::Impl {
   std::vector<std::vector<int32_t>> chunks;
   bool have_data = false, done = false;
   GptqResult summary;
+  // A mixture of experts: the calibration data given (the streamed runner cuts it), the merged
+  // expert tensors being filled expert by expert (F32, and which experts are in), and the merged
+  // tensor whose original values hf_weights last read.
+  bool moe = false;
+  std::optional<CalibrationData> data;
+  struct Staged {
+    std::vector<float> values;
+    std::vector<char> in;
+  };
+  std::map<std::string, Staged> staged;
+  std::string read_name;
+  std::vector<float> read_values;
 
   Impl(const ModelSource& s, GptqConfig c) : src(s), cfg(std::move(c)) {
     validate(cfg.params);
@@ -571,16 +588,17 @@ struct GptqQuantizer::Impl {
            "`convert {} gptq` for the exact mapping of Q4_0/Q8_0/Q4_1",
            src.path().string(), src.path().string());
     const Architecture& arch = architecture_of(src.config(), "gptq");
-    if (src.config().n_expert > 0)  // the streamed pipeline (gptq_model) takes experts one matrix each
-      fail(Errc::invalid_model, "gptq: mixture-of-experts models ({}) are quantized one expert matrix at a time by "
-           "`quantize MODEL gptq|rtn` (gptq_model); the in-memory quantizer (GptqQuantizer, GGUF --gptq) does not "
-           "take them", src.config().model_type);
+    moe = src.config().n_expert > 0;
+    if (moe && !gptq_streams(src))
+      fail(Errc::invalid_model, "gptq: {} is a mixture of experts the streamed calibration does not read",
+           src.path().string());
     model = Model::load(src);
     const ModelConfig& mc = model->config();
     gp_check_layout(cfg);
     cfg.params.scale_storage = 16;  // GPTQ layout: fp16 scales
+    if (moe) plan_moe(arch);
     for (const LinearInfo& l : model->linears()) {
-      if (l.layer < 0) continue;
+      if (l.layer < 0 || moe) continue;
       GpLinear x;
       x.gguf = l.name;
       x.module = names::hf_module(l.name, arch.fused_gate_up);
@@ -597,16 +615,78 @@ struct GptqQuantizer::Impl {
     summary.warnings = gp_config_warnings(cfg, mc.n_ctx_train);
   }
 
-  void set_calibration(const CalibrationData& data) {
-    summary.calibration_source = data.source;
+  // A mixture's linears in the streamed runner's order (block_linear_roles, each merged expert
+  // tensor's experts after attn_output, role-major), the routers left out (they stay float).
+  void plan_moe(const Architecture& arch) {
+    const ModelConfig& mc = model->config();
+    for (int64_t L = 0; L < mc.n_layer; ++L)
+      for (const char* role : block_linear_roles(arch)) {
+        const std::string name = fmt::format("blk.{}.{}.weight", L, role);
+        const LinearInfo* l = model->find_linear(name);
+        if (!l) fail(Errc::invalid_model, "gptq: the model has no {}", name);
+        GpLinear x;
+        x.gguf = name;
+        x.module = names::hf_module(name, arch.fused_gate_up);
+        x.layer = static_cast<int>(L);
+        x.rows = l->n_out;
+        x.cols = l->n_in;
+        x.site = linear_input_site(role);
+        x.permuted = arch.permute_qk && (l->role == "attn_q" || l->role == "attn_k");
+        gp_check_linear(cfg, x.module, x.rows, x.cols, l->type, cfg.params.scale_storage);
+        linears.push_back(std::move(x));
+        if (std::string_view(role) != "attn_output") continue;
+        for (const char* er : expert_linear_roles(arch)) {
+          const std::string en = fmt::format("blk.{}.{}.weight", L, er);
+          const ModelTensor& t = src.at(en);
+          if (t.ne.size() != 3 || t.ne[2] != mc.n_expert)
+            fail(Errc::invalid_model, "gptq: {} is not a 3-D tensor of {} experts", en, mc.n_expert);
+          for (int e = 0; e < static_cast<int>(mc.n_expert); ++e) {
+            GpLinear y;
+            y.gguf = en;
+            y.module = names::hf_expert_module(en, e, arch.moe == Architecture::MoeStyle::mixtral);
+            y.layer = static_cast<int>(L);
+            y.rows = t.ne[1];
+            y.cols = t.ne[0];
+            y.expert = e;
+            gp_check_linear(cfg, y.module, y.rows, y.cols, t.type, cfg.params.scale_storage);
+            linears.push_back(std::move(y));
+          }
+        }
+      }
+  }
+
+  void set_calibration(const CalibrationData& d) {
+    summary.calibration_source = d.source;
     const int32_t bos = model->add_bos() ? model->bos_token() : -1;
-    chunks = quant_impl::calibration_chunks(src, data, cfg.ctx, cfg.calibration_samples, bos, summary.warnings);
+    if (moe) {  // checked here, cut again by the streamed runner (with its warnings)
+      std::vector<std::string> unused;
+      quant_impl::calibration_chunks(src, d, cfg.ctx, cfg.calibration_samples, bos, unused);
+      data = d;
+    } else {
+      chunks = quant_impl::calibration_chunks(src, d, cfg.ctx, cfg.calibration_samples, bos, summary.warnings);
+    }
     have_data = true;
   }
 
+  // Weights of `x` in the engine's row order (an expert's slice of its merged tensor, whose
+  // values are kept while its experts are read one after another).
+  std::vector<float> engine_weights(const GpLinear& x) {
+    if (x.expert < 0) return model->tensor_f32(x.gguf);
+    if (read_name != x.gguf) {
+      read_values = model->tensor_f32(x.gguf);
+      read_name = x.gguf;
+    }
+    const size_t n = static_cast<size_t>(x.rows * x.cols), at = n * static_cast<size_t>(x.expert);
+    if (read_values.size() < at + n) fail(Errc::invalid_model, "gptq: {} holds no expert {}", x.gguf, x.expert);
+    return std::vector<float>(read_values.begin() + static_cast<std::ptrdiff_t>(at),
+                              read_values.begin() + static_cast<std::ptrdiff_t>(at + n));
+  }
+
   // Weights of `x` in Hugging Face row order.
-  std::vector<float> hf_weights(const GpLinear& x) const {
-    std::vector<float> v = model->tensor_f32(x.gguf);
+  std::vector<float> hf_weights(const GpLinear& x) { return hf_order(x, engine_weights(x)); }
+
+  // `v` (x's values in the engine's row order) in Hugging Face row order.
+  std::vector<float> hf_order(const GpLinear& x, std::vector<float> v) const {
     if (!x.permuted) return v;
     std::vector<float> o(v.size());
     const int64_t hd = model->config().head_dim;
@@ -616,8 +696,8 @@ struct GptqQuantizer::Impl {
     return o;
   }
 
-  // The dequantized matrix put back into the engine (its row order), as F32.
-  void apply(const GpLinear& x, const GptqMatrix& q) {
+  // The dequantized matrix in the engine's row order.
+  std::vector<float> engine_values(const GpLinear& x, const GptqMatrix& q) const {
     std::vector<float> d = q.dequantize();
     if (x.permuted) {
       std::vector<float> o(d.size());
@@ -627,36 +707,134 @@ struct GptqQuantizer::Impl {
                     static_cast<size_t>(x.cols) * 4);
       d.swap(o);
     }
-    model->replace_tensor(x.gguf, d, QuantType::F32);
+    return d;
   }
 
-  void quantize_one(const GpLinear& x, const float* h, const Context& ctx) {
-    if (cfg.matrix_hook) {
-      const std::vector<float> w = model->tensor_f32(x.gguf);
-      std::vector<float> d = cfg.matrix_hook(x.gguf, w, x.rows, x.cols, h, ctx);
-      if (static_cast<int64_t>(d.size()) != x.rows * x.cols)
-        fail(Errc::invalid_argument, "gptq: {}: the matrix hook returned {} values, not {}", x.module, d.size(),
-             x.rows * x.cols);
-      summary.layers.push_back(GptqLayerReport{x.module, x.layer, 0, cfg.params.damp, 0, 0});
+  // Values in the engine's row order put into the model as F32: an expert's into its merged
+  // tensor, which goes into the model once all its experts are in (or at flush_staged()).
+  void put_values(const GpLinear& x, std::vector<float> d) {
+    if (x.expert < 0) {
       model->replace_tensor(x.gguf, d, QuantType::F32);
       return;
     }
-    const std::vector<float> w = hf_weights(x);
+    Staged& st = staged[x.gguf];
+    if (st.values.empty()) {
+      st.values = model->tensor_f32(x.gguf);
+      st.in.assign(static_cast<size_t>(model->config().n_expert), 0);
+    }
+    const size_t n = static_cast<size_t>(x.rows * x.cols);
+    std::copy(d.begin(), d.end(), st.values.begin() + static_cast<std::ptrdiff_t>(n * static_cast<size_t>(x.expert)));
+    st.in[static_cast<size_t>(x.expert)] = 1;
+    if (std::count(st.in.begin(), st.in.end(), 0) == 0) {
+      if (read_name == x.gguf) read_name.clear();
+      model->replace_tensor(x.gguf, st.values, QuantType::F32);
+      staged.erase(x.gguf);
+    }
+  }
+
+  // Merged expert tensors some of whose experts were set: into the model as they are.
+  void flush_staged() {
+    for (auto& [name, st] : staged) {
+      if (read_name == name) read_name.clear();
+      model->replace_tensor(name, st.values, QuantType::F32);
+    }
+    staged.clear();
+  }
+
+  // The dequantized matrix put back into the engine, as F32.
+  void apply(const GpLinear& x, const GptqMatrix& q) { put_values(x, engine_values(x, q)); }
+
+  // GPTQ (or round to nearest) of `w` (Hugging Face row order) with its report; an error names
+  // the module.
+  GptqMatrix walk(const GpLinear& x, const std::vector<float>& w, const float* h, const GptqParams& params,
+                  const Context& ctx) {
     GptqMatrix q;
     try {
-      q = gptq_quantize_matrix(w.data(), x.rows, x.cols, h, cfg.params, ctx);
+      q = gptq_quantize_matrix(w.data(), x.rows, x.cols, h, params, ctx);
     } catch (const Error& e) {
       if (e.code() == Errc::interrupted) throw;
       fail(e.code(), "{}: {}; nothing was written", x.module, e.what());
     }
-    GptqLayerReport rep{x.module, x.layer, q.loss, q.damp, q.damp_raises, q.dead_columns};
     if (q.damp_raises > 0)
       ctx.progress_sink().message(fmt::format("warning: {}: Cholesky failed, dampening raised {} time(s) to {}", x.module,
                                               q.damp_raises, q.damp));
     summary.damp_raises += q.damp_raises;
-    summary.layers.push_back(rep);
+    summary.layers.push_back(GptqLayerReport{x.module, x.layer, q.loss, q.damp, q.damp_raises, q.dead_columns});
+    return q;
+  }
+
+  // config.matrix_hook on `w` (the engine's row order): its values go into the model.
+  std::vector<float> hook_one(const GpLinear& x, const std::vector<float>& w, const float* h, const Context& ctx) {
+    std::vector<float> d = cfg.matrix_hook(x.gguf, w, x.rows, x.cols, h, ctx);
+    if (static_cast<int64_t>(d.size()) != x.rows * x.cols)
+      fail(Errc::invalid_argument, "gptq: {}: the matrix hook returned {} values, not {}", x.module, d.size(),
+           x.rows * x.cols);
+    summary.layers.push_back(GptqLayerReport{x.module, x.layer, 0, cfg.params.damp, 0, 0});
+    put_values(x, d);
+    return d;
+  }
+
+  void quantize_one(const GpLinear& x, const float* h, const Context& ctx) {
+    if (cfg.matrix_hook) {
+      hook_one(x, engine_weights(x), h, ctx);
+      return;
+    }
+    GptqMatrix q = walk(x, hf_weights(x), h, cfg.params, ctx);
     apply(x, q);
     results[x.module] = std::move(q);
+  }
+
+  // A mixture of experts: the streamed runner calibrates block by block (each expert on the
+  // tokens routed to it; the model it runs is its own, one block at a time) and hands every
+  // matrix, an expert's slice at a time, to this quantizer: the walk (round to nearest for an
+  // expert no token reached, h null) or config.matrix_hook, whose values go into this model and
+  // back to the runner for the later blocks. The same bytes as gptq_model.
+  void run_streamed(const Context& ctx) {
+    std::map<std::string, size_t> dense;                       // by GGUF name
+    std::map<std::string, std::vector<size_t>> experts;        // merged name -> its experts, in order
+    std::map<std::string, size_t> next;                        // the expert the runner gives next
+    for (size_t i = 0; i < linears.size(); ++i) {
+      if (linears[i].expert < 0) dense[linears[i].gguf] = i;
+      else experts[linears[i].gguf].push_back(i);
+    }
+    GptqConfig sc = cfg;
+    sc.checkpoint_dir.clear();
+    sc.resume = false;
+    sc.checkpoint_tag.clear();
+    sc.matrix_hook = [&](const std::string& name, const std::vector<float>& w, int64_t rows, int64_t cols,
+                         const float* h, const Context& c) {
+      size_t i = 0;
+      if (auto d = dense.find(name); d != dense.end()) {
+        i = d->second;
+      } else if (auto e = experts.find(name); e != experts.end() && next[name] < e->second.size()) {
+        i = e->second[next[name]++];
+      } else {
+        fail(Errc::invalid_model, "gptq: the streamed calibration gave {}, not a linear of this model", name);
+      }
+      const GpLinear& x = linears[i];
+      if (rows != x.rows || cols != x.cols)
+        fail(Errc::invalid_model, "gptq: the streamed calibration gave {} as {} x {}, not {} x {}", x.module, rows, cols,
+             x.rows, x.cols);
+      if (cfg.matrix_hook) return hook_one(x, w, h, c);
+      GptqParams p = cfg.params;
+      p.rtn = h == nullptr;
+      GptqMatrix q = walk(x, hf_order(x, w), h, p, c);
+      std::vector<float> d = engine_values(x, q);
+      put_values(x, d);
+      results[x.module] = std::move(q);
+      return d;
+    };
+    const StreamWorkDir work("lq-gptq");
+    const GptqResult s = gptq_stream_hook(src.path(), work.path(), sc, ctx, data ? &*data : nullptr);
+    flush_staged();
+    summary.calibration_source = s.calibration_source;
+    summary.calibration_seconds = s.calibration_seconds;
+    summary.quantize_seconds = s.quantize_seconds;
+    summary.chunks = s.chunks;
+    summary.ctx = s.ctx;
+    summary.tokens = s.tokens;
+    for (const auto& w : s.warnings) summary.warnings.push_back(w);
+    done = true;
   }
 
   void run(const Context& ctx) {
@@ -665,6 +843,10 @@ struct GptqQuantizer::Impl {
     const ModelConfig& mc = model->config();
     summary.layers.clear();
     summary.damp_raises = 0;
+    if (moe && !cfg.params.rtn) {
+      run_streamed(ctx);
+      return;
+    }
     if (cfg.params.rtn) {
       progress.update("Quantizing (RTN)", 0, static_cast<int64_t>(linears.size()), "tensors");
       for (size_t i = 0; i < linears.size(); ++i) {
@@ -673,6 +855,7 @@ struct GptqQuantizer::Impl {
         progress.update("Quantizing (RTN)", static_cast<int64_t>(i + 1), static_cast<int64_t>(linears.size()), "tensors");
       }
       progress.finish("Quantizing (RTN)");
+      flush_staged();
       summary.quantize_seconds = gp_seconds_since(t0);
       done = true;
       return;
@@ -1023,6 +1206,7 @@ void GptqQuantizer::set_float_tensor(const std::string& gguf_name, std::vector<f
 
 void GptqQuantizer::finish_external(const GptqResult& stats) {
   Impl& im = *impl_;
+  im.flush_staged();
   im.summary.calibration_source = stats.calibration_source;
   im.summary.chunks = stats.chunks;
   im.summary.ctx = stats.ctx;

@@ -32,9 +32,7 @@
 #include <set>
 #include <limits>
 #include <optional>
-#include <cerrno>
 #include <cmath>
-#include <cstdlib>
 #include <cstring>
 
 namespace lq {
@@ -558,30 +556,6 @@ std::string checkpoint_tag(const std::vector<TensorPlan>& plans, const QuantizeO
 
 bool gptq_gguf_streams(const ModelSource& src) { return !src.is_gguf() && gptq_streams(src); }
 
-namespace {
-// A folder made for one call (mkdtemp under TMPDIR or /tmp) and removed with what is in it.
-class PrivateWorkDir {
- public:
-  explicit PrivateWorkDir(const std::string& prefix) {
-    std::error_code ec;
-    std::string tmpl = (fs::temp_directory_path(ec) / (prefix + "-XXXXXX")).string();
-    if (ec || ::mkdtemp(tmpl.data()) == nullptr)
-      fail(Errc::output_error, "--gptq: cannot create a work folder {}: {}", tmpl, std::strerror(errno));
-    path_ = tmpl;
-  }
-  ~PrivateWorkDir() {
-    std::error_code ec;
-    fs::remove_all(path_, ec);
-  }
-  PrivateWorkDir(const PrivateWorkDir&) = delete;
-  PrivateWorkDir& operator=(const PrivateWorkDir&) = delete;
-  const fs::path& path() const { return path_; }
-
- private:
-  fs::path path_;
-};
-}  // namespace
-
 GptqGgufResult gptq_gguf_tensors(const ModelSource& src, const QuantizeOptions& options, const GptqGgufConfig& config,
                                  const Context& ctx) {
   if (src.is_gguf())
@@ -693,9 +667,10 @@ GptqGgufResult gptq_gguf_tensors(const ModelSource& src, const QuantizeOptions& 
   if (!config.work_dir.empty() && gptq_streams(src)) {
     s = gptq_stream_hook(src.path(), config.work_dir, gc, ctx);
   } else if (src.config().n_expert > 0 && gptq_streams(src)) {
-    // The whole-model quantizer does not take experts: the streamed calibration, in a folder of
-    // its own under the system's temporary directory (unique per call), removed afterwards.
-    const PrivateWorkDir work("lq-gptq-gguf");
+    // Experts: the streamed calibration without loading the model (GptqQuantizer would load it
+    // whole, then stream the same way), in a folder of its own under the system's temporary
+    // directory (unique per call), removed afterwards.
+    const StreamWorkDir work("lq-gptq-gguf");
     s = gptq_stream_hook(src.path(), work.path(), gc, ctx);
   } else {
     GptqQuantizer gq(src, gc);

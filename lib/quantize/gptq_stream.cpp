@@ -56,9 +56,11 @@
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
+#include <cerrno>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <fstream>
 #include <map>
@@ -298,9 +300,10 @@ class GsRun {
   // out: the output directory; with config.matrix_hook (gptq_stream_hook) the folder that holds the
   // work files for the run's duration instead, and nothing is written.
   // awq: AWQ's searches instead of GPTQ's walk (awq_stream), config from awq_gptq_config.
+  // data: the calibration data (null: config.calibration_data's file or the built-in text).
   GsRun(const fs::path& model_path, fs::path out, const GptqConfig& config, const Context& ctx,
-        const AwqParams* awq = nullptr)
-      : cfg_(config), ctx_(ctx), progress_(ctx.progress_sink()), out_path_(std::move(out)) {
+        const AwqParams* awq = nullptr, const CalibrationData* data = nullptr)
+      : cfg_(config), ctx_(ctx), progress_(ctx.progress_sink()), out_path_(std::move(out)), data_(data) {
     validate(cfg_.params);
     if (awq) {
       awq_ = *awq;
@@ -441,7 +444,7 @@ class GsRun {
   }
 
   void calibrate_tokens() {
-    const CalibrationData data = quant_impl::calibration_text(cfg_.calibration_data, progress_);
+    const CalibrationData data = data_ ? *data_ : quant_impl::calibration_text(cfg_.calibration_data, progress_);
     summary_.calibration_source = data.source;
     const int64_t n_vocab = src_->at("token_embd.weight").ne[1];
     chunks_ = quant_impl::calibration_chunks(*src_, data, cfg_.ctx, cfg_.calibration_samples,
@@ -1236,6 +1239,7 @@ class GsRun {
   std::unique_ptr<ModelSource> src_;
   std::unique_ptr<OutputDir> od_;
   bool hook_ = false;  // config.matrix_hook: calibration and the caller's quantizer only
+  const CalibrationData* data_ = nullptr;  // the caller's calibration data, when given
   // A mixture of experts: with SmoothQuant only the attention group is smoothed (the MLP norm feeds
   // the router and every expert), as llm-compressor's Mixtral mappings do.
   bool moe_ = false;
@@ -1257,9 +1261,22 @@ class GsRun {
 }  // namespace gptq_stream_impl
 
 GptqResult gptq_stream_hook(const fs::path& model, const fs::path& work_root, const GptqConfig& config,
-                            const Context& ctx) {
-  gptq_stream_impl::GsRun run(model, work_root, config, ctx);
+                            const Context& ctx, const CalibrationData* data) {
+  gptq_stream_impl::GsRun run(model, work_root, config, ctx, nullptr, data);
   return run.run();
+}
+
+StreamWorkDir::StreamWorkDir(const std::string& prefix) {
+  std::error_code ec;
+  std::string tmpl = (fs::temp_directory_path(ec) / (prefix + "-XXXXXX")).string();
+  if (ec || ::mkdtemp(tmpl.data()) == nullptr)
+    fail(Errc::output_error, "cannot create a work folder {}: {}", tmpl, std::strerror(errno));
+  path_ = tmpl;
+}
+
+StreamWorkDir::~StreamWorkDir() {
+  std::error_code ec;
+  fs::remove_all(path_, ec);
 }
 
 bool gptq_streams(const ModelSource& src) {
