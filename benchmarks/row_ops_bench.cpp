@@ -1,5 +1,6 @@
 // The engine's element-wise and row operations (EngineOps: SiLU and GELU-tanh gated activations,
-// the soft-cap, softmax, RMS norm) on the CPU back-end's kernels of this machine's ISA, beside the
+// the soft-cap, softmax, RMS norm, and the log-softmax sums and KL divergence of perplexity's and
+// the sensitivity tables' logit rows) on the CPU back-end's kernels of this machine's ISA, beside the
 // plain C library loop each replaces or stands for (the anchor: std::exp / std::tanh per value).
 // Prints values per second of each and the ratio, and the process's peak RSS; never asserts.
 //
@@ -66,6 +67,7 @@ int main(int argc, char** argv) {
     std::function<void()> kernel, anchor;
   };
   const float scale = 0.125f, cap = 50.0f;
+  volatile double sink = 0;  // keeps the reductions' results alive
   std::vector<Row> table = {
       {"silu_mul", [&] { ops.silu_mul(static_cast<int64_t>(total), gate.data(), up.data(), out.data()); },
        [&] {
@@ -102,6 +104,43 @@ int main(int argc, char** argv) {
            for (int64_t i = 0; i < n; ++i) sum += v[i] = std::exp(v[i] * scale - mx);
            for (int64_t i = 0; i < n; ++i) v[i] /= sum;
          }
+       }},
+      {"sum_exp_row",
+       [&] {
+         float mx = 0;
+         int64_t am = 0;
+         double s = 0;
+         for (int64_t r = 0; r < rows; ++r) s += ops.sum_exp_row(n, gate.data() + r * n, &mx, &am);
+         sink = s;
+       },
+       [&] {  // the loop lq::perplexity ran before the kernel (llama-perplexity's)
+         double s = 0;
+         for (int64_t r = 0; r < rows; ++r) {
+           const float* v = gate.data() + r * n;
+           float mx = v[0];
+           for (int64_t i = 1; i < n; ++i) mx = std::max(mx, v[i]);
+           for (int64_t i = 0; i < n; ++i) s += std::exp(v[i] - mx);
+         }
+         sink = s;
+       }},
+      {"kld_row",
+       [&] {
+         double s = 0;
+         for (int64_t r = 0; r < rows; ++r) s += ops.kld_row(n, gate.data() + r * n, up.data() + r * n, 8.0f, 1.0f, 0.5);
+         sink = s;
+       },
+       [&] {  // the loop lq::kl_divergence ran before the kernel
+         double s = 0;
+         for (int64_t r = 0; r < rows; ++r) {
+           const float* a = gate.data() + r * n;
+           const float* b = up.data() + r * n;
+           for (int64_t i = 0; i < n; ++i) {
+             const double lpr = static_cast<double>(a[i]) - 8.0f - 1.0f;
+             const double lpm = static_cast<double>(b[i]) - 8.0f - 1.0f + 0.5;
+             s += std::exp(lpr) * (lpr - lpm);
+           }
+         }
+         sink = s;
        }},
       {"rms_norm_row",
        [&] {

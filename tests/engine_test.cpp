@@ -765,6 +765,43 @@ TEST_CASE("engine: softmax and SiLU kernels", "[engine]") {
   for (size_t i = 0; i < o.size(); ++i) CHECK(o[i] == Approx(g[i] / (1 + std::exp(-g[i])) * u[i]).epsilon(1e-5).margin(1e-7));
 }
 
+TEST_CASE("engine: log-softmax sums and a position's KL divergence equal double-precision loops", "[engine]") {
+  // Bodies and tails of the 16-element steps (n = 1 .. 32000), a maximum held twice (the first
+  // index is the argmax), against the scalar loops perplexity and kl_divergence ran before.
+  for (int64_t n : {1, 7, 16, 17, 37, 2053, 32000}) {
+    INFO("n = " << n);
+    std::vector<float> x = test::gaussian(static_cast<size_t>(n), 21), e = test::gaussian(static_cast<size_t>(n), 22);
+    for (float& v : x) v *= 4.0f;
+    const size_t hi = static_cast<size_t>(n / 2);
+    x[hi] = 30.0f;
+    x[static_cast<size_t>(n - 1)] = 30.0f;
+    float mx = 0;
+    int64_t am = -1;
+    const double sum = cpu::sum_exp_row(n, x.data(), &mx, &am);
+    CHECK(mx == 30.0f);
+    CHECK(am == static_cast<int64_t>(hi));
+    double want = 0;
+    for (float v : x) want += std::exp(static_cast<double>(v) - mx);
+    CHECK(sum == Approx(want).epsilon(1e-6));
+
+    std::vector<float> m = x;
+    for (size_t i = 0; i < m.size(); ++i) m[i] += 0.3f * e[i];
+    float mm = 0;
+    int64_t mam = 0;
+    const double msum = cpu::sum_exp_row(n, m.data(), &mm, &mam);
+    const float rls = static_cast<float>(std::log(sum)), mls = static_cast<float>(std::log(msum));
+    const double k = (static_cast<double>(mx) + rls) - (static_cast<double>(mm) + mls);
+    double kl = 0;
+    for (int64_t v = 0; v < n; ++v) {
+      const double lpr = static_cast<double>(x[static_cast<size_t>(v)]) - mx - rls;
+      const double lpm = static_cast<double>(m[static_cast<size_t>(v)]) - mm - mls;
+      kl += std::exp(lpr) * (lpr - lpm);
+    }
+    CHECK(cpu::kld_row(n, x.data(), m.data(), mx, rls, k) == Approx(kl).epsilon(1e-5).margin(1e-12));
+    CHECK(cpu::kld_row(n, x.data(), x.data(), mx, rls, 0.0) == 0.0);  // a row against itself
+  }
+}
+
 TEST_CASE("engine: GELU-tanh and soft-cap kernels equal the C library's tanh within float rounding", "[engine]") {
   // Every vector width's body and tail (n = 1 .. 67), wide arguments (tanh saturating both ways),
   // in place (out = gate), against double-precision references.

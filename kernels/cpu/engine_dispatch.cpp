@@ -90,6 +90,12 @@ void gelu_tanh_mul(int64_t n, const float* gate, const float* up, float* out) {
   dispatch_call<GeluTanhMul>(n, gate, up, out);
 }
 void soft_cap(int64_t n, float* x, float scale, float cap) { dispatch_call<SoftCapRow>(n, x, scale, cap); }
+double sum_exp_row(int64_t n, const float* x, float* max, int64_t* argmax) {
+  return dispatch_call<SumExpRow>(n, x, max, argmax);
+}
+double kld_row(int64_t n, const float* r, const float* m, float rmax, float rls, double k) {
+  return dispatch_call<KldRow>(n, r, m, rmax, rls, k);
+}
 void round_half(int64_t n, const float* x, float* y) { dispatch_call<RoundHalf>(n, x, y); }
 void grid_error(int64_t n, const float* x, float lo, float hi, float s, float z, float maxq, float* d) {
   dispatch_call<GridError>(n, x, lo, hi, s, z, maxq, d);

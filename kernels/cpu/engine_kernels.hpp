@@ -62,6 +62,10 @@ void silu_mul(int64_t n, const float* gate, const float* up, float* out);
 void gelu_tanh_mul(int64_t n, const float* gate, const float* up, float* out);
 /// In place: x = cap * tanh(scale * x / cap) over n values.
 void soft_cap(int64_t n, float* x, float scale, float cap);
+/// A row's max (its first index in *argmax) and sum exp(x - max) in double (EngineOps::sum_exp_row).
+double sum_exp_row(int64_t n, const float* x, float* max, int64_t* argmax);
+/// One position's KL divergence from two rows of logits (EngineOps::kld_row).
+double kld_row(int64_t n, const float* r, const float* m, float rmax, float rls, double k);
 /// acc[i] += x[r * ldx + i]^2 (in double) for i < n, over rows r = 0 .. rows - 1 in order.
 void add_squares(int64_t n, const float* x, int64_t ldx, int64_t rows, double* acc);
 /// y = x / sqrt(mean(x^2) + eps) * g over d values; returns the scale 1 / sqrt(mean(x^2) + eps).

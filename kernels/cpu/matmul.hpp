@@ -14,6 +14,11 @@
 //   GridError   d = s (q - z) - x, q = clamp(round_half_even(clamp(x, lo, hi) / s) + z, 0, maxq):
 //               one group's error on an asymmetric integer grid (AWQ's clipping search, GPTQ's
 //               scale search).
+//   SumExpRow   a row of logits' max, its first index, and sum exp(x - max) (exponentials in
+//               float, summed in double: llama-perplexity's arithmetic).
+//   KldRow      sum exp(r - rmax - rls) ((r - m) - k) in double: one position's KL divergence
+//               from two rows of logits (perplexity's --kl-divergence, the sensitivity tables).
+//   (SumExpRow and KldRow sum element i into partial i mod 8, in 16-element steps on every ISA.)
 // Check them with `lq_tests "[engine]"`; time them with `engine_bench`.
 #pragma once
 
@@ -68,6 +73,14 @@ struct RoundHalf {
 template <class Arch>
 struct GridError {
   static void run(int64_t n, const float* x, float lo, float hi, float s, float z, float maxq, float* d);
+};
+template <class Arch>
+struct SumExpRow {
+  static double run(int64_t n, const float* x, float* max, int64_t* argmax);
+};
+template <class Arch>
+struct KldRow {
+  static double run(int64_t n, const float* r, const float* m, float rmax, float rls, double k);
 };
 template <class Arch>
 struct RmsNormRow {
@@ -435,7 +448,84 @@ void GridError<Arch>::run(int64_t n, const float* x, float lo, float hi, float s
   }
 }
 
+namespace mm {
+constexpr int64_t kRowStep = 16;  // SumExpRow / KldRow: elements a step (a multiple of every batch size)
+
+// exp(x[i] - c) for i < 16 (the first `valid`; the rest 0) into e, on the vector unit.
+template <class Arch>
+inline void exp_step(const float* x, int64_t valid, float c, float* e) {
+  using B = xsimd::batch<float, Arch>;
+  constexpr int64_t W = B::size;
+  static_assert(kRowStep % W == 0);
+  alignas(64) float pad[kRowStep];
+  const float* src = x;
+  if (valid < kRowStep) {
+    for (int64_t l = 0; l < kRowStep; ++l) pad[l] = l < valid ? x[l] : c;
+    src = pad;
+  }
+  for (int64_t l = 0; l < kRowStep; l += W) xsimd::exp(B::load_unaligned(src + l) - B(c)).store_aligned(e + l);
+  for (int64_t l = valid; l < kRowStep; ++l) e[l] = 0.f;
+}
+}  // namespace mm
+
+template <class Arch>
+double SumExpRow<Arch>::run(int64_t n, const float* x, float* max, int64_t* argmax) {
+  using B = xsimd::batch<float, Arch>;
+  constexpr int64_t W = B::size;
+  const int64_t nv = n / W * W;
+  float mx = n > 0 ? x[0] : 0.f;
+  if (nv > 0) {
+    B vm = B::load_unaligned(x);
+    for (int64_t i = W; i < nv; i += W) vm = xsimd::max(vm, B::load_unaligned(x + i));
+    mx = std::max(mx, hmax(vm));
+  }
+  for (int64_t i = nv; i < n; ++i) mx = std::max(mx, x[i]);
+  int64_t am = 0;
+  for (int64_t i = 0; i < n; i += W) {
+    if (i + W <= n && !xsimd::any(B::load_unaligned(x + i) == B(mx))) continue;
+    for (int64_t j = i; j < std::min(n, i + W); ++j)
+      if (x[j] == mx) {
+        am = j;
+        i = n;
+        break;
+      }
+  }
+  double part[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+  alignas(64) float e[mm::kRowStep];
+  for (int64_t i = 0; i < n; i += mm::kRowStep) {
+    mm::exp_step<Arch>(x + i, std::min(mm::kRowStep, n - i), mx, e);
+    for (int64_t l = 0; l < mm::kRowStep; ++l) part[l & 7] += e[l];
+  }
+  *max = mx;
+  *argmax = am;
+  double sum = 0;
+  for (double p : part) sum += p;
+  return sum;
+}
+
+template <class Arch>
+double KldRow<Arch>::run(int64_t n, const float* r, const float* m, float rmax, float rls, double k) {
+  double part[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+  alignas(64) float t[mm::kRowStep], e[mm::kRowStep];
+  for (int64_t i = 0; i < n; i += mm::kRowStep) {
+    const int64_t valid = std::min(mm::kRowStep, n - i);
+    for (int64_t l = 0; l < valid; ++l) t[l] = r[i + l] - rmax;
+    mm::exp_step<Arch>(t, valid, rls, e);
+    if (valid == mm::kRowStep) {
+      for (int64_t l = 0; l < mm::kRowStep; ++l)
+        part[l & 7] += static_cast<double>(e[l]) * ((static_cast<double>(r[i + l]) - m[i + l]) - k);
+    } else {
+      for (int64_t l = 0; l < valid; ++l)
+        part[l & 7] += static_cast<double>(e[l]) * ((static_cast<double>(r[i + l]) - m[i + l]) - k);
+    }
+  }
+  double sum = 0;
+  for (double p : part) sum += p;
+  return sum;
+}
+
 #define LQ_CPU_MATMUL_KERNELS(X) \
-  X(GemmNT) X(SoftmaxRow) X(SiluMul) X(GeluTanhMul) X(SoftCapRow) X(RmsNormRow) X(AddSquares) X(RoundHalf) X(GridError)
+  X(GemmNT) X(SoftmaxRow) X(SiluMul) X(GeluTanhMul) X(SoftCapRow) X(RmsNormRow) X(AddSquares) X(RoundHalf) X(GridError) \
+  X(SumExpRow) X(KldRow)
 
 }  // namespace lq::cpu

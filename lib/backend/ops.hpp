@@ -84,6 +84,14 @@ struct EngineOps {
   void (*gelu_tanh_mul)(int64_t n, const float* gate, const float* up, float* out) = nullptr;
   /// In place: x = cap * tanh(scale * x / cap) over n values (a soft-cap).
   void (*soft_cap)(int64_t n, float* x, float scale, float cap) = nullptr;
+  /// A row of n >= 1 logits: *max its largest value, *argmax the first index holding it; returns
+  /// sum exp(x[i] - max), the exponentials in float, summed in double (llama-perplexity's
+  /// arithmetic; log of it and the max give the row's log-softmax).
+  double (*sum_exp_row)(int64_t n, const float* x, float* max, int64_t* argmax) = nullptr;
+  /// sum_i p_i ((r[i] - m[i]) - k) in double, p_i = exp((r[i] - rmax) - rls) in float: the KL
+  /// divergence of the distribution of logits m (log-softmax m[i] - mmax - mls) from that of r
+  /// (log-softmax r[i] - rmax - rls) when k = (rmax + rls) - (mmax + mls).
+  double (*kld_row)(int64_t n, const float* r, const float* m, float rmax, float rls, double k) = nullptr;
 };
 
 }  // namespace lq::detail

@@ -109,6 +109,8 @@ detail::EngineOps Registry::engine_ops(const Backend& b) const {
     take(ops.grid_error, own->grid_error);
     take(ops.gelu_tanh_mul, own->gelu_tanh_mul);
     take(ops.soft_cap, own->soft_cap);
+    take(ops.sum_exp_row, own->sum_exp_row);
+    take(ops.kld_row, own->kld_row);
   }
   return ops;
 }

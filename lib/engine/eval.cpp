@@ -101,15 +101,14 @@ struct LogSoftmax {
   int argmax;
 };
 
-// max in float, the sum of exp in double (as llama-perplexity).
-LogSoftmax log_softmax(std::span<const float> l) {
-  float mx = l[0];
-  int am = 0;
-  for (size_t i = 1; i < l.size(); ++i)
-    if (l[i] > mx) { mx = l[i]; am = static_cast<int>(i); }
-  double sum = 0;
-  for (float v : l) sum += std::exp(v - mx);
-  return {mx, static_cast<float>(std::log(sum)), am};
+// max in float, the sum of exp in double (as llama-perplexity), on the back-end's row kernel.
+LogSoftmax log_softmax(const detail::EngineOps& ops, std::span<const float> l) {
+  LogSoftmax r{};
+  int64_t am = 0;
+  const double sum = ops.sum_exp_row(static_cast<int64_t>(l.size()), l.data(), &r.max, &am);
+  r.log_sum = static_cast<float>(std::log(sum));
+  r.argmax = static_cast<int>(am);
+  return r;
 }
 
 double seconds_since(std::chrono::steady_clock::time_point t0) {
@@ -121,6 +120,7 @@ double seconds_since(std::chrono::steady_clock::time_point t0) {
 PerplexityResult perplexity(const Model& model, std::span<const int32_t> tokens, const PerplexityOptions& o,
                             const Context& ctx) {
   const int threads = ctx.thread_count();
+  const detail::EngineOps ops = engine::Exec::from(ctx).ops;
   WindowPlan plan(model, tokens, o, "perplexity");
   const auto t0 = std::chrono::steady_clock::now();
   Session s(model, session_options(plan.max_len(), o), ctx);
@@ -137,7 +137,7 @@ PerplexityResult perplexity(const Model& model, std::span<const int32_t> tokens,
     parallel_for(nt, threads, 8, [&](int64_t b, int64_t e) {
       for (int64_t j = b; j < e; ++j) {
         const auto l = s.logits(j);
-        const LogSoftmax ls = log_softmax(l);
+        const LogSoftmax ls = log_softmax(ops, l);
         row_nll[static_cast<size_t>(j)] = -static_cast<double>(l[static_cast<size_t>(w.targets[j])] - ls.max - ls.log_sum);
       }
     });
@@ -164,6 +164,7 @@ PerplexityResult perplexity(const Model& model, std::span<const int32_t> tokens,
 KldResult kl_divergence(const Model& model, const Model& reference, std::span<const int32_t> tokens,
                         const PerplexityOptions& o, const Context& ctx) {
   const int threads = ctx.thread_count();
+  const detail::EngineOps ops = engine::Exec::from(ctx).ops;
   if (model.n_vocab() != reference.n_vocab())
     fail(Errc::invalid_argument, "kl_divergence: the vocabularies differ ({} tokens vs {} in the reference)",
          model.n_vocab(), reference.n_vocab());
@@ -191,13 +192,10 @@ KldResult kl_divergence(const Model& model, const Model& reference, std::span<co
     parallel_for(nt, threads, 4, [&](int64_t b, int64_t e) {
       for (int64_t j = b; j < e; ++j) {
         const auto lm = sm.logits(j), lr = sr.logits(j);
-        const LogSoftmax a = log_softmax(lm), c = log_softmax(lr);
-        double kl = 0;
-        for (size_t v = 0; v < lr.size(); ++v) {
-          const double lpr = static_cast<double>(lr[v]) - c.max - c.log_sum;
-          const double lpm = static_cast<double>(lm[v]) - a.max - a.log_sum;
-          kl += std::exp(lpr) * (lpr - lpm);
-        }
+        const LogSoftmax a = log_softmax(ops, lm), c = log_softmax(ops, lr);
+        // sum p_ref (log p_ref - log p): the two log-softmaxes differ by (lr - lm) - k
+        const double k = (static_cast<double>(c.max) + c.log_sum) - (static_cast<double>(a.max) + a.log_sum);
+        const double kl = ops.kld_row(static_cast<int64_t>(lr.size()), lr.data(), lm.data(), c.max, c.log_sum, k);
         const size_t tgt = static_cast<size_t>(w.targets[static_cast<size_t>(j)]);
         Row& r = rows[static_cast<size_t>(j)];
         r.kld = kl;

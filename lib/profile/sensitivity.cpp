@@ -4,11 +4,14 @@
 // was measured on; Spearman's rank correlation for validating estimates against it.
 #include <lq/sensitivity.hpp>
 
+#include <lq/backend.hpp>
+
 #include <lq/engine.hpp>
 #include <lq/error.hpp>
 #include <lq/io.hpp>
 #include <lq/quantizer.hpp>
 #include <lq/threads.hpp>
+#include "backend/ops.hpp"
 #include "core/fail.hpp"
 
 #include "profile/methods.hpp"
@@ -50,14 +53,12 @@ struct SensFnv {
   std::string hex() const { return fmt::format("{:016x}", h); }
 };
 
-// log-softmax of one row of logits into `out` (max in float, the sum of exp in double, as
-// lq::kl_divergence).
-void sens_log_softmax(std::span<const float> l, float* out) {
-  float mx = l[0];
-  for (float v : l) mx = std::max(mx, v);
-  double sum = 0;
-  for (float v : l) sum += std::exp(static_cast<double>(v - mx));
-  const double ls = std::log(sum);
+// log-softmax of one row of logits into `out` (max in float, the exponentials in float and their
+// sum in double, as lq::kl_divergence, on the back-end's row kernel).
+void sens_log_softmax(const detail::EngineOps& ops, std::span<const float> l, float* out) {
+  float mx = 0;
+  int64_t am = 0;
+  const double ls = std::log(ops.sum_exp_row(static_cast<int64_t>(l.size()), l.data(), &mx, &am));
   for (size_t i = 0; i < l.size(); ++i) out[i] = static_cast<float>(static_cast<double>(l[i] - mx) - ls);
 }
 
@@ -183,7 +184,7 @@ namespace {
 class KldProbe {
  public:
   KldProbe(Model& model, std::span<const int32_t> tokens, const SensitivityOptions& o, const Context& ctx)
-      : model_(model), ctx_(ctx), n_vocab_(model.n_vocab()), n_layer_(static_cast<int>(model.config().n_layer)),
+      : model_(model), ctx_(ctx), ops_(Registry::instance().engine_ops(ctx.active_backend())), n_vocab_(model.n_vocab()), n_layer_(static_cast<int>(model.config().n_layer)),
         first_(o.ctx / 2), n_rows_(o.ctx - o.ctx / 2 - 1) {
     if (o.ctx < 4) fail(Errc::invalid_argument, "sensitivity: ctx must be at least 4, got {}", o.ctx);
     if (o.chunks < 1) fail(Errc::invalid_argument, "sensitivity: chunks must be positive, got {}", o.chunks);
@@ -241,21 +242,17 @@ class KldProbe {
       if (keep_reference) {
         ref_[c].resize(static_cast<size_t>(n_rows_ * n_vocab_));
         parallel_for(n_rows_, threads, 4, [&](int64_t b, int64_t e) {
-          for (int64_t j = b; j < e; ++j) sens_log_softmax(s.logits(j), ref_[c].data() + j * n_vocab_);
+          for (int64_t j = b; j < e; ++j) sens_log_softmax(ops_, s.logits(j), ref_[c].data() + j * n_vocab_);
         });
         continue;
       }
       parallel_for(n_rows_, threads, 4, [&](int64_t b, int64_t e) {
+        // sum exp(lr) (lr - lp), lp rounded to float as the reference's lr were: the reference
+        // model against itself gives exactly 0
         std::vector<float> lp(static_cast<size_t>(n_vocab_));
         for (int64_t j = b; j < e; ++j) {
-          sens_log_softmax(s.logits(j), lp.data());
-          const float* lr = ref_[c].data() + j * n_vocab_;
-          double kl = 0;
-          for (int64_t v = 0; v < n_vocab_; ++v) {
-            const double pr = std::exp(static_cast<double>(lr[v]));
-            kl += pr * (static_cast<double>(lr[v]) - lp[static_cast<size_t>(v)]);
-          }
-          row_kl[static_cast<size_t>(j)] = kl;
+          sens_log_softmax(ops_, s.logits(j), lp.data());
+          row_kl[static_cast<size_t>(j)] = ops_.kld_row(n_vocab_, ref_[c].data() + j * n_vocab_, lp.data(), 0.f, 0.f, 0.0);
         }
       });
       for (double v : row_kl) sum += v;
@@ -265,6 +262,7 @@ class KldProbe {
 
   Model& model_;
   const Context& ctx_;
+  const detail::EngineOps ops_;  // the back-end's row kernels (log-softmax sums, KL divergence)
   const int64_t n_vocab_;
   const int n_layer_;
   const int64_t first_, n_rows_;
