@@ -570,6 +570,62 @@ TEST_CASE("gptq: the AWQ GEMM packing, by hand and read back", "[gptq]") {
   CHECK(cfg["zero_point"] == true);
 }
 
+TEST_CASE("gptq: the engine holds a 4-bit directory's linears as W4G blocks, computing what their F32 values do",
+          "[gptq][engine]") {
+  auto t = gt_tiny();
+  if (!t) return;
+  struct Case {
+    const char* name;
+    int bits;
+    int64_t group;
+    bool sym;
+    GptqActOrder order;
+    GptqLayout layout;
+    QuantType want;  // the engine's type of the linears
+  };
+  const Case cases[] = {
+      {"4-bit g128 symmetric", 4, 128, true, GptqActOrder::none, GptqLayout::compressed_tensors, QuantType::W4G},
+      {"3-bit g64 asymmetric", 3, 64, false, GptqActOrder::none, GptqLayout::compressed_tensors, QuantType::W4G},
+      {"4-bit per channel, GPTQ layout", 4, -1, true, GptqActOrder::none, GptqLayout::gptq, QuantType::W4G},
+      {"4-bit g128, AWQ layout", 4, 128, false, GptqActOrder::none, GptqLayout::awq, QuantType::W4G},
+      // groups permuted by act-order mix within 32 columns, 8-bit codes do not fit: read as F32
+      {"4-bit g32 group act-order", 4, 32, true, GptqActOrder::group, GptqLayout::compressed_tensors, QuantType::F32},
+      {"8-bit g128", 8, 128, true, GptqActOrder::none, GptqLayout::compressed_tensors, QuantType::F32},
+  };
+  const std::vector<int32_t> toks = {1, 450, 17, 300, 45, 45, 1024, 7, 88, 2000, 3, 12, 9, 600};
+  for (const Case& k : cases) {
+    INFO(k.name);
+    GptqConfig c = gt_tiny_config(t->calib);
+    c.params.bits = k.bits;
+    c.params.group_size = k.group;
+    c.params.sym = k.sym;
+    c.params.act_order = k.order;
+    c.params.rtn = k.order == GptqActOrder::none;  // act-order needs GPTQ's walk
+    c.layout = k.layout;
+    test::TempDir tmp;
+    GptqQuantizer q(*t->src, c);
+    q.run();
+    q.write(tmp / "out");
+    auto src = ModelSource::open(tmp / "out");
+    auto m = Model::load(*src);
+    for (const LinearInfo& l : m->linears()) {
+      if (l.layer < 0) continue;  // the output projection is not quantized
+      INFO(l.name);
+      CHECK(l.type == k.want);
+      CHECK(m->tensor_type(l.name) == k.want);
+      // its values are the source's F32 rows, bit for bit
+      const ModelTensor& st = src->at(l.name);
+      std::vector<float> want(static_cast<size_t>(st.n_elements()));
+      src->read_rows_f32(st, 0, st.n_rows(), want.data());
+      CHECK(m->tensor_f32(l.name) == want);
+    }
+    // The same logits once every linear is F32 (the float GEMM instead of the blocks' tiles).
+    const std::vector<float> held = test::logits_of(*m, toks);
+    for (const LinearInfo& l : m->linears()) m->replace_tensor(l.name, m->tensor_f32(l.name), QuantType::F32);
+    CHECK(test::logits_of(*m, toks) == held);
+  }
+}
+
 TEST_CASE("gptq: interrupted writes leave nothing, foreign directories are not replaced", "[gptq]") {
   auto t = gt_tiny();
   if (!t) return;

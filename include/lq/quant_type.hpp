@@ -51,13 +51,18 @@ enum class QuantType : int32_t {
   W8 = 1024,
   /// int8 per-token activations, W8's dot_type: the same row layout, scale = max|x| / 127.
   A8 = 1025,
+  /// Third-party integer weights of at most 4 bits held exactly (GPTQ, AWQ, compressed-tensors
+  /// groups): blocks of 32 values, each a float scale, a float zero point and 16 bytes of codes,
+  /// value = scale * (q - zero). The engine's in-memory form of such linears (0.75 bytes a weight
+  /// instead of F32's 4).
+  W4G = 1026,
 };
 
 /// Number of ggml slots in the type table (one past the largest ggml id liblq knows).
 inline constexpr int kQuantTypeSlots = 36;
 /// First id of liblq's own types, far beyond ggml's ids; kLqTypeCount of them follow.
 inline constexpr int kLqTypeBase = 1024;
-inline constexpr int kLqTypeCount = 2;
+inline constexpr int kLqTypeCount = 3;
 /// Dense index of a known type id: ggml ids as they are, liblq's after them (tables indexed by
 /// type use it); -1 for an id outside both ranges.
 constexpr int type_slot(QuantType t) noexcept {

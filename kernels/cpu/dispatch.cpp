@@ -73,6 +73,7 @@ const TypeRow kRows[] = {
   {QT::TQ2_0,   {dispatched<QuantizeTq2_0>, dispatched<DequantTq2_0>,  dispatched<DotTq2_0>}},
   {QT::W8,      {nullptr,                   nullptr,                   dispatched<DotW8A8>},        nullptr,   {gemm_w8, AF::i8_token}},
   {QT::A8,      {dispatched<QuantizeA8>}},
+  {QT::W4G,     {nullptr,                   dispatched<DequantW4G>,    nullptr}},
 };
 // clang-format on
 

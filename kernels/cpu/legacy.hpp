@@ -1,12 +1,15 @@
-// CPU kernels: legacy 32-value block types.
+// CPU kernels: legacy 32-value block types, and W4G's blocks (third-party 4-bit weights held
+// exactly: d * (q - z), the reference's operations, which the per-ISA build vectorises).
 #pragma once
 
 #include "arch.hpp"
+#include "iq_simd.hpp"
 #include "signatures.hpp"
 
 #include "core/float_cast.hpp"
 #include "core/half.hpp"
 #include "types/ref/blocks.hpp"
+#include "types/ref/int4_groups.hpp"
 #include "types/ref/legacy.hpp"
 
 #include <algorithm>
@@ -185,6 +188,32 @@ void QuantizeQ5_1<Arch>::run(const float* src, void* dst, int64_t nrows, int64_t
   quantize_legacy<Arch, ref::block_q5_1, 31, true>(src, dst, nrows, n_per_row);
 }
 
-#define LQ_CPU_LEGACY_KERNELS(X) X(QuantizeQ8_0) X(QuantizeQ4_0) X(QuantizeQ4_1) X(QuantizeQ5_0) X(QuantizeQ5_1)
+// W4G: each value d * (float(q) - z), as ref::dequantize_w4g, bit for bit: q - z is an exact small
+// integer (a byte table lookup of the nibble, one 16-entry table per zero point), then one product.
+// Byte tables need AVX2 or AVX-512; other ISAs take the reference.
+template <class Arch>
+void DequantW4G<Arch>::run(const void* src, float* dst, int64_t n) {
+  if constexpr (!kByteSimd<Arch>) {
+    ref::dequantize_w4g(src, dst, n);
+  } else {
+    using V = Bytes<Arch>;
+    struct Tables {
+      int8_t t[16][16];  // t[z][q] = q - z
+      constexpr Tables() : t{} {
+        for (int z = 0; z < 16; ++z)
+          for (int q = 0; q < 16; ++q) t[z][q] = static_cast<int8_t>(q - z);
+      }
+    };
+    static constexpr Tables kMinusZero;
+    const auto* in = static_cast<const ref::BlockW4G*>(src);
+    for (int64_t b = 0; b < n / 32; ++b) {
+      const ref::BlockW4G& blk = in[b];
+      V::store_scaled(V::lut16(V::nibbles(blk.qs), kMinusZero.t[static_cast<int>(blk.z)]), blk.d, dst + 32 * b);
+    }
+  }
+}
+
+#define LQ_CPU_LEGACY_KERNELS(X) X(QuantizeQ8_0) X(QuantizeQ4_0) X(QuantizeQ4_1) X(QuantizeQ5_0) X(QuantizeQ5_1) \
+  X(DequantW4G)
 
 }  // namespace lq::cpu

@@ -1,9 +1,14 @@
 // The engine's Model: tensors read from a ModelSource into memory, shape checks, replacement.
+// A third-party checkpoint's integer linears of at most 4 bits are held as W4G blocks (their own
+// codes, scales and zero points: the values the source reads as F32, at 0.75 bytes a weight).
 #include "engine/impl.hpp"
 #include "model/architecture.hpp"
+#include "model/sources.hpp"
+#include "types/ref/int4_groups.hpp"
 
 #include <lq/backend.hpp>
 #include <lq/error.hpp>
+#include <lq/threads.hpp>
 #include "core/fail.hpp"
 
 #include <cmath>
@@ -15,6 +20,30 @@ namespace lq {
 using engine::Tensor;
 
 namespace {
+
+// W4G blocks of an integer weight of at most 4 bits whose every 32 columns lie in one group (its
+// codes, and each group's scale and zero point, as they are); empty where it has no such form
+// (8-bit codes, a group act-order g_idx that mixes groups within 32 columns, a row length not a
+// multiple of 32).
+std::vector<ref::BlockW4G> w4g_blocks(const unpack::IntWeight& w) {
+  if (w.bits > 4 || w.cols % 32 != 0 || static_cast<int64_t>(w.g_idx.size()) != w.cols) return {};
+  const int64_t nb = w.cols / 32;
+  for (int64_t b = 0; b < nb; ++b)
+    for (int64_t j = 1; j < 32; ++j)
+      if (w.g_idx[static_cast<size_t>(32 * b + j)] != w.g_idx[static_cast<size_t>(32 * b)]) return {};
+  for (const int32_t z : w.zero)
+    if (z < 0 || z > 15) return {};
+  std::vector<ref::BlockW4G> out(static_cast<size_t>(w.rows * nb));
+  parallel_for(w.rows, hardware_threads(), 64, [&](int64_t r0, int64_t r1) {
+    for (int64_t r = r0; r < r1; ++r)
+      for (int64_t b = 0; b < nb; ++b) {
+        const size_t g = static_cast<size_t>(r * w.n_groups + w.g_idx[static_cast<size_t>(32 * b)]);
+        ref::w4g_block(&w.q[static_cast<size_t>(r * w.cols + 32 * b)], w.scale[g], w.zero[g],
+                       out[static_cast<size_t>(r * nb + b)]);
+      }
+  });
+  return out;
+}
 
 // Frequencies of the rotary embedding, one per rotated pair, with the configured scaling.
 // llama3 scaling keeps high frequencies, divides low ones by `factor` and blends in between
@@ -141,8 +170,29 @@ std::unique_ptr<Model> Model::load(const ModelSource& src) {
     m.tensors.push_back(std::move(owned));
     return p;
   };
+  // A third-party integer linear as W4G, where it has that form (null otherwise).
+  auto add_w4g = [&](const ModelTensor& t) -> Tensor* {
+    if (t.type != QuantType::F32) return nullptr;
+    const std::optional<QuantizedLinear> ql = hf_quantized_linear(src, t);
+    if (!ql) return nullptr;
+    const std::vector<ref::BlockW4G> blocks = w4g_blocks(*ql->weight);
+    if (blocks.empty() || static_cast<int64_t>(blocks.size()) * 32 != t.n_elements()) return nullptr;
+    auto owned = std::make_unique<Tensor>();
+    Tensor& e = *owned;
+    e.name = t.name;
+    e.ne = t.ne;
+    e.type = QuantType::W4G;
+    e.data = engine::Buffer(blocks.size() * sizeof(ref::BlockW4G));
+    std::memcpy(e.data.data(), blocks.data(), e.data.size());
+    src.release(t);
+    Tensor* p = owned.get();
+    m.by_name[e.name] = p;
+    m.tensors.push_back(std::move(owned));
+    return p;
+  };
   auto add_linear = [&](const ModelTensor& t, std::string role, int layer) {
-    Tensor* p = add(t, false);
+    Tensor* p = add_w4g(t);
+    if (!p) p = add(t, false);
     // A static W8A8 checkpoint's per-tensor activation scale, beside its weight.
     const ModelTensor* s =
         t.name.ends_with(".weight") ? src.find(t.name.substr(0, t.name.size() - 7) + ".input_scale") : nullptr;

@@ -1,0 +1,44 @@
+// Scalar reference kernels of W4G (int4_groups.hpp).
+#include "types/ref/int4_groups.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+
+namespace lq::ref {
+
+void w4g_block(const uint8_t* codes, float d, int32_t zero, BlockW4G& out) {
+  out.d = d;
+  out.z = static_cast<float>(zero);
+  for (int j = 0; j < 16; ++j)
+    out.qs[j] = static_cast<uint8_t>((codes[j] & 0x0f) | ((codes[16 + j] & 0x0f) << 4));
+}
+
+void quantize_w4g(const float* src, void* dst, int64_t nrows, int64_t n, const float*) {
+  auto* out = static_cast<BlockW4G*>(dst);
+  for (int64_t b = 0; b < nrows * n / 32; ++b) {
+    const float* x = src + b * 32;
+    const auto [lo, hi] = std::minmax_element(x, x + 32);
+    const float mn = std::min(*lo, 0.0f), mx = std::max(*hi, 0.0f);
+    const float d = mx > mn ? (mx - mn) / 15.0f : 1.0f;
+    const auto zero = static_cast<int32_t>(std::clamp(std::nearbyint(-mn / d), 0.0f, 15.0f));
+    uint8_t q[32];
+    for (int j = 0; j < 32; ++j)
+      q[j] = static_cast<uint8_t>(std::clamp(std::nearbyint(x[j] / d) + static_cast<float>(zero), 0.0f, 15.0f));
+    w4g_block(q, d, zero, out[b]);
+  }
+}
+
+void dequantize_w4g(const void* src, float* dst, int64_t n) {
+  const auto* in = static_cast<const BlockW4G*>(src);
+  for (int64_t b = 0; b < n / 32; ++b) {
+    const BlockW4G& blk = in[b];
+    float* y = dst + b * 32;
+    for (int j = 0; j < 16; ++j) {
+      y[j] = blk.d * (static_cast<float>(blk.qs[j] & 0x0f) - blk.z);
+      y[16 + j] = blk.d * (static_cast<float>(blk.qs[j] >> 4) - blk.z);
+    }
+  }
+}
+
+}  // namespace lq::ref

@@ -1,0 +1,33 @@
+// Scalar reference kernels: W4G, the engine's exact in-memory form of third-party integer weights
+// of at most 4 bits (GPTQ, AWQ and compressed-tensors pack-quantized groups). A block of 32 values
+// is its float scale d, its zero point z (a float holding an integer in [0, 15]) and 16 bytes of
+// codes (value j < 16 in the low nibble of byte j, value 16 + j in its high nibble); value =
+// d * (q - z), one float product of the integer q - z: what the checkpoint's group gives, bit for
+// bit, wherever each block lies in one group. Never written to GGUF.
+#pragma once
+
+#include <lq/quant_type.hpp>
+
+#include <cstdint>
+
+namespace lq::ref {
+
+/// The W4G block layout (24 bytes).
+struct BlockW4G {
+  float d;
+  float z;
+  uint8_t qs[16];
+};
+static_assert(sizeof(BlockW4G) == 24);
+
+/// A min-max asymmetric grid per block (d = (max - min) / 15, z = round(-min / d)): a reference
+/// for the round-trip tests. liblq fills W4G blocks from a checkpoint's own codes (w4g_block),
+/// never from floats.
+QuantizeKernel quantize_w4g;
+/// d * (q - z) for every value.
+DequantizeKernel dequantize_w4g;
+
+/// One block from a checkpoint's 32 codes (each < 16), its scale and its zero point.
+void w4g_block(const uint8_t* codes, float d, int32_t zero, BlockW4G& out);
+
+}  // namespace lq::ref
