@@ -825,15 +825,20 @@ struct GptqQuantizer::Impl {
       return d;
     };
     const StreamWorkDir work("lq-gptq");
-    const GptqResult s = gptq_stream_hook(src.path(), work.path(), sc, ctx, data ? &*data : nullptr);
+    finish(gptq_stream_hook(src.path(), work.path(), sc, ctx, data ? &*data : nullptr));
+  }
+
+  // The end of a run made elsewhere (the streamed runner, AWQ): its calibration figures and
+  // warnings go into the summary, the staged experts into the model; write() may follow.
+  void finish(const GptqResult& stats) {
     flush_staged();
-    summary.calibration_source = s.calibration_source;
-    summary.calibration_seconds = s.calibration_seconds;
-    summary.quantize_seconds = s.quantize_seconds;
-    summary.chunks = s.chunks;
-    summary.ctx = s.ctx;
-    summary.tokens = s.tokens;
-    for (const auto& w : s.warnings) summary.warnings.push_back(w);
+    summary.calibration_source = stats.calibration_source;
+    summary.chunks = stats.chunks;
+    summary.ctx = stats.ctx;
+    summary.tokens = stats.tokens;
+    summary.calibration_seconds = stats.calibration_seconds;
+    summary.quantize_seconds = stats.quantize_seconds;
+    for (const auto& w : stats.warnings) summary.warnings.push_back(w);
     done = true;
   }
 
@@ -1204,18 +1209,7 @@ void GptqQuantizer::set_float_tensor(const std::string& gguf_name, std::vector<f
   im.floats[t.source_name] = std::move(stored);
 }
 
-void GptqQuantizer::finish_external(const GptqResult& stats) {
-  Impl& im = *impl_;
-  im.flush_staged();
-  im.summary.calibration_source = stats.calibration_source;
-  im.summary.chunks = stats.chunks;
-  im.summary.ctx = stats.ctx;
-  im.summary.tokens = stats.tokens;
-  im.summary.calibration_seconds = stats.calibration_seconds;
-  im.summary.quantize_seconds = stats.quantize_seconds;
-  for (const auto& w : stats.warnings) im.summary.warnings.push_back(w);
-  im.done = true;
-}
+void GptqQuantizer::finish_external(const GptqResult& stats) { impl_->finish(stats); }
 const GptqResult& GptqQuantizer::summary() const { return impl_->summary; }
 
 }  // namespace lq
