@@ -588,8 +588,10 @@ TEST_CASE("gptq: the engine holds a 4-bit directory's linears as W4G blocks, com
       {"3-bit g64 asymmetric", 3, 64, false, GptqActOrder::none, GptqLayout::compressed_tensors, QuantType::W4G},
       {"4-bit per channel, GPTQ layout", 4, -1, true, GptqActOrder::none, GptqLayout::gptq, QuantType::W4G},
       {"4-bit g128, AWQ layout", 4, 128, false, GptqActOrder::none, GptqLayout::awq, QuantType::W4G},
-      // groups permuted by act-order mix within 32 columns, 8-bit codes do not fit: read as F32
-      {"4-bit g32 group act-order", 4, 32, true, GptqActOrder::group, GptqLayout::compressed_tensors, QuantType::F32},
+      // group act-order: the columns sorted by group, every 32 of them in one
+      {"4-bit g32 group act-order", 4, 32, true, GptqActOrder::group, GptqLayout::compressed_tensors, QuantType::W4G},
+      {"4-bit g128 group act-order, GPTQ layout", 4, 128, false, GptqActOrder::group, GptqLayout::gptq, QuantType::W4G},
+      // 8-bit codes do not fit: read as F32
       {"8-bit g128", 8, 128, true, GptqActOrder::none, GptqLayout::compressed_tensors, QuantType::F32},
   };
   const std::vector<int32_t> toks = {1, 450, 17, 300, 45, 45, 1024, 7, 88, 2000, 3, 12, 9, 600};

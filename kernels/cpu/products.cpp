@@ -96,9 +96,16 @@ void run_tile(const Prepared& p, const Tile& t) {
       break;
     }
     case Path::dequant: {
-      thread_local std::vector<float> buf;
+      thread_local std::vector<float> buf, stored;
       buf.resize(static_cast<size_t>((t.j1 - t.j0) * k));
-      p.deq(w.row(t.j0), buf.data(), (t.j1 - t.j0) * k);
+      if (!w.col_order) {
+        p.deq(w.row(t.j0), buf.data(), (t.j1 - t.j0) * k);
+      } else {  // columns back in the matrix's order, so the product is the in-order one
+        stored.resize(buf.size());
+        p.deq(w.row(t.j0), stored.data(), (t.j1 - t.j0) * k);
+        for (int64_t r = 0; r < t.j1 - t.j0; ++r)
+          for (int64_t c = 0; c < k; ++c) buf[static_cast<size_t>(r * k + w.col_order[c])] = stored[static_cast<size_t>(r * k + c)];
+      }
       gemm_nt(GemmArgs{t.i1 - t.i0, t.j1 - t.j0, k, p.x + t.i0 * k, k, buf.data(), QuantType::F32, k,
                        p.op->y + t.i0 * n + t.j0, n, false});
       break;
@@ -203,6 +210,9 @@ void products(std::span<const Product> ops, int threads) {
         fail(Errc::invalid_model, "engine: tensor '{}' has type {} with no CPU kernel", op.w.name, type_name(t));
       }
     }
+    if (op.w.col_order && p.path != Path::dequant)
+      fail(Errc::invalid_model, "engine: tensor '{}' has a column order its type {}'s products do not take", op.w.name,
+           type_name(t));
     macs += op.m * op.w.rows * op.w.cols;
     prep.push_back(p);
   }

@@ -23,6 +23,9 @@ struct WeightView {
   /// W8 weights: a fixed activation scale (static W8A8: every token as x / input_scale, rounded);
   /// 0: a scale per token.
   float input_scale = 0;
+  /// Stored column c is the matrix's column col_order[c] (null: in order); only on the dequantizing
+  /// path (a type with a dequantize kernel and no dot or panel).
+  const int32_t* col_order = nullptr;
   const uint8_t* row(int64_t r) const { return data + static_cast<size_t>(r) * row_bytes; }
 };
 

@@ -52,6 +52,9 @@ struct Tensor {
   std::vector<int64_t> ne;
   Buffer data;
   float input_scale = 0;  // W8 linears: static activation scale (0: per token)
+  // W4G of a group act-order checkpoint: stored column c is the tensor's column col_order[c] (the
+  // columns sorted by group so that every 32 lie in one); null: the columns in order.
+  std::shared_ptr<const std::vector<int32_t>> col_order;
   int64_t row_length() const { return ne.empty() ? 0 : ne[0]; }
   int64_t n_rows() const;
   size_t row_bytes() const { return type_info(type).row_bytes(row_length()); }

@@ -11,9 +11,11 @@
 #include <lq/threads.hpp>
 #include "core/fail.hpp"
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <numbers>
+#include <numeric>
 
 namespace lq {
 
@@ -21,25 +23,45 @@ using engine::Tensor;
 
 namespace {
 
-// W4G blocks of an integer weight of at most 4 bits whose every 32 columns lie in one group (its
-// codes, and each group's scale and zero point, as they are); empty where it has no such form
-// (8-bit codes, a group act-order g_idx that mixes groups within 32 columns, a row length not a
-// multiple of 32).
-std::vector<ref::BlockW4G> w4g_blocks(const unpack::IntWeight& w) {
+// W4G blocks of an integer weight of at most 4 bits (its codes, and each group's scale and zero
+// point, as they are) whose every 32 columns lie in one group: in their order, or, where a group
+// act-order g_idx mixes groups within 32 columns, with the columns sorted by group (stably) when
+// every 32 of that order lie in one (`order`: stored column c is column order[c]; left empty when
+// the columns stay in order). Empty where it has no such form (8-bit codes, groups not in whole
+// blocks of 32, a row length not a multiple of 32).
+std::vector<ref::BlockW4G> w4g_blocks(const unpack::IntWeight& w, std::vector<int32_t>& order) {
+  order.clear();
   if (w.bits > 4 || w.cols % 32 != 0 || static_cast<int64_t>(w.g_idx.size()) != w.cols) return {};
-  const int64_t nb = w.cols / 32;
-  for (int64_t b = 0; b < nb; ++b)
-    for (int64_t j = 1; j < 32; ++j)
-      if (w.g_idx[static_cast<size_t>(32 * b + j)] != w.g_idx[static_cast<size_t>(32 * b)]) return {};
   for (const int32_t z : w.zero)
     if (z < 0 || z > 15) return {};
+  const int64_t nb = w.cols / 32;
+  auto group_of = [&](int64_t c) { return w.g_idx[static_cast<size_t>(order.empty() ? c : order[static_cast<size_t>(c)])]; };
+  auto in_blocks = [&] {
+    for (int64_t b = 0; b < nb; ++b)
+      for (int64_t j = 1; j < 32; ++j)
+        if (group_of(32 * b + j) != group_of(32 * b)) return false;
+    return true;
+  };
+  if (!in_blocks()) {
+    order.resize(static_cast<size_t>(w.cols));
+    std::iota(order.begin(), order.end(), 0);
+    std::stable_sort(order.begin(), order.end(),
+                     [&](int32_t a, int32_t b) { return w.g_idx[static_cast<size_t>(a)] < w.g_idx[static_cast<size_t>(b)]; });
+    if (!in_blocks()) {
+      order.clear();
+      return {};
+    }
+  }
   std::vector<ref::BlockW4G> out(static_cast<size_t>(w.rows * nb));
   parallel_for(w.rows, hardware_threads(), 64, [&](int64_t r0, int64_t r1) {
+    uint8_t codes[32];
     for (int64_t r = r0; r < r1; ++r)
       for (int64_t b = 0; b < nb; ++b) {
-        const size_t g = static_cast<size_t>(r * w.n_groups + w.g_idx[static_cast<size_t>(32 * b)]);
-        ref::w4g_block(&w.q[static_cast<size_t>(r * w.cols + 32 * b)], w.scale[g], w.zero[g],
-                       out[static_cast<size_t>(r * nb + b)]);
+        const uint8_t* q = &w.q[static_cast<size_t>(r * w.cols)];
+        for (int64_t j = 0; j < 32; ++j)
+          codes[j] = q[order.empty() ? 32 * b + j : order[static_cast<size_t>(32 * b + j)]];
+        const size_t g = static_cast<size_t>(r * w.n_groups + group_of(32 * b));
+        ref::w4g_block(codes, w.scale[g], w.zero[g], out[static_cast<size_t>(r * nb + b)]);
       }
   });
   return out;
@@ -175,13 +197,15 @@ std::unique_ptr<Model> Model::load(const ModelSource& src) {
     if (t.type != QuantType::F32) return nullptr;
     const std::optional<QuantizedLinear> ql = hf_quantized_linear(src, t);
     if (!ql) return nullptr;
-    const std::vector<ref::BlockW4G> blocks = w4g_blocks(*ql->weight);
+    std::vector<int32_t> order;
+    const std::vector<ref::BlockW4G> blocks = w4g_blocks(*ql->weight, order);
     if (blocks.empty() || static_cast<int64_t>(blocks.size()) * 32 != t.n_elements()) return nullptr;
     auto owned = std::make_unique<Tensor>();
     Tensor& e = *owned;
     e.name = t.name;
     e.ne = t.ne;
     e.type = QuantType::W4G;
+    if (!order.empty()) e.col_order = std::make_shared<const std::vector<int32_t>>(std::move(order));
     e.data = engine::Buffer(blocks.size() * sizeof(ref::BlockW4G));
     std::memcpy(e.data.data(), blocks.data(), e.data.size());
     src.release(t);
@@ -368,6 +392,7 @@ void Model::replace_tensor(std::string_view name, QuantType type, std::span<cons
   std::memcpy(buf.data(), bytes.data(), want);
   t.data = std::move(buf);
   t.type = type;
+  t.col_order.reset();
   for (size_t i = 0; i < impl_->linears.size(); ++i)
     if (impl_->linear_tensors[i] == &t) impl_->linears[i].type = type;
 }

@@ -48,6 +48,7 @@ Tensor expert_view(const Tensor& t, int64_t e) {
   v.name = t.name;
   v.type = t.type;
   v.ne = {t.ne[0], t.ne[1]};
+  v.col_order = t.col_order;
   const size_t bytes = v.row_bytes() * static_cast<size_t>(t.ne[1]);
   v.data = Buffer(std::shared_ptr<const uint8_t>(std::shared_ptr<const uint8_t>(), t.data.data() + e * bytes), bytes);
   return v;
@@ -91,7 +92,7 @@ void matmul_many(const Exec& ex, std::span<const LinearOp> ops) {
     const LinearOp& op = ops[i];
     const Tensor& w = *op.w;
     p[i] = detail::Product{detail::WeightView{w.type, w.data.data(), w.n_rows(), w.row_length(), w.row_bytes(), w.name.c_str(),
-                                                              w.input_scale},
+                                                              w.input_scale, w.col_order ? w.col_order->data() : nullptr},
                            op.x, op.m, op.y, op.float_act, op.f16_act};
   }
   ex.ops.products(std::span<const detail::Product>(p, ops.size()), ex.threads);
@@ -105,7 +106,15 @@ void matmul(const Exec& ex, const Tensor& w, const float* x, int64_t m, float* y
 void dequantize_row(const Exec& ex, const Tensor& t, int64_t r, float* dst) {
   const DequantizeFn deq = ex.kernels(t.type).dequantize;
   if (!deq) fail(Errc::invalid_model, "engine: tensor '{}' has type {} that cannot be decoded", t.name, type_name(t.type));
-  deq(t.row(r), dst, t.row_length());
+  if (!t.col_order) {
+    deq(t.row(r), dst, t.row_length());
+    return;
+  }
+  thread_local std::vector<float> stored;
+  stored.resize(static_cast<size_t>(t.row_length()));
+  deq(t.row(r), stored.data(), t.row_length());
+  const std::vector<int32_t>& order = *t.col_order;
+  for (size_t c = 0; c < stored.size(); ++c) dst[order[c]] = stored[c];
 }
 
 namespace {
