@@ -570,7 +570,7 @@ TEST_CASE("gptq: the AWQ GEMM packing, by hand and read back", "[gptq]") {
   CHECK(cfg["zero_point"] == true);
 }
 
-TEST_CASE("gptq: the engine holds a 4-bit directory's linears as W4G blocks, computing what their F32 values do",
+TEST_CASE("gptq: the engine holds a directory's integer linears as W4G / W8G blocks, computing what their F32 values do",
           "[gptq][engine]") {
   auto t = gt_tiny();
   if (!t) return;
@@ -591,8 +591,10 @@ TEST_CASE("gptq: the engine holds a 4-bit directory's linears as W4G blocks, com
       // group act-order: the columns sorted by group, every 32 of them in one
       {"4-bit g32 group act-order", 4, 32, true, GptqActOrder::group, GptqLayout::compressed_tensors, QuantType::W4G},
       {"4-bit g128 group act-order, GPTQ layout", 4, 128, false, GptqActOrder::group, GptqLayout::gptq, QuantType::W4G},
-      // 8-bit codes do not fit: read as F32
-      {"8-bit g128", 8, 128, true, GptqActOrder::none, GptqLayout::compressed_tensors, QuantType::F32},
+      // 8-bit codes: W8G (1.25 bytes a weight); a group not in whole blocks of 32: F32
+      {"8-bit g128", 8, 128, true, GptqActOrder::none, GptqLayout::compressed_tensors, QuantType::W8G},
+      {"8-bit per channel, asymmetric, GPTQ layout", 8, -1, false, GptqActOrder::none, GptqLayout::gptq, QuantType::W8G},
+      {"4-bit g16", 4, 16, true, GptqActOrder::none, GptqLayout::compressed_tensors, QuantType::F32},
   };
   const std::vector<int32_t> toks = {1, 450, 17, 300, 45, 45, 1024, 7, 88, 2000, 3, 12, 9, 600};
   for (const Case& k : cases) {

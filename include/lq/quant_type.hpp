@@ -56,13 +56,16 @@ enum class QuantType : int32_t {
   /// value = scale * (q - zero). The engine's in-memory form of such linears (0.75 bytes a weight
   /// instead of F32's 4).
   W4G = 1026,
+  /// The same for integer codes of 5 to 8 bits: blocks of 32 values, each a float scale, a float
+  /// zero point and 32 code bytes (1.25 bytes a weight).
+  W8G = 1027,
 };
 
 /// Number of ggml slots in the type table (one past the largest ggml id liblq knows).
 inline constexpr int kQuantTypeSlots = 36;
 /// First id of liblq's own types, far beyond ggml's ids; kLqTypeCount of them follow.
 inline constexpr int kLqTypeBase = 1024;
-inline constexpr int kLqTypeCount = 3;
+inline constexpr int kLqTypeCount = 4;
 /// Dense index of a known type id: ggml ids as they are, liblq's after them (tables indexed by
 /// type use it); -1 for an id outside both ranges.
 constexpr int type_slot(QuantType t) noexcept {

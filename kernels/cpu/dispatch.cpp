@@ -74,6 +74,7 @@ const TypeRow kRows[] = {
   {QT::W8,      {nullptr,                   nullptr,                   dispatched<DotW8A8>},        nullptr,   {gemm_w8, AF::i8_token}},
   {QT::A8,      {dispatched<QuantizeA8>}},
   {QT::W4G,     {nullptr,                   dispatched<DequantW4G>,    nullptr}},
+  {QT::W8G,     {nullptr,                   dispatched<DequantW8G>,    nullptr}},
 };
 // clang-format on
 

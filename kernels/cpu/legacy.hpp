@@ -1,5 +1,5 @@
-// CPU kernels: legacy 32-value block types, and W4G's blocks (third-party 4-bit weights held
-// exactly: d * (q - z), the reference's operations, which the per-ISA build vectorises).
+// CPU kernels: legacy 32-value block types, and W4G's and W8G's blocks (third-party integer
+// weights held exactly: d * (q - z)).
 #pragma once
 
 #include "arch.hpp"
@@ -213,7 +213,21 @@ void DequantW4G<Arch>::run(const void* src, float* dst, int64_t n) {
   }
 }
 
+// W8G: d * (float(q) - z) as ref::dequantize_w8g; the block's codes, scale and zero copied out
+// first, so the loop has no aliasing to rule out and vectorises.
+template <class Arch>
+void DequantW8G<Arch>::run(const void* src, float* dst, int64_t n) {
+  const auto* in = static_cast<const ref::BlockW8G*>(src);
+  for (int64_t b = 0; b < n / 32; ++b) {
+    uint8_t q[32];
+    std::memcpy(q, in[b].q, 32);
+    const float d = in[b].d, z = in[b].z;
+    float* y = dst + b * 32;
+    for (int j = 0; j < 32; ++j) y[j] = d * (static_cast<float>(q[j]) - z);
+  }
+}
+
 #define LQ_CPU_LEGACY_KERNELS(X) X(QuantizeQ8_0) X(QuantizeQ4_0) X(QuantizeQ4_1) X(QuantizeQ5_0) X(QuantizeQ5_1) \
-  X(DequantW4G)
+  X(DequantW4G) X(DequantW8G)
 
 }  // namespace lq::cpu

@@ -33,6 +33,7 @@ template <class Arch> struct QuantizeQ4_1 { static QuantizeSig run; };
 template <class Arch> struct QuantizeQ5_0 { static QuantizeSig run; };
 template <class Arch> struct QuantizeQ5_1 { static QuantizeSig run; };
 template <class Arch> struct DequantW4G { static DequantSig run; };
+template <class Arch> struct DequantW8G { static DequantSig run; };
 
 // legacy_dot.hpp
 template <class Arch> struct DotQ8_0 { static DotSig run; };

@@ -1,6 +1,6 @@
 // The engine's Model: tensors read from a ModelSource into memory, shape checks, replacement.
-// A third-party checkpoint's integer linears of at most 4 bits are held as W4G blocks (their own
-// codes, scales and zero points: the values the source reads as F32, at 0.75 bytes a weight).
+// A third-party checkpoint's integer linears are held as W4G / W8G blocks (their own codes, scales
+// and zero points: the values the source reads as F32, at 0.75 / 1.25 bytes a weight).
 #include "engine/impl.hpp"
 #include "model/architecture.hpp"
 #include "model/sources.hpp"
@@ -23,17 +23,26 @@ using engine::Tensor;
 
 namespace {
 
-// W4G blocks of an integer weight of at most 4 bits (its codes, and each group's scale and zero
-// point, as they are) whose every 32 columns lie in one group: in their order, or, where a group
-// act-order g_idx mixes groups within 32 columns, with the columns sorted by group (stably) when
-// every 32 of that order lie in one (`order`: stored column c is column order[c]; left empty when
-// the columns stay in order). Empty where it has no such form (8-bit codes, groups not in whole
-// blocks of 32, a row length not a multiple of 32).
-std::vector<ref::BlockW4G> w4g_blocks(const unpack::IntWeight& w, std::vector<int32_t>& order) {
-  order.clear();
-  if (w.bits > 4 || w.cols % 32 != 0 || static_cast<int64_t>(w.g_idx.size()) != w.cols) return {};
+// An integer weight held as its own codes, scales and zero points: W4G blocks for codes of at
+// most 4 bits, W8G for at most 8, where every 32 columns lie in one group: in their order, or,
+// where a group act-order g_idx mixes groups within 32 columns, with the columns sorted by group
+// (stably) when every 32 of that order lie in one (`order`: stored column c is column order[c];
+// empty when the columns stay in order). `bytes` empty where it has no such form (groups not in
+// whole blocks of 32, a row length not a multiple of 32).
+struct IntBlocks {
+  QuantType type = QuantType::W4G;
+  std::vector<uint8_t> bytes;
+  std::vector<int32_t> order;
+};
+
+IntBlocks int_blocks(const unpack::IntWeight& w) {
+  IntBlocks ib;
+  std::vector<int32_t>& order = ib.order;
+  if (w.bits > 8 || w.cols % 32 != 0 || static_cast<int64_t>(w.g_idx.size()) != w.cols) return ib;
+  ib.type = w.bits <= 4 ? QuantType::W4G : QuantType::W8G;
+  const int32_t zmax = ib.type == QuantType::W4G ? 15 : 255;
   for (const int32_t z : w.zero)
-    if (z < 0 || z > 15) return {};
+    if (z < 0 || z > zmax) return ib;
   const int64_t nb = w.cols / 32;
   auto group_of = [&](int64_t c) { return w.g_idx[static_cast<size_t>(order.empty() ? c : order[static_cast<size_t>(c)])]; };
   auto in_blocks = [&] {
@@ -49,10 +58,11 @@ std::vector<ref::BlockW4G> w4g_blocks(const unpack::IntWeight& w, std::vector<in
                      [&](int32_t a, int32_t b) { return w.g_idx[static_cast<size_t>(a)] < w.g_idx[static_cast<size_t>(b)]; });
     if (!in_blocks()) {
       order.clear();
-      return {};
+      return ib;
     }
   }
-  std::vector<ref::BlockW4G> out(static_cast<size_t>(w.rows * nb));
+  const size_t block_bytes = static_cast<size_t>(type_info(ib.type).block_bytes);
+  ib.bytes.resize(static_cast<size_t>(w.rows * nb) * block_bytes);
   parallel_for(w.rows, hardware_threads(), 64, [&](int64_t r0, int64_t r1) {
     uint8_t codes[32];
     for (int64_t r = r0; r < r1; ++r)
@@ -61,10 +71,17 @@ std::vector<ref::BlockW4G> w4g_blocks(const unpack::IntWeight& w, std::vector<in
         for (int64_t j = 0; j < 32; ++j)
           codes[j] = q[order.empty() ? 32 * b + j : order[static_cast<size_t>(32 * b + j)]];
         const size_t g = static_cast<size_t>(r * w.n_groups + group_of(32 * b));
-        ref::w4g_block(codes, w.scale[g], w.zero[g], out[static_cast<size_t>(r * nb + b)]);
+        uint8_t* dst = ib.bytes.data() + static_cast<size_t>(r * nb + b) * block_bytes;
+        if (ib.type == QuantType::W4G) {
+          ref::w4g_block(codes, w.scale[g], w.zero[g], *reinterpret_cast<ref::BlockW4G*>(dst));
+        } else {
+          ref::BlockW8G blk{w.scale[g], static_cast<float>(w.zero[g]), {}};
+          std::memcpy(blk.q, codes, 32);
+          std::memcpy(dst, &blk, sizeof blk);
+        }
       }
   });
-  return out;
+  return ib;
 }
 
 // Frequencies of the rotary embedding, one per rotated pair, with the configured scaling.
@@ -192,22 +209,22 @@ std::unique_ptr<Model> Model::load(const ModelSource& src) {
     m.tensors.push_back(std::move(owned));
     return p;
   };
-  // A third-party integer linear as W4G, where it has that form (null otherwise).
-  auto add_w4g = [&](const ModelTensor& t) -> Tensor* {
+  // A third-party integer linear as W4G or W8G blocks, where it has that form (null otherwise).
+  auto add_int_blocks = [&](const ModelTensor& t) -> Tensor* {
     if (t.type != QuantType::F32) return nullptr;
     const std::optional<QuantizedLinear> ql = hf_quantized_linear(src, t);
     if (!ql) return nullptr;
-    std::vector<int32_t> order;
-    const std::vector<ref::BlockW4G> blocks = w4g_blocks(*ql->weight, order);
-    if (blocks.empty() || static_cast<int64_t>(blocks.size()) * 32 != t.n_elements()) return nullptr;
+    IntBlocks ib = int_blocks(*ql->weight);
+    if (ib.bytes.empty() || ib.bytes.size() != type_info(ib.type).row_bytes(t.row_length()) * static_cast<size_t>(t.n_rows()))
+      return nullptr;
     auto owned = std::make_unique<Tensor>();
     Tensor& e = *owned;
     e.name = t.name;
     e.ne = t.ne;
-    e.type = QuantType::W4G;
-    if (!order.empty()) e.col_order = std::make_shared<const std::vector<int32_t>>(std::move(order));
-    e.data = engine::Buffer(blocks.size() * sizeof(ref::BlockW4G));
-    std::memcpy(e.data.data(), blocks.data(), e.data.size());
+    e.type = ib.type;
+    if (!ib.order.empty()) e.col_order = std::make_shared<const std::vector<int32_t>>(std::move(ib.order));
+    e.data = engine::Buffer(ib.bytes.size());
+    std::memcpy(e.data.data(), ib.bytes.data(), ib.bytes.size());
     src.release(t);
     Tensor* p = owned.get();
     m.by_name[e.name] = p;
@@ -215,7 +232,7 @@ std::unique_ptr<Model> Model::load(const ModelSource& src) {
     return p;
   };
   auto add_linear = [&](const ModelTensor& t, std::string role, int layer) {
-    Tensor* p = add_w4g(t);
+    Tensor* p = add_int_blocks(t);
     if (!p) p = add(t, false);
     // A static W8A8 checkpoint's per-tensor activation scale, beside its weight.
     const ModelTensor* s =

@@ -76,12 +76,13 @@ constexpr std::array<TypeInfo, kQuantTypeSlots> kTable = {{
   {QT::TQ2_0,   "TQ2_0",   256,  66, false, true , false, false, QT::Q4_0,    QT::Q8_K, 0.45,  ref::quantize_tq2_0, ref::dequantize_tq2_0, ref::dot_tq2_0},
 }};
 // liblq's own types (ids from kLqTypeBase): not storable in GGUF. W8's and A8's rows carry a
-// header (the float scale) before the int8 values, the last column its size; W4G is made of
-// blocks (int4_groups.hpp).
+// header (the float scale) before the int8 values, the last column its size; W4G and W8G are made
+// of blocks (int4_groups.hpp).
 constexpr std::array<TypeInfo, kLqTypeCount> kLqTable = {{
   {QT::W8,      "W8",        1,   1, false, false, false, false, QT::W8,      QT::A8,   0.01,  ref::quantize_w8, ref::dequantize_i8_row, ref::dot_w8_a8, 4},
   {QT::A8,      "A8",        1,   1, false, false, false, false, QT::A8,      kNone,    0.01,  ref::quantize_a8, ref::dequantize_i8_row, nullptr, 4},
   {QT::W4G,     "W4G",      32,  24, false, false, false, false, QT::W4G,     kNone,    0.11,  ref::quantize_w4g, ref::dequantize_w4g, nullptr, 0},
+  {QT::W8G,     "W8G",      32,  40, false, false, false, false, QT::W8G,     kNone,    0.008, ref::quantize_w8g, ref::dequantize_w8g, nullptr, 0},
 }};
 // clang-format on
 

@@ -29,6 +29,26 @@ void quantize_w4g(const float* src, void* dst, int64_t nrows, int64_t n, const f
   }
 }
 
+void quantize_w8g(const float* src, void* dst, int64_t nrows, int64_t n, const float*) {
+  auto* out = static_cast<BlockW8G*>(dst);
+  for (int64_t b = 0; b < nrows * n / 32; ++b) {
+    const float* x = src + b * 32;
+    const auto [lo, hi] = std::minmax_element(x, x + 32);
+    const float mn = std::min(*lo, 0.0f), mx = std::max(*hi, 0.0f);
+    const float d = mx > mn ? (mx - mn) / 255.0f : 1.0f;
+    const float zero = std::clamp(std::nearbyint(-mn / d), 0.0f, 255.0f);
+    out[b].d = d;
+    out[b].z = zero;
+    for (int j = 0; j < 32; ++j) out[b].q[j] = static_cast<uint8_t>(std::clamp(std::nearbyint(x[j] / d) + zero, 0.0f, 255.0f));
+  }
+}
+
+void dequantize_w8g(const void* src, float* dst, int64_t n) {
+  const auto* in = static_cast<const BlockW8G*>(src);
+  for (int64_t b = 0; b < n / 32; ++b)
+    for (int j = 0; j < 32; ++j) dst[b * 32 + j] = in[b].d * (static_cast<float>(in[b].q[j]) - in[b].z);
+}
+
 void dequantize_w4g(const void* src, float* dst, int64_t n) {
   const auto* in = static_cast<const BlockW4G*>(src);
   for (int64_t b = 0; b < n / 32; ++b) {
