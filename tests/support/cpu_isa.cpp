@@ -50,6 +50,8 @@ void add_isa(std::vector<IsaKernels>& out, const char* isa) {
       {QT::IQ4_XS, {QuantizeIq4Xs<A>::run, DequantIq4Xs<A>::run, DotIq4Xs<A>::run}},
       {QT::TQ1_0, {QuantizeTq1_0<A>::run, DequantTq1_0<A>::run, DotTq1_0<A>::run}},
       {QT::TQ2_0, {QuantizeTq2_0<A>::run, DequantTq2_0<A>::run, DotTq2_0<A>::run}},
+      {QT::W4G, {nullptr, DequantW4G<A>::run, nullptr}},
+      {QT::W8G, {nullptr, DequantW8G<A>::run, nullptr}},
   };
   for (const auto& [t, k] : rows) out.push_back({isa, t, k});
 }
