@@ -1,9 +1,11 @@
-// AWQ's v_proj -> o_proj group, which needs as many key/value heads as query heads (AutoAWQ's
-// rule; the tiny model has GQA and skips it): on an MHA copy of the tiny model (each kv head's
-// k/v rows repeated for the query heads that share it, so it computes the same function), the
-// v -> o fold keeps the logits when nothing is quantized, and AwqQuantizer applies it: v_proj's
-// rows and o_proj's columns move by reciprocal scales that are not all 1; the streamed run
-// (awq_model) writes the same bytes.
+// AWQ's v_proj -> o_proj group. With as many key/value heads as query heads (an MHA copy of the
+// tiny model: each kv head's k/v rows repeated for the query heads that share it, so it computes
+// the same function): the v -> o fold keeps the logits when nothing is quantized, and AwqQuantizer
+// applies it: v_proj's rows and o_proj's columns move by reciprocal scales that are not all 1; the
+// streamed run (awq_model) writes the same bytes. Under GQA (the tiny model itself), where AutoAWQ
+// skips the pair: one scale a v row, shared by the o columns of every query head reading that kv
+// head; the tied fold keeps the function (and tied the wrong way does not), the quantizer moves
+// each v row with its o columns, and the streamed run writes the same bytes.
 #include "support/support.hpp"
 
 #include <lq/awq.hpp>
@@ -224,4 +226,96 @@ TEST_CASE("awq v->o: the fold is exact without quantization and applied by the q
   for (const auto& g : qs.groups) q2_vo += g.group == "v_proj->o_proj";
   CHECK(q2_vo == model->config().n_layer);
   CHECK(test::files_below(tmp / "qwen2-memory") == test::files_below(tmp / "qwen2-stream"));
+}
+
+TEST_CASE("awq v->o under GQA: one scale a v row, shared by the o columns of the heads that read it", "[awq]") {
+  auto tiny = test::shared_file("models/tiny-llama");
+  auto calib = test::shared_file("corpus/calibration.txt");
+  if (!tiny || !calib) {
+    test::skip("the tiny model or the calibration text is missing (../shared)");
+    return;
+  }
+  auto src = ModelSource::open(*tiny);
+  auto model = Model::load(*src);
+  const ModelConfig& mc = model->config();
+  REQUIRE(mc.n_head_kv < mc.n_head);  // the tiny model has GQA: 4 heads, 2 kv heads
+  const int64_t d = mc.n_embd, hd = mc.head_dim, rep = mc.n_head / mc.n_head_kv;
+  const int64_t nkv = mc.n_head_kv * hd, no = mc.n_head * hd;
+  // Column c of o (query head c / hd, dimension c % hd) reads v row tie(c).
+  auto tie = [&](int64_t c) { return (c / hd) / rep * hd + c % hd; };
+  auto wrong = [&](int64_t c) { return (c / hd) % mc.n_head_kv * hd + c % hd; };  // heads dealt round-robin
+  const std::vector<int32_t> toks = {1, 17, 300, 42, 999, 5, 77, 1500, 8, 64, 2000, 3};
+  const auto want = test::logits_of(*model, toks);
+
+  // 1. The tied fold keeps the function; the same scales tied the wrong way round do not.
+  std::mt19937 rng(9);
+  std::uniform_real_distribution<float> U(0.25f, 4.0f);
+  std::vector<float> s(static_cast<size_t>(nkv));
+  for (auto& v : s) v = U(rng);
+  for (const bool right : {false, true}) {
+    auto m = Model::load(*src);
+    for (const int L : {1, 4}) {
+      const std::string vn = "blk." + std::to_string(L) + ".attn_v.weight", on = "blk." + std::to_string(L) + ".attn_output.weight";
+      std::vector<float> v = m->tensor_f32(vn), o = m->tensor_f32(on), so(static_cast<size_t>(no));
+      REQUIRE(static_cast<int64_t>(v.size()) == nkv * d);
+      for (int64_t c = 0; c < no; ++c) so[static_cast<size_t>(c)] = s[static_cast<size_t>(right ? tie(c) : wrong(c))];
+      awq_divide_rows(v, d, s);
+      awq_multiply_columns(o, so);
+      m->replace_tensor(vn, v);
+      m->replace_tensor(on, o);
+    }
+    const double diff = test::max_rel_diff(test::logits_of(*m, toks), want);
+    INFO("tied " << (right ? "by h / rep" : "round-robin") << ": " << diff);
+    if (right) CHECK(diff < 1e-4);
+    else CHECK(diff > 1e-2);
+  }
+
+  // 2. The quantizer: a v_proj->o_proj group per block with scale_v_o_gqa (none without it, the
+  // default: AutoAWQ's rule); block 0's v rows and the o columns tied to them move by the same factor.
+  auto run = [&](bool gqa) {
+    AwqConfig c;
+    c.calibration_samples = 2;
+    c.ctx = 64;
+    c.calibration_data = *calib;
+    c.params.scale_v_o_gqa = gqa;
+    c.params.identity_candidate = false;
+    auto q = std::make_unique<AwqQuantizer>(*src, c);
+    q->run();
+    return q;
+  };
+  const auto on = run(true), off = run(false);
+  int vo_groups = 0;
+  for (const auto& g : on->summary().groups) vo_groups += g.group == "v_proj->o_proj";
+  CHECK(vo_groups == mc.n_layer);
+  for (const auto& g : off->summary().groups) CHECK(g.group != "v_proj->o_proj");
+  const auto v_on = on->matrix("model.layers.0.self_attn.v_proj").dequantize(),
+             v_off = off->matrix("model.layers.0.self_attn.v_proj").dequantize();
+  const auto o_on = on->matrix("model.layers.0.self_attn.o_proj").dequantize(),
+             o_off = off->matrix("model.layers.0.self_attn.o_proj").dequantize();
+  const auto rv_on = avo_norms(v_on, nkv, d, true), rv_off = avo_norms(v_off, nkv, d, true);
+  const auto co_on = avo_norms(o_on, d, no, false), co_off = avo_norms(o_off, d, no, false);
+  double lo = 1e30, hi = 0, worst = 0;
+  for (int64_t c = 0; c < no; ++c) {
+    const size_t j = static_cast<size_t>(tie(c));
+    const double sv = rv_off[j] / rv_on[j];                                        // ~ s_j
+    const double so = co_on[static_cast<size_t>(c)] / co_off[static_cast<size_t>(c)];  // ~ s_j
+    lo = std::min(lo, sv);
+    hi = std::max(hi, sv);
+    worst = std::max(worst, std::fabs(std::log(sv / so)));
+  }
+  INFO("v row factor range " << lo << " .. " << hi << ", worst log mismatch with o's columns " << worst);
+  CHECK(hi / lo > 1.2);
+  CHECK(worst < 0.15);
+
+  // 3. Streamed: the same bytes.
+  test::TempDir tmp;
+  on->write(tmp / "memory");
+  AwqConfig c;
+  c.calibration_samples = 2;
+  c.ctx = 64;
+  c.calibration_data = *calib;
+  c.params.identity_candidate = false;
+  c.params.scale_v_o_gqa = true;
+  awq_model(*tiny, tmp / "stream", c);
+  CHECK(test::files_below(tmp / "memory") == test::files_below(tmp / "stream"));
 }

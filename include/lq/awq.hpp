@@ -3,9 +3,10 @@
 // AutoAWQ's GEMM layout (the default), compressed-tensors pack-quantized or the GPTQ layout. Per
 // decoder block, with its inputs coming from the already-quantized blocks before it: a
 // per-channel scale search for each of the four groups (input_layernorm -> q/k/v inspected at the
-// attention output, v_proj -> o_proj when their shapes allow, post_attention_layernorm -> gate/up
-// inspected at the MLP output, up_proj -> down_proj; candidates screened on a token sample, the
-// cheapest re-costed on every token), the scales folded into the previous op,
+// attention output, v_proj -> o_proj when their shapes allow or, as an option, tied across GQA's
+// heads, post_attention_layernorm -> gate/up inspected at the MLP output, up_proj -> down_proj;
+// candidates screened on a token sample, the cheapest re-costed on every token), the scales
+// folded into the previous op,
 // then a per-group clipping search, then round to nearest on AutoAWQ's min-max grid, each clipped
 // group's scale refitted and gain-corrected on its calibration inputs. A mixture of experts
 // (Mixtral, Qwen2-MoE, Qwen3-MoE) searches its MLP norm on the mixture's
@@ -74,7 +75,12 @@ struct AwqParams {
   /// clamp and the least-squares refit leave x̂ shorter than x along the calibration inputs, and
   /// that shrinkage, unlike the rounding noise, adds up through the layers.
   bool gain_correction = true;
-  bool scale_v_o = true;       ///< the v_proj -> o_proj group (skipped under GQA, as AutoAWQ does)
+  bool scale_v_o = true;       ///< the v_proj -> o_proj group
+  /// Under GQA (fewer kv heads than query heads), v_proj -> o_proj with one scale per v row, shared
+  /// by the o_proj columns of every query head that reads that kv head. Off by default, as
+  /// AutoAWQ and llm-compressor skip the pair there: on six GQA models (17 model x scheme cells) it
+  /// lowered the KLD in 6 cells and raised it in 10 (docs/performance.md, AWQ).
+  bool scale_v_o_gqa = false;
   /// The scale search in two stages: every candidate is first costed on an even sample of about
   /// search_tokens calibration tokens (whole chunks for the attention group), then the
   /// search_keep cheapest, and the identity, again on every token; the lowest of those wins. 0,

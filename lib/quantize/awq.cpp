@@ -1006,7 +1006,11 @@ struct AwBlockStep {
 
   // A linear inspected at its own output, on x: its search, screened on an even sample of x's
   // rows where x has at least twice the sample.
-  AwqSearch search_linear(const AwMat& x, const AwMat& w, const Context& ctx) const {
+  // With `tie` (one entry per column of w: its channel, channels 0 .. n-1, each one's columns
+  // alike in number), the search is over the n channels: their statistics are the means over
+  // their columns, and a channel's scale is every one of its columns' (the returned scales are
+  // the n channels').
+  AwqSearch search_linear(const AwMat& x, const AwMat& w, const Context& ctx, std::span<const int64_t> tie = {}) const {
     using Loss = std::function<double(std::span<const float>)>;
     const AwqParams& p = cfg.params;
     const int threads = ctx.thread_count();
@@ -1015,16 +1019,38 @@ struct AwBlockStep {
     const AwMat xs = screen ? sample_rows(x, p.search_tokens) : AwMat();
     std::optional<LinearLoss> ls;
     if (screen) ls.emplace(*this, xs, w, threads);
-    return awq_search_scales(col_abs_mean(x), weight_mean({&w}), p,
+    std::vector<float> x_mean = col_abs_mean(x), w_mean = weight_mean({&w});
+    std::vector<float> wide;  // the columns' scales under `tie`
+    auto cols = [&](std::span<const float> s) -> std::span<const float> {
+      if (tie.empty()) return s;
+      wide.resize(tie.size());
+      for (size_t c = 0; c < tie.size(); ++c) wide[c] = s[static_cast<size_t>(tie[c])];
+      return wide;
+    };
+    if (!tie.empty()) {
+      x_mean = tied_mean(x_mean, tie);
+      w_mean = tied_mean(w_mean, tie);
+    }
+    return awq_search_scales(x_mean, w_mean, p,
                              [&](std::span<const float> s) {
                                ctx.check_cancelled();
-                               return ll(scaled_fake(w, s, ctx), threads);
+                               return ll(scaled_fake(w, cols(s), ctx), threads);
                              },
                              screen ? Loss([&](std::span<const float> s) {
                                ctx.check_cancelled();
-                               return (*ls)(scaled_fake(w, s, ctx), threads);
+                               return (*ls)(scaled_fake(w, cols(s), ctx), threads);
                              })
                                     : Loss{});
+  }
+  // Per channel of `tie`, the mean of v over its columns.
+  static std::vector<float> tied_mean(std::span<const float> v, std::span<const int64_t> tie) {
+    const int64_t n = tie.empty() ? 0 : *std::max_element(tie.begin(), tie.end()) + 1;
+    std::vector<double> sum(static_cast<size_t>(n), 0.0);
+    std::vector<int64_t> count(static_cast<size_t>(n), 0);
+    for (size_t c = 0; c < tie.size(); ++c) sum[static_cast<size_t>(tie[c])] += v[c], ++count[static_cast<size_t>(tie[c])];
+    std::vector<float> m(static_cast<size_t>(n));
+    for (size_t i = 0; i < m.size(); ++i) m[i] = static_cast<float>(sum[i] / static_cast<double>(std::max<int64_t>(1, count[i])));
+    return m;
   }
 
   void report(int64_t L, const char* group, const AwqSearch& s) {
@@ -1148,13 +1174,29 @@ struct AwBlockStep {
     y_ref.resize(0, 0);
     y.resize(0, 0);
 
-    // 2. v_proj -> o_proj, inspected at o_proj's output: only when v's rows are o's columns
-    // (AutoAWQ's rule; under GQA a v channel feeds several heads' columns and the pair is skipped).
+    // 2. v_proj -> o_proj, inspected at o_proj's output. Where v's rows are o's columns, one scale
+    // a column. Under GQA (AutoAWQ and llm-compressor skip the pair there) v's channel d of kv
+    // head g feeds column d of every query head h with h / (n_head / n_head_kv) = g, so with
+    // scale_v_o_gqa those columns share the channel's scale (tie: column -> v row).
     AwqSearch s2;
-    const bool vo = p.scale_v_o && wv.rows == wo.cols;
+    std::vector<int64_t> tie;
+    const int64_t hd = mc.head_dim;
+    const bool vo_gqa = p.scale_v_o && p.scale_v_o_gqa && wv.rows != wo.cols && mc.n_head_kv > 0 &&
+                        mc.n_head % mc.n_head_kv == 0 && wv.rows == mc.n_head_kv * hd && wo.cols == mc.n_head * hd;
+    const bool vo = p.scale_v_o && (wv.rows == wo.cols || vo_gqa);
+    if (vo_gqa) {
+      const int64_t rep = mc.n_head / mc.n_head_kv;
+      tie.resize(static_cast<size_t>(wo.cols));
+      for (int64_t c = 0; c < wo.cols; ++c) tie[static_cast<size_t>(c)] = (c / hd) / rep * hd + c % hd;
+    }
     if (vo) {
-      s2 = search_linear(a.x_o, wo.w, ctx);
+      s2 = search_linear(a.x_o, wo.w, ctx, tie);
       report(L, "v_proj->o_proj", s2);
+    }
+    std::vector<float> s2_cols = s2.scales;  // per column of o
+    if (vo_gqa) {
+      s2_cols.resize(static_cast<size_t>(wo.cols));
+      for (size_t c = 0; c < tie.size(); ++c) s2_cols[c] = s2.scales[static_cast<size_t>(tie[c])];
     }
 
     // Folds (the activations the clipping search sees are divided by the same scales).
@@ -1168,8 +1210,8 @@ struct AwBlockStep {
         awq_divide_rows(bv, 1, s2.scales);
         io->set_float("attn_v.bias", stored_rounding("attn_v.bias", std::move(bv)));
       }
-      scale_cols(wo.w, s2.scales);
-      unscale_cols(a.x_o, s2.scales);
+      scale_cols(wo.w, s2_cols);
+      unscale_cols(a.x_o, s2_cols);
     }
 
     // Clipping (q/k on the symmetric clamps only, with clip_qk) and quantization.
