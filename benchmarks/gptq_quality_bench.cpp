@@ -99,6 +99,8 @@ int main(int argc, char** argv) {
             else if (k == "gain_correction") p.gain_correction = v == "1";
             else if (k == "scale_v_o") p.scale_v_o = v == "1";
             else if (k == "scale_v_o_gqa") p.scale_v_o_gqa = v == "1";
+            else if (k == "gptq_rounding") p.gptq_rounding = v == "1";
+            else if (k == "gptq_act_order") p.gptq_act_order = v == "1";
             else if (k == "search_tokens") p.search_tokens = std::stoll(v);
             else if (k == "search_keep") p.search_keep = std::stoi(v);
             else {

@@ -326,7 +326,10 @@ TEST_CASE("awq: CLI writes AutoAWQ's layout, errors exit with the contract's cod
            {"quantize " + m + " awq --group-size 96" + o, 2, "does not divide"},
            {"quantize " + m + " awq --group-size -1" + o, 2, "group size"},
            {"quantize " + m + " awq --layout gptq_v2" + o, 2, "--layout"},
-           {"quantize " + m + " awq --act-order" + o, 2, "--act-order does not apply"},
+           {"quantize " + m + " awq --act-order" + o, 2, "--act-order applies to the awq output format with --gptq only"},
+           {"quantize " + m + " awq --act-order-group --gptq" + o, 2, "--act-order-group does not apply"},
+           {"quantize " + m + " awq --gptq --no-gain-correction" + o, 2, "--no-gain-correction does not apply with --gptq"},
+           {"quantize " + m + " smoothquant --gptq" + o, 2, "--gptq applies to the gguf and awq output formats"},
            {"quantize " + m + " awq --damp 0.1" + o, 2, "--damp"},
            {"quantize " + m + " awq -q Q4_0" + o, 2, "--quantization"},
            {"quantize " + m + " awq --calibration-samples 0" + o, 2, "--calibration-samples"},
@@ -557,4 +560,77 @@ TEST_CASE("awq: with the gain correction only the clipped linears' scales move, 
     CHECK(moved > a.scales.size() / 2);
     CHECK(up > moved / 2);  // mostly lengthened: the clamp and the refit shorten
   }
+}
+
+TEST_CASE("awq --gptq: AWQ's scales, then GPTQ's rounding; the same bytes streamed; the CLI says so", "[awq][gptq]") {
+  auto dir = test::shared_file("models/tiny-llama");
+  auto calib = test::shared_file("corpus/calibration.txt");
+  if (!dir || !calib) {
+    test::skip("the tiny model or the calibration text is missing (../shared)");
+    return;
+  }
+  auto src = ModelSource::open(*dir);
+  AwqConfig c = test::small_awq_config(*calib, 4, 64);
+  AwqParams bad = c.params;
+  bad.gptq_act_order = true;  // act-order without GPTQ's rounding
+  CHECK_THROWS_AS(validate(bad), Error);
+  auto run = [&](bool gptq, bool act) {
+    AwqConfig k = c;
+    k.params.gptq_rounding = gptq;
+    k.params.gptq_act_order = act;
+    auto q = std::make_unique<AwqQuantizer>(*src, k);
+    q->run();
+    return q;
+  };
+  const auto clip = run(false, false), gq = run(true, false), ga = run(true, true);
+  // Block 0 sees the same inputs in all three runs, so its scale search is the same; its
+  // linears' calibration output error is lower with GPTQ's error feedback than with the clip and
+  // round to nearest, over the seven linears and on most of them.
+  REQUIRE(clip->summary().groups.size() == gq->summary().groups.size());
+  for (size_t i = 0; i < 3; ++i) {
+    CHECK(clip->summary().groups[i].alpha == gq->summary().groups[i].alpha);
+    CHECK(clip->summary().groups[i].loss == gq->summary().groups[i].loss);
+  }
+  CHECK(gq->summary().clipped_linears == 42);  // every linear fitted on its inputs (by GPTQ)
+  const auto& lc = clip->summary().gptq.layers;
+  const auto& lg = gq->summary().gptq.layers;
+  REQUIRE(lc.size() == lg.size());
+  double sum_c = 0, sum_g = 0;
+  int lower = 0, n0 = 0;
+  for (size_t i = 0; i < lc.size(); ++i) {
+    REQUIRE(lc[i].module == lg[i].module);
+    if (lc[i].layer != 0) continue;
+    ++n0;
+    sum_c += lc[i].loss, sum_g += lg[i].loss;
+    lower += lg[i].loss < lc[i].loss;
+  }
+  INFO("block 0 relative output error: clip " << sum_c << ", GPTQ " << sum_g << "; lower on " << lower << " of " << n0);
+  CHECK(n0 == 7);
+  CHECK(sum_g < sum_c);
+  CHECK(lower >= 5);
+  // Act-order changes the codes.
+  CHECK(ga->matrix("model.layers.0.mlp.down_proj").codes != gq->matrix("model.layers.0.mlp.down_proj").codes);
+
+  // The streamed run writes the whole-model quantizer's bytes.
+  test::TempDir tmp;
+  AwqConfig k = c;
+  k.params.gptq_rounding = true;
+  k.params.gptq_act_order = true;
+  ga->write(tmp / "memory");
+  const AwqResult streamed = awq_model(*dir, tmp / "stream", k);
+  CHECK(test::files_below(tmp / "memory") == test::files_below(tmp / "stream"));
+  CHECK(streamed.clipped_linears == 42);
+
+  // The CLI: the result says how it rounded.
+  const auto r = test::run(test::cli_path() + " --format json quantize " + dir->string() + " awq --gptq --act-order --layout compressed-tensors " +
+                           "--calibration-samples 4 --ctx 64 --calibration-data " + calib->string() + " -o " +
+                           (tmp / "cli").string());
+  INFO(r.err);
+  REQUIRE(r.status == 0);
+  const auto j = nlohmann::json::parse(r.out);
+  CHECK(j["rounding"] == "gptq");
+  CHECK(j["act_order"] == true);
+  CHECK(j["gptq_linears"] == 42);
+  CHECK_FALSE(j.contains("clipped_linears"));
+  CHECK(test::files_below(tmp / "cli") == test::files_below(tmp / "stream"));
 }

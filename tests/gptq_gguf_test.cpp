@@ -129,7 +129,7 @@ TEST_CASE("gptq-gguf: CLI refusals exit 2, nothing written", "[gptq-gguf][cli]")
       {"quantize " + m + " gguf -q Q4_0 --gptq --calibration-samples 0" + o, 2, "--calibration-samples"},
       {"quantize " + m + " gguf -q Q4_0 --damp 0.01" + o, 2, "--gptq"},
       {"quantize " + m + " gguf -q Q4_0 --calibration-samples 8" + o, 2, "--gptq"},
-      {"quantize " + m + " gptq --gptq" + o, 2, "--gptq applies to the gguf output format"},
+      {"quantize " + m + " gptq --gptq" + o, 2, "--gptq applies to the gguf and awq output formats"},
   };
   if (auto f16 = test::shared_file("golden/tiny-llama-F16.gguf"))
     cases.push_back({"quantize " + f16->string() + " gguf -q Q4_0 --gptq" + o, 2, "Hugging Face"});

@@ -252,7 +252,8 @@ int run_quantize(Context& ctx, std::vector<std::string> args) {
       ("no-checkpoints", "No checkpoint, whatever the model's size")
       ("gptq", "gguf: GPTQ error feedback on the GGUF block types (legacy, k-quants, i-quants; the ternary and float "
                "types as without it); calibrates with --calibration-data/--calibration-samples (default 128)/--ctx "
-               "(default 256), --damp");
+               "(default 256), --damp. awq: AWQ's scales, then GPTQ's rounding on the scaled weights instead of the "
+               "clipping search (with --act-order: GPTQ's static act-order)");
   add_gptq_options(opts);
   add_sensitivity_options(opts);
   auto parsed = parse(ctx, opts, args);
@@ -264,8 +265,9 @@ int run_quantize(Context& ctx, std::vector<std::string> args) {
   if (format != "gguf" && format != "smoothquant" && format != "gptq" && format != "rtn" && format != "awq")
     fail(Errc::invalid_argument, "unknown output format '{}' (supported: gguf, smoothquant, gptq, rtn, awq)", format);
   const bool gguf_gptq = r.count("gptq") > 0;
-  if (gguf_gptq && format != "gguf")
-    fail(Errc::invalid_argument, "--gptq applies to the gguf output format (the gptq format is `quantize MODEL gptq`)");
+  if (gguf_gptq && format != "gguf" && format != "awq")
+    fail(Errc::invalid_argument,
+         "--gptq applies to the gguf and awq output formats (the gptq format is `quantize MODEL gptq`)");
   for (const auto& o : sensitivity_option_names())
     if (r.count(o) && format != "gguf") fail(Errc::invalid_argument, "--{} applies to -q dynamic (gguf output) only", o);
   if (format == "gptq" || format == "rtn" || format == "awq") {

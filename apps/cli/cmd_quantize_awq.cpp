@@ -1,5 +1,5 @@
 // lq quantize MODEL awq [--layout awq|compressed-tensors|gptq] [--bits 4|3] [--group-size]
-// [--calibration-data] [--calibration-samples] [--ctx] [--no-gain-correction]
+// [--gptq [--act-order]] [--calibration-data] [--calibration-samples] [--ctx] [--no-gain-correction]
 // [--checkpoint-dir|--resume|--no-checkpoints]: the options of the AWQ output, parsed into
 // an AwqConfig for lq::awq_model (awq.hpp), and the printed result. No quantization logic here.
 #include "cli.hpp"
@@ -17,11 +17,19 @@ namespace fs = std::filesystem;
 namespace lq::cli {
 
 int run_awq(Context& ctx, const cxxopts::ParseResult& r) {
-  for (const char* o : {"act-order", "act-order-group", "sym", "asym", "damp", "method", "scale-search", "expert-hessian-memory"})
-    if (r.count(o))
-      fail(Errc::invalid_argument, "--{} does not apply to the awq output format (asymmetric with zero points, no "
-           "error feedback)", o);
   AwqConfig cfg;
+  cfg.params.gptq_rounding = r.count("gptq") > 0;
+  if (r.count("act-order") && !cfg.params.gptq_rounding)
+    fail(Errc::invalid_argument, "--act-order applies to the awq output format with --gptq only (AWQ's own rounding "
+         "has no error feedback)");
+  cfg.params.gptq_act_order = r.count("act-order") > 0;
+  if (cfg.params.gptq_rounding && r.count("no-gain-correction"))
+    fail(Errc::invalid_argument, "--no-gain-correction does not apply with --gptq (the gain correction is the "
+         "clipping search's; GPTQ's rounding replaces it)");
+  for (const char* o : {"act-order-group", "sym", "asym", "damp", "method", "scale-search", "expert-hessian-memory"})
+    if (r.count(o))
+      fail(Errc::invalid_argument, "--{} does not apply to the awq output format (asymmetric with zero points{})", o,
+           cfg.params.gptq_rounding ? "; --gptq rounds with GPTQ's defaults and static act-order at most" : ", no error feedback");
   if (r.count("layout")) {
     const std::string l = r["layout"].as<std::string>();
     if (l == "awq") cfg.layout = GptqLayout::awq;
@@ -92,7 +100,9 @@ int run_awq(Context& ctx, const cxxopts::ParseResult& r) {
                              {"gain_correction", cfg.params.gain_correction},
                              {"alpha_grid", cfg.params.n_grid},
                              {"attention_inspected_at", res.attention},
-                             {"clipped_linears", res.clipped_linears},
+                             {"rounding", cfg.params.gptq_rounding ? "gptq" : "nearest"},
+                             {"act_order", cfg.params.gptq_act_order},
+                             {cfg.params.gptq_rounding ? "gptq_linears" : "clipped_linears", res.clipped_linears},
                              {"scale_groups", groups},
                              {"layer_summary", layers},
                              {"calibration_data", g.calibration_source},
@@ -102,14 +112,17 @@ int run_awq(Context& ctx, const cxxopts::ParseResult& r) {
     print_json(result);
   } else {
     std::cout << fmt::format("Output:      {} ({})\n", g.output.string(), layout);
-    std::cout << fmt::format("Scheme:      AWQ {} g{} asymmetric (zero points)\n", level, cfg.params.group_size);
+    std::cout << fmt::format("Scheme:      AWQ {} g{} asymmetric (zero points){}\n", level, cfg.params.group_size,
+                             !cfg.params.gptq_rounding ? ""
+                             : cfg.params.gptq_act_order ? ", GPTQ rounding with static act-order"
+                                                         : ", GPTQ rounding");
     std::cout << fmt::format("Size:        {} ({:.1f}% of {})\n", human_bytes(g.output_bytes), 100 * ratio,
                              human_bytes(g.source_bytes));
     std::cout << fmt::format("Weights:     {} ({:.3f} bits per weight; {} quantized)\n", g.n_parameters, g.bpw,
                              g.n_quantized);
     std::cout << fmt::format("Calibration: {} chunks of {} tokens ({})\n", g.chunks, g.ctx, g.calibration_source);
-    std::cout << fmt::format("Search:      {} scale groups ({} kept unscaled), {} linears clipped\n", res.groups.size(),
-                             identity, res.clipped_linears);
+    std::cout << fmt::format("Search:      {} scale groups ({} kept unscaled), {} linears {}\n", res.groups.size(),
+                             identity, res.clipped_linears, cfg.params.gptq_rounding ? "rounded by GPTQ" : "clipped");
     std::cout << fmt::format("Time:        {:.2f} s\n", g.seconds);
   }
   return 0;

@@ -71,6 +71,8 @@ void validate(const AwqParams& p) {
   if (p.search_tokens < 0)
     fail(Errc::invalid_argument, "awq: search tokens must be 0 (all) or positive, got {}", p.search_tokens);
   if (p.search_keep < 1) fail(Errc::invalid_argument, "awq: search keep must be at least 1, got {}", p.search_keep);
+  if (p.gptq_act_order && !p.gptq_rounding)
+    fail(Errc::invalid_argument, "awq: act-order applies to GPTQ rounding only (--gptq)");
 }
 
 namespace awq_impl {
@@ -713,7 +715,7 @@ struct AwBlockStep {
   };
   AwGrams input_grams(const AwMat& xs, const Context& ctx) const {
     AwGrams r;
-    if (!cfg.params.clip_cross) {
+    if (!cfg.params.clip_cross && !cfg.params.gptq_rounding) {
       r.blocks = group_grams(xs, ctx);
       return r;
     }
@@ -933,7 +935,16 @@ struct AwBlockStep {
   void quantize_linear(AwLinear& x, const AwMat& xs, const AwGrams* grams, const Context& ctx,
                        const AwqParams* over = nullptr) {
     GptqMatrix q;
-    if (grams) {
+    if (grams && cfg.params.gptq_rounding && grams->full.size()) {
+      GptqParams gp;
+      gp.bits = cfg.params.bits;
+      gp.group_size = cfg.params.group_size;
+      gp.sym = false;
+      gp.scale_storage = storage;
+      if (cfg.params.gptq_act_order) gp.act_order = GptqActOrder::static_groups;
+      q = gptq_quantize_matrix(x.w.data(), x.rows, x.cols, grams->full.data(), gp, ctx);
+      ++summary.clipped_linears;
+    } else if (grams) {
       const std::vector<AwGroupGrid> grid =
           clip_search(x.w, grams->blocks, over ? *over : cfg.params, ctx, grams->full.size() ? &grams->full : nullptr);
       ++summary.clipped_linears;
@@ -1057,7 +1068,10 @@ struct AwBlockStep {
     summary.groups.push_back(AwqGroupReport{static_cast<int>(L), group, s.alpha, s.duo, s.loss, s.identity_loss});
   }
 
-  // Quantizes linears that read one input x (their clipping on x's grams, formed once).
+  // The linears' grids are fitted on their calibration inputs (the clipping search, or GPTQ).
+  bool fit() const { return cfg.params.clip || cfg.params.gptq_rounding; }
+
+  // Quantizes linears that read one input x (their clipping, or GPTQ, on x's grams, formed once).
   void quantize_on(const AwMat& x, std::initializer_list<std::pair<AwLinear*, const AwqParams*>> ls, bool clip,
                    const Context& ctx) {
     const AwGrams gr = clip ? input_grams(x, ctx) : AwGrams{};
@@ -1219,13 +1233,14 @@ struct AwBlockStep {
     AwqParams pq = p;  // q/k: the symmetric clamps only
     pq.clip_asym = false;
     {
+      const bool fit_qk = (p.clip && p.clip_qk) || p.gptq_rounding;
       const AwMat& xa = clip_tokens(a.x_attn, keep[0]);
-      const AwGrams ga = p.clip ? input_grams(xa, ctx) : AwGrams{};
-      quantize_linear(wq, xa, p.clip && p.clip_qk ? &ga : nullptr, ctx, &pq);
-      quantize_linear(wk, xa, p.clip && p.clip_qk ? &ga : nullptr, ctx, &pq);
-      quantize_linear(wv, xa, p.clip ? &ga : nullptr, ctx);
+      const AwGrams ga = fit() ? input_grams(xa, ctx) : AwGrams{};
+      quantize_linear(wq, xa, fit_qk ? &ga : nullptr, ctx, &pq);
+      quantize_linear(wk, xa, fit_qk ? &ga : nullptr, ctx, &pq);
+      quantize_linear(wv, xa, fit() ? &ga : nullptr, ctx);
     }
-    quantize_on(clip_tokens(a.x_o, keep[1]), {{&wo, nullptr}}, p.clip, ctx);
+    quantize_on(clip_tokens(a.x_o, keep[1]), {{&wo, nullptr}}, fit(), ctx);
   }
 
   // post_attention_layernorm -> gate, up (inspected at the MLP's output) and up_proj -> down_proj.
@@ -1275,8 +1290,8 @@ struct AwBlockStep {
     unscale_cols(a.x_ffn, e3);
     fold_pair(wu.w, wd.w, &a.x_down, s4.scales);
     AwMat keep[2];
-    quantize_on(clip_tokens(a.x_ffn, keep[0]), {{&wg, nullptr}, {&wu, nullptr}}, p.clip, ctx);
-    quantize_on(clip_tokens(a.x_down, keep[1]), {{&wd, nullptr}}, p.clip, ctx);
+    quantize_on(clip_tokens(a.x_ffn, keep[0]), {{&wg, nullptr}, {&wu, nullptr}}, fit(), ctx);
+    quantize_on(clip_tokens(a.x_down, keep[1]), {{&wd, nullptr}}, fit(), ctx);
   }
 
   // up -> down: up's rows divided by s, down's columns (and its inputs x, where given) multiplied
@@ -1552,15 +1567,15 @@ struct AwBlockStep {
         } else {
           AwMat keep;
           const AwMat x = role < 2 ? gather_rows(a.x_ffn, rows) : down_input(e, folded);
-          quantize_on(clip_tokens(x, keep), {{&l, nullptr}}, p.clip, ctx);
+          quantize_on(clip_tokens(x, keep), {{&l, nullptr}}, fit(), ctx);
         }
         l.w.resize(0, 0);
       }
     }
     if (shared) {
       AwMat keep[2];
-      quantize_on(clip_tokens(a.x_ffn, keep[0]), {{&sg, nullptr}, {&su, nullptr}}, p.clip, ctx);
-      quantize_on(clip_tokens(a.x_down, keep[1]), {{&sd, nullptr}}, p.clip, ctx);
+      quantize_on(clip_tokens(a.x_ffn, keep[0]), {{&sg, nullptr}, {&su, nullptr}}, fit(), ctx);
+      quantize_on(clip_tokens(a.x_down, keep[1]), {{&sd, nullptr}}, fit(), ctx);
     }
   }
 };

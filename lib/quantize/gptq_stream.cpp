@@ -502,6 +502,7 @@ class GsRun {
                             {"clip_grid", awq_->clip_grid}, {"max_shrink", awq_->max_shrink},
                             {"clip_tokens", awq_->clip_tokens}, {"clip_asym", awq_->clip_asym}, {"clip_cross", awq_->clip_cross},
                             {"refit_scale", awq_->refit_scale}, {"scale_v_o", awq_->scale_v_o}, {"scale_v_o_gqa", awq_->scale_v_o_gqa},
+                            {"gptq_rounding", awq_->gptq_rounding}, {"gptq_act_order", awq_->gptq_act_order},
                             {"gain_correction", awq_->gain_correction}, {"search_tokens", awq_->search_tokens},
                             {"search_keep", awq_->search_keep}};
     return j.dump(2) + "\n";
