@@ -994,6 +994,21 @@ TEST_CASE("moe: AWQ searches the mixture and each expert, folds the norm into ro
       qz.write(tmp / "awq-mem");
       CHECK(test::files_below(tmp / "awq-mem") == test::files_below(tmp / "awq"));
     }
+    // With GPTQ's rounding (each expert on its routed tokens' XᵀX): other codes, the same bytes
+    // streamed and in memory.
+    {
+      AwqConfig g = a;
+      g.params.gptq_rounding = true;
+      g.params.gptq_act_order = true;
+      const AwqResult rg = awq_model(tmp / "m", tmp / "awq-gptq", g);
+      CHECK(rg.gptq.warnings.empty());
+      CHECK(test::files_below(tmp / "awq-gptq") != test::files_below(tmp / "awq"));
+      auto src = ModelSource::open(tmp / "m");
+      AwqQuantizer qz(*src, g);
+      qz.run();
+      qz.write(tmp / "awq-gptq-mem");
+      CHECK(test::files_below(tmp / "awq-gptq-mem") == test::files_below(tmp / "awq-gptq"));
+    }
 
     // Read back as merged 3-D experts.
     auto src = ModelSource::open(tmp / "m"), q = ModelSource::open(tmp / "awq");
