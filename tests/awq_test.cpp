@@ -562,7 +562,7 @@ TEST_CASE("awq: with the gain correction only the clipped linears' scales move, 
   }
 }
 
-TEST_CASE("awq --gptq: AWQ's scales, then GPTQ's rounding; the same bytes streamed; the CLI says so", "[awq][gptq]") {
+TEST_CASE("awq --gptq: AWQ's scales then GPTQ's rounding, the same bytes streamed, the CLI says so", "[awq][gptq]") {
   auto dir = test::shared_file("models/tiny-llama");
   auto calib = test::shared_file("corpus/calibration.txt");
   if (!dir || !calib) {
