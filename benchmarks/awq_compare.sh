@@ -17,6 +17,9 @@
 # products on the CPU), IGNORE (module patterns llm-compressor leaves unquantized besides lm_head,
 # space-separated) and AWQ_MAPPINGS (moe: llm-compressor's mixture-of-experts mappings), e.g. for a
 # Mixtral: LLMC=1 IGNORE='re:.*block_sparse_moe.gate$ re:.*mlp.gate$' AWQ_MAPPINGS=moe MODEL=/tmp/mixtral.
+# GPTQ=1: AWQ's scales with GPTQ's rounding on both sides: `lq quantize MODEL awq --gptq --act-order`
+# against llm-compressor's stacked AWQModifier + GPTQModifier (W4A16_ASYM, actorder static);
+# AutoAWQ has no such recipe and is skipped.
 set -uo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
 lq=$(realpath "${LQ:-$repo/build/apps/cli/lq}")
@@ -25,6 +28,12 @@ calib=$(realpath "${CALIB:-$repo/../shared/corpus/calibration.txt}")
 evalt=$(realpath "${EVAL:-$repo/../shared/corpus/eval.txt}")
 samples=${SAMPLES:-8}; ctx=${CTX:-256}; chunks=${CHUNKS:-100}; cchunks=${CLIENT_CHUNKS:-20}; threads=${THREADS:-2}
 out=$(realpath -m "${OUT:-/tmp/awq-compare}")
+gptq=${GPTQ:-0}
+lq_extra=(); llmc_recipe=ct-awq-w4a16-asym; llmc_label="AWQModifier"
+if [ "$gptq" = 1 ]; then
+  lq_extra=(--gptq --act-order); llmc_recipe=ct-awq-gptq-w4a16-asym-actorder-static
+  llmc_label="AWQModifier + GPTQModifier (actorder static)"
+fi
 venv_awq=$(realpath -m "${VENV_AWQ:-$repo/../venv-awq}")
 venv_llmc=$(realpath -m "${VENV_LLMC:-$repo/../venv-sq}")
 interop=$repo/scripts/interop/make_third_party_checkpoints.py
@@ -53,12 +62,15 @@ PY
 )")
 }
 
-echo "== lq quantize awq ($samples x $ctx calibration tokens, $threads threads)"
+echo "== lq quantize awq ${lq_extra[*]} ($samples x $ctx calibration tokens, $threads threads)"
 rm -rf "$out/lq-awq"
-timed lq-awq "$lq" --threads "$threads" --quiet quantize "$model" awq -o "$out/lq-awq" --calibration-data "$calib" \
-  --calibration-samples "$samples" --ctx "$ctx" && measure lq-awq "$out/lq-awq" "$(wall lq-awq)" "$(rss lq-awq)"
+timed lq-awq "$lq" --threads "$threads" --quiet quantize "$model" awq "${lq_extra[@]}" -o "$out/lq-awq" \
+  --calibration-data "$calib" --calibration-samples "$samples" --ctx "$ctx" &&
+  measure lq-awq "$out/lq-awq" "$(wall lq-awq)" "$(rss lq-awq)"
 
-if [ -n "${AUTOAWQ_DIR:-}" ]; then
+if [ "$gptq" = 1 ]; then
+  echo "GPTQ=1: AutoAWQ has no GPTQ rounding; skipped"
+elif [ -n "${AUTOAWQ_DIR:-}" ]; then
   measure autoawq "$(realpath "$AUTOAWQ_DIR")" "(reused)" "-"
 elif [ -x "$venv_awq/bin/python" ]; then
   echo "== AutoAWQ"
@@ -71,12 +83,12 @@ else
 fi
 
 if [ "${LLMC:-0}" = 1 ] && [ -x "$venv_llmc/bin/python" ]; then
-  echo "== llm-compressor AWQModifier"
+  echo "== llm-compressor $llmc_label"
   rm -rf "$out/llmc-awq"
   read -r -a ignore_list <<< "${IGNORE:-}"  # no glob expansion of the patterns
   llmc_args=(--awq-mappings "${AWQ_MAPPINGS:-default}")
   for i in "${ignore_list[@]}"; do llmc_args+=("--ignore=$i"); done
-  timed llmc-awq "$venv_llmc/bin/python" "$interop" llmc ct-awq-w4a16-asym "$model" "$out/llmc-awq" \
+  timed llmc-awq "$venv_llmc/bin/python" "$interop" llmc "$llmc_recipe" "$model" "$out/llmc-awq" \
     --calibration-data "$calib" --samples "$samples" --ctx "$ctx" --threads "$threads" "${llmc_args[@]}" &&
     measure llmc-awq "$out/llmc-awq" "$(wall llmc-awq)" "$(rss llmc-awq)"
 fi
@@ -89,7 +101,7 @@ echo "| output | PPL | KLD | same top % | wall s | peak RSS MiB |"
 echo "|---|---|---|---|---|---|"
 printf '%s\n' "${rows[@]}"
 
-if [ -d "$out/lq-awq" ] && [ -x "$venv_awq/bin/python" ]; then
+if [ -d "$out/lq-awq" ] && [ "$gptq" != 1 ] && [ -x "$venv_awq/bin/python" ]; then
   echo
   echo "== our AWQ output in transformers through AutoAWQ's loader ($cchunks chunks) beside lq perplexity"
   "$venv_awq/bin/python" "$interop" ppl "$out/lq-awq" --original "$model" --eval-text "$evalt" --ctx "$ctx" \

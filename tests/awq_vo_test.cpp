@@ -24,6 +24,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <functional>
 #include <random>
 #include <string>
 #include <vector>
@@ -119,6 +120,32 @@ std::vector<double> avo_norms(const std::vector<float>& w, int64_t rows, int64_t
   return n;
 }
 
+// How block 0's v rows and o columns moved between a run with the v -> o group (on) and one
+// without (off): per o column c, the factor of v row row_of(c) (its norm without / with, ~ s) and
+// of column c (with / without, ~ s); lo and hi of the v factors, and the worst |log| ratio of the two.
+struct AvoMove {
+  double lo = 1e30, hi = 0, worst = 0;
+};
+AvoMove avo_move(const AwqQuantizer& on, const AwqQuantizer& off, int64_t d, int64_t n_v, int64_t n_o,
+                 const std::function<int64_t(int64_t)>& row_of) {
+  const auto v_on = on.matrix("model.layers.0.self_attn.v_proj").dequantize(),
+             v_off = off.matrix("model.layers.0.self_attn.v_proj").dequantize();
+  const auto o_on = on.matrix("model.layers.0.self_attn.o_proj").dequantize(),
+             o_off = off.matrix("model.layers.0.self_attn.o_proj").dequantize();
+  const auto rv_on = avo_norms(v_on, n_v, d, true), rv_off = avo_norms(v_off, n_v, d, true);
+  const auto co_on = avo_norms(o_on, d, n_o, false), co_off = avo_norms(o_off, d, n_o, false);
+  AvoMove m;
+  for (int64_t c = 0; c < n_o; ++c) {
+    const size_t j = static_cast<size_t>(row_of(c));
+    const double sv = rv_off[j] / rv_on[j];
+    const double so = co_on[static_cast<size_t>(c)] / co_off[static_cast<size_t>(c)];
+    m.lo = std::min(m.lo, sv);
+    m.hi = std::max(m.hi, sv);
+    m.worst = std::max(m.worst, std::fabs(std::log(sv / so)));
+  }
+  return m;
+}
+
 }  // namespace
 
 TEST_CASE("awq v->o: the fold is exact without quantization and applied by the quantizer on an MHA model", "[awq]") {
@@ -185,23 +212,10 @@ TEST_CASE("awq v->o: the fold is exact without quantization and applied by the q
     }
   CHECK(vo_groups == model->config().n_layer);
   for (const auto& g : off->summary().groups) CHECK(g.group != "v_proj->o_proj");
-  const auto v_on = on->matrix("model.layers.0.self_attn.v_proj").dequantize(),
-             v_off = off->matrix("model.layers.0.self_attn.v_proj").dequantize();
-  const auto o_on = on->matrix("model.layers.0.self_attn.o_proj").dequantize(),
-             o_off = off->matrix("model.layers.0.self_attn.o_proj").dequantize();
-  const auto rv_on = avo_norms(v_on, nv, d, true), rv_off = avo_norms(v_off, nv, d, true);
-  const auto co_on = avo_norms(o_on, d, nv, false), co_off = avo_norms(o_off, d, nv, false);
-  double lo = 1e30, hi = 0, worst = 0;
-  for (int64_t j = 0; j < nv; ++j) {
-    const double sv = rv_off[static_cast<size_t>(j)] / rv_on[static_cast<size_t>(j)];  // ~ s_j
-    const double so = co_on[static_cast<size_t>(j)] / co_off[static_cast<size_t>(j)];  // ~ s_j
-    lo = std::min(lo, sv);
-    hi = std::max(hi, sv);
-    worst = std::max(worst, std::fabs(std::log(sv / so)));
-  }
-  INFO("v row factor range " << lo << " .. " << hi << ", worst log mismatch with o's columns " << worst);
-  CHECK(hi / lo > 1.2);    // the scales are not all 1
-  CHECK(worst < 0.15);     // v's rows and o's columns moved by the same s_j
+  const AvoMove mv = avo_move(*on, *off, d, nv, nv, [](int64_t c) { return c; });
+  INFO("v row factor range " << mv.lo << " .. " << mv.hi << ", worst log mismatch with o's columns " << mv.worst);
+  CHECK(mv.hi / mv.lo > 1.2);    // the scales are not all 1
+  CHECK(mv.worst < 0.15);        // v's rows and o's columns moved by the same s_j
 
   // 3. Streamed (one block in memory, awq_model's path for this checkpoint): the same bytes.
   on->write(tmp / "memory");
@@ -288,24 +302,10 @@ TEST_CASE("awq v->o under GQA: one scale a v row, shared by the o columns of the
   for (const auto& g : on->summary().groups) vo_groups += g.group == "v_proj->o_proj";
   CHECK(vo_groups == mc.n_layer);
   for (const auto& g : off->summary().groups) CHECK(g.group != "v_proj->o_proj");
-  const auto v_on = on->matrix("model.layers.0.self_attn.v_proj").dequantize(),
-             v_off = off->matrix("model.layers.0.self_attn.v_proj").dequantize();
-  const auto o_on = on->matrix("model.layers.0.self_attn.o_proj").dequantize(),
-             o_off = off->matrix("model.layers.0.self_attn.o_proj").dequantize();
-  const auto rv_on = avo_norms(v_on, nkv, d, true), rv_off = avo_norms(v_off, nkv, d, true);
-  const auto co_on = avo_norms(o_on, d, no, false), co_off = avo_norms(o_off, d, no, false);
-  double lo = 1e30, hi = 0, worst = 0;
-  for (int64_t c = 0; c < no; ++c) {
-    const size_t j = static_cast<size_t>(tie(c));
-    const double sv = rv_off[j] / rv_on[j];                                        // ~ s_j
-    const double so = co_on[static_cast<size_t>(c)] / co_off[static_cast<size_t>(c)];  // ~ s_j
-    lo = std::min(lo, sv);
-    hi = std::max(hi, sv);
-    worst = std::max(worst, std::fabs(std::log(sv / so)));
-  }
-  INFO("v row factor range " << lo << " .. " << hi << ", worst log mismatch with o's columns " << worst);
-  CHECK(hi / lo > 1.2);
-  CHECK(worst < 0.15);
+  const AvoMove mv = avo_move(*on, *off, d, nkv, no, tie);
+  INFO("v row factor range " << mv.lo << " .. " << mv.hi << ", worst log mismatch with o's columns " << mv.worst);
+  CHECK(mv.hi / mv.lo > 1.2);
+  CHECK(mv.worst < 0.15);
 
   // 3. Streamed: the same bytes.
   test::TempDir tmp;

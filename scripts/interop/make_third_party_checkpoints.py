@@ -41,7 +41,8 @@ TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model", "tokenizer_config.json",
                    "generation_config.json")
 
 # name -> (modifier kind, scheme, extra modifier arguments). "gptq" = GPTQModifier, "rtn" =
-# QuantizationModifier (round to nearest), "awq" = AWQModifier + QuantizationModifier.
+# QuantizationModifier (round to nearest), "awq" = AWQModifier + QuantizationModifier, "awq-gptq" =
+# AWQModifier + GPTQModifier (llm-compressor's stacked recipe; the extra arguments are GPTQ's).
 LLMC_RECIPES = {
     "ct-w8a8": ("gptq", "W8A8", {"actorder": None}),
     "ct-w4a16-g128": ("gptq", "W4A16", {"actorder": None}),
@@ -55,6 +56,7 @@ LLMC_RECIPES = {
     "ct-fp8-block": ("rtn", "FP8_BLOCK", {}),
     "ct-w4a16-rtn": ("rtn", "W4A16", {}),
     "ct-awq-w4a16-asym": ("awq", "W4A16_ASYM", {}),
+    "ct-awq-gptq-w4a16-asym-actorder-static": ("awq-gptq", "W4A16_ASYM", {"actorder": "static"}),
 }
 
 # name -> GPTQModel QuantizeConfig arguments.
@@ -140,15 +142,17 @@ def cmd_llmc(a):
             # needs a CUDA driver and does nothing for a CPU run, so it is skipped there.
             from llmcompressor.pipelines.cache import IntermediatesCache
             IntermediatesCache.pin_memory = lambda self, *args, **kwargs: None
+        awq_extra = {} if kind == "awq-gptq" else extra
         if a.awq_mappings == "moe":
             from llmcompressor.modifiers.transform.awq.mappings import AWQMapping
-            extra = dict(extra, mappings=[
+            awq_extra = dict(awq_extra, mappings=[
                 AWQMapping("re:.*input_layernorm$", ["re:.*q_proj$", "re:.*k_proj$", "re:.*v_proj$"]),
                 AWQMapping("re:.*v_proj$", ["re:.*o_proj$"]),
                 AWQMapping("re:.*post_attention_layernorm$",
                            ["re:.*mlp.gate$", "re:.*mlp.experts.*.gate_proj$", "re:.*mlp.experts.*.up_proj$"]),
                 AWQMapping("re:.*up_proj$", ["re:.*down_proj$"])])
-        recipe = [AWQModifier(**extra), QuantizationModifier(**qargs)]
+        recipe = [AWQModifier(**awq_extra),
+                  GPTQModifier(**qargs, **extra) if kind == "awq-gptq" else QuantizationModifier(**qargs)]
     if kind == "rtn":  # weights only (and dynamic activations): no calibration data
         oneshot(model=model, recipe=recipe)
         calib = "no calibration data"
