@@ -330,7 +330,9 @@ TEST_CASE("awq: CLI writes AutoAWQ's layout, errors exit with the contract's cod
            {"quantize " + m + " awq --act-order-group --gptq" + o, 2, "--act-order-group does not apply"},
            {"quantize " + m + " awq --gptq --no-gain-correction" + o, 2, "--no-gain-correction does not apply with --gptq"},
            {"quantize " + m + " smoothquant --gptq" + o, 2, "--gptq applies to the gguf and awq output formats"},
-           {"quantize " + m + " awq --damp 0.1" + o, 2, "--damp"},
+           {"quantize " + m + " awq --damp 0.1" + o, 2, "--damp applies to the awq output format with --gptq only"},
+           {"quantize " + m + " awq --gptq --damp 0" + o, 2, "damp must be in"},
+           {"quantize " + m + " awq --gptq --scale-search 100" + o, 2, "scale search"},
            {"quantize " + m + " awq -q Q4_0" + o, 2, "--quantization"},
            {"quantize " + m + " awq --calibration-samples 0" + o, 2, "--calibration-samples"},
            {"quantize " + m + " awq --ctx 4096 --calibration-data " + (tmp / "short.txt").string() + o, 15, "short.txt"},
@@ -632,5 +634,18 @@ TEST_CASE("awq --gptq: AWQ's scales then GPTQ's rounding, the same bytes streame
   CHECK(j["act_order"] == true);
   CHECK(j["gptq_linears"] == 42);
   CHECK_FALSE(j.contains("clipped_linears"));
+  CHECK(j["damp_raises"] == 0);
+  CHECK(j["damp"] == 0.01);
+  CHECK(j["layer_summary"][0]["damp"] == 0.01);
+  // GPTQ's knobs: another dampening and scale search give other bytes, reported.
+  const auto r2 = test::run(test::cli_path() + " --format json quantize " + dir->string() + " awq --gptq --damp 0.1 " +
+                            "--scale-search 0 --layout compressed-tensors --calibration-samples 4 --ctx 64 " +
+                            "--calibration-data " + calib->string() + " -o " + (tmp / "cli2").string());
+  INFO(r2.err);
+  REQUIRE(r2.status == 0);
+  const auto j2 = nlohmann::json::parse(r2.out);
+  CHECK(j2["damp"] == 0.1);
+  CHECK(j2["layer_summary"][0]["damp"] == 0.1);
+  CHECK(test::files_below(tmp / "cli2") != test::files_below(tmp / "cli"));
   CHECK(test::files_below(tmp / "cli") == test::files_below(tmp / "stream"));
 }

@@ -659,7 +659,7 @@ TEST_CASE("gptq: CLI errors exit with the contract's codes, nothing written", "[
            {"quantize " + m + " gptq --damp 0" + o, 2, "damp"},
            {"quantize " + m + " gptq --scale-search 100" + o, 2, "scale search"},
            {"quantize " + m + " rtn --scale-search 10" + o, 2, "not to round to nearest"},
-           {"quantize " + m + " awq --scale-search 10" + o, 2, "--scale-search does not apply"},
+           {"quantize " + m + " awq --scale-search 10" + o, 2, "--scale-search applies to the awq output format with --gptq only"},
            {"quantize " + m + " gguf -q Q4_0 --scale-search 10" + o, 2, "--scale-search"},
            {"quantize " + m + " gptq --expert-hessian-memory 1X" + o, 2, "cannot read '1X'"},
            {"quantize " + m + " rtn --expert-hessian-memory 1GiB" + o, 2, "not to round to nearest"},

@@ -1,5 +1,5 @@
 // lq quantize MODEL awq [--layout awq|compressed-tensors|gptq] [--bits 4|3] [--group-size]
-// [--gptq [--act-order]] [--calibration-data] [--calibration-samples] [--ctx] [--no-gain-correction]
+// [--gptq [--act-order] [--damp] [--scale-search]] [--calibration-data] [--calibration-samples] [--ctx] [--no-gain-correction]
 // [--checkpoint-dir|--resume|--no-checkpoints]: the options of the AWQ output, parsed into
 // an AwqConfig for lq::awq_model (awq.hpp), and the printed result. No quantization logic here.
 #include "cli.hpp"
@@ -26,10 +26,15 @@ int run_awq(Context& ctx, const cxxopts::ParseResult& r) {
   if (cfg.params.gptq_rounding && r.count("no-gain-correction"))
     fail(Errc::invalid_argument, "--no-gain-correction does not apply with --gptq (the gain correction is the "
          "clipping search's; GPTQ's rounding replaces it)");
-  for (const char* o : {"act-order-group", "sym", "asym", "damp", "method", "scale-search", "expert-hessian-memory"})
+  for (const char* o : {"damp", "scale-search"})
+    if (r.count(o) && !cfg.params.gptq_rounding)
+      fail(Errc::invalid_argument, "--{} applies to the awq output format with --gptq only (GPTQ's rounding)", o);
+  if (r.count("damp")) cfg.params.gptq_damp = r["damp"].as<double>();
+  if (r.count("scale-search")) cfg.params.gptq_scale_search = r["scale-search"].as<int>();
+  for (const char* o : {"act-order-group", "sym", "asym", "method", "expert-hessian-memory"})
     if (r.count(o))
       fail(Errc::invalid_argument, "--{} does not apply to the awq output format (asymmetric with zero points{})", o,
-           cfg.params.gptq_rounding ? "; --gptq rounds with GPTQ's defaults and static act-order at most" : ", no error feedback");
+           cfg.params.gptq_rounding ? "; --gptq takes --act-order (static), --damp and --scale-search" : ", no error feedback");
   if (r.count("layout")) {
     const std::string l = r["layout"].as<std::string>();
     if (l == "awq") cfg.layout = GptqLayout::awq;
@@ -76,8 +81,11 @@ int run_awq(Context& ctx, const cxxopts::ParseResult& r) {
   progress.message(fmt::format("Complete: {} ({}, {:.2f} bpw)", g.output.string(), human_bytes(g.output_bytes), g.bpw));
   if (ctx.format == Format::json) {
     nlohmann::json layers = nlohmann::json::array();
-    for (const auto& l : g.layers)
-      layers.push_back({{"layer_name", l.module}, {"layer", l.layer}, {"relative_output_error", l.loss}});
+    for (const auto& l : g.layers) {
+      nlohmann::json e = {{"layer_name", l.module}, {"layer", l.layer}, {"relative_output_error", l.loss}};
+      if (cfg.params.gptq_rounding) e.update({{"damp", l.damp}, {"damp_raises", l.damp_raises}, {"dead_columns", l.dead_columns}});
+      layers.push_back(std::move(e));
+    }
     nlohmann::json groups = nlohmann::json::array();
     for (const auto& s : res.groups)
       groups.push_back({{"layer", s.layer},
@@ -102,12 +110,14 @@ int run_awq(Context& ctx, const cxxopts::ParseResult& r) {
                              {"attention_inspected_at", res.attention},
                              {"rounding", cfg.params.gptq_rounding ? "gptq" : "nearest"},
                              {"act_order", cfg.params.gptq_act_order},
+                             {"damp", cfg.params.gptq_rounding ? nlohmann::json(cfg.params.gptq_damp) : nlohmann::json(nullptr)},
                              {cfg.params.gptq_rounding ? "gptq_linears" : "clipped_linears", res.clipped_linears},
                              {"scale_groups", groups},
                              {"layer_summary", layers},
                              {"calibration_data", g.calibration_source},
                              {"quantize_seconds", g.quantize_seconds},
                              {"resumed_blocks", g.resumed_blocks}};
+    if (cfg.params.gptq_rounding) result["damp_raises"] = g.damp_raises;
     result.update(calibrated_result_json(g));
     print_json(result);
   } else {
@@ -122,7 +132,9 @@ int run_awq(Context& ctx, const cxxopts::ParseResult& r) {
                              g.n_quantized);
     std::cout << fmt::format("Calibration: {} chunks of {} tokens ({})\n", g.chunks, g.ctx, g.calibration_source);
     std::cout << fmt::format("Search:      {} scale groups ({} kept unscaled), {} linears {}\n", res.groups.size(),
-                             identity, res.clipped_linears, cfg.params.gptq_rounding ? "rounded by GPTQ" : "clipped");
+                             identity, res.clipped_linears,
+                             cfg.params.gptq_rounding ? fmt::format("rounded by GPTQ (dampening raised {} time(s))", g.damp_raises)
+                                                      : std::string("clipped"));
     std::cout << fmt::format("Time:        {:.2f} s\n", g.seconds);
   }
   return 0;

@@ -35,11 +35,12 @@ void add_gptq_options(cxxopts::Options& opts) {
                           "refuses it, transformers reads it")
       ("sym", "Symmetric weights (zero 2^(bits-1); the default)")
       ("asym", "Asymmetric weights with a zero point per group")
-      ("damp", "Dampening fraction of mean(diag H), raised x10 (at most 4 times) when Cholesky fails [default: 0.01]",
+      ("damp", "GPTQ (gptq, gguf --gptq, awq --gptq): dampening fraction of mean(diag H), raised x10 (at most 4 times) "
+               "when Cholesky fails [default: 0.01]",
        cxxopts::value<double>())
       ("method", "gptq (error feedback) or rtn (round to nearest, no calibration) [default: the output format]",
        cxxopts::value<std::string>())
-      ("scale-search", "GPTQ: each group's range also shrunk by 1..N% and the scale with the least "
+      ("scale-search", "GPTQ (and awq --gptq): each group's range also shrunk by 1..N% and the scale with the least "
                        "weighted rounding error (1 / [H^-1 Cholesky]_jj^2) kept; 0 = min-max scales only [default: 20]",
        cxxopts::value<int>())
       ("expert-hessian-memory", "GPTQ (and gguf --gptq) on a mixture of experts: the most memory one block's expert "

@@ -86,6 +86,8 @@ struct AwqParams {
   /// With gptq_rounding: GPTQ's static act-order (columns walked by descending diag(H), each
   /// group's grid fixed first; no g_idx, so every layout takes it).
   bool gptq_act_order = false;
+  double gptq_damp = 0.01;       ///< with gptq_rounding: GptqParams::damp
+  int gptq_scale_search = 20;    ///< with gptq_rounding: GptqParams::scale_search
   bool scale_v_o = true;       ///< the v_proj -> o_proj group
   /// Under GQA (fewer kv heads than query heads), v_proj -> o_proj with one scale per v row, shared
   /// by the o_proj columns of every query head that reads that kv head. Off by default, as
@@ -100,8 +102,13 @@ struct AwqParams {
   int search_keep = 4;         ///< candidates re-costed on every token after the sample (at least 1)
 };
 
-/// Throws Errc::invalid_argument naming the setting (bits, group size, grid, shrink).
+/// Throws Errc::invalid_argument naming the setting (bits, group size, grid, shrink; with
+/// gptq_rounding GPTQ's damp and scale search).
 LQ_API void validate(const AwqParams& params);
+
+/// The GPTQ parameters of AwqParams::gptq_rounding (asymmetric, AWQ's bits and groups, gptq_damp,
+/// gptq_scale_search, static act-order with gptq_act_order; scales rounded to scale_storage).
+LQ_API GptqParams awq_gptq_params(const AwqParams& params, int scale_storage);
 
 /// The whole configuration of `lq quantize MODEL awq`.
 struct AwqConfig {

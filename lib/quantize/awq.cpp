@@ -58,6 +58,18 @@ namespace fs = std::filesystem;
 
 namespace lq {
 
+GptqParams awq_gptq_params(const AwqParams& p, int scale_storage) {
+  GptqParams gp;
+  gp.bits = p.bits;
+  gp.group_size = p.group_size;
+  gp.sym = false;  // AWQ's asymmetric grid
+  gp.damp = p.gptq_damp;
+  gp.scale_search = p.gptq_scale_search;
+  gp.scale_storage = scale_storage;
+  if (p.gptq_act_order) gp.act_order = GptqActOrder::static_groups;
+  return gp;
+}
+
 void validate(const AwqParams& p) {
   if (p.bits != 3 && p.bits != 4) fail(Errc::invalid_argument, "awq: bits must be 3 or 4, got {}", p.bits);
   if (p.group_size < 1) fail(Errc::invalid_argument, "awq: group size must be positive, got {}", p.group_size);
@@ -73,6 +85,7 @@ void validate(const AwqParams& p) {
   if (p.search_keep < 1) fail(Errc::invalid_argument, "awq: search keep must be at least 1, got {}", p.search_keep);
   if (p.gptq_act_order && !p.gptq_rounding)
     fail(Errc::invalid_argument, "awq: act-order applies to GPTQ rounding only (--gptq)");
+  if (p.gptq_rounding) validate(awq_gptq_params(p, 0));
 }
 
 namespace awq_impl {
@@ -936,14 +949,14 @@ struct AwBlockStep {
                        const AwqParams* over = nullptr) {
     GptqMatrix q;
     if (grams && cfg.params.gptq_rounding && grams->full.size()) {
-      GptqParams gp;
-      gp.bits = cfg.params.bits;
-      gp.group_size = cfg.params.group_size;
-      gp.sym = false;
-      gp.scale_storage = storage;
-      if (cfg.params.gptq_act_order) gp.act_order = GptqActOrder::static_groups;
-      q = gptq_quantize_matrix(x.w.data(), x.rows, x.cols, grams->full.data(), gp, ctx);
+      q = gptq_quantize_matrix(x.w.data(), x.rows, x.cols, grams->full.data(), awq_gptq_params(cfg.params, storage), ctx);
       ++summary.clipped_linears;
+      if (q.damp_raises > 0) {  // never silent: the progress and the result's warnings say where
+        const std::string w = fmt::format("{}{}: Cholesky failed, dampening raised {} time(s) to {}", x.module,
+                                          x.parts > 0 ? " (a part)" : "", q.damp_raises, q.damp);
+        ctx.progress_sink().message(fmt::format("warning: {}", w));
+        warnings.push_back(w);
+      }
     } else if (grams) {
       const std::vector<AwGroupGrid> grid =
           clip_search(x.w, grams->blocks, over ? *over : cfg.params, ctx, grams->full.size() ? &grams->full : nullptr);
@@ -995,14 +1008,19 @@ struct AwBlockStep {
         q.codes.insert(q.codes.end(), m.codes.begin(), m.codes.end());
         q.scales.insert(q.scales.end(), m.scales.begin(), m.scales.end());
         q.zeros.insert(q.zeros.end(), m.zeros.begin(), m.zeros.end());
+        q.damp = std::max(q.damp, m.damp);  // GPTQ's rounding: the parts' dampening, raises and dead columns
+        q.damp_raises += m.damp_raises;
+        q.dead_columns = std::max(q.dead_columns, m.dead_columns);  // the parts share their columns
         e += pending_[i].err;
         r += pending_[i].ref;
       }
       pending_.clear();
-      io->put_matrix(x.module, std::move(q), GptqLayerReport{x.module, names::block_of(x.gguf), r > 0 ? e / r : 0, 0, 0, 0});
+      const GptqLayerReport rep{x.module, names::block_of(x.gguf), r > 0 ? e / r : 0, q.damp, q.damp_raises, q.dead_columns};
+      io->put_matrix(x.module, std::move(q), rep);
       return;
     }
-    io->put_matrix(x.module, std::move(q), GptqLayerReport{x.module, names::block_of(x.gguf), ref > 0 ? err / ref : 0, 0, 0, 0});
+    const GptqLayerReport rep{x.module, names::block_of(x.gguf), ref > 0 ? err / ref : 0, q.damp, q.damp_raises, q.dead_columns};
+    io->put_matrix(x.module, std::move(q), rep);
   }
   struct AwPart {
     GptqMatrix q;

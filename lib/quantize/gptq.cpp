@@ -1183,6 +1183,7 @@ void GptqQuantizer::set_matrix(const std::string& module, GptqMatrix q, const Gp
     fail(Errc::invalid_argument, "gptq: {} is {} x {}, not {} x {}", module, x->rows, x->cols, q.rows, q.cols);
   im.apply(*x, q);
   im.summary.layers.push_back(report);
+  im.summary.damp_raises += report.damp_raises;
   im.results[module] = std::move(q);
 }
 

@@ -503,6 +503,7 @@ class GsRun {
                             {"clip_tokens", awq_->clip_tokens}, {"clip_asym", awq_->clip_asym}, {"clip_cross", awq_->clip_cross},
                             {"refit_scale", awq_->refit_scale}, {"scale_v_o", awq_->scale_v_o}, {"scale_v_o_gqa", awq_->scale_v_o_gqa},
                             {"gptq_rounding", awq_->gptq_rounding}, {"gptq_act_order", awq_->gptq_act_order},
+                            {"gptq_damp", awq_->gptq_damp}, {"gptq_scale_search", awq_->gptq_scale_search},
                             {"gain_correction", awq_->gain_correction}, {"search_tokens", awq_->search_tokens},
                             {"search_keep", awq_->search_keep}};
     return j.dump(2) + "\n";
@@ -629,6 +630,7 @@ class GsRun {
         GsAwqRecord rec;
         gs_get_awq(f, rec, awq_float_limit());
         summary_.layers.insert(summary_.layers.end(), rec.reports.begin(), rec.reports.end());
+        for (const GptqLayerReport& r : rec.reports) summary_.damp_raises += r.damp_raises;
         awq_summary_.groups.insert(awq_summary_.groups.end(), rec.groups.begin(), rec.groups.end());
         awq_summary_.clipped_linears += rec.clipped;
       }
@@ -1140,6 +1142,7 @@ class GsRun {
       GptqMatrix& q = it->second.first;
       rec.reports.push_back(it->second.second);
       summary_.layers.push_back(it->second.second);
+      summary_.damp_raises += it->second.second.damp_raises;
       gs_put_matrix(spool, q);
       if (!propagate) continue;
       if (xl.expert < 0) {
