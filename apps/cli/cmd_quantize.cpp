@@ -253,7 +253,7 @@ int run_quantize(Context& ctx, std::vector<std::string> args) {
       ("gptq", "gguf: GPTQ error feedback on the GGUF block types (legacy, k-quants, i-quants; the ternary and float "
                "types as without it); calibrates with --calibration-data/--calibration-samples (default 128)/--ctx "
                "(default 256), --damp. awq: AWQ's scales, then GPTQ's rounding on the scaled weights instead of the "
-               "clipping search (with --act-order: GPTQ's static act-order)");
+               "clipping search (with --act-order: GPTQ's static act-order; --damp, --scale-search)");
   add_gptq_options(opts);
   add_sensitivity_options(opts);
   auto parsed = parse(ctx, opts, args);

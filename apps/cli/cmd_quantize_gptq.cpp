@@ -29,7 +29,7 @@ void add_gptq_options(cxxopts::Options& opts) {
       ("bits", "Weight bits: 2, 3, 4 or 8 [default: 4]", cxxopts::value<int>())
       ("group-size", "Columns per scale; -1 = one scale per output channel [default: 128]", cxxopts::value<int64_t>())
       ("act-order", "Columns in descending Hessian-diagonal order with static groups (groups stay i / group-size, "
-                    "g_idx trivial: AutoGPTQ static_groups, llm-compressor actorder static)")
+                    "g_idx trivial: AutoGPTQ static_groups, llm-compressor actorder static; awq: with --gptq)")
       ("act-order-group", "Columns in descending Hessian-diagonal order, groups by position in that order (AutoGPTQ "
                           "desc_act, llm-compressor actorder group): a non-monotonic g_idx, written; vLLM (0.32) "
                           "refuses it, transformers reads it")
