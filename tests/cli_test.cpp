@@ -34,6 +34,10 @@ TEST_CASE("cli: --version and --help", "[cli]") {
     CHECK(r.status == 0);
     CHECK(r.out.find("Usage") != std::string::npos);
   }
+  // Every option group is listed: quantize's GPTQ / RTN / AWQ options and the global ones.
+  r = run(lq_cmd() + " quantize --help");
+  for (const char* o : {"--layout", "--bits", "--group-size", "--act-order", "--asym", "--damp", "--scale-search", "--threads"})
+    CHECK(r.out.find(o) != std::string::npos);
 }
 
 TEST_CASE("cli: bad input gives one error line and the contract's exit code", "[cli][bad-input]") {

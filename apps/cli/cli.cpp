@@ -10,6 +10,8 @@
 #include <cstdio>
 #include <regex>
 #include <iostream>
+#include <string>
+#include <vector>
 
 #include <unistd.h>
 
@@ -59,8 +61,12 @@ std::optional<cxxopts::ParseResult> parse(Context& ctx, cxxopts::Options& opts, 
   } catch (const cxxopts::exceptions::exception& e) {
     throw Error(Errc::invalid_argument, e.what(), fmt::format("Run `{} --help`", opts.program()));
   }
-  if (r.count("help")) {
-    std::cout << opts.help({"", "Global"}) << std::flush;
+  if (r.count("help")) {  // every group of the command's options, the global ones last
+    std::vector<std::string> groups = {""};
+    for (const std::string& g : opts.groups())
+      if (!g.empty() && g != "Global") groups.push_back(g);
+    groups.push_back("Global");
+    std::cout << opts.help(groups) << std::flush;
     return std::nullopt;
   }
   if (r.count("format")) {

@@ -21,7 +21,7 @@ namespace fs = std::filesystem;
 namespace lq::cli {
 
 void add_gptq_options(cxxopts::Options& opts) {
-  opts.add_options("GPTQ / RTN (output formats gptq, rtn)")
+  opts.add_options("GPTQ / RTN / AWQ (output formats gptq, rtn, awq)")
       ("layout", "Output layout: compressed-tensors (pack-quantized, vLLM's W4A16), gptq (AutoGPTQ, zeros minus one) "
                  "gptq_v2 (GPTQModel, true zeros) or awq (AutoAWQ's GEMM packing, 4-bit with groups; GPTQ-rounded "
                  "weights in AWQ's layout) [default: compressed-tensors]",
