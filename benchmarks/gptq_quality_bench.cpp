@@ -103,6 +103,7 @@ int main(int argc, char** argv) {
             else if (k == "gptq_act_order") p.gptq_act_order = v == "1";
             else if (k == "search_tokens") p.search_tokens = std::stoll(v);
             else if (k == "search_keep") p.search_keep = std::stoi(v);
+            else if (k == "search_bf16") p.search_bf16 = v == "1";
             else {
               std::fprintf(stderr, "unknown AWQ parameter %s\n", k.c_str());
               return 2;

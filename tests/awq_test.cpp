@@ -649,3 +649,74 @@ TEST_CASE("awq --gptq: AWQ's scales then GPTQ's rounding, the same bytes streame
   CHECK(test::files_below(tmp / "cli2") != test::files_below(tmp / "cli"));
   CHECK(test::files_below(tmp / "cli") == test::files_below(tmp / "stream"));
 }
+
+TEST_CASE("awq: the scale search in bf16 costs the candidates as in float, any thread count, streamed alike", "[awq][cli]") {
+  auto dir = test::shared_file("models/tiny-llama");
+  auto calib = test::shared_file("corpus/calibration.txt");
+  if (!dir || !calib) {
+    test::skip("the tiny model or the calibration text is missing (../shared)");
+    return;
+  }
+  auto src = ModelSource::open(*dir);
+  const AwqConfig c = test::small_awq_config(*calib, 4, 64);
+  auto run = [&](bool bf16, int threads) {
+    AwqConfig k = c;
+    k.params.search_bf16 = bf16;
+    auto q = std::make_unique<AwqQuantizer>(*src, k);
+    Context ctx;
+    ctx.threads = threads;
+    q->run(ctx);
+    return q;
+  };
+  const auto f = run(false, 2), b = run(true, 2), b1 = run(true, 1);
+  // Block 0 sees the same inputs in both runs: each group's loss of the identity (the unscaled
+  // weights' round to nearest) and of its best candidate are the float search's, up to bf16's
+  // rounding of the weights and activations (2^-9 relative), and never the same to the bit.
+  const auto& gf = f->summary().groups;
+  const auto& gb = b->summary().groups;
+  REQUIRE(gf.size() == gb.size());
+  REQUIRE(gf.size() >= 3);
+  bool moved = false;
+  for (size_t i = 0; i < 3; ++i) {
+    INFO(gf[i].group << ": identity " << gf[i].identity_loss << " / " << gb[i].identity_loss << ", best " << gf[i].loss
+                     << " / " << gb[i].loss);
+    CHECK(gb[i].identity_loss == Approx(gf[i].identity_loss).epsilon(0.02));
+    CHECK(gb[i].loss == Approx(gf[i].loss).epsilon(0.05));
+    CHECK(gb[i].loss <= gb[i].identity_loss);
+    moved = moved || gb[i].identity_loss != gf[i].identity_loss;
+  }
+  CHECK(moved);
+  // The whole model's linears end as close to their float weights on the calibration tokens.
+  double ef = 0, eb = 0;
+  const auto& lf = f->summary().gptq.layers;
+  const auto& lb = b->summary().gptq.layers;
+  REQUIRE(lf.size() == lb.size());
+  for (size_t i = 0; i < lf.size(); ++i) ef += lf[i].loss, eb += lb[i].loss;
+  CHECK(eb < 1.05 * ef);
+  // The products do not depend on the thread count, and the streamed run writes the same bytes.
+  test::TempDir tmp;
+  b->write(tmp / "two");
+  b1->write(tmp / "one");
+  CHECK(test::files_below(tmp / "two") == test::files_below(tmp / "one"));
+  AwqConfig k = c;
+  k.params.search_bf16 = true;
+  awq_model(*dir, tmp / "stream", k);
+  CHECK(test::files_below(tmp / "two") == test::files_below(tmp / "stream"));
+
+  // The default follows the checkpoint's dtype (the tiny model's linears are bf16), as the result
+  // says; --calibration-activations f32 keeps the float search; anything else is exit 2.
+  const std::string base = test::cli_path() + " --format json quantize " + dir->string() +
+                           " awq --calibration-samples 2 --ctx 64 --calibration-data " + calib->string();
+  const auto r = test::run(base + " -o " + (tmp / "cli").string());
+  INFO(r.err);
+  REQUIRE(r.status == 0);
+  CHECK(nlohmann::json::parse(r.out)["search_products"] == "bf16");
+  const auto r32 = test::run(base + " --calibration-activations f32 -o " + (tmp / "cli32").string());
+  REQUIRE(r32.status == 0);
+  CHECK(nlohmann::json::parse(r32.out)["search_products"] == "f32");
+  CHECK(AwqQuantizer(*src, c).summary().search_bf16);
+  const auto bad = test::run(base + " --calibration-activations fp8 -o " + (tmp / "bad").string());
+  CHECK(bad.status == 2);
+  CHECK(bad.err.find("expected 'f32' or 'bf16'") != std::string::npos);
+  CHECK_FALSE(fs::exists(tmp / "bad"));
+}

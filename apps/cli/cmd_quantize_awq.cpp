@@ -1,5 +1,6 @@
 // lq quantize MODEL awq [--layout awq|compressed-tensors|gptq] [--bits 4|3] [--group-size]
 // [--gptq [--act-order] [--damp] [--scale-search]] [--calibration-data] [--calibration-samples] [--ctx] [--no-gain-correction]
+// [--calibration-activations f32|bf16]
 // [--checkpoint-dir|--resume|--no-checkpoints]: the options of the AWQ output, parsed into
 // an AwqConfig for lq::awq_model (awq.hpp), and the printed result. No quantization logic here.
 #include "cli.hpp"
@@ -48,6 +49,12 @@ int run_awq(Context& ctx, const cxxopts::ParseResult& r) {
   if (r.count("ctx")) cfg.ctx = r["ctx"].as<int64_t>();
   if (r.count("calibration-data")) cfg.calibration_data = r["calibration-data"].as<std::string>();
   cfg.params.gain_correction = r.count("no-gain-correction") == 0;
+  if (r.count("calibration-activations")) {
+    const std::string a = r["calibration-activations"].as<std::string>();
+    if (a != "f32" && a != "bf16")
+      fail(Errc::invalid_argument, "--calibration-activations: expected 'f32' or 'bf16', got '{}'", a);
+    cfg.params.search_bf16 = a == "bf16";
+  }
   validate(cfg.params);
   if (cfg.layout == GptqLayout::awq && cfg.params.bits != 4)
     fail(Errc::invalid_argument, "--bits {}: the awq layout (AutoAWQ's GEMM packing) stores 4-bit codes only; use "
@@ -107,6 +114,7 @@ int run_awq(Context& ctx, const cxxopts::ParseResult& r) {
                              {"duo_scaling", cfg.params.duo_scaling},
                              {"gain_correction", cfg.params.gain_correction},
                              {"alpha_grid", cfg.params.n_grid},
+                             {"search_products", res.search_bf16 ? "bf16" : "f32"},
                              {"attention_inspected_at", res.attention},
                              {"rounding", cfg.params.gptq_rounding ? "gptq" : "nearest"},
                              {"act_order", cfg.params.gptq_act_order},
@@ -131,8 +139,8 @@ int run_awq(Context& ctx, const cxxopts::ParseResult& r) {
     std::cout << fmt::format("Weights:     {} ({:.3f} bits per weight; {} quantized)\n", g.n_parameters, g.bpw,
                              g.n_quantized);
     std::cout << fmt::format("Calibration: {} chunks of {} tokens ({})\n", g.chunks, g.ctx, g.calibration_source);
-    std::cout << fmt::format("Search:      {} scale groups ({} kept unscaled), {} linears {}\n", res.groups.size(),
-                             identity, res.clipped_linears,
+    std::cout << fmt::format("Search:      {} scale groups ({} kept unscaled; {} products), {} linears {}\n",
+                             res.groups.size(), identity, res.search_bf16 ? "bf16" : "f32", res.clipped_linears,
                              cfg.params.gptq_rounding ? fmt::format("rounded by GPTQ (dampening raised {} time(s))", g.damp_raises)
                                                       : std::string("clipped"));
     std::cout << fmt::format("Time:        {:.2f} s\n", g.seconds);

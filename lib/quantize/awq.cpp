@@ -362,6 +362,24 @@ struct AwActs {
   std::vector<std::vector<int64_t>> expert_rows;
 };
 
+// A weight's rows rounded to bf16 (to nearest even), for the scale search's products with
+// AwqParams::search_bf16.
+struct AwBf16 {
+  std::vector<uint16_t> v;
+  int64_t rows = 0, cols = 0;
+  AwBf16() = default;
+  AwBf16(const AwMat& w, int threads) : v(static_cast<size_t>(w.size())), rows(w.rows()), cols(w.cols()) {
+    const float* src = w.data();
+    parallel_for(static_cast<int64_t>(v.size()), threads, 1 << 16, [&](int64_t i0, int64_t i1) {
+      for (int64_t i = i0; i < i1; ++i) v[static_cast<size_t>(i)] = f32_to_bf16(src[i]);
+    });
+  }
+  detail::WeightView view() const {
+    return {QuantType::BF16, reinterpret_cast<const uint8_t*>(v.data()), rows, cols, static_cast<size_t>(cols) * 2,
+            "awq scale search"};
+  }
+};
+
 // One block's AWQ step, on the block's float weights and captured inputs, for the whole-model
 // quantizer (AwqQuantizer) and the streamed one (awq_stream: the block alone in a one-block model).
 struct AwBlockStep {
@@ -370,6 +388,7 @@ struct AwBlockStep {
   } cfg;
   int storage = 16;                // the scales' stored dtype (16 F16, 17 BF16, 0 F32)
   AwGemmFn gemm = nullptr;         // the back-end's float GEMM
+  void (*products)(std::span<const detail::Product>, int) = nullptr;  // its weight products (search_bf16)
   void (*silu_mul)(int64_t, const float*, const float*, float*) = nullptr;  // the engine's MLP activation
   void (*softmax_row)(int64_t, float*, float) = nullptr;                     // the engine's attention softmax
   void (*gelu_tanh_mul)(int64_t, const float*, const float*, float*) = nullptr;  // Gemma's MLP activation
@@ -382,6 +401,9 @@ struct AwBlockStep {
   AwBlockIo* io = nullptr;         // during run()
 
   AwBlockStep(const AwqParams& p, AwqResult& s, std::vector<std::string>& w) : summary(s), warnings(w) { cfg.params = p; }
+
+  // The scale search's products in bf16 (AwqParams::search_bf16, resolved by the caller).
+  bool bf16_search() const { return cfg.params.search_bf16.value_or(false); }
 
   // blk.<model_layer>.suffix: the block's tensor in the model the step works on.
   std::string local(const char* suffix) const { return names::block_tensor(io->model_layer, suffix); }
@@ -422,12 +444,22 @@ struct AwBlockStep {
     return out;
   }
 
+  // y[m x w.rows] (rows ldy apart) = x[m x w.cols] · wᵀ on the calling thread: the float GEMM, or
+  // with wb (w's bf16 copy; search_bf16) the back-end's product of wb and x rounded to bf16.
+  void wprod(const AwMat& w, const AwBf16* wb, const float* x, int64_t m, float* y, int64_t ldy) const {
+    if (!wb) return aw_gemm(gemm, x, m, w.cols(), w.cols(), w.data(), w.rows(), w.cols(), y, ldy);
+    if (ldy != w.rows()) fail(Errc::general, "awq: a bf16 product's output rows are {} apart, not {}", ldy, w.rows());
+    const detail::Product p{wb->view(), x, m, y};
+    products(std::span<const detail::Product>(&p, 1), 1);
+  }
+
   // The attention block's output (o_proj applied) for every chunk: y = o(attn(x q, x k, x v)), x
   // the chunks of `lens` tokens one after another. `qw/kw/vw` [out x n_embd]; biases may be
-  // empty. Chunk after chunk, in parallel over chunks.
+  // empty. Chunk after chunk, in parallel over chunks. With bf16 the four projections are bf16
+  // products (search_bf16), the attention itself float.
   void attention_out(const AwMat& x, const std::vector<int64_t>& lens, const AwMat& qw, const AwMat& kw, const AwMat& vw, const std::vector<float>& bq,
                      const std::vector<float>& bk, const std::vector<float>& bv, const AwMat* ow, AwMat& y,
-                     const Context& ctx) const {
+                     const Context& ctx, bool bf16 = false) const {
     const auto& mi = detail::ModelAccess::impl(*io->model);
     const ModelConfig& c = mi.config;
     const int64_t hd = c.head_dim, nq = c.n_head * hd, nkv = c.n_head_kv * hd, group = c.n_head / c.n_head_kv;
@@ -463,6 +495,15 @@ struct AwBlockStep {
     // Qwen2's configured windows are not applied, as llama.cpp does not).
     const int64_t window = blk.swa ? c.sliding_window : 0;
     const engine::Exec ex = engine::Exec::from(ctx);
+    AwBf16 b[4];
+    if (bf16) {
+      b[0] = AwBf16(qw, ctx.thread_count()), b[1] = AwBf16(kw, ctx.thread_count()), b[2] = AwBf16(vw, ctx.thread_count());
+      if (ow) b[3] = AwBf16(*ow, ctx.thread_count());
+    }
+    const AwBf16* qb = bf16 ? &b[0] : nullptr;
+    const AwBf16* kb = bf16 ? &b[1] : nullptr;
+    const AwBf16* vb = bf16 ? &b[2] : nullptr;
+    const AwBf16* ob = bf16 ? &b[3] : nullptr;
     parallel_for(static_cast<int64_t>(lens.size()), ctx.thread_count(), 1, [&](int64_t c0, int64_t c1) {
       AwMat q, k, v, vt, o, s;
       for (int64_t ci = c0; ci < c1; ++ci) {
@@ -472,9 +513,9 @@ struct AwBlockStep {
         q.resize(n, nq);
         k.resize(n, nkv);
         v.resize(n, nkv);
-        aw_gemm(gemm, X, n, e, e, qw.data(), nq, e, q.data(), nq);
-        aw_gemm(gemm, X, n, e, e, kw.data(), nkv, e, k.data(), nkv);
-        aw_gemm(gemm, X, n, e, e, vw.data(), nkv, e, v.data(), nkv);
+        wprod(qw, qb, X, n, q.data(), nq);
+        wprod(kw, kb, X, n, k.data(), nkv);
+        wprod(vw, vb, X, n, v.data(), nkv);
         if (!bq.empty()) q.rowwise() += Eigen::Map<const Eigen::RowVectorXf>(bq.data(), nq);
         if (!bk.empty()) k.rowwise() += Eigen::Map<const Eigen::RowVectorXf>(bk.data(), nkv);
         if (!bv.empty()) v.rowwise() += Eigen::Map<const Eigen::RowVectorXf>(bv.data(), nkv);
@@ -505,7 +546,7 @@ struct AwBlockStep {
           pv.a_causal = 0;
           gemm(pv);
         }
-        if (ow) aw_gemm(gemm, o.data(), n, nq, nq, ow->data(), ow->rows(), nq, y.data() + r0 * y.cols(), y.cols());
+        if (ow) wprod(*ow, ob, o.data(), n, y.data() + r0 * y.cols(), y.cols());
         else y.middleRows(r0, n) = o;
       }
     });
@@ -574,20 +615,27 @@ struct AwBlockStep {
   }
 
   // MLP output: down(act(x gᵀ) * (x uᵀ)), act SiLU or (Gemma) GELU-tanh, as the engine's.
-  // With dw null, y is down's input: act(x gᵀ) * (x uᵀ).
-  void mlp_out(const AwMat& x, const AwMat& gw, const AwMat& uw, const AwMat* dw, AwMat& y, int threads) const {
+  // With dw null, y is down's input: act(x gᵀ) * (x uᵀ). With bf16 the products are bf16
+  // (search_bf16).
+  void mlp_out(const AwMat& x, const AwMat& gw, const AwMat& uw, const AwMat* dw, AwMat& y, int threads,
+               bool bf16 = false) const {
     const int64_t e = x.cols(), f = gw.rows(), o = dw ? dw->rows() : f;
     y.resize(x.rows(), o);
     const bool gelu_tanh = detail::ModelAccess::impl(*io->model).gelu_tanh_ffn;
+    AwBf16 b[3];
+    if (bf16) {
+      b[0] = AwBf16(gw, threads), b[1] = AwBf16(uw, threads);
+      if (dw) b[2] = AwBf16(*dw, threads);
+    }
     parallel_for(x.rows(), threads, aw_grain(x.rows(), threads), [&](int64_t t0, int64_t t1) {
       const int64_t m = t1 - t0;
       AwMat g(m, f), u(m, f);
-      aw_gemm(gemm, x.data() + t0 * e, m, e, e, gw.data(), f, e, g.data(), f);
-      aw_gemm(gemm, x.data() + t0 * e, m, e, e, uw.data(), f, e, u.data(), f);
+      wprod(gw, bf16 ? &b[0] : nullptr, x.data() + t0 * e, m, g.data(), f);
+      wprod(uw, bf16 ? &b[1] : nullptr, x.data() + t0 * e, m, u.data(), f);
       float* act = dw ? g.data() : y.data() + t0 * f;
       if (gelu_tanh) gelu_tanh_mul(m * f, g.data(), u.data(), act);
       else silu_mul(m * f, g.data(), u.data(), act);
-      if (dw) aw_gemm(gemm, g.data(), m, f, f, dw->data(), o, f, y.data() + t0 * o, o);
+      if (dw) wprod(*dw, bf16 ? &b[2] : nullptr, g.data(), m, y.data() + t0 * o, o);
     });
   }
 
@@ -604,7 +652,7 @@ struct AwBlockStep {
     LinearLoss(const AwBlockStep& st, const AwMat& x_, const AwMat& w_, int threads) : step(st), x(x_), w(w_) {
       gram = x.rows() > x.cols();
       if (!gram) {
-        step.linear_out(x, w, y_ref, threads);
+        step.linear_out(x, w, y_ref, threads, step.bf16_search());
         return;
       }
       const int64_t cols = x.cols();
@@ -617,7 +665,7 @@ struct AwBlockStep {
     double operator()(const AwMat& wq, int threads) {
       const double n = static_cast<double>(std::max<Eigen::Index>(1, x.rows() * w.rows()));
       if (!gram) {
-        step.linear_out(x, wq, y, threads);
+        step.linear_out(x, wq, y, threads, step.bf16_search());
         return static_cast<double>((y - y_ref).squaredNorm()) / n;
       }
       const AwMat d = wq - w;
@@ -627,9 +675,14 @@ struct AwBlockStep {
     }
   };
 
-  void linear_out(const AwMat& x, const AwMat& w, AwMat& y, int threads) const {
+  // y = x wᵀ, token blocks in parallel; with bf16 a bf16 product (search_bf16).
+  void linear_out(const AwMat& x, const AwMat& w, AwMat& y, int threads, bool bf16 = false) const {
     y.resize(x.rows(), w.rows());
-    aw_matmul(gemm, x.data(), x.rows(), x.cols(), w.data(), w.rows(), y.data(), threads);
+    if (!bf16) return aw_matmul(gemm, x.data(), x.rows(), x.cols(), w.data(), w.rows(), y.data(), threads);
+    const AwBf16 wb(w, threads);
+    parallel_for(x.rows(), threads, aw_grain(x.rows(), threads), [&](int64_t t0, int64_t t1) {
+      wprod(w, &wb, x.data() + t0 * x.cols(), t1 - t0, y.data() + t0 * w.rows(), w.rows());
+    });
   }
 
   // Divides the norm by s, rounds it to its stored dtype and returns the scales that rounding
@@ -1167,6 +1220,7 @@ struct AwBlockStep {
       warnings.push_back(fmt::format("block {}: {}", L, summary.attention));
     }
     const std::vector<float> x1 = col_abs_mean(a.x_attn);
+    const bool bf16 = bf16_search();
     AwqSearch s1;
     {
       // The loss on x (chunks of lens tokens), against the original weights' outputs there.
@@ -1174,24 +1228,24 @@ struct AwBlockStep {
         AwMat ref, yq, yk, yv;
       };
       auto prepare = [&](const AwMat& x, const std::vector<int64_t>& lens, AttnLoss& r) {
-        if (attn_ok) return attention_out(x, lens, wq.w, wk.w, wv.w, bq, bk, bv, &wo.w, r.ref, ctx);
-        linear_out(x, wq.w, r.yq, threads);
-        linear_out(x, wk.w, r.yk, threads);
-        linear_out(x, wv.w, r.yv, threads);
+        if (attn_ok) return attention_out(x, lens, wq.w, wk.w, wv.w, bq, bk, bv, &wo.w, r.ref, ctx, bf16);
+        linear_out(x, wq.w, r.yq, threads, bf16);
+        linear_out(x, wk.w, r.yk, threads, bf16);
+        linear_out(x, wv.w, r.yv, threads, bf16);
       };
       auto loss_on = [&](const AwMat& x, const std::vector<int64_t>& lens, const AttnLoss& r) -> Loss {
         return [&](std::span<const float> s) {
           ctx.check_cancelled();
           const AwMat q = scaled_fake(wq.w, s, ctx), k = scaled_fake(wk.w, s, ctx), v = scaled_fake(wv.w, s, ctx);
           if (attn_ok) {
-            attention_out(x, lens, q, k, v, bq, bk, bv, &wo.w, y, ctx);
+            attention_out(x, lens, q, k, v, bq, bk, bv, &wo.w, y, ctx, bf16);
             return mse(y, r.ref);
           }
           AwMat o;
           double l = 0;
-          linear_out(x, q, o, threads), l += (o - r.yq).squaredNorm();
-          linear_out(x, k, o, threads), l += (o - r.yk).squaredNorm();
-          linear_out(x, v, o, threads), l += (o - r.yv).squaredNorm();
+          linear_out(x, q, o, threads, bf16), l += (o - r.yq).squaredNorm();
+          linear_out(x, k, o, threads, bf16), l += (o - r.yk).squaredNorm();
+          linear_out(x, v, o, threads, bf16), l += (o - r.yv).squaredNorm();
           return l / static_cast<double>(x.rows() * (wq.rows + wk.rows + wv.rows));
         };
       };
@@ -1285,14 +1339,14 @@ struct AwBlockStep {
       auto loss_on = [&](const AwMat& x, const AwMat& ref) -> Loss {
         return [&](std::span<const float> s) {
           ctx.check_cancelled();
-          mlp_out(x, scaled_fake(wg.w, s, ctx), scaled_fake(wu.w, s, ctx), &wd.w, y, threads);
+          mlp_out(x, scaled_fake(wg.w, s, ctx), scaled_fake(wu.w, s, ctx), &wd.w, y, threads, bf16_search());
           return mse(y, ref);
         };
       };
-      mlp_out(a.x_ffn, wg.w, wu.w, &wd.w, y_ref, threads);
+      mlp_out(a.x_ffn, wg.w, wu.w, &wd.w, y_ref, threads, bf16_search());
       const AwMat xs = screen ? sample_rows(a.x_ffn, p.search_tokens) : AwMat();
       AwMat ys_ref;
-      if (screen) mlp_out(xs, wg.w, wu.w, &wd.w, ys_ref, threads);
+      if (screen) mlp_out(xs, wg.w, wu.w, &wd.w, ys_ref, threads, bf16_search());
       s3 = awq_search_scales(col_abs_mean(a.x_ffn), weight_mean({&wg.w, &wu.w}), p, loss_on(a.x_ffn, y_ref),
                              screen ? loss_on(xs, ys_ref) : Loss{});
     }
@@ -1355,17 +1409,18 @@ struct AwBlockStep {
   using ExpertWeights = std::function<void(size_t, AwMat&, AwMat&, AwMat&)>;
   void moe_out(const MoeSet& set, const ExpertWeights& weights, const AwMat* sg, const AwMat* su, const AwMat* sd,
                AwMat& out, int threads) const {
+    const bool bf16 = bf16_search();
     out = AwMat::Zero(set.x().rows(), set.x().cols());
     AwMat y, g, u, dn, xe;
     for (size_t e = 0; e < set.at.size(); ++e) {
       if (set.at[e].empty()) continue;
       weights(e, g, u, dn);
       xe = gather_rows(set.x(), set.at[e]);
-      mlp_out(xe, g, u, &dn, y, threads);
+      mlp_out(xe, g, u, &dn, y, threads, bf16);
       for (size_t i = 0; i < set.at[e].size(); ++i) out.row(set.at[e][i]) += set.route[e][i] * y.row(static_cast<Eigen::Index>(i));
     }
     if (sg) {
-      mlp_out(set.x(), *sg, *su, sd, y, threads);
+      mlp_out(set.x(), *sg, *su, sd, y, threads, bf16);
       for (Eigen::Index t = 0; t < y.rows(); ++t) out.row(t) += set.shared_gate[static_cast<size_t>(t)] * y.row(t);
     }
   }
@@ -1673,6 +1728,7 @@ AwBlockRunner::AwBlockRunner(const AwqParams& params, int scale_storage, std::ve
   step_->lengths = std::move(lengths);
   const engine::Exec ex = engine::Exec::from(ctx);
   step_->gemm = ex.ops.gemm;
+  step_->products = ex.ops.products;
   step_->silu_mul = ex.ops.silu_mul;
   step_->softmax_row = ex.ops.softmax_row;
   step_->gelu_tanh_mul = ex.ops.gelu_tanh_mul;
@@ -1702,6 +1758,19 @@ GptqConfig awq_gptq_config(const AwqConfig& c) {
   g.checkpoint_dir = c.checkpoint_dir;
   g.resume = c.resume;
   return g;
+}
+
+AwqParams awq_resolved(const AwqParams& p, const ModelSource& s) {
+  AwqParams r = p;
+  if (r.search_bf16) return r;
+  r.search_bf16 = false;
+  for (const ModelTensor& t : s.tensors())
+    if (names::block_of(t.name) >= 0 && t.ne.size() >= 2 && t.name.ends_with(".weight") &&
+        t.name.find("norm") == std::string::npos && t.name.find("gate_inp") == std::string::npos) {
+      r.search_bf16 = t.type == QuantType::BF16;
+      break;
+    }
+  return r;
 }
 
 const AwqConfig& awq_checked(const ModelSource& s, const AwqConfig& c) {
@@ -1749,6 +1818,8 @@ struct AwqQuantizer::Impl {
   GptqResult stats;
 
   Impl(const ModelSource& s, const AwqConfig& c) : src(s), cfg(awq_checked(s, c)), gq(s, awq_gptq_config(c)) {
+    cfg.params = awq_resolved(cfg.params, s);
+    summary.search_bf16 = *cfg.params.search_bf16;
     if (cfg.layout == GptqLayout::compressed_tensors) {
       for (const LinearInfo& l : gq.model().linears())
         if (l.layer >= 0) storage = l.type == QuantType::BF16 ? 17 : l.type == QuantType::F16 ? 16 : 0;

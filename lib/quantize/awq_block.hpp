@@ -39,6 +39,8 @@ GptqConfig awq_gptq_config(const AwqConfig& c);
 /// does not divide a row, the AWQ layout with 3 bits); Errc::invalid_model: an architecture the block step
 /// does not compute (llama, mistral, qwen2, qwen3, gemma2, gemma3, phi3 are).
 const AwqConfig& awq_checked(const ModelSource& s, const AwqConfig& c);
+// p with search_bf16 set: as given, else whether the checkpoint's first decoder linear is bf16.
+AwqParams awq_resolved(const AwqParams& p, const ModelSource& s);
 
 /// The gain correction of one group of g weights x on the grid (scale, zero) with 2^bits - 1 = maxq
 /// (codes clamp(round(x / scale) + zero), as AutoAWQ's): `gram` is the group's g x g block of XᵀX

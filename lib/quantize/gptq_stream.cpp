@@ -326,6 +326,10 @@ class GsRun {
     if (moe_ && cfg_.smoothquant && cfg_.smoothquant->static_activations)
       fail(Errc::invalid_argument, "gptq: W8A8 of a mixture of experts ({}) quantizes activations dynamically per "
            "token; static input scales are not supported for experts", src_->config().model_type);
+    if (awq_) {
+      awq_ = awq_impl::awq_resolved(*awq_, *src_);
+      awq_summary_.search_bf16 = *awq_->search_bf16;
+    }
     plan_linears();
   }
 
@@ -505,7 +509,7 @@ class GsRun {
                             {"gptq_rounding", awq_->gptq_rounding}, {"gptq_act_order", awq_->gptq_act_order},
                             {"gptq_damp", awq_->gptq_damp}, {"gptq_scale_search", awq_->gptq_scale_search},
                             {"gain_correction", awq_->gain_correction}, {"search_tokens", awq_->search_tokens},
-                            {"search_keep", awq_->search_keep}};
+                            {"search_keep", awq_->search_keep}, {"search_bf16", awq_->search_bf16.value_or(false)}};
     return j.dump(2) + "\n";
   }
 
