@@ -48,7 +48,8 @@ const std::array<TypeRow, kTypeSlotCount>& rows_by_id() {
 
 constexpr lq::detail::EngineOps kEngineOps{supports_weight, products,    gemm_nt,          softmax_row, silu_mul,
                                            rms_norm_row,    round_half,  add_squares,      count_non_finite,
-                                           grid_error,      gelu_tanh_mul, soft_cap,         sum_exp_row, kld_row};
+                                           grid_error,      gelu_tanh_mul, soft_cap,         sum_exp_row, kld_row,
+                                           release_product_buffers};
 
 class CpuBackend final : public Backend {
  public:

@@ -36,6 +36,12 @@ bool gemm_type(QuantType t) { return t == QuantType::F32 || t == QuantType::F16 
 
 int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
+// Each calling thread's activations, kept between calls by input address (and format): the
+// quantized records of the panel and dot paths, and the rounded copies for the float GEMM.
+using ActKey = std::tuple<const float*, QuantType, ActFormat, float>;
+thread_local std::map<ActKey, std::vector<uint8_t>> qbufs;
+thread_local std::map<std::pair<const float*, QuantType>, std::vector<float>> hbufs;
+
 enum class Path { gemm, panel, dot, dequant };
 
 // Batches from this many tokens use the panel kernels: decoding a panel costs about as much as
@@ -169,6 +175,11 @@ KernelSet cpu_kernels(QuantType t) { return Registry::instance().kernels(Registr
 
 }  // namespace
 
+void release_product_buffers() {
+  qbufs = {};
+  hbufs = {};
+}
+
 bool supports_weight(QuantType t) {
   if (gemm_type(t)) return true;
   const KernelSet k = cpu_kernels(t);
@@ -221,8 +232,7 @@ void products(std::span<const Product> ops, int threads) {
 
   // Activations: each (input, format) pair is quantized once. Formats: the dot_type's GGUF
   // layout (dot path) or panel records (panel path).
-  using Key = std::tuple<const float*, QuantType, ActFormat, float>;
-  thread_local std::map<Key, std::vector<uint8_t>> qbufs;
+  using Key = ActKey;
   std::vector<std::pair<Key, Prepared*>> to_quantize;
   for (Prepared& p : prep) {
     if (p.path != Path::dot && p.path != Path::panel) continue;
@@ -246,7 +256,6 @@ void products(std::span<const Product> ops, int threads) {
   // a copy (the caller's activations stay as they are: hooks read them): F16 weights with f16_act
   // to binary16; BF16 weights whose batch would run the bf16 panel but where the CPU has no panel
   // kernel (no AVX-512 BF16: AVX2, NEON) to bf16, so that the products do not depend on the ISA.
-  thread_local std::map<std::pair<const float*, QuantType>, std::vector<float>> hbufs;
   std::vector<std::pair<const float*, QuantType>> rounded;
   for (Prepared& p : prep) {
     if (p.path != Path::gemm) continue;

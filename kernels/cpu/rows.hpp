@@ -65,6 +65,8 @@ PanelKernel panel_kernel(QuantType t, bool float_act, int64_t k);
 
 /// The CPU back-end's engine operations (products.cpp for the products).
 void products(std::span<const lq::detail::Product> ops, int threads);
+/// Frees the calling thread's activation buffers that products() keeps (EngineOps::release_buffers).
+void release_product_buffers();
 bool supports_weight(QuantType t);
 
 }  // namespace lq::cpu

@@ -95,6 +95,9 @@ struct EngineOps {
   /// divergence of the distribution of logits m (log-softmax m[i] - mmax - mls) from that of r
   /// (log-softmax r[i] - rmax - rls) when k = (rmax + rls) - (mmax + mls).
   double (*kld_row)(int64_t n, const float* r, const float* m, float rmax, float rls, double k) = nullptr;
+  /// Frees what products() keeps on the calling thread between calls (the activations' records,
+  /// by input address); the next call makes them again. For callers whose inputs move.
+  void (*release_buffers)() = nullptr;
 };
 
 }  // namespace lq::detail

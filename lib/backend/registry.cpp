@@ -111,6 +111,7 @@ detail::EngineOps Registry::engine_ops(const Backend& b) const {
     take(ops.soft_cap, own->soft_cap);
     take(ops.sum_exp_row, own->sum_exp_row);
     take(ops.kld_row, own->kld_row);
+    take(ops.release_buffers, own->release_buffers);
   }
   return ops;
 }

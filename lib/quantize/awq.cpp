@@ -15,6 +15,8 @@
 // (q/k on the symmetric clamps only; every token, through XᵀX: each group's own block and its cross
 // term with the row's groups before it; each clipped group's scale refitted, then gain-corrected),
 // and the quantization. Linear-inspected groups cost their loss through XᵀX when tokens outnumber columns.
+// With AwqParams::search_bf16 the searches' weight products (candidates and originals) are the
+// back-end's BF16 products on bf16 copies of the weights; everything after the searches is float.
 // Only block L's activations are held. The q/k/v group is inspected at the attention block's
 // output: attention is recomputed here (RoPE and causal GQA as the engine does, checked against
 // the engine's own attention result on every block; Qwen3's and Gemma 3's per-head q/k RMSNorm,
@@ -380,6 +382,15 @@ struct AwBf16 {
   }
 };
 
+// A weight operand of the scale search's products: float rows, or a bf16 copy (search_bf16).
+struct AwW {
+  const AwMat* f = nullptr;
+  const AwBf16* b = nullptr;
+  AwW(const AwMat& m) : f(&m) {}  // NOLINT(google-explicit-constructor): a float operand
+  AwW(const AwBf16& m) : b(&m) {}  // NOLINT(google-explicit-constructor): a bf16 one
+  int64_t rows() const { return f ? f->rows() : b->rows; }
+};
+
 // One block's AWQ step, on the block's float weights and captured inputs, for the whole-model
 // quantizer (AwqQuantizer) and the streamed one (awq_stream: the block alone in a one-block model).
 struct AwBlockStep {
@@ -389,6 +400,7 @@ struct AwBlockStep {
   int storage = 16;                // the scales' stored dtype (16 F16, 17 BF16, 0 F32)
   AwGemmFn gemm = nullptr;         // the back-end's float GEMM
   void (*products)(std::span<const detail::Product>, int) = nullptr;  // its weight products (search_bf16)
+  void (*release_buffers)() = nullptr;                                  // and the buffers they keep
   void (*silu_mul)(int64_t, const float*, const float*, float*) = nullptr;  // the engine's MLP activation
   void (*softmax_row)(int64_t, float*, float) = nullptr;                     // the engine's attention softmax
   void (*gelu_tanh_mul)(int64_t, const float*, const float*, float*) = nullptr;  // Gemma's MLP activation
@@ -399,6 +411,7 @@ struct AwBlockStep {
   AwqResult& summary;
   std::vector<std::string>& warnings;
   AwBlockIo* io = nullptr;         // during run()
+  mutable std::vector<std::vector<float>> scratch_;  // mlp_out's per-part buffers
 
   AwBlockStep(const AwqParams& p, AwqResult& s, std::vector<std::string>& w) : summary(s), warnings(w) { cfg.params = p; }
 
@@ -445,12 +458,18 @@ struct AwBlockStep {
   }
 
   // y[m x w.rows] (rows ldy apart) = x[m x w.cols] · wᵀ on the calling thread: the float GEMM, or
-  // with wb (w's bf16 copy; search_bf16) the back-end's product of wb and x rounded to bf16.
-  void wprod(const AwMat& w, const AwBf16* wb, const float* x, int64_t m, float* y, int64_t ldy) const {
-    if (!wb) return aw_gemm(gemm, x, m, w.cols(), w.cols(), w.data(), w.rows(), w.cols(), y, ldy);
-    if (ldy != w.rows()) fail(Errc::general, "awq: a bf16 product's output rows are {} apart, not {}", ldy, w.rows());
-    const detail::Product p{wb->view(), x, m, y};
+  // for a bf16 operand (search_bf16) the back-end's product with x rounded to bf16.
+  void wprod(AwW w, const float* x, int64_t m, float* y, int64_t ldy) const {
+    if (w.f) return aw_gemm(gemm, x, m, w.f->cols(), w.f->cols(), w.f->data(), w.f->rows(), w.f->cols(), y, ldy);
+    if (ldy != w.b->rows) fail(Errc::general, "awq: a bf16 product's output rows are {} apart, not {}", ldy, w.b->rows);
+    const detail::Product p{w.b->view(), x, m, y};
     products(std::span<const detail::Product>(&p, 1), 1);
+  }
+  // w as the search multiplies it: w itself, or (search_bf16) its bf16 copy, made in `keep`.
+  AwW search_w(const AwMat& w, AwBf16& keep, int threads) const {
+    if (!bf16_search()) return w;
+    keep = AwBf16(w, threads);
+    return keep;
   }
 
   // The attention block's output (o_proj applied) for every chunk: y = o(attn(x q, x k, x v)), x
@@ -496,26 +515,34 @@ struct AwBlockStep {
     const int64_t window = blk.swa ? c.sliding_window : 0;
     const engine::Exec ex = engine::Exec::from(ctx);
     AwBf16 b[4];
-    if (bf16) {
-      b[0] = AwBf16(qw, ctx.thread_count()), b[1] = AwBf16(kw, ctx.thread_count()), b[2] = AwBf16(vw, ctx.thread_count());
-      if (ow) b[3] = AwBf16(*ow, ctx.thread_count());
-    }
-    const AwBf16* qb = bf16 ? &b[0] : nullptr;
-    const AwBf16* kb = bf16 ? &b[1] : nullptr;
-    const AwBf16* vb = bf16 ? &b[2] : nullptr;
-    const AwBf16* ob = bf16 ? &b[3] : nullptr;
-    parallel_for(static_cast<int64_t>(lens.size()), ctx.thread_count(), 1, [&](int64_t c0, int64_t c1) {
+    auto op = [&](const AwMat& w, AwBf16& keep) -> AwW {
+      if (!bf16) return w;
+      keep = AwBf16(w, ctx.thread_count());
+      return keep;
+    };
+    const AwW qo = op(qw, b[0]), ko = op(kw, b[1]), vo = op(vw, b[2]), oo = ow ? op(*ow, b[3]) : AwW(qw);
+    // The chunks go in parts, one a thread. With bf16 operands each part copies its chunk's rows into
+    // its scratch buffer first (kept between calls: the back-end's products then see the same
+    // activation addresses and reuse their records' buffers, which they keep per thread).
+    const int64_t nchunks = static_cast<int64_t>(lens.size());
+    const int64_t parts = std::clamp<int64_t>(ctx.thread_count(), 1, std::max<int64_t>(1, nchunks));
+    if (bf16) scratch(2 * parts, maxlen * std::max(x.cols(), nq));
+    parallel_for(parts, ctx.thread_count(), 1, [&](int64_t p0, int64_t p1) {
+     for (int64_t part = p0; part < p1; ++part) {
       AwMat q, k, v, vt, o, s;
-      for (int64_t ci = c0; ci < c1; ++ci) {
+      for (int64_t ci = part * nchunks / parts; ci < (part + 1) * nchunks / parts; ++ci) {
         const int64_t r0 = starts[static_cast<size_t>(ci)], n = lens[static_cast<size_t>(ci)];
-        const float* X = x.data() + r0 * x.cols();
         const int64_t e = x.cols();
+        const float* X = x.data() + r0 * e;
+        float* Xb = bf16 ? scratch_[static_cast<size_t>(2 * part)].data() : nullptr;
+        float* Ob = bf16 ? scratch_[static_cast<size_t>(2 * part + 1)].data() : nullptr;
+        if (Xb) X = static_cast<const float*>(std::memcpy(Xb, X, static_cast<size_t>(n * e) * sizeof(float)));
         q.resize(n, nq);
         k.resize(n, nkv);
         v.resize(n, nkv);
-        wprod(qw, qb, X, n, q.data(), nq);
-        wprod(kw, kb, X, n, k.data(), nkv);
-        wprod(vw, vb, X, n, v.data(), nkv);
+        wprod(qo, X, n, q.data(), nq);
+        wprod(ko, X, n, k.data(), nkv);
+        wprod(vo, X, n, v.data(), nkv);
         if (!bq.empty()) q.rowwise() += Eigen::Map<const Eigen::RowVectorXf>(bq.data(), nq);
         if (!bk.empty()) k.rowwise() += Eigen::Map<const Eigen::RowVectorXf>(bk.data(), nkv);
         if (!bv.empty()) v.rowwise() += Eigen::Map<const Eigen::RowVectorXf>(bv.data(), nkv);
@@ -546,9 +573,16 @@ struct AwBlockStep {
           pv.a_causal = 0;
           gemm(pv);
         }
-        if (ow) wprod(*ow, ob, o.data(), n, y.data() + r0 * y.cols(), y.cols());
-        else y.middleRows(r0, n) = o;
+        if (ow && Ob) {
+          std::memcpy(Ob, o.data(), static_cast<size_t>(n * nq) * sizeof(float));
+          wprod(oo, Ob, n, y.data() + r0 * y.cols(), y.cols());
+        } else if (ow) {
+          wprod(oo, o.data(), n, y.data() + r0 * y.cols(), y.cols());
+        } else {
+          y.middleRows(r0, n) = o;
+        }
       }
+     }
     });
   }
 
@@ -561,23 +595,38 @@ struct AwBlockStep {
   // divided by s again: one pass over W, rows on the threads, each step rounded as on its own.
   AwMat scaled_fake(const AwMat& w, std::span<const float> s, const Context& ctx) const {
     AwMat m(w.rows(), w.cols());
-    const int64_t cols = w.cols(), g = cfg.params.group_size;
-    const int maxq = (1 << cfg.params.bits) - 1;
     parallel_for(w.rows(), ctx.thread_count(), 8, [&](int64_t r0, int64_t r1) {
+      for (int64_t r = r0; r < r1; ++r) fake_row(w.data() + r * w.cols(), w.cols(), s, m.data() + r * w.cols());
+    });
+    return m;
+  }
+  // scaled_fake's values rounded to bf16, without the float matrix (search_bf16).
+  AwBf16 scaled_fake_bf16(const AwMat& w, std::span<const float> s, const Context& ctx) const {
+    AwBf16 m;
+    m.rows = w.rows(), m.cols = w.cols();
+    m.v.resize(static_cast<size_t>(w.size()));
+    parallel_for(w.rows(), ctx.thread_count(), 8, [&](int64_t r0, int64_t r1) {
+      std::vector<float> x(static_cast<size_t>(w.cols()));
       for (int64_t r = r0; r < r1; ++r) {
-        const float* src = w.data() + r * cols;
-        float* x = m.data() + r * cols;
-        for (int64_t c = 0; c < cols; ++c) x[c] = src[c] * s[static_cast<size_t>(c)];
-        for (int64_t c0 = 0; c0 < cols; c0 += g) {
-          float gs;
-          int32_t z;
-          aw_group_params(x + c0, g, maxq, 0, storage, gs, z);
-          for (int64_t c = c0; c < c0 + g; ++c)
-            x[c] = gs * static_cast<float>(aw_code(x[c], gs, z, maxq) - z) / s[static_cast<size_t>(c)];
-        }
+        fake_row(w.data() + r * w.cols(), w.cols(), s, x.data());
+        uint16_t* o = m.v.data() + r * w.cols();
+        for (int64_t c = 0; c < w.cols(); ++c) o[c] = f32_to_bf16(x[static_cast<size_t>(c)]);
       }
     });
     return m;
+  }
+  // One row of scaled_fake: src's cols values times s, on the group's grid, divided by s.
+  void fake_row(const float* src, int64_t cols, std::span<const float> s, float* x) const {
+    const int64_t g = cfg.params.group_size;
+    const int maxq = (1 << cfg.params.bits) - 1;
+    for (int64_t c = 0; c < cols; ++c) x[c] = src[c] * s[static_cast<size_t>(c)];
+    for (int64_t c0 = 0; c0 < cols; c0 += g) {
+      float gs;
+      int32_t z;
+      aw_group_params(x + c0, g, maxq, 0, storage, gs, z);
+      for (int64_t c = c0; c < c0 + g; ++c)
+        x[c] = gs * static_cast<float>(aw_code(x[c], gs, z, maxq) - z) / s[static_cast<size_t>(c)];
+    }
   }
 
   static std::vector<float> col_abs_mean(const AwMat& x) {
@@ -615,28 +664,63 @@ struct AwBlockStep {
   }
 
   // MLP output: down(act(x gᵀ) * (x uᵀ)), act SiLU or (Gemma) GELU-tanh, as the engine's.
-  // With dw null, y is down's input: act(x gᵀ) * (x uᵀ). With bf16 the products are bf16
-  // (search_bf16).
-  void mlp_out(const AwMat& x, const AwMat& gw, const AwMat& uw, const AwMat* dw, AwMat& y, int threads,
-               bool bf16 = false) const {
-    const int64_t e = x.cols(), f = gw.rows(), o = dw ? dw->rows() : f;
-    y.resize(x.rows(), o);
+  // With dw null, y is down's input: act(x gᵀ) * (x uᵀ). Bf16 operands: bf16 products (search_bf16).
+  // Float operands: token blocks in parallel. Bf16 operands (gate and up both): slabs of up to
+  // kAwRows rows one after another on the calling thread, each product on every thread, the slab
+  // and its gate and up outputs in the step's scratch buffers (kept between calls: the back-end's
+  // products then see the same activation addresses and reuse their records' buffers).
+  void mlp_out(const AwMat& x, AwW gw, AwW uw, const AwW* dw, AwMat& y, int threads) const {
+    const int64_t e = x.cols(), f = gw.rows(), o = dw ? dw->rows() : f, T = x.rows();
+    y.resize(T, o);
     const bool gelu_tanh = detail::ModelAccess::impl(*io->model).gelu_tanh_ffn;
-    AwBf16 b[3];
-    if (bf16) {
-      b[0] = AwBf16(gw, threads), b[1] = AwBf16(uw, threads);
-      if (dw) b[2] = AwBf16(*dw, threads);
+    auto act = [&](int64_t n, const float* g, const float* u, float* out) {
+      parallel_for(n, threads, 1 << 16, [&](int64_t i0, int64_t i1) {
+        if (gelu_tanh) gelu_tanh_mul(i1 - i0, g + i0, u + i0, out + i0);
+        else silu_mul(i1 - i0, g + i0, u + i0, out + i0);
+      });
+    };
+    if (gw.b && uw.b) {
+      const int64_t slab = std::min<int64_t>(kAwRows, T);
+      scratch(3, slab * std::max(e, f));
+      float* xs = scratch_[0].data();
+      float* g = scratch_[1].data();
+      float* u = scratch_[2].data();
+      for (int64_t t0 = 0; t0 < T; t0 += slab) {
+        const int64_t m = std::min(slab, T - t0);
+        std::memcpy(xs, x.data() + t0 * e, static_cast<size_t>(m * e) * sizeof(float));
+        const detail::Product gu[2] = {{gw.b->view(), xs, m, g}, {uw.b->view(), xs, m, u}};
+        products(std::span<const detail::Product>(gu, 2), threads);
+        act(m * f, g, u, dw ? g : y.data() + t0 * f);
+        if (!dw) continue;
+        if (!dw->b) fail(Errc::general, "awq: the MLP's down projection is not a bf16 operand");
+        const detail::Product d{dw->b->view(), g, m, y.data() + t0 * o};
+        products(std::span<const detail::Product>(&d, 1), threads);
+      }
+      return;
     }
-    parallel_for(x.rows(), threads, aw_grain(x.rows(), threads), [&](int64_t t0, int64_t t1) {
+    parallel_for(T, threads, aw_grain(T, threads), [&](int64_t t0, int64_t t1) {
       const int64_t m = t1 - t0;
       AwMat g(m, f), u(m, f);
-      wprod(gw, bf16 ? &b[0] : nullptr, x.data() + t0 * e, m, g.data(), f);
-      wprod(uw, bf16 ? &b[1] : nullptr, x.data() + t0 * e, m, u.data(), f);
-      float* act = dw ? g.data() : y.data() + t0 * f;
-      if (gelu_tanh) gelu_tanh_mul(m * f, g.data(), u.data(), act);
-      else silu_mul(m * f, g.data(), u.data(), act);
-      if (dw) wprod(*dw, bf16 ? &b[2] : nullptr, g.data(), m, y.data() + t0 * o, o);
+      wprod(gw, x.data() + t0 * e, m, g.data(), f);
+      wprod(uw, x.data() + t0 * e, m, u.data(), f);
+      float* out = dw ? g.data() : y.data() + t0 * f;
+      if (gelu_tanh) gelu_tanh_mul(m * f, g.data(), u.data(), out);
+      else silu_mul(m * f, g.data(), u.data(), out);
+      if (dw) wprod(*dw, g.data(), m, y.data() + t0 * o, o);
     });
+  }
+  // The step's scratch: at least n buffers of `floats` floats (grown, never shrunk, until run()
+  // ends, so their addresses stay put between the searches' calls).
+  void scratch(int64_t n, int64_t floats) const {
+    if (static_cast<int64_t>(scratch_.size()) < n) scratch_.resize(static_cast<size_t>(n));
+    for (int64_t i = 0; i < n; ++i)
+      if (static_cast<int64_t>(scratch_[static_cast<size_t>(i)].size()) < floats) scratch_[static_cast<size_t>(i)].resize(static_cast<size_t>(floats));
+  }
+  // After a part's searches: the scratch buffers and the back-end's records of them are freed
+  // (the clipping that follows holds XᵀX; the next search makes them again).
+  void end_search() const {
+    scratch_ = {};
+    if (release_buffers) release_buffers();
   }
 
   // The loss of a group inspected at one linear's own output: the mean over tokens and outputs of
@@ -679,10 +763,16 @@ struct AwBlockStep {
   void linear_out(const AwMat& x, const AwMat& w, AwMat& y, int threads, bool bf16 = false) const {
     y.resize(x.rows(), w.rows());
     if (!bf16) return aw_matmul(gemm, x.data(), x.rows(), x.cols(), w.data(), w.rows(), y.data(), threads);
+    // Slabs of x through one scratch buffer, each product on every thread (as mlp_out's).
     const AwBf16 wb(w, threads);
-    parallel_for(x.rows(), threads, aw_grain(x.rows(), threads), [&](int64_t t0, int64_t t1) {
-      wprod(w, &wb, x.data() + t0 * x.cols(), t1 - t0, y.data() + t0 * w.rows(), w.rows());
-    });
+    const int64_t k = x.cols(), slab = std::min<int64_t>(kAwRows, x.rows());
+    scratch(1, slab * k);
+    for (int64_t t0 = 0; t0 < x.rows(); t0 += slab) {
+      const int64_t m = std::min(slab, x.rows() - t0);
+      std::memcpy(scratch_[0].data(), x.data() + t0 * k, static_cast<size_t>(m * k) * sizeof(float));
+      const detail::Product p{wb.view(), scratch_[0].data(), m, y.data() + t0 * w.rows()};
+      products(std::span<const detail::Product>(&p, 1), threads);
+    }
   }
 
   // Divides the norm by s, rounds it to its stored dtype and returns the scales that rounding
@@ -1167,6 +1257,7 @@ struct AwBlockStep {
     if (arch.moe != Architecture::MoeStyle::none) moe_step(a, arch, ctx);
     else mlp_step(a, arch, ctx);
     a = AwActs{};
+    end_search();
     io = nullptr;
   }
 
@@ -1279,6 +1370,7 @@ struct AwBlockStep {
       s2 = search_linear(a.x_o, wo.w, ctx, tie);
       report(L, "v_proj->o_proj", s2);
     }
+    end_search();
     std::vector<float> s2_cols = s2.scales;  // per column of o
     if (vo_gqa) {
       s2_cols.resize(static_cast<size_t>(wo.cols));
@@ -1336,17 +1428,26 @@ struct AwBlockStep {
     AwqSearch s3;
     {
       AwMat y_ref, y;
+      AwBf16 keep[3];
+      const AwW dn = search_w(wd.w, keep[2], threads);
       auto loss_on = [&](const AwMat& x, const AwMat& ref) -> Loss {
         return [&](std::span<const float> s) {
           ctx.check_cancelled();
-          mlp_out(x, scaled_fake(wg.w, s, ctx), scaled_fake(wu.w, s, ctx), &wd.w, y, threads, bf16_search());
+          if (bf16_search())
+            mlp_out(x, scaled_fake_bf16(wg.w, s, ctx), scaled_fake_bf16(wu.w, s, ctx), &dn, y, threads);
+          else
+            mlp_out(x, scaled_fake(wg.w, s, ctx), scaled_fake(wu.w, s, ctx), &dn, y, threads);
           return mse(y, ref);
         };
       };
-      mlp_out(a.x_ffn, wg.w, wu.w, &wd.w, y_ref, threads, bf16_search());
       const AwMat xs = screen ? sample_rows(a.x_ffn, p.search_tokens) : AwMat();
       AwMat ys_ref;
-      if (screen) mlp_out(xs, wg.w, wu.w, &wd.w, ys_ref, threads, bf16_search());
+      {
+        const AwW gate = search_w(wg.w, keep[0], threads), up = search_w(wu.w, keep[1], threads);
+        mlp_out(a.x_ffn, gate, up, &dn, y_ref, threads);
+        if (screen) mlp_out(xs, gate, up, &dn, ys_ref, threads);
+        keep[0] = AwBf16(), keep[1] = AwBf16();
+      }
       s3 = awq_search_scales(col_abs_mean(a.x_ffn), weight_mean({&wg.w, &wu.w}), p, loss_on(a.x_ffn, y_ref),
                              screen ? loss_on(xs, ys_ref) : Loss{});
     }
@@ -1355,6 +1456,7 @@ struct AwBlockStep {
     // 4. up_proj -> down_proj, inspected at down_proj's output.
     const AwqSearch s4 = search_linear(a.x_down, wd.w, ctx);
     report(L, "up_proj->down_proj", s4);
+    end_search();
 
     // Folds, then clipping and quantization.
     const std::vector<float> e3 = fold_norm("ffn_norm.weight", s3.scales);
@@ -1409,18 +1511,20 @@ struct AwBlockStep {
   using ExpertWeights = std::function<void(size_t, AwMat&, AwMat&, AwMat&)>;
   void moe_out(const MoeSet& set, const ExpertWeights& weights, const AwMat* sg, const AwMat* su, const AwMat* sd,
                AwMat& out, int threads) const {
-    const bool bf16 = bf16_search();
     out = AwMat::Zero(set.x().rows(), set.x().cols());
     AwMat y, g, u, dn, xe;
+    AwBf16 keep[3];
     for (size_t e = 0; e < set.at.size(); ++e) {
       if (set.at[e].empty()) continue;
       weights(e, g, u, dn);
       xe = gather_rows(set.x(), set.at[e]);
-      mlp_out(xe, g, u, &dn, y, threads, bf16);
+      const AwW d = search_w(dn, keep[2], threads);
+      mlp_out(xe, search_w(g, keep[0], threads), search_w(u, keep[1], threads), &d, y, threads);
       for (size_t i = 0; i < set.at[e].size(); ++i) out.row(set.at[e][i]) += set.route[e][i] * y.row(static_cast<Eigen::Index>(i));
     }
     if (sg) {
-      mlp_out(set.x(), *sg, *su, sd, y, threads, bf16);
+      const AwW d = sd ? search_w(*sd, keep[2], threads) : AwW(*sg);
+      mlp_out(set.x(), search_w(*sg, keep[0], threads), search_w(*su, keep[1], threads), sd ? &d : nullptr, y, threads);
       for (Eigen::Index t = 0; t < y.rows(); ++t) out.row(t) += set.shared_gate[static_cast<size_t>(t)] * y.row(t);
     }
   }
@@ -1594,6 +1698,7 @@ struct AwBlockStep {
       s5 = search_linear(a.x_down, sd.w, ctx);
       report(L, "shared_expert.up->down", s5);
     }
+    end_search();
     if (!unrouted.empty()) {
       const std::string w = fmt::format("block {}: the calibration data routed no tokens to expert(s) {}; their matrices "
                                         "were rounded to nearest (AWQ's grid, no search)", L, fmt::join(unrouted, ", "));
@@ -1729,6 +1834,7 @@ AwBlockRunner::AwBlockRunner(const AwqParams& params, int scale_storage, std::ve
   const engine::Exec ex = engine::Exec::from(ctx);
   step_->gemm = ex.ops.gemm;
   step_->products = ex.ops.products;
+  step_->release_buffers = ex.ops.release_buffers;
   step_->silu_mul = ex.ops.silu_mul;
   step_->softmax_row = ex.ops.softmax_row;
   step_->gelu_tanh_mul = ex.ops.gelu_tanh_mul;
