@@ -108,7 +108,7 @@ struct AwqParams {
   /// ISA). The attention check, the clipping search, the refit and the error report stay float.
   /// Unset: bf16 when the checkpoint's linear weights are bf16 (as SmoothQuant's calibration). On
   /// nine models x two widths 16 of 18 outputs had the float search's KLD to the digit, one 4%
-  /// higher, one 2% lower; the 1.1 B shapes' search ran 1.26x faster (docs/performance.md, AWQ).
+  /// higher, one 2% lower; the 1.1 B shapes' run was 1.30x faster (docs/performance.md, AWQ).
   std::optional<bool> search_bf16;
 };
 
