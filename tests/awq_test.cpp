@@ -651,12 +651,9 @@ TEST_CASE("awq --gptq: AWQ's scales then GPTQ's rounding, the same bytes streame
 }
 
 TEST_CASE("awq: the scale search in bf16 costs the candidates as in float, any thread count, streamed alike", "[awq][cli]") {
-  auto dir = test::shared_file("models/tiny-llama");
-  auto calib = test::shared_file("corpus/calibration.txt");
-  if (!dir || !calib) {
-    test::skip("the tiny model or the calibration text is missing (../shared)");
-    return;
-  }
+  const auto t = test::tiny_with_calibration();
+  if (!t) return;  // skipped (shared_file)
+  const std::optional<fs::path> dir = t->dir, calib = t->calib;
   auto src = ModelSource::open(*dir);
   const AwqConfig c = test::small_awq_config(*calib, 4, 64);
   auto run = [&](bool bf16, int threads) {
