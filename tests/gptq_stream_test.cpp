@@ -8,6 +8,7 @@
 #include "support/support.hpp"
 
 #include <catch2/catch.hpp>
+#include <nlohmann/json.hpp>
 
 #include <algorithm>
 #include <csignal>
@@ -89,6 +90,45 @@ TEST_CASE("gptq stream: the same bytes as the in-memory quantizer", "[gptq][gptq
     CHECK(entries == 2);
     CHECK_FALSE(fs::exists(tmp / "stream" / ".gptq-work"));
   }
+}
+
+TEST_CASE("gptq: the calibration in bf16 for a bf16 checkpoint, in float on request, streamed alike", "[gptq][gptq-stream][cli]") {
+  auto t = test::tiny_with_calibration();
+  if (!t) return;
+  auto src = ModelSource::open(t->dir);
+  test::TempDir tmp;
+  GptqConfig c = gs_config(t->calib);
+  GptqQuantizer bq(*src, c);  // unset: the tiny model's linears are bf16
+  bq.run();
+  const GptqResult b = bq.write(tmp / "bf16");
+  CHECK(b.calibration_bf16);
+  c.bf16_activations = false;
+  GptqQuantizer fq(*src, c);
+  fq.run();
+  const GptqResult f = fq.write(tmp / "f32");
+  CHECK_FALSE(f.calibration_bf16);
+  // Block 0's q/k/v read the norm of the embeddings, the same either way; later inputs come out of
+  // products, so other Hessians, other codes; the linears' calibration errors alike.
+  CHECK(bq.matrix("model.layers.0.self_attn.q_proj").codes == fq.matrix("model.layers.0.self_attn.q_proj").codes);
+  CHECK(bq.matrix("model.layers.2.mlp.down_proj").codes != fq.matrix("model.layers.2.mlp.down_proj").codes);
+  double lb = 0, lf = 0;
+  REQUIRE(b.layers.size() == f.layers.size());
+  for (size_t i = 0; i < b.layers.size(); ++i) lb += b.layers[i].loss, lf += f.layers[i].loss;
+  CHECK(lb == Approx(lf).epsilon(0.05));
+  // The streamed run writes the same bytes with float activations too.
+  const GptqResult s = gptq_model(t->dir, tmp / "stream", c);
+  CHECK_FALSE(s.calibration_bf16);
+  CHECK(test::files_below(tmp / "f32") == test::files_below(tmp / "stream"));
+  // The CLI says which it ran.
+  const std::string base = test::cli_path() + " --format json quantize " + t->dir.string() +
+                           " gptq --calibration-samples 2 --ctx 48 --calibration-data " + t->calib.string();
+  const auto r = test::run(base + " -o " + (tmp / "cli").string());
+  INFO(r.err);
+  REQUIRE(r.status == 0);
+  CHECK(nlohmann::json::parse(r.out)["calibration_activations"] == "bf16");
+  const auto r32 = test::run(base + " --calibration-activations f32 -o " + (tmp / "cli32").string());
+  REQUIRE(r32.status == 0);
+  CHECK(nlohmann::json::parse(r32.out)["calibration_activations"] == "f32");
 }
 
 TEST_CASE("gptq stream: a cancelled run resumes from its checkpoint to the same bytes", "[gptq][gptq-stream]") {

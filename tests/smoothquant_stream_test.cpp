@@ -255,7 +255,7 @@ TEST_CASE("smoothquant stream: CLI --smooth-mappings", "[smoothquant][cli]") {
   test::check_cli_failure({"quantize " + m + " gguf -q Q8_0 --smooth-mappings all" + o, 2, "--smooth-mappings"});
   test::check_cli_failure(
       {"quantize " + m + " smoothquant --smoothquant --calibration-activations f16" + o, 2, "--calibration-activations"});
-  test::check_cli_failure({"quantize " + m + " gptq --calibration-activations bf16" + o, 2, "--calibration-activations"});
+  test::check_cli_failure({"quantize " + m + " rtn --calibration-activations bf16" + o, 2, "--calibration-activations"});
   const auto r = test::run(test::cli_path() + " --format json quantize " + m +
                            " smoothquant --smoothquant --smooth-mappings all --calibration-samples 2 --ctx 64 "
                            "--calibration-data " + calib->string() + " -o " + (tmp / "out").string());

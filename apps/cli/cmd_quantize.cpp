@@ -245,9 +245,9 @@ int run_quantize(Context& ctx, std::vector<std::string> args) {
                           "(also v_proj -> o_proj and up_proj -> down_proj) [default: default]",
        cxxopts::value<std::string>())
       ("calibration-activations", "SmoothQuant: f32 or bf16 activations in the calibration products [default: bf16 for a "
-                                  "bf16 checkpoint, else f32]. awq: f32 or bf16 products in the scale search (weights "
-                                  "and activations rounded to bf16, as llm-compressor on a bf16 model) [default: bf16 for "
-                                  "a bf16 checkpoint, else f32]",
+                                  "bf16 checkpoint, else f32]. gptq: the same for the calibration's products. awq: f32 or "
+                                  "bf16 products in the scale search (weights and activations rounded to bf16, as "
+                                  "llm-compressor on a bf16 model) [default: bf16 for a bf16 checkpoint, else f32]",
        cxxopts::value<std::string>())
       ("checkpoint-dir", "Checkpoint directory, saved after every tensor (gptq/rtn: every block) [default: ./.checkpoint for models of 1 GB "
                          "of weights or more]", cxxopts::value<std::string>())
@@ -292,7 +292,7 @@ int run_quantize(Context& ctx, std::vector<std::string> args) {
       fail(Errc::invalid_argument, "--per-tensor-weights does not apply to gptq --smoothquant (GPTQ W8A8 weights are per channel)");
     // The streamed SmoothQuant's own knobs; GPTQ W8A8 smooths the norm-fed linears only.
     for (const char* o : {"smooth-mappings", "calibration-activations"})
-      if (r.count(o) && !(format == "awq" && std::string_view(o) == "calibration-activations"))
+      if (r.count(o) && !(format != "rtn" && std::string_view(o) == "calibration-activations"))
         fail(Errc::invalid_argument, "--{} does not apply to the {} output format", o, format);
     return format == "awq" ? run_awq(ctx, r) : run_gptq(ctx, r, format);
   }

@@ -1,6 +1,6 @@
 // lq quantize MODEL gptq|rtn [--layout compressed-tensors|gptq|gptq_v2] [--bits] [--group-size]
 // [--act-order|--act-order-group] [--sym|--asym] [--damp] [--scale-search] [--expert-hessian-memory] [--calibration-data]
-// [--calibration-samples] [--ctx] [--smoothquant [--alpha A|auto] [--static-activations]
+// [--calibration-samples] [--ctx] [--calibration-activations f32|bf16] [--smoothquant [--alpha A|auto] [--static-activations]
 // [--activation-percentile P]]: the options of the W4A16-style outputs (and of W8A8 after
 // SmoothQuant), parsed into a GptqConfig for lq::gptq_model (gptq.hpp), and the printed result. No
 // quantization logic here.
@@ -147,6 +147,13 @@ int run_gptq(Context& ctx, const cxxopts::ParseResult& r, const std::string& for
   if (r.count("calibration-samples")) cfg.calibration_samples = r["calibration-samples"].as<int64_t>();
   if (r.count("ctx")) cfg.ctx = r["ctx"].as<int64_t>();
   if (r.count("calibration-data")) cfg.calibration_data = r["calibration-data"].as<std::string>();
+  if (r.count("calibration-activations")) {
+    if (cfg.params.rtn) fail(Errc::invalid_argument, "--calibration-activations applies to GPTQ, not to round to nearest (no calibration)");
+    const std::string a = r["calibration-activations"].as<std::string>();
+    if (a != "f32" && a != "bf16")
+      fail(Errc::invalid_argument, "--calibration-activations: expected 'f32' or 'bf16', got '{}'", a);
+    cfg.bf16_activations = a == "bf16";
+  }
   validate(cfg.params);
   if (cfg.calibration_samples < 1)
     fail(Errc::invalid_argument, "--calibration-samples must be positive, got {}", cfg.calibration_samples);
@@ -206,6 +213,8 @@ int run_gptq(Context& ctx, const cxxopts::ParseResult& r, const std::string& for
                              {"total_loss", loss},
                              {"layer_summary", layers},
                              {"calibration_data", cfg.params.rtn ? nlohmann::json(nullptr) : nlohmann::json(res.calibration_source)},
+                             {"calibration_activations", cfg.params.rtn ? nlohmann::json(nullptr)
+                                                                        : nlohmann::json(res.calibration_bf16 ? "bf16" : "f32")},
                              {"quantize_seconds", res.quantize_seconds}};
     result.update(calibrated_result_json(res));
     if (const auto& sq = cfg.smoothquant) {

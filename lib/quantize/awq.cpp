@@ -1863,19 +1863,13 @@ GptqConfig awq_gptq_config(const AwqConfig& c) {
   g.calibration_data = c.calibration_data;
   g.checkpoint_dir = c.checkpoint_dir;
   g.resume = c.resume;
+  g.bf16_activations = false;  // AWQ captures its own activations in float (search_bf16 is its search's)
   return g;
 }
 
 AwqParams awq_resolved(const AwqParams& p, const ModelSource& s) {
   AwqParams r = p;
-  if (r.search_bf16) return r;
-  r.search_bf16 = false;
-  for (const ModelTensor& t : s.tensors())
-    if (names::block_of(t.name) >= 0 && t.ne.size() >= 2 && t.name.ends_with(".weight") &&
-        t.name.find("norm") == std::string::npos && t.name.find("gate_inp") == std::string::npos) {
-      r.search_bf16 = t.type == QuantType::BF16;
-      break;
-    }
+  if (!r.search_bf16) r.search_bf16 = quant_impl::linears_are_bf16(s);
   return r;
 }
 

@@ -4,6 +4,8 @@
 #include <lq/gguf.hpp>
 #include <lq/tokenizer.hpp>
 
+#include "model/tensor_names.hpp"
+
 #include <fmt/format.h>
 
 namespace lq::quant_impl {
@@ -12,6 +14,14 @@ CalibrationData calibration_text(const std::filesystem::path& path, Progress& pr
   if (!path.empty()) return load_calibration(path);
   progress.message("No calibration data given: using the built-in WikiText-2 text");
   return default_calibration();
+}
+
+bool linears_are_bf16(const ModelSource& src) {
+  for (const ModelTensor& t : src.tensors())
+    if (names::block_of(t.name) >= 0 && t.ne.size() >= 2 && t.name.ends_with(".weight") &&
+        t.name.find("norm") == std::string::npos && t.name.find("gate_inp") == std::string::npos)
+      return t.type == QuantType::BF16;
+  return false;
 }
 
 int32_t source_chunk_bos(const ModelSource& src) {

@@ -17,6 +17,10 @@ namespace lq::quant_impl {
 /// The text of `path`, or the built-in WikiText-2 text (said on `progress`) when it is empty.
 CalibrationData calibration_text(const std::filesystem::path& path, Progress& progress);
 
+/// Whether the checkpoint's decoder linears are bf16 (its first one, by GGUF name): the default of
+/// the calibration products' bf16 activations (GPTQ's calibration, AWQ's scale search).
+bool linears_are_bf16(const ModelSource& src);
+
 /// The BOS token a chunk of `src` starts with, from its GGUF metadata: -1 when the tokenizer adds
 /// none or its id is outside the vocabulary.
 int32_t source_chunk_bos(const ModelSource& src);

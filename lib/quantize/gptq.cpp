@@ -594,6 +594,8 @@ struct GptqQuantizer::Impl {
            src.path().string());
     model = Model::load(src);
     const ModelConfig& mc = model->config();
+    if (!cfg.bf16_activations) cfg.bf16_activations = quant_impl::linears_are_bf16(src);
+    summary.calibration_bf16 = *cfg.bf16_activations;
     gp_check_layout(cfg);
     cfg.params.scale_storage = 16;  // GPTQ layout: fp16 scales
     if (moe) plan_moe(arch);
@@ -883,6 +885,7 @@ struct GptqQuantizer::Impl {
         SessionOptions so;
         so.n_ctx = cfg.ctx;
         so.hook_inputs_only = true;
+        so.bf16_activations = cfg.bf16_activations.value_or(false);
         Session session(*model, so, ctx);
         const GpGemmFn gemm = engine::Exec::from(ctx).ops.gemm;
         const float* last_input = nullptr;

@@ -573,6 +573,7 @@ GptqGgufResult gptq_gguf_tensors(const ModelSource& src, const QuantizeOptions& 
   gc.ctx = config.ctx;
   gc.calibration_data = config.calibration_data;
   gc.expert_hessian_bytes = config.expert_hessian_bytes;
+  gc.bf16_activations = false;  // the GGUF walks' files stay byte for byte what they were
   const bool checkpointed = !config.checkpoint_dir.empty();
   const fs::path records = config.checkpoint_dir / "gguf-tensors";
   if (checkpointed) {

@@ -330,6 +330,8 @@ class GsRun {
       awq_ = awq_impl::awq_resolved(*awq_, *src_);
       awq_summary_.search_bf16 = *awq_->search_bf16;
     }
+    if (!cfg_.bf16_activations) cfg_.bf16_activations = quant_impl::linears_are_bf16(*src_);
+    summary_.calibration_bf16 = *cfg_.bf16_activations;
     plan_linears();
   }
 
@@ -493,7 +495,8 @@ class GsRun {
       ch.add(&n, 8);
       ch.add(c.data(), c.size() * 4);
     }
-    j["calibration"] = {{"ctx", cfg_.ctx}, {"chunks", chunks_.size()}, {"tokens", gs_hex(ch.value())}};
+    j["calibration"] = {{"ctx", cfg_.ctx}, {"chunks", chunks_.size()}, {"tokens", gs_hex(ch.value())},
+                        {"bf16_activations", cfg_.bf16_activations.value_or(false)}};
     if (!cfg_.checkpoint_tag.empty()) j["caller"] = cfg_.checkpoint_tag;
     if (const auto& sq = cfg_.smoothquant)
       j["params"]["smoothquant"] = {{"alpha", sq->alpha}, {"alpha_auto", sq->alpha_auto}, {"alpha_grid", sq->alpha_grid},
@@ -858,6 +861,7 @@ class GsRun {
         SessionOptions so;
         so.n_ctx = cfg_.ctx;
         so.hook_inputs_only = true;
+        so.bf16_activations = cfg_.bf16_activations.value_or(false);
         Session session(*model, so, ctx_);
         const gptq_impl::GpGemmFn gemm = engine::Exec::from(ctx_).ops.gemm;
         const float* last_input = nullptr;
@@ -1051,6 +1055,7 @@ class GsRun {
       const auto tc = std::chrono::steady_clock::now();
       SessionOptions so;
       so.n_ctx = cfg_.ctx;
+      so.bf16_activations = cfg_.bf16_activations.value_or(false);
       Session session(*model, so, ctx_);
       std::vector<float> out;
       GsFile in(hidden_file(L), false);
