@@ -702,17 +702,13 @@ TEST_CASE("awq: the scale search in bf16 costs the candidates as in float, any t
 
   // The default follows the checkpoint's dtype (the tiny model's linears are bf16), as the result
   // says; --calibration-activations f32 keeps the float search; anything else is exit 2.
-  const std::string base = test::cli_path() + " --format json quantize " + dir->string() +
-                           " awq --calibration-samples 2 --ctx 64 --calibration-data " + calib->string();
-  const auto r = test::run(base + " -o " + (tmp / "cli").string());
-  INFO(r.err);
-  REQUIRE(r.status == 0);
-  CHECK(nlohmann::json::parse(r.out)["search_products"] == "bf16");
-  const auto r32 = test::run(base + " --calibration-activations f32 -o " + (tmp / "cli32").string());
-  REQUIRE(r32.status == 0);
-  CHECK(nlohmann::json::parse(r32.out)["search_products"] == "f32");
+  const std::string args = dir->string() + " awq --calibration-samples 2 --ctx 64 --calibration-data " + calib->string();
+  CHECK(test::quantize_json_field(args + " -o " + (tmp / "cli").string(), "search_products") == "bf16");
+  CHECK(test::quantize_json_field(args + " --calibration-activations f32 -o " + (tmp / "cli32").string(),
+                                  "search_products") == "f32");
   CHECK(AwqQuantizer(*src, c).summary().search_bf16);
-  const auto bad = test::run(base + " --calibration-activations fp8 -o " + (tmp / "bad").string());
+  const auto bad = test::run(test::cli_path() + " quantize " + args + " --calibration-activations fp8 -o " +
+                             (tmp / "bad").string());
   CHECK(bad.status == 2);
   CHECK(bad.err.find("expected 'f32' or 'bf16'") != std::string::npos);
   CHECK_FALSE(fs::exists(tmp / "bad"));

@@ -120,15 +120,10 @@ TEST_CASE("gptq: the calibration in bf16 for a bf16 checkpoint, in float on requ
   CHECK_FALSE(s.calibration_bf16);
   CHECK(test::files_below(tmp / "f32") == test::files_below(tmp / "stream"));
   // The CLI says which it ran.
-  const std::string base = test::cli_path() + " --format json quantize " + t->dir.string() +
-                           " gptq --calibration-samples 2 --ctx 48 --calibration-data " + t->calib.string();
-  const auto r = test::run(base + " -o " + (tmp / "cli").string());
-  INFO(r.err);
-  REQUIRE(r.status == 0);
-  CHECK(nlohmann::json::parse(r.out)["calibration_activations"] == "bf16");
-  const auto r32 = test::run(base + " --calibration-activations f32 -o " + (tmp / "cli32").string());
-  REQUIRE(r32.status == 0);
-  CHECK(nlohmann::json::parse(r32.out)["calibration_activations"] == "f32");
+  const std::string args = t->dir.string() + " gptq --calibration-samples 2 --ctx 48 --calibration-data " + t->calib.string();
+  CHECK(test::quantize_json_field(args + " -o " + (tmp / "cli").string(), "calibration_activations") == "bf16");
+  CHECK(test::quantize_json_field(args + " --calibration-activations f32 -o " + (tmp / "cli32").string(),
+                                  "calibration_activations") == "f32");
 }
 
 TEST_CASE("gptq stream: a cancelled run resumes from its checkpoint to the same bytes", "[gptq][gptq-stream]") {

@@ -586,6 +586,13 @@ RunResult run(const std::string& command) {
   return r;
 }
 
+nlohmann::json quantize_json_field(const std::string& args, const std::string& field) {
+  const RunResult r = run(cli_path() + " --format json quantize " + args);
+  INFO(r.err);
+  REQUIRE(r.status == 0);
+  return nlohmann::json::parse(r.out).at(field);
+}
+
 TempDir::TempDir() {
   std::string tmpl = (fs::temp_directory_path() / "lq-test-XXXXXX").string();
   if (!mkdtemp(tmpl.data())) throw std::runtime_error("mkdtemp failed");

@@ -222,6 +222,9 @@ struct RunResult {
   std::string err;
 };
 RunResult run(const std::string& command);
+/// `lq --format json quantize ARGS` run as by run(): its exit status must be 0 (REQUIREd, the
+/// stderr shown otherwise); returns the result document's `field`.
+nlohmann::json quantize_json_field(const std::string& args, const std::string& field);
 
 /// True when `dir` holds no temporary (".tmp-") or set-aside (".old-") entry of an output write.
 bool no_write_leftovers(const std::filesystem::path& dir);
