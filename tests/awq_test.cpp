@@ -14,6 +14,7 @@
 #include <lq/engine.hpp>
 #include <lq/io.hpp>
 
+#include <Eigen/Core>
 #include <catch2/catch.hpp>
 #include <nlohmann/json.hpp>
 
@@ -525,6 +526,43 @@ TEST_CASE("awq: the gain correction gives a clipped group the float weights' pro
   CHECK(awq_impl::awq_gain_scale(on_grid.data(), g, G.data(), maxq, 0.125f, 6, 16) == 0.125f);
   const std::vector<float> zeroG(static_cast<size_t>(g * g), 0.0f);
   CHECK(awq_impl::awq_gain_scale(x.data(), g, zeroG.data(), maxq, scale, zero, 0) == scale);
+}
+
+TEST_CASE("awq: the clipping search's cost factor is lower triangular with MᵀM = G, none for a dead channel", "[awq]") {
+  // G = XᵀX of 300 correlated tokens over a group of 128 columns (a group's block of the clip's
+  // XᵀX), in float as the search holds it.
+  const int64_t g = 128, T = 300;
+  std::mt19937 rng(5);
+  std::normal_distribution<float> N;
+  std::vector<float> X(static_cast<size_t>(T * g));
+  for (int64_t t = 0; t < T; ++t) {
+    const float common = N(rng);
+    for (int64_t c = 0; c < g; ++c) X[static_cast<size_t>(t * g + c)] = (1.0f + 0.05f * c) * (N(rng) + 0.5f * common);
+  }
+  auto gram = [&](const std::vector<float>& x) {
+    Eigen::MatrixXd Xd(T, g);
+    for (int64_t t = 0; t < T; ++t)
+      for (int64_t c = 0; c < g; ++c) Xd(t, c) = x[static_cast<size_t>(t * g + c)];
+    return Eigen::MatrixXd(Xd.transpose() * Xd);
+  };
+  const Eigen::MatrixXd Gd = gram(X);
+  using RowMatf = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+  const RowMatf G = Gd.cast<float>();
+  RowMatf M(g, g);
+  REQUIRE(awq_impl::aw_cost_factor(G.data(), g, M.data()));
+  CHECK(M.triangularView<Eigen::StrictlyUpper>().toDenseMatrix().isZero(0.0f));
+  const Eigen::MatrixXd Md = M.cast<double>();
+  CHECK((Md.transpose() * Md - Gd).norm() / Gd.norm() < 1e-5);
+  // A candidate's cost |M d|² is dᵀ G d.
+  Eigen::VectorXd d(g);
+  for (int64_t c = 0; c < g; ++c) d(c) = N(rng) * 0.01;
+  CHECK((Md * d).squaredNorm() == Approx(d.dot(Gd * d)).epsilon(1e-5));
+  // An input channel that is always zero leaves G singular: no factor (the search then costs
+  // with G itself).
+  std::vector<float> dead = X;
+  for (int64_t t = 0; t < T; ++t) dead[static_cast<size_t>(t * g + 17)] = 0.0f;
+  const RowMatf Gz = gram(dead).cast<float>();
+  CHECK_FALSE(awq_impl::aw_cost_factor(Gz.data(), g, M.data()));
 }
 
 TEST_CASE("awq: with the gain correction only the clipped linears' scales move, codes and zeros kept", "[awq]") {

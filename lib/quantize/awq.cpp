@@ -45,6 +45,7 @@
 #include "quantize/gptq_stream.hpp"
 #include "quantize/gptq_walk.hpp"
 
+#include <Eigen/Cholesky>
 #include <Eigen/Core>
 
 #include <algorithm>
@@ -166,6 +167,16 @@ inline void aw_gemm(AwGemmFn gemm, const float* a, int64_t m, int64_t k, int64_t
                     int64_t ldb, float* c, int64_t ldc) {
   detail::GemmArgs g{m, n, k, a, lda, b, QuantType::F32, ldb, c, ldc, false};
   gemm(g);
+}
+
+bool aw_cost_factor(const float* G, int64_t g, float* M) {
+  thread_local Eigen::LLT<Eigen::MatrixXf> llt;  // its storage kept from group to group
+  llt.compute(Eigen::Map<const AwMat>(G, g, g).reverse());
+  if (llt.info() != Eigen::Success) return false;
+  Eigen::Map<AwMat> m(M, g, g);
+  m = llt.matrixLLT().transpose().reverse();
+  m.triangularView<Eigen::StrictlyUpper>().setZero();  // from the triangle the factor leaves as it was
+  return m.allFinite();
 }
 
 // Token rows per product at least: each product packs all of W once, so fewer, taller products
@@ -908,6 +919,7 @@ struct AwBlockStep {
     std::vector<AwGroupGrid> clip(static_cast<size_t>(rows * G));
     AwMat Dsel, Cl;  // with `full`: every row's chosen errors so far (rows x cols); their cross terms (rows x g)
     if (full) Dsel = AwMat::Zero(rows, cols), Cl.resize(rows, g);
+    AwMat M(g, g);
     for (int64_t k = 0; k < G; ++k) {
       const AwMat& H = grams[static_cast<size_t>(k)];
       // The cross term of group k with the groups before it (their errors as chosen): c = Σ_j<k G_kj d_j,
@@ -920,8 +932,11 @@ struct AwBlockStep {
           aw_gemm(gemm, Dsel.data() + a0 * cols, a1 - a0, k * g, cols, full->data() + k * g * cols, g, cols,
                   Cl.data() + a0 * g, g);
         });
+      // The candidates' costs as |M d|² (aw_cost_factor), or with G itself where it has no factor.
+      const bool tri = aw_cost_factor(H.data(), g, M.data());
       parallel_for((rows + kRows - 1) / kRows, ctx.thread_count(), 1, [&](int64_t b0, int64_t b1) {
         AwMat D(kRows, g), E(kRows, g);
+        std::vector<float> sq(static_cast<size_t>(kRows));
         Eigen::VectorXf d(g), v(g);
         std::vector<float> lo0(kRows), hi0(kRows), blo(kRows), bhi(kRows), clo(kRows), chi(kRows);
         std::vector<double> best(kRows), cost(kRows);
@@ -952,9 +967,22 @@ struct AwBlockStep {
               aw_group_params_range(x, g, maxq, a, b, storage, s, z);
               for (int64_t c = 0; c < g; ++c) di[c] = s * static_cast<float>(aw_code(std::clamp(x[c], a, b), s, z, maxq) - z) - x[c];
             }
-            aw_gemm(gemm, D.data(), R, g, g, H.data(), g, g, E.data(), g);
+            if (tri) {
+              // Eᵀ = M·Dᵀ (g x R, rows R apart), cost_i the squares of its column i.
+              detail::GemmArgs mg{g, R, g, M.data(), g, D.data(), QuantType::F32, g, E.data(), R, false};
+              mg.a_causal = 0;
+              gemm(mg);
+              std::fill(sq.begin(), sq.begin() + R, 0.0f);
+              for (int64_t j = 0; j < g; ++j) {
+                const float* e = E.data() + j * R;
+                for (int64_t i = 0; i < R; ++i) sq[static_cast<size_t>(i)] += e[i] * e[i];
+              }
+            } else {
+              aw_gemm(gemm, D.data(), R, g, g, H.data(), g, g, E.data(), g);
+              for (int64_t i = 0; i < R; ++i) sq[static_cast<size_t>(i)] = D.row(i).dot(E.row(i));
+            }
             for (int64_t i = 0; i < R; ++i)
-              cost[static_cast<size_t>(i)] = static_cast<double>(D.row(i).dot(E.row(i))) +
+              cost[static_cast<size_t>(i)] = static_cast<double>(sq[static_cast<size_t>(i)]) +
                                              (cross ? 2.0 * static_cast<double>(D.row(i).dot(Cl.row(r0 + i))) : 0.0);
           };
           auto all_on = [&] { std::fill(on.begin(), on.end(), 1); };

@@ -50,6 +50,12 @@ AwqParams awq_resolved(const AwqParams& p, const ModelSource& s);
 /// projection on the calibration inputs, where the clamp and a least-squares refit leave it short.
 float awq_gain_scale(const float* x, int64_t g, const float* gram, int maxq, float scale, int32_t zero, int storage);
 
+/// The clipping search's cost of a group's error d, dᵀ G d = |M d|², with M (g x g, row-major) lower
+/// triangular and MᵀM = G: M = P Lᵀ P, L the Cholesky factor of P G P, P the reversal of the
+/// columns. Each batch of candidates is then one product with M's zero half skipped, half the
+/// multiply-adds of D·G. False when G has no such factor in float (a dead input channel).
+bool aw_cost_factor(const float* G, int64_t g, float* M);
+
 /// Runs AWQ on one block at a time. `lengths`: the calibration chunks' token counts, in the order
 /// eval_chunk feeds them.
 class AwBlockRunner {
