@@ -94,6 +94,23 @@ auto invalid_arg() {
 
 }  // namespace
 
+TEST_CASE("engine: tensor buffers, small from the allocator and large mapped, aligned and writable", "[engine]") {
+  for (const size_t n : {size_t{1}, size_t{100}, (size_t{1} << 20) - 1, size_t{1} << 20, (size_t{3} << 20) + 5}) {
+    INFO(n);
+    engine::Buffer b(n);
+    REQUIRE(b.size() == n);
+    CHECK_FALSE(b.is_shared());
+    CHECK(reinterpret_cast<uintptr_t>(b.data()) % 64 == 0);
+    for (size_t i = 0; i < n; i += 4093) b.data()[i] = static_cast<uint8_t>(i);
+    b.data()[n - 1] = 7;
+    engine::Buffer moved = std::move(b);
+    CHECK(moved.size() == n);
+    CHECK(moved.data()[n - 1] == 7);
+    if (n > 4093) CHECK(moved.data()[4093] == static_cast<uint8_t>(4093));
+  }
+  CHECK(engine::Buffer(0).size() == 0);
+}
+
 TEST_CASE("engine: perplexity of the tiny model matches llama-perplexity", "[engine]") {
   const auto tokens = eval_tokens();
   if (tokens.empty()) return;

@@ -17,9 +17,21 @@
 #include <unordered_map>
 #include <vector>
 
+namespace lq::unpack {
+struct IntWeight;
+}
+
 namespace lq::engine {
 
 /// A tensor's bytes: its own (64-byte aligned, writable) or shared read-only from a mapped file.
+/// Its own bytes of 1 MiB or more are a mapping of their own, returned to the system when freed:
+/// long-lived tensors then never pin freed memory of the allocator's heap (the streamed GPTQ and
+/// AWQ runs replace a block's tensors one by one, between large short-lived buffers).
+struct BufferFree {
+  size_t mapped = 0;  // the mapping's length; 0: from the allocator
+  void operator()(uint8_t* p) const;
+};
+
 class Buffer {
  public:
   Buffer() = default;
@@ -37,10 +49,7 @@ class Buffer {
   bool is_shared() const { return shared_ != nullptr; }
 
  private:
-  struct Free {
-    void operator()(uint8_t* p) const { std::free(p); }
-  };
-  std::unique_ptr<uint8_t[], Free> p_;
+  std::unique_ptr<uint8_t[], BufferFree> p_;
   std::shared_ptr<const uint8_t> shared_;
   size_t n_ = 0;
 };
@@ -61,6 +70,21 @@ struct Tensor {
   const uint8_t* row(int64_t r) const { return data.data() + static_cast<size_t>(r) * row_bytes(); }
   const float* f32() const { return reinterpret_cast<const float*>(data.data()); }
 };
+
+/// An integer weight held as its own codes, scales and zero points: W4G blocks for codes of at
+/// most 4 bits, W8G for at most 8, where every 32 columns lie in one group: in their order, or,
+/// where a group act-order g_idx mixes groups within 32 columns, with the columns sorted by group
+/// (stably) when every 32 of that order lie in one (`order`: stored column c is column order[c];
+/// empty when the columns stay in order). `bytes` empty where it has no such form (groups not in
+/// whole blocks of 32, a row length not a multiple of 32). Model::load holds a third-party
+/// checkpoint's linears so; the streamed GPTQ and AWQ runs hold each quantized linear so for the
+/// pass that feeds the next block. threads: 0 for all the hardware's.
+struct IntBlocks {
+  QuantType type = QuantType::W4G;
+  std::vector<uint8_t> bytes;
+  std::vector<int32_t> order;
+};
+IntBlocks int_blocks(const unpack::IntWeight& w, int threads = 0);
 
 struct Block {
   Tensor* attn_norm = nullptr;

@@ -19,23 +19,11 @@
 
 namespace lq {
 
+using engine::IntBlocks;
 using engine::Tensor;
 
-namespace {
-
-// An integer weight held as its own codes, scales and zero points: W4G blocks for codes of at
-// most 4 bits, W8G for at most 8, where every 32 columns lie in one group: in their order, or,
-// where a group act-order g_idx mixes groups within 32 columns, with the columns sorted by group
-// (stably) when every 32 of that order lie in one (`order`: stored column c is column order[c];
-// empty when the columns stay in order). `bytes` empty where it has no such form (groups not in
-// whole blocks of 32, a row length not a multiple of 32).
-struct IntBlocks {
-  QuantType type = QuantType::W4G;
-  std::vector<uint8_t> bytes;
-  std::vector<int32_t> order;
-};
-
-IntBlocks int_blocks(const unpack::IntWeight& w) {
+// The W4G / W8G form of an unpacked integer weight (impl.hpp).
+IntBlocks engine::int_blocks(const unpack::IntWeight& w, int threads) {
   IntBlocks ib;
   std::vector<int32_t>& order = ib.order;
   if (w.bits > 8 || w.cols % 32 != 0 || static_cast<int64_t>(w.g_idx.size()) != w.cols) return ib;
@@ -63,7 +51,7 @@ IntBlocks int_blocks(const unpack::IntWeight& w) {
   }
   const size_t block_bytes = static_cast<size_t>(type_info(ib.type).block_bytes);
   ib.bytes.resize(static_cast<size_t>(w.rows * nb) * block_bytes);
-  parallel_for(w.rows, hardware_threads(), 64, [&](int64_t r0, int64_t r1) {
+  parallel_for(w.rows, threads > 0 ? threads : hardware_threads(), 64, [&](int64_t r0, int64_t r1) {
     uint8_t codes[32];
     for (int64_t r = r0; r < r1; ++r)
       for (int64_t b = 0; b < nb; ++b) {
@@ -83,6 +71,8 @@ IntBlocks int_blocks(const unpack::IntWeight& w) {
   });
   return ib;
 }
+
+namespace {
 
 // Frequencies of the rotary embedding, one per rotated pair, with the configured scaling.
 // llama3 scaling keeps high frequencies, divides low ones by `factor` and blends in between
@@ -214,7 +204,7 @@ std::unique_ptr<Model> Model::load(const ModelSource& src) {
     if (t.type != QuantType::F32) return nullptr;
     const std::optional<QuantizedLinear> ql = hf_quantized_linear(src, t);
     if (!ql) return nullptr;
-    IntBlocks ib = int_blocks(*ql->weight);
+    IntBlocks ib = engine::int_blocks(*ql->weight);
     if (ib.bytes.empty() || ib.bytes.size() != type_info(ib.type).row_bytes(t.row_length()) * static_cast<size_t>(t.n_rows()))
       return nullptr;
     auto owned = std::make_unique<Tensor>();

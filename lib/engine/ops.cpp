@@ -14,6 +14,8 @@
 #include <cmath>
 #include <cstring>
 
+#include <sys/mman.h>
+
 namespace lq::engine {
 
 Exec Exec::from(const Context& ctx) {
@@ -36,9 +38,21 @@ Exec Exec::with_threads(int threads) {
 
 Buffer::Buffer(size_t n) : n_(n) {
   if (n == 0) return;
+  constexpr size_t kMapped = size_t{1} << 20;
+  if (n >= kMapped) {
+    void* p = ::mmap(nullptr, n, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED) fail(Errc::out_of_memory, "engine: cannot allocate {} bytes", n);
+    p_ = std::unique_ptr<uint8_t[], BufferFree>(static_cast<uint8_t*>(p), BufferFree{n});
+    return;
+  }
   const size_t padded = (n + 63) / 64 * 64;
   p_.reset(static_cast<uint8_t*>(std::aligned_alloc(64, padded)));
   if (!p_) fail(Errc::out_of_memory, "engine: cannot allocate {} bytes", n);
+}
+
+void BufferFree::operator()(uint8_t* p) const {
+  if (mapped > 0) ::munmap(p, mapped);
+  else std::free(p);
 }
 
 int64_t Tensor::n_rows() const { return row_count(ne); }
