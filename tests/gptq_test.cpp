@@ -228,21 +228,38 @@ TEST_CASE("gptq: the in-place inverse factor is the upper Cholesky factor of the
   CHECK_FALSE(gptq_impl::gp_inverse_factor(F, damp, 0, used, raises, 2, gemm));
 }
 
-TEST_CASE("gptq: the consuming quantizer factors in the Hessian's own storage, same result", "[gptq]") {
-  const test::CalibProblem p = test::calib_problem(200, 96, 6, 9);
-  for (const GptqActOrder order : {GptqActOrder::none, GptqActOrder::static_groups, GptqActOrder::group}) {
-    GptqParams gp;
-    gp.bits = 4, gp.group_size = 32, gp.act_order = order;
-    const GptqMatrix a = gptq_quantize_matrix(p.w.data(), p.rows, p.d, p.h.data(), gp);
-    gptq_impl::RowMat H = Eigen::Map<const gptq_impl::RowMat>(p.h.data(), p.d, p.d);
-    const GptqMatrix b = gptq_impl::gp_quantize_consuming(p.w.data(), p.rows, p.d, H, gp, Context{});
-    CHECK(H.size() == 0);
-    CHECK(a.codes == b.codes);
-    CHECK(a.scales == b.scales);
-    CHECK(a.zeros == b.zeros);
-    CHECK(a.g_idx == b.g_idx);
-    CHECK(a.loss == b.loss);
-  }
+TEST_CASE("gptq: the consuming quantizer works in the weights' and the Hessian's own storage, same result", "[gptq]") {
+  test::CalibProblem p = test::calib_problem(200, 96, 6, 9);
+  // A dead input channel: its weights are zeroed in the walk's matrix, in place as in a copy.
+  for (int64_t i = 0; i < p.d; ++i) p.h[static_cast<size_t>(i * p.d + 5)] = p.h[static_cast<size_t>(5 * p.d + i)] = 0;
+  for (const GptqActOrder order : {GptqActOrder::none, GptqActOrder::static_groups, GptqActOrder::group})
+    for (const bool take_h : {true, false}) {
+      INFO("act order " << static_cast<int>(order) << ", take_h " << take_h);
+      GptqParams gp;
+      gp.bits = 4, gp.group_size = 32, gp.act_order = order;
+      const GptqMatrix a = gptq_quantize_matrix(p.w.data(), p.rows, p.d, p.h.data(), gp);
+      CHECK(a.dead_columns == 1);
+      gptq_impl::RowMat H = Eigen::Map<const gptq_impl::RowMat>(p.h.data(), p.d, p.d);
+      std::vector<float> w = p.w;
+      const GptqMatrix b = gptq_impl::gp_quantize_consuming(w, p.rows, p.d, H, take_h, gp, Context{});
+      CHECK(w.empty());  // the walk's matrix, released
+      if (take_h) {
+        CHECK(H.size() == 0);
+      } else {
+        REQUIRE(H.size() == p.d * p.d);
+        CHECK(std::equal(p.h.begin(), p.h.end(), H.data()));  // left as it was
+      }
+      CHECK(a.codes == b.codes);
+      CHECK(a.scales == b.scales);
+      CHECK(a.zeros == b.zeros);
+      CHECK(a.g_idx == b.g_idx);
+      CHECK(a.perm == b.perm);
+      CHECK(a.dead_columns == b.dead_columns);
+      CHECK(a.loss == b.loss);
+    }
+  std::vector<float> short_w(10);
+  gptq_impl::RowMat H = Eigen::Map<const gptq_impl::RowMat>(p.h.data(), p.d, p.d);
+  CHECK_THROWS_AS(gptq_impl::gp_quantize_consuming(short_w, p.rows, p.d, H, true, GptqParams{}, Context{}), Error);
 }
 
 TEST_CASE("gptq: act-order groupings", "[gptq]") {

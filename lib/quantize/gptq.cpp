@@ -288,9 +288,11 @@ using namespace gptq_impl;
 namespace gptq_impl {
 
 // gptq_quantize_matrix on H at h, or on `own` (then h is own's data), whose storage then becomes
-// the factor: no second cols x cols matrix.
+// the factor: no second cols x cols matrix. With w_own (then w is its data) the weights' own
+// storage becomes the walk's matrix (its rows permuted in place) and is released at the end: no
+// second rows x cols matrix either.
 GptqMatrix gp_quantize(const float* w, int64_t rows, int64_t cols, const float* h, RowMat* own, const GptqParams& p,
-                       const Context& ctx) {
+                       const Context& ctx, std::vector<float>* w_own = nullptr) {
   validate(p);
   if (rows < 1 || cols < 1) fail(Errc::invalid_argument, "gptq: empty matrix ({} x {})", rows, cols);
   const int64_t g = p.group_size > 0 ? p.group_size : cols;
@@ -325,9 +327,13 @@ GptqMatrix gp_quantize(const float* w, int64_t rows, int64_t cols, const float* 
     return m;
   }
 
-  // Dead columns (no signal): H_ii = 1 and the weights zeroed.
-  RowMat W = Eigen::Map<const RowMat>(w, rows, cols);
-  gp_dead_columns(h, cols, W, m.dead_columns);
+  // Dead columns (no signal): H_ii = 1 (gp_live_hessian) and the weights zeroed.
+  std::vector<char> dead(static_cast<size_t>(cols), 0);
+  for (int64_t c = 0; c < cols; ++c)
+    if (h[c * cols + c] == 0) {
+      dead[static_cast<size_t>(c)] = 1;
+      ++m.dead_columns;
+    }
   const int search = p.scale_search;
   const GpGridErrorFn grid_error = engine::Exec::from(ctx).ops.grid_error;
 
@@ -349,9 +355,29 @@ GptqMatrix gp_quantize(const float* w, int64_t rows, int64_t cols, const float* 
   const bool fixed_scales = p.group_size < 0 || p.act_order == GptqActOrder::static_groups;
   for (int64_t j = 0; j < cols; ++j) m.g_idx[static_cast<size_t>(perm[static_cast<size_t>(j)])] = gwalk[static_cast<size_t>(j)];
 
-  RowMat Wp(rows, cols);
-  for (int64_t j = 0; j < cols; ++j) Wp.col(j) = W.col(perm[static_cast<size_t>(j)]);
-  W.resize(0, 0);
+  // The walk's matrix: the weights in walk order (column j is column perm[j]), dead ones zeroed,
+  // in w_own's storage or a copy.
+  std::vector<float> copy;
+  if (!w_own) copy.assign(w, w + rows * cols);
+  std::vector<float>& wv = w_own ? *w_own : copy;
+  LQ_ASSERT(static_cast<int64_t>(wv.size()) == rows * cols);
+  parallel_for(rows, threads, 16, [&](int64_t r0, int64_t r1) {
+    std::vector<float> tmp(static_cast<size_t>(reorder ? cols : 0));
+    for (int64_t r = r0; r < r1; ++r) {
+      float* row = wv.data() + r * cols;
+      if (reorder) {
+        std::copy(row, row + cols, tmp.data());
+        for (int64_t j = 0; j < cols; ++j) {
+          const size_t c = static_cast<size_t>(perm[static_cast<size_t>(j)]);
+          row[j] = dead[c] ? 0.0f : tmp[c];
+        }
+      } else {
+        for (int64_t c = 0; c < cols; ++c)
+          if (dead[static_cast<size_t>(c)]) row[c] = 0.0f;
+      }
+    }
+  });
+  Eigen::Map<RowMat> Wp(wv.data(), rows, cols);
   RowMat U;
   const std::vector<int32_t> walk = reorder ? perm : std::vector<int32_t>{};
   if (own) {
@@ -404,6 +430,7 @@ GptqMatrix gp_quantize(const float* w, int64_t rows, int64_t cols, const float* 
       return s * static_cast<float>(q - z);
     };
   });
+  std::vector<float>().swap(wv);
   return m;
 }
 
@@ -414,12 +441,14 @@ GptqMatrix gptq_quantize_matrix(const float* w, int64_t rows, int64_t cols, cons
   return gp_quantize(w, rows, cols, h, nullptr, p, ctx);
 }
 
-GptqMatrix gptq_impl::gp_quantize_consuming(const float* w, int64_t rows, int64_t cols, RowMat& H, const GptqParams& p,
-                                            const Context& ctx) {
+GptqMatrix gptq_impl::gp_quantize_consuming(std::vector<float>& w, int64_t rows, int64_t cols, RowMat& H, bool take_h,
+                                            const GptqParams& p, const Context& ctx) {
   if (H.rows() != cols || H.cols() != cols)
     fail(Errc::invalid_argument, "gptq: a {} x {} Hessian for {} columns", H.rows(), H.cols(), cols);
-  GptqMatrix m = gp_quantize(w, rows, cols, H.data(), &H, p, ctx);
-  H.resize(0, 0);
+  if (static_cast<int64_t>(w.size()) != rows * cols)
+    fail(Errc::invalid_argument, "gptq: {} weights for a {} x {} matrix", w.size(), rows, cols);
+  GptqMatrix m = gp_quantize(w.data(), rows, cols, H.data(), take_h ? &H : nullptr, p, ctx, &w);
+  if (take_h) H.resize(0, 0);
   return m;
 }
 

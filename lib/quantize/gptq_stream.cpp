@@ -36,6 +36,7 @@
 #include "core/fail.hpp"
 #include "core/output_dir.hpp"
 #include "formats/gptq_pack.hpp"
+#include "formats/quant_unpack.hpp"
 #include "formats/safetensors.hpp"
 #include "formats/safetensors_writer.hpp"
 #include "model/architecture.hpp"
@@ -68,6 +69,9 @@
 #include <set>
 
 #include <fcntl.h>
+#if defined(__GLIBC__)
+#include <malloc.h>
+#endif
 #include <unistd.h>
 
 namespace fs = std::filesystem;
@@ -736,14 +740,26 @@ class GsRun {
       const std::vector<float> a = stats[static_cast<size_t>(k)].statistic();
       const std::string norm_role = g == 0 ? "attn_norm" : "ffn_norm";
       const std::string norm_name = fmt::format("model.layers.{}.{}", L, g == 0 ? "input_layernorm" : "post_attention_layernorm");
-      std::vector<std::vector<float>> W;
-      for (const GsLinear& x : linears_)
-        if (x.layer == L && x.site == k) W.push_back(model.tensor_f32("blk.0." + x.role + ".weight"));
+      // The group's weights' column maxima, row by row from the model (the float matrices are held
+      // only for the α search, which needs them whole).
       const size_t n = a.size();
       std::vector<float> wmax(n, 0.0f);
-      for (const auto& m : W) {
-        if (m.size() % n != 0) fail(Errc::invalid_model, "gptq: {}: a linear's rows are not {} long", norm_name, n);
-        for (size_t i = 0; i < m.size(); ++i) wmax[i % n] = std::max(wmax[i % n], std::fabs(m[i]));
+      std::vector<std::vector<float>> W;
+      {
+        const Model::Impl& mi = detail::ModelAccess::impl(model);
+        const engine::Exec ex = engine::Exec::with_threads(1);
+        std::vector<float> row(n);
+        for (const GsLinear& x : linears_) {
+          if (x.layer != L || x.site != k) continue;
+          const engine::Tensor* t = mi.find("blk.0." + x.role + ".weight");
+          if (!t || t->row_length() != static_cast<int64_t>(n))
+            fail(Errc::invalid_model, "gptq: {}: a linear's rows are not {} long", norm_name, n);
+          for (int64_t r = 0; r < t->n_rows(); ++r) {
+            engine::dequantize_row(ex, *t, r, row.data());
+            for (size_t i = 0; i < n; ++i) wmax[i] = std::max(wmax[i], std::fabs(row[i]));
+          }
+          if (sq.alpha_auto) W.push_back(model.tensor_f32("blk.0." + x.role + ".weight"));
+        }
       }
       double alpha = sq.alpha;
       if (sq.alpha_auto) {
@@ -796,6 +812,7 @@ class GsRun {
   }
 
   void block(int64_t L) {
+    release_free_memory();
     const ModelConfig& mc = src_->config();
     const int64_t rows = std::max<int64_t>(max_len_, 1);
     GsBlockSource bs(*src_, L, rows);
@@ -931,6 +948,7 @@ class GsRun {
       if (cfg_.smoothquant) smooth_block(L, *model, H, stats, sm);
       stats.clear();
     }
+    release_free_memory();
     // Quantize the block's linears, spool them, and put their dequantized weights in the model.
     const int64_t hd = model->config().head_dim;
     // A merged expert tensor's values while its experts are quantized one after another (each
@@ -1007,16 +1025,17 @@ class GsRun {
           GptqParams rtn = cfg_.params;
           rtn.rtn = true;
           q = gptq_quantize_matrix(w.data(), xl.rows, xl.cols, nullptr, rtn, ctx_);
-        } else if (calibrated && last_reader)
-          q = gptq_impl::gp_quantize_consuming(w.data(), xl.rows, xl.cols, H[static_cast<size_t>(xl.site)], cfg_.params,
-                                               ctx_);
-        else
-          q = gptq_quantize_matrix(w.data(), xl.rows, xl.cols,
-                                   calibrated ? H[static_cast<size_t>(xl.site)].data() : nullptr, cfg_.params, ctx_);
+        } else if (calibrated) {
+          q = gptq_impl::gp_quantize_consuming(w, xl.rows, xl.cols, H[static_cast<size_t>(xl.site)], last_reader,
+                                               cfg_.params, ctx_);
+        } else {
+          q = gptq_quantize_matrix(w.data(), xl.rows, xl.cols, nullptr, cfg_.params, ctx_);
+        }
       } catch (const Error& e) {
         if (e.code() == Errc::interrupted) throw;
         fail(e.code(), "{}: {}; nothing was written", xl.module, e.what());
       }
+      std::vector<float>().swap(w);  // quantized: its values are q's from here
       if (spooled_site(xl.site)) H[static_cast<size_t>(xl.site)].resize(0, 0);  // formed again if read again
       if (q.damp_raises > 0)
         progress_.message(fmt::format("warning: {}: Cholesky failed, dampening raised {} time(s) to {}", xl.module,
@@ -1035,7 +1054,8 @@ class GsRun {
         }
         continue;
       }
-      if (calibrated && L + 1 < mc.n_layer) put_dequantized(*model, xl, q);
+      if (calibrated && L + 1 < mc.n_layer) put_quantized(*model, xl, std::move(q));
+      release_free_memory();
     }
     if (cfg_.smoothquant) {
       gs_put_smoothing(spool, sm);
@@ -1079,19 +1099,54 @@ class GsRun {
     if (calibrated) fs::remove(hidden_file(L), ec);
   }
 
+  // The allocator's free pages handed back to the system (glibc keeps freed memory below the top of
+  // its heaps, which the peak then counts): at block boundaries and between a block's passes, when
+  // the next phase's large buffers are about to be allocated.
+  static void release_free_memory() {
+#if defined(__GLIBC__)
+    ::malloc_trim(0);
+#endif
+  }
+
   // The block model's weight of xl replaced by q's values (engine row order), for the pass that
-  // gives the next block's inputs.
-  static void put_dequantized(Model& model, const GsLinear& xl, const GptqMatrix& q) {
-    std::vector<float> dq = q.dequantize();
-    if (xl.permuted) {
+  // gives the next block's inputs: as W4G / W8G blocks (engine::int_blocks; the same float values
+  // at 0.75 / 1.25 bytes a weight instead of 4) where every 32 columns lie in one group in their
+  // order, as F32 otherwise. q's arrays are taken.
+  void put_quantized(Model& model, const GsLinear& xl, GptqMatrix&& q) const {
+    const std::string name = "blk.0." + xl.role + ".weight";
+    unpack::IntWeight w;
+    w.rows = q.rows;
+    w.cols = q.cols;
+    w.bits = q.bits;
+    w.n_groups = q.groups;
+    w.q = std::move(q.codes);
+    w.scale = std::move(q.scales);
+    w.zero = std::move(q.zeros);
+    w.g_idx = std::move(q.g_idx);
+    if (xl.permuted) {  // rows into the engine's order: row r is the Hugging Face row gs_hf_row(r)
       const int64_t hd = model.config().head_dim;
-      std::vector<float> o(dq.size());
-      for (int64_t r = 0; r < xl.rows; ++r)
-        std::memcpy(&o[static_cast<size_t>(r * xl.cols)], &dq[static_cast<size_t>(gs_hf_row(r, hd) * xl.cols)],
-                    static_cast<size_t>(xl.cols) * 4);
-      dq.swap(o);
+      std::vector<uint8_t> codes(w.q.size());
+      std::vector<float> scale(w.scale.size());
+      std::vector<int32_t> zero(w.zero.size());
+      const size_t c = static_cast<size_t>(w.cols), g = static_cast<size_t>(w.n_groups);
+      for (int64_t r = 0; r < w.rows; ++r) {
+        const size_t from = static_cast<size_t>(gs_hf_row(r, hd)), to = static_cast<size_t>(r);
+        std::memcpy(&codes[to * c], &w.q[from * c], c);
+        std::copy_n(&w.scale[from * g], g, &scale[to * g]);
+        std::copy_n(&w.zero[from * g], g, &zero[to * g]);
+      }
+      w.q.swap(codes);
+      w.scale.swap(scale);
+      w.zero.swap(zero);
     }
-    model.replace_tensor("blk.0." + xl.role + ".weight", dq, QuantType::F32);
+    const engine::IntBlocks ib = engine::int_blocks(w, ctx_.thread_count());
+    if (!ib.bytes.empty() && ib.order.empty()) {
+      model.replace_tensor(name, ib.type, ib.bytes);
+      return;
+    }
+    std::vector<float> dq(w.q.size());
+    w.dequantize_rows(0, w.rows, dq.data());
+    model.replace_tensor(name, dq, QuantType::F32);
   }
 
   // AWQ on block L (awq_block.hpp) in the one-block model: its inputs captured from the hidden
@@ -1155,7 +1210,7 @@ class GsRun {
       gs_put_matrix(spool, q);
       if (!propagate) continue;
       if (xl.expert < 0) {
-        put_dequantized(model, xl, q);
+        put_quantized(model, xl, std::move(q));
         continue;
       }
       const std::vector<float> dq = q.dequantize();

@@ -129,10 +129,12 @@ inline void gp_finish_gram(RowMat& H, float scale) {
 bool gp_inverse_factor(RowMat& A, double damp0, int max_raises, double& damp_used, int& raises, int threads,
                        GpGemmFn gemm);
 
-/// gptq_quantize_matrix on the Hessian H (cols x cols), whose storage becomes the inverse's factor
-/// and is released: the streamed quantizer's last linear on an input holds no second matrix.
-GptqMatrix gp_quantize_consuming(const float* w, int64_t rows, int64_t cols, RowMat& H, const GptqParams& p,
-                                 const Context& ctx);
+/// gptq_quantize_matrix on the weights w (rows x cols), whose storage becomes the walk's matrix
+/// and is released, and the Hessian H (cols x cols), whose storage, with take_h, becomes the
+/// inverse's factor and is released: the streamed quantizer holds no second copy of either (the
+/// last linear on an input takes its Hessian).
+GptqMatrix gp_quantize_consuming(std::vector<float>& w, int64_t rows, int64_t cols, RowMat& H, bool take_h,
+                                 const GptqParams& p, const Context& ctx);
 
 /// GPTQ's error feedback over the rows of W (updated in place), column after column in lazy batches
 /// of B columns: quant(r, i, wr) rounds column i of row r (wr: the row's weights with the feedback
@@ -143,8 +145,8 @@ GptqMatrix gp_quantize_consuming(const float* w, int64_t rows, int64_t cols, Row
 /// of columns on the back-end's GEMM: U is transposed in place for that (its rows then give the
 /// product's operand directly). Chunks and stripes, not the thread count, fix every sum's order.
 /// Returns the loss, the sum of err² / 2.
-template <class MakeQuant>
-double gp_feedback_walk(RowMat& W, RowMat& U, int64_t B, int threads, GpGemmFn gemm, const MakeQuant& make_quant) {
+template <class Mat, class MakeQuant>
+double gp_feedback_walk(Mat& W, RowMat& U, int64_t B, int threads, GpGemmFn gemm, const MakeQuant& make_quant) {
   constexpr int64_t kRows = 32, kCols = 256;
   const int64_t rows = W.rows(), cols = W.cols();
   U.transposeInPlace();  // lower: row j holds U(., j)
