@@ -1139,8 +1139,16 @@ struct AwBlockStep {
     // Relative output error on the calibration tokens, |xs ΔWᵀ|² / |xs Wᵀ|²: through the clip's
     // XᵀX where it has one and the tokens outnumber the columns (m G mᵀ per row, columns² a row
     // instead of tokens x columns; the same sums up to float rounding).
-    const std::vector<float> d = q.dequantize();
-    const AwMat diff = Eigen::Map<const AwMat>(d.data(), x.rows, x.cols) - x.w;
+    AwMat diff(x.rows, x.cols);  // q's values (GptqMatrix::dequantize's) less the weights
+    parallel_for(x.rows, ctx.thread_count(), 64, [&](int64_t r0, int64_t r1) {
+      for (int64_t r = r0; r < r1; ++r)
+        for (int64_t c = 0; c < x.cols; ++c) {
+          const size_t g = static_cast<size_t>(r * q.groups + q.g_idx[static_cast<size_t>(c)]);
+          const float v = q.scales[g] * static_cast<float>(static_cast<int32_t>(q.codes[static_cast<size_t>(r * x.cols + c)]) -
+                                                           q.zeros[g]);
+          diff(r, c) = v - x.w(r, c);
+        }
+    });
     const AwMat* G = grams && grams->full.size() && xs.rows() > xs.cols() ? &grams->full : nullptr;
     AwMat y;
     auto out_sq = [&](const AwMat& m) -> double {
@@ -1433,6 +1441,7 @@ struct AwBlockStep {
       quantize_linear(wv, xa, fit() ? &ga : nullptr, ctx);
     }
     quantize_on(clip_tokens(a.x_o, keep[1]), {{&wo, nullptr}}, fit(), ctx);
+    a.x_attn = AwMat(), a.x_o = AwMat();  // the attention's inputs: no later step reads them
   }
 
   // post_attention_layernorm -> gate, up (inspected at the MLP's output) and up_proj -> down_proj.
@@ -1493,6 +1502,7 @@ struct AwBlockStep {
     fold_pair(wu.w, wd.w, &a.x_down, s4.scales);
     AwMat keep[2];
     quantize_on(clip_tokens(a.x_ffn, keep[0]), {{&wg, nullptr}, {&wu, nullptr}}, fit(), ctx);
+    wg.w = AwMat(), wu.w = AwMat(), a.x_ffn = AwMat(), keep[0] = AwMat();  // quantized: down's turn has the memory
     quantize_on(clip_tokens(a.x_down, keep[1]), {{&wd, nullptr}}, fit(), ctx);
   }
 
