@@ -108,9 +108,11 @@ struct GptqConfig {
   /// later blocks' calibration sees. matrix() and write() have nothing to give then. A merged
   /// expert tensor (ffn_*_exps, streamed runs) calls it once per expert, experts in order, with
   /// the merged tensor's name, that expert's rows x cols and the Hessian of the tokens routed to
-  /// it; h is null for an expert no calibration token reached.
-  std::function<std::vector<float>(const std::string& name, const std::vector<float>& w, int64_t rows, int64_t cols,
-                                    const float* h, const Context& ctx)>
+  /// it; h is null for an expert no calibration token reached. The hook may use w's storage and,
+  /// where h_last says the run reads h no more (the last linear reading its input), h's as its own
+  /// (GPTQ's walk and factor in place: no second copy of either).
+  std::function<std::vector<float>(const std::string& name, std::vector<float>& w, int64_t rows, int64_t cols, float* h,
+                                    bool h_last, const Context& ctx)>
       matrix_hook;
   /// gptq_model only: a checkpoint after every block in this state directory (see
   /// gptq_checkpoint_state); empty: none (the work files live in the output's temporary directory).

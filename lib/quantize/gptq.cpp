@@ -179,7 +179,7 @@ inline void gp_params_search(const float* x, const float* imp, int64_t n, int bi
 // for any thread count.
 constexpr int64_t kStripe = 128;
 
-bool gp_cholesky_inplace(RowMat& A, int threads, GpGemmFn gemm) {
+bool gp_cholesky_inplace(RowRef A, int threads, GpGemmFn gemm) {
   const int64_t n = A.rows();
   RowMat N;
   for (int64_t k = 0; k < n; k += kStripe) {
@@ -216,7 +216,7 @@ bool gp_cholesky_inplace(RowMat& A, int threads, GpGemmFn gemm) {
   return true;
 }
 
-void gp_lower_inverse_inplace(RowMat& A, int threads, GpGemmFn gemm) {
+void gp_lower_inverse_inplace(RowRef A, int threads, GpGemmFn gemm) {
   const int64_t n = A.rows();
   RowMat T, Tn;
   for (int64_t j = ((n - 1) / kStripe) * kStripe; j >= 0; j -= kStripe) {
@@ -248,7 +248,7 @@ void gp_lower_inverse_inplace(RowMat& A, int threads, GpGemmFn gemm) {
 // triangular with a positive diagonal, so U is that Cholesky factor. P·P is the reversal of A's
 // row-major storage. The factor and its inverse write only the lower triangle, so after a failed
 // attempt H is mirrored back from the strict upper one (its diagonal kept aside) and λ raised x10.
-bool gp_inverse_factor(RowMat& A, double damp0, int max_raises, double& damp_used, int& raises, int threads,
+bool gp_inverse_factor(RowRef A, double damp0, int max_raises, double& damp_used, int& raises, int threads,
                        GpGemmFn gemm) {
   const int64_t n = A.rows();
   double mean = 0;
@@ -795,8 +795,8 @@ struct GptqQuantizer::Impl {
   }
 
   // config.matrix_hook on `w` (the engine's row order): its values go into the model.
-  std::vector<float> hook_one(const GpLinear& x, const std::vector<float>& w, const float* h, const Context& ctx) {
-    std::vector<float> d = cfg.matrix_hook(x.gguf, w, x.rows, x.cols, h, ctx);
+  std::vector<float> hook_one(const GpLinear& x, std::vector<float> w, float* h, bool h_last, const Context& ctx) {
+    std::vector<float> d = cfg.matrix_hook(x.gguf, w, x.rows, x.cols, h, h_last, ctx);
     if (static_cast<int64_t>(d.size()) != x.rows * x.cols)
       fail(Errc::invalid_argument, "gptq: {}: the matrix hook returned {} values, not {}", x.module, d.size(),
            x.rows * x.cols);
@@ -805,9 +805,9 @@ struct GptqQuantizer::Impl {
     return d;
   }
 
-  void quantize_one(const GpLinear& x, const float* h, const Context& ctx) {
+  void quantize_one(const GpLinear& x, float* h, const Context& ctx) {
     if (cfg.matrix_hook) {
-      hook_one(x, engine_weights(x), h, ctx);
+      hook_one(x, engine_weights(x), h, false, ctx);  // h_last false: later linears may read h
       return;
     }
     GptqMatrix q = walk(x, hf_weights(x), h, cfg.params, ctx);
@@ -832,8 +832,8 @@ struct GptqQuantizer::Impl {
     sc.checkpoint_dir.clear();
     sc.resume = false;
     sc.checkpoint_tag.clear();
-    sc.matrix_hook = [&](const std::string& name, const std::vector<float>& w, int64_t rows, int64_t cols,
-                         const float* h, const Context& c) {
+    sc.matrix_hook = [&](const std::string& name, std::vector<float>& w, int64_t rows, int64_t cols, float* h,
+                         bool h_last, const Context& c) {
       size_t i = 0;
       if (auto d = dense.find(name); d != dense.end()) {
         i = d->second;
@@ -846,7 +846,7 @@ struct GptqQuantizer::Impl {
       if (rows != x.rows || cols != x.cols)
         fail(Errc::invalid_model, "gptq: the streamed calibration gave {} as {} x {}, not {} x {}", x.module, rows, cols,
              x.rows, x.cols);
-      if (cfg.matrix_hook) return hook_one(x, w, h, c);
+      if (cfg.matrix_hook) return hook_one(x, std::move(w), h, h_last, c);
       GptqParams p = cfg.params;
       p.rtn = h == nullptr;
       GptqMatrix q = walk(x, hf_order(x, w), h, p, c);

@@ -431,8 +431,13 @@ void gg_lattice_group(QuantType t, uint8_t* blk, int g, const float* x, const fl
 
 using namespace gguf_gptq_impl;
 
-GptqGgufMatrix gptq_gguf_quantize_matrix(QuantType type, const float* w, int64_t rows, int64_t cols, const float* h,
-                                         const float* imatrix, const GptqParams& p, const Context& ctx) {
+namespace gguf_gptq_impl {
+
+// gptq_gguf_quantize_matrix; with w_own (w is its data) the weights' storage is the walk's matrix
+// and is released at the end, and with h_own (h is it) H's storage becomes the factor: no second
+// copy of either (the streamed run hands over the last reader's Hessian).
+GptqGgufMatrix gg_quantize(QuantType type, const float* w, std::vector<float>* w_own, int64_t rows, int64_t cols,
+                           const float* h, float* h_own, const float* imatrix, const GptqParams& p, const Context& ctx) {
   if (!gptq_gguf_supported(type))
     fail(Errc::invalid_argument,
          "gptq: no GPTQ walk for GGUF type {} (the legacy 4- and 8-bit types, the k-quants and the i-quants have one)",
@@ -451,10 +456,14 @@ GptqGgufMatrix gptq_gguf_quantize_matrix(QuantType type, const float* w, int64_t
   m.bytes.assign(static_cast<size_t>(rows) * rb, 0);
   m.values.assign(static_cast<size_t>(rows * cols), 0.0f);
 
-  gptq_impl::RowMat W = Eigen::Map<const gptq_impl::RowMat>(w, rows, cols);
+  using gptq_impl::RowMat;
+  RowMat w_copy, h_copy;
+  if (!w_own) w_copy = Eigen::Map<const RowMat>(w, rows, cols);
+  Eigen::Map<RowMat> W(w_own ? w_own->data() : w_copy.data(), rows, cols);
   gptq_impl::gp_dead_columns(h, cols, W, m.dead_columns);
-  gptq_impl::RowMat U;
-  gptq_impl::gp_live_hessian(h, cols, {}, U);
+  if (h_own) gptq_impl::gp_live_hessian_inplace(Eigen::Map<RowMat>(h_own, cols, cols), {});
+  else gptq_impl::gp_live_hessian(h, cols, {}, h_copy);
+  Eigen::Map<RowMat> U(h_own ? h_own : h_copy.data(), cols, cols);
   if (!gptq_impl::gp_inverse_factor(U, p.damp, p.max_damp_raises, m.damp, m.damp_raises, ctx.thread_count(),
                                     engine::Exec::from(ctx).ops.gemm))
     fail(Errc::smoothquant_failed,
@@ -496,7 +505,15 @@ GptqGgufMatrix gptq_gguf_quantize_matrix(QuantType type, const float* w, int64_t
       return dq;
     };
   });
+  if (w_own) std::vector<float>().swap(*w_own);
   return m;
+}
+
+}  // namespace gguf_gptq_impl
+
+GptqGgufMatrix gptq_gguf_quantize_matrix(QuantType type, const float* w, int64_t rows, int64_t cols, const float* h,
+                                         const float* imatrix, const GptqParams& p, const Context& ctx) {
+  return gg_quantize(type, w, nullptr, rows, cols, h, nullptr, imatrix, p, ctx);
 }
 
 namespace gguf_gptq_impl {
@@ -593,7 +610,7 @@ GptqGgufResult gptq_gguf_tensors(const ModelSource& src, const QuantizeOptions& 
     int64_t next = 0;
   };
   std::map<std::string, ExpertBytes> experts;
-  gc.matrix_hook = [&](const std::string& name, const std::vector<float>& w, int64_t rows, int64_t cols, const float* h,
+  gc.matrix_hook = [&](const std::string& name, std::vector<float>& w, int64_t rows, int64_t cols, float* h, bool h_last,
                        const Context& c) -> std::vector<float> {
     auto it = by_name.find(name);
     if (it == by_name.end()) fail(Errc::invalid_model, "--gptq: {} is not in the plan", name);
@@ -644,7 +661,8 @@ GptqGgufResult gptq_gguf_tensors(const ModelSource& src, const QuantizeOptions& 
     if (p.quantize && gptq_gguf_supported(p.type) && p.ne[0] == cols) {
       GptqParams gp;
       gp.damp = config.damp;
-      GptqGgufMatrix q = gptq_gguf_quantize_matrix(p.type, w.data(), rows, cols, h, im, gp, c);
+      // The walk in w's storage and, for the last linear reading its input, in H's.
+      GptqGgufMatrix q = gg_quantize(p.type, w.data(), &w, rows, cols, h, h_last ? h : nullptr, im, gp, c);
       if (q.damp_raises > 0)
         c.progress_sink().message(fmt::format("warning: {}: Cholesky failed, dampening raised {} time(s) to {}", name,
                                               q.damp_raises, q.damp));

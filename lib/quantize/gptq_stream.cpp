@@ -988,8 +988,10 @@ class GsRun {
       }
       if (hook_) {  // the caller's quantizer, on the weights in the engine's row order
         const bool no_tokens = !unrouted.empty() && unrouted[static_cast<size_t>(xl.site)];
+        const bool h_last = last_reader_of_input(xl.role) || spooled_site(xl.site);  // H is freed after the call
         std::vector<float> dq = cfg_.matrix_hook(fmt::format("blk.{}.{}.weight", L, xl.role), w, xl.rows, xl.cols,
-                                                 no_tokens ? nullptr : H[static_cast<size_t>(xl.site)].data(), ctx_);
+                                                 no_tokens ? nullptr : H[static_cast<size_t>(xl.site)].data(), h_last, ctx_);
+        std::vector<float>().swap(w);
         if (static_cast<int64_t>(dq.size()) != xl.rows * xl.cols)
           fail(Errc::invalid_argument, "gptq: {}: the matrix hook returned {} values, not {}", xl.module, dq.size(),
                xl.rows * xl.cols);

@@ -21,9 +21,12 @@
 namespace lq::gptq_impl {
 
 using RowMat = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+/// A contiguous row-major matrix held by a RowMat or mapped over storage of its own (a streamed
+/// run's Hessian or weights handed over).
+using RowRef = Eigen::Ref<RowMat>;
 
 /// GPTQ's dead columns (H_ii = 0: no signal): their weights in W are zeroed, each counted in dead.
-inline void gp_dead_columns(const float* h, int64_t cols, RowMat& W, int64_t& dead) {
+inline void gp_dead_columns(const float* h, int64_t cols, RowRef W, int64_t& dead) {
   for (int64_t c = 0; c < cols; ++c)
     if (h[c * cols + c] == 0) {
       W.col(c).setZero();
@@ -50,7 +53,7 @@ inline void gp_live_hessian(const float* h, int64_t cols, const std::vector<int3
 }
 
 /// gp_live_hessian in H's own storage: rows and columns permuted in place (one row of scratch).
-inline void gp_live_hessian_inplace(RowMat& H, const std::vector<int32_t>& perm) {
+inline void gp_live_hessian_inplace(RowRef H, const std::vector<int32_t>& perm) {
   const int64_t cols = H.rows();
   if (!perm.empty()) {
     std::vector<float> tmp(static_cast<size_t>(cols));
@@ -126,7 +129,7 @@ inline void gp_finish_gram(RowMat& H, float scale) {
 /// raised x10 on failure, H restored from the triangle the attempt left alone. The factorization's
 /// and the inverse's large products run on `gemm` (the back-end's), in fixed stripes. False when
 /// every attempt failed (A then holds no factor).
-bool gp_inverse_factor(RowMat& A, double damp0, int max_raises, double& damp_used, int& raises, int threads,
+bool gp_inverse_factor(RowRef A, double damp0, int max_raises, double& damp_used, int& raises, int threads,
                        GpGemmFn gemm);
 
 /// gptq_quantize_matrix on the weights w (rows x cols), whose storage becomes the walk's matrix
@@ -145,12 +148,12 @@ GptqMatrix gp_quantize_consuming(std::vector<float>& w, int64_t rows, int64_t co
 /// of columns on the back-end's GEMM: U is transposed in place for that (its rows then give the
 /// product's operand directly). Chunks and stripes, not the thread count, fix every sum's order.
 /// Returns the loss, the sum of err² / 2.
-template <class Mat, class MakeQuant>
-double gp_feedback_walk(Mat& W, RowMat& U, int64_t B, int threads, GpGemmFn gemm, const MakeQuant& make_quant) {
+template <class Mat, class UMat, class MakeQuant>
+double gp_feedback_walk(Mat& W, UMat& U, int64_t B, int threads, GpGemmFn gemm, const MakeQuant& make_quant) {
   constexpr int64_t kRows = 32, kCols = 256;
   const int64_t rows = W.rows(), cols = W.cols();
   U.transposeInPlace();  // lower: row j holds U(., j)
-  const RowMat& Ut = U;
+  const UMat& Ut = U;
   const int64_t chunks = (rows + kRows - 1) / kRows;
   std::vector<decltype(make_quant())> quants;
   quants.reserve(static_cast<size_t>(chunks));
