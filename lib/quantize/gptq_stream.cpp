@@ -949,7 +949,7 @@ class GsRun {
       stats.clear();
     }
     release_free_memory();
-    // Quantize the block's linears, spool them, and put their dequantized weights in the model.
+    // Quantize the block's linears, spool them, and put their quantized weights in the model.
     const int64_t hd = model->config().head_dim;
     // A merged expert tensor's values while its experts are quantized one after another (each
     // expert's slice then holds its dequantized weights); one at a time, as linears_ is role-major.
