@@ -13,7 +13,7 @@ compare_args() {
   repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
   lq=$(realpath "${3:?usage: $name LQ MODEL [WORK_DIR]}")
   model=$(realpath "${4:?usage: $name LQ MODEL [WORK_DIR]}")
-  work=${5:-$root/$(basename "$model")}
+  work=$(realpath -m "${5:-$root/$(basename "$model")}")
   venv=${VENV:-$repo/../venv-sq}
   alpha=${ALPHA:-0.5}
   calib=$(realpath "${CALIB:-$repo/../shared/corpus/calibration.txt}")
@@ -46,11 +46,12 @@ PY
   dirs=()
 }
 
-run_timed() {  # NAME TIME_FILE COMMAND...
+run_timed() {  # NAME TIME_FILE COMMAND...  (run from WORK_DIR: some tools write logs/ in theirs)
   local name=$1 tf=$2; shift 2
   echo "== $name: $*"
   local rc=0
-  nice -n "$nice_n" /usr/bin/time -v -o "$tf" "$@" || rc=$?
+  mkdir -p "$work"
+  (cd "$work" && nice -n "$nice_n" /usr/bin/time -v -o "$tf" "$@") || rc=$?
   grep -E "Elapsed|Maximum resident" "$tf" | sed 's/^\s*/   /'
   return $rc
 }

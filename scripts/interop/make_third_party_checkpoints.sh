@@ -28,7 +28,7 @@ venv_awq=$(realpath -m "${VENV_AWQ:-$repo/../venv-awq}")
 for v in "$venv_llmc" "$venv_gptq" "$venv_awq"; do
   case "$v/" in "$repo"/*) echo "virtual environments must be outside the repository: $v" >&2; exit 2;; esac
 done
-mkdir -p "$out"
+mkdir -p "$out" && cd "$out"  # the tools write logs/ in their working directory
 export OMP_NUM_THREADS=$threads PYTHONDONTWRITEBYTECODE=1
 lqarg=(); [ -n "${LQ:-}" ] && lqarg=(--lq "$(realpath "$LQ")")
 
