@@ -48,7 +48,11 @@
 #include <Eigen/Cholesky>
 #include <Eigen/Core>
 
+#include <fcntl.h>
+#include <unistd.h>
+
 #include <algorithm>
+#include <cerrno>
 #include <chrono>
 #include <cmath>
 #include <cstring>
@@ -375,6 +379,60 @@ struct AwActs {
   std::vector<std::vector<int64_t>> expert_rows;
 };
 
+// A captured input parked while the step does not read it: written once to an unlinked file of
+// AwBlockIo::spill_dir and freed, read back (the same bytes) as often as the step needs it. With no
+// directory park() and unpark() leave the matrix where it is.
+class AwParked {
+ public:
+  AwParked() = default;
+  AwParked(const AwParked&) = delete;
+  AwParked& operator=(const AwParked&) = delete;
+  ~AwParked() {
+    if (fd_ >= 0) ::close(fd_);
+  }
+  // Writes x (the first time only: a parked matrix is unchanged while parked) and frees it.
+  void park(AwMat& x, const fs::path& dir) {
+    if (dir.empty() || x.size() == 0) return;
+    if (fd_ < 0) {
+      rows_ = x.rows(), cols_ = x.cols();
+      fd_ = ::open(dir.c_str(), O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
+      if (fd_ < 0) {  // a file system without O_TMPFILE: a named file, unlinked once open
+        std::string name = (dir / "awq-park-XXXXXX").string();
+        fd_ = ::mkstemp(name.data());
+        if (fd_ >= 0) ::unlink(name.c_str());
+      }
+      if (fd_ < 0) fail(Errc::output_error, "awq: cannot park activations in {}: {}", dir.string(), std::strerror(errno));
+      io(x.data(), true);
+    } else if (x.rows() != rows_ || x.cols() != cols_) {
+      fail(Errc::general, "awq: a parked input changed shape");
+    }
+    x = AwMat();
+  }
+  // x as it was parked (nothing to do when it was not).
+  void unpark(AwMat& x) {
+    if (fd_ < 0 || x.size() != 0) return;
+    x.resize(rows_, cols_);
+    io(x.data(), false);
+  }
+
+ private:
+  void io(float* p, bool write) const {
+    auto* b = reinterpret_cast<char*>(p);
+    const size_t n = static_cast<size_t>(rows_ * cols_) * sizeof(float);
+    for (size_t done = 0; done < n;) {
+      const ssize_t r = write ? ::pwrite(fd_, b + done, n - done, static_cast<off_t>(done))
+                              : ::pread(fd_, b + done, n - done, static_cast<off_t>(done));
+      if (r < 0 && errno == EINTR) continue;
+      if (r <= 0)
+        fail(Errc::output_error, "awq: cannot {} parked activations: {}", write ? "write" : "read",
+             r < 0 ? std::strerror(errno) : "short file");
+      done += static_cast<size_t>(r);
+    }
+  }
+  int fd_ = -1;
+  int64_t rows_ = 0, cols_ = 0;
+};
+
 // A weight's rows rounded to bf16 (to nearest even), for the scale search's products with
 // AwqParams::search_bf16.
 struct AwBf16 {
@@ -692,7 +750,7 @@ struct AwBlockStep {
     };
     if (gw.b && uw.b) {
       const int64_t slab = std::min<int64_t>(kAwRows, T);
-      scratch(3, slab * std::max(e, f));
+      scratch({slab * e, slab * f, slab * f});
       float* xs = scratch_[0].data();
       float* g = scratch_[1].data();
       float* u = scratch_[2].data();
@@ -720,12 +778,21 @@ struct AwBlockStep {
       if (dw) wprod(*dw, g.data(), m, y.data() + t0 * o, o);
     });
   }
-  // The step's scratch: at least n buffers of `floats` floats (grown, never shrunk, until run()
-  // ends, so their addresses stay put between the searches' calls).
+  // The step's scratch: at least n buffers of `floats` floats, or buffer i at least floats[i]
+  // (grown, never shrunk, until the search ends, so their addresses stay put between the
+  // searches' calls).
   void scratch(int64_t n, int64_t floats) const {
     if (static_cast<int64_t>(scratch_.size()) < n) scratch_.resize(static_cast<size_t>(n));
     for (int64_t i = 0; i < n; ++i)
       if (static_cast<int64_t>(scratch_[static_cast<size_t>(i)].size()) < floats) scratch_[static_cast<size_t>(i)].resize(static_cast<size_t>(floats));
+  }
+  void scratch(std::initializer_list<int64_t> floats) const {
+    if (scratch_.size() < floats.size()) scratch_.resize(floats.size());
+    size_t i = 0;
+    for (const int64_t n : floats) {
+      if (static_cast<int64_t>(scratch_[i].size()) < n) scratch_[i].resize(static_cast<size_t>(n));
+      ++i;
+    }
   }
   // After a part's searches: the scratch buffers and the back-end's records of them are freed
   // (the clipping that follows holds XᵀX; the next search makes them again).
@@ -757,6 +824,13 @@ struct AwBlockStep {
         gptq_impl::gp_add_gram(G, x.data() + t0 * cols, std::min(kTokens, x.rows() - t0), cols, threads, step.gemm);
       gptq_impl::gp_finish_gram(G, 1.0f);
     }
+    // The loss of bf16 candidate weights (search_bf16 without XᵀX): what operator() computes on
+    // their float values, without the float matrix.
+    double operator()(const AwBf16& wq, int threads) {
+      if (gram) fail(Errc::general, "awq: a bf16 candidate for a loss through XᵀX");
+      step.linear_out_b(x, wq, y, threads);
+      return static_cast<double>((y - y_ref).squaredNorm()) / static_cast<double>(std::max<Eigen::Index>(1, x.rows() * w.rows()));
+    }
     double operator()(const AwMat& wq, int threads) {
       const double n = static_cast<double>(std::max<Eigen::Index>(1, x.rows() * w.rows()));
       if (!gram) {
@@ -774,14 +848,18 @@ struct AwBlockStep {
   void linear_out(const AwMat& x, const AwMat& w, AwMat& y, int threads, bool bf16 = false) const {
     y.resize(x.rows(), w.rows());
     if (!bf16) return aw_matmul(gemm, x.data(), x.rows(), x.cols(), w.data(), w.rows(), y.data(), threads);
-    // Slabs of x through one scratch buffer, each product on every thread (as mlp_out's).
-    const AwBf16 wb(w, threads);
+    linear_out_b(x, AwBf16(w, threads), y, threads);
+  }
+  // y = x wbᵀ for bf16 weights: slabs of x through one scratch buffer, each product on every
+  // thread (as mlp_out's).
+  void linear_out_b(const AwMat& x, const AwBf16& wb, AwMat& y, int threads) const {
+    y.resize(x.rows(), wb.rows);
     const int64_t k = x.cols(), slab = std::min<int64_t>(kAwRows, x.rows());
-    scratch(1, slab * k);
+    scratch({slab * k});
     for (int64_t t0 = 0; t0 < x.rows(); t0 += slab) {
       const int64_t m = std::min(slab, x.rows() - t0);
       std::memcpy(scratch_[0].data(), x.data() + t0 * k, static_cast<size_t>(m * k) * sizeof(float));
-      const detail::Product p{wb.view(), scratch_[0].data(), m, y.data() + t0 * w.rows()};
+      const detail::Product p{wb.view(), scratch_[0].data(), m, y.data() + t0 * wb.rows};
       products(std::span<const detail::Product>(&p, 1), threads);
     }
   }
@@ -874,16 +952,26 @@ struct AwBlockStep {
   }
 
   // The clipping search's view of one input: the g x g diagonal blocks of xsᵀ xs, and with
-  // clip_cross all of xsᵀ xs (its off-diagonal blocks give each group its cross term with the
-  // groups before it; in x in floats, held while that input's linears are clipped).
+  // clip_cross what gives each group its cross term with the groups before it: all of xsᵀ xs (its
+  // off-diagonal blocks; in x in floats, held while that input's linears are clipped), or where
+  // that outweighs the linears' output errors on the tokens (tokens x rows < columns², as a
+  // down projection's wide input on a few thousand tokens has it) the tokens themselves, and each
+  // linear's search keeps those errors instead (the same sums up to float rounding). GPTQ
+  // rounding always takes xsᵀ xs, its Hessian.
   struct AwGrams {
     std::vector<AwMat> blocks;
-    AwMat full;  // empty without clip_cross
+    AwMat full;                     // empty without clip_cross or with `tokens`
+    const AwMat* tokens = nullptr;  // with clip_cross instead of `full`: xs itself
   };
-  AwGrams input_grams(const AwMat& xs, const Context& ctx) const {
+  AwGrams input_grams(const AwMat& xs, int64_t max_rows, const Context& ctx) const {
     AwGrams r;
     if (!cfg.params.clip_cross && !cfg.params.gptq_rounding) {
       r.blocks = group_grams(xs, ctx);
+      return r;
+    }
+    if (!cfg.params.gptq_rounding && xs.rows() * max_rows < xs.cols() * xs.cols()) {
+      r.blocks = group_grams(xs, ctx);
+      r.tokens = &xs;
       return r;
     }
     const int64_t cols = xs.cols(), g = cfg.params.group_size;
@@ -905,7 +993,7 @@ struct AwBlockStep {
   // value's code, so each range becomes its (scale, zero) pair; with refit_scale that pair is then
   // refitted (aw_refit). Returns rows x groups pairs.
   std::vector<AwGroupGrid> clip_search(const AwMat& w, const std::vector<AwMat>& grams, const AwqParams& cp, const Context& ctx,
-                                       const AwMat* full = nullptr) const {
+                                       const AwMat* full = nullptr, const AwMat* tokens = nullptr) const {
     const int64_t rows = w.rows(), cols = w.cols(), g = cp.group_size, G = cols / g;
     const int maxq = (1 << cp.bits) - 1;
     const bool asym = cp.clip_asym;
@@ -919,19 +1007,31 @@ struct AwBlockStep {
     std::vector<AwGroupGrid> clip(static_cast<size_t>(rows * G));
     AwMat Dsel, Cl;  // with `full`: every row's chosen errors so far (rows x cols); their cross terms (rows x g)
     if (full) Dsel = AwMat::Zero(rows, cols), Cl.resize(rows, g);
+    // With `tokens` (T x cols) instead: every row's output error so far on each token (Y, rows x T),
+    // group k's chosen errors (rows x g) and its tokens' columns.
+    const int64_t T = tokens ? tokens->rows() : 0;
+    AwMat Y, Dk, Xk, XkT;
+    if (tokens) Y = AwMat::Zero(rows, T), Dk.resize(rows, g), Cl.resize(rows, g);
     AwMat M(g, g);
+    const int threads = ctx.thread_count();
     for (int64_t k = 0; k < G; ++k) {
       const AwMat& H = grams[static_cast<size_t>(k)];
       // The cross term of group k with the groups before it (their errors as chosen): c = Σ_j<k G_kj d_j,
       // and a candidate d then costs dᵀ G_kk d + 2 dᵀ c, so the row's whole error dᵀ (XᵀX) d is
       // what the groups, taken left to right, minimise. One product for all rows (B packed once a
-      // row stripe).
-      const bool cross = full && k > 0;
-      if (cross)
-        parallel_for(rows, ctx.thread_count(), aw_grain(rows, ctx.thread_count()), [&](int64_t a0, int64_t a1) {
+      // row stripe): D·G's columns of group k, or with `tokens` c = X_kᵀ y (y the row's errors on the tokens).
+      const bool cross = (full || tokens) && k > 0;
+      if (cross && full)
+        parallel_for(rows, threads, aw_grain(rows, threads), [&](int64_t a0, int64_t a1) {
           aw_gemm(gemm, Dsel.data() + a0 * cols, a1 - a0, k * g, cols, full->data() + k * g * cols, g, cols,
                   Cl.data() + a0 * g, g);
         });
+      if (cross && tokens) {
+        XkT = tokens->middleCols(k * g, g).transpose();  // g x T
+        parallel_for(rows, threads, aw_grain(rows, threads), [&](int64_t a0, int64_t a1) {
+          aw_gemm(gemm, Y.data() + a0 * T, a1 - a0, T, T, XkT.data(), g, T, Cl.data() + a0 * g, g);
+        });
+      }
       // The candidates' costs as |M d|² (aw_cost_factor), or with G itself where it has no factor.
       const bool tri = aw_cost_factor(H.data(), g, M.data());
       parallel_for((rows + kRows - 1) / kRows, ctx.thread_count(), 1, [&](int64_t b0, int64_t b1) {
@@ -1060,15 +1160,22 @@ struct AwBlockStep {
             const float* ci = cross ? Cl.row(r0 + i).data() : nullptr;
             if (cp.refit_scale) aw_refit(x_of(i), g, H, maxq, storage, best[static_cast<size_t>(i)], out, d, v, ci);
             if (cp.gain_correction) aw_gain(x_of(i), g, H, maxq, storage, out);
-            if (full) {
+            if (full || tokens) {
               const float* x = x_of(i);
               const float cs = out.code_scale > 0 ? out.code_scale : out.scale;
-              float* di = Dsel.row(r0 + i).data() + k * g;
+              float* di = full ? Dsel.row(r0 + i).data() + k * g : Dk.row(r0 + i).data();
               for (int64_t c = 0; c < g; ++c) di[c] = out.scale * static_cast<float>(aw_code(x[c], cs, out.zero, maxq) - out.zero) - x[c];
             }
           }
         }
       });
+      if (tokens && k + 1 < G) {  // Y += D_k X_kᵀ
+        Xk = tokens->middleCols(k * g, g);  // T x g
+        parallel_for(rows, threads, aw_grain(rows, threads), [&](int64_t a0, int64_t a1) {
+          detail::GemmArgs ga{a1 - a0, T, g, Dk.data() + a0 * g, g, Xk.data(), QuantType::F32, g, Y.data() + a0 * T, T, true};
+          gemm(ga);
+        });
+      }
     }
     return clip;
   }
@@ -1130,7 +1237,8 @@ struct AwBlockStep {
       }
     } else if (grams) {
       const std::vector<AwGroupGrid> grid =
-          clip_search(x.w, grams->blocks, over ? *over : cfg.params, ctx, grams->full.size() ? &grams->full : nullptr);
+          clip_search(x.w, grams->blocks, over ? *over : cfg.params, ctx, grams->full.size() ? &grams->full : nullptr,
+                      grams->tokens);
       ++summary.clipped_linears;
       q = aw_quantize_grid(x.w.data(), x.rows, x.cols, grid, ctx);
     } else {
@@ -1239,16 +1347,14 @@ struct AwBlockStep {
       x_mean = tied_mean(x_mean, tie);
       w_mean = tied_mean(w_mean, tie);
     }
-    return awq_search_scales(x_mean, w_mean, p,
-                             [&](std::span<const float> s) {
-                               ctx.check_cancelled();
-                               return ll(scaled_fake(w, cols(s), ctx), threads);
-                             },
-                             screen ? Loss([&](std::span<const float> s) {
-                               ctx.check_cancelled();
-                               return (*ls)(scaled_fake(w, cols(s), ctx), threads);
-                             })
-                                    : Loss{});
+    // A candidate's loss: with bf16 products its weights made in bf16 directly (the same values).
+    auto loss = [&](LinearLoss& l, std::span<const float> s) {
+      ctx.check_cancelled();
+      if (bf16_search() && !l.gram) return l(scaled_fake_bf16(w, cols(s), ctx), threads);
+      return l(scaled_fake(w, cols(s), ctx), threads);
+    };
+    return awq_search_scales(x_mean, w_mean, p, [&](std::span<const float> s) { return loss(ll, s); },
+                             screen ? Loss([&](std::span<const float> s) { return loss(*ls, s); }) : Loss{});
   }
   // Per channel of `tie`, the mean of v over its columns.
   static std::vector<float> tied_mean(std::span<const float> v, std::span<const int64_t> tie) {
@@ -1271,7 +1377,9 @@ struct AwBlockStep {
   // Quantizes linears that read one input x (their clipping, or GPTQ, on x's grams, formed once).
   void quantize_on(const AwMat& x, std::initializer_list<std::pair<AwLinear*, const AwqParams*>> ls, bool clip,
                    const Context& ctx) {
-    const AwGrams gr = clip ? input_grams(x, ctx) : AwGrams{};
+    int64_t max_rows = 0;
+    for (const auto& l : ls) max_rows = std::max(max_rows, l.first->rows);
+    const AwGrams gr = clip ? input_grams(x, max_rows, ctx) : AwGrams{};
     for (const auto& [l, over] : ls) quantize_linear(*l, x, clip ? &gr : nullptr, ctx, over);
   }
 
@@ -1435,7 +1543,7 @@ struct AwBlockStep {
     {
       const bool fit_qk = (p.clip && p.clip_qk) || p.gptq_rounding;
       const AwMat& xa = clip_tokens(a.x_attn, keep[0]);
-      const AwGrams ga = fit() ? input_grams(xa, ctx) : AwGrams{};
+      const AwGrams ga = fit() ? input_grams(xa, std::max({wq.rows, wk.rows, wv.rows}), ctx) : AwGrams{};
       quantize_linear(wq, xa, fit_qk ? &ga : nullptr, ctx, &pq);
       quantize_linear(wk, xa, fit_qk ? &ga : nullptr, ctx, &pq);
       quantize_linear(wv, xa, fit() ? &ga : nullptr, ctx);
@@ -1451,15 +1559,23 @@ struct AwBlockStep {
     const AwqParams& p = cfg.params;
     const ModelConfig& mc = io->model->config();
     AwLinear wg, wu;
-    if (arch.fused_gate_up) {
-      std::vector<AwLinear> p2 = load_parts(L, "ffn_up.weight", {mc.n_ff, mc.n_ff});
-      wg = std::move(p2[0]), wu = std::move(p2[1]);
-    } else {
-      wg = load(L, "ffn_gate.weight"), wu = load(L, "ffn_up.weight");
-    }
+    auto load_gate_up = [&] {
+      if (arch.fused_gate_up) {
+        std::vector<AwLinear> p2 = load_parts(L, "ffn_up.weight", {mc.n_ff, mc.n_ff});
+        wg = std::move(p2[0]), wu = std::move(p2[1]);
+      } else {
+        wg = load(L, "ffn_gate.weight"), wu = load(L, "ffn_up.weight");
+      }
+    };
+    load_gate_up();
     AwLinear wd = load(L, "ffn_down.weight");
     using Loss = std::function<double(std::span<const float>)>;
     const bool screen = p.search_tokens > 0 && 2 * p.search_tokens <= a.x_ffn.rows();
+    // Each part holds only what it reads: down's inputs are parked through the gate/up search
+    // and the norm's inputs through down's (with a spill directory); float weights that a search
+    // does not read are dropped and loaded again (the same values) where they are folded.
+    AwParked park_down, park_ffn;
+    park_down.park(a.x_down, io->spill_dir);
 
     // 3. post_attention_layernorm -> gate, up, inspected at the MLP's output.
     AwqSearch s3;
@@ -1467,6 +1583,7 @@ struct AwBlockStep {
       AwMat y_ref, y;
       AwBf16 keep[3];
       const AwW dn = search_w(wd.w, keep[2], threads);
+      if (dn.b) wd.w = AwMat();  // the search multiplies by its bf16 copy
       auto loss_on = [&](const AwMat& x, const AwMat& ref) -> Loss {
         return [&](std::span<const float> s) {
           ctx.check_cancelled();
@@ -1489,20 +1606,33 @@ struct AwBlockStep {
                              screen ? loss_on(xs, ys_ref) : Loss{});
     }
     report(L, "post_attention_layernorm->gate,up", s3);
+    wg.w = AwMat(), wu.w = AwMat();
+    park_ffn.park(a.x_ffn, io->spill_dir);
 
     // 4. up_proj -> down_proj, inspected at down_proj's output.
+    if (wd.w.size() == 0) wd = load(L, "ffn_down.weight");
+    park_down.unpark(a.x_down);
     const AwqSearch s4 = search_linear(a.x_down, wd.w, ctx);
     report(L, "up_proj->down_proj", s4);
     end_search();
+    wd.w = AwMat();
+    park_down.park(a.x_down, io->spill_dir);
 
-    // Folds, then clipping and quantization.
+    // Folds, then clipping and quantization: gate and up on the norm's inputs, then down (its
+    // columns times s4, its inputs divided by s4) on its own.
+    park_ffn.unpark(a.x_ffn);
+    load_gate_up();
     const std::vector<float> e3 = fold_norm("ffn_norm.weight", s3.scales);
     for (AwLinear* x : {&wg, &wu}) scale_cols(x->w, e3);
     unscale_cols(a.x_ffn, e3);
-    fold_pair(wu.w, wd.w, &a.x_down, s4.scales);
+    awq_divide_rows(std::span<float>(wu.w.data(), static_cast<size_t>(wu.w.size())), wu.w.cols(), s4.scales);
     AwMat keep[2];
     quantize_on(clip_tokens(a.x_ffn, keep[0]), {{&wg, nullptr}, {&wu, nullptr}}, fit(), ctx);
     wg.w = AwMat(), wu.w = AwMat(), a.x_ffn = AwMat(), keep[0] = AwMat();  // quantized: down's turn has the memory
+    park_down.unpark(a.x_down);
+    unscale_cols(a.x_down, s4.scales);
+    wd = load(L, "ffn_down.weight");
+    scale_cols(wd.w, s4.scales);
     quantize_on(clip_tokens(a.x_down, keep[1]), {{&wd, nullptr}}, fit(), ctx);
   }
 

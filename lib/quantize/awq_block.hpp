@@ -9,6 +9,7 @@
 #include <lq/gptq.hpp>
 
 #include <cstdint>
+#include <filesystem>
 #include <functional>
 #include <memory>
 #include <string>
@@ -30,6 +31,9 @@ struct AwBlockIo {
   std::function<void(const char* suffix, std::vector<float> values)> set_float;
   /// A quantized linear (Hugging Face row order) and its report.
   std::function<void(const std::string& module, GptqMatrix q, const GptqLayerReport& rep)> put_matrix;
+  /// Where the step parks a captured input while it does not read it (an unlinked file; the
+  /// streamed run's work directory); empty: every input stays in memory.
+  std::filesystem::path spill_dir;
 };
 
 /// GptqConfig for GPTQ's machinery (loading, checks, layouts, the streamed run): asymmetric, the

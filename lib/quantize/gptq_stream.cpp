@@ -1187,6 +1187,7 @@ class GsRun {
     io.put_matrix = [&](const std::string& module, GptqMatrix q, const GptqLayerReport& rep) {
       mats[module] = {std::move(q), rep};
     };
+    io.spill_dir = work_;
     const size_t groups_before = awq_summary_.groups.size();
     const int64_t clipped_before = awq_summary_.clipped_linears;
     GsFile in(hidden_file(L), false);
