@@ -13,11 +13,12 @@
 // rounded to the checkpoint's dtype, and the next linears' columns multiplied by the scales that
 // rounding left), the clipping search on the scaled weights and activations of all seven linears
 // (q/k on the symmetric clamps only; every token, through XᵀX: each group's own block and its cross
-// term with the row's groups before it; each clipped group's scale refitted, then gain-corrected),
+// term with the row's groups before it, or that term through the row's errors on the tokens where
+// those are fewer numbers than XᵀX; each clipped group's scale refitted, then gain-corrected),
 // and the quantization. Linear-inspected groups cost their loss through XᵀX when tokens outnumber columns.
 // With AwqParams::search_bf16 the searches' weight products (candidates and originals) are the
 // back-end's BF16 products on bf16 copies of the weights; everything after the searches is float.
-// Only block L's activations are held. The q/k/v group is inspected at the attention block's
+// Only block L's activations are held (in the streamed run, those no part is reading parked on disk). The q/k/v group is inspected at the attention block's
 // output: attention is recomputed here (RoPE and causal GQA as the engine does, checked against
 // the engine's own attention result on every block; Qwen3's and Gemma 3's per-head q/k RMSNorm,
 // Gemma's score scale, soft-cap, sliding windows and local RoPE base included). Gemma's MLP is
