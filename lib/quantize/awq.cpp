@@ -396,10 +396,12 @@ class AwParked {
     if (dir.empty() || x.size() == 0) return;
     if (fd_ < 0) {
       rows_ = x.rows(), cols_ = x.cols();
+#ifdef O_TMPFILE
       fd_ = ::open(dir.c_str(), O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
+#endif
       if (fd_ < 0) {  // a file system without O_TMPFILE: a named file, unlinked once open
         std::string name = (dir / "awq-park-XXXXXX").string();
-        fd_ = ::mkstemp(name.data());
+        fd_ = ::mkostemp(name.data(), O_CLOEXEC);
         if (fd_ >= 0) ::unlink(name.c_str());
       }
       if (fd_ < 0) fail(Errc::output_error, "awq: cannot park activations in {}: {}", dir.string(), std::strerror(errno));
