@@ -61,6 +61,7 @@
 #include <map>
 #include <optional>
 #include <tuple>
+#include <utility>
 
 namespace fs = std::filesystem;
 
@@ -372,59 +373,71 @@ struct AwLinear {
   int parts = 0;  // a part of a fused projection (Phi-3's q/k/v, gate/up): how many it has
 };
 
-// The block's four product inputs over all calibration tokens (chunk after chunk). In a mixture
-// of experts x_ffn is the router's input and x_down the shared expert's down input (empty without
-// one); each expert's tokens are kept as rows of x_ffn (ascending).
-struct AwActs {
-  AwMat x_attn, x_o, x_ffn, x_down;
-  std::vector<std::vector<int64_t>> expert_rows;
-};
-
-// A captured input parked while the step does not read it: written once to an unlinked file of
-// AwBlockIo::spill_dir and freed, read back (the same bytes) as often as the step needs it. With no
-// directory park() and unpark() leave the matrix where it is.
+// A captured input parked while the step does not read it: written to an unlinked file of
+// AwBlockIo::spill_dir (all at once by park(), or row by row as the capture runs) and freed, read
+// back (the same bytes) as often as the step needs it. Without a directory nothing is parked and
+// the matrix stays where it is.
 class AwParked {
  public:
   AwParked() = default;
-  AwParked(const AwParked&) = delete;
-  AwParked& operator=(const AwParked&) = delete;
-  ~AwParked() {
-    if (fd_ >= 0) ::close(fd_);
+  AwParked(AwParked&& o) noexcept { *this = std::move(o); }
+  AwParked& operator=(AwParked&& o) noexcept {
+    if (this != &o) {
+      close();
+      fd_ = std::exchange(o.fd_, -1), rows_ = o.rows_, cols_ = o.cols_;
+    }
+    return *this;
   }
+  ~AwParked() { close(); }
+  // A file for rows x cols floats, filled by put_rows(); false (nothing opened) without a directory.
+  bool open(const fs::path& dir, int64_t rows, int64_t cols) {
+    if (dir.empty()) return false;
+    close();
+    rows_ = rows, cols_ = cols;
+#ifdef O_TMPFILE
+    fd_ = ::open(dir.c_str(), O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
+#endif
+    if (fd_ < 0) {  // a file system without O_TMPFILE: a named file, unlinked once open
+      std::string name = (dir / "awq-park-XXXXXX").string();
+      fd_ = ::mkostemp(name.data(), O_CLOEXEC);
+      if (fd_ >= 0) ::unlink(name.c_str());
+    }
+    if (fd_ < 0) fail(Errc::output_error, "awq: cannot park activations in {}: {}", dir.string(), std::strerror(errno));
+    return true;
+  }
+  bool is_open() const { return fd_ >= 0; }
+  // Rows [row0, row0 + n) of the parked matrix.
+  void put_rows(int64_t row0, const float* x, int64_t n) { io(const_cast<float*>(x), row0, n, true); }
   // Writes x (the first time only: a parked matrix is unchanged while parked) and frees it.
   void park(AwMat& x, const fs::path& dir) {
-    if (dir.empty() || x.size() == 0) return;
+    if (x.size() == 0) return;
     if (fd_ < 0) {
-      rows_ = x.rows(), cols_ = x.cols();
-#ifdef O_TMPFILE
-      fd_ = ::open(dir.c_str(), O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
-#endif
-      if (fd_ < 0) {  // a file system without O_TMPFILE: a named file, unlinked once open
-        std::string name = (dir / "awq-park-XXXXXX").string();
-        fd_ = ::mkostemp(name.data(), O_CLOEXEC);
-        if (fd_ >= 0) ::unlink(name.c_str());
-      }
-      if (fd_ < 0) fail(Errc::output_error, "awq: cannot park activations in {}: {}", dir.string(), std::strerror(errno));
-      io(x.data(), true);
+      if (!open(dir, x.rows(), x.cols())) return;
+      put_rows(0, x.data(), x.rows());
     } else if (x.rows() != rows_ || x.cols() != cols_) {
       fail(Errc::general, "awq: a parked input changed shape");
     }
     x = AwMat();
   }
-  // x as it was parked (nothing to do when it was not).
+  // x as it was parked (nothing to do when it was not, or is already back).
   void unpark(AwMat& x) {
     if (fd_ < 0 || x.size() != 0) return;
     x.resize(rows_, cols_);
-    io(x.data(), false);
+    io(x.data(), 0, rows_, false);
   }
 
  private:
-  void io(float* p, bool write) const {
+  void close() {
+    if (fd_ >= 0) ::close(fd_);
+    fd_ = -1;
+  }
+  void io(float* p, int64_t row0, int64_t n, bool write) const {
     auto* b = reinterpret_cast<char*>(p);
-    const size_t n = static_cast<size_t>(rows_ * cols_) * sizeof(float);
-    for (size_t done = 0; done < n;) {
-      const ssize_t r = write ? ::pwrite(fd_, b + done, n - done, static_cast<off_t>(done))
-                              : ::pread(fd_, b + done, n - done, static_cast<off_t>(done));
+    const size_t bytes = static_cast<size_t>(n * cols_) * sizeof(float);
+    const off_t at = static_cast<off_t>(row0 * cols_) * static_cast<off_t>(sizeof(float));
+    for (size_t done = 0; done < bytes;) {
+      const ssize_t r = write ? ::pwrite(fd_, b + done, bytes - done, at + static_cast<off_t>(done))
+                              : ::pread(fd_, b + done, bytes - done, at + static_cast<off_t>(done));
       if (r < 0 && errno == EINTR) continue;
       if (r <= 0)
         fail(Errc::output_error, "awq: cannot {} parked activations: {}", write ? "write" : "read",
@@ -434,6 +447,17 @@ class AwParked {
   }
   int fd_ = -1;
   int64_t rows_ = 0, cols_ = 0;
+};
+
+// The block's four product inputs over all calibration tokens (chunk after chunk). In a mixture
+// of experts x_ffn is the router's input and x_down the shared expert's down input (empty without
+// one); each expert's tokens are kept as rows of x_ffn (ascending). With a spill directory the
+// capture writes the MLP's two straight to their parked files (ffn_parked, down_parked), and the
+// step reads them back when their part runs.
+struct AwActs {
+  AwMat x_attn, x_o, x_ffn, x_down;
+  std::vector<std::vector<int64_t>> expert_rows;
+  AwParked ffn_parked, down_parked;
 };
 
 // A weight's rows rounded to bf16 (to nearest even), for the scale search's products with
@@ -813,8 +837,10 @@ struct AwBlockStep {
     const AwMat& x;
     const AwMat& w;
     bool gram = false;
+    int64_t tokens = 0;  // x's rows (through XᵀX the loss no longer reads x itself)
     AwMat G, y_ref, y;
-    LinearLoss(const AwBlockStep& st, const AwMat& x_, const AwMat& w_, int threads) : step(st), x(x_), w(w_) {
+    LinearLoss(const AwBlockStep& st, const AwMat& x_, const AwMat& w_, int threads)
+        : step(st), x(x_), w(w_), tokens(x_.rows()) {
       gram = x.rows() > x.cols();
       if (!gram) {
         step.linear_out(x, w, y_ref, threads, step.bf16_search());
@@ -832,10 +858,10 @@ struct AwBlockStep {
     double operator()(const AwBf16& wq, int threads) {
       if (gram) fail(Errc::general, "awq: a bf16 candidate for a loss through XᵀX");
       step.linear_out_b(x, wq, y, threads);
-      return static_cast<double>((y - y_ref).squaredNorm()) / static_cast<double>(std::max<Eigen::Index>(1, x.rows() * w.rows()));
+      return static_cast<double>((y - y_ref).squaredNorm()) / static_cast<double>(std::max<int64_t>(1, tokens * w.rows()));
     }
     double operator()(const AwMat& wq, int threads) {
-      const double n = static_cast<double>(std::max<Eigen::Index>(1, x.rows() * w.rows()));
+      const double n = static_cast<double>(std::max<int64_t>(1, tokens * w.rows()));
       if (!gram) {
         step.linear_out(x, wq, y, threads, step.bf16_search());
         return static_cast<double>((y - y_ref).squaredNorm()) / n;
@@ -965,9 +991,11 @@ struct AwBlockStep {
     std::vector<AwMat> blocks;
     AwMat full;                     // empty without clip_cross or with `tokens`
     const AwMat* tokens = nullptr;  // with clip_cross instead of `full`: xs itself
+    bool outnumber = false;         // xs has more rows than columns (the error report then goes through `full`)
   };
   AwGrams input_grams(const AwMat& xs, int64_t max_rows, const Context& ctx) const {
     AwGrams r;
+    r.outnumber = xs.rows() > xs.cols();
     if (!cfg.params.clip_cross && !cfg.params.gptq_rounding) {
       r.blocks = group_grams(xs, ctx);
       return r;
@@ -1260,7 +1288,7 @@ struct AwBlockStep {
           diff(r, c) = v - x.w(r, c);
         }
     });
-    const AwMat* G = grams && grams->full.size() && xs.rows() > xs.cols() ? &grams->full : nullptr;
+    const AwMat* G = grams && grams->full.size() && grams->outnumber ? &grams->full : nullptr;
     AwMat y;
     auto out_sq = [&](const AwMat& m) -> double {
       if (!G) {
@@ -1329,7 +1357,9 @@ struct AwBlockStep {
   // alike in number), the search is over the n channels: their statistics are the means over
   // their columns, and a channel's scale is every one of its columns' (the returned scales are
   // the n channels').
-  AwqSearch search_linear(const AwMat& x, const AwMat& w, const Context& ctx, std::span<const int64_t> tie = {}) const {
+  // release_x as quantize_on's: called once the loss goes through XᵀX and x is no longer read.
+  AwqSearch search_linear(const AwMat& x, const AwMat& w, const Context& ctx, std::span<const int64_t> tie = {},
+                          const std::function<void()>& release_x = {}) const {
     using Loss = std::function<double(std::span<const float>)>;
     const AwqParams& p = cfg.params;
     const int threads = ctx.thread_count();
@@ -1339,6 +1369,7 @@ struct AwBlockStep {
     std::optional<LinearLoss> ls;
     if (screen) ls.emplace(*this, xs, w, threads);
     std::vector<float> x_mean = col_abs_mean(x), w_mean = weight_mean({&w});
+    if (release_x && ll.gram) release_x();
     std::vector<float> wide;  // the columns' scales under `tie`
     auto cols = [&](std::span<const float> s) -> std::span<const float> {
       if (tie.empty()) return s;
@@ -1378,11 +1409,14 @@ struct AwBlockStep {
   bool fit() const { return cfg.params.clip || cfg.params.gptq_rounding; }
 
   // Quantizes linears that read one input x (their clipping, or GPTQ, on x's grams, formed once).
+  // release_x, where given, is called once x is no longer read (its XᵀX formed, when the clipping
+  // and the error reports go through it), so the caller can free it.
   void quantize_on(const AwMat& x, std::initializer_list<std::pair<AwLinear*, const AwqParams*>> ls, bool clip,
-                   const Context& ctx) {
+                   const Context& ctx, const std::function<void()>& release_x = {}) {
     int64_t max_rows = 0;
     for (const auto& l : ls) max_rows = std::max(max_rows, l.first->rows);
     const AwGrams gr = clip ? input_grams(x, max_rows, ctx) : AwGrams{};
+    if (release_x && clip && gr.full.size() && gr.outnumber) release_x();
     for (const auto& [l, over] : ls) quantize_linear(*l, x, clip ? &gr : nullptr, ctx, over);
   }
 
@@ -1400,9 +1434,17 @@ struct AwBlockStep {
   void run(AwBlockIo& block_io, AwActs& a, const Context& ctx) {
     io = &block_io;
     const Architecture& arch = architecture_of(io->model->config(), "awq");
+    // The MLP's inputs wait in their parked files (where the capture put them) through the attention part.
+    a.ffn_parked.park(a.x_ffn, io->spill_dir);
+    a.down_parked.park(a.x_down, io->spill_dir);
     attention_step(a, arch, ctx);
-    if (arch.moe != Architecture::MoeStyle::none) moe_step(a, arch, ctx);
-    else mlp_step(a, arch, ctx);
+    a.ffn_parked.unpark(a.x_ffn);
+    if (arch.moe != Architecture::MoeStyle::none) {
+      a.down_parked.unpark(a.x_down);
+      moe_step(a, arch, ctx);
+    } else {
+      mlp_step(a, arch, ctx);
+    }
     a = AwActs{};
     end_search();
     io = nullptr;
@@ -1574,10 +1616,11 @@ struct AwBlockStep {
     AwLinear wd = load(L, "ffn_down.weight");
     using Loss = std::function<double(std::span<const float>)>;
     const bool screen = p.search_tokens > 0 && 2 * p.search_tokens <= a.x_ffn.rows();
-    // Each part holds only what it reads: down's inputs are parked through the gate/up search
-    // and the norm's inputs through down's (with a spill directory); float weights that a search
-    // does not read are dropped and loaded again (the same values) where they are folded.
-    AwParked park_down, park_ffn;
+    // Each part holds only what it reads: down's inputs stay parked through the gate/up search
+    // and the norm's inputs are parked through down's (with a spill directory); float weights that
+    // a search does not read are dropped and loaded again (the same values) where they are folded.
+    AwParked& park_down = a.down_parked;
+    AwParked& park_ffn = a.ffn_parked;
     park_down.park(a.x_down, io->spill_dir);
 
     // 3. post_attention_layernorm -> gate, up, inspected at the MLP's output.
@@ -1615,7 +1658,7 @@ struct AwBlockStep {
     // 4. up_proj -> down_proj, inspected at down_proj's output.
     if (wd.w.size() == 0) wd = load(L, "ffn_down.weight");
     park_down.unpark(a.x_down);
-    const AwqSearch s4 = search_linear(a.x_down, wd.w, ctx);
+    const AwqSearch s4 = search_linear(a.x_down, wd.w, ctx, {}, [&] { park_down.park(a.x_down, io->spill_dir); });
     report(L, "up_proj->down_proj", s4);
     end_search();
     wd.w = AwMat();
@@ -1630,13 +1673,14 @@ struct AwBlockStep {
     unscale_cols(a.x_ffn, e3);
     awq_divide_rows(std::span<float>(wu.w.data(), static_cast<size_t>(wu.w.size())), wu.w.cols(), s4.scales);
     AwMat keep[2];
-    quantize_on(clip_tokens(a.x_ffn, keep[0]), {{&wg, nullptr}, {&wu, nullptr}}, fit(), ctx);
+    // The inputs are not read again once their XᵀX is formed, where the clipping goes through it.
+    quantize_on(clip_tokens(a.x_ffn, keep[0]), {{&wg, nullptr}, {&wu, nullptr}}, fit(), ctx, [&] { a.x_ffn = AwMat(); });
     wg.w = AwMat(), wu.w = AwMat(), a.x_ffn = AwMat(), keep[0] = AwMat();  // quantized: down's turn has the memory
     park_down.unpark(a.x_down);
     unscale_cols(a.x_down, s4.scales);
     wd = load(L, "ffn_down.weight");
     scale_cols(wd.w, s4.scales);
-    quantize_on(clip_tokens(a.x_down, keep[1]), {{&wd, nullptr}}, fit(), ctx);
+    quantize_on(clip_tokens(a.x_down, keep[1]), {{&wd, nullptr}}, fit(), ctx, [&] { a.x_down = AwMat(); });
   }
 
   // up -> down: up's rows divided by s, down's columns (and its inputs x, where given) multiplied
@@ -1941,8 +1985,10 @@ AwActs aw_capture(AwBlockIo& io, const std::vector<int64_t>& lengths, int64_t n_
   const bool moe = mc.n_expert > 0;
   a.x_attn.resize(total, mc.n_embd);
   a.x_o.resize(total, mc.n_head * mc.head_dim);
-  a.x_ffn.resize(total, mc.n_embd);
-  a.x_down.resize(total, moe ? mc.n_ff_shexp : mc.n_ff);
+  // The MLP's inputs straight to their parked files where the run has a spill directory.
+  const int64_t down_cols = moe ? mc.n_ff_shexp : mc.n_ff;
+  if (!a.ffn_parked.open(io.spill_dir, total, mc.n_embd)) a.x_ffn.resize(total, mc.n_embd);
+  if (down_cols == 0 || !a.down_parked.open(io.spill_dir, total, down_cols)) a.x_down.resize(total, down_cols);
   if (moe) a.expert_rows.resize(static_cast<size_t>(mc.n_expert));
   SessionOptions so;
   so.n_ctx = n_ctx;
@@ -1973,7 +2019,9 @@ AwActs aw_capture(AwBlockIo& io, const std::vector<int64_t>& lengths, int64_t n_
     if (dst) {
       Eigen::Map<const AwMat> X(ev.input, ev.n_tokens, l.n_in);
       if (!X.allFinite()) non_finite = true;
-      dst->middleRows(row0, ev.n_tokens) = X;
+      AwParked* parked = dst == &a.x_ffn ? &a.ffn_parked : dst == &a.x_down ? &a.down_parked : nullptr;
+      if (parked && parked->is_open()) parked->put_rows(row0, ev.input, ev.n_tokens);
+      else dst->middleRows(row0, ev.n_tokens) = X;
     }
     if (l.role == "ffn_down") throw AwStopForward{};
   });
