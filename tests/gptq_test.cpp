@@ -640,9 +640,12 @@ TEST_CASE("gptq: the engine holds a directory's integer linears as W4G / W8G blo
       src->read_rows_f32(st, 0, st.n_rows(), want.data());
       CHECK(m->tensor_f32(l.name) == want);
     }
-    // The same logits once every linear is F32 (the float GEMM instead of the blocks' tiles).
+    // The same logits once every block linear is F32 (the float GEMM instead of the blocks' tiles).
+    // The output projection keeps its type: a BF16 one with float activations runs AMX's split
+    // product where the CPU has AMX, which rounds its sums in another order than the float GEMM.
     const std::vector<float> held = test::logits_of(*m, toks);
-    for (const LinearInfo& l : m->linears()) m->replace_tensor(l.name, m->tensor_f32(l.name), QuantType::F32);
+    for (const LinearInfo& l : m->linears())
+      if (l.layer >= 0) m->replace_tensor(l.name, m->tensor_f32(l.name), QuantType::F32);
     CHECK(test::logits_of(*m, toks) == held);
   }
 }
