@@ -422,6 +422,30 @@ TEST_CASE("engine: replacing weights changes and restores the outputs", "[engine
                        invalid_arg());
 }
 
+TEST_CASE("engine: a released weight fails the products that read it until it is replaced", "[engine]") {
+  auto model = golden_model("golden/tiny-llama-BF16.gguf");
+  if (!model) return;
+  const std::vector<int32_t> prompt = {1, 434, 461, 261, 409};
+  auto run = [&] {
+    Session s(*model, SessionOptions{16, false});
+    s.eval(prompt);
+    auto l = s.logits(0);
+    return std::vector<float>(l.begin(), l.end());
+  };
+  const auto base = run();
+  const std::string name = "blk.1.attn_v.weight";
+  const auto original = model->tensor_f32(name);
+  CHECK_FALSE(detail::ModelAccess::released(*model, name));
+  detail::ModelAccess::release_weight(*model, name);
+  CHECK(detail::ModelAccess::released(*model, name));
+  CHECK_THROWS_WITH(run(), Catch::Contains("were released") && Catch::Contains(name));
+  CHECK_THROWS_WITH(model->tensor_f32(name), Catch::Contains("were released"));
+  CHECK_THROWS_MATCHES(detail::ModelAccess::release_weight(*model, "output_norm.weight"), Error, invalid_arg());
+  model->replace_tensor(name, original, QuantType::BF16);
+  CHECK_FALSE(detail::ModelAccess::released(*model, name));
+  CHECK(max_abs_diff(run(), base) == 0);
+}
+
 TEST_CASE("engine: KL divergence against itself and a quantized copy", "[engine]") {
   const auto tokens = eval_tokens();
   auto ref = golden_model("golden/tiny-llama-BF16.gguf");

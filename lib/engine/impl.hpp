@@ -146,6 +146,12 @@ struct Model::Impl {
 namespace detail {
 struct ModelAccess {
   static const Model::Impl& impl(const Model& m) { return m.impl(); }
+  /// Frees the bytes of weight `name` (the streamed AWQ step reads them from the checkpoint and
+  /// replaces them with their quantized values before the model runs again): a product that reads
+  /// it fails, and so does tensor_f32, until replace_tensor gives it bytes.
+  static void release_weight(Model& m, std::string_view name);
+  /// Whether `name`'s bytes were freed by release_weight.
+  static bool released(const Model& m, std::string_view name);
 };
 }  // namespace detail
 

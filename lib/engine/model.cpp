@@ -432,9 +432,21 @@ void Model::set_input_scale(std::string_view name, float scale) {
 
 float Model::input_scale(std::string_view name) const { return need(*impl_, name).input_scale; }
 
+void detail::ModelAccess::release_weight(Model& m, std::string_view name) {
+  Tensor& t = need(*m.impl_, name);
+  if (t.ne.size() < 2) fail(Errc::invalid_argument, "release_weight '{}': not a matrix", name);
+  t.data = engine::Buffer();
+}
+
+bool detail::ModelAccess::released(const Model& m, std::string_view name) {
+  const Tensor& t = need(*m.impl_, name);
+  return t.data.data() == nullptr && t.row_length() * t.n_rows() > 0;
+}
+
 std::vector<float> Model::tensor_f32(std::string_view name) const {
   const Tensor& t = need(*impl_, name);
   std::vector<float> out(static_cast<size_t>(t.row_length() * t.n_rows()));
+  if (!out.empty() && t.data.data() == nullptr) fail(Errc::general, "engine: the weights of '{}' were released", name);
   const engine::Exec ex = engine::Exec::with_threads(1);
   for (int64_t r = 0; r < t.n_rows(); ++r) engine::dequantize_row(ex, t, r, out.data() + r * t.row_length());
   return out;

@@ -105,6 +105,8 @@ void matmul_many(const Exec& ex, std::span<const LinearOp> ops) {
   for (size_t i = 0; i < ops.size(); ++i) {
     const LinearOp& op = ops[i];
     const Tensor& w = *op.w;
+    if (w.data.data() == nullptr && w.n_rows() * w.row_length() > 0)
+      fail(Errc::general, "engine: the weights of '{}' were released", w.name);
     p[i] = detail::Product{detail::WeightView{w.type, w.data.data(), w.n_rows(), w.row_length(), w.row_bytes(), w.name.c_str(),
                                                               w.input_scale, w.col_order ? w.col_order->data() : nullptr},
                            op.x, op.m, op.y, op.float_act, op.f16_act};

@@ -527,7 +527,10 @@ struct AwBlockStep {
     x.rows = li->n_out;
     x.cols = li->n_in;
     x.permuted = model.config().architecture == "llama" && (li->role == "attn_q" || li->role == "attn_k");
-    const std::vector<float> v = model.tensor_f32(local(suffix));
+    const std::vector<float> v = detail::ModelAccess::released(model, local(suffix)) ? io->read_linear(suffix)
+                                                                                    : model.tensor_f32(local(suffix));
+    if (static_cast<int64_t>(v.size()) != x.rows * x.cols)
+      fail(Errc::general, "awq: {} read as {} values, not {} x {}", x.gguf, v.size(), x.rows, x.cols);
     x.w = Eigen::Map<const AwMat>(v.data(), x.rows, x.cols);
     return x;
   }
@@ -2066,6 +2069,10 @@ void AwBlockRunner::run(AwBlockIo& io, int64_t n_ctx, const std::function<void(s
                         double& calib_seconds, const Context& ctx) {
   const auto tc = std::chrono::steady_clock::now();
   AwActs a = aw_capture(io, step_->lengths, n_ctx, eval_chunk, ctx);
+  // The block's weights now live in the step's own copies, each while it is read: the model's are
+  // freed where the caller reads them again from the checkpoint.
+  if (io.read_linear)
+    for (const std::string& name : io.replaced_linears) detail::ModelAccess::release_weight(*io.model, name);
   step_->n_ctx = n_ctx;
   calib_seconds += aw_seconds_since(tc);
   step_->run(io, a, ctx);

@@ -34,6 +34,13 @@ struct AwBlockIo {
   /// Where the step parks a captured input while it does not read it (an unlinked file; the
   /// streamed run's work directory); empty: every input stays in memory.
   std::filesystem::path spill_dir;
+  /// The streamed run: the names (in *model) of the linears it replaces with their quantized values
+  /// after the step. Their bytes are freed once the capture is done, and the step reads them as
+  /// read_linear gives them; empty: the step reads every linear from *model.
+  std::vector<std::string> replaced_linears;
+  /// blk.<layer>.suffix's float values from the checkpoint, rows in the engine's order (what
+  /// Model::tensor_f32 gave before the bytes were freed).
+  std::function<std::vector<float>(const char* suffix)> read_linear;
 };
 
 /// GptqConfig for GPTQ's machinery (loading, checks, layouts, the streamed run): asymmetric, the

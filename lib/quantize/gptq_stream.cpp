@@ -1188,6 +1188,21 @@ class GsRun {
       mats[module] = {std::move(q), rep};
     };
     io.spill_dir = work_;
+    // The block's dense linears stored as floats are read again from the checkpoint while the step
+    // searches them: the model's copies go once the capture is done (each is replaced below).
+    for (const GsLinear& xl : linears_) {
+      if (xl.layer != L || xl.expert >= 0) continue;
+      const QuantType t = src_->at(name((xl.role + ".weight").c_str())).checkpoint_type();
+      if (t == QuantType::F32 || t == QuantType::F16 || t == QuantType::BF16)
+        io.replaced_linears.push_back("blk.0." + xl.role + ".weight");
+    }
+    io.read_linear = [&](const char* suffix) {
+      const ModelTensor& t = src_->at(name(suffix));
+      std::vector<float> v(static_cast<size_t>(t.n_elements()));
+      src_->read_rows_f32(t, 0, t.n_rows(), v.data());
+      src_->release(t);
+      return v;
+    };
     const size_t groups_before = awq_summary_.groups.size();
     const int64_t clipped_before = awq_summary_.clipped_linears;
     GsFile in(hidden_file(L), false);
