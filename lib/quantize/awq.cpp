@@ -408,6 +408,7 @@ class AwParked {
   bool is_open() const { return fd_ >= 0; }
   // Rows [row0, row0 + n) of the parked matrix.
   void put_rows(int64_t row0, const float* x, int64_t n) { io(const_cast<float*>(x), row0, n, true); }
+  void get_rows(int64_t row0, int64_t n, float* x) const { io(x, row0, n, false); }
   // Writes x (the first time only: a parked matrix is unchanged while parked) and frees it.
   void park(AwMat& x, const fs::path& dir) {
     if (x.size() == 0) return;
@@ -485,6 +486,7 @@ struct AwW {
   AwW(const AwMat& m) : f(&m) {}  // NOLINT(google-explicit-constructor): a float operand
   AwW(const AwBf16& m) : b(&m) {}  // NOLINT(google-explicit-constructor): a bf16 one
   int64_t rows() const { return f ? f->rows() : b->rows; }
+  int64_t cols() const { return f ? f->cols() : b->cols; }
 };
 
 // One block's AWQ step, on the block's float weights and captured inputs, for the whole-model
@@ -513,6 +515,9 @@ struct AwBlockStep {
 
   // The scale search's products in bf16 (AwqParams::search_bf16, resolved by the caller).
   bool bf16_search() const { return cfg.params.search_bf16.value_or(false); }
+  // Whether the search may hold blk's linear `suffix` as its bf16 copy alone: its products are
+  // bf16 and the checkpoint stores it in bf16 (the copy has its exact values).
+  bool bf16_exact(const char* suffix) const { return bf16_search() && io->stored_type(suffix) == QuantType::BF16; }
 
   // blk.<model_layer>.suffix: the block's tensor in the model the step works on.
   std::string local(const char* suffix) const { return names::block_tensor(io->model_layer, suffix); }
@@ -527,10 +532,12 @@ struct AwBlockStep {
     x.rows = li->n_out;
     x.cols = li->n_in;
     x.permuted = model.config().architecture == "llama" && (li->role == "attn_q" || li->role == "attn_k");
-    const std::vector<float> v = detail::ModelAccess::released(model, local(suffix)) ? io->read_linear(suffix)
-                                                                                    : model.tensor_f32(local(suffix));
-    if (static_cast<int64_t>(v.size()) != x.rows * x.cols)
-      fail(Errc::general, "awq: {} read as {} values, not {} x {}", x.gguf, v.size(), x.rows, x.cols);
+    x.w.resize(x.rows, x.cols);
+    if (detail::ModelAccess::released(model, local(suffix))) {
+      io->read_linear(suffix, x.w.data(), x.w.size());
+      return x;
+    }
+    const std::vector<float> v = model.tensor_f32(local(suffix));
     x.w = Eigen::Map<const AwMat>(v.data(), x.rows, x.cols);
     return x;
   }
@@ -700,16 +707,21 @@ struct AwBlockStep {
     return m;
   }
   // scaled_fake's values rounded to bf16, without the float matrix (search_bf16).
-  AwBf16 scaled_fake_bf16(const AwMat& w, std::span<const float> s, const Context& ctx) const {
+  // w may be a bf16 copy of weights that bf16 holds exactly: its rows are read as those floats.
+  AwBf16 scaled_fake_bf16(AwW w, std::span<const float> s, const Context& ctx) const {
     AwBf16 m;
-    m.rows = w.rows(), m.cols = w.cols();
-    m.v.resize(static_cast<size_t>(w.size()));
-    parallel_for(w.rows(), ctx.thread_count(), 8, [&](int64_t r0, int64_t r1) {
-      std::vector<float> x(static_cast<size_t>(w.cols()));
+    const int64_t cols = w.cols();
+    m.rows = w.rows(), m.cols = cols;
+    m.v.resize(static_cast<size_t>(m.rows * cols));
+    parallel_for(m.rows, ctx.thread_count(), 8, [&](int64_t r0, int64_t r1) {
+      std::vector<float> x(static_cast<size_t>(cols)), row(w.b ? static_cast<size_t>(cols) : 0);
       for (int64_t r = r0; r < r1; ++r) {
-        fake_row(w.data() + r * w.cols(), w.cols(), s, x.data());
-        uint16_t* o = m.v.data() + r * w.cols();
-        for (int64_t c = 0; c < w.cols(); ++c) o[c] = f32_to_bf16(x[static_cast<size_t>(c)]);
+        const float* src = w.f ? w.f->data() + r * cols : row.data();
+        if (w.b)
+          for (int64_t c = 0; c < cols; ++c) row[static_cast<size_t>(c)] = bf16_to_f32(w.b->v[static_cast<size_t>(r * cols + c)]);
+        fake_row(src, cols, s, x.data());
+        uint16_t* o = m.v.data() + r * cols;
+        for (int64_t c = 0; c < cols; ++c) o[c] = f32_to_bf16(x[static_cast<size_t>(c)]);
       }
     });
     return m;
@@ -836,40 +848,49 @@ struct AwBlockStep {
   // G = XᵀX, formed once: Σ_r Δw_r G Δw_rᵀ costs columns² a row per candidate instead of
   // tokens x columns (the same sum, up to float rounding).
   struct LinearLoss {
+    using Rows = std::function<void(int64_t t0, int64_t m, float* dst)>;
     const AwBlockStep& step;
-    const AwMat& x;
-    const AwMat& w;
+    const AwMat* x = nullptr;  // the inputs in memory, or
+    Rows read;                 // their rows [t0, t0 + m) from a parked file
+    const AwMat* w = nullptr;  // the float weights (null: the search's bf16 copy alone)
     bool gram = false;
-    int64_t tokens = 0;  // x's rows (through XᵀX the loss no longer reads x itself)
+    int64_t tokens = 0, k = 0, rows = 0;  // x's rows (through XᵀX the loss no longer reads x itself) and columns, w's rows
     AwMat G, y_ref, y;
     LinearLoss(const AwBlockStep& st, const AwMat& x_, const AwMat& w_, int threads)
-        : step(st), x(x_), w(w_), tokens(x_.rows()) {
-      gram = x.rows() > x.cols();
+        : step(st), x(&x_), w(&w_), tokens(x_.rows()), k(x_.cols()), rows(w_.rows()) {
+      gram = x_.rows() > x_.cols();
       if (!gram) {
-        step.linear_out(x, w, y_ref, threads, step.bf16_search());
+        step.linear_out(x_, w_, y_ref, threads, step.bf16_search());
         return;
       }
-      const int64_t cols = x.cols();
+      const int64_t cols = x_.cols();
       G = AwMat::Zero(cols, cols);
       constexpr int64_t kTokens = 4096;  // rows transposed at a time
-      for (int64_t t0 = 0; t0 < x.rows(); t0 += kTokens)
-        gptq_impl::gp_add_gram(G, x.data() + t0 * cols, std::min(kTokens, x.rows() - t0), cols, threads, step.gemm);
+      for (int64_t t0 = 0; t0 < x_.rows(); t0 += kTokens)
+        gptq_impl::gp_add_gram(G, x_.data() + t0 * cols, std::min(kTokens, x_.rows() - t0), cols, threads, step.gemm);
       gptq_impl::gp_finish_gram(G, 1.0f);
+    }
+    // tokens x k inputs read a slab at a time, bf16 weights wb (no XᵀX; bf16 candidates only).
+    LinearLoss(const AwBlockStep& st, Rows read_, int64_t tokens_, int64_t k_, const AwBf16& wb, int threads)
+        : step(st), read(std::move(read_)), tokens(tokens_), k(k_), rows(wb.rows) {
+      step.linear_out_b(tokens, k, read, wb, y_ref, threads);
     }
     // The loss of bf16 candidate weights (search_bf16 without XᵀX): what operator() computes on
     // their float values, without the float matrix.
     double operator()(const AwBf16& wq, int threads) {
       if (gram) fail(Errc::general, "awq: a bf16 candidate for a loss through XᵀX");
-      step.linear_out_b(x, wq, y, threads);
-      return static_cast<double>((y - y_ref).squaredNorm()) / static_cast<double>(std::max<int64_t>(1, tokens * w.rows()));
+      if (x) step.linear_out_b(*x, wq, y, threads);
+      else step.linear_out_b(tokens, k, read, wq, y, threads);
+      return static_cast<double>((y - y_ref).squaredNorm()) / static_cast<double>(std::max<int64_t>(1, tokens * rows));
     }
     double operator()(const AwMat& wq, int threads) {
-      const double n = static_cast<double>(std::max<int64_t>(1, tokens * w.rows()));
+      const double n = static_cast<double>(std::max<int64_t>(1, tokens * rows));
+      if (!x || (gram && !w)) fail(Errc::general, "awq: a float candidate for a loss on parked inputs");
       if (!gram) {
-        step.linear_out(x, wq, y, threads, step.bf16_search());
+        step.linear_out(*x, wq, y, threads, step.bf16_search());
         return static_cast<double>((y - y_ref).squaredNorm()) / n;
       }
-      const AwMat d = wq - w;
+      const AwMat d = wq - *w;
       y.resize(d.rows(), d.cols());
       aw_matmul(step.gemm, d.data(), d.rows(), d.cols(), G.data(), G.rows(), y.data(), threads);  // ΔW G (G symmetric)
       return d.cwiseProduct(y).cast<double>().sum() / n;
@@ -885,12 +906,19 @@ struct AwBlockStep {
   // y = x wbᵀ for bf16 weights: slabs of x through one scratch buffer, each product on every
   // thread (as mlp_out's).
   void linear_out_b(const AwMat& x, const AwBf16& wb, AwMat& y, int threads) const {
-    y.resize(x.rows(), wb.rows);
-    const int64_t k = x.cols(), slab = std::min<int64_t>(kAwRows, x.rows());
+    const int64_t k = x.cols();
+    linear_out_b(x.rows(), k, [&](int64_t t0, int64_t m, float* dst) {
+      std::memcpy(dst, x.data() + t0 * k, static_cast<size_t>(m * k) * sizeof(float));
+    }, wb, y, threads);
+  }
+  // The same for T x k inputs that `read` copies into the scratch buffer a slab at a time.
+  void linear_out_b(int64_t T, int64_t k, const LinearLoss::Rows& read, const AwBf16& wb, AwMat& y, int threads) const {
+    y.resize(T, wb.rows);
+    const int64_t slab = std::min<int64_t>(kAwRows, T);
     scratch({slab * k});
-    for (int64_t t0 = 0; t0 < x.rows(); t0 += slab) {
-      const int64_t m = std::min(slab, x.rows() - t0);
-      std::memcpy(scratch_[0].data(), x.data() + t0 * k, static_cast<size_t>(m * k) * sizeof(float));
+    for (int64_t t0 = 0; t0 < T; t0 += slab) {
+      const int64_t m = std::min(slab, T - t0);
+      read(t0, m, scratch_[0].data());
       const detail::Product p{wb.view(), scratch_[0].data(), m, y.data() + t0 * wb.rows};
       products(std::span<const detail::Product>(&p, 1), threads);
     }
@@ -1361,6 +1389,37 @@ struct AwBlockStep {
   // their columns, and a channel's scale is every one of its columns' (the returned scales are
   // the n channels').
   // release_x as quantize_on's: called once the loss goes through XᵀX and x is no longer read.
+  // With `parked` (x's parked file, w held exactly by bf16, fewer tokens than columns): once x's
+  // column means, its screening sample and w's bf16 copy are made, x and w are freed (release_x, w
+  // emptied) and the loss reads x's rows from the file a slab at a time, the candidates made from
+  // the bf16 copy: the same values and sums, without the inputs in memory.
+  AwqSearch search_linear(AwMat& x, AwMat& w, const Context& ctx, const std::function<void()>& release_x,
+                          const AwParked* parked) const {
+    if (!parked || !bf16_search() || x.rows() > x.cols()) return search_linear(x, w, ctx, {}, release_x);
+    using Loss = std::function<double(std::span<const float>)>;
+    const AwqParams& p = cfg.params;
+    const int threads = ctx.thread_count();
+    const int64_t T = x.rows(), k = x.cols();
+    const bool screen = p.search_tokens > 0 && 2 * p.search_tokens <= T;
+    const AwMat xs = screen ? sample_rows(x, p.search_tokens) : AwMat();
+    const std::vector<float> x_mean = col_abs_mean(x), w_mean = weight_mean({&w});
+    const AwBf16 wb(w, threads);
+    w = AwMat();
+    release_x();
+    if (x.size() != 0) fail(Errc::general, "awq: the parked search's inputs were not released");
+    LinearLoss ll(*this, [parked](int64_t t0, int64_t m, float* dst) { parked->get_rows(t0, m, dst); }, T, k, wb, threads);
+    std::optional<LinearLoss> ls;
+    if (screen)
+      ls.emplace(*this, [&xs](int64_t t0, int64_t m, float* dst) {
+        std::memcpy(dst, xs.data() + t0 * xs.cols(), static_cast<size_t>(m * xs.cols()) * sizeof(float));
+      }, xs.rows(), k, wb, threads);
+    auto loss = [&](LinearLoss& l, std::span<const float> s) {
+      ctx.check_cancelled();
+      return l(scaled_fake_bf16(wb, s, ctx), threads);
+    };
+    return awq_search_scales(x_mean, w_mean, p, [&](std::span<const float> s) { return loss(ll, s); },
+                             screen ? Loss([&](std::span<const float> s) { return loss(*ls, s); }) : Loss{});
+  }
   AwqSearch search_linear(const AwMat& x, const AwMat& w, const Context& ctx, std::span<const int64_t> tie = {},
                           const std::function<void()>& release_x = {}) const {
     using Loss = std::function<double(std::span<const float>)>;
@@ -1615,8 +1674,22 @@ struct AwBlockStep {
         wg = load(L, "ffn_gate.weight"), wu = load(L, "ffn_up.weight");
       }
     };
-    load_gate_up();
+    // With bf16 products on weights bf16 holds exactly (a bf16 checkpoint), the searches read the
+    // weights from their bf16 copies alone: the same values, half the bytes.
+    const bool exact_gu = bf16_exact(arch.fused_gate_up ? "ffn_up.weight" : "ffn_gate.weight") &&
+                          bf16_exact("ffn_up.weight");
+    const bool exact_down = bf16_exact("ffn_down.weight");
     AwLinear wd = load(L, "ffn_down.weight");
+    AwBf16 bkeep[3];  // the search's bf16 copies of gate, up and down
+    const AwW dn = search_w(wd.w, bkeep[2], threads);
+    if (dn.b) wd.w = AwMat();  // the gate/up search multiplies by its bf16 copy
+    load_gate_up();
+    std::vector<float> wmean_gu;
+    if (exact_gu) {
+      wmean_gu = weight_mean({&wg.w, &wu.w});
+      bkeep[0] = AwBf16(wg.w, threads), bkeep[1] = AwBf16(wu.w, threads);
+      wg.w = AwMat(), wu.w = AwMat();
+    }
     using Loss = std::function<double(std::span<const float>)>;
     const bool screen = p.search_tokens > 0 && 2 * p.search_tokens <= a.x_ffn.rows();
     // Each part holds only what it reads: down's inputs stay parked through the gate/up search
@@ -1630,14 +1703,12 @@ struct AwBlockStep {
     AwqSearch s3;
     {
       AwMat y_ref, y;
-      AwBf16 keep[3];
-      const AwW dn = search_w(wd.w, keep[2], threads);
-      if (dn.b) wd.w = AwMat();  // the search multiplies by its bf16 copy
+      const AwW gsrc = exact_gu ? AwW(bkeep[0]) : AwW(wg.w), usrc = exact_gu ? AwW(bkeep[1]) : AwW(wu.w);
       auto loss_on = [&](const AwMat& x, const AwMat& ref) -> Loss {
         return [&](std::span<const float> s) {
           ctx.check_cancelled();
           if (bf16_search())
-            mlp_out(x, scaled_fake_bf16(wg.w, s, ctx), scaled_fake_bf16(wu.w, s, ctx), &dn, y, threads);
+            mlp_out(x, scaled_fake_bf16(gsrc, s, ctx), scaled_fake_bf16(usrc, s, ctx), &dn, y, threads);
           else
             mlp_out(x, scaled_fake(wg.w, s, ctx), scaled_fake(wu.w, s, ctx), &dn, y, threads);
           return mse(y, ref);
@@ -1646,14 +1717,17 @@ struct AwBlockStep {
       const AwMat xs = screen ? sample_rows(a.x_ffn, p.search_tokens) : AwMat();
       AwMat ys_ref;
       {
-        const AwW gate = search_w(wg.w, keep[0], threads), up = search_w(wu.w, keep[1], threads);
+        const AwW gate = exact_gu ? gsrc : search_w(wg.w, bkeep[0], threads);
+        const AwW up = exact_gu ? usrc : search_w(wu.w, bkeep[1], threads);
         mlp_out(a.x_ffn, gate, up, &dn, y_ref, threads);
         if (screen) mlp_out(xs, gate, up, &dn, ys_ref, threads);
-        keep[0] = AwBf16(), keep[1] = AwBf16();
+        if (!exact_gu) bkeep[0] = AwBf16(), bkeep[1] = AwBf16();
       }
-      s3 = awq_search_scales(col_abs_mean(a.x_ffn), weight_mean({&wg.w, &wu.w}), p, loss_on(a.x_ffn, y_ref),
+      if (!exact_gu) wmean_gu = weight_mean({&wg.w, &wu.w});
+      s3 = awq_search_scales(col_abs_mean(a.x_ffn), wmean_gu, p, loss_on(a.x_ffn, y_ref),
                              screen ? loss_on(xs, ys_ref) : Loss{});
     }
+    bkeep[0] = AwBf16(), bkeep[1] = AwBf16(), bkeep[2] = AwBf16();
     report(L, "post_attention_layernorm->gate,up", s3);
     wg.w = AwMat(), wu.w = AwMat();
     park_ffn.park(a.x_ffn, io->spill_dir);
@@ -1661,7 +1735,8 @@ struct AwBlockStep {
     // 4. up_proj -> down_proj, inspected at down_proj's output.
     if (wd.w.size() == 0) wd = load(L, "ffn_down.weight");
     park_down.unpark(a.x_down);
-    const AwqSearch s4 = search_linear(a.x_down, wd.w, ctx, {}, [&] { park_down.park(a.x_down, io->spill_dir); });
+    const auto release_x = [&] { park_down.park(a.x_down, io->spill_dir); };
+    const AwqSearch s4 = search_linear(a.x_down, wd.w, ctx, release_x, exact_down && park_down.is_open() ? &park_down : nullptr);
     report(L, "up_proj->down_proj", s4);
     end_search();
     wd.w = AwMat();

@@ -38,9 +38,9 @@ struct AwBlockIo {
   /// after the step. Their bytes are freed once the capture is done, and the step reads them as
   /// read_linear gives them; empty: the step reads every linear from *model.
   std::vector<std::string> replaced_linears;
-  /// blk.<layer>.suffix's float values from the checkpoint, rows in the engine's order (what
-  /// Model::tensor_f32 gave before the bytes were freed).
-  std::function<std::vector<float>(const char* suffix)> read_linear;
+  /// Writes blk.<layer>.suffix's n float values from the checkpoint to dst, rows in the engine's
+  /// order (what Model::tensor_f32 gave before the bytes were freed).
+  std::function<void(const char* suffix, float* dst, int64_t n)> read_linear;
 };
 
 /// GptqConfig for GPTQ's machinery (loading, checks, layouts, the streamed run): asymmetric, the

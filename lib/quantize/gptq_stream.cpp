@@ -1196,12 +1196,14 @@ class GsRun {
       if (t == QuantType::F32 || t == QuantType::F16 || t == QuantType::BF16)
         io.replaced_linears.push_back("blk.0." + xl.role + ".weight");
     }
-    io.read_linear = [&](const char* suffix) {
+    io.read_linear = [&](const char* suffix, float* dst, int64_t n) {
       const ModelTensor& t = src_->at(name(suffix));
-      std::vector<float> v(static_cast<size_t>(t.n_elements()));
-      src_->read_rows_f32(t, 0, t.n_rows(), v.data());
+      if (t.n_elements() != n) fail(Errc::general, "awq: {} has {} values, not {}", t.name, t.n_elements(), n);
+      // In slabs of about 4 MB: the source's decoding buffer stays that size.
+      const int64_t step = std::max<int64_t>(1, (int64_t{4} << 20) / std::max<int64_t>(1, t.row_length() * 4));
+      for (int64_t r = 0; r < t.n_rows(); r += step)
+        src_->read_rows_f32(t, r, std::min(step, t.n_rows() - r), dst + r * t.row_length());
       src_->release(t);
-      return v;
     };
     const size_t groups_before = awq_summary_.groups.size();
     const int64_t clipped_before = awq_summary_.clipped_linears;
