@@ -74,6 +74,14 @@ TEST_CASE("awq stream: the same bytes as the in-memory quantizer", "[awq][gptq-s
     as_check_same(t->dir, c, tmp.path());
   }
   {
+    INFO("more tokens than down_proj's columns (1024 > 768): its XᵀX formed from the parked inputs");
+    test::TempDir tmp;
+    AwqConfig c = as_config(t->calib);
+    c.calibration_samples = 8;
+    c.ctx = 128;
+    as_check_same(t->dir, c, tmp.path());
+  }
+  {
     INFO("the scale search screened on 48 of 192 tokens");
     test::TempDir tmp;
     AwqConfig c = as_config(t->calib);

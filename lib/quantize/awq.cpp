@@ -856,6 +856,7 @@ struct AwBlockStep {
     bool gram = false;
     int64_t tokens = 0, k = 0, rows = 0;  // x's rows (through XᵀX the loss no longer reads x itself) and columns, w's rows
     AwMat G, y_ref, y;
+    static constexpr int64_t kTokens = 4096;  // XᵀX: rows transposed at a time
     LinearLoss(const AwBlockStep& st, const AwMat& x_, const AwMat& w_, int threads)
         : step(st), x(&x_), w(&w_), tokens(x_.rows()), k(x_.cols()), rows(w_.rows()) {
       gram = x_.rows() > x_.cols();
@@ -865,9 +866,21 @@ struct AwBlockStep {
       }
       const int64_t cols = x_.cols();
       G = AwMat::Zero(cols, cols);
-      constexpr int64_t kTokens = 4096;  // rows transposed at a time
       for (int64_t t0 = 0; t0 < x_.rows(); t0 += kTokens)
         gptq_impl::gp_add_gram(G, x_.data() + t0 * cols, std::min(kTokens, x_.rows() - t0), cols, threads, step.gemm);
+      gptq_impl::gp_finish_gram(G, 1.0f);
+    }
+    // tokens x k inputs read a slab at a time (more tokens than columns): XᵀX formed from the same
+    // slabs as from x in memory, float weights w.
+    LinearLoss(const AwBlockStep& st, const Rows& read_, int64_t tokens_, int64_t k_, const AwMat& w_, int threads)
+        : step(st), w(&w_), gram(true), tokens(tokens_), k(k_), rows(w_.rows()) {
+      G = AwMat::Zero(k, k);
+      AwMat slab(std::min(kTokens, tokens), k);
+      for (int64_t t0 = 0; t0 < tokens; t0 += kTokens) {
+        const int64_t m = std::min(kTokens, tokens - t0);
+        read_(t0, m, slab.data());
+        gptq_impl::gp_add_gram(G, slab.data(), m, k, threads, step.gemm);
+      }
       gptq_impl::gp_finish_gram(G, 1.0f);
     }
     // tokens x k inputs read a slab at a time, bf16 weights wb (no XᵀX; bf16 candidates only).
@@ -885,7 +898,7 @@ struct AwBlockStep {
     }
     double operator()(const AwMat& wq, int threads) {
       const double n = static_cast<double>(std::max<int64_t>(1, tokens * rows));
-      if (!x || (gram && !w)) fail(Errc::general, "awq: a float candidate for a loss on parked inputs");
+      if (gram ? !w : !x) fail(Errc::general, "awq: a float candidate for a loss on parked inputs");
       if (!gram) {
         step.linear_out(*x, wq, y, threads, step.bf16_search());
         return static_cast<double>((y - y_ref).squaredNorm()) / n;
@@ -1389,35 +1402,48 @@ struct AwBlockStep {
   // their columns, and a channel's scale is every one of its columns' (the returned scales are
   // the n channels').
   // release_x as quantize_on's: called once the loss goes through XᵀX and x is no longer read.
-  // With `parked` (x's parked file, w held exactly by bf16, fewer tokens than columns): once x's
-  // column means, its screening sample and w's bf16 copy are made, x and w are freed (release_x, w
-  // emptied) and the loss reads x's rows from the file a slab at a time, the candidates made from
-  // the bf16 copy: the same values and sums, without the inputs in memory.
+  // With `parked` (x's parked file): once x's column means and screening sample are made, x is
+  // freed (release_x) and the loss reads x's rows from the file a slab at a time, the same values
+  // and sums without the inputs in memory. With more tokens than columns XᵀX is formed from the
+  // file's slabs; with fewer, the loss multiplies the inputs by each candidate, which needs bf16
+  // products and w exact in bf16 (`exact`): w is then freed too and the candidates made from its
+  // bf16 copy. Otherwise search_linear below.
   AwqSearch search_linear(AwMat& x, AwMat& w, const Context& ctx, const std::function<void()>& release_x,
-                          const AwParked* parked) const {
-    if (!parked || !bf16_search() || x.rows() > x.cols()) return search_linear(x, w, ctx, {}, release_x);
+                          const AwParked* parked, bool exact) const {
+    const int64_t T = x.rows(), k = x.cols();
+    const bool gram = T > k;
+    if (!parked || (!gram && !(exact && bf16_search()))) return search_linear(x, w, ctx, {}, release_x);
     using Loss = std::function<double(std::span<const float>)>;
     const AwqParams& p = cfg.params;
     const int threads = ctx.thread_count();
-    const int64_t T = x.rows(), k = x.cols();
     const bool screen = p.search_tokens > 0 && 2 * p.search_tokens <= T;
     const AwMat xs = screen ? sample_rows(x, p.search_tokens) : AwMat();
     const std::vector<float> x_mean = col_abs_mean(x), w_mean = weight_mean({&w});
-    const AwBf16 wb(w, threads);
-    w = AwMat();
+    AwBf16 wb;
+    if (!gram) {
+      wb = AwBf16(w, threads);
+      w = AwMat();
+    }
     release_x();
     if (x.size() != 0) fail(Errc::general, "awq: the parked search's inputs were not released");
-    LinearLoss ll(*this, [parked](int64_t t0, int64_t m, float* dst) { parked->get_rows(t0, m, dst); }, T, k, wb, threads);
-    std::optional<LinearLoss> ls;
-    if (screen)
+    const LinearLoss::Rows read = [parked](int64_t t0, int64_t m, float* dst) { parked->get_rows(t0, m, dst); };
+    std::optional<LinearLoss> ll, ls;
+    if (gram) ll.emplace(*this, read, T, k, w, threads);
+    else ll.emplace(*this, read, T, k, wb, threads);
+    if (screen && gram) {
+      ls.emplace(*this, xs, w, threads);
+    } else if (screen) {
       ls.emplace(*this, [&xs](int64_t t0, int64_t m, float* dst) {
         std::memcpy(dst, xs.data() + t0 * xs.cols(), static_cast<size_t>(m * xs.cols()) * sizeof(float));
       }, xs.rows(), k, wb, threads);
+    }
     auto loss = [&](LinearLoss& l, std::span<const float> s) {
       ctx.check_cancelled();
-      return l(scaled_fake_bf16(wb, s, ctx), threads);
+      if (!gram) return l(scaled_fake_bf16(wb, s, ctx), threads);
+      if (bf16_search() && !l.gram) return l(scaled_fake_bf16(w, s, ctx), threads);
+      return l(scaled_fake(w, s, ctx), threads);
     };
-    return awq_search_scales(x_mean, w_mean, p, [&](std::span<const float> s) { return loss(ll, s); },
+    return awq_search_scales(x_mean, w_mean, p, [&](std::span<const float> s) { return loss(*ll, s); },
                              screen ? Loss([&](std::span<const float> s) { return loss(*ls, s); }) : Loss{});
   }
   AwqSearch search_linear(const AwMat& x, const AwMat& w, const Context& ctx, std::span<const int64_t> tie = {},
@@ -1736,7 +1762,7 @@ struct AwBlockStep {
     if (wd.w.size() == 0) wd = load(L, "ffn_down.weight");
     park_down.unpark(a.x_down);
     const auto release_x = [&] { park_down.park(a.x_down, io->spill_dir); };
-    const AwqSearch s4 = search_linear(a.x_down, wd.w, ctx, release_x, exact_down && park_down.is_open() ? &park_down : nullptr);
+    const AwqSearch s4 = search_linear(a.x_down, wd.w, ctx, release_x, park_down.is_open() ? &park_down : nullptr, exact_down);
     report(L, "up_proj->down_proj", s4);
     end_search();
     wd.w = AwMat();
