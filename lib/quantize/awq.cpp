@@ -1402,12 +1402,44 @@ struct AwBlockStep {
   // their columns, and a channel's scale is every one of its columns' (the returned scales are
   // the n channels').
   // release_x as quantize_on's: called once the loss goes through XᵀX and x is no longer read.
-  // With `parked` (x's parked file): once x's column means and screening sample are made, x is
-  // freed (release_x) and the loss reads x's rows from the file a slab at a time, the same values
-  // and sums without the inputs in memory. With more tokens than columns XᵀX is formed from the
-  // file's slabs; with fewer, the loss multiplies the inputs by each candidate, which needs bf16
-  // products and w exact in bf16 (`exact`): w is then freed too and the candidates made from its
-  // bf16 copy. Otherwise search_linear below.
+  AwqSearch search_linear(const AwMat& x, const AwMat& w, const Context& ctx, std::span<const int64_t> tie = {},
+                          const std::function<void()>& release_x = {}) const {
+    using Loss = std::function<double(std::span<const float>)>;
+    const AwqParams& p = cfg.params;
+    const int threads = ctx.thread_count();
+    const bool screen = p.search_tokens > 0 && 2 * p.search_tokens <= x.rows();
+    LinearLoss ll(*this, x, w, threads);
+    const AwMat xs = screen ? sample_rows(x, p.search_tokens) : AwMat();
+    std::optional<LinearLoss> ls;
+    if (screen) ls.emplace(*this, xs, w, threads);
+    std::vector<float> x_mean = col_abs_mean(x), w_mean = weight_mean({&w});
+    if (release_x && ll.gram) release_x();
+    std::vector<float> wide;  // the columns' scales under `tie`
+    auto cols = [&](std::span<const float> s) -> std::span<const float> {
+      if (tie.empty()) return s;
+      wide.resize(tie.size());
+      for (size_t c = 0; c < tie.size(); ++c) wide[c] = s[static_cast<size_t>(tie[c])];
+      return wide;
+    };
+    if (!tie.empty()) {
+      x_mean = tied_mean(x_mean, tie);
+      w_mean = tied_mean(w_mean, tie);
+    }
+    // A candidate's loss: with bf16 products its weights made in bf16 directly (the same values).
+    auto loss = [&](LinearLoss& l, std::span<const float> s) {
+      ctx.check_cancelled();
+      if (bf16_search() && !l.gram) return l(scaled_fake_bf16(w, cols(s), ctx), threads);
+      return l(scaled_fake(w, cols(s), ctx), threads);
+    };
+    return awq_search_scales(x_mean, w_mean, p, [&](std::span<const float> s) { return loss(ll, s); },
+                             screen ? Loss([&](std::span<const float> s) { return loss(*ls, s); }) : Loss{});
+  }
+  // search_linear with `parked` (x's parked file): once x's column means and screening sample are
+  // made, x is freed (release_x) and the loss reads x's rows from the file a slab at a time, the
+  // same values and sums without the inputs in memory. With more tokens than columns XᵀX is formed
+  // from the file's slabs; with fewer, the loss multiplies the inputs by each candidate, which
+  // needs bf16 products and w exact in bf16 (`exact`): w is then freed too and the candidates made
+  // from its bf16 copy. Otherwise the search above, on x in memory.
   AwqSearch search_linear(AwMat& x, AwMat& w, const Context& ctx, const std::function<void()>& release_x,
                           const AwParked* parked, bool exact) const {
     const int64_t T = x.rows(), k = x.cols();
@@ -1444,38 +1476,6 @@ struct AwBlockStep {
       return l(scaled_fake(w, s, ctx), threads);
     };
     return awq_search_scales(x_mean, w_mean, p, [&](std::span<const float> s) { return loss(*ll, s); },
-                             screen ? Loss([&](std::span<const float> s) { return loss(*ls, s); }) : Loss{});
-  }
-  AwqSearch search_linear(const AwMat& x, const AwMat& w, const Context& ctx, std::span<const int64_t> tie = {},
-                          const std::function<void()>& release_x = {}) const {
-    using Loss = std::function<double(std::span<const float>)>;
-    const AwqParams& p = cfg.params;
-    const int threads = ctx.thread_count();
-    const bool screen = p.search_tokens > 0 && 2 * p.search_tokens <= x.rows();
-    LinearLoss ll(*this, x, w, threads);
-    const AwMat xs = screen ? sample_rows(x, p.search_tokens) : AwMat();
-    std::optional<LinearLoss> ls;
-    if (screen) ls.emplace(*this, xs, w, threads);
-    std::vector<float> x_mean = col_abs_mean(x), w_mean = weight_mean({&w});
-    if (release_x && ll.gram) release_x();
-    std::vector<float> wide;  // the columns' scales under `tie`
-    auto cols = [&](std::span<const float> s) -> std::span<const float> {
-      if (tie.empty()) return s;
-      wide.resize(tie.size());
-      for (size_t c = 0; c < tie.size(); ++c) wide[c] = s[static_cast<size_t>(tie[c])];
-      return wide;
-    };
-    if (!tie.empty()) {
-      x_mean = tied_mean(x_mean, tie);
-      w_mean = tied_mean(w_mean, tie);
-    }
-    // A candidate's loss: with bf16 products its weights made in bf16 directly (the same values).
-    auto loss = [&](LinearLoss& l, std::span<const float> s) {
-      ctx.check_cancelled();
-      if (bf16_search() && !l.gram) return l(scaled_fake_bf16(w, cols(s), ctx), threads);
-      return l(scaled_fake(w, cols(s), ctx), threads);
-    };
-    return awq_search_scales(x_mean, w_mean, p, [&](std::span<const float> s) { return loss(ll, s); },
                              screen ? Loss([&](std::span<const float> s) { return loss(*ls, s); }) : Loss{});
   }
   // Per channel of `tie`, the mean of v over its columns.
