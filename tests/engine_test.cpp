@@ -92,6 +92,15 @@ auto invalid_arg() {
   return Catch::Predicate<Error>([](const Error& e) { return e.code() == Errc::invalid_argument; });
 }
 
+// The logits after a five-token prompt (a 16-position session), for before/after comparisons.
+std::vector<float> prompt_logits(const Model& model) {
+  const std::vector<int32_t> prompt = {1, 434, 461, 261, 409};
+  Session s(model, SessionOptions{16, false});
+  s.eval(prompt);
+  auto l = s.logits(0);
+  return std::vector<float>(l.begin(), l.end());
+}
+
 }  // namespace
 
 TEST_CASE("engine: tensor buffers, small from the allocator and large mapped, aligned and writable", "[engine]") {
@@ -373,13 +382,7 @@ TEST_CASE("engine: hook_inputs_only skips the last product only when no logits a
 TEST_CASE("engine: replacing weights changes and restores the outputs", "[engine]") {
   auto model = golden_model("golden/tiny-llama-BF16.gguf");
   if (!model) return;
-  const std::vector<int32_t> prompt = {1, 434, 461, 261, 409};
-  auto run = [&] {
-    Session s(*model, SessionOptions{16, false});
-    s.eval(prompt);
-    auto l = s.logits(0);
-    return std::vector<float>(l.begin(), l.end());
-  };
+  auto run = [&] { return prompt_logits(*model); };
   const auto base = run();
   const std::string name = "blk.2.ffn_down.weight";
   const auto original = model->tensor_f32(name);
@@ -425,13 +428,7 @@ TEST_CASE("engine: replacing weights changes and restores the outputs", "[engine
 TEST_CASE("engine: a released weight fails the products that read it until it is replaced", "[engine]") {
   auto model = golden_model("golden/tiny-llama-BF16.gguf");
   if (!model) return;
-  const std::vector<int32_t> prompt = {1, 434, 461, 261, 409};
-  auto run = [&] {
-    Session s(*model, SessionOptions{16, false});
-    s.eval(prompt);
-    auto l = s.logits(0);
-    return std::vector<float>(l.begin(), l.end());
-  };
+  auto run = [&] { return prompt_logits(*model); };
   const auto base = run();
   const std::string name = "blk.1.attn_v.weight";
   const auto original = model->tensor_f32(name);
