@@ -846,7 +846,8 @@ struct AwBlockStep {
   // The loss of a group inspected at one linear's own output: the mean over tokens and outputs of
   // the squared output change, (X ΔWᵀ)². With more tokens than columns it is computed through
   // G = XᵀX, formed once: Σ_r Δw_r G Δw_rᵀ costs columns² a row per candidate instead of
-  // tokens x columns (the same sum, up to float rounding).
+  // tokens x columns (the same sum, up to float rounding). X is a matrix in memory, or a row
+  // reader (a parked file) that the loss reads a slab at a time.
   struct LinearLoss {
     using Rows = std::function<void(int64_t t0, int64_t m, float* dst)>;
     const AwBlockStep& step;
