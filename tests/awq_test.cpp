@@ -20,6 +20,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <fstream>
 #include <functional>
 #include <map>
@@ -563,6 +564,47 @@ TEST_CASE("awq: the clipping search's cost factor is lower triangular with MᵀM
   for (int64_t t = 0; t < T; ++t) dead[static_cast<size_t>(t * g + 17)] = 0.0f;
   const RowMatf Gz = gram(dead).cast<float>();
   CHECK_FALSE(awq_impl::aw_cost_factor(Gz.data(), g, M.data()));
+}
+
+TEST_CASE("awq: the column means of rows read a slab at a time are the matrix expression's floats", "[awq]") {
+  // Heavy-tailed values over wide ranges, so that any other order of the sums rounds differently;
+  // row counts around the fours the sums go in, column counts around the vector unit's packets.
+  std::mt19937 rng(11);
+  std::student_t_distribution<float> heavy(1.5f);
+  using RowMatf = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+  int differ = 0, cases = 0;
+  for (const int64_t rows : {1, 2, 3, 4, 5, 6, 7, 8, 9, 13, 64, 257, 1000, 4099})
+    for (const int64_t cols : {1, 3, 4, 5, 8, 15, 16, 17, 33, 256}) {
+      RowMatf x(rows, cols);
+      for (int64_t i = 0; i < x.size(); ++i) x.data()[i] = heavy(rng) * std::ldexp(1.0f, static_cast<int>(rng() % 24) - 12);
+      std::vector<float> want(static_cast<size_t>(cols));
+      Eigen::Map<Eigen::RowVectorXf>(want.data(), cols) =
+          x.cwiseAbs().colwise().sum().cast<float>() / static_cast<float>(std::max<Eigen::Index>(1, x.rows()));
+      for (const int64_t slab : {int64_t{1}, int64_t{3}, rows}) {
+        awq_impl::AwColAbsMean m(rows, cols);
+        for (int64_t t0 = 0; t0 < rows; t0 += slab) m.add(x.data() + t0 * cols, std::min(slab, rows - t0));
+        const std::vector<float> got = m.mean();
+        ++cases;
+        if (std::memcmp(got.data(), want.data(), want.size() * sizeof(float)) != 0) {
+          ++differ;
+          INFO("rows " << rows << ", cols " << cols << ", slab " << slab);
+          CHECK(got == want);
+        }
+      }
+    }
+  CHECK(differ == 0);
+  CHECK(cases == 14 * 10 * 3);
+  // The order matters on these values: row after row gives other floats for some column.
+  RowMatf x(4099, 16);
+  for (int64_t i = 0; i < x.size(); ++i) x.data()[i] = heavy(rng) * std::ldexp(1.0f, static_cast<int>(rng() % 24) - 12);
+  Eigen::RowVectorXf want = x.cwiseAbs().colwise().sum() / 4099.0f;
+  bool seq_differs = false;
+  for (int64_t c = 0; c < 16; ++c) {
+    float s = std::abs(x(0, c));
+    for (int64_t r = 1; r < 4099; ++r) s += std::abs(x(r, c));
+    seq_differs = seq_differs || s / 4099.0f != want(c);
+  }
+  CHECK(seq_differs);
 }
 
 TEST_CASE("awq: with the gain correction only the clipped linears' scales move, codes and zeros kept", "[awq]") {

@@ -461,6 +461,52 @@ struct AwActs {
   AwParked ffn_parked, down_parked;
 };
 
+AwColAbsMean::AwColAbsMean(int64_t rows, int64_t cols)
+    : rows_(rows), cols_(cols), tree_(static_cast<size_t>(cols), 0.0f), seq_(static_cast<size_t>(cols), 0.0f),
+      quad_(static_cast<size_t>(3 * cols)) {}
+
+void AwColAbsMean::add(const float* x, int64_t n) {
+  const int64_t quads_end = (rows_ - 1) & ~int64_t{3};  // rows 1 .. quads_end go in fours
+  for (int64_t i = 0; i < n; ++i, ++seen_) {
+    const float* r = x + i * cols_;
+    const size_t c_n = static_cast<size_t>(cols_);
+    if (seen_ == 0) {
+      for (size_t c = 0; c < c_n; ++c) tree_[c] = seq_[c] = std::abs(r[c]);
+      continue;
+    }
+    for (size_t c = 0; c < c_n; ++c) seq_[c] = seq_[c] + std::abs(r[c]);
+    if (seen_ > quads_end) {
+      for (size_t c = 0; c < c_n; ++c) tree_[c] = tree_[c] + std::abs(r[c]);
+      continue;
+    }
+    const int64_t q = (seen_ - 1) % 4;
+    if (q < 3) {
+      for (size_t c = 0; c < c_n; ++c) quad_[static_cast<size_t>(q) * c_n + c] = std::abs(r[c]);
+      continue;
+    }
+    for (size_t c = 0; c < c_n; ++c)
+      tree_[c] = tree_[c] + ((quad_[c] + quad_[c_n + c]) + (quad_[2 * c_n + c] + std::abs(r[c])));
+  }
+}
+
+std::vector<float> AwColAbsMean::mean() const {
+  if (seen_ != rows_) fail(Errc::general, "awq: column means of {} rows taken after {}", rows_, seen_);
+  std::vector<float> m(static_cast<size_t>(cols_));
+  // The columns the assignment runs in packets: from the first aligned one, whole packets.
+  using Packet = Eigen::internal::packet_traits<float>::type;
+  constexpr int64_t kP = Eigen::internal::packet_traits<float>::size;
+  const int64_t first =
+      kP > 1 ? static_cast<int64_t>(Eigen::internal::first_aligned<Eigen::internal::unpacket_traits<Packet>::alignment>(m.data(), cols_))
+             : 0;
+  const int64_t last = first + (cols_ - first) / kP * kP;
+  const float n = static_cast<float>(std::max<int64_t>(1, rows_));
+  for (int64_t c = 0; c < cols_; ++c) {
+    const size_t i = static_cast<size_t>(c);
+    m[i] = rows_ == 0 ? 0.0f : (c >= first && c < last && kP > 1 ? tree_[i] : seq_[i]) / n;
+  }
+  return m;
+}
+
 // A weight's rows rounded to bf16 (to nearest even), for the scale search's products with
 // AwqParams::search_bf16.
 struct AwBf16 {

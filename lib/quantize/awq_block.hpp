@@ -67,6 +67,24 @@ float awq_gain_scale(const float* x, int64_t g, const float* gram, int maxq, flo
 /// multiply-adds of D·G. False when G has no such factor in float (a dead input channel).
 bool aw_cost_factor(const float* G, int64_t g, float* M);
 
+/// The scale search's input statistic mean |x| per column (AwBlockStep::col_abs_mean on a float
+/// matrix in memory) over rows handed a slab at a time, as from a parked file: the same floats as
+/// that matrix expression gives, its sums taken in the order Eigen takes them (a column in the
+/// vector unit's packets: row 0, then rows 1-4, 5-8, ... each as (a + b) + (c + d) up to row
+/// (rows - 1) & ~3, then one row at a time; a column outside them, row after row).
+class AwColAbsMean {
+ public:
+  AwColAbsMean(int64_t rows, int64_t cols);
+  /// The next n rows (row-major, cols floats each).
+  void add(const float* x, int64_t n);
+  /// The means, once every row is added.
+  std::vector<float> mean() const;
+
+ private:
+  int64_t rows_, cols_, seen_ = 0;
+  std::vector<float> tree_, seq_, quad_;  // the packets' order, row after row, the quad's first three rows
+};
+
 /// Runs AWQ on one block at a time. `lengths`: the calibration chunks' token counts, in the order
 /// eval_chunk feeds them.
 class AwBlockRunner {
