@@ -1,6 +1,8 @@
 // AWQ streamed at bounded memory (awq_model on a checkpoint gptq_model streams): the same directory,
-// byte for byte, as the in-memory AwqQuantizer on the tiny model (GQA: three groups a block) and on
-// an MHA copy of it (the v_proj -> o_proj fold too), in two layouts; `lq quantize MODEL awq`
+// byte for byte, and the same reports, as the in-memory AwqQuantizer on the tiny model (GQA: three
+// groups a block) in two layouts, with down's clipping on its tokens and through its XᵀX (both
+// read from its parked inputs when streamed; awq_vo_test.cpp has the MHA copy and its v_proj ->
+// o_proj fold); `lq quantize MODEL awq`
 // killed with SIGKILL after two blocks resumes from its checkpoint to the same bytes with every
 // block's reports, and a checkpoint made for other settings is refused with exit 2.
 #include <lq/lq.hpp>
@@ -79,6 +81,14 @@ TEST_CASE("awq stream: the same bytes as the in-memory quantizer", "[awq][gptq-s
     AwqConfig c = as_config(t->calib);
     c.calibration_samples = 8;
     c.ctx = 128;
+    as_check_same(t->dir, c, tmp.path());
+  }
+  {
+    INFO("down's clipping through XᵀX (2560 tokens x 256 rows >= 768²), formed from its parked inputs");
+    test::TempDir tmp;
+    AwqConfig c = as_config(t->calib);
+    c.calibration_samples = 10;
+    c.ctx = 256;
     as_check_same(t->dir, c, tmp.path());
   }
   {

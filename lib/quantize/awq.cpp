@@ -18,7 +18,11 @@
 // and the quantization. Linear-inspected groups cost their loss through XᵀX when tokens outnumber columns.
 // With AwqParams::search_bf16 the searches' weight products (candidates and originals) are the
 // back-end's BF16 products on bf16 copies of the weights; everything after the searches is float.
-// Only block L's activations are held (in the streamed run, those no part is reading parked on disk). The q/k/v group is inspected at the attention block's
+// Only block L's activations are held; the streamed run parks every one on disk as it is captured
+// and its parts read them there a chunk or slab at a time (AwRows: the searches' inputs and
+// references, the clippings' XᵀX or group columns, the column means in the in-memory order
+// through AwColAbsMean), so it holds none of them whole but o_proj's through o's own search and
+// a mixture of experts' MLP inputs through its step. The q/k/v group is inspected at the attention block's
 // output: attention is recomputed here (RoPE and causal GQA as the engine does, checked against
 // the engine's own attention result on every block; Qwen3's and Gemma 3's per-head q/k RMSNorm,
 // Gemma's score scale, soft-cap, sliding windows and local RoPE base included). Gemma's MLP is
@@ -59,6 +63,7 @@
 #include <cstring>
 #include <limits>
 #include <map>
+#include <mutex>
 #include <optional>
 #include <tuple>
 #include <utility>
@@ -406,6 +411,8 @@ class AwParked {
     return true;
   }
   bool is_open() const { return fd_ >= 0; }
+  int64_t rows() const { return rows_; }
+  int64_t cols() const { return cols_; }
   // Rows [row0, row0 + n) of the parked matrix.
   void put_rows(int64_t row0, const float* x, int64_t n) { io(const_cast<float*>(x), row0, n, true); }
   void get_rows(int64_t row0, int64_t n, float* x) const { io(x, row0, n, false); }
@@ -421,7 +428,7 @@ class AwParked {
     x = AwMat();
   }
   // x as it was parked (nothing to do when it was not, or is already back).
-  void unpark(AwMat& x) {
+  void unpark(AwMat& x) const {
     if (fd_ < 0 || x.size() != 0) return;
     x.resize(rows_, cols_);
     io(x.data(), 0, rows_, false);
@@ -458,7 +465,119 @@ class AwParked {
 struct AwActs {
   AwMat x_attn, x_o, x_ffn, x_down;
   std::vector<std::vector<int64_t>> expert_rows;
-  AwParked ffn_parked, down_parked;
+  AwParked attn_parked, o_parked, ffn_parked, down_parked;
+};
+
+// Rows of a T x cols matrix held in memory or parked: get() points at rows [t0, t0 + n), in the
+// matrix itself or read into buf (a parked matrix's columns divided by `div` where it is given,
+// as unscale_cols divides a matrix in memory).
+struct AwRows {
+  const AwMat* m = nullptr;
+  const AwParked* f = nullptr;
+  std::span<const float> div = {};
+  int64_t rows() const { return m ? m->rows() : f->rows(); }
+  int64_t cols() const { return m ? m->cols() : f->cols(); }
+  const float* get(int64_t t0, int64_t n, std::vector<float>& buf) const {
+    if (m) return m->data() + t0 * m->cols();
+    const int64_t c = f->cols();
+    if (static_cast<int64_t>(buf.size()) < n * c) buf.resize(static_cast<size_t>(n * c));
+    f->get_rows(t0, n, buf.data());
+    if (!div.empty())
+      for (int64_t r = 0; r < n; ++r)
+        for (int64_t j = 0; j < c; ++j) buf[static_cast<size_t>(r * c + j)] /= div[static_cast<size_t>(j)];
+    return buf.data();
+  }
+  // The same rows written to dst.
+  void copy(int64_t t0, int64_t n, float* dst) const {
+    if (m) {
+      std::memcpy(dst, m->data() + t0 * m->cols(), static_cast<size_t>(n * m->cols()) * sizeof(float));
+      return;
+    }
+    const int64_t c = f->cols();
+    f->get_rows(t0, n, dst);
+    if (!div.empty())
+      for (int64_t r = 0; r < n; ++r)
+        for (int64_t j = 0; j < c; ++j) dst[r * c + j] /= div[static_cast<size_t>(j)];
+  }
+};
+
+// Buffers lent to the threads that read parked rows, kept until the pool goes (a search's end).
+class AwBufs {
+ public:
+  std::vector<float> take() {
+    const std::lock_guard<std::mutex> lock(mu_);
+    if (free_.empty()) return {};
+    std::vector<float> b = std::move(free_.back());
+    free_.pop_back();
+    return b;
+  }
+  void give(std::vector<float> b) {
+    const std::lock_guard<std::mutex> lock(mu_);
+    free_.push_back(std::move(b));
+  }
+
+ private:
+  std::mutex mu_;
+  std::vector<std::vector<float>> free_;
+};
+
+// An input's columns group by group, for the clipping's cross terms on the tokens: get(k, xk) sets
+// xk to the T x g columns of group k (from the matrix in memory, or from a file of the groups'
+// columns one group after another; any thread).
+struct AwCols {
+  int64_t T = 0;
+  std::function<void(int64_t k, AwMat& xk)> get;
+};
+
+// A scale search's reference: the original weights' outputs on every token, in memory or (with a
+// spill directory) in a parked file, and a candidate's loss against them, the mean of (y - ref)²:
+// each row's sum in double, the rows added in order, so the loss is the same on any number of
+// threads and its rounding does not grow with the tokens.
+struct AwRef {
+  AwMat m;
+  AwParked f;
+  std::vector<double> err;  // each row's sum for the candidate being costed
+  AwBufs bufs;
+  void open(int64_t rows, int64_t cols, const fs::path& spill_dir) {
+    err.assign(static_cast<size_t>(rows), 0.0);
+    if (!f.open(spill_dir, rows, cols)) m.resize(rows, cols);
+  }
+  AwRows rows() const { return f.is_open() ? AwRows{nullptr, &f} : AwRows{&m, nullptr}; }
+  int64_t cols() const { return f.is_open() ? f.cols() : m.cols(); }
+  // Rows [t0, t0 + n) of the reference (y: n x cols, contiguous); any thread, disjoint rows.
+  void put(int64_t t0, int64_t n, const float* y) {
+    if (f.is_open()) f.put_rows(t0, y, n);
+    else std::memcpy(m.data() + t0 * m.cols(), y, static_cast<size_t>(n * m.cols()) * sizeof(float));
+  }
+  // A candidate's rows [t0, t0 + n) against the reference's; any thread, disjoint rows.
+  void cost(int64_t t0, int64_t n, const float* y) {
+    const int64_t c = cols();
+    std::vector<float> buf = bufs.take();
+    const float* r = rows().get(t0, n, buf);
+    for (int64_t i = 0; i < n; ++i) err[static_cast<size_t>(t0 + i)] = sq_diff(y + i * c, r + i * c, c);
+    bufs.give(std::move(buf));
+  }
+  // Σ (a - b)² (b null: Σ a²) over n values in double: eight sums, value j in sum j % 8 (a fixed
+  // order the vector unit runs), then added.
+  static double sq_diff(const float* a, const float* b, int64_t n) { return b ? sq_sum<true>(a, b, n) : sq_sum<false>(a, a, n); }
+  template <bool kDiff>
+  static double sq_sum(const float* a, const float* b, int64_t n) {
+    double acc[8] = {};
+    auto term = [&](int64_t j) {
+      const double d = kDiff ? static_cast<double>(a[j]) - static_cast<double>(b[j]) : static_cast<double>(a[j]);
+      return d * d;
+    };
+    int64_t j = 0;
+    for (; j + 8 <= n; j += 8)
+      for (int l = 0; l < 8; ++l) acc[l] += term(j + l);
+    for (int l = 0; j < n; ++j, ++l) acc[l] += term(j);
+    return ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]));
+  }
+  double loss() const {
+    double s = 0;
+    for (const double e : err) s += e;
+    return s / static_cast<double>(std::max<int64_t>(1, static_cast<int64_t>(err.size()) * cols()));
+  }
 };
 
 AwColAbsMean::AwColAbsMean(int64_t rows, int64_t cols)
@@ -492,12 +611,11 @@ void AwColAbsMean::add(const float* x, int64_t n) {
 std::vector<float> AwColAbsMean::mean() const {
   if (seen_ != rows_) fail(Errc::general, "awq: column means of {} rows taken after {}", rows_, seen_);
   std::vector<float> m(static_cast<size_t>(cols_));
-  // The columns the assignment runs in packets: from the first aligned one, whole packets.
-  using Packet = Eigen::internal::packet_traits<float>::type;
+  // The columns the assignment runs in packets: from the first one aligned to a packet's bytes,
+  // whole packets.
   constexpr int64_t kP = Eigen::internal::packet_traits<float>::size;
   const int64_t first =
-      kP > 1 ? static_cast<int64_t>(Eigen::internal::first_aligned<Eigen::internal::unpacket_traits<Packet>::alignment>(m.data(), cols_))
-             : 0;
+      kP > 1 ? static_cast<int64_t>(Eigen::internal::first_aligned<static_cast<int>(kP * sizeof(float))>(m.data(), cols_)) : 0;
   const int64_t last = first + (cols_ - first) / kP * kP;
   const float n = static_cast<float>(std::max<int64_t>(1, rows_));
   for (int64_t c = 0; c < cols_; ++c) {
@@ -624,12 +742,16 @@ struct AwBlockStep {
     return keep;
   }
 
-  // The attention block's output (o_proj applied) for every chunk: y = o(attn(x q, x k, x v)), x
-  // the chunks of `lens` tokens one after another. `qw/kw/vw` [out x n_embd]; biases may be
-  // empty. Chunk after chunk, in parallel over chunks. With bf16 the four projections are bf16
-  // products (search_bf16), the attention itself float.
-  void attention_out(const AwMat& x, const std::vector<int64_t>& lens, const AwMat& qw, const AwMat& kw, const AwMat& vw, const std::vector<float>& bq,
-                     const std::vector<float>& bk, const std::vector<float>& bv, const AwMat* ow, AwMat& y,
+  // Where a search's outputs go: rows [r0, r0 + n) of them, n x their width, contiguous (called
+  // from any thread, for disjoint rows).
+  using AwOut = std::function<void(int64_t r0, int64_t n, const float* y)>;
+
+  // The attention block's output (o_proj applied) for every chunk: o(attn(x q, x k, x v)), x the
+  // chunks of `lens` tokens one after another, handed to `out` a chunk at a time. `qw/kw/vw` [out
+  // x n_embd]; biases may be empty. Chunk after chunk, in parallel over chunks. With bf16 the four
+  // projections are bf16 products (search_bf16), the attention itself float.
+  void attention_out(const AwRows& x, const std::vector<int64_t>& lens, const AwMat& qw, const AwMat& kw, const AwMat& vw, const std::vector<float>& bq,
+                     const std::vector<float>& bk, const std::vector<float>& bv, const AwMat* ow, const AwOut& out,
                      const Context& ctx, bool bf16 = false) const {
     const auto& mi = detail::ModelAccess::impl(*io->model);
     const ModelConfig& c = mi.config;
@@ -659,7 +781,6 @@ struct AwBlockStep {
         cs[static_cast<size_t>((t * half + i) * 2)] = std::cos(th) * ms;
         cs[static_cast<size_t>((t * half + i) * 2 + 1)] = std::sin(th) * ms;
       }
-    y.resize(x.rows(), ow ? ow->rows() : nq);
     const float scale = mi.attn_scale;     // 1 / sqrt(head_dim) unless the config says otherwise
     const float softcap = c.attn_softcap;  // Gemma 2: scores capped as cap * tanh(s / cap)
     // Masked by a window only where the engine's block is (Gemma's local layers; Mistral's and
@@ -681,14 +802,14 @@ struct AwBlockStep {
     if (bf16) scratch(2 * parts, maxlen * std::max(x.cols(), nq));
     parallel_for(parts, ctx.thread_count(), 1, [&](int64_t p0, int64_t p1) {
      for (int64_t part = p0; part < p1; ++part) {
-      AwMat q, k, v, vt, o, s;
+      AwMat q, k, v, vt, o, s, yo;
+      std::vector<float> xbuf;  // a parked chunk's rows (float products)
       for (int64_t ci = part * nchunks / parts; ci < (part + 1) * nchunks / parts; ++ci) {
         const int64_t r0 = starts[static_cast<size_t>(ci)], n = lens[static_cast<size_t>(ci)];
-        const int64_t e = x.cols();
-        const float* X = x.data() + r0 * e;
         float* Xb = bf16 ? scratch_[static_cast<size_t>(2 * part)].data() : nullptr;
         float* Ob = bf16 ? scratch_[static_cast<size_t>(2 * part + 1)].data() : nullptr;
-        if (Xb) X = static_cast<const float*>(std::memcpy(Xb, X, static_cast<size_t>(n * e) * sizeof(float)));
+        if (Xb) x.copy(r0, n, Xb);
+        const float* X = Xb ? Xb : x.get(r0, n, xbuf);
         q.resize(n, nq);
         k.resize(n, nkv);
         v.resize(n, nkv);
@@ -725,14 +846,14 @@ struct AwBlockStep {
           pv.a_causal = 0;
           gemm(pv);
         }
-        if (ow && Ob) {
-          std::memcpy(Ob, o.data(), static_cast<size_t>(n * nq) * sizeof(float));
-          wprod(oo, Ob, n, y.data() + r0 * y.cols(), y.cols());
-        } else if (ow) {
-          wprod(oo, o.data(), n, y.data() + r0 * y.cols(), y.cols());
-        } else {
-          y.middleRows(r0, n) = o;
+        if (!ow) {
+          out(r0, n, o.data());
+          continue;
         }
+        yo.resize(n, ow->rows());
+        if (Ob) std::memcpy(Ob, o.data(), static_cast<size_t>(n * nq) * sizeof(float));
+        wprod(oo, Ob ? Ob : o.data(), n, yo.data(), yo.cols());
+        out(r0, n, yo.data());
       }
      }
     });
@@ -827,43 +948,58 @@ struct AwBlockStep {
   // and its gate and up outputs in the step's scratch buffers (kept between calls: the back-end's
   // products then see the same activation addresses and reuse their records' buffers).
   void mlp_out(const AwMat& x, AwW gw, AwW uw, const AwW* dw, AwMat& y, int threads) const {
+    y.resize(x.rows(), dw ? dw->rows() : gw.rows());
+    mlp_out(AwRows{&x}, gw, uw, dw, [&](int64_t t0, int64_t n, const float* v) {
+      std::memcpy(y.data() + t0 * y.cols(), v, static_cast<size_t>(n * y.cols()) * sizeof(float));
+    }, threads);
+  }
+  // The same on x's rows (in memory or parked), handed to `out` a slab of rows at a time.
+  void mlp_out(const AwRows& x, AwW gw, AwW uw, const AwW* dw, const AwOut& out, int threads) const {
     const int64_t e = x.cols(), f = gw.rows(), o = dw ? dw->rows() : f, T = x.rows();
-    y.resize(T, o);
     const bool gelu_tanh = detail::ModelAccess::impl(*io->model).gelu_tanh_ffn;
-    auto act = [&](int64_t n, const float* g, const float* u, float* out) {
+    auto act = [&](int64_t n, const float* g, const float* u, float* dst) {
       parallel_for(n, threads, 1 << 16, [&](int64_t i0, int64_t i1) {
-        if (gelu_tanh) gelu_tanh_mul(i1 - i0, g + i0, u + i0, out + i0);
-        else silu_mul(i1 - i0, g + i0, u + i0, out + i0);
+        if (gelu_tanh) gelu_tanh_mul(i1 - i0, g + i0, u + i0, dst + i0);
+        else silu_mul(i1 - i0, g + i0, u + i0, dst + i0);
       });
     };
     if (gw.b && uw.b) {
       const int64_t slab = std::min<int64_t>(kAwRows, T);
-      scratch({slab * e, slab * f, slab * f});
+      scratch({slab * e, slab * f, slab * f, dw ? slab * o : 0});
       float* xs = scratch_[0].data();
       float* g = scratch_[1].data();
       float* u = scratch_[2].data();
+      float* yd = scratch_[3].data();
       for (int64_t t0 = 0; t0 < T; t0 += slab) {
         const int64_t m = std::min(slab, T - t0);
-        std::memcpy(xs, x.data() + t0 * e, static_cast<size_t>(m * e) * sizeof(float));
+        x.copy(t0, m, xs);
         const detail::Product gu[2] = {{gw.b->view(), xs, m, g}, {uw.b->view(), xs, m, u}};
         products(std::span<const detail::Product>(gu, 2), threads);
-        act(m * f, g, u, dw ? g : y.data() + t0 * f);
-        if (!dw) continue;
+        act(m * f, g, u, g);
+        if (!dw) {
+          out(t0, m, g);
+          continue;
+        }
         if (!dw->b) fail(Errc::general, "awq: the MLP's down projection is not a bf16 operand");
-        const detail::Product d{dw->b->view(), g, m, y.data() + t0 * o};
+        const detail::Product d{dw->b->view(), g, m, yd};
         products(std::span<const detail::Product>(&d, 1), threads);
+        out(t0, m, yd);
       }
       return;
     }
     parallel_for(T, threads, aw_grain(T, threads), [&](int64_t t0, int64_t t1) {
       const int64_t m = t1 - t0;
       AwMat g(m, f), u(m, f);
-      wprod(gw, x.data() + t0 * e, m, g.data(), f);
-      wprod(uw, x.data() + t0 * e, m, u.data(), f);
-      float* out = dw ? g.data() : y.data() + t0 * f;
-      if (gelu_tanh) gelu_tanh_mul(m * f, g.data(), u.data(), out);
-      else silu_mul(m * f, g.data(), u.data(), out);
-      if (dw) wprod(*dw, g.data(), m, y.data() + t0 * o, o);
+      std::vector<float> buf;
+      const float* xb = x.get(t0, m, buf);
+      wprod(gw, xb, m, g.data(), f);
+      wprod(uw, xb, m, u.data(), f);
+      if (gelu_tanh) gelu_tanh_mul(m * f, g.data(), u.data(), g.data());
+      else silu_mul(m * f, g.data(), u.data(), g.data());
+      if (!dw) return out(t0, m, g.data());
+      AwMat yb(m, o);
+      wprod(*dw, g.data(), m, yb.data(), o);
+      out(t0, m, yb.data());
     });
   }
   // The step's scratch: at least n buffers of `floats` floats, or buffer i at least floats[i]
@@ -1023,6 +1159,22 @@ struct AwBlockStep {
     for (int64_t i = 0; i < m; ++i) s.row(i) = x.row(i * step);
     return s;
   }
+  // col_abs_mean and (n > 0) sample_rows of a parked matrix, read a slab at a time: the same floats.
+  static std::vector<float> parked_stats(const AwParked& f, int64_t n, AwMat& sample) {
+    const int64_t T = f.rows(), cols = f.cols();
+    AwColAbsMean mean(T, cols);
+    const int64_t step = n > 0 ? std::max<int64_t>(1, T / n) : 1;
+    const int64_t m = n > 0 ? std::min<int64_t>(n, (T + step - 1) / step) : 0;
+    sample.resize(m, cols);
+    AwMat slab(std::min(kGramRows, T), cols);
+    for (int64_t t0 = 0; t0 < T; t0 += kGramRows) {
+      const int64_t rows = std::min(kGramRows, T - t0);
+      f.get_rows(t0, rows, slab.data());
+      mean.add(slab.data(), rows);
+      for (int64_t i = (t0 + step - 1) / step; i < m && i * step < t0 + rows; ++i) sample.row(i) = slab.row(i * step - t0);
+    }
+    return mean.mean();
+  }
 
   // Each group on its own (scale, zero) pair (grid: rows x groups; codes clamped to the grid).
   GptqMatrix aw_quantize_grid(const float* w, int64_t rows, int64_t cols, const std::vector<AwGroupGrid>& grid,
@@ -1055,14 +1207,15 @@ struct AwBlockStep {
 
   // The g x g diagonal blocks of xsᵀ xs, one per column group: a group's weight change d costs
   // dᵀ G d on those tokens (what AutoAWQ computes as |xs d|², in g² instead of tokens x g).
-  std::vector<AwMat> group_grams(const AwMat& xs, const Context& ctx) const {
-    const int64_t g = cfg.params.group_size, G = xs.cols() / g;
+  std::vector<AwMat> group_grams(int64_t G, const AwCols& xs, const Context& ctx) const {
+    const int64_t g = cfg.params.group_size;
     std::vector<AwMat> grams(static_cast<size_t>(G));
-    const int64_t T = xs.rows();
+    const int64_t T = xs.T;
     parallel_for(G, ctx.thread_count(), 1, [&](int64_t k0, int64_t k1) {
-      AwMat xt;
+      AwMat xk, xt;
       for (int64_t k = k0; k < k1; ++k) {
-        xt = xs.middleCols(k * g, g).transpose();  // g x T, so G = xt·xtᵀ is one back-end product
+        xs.get(k, xk);
+        xt = xk.transpose();  // g x T, so G = xt·xtᵀ is one back-end product
         AwMat& Gk = grams[static_cast<size_t>(k)];
         Gk.resize(g, g);
         aw_gemm(gemm, xt.data(), g, T, T, xt.data(), g, T, Gk.data(), g);
@@ -1081,29 +1234,77 @@ struct AwBlockStep {
   struct AwGrams {
     std::vector<AwMat> blocks;
     AwMat full;                     // empty without clip_cross or with `tokens`
-    const AwMat* tokens = nullptr;  // with clip_cross instead of `full`: xs itself
+    const AwCols* tokens = nullptr;  // with clip_cross instead of `full`: xs's columns
+    AwCols cols;                     // (what `tokens` points at)
     bool outnumber = false;         // xs has more rows than columns (the error report then goes through `full`)
+    AwGrams() = default;
+    AwGrams(const AwGrams&) = delete;  // `tokens` points into it
+    AwGrams& operator=(const AwGrams&) = delete;
   };
-  AwGrams input_grams(const AwMat& xs, int64_t max_rows, const Context& ctx) const {
-    AwGrams r;
+  // The grams of xs (ret, which must not move: its `tokens` points into it).
+  void input_grams(const AwMat& xs, int64_t max_rows, const Context& ctx, AwGrams& r) const {
     r.outnumber = xs.rows() > xs.cols();
-    if (!cfg.params.clip_cross && !cfg.params.gptq_rounding) {
-      r.blocks = group_grams(xs, ctx);
-      return r;
+    const int64_t g = cfg.params.group_size;
+    if (!full_gram(xs.rows(), xs.cols(), max_rows)) {
+      r.cols = {xs.rows(), [&xs, g](int64_t k, AwMat& xk) { xk = xs.middleCols(k * g, g); }};
+      r.blocks = group_grams(xs.cols() / g, r.cols, ctx);
+      if (cfg.params.clip_cross) r.tokens = &r.cols;
+      return;
     }
-    if (!cfg.params.gptq_rounding && xs.rows() * max_rows < xs.cols() * xs.cols()) {
-      r.blocks = group_grams(xs, ctx);
-      r.tokens = &xs;
-      return r;
-    }
-    const int64_t cols = xs.cols(), g = cfg.params.group_size;
+    const int64_t cols = xs.cols();
     r.full = AwMat::Zero(cols, cols);
-    constexpr int64_t kTokens = 4096;  // rows transposed at a time
-    for (int64_t t0 = 0; t0 < xs.rows(); t0 += kTokens)
-      gptq_impl::gp_add_gram(r.full, xs.data() + t0 * cols, std::min(kTokens, xs.rows() - t0), cols, ctx.thread_count(), gemm);
+    for (int64_t t0 = 0; t0 < xs.rows(); t0 += kGramRows)
+      gptq_impl::gp_add_gram(r.full, xs.data() + t0 * cols, std::min(kGramRows, xs.rows() - t0), cols, ctx.thread_count(), gemm);
     gptq_impl::gp_finish_gram(r.full, 1.0f);
     for (int64_t k = 0; k < cols / g; ++k) r.blocks.push_back(r.full.block(k * g, k * g, g, g));
-    return r;
+  }
+  // Whether the grams of T x cols inputs read by linears of up to max_rows rows are all of XᵀX:
+  // with GPTQ's rounding, or the cross terms where XᵀX costs less than the linears' errors on the
+  // tokens (otherwise the diagonal blocks, and the cross terms on the tokens).
+  bool full_gram(int64_t T, int64_t cols, int64_t max_rows) const {
+    const AwqParams& p = cfg.params;
+    return p.gptq_rounding || (p.clip_cross && T * max_rows >= cols * cols);
+  }
+  static constexpr int64_t kGramRows = 4096;  // XᵀX: rows transposed at a time
+  // Whether the grams of T x cols inputs read by linears of up to max_rows rows are XᵀX alone and
+  // carry the clipping and the error reports (every token clipped, the cross terms through XᵀX,
+  // more tokens than columns): the inputs are then not read once it is formed.
+  // input_grams of the rows `x` reads (a parked file, divided column by column as read), formed
+  // from the file: XᵀX from the slabs input_grams takes from a matrix, or the group blocks and
+  // cross terms from a second file `split` of x's columns group after group (T x g each, written
+  // once here). The same values as input_grams on the matrix.
+  void parked_grams(const AwRows& x, int64_t max_rows, const fs::path& spill, AwParked& split, const Context& ctx,
+                    AwGrams& r) const {
+    const int64_t T = x.rows(), cols = x.cols(), g = cfg.params.group_size, G = cols / g;
+    r.outnumber = T > cols;
+    std::vector<float> buf;
+    if (full_gram(T, cols, max_rows)) {
+      r.full = AwMat::Zero(cols, cols);
+      for (int64_t t0 = 0; t0 < T; t0 += kGramRows) {
+        const int64_t m = std::min(kGramRows, T - t0);
+        gptq_impl::gp_add_gram(r.full, x.get(t0, m, buf), m, cols, ctx.thread_count(), gemm);
+      }
+      gptq_impl::gp_finish_gram(r.full, 1.0f);
+      for (int64_t k = 0; k < G; ++k) r.blocks.push_back(r.full.block(k * g, k * g, g, g));
+      return;
+    }
+    split.open(spill, G * T, g);
+    std::vector<float> part;
+    for (int64_t t0 = 0; t0 < T; t0 += kAwRows) {
+      const int64_t m = std::min(kAwRows, T - t0);
+      const float* rows = x.get(t0, m, buf);
+      part.resize(static_cast<size_t>(m * g));
+      for (int64_t k = 0; k < G; ++k) {
+        for (int64_t i = 0; i < m; ++i) std::memcpy(&part[static_cast<size_t>(i * g)], rows + i * cols + k * g, static_cast<size_t>(g) * sizeof(float));
+        split.put_rows(k * T + t0, part.data(), m);
+      }
+    }
+    r.cols = {T, [&split, T, g](int64_t k, AwMat& xk) {
+                xk.resize(T, g);
+                split.get_rows(k * T, T, xk.data());
+              }};
+    r.blocks = group_grams(G, r.cols, ctx);
+    if (cfg.params.clip_cross) r.tokens = &r.cols;
   }
 
   // The clipping search: per (row, group) the clamp range that minimises the group's partial
@@ -1115,7 +1316,7 @@ struct AwBlockStep {
   // value's code, so each range becomes its (scale, zero) pair; with refit_scale that pair is then
   // refitted (aw_refit). Returns rows x groups pairs.
   std::vector<AwGroupGrid> clip_search(const AwMat& w, const std::vector<AwMat>& grams, const AwqParams& cp, const Context& ctx,
-                                       const AwMat* full = nullptr, const AwMat* tokens = nullptr) const {
+                                       const AwMat* full = nullptr, const AwCols* tokens = nullptr) const {
     const int64_t rows = w.rows(), cols = w.cols(), g = cp.group_size, G = cols / g;
     const int maxq = (1 << cp.bits) - 1;
     const bool asym = cp.clip_asym;
@@ -1131,7 +1332,7 @@ struct AwBlockStep {
     if (full) Dsel = AwMat::Zero(rows, cols), Cl.resize(rows, g);
     // With `tokens` (T x cols) instead: every row's output error so far on each token (Y, rows x T),
     // group k's chosen errors (rows x g) and its tokens' columns.
-    const int64_t T = tokens ? tokens->rows() : 0;
+    const int64_t T = tokens ? tokens->T : 0;
     AwMat Y, Dk, Xk, XkT;
     if (tokens) Y = AwMat::Zero(rows, T), Dk.resize(rows, g), Cl.resize(rows, g);
     AwMat M(g, g);
@@ -1143,13 +1344,14 @@ struct AwBlockStep {
       // what the groups, taken left to right, minimise. One product for all rows (B packed once a
       // row stripe): D·G's columns of group k, or with `tokens` c = X_kᵀ y (y the row's errors on the tokens).
       const bool cross = (full || tokens) && k > 0;
+      if (tokens && (cross || k + 1 < G)) tokens->get(k, Xk);  // T x g
       if (cross && full)
         parallel_for(rows, threads, aw_grain(rows, threads), [&](int64_t a0, int64_t a1) {
           aw_gemm(gemm, Dsel.data() + a0 * cols, a1 - a0, k * g, cols, full->data() + k * g * cols, g, cols,
                   Cl.data() + a0 * g, g);
         });
       if (cross && tokens) {
-        XkT = tokens->middleCols(k * g, g).transpose();  // g x T
+        XkT = Xk.transpose();  // g x T
         parallel_for(rows, threads, aw_grain(rows, threads), [&](int64_t a0, int64_t a1) {
           aw_gemm(gemm, Y.data() + a0 * T, a1 - a0, T, T, XkT.data(), g, T, Cl.data() + a0 * g, g);
         });
@@ -1292,7 +1494,6 @@ struct AwBlockStep {
         }
       });
       if (tokens && k + 1 < G) {  // Y += D_k X_kᵀ
-        Xk = tokens->middleCols(k * g, g);  // T x g
         parallel_for(rows, threads, aw_grain(rows, threads), [&](int64_t a0, int64_t a1) {
           detail::GemmArgs ga{a1 - a0, T, g, Dk.data() + a0 * g, g, Xk.data(), QuantType::F32, g, Y.data() + a0 * T, T, true};
           gemm(ga);
@@ -1345,7 +1546,7 @@ struct AwBlockStep {
 
   // Quantizes one linear on its (scaled) inputs xs: clipped on `grams` (null: AutoAWQ's min-max
   // grid), with `over`'s parameters in place of the run's where given.
-  void quantize_linear(AwLinear& x, const AwMat& xs, const AwGrams* grams, const Context& ctx,
+  void quantize_linear(AwLinear& x, const AwRows& xs, const AwGrams* grams, const Context& ctx,
                        const AwqParams* over = nullptr) {
     GptqMatrix q;
     if (grams && cfg.params.gptq_rounding && grams->full.size()) {
@@ -1381,10 +1582,17 @@ struct AwBlockStep {
     });
     const AwMat* G = grams && grams->full.size() && grams->outnumber ? &grams->full : nullptr;
     AwMat y;
+    std::vector<float> buf;
     auto out_sq = [&](const AwMat& m) -> double {
-      if (!G) {
-        linear_out(xs, m, y, ctx.thread_count());
-        return y.squaredNorm();
+      if (!G) {  // a slab of the tokens at a time, the slabs' sums added in double
+        double sum = 0;
+        for (int64_t t0 = 0; t0 < xs.rows(); t0 += kAwRows) {
+          const int64_t n = std::min(kAwRows, xs.rows() - t0);
+          y.resize(n, m.rows());
+          aw_matmul(gemm, xs.get(t0, n, buf), n, m.cols(), m.data(), m.rows(), y.data(), ctx.thread_count());
+          sum += static_cast<double>(y.squaredNorm());
+        }
+        return sum;
       }
       y.resize(m.rows(), m.cols());
       aw_matmul(gemm, m.data(), m.rows(), m.cols(), G->data(), G->rows(), y.data(), ctx.thread_count());
@@ -1487,17 +1695,30 @@ struct AwBlockStep {
   // from the file's slabs; with fewer, the loss multiplies the inputs by each candidate, which
   // needs bf16 products and w exact in bf16 (`exact`): w is then freed too and the candidates made
   // from its bf16 copy. Otherwise the search above, on x in memory.
+  // x may be empty (still parked): its statistics are then read from the file, and x is read
+  // back only for the search on x in memory.
   AwqSearch search_linear(AwMat& x, AwMat& w, const Context& ctx, const std::function<void()>& release_x,
                           const AwParked* parked, bool exact) const {
-    const int64_t T = x.rows(), k = x.cols();
+    const bool in_file = parked && parked->is_open() && x.size() == 0;
+    const int64_t T = in_file ? parked->rows() : x.rows(), k = in_file ? parked->cols() : x.cols();
     const bool gram = T > k;
-    if (!parked || (!gram && !(exact && bf16_search()))) return search_linear(x, w, ctx, {}, release_x);
+    if (!parked || (!gram && !(exact && bf16_search()))) {
+      if (in_file) parked->unpark(x);
+      return search_linear(x, w, ctx, {}, release_x);
+    }
     using Loss = std::function<double(std::span<const float>)>;
     const AwqParams& p = cfg.params;
     const int threads = ctx.thread_count();
     const bool screen = p.search_tokens > 0 && 2 * p.search_tokens <= T;
-    const AwMat xs = screen ? sample_rows(x, p.search_tokens) : AwMat();
-    const std::vector<float> x_mean = col_abs_mean(x), w_mean = weight_mean({&w});
+    AwMat xs;
+    std::vector<float> x_mean;
+    if (in_file) {
+      x_mean = parked_stats(*parked, screen ? p.search_tokens : 0, xs);
+    } else {
+      if (screen) xs = sample_rows(x, p.search_tokens);
+      x_mean = col_abs_mean(x);
+    }
+    const std::vector<float> w_mean = weight_mean({&w});
     AwBf16 wb;
     if (!gram) {
       wb = AwBf16(w, threads);
@@ -1550,9 +1771,34 @@ struct AwBlockStep {
                    const Context& ctx, const std::function<void()>& release_x = {}) {
     int64_t max_rows = 0;
     for (const auto& l : ls) max_rows = std::max(max_rows, l.first->rows);
-    const AwGrams gr = clip ? input_grams(x, max_rows, ctx) : AwGrams{};
+    AwGrams gr;
+    if (clip) input_grams(x, max_rows, ctx, gr);
     if (release_x && clip && gr.full.size() && gr.outnumber) release_x();
-    for (const auto& [l, over] : ls) quantize_linear(*l, x, clip ? &gr : nullptr, ctx, over);
+    for (const auto& [l, over] : ls) quantize_linear(*l, AwRows{&x}, clip ? &gr : nullptr, ctx, over);
+  }
+
+  // quantize_on for inputs parked in f (x empty) or in x, divided by s column by column (s empty:
+  // as they are). Parked inputs clipped on every token are read from the file where they are
+  // needed (parked_grams, the error reports), never held; otherwise they are read back and
+  // divided. x is empty afterwards.
+  void quantize_on_parked(AwParked& f, AwMat& x, std::span<const float> s,
+                          std::initializer_list<std::pair<AwLinear*, const AwqParams*>> ls, const Context& ctx) {
+    int64_t max_rows = 0;
+    for (const auto& l : ls) max_rows = std::max(max_rows, l.first->rows);
+    const int64_t n = cfg.params.clip_tokens;
+    if (f.is_open() && x.size() == 0 && fit() && (n <= 0 || n >= f.rows())) {
+      const AwRows rows{nullptr, &f, s};
+      AwParked split;
+      AwGrams gr;
+      parked_grams(rows, max_rows, io->spill_dir, split, ctx, gr);
+      for (const auto& [l, over] : ls) quantize_linear(*l, rows, &gr, ctx, over);
+      return;
+    }
+    f.unpark(x);
+    if (!s.empty()) unscale_cols(x, s);
+    AwMat keep;
+    quantize_on(clip_tokens(x, keep), ls, fit(), ctx, [&] { x = AwMat(); });
+    x = AwMat();
   }
 
   // The clipping's view of x: every row (clip_tokens 0) or an even sample of them.
@@ -1573,8 +1819,8 @@ struct AwBlockStep {
     a.ffn_parked.park(a.x_ffn, io->spill_dir);
     a.down_parked.park(a.x_down, io->spill_dir);
     attention_step(a, arch, ctx);
-    a.ffn_parked.unpark(a.x_ffn);
     if (arch.moe != Architecture::MoeStyle::none) {
+      a.ffn_parked.unpark(a.x_ffn);
       a.down_parked.unpark(a.x_down);
       moe_step(a, arch, ctx);
     } else {
@@ -1602,8 +1848,11 @@ struct AwBlockStep {
     AwLinear wo = load(L, "attn_output.weight");
     std::vector<float> bq = bias("attn_q.bias"), bk = bias("attn_k.bias"), bv = bias("attn_v.bias");
 
+    // The norm's inputs: in memory, or (with a spill directory) in their parked file, which the
+    // searches and the clipping read a chunk or slab at a time.
+    AwRows xa = a.attn_parked.is_open() ? AwRows{nullptr, &a.attn_parked} : AwRows{&a.x_attn};
     // The screen's sample (p.search_tokens): whole chunks, evenly spaced.
-    const int64_t T = a.x_attn.rows();
+    const int64_t T = xa.rows();
     const bool screen = p.search_tokens > 0 && 2 * p.search_tokens <= T;
     AwMat xs_attn;
     std::vector<int64_t> lens_s;
@@ -1614,11 +1863,11 @@ struct AwBlockStep {
       for (int64_t c = 0; c < nc; ++c) starts[static_cast<size_t>(c) + 1] = starts[static_cast<size_t>(c)] + lengths[static_cast<size_t>(c)];
       int64_t rows = 0;
       for (int64_t j = 0; j < m; ++j) rows += lengths[static_cast<size_t>(j * nc / m)];
-      xs_attn.resize(rows, a.x_attn.cols());
+      xs_attn.resize(rows, xa.cols());
       rows = 0;
       for (int64_t j = 0; j < m; ++j) {
         const size_t c = static_cast<size_t>(j * nc / m);
-        xs_attn.middleRows(rows, lengths[c]) = a.x_attn.middleRows(starts[c], lengths[c]);
+        xa.copy(starts[c], lengths[c], xs_attn.data() + rows * xs_attn.cols());
         rows += lengths[c];
         lens_s.push_back(lengths[c]);
       }
@@ -1626,54 +1875,80 @@ struct AwBlockStep {
     using Loss = std::function<double(std::span<const float>)>;
 
     // 1. input_layernorm -> q, k, v, inspected at the attention block's output.
-    AwMat y_ref, y;
-    attention_out(a.x_attn, lengths, wq.w, wk.w, wv.w, bq, bk, bv, nullptr, y_ref, ctx);
-    const double dev = (y_ref - a.x_o).norm() / std::max(1e-30, static_cast<double>(a.x_o.norm()));
+    // The recomputed attention against the engine's (o_proj's captured inputs), chunk by chunk.
+    double dev = 0;
+    {
+      const AwRows xo = a.o_parked.is_open() ? AwRows{nullptr, &a.o_parked} : AwRows{&a.x_o, nullptr};
+      const int64_t c = xo.cols();
+      std::vector<double> d2(static_cast<size_t>(T)), r2(static_cast<size_t>(T));
+      AwBufs bufs;
+      attention_out(xa, lengths, wq.w, wk.w, wv.w, bq, bk, bv, nullptr, [&](int64_t r0, int64_t n, const float* y) {
+        std::vector<float> buf = bufs.take();
+        const float* r = xo.get(r0, n, buf);
+        for (int64_t i = 0; i < n; ++i) {
+          d2[static_cast<size_t>(r0 + i)] = AwRef::sq_diff(y + i * c, r + i * c, c);
+          r2[static_cast<size_t>(r0 + i)] = AwRef::sq_diff(r + i * c, nullptr, c);
+        }
+        bufs.give(std::move(buf));
+      }, ctx);
+      double sd = 0, sr = 0;
+      for (int64_t t = 0; t < T; ++t) sd += d2[static_cast<size_t>(t)], sr += r2[static_cast<size_t>(t)];
+      dev = std::sqrt(sd) / std::max(1e-30, std::sqrt(sr));
+    }
     const bool attn_ok = dev < 1e-3;
     if (!attn_ok) {
       summary.attention = fmt::format("q/k/v outputs (the recomputed attention differs from the engine's by {:.2g})", dev);
       warnings.push_back(fmt::format("block {}: {}", L, summary.attention));
+      a.attn_parked.unpark(a.x_attn);  // the projections' own outputs are costed on x in memory
+      xa = AwRows{&a.x_attn};
     }
-    const std::vector<float> x1 = col_abs_mean(a.x_attn);
+    AwMat none;
+    const std::vector<float> x1 = xa.f ? parked_stats(a.attn_parked, 0, none) : col_abs_mean(a.x_attn);
     const bool bf16 = bf16_search();
     AwqSearch s1;
     {
-      // The loss on x (chunks of lens tokens), against the original weights' outputs there.
+      // The loss on x (chunks of lens tokens), against the original weights' outputs there (all
+      // the tokens' parked with a spill directory, the screen's in memory).
       struct AttnLoss {
-        AwMat ref, yq, yk, yv;
+        AwRef ref;
+        AwMat yq, yk, yv;
       };
-      auto prepare = [&](const AwMat& x, const std::vector<int64_t>& lens, AttnLoss& r) {
-        if (attn_ok) return attention_out(x, lens, wq.w, wk.w, wv.w, bq, bk, bv, &wo.w, r.ref, ctx, bf16);
-        linear_out(x, wq.w, r.yq, threads, bf16);
-        linear_out(x, wk.w, r.yk, threads, bf16);
-        linear_out(x, wv.w, r.yv, threads, bf16);
+      auto prepare = [&](const AwRows& x, const std::vector<int64_t>& lens, AttnLoss& r, const fs::path& spill) {
+        if (attn_ok) {
+          r.ref.open(x.rows(), wo.rows, spill);
+          return attention_out(x, lens, wq.w, wk.w, wv.w, bq, bk, bv, &wo.w,
+                               [&](int64_t r0, int64_t n, const float* y) { r.ref.put(r0, n, y); }, ctx, bf16);
+        }
+        linear_out(*x.m, wq.w, r.yq, threads, bf16);
+        linear_out(*x.m, wk.w, r.yk, threads, bf16);
+        linear_out(*x.m, wv.w, r.yv, threads, bf16);
       };
-      auto loss_on = [&](const AwMat& x, const std::vector<int64_t>& lens, const AttnLoss& r) -> Loss {
+      auto loss_on = [&](const AwRows& x, const std::vector<int64_t>& lens, AttnLoss& r) -> Loss {
         return [&](std::span<const float> s) {
           ctx.check_cancelled();
           const AwMat q = scaled_fake(wq.w, s, ctx), k = scaled_fake(wk.w, s, ctx), v = scaled_fake(wv.w, s, ctx);
           if (attn_ok) {
-            attention_out(x, lens, q, k, v, bq, bk, bv, &wo.w, y, ctx, bf16);
-            return mse(y, r.ref);
+            attention_out(x, lens, q, k, v, bq, bk, bv, &wo.w, [&](int64_t r0, int64_t n, const float* y) { r.ref.cost(r0, n, y); },
+                          ctx, bf16);
+            return r.ref.loss();
           }
           AwMat o;
           double l = 0;
-          linear_out(x, q, o, threads, bf16), l += (o - r.yq).squaredNorm();
-          linear_out(x, k, o, threads, bf16), l += (o - r.yk).squaredNorm();
-          linear_out(x, v, o, threads, bf16), l += (o - r.yv).squaredNorm();
+          linear_out(*x.m, q, o, threads, bf16), l += (o - r.yq).squaredNorm();
+          linear_out(*x.m, k, o, threads, bf16), l += (o - r.yk).squaredNorm();
+          linear_out(*x.m, v, o, threads, bf16), l += (o - r.yv).squaredNorm();
           return l / static_cast<double>(x.rows() * (wq.rows + wk.rows + wv.rows));
         };
       };
       AttnLoss full, part;
-      prepare(a.x_attn, lengths, full);
-      if (screen) prepare(xs_attn, lens_s, part);
-      s1 = awq_search_scales(x1, weight_mean({&wq.w, &wk.w, &wv.w}), p, loss_on(a.x_attn, lengths, full),
-                             screen ? loss_on(xs_attn, lens_s, part) : Loss{});
+      const AwRows xsr{&xs_attn};
+      prepare(xa, lengths, full, io->spill_dir);
+      if (screen) prepare(xsr, lens_s, part, {});
+      s1 = awq_search_scales(x1, weight_mean({&wq.w, &wk.w, &wv.w}), p, loss_on(xa, lengths, full),
+                             screen ? loss_on(xsr, lens_s, part) : Loss{});
     }
     report(L, "input_layernorm->q,k,v", s1);
     xs_attn.resize(0, 0);
-    y_ref.resize(0, 0);
-    y.resize(0, 0);
 
     // 2. v_proj -> o_proj, inspected at o_proj's output. Where v's rows are o's columns, one scale
     // a column. Under GQA (AutoAWQ and llm-compressor skip the pair there) v's channel d of kv
@@ -1690,9 +1965,14 @@ struct AwBlockStep {
       tie.resize(static_cast<size_t>(wo.cols));
       for (int64_t c = 0; c < wo.cols; ++c) tie[static_cast<size_t>(c)] = (c / hd) / rep * hd + c % hd;
     }
+    // With a spill directory o's inputs are held only through o's search (x_attn in its file), and
+    // read from their file for o's clipping.
     if (vo) {
+      a.attn_parked.park(a.x_attn, io->spill_dir);
+      a.o_parked.unpark(a.x_o);
       s2 = search_linear(a.x_o, wo.w, ctx, tie);
       report(L, "v_proj->o_proj", s2);
+      a.o_parked.park(a.x_o, io->spill_dir);
     }
     end_search();
     std::vector<float> s2_cols = s2.scales;  // per column of o
@@ -1704,7 +1984,7 @@ struct AwBlockStep {
     // Folds (the activations the clipping search sees are divided by the same scales).
     const std::vector<float> e1 = fold_norm("attn_norm.weight", s1.scales);
     for (AwLinear* x : {&wq, &wk, &wv}) scale_cols(x->w, e1);
-    unscale_cols(a.x_attn, e1);
+    unscale_cols(a.x_attn, e1);  // (parked: divided as read)
     if (vo) {
       std::span<float> vs(wv.w.data(), static_cast<size_t>(wv.w.size()));
       awq_divide_rows(vs, wv.cols, s2.scales);
@@ -1713,7 +1993,6 @@ struct AwBlockStep {
         io->set_float("attn_v.bias", stored_rounding("attn_v.bias", std::move(bv)));
       }
       scale_cols(wo.w, s2_cols);
-      unscale_cols(a.x_o, s2_cols);
     }
 
     // Clipping (q/k on the symmetric clamps only, with clip_qk) and quantization.
@@ -1722,14 +2001,26 @@ struct AwBlockStep {
     pq.clip_asym = false;
     {
       const bool fit_qk = (p.clip && p.clip_qk) || p.gptq_rounding;
-      const AwMat& xa = clip_tokens(a.x_attn, keep[0]);
-      const AwGrams ga = fit() ? input_grams(xa, std::max({wq.rows, wk.rows, wv.rows}), ctx) : AwGrams{};
-      quantize_linear(wq, xa, fit_qk ? &ga : nullptr, ctx, &pq);
-      quantize_linear(wk, xa, fit_qk ? &ga : nullptr, ctx, &pq);
-      quantize_linear(wv, xa, fit() ? &ga : nullptr, ctx);
+      const int64_t max_rows = std::max({wq.rows, wk.rows, wv.rows});
+      // Parked and clipped on every token: read from the file (as quantize_on_parked).
+      const bool from_file = a.attn_parked.is_open() && a.x_attn.size() == 0 && (p.clip_tokens <= 0 || p.clip_tokens >= T);
+      if (!from_file && a.x_attn.size() == 0 && a.attn_parked.is_open()) {
+        a.attn_parked.unpark(a.x_attn);
+        unscale_cols(a.x_attn, e1);
+      }
+      const AwMat& xm = from_file ? none : clip_tokens(a.x_attn, keep[0]);
+      const AwRows xr = from_file ? AwRows{nullptr, &a.attn_parked, e1} : AwRows{&xm};
+      AwParked split;
+      AwGrams ga;
+      if (fit() && from_file) parked_grams(xr, max_rows, io->spill_dir, split, ctx, ga);
+      else if (fit()) input_grams(xm, max_rows, ctx, ga);
+      quantize_linear(wq, xr, fit_qk ? &ga : nullptr, ctx, &pq);
+      quantize_linear(wk, xr, fit_qk ? &ga : nullptr, ctx, &pq);
+      quantize_linear(wv, xr, fit() ? &ga : nullptr, ctx);
     }
-    quantize_on(clip_tokens(a.x_o, keep[1]), {{&wo, nullptr}}, fit(), ctx);
-    a.x_attn = AwMat(), a.x_o = AwMat();  // the attention's inputs: no later step reads them
+    a.x_attn = AwMat(), keep[0] = AwMat();  // q, k and v are quantized: o's turn has the memory
+    quantize_on_parked(a.o_parked, a.x_o, vo ? std::span<const float>(s2_cols) : std::span<const float>(), {{&wo, nullptr}},
+                       ctx);  // the attention's inputs: no later step reads them
   }
 
   // post_attention_layernorm -> gate, up (inspected at the MLP's output) and up_proj -> down_proj.
@@ -1764,41 +2055,55 @@ struct AwBlockStep {
       wg.w = AwMat(), wu.w = AwMat();
     }
     using Loss = std::function<double(std::span<const float>)>;
-    const bool screen = p.search_tokens > 0 && 2 * p.search_tokens <= a.x_ffn.rows();
-    // Each part holds only what it reads: down's inputs stay parked through the gate/up search
-    // and the norm's inputs are parked through down's (with a spill directory); float weights that
-    // a search does not read are dropped and loaded again (the same values) where they are folded.
+    // Each part holds only what it reads: with a spill directory the norm's and down's inputs stay
+    // in their parked files, where the searches and the clipping read them a slab at a time; float
+    // weights that a search does not read are dropped and loaded again (the same values) where they
+    // are folded.
     AwParked& park_down = a.down_parked;
     AwParked& park_ffn = a.ffn_parked;
     park_down.park(a.x_down, io->spill_dir);
+    const AwRows xf = park_ffn.is_open() ? AwRows{nullptr, &park_ffn} : AwRows{&a.x_ffn};
+    const bool screen = p.search_tokens > 0 && 2 * p.search_tokens <= xf.rows();
 
     // 3. post_attention_layernorm -> gate, up, inspected at the MLP's output.
     AwqSearch s3;
     {
-      AwMat y_ref, y;
+      // The original MLP's outputs on every token (parked with a spill directory), the screen's in memory.
+      AwRef y_ref, ys_ref;
       const AwW gsrc = exact_gu ? AwW(bkeep[0]) : AwW(wg.w), usrc = exact_gu ? AwW(bkeep[1]) : AwW(wu.w);
-      auto loss_on = [&](const AwMat& x, const AwMat& ref) -> Loss {
+      auto loss_on = [&](const AwRows& x, AwRef& ref) -> Loss {
         return [&](std::span<const float> s) {
           ctx.check_cancelled();
+          const AwOut cost = [&](int64_t t0, int64_t n, const float* y) { ref.cost(t0, n, y); };
           if (bf16_search())
-            mlp_out(x, scaled_fake_bf16(gsrc, s, ctx), scaled_fake_bf16(usrc, s, ctx), &dn, y, threads);
+            mlp_out(x, scaled_fake_bf16(gsrc, s, ctx), scaled_fake_bf16(usrc, s, ctx), &dn, cost, threads);
           else
-            mlp_out(x, scaled_fake(wg.w, s, ctx), scaled_fake(wu.w, s, ctx), &dn, y, threads);
-          return mse(y, ref);
+            mlp_out(x, scaled_fake(wg.w, s, ctx), scaled_fake(wu.w, s, ctx), &dn, cost, threads);
+          return ref.loss();
         };
       };
-      const AwMat xs = screen ? sample_rows(a.x_ffn, p.search_tokens) : AwMat();
-      AwMat ys_ref;
+      AwMat xs;
+      std::vector<float> x_mean;
+      if (xf.f) {
+        x_mean = parked_stats(park_ffn, screen ? p.search_tokens : 0, xs);
+      } else {
+        if (screen) xs = sample_rows(a.x_ffn, p.search_tokens);
+        x_mean = col_abs_mean(a.x_ffn);
+      }
       {
         const AwW gate = exact_gu ? gsrc : search_w(wg.w, bkeep[0], threads);
         const AwW up = exact_gu ? usrc : search_w(wu.w, bkeep[1], threads);
-        mlp_out(a.x_ffn, gate, up, &dn, y_ref, threads);
-        if (screen) mlp_out(xs, gate, up, &dn, ys_ref, threads);
+        auto fill = [&](const AwRows& x, AwRef& ref, const fs::path& spill) {
+          ref.open(x.rows(), dn.rows(), spill);
+          mlp_out(x, gate, up, &dn, [&](int64_t t0, int64_t n, const float* y) { ref.put(t0, n, y); }, threads);
+        };
+        fill(xf, y_ref, io->spill_dir);
+        if (screen) fill(AwRows{&xs}, ys_ref, {});
         if (!exact_gu) bkeep[0] = AwBf16(), bkeep[1] = AwBf16();
       }
       if (!exact_gu) wmean_gu = weight_mean({&wg.w, &wu.w});
-      s3 = awq_search_scales(col_abs_mean(a.x_ffn), wmean_gu, p, loss_on(a.x_ffn, y_ref),
-                             screen ? loss_on(xs, ys_ref) : Loss{});
+      const AwRows xsr{&xs};
+      s3 = awq_search_scales(x_mean, wmean_gu, p, loss_on(xf, y_ref), screen ? loss_on(xsr, ys_ref) : Loss{});
     }
     bkeep[0] = AwBf16(), bkeep[1] = AwBf16(), bkeep[2] = AwBf16();
     report(L, "post_attention_layernorm->gate,up", s3);
@@ -1807,7 +2112,6 @@ struct AwBlockStep {
 
     // 4. up_proj -> down_proj, inspected at down_proj's output.
     if (wd.w.size() == 0) wd = load(L, "ffn_down.weight");
-    park_down.unpark(a.x_down);
     const auto release_x = [&] { park_down.park(a.x_down, io->spill_dir); };
     const AwqSearch s4 = search_linear(a.x_down, wd.w, ctx, release_x, park_down.is_open() ? &park_down : nullptr, exact_down);
     report(L, "up_proj->down_proj", s4);
@@ -1816,22 +2120,17 @@ struct AwBlockStep {
     park_down.park(a.x_down, io->spill_dir);
 
     // Folds, then clipping and quantization: gate and up on the norm's inputs, then down (its
-    // columns times s4, its inputs divided by s4) on its own.
-    park_ffn.unpark(a.x_ffn);
+    // columns times s4, its inputs divided by s4) on its own. Where the clipping goes through the
+    // inputs' XᵀX it is formed from their parked file, and the inputs are not held again.
     load_gate_up();
     const std::vector<float> e3 = fold_norm("ffn_norm.weight", s3.scales);
     for (AwLinear* x : {&wg, &wu}) scale_cols(x->w, e3);
-    unscale_cols(a.x_ffn, e3);
     awq_divide_rows(std::span<float>(wu.w.data(), static_cast<size_t>(wu.w.size())), wu.w.cols(), s4.scales);
-    AwMat keep[2];
-    // The inputs are not read again once their XᵀX is formed, where the clipping goes through it.
-    quantize_on(clip_tokens(a.x_ffn, keep[0]), {{&wg, nullptr}, {&wu, nullptr}}, fit(), ctx, [&] { a.x_ffn = AwMat(); });
-    wg.w = AwMat(), wu.w = AwMat(), a.x_ffn = AwMat(), keep[0] = AwMat();  // quantized: down's turn has the memory
-    park_down.unpark(a.x_down);
-    unscale_cols(a.x_down, s4.scales);
+    quantize_on_parked(park_ffn, a.x_ffn, e3, {{&wg, nullptr}, {&wu, nullptr}}, ctx);
+    wg.w = AwMat(), wu.w = AwMat();  // quantized: down's turn has the memory
     wd = load(L, "ffn_down.weight");
     scale_cols(wd.w, s4.scales);
-    quantize_on(clip_tokens(a.x_down, keep[1]), {{&wd, nullptr}}, fit(), ctx, [&] { a.x_down = AwMat(); });
+    quantize_on_parked(park_down, a.x_down, s4.scales, {{&wd, nullptr}}, ctx);
   }
 
   // up -> down: up's rows divided by s, down's columns (and its inputs x, where given) multiplied
@@ -2107,7 +2406,8 @@ struct AwBlockStep {
         AwLinear& l = ls[static_cast<size_t>(e)];
         l.w = folded(role, e);
         if (rows.empty()) {
-          quantize_linear(l, AwMat(0, l.cols), nullptr, ctx);
+          const AwMat none(0, l.cols);
+          quantize_linear(l, AwRows{&none}, nullptr, ctx);
         } else {
           AwMat keep;
           const AwMat x = role < 2 ? gather_rows(a.x_ffn, rows) : down_input(e, folded);
@@ -2134,9 +2434,9 @@ AwActs aw_capture(AwBlockIo& io, const std::vector<int64_t>& lengths, int64_t n_
   for (const int64_t n : lengths) total += n;
   AwActs a;
   const bool moe = mc.n_expert > 0;
-  a.x_attn.resize(total, mc.n_embd);
-  a.x_o.resize(total, mc.n_head * mc.head_dim);
-  // The MLP's inputs straight to their parked files where the run has a spill directory.
+  // Every input straight to its parked file where the run has a spill directory.
+  if (!a.attn_parked.open(io.spill_dir, total, mc.n_embd)) a.x_attn.resize(total, mc.n_embd);
+  if (!a.o_parked.open(io.spill_dir, total, mc.n_head * mc.head_dim)) a.x_o.resize(total, mc.n_head * mc.head_dim);
   const int64_t down_cols = moe ? mc.n_ff_shexp : mc.n_ff;
   if (!a.ffn_parked.open(io.spill_dir, total, mc.n_embd)) a.x_ffn.resize(total, mc.n_embd);
   if (down_cols == 0 || !a.down_parked.open(io.spill_dir, total, down_cols)) a.x_down.resize(total, down_cols);
@@ -2170,7 +2470,11 @@ AwActs aw_capture(AwBlockIo& io, const std::vector<int64_t>& lengths, int64_t n_
     if (dst) {
       Eigen::Map<const AwMat> X(ev.input, ev.n_tokens, l.n_in);
       if (!X.allFinite()) non_finite = true;
-      AwParked* parked = dst == &a.x_ffn ? &a.ffn_parked : dst == &a.x_down ? &a.down_parked : nullptr;
+      AwParked* parked = dst == &a.x_attn  ? &a.attn_parked
+                         : dst == &a.x_o    ? &a.o_parked
+                         : dst == &a.x_ffn  ? &a.ffn_parked
+                         : dst == &a.x_down ? &a.down_parked
+                                            : nullptr;
       if (parked && parked->is_open()) parked->put_rows(row0, ev.input, ev.n_tokens);
       else dst->middleRows(row0, ev.n_tokens) = X;
     }
