@@ -75,20 +75,15 @@ TEST_CASE("awq stream: the same bytes as the in-memory quantizer", "[awq][gptq-s
     c.params.group_size = 64;
     as_check_same(t->dir, c, tmp.path());
   }
-  {
-    INFO("more tokens than down_proj's columns (1024 > 768): its XᵀX formed from the parked inputs");
+  // More tokens than down_proj's columns (1024 > 768): its search's XᵀX formed from the parked
+  // inputs, its clipping's cross terms on the tokens (read group by group from a second file);
+  // then enough tokens for its clipping to go through XᵀX too (2560 x 256 rows >= 768²).
+  for (const auto& [samples, ctx] : {std::pair{8, 128}, std::pair{10, 256}}) {
+    INFO(samples << " x " << ctx << " tokens");
     test::TempDir tmp;
     AwqConfig c = as_config(t->calib);
-    c.calibration_samples = 8;
-    c.ctx = 128;
-    as_check_same(t->dir, c, tmp.path());
-  }
-  {
-    INFO("down's clipping through XᵀX (2560 tokens x 256 rows >= 768²), formed from its parked inputs");
-    test::TempDir tmp;
-    AwqConfig c = as_config(t->calib);
-    c.calibration_samples = 10;
-    c.ctx = 256;
+    c.calibration_samples = samples;
+    c.ctx = ctx;
     as_check_same(t->dir, c, tmp.path());
   }
   {
