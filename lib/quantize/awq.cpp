@@ -15,7 +15,8 @@
 // (q/k on the symmetric clamps only; every token, through XᵀX: each group's own block and its cross
 // term with the row's groups before it, or that term through the row's errors on the tokens where
 // those are fewer numbers than XᵀX; each clipped group's scale refitted, then gain-corrected),
-// and the quantization. Linear-inspected groups cost their loss through XᵀX when tokens outnumber columns.
+// and the quantization. Linear-inspected groups cost their loss through XᵀX when tokens outnumber
+// columns; where their clipping takes all of XᵀX too, it is the search's, divided by the scales.
 // With AwqParams::search_bf16 the searches' weight products (candidates and originals) are the
 // back-end's BF16 products on bf16 copies of the weights; everything after the searches is float.
 // Only block L's activations are held; the streamed run parks every one on disk as it is captured
@@ -1266,6 +1267,32 @@ struct AwBlockStep {
     return p.gptq_rounding || (p.clip_cross && T * max_rows >= cols * cols);
   }
   static constexpr int64_t kGramRows = 4096;  // XᵀX: rows transposed at a time
+  // Whether linears of up to max_rows rows are fitted on all of XᵀX of their T x cols inputs, on
+  // every token (where a scale search's XᵀX of the same inputs can serve: grams_from).
+  bool clip_full_gram(int64_t T, int64_t cols, int64_t max_rows) const {
+    const int64_t n = cfg.params.clip_tokens;
+    return fit() && (n <= 0 || n >= T) && full_gram(T, cols, max_rows);
+  }
+  // The grams of T inputs divided column by column by s (empty: as they are), from G = XᵀX of the
+  // undivided ones (consumed): all of D⁻¹ G D⁻¹, D = diag(s), each entry G_ij / (s_i s_j) in double
+  // and rounded once (what input_grams forms from the divided inputs, up to float rounding), and
+  // its diagonal blocks.
+  void grams_from(AwMat&& G, std::span<const float> s, int64_t T, const Context& ctx, AwGrams& r) const {
+    const int64_t cols = G.cols(), g = cfg.params.group_size;
+    if (!s.empty()) {
+      parallel_for(cols, ctx.thread_count(), 64, [&](int64_t i0, int64_t i1) {
+        for (int64_t i = i0; i < i1; ++i) {
+          float* row = G.row(i).data();
+          const double si = s[static_cast<size_t>(i)];
+          for (int64_t j = 0; j < cols; ++j)
+            row[j] = static_cast<float>(static_cast<double>(row[j]) / (si * static_cast<double>(s[static_cast<size_t>(j)])));
+        }
+      });
+    }
+    r.full = std::move(G);
+    r.outnumber = T > cols;
+    for (int64_t k = 0; k < cols / g; ++k) r.blocks.push_back(r.full.block(k * g, k * g, g, g));
+  }
   // Whether the grams of T x cols inputs read by linears of up to max_rows rows are XᵀX alone and
   // carry the clipping and the error reports (every token clipped, the cross terms through XᵀX,
   // more tokens than columns): the inputs are then not read once it is formed.
@@ -1657,8 +1684,10 @@ struct AwBlockStep {
   // their columns, and a channel's scale is every one of its columns' (the returned scales are
   // the n channels').
   // release_x as quantize_on's: called once the loss goes through XᵀX and x is no longer read.
+  // gram_out, where given, receives that XᵀX (of x as it is; left empty where the loss did not go
+  // through it), for the clipping of the same inputs (quantize_on_parked).
   AwqSearch search_linear(const AwMat& x, const AwMat& w, const Context& ctx, std::span<const int64_t> tie = {},
-                          const std::function<void()>& release_x = {}) const {
+                          const std::function<void()>& release_x = {}, AwMat* gram_out = nullptr) const {
     using Loss = std::function<double(std::span<const float>)>;
     const AwqParams& p = cfg.params;
     const int threads = ctx.thread_count();
@@ -1686,8 +1715,10 @@ struct AwBlockStep {
       if (bf16_search() && !l.gram) return l(scaled_fake_bf16(w, cols(s), ctx), threads);
       return l(scaled_fake(w, cols(s), ctx), threads);
     };
-    return awq_search_scales(x_mean, w_mean, p, [&](std::span<const float> s) { return loss(ll, s); },
-                             screen ? Loss([&](std::span<const float> s) { return loss(*ls, s); }) : Loss{});
+    AwqSearch r = awq_search_scales(x_mean, w_mean, p, [&](std::span<const float> s) { return loss(ll, s); },
+                                    screen ? Loss([&](std::span<const float> s) { return loss(*ls, s); }) : Loss{});
+    if (gram_out && ll.gram) *gram_out = std::move(ll.G);
+    return r;
   }
   // search_linear with `parked` (x's parked file): once x's column means and screening sample are
   // made, x is freed (release_x) and the loss reads x's rows from the file a slab at a time, the
@@ -1696,15 +1727,15 @@ struct AwBlockStep {
   // needs bf16 products and w exact in bf16 (`exact`): w is then freed too and the candidates made
   // from its bf16 copy. Otherwise the search above, on x in memory.
   // x may be empty (still parked): its statistics are then read from the file, and x is read
-  // back only for the search on x in memory.
+  // back only for the search on x in memory. gram_out as above.
   AwqSearch search_linear(AwMat& x, AwMat& w, const Context& ctx, const std::function<void()>& release_x,
-                          const AwParked* parked, bool exact) const {
+                          const AwParked* parked, bool exact, AwMat* gram_out = nullptr) const {
     const bool in_file = parked && parked->is_open() && x.size() == 0;
     const int64_t T = in_file ? parked->rows() : x.rows(), k = in_file ? parked->cols() : x.cols();
     const bool gram = T > k;
     if (!parked || (!gram && !(exact && bf16_search()))) {
       if (in_file) parked->unpark(x);
-      return search_linear(x, w, ctx, {}, release_x);
+      return search_linear(x, w, ctx, {}, release_x, gram_out);
     }
     using Loss = std::function<double(std::span<const float>)>;
     const AwqParams& p = cfg.params;
@@ -1743,8 +1774,10 @@ struct AwBlockStep {
       if (bf16_search() && !l.gram) return l(scaled_fake_bf16(w, s, ctx), threads);
       return l(scaled_fake(w, s, ctx), threads);
     };
-    return awq_search_scales(x_mean, w_mean, p, [&](std::span<const float> s) { return loss(*ll, s); },
-                             screen ? Loss([&](std::span<const float> s) { return loss(*ls, s); }) : Loss{});
+    AwqSearch r = awq_search_scales(x_mean, w_mean, p, [&](std::span<const float> s) { return loss(*ll, s); },
+                                    screen ? Loss([&](std::span<const float> s) { return loss(*ls, s); }) : Loss{});
+    if (gram_out && ll->gram) *gram_out = std::move(ll->G);
+    return r;
   }
   // Per channel of `tie`, the mean of v over its columns.
   static std::vector<float> tied_mean(std::span<const float> v, std::span<const int64_t> tie) {
@@ -1781,11 +1814,26 @@ struct AwBlockStep {
   // as they are). Parked inputs clipped on every token are read from the file where they are
   // needed (parked_grams, the error reports), never held; otherwise they are read back and
   // divided. x is empty afterwards.
+  // `gram`, where given and not empty, is XᵀX of the undivided inputs from their scale search
+  // (search_linear's gram_out; more tokens than columns): where the clipping takes all of XᵀX on
+  // every token, it is that matrix divided by s on both sides (grams_from; consumed), and the
+  // inputs are not read again.
   void quantize_on_parked(AwParked& f, AwMat& x, std::span<const float> s,
-                          std::initializer_list<std::pair<AwLinear*, const AwqParams*>> ls, const Context& ctx) {
+                          std::initializer_list<std::pair<AwLinear*, const AwqParams*>> ls, const Context& ctx,
+                          AwMat* gram = nullptr) {
     int64_t max_rows = 0;
     for (const auto& l : ls) max_rows = std::max(max_rows, l.first->rows);
     const int64_t n = cfg.params.clip_tokens;
+    const bool in_file = f.is_open() && x.size() == 0;
+    const int64_t T = in_file ? f.rows() : x.rows(), cols = in_file ? f.cols() : x.cols();
+    if (gram && gram->rows() == cols && T > cols && clip_full_gram(T, cols, max_rows)) {
+      AwGrams gr;
+      grams_from(std::move(*gram), s, T, ctx, gr);
+      *gram = AwMat();
+      x = AwMat();
+      for (const auto& [l, over] : ls) quantize_linear(*l, AwRows{&x}, &gr, ctx, over);  // (the reports go through XᵀX)
+      return;
+    }
     if (f.is_open() && x.size() == 0 && fit() && (n <= 0 || n >= f.rows())) {
       const AwRows rows{nullptr, &f, s};
       AwParked split;
@@ -1955,6 +2003,7 @@ struct AwBlockStep {
     // head g feeds column d of every query head h with h / (n_head / n_head_kv) = g, so with
     // scale_v_o_gqa those columns share the channel's scale (tie: column -> v row).
     AwqSearch s2;
+    AwMat o_gram;  // o's search's XᵀX, for its clipping (quantize_on_parked)
     std::vector<int64_t> tie;
     const int64_t hd = mc.head_dim;
     const bool vo_gqa = p.scale_v_o && p.scale_v_o_gqa && wv.rows != wo.cols && mc.n_head_kv > 0 &&
@@ -1970,7 +2019,7 @@ struct AwBlockStep {
     if (vo) {
       a.attn_parked.park(a.x_attn, io->spill_dir);
       a.o_parked.unpark(a.x_o);
-      s2 = search_linear(a.x_o, wo.w, ctx, tie);
+      s2 = search_linear(a.x_o, wo.w, ctx, tie, {}, clip_full_gram(a.x_o.rows(), wo.cols, wo.rows) ? &o_gram : nullptr);
       report(L, "v_proj->o_proj", s2);
       a.o_parked.park(a.x_o, io->spill_dir);
     }
@@ -2020,7 +2069,7 @@ struct AwBlockStep {
     }
     a.x_attn = AwMat(), keep[0] = AwMat();  // q, k and v are quantized: o's turn has the memory
     quantize_on_parked(a.o_parked, a.x_o, vo ? std::span<const float>(s2_cols) : std::span<const float>(), {{&wo, nullptr}},
-                       ctx);  // the attention's inputs: no later step reads them
+                       ctx, &o_gram);  // the attention's inputs: no later step reads them
   }
 
   // post_attention_layernorm -> gate, up (inspected at the MLP's output) and up_proj -> down_proj.
@@ -2113,7 +2162,12 @@ struct AwBlockStep {
     // 4. up_proj -> down_proj, inspected at down_proj's output.
     if (wd.w.size() == 0) wd = load(L, "ffn_down.weight");
     const auto release_x = [&] { park_down.park(a.x_down, io->spill_dir); };
-    const AwqSearch s4 = search_linear(a.x_down, wd.w, ctx, release_x, park_down.is_open() ? &park_down : nullptr, exact_down);
+    // Where the loss goes through XᵀX, down's clipping takes it too (divided by s4): held through
+    // gate and up's turn, so their report order is kept.
+    AwMat down_gram;
+    const int64_t t_down = park_down.is_open() && a.x_down.size() == 0 ? park_down.rows() : a.x_down.rows();
+    const AwqSearch s4 = search_linear(a.x_down, wd.w, ctx, release_x, park_down.is_open() ? &park_down : nullptr, exact_down,
+                                       clip_full_gram(t_down, wd.cols, wd.rows) ? &down_gram : nullptr);
     report(L, "up_proj->down_proj", s4);
     end_search();
     wd.w = AwMat();
@@ -2130,7 +2184,7 @@ struct AwBlockStep {
     wg.w = AwMat(), wu.w = AwMat();  // quantized: down's turn has the memory
     wd = load(L, "ffn_down.weight");
     scale_cols(wd.w, s4.scales);
-    quantize_on_parked(park_down, a.x_down, s4.scales, {{&wd, nullptr}}, ctx);
+    quantize_on_parked(park_down, a.x_down, s4.scales, {{&wd, nullptr}}, ctx, &down_gram);
   }
 
   // up -> down: up's rows divided by s, down's columns (and its inputs x, where given) multiplied
