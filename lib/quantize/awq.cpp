@@ -195,6 +195,8 @@ bool aw_cost_factor(const float* G, int64_t g, float* M) {
 // spend less on packing (at 256 rows a 2048 x 8192 weight's packing was an eighth of the search).
 // A row's result does not depend on the rows beside it.
 constexpr int64_t kAwRows = 1024;
+// Tokens on which the recomputed attention is checked against the engine's, at least (whole chunks).
+constexpr int64_t kAttnCheckTokens = 4096;
 // The row grain of t rows on `threads`: up to kAwRows, but every thread gets rows.
 inline int64_t aw_grain(int64_t t, int threads) {
   const int64_t n = std::max(1, threads > 0 ? threads : hardware_threads());
@@ -1923,14 +1925,19 @@ struct AwBlockStep {
     using Loss = std::function<double(std::span<const float>)>;
 
     // 1. input_layernorm -> q, k, v, inspected at the attention block's output.
-    // The recomputed attention against the engine's (o_proj's captured inputs), chunk by chunk.
+    // The recomputed attention against the engine's (o_proj's captured inputs), chunk by chunk, on
+    // the first chunks of at least kAttnCheckTokens tokens (every chunk when fewer): the
+    // recomputation is the same arithmetic on every chunk.
     double dev = 0;
     {
       const AwRows xo = a.o_parked.is_open() ? AwRows{nullptr, &a.o_parked} : AwRows{&a.x_o, nullptr};
       const int64_t c = xo.cols();
-      std::vector<double> d2(static_cast<size_t>(T)), r2(static_cast<size_t>(T));
+      std::vector<int64_t> lens_c;
+      int64_t tc = 0;
+      for (size_t i = 0; i < lengths.size() && tc < kAttnCheckTokens; ++i) lens_c.push_back(lengths[i]), tc += lengths[i];
+      std::vector<double> d2(static_cast<size_t>(tc)), r2(static_cast<size_t>(tc));
       AwBufs bufs;
-      attention_out(xa, lengths, wq.w, wk.w, wv.w, bq, bk, bv, nullptr, [&](int64_t r0, int64_t n, const float* y) {
+      attention_out(xa, lens_c, wq.w, wk.w, wv.w, bq, bk, bv, nullptr, [&](int64_t r0, int64_t n, const float* y) {
         std::vector<float> buf = bufs.take();
         const float* r = xo.get(r0, n, buf);
         for (int64_t i = 0; i < n; ++i) {
@@ -1940,7 +1947,7 @@ struct AwBlockStep {
         bufs.give(std::move(buf));
       }, ctx);
       double sd = 0, sr = 0;
-      for (int64_t t = 0; t < T; ++t) sd += d2[static_cast<size_t>(t)], sr += r2[static_cast<size_t>(t)];
+      for (int64_t t = 0; t < tc; ++t) sd += d2[static_cast<size_t>(t)], sr += r2[static_cast<size_t>(t)];
       dev = std::sqrt(sd) / std::max(1e-30, std::sqrt(sr));
     }
     const bool attn_ok = dev < 1e-3;
