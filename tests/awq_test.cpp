@@ -566,6 +566,41 @@ TEST_CASE("awq: the clipping search's cost factor is lower triangular with MᵀM
   CHECK_FALSE(awq_impl::aw_cost_factor(Gz.data(), g, M.data()));
 }
 
+TEST_CASE("awq: the search's XᵀX divided by the scales is the XᵀX of the divided inputs", "[awq]") {
+  // Inputs with a few outlier channels (the scales then span a wide range, as AWQ's do), their XᵀX
+  // in double as the reference; the clipping takes D⁻¹ (XᵀX) D⁻¹ from the search instead of forming
+  // (X D⁻¹)ᵀ (X D⁻¹).
+  const int64_t n = 96, T = 500;
+  std::mt19937 rng(17);
+  std::normal_distribution<float> N;
+  std::vector<float> X(static_cast<size_t>(T * n)), s(static_cast<size_t>(n));
+  for (int64_t c = 0; c < n; ++c) s[static_cast<size_t>(c)] = std::exp(0.8f * N(rng)) * (c % 17 == 3 ? 20.0f : 1.0f);
+  for (int64_t t = 0; t < T; ++t)
+    for (int64_t c = 0; c < n; ++c) X[static_cast<size_t>(t * n + c)] = N(rng) * (c % 17 == 3 ? 30.0f : 1.0f);
+  Eigen::MatrixXd Xd(T, n), Yd(T, n);
+  for (int64_t t = 0; t < T; ++t)
+    for (int64_t c = 0; c < n; ++c) {
+      Xd(t, c) = X[static_cast<size_t>(t * n + c)];
+      Yd(t, c) = static_cast<double>(X[static_cast<size_t>(t * n + c)] / s[static_cast<size_t>(c)]);  // the divided inputs, as read
+    }
+  const Eigen::MatrixXd want = Yd.transpose() * Yd;
+  using RowMatf = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+  for (const int threads : {1, 3}) {
+    RowMatf G = Eigen::MatrixXd(Xd.transpose() * Xd).cast<float>();
+    awq_impl::aw_divide_gram(G.data(), n, s.data(), threads);
+    const Eigen::MatrixXd got = G.cast<double>();
+    double worst = 0;
+    for (int64_t i = 0; i < n; ++i)
+      for (int64_t j = 0; j < n; ++j)
+        worst = std::max(worst, std::abs(got(i, j) - want(i, j)) / std::sqrt(want(i, i) * want(j, j)));
+    INFO("threads " << threads << ": worst entry error " << worst << " of sqrt(G_ii G_jj)");
+    CHECK(worst < 1e-5);
+    CHECK(got.isApprox(got.transpose(), 0.0));  // still symmetric, exactly
+    // Undivided, the matrix would be far off: the check can fail.
+    CHECK((Eigen::MatrixXd(Xd.transpose() * Xd) - want).norm() > 0.5 * want.norm());
+  }
+}
+
 TEST_CASE("awq: the column means of rows read a slab at a time are the matrix expression's floats", "[awq]") {
   // Heavy-tailed values over wide ranges, so that any other order of the sums rounds differently;
   // row counts around the fours the sums go in, column counts around the vector unit's packets.

@@ -181,6 +181,16 @@ inline void aw_gemm(AwGemmFn gemm, const float* a, int64_t m, int64_t k, int64_t
   gemm(g);
 }
 
+void aw_divide_gram(float* G, int64_t n, const float* s, int threads) {
+  parallel_for(n, threads, 64, [&](int64_t i0, int64_t i1) {
+    for (int64_t i = i0; i < i1; ++i) {
+      float* row = G + i * n;
+      const double si = s[i];
+      for (int64_t j = 0; j < n; ++j) row[j] = static_cast<float>(static_cast<double>(row[j]) / (si * static_cast<double>(s[j])));
+    }
+  });
+}
+
 bool aw_cost_factor(const float* G, int64_t g, float* M) {
   thread_local Eigen::LLT<Eigen::MatrixXf> llt;  // its storage kept from group to group
   llt.compute(Eigen::Map<const AwMat>(G, g, g).reverse());
@@ -1276,21 +1286,10 @@ struct AwBlockStep {
     return fit() && (n <= 0 || n >= T) && full_gram(T, cols, max_rows);
   }
   // The grams of T inputs divided column by column by s (empty: as they are), from G = XᵀX of the
-  // undivided ones (consumed): all of D⁻¹ G D⁻¹, D = diag(s), each entry G_ij / (s_i s_j) in double
-  // and rounded once (what input_grams forms from the divided inputs, up to float rounding), and
-  // its diagonal blocks.
+  // undivided ones (consumed): all of D⁻¹ G D⁻¹ (aw_divide_gram), and its diagonal blocks.
   void grams_from(AwMat&& G, std::span<const float> s, int64_t T, const Context& ctx, AwGrams& r) const {
     const int64_t cols = G.cols(), g = cfg.params.group_size;
-    if (!s.empty()) {
-      parallel_for(cols, ctx.thread_count(), 64, [&](int64_t i0, int64_t i1) {
-        for (int64_t i = i0; i < i1; ++i) {
-          float* row = G.row(i).data();
-          const double si = s[static_cast<size_t>(i)];
-          for (int64_t j = 0; j < cols; ++j)
-            row[j] = static_cast<float>(static_cast<double>(row[j]) / (si * static_cast<double>(s[static_cast<size_t>(j)])));
-        }
-      });
-    }
+    if (!s.empty()) aw_divide_gram(G.data(), cols, s.data(), ctx.thread_count());
     r.full = std::move(G);
     r.outnumber = T > cols;
     for (int64_t k = 0; k < cols / g; ++k) r.blocks.push_back(r.full.block(k * g, k * g, g, g));

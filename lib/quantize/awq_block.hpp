@@ -67,6 +67,12 @@ float awq_gain_scale(const float* x, int64_t g, const float* gram, int maxq, flo
 /// multiply-adds of D·G. False when G has no such factor in float (a dead input channel).
 bool aw_cost_factor(const float* G, int64_t g, float* M);
 
+/// G (n x n, row-major, symmetric) = XᵀX of inputs X becomes that of X divided column by column
+/// by s: D⁻¹ G D⁻¹, D = diag(s), each entry G_ij / (s_i s_j) in double, rounded to float once (the
+/// same matrix as formed from the divided inputs, up to float rounding), rows on `threads`. The
+/// clipping takes its scale search's XᵀX this way instead of forming it again from the inputs.
+void aw_divide_gram(float* G, int64_t n, const float* s, int threads);
+
 /// The scale search's input statistic mean |x| per column (AwBlockStep::col_abs_mean on a float
 /// matrix in memory) over rows handed a slab at a time, as from a parked file: the same floats as
 /// that matrix expression gives, its sums taken in the order Eigen takes them (a column in the
