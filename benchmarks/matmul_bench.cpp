@@ -5,8 +5,11 @@
 // (bench_util.hpp) for scale; never asserts.
 //
 //   matmul_bench [--m 256] [--threads 1] [--reps 3] [--model 1b|tiny] [--types Q4_K,Q8_0,...]
-//                [--no-isa] [--float-act]
+//                [--no-isa] [--float-act] [--gram]
 //
+// --gram: instead, the lower triangle of XᵀX for m tokens of each linear input's width (GPTQ's
+// Hessians, AWQ's clipping and search grams: gptq_impl::gp_add_gram) in 128-row stripes and in
+// the stripes it picks, GMAC/s of the triangle's multiply-adds and the ratio.
 // --float-act: BF16 weights multiply float activations (the engine's exact mode) instead of
 // bf16-rounded ones. W8 is SmoothQuant's W8A8: int8 weights times int8 per-token activations
 // (one GMAC/s is two GOPS); `--m 512 --types F32,BF16,W8` compares it with the float GEMMs.
@@ -15,6 +18,7 @@
 #include <lq/threads.hpp>
 
 #include "engine/impl.hpp"
+#include "quantize/gptq_walk.hpp"
 #include "kernels/cpu/rows.hpp"
 #include "kernels/cpu/engine_kernels.hpp"
 #include "int8_gemm.hpp"
@@ -92,11 +96,34 @@ cpu::QGemmFn pick(const IsaKernels& k, QuantType t) {
 
 }  // namespace
 
+// --gram: XᵀX's lower triangle for m tokens of each input width, 128-row stripes against gp_add_gram's own.
+int gram_bench(int64_t m, int threads, int reps, const std::string& model) {
+  const std::vector<int64_t> widths = model == "tiny" ? std::vector<int64_t>{256, 768} : std::vector<int64_t>{2048, 8192};
+  const gptq_impl::GpGemmFn gemm = engine::Exec::with_threads(threads).ops.gemm;
+  g_cpu_time = threads == 1;
+  std::printf("matmul_bench --gram: m=%lld tokens, %d thread(s), model %s; GMAC/s of the lower triangle (best of %d, %s time)\n\n",
+              static_cast<long long>(m), threads, model.c_str(), reps, g_cpu_time ? "thread CPU" : "wall");
+  std::printf("| width | 128-row stripes | gp_add_gram's stripes | ratio |\n| --- | --- | --- | --- |\n");
+  std::mt19937 rng(5);
+  std::normal_distribution<float> nd(0.f, 1.f);
+  for (const int64_t w : widths) {
+    std::vector<float> x(static_cast<size_t>(m * w));
+    for (auto& v : x) v = nd(rng);
+    gptq_impl::RowMat H = gptq_impl::RowMat::Zero(w, w);
+    const double macs = static_cast<double>(m) * static_cast<double>(w) * static_cast<double>(w + 1) / 2;
+    const double t128 = best_of(reps, [&] { gptq_impl::gp_add_gram(H, x.data(), m, w, threads, gemm, 128); });
+    const double tnew = best_of(reps, [&] { gptq_impl::gp_add_gram(H, x.data(), m, w, threads, gemm); });
+    std::printf("| %lld | %.1f | %.1f | %.2fx |\n", static_cast<long long>(w), macs / t128 * 1e-9, macs / tnew * 1e-9, t128 / tnew);
+    std::fflush(stdout);
+  }
+  return 0;
+}
+
 int main(int argc, char** argv) {
   int64_t m = 256;
   int threads = 1, reps = 3;
   std::string model = "1b";
-  bool per_isa = true, float_act = false;
+  bool per_isa = true, float_act = false, gram = false;
   std::vector<std::string> types = {"F32", "BF16", "W8", "Q8_0", "Q4_0", "Q4_K", "Q5_K", "Q6_K", "Q3_K", "Q2_K"};
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
@@ -108,6 +135,7 @@ int main(int argc, char** argv) {
     else if (a == "--types") types = split_list(val());
     else if (a == "--no-isa") per_isa = false;
     else if (a == "--float-act") float_act = true;
+    else if (a == "--gram") gram = true;
     else {
       std::fprintf(stderr, "unknown option %s\n", a.c_str());
       return 2;
@@ -122,6 +150,7 @@ int main(int argc, char** argv) {
                                            {"vocab", 2048, 256}}
                       : std::vector<Shape>{{"qo", 2048, 2048}, {"kv", 512, 2048}, {"up", 8192, 2048},
                                            {"down", 2048, 8192}, {"vocab", 2048, 2048}};
+  if (gram) return gram_bench(m, threads, reps, model);
   g_cpu_time = threads == 1;
   std::vector<IsaKernels> isas;  // every ISA of this build but the SSE2 baseline
   cpu::for_each_isa([&](auto arch, const char* name) {

@@ -101,16 +101,35 @@ inline std::vector<float> gp_live_diagonal(const float* h, int64_t cols) {
 using GpGemmFn = void (*)(const detail::GemmArgs&);
 
 /// The lower triangle of H += XᵀX for the n rows (tokens) of x, cols inputs each (gp_finish_gram
-/// completes H): Xᵀ is formed once, then each stripe of 128 rows of H is one product of the
-/// back-end's GEMM (vectorised for the CPU it runs on), the stripes on the threads. The stripes,
-/// not the thread count, set each sum's order, so H is the same for any thread count.
-inline void gp_add_gram(RowMat& H, const float* x, int64_t n, int64_t cols, int threads, GpGemmFn gemm) {
-  constexpr int64_t kStripe = 128;
-  RowMat Xt = Eigen::Map<const RowMat>(x, n, cols).transpose();
+/// completes H): Xᵀ is formed once (tiled, on the threads), then each stripe of rows of H is one product of the back-end's
+/// GEMM (vectorised for the CPU it runs on), the stripes on the threads. Each product packs the
+/// rows of Xᵀ its stripe reaches, so the stripes are as tall as keeps four a thread (128 to 512
+/// rows): at 8192 columns on two threads, 512-row stripes pack a quarter of what 128-row ones did.
+/// An entry's sum runs over the tokens in the GEMM's own order whatever the stripe it falls in, so
+/// H is the same for any stripe height and thread count. `stripe` > 0 sets the height (the
+/// benchmark's comparison).
+inline void gp_add_gram(RowMat& H, const float* x, int64_t n, int64_t cols, int threads, GpGemmFn gemm,
+                        int64_t stripe = 0) {
+  const int64_t nt = std::max(1, threads > 0 ? threads : hardware_threads());
+  const int64_t kStripe = stripe > 0 ? stripe : 128 * std::clamp<int64_t>(cols / (128 * 4 * nt), 1, 4);
+  // Xᵀ in 32 x 32 tiles, blocks of columns on the threads (a plain transposing copy ran at a sixth
+  // of this speed, single-threaded: at 4096 tokens x 2048 columns it took longer than the products).
+  constexpr int64_t kTile = 32;
+  RowMat Xt(cols, n);
+  parallel_for((cols + kTile - 1) / kTile, threads, 1, [&](int64_t b0, int64_t b1) {
+    for (int64_t c0 = b0 * kTile; c0 < std::min(cols, b1 * kTile); c0 += kTile)
+      for (int64_t t0 = 0; t0 < n; t0 += kTile) {
+        const int64_t c1 = std::min(c0 + kTile, cols), t1 = std::min(t0 + kTile, n);
+        for (int64_t c = c0; c < c1; ++c) {
+          float* dst = Xt.data() + c * n;
+          for (int64_t t = t0; t < t1; ++t) dst[t] = x[t * cols + c];
+        }
+      }
+  });
   const int64_t stripes = (cols + kStripe - 1) / kStripe;
   parallel_for(stripes, threads, 1, [&](int64_t s0, int64_t s1) {
-    for (int64_t s = s1 - 1; s >= s0; --s) {  // the longer stripes first
-      const int64_t r0 = s * kStripe, h = std::min(kStripe, cols - r0);
+    for (int64_t i = s0; i < s1; ++i) {  // the longer stripes first (handed out in this order)
+      const int64_t r0 = (stripes - 1 - i) * kStripe, h = std::min(kStripe, cols - r0);
       detail::GemmArgs g{h, r0 + h, n, Xt.data() + r0 * n, n, Xt.data(), QuantType::F32, n, H.data() + r0 * cols, cols, true};
       g.c_causal = r0;  // row r0 + i needs columns 0 .. r0 + i (the lower triangle)
       gemm(g);
