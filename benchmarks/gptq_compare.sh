@@ -66,8 +66,10 @@ else
           "${act_args[@]}" --calibration-data "$calib" --calibration-samples "$samples" --ctx "$ctx" --no-checkpoints
           -o "$lq_out")
   supported=0
-  # an lq with the combination documents it in its help ("GPTQ-rounded int8 weights")
-  "$lq" quantize --help 2>&1 | grep -qi "GPTQ-rounded int8" && supported=1
+  # an lq with the combination documents it in its help ("GPTQ-rounded int8 weights"); the help is
+  # read whole first: under pipefail, grep -q quitting early would fail the pipe with SIGPIPE
+  help_text=$("$lq" quantize --help 2>&1 || true)
+  if grep -qi "GPTQ-rounded int8" <<<"$help_text"; then supported=1; fi
 fi
 # shellcheck disable=SC2086
 lq_cmd+=(${LQ_ARGS:-})

@@ -33,7 +33,8 @@ llmc_side "$llmc_out" "$work/time-llmc-$tag.txt" "$py" "$repo/benchmarks/smoothq
   --lq "$lq"
 
 lq_out="$work/lq-w8a8-$tag"
-if "$lq" quantize --help 2>&1 | grep -q -- "--smoothquant"; then
+help_text=$("$lq" quantize --help 2>&1 || true)  # read whole: grep -q quitting early fails a pipe under pipefail
+if grep -q -- "--smoothquant" <<<"$help_text"; then
   lq_side "$lq_out" "$work/time-lq-$tag.txt" "$lq" --threads "$threads" quantize "$model" smoothquant --smoothquant \
     --alpha "$alpha" --calibration-data "$calib" --calibration-samples "$samples" --ctx "$ctx" -o "$lq_out"
 else
